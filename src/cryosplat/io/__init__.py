@@ -1,0 +1,1 @@
+"""Readers and writers: MRC maps and stacks, RELION STAR, cryoSPARC .cs, cryoDRGN pickles."""

@@ -1,0 +1,201 @@
+"""MRC maps and image stacks.
+
+Maps are written in the file frame of :mod:`cryosplat.conventions` (voxel 0 at 0 Å, header origin 0,
+as RELION writes them) with the voxel size in the header, so ChimeraX shows the right size and hand.
+Stacks are memory-mapped and read by index, so a stack larger than RAM works.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from cryosplat.errors import InputError
+
+__all__ = ["read_map", "write_map", "MRCStack", "write_stack", "stack_header_info"]
+
+_HEADER_BYTES = 1024
+
+
+def stack_header_info(path: str | Path) -> dict:
+    """Read only the header of an MRC file and check the file is long enough for it.
+
+    Returns
+    -------
+    dict with ``nx, ny, nz`` (sections), ``mode``, ``pixel_size_angstrom`` (0 if unset),
+    ``data_offset`` (bytes), ``itemsize``.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or truncated file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: stack file not found")
+    try:
+        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
+            h = m.header
+            if h is None:
+                raise InputError(f"{path}: not an MRC file (no header)")
+            nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
+            mode = int(h.mode)
+            next_bytes = int(h.nsymbt)
+            vs = float(m.voxel_size.x)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: cannot read MRC header ({exc})") from None
+    dtypes = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
+    if mode not in dtypes:
+        raise InputError(f"{path}: unsupported MRC mode {mode} (real images need mode 0, 1, 2, 6 or 12)")
+    itemsize = np.dtype(dtypes[mode]).itemsize
+    offset = _HEADER_BYTES + next_bytes
+    need = offset + nx * ny * nz * itemsize
+    size = path.stat().st_size
+    if size < need:
+        have = max(0, (size - offset) // max(1, nx * ny * itemsize))
+        raise InputError(
+            f"{path}: truncated: header says {nz} images of {nx}x{ny} ({need} bytes) but the file "
+            f"has {size} bytes ({have} whole images)")
+    return dict(nx=nx, ny=ny, nz=nz, mode=mode, pixel_size_angstrom=vs, data_offset=offset,
+                itemsize=itemsize, dtype=np.dtype(dtypes[mode]).newbyteorder(
+                    "<" if _is_little_endian(path) else ">"))
+
+
+def _is_little_endian(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(212)
+        stamp = fh.read(1)
+    return stamp != b"\x11"
+
+
+class MRCStack:
+    """A lazily memory-mapped stack of square images, read by index.
+
+    Parameters
+    ----------
+    path : str or Path
+        An ``.mrcs``/``.mrc`` file of N images of D×D pixels.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        info = stack_header_info(self.path)
+        if info["nx"] != info["ny"]:
+            raise InputError(f"{self.path}: images are {info['nx']}x{info['ny']}; cryosplat needs "
+                             "square images")
+        self.box = info["nx"]
+        self.n_images = info["nz"]
+        self.pixel_size_angstrom = info["pixel_size_angstrom"]
+        self._info = info
+        self._mmap: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.n_images
+
+    def _array(self) -> np.ndarray:
+        if self._mmap is None:
+            self._mmap = np.memmap(self.path, dtype=self._info["dtype"], mode="r",
+                                   offset=self._info["data_offset"],
+                                   shape=(self.n_images, self.box, self.box))
+        return self._mmap
+
+    def read(self, indices) -> np.ndarray:
+        """Images at 0-based ``indices`` as float32, shape (len(indices), D, D)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_images):
+            bad = int(idx[(idx < 0) | (idx >= self.n_images)][0])
+            raise InputError(f"{self.path}: image index {bad + 1} (1-based) is beyond the stack's "
+                             f"{self.n_images} images")
+        order = np.argsort(idx, kind="stable")
+        out = np.empty((idx.size, self.box, self.box), dtype=np.float32)
+        out[order] = self._array()[idx[order]]
+        return out
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_mmap"] = None
+        return state
+
+
+def read_map(path: str | Path) -> tuple[np.ndarray, float]:
+    """Read a cubic map: ``(volume[z, y, x] float32, voxel_size_angstrom)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: map file not found")
+    try:
+        with mrcfile.open(path, mode="r", permissive=True) as m:
+            if m.data is None:
+                raise InputError(f"{path}: not a readable MRC map")
+            data = np.asarray(m.data, dtype=np.float32).copy()
+            voxel = float(m.voxel_size.x)
+            h = m.header
+            axes = (int(h.mapc), int(h.mapr), int(h.maps))
+    except ValueError as exc:
+        raise InputError(f"{path}: cannot read MRC map ({exc})") from None
+    if data.ndim != 3 or len(set(data.shape)) != 1:
+        raise InputError(f"{path}: expected a cubic 3D map, got shape {data.shape}")
+    if axes != (1, 2, 3) and sorted(axes) == [1, 2, 3]:
+        # Data axes are (sections, rows, columns) = spatial axes (maps, mapr, mapc); want (z, y, x).
+        data_axes = [axes[2], axes[1], axes[0]]
+        data = np.ascontiguousarray(np.transpose(data, [data_axes.index(a) for a in (3, 2, 1)]))
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{path}: map holds NaN or infinite values")
+    return data, voxel
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_map(path: str | Path, volume, voxel_size_angstrom: float) -> None:
+    """Write a map ``volume[z, y, x]`` atomically with its voxel size (header origin 0).
+
+    Parameters
+    ----------
+    path : str or Path
+    volume : array_like, shape (D, D, D)
+    voxel_size_angstrom : float
+    """
+    if not voxel_size_angstrom > 0:
+        raise ValueError(f"voxel_size_angstrom must be positive, got {voxel_size_angstrom}")
+    data = np.ascontiguousarray(np.asarray(volume, dtype=np.float32))
+    if data.ndim != 3:
+        raise ValueError(f"volume must be 3D, got shape {data.shape}")
+
+    def write(tmp: Path) -> None:
+        with mrcfile.new(tmp, overwrite=True) as m:
+            m.set_data(data)
+            m.voxel_size = float(voxel_size_angstrom)
+            m.header.origin = (0.0, 0.0, 0.0)
+            m.update_header_stats()
+
+    _atomic_write(Path(path), write)
+
+
+def write_stack(path: str | Path, images, pixel_size_angstrom: float) -> None:
+    """Write images (N, D, D) as an MRC stack (``.mrcs``), atomically."""
+    data = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
+    if data.ndim != 3:
+        raise ValueError(f"images must have shape (N, D, D), got {data.shape}")
+
+    def write(tmp: Path) -> None:
+        with mrcfile.new(tmp, overwrite=True) as m:
+            m.set_data(data)
+            m.set_image_stack()
+            m.voxel_size = float(pixel_size_angstrom)
+            m.update_header_stats()
+
+    _atomic_write(Path(path), write)

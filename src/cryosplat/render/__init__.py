@@ -1,0 +1,1 @@
+"""Orthographic Gaussian splatting: a pure-PyTorch reference and faster paths with the same signature."""
