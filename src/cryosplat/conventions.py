@@ -8,10 +8,10 @@ Frames and grids
 * Coordinates are ``(x, y, z)`` in Ångström. Arrays are indexed ``image[y, x]`` and ``map[z, y, x]``
   (the MRC order).
 * The origin of a D×D image is pixel ``(D // 2, D // 2)`` and the origin of a D³ map is voxel
-  ``(D // 2, D // 2, D // 2)``: exactly where a centred FFT (``fftshift``) puts zero frequency, as in
-  RELION and cryoDRGN. Pixel index ``i`` sits at coordinate ``(i - D // 2) * pixel_size``.
-* Files (MRC maps, exported pseudo-atoms) use the *file frame*: voxel 0 at 0 Å, as RELION writes maps
-  and ChimeraX reads them. ``file = internal + (D // 2) * pixel_size`` on every axis.
+  ``(D // 2, D // 2, D // 2)``: exactly where a centred FFT (``fftshift``) puts zero frequency, as
+  in RELION and cryoDRGN. Pixel index ``i`` sits at coordinate ``(i - D // 2) * pixel_size``.
+* Files (MRC maps, exported pseudo-atoms) use the *file frame*: voxel 0 at 0 Å, as RELION writes
+  maps and ChimeraX reads them. ``file = internal + (D // 2) * pixel_size`` on every axis.
 
 Rotations
 ---------
@@ -28,13 +28,19 @@ projection(p + o)``, a Fourier phase ``exp(+2πi k·o)``.
 
 Peers
 -----
-* cryoSPARC ``alignments3D/pose`` is a rotation vector (axis × angle, radians) whose Rodrigues matrix
-  ``R_cs`` is the transpose of RELION's ``A``: ``A = R_cs.T``. ``alignments3D/shift`` is in pixels
-  with the RELION sign: ``shifts_angstrom = shift * pixel_size``.
-* cryoDRGN ``poses.pkl`` holds ``(rotations, translations)``; rotations are ``A.T`` (cryoDRGN's
-  ``R_from_relion`` and its transposed cryoSPARC reading), translations are the RELION origin in
-  fractions of the box: ``shifts_angstrom = translations * D * pixel_size``. Its ``ctf.pkl`` has 9
-  columns ``[D, pixel_size, dfU, dfV, dfang_deg, kV, Cs_mm, amp_contrast, phase_shift_deg]``.
+* cryoSPARC ``alignments3D/pose`` is a rotation vector (axis × angle, radians) whose Rodrigues
+  matrix ``R_cs`` is the transpose of RELION's ``A``: ``A = R_cs.T``. ``alignments3D/shift`` is in
+  pixels with the RELION sign: ``shifts_angstrom = shift * pixel_size``.
+* cryoDRGN ``poses.pkl`` holds ``(rotations, translations)``; rotations are ``A`` itself:
+  cryoDRGN's ``R_from_relion(rot, tilt, psi)`` is ``S Rz(psi) Ry'(tilt) Rz(rot) S`` with active
+  ``Rz``, RELION's ``Ry'`` and ``S = diag(1, -1, 1)``, which equals RELION's
+  ``Euler_angles2matrix``; its cryoSPARC reading stores ``R_cs.T``. Translations are the RELION
+  origin in fractions of the box, same sign (``rlnOriginX / D`` from a STAR, ``shift / D`` from a
+  .cs): ``shifts_angstrom = translations * D * pixel_size``. Its ``ctf.pkl`` has 9 columns
+  ``[D, pixel_size, dfU, dfV, dfang_deg, kV, Cs_mm, amp_contrast, phase_shift_deg]``, the angles
+  converted from the .cs radians.
+  Verified on ``metadata/cryosparc_P12_J24_001_particles.cs`` against cryoDRGN's ``pose.cs.pkl``
+  and ``ctf2.pkl`` of the same 2,019 particles (``tests/test_cryosparc.py``).
 """
 
 from __future__ import annotations

@@ -156,6 +156,7 @@ class ParticleSet:
         datadir: str | Path | None = None,
         poses: str | Path | None = None,
         ctf: str | Path | None = None,
+        require_images: bool = True,
     ) -> ParticleSet:
         """Read a particle set, dispatching on the file's type.
 
@@ -169,6 +170,9 @@ class ParticleSet:
             then the current directory).
         poses, ctf : str or Path, optional
             cryoDRGN ``poses.pkl`` and ``ctf.pkl`` for an ``.mrcs`` stack.
+        require_images : bool
+            For ``.star``/``.cs``: if False, a file without images is accepted (angles, shifts
+            and CTF only; box and pixel size from ``data_optics``), as ``project --angles`` needs.
         """
         path = Path(path)
         if not path.exists():
@@ -177,11 +181,11 @@ class ParticleSet:
         if suffix == ".star":
             from cryosplat.io.star import read_particle_star
 
-            return read_particle_star(path, datadir=datadir)
+            return read_particle_star(path, datadir=datadir, require_images=require_images)
         if suffix == ".cs":
             from cryosplat.io.cryosparc import read_cryosparc
 
-            return read_cryosparc(path, datadir=datadir)
+            return read_cryosparc(path, datadir=datadir, require_images=require_images)
         if suffix in (".mrcs", ".mrc"):
             from cryosplat.io.cryodrgn import read_stack_with_pickles
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -38,7 +39,11 @@ def stack_header_info(path: str | Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: stack file not found")
     try:
-        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
+        with warnings.catch_warnings():
+            # permissive mode warns about headers RELION and cryoSPARC commonly write (no MAP ID).
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m = mrcfile.open(path, mode="r", header_only=True, permissive=True)
+        with m:
             h = m.header
             if h is None:
                 raise InputError(f"{path}: not an MRC file (no header)")
@@ -50,7 +55,8 @@ def stack_header_info(path: str | Path) -> dict:
         raise InputError(f"{path}: cannot read MRC header ({exc})") from None
     dtypes = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
     if mode not in dtypes:
-        raise InputError(f"{path}: unsupported MRC mode {mode} (real images need mode 0, 1, 2, 6 or 12)")
+        raise InputError(f"{path}: unsupported MRC mode {mode} (real images need mode 0, 1, 2, 6 "
+                         "or 12)")
     itemsize = np.dtype(dtypes[mode]).itemsize
     offset = _HEADER_BYTES + next_bytes
     need = offset + nx * ny * nz * itemsize
@@ -114,6 +120,13 @@ class MRCStack:
         out = np.empty((idx.size, self.box, self.box), dtype=np.float32)
         out[order] = self._array()[idx[order]]
         return out
+
+    def release(self) -> None:
+        """Drop the memory map, so pages read so far stop counting toward this process's memory.
+
+        The next :meth:`read` maps the file again.
+        """
+        self._mmap = None
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -1,0 +1,176 @@
+"""Benchmark data sets made with RELION's own projector, cached under ``bench_out/datasets``.
+
+Each data set is made as a RELION user with a known structure would make it, so that cryosplat's
+simulator cannot hide a convention error of cryosplat's reconstructor:
+
+1. the ground-truth map: the atomic model as cryosplat's Gaussian atom model
+   (``cryosplat.atoms.model_from_atoms``), voxelised and written with ``io.mrc.write_map``;
+2. views, shifts, CTF and half-set labels drawn by ``cryosplat.simulate.draw_metadata`` and written
+   as a RELION 3.1 STAR without image names (``in.star``);
+3. ``relion_project --i truth.mrc --ang in.star --o proj --ctf``: clean CTF-modulated projections;
+4. white Gaussian noise for the requested SNR (signal variance of all clean images over the box /
+   noise variance), written as ``particles.mrcs`` with ``particles.star`` naming its images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryosplat.atoms import model_from_atoms
+from cryosplat.io.mrc import MRCStack, write_map
+from cryosplat.io.star import write_relion31_particles
+from cryosplat.simulate import SimulationConfig, StreamingStackWriter, draw_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One benchmark data set.
+
+    Attributes
+    ----------
+    name : str
+        Folder name under the data set root.
+    model : str
+        Atomic model path relative to ``shared/data``.
+    box, pixel_size_angstrom, n_particles, snr : the images
+    shift_sd_angstrom : float
+        Standard deviation of the RELION origins (Å).
+    defocus_min_um, defocus_max_um : float
+        Uniform defocus range, unless ``ctf_table`` is set.
+    ctf_table : str or None
+        cryoDRGN ctf.pkl (relative to ``shared/data``) whose defocus rows are sampled.
+    voltage_kv, cs_mm, amplitude_contrast : float
+    seed : int
+    """
+
+    name: str
+    model: str
+    box: int
+    pixel_size_angstrom: float
+    n_particles: int
+    snr: float
+    shift_sd_angstrom: float = 3.0
+    defocus_min_um: float = 0.8
+    defocus_max_um: float = 2.5
+    ctf_table: str | None = None
+    voltage_kv: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.1
+    seed: int = 0
+
+
+def _8zpm(name: str, n: int) -> DatasetSpec:
+    return DatasetSpec(name, "models/8zpm.cif", 96, 1.5, n, 0.005)
+
+
+# The spike is ~185 Å across at its widest; 128 px of 2.2 Å (282 Å) leave room for the shifts.
+SPIKE = DatasetSpec("6vxx", "models/6vxx.pdb", 128, 2.2, 10_000, 0.004,
+                    ctf_table="metadata/empiar10028_ctf.pkl", cs_mm=2.0)
+
+DATASETS: dict[str, list[DatasetSpec]] = {
+    "8zpm": [_8zpm("8zpm", 5_000)],
+    "6vxx": [SPIKE],
+    "sweep": [_8zpm("8zpm_1k", 1_000), _8zpm("8zpm", 5_000), _8zpm("8zpm_20k", 20_000)],
+}
+QUICK: dict[str, list[DatasetSpec]] = {
+    "8zpm": [_8zpm("quick_8zpm", 1_000)],
+    "6vxx": [DatasetSpec(**{**asdict(SPIKE), "name": "quick_6vxx", "n_particles": 1_000})],
+    "sweep": [_8zpm("quick_8zpm_500", 500), _8zpm("quick_8zpm", 1_000),
+              _8zpm("quick_8zpm_2k", 2_000)],
+}
+
+
+@dataclass
+class Dataset:
+    """A made data set: ``particles.star`` (images ``particles.mrcs``) and ``truth.mrc``."""
+
+    spec: DatasetSpec
+    folder: Path
+    star: Path
+    truth: Path
+    signal_variance: float
+    noise_sd: float
+
+
+def _run(cmd: list[str], cwd: Path, log_name: str) -> None:
+    with open(cwd / log_name, "w") as log:
+        done = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}); see {cwd / log_name}")
+
+
+def _signal_variance(stack: MRCStack) -> float:
+    """Mean over images of the pixel variance over the box."""
+    total = 0.0
+    for start in range(0, stack.n_images, BATCH):
+        images = stack.read(np.arange(start, min(stack.n_images, start + BATCH)))
+        total += float(images.var(axis=(1, 2), dtype=np.float64).sum())
+    return total / stack.n_images
+
+
+def _add_noise(clean: MRCStack, out: Path, noise_sd: float, pixel: float, seed: int) -> None:
+    rng = np.random.default_rng([seed, 7])
+    writer = StreamingStackWriter(out, clean.n_images, clean.box, pixel)
+    for start in range(0, clean.n_images, BATCH):
+        images = clean.read(np.arange(start, min(clean.n_images, start + BATCH)))
+        writer.write(images + noise_sd * rng.standard_normal(images.shape, dtype=np.float32))
+    writer.close()
+
+
+def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
+    """Make ``spec`` under ``root/spec.name`` unless a finished copy with the same spec is there."""
+    folder = root / spec.name
+    record = folder / "dataset.json"
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        if saved.get("spec") == asdict(spec):
+            return Dataset(spec, folder, folder / "particles.star", folder / "truth.mrc",
+                           saved["signal_variance"], saved["noise_sd"])
+    if shutil.which("relion_project") is None:
+        raise RuntimeError("relion_project is not on PATH: cannot make benchmark data sets")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    log(f"[dataset] making {spec.name}: {spec.n_particles} particles of {spec.model}, box "
+        f"{spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}")
+    model = model_from_atoms(SHARED / spec.model, spec.box, spec.pixel_size_angstrom)
+    with torch.no_grad():
+        write_map(folder / "truth.mrc", model.voxelize().numpy(), spec.pixel_size_angstrom)
+    config = SimulationConfig(
+        n_particles=spec.n_particles, box=spec.box, pixel_size_angstrom=spec.pixel_size_angstrom,
+        snr=spec.snr, seed=spec.seed, shift_sd_angstrom=spec.shift_sd_angstrom,
+        defocus_min_um=spec.defocus_min_um, defocus_max_um=spec.defocus_max_um,
+        ctf_table=None if spec.ctf_table is None else SHARED / spec.ctf_table,
+        voltage_kv=spec.voltage_kv, cs_mm=spec.cs_mm, amplitude_contrast=spec.amplitude_contrast)
+    meta = draw_metadata(config, np.random.default_rng(spec.seed))
+    columns = dict(rotations=meta.rotations, shifts_angstrom=meta.shifts_angstrom, ctf=meta.ctf,
+                   pixel_size_angstrom=spec.pixel_size_angstrom, box=spec.box,
+                   random_subset=meta.random_subset)
+    write_relion31_particles(folder / "in.star", image_names=None, **columns)
+    _run(["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--o", "proj", "--ctf"],
+         folder, "relion_project.log")
+    clean = MRCStack(folder / "proj.mrcs")
+    if clean.n_images != spec.n_particles:
+        raise RuntimeError(f"relion_project wrote {clean.n_images} of {spec.n_particles} images")
+    signal_variance = _signal_variance(clean)
+    noise_sd = math.sqrt(signal_variance / spec.snr)
+    _add_noise(clean, folder / "particles.mrcs", noise_sd, spec.pixel_size_angstrom, spec.seed)
+    (folder / "proj.mrcs").unlink()
+    names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
+    write_relion31_particles(folder / "particles.star", image_names=names, **columns)
+    record.write_text(json.dumps({"spec": asdict(spec), "signal_variance": signal_variance,
+                                  "noise_sd": noise_sd}, indent=2) + "\n")
+    return Dataset(spec, folder, folder / "particles.star", folder / "truth.mrc", signal_variance,
+                   noise_sd)

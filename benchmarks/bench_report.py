@@ -1,0 +1,125 @@
+"""Scores of a reconstruction against the truth and the results table (``RESULTS.md``).
+
+FSCs are unmasked, over the whole box, with :mod:`cryosplat.fsc` (shells of one Fourier pixel).
+The hand of each map is checked: its correlation with the truth and with the truth mirrored
+(``z → -z`` about the box centre) are both computed, and the larger tells the hand.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.fsc import fsc, resolution_at
+from cryosplat.io.mrc import read_map
+
+COLUMNS = ("method", "dataset", "particles", "FSC-truth 0.5 (Å)", "FSC-truth 0.143 (Å)",
+           "half-map 0.143 (Å)", "wall time (s)", "peak memory (MiB)", "notes")
+
+
+@dataclass
+class Score:
+    """Resolutions (Å) of one method's maps on one data set."""
+
+    truth_05: float
+    truth_0143: float
+    half_0143: float | None
+    correlation: float
+    hand: str
+
+
+def _mirror(volume: np.ndarray) -> np.ndarray:
+    """``v(x, y, -z)`` about the centre voxel ``D // 2`` (index ``i → (D - i) mod D``)."""
+    return np.roll(np.flip(volume, axis=0), 1, axis=0)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def score_maps(truth_path: Path, full_map: Path, half_maps: tuple[Path, Path] | None,
+               pixel_size_angstrom: float) -> Score:
+    """FSC of the full map with the truth at 0.5 and 0.143, and of the half maps at 0.143."""
+    truth, _ = read_map(truth_path)
+    volume, _ = read_map(full_map)
+    if volume.shape != truth.shape:
+        raise RuntimeError(f"{full_map}: shape {volume.shape}, truth {truth.shape}")
+    box = truth.shape[0]
+    curve = fsc(volume, truth)
+    half = None
+    if half_maps is not None and all(p.is_file() for p in half_maps):
+        a, _ = read_map(half_maps[0])
+        b, _ = read_map(half_maps[1])
+        half = resolution_at(fsc(a, b), 0.143, box, pixel_size_angstrom)
+    direct, mirrored = _correlation(volume, truth), _correlation(volume, _mirror(truth))
+    hand = "as truth" if abs(direct) >= abs(mirrored) else "MIRRORED"
+    return Score(resolution_at(curve, 0.5, box, pixel_size_angstrom),
+                 resolution_at(curve, 0.143, box, pixel_size_angstrom), half, direct, hand)
+
+
+def machine_description() -> str:
+    """``nproc``, CPU model and RAM of this machine."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text()
+                       .splitlines() if line.startswith("MemTotal"))
+        ram = f"{mem_kib / 2**20:.1f} GiB RAM"
+    except (OSError, StopIteration):
+        ram = "unknown RAM"
+    return f"{os.cpu_count()} CPUs (nproc), {cpu}, {ram}, {platform.platform()}"
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.2f}" if np.isfinite(value) else "∞"
+    return str(value)
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table of result rows (dicts keyed by :data:`COLUMNS`)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def write_results(path: Path, command: str, rows: list[dict], datasets: list[str],
+                  notes: list[str]) -> None:
+    """Write ``RESULTS.md``: the command, the machine, the data sets, the table and notes."""
+    text = [
+        "# Benchmark results",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine_description()}",
+        "",
+        "FSCs are unmasked over the whole box, against the ground-truth map the images were "
+        "projected from (relion_project), with `cryosplat.fsc`. Wall time and peak memory are "
+        "per process (`os.wait4` rusage), summed (time) or maximised (memory) over the processes "
+        "that make the full map and both half maps.",
+        "",
+        "## Data sets",
+        "",
+        *[f"- {d}" for d in datasets],
+        "",
+        "## Results",
+        "",
+        format_table(rows),
+        "",
+    ]
+    if notes:
+        text += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    path.write_text("\n".join(text))

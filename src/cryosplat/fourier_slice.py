@@ -1,0 +1,407 @@
+"""Central slices of a map's Fourier transform on a padded grid: extraction and insertion.
+
+Grids
+-----
+A D³ map is zero-padded to ``P = pad · D`` voxels (the map in the middle, its origin at ``P // 2``)
+and transformed with a centred FFT. Two layouts of that transform are used, both indexed
+``[z, y, x]`` with frequencies in units of ``1 / (P · pixel)``:
+
+* *full*: shape ``(P, P, P)``, zero frequency at ``[P//2, P//2, P//2]``;
+* *half*: shape ``(P, P, P//2 + 1)``, the non-negative ``x`` frequencies only (index = ``Kx``),
+  ``z`` and ``y`` centred. Friedel symmetry ``V̂(−K) = conj V̂(K)`` of a real map gives the rest.
+
+Central slices
+--------------
+With the map→image matrix ``A`` of :mod:`cryosplat.conventions`, the image frequency
+``k = (kx, ky)`` (in units of ``1 / (D · pixel)``) is the padded-grid point
+``K = pad · (kx · A[0, :] + ky · A[1, :])`` (central-slice theorem: the projection integrates along
+``(A r)[2]``).
+
+Scale
+-----
+:func:`volume_to_padded_ft` multiplies the DFT by the voxel size, so that a map in density per Å³
+gives slices equal to the centred DFTs (:func:`cryosplat.fourier.fft2_centered`) of its projection
+images in density per Å² (``projection = map.sum(z) · pixel``).
+
+Interpolation
+-------------
+Trilinear, both ways (extraction reads the 8 neighbours of ``K``; insertion spreads onto them with
+the same weights). On the padded grid this equals multiplying the map in real space by
+``sinc²(x/P) sinc²(y/P) sinc²(z/P)`` (:func:`trilinear_apodization`, ``x`` in voxels from the
+centre); ``gridding_correction=True`` divides it out, as RELION's projector and reconstructor do.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cryosplat.fourier import fftn_centered, ifftn_centered
+
+__all__ = [
+    "padded_box",
+    "trilinear_apodization",
+    "volume_to_padded_ft",
+    "padded_ft_to_volume",
+    "full_to_half",
+    "half_to_full",
+    "is_half_layout",
+    "default_max_radius",
+    "slice_coordinates",
+    "extract_slices",
+    "insert_slices",
+]
+
+
+def padded_box(box: int, pad: int) -> int:
+    """``P = pad · box`` after checking both are valid (even ``box``, integer ``pad ≥ 1``)."""
+    if box < 2 or box % 2:
+        raise ValueError(f"box must be even and at least 2, got {box}")
+    if int(pad) != pad or pad < 1:
+        raise ValueError(f"pad must be an integer >= 1, got {pad}")
+    return int(pad) * int(box)
+
+
+def trilinear_apodization(
+    box: int, pad: int, device=None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Real-space factor of trilinear interpolation on the padded grid, on the D³ map grid.
+
+    Parameters
+    ----------
+    box : int
+        Map box D.
+    pad : int
+        Padding factor; the padded box is ``P = pad · D``.
+
+    Returns
+    -------
+    torch.Tensor, shape (D, D, D)
+        ``sinc²(x/P) sinc²(y/P) sinc²(z/P)`` with ``x = i - D//2`` voxels and ``sinc(t) =
+        sin(πt)/(πt)``; 1 at the centre, ``≈ 0.81`` per axis at the box edge for ``pad = 2``.
+    """
+    size = padded_box(box, pad)
+    x = (torch.arange(box, device=device, dtype=torch.float64) - box // 2) / size
+    s = torch.sinc(x) ** 2
+    out = s[:, None, None] * s[None, :, None] * s[None, None, :]
+    return out.to(dtype)
+
+
+def _pad_volume(volume: torch.Tensor, pad: int) -> torch.Tensor:
+    box = volume.shape[-1]
+    size = padded_box(box, pad)
+    lo = size // 2 - box // 2
+    hi = size - box - lo
+    return torch.nn.functional.pad(volume, (lo, hi, lo, hi, lo, hi))
+
+
+def volume_to_padded_ft(
+    volume: torch.Tensor,
+    pad: int = 2,
+    pixel_size_angstrom: float = 1.0,
+    gridding_correction: bool = False,
+    half: bool = False,
+) -> torch.Tensor:
+    """Zero-pad a map to ``P = pad · D`` and take its centred FFT, times the voxel size.
+
+    Parameters
+    ----------
+    volume : torch.Tensor, shape (D, D, D), real, ``[z, y, x]``
+        Density per Å³ (any unit works; the output scales with it).
+    pad : int
+    pixel_size_angstrom : float
+        Voxel size; the DFT is multiplied by it so slices are projection-image spectra (see the
+        module docstring).
+    gridding_correction : bool
+        Divide the map by :func:`trilinear_apodization` first, so that trilinearly extracted
+        slices approximate the exact projections (do this for simulation/prediction).
+    half : bool
+        Return the half layout ``(P, P, P//2 + 1)`` (real FFT; cheaper) instead of the full one.
+
+    Returns
+    -------
+    torch.Tensor, complex, shape (P, P, P) or (P, P, P//2 + 1). Differentiable.
+    """
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise ValueError(f"volume must be a cube (D, D, D), got {tuple(volume.shape)}")
+    box = volume.shape[-1]
+    if gridding_correction:
+        volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
+    padded = _pad_volume(volume, pad)
+    if not half:
+        return fftn_centered(padded) * pixel_size_angstrom
+    spectrum = torch.fft.rfftn(torch.fft.ifftshift(padded, dim=(0, 1, 2)), dim=(0, 1, 2))
+    return torch.fft.fftshift(spectrum, dim=(0, 1)) * pixel_size_angstrom
+
+
+def is_half_layout(volume_ft: torch.Tensor) -> bool:
+    """True for a ``(P, P, P//2 + 1)`` half grid, False for a ``(P, P, P)`` full grid."""
+    size = volume_ft.shape[0]
+    if volume_ft.ndim != 3 or volume_ft.shape[1] != size:
+        raise ValueError(f"expected a (P, P, P) or (P, P, P//2+1) grid, got {tuple(volume_ft.shape)}")
+    if volume_ft.shape[2] == size:
+        return False
+    if volume_ft.shape[2] == size // 2 + 1:
+        return True
+    raise ValueError(f"expected a (P, P, P) or (P, P, P//2+1) grid, got {tuple(volume_ft.shape)}")
+
+
+def _mirror_zy(plane: torch.Tensor) -> torch.Tensor:
+    """``out[..., z, y] = plane[..., -z, -y]`` on centred axes (index ``i → P - i mod P``)."""
+    return torch.roll(torch.flip(plane, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+
+
+def half_to_full(half: torch.Tensor) -> torch.Tensor:
+    """Expand a half grid ``(P, P, P//2+1)`` to the full centred grid ``(P, P, P)`` by Friedel."""
+    size = half.shape[0]
+    mirrored = torch.roll(torch.flip(half, dims=(0, 1)), shifts=(1, 1), dims=(0, 1)).conj()
+    # Full x index j <-> Kx = j - P//2; Kx >= 0 from the half grid, Kx < 0 from the mirror.
+    negative = torch.flip(mirrored[:, :, 1 : size // 2 + 1], dims=(2,))
+    return torch.cat([negative, half[:, :, : size // 2]], dim=2)
+
+
+def full_to_half(full: torch.Tensor) -> torch.Tensor:
+    """The ``Kx ≥ 0`` part ``(P, P, P//2+1)`` of a full centred grid (Nyquist from ``Kx = -P/2``)."""
+    size = full.shape[0]
+    return torch.cat([full[:, :, size // 2 :], full[:, :, :1]], dim=2)
+
+
+def padded_ft_to_volume(
+    volume_ft: torch.Tensor,
+    box: int,
+    pixel_size_angstrom: float = 1.0,
+    gridding_correction: bool = False,
+) -> torch.Tensor:
+    """Inverse of :func:`volume_to_padded_ft`: inverse FFT, crop the central D³, divide by the voxel.
+
+    Parameters
+    ----------
+    volume_ft : torch.Tensor, complex, (P, P, P) full or (P, P, P//2 + 1) half layout
+    box : int
+        Output box D (``P = pad · D``).
+    pixel_size_angstrom : float
+    gridding_correction : bool
+        Divide the cropped map by :func:`trilinear_apodization` (for a transform gathered by
+        trilinear insertion, e.g. a direct Fourier inversion).
+
+    Returns
+    -------
+    torch.Tensor, shape (D, D, D), real.
+    """
+    size = volume_ft.shape[0]
+    if size % box:
+        raise ValueError(f"padded box {size} is not a multiple of box {box}")
+    pad = size // box
+    if is_half_layout(volume_ft):
+        unshifted = torch.fft.ifftshift(volume_ft, dim=(0, 1))
+        padded = torch.fft.fftshift(torch.fft.irfftn(unshifted, s=(size,) * 3, dim=(0, 1, 2)))
+    else:
+        padded = ifftn_centered(volume_ft).real
+    lo = size // 2 - box // 2
+    volume = padded[lo : lo + box, lo : lo + box, lo : lo + box] / pixel_size_angstrom
+    if gridding_correction:
+        volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
+    return volume
+
+
+def slice_coordinates(
+    rotations: torch.Tensor, box: int, pad: int, columns: slice | None = None
+) -> torch.Tensor:
+    """Padded-grid coordinates ``K = pad · (kx A[0] + ky A[1])`` of every image frequency.
+
+    Parameters
+    ----------
+    rotations : torch.Tensor, shape (B, 3, 3)
+        Map→image matrices ``A``.
+    box, pad : int
+    columns : slice, optional
+        Image columns (``x`` indices of the centred D×D spectrum) to keep; all by default.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, D, C, 3)
+        ``(Kx, Ky, Kz)`` in padded-grid index units (0 = zero frequency), for image pixel
+        ``[b, j, i]`` with ``kx = i - D//2``, ``ky = j - D//2``.
+    """
+    padded_box(box, pad)
+    k = torch.arange(box, device=rotations.device, dtype=rotations.dtype) - box // 2
+    kx = k if columns is None else k[columns]
+    ky = k
+    a0 = rotations[:, 0, :] * pad
+    a1 = rotations[:, 1, :] * pad
+    return kx[None, None, :, None] * a0[:, None, None, :] + ky[None, :, None, None] * a1[:, None, None, :]
+
+
+def default_max_radius(box: int, pad: int) -> float:
+    """``D/2 − 2/pad``: the largest image radius (pixels) whose 8 grid neighbours all exist."""
+    return box / 2 - 2.0 / pad
+
+
+def _kept_pixels(box: int, pad: int, max_radius: float | None, device, half: bool):
+    """Flat indices (into a D×D or D×(D/2) block) of the pixels with ``|k| ≤ max_radius``."""
+    limit = default_max_radius(box, pad) if max_radius is None else float(max_radius)
+    if limit > default_max_radius(box, pad) + 1e-9:
+        raise ValueError(f"max_radius {limit} exceeds D/2 - 2/pad = {default_max_radius(box, pad)}")
+    k = torch.arange(box, device=device, dtype=torch.float64) - box // 2
+    kx = k[box // 2 :] if half else k
+    keep = (kx[None, :] ** 2 + k[:, None] ** 2) <= limit * limit
+    return keep.reshape(-1).nonzero().squeeze(1), keep.shape
+
+
+class _Stencil:
+    """Trilinear stencil of M points on a grid: base flat index, corner offsets and fractions."""
+
+    def __init__(self, coords: torch.Tensor, shape: tuple[int, int, int], half: bool) -> None:
+        size = shape[0]
+        grid_x = coords[:, 0] if half else coords[:, 0] + size // 2
+        bx = torch.floor(grid_x)
+        by = torch.floor(coords[:, 1] + size // 2)
+        bz = torch.floor(coords[:, 2] + size // 2)
+        self.fx, self.fy, self.fz = grid_x - bx, coords[:, 1] + size // 2 - by, (
+            coords[:, 2] + size // 2 - bz)
+        self.base = ((bz.long() * shape[1] + by.long()) * shape[2]) + bx.long()
+        self.offsets = [dz * shape[1] * shape[2] + dy * shape[2] + dx
+                        for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+        self.corners = [(dx, dy, dz) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+
+    def __iter__(self):
+        gx, gy, gz = 1.0 - self.fx, 1.0 - self.fy, 1.0 - self.fz
+        for offset, (dx, dy, dz) in zip(self.offsets, self.corners):
+            wxy = (self.fx if dx else gx) * (self.fy if dy else gy)
+            yield self.base + offset, wxy * (self.fz if dz else gz)
+
+
+def extract_slices(
+    volume_ft: torch.Tensor,
+    rotations: torch.Tensor,
+    box: int,
+    pad: int,
+    max_radius: float | None = None,
+) -> torch.Tensor:
+    """Central slices of a padded transform, by trilinear interpolation.
+
+    Parameters
+    ----------
+    volume_ft : torch.Tensor, complex, (P, P, P) full or (P, P, P//2 + 1) half layout
+        From :func:`volume_to_padded_ft` (use ``gridding_correction=True`` for accurate slices).
+    rotations : torch.Tensor, shape (B, 3, 3)
+        Map→image matrices ``A``.
+    box : int
+        Image box D.
+    pad : int
+        ``P = pad · D``.
+    max_radius : float, optional
+        Keep image frequencies with ``|k| ≤ max_radius`` (pixels of the D grid), at most and by
+        default :func:`default_max_radius`. Others are 0.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, D, D), complex
+        Centred image spectra (zero frequency at ``[:, D//2, D//2]``), differentiable in
+        ``volume_ft``.
+    """
+    size = padded_box(box, pad)
+    half = is_half_layout(volume_ft)
+    if volume_ft.shape[0] != size:
+        raise ValueError(f"grid of size {volume_ft.shape[0]} does not match box {box} × pad {pad}")
+    real_dtype = torch.float64 if volume_ft.dtype == torch.complex128 else torch.float32
+    rot = torch.as_tensor(rotations, device=volume_ft.device, dtype=real_dtype)
+    n = rot.shape[0]
+    pix, _ = _kept_pixels(box, pad, max_radius, volume_ft.device, half=False)
+    coords = slice_coordinates(rot, box, pad).reshape(n, -1, 3)[:, pix].reshape(-1, 3)
+    flip = coords[:, 0] < 0
+    if half:
+        coords = torch.where(flip[:, None], -coords, coords)
+    flat_grid = volume_ft.reshape(-1)
+    values = torch.zeros(coords.shape[0], device=volume_ft.device, dtype=volume_ft.dtype)
+    for index, weight in _Stencil(coords, tuple(volume_ft.shape), half):
+        values = values + weight * flat_grid[index]
+    if half:
+        values = torch.where(flip, values.conj(), values)
+    out = torch.zeros(n, box * box, device=volume_ft.device, dtype=volume_ft.dtype)
+    out = out.index_copy(1, pix, values.reshape(n, -1))
+    return out.reshape(n, box, box)
+
+
+def insert_slices(
+    values: torch.Tensor,
+    rotations: torch.Tensor,
+    box: int,
+    pad: int,
+    data_grid: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    weight_grid: torch.Tensor | None = None,
+    max_radius: float | None = None,
+) -> None:
+    """Accumulate image spectra onto a padded grid in place (the adjoint of extraction).
+
+    Each image frequency ``k`` adds ``w_c · value`` to data-grid neighbour ``c`` of its point
+    ``K`` (trilinear weights ``w_c``) and ``w_c · weight`` to the weight grid.
+
+    On a full grid ``(P, P, P)`` every pixel is inserted: exactly the adjoint of
+    :func:`extract_slices`. On a half grid ``(P, P, P//2 + 1)`` the values must be spectra of real
+    images (Hermitian, as are the weights): only pixels with ``kx ≥ 0`` are read (``kx = 0`` with
+    weight ½), points with ``Kx < 0`` go to ``−K`` conjugated, and the ``Kx = 0`` plane also gets
+    the Friedel mates' share. The result equals the full-grid insertion restricted to ``Kx ≥ 0``.
+
+    Parameters
+    ----------
+    values : torch.Tensor, shape (B, D, D), complex, centred spectra
+    rotations : torch.Tensor, shape (B, 3, 3), map→image matrices ``A``
+    box, pad : int
+    data_grid : torch.Tensor, complex, (P, P, P) or (P, P, P//2 + 1); updated in place
+    weights : torch.Tensor, shape (B, D, D), real, optional
+        Per-pixel weights (e.g. CTF²) for ``weight_grid``.
+    weight_grid : torch.Tensor, real, same shape as ``data_grid``, optional; updated in place
+    max_radius : float, optional
+        Insert frequencies with ``|k| ≤ max_radius`` pixels of the D grid, at most and by default
+        :func:`default_max_radius`.
+    """
+    size = padded_box(box, pad)
+    half = is_half_layout(data_grid)
+    if data_grid.shape[0] != size:
+        raise ValueError(f"grid of size {data_grid.shape[0]} does not match box {box} × pad {pad}")
+    if (weights is None) != (weight_grid is None):
+        raise ValueError("give both weights and weight_grid, or neither")
+    device = data_grid.device
+    real_dtype = torch.float64 if data_grid.dtype == torch.complex128 else torch.float32
+    rot = torch.as_tensor(rotations, device=device, dtype=real_dtype)
+    n = rot.shape[0]
+    columns = slice(box // 2, box) if half else slice(0, box)
+    pix, block = _kept_pixels(box, pad, max_radius, device, half)
+    share = torch.ones(block, device=device, dtype=real_dtype)
+    if half:
+        share[:, 0] = 0.5
+    share = share.reshape(-1)[pix]
+
+    def gather(t: torch.Tensor, dtype) -> torch.Tensor:
+        t = t.to(device)[:, :, columns].reshape(n, -1)[:, pix] * share
+        return t.reshape(-1).to(dtype)
+
+    coords = slice_coordinates(rot, box, pad, columns).reshape(n, -1, 3)[:, pix].reshape(-1, 3)
+    vals = gather(values, data_grid.dtype)
+    wts = None if weights is None else gather(weights, weight_grid.dtype)
+    if half:
+        flip = coords[:, 0] < 0
+        coords = torch.where(flip[:, None], -coords, coords)
+        vals = torch.where(flip, vals.conj(), vals)
+        plane_data = data_grid[:, :, 0].clone()
+        plane_weight = None if weight_grid is None else weight_grid[:, :, 0].clone()
+    stencil = _Stencil(coords, tuple(data_grid.shape), half)
+    # Sorting by grid index makes the scattered adds cache-friendly (all corners keep the order).
+    order = torch.argsort(stencil.base)
+    stencil.base, stencil.fx, stencil.fy, stencil.fz = (
+        stencil.base[order], stencil.fx[order], stencil.fy[order], stencil.fz[order])
+    vals = vals[order]
+    wts = None if wts is None else wts[order]
+    flat_data = data_grid.view(-1)
+    for index, weight in stencil:
+        w = weight.to(real_dtype)
+        flat_data.index_add_(0, index, vals * w)
+        if wts is not None:
+            weight_grid.view(-1).index_add_(0, index, wts * w)
+    if half:
+        # Friedel mates of points next to the Kx = 0 plane land on it at (-Kz, -Ky).
+        added = data_grid[:, :, 0] - plane_data
+        data_grid[:, :, 0] += _mirror_zy(added).conj()
+        if weight_grid is not None:
+            weight_grid[:, :, 0] += _mirror_zy(weight_grid[:, :, 0] - plane_weight)

@@ -1,0 +1,215 @@
+"""Image references in particle metadata: ``k@stack.mrcs`` names, finding and checking stacks.
+
+Shared by the RELION, cryoSPARC and cryoDRGN readers. Relative stack paths are tried against, in
+order, the user's ``datadir``, the metadata file's folder and the current directory; a missing stack
+is reported with every path that was tried. Each stack's header is read once (size, mode, pixel
+size) and checked against the file length, and every referenced index is checked against the stack.
+
+Pixel sizes: the metadata's pixel size is always the one used. A stack header that disagrees by more
+than 0.1 % adds a note to ``ParticleSet.notes`` naming both values, except when the header says 0 or
+1.0 Å: those are what MRC writers put when the pixel size is unset (RELION's extract, IMOD and
+mrcfile defaults), so they carry no information and are not worth a note.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.errors import InputError
+from cryosplat.io.mrc import MRCStack
+
+__all__ = [
+    "split_image_names",
+    "search_dirs",
+    "resolve_stack_path",
+    "open_stacks",
+    "header_pixel_notes",
+    "UNSET_HEADER_PIXELS",
+]
+
+UNSET_HEADER_PIXELS = (0.0, 1.0)
+
+
+def split_image_names(
+    names: np.ndarray, source: Path, column: str = "rlnImageName"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split RELION image names ``k@path`` into 0-based indices and stack paths.
+
+    Parameters
+    ----------
+    names : np.ndarray of str, shape (N,)
+        ``"000012@Extract/a.mrcs"``; a name without ``@`` is image 1 of that file.
+    source : Path
+        The metadata file (for error messages).
+
+    Returns
+    -------
+    image_index : np.ndarray, shape (N,), int64, 0-based
+    stack_names : np.ndarray of str, shape (N,)
+    """
+    names = np.asarray(names, dtype=str)
+    head, sep, tail = (np.char.partition(names, "@")[:, i] for i in range(3))
+    has_at = sep == "@"
+    stack_names = np.where(has_at, tail, head)
+    index = np.zeros(names.shape[0], dtype=np.int64)
+    if has_at.any():
+        numbers = head[has_at]
+        ok = np.char.isdigit(numbers)
+        if not ok.all():
+            row = int(np.flatnonzero(has_at)[np.flatnonzero(~ok)[0]])
+            raise InputError(
+                f"{source}: column {column}, row {row + 1}: '{names[row]}' is not "
+                "of the form N@stack.mrcs"
+            )
+        index[has_at] = numbers.astype(np.int64) - 1
+    if (index < 0).any():
+        row = int(np.flatnonzero(index < 0)[0])
+        raise InputError(
+            f"{source}: column {column}, row {row + 1}: '{names[row]}': image numbers start at 1"
+        )
+    empty = np.char.str_len(stack_names) == 0
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        raise InputError(f"{source}: column {column}, row {row + 1}: '{names[row]}' names no file")
+    return index, stack_names
+
+
+def search_dirs(source: Path, datadir: str | Path | None) -> list[Path]:
+    """Folders to resolve relative stack paths against: datadir, the metadata's folder, cwd."""
+    dirs = [] if datadir is None else [Path(datadir)]
+    dirs += [Path(source).resolve().parent, Path.cwd()]
+    unique: list[Path] = []
+    for d in dirs:
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def resolve_stack_path(
+    name: str, dirs: list[Path], source: Path, *, basename_too: bool = False, what: str = "stack"
+) -> Path:
+    """Find the file ``name`` (absolute, or relative to one of ``dirs``).
+
+    Parameters
+    ----------
+    name : str
+        The path as written in the metadata.
+    dirs : list[Path]
+        Folders to try in order (see :func:`search_dirs`).
+    source : Path
+        The metadata file (for the error message).
+    basename_too : bool
+        Also try the bare file name in each folder (cryoSPARC paths start with a job folder).
+
+    Raises
+    ------
+    InputError
+        Naming every path tried.
+    """
+    p = Path(name)
+    tried: list[Path] = []
+    candidates = [p] if p.is_absolute() else [d / p for d in dirs]
+    if basename_too:
+        candidates += [d / p.name for d in dirs]
+    for c in candidates:
+        if c in tried:
+            continue
+        tried.append(c)
+        if c.is_file():
+            return c
+    raise InputError(f"{source}: {what} '{name}' not found; tried: " + ", ".join(map(str, tried)))
+
+
+def open_stacks(
+    stack_names: np.ndarray,
+    image_index: np.ndarray,
+    source: Path,
+    dirs: list[Path],
+    *,
+    basename_too: bool = False,
+) -> tuple[list[MRCStack], np.ndarray]:
+    """Open each distinct stack once and check every referenced image exists.
+
+    Parameters
+    ----------
+    stack_names : np.ndarray of str, shape (N,)
+    image_index : np.ndarray, shape (N,), 0-based
+    source : Path
+    dirs : list[Path]
+    basename_too : bool
+        See :func:`resolve_stack_path`.
+
+    Returns
+    -------
+    stacks : list[MRCStack]
+    stack_index : np.ndarray, shape (N,), int64
+        Index into ``stacks`` for each row.
+
+    Raises
+    ------
+    InputError
+        Missing, truncated or non-square stack, an index beyond its stack, or stacks of different
+        image sizes.
+    """
+    unique, stack_index = np.unique(np.asarray(stack_names, dtype=str), return_inverse=True)
+    stack_index = stack_index.reshape(-1).astype(np.int64)
+    stacks = []
+    for s, name in enumerate(unique):
+        path = resolve_stack_path(str(name), dirs, source, basename_too=basename_too)
+        stack = MRCStack(path)
+        rows = np.flatnonzero(stack_index == s)
+        beyond = rows[image_index[rows] >= stack.n_images]
+        if beyond.size:
+            row = int(beyond[0])
+            raise InputError(
+                f"{source}: row {row + 1} refers to image {image_index[row] + 1} of "
+                f"{path}, which holds only {stack.n_images} images"
+            )
+        if stacks and stack.box != stacks[0].box:
+            raise InputError(
+                f"{source}: stacks have different image sizes: {stacks[0].path} is "
+                f"{stacks[0].box}x{stacks[0].box}, {path} is {stack.box}x{stack.box}"
+            )
+        stacks.append(stack)
+    return stacks, stack_index
+
+
+def header_pixel_notes(
+    stacks: list[MRCStack], stack_index: np.ndarray, particle_pixel_angstrom: np.ndarray
+) -> list[str]:
+    """Notes for stacks whose header pixel size disagrees with the metadata's (which is used).
+
+    Parameters
+    ----------
+    stacks : list[MRCStack]
+    stack_index : np.ndarray, shape (N,)
+        Stack of each particle.
+    particle_pixel_angstrom : np.ndarray, shape (N,)
+        The metadata's pixel size of each particle (Å).
+
+    Returns
+    -------
+    list[str]
+        One note per distinct (header, metadata) pair; headers of 0 or 1.0 Å (unset) are ignored.
+    """
+    groups: dict[tuple[float, float], list[MRCStack]] = {}
+    pixel = np.asarray(particle_pixel_angstrom, dtype=np.float64)
+    for s, st in enumerate(stacks):
+        rows = np.flatnonzero(stack_index == s)
+        if rows.size == 0:
+            continue
+        header = round(float(st.pixel_size_angstrom), 4)
+        meta = float(pixel[rows[0]])
+        if header in UNSET_HEADER_PIXELS or abs(header - meta) <= 1e-3 * meta:
+            continue
+        groups.setdefault((header, meta), []).append(st)
+    notes = []
+    for (header, meta), group in groups.items():
+        more = f" and {len(group) - 1} other stacks" if len(group) > 1 else ""
+        notes.append(
+            f"pixel size: the header of {group[0].path}{more} says {header:g} Å but the "
+            f"metadata says {meta:g} Å; using the metadata's {meta:g} Å"
+        )
+    return notes

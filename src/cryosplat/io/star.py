@@ -1,0 +1,408 @@
+"""RELION STAR files: a generic reader and writer, and the RELION 3.1 particle layout.
+
+Our own parser (no pandas): every ``data_`` block, each either a ``loop_`` table or key-value pairs,
+held as columns of strings, so that errors can name the file, block, column and row. It accepts
+``# version 30001`` and other comments, ``#N`` suffixes after column names, blank lines, tabs,
+quoted values (``'a b'`` or ``"a b"``) and loop rows split over several lines.
+
+Reading a particle STAR into a :class:`~cryosplat.data.ParticleSet` (RELION 3.0 and 3.1+) is
+:func:`read_particle_star`, implemented in :mod:`cryosplat.io.relion_particles`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.conventions import matrix_to_euler_relion
+from cryosplat.ctf import CTFParams
+from cryosplat.errors import InputError
+
+__all__ = [
+    "StarBlock",
+    "read_star",
+    "write_star",
+    "write_relion31_particles",
+    "read_particle_star",
+]
+
+_TOKEN = re.compile(r"""'([^']*)'(?=\s|$)|"([^"]*)"(?=\s|$)|(#.*)|(\S+)""")
+
+
+@dataclass
+class StarBlock:
+    """One ``data_`` block of a STAR file.
+
+    Attributes
+    ----------
+    name : str
+        Block name without ``data_`` (``"particles"``, ``"optics"``, or ``""`` for ``data_``).
+    columns : dict[str, np.ndarray]
+        Column name (without the leading ``_``) -> array of str, shape (n_rows,). A key-value block
+        has one row.
+    is_loop : bool
+        True for a ``loop_`` table.
+    source : Path or None
+        The file it was read from (for error messages).
+    """
+
+    name: str
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    is_loop: bool = True
+    source: Path | None = None
+
+    @property
+    def n_rows(self) -> int:
+        if not self.columns:
+            return 0
+        return int(next(iter(self.columns.values())).shape[0])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.columns
+
+    def _where(self, name: str) -> str:
+        return f"{self.source}: data_{self.name}: column {name}"
+
+    def get_str(self, name: str) -> np.ndarray:
+        """Column ``name`` as an array of str; InputError naming file/block/column if absent."""
+        if name not in self.columns:
+            raise InputError(
+                f"{self.source}: data_{self.name}: required column _{name} is missing "
+                f"(columns: {', '.join(self.columns) or 'none'})"
+            )
+        return self.columns[name]
+
+    def get_float(self, name: str) -> np.ndarray:
+        """Column ``name`` as float64, shape (n_rows,).
+
+        Raises
+        ------
+        InputError
+            Column missing, a value that is not a number, or NaN/infinite (naming row and value).
+        """
+        text = self.get_str(name)
+        try:
+            values = text.astype(np.float64)
+        except ValueError:
+            values = None
+        if values is None:
+            for row, v in enumerate(text):
+                try:
+                    float(v)
+                except ValueError:
+                    raise InputError(
+                        f"{self._where(name)}, row {row + 1}: '{v}' is not a number"
+                    ) from None
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise InputError(
+                f"{self._where(name)}, row {bad[0] + 1}: value '{text[bad[0]]}' is NaN or infinite"
+            )
+        return values
+
+    def get_int(self, name: str) -> np.ndarray:
+        """Column ``name`` as int64; InputError if a value is not a whole number."""
+        values = self.get_float(name)
+        bad = np.flatnonzero(values != np.round(values))
+        if bad.size:
+            raise InputError(
+                f"{self._where(name)}, row {bad[0] + 1}: '{self.columns[name][bad[0]]}' "
+                "is not an integer"
+            )
+        return values.astype(np.int64)
+
+
+def _tokens(line: str) -> list[str]:
+    if "'" not in line and '"' not in line and "#" not in line:
+        return line.split()
+    out = []
+    for m in _TOKEN.finditer(line):
+        if m.group(3) is not None:
+            break
+        out.append(next(g for g in (m.group(1), m.group(2), m.group(4)) if g is not None))
+    return out
+
+
+class _BlockBuilder:
+    def __init__(self, name: str, source: Path) -> None:
+        self.name, self.source = name, source
+        self.loop_names: list[str] = []
+        self.rows: list[list[str]] = []
+        self.pending: list[str] = []
+        self.pending_line = 0
+        self.pairs: dict[str, str] = {}
+        self.in_loop_header = False
+
+    def finish(self) -> StarBlock:
+        if self.pending:
+            raise InputError(
+                f"{self.source}: data_{self.name}: the row starting on line "
+                f"{self.pending_line} has {len(self.pending)} values but the loop has "
+                f"{len(self.loop_names)} columns"
+            )
+        if self.loop_names:
+            table = np.array(self.rows, dtype=str).reshape(len(self.rows), len(self.loop_names))
+            cols = {n: table[:, i] for i, n in enumerate(self.loop_names)}
+            return StarBlock(self.name, cols, True, self.source)
+        cols = {k: np.array([v], dtype=str) for k, v in self.pairs.items()}
+        return StarBlock(self.name, cols, False, self.source)
+
+    def add_row_tokens(self, toks: list[str], lineno: int) -> None:
+        ncol = len(self.loop_names)
+        if not self.pending:
+            self.pending_line = lineno
+        self.pending.extend(toks)
+        if len(self.pending) == ncol:
+            self.rows.append(self.pending)
+            self.pending = []
+        elif len(self.pending) > ncol:
+            raise InputError(
+                f"{self.source}: data_{self.name}: line {lineno} (row "
+                f"{len(self.rows) + 1}) has {len(self.pending)} values but the loop "
+                f"has {ncol} columns"
+            )
+
+
+def read_star(path: str | Path) -> dict[str, StarBlock]:
+    """Read every ``data_`` block of a STAR file.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict[str, StarBlock]
+        Keyed by block name without ``data_``, in file order.
+
+    Raises
+    ------
+    InputError
+        Missing file, duplicate column, a row with the wrong number of values, or no data block.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: STAR file not found")
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    blocks: dict[str, StarBlock] = {}
+    cur: _BlockBuilder | None = None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        toks = _tokens(raw)
+        if not toks:
+            continue
+        first = toks[0]
+        if first.startswith("data_"):
+            if cur is not None:
+                blocks[cur.name] = cur.finish()
+            cur = _BlockBuilder(first[5:], path)
+            continue
+        if cur is None:
+            raise InputError(f"{path}: line {lineno}: '{first}' before any data_ block")
+        if first == "loop_":
+            if cur.loop_names:
+                raise InputError(
+                    f"{path}: data_{cur.name}: line {lineno}: a second loop_ in one "
+                    "block is not supported"
+                )
+            cur.in_loop_header = True
+            continue
+        if first in ("stop_", "global_"):
+            continue
+        if first.startswith("_"):
+            name = first[1:]
+            if cur.in_loop_header and not cur.rows and not cur.pending:
+                if name in cur.loop_names:
+                    raise InputError(
+                        f"{path}: data_{cur.name}: line {lineno}: column _{name} appears twice"
+                    )
+                cur.loop_names.append(name)
+            else:
+                cur.in_loop_header = False
+                if len(toks) < 2:
+                    raise InputError(
+                        f"{path}: data_{cur.name}: line {lineno}: _{name} has no value"
+                    )
+                cur.pairs[name] = toks[1]
+            continue
+        if not cur.loop_names:
+            raise InputError(
+                f"{path}: data_{cur.name}: line {lineno}: value '{first}' outside a "
+                "loop_ and without a _name"
+            )
+        cur.add_row_tokens(toks, lineno)
+    if cur is not None:
+        blocks[cur.name] = cur.finish()
+    if not blocks:
+        raise InputError(f"{path}: no data_ block (not a STAR file?)")
+    return blocks
+
+
+def _format_column(values) -> list[str]:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"STAR columns must be 1D, got shape {arr.shape}")
+    if arr.dtype.kind == "b":
+        return [str(int(v)) for v in arr]
+    if arr.dtype.kind in "iu":
+        return [str(int(v)) for v in arr]
+    if arr.dtype.kind == "f":
+        out = []
+        for v in arr.astype(np.float64):
+            a = abs(v)
+            out.append(f"{v:.6f}" if a == 0 or 1e-3 <= a < 1e9 else f"{v:.8e}")
+        return out
+    strings = [str(v) for v in arr]
+    return [
+        f'"{s}"'
+        if (not s or re.search(r"\s", s) or s[0] in "_#'\"" or s.startswith(("data_", "loop_")))
+        else s
+        for s in strings
+    ]
+
+
+def write_star(path: str | Path, blocks: dict[str, dict[str, Sequence]]) -> None:
+    """Write ``loop_`` blocks to a STAR file atomically (temporary file, then rename).
+
+    Parameters
+    ----------
+    path : str or Path
+    blocks : dict[str, dict[str, Sequence]]
+        Block name (without ``data_``) -> column name (without ``_``) -> values (all columns of a
+        block the same length). Integers are written as integers, floats with 6 decimals (or in
+        exponent form when very small or large), strings quoted when they contain spaces.
+    """
+    path = Path(path)
+    parts = []
+    for bname, cols in blocks.items():
+        lengths = {k: len(v) for k, v in cols.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"block {bname}: columns have different lengths {lengths}")
+        formatted = [_format_column(v) for v in cols.values()]
+        widths = [max((len(s) for s in f), default=0) for f in formatted]
+        lines = ["", "# version 30001", "", f"data_{bname}", "", "loop_"]
+        lines += [f"_{name} #{i + 1}" for i, name in enumerate(cols)]
+        for row in zip(*formatted, strict=True):
+            lines.append(" ".join(s.rjust(w) for s, w in zip(row, widths, strict=True)))
+        lines.append("")
+        parts.append("\n".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(parts) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_relion31_particles(
+    path: str | Path,
+    *,
+    image_names: Sequence[str] | None,
+    rotations=None,
+    shifts_angstrom=None,
+    ctf: CTFParams | None = None,
+    pixel_size_angstrom: float,
+    box: int,
+    random_subset=None,
+    extra_columns: dict[str, Sequence] | None = None,
+) -> None:
+    """Write particles in the RELION 3.1 layout (``data_optics`` + ``data_particles``).
+
+    Parameters
+    ----------
+    path : str or Path
+    image_names : sequence of str, length N, or None
+        ``"k@stack.mrcs"`` names (k 1-based); omitted when None (e.g. for ``relion_project --ang``).
+    rotations : array_like, shape (N, 3, 3), optional
+        Map→image matrices ``A``, written as ``rlnAngleRot/Tilt/Psi``.
+    shifts_angstrom : array_like, shape (N, 2), optional
+        RELION origins in Å (``rlnOriginXAngst/YAngst``).
+    ctf : CTFParams, optional
+        Per-particle CTF; one optics group is written per distinct (voltage, Cs, Q). Without it a
+        single group with RELION's usual 300 kV, 2.7 mm, 0.1 is written (RELION needs the columns).
+    pixel_size_angstrom : float
+    box : int
+    random_subset : array_like, shape (N,), optional
+        ``rlnRandomSubset`` (1 or 2).
+    extra_columns : dict, optional
+        More ``data_particles`` columns (names without ``_``), each of length N.
+    """
+    lengths = {}
+    if image_names is not None:
+        lengths["image_names"] = len(image_names)
+    rot = None if rotations is None else np.asarray(rotations, dtype=np.float64)
+    if rot is not None:
+        lengths["rotations"] = rot.shape[0]
+    sh = None if shifts_angstrom is None else np.asarray(shifts_angstrom, dtype=np.float64)
+    if sh is not None:
+        lengths["shifts_angstrom"] = sh.shape[0]
+    if ctf is not None:
+        lengths["ctf"] = len(ctf)
+    if random_subset is not None:
+        lengths["random_subset"] = len(random_subset)
+    for k, v in (extra_columns or {}).items():
+        lengths[k] = len(v)
+    if not lengths or len(set(lengths.values())) != 1:
+        raise ValueError(f"particle columns must all have the same, non-zero length: {lengths}")
+    n = next(iter(lengths.values()))
+    if ctf is not None:
+        keys = np.stack([ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast], axis=1)
+        groups, group_of = np.unique(keys, axis=0, return_inverse=True)
+        group_of = group_of.reshape(-1)
+    else:
+        groups, group_of = np.array([[300.0, 2.7, 0.1]]), np.zeros(n, dtype=np.int64)
+    optics = {
+        "rlnOpticsGroupName": [f"opticsGroup{i + 1}" for i in range(len(groups))],
+        "rlnOpticsGroup": np.arange(1, len(groups) + 1),
+        "rlnVoltage": groups[:, 0],
+        "rlnSphericalAberration": groups[:, 1],
+        "rlnAmplitudeContrast": groups[:, 2],
+        "rlnImagePixelSize": np.full(len(groups), float(pixel_size_angstrom)),
+        "rlnImageSize": np.full(len(groups), int(box)),
+        "rlnImageDimensionality": np.full(len(groups), 2),
+    }
+    parts: dict[str, Sequence] = {}
+    if image_names is not None:
+        parts["rlnImageName"] = [str(s) for s in image_names]
+    if rot is not None:
+        angles = matrix_to_euler_relion(rot)
+        parts["rlnAngleRot"], parts["rlnAngleTilt"], parts["rlnAnglePsi"] = angles.T
+    if sh is not None:
+        parts["rlnOriginXAngst"], parts["rlnOriginYAngst"] = sh[:, 0], sh[:, 1]
+    if ctf is not None:
+        parts["rlnDefocusU"] = ctf.defocus_u_angstrom
+        parts["rlnDefocusV"] = ctf.defocus_v_angstrom
+        parts["rlnDefocusAngle"] = ctf.defocus_angle_degrees
+        parts["rlnPhaseShift"] = ctf.phase_shift_degrees
+        parts["rlnCtfBfactor"] = ctf.bfactor_angstrom2
+        parts["rlnCtfScalefactor"] = ctf.scale
+    parts["rlnOpticsGroup"] = group_of + 1
+    if random_subset is not None:
+        parts["rlnRandomSubset"] = np.asarray(random_subset, dtype=np.int64)
+    for k, v in (extra_columns or {}).items():
+        parts[k] = v
+    write_star(path, {"optics": optics, "particles": parts})
+
+
+def read_particle_star(
+    path: str | Path, datadir: str | Path | None = None, require_images: bool = True
+):
+    """Read a RELION 3.0 or 3.1+ particle STAR into a ParticleSet.
+
+    See :func:`cryosplat.io.relion_particles.particles_from_star` for the parameters.
+    """
+    from cryosplat.io.relion_particles import particles_from_star
+
+    return particles_from_star(path, datadir=datadir, require_images=require_images)

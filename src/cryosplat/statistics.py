@@ -1,0 +1,356 @@
+"""Fourier sufficient statistics of a particle set: one streamed pass, then no more image reads.
+
+The per-image loss of a map ``V`` is ``Σ_i Σ_k |CTF_i(k) · V̂(A_iᵀk) − Y_i(k)|²`` with ``Y_i`` the
+centred spectrum of image ``i`` with its shift undone (``exp(−2πi k·o)``). Gathered onto the padded
+3D grid of :mod:`cryosplat.fourier_slice` with trilinear weights, as RELION's reconstruction
+gathers its data and weight arrays, it becomes
+
+    ``L(V) = (1/D²) · [Σ_K W(K)|V̂(K)|² − 2 Re(conj V̂(K) · B(K)) + data_power]``
+
+with ``W = Σ w · CTF²`` and ``B = Σ w · CTF · Y``. The factor ``1/D²`` (Parseval) makes ``L`` the
+real-space sum of squared pixel residuals. The sum runs over the full grid; the statistics are
+stored on the half grid ``(P, P, P//2 + 1)`` (Friedel symmetry), on which the ``Kx > 0`` points
+count twice.
+
+Units: ``B`` is in the DFT units of the images (:func:`cryosplat.fourier.fft2_centered` of images in
+their file units), ``W`` is dimensionless. Statistics of disjoint particle sets add (``+``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryosplat.ctf import ctf_from_params
+from cryosplat.data import ParticleSet
+from cryosplat.errors import InputError
+from cryosplat.fourier import fft2_centered, phase_shift_2d
+from cryosplat.fourier_slice import (
+    default_max_radius,
+    insert_slices,
+    padded_box,
+    padded_ft_to_volume,
+)
+
+__all__ = ["FourierStatistics", "AccumulateConfig", "accumulate", "half_grid_multiplicity"]
+
+FORMAT_NAME = "cryosplat-fourier-statistics"
+FORMAT_VERSION = 1
+INTERPOLATIONS = ("trilinear",)
+
+
+def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Weights (1, 1, P//2 + 1) turning a half-grid sum into the full-grid sum: 1 at ``Kx = 0``, else 2."""
+    m = torch.full((1, 1, shape[-1]), 2.0, device=device, dtype=dtype)
+    m[..., 0] = 1.0
+    return m
+
+
+@dataclass
+class FourierStatistics:
+    """Sufficient statistics ``W`` and ``B`` of a set of particle images on the padded half grid.
+
+    Attributes
+    ----------
+    weights : torch.Tensor, shape (P, P, P//2 + 1), float64
+        ``W(K) = Σ w · CTF²`` (see the module docstring for the layout).
+    data : torch.Tensor, shape (P, P, P//2 + 1), complex128
+        ``B(K) = Σ w · CTF · Y`` (shift-corrected image spectra).
+    box : int
+        Image box D.
+    pad : int
+        Padding factor, ``P = pad · D``.
+    pixel_size_angstrom : float
+    n_particles : int
+    data_power : float
+        ``Σ_i Σ_k |Y_i(k)|²`` over the gathered frequencies (the loss's constant term).
+    max_radius : float
+        Largest image frequency gathered, in pixels of the D grid.
+    """
+
+    weights: torch.Tensor
+    data: torch.Tensor
+    box: int
+    pad: int
+    pixel_size_angstrom: float
+    n_particles: int
+    data_power: float
+    max_radius: float
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        size = padded_box(self.box, self.pad)
+        shape = (size, size, size // 2 + 1)
+        for name in ("weights", "data"):
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"{name} has shape {tuple(getattr(self, name).shape)}, expected "
+                                 f"{shape} for box {self.box} and pad {self.pad}")
+        if not self.data.is_complex() or self.weights.is_complex():
+            raise ValueError("data must be complex and weights real")
+        if not self.pixel_size_angstrom > 0:
+            raise ValueError(f"pixel_size_angstrom must be positive, got {self.pixel_size_angstrom}")
+
+    @property
+    def padded_box(self) -> int:
+        """``P = pad · box``."""
+        return self.pad * self.box
+
+    @property
+    def resolution_limit_angstrom(self) -> float:
+        """Finest resolution gathered: ``D · pixel / max_radius`` Å."""
+        return self.box * self.pixel_size_angstrom / self.max_radius
+
+    def _check_compatible(self, other: FourierStatistics) -> None:
+        mine = (self.box, self.pad, round(self.pixel_size_angstrom, 6), round(self.max_radius, 6))
+        theirs = (other.box, other.pad, round(other.pixel_size_angstrom, 6),
+                  round(other.max_radius, 6))
+        if mine != theirs:
+            raise ValueError(f"statistics differ in (box, pad, pixel, max_radius): {mine} vs {theirs}")
+
+    def __add__(self, other: FourierStatistics) -> FourierStatistics:
+        """Statistics of the union of two disjoint particle sets."""
+        if not isinstance(other, FourierStatistics):
+            return NotImplemented
+        self._check_compatible(other)
+        return FourierStatistics(
+            self.weights + other.weights.to(self.weights.device),
+            self.data + other.data.to(self.data.device),
+            self.box, self.pad, self.pixel_size_angstrom, self.n_particles + other.n_particles,
+            self.data_power + other.data_power, self.max_radius, self.notes + other.notes)
+
+    def to(self, device) -> FourierStatistics:
+        """A copy on ``device``."""
+        return FourierStatistics(self.weights.to(device), self.data.to(device), self.box, self.pad,
+                                 self.pixel_size_angstrom, self.n_particles, self.data_power,
+                                 self.max_radius, list(self.notes))
+
+    def crop(self, box: int) -> FourierStatistics:
+        """The statistics of the same particles downsampled to ``box`` (same physical extent).
+
+        Keeps the frequencies below the new Nyquist limit (the central ``pad · box`` grid points in
+        ``z`` and ``y``, the first ``pad · box / 2 + 1`` in ``x``); the pixel size becomes
+        ``pixel · D / box``. ``data_power`` keeps its full-resolution value.
+
+        Parameters
+        ----------
+        box : int
+            New even box, at most the current one.
+        """
+        if box % 2 or box < 2 or box > self.box:
+            raise ValueError(f"crop box must be even and in [2, {self.box}], got {box}")
+        if box == self.box:
+            return self
+        size, small = self.padded_box, self.pad * box
+        lo = size // 2 - small // 2
+        region = (slice(lo, lo + small), slice(lo, lo + small), slice(0, small // 2 + 1))
+        limit = min(self.max_radius, default_max_radius(box, self.pad))
+        return FourierStatistics(
+            self.weights[region].clone(), self.data[region].clone(), box, self.pad,
+            self.pixel_size_angstrom * self.box / box, self.n_particles, self.data_power, limit,
+            list(self.notes))
+
+    def reconstruct_wiener(self, regularization: float = 0.05, gridding_correction: bool = True
+                           ) -> torch.Tensor:
+        """Direct Fourier inversion ``V̂ = B / (W + λ)`` (a baseline like ``relion_reconstruct``).
+
+        Parameters
+        ----------
+        regularization : float
+            ``λ`` as a fraction of the mean of ``W`` over the gathered frequencies (a constant
+            Wiener term; RELION instead uses the spectral SNR of an FSC).
+        gridding_correction : bool
+            Divide by the real-space apodisation of trilinear insertion.
+
+        Returns
+        -------
+        torch.Tensor, shape (D, D, D), float64, density per Å³ times the image units per Å²
+        (a projection of it matches the images).
+        """
+        if regularization < 0:
+            raise ValueError(f"regularization must be non-negative, got {regularization}")
+        inside = self.weights > 0
+        mean_w = float(self.weights[inside].mean()) if bool(inside.any()) else 1.0
+        lam = regularization * mean_w
+        spectrum = torch.where(inside, self.data / (self.weights + lam).clamp_min(1e-30),
+                               torch.zeros_like(self.data))
+        return padded_ft_to_volume(spectrum.to(torch.complex128), self.box,
+                                   self.pixel_size_angstrom, gridding_correction).double()
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically as ``.npz`` (arrays ``weights``, ``data``; scalars; ``format``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, format=FORMAT_NAME, version=FORMAT_VERSION,
+                     weights=self.weights.detach().cpu().numpy(),
+                     data=self.data.detach().cpu().numpy(), box=self.box, pad=self.pad,
+                     pixel_size_angstrom=self.pixel_size_angstrom, n_particles=self.n_particles,
+                     data_power=self.data_power, max_radius=self.max_radius,
+                     notes=np.array(self.notes, dtype=str))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FourierStatistics:
+        """Read statistics written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: statistics file not found")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "format" not in z or str(z["format"]) != FORMAT_NAME:
+                    raise InputError(f"{path}: not a cryosplat Fourier-statistics file (.npz)")
+                if int(z["version"]) > FORMAT_VERSION:
+                    raise InputError(f"{path}: statistics format version {int(z['version'])} is "
+                                     f"newer than this cryosplat ({FORMAT_VERSION})")
+                return cls(torch.from_numpy(z["weights"]), torch.from_numpy(z["data"]),
+                           int(z["box"]), int(z["pad"]), float(z["pixel_size_angstrom"]),
+                           int(z["n_particles"]), float(z["data_power"]), float(z["max_radius"]),
+                           [str(s) for s in z["notes"]])
+        except (ValueError, OSError, KeyError) as exc:
+            raise InputError(f"{path}: cannot read Fourier statistics ({exc})") from None
+
+
+@dataclass
+class AccumulateConfig:
+    """How to gather the statistics.
+
+    Attributes
+    ----------
+    pad : int
+        Padding factor of the 3D grid (2, as RELION).
+    batch_size : int
+        Images read and inserted at once (memory ∝ batch size, not the particle count).
+    device : str
+        torch device of the grids and the insertion.
+    interpolation : str
+        ``"trilinear"`` (the only one): each frequency spreads onto its 8 grid neighbours.
+    max_resolution_angstrom : float or None
+        Gather frequencies up to this resolution (Å); None: up to ``D/2 − 2/pad`` pixels.
+    flush_every : int
+        Batches summed in float32 before the running float64 totals are updated.
+    """
+
+    pad: int = 2
+    batch_size: int = 256
+    device: str = "cpu"
+    interpolation: str = "trilinear"
+    max_resolution_angstrom: float | None = None
+    flush_every: int = 8
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first bad setting."""
+        if int(self.pad) != self.pad or self.pad < 1:
+            raise InputError(f"pad must be an integer >= 1, got {self.pad}")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.flush_every < 1:
+            raise InputError(f"flush_every must be at least 1, got {self.flush_every}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise InputError(f"interpolation must be one of {INTERPOLATIONS}, got "
+                             f"'{self.interpolation}'")
+        if self.max_resolution_angstrom is not None and not self.max_resolution_angstrom > 0:
+            raise InputError(f"max_resolution_angstrom must be positive, got "
+                             f"{self.max_resolution_angstrom}")
+
+
+def _max_radius(box: int, pixel: float, config: AccumulateConfig) -> float:
+    limit = default_max_radius(box, config.pad)
+    if config.max_resolution_angstrom is not None:
+        limit = min(limit, box * pixel / config.max_resolution_angstrom)
+    return limit
+
+
+def _check_indices(particles: ParticleSet, indices) -> np.ndarray:
+    n = len(particles)
+    if indices is None:
+        return np.arange(n)
+    idx = np.asarray(indices)
+    if idx.dtype == bool:
+        if idx.shape != (n,):
+            raise InputError(f"{particles.source}: boolean index of length {idx.size} for {n} "
+                             "particles")
+        return np.flatnonzero(idx)
+    idx = idx.astype(np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = int(idx[(idx < 0) | (idx >= n)][0])
+        raise InputError(f"{particles.source}: particle index {bad} is outside 0..{n - 1}")
+    return idx
+
+
+def accumulate(
+    particles: ParticleSet,
+    indices=None,
+    config: AccumulateConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FourierStatistics:
+    """Gather ``W`` and ``B`` from particle images in one streamed pass.
+
+    Images are read ``batch_size`` at a time from the memory-mapped stacks, transformed, shifted
+    back by their origins (a phase), multiplied by their CTF (:mod:`cryosplat.ctf`) and inserted
+    with trilinear weights on the half grid; memory does not grow with the number of particles.
+
+    Parameters
+    ----------
+    particles : ParticleSet
+        With poses and CTF.
+    indices : array_like of int or bool mask, optional
+        Rows to gather (e.g. one half set); all by default.
+    config : AccumulateConfig, optional
+    progress : callable(done, total), optional
+        Called after each batch with the number of particles gathered so far.
+
+    Returns
+    -------
+    FourierStatistics on ``config.device``.
+    """
+    config = AccumulateConfig() if config is None else config
+    config.validate()
+    particles.require_poses_and_ctf()
+    idx = _check_indices(particles, indices)
+    box, pixel = particles.box, particles.pixel_size_angstrom
+    size = padded_box(box, config.pad)
+    device = torch.device(config.device)
+    radius = _max_radius(box, pixel, config)
+    shape = (size, size, size // 2 + 1)
+    total_w = torch.zeros(shape, device=device, dtype=torch.float64)
+    total_b = torch.zeros(shape, device=device, dtype=torch.complex128)
+    part_w = torch.zeros(shape, device=device, dtype=torch.float32)
+    part_b = torch.zeros(shape, device=device, dtype=torch.complex64)
+    k = torch.arange(box, device=device, dtype=torch.float64) - box // 2
+    inside = (k[:, None] ** 2 + k[None, :] ** 2) <= radius * radius
+    power = 0.0
+    n_batches = math.ceil(idx.size / config.batch_size)
+    for number in range(n_batches):
+        rows = idx[number * config.batch_size : (number + 1) * config.batch_size]
+        images = torch.from_numpy(particles.read_images(rows)).to(device)
+        spectra = fft2_centered(images)
+        shifts = torch.as_tensor(particles.shifts_angstrom[rows], device=device)
+        spectra = phase_shift_2d(spectra, -shifts, pixel)
+        ctf = ctf_from_params(particles.ctf.subset(rows), box, pixel, device=device)
+        rotations = torch.as_tensor(particles.rotations[rows], device=device, dtype=torch.float32)
+        insert_slices(spectra * ctf, rotations, box, config.pad, part_b, ctf * ctf, part_w,
+                      max_radius=radius)
+        power += float((spectra.abs() ** 2)[:, inside].sum(dtype=torch.float64))
+        if (number + 1) % config.flush_every == 0 or number + 1 == n_batches:
+            total_w += part_w
+            total_b += part_b
+            part_w.zero_()
+            part_b.zero_()
+        for stack in particles.stacks:
+            stack.release()
+        if progress is not None:
+            progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
+    return FourierStatistics(total_w, total_b, box, config.pad, pixel, int(idx.size), power,
+                             radius)

@@ -1,0 +1,37 @@
+"""Shared pytest fixtures: the real-data folder (skipping when absent), a small synthetic stack."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the read-only real data folder ``../shared/data``; skips the test when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} not present")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def relion_available() -> None:
+    """Skip unless RELION's programs are on PATH."""
+    if shutil.which("relion_project") is None:
+        pytest.skip("RELION (relion_project) not on PATH")
+
+
+@pytest.fixture
+def small_stack(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A seeded stack of 6 random 16×16 images at 2.0 Å/px: ``(path, images)``."""
+    from cryosplat.io.mrc import write_stack
+
+    images = np.random.default_rng(0).normal(size=(6, 16, 16)).astype(np.float32)
+    path = tmp_path / "stack.mrcs"
+    write_stack(path, images, 2.0)
+    return path, images

@@ -1,0 +1,73 @@
+"""``cryosplat info`` output, and the view-coverage measure behind it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.rotations import random_rotations
+from cryosplat.summary import fibonacci_sphere, view_coverage, viewing_directions
+
+
+def test_info_relion31(shared_data, capsys):
+    assert (
+        main(["info", str(shared_data / "particles/betagal_17/sample_particles_relion31.star")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "count:        17" in out and "box:          200 px" in out
+    assert "pixel size:   1.4000 Å" in out
+    assert "opticsGroup1: 1.4000 Å, 300 kV, Cs 2.7 mm, Q 0.1, 8 particles" in out
+    assert "opticsGroup2: 1.4000 Å, 200 kV, Cs 2.7 mm, Q 0.1, 9 particles" in out
+    assert "defocus:      2.127 - 2.127 µm" in out
+    assert "poses:        yes" in out and "CTF:          yes" in out
+    assert "random subsets: 1: 10, 2: 7" in out
+    assert "view coverage:" in out and "tilt histogram: 0-30°: 0, 30-60°: 4" in out
+    assert "sample.mrcs: 17 images, 17 referenced" in out
+
+
+def test_info_cs_without_poses(shared_data, capsys):
+    assert main(["info", str(shared_data / "particles/empiar10076_7/empiar_10076_7.cs")]) == 0
+    out = capsys.readouterr().out
+    assert "count:        7" in out and "poses:        no" in out
+    assert "random subsets: none" in out and "view coverage" not in out
+    assert "defocus:      1.496 - 1.517 µm" in out
+
+
+def test_info_datadir(tmp_path, small_stack, capsys):
+    from cryosplat.io.star import write_relion31_particles
+
+    stack, _ = small_stack
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    write_relion31_particles(
+        meta / "p.star", image_names=["1@stack.mrcs"], pixel_size_angstrom=2.0, box=16
+    )
+    assert main(["info", str(meta / "p.star")]) == 2
+    assert main(["info", str(meta / "p.star"), "--datadir", str(tmp_path)]) == 0
+    assert "stack.mrcs: 6 images, 1 referenced" in capsys.readouterr().out
+
+
+def test_view_coverage_uniform_and_single():
+    full, n_cells = view_coverage(viewing_directions(random_rotations(20000, 0)))
+    assert 170 <= n_cells <= 190 and full == 1.0
+    one, _ = view_coverage(np.tile([[0.0, 0.0, 1.0]], (100, 1)))
+    assert one == pytest.approx(1 / n_cells)
+    # Rotations about the z axis only (tilt 0) all view along +z.
+    ang = np.deg2rad(np.linspace(0, 360, 50))
+    rz = np.zeros((50, 3, 3))
+    rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1] = (
+        np.cos(ang),
+        np.sin(ang),
+        -np.sin(ang),
+        np.cos(ang),
+    )
+    rz[:, 2, 2] = 1
+    np.testing.assert_allclose(viewing_directions(rz), np.tile([0, 0, 1.0], (50, 1)))
+
+
+def test_fibonacci_sphere_is_spread():
+    p = fibonacci_sphere(200)
+    np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0)
+    assert np.abs(p.mean(axis=0)).max() < 0.01

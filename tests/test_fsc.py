@@ -1,0 +1,97 @@
+"""FSC, resolution crossing, phase randomisation, masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.fsc import crossing_shell, fsc, masked_fsc, phase_randomize, resolution_at
+from cryosplat.gaussians import GaussianModel
+from cryosplat.masks import auto_mask, lowpass, spherical_mask
+
+
+def _blob_map(box=48, pixel=2.0, seed=0):
+    model = GaussianModel.random(200, box, pixel, seed=seed, radius_fraction=0.2,
+                                 scale_angstrom=2.5, dtype=torch.float64)
+    return model.voxelize().detach().numpy()
+
+
+def test_identical_maps_correlate_fully():
+    v = _blob_map()
+    assert np.allclose(fsc(v, v), 1.0)
+
+
+def test_independent_noise_does_not_correlate():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 48, 48, 48))
+    curve = fsc(a, b)
+    assert np.abs(curve[6:]).max() < 0.15
+
+
+def test_noise_level_sets_the_crossing():
+    rng = np.random.default_rng(1)
+    v = _blob_map()
+    low = [fsc(v + s * rng.normal(size=v.shape), v + s * rng.normal(size=v.shape))
+           for s in (0.2 * v.std(), 2.0 * v.std())]
+    r_clean = resolution_at(low[0], 0.143, 48, 2.0)
+    r_noisy = resolution_at(low[1], 0.143, 48, 2.0)
+    assert r_clean < r_noisy
+
+
+def test_crossing_interpolates_and_reports_none_when_never_below():
+    curve = np.array([1.0, 0.9, 0.5, 0.1, 0.0])
+    assert crossing_shell(curve, 0.3) == pytest.approx(2.5)
+    assert crossing_shell(np.ones(5), 0.143) is None
+    assert resolution_at(np.ones(5), 0.143, 8, 1.5) == pytest.approx(3.0)  # Nyquist
+    assert resolution_at(curve, 0.3, 8, 1.5) == pytest.approx(8 * 1.5 / 2.5)
+
+
+def test_phase_randomisation_keeps_amplitudes_and_low_shells():
+    v = _blob_map()
+    r = phase_randomize(v, from_shell=6, seed=3).numpy()
+    curve = fsc(v, r)
+    assert np.all(curve[:6] > 0.999)
+    assert np.abs(curve[12:]).max() < 0.3
+    amp_v = np.abs(np.fft.fftn(v))
+    amp_r = np.abs(np.fft.fftn(r))
+    assert np.allclose(amp_v, amp_r, rtol=1e-6, atol=1e-9 * amp_v.max())
+
+
+def test_masked_fsc_corrected_close_to_masked_for_a_loose_mask():
+    rng = np.random.default_rng(2)
+    v = _blob_map()
+    a = v + 0.5 * v.std() * rng.normal(size=v.shape)
+    b = v + 0.5 * v.std() * rng.normal(size=v.shape)
+    res = masked_fsc(a, b, spherical_mask(48), 2.0)
+    assert np.all(np.abs(res.randomized[res.randomize_from_shell + 3:]) < 0.2)
+    assert abs(res.resolution("corrected") - res.resolution("masked")) < 1.0
+    d = res.to_dict()
+    assert set(d["fsc"]) >= {"unmasked", "masked", "randomized", "corrected"}
+
+
+def test_spherical_mask_is_soft_and_centred():
+    m = spherical_mask(32, radius_px=8, soft_width_px=4)
+    assert m[16, 16, 16] == 1.0 and m[16, 16, 16 + 8] == 1.0
+    assert 0.0 < m[16, 16, 16 + 10] < 1.0
+    assert m[16, 16, 16 + 12] == pytest.approx(0.0, abs=1e-6)
+    assert np.allclose(m[16, 16, 16 + 3], m[16, 16, 16 - 3])
+    with pytest.raises(ValueError, match="radius_px"):
+        spherical_mask(8, soft_width_px=6)
+
+
+def test_auto_mask_covers_the_density_and_excludes_far_solvent():
+    v = _blob_map()
+    m = auto_mask(v, 2.0)
+    heavy = v > 0.3 * v.max()
+    assert m[heavy].min() > 0.99
+    assert m[0, 0, 0] == 0.0
+    assert 0 < m.mean() < 0.6
+
+
+def test_lowpass_halves_amplitude_at_its_resolution():
+    box, pixel = 32, 1.0
+    x = np.zeros((box, box, box))
+    x[box // 2, box // 2, box // 2] = 1.0
+    f = np.abs(np.fft.fftn(np.fft.ifftshift(lowpass(x, 4.0, pixel))))
+    assert f[box // 4, 0, 0] == pytest.approx(0.5, rel=1e-6)  # k = 8/32 = 1/4 Å⁻¹

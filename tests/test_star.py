@@ -1,0 +1,302 @@
+"""STAR parsing and writing, RELION 3.0/3.1 particle files, and RELION reading what we write."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from cryosplat.ctf import CTFParams
+from cryosplat.data import ParticleSet
+from cryosplat.errors import InputError
+from cryosplat.io.mrc import read_map, write_map, write_stack
+from cryosplat.io.star import read_particle_star, read_star, write_relion31_particles, write_star
+from cryosplat.rotations import random_rotations
+
+MESSY = """
+# version 30001
+
+data_general
+
+_rlnFinalResolution    3.25
+_rlnMapName 'my map.mrc'
+
+# version 30001
+data_optics
+loop_
+_rlnOpticsGroup #1
+_rlnOpticsGroupName #2 [a comment]
+_rlnImagePixelSize #3
+1\t"group one"\t1.5
+
+data_particles
+
+loop_
+_rlnImageName #1
+_rlnDefocusU #2
+_rlnAngleRot #3
+
+1@a.mrcs 10000.0 30.0
+2@a.mrcs
+   11000.0 -45.5   # a row split over two lines
+
+3@a.mrcs 12000 0
+"""
+
+
+def test_read_messy_star(tmp_path):
+    p = tmp_path / "messy.star"
+    p.write_text(MESSY)
+    blocks = read_star(p)
+    assert list(blocks) == ["general", "optics", "particles"]
+    general = blocks["general"]
+    assert not general.is_loop and general.n_rows == 1
+    assert general.get_float("rlnFinalResolution")[0] == 3.25
+    assert general.get_str("rlnMapName")[0] == "my map.mrc"
+    optics = blocks["optics"]
+    assert optics.get_str("rlnOpticsGroupName").tolist() == ["group one"]
+    assert optics.get_int("rlnOpticsGroup").tolist() == [1]
+    parts = blocks["particles"]
+    assert parts.n_rows == 3
+    assert parts.get_str("rlnImageName").tolist() == ["1@a.mrcs", "2@a.mrcs", "3@a.mrcs"]
+    np.testing.assert_array_equal(parts.get_float("rlnAngleRot"), [30.0, -45.5, 0.0])
+    assert "rlnDefocusU" in parts and "rlnDefocusV" not in parts
+
+
+def test_row_with_too_many_values_names_line(tmp_path):
+    p = tmp_path / "bad.star"
+    p.write_text("data_\nloop_\n_rlnA #1\n_rlnB #2\n1 2\n3 4 5\n")
+    with pytest.raises(InputError, match=r"line 6 \(row 2\) has 3 values but the loop has 2"):
+        read_star(p)
+
+
+def test_truncated_last_row(tmp_path):
+    p = tmp_path / "bad.star"
+    p.write_text("data_\nloop_\n_rlnA #1\n_rlnB #2\n1 2\n3\n")
+    with pytest.raises(InputError, match="line 6 has 1 values but the loop has 2 columns"):
+        read_star(p)
+
+
+def test_non_number_names_column_and_row(tmp_path):
+    p = tmp_path / "bad.star"
+    p.write_text("data_x\nloop_\n_rlnDefocusU #1\n1\n2\nabc\n")
+    block = read_star(p)["x"]
+    with pytest.raises(InputError, match=r"column rlnDefocusU, row 3: 'abc' is not a number"):
+        block.get_float("rlnDefocusU")
+    with pytest.raises(InputError, match="required column _rlnDefocusV is missing"):
+        block.get_float("rlnDefocusV")
+
+
+def test_write_read_roundtrip(tmp_path):
+    p = tmp_path / "out.star"
+    cols = {
+        "rlnImageName": ["1@a b.mrcs", "2@c.mrcs"],
+        "rlnAngleRot": np.array([1.25, -3e-7]),
+        "rlnClassNumber": np.array([1, 2]),
+        "rlnEmpty": ["", "x"],
+    }
+    write_star(p, {"particles": cols, "other": {"rlnValue": [5.5]}})
+    blocks = read_star(p)
+    b = blocks["particles"]
+    assert b.get_str("rlnImageName").tolist() == ["1@a b.mrcs", "2@c.mrcs"]
+    np.testing.assert_allclose(b.get_float("rlnAngleRot"), [1.25, -3e-7], rtol=1e-7)
+    assert b.get_int("rlnClassNumber").tolist() == [1, 2]
+    assert b.get_str("rlnEmpty").tolist() == ["", "x"]
+    assert blocks["other"].get_float("rlnValue").tolist() == [5.5]
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_write_rejects_ragged_columns(tmp_path):
+    with pytest.raises(ValueError, match="different lengths"):
+        write_star(tmp_path / "x.star", {"a": {"x": [1, 2], "y": [1]}})
+
+
+def _synthetic_particles(tmp_path, n=6, box=16, pixel=2.0, seed=0):
+    rng = np.random.default_rng(seed)
+    write_stack(tmp_path / "stack.mrcs", rng.normal(size=(n, box, box)), pixel)
+    rot = random_rotations(n, seed)
+    shifts = rng.uniform(-3, 3, (n, 2))
+    ctf = CTFParams.create(
+        n,
+        defocus_u_angstrom=rng.uniform(1e4, 2e4, n),
+        defocus_v_angstrom=rng.uniform(1e4, 2e4, n),
+        defocus_angle_degrees=rng.uniform(-90, 90, n),
+        voltage_kv=np.where(np.arange(n) < 3, 300.0, 200.0),
+        bfactor_angstrom2=rng.uniform(0, 50, n),
+    )
+    names = [f"{i + 1:06d}@stack.mrcs" for i in range(n)]
+    return names, rot, shifts, ctf
+
+
+def test_relion31_roundtrip(tmp_path):
+    names, rot, shifts, ctf = _synthetic_particles(tmp_path)
+    p = tmp_path / "particles.star"
+    write_relion31_particles(
+        p,
+        image_names=names,
+        rotations=rot,
+        shifts_angstrom=shifts,
+        ctf=ctf,
+        pixel_size_angstrom=2.0,
+        box=16,
+        random_subset=[1, 2] * 3,
+        extra_columns={"rlnClassNumber": np.ones(6, dtype=int)},
+    )
+    ps = read_particle_star(p)
+    assert len(ps) == 6 and ps.box == 16 and ps.pixel_size_angstrom == 2.0
+    np.testing.assert_allclose(ps.rotations, rot, atol=1e-5)
+    np.testing.assert_allclose(ps.shifts_angstrom, shifts, atol=1e-6)
+    for f in CTFParams.FIELDS:
+        np.testing.assert_allclose(getattr(ps.ctf, f), getattr(ctf, f), atol=1e-5)
+    assert len(ps.optics) == 2 and sorted(g.voltage_kv for g in ps.optics) == [200.0, 300.0]
+    assert ps.random_subset.tolist() == [1, 2] * 3
+    assert ps.image_index.tolist() == list(range(6))
+    assert read_star(p)["particles"].get_int("rlnClassNumber").tolist() == [1] * 6
+
+
+def test_require_images_false(tmp_path):
+    rot = random_rotations(4, 1)
+    p = tmp_path / "angles.star"
+    write_relion31_particles(p, image_names=None, rotations=rot, pixel_size_angstrom=3.0, box=24)
+    with pytest.raises(InputError, match="rlnImageName"):
+        read_particle_star(p)
+    ps = ParticleSet.from_file(p, require_images=False)
+    assert len(ps) == 4 and ps.box == 24 and ps.pixel_size_angstrom == 3.0
+    assert ps.stacks == [] and ps.stack_index.tolist() == [-1] * 4
+    assert ps.image_index.tolist() == [0, 1, 2, 3] and ps.ctf is None
+    np.testing.assert_allclose(ps.rotations, rot, atol=1e-5)
+
+
+def test_relion30_origins_in_pixels(tmp_path):
+    write_stack(tmp_path / "s.mrcs", np.zeros((2, 8, 8)), 0.0)
+    p = tmp_path / "r30.star"
+    write_star(
+        p,
+        {
+            "": {
+                "rlnImageName": ["1@s.mrcs", "2@s.mrcs"],
+                "rlnOriginX": [1.0, -2.0],
+                "rlnOriginY": [0.5, 0.0],
+                "rlnMagnification": [10000.0, 10000.0],
+                "rlnDetectorPixelSize": [5.0, 5.0],
+                "rlnAngleRot": [0.0, 0.0],
+                "rlnAngleTilt": [0.0, 90.0],
+                "rlnAnglePsi": [0.0, 0.0],
+            }
+        },
+    )
+    ps = read_particle_star(p)
+    assert ps.pixel_size_angstrom == pytest.approx(5.0)
+    np.testing.assert_allclose(ps.shifts_angstrom, [[5.0, 2.5], [-10.0, 0.0]])
+    assert ps.ctf is None and ps.notes == []
+
+
+def test_relion31_5(shared_data):
+    ps = read_particle_star(shared_data / "particles/relion31_5/relion31.star")
+    assert len(ps) == 5 and ps.box == 256 and ps.pixel_size_angstrom == pytest.approx(2.806)
+    assert ps.has_poses and ps.has_ctf and len(ps.optics) == 1
+    assert ps.optics[0].cs_mm == pytest.approx(0.01)
+    assert ps.shifts_angstrom[0].tolist() == pytest.approx([0.019324, -0.64686])
+    assert ps.read_images([4, 0]).shape == (2, 256, 256)
+    # The header says 1.0 Å (unset): no note.
+    assert ps.notes == []
+
+
+def test_betagal_30_and_31_disagree_on_pixel_size(shared_data):
+    folder = shared_data / "particles/betagal_17"
+    old = read_particle_star(folder / "sample_relion_data.star")
+    new = read_particle_star(folder / "sample_particles_relion31.star")
+    assert old.pixel_size_angstrom == pytest.approx(5.0 * 1e4 / 37369.207031)
+    assert old.pixel_size_angstrom == pytest.approx(1.338, abs=1e-3)
+    assert new.pixel_size_angstrom == pytest.approx(1.4)
+    assert len(new.optics) == 2 and [g.voltage_kv for g in new.optics] == [300.0, 200.0]
+    assert np.bincount(new.optics_group).tolist() == [8, 9]
+    # Same particles, angles, defocus and images, except that the 3.1 file repeats row 14's
+    # metadata on row 15 (a second real inconsistency of this pair).
+    np.testing.assert_allclose(new.rotations[14], new.rotations[13])
+    assert not np.allclose(old.rotations[14], new.rotations[14], atol=1e-3)
+    keep = np.arange(17) != 14
+    np.testing.assert_allclose(old.rotations[keep], new.rotations[keep], atol=1e-6)
+    np.testing.assert_allclose(old.ctf.defocus_u_angstrom, new.ctf.defocus_u_angstrom)
+    np.testing.assert_array_equal(old.read_images(range(17)), new.read_images(range(17)))
+    # The 3.1 file's Å origins are the 3.0 file's pixel origins copied unscaled.
+    np.testing.assert_allclose(
+        new.shifts_angstrom[keep], old.shifts_angstrom[keep] / old.pixel_size_angstrom, atol=1e-6
+    )
+
+
+def test_trpv1_stack_paths(shared_data):
+    folder = shared_data / "particles/trpv1_10"
+    ps = read_particle_star(folder / "trpv1_small_stack.local.star")
+    assert len(ps) == 10 and ps.box == 48 and ps.pixel_size_angstrom == pytest.approx(4.88)
+    with pytest.raises(InputError, match="batch_0_restacked.mrc' not found; tried: "):
+        read_particle_star(folder / "trpv1_small_stack.star")
+    no_images = read_particle_star(folder / "trpv1_small_stack.star", require_images=False)
+    assert no_images.stacks == [] and "images not read" in no_images.notes[0]
+
+
+def test_datadir_is_tried_first(tmp_path, small_stack):
+    stack, images = small_stack
+    elsewhere = tmp_path / "meta"
+    elsewhere.mkdir()
+    p = elsewhere / "p.star"
+    write_relion31_particles(
+        p, image_names=["2@stack.mrcs", "1@stack.mrcs"], pixel_size_angstrom=2.0, box=16
+    )
+    with pytest.raises(InputError, match="not found; tried"):
+        read_particle_star(p)
+    ps = read_particle_star(p, datadir=tmp_path)
+    np.testing.assert_array_equal(ps.read_images([0, 1]), images[[1, 0]])
+
+
+@pytest.mark.relion
+def test_relion_reads_what_we_write(tmp_path, relion_available, shared_data):
+    # relion_project --ang with our angles file, then relion_reconstruct from our particle file.
+    vol, voxel = read_map(shared_data / "maps/emd_5625.map")
+    box = 32
+    c = vol.shape[0] // 2
+    small = vol[
+        c - box // 2 : c + box // 2, c - box // 2 : c + box // 2, c - box // 2 : c + box // 2
+    ]
+    write_map(tmp_path / "ref.mrc", small, voxel)
+    rot = random_rotations(40, 7)
+    write_relion31_particles(
+        tmp_path / "ang.star",
+        image_names=None,
+        rotations=rot,
+        shifts_angstrom=np.zeros((40, 2)),
+        pixel_size_angstrom=voxel,
+        box=box,
+    )
+    subprocess.run(
+        ["relion_project", "--i", "ref.mrc", "--ang", "ang.star", "--o", "proj"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    images = ParticleSet.from_file(tmp_path / "proj.star").read_images(range(40))
+    names = [f"{i + 1}@proj.mrcs" for i in range(40)]
+    write_relion31_particles(
+        tmp_path / "ours.star",
+        image_names=names,
+        rotations=rot,
+        shifts_angstrom=np.zeros((40, 2)),
+        pixel_size_angstrom=voxel,
+        box=box,
+        random_subset=[1, 2] * 20,
+    )
+    subprocess.run(
+        ["relion_reconstruct", "--i", "ours.star", "--o", "rec.mrc"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    rec, rec_voxel = read_map(tmp_path / "rec.mrc")
+    assert rec_voxel == pytest.approx(voxel, rel=1e-4)
+    corr = np.corrcoef(rec.ravel(), small.ravel())[0, 1]
+    assert corr > 0.8, corr
+    # We also read RELION's own output STAR and stack.
+    assert images.shape == (40, box, box) and np.isfinite(images).all()
