@@ -12,8 +12,9 @@ from cryosplat.masks import auto_mask, lowpass, spherical_mask
 
 
 def _blob_map(box=48, pixel=2.0, seed=0):
-    model = GaussianModel.random(200, box, pixel, seed=seed, radius_fraction=0.2,
-                                 scale_angstrom=2.5, dtype=torch.float64)
+    model = GaussianModel.random(
+        200, box, pixel, seed=seed, radius_fraction=0.2, scale_angstrom=2.5, dtype=torch.float64
+    )
     return model.voxelize().detach().numpy()
 
 
@@ -32,8 +33,10 @@ def test_independent_noise_does_not_correlate():
 def test_noise_level_sets_the_crossing():
     rng = np.random.default_rng(1)
     v = _blob_map()
-    low = [fsc(v + s * rng.normal(size=v.shape), v + s * rng.normal(size=v.shape))
-           for s in (0.2 * v.std(), 2.0 * v.std())]
+    low = [
+        fsc(v + s * rng.normal(size=v.shape), v + s * rng.normal(size=v.shape))
+        for s in (0.2 * v.std(), 2.0 * v.std())
+    ]
     r_clean = resolution_at(low[0], 0.143, 48, 2.0)
     r_noisy = resolution_at(low[1], 0.143, 48, 2.0)
     assert r_clean < r_noisy
@@ -64,7 +67,7 @@ def test_masked_fsc_corrected_close_to_masked_for_a_loose_mask():
     a = v + 0.5 * v.std() * rng.normal(size=v.shape)
     b = v + 0.5 * v.std() * rng.normal(size=v.shape)
     res = masked_fsc(a, b, spherical_mask(48), 2.0)
-    assert np.all(np.abs(res.randomized[res.randomize_from_shell + 3:]) < 0.2)
+    assert np.all(np.abs(res.randomized[res.randomize_from_shell + 3 :]) < 0.2)
     assert abs(res.resolution("corrected") - res.resolution("masked")) < 1.0
     d = res.to_dict()
     assert set(d["fsc"]) >= {"unmasked", "masked", "randomized", "corrected"}

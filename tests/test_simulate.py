@@ -106,25 +106,27 @@ def test_star_is_read_back_by_particleset(blob_map, tmp_path):
 
 
 def test_streaming_writer_holds_one_batch(blob_map, tmp_path, monkeypatch):
-    sizes = []
+    sizes, held = [], []
     original = StreamingStackWriter.write
 
     def spy(self, images):
         sizes.append(len(images))
+        held.append(tracemalloc.get_traced_memory()[0])
         original(self, images)
 
     monkeypatch.setattr(StreamingStackWriter, "write", spy)
-    n, batch = 4000, 50
+    n, batch = 1200, 40
+    batch_bytes = batch * BOX * BOX * 4
     tracemalloc.start()
     try:
-        simulate(blob_map, tmp_path, _config(n_particles=n, batch_size=batch,
-                                             images_per_stack=1500))
-        _, peak = tracemalloc.get_traced_memory()
+        simulate(blob_map, tmp_path, _config(n_particles=n, batch_size=batch, images_per_stack=500))
     finally:
         tracemalloc.stop()
-    stack_bytes = n * BOX * BOX * 4
     assert sum(sizes) == n and max(sizes) == batch
-    assert peak < stack_bytes / 4, f"peak traced memory {peak} B for a {stack_bytes} B data set"
+    # Memory held while images are produced does not grow with the images written so far
+    # (1200 images are 30 batches; at most a few batches' worth is ever held).
+    assert max(held) - held[0] < batch_bytes, held
+    assert max(held) < 6 * batch_bytes + n * 200, held
 
 
 def test_stream_writer_header_and_count(tmp_path):
@@ -175,7 +177,7 @@ def test_views_from_file_and_ctf_table(blob_map, tmp_path):
     result = simulate(blob_map, tmp_path / "out", _config(n_particles=30, views=views,
                                                           ctf_table=ctf_pkl))
     meta = result.metadata
-    match = np.abs(meta.rotations[:, None] - rotations[None]).max(axis=(2, 3)) < 1e-9
+    match = np.abs(meta.rotations[:, None] - rotations[None]).max(axis=(2, 3)) < 1e-4  # STAR angles: 6 decimals
     assert match.any(axis=1).all() and match.any(axis=0).sum() >= 4
     rows = {tuple(r) for r in table[:, 2:5].astype(np.float32).astype(np.float64)}
     drawn = zip(meta.ctf.defocus_u_angstrom, meta.ctf.defocus_v_angstrom,
@@ -241,3 +243,17 @@ def test_batches_never_straddle_stacks():
     spans = list(simulate_module._batches(25, 10, 4))
     assert spans[:4] == [(0, 0, 4), (0, 4, 8), (0, 8, 10), (1, 10, 14)]
     assert [b - a for _, a, b in spans] == [4, 4, 2, 4, 4, 2, 4, 1]
+
+
+def test_gaussian_model_agrees_with_its_voxelised_map(tmp_path):
+    """Splatting a saved model and Fourier-slicing its truth map give the same particles."""
+    model = _blob_model(seed=8)
+    model.save(tmp_path / "model.npz")
+    config = _config(n_particles=12, snr=float("inf"))
+    splat = simulate(tmp_path / "model.npz", tmp_path / "splat", config)
+    sliced = simulate(splat.truth_path, tmp_path / "sliced", config)
+    assert (splat.box, splat.pixel_size_angstrom) == (BOX, PIXEL)
+    for a, b in zip(_images(splat), _images(sliced), strict=True):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9995
+        assert (a * b).sum() / (b * b).sum() == pytest.approx(1.0, rel=0.01)
+    assert splat.signal_variance == pytest.approx(sliced.signal_variance, rel=0.01)

@@ -22,8 +22,11 @@ __all__ = ["CTFParams", "electron_wavelength_angstrom", "compute_ctf", "ctf_from
 
 def electron_wavelength_angstrom(voltage_kv):
     """Relativistic electron wavelength (Å) for an acceleration voltage in kV."""
-    v = np.asarray(voltage_kv, dtype=np.float64) * 1e3 if not torch.is_tensor(voltage_kv) else (
-        voltage_kv.double() * 1e3)
+    v = (
+        np.asarray(voltage_kv, dtype=np.float64) * 1e3
+        if not torch.is_tensor(voltage_kv)
+        else (voltage_kv.double() * 1e3)
+    )
     if torch.is_tensor(v):
         return 12.2642598 / torch.sqrt(v * (1.0 + v * 0.978466e-6))
     return 12.2642598 / np.sqrt(v * (1.0 + v * 0.978466e-6))
@@ -82,25 +85,40 @@ class CTFParams:
                 raise ValueError(f"CTF field {name} is not finite at row {bad}: {arr[bad]}")
             setattr(self, name, arr)
         if np.any((self.amplitude_contrast < 0) | (self.amplitude_contrast >= 1)):
-            bad = int(np.flatnonzero((self.amplitude_contrast < 0) | (self.amplitude_contrast >= 1))[0])
+            bad = int(
+                np.flatnonzero((self.amplitude_contrast < 0) | (self.amplitude_contrast >= 1))[0]
+            )
             raise ValueError(
-                f"amplitude_contrast must be in [0, 1), got {self.amplitude_contrast[bad]} at row {bad}")
+                f"amplitude_contrast must be in [0, 1), got {self.amplitude_contrast[bad]} at row {bad}"
+            )
         if np.any(self.voltage_kv <= 0):
             bad = int(np.flatnonzero(self.voltage_kv <= 0)[0])
-            raise ValueError(f"voltage_kv must be positive, got {self.voltage_kv[bad]} at row {bad}")
+            raise ValueError(
+                f"voltage_kv must be positive, got {self.voltage_kv[bad]} at row {bad}"
+            )
 
     @classmethod
     def create(cls, n: int, **values) -> CTFParams:
         """Build ``n`` rows from scalars or arrays; unspecified fields take neutral defaults."""
-        defaults = dict(defocus_angle_degrees=0.0, voltage_kv=300.0, cs_mm=2.7,
-                        amplitude_contrast=0.1, phase_shift_degrees=0.0, bfactor_angstrom2=0.0,
-                        scale=1.0)
+        defaults = dict(
+            defocus_angle_degrees=0.0,
+            voltage_kv=300.0,
+            cs_mm=2.7,
+            amplitude_contrast=0.1,
+            phase_shift_degrees=0.0,
+            bfactor_angstrom2=0.0,
+            scale=1.0,
+        )
         defaults.update(values)
         missing = [f for f in ("defocus_u_angstrom", "defocus_v_angstrom") if f not in defaults]
         if missing:
             raise ValueError(f"missing CTF values: {missing}")
-        return cls(**{f: np.broadcast_to(np.asarray(defaults[f], dtype=np.float64), (n,)).copy()
-                      for f in cls.FIELDS})
+        return cls(
+            **{
+                f: np.broadcast_to(np.asarray(defaults[f], dtype=np.float64), (n,)).copy()
+                for f in cls.FIELDS
+            }
+        )
 
     def __len__(self) -> int:
         return int(self.defocus_u_angstrom.shape[0])
@@ -111,11 +129,15 @@ class CTFParams:
 
     def as_tensors(self, device=None, dtype=torch.float32) -> dict[str, torch.Tensor]:
         """All fields as tensors of shape (N,)."""
-        return {f: torch.as_tensor(getattr(self, f), device=device, dtype=dtype) for f in self.FIELDS}
+        return {
+            f: torch.as_tensor(getattr(self, f), device=device, dtype=dtype) for f in self.FIELDS
+        }
 
     @staticmethod
     def concatenate(parts: list[CTFParams]) -> CTFParams:
-        return CTFParams(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in CTFParams.FIELDS})
+        return CTFParams(
+            **{f: np.concatenate([getattr(p, f) for p in parts]) for f in CTFParams.FIELDS}
+        )
 
 
 def compute_ctf(

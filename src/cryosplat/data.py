@@ -83,16 +83,22 @@ class ParticleSet:
         self.image_index = np.asarray(self.image_index, dtype=np.int64)
         if self.optics_group is None:
             self.optics_group = np.zeros(n, dtype=np.int64)
-        checks = {"stack_index": self.stack_index, "optics_group": self.optics_group,
-                  "rotations": self.rotations, "shifts_angstrom": self.shifts_angstrom,
-                  "random_subset": self.random_subset}
+        checks = {
+            "stack_index": self.stack_index,
+            "optics_group": self.optics_group,
+            "rotations": self.rotations,
+            "shifts_angstrom": self.shifts_angstrom,
+            "random_subset": self.random_subset,
+        }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
-                raise InputError(f"{self.source}: {name} has {len(arr)} rows but there are {n} "
-                                 "particles")
+                raise InputError(
+                    f"{self.source}: {name} has {len(arr)} rows but there are {n} particles"
+                )
         if self.ctf is not None and len(self.ctf) != n:
-            raise InputError(f"{self.source}: CTF has {len(self.ctf)} rows but there are {n} "
-                             "particles")
+            raise InputError(
+                f"{self.source}: CTF has {len(self.ctf)} rows but there are {n} particles"
+            )
         for name in ("rotations", "shifts_angstrom"):
             arr = getattr(self, name)
             if arr is not None and not np.all(np.isfinite(arr)):
@@ -145,8 +151,10 @@ class ParticleSet:
         """Raise InputError unless every particle has a pose and a CTF."""
         missing = [w for w, ok in (("poses", self.has_poses), ("CTF", self.has_ctf)) if not ok]
         if missing:
-            raise InputError(f"{self.source}: no {' and no '.join(missing)} in the metadata; "
-                             "reconstruction needs both")
+            raise InputError(
+                f"{self.source}: no {' and no '.join(missing)} in the metadata; "
+                "reconstruction needs both"
+            )
 
     @classmethod
     def from_file(
@@ -190,5 +198,6 @@ class ParticleSet:
             from cryosplat.io.cryodrgn import read_stack_with_pickles
 
             return read_stack_with_pickles(path, poses=poses, ctf=ctf)
-        raise InputError(f"{path}: unknown particle file type '{suffix}' (expected .star, .cs or "
-                         ".mrcs)")
+        raise InputError(
+            f"{path}: unknown particle file type '{suffix}' (expected .star, .cs or .mrcs)"
+        )

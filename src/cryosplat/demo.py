@@ -59,8 +59,9 @@ class DemoResult:
     seconds_reconstruct: float
 
 
-def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
-             show_progress: bool = True) -> DemoResult:
+def run_demo(
+    out_dir: str | Path, config: DemoConfig | None = None, show_progress: bool = True
+) -> DemoResult:
     """Simulate, reconstruct and compare with the truth; everything is written under ``out_dir``."""
     config = config or DemoConfig()
     out = Path(out_dir)
@@ -69,12 +70,26 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     truth_path = out / "truth_atoms.mrc"
     atoms = model_from_atoms(bundled_structure(), config.box, config.pixel_size_angstrom)
     write_map(truth_path, atoms.voxelize().detach().cpu().numpy(), config.pixel_size_angstrom)
-    log.info("demo: simulating %d particles of 8ZPM (box %d, %.2f Å/px, SNR %g)",
-             config.n_particles, config.box, config.pixel_size_angstrom, config.snr)
-    sim = simulate(truth_path, out / "particles", SimulationConfig(
-        n_particles=config.n_particles, snr=config.snr, seed=config.seed,
-        shift_sd_angstrom=config.shift_sd_angstrom, defocus_min_um=config.defocus_min_um,
-        defocus_max_um=config.defocus_max_um, astigmatism_max_angstrom=500.0))
+    log.info(
+        "demo: simulating %d particles of 8ZPM (box %d, %.2f Å/px, SNR %g)",
+        config.n_particles,
+        config.box,
+        config.pixel_size_angstrom,
+        config.snr,
+    )
+    sim = simulate(
+        truth_path,
+        out / "particles",
+        SimulationConfig(
+            n_particles=config.n_particles,
+            snr=config.snr,
+            seed=config.seed,
+            shift_sd_angstrom=config.shift_sd_angstrom,
+            defocus_min_um=config.defocus_min_um,
+            defocus_max_um=config.defocus_max_um,
+            astigmatism_max_angstrom=500.0,
+        ),
+    )
     t1 = time.monotonic()
     particles = ParticleSet.from_file(sim.star_path)
     rc = config.reconstruct
@@ -85,8 +100,11 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     recon, _ = read_map(result.out_dir / "map.mrc")
     mask = spherical_mask(config.box)
     curve = fsc(recon * mask, truth * mask)
-    np.savetxt(out / "fsc_vs_truth.txt", np.column_stack([np.arange(curve.size), curve]),
-               header="shell fsc_map_vs_truth (soft spherical mask)")
+    np.savetxt(
+        out / "fsc_vs_truth.txt",
+        np.column_stack([np.arange(curve.size), curve]),
+        header="shell fsc_map_vs_truth (soft spherical mask)",
+    )
     return DemoResult(
         result.out_dir,
         resolution_at(curve, 0.5, config.box, config.pixel_size_angstrom),

@@ -46,15 +46,17 @@ def ifft2_centered(spectra: torch.Tensor) -> torch.Tensor:
 def fftn_centered(volume: torch.Tensor) -> torch.Tensor:
     """Centred 3D FFT over the last three axes (origin at ``D // 2``)."""
     dims = (-3, -2, -1)
-    return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(volume, dim=dims), dim=dims),
-                              dim=dims)
+    return torch.fft.fftshift(
+        torch.fft.fftn(torch.fft.ifftshift(volume, dim=dims), dim=dims), dim=dims
+    )
 
 
 def ifftn_centered(spectrum: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`fftn_centered`."""
     dims = (-3, -2, -1)
-    return torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(spectrum, dim=dims), dim=dims),
-                              dim=dims)
+    return torch.fft.fftshift(
+        torch.fft.ifftn(torch.fft.ifftshift(spectrum, dim=dims), dim=dims), dim=dims
+    )
 
 
 def _frequencies(box: int, pixel_size_angstrom: float, device, dtype) -> torch.Tensor:

@@ -248,26 +248,39 @@ def _kept_pixels(box: int, pad: int, max_radius: float | None, device, half: boo
 
 
 class _Stencil:
-    """Trilinear stencil of M points on a grid: base flat index, corner offsets and fractions."""
+    """Trilinear stencil of M points on a grid: base flat index, corner offsets and fractions.
+
+    ``coords`` (M, 3) are ``(Kx, Ky, Kz)`` in padded units (``Kx ≥ 0`` for the half layout); all
+    8 neighbours must lie on the grid (guaranteed by :func:`default_max_radius`).
+    """
 
     def __init__(self, coords: torch.Tensor, shape: tuple[int, int, int], half: bool) -> None:
         size = shape[0]
-        grid_x = coords[:, 0] if half else coords[:, 0] + size // 2
-        bx = torch.floor(grid_x)
-        by = torch.floor(coords[:, 1] + size // 2)
-        bz = torch.floor(coords[:, 2] + size // 2)
-        self.fx, self.fy, self.fz = grid_x - bx, coords[:, 1] + size // 2 - by, (
-            coords[:, 2] + size // 2 - bz)
-        self.base = ((bz.long() * shape[1] + by.long()) * shape[2]) + bx.long()
-        self.offsets = [dz * shape[1] * shape[2] + dy * shape[2] + dx
+        shifted = coords + torch.tensor([0 if half else size // 2, size // 2, size // 2],
+                                        device=coords.device, dtype=coords.dtype)
+        base = torch.floor(shifted)
+        frac = shifted - base
+        self.fx, self.fy, self.fz = frac.unbind(1)
+        index_dtype = torch.int32 if shape[0] * shape[1] * shape[2] < 2**31 else torch.int64
+        b = base.to(index_dtype)
+        self.base = (b[:, 2] * shape[1] + b[:, 1]) * shape[2] + b[:, 0]
+        self.corners = [((dz * shape[1] + dy) * shape[2] + dx, dx, dy, dz)
                         for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
-        self.corners = [(dx, dy, dz) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+
+    def sort(self, *payload: torch.Tensor) -> list[torch.Tensor]:
+        """Reorder the points by base index, with real (M,) ``payload`` arrays; returns those."""
+        self.base, order = torch.sort(self.base)
+        rows = torch.stack([self.fx, self.fy, self.fz, *payload], dim=1).index_select(0, order)
+        columns = rows.unbind(1)
+        self.fx, self.fy, self.fz = columns[:3]
+        return list(columns[3:])
 
     def __iter__(self):
+        base = self.base.long()
         gx, gy, gz = 1.0 - self.fx, 1.0 - self.fy, 1.0 - self.fz
-        for offset, (dx, dy, dz) in zip(self.offsets, self.corners):
+        for offset, dx, dy, dz in self.corners:
             wxy = (self.fx if dx else gx) * (self.fy if dy else gy)
-            yield self.base + offset, wxy * (self.fz if dz else gz)
+            yield base + offset, wxy * (self.fz if dz else gz)
 
 
 def extract_slices(
@@ -345,11 +358,13 @@ def insert_slices(
 
     Parameters
     ----------
-    values : torch.Tensor, shape (B, D, D), complex, centred spectra
+    values : torch.Tensor, complex, shape (B, D, D) centred spectra
+        For a half grid, the ``rfft`` layout (B, D, D//2 + 1) (``x`` index = ``kx ≥ 0``, ``y``
+        centred) is accepted too.
     rotations : torch.Tensor, shape (B, 3, 3), map→image matrices ``A``
     box, pad : int
     data_grid : torch.Tensor, complex, (P, P, P) or (P, P, P//2 + 1); updated in place
-    weights : torch.Tensor, shape (B, D, D), real, optional
+    weights : torch.Tensor, real, same layout as ``values``, optional
         Per-pixel weights (e.g. CTF²) for ``weight_grid``.
     weight_grid : torch.Tensor, real, same shape as ``data_grid``, optional; updated in place
     max_radius : float, optional
@@ -366,42 +381,48 @@ def insert_slices(
     real_dtype = torch.float64 if data_grid.dtype == torch.complex128 else torch.float32
     rot = torch.as_tensor(rotations, device=device, dtype=real_dtype)
     n = rot.shape[0]
-    columns = slice(box // 2, box) if half else slice(0, box)
+    width = values.shape[-1]
+    if half and width == box // 2 + 1:
+        columns = slice(0, box // 2)
+    elif width == box:
+        columns = slice(box // 2, box) if half else slice(0, box)
+    else:
+        raise ValueError(f"values have shape {tuple(values.shape)}; expected (B, {box}, {box})"
+                         + (f" or (B, {box}, {box // 2 + 1})" if half else ""))
     pix, block = _kept_pixels(box, pad, max_radius, device, half)
-    share = torch.ones(block, device=device, dtype=real_dtype)
-    if half:
-        share[:, 0] = 0.5
-    share = share.reshape(-1)[pix]
+    k = torch.arange(box, device=device, dtype=real_dtype) - box // 2
+    kx = (k[box // 2 :] if half else k)[None, :].expand(block).reshape(-1)[pix]
+    ky = k[:, None].expand(block).reshape(-1)[pix]
+    share = torch.where(kx == 0, 0.5, 1.0).to(real_dtype) if half else torch.ones_like(kx)
 
-    def gather(t: torch.Tensor, dtype) -> torch.Tensor:
-        t = t.to(device)[:, :, columns].reshape(n, -1)[:, pix] * share
-        return t.reshape(-1).to(dtype)
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device)[:, :, columns].reshape(n, -1).index_select(1, pix)
 
-    coords = slice_coordinates(rot, box, pad, columns).reshape(n, -1, 3)[:, pix].reshape(-1, 3)
-    vals = gather(values, data_grid.dtype)
-    wts = None if weights is None else gather(weights, weight_grid.dtype)
+    coords = (kx[None, :, None] * rot[:, None, 0, :] + ky[None, :, None] * rot[:, None, 1, :]) * pad
+    picked = gather(values)
+    v_re, v_im = picked.real.to(real_dtype) * share, picked.imag.to(real_dtype) * share
+    wts = None if weights is None else gather(weights).to(real_dtype) * share
     if half:
-        flip = coords[:, 0] < 0
-        coords = torch.where(flip[:, None], -coords, coords)
-        vals = torch.where(flip, vals.conj(), vals)
+        # Points with Kx < 0 go to -K with the conjugate value.
+        sign = torch.where(coords[..., 0] < 0, -1.0, 1.0).to(real_dtype)
+        coords = coords * sign[..., None]
+        v_im = v_im * sign
         plane_data = data_grid[:, :, 0].clone()
         plane_weight = None if weight_grid is None else weight_grid[:, :, 0].clone()
-    stencil = _Stencil(coords, tuple(data_grid.shape), half)
-    # Sorting by grid index makes the scattered adds cache-friendly (all corners keep the order).
-    order = torch.argsort(stencil.base)
-    stencil.base, stencil.fx, stencil.fy, stencil.fz = (
-        stencil.base[order], stencil.fx[order], stencil.fy[order], stencil.fz[order])
-    vals = vals[order]
-    wts = None if wts is None else wts[order]
+    stencil = _Stencil(coords.reshape(-1, 3), tuple(data_grid.shape), half)
+    # Sorting the points by grid index makes the scattered adds cache-friendly; every corner keeps
+    # the order.
+    payload = [v_re.reshape(-1), v_im.reshape(-1)] + ([] if wts is None else [wts.reshape(-1)])
+    sorted_payload = stencil.sort(*payload)
+    v_re, v_im = sorted_payload[:2]
+    wts = None if wts is None else sorted_payload[2]
     flat_data = data_grid.view(-1)
     for index, weight in stencil:
-        w = weight.to(real_dtype)
-        flat_data.index_add_(0, index, vals * w)
+        flat_data.index_add_(0, index, torch.complex(v_re * weight, v_im * weight))
         if wts is not None:
-            weight_grid.view(-1).index_add_(0, index, wts * w)
+            weight_grid.view(-1).index_add_(0, index, wts * weight)
     if half:
         # Friedel mates of points next to the Kx = 0 plane land on it at (-Kz, -Ky).
-        added = data_grid[:, :, 0] - plane_data
-        data_grid[:, :, 0] += _mirror_zy(added).conj()
+        data_grid[:, :, 0] += _mirror_zy(data_grid[:, :, 0] - plane_data).conj()
         if weight_grid is not None:
             weight_grid[:, :, 0] += _mirror_zy(weight_grid[:, :, 0] - plane_weight)

@@ -59,7 +59,9 @@ def fsc(map_a, map_b) -> np.ndarray:
     n = box // 2 + 1
     keep = shells < n
     s = shells[keep]
-    cross = torch.zeros(n, dtype=torch.float64).index_add_(0, s, (fa * fb.conj()).real.reshape(-1)[keep])
+    cross = torch.zeros(n, dtype=torch.float64).index_add_(
+        0, s, (fa * fb.conj()).real.reshape(-1)[keep]
+    )
     pa = torch.zeros(n, dtype=torch.float64).index_add_(0, s, fa.abs().pow(2).reshape(-1)[keep])
     pb = torch.zeros(n, dtype=torch.float64).index_add_(0, s, fb.abs().pow(2).reshape(-1)[keep])
     denom = torch.sqrt(pa * pb)
@@ -89,7 +91,9 @@ def crossing_shell(curve: np.ndarray, threshold: float) -> float | None:
     return float(s - 1 + frac)
 
 
-def resolution_at(curve: np.ndarray, threshold: float, box: int, pixel_size_angstrom: float) -> float:
+def resolution_at(
+    curve: np.ndarray, threshold: float, box: int, pixel_size_angstrom: float
+) -> float:
     """Resolution (Å) where the FSC first falls below ``threshold``; Nyquist if it never does."""
     s = crossing_shell(curve, threshold)
     if s is None or s <= 0:
@@ -148,13 +152,17 @@ class FSCResult:
             "box": self.box,
             "pixel_size_angstrom": self.pixel_size_angstrom,
             "shell": list(range(self.box // 2 + 1)),
-            "resolution_angstrom": [None if not np.isfinite(r) else float(r)
-                                    for r in self.shells_resolution_angstrom],
+            "resolution_angstrom": [
+                None if not np.isfinite(r) else float(r) for r in self.shells_resolution_angstrom
+            ],
             "randomize_from_shell": self.randomize_from_shell,
-            "fsc": {name: [float(x) for x in getattr(self, name)]
-                    for name in ("unmasked", "masked", "randomized", "corrected")},
+            "fsc": {
+                name: [float(x) for x in getattr(self, name)]
+                for name in ("unmasked", "masked", "randomized", "corrected")
+            },
             "resolution_0143_angstrom": {
-                name: self.resolution(name) for name in ("unmasked", "masked", "corrected")},
+                name: self.resolution(name) for name in ("unmasked", "masked", "corrected")
+            },
         }
         for name, c in self.curves.items():
             out["fsc"][name] = [float(x) for x in c]
@@ -180,5 +188,6 @@ def masked_fsc(half_a, half_b, mask, pixel_size_angstrom: float, seed: int = 0) 
     tail = np.arange(masked.size) > from_shell
     denom = np.where(np.abs(1.0 - randomized) < 1e-6, 1e-6, 1.0 - randomized)
     corrected[tail] = ((masked - randomized) / denom)[tail]
-    return FSCResult(box, float(pixel_size_angstrom), unmasked, masked, randomized, corrected,
-                     from_shell)
+    return FSCResult(
+        box, float(pixel_size_angstrom), unmasked, masked, randomized, corrected, from_shell
+    )

@@ -155,10 +155,12 @@ class GaussianModel(torch.nn.Module):
         means_angstrom = torch.as_tensor(means_angstrom)
         dtype = means_angstrom.dtype if means_angstrom.is_floating_point() else torch.float32
         n = means_angstrom.shape[0]
-        shapes = {"means_angstrom": (means_angstrom, (n, 3)),
-                  "scales_angstrom": (torch.as_tensor(scales_angstrom), (n, 3)),
-                  "quaternions": (torch.as_tensor(quaternions), (n, 4)),
-                  "amplitudes": (torch.as_tensor(amplitudes), (n,))}
+        shapes = {
+            "means_angstrom": (means_angstrom, (n, 3)),
+            "scales_angstrom": (torch.as_tensor(scales_angstrom), (n, 3)),
+            "quaternions": (torch.as_tensor(quaternions), (n, 4)),
+            "amplitudes": (torch.as_tensor(amplitudes), (n,)),
+        }
         for name, (t, shape) in shapes.items():
             if tuple(t.shape) != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
@@ -190,7 +192,9 @@ class GaussianModel(torch.nn.Module):
     @property
     def quaternions(self) -> torch.Tensor:
         """Unit quaternions ``(w, x, y, z)``, shape (N, 4)."""
-        return self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True).clamp_min(
+            1e-12
+        )
 
     @property
     def amplitudes(self) -> torch.Tensor:
@@ -250,7 +254,10 @@ class GaussianModel(torch.nn.Module):
     ) -> torch.Tensor:
         """The density map (D, D, D) on this model's grid, or on another ``box``/pixel size."""
         return voxelize_gaussians(
-            self.means, self.scales, self.quaternions, self.amplitudes,
+            self.means,
+            self.scales,
+            self.quaternions,
+            self.amplitudes,
             self.box if box is None else box,
             self.pixel_size_angstrom if pixel_size_angstrom is None else pixel_size_angstrom,
             n_sigma=n_sigma,
@@ -259,8 +266,14 @@ class GaussianModel(torch.nn.Module):
     def subset(self, keep: torch.Tensor) -> GaussianModel:
         """A new model with the Gaussians selected by ``keep`` (mask or indices)."""
         with torch.no_grad():
-            return GaussianModel(self.means[keep], self.scales[keep], self.quaternions[keep],
-                                 self.amplitudes[keep], self.box, self.pixel_size_angstrom)
+            return GaussianModel(
+                self.means[keep],
+                self.scales[keep],
+                self.quaternions[keep],
+                self.amplitudes[keep],
+                self.box,
+                self.pixel_size_angstrom,
+            )
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Activated parameters as numpy arrays (the saved format)."""
@@ -279,8 +292,14 @@ class GaussianModel(torch.nn.Module):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
         os.close(fd)
         try:
-            np.savez(tmp, format=FORMAT_NAME, version=FORMAT_VERSION, box=self.box,
-                     pixel_size_angstrom=self.pixel_size_angstrom, **self.state_arrays())
+            np.savez(
+                tmp,
+                format=FORMAT_NAME,
+                version=FORMAT_VERSION,
+                box=self.box,
+                pixel_size_angstrom=self.pixel_size_angstrom,
+                **self.state_arrays(),
+            )
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -300,11 +319,18 @@ class GaussianModel(torch.nn.Module):
         except (ValueError, OSError) as exc:
             raise InputError(f"{path}: cannot read Gaussian model ({exc})") from None
         if int(arrays["version"]) > FORMAT_VERSION:
-            raise InputError(f"{path}: model format version {int(arrays['version'])} is newer "
-                             f"than this cryosplat ({FORMAT_VERSION})")
+            raise InputError(
+                f"{path}: model format version {int(arrays['version'])} is newer "
+                f"than this cryosplat ({FORMAT_VERSION})"
+            )
         try:
-            return cls(*(torch.tensor(arrays[k], dtype=dtype) for k in (
-                "means_angstrom", "scales_angstrom", "quaternions", "amplitudes")),
-                int(arrays["box"]), float(arrays["pixel_size_angstrom"]))
+            return cls(
+                *(
+                    torch.tensor(arrays[k], dtype=dtype)
+                    for k in ("means_angstrom", "scales_angstrom", "quaternions", "amplitudes")
+                ),
+                int(arrays["box"]),
+                float(arrays["pixel_size_angstrom"]),
+            )
         except ValueError as exc:
             raise InputError(f"{path}: {exc}") from None

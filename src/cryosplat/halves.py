@@ -10,8 +10,9 @@ from cryosplat.errors import InputError
 __all__ = ["split_halves"]
 
 
-def split_halves(particles: ParticleSet, seed: int = 0, use_random_subset: bool = True
-                 ) -> tuple[np.ndarray, np.ndarray, str]:
+def split_halves(
+    particles: ParticleSet, seed: int = 0, use_random_subset: bool = True
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Split particle rows into two independent halves.
 
     Parameters
@@ -36,8 +37,9 @@ def split_halves(particles: ParticleSet, seed: int = 0, use_random_subset: bool 
     if use_random_subset and subset is not None:
         values = set(np.unique(subset).tolist())
         if not values <= {1, 2}:
-            raise InputError(f"{particles.source}: rlnRandomSubset holds {sorted(values)}; "
-                             "expected only 1 and 2")
+            raise InputError(
+                f"{particles.source}: rlnRandomSubset holds {sorted(values)}; expected only 1 and 2"
+            )
         a, b = np.flatnonzero(subset == 1), np.flatnonzero(subset == 2)
         if len(a) and len(b):
             return a, b, "rlnRandomSubset"

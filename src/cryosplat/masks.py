@@ -25,7 +25,9 @@ def _soft_edge(distance: torch.Tensor, width: float) -> torch.Tensor:
     return 0.5 * (1.0 + torch.cos(math.pi * t))
 
 
-def spherical_mask(box: int, radius_px: float | None = None, soft_width_px: float = 6.0) -> np.ndarray:
+def spherical_mask(
+    box: int, radius_px: float | None = None, soft_width_px: float = 6.0
+) -> np.ndarray:
     """A soft spherical mask centred on voxel ``D // 2``.
 
     Parameters
@@ -43,8 +45,9 @@ def spherical_mask(box: int, radius_px: float | None = None, soft_width_px: floa
     if radius_px is None:
         radius_px = box / 2 - soft_width_px - 1
     if radius_px <= 0:
-        raise ValueError(f"radius_px must be positive, got {radius_px} (box {box}, soft width "
-                         f"{soft_width_px})")
+        raise ValueError(
+            f"radius_px must be positive, got {radius_px} (box {box}, soft width {soft_width_px})"
+        )
     return _soft_edge(_radius_grid(box) - radius_px, soft_width_px).float().numpy()
 
 

@@ -36,8 +36,15 @@ class Progress:
         Work already done (a resumed run), not counted in the rate.
     """
 
-    def __init__(self, total: float, label: str = "", stream: TextIO | None = None,
-                 done: float = 0.0, line_interval_s: float = 10.0, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        total: float,
+        label: str = "",
+        stream: TextIO | None = None,
+        done: float = 0.0,
+        line_interval_s: float = 10.0,
+        enabled: bool = True,
+    ) -> None:
         self.total = max(float(total), 1e-12)
         self.label = label
         self.stream = stream if stream is not None else sys.stderr

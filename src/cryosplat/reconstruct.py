@@ -13,7 +13,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cryosplat.data import ParticleSet
@@ -27,8 +26,14 @@ from cryosplat.report import write_outputs
 from cryosplat.run_folder import RunFolder, write_json_atomic
 from cryosplat.splat_engine import SplatEngine, SplatEngineConfig
 
-__all__ = ["ReconstructConfig", "ReconstructResult", "reconstruct", "resolve_device",
-           "default_n_gaussians", "ENGINES"]
+__all__ = [
+    "ReconstructConfig",
+    "ReconstructResult",
+    "reconstruct",
+    "resolve_device",
+    "default_n_gaussians",
+    "ENGINES",
+]
 
 log = logging.getLogger("cryosplat")
 
@@ -70,8 +75,9 @@ class ReconstructConfig:
         if self.n_gaussians is not None and self.n_gaussians < 1:
             raise InputError(f"n_gaussians must be at least 1, got {self.n_gaussians}")
         if not 0 < self.init_radius_fraction <= 0.5:
-            raise InputError(f"init_radius_fraction must be in (0, 0.5], got "
-                             f"{self.init_radius_fraction}")
+            raise InputError(
+                f"init_radius_fraction must be in (0, 0.5], got {self.init_radius_fraction}"
+            )
         try:
             self.splat.validate()
         except ValueError as exc:
@@ -94,11 +100,15 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(f"--device: unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
+        raise InputError(
+            f"--device: unknown device '{name}' (use auto, cpu, cuda or cuda:N)"
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {name}: no CUDA GPU is available to this PyTorch "
-                             f"(torch {torch.__version__}, cuda {torch.version.cuda})")
+            raise InputError(
+                f"--device {name}: no CUDA GPU is available to this PyTorch "
+                f"(torch {torch.__version__}, cuda {torch.version.cuda})"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu":
@@ -124,8 +134,13 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
     models = []
     for half in range(2):
         m = GaussianModel.random(
-            n, particles.box, particles.pixel_size_angstrom, seed=config.seed * 2 + half + 1,
-            radius_fraction=config.init_radius_fraction, scale_angstrom=None)
+            n,
+            particles.box,
+            particles.pixel_size_angstrom,
+            seed=config.seed * 2 + half + 1,
+            radius_fraction=config.init_radius_fraction,
+            scale_angstrom=None,
+        )
         models.append(m.to(device))
     return models
 
@@ -139,9 +154,16 @@ def _half_map_resolution(model_a: GaussianModel, model_b: GaussianModel) -> floa
 
 
 def _run_splat(particles, halves, models, config, folder: RunFolder, device, show_progress):
-    engine = SplatEngine(particles, halves, models, config.splat,
-                         folder.checkpoint_dir / "splat_state.pt", device, seed=config.seed,
-                         data_sign=-1.0 if config.invert_contrast else 1.0)
+    engine = SplatEngine(
+        particles,
+        halves,
+        models,
+        config.splat,
+        folder.checkpoint_dir / "splat_state.pt",
+        device,
+        seed=config.seed,
+        data_sign=-1.0 if config.invert_contrast else 1.0,
+    )
     resumed = engine.load()
     if resumed:
         log.info("resuming from epoch %d, step %d", engine.epoch + 1, engine.step_in_epoch)
@@ -151,7 +173,9 @@ def _run_splat(particles, halves, models, config, folder: RunFolder, device, sho
 
     def on_step(step, total, info):
         res = "" if state["res"] is None else f" half-map {state['res']:.2f} Å"
-        bar.update(step, f"epoch {info['epoch']}/{config.splat.epochs} loss {info['loss']:.4g}{res}")
+        bar.update(
+            step, f"epoch {info['epoch']}/{config.splat.epochs} loss {info['loss']:.4g}{res}"
+        )
 
     def on_epoch(epoch):
         res = _half_map_resolution(*(h.model for h in engine.halves))
@@ -206,28 +230,49 @@ def reconstruct(
     folder = RunFolder(out_dir, identity, resume=resume)
     resuming = folder.prepare()
     folder.attach_log(log)
-    write_json_atomic(folder.path / "config.json",
-                      {"config": asdict(config), "device": str(device), "n_gaussians": n_gauss,
-                       "input": identity["input"], "resumed": resuming})
+    write_json_atomic(
+        folder.path / "config.json",
+        {
+            "config": asdict(config),
+            "device": str(device),
+            "n_gaussians": n_gauss,
+            "input": identity["input"],
+            "resumed": resuming,
+        },
+    )
     try:
-        log.info("cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, %d Gaussians "
-                 "per half, device %s%s", len(particles), particles.box,
-                 particles.pixel_size_angstrom, config.engine, n_gauss, device,
-                 " (resumed)" if resuming else "")
+        log.info(
+            "cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, %d Gaussians "
+            "per half, device %s%s",
+            len(particles),
+            particles.box,
+            particles.pixel_size_angstrom,
+            config.engine,
+            n_gauss,
+            device,
+            " (resumed)" if resuming else "",
+        )
         for note in particles.notes:
             log.info("note: %s", note)
         half_a, half_b, how = split_halves(particles, config.seed, config.use_random_subset)
         log.info("half sets: %d + %d particles (%s)", len(half_a), len(half_b), how)
-        log.info("data sign: %s", "inverted (protein dark in the images)" if config.invert_contrast
-                 else "as RELION (protein bright in the images)")
+        log.info(
+            "data sign: %s",
+            "inverted (protein dark in the images)"
+            if config.invert_contrast
+            else "as RELION (protein bright in the images)",
+        )
         models = _initial_models(particles, config, n_gauss, device)
         run = _run_splat if config.engine == "splat" else _run_grid
-        (model_a, model_b), details = run(particles, (half_a, half_b), models, config, folder,
-                                          device, show_progress)
-        report, summary = write_outputs(folder.path, model_a.cpu(), model_b.cpu(),
-                                        config.mask_soft_width_px)
-        summary.update({"engine": config.engine, "halves": how,
-                        "n_particles": [len(half_a), len(half_b)]})
+        (model_a, model_b), details = run(
+            particles, (half_a, half_b), models, config, folder, device, show_progress
+        )
+        report, summary = write_outputs(
+            folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px
+        )
+        summary.update(
+            {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}
+        )
         summary.update(details)
         folder.complete(summary)
         log.info("done: outputs in %s", folder.path)

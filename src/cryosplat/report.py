@@ -43,8 +43,9 @@ class HalfMapReport:
         }
 
 
-def evaluate_half_maps(half_a: np.ndarray, half_b: np.ndarray, pixel_size_angstrom: float,
-                       soft_width_px: float = 6.0) -> tuple[HalfMapReport, np.ndarray]:
+def evaluate_half_maps(
+    half_a: np.ndarray, half_b: np.ndarray, pixel_size_angstrom: float, soft_width_px: float = 6.0
+) -> tuple[HalfMapReport, np.ndarray]:
     """FSC of two half maps with a soft spherical mask and an automatic soft mask.
 
     Returns the report and the automatic mask.
@@ -84,9 +85,13 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
     ax.set_ylim(-0.1, 1.05)
     ax.set_title(f"Gold-standard FSC: {report.resolution_angstrom:.2f} Å at 0.143")
     ax.legend(fontsize=8)
-    secondary = ax.secondary_xaxis(
-        "top", functions=(lambda f: 1.0 / np.maximum(f, 1e-6), lambda r: 1.0 / np.maximum(r, 1e-6)))
-    secondary.set_xlabel("resolution (Å)")
+    ax.set_xlim(0.0, freq[-1])
+    top = ax.twiny()
+    top.set_xlim(ax.get_xlim())
+    ticks = [t for t in ax.get_xticks() if 0.0 < t <= freq[-1]]
+    top.set_xticks(ticks)
+    top.set_xticklabels([f"{1.0 / t:.3g}" for t in ticks])
+    top.set_xlabel("resolution (Å)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
@@ -99,8 +104,9 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
             os.unlink(tmp)
 
 
-def write_outputs(folder: Path, model_a: GaussianModel, model_b: GaussianModel,
-                  soft_width_px: float = 6.0) -> tuple[HalfMapReport, dict]:
+def write_outputs(
+    folder: Path, model_a: GaussianModel, model_b: GaussianModel, soft_width_px: float = 6.0
+) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models into ``folder``.
 
     Returns the FSC report and a summary dict (also logged).
@@ -129,8 +135,12 @@ def write_outputs(folder: Path, model_a: GaussianModel, model_b: GaussianModel,
         "box": model_a.box,
         "pixel_size_angstrom": pixel,
     }
-    log.info("half-map resolution (FSC 0.143, spherical mask, corrected): %.2f Å",
-             summary["resolution_0143_angstrom"])
-    log.info("half-map resolution (FSC 0.143, automatic mask, corrected): %.2f Å",
-             summary["resolution_0143_automatic_mask_angstrom"])
+    log.info(
+        "half-map resolution (FSC 0.143, spherical mask, corrected): %.2f Å",
+        summary["resolution_0143_angstrom"],
+    )
+    log.info(
+        "half-map resolution (FSC 0.143, automatic mask, corrected): %.2f Å",
+        summary["resolution_0143_automatic_mask_angstrom"],
+    )
     return report, summary

@@ -76,22 +76,32 @@ class RunFolder:
         existing = self.status()
         if existing is None:
             if self.path.is_dir() and any(self.path.iterdir()):
-                raise InputError(f"{self.path}: folder is not empty and holds no cryosplat run; "
-                                 "choose a new output folder")
+                raise InputError(
+                    f"{self.path}: folder is not empty and holds no cryosplat run; "
+                    "choose a new output folder"
+                )
             if self.resume:
-                raise InputError(f"{self.path}: --resume given but the folder holds no run to "
-                                 "resume")
+                raise InputError(
+                    f"{self.path}: --resume given but the folder holds no run to resume"
+                )
             resuming = False
         else:
             if existing.get("identity") != self.identity:
-                diff = sorted(k for k in set(existing.get("identity", {})) | set(self.identity)
-                              if existing.get("identity", {}).get(k) != self.identity.get(k))
-                raise InputError(f"{self.path}: holds a different run (settings differ: "
-                                 f"{', '.join(diff)}); choose a new output folder")
+                diff = sorted(
+                    k
+                    for k in set(existing.get("identity", {})) | set(self.identity)
+                    if existing.get("identity", {}).get(k) != self.identity.get(k)
+                )
+                raise InputError(
+                    f"{self.path}: holds a different run (settings differ: "
+                    f"{', '.join(diff)}); choose a new output folder"
+                )
             if not self.resume:
                 state = existing.get("status")
-                raise InputError(f"{self.path}: already holds this run (status: {state}); pass "
-                                 "--resume to continue it, or choose a new output folder")
+                raise InputError(
+                    f"{self.path}: already holds this run (status: {state}); pass "
+                    "--resume to continue it, or choose a new output folder"
+                )
             resuming = True
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(exist_ok=True)
@@ -101,8 +111,12 @@ class RunFolder:
 
     def _write_status(self, status: str, **extra: Any) -> None:
         current = self.status() or {}
-        data = {"status": status, "cryosplat_version": __version__, "identity": self.identity,
-                "started": current.get("started")}
+        data = {
+            "status": status,
+            "cryosplat_version": __version__,
+            "identity": self.identity,
+            "started": current.get("started"),
+        }
         data.update(extra)
         write_json_atomic(self.path / STATUS_FILE, data)
 

@@ -67,30 +67,49 @@ class SplatEngineConfig:
 
 
 def _optimizer(model: GaussianModel, cfg: SplatEngineConfig) -> torch.optim.Adam:
-    return torch.optim.Adam([
-        {"params": [model.means], "lr": cfg.lr_means_angstrom, "name": "means"},
-        {"params": [model.raw_scales], "lr": cfg.lr_scales, "name": "scales"},
-        {"params": [model.raw_quaternions], "lr": cfg.lr_rotations, "name": "rotations"},
-        {"params": [model.raw_amplitudes], "lr": cfg.lr_amplitudes, "name": "amplitudes"},
-    ])
+    return torch.optim.Adam(
+        [
+            {"params": [model.means], "lr": cfg.lr_means_angstrom, "name": "means"},
+            {"params": [model.raw_scales], "lr": cfg.lr_scales, "name": "scales"},
+            {"params": [model.raw_quaternions], "lr": cfg.lr_rotations, "name": "rotations"},
+            {"params": [model.raw_amplitudes], "lr": cfg.lr_amplitudes, "name": "amplitudes"},
+        ]
+    )
 
 
 def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float):
     images = torch.from_numpy(particles.read_images(rows)).to(device)
     rot = torch.as_tensor(particles.rotations[rows], dtype=torch.float32, device=device)
     shifts = torch.as_tensor(particles.shifts_angstrom[rows], dtype=torch.float32, device=device)
-    ctf = ctf_from_params(particles.ctf.subset(rows), particles.box, particles.pixel_size_angstrom,
-                          device=device)
+    ctf = ctf_from_params(
+        particles.ctf.subset(rows), particles.box, particles.pixel_size_angstrom, device=device
+    )
     return sign * fft2_centered(images), rot, shifts, ctf
 
 
 def _predict(model: GaussianModel, rot, shifts, ctf, backend: str) -> torch.Tensor:
-    return predict_spectra(model.means, model.scales, model.quaternions, model.amplitudes, rot,
-                           shifts, ctf, model.box, model.pixel_size_angstrom, backend=backend)
+    return predict_spectra(
+        model.means,
+        model.scales,
+        model.quaternions,
+        model.amplitudes,
+        rot,
+        shifts,
+        ctf,
+        model.box,
+        model.pixel_size_angstrom,
+        backend=backend,
+    )
 
 
-def estimate_amplitude_scale(model: GaussianModel, particles: ParticleSet, rows: np.ndarray,
-                             device, sign: float = 1.0, backend: str = "auto") -> float:
+def estimate_amplitude_scale(
+    model: GaussianModel,
+    particles: ParticleSet,
+    rows: np.ndarray,
+    device,
+    sign: float = 1.0,
+    backend: str = "auto",
+) -> float:
     """Factor that brings the model's projections to the images' signal power.
 
     Compares power in a low-frequency band (shells 2..D/8) after subtracting the noise power measured
@@ -137,8 +156,17 @@ class SplatEngine:
     data_sign : +1 (RELION: protein bright) or -1
     """
 
-    def __init__(self, particles: ParticleSet, halves, models, config: SplatEngineConfig,
-                 checkpoint_path: Path, device, seed: int = 0, data_sign: float = 1.0) -> None:
+    def __init__(
+        self,
+        particles: ParticleSet,
+        halves,
+        models,
+        config: SplatEngineConfig,
+        checkpoint_path: Path,
+        device,
+        seed: int = 0,
+        data_sign: float = 1.0,
+    ) -> None:
         config.validate()
         self.particles = particles
         self.config = config
@@ -164,12 +192,18 @@ class SplatEngine:
         return self.steps_per_epoch() * self.config.epochs
 
     def _progress_fraction(self) -> float:
-        return (self.epoch * self.steps_per_epoch() + self.step_in_epoch) / max(1, self.total_steps())
+        return (self.epoch * self.steps_per_epoch() + self.step_in_epoch) / max(
+            1, self.total_steps()
+        )
 
     def _set_learning_rates(self) -> None:
         factor = self.config.lr_decay ** self._progress_fraction()
-        base = {"means": self.config.lr_means_angstrom, "scales": self.config.lr_scales,
-                "rotations": self.config.lr_rotations, "amplitudes": self.config.lr_amplitudes}
+        base = {
+            "means": self.config.lr_means_angstrom,
+            "scales": self.config.lr_scales,
+            "rotations": self.config.lr_rotations,
+            "amplitudes": self.config.lr_amplitudes,
+        }
         for h in self.halves:
             for group in h.optimizer.param_groups:
                 group["lr"] = base[group["name"]] * factor
@@ -194,8 +228,9 @@ class SplatEngine:
             "step_in_epoch": self.step_in_epoch,
             "scaled": self.scaled,
             "history": self.history,
-            "models": [{k: v.detach().cpu() for k, v in h.model.state_dict().items()}
-                       for h in self.halves],
+            "models": [
+                {k: v.detach().cpu() for k, v in h.model.state_dict().items()} for h in self.halves
+            ],
             "optimizers": [h.optimizer.state_dict() for h in self.halves],
         }
 
@@ -224,8 +259,9 @@ class SplatEngine:
         for i, h in enumerate(self.halves):
             rng = np.random.default_rng([self.seed, i, 10_000])
             rows = rng.choice(h.rows, size=min(len(h.rows), 64), replace=False)
-            factor = estimate_amplitude_scale(h.model, self.particles, np.sort(rows), self.device,
-                                              self.sign, self.config.backend)
+            factor = estimate_amplitude_scale(
+                h.model, self.particles, np.sort(rows), self.device, self.sign, self.config.backend
+            )
             with torch.no_grad():
                 amps = h.model.amplitudes * factor
                 h.model.raw_amplitudes.copy_(amps + torch.log(-torch.expm1(-amps)))
@@ -242,8 +278,11 @@ class SplatEngine:
         h.optimizer.step()
         return float(loss.detach())
 
-    def run(self, on_step: Callable[[int, int, dict], None] | None = None,
-            on_epoch: Callable[[int], dict] | None = None) -> tuple[GaussianModel, GaussianModel]:
+    def run(
+        self,
+        on_step: Callable[[int, int, dict], None] | None = None,
+        on_epoch: Callable[[int], dict] | None = None,
+    ) -> tuple[GaussianModel, GaussianModel]:
         """Train to the end, from the checkpoint if :meth:`load` restored one.
 
         Parameters
@@ -268,14 +307,17 @@ class SplatEngine:
                 k = self.step_in_epoch
                 step_losses = []
                 for h, order in zip(self.halves, orders, strict=True):
-                    rows = order[k * bs:(k + 1) * bs]
+                    rows = order[k * bs : (k + 1) * bs]
                     if len(rows):
                         step_losses.append(self._step(h, np.sort(rows)))
                 losses.append(float(np.mean(step_losses)))
                 self.step_in_epoch += 1
                 if on_step is not None:
-                    on_step(self.epoch * per_epoch + self.step_in_epoch, self.total_steps(),
-                            {"loss": losses[-1], "epoch": self.epoch + 1})
+                    on_step(
+                        self.epoch * per_epoch + self.step_in_epoch,
+                        self.total_steps(),
+                        {"loss": losses[-1], "epoch": self.epoch + 1},
+                    )
                 if time.monotonic() - last_save > self.config.checkpoint_interval_s:
                     self.save()
                     last_save = time.monotonic()

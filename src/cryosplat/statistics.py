@@ -69,10 +69,12 @@ class FourierStatistics:
         Padding factor, ``P = pad · D``.
     pixel_size_angstrom : float
     n_particles : int
-    data_power : float
-        ``Σ_i Σ_k |Y_i(k)|²`` over the gathered frequencies (the loss's constant term).
+    power : torch.Tensor, shape (R,), float64
+        ``Σ_i Σ_{|k|² = r} |Y_i(k)|²`` for each integer squared radius ``r`` (pixels² of the D
+        grid) gathered: the loss's constant term, by radius so that :meth:`crop` can cut it.
     max_radius : float
         Largest image frequency gathered, in pixels of the D grid.
+    notes : list of str
     """
 
     weights: torch.Tensor
@@ -81,7 +83,7 @@ class FourierStatistics:
     pad: int
     pixel_size_angstrom: float
     n_particles: int
-    data_power: float
+    power: torch.Tensor
     max_radius: float
     notes: list[str] = field(default_factory=list)
 
@@ -96,6 +98,15 @@ class FourierStatistics:
             raise ValueError("data must be complex and weights real")
         if not self.pixel_size_angstrom > 0:
             raise ValueError(f"pixel_size_angstrom must be positive, got {self.pixel_size_angstrom}")
+        self.power = torch.as_tensor(self.power, dtype=torch.float64).cpu()
+        if self.power.shape != (int(self.max_radius**2) + 1,):
+            raise ValueError(f"power has shape {tuple(self.power.shape)}, expected "
+                             f"({int(self.max_radius**2) + 1},) for max_radius {self.max_radius}")
+
+    @property
+    def data_power(self) -> float:
+        """``Σ_i Σ_k |Y_i(k)|²`` over the gathered frequencies."""
+        return float(self.power.sum())
 
     @property
     def padded_box(self) -> int:
@@ -123,20 +134,22 @@ class FourierStatistics:
             self.weights + other.weights.to(self.weights.device),
             self.data + other.data.to(self.data.device),
             self.box, self.pad, self.pixel_size_angstrom, self.n_particles + other.n_particles,
-            self.data_power + other.data_power, self.max_radius, self.notes + other.notes)
+            self.power + other.power, self.max_radius, self.notes + other.notes)
 
     def to(self, device) -> FourierStatistics:
         """A copy on ``device``."""
         return FourierStatistics(self.weights.to(device), self.data.to(device), self.box, self.pad,
-                                 self.pixel_size_angstrom, self.n_particles, self.data_power,
+                                 self.pixel_size_angstrom, self.n_particles, self.power.clone(),
                                  self.max_radius, list(self.notes))
 
     def crop(self, box: int) -> FourierStatistics:
         """The statistics of the same particles downsampled to ``box`` (same physical extent).
 
-        Keeps the frequencies below the new Nyquist limit (the central ``pad · box`` grid points in
-        ``z`` and ``y``, the first ``pad · box / 2 + 1`` in ``x``); the pixel size becomes
-        ``pixel · D / box``. ``data_power`` keeps its full-resolution value.
+        Keeps the frequencies inside the new limit ``min(max_radius · box/D, box/2 − 2/pad)``
+        (a sphere on the central ``pad · box`` grid); the pixel size becomes ``pixel · D / box``.
+        Values are rescaled to spectra of images downsampled by Fourier cropping with their pixel
+        values kept (``B × (box/D)²``, power ``× (box/D)⁴``), so the cropped statistics define the
+        same loss as images of that box would.
 
         Parameters
         ----------
@@ -150,11 +163,24 @@ class FourierStatistics:
         size, small = self.padded_box, self.pad * box
         lo = size // 2 - small // 2
         region = (slice(lo, lo + small), slice(lo, lo + small), slice(0, small // 2 + 1))
-        limit = min(self.max_radius, default_max_radius(box, self.pad))
-        return FourierStatistics(
-            self.weights[region].clone(), self.data[region].clone(), box, self.pad,
-            self.pixel_size_angstrom * self.box / box, self.n_particles, self.data_power, limit,
-            list(self.notes))
+        ratio = box / self.box
+        limit = min(self.max_radius * ratio, default_max_radius(box, self.pad))
+        k = torch.arange(small, dtype=torch.float64, device=self.weights.device) - small // 2
+        kx = torch.arange(small // 2 + 1, dtype=torch.float64, device=self.weights.device)
+        r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
+        inside = r2 <= (self.pad * limit) ** 2
+        weights = torch.where(inside, self.weights[region], torch.zeros((), dtype=self.weights.dtype,
+                                                                        device=inside.device))
+        data = torch.where(inside, self.data[region] * ratio**2,
+                           torch.zeros((), dtype=self.data.dtype, device=inside.device))
+        keep = int(limit**2) + 1
+        power = torch.zeros(keep, dtype=torch.float64)
+        r2_full = torch.arange(self.power.shape[0], dtype=torch.float64) * ratio**2
+        bins = torch.floor(r2_full + 1e-9).long()
+        sel = bins < keep
+        power.index_add_(0, bins[sel], self.power[sel] * ratio**4)
+        return FourierStatistics(weights, data, box, self.pad, self.pixel_size_angstrom / ratio,
+                                 self.n_particles, power, limit, list(self.notes))
 
     def reconstruct_wiener(self, regularization: float = 0.05, gridding_correction: bool = True
                            ) -> torch.Tensor:
@@ -194,7 +220,7 @@ class FourierStatistics:
                      weights=self.weights.detach().cpu().numpy(),
                      data=self.data.detach().cpu().numpy(), box=self.box, pad=self.pad,
                      pixel_size_angstrom=self.pixel_size_angstrom, n_particles=self.n_particles,
-                     data_power=self.data_power, max_radius=self.max_radius,
+                     power=self.power.numpy(), max_radius=self.max_radius,
                      notes=np.array(self.notes, dtype=str))
             os.replace(tmp, path)
         finally:
@@ -216,7 +242,7 @@ class FourierStatistics:
                                      f"newer than this cryosplat ({FORMAT_VERSION})")
                 return cls(torch.from_numpy(z["weights"]), torch.from_numpy(z["data"]),
                            int(z["box"]), int(z["pad"]), float(z["pixel_size_angstrom"]),
-                           int(z["n_particles"]), float(z["data_power"]), float(z["max_radius"]),
+                           int(z["n_particles"]), torch.from_numpy(z["power"]), float(z["max_radius"]),
                            [str(s) for s in z["notes"]])
         except (ValueError, OSError, KeyError) as exc:
             raise InputError(f"{path}: cannot read Fourier statistics ({exc})") from None
@@ -328,9 +354,11 @@ def accumulate(
     total_b = torch.zeros(shape, device=device, dtype=torch.complex128)
     part_w = torch.zeros(shape, device=device, dtype=torch.float32)
     part_b = torch.zeros(shape, device=device, dtype=torch.complex64)
-    k = torch.arange(box, device=device, dtype=torch.float64) - box // 2
-    inside = (k[:, None] ** 2 + k[None, :] ** 2) <= radius * radius
-    power = 0.0
+    k = torch.arange(box, device=device) - box // 2
+    r2 = (k[:, None] ** 2 + k[None, :] ** 2).reshape(-1)
+    inside = (r2 <= radius * radius).nonzero().squeeze(1)
+    r2_inside = r2[inside]
+    power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
     n_batches = math.ceil(idx.size / config.batch_size)
     for number in range(n_batches):
         rows = idx[number * config.batch_size : (number + 1) * config.batch_size]
@@ -342,7 +370,8 @@ def accumulate(
         rotations = torch.as_tensor(particles.rotations[rows], device=device, dtype=torch.float32)
         insert_slices(spectra * ctf, rotations, box, config.pad, part_b, ctf * ctf, part_w,
                       max_radius=radius)
-        power += float((spectra.abs() ** 2)[:, inside].sum(dtype=torch.float64))
+        magnitude2 = (spectra.abs() ** 2).reshape(len(rows), -1)[:, inside].double().sum(0)
+        power.index_add_(0, r2_inside, magnitude2)
         if (number + 1) % config.flush_every == 0 or number + 1 == n_batches:
             total_w += part_w
             total_b += part_b
@@ -352,5 +381,5 @@ def accumulate(
             stack.release()
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
-    return FourierStatistics(total_w, total_b, box, config.pad, pixel, int(idx.size), power,
+    return FourierStatistics(total_w, total_b, box, config.pad, pixel, int(idx.size), power.cpu(),
                              radius)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from cryosplat.demo import DemoConfig, run_demo
 
-HELP = ("simulate particles of PDB 8ZPM (shipped), reconstruct them and report the resolution "
-        "against the known truth")
+HELP = (
+    "simulate particles of PDB 8ZPM (shipped), reconstruct them and report the resolution "
+    "against the known truth"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,13 +27,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = DemoConfig(n_particles=args.n_particles, box=args.box,
-                        pixel_size_angstrom=args.pixel_size, snr=args.snr, seed=args.seed,
-                        device=args.device)
+    config = DemoConfig(
+        n_particles=args.n_particles,
+        box=args.box,
+        pixel_size_angstrom=args.pixel_size,
+        snr=args.snr,
+        seed=args.seed,
+        device=args.device,
+    )
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="cryosplat-demo-"))
     r = run_demo(out, config, show_progress=not args.no_progress)
-    print(f"demo: {config.n_particles} simulated particles of 8ZPM, box {config.box}, "
-          f"{config.pixel_size_angstrom} Å/px, SNR {config.snr}")
+    print(
+        f"demo: {config.n_particles} simulated particles of 8ZPM, box {config.box}, "
+        f"{config.pixel_size_angstrom} Å/px, SNR {config.snr}"
+    )
     print(f"  map vs truth, FSC 0.5:           {r.resolution_vs_truth_05_angstrom:6.2f} Å")
     print(f"  map vs truth, FSC 0.143:         {r.resolution_vs_truth_0143_angstrom:6.2f} Å")
     print(f"  half maps, FSC 0.143 (gold std): {r.half_map_resolution_angstrom:6.2f} Å")

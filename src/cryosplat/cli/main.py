@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except CryosplatError as exc:
         print(f"cryosplat {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 1
     except KeyboardInterrupt:
         print(f"cryosplat {args.command}: interrupted", file=sys.stderr)
         return 130

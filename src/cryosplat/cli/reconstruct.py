@@ -13,21 +13,37 @@ HELP = "reconstruct a map from particles with known poses and CTF (two half-set 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("particles", help="RELION .star, cryoSPARC .cs, or .mrcs with --poses/--ctf")
-    p.add_argument("-o", "--out", required=True, help="output folder (new, or this run's with --resume)")
+    p.add_argument(
+        "-o", "--out", required=True, help="output folder (new, or this run's with --resume)"
+    )
     p.add_argument("--datadir", help="folder to resolve image stack names against")
     p.add_argument("--poses", help="cryoDRGN poses.pkl (with an .mrcs stack)")
     p.add_argument("--ctf", help="cryoDRGN ctf.pkl (with an .mrcs stack)")
-    p.add_argument("--engine", choices=ENGINES, default="grid",
-                   help="grid: Fourier sufficient statistics, one pass over the particles (default); "
-                        "splat: the paper's per-image splatting loop")
-    p.add_argument("--n-gaussians", type=int, help="Gaussians per half model (default: from the box)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (halves, initialisation, order)")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="grid",
+        help="grid: Fourier sufficient statistics, one pass over the particles (default); "
+        "splat: the paper's per-image splatting loop",
+    )
+    p.add_argument(
+        "--n-gaussians", type=int, help="Gaussians per half model (default: from the box)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed (halves, initialisation, order)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--invert-contrast", action="store_true",
-                   help="images hold protein dark; RELION-extracted particles hold it bright "
-                        "(the default assumption)")
-    p.add_argument("--ignore-random-subset", action="store_true",
-                   help="split halves at random even when rlnRandomSubset is present")
+    p.add_argument(
+        "--invert-contrast",
+        action="store_true",
+        help="images hold protein dark; RELION-extracted particles hold it bright "
+        "(the default assumption)",
+    )
+    p.add_argument(
+        "--ignore-random-subset",
+        action="store_true",
+        help="split halves at random even when rlnRandomSubset is present",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     s = p.add_argument_group("per-image engine (--engine splat)")
@@ -38,33 +54,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--lr-scales", type=float, default=d.lr_scales)
     s.add_argument("--lr-rotations", type=float, default=d.lr_rotations)
     s.add_argument("--lr-amplitudes", type=float, default=d.lr_amplitudes)
-    s.add_argument("--backend", default=d.backend, choices=("auto", "reference", "fast"),
-                   help="splatting implementation")
-    s.add_argument("--checkpoint-interval", type=float, default=d.checkpoint_interval_s,
-                   help="seconds between mid-epoch checkpoints")
+    s.add_argument(
+        "--backend",
+        default=d.backend,
+        choices=("auto", "reference", "fast"),
+        help="splatting implementation",
+    )
+    s.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=d.checkpoint_interval_s,
+        help="seconds between mid-epoch checkpoints",
+    )
 
 
 def build_config(args: argparse.Namespace) -> ReconstructConfig:
     splat = SplatEngineConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr_means_angstrom=args.lr_means,
-        lr_scales=args.lr_scales, lr_rotations=args.lr_rotations,
-        lr_amplitudes=args.lr_amplitudes, backend=args.backend,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr_means_angstrom=args.lr_means,
+        lr_scales=args.lr_scales,
+        lr_rotations=args.lr_rotations,
+        lr_amplitudes=args.lr_amplitudes,
+        backend=args.backend,
         checkpoint_interval_s=args.checkpoint_interval,
     )
     return ReconstructConfig(
-        engine=args.engine, n_gaussians=args.n_gaussians, seed=args.seed, device=args.device,
-        invert_contrast=args.invert_contrast, use_random_subset=not args.ignore_random_subset,
+        engine=args.engine,
+        n_gaussians=args.n_gaussians,
+        seed=args.seed,
+        device=args.device,
+        invert_contrast=args.invert_contrast,
+        use_random_subset=not args.ignore_random_subset,
         splat=splat,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     config = build_config(args)
-    particles = ParticleSet.from_file(args.particles, datadir=args.datadir, poses=args.poses,
-                                      ctf=args.ctf)
-    result = reconstruct(particles, args.out, config, resume=args.resume,
-                         show_progress=not args.no_progress)
-    print(f"half-map resolution (FSC 0.143, corrected, spherical mask): "
-          f"{result.resolution_angstrom:.2f} Å")
+    particles = ParticleSet.from_file(
+        args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf
+    )
+    result = reconstruct(
+        particles, args.out, config, resume=args.resume, show_progress=not args.no_progress
+    )
+    print(
+        f"half-map resolution (FSC 0.143, corrected, spherical mask): "
+        f"{result.resolution_angstrom:.2f} Å"
+    )
     print(f"outputs: {result.out_dir}")
     return 0

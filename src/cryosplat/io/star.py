@@ -99,6 +99,7 @@ class StarBlock:
                     raise InputError(
                         f"{self._where(name)}, row {row + 1}: '{v}' is not a number"
                     ) from None
+            values = np.array([float(v) for v in text], dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise InputError(

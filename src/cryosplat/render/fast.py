@@ -77,8 +77,8 @@ def _block_terms(plan: _Plan, start: int, stop: int, r: int, means_2d, conics, l
     cross = -conic[:, 1:2] * dx
     ix = c[:, 0:1] + offs[None, :]
     iy = c[:, 1:2] + offs[None, :]
-    ix = torch.where((ix >= 0) & (ix < box), ix, torch.full_like(ix, box))
-    iy = torch.where((iy >= 0) & (iy < box), iy, torch.full_like(iy, box))
+    ix = ix.masked_fill_((ix < 0) | (ix >= box), box)  # outside: the spare column
+    iy = iy.masked_fill_((iy < 0) | (iy >= box), box)  # outside: the spare row
     row_index = (plan.views[start:stop, None] * (box + 1) + iy) * (box + 1)
     return dx0, dx, dy, col, row, cross, row_index, ix, step
 
@@ -234,8 +234,8 @@ def _splat_view_chunk(means, scales, quaternions, amplitudes, rot, box, pixel, n
         visible = ((hi >= 0) & (lo < box)).all(dim=-1)
         keep = torch.nonzero(visible).squeeze(1)
         # Sort by footprint radius, then by view and centre row so scatters stay local.
-        row_key = (views[keep] * (box + 1) + centres[keep, 1].clamp(-1, box)) * (box + 2)
-        key = radius[keep] * (n_views * (box + 1) * (box + 2)) + row_key
+        row_key = views[keep] * (box + 1) + centres[keep, 1].clamp(0, box)
+        key = radius[keep] * (n_views * (box + 1)) + row_key
         order = keep[torch.argsort(key)]
     if order.numel() == 0:
         return (proj.log_weights.sum() * 0.0).expand(n_views, box, box).clone()

@@ -1,0 +1,83 @@
+"""Our projections of an atomic model against ``relion_project`` of the same atoms' map."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.atoms import model_from_atoms
+from cryosplat.cli.main import main
+from cryosplat.conventions import euler_relion_to_matrix
+from cryosplat.ctf import CTFParams
+from cryosplat.imaging import predict_images
+from cryosplat.io.mrc import MRCStack, write_map
+from cryosplat.io.star import write_relion31_particles
+
+DATA = Path(__file__).parents[1].parent / "shared" / "data"
+MODEL = DATA / "models" / "8zpm.cif"
+BOX, PIXEL, N_VIEWS = 96, 1.5, 24
+
+pytestmark = pytest.mark.relion
+
+
+@pytest.fixture(scope="module")
+def projections(tmp_path_factory):
+    if shutil.which("relion_project") is None:
+        pytest.skip("relion_project not on PATH")
+    if not MODEL.is_file():
+        pytest.skip("shared data not present")
+    folder = tmp_path_factory.mktemp("relion_project")
+    model = model_from_atoms(MODEL, BOX, PIXEL, dtype=torch.float64)
+    with torch.no_grad():
+        write_map(folder / "map.mrc", model.voxelize(n_sigma=4.0).numpy(), PIXEL)
+    rng = np.random.default_rng(0)
+    rot = euler_relion_to_matrix(rng.uniform(-180, 180, N_VIEWS),
+                                 np.degrees(np.arccos(rng.uniform(-1, 1, N_VIEWS))),
+                                 rng.uniform(-180, 180, N_VIEWS))
+    shifts = rng.uniform(-5, 5, (N_VIEWS, 2))
+    ctf = CTFParams.create(N_VIEWS, defocus_u_angstrom=rng.uniform(8000, 20000, N_VIEWS),
+                           defocus_v_angstrom=rng.uniform(8000, 20000, N_VIEWS),
+                           defocus_angle_degrees=rng.uniform(0, 180, N_VIEWS))
+    write_relion31_particles(folder / "in.star", image_names=None, rotations=rot,
+                             shifts_angstrom=shifts, ctf=ctf, pixel_size_angstrom=PIXEL, box=BOX)
+    out = {}
+    for tag, flags in (("plain", []), ("ctf", ["--ctf"])):
+        subprocess.run(["relion_project", "--i", "map.mrc", "--ang", "in.star", "--o",
+                        f"relion_{tag}"] + flags, cwd=folder, check=True, capture_output=True)
+        assert main(["project", str(MODEL), "--angles", str(folder / "in.star"), "-o",
+                     str(folder / f"ours_{tag}.mrcs")] + flags) == 0
+        ours = MRCStack(folder / f"ours_{tag}.mrcs").read(np.arange(N_VIEWS))
+        theirs = MRCStack(folder / f"relion_{tag}.mrcs").read(np.arange(N_VIEWS))
+        out[tag] = (ours, theirs)
+    out["model"], out["rotations"], out["shifts"] = model, rot, shifts
+    return out
+
+
+def _correlations(a, b):
+    return np.array([np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b, strict=True)])
+
+
+@pytest.mark.parametrize("tag", ["plain", "ctf"])
+def test_per_image_correlation_with_relion_project(projections, tag):
+    ours, theirs = projections[tag]
+    cc = _correlations(ours, theirs)
+    assert cc.min() >= 0.95, cc
+    # relion_project sums voxels; our images are line integrals per Å² (× pixel).
+    scale = (ours * theirs).sum() / (theirs * theirs).sum()
+    assert abs(scale - PIXEL) < 0.05 * PIXEL
+
+
+def test_wrong_conventions_would_be_caught(projections):
+    """The opposite shift sign or the transposed rotation would fail the comparison."""
+    _, theirs = projections["plain"]
+    model, rot, shifts = projections["model"], projections["rotations"], projections["shifts"]
+    with torch.no_grad():
+        wrong_sign = predict_images(model, rot, -shifts).numpy()
+        wrong_matrix = predict_images(model, rot.transpose(0, 2, 1), shifts).numpy()
+    assert _correlations(wrong_sign, theirs).mean() < 0.9
+    assert _correlations(wrong_matrix, theirs).mean() < 0.9

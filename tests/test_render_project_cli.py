@@ -1,0 +1,62 @@
+"""``cryosplat project``: one image per STAR row, the library's images, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.cli.main import main
+from cryosplat.ctf import CTFParams, ctf_from_params
+from cryosplat.gaussians import GaussianModel
+from cryosplat.imaging import predict_images
+from cryosplat.io.mrc import MRCStack
+from cryosplat.io.star import write_relion31_particles
+from cryosplat.rotations import random_rotations
+
+BOX, PIXEL = 24, 2.0
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    model = GaussianModel.random(30, BOX, PIXEL, seed=1, radius_fraction=0.2)
+    model.save(tmp_path / "model.npz")
+    rng = np.random.default_rng(2)
+    n = 5
+    rot = random_rotations(n, seed=3)
+    shifts = rng.uniform(-4, 4, (n, 2))
+    ctf = CTFParams.create(n, defocus_u_angstrom=rng.uniform(8000, 15000, n),
+                           defocus_v_angstrom=rng.uniform(8000, 15000, n),
+                           defocus_angle_degrees=rng.uniform(0, 180, n))
+    write_relion31_particles(tmp_path / "in.star", image_names=None, rotations=rot,
+                             shifts_angstrom=shifts, ctf=ctf, pixel_size_angstrom=PIXEL, box=BOX)
+    return tmp_path, model, rot, shifts, ctf
+
+
+@pytest.mark.parametrize("use_ctf", [False, True])
+def test_project_writes_the_library_images(inputs, use_ctf):
+    folder, model, rot, shifts, ctf = inputs
+    out = folder / "out.mrcs"
+    argv = ["project", str(folder / "model.npz"), "--angles", str(folder / "in.star"), "-o",
+            str(out), "--batch-size", "2"] + (["--ctf"] if use_ctf else [])
+    assert main(argv) == 0
+    stack = MRCStack(out)
+    assert stack.n_images == 5 and stack.box == BOX
+    assert abs(stack.pixel_size_angstrom - PIXEL) < 1e-4
+    got = stack.read(np.arange(5))
+    with torch.no_grad():
+        # The STAR stores angles with 6 decimals, shifts too: tolerate that rounding.
+        expected = predict_images(model, rot, shifts,
+                                  ctf_from_params(ctf, BOX, PIXEL) if use_ctf else None).numpy()
+    scale = np.abs(expected).max()
+    assert np.abs(got - expected).max() < 1e-3 * scale
+
+
+def test_project_errors_are_one_line(inputs, capsys):
+    folder, *_ = inputs
+    assert main(["project", str(folder / "nope.npz"), "--angles", str(folder / "in.star"), "-o",
+                 str(folder / "o.mrcs")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["project", str(folder / "model.npz"), "--angles", str(folder / "in.star"), "-o",
+                 str(folder / "o.mrcs"), "--batch-size", "0"]) == 2
+    assert "--batch-size" in capsys.readouterr().err

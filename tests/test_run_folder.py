@@ -1,0 +1,88 @@
+"""The output folder guard, the status file and atomic checkpoints; halves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.checkpoint import load_checkpoint, save_checkpoint
+from cryosplat.data import ParticleSet
+from cryosplat.errors import InputError
+from cryosplat.halves import split_halves
+from cryosplat.io.mrc import MRCStack
+from cryosplat.run_folder import RunFolder
+
+
+def test_new_folder_then_resume_same_run(tmp_path):
+    out = tmp_path / "run"
+    assert RunFolder(out, {"seed": 1}).prepare() is False
+    assert (out / "run.json").is_file()
+    assert RunFolder(out, {"seed": 1}, resume=True).prepare() is True
+
+
+def test_refuses_a_different_run_and_names_the_setting(tmp_path):
+    out = tmp_path / "run"
+    RunFolder(out, {"seed": 1, "engine": "grid"}).prepare()
+    with pytest.raises(InputError, match="different run.*seed"):
+        RunFolder(out, {"seed": 2, "engine": "grid"}, resume=True).prepare()
+
+
+def test_refuses_same_run_without_resume(tmp_path):
+    out = tmp_path / "run"
+    RunFolder(out, {"seed": 1}).prepare()
+    with pytest.raises(InputError, match="--resume"):
+        RunFolder(out, {"seed": 1}).prepare()
+
+
+def test_refuses_foreign_nonempty_folder_and_resume_of_nothing(tmp_path):
+    (tmp_path / "x.txt").write_text("user data")
+    with pytest.raises(InputError, match="not empty"):
+        RunFolder(tmp_path, {"seed": 1}).prepare()
+    with pytest.raises(InputError, match="no run to resume"):
+        RunFolder(tmp_path / "new", {"seed": 1}, resume=True).prepare()
+    assert (tmp_path / "x.txt").read_text() == "user data"
+
+
+def test_complete_status(tmp_path):
+    f = RunFolder(tmp_path / "run", {"a": 1})
+    f.prepare()
+    assert f.status()["status"] == "running"
+    f.complete({"resolution": 3.0})
+    assert f.status()["status"] == "complete"
+
+
+def test_checkpoint_roundtrip_and_atomic_replace(tmp_path):
+    path = tmp_path / "state.pt"
+    save_checkpoint(path, {"x": torch.arange(3), "epoch": 1})
+    save_checkpoint(path, {"x": torch.arange(4), "epoch": 2})
+    state = load_checkpoint(path)
+    assert state["epoch"] == 2 and state["x"].tolist() == [0, 1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
+def _particles(small_stack, subset=None):
+    path, images = small_stack
+    n = len(images)
+    return ParticleSet(
+        16, 2.0, [MRCStack(path)], np.zeros(n, int), np.arange(n), random_subset=subset, source=path
+    )
+
+
+def test_halves_random_split_is_seeded_and_disjoint(small_stack):
+    p = _particles(small_stack)
+    a, b, how = split_halves(p, seed=3)
+    a2, b2, _ = split_halves(p, seed=3)
+    assert np.array_equal(a, a2) and np.array_equal(b, b2)
+    assert len(a) == 3 and len(b) == 3 and not set(a) & set(b)
+    assert "seed 3" in how
+
+
+def test_halves_follow_random_subset(small_stack):
+    p = _particles(small_stack, subset=np.array([1, 2, 2, 1, 1, 2]))
+    a, b, how = split_halves(p)
+    assert a.tolist() == [0, 3, 4] and b.tolist() == [1, 2, 5] and how == "rlnRandomSubset"
+    a, b, how = split_halves(p, use_random_subset=False)
+    assert how.startswith("random")
+    with pytest.raises(InputError, match="rlnRandomSubset"):
+        split_halves(_particles(small_stack, subset=np.array([1, 2, 3, 1, 1, 2])))
