@@ -10,6 +10,9 @@ simulator cannot hide a convention error of cryosplat's reconstructor:
 3. ``relion_project --i truth.mrc --ang in.star --o proj --ctf``: clean CTF-modulated projections;
 4. white Gaussian noise for the requested SNR (signal variance of all clean images over the box /
    noise variance), written as ``particles.mrcs`` with ``particles.star`` naming its images.
+
+The ``acceptance`` data set is instead made by ``cryosplat simulate`` itself (splatted atoms), to
+check that RELION reconstructs our simulator's output.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 from cryosplat.atoms import model_from_atoms
 from cryosplat.io.mrc import MRCStack, write_map
 from cryosplat.io.star import write_relion31_particles
-from cryosplat.simulate import SimulationConfig, StreamingStackWriter, draw_metadata
+from cryosplat.simulate import SimulationConfig, StreamingStackWriter, draw_metadata, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -52,7 +55,11 @@ class DatasetSpec:
     ctf_table : str or None
         cryoDRGN ctf.pkl (relative to ``shared/data``) whose defocus rows are sampled.
     voltage_kv, cs_mm, amplitude_contrast : float
+    astigmatism_max_angstrom : float
+        Largest ``|U - V|`` (Å), random angle.
     seed : int
+    simulator : str
+        ``"relion_project"`` (steps 1-4 above) or ``"cryosplat"`` (``cryosplat.simulate``).
     """
 
     name: str
@@ -68,7 +75,9 @@ class DatasetSpec:
     voltage_kv: float = 300.0
     cs_mm: float = 2.7
     amplitude_contrast: float = 0.1
+    astigmatism_max_angstrom: float = 0.0
     seed: int = 0
+    simulator: str = "relion_project"
 
 
 def _8zpm(name: str, n: int) -> DatasetSpec:
@@ -79,16 +88,23 @@ def _8zpm(name: str, n: int) -> DatasetSpec:
 SPIKE = DatasetSpec("6vxx", "models/6vxx.pdb", 128, 2.2, 10_000, 0.004,
                     ctf_table="metadata/empiar10028_ctf.pkl", cs_mm=2.0)
 
+# The simulator's acceptance: relion_reconstruct of 3,000 splatted 8ZPM particles, SNR 0.01.
+ACCEPTANCE = DatasetSpec("acceptance_8zpm", "models/8zpm.cif", 128, 1.5, 3_000, 0.01,
+                         astigmatism_max_angstrom=300.0, simulator="cryosplat")
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     "8zpm": [_8zpm("8zpm", 5_000)],
     "6vxx": [SPIKE],
     "sweep": [_8zpm("8zpm_1k", 1_000), _8zpm("8zpm", 5_000), _8zpm("8zpm_20k", 20_000)],
+    "acceptance": [ACCEPTANCE],
 }
 QUICK: dict[str, list[DatasetSpec]] = {
     "8zpm": [_8zpm("quick_8zpm", 1_000)],
     "6vxx": [DatasetSpec(**{**asdict(SPIKE), "name": "quick_6vxx", "n_particles": 1_000})],
     "sweep": [_8zpm("quick_8zpm_500", 500), _8zpm("quick_8zpm", 1_000),
               _8zpm("quick_8zpm_2k", 2_000)],
+    "acceptance": [DatasetSpec(**{**asdict(ACCEPTANCE), "name": "quick_acceptance",
+                                  "n_particles": 500, "box": 64, "pixel_size_angstrom": 2.0})],
 }
 
 
@@ -129,32 +145,22 @@ def _add_noise(clean: MRCStack, out: Path, noise_sd: float, pixel: float, seed: 
     writer.close()
 
 
-def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
-    """Make ``spec`` under ``root/spec.name`` unless a finished copy with the same spec is there."""
-    folder = root / spec.name
-    record = folder / "dataset.json"
-    if record.is_file():
-        saved = json.loads(record.read_text())
-        if saved.get("spec") == asdict(spec):
-            return Dataset(spec, folder, folder / "particles.star", folder / "truth.mrc",
-                           saved["signal_variance"], saved["noise_sd"])
-    if shutil.which("relion_project") is None:
-        raise RuntimeError("relion_project is not on PATH: cannot make benchmark data sets")
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    log(f"[dataset] making {spec.name}: {spec.n_particles} particles of {spec.model}, box "
-        f"{spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}")
-    model = model_from_atoms(SHARED / spec.model, spec.box, spec.pixel_size_angstrom)
-    with torch.no_grad():
-        write_map(folder / "truth.mrc", model.voxelize().numpy(), spec.pixel_size_angstrom)
-    config = SimulationConfig(
+def _config(spec: DatasetSpec) -> SimulationConfig:
+    return SimulationConfig(
         n_particles=spec.n_particles, box=spec.box, pixel_size_angstrom=spec.pixel_size_angstrom,
         snr=spec.snr, seed=spec.seed, shift_sd_angstrom=spec.shift_sd_angstrom,
         defocus_min_um=spec.defocus_min_um, defocus_max_um=spec.defocus_max_um,
+        astigmatism_max_angstrom=spec.astigmatism_max_angstrom,
         ctf_table=None if spec.ctf_table is None else SHARED / spec.ctf_table,
         voltage_kv=spec.voltage_kv, cs_mm=spec.cs_mm, amplitude_contrast=spec.amplitude_contrast)
-    meta = draw_metadata(config, np.random.default_rng(spec.seed))
+
+
+def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, float]:
+    """Steps 1-4 of the module docstring; returns (signal variance, noise s.d.)."""
+    model = model_from_atoms(SHARED / spec.model, spec.box, spec.pixel_size_angstrom)
+    with torch.no_grad():
+        write_map(folder / "truth.mrc", model.voxelize().numpy(), spec.pixel_size_angstrom)
+    meta = draw_metadata(_config(spec), np.random.default_rng(spec.seed))
     columns = dict(rotations=meta.rotations, shifts_angstrom=meta.shifts_angstrom, ctf=meta.ctf,
                    pixel_size_angstrom=spec.pixel_size_angstrom, box=spec.box,
                    random_subset=meta.random_subset)
@@ -170,6 +176,30 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     (folder / "proj.mrcs").unlink()
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
     write_relion31_particles(folder / "particles.star", image_names=names, **columns)
+    return signal_variance, noise_sd
+
+
+def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
+    """Make ``spec`` under ``root/spec.name`` unless a finished copy with the same spec is there."""
+    folder = root / spec.name
+    record = folder / "dataset.json"
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        if saved.get("spec") == asdict(spec):
+            return Dataset(spec, folder, folder / "particles.star", folder / "truth.mrc",
+                           saved["signal_variance"], saved["noise_sd"])
+    if spec.simulator == "relion_project" and shutil.which("relion_project") is None:
+        raise RuntimeError("relion_project is not on PATH: cannot make benchmark data sets")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    log(f"[dataset] making {spec.name} with {spec.simulator}: {spec.n_particles} particles of "
+        f"{spec.model}, box {spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}")
+    if spec.simulator == "cryosplat":
+        result = simulate(SHARED / spec.model, folder, _config(spec))
+        signal_variance, noise_sd = result.signal_variance, result.noise_sd
+    else:
+        signal_variance, noise_sd = _relion_project_dataset(spec, folder)
     record.write_text(json.dumps({"spec": asdict(spec), "signal_variance": signal_variance,
                                   "noise_sd": noise_sd}, indent=2) + "\n")
     return Dataset(spec, folder, folder / "particles.star", folder / "truth.mrc", signal_variance,

@@ -28,8 +28,9 @@ from cryosplat.render import splat
 from cryosplat.rotations import random_rotations
 
 
-def _measure(n_gaussians: int, batch: int, backend: str, device: str, repeats: int, box: int,
-             threads: int) -> dict:
+def _measure(
+    n_gaussians: int, batch: int, backend: str, device: str, repeats: int, box: int, threads: int
+) -> dict:
     if threads > 0:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -38,8 +39,16 @@ def _measure(n_gaussians: int, batch: int, backend: str, device: str, repeats: i
 
     def step():
         model.zero_grad(set_to_none=True)
-        images = splat(model.means, model.scales, model.quaternions, model.amplitudes, rot, box,
-                       1.0, backend=backend)
+        images = splat(
+            model.means,
+            model.scales,
+            model.quaternions,
+            model.amplitudes,
+            rot,
+            box,
+            1.0,
+            backend=backend,
+        )
         images.square().sum().backward()
 
     step()  # warm-up
@@ -58,9 +67,16 @@ def _measure(n_gaussians: int, batch: int, backend: str, device: str, repeats: i
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"gaussians": n_gaussians, "batch": batch, "backend": backend, "device": device,
-            "seconds_per_step": wall, "cpu_seconds_per_step": cpu,
-            "images_per_second": batch / wall, "peak_mib": peak_mib}
+    return {
+        "gaussians": n_gaussians,
+        "batch": batch,
+        "backend": backend,
+        "device": device,
+        "seconds_per_step": wall,
+        "cpu_seconds_per_step": cpu,
+        "images_per_second": batch / wall,
+        "peak_mib": peak_mib,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,30 +91,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        result = _measure(args.gaussians[0], args.batches[0], args.backends[0], args.device,
-                          args.repeats, args.box, args.threads)
+        result = _measure(
+            args.gaussians[0],
+            args.batches[0],
+            args.backends[0],
+            args.device,
+            args.repeats,
+            args.box,
+            args.threads,
+        )
         print(json.dumps(result))
         return 0
-    print(f"device {args.device}, D = {args.box}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads")
-    print(f"{'gaussians':>9} {'batch':>5} {'backend':>9} {'img/s':>8} {'s/step':>8} "
-          f"{'cpu s':>8} {'peak MiB':>9}")
+    print(
+        f"device {args.device}, D = {args.box}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
+    print(
+        f"{'gaussians':>9} {'batch':>5} {'backend':>9} {'img/s':>8} {'s/step':>8} "
+        f"{'cpu s':>8} {'peak MiB':>9}"
+    )
     for n in args.gaussians:
         for batch in args.batches:
             for backend in args.backends:
-                cmd = [sys.executable, __file__, "--worker", "--gaussians", str(n), "--batches",
-                       str(batch), "--backends", backend, "--device", args.device, "--box",
-                       str(args.box), "--repeats", str(args.repeats), "--threads",
-                       str(args.threads)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    "--gaussians",
+                    str(n),
+                    "--batches",
+                    str(batch),
+                    "--backends",
+                    backend,
+                    "--device",
+                    args.device,
+                    "--box",
+                    str(args.box),
+                    "--repeats",
+                    str(args.repeats),
+                    "--threads",
+                    str(args.threads),
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
-                    print(f"{n:>9} {batch:>5} {backend:>9}  failed: "
-                          f"{proc.stderr.strip().splitlines()[-1:]}")
+                    print(
+                        f"{n:>9} {batch:>5} {backend:>9}  failed: "
+                        f"{proc.stderr.strip().splitlines()[-1:]}"
+                    )
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"{n:>9} {batch:>5} {backend:>9} {r['images_per_second']:>8.1f} "
-                      f"{r['seconds_per_step']:>8.3f} {r['cpu_seconds_per_step']:>8.3f} "
-                      f"{r['peak_mib']:>9.0f}", flush=True)
+                print(
+                    f"{n:>9} {batch:>5} {backend:>9} {r['images_per_second']:>8.1f} "
+                    f"{r['seconds_per_step']:>8.3f} {r['cpu_seconds_per_step']:>8.3f} "
+                    f"{r['peak_mib']:>9.0f}",
+                    flush=True,
+                )
     return 0
 
 

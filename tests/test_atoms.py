@@ -40,21 +40,26 @@ def _write_pdb(path, atoms):
 
 @pytest.fixture()
 def small_pdb(tmp_path):
-    return _write_pdb(tmp_path / "small.pdb", [
-        ("ALA", "CA", "C", (10.0, 12.0, 14.0), 20.0, 1.0),
-        ("ALA", "N", "N", (11.5, 12.0, 14.0), 25.0, 1.0),
-        ("ALA", "O", "O", (10.0, 13.5, 14.5), 30.0, 0.5),
-        ("ALA", "H", "H", (9.0, 12.0, 14.0), 20.0, 1.0),
-        ("HOH", "O", "O", (20.0, 20.0, 20.0), 40.0, 1.0),
-        ("CYS", "SG", "S", (12.0, 10.0, 13.0), 35.0, 1.0),
-    ])
+    return _write_pdb(
+        tmp_path / "small.pdb",
+        [
+            ("ALA", "CA", "C", (10.0, 12.0, 14.0), 20.0, 1.0),
+            ("ALA", "N", "N", (11.5, 12.0, 14.0), 25.0, 1.0),
+            ("ALA", "O", "O", (10.0, 13.5, 14.5), 30.0, 0.5),
+            ("ALA", "H", "H", (9.0, 12.0, 14.0), 20.0, 1.0),
+            ("HOH", "O", "O", (20.0, 20.0, 20.0), 40.0, 1.0),
+            ("CYS", "SG", "S", (12.0, 10.0, 13.0), 35.0, 1.0),
+        ],
+    )
 
 
 def test_amplitudes_are_form_factors_at_zero_and_centre_of_mass_at_origin(small_pdb):
     model = model_from_atoms(small_pdb, 32, 1.0, dtype=torch.float64)
     assert len(model) == 5 * 4  # hydrogen and water skipped
-    expected = sum(occ * electron_form_factor_gaussians(el)[0].sum()
-                   for el, occ in (("C", 1.0), ("N", 1.0), ("O", 0.5), ("S", 1.0)))
+    expected = sum(
+        occ * electron_form_factor_gaussians(el)[0].sum()
+        for el, occ in (("C", 1.0), ("N", 1.0), ("O", 0.5), ("S", 1.0))
+    )
     assert abs(model.amplitudes.sum().item() - expected) < 1e-9
     masses = {"C": 12.011, "N": 14.007, "O": 15.999 * 0.5, "S": 32.06}
     pos = np.array([[10.0, 12.0, 14.0], [11.5, 12.0, 14.0], [10.0, 13.5, 14.5], [12.0, 10.0, 13.0]])
@@ -118,7 +123,8 @@ def test_real_model_8zpm():
         pytest.skip("shared data not present")
     model = model_from_atoms(path, 96, 1.5)
     st = gemmi.read_structure(str(path))
-    heavy = sum(1 for r in st[0].all() if not r.atom.element.is_hydrogen
-                and not r.residue.is_water())
+    heavy = sum(
+        1 for r in st[0].all() if not r.atom.element.is_hydrogen and not r.residue.is_water()
+    )
     assert len(model) == 5 * heavy
     assert model.means.detach().abs().max() < 48 * 1.5

@@ -27,9 +27,12 @@ def views():
 
 def _ctf(n, seed):
     rng = np.random.default_rng(seed)
-    params = CTFParams.create(n, defocus_u_angstrom=rng.uniform(5000, 15000, n),
-                              defocus_v_angstrom=rng.uniform(5000, 15000, n),
-                              defocus_angle_degrees=rng.uniform(0, 180, n))
+    params = CTFParams.create(
+        n,
+        defocus_u_angstrom=rng.uniform(5000, 15000, n),
+        defocus_v_angstrom=rng.uniform(5000, 15000, n),
+        defocus_angle_degrees=rng.uniform(0, 180, n),
+    )
     return ctf_from_params(params, BOX, PIXEL, dtype=torch.float64)
 
 
@@ -77,8 +80,9 @@ def test_spectra_and_raw_tensor_versions_agree(model, views):
 
 
 def test_gradients_reach_shifts_rotations_and_parameters(model, views):
-    shifts = torch.tensor([[0.3, 0.2], [0.1, -0.4], [0.5, 0.0]], dtype=torch.float64,
-                          requires_grad=True)
+    shifts = torch.tensor(
+        [[0.3, 0.2], [0.1, -0.4], [0.5, 0.0]], dtype=torch.float64, requires_grad=True
+    )
     rot = views.clone().requires_grad_()
     images = predict_images(model, rot, shifts, _ctf(3, seed=7))
     images.square().sum().backward()

@@ -36,21 +36,50 @@ def projections(tmp_path_factory):
     with torch.no_grad():
         write_map(folder / "map.mrc", model.voxelize(n_sigma=4.0).numpy(), PIXEL)
     rng = np.random.default_rng(0)
-    rot = euler_relion_to_matrix(rng.uniform(-180, 180, N_VIEWS),
-                                 np.degrees(np.arccos(rng.uniform(-1, 1, N_VIEWS))),
-                                 rng.uniform(-180, 180, N_VIEWS))
+    rot = euler_relion_to_matrix(
+        rng.uniform(-180, 180, N_VIEWS),
+        np.degrees(np.arccos(rng.uniform(-1, 1, N_VIEWS))),
+        rng.uniform(-180, 180, N_VIEWS),
+    )
     shifts = rng.uniform(-5, 5, (N_VIEWS, 2))
-    ctf = CTFParams.create(N_VIEWS, defocus_u_angstrom=rng.uniform(8000, 20000, N_VIEWS),
-                           defocus_v_angstrom=rng.uniform(8000, 20000, N_VIEWS),
-                           defocus_angle_degrees=rng.uniform(0, 180, N_VIEWS))
-    write_relion31_particles(folder / "in.star", image_names=None, rotations=rot,
-                             shifts_angstrom=shifts, ctf=ctf, pixel_size_angstrom=PIXEL, box=BOX)
+    ctf = CTFParams.create(
+        N_VIEWS,
+        defocus_u_angstrom=rng.uniform(8000, 20000, N_VIEWS),
+        defocus_v_angstrom=rng.uniform(8000, 20000, N_VIEWS),
+        defocus_angle_degrees=rng.uniform(0, 180, N_VIEWS),
+    )
+    write_relion31_particles(
+        folder / "in.star",
+        image_names=None,
+        rotations=rot,
+        shifts_angstrom=shifts,
+        ctf=ctf,
+        pixel_size_angstrom=PIXEL,
+        box=BOX,
+    )
     out = {}
     for tag, flags in (("plain", []), ("ctf", ["--ctf"])):
-        subprocess.run(["relion_project", "--i", "map.mrc", "--ang", "in.star", "--o",
-                        f"relion_{tag}"] + flags, cwd=folder, check=True, capture_output=True)
-        assert main(["project", str(MODEL), "--angles", str(folder / "in.star"), "-o",
-                     str(folder / f"ours_{tag}.mrcs")] + flags) == 0
+        subprocess.run(
+            ["relion_project", "--i", "map.mrc", "--ang", "in.star", "--o", f"relion_{tag}"]
+            + flags,
+            cwd=folder,
+            check=True,
+            capture_output=True,
+        )
+        assert (
+            main(
+                [
+                    "project",
+                    str(MODEL),
+                    "--angles",
+                    str(folder / "in.star"),
+                    "-o",
+                    str(folder / f"ours_{tag}.mrcs"),
+                ]
+                + flags
+            )
+            == 0
+        )
         ours = MRCStack(folder / f"ours_{tag}.mrcs").read(np.arange(N_VIEWS))
         theirs = MRCStack(folder / f"relion_{tag}.mrcs").read(np.arange(N_VIEWS))
         out[tag] = (ours, theirs)
@@ -74,8 +103,10 @@ def test_per_image_correlation_with_relion_project(projections, tag):
 
 def test_wrong_conventions_would_be_caught(projections):
     """The opposite shift sign or the transposed rotation would fail the comparison."""
-    _, theirs = projections["plain"]
-    model, rot, shifts = projections["model"], projections["rotations"], projections["shifts"]
+    n = 8
+    theirs = projections["plain"][1][:n]
+    model = projections["model"].float()
+    rot, shifts = projections["rotations"][:n], projections["shifts"][:n]
     with torch.no_grad():
         wrong_sign = predict_images(model, rot, -shifts).numpy()
         wrong_matrix = predict_images(model, rot.transpose(0, 2, 1), shifts).numpy()

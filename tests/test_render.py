@@ -10,8 +10,8 @@ import torch
 
 from cryosplat.fourier import fft2_centered, frequency_grid_2d
 from cryosplat.gaussians import GaussianModel
-from cryosplat.rotations import quaternion_to_matrix, random_rotations
 from cryosplat.render import splat, splat_fast, splat_reference
+from cryosplat.rotations import quaternion_to_matrix, random_rotations
 
 BACKENDS = [splat_reference, splat_fast]
 
@@ -33,8 +33,9 @@ def _rotations(n, seed, dtype=torch.float64):
 @pytest.mark.parametrize("box", [64, 65])
 def test_projection_integrates_to_total_amplitude(fn, box):
     pixel = 1.0
-    means, scales, quats, amps = _random_mixture(30, box, pixel, seed=1, spread=0.1,
-                                                 scale=(1.5, 2.5))
+    means, scales, quats, amps = _random_mixture(
+        30, box, pixel, seed=1, spread=0.1, scale=(1.5, 2.5)
+    )
     rot = _rotations(6, seed=2)
     img = fn(means, scales, quats, amps, rot, box, pixel, n_sigma=6.0)
     totals = img.sum(dim=(1, 2)) * pixel**2
@@ -69,8 +70,9 @@ def test_isotropic_gaussian_matches_analytic_2d_gaussian(fn):
     scales = torch.full((1, 3), sigma, dtype=torch.float64)
     quats = torch.tensor([[0.3, 0.5, -0.1, 0.7]], dtype=torch.float64)
     rot = _rotations(4, seed=4)
-    img = fn(mu, scales, quats, torch.tensor([amp], dtype=torch.float64), rot, box, pixel,
-             n_sigma=8.0)
+    img = fn(
+        mu, scales, quats, torch.tensor([amp], dtype=torch.float64), rot, box, pixel, n_sigma=8.0
+    )
     x = (torch.arange(box, dtype=torch.float64) - box // 2) * pixel
     for b in range(rot.shape[0]):
         m2 = rot[b] @ mu[0]
@@ -83,26 +85,40 @@ def test_isotropic_gaussian_matches_analytic_2d_gaussian(fn):
 def test_splat_equals_line_integral_of_voxelised_mixture(fn):
     box, pixel = 40, 1.0
     # Gaussians well inside the box (in z too: the voxelised map is cut at the box).
-    model = GaussianModel.random(25, box, pixel, seed=5, radius_fraction=0.12,
-                                 scale_angstrom=1.6, dtype=torch.float64)
+    model = GaussianModel.random(
+        25, box, pixel, seed=5, radius_fraction=0.12, scale_angstrom=1.6, dtype=torch.float64
+    )
     for i in range(25):
         with torch.no_grad():
-            model.raw_scales[i] += 0.3 * torch.randn(3, generator=torch.Generator().manual_seed(i),
-                                                      dtype=torch.float64)
+            model.raw_scales[i] += 0.3 * torch.randn(
+                3, generator=torch.Generator().manual_seed(i), dtype=torch.float64
+            )
     with torch.no_grad():
         vol = model.voxelize(n_sigma=6.0)  # [z, y, x]
     # Views that permute axes: A maps map (x, y, z) to image (x', y', z').
     views = {
         "identity": (torch.eye(3, dtype=torch.float64), vol.sum(0)),
-        "x'=y, y'=z": (torch.tensor([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=torch.float64),
-                       vol.sum(2)),
-        "x'=z, y'=x": (torch.tensor([[0.0, 0, 1], [1, 0, 0], [0, 1, 0]], dtype=torch.float64),
-                       vol.sum(1).T),
+        "x'=y, y'=z": (
+            torch.tensor([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=torch.float64),
+            vol.sum(2),
+        ),
+        "x'=z, y'=x": (
+            torch.tensor([[0.0, 0, 1], [1, 0, 0], [0, 1, 0]], dtype=torch.float64),
+            vol.sum(1).T,
+        ),
     }
     rot = torch.stack([v[0] for v in views.values()])
     with torch.no_grad():
-        img = fn(model.means, model.scales, model.quaternions, model.amplitudes, rot, box, pixel,
-                 n_sigma=6.0)
+        img = fn(
+            model.means,
+            model.scales,
+            model.quaternions,
+            model.amplitudes,
+            rot,
+            box,
+            pixel,
+            n_sigma=6.0,
+        )
     for k, (_, proj) in enumerate(views.values()):
         expected = proj * pixel
         assert torch.allclose(img[k], expected, rtol=0, atol=1e-6 * expected.max())
@@ -149,8 +165,9 @@ def test_fft_of_splat_is_analytic_fourier_slice_without_phase_ramp(box):
 @pytest.mark.parametrize("fn", BACKENDS)
 def test_gradcheck_float64(fn):
     box, pixel = 10, 1.0
-    means, scales, quats, amps = _random_mixture(3, box, pixel, seed=7, spread=0.3,
-                                                 scale=(0.8, 1.6))
+    means, scales, quats, amps = _random_mixture(
+        3, box, pixel, seed=7, spread=0.3, scale=(0.8, 1.6)
+    )
     rot = _rotations(2, seed=8)
     inputs = tuple(t.clone().requires_grad_() for t in (means, scales, quats, amps, rot))
 
@@ -164,8 +181,9 @@ def test_gradcheck_float64(fn):
 def test_fast_matches_reference_forward_and_gradients(dtype, tol):
     """Stated tolerance: relative to the largest value, 1e-11 in float64 and 1e-5 in float32."""
     box, pixel = 28, 1.3
-    means, scales, quats, amps = _random_mixture(60, box, pixel, seed=9, dtype=dtype, spread=0.55,
-                                                 scale=(0.4, 3.5))
+    means, scales, quats, amps = _random_mixture(
+        60, box, pixel, seed=9, dtype=dtype, spread=0.55, scale=(0.4, 3.5)
+    )
     rot = _rotations(5, seed=10, dtype=dtype)
     weight = torch.randn(5, box, box, generator=torch.Generator().manual_seed(11), dtype=dtype)
     results = []

@@ -25,11 +25,21 @@ def inputs(tmp_path):
     n = 5
     rot = random_rotations(n, seed=3)
     shifts = rng.uniform(-4, 4, (n, 2))
-    ctf = CTFParams.create(n, defocus_u_angstrom=rng.uniform(8000, 15000, n),
-                           defocus_v_angstrom=rng.uniform(8000, 15000, n),
-                           defocus_angle_degrees=rng.uniform(0, 180, n))
-    write_relion31_particles(tmp_path / "in.star", image_names=None, rotations=rot,
-                             shifts_angstrom=shifts, ctf=ctf, pixel_size_angstrom=PIXEL, box=BOX)
+    ctf = CTFParams.create(
+        n,
+        defocus_u_angstrom=rng.uniform(8000, 15000, n),
+        defocus_v_angstrom=rng.uniform(8000, 15000, n),
+        defocus_angle_degrees=rng.uniform(0, 180, n),
+    )
+    write_relion31_particles(
+        tmp_path / "in.star",
+        image_names=None,
+        rotations=rot,
+        shifts_angstrom=shifts,
+        ctf=ctf,
+        pixel_size_angstrom=PIXEL,
+        box=BOX,
+    )
     return tmp_path, model, rot, shifts, ctf
 
 
@@ -37,8 +47,16 @@ def inputs(tmp_path):
 def test_project_writes_the_library_images(inputs, use_ctf):
     folder, model, rot, shifts, ctf = inputs
     out = folder / "out.mrcs"
-    argv = ["project", str(folder / "model.npz"), "--angles", str(folder / "in.star"), "-o",
-            str(out), "--batch-size", "2"] + (["--ctf"] if use_ctf else [])
+    argv = [
+        "project",
+        str(folder / "model.npz"),
+        "--angles",
+        str(folder / "in.star"),
+        "-o",
+        str(out),
+        "--batch-size",
+        "2",
+    ] + (["--ctf"] if use_ctf else [])
     assert main(argv) == 0
     stack = MRCStack(out)
     assert stack.n_images == 5 and stack.box == BOX
@@ -46,17 +64,42 @@ def test_project_writes_the_library_images(inputs, use_ctf):
     got = stack.read(np.arange(5))
     with torch.no_grad():
         # The STAR stores angles with 6 decimals, shifts too: tolerate that rounding.
-        expected = predict_images(model, rot, shifts,
-                                  ctf_from_params(ctf, BOX, PIXEL) if use_ctf else None).numpy()
+        expected = predict_images(
+            model, rot, shifts, ctf_from_params(ctf, BOX, PIXEL) if use_ctf else None
+        ).numpy()
     scale = np.abs(expected).max()
     assert np.abs(got - expected).max() < 1e-3 * scale
 
 
 def test_project_errors_are_one_line(inputs, capsys):
     folder, *_ = inputs
-    assert main(["project", str(folder / "nope.npz"), "--angles", str(folder / "in.star"), "-o",
-                 str(folder / "o.mrcs")]) == 2
+    assert (
+        main(
+            [
+                "project",
+                str(folder / "nope.npz"),
+                "--angles",
+                str(folder / "in.star"),
+                "-o",
+                str(folder / "o.mrcs"),
+            ]
+        )
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
-    assert main(["project", str(folder / "model.npz"), "--angles", str(folder / "in.star"), "-o",
-                 str(folder / "o.mrcs"), "--batch-size", "0"]) == 2
+    assert (
+        main(
+            [
+                "project",
+                str(folder / "model.npz"),
+                "--angles",
+                str(folder / "in.star"),
+                "-o",
+                str(folder / "o.mrcs"),
+                "--batch-size",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--batch-size" in capsys.readouterr().err

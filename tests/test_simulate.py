@@ -257,3 +257,27 @@ def test_gaussian_model_agrees_with_its_voxelised_map(tmp_path):
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9995
         assert (a * b).sum() / (b * b).sum() == pytest.approx(1.0, rel=0.01)
     assert splat.signal_variance == pytest.approx(sliced.signal_variance, rel=0.01)
+
+
+def test_atoms_give_bright_particles_and_their_truth_map(shared_data, tmp_path):
+    """8ZPM atoms: no-CTF images integrate to the truth's mass; with the CTF protein stays bright."""
+    common = dict(n_particles=3, box=48, pixel_size_angstrom=3.0, snr=float("inf"),
+                  shift_sd_angstrom=0.0, bfactor_extra_angstrom2=60.0, batch_size=6)
+    cif = shared_data / "models" / "8zpm.cif"
+    plain = simulate(cif, tmp_path / "plain", _config(**common, apply_ctf=False))
+    with_ctf = simulate(cif, tmp_path / "ctf", _config(**common))
+    sliced = simulate(cif, tmp_path / "sliced", _config(**common, apply_ctf=False,
+                                                        projection="fourier"))
+    truth, voxel = read_map(plain.truth_path)
+    mass = truth.sum() * voxel**3
+    images = _images(plain)
+    assert mass > 0
+    np.testing.assert_allclose(images.sum(axis=(1, 2)) * voxel**2, mass, rtol=0.01)
+    for a, b, c in zip(images, _images(with_ctf), _images(sliced), strict=True):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.5
+        assert np.corrcoef(a.ravel(), c.ravel())[0, 1] > 0.98  # voxel point-sampling
+
+
+def test_unknown_projection_is_rejected(blob_map, tmp_path):
+    with pytest.raises(InputError, match="projection must be 'splat' or 'fourier'"):
+        simulate(blob_map, tmp_path, _config(projection="raytrace"))

@@ -85,7 +85,8 @@ def read_atoms(
                 if atom.element.atomic_number == 0:
                     raise InputError(
                         f"{path}: atom {atom.name} of residue {residue.name} {residue.seqid} "
-                        f"(chain {chain.name}) has unknown element {atom.element.name!r}")
+                        f"(chain {chain.name}) has unknown element {atom.element.name!r}"
+                    )
                 pos.append(atom.pos.tolist())
                 elements.append(atom.element.name)
                 bfac.append(atom.b_iso)
@@ -161,14 +162,19 @@ def model_from_atoms(
         row = int(np.flatnonzero((total_b <= 0).any(axis=1))[0])
         raise InputError(
             f"{path}: atom {row + 1} has B-factor {atoms.bfactors_angstrom2[row]} + extra "
-            f"{bfactor_extra}, too negative for its form factor (b + B must stay > 0)")
+            f"{bfactor_extra}, too negative for its form factor (b + B must stay > 0)"
+        )
     sigma = np.sqrt(total_b / (8.0 * math.pi**2))
     amplitudes = a * atoms.occupancies[:, None]
     n = amplitudes.size
     means = np.repeat(positions, 5, axis=0)
     scales = np.repeat(sigma.reshape(-1, 1), 3, axis=1)
     quats = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (n, 1))
-    return GaussianModel(torch.tensor(means, dtype=dtype), torch.tensor(scales, dtype=dtype),
-                         torch.tensor(quats, dtype=dtype),
-                         torch.tensor(amplitudes.reshape(-1), dtype=dtype), box,
-                         pixel_size_angstrom)
+    return GaussianModel(
+        torch.tensor(means, dtype=dtype),
+        torch.tensor(scales, dtype=dtype),
+        torch.tensor(quats, dtype=dtype),
+        torch.tensor(amplitudes.reshape(-1), dtype=dtype),
+        box,
+        pixel_size_angstrom,
+    )

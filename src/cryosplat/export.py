@@ -87,8 +87,10 @@ def export_model(model: GaussianModel, path: str | Path) -> Path:
     if suffix not in (".pdb", ".cif", ".mmcif"):
         raise InputError(f"{path}: pseudo-atoms are written as .pdb or .cif, not '{suffix}'")
     if suffix == ".pdb" and len(model) > PDB_MAX_ATOMS:
-        raise InputError(f"{path}: {len(model)} Gaussians do not fit a PDB file (at most "
-                         f"{PDB_MAX_ATOMS} atoms); write a .cif instead")
+        raise InputError(
+            f"{path}: {len(model)} Gaussians do not fit a PDB file (at most "
+            f"{PDB_MAX_ATOMS} atoms); write a .cif instead"
+        )
     structure = pseudo_atom_structure(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".pdb":

@@ -355,7 +355,7 @@ def fit_gaussians(
                 else:
                     stale += 1
                 if callback is not None:
-                    callback(stage, step, float(loss), held)
+                    callback(stage, step, float(loss.detach()), held)
                 if stale >= config.patience:
                     break
             optimizer.zero_grad(set_to_none=True)

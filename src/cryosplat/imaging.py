@@ -19,8 +19,9 @@ __all__ = ["predict_spectra", "render_images", "predict_images"]
 
 
 def _as_tensor(value, like: torch.Tensor, name: str, shape: tuple) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value,
-                        device=like.device)
+    t = torch.as_tensor(
+        np.asarray(value) if not torch.is_tensor(value) else value, device=like.device
+    )
     if tuple(t.shape) != shape:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
     return t.to(like.dtype)
@@ -70,8 +71,17 @@ def predict_spectra(
     with respect to the Gaussian parameters, rotations and shifts.
     """
     rot = _rotations(rotations, means)
-    projections = splat(means, scales, quaternions, amplitudes, rot, box, pixel_size_angstrom,
-                        n_sigma=n_sigma, backend=backend)
+    projections = splat(
+        means,
+        scales,
+        quaternions,
+        amplitudes,
+        rot,
+        box,
+        pixel_size_angstrom,
+        n_sigma=n_sigma,
+        backend=backend,
+    )
     return _filter(projections, rot.shape[0], box, pixel_size_angstrom, shifts_angstrom, ctf)
 
 
@@ -103,8 +113,17 @@ def render_images(
     Without shifts and CTF the images are the splats themselves (no FFT round trip).
     """
     rot = _rotations(rotations, means)
-    projections = splat(means, scales, quaternions, amplitudes, rot, box, pixel_size_angstrom,
-                        n_sigma=n_sigma, backend=backend)
+    projections = splat(
+        means,
+        scales,
+        quaternions,
+        amplitudes,
+        rot,
+        box,
+        pixel_size_angstrom,
+        n_sigma=n_sigma,
+        backend=backend,
+    )
     if shifts_angstrom is None and ctf is None:
         return projections
     spectra = _filter(projections, rot.shape[0], box, pixel_size_angstrom, shifts_angstrom, ctf)
@@ -134,6 +153,16 @@ def predict_images(
     -------
     torch.Tensor, shape (B, D, D), real, per Å².
     """
-    return render_images(model.means, model.scales, model.quaternions, model.amplitudes,
-                         rotations, shifts_angstrom, ctf, model.box, model.pixel_size_angstrom,
-                         backend=backend, n_sigma=n_sigma)
+    return render_images(
+        model.means,
+        model.scales,
+        model.quaternions,
+        model.amplitudes,
+        rotations,
+        shifts_angstrom,
+        ctf,
+        model.box,
+        model.pixel_size_angstrom,
+        backend=backend,
+        n_sigma=n_sigma,
+    )

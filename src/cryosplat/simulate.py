@@ -99,8 +99,12 @@ class SimulationConfig:
         Largest number of images in one ``.mrcs`` file.
     device : str
         torch device for projection.
+    projection : str
+        For atoms and Gaussian models: ``"splat"`` (each Gaussian splatted, ``cryosplat.imaging``)
+        or ``"fourier"`` (Fourier slices of the voxelised model: faster for large models, but
+        Gaussians narrower than a voxel are point-sampled). Maps always use Fourier slices.
     backend : str
-        Splatting backend for atoms and Gaussian models (``cryosplat.imaging``).
+        Splatting backend (``cryosplat.imaging``).
     """
 
     n_particles: int
@@ -123,6 +127,7 @@ class SimulationConfig:
     batch_size: int = 128
     images_per_stack: int = 10_000
     device: str = "cpu"
+    projection: str = "splat"
     backend: str = "auto"
 
     def validate(self) -> None:
@@ -149,6 +154,8 @@ class SimulationConfig:
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.images_per_stack >= 1,
              f"images per stack must be at least 1, got {self.images_per_stack}"),
+            (self.projection in ("splat", "fourier"),
+             f"projection must be 'splat' or 'fourier', got '{self.projection}'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -345,6 +352,14 @@ class _MapProjector:
         return ifft2_centered(spectra).real.cpu().numpy()
 
 
+def _model_projector(model: GaussianModel, config: SimulationConfig):
+    if config.projection == "splat":
+        return _SplatProjector(model, config.backend, config.device)
+    with torch.no_grad():
+        volume = model.voxelize().cpu().numpy()
+    return _MapProjector(volume, model.pixel_size_angstrom, config.device)
+
+
 def _load_projector(model_path: Path, config: SimulationConfig):
     suffix = model_path.suffix.lower()
     if not model_path.is_file():
@@ -356,12 +371,12 @@ def _load_projector(model_path: Path, config: SimulationConfig):
 
         model = model_from_atoms(model_path, config.box, config.pixel_size_angstrom,
                                  bfactor_extra=config.bfactor_extra_angstrom2)
-        return _SplatProjector(model, config.backend, config.device)
+        return _model_projector(model, config)
     if suffix == ".npz":
         model = GaussianModel.load(model_path)
         model.box = config.box or model.box
         model.pixel_size_angstrom = config.pixel_size_angstrom or model.pixel_size_angstrom
-        return _SplatProjector(model, config.backend, config.device)
+        return _model_projector(model, config)
     if suffix in MAP_SUFFIXES:
         volume, voxel = read_map(model_path)
         if config.box is not None and config.box != volume.shape[0]:

@@ -13,23 +13,44 @@ HELP = "project an atomic (PDB/mmCIF) or Gaussian (.npz) model along the angles 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="atomic model (.pdb/.cif) or Gaussian model (.npz)")
-    parser.add_argument("--angles", type=Path, required=True,
-                        help="particle file (.star or .cs) with angles, origins, CTF; one image "
-                             "per row")
+    parser.add_argument(
+        "model", type=Path, help="atomic model (.pdb/.cif) or Gaussian model (.npz)"
+    )
+    parser.add_argument(
+        "--angles",
+        type=Path,
+        required=True,
+        help="particle file (.star or .cs) with angles, origins, CTF; one image per row",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output stack (.mrcs)")
     parser.add_argument("--ctf", action="store_true", help="multiply each image by its CTF")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="splatting backend")
     parser.add_argument("--batch-size", type=int, default=64, help="images rendered together")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
-    parser.add_argument("--box", type=int, default=None,
-                        help="image size in pixels (default: from the particle file)")
-    parser.add_argument("--pixel-size", type=float, default=None,
-                        help="pixel size in Å (default: from the particle file)")
-    parser.add_argument("--bfactor", type=float, default=0.0,
-                        help="B-factor (Å²) added to every atom of an atomic model")
-    parser.add_argument("--n-sigma", type=float, default=3.0,
-                        help="splat footprint half-width in standard deviations")
+    parser.add_argument(
+        "--box",
+        type=int,
+        default=None,
+        help="image size in pixels (default: from the particle file)",
+    )
+    parser.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="pixel size in Å (default: from the particle file)",
+    )
+    parser.add_argument(
+        "--bfactor",
+        type=float,
+        default=0.0,
+        help="B-factor (Å²) added to every atom of an atomic model",
+    )
+    parser.add_argument(
+        "--n-sigma",
+        type=float,
+        default=3.0,
+        help="splat footprint half-width in standard deviations",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         n_sigma=args.n_sigma,
     )
     result = project_particles(config)
-    print(f"wrote {result.n_images} projections of {result.n_gaussians} Gaussians "
-          f"({result.box}² px, {result.pixel_size_angstrom:.4g} Å/px) to {result.output_path}")
+    print(
+        f"wrote {result.n_images} projections of {result.n_gaussians} Gaussians "
+        f"({result.box}² px, {result.pixel_size_angstrom:.4g} Å/px) to {result.output_path}"
+    )
     return 0

@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images-per-stack", type=int, default=defaults.images_per_stack,
                         help="most images in one .mrcs file (default %(default)s)")
     parser.add_argument("--device", default=defaults.device, help="torch device (default cpu)")
+    parser.add_argument("--projection", choices=("splat", "fourier"), default=defaults.projection,
+                        help="atoms and Gaussian models: splat each Gaussian, or Fourier slices "
+                             "of the voxelised model (faster for big models; default "
+                             "%(default)s). Maps always use Fourier slices")
     parser.add_argument("--backend", default=defaults.backend,
                         help="splatting backend: auto, reference or fast (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
@@ -86,12 +90,13 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         images_per_stack=args.images_per_stack,
         device=args.device,
+        projection=args.projection,
         backend=args.backend,
     )
     bar = None if args.quiet else Progress(args.n_particles, label="simulate")
     try:
         result = simulate(args.model, args.output, config,
-                          progress=None if bar is None else bar.update)
+                          progress=None if bar is None else lambda done, _total: bar.update(done))
     finally:
         if bar is not None:
             bar.close()

@@ -46,5 +46,14 @@ def splat(
     if backend not in BACKENDS:
         raise ValueError(f"unknown splatting backend {backend!r}; choose one of {BACKENDS}")
     function = splat_reference if backend == "reference" else splat_fast
-    return function(means, scales, quaternions, amplitudes, rotations, box, pixel_size_angstrom,
-                    n_sigma=n_sigma, max_elements=max_elements)
+    return function(
+        means,
+        scales,
+        quaternions,
+        amplitudes,
+        rotations,
+        box,
+        pixel_size_angstrom,
+        n_sigma=n_sigma,
+        max_elements=max_elements,
+    )

@@ -153,7 +153,7 @@ class _SplatPairs(torch.autograd.Function):
                     torch.take(grad_canvas, idx.view(-1), out=g)
                     gv.mul_(g.view(b - a, k, k))
                     torch.sum(gv, dim=1, out=col_sum[a:b])
-                    torch.mm(gv.view(-1, k), basis, out=row_sums[a * k:b * k])
+                    torch.mm(gv.view(-1, k), basis, out=row_sums[a * k : b * k])
                 row_sums = row_sums.view(m, k, 2)
                 row_sum = row_sums[..., 0]
                 row_dx = dx0[:, None] * row_sum + row_sums[..., 1]  # Σ_i dL/dE[j, i] · dx_i
@@ -215,14 +215,18 @@ def splat_fast(
     chunk_views = view_chunk_size(n, n_views, max_elements)
     images = []
     for v0 in range(0, n_views, chunk_views):
-        rot = rotations[v0:v0 + chunk_views].to(dtype)
-        images.append(_splat_view_chunk(means, scales, quaternions, amplitudes, rot, box, pixel,
-                                        n_sigma, max_elements))
+        rot = rotations[v0 : v0 + chunk_views].to(dtype)
+        images.append(
+            _splat_view_chunk(
+                means, scales, quaternions, amplitudes, rot, box, pixel, n_sigma, max_elements
+            )
+        )
     return torch.cat(images, dim=0)
 
 
-def _splat_view_chunk(means, scales, quaternions, amplitudes, rot, box, pixel, n_sigma,
-                      max_elements):
+def _splat_view_chunk(
+    means, scales, quaternions, amplitudes, rot, box, pixel, n_sigma, max_elements
+):
     n_views, n = rot.shape[0], means.shape[0]
     proj = project_gaussians(means, scales, quaternions, amplitudes, rot)
     with torch.no_grad():
@@ -239,7 +243,9 @@ def _splat_view_chunk(means, scales, quaternions, amplitudes, rot, box, pixel, n
         order = keep[torch.argsort(key)]
     if order.numel() == 0:
         return (proj.log_weights.sum() * 0.0).expand(n_views, box, box).clone()
-    plan = _make_plan(radius[order], centres[order], views[order], box, pixel, n_views,
-                      max_elements)
-    return _SplatPairs.apply(proj.means_2d[order], proj.conics[order], proj.log_weights[order],
-                             plan)
+    plan = _make_plan(
+        radius[order], centres[order], views[order], box, pixel, n_views, max_elements
+    )
+    return _SplatPairs.apply(
+        proj.means_2d[order], proj.conics[order], proj.log_weights[order], plan
+    )

@@ -51,8 +51,12 @@ def check_inputs(
 ) -> None:
     """Raise ``ValueError`` on inconsistent shapes, a bad box or pixel size."""
     n = means.shape[0]
-    expected = {"means": (means, (n, 3)), "scales": (scales, (n, 3)),
-                "quaternions": (quaternions, (n, 4)), "amplitudes": (amplitudes, (n,))}
+    expected = {
+        "means": (means, (n, 3)),
+        "scales": (scales, (n, 3)),
+        "quaternions": (quaternions, (n, 4)),
+        "amplitudes": (amplitudes, (n,)),
+    }
     for name, (t, shape) in expected.items():
         if tuple(t.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")

@@ -97,8 +97,9 @@ def load_projection_model(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in ATOM_MODEL_SUFFIXES:
-        return model_from_atoms(path, box, pixel_size_angstrom,
-                                bfactor_extra=bfactor_extra_angstrom2)
+        return model_from_atoms(
+            path, box, pixel_size_angstrom, bfactor_extra=bfactor_extra_angstrom2
+        )
     if suffix == ".npz":
         return GaussianModel.load(path)
     raise InputError(f"{path}: unknown model type '{suffix}' (expected .pdb, .cif or .npz)")
@@ -135,10 +136,17 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
     model = load_projection_model(config.model_path, box, pixel, config.bfactor_extra_angstrom2)
     model = model.to(device)
     n = len(particles)
-    shifts = (particles.shifts_angstrom if particles.shifts_angstrom is not None
-              else np.zeros((n, 2)))
-    log.info("project: %d Gaussians, %d images of %d² at %.4g Å/px%s", len(model), n, box, pixel,
-             " with CTF" if config.apply_ctf else "")
+    shifts = (
+        particles.shifts_angstrom if particles.shifts_angstrom is not None else np.zeros((n, 2))
+    )
+    log.info(
+        "project: %d Gaussians, %d images of %d² at %.4g Å/px%s",
+        len(model),
+        n,
+        box,
+        pixel,
+        " with CTF" if config.apply_ctf else "",
+    )
     out = np.empty((n, box, box), dtype=np.float32)
     dtype = model.means.dtype
     with torch.no_grad():
@@ -146,11 +154,24 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
             rows = np.arange(start, min(n, start + config.batch_size))
             rot = torch.as_tensor(particles.rotations[rows], dtype=dtype, device=device)
             sh = torch.as_tensor(shifts[rows], dtype=dtype, device=device)
-            ctf = (ctf_from_params(particles.ctf.subset(rows), box, pixel, device=device,
-                                   dtype=dtype) if config.apply_ctf else None)
-            images = render_images(model.means, model.scales, model.quaternions,
-                                   model.amplitudes, rot, sh, ctf, box, pixel,
-                                   backend=config.backend, n_sigma=config.n_sigma)
+            ctf = (
+                ctf_from_params(particles.ctf.subset(rows), box, pixel, device=device, dtype=dtype)
+                if config.apply_ctf
+                else None
+            )
+            images = render_images(
+                model.means,
+                model.scales,
+                model.quaternions,
+                model.amplitudes,
+                rot,
+                sh,
+                ctf,
+                box,
+                pixel,
+                backend=config.backend,
+                n_sigma=config.n_sigma,
+            )
             out[rows] = images.cpu().numpy()
     write_stack(config.output_path, out, pixel)
     return ProjectionResult(Path(config.output_path), n, box, pixel, len(model))

@@ -68,15 +68,17 @@ def splat_reference(
     chunk_views = view_chunk_size(n, n_views, max_elements)
     images = []
     for v0 in range(0, n_views, chunk_views):
-        rot = rotations[v0:v0 + chunk_views].to(dtype)
+        rot = rotations[v0 : v0 + chunk_views].to(dtype)
         canvas = torch.zeros(rot.shape[0] * box * box, device=device, dtype=dtype)
         if n > 0:
             proj = project_gaussians(means, scales, quaternions, amplitudes, rot)
-            canvas = _splat_pairs(canvas, proj, n, box, float(pixel_size_angstrom), n_sigma,
-                                  max_elements)
+            canvas = _splat_pairs(
+                canvas, proj, n, box, float(pixel_size_angstrom), n_sigma, max_elements
+            )
         images.append(canvas.reshape(-1, box, box))
-    return torch.cat(images, dim=0) if images else torch.zeros(0, box, box, device=device,
-                                                                dtype=dtype)
+    return (
+        torch.cat(images, dim=0) if images else torch.zeros(0, box, box, device=device, dtype=dtype)
+    )
 
 
 def _splat_pairs(canvas, proj, n_gaussians, box, pixel, n_sigma, max_elements):
@@ -105,8 +107,14 @@ def _splat_pairs(canvas, proj, n_gaussians, box, pixel, n_sigma, max_elements):
         q = conic[:, 0:1] * dx * dx + 2.0 * conic[:, 1:2] * dx * dy + conic[:, 2:3] * dy * dy
         val = torch.exp(log_w[:, None] - 0.5 * q)
         ix, iy = px + centre, py + centre
-        keep = ((ix >= 0) & (ix < box) & (iy >= 0) & (iy < box)
-                & (ox.abs()[None, :] <= r[:, None]) & (oy.abs()[None, :] <= r[:, None]))
+        keep = (
+            (ix >= 0)
+            & (ix < box)
+            & (iy >= 0)
+            & (iy < box)
+            & (ox.abs()[None, :] <= r[:, None])
+            & (oy.abs()[None, :] <= r[:, None])
+        )
         view = torch.arange(start, stop, device=device) // n_gaussians
         flat = (view[:, None] * box + iy) * box + ix
         flat = torch.where(keep, flat, torch.zeros_like(flat))
