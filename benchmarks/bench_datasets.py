@@ -29,8 +29,9 @@ import torch
 
 from cryosplat.atoms import model_from_atoms
 from cryosplat.io.mrc import MRCStack, write_map
+from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
-from cryosplat.simulate import SimulationConfig, StreamingStackWriter, draw_metadata, simulate
+from cryosplat.simulate import SimulationConfig, draw_metadata, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -85,12 +86,28 @@ def _8zpm(name: str, n: int) -> DatasetSpec:
 
 
 # The spike is ~185 Å across at its widest; 128 px of 2.2 Å (282 Å) leave room for the shifts.
-SPIKE = DatasetSpec("6vxx", "models/6vxx.pdb", 128, 2.2, 10_000, 0.004,
-                    ctf_table="metadata/empiar10028_ctf.pkl", cs_mm=2.0)
+SPIKE = DatasetSpec(
+    "6vxx",
+    "models/6vxx.pdb",
+    128,
+    2.2,
+    10_000,
+    0.004,
+    ctf_table="metadata/empiar10028_ctf.pkl",
+    cs_mm=2.0,
+)
 
 # The simulator's acceptance: relion_reconstruct of 3,000 splatted 8ZPM particles, SNR 0.01.
-ACCEPTANCE = DatasetSpec("acceptance_8zpm", "models/8zpm.cif", 128, 1.5, 3_000, 0.01,
-                         astigmatism_max_angstrom=300.0, simulator="cryosplat")
+ACCEPTANCE = DatasetSpec(
+    "acceptance_8zpm",
+    "models/8zpm.cif",
+    128,
+    1.5,
+    3_000,
+    0.01,
+    astigmatism_max_angstrom=300.0,
+    simulator="cryosplat",
+)
 
 DATASETS: dict[str, list[DatasetSpec]] = {
     "8zpm": [_8zpm("8zpm", 5_000)],
@@ -101,10 +118,22 @@ DATASETS: dict[str, list[DatasetSpec]] = {
 QUICK: dict[str, list[DatasetSpec]] = {
     "8zpm": [_8zpm("quick_8zpm", 1_000)],
     "6vxx": [DatasetSpec(**{**asdict(SPIKE), "name": "quick_6vxx", "n_particles": 1_000})],
-    "sweep": [_8zpm("quick_8zpm_500", 500), _8zpm("quick_8zpm", 1_000),
-              _8zpm("quick_8zpm_2k", 2_000)],
-    "acceptance": [DatasetSpec(**{**asdict(ACCEPTANCE), "name": "quick_acceptance",
-                                  "n_particles": 500, "box": 64, "pixel_size_angstrom": 2.0})],
+    "sweep": [
+        _8zpm("quick_8zpm_500", 500),
+        _8zpm("quick_8zpm", 1_000),
+        _8zpm("quick_8zpm_2k", 2_000),
+    ],
+    "acceptance": [
+        DatasetSpec(
+            **{
+                **asdict(ACCEPTANCE),
+                "name": "quick_acceptance",
+                "n_particles": 500,
+                "box": 64,
+                "pixel_size_angstrom": 2.0,
+            }
+        )
+    ],
 }
 
 
@@ -147,12 +176,20 @@ def _add_noise(clean: MRCStack, out: Path, noise_sd: float, pixel: float, seed: 
 
 def _config(spec: DatasetSpec) -> SimulationConfig:
     return SimulationConfig(
-        n_particles=spec.n_particles, box=spec.box, pixel_size_angstrom=spec.pixel_size_angstrom,
-        snr=spec.snr, seed=spec.seed, shift_sd_angstrom=spec.shift_sd_angstrom,
-        defocus_min_um=spec.defocus_min_um, defocus_max_um=spec.defocus_max_um,
+        n_particles=spec.n_particles,
+        box=spec.box,
+        pixel_size_angstrom=spec.pixel_size_angstrom,
+        snr=spec.snr,
+        seed=spec.seed,
+        shift_sd_angstrom=spec.shift_sd_angstrom,
+        defocus_min_um=spec.defocus_min_um,
+        defocus_max_um=spec.defocus_max_um,
         astigmatism_max_angstrom=spec.astigmatism_max_angstrom,
         ctf_table=None if spec.ctf_table is None else SHARED / spec.ctf_table,
-        voltage_kv=spec.voltage_kv, cs_mm=spec.cs_mm, amplitude_contrast=spec.amplitude_contrast)
+        voltage_kv=spec.voltage_kv,
+        cs_mm=spec.cs_mm,
+        amplitude_contrast=spec.amplitude_contrast,
+    )
 
 
 def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, float]:
@@ -161,12 +198,20 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     with torch.no_grad():
         write_map(folder / "truth.mrc", model.voxelize().numpy(), spec.pixel_size_angstrom)
     meta = draw_metadata(_config(spec), np.random.default_rng(spec.seed))
-    columns = dict(rotations=meta.rotations, shifts_angstrom=meta.shifts_angstrom, ctf=meta.ctf,
-                   pixel_size_angstrom=spec.pixel_size_angstrom, box=spec.box,
-                   random_subset=meta.random_subset)
+    columns = dict(
+        rotations=meta.rotations,
+        shifts_angstrom=meta.shifts_angstrom,
+        ctf=meta.ctf,
+        pixel_size_angstrom=spec.pixel_size_angstrom,
+        box=spec.box,
+        random_subset=meta.random_subset,
+    )
     write_relion31_particles(folder / "in.star", image_names=None, **columns)
-    _run(["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--o", "proj", "--ctf"],
-         folder, "relion_project.log")
+    _run(
+        ["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--o", "proj", "--ctf"],
+        folder,
+        "relion_project.log",
+    )
     clean = MRCStack(folder / "proj.mrcs")
     if clean.n_images != spec.n_particles:
         raise RuntimeError(f"relion_project wrote {clean.n_images} of {spec.n_particles} images")
@@ -186,21 +231,35 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     if record.is_file():
         saved = json.loads(record.read_text())
         if saved.get("spec") == asdict(spec):
-            return Dataset(spec, folder, folder / "particles.star", folder / "truth.mrc",
-                           saved["signal_variance"], saved["noise_sd"])
+            return Dataset(
+                spec,
+                folder,
+                folder / "particles.star",
+                folder / "truth.mrc",
+                saved["signal_variance"],
+                saved["noise_sd"],
+            )
     if spec.simulator == "relion_project" and shutil.which("relion_project") is None:
         raise RuntimeError("relion_project is not on PATH: cannot make benchmark data sets")
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    log(f"[dataset] making {spec.name} with {spec.simulator}: {spec.n_particles} particles of "
-        f"{spec.model}, box {spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}")
+    log(
+        f"[dataset] making {spec.name} with {spec.simulator}: {spec.n_particles} particles of "
+        f"{spec.model}, box {spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}"
+    )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))
         signal_variance, noise_sd = result.signal_variance, result.noise_sd
     else:
         signal_variance, noise_sd = _relion_project_dataset(spec, folder)
-    record.write_text(json.dumps({"spec": asdict(spec), "signal_variance": signal_variance,
-                                  "noise_sd": noise_sd}, indent=2) + "\n")
-    return Dataset(spec, folder, folder / "particles.star", folder / "truth.mrc", signal_variance,
-                   noise_sd)
+    record.write_text(
+        json.dumps(
+            {"spec": asdict(spec), "signal_variance": signal_variance, "noise_sd": noise_sd},
+            indent=2,
+        )
+        + "\n"
+    )
+    return Dataset(
+        spec, folder, folder / "particles.star", folder / "truth.mrc", signal_variance, noise_sd
+    )

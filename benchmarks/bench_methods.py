@@ -6,8 +6,8 @@
   writes the full map and two half maps), in its own virtual environment (:func:`ensure_cryodrgn`),
   never a dependency of cryosplat.
 
-Wall time and peak resident memory are taken per process from ``os.wait4`` (the kernel's rusage of
-that child and the children it waited for).
+Wall time and peak resident memory are taken per process by ``/usr/bin/time -f "%e %M"`` (the
+command's own maximum resident set size).
 """
 
 from __future__ import annotations
@@ -53,18 +53,36 @@ class MethodRun:
 
 
 def measure(cmd: list[str], cwd: Path, log_path: Path, env: dict | None = None) -> Measured:
-    """Run ``cmd`` in ``cwd`` (output to ``log_path``), raising on failure; return its cost."""
+    """Run ``cmd`` in ``cwd`` (output to ``log_path``), raising on failure; return its cost.
+
+    The peak memory is ``/usr/bin/time``'s ``%M`` (the command's own maximum resident set). Without
+    ``/usr/bin/time`` it is ``os.wait4``'s, which can include the pages of this Python process at
+    the fork (the maximum survives ``exec``), so it is then an upper bound.
+    """
+    timer = Path("/usr/bin/time")
+    usage_file = log_path.with_suffix(".time")
+    full = (
+        [str(timer), "-f", "%e %M", "-o", str(usage_file), *map(str, cmd)]
+        if timer.is_file()
+        else [str(c) for c in cmd]
+    )
     with open(log_path, "w") as log:
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(full, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n  "
-                           + "\n  ".join(tail))
-    return Measured(wall, usage.ru_maxrss / 1024.0)
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(
+            f"{Path(cmd[0]).name} {cmd[1] if len(cmd) > 1 else ''} exited with "
+            f"{proc.returncode} (log {log_path}): " + " / ".join(tail)
+        )
+    peak_kib = usage.ru_maxrss
+    if timer.is_file():
+        fields = usage_file.read_text().split()
+        wall, peak_kib = float(fields[-2]), int(fields[-1])
+    return Measured(wall, peak_kib / 1024.0)
 
 
 def ensure_cryodrgn(venv: Path = CRYODRGN_VENV, log=print) -> Path | None:
@@ -78,8 +96,10 @@ def ensure_cryodrgn(venv: Path = CRYODRGN_VENV, log=print) -> Path | None:
     log(f"[cryodrgn] creating {venv} (pip install {CRYODRGN_TORCH} cryodrgn)")
     try:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", CRYODRGN_TORCH,
-                        "cryodrgn"], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", CRYODRGN_TORCH, "cryodrgn"],
+            check=True,
+        )
     except (subprocess.CalledProcessError, OSError) as exc:
         log(f"[cryodrgn] could not create the environment: {exc}")
         return None
@@ -92,14 +112,27 @@ def _thread_env() -> dict:
     return env
 
 
+def _fresh(folder: Path) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def run_cryosplat(star: Path, out: Path, extra: list[str] | None = None) -> MethodRun:
-    """``cryosplat reconstruct STAR -o OUT`` (the console script next to this Python)."""
+    """``cryosplat reconstruct STAR -o OUT/run`` (the console script next to this Python)."""
     exe = shutil.which("cryosplat") or str(Path(sys.executable).with_name("cryosplat"))
-    out.mkdir(parents=True, exist_ok=True)
-    cost = measure([exe, "reconstruct", str(star), "-o", str(out), *(extra or [])], out,
-                   out / "cryosplat.log", env=_thread_env())
-    return MethodRun("cryosplat", out / "map.mrc", (out / "half_map_A.mrc", out / "half_map_B.mrc"),
-                     cost)
+    _fresh(out)
+    run = out / "run"
+    cost = measure(
+        [exe, "reconstruct", str(star), "-o", str(run), "--no-progress", *(extra or [])],
+        out,
+        out / "cryosplat.log",
+        env=_thread_env(),
+    )
+    return MethodRun(
+        "cryosplat", run / "map.mrc", (run / "half_map_A.mrc", run / "half_map_B.mrc"), cost
+    )
 
 
 def run_relion(star: Path, out: Path, pixel_size_angstrom: float) -> MethodRun:
@@ -107,7 +140,7 @@ def run_relion(star: Path, out: Path, pixel_size_angstrom: float) -> MethodRun:
 
     Run in the STAR's folder, since RELION resolves image names against the working directory.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    _fresh(out)
     base = ["relion_reconstruct", "--i", star.name, "--ctf", "--angpix", f"{pixel_size_angstrom}"]
     total = Measured()
     paths = []
@@ -122,19 +155,51 @@ def run_relion(star: Path, out: Path, pixel_size_angstrom: float) -> MethodRun:
     return MethodRun("relion", paths[0], (paths[1], paths[2]), total, [note])
 
 
-def run_cryodrgn(exe: Path, star: Path, out: Path, box: int, pixel_size_angstrom: float
-                 ) -> MethodRun:
+def run_cryodrgn(
+    exe: Path, star: Path, out: Path, box: int, pixel_size_angstrom: float
+) -> MethodRun:
     """Parse poses and CTF from the STAR, then ``backproject_voxel`` (full map and halves)."""
-    out.mkdir(parents=True, exist_ok=True)
+    _fresh(out)
     total = Measured()
     size = ["-D", str(box), "--Apix", f"{pixel_size_angstrom}"]
-    total.add(measure([str(exe), "parse_pose_star", str(star), "-o", str(out / "poses.pkl"),
-                       *size], out, out / "parse_pose_star.log"))
-    total.add(measure([str(exe), "parse_ctf_star", str(star), "-o", str(out / "ctf.pkl"), *size],
-                      out, out / "parse_ctf_star.log"))
+    total.add(
+        measure(
+            [str(exe), "parse_pose_star", str(star), "-o", str(out / "poses.pkl"), *size],
+            out,
+            out / "parse_pose_star.log",
+        )
+    )
+    total.add(
+        measure(
+            [str(exe), "parse_ctf_star", str(star), "-o", str(out / "ctf.pkl"), *size],
+            out,
+            out / "parse_ctf_star.log",
+        )
+    )
     recon = out / "backproject"
-    total.add(measure([str(exe), "backproject_voxel", str(star), "--datadir", str(star.parent),
-                       "--poses", str(out / "poses.pkl"), "--ctf", str(out / "ctf.pkl"),
-                       "-o", str(recon)], out, out / "backproject_voxel.log", env=_thread_env()))
-    return MethodRun("cryodrgn", recon / "backproject.mrc",
-                     (recon / "half_map_a.mrc", recon / "half_map_b.mrc"), total)
+    total.add(
+        measure(
+            [
+                str(exe),
+                "backproject_voxel",
+                str(star),
+                "--datadir",
+                str(star.parent),
+                "--poses",
+                str(out / "poses.pkl"),
+                "--ctf",
+                str(out / "ctf.pkl"),
+                "-o",
+                str(recon),
+            ],
+            out,
+            out / "backproject_voxel.log",
+            env=_thread_env(),
+        )
+    )
+    return MethodRun(
+        "cryodrgn",
+        recon / "backproject.mrc",
+        (recon / "half_map_a.mrc", recon / "half_map_b.mrc"),
+        total,
+    )

@@ -17,8 +17,17 @@ import numpy as np
 from cryosplat.fsc import fsc, resolution_at
 from cryosplat.io.mrc import read_map
 
-COLUMNS = ("method", "dataset", "particles", "FSC-truth 0.5 (Å)", "FSC-truth 0.143 (Å)",
-           "half-map 0.143 (Å)", "wall time (s)", "peak memory (MiB)", "notes")
+COLUMNS = (
+    "method",
+    "dataset",
+    "particles",
+    "FSC-truth 0.5 (Å)",
+    "FSC-truth 0.143 (Å)",
+    "half-map 0.143 (Å)",
+    "wall time (s)",
+    "peak memory (MiB)",
+    "notes",
+)
 
 
 @dataclass
@@ -41,8 +50,12 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
-def score_maps(truth_path: Path, full_map: Path, half_maps: tuple[Path, Path] | None,
-               pixel_size_angstrom: float) -> Score:
+def score_maps(
+    truth_path: Path,
+    full_map: Path,
+    half_maps: tuple[Path, Path] | None,
+    pixel_size_angstrom: float,
+) -> Score:
     """FSC of the full map with the truth at 0.5 and 0.143, and of the half maps at 0.143."""
     truth, _ = read_map(truth_path)
     volume, _ = read_map(full_map)
@@ -57,8 +70,13 @@ def score_maps(truth_path: Path, full_map: Path, half_maps: tuple[Path, Path] | 
         half = resolution_at(fsc(a, b), 0.143, box, pixel_size_angstrom)
     direct, mirrored = _correlation(volume, truth), _correlation(volume, _mirror(truth))
     hand = "as truth" if abs(direct) >= abs(mirrored) else "MIRRORED"
-    return Score(resolution_at(curve, 0.5, box, pixel_size_angstrom),
-                 resolution_at(curve, 0.143, box, pixel_size_angstrom), half, direct, hand)
+    return Score(
+        resolution_at(curve, 0.5, box, pixel_size_angstrom),
+        resolution_at(curve, 0.143, box, pixel_size_angstrom),
+        half,
+        direct,
+        hand,
+    )
 
 
 def machine_description() -> str:
@@ -72,8 +90,11 @@ def machine_description() -> str:
     except OSError:
         pass
     try:
-        mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text()
-                       .splitlines() if line.startswith("MemTotal"))
+        mem_kib = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
         ram = f"{mem_kib / 2**20:.1f} GiB RAM"
     except (OSError, StopIteration):
         ram = "unknown RAM"
@@ -96,8 +117,9 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_results(path: Path, command: str, rows: list[dict], datasets: list[str],
-                  notes: list[str]) -> None:
+def write_results(
+    path: Path, command: str, rows: list[dict], datasets: list[str], notes: list[str]
+) -> None:
     """Write ``RESULTS.md``: the command, the machine, the data sets, the table and notes."""
     text = [
         "# Benchmark results",
@@ -107,9 +129,9 @@ def write_results(path: Path, command: str, rows: list[dict], datasets: list[str
         f"Machine: {machine_description()}",
         "",
         "FSCs are unmasked over the whole box, against the ground-truth map the images were "
-        "projected from (relion_project), with `cryosplat.fsc`. Wall time and peak memory are "
-        "per process (`os.wait4` rusage), summed (time) or maximised (memory) over the processes "
-        "that make the full map and both half maps.",
+        "projected from, with `cryosplat.fsc`. Wall time and peak memory are per process "
+        "(`/usr/bin/time -f '%e %M'`), summed (time) or maximised (memory) over the processes "
+        "that make the full map and both half maps. See benchmarks/README.md for the details.",
         "",
         "## Data sets",
         "",

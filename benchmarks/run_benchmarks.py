@@ -28,23 +28,43 @@ METHODS = ("cryosplat", "relion", "cryodrgn")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS),
-                        help="comma-separated among: " + ", ".join(DATASETS))
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help="comma-separated among: " + ", ".join(METHODS))
-    parser.add_argument("--quick", action="store_true",
-                        help="small versions of the data sets (1,000 particles; sweep 500-2,000)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench_out",
-                        help="working folder; data sets are cached under OUT/datasets")
-    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md",
-                        help="where to write the Markdown results")
-    parser.add_argument("--cryosplat-args", default="",
-                        help="extra arguments for 'cryosplat reconstruct' (one quoted string)")
+    parser.add_argument(
+        "--datasets",
+        default=",".join(DATASETS),
+        help="comma-separated among: " + ", ".join(DATASETS),
+    )
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated among: " + ", ".join(METHODS)
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small versions of the data sets (1,000 particles; sweep 500-2,000)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "bench_out",
+        help="working folder; data sets are cached under OUT/datasets",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=REPO / "benchmarks" / "RESULTS.md",
+        help="where to write the Markdown results",
+    )
+    parser.add_argument(
+        "--cryosplat-args",
+        default="",
+        help="extra arguments for 'cryosplat reconstruct' (one quoted string)",
+    )
     args = parser.parse_args(argv)
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for what, chosen, known in (("data set", args.datasets, DATASETS), ("method", args.methods,
-                                                                        METHODS)):
+    for what, chosen, known in (
+        ("data set", args.datasets, DATASETS),
+        ("method", args.methods, METHODS),
+    ):
         unknown = [c for c in chosen if c not in known]
         if unknown:
             parser.error(f"unknown {what}(s) {unknown}; choose among {list(known)}")
@@ -62,21 +82,27 @@ def selected_specs(names: list[str], quick: bool) -> list[DatasetSpec]:
 
 
 def describe(spec: DatasetSpec, data: Dataset) -> str:
-    ctf = (f"defocus rows sampled from {spec.ctf_table}" if spec.ctf_table
-           else f"defocus {spec.defocus_min_um}-{spec.defocus_max_um} µm")
+    ctf = (
+        f"defocus rows sampled from {spec.ctf_table}"
+        if spec.ctf_table
+        else f"defocus {spec.defocus_min_um}-{spec.defocus_max_um} µm"
+    )
     if spec.astigmatism_max_angstrom:
         ctf += f", astigmatism up to {spec.astigmatism_max_angstrom:g} Å"
-    return (f"`{spec.name}` (made by {spec.simulator}): {spec.model}, {spec.n_particles:,} "
-            f"particles, box {spec.box}, "
-            f"{spec.pixel_size_angstrom} Å/px (Nyquist {2 * spec.pixel_size_angstrom:.2f} Å), "
-            f"SNR {spec.snr}, shifts {spec.shift_sd_angstrom} Å s.d., {ctf}, "
-            f"{spec.voltage_kv:g} kV, Cs {spec.cs_mm} mm, Q {spec.amplitude_contrast}, uniform "
-            f"views; noise s.d. {data.noise_sd:.4g} for signal variance "
-            f"{data.signal_variance:.4g}")
+    return (
+        f"`{spec.name}` (made by {spec.simulator}): {spec.model}, {spec.n_particles:,} "
+        f"particles, box {spec.box}, "
+        f"{spec.pixel_size_angstrom} Å/px (Nyquist {2 * spec.pixel_size_angstrom:.2f} Å), "
+        f"SNR {spec.snr}, shifts {spec.shift_sd_angstrom} Å s.d., {ctf}, "
+        f"{spec.voltage_kv:g} kV, Cs {spec.cs_mm} mm, Q {spec.amplitude_contrast}, uniform "
+        f"views; noise s.d. {data.noise_sd:.4g} for signal variance "
+        f"{data.signal_variance:.4g}"
+    )
 
 
-def run_method(method: str, data: Dataset, workdir: Path, cryodrgn_exe: Path | None,
-               cryosplat_args: list[str]) -> MethodRun:
+def run_method(
+    method: str, data: Dataset, workdir: Path, cryodrgn_exe: Path | None, cryosplat_args: list[str]
+) -> MethodRun:
     spec = data.spec
     if method == "cryosplat":
         return run_cryosplat(data.star, workdir / "cryosplat", cryosplat_args)
@@ -84,14 +110,16 @@ def run_method(method: str, data: Dataset, workdir: Path, cryodrgn_exe: Path | N
         return run_relion(data.star, workdir / "relion", spec.pixel_size_angstrom)
     if cryodrgn_exe is None:
         raise RuntimeError("cryoDRGN environment unavailable")
-    return run_cryodrgn(cryodrgn_exe, data.star, workdir / "cryodrgn", spec.box,
-                        spec.pixel_size_angstrom)
+    return run_cryodrgn(
+        cryodrgn_exe, data.star, workdir / "cryodrgn", spec.box, spec.pixel_size_angstrom
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python benchmarks/run_benchmarks.py " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
     cryodrgn_exe = ensure_cryodrgn() if "cryodrgn" in args.methods else None
     notes: list[str] = []
     if "cryodrgn" in args.methods and cryodrgn_exe is None:
@@ -106,12 +134,18 @@ def main(argv: list[str] | None = None) -> int:
             row = {"method": method, "dataset": spec.name, "particles": spec.n_particles}
             print(f"[run] {method} on {spec.name}", flush=True)
             try:
-                run = run_method(method, data, args.out / "runs" / spec.name, cryodrgn_exe,
-                                 shlex.split(args.cryosplat_args))
-                score = score_maps(data.truth, run.full_map, run.half_maps,
-                                   spec.pixel_size_angstrom)
+                run = run_method(
+                    method,
+                    data,
+                    args.out / "runs" / spec.name,
+                    cryodrgn_exe,
+                    shlex.split(args.cryosplat_args),
+                )
+                score = score_maps(
+                    data.truth, run.full_map, run.half_maps, spec.pixel_size_angstrom
+                )
             except (RuntimeError, OSError, ValueError) as exc:
-                row["notes"] = f"failed: {str(exc).splitlines()[0]}"
+                row["notes"] = f"failed: {' '.join(str(exc).split())}"
                 print(f"[run] {method} on {spec.name} failed: {exc}", flush=True)
                 rows.append(row)
                 continue
@@ -119,14 +153,20 @@ def main(argv: list[str] | None = None) -> int:
             if spec.simulator == "cryosplat" and method == "relion":
                 limit = 2.5 * 2 * spec.pixel_size_angstrom
                 verdict = "pass" if score.truth_05 < limit else "FAIL"
-                notes.append(f"simulator acceptance, FSC-truth 0.5 finer than {limit:.2f} Å "
-                             f"(2.5× Nyquist): {verdict}")
-            row.update({
-                "FSC-truth 0.5 (Å)": score.truth_05, "FSC-truth 0.143 (Å)": score.truth_0143,
-                "half-map 0.143 (Å)": score.half_0143, "wall time (s)": run.measured.wall_s,
-                "peak memory (MiB)": run.measured.peak_mib,
-                "notes": "; ".join(notes),
-            })
+                notes.append(
+                    f"simulator acceptance, FSC-truth 0.5 finer than {limit:.2f} Å "
+                    f"(2.5× Nyquist): {verdict}"
+                )
+            row.update(
+                {
+                    "FSC-truth 0.5 (Å)": score.truth_05,
+                    "FSC-truth 0.143 (Å)": score.truth_0143,
+                    "half-map 0.143 (Å)": score.half_0143,
+                    "wall time (s)": run.measured.wall_s,
+                    "peak memory (MiB)": run.measured.peak_mib,
+                    "notes": "; ".join(notes),
+                }
+            )
             rows.append(row)
             print(format_table([row]).splitlines()[-1], flush=True)
     table = format_table(rows)

@@ -17,16 +17,18 @@ from cryosplat.data import ParticleSet
 from cryosplat.errors import InputError
 from cryosplat.gaussians import GaussianModel
 from cryosplat.io.mrc import MRCStack, read_map, write_map
+from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.rotations import random_rotations
-from cryosplat.simulate import SimulationConfig, StreamingStackWriter, draw_metadata, simulate
+from cryosplat.simulate import SimulationConfig, draw_metadata, simulate
 
 BOX, PIXEL = 32, 2.0
 
 
 def _blob_model(n: int = 40, seed: int = 3) -> GaussianModel:
-    return GaussianModel.random(n, BOX, PIXEL, seed=seed, radius_fraction=0.2,
-                                scale_angstrom=3.0, total_amplitude=1000.0)
+    return GaussianModel.random(
+        n, BOX, PIXEL, seed=seed, radius_fraction=0.2, scale_angstrom=3.0, total_amplitude=1000.0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +41,22 @@ def blob_map(tmp_path_factory) -> Path:
 
 
 def _config(**changes) -> SimulationConfig:
-    values = dict(n_particles=40, snr=0.5, seed=11, shift_sd_angstrom=3.0, batch_size=16,
-                  astigmatism_max_angstrom=500.0)
+    values = dict(
+        n_particles=40,
+        snr=0.5,
+        seed=11,
+        shift_sd_angstrom=3.0,
+        batch_size=16,
+        astigmatism_max_angstrom=500.0,
+    )
     values.update(changes)
     return SimulationConfig(**values)
 
 
 def _images(result) -> np.ndarray:
-    return np.concatenate([MRCStack(p).read(np.arange(MRCStack(p).n_images))
-                           for p in result.stack_paths])
+    return np.concatenate(
+        [MRCStack(p).read(np.arange(MRCStack(p).n_images)) for p in result.stack_paths]
+    )
 
 
 def test_noise_matches_requested_snr(blob_map, tmp_path):
@@ -65,13 +74,20 @@ def test_noise_matches_requested_snr(blob_map, tmp_path):
 
 
 def test_shift_moves_particle_centre_to_minus_origin(tmp_path):
-    one = GaussianModel(torch.zeros(1, 3), torch.full((1, 3), 3.0), torch.tensor([[1.0, 0, 0, 0]]),
-                        torch.tensor([100.0]), BOX, PIXEL)
+    one = GaussianModel(
+        torch.zeros(1, 3),
+        torch.full((1, 3), 3.0),
+        torch.tensor([[1.0, 0, 0, 0]]),
+        torch.tensor([100.0]),
+        BOX,
+        PIXEL,
+    )
     path = tmp_path / "dot.mrc"
     with torch.no_grad():
         write_map(path, one.voxelize().numpy(), PIXEL)
-    result = simulate(path, tmp_path / "out", _config(snr=float("inf"), apply_ctf=False,
-                                                      shift_sd_angstrom=5.0))
+    result = simulate(
+        path, tmp_path / "out", _config(snr=float("inf"), apply_ctf=False, shift_sd_angstrom=5.0)
+    )
     particles = ParticleSet.from_file(result.star_path)
     images = particles.read_images(np.arange(len(particles)))
     y, x = np.meshgrid(*(2 * [(np.arange(BOX) - BOX // 2) * PIXEL]), indexing="ij")
@@ -93,10 +109,12 @@ def test_star_is_read_back_by_particleset(blob_map, tmp_path):
     assert (len(particles), particles.box, particles.pixel_size_angstrom) == (25, BOX, PIXEL)
     np.testing.assert_allclose(particles.rotations, meta.rotations, atol=1e-5)
     np.testing.assert_allclose(particles.shifts_angstrom, meta.shifts_angstrom, atol=1e-5)
-    np.testing.assert_allclose(particles.ctf.defocus_u_angstrom, meta.ctf.defocus_u_angstrom,
-                               atol=1e-5)
-    np.testing.assert_allclose(particles.ctf.defocus_angle_degrees,
-                               meta.ctf.defocus_angle_degrees, atol=1e-5)
+    np.testing.assert_allclose(
+        particles.ctf.defocus_u_angstrom, meta.ctf.defocus_u_angstrom, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        particles.ctf.defocus_angle_degrees, meta.ctf.defocus_angle_degrees, atol=1e-5
+    )
     np.testing.assert_array_equal(particles.random_subset, meta.random_subset)
     assert sorted(np.bincount(meta.random_subset)[1:].tolist()) == [12, 13]
     np.testing.assert_array_equal(particles.read_images(np.arange(25)), _images(result))
@@ -157,7 +175,8 @@ def test_reproducible_with_seed(blob_map, tmp_path):
     b = simulate(blob_map, tmp_path / "b", _config())
     c = simulate(blob_map, tmp_path / "c", _config(seed=12))
     assert a.star_path.read_bytes() == b.star_path.read_bytes()
-    assert a.stack_paths[0].read_bytes() == b.stack_paths[0].read_bytes()
+    # The image data are identical (the MRC header's label holds a timestamp).
+    assert a.stack_paths[0].read_bytes()[1024:] == b.stack_paths[0].read_bytes()[1024:]
     assert a.star_path.read_bytes() != c.star_path.read_bytes()
     assert not np.allclose(_images(a), _images(c))
 
@@ -165,8 +184,9 @@ def test_reproducible_with_seed(blob_map, tmp_path):
 def test_views_from_file_and_ctf_table(blob_map, tmp_path):
     rotations = random_rotations(5, seed=4)
     views = tmp_path / "views.star"
-    write_relion31_particles(views, image_names=None, rotations=rotations, pixel_size_angstrom=3.0,
-                             box=64)
+    write_relion31_particles(
+        views, image_names=None, rotations=rotations, pixel_size_angstrom=3.0, box=64
+    )
     table = np.zeros((4, 9))
     table[:, 0], table[:, 1] = 360, 1.34
     table[:, 2:5] = [[12000, 11000, 10], [15000, 14500, 20], [20000, 19000, 30], [9000, 8800, 40]]
@@ -174,21 +194,29 @@ def test_views_from_file_and_ctf_table(blob_map, tmp_path):
     ctf_pkl = tmp_path / "ctf.pkl"
     with open(ctf_pkl, "wb") as fh:
         pickle.dump(table.astype(np.float32), fh)
-    result = simulate(blob_map, tmp_path / "out", _config(n_particles=30, views=views,
-                                                          ctf_table=ctf_pkl))
+    result = simulate(
+        blob_map, tmp_path / "out", _config(n_particles=30, views=views, ctf_table=ctf_pkl)
+    )
     meta = result.metadata
-    match = np.abs(meta.rotations[:, None] - rotations[None]).max(axis=(2, 3)) < 1e-4  # STAR angles: 6 decimals
+    match = (
+        np.abs(meta.rotations[:, None] - rotations[None]).max(axis=(2, 3)) < 1e-4
+    )  # STAR angles: 6 decimals
     assert match.any(axis=1).all() and match.any(axis=0).sum() >= 4
     rows = {tuple(r) for r in table[:, 2:5].astype(np.float32).astype(np.float64)}
-    drawn = zip(meta.ctf.defocus_u_angstrom, meta.ctf.defocus_v_angstrom,
-                meta.ctf.defocus_angle_degrees, strict=True)
+    drawn = zip(
+        meta.ctf.defocus_u_angstrom,
+        meta.ctf.defocus_v_angstrom,
+        meta.ctf.defocus_angle_degrees,
+        strict=True,
+    )
     assert all(tuple(r) in rows for r in drawn)
     assert np.all(meta.ctf.cs_mm == 2.7)  # optics from the config, not from the table
 
 
 def test_defocus_range_and_astigmatism():
-    config = _config(n_particles=2000, defocus_min_um=1.0, defocus_max_um=2.0,
-                     astigmatism_max_angstrom=400.0)
+    config = _config(
+        n_particles=2000, defocus_min_um=1.0, defocus_max_um=2.0, astigmatism_max_angstrom=400.0
+    )
     ctf = draw_metadata(config, np.random.default_rng(0)).ctf
     mean = (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom) / 2
     astig = ctf.defocus_u_angstrom - ctf.defocus_v_angstrom
@@ -197,18 +225,21 @@ def test_defocus_range_and_astigmatism():
     assert ctf.defocus_angle_degrees.min() >= 0 and ctf.defocus_angle_degrees.max() < 180
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    (dict(n_particles=0), "number of particles must be at least 1"),
-    (dict(snr=0.0), "SNR must be positive"),
-    (dict(snr=-1.0), "SNR must be positive"),
-    (dict(defocus_min_um=3.0, defocus_max_um=2.0), "defocus range"),
-    (dict(shift_sd_angstrom=-1.0), "shift spread"),
-    (dict(amplitude_contrast=1.0), "amplitude contrast"),
-    (dict(batch_size=0), "batch size"),
-    (dict(box=32, pixel_size_angstrom=-2.0), "pixel size must be positive"),
-    (dict(box=48), "the map's box is 32, not 48"),
-    (dict(astigmatism_max_angstrom=30000.0), "V would be negative"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(n_particles=0), "number of particles must be at least 1"),
+        (dict(snr=0.0), "SNR must be positive"),
+        (dict(snr=-1.0), "SNR must be positive"),
+        (dict(defocus_min_um=3.0, defocus_max_um=2.0), "defocus range"),
+        (dict(shift_sd_angstrom=-1.0), "shift spread"),
+        (dict(amplitude_contrast=1.0), "amplitude contrast"),
+        (dict(batch_size=0), "batch size"),
+        (dict(box=32, pixel_size_angstrom=-2.0), "pixel size must be positive"),
+        (dict(box=48), "the map's box is 32, not 48"),
+        (dict(astigmatism_max_angstrom=30000.0), "V would be negative"),
+    ],
+)
 def test_bad_options_raise_input_error(blob_map, tmp_path, changes, message):
     with pytest.raises(InputError, match=message):
         simulate(blob_map, tmp_path, _config(**changes))
@@ -229,8 +260,23 @@ def test_bad_model_files(tmp_path, blob_map):
 
 
 def test_cli_writes_dataset_and_reports_errors(blob_map, tmp_path, capsys):
-    code = main(["simulate", str(blob_map), "-n", "12", "--snr", "0.1", "--shift-sd", "2",
-                 "--seed", "3", "-o", str(tmp_path / "cli"), "--quiet"])
+    code = main(
+        [
+            "simulate",
+            str(blob_map),
+            "-n",
+            "12",
+            "--snr",
+            "0.1",
+            "--shift-sd",
+            "2",
+            "--seed",
+            "3",
+            "-o",
+            str(tmp_path / "cli"),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "wrote 12 particles" in out
     assert len(ParticleSet.from_file(tmp_path / "cli" / "particles.star")) == 12
@@ -261,13 +307,21 @@ def test_gaussian_model_agrees_with_its_voxelised_map(tmp_path):
 
 def test_atoms_give_bright_particles_and_their_truth_map(shared_data, tmp_path):
     """8ZPM atoms: no-CTF images integrate to the truth's mass; with the CTF protein stays bright."""
-    common = dict(n_particles=3, box=48, pixel_size_angstrom=3.0, snr=float("inf"),
-                  shift_sd_angstrom=0.0, bfactor_extra_angstrom2=60.0, batch_size=6)
+    common = dict(
+        n_particles=3,
+        box=48,
+        pixel_size_angstrom=3.0,
+        snr=float("inf"),
+        shift_sd_angstrom=0.0,
+        bfactor_extra_angstrom2=60.0,
+        batch_size=6,
+    )
     cif = shared_data / "models" / "8zpm.cif"
     plain = simulate(cif, tmp_path / "plain", _config(**common, apply_ctf=False))
     with_ctf = simulate(cif, tmp_path / "ctf", _config(**common))
-    sliced = simulate(cif, tmp_path / "sliced", _config(**common, apply_ctf=False,
-                                                        projection="fourier"))
+    sliced = simulate(
+        cif, tmp_path / "sliced", _config(**common, apply_ctf=False, projection="fourier")
+    )
     truth, voxel = read_map(plain.truth_path)
     mass = truth.sum() * voxel**3
     images = _images(plain)

@@ -41,15 +41,24 @@ def _relion(args: list[str], cwd: Path) -> None:
 
 def test_map_projections_match_relion_project(tmp_path):
     """Fourier-slice path: same angles, shifts and astigmatic CTF as relion_project, to 1e-4."""
-    model = GaussianModel.random(60, 48, 2.0, seed=5, radius_fraction=0.25, scale_angstrom=3.0,
-                                 total_amplitude=1000.0)
+    model = GaussianModel.random(
+        60, 48, 2.0, seed=5, radius_fraction=0.25, scale_angstrom=3.0, total_amplitude=1000.0
+    )
     with torch.no_grad():
         write_map(tmp_path / "map.mrc", model.voxelize().numpy(), 2.0)
-    config = SimulationConfig(n_particles=24, snr=float("inf"), seed=2, shift_sd_angstrom=4.0,
-                              astigmatism_max_angstrom=1000.0, batch_size=10)
+    config = SimulationConfig(
+        n_particles=24,
+        snr=float("inf"),
+        seed=2,
+        shift_sd_angstrom=4.0,
+        astigmatism_max_angstrom=1000.0,
+        batch_size=10,
+    )
     result = simulate(tmp_path / "map.mrc", tmp_path / "sim", config)
-    _relion(["relion_project", "--i", "map.mrc", "--ang", "sim/particles.star", "--o", "proj",
-             "--ctf"], tmp_path)
+    _relion(
+        ["relion_project", "--i", "map.mrc", "--ang", "sim/particles.star", "--o", "proj", "--ctf"],
+        tmp_path,
+    )
     ours = ParticleSet.from_file(result.star_path).read_images(np.arange(24))
     theirs = MRCStack(tmp_path / "proj.mrcs").read(np.arange(24))
     # RELION's projections are line sums in voxels; ours are per Å² (× pixel size).
@@ -60,12 +69,20 @@ def test_map_projections_match_relion_project(tmp_path):
 
 def test_splatted_atoms_match_relion_project(tmp_path, shared_data):
     """Splatted 8ZPM atoms vs relion_project of their voxelised map: same images, per Å²."""
-    config = SimulationConfig(n_particles=12, box=BOX, pixel_size_angstrom=PIXEL,
-                              snr=float("inf"), seed=4, shift_sd_angstrom=4.0,
-                              astigmatism_max_angstrom=800.0)
+    config = SimulationConfig(
+        n_particles=12,
+        box=BOX,
+        pixel_size_angstrom=PIXEL,
+        snr=float("inf"),
+        seed=4,
+        shift_sd_angstrom=4.0,
+        astigmatism_max_angstrom=800.0,
+    )
     result = simulate(shared_data / "models" / "8zpm.cif", tmp_path, config)
-    _relion(["relion_project", "--i", "truth.mrc", "--ang", "particles.star", "--o", "proj",
-             "--ctf"], tmp_path)
+    _relion(
+        ["relion_project", "--i", "truth.mrc", "--ang", "particles.star", "--o", "proj", "--ctf"],
+        tmp_path,
+    )
     ours = ParticleSet.from_file(result.star_path).read_images(np.arange(12))
     theirs = MRCStack(tmp_path / "proj.mrcs").read(np.arange(12))
     for a, b in zip(ours, theirs, strict=True):
@@ -76,13 +93,23 @@ def test_splatted_atoms_match_relion_project(tmp_path, shared_data):
 
 def test_relion_reconstruct_recovers_8zpm(tmp_path, shared_data):
     """Atoms → cryosplat simulate → relion_reconstruct --ctf: FSC(truth) = 0.5 beyond 2.5× Nyquist."""
-    config = SimulationConfig(n_particles=N_PARTICLES, box=BOX, pixel_size_angstrom=PIXEL, snr=SNR,
-                              seed=0, shift_sd_angstrom=3.0, defocus_min_um=0.8,
-                              defocus_max_um=2.5, astigmatism_max_angstrom=300.0,
-                              projection="fourier")
+    config = SimulationConfig(
+        n_particles=N_PARTICLES,
+        box=BOX,
+        pixel_size_angstrom=PIXEL,
+        snr=SNR,
+        seed=0,
+        shift_sd_angstrom=3.0,
+        defocus_min_um=0.8,
+        defocus_max_um=2.5,
+        astigmatism_max_angstrom=300.0,
+        projection="fourier",
+    )
     result = simulate(shared_data / "models" / "8zpm.cif", tmp_path / "sim", config)
-    _relion(["relion_reconstruct", "--i", "particles.star", "--o", "relion.mrc", "--ctf"],
-            result.output_dir)
+    _relion(
+        ["relion_reconstruct", "--i", "particles.star", "--o", "relion.mrc", "--ctf"],
+        result.output_dir,
+    )
     recon, voxel = read_map(result.output_dir / "relion.mrc")
     truth, _ = read_map(result.truth_path)
     assert voxel == pytest.approx(PIXEL)

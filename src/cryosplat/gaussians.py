@@ -98,7 +98,11 @@ def voxelize_gaussians(
     radius_vox = radius_vox.clamp(min=1, max=box // 2)
     order = torch.argsort(radius_vox)
     sorted_r = radius_vox[order].cpu().numpy()
-    centre = box // 2
+    # Splat into a buffer with a margin of twice the largest footprint radius, so that no
+    # footprint index needs a bounds check; crop at the end.
+    margin = 2 * int(sorted_r[-1])
+    side_all = box + 2 * margin
+    out = torch.zeros(side_all**3, device=device, dtype=dtype)
     start = 0
     while start < n:
         r = int(sorted_r[start])
@@ -110,22 +114,34 @@ def voxelize_gaussians(
         stop = start + int(np.searchsorted(sorted_r[start:stop], r, side="right"))
         idx = order[start:stop]
         offs = torch.arange(-r, r + 1, device=device)
-        oz, oy, ox = torch.meshgrid(offs, offs, offs, indexing="ij")
-        off = torch.stack([ox.reshape(-1), oy.reshape(-1), oz.reshape(-1)], -1)  # (K, 3) x,y,z
+        oz, oy, ox = (o.reshape(-1) for o in torch.meshgrid(offs, offs, offs, indexing="ij"))
         mu = means[idx]
         c = torch.round(mu.detach() / pixel_size_angstrom).long()  # (M, 3) voxel offsets
-        vox = c[:, None, :] + off[None, :, :]  # (M, K, 3)
-        d = vox.to(dtype) * pixel_size_angstrom - mu[:, None, :]
-        q = torch.einsum("mki,mij,mkj->mk", d, precision[idx], d)
-        val = weight[idx, None] * torch.exp(-0.5 * q)
-        grid = vox + centre
-        inside = ((grid >= 0) & (grid < box)).all(dim=-1)
-        flat = (grid[..., 2] * box + grid[..., 1]) * box + grid[..., 0]
-        flat = torch.where(inside, flat, torch.zeros_like(flat))
-        val = torch.where(inside, val, torch.zeros_like(val))
+        # q = (δ + o·px)ᵀ P (δ + o·px) = δᵀPδ + 2px·oᵀPδ + px²·oᵀPo with δ = c·px − μ: one
+        # (M, 9) @ (9, K) product instead of a 3×3 form per voxel.
+        delta = c.to(dtype) * pixel_size_angstrom - mu
+        prec = precision[idx]
+        p_delta = (prec @ delta[:, :, None]).squeeze(-1)
+        q0 = (delta * p_delta).sum(-1)
+        px = pixel_size_angstrom
+        coef = torch.cat([2.0 * px * p_delta, px * px * torch.stack([
+            prec[:, 0, 0], prec[:, 1, 1], prec[:, 2, 2], 2.0 * prec[:, 0, 1],
+            2.0 * prec[:, 0, 2], 2.0 * prec[:, 1, 2]], dim=-1)], dim=-1)
+        basis = torch.stack([ox, oy, oz, ox * ox, oy * oy, oz * oz, ox * oy, ox * oz, oy * oz])
+        q = q0[:, None] + coef @ basis.to(dtype)
+        # A footprint that leaves the buffer misses the box (the margin is 2 radii): drop it.
+        grid = c + (box // 2 + margin)
+        fits = ((grid >= r) & (grid < side_all - r)).all(dim=-1)
+        grid = torch.where(fits[:, None], grid, torch.full_like(grid, side_all // 2))
+        val = torch.where(fits, weight[idx], torch.zeros_like(weight[idx]))[:, None] * torch.exp(
+            -0.5 * q)
+        base = (grid[:, 2] * side_all + grid[:, 1]) * side_all + grid[:, 0]
+        flat = base[:, None] + ((oz * side_all + oy) * side_all + ox)[None, :]
         out = out.index_add(0, flat.reshape(-1), val.reshape(-1))
         start = stop
-    return out.reshape(box, box, box)
+    out = out.reshape(side_all, side_all, side_all)
+    inner = slice(margin, margin + box)
+    return out[inner, inner, inner]
 
 
 class GaussianModel(torch.nn.Module):

@@ -54,8 +54,10 @@ class GridFitConfig:
         fitted relative to their mean, so this is about a relative step.
     lr_final_fraction : float
         Learning rates decay exponentially to this fraction over each stage's step budget.
-    min_scale_pixels : float
-        Scales are kept at least this many pixels of the stage grid (sampling limit).
+    min_scale_pixels, max_scale_pixels : float
+        Scales are kept within these many pixels of the stage grid: the sampling limit below; above,
+        a bound on the footprint (a misplaced Gaussian would otherwise spread out rather than
+        fade).
     init_radius_fraction : float
         Random initial means fill a ball of this radius (fraction of the box edge).
     n_sigma : float
@@ -83,6 +85,7 @@ class GridFitConfig:
     lr_amplitudes: float = 0.05
     lr_final_fraction: float = 0.1
     min_scale_pixels: float = 0.5
+    max_scale_pixels: float = 2.0
     init_radius_fraction: float = 0.3
     n_sigma: float = 3.0
     gridding_correction: bool = True
@@ -105,6 +108,9 @@ class GridFitConfig:
             raise InputError(f"stage_steps must be non-negative, got {self.stage_steps}")
         positive = ("lr_means_pixels", "lr_scales_pixels", "lr_quaternions", "lr_amplitudes",
                     "lr_final_fraction", "min_scale_pixels", "init_radius_fraction", "n_sigma")
+        if not self.max_scale_pixels >= self.min_scale_pixels:
+            raise InputError(f"max_scale_pixels ({self.max_scale_pixels}) must be at least "
+                             f"min_scale_pixels ({self.min_scale_pixels})")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
@@ -248,10 +254,11 @@ class _Parameters:
         return voxelize_gaussians(self.means, F.softplus(self.raw_scales), quaternions,
                                   F.softplus(self.raw_amplitudes), box, pixel, n_sigma=n_sigma)
 
-    def clamp_scales(self, minimum_angstrom: float) -> None:
+    def clamp_scales(self, minimum_angstrom: float, maximum_angstrom: float) -> None:
         with torch.no_grad():
-            floor = float(inverse_softplus(torch.tensor(minimum_angstrom, dtype=torch.float64)))
-            self.raw_scales.clamp_(min=floor)
+            bounds = inverse_softplus(torch.tensor([minimum_angstrom, maximum_angstrom],
+                                                   dtype=torch.float64))
+            self.raw_scales.clamp_(min=float(bounds[0]), max=float(bounds[1]))
 
     def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
         with torch.no_grad():
@@ -271,7 +278,8 @@ def _amplitude_factor(params: _Parameters, stats: FourierStatistics, config: Gri
                       device) -> float:
     """Least-squares factor from the fitted (relative) amplitudes to the data's, at low resolution."""
     probe = GridLoss(stats, 1.0, config.gridding_correction, device)
-    params.clamp_scales(config.min_scale_pixels * stats.pixel_size_angstrom)
+    params.clamp_scales(config.min_scale_pixels * stats.pixel_size_angstrom,
+                         config.max_scale_pixels * stats.pixel_size_angstrom)
     with torch.no_grad():
         volume = params.voxelize(stats.box, stats.pixel_size_angstrom, config.n_sigma)
         alpha = probe.best_scale(probe.spectrum(volume), max_radius=2.0)
@@ -330,7 +338,7 @@ def fit_gaussians(
         loss_fn = GridLoss(stage_stats, alpha, config.gridding_correction, device)
         held_fn = (None if heldout is None else
                    GridLoss(heldout.crop(box), alpha, config.gridding_correction, device))
-        params.clamp_scales(config.min_scale_pixels * pixel)
+        params.clamp_scales(config.min_scale_pixels * pixel, config.max_scale_pixels * pixel)
         optimizer = torch.optim.Adam([
             {"params": [params.means], "lr": config.lr_means_pixels * pixel},
             {"params": [params.raw_scales], "lr": config.lr_scales_pixels * pixel},
@@ -348,7 +356,7 @@ def fit_gaussians(
                     held = (None if held_fn is None else
                             float(held_fn.data_term(spectrum.detach())) / heldout.n_particles)
                 criterion = float(loss) if held is None else held
-                if criterion < best - config.min_improvement * abs(best):
+                if math.isinf(best) or criterion < best - config.min_improvement * abs(best):
                     best, stale = criterion, 0
                     if held is not None:
                         best_state = params.snapshot()
@@ -362,7 +370,7 @@ def fit_gaussians(
             loss.backward()
             optimizer.step()
             schedule.step()
-            params.clamp_scales(config.min_scale_pixels * pixel)
+            params.clamp_scales(config.min_scale_pixels * pixel, config.max_scale_pixels * pixel)
             done += 1
             if progress is not None:
                 progress(done, total_steps)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,12 +19,14 @@ from cryosplat.data import ParticleSet
 from cryosplat.errors import InputError
 from cryosplat.fsc import fsc, resolution_at
 from cryosplat.gaussians import GaussianModel
+from cryosplat.grid_engine import GridEngineConfig, run_grid_engine
 from cryosplat.halves import split_halves
 from cryosplat.masks import spherical_mask
 from cryosplat.progress import Progress
 from cryosplat.report import write_outputs
 from cryosplat.run_folder import RunFolder, write_json_atomic
 from cryosplat.splat_engine import SplatEngine, SplatEngineConfig
+from cryosplat.statistics import FourierStatistics, accumulate
 
 __all__ = [
     "ReconstructConfig",
@@ -67,7 +69,7 @@ class ReconstructConfig:
     init_radius_fraction: float = 0.3
     mask_soft_width_px: float = 6.0
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
-    grid: dict = field(default_factory=dict)
+    grid: GridEngineConfig = field(default_factory=GridEngineConfig)
 
     def validate(self) -> None:
         if self.engine not in ENGINES:
@@ -82,6 +84,7 @@ class ReconstructConfig:
             self.splat.validate()
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        self.grid.validate()
 
 
 @dataclass
@@ -153,7 +156,8 @@ def _half_map_resolution(model_a: GaussianModel, model_b: GaussianModel) -> floa
     return resolution_at(fsc(a * mask, b * mask), 0.143, model_a.box, model_a.pixel_size_angstrom)
 
 
-def _run_splat(particles, halves, models, config, folder: RunFolder, device, show_progress):
+def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress):
+    models = _initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
         particles,
         halves,
@@ -188,10 +192,28 @@ def _run_splat(particles, halves, models, config, folder: RunFolder, device, sho
     return result, {"history": engine.history}
 
 
-def _run_grid(particles, halves, models, config, folder: RunFolder, device, show_progress):
-    from cryosplat.grid_engine import run_grid_engine
+def _run_grid(particles, halves, config, folder: RunFolder, device, show_progress):
+    return run_grid_engine(particles, halves, config, folder, device, show_progress)
 
-    return run_grid_engine(particles, halves, models, config, folder, device, show_progress)
+
+def _data_half_maps(particles, halves, config, folder: RunFolder, device, statistics=None):
+    """Direct Fourier inversions of the two half sets, for the cross-validated resolution.
+
+    Uses the engine's statistics when it has them, else gathers them (one pass, cached).
+    """
+    if statistics is None:
+        acc = replace(config.grid.accumulate, device=str(device))
+        statistics = []
+        for name, rows in zip("AB", halves, strict=True):
+            path = folder.checkpoint_dir / f"stats_{name}_all.npz"
+            stats = FourierStatistics.load(path) if path.is_file() else None
+            if stats is None or stats.n_particles != len(rows):
+                log.info("gathering the Fourier statistics of half %s for validation", name)
+                stats = accumulate(particles, rows, acc)
+                stats.save(path)
+            statistics.append(stats)
+    sign = -1.0 if config.invert_contrast else 1.0
+    return tuple(sign * s.reconstruct_wiener().cpu().numpy() for s in statistics)
 
 
 def reconstruct(
@@ -262,13 +284,19 @@ def reconstruct(
             if config.invert_contrast
             else "as RELION (protein bright in the images)",
         )
-        models = _initial_models(particles, config, n_gauss, device)
         run = _run_splat if config.engine == "splat" else _run_grid
         (model_a, model_b), details = run(
-            particles, (half_a, half_b), models, config, folder, device, show_progress
+            particles,
+            (half_a, half_b),
+            replace(config, n_gaussians=n_gauss),
+            folder,
+            device,
+            show_progress,
         )
+        statistics = details.pop("statistics", None)
+        data_maps = _data_half_maps(particles, (half_a, half_b), config, folder, device, statistics)
         report, summary = write_outputs(
-            folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px
+            folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px, data_maps
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}

@@ -23,40 +23,25 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import mrcfile
 import numpy as np
-import torch
 
 from cryosplat.ctf import CTFParams, ctf_from_params
 from cryosplat.data import ParticleSet
 from cryosplat.errors import InputError
-from cryosplat.fourier import ifft2_centered, phase_shift_2d
-from cryosplat.fourier_slice import extract_slices, volume_to_padded_ft
-from cryosplat.gaussians import GaussianModel
 from cryosplat.io.cryodrgn import read_cryodrgn_ctf
-from cryosplat.io.mrc import read_map, write_map
+from cryosplat.io.mrc import write_map
+from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
+from cryosplat.model_projection import ProjectionConfig, load_projector
 from cryosplat.rotations import random_rotations
 
-__all__ = [
-    "SimulationConfig",
-    "SimulationResult",
-    "SimulatedMetadata",
-    "StreamingStackWriter",
-    "draw_metadata",
-    "simulate",
-]
+__all__ = ["SimulationConfig", "SimulationResult", "SimulatedMetadata", "draw_metadata", "simulate"]
 
 log = logging.getLogger(__name__)
-
-ATOM_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
-MAP_SUFFIXES = (".mrc", ".map")
-FOURIER_PAD = 2
 
 
 @dataclass
@@ -132,37 +117,45 @@ class SimulationConfig:
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad option."""
-        checks = [
-            (self.n_particles >= 1, f"number of particles must be at least 1, got {self.n_particles}"),
-            (self.box is None or self.box >= 8, f"box must be at least 8 pixels, got {self.box}"),
-            (self.pixel_size_angstrom is None or self.pixel_size_angstrom > 0,
-             f"pixel size must be positive, got {self.pixel_size_angstrom} Å"),
-            (self.snr > 0, f"SNR must be positive (inf for no noise), got {self.snr}"),
-            (self.shift_sd_angstrom >= 0,
-             f"shift spread must be non-negative, got {self.shift_sd_angstrom} Å"),
-            (0 < self.defocus_min_um <= self.defocus_max_um,
-             f"defocus range must satisfy 0 < min <= max, got {self.defocus_min_um} to "
-             f"{self.defocus_max_um} µm"),
-            (self.astigmatism_max_angstrom >= 0,
-             f"astigmatism must be non-negative, got {self.astigmatism_max_angstrom} Å"),
-            (self.voltage_kv > 0, f"voltage must be positive, got {self.voltage_kv} kV"),
-            (self.cs_mm >= 0, f"Cs must be non-negative, got {self.cs_mm} mm"),
-            (0 <= self.amplitude_contrast < 1,
-             f"amplitude contrast must be in [0, 1), got {self.amplitude_contrast}"),
-            (self.bfactor_angstrom2 >= 0,
-             f"B-factor must be non-negative, got {self.bfactor_angstrom2} Å²"),
-            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (self.images_per_stack >= 1,
-             f"images per stack must be at least 1, got {self.images_per_stack}"),
-            (self.projection in ("splat", "fourier"),
-             f"projection must be 'splat' or 'fourier', got '{self.projection}'"),
+        rules = [  # (name, value, unit, bound, kind)
+            ("number of particles", self.n_particles, "", 1, "at least"),
+            ("batch size", self.batch_size, "", 1, "at least"),
+            ("images per stack", self.images_per_stack, "", 1, "at least"),
+            ("box", 8 if self.box is None else self.box, " pixels", 8, "at least"),
+            (
+                "pixel size",
+                1.0 if self.pixel_size_angstrom is None else self.pixel_size_angstrom,
+                " Å",
+                0,
+                "positive",
+            ),
+            ("voltage", self.voltage_kv, " kV", 0, "positive"),
+            ("shift spread", self.shift_sd_angstrom, " Å", 0, "non-negative"),
+            ("astigmatism", self.astigmatism_max_angstrom, " Å", 0, "non-negative"),
+            ("Cs", self.cs_mm, " mm", 0, "non-negative"),
+            ("B-factor", self.bfactor_angstrom2, " Å²", 0, "non-negative"),
         ]
-        for ok, message in checks:
+        for name, value, unit, bound, kind in rules:
+            ok = value > bound if kind == "positive" else value >= bound
             if not ok:
-                raise InputError(message)
+                rule = f"at least {bound}" if kind == "at least" else kind
+                raise InputError(f"{name} must be {rule}, got {value}{unit}")
+        if not self.snr > 0:
+            raise InputError(f"SNR must be positive (inf for no noise), got {self.snr}")
+        if not 0 < self.defocus_min_um <= self.defocus_max_um:
+            raise InputError(
+                "defocus range must satisfy 0 < min <= max, got "
+                f"{self.defocus_min_um} to {self.defocus_max_um} µm"
+            )
+        if not 0 <= self.amplitude_contrast < 1:
+            raise InputError(f"amplitude contrast must be in [0, 1), got {self.amplitude_contrast}")
+        if self.projection not in ("splat", "fourier"):
+            raise InputError(f"projection must be 'splat' or 'fourier', got '{self.projection}'")
         if self.astigmatism_max_angstrom > 2e4 * self.defocus_min_um:
-            raise InputError(f"astigmatism {self.astigmatism_max_angstrom} Å exceeds twice the "
-                             f"smallest defocus ({self.defocus_min_um} µm): V would be negative")
+            raise InputError(
+                f"astigmatism {self.astigmatism_max_angstrom} Å exceeds twice the "
+                f"smallest defocus ({self.defocus_min_um} µm): V would be negative"
+            )
 
 
 @dataclass
@@ -224,173 +217,35 @@ def draw_metadata(config: SimulationConfig, rng: np.random.Generator) -> Simulat
     """
     n = config.n_particles
     rotations = _sample_views(config, rng)
-    shifts = rng.normal(scale=config.shift_sd_angstrom, size=(n, 2)) if config.shift_sd_angstrom \
+    shifts = (
+        rng.normal(scale=config.shift_sd_angstrom, size=(n, 2))
+        if config.shift_sd_angstrom
         else np.zeros((n, 2))
+    )
     if config.ctf_table is not None:
         table = read_cryodrgn_ctf(config.ctf_table)[0]
         rows = rng.integers(0, len(table), size=n)
-        du, dv, angle = (getattr(table, f)[rows] for f in (
-            "defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees"))
+        du, dv, angle = (
+            getattr(table, f)[rows]
+            for f in ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees")
+        )
     else:
         mean = rng.uniform(config.defocus_min_um, config.defocus_max_um, size=n) * 1e4
         astig = rng.uniform(0.0, config.astigmatism_max_angstrom, size=n)
         du, dv = mean + astig / 2, mean - astig / 2
         angle = rng.uniform(0.0, 180.0, size=n) if config.astigmatism_max_angstrom else np.zeros(n)
-    ctf = CTFParams.create(n, defocus_u_angstrom=du, defocus_v_angstrom=dv,
-                           defocus_angle_degrees=angle, voltage_kv=config.voltage_kv,
-                           cs_mm=config.cs_mm, amplitude_contrast=config.amplitude_contrast,
-                           bfactor_angstrom2=config.bfactor_angstrom2)
+    ctf = CTFParams.create(
+        n,
+        defocus_u_angstrom=du,
+        defocus_v_angstrom=dv,
+        defocus_angle_degrees=angle,
+        voltage_kv=config.voltage_kv,
+        cs_mm=config.cs_mm,
+        amplitude_contrast=config.amplitude_contrast,
+        bfactor_angstrom2=config.bfactor_angstrom2,
+    )
     subset = np.where(rng.permutation(n) % 2 == 0, 1, 2).astype(np.int64)
     return SimulatedMetadata(rotations, shifts, ctf, subset)
-
-
-class StreamingStackWriter:
-    """Writes one float32 MRC stack of a known number of images, batch by batch.
-
-    The file is created at full size (sparse) with its header, each batch is written at its offset
-    and dropped, and the header statistics are filled from running sums on :meth:`close`. The file
-    appears under its final name only when complete.
-
-    Parameters
-    ----------
-    path : Path
-    n_images, box : int
-    pixel_size_angstrom : float
-    """
-
-    def __init__(self, path: Path, n_images: int, box: int, pixel_size_angstrom: float) -> None:
-        self.path = Path(path)
-        self.n_images, self.box = int(n_images), int(box)
-        self._tmp = self.path.with_name(f".{self.path.name}.part")
-        with mrcfile.new_mmap(self._tmp, shape=(self.n_images, box, box), mrc_mode=2,
-                              overwrite=True) as m:
-            m.set_image_stack()
-            m.voxel_size = float(pixel_size_angstrom)
-            self._offset = int(m.header.nbytes) + int(m.header.nsymbt)
-        self._fh = open(self._tmp, "r+b")  # noqa: SIM115 - closed in close()
-        self.written = 0
-        self._min, self._max, self._sum, self._sumsq = math.inf, -math.inf, 0.0, 0.0
-
-    def write(self, images: np.ndarray) -> None:
-        """Append images (B, D, D) after those already written."""
-        data = np.ascontiguousarray(images, dtype="<f4")
-        if data.ndim != 3 or data.shape[1:] != (self.box, self.box):
-            raise ValueError(f"images must have shape (B, {self.box}, {self.box}), got {data.shape}")
-        if self.written + len(data) > self.n_images:
-            raise ValueError(f"{self.path}: more than {self.n_images} images written")
-        self._fh.seek(self._offset + self.written * self.box * self.box * 4)
-        self._fh.write(data.tobytes())
-        self.written += len(data)
-        if data.size:
-            self._min = min(self._min, float(data.min()))
-            self._max = max(self._max, float(data.max()))
-            self._sum += float(data.sum(dtype=np.float64))
-            self._sumsq += float(np.square(data, dtype=np.float64).sum())
-
-    def close(self) -> None:
-        """Check the count, write the header statistics and move the file into place."""
-        self._fh.close()
-        if self.written != self.n_images:
-            os.unlink(self._tmp)
-            raise ValueError(f"{self.path}: {self.written} of {self.n_images} images written")
-        count = self.n_images * self.box * self.box
-        mean = self._sum / count
-        with mrcfile.mmap(self._tmp, mode="r+") as m:
-            m.header.dmin, m.header.dmax, m.header.dmean = self._min, self._max, mean
-            m.header.rms = math.sqrt(max(self._sumsq / count - mean * mean, 0.0))
-        os.replace(self._tmp, self.path)
-
-
-class _SplatProjector:
-    """Projects a Gaussian model (from atoms or a saved model) by splatting (``cryosplat.imaging``)."""
-
-    def __init__(self, model: GaussianModel, backend: str, device: str) -> None:
-        self.model = model.to(device)
-        self.box, self.pixel_size_angstrom = model.box, model.pixel_size_angstrom
-        self.backend, self.device = backend, torch.device(device)
-        self.method = f"Gaussian splatting ({len(model)} Gaussians, backend {backend})"
-
-    def truth(self) -> np.ndarray:
-        with torch.no_grad():
-            return self.model.voxelize().cpu().numpy()
-
-    def images(self, rotations: np.ndarray, shifts_angstrom: np.ndarray,
-               ctf: torch.Tensor | None) -> np.ndarray:
-        from cryosplat.imaging import predict_images
-
-        with torch.no_grad():
-            rot = torch.as_tensor(rotations, dtype=torch.float32, device=self.device)
-            sh = torch.as_tensor(shifts_angstrom, dtype=torch.float32, device=self.device)
-            out = predict_images(self.model, rot, sh, ctf, backend=self.backend)
-        return out.cpu().numpy()
-
-
-class _MapProjector:
-    """Projects a map by Fourier slices of its zero-padded transform (``cryosplat.fourier_slice``)."""
-
-    def __init__(self, volume: np.ndarray, pixel_size_angstrom: float, device: str) -> None:
-        self.volume = volume
-        self.box, self.pixel_size_angstrom = volume.shape[0], pixel_size_angstrom
-        self.device = torch.device(device)
-        vol = torch.as_tensor(volume, dtype=torch.float32, device=self.device)
-        self.volume_ft = volume_to_padded_ft(vol, FOURIER_PAD, pixel_size_angstrom,
-                                             gridding_correction=True, half=True)
-        self.method = (f"Fourier slices (trilinear with gridding correction, padding "
-                       f"{FOURIER_PAD})")
-
-    def truth(self) -> np.ndarray:
-        return self.volume
-
-    def images(self, rotations: np.ndarray, shifts_angstrom: np.ndarray,
-               ctf: torch.Tensor | None) -> np.ndarray:
-        rot = torch.as_tensor(rotations, dtype=torch.float32, device=self.device)
-        spectra = extract_slices(self.volume_ft, rot, self.box, FOURIER_PAD)
-        spectra = phase_shift_2d(spectra, torch.as_tensor(shifts_angstrom, device=self.device),
-                                 self.pixel_size_angstrom)
-        if ctf is not None:
-            spectra = spectra * ctf
-        return ifft2_centered(spectra).real.cpu().numpy()
-
-
-def _model_projector(model: GaussianModel, config: SimulationConfig):
-    if config.projection == "splat":
-        return _SplatProjector(model, config.backend, config.device)
-    with torch.no_grad():
-        volume = model.voxelize().cpu().numpy()
-    return _MapProjector(volume, model.pixel_size_angstrom, config.device)
-
-
-def _load_projector(model_path: Path, config: SimulationConfig):
-    suffix = model_path.suffix.lower()
-    if not model_path.is_file():
-        raise InputError(f"{model_path}: model file not found")
-    if suffix in ATOM_SUFFIXES:
-        if config.box is None or config.pixel_size_angstrom is None:
-            raise InputError(f"{model_path}: an atomic model needs --box and --pixel-size")
-        from cryosplat.atoms import model_from_atoms
-
-        model = model_from_atoms(model_path, config.box, config.pixel_size_angstrom,
-                                 bfactor_extra=config.bfactor_extra_angstrom2)
-        return _model_projector(model, config)
-    if suffix == ".npz":
-        model = GaussianModel.load(model_path)
-        model.box = config.box or model.box
-        model.pixel_size_angstrom = config.pixel_size_angstrom or model.pixel_size_angstrom
-        return _model_projector(model, config)
-    if suffix in MAP_SUFFIXES:
-        volume, voxel = read_map(model_path)
-        if config.box is not None and config.box != volume.shape[0]:
-            raise InputError(f"{model_path}: the map's box is {volume.shape[0]}, not {config.box}; "
-                             "resample the map or leave out --box")
-        pixel = config.pixel_size_angstrom or voxel
-        if not pixel > 0:
-            raise InputError(f"{model_path}: the map header has no voxel size; give --pixel-size")
-        if not math.isclose(pixel, voxel, rel_tol=1e-3):
-            log.warning("%s: using pixel size %.4f Å instead of the header's %.4f Å", model_path,
-                        pixel, voxel)
-        return _MapProjector(volume, pixel, config.device)
-    raise InputError(f"{model_path}: unknown model type '{suffix}' (expected .pdb/.cif atoms, a "
-                     ".npz Gaussian model or an .mrc/.map map)")
 
 
 def _batches(n_particles: int, images_per_stack: int, batch_size: int):
@@ -399,6 +254,68 @@ def _batches(n_particles: int, images_per_stack: int, batch_size: int):
         last = min(n_particles, first + images_per_stack)
         for start in range(first, last, batch_size):
             yield stack, start, min(last, start + batch_size)
+
+
+def _write_stacks(
+    projector,
+    meta: SimulatedMetadata,
+    config: SimulationConfig,
+    stack_paths: list[Path],
+    noise_rng: np.random.Generator,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[float, float, int]:
+    """Make, noise and write the images batch by batch.
+
+    Returns ``(signal variance, noise s.d., images the variance was estimated from)``; unfinished
+    stacks are deleted if anything fails.
+    """
+    n, per_stack = config.n_particles, config.images_per_stack
+    box, pixel = projector.box, projector.pixel_size_angstrom
+    signal_variance, noise_sd, estimate_count = None, 0.0, 0
+    writer: StreamingStackWriter | None = None
+    try:
+        for stack, start, stop in _batches(n, per_stack, config.batch_size):
+            if writer is None or writer.path != stack_paths[stack]:
+                if writer is not None:
+                    writer.close()
+                count = min(n, (stack + 1) * per_stack) - stack * per_stack
+                writer = StreamingStackWriter(stack_paths[stack], count, box, pixel)
+            ctf = None
+            if config.apply_ctf:
+                ctf = ctf_from_params(
+                    meta.ctf.subset(slice(start, stop)), box, pixel, device=projector.device
+                )
+            clean = projector.images(
+                meta.rotations[start:stop], meta.shifts_angstrom[start:stop], ctf
+            )
+            if signal_variance is None:
+                signal_variance = float(clean.var(axis=(1, 2), dtype=np.float64).mean())
+                estimate_count = len(clean)
+                if not signal_variance > 0:
+                    raise InputError(
+                        f"{projector.source}: the model projects to blank images in "
+                        f"a {box}-pixel box of {pixel} Å"
+                    )
+                if math.isfinite(config.snr):
+                    noise_sd = math.sqrt(signal_variance / config.snr)
+                log.info(
+                    "signal variance %.4g (%d images): noise s.d. %.4g for SNR %g",
+                    signal_variance,
+                    estimate_count,
+                    noise_sd,
+                    config.snr,
+                )
+            if noise_sd:
+                clean += noise_sd * noise_rng.standard_normal(clean.shape, dtype=np.float32)
+            writer.write(clean)
+            if progress is not None:
+                progress(stop, n)
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return signal_variance, noise_sd, estimate_count
 
 
 def simulate(
@@ -425,7 +342,17 @@ def simulate(
     """
     config.validate()
     model_path, out = Path(model_path), Path(output_dir)
-    projector = _load_projector(model_path, config)
+    projector = load_projector(
+        model_path,
+        ProjectionConfig(
+            box=config.box,
+            pixel_size_angstrom=config.pixel_size_angstrom,
+            projection=config.projection,
+            backend=config.backend,
+            device=config.device,
+            bfactor_extra_angstrom2=config.bfactor_extra_angstrom2,
+        ),
+    )
     box, pixel = projector.box, projector.pixel_size_angstrom
     rng = np.random.default_rng(config.seed)
     meta = draw_metadata(config, rng)
@@ -435,50 +362,39 @@ def simulate(
     write_map(truth_path, projector.truth(), pixel)
 
     n = config.n_particles
-    n_stacks = -(-n // config.images_per_stack)
-    stack_paths = [out / f"particles_{k:03d}.mrcs" for k in range(n_stacks)]
-    signal_variance, noise_sd, estimate_count = None, 0.0, 0
-    writer: StreamingStackWriter | None = None
-    for stack, start, stop in _batches(n, config.images_per_stack, config.batch_size):
-        if writer is None or writer.path != stack_paths[stack]:
-            if writer is not None:
-                writer.close()
-            count = min(n, (stack + 1) * config.images_per_stack) - stack * config.images_per_stack
-            writer = StreamingStackWriter(stack_paths[stack], count, box, pixel)
-        ctf = None
-        if config.apply_ctf:
-            ctf = ctf_from_params(meta.ctf.subset(slice(start, stop)), box, pixel,
-                                  device=projector.device)
-        clean = projector.images(meta.rotations[start:stop], meta.shifts_angstrom[start:stop], ctf)
-        if signal_variance is None:
-            signal_variance = float(clean.var(axis=(1, 2), dtype=np.float64).mean())
-            estimate_count = len(clean)
-            if not signal_variance > 0:
-                raise InputError(f"{model_path}: the model projects to blank images in a "
-                                 f"{box}-pixel box of {pixel} Å")
-            noise_sd = math.sqrt(signal_variance / config.snr) if math.isfinite(config.snr) else 0.0
-            log.info("signal variance %.4g (from %d clean images), SNR %g: noise s.d. %.4g",
-                     signal_variance, estimate_count, config.snr, noise_sd)
-        if noise_sd:
-            clean += noise_sd * noise_rng.standard_normal(clean.shape, dtype=np.float32)
-        writer.write(clean)
-        if progress is not None:
-            progress(stop, n)
-    writer.close()
+    stack_paths = [out / f"particles_{k:03d}.mrcs" for k in range(-(-n // config.images_per_stack))]
+    noise = _write_stacks(projector, meta, config, stack_paths, noise_rng, progress)
+    signal_variance, noise_sd, estimate_count = noise
 
     in_stack = np.arange(n) % config.images_per_stack + 1
-    names = [f"{i:06d}@{stack_paths[s].name}"
-             for i, s in zip(in_stack, np.arange(n) // config.images_per_stack, strict=True)]
+    names = [
+        f"{i:06d}@{stack_paths[s].name}"
+        for i, s in zip(in_stack, np.arange(n) // config.images_per_stack, strict=True)
+    ]
     star_path = out / "particles.star"
-    write_relion31_particles(star_path, image_names=names, rotations=meta.rotations,
-                             shifts_angstrom=meta.shifts_angstrom, ctf=meta.ctf,
-                             pixel_size_angstrom=pixel, box=box, random_subset=meta.random_subset)
+    write_relion31_particles(
+        star_path,
+        image_names=names,
+        rotations=meta.rotations,
+        shifts_angstrom=meta.shifts_angstrom,
+        ctf=meta.ctf,
+        pixel_size_angstrom=pixel,
+        box=box,
+        random_subset=meta.random_subset,
+    )
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    record.update(model=str(model_path), box=box, pixel_size_angstrom=pixel,
-                  projection=projector.method, signal_variance=signal_variance,
-                  signal_variance_images=estimate_count, noise_sd=noise_sd,
-                  snr_definition="variance of the clean CTF-modulated images over the box / noise "
-                                 "variance")
+    record["snr"] = config.snr if math.isfinite(config.snr) else str(config.snr)
+    record.update(
+        model=str(model_path),
+        box=box,
+        pixel_size_angstrom=pixel,
+        projection_method=projector.method,
+        signal_variance=signal_variance,
+        signal_variance_images=estimate_count,
+        noise_sd=noise_sd,
+        snr_definition="variance of the clean CTF-modulated images over the box / noise variance",
+    )
     (out / "simulation.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
-    return SimulationResult(out, star_path, stack_paths, truth_path, n, box, pixel,
-                            signal_variance, noise_sd, meta)
+    return SimulationResult(
+        out, star_path, stack_paths, truth_path, n, box, pixel, signal_variance, noise_sd, meta
+    )

@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
         particles, args.out, config, resume=args.resume, show_progress=not args.no_progress
     )
     print(
-        f"half-map resolution (FSC 0.143, corrected, spherical mask): "
-        f"{result.resolution_angstrom:.2f} Å"
+        f"resolution: {result.resolution_angstrom:.2f} Å ({result.summary['resolution_definition']})"
     )
     print(f"outputs: {result.out_dir}")
     return 0
