@@ -98,7 +98,11 @@ def machine_description() -> str:
         ram = f"{mem_kib / 2**20:.1f} GiB RAM"
     except (OSError, StopIteration):
         ram = "unknown RAM"
-    return f"{os.cpu_count()} CPUs (nproc), {cpu}, {ram}, {platform.platform()}"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs (nproc), {cpu}, {ram}, {platform.platform()}; load average "
+        f"{load} (1/5/15 min) when the results were written"
+    )
 
 
 def _fmt(value) -> str:

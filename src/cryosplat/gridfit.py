@@ -132,6 +132,34 @@ def _fft_order_phase(size: int, pad: int, device) -> torch.Tensor:
     return torch.polar(torch.ones_like(total), math.pi * total / pad)
 
 
+class _SpectrumLoss(torch.autograd.Function):
+    """``(volume) → (loss less constant, spectrum)`` with an analytic backward.
+
+    ``F = rfftn(volume, s=(P,)*3)``, ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)``
+    and the adjoint of the zero-padded real FFT is ``P³ · irfftn`` (interior ``x`` planes halved,
+    as ``irfftn`` counts them twice) cropped to the volume.
+    """
+
+    @staticmethod
+    def forward(ctx, volume, weights, data, size):
+        spectrum = torch.fft.rfftn(volume, s=(size,) * 3)
+        residual = weights * spectrum - data
+        loss = (spectrum.conj() * (residual - data)).real.sum()
+        ctx.save_for_backward(residual)
+        ctx.size, ctx.box = size, volume.shape[-1]
+        ctx.mark_non_differentiable(spectrum)
+        return loss, spectrum
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_spectrum):
+        (residual,) = ctx.saved_tensors
+        size, box = ctx.size, ctx.box
+        grad = residual * (2.0 * size**3)
+        grad[..., 1 : size // 2] *= 0.5
+        volume_grad = torch.fft.irfftn(grad, s=(size,) * 3)[:box, :box, :box]
+        return volume_grad * grad_loss, None, None, None
+
+
 class GridLoss:
     """The loss of :mod:`cryosplat.statistics` for maps on one statistics grid.
 
@@ -161,35 +189,40 @@ class GridLoss:
         data = torch.fft.ifftshift(stats.data.to(torch.complex128) * mult, dim=(0, 1))
         data = data * _fft_order_phase(self.size, self.pad, data.device).conj()
         norm = 1.0 / self.box**2
+        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        # Loss = norm·[Σ (s²W)|F|² − 2 Re Σ conj(F)(s B)]; ``weights`` and ``data`` hold it.
         self.weights = (weights * scale**2 * norm).to(device=device, dtype=dtype)
-        self.data = torch.view_as_real((data * scale * norm).to(device)).to(dtype)
+        self.data = (data * scale * norm).to(device=device, dtype=complex_dtype)
         self.apodization = (trilinear_apodization(self.box, self.pad, device, dtype)
                             if gridding_correction else None)
 
-    def spectrum(self, volume: torch.Tensor) -> torch.Tensor:
-        """Real view (P, P, P//2 + 1, 2) of the uncentred padded rFFT of the (apodised) map."""
+    def data_term_and_spectrum(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(1/d²)[Σ W|X̂|² − 2 Re(conj X̂ B)]`` (the loss less its constant; differentiable)
+        and the uncentred padded rFFT of the (apodised) map, for :meth:`data_term`."""
         if tuple(volume.shape) != (self.box,) * 3:
             raise ValueError(f"volume has shape {tuple(volume.shape)}, expected {(self.box,) * 3}")
         if self.apodization is not None:
             volume = volume * self.apodization
-        return torch.view_as_real(torch.fft.rfftn(volume, s=(self.size,) * 3))
+        return _SpectrumLoss.apply(volume, self.weights, self.data, self.size)
 
     def data_term(self, spectrum: torch.Tensor) -> torch.Tensor:
-        """``(1/d²)[Σ W|X̂|² − 2 Re(conj X̂ B)]``: the loss less its constant."""
-        return (self.weights * spectrum.square().sum(-1)).sum() - 2.0 * (self.data * spectrum).sum()
+        """The loss less its constant for a spectrum from another grid's
+        :meth:`data_term_and_spectrum` (same box and pad; e.g. held-out statistics)."""
+        return (spectrum.conj() * (self.weights * spectrum - 2.0 * self.data)).real.sum()
 
     def __call__(self, volume: torch.Tensor) -> torch.Tensor:
         """The full loss (scalar tensor) of a map (D, D, D) on this grid."""
-        return self.data_term(self.spectrum(volume)) + self.constant
+        return self.data_term_and_spectrum(volume)[0] + self.constant
 
     def best_scale(self, spectrum: torch.Tensor, max_radius: float) -> float:
-        """Least-squares factor ``α`` minimising the loss of ``α · map`` over ``|k| ≤ max_radius``."""
+        """Least-squares factor ``α`` minimising the loss of ``α · map`` (``spectrum`` from
+        :meth:`data_term_and_spectrum`) over ``|k| ≤ max_radius`` (pixels)."""
         k = torch.fft.fftfreq(self.size, 1.0 / self.size, device=spectrum.device)
         kx = torch.arange(self.size // 2 + 1, device=spectrum.device)
         r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
-        low = (r2 <= (self.pad * max_radius) ** 2).to(spectrum.dtype)
-        quad = (low * self.weights * spectrum.square().sum(-1)).sum()
-        cross = (low[..., None] * self.data * spectrum).sum()
+        low = r2 <= (self.pad * max_radius) ** 2
+        quad = (self.weights * spectrum.abs().square())[low].sum()
+        cross = (spectrum.conj() * self.data).real[low].sum()
         return float(cross / quad.clamp_min(1e-30))
 
 
@@ -282,7 +315,7 @@ def _amplitude_factor(params: _Parameters, stats: FourierStatistics, config: Gri
                          config.max_scale_pixels * stats.pixel_size_angstrom)
     with torch.no_grad():
         volume = params.voxelize(stats.box, stats.pixel_size_angstrom, config.n_sigma)
-        alpha = probe.best_scale(probe.spectrum(volume), max_radius=2.0)
+        alpha = probe.best_scale(probe.data_term_and_spectrum(volume)[1], max_radius=2.0)
     if not alpha > 0:
         raise InputError("the images correlate negatively with any positive density at low "
                          "resolution: they may hold protein dark (invert their contrast)")
@@ -349,12 +382,13 @@ def fit_gaussians(
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
         best, best_state, stale = math.inf, None, 0
         for step in range(budget):
-            spectrum = loss_fn.spectrum(params.voxelize(box, pixel, config.n_sigma))
-            loss = loss_fn.data_term(spectrum) / stats.n_particles
+            data_term, spectrum = loss_fn.data_term_and_spectrum(
+                params.voxelize(box, pixel, config.n_sigma))
+            loss = data_term / stats.n_particles
             if step % config.check_every == 0 or step == budget - 1:
                 with torch.no_grad():
                     held = (None if held_fn is None else
-                            float(held_fn.data_term(spectrum.detach())) / heldout.n_particles)
+                            float(held_fn.data_term(spectrum)) / heldout.n_particles)
                 criterion = float(loss) if held is None else held
                 if math.isinf(best) or criterion < best - config.min_improvement * abs(best):
                     best, stale = criterion, 0

@@ -133,7 +133,7 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
     ax.set_ylabel("FSC")
     ax.set_ylim(-0.1, 1.05)
     ax.set_xlim(0.0, freq[-1])
-    ax.set_title(f"Resolution {report.resolution_angstrom:.2f} Å", fontsize=10)
+    fig.suptitle(f"Resolution {report.resolution_angstrom:.2f} Å", fontsize=10)
     ax.legend(fontsize=7)
     top = ax.twiny()
     top.set_xlim(ax.get_xlim())

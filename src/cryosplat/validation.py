@@ -107,7 +107,7 @@ def cross_validated_fsc(
     cross_a = fsc(model_a * mask, data_b * mask)
     cross_b = fsc(model_b * mask, data_a * mask)
     valid = data_fsc > np.minimum(_noise_floor(box), 0.3)
-    valid[:3] = True
+    valid[0] = True
     # Shells past the first one the data cannot vouch for stay unvouched.
     first_invalid = np.flatnonzero(~valid[1:])
     if first_invalid.size:

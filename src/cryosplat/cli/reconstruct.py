@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from cryosplat.data import ParticleSet
+from cryosplat.grid_engine import GridEngineConfig
 from cryosplat.reconstruct import ENGINES, ReconstructConfig, reconstruct
 from cryosplat.splat_engine import SplatEngineConfig
 
@@ -46,6 +48,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("Fourier-statistics engine (--engine grid)")
+    gd = GridEngineConfig()
+    g.add_argument(
+        "--pad", type=int, default=gd.accumulate.pad, help="padding factor of the 3D grid"
+    )
+    g.add_argument("--max-resolution", type=float, help="gather frequencies up to this (Å)")
+    g.add_argument(
+        "--stage-fractions",
+        type=_floats,
+        help=f"coarse-to-fine stage boxes as fractions of the box "
+        f"(default {','.join(map(str, gd.fit.stage_fractions))})",
+    )
+    g.add_argument(
+        "--stage-steps",
+        type=_ints,
+        help=f"largest number of steps of each stage "
+        f"(default {','.join(map(str, gd.fit.stage_steps))})",
+    )
+    g.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=gd.heldout_fraction,
+        help="part of each half set held out (within the half) to stop each stage",
+    )
     s = p.add_argument_group("per-image engine (--engine splat)")
     d = SplatEngineConfig()
     s.add_argument("--epochs", type=int, default=d.epochs)
@@ -68,6 +94,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got '{text}'"
+        ) from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got '{text}'"
+        ) from None
+
+
 def build_config(args: argparse.Namespace) -> ReconstructConfig:
     splat = SplatEngineConfig(
         epochs=args.epochs,
@@ -79,6 +123,18 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
         backend=args.backend,
         checkpoint_interval_s=args.checkpoint_interval,
     )
+    gdef = GridEngineConfig()
+    grid = GridEngineConfig(
+        accumulate=replace(
+            gdef.accumulate, pad=args.pad, max_resolution_angstrom=args.max_resolution
+        ),
+        fit=replace(
+            gdef.fit,
+            stage_fractions=args.stage_fractions or gdef.fit.stage_fractions,
+            stage_steps=args.stage_steps or gdef.fit.stage_steps,
+        ),
+        heldout_fraction=args.heldout_fraction,
+    )
     return ReconstructConfig(
         engine=args.engine,
         n_gaussians=args.n_gaussians,
@@ -87,6 +143,7 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
         invert_contrast=args.invert_contrast,
         use_random_subset=not args.ignore_random_subset,
         splat=splat,
+        grid=grid,
     )
 
 

@@ -1,0 +1,64 @@
+"""The cross-validated resolution sees through smooth models that agree with each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cryosplat.fsc import fsc, resolution_at
+from cryosplat.gaussians import GaussianModel
+from cryosplat.masks import lowpass, spherical_mask
+from cryosplat.validation import cross_validated_fsc
+
+BOX, PIXEL = 48, 2.0
+
+
+def _truth() -> np.ndarray:
+    model = GaussianModel.random(
+        400, BOX, PIXEL, seed=1, radius_fraction=0.25, scale_angstrom=1.2, dtype=torch.float64
+    )
+    return model.voxelize().detach().numpy()
+
+
+def _data(truth, noise, seed):
+    rng = np.random.default_rng(seed)
+    return truth + noise * rng.normal(size=truth.shape)
+
+
+def test_models_that_agree_on_invented_detail_are_not_vouched_for():
+    truth = _truth()
+    noise = 0.3 * truth.std()
+    d_a, d_b = _data(truth, noise, 1), _data(truth, noise, 2)
+    # Both half models: the truth at low resolution plus the same invented fine detail.
+    invented = np.random.default_rng(9).normal(size=truth.shape)
+    invented -= lowpass(invented, 8.0, PIXEL)
+    smooth = lowpass(truth, 12.0, PIXEL) + 0.5 * truth.std() * invented
+    mask = spherical_mask(BOX)
+    naive = resolution_at(fsc(smooth * mask, smooth * mask), 0.143, BOX, PIXEL)
+    assert naive == 2 * PIXEL  # the model-vs-model FSC claims Nyquist
+    cv = cross_validated_fsc(smooth, smooth, d_a, d_b, mask, PIXEL)
+    truth_curve = fsc(smooth * mask, truth * mask)
+    truth_res = resolution_at(truth_curve, 0.5, BOX, PIXEL)
+    assert cv.resolution_angstrom > 1.4 * naive
+    assert abs(cv.resolution_angstrom - truth_res) / truth_res < 0.2
+
+
+def test_an_exact_model_is_vouched_for_as_far_as_the_data_go():
+    truth = _truth()
+    noise = 0.3 * truth.std()
+    d_a, d_b = _data(truth, noise, 3), _data(truth, noise, 4)
+    cv = cross_validated_fsc(truth, truth, d_a, d_b, spherical_mask(BOX), PIXEL)
+    assert cv.resolution_angstrom <= 1.15 * cv.data_resolution_angstrom
+    shells = np.flatnonzero(cv.data_fsc > 0.5)
+    assert np.allclose(cv.model_vs_truth_estimate[shells[1:]], 1.0, atol=0.1)
+    d = cv.to_dict()
+    assert d["resolution_angstrom"] == cv.resolution_angstrom
+    assert set(d["curves"]) >= {"data_fsc", "model_vs_truth_estimate", "half_map_equivalent"}
+
+
+def test_pure_noise_data_vouch_for_nothing():
+    truth = _truth()
+    rng = np.random.default_rng(5)
+    d_a, d_b = rng.normal(size=(2, BOX, BOX, BOX))
+    cv = cross_validated_fsc(truth, truth, d_a, d_b, spherical_mask(BOX), PIXEL)
+    assert cv.resolution_angstrom > 20.0
