@@ -135,7 +135,7 @@ def run_cryosplat(folder: Path, truth: np.ndarray, args) -> dict:
     for i, (mine, other) in enumerate(((stats[0], stats[1]), (stats[1], stats[0]))):
         cfg = GridFitConfig(**{**config.__dict__, "seed": config.seed * 2 + i + 1})
         model = fit_gaussians(mine, cfg, heldout=other,
-                              callback=lambda s, k, loss, _m, i=i: log.append((i, s, k, loss)))
+                              callback=lambda s, k, loss, held, i=i: log.append((i, s, k, held)))
         with torch.no_grad():
             maps.append(model.voxelize().double().numpy())
     seconds = time.time() - t0
@@ -169,11 +169,14 @@ def main(argv=None) -> int:
     r.add_argument("--batch-size", type=int, default=256)
     r.add_argument("--limit", type=int, default=0, help="use only the first N particles")
     r.add_argument("--skip-relion", action="store_true")
+    r.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1 is fastest on a shared 2-core machine)")
     args = parser.parse_args(argv)
     if args.cmd == "make-data":
         make_data(args)
         return 0
-    folder = Path(args.folder)
+    torch.set_num_threads(args.threads)
+    folder = Path(args.folder).resolve()
     truth, pixel = read_map(folder / "truth.mrc")
     result = {} if args.skip_relion else run_relion(folder, pixel, truth)
     result.update(run_cryosplat(folder, truth, args))

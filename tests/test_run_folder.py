@@ -86,3 +86,21 @@ def test_halves_follow_random_subset(small_stack):
     assert how.startswith("random")
     with pytest.raises(InputError, match="rlnRandomSubset"):
         split_halves(_particles(small_stack, subset=np.array([1, 2, 3, 1, 1, 2])))
+
+
+def test_atomic_writes_get_ordinary_permissions_and_leave_no_temporary(tmp_path):
+    import os
+
+    from cryosplat.io.atomic import atomic_path
+    from cryosplat.io.mrc import write_map
+
+    old = os.umask(0o022)
+    try:
+        write_map(tmp_path / "m.mrc", np.zeros((4, 4, 4)), 1.0)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.mrc").stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "x.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mrc"]

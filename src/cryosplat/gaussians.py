@@ -13,8 +13,6 @@ Saved models are ``.npz`` files with arrays ``means_angstrom (N, 3)``, ``scales_
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from cryosplat.errors import InputError
+from cryosplat.io.atomic import atomic_path
 from cryosplat.rotations import quaternion_to_matrix, random_quaternions
 
 __all__ = ["GaussianModel", "voxelize_gaussians", "precision_and_norm_3d", "inverse_softplus"]
@@ -146,9 +145,25 @@ def voxelize_gaussians(
         p_delta = (prec @ delta[:, :, None]).squeeze(-1)
         q0 = (delta * p_delta).sum(-1)
         px = pixel_size_angstrom
-        coef = torch.cat([2.0 * px * p_delta, px * px * torch.stack([
-            prec[:, 0, 0], prec[:, 1, 1], prec[:, 2, 2], 2.0 * prec[:, 0, 1],
-            2.0 * prec[:, 0, 2], 2.0 * prec[:, 1, 2]], dim=-1)], dim=-1)
+        coef = torch.cat(
+            [
+                2.0 * px * p_delta,
+                px
+                * px
+                * torch.stack(
+                    [
+                        prec[:, 0, 0],
+                        prec[:, 1, 1],
+                        prec[:, 2, 2],
+                        2.0 * prec[:, 0, 1],
+                        2.0 * prec[:, 0, 2],
+                        2.0 * prec[:, 1, 2],
+                    ],
+                    dim=-1,
+                ),
+            ],
+            dim=-1,
+        )
         basis = torch.stack([ox, oy, oz, ox * ox, oy * oy, oz * oz, ox * oy, ox * oz, oy * oz])
         # A footprint that leaves the buffer misses the box (the margin is 2 radii): drop it.
         grid = c + (box // 2 + margin)
@@ -323,11 +338,7 @@ class GaussianModel(torch.nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Write the model atomically as ``.npz`` (format in the module docstring)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".npz") as tmp:
             np.savez(
                 tmp,
                 format=FORMAT_NAME,
@@ -336,10 +347,6 @@ class GaussianModel(torch.nn.Module):
                 pixel_size_angstrom=self.pixel_size_angstrom,
                 **self.state_arrays(),
             )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     @classmethod
     def load(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> GaussianModel:

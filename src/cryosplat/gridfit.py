@@ -77,15 +77,15 @@ class GridFitConfig:
     """
 
     n_gaussians: int = 3000
-    stage_fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
-    stage_steps: tuple[int, ...] = (150, 150, 150)
-    lr_means_pixels: float = 0.05
+    stage_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    stage_steps: tuple[int, ...] = (40, 20, 20, 15)
+    lr_means_pixels: float = 0.2
     lr_scales_pixels: float = 0.02
     lr_quaternions: float = 0.01
-    lr_amplitudes: float = 0.05
+    lr_amplitudes: float = 0.1
     lr_final_fraction: float = 0.1
     min_scale_pixels: float = 0.5
-    max_scale_pixels: float = 2.0
+    max_scale_pixels: float = 1.0
     init_radius_fraction: float = 0.3
     n_sigma: float = 3.0
     gridding_correction: bool = True

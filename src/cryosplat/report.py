@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import torch
 
 from cryosplat.fsc import FSCResult, masked_fsc
 from cryosplat.gaussians import GaussianModel
+from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import write_map
 from cryosplat.masks import auto_mask, spherical_mask
 from cryosplat.run_folder import write_json_atomic
@@ -142,15 +141,8 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
     top.set_xticklabels([f"{1.0 / t:.3g}" for t in ticks])
     top.set_xlabel("resolution (Å)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_outputs(

@@ -7,8 +7,6 @@ Stacks are memory-mapped and read by index, so a stack larger than RAM works.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import mrcfile
 import numpy as np
 
 from cryosplat.errors import InputError
+from cryosplat.io.atomic import atomic_path
 
 __all__ = ["read_map", "write_map", "MRCStack", "write_stack", "stack_header_info"]
 
@@ -55,8 +54,9 @@ def stack_header_info(path: str | Path) -> dict:
         raise InputError(f"{path}: cannot read MRC header ({exc})") from None
     dtypes = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
     if mode not in dtypes:
-        raise InputError(f"{path}: unsupported MRC mode {mode} (real images need mode 0, 1, 2, 6 "
-                         "or 12)")
+        raise InputError(
+            f"{path}: unsupported MRC mode {mode} (real images need mode 0, 1, 2, 6 or 12)"
+        )
     itemsize = np.dtype(dtypes[mode]).itemsize
     offset = _HEADER_BYTES + next_bytes
     need = offset + nx * ny * nz * itemsize
@@ -65,10 +65,18 @@ def stack_header_info(path: str | Path) -> dict:
         have = max(0, (size - offset) // max(1, nx * ny * itemsize))
         raise InputError(
             f"{path}: truncated: header says {nz} images of {nx}x{ny} ({need} bytes) but the file "
-            f"has {size} bytes ({have} whole images)")
-    return dict(nx=nx, ny=ny, nz=nz, mode=mode, pixel_size_angstrom=vs, data_offset=offset,
-                itemsize=itemsize, dtype=np.dtype(dtypes[mode]).newbyteorder(
-                    "<" if _is_little_endian(path) else ">"))
+            f"has {size} bytes ({have} whole images)"
+        )
+    return dict(
+        nx=nx,
+        ny=ny,
+        nz=nz,
+        mode=mode,
+        pixel_size_angstrom=vs,
+        data_offset=offset,
+        itemsize=itemsize,
+        dtype=np.dtype(dtypes[mode]).newbyteorder("<" if _is_little_endian(path) else ">"),
+    )
 
 
 def _is_little_endian(path: Path) -> bool:
@@ -91,8 +99,9 @@ class MRCStack:
         self.path = Path(path)
         info = stack_header_info(self.path)
         if info["nx"] != info["ny"]:
-            raise InputError(f"{self.path}: images are {info['nx']}x{info['ny']}; cryosplat needs "
-                             "square images")
+            raise InputError(
+                f"{self.path}: images are {info['nx']}x{info['ny']}; cryosplat needs square images"
+            )
         self.box = info["nx"]
         self.n_images = info["nz"]
         self.pixel_size_angstrom = info["pixel_size_angstrom"]
@@ -104,9 +113,13 @@ class MRCStack:
 
     def _array(self) -> np.ndarray:
         if self._mmap is None:
-            self._mmap = np.memmap(self.path, dtype=self._info["dtype"], mode="r",
-                                   offset=self._info["data_offset"],
-                                   shape=(self.n_images, self.box, self.box))
+            self._mmap = np.memmap(
+                self.path,
+                dtype=self._info["dtype"],
+                mode="r",
+                offset=self._info["data_offset"],
+                shape=(self.n_images, self.box, self.box),
+            )
         return self._mmap
 
     def read(self, indices) -> np.ndarray:
@@ -114,8 +127,10 @@ class MRCStack:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_images):
             bad = int(idx[(idx < 0) | (idx >= self.n_images)][0])
-            raise InputError(f"{self.path}: image index {bad + 1} (1-based) is beyond the stack's "
-                             f"{self.n_images} images")
+            raise InputError(
+                f"{self.path}: image index {bad + 1} (1-based) is beyond the stack's "
+                f"{self.n_images} images"
+            )
         order = np.argsort(idx, kind="stable")
         out = np.empty((idx.size, self.box, self.box), dtype=np.float32)
         out[order] = self._array()[idx[order]]
@@ -160,19 +175,6 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     return data, voxel
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_map(path: str | Path, volume, voxel_size_angstrom: float) -> None:
     """Write a map ``volume[z, y, x]`` atomically with its voxel size (header origin 0).
 
@@ -188,14 +190,11 @@ def write_map(path: str | Path, volume, voxel_size_angstrom: float) -> None:
     if data.ndim != 3:
         raise ValueError(f"volume must be 3D, got shape {data.shape}")
 
-    def write(tmp: Path) -> None:
-        with mrcfile.new(tmp, overwrite=True) as m:
-            m.set_data(data)
-            m.voxel_size = float(voxel_size_angstrom)
-            m.header.origin = (0.0, 0.0, 0.0)
-            m.update_header_stats()
-
-    _atomic_write(Path(path), write)
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as m:
+        m.set_data(data)
+        m.voxel_size = float(voxel_size_angstrom)
+        m.header.origin = (0.0, 0.0, 0.0)
+        m.update_header_stats()
 
 
 def write_stack(path: str | Path, images, pixel_size_angstrom: float) -> None:
@@ -204,11 +203,8 @@ def write_stack(path: str | Path, images, pixel_size_angstrom: float) -> None:
     if data.ndim != 3:
         raise ValueError(f"images must have shape (N, D, D), got {data.shape}")
 
-    def write(tmp: Path) -> None:
-        with mrcfile.new(tmp, overwrite=True) as m:
-            m.set_data(data)
-            m.set_image_stack()
-            m.voxel_size = float(pixel_size_angstrom)
-            m.update_header_stats()
-
-    _atomic_write(Path(path), write)
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as m:
+        m.set_data(data)
+        m.set_image_stack()
+        m.voxel_size = float(pixel_size_angstrom)
+        m.update_header_stats()

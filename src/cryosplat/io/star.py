@@ -11,9 +11,7 @@ Reading a particle STAR into a :class:`~cryosplat.data.ParticleSet` (RELION 3.0 
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from cryosplat.conventions import matrix_to_euler_relion
 from cryosplat.ctf import CTFParams
 from cryosplat.errors import InputError
+from cryosplat.io.atomic import atomic_path
 
 __all__ = [
     "StarBlock",
@@ -295,16 +294,8 @@ def write_star(path: str | Path, blocks: dict[str, dict[str, Sequence]]) -> None
             lines.append(" ".join(s.rjust(w) for s, w in zip(row, widths, strict=True)))
         lines.append("")
         parts.append("\n".join(lines))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(parts) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts) + "\n")
 
 
 def write_relion31_particles(
