@@ -112,7 +112,8 @@ def test_cli_end_to_end_outputs_and_refusals(tiny_set, tmp_path, capsys):
     vol, voxel = read_map(out / "map.mrc")
     assert vol.shape == (BOX, BOX, BOX) and voxel == pytest.approx(PIXEL)
     fsc = json.loads((out / "fsc.json").read_text())
-    assert fsc["resolution_0143_angstrom"] >= 2 * PIXEL
+    assert fsc["resolution_angstrom"] >= 2 * PIXEL
+    assert fsc["cross_validated"]["resolution_angstrom"] == fsc["resolution_angstrom"]
     capsys.readouterr()
     # The same folder again without --resume, and with other settings: refused, nothing lost.
     assert main(["reconstruct", *args]) == 2

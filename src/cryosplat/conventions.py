@@ -142,8 +142,9 @@ def matrix_to_euler_relion(matrix) -> np.ndarray:
     beta = np.arctan2(sign_sb * abs_sb, m[..., 2, 2])
     # Gimbal lock (tilt 0 or 180): only rot ± psi is defined; RELION puts it all in psi.
     up = m[..., 2, 2] > 0
-    gamma_lock = np.where(up, np.arctan2(-m[..., 1, 0], m[..., 0, 0]),
-                          np.arctan2(m[..., 1, 0], -m[..., 0, 0]))
+    gamma_lock = np.where(
+        up, np.arctan2(-m[..., 1, 0], m[..., 0, 0]), np.arctan2(m[..., 1, 0], -m[..., 0, 0])
+    )
     alpha = np.where(regular, alpha, 0.0)
     beta = np.where(regular, beta, np.where(up, 0.0, np.pi))
     gamma = np.where(regular, gamma, gamma_lock)
@@ -181,8 +182,10 @@ def matrix_to_rotvec(matrix) -> np.ndarray:
     m = np.asarray(matrix, dtype=np.float64)
     cos_t = np.clip((np.trace(m, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
     theta = np.arccos(cos_t)
-    w = np.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                  m[..., 1, 0] - m[..., 0, 1]], axis=-1)
+    w = np.stack(
+        [m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]],
+        axis=-1,
+    )
     s = np.sin(theta)
     scale = np.where(s < 1e-8, 0.5, theta / (2.0 * np.where(s < 1e-8, 1.0, s)))
     return w * scale[..., None]

@@ -46,7 +46,6 @@ __all__ = [
     "half_to_full",
     "is_half_layout",
     "default_max_radius",
-    "slice_coordinates",
     "extract_slices",
     "insert_slices",
 ]
@@ -86,14 +85,6 @@ def trilinear_apodization(
     return out.to(dtype)
 
 
-def _pad_volume(volume: torch.Tensor, pad: int) -> torch.Tensor:
-    box = volume.shape[-1]
-    size = padded_box(box, pad)
-    lo = size // 2 - box // 2
-    hi = size - box - lo
-    return torch.nn.functional.pad(volume, (lo, hi, lo, hi, lo, hi))
-
-
 def volume_to_padded_ft(
     volume: torch.Tensor,
     pad: int = 2,
@@ -126,7 +117,9 @@ def volume_to_padded_ft(
     box = volume.shape[-1]
     if gridding_correction:
         volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
-    padded = _pad_volume(volume, pad)
+    size = padded_box(box, pad)
+    lo = size // 2 - box // 2
+    padded = torch.nn.functional.pad(volume, (lo, size - box - lo) * 3)
     if not half:
         return fftn_centered(padded) * pixel_size_angstrom
     spectrum = torch.fft.rfftn(torch.fft.ifftshift(padded, dim=(0, 1, 2)), dim=(0, 1, 2))
@@ -135,25 +128,21 @@ def volume_to_padded_ft(
 
 def is_half_layout(volume_ft: torch.Tensor) -> bool:
     """True for a ``(P, P, P//2 + 1)`` half grid, False for a ``(P, P, P)`` full grid."""
-    size = volume_ft.shape[0]
-    if volume_ft.ndim != 3 or volume_ft.shape[1] != size:
-        raise ValueError(f"expected a (P, P, P) or (P, P, P//2+1) grid, got {tuple(volume_ft.shape)}")
-    if volume_ft.shape[2] == size:
-        return False
-    if volume_ft.shape[2] == size // 2 + 1:
-        return True
-    raise ValueError(f"expected a (P, P, P) or (P, P, P//2+1) grid, got {tuple(volume_ft.shape)}")
+    shape = tuple(volume_ft.shape)
+    if len(shape) != 3 or shape[1] != shape[0] or shape[2] not in (shape[0], shape[0] // 2 + 1):
+        raise ValueError(f"expected a (P, P, P) or (P, P, P//2+1) grid, got {shape}")
+    return shape[2] != shape[0]
 
 
-def _mirror_zy(plane: torch.Tensor) -> torch.Tensor:
-    """``out[..., z, y] = plane[..., -z, -y]`` on centred axes (index ``i → P - i mod P``)."""
-    return torch.roll(torch.flip(plane, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
+def _mirror(grid: torch.Tensor, dims: tuple[int, int]) -> torch.Tensor:
+    """``K → −K`` along two centred axes (index ``i → P − i mod P``)."""
+    return torch.roll(torch.flip(grid, dims=dims), shifts=(1, 1), dims=dims)
 
 
 def half_to_full(half: torch.Tensor) -> torch.Tensor:
     """Expand a half grid ``(P, P, P//2+1)`` to the full centred grid ``(P, P, P)`` by Friedel."""
     size = half.shape[0]
-    mirrored = torch.roll(torch.flip(half, dims=(0, 1)), shifts=(1, 1), dims=(0, 1)).conj()
+    mirrored = _mirror(half, (0, 1)).conj()
     # Full x index j <-> Kx = j - P//2; Kx >= 0 from the half grid, Kx < 0 from the mirror.
     negative = torch.flip(mirrored[:, :, 1 : size // 2 + 1], dims=(2,))
     return torch.cat([negative, half[:, :, : size // 2]], dim=2)
@@ -203,48 +192,31 @@ def padded_ft_to_volume(
     return volume
 
 
-def slice_coordinates(
-    rotations: torch.Tensor, box: int, pad: int, columns: slice | None = None
-) -> torch.Tensor:
-    """Padded-grid coordinates ``K = pad · (kx A[0] + ky A[1])`` of every image frequency.
-
-    Parameters
-    ----------
-    rotations : torch.Tensor, shape (B, 3, 3)
-        Map→image matrices ``A``.
-    box, pad : int
-    columns : slice, optional
-        Image columns (``x`` indices of the centred D×D spectrum) to keep; all by default.
-
-    Returns
-    -------
-    torch.Tensor, shape (B, D, C, 3)
-        ``(Kx, Ky, Kz)`` in padded-grid index units (0 = zero frequency), for image pixel
-        ``[b, j, i]`` with ``kx = i - D//2``, ``ky = j - D//2``.
-    """
-    padded_box(box, pad)
-    k = torch.arange(box, device=rotations.device, dtype=rotations.dtype) - box // 2
-    kx = k if columns is None else k[columns]
-    ky = k
-    a0 = rotations[:, 0, :] * pad
-    a1 = rotations[:, 1, :] * pad
-    return kx[None, None, :, None] * a0[:, None, None, :] + ky[None, :, None, None] * a1[:, None, None, :]
-
-
 def default_max_radius(box: int, pad: int) -> float:
     """``D/2 − 2/pad``: the largest image radius (pixels) whose 8 grid neighbours all exist."""
     return box / 2 - 2.0 / pad
 
 
-def _kept_pixels(box: int, pad: int, max_radius: float | None, device, half: bool):
-    """Flat indices (into a D×D or D×(D/2) block) of the pixels with ``|k| ≤ max_radius``."""
+def _kept_pixels(box: int, pad: int, max_radius: float | None, half: bool, like: torch.Tensor):
+    """The pixels with ``|k| ≤ max_radius`` of a D×D block (D×D/2, ``kx ≥ 0``, for ``half``).
+
+    Returns flat indices into the block, their ``kx`` and ``ky`` (dtype of ``like``) and the block
+    shape.
+    """
     limit = default_max_radius(box, pad) if max_radius is None else float(max_radius)
     if limit > default_max_radius(box, pad) + 1e-9:
         raise ValueError(f"max_radius {limit} exceeds D/2 - 2/pad = {default_max_radius(box, pad)}")
-    k = torch.arange(box, device=device, dtype=torch.float64) - box // 2
-    kx = k[box // 2 :] if half else k
-    keep = (kx[None, :] ** 2 + k[:, None] ** 2) <= limit * limit
-    return keep.reshape(-1).nonzero().squeeze(1), keep.shape
+    k = torch.arange(box, device=like.device, dtype=like.dtype) - box // 2
+    ky, kx = torch.meshgrid(k, k[box // 2 :] if half else k, indexing="ij")
+    pix = ((kx**2 + ky**2) <= limit * limit).reshape(-1).nonzero().squeeze(1)
+    return pix, kx.reshape(-1)[pix], ky.reshape(-1)[pix], tuple(kx.shape)
+
+
+def _points(rotations: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, pad: int) -> torch.Tensor:
+    """Padded-grid points ``K = pad · (kx A[0] + ky A[1])`` (B, M, 3) of image frequencies."""
+    return (
+        kx[None, :, None] * rotations[:, None, 0] + ky[None, :, None] * rotations[:, None, 1]
+    ) * pad
 
 
 class _Stencil:
@@ -256,16 +228,18 @@ class _Stencil:
 
     def __init__(self, coords: torch.Tensor, shape: tuple[int, int, int], half: bool) -> None:
         size = shape[0]
-        shifted = coords + torch.tensor([0 if half else size // 2, size // 2, size // 2],
-                                        device=coords.device, dtype=coords.dtype)
+        origin = [0 if half else size // 2, size // 2, size // 2]
+        shifted = coords + torch.tensor(origin, device=coords.device, dtype=coords.dtype)
         base = torch.floor(shifted)
         frac = shifted - base
         self.fx, self.fy, self.fz = frac.unbind(1)
         index_dtype = torch.int32 if shape[0] * shape[1] * shape[2] < 2**31 else torch.int64
         b = base.to(index_dtype)
         self.base = (b[:, 2] * shape[1] + b[:, 1]) * shape[2] + b[:, 0]
-        self.corners = [((dz * shape[1] + dy) * shape[2] + dx, dx, dy, dz)
-                        for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+        corners = [(dx, dy, dz) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+        self.corners = [
+            ((dz * shape[1] + dy) * shape[2] + dx, dx, dy, dz) for dx, dy, dz in corners
+        ]
 
     def sort(self, *payload: torch.Tensor) -> list[torch.Tensor]:
         """Reorder the points by base index, with real (M,) ``payload`` arrays; returns those."""
@@ -277,10 +251,10 @@ class _Stencil:
 
     def __iter__(self):
         base = self.base.long()
-        gx, gy, gz = 1.0 - self.fx, 1.0 - self.fy, 1.0 - self.fz
+        wx, wy, wz = (1.0 - self.fx, self.fx), (1.0 - self.fy, self.fy), (1.0 - self.fz, self.fz)
+        wxy = {(dx, dy): wx[dx] * wy[dy] for dx in (0, 1) for dy in (0, 1)}
         for offset, dx, dy, dz in self.corners:
-            wxy = (self.fx if dx else gx) * (self.fy if dy else gy)
-            yield base + offset, wxy * (self.fz if dz else gz)
+            yield base + offset, wxy[dx, dy] * wz[dz]
 
 
 def extract_slices(
@@ -319,8 +293,8 @@ def extract_slices(
     real_dtype = torch.float64 if volume_ft.dtype == torch.complex128 else torch.float32
     rot = torch.as_tensor(rotations, device=volume_ft.device, dtype=real_dtype)
     n = rot.shape[0]
-    pix, _ = _kept_pixels(box, pad, max_radius, volume_ft.device, half=False)
-    coords = slice_coordinates(rot, box, pad).reshape(n, -1, 3)[:, pix].reshape(-1, 3)
+    pix, kx, ky, _ = _kept_pixels(box, pad, max_radius, False, rot)
+    coords = _points(rot, kx, ky, pad).reshape(-1, 3)
     flip = coords[:, 0] < 0
     if half:
         coords = torch.where(flip[:, None], -coords, coords)
@@ -360,7 +334,7 @@ def insert_slices(
     ----------
     values : torch.Tensor, complex, shape (B, D, D) centred spectra
         For a half grid, the ``rfft`` layout (B, D, D//2 + 1) (``x`` index = ``kx ≥ 0``, ``y``
-        centred) is accepted too.
+        centred) is accepted too, with or without its last (Nyquist) column.
     rotations : torch.Tensor, shape (B, 3, 3), map→image matrices ``A``
     box, pad : int
     data_grid : torch.Tensor, complex, (P, P, P) or (P, P, P//2 + 1); updated in place
@@ -382,23 +356,19 @@ def insert_slices(
     rot = torch.as_tensor(rotations, device=device, dtype=real_dtype)
     n = rot.shape[0]
     width = values.shape[-1]
-    if half and width == box // 2 + 1:
+    if half and width in (box // 2, box // 2 + 1):
         columns = slice(0, box // 2)
     elif width == box:
         columns = slice(box // 2, box) if half else slice(0, box)
     else:
-        raise ValueError(f"values have shape {tuple(values.shape)}; expected (B, {box}, {box})"
-                         + (f" or (B, {box}, {box // 2 + 1})" if half else ""))
-    pix, block = _kept_pixels(box, pad, max_radius, device, half)
-    k = torch.arange(box, device=device, dtype=real_dtype) - box // 2
-    kx = (k[box // 2 :] if half else k)[None, :].expand(block).reshape(-1)[pix]
-    ky = k[:, None].expand(block).reshape(-1)[pix]
+        raise ValueError(f"values of shape {tuple(values.shape)} do not fit box {box}")
+    pix, kx, ky, _ = _kept_pixels(box, pad, max_radius, half, rot)
     share = torch.where(kx == 0, 0.5, 1.0).to(real_dtype) if half else torch.ones_like(kx)
 
     def gather(t: torch.Tensor) -> torch.Tensor:
         return t.to(device)[:, :, columns].reshape(n, -1).index_select(1, pix)
 
-    coords = (kx[None, :, None] * rot[:, None, 0, :] + ky[None, :, None] * rot[:, None, 1, :]) * pad
+    coords = _points(rot, kx, ky, pad)
     picked = gather(values)
     v_re, v_im = picked.real.to(real_dtype) * share, picked.imag.to(real_dtype) * share
     wts = None if weights is None else gather(weights).to(real_dtype) * share
@@ -414,15 +384,15 @@ def insert_slices(
     # the order.
     payload = [v_re.reshape(-1), v_im.reshape(-1)] + ([] if wts is None else [wts.reshape(-1)])
     sorted_payload = stencil.sort(*payload)
-    v_re, v_im = sorted_payload[:2]
+    vals = torch.complex(*sorted_payload[:2])
     wts = None if wts is None else sorted_payload[2]
     flat_data = data_grid.view(-1)
     for index, weight in stencil:
-        flat_data.index_add_(0, index, torch.complex(v_re * weight, v_im * weight))
+        flat_data.index_add_(0, index, vals * weight)
         if wts is not None:
             weight_grid.view(-1).index_add_(0, index, wts * weight)
     if half:
         # Friedel mates of points next to the Kx = 0 plane land on it at (-Kz, -Ky).
-        data_grid[:, :, 0] += _mirror_zy(data_grid[:, :, 0] - plane_data).conj()
+        data_grid[:, :, 0] += _mirror(data_grid[:, :, 0] - plane_data, (0, 1)).conj()
         if weight_grid is not None:
-            weight_grid[:, :, 0] += _mirror_zy(weight_grid[:, :, 0] - plane_weight)
+            weight_grid[:, :, 0] += _mirror(weight_grid[:, :, 0] - plane_weight, (0, 1))

@@ -2,7 +2,7 @@
 
 One streamed pass over each half set gathers its sufficient statistics (:mod:`cryosplat.statistics`);
 the half models are then fitted to them coarse to fine (:mod:`cryosplat.gridfit`), stage by stage,
-both halves at each stage, so the half-map resolution is known as the fit goes.
+both halves at each stage, so the (cross-validated) resolution is known as the fit goes.
 
 Gold standard: each half's stopping rule uses a held-out part of *the same half* (never the other
 half), so the two half maps stay independent. Resume: the statistics and the model after every
@@ -16,16 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cryosplat.data import ParticleSet
 from cryosplat.errors import InputError
-from cryosplat.fsc import fsc, resolution_at
 from cryosplat.gaussians import GaussianModel
 from cryosplat.gridfit import GridFitConfig, fit_gaussians, stage_boxes
-from cryosplat.masks import spherical_mask
 from cryosplat.progress import Progress
 from cryosplat.statistics import AccumulateConfig, FourierStatistics, accumulate
+from cryosplat.validation import ResolutionMonitor, data_half_maps
 
 __all__ = ["GridEngineConfig", "run_grid_engine"]
 
@@ -93,15 +91,6 @@ def _statistics(
     return stats
 
 
-def _half_map_resolution(models: list[GaussianModel]) -> float:
-    with torch.no_grad():
-        a, b = (m.voxelize().detach().cpu().double().numpy() for m in models)
-    mask = spherical_mask(models[0].box)
-    return resolution_at(
-        fsc(a * mask, b * mask), 0.143, models[0].box, models[0].pixel_size_angstrom
-    )
-
-
 def run_grid_engine(particles, halves, config, folder, device, show_progress):
     """Fit both half models with the Fourier-statistics engine.
 
@@ -152,6 +141,9 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
         0 if held[1] is None else held[1].n_particles,
     )
 
+    totals = [t if h is None else t + h for t, h in zip(train, held, strict=True)]
+    data_maps = data_half_maps(totals)  # the statistics already carry the data sign
+    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     fit = gcfg.fit
     n_gauss = config.n_gaussians
     boxes = stage_boxes(particles.box, fit.stage_fractions)
@@ -188,15 +180,15 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
             )
             current[i].save(path)
             steps_done = base + steps
-        res = _half_map_resolution(current)
-        res_text = f" half-map {res:.2f} Å"
-        history.append({"stage": stage + 1, "box": box, "half_map_resolution_angstrom": res})
+        res = monitor(*current)
+        res_text = f" resolution {res:.2f} Å"
+        history.append({"stage": stage + 1, "box": box, "resolution_angstrom": res})
         log.info(
-            "stage %d/%d (box %d): half-map resolution %.2f Å", stage + 1, len(boxes), box, res
+            "stage %d/%d (box %d): resolution %.2f Å (cross-validated)",
+            stage + 1,
+            len(boxes),
+            box,
+            res,
         )
     bar.close()
-    totals = [t if h is None else t + h for t, h in zip(train, held, strict=True)]
-    if config.invert_contrast:
-        for stats in totals:
-            stats.data = -stats.data  # undo: the validation applies the sign itself
-    return (current[0], current[1]), {"history": history, "statistics": totals}
+    return (current[0], current[1]), {"history": history, "data_maps": data_maps}

@@ -1,10 +1,9 @@
 """Fit a Gaussian mixture to Fourier sufficient statistics, coarse to fine.
 
-The loss of :mod:`cryosplat.statistics` is evaluated for the mixture by voxelising it
-(:func:`cryosplat.gaussians.voxelize_gaussians`, each Gaussian in its footprint), multiplying by the
-real-space apodisation of trilinear insertion (so that the fitted map is the unapodised density, as
-RELION's gridding correction gives), zero-padding and a real FFT; no image is read, so a step costs
-the same for 1,000 or 1,000,000 particles.
+The loss of :mod:`cryosplat.gridloss` is evaluated for the mixture by voxelising it
+(:func:`cryosplat.gaussians.voxelize_gaussians`, each Gaussian in its footprint); no image is read,
+so a step costs the same for 1,000 or 1,000,000 particles. ``GridLoss`` and ``gridded_loss`` are
+re-exported here.
 
 Coarse to fine: stage ``s`` crops the statistics to a box ``d_s`` (:meth:`FourierStatistics.crop`:
 same physical extent, pixel ``pixel · D / d_s``, frequencies below its Nyquist limit) and voxelises
@@ -25,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from cryosplat.errors import InputError
-from cryosplat.fourier_slice import trilinear_apodization
 from cryosplat.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
-from cryosplat.statistics import FourierStatistics, half_grid_multiplicity
+from cryosplat.gridloss import GridLoss, gridded_loss
+from cryosplat.statistics import FourierStatistics
 
 __all__ = ["GridFitConfig", "GridLoss", "gridded_loss", "fit_gaussians", "stage_boxes"]
 
@@ -100,161 +99,26 @@ class GridFitConfig:
         if self.n_gaussians < 1:
             raise InputError(f"n_gaussians must be at least 1, got {self.n_gaussians}")
         if not self.stage_fractions or len(self.stage_fractions) != len(self.stage_steps):
-            raise InputError(f"stage_fractions {self.stage_fractions} and stage_steps "
-                             f"{self.stage_steps} must be non-empty and of equal length")
+            raise InputError("stage_fractions and stage_steps must be non-empty, of equal length")
         if any(not 0 < f <= 1 for f in self.stage_fractions):
             raise InputError(f"stage_fractions must lie in (0, 1], got {self.stage_fractions}")
         if any(s < 0 for s in self.stage_steps):
             raise InputError(f"stage_steps must be non-negative, got {self.stage_steps}")
-        positive = ("lr_means_pixels", "lr_scales_pixels", "lr_quaternions", "lr_amplitudes",
-                    "lr_final_fraction", "min_scale_pixels", "init_radius_fraction", "n_sigma")
-        if not self.max_scale_pixels >= self.min_scale_pixels:
-            raise InputError(f"max_scale_pixels ({self.max_scale_pixels}) must be at least "
-                             f"min_scale_pixels ({self.min_scale_pixels})")
-        for name in positive:
+        positive = "lr_means_pixels lr_scales_pixels lr_quaternions lr_amplitudes lr_final_fraction"
+        for name in (positive + " min_scale_pixels init_radius_fraction n_sigma").split():
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.max_scale_pixels >= self.min_scale_pixels:
+            raise InputError(f"max_scale_pixels {self.max_scale_pixels} < min_scale_pixels")
         if self.check_every < 1 or self.patience < 1:
-            raise InputError(f"check_every and patience must be at least 1, got "
-                             f"{self.check_every} and {self.patience}")
+            raise InputError(
+                f"check_every and patience must be >= 1: {self.check_every}, {self.patience}"
+            )
 
 
 def stage_boxes(box: int, fractions) -> list[int]:
     """Even stage boxes ``round(f · box)`` (at least 8, at most ``box``), one per fraction."""
     return [min(box, max(8, 2 * round(f * box / 2))) for f in fractions]
-
-
-def _fft_order_phase(size: int, pad: int, device) -> torch.Tensor:
-    """``exp(iπ(Kx + Ky + Kz)/pad)`` on the rfft grid: moves the map origin from index 0 to D/2."""
-    k = torch.fft.fftfreq(size, 1.0 / size, device=device, dtype=torch.float64)
-    kx = torch.arange(size // 2 + 1, device=device, dtype=torch.float64)
-    total = k[:, None, None] + k[None, :, None] + kx[None, None, :]
-    return torch.polar(torch.ones_like(total), math.pi * total / pad)
-
-
-class _SpectrumLoss(torch.autograd.Function):
-    """``(volume) → (loss less constant, spectrum)`` with an analytic backward.
-
-    ``F = rfftn(volume, s=(P,)*3)``, ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)``
-    and the adjoint of the zero-padded real FFT is ``P³ · irfftn`` (interior ``x`` planes halved,
-    as ``irfftn`` counts them twice) cropped to the volume.
-    """
-
-    @staticmethod
-    def forward(ctx, volume, weights, data, size):
-        spectrum = torch.fft.rfftn(volume, s=(size,) * 3)
-        residual = weights * spectrum - data
-        loss = (spectrum.conj() * (residual - data)).real.sum()
-        ctx.save_for_backward(residual)
-        ctx.size, ctx.box = size, volume.shape[-1]
-        ctx.mark_non_differentiable(spectrum)
-        return loss, spectrum
-
-    @staticmethod
-    def backward(ctx, grad_loss, grad_spectrum):
-        (residual,) = ctx.saved_tensors
-        size, box = ctx.size, ctx.box
-        grad = residual * (2.0 * size**3)
-        grad[..., 1 : size // 2] *= 0.5
-        volume_grad = torch.fft.irfftn(grad, s=(size,) * 3)[:box, :box, :box]
-        return volume_grad * grad_loss, None, None, None
-
-
-class GridLoss:
-    """The loss of :mod:`cryosplat.statistics` for maps on one statistics grid.
-
-    ``loss(V) = (1/d²) [Σ_K W |X̂|² − 2 Re(conj X̂ · B) + data_power]`` with ``X̂ = pixel · c ·
-    DFT(pad(V · apodisation))``: the sum over images of squared pixel residuals (images of box d).
-
-    Parameters
-    ----------
-    stats : FourierStatistics
-    amplitude_scale : float
-        ``c``: the map is multiplied by this before the comparison (fits in relative units).
-    gridding_correction : bool
-        Apodise maps as trilinear insertion does.
-    device, dtype : where and in which real precision to evaluate.
-    """
-
-    def __init__(self, stats: FourierStatistics, amplitude_scale: float = 1.0,
-                 gridding_correction: bool = True, device=None, dtype=torch.float32) -> None:
-        device = stats.weights.device if device is None else torch.device(device)
-        self.box, self.pad, self.size = stats.box, stats.pad, stats.padded_box
-        self.pixel_size_angstrom = stats.pixel_size_angstrom
-        self.n_particles = stats.n_particles
-        self.constant = stats.data_power / self.box**2
-        scale = stats.pixel_size_angstrom * amplitude_scale
-        mult = half_grid_multiplicity(stats.weights.shape, stats.weights.device, torch.float64)
-        weights = torch.fft.ifftshift(stats.weights.double() * mult, dim=(0, 1))
-        data = torch.fft.ifftshift(stats.data.to(torch.complex128) * mult, dim=(0, 1))
-        data = data * _fft_order_phase(self.size, self.pad, data.device).conj()
-        norm = 1.0 / self.box**2
-        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        # Loss = norm·[Σ (s²W)|F|² − 2 Re Σ conj(F)(s B)]; ``weights`` and ``data`` hold it.
-        self.weights = (weights * scale**2 * norm).to(device=device, dtype=dtype)
-        self.data = (data * scale * norm).to(device=device, dtype=complex_dtype)
-        self.apodization = (trilinear_apodization(self.box, self.pad, device, dtype)
-                            if gridding_correction else None)
-
-    def data_term_and_spectrum(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(1/d²)[Σ W|X̂|² − 2 Re(conj X̂ B)]`` (the loss less its constant; differentiable)
-        and the uncentred padded rFFT of the (apodised) map, for :meth:`data_term`."""
-        if tuple(volume.shape) != (self.box,) * 3:
-            raise ValueError(f"volume has shape {tuple(volume.shape)}, expected {(self.box,) * 3}")
-        if self.apodization is not None:
-            volume = volume * self.apodization
-        return _SpectrumLoss.apply(volume, self.weights, self.data, self.size)
-
-    def data_term(self, spectrum: torch.Tensor) -> torch.Tensor:
-        """The loss less its constant for a spectrum from another grid's
-        :meth:`data_term_and_spectrum` (same box and pad; e.g. held-out statistics)."""
-        return (spectrum.conj() * (self.weights * spectrum - 2.0 * self.data)).real.sum()
-
-    def __call__(self, volume: torch.Tensor) -> torch.Tensor:
-        """The full loss (scalar tensor) of a map (D, D, D) on this grid."""
-        return self.data_term_and_spectrum(volume)[0] + self.constant
-
-    def best_scale(self, spectrum: torch.Tensor, max_radius: float) -> float:
-        """Least-squares factor ``α`` minimising the loss of ``α · map`` (``spectrum`` from
-        :meth:`data_term_and_spectrum`) over ``|k| ≤ max_radius`` (pixels)."""
-        k = torch.fft.fftfreq(self.size, 1.0 / self.size, device=spectrum.device)
-        kx = torch.arange(self.size // 2 + 1, device=spectrum.device)
-        r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
-        low = r2 <= (self.pad * max_radius) ** 2
-        quad = (self.weights * spectrum.abs().square())[low].sum()
-        cross = (spectrum.conj() * self.data).real[low].sum()
-        return float(cross / quad.clamp_min(1e-30))
-
-
-def gridded_loss(
-    model_or_volume: GaussianModel | torch.Tensor,
-    stats: FourierStatistics,
-    gridding_correction: bool = True,
-    n_sigma: float = 3.0,
-) -> torch.Tensor:
-    """Loss of a model or map against the statistics: the sum over images of squared residuals.
-
-    Parameters
-    ----------
-    model_or_volume : GaussianModel or torch.Tensor (D, D, D)
-        A model is voxelised on the statistics' grid (box and pixel size); a map must be on it.
-    stats : FourierStatistics
-    gridding_correction : bool
-        Apodise the map as trilinear insertion does.
-    n_sigma : float
-        Voxelisation footprint of a model.
-
-    Returns
-    -------
-    torch.Tensor, scalar, differentiable in the model's parameters or the map.
-    """
-    if isinstance(model_or_volume, GaussianModel):
-        volume = model_or_volume.voxelize(stats.box, stats.pixel_size_angstrom, n_sigma=n_sigma)
-    else:
-        volume = model_or_volume
-    loss = GridLoss(stats, gridding_correction=gridding_correction, device=volume.device,
-                    dtype=volume.dtype)
-    return loss(volume)
 
 
 class _Parameters:
@@ -282,43 +146,44 @@ class _Parameters:
             for t, s in zip(self.tensors(), saved, strict=True):
                 t.copy_(s)
 
-    def voxelize(self, box: int, pixel: float, n_sigma: float) -> torch.Tensor:
+    def activated(self) -> tuple[torch.Tensor, ...]:
+        """Means, scales, unit quaternions and relative amplitudes."""
         quaternions = self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True)
-        return voxelize_gaussians(self.means, F.softplus(self.raw_scales), quaternions,
-                                  F.softplus(self.raw_amplitudes), box, pixel, n_sigma=n_sigma)
+        scales, amplitudes = F.softplus(self.raw_scales), F.softplus(self.raw_amplitudes)
+        return self.means, scales, quaternions, amplitudes
 
-    def clamp_scales(self, minimum_angstrom: float, maximum_angstrom: float) -> None:
+    def voxelize(self, box: int, pixel: float, n_sigma: float) -> torch.Tensor:
+        return voxelize_gaussians(*self.activated(), box, pixel, n_sigma=n_sigma)
+
+    def clamp_scales(self, pixel: float, config: GridFitConfig) -> None:
+        """Keep the scales within the configured range (in pixels of the stage grid)."""
+        limits = torch.tensor([config.min_scale_pixels, config.max_scale_pixels]) * pixel
+        bounds = inverse_softplus(limits.double())
         with torch.no_grad():
-            bounds = inverse_softplus(torch.tensor([minimum_angstrom, maximum_angstrom],
-                                                   dtype=torch.float64))
             self.raw_scales.clamp_(min=float(bounds[0]), max=float(bounds[1]))
 
     def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
         with torch.no_grad():
-            quaternions = self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True)
-            amplitudes = F.softplus(self.raw_amplitudes) * amplitude_scale
-            return GaussianModel(self.means, F.softplus(self.raw_scales), quaternions,
-                                 amplitudes.clamp_min(1e-30), box, pixel).to(self.means.device)
+            means, scales, quaternions, amplitudes = self.activated()
+            amplitudes = (amplitudes * amplitude_scale).clamp_min(1e-30)
+            model = GaussianModel(means, scales, quaternions, amplitudes, box, pixel)
+        return model.to(self.means.device)
 
 
-def _initial_model(stats: FourierStatistics, config: GridFitConfig, first_pixel: float):
-    return GaussianModel.random(config.n_gaussians, stats.box, stats.pixel_size_angstrom,
-                                seed=config.seed, radius_fraction=config.init_radius_fraction,
-                                scale_angstrom=2.0 * first_pixel)
-
-
-def _amplitude_factor(params: _Parameters, stats: FourierStatistics, config: GridFitConfig,
-                      device) -> float:
+def _amplitude_factor(
+    params: _Parameters, stats: FourierStatistics, config: GridFitConfig, device
+) -> float:
     """Least-squares factor from the fitted (relative) amplitudes to the data's, at low resolution."""
     probe = GridLoss(stats, 1.0, config.gridding_correction, device)
-    params.clamp_scales(config.min_scale_pixels * stats.pixel_size_angstrom,
-                         config.max_scale_pixels * stats.pixel_size_angstrom)
+    params.clamp_scales(stats.pixel_size_angstrom, config)
     with torch.no_grad():
         volume = params.voxelize(stats.box, stats.pixel_size_angstrom, config.n_sigma)
         alpha = probe.best_scale(probe.data_term_and_spectrum(volume)[1], max_radius=2.0)
     if not alpha > 0:
-        raise InputError("the images correlate negatively with any positive density at low "
-                         "resolution: they may hold protein dark (invert their contrast)")
+        raise InputError(
+            "the images correlate negatively with any positive density at low "
+            "resolution: they may hold protein dark (invert their contrast)"
+        )
     return alpha
 
 
@@ -355,13 +220,26 @@ def fit_gaussians(
     """
     config = GridFitConfig() if config is None else config
     config.validate()
+    with torch.enable_grad():
+        return _fit(stats, config, model, heldout, progress, callback)
+
+
+def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
     if heldout is not None:
         stats._check_compatible(heldout)
     device = torch.device(config.device)
     boxes = stage_boxes(stats.box, config.stage_fractions)
     first_pixel = stats.pixel_size_angstrom * stats.box / boxes[0]
-    start = _initial_model(stats, config, first_pixel) if model is None else model
-    params = _Parameters(start, device)
+    if model is None:
+        model = GaussianModel.random(
+            config.n_gaussians,
+            stats.box,
+            stats.pixel_size_angstrom,
+            seed=config.seed,
+            radius_fraction=config.init_radius_fraction,
+            scale_angstrom=config.max_scale_pixels * first_pixel,
+        )
+    params = _Parameters(model, device)
     total_steps = sum(config.stage_steps)
     done = 0
     alpha = _amplitude_factor(params, stats.crop(boxes[0]), config, device)
@@ -369,27 +247,30 @@ def fit_gaussians(
         stage_stats = stats.crop(box)
         pixel = stage_stats.pixel_size_angstrom
         loss_fn = GridLoss(stage_stats, alpha, config.gridding_correction, device)
-        held_fn = (None if heldout is None else
-                   GridLoss(heldout.crop(box), alpha, config.gridding_correction, device))
-        params.clamp_scales(config.min_scale_pixels * pixel, config.max_scale_pixels * pixel)
-        optimizer = torch.optim.Adam([
-            {"params": [params.means], "lr": config.lr_means_pixels * pixel},
-            {"params": [params.raw_scales], "lr": config.lr_scales_pixels * pixel},
-            {"params": [params.raw_quaternions], "lr": config.lr_quaternions},
-            {"params": [params.raw_amplitudes], "lr": config.lr_amplitudes},
-        ])
+        held_fn = None
+        if heldout is not None:
+            held_fn = GridLoss(heldout.crop(box), alpha, config.gridding_correction, device)
+        params.clamp_scales(pixel, config)
+        optimizer = torch.optim.Adam(
+            [
+                {"params": [params.means], "lr": config.lr_means_pixels * pixel},
+                {"params": [params.raw_scales], "lr": config.lr_scales_pixels * pixel},
+                {"params": [params.raw_quaternions], "lr": config.lr_quaternions},
+                {"params": [params.raw_amplitudes], "lr": config.lr_amplitudes},
+            ]
+        )
         decay = config.lr_final_fraction ** (1.0 / max(budget, 1))
         schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
         best, best_state, stale = math.inf, None, 0
         for step in range(budget):
-            data_term, spectrum = loss_fn.data_term_and_spectrum(
-                params.voxelize(box, pixel, config.n_sigma))
+            volume = params.voxelize(box, pixel, config.n_sigma)
+            data_term, spectrum = loss_fn.data_term_and_spectrum(volume)
             loss = data_term / stats.n_particles
             if step % config.check_every == 0 or step == budget - 1:
-                with torch.no_grad():
-                    held = (None if held_fn is None else
-                            float(held_fn.data_term(spectrum)) / heldout.n_particles)
-                criterion = float(loss) if held is None else held
+                held = None
+                if held_fn is not None:
+                    held = float(held_fn.data_term(spectrum)) / heldout.n_particles
+                criterion = float(loss.detach()) if held is None else held
                 if math.isinf(best) or criterion < best - config.min_improvement * abs(best):
                     best, stale = criterion, 0
                     if held is not None:
@@ -404,10 +285,13 @@ def fit_gaussians(
             loss.backward()
             optimizer.step()
             schedule.step()
-            params.clamp_scales(config.min_scale_pixels * pixel, config.max_scale_pixels * pixel)
+            params.clamp_scales(pixel, config)
             done += 1
             if progress is not None:
                 progress(done, total_steps)
         if best_state is not None:
             params.restore(best_state)
+        if progress is not None and done < sum(config.stage_steps[: stage + 1]):
+            done = sum(config.stage_steps[: stage + 1])
+            progress(done, total_steps)
     return params.model(alpha, stats.box, stats.pixel_size_angstrom)

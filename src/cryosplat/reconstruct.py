@@ -17,16 +17,15 @@ import torch
 
 from cryosplat.data import ParticleSet
 from cryosplat.errors import InputError
-from cryosplat.fsc import fsc, resolution_at
 from cryosplat.gaussians import GaussianModel
 from cryosplat.grid_engine import GridEngineConfig, run_grid_engine
 from cryosplat.halves import split_halves
-from cryosplat.masks import spherical_mask
 from cryosplat.progress import Progress
 from cryosplat.report import write_outputs
 from cryosplat.run_folder import RunFolder, write_json_atomic
 from cryosplat.splat_engine import SplatEngine, SplatEngineConfig
 from cryosplat.statistics import FourierStatistics, accumulate
+from cryosplat.validation import ResolutionMonitor, data_half_maps
 
 __all__ = [
     "ReconstructConfig",
@@ -148,15 +147,9 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
     return models
 
 
-def _half_map_resolution(model_a: GaussianModel, model_b: GaussianModel) -> float:
-    with torch.no_grad():
-        a = model_a.voxelize().detach().cpu().double().numpy()
-        b = model_b.voxelize().detach().cpu().double().numpy()
-    mask = spherical_mask(model_a.box)
-    return resolution_at(fsc(a * mask, b * mask), 0.143, model_a.box, model_a.pixel_size_angstrom)
-
-
 def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress):
+    data_maps = _data_half_maps(particles, halves, config, folder, device)
+    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     models = _initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
         particles,
@@ -176,44 +169,44 @@ def _run_splat(particles, halves, config, folder: RunFolder, device, show_progre
     state = {"res": None}
 
     def on_step(step, total, info):
-        res = "" if state["res"] is None else f" half-map {state['res']:.2f} Å"
+        res = "" if state["res"] is None else f" resolution {state['res']:.2f} Å"
         bar.update(
             step, f"epoch {info['epoch']}/{config.splat.epochs} loss {info['loss']:.4g}{res}"
         )
 
     def on_epoch(epoch):
-        res = _half_map_resolution(*(h.model for h in engine.halves))
+        res = monitor(*(h.model for h in engine.halves))
         state["res"] = res
-        log.info("epoch %d/%d: half-map resolution %.2f Å", epoch, config.splat.epochs, res)
-        return {"half_map_resolution_angstrom": res}
+        log.info(
+            "epoch %d/%d: resolution %.2f Å (cross-validated)", epoch, config.splat.epochs, res
+        )
+        return {"resolution_angstrom": res}
 
     result = engine.run(on_step=on_step, on_epoch=on_epoch)
     bar.close()
-    return result, {"history": engine.history}
+    return result, {"history": engine.history, "data_maps": data_maps}
 
 
 def _run_grid(particles, halves, config, folder: RunFolder, device, show_progress):
     return run_grid_engine(particles, halves, config, folder, device, show_progress)
 
 
-def _data_half_maps(particles, halves, config, folder: RunFolder, device, statistics=None):
+def _data_half_maps(particles, halves, config, folder: RunFolder, device):
     """Direct Fourier inversions of the two half sets, for the cross-validated resolution.
 
-    Uses the engine's statistics when it has them, else gathers them (one pass, cached).
+    One streamed pass over the particles; the statistics are cached in the checkpoints.
     """
-    if statistics is None:
-        acc = replace(config.grid.accumulate, device=str(device))
-        statistics = []
-        for name, rows in zip("AB", halves, strict=True):
-            path = folder.checkpoint_dir / f"stats_{name}_all.npz"
-            stats = FourierStatistics.load(path) if path.is_file() else None
-            if stats is None or stats.n_particles != len(rows):
-                log.info("gathering the Fourier statistics of half %s for validation", name)
-                stats = accumulate(particles, rows, acc)
-                stats.save(path)
-            statistics.append(stats)
-    sign = -1.0 if config.invert_contrast else 1.0
-    return tuple(sign * s.reconstruct_wiener().cpu().numpy() for s in statistics)
+    acc = replace(config.grid.accumulate, device=str(device))
+    statistics = []
+    for name, rows in zip("AB", halves, strict=True):
+        path = folder.checkpoint_dir / f"stats_{name}_all.npz"
+        stats = FourierStatistics.load(path) if path.is_file() else None
+        if stats is None or stats.n_particles != len(rows):
+            log.info("gathering the Fourier statistics of half %s for validation", name)
+            stats = accumulate(particles, rows, acc)
+            stats.save(path)
+        statistics.append(stats)
+    return data_half_maps(statistics, -1.0 if config.invert_contrast else 1.0)
 
 
 def reconstruct(
@@ -293,8 +286,7 @@ def reconstruct(
             device,
             show_progress,
         )
-        statistics = details.pop("statistics", None)
-        data_maps = _data_half_maps(particles, (half_a, half_b), config, folder, device, statistics)
+        data_maps = details.pop("data_maps")
         report, summary = write_outputs(
             folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px, data_maps
         )

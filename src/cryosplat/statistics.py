@@ -1,19 +1,12 @@
 """Fourier sufficient statistics of a particle set: one streamed pass, then no more image reads.
 
-The per-image loss of a map ``V`` is ``Σ_i Σ_k |CTF_i(k) · V̂(A_iᵀk) − Y_i(k)|²`` with ``Y_i`` the
-centred spectrum of image ``i`` with its shift undone (``exp(−2πi k·o)``). Gathered onto the padded
-3D grid of :mod:`cryosplat.fourier_slice` with trilinear weights, as RELION's reconstruction
-gathers its data and weight arrays, it becomes
-
-    ``L(V) = (1/D²) · [Σ_K W(K)|V̂(K)|² − 2 Re(conj V̂(K) · B(K)) + data_power]``
-
-with ``W = Σ w · CTF²`` and ``B = Σ w · CTF · Y``. The factor ``1/D²`` (Parseval) makes ``L`` the
-real-space sum of squared pixel residuals. The sum runs over the full grid; the statistics are
-stored on the half grid ``(P, P, P//2 + 1)`` (Friedel symmetry), on which the ``Kx > 0`` points
-count twice.
-
-Units: ``B`` is in the DFT units of the images (:func:`cryosplat.fourier.fft2_centered` of images in
-their file units), ``W`` is dimensionless. Statistics of disjoint particle sets add (``+``).
+The per-image loss of a map ``V``, ``Σ_i Σ_k |CTF_i(k) · V̂(A_iᵀk) − Y_i(k)|²`` with ``Y_i`` the
+spectrum of image ``i`` with its shift undone (``exp(−2πi k·o)``), gathered onto the padded grid of
+:mod:`cryosplat.fourier_slice` with trilinear weights ``w`` (as RELION's reconstruction gathers its
+data and weight arrays), needs only ``W = Σ w · CTF²``, ``B = Σ w · CTF · Y`` and the data power
+``Σ |Y|²`` (:mod:`cryosplat.gridloss`). They are stored on the half grid ``(P, P, P//2 + 1)``
+(Friedel symmetry); ``B`` is in the DFT units of the images (:func:`cryosplat.fourier.fft2_centered`
+of images in their file units), ``W`` is dimensionless. Statistics of disjoint sets add (``+``).
 """
 
 from __future__ import annotations
@@ -22,7 +15,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +24,6 @@ import torch
 from cryosplat.ctf import ctf_from_params
 from cryosplat.data import ParticleSet
 from cryosplat.errors import InputError
-from cryosplat.fourier import fft2_centered, phase_shift_2d
 from cryosplat.fourier_slice import (
     default_max_radius,
     insert_slices,
@@ -39,18 +31,12 @@ from cryosplat.fourier_slice import (
     padded_ft_to_volume,
 )
 
-__all__ = ["FourierStatistics", "AccumulateConfig", "accumulate", "half_grid_multiplicity"]
+__all__ = ["FourierStatistics", "AccumulateConfig", "accumulate"]
 
 FORMAT_NAME = "cryosplat-fourier-statistics"
 FORMAT_VERSION = 1
 INTERPOLATIONS = ("trilinear",)
-
-
-def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Weights (1, 1, P//2 + 1) turning a half-grid sum into the full-grid sum: 1 at ``Kx = 0``, else 2."""
-    m = torch.full((1, 1, shape[-1]), 2.0, device=device, dtype=dtype)
-    m[..., 0] = 1.0
-    return m
+FLUSH_EVERY = 8  # batches summed in float32 before the float64 totals are updated
 
 
 @dataclass
@@ -63,10 +49,8 @@ class FourierStatistics:
         ``W(K) = Σ w · CTF²`` (see the module docstring for the layout).
     data : torch.Tensor, shape (P, P, P//2 + 1), complex128
         ``B(K) = Σ w · CTF · Y`` (shift-corrected image spectra).
-    box : int
-        Image box D.
-    pad : int
-        Padding factor, ``P = pad · D``.
+    box, pad : int
+        Image box D and padding factor (``P = pad · D``).
     pixel_size_angstrom : float
     n_particles : int
     power : torch.Tensor, shape (R,), float64
@@ -89,19 +73,20 @@ class FourierStatistics:
 
     def __post_init__(self) -> None:
         size = padded_box(self.box, self.pad)
-        shape = (size, size, size // 2 + 1)
-        for name in ("weights", "data"):
+        self.power = torch.as_tensor(self.power, dtype=torch.float64).cpu()
+        half = (size, size, size // 2 + 1)
+        expected = {"weights": half, "data": half, "power": (int(self.max_radius**2) + 1,)}
+        for name, shape in expected.items():
             if tuple(getattr(self, name).shape) != shape:
-                raise ValueError(f"{name} has shape {tuple(getattr(self, name).shape)}, expected "
-                                 f"{shape} for box {self.box} and pad {self.pad}")
+                got = tuple(getattr(self, name).shape)
+                raise ValueError(
+                    f"{name} has shape {got}, expected {shape} (box {self.box}, "
+                    f"pad {self.pad}, max_radius {self.max_radius})"
+                )
         if not self.data.is_complex() or self.weights.is_complex():
             raise ValueError("data must be complex and weights real")
         if not self.pixel_size_angstrom > 0:
-            raise ValueError(f"pixel_size_angstrom must be positive, got {self.pixel_size_angstrom}")
-        self.power = torch.as_tensor(self.power, dtype=torch.float64).cpu()
-        if self.power.shape != (int(self.max_radius**2) + 1,):
-            raise ValueError(f"power has shape {tuple(self.power.shape)}, expected "
-                             f"({int(self.max_radius**2) + 1},) for max_radius {self.max_radius}")
+            raise ValueError(f"pixel_size_angstrom must be positive: {self.pixel_size_angstrom}")
 
     @property
     def data_power(self) -> float:
@@ -119,37 +104,47 @@ class FourierStatistics:
         return self.box * self.pixel_size_angstrom / self.max_radius
 
     def _check_compatible(self, other: FourierStatistics) -> None:
-        mine = (self.box, self.pad, round(self.pixel_size_angstrom, 6), round(self.max_radius, 6))
-        theirs = (other.box, other.pad, round(other.pixel_size_angstrom, 6),
-                  round(other.max_radius, 6))
-        if mine != theirs:
-            raise ValueError(f"statistics differ in (box, pad, pixel, max_radius): {mine} vs {theirs}")
+        def key(st: FourierStatistics) -> tuple:
+            return st.box, st.pad, round(st.pixel_size_angstrom, 6), round(st.max_radius, 6)
+
+        if key(self) != key(other):
+            raise ValueError(
+                f"statistics differ in (box, pad, pixel, max_radius): {key(self)} vs {key(other)}"
+            )
 
     def __add__(self, other: FourierStatistics) -> FourierStatistics:
         """Statistics of the union of two disjoint particle sets."""
         if not isinstance(other, FourierStatistics):
             return NotImplemented
         self._check_compatible(other)
-        return FourierStatistics(
-            self.weights + other.weights.to(self.weights.device),
-            self.data + other.data.to(self.data.device),
-            self.box, self.pad, self.pixel_size_angstrom, self.n_particles + other.n_particles,
-            self.power + other.power, self.max_radius, self.notes + other.notes)
+        return replace(
+            self,
+            weights=self.weights + other.weights.to(self.weights.device),
+            data=self.data + other.data.to(self.data.device),
+            n_particles=self.n_particles + other.n_particles,
+            power=self.power + other.power,
+            notes=self.notes + other.notes,
+        )
 
     def to(self, device) -> FourierStatistics:
         """A copy on ``device``."""
-        return FourierStatistics(self.weights.to(device), self.data.to(device), self.box, self.pad,
-                                 self.pixel_size_angstrom, self.n_particles, self.power.clone(),
-                                 self.max_radius, list(self.notes))
+        return replace(
+            self,
+            weights=self.weights.to(device),
+            data=self.data.to(device),
+            power=self.power.clone(),
+            notes=list(self.notes),
+        )
 
     def crop(self, box: int) -> FourierStatistics:
         """The statistics of the same particles downsampled to ``box`` (same physical extent).
 
-        Keeps the frequencies inside the new limit ``min(max_radius · box/D, box/2 − 2/pad)``
-        (a sphere on the central ``pad · box`` grid); the pixel size becomes ``pixel · D / box``.
-        Values are rescaled to spectra of images downsampled by Fourier cropping with their pixel
-        values kept (``B × (box/D)²``, power ``× (box/D)⁴``), so the cropped statistics define the
-        same loss as images of that box would.
+        Keeps the frequencies inside the new limit ``min(max_radius, box/2 − 2/pad)`` (a
+        frequency keeps its index, ``k / (D · pixel) = k / (box · pixel')``: a sphere on the
+        central ``pad · box`` grid); the pixel size becomes ``pixel · D / box``. Values are
+        rescaled to spectra of images downsampled by Fourier cropping with their pixel values kept
+        (``B × (box/D)²``, power ``× (box/D)⁴``), so the cropped statistics define the same loss as
+        images of that box would.
 
         Parameters
         ----------
@@ -164,26 +159,25 @@ class FourierStatistics:
         lo = size // 2 - small // 2
         region = (slice(lo, lo + small), slice(lo, lo + small), slice(0, small // 2 + 1))
         ratio = box / self.box
-        limit = min(self.max_radius * ratio, default_max_radius(box, self.pad))
+        limit = min(self.max_radius, default_max_radius(box, self.pad))
         k = torch.arange(small, dtype=torch.float64, device=self.weights.device) - small // 2
         kx = torch.arange(small // 2 + 1, dtype=torch.float64, device=self.weights.device)
         r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
         inside = r2 <= (self.pad * limit) ** 2
-        weights = torch.where(inside, self.weights[region], torch.zeros((), dtype=self.weights.dtype,
-                                                                        device=inside.device))
-        data = torch.where(inside, self.data[region] * ratio**2,
-                           torch.zeros((), dtype=self.data.dtype, device=inside.device))
-        keep = int(limit**2) + 1
-        power = torch.zeros(keep, dtype=torch.float64)
-        r2_full = torch.arange(self.power.shape[0], dtype=torch.float64) * ratio**2
-        bins = torch.floor(r2_full + 1e-9).long()
-        sel = bins < keep
-        power.index_add_(0, bins[sel], self.power[sel] * ratio**4)
-        return FourierStatistics(weights, data, box, self.pad, self.pixel_size_angstrom / ratio,
-                                 self.n_particles, power, limit, list(self.notes))
+        return replace(
+            self,
+            weights=self.weights[region] * inside,
+            data=self.data[region] * (inside * ratio**2),
+            box=box,
+            pixel_size_angstrom=self.pixel_size_angstrom / ratio,
+            power=self.power[: int(limit**2) + 1] * ratio**4,
+            max_radius=limit,
+            notes=list(self.notes),
+        )
 
-    def reconstruct_wiener(self, regularization: float = 0.05, gridding_correction: bool = True
-                           ) -> torch.Tensor:
+    def reconstruct_wiener(
+        self, regularization: float = 0.05, gridding_correction: bool = True
+    ) -> torch.Tensor:
         """Direct Fourier inversion ``V̂ = B / (W + λ)`` (a baseline like ``relion_reconstruct``).
 
         Parameters
@@ -202,26 +196,26 @@ class FourierStatistics:
         if regularization < 0:
             raise ValueError(f"regularization must be non-negative, got {regularization}")
         inside = self.weights > 0
-        mean_w = float(self.weights[inside].mean()) if bool(inside.any()) else 1.0
-        lam = regularization * mean_w
-        spectrum = torch.where(inside, self.data / (self.weights + lam).clamp_min(1e-30),
-                               torch.zeros_like(self.data))
-        return padded_ft_to_volume(spectrum.to(torch.complex128), self.box,
-                                   self.pixel_size_angstrom, gridding_correction).double()
+        lam = regularization * (float(self.weights[inside].mean()) if bool(inside.any()) else 1.0)
+        spectrum = (self.data / (self.weights + lam).clamp_min(1e-30)) * inside
+        volume = padded_ft_to_volume(
+            spectrum.to(torch.complex128), self.box, self.pixel_size_angstrom, gridding_correction
+        )
+        return volume.double()
 
     def save(self, path: str | Path) -> None:
-        """Write atomically as ``.npz`` (arrays ``weights``, ``data``; scalars; ``format``)."""
+        """Write atomically as ``.npz`` (the fields as arrays, plus ``format`` and ``version``)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
         os.close(fd)
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
+        arrays = {
+            k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
+            for k, v in arrays.items()
+        }
         try:
-            np.savez(tmp, format=FORMAT_NAME, version=FORMAT_VERSION,
-                     weights=self.weights.detach().cpu().numpy(),
-                     data=self.data.detach().cpu().numpy(), box=self.box, pad=self.pad,
-                     pixel_size_angstrom=self.pixel_size_angstrom, n_particles=self.n_particles,
-                     power=self.power.numpy(), max_radius=self.max_radius,
-                     notes=np.array(self.notes, dtype=str))
+            np.savez(tmp, format=FORMAT_NAME, version=FORMAT_VERSION, **arrays)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -233,17 +227,27 @@ class FourierStatistics:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: statistics file not found")
+        convert = {
+            "weights": torch.from_numpy,
+            "data": torch.from_numpy,
+            "power": torch.from_numpy,
+            "box": int,
+            "pad": int,
+            "n_particles": int,
+            "pixel_size_angstrom": float,
+            "max_radius": float,
+            "notes": lambda a: [str(x) for x in a],
+        }
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "format" not in z or str(z["format"]) != FORMAT_NAME:
                     raise InputError(f"{path}: not a cryosplat Fourier-statistics file (.npz)")
                 if int(z["version"]) > FORMAT_VERSION:
-                    raise InputError(f"{path}: statistics format version {int(z['version'])} is "
-                                     f"newer than this cryosplat ({FORMAT_VERSION})")
-                return cls(torch.from_numpy(z["weights"]), torch.from_numpy(z["data"]),
-                           int(z["box"]), int(z["pad"]), float(z["pixel_size_angstrom"]),
-                           int(z["n_particles"]), torch.from_numpy(z["power"]), float(z["max_radius"]),
-                           [str(s) for s in z["notes"]])
+                    raise InputError(
+                        f"{path}: statistics format version {int(z['version'])} is "
+                        f"newer than this cryosplat ({FORMAT_VERSION})"
+                    )
+                return cls(**{name: f(z[name]) for name, f in convert.items()})
         except (ValueError, OSError, KeyError) as exc:
             raise InputError(f"{path}: cannot read Fourier statistics ({exc})") from None
 
@@ -264,16 +268,13 @@ class AccumulateConfig:
         ``"trilinear"`` (the only one): each frequency spreads onto its 8 grid neighbours.
     max_resolution_angstrom : float or None
         Gather frequencies up to this resolution (Å); None: up to ``D/2 − 2/pad`` pixels.
-    flush_every : int
-        Batches summed in float32 before the running float64 totals are updated.
     """
 
     pad: int = 2
-    batch_size: int = 256
+    batch_size: int = 128
     device: str = "cpu"
     interpolation: str = "trilinear"
     max_resolution_angstrom: float | None = None
-    flush_every: int = 8
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad setting."""
@@ -281,14 +282,14 @@ class AccumulateConfig:
             raise InputError(f"pad must be an integer >= 1, got {self.pad}")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.flush_every < 1:
-            raise InputError(f"flush_every must be at least 1, got {self.flush_every}")
         if self.interpolation not in INTERPOLATIONS:
-            raise InputError(f"interpolation must be one of {INTERPOLATIONS}, got "
-                             f"'{self.interpolation}'")
+            raise InputError(
+                f"interpolation must be one of {INTERPOLATIONS}, got '{self.interpolation}'"
+            )
         if self.max_resolution_angstrom is not None and not self.max_resolution_angstrom > 0:
-            raise InputError(f"max_resolution_angstrom must be positive, got "
-                             f"{self.max_resolution_angstrom}")
+            raise InputError(
+                f"max_resolution_angstrom must be positive, got {self.max_resolution_angstrom}"
+            )
 
 
 def _max_radius(box: int, pixel: float, config: AccumulateConfig) -> float:
@@ -300,18 +301,13 @@ def _max_radius(box: int, pixel: float, config: AccumulateConfig) -> float:
 
 def _check_indices(particles: ParticleSet, indices) -> np.ndarray:
     n = len(particles)
-    if indices is None:
-        return np.arange(n)
-    idx = np.asarray(indices)
-    if idx.dtype == bool:
-        if idx.shape != (n,):
-            raise InputError(f"{particles.source}: boolean index of length {idx.size} for {n} "
-                             "particles")
-        return np.flatnonzero(idx)
-    idx = idx.astype(np.int64).reshape(-1)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        bad = int(idx[(idx < 0) | (idx >= n)][0])
-        raise InputError(f"{particles.source}: particle index {bad} is outside 0..{n - 1}")
+    idx = np.arange(n) if indices is None else np.asarray(indices)
+    if idx.dtype == bool and idx.shape != (n,):
+        raise InputError(f"{particles.source}: a mask of {idx.size} rows for {n} particles")
+    idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64).reshape(-1)
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise InputError(f"{particles.source}: particle index {int(bad[0])} is outside 0..{n - 1}")
     return idx
 
 
@@ -354,25 +350,39 @@ def accumulate(
     total_b = torch.zeros(shape, device=device, dtype=torch.complex128)
     part_w = torch.zeros(shape, device=device, dtype=torch.float32)
     part_b = torch.zeros(shape, device=device, dtype=torch.complex64)
+    # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
     k = torch.arange(box, device=device) - box // 2
-    r2 = (k[:, None] ** 2 + k[None, :] ** 2).reshape(-1)
+    kx = torch.arange(box // 2, device=device)
+    r2 = (k[:, None] ** 2 + kx[None, :] ** 2).reshape(-1)
     inside = (r2 <= radius * radius).nonzero().squeeze(1)
     r2_inside = r2[inside]
+    friedel = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1)[inside].double()
+    frequency = 2.0 * math.pi / (box * pixel)
     power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
     n_batches = math.ceil(idx.size / config.batch_size)
     for number in range(n_batches):
         rows = idx[number * config.batch_size : (number + 1) * config.batch_size]
         images = torch.from_numpy(particles.read_images(rows)).to(device)
-        spectra = fft2_centered(images)
-        shifts = torch.as_tensor(particles.shifts_angstrom[rows], device=device)
-        spectra = phase_shift_2d(spectra, -shifts, pixel)
+        spectra = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
+        spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
+        shifts = torch.as_tensor(
+            particles.shifts_angstrom[rows], device=device, dtype=torch.float32
+        )
+        # Undo the shift: multiply by exp(-2πi k·o) (see cryosplat.fourier.phase_shift_2d).
+        phase = -frequency * (
+            kx[None, None, :] * shifts[:, 0, None, None]
+            + k[None, :, None] * shifts[:, 1, None, None]
+        )
+        spectra = spectra * torch.polar(torch.ones_like(phase), phase)
         ctf = ctf_from_params(particles.ctf.subset(rows), box, pixel, device=device)
+        ctf = ctf[..., box // 2 :]
         rotations = torch.as_tensor(particles.rotations[rows], device=device, dtype=torch.float32)
-        insert_slices(spectra * ctf, rotations, box, config.pad, part_b, ctf * ctf, part_w,
-                      max_radius=radius)
+        insert_slices(
+            spectra * ctf, rotations, box, config.pad, part_b, ctf * ctf, part_w, max_radius=radius
+        )
         magnitude2 = (spectra.abs() ** 2).reshape(len(rows), -1)[:, inside].double().sum(0)
-        power.index_add_(0, r2_inside, magnitude2)
-        if (number + 1) % config.flush_every == 0 or number + 1 == n_batches:
+        power.index_add_(0, r2_inside, magnitude2 * friedel)
+        if (number + 1) % FLUSH_EVERY == 0 or number + 1 == n_batches:
             total_w += part_w
             total_b += part_b
             part_w.zero_()
@@ -381,5 +391,6 @@ def accumulate(
             stack.release()
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
-    return FourierStatistics(total_w, total_b, box, config.pad, pixel, int(idx.size), power.cpu(),
-                             radius)
+    return FourierStatistics(
+        total_w, total_b, box, config.pad, pixel, int(idx.size), power.cpu(), radius
+    )

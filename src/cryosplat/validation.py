@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from cryosplat.fsc import _shell_index, fsc, resolution_at, shell_resolutions
+from cryosplat.masks import spherical_mask
 
-__all__ = ["CrossValidatedFSC", "cross_validated_fsc"]
+__all__ = ["CrossValidatedFSC", "cross_validated_fsc", "data_half_maps", "ResolutionMonitor"]
 
 
 @dataclass
@@ -121,3 +123,34 @@ def cross_validated_fsc(
     return CrossValidatedFSC(
         box, float(pixel_size_angstrom), data_fsc, cross_a, cross_b, estimate, equivalent
     )
+
+
+def data_half_maps(statistics, sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Direct Fourier inversions ``D_A, D_B`` of two half sets' statistics (``FourierStatistics``).
+
+    ``sign = -1`` for images that hold protein dark.
+    """
+    return tuple(sign * s.reconstruct_wiener().cpu().numpy() for s in statistics)
+
+
+class ResolutionMonitor:
+    """The cross-validated resolution of two half models, evaluated as a fit goes.
+
+    Parameters
+    ----------
+    data_maps : (D_A, D_B)
+        Direct Fourier inversions of the two half sets (:func:`data_half_maps`).
+    pixel_size_angstrom : float
+    """
+
+    def __init__(self, data_maps: tuple[np.ndarray, np.ndarray], pixel_size_angstrom: float):
+        self.data_maps = data_maps
+        self.pixel_size_angstrom = float(pixel_size_angstrom)
+        self.mask = spherical_mask(data_maps[0].shape[0])
+
+    def __call__(self, model_a, model_b) -> float:
+        """Resolution (Å) of two :class:`~cryosplat.gaussians.GaussianModel` half models."""
+        with torch.no_grad():
+            a, b = (m.voxelize().detach().cpu().double().numpy() for m in (model_a, model_b))
+        cv = cross_validated_fsc(a, b, *self.data_maps, self.mask, self.pixel_size_angstrom)
+        return cv.resolution_angstrom
