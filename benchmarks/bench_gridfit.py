@@ -3,11 +3,12 @@
 ``make-data`` builds a ground-truth map of PDB 8ZPM (gemmi's electron-scattering density), draws
 uniform random views, Gaussian origins and defoci, projects the map with ``relion_project --ctf``
 (an independent projector), adds white noise for the requested SNR (variance of the clean
-CTF-modulated images over the box / noise variance) and writes ``particles.star`` + stack.
+CTF-modulated images over the box / noise variance) and writes ``particles.star`` + stacks.
 
 ``run`` times ``relion_reconstruct --ctf`` on the same particles, then the cryosplat path:
 :func:`cryosplat.statistics.accumulate` per half set and :func:`cryosplat.gridfit.fit_gaussians`
-per half, and reports the FSC of each map with the truth (0.5 crossing) and the peak memory.
+per half (stopped by 10 % of the half held out, as ``cryosplat reconstruct`` does), and reports the
+FSC with the truth (0.5 crossing) of each half map and of their average, and the peak memory.
 
 Example::
 
@@ -39,6 +40,7 @@ from cryosplat.io.star import write_relion31_particles
 from cryosplat.rotations import random_rotations
 from cryosplat.statistics import AccumulateConfig, accumulate
 
+CHUNK = 2000  # images held in memory at once while adding noise
 MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "models" / "8zpm.cif"
 
 
@@ -78,28 +80,73 @@ def make_data(args) -> None:
     rot = random_rotations(n, rng)
     shifts = rng.normal(scale=args.shift_sd, size=(n, 2))
     du = rng.uniform(10000, 25000, size=n)
-    ctf = CTFParams.create(n, defocus_u_angstrom=du, defocus_v_angstrom=du - rng.uniform(0, 500, n),
-                           defocus_angle_degrees=rng.uniform(0, 180, n))
+    ctf = CTFParams.create(
+        n,
+        defocus_u_angstrom=du,
+        defocus_v_angstrom=du - rng.uniform(0, 500, n),
+        defocus_angle_degrees=rng.uniform(0, 180, n),
+    )
     subset = np.where(rng.permutation(n) < n // 2, 1, 2)
-    write_relion31_particles(out / "angles.star", image_names=None, rotations=rot,
-                             shifts_angstrom=shifts, ctf=ctf, pixel_size_angstrom=args.pixel,
-                             box=args.box, random_subset=subset)
+    write_relion31_particles(
+        out / "angles.star",
+        image_names=None,
+        rotations=rot,
+        shifts_angstrom=shifts,
+        ctf=ctf,
+        pixel_size_angstrom=args.pixel,
+        box=args.box,
+        random_subset=subset,
+    )
     t0 = time.time()
-    subprocess.run(["relion_project", "--i", str(out / "truth.mrc"), "--ang",
-                    str(out / "angles.star"), "--o", str(out / "clean"), "--ctf", "--angpix",
-                    str(args.pixel)], check=True, capture_output=True)
-    clean = MRCStack(out / "clean.mrcs").read(np.arange(n))
-    signal_var = float(clean.var())
-    noise_sd = float(np.sqrt(signal_var / args.snr))
-    noisy = clean + rng.normal(scale=noise_sd, size=clean.shape).astype(np.float32)
-    write_stack(out / "particles.mrcs", noisy, args.pixel)
+    subprocess.run(
+        [
+            "relion_project",
+            "--i",
+            str(out / "truth.mrc"),
+            "--ang",
+            str(out / "angles.star"),
+            "--o",
+            str(out / "clean"),
+            "--ctf",
+            "--angpix",
+            str(args.pixel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    clean = MRCStack(out / "clean.mrcs")
+    names, noise_sd, signal_var = [], None, None
+    for number, start in enumerate(range(0, n, CHUNK)):
+        rows = np.arange(start, min(n, start + CHUNK))
+        images = clean.read(rows)
+        if noise_sd is None:
+            signal_var = float(images.var())
+            noise_sd = float(np.sqrt(signal_var / args.snr))
+        images += rng.normal(scale=noise_sd, size=images.shape).astype(np.float32)
+        stack = f"particles_{number:03d}.mrcs"
+        write_stack(out / stack, images, args.pixel)
+        names += [f"{i + 1:06d}@{stack}" for i in range(len(rows))]
     (out / "clean.mrcs").unlink()
-    names = [f"{i + 1:06d}@particles.mrcs" for i in range(n)]
-    write_relion31_particles(out / "particles.star", image_names=names, rotations=rot,
-                             shifts_angstrom=shifts, ctf=ctf, pixel_size_angstrom=args.pixel,
-                             box=args.box, random_subset=subset)
-    info = dict(n=n, box=args.box, pixel=args.pixel, snr=args.snr, seed=args.seed,
-                signal_var=signal_var, noise_sd=noise_sd, project_s=time.time() - t0)
+    write_relion31_particles(
+        out / "particles.star",
+        image_names=names,
+        rotations=rot,
+        shifts_angstrom=shifts,
+        ctf=ctf,
+        pixel_size_angstrom=args.pixel,
+        box=args.box,
+        random_subset=subset,
+    )
+    info = dict(
+        n=n,
+        box=args.box,
+        pixel=args.pixel,
+        snr=args.snr,
+        seed=args.seed,
+        signal_var=signal_var,
+        noise_sd=noise_sd,
+        project_s=time.time() - t0,
+    )
     (out / "simulation.json").write_text(json.dumps(info, indent=1))
     print(json.dumps(info))
 
@@ -112,12 +159,22 @@ def run_relion(folder: Path, pixel: float, truth: np.ndarray) -> dict:
     if shutil.which("relion_reconstruct") is None:
         return {}
     t0 = time.time()
-    subprocess.run(["relion_reconstruct", "--i", str(folder / "particles.star"), "--o",
-                    str(folder / "relion.mrc"), "--ctf", "--angpix", str(pixel)], check=True,
-                   capture_output=True, cwd=folder)
+    command = [
+        "relion_reconstruct",
+        "--i",
+        str(folder / "particles.star"),
+        "--o",
+        str(folder / "relion.mrc"),
+        "--ctf",
+        "--angpix",
+        str(pixel),
+    ]
+    subprocess.run(command, check=True, capture_output=True, cwd=folder)
     seconds = time.time() - t0
     vol, _ = read_map(folder / "relion.mrc")
-    return dict(relion_s=round(seconds, 2), relion_fsc05_angstrom=round(fsc05(vol, truth, pixel), 3))
+    return dict(
+        relion_s=round(seconds, 2), relion_fsc05_angstrom=round(fsc05(vol, truth, pixel), 3)
+    )
 
 
 def run_cryosplat(folder: Path, truth: np.ndarray, args) -> dict:
@@ -127,28 +184,35 @@ def run_cryosplat(folder: Path, truth: np.ndarray, args) -> dict:
         particles = particles.subset(np.arange(min(args.limit, len(particles))))
     half_a, half_b, _ = split_halves(particles)
     acc = AccumulateConfig(batch_size=args.batch_size)
-    stats = [accumulate(particles, h, acc) for h in (half_a, half_b)]
+    rng = np.random.default_rng(args.seed)
+    fits, held = [], []
+    for rows in (half_a, half_b):
+        # As cryosplat reconstruct: 10 % of each half decides when its fit stops (gold standard).
+        mask = np.zeros(len(rows), dtype=bool)
+        mask[rng.permutation(len(rows))[: max(1, len(rows) // 10)]] = True
+        fits.append(accumulate(particles, rows[~mask], acc))
+        held.append(accumulate(particles, rows[mask], acc))
     t_acc = time.time() - t0
-    config = GridFitConfig(n_gaussians=args.n_gaussians, seed=args.seed)
-    maps = []
-    log = []
-    for i, (mine, other) in enumerate(((stats[0], stats[1]), (stats[1], stats[0]))):
-        cfg = GridFitConfig(**{**config.__dict__, "seed": config.seed * 2 + i + 1})
-        model = fit_gaussians(mine, cfg, heldout=other,
-                              callback=lambda s, k, loss, held, i=i: log.append((i, s, k, held)))
+    maps, steps = [], []
+    for i in range(2):
+        cfg = GridFitConfig(n_gaussians=args.n_gaussians, seed=args.seed * 2 + i + 1)
+        model = fit_gaussians(fits[i], cfg, heldout=held[i], progress=lambda k, _n: steps.append(k))
         with torch.no_grad():
             maps.append(model.voxelize().double().numpy())
     seconds = time.time() - t0
     pixel = particles.pixel_size_angstrom
-    full = (maps[0] + maps[1]) / 2
-    wiener = (stats[0] + stats[1]).reconstruct_wiener().numpy()
-    return dict(n=len(particles), cryosplat_s=round(seconds, 2), accumulate_s=round(t_acc, 2),
-                fsc05_half_a=round(fsc05(maps[0], truth, pixel), 3),
-                fsc05_half_b=round(fsc05(maps[1], truth, pixel), 3),
-                fsc05_full=round(fsc05(full, truth, pixel), 3),
-                wiener_fsc05=round(fsc05(wiener, truth, pixel), 3),
-                steps=len(log),
-                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    wiener = (fits[0] + fits[1] + held[0] + held[1]).reconstruct_wiener().numpy()
+    return dict(
+        n=len(particles),
+        cryosplat_s=round(seconds, 2),
+        accumulate_s=round(t_acc, 2),
+        fsc05_half_a=round(fsc05(maps[0], truth, pixel), 3),
+        fsc05_half_b=round(fsc05(maps[1], truth, pixel), 3),
+        fsc05_full=round(fsc05((maps[0] + maps[1]) / 2, truth, pixel), 3),
+        wiener_fsc05=round(fsc05(wiener, truth, pixel), 3),
+        fit_steps=len(steps),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
 
 
 def main(argv=None) -> int:
@@ -166,11 +230,15 @@ def main(argv=None) -> int:
     r.add_argument("folder")
     r.add_argument("--n-gaussians", type=int, default=3000)
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--batch-size", type=int, default=256)
+    r.add_argument("--batch-size", type=int, default=128)
     r.add_argument("--limit", type=int, default=0, help="use only the first N particles")
     r.add_argument("--skip-relion", action="store_true")
-    r.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (1 is fastest on a shared 2-core machine)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 is fastest on a shared 2-core machine)",
+    )
     args = parser.parse_args(argv)
     if args.cmd == "make-data":
         make_data(args)

@@ -111,6 +111,11 @@ class GridLoss:
         apodization = trilinear_apodization(self.box, self.pad, device, dtype)
         self.apodization = apodization if gridding_correction else None
 
+    def rescale(self, factor: float) -> None:
+        """Compare ``factor · map`` from now on (``amplitude_scale`` times ``factor``)."""
+        self.weights *= factor**2
+        self.data *= factor
+
     def data_term_and_spectrum(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(1/d²)[Σ W|X̂|² − 2 Re(conj X̂ B)]`` (the loss less its constant; differentiable)
         and the uncentred padded rFFT of the (apodised) map, for :meth:`data_term`."""
