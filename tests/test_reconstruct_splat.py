@@ -167,3 +167,38 @@ def test_sigkill_then_resume_completes(tiny_set, tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert "resuming from epoch" in (out / "log.txt").read_text()
+
+
+def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_path, monkeypatch):
+    import cryosplat.grid_engine as grid_engine
+
+    args = [
+        "--n-gaussians",
+        "60",
+        "--no-progress",
+        "--stage-fractions",
+        "0.5,1.0",
+        "--stage-steps",
+        "15,15",
+    ]
+    assert main(["reconstruct", str(tiny_set), "-o", str(tmp_path / "full"), *args]) == 0
+
+    real_fit = grid_engine.fit_gaussians
+    calls = {"n": 0}
+
+    def dying_fit(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # stage 2, half A
+            raise KeyboardInterrupt
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(grid_engine, "fit_gaussians", dying_fit)
+    out = tmp_path / "killed"
+    assert main(["reconstruct", str(tiny_set), "-o", str(out), *args]) == 130
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    assert not (out / "map.mrc").exists()
+    monkeypatch.setattr(grid_engine, "fit_gaussians", real_fit)
+    assert main(["reconstruct", str(tiny_set), "-o", str(out), *args, "--resume"]) == 0
+    full, _ = read_map(tmp_path / "full" / "map.mrc")
+    resumed, _ = read_map(out / "map.mrc")
+    np.testing.assert_allclose(resumed, full, rtol=1e-4, atol=1e-6 * np.abs(full).max())

@@ -179,6 +179,7 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
                 train[i], stage_cfg, model=current[i], heldout=held[i], progress=progress
             )
             current[i].save(path)
+            current[i] = GaussianModel.load(path).to(device)  # as a resumed run would see it
             steps_done = base + steps
         res = monitor(*current)
         res_text = f" resolution {res:.2f} Å"

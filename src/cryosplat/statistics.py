@@ -12,8 +12,6 @@ of images in their file units), ``W`` is dimensionless. Statistics of disjoint s
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -30,6 +28,7 @@ from cryosplat.fourier_slice import (
     padded_box,
     padded_ft_to_volume,
 )
+from cryosplat.io.atomic import atomic_path
 
 __all__ = ["FourierStatistics", "AccumulateConfig", "accumulate"]
 
@@ -205,21 +204,13 @@ class FourierStatistics:
 
     def save(self, path: str | Path) -> None:
         """Write atomically as ``.npz`` (the fields as arrays, plus ``format`` and ``version``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
         arrays = {f.name: getattr(self, f.name) for f in fields(self)}
         arrays = {
             k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
             for k, v in arrays.items()
         }
-        try:
+        with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, format=FORMAT_NAME, version=FORMAT_VERSION, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> FourierStatistics:

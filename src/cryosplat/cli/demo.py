@@ -6,7 +6,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import torch
+
 from cryosplat.demo import DemoConfig, run_demo
+from cryosplat.errors import InputError
 
 HELP = (
     "simulate particles of PDB 8ZPM (shipped), reconstruct them and report the resolution "
@@ -24,9 +27,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     config = DemoConfig(
         n_particles=args.n_particles,
         box=args.box,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+import torch
+
 from cryosplat.data import ParticleSet
+from cryosplat.errors import InputError
 from cryosplat.grid_engine import GridEngineConfig
 from cryosplat.reconstruct import ENGINES, ReconstructConfig, reconstruct
 from cryosplat.splat_engine import SplatEngineConfig
@@ -47,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="split halves at random even when rlnRandomSubset is present",
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("Fourier-statistics engine (--engine grid)")
     gd = GridEngineConfig()
@@ -148,6 +154,10 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     config = build_config(args)
     particles = ParticleSet.from_file(
         args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf
