@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from cryosplat.atoms import model_from_atoms
-from cryosplat.io.mrc import MRCStack, write_map
+from cryosplat.io.mrc import MRCStack, read_map, write_map
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.simulate import SimulationConfig, draw_metadata, simulate
@@ -47,7 +47,7 @@ class DatasetSpec:
     name : str
         Folder name under the data set root.
     model : str
-        Atomic model path relative to ``shared/data``.
+        Atomic model (or, for a real-map truth, an MRC map) relative to ``shared/data``.
     box, pixel_size_angstrom, n_particles, snr : the images
     shift_sd_angstrom : float
         Standard deviation of the RELION origins (Å).
@@ -109,13 +109,18 @@ ACCEPTANCE = DatasetSpec(
     simulator="cryosplat",
 )
 
+# A real EMDB map (noise, density below the solvent level) as the truth, not a map made of atoms.
+REAL_MAP = DatasetSpec("emd6824", "maps/emd_6824.mrc", 70, 2.64, 5_000, 0.005)
+
 DATASETS: dict[str, list[DatasetSpec]] = {
+    "emd6824": [REAL_MAP],
     "8zpm": [_8zpm("8zpm", 5_000)],
     "6vxx": [SPIKE],
     "sweep": [_8zpm("8zpm_1k", 1_000), _8zpm("8zpm", 5_000), _8zpm("8zpm_20k", 20_000)],
     "acceptance": [ACCEPTANCE],
 }
 QUICK: dict[str, list[DatasetSpec]] = {
+    "emd6824": [DatasetSpec(**{**asdict(REAL_MAP), "name": "quick_emd6824", "n_particles": 1_000})],
     "8zpm": [_8zpm("quick_8zpm", 1_000)],
     "6vxx": [DatasetSpec(**{**asdict(SPIKE), "name": "quick_6vxx", "n_particles": 1_000})],
     "sweep": [
@@ -192,11 +197,26 @@ def _config(spec: DatasetSpec) -> SimulationConfig:
     )
 
 
+def _write_truth(spec: DatasetSpec, path: Path) -> None:
+    """The ground truth: a real map as it is, or the atomic model voxelised."""
+    source = SHARED / spec.model
+    if source.suffix in (".mrc", ".map"):
+        volume, voxel = read_map(source)
+        if volume.shape[0] != spec.box or abs(voxel - spec.pixel_size_angstrom) > 1e-3:
+            raise RuntimeError(
+                f"{source}: box {volume.shape[0]}, {voxel} Å; the spec says "
+                f"{spec.box}, {spec.pixel_size_angstrom} Å"
+            )
+        write_map(path, volume, spec.pixel_size_angstrom)
+        return
+    model = model_from_atoms(source, spec.box, spec.pixel_size_angstrom)
+    with torch.no_grad():
+        write_map(path, model.voxelize().numpy(), spec.pixel_size_angstrom)
+
+
 def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, float]:
     """Steps 1-4 of the module docstring; returns (signal variance, noise s.d.)."""
-    model = model_from_atoms(SHARED / spec.model, spec.box, spec.pixel_size_angstrom)
-    with torch.no_grad():
-        write_map(folder / "truth.mrc", model.voxelize().numpy(), spec.pixel_size_angstrom)
+    _write_truth(spec, folder / "truth.mrc")
     meta = draw_metadata(_config(spec), np.random.default_rng(spec.seed))
     columns = dict(
         rotations=meta.rotations,

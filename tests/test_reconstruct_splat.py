@@ -202,3 +202,36 @@ def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_p
     full, _ = read_map(tmp_path / "full" / "map.mrc")
     resumed, _ = read_map(out / "map.mrc")
     np.testing.assert_allclose(resumed, full, rtol=1e-4, atol=1e-6 * np.abs(full).max())
+
+
+def test_both_engines_reach_matching_resolution_against_the_truth(tiny_set, tmp_path):
+    from cryosplat.fsc import fsc, resolution_at
+    from cryosplat.masks import spherical_mask
+
+    truth, _ = read_map(tiny_set.parent / "truth.mrc")
+    mask = spherical_mask(BOX)
+    res = {}
+    for engine, extra in (("grid", []), ("splat", ["--epochs", "25", "--batch-size", "8"])):
+        out = tmp_path / engine
+        assert (
+            main(
+                [
+                    "reconstruct",
+                    str(tiny_set),
+                    "-o",
+                    str(out),
+                    "--engine",
+                    engine,
+                    "--n-gaussians",
+                    "60",
+                    "--no-progress",
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        vol, _ = read_map(out / "map.mrc")
+        res[engine] = resolution_at(fsc(vol * mask, truth * mask), 0.5, BOX, PIXEL)
+    print(res)
+    assert res["grid"] < 20.0 and res["splat"] < 20.0, res
+    assert abs(res["grid"] - res["splat"]) / min(res.values()) < 0.35, res

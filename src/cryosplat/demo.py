@@ -37,10 +37,10 @@ def bundled_structure() -> Path:
 class DemoConfig:
     """Size of the demo data set and how it is reconstructed."""
 
-    n_particles: int = 3000
-    box: int = 64
-    pixel_size_angstrom: float = 2.0
-    snr: float = 0.01
+    n_particles: int = 5000
+    box: int = 96
+    pixel_size_angstrom: float = 1.5
+    snr: float = 0.005
     shift_sd_angstrom: float = 3.0
     defocus_min_um: float = 0.8
     defocus_max_um: float = 2.5
