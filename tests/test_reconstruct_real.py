@@ -16,8 +16,20 @@ def test_trpv1_real_particles(shared_data, tmp_path, engine):
     star = shared_data / "particles" / "trpv1_10" / "trpv1_small_stack.local.star"
     out = tmp_path / engine
     extra = ["--epochs", "1"] if engine == "splat" else FAST_GRID
-    code = main(["reconstruct", str(star), "-o", str(out), "--engine", engine, "--n-gaussians",
-                 "100", "--no-progress", *extra])
+    code = main(
+        [
+            "reconstruct",
+            str(star),
+            "-o",
+            str(out),
+            "--engine",
+            engine,
+            "--n-gaussians",
+            "100",
+            "--no-progress",
+            *extra,
+        ]
+    )
     assert code == 0
     status = json.loads((out / "run.json").read_text())
     assert status["status"] == "complete"
@@ -28,8 +40,20 @@ def test_trpv1_real_particles(shared_data, tmp_path, engine):
 def test_betagal_real_particles(shared_data, tmp_path):
     star = shared_data / "particles" / "betagal_17" / "sample_relion_data.star"
     out = tmp_path / "betagal"
-    code = main(["reconstruct", str(star), "-o", str(out), "--n-gaussians", "100",
-                 "--no-progress", "--pad", "1", *FAST_GRID])
+    code = main(
+        [
+            "reconstruct",
+            str(star),
+            "-o",
+            str(out),
+            "--n-gaussians",
+            "100",
+            "--no-progress",
+            "--pad",
+            "1",
+            *FAST_GRID,
+        ]
+    )
     assert code == 0
     status = json.loads((out / "run.json").read_text())
     assert status["status"] == "complete"
