@@ -166,6 +166,7 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
                 stage_steps=(steps,),
                 n_gaussians=n_gauss,
                 seed=config.seed * 2 + i + 1,
+                init_radius_fraction=config.init_radius_fraction,
                 device=str(device),
             )
             base = steps_done

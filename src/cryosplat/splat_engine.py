@@ -22,7 +22,7 @@ from cryosplat.checkpoint import load_checkpoint, save_checkpoint
 from cryosplat.ctf import ctf_from_params
 from cryosplat.data import ParticleSet
 from cryosplat.fourier import fft2_centered, radial_index_2d
-from cryosplat.gaussians import GaussianModel
+from cryosplat.gaussians import GaussianModel, inverse_softplus
 from cryosplat.imaging import predict_spectra
 
 __all__ = ["SplatEngineConfig", "SplatEngine", "estimate_amplitude_scale"]
@@ -264,7 +264,7 @@ class SplatEngine:
             )
             with torch.no_grad():
                 amps = h.model.amplitudes * factor
-                h.model.raw_amplitudes.copy_(amps + torch.log(-torch.expm1(-amps)))
+                h.model.raw_amplitudes.copy_(inverse_softplus(amps))
         self.scaled = True
 
     def _step(self, h: _HalfState, rows: np.ndarray) -> float:
