@@ -61,7 +61,7 @@ def predict_spectra(
         CTF on the centred frequency grid (:func:`cryosplat.ctf.compute_ctf`).
     box : int
     pixel_size_angstrom : float
-    backend : {"auto", "reference", "fast"}
+    backend : {"auto", "reference", "fast", "fourier"}
     n_sigma : float
         Splat footprint half-width in standard deviations.
 
@@ -146,7 +146,7 @@ def predict_images(
     rotations : array_like, shape (B, 3, 3), map→image matrices ``A``
     shifts_angstrom : array_like, shape (B, 2), optional, RELION origins in Å
     ctf : array_like, shape (B, D, D), optional, centred CTF
-    backend : {"auto", "reference", "fast"}
+    backend : {"auto", "reference", "fast", "fourier"}
     n_sigma : float
 
     Returns

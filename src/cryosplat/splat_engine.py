@@ -42,7 +42,7 @@ class SplatEngineConfig:
     band_start_fraction : first frequency band, as a fraction of Nyquist
     band_full_at : fraction of the run after which the whole band up to Nyquist is fitted
     checkpoint_interval_s : seconds between mid-epoch checkpoints
-    backend : splatting backend (``"auto"``, ``"reference"``, ``"fast"``)
+    backend : splatting backend (``"auto"``, ``"reference"``, ``"fast"``, ``"fourier"``)
     """
 
     epochs: int = 8

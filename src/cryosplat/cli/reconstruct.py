@@ -11,6 +11,7 @@ from cryosplat.data import ParticleSet
 from cryosplat.errors import InputError
 from cryosplat.grid_engine import GridEngineConfig
 from cryosplat.reconstruct import ENGINES, ReconstructConfig, reconstruct
+from cryosplat.render import BACKENDS
 from cryosplat.splat_engine import SplatEngineConfig
 
 HELP = "reconstruct a map from particles with known poses and CTF (two half-set Gaussian models)"
@@ -89,8 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--backend",
         default=d.backend,
-        choices=("auto", "reference", "fast"),
-        help="splatting implementation",
+        choices=BACKENDS,
+        help="splatting implementation (fourier: approximate, fastest for large batches)",
     )
     s.add_argument(
         "--checkpoint-interval",

@@ -18,8 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
-from cryosplat.render.geometry import check_inputs, footprint_radius_pixels, project_gaussians
+from cryosplat.render.geometry import (
+    ProjectedGaussians,
+    check_inputs,
+    footprint_radius_pixels,
+    project_gaussians,
+)
 from cryosplat.render.reference import view_chunk_size
 
 __all__ = ["splat_fast"]
@@ -224,11 +230,22 @@ def splat_fast(
     return torch.cat(images, dim=0)
 
 
+def _project_fields(means, scales, quaternions, amplitudes, rot):
+    proj = project_gaussians(means, scales, quaternions, amplitudes, rot)
+    return proj.means_2d, proj.conics, proj.log_weights, proj.max_variance
+
+
 def _splat_view_chunk(
     means, scales, quaternions, amplitudes, rot, box, pixel, n_sigma, max_elements
 ):
     n_views, n = rot.shape[0], means.shape[0]
-    proj = project_gaussians(means, scales, quaternions, amplitudes, rot)
+    inputs = (means, scales, quaternions, amplitudes, rot)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        # Recompute the projection in the backward pass instead of keeping its (views × N)
+        # intermediates for every chunk: memory stays bounded whatever the batch size.
+        proj = ProjectedGaussians(*checkpoint(_project_fields, *inputs, use_reentrant=False))
+    else:
+        proj = project_gaussians(*inputs)
     with torch.no_grad():
         radius = footprint_radius_pixels(proj.max_variance, pixel, n_sigma, box)
         centres = torch.round(proj.means_2d.detach() / pixel).long() + box // 2

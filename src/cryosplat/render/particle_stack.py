@@ -22,7 +22,7 @@ from cryosplat.data import ParticleSet
 from cryosplat.errors import InputError
 from cryosplat.gaussians import GaussianModel
 from cryosplat.imaging import render_images
-from cryosplat.io.mrc import write_stack
+from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.render import BACKENDS
 
 __all__ = ["ProjectionConfig", "ProjectionResult", "load_projection_model", "project_particles"]
@@ -42,7 +42,7 @@ class ProjectionConfig:
     angles_path : particle metadata (``.star``, ``.cs``) with poses
     output_path : the ``.mrcs`` stack to write
     apply_ctf : multiply by each particle's CTF
-    backend : splatting backend (``"auto"``, ``"reference"``, ``"fast"``)
+    backend : splatting backend (``"auto"``, ``"reference"``, ``"fast"``, ``"fourier"``)
     batch_size : images rendered together
     device : torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``)
     box : image size; default the particle file's
@@ -133,6 +133,8 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
         raise InputError(f"{config.angles_path}: --ctf asked for but the file has no CTF values")
     box = int(config.box or particles.box)
     pixel = float(config.pixel_size_angstrom or particles.pixel_size_angstrom)
+    if config.backend == "fourier" and box % 2:
+        raise InputError(f"--backend fourier needs an even box, got {box}")
     model = load_projection_model(config.model_path, box, pixel, config.bfactor_extra_angstrom2)
     model = model.to(device)
     n = len(particles)
@@ -147,8 +149,20 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
         pixel,
         " with CTF" if config.apply_ctf else "",
     )
-    out = np.empty((n, box, box), dtype=np.float32)
     dtype = model.means.dtype
+    writer = StreamingStackWriter(Path(config.output_path), n, box, pixel)
+    try:
+        _render_all(config, particles, model, shifts, writer, box, pixel, dtype, device)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return ProjectionResult(Path(config.output_path), n, box, pixel, len(model))
+
+
+def _render_all(config, particles, model, shifts, writer, box, pixel, dtype, device) -> None:
+    """Render every particle in batches and append them to ``writer`` in order."""
+    n = len(particles)
     with torch.no_grad():
         for start in range(0, n, config.batch_size):
             rows = np.arange(start, min(n, start + config.batch_size))
@@ -172,6 +186,4 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
                 backend=config.backend,
                 n_sigma=config.n_sigma,
             )
-            out[rows] = images.cpu().numpy()
-    write_stack(config.output_path, out, pixel)
-    return ProjectionResult(Path(config.output_path), n, box, pixel, len(model))
+            writer.write(images.cpu().numpy().astype(np.float32, copy=False))
