@@ -118,8 +118,13 @@ def test_statistics_equal_a_direct_full_grid_sum(dataset):
     insert_slices(
         spectra * ctf, torch.tensor(particles.rotations[rows]), BOX, 2, data, ctf**2, weights
     )
-    assert torch.allclose(stats.weights, full_to_half(weights), atol=1e-5 * float(weights.max()))
-    assert torch.allclose(stats.data, full_to_half(data), atol=1e-5 * float(data.abs().max()))
+    assert stats.weights.dtype == torch.float32 and stats.data.dtype == torch.complex64
+    assert torch.allclose(
+        stats.weights.double(), full_to_half(weights), atol=1e-5 * float(weights.max())
+    )
+    assert torch.allclose(
+        stats.data.to(torch.complex128), full_to_half(data), atol=1e-5 * float(data.abs().max())
+    )
     k = torch.arange(BOX) - BOX // 2
     inside = (k[:, None] ** 2 + k[None, :] ** 2) <= stats.max_radius**2
     power = float((spectra.abs() ** 2)[:, inside].sum())

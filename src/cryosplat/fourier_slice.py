@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import torch
 
-from cryosplat.fourier import fftn_centered, ifftn_centered
+from cryosplat.fourier import fftn_centered
 
 __all__ = [
     "padded_box",
@@ -182,11 +182,13 @@ def padded_ft_to_volume(
     pad = size // box
     if is_half_layout(volume_ft):
         unshifted = torch.fft.ifftshift(volume_ft, dim=(0, 1))
-        padded = torch.fft.fftshift(torch.fft.irfftn(unshifted, s=(size,) * 3, dim=(0, 1, 2)))
+        padded = torch.fft.irfftn(unshifted, s=(size,) * 3, dim=(0, 1, 2))
     else:
-        padded = ifftn_centered(volume_ft).real
-    lo = size // 2 - box // 2
-    volume = padded[lo : lo + box, lo : lo + box, lo : lo + box] / pixel_size_angstrom
+        padded = torch.fft.ifftn(torch.fft.ifftshift(volume_ft, dim=(0, 1, 2))).real
+    # Uncentred result: map voxel i (origin D//2) sits at index (i - D//2) mod P. Gathering it
+    # directly avoids shifting the whole padded volume.
+    wrap = (torch.arange(box, device=padded.device) - box // 2) % size
+    volume = padded[wrap][:, wrap][:, :, wrap] / pixel_size_angstrom
     if gridding_correction:
         volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
     return volume

@@ -33,12 +33,16 @@ def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Ten
     return m
 
 
-def _fft_order_phase(size: int, pad: int, device) -> torch.Tensor:
-    """``exp(iπ(Kx + Ky + Kz)/pad)`` on the rfft grid: moves the map origin from index 0 to D/2."""
+def _fft_order_phases(size: int, pad: int, device, dtype) -> list[torch.Tensor]:
+    """Factors of ``exp(iπ(Kx + Ky + Kz)/pad)`` on the rfft grid, broadcastable along z, y, x.
+
+    Their product moves the map origin from index 0 to D/2; applied one axis at a time, no grid of
+    phases is ever held.
+    """
     k = torch.fft.fftfreq(size, 1.0 / size, device=device, dtype=torch.float64)
     kx = torch.arange(size // 2 + 1, device=device, dtype=torch.float64)
-    total = k[:, None, None] + k[None, :, None] + kx[None, None, :]
-    return torch.polar(torch.ones_like(total), math.pi * total / pad)
+    axes = [k[:, None, None], k[None, :, None], kx[None, None, :]]
+    return [torch.polar(torch.ones_like(a), math.pi * a / pad).to(dtype) for a in axes]
 
 
 class _SpectrumLoss(torch.autograd.Function):
@@ -99,15 +103,19 @@ class GridLoss:
         self.n_particles = stats.n_particles
         self.constant = stats.data_power / self.box**2
         scale = stats.pixel_size_angstrom * amplitude_scale
-        mult = half_grid_multiplicity(stats.weights.shape, stats.weights.device, torch.float64)
-        weights = torch.fft.ifftshift(stats.weights.double() * mult, dim=(0, 1))
-        data = torch.fft.ifftshift(stats.data.to(torch.complex128) * mult, dim=(0, 1))
-        data = data * _fft_order_phase(self.size, self.pad, data.device).conj()
         norm = 1.0 / self.box**2
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        # Loss = norm·[Σ (s²W)|F|² − 2 Re Σ conj(F)(s B)]; ``weights`` and ``data`` hold it.
-        self.weights = (weights * scale**2 * norm).to(device=device, dtype=dtype)
-        self.data = (data * scale * norm).to(device=device, dtype=complex_dtype)
+        # Loss = norm·[Σ (s²W)|F|² − 2 Re Σ conj(F)(s B)]; ``weights`` and ``data`` hold it. Built
+        # in the working precision and in place: at large boxes these grids are most of the memory.
+        mult = half_grid_multiplicity(stats.weights.shape, stats.weights.device, dtype)
+        weights = torch.fft.ifftshift(stats.weights.to(dtype) * mult, dim=(0, 1))
+        weights *= scale**2 * norm
+        data = torch.fft.ifftshift(stats.data.to(complex_dtype) * mult, dim=(0, 1))
+        for phase in _fft_order_phases(self.size, self.pad, data.device, complex_dtype):
+            data *= phase.conj()
+        data *= scale * norm
+        self.weights = weights.to(device)
+        self.data = data.to(device)
         apodization = trilinear_apodization(self.box, self.pad, device, dtype)
         self.apodization = apodization if gridding_correction else None
 

@@ -35,7 +35,7 @@ __all__ = ["FourierStatistics", "AccumulateConfig", "accumulate"]
 FORMAT_NAME = "cryosplat-fourier-statistics"
 FORMAT_VERSION = 1
 INTERPOLATIONS = ("trilinear",)
-FLUSH_EVERY = 8  # batches summed in float32 before the float64 totals are updated
+FLUSH_EVERY = 8  # batches summed into partial grids before the totals are updated
 
 
 @dataclass
@@ -44,9 +44,9 @@ class FourierStatistics:
 
     Attributes
     ----------
-    weights : torch.Tensor, shape (P, P, P//2 + 1), float64
+    weights : torch.Tensor, shape (P, P, P//2 + 1), float32 (as gathered; float64 accepted)
         ``W(K) = Σ w · CTF²`` (see the module docstring for the layout).
-    data : torch.Tensor, shape (P, P, P//2 + 1), complex128
+    data : torch.Tensor, shape (P, P, P//2 + 1), complex64 (as gathered; complex128 accepted)
         ``B(K) = Σ w · CTF · Y`` (shift-corrected image spectra).
     box, pad : int
         Image box D and padding factor (``P = pad · D``).
@@ -197,8 +197,10 @@ class FourierStatistics:
         inside = self.weights > 0
         lam = regularization * (float(self.weights[inside].mean()) if bool(inside.any()) else 1.0)
         spectrum = (self.data / (self.weights + lam).clamp_min(1e-30)) * inside
+        # In the statistics' own precision: at large boxes the padded transforms are most of the
+        # memory, and single precision is ample for a map.
         volume = padded_ft_to_volume(
-            spectrum.to(torch.complex128), self.box, self.pixel_size_angstrom, gridding_correction
+            spectrum, self.box, self.pixel_size_angstrom, gridding_correction
         )
         return volume.double()
 
@@ -337,8 +339,11 @@ def accumulate(
     device = torch.device(config.device)
     radius = _max_radius(box, pixel, config)
     shape = (size, size, size // 2 + 1)
-    total_w = torch.zeros(shape, device=device, dtype=torch.float64)
-    total_b = torch.zeros(shape, device=device, dtype=torch.complex128)
+    # Single precision throughout: partial sums of FLUSH_EVERY batches are added to the totals
+    # (pairwise-style summation keeps the relative rounding near 1e-6 for a million particles),
+    # and the grids, the bulk of the memory at large boxes, take half the space of double.
+    total_w = torch.zeros(shape, device=device, dtype=torch.float32)
+    total_b = torch.zeros(shape, device=device, dtype=torch.complex64)
     part_w = torch.zeros(shape, device=device, dtype=torch.float32)
     part_b = torch.zeros(shape, device=device, dtype=torch.complex64)
     # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
