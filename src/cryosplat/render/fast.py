@@ -242,7 +242,8 @@ def _splat_view_chunk(
     inputs = (means, scales, quaternions, amplitudes, rot)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         # Recompute the projection in the backward pass instead of keeping its (views × N)
-        # intermediates for every chunk: memory stays bounded whatever the batch size.
+        # intermediates for every chunk: only the splat's own inputs (a few numbers per pair)
+        # stay until then.
         proj = ProjectedGaussians(*checkpoint(_project_fields, *inputs, use_reentrant=False))
     else:
         proj = project_gaussians(*inputs)
