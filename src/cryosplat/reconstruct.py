@@ -136,6 +136,11 @@ def _check_particles(particles: ParticleSet) -> None:
         raise InputError(f"{particles.source}: {len(particles)} particle(s); need at least 2")
     if particles.box < 8:
         raise InputError(f"{particles.source}: box {particles.box} is too small (at least 8)")
+    if particles.box % 2:
+        raise InputError(
+            f"{particles.source}: box {particles.box} is odd; cryosplat reconstruct needs an even "
+            "box (re-extract the particles with an even box, as RELION and cryoSPARC do by default)"
+        )
 
 
 def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, device):
