@@ -257,6 +257,10 @@ def test_bad_model_files(tmp_path, blob_map):
     write_map(tmp_path / "empty.mrc", np.zeros((BOX,) * 3), PIXEL)
     with pytest.raises(InputError, match="blank images"):
         simulate(tmp_path / "empty.mrc", tmp_path / "e", _config())
+    write_map(tmp_path / "odd.mrc", np.ones((BOX + 1,) * 3), PIXEL)
+    with pytest.raises(InputError, match="box 33 is odd"):
+        simulate(tmp_path / "odd.mrc", tmp_path / "o", _config(box=None))
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_writes_dataset_and_reports_errors(blob_map, tmp_path, capsys):

@@ -118,6 +118,11 @@ class MapProjector:
     ) -> None:
         self.volume, self.source = volume, source
         self.box, self.pixel_size_angstrom = volume.shape[0], pixel_size_angstrom
+        if self.box % 2:
+            raise InputError(
+                f"{source}: box {self.box} is odd; Fourier-slice projection needs an even box "
+                "(use an even --box, or resample the map)"
+            )
         self.device = torch.device(device)
         vol = torch.as_tensor(volume, dtype=torch.float32, device=self.device)
         self.volume_ft = volume_to_padded_ft(
@@ -165,7 +170,8 @@ def load_projector(model_path: Path, config: ProjectionConfig) -> SplatProjector
     Raises
     ------
     InputError
-        Missing or unknown file, missing box/pixel for atoms, a map of another box.
+        Missing or unknown file, missing box/pixel for atoms, a map of another box, an odd box
+        for Fourier-slice projection.
     """
     suffix = model_path.suffix.lower()
     if not model_path.is_file():
