@@ -40,6 +40,7 @@ from cryosplat.fourier import fftn_centered
 __all__ = [
     "padded_box",
     "trilinear_apodization",
+    "padded_rfft",
     "volume_to_padded_ft",
     "padded_ft_to_volume",
     "full_to_half",
@@ -85,6 +86,47 @@ def trilinear_apodization(
     return out.to(dtype)
 
 
+def _wrapped_indices(box: int, size: int, device) -> torch.Tensor:
+    """Index ``(i − D//2) mod P`` of map voxel ``i`` (origin ``D//2``) in an uncentred P-grid."""
+    return (torch.arange(box, device=device) - box // 2) % size
+
+
+class _PaddedRealFFT(torch.autograd.Function):
+    """Unshifted half spectrum ``(P, P, P//2+1)`` of a D³ map zero-padded to P³, origin at voxel 0.
+
+    The map's voxel ``i`` (origin ``D//2``) goes to padded index ``(i − D//2) mod P``, so no shift of
+    the P³ arrays is needed; the backward pass is one inverse real FFT (PyTorch's own backward of
+    ``rfftn`` takes a full complex transform).
+    """
+
+    @staticmethod
+    def forward(ctx, volume, size, scale):
+        wrap = _wrapped_indices(volume.shape[0], size, volume.device)
+        padded = volume.new_zeros((size, size, size))
+        padded[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]] = volume
+        ctx.wrap, ctx.size, ctx.scale = wrap, size, scale
+        return torch.fft.rfftn(padded) * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        wrap, size = ctx.wrap, ctx.size
+        # dL/dx = Re Σ_{k in half} g_k e^{+2πi k·n/P}: an inverse real FFT once the columns that
+        # stand for two frequencies (0 < kx < P/2) are halved.
+        g = grad.clone()
+        g[:, :, 1 : size // 2] *= 0.5
+        full = torch.fft.irfftn(g, s=(size, size, size)) * (size**3 * ctx.scale)
+        return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]], None, None
+
+
+def padded_rfft(volume: torch.Tensor, size: int, scale: float = 1.0) -> torch.Tensor:
+    """Uncentred half spectrum ``(P, P, P//2+1)`` of a map zero-padded to ``P = size``, times ``scale``.
+
+    The map's origin (voxel ``D//2``) goes to padded index 0; differentiable, with a backward pass
+    of one inverse real FFT.
+    """
+    return _PaddedRealFFT.apply(volume, size, scale)
+
+
 def volume_to_padded_ft(
     volume: torch.Tensor,
     pad: int = 2,
@@ -118,12 +160,11 @@ def volume_to_padded_ft(
     if gridding_correction:
         volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
     size = padded_box(box, pad)
+    if half:
+        return torch.fft.fftshift(padded_rfft(volume, size, pixel_size_angstrom), dim=(0, 1))
     lo = size // 2 - box // 2
     padded = torch.nn.functional.pad(volume, (lo, size - box - lo) * 3)
-    if not half:
-        return fftn_centered(padded) * pixel_size_angstrom
-    spectrum = torch.fft.rfftn(torch.fft.ifftshift(padded, dim=(0, 1, 2)), dim=(0, 1, 2))
-    return torch.fft.fftshift(spectrum, dim=(0, 1)) * pixel_size_angstrom
+    return fftn_centered(padded) * pixel_size_angstrom
 
 
 def is_half_layout(volume_ft: torch.Tensor) -> bool:
@@ -187,7 +228,7 @@ def padded_ft_to_volume(
         padded = torch.fft.ifftn(torch.fft.ifftshift(volume_ft, dim=(0, 1, 2))).real
     # Uncentred result: map voxel i (origin D//2) sits at index (i - D//2) mod P. Gathering it
     # directly avoids shifting the whole padded volume.
-    wrap = (torch.arange(box, device=padded.device) - box // 2) % size
+    wrap = _wrapped_indices(box, size, padded.device)
     volume = padded[wrap][:, wrap][:, :, wrap] / pixel_size_angstrom
     if gridding_correction:
         volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)

@@ -25,7 +25,7 @@ from cryosplat.progress import Progress
 from cryosplat.statistics import AccumulateConfig, FourierStatistics, accumulate
 from cryosplat.validation import ResolutionMonitor, data_half_maps
 
-__all__ = ["GridEngineConfig", "run_grid_engine"]
+__all__ = ["GridEngineConfig", "run_grid_engine", "split_heldout"]
 
 log = logging.getLogger("cryosplat")
 
@@ -54,7 +54,8 @@ class GridEngineConfig:
         self.fit.validate()
 
 
-def _split_heldout(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_heldout(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit rows, held-out rows)``: ``fraction`` of ``rows`` held out at random (none below 20)."""
     if fraction <= 0 or len(rows) < 20:
         return rows, rows[:0]
     rng = np.random.default_rng(seed)
@@ -121,7 +122,7 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
     done = [0]
     train, held = [], []
     for i, (name, rows) in enumerate(zip("AB", halves, strict=True)):
-        fit_rows, held_rows = _split_heldout(
+        fit_rows, held_rows = split_heldout(
             np.asarray(rows), gcfg.heldout_fraction, config.seed * 7 + i
         )
         train.append(_statistics(particles, fit_rows, ck / f"stats_{name}_fit.npz", acc, bar, done))

@@ -7,7 +7,7 @@ integrals per Å² on the FFT-aligned grid), computed by the central-slice theor
 1. the mixture is voxelised once on the D³ map grid (:func:`cryosplat.gaussians.voxelize_gaussians`,
    each Gaussian within ``n_sigma`` of its centre);
 2. the map is divided by the trilinear apodisation (gridding correction), zero-padded to
-   ``P = pad · D`` and real-FFT'd (:class:`_PaddedRealFFT`);
+   ``P = pad · D`` and real-FFT'd (:func:`cryosplat.fourier_slice.padded_rfft`);
 3. each view's half-plane of frequencies (``kx ≥ 0``, ``|k| ≤ D/2 − 2/pad``) is read from that grid
    by trilinear interpolation (:class:`_HalfSlices`, a custom autograd function that recomputes the
    stencil in its backward pass, so memory stays bounded whatever the batch size);
@@ -41,7 +41,12 @@ from __future__ import annotations
 
 import torch
 
-from cryosplat.fourier_slice import default_max_radius, padded_box, trilinear_apodization
+from cryosplat.fourier_slice import (
+    default_max_radius,
+    padded_box,
+    padded_rfft,
+    trilinear_apodization,
+)
 from cryosplat.gaussians import voxelize_gaussians
 from cryosplat.render.geometry import check_inputs
 
@@ -128,34 +133,6 @@ def _fold(extended: torch.Tensor) -> torch.Tensor:
     folded[0] += extended[size, :size]
     folded[0, 0] += extended[size, size]
     return folded
-
-
-class _PaddedRealFFT(torch.autograd.Function):
-    """Unshifted half spectrum ``(P, P, P//2+1)`` of a D³ map zero-padded to P³, origin at voxel 0.
-
-    The map's voxel ``i`` (origin ``D//2``) goes to padded index ``(i − D//2) mod P``, so no shift of
-    the P³ arrays is needed; the backward pass is one inverse real FFT (PyTorch's own backward of
-    ``rfftn`` takes a full complex transform).
-    """
-
-    @staticmethod
-    def forward(ctx, volume, size, scale):
-        box = volume.shape[0]
-        wrap = (torch.arange(box, device=volume.device) - box // 2) % size
-        padded = volume.new_zeros((size, size, size))
-        padded[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]] = volume
-        ctx.wrap, ctx.size, ctx.scale = wrap, size, scale
-        return torch.fft.rfftn(padded) * scale
-
-    @staticmethod
-    def backward(ctx, grad):
-        wrap, size = ctx.wrap, ctx.size
-        # dL/dx = Re Σ_{k in half} g_k e^{+2πi k·n/P}: an inverse real FFT once the columns that
-        # stand for two frequencies (0 < kx < P/2) are halved.
-        g = grad.clone()
-        g[:, :, 1 : size // 2] *= 0.5
-        full = torch.fft.irfftn(g, s=(size, size, size)) * (size**3 * ctx.scale)
-        return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]], None, None
 
 
 def _trilinear_weights(frac: torch.Tensor) -> torch.Tensor:
@@ -281,7 +258,7 @@ def splat_fourier(
     box = int(box)
     if box % 2:
         raise ValueError(f"the Fourier backend needs an even box, got {box}")
-    padded_box(box, pad)
+    size = padded_box(box, pad)
     dtype, device = means.dtype, means.device
     n_views = rotations.shape[0]
     if n_views == 0:
@@ -290,7 +267,7 @@ def splat_fourier(
         means, scales, quaternions, amplitudes, box, pixel_size_angstrom, n_sigma, max_elements
     )
     volume = volume / trilinear_apodization(box, int(pad), device, dtype)
-    grid = _PaddedRealFFT.apply(volume, padded_box(box, pad), float(pixel_size_angstrom))
+    grid = padded_rfft(volume, size, float(pixel_size_angstrom))
     plane = _HalfPlane(box, int(pad), device, dtype)
     entries = (
         max_elements // 2 if device.type != "cpu" else min(max_elements // 2, CPU_CHUNK_ENTRIES)
