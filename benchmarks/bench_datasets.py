@@ -4,8 +4,8 @@ Each data set is made as a RELION user with a known structure would make it, so 
 simulator cannot hide a convention error of cryosplat's reconstructor:
 
 1. the ground-truth map: the atomic model as cryosplat's Gaussian atom model
-   (``cryosplat.atoms.model_from_atoms``), voxelised and written with ``io.mrc.write_map``;
-2. views, shifts, CTF and half-set labels drawn by ``cryosplat.simulate.draw_metadata`` and written
+   (``cryosplat.model.atoms.model_from_atoms``), voxelised and written with ``io.mrc.write_map``;
+2. views, shifts, CTF and half-set labels drawn by ``cryosplat.simulate.simulation.draw_metadata`` and written
    as a RELION 3.1 STAR without image names (``in.star``);
 3. ``relion_project --i truth.mrc --ang in.star --o proj --ctf``: clean CTF-modulated projections;
 4. white Gaussian noise for the requested SNR (signal variance of all clean images over the box /
@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.atoms import model_from_atoms
 from cryosplat.io.mrc import MRCStack, read_map, write_map
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
-from cryosplat.simulate import SimulationConfig, draw_metadata, simulate
+from cryosplat.model.atoms import model_from_atoms
+from cryosplat.simulate.simulation import SimulationConfig, draw_metadata, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -60,7 +60,7 @@ class DatasetSpec:
         Largest ``|U - V|`` (Å), random angle.
     seed : int
     simulator : str
-        ``"relion_project"`` (steps 1-4 above) or ``"cryosplat"`` (``cryosplat.simulate``).
+        ``"relion_project"`` (steps 1-4 above) or ``"cryosplat"`` (``cryosplat.simulate.simulation``).
     """
 
     name: str

@@ -5,8 +5,8 @@
 ``relion_project --ctf``, white noise for the requested SNR); ``OUT``'s last folder is its name.
 
 ``run`` times ``relion_reconstruct --ctf`` on the same particles, then the cryosplat path:
-:func:`cryosplat.statistics.accumulate` per half set and :func:`cryosplat.gridfit.fit_gaussians`
-per half (stopped by 10 % of the half held out, split by :func:`cryosplat.grid_engine.split_heldout` as
+:func:`cryosplat.reconstruct.grid.statistics.accumulate` per half set and :func:`cryosplat.reconstruct.grid.fit.fit_gaussians`
+per half (stopped by 10 % of the half held out, split by :func:`cryosplat.reconstruct.grid.engine.split_heldout` as
 ``cryosplat reconstruct`` does), and reports the
 FSC with the truth (0.5 crossing) of each half map and of their average, and the peak memory.
 
@@ -31,13 +31,13 @@ import torch
 from bench_datasets import DatasetSpec, make_dataset
 from bench_methods import measure
 
-from cryosplat.data import ParticleSet
-from cryosplat.fsc import fsc, resolution_at
-from cryosplat.grid_engine import split_heldout
-from cryosplat.gridfit import GridFitConfig, fit_gaussians
-from cryosplat.halves import split_halves
 from cryosplat.io.mrc import read_map
-from cryosplat.statistics import AccumulateConfig, accumulate
+from cryosplat.particles.halves import split_halves
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.engine import split_heldout
+from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
+from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
+from cryosplat.validation.fsc import fsc, resolution_at
 
 
 def make_data(args) -> None:
@@ -73,7 +73,7 @@ def run_relion(folder: Path, pixel: float, truth: np.ndarray) -> dict:
 
 def run_cryosplat(folder: Path, truth: np.ndarray, args) -> dict:
     t0 = time.time()
-    particles = ParticleSet.from_file(folder / "particles.star")
+    particles = read_particles(folder / "particles.star")
     if args.limit:
         particles = particles.subset(np.arange(min(args.limit, len(particles))))
     half_a, half_b, _ = split_halves(particles)

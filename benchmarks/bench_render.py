@@ -28,9 +28,9 @@ import time
 
 import torch
 
-from cryosplat.gaussians import GaussianModel
+from cryosplat.core.rotations import random_rotations
+from cryosplat.model.gaussians import GaussianModel
 from cryosplat.render import splat
-from cryosplat.rotations import random_rotations
 
 REFERENCE_ERROR_VIEWS = 4
 

@@ -1,7 +1,7 @@
 """Scores of a reconstruction against the truth and the results table (``RESULTS.md``).
 
-FSCs are computed with a soft spherical mask (:func:`cryosplat.masks.spherical_mask`, the same for
-every method) with :mod:`cryosplat.fsc` (shells of one Fourier pixel). For cryosplat the half-map
+FSCs are computed with a soft spherical mask (:func:`cryosplat.validation.masks.spherical_mask`, the same for
+every method) with :mod:`cryosplat.validation.fsc` (shells of one Fourier pixel). For cryosplat the half-map
 column holds the resolution it reports (``fsc.json``: each half model cross-validated against the
 other half's data); for the peers, the masked FSC of their half maps at 0.143.
 The hand of each map is checked: its correlation with the truth and with the truth mirrored
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cryosplat.fsc import fsc, resolution_at
 from cryosplat.io.mrc import read_map
-from cryosplat.masks import spherical_mask
+from cryosplat.validation.fsc import fsc, resolution_at
+from cryosplat.validation.masks import spherical_mask
 
 COLUMNS = (
     "method",
@@ -141,9 +141,9 @@ def write_results(
         "",
         f"Machine: {machine_description()}",
         "",
-        "FSCs use a soft spherical mask (`cryosplat.masks.spherical_mask`, the same for every "
+        "FSCs use a soft spherical mask (`cryosplat.validation.masks.spherical_mask`, the same for every "
         "method), against the ground-truth map the images were projected from, with "
-        "`cryosplat.fsc`. The half-map column is, for cryosplat, the resolution it reports "
+        "`cryosplat.validation.fsc`. The half-map column is, for cryosplat, the resolution it reports "
         "(each half model cross-validated against the other half's data, `fsc.json`); for the "
         "peers, the masked FSC of their half maps at 0.143. Wall time and peak memory are per process "
         "(`/usr/bin/time -f '%e %M'`), summed (time) or maximised (memory) over the processes "

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.atoms import electron_form_factor_gaussians, model_from_atoms
-from cryosplat.errors import InputError
-from cryosplat.fourier import fftn_centered
+from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import fftn_centered
+from cryosplat.model.atoms import electron_form_factor_gaussians, model_from_atoms
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 

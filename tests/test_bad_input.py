@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from cryosplat.cli.main import main
+from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import write_stack
 from cryosplat.io.star import write_star
-from cryosplat.rotations import random_rotations
 
 
 def _run_info(capsys, *args):
@@ -153,7 +153,7 @@ def test_bad_number_in_optics(tmp_path, capsys, bad):
 
 
 def test_reconstruct_refuses_an_odd_box_before_making_a_run_folder(tmp_path, capsys):
-    from cryosplat.ctf import CTFParams
+    from cryosplat.core.ctf import CTFParams
     from cryosplat.io.star import write_relion31_particles
 
     n, box = 6, 15

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cryosplat.cli.main import main
-from cryosplat.rotations import random_rotations
-from cryosplat.summary import fibonacci_sphere, view_coverage, viewing_directions
+from cryosplat.core.rotations import random_rotations
+from cryosplat.particles.summary import fibonacci_sphere, view_coverage, viewing_directions
 
 
 def test_info_relion31(shared_data, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryosplat.conventions import (
+from cryosplat.core.conventions import (
     coordinates_1d,
     euler_relion_to_matrix,
     matrix_to_euler_relion,

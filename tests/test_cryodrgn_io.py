@@ -7,11 +7,15 @@ import pickle
 import numpy as np
 import pytest
 
-from cryosplat.data import ParticleSet
-from cryosplat.errors import InputError
-from cryosplat.io.cryodrgn import read_cryodrgn_ctf, read_cryodrgn_poses, read_stack_with_pickles
+from cryosplat.core.errors import InputError
+from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import write_stack
-from cryosplat.rotations import random_rotations
+from cryosplat.particles.cryodrgn import (
+    read_cryodrgn_ctf,
+    read_cryodrgn_poses,
+    read_stack_with_pickles,
+)
+from cryosplat.particles.read import read_particles
 
 
 def _dump(path, obj):
@@ -45,7 +49,7 @@ def test_stack_with_pickles(tmp_path, small_stack):
     poses = _dump(tmp_path / "poses.pkl", (rot, trans))
     table = _ctf_table(6)
     ctf = _dump(tmp_path / "ctf.pkl", table)
-    ps = ParticleSet.from_file(stack, poses=poses, ctf=ctf)
+    ps = read_particles(stack, poses=poses, ctf=ctf)
     assert len(ps) == 6 and ps.box == 16 and ps.pixel_size_angstrom == pytest.approx(2.0)
     np.testing.assert_allclose(ps.rotations, rot)
     np.testing.assert_allclose(ps.shifts_angstrom, trans * 16 * 2.0)

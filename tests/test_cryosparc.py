@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
-from cryosplat.conventions import rotvec_to_matrix
-from cryosplat.data import ParticleSet
-from cryosplat.errors import InputError
-from cryosplat.io.cryosparc import read_cryosparc
+from cryosplat.core.conventions import rotvec_to_matrix
+from cryosplat.core.errors import InputError
+from cryosplat.particles.cryosparc import read_cryosparc
+from cryosplat.particles.read import read_particles
 
 
 def test_matches_cryodrgn_reading(shared_data):
@@ -51,8 +51,8 @@ def test_matches_cryodrgn_reading(shared_data):
 
 def test_cs_and_star_give_same_ctf_and_pixels(shared_data):
     folder = shared_data / "particles/empiar10076_7"
-    cs = ParticleSet.from_file(folder / "empiar_10076_7.cs")
-    star = ParticleSet.from_file(folder / "empiar_10076_7.star")
+    cs = read_particles(folder / "empiar_10076_7.cs")
+    star = read_particles(folder / "empiar_10076_7.star")
     assert len(cs) == len(star) == 7 and cs.box == star.box == 320
     assert cs.pixel_size_angstrom == pytest.approx(star.pixel_size_angstrom, abs=1e-5)
     assert cs.pixel_size_angstrom == pytest.approx(1.31, abs=1e-4)

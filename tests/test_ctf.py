@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.ctf import CTFParams, compute_ctf, ctf_from_params, electron_wavelength_angstrom
+from cryosplat.core.ctf import CTFParams, compute_ctf, ctf_from_params, electron_wavelength_angstrom
 
 BOX, PIXEL = 256, 1.0
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.errors import InputError
-from cryosplat.export import PDB_MAX_ATOMS, export_model
-from cryosplat.gaussians import GaussianModel
+from cryosplat.core.errors import InputError
+from cryosplat.model.export import PDB_MAX_ATOMS, export_model
+from cryosplat.model.gaussians import GaussianModel
 
 
 @pytest.mark.parametrize("suffix", [".pdb", ".cif"])

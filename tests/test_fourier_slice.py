@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.fourier import fft2_centered
-from cryosplat.fourier_slice import (
+from cryosplat.core.fourier import fft2_centered
+from cryosplat.core.fourier_slice import (
     default_max_radius,
     extract_slices,
     full_to_half,
@@ -19,8 +19,8 @@ from cryosplat.fourier_slice import (
     trilinear_apodization,
     volume_to_padded_ft,
 )
-from cryosplat.gaussians import GaussianModel
-from cryosplat.rotations import random_rotations
+from cryosplat.core.rotations import random_rotations
+from cryosplat.model.gaussians import GaussianModel
 
 BOX, PIXEL, PAD = 24, 2.0, 2
 

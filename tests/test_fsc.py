@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.fsc import crossing_shell, fsc, masked_fsc, phase_randomize, resolution_at
-from cryosplat.gaussians import GaussianModel
-from cryosplat.masks import auto_mask, lowpass, spherical_mask
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.validation.fsc import crossing_shell, fsc, masked_fsc, phase_randomize, resolution_at
+from cryosplat.validation.masks import auto_mask, lowpass, spherical_mask
 
 
 def _blob_map(box=48, pixel=2.0, seed=0):

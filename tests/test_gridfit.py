@@ -7,15 +7,21 @@ import pytest
 import torch
 from test_statistics import simulate_particles
 
-from cryosplat.ctf import ctf_from_params
-from cryosplat.errors import InputError
-from cryosplat.fourier import fft2_centered, phase_shift_2d
-from cryosplat.fourier_slice import extract_slices, volume_to_padded_ft
-from cryosplat.fsc import fsc, resolution_at
-from cryosplat.gaussians import GaussianModel
-from cryosplat.gridfit import GridFitConfig, GridLoss, fit_gaussians, gridded_loss, stage_boxes
+from cryosplat.core.ctf import ctf_from_params
+from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import fft2_centered, phase_shift_2d
+from cryosplat.core.fourier_slice import extract_slices, volume_to_padded_ft
 from cryosplat.io.mrc import MRCStack, write_stack
-from cryosplat.statistics import AccumulateConfig, accumulate
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.grid.fit import (
+    GridFitConfig,
+    GridLoss,
+    fit_gaussians,
+    gridded_loss,
+    stage_boxes,
+)
+from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
+from cryosplat.validation.fsc import fsc, resolution_at
 
 BOX, PIXEL = 24, 3.0
 
@@ -108,7 +114,7 @@ def test_gridded_loss_matches_per_image_splat_loss(tmp_path):
     Measured: loss 6 %, gradients of means / raw scales / raw amplitudes within 8 % (cosine
     ≥ 0.997); the residual is the gridding error plus the voxelisation of the model.
     """
-    imaging = pytest.importorskip("cryosplat.imaging")
+    imaging = pytest.importorskip("cryosplat.render.imaging")
 
     particles, _, truth = simulate_particles(tmp_path, n=80, box=BOX, pixel=PIXEL, seed=3)
     ctf = ctf_from_params(particles.ctf, BOX, PIXEL, dtype=torch.float64)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.ctf import CTFParams, ctf_from_params
-from cryosplat.fourier import fft2_centered, ifft2_centered
-from cryosplat.gaussians import GaussianModel
-from cryosplat.imaging import predict_images, predict_spectra, render_images
-from cryosplat.rotations import random_rotations
+from cryosplat.core.ctf import CTFParams, ctf_from_params
+from cryosplat.core.fourier import fft2_centered, ifft2_centered
+from cryosplat.core.rotations import random_rotations
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.render.imaging import predict_images, predict_spectra, render_images
 
 BOX, PIXEL = 32, 1.5
 

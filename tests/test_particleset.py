@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryosplat.ctf import CTFParams
-from cryosplat.data import ParticleSet
-from cryosplat.errors import InputError
+from cryosplat.core.ctf import CTFParams
+from cryosplat.core.errors import InputError
+from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import write_stack
 from cryosplat.io.star import write_relion31_particles
-from cryosplat.rotations import random_rotations
+from cryosplat.particles.read import read_particles
 
 
 def _two_stacks(tmp_path, header_pixel=2.0, meta_pixel=2.0):
@@ -35,7 +35,7 @@ def _two_stacks(tmp_path, header_pixel=2.0, meta_pixel=2.0):
 
 def test_read_images_across_stacks(tmp_path):
     p, a, b = _two_stacks(tmp_path)
-    ps = ParticleSet.from_file(p)
+    ps = read_particles(p)
     assert len(ps.stacks) == 2 and ps.notes == []
     got = ps.read_images([3, 0, 1, 2])
     np.testing.assert_array_equal(got, np.stack([b[0], a[1], b[3], a[0]]))
@@ -43,7 +43,7 @@ def test_read_images_across_stacks(tmp_path):
 
 def test_subset_keeps_rows_together(tmp_path):
     p, a, b = _two_stacks(tmp_path)
-    ps = ParticleSet.from_file(p)
+    ps = read_particles(p)
     sub = ps.subset(ps.random_subset == 2)
     assert len(sub) == 2 and sub.random_subset.tolist() == [2, 2]
     np.testing.assert_allclose(sub.rotations, ps.rotations[[1, 3]])
@@ -53,14 +53,14 @@ def test_subset_keeps_rows_together(tmp_path):
 
 def test_header_pixel_note_and_unset_headers(tmp_path):
     p, _, _ = _two_stacks(tmp_path, header_pixel=1.9, meta_pixel=2.0)
-    ps = ParticleSet.from_file(p)
+    ps = read_particles(p)
     assert ps.pixel_size_angstrom == 2.0
     assert len(ps.notes) == 1
     assert "says 1.9 Å but the metadata says 2 Å; using the metadata's 2 Å" in ps.notes[0]
     assert "and 1 other stacks" in ps.notes[0]
     for unset in (0.0, 1.0):
         p, _, _ = _two_stacks(tmp_path, header_pixel=unset, meta_pixel=2.0)
-        assert ParticleSet.from_file(p).notes == []
+        assert read_particles(p).notes == []
 
 
 def test_optics_groups_with_different_pixel_sizes(tmp_path):
@@ -74,7 +74,7 @@ def test_optics_groups_with_different_pixel_sizes(tmp_path):
         "_rlnOriginYAngst\n_rlnAngleRot\n_rlnAngleTilt\n_rlnAnglePsi\n"
         "1@s.mrcs 2 10000 0 0 0 0 0\n2@s.mrcs 2 10000 0 0 0 0 0\n3@s.mrcs 1 12000 1 1 0 0 0\n"
     )
-    ps = ParticleSet.from_file(star)
+    ps = read_particles(star)
     assert ps.pixel_size_angstrom == pytest.approx(1.6)
     assert ps.optics_group.tolist() == [1, 1, 0]
     np.testing.assert_allclose(ps.ctf.voltage_kv, [200, 200, 300])
@@ -86,4 +86,4 @@ def test_unknown_suffix(tmp_path):
     p = tmp_path / "x.txt"
     p.write_text("hello")
     with pytest.raises(InputError, match="unknown particle file type"):
-        ParticleSet.from_file(p)
+        read_particles(p)

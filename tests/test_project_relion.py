@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.atoms import model_from_atoms
 from cryosplat.cli.main import main
-from cryosplat.conventions import euler_relion_to_matrix
-from cryosplat.ctf import CTFParams
-from cryosplat.imaging import predict_images
+from cryosplat.core.conventions import euler_relion_to_matrix
+from cryosplat.core.ctf import CTFParams
 from cryosplat.io.mrc import MRCStack, write_map
 from cryosplat.io.star import write_relion31_particles
+from cryosplat.model.atoms import model_from_atoms
+from cryosplat.render.imaging import predict_images
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 MODEL = DATA / "models" / "8zpm.cif"

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from cryosplat.cli.main import main
-from cryosplat.data import ParticleSet
-from cryosplat.gaussians import GaussianModel
 from cryosplat.io.mrc import read_map
-from cryosplat.reconstruct import ReconstructConfig, _initial_models
-from cryosplat.simulate import SimulationConfig, simulate
-from cryosplat.splat_engine import SplatEngine, SplatEngineConfig
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.run import ReconstructConfig, _initial_models
+from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
+from cryosplat.simulate.simulation import SimulationConfig, simulate
 
 BOX, PIXEL = 24, 4.0
 
@@ -56,7 +56,7 @@ def _engine(particles, tmp_path, cfg, name):
 
 
 def test_killed_mid_epoch_resumes_to_the_same_models(tiny_set, tmp_path):
-    particles = ParticleSet.from_file(tiny_set)
+    particles = read_particles(tiny_set)
     cfg = SplatEngineConfig(epochs=2, batch_size=16, checkpoint_interval_s=0.0)
     full = _engine(particles, tmp_path, cfg, "a.pt").run()
 
@@ -170,7 +170,7 @@ def test_sigkill_then_resume_completes(tiny_set, tmp_path):
 
 
 def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_path, monkeypatch):
-    import cryosplat.grid_engine as grid_engine
+    import cryosplat.reconstruct.grid.engine as grid_engine
 
     args = [
         "--n-gaussians",
@@ -205,8 +205,8 @@ def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_p
 
 
 def test_both_engines_reach_matching_resolution_against_the_truth(tiny_set, tmp_path):
-    from cryosplat.fsc import fsc, resolution_at
-    from cryosplat.masks import spherical_mask
+    from cryosplat.validation.fsc import fsc, resolution_at
+    from cryosplat.validation.masks import spherical_mask
 
     truth, _ = read_map(tiny_set.parent / "truth.mrc")
     mask = spherical_mask(BOX)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.fourier import fft2_centered, frequency_grid_2d
-from cryosplat.gaussians import GaussianModel
+from cryosplat.core.fourier import fft2_centered, frequency_grid_2d
+from cryosplat.core.rotations import quaternion_to_matrix, random_rotations
+from cryosplat.model.gaussians import GaussianModel
 from cryosplat.render import splat, splat_fast, splat_reference
-from cryosplat.rotations import quaternion_to_matrix, random_rotations
 
 BACKENDS = [splat_reference, splat_fast]
 

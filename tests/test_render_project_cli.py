@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from cryosplat.cli.main import main
-from cryosplat.ctf import CTFParams, ctf_from_params
-from cryosplat.gaussians import GaussianModel
-from cryosplat.imaging import predict_images
+from cryosplat.core.ctf import CTFParams, ctf_from_params
+from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack
 from cryosplat.io.star import write_relion31_particles
-from cryosplat.rotations import random_rotations
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.render.imaging import predict_images
 
 BOX, PIXEL = 24, 2.0
 
@@ -122,7 +122,7 @@ def test_project_fourier_backend_streams_close_images_and_needs_an_even_box(inpu
 
 
 def test_project_interrupted_leaves_no_partial_stack(inputs, monkeypatch):
-    from cryosplat.render import particle_stack
+    from cryosplat.simulate import project as particle_stack
 
     folder, *_ = inputs
     real = particle_stack.render_images

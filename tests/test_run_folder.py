@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.checkpoint import load_checkpoint, save_checkpoint
-from cryosplat.data import ParticleSet
-from cryosplat.errors import InputError
-from cryosplat.halves import split_halves
+from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
-from cryosplat.run_folder import RunFolder
+from cryosplat.particles.halves import split_halves
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.checkpoint import load_checkpoint, save_checkpoint
+from cryosplat.reconstruct.run_folder import RunFolder
 
 
 def test_new_folder_then_resume_same_run(tmp_path):

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-import cryosplat.simulate as simulate_module
+import cryosplat.simulate.simulation as simulate_module
 from cryosplat.cli.main import main
-from cryosplat.data import ParticleSet
-from cryosplat.errors import InputError
-from cryosplat.gaussians import GaussianModel
+from cryosplat.core.errors import InputError
+from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, read_map, write_map
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
-from cryosplat.rotations import random_rotations
-from cryosplat.simulate import SimulationConfig, draw_metadata, simulate
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.read import read_particles
+from cryosplat.simulate.simulation import SimulationConfig, draw_metadata, simulate
 
 BOX, PIXEL = 32, 2.0
 
@@ -88,7 +88,7 @@ def test_shift_moves_particle_centre_to_minus_origin(tmp_path):
     result = simulate(
         path, tmp_path / "out", _config(snr=float("inf"), apply_ctf=False, shift_sd_angstrom=5.0)
     )
-    particles = ParticleSet.from_file(result.star_path)
+    particles = read_particles(result.star_path)
     images = particles.read_images(np.arange(len(particles)))
     y, x = np.meshgrid(*(2 * [(np.arange(BOX) - BOX // 2) * PIXEL]), indexing="ij")
     centre = []
@@ -104,7 +104,7 @@ def test_star_is_read_back_by_particleset(blob_map, tmp_path):
     result = simulate(blob_map, tmp_path, _config(n_particles=25, images_per_stack=10))
     assert [p.name for p in result.stack_paths] == [f"particles_00{k}.mrcs" for k in range(3)]
     assert [MRCStack(p).n_images for p in result.stack_paths] == [10, 10, 5]
-    particles = ParticleSet.from_file(result.star_path)
+    particles = read_particles(result.star_path)
     meta = result.metadata
     assert (len(particles), particles.box, particles.pixel_size_angstrom) == (25, BOX, PIXEL)
     np.testing.assert_allclose(particles.rotations, meta.rotations, atol=1e-5)
@@ -283,7 +283,7 @@ def test_cli_writes_dataset_and_reports_errors(blob_map, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0 and "wrote 12 particles" in out
-    assert len(ParticleSet.from_file(tmp_path / "cli" / "particles.star")) == 12
+    assert len(read_particles(tmp_path / "cli" / "particles.star")) == 12
     code = main(["simulate", str(blob_map), "-n", "12", "--snr", "0", "-o", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert code == 2 and "SNR must be positive" in err and "Traceback" not in err

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.data import ParticleSet
-from cryosplat.fsc import fsc, resolution_at
-from cryosplat.gaussians import GaussianModel
 from cryosplat.io.mrc import MRCStack, read_map, write_map
-from cryosplat.simulate import SimulationConfig, simulate
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.read import read_particles
+from cryosplat.simulate.simulation import SimulationConfig, simulate
+from cryosplat.validation.fsc import fsc, resolution_at
 
 pytestmark = [
     pytest.mark.relion,
@@ -59,7 +59,7 @@ def test_map_projections_match_relion_project(tmp_path):
         ["relion_project", "--i", "map.mrc", "--ang", "sim/particles.star", "--o", "proj", "--ctf"],
         tmp_path,
     )
-    ours = ParticleSet.from_file(result.star_path).read_images(np.arange(24))
+    ours = read_particles(result.star_path).read_images(np.arange(24))
     theirs = MRCStack(tmp_path / "proj.mrcs").read(np.arange(24))
     # RELION's projections are line sums in voxels; ours are per Å² (× pixel size).
     for a, b in zip(ours, theirs, strict=True):
@@ -83,7 +83,7 @@ def test_splatted_atoms_match_relion_project(tmp_path, shared_data):
         ["relion_project", "--i", "truth.mrc", "--ang", "particles.star", "--o", "proj", "--ctf"],
         tmp_path,
     )
-    ours = ParticleSet.from_file(result.star_path).read_images(np.arange(12))
+    ours = read_particles(result.star_path).read_images(np.arange(12))
     theirs = MRCStack(tmp_path / "proj.mrcs").read(np.arange(12))
     for a, b in zip(ours, theirs, strict=True):
         # Atoms narrower than a voxel: the map is point-sampled, the splat is not (~0.98).

@@ -7,12 +7,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from cryosplat.ctf import CTFParams
-from cryosplat.data import ParticleSet
-from cryosplat.errors import InputError
+from cryosplat.core.ctf import CTFParams
+from cryosplat.core.errors import InputError
+from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import read_map, write_map, write_stack
-from cryosplat.io.star import read_particle_star, read_star, write_relion31_particles, write_star
-from cryosplat.rotations import random_rotations
+from cryosplat.io.star import read_star, write_relion31_particles, write_star
+from cryosplat.particles.read import read_particles
 
 MESSY = """
 # version 30001
@@ -143,7 +143,7 @@ def test_relion31_roundtrip(tmp_path):
         random_subset=[1, 2] * 3,
         extra_columns={"rlnClassNumber": np.ones(6, dtype=int)},
     )
-    ps = read_particle_star(p)
+    ps = read_particles(p)
     assert len(ps) == 6 and ps.box == 16 and ps.pixel_size_angstrom == 2.0
     np.testing.assert_allclose(ps.rotations, rot, atol=1e-5)
     np.testing.assert_allclose(ps.shifts_angstrom, shifts, atol=1e-6)
@@ -160,8 +160,8 @@ def test_require_images_false(tmp_path):
     p = tmp_path / "angles.star"
     write_relion31_particles(p, image_names=None, rotations=rot, pixel_size_angstrom=3.0, box=24)
     with pytest.raises(InputError, match="rlnImageName"):
-        read_particle_star(p)
-    ps = ParticleSet.from_file(p, require_images=False)
+        read_particles(p)
+    ps = read_particles(p, require_images=False)
     assert len(ps) == 4 and ps.box == 24 and ps.pixel_size_angstrom == 3.0
     assert ps.stacks == [] and ps.stack_index.tolist() == [-1] * 4
     assert ps.image_index.tolist() == [0, 1, 2, 3] and ps.ctf is None
@@ -186,14 +186,14 @@ def test_relion30_origins_in_pixels(tmp_path):
             }
         },
     )
-    ps = read_particle_star(p)
+    ps = read_particles(p)
     assert ps.pixel_size_angstrom == pytest.approx(5.0)
     np.testing.assert_allclose(ps.shifts_angstrom, [[5.0, 2.5], [-10.0, 0.0]])
     assert ps.ctf is None and ps.notes == []
 
 
 def test_relion31_5(shared_data):
-    ps = read_particle_star(shared_data / "particles/relion31_5/relion31.star")
+    ps = read_particles(shared_data / "particles/relion31_5/relion31.star")
     assert len(ps) == 5 and ps.box == 256 and ps.pixel_size_angstrom == pytest.approx(2.806)
     assert ps.has_poses and ps.has_ctf and len(ps.optics) == 1
     assert ps.optics[0].cs_mm == pytest.approx(0.01)
@@ -205,8 +205,8 @@ def test_relion31_5(shared_data):
 
 def test_betagal_30_and_31_disagree_on_pixel_size(shared_data):
     folder = shared_data / "particles/betagal_17"
-    old = read_particle_star(folder / "sample_relion_data.star")
-    new = read_particle_star(folder / "sample_particles_relion31.star")
+    old = read_particles(folder / "sample_relion_data.star")
+    new = read_particles(folder / "sample_particles_relion31.star")
     assert old.pixel_size_angstrom == pytest.approx(5.0 * 1e4 / 37369.207031)
     assert old.pixel_size_angstrom == pytest.approx(1.338, abs=1e-3)
     assert new.pixel_size_angstrom == pytest.approx(1.4)
@@ -228,11 +228,11 @@ def test_betagal_30_and_31_disagree_on_pixel_size(shared_data):
 
 def test_trpv1_stack_paths(shared_data):
     folder = shared_data / "particles/trpv1_10"
-    ps = read_particle_star(folder / "trpv1_small_stack.local.star")
+    ps = read_particles(folder / "trpv1_small_stack.local.star")
     assert len(ps) == 10 and ps.box == 48 and ps.pixel_size_angstrom == pytest.approx(4.88)
     with pytest.raises(InputError, match="batch_0_restacked.mrc' not found; tried: "):
-        read_particle_star(folder / "trpv1_small_stack.star")
-    no_images = read_particle_star(folder / "trpv1_small_stack.star", require_images=False)
+        read_particles(folder / "trpv1_small_stack.star")
+    no_images = read_particles(folder / "trpv1_small_stack.star", require_images=False)
     assert no_images.stacks == [] and "images not read" in no_images.notes[0]
 
 
@@ -245,8 +245,8 @@ def test_datadir_is_tried_first(tmp_path, small_stack):
         p, image_names=["2@stack.mrcs", "1@stack.mrcs"], pixel_size_angstrom=2.0, box=16
     )
     with pytest.raises(InputError, match="not found; tried"):
-        read_particle_star(p)
-    ps = read_particle_star(p, datadir=tmp_path)
+        read_particles(p)
+    ps = read_particles(p, datadir=tmp_path)
     np.testing.assert_array_equal(ps.read_images([0, 1]), images[[1, 0]])
 
 
@@ -276,7 +276,7 @@ def test_relion_reads_what_we_write(tmp_path, relion_available, shared_data):
         capture_output=True,
         timeout=120,
     )
-    images = ParticleSet.from_file(tmp_path / "proj.star").read_images(range(40))
+    images = read_particles(tmp_path / "proj.star").read_images(range(40))
     names = [f"{i + 1}@proj.mrcs" for i in range(40)]
     write_relion31_particles(
         tmp_path / "ours.star",

@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.ctf import CTFParams, ctf_from_params
-from cryosplat.data import ParticleSet
-from cryosplat.errors import InputError
-from cryosplat.fourier import fft2_centered, ifft2_centered, phase_shift_2d
-from cryosplat.fourier_slice import (
+from cryosplat.core.ctf import CTFParams, ctf_from_params
+from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
+from cryosplat.core.fourier_slice import (
     extract_slices,
     full_to_half,
     insert_slices,
     volume_to_padded_ft,
 )
-from cryosplat.fsc import fsc
-from cryosplat.gaussians import GaussianModel
+from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
-from cryosplat.rotations import random_rotations
-from cryosplat.statistics import AccumulateConfig, FourierStatistics, accumulate
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics, accumulate
+from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 24, 3.0
 

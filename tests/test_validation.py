@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cryosplat.fsc import fsc, resolution_at
-from cryosplat.gaussians import GaussianModel
-from cryosplat.masks import lowpass, spherical_mask
-from cryosplat.validation import cross_validated_fsc
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.validation.crossval import cross_validated_fsc
+from cryosplat.validation.fsc import fsc, resolution_at
+from cryosplat.validation.masks import lowpass, spherical_mask
 
 BOX, PIXEL = 48, 2.0
 

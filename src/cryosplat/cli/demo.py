@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from cryosplat.demo import DemoConfig, run_demo
-from cryosplat.errors import InputError
+from cryosplat.core.errors import InputError
+from cryosplat.simulate.demo import DemoConfig, run_demo
 
 HELP = (
     "simulate particles of PDB 8ZPM (shipped), reconstruct them and report the resolution "

@@ -6,8 +6,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryosplat.data import ParticleSet
-from cryosplat.summary import ParticleSummary, summarize
+from cryosplat.particles.read import read_particles
+from cryosplat.particles.summary import ParticleSummary, summarize
 
 HELP = (
     "summarise particles (.star, .cs, or .mrcs with cryoDRGN pickles): count, optics, defocus, "
@@ -83,7 +83,7 @@ def format_summary(s: ParticleSummary) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = InfoConfig(args.particles, args.datadir, args.poses, args.ctf)
-    particles = ParticleSet.from_file(
+    particles = read_particles(
         config.particles, datadir=config.datadir, poses=config.poses, ctf=config.ctf
     )
     print(format_summary(summarize(particles)))

@@ -1,7 +1,7 @@
 """Entry point of the ``cryosplat`` command: dispatches to one module per command.
 
 Each command module in :mod:`cryosplat.cli` defines ``add_arguments(parser)`` and ``run(args) -> int``
-and a one-line ``HELP``. Errors of the user's input (:class:`cryosplat.errors.CryosplatError`) are
+and a one-line ``HELP``. Errors of the user's input (:class:`cryosplat.core.errors.CryosplatError`) are
 printed as one line and exit with status 2; an interrupt exits with 130.
 """
 
@@ -13,7 +13,7 @@ import logging
 import sys
 
 from cryosplat import __version__
-from cryosplat.errors import CryosplatError
+from cryosplat.core.errors import CryosplatError
 
 COMMANDS = ("info", "project", "simulate", "reconstruct", "demo")
 

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from cryosplat.render import BACKENDS
-from cryosplat.render.particle_stack import ProjectionConfig, project_particles
+from cryosplat.simulate.project import ProjectionConfig, project_particles
 
 HELP = "project an atomic (PDB/mmCIF) or Gaussian (.npz) model along the angles of a STAR file"
 

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import torch
 
-from cryosplat.data import ParticleSet
-from cryosplat.errors import InputError
-from cryosplat.grid_engine import GridEngineConfig
-from cryosplat.reconstruct import ENGINES, ReconstructConfig, reconstruct
+from cryosplat.core.errors import InputError
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.engine import GridEngineConfig
+from cryosplat.reconstruct.run import ENGINES, ReconstructConfig, reconstruct
+from cryosplat.reconstruct.splat.engine import SplatEngineConfig
 from cryosplat.render import BACKENDS
-from cryosplat.splat_engine import SplatEngineConfig
 
 HELP = "reconstruct a map from particles with known poses and CTF (two half-set Gaussian models)"
 
@@ -160,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     config = build_config(args)
-    particles = ParticleSet.from_file(
-        args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf
-    )
+    particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
     result = reconstruct(
         particles, args.out, config, resume=args.resume, show_progress=not args.no_progress
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryosplat.progress import Progress
-from cryosplat.simulate import SimulationConfig, simulate
+from cryosplat.core.progress import Progress
+from cryosplat.simulate.simulation import SimulationConfig, simulate
 
 HELP = (
     "simulate particle images (RELION 3.1 STAR + MRC stacks + truth.mrc) from a PDB/mmCIF "

@@ -1,6 +1,6 @@
 """MRC maps and image stacks.
 
-Maps are written in the file frame of :mod:`cryosplat.conventions` (voxel 0 at 0 Å, header origin 0,
+Maps are written in the file frame of :mod:`cryosplat.core.conventions` (voxel 0 at 0 Å, header origin 0,
 as RELION writes them) with the voxel size in the header, so ChimeraX shows the right size and hand.
 Stacks are memory-mapped and read by index, so a stack larger than RAM works.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from cryosplat.errors import InputError
+from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 
 __all__ = ["read_map", "write_map", "MRCStack", "write_stack", "stack_header_info"]

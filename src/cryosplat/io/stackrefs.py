@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryosplat.errors import InputError
+from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 
 __all__ = [

@@ -5,8 +5,8 @@ held as columns of strings, so that errors can name the file, block, column and 
 ``# version 30001`` and other comments, ``#N`` suffixes after column names, blank lines, tabs,
 quoted values (``'a b'`` or ``"a b"``) and loop rows split over several lines.
 
-Reading a particle STAR into a :class:`~cryosplat.data.ParticleSet` (RELION 3.0 and 3.1+) is
-:func:`read_particle_star`, implemented in :mod:`cryosplat.io.relion_particles`.
+Reading a particle STAR into a ParticleSet (RELION 3.0 and 3.1+) is the particles layer's
+(:mod:`cryosplat.particles.relion`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cryosplat.conventions import matrix_to_euler_relion
-from cryosplat.ctf import CTFParams
-from cryosplat.errors import InputError
+from cryosplat.core.conventions import matrix_to_euler_relion
+from cryosplat.core.ctf import CTFParams
+from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "read_star",
     "write_star",
     "write_relion31_particles",
-    "read_particle_star",
 ]
 
 _TOKEN = re.compile(r"""'([^']*)'(?=\s|$)|"([^"]*)"(?=\s|$)|(#.*)|(\S+)""")
@@ -386,15 +385,3 @@ def write_relion31_particles(
     for k, v in (extra_columns or {}).items():
         parts[k] = v
     write_star(path, {"optics": optics, "particles": parts})
-
-
-def read_particle_star(
-    path: str | Path, datadir: str | Path | None = None, require_images: bool = True
-):
-    """Read a RELION 3.0 or 3.1+ particle STAR into a ParticleSet.
-
-    See :func:`cryosplat.io.relion_particles.particles_from_star` for the parameters.
-    """
-    from cryosplat.io.relion_particles import particles_from_star
-
-    return particles_from_star(path, datadir=datadir, require_images=require_images)

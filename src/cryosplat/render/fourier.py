@@ -4,10 +4,10 @@ Same signature and same quantity as :func:`cryosplat.render.reference.splat_refe
 integrals per Å² on the FFT-aligned grid), computed by the central-slice theorem instead of per
 (view, Gaussian) footprints:
 
-1. the mixture is voxelised once on the D³ map grid (:func:`cryosplat.gaussians.voxelize_gaussians`,
+1. the mixture is voxelised once on the D³ map grid (:func:`cryosplat.model.gaussians.voxelize_gaussians`,
    each Gaussian within ``n_sigma`` of its centre);
 2. the map is divided by the trilinear apodisation (gridding correction), zero-padded to
-   ``P = pad · D`` and real-FFT'd (:func:`cryosplat.fourier_slice.padded_rfft`);
+   ``P = pad · D`` and real-FFT'd (:func:`cryosplat.core.fourier_slice.padded_rfft`);
 3. each view's half-plane of frequencies (``kx ≥ 0``, ``|k| ≤ D/2 − 2/pad``) is read from that grid
    by trilinear interpolation (:class:`_HalfSlices`, a custom autograd function that recomputes the
    stencil in its backward pass, so memory stays bounded whatever the batch size);
@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import torch
 
-from cryosplat.fourier_slice import (
+from cryosplat.core.fourier_slice import (
     default_max_radius,
     padded_box,
     padded_rfft,
     trilinear_apodization,
 )
-from cryosplat.gaussians import voxelize_gaussians
+from cryosplat.model.gaussians import voxelize_gaussians
 from cryosplat.render.geometry import check_inputs
 
 __all__ = ["splat_fourier", "DEFAULT_PAD"]

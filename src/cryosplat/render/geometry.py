@@ -1,6 +1,6 @@
 """View geometry shared by the splatting backends: 3D Gaussians seen through rotation matrices.
 
-For a view ``A`` (map frame → image frame, :mod:`cryosplat.conventions`) a Gaussian ``N(μ, Σ)``
+For a view ``A`` (map frame → image frame, :mod:`cryosplat.core.conventions`) a Gaussian ``N(μ, Σ)``
 projects orthographically along the image z axis to the 2D Gaussian ``N((Aμ)[:2], Σ₂)`` with
 ``Σ₂`` the top-left 2×2 block of ``A Σ Aᵀ``. Integrated along z, its mass ``a`` becomes the image
 density ``a / (2π sqrt(det Σ₂)) · exp(-½ dᵀ Σ₂⁻¹ d)`` per Å².
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cryosplat.rotations import quaternion_to_matrix
+from cryosplat.core.rotations import quaternion_to_matrix
 
 __all__ = ["ProjectedGaussians", "project_gaussians", "footprint_radius_pixels", "check_inputs"]
 

@@ -1,0 +1,1 @@
+"""Foundation: errors, conventions, rotations, Fourier helpers, CTF, Fourier slices. Imports no other layer."""

@@ -1,0 +1,201 @@
+"""Contrast transfer function, batched, in torch, with RELION's formula and sign.
+
+``CTF(k) = -sin(-χ(k) - φ - atan(Q / sqrt(1 - Q²))) · exp(-B k² / 4)`` in RELION's code, that is
+``sin(χ + φ + atan(Q/sqrt(1-Q²)))·exp(-B k²/4)`` with ``χ = π λ Δf k² - (π/2) Cs λ³ k⁴``, ``Δf`` the
+defocus along the frequency's direction (positive underfocus) and θ measured from the image x axis:
+``Δf = (U + V)/2 + (U - V)/2 · cos 2(θ - angle)``. It is positive at low frequency, so projections
+of positive density stay bright (RELION's particle sign).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cryosplat.core.fourier import frequency_grid_2d
+
+__all__ = ["CTFParams", "electron_wavelength_angstrom", "compute_ctf", "ctf_from_params"]
+
+
+def electron_wavelength_angstrom(voltage_kv):
+    """Relativistic electron wavelength (Å) for an acceleration voltage in kV."""
+    v = (
+        np.asarray(voltage_kv, dtype=np.float64) * 1e3
+        if not torch.is_tensor(voltage_kv)
+        else (voltage_kv.double() * 1e3)
+    )
+    if torch.is_tensor(v):
+        return 12.2642598 / torch.sqrt(v * (1.0 + v * 0.978466e-6))
+    return 12.2642598 / np.sqrt(v * (1.0 + v * 0.978466e-6))
+
+
+@dataclass
+class CTFParams:
+    """Per-particle CTF parameters (each a float64 array of shape (N,)) in RELION's units.
+
+    Attributes
+    ----------
+    defocus_u_angstrom, defocus_v_angstrom : Å, positive underfocus
+    defocus_angle_degrees : astigmatism angle from the image x axis, degrees
+    voltage_kv : acceleration voltage, kV
+    cs_mm : spherical aberration, mm
+    amplitude_contrast : fraction Q in [0, 1)
+    phase_shift_degrees : phase plate shift, degrees
+    bfactor_angstrom2 : envelope B-factor, Å² (0: none)
+    scale : CTF scale factor (RELION ``rlnCtfScalefactor``, 1 by default)
+    """
+
+    defocus_u_angstrom: np.ndarray
+    defocus_v_angstrom: np.ndarray
+    defocus_angle_degrees: np.ndarray
+    voltage_kv: np.ndarray
+    cs_mm: np.ndarray
+    amplitude_contrast: np.ndarray
+    phase_shift_degrees: np.ndarray
+    bfactor_angstrom2: np.ndarray
+    scale: np.ndarray
+
+    FIELDS = (
+        "defocus_u_angstrom",
+        "defocus_v_angstrom",
+        "defocus_angle_degrees",
+        "voltage_kv",
+        "cs_mm",
+        "amplitude_contrast",
+        "phase_shift_degrees",
+        "bfactor_angstrom2",
+        "scale",
+    )
+
+    def __post_init__(self) -> None:
+        n = None
+        for name in self.FIELDS:
+            arr = np.atleast_1d(np.asarray(getattr(self, name), dtype=np.float64))
+            if n is None:
+                n = arr.shape[0]
+            if arr.shape == (1,) and n != 1:
+                arr = np.full(n, arr[0])
+            if arr.shape != (n,):
+                raise ValueError(f"CTF field {name} has shape {arr.shape}, expected ({n},)")
+            if not np.all(np.isfinite(arr)):
+                bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+                raise ValueError(f"CTF field {name} is not finite at row {bad}: {arr[bad]}")
+            setattr(self, name, arr)
+        if np.any((self.amplitude_contrast < 0) | (self.amplitude_contrast >= 1)):
+            bad = int(
+                np.flatnonzero((self.amplitude_contrast < 0) | (self.amplitude_contrast >= 1))[0]
+            )
+            raise ValueError(
+                f"amplitude_contrast must be in [0, 1), got {self.amplitude_contrast[bad]} at row {bad}"
+            )
+        if np.any(self.voltage_kv <= 0):
+            bad = int(np.flatnonzero(self.voltage_kv <= 0)[0])
+            raise ValueError(
+                f"voltage_kv must be positive, got {self.voltage_kv[bad]} at row {bad}"
+            )
+
+    @classmethod
+    def create(cls, n: int, **values) -> CTFParams:
+        """Build ``n`` rows from scalars or arrays; unspecified fields take neutral defaults."""
+        defaults = dict(
+            defocus_angle_degrees=0.0,
+            voltage_kv=300.0,
+            cs_mm=2.7,
+            amplitude_contrast=0.1,
+            phase_shift_degrees=0.0,
+            bfactor_angstrom2=0.0,
+            scale=1.0,
+        )
+        defaults.update(values)
+        missing = [f for f in ("defocus_u_angstrom", "defocus_v_angstrom") if f not in defaults]
+        if missing:
+            raise ValueError(f"missing CTF values: {missing}")
+        return cls(
+            **{
+                f: np.broadcast_to(np.asarray(defaults[f], dtype=np.float64), (n,)).copy()
+                for f in cls.FIELDS
+            }
+        )
+
+    def __len__(self) -> int:
+        return int(self.defocus_u_angstrom.shape[0])
+
+    def subset(self, index) -> CTFParams:
+        """Rows ``index`` (an integer array, slice or boolean mask)."""
+        return CTFParams(**{f: getattr(self, f)[index] for f in self.FIELDS})
+
+    def as_tensors(self, device=None, dtype=torch.float32) -> dict[str, torch.Tensor]:
+        """All fields as tensors of shape (N,)."""
+        return {
+            f: torch.as_tensor(getattr(self, f), device=device, dtype=dtype) for f in self.FIELDS
+        }
+
+    @staticmethod
+    def concatenate(parts: list[CTFParams]) -> CTFParams:
+        return CTFParams(
+            **{f: np.concatenate([getattr(p, f) for p in parts]) for f in CTFParams.FIELDS}
+        )
+
+
+def compute_ctf(
+    box: int,
+    pixel_size_angstrom: float,
+    defocus_u_angstrom: torch.Tensor,
+    defocus_v_angstrom: torch.Tensor,
+    defocus_angle_degrees: torch.Tensor,
+    voltage_kv: torch.Tensor,
+    cs_mm: torch.Tensor,
+    amplitude_contrast: torch.Tensor,
+    phase_shift_degrees: torch.Tensor | None = None,
+    bfactor_angstrom2: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """CTF on the centred D×D frequency grid for a batch of particles.
+
+    Parameters
+    ----------
+    box : int
+        Image size D.
+    pixel_size_angstrom : float
+    defocus_u_angstrom, defocus_v_angstrom, defocus_angle_degrees, voltage_kv, cs_mm,
+    amplitude_contrast, phase_shift_degrees, bfactor_angstrom2, scale : torch.Tensor, shape (B,)
+
+    Returns
+    -------
+    torch.Tensor, shape (B, D, D), real, zero frequency at ``[:, D // 2, D // 2]``.
+    """
+    dtype = defocus_u_angstrom.dtype if defocus_u_angstrom.is_floating_point() else torch.float32
+    device = defocus_u_angstrom.device
+    kx, ky = frequency_grid_2d(box, pixel_size_angstrom, device, torch.float64)
+    k2 = kx**2 + ky**2
+    theta = torch.atan2(ky, kx)
+
+    def col(t):
+        return torch.as_tensor(t, device=device, dtype=torch.float64).reshape(-1, 1, 1)
+
+    du, dv, ang = col(defocus_u_angstrom), col(defocus_v_angstrom), col(defocus_angle_degrees)
+    lam = electron_wavelength_angstrom(col(voltage_kv))
+    cs = col(cs_mm) * 1e7
+    q = col(amplitude_contrast)
+    defocus = 0.5 * (du + dv) + 0.5 * (du - dv) * torch.cos(2.0 * (theta - torch.deg2rad(ang)))
+    chi = math.pi * lam * defocus * k2 - 0.5 * math.pi * cs * lam**3 * k2**2
+    chi = chi + torch.atan(q / torch.sqrt(1.0 - q**2))
+    if phase_shift_degrees is not None:
+        chi = chi + torch.deg2rad(col(phase_shift_degrees))
+    ctf = torch.sin(chi)
+    if bfactor_angstrom2 is not None:
+        ctf = ctf * torch.exp(-col(bfactor_angstrom2) * k2 / 4.0)
+    if scale is not None:
+        ctf = ctf * col(scale)
+    return ctf.to(dtype)
+
+
+def ctf_from_params(
+    params: CTFParams, box: int, pixel_size_angstrom: float, device=None, dtype=torch.float32
+) -> torch.Tensor:
+    """:func:`compute_ctf` for every row of ``params``: shape (N, D, D)."""
+    t = params.as_tensors(device=device, dtype=torch.float64)
+    return compute_ctf(box, pixel_size_angstrom, **t).to(dtype)

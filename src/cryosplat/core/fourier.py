@@ -1,0 +1,131 @@
+"""Centred FFTs and Fourier grids on the FFT-aligned convention of :mod:`cryosplat.core.conventions`.
+
+The zero frequency of a centred transform sits at index ``D // 2``, the same index as the real-space
+origin, so a real-space origin at ``D // 2`` gives a transform without a phase ramp.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "fft2_centered",
+    "ifft2_centered",
+    "fftn_centered",
+    "ifftn_centered",
+    "frequency_grid_2d",
+    "frequency_grid_3d",
+    "phase_shift_2d",
+    "radial_index_2d",
+]
+
+
+def fft2_centered(images: torch.Tensor) -> torch.Tensor:
+    """Centred 2D FFT over the last two axes: origin at ``D // 2`` in and out.
+
+    Parameters
+    ----------
+    images : torch.Tensor, shape (..., D, D), real or complex
+
+    Returns
+    -------
+    torch.Tensor, shape (..., D, D), complex; zero frequency at ``[..., D // 2, D // 2]``.
+    """
+    dims = (-2, -1)
+    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(images, dim=dims)), dim=dims)
+
+
+def ifft2_centered(spectra: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fft2_centered` (complex output; take ``.real`` for real images)."""
+    dims = (-2, -1)
+    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(spectra, dim=dims)), dim=dims)
+
+
+def fftn_centered(volume: torch.Tensor) -> torch.Tensor:
+    """Centred 3D FFT over the last three axes (origin at ``D // 2``)."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(
+        torch.fft.fftn(torch.fft.ifftshift(volume, dim=dims), dim=dims), dim=dims
+    )
+
+
+def ifftn_centered(spectrum: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fftn_centered`."""
+    dims = (-3, -2, -1)
+    return torch.fft.fftshift(
+        torch.fft.ifftn(torch.fft.ifftshift(spectrum, dim=dims), dim=dims), dim=dims
+    )
+
+
+def _frequencies(box: int, pixel_size_angstrom: float, device, dtype) -> torch.Tensor:
+    return (torch.arange(box, device=device, dtype=dtype) - box // 2) / (box * pixel_size_angstrom)
+
+
+def frequency_grid_2d(
+    box: int,
+    pixel_size_angstrom: float = 1.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spatial frequencies (1/Å) of a centred D×D transform.
+
+    Returns
+    -------
+    kx, ky : torch.Tensor, shape (D, D)
+        ``kx[j, i] = (i - D // 2) / (D * pixel)``, ``ky[j, i] = (j - D // 2) / (D * pixel)``.
+    """
+    if box < 1:
+        raise ValueError(f"box must be positive, got {box}")
+    if not pixel_size_angstrom > 0:
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    k = _frequencies(box, pixel_size_angstrom, device, dtype)
+    ky, kx = torch.meshgrid(k, k, indexing="ij")
+    return kx, ky
+
+
+def frequency_grid_3d(
+    box: int,
+    pixel_size_angstrom: float = 1.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Spatial frequencies (1/Å) of a centred D³ transform, each of shape (D, D, D), ``[z, y, x]``."""
+    if box < 1:
+        raise ValueError(f"box must be positive, got {box}")
+    k = _frequencies(box, pixel_size_angstrom, device, dtype)
+    kz, ky, kx = torch.meshgrid(k, k, k, indexing="ij")
+    return kx, ky, kz
+
+
+def phase_shift_2d(
+    spectra: torch.Tensor,
+    shifts_angstrom: torch.Tensor,
+    pixel_size_angstrom: float,
+) -> torch.Tensor:
+    """Move images by ``-shifts`` (RELION origin sign) through a Fourier phase.
+
+    With ``shifts_angstrom = o`` the result is the transform of ``image(p + o)``: each frequency is
+    multiplied by ``exp(+2πi k·o)``.
+
+    Parameters
+    ----------
+    spectra : torch.Tensor, shape (B, D, D), complex, centred
+    shifts_angstrom : torch.Tensor, shape (B, 2)
+        ``(x, y)`` RELION origins in Å.
+    pixel_size_angstrom : float
+    """
+    box = spectra.shape[-1]
+    real_dtype = torch.float64 if spectra.dtype == torch.complex128 else torch.float32
+    kx, ky = frequency_grid_2d(box, pixel_size_angstrom, spectra.device, real_dtype)
+    s = shifts_angstrom.to(real_dtype)
+    phase = 2.0 * math.pi * (kx * s[:, 0, None, None] + ky * s[:, 1, None, None])
+    return spectra * torch.polar(torch.ones_like(phase), phase)
+
+
+def radial_index_2d(box: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Integer radius (Fourier shell index) of each pixel of a centred D×D grid, shape (D, D)."""
+    k = torch.arange(box, device=device) - box // 2
+    r = torch.sqrt((k[:, None] ** 2 + k[None, :] ** 2).double())
+    return torch.round(r).long()

@@ -1,0 +1,441 @@
+"""Central slices of a map's Fourier transform on a padded grid: extraction and insertion.
+
+Grids
+-----
+A D³ map is zero-padded to ``P = pad · D`` voxels (the map in the middle, its origin at ``P // 2``)
+and transformed with a centred FFT. Two layouts of that transform are used, both indexed
+``[z, y, x]`` with frequencies in units of ``1 / (P · pixel)``:
+
+* *full*: shape ``(P, P, P)``, zero frequency at ``[P//2, P//2, P//2]``;
+* *half*: shape ``(P, P, P//2 + 1)``, the non-negative ``x`` frequencies only (index = ``Kx``),
+  ``z`` and ``y`` centred. Friedel symmetry ``V̂(−K) = conj V̂(K)`` of a real map gives the rest.
+
+Central slices
+--------------
+With the map→image matrix ``A`` of :mod:`cryosplat.core.conventions`, the image frequency
+``k = (kx, ky)`` (in units of ``1 / (D · pixel)``) is the padded-grid point
+``K = pad · (kx · A[0, :] + ky · A[1, :])`` (central-slice theorem: the projection integrates along
+``(A r)[2]``).
+
+Scale
+-----
+:func:`volume_to_padded_ft` multiplies the DFT by the voxel size, so that a map in density per Å³
+gives slices equal to the centred DFTs (:func:`cryosplat.core.fourier.fft2_centered`) of its projection
+images in density per Å² (``projection = map.sum(z) · pixel``).
+
+Interpolation
+-------------
+Trilinear, both ways (extraction reads the 8 neighbours of ``K``; insertion spreads onto them with
+the same weights). On the padded grid this equals multiplying the map in real space by
+``sinc²(x/P) sinc²(y/P) sinc²(z/P)`` (:func:`trilinear_apodization`, ``x`` in voxels from the
+centre); ``gridding_correction=True`` divides it out, as RELION's projector and reconstructor do.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cryosplat.core.fourier import fftn_centered
+
+__all__ = [
+    "padded_box",
+    "trilinear_apodization",
+    "padded_rfft",
+    "volume_to_padded_ft",
+    "padded_ft_to_volume",
+    "full_to_half",
+    "half_to_full",
+    "is_half_layout",
+    "default_max_radius",
+    "extract_slices",
+    "insert_slices",
+]
+
+
+def padded_box(box: int, pad: int) -> int:
+    """``P = pad · box`` after checking both are valid (even ``box``, integer ``pad ≥ 1``)."""
+    if box < 2 or box % 2:
+        raise ValueError(f"box must be even and at least 2, got {box}")
+    if int(pad) != pad or pad < 1:
+        raise ValueError(f"pad must be an integer >= 1, got {pad}")
+    return int(pad) * int(box)
+
+
+def trilinear_apodization(
+    box: int, pad: int, device=None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Real-space factor of trilinear interpolation on the padded grid, on the D³ map grid.
+
+    Parameters
+    ----------
+    box : int
+        Map box D.
+    pad : int
+        Padding factor; the padded box is ``P = pad · D``.
+
+    Returns
+    -------
+    torch.Tensor, shape (D, D, D)
+        ``sinc²(x/P) sinc²(y/P) sinc²(z/P)`` with ``x = i - D//2`` voxels and ``sinc(t) =
+        sin(πt)/(πt)``; 1 at the centre, ``≈ 0.81`` per axis at the box edge for ``pad = 2``.
+    """
+    size = padded_box(box, pad)
+    x = (torch.arange(box, device=device, dtype=torch.float64) - box // 2) / size
+    s = torch.sinc(x) ** 2
+    out = s[:, None, None] * s[None, :, None] * s[None, None, :]
+    return out.to(dtype)
+
+
+def _wrapped_indices(box: int, size: int, device) -> torch.Tensor:
+    """Index ``(i − D//2) mod P`` of map voxel ``i`` (origin ``D//2``) in an uncentred P-grid."""
+    return (torch.arange(box, device=device) - box // 2) % size
+
+
+class _PaddedRealFFT(torch.autograd.Function):
+    """Unshifted half spectrum ``(P, P, P//2+1)`` of a D³ map zero-padded to P³, origin at voxel 0.
+
+    The map's voxel ``i`` (origin ``D//2``) goes to padded index ``(i − D//2) mod P``, so no shift of
+    the P³ arrays is needed; the backward pass is one inverse real FFT (PyTorch's own backward of
+    ``rfftn`` takes a full complex transform).
+    """
+
+    @staticmethod
+    def forward(ctx, volume, size, scale):
+        wrap = _wrapped_indices(volume.shape[0], size, volume.device)
+        padded = volume.new_zeros((size, size, size))
+        padded[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]] = volume
+        ctx.wrap, ctx.size, ctx.scale = wrap, size, scale
+        return torch.fft.rfftn(padded) * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        wrap, size = ctx.wrap, ctx.size
+        # dL/dx = Re Σ_{k in half} g_k e^{+2πi k·n/P}: an inverse real FFT once the columns that
+        # stand for two frequencies (0 < kx < P/2) are halved.
+        g = grad.clone()
+        g[:, :, 1 : size // 2] *= 0.5
+        full = torch.fft.irfftn(g, s=(size, size, size)) * (size**3 * ctx.scale)
+        return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]], None, None
+
+
+def padded_rfft(volume: torch.Tensor, size: int, scale: float = 1.0) -> torch.Tensor:
+    """Uncentred half spectrum ``(P, P, P//2+1)`` of a map zero-padded to ``P = size``, times ``scale``.
+
+    The map's origin (voxel ``D//2``) goes to padded index 0; differentiable, with a backward pass
+    of one inverse real FFT.
+    """
+    return _PaddedRealFFT.apply(volume, size, scale)
+
+
+def volume_to_padded_ft(
+    volume: torch.Tensor,
+    pad: int = 2,
+    pixel_size_angstrom: float = 1.0,
+    gridding_correction: bool = False,
+    half: bool = False,
+) -> torch.Tensor:
+    """Zero-pad a map to ``P = pad · D`` and take its centred FFT, times the voxel size.
+
+    Parameters
+    ----------
+    volume : torch.Tensor, shape (D, D, D), real, ``[z, y, x]``
+        Density per Å³ (any unit works; the output scales with it).
+    pad : int
+    pixel_size_angstrom : float
+        Voxel size; the DFT is multiplied by it so slices are projection-image spectra (see the
+        module docstring).
+    gridding_correction : bool
+        Divide the map by :func:`trilinear_apodization` first, so that trilinearly extracted
+        slices approximate the exact projections (do this for simulation/prediction).
+    half : bool
+        Return the half layout ``(P, P, P//2 + 1)`` (real FFT; cheaper) instead of the full one.
+
+    Returns
+    -------
+    torch.Tensor, complex, shape (P, P, P) or (P, P, P//2 + 1). Differentiable.
+    """
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise ValueError(f"volume must be a cube (D, D, D), got {tuple(volume.shape)}")
+    box = volume.shape[-1]
+    if gridding_correction:
+        volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
+    size = padded_box(box, pad)
+    if half:
+        return torch.fft.fftshift(padded_rfft(volume, size, pixel_size_angstrom), dim=(0, 1))
+    lo = size // 2 - box // 2
+    padded = torch.nn.functional.pad(volume, (lo, size - box - lo) * 3)
+    return fftn_centered(padded) * pixel_size_angstrom
+
+
+def is_half_layout(volume_ft: torch.Tensor) -> bool:
+    """True for a ``(P, P, P//2 + 1)`` half grid, False for a ``(P, P, P)`` full grid."""
+    shape = tuple(volume_ft.shape)
+    if len(shape) != 3 or shape[1] != shape[0] or shape[2] not in (shape[0], shape[0] // 2 + 1):
+        raise ValueError(f"expected a (P, P, P) or (P, P, P//2+1) grid, got {shape}")
+    return shape[2] != shape[0]
+
+
+def _mirror(grid: torch.Tensor, dims: tuple[int, int]) -> torch.Tensor:
+    """``K → −K`` along two centred axes (index ``i → P − i mod P``)."""
+    return torch.roll(torch.flip(grid, dims=dims), shifts=(1, 1), dims=dims)
+
+
+def half_to_full(half: torch.Tensor) -> torch.Tensor:
+    """Expand a half grid ``(P, P, P//2+1)`` to the full centred grid ``(P, P, P)`` by Friedel."""
+    size = half.shape[0]
+    mirrored = _mirror(half, (0, 1)).conj()
+    # Full x index j <-> Kx = j - P//2; Kx >= 0 from the half grid, Kx < 0 from the mirror.
+    negative = torch.flip(mirrored[:, :, 1 : size // 2 + 1], dims=(2,))
+    return torch.cat([negative, half[:, :, : size // 2]], dim=2)
+
+
+def full_to_half(full: torch.Tensor) -> torch.Tensor:
+    """The ``Kx ≥ 0`` part ``(P, P, P//2+1)`` of a full centred grid (Nyquist from ``Kx = -P/2``)."""
+    size = full.shape[0]
+    return torch.cat([full[:, :, size // 2 :], full[:, :, :1]], dim=2)
+
+
+def padded_ft_to_volume(
+    volume_ft: torch.Tensor,
+    box: int,
+    pixel_size_angstrom: float = 1.0,
+    gridding_correction: bool = False,
+) -> torch.Tensor:
+    """Inverse of :func:`volume_to_padded_ft`: inverse FFT, crop the central D³, divide by the voxel.
+
+    Parameters
+    ----------
+    volume_ft : torch.Tensor, complex, (P, P, P) full or (P, P, P//2 + 1) half layout
+    box : int
+        Output box D (``P = pad · D``).
+    pixel_size_angstrom : float
+    gridding_correction : bool
+        Divide the cropped map by :func:`trilinear_apodization` (for a transform gathered by
+        trilinear insertion, e.g. a direct Fourier inversion).
+
+    Returns
+    -------
+    torch.Tensor, shape (D, D, D), real.
+    """
+    size = volume_ft.shape[0]
+    if size % box:
+        raise ValueError(f"padded box {size} is not a multiple of box {box}")
+    pad = size // box
+    if is_half_layout(volume_ft):
+        unshifted = torch.fft.ifftshift(volume_ft, dim=(0, 1))
+        padded = torch.fft.irfftn(unshifted, s=(size,) * 3, dim=(0, 1, 2))
+    else:
+        padded = torch.fft.ifftn(torch.fft.ifftshift(volume_ft, dim=(0, 1, 2))).real
+    # Uncentred result: map voxel i (origin D//2) sits at index (i - D//2) mod P. Gathering it
+    # directly avoids shifting the whole padded volume.
+    wrap = _wrapped_indices(box, size, padded.device)
+    volume = padded[wrap][:, wrap][:, :, wrap] / pixel_size_angstrom
+    if gridding_correction:
+        volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
+    return volume
+
+
+def default_max_radius(box: int, pad: int) -> float:
+    """``D/2 − 2/pad``: the largest image radius (pixels) whose 8 grid neighbours all exist."""
+    return box / 2 - 2.0 / pad
+
+
+def _kept_pixels(box: int, pad: int, max_radius: float | None, half: bool, like: torch.Tensor):
+    """The pixels with ``|k| ≤ max_radius`` of a D×D block (D×D/2, ``kx ≥ 0``, for ``half``).
+
+    Returns flat indices into the block, their ``kx`` and ``ky`` (dtype of ``like``) and the block
+    shape.
+    """
+    limit = default_max_radius(box, pad) if max_radius is None else float(max_radius)
+    if limit > default_max_radius(box, pad) + 1e-9:
+        raise ValueError(f"max_radius {limit} exceeds D/2 - 2/pad = {default_max_radius(box, pad)}")
+    k = torch.arange(box, device=like.device, dtype=like.dtype) - box // 2
+    ky, kx = torch.meshgrid(k, k[box // 2 :] if half else k, indexing="ij")
+    pix = ((kx**2 + ky**2) <= limit * limit).reshape(-1).nonzero().squeeze(1)
+    return pix, kx.reshape(-1)[pix], ky.reshape(-1)[pix], tuple(kx.shape)
+
+
+def _points(rotations: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, pad: int) -> torch.Tensor:
+    """Padded-grid points ``K = pad · (kx A[0] + ky A[1])`` (B, M, 3) of image frequencies."""
+    return (
+        kx[None, :, None] * rotations[:, None, 0] + ky[None, :, None] * rotations[:, None, 1]
+    ) * pad
+
+
+class _Stencil:
+    """Trilinear stencil of M points on a grid: base flat index, corner offsets and fractions.
+
+    ``coords`` (M, 3) are ``(Kx, Ky, Kz)`` in padded units (``Kx ≥ 0`` for the half layout); all
+    8 neighbours must lie on the grid (guaranteed by :func:`default_max_radius`).
+    """
+
+    def __init__(self, coords: torch.Tensor, shape: tuple[int, int, int], half: bool) -> None:
+        size = shape[0]
+        origin = [0 if half else size // 2, size // 2, size // 2]
+        shifted = coords + torch.tensor(origin, device=coords.device, dtype=coords.dtype)
+        base = torch.floor(shifted)
+        frac = shifted - base
+        self.fx, self.fy, self.fz = frac.unbind(1)
+        index_dtype = torch.int32 if shape[0] * shape[1] * shape[2] < 2**31 else torch.int64
+        b = base.to(index_dtype)
+        self.base = (b[:, 2] * shape[1] + b[:, 1]) * shape[2] + b[:, 0]
+        corners = [(dx, dy, dz) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
+        self.corners = [
+            ((dz * shape[1] + dy) * shape[2] + dx, dx, dy, dz) for dx, dy, dz in corners
+        ]
+
+    def sort(self, *payload: torch.Tensor) -> list[torch.Tensor]:
+        """Reorder the points by base index, with real (M,) ``payload`` arrays; returns those."""
+        self.base, order = torch.sort(self.base)
+        rows = torch.stack([self.fx, self.fy, self.fz, *payload], dim=1).index_select(0, order)
+        columns = rows.unbind(1)
+        self.fx, self.fy, self.fz = columns[:3]
+        return list(columns[3:])
+
+    def __iter__(self):
+        base = self.base.long()
+        wx, wy, wz = (1.0 - self.fx, self.fx), (1.0 - self.fy, self.fy), (1.0 - self.fz, self.fz)
+        wxy = {(dx, dy): wx[dx] * wy[dy] for dx in (0, 1) for dy in (0, 1)}
+        for offset, dx, dy, dz in self.corners:
+            yield base + offset, wxy[dx, dy] * wz[dz]
+
+
+def extract_slices(
+    volume_ft: torch.Tensor,
+    rotations: torch.Tensor,
+    box: int,
+    pad: int,
+    max_radius: float | None = None,
+) -> torch.Tensor:
+    """Central slices of a padded transform, by trilinear interpolation.
+
+    Parameters
+    ----------
+    volume_ft : torch.Tensor, complex, (P, P, P) full or (P, P, P//2 + 1) half layout
+        From :func:`volume_to_padded_ft` (use ``gridding_correction=True`` for accurate slices).
+    rotations : torch.Tensor, shape (B, 3, 3)
+        Map→image matrices ``A``.
+    box : int
+        Image box D.
+    pad : int
+        ``P = pad · D``.
+    max_radius : float, optional
+        Keep image frequencies with ``|k| ≤ max_radius`` (pixels of the D grid), at most and by
+        default :func:`default_max_radius`. Others are 0.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, D, D), complex
+        Centred image spectra (zero frequency at ``[:, D//2, D//2]``), differentiable in
+        ``volume_ft``.
+    """
+    size = padded_box(box, pad)
+    half = is_half_layout(volume_ft)
+    if volume_ft.shape[0] != size:
+        raise ValueError(f"grid of size {volume_ft.shape[0]} does not match box {box} × pad {pad}")
+    real_dtype = torch.float64 if volume_ft.dtype == torch.complex128 else torch.float32
+    rot = torch.as_tensor(rotations, device=volume_ft.device, dtype=real_dtype)
+    n = rot.shape[0]
+    pix, kx, ky, _ = _kept_pixels(box, pad, max_radius, False, rot)
+    coords = _points(rot, kx, ky, pad).reshape(-1, 3)
+    flip = coords[:, 0] < 0
+    if half:
+        coords = torch.where(flip[:, None], -coords, coords)
+    flat_grid = volume_ft.reshape(-1)
+    values = torch.zeros(coords.shape[0], device=volume_ft.device, dtype=volume_ft.dtype)
+    for index, weight in _Stencil(coords, tuple(volume_ft.shape), half):
+        values = values + weight * flat_grid[index]
+    if half:
+        values = torch.where(flip, values.conj(), values)
+    out = torch.zeros(n, box * box, device=volume_ft.device, dtype=volume_ft.dtype)
+    out = out.index_copy(1, pix, values.reshape(n, -1))
+    return out.reshape(n, box, box)
+
+
+def insert_slices(
+    values: torch.Tensor,
+    rotations: torch.Tensor,
+    box: int,
+    pad: int,
+    data_grid: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    weight_grid: torch.Tensor | None = None,
+    max_radius: float | None = None,
+) -> None:
+    """Accumulate image spectra onto a padded grid in place (the adjoint of extraction).
+
+    Each image frequency ``k`` adds ``w_c · value`` to data-grid neighbour ``c`` of its point
+    ``K`` (trilinear weights ``w_c``) and ``w_c · weight`` to the weight grid.
+
+    On a full grid ``(P, P, P)`` every pixel is inserted: exactly the adjoint of
+    :func:`extract_slices`. On a half grid ``(P, P, P//2 + 1)`` the values must be spectra of real
+    images (Hermitian, as are the weights): only pixels with ``kx ≥ 0`` are read (``kx = 0`` with
+    weight ½), points with ``Kx < 0`` go to ``−K`` conjugated, and the ``Kx = 0`` plane also gets
+    the Friedel mates' share. The result equals the full-grid insertion restricted to ``Kx ≥ 0``.
+
+    Parameters
+    ----------
+    values : torch.Tensor, complex, shape (B, D, D) centred spectra
+        For a half grid, the ``rfft`` layout (B, D, D//2 + 1) (``x`` index = ``kx ≥ 0``, ``y``
+        centred) is accepted too, with or without its last (Nyquist) column.
+    rotations : torch.Tensor, shape (B, 3, 3), map→image matrices ``A``
+    box, pad : int
+    data_grid : torch.Tensor, complex, (P, P, P) or (P, P, P//2 + 1); updated in place
+    weights : torch.Tensor, real, same layout as ``values``, optional
+        Per-pixel weights (e.g. CTF²) for ``weight_grid``.
+    weight_grid : torch.Tensor, real, same shape as ``data_grid``, optional; updated in place
+    max_radius : float, optional
+        Insert frequencies with ``|k| ≤ max_radius`` pixels of the D grid, at most and by default
+        :func:`default_max_radius`.
+    """
+    size = padded_box(box, pad)
+    half = is_half_layout(data_grid)
+    if data_grid.shape[0] != size:
+        raise ValueError(f"grid of size {data_grid.shape[0]} does not match box {box} × pad {pad}")
+    if (weights is None) != (weight_grid is None):
+        raise ValueError("give both weights and weight_grid, or neither")
+    device = data_grid.device
+    real_dtype = torch.float64 if data_grid.dtype == torch.complex128 else torch.float32
+    rot = torch.as_tensor(rotations, device=device, dtype=real_dtype)
+    n = rot.shape[0]
+    width = values.shape[-1]
+    if half and width in (box // 2, box // 2 + 1):
+        columns = slice(0, box // 2)
+    elif width == box:
+        columns = slice(box // 2, box) if half else slice(0, box)
+    else:
+        raise ValueError(f"values of shape {tuple(values.shape)} do not fit box {box}")
+    pix, kx, ky, _ = _kept_pixels(box, pad, max_radius, half, rot)
+    share = torch.where(kx == 0, 0.5, 1.0).to(real_dtype) if half else torch.ones_like(kx)
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device)[:, :, columns].reshape(n, -1).index_select(1, pix)
+
+    coords = _points(rot, kx, ky, pad)
+    picked = gather(values)
+    v_re, v_im = picked.real.to(real_dtype) * share, picked.imag.to(real_dtype) * share
+    wts = None if weights is None else gather(weights).to(real_dtype) * share
+    if half:
+        # Points with Kx < 0 go to -K with the conjugate value.
+        sign = torch.where(coords[..., 0] < 0, -1.0, 1.0).to(real_dtype)
+        coords = coords * sign[..., None]
+        v_im = v_im * sign
+        plane_data = data_grid[:, :, 0].clone()
+        plane_weight = None if weight_grid is None else weight_grid[:, :, 0].clone()
+    stencil = _Stencil(coords.reshape(-1, 3), tuple(data_grid.shape), half)
+    # Sorting the points by grid index makes the scattered adds cache-friendly; every corner keeps
+    # the order.
+    payload = [v_re.reshape(-1), v_im.reshape(-1)] + ([] if wts is None else [wts.reshape(-1)])
+    sorted_payload = stencil.sort(*payload)
+    vals = torch.complex(*sorted_payload[:2])
+    wts = None if wts is None else sorted_payload[2]
+    flat_data = data_grid.view(-1)
+    for index, weight in stencil:
+        flat_data.index_add_(0, index, vals * weight)
+        if wts is not None:
+            weight_grid.view(-1).index_add_(0, index, wts * weight)
+    if half:
+        # Friedel mates of points next to the Kx = 0 plane land on it at (-Kz, -Ky).
+        data_grid[:, :, 0] += _mirror(data_grid[:, :, 0] - plane_data, (0, 1)).conj()
+        if weight_grid is not None:
+            weight_grid[:, :, 0] += _mirror(weight_grid[:, :, 0] - plane_weight, (0, 1))

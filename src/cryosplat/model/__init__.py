@@ -1,0 +1,1 @@
+"""The Gaussian mixture: parameters, voxeliser, models from atoms, export for ChimeraX."""

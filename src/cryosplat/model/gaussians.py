@@ -1,0 +1,379 @@
+"""The Gaussian mixture model of a density map and its voxelisation.
+
+``V(r) = Σᵢ Aᵢ N(r; μᵢ, Σᵢ)`` with ``Σ = R S Sᵀ Rᵀ``: means ``μ`` in Å (internal frame of
+:mod:`cryosplat.core.conventions`), scales ``s`` in Å (softplus of a raw parameter), rotations from
+quaternions ``(w, x, y, z)``, amplitudes ``A`` (softplus of a raw parameter; the mass of each
+Gaussian, so a map integrates to ``Σ A``).
+
+Saved models are ``.npz`` files with arrays ``means_angstrom (N, 3)``, ``scales_angstrom (N, 3)``,
+``quaternions (N, 4)``, ``amplitudes (N,)`` (activated values) and scalars ``box``,
+``pixel_size_angstrom``, ``format = "cryosplat-gaussians"``, ``version = 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cryosplat.core.errors import InputError
+from cryosplat.core.rotations import quaternion_to_matrix, random_quaternions
+from cryosplat.io.atomic import atomic_path
+
+__all__ = ["GaussianModel", "voxelize_gaussians", "precision_and_norm_3d", "inverse_softplus"]
+
+FORMAT_NAME = "cryosplat-gaussians"
+FORMAT_VERSION = 1
+
+
+def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
+    """``y`` with ``softplus(y) = x`` for ``x > 0``."""
+    return x + torch.log(-torch.expm1(-x))
+
+
+def precision_and_norm_3d(scales: torch.Tensor, quaternions: torch.Tensor):
+    """Precision matrices ``Σ⁻¹ = R S⁻² Rᵀ`` and normalisations ``1/((2π)^{3/2} s₁s₂s₃)``.
+
+    Parameters
+    ----------
+    scales : torch.Tensor, shape (N, 3), Å
+    quaternions : torch.Tensor, shape (N, 4)
+
+    Returns
+    -------
+    precision : torch.Tensor, shape (N, 3, 3), 1/Å²
+    norm : torch.Tensor, shape (N,), 1/Å³
+    """
+    rot = quaternion_to_matrix(quaternions)
+    inv_var = scales.pow(-2)
+    precision = (rot * inv_var[:, None, :]) @ rot.transpose(-1, -2)
+    norm = 1.0 / ((2.0 * math.pi) ** 1.5 * scales.prod(dim=-1))
+    return precision, norm
+
+
+class _FootprintSum(torch.autograd.Function):
+    """``out + Σ_m w_m exp(−q_mk / 2)`` scattered at ``flat[m, k]``, ``q = q0 + coef @ basis``.
+
+    A fused forward and an analytic backward for :func:`voxelize_gaussians`: autograd through the
+    same expression keeps several (M, K) intermediates and is a few times slower.
+    """
+
+    @staticmethod
+    def forward(ctx, out, weight, q0, coef, basis, flat):
+        profile = torch.exp(-0.5 * (q0[:, None] + coef @ basis))
+        result = out.index_add(0, flat.reshape(-1), (weight[:, None] * profile).reshape(-1))
+        ctx.save_for_backward(weight, profile, basis, flat)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        weight, profile, basis, flat = ctx.saved_tensors
+        g = grad_out[flat] * profile
+        grad_weight = g.sum(dim=1)
+        g_q = g * (-0.5 * weight[:, None])
+        return grad_out, grad_weight, g_q.sum(dim=1), g_q @ basis.T, None, None
+
+
+def voxelize_gaussians(
+    means: torch.Tensor,
+    scales: torch.Tensor,
+    quaternions: torch.Tensor,
+    amplitudes: torch.Tensor,
+    box: int,
+    pixel_size_angstrom: float,
+    n_sigma: float = 3.0,
+    max_elements: int = 2**24,
+) -> torch.Tensor:
+    """Sample the mixture's density at the voxel centres of a D³ map, each Gaussian in its footprint.
+
+    Differentiable in every argument. Gaussians are sorted by size and processed in chunks, each
+    chunk with a cube footprint of ``2⌈n_sigma·s_max/pixel⌉+1`` voxels per side, so memory stays
+    under ``max_elements`` values per chunk whatever the number of Gaussians.
+
+    Parameters
+    ----------
+    means : (N, 3) Å, internal frame; scales : (N, 3) Å; quaternions : (N, 4); amplitudes : (N,)
+    box : int
+    pixel_size_angstrom : float
+    n_sigma : float
+        Footprint half-width in standard deviations.
+    max_elements : int
+        Bound on footprint values evaluated at once.
+
+    Returns
+    -------
+    torch.Tensor, shape (D, D, D), ``[z, y, x]``, density per Å³.
+    """
+    if box < 1:
+        raise ValueError(f"box must be positive, got {box}")
+    device, dtype = means.device, means.dtype
+    n = means.shape[0]
+    if n == 0:
+        return torch.zeros((box, box, box), device=device, dtype=dtype)
+    precision, norm = precision_and_norm_3d(scales, quaternions)
+    weight = amplitudes * norm
+    radius_vox = torch.ceil(n_sigma * scales.detach().amax(dim=-1) / pixel_size_angstrom).long()
+    radius_vox = radius_vox.clamp(min=1, max=box // 2)
+    order = torch.argsort(radius_vox)
+    sorted_r = radius_vox[order].cpu().numpy()
+    # Splat into a buffer with a margin of twice the largest footprint radius, so that no
+    # footprint index needs a bounds check; crop at the end.
+    margin = 2 * int(sorted_r[-1])
+    side_all = box + 2 * margin
+    out = torch.zeros(side_all**3, device=device, dtype=dtype)
+    start = 0
+    while start < n:
+        r = int(sorted_r[start])
+        side = 2 * r + 1
+        per = side**3
+        count = max(1, max_elements // per)
+        stop = min(n, start + count)
+        # Gaussians with a footprint of at most this radius can join this chunk.
+        stop = start + int(np.searchsorted(sorted_r[start:stop], r, side="right"))
+        idx = order[start:stop]
+        offs = torch.arange(-r, r + 1, device=device)
+        oz, oy, ox = (o.reshape(-1) for o in torch.meshgrid(offs, offs, offs, indexing="ij"))
+        mu = means[idx]
+        c = torch.round(mu.detach() / pixel_size_angstrom).long()  # (M, 3) voxel offsets
+        # q = (δ + o·px)ᵀ P (δ + o·px) = δᵀPδ + 2px·oᵀPδ + px²·oᵀPo with δ = c·px − μ: one
+        # (M, 9) @ (9, K) product instead of a 3×3 form per voxel.
+        delta = c.to(dtype) * pixel_size_angstrom - mu
+        prec = precision[idx]
+        p_delta = (prec @ delta[:, :, None]).squeeze(-1)
+        q0 = (delta * p_delta).sum(-1)
+        px = pixel_size_angstrom
+        coef = torch.cat(
+            [
+                2.0 * px * p_delta,
+                px
+                * px
+                * torch.stack(
+                    [
+                        prec[:, 0, 0],
+                        prec[:, 1, 1],
+                        prec[:, 2, 2],
+                        2.0 * prec[:, 0, 1],
+                        2.0 * prec[:, 0, 2],
+                        2.0 * prec[:, 1, 2],
+                    ],
+                    dim=-1,
+                ),
+            ],
+            dim=-1,
+        )
+        basis = torch.stack([ox, oy, oz, ox * ox, oy * oy, oz * oz, ox * oy, ox * oz, oy * oz])
+        # A footprint that leaves the buffer misses the box (the margin is 2 radii): drop it.
+        grid = c + (box // 2 + margin)
+        fits = ((grid >= r) & (grid < side_all - r)).all(dim=-1)
+        grid = torch.where(fits[:, None], grid, torch.full_like(grid, side_all // 2))
+        base = (grid[:, 2] * side_all + grid[:, 1]) * side_all + grid[:, 0]
+        flat = base[:, None] + ((oz * side_all + oy) * side_all + ox)[None, :]
+        chunk_weight = torch.where(fits, weight[idx], torch.zeros_like(weight[idx]))
+        out = _FootprintSum.apply(out, chunk_weight, q0, coef, basis.to(dtype), flat)
+        start = stop
+    out = out.reshape(side_all, side_all, side_all)
+    inner = slice(margin, margin + box)
+    return out[inner, inner, inner]
+
+
+class GaussianModel(torch.nn.Module):
+    """A mixture of anisotropic 3D Gaussians with positive scales and amplitudes.
+
+    Parameters
+    ----------
+    means_angstrom : torch.Tensor, shape (N, 3)
+    scales_angstrom : torch.Tensor, shape (N, 3), > 0
+    quaternions : torch.Tensor, shape (N, 4)
+    amplitudes : torch.Tensor, shape (N,), > 0
+    box : int
+        Box of the maps this model is voxelised to by default.
+    pixel_size_angstrom : float
+    """
+
+    def __init__(
+        self,
+        means_angstrom: torch.Tensor,
+        scales_angstrom: torch.Tensor,
+        quaternions: torch.Tensor,
+        amplitudes: torch.Tensor,
+        box: int,
+        pixel_size_angstrom: float,
+    ) -> None:
+        super().__init__()
+        means_angstrom = torch.as_tensor(means_angstrom)
+        dtype = means_angstrom.dtype if means_angstrom.is_floating_point() else torch.float32
+        n = means_angstrom.shape[0]
+        shapes = {
+            "means_angstrom": (means_angstrom, (n, 3)),
+            "scales_angstrom": (torch.as_tensor(scales_angstrom), (n, 3)),
+            "quaternions": (torch.as_tensor(quaternions), (n, 4)),
+            "amplitudes": (torch.as_tensor(amplitudes), (n,)),
+        }
+        for name, (t, shape) in shapes.items():
+            if tuple(t.shape) != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+            if not torch.isfinite(t).all():
+                raise ValueError(f"{name} holds NaN or infinite values")
+        if (shapes["scales_angstrom"][0] <= 0).any() or (shapes["amplitudes"][0] <= 0).any():
+            raise ValueError("scales_angstrom and amplitudes must be positive")
+        if box < 1 or not pixel_size_angstrom > 0:
+            raise ValueError(f"bad box {box} or pixel_size_angstrom {pixel_size_angstrom}")
+        self.box = int(box)
+        self.pixel_size_angstrom = float(pixel_size_angstrom)
+
+        def param(t):
+            return torch.nn.Parameter(torch.as_tensor(t, dtype=dtype).detach().clone())
+
+        self.means = param(means_angstrom)
+        self.raw_scales = param(inverse_softplus(shapes["scales_angstrom"][0].to(dtype)))
+        self.raw_quaternions = param(shapes["quaternions"][0])
+        self.raw_amplitudes = param(inverse_softplus(shapes["amplitudes"][0].to(dtype)))
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def scales(self) -> torch.Tensor:
+        """Scales (Å), shape (N, 3)."""
+        return F.softplus(self.raw_scales)
+
+    @property
+    def quaternions(self) -> torch.Tensor:
+        """Unit quaternions ``(w, x, y, z)``, shape (N, 4)."""
+        return self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True).clamp_min(
+            1e-12
+        )
+
+    @property
+    def amplitudes(self) -> torch.Tensor:
+        """Amplitudes (integrated density of each Gaussian), shape (N,)."""
+        return F.softplus(self.raw_amplitudes)
+
+    def covariances(self) -> torch.Tensor:
+        """``Σ = R S Sᵀ Rᵀ`` (Å²), shape (N, 3, 3)."""
+        rot = quaternion_to_matrix(self.raw_quaternions)
+        return (rot * self.scales.pow(2)[:, None, :]) @ rot.transpose(-1, -2)
+
+    @classmethod
+    def random(
+        cls,
+        n_gaussians: int,
+        box: int,
+        pixel_size_angstrom: float,
+        seed: int = 0,
+        radius_fraction: float = 0.4,
+        scale_angstrom: float | None = None,
+        total_amplitude: float = 1.0,
+        dtype: torch.dtype = torch.float32,
+    ) -> GaussianModel:
+        """Random initialisation: means uniform in a sphere, isotropic scales, random rotations.
+
+        Parameters
+        ----------
+        n_gaussians : int
+        box, pixel_size_angstrom : the map grid
+        seed : int
+        radius_fraction : float
+            Sphere radius as a fraction of the box edge.
+        scale_angstrom : float, optional
+            Initial scale; default ``2 × pixel``.
+        total_amplitude : float
+            Sum of amplitudes, shared equally.
+        """
+        if n_gaussians < 1:
+            raise ValueError(f"n_gaussians must be positive, got {n_gaussians}")
+        rng = np.random.default_rng(seed)
+        radius = radius_fraction * box * pixel_size_angstrom
+        direction = rng.normal(size=(n_gaussians, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        r = radius * rng.uniform(size=(n_gaussians, 1)) ** (1.0 / 3.0)
+        s = 2.0 * pixel_size_angstrom if scale_angstrom is None else scale_angstrom
+        return cls(
+            torch.tensor(direction * r, dtype=dtype),
+            torch.full((n_gaussians, 3), float(s), dtype=dtype),
+            torch.tensor(random_quaternions(n_gaussians, rng), dtype=dtype),
+            torch.full((n_gaussians,), total_amplitude / n_gaussians, dtype=dtype),
+            box,
+            pixel_size_angstrom,
+        )
+
+    def voxelize(
+        self, box: int | None = None, pixel_size_angstrom: float | None = None, n_sigma: float = 3.0
+    ) -> torch.Tensor:
+        """The density map (D, D, D) on this model's grid, or on another ``box``/pixel size."""
+        return voxelize_gaussians(
+            self.means,
+            self.scales,
+            self.quaternions,
+            self.amplitudes,
+            self.box if box is None else box,
+            self.pixel_size_angstrom if pixel_size_angstrom is None else pixel_size_angstrom,
+            n_sigma=n_sigma,
+        )
+
+    def subset(self, keep: torch.Tensor) -> GaussianModel:
+        """A new model with the Gaussians selected by ``keep`` (mask or indices)."""
+        with torch.no_grad():
+            return GaussianModel(
+                self.means[keep],
+                self.scales[keep],
+                self.quaternions[keep],
+                self.amplitudes[keep],
+                self.box,
+                self.pixel_size_angstrom,
+            )
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Activated parameters as numpy arrays (the saved format)."""
+        with torch.no_grad():
+            return {
+                "means_angstrom": self.means.detach().cpu().double().numpy(),
+                "scales_angstrom": self.scales.detach().cpu().double().numpy(),
+                "quaternions": self.quaternions.detach().cpu().double().numpy(),
+                "amplitudes": self.amplitudes.detach().cpu().double().numpy(),
+            }
+
+    def save(self, path: str | Path) -> None:
+        """Write the model atomically as ``.npz`` (format in the module docstring)."""
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(
+                tmp,
+                format=FORMAT_NAME,
+                version=FORMAT_VERSION,
+                box=self.box,
+                pixel_size_angstrom=self.pixel_size_angstrom,
+                **self.state_arrays(),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> GaussianModel:
+        """Read a model written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: Gaussian model file not found")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "format" not in z or str(z["format"]) != FORMAT_NAME:
+                    raise InputError(f"{path}: not a cryosplat Gaussian model (.npz)")
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{path}: cannot read Gaussian model ({exc})") from None
+        if int(arrays["version"]) > FORMAT_VERSION:
+            raise InputError(
+                f"{path}: model format version {int(arrays['version'])} is newer "
+                f"than this cryosplat ({FORMAT_VERSION})"
+            )
+        try:
+            return cls(
+                *(
+                    torch.tensor(arrays[k], dtype=dtype)
+                    for k in ("means_angstrom", "scales_angstrom", "quaternions", "amplitudes")
+                ),
+                int(arrays["box"]),
+                float(arrays["pixel_size_angstrom"]),
+            )
+        except ValueError as exc:
+            raise InputError(f"{path}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Particle sets: the ParticleSet container, the RELION/cryoSPARC/cryoDRGN readers, half sets, summaries."""

@@ -1,0 +1,199 @@
+"""cryoSPARC ``.cs`` particle tables to a :class:`~cryosplat.particles.particle_set.ParticleSet`.
+
+A ``.cs`` file is a numpy structured array (``np.load``). Fields read:
+
+* ``blob/path`` (bytes; often starting with ``>`` for imported files or with a job folder such as
+  ``J19/extract/``), ``blob/idx`` (0-based), ``blob/shape`` (pixels), ``blob/psize_A`` (Å).
+* ``alignments3D/pose``: rotation vector whose Rodrigues matrix ``R_cs`` is the transpose of
+  RELION's ``A`` (:mod:`cryosplat.core.conventions`); ``alignments3D/shift`` in pixels, RELION's sign;
+  ``alignments3D/split`` (0/1) becomes the random subset 1/2.
+* ``ctf/df1_A``, ``ctf/df2_A``, ``ctf/df_angle_rad``, ``ctf/accel_kv``, ``ctf/cs_mm``,
+  ``ctf/amp_contrast``, ``ctf/phase_shift_rad``, and ``ctf/bfactor``, ``ctf/scale`` if present.
+
+Stack paths are tried against ``datadir``, the ``.cs`` folder and the current directory, each also
+with only the file name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.core.conventions import rotvec_to_matrix
+from cryosplat.core.ctf import CTFParams
+from cryosplat.core.errors import InputError
+from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
+from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+
+__all__ = ["read_cryosparc", "load_cs"]
+
+
+def load_cs(path: str | Path) -> np.ndarray:
+    """Load a ``.cs`` file as a structured array (InputError if it is not one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: cryoSPARC file not found")
+    try:
+        table = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a cryoSPARC .cs table ({exc})") from None
+    if not isinstance(table, np.ndarray) or table.dtype.names is None or table.ndim != 1:
+        raise InputError(f"{path}: not a cryoSPARC .cs table (expected a 1D structured array)")
+    if table.shape[0] == 0:
+        raise InputError(f"{path}: the table has no particles")
+    return table
+
+
+def _field(table: np.ndarray, name: str, path: Path) -> np.ndarray:
+    if name not in table.dtype.names:
+        raise InputError(f"{path}: required field {name} is missing")
+    values = np.asarray(table[name])
+    if values.dtype.kind == "f":
+        values = values.astype(np.float64)
+        bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{path}: field {name}, row {row + 1}: value {values[row]} is NaN or infinite"
+            )
+    return values
+
+
+def _ctf(table: np.ndarray, path: Path) -> CTFParams | None:
+    names = table.dtype.names
+    if "ctf/df1_A" not in names:
+        return None
+    n = table.shape[0]
+
+    def opt(name, default):
+        return _field(table, name, path) if name in names else np.full(n, default)
+
+    try:
+        return CTFParams(
+            defocus_u_angstrom=_field(table, "ctf/df1_A", path),
+            defocus_v_angstrom=_field(table, "ctf/df2_A", path),
+            defocus_angle_degrees=np.rad2deg(_field(table, "ctf/df_angle_rad", path)),
+            voltage_kv=_field(table, "ctf/accel_kv", path),
+            cs_mm=_field(table, "ctf/cs_mm", path),
+            amplitude_contrast=_field(table, "ctf/amp_contrast", path),
+            phase_shift_degrees=np.rad2deg(opt("ctf/phase_shift_rad", 0.0)),
+            bfactor_angstrom2=opt("ctf/bfactor", 0.0),
+            scale=opt("ctf/scale", 1.0),
+        )
+    except ValueError as exc:
+        raise InputError(f"{path}: bad CTF parameters: {exc}") from None
+
+
+def _optics(pixel: np.ndarray, ctf: CTFParams | None, box: int):
+    n = pixel.shape[0]
+    if ctf is None:
+        keys = np.stack([pixel, np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)], 1)
+    else:
+        keys = np.stack([pixel, ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast], axis=1)
+    uniq, group_of = np.unique(
+        np.nan_to_num(np.round(keys, 6), nan=-1.0), axis=0, return_inverse=True
+    )
+    group_of = group_of.reshape(-1).astype(np.int64)
+    groups = []
+    for g in range(len(uniq)):
+        k = keys[int(np.flatnonzero(group_of == g)[0])]
+        groups.append(
+            OpticsGroup(f"group{g + 1}", float(k[0]), box, float(k[1]), float(k[2]), float(k[3]))
+        )
+    return groups, group_of
+
+
+def read_cryosparc(
+    path: str | Path, datadir: str | Path | None = None, require_images: bool = True
+) -> ParticleSet:
+    """Read a cryoSPARC ``.cs`` particle table.
+
+    Parameters
+    ----------
+    path : str or Path
+    datadir : str or Path, optional
+        Folder to try first for the ``blob/path`` stacks (e.g. the cryoSPARC project folder).
+    require_images : bool
+        If False, the stacks are not opened (``stacks=[]``, ``stack_index=-1``); poses and CTF
+        only, box from ``blob/shape``.
+
+    Returns
+    -------
+    ParticleSet
+        Rotations ``A = R_cs.T``, shifts ``alignments3D/shift × blob/psize_A`` (Å), the CTF with
+        angles in degrees.
+    """
+    path = Path(path)
+    table = load_cs(path)
+    n = table.shape[0]
+    notes: list[str] = []
+    shape = _field(table, "blob/shape", path).reshape(n, -1)
+    if shape.shape[1] != 2:
+        raise InputError(f"{path}: field blob/shape should hold 2 numbers per row")
+    nonsquare = np.flatnonzero(shape[:, 0] != shape[:, 1])
+    if nonsquare.size:
+        r = int(nonsquare[0])
+        raise InputError(
+            f"{path}: field blob/shape, row {r + 1}: images are "
+            f"{shape[r, 1]}x{shape[r, 0]}; cryosplat needs square images"
+        )
+    if np.unique(shape[:, 0]).size > 1:
+        raise InputError(
+            f"{path}: field blob/shape: images of different sizes "
+            f"{sorted(set(shape[:, 0].tolist()))}"
+        )
+    box = int(shape[0, 0])
+    pixel_rows = _field(table, "blob/psize_A", path)
+    uniq, counts = np.unique(np.round(pixel_rows, 6), return_counts=True)
+    pixel = float(uniq[np.argmax(counts)])
+    if uniq.size > 1:
+        notes.append(
+            f"pixel size: blob/psize_A takes values {', '.join(f'{u:g}' for u in uniq)} "
+            f"Å; using {pixel:g} Å, the most common"
+        )
+    ctf = _ctf(table, path)
+    groups, group_of = _optics(pixel_rows, ctf, box)
+    rotations = shifts = subset = None
+    if "alignments3D/pose" in table.dtype.names:
+        rotations = np.swapaxes(rotvec_to_matrix(_field(table, "alignments3D/pose", path)), -1, -2)
+        shifts = (
+            _field(table, "alignments3D/shift", path) * pixel_rows[:, None]
+            if "alignments3D/shift" in table.dtype.names
+            else np.zeros((n, 2))
+        )
+    if "alignments3D/split" in table.dtype.names:
+        subset = _field(table, "alignments3D/split", path).astype(np.int64) + 1
+    image_index = _field(table, "blob/idx", path).astype(np.int64)
+    stacks, stack_index = [], np.full(n, -1, dtype=np.int64)
+    if require_images:
+        raw = _field(table, "blob/path", path)
+        names = np.array(
+            [(p.decode() if isinstance(p, bytes) else str(p)).lstrip(">") for p in raw]
+        )
+        stacks, stack_index = open_stacks(
+            names, image_index, path, search_dirs(path, datadir), basename_too=True
+        )
+        if stacks[0].box != box:
+            raise InputError(
+                f"{path}: blob/shape says {box}x{box} but {stacks[0].path} holds "
+                f"{stacks[0].box}x{stacks[0].box} images"
+            )
+        notes += header_pixel_notes(stacks, stack_index, pixel_rows)
+    else:
+        image_index = np.arange(n)
+    return ParticleSet(
+        box=box,
+        pixel_size_angstrom=pixel,
+        stacks=stacks,
+        stack_index=stack_index,
+        image_index=image_index,
+        rotations=rotations,
+        shifts_angstrom=shifts,
+        ctf=ctf,
+        optics_group=group_of,
+        optics=groups,
+        random_subset=subset,
+        source=path,
+        notes=notes,
+    )

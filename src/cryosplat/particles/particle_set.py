@@ -1,0 +1,157 @@
+"""ParticleSet: particle images (lazily memory-mapped) with their poses and CTF.
+
+:func:`cryosplat.particles.read.read_particles` makes one from RELION ``.star`` (3.0 and 3.1+),
+cryoSPARC ``.cs``, or an ``.mrcs`` stack with cryoDRGN ``poses``/``ctf`` pickles. Rotations, shifts and CTF are
+held in the conventions of :mod:`cryosplat.core.conventions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.core.ctf import CTFParams
+from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import MRCStack
+
+__all__ = ["OpticsGroup", "ParticleSet"]
+
+
+@dataclass
+class OpticsGroup:
+    """One optics group (RELION 3.1 ``data_optics`` row, or one implied by a 3.0 file)."""
+
+    name: str
+    pixel_size_angstrom: float
+    box: int
+    voltage_kv: float
+    cs_mm: float
+    amplitude_contrast: float
+
+
+@dataclass
+class ParticleSet:
+    """N particle images with metadata.
+
+    Attributes
+    ----------
+    box : int
+        Image size D (pixels).
+    pixel_size_angstrom : float
+        The pixel size used for every computation (see ``notes`` for how it was chosen).
+    stacks : list[MRCStack]
+        Distinct stack files.
+    stack_index : np.ndarray, shape (N,), int
+        Which of ``stacks`` each particle's image is in.
+    image_index : np.ndarray, shape (N,), int
+        0-based index of the image in its stack.
+    rotations : np.ndarray or None, shape (N, 3, 3)
+        Map→image matrices ``A`` (RELION ``Euler_angles2matrix``).
+    shifts_angstrom : np.ndarray or None, shape (N, 2)
+        RELION origins ``(x, y)`` in Å (the image holds the projection moved by minus this).
+    ctf : CTFParams or None
+    optics_group : np.ndarray, shape (N,), int
+        Index into ``optics``.
+    optics : list[OpticsGroup]
+    random_subset : np.ndarray or None, shape (N,), int
+        RELION ``rlnRandomSubset`` (1 or 2) when present.
+    source : Path
+        The metadata file.
+    notes : list[str]
+        Things a user should know (e.g. which of two disagreeing pixel sizes is used).
+    """
+
+    box: int
+    pixel_size_angstrom: float
+    stacks: list[MRCStack]
+    stack_index: np.ndarray
+    image_index: np.ndarray
+    rotations: np.ndarray | None = None
+    shifts_angstrom: np.ndarray | None = None
+    ctf: CTFParams | None = None
+    optics_group: np.ndarray | None = None
+    optics: list[OpticsGroup] = field(default_factory=list)
+    random_subset: np.ndarray | None = None
+    source: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.image_index)
+        self.stack_index = np.asarray(self.stack_index, dtype=np.int64)
+        self.image_index = np.asarray(self.image_index, dtype=np.int64)
+        if self.optics_group is None:
+            self.optics_group = np.zeros(n, dtype=np.int64)
+        checks = {
+            "stack_index": self.stack_index,
+            "optics_group": self.optics_group,
+            "rotations": self.rotations,
+            "shifts_angstrom": self.shifts_angstrom,
+            "random_subset": self.random_subset,
+        }
+        for name, arr in checks.items():
+            if arr is not None and len(arr) != n:
+                raise InputError(
+                    f"{self.source}: {name} has {len(arr)} rows but there are {n} particles"
+                )
+        if self.ctf is not None and len(self.ctf) != n:
+            raise InputError(
+                f"{self.source}: CTF has {len(self.ctf)} rows but there are {n} particles"
+            )
+        for name in ("rotations", "shifts_angstrom"):
+            arr = getattr(self, name)
+            if arr is not None and not np.all(np.isfinite(arr)):
+                row = int(np.flatnonzero(~np.isfinite(arr.reshape(n, -1)).any(axis=1))[0])
+                raise InputError(f"{self.source}: {name} is NaN or infinite at row {row + 1}")
+
+    def __len__(self) -> int:
+        return int(self.image_index.shape[0])
+
+    @property
+    def has_poses(self) -> bool:
+        return self.rotations is not None
+
+    @property
+    def has_ctf(self) -> bool:
+        return self.ctf is not None
+
+    def read_images(self, indices) -> np.ndarray:
+        """Images of particles ``indices`` (0-based rows), float32, shape (B, D, D)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out = np.empty((idx.size, self.box, self.box), dtype=np.float32)
+        sidx = self.stack_index[idx]
+        for s in np.unique(sidx):
+            rows = np.flatnonzero(sidx == s)
+            out[rows] = self.stacks[s].read(self.image_index[idx[rows]])
+        return out
+
+    def subset(self, indices) -> ParticleSet:
+        """A new ParticleSet with rows ``indices`` (integer array or boolean mask)."""
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+
+        def take(a):
+            return None if a is None else a[idx]
+
+        return replace(
+            self,
+            stack_index=self.stack_index[idx],
+            image_index=self.image_index[idx],
+            rotations=take(self.rotations),
+            shifts_angstrom=take(self.shifts_angstrom),
+            ctf=None if self.ctf is None else self.ctf.subset(idx),
+            optics_group=self.optics_group[idx],
+            random_subset=take(self.random_subset),
+            notes=list(self.notes),
+        )
+
+    def require_poses_and_ctf(self) -> None:
+        """Raise InputError unless every particle has a pose and a CTF."""
+        missing = [w for w, ok in (("poses", self.has_poses), ("CTF", self.has_ctf)) if not ok]
+        if missing:
+            raise InputError(
+                f"{self.source}: no {' and no '.join(missing)} in the metadata; "
+                "reconstruction needs both"
+            )

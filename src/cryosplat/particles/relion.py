@@ -1,0 +1,331 @@
+"""RELION particle STAR files (3.0 and 3.1+) to a :class:`~cryosplat.particles.particle_set.ParticleSet`.
+
+RELION 3.1+ files have a ``data_optics`` table (``rlnImagePixelSize``, ``rlnImageSize``, voltage,
+Cs, amplitude contrast per group) and a ``data_particles`` table whose ``rlnOpticsGroup`` refers to
+it; origins are ``rlnOriginXAngst/YAngst`` (Å). RELION 3.0 files have one table with per-particle
+voltage, Cs and Q; the pixel size is ``rlnDetectorPixelSize`` (µm) × 10⁴ / ``rlnMagnification`` (or
+``rlnImagePixelSize``), and origins ``rlnOriginX/Y`` are in pixels. Optics groups are then made from
+the distinct (pixel size, voltage, Cs, Q). Angles and shifts are kept in RELION's convention
+(:mod:`cryosplat.core.conventions`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.core.conventions import euler_relion_to_matrix
+from cryosplat.core.ctf import CTFParams
+from cryosplat.core.errors import InputError
+from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs, split_image_names
+from cryosplat.io.star import StarBlock, read_star
+from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+
+__all__ = ["particles_from_star"]
+
+_CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
+_ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+
+
+def _particle_block(blocks: dict[str, StarBlock], path: Path) -> StarBlock:
+    if "particles" in blocks:
+        return blocks["particles"]
+    for block in blocks.values():
+        if block.is_loop and any(c in block for c in ("rlnImageName",) + _ANGLES + _CTF_COLUMNS):
+            return block
+    raise InputError(
+        f"{path}: no particle table (no data_particles block and no loop_ with "
+        "rlnImageName, angles or defocus)"
+    )
+
+
+def _optics_31(optics: StarBlock, particles: StarBlock, path: Path):
+    """Optics groups and each particle's group index from a RELION 3.1 ``data_optics``."""
+    n_groups = optics.n_rows
+    ids = (
+        optics.get_int("rlnOpticsGroup")
+        if "rlnOpticsGroup" in optics
+        else np.arange(1, n_groups + 1)
+    )
+    names = (
+        optics.get_str("rlnOpticsGroupName")
+        if "rlnOpticsGroupName" in optics
+        else np.array([f"opticsGroup{i}" for i in ids])
+    )
+    if "rlnImagePixelSize" not in optics:
+        raise InputError(f"{path}: data_optics: required column _rlnImagePixelSize is missing")
+    pixel = optics.get_float("rlnImagePixelSize")
+    bad = np.flatnonzero(pixel <= 0)
+    if bad.size:
+        raise InputError(
+            f"{path}: data_optics: column rlnImagePixelSize, row {bad[0] + 1}: pixel "
+            f"size {pixel[bad[0]]:g} must be positive"
+        )
+    box = optics.get_int("rlnImageSize") if "rlnImageSize" in optics else np.zeros(n_groups, int)
+
+    def opt(name, default=np.nan):
+        return optics.get_float(name) if name in optics else np.full(n_groups, default)
+
+    voltage, cs, q = opt("rlnVoltage"), opt("rlnSphericalAberration"), opt("rlnAmplitudeContrast")
+    groups = [
+        OpticsGroup(
+            str(names[g]),
+            float(pixel[g]),
+            int(box[g]),
+            float(voltage[g]),
+            float(cs[g]),
+            float(q[g]),
+        )
+        for g in range(n_groups)
+    ]
+    if "rlnOpticsGroup" in particles:
+        pid = particles.get_int("rlnOpticsGroup")
+    elif n_groups == 1:
+        pid = np.full(particles.n_rows, ids[0])
+    else:
+        raise InputError(
+            f"{path}: data_particles: required column _rlnOpticsGroup is missing "
+            f"({n_groups} optics groups)"
+        )
+    lookup = {int(i): g for g, i in enumerate(ids)}
+    unknown = np.flatnonzero(~np.isin(pid, ids))
+    if unknown.size:
+        r = int(unknown[0])
+        raise InputError(
+            f"{path}: data_particles: column rlnOpticsGroup, row {r + 1}: group "
+            f"{pid[r]} is not in data_optics (groups {', '.join(map(str, ids))})"
+        )
+    group_of = np.array([lookup[int(i)] for i in pid], dtype=np.int64)
+    per_particle = {
+        "pixel": pixel[group_of],
+        "voltage": voltage[group_of],
+        "cs": cs[group_of],
+        "q": q[group_of],
+    }
+    return groups, group_of, per_particle
+
+
+def _optics_30(particles: StarBlock, path: Path):
+    """Optics groups implied by a RELION 3.0 table's per-particle columns."""
+    n = particles.n_rows
+
+    def col(name):
+        return particles.get_float(name) if name in particles else np.full(n, np.nan)
+
+    if "rlnImagePixelSize" in particles:
+        pixel = particles.get_float("rlnImagePixelSize")
+    elif "rlnMagnification" in particles and "rlnDetectorPixelSize" in particles:
+        mag = particles.get_float("rlnMagnification")
+        bad = np.flatnonzero(mag <= 0)
+        if bad.size:
+            raise InputError(
+                f"{path}: column rlnMagnification, row {bad[0] + 1}: "
+                f"{mag[bad[0]]:g} must be positive"
+            )
+        pixel = particles.get_float("rlnDetectorPixelSize") * 1e4 / mag
+    else:
+        pixel = np.full(n, np.nan)
+    voltage, cs, q = col("rlnVoltage"), col("rlnSphericalAberration"), col("rlnAmplitudeContrast")
+    keys = np.round(np.stack([pixel, voltage, cs, q], axis=1), 6)
+    uniq, group_of = np.unique(np.nan_to_num(keys, nan=-1.0), axis=0, return_inverse=True)
+    group_of = group_of.reshape(-1).astype(np.int64)
+    groups = []
+    for g in range(len(uniq)):
+        first = int(np.flatnonzero(group_of == g)[0])
+        groups.append(
+            OpticsGroup(
+                f"group{g + 1}",
+                float(pixel[first]),
+                0,
+                float(voltage[first]),
+                float(cs[first]),
+                float(q[first]),
+            )
+        )
+    per_particle = {"pixel": pixel, "voltage": voltage, "cs": cs, "q": q}
+    return groups, group_of, per_particle
+
+
+def _ctf(particles: StarBlock, per_particle: dict, path: Path) -> CTFParams | None:
+    present = [c for c in _CTF_COLUMNS + ("rlnPhaseShift", "rlnCtfBfactor") if c in particles]
+    if not any(c in particles for c in _CTF_COLUMNS):
+        return None
+    if "rlnDefocusU" not in particles:
+        raise InputError(
+            f"{path}: required column _rlnDefocusU is missing (the file has CTF "
+            f"columns {', '.join(present)})"
+        )
+    n = particles.n_rows
+    du = particles.get_float("rlnDefocusU")
+    dv = particles.get_float("rlnDefocusV") if "rlnDefocusV" in particles else du.copy()
+    for key, label in (
+        ("voltage", "rlnVoltage"),
+        ("cs", "rlnSphericalAberration"),
+        ("q", "rlnAmplitudeContrast"),
+    ):
+        missing = np.flatnonzero(np.isnan(per_particle[key]))
+        if missing.size:
+            raise InputError(
+                f"{path}: the CTF needs _{label} (in data_optics for RELION 3.1, per "
+                f"particle for 3.0); missing for row {missing[0] + 1}"
+            )
+
+    def col(name, default):
+        return particles.get_float(name) if name in particles else np.full(n, default)
+
+    try:
+        return CTFParams(
+            defocus_u_angstrom=du,
+            defocus_v_angstrom=dv,
+            defocus_angle_degrees=col("rlnDefocusAngle", 0.0),
+            voltage_kv=per_particle["voltage"],
+            cs_mm=per_particle["cs"],
+            amplitude_contrast=per_particle["q"],
+            phase_shift_degrees=col("rlnPhaseShift", 0.0),
+            bfactor_angstrom2=col("rlnCtfBfactor", 0.0),
+            scale=col("rlnCtfScalefactor", 1.0),
+        )
+    except ValueError as exc:
+        raise InputError(f"{path}: bad CTF parameters: {exc}") from None
+
+
+def _poses(particles: StarBlock, pixel: np.ndarray, path: Path, notes: list[str]):
+    """Rotations (N,3,3) or None, shifts (N,2) in Å or None."""
+    n = particles.n_rows
+    rotations = None
+    if "rlnAngleRot" in particles or "rlnAngleTilt" in particles:
+        for name in _ANGLES:
+            if name not in particles:
+                raise InputError(
+                    f"{path}: required column _{name} is missing (the file has other Euler angles)"
+                )
+        rotations = euler_relion_to_matrix(*(particles.get_float(a) for a in _ANGLES))
+    elif "rlnAnglePsi" in particles:
+        notes.append("only rlnAnglePsi (2D alignment) in the metadata: no 3D poses")
+    shifts = None
+    if "rlnOriginXAngst" in particles or "rlnOriginYAngst" in particles:
+        shifts = np.stack(
+            [particles.get_float("rlnOriginXAngst"), particles.get_float("rlnOriginYAngst")], axis=1
+        )
+    elif "rlnOriginX" in particles or "rlnOriginY" in particles:
+        shifts_px = np.stack(
+            [particles.get_float("rlnOriginX"), particles.get_float("rlnOriginY")], axis=1
+        )
+        if np.isnan(pixel).any():
+            raise InputError(
+                f"{path}: origins rlnOriginX/Y are in pixels but the pixel size is "
+                "unknown (no rlnImagePixelSize, rlnMagnification/DetectorPixelSize)"
+            )
+        shifts = shifts_px * pixel[:, None]
+    if shifts is None and rotations is not None:
+        shifts = np.zeros((n, 2))
+    return rotations, shifts
+
+
+def _majority(values: np.ndarray) -> float:
+    uniq, counts = np.unique(values, return_counts=True)
+    return float(uniq[np.argmax(counts)])
+
+
+def particles_from_star(
+    path: str | Path, datadir: str | Path | None = None, require_images: bool = True
+) -> ParticleSet:
+    """Read a RELION 3.0 or 3.1+ particle STAR file.
+
+    Parameters
+    ----------
+    path : str or Path
+    datadir : str or Path, optional
+        Folder to resolve relative ``rlnImageName`` stacks against first (then the STAR file's
+        folder, then the current directory).
+    require_images : bool
+        If False, a file without ``rlnImageName`` is accepted (``stacks=[]``, ``stack_index=-1``,
+        ``image_index=arange(N)``); box and pixel size then come from ``data_optics``.
+
+    Returns
+    -------
+    ParticleSet
+        Rotations ``A`` (or None without angles), shifts in Å (RELION origins), CTF (or None), the
+        optics groups, ``rlnRandomSubset``. The pixel size is the metadata's (the most common one if
+        optics groups differ, with a note).
+    """
+    path = Path(path)
+    blocks = read_star(path)
+    particles = _particle_block(blocks, path)
+    n = particles.n_rows
+    if n == 0:
+        raise InputError(f"{path}: data_{particles.name} has no particles")
+    notes: list[str] = []
+    if "optics" in blocks and particles.name != "optics":
+        groups, group_of, per_particle = _optics_31(blocks["optics"], particles, path)
+    else:
+        groups, group_of, per_particle = _optics_30(particles, path)
+    ctf = _ctf(particles, per_particle, path)
+    pixel_per_particle = per_particle["pixel"]
+    stacks, stack_index, image_index = [], np.full(n, -1, dtype=np.int64), np.arange(n)
+    box = int(groups[0].box)
+    if "rlnImageName" in particles:
+        image_index, names = split_image_names(particles.get_str("rlnImageName"), path)
+        try:
+            stacks, stack_index = open_stacks(names, image_index, path, search_dirs(path, datadir))
+        except InputError as exc:
+            if require_images or box <= 0:
+                raise
+            notes.append(f"images not read: {exc}")
+            image_index, stacks = np.arange(n), []
+        if stacks:
+            box = stacks[0].box
+            for g in groups:
+                if g.box and g.box != box:
+                    raise InputError(
+                        f"{path}: data_optics says rlnImageSize {g.box} for "
+                        f"{g.name} but the images are {box}x{box}"
+                    )
+                g.box = box
+    elif require_images:
+        raise InputError(
+            f"{path}: required column _rlnImageName is missing (particle images are needed)"
+        )
+    if box <= 0:
+        raise InputError(
+            f"{path}: the image size is unknown: no rlnImageName and no rlnImageSize in data_optics"
+        )
+    if np.isnan(pixel_per_particle).any():
+        if not stacks or stacks[0].pixel_size_angstrom in (0.0, 1.0):
+            raise InputError(
+                f"{path}: the pixel size is unknown: no rlnImagePixelSize (data_optics "
+                "or particles) and no rlnMagnification with rlnDetectorPixelSize"
+            )
+        pixel_per_particle = np.array([stacks[s].pixel_size_angstrom for s in stack_index])
+        for g in groups:
+            g.pixel_size_angstrom = float(pixel_per_particle[0])
+        notes.append(
+            f"pixel size: none in the metadata; using the stack header's "
+            f"{pixel_per_particle[0]:g} Å"
+        )
+    pixel = _majority(pixel_per_particle)
+    if np.unique(pixel_per_particle).size > 1:
+        listing = ", ".join(f"{g.name} {g.pixel_size_angstrom:g} Å" for g in groups)
+        notes.append(
+            f"pixel size: optics groups differ ({listing}); using {pixel:g} Å, the most common"
+        )
+    if stacks:
+        notes += header_pixel_notes(stacks, stack_index, pixel_per_particle)
+    rotations, shifts = _poses(particles, pixel_per_particle, path, notes)
+    subset = particles.get_int("rlnRandomSubset") if "rlnRandomSubset" in particles else None
+    return ParticleSet(
+        box=box,
+        pixel_size_angstrom=pixel,
+        stacks=stacks,
+        stack_index=stack_index,
+        image_index=image_index,
+        rotations=rotations,
+        shifts_angstrom=shifts,
+        ctf=ctf,
+        optics_group=group_of,
+        optics=groups,
+        random_subset=subset,
+        source=path,
+        notes=notes,
+    )

@@ -1,0 +1,155 @@
+"""A summary of a particle set for ``cryosplat info``: counts, optics, defocus, view coverage.
+
+View coverage is measured on a near-uniform grid of cells on the sphere: the centres are a
+Fibonacci spiral of ``round(4π / cell²)`` points (about 180 cells of ~15°), each viewing direction
+counts for its nearest centre, and the coverage is the fraction of cells hit. The viewing direction
+of a particle is the map-frame direction its projection integrates along, ``Aᵀ e_z`` (the third row
+of ``A``); a direction and its opposite give mirror-image projections and are both counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.core.conventions import matrix_to_euler_relion
+from cryosplat.particles.particle_set import ParticleSet
+
+__all__ = [
+    "OpticsSummary",
+    "ParticleSummary",
+    "fibonacci_sphere",
+    "viewing_directions",
+    "view_coverage",
+    "summarize",
+]
+
+
+@dataclass
+class OpticsSummary:
+    """One optics group as listed by ``info``: name, pixel (Å), voltage (kV), Cs (mm), Q, count."""
+
+    name: str
+    pixel_size_angstrom: float
+    voltage_kv: float
+    cs_mm: float
+    amplitude_contrast: float
+    n_particles: int
+
+
+@dataclass
+class ParticleSummary:
+    """What ``cryosplat info`` prints.
+
+    Attributes
+    ----------
+    defocus_range_um : (min, max) of (U+V)/2 in µm, or None without CTF.
+    random_subsets : subset number -> count, or None.
+    view_coverage : fraction in [0, 1] of ~``cell_degrees`` sphere cells hit, or None without poses.
+    tilt_histogram : list of ``(low_deg, high_deg, count)`` over [0, 180] in 30° bins.
+    stacks : list of ``(path, images in the file, images referenced)``.
+    """
+
+    source: Path | None
+    n_particles: int
+    box: int
+    pixel_size_angstrom: float
+    optics: list[OpticsSummary]
+    has_poses: bool
+    has_ctf: bool
+    defocus_range_um: tuple[float, float] | None = None
+    random_subsets: dict[int, int] | None = None
+    view_coverage: float | None = None
+    n_view_cells: int = 0
+    cell_degrees: float = 15.0
+    tilt_histogram: list[tuple[float, float, int]] = field(default_factory=list)
+    stacks: list[tuple[Path, int, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def fibonacci_sphere(n: int) -> np.ndarray:
+    """``n`` near-uniform unit vectors (Fibonacci spiral), float64 (n, 3)."""
+    i = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * i / n
+    phi = math.pi * (3.0 - math.sqrt(5.0)) * i
+    r = np.sqrt(1.0 - z**2)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def viewing_directions(rotations: np.ndarray) -> np.ndarray:
+    """Map-frame projection directions ``Aᵀ e_z`` of rotations ``A`` (N, 3, 3) -> (N, 3)."""
+    return np.asarray(rotations, dtype=np.float64)[:, 2, :]
+
+
+def view_coverage(
+    directions: np.ndarray, cell_degrees: float = 15.0, chunk: int = 65536
+) -> tuple[float, int]:
+    """Fraction of ~``cell_degrees`` sphere cells holding at least one direction.
+
+    Parameters
+    ----------
+    directions : np.ndarray, shape (N, 3)
+        Unit vectors.
+    cell_degrees : float
+        Cell size; there are ``round(4π / cell²)`` cells (cell in radians).
+
+    Returns
+    -------
+    (fraction, n_cells)
+    """
+    n_cells = max(1, round(4.0 * math.pi / math.radians(cell_degrees) ** 2))
+    centres = fibonacci_sphere(n_cells)
+    hit = np.zeros(n_cells, dtype=bool)
+    d = np.asarray(directions, dtype=np.float64)
+    for start in range(0, d.shape[0], chunk):
+        hit[np.argmax(d[start : start + chunk] @ centres.T, axis=1)] = True
+    return float(hit.mean()), n_cells
+
+
+def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSummary:
+    """Summarise a :class:`ParticleSet` (metadata only; its stacks were checked on reading)."""
+    ps = particles
+    counts = np.bincount(ps.optics_group, minlength=len(ps.optics))
+    optics = [
+        OpticsSummary(
+            g.name,
+            g.pixel_size_angstrom,
+            g.voltage_kv,
+            g.cs_mm,
+            g.amplitude_contrast,
+            int(counts[i]),
+        )
+        for i, g in enumerate(ps.optics)
+    ]
+    out = ParticleSummary(
+        source=ps.source,
+        n_particles=len(ps),
+        box=ps.box,
+        pixel_size_angstrom=ps.pixel_size_angstrom,
+        optics=optics,
+        has_poses=ps.has_poses,
+        has_ctf=ps.has_ctf,
+        cell_degrees=cell_degrees,
+        notes=list(ps.notes),
+    )
+    if ps.ctf is not None:
+        mean_df = 0.5 * (ps.ctf.defocus_u_angstrom + ps.ctf.defocus_v_angstrom) * 1e-4
+        out.defocus_range_um = (float(mean_df.min()), float(mean_df.max()))
+    if ps.random_subset is not None:
+        values, n = np.unique(ps.random_subset, return_counts=True)
+        out.random_subsets = {int(v): int(c) for v, c in zip(values, n, strict=True)}
+    if ps.rotations is not None:
+        out.view_coverage, out.n_view_cells = view_coverage(
+            viewing_directions(ps.rotations), cell_degrees
+        )
+        tilt = matrix_to_euler_relion(ps.rotations)[:, 1]
+        hist, edges = np.histogram(tilt, bins=6, range=(0.0, 180.0))
+        out.tilt_histogram = [
+            (float(edges[i]), float(edges[i + 1]), int(hist[i])) for i in range(6)
+        ]
+    for s, st in enumerate(ps.stacks):
+        out.stacks.append((st.path, st.n_images, int(np.count_nonzero(ps.stack_index == s))))
+    return out

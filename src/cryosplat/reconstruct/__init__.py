@@ -1,0 +1,1 @@
+"""Reconstruction: orchestration, run folder, checkpoints, outputs, and one subpackage per engine."""

@@ -1,0 +1,1 @@
+"""The default engine: Fourier sufficient statistics, gridded loss, coarse-to-fine fit."""

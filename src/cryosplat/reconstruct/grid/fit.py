@@ -1,0 +1,302 @@
+"""Fit a Gaussian mixture to Fourier sufficient statistics, coarse to fine.
+
+The loss of :mod:`cryosplat.reconstruct.grid.loss` is evaluated for the mixture by voxelising it
+(:func:`cryosplat.model.gaussians.voxelize_gaussians`, each Gaussian in its footprint); no image is read,
+so a step costs the same for 1,000 or 1,000,000 particles. ``GridLoss`` and ``gridded_loss`` are
+re-exported here.
+
+Coarse to fine: stage ``s`` crops the statistics to a box ``d_s`` (:meth:`FourierStatistics.crop`:
+same physical extent, pixel ``pixel · D / d_s``, frequencies below its Nyquist limit) and voxelises
+on that grid, so most steps are cheap. Scales stay within ``[min, max]_scale_pixels`` stage pixels.
+Each stage runs Adam with exponentially decaying learning rates and ends after its step budget or
+when its stopping rule fires: with ``heldout`` statistics (images not fitted, e.g. 10 % of the same
+half set) the held-out loss, an unbiased estimate of the prediction error on new images, must
+improve within ``patience`` checks, and the best parameters seen are kept; without, the training
+loss must keep improving by ``min_improvement`` (relative, over its data-dependent part).
+
+On a CPU shared with other work, ``torch.set_num_threads(1)`` is often 2–4× faster than the
+default (many small tensor operations per step).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cryosplat.core.errors import InputError
+from cryosplat.model.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
+from cryosplat.reconstruct.grid.loss import GridLoss, gridded_loss
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
+
+__all__ = ["GridFitConfig", "GridLoss", "gridded_loss", "fit_gaussians", "stage_boxes"]
+
+
+@dataclass
+class GridFitConfig:
+    """Settings of :func:`fit_gaussians`.
+
+    Attributes
+    ----------
+    n_gaussians : int
+        Size of the random initial model (ignored when a model is given).
+    stage_fractions : tuple of float
+        Box of each stage as a fraction of the full box (rounded to even, at least 8), coarse to
+        fine; the last should be 1.
+    stage_steps : tuple of int
+        Largest number of Adam steps of each stage.
+    lr_means_pixels : float
+        Adam learning rate of the means, in pixels of the stage grid.
+    lr_scales_pixels : float
+        Adam learning rate of the raw (softplus) scales, in pixels of the stage grid.
+    lr_quaternions, lr_amplitudes : float
+        Adam learning rates of the raw quaternions and raw (softplus) amplitudes; amplitudes are
+        fitted relative to their mean, so this is about a relative step.
+    lr_final_fraction : float
+        Learning rates decay exponentially to this fraction over each stage's step budget.
+    min_scale_pixels, max_scale_pixels : float
+        Scales are kept within these many pixels of the stage grid: the sampling limit below; above,
+        a bound on the footprint (a misplaced Gaussian would otherwise spread out rather than
+        fade).
+    init_radius_fraction : float
+        Random initial means fill a ball of this radius (fraction of the box edge).
+    n_sigma : float
+        Voxelisation footprint half-width in standard deviations.
+    gridding_correction : bool
+        Apodise the voxelised map as trilinear insertion does (recommended).
+    check_every : int
+        Steps between evaluations of the stopping rule (and calls of ``callback``).
+    patience : int
+        Checks without improvement before a stage ends.
+    min_improvement : float
+        Relative improvement of the criterion that counts as one.
+    seed : int
+        Seed of the random initial model.
+    device : str
+        torch device of the fit.
+    """
+
+    n_gaussians: int = 3000
+    stage_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    stage_steps: tuple[int, ...] = (40, 20, 20, 15)
+    lr_means_pixels: float = 0.2
+    lr_scales_pixels: float = 0.02
+    lr_quaternions: float = 0.01
+    lr_amplitudes: float = 0.1
+    lr_final_fraction: float = 0.1
+    min_scale_pixels: float = 0.5
+    max_scale_pixels: float = 1.0
+    init_radius_fraction: float = 0.3
+    n_sigma: float = 3.0
+    gridding_correction: bool = True
+    check_every: int = 5
+    patience: int = 3
+    min_improvement: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first bad setting."""
+        if self.n_gaussians < 1:
+            raise InputError(f"n_gaussians must be at least 1, got {self.n_gaussians}")
+        if not self.stage_fractions or len(self.stage_fractions) != len(self.stage_steps):
+            raise InputError("stage_fractions and stage_steps must be non-empty, of equal length")
+        if any(not 0 < f <= 1 for f in self.stage_fractions):
+            raise InputError(f"stage_fractions must lie in (0, 1], got {self.stage_fractions}")
+        if any(s < 0 for s in self.stage_steps):
+            raise InputError(f"stage_steps must be non-negative, got {self.stage_steps}")
+        positive = "lr_means_pixels lr_scales_pixels lr_quaternions lr_amplitudes lr_final_fraction"
+        for name in (positive + " min_scale_pixels init_radius_fraction n_sigma").split():
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.max_scale_pixels >= self.min_scale_pixels:
+            raise InputError(f"max_scale_pixels {self.max_scale_pixels} < min_scale_pixels")
+        if self.check_every < 1 or self.patience < 1:
+            raise InputError(
+                f"check_every and patience must be >= 1: {self.check_every}, {self.patience}"
+            )
+
+
+def stage_boxes(box: int, fractions) -> list[int]:
+    """Even stage boxes ``round(f · box)`` (at least 8, at most ``box``), one per fraction."""
+    return [min(box, max(8, 2 * round(f * box / 2))) for f in fractions]
+
+
+class _Parameters:
+    """Raw tensors of a mixture being fitted (amplitudes relative to ``amplitude_unit``)."""
+
+    def __init__(self, model: GaussianModel, device) -> None:
+        with torch.no_grad():
+            amplitudes = model.amplitudes.detach().to(device, torch.float32)
+            self.amplitude_unit = float(amplitudes.mean())
+            self.means = model.means.detach().to(device, torch.float32).clone()
+            self.raw_scales = model.raw_scales.detach().to(device, torch.float32).clone()
+            self.raw_quaternions = model.raw_quaternions.detach().to(device, torch.float32).clone()
+            self.raw_amplitudes = inverse_softplus(amplitudes / self.amplitude_unit)
+        for t in self.tensors():
+            t.requires_grad_(True)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.means, self.raw_scales, self.raw_quaternions, self.raw_amplitudes]
+
+    def snapshot(self) -> list[torch.Tensor]:
+        return [t.detach().clone() for t in self.tensors()]
+
+    def restore(self, saved: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for t, s in zip(self.tensors(), saved, strict=True):
+                t.copy_(s)
+
+    def activated(self) -> tuple[torch.Tensor, ...]:
+        """Means, scales, unit quaternions and relative amplitudes."""
+        quaternions = self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True)
+        scales, amplitudes = F.softplus(self.raw_scales), F.softplus(self.raw_amplitudes)
+        return self.means, scales, quaternions, amplitudes
+
+    def voxelize(self, box: int, pixel: float, n_sigma: float) -> torch.Tensor:
+        return voxelize_gaussians(*self.activated(), box, pixel, n_sigma=n_sigma)
+
+    def clamp_scales(self, pixel: float, config: GridFitConfig) -> None:
+        """Keep the scales within the configured range (in pixels of the stage grid)."""
+        limits = torch.tensor([config.min_scale_pixels, config.max_scale_pixels]) * pixel
+        bounds = inverse_softplus(limits.double())
+        with torch.no_grad():
+            self.raw_scales.clamp_(min=float(bounds[0]), max=float(bounds[1]))
+
+    def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
+        with torch.no_grad():
+            means, scales, quaternions, amplitudes = self.activated()
+            amplitudes = (amplitudes * amplitude_scale).clamp_min(1e-30)
+            model = GaussianModel(means, scales, quaternions, amplitudes, box, pixel)
+        return model.to(self.means.device)
+
+
+def _amplitude_factor(params: _Parameters, loss: GridLoss, config: GridFitConfig) -> float:
+    """Least-squares factor from the fitted (relative) amplitudes to the data's, at low resolution."""
+    params.clamp_scales(loss.pixel_size_angstrom, config)
+    with torch.no_grad():
+        volume = params.voxelize(loss.box, loss.pixel_size_angstrom, config.n_sigma)
+        alpha = loss.best_scale(loss.data_term_and_spectrum(volume)[1], max_radius=2.0)
+    if not alpha > 0:
+        raise InputError(
+            "the images correlate negatively with any positive density at low "
+            "resolution: they may hold protein dark (invert their contrast)"
+        )
+    return alpha
+
+
+def fit_gaussians(
+    stats: FourierStatistics,
+    config: GridFitConfig | None = None,
+    model: GaussianModel | None = None,
+    heldout: FourierStatistics | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    callback: Callable[[int, int, float, float | None], None] | None = None,
+) -> GaussianModel:
+    """Fit a Gaussian mixture to the statistics of one half set.
+
+    Parameters
+    ----------
+    stats : FourierStatistics
+        The half set to fit.
+    config : GridFitConfig, optional
+    model : GaussianModel, optional
+        Starting model (not modified); default a random one (``GaussianModel.random`` with
+        ``config.n_gaussians``, ``config.seed``). Its amplitudes are rescaled to the data first.
+    heldout : FourierStatistics, optional
+        Statistics of images kept out of the fit, for the stopping rule (for gold-standard half
+        maps, a part of the same half set, not the other half).
+    progress : callable(done, total), optional
+        Called after every step (``total`` = the sum of the step budgets).
+    callback : callable(stage, step, loss, heldout_loss), optional
+        Called at every check with the stage index, the step within it, the training loss per
+        particle and the held-out loss per particle (None without ``heldout``), both without their
+        constant terms.
+
+    Returns
+    -------
+    GaussianModel on ``config.device`` with the box and pixel size of ``stats``.
+    """
+    config = GridFitConfig() if config is None else config
+    config.validate()
+    with torch.enable_grad():
+        return _fit(stats, config, model, heldout, progress, callback)
+
+
+def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
+    if heldout is not None:
+        stats._check_compatible(heldout)
+    device = torch.device(config.device)
+    boxes = stage_boxes(stats.box, config.stage_fractions)
+    first_pixel = stats.pixel_size_angstrom * stats.box / boxes[0]
+    if model is None:
+        model = GaussianModel.random(
+            config.n_gaussians,
+            stats.box,
+            stats.pixel_size_angstrom,
+            seed=config.seed,
+            radius_fraction=config.init_radius_fraction,
+            scale_angstrom=config.max_scale_pixels * first_pixel,
+        )
+    params = _Parameters(model, device)
+    total_steps = sum(config.stage_steps)
+    done = 0
+    alpha = None
+    for stage, (box, budget) in enumerate(zip(boxes, config.stage_steps, strict=True)):
+        stage_stats = stats.crop(box)
+        pixel = stage_stats.pixel_size_angstrom
+        loss_fn = GridLoss(stage_stats, 1.0, config.gridding_correction, device)
+        if alpha is None:
+            alpha = _amplitude_factor(params, loss_fn, config)
+        loss_fn.rescale(alpha)
+        held_fn = None
+        if heldout is not None:
+            held_fn = GridLoss(heldout.crop(box), alpha, config.gridding_correction, device)
+        params.clamp_scales(pixel, config)
+        optimizer = torch.optim.Adam(
+            [
+                {"params": [params.means], "lr": config.lr_means_pixels * pixel},
+                {"params": [params.raw_scales], "lr": config.lr_scales_pixels * pixel},
+                {"params": [params.raw_quaternions], "lr": config.lr_quaternions},
+                {"params": [params.raw_amplitudes], "lr": config.lr_amplitudes},
+            ]
+        )
+        decay = config.lr_final_fraction ** (1.0 / max(budget, 1))
+        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
+        best, best_state, stale = math.inf, None, 0
+        for step in range(budget):
+            volume = params.voxelize(box, pixel, config.n_sigma)
+            data_term, spectrum = loss_fn.data_term_and_spectrum(volume)
+            loss = data_term / stats.n_particles
+            if step % config.check_every == 0 or step == budget - 1:
+                held = None
+                if held_fn is not None:
+                    held = float(held_fn.data_term(spectrum)) / heldout.n_particles
+                criterion = float(loss.detach()) if held is None else held
+                if math.isinf(best) or criterion < best - config.min_improvement * abs(best):
+                    best, stale = criterion, 0
+                    if held is not None:
+                        best_state = params.snapshot()
+                else:
+                    stale += 1
+                if callback is not None:
+                    callback(stage, step, float(loss.detach()), held)
+                if stale >= config.patience:
+                    break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            params.clamp_scales(pixel, config)
+            done += 1
+            if progress is not None:
+                progress(done, total_steps)
+        if best_state is not None:
+            params.restore(best_state)
+        if progress is not None and done < sum(config.stage_steps[: stage + 1]):
+            done = sum(config.stage_steps[: stage + 1])
+            progress(done, total_steps)
+    return params.model(1.0 if alpha is None else alpha, stats.box, stats.pixel_size_angstrom)

@@ -1,0 +1,183 @@
+"""The gridded loss: a map against Fourier sufficient statistics, without the images.
+
+For statistics ``W``, ``B`` (:mod:`cryosplat.reconstruct.grid.statistics`) of images of box ``d``,
+
+    ``L(V) = (1/d²) [Σ_K W(K) |X̂(K)|² − 2 Re(conj X̂(K) · B(K)) + data_power]``
+
+with ``X̂ = pixel · DFT(pad(V · apodisation))`` the padded transform of the map (density per Å³)
+in the units of the image spectra. ``L`` is the sum over images of squared pixel residuals. The map
+is multiplied by the real-space apodisation of trilinear insertion
+(:func:`cryosplat.core.fourier_slice.trilinear_apodization`), so that the minimiser is the unapodised
+density, as RELION's gridding correction gives. The sum runs over the full grid; on the stored half
+grid the ``Kx > 0`` points count twice (:func:`half_grid_multiplicity`). One evaluation is a real
+FFT of the zero-padded map; the backward pass is analytic (one inverse real FFT).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cryosplat.core.fourier_slice import trilinear_apodization
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
+
+__all__ = ["GridLoss", "gridded_loss", "half_grid_multiplicity"]
+
+
+def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Weights (1, 1, P//2 + 1) turning a half-grid sum into the full-grid sum: 1 at ``Kx = 0``, else 2."""
+    m = torch.full((1, 1, shape[-1]), 2.0, device=device, dtype=dtype)
+    m[..., 0] = 1.0
+    return m
+
+
+def _fft_order_phases(size: int, pad: int, device, dtype) -> list[torch.Tensor]:
+    """Factors of ``exp(iπ(Kx + Ky + Kz)/pad)`` on the rfft grid, broadcastable along z, y, x.
+
+    Their product moves the map origin from index 0 to D/2; applied one axis at a time, no grid of
+    phases is ever held.
+    """
+    k = torch.fft.fftfreq(size, 1.0 / size, device=device, dtype=torch.float64)
+    kx = torch.arange(size // 2 + 1, device=device, dtype=torch.float64)
+    axes = [k[:, None, None], k[None, :, None], kx[None, None, :]]
+    return [torch.polar(torch.ones_like(a), math.pi * a / pad).to(dtype) for a in axes]
+
+
+class _SpectrumLoss(torch.autograd.Function):
+    """``(volume) → (loss less constant, spectrum)`` with an analytic backward.
+
+    ``F = rfftn(volume, s=(P,)*3)``, ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)``
+    and the adjoint of the zero-padded real FFT is ``P³ · irfftn`` (interior ``x`` planes halved,
+    as ``irfftn`` counts them twice) cropped to the volume.
+    """
+
+    @staticmethod
+    def forward(ctx, volume, weights, data, size):
+        spectrum = torch.fft.rfftn(volume, s=(size,) * 3)
+        residual = weights * spectrum - data
+        loss = (spectrum.conj() * (residual - data)).real.sum()
+        ctx.save_for_backward(residual)
+        ctx.size, ctx.box = size, volume.shape[-1]
+        ctx.mark_non_differentiable(spectrum)
+        return loss, spectrum
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_spectrum):
+        (residual,) = ctx.saved_tensors
+        size, box = ctx.size, ctx.box
+        grad = residual * (2.0 * size**3)
+        grad[..., 1 : size // 2] *= 0.5
+        volume_grad = torch.fft.irfftn(grad, s=(size,) * 3)[:box, :box, :box]
+        return volume_grad * grad_loss, None, None, None
+
+
+class GridLoss:
+    """The loss of :mod:`cryosplat.reconstruct.grid.statistics` for maps on one statistics grid.
+
+    ``loss(V) = (1/d²) [Σ_K W |X̂|² − 2 Re(conj X̂ · B) + data_power]`` with ``X̂ = pixel · c ·
+    DFT(pad(V · apodisation))``: the sum over images of squared pixel residuals (images of box d).
+
+    Parameters
+    ----------
+    stats : FourierStatistics
+    amplitude_scale : float
+        ``c``: the map is multiplied by this before the comparison (fits in relative units).
+    gridding_correction : bool
+        Apodise maps as trilinear insertion does.
+    device, dtype : where and in which real precision to evaluate.
+    """
+
+    def __init__(
+        self,
+        stats: FourierStatistics,
+        amplitude_scale: float = 1.0,
+        gridding_correction: bool = True,
+        device=None,
+        dtype=torch.float32,
+    ) -> None:
+        device = stats.weights.device if device is None else torch.device(device)
+        self.box, self.pad, self.size = stats.box, stats.pad, stats.padded_box
+        self.pixel_size_angstrom = stats.pixel_size_angstrom
+        self.n_particles = stats.n_particles
+        self.constant = stats.data_power / self.box**2
+        scale = stats.pixel_size_angstrom * amplitude_scale
+        norm = 1.0 / self.box**2
+        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        # Loss = norm·[Σ (s²W)|F|² − 2 Re Σ conj(F)(s B)]; ``weights`` and ``data`` hold it. Built
+        # in the working precision and in place: at large boxes these grids are most of the memory.
+        mult = half_grid_multiplicity(stats.weights.shape, stats.weights.device, dtype)
+        weights = torch.fft.ifftshift(stats.weights.to(dtype) * mult, dim=(0, 1))
+        weights *= scale**2 * norm
+        data = torch.fft.ifftshift(stats.data.to(complex_dtype) * mult, dim=(0, 1))
+        for phase in _fft_order_phases(self.size, self.pad, data.device, complex_dtype):
+            data *= phase.conj()
+        data *= scale * norm
+        self.weights = weights.to(device)
+        self.data = data.to(device)
+        apodization = trilinear_apodization(self.box, self.pad, device, dtype)
+        self.apodization = apodization if gridding_correction else None
+
+    def rescale(self, factor: float) -> None:
+        """Compare ``factor · map`` from now on (``amplitude_scale`` times ``factor``)."""
+        self.weights *= factor**2
+        self.data *= factor
+
+    def data_term_and_spectrum(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(1/d²)[Σ W|X̂|² − 2 Re(conj X̂ B)]`` (the loss less its constant; differentiable)
+        and the uncentred padded rFFT of the (apodised) map, for :meth:`data_term`."""
+        if tuple(volume.shape) != (self.box,) * 3:
+            raise ValueError(f"volume has shape {tuple(volume.shape)}, expected {(self.box,) * 3}")
+        if self.apodization is not None:
+            volume = volume * self.apodization
+        return _SpectrumLoss.apply(volume, self.weights, self.data, self.size)
+
+    def data_term(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """The loss less its constant for a spectrum from another grid's
+        :meth:`data_term_and_spectrum` (same box and pad; e.g. held-out statistics)."""
+        return (spectrum.conj() * (self.weights * spectrum - 2.0 * self.data)).real.sum()
+
+    def __call__(self, volume: torch.Tensor) -> torch.Tensor:
+        """The full loss (scalar tensor) of a map (D, D, D) on this grid."""
+        return self.data_term_and_spectrum(volume)[0] + self.constant
+
+    def best_scale(self, spectrum: torch.Tensor, max_radius: float) -> float:
+        """Least-squares factor ``α`` minimising the loss of ``α · map`` (``spectrum`` from
+        :meth:`data_term_and_spectrum`) over ``|k| ≤ max_radius`` (pixels)."""
+        k = torch.fft.fftfreq(self.size, 1.0 / self.size, device=spectrum.device)
+        kx = torch.arange(self.size // 2 + 1, device=spectrum.device)
+        r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
+        low = r2 <= (self.pad * max_radius) ** 2
+        quad = (self.weights * spectrum.abs().square())[low].sum()
+        cross = (spectrum.conj() * self.data).real[low].sum()
+        return float(cross / quad.clamp_min(1e-30))
+
+
+def gridded_loss(
+    model_or_volume: GaussianModel | torch.Tensor,
+    stats: FourierStatistics,
+    gridding_correction: bool = True,
+    n_sigma: float = 3.0,
+) -> torch.Tensor:
+    """Loss of a model or map against the statistics: the sum over images of squared residuals.
+
+    Parameters
+    ----------
+    model_or_volume : GaussianModel or torch.Tensor (D, D, D)
+        A model is voxelised on the statistics' grid (box and pixel size); a map must be on it.
+    stats : FourierStatistics
+    gridding_correction : bool
+        Apodise the map as trilinear insertion does.
+    n_sigma : float
+        Voxelisation footprint of a model.
+
+    Returns
+    -------
+    torch.Tensor, scalar, differentiable in the model's parameters or the map.
+    """
+    if isinstance(model_or_volume, GaussianModel):
+        volume = model_or_volume.voxelize(stats.box, stats.pixel_size_angstrom, n_sigma=n_sigma)
+    else:
+        volume = model_or_volume
+    return GridLoss(stats, 1.0, gridding_correction, volume.device, volume.dtype)(volume)

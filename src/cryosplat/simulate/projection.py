@@ -1,0 +1,215 @@
+"""Clean particle images of a model file, for simulation: splatted Gaussians or Fourier slices.
+
+A projector holds a model on a ``box`` × ``pixel`` grid and makes images ``(B, D, D)`` per Å²
+(line integrals of density per Å³) for map→image rotations ``A``, RELION origins (``image(p) =
+projection(p + o)``) and an optional centred CTF, as in :mod:`cryosplat.core.conventions`:
+
+* :class:`SplatProjector`: a :class:`~cryosplat.model.gaussians.GaussianModel` (from atoms or a saved
+  ``.npz``) splatted by :func:`cryosplat.render.imaging.predict_images`;
+* :class:`MapProjector`: a map's central slices from its zero-padded transform (trilinear, with the
+  gridding correction; :mod:`cryosplat.core.fourier_slice`), shifted and CTF-multiplied in Fourier space.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import ifft2_centered, phase_shift_2d
+from cryosplat.core.fourier_slice import extract_slices, volume_to_padded_ft
+from cryosplat.io.mrc import read_map
+from cryosplat.model.atoms import model_from_atoms
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.render.imaging import predict_images
+
+__all__ = ["ProjectionConfig", "SplatProjector", "MapProjector", "load_projector"]
+
+log = logging.getLogger(__name__)
+
+ATOM_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
+MAP_SUFFIXES = (".mrc", ".map")
+FOURIER_PAD = 2
+
+
+@dataclass
+class ProjectionConfig:
+    """How to turn a model file into a projector.
+
+    Attributes
+    ----------
+    box : int or None
+        Image size D; required for atoms; for a map, must equal its box when given.
+    pixel_size_angstrom : float or None
+        Required for atoms; defaults to the Gaussian model's or the map header's.
+    projection : str
+        Atoms and Gaussian models: ``"splat"`` or ``"fourier"`` (slices of the voxelised model).
+    backend : str
+        Splatting backend of :mod:`cryosplat.render`.
+    device : str
+        torch device.
+    bfactor_extra_angstrom2 : float
+        B-factor added to every atom.
+    """
+
+    box: int | None = None
+    pixel_size_angstrom: float | None = None
+    projection: str = "splat"
+    backend: str = "auto"
+    device: str = "cpu"
+    bfactor_extra_angstrom2: float = 0.0
+
+
+class SplatProjector:
+    """Projects a Gaussian model (from atoms or a saved model) by splatting (``cryosplat.render.imaging``).
+
+    Parameters
+    ----------
+    model : GaussianModel
+        Rendered on its own ``box`` and ``pixel_size_angstrom``.
+    backend : str
+        Splatting backend (``"auto"``, ``"reference"`` or ``"fast"``).
+    device : str
+    source : Path
+        The file it came from (named in error messages).
+    """
+
+    def __init__(self, model: GaussianModel, backend: str, device: str, source: Path) -> None:
+        self.model, self.source = model.to(device), source
+        self.box, self.pixel_size_angstrom = model.box, model.pixel_size_angstrom
+        self.backend, self.device = backend, torch.device(device)
+        self.method = f"Gaussian splatting ({len(model)} Gaussians, backend {backend})"
+
+    def truth(self) -> np.ndarray:
+        """The voxelised model (D, D, D), density per Å³."""
+        with torch.no_grad():
+            return self.model.voxelize().cpu().numpy()
+
+    def images(
+        self, rotations: np.ndarray, shifts_angstrom: np.ndarray, ctf: torch.Tensor | None
+    ) -> np.ndarray:
+        """Images (B, D, D) per Å² for rotations (B, 3, 3), RELION origins (B, 2) Å, CTF (B, D, D)."""
+        with torch.no_grad():
+            rot = torch.as_tensor(rotations, dtype=torch.float32, device=self.device)
+            sh = torch.as_tensor(shifts_angstrom, dtype=torch.float32, device=self.device)
+            out = predict_images(self.model, rot, sh, ctf, backend=self.backend)
+        return out.cpu().numpy()
+
+
+class MapProjector:
+    """Projects a map by Fourier slices of its zero-padded transform (``cryosplat.core.fourier_slice``).
+
+    Parameters
+    ----------
+    volume : np.ndarray, shape (D, D, D), ``[z, y, x]``, density per Å³
+    pixel_size_angstrom : float
+    device : str
+    source : Path
+        The file it came from (named in error messages).
+    """
+
+    def __init__(
+        self, volume: np.ndarray, pixel_size_angstrom: float, device: str, source: Path
+    ) -> None:
+        self.volume, self.source = volume, source
+        self.box, self.pixel_size_angstrom = volume.shape[0], pixel_size_angstrom
+        if self.box % 2:
+            raise InputError(
+                f"{source}: box {self.box} is odd; Fourier-slice projection needs an even box "
+                "(use an even --box, or resample the map)"
+            )
+        self.device = torch.device(device)
+        vol = torch.as_tensor(volume, dtype=torch.float32, device=self.device)
+        self.volume_ft = volume_to_padded_ft(
+            vol, FOURIER_PAD, pixel_size_angstrom, gridding_correction=True, half=True
+        )
+        self.method = f"Fourier slices (trilinear with gridding correction, padding {FOURIER_PAD})"
+
+    def truth(self) -> np.ndarray:
+        """The input map (D, D, D)."""
+        return self.volume
+
+    def images(
+        self, rotations: np.ndarray, shifts_angstrom: np.ndarray, ctf: torch.Tensor | None
+    ) -> np.ndarray:
+        """Images (B, D, D) per Å² for rotations (B, 3, 3), RELION origins (B, 2) Å, CTF (B, D, D)."""
+        rot = torch.as_tensor(rotations, dtype=torch.float32, device=self.device)
+        spectra = extract_slices(self.volume_ft, rot, self.box, FOURIER_PAD)
+        spectra = phase_shift_2d(
+            spectra, torch.as_tensor(shifts_angstrom, device=self.device), self.pixel_size_angstrom
+        )
+        if ctf is not None:
+            spectra = spectra * ctf
+        return ifft2_centered(spectra).real.cpu().numpy()
+
+
+def _model_projector(model: GaussianModel, config: ProjectionConfig, source: Path):
+    if config.projection == "splat":
+        return SplatProjector(model, config.backend, config.device, source)
+    with torch.no_grad():
+        volume = model.voxelize().cpu().numpy()
+    return MapProjector(volume, model.pixel_size_angstrom, config.device, source)
+
+
+def load_projector(model_path: Path, config: ProjectionConfig) -> SplatProjector | MapProjector:
+    """The projector of a model file, chosen by its suffix.
+
+    Parameters
+    ----------
+    model_path : Path
+        ``.pdb``/``.ent``/``.cif``/``.mmcif`` atoms (``cryosplat.model.atoms.model_from_atoms``; needs
+        ``box`` and pixel size), ``.npz`` Gaussian model, or ``.mrc``/``.map`` map (its box; its
+        header voxel size unless one is given).
+    config : ProjectionConfig
+
+    Raises
+    ------
+    InputError
+        Missing or unknown file, missing box/pixel for atoms, a map of another box, an odd box
+        for Fourier-slice projection.
+    """
+    suffix = model_path.suffix.lower()
+    if not model_path.is_file():
+        raise InputError(f"{model_path}: model file not found")
+    if suffix in ATOM_SUFFIXES:
+        if config.box is None or config.pixel_size_angstrom is None:
+            raise InputError(f"{model_path}: an atomic model needs --box and --pixel-size")
+        model = model_from_atoms(
+            model_path,
+            config.box,
+            config.pixel_size_angstrom,
+            bfactor_extra=config.bfactor_extra_angstrom2,
+        )
+        return _model_projector(model, config, model_path)
+    if suffix == ".npz":
+        model = GaussianModel.load(model_path)
+        model.box = config.box or model.box
+        model.pixel_size_angstrom = config.pixel_size_angstrom or model.pixel_size_angstrom
+        return _model_projector(model, config, model_path)
+    if suffix in MAP_SUFFIXES:
+        volume, voxel = read_map(model_path)
+        if config.box is not None and config.box != volume.shape[0]:
+            raise InputError(
+                f"{model_path}: the map's box is {volume.shape[0]}, not {config.box}; "
+                "resample the map or leave out --box"
+            )
+        pixel = config.pixel_size_angstrom or voxel
+        if not pixel > 0:
+            raise InputError(f"{model_path}: the map header has no voxel size; give --pixel-size")
+        if not math.isclose(pixel, voxel, rel_tol=1e-3):
+            log.warning(
+                "%s: using pixel size %.4f Å instead of the header's %.4f Å",
+                model_path,
+                pixel,
+                voxel,
+            )
+        return MapProjector(volume, pixel, config.device, model_path)
+    raise InputError(
+        f"{model_path}: unknown model type '{suffix}' (expected .pdb/.cif atoms, a "
+        ".npz Gaussian model or an .mrc/.map map)"
+    )

@@ -1,0 +1,1 @@
+"""Map validation: FSC, masks, cross-validated resolution."""

@@ -1,0 +1,98 @@
+"""Soft masks for FSC: a spherical mask and an automatic mask made from the map."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from cryosplat.core.fourier import fftn_centered, frequency_grid_3d, ifftn_centered
+
+__all__ = ["spherical_mask", "auto_mask", "lowpass"]
+
+
+def _radius_grid(box: int) -> torch.Tensor:
+    k = torch.arange(box, dtype=torch.float64) - box // 2
+    return torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+
+
+def _soft_edge(distance: torch.Tensor, width: float) -> torch.Tensor:
+    """1 inside (distance <= 0), raised-cosine fall to 0 over ``width`` voxels."""
+    if width <= 0:
+        return (distance <= 0).double()
+    t = (distance / width).clamp(0.0, 1.0)
+    return 0.5 * (1.0 + torch.cos(math.pi * t))
+
+
+def spherical_mask(
+    box: int, radius_px: float | None = None, soft_width_px: float = 6.0
+) -> np.ndarray:
+    """A soft spherical mask centred on voxel ``D // 2``.
+
+    Parameters
+    ----------
+    box : int
+    radius_px : float, optional
+        Radius (voxels) where the soft edge starts; default ``D/2 - soft_width_px - 1``.
+    soft_width_px : float
+        Width (voxels) of the raised-cosine edge.
+
+    Returns
+    -------
+    np.ndarray, shape (D, D, D), float32 in [0, 1].
+    """
+    if radius_px is None:
+        radius_px = box / 2 - soft_width_px - 1
+    if radius_px <= 0:
+        raise ValueError(
+            f"radius_px must be positive, got {radius_px} (box {box}, soft width {soft_width_px})"
+        )
+    return _soft_edge(_radius_grid(box) - radius_px, soft_width_px).float().numpy()
+
+
+def lowpass(volume, resolution_angstrom: float, pixel_size_angstrom: float) -> np.ndarray:
+    """Gaussian low-pass filter with amplitude 0.5 at ``resolution_angstrom``."""
+    v = torch.as_tensor(np.asarray(volume), dtype=torch.float64)
+    box = v.shape[0]
+    kx, ky, kz = frequency_grid_3d(box, pixel_size_angstrom, dtype=torch.float64)
+    k2 = kx**2 + ky**2 + kz**2
+    sigma2 = (1.0 / resolution_angstrom) ** 2 / (2.0 * math.log(2.0))
+    return ifftn_centered(fftn_centered(v) * torch.exp(-k2 / (2.0 * sigma2))).real.numpy()
+
+
+def auto_mask(
+    volume,
+    pixel_size_angstrom: float,
+    lowpass_angstrom: float = 15.0,
+    threshold_fraction: float = 0.1,
+    dilate_px: float = 3.0,
+    soft_width_px: float = 6.0,
+) -> np.ndarray:
+    """An automatic soft mask from a map, as RELION's mask creation does it.
+
+    The map is low-pass filtered, thresholded at ``threshold_fraction`` of its maximum, the binary mask
+    is dilated by ``dilate_px`` voxels and given a raised-cosine edge of ``soft_width_px`` voxels.
+
+    Returns
+    -------
+    np.ndarray, shape (D, D, D), float32 in [0, 1]. Falls back to the spherical mask for an empty map.
+    """
+    v = np.asarray(volume, dtype=np.float64)
+    box = v.shape[0]
+    smooth = lowpass(v, max(lowpass_angstrom, 2.0 * pixel_size_angstrom), pixel_size_angstrom)
+    peak = smooth.max()
+    if not peak > 0:
+        return spherical_mask(box)
+    binary = smooth >= threshold_fraction * peak
+    # Distance (voxels) to the binary mask, via repeated dilation by a 1-voxel ball up to the edge.
+    reach = int(math.ceil(dilate_px + soft_width_px)) + 1
+    dist = np.where(binary, 0.0, np.inf)
+    current = torch.as_tensor(binary, dtype=torch.float32)[None, None]
+    for step in range(1, reach + 1):
+        current = (torch.nn.functional.max_pool3d(current, 3, stride=1, padding=1) > 0).float()
+        newly = current[0, 0].numpy().astype(bool) & ~np.isfinite(dist)
+        dist[newly] = step
+    dist = np.where(np.isfinite(dist), dist, reach + 1.0)
+    mask = _soft_edge(torch.as_tensor(dist - dilate_px), soft_width_px)
+    return mask.float().numpy()
