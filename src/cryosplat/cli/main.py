@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except CryosplatError as exc:
-        print(f"cryosplat {args.command}: error: {exc}", file=sys.stderr)
+        if not getattr(exc, "reported_elsewhere", False):  # another rank of the job printed it
+            print(f"cryosplat {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         sys.stderr.close()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import replace
 
 import torch
 
 from cryosplat.core.errors import InputError
 from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct import distributed
 from cryosplat.reconstruct.grid.engine import GridEngineConfig
-from cryosplat.reconstruct.run import ENGINES, ReconstructConfig, reconstruct
+from cryosplat.reconstruct.run import ENGINES, ReconstructConfig, reconstruct, resolve_device
 from cryosplat.reconstruct.splat.engine import SplatEngineConfig
 from cryosplat.render import BACKENDS
 
@@ -161,9 +163,22 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = build_config(args)
     particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
-    result = reconstruct(
-        particles, args.out, config, resume=args.resume, show_progress=not args.no_progress
-    )
+    dist = distributed.start(resolve_device(config.device))
+    if not dist.is_main:  # under torchrun, rank 0 alone logs and reports
+        logging.getLogger("cryosplat").setLevel(logging.WARNING)
+    try:
+        result = reconstruct(
+            particles,
+            args.out,
+            config,
+            resume=args.resume,
+            show_progress=not args.no_progress,
+            dist=dist,
+        )
+    finally:
+        dist.stop()
+    if result is None:
+        return 0
     print(
         f"resolution: {result.resolution_angstrom:.2f} Å ({result.summary['resolution_definition']})"
     )

@@ -20,8 +20,8 @@ from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.distributed import Distributed, cached_statistics
 from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
-from cryosplat.reconstruct.grid.statistics import FourierStatistics, accumulate
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
@@ -158,9 +158,9 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
     return models
 
 
-def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress):
-    data_maps = _data_half_maps(particles, halves, config, folder, device)
-    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
+def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress, dist):
+    data_maps = _data_half_maps(particles, halves, config, folder, device, dist)
+    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom) if dist.is_main else None
     models = _initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
         particles,
@@ -171,12 +171,15 @@ def _run_splat(particles, halves, config, folder: RunFolder, device, show_progre
         device,
         seed=config.seed,
         data_sign=-1.0 if config.invert_contrast else 1.0,
+        dist=dist,
     )
     resumed = engine.load()
     if resumed:
         log.info("resuming from epoch %d, step %d", engine.epoch + 1, engine.step_in_epoch)
     done = engine.epoch * engine.steps_per_epoch() + engine.step_in_epoch
-    bar = Progress(engine.total_steps(), "reconstruct", done=done, enabled=show_progress)
+    bar = Progress(
+        engine.total_steps(), "reconstruct", done=done, enabled=show_progress and dist.is_main
+    )
     state = {"res": None}
 
     def on_step(step, total, info):
@@ -193,29 +196,31 @@ def _run_splat(particles, halves, config, folder: RunFolder, device, show_progre
         )
         return {"resolution_angstrom": res}
 
-    result = engine.run(on_step=on_step, on_epoch=on_epoch)
+    if dist.is_main:
+        result = engine.run(on_step=on_step, on_epoch=on_epoch)
+    else:
+        result = engine.run()
     bar.close()
     return result, {"history": engine.history, "data_maps": data_maps}
 
 
-def _run_grid(particles, halves, config, folder: RunFolder, device, show_progress):
-    return run_grid_engine(particles, halves, config, folder, device, show_progress)
+def _run_grid(particles, halves, config, folder: RunFolder, device, show_progress, dist):
+    return run_grid_engine(particles, halves, config, folder, device, show_progress, dist)
 
 
-def _data_half_maps(particles, halves, config, folder: RunFolder, device):
+def _data_half_maps(particles, halves, config, folder: RunFolder, device, dist):
     """Direct Fourier inversions of the two half sets, for the cross-validated resolution.
 
-    One streamed pass over the particles; the statistics are cached in the checkpoints.
+    One streamed pass over the particles (in shards under ``torchrun``); the statistics are
+    cached in the checkpoints.
     """
     acc = replace(config.grid.accumulate, device=str(device))
     statistics = []
     for name, rows in zip("AB", halves, strict=True):
         path = folder.checkpoint_dir / f"stats_{name}_all.npz"
-        stats = FourierStatistics.load(path) if path.is_file() else None
-        if stats is None or stats.n_particles != len(rows):
-            log.info("gathering the Fourier statistics of half %s for validation", name)
-            stats = accumulate(particles, rows, acc)
-            stats.save(path)
+        stats, reused = cached_statistics(particles, rows, acc, path, dist)
+        if not reused:
+            log.info("gathered the Fourier statistics of half %s for validation", name)
         statistics.append(stats)
     return data_half_maps(statistics, -1.0 if config.invert_contrast else 1.0)
 
@@ -226,7 +231,8 @@ def reconstruct(
     config: ReconstructConfig,
     resume: bool = False,
     show_progress: bool = True,
-) -> ReconstructResult:
+    dist: Distributed | None = None,
+) -> ReconstructResult | None:
     """Run a gold-standard reconstruction into ``out_dir``.
 
     Parameters
@@ -240,10 +246,18 @@ def reconstruct(
         Continue an interrupted run from its checkpoints.
     show_progress : bool
         Draw a progress bar on stderr.
+    dist : Distributed, optional
+        This process's rank in a ``torchrun`` job (:func:`cryosplat.reconstruct.distributed.start`);
+        its device replaces ``config.device``. None: one process.
+
+    Returns
+    -------
+    ReconstructResult on rank 0 (or a single process); None on the other ranks, which write nothing.
     """
+    dist = Distributed() if dist is None else dist
     config.validate()
     _check_particles(particles)
-    device = resolve_device(config.device)
+    device = dist.device if dist.active else resolve_device(config.device)
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     identity = {
         "input": str(Path(particles.source).resolve()) if particles.source else None,
@@ -254,7 +268,13 @@ def reconstruct(
         "n_gaussians": n_gauss,
     }
     folder = RunFolder(out_dir, identity, resume=resume)
-    resuming = folder.prepare()
+    resuming = dist.on_main(folder.prepare)
+    if not dist.is_main:
+        run = _run_splat if config.engine == "splat" else _run_grid
+        half_a, half_b, _ = split_halves(particles, config.seed, config.use_random_subset)
+        cfg = replace(config, n_gaussians=n_gauss)
+        run(particles, (half_a, half_b), cfg, folder, device, False, dist)
+        return None
     folder.attach_log(log)
     write_json_atomic(
         folder.path / "config.json",
@@ -264,18 +284,20 @@ def reconstruct(
             "n_gaussians": n_gauss,
             "input": identity["input"],
             "resumed": resuming,
+            **({"world_size": dist.world_size} if dist.active else {}),
         },
     )
     try:
         log.info(
             "cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, %d Gaussians "
-            "per half, device %s%s",
+            "per half, device %s%s%s",
             len(particles),
             particles.box,
             particles.pixel_size_angstrom,
             config.engine,
             n_gauss,
             device,
+            f", {dist.world_size} processes ({dist.backend})" if dist.active else "",
             " (resumed)" if resuming else "",
         )
         for note in particles.notes:
@@ -296,6 +318,7 @@ def reconstruct(
             folder,
             device,
             show_progress,
+            dist,
         )
         data_maps = details.pop("data_maps")
         report, summary = write_outputs(

@@ -21,8 +21,9 @@ from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics, accumulate
+from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics
 from cryosplat.validation.crossval import ResolutionMonitor, data_half_maps
 
 __all__ = ["GridEngineConfig", "run_grid_engine", "split_heldout"]
@@ -72,27 +73,23 @@ def _statistics(
     config: AccumulateConfig,
     bar: Progress,
     done: list[int],
+    dist: Distributed,
 ) -> FourierStatistics | None:
     if len(rows) == 0:
         return None
-    if path.is_file():
-        stats = FourierStatistics.load(path)
-        if stats.n_particles == len(rows):
-            done[0] += len(rows)
-            bar.update(done[0])
-            return stats.to(config.device)
     base = done[0]
+    n_local = len(shard_rows(particles, rows, dist.rank, dist.world_size))
 
     def progress(k: int, total: int) -> None:
         bar.update(base + k, f"gathering {base + k}/{bar.total:.0f} particles")
 
-    stats = accumulate(particles, rows, config, progress=progress)
-    stats.save(path)
-    done[0] = base + len(rows)
+    stats, _ = cached_statistics(particles, rows, config, path, dist, progress)
+    done[0] = base + n_local
+    bar.update(done[0])
     return stats
 
 
-def run_grid_engine(particles, halves, config, folder, device, show_progress):
+def run_grid_engine(particles, halves, config, folder, device, show_progress, dist=None):
     """Fit both half models with the Fourier-statistics engine.
 
     Parameters
@@ -104,30 +101,39 @@ def run_grid_engine(particles, halves, config, folder, device, show_progress):
     folder : RunFolder
     device : torch.device
     show_progress : bool
+    dist : Distributed, optional
+        Under ``torchrun``: the statistics are gathered in shards and summed, half A is fitted on
+        rank 0 and half B on rank 1 (``dist.owner_of_half``); rank 0 alone draws progress and
+        computes the resolution. None: one process.
 
     Returns
     -------
-    (model_a, model_b), details
+    (model_a, model_b), details (``details["data_maps"]`` is None on ranks other than 0)
     """
     gcfg: GridEngineConfig = config.grid
     gcfg.validate()
     acc = replace(gcfg.accumulate, device=str(device))
-    return _run(particles, halves, config, gcfg, acc, folder, device, show_progress)
+    dist = Distributed() if dist is None else dist
+    return _run(particles, halves, config, gcfg, acc, folder, device, show_progress, dist)
 
 
-def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
+def _run(particles, halves, config, gcfg, acc, folder, device, show_progress, dist):
     ck = folder.checkpoint_dir
-    total = sum(len(h) for h in halves)
-    bar = Progress(total, "statistics", enabled=show_progress)
+    total = sum(len(h) for h in halves) // dist.world_size
+    bar = Progress(total, "statistics", enabled=show_progress and dist.is_main)
     done = [0]
     train, held = [], []
     for i, (name, rows) in enumerate(zip("AB", halves, strict=True)):
         fit_rows, held_rows = split_heldout(
             np.asarray(rows), gcfg.heldout_fraction, config.seed * 7 + i
         )
-        train.append(_statistics(particles, fit_rows, ck / f"stats_{name}_fit.npz", acc, bar, done))
+        train.append(
+            _statistics(particles, fit_rows, ck / f"stats_{name}_fit.npz", acc, bar, done, dist)
+        )
         held.append(
-            _statistics(particles, held_rows, ck / f"stats_{name}_heldout.npz", acc, bar, done)
+            _statistics(
+                particles, held_rows, ck / f"stats_{name}_heldout.npz", acc, bar, done, dist
+            )
         )
     bar.close()
     if config.invert_contrast:
@@ -143,19 +149,23 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
     )
 
     totals = [t if h is None else t + h for t, h in zip(train, held, strict=True)]
-    data_maps = data_half_maps(totals)  # the statistics already carry the data sign
-    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
+    data_maps, monitor = None, None
+    if dist.is_main:
+        data_maps = data_half_maps(totals)  # the statistics already carry the data sign
+        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     fit = gcfg.fit
     n_gauss = config.n_gaussians
     boxes = stage_boxes(particles.box, fit.stage_fractions)
-    total_steps = 2 * sum(fit.stage_steps)
-    bar = Progress(total_steps, "fit", enabled=show_progress)
+    mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]
+    total_steps = len(mine) * sum(fit.stage_steps)
+    bar = Progress(total_steps, "fit", enabled=show_progress and dist.is_main)
     current: list[GaussianModel | None] = [None, None]
     history: list[dict] = []
     steps_done = 0
     res_text = ""
     for stage, (box, steps) in enumerate(zip(boxes, fit.stage_steps, strict=True)):
-        for i, name in enumerate("AB"):
+        for i in mine:
+            name = "AB"[i]
             path = ck / f"grid_stage{stage}_{name}.npz"
             if path.is_file():
                 current[i] = GaussianModel.load(path).to(device)
@@ -183,6 +193,9 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
             current[i].save(path)
             current[i] = GaussianModel.load(path).to(device)  # as a resumed run would see it
             steps_done = base + steps
+        current = dist.share_models(current, device)
+        if monitor is None:
+            continue
         res = monitor(*current)
         res_text = f" resolution {res:.2f} Å"
         history.append({"stage": stage + 1, "box": box, "resolution_angstrom": res})

@@ -23,6 +23,7 @@ from cryosplat.core.fourier import fft2_centered, radial_index_2d
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.checkpoint import load_checkpoint, save_checkpoint
+from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.render.imaging import predict_spectra
 
 __all__ = ["SplatEngineConfig", "SplatEngine", "estimate_amplitude_scale"]
@@ -154,6 +155,11 @@ class SplatEngine:
     seed : int
         Seeds the batch order of every epoch.
     data_sign : +1 (RELION: protein bright) or -1
+    dist : Distributed, optional
+        Under ``torchrun``: data-parallel. Every rank holds both models; each renders its share of
+        every mini-batch, the gradients are summed over the ranks before each Adam step (the
+        gradient of the whole batch's mean loss), so the models stay the same on every rank and
+        equal one process's to float rounding. Rank 0 alone writes the checkpoints.
     """
 
     def __init__(
@@ -166,8 +172,10 @@ class SplatEngine:
         device,
         seed: int = 0,
         data_sign: float = 1.0,
+        dist: Distributed | None = None,
     ) -> None:
         config.validate()
+        self.dist = Distributed() if dist is None else dist
         self.particles = particles
         self.config = config
         self.device = torch.device(device)
@@ -235,7 +243,8 @@ class SplatEngine:
         }
 
     def save(self) -> None:
-        save_checkpoint(self.checkpoint_path, self.state())
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_path, self.state())
 
     def load(self) -> bool:
         """Restore the state from the checkpoint if there is one; returns whether it did."""
@@ -252,7 +261,13 @@ class SplatEngine:
         self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
         self.scaled = bool(state["scaled"])
         self.history = list(state["history"])
+        self._synchronise()
         return True
+
+    def _synchronise(self) -> None:
+        """Rank 0's parameters on every rank (no-op for one process)."""
+        for h in self.halves:
+            self.dist.broadcast_parameters_(h.model)
 
     # -- training -------------------------------------------------------------------------------
     def _scale_models(self) -> None:
@@ -265,18 +280,39 @@ class SplatEngine:
             with torch.no_grad():
                 amps = h.model.amplitudes * factor
                 h.model.raw_amplitudes.copy_(inverse_softplus(amps))
+        self._synchronise()
         self.scaled = True
 
     def _step(self, h: _HalfState, rows: np.ndarray) -> float:
-        data, rot, shifts, ctf = _batch(self.particles, rows, self.device, self.sign)
-        pred = _predict(h.model, rot, shifts, ctf, self.config.backend)
-        band = radial_index_2d(self.particles.box, device=self.device) <= self.band_shell()
-        diff = (pred - data)[:, band]
-        loss = diff.real.pow(2).add(diff.imag.pow(2)).sum(dim=-1).mean() / self.particles.box**2
+        if self.dist.active:
+            return self._step_shared(h, rows)
+        loss = self._image_losses(h, rows).mean() / self.particles.box**2
         h.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         h.optimizer.step()
         return float(loss.detach())
+
+    def _image_losses(self, h: _HalfState, rows: np.ndarray) -> torch.Tensor:
+        """Squared error of each image in the band; shape (len(rows),)."""
+        data, rot, shifts, ctf = _batch(self.particles, rows, self.device, self.sign)
+        pred = _predict(h.model, rot, shifts, ctf, self.config.backend)
+        band = radial_index_2d(self.particles.box, device=self.device) <= self.band_shell()
+        diff = (pred - data)[:, band]
+        return diff.real.pow(2).add(diff.imag.pow(2)).sum(dim=-1)
+
+    def _step_shared(self, h: _HalfState, rows: np.ndarray) -> float:
+        """One data-parallel step: this rank's share of ``rows``, gradients summed over ranks."""
+        mine = np.array_split(rows, self.dist.world_size)[self.dist.rank]
+        h.optimizer.zero_grad(set_to_none=True)
+        params = [p for group in h.optimizer.param_groups for p in group["params"]]
+        if len(mine):
+            loss = self._image_losses(h, mine).sum() / (len(rows) * self.particles.box**2)
+            loss.backward()
+        else:
+            loss = torch.zeros((), device=self.device)
+        total = self.dist.all_reduce_gradients_(params, loss)
+        h.optimizer.step()
+        return total
 
     def run(
         self,
