@@ -262,7 +262,12 @@ def start(device: torch.device) -> Distributed:
         device = torch.device("cpu")
         backend = "gloo"
     torch_dist.init_process_group(
-        backend, init_method="env://", rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT
+        backend,
+        init_method="env://",
+        rank=rank,
+        world_size=world_size,
+        timeout=COLLECTIVE_TIMEOUT,
+        device_id=device if backend == "nccl" else None,
     )
     return Distributed(rank, world_size, local_rank, backend, device)
 

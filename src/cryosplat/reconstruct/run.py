@@ -222,6 +222,8 @@ def _data_half_maps(particles, halves, config, folder: RunFolder, device, dist):
         if not reused:
             log.info("gathered the Fourier statistics of half %s for validation", name)
         statistics.append(stats)
+    if not dist.is_main:  # only rank 0 measures the resolution
+        return None
     return data_half_maps(statistics, -1.0 if config.invert_contrast else 1.0)
 
 
