@@ -175,8 +175,10 @@ def run(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
             dist=dist,
         )
-    finally:
-        dist.stop()
+    except BaseException:
+        dist.stop(wait=False)
+        raise
+    dist.stop()
     if result is None:
         return 0
     print(

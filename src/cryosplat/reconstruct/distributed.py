@@ -106,9 +106,16 @@ class Distributed:
         if self.active:
             torch_dist.barrier()
 
-    def stop(self) -> None:
-        """Leave the process group (no-op for one process)."""
+    def stop(self, wait: bool = True) -> None:
+        """Leave the process group (no-op for one process).
+
+        ``wait``: first wait for every rank to get here (the end of a successful run), so that no
+        rank tears its connections down while another still uses them (gloo then aborts). After an
+        error, pass False: the other ranks may be inside a collective that would never match.
+        """
         if self.active and torch_dist.is_initialized():
+            if wait:
+                torch_dist.barrier()
             torch_dist.destroy_process_group()
 
     def all_reduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
