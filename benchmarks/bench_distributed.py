@@ -64,24 +64,22 @@ def _worker(task: str, star: Path, folder: Path) -> None:
     dist = distributed.start(torch.device("cpu"))
     particles = read_particles(star)
     halves = split_halves(particles, 0)[:2]
-    try:
-        dist.barrier()
-        start = time.perf_counter()
-        if task == "stats":
-            for name, rows in zip("AB", halves, strict=True):
-                stats = distributed.gather_statistics(particles, rows, AccumulateConfig(), dist)
-                if dist.is_main:
-                    stats.save(folder / f"stats_{name}.npz")
-        else:
-            config = replace(GridFitConfig(), n_gaussians=default_n_gaussians(particles.box))
-            for i, name in enumerate("AB"):
-                if dist.owner_of_half(i) == dist.rank:
-                    stats = FourierStatistics.load(folder / f"stats_{name}.npz")
-                    fit_gaussians(stats, replace(config, seed=i + 1))
-        dist.barrier()
-        seconds = time.perf_counter() - start
-    finally:
-        dist.stop()
+    dist.barrier()
+    start = time.perf_counter()
+    if task == "stats":
+        for name, rows in zip("AB", halves, strict=True):
+            stats = distributed.gather_statistics(particles, rows, AccumulateConfig(), dist)
+            if dist.is_main:
+                stats.save(folder / f"stats_{name}.npz")
+    else:
+        config = replace(GridFitConfig(), n_gaussians=default_n_gaussians(particles.box))
+        for i, name in enumerate("AB"):
+            if dist.owner_of_half(i) == dist.rank:
+                stats = FourierStatistics.load(folder / f"stats_{name}.npz")
+                fit_gaussians(stats, replace(config, seed=i + 1))
+    dist.barrier()
+    seconds = time.perf_counter() - start
+    dist.stop()
     if dist.is_main:
         print(json.dumps({"task": task, "seconds": seconds}), flush=True)
 
