@@ -65,7 +65,7 @@ def _worker(task: str, star: Path, folder: Path) -> None:
     particles = read_particles(star)
     halves = split_halves(particles, 0)[:2]
     dist.barrier()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if task == "stats":
         for name, rows in zip("AB", halves, strict=True):
             stats = distributed.gather_statistics(particles, rows, AccumulateConfig(), dist)
@@ -77,11 +77,15 @@ def _worker(task: str, star: Path, folder: Path) -> None:
             if dist.owner_of_half(i) == dist.rank:
                 stats = FourierStatistics.load(folder / f"stats_{name}.npz")
                 fit_gaussians(stats, replace(config, seed=i + 1))
+    cpu = [time.process_time() - cpu_start]
     dist.barrier()
     seconds = time.perf_counter() - start
+    if dist.active:
+        cpu = [None] * dist.world_size
+        torch.distributed.all_gather_object(cpu, time.process_time() - cpu_start)
     dist.stop()
     if dist.is_main:
-        print(json.dumps({"task": task, "seconds": seconds}), flush=True)
+        print(json.dumps({"task": task, "seconds": seconds, "cpu": cpu}), flush=True)
 
 
 def _free_port() -> int:
@@ -90,7 +94,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _time(task: str, star: Path, folder: Path, nproc: int, threads: int | None) -> float:
+def _time(task: str, star: Path, folder: Path, nproc: int, threads: int | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in distributed.ENV_VARIABLES}
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -106,7 +110,7 @@ def _time(task: str, star: Path, folder: Path, nproc: int, threads: int | None) 
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    return float(json.loads(lines[-1])["seconds"])
+    return json.loads(lines[-1])
 
 
 def main() -> None:
@@ -139,7 +143,7 @@ def main() -> None:
         ("torchrun, 2 processes × 1 thread", 2, 1),
     ][1 if args.no_all_threads else 0 :]
     tasks = [t for t in ("stats", "fit") if t in args.tasks.split(",")]
-    times: dict[tuple[str, str], list[float]] = {}
+    times: dict[tuple[str, str], list[dict]] = {}
     load_before = os.getloadavg()
     for _ in range(args.repeats):
         for task in tasks:  # the fit reads the statistics gathered last
@@ -149,22 +153,27 @@ def main() -> None:
                 )
     print(
         f"\n{args.n} particles, box {args.box}, {-(-args.n // args.per_stack)} stack files, "
-        f"{cores} CPU cores; min of {args.repeats} (wall seconds); load average "
+        f"{cores} CPU cores; min of {args.repeats}; load average "
         f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (1 min)\n"
     )
     print(
-        "| phase | "
+        "| phase | measure | "
         + " | ".join(label for label, _, _ in setups)
-        + " | speed-up 2 proc. vs best 1 |"
+        + " | 2 processes vs best 1 |"
     )
-    print("|---|" + "---|" * (len(setups) + 1))
+    print("|---|---|" + "---|" * (len(setups) + 1))
     names = {"stats": "statistics pass (both halves)", "fit": "fit (both halves)"}
+    measures = {
+        "wall s": lambda run: run["seconds"],
+        "CPU s, busiest rank": lambda run: max(run["cpu"]),
+        "CPU s, all ranks": lambda run: sum(run["cpu"]),
+    }
     for task in tasks:
-        best = [min(times[(task, label)]) for label, _, _ in setups]
-        ratio = min(best[:-1]) / best[-1]
-        name = names[task]
-        cells = " | ".join(f"{t:.2f}" for t in best)
-        print(f"| {name} | {cells} | {ratio:.2f}× |")
+        for measure, get in measures.items():
+            best = [min(get(run) for run in times[(task, label)]) for label, _, _ in setups]
+            ratio = min(best[:-1]) / best[-1]
+            cells = " | ".join(f"{t:.2f}" for t in best)
+            print(f"| {names[task]} | {measure} | {cells} | {ratio:.2f}× |")
     print("\nall runs:", json.dumps({f"{t}/{lab}": v for (t, lab), v in times.items()}))
 
 
