@@ -155,6 +155,7 @@ def test_two_ranks_sum_the_same_statistics_and_fit_the_same_map(
     out = tmp_path / "two"
     done = _run(stacked_set, out, GRID_ARGS, 2)
     assert done.stdout.count("resolution:") == 1  # rank 1 prints nothing
+    assert done.stderr.count("cryosplat reconstruct:") == 1
     assert (out / "log.txt").read_text().count("cryosplat reconstruct:") == 1
     assert "2 processes (gloo)" in (out / "log.txt").read_text()
     for name in ("A_fit", "A_heldout", "B_fit", "B_heldout"):
@@ -165,6 +166,16 @@ def test_two_ranks_sum_the_same_statistics_and_fit_the_same_map(
             a, b = getattr(one, field), getattr(two, field)
             assert float((a - b).abs().norm() / a.abs().norm()) <= 1e-5, (name, field)
     assert _correlation(single_grid_run / "map.mrc", out / "map.mrc") >= 0.999
+    again = subprocess.run(
+        _command(stacked_set, out, GRID_ARGS, 2),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=_environment(),
+    )
+    assert again.returncode != 0
+    assert again.stderr.count("cryosplat reconstruct: error:") == 1  # rank 1 stops quietly
+    assert "already holds this run" in again.stderr
     for half in "AB":
         assert (
             _correlation(single_grid_run / f"half_map_{half}.mrc", out / f"half_map_{half}.mrc")
