@@ -77,9 +77,13 @@ def test_optics_groups_with_different_pixel_sizes(tmp_path):
     ps = read_particles(star)
     assert ps.pixel_size_angstrom == pytest.approx(1.6)
     assert ps.optics_group.tolist() == [1, 1, 0]
+    np.testing.assert_allclose(ps.pixel_sizes_angstrom(), [1.6, 1.6, 1.5])
+    assert ps.mixed_pixel_sizes
     np.testing.assert_allclose(ps.ctf.voltage_kv, [200, 200, 300])
     np.testing.assert_allclose(ps.ctf.defocus_v_angstrom, [10000, 10000, 12000])
-    assert any("optics groups differ (g1 1.5 Å, g2 1.6 Å); using 1.6 Å" in n for n in ps.notes)
+    assert any(
+        "optics groups differ (g1 1.5 Å, g2 1.6 Å); reconstructing at 1.6 Å" in n for n in ps.notes
+    )
 
 
 def test_unknown_suffix(tmp_path):

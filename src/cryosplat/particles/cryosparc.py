@@ -150,7 +150,8 @@ def read_cryosparc(
     if uniq.size > 1:
         notes.append(
             f"pixel size: blob/psize_A takes values {', '.join(f'{u:g}' for u in uniq)} "
-            f"Å; using {pixel:g} Å, the most common"
+            f"Å; reconstructing at {pixel:g} Å, the most common; each group keeps its own "
+            "pixel size for its CTF and shifts and its Fourier samples are rescaled"
         )
     ctf = _ctf(table, path)
     groups, group_of = _optics(pixel_rows, ctf, box)

@@ -40,7 +40,9 @@ class ParticleSet:
     box : int
         Image size D (pixels).
     pixel_size_angstrom : float
-        The pixel size used for every computation (see ``notes`` for how it was chosen).
+        The pixel size of the reconstruction (the most common one when optics groups differ; see
+        ``notes``). Each group's images keep their own pixel size
+        (:meth:`pixel_sizes_angstrom`), rescaled to this one where they are used.
     stacks : list[MRCStack]
         Distinct stack files.
     stack_index : np.ndarray, shape (N,), int
@@ -145,6 +147,26 @@ class ParticleSet:
             optics_group=self.optics_group[idx],
             random_subset=take(self.random_subset),
             notes=list(self.notes),
+        )
+
+    def pixel_sizes_angstrom(self, indices=None) -> np.ndarray:
+        """The pixel size (Å) of each particle's own optics group, shape (N,) or (len(indices),)."""
+        group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
+        if not self.optics:
+            return np.full(group.shape, self.pixel_size_angstrom, dtype=np.float64)
+        sizes = np.array([g.pixel_size_angstrom for g in self.optics], dtype=np.float64)
+        return sizes[group]
+
+    @property
+    def mixed_pixel_sizes(self) -> bool:
+        """True when the particles' optics groups have different pixel sizes."""
+        return bool(np.unique(np.round(self.pixel_sizes_angstrom(), 6)).size > 1)
+
+    def pixel_size_listing(self) -> str:
+        """The optics groups and their pixel sizes, e.g. ``"g1 1.5 Å, g2 1.6 Å"``."""
+        used = set(np.unique(self.optics_group).tolist())
+        return ", ".join(
+            f"{g.name} {g.pixel_size_angstrom:g} Å" for i, g in enumerate(self.optics) if i in used
         )
 
     def require_poses_and_ctf(self) -> None:

@@ -248,7 +248,7 @@ def particles_from_star(
     ParticleSet
         Rotations ``A`` (or None without angles), shifts in Å (RELION origins), CTF (or None), the
         optics groups, ``rlnRandomSubset``. The pixel size is the metadata's (the most common one if
-        optics groups differ, with a note).
+        optics groups differ, with a note; each group keeps its own in ``optics``).
     """
     path = Path(path)
     blocks = read_star(path)
@@ -308,7 +308,9 @@ def particles_from_star(
     if np.unique(pixel_per_particle).size > 1:
         listing = ", ".join(f"{g.name} {g.pixel_size_angstrom:g} Å" for g in groups)
         notes.append(
-            f"pixel size: optics groups differ ({listing}); using {pixel:g} Å, the most common"
+            f"pixel size: optics groups differ ({listing}); reconstructing at {pixel:g} Å, the "
+            "most common; each group keeps its own pixel size for its CTF and shifts and its "
+            "Fourier samples are rescaled to the reconstruction's (as RELION does)"
         )
     if stacks:
         notes += header_pixel_notes(stacks, stack_index, pixel_per_particle)

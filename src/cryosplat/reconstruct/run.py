@@ -130,7 +130,25 @@ def default_n_gaussians(box: int) -> int:
     return int(min(30_000, max(1_000, round(sphere_voxels / 40.0, -2))))
 
 
-def _check_particles(particles: ParticleSet) -> None:
+def check_engine_particles(particles: ParticleSet, engine: str) -> None:
+    """Raise :class:`InputError` unless ``engine`` can reconstruct ``particles``.
+
+    The grid engine rescales the Fourier samples of each optics group to the reconstruction's
+    pixel size; the per-image engine renders every image at one pixel size, so it refuses optics
+    groups whose pixel sizes differ (naming them) rather than give the minority the wrong CTF and
+    the wrong frequencies.
+    """
+    if engine == "splat" and particles.mixed_pixel_sizes:
+        raise InputError(
+            f"{particles.source}: optics groups have different pixel sizes "
+            f"({particles.pixel_size_listing()}); --engine splat renders every image at one pixel "
+            "size: use --engine grid (which rescales each group), or re-extract the particles "
+            "at one pixel size"
+        )
+
+
+def _check_particles(particles: ParticleSet, engine: str) -> None:
+    check_engine_particles(particles, engine)
     particles.require_poses_and_ctf()
     if len(particles) < 2:
         raise InputError(f"{particles.source}: {len(particles)} particle(s); need at least 2")
@@ -242,7 +260,7 @@ def reconstruct(
         Draw a progress bar on stderr.
     """
     config.validate()
-    _check_particles(particles)
+    _check_particles(particles, config.engine)
     device = resolve_device(config.device)
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     identity = {
