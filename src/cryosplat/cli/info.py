@@ -78,6 +78,8 @@ def format_summary(s: ParticleSummary) -> str:
         lines.append(f"  {path}: {n_images} images, {n_used} referenced")
     for note in s.notes:
         lines.append(f"note: {note}")
+    for warning in s.warnings:
+        lines.append(f"warning: {warning}")
     return "\n".join(lines)
 
 

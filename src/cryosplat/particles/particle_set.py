@@ -63,6 +63,9 @@ class ParticleSet:
         The metadata file.
     notes : list[str]
         Things a user should know (e.g. which of two disagreeing pixel sizes is used).
+    warnings : list[str]
+        Things in the input that cryosplat does not model and that may cost resolution (e.g.
+        optical aberration columns, :mod:`cryosplat.particles.aberrations`).
     """
 
     box: int
@@ -78,6 +81,7 @@ class ParticleSet:
     random_subset: np.ndarray | None = None
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.image_index)
@@ -147,6 +151,7 @@ class ParticleSet:
             optics_group=self.optics_group[idx],
             random_subset=take(self.random_subset),
             notes=list(self.notes),
+            warnings=list(self.warnings),
         )
 
     def pixel_sizes_angstrom(self, indices=None) -> np.ndarray:

@@ -20,6 +20,7 @@ from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs, split_image_names
 from cryosplat.io.star import StarBlock, read_star
+from cryosplat.particles.aberrations import relion_aberration_warnings
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
 
 __all__ = ["particles_from_star"]
@@ -257,8 +258,9 @@ def particles_from_star(
     if n == 0:
         raise InputError(f"{path}: data_{particles.name} has no particles")
     notes: list[str] = []
-    if "optics" in blocks and particles.name != "optics":
-        groups, group_of, per_particle = _optics_31(blocks["optics"], particles, path)
+    optics = blocks["optics"] if "optics" in blocks and particles.name != "optics" else None
+    if optics is not None:
+        groups, group_of, per_particle = _optics_31(optics, particles, path)
     else:
         groups, group_of, per_particle = _optics_30(particles, path)
     ctf = _ctf(particles, per_particle, path)
@@ -330,4 +332,5 @@ def particles_from_star(
         random_subset=subset,
         source=path,
         notes=notes,
+        warnings=relion_aberration_warnings(optics, particles),
     )

@@ -298,6 +298,8 @@ def reconstruct(
         )
         for note in particles.notes:
             log.info("note: %s", note)
+        for warning in particles.warnings:
+            log.warning("warning: %s", warning)
         half_a, half_b, how = split_halves(particles, config.seed, config.use_random_subset)
         log.info("half sets: %d + %d particles (%s)", len(half_a), len(half_b), how)
         log.info(
