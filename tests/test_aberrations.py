@@ -68,8 +68,6 @@ def test_optics_aberrations_are_named(tmp_path):
 
 def test_per_particle_beam_tilt_is_named(tmp_path):
     ps = _read(tmp_path, {}, {"rlnBeamTiltX": "0.5", "rlnBeamTiltY": "-0.1"})
-    assert (
-        ps.warnings == [ps.warnings[0]]
-        and "data_particles: optical aberration column(s) rlnBeamTiltX, rlnBeamTiltY"
-        in (ps.warnings[0])
-    )
+    assert len(ps.warnings) == 1
+    expected = "data_particles: optical aberration column(s) rlnBeamTiltX, rlnBeamTiltY"
+    assert expected in ps.warnings[0]
