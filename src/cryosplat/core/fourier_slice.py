@@ -41,6 +41,8 @@ __all__ = [
     "padded_box",
     "trilinear_apodization",
     "padded_rfft",
+    "padded_rfft_values",
+    "padded_rfft_adjoint",
     "volume_to_padded_ft",
     "padded_ft_to_volume",
     "full_to_half",
@@ -91,31 +93,44 @@ def _wrapped_indices(box: int, size: int, device) -> torch.Tensor:
     return (torch.arange(box, device=device) - box // 2) % size
 
 
-class _PaddedRealFFT(torch.autograd.Function):
-    """Unshifted half spectrum ``(P, P, P//2+1)`` of a D³ map zero-padded to P³, origin at voxel 0.
+def padded_rfft_values(volume: torch.Tensor, size: int) -> torch.Tensor:
+    """Unshifted half spectrum ``(P, P, P//2+1)`` of a D³ map zero-padded to P³, origin at index 0.
 
     The map's voxel ``i`` (origin ``D//2``) goes to padded index ``(i − D//2) mod P``, so no shift of
-    the P³ arrays is needed; the backward pass is one inverse real FFT (PyTorch's own backward of
-    ``rfftn`` takes a full complex transform).
+    the P³ arrays is needed. Not differentiable: :func:`padded_rfft` is, and
+    :func:`padded_rfft_adjoint` is its backward for custom autograd functions.
     """
+    wrap = _wrapped_indices(volume.shape[0], size, volume.device)
+    padded = volume.new_zeros((size, size, size))
+    padded[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]] = volume
+    return torch.fft.rfftn(padded)
+
+
+def padded_rfft_adjoint(grad: torch.Tensor, box: int, size: int) -> torch.Tensor:
+    """The adjoint of :func:`padded_rfft_values`: ``∂L/∂map`` (D, D, D) from ``∂L/∂spectrum``.
+
+    ``∂L/∂x = Re Σ_{k in half} g_k e^{+2πi k·n/P}``: one inverse real FFT once the columns that
+    stand for two frequencies (``0 < kx < P/2``) are halved (PyTorch's own backward of ``rfftn``
+    takes a full complex transform), then the map's voxels are read back.
+    """
+    g = grad.clone()
+    g[..., 1 : size // 2] *= 0.5
+    full = torch.fft.irfftn(g, s=(size, size, size)) * size**3
+    wrap = _wrapped_indices(box, size, grad.device)
+    return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]]
+
+
+class _PaddedRealFFT(torch.autograd.Function):
+    """:func:`padded_rfft_values` times ``scale``, with :func:`padded_rfft_adjoint` as backward."""
 
     @staticmethod
     def forward(ctx, volume, size, scale):
-        wrap = _wrapped_indices(volume.shape[0], size, volume.device)
-        padded = volume.new_zeros((size, size, size))
-        padded[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]] = volume
-        ctx.wrap, ctx.size, ctx.scale = wrap, size, scale
-        return torch.fft.rfftn(padded) * scale
+        ctx.box, ctx.size, ctx.scale = volume.shape[0], size, scale
+        return padded_rfft_values(volume, size) * scale
 
     @staticmethod
     def backward(ctx, grad):
-        wrap, size = ctx.wrap, ctx.size
-        # dL/dx = Re Σ_{k in half} g_k e^{+2πi k·n/P}: an inverse real FFT once the columns that
-        # stand for two frequencies (0 < kx < P/2) are halved.
-        g = grad.clone()
-        g[:, :, 1 : size // 2] *= 0.5
-        full = torch.fft.irfftn(g, s=(size, size, size)) * (size**3 * ctx.scale)
-        return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]], None, None
+        return padded_rfft_adjoint(grad, ctx.box, ctx.size) * ctx.scale, None, None
 
 
 def padded_rfft(volume: torch.Tensor, size: int, scale: float = 1.0) -> torch.Tensor:
