@@ -13,8 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
-
+from cryosplat.core.device import resolve_device
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
@@ -93,29 +92,6 @@ class ReconstructResult:
     out_dir: Path
     resolution_angstrom: float
     summary: dict
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; a CUDA device asked for where none exists raises."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(
-            f"--device: unknown device '{name}' (use auto, cpu, cuda or cuda:N)"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(
-                f"--device {name}: no CUDA GPU is available to this PyTorch "
-                f"(torch {torch.__version__}, cuda {torch.version.cuda})"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise InputError(f"--device {name}: unsupported device type '{device.type}'")
-    return device
 
 
 def default_n_gaussians(box: int) -> int:
