@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import (
     padded_rfft,
     padded_rfft_adjoint,
@@ -143,9 +144,7 @@ class GridLoss:
     def best_scale(self, spectrum: torch.Tensor, max_radius: float) -> float:
         """Least-squares factor ``α`` minimising the loss of ``α · map`` (``spectrum`` from
         :meth:`data_term_and_spectrum`) over ``|k| ≤ max_radius`` (pixels)."""
-        k = torch.fft.fftfreq(self.size, 1.0 / self.size, device=spectrum.device)
-        kx = torch.arange(self.size // 2 + 1, device=spectrum.device)
-        r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
+        r2 = squared_radius(self.size, 3, half=True, centred=False, device=spectrum.device)
         low = r2 <= (self.pad * max_radius) ** 2
         quad = (self.weights * spectrum.abs().square())[low].sum()
         cross = (spectrum.conj() * self.data).real[low].sum()

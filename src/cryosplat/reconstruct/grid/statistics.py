@@ -21,6 +21,7 @@ import torch
 
 from cryosplat.core.ctf import ctf_from_params
 from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import (
     default_max_radius,
     insert_slices,
@@ -159,9 +160,7 @@ class FourierStatistics:
         region = (slice(lo, lo + small), slice(lo, lo + small), slice(0, small // 2 + 1))
         ratio = box / self.box
         limit = min(self.max_radius, default_max_radius(box, self.pad))
-        k = torch.arange(small, dtype=torch.float64, device=self.weights.device) - small // 2
-        kx = torch.arange(small // 2 + 1, dtype=torch.float64, device=self.weights.device)
-        r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
+        r2 = squared_radius(small, 3, half=True, device=self.weights.device)
         inside = r2 <= (self.pad * limit) ** 2
         return replace(
             self,
@@ -389,7 +388,7 @@ def accumulate(
     # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
     k = torch.arange(box, device=device) - box // 2
     kx = torch.arange(box // 2, device=device)
-    r2 = (k[:, None] ** 2 + kx[None, :] ** 2).reshape(-1)
+    r2 = squared_radius(box, 2, half=True, device=device)[:, : box // 2].reshape(-1)
     friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
     power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
     pixel_of = particles.pixel_sizes_angstrom()
