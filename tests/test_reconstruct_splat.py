@@ -21,6 +21,9 @@ from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.run import ReconstructConfig, _initial_models
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
 from cryosplat.simulate.simulation import SimulationConfig, simulate
+from cryosplat.validation.fsc import fsc as fsc_curve
+from cryosplat.validation.fsc import resolution_at
+from cryosplat.validation.masks import spherical_mask
 
 BOX, PIXEL = 24, 4.0
 
@@ -112,8 +115,17 @@ def test_cli_end_to_end_outputs_and_refusals(tiny_set, tmp_path, capsys):
     vol, voxel = read_map(out / "map.mrc")
     assert vol.shape == (BOX, BOX, BOX) and voxel == pytest.approx(PIXEL)
     fsc = json.loads((out / "fsc.json").read_text())
-    assert fsc["resolution_angstrom"] >= 2 * PIXEL
-    assert fsc["cross_validated"]["resolution_angstrom"] == fsc["resolution_angstrom"]
+    reported = fsc["resolution_angstrom"]
+    assert fsc["cross_validated"]["resolution_angstrom"] == reported
+    # A real resolution: finer than a quarter of the box, coarser than Nyquist (the half models'
+    # own FSC claims Nyquist), and conservative against the truth (the map's FSC with the truth).
+    truth, _ = read_map(tiny_set.parent / "truth.mrc")
+    mask = spherical_mask(BOX)
+    against_truth = resolution_at(fsc_curve(vol * mask, truth * mask), 0.5, BOX, PIXEL)
+    assert 2 * PIXEL < reported < BOX * PIXEL / 4, reported
+    assert reported >= 0.9 * against_truth, (reported, against_truth)
+    low, high = fsc["resolution_band_angstrom"]
+    assert low <= high and low <= 1.1 * reported and high >= 0.9 * reported, (low, high, reported)
     capsys.readouterr()
     # The same folder again without --resume, and with other settings: refused, nothing lost.
     assert main(["reconstruct", *args]) == 2

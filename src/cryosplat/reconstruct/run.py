@@ -19,12 +19,15 @@ from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
-from cryosplat.reconstruct.grid.statistics import FourierStatistics, accumulate
+from cryosplat.reconstruct.grid.engine import (
+    GridEngineConfig,
+    gather_half_statistics,
+    run_grid_engine,
+)
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
-from cryosplat.validation.crossval import ResolutionMonitor, data_half_maps
+from cryosplat.validation.crossval import ResolutionMonitor
 
 __all__ = [
     "ReconstructConfig",
@@ -106,6 +109,13 @@ def default_n_gaussians(box: int) -> int:
     return int(min(30_000, max(1_000, round(sphere_voxels / 40.0, -2))))
 
 
+RANDOM_HALVES_WARNING = (
+    "the half sets are random (no half-set labels in the input, or --ignore-random-subset): the "
+    "poses then came from all particles, so the halves are not independent and the FSC and the "
+    "cross-validated resolution are optimistic"
+)
+
+
 def check_engine_particles(particles: ParticleSet, engine: str) -> None:
     """Raise :class:`InputError` unless ``engine`` can reconstruct ``particles``.
 
@@ -153,7 +163,9 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
 
 
 def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress):
-    data_maps = _data_half_maps(particles, halves, config, folder, device)
+    # The same statistics, checkpoints and data half maps as the grid engine's (one pass).
+    statistics = gather_half_statistics(particles, halves, config, folder, device, show_progress)
+    data_maps = statistics.data_maps()
     monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     models = _initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
@@ -194,24 +206,6 @@ def _run_splat(particles, halves, config, folder: RunFolder, device, show_progre
 
 def _run_grid(particles, halves, config, folder: RunFolder, device, show_progress):
     return run_grid_engine(particles, halves, config, folder, device, show_progress)
-
-
-def _data_half_maps(particles, halves, config, folder: RunFolder, device):
-    """Direct Fourier inversions of the two half sets, for the cross-validated resolution.
-
-    One streamed pass over the particles; the statistics are cached in the checkpoints.
-    """
-    acc = replace(config.grid.accumulate, device=str(device))
-    statistics = []
-    for name, rows in zip("AB", halves, strict=True):
-        path = folder.checkpoint_dir / f"stats_{name}_all.npz"
-        stats = FourierStatistics.load(path) if path.is_file() else None
-        if stats is None or stats.n_particles != len(rows):
-            log.info("gathering the Fourier statistics of half %s for validation", name)
-            stats = accumulate(particles, rows, acc)
-            stats.save(path)
-        statistics.append(stats)
-    return data_half_maps(statistics, -1.0 if config.invert_contrast else 1.0)
 
 
 def reconstruct(
@@ -278,6 +272,10 @@ def reconstruct(
             log.warning("warning: %s", warning)
         half_a, half_b, how = split_halves(particles, config.seed, config.use_random_subset)
         log.info("half sets: %d + %d particles (%s)", len(half_a), len(half_b), how)
+        warnings = []
+        if how.startswith("random"):
+            warnings.append(RANDOM_HALVES_WARNING)
+            log.warning("warning: %s", RANDOM_HALVES_WARNING)
         log.info(
             "data sign: %s",
             "inverted (protein dark in the images)"
@@ -295,7 +293,12 @@ def reconstruct(
         )
         data_maps = details.pop("data_maps")
         report, summary = write_outputs(
-            folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px, data_maps
+            folder.path,
+            model_a.cpu(),
+            model_b.cpu(),
+            config.mask_soft_width_px,
+            data_maps,
+            warnings,
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}
