@@ -76,7 +76,7 @@ def projections(tmp_path_factory):
                     "-o",
                     str(folder / f"ours_{tag}.mrcs"),
                 ]
-                + flags
+                + (["--apply-ctf"] if flags else [])
             )
             == 0
         )

@@ -174,6 +174,30 @@ class ParticleSet:
             f"{g.name} {g.pixel_size_angstrom:g} Å" for i, g in enumerate(self.optics) if i in used
         )
 
+    def with_pixel_size(self, pixel_size_angstrom: float) -> ParticleSet:
+        """A copy whose every optics group has this pixel size (Å): override a wrong header.
+
+        Shifts keep their size in pixels (that is what the alignment measured): each particle's
+        shift in Å is rescaled by ``new / old`` pixel size. A note records the change.
+        """
+        if not pixel_size_angstrom > 0:
+            raise InputError(f"--angpix must be positive, got {pixel_size_angstrom}")
+        old = self.pixel_sizes_angstrom()
+        shifts = None
+        if self.shifts_angstrom is not None:
+            shifts = self.shifts_angstrom * (pixel_size_angstrom / old)[:, None]
+        optics = [replace(g, pixel_size_angstrom=float(pixel_size_angstrom)) for g in self.optics]
+        listing = self.pixel_size_listing() or f"{self.pixel_size_angstrom:g} Å"
+        note = f"pixel size: {pixel_size_angstrom:g} Å from --angpix (the metadata said {listing})"
+        return replace(
+            self,
+            pixel_size_angstrom=float(pixel_size_angstrom),
+            shifts_angstrom=shifts,
+            optics=optics,
+            notes=[*self.notes, note],
+            warnings=list(self.warnings),
+        )
+
     def require_poses_and_ctf(self) -> None:
         """Raise InputError unless every particle has a pose and a CTF."""
         missing = [w for w, ok in (("poses", self.has_poses), ("CTF", self.has_ctf)) if not ok]
