@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 
 from cryosplat.core.fourier import fftn_centered
+from cryosplat.core.half_slices import HalfPlane, HalfSlices, default_max_radius, padded_box
 
 __all__ = [
     "padded_box",
@@ -52,15 +53,6 @@ __all__ = [
     "extract_slices",
     "insert_slices",
 ]
-
-
-def padded_box(box: int, pad: int) -> int:
-    """``P = pad · box`` after checking both are valid (even ``box``, integer ``pad ≥ 1``)."""
-    if box < 2 or box % 2:
-        raise ValueError(f"box must be even and at least 2, got {box}")
-    if int(pad) != pad or pad < 1:
-        raise ValueError(f"pad must be an integer >= 1, got {pad}")
-    return int(pad) * int(box)
 
 
 def trilinear_apodization(
@@ -250,11 +242,6 @@ def padded_ft_to_volume(
     return volume
 
 
-def default_max_radius(box: int, pad: int) -> float:
-    """``D/2 − 2/pad``: the largest image radius (pixels) whose 8 grid neighbours all exist."""
-    return box / 2 - 2.0 / pad
-
-
 def _kept_pixels(box: int, pad: int, max_radius: float | None, half: bool, like: torch.Tensor):
     """The pixels with ``|k| ≤ max_radius`` of a D×D block (D×D/2, ``kx ≥ 0``, for ``half``).
 
@@ -351,20 +338,43 @@ def extract_slices(
     real_dtype = torch.float64 if volume_ft.dtype == torch.complex128 else torch.float32
     rot = torch.as_tensor(rotations, device=volume_ft.device, dtype=real_dtype)
     n = rot.shape[0]
+    if half:
+        return _extract_from_half(volume_ft, rot, box, pad, max_radius)
     pix, kx, ky, _ = _kept_pixels(box, pad, max_radius, False, rot)
     coords = _points(rot, kx, ky, pad).reshape(-1, 3)
-    flip = coords[:, 0] < 0
-    if half:
-        coords = torch.where(flip[:, None], -coords, coords)
     flat_grid = volume_ft.reshape(-1)
     values = torch.zeros(coords.shape[0], device=volume_ft.device, dtype=volume_ft.dtype)
-    for index, weight in _Stencil(coords, tuple(volume_ft.shape), half):
+    for index, weight in _Stencil(coords, tuple(volume_ft.shape), False):
         values = values + weight * flat_grid[index]
-    if half:
-        values = torch.where(flip, values.conj(), values)
     out = torch.zeros(n, box * box, device=volume_ft.device, dtype=volume_ft.dtype)
     out = out.index_copy(1, pix, values.reshape(n, -1))
     return out.reshape(n, box, box)
+
+
+# Slice-point entries (points × 8 corners) read at once by :func:`_extract_from_half`.
+_HALF_READ_ENTRIES = 2**20
+
+
+def _extract_from_half(
+    volume_ft: torch.Tensor, rot: torch.Tensor, box: int, pad: int, max_radius: float | None
+) -> torch.Tensor:
+    """:func:`extract_slices` of a centred half grid, read by :class:`HalfSlices` (the one sampler).
+
+    The ``kx ≥ 0`` half of each slice is read from the uncentred grid; the ``kx < 0`` half is its
+    Friedel mirror (``V̂(−k) = conj V̂(k)``, exact for the transform of a real map).
+    """
+    n = rot.shape[0]
+    plane = HalfPlane(box, pad, volume_ft.device, rot.dtype, max_radius)
+    grid = torch.fft.ifftshift(volume_ft, dim=(0, 1))
+    per = max(1, _HALF_READ_ENTRIES // (8 * max(1, plane.kx.shape[0])))
+    values = HalfSlices.apply(grid, rot, plane, per)
+    width = box // 2 + 1
+    half = torch.zeros((n, box * width), device=volume_ft.device, dtype=volume_ft.dtype)
+    half = half.index_copy(1, plane.slots, values).reshape(n, box, width)
+    # Column kx = -m of the centred image is conj(half[-ky, m]); row -ky of row j is (D - j) mod D.
+    mirror = torch.roll(torch.flip(half, dims=(1,)), shifts=1, dims=1).conj()
+    negative = torch.flip(mirror[:, :, 1 : box // 2 + 1], dims=(2,))
+    return torch.cat([negative, half[:, :, : box // 2]], dim=2)
 
 
 def insert_slices(
