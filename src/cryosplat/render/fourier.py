@@ -55,6 +55,7 @@ DEFAULT_PAD = 2
 # chunks are bounded by max_elements alone, so kernel launches stay few.
 CPU_CHUNK_ENTRIES = 2**18
 
+
 def splat_fourier(
     means: torch.Tensor,
     scales: torch.Tensor,

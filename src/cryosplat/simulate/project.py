@@ -103,7 +103,9 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
     if not particles.has_poses:
         raise InputError(f"{config.angles_path}: no angles (rlnAngleRot/Tilt/Psi) to project along")
     if config.apply_ctf and not particles.has_ctf:
-        raise InputError(f"{config.angles_path}: --apply-ctf asked for but the file has no CTF values")
+        raise InputError(
+            f"{config.angles_path}: --apply-ctf asked for but the file has no CTF values"
+        )
     box = int(config.box or particles.box)
     pixel = float(config.pixel_size_angstrom or particles.pixel_size_angstrom)
     if config.backend == "fourier" and box % 2:
