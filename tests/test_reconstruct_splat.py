@@ -248,3 +248,15 @@ def test_both_engines_reach_matching_resolution_against_the_truth(tiny_set, tmp_
     # Measured: grid 12.5 Å, splat 16.5 Å (the per-image engine converges more slowly per second).
     assert res["grid"] < 20.0 and res["splat"] < 20.0, res
     assert abs(res["grid"] - res["splat"]) / min(res.values()) < 0.4, res
+
+
+@pytest.mark.slow
+def test_random_halves_are_warned_about_in_the_log_and_fsc_json(tiny_set, tmp_path):
+    out = tmp_path / "random"
+    args = ["--n-gaussians", "30", "--no-progress", "--stage-fractions", "1.0"]
+    args += ["--stage-steps", "5", "--ignore-random-subset"]
+    assert main(["reconstruct", str(tiny_set), "-o", str(out), *args]) == 0
+    warnings = json.loads((out / "fsc.json").read_text())["warnings"]
+    assert len(warnings) == 1 and "the half sets are random" in warnings[0]
+    assert "optimistic" in warnings[0]
+    assert "WARNING warning: the half sets are random" in (out / "log.txt").read_text()
