@@ -392,6 +392,7 @@ def accumulate(
     friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
     power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
     pixel_of = particles.pixel_sizes_angstrom()
+    power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     n_batches = math.ceil(idx.size / config.batch_size)
     for number in range(n_batches):
         batch = idx[number * config.batch_size : (number + 1) * config.batch_size]
@@ -404,7 +405,9 @@ def accumulate(
             rows = batch[own]
             own_pixel = pixel if group_pixel == round(pixel, 6) else float(group_pixel)
             group = _GroupSampling(box, pixel, own_pixel, radius, config.pad)
-            group_spectra = spectra[torch.from_numpy(np.flatnonzero(own)).to(device)]
+            group_spectra = (
+                spectra if own.all() else spectra[torch.from_numpy(np.flatnonzero(own)).to(device)]
+            )
             shifts = torch.as_tensor(
                 particles.shifts_angstrom[rows], device=device, dtype=torch.float32
             )
@@ -432,10 +435,13 @@ def accumulate(
                 part_w,
                 max_radius=group.max_radius,
             )
-            kept = (r2 * group.scale**2 <= radius * radius).nonzero().squeeze(1)
-            bins = torch.round(r2[kept] * group.scale**2).long().clamp_max(power.numel() - 1)
+            if own_pixel not in power_bins:
+                kept = (r2 * group.scale**2 <= radius * radius).nonzero().squeeze(1)
+                bins = torch.round(r2[kept] * group.scale**2).long().clamp_max(power.numel() - 1)
+                power_bins[own_pixel] = (kept, bins, friedel_all[kept])
+            kept, bins, friedel = power_bins[own_pixel]
             magnitude2 = (group_spectra.abs() ** 2).reshape(len(rows), -1)[:, kept]
-            power.index_add_(0, bins, magnitude2.double().sum(0) * friedel_all[kept])
+            power.index_add_(0, bins, magnitude2.double().sum(0) * friedel)
         if (number + 1) % FLUSH_EVERY == 0 or number + 1 == n_batches:
             total_w += part_w
             total_b += part_b
