@@ -86,7 +86,11 @@ def _write_cs(path, paths, idx, n_images_box=16, psize=2.0, poses=True):
         ("ctf/phase_shift_rad", "<f4"),
     ]
     if poses:
-        fields += [("alignments3D/pose", "<f4", (3,)), ("alignments3D/shift", "<f4", (2,))]
+        fields += [
+            ("alignments3D/pose", "<f4", (3,)),
+            ("alignments3D/shift", "<f4", (2,)),
+            ("alignments3D/psize_A", "<f4"),
+        ]
     t = np.zeros(n, dtype=fields)
     t["blob/path"] = [p.encode() for p in paths]
     t["blob/idx"] = idx
@@ -98,6 +102,7 @@ def _write_cs(path, paths, idx, n_images_box=16, psize=2.0, poses=True):
     if poses:
         t["alignments3D/pose"] = np.random.default_rng(0).normal(size=(n, 3))
         t["alignments3D/shift"] = [[1.0, -2.0]] * n
+        t["alignments3D/psize_A"] = psize
     with open(path, "wb") as fh:
         np.save(fh, t)
     return t
@@ -132,3 +137,66 @@ def test_nan_field_names_row(tmp_path, small_stack):
         np.save(fh, t)
     with pytest.raises(InputError, match=r"field ctf/df1_A, row 3: value nan"):
         read_cryosparc(cs)
+
+
+def _edited_cs(shared_data, tmp_path, edit) -> object:
+    """The real .cs with ``edit(table)`` applied, saved as a .cs (np.save to a file object)."""
+    table = np.load(shared_data / "metadata" / "cryosparc_P12_J24_001_particles.cs")
+    table = edit(table.copy())
+    path = tmp_path / "edited.cs"
+    with open(path, "wb") as fh:
+        np.save(fh, table)
+    return path
+
+
+def test_shifts_use_the_alignment_pixel_size(shared_data, tmp_path):
+    """alignments3D/shift is in pixels of alignments3D/psize_A, not of blob/psize_A."""
+    original = read_cryosparc(
+        shared_data / "metadata" / "cryosparc_P12_J24_001_particles.cs", require_images=False
+    )
+
+    def downsampled_alignment(table):
+        # The poses came from images binned twice: half the pixels, twice the pixel size.
+        table["alignments3D/psize_A"] = 2 * table["blob/psize_A"]
+        table["alignments3D/shift"] = table["alignments3D/shift"] / 2
+        return table
+
+    ps = read_cryosparc(_edited_cs(shared_data, tmp_path, downsampled_alignment), None, False)
+    assert ps.pixel_size_angstrom == pytest.approx(2.95)
+    np.testing.assert_allclose(ps.shifts_angstrom, original.shifts_angstrom, rtol=1e-5, atol=1e-4)
+    assert np.abs(original.shifts_angstrom).max() > 1.0
+
+    def without_alignment_pixel(table):
+        names = [n for n in table.dtype.names if n != "alignments3D/psize_A"]
+        return table[names]
+
+    ps = read_cryosparc(_edited_cs(shared_data, tmp_path, without_alignment_pixel), None, False)
+    np.testing.assert_allclose(ps.shifts_angstrom, original.shifts_angstrom, rtol=1e-6)
+    assert "shifts: no alignments3D/psize_A; scaled by blob/psize_A" in ps.notes
+
+
+def test_aberration_fields_are_named_in_a_warning(shared_data, tmp_path):
+    assert (
+        read_cryosparc(
+            shared_data / "metadata" / "cryosparc_P12_J24_001_particles.cs", require_images=False
+        ).warnings
+        == []
+    )
+    extra = [
+        ("ctf/tilt_A", "<f4", (2,)),
+        ("ctf/anisomag", "<f4", (4,)),
+        ("ctf/tetra_A", "<f4", (4,)),
+    ]
+
+    def with_aberrations(table):
+        out = np.zeros(table.shape, dtype=table.dtype.descr + extra)
+        for name in table.dtype.names:
+            out[name] = table[name]
+        out["ctf/tilt_A"][:, 0] = 0.3
+        out["ctf/anisomag"][:, 0] = 0.01
+        return out
+
+    ps = read_cryosparc(_edited_cs(shared_data, tmp_path, with_aberrations), None, False)
+    assert len(ps.warnings) == 1
+    assert "ctf/tilt_A, ctf/anisomag present and not modelled" in ps.warnings[0]
+    assert "tetra_A" not in ps.warnings[0]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cryosplat.core.fourier import squared_radius
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.fsc import crossing_shell, fsc, masked_fsc, phase_randomize, resolution_at
 from cryosplat.validation.masks import auto_mask, lowpass, spherical_mask
@@ -98,3 +99,17 @@ def test_lowpass_halves_amplitude_at_its_resolution():
     x[box // 2, box // 2, box // 2] = 1.0
     f = np.abs(np.fft.fftn(np.fft.ifftshift(lowpass(x, 4.0, pixel))))
     assert f[box // 4, 0, 0] == pytest.approx(0.5, rel=1e-6)  # k = 8/32 = 1/4 Å⁻¹
+
+
+def test_squared_radius_layouts():
+    """The one shell-radius grid: centred, FFT-order and half (rfft) layouts agree with fftfreq."""
+    box = 6
+    centred = squared_radius(box, 3)
+    k = torch.arange(box) - box // 2
+    assert centred[0, 0, 0] == 3 * 9 and centred[3, 3, 3] == 0 and centred.shape == (6, 6, 6)
+    assert int(centred[3, 3, 4]) == 1 and bool((centred == centred.flip(0).roll(1, 0)).all())
+    f = torch.fft.fftfreq(box, 1 / box).long()
+    uncentred = squared_radius(box, 3, half=True, centred=False)
+    expected = f[:, None, None] ** 2 + f[None, :, None] ** 2 + torch.arange(4)[None, None, :] ** 2
+    assert torch.equal(uncentred, expected)
+    assert torch.equal(squared_radius(box, 2, half=True), k[:, None] ** 2 + torch.arange(4) ** 2)

@@ -77,9 +77,13 @@ def test_optics_groups_with_different_pixel_sizes(tmp_path):
     ps = read_particles(star)
     assert ps.pixel_size_angstrom == pytest.approx(1.6)
     assert ps.optics_group.tolist() == [1, 1, 0]
+    np.testing.assert_allclose(ps.pixel_sizes_angstrom(), [1.6, 1.6, 1.5])
+    assert ps.mixed_pixel_sizes
     np.testing.assert_allclose(ps.ctf.voltage_kv, [200, 200, 300])
     np.testing.assert_allclose(ps.ctf.defocus_v_angstrom, [10000, 10000, 12000])
-    assert any("optics groups differ (g1 1.5 Å, g2 1.6 Å); using 1.6 Å" in n for n in ps.notes)
+    assert any(
+        "optics groups differ (g1 1.5 Å, g2 1.6 Å); reconstructing at 1.6 Å" in n for n in ps.notes
+    )
 
 
 def test_unknown_suffix(tmp_path):
@@ -87,3 +91,22 @@ def test_unknown_suffix(tmp_path):
     p.write_text("hello")
     with pytest.raises(InputError, match="unknown particle file type"):
         read_particles(p)
+
+
+def test_angpix_override_keeps_shifts_in_pixels(tmp_path):
+    write_stack(tmp_path / "s.mrcs", np.zeros((3, 8, 8)), 0.0)
+    star = tmp_path / "p.star"
+    star.write_text(
+        "data_optics\nloop_\n_rlnOpticsGroup\n_rlnOpticsGroupName\n_rlnImagePixelSize\n"
+        "_rlnImageSize\n_rlnVoltage\n_rlnSphericalAberration\n_rlnAmplitudeContrast\n"
+        "1 g1 1.5 8 300 2.7 0.1\n2 g2 2.0 8 300 2.7 0.1\n\n"
+        "data_particles\nloop_\n_rlnImageName\n_rlnOpticsGroup\n_rlnDefocusU\n_rlnOriginXAngst\n"
+        "_rlnOriginYAngst\n_rlnAngleRot\n_rlnAngleTilt\n_rlnAnglePsi\n"
+        "1@s.mrcs 1 10000 3 0 0 0 0\n2@s.mrcs 2 10000 4 -2 0 0 0\n3@s.mrcs 2 12000 1 1 0 0 0\n"
+    )
+    ps = read_particles(star).with_pixel_size(1.0)
+    assert ps.pixel_size_angstrom == 1.0 and not ps.mixed_pixel_sizes
+    np.testing.assert_allclose(ps.shifts_angstrom, [[2.0, 0.0], [2.0, -1.0], [0.5, 0.5]])
+    assert "1 Å from --angpix (the metadata said g1 1.5 Å, g2 2 Å)" in ps.notes[-1]
+    with pytest.raises(InputError, match="--angpix must be positive"):
+        ps.with_pixel_size(0.0)

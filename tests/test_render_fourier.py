@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from cryosplat.core.fourier_slice import _PaddedRealFFT, full_to_half, volume_to_padded_ft
+from cryosplat.core.half_slices import HalfPlane as _HalfPlane
+from cryosplat.core.half_slices import HalfSlices as _HalfSlices
 from cryosplat.core.rotations import random_rotations
 from cryosplat.render import splat, splat_fourier, splat_reference
-from cryosplat.render.fourier import _HalfPlane, _HalfSlices
 
 
 def _mixture(n, box, pixel, seed, spread=0.3, scale=(1.5, 3.0)):

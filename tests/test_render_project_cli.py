@@ -56,7 +56,7 @@ def test_project_writes_the_library_images(inputs, use_ctf):
         str(out),
         "--batch-size",
         "2",
-    ] + (["--ctf"] if use_ctf else [])
+    ] + (["--apply-ctf"] if use_ctf else [])
     assert main(argv) == 0
     stack = MRCStack(out)
     assert stack.n_images == 5 and stack.box == BOX

@@ -53,7 +53,28 @@ def test_an_exact_model_is_vouched_for_as_far_as_the_data_go():
     assert np.allclose(cv.model_vs_truth_estimate[shells[1:]], 1.0, atol=0.1)
     d = cv.to_dict()
     assert d["resolution_angstrom"] == cv.resolution_angstrom
-    assert set(d["curves"]) >= {"data_fsc", "model_vs_truth_estimate", "half_map_equivalent"}
+    assert set(d["curves"]) >= {"data_fsc", "model_vs_truth_estimate"}
+    assert "conservative estimate of the map's FSC against the truth" in d["definition"]
+    assert "0.143" not in d["definition"]
+
+
+def test_curves_equal_the_fsc_and_the_bootstrap_band_brackets_the_resolution():
+    truth = _truth()
+    noise = 2.0 * truth.std()
+    d_a, d_b = _data(truth, noise, 5), _data(truth, noise, 6)
+    m_a, m_b = _data(truth, noise, 7), _data(truth, noise, 8)  # half models with their own errors
+    mask = spherical_mask(BOX)
+    cv = cross_validated_fsc(m_a, m_b, d_a, d_b, mask, PIXEL, n_bootstrap=60, seed=1)
+    np.testing.assert_allclose(cv.data_fsc, fsc(d_a * mask, d_b * mask), atol=1e-10)
+    np.testing.assert_allclose(cv.model_b_vs_data_a, fsc(m_b * mask, d_a * mask), atol=1e-10)
+    low, high = cv.resolution_band_angstrom
+    assert cv.resolution_samples_angstrom.shape == (60,)
+    assert 2 * PIXEL < cv.resolution_angstrom  # a crossing, not Nyquist
+    assert low < high and low <= cv.resolution_angstrom <= high
+    assert high - low < 0.5 * cv.resolution_angstrom
+    again = cross_validated_fsc(m_a, m_b, d_a, d_b, mask, PIXEL, n_bootstrap=60, seed=1)
+    assert again.resolution_band_angstrom == (low, high)
+    assert cross_validated_fsc(m_a, m_b, d_a, d_b, mask, PIXEL).resolution_band_angstrom is None
 
 
 def test_pure_noise_data_vouch_for_nothing():

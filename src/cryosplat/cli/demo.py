@@ -6,10 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
-
 from cryosplat.core.errors import InputError
-from cryosplat.simulate.demo import DemoConfig, run_demo
 
 HELP = (
     "simulate particles of PDB 8ZPM (shipped), reconstruct them and report the resolution "
@@ -18,14 +15,14 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = DemoConfig()
-    p.add_argument("-o", "--out", help="output folder (default: a new temporary folder)")
-    p.add_argument("-n", "--n-particles", type=int, default=d.n_particles)
-    p.add_argument("--box", type=int, default=d.box)
-    p.add_argument("--pixel-size", type=float, default=d.pixel_size_angstrom, help="Å")
-    p.add_argument("--snr", type=float, default=d.snr)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    # Defaults are DemoConfig's, filled in by run() (building the parser imports no torch).
+    p.add_argument("-o", "--output", help="output folder (default: a new temporary folder)")
+    p.add_argument("-n", "--n-particles", type=int, help="default 5000")
+    p.add_argument("--box", type=int, help="default 96")
+    p.add_argument("--pixel-size", type=float, help="Å (default 1.5)")
+    p.add_argument("--snr", type=float, help="default 0.005")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"
@@ -33,19 +30,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from cryosplat.simulate.demo import DemoConfig, run_demo
+
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    config = DemoConfig(
-        n_particles=args.n_particles,
-        box=args.box,
-        pixel_size_angstrom=args.pixel_size,
-        snr=args.snr,
-        seed=args.seed,
-        device=args.device,
-    )
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="cryosplat-demo-"))
+    given = {
+        "n_particles": args.n_particles,
+        "box": args.box,
+        "pixel_size_angstrom": args.pixel_size,
+        "snr": args.snr,
+        "seed": args.seed,
+        "device": args.device,
+    }
+    config = DemoConfig(**{k: v for k, v in given.items() if v is not None})
+    out = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="cryosplat-demo-"))
     r = run_demo(out, config, show_progress=not args.no_progress)
     print(
         f"demo: {config.n_particles} simulated particles of 8ZPM, box {config.box}, "

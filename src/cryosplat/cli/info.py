@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryosplat.particles.read import read_particles
-from cryosplat.particles.summary import ParticleSummary, summarize
+if TYPE_CHECKING:
+    from cryosplat.particles.summary import ParticleSummary
 
 HELP = (
     "summarise particles (.star, .cs, or .mrcs with cryoDRGN pickles): count, optics, defocus, "
@@ -78,10 +79,15 @@ def format_summary(s: ParticleSummary) -> str:
         lines.append(f"  {path}: {n_images} images, {n_used} referenced")
     for note in s.notes:
         lines.append(f"note: {note}")
+    for warning in s.warnings:
+        lines.append(f"warning: {warning}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
+    from cryosplat.particles.read import read_particles
+    from cryosplat.particles.summary import summarize
+
     config = InfoConfig(args.particles, args.datadir, args.poses, args.ctf)
     particles = read_particles(
         config.particles, datadir=config.datadir, poses=config.poses, ctf=config.ctf

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryosplat.render import BACKENDS
-from cryosplat.simulate.project import ProjectionConfig, project_particles
+from cryosplat.cli.names import BACKENDS
 
 HELP = "project an atomic (PDB/mmCIF) or Gaussian (.npz) model along the angles of a STAR file"
 
@@ -23,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="particle file (.star or .cs) with angles, origins, CTF; one image per row",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output stack (.mrcs)")
-    parser.add_argument("--ctf", action="store_true", help="multiply each image by its CTF")
+    parser.add_argument("--apply-ctf", action="store_true", help="multiply each image by its CTF")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="splatting backend")
     parser.add_argument("--batch-size", type=int, default=64, help="images rendered together")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
@@ -40,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pixel size in Å (default: from the particle file)",
     )
     parser.add_argument(
-        "--bfactor",
+        "--atom-bfactor",
         type=float,
         default=0.0,
         help="B-factor (Å²) added to every atom of an atomic model",
@@ -54,17 +53,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cryosplat.simulate.project import ProjectionConfig, project_particles
+
     config = ProjectionConfig(
         model_path=args.model,
         angles_path=args.angles,
         output_path=args.output,
-        apply_ctf=args.ctf,
+        apply_ctf=args.apply_ctf,
         backend=args.backend,
         batch_size=args.batch_size,
         device=args.device,
         box=args.box,
         pixel_size_angstrom=args.pixel_size,
-        bfactor_extra_angstrom2=args.bfactor,
+        bfactor_extra_angstrom2=args.atom_bfactor,
         n_sigma=args.n_sigma,
     )
     result = project_particles(config)

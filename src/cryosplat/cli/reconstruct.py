@@ -6,15 +6,8 @@ import argparse
 import logging
 from dataclasses import replace
 
-import torch
-
+from cryosplat.cli.names import BACKENDS, ENGINES
 from cryosplat.core.errors import InputError
-from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct import distributed
-from cryosplat.reconstruct.grid.engine import GridEngineConfig
-from cryosplat.reconstruct.run import ENGINES, ReconstructConfig, reconstruct, resolve_device
-from cryosplat.reconstruct.splat.engine import SplatEngineConfig
-from cryosplat.render import BACKENDS
 
 HELP = "reconstruct a map from particles with known poses and CTF (two half-set Gaussian models)"
 
@@ -22,11 +15,17 @@ HELP = "reconstruct a map from particles with known poses and CTF (two half-set 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("particles", help="RELION .star, cryoSPARC .cs, or .mrcs with --poses/--ctf")
     p.add_argument(
-        "-o", "--out", required=True, help="output folder (new, or this run's with --resume)"
+        "-o", "--output", required=True, help="output folder (new, or this run's with --resume)"
     )
     p.add_argument("--datadir", help="folder to resolve image stack names against")
     p.add_argument("--poses", help="cryoDRGN poses.pkl (with an .mrcs stack)")
     p.add_argument("--ctf", help="cryoDRGN ctf.pkl (with an .mrcs stack)")
+    p.add_argument(
+        "--angpix",
+        type=float,
+        help="pixel size (Å) of every particle, overriding a wrong one in the metadata "
+        "(shifts keep their size in pixels)",
+    )
     p.add_argument(
         "--engine",
         choices=ENGINES,
@@ -57,50 +56,74 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Engine options default to None: the engine's own default is filled in by build_config, and
+    # an option given to the other engine is refused there (the parser imports no torch).
     g = p.add_argument_group("Fourier-statistics engine (--engine grid)")
-    gd = GridEngineConfig()
-    g.add_argument(
-        "--pad", type=int, default=gd.accumulate.pad, help="padding factor of the 3D grid"
-    )
+    g.add_argument("--pad", type=int, help="padding factor of the 3D grid (default 2)")
     g.add_argument("--max-resolution", type=float, help="gather frequencies up to this (Å)")
     g.add_argument(
         "--stage-fractions",
         type=_floats,
-        help=f"coarse-to-fine stage boxes as fractions of the box "
-        f"(default {','.join(map(str, gd.fit.stage_fractions))})",
+        help="coarse-to-fine stage boxes as fractions of the box, comma-separated",
     )
     g.add_argument(
-        "--stage-steps",
-        type=_ints,
-        help=f"largest number of steps of each stage "
-        f"(default {','.join(map(str, gd.fit.stage_steps))})",
+        "--stage-steps", type=_ints, help="largest number of steps of each stage, comma-separated"
     )
     g.add_argument(
         "--heldout-fraction",
         type=float,
-        default=gd.heldout_fraction,
-        help="part of each half set held out (within the half) to stop each stage",
+        help="part of each half set held out (within the half) to stop each stage (default 0.1)",
     )
     s = p.add_argument_group("per-image engine (--engine splat)")
-    d = SplatEngineConfig()
-    s.add_argument("--epochs", type=int, default=d.epochs)
-    s.add_argument("--batch-size", type=int, default=d.batch_size)
-    s.add_argument("--lr-means", type=float, default=d.lr_means_angstrom, help="Å per step")
-    s.add_argument("--lr-scales", type=float, default=d.lr_scales)
-    s.add_argument("--lr-rotations", type=float, default=d.lr_rotations)
-    s.add_argument("--lr-amplitudes", type=float, default=d.lr_amplitudes)
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr-means", type=float, help="Å per step")
+    s.add_argument("--lr-scales", type=float)
+    s.add_argument("--lr-rotations", type=float)
+    s.add_argument("--lr-amplitudes", type=float)
     s.add_argument(
         "--backend",
-        default=d.backend,
         choices=BACKENDS,
         help="splatting implementation (fourier: approximate, fastest for large batches)",
     )
     s.add_argument(
-        "--checkpoint-interval",
-        type=float,
-        default=d.checkpoint_interval_s,
-        help="seconds between mid-epoch checkpoints",
+        "--checkpoint-interval", type=float, help="seconds between mid-epoch checkpoints"
     )
+
+
+GRID_OPTIONS = {
+    "pad": "--pad",
+    "max_resolution": "--max-resolution",
+    "stage_fractions": "--stage-fractions",
+    "stage_steps": "--stage-steps",
+    "heldout_fraction": "--heldout-fraction",
+}
+SPLAT_OPTIONS = {
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr_means": "--lr-means",
+    "lr_scales": "--lr-scales",
+    "lr_rotations": "--lr-rotations",
+    "lr_amplitudes": "--lr-amplitudes",
+    "backend": "--backend",
+    "checkpoint_interval": "--checkpoint-interval",
+}
+
+
+def check_engine_options(args: argparse.Namespace) -> None:
+    """Raise :class:`InputError` for an option of the engine that was not chosen."""
+    other = SPLAT_OPTIONS if args.engine == "grid" else GRID_OPTIONS
+    owner = "splat" if args.engine == "grid" else "grid"
+    given = [flag for name, flag in other.items() if getattr(args, name) is not None]
+    if given:
+        raise InputError(
+            f"{', '.join(given)}: option(s) of --engine {owner}, which the chosen engine "
+            f"({args.engine}) does not use; leave them out or pass --engine {owner}"
+        )
+
+
+def _given(value, default):
+    return default if value is None else value
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -121,28 +144,37 @@ def _ints(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def build_config(args: argparse.Namespace) -> ReconstructConfig:
+def build_config(args: argparse.Namespace):
+    """The :class:`~cryosplat.reconstruct.run.ReconstructConfig` of parsed arguments."""
+    from cryosplat.reconstruct.grid.engine import GridEngineConfig
+    from cryosplat.reconstruct.run import ReconstructConfig
+    from cryosplat.reconstruct.splat.engine import SplatEngineConfig
+
+    check_engine_options(args)
+    d = SplatEngineConfig()
     splat = SplatEngineConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr_means_angstrom=args.lr_means,
-        lr_scales=args.lr_scales,
-        lr_rotations=args.lr_rotations,
-        lr_amplitudes=args.lr_amplitudes,
-        backend=args.backend,
-        checkpoint_interval_s=args.checkpoint_interval,
+        epochs=_given(args.epochs, d.epochs),
+        batch_size=_given(args.batch_size, d.batch_size),
+        lr_means_angstrom=_given(args.lr_means, d.lr_means_angstrom),
+        lr_scales=_given(args.lr_scales, d.lr_scales),
+        lr_rotations=_given(args.lr_rotations, d.lr_rotations),
+        lr_amplitudes=_given(args.lr_amplitudes, d.lr_amplitudes),
+        backend=_given(args.backend, d.backend),
+        checkpoint_interval_s=_given(args.checkpoint_interval, d.checkpoint_interval_s),
     )
     gdef = GridEngineConfig()
     grid = GridEngineConfig(
         accumulate=replace(
-            gdef.accumulate, pad=args.pad, max_resolution_angstrom=args.max_resolution
+            gdef.accumulate,
+            pad=_given(args.pad, gdef.accumulate.pad),
+            max_resolution_angstrom=args.max_resolution,
         ),
         fit=replace(
             gdef.fit,
             stage_fractions=args.stage_fractions or gdef.fit.stage_fractions,
             stage_steps=args.stage_steps or gdef.fit.stage_steps,
         ),
-        heldout_fraction=args.heldout_fraction,
+        heldout_fraction=_given(args.heldout_fraction, gdef.heldout_fraction),
     )
     return ReconstructConfig(
         engine=args.engine,
@@ -157,19 +189,28 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from cryosplat.core.device import resolve_device
+    from cryosplat.particles.read import read_particles
+    from cryosplat.reconstruct import distributed
+    from cryosplat.reconstruct.run import reconstruct
+
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     config = build_config(args)
     particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
+    if args.angpix is not None:
+        particles = particles.with_pixel_size(args.angpix)
     dist = distributed.start(resolve_device(config.device))
     if not dist.is_main:  # under torchrun, rank 0 alone logs and reports
         logging.getLogger("cryosplat").setLevel(logging.WARNING)
     try:
         result = reconstruct(
             particles,
-            args.out,
+            args.output,
             config,
             resume=args.resume,
             show_progress=not args.no_progress,

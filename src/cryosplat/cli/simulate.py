@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryosplat.core.progress import Progress
-from cryosplat.simulate.simulation import SimulationConfig, simulate
-
 HELP = (
     "simulate particle images (RELION 3.1 STAR + MRC stacks + truth.mrc) from a PDB/mmCIF "
     "model, a saved Gaussian model (.npz) or an MRC map"
@@ -15,7 +12,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = SimulationConfig(n_particles=1)
+    # Defaults are SimulationConfig's, filled in by run() (building the parser imports no torch).
     parser.add_argument(
         "model",
         type=Path,
@@ -38,11 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--snr",
         type=float,
-        default=defaults.snr,
-        help="signal variance / noise variance over the box after the CTF "
-        "(default %(default)s; 'inf' for no noise)",
+        default=None,
+        help="signal variance / noise variance over the box after the CTF ('inf' for no noise; "
+        "default 0.01)",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument(
         "--views",
         type=Path,
@@ -52,26 +49,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shift-sd",
         type=float,
-        default=defaults.shift_sd_angstrom,
-        help="standard deviation of the particle origins, Å (default %(default)s)",
+        default=None,
+        help="standard deviation of the particle origins, Å (default 0)",
     )
     parser.add_argument(
         "--defocus-min",
         type=float,
-        default=defaults.defocus_min_um,
-        help="smallest defocus, µm (default %(default)s)",
+        default=None,
+        help="smallest defocus, Å (as RELION and cryoSPARC; default 10000)",
     )
     parser.add_argument(
         "--defocus-max",
         type=float,
-        default=defaults.defocus_max_um,
-        help="largest defocus, µm (default %(default)s)",
+        default=None,
+        help="largest defocus, Å (default 25000)",
     )
     parser.add_argument(
         "--astigmatism",
         type=float,
-        default=defaults.astigmatism_max_angstrom,
-        help="largest |defocus U - V|, Å, random angle (default %(default)s)",
+        default=None,
+        help="largest |defocus U - V|, Å, random angle (default 0)",
     )
     parser.add_argument(
         "--ctf-table",
@@ -82,32 +79,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--voltage",
         type=float,
-        default=defaults.voltage_kv,
-        help="acceleration voltage, kV (default %(default)s)",
+        default=None,
+        help="acceleration voltage, kV (default 300)",
     )
     parser.add_argument(
         "--cs",
         type=float,
-        default=defaults.cs_mm,
-        help="spherical aberration, mm (default %(default)s)",
+        default=None,
+        help="spherical aberration, mm (default 2.7)",
     )
     parser.add_argument(
         "--amplitude-contrast",
         type=float,
-        default=defaults.amplitude_contrast,
-        help="amplitude contrast fraction (default %(default)s)",
+        default=None,
+        help="amplitude contrast fraction (default 0.1)",
     )
     parser.add_argument(
-        "--bfactor",
+        "--ctf-bfactor",
         type=float,
-        default=defaults.bfactor_angstrom2,
-        help="CTF envelope B-factor, Å² (default %(default)s)",
+        default=None,
+        help="CTF envelope B-factor, Å² (default 0)",
     )
     parser.add_argument(
         "--atom-bfactor",
         type=float,
-        default=defaults.bfactor_extra_angstrom2,
-        help="B-factor added to every atom of an atomic model, Å² (default %(default)s)",
+        default=None,
+        help="B-factor added to every atom of an atomic model, Å² (default 0)",
     )
     parser.add_argument(
         "--no-ctf",
@@ -117,56 +114,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=defaults.batch_size,
-        help="images made at once (default %(default)s)",
+        default=None,
+        help="images made at once (default 128)",
     )
     parser.add_argument(
         "--images-per-stack",
         type=int,
-        default=defaults.images_per_stack,
-        help="most images in one .mrcs file (default %(default)s)",
+        default=None,
+        help="most images in one .mrcs file (default 10000)",
     )
-    parser.add_argument("--device", default=defaults.device, help="torch device (default cpu)")
+    parser.add_argument(
+        "--device", default=None, help="torch device: cpu, cuda or cuda:N (default cpu)"
+    )
     parser.add_argument(
         "--projection",
         choices=("splat", "fourier"),
-        default=defaults.projection,
+        default=None,
         help="atoms and Gaussian models: splat each Gaussian, or Fourier slices "
-        "of the voxelised model (faster for big models; default "
-        "%(default)s). Maps always use Fourier slices",
+        "of the voxelised model (faster for big models; default splat). Maps always use "
+        "Fourier slices",
     )
     parser.add_argument(
         "--backend",
-        default=defaults.backend,
-        help="splatting backend: auto, reference or fast (default %(default)s)",
+        default=None,
+        help="splatting backend: auto, reference or fast (default auto)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
 def run(args: argparse.Namespace) -> int:
+    from cryosplat.core.progress import Progress
+    from cryosplat.simulate.simulation import SimulationConfig, simulate
+
+    def um(angstrom):
+        return None if angstrom is None else angstrom * 1e-4
+
+    given = {
+        "box": args.box,
+        "pixel_size_angstrom": args.pixel_size,
+        "snr": args.snr,
+        "seed": args.seed,
+        "views": args.views,
+        "shift_sd_angstrom": args.shift_sd,
+        "defocus_min_um": um(args.defocus_min),
+        "defocus_max_um": um(args.defocus_max),
+        "astigmatism_max_angstrom": args.astigmatism,
+        "ctf_table": args.ctf_table,
+        "voltage_kv": args.voltage,
+        "cs_mm": args.cs,
+        "amplitude_contrast": args.amplitude_contrast,
+        "bfactor_angstrom2": args.ctf_bfactor,
+        "bfactor_extra_angstrom2": args.atom_bfactor,
+        "batch_size": args.batch_size,
+        "images_per_stack": args.images_per_stack,
+        "device": args.device,
+        "projection": args.projection,
+        "backend": args.backend,
+    }
     config = SimulationConfig(
         n_particles=args.n_particles,
-        box=args.box,
-        pixel_size_angstrom=args.pixel_size,
-        snr=args.snr,
-        seed=args.seed,
-        views=args.views,
-        shift_sd_angstrom=args.shift_sd,
-        defocus_min_um=args.defocus_min,
-        defocus_max_um=args.defocus_max,
-        astigmatism_max_angstrom=args.astigmatism,
-        ctf_table=args.ctf_table,
-        voltage_kv=args.voltage,
-        cs_mm=args.cs,
-        amplitude_contrast=args.amplitude_contrast,
-        bfactor_angstrom2=args.bfactor,
         apply_ctf=not args.no_ctf,
-        bfactor_extra_angstrom2=args.atom_bfactor,
-        batch_size=args.batch_size,
-        images_per_stack=args.images_per_stack,
-        device=args.device,
-        projection=args.projection,
-        backend=args.backend,
+        **{k: v for k, v in given.items() if v is not None},
     )
     bar = None if args.quiet else Progress(args.n_particles, label="simulate")
     try:

@@ -19,6 +19,7 @@ __all__ = [
     "frequency_grid_3d",
     "phase_shift_2d",
     "radial_index_2d",
+    "squared_radius",
 ]
 
 
@@ -124,8 +125,51 @@ def phase_shift_2d(
     return spectra * torch.polar(torch.ones_like(phase), phase)
 
 
+def squared_radius(
+    box: int,
+    ndim: int,
+    half: bool = False,
+    centred: bool = True,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.int64,
+) -> torch.Tensor:
+    """``|k|²`` at every point of a D^ndim grid of integer frequencies (or voxel offsets).
+
+    The one shell-radius grid of the package: Fourier shells, resolution limits and spherical
+    masks are all made from it.
+
+    Parameters
+    ----------
+    box : int
+        D, the size of every axis (the last one is ``D//2 + 1`` long when ``half``).
+    ndim : int
+        2 (``[y, x]``) or 3 (``[z, y, x]``).
+    half : bool
+        The last axis holds ``kx = 0 .. D//2`` only (the ``rfft`` layout).
+    centred : bool
+        Index ``i`` is ``i − D//2`` (a centred transform, or voxels about the map origin); else
+        the FFT order of :func:`torch.fft.fftfreq` (``0, 1, …, −1``). The ``half`` axis is never
+        shifted.
+    device, dtype : of the result (integer by default: exact squared radii).
+
+    Returns
+    -------
+    torch.Tensor, shape ``(D,) * (ndim − 1) + (D//2 + 1 if half else D,)``.
+    """
+    if box < 1 or ndim not in (2, 3):
+        raise ValueError(f"need box >= 1 and ndim 2 or 3, got box {box}, ndim {ndim}")
+    k = torch.arange(box, device=device, dtype=torch.int64)
+    k = k - box // 2 if centred else torch.where(k < (box + 1) // 2, k, k - box)
+    last = torch.arange(box // 2 + 1, device=device, dtype=torch.int64) if half else k
+    axes = [k] * (ndim - 1) + [last]
+    r2 = torch.zeros((), device=device, dtype=torch.int64)
+    for i, axis in enumerate(axes):
+        shape = [1] * ndim
+        shape[i] = -1
+        r2 = r2 + axis.reshape(shape) ** 2
+    return r2.to(dtype)
+
+
 def radial_index_2d(box: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Integer radius (Fourier shell index) of each pixel of a centred D×D grid, shape (D, D)."""
-    k = torch.arange(box, device=device) - box // 2
-    r = torch.sqrt((k[:, None] ** 2 + k[None, :] ** 2).double())
-    return torch.round(r).long()
+    return torch.round(squared_radius(box, 2, device=device, dtype=torch.float64).sqrt()).long()

@@ -36,11 +36,14 @@ from __future__ import annotations
 import torch
 
 from cryosplat.core.fourier import fftn_centered
+from cryosplat.core.half_slices import HalfPlane, HalfSlices, default_max_radius, padded_box
 
 __all__ = [
     "padded_box",
     "trilinear_apodization",
     "padded_rfft",
+    "padded_rfft_values",
+    "padded_rfft_adjoint",
     "volume_to_padded_ft",
     "padded_ft_to_volume",
     "full_to_half",
@@ -50,15 +53,6 @@ __all__ = [
     "extract_slices",
     "insert_slices",
 ]
-
-
-def padded_box(box: int, pad: int) -> int:
-    """``P = pad · box`` after checking both are valid (even ``box``, integer ``pad ≥ 1``)."""
-    if box < 2 or box % 2:
-        raise ValueError(f"box must be even and at least 2, got {box}")
-    if int(pad) != pad or pad < 1:
-        raise ValueError(f"pad must be an integer >= 1, got {pad}")
-    return int(pad) * int(box)
 
 
 def trilinear_apodization(
@@ -91,31 +85,44 @@ def _wrapped_indices(box: int, size: int, device) -> torch.Tensor:
     return (torch.arange(box, device=device) - box // 2) % size
 
 
-class _PaddedRealFFT(torch.autograd.Function):
-    """Unshifted half spectrum ``(P, P, P//2+1)`` of a D³ map zero-padded to P³, origin at voxel 0.
+def padded_rfft_values(volume: torch.Tensor, size: int) -> torch.Tensor:
+    """Unshifted half spectrum ``(P, P, P//2+1)`` of a D³ map zero-padded to P³, origin at index 0.
 
     The map's voxel ``i`` (origin ``D//2``) goes to padded index ``(i − D//2) mod P``, so no shift of
-    the P³ arrays is needed; the backward pass is one inverse real FFT (PyTorch's own backward of
-    ``rfftn`` takes a full complex transform).
+    the P³ arrays is needed. Not differentiable: :func:`padded_rfft` is, and
+    :func:`padded_rfft_adjoint` is its backward for custom autograd functions.
     """
+    wrap = _wrapped_indices(volume.shape[0], size, volume.device)
+    padded = volume.new_zeros((size, size, size))
+    padded[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]] = volume
+    return torch.fft.rfftn(padded)
+
+
+def padded_rfft_adjoint(grad: torch.Tensor, box: int, size: int) -> torch.Tensor:
+    """The adjoint of :func:`padded_rfft_values`: ``∂L/∂map`` (D, D, D) from ``∂L/∂spectrum``.
+
+    ``∂L/∂x = Re Σ_{k in half} g_k e^{+2πi k·n/P}``: one inverse real FFT once the columns that
+    stand for two frequencies (``0 < kx < P/2``) are halved (PyTorch's own backward of ``rfftn``
+    takes a full complex transform), then the map's voxels are read back.
+    """
+    g = grad.clone()
+    g[..., 1 : size // 2] *= 0.5
+    full = torch.fft.irfftn(g, s=(size, size, size)) * size**3
+    wrap = _wrapped_indices(box, size, grad.device)
+    return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]]
+
+
+class _PaddedRealFFT(torch.autograd.Function):
+    """:func:`padded_rfft_values` times ``scale``, with :func:`padded_rfft_adjoint` as backward."""
 
     @staticmethod
     def forward(ctx, volume, size, scale):
-        wrap = _wrapped_indices(volume.shape[0], size, volume.device)
-        padded = volume.new_zeros((size, size, size))
-        padded[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]] = volume
-        ctx.wrap, ctx.size, ctx.scale = wrap, size, scale
-        return torch.fft.rfftn(padded) * scale
+        ctx.box, ctx.size, ctx.scale = volume.shape[0], size, scale
+        return padded_rfft_values(volume, size) * scale
 
     @staticmethod
     def backward(ctx, grad):
-        wrap, size = ctx.wrap, ctx.size
-        # dL/dx = Re Σ_{k in half} g_k e^{+2πi k·n/P}: an inverse real FFT once the columns that
-        # stand for two frequencies (0 < kx < P/2) are halved.
-        g = grad.clone()
-        g[:, :, 1 : size // 2] *= 0.5
-        full = torch.fft.irfftn(g, s=(size, size, size)) * (size**3 * ctx.scale)
-        return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]], None, None
+        return padded_rfft_adjoint(grad, ctx.box, ctx.size) * ctx.scale, None, None
 
 
 def padded_rfft(volume: torch.Tensor, size: int, scale: float = 1.0) -> torch.Tensor:
@@ -235,11 +242,6 @@ def padded_ft_to_volume(
     return volume
 
 
-def default_max_radius(box: int, pad: int) -> float:
-    """``D/2 − 2/pad``: the largest image radius (pixels) whose 8 grid neighbours all exist."""
-    return box / 2 - 2.0 / pad
-
-
 def _kept_pixels(box: int, pad: int, max_radius: float | None, half: bool, like: torch.Tensor):
     """The pixels with ``|k| ≤ max_radius`` of a D×D block (D×D/2, ``kx ≥ 0``, for ``half``).
 
@@ -336,20 +338,43 @@ def extract_slices(
     real_dtype = torch.float64 if volume_ft.dtype == torch.complex128 else torch.float32
     rot = torch.as_tensor(rotations, device=volume_ft.device, dtype=real_dtype)
     n = rot.shape[0]
+    if half:
+        return _extract_from_half(volume_ft, rot, box, pad, max_radius)
     pix, kx, ky, _ = _kept_pixels(box, pad, max_radius, False, rot)
     coords = _points(rot, kx, ky, pad).reshape(-1, 3)
-    flip = coords[:, 0] < 0
-    if half:
-        coords = torch.where(flip[:, None], -coords, coords)
     flat_grid = volume_ft.reshape(-1)
     values = torch.zeros(coords.shape[0], device=volume_ft.device, dtype=volume_ft.dtype)
-    for index, weight in _Stencil(coords, tuple(volume_ft.shape), half):
+    for index, weight in _Stencil(coords, tuple(volume_ft.shape), False):
         values = values + weight * flat_grid[index]
-    if half:
-        values = torch.where(flip, values.conj(), values)
     out = torch.zeros(n, box * box, device=volume_ft.device, dtype=volume_ft.dtype)
     out = out.index_copy(1, pix, values.reshape(n, -1))
     return out.reshape(n, box, box)
+
+
+# Slice-point entries (points × 8 corners) read at once by :func:`_extract_from_half`.
+_HALF_READ_ENTRIES = 2**20
+
+
+def _extract_from_half(
+    volume_ft: torch.Tensor, rot: torch.Tensor, box: int, pad: int, max_radius: float | None
+) -> torch.Tensor:
+    """:func:`extract_slices` of a centred half grid, read by :class:`HalfSlices` (the one sampler).
+
+    The ``kx ≥ 0`` half of each slice is read from the uncentred grid; the ``kx < 0`` half is its
+    Friedel mirror (``V̂(−k) = conj V̂(k)``, exact for the transform of a real map).
+    """
+    n = rot.shape[0]
+    plane = HalfPlane(box, pad, volume_ft.device, rot.dtype, max_radius)
+    grid = torch.fft.ifftshift(volume_ft, dim=(0, 1))
+    per = max(1, _HALF_READ_ENTRIES // (8 * max(1, plane.kx.shape[0])))
+    values = HalfSlices.apply(grid, rot, plane, per)
+    width = box // 2 + 1
+    half = torch.zeros((n, box * width), device=volume_ft.device, dtype=volume_ft.dtype)
+    half = half.index_copy(1, plane.slots, values).reshape(n, box, width)
+    # Column kx = -m of the centred image is conj(half[-ky, m]); row -ky of row j is (D - j) mod D.
+    mirror = torch.roll(torch.flip(half, dims=(1,)), shifts=1, dims=1).conj()
+    negative = torch.flip(mirror[:, :, 1 : box // 2 + 1], dims=(2,))
+    return torch.cat([negative, half[:, :, : box // 2]], dim=2)
 
 
 def insert_slices(

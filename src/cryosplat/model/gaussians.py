@@ -58,7 +58,8 @@ class _FootprintSum(torch.autograd.Function):
     """``out + Σ_m w_m exp(−q_mk / 2)`` scattered at ``flat[m, k]``, ``q = q0 + coef @ basis``.
 
     A fused forward and an analytic backward for :func:`voxelize_gaussians`: autograd through the
-    same expression keeps several (M, K) intermediates and is a few times slower.
+    same expression (:func:`footprint_sum_reference`) keeps several (M, K) intermediates and is a
+    few times slower.
     """
 
     @staticmethod
@@ -75,6 +76,15 @@ class _FootprintSum(torch.autograd.Function):
         grad_weight = g.sum(dim=1)
         g_q = g * (-0.5 * weight[:, None])
         return grad_out, grad_weight, g_q.sum(dim=1), g_q @ basis.T, None, None
+
+
+def footprint_sum_reference(out, weight, q0, coef, basis, flat):
+    """:class:`_FootprintSum` in plain PyTorch autograd (same arguments and result).
+
+    The twin the fused backward is tested against; it keeps several (M, K) intermediates.
+    """
+    profile = torch.exp(-0.5 * (q0[:, None] + coef @ basis))
+    return out.index_add(0, flat.reshape(-1), (weight[:, None] * profile).reshape(-1))
 
 
 def voxelize_gaussians(

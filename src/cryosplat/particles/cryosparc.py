@@ -5,8 +5,11 @@ A ``.cs`` file is a numpy structured array (``np.load``). Fields read:
 * ``blob/path`` (bytes; often starting with ``>`` for imported files or with a job folder such as
   ``J19/extract/``), ``blob/idx`` (0-based), ``blob/shape`` (pixels), ``blob/psize_A`` (Å).
 * ``alignments3D/pose``: rotation vector whose Rodrigues matrix ``R_cs`` is the transpose of
-  RELION's ``A`` (:mod:`cryosplat.core.conventions`); ``alignments3D/shift`` in pixels, RELION's sign;
-  ``alignments3D/split`` (0/1) becomes the random subset 1/2.
+  RELION's ``A`` (:mod:`cryosplat.core.conventions`); ``alignments3D/shift`` in pixels of
+  ``alignments3D/psize_A`` (Å), RELION's sign; ``alignments3D/split`` (0/1) becomes the random
+  subset 1/2.
+* ``ctf/shift_A``, ``ctf/tilt_A``, ``ctf/trefoil_A``, ``ctf/tetra_A``, ``ctf/anisomag``: not
+  modelled; a warning names those with non-zero values.
 * ``ctf/df1_A``, ``ctf/df2_A``, ``ctf/df_angle_rad``, ``ctf/accel_kv``, ``ctf/cs_mm``,
   ``ctf/amp_contrast``, ``ctf/phase_shift_rad``, and ``ctf/bfactor``, ``ctf/scale`` if present.
 
@@ -24,6 +27,7 @@ from cryosplat.core.conventions import rotvec_to_matrix
 from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
+from cryosplat.particles.aberrations import cryosparc_aberration_warnings
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
 
 __all__ = ["read_cryosparc", "load_cs"]
@@ -104,6 +108,26 @@ def _optics(pixel: np.ndarray, ctf: CTFParams | None, box: int):
     return groups, group_of
 
 
+def _pose_pixels(table: np.ndarray, blob_pixels: np.ndarray, path: Path, notes: list[str]):
+    """Pixel size (Å) of each pose's shift: ``alignments3D/psize_A``, else ``blob/psize_A``.
+
+    The shifts are in pixels of the images the alignment was run on, which differ from the blob's
+    after re-extraction or downsampling.
+    """
+    if "alignments3D/psize_A" not in table.dtype.names:
+        notes.append("shifts: no alignments3D/psize_A; scaled by blob/psize_A")
+        return blob_pixels
+    pixels = _field(table, "alignments3D/psize_A", path)
+    bad = np.flatnonzero(~(pixels > 0))
+    if bad.size:
+        r = int(bad[0])
+        raise InputError(
+            f"{path}: field alignments3D/psize_A, row {r + 1}: pixel size {pixels[r]:g} "
+            "must be positive"
+        )
+    return pixels
+
+
 def read_cryosparc(
     path: str | Path, datadir: str | Path | None = None, require_images: bool = True
 ) -> ParticleSet:
@@ -121,8 +145,9 @@ def read_cryosparc(
     Returns
     -------
     ParticleSet
-        Rotations ``A = R_cs.T``, shifts ``alignments3D/shift × blob/psize_A`` (Å), the CTF with
-        angles in degrees.
+        Rotations ``A = R_cs.T``, shifts ``alignments3D/shift × alignments3D/psize_A`` (Å; with
+        ``blob/psize_A`` and a note when the former is absent), the CTF with angles in degrees,
+        warnings for aberration fields that are not modelled.
     """
     path = Path(path)
     table = load_cs(path)
@@ -150,18 +175,20 @@ def read_cryosparc(
     if uniq.size > 1:
         notes.append(
             f"pixel size: blob/psize_A takes values {', '.join(f'{u:g}' for u in uniq)} "
-            f"Å; using {pixel:g} Å, the most common"
+            f"Å; reconstructing at {pixel:g} Å, the most common; each group keeps its own "
+            "pixel size for its CTF and shifts and its Fourier samples are rescaled"
         )
     ctf = _ctf(table, path)
     groups, group_of = _optics(pixel_rows, ctf, box)
     rotations = shifts = subset = None
     if "alignments3D/pose" in table.dtype.names:
         rotations = np.swapaxes(rotvec_to_matrix(_field(table, "alignments3D/pose", path)), -1, -2)
-        shifts = (
-            _field(table, "alignments3D/shift", path) * pixel_rows[:, None]
-            if "alignments3D/shift" in table.dtype.names
-            else np.zeros((n, 2))
-        )
+        shifts = np.zeros((n, 2))
+        if "alignments3D/shift" in table.dtype.names:
+            shifts = (
+                _field(table, "alignments3D/shift", path)
+                * _pose_pixels(table, pixel_rows, path, notes)[:, None]
+            )
     if "alignments3D/split" in table.dtype.names:
         subset = _field(table, "alignments3D/split", path).astype(np.int64) + 1
     image_index = _field(table, "blob/idx", path).astype(np.int64)
@@ -196,4 +223,5 @@ def read_cryosparc(
         random_subset=subset,
         source=path,
         notes=notes,
+        warnings=cryosparc_aberration_warnings(table),
     )

@@ -40,7 +40,9 @@ class ParticleSet:
     box : int
         Image size D (pixels).
     pixel_size_angstrom : float
-        The pixel size used for every computation (see ``notes`` for how it was chosen).
+        The pixel size of the reconstruction (the most common one when optics groups differ; see
+        ``notes``). Each group's images keep their own pixel size
+        (:meth:`pixel_sizes_angstrom`), rescaled to this one where they are used.
     stacks : list[MRCStack]
         Distinct stack files.
     stack_index : np.ndarray, shape (N,), int
@@ -61,6 +63,9 @@ class ParticleSet:
         The metadata file.
     notes : list[str]
         Things a user should know (e.g. which of two disagreeing pixel sizes is used).
+    warnings : list[str]
+        Things in the input that cryosplat does not model and that may cost resolution (e.g.
+        optical aberration columns, :mod:`cryosplat.particles.aberrations`).
     """
 
     box: int
@@ -76,6 +81,7 @@ class ParticleSet:
     random_subset: np.ndarray | None = None
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.image_index)
@@ -145,6 +151,51 @@ class ParticleSet:
             optics_group=self.optics_group[idx],
             random_subset=take(self.random_subset),
             notes=list(self.notes),
+            warnings=list(self.warnings),
+        )
+
+    def pixel_sizes_angstrom(self, indices=None) -> np.ndarray:
+        """The pixel size (Å) of each particle's own optics group, shape (N,) or (len(indices),)."""
+        group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
+        if not self.optics:
+            return np.full(group.shape, self.pixel_size_angstrom, dtype=np.float64)
+        sizes = np.array([g.pixel_size_angstrom for g in self.optics], dtype=np.float64)
+        return sizes[group]
+
+    @property
+    def mixed_pixel_sizes(self) -> bool:
+        """True when the particles' optics groups have different pixel sizes."""
+        return bool(np.unique(np.round(self.pixel_sizes_angstrom(), 6)).size > 1)
+
+    def pixel_size_listing(self) -> str:
+        """The optics groups and their pixel sizes, e.g. ``"g1 1.5 Å, g2 1.6 Å"``."""
+        used = set(np.unique(self.optics_group).tolist())
+        return ", ".join(
+            f"{g.name} {g.pixel_size_angstrom:g} Å" for i, g in enumerate(self.optics) if i in used
+        )
+
+    def with_pixel_size(self, pixel_size_angstrom: float) -> ParticleSet:
+        """A copy whose every optics group has this pixel size (Å): override a wrong header.
+
+        Shifts keep their size in pixels (that is what the alignment measured): each particle's
+        shift in Å is rescaled by ``new / old`` pixel size. A note records the change.
+        """
+        if not pixel_size_angstrom > 0:
+            raise InputError(f"--angpix must be positive, got {pixel_size_angstrom}")
+        old = self.pixel_sizes_angstrom()
+        shifts = None
+        if self.shifts_angstrom is not None:
+            shifts = self.shifts_angstrom * (pixel_size_angstrom / old)[:, None]
+        optics = [replace(g, pixel_size_angstrom=float(pixel_size_angstrom)) for g in self.optics]
+        listing = self.pixel_size_listing() or f"{self.pixel_size_angstrom:g} Å"
+        note = f"pixel size: {pixel_size_angstrom:g} Å from --angpix (the metadata said {listing})"
+        return replace(
+            self,
+            pixel_size_angstrom=float(pixel_size_angstrom),
+            shifts_angstrom=shifts,
+            optics=optics,
+            notes=[*self.notes, note],
+            warnings=list(self.warnings),
         )
 
     def require_poses_and_ctf(self) -> None:

@@ -20,6 +20,7 @@ from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs, split_image_names
 from cryosplat.io.star import StarBlock, read_star
+from cryosplat.particles.aberrations import relion_aberration_warnings
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
 
 __all__ = ["particles_from_star"]
@@ -248,7 +249,7 @@ def particles_from_star(
     ParticleSet
         Rotations ``A`` (or None without angles), shifts in Å (RELION origins), CTF (or None), the
         optics groups, ``rlnRandomSubset``. The pixel size is the metadata's (the most common one if
-        optics groups differ, with a note).
+        optics groups differ, with a note; each group keeps its own in ``optics``).
     """
     path = Path(path)
     blocks = read_star(path)
@@ -257,8 +258,9 @@ def particles_from_star(
     if n == 0:
         raise InputError(f"{path}: data_{particles.name} has no particles")
     notes: list[str] = []
-    if "optics" in blocks and particles.name != "optics":
-        groups, group_of, per_particle = _optics_31(blocks["optics"], particles, path)
+    optics = blocks["optics"] if "optics" in blocks and particles.name != "optics" else None
+    if optics is not None:
+        groups, group_of, per_particle = _optics_31(optics, particles, path)
     else:
         groups, group_of, per_particle = _optics_30(particles, path)
     ctf = _ctf(particles, per_particle, path)
@@ -308,7 +310,9 @@ def particles_from_star(
     if np.unique(pixel_per_particle).size > 1:
         listing = ", ".join(f"{g.name} {g.pixel_size_angstrom:g} Å" for g in groups)
         notes.append(
-            f"pixel size: optics groups differ ({listing}); using {pixel:g} Å, the most common"
+            f"pixel size: optics groups differ ({listing}); reconstructing at {pixel:g} Å, the "
+            "most common; each group keeps its own pixel size for its CTF and shifts and its "
+            "Fourier samples are rescaled to the reconstruction's (as RELION does)"
         )
     if stacks:
         notes += header_pixel_notes(stacks, stack_index, pixel_per_particle)
@@ -328,4 +332,5 @@ def particles_from_star(
         random_subset=subset,
         source=path,
         notes=notes,
+        warnings=relion_aberration_warnings(optics, particles),
     )

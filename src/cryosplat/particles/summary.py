@@ -68,6 +68,7 @@ class ParticleSummary:
     tilt_histogram: list[tuple[float, float, int]] = field(default_factory=list)
     stacks: list[tuple[Path, int, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def fibonacci_sphere(n: int) -> np.ndarray:
@@ -134,6 +135,7 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
         has_ctf=ps.has_ctf,
         cell_degrees=cell_degrees,
         notes=list(ps.notes),
+        warnings=list(ps.warnings),
     )
     if ps.ctf is not None:
         mean_df = 0.5 * (ps.ctf.defocus_u_angstrom + ps.ctf.defocus_v_angstrom) * 1e-4

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,8 @@ from cryosplat.validation.masks import auto_mask, spherical_mask
 
 __all__ = ["HalfMapReport", "evaluate_half_maps", "plot_fsc", "write_outputs"]
 
+N_BOOTSTRAP = 100  # resamples of the Fourier samples for the resolution band
+
 log = logging.getLogger("cryosplat")
 
 
@@ -31,6 +33,7 @@ class HalfMapReport:
     spherical: FSCResult
     automatic: FSCResult
     cross_validated: CrossValidatedFSC | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def resolution_angstrom(self) -> float:
@@ -48,15 +51,26 @@ class HalfMapReport:
     def headline(self) -> str:
         if self.cross_validated is not None:
             return (
-                "cross-validated: each half model against the other half's data, soft "
-                "spherical mask; C = 0.5 (half-map equivalent FSC = 0.143)"
+                "cross-validated: each half model against the other half's data, normalised by "
+                "the data's half-map FSC, soft spherical mask, read at C = 0.5; a conservative "
+                "estimate of the map's FSC against the truth at 0.5"
             )
         return "corrected FSC of the half maps, soft spherical mask, threshold 0.143"
 
+    @property
+    def band_angstrom(self) -> tuple[float, float] | None:
+        """The 68 % bootstrap band of the cross-validated resolution, when there is one."""
+        return (
+            None if self.cross_validated is None else self.cross_validated.resolution_band_angstrom
+        )
+
     def to_dict(self) -> dict:
+        band = self.band_angstrom
         out = {
             "resolution_angstrom": self.resolution_angstrom,
+            "resolution_band_angstrom": None if band is None else list(band),
             "headline": self.headline,
+            "warnings": list(self.warnings),
             "model_half_maps": {
                 "note": "FSC between the two half models; optimistic for smooth models",
                 "spherical_mask": self.spherical.to_dict(),
@@ -92,7 +106,9 @@ def evaluate_half_maps(
     amask = auto_mask(0.5 * (half_a + half_b), pixel_size_angstrom, soft_width_px=soft_width_px)
     cross = None
     if data_maps is not None:
-        cross = cross_validated_fsc(half_a, half_b, *data_maps, sphere, pixel_size_angstrom)
+        cross = cross_validated_fsc(
+            half_a, half_b, *data_maps, sphere, pixel_size_angstrom, n_bootstrap=N_BOOTSTRAP
+        )
     report = HalfMapReport(
         masked_fsc(half_a, half_b, sphere, pixel_size_angstrom),
         masked_fsc(half_a, half_b, amask, pixel_size_angstrom),
@@ -151,10 +167,12 @@ def write_outputs(
     model_b: GaussianModel,
     soft_width_px: float = 6.0,
     data_maps: tuple[np.ndarray, np.ndarray] | None = None,
+    warnings: list[str] | None = None,
 ) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models into ``folder``.
 
-    Returns the FSC report and a summary dict (also logged).
+    ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. Returns the
+    FSC report and a summary dict (also logged).
     """
     from cryosplat.model.export import export_model
 
@@ -167,6 +185,7 @@ def write_outputs(
     write_map(folder / "half_map_B.mrc", half_b, pixel)
     write_map(folder / "map.mrc", full, pixel)
     report, amask = evaluate_half_maps(half_a, half_b, pixel, soft_width_px, data_maps)
+    report.warnings = list(warnings or [])
     write_map(folder / "mask.mrc", amask, pixel)
     write_json_atomic(folder / "fsc.json", report.to_dict())
     plot_fsc(folder / "fsc.png", report)
@@ -182,9 +201,12 @@ def write_outputs(
         "box": model_a.box,
         "pixel_size_angstrom": pixel,
     }
+    band = report.band_angstrom
     if report.cross_validated is not None:
         summary["data_half_maps_0143_angstrom"] = report.cross_validated.data_resolution_angstrom
-    log.info("resolution: %.2f Å (%s)", report.resolution_angstrom, report.headline)
+        summary["resolution_band_angstrom"] = None if band is None else list(band)
+    band_text = "" if band is None else f", 68 % bootstrap band {band[0]:.2f}-{band[1]:.2f} Å"
+    log.info("resolution: %.2f Å%s (%s)", report.resolution_angstrom, band_text, report.headline)
     log.info(
         "half models FSC 0.143 (optimistic for smooth models): %.2f Å spherical mask, %.2f Å "
         "automatic mask",

@@ -13,19 +13,22 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
-
+from cryosplat.core.device import resolve_device
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.distributed import Distributed, cached_statistics
-from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
+from cryosplat.reconstruct.distributed import Distributed
+from cryosplat.reconstruct.grid.engine import (
+    GridEngineConfig,
+    gather_half_statistics,
+    run_grid_engine,
+)
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
-from cryosplat.validation.crossval import ResolutionMonitor, data_half_maps
+from cryosplat.validation.crossval import ResolutionMonitor
 
 __all__ = [
     "ReconstructConfig",
@@ -95,29 +98,6 @@ class ReconstructResult:
     summary: dict
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; a CUDA device asked for where none exists raises."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(
-            f"--device: unknown device '{name}' (use auto, cpu, cuda or cuda:N)"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(
-                f"--device {name}: no CUDA GPU is available to this PyTorch "
-                f"(torch {torch.__version__}, cuda {torch.version.cuda})"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise InputError(f"--device {name}: unsupported device type '{device.type}'")
-    return device
-
-
 def default_n_gaussians(box: int) -> int:
     """Gaussians per half model: about one per 40 voxels of a sphere of radius 0.4·D, 1k–30k.
 
@@ -130,7 +110,32 @@ def default_n_gaussians(box: int) -> int:
     return int(min(30_000, max(1_000, round(sphere_voxels / 40.0, -2))))
 
 
-def _check_particles(particles: ParticleSet) -> None:
+RANDOM_HALVES_WARNING = (
+    "the half sets are random (no half-set labels in the input, or --ignore-random-subset): the "
+    "poses then came from all particles, so the halves are not independent and the FSC and the "
+    "cross-validated resolution are optimistic"
+)
+
+
+def check_engine_particles(particles: ParticleSet, engine: str) -> None:
+    """Raise :class:`InputError` unless ``engine`` can reconstruct ``particles``.
+
+    The grid engine rescales the Fourier samples of each optics group to the reconstruction's
+    pixel size; the per-image engine renders every image at one pixel size, so it refuses optics
+    groups whose pixel sizes differ (naming them) rather than give the minority the wrong CTF and
+    the wrong frequencies.
+    """
+    if engine == "splat" and particles.mixed_pixel_sizes:
+        raise InputError(
+            f"{particles.source}: optics groups have different pixel sizes "
+            f"({particles.pixel_size_listing()}); --engine splat renders every image at one pixel "
+            "size: use --engine grid (which rescales each group), or re-extract the particles "
+            "at one pixel size"
+        )
+
+
+def _check_particles(particles: ParticleSet, engine: str) -> None:
+    check_engine_particles(particles, engine)
     particles.require_poses_and_ctf()
     if len(particles) < 2:
         raise InputError(f"{particles.source}: {len(particles)} particle(s); need at least 2")
@@ -159,8 +164,14 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
 
 
 def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress, dist):
-    data_maps = _data_half_maps(particles, halves, config, folder, device, dist)
-    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom) if dist.is_main else None
+    # The same statistics, checkpoints and data half maps as the grid engine's (one pass).
+    statistics = gather_half_statistics(
+        particles, halves, config, folder, device, show_progress, dist
+    )
+    data_maps, monitor = None, None
+    if dist.is_main:
+        data_maps = statistics.data_maps()
+        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     models = _initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
         particles,
@@ -208,25 +219,6 @@ def _run_grid(particles, halves, config, folder: RunFolder, device, show_progres
     return run_grid_engine(particles, halves, config, folder, device, show_progress, dist)
 
 
-def _data_half_maps(particles, halves, config, folder: RunFolder, device, dist):
-    """Direct Fourier inversions of the two half sets, for the cross-validated resolution.
-
-    One streamed pass over the particles (in shards under ``torchrun``); the statistics are
-    cached in the checkpoints.
-    """
-    acc = replace(config.grid.accumulate, device=str(device))
-    statistics = []
-    for name, rows in zip("AB", halves, strict=True):
-        path = folder.checkpoint_dir / f"stats_{name}_all.npz"
-        stats, reused = cached_statistics(particles, rows, acc, path, dist)
-        if not reused:
-            log.info("gathered the Fourier statistics of half %s for validation", name)
-        statistics.append(stats)
-    if not dist.is_main:  # only rank 0 measures the resolution
-        return None
-    return data_half_maps(statistics, -1.0 if config.invert_contrast else 1.0)
-
-
 def reconstruct(
     particles: ParticleSet,
     out_dir: str | Path,
@@ -258,7 +250,7 @@ def reconstruct(
     """
     dist = Distributed() if dist is None else dist
     config.validate()
-    _check_particles(particles)
+    _check_particles(particles, config.engine)
     device = dist.device if dist.active else resolve_device(config.device)
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     identity = {
@@ -304,8 +296,14 @@ def reconstruct(
         )
         for note in particles.notes:
             log.info("note: %s", note)
+        for warning in particles.warnings:
+            log.warning("warning: %s", warning)
         half_a, half_b, how = split_halves(particles, config.seed, config.use_random_subset)
         log.info("half sets: %d + %d particles (%s)", len(half_a), len(half_b), how)
+        warnings = []
+        if how.startswith("random"):
+            warnings.append(RANDOM_HALVES_WARNING)
+            log.warning("warning: %s", RANDOM_HALVES_WARNING)
         log.info(
             "data sign: %s",
             "inverted (protein dark in the images)"
@@ -324,7 +322,12 @@ def reconstruct(
         )
         data_maps = details.pop("data_maps")
         report, summary = write_outputs(
-            folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px, data_maps
+            folder.path,
+            model_a.cpu(),
+            model_b.cpu(),
+            config.mask_soft_width_px,
+            data_maps,
+            warnings,
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}

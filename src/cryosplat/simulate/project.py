@@ -2,8 +2,8 @@
 
 The counterpart of ``relion_project --ang``: angles, origins (RELION sign), CTF, pixel size and box
 come from the particle file, one output image per row, in order. The model is an atomic model
-(PDB/mmCIF, through :func:`cryosplat.model.atoms.model_from_atoms`, centred in the box) or a saved
-Gaussian model (``.npz``). Images are line integrals per Å², moved by minus the origins and,
+(PDB/mmCIF, centred in the box) or a saved Gaussian model (``.npz``), read by
+:func:`cryosplat.simulate.projection.load_gaussian_model`. Images are line integrals per Å², moved by minus the origins and,
 optionally, multiplied by the CTF in Fourier space.
 """
 
@@ -17,19 +17,17 @@ import numpy as np
 import torch
 
 from cryosplat.core.ctf import ctf_from_params
+from cryosplat.core.device import resolve_device
 from cryosplat.core.errors import InputError
 from cryosplat.io.stack_writer import StreamingStackWriter
-from cryosplat.model.atoms import model_from_atoms
-from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.render import BACKENDS
 from cryosplat.render.imaging import render_images
+from cryosplat.simulate.projection import load_gaussian_model
 
-__all__ = ["ProjectionConfig", "ProjectionResult", "load_projection_model", "project_particles"]
+__all__ = ["ProjectionConfig", "ProjectionResult", "project_particles"]
 
 log = logging.getLogger(__name__)
-
-ATOM_MODEL_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 
 
 @dataclass
@@ -90,31 +88,6 @@ class ProjectionResult:
     n_gaussians: int
 
 
-def load_projection_model(
-    path: str | Path, box: int, pixel_size_angstrom: float, bfactor_extra_angstrom2: float = 0.0
-) -> GaussianModel:
-    """An atomic model (centred, five Gaussians per atom) or a saved ``.npz`` Gaussian model."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in ATOM_MODEL_SUFFIXES:
-        return model_from_atoms(
-            path, box, pixel_size_angstrom, bfactor_extra=bfactor_extra_angstrom2
-        )
-    if suffix == ".npz":
-        return GaussianModel.load(path)
-    raise InputError(f"{path}: unknown model type '{suffix}' (expected .pdb, .cif or .npz)")
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device: unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 def project_particles(config: ProjectionConfig) -> ProjectionResult:
     """Render one image per particle row and write them as an MRC stack.
 
@@ -125,17 +98,19 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
         unreadable model.
     """
     config.validate()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     particles = read_particles(config.angles_path, require_images=False)
     if not particles.has_poses:
         raise InputError(f"{config.angles_path}: no angles (rlnAngleRot/Tilt/Psi) to project along")
     if config.apply_ctf and not particles.has_ctf:
-        raise InputError(f"{config.angles_path}: --ctf asked for but the file has no CTF values")
+        raise InputError(
+            f"{config.angles_path}: --apply-ctf asked for but the file has no CTF values"
+        )
     box = int(config.box or particles.box)
     pixel = float(config.pixel_size_angstrom or particles.pixel_size_angstrom)
     if config.backend == "fourier" and box % 2:
         raise InputError(f"--backend fourier needs an even box, got {box}")
-    model = load_projection_model(config.model_path, box, pixel, config.bfactor_extra_angstrom2)
+    model = load_gaussian_model(config.model_path, box, pixel, config.bfactor_extra_angstrom2)
     model = model.to(device)
     n = len(particles)
     shifts = (

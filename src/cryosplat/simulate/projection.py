@@ -28,7 +28,13 @@ from cryosplat.model.atoms import model_from_atoms
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.render.imaging import predict_images
 
-__all__ = ["ProjectionConfig", "SplatProjector", "MapProjector", "load_projector"]
+__all__ = [
+    "ProjectorConfig",
+    "SplatProjector",
+    "MapProjector",
+    "load_gaussian_model",
+    "load_projector",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,7 @@ FOURIER_PAD = 2
 
 
 @dataclass
-class ProjectionConfig:
+class ProjectorConfig:
     """How to turn a model file into a projector.
 
     Attributes
@@ -148,7 +154,7 @@ class MapProjector:
         return ifft2_centered(spectra).real.cpu().numpy()
 
 
-def _model_projector(model: GaussianModel, config: ProjectionConfig, source: Path):
+def _model_projector(model: GaussianModel, config: ProjectorConfig, source: Path):
     if config.projection == "splat":
         return SplatProjector(model, config.backend, config.device, source)
     with torch.no_grad():
@@ -156,7 +162,45 @@ def _model_projector(model: GaussianModel, config: ProjectionConfig, source: Pat
     return MapProjector(volume, model.pixel_size_angstrom, config.device, source)
 
 
-def load_projector(model_path: Path, config: ProjectionConfig) -> SplatProjector | MapProjector:
+def load_gaussian_model(
+    path: str | Path,
+    box: int | None,
+    pixel_size_angstrom: float | None,
+    bfactor_extra_angstrom2: float = 0.0,
+) -> GaussianModel:
+    """A Gaussian model from atoms (centred, five Gaussians per atom) or a saved ``.npz`` model.
+
+    Parameters
+    ----------
+    path : ``.pdb``/``.ent``/``.cif``/``.mmcif`` atoms or ``.npz`` Gaussian model
+    box, pixel_size_angstrom : the model's grid; required for atoms, for a saved model they replace
+        its own when given
+    bfactor_extra_angstrom2 : B-factor added to every atom (Å²)
+
+    Raises
+    ------
+    InputError
+        Missing file, unknown suffix, atoms without a box or pixel size.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    if suffix in ATOM_SUFFIXES:
+        if box is None or pixel_size_angstrom is None:
+            raise InputError(f"{path}: an atomic model needs --box and --pixel-size")
+        return model_from_atoms(
+            path, box, pixel_size_angstrom, bfactor_extra=bfactor_extra_angstrom2
+        )
+    if suffix == ".npz":
+        model = GaussianModel.load(path)
+        model.box = box or model.box
+        model.pixel_size_angstrom = pixel_size_angstrom or model.pixel_size_angstrom
+        return model
+    raise InputError(f"{path}: unknown model type '{suffix}' (expected .pdb, .cif or .npz)")
+
+
+def load_projector(model_path: Path, config: ProjectorConfig) -> SplatProjector | MapProjector:
     """The projector of a model file, chosen by its suffix.
 
     Parameters
@@ -165,7 +209,7 @@ def load_projector(model_path: Path, config: ProjectionConfig) -> SplatProjector
         ``.pdb``/``.ent``/``.cif``/``.mmcif`` atoms (``cryosplat.model.atoms.model_from_atoms``; needs
         ``box`` and pixel size), ``.npz`` Gaussian model, or ``.mrc``/``.map`` map (its box; its
         header voxel size unless one is given).
-    config : ProjectionConfig
+    config : ProjectorConfig
 
     Raises
     ------
@@ -176,20 +220,10 @@ def load_projector(model_path: Path, config: ProjectionConfig) -> SplatProjector
     suffix = model_path.suffix.lower()
     if not model_path.is_file():
         raise InputError(f"{model_path}: model file not found")
-    if suffix in ATOM_SUFFIXES:
-        if config.box is None or config.pixel_size_angstrom is None:
-            raise InputError(f"{model_path}: an atomic model needs --box and --pixel-size")
-        model = model_from_atoms(
-            model_path,
-            config.box,
-            config.pixel_size_angstrom,
-            bfactor_extra=config.bfactor_extra_angstrom2,
+    if suffix in ATOM_SUFFIXES + (".npz",):
+        model = load_gaussian_model(
+            model_path, config.box, config.pixel_size_angstrom, config.bfactor_extra_angstrom2
         )
-        return _model_projector(model, config, model_path)
-    if suffix == ".npz":
-        model = GaussianModel.load(model_path)
-        model.box = config.box or model.box
-        model.pixel_size_angstrom = config.pixel_size_angstrom or model.pixel_size_angstrom
         return _model_projector(model, config, model_path)
     if suffix in MAP_SUFFIXES:
         volume, voxel = read_map(model_path)

@@ -37,7 +37,7 @@ from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.cryodrgn import read_cryodrgn_ctf
 from cryosplat.particles.read import read_particles
-from cryosplat.simulate.projection import ProjectionConfig, load_projector
+from cryosplat.simulate.projection import ProjectorConfig, load_projector
 
 __all__ = ["SimulationConfig", "SimulationResult", "SimulatedMetadata", "draw_metadata", "simulate"]
 
@@ -344,7 +344,7 @@ def simulate(
     model_path, out = Path(model_path), Path(output_dir)
     projector = load_projector(
         model_path,
-        ProjectionConfig(
+        ProjectorConfig(
             box=config.box,
             pixel_size_angstrom=config.pixel_size_angstrom,
             projection=config.projection,

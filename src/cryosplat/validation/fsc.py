@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cryosplat.core.fourier import fftn_centered, ifftn_centered
+from cryosplat.core.fourier import fftn_centered, ifftn_centered, squared_radius
 
 __all__ = [
     "fsc",
@@ -26,9 +26,7 @@ __all__ = [
 
 
 def _shell_index(box: int) -> torch.Tensor:
-    k = torch.arange(box) - box // 2
-    r = torch.sqrt((k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2).double())
-    return torch.round(r).long()
+    return torch.round(squared_radius(box, 3, dtype=torch.float64).sqrt()).long()
 
 
 def _as_tensor(volume) -> torch.Tensor:

@@ -7,14 +7,18 @@ import math
 import numpy as np
 import torch
 
-from cryosplat.core.fourier import fftn_centered, frequency_grid_3d, ifftn_centered
+from cryosplat.core.fourier import (
+    fftn_centered,
+    frequency_grid_3d,
+    ifftn_centered,
+    squared_radius,
+)
 
 __all__ = ["spherical_mask", "auto_mask", "lowpass"]
 
 
 def _radius_grid(box: int) -> torch.Tensor:
-    k = torch.arange(box, dtype=torch.float64) - box // 2
-    return torch.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    return squared_radius(box, 3, dtype=torch.float64).sqrt()
 
 
 def _soft_edge(distance: torch.Tensor, width: float) -> torch.Tensor:

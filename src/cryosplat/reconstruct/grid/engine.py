@@ -26,7 +26,13 @@ from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_b
 from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics
 from cryosplat.validation.crossval import ResolutionMonitor, data_half_maps
 
-__all__ = ["GridEngineConfig", "run_grid_engine", "split_heldout"]
+__all__ = [
+    "GridEngineConfig",
+    "HalfStatistics",
+    "gather_half_statistics",
+    "run_grid_engine",
+    "split_heldout",
+]
 
 log = logging.getLogger("cryosplat")
 
@@ -112,12 +118,46 @@ def run_grid_engine(particles, halves, config, folder, device, show_progress, di
     """
     gcfg: GridEngineConfig = config.grid
     gcfg.validate()
-    acc = replace(gcfg.accumulate, device=str(device))
     dist = Distributed() if dist is None else dist
-    return _run(particles, halves, config, gcfg, acc, folder, device, show_progress, dist)
+    return _run(particles, halves, config, gcfg, folder, device, show_progress, dist)
 
 
-def _run(particles, halves, config, gcfg, acc, folder, device, show_progress, dist):
+@dataclass
+class HalfStatistics:
+    """The statistics of the two half sets, each split into its fit and held-out parts.
+
+    Attributes
+    ----------
+    train : [A, B] statistics of the rows each half model is fitted to
+    held : [A, B] statistics of each half's held-out rows, or None where none are held out
+    """
+
+    train: list[FourierStatistics]
+    held: list[FourierStatistics | None]
+
+    @property
+    def totals(self) -> list[FourierStatistics]:
+        """[A, B] statistics of every particle of each half (fit + held out)."""
+        return [t if h is None else t + h for t, h in zip(self.train, self.held, strict=True)]
+
+    def data_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Direct Fourier inversions ``D_A, D_B`` of the two whole halves (for validation)."""
+        return data_half_maps(self.totals)  # the statistics already carry the data sign
+
+
+def gather_half_statistics(
+    particles, halves, config, folder, device, show_progress: bool, dist: Distributed | None = None
+) -> HalfStatistics:
+    """One streamed pass over the particles: the statistics of each half's fit and held-out rows.
+
+    The one route to the data half maps of both engines. Checkpointed (``stats_{A,B}_fit.npz``,
+    ``stats_{A,B}_heldout.npz``): a resumed run reads them instead of the images. With
+    ``config.invert_contrast`` the data are negated here, so the statistics carry the data sign.
+    Under ``torchrun`` (``dist``) each rank gathers its shard and the sums are all-reduced.
+    """
+    dist = Distributed() if dist is None else dist
+    gcfg: GridEngineConfig = config.grid
+    acc = replace(gcfg.accumulate, device=str(device))
     ck = folder.checkpoint_dir
     total = sum(len(h) for h in halves) // dist.world_size
     bar = Progress(total, "statistics", enabled=show_progress and dist.is_main)
@@ -147,11 +187,18 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress, di
         train[1].n_particles,
         0 if held[1] is None else held[1].n_particles,
     )
+    return HalfStatistics(train, held)
 
-    totals = [t if h is None else t + h for t, h in zip(train, held, strict=True)]
+
+def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
+    ck = folder.checkpoint_dir
+    statistics = gather_half_statistics(
+        particles, halves, config, folder, device, show_progress, dist
+    )
+    train, held = statistics.train, statistics.held
     data_maps, monitor = None, None
     if dist.is_main:
-        data_maps = data_half_maps(totals)  # the statistics already carry the data sign
+        data_maps = statistics.data_maps()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     fit = gcfg.fit
     n_gauss = config.n_gaussians

@@ -15,11 +15,15 @@ FFT of the zero-padded map; the backward pass is analytic (one inverse real FFT)
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from cryosplat.core.fourier_slice import trilinear_apodization
+from cryosplat.core.fourier import squared_radius
+from cryosplat.core.fourier_slice import (
+    padded_rfft,
+    padded_rfft_adjoint,
+    padded_rfft_values,
+    trilinear_apodization,
+)
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
@@ -33,29 +37,19 @@ def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Ten
     return m
 
 
-def _fft_order_phases(size: int, pad: int, device, dtype) -> list[torch.Tensor]:
-    """Factors of ``exp(iπ(Kx + Ky + Kz)/pad)`` on the rfft grid, broadcastable along z, y, x.
-
-    Their product moves the map origin from index 0 to D/2; applied one axis at a time, no grid of
-    phases is ever held.
-    """
-    k = torch.fft.fftfreq(size, 1.0 / size, device=device, dtype=torch.float64)
-    kx = torch.arange(size // 2 + 1, device=device, dtype=torch.float64)
-    axes = [k[:, None, None], k[None, :, None], kx[None, None, :]]
-    return [torch.polar(torch.ones_like(a), math.pi * a / pad).to(dtype) for a in axes]
-
-
 class _SpectrumLoss(torch.autograd.Function):
     """``(volume) → (loss less constant, spectrum)`` with an analytic backward.
 
-    ``F = rfftn(volume, s=(P,)*3)``, ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)``
-    and the adjoint of the zero-padded real FFT is ``P³ · irfftn`` (interior ``x`` planes halved,
-    as ``irfftn`` counts them twice) cropped to the volume.
+    ``F`` = :func:`~cryosplat.core.fourier_slice.padded_rfft_values` of the map (origin at index
+    0), ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)`` and the map gradient is
+    :func:`~cryosplat.core.fourier_slice.padded_rfft_adjoint` of it. Only the residual ``W F − B``
+    is kept for the backward pass (plain autograd, :func:`spectrum_loss_reference`, keeps more
+    grids: at large boxes these are most of the memory).
     """
 
     @staticmethod
     def forward(ctx, volume, weights, data, size):
-        spectrum = torch.fft.rfftn(volume, s=(size,) * 3)
+        spectrum = padded_rfft_values(volume, size)
         residual = weights * spectrum - data
         loss = (spectrum.conj() * (residual - data)).real.sum()
         ctx.save_for_backward(residual)
@@ -66,11 +60,18 @@ class _SpectrumLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, grad_spectrum):
         (residual,) = ctx.saved_tensors
-        size, box = ctx.size, ctx.box
-        grad = residual * (2.0 * size**3)
-        grad[..., 1 : size // 2] *= 0.5
-        volume_grad = torch.fft.irfftn(grad, s=(size,) * 3)[:box, :box, :box]
+        volume_grad = padded_rfft_adjoint(2.0 * residual, ctx.box, ctx.size)
         return volume_grad * grad_loss, None, None, None
+
+
+def spectrum_loss_reference(volume, weights, data, size):
+    """:class:`_SpectrumLoss` in plain PyTorch autograd (same arguments and results).
+
+    The twin the custom backward is tested against; slower and with more memory.
+    """
+    spectrum = padded_rfft(volume, size)
+    loss = (spectrum.conj() * (weights * spectrum - 2.0 * data)).real.sum()
+    return loss, spectrum.detach()
 
 
 class GridLoss:
@@ -111,8 +112,6 @@ class GridLoss:
         weights = torch.fft.ifftshift(stats.weights.to(dtype) * mult, dim=(0, 1))
         weights *= scale**2 * norm
         data = torch.fft.ifftshift(stats.data.to(complex_dtype) * mult, dim=(0, 1))
-        for phase in _fft_order_phases(self.size, self.pad, data.device, complex_dtype):
-            data *= phase.conj()
         data *= scale * norm
         self.weights = weights.to(device)
         self.data = data.to(device)
@@ -145,9 +144,7 @@ class GridLoss:
     def best_scale(self, spectrum: torch.Tensor, max_radius: float) -> float:
         """Least-squares factor ``α`` minimising the loss of ``α · map`` (``spectrum`` from
         :meth:`data_term_and_spectrum`) over ``|k| ≤ max_radius`` (pixels)."""
-        k = torch.fft.fftfreq(self.size, 1.0 / self.size, device=spectrum.device)
-        kx = torch.arange(self.size // 2 + 1, device=spectrum.device)
-        r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
+        r2 = squared_radius(self.size, 3, half=True, centred=False, device=spectrum.device)
         low = r2 <= (self.pad * max_radius) ** 2
         quad = (self.weights * spectrum.abs().square())[low].sum()
         cross = (spectrum.conj() * self.data).real[low].sum()

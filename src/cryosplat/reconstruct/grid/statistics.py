@@ -21,6 +21,7 @@ import torch
 
 from cryosplat.core.ctf import ctf_from_params
 from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import (
     default_max_radius,
     insert_slices,
@@ -159,9 +160,7 @@ class FourierStatistics:
         region = (slice(lo, lo + small), slice(lo, lo + small), slice(0, small // 2 + 1))
         ratio = box / self.box
         limit = min(self.max_radius, default_max_radius(box, self.pad))
-        k = torch.arange(small, dtype=torch.float64, device=self.weights.device) - small // 2
-        kx = torch.arange(small // 2 + 1, dtype=torch.float64, device=self.weights.device)
-        r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + kx[None, None, :] ** 2
+        r2 = squared_radius(small, 3, half=True, device=self.weights.device)
         inside = r2 <= (self.pad * limit) ** 2
         return replace(
             self,
@@ -304,6 +303,43 @@ def _check_indices(particles: ParticleSet, indices) -> np.ndarray:
     return idx
 
 
+@dataclass(frozen=True)
+class _GroupSampling:
+    """How one optics group's image frequencies map onto the reconstruction's grid.
+
+    An image frequency index ``k`` of a group with pixel ``p_g`` is the spatial frequency
+    ``k / (D p_g)``, which is index ``k · p_ref / p_g`` of the reconstruction (pixel ``p_ref``): the
+    slice coordinates scale by ``scale = p_ref / p_g`` (as RELION rescales the Fourier samples of
+    each optics group). Spectra of images whose pixel values are samples of the same projected
+    density scale as ``1 / p²`` (a DFT sums pixels), so they are multiplied by ``(p_g / p_ref)²``.
+    Frequencies that land beyond the gathered radius are dropped.
+    """
+
+    box: int
+    reference_pixel: float
+    pixel: float
+    radius: float
+    pad: int
+
+    @property
+    def scale(self) -> float:
+        return self.reference_pixel / self.pixel
+
+    @property
+    def amplitude(self) -> float:
+        return (self.pixel / self.reference_pixel) ** 2
+
+    @property
+    def frequency(self) -> float:
+        """``2π / (D p_g)``: radians per Å per frequency index."""
+        return 2.0 * math.pi / (self.box * self.pixel)
+
+    @property
+    def max_radius(self) -> float:
+        """The largest own frequency index inserted (pixels of the group's D grid)."""
+        return min(default_max_radius(self.box, self.pad), self.radius / self.scale)
+
+
 def accumulate(
     particles: ParticleSet,
     indices=None,
@@ -315,6 +351,9 @@ def accumulate(
     Images are read ``batch_size`` at a time from the memory-mapped stacks, transformed, shifted
     back by their origins (a phase), multiplied by their CTF (:mod:`cryosplat.core.ctf`) and inserted
     with trilinear weights on the half grid; memory does not grow with the number of particles.
+    Each optics group uses its own pixel size for its CTF and shifts, and its Fourier samples are
+    rescaled to the reconstruction's pixel size ``particles.pixel_size_angstrom``
+    (:class:`_GroupSampling`).
 
     Parameters
     ----------
@@ -349,35 +388,60 @@ def accumulate(
     # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
     k = torch.arange(box, device=device) - box // 2
     kx = torch.arange(box // 2, device=device)
-    r2 = (k[:, None] ** 2 + kx[None, :] ** 2).reshape(-1)
-    inside = (r2 <= radius * radius).nonzero().squeeze(1)
-    r2_inside = r2[inside]
-    friedel = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1)[inside].double()
-    frequency = 2.0 * math.pi / (box * pixel)
+    r2 = squared_radius(box, 2, half=True, device=device)[:, : box // 2].reshape(-1)
+    friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
     power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
+    pixel_of = particles.pixel_sizes_angstrom()
+    power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     n_batches = math.ceil(idx.size / config.batch_size)
     for number in range(n_batches):
-        rows = idx[number * config.batch_size : (number + 1) * config.batch_size]
-        images = torch.from_numpy(particles.read_images(rows)).to(device)
+        batch = idx[number * config.batch_size : (number + 1) * config.batch_size]
+        images = torch.from_numpy(particles.read_images(batch)).to(device)
         spectra = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
         spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
-        shifts = torch.as_tensor(
-            particles.shifts_angstrom[rows], device=device, dtype=torch.float32
-        )
-        # Undo the shift: multiply by exp(-2πi k·o) (see cryosplat.core.fourier.phase_shift_2d).
-        phase = -frequency * (
-            kx[None, None, :] * shifts[:, 0, None, None]
-            + k[None, :, None] * shifts[:, 1, None, None]
-        )
-        spectra = spectra * torch.polar(torch.ones_like(phase), phase)
-        ctf = ctf_from_params(particles.ctf.subset(rows), box, pixel, device=device)
-        ctf = ctf[..., box // 2 :]
-        rotations = torch.as_tensor(particles.rotations[rows], device=device, dtype=torch.float32)
-        insert_slices(
-            spectra * ctf, rotations, box, config.pad, part_b, ctf * ctf, part_w, max_radius=radius
-        )
-        magnitude2 = (spectra.abs() ** 2).reshape(len(rows), -1)[:, inside].double().sum(0)
-        power.index_add_(0, r2_inside, magnitude2 * friedel)
+        batch_pixel = np.round(pixel_of[batch], 6)
+        for group_pixel in np.unique(batch_pixel):
+            own = batch_pixel == group_pixel
+            rows = batch[own]
+            own_pixel = pixel if group_pixel == round(pixel, 6) else float(group_pixel)
+            group = _GroupSampling(box, pixel, own_pixel, radius, config.pad)
+            group_spectra = (
+                spectra if own.all() else spectra[torch.from_numpy(np.flatnonzero(own)).to(device)]
+            )
+            shifts = torch.as_tensor(
+                particles.shifts_angstrom[rows], device=device, dtype=torch.float32
+            )
+            # Undo the shift: multiply by exp(-2πi k·o) (see cryosplat.core.fourier.phase_shift_2d),
+            # with k in the group's own frequency units.
+            phase = -group.frequency * (
+                kx[None, None, :] * shifts[:, 0, None, None]
+                + k[None, :, None] * shifts[:, 1, None, None]
+            )
+            group_spectra = (
+                group.amplitude * group_spectra * torch.polar(torch.ones_like(phase), phase)
+            )
+            ctf = ctf_from_params(particles.ctf.subset(rows), box, group.pixel, device=device)
+            ctf = ctf[..., box // 2 :]
+            rotations = torch.as_tensor(
+                particles.rotations[rows], device=device, dtype=torch.float32
+            )
+            insert_slices(
+                group_spectra * ctf,
+                rotations * group.scale,
+                box,
+                config.pad,
+                part_b,
+                ctf * ctf,
+                part_w,
+                max_radius=group.max_radius,
+            )
+            if own_pixel not in power_bins:
+                kept = (r2 * group.scale**2 <= radius * radius).nonzero().squeeze(1)
+                bins = torch.round(r2[kept] * group.scale**2).long().clamp_max(power.numel() - 1)
+                power_bins[own_pixel] = (kept, bins, friedel_all[kept])
+            kept, bins, friedel = power_bins[own_pixel]
+            magnitude2 = (group_spectra.abs() ** 2).reshape(len(rows), -1)[:, kept]
+            power.index_add_(0, bins, magnitude2.double().sum(0) * friedel)
         if (number + 1) % FLUSH_EVERY == 0 or number + 1 == n_batches:
             total_w += part_w
             total_b += part_b

@@ -1,0 +1,8 @@
+"""Choices the parsers offer, held here so that building a parser imports no torch.
+
+``tests/test_cli_help.py`` checks that they equal the packages' own (``cryosplat.render.BACKENDS``,
+``cryosplat.reconstruct.run.ENGINES``).
+"""
+
+ENGINES = ("grid", "splat")
+BACKENDS = ("auto", "reference", "fast", "fourier")
