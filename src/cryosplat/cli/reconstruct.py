@@ -50,7 +50,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="split halves at random even when rlnRandomSubset is present",
     )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    again.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an unfinished, failed or different run in OUT and start again "
+        "(never a complete one)",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard any run in OUT, a complete one too, and start again",
+    )
+    p.add_argument(
+        "--accept-warnings",
+        action="store_true",
+        help="run despite suspicious metadata (duplicated images, one random subset, large "
+        "shifts, all defocus 0) that otherwise stops the run",
+    )
+    p.add_argument(
+        "--drop-bad-images",
+        action="store_true",
+        help="leave out particles whose image holds NaN, infinite or absurd pixels (logged) "
+        "instead of stopping",
+    )
     p.add_argument(
         "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"
     )
@@ -133,7 +157,10 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
     gdef = GridEngineConfig()
     grid = GridEngineConfig(
         accumulate=replace(
-            gdef.accumulate, pad=args.pad, max_resolution_angstrom=args.max_resolution
+            gdef.accumulate,
+            pad=args.pad,
+            max_resolution_angstrom=args.max_resolution,
+            drop_bad_images=args.drop_bad_images,
         ),
         fit=replace(
             gdef.fit,
@@ -162,7 +189,13 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
     result = reconstruct(
-        particles, args.out, config, resume=args.resume, show_progress=not args.no_progress
+        particles,
+        args.out,
+        config,
+        resume=args.resume,
+        show_progress=not args.no_progress,
+        folder_mode="restart" if args.restart else "overwrite" if args.overwrite else None,
+        accept_warnings=args.accept_warnings,
     )
     print(
         f"resolution: {result.resolution_angstrom:.2f} Å ({result.summary['resolution_definition']})"

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import torch
 
-from cryosplat.core.errors import InputError
+from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
 from cryosplat.reconstruct.grid.statistics import FourierStatistics, accumulate
 from cryosplat.reconstruct.report import write_outputs
-from cryosplat.reconstruct.run_folder import RunFolder, write_json_atomic
+from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
 from cryosplat.validation.crossval import ResolutionMonitor, data_half_maps
 
@@ -39,6 +40,8 @@ __all__ = [
 log = logging.getLogger("cryosplat")
 
 ENGINES = ("grid", "splat")
+MAX_GAUSSIANS = 1_000_000
+MIN_BOX = 16  # the automatic mask and the coarsest fit stage need at least this many pixels
 
 
 @dataclass
@@ -75,6 +78,13 @@ class ReconstructConfig:
             raise InputError(f"engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
         if self.n_gaussians is not None and self.n_gaussians < 1:
             raise InputError(f"n_gaussians must be at least 1, got {self.n_gaussians}")
+        if self.n_gaussians is not None and self.n_gaussians > MAX_GAUSSIANS:
+            raise InputError(
+                f"n_gaussians {self.n_gaussians} is more than {MAX_GAUSSIANS:,} (the default is "
+                "1,000-30,000 from the box); that many would not fit in memory"
+            )
+        if self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed}")
         if not 0 < self.init_radius_fraction <= 0.5:
             raise InputError(
                 f"init_radius_fraction must be in (0, 0.5], got {self.init_radius_fraction}"
@@ -130,16 +140,23 @@ def default_n_gaussians(box: int) -> int:
     return int(min(30_000, max(1_000, round(sphere_voxels / 40.0, -2))))
 
 
-def _check_particles(particles: ParticleSet) -> None:
+def _check_particles(particles: ParticleSet, config: ReconstructConfig) -> None:
     particles.require_poses_and_ctf()
     if len(particles) < 2:
         raise InputError(f"{particles.source}: {len(particles)} particle(s); need at least 2")
-    if particles.box < 8:
-        raise InputError(f"{particles.source}: box {particles.box} is too small (at least 8)")
     if particles.box % 2:
         raise InputError(
             f"{particles.source}: box {particles.box} is odd; cryosplat reconstruct needs an even "
             "box (re-extract the particles with an even box, as RELION and cryoSPARC do by default)"
+        )
+    if particles.box < MIN_BOX:
+        raise InputError(
+            f"{particles.source}: box {particles.box} is too small for a reconstruction "
+            f"(at least {MIN_BOX} pixels)"
+        )
+    if config.n_gaussians is not None and config.n_gaussians > particles.box**3:
+        raise InputError(
+            f"n_gaussians {config.n_gaussians} is more than the {particles.box}³ voxels of the box"
         )
 
 
@@ -226,6 +243,9 @@ def reconstruct(
     config: ReconstructConfig,
     resume: bool = False,
     show_progress: bool = True,
+    *,
+    folder_mode: str | None = None,
+    accept_warnings: bool = False,
 ) -> ReconstructResult:
     """Run a gold-standard reconstruction into ``out_dir``.
 
@@ -240,9 +260,15 @@ def reconstruct(
         Continue an interrupted run from its checkpoints.
     show_progress : bool
         Draw a progress bar on stderr.
+    folder_mode : str, optional
+        ``"restart"`` or ``"overwrite"`` to discard an earlier run in ``out_dir``
+        (:class:`cryosplat.reconstruct.run_folder.RunFolder`); default ``"resume"`` or ``"new"``.
+    accept_warnings : bool
+        Run despite suspicious metadata (:func:`cryosplat.particles.validate.check_particles`).
     """
     config.validate()
-    _check_particles(particles)
+    _check_particles(particles, config)
+    apply_findings(particles, check_particles(particles), accept_warnings)
     device = resolve_device(config.device)
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     identity = {
@@ -252,10 +278,38 @@ def reconstruct(
         "pixel_size_angstrom": particles.pixel_size_angstrom,
         **{k: v for k, v in asdict(config).items() if k != "device"},
         "n_gaussians": n_gauss,
+        "input_fingerprint": input_fingerprint(particles),
     }
-    folder = RunFolder(out_dir, identity, resume=resume)
+    folder = RunFolder(out_dir, identity, mode=folder_mode or ("resume" if resume else "new"))
     resuming = folder.prepare()
+    try:
+        return _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_progress)
+    except KeyboardInterrupt:
+        folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
+        raise
+    except BaseException as exc:
+        folder.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        folder.release()
+
+
+def _check_finite(model_a: GaussianModel, model_b: GaussianModel) -> None:
+    for name, model in (("A", model_a), ("B", model_b)):
+        for key, value in model.state_dict().items():
+            if not bool(torch.isfinite(value).all()):
+                raise CryosplatError(
+                    f"the fit diverged: model {name} has NaN or infinite {key}; nothing was "
+                    "written (try smaller learning rates, or check the images)"
+                )
+
+
+def _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_progress):
+    """The run proper, in a prepared (locked) folder."""
+    identity = folder.identity
     folder.attach_log(log)
+    if folder.discarded:
+        log.info("discarded the earlier run in %s (status: %s)", folder.path, folder.discarded)
     write_json_atomic(
         folder.path / "config.json",
         {
@@ -298,6 +352,7 @@ def reconstruct(
             show_progress,
         )
         data_maps = details.pop("data_maps")
+        _check_finite(model_a, model_b)
         report, summary = write_outputs(
             folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px, data_maps
         )

@@ -108,6 +108,17 @@ class GridFitConfig:
             raise InputError(f"stage_fractions must lie in (0, 1], got {self.stage_fractions}")
         if any(s < 0 for s in self.stage_steps):
             raise InputError(f"stage_steps must be non-negative, got {self.stage_steps}")
+        if sum(self.stage_steps) == 0:
+            raise InputError(
+                f"stage_steps {self.stage_steps} leave the model unfitted: give at least one "
+                "stage a positive number of steps"
+            )
+        fractions = self.stage_fractions
+        if any(b < a for a, b in zip(fractions[:-1], fractions[1:], strict=True)):
+            raise InputError(
+                f"stage_fractions {self.stage_fractions} must not decrease: the fit goes coarse "
+                "to fine (e.g. 0.25,0.5,0.75,1)"
+            )
         positive = "lr_means_pixels lr_scales_pixels lr_quaternions lr_amplitudes lr_final_fraction"
         for name in (positive + " min_scale_pixels init_radius_fraction n_sigma").split():
             if not getattr(self, name) > 0:
@@ -180,6 +191,12 @@ def _amplitude_factor(params: _Parameters, loss: GridLoss, config: GridFitConfig
     with torch.no_grad():
         volume = params.voxelize(loss.box, loss.pixel_size_angstrom, config.n_sigma)
         alpha = loss.best_scale(loss.data_term_and_spectrum(volume)[1], max_radius=2.0)
+    if not math.isfinite(alpha):
+        raise InputError(
+            f"the Fourier statistics hold NaN or infinite values (amplitude factor {alpha}): "
+            "an image with NaN, infinite or absurd pixels, or a non-finite CTF or shift, reached "
+            "them; run with the images checked (the default) or --drop-bad-images"
+        )
     if not alpha > 0:
         raise InputError(
             "the images correlate negatively with any positive density at low "

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from cryosplat.core.ctf import ctf_from_params
+from cryosplat.core.errors import CryosplatError
 from cryosplat.core.fourier import fft2_centered, radial_index_2d
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.validate import bad_image_rows
 from cryosplat.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from cryosplat.render.imaging import predict_spectra
 
@@ -77,8 +79,29 @@ def _optimizer(model: GaussianModel, cfg: SplatEngineConfig) -> torch.optim.Adam
     )
 
 
+def _read_images(particles: ParticleSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, images)`` without particles whose image is bad; the memory maps read are dropped.
+
+    Dropping the maps after each batch, as the statistics pass does, keeps the open files to the
+    stacks of one batch (RELION writes one stack per micrograph: thousands of files). Bad images
+    (NaN, infinite, absurd) were refused or logged by the statistics pass that runs first; here
+    they are only left out.
+    """
+    images = particles.read_images(rows)
+    for s in np.unique(particles.stack_index[rows]):
+        if 0 <= s < len(particles.stacks):
+            particles.stacks[s].release()
+    bad = bad_image_rows(images)
+    if bad.size:
+        keep = np.ones(len(rows), dtype=bool)
+        keep[bad] = False
+        rows, images = rows[keep], images[keep]
+    return rows, images
+
+
 def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float):
-    images = torch.from_numpy(particles.read_images(rows)).to(device)
+    rows, images = _read_images(particles, np.asarray(rows))
+    images = torch.from_numpy(images).to(device)
     rot = torch.as_tensor(particles.rotations[rows], dtype=torch.float32, device=device)
     shifts = torch.as_tensor(particles.shifts_angstrom[rows], dtype=torch.float32, device=device)
     ctf = ctf_from_params(
@@ -267,12 +290,20 @@ class SplatEngine:
                 h.model.raw_amplitudes.copy_(inverse_softplus(amps))
         self.scaled = True
 
-    def _step(self, h: _HalfState, rows: np.ndarray) -> float:
+    def _step(self, h: _HalfState, rows: np.ndarray) -> float | None:
         data, rot, shifts, ctf = _batch(self.particles, rows, self.device, self.sign)
+        if data.shape[0] == 0:
+            return None
         pred = _predict(h.model, rot, shifts, ctf, self.config.backend)
         band = radial_index_2d(self.particles.box, device=self.device) <= self.band_shell()
         diff = (pred - data)[:, band]
         loss = diff.real.pow(2).add(diff.imag.pow(2)).sum(dim=-1).mean() / self.particles.box**2
+        if not bool(torch.isfinite(loss)):
+            raise CryosplatError(
+                f"the fit diverged: the loss of half {h.name} is {float(loss)} at epoch "
+                f"{self.epoch + 1}, step {self.step_in_epoch + 1}; nothing was written (try "
+                "smaller learning rates, e.g. --lr-means, or check the images and CTF)"
+            )
         h.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         h.optimizer.step()
@@ -308,9 +339,10 @@ class SplatEngine:
                 step_losses = []
                 for h, order in zip(self.halves, orders, strict=True):
                     rows = order[k * bs : (k + 1) * bs]
-                    if len(rows):
-                        step_losses.append(self._step(h, np.sort(rows)))
-                losses.append(float(np.mean(step_losses)))
+                    loss = self._step(h, np.sort(rows)) if len(rows) else None
+                    if loss is not None:
+                        step_losses.append(loss)
+                losses.append(float(np.mean(step_losses)) if step_losses else math.nan)
                 self.step_in_epoch += 1
                 if on_step is not None:
                     on_step(
