@@ -117,7 +117,7 @@ def test_cli_end_to_end_outputs_and_refusals(tiny_set, tmp_path, capsys):
     capsys.readouterr()
     # The same folder again without --resume, and with other settings: refused, nothing lost.
     assert main(["reconstruct", *args]) == 2
-    assert "--resume" in capsys.readouterr().err
+    assert "already holds this run, complete" in capsys.readouterr().err
     assert main(["reconstruct", *args[:-1], "--seed", "3", "--resume"]) == 2
     assert "different run" in capsys.readouterr().err
     assert json.loads((out / "run.json").read_text())["status"] == "complete"

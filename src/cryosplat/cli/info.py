@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryosplat.particles.read import read_particles
 from cryosplat.particles.summary import ParticleSummary, summarize
+from cryosplat.particles.validate import ACCEPT_OPTION, check_particles
 
 HELP = (
     "summarise particles (.star, .cs, or .mrcs with cryoDRGN pickles): count, optics, defocus, "
@@ -86,5 +87,9 @@ def run(args: argparse.Namespace) -> int:
     particles = read_particles(
         config.particles, datadir=config.datadir, poses=config.poses, ctf=config.ctf
     )
+    findings = check_particles(particles)
     print(format_summary(summarize(particles)))
+    for f in findings:
+        stops = f" (reconstruct stops on this unless {ACCEPT_OPTION})" if f.refuse else ""
+        print(f"warning: {f.message}{stops}")
     return 0

@@ -156,6 +156,12 @@ class _BlockBuilder:
         ncol = len(self.loop_names)
         if not self.pending:
             self.pending_line = lineno
+        elif len(self.pending) + len(toks) > ncol:
+            raise InputError(
+                f"{self.source}: data_{self.name}: line {self.pending_line} (row "
+                f"{len(self.rows) + 1}) has {len(self.pending)} values but the loop has {ncol} "
+                f"columns (the next line, {lineno}, would add {len(toks)} more)"
+            )
         self.pending.extend(toks)
         if len(self.pending) == ncol:
             self.rows.append(self.pending)

@@ -24,6 +24,7 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.render import BACKENDS
 from cryosplat.render.imaging import render_images
+from cryosplat.simulate.outputs import check_device, guard_output_file
 
 __all__ = ["ProjectionConfig", "ProjectionResult", "load_projection_model", "project_particles"]
 
@@ -49,6 +50,8 @@ class ProjectionConfig:
     pixel_size_angstrom : pixel size; default the particle file's
     bfactor_extra_angstrom2 : B-factor added to every atom of an atomic model
     n_sigma : splat footprint half-width in standard deviations
+    overwrite : replace an existing output file (refused by default, and always named when it is
+        an input of the command)
     """
 
     model_path: Path
@@ -62,6 +65,7 @@ class ProjectionConfig:
     pixel_size_angstrom: float | None = None
     bfactor_extra_angstrom2: float = 0.0
     n_sigma: float = 3.0
+    overwrite: bool = False
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad setting."""
@@ -105,16 +109,6 @@ def load_projection_model(
     raise InputError(f"{path}: unknown model type '{suffix}' (expected .pdb, .cif or .npz)")
 
 
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device: unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 def project_particles(config: ProjectionConfig) -> ProjectionResult:
     """Render one image per particle row and write them as an MRC stack.
 
@@ -125,8 +119,10 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
         unreadable model.
     """
     config.validate()
-    device = _device(config.device)
+    device = check_device(config.device)
     particles = read_particles(config.angles_path, require_images=False)
+    inputs = [config.model_path, config.angles_path] + [st.path for st in particles.stacks]
+    guard_output_file(Path(config.output_path), inputs, config.overwrite)
     if not particles.has_poses:
         raise InputError(f"{config.angles_path}: no angles (rlnAngleRot/Tilt/Psi) to project along")
     if config.apply_ctf and not particles.has_ctf:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cryosplat.core.errors import InputError
+from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
 from cryosplat.reconstruct.grid.loss import GridLoss, gridded_loss
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
@@ -178,6 +178,11 @@ class _Parameters:
             self.raw_scales.clamp_(min=float(bounds[0]), max=float(bounds[1]))
 
     def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
+        if not all(bool(torch.isfinite(t).all()) for t in self.tensors()):
+            raise CryosplatError(
+                "the fit diverged: the Gaussians' parameters became NaN or infinite; nothing "
+                "was written (try smaller learning rates, or check the images and CTF)"
+            )
         with torch.no_grad():
             means, scales, quaternions, amplitudes = self.activated()
             amplitudes = (amplitudes * amplitude_scale).clamp_min(1e-30)
@@ -243,9 +248,21 @@ def fit_gaussians(
         return _fit(stats, config, model, heldout, progress, callback)
 
 
+def _check_finite_statistics(stats: FourierStatistics, what: str) -> None:
+    for name in ("weights", "data"):
+        if not bool(torch.isfinite(getattr(stats, name)).all()):
+            raise InputError(
+                f"the {what} Fourier statistics hold NaN or infinite {name}: an image with NaN, "
+                "infinite or absurd pixels, or a non-finite CTF or shift, reached them; gather "
+                "them again with the images checked (the default) or --drop-bad-images"
+            )
+
+
 def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
+    _check_finite_statistics(stats, "fitted")
     if heldout is not None:
         stats._check_compatible(heldout)
+        _check_finite_statistics(heldout, "held-out")
     device = torch.device(config.device)
     boxes = stage_boxes(stats.box, config.stage_fractions)
     first_pixel = stats.pixel_size_angstrom * stats.box / boxes[0]
