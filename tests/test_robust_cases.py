@@ -290,6 +290,35 @@ def test_5_a_locked_folder_refuses_a_second_run_whatever_its_options(tmp_path, m
     assert RunFolder(tmp_path / "run", {"seed": 1}, resume=True).prepare() is True
 
 
+@pytest.mark.slow
+def test_5_two_concurrent_reconstruct_processes_the_second_is_refused(tmp_path):
+    import fcntl
+    import os
+    import signal
+    import time
+
+    star = write_set(tmp_path / "data")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cryosplat.cli.main", "reconstruct", str(star), "-o", str(out)]
+    command += ["--engine", "splat", "--epochs", "1000", "--n-gaussians", "20", "--no-progress"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "run.json").is_file() and time.monotonic() < deadline:
+            assert first.poll() is None, first.stderr.read()
+            time.sleep(0.2)
+        assert status(out)["status"] == "running"
+        second = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"another cryosplat process (pid {first.pid}" in second.stderr
+        assert status(out)["status"] == "running"
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    with open(out / ".cryosplat.lock") as fh:  # a killed run's lock goes with it
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 # 6. Failures leave a `failed` run that can be restarted; resources as one line ----------------
 def test_6_failed_run_restarts_but_a_complete_one_needs_overwrite(tmp_path):
     out = tmp_path / "run"

@@ -108,7 +108,7 @@ class StarBlock:
     def get_int(self, name: str) -> np.ndarray:
         """Column ``name`` as int64; InputError if a value is not a whole number."""
         values = self.get_float(name)
-        bad = np.flatnonzero(values != np.round(values))
+        bad = np.flatnonzero((values != np.round(values)) | (np.abs(values) > 2.0**53))
         if bad.size:
             raise InputError(
                 f"{self._where(name)}, row {bad[0] + 1}: '{self.columns[name][bad[0]]}' "

@@ -17,6 +17,7 @@ with only the file name.
 from __future__ import annotations
 
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -37,7 +38,8 @@ def load_cs(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: cryoSPARC file not found")
     try:
         table = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, MemoryError, SyntaxError, TokenError) as exc:
+        # np.load parses the header with Python's tokenizer: corrupt bytes raise any of these
         raise InputError(f"{path}: not a cryoSPARC .cs table ({exc})") from None
     if not isinstance(table, np.ndarray) or table.dtype.names is None or table.ndim != 1:
         raise InputError(f"{path}: not a cryoSPARC .cs table (expected a 1D structured array)")
@@ -190,7 +192,10 @@ def read_cryosparc(
     if require_images:
         raw = _field(table, "blob/path", path)
         names = np.array(
-            [(p.decode() if isinstance(p, bytes) else str(p)).lstrip(">") for p in raw]
+            [
+                (p.decode(errors="replace") if isinstance(p, bytes) else str(p)).lstrip(">")
+                for p in raw
+            ]
         )
         stacks, stack_index = open_stacks(
             names, image_index, path, search_dirs(path, datadir), basename_too=True
