@@ -195,7 +195,7 @@ def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_p
     monkeypatch.setattr(grid_engine, "fit_gaussians", dying_fit)
     out = tmp_path / "killed"
     assert main(["reconstruct", str(tiny_set), "-o", str(out), *args]) == 130
-    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert not (out / "map.mrc").exists()
     monkeypatch.setattr(grid_engine, "fit_gaussians", real_fit)
     assert main(["reconstruct", str(tiny_set), "-o", str(out), *args, "--resume"]) == 0
