@@ -142,6 +142,8 @@ class SimulationConfig:
             if not ok:
                 rule = f"at least {bound}" if kind == "at least" else kind
                 raise InputError(f"{name} must be {rule}, got {value}{unit}")
+        if self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed}")
         if not self.snr > 0:
             raise InputError(f"SNR must be positive (inf for no noise), got {self.snr}")
         if not 0 < self.defocus_min_um <= self.defocus_max_um:
