@@ -367,6 +367,22 @@ def test_6_resource_messages_say_what_to_do():
     assert resource_message(OSError(errno.ENOENT, "No such file")) is None
 
 
+def test_6_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("not a folder")
+    star = write_set(tmp_path / "d")
+    code, err = run_cli(capsys, "reconstruct", star, "-o", tmp_path / "file.txt" / "run", *FAST)
+    assert code == 2 and "cannot create the output folder" in err
+    assert (tmp_path / "file.txt").read_text() == "not a folder"
+
+
+def test_2_info_reports_what_reconstruct_would_stop_on(tmp_path, capsys):
+    star = write_set(tmp_path, subset=np.full(40, 2))
+    assert main(["info", str(star)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: data_particles, column rlnRandomSubset: every particle is in subset 2" in out
+    assert "unless --accept-warnings" in out
+
+
 @pytest.mark.parametrize("box", [8, 12, 14])
 def test_6_small_boxes_are_refused_before_a_folder(tmp_path, capsys, box):
     n = 8
