@@ -200,6 +200,7 @@ def test_2_pose_pickle_without_shifts_gets_a_note(tmp_path):
         (["--pad", "100"], "pad must be an integer from 1 to 4"),
         (["--n-gaussians", "10000000"], "n_gaussians 10000000 is more than"),
         (["--seed", "-1"], "seed must be a non-negative integer"),
+        (["--max-resolution", "1000"], "keeps fewer than 4 Fourier shells"),
     ],
 )
 def test_2_and_6_settings_that_cannot_work_are_refused_before_work(

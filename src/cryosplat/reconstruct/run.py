@@ -22,7 +22,7 @@ from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
-from cryosplat.reconstruct.grid.statistics import FourierStatistics, accumulate
+from cryosplat.reconstruct.grid.statistics import MIN_RADIUS, FourierStatistics, accumulate
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
@@ -153,6 +153,14 @@ def _check_particles(particles: ParticleSet, config: ReconstructConfig) -> None:
         raise InputError(
             f"{particles.source}: box {particles.box} is too small for a reconstruction "
             f"(at least {MIN_BOX} pixels)"
+        )
+    limit = config.grid.accumulate.max_resolution_angstrom
+    if limit is not None and particles.box * particles.pixel_size_angstrom / limit < MIN_RADIUS:
+        raise InputError(
+            f"--max-resolution {limit:g} Å keeps fewer than {MIN_RADIUS} Fourier shells of "
+            f"the {particles.box}-pixel box at {particles.pixel_size_angstrom:g} Å: nothing to fit "
+            f"(the coarsest useful limit is "
+            f"{particles.box * particles.pixel_size_angstrom / MIN_RADIUS:g} Å)"
         )
     if config.n_gaussians is not None and config.n_gaussians > particles.box**3:
         raise InputError(

@@ -38,6 +38,7 @@ FORMAT_NAME = "cryosplat-fourier-statistics"
 FORMAT_VERSION = 1
 INTERPOLATIONS = ("trilinear",)
 FLUSH_EVERY = 8  # batches summed into partial grids before the totals are updated
+MIN_RADIUS = 4  # shells: fewer leave nothing to fit (and the amplitude factor reads radius 2)
 MAX_PAD = 4  # the grid holds (pad·D)³ voxels: beyond 4 it costs memory and buys nothing
 
 log = logging.getLogger("cryosplat")
@@ -301,6 +302,12 @@ def _max_radius(box: int, pixel: float, config: AccumulateConfig) -> float:
     limit = default_max_radius(box, config.pad)
     if config.max_resolution_angstrom is not None:
         limit = min(limit, box * pixel / config.max_resolution_angstrom)
+        if limit < MIN_RADIUS:
+            raise InputError(
+                f"max_resolution_angstrom {config.max_resolution_angstrom:g} Å keeps fewer than "
+                f"{MIN_RADIUS} Fourier shells of a {box}-pixel box at {pixel:g} Å: nothing to fit "
+                f"(the coarsest useful limit is {box * pixel / MIN_RADIUS:g} Å)"
+            )
     return limit
 
 
