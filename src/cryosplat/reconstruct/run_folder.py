@@ -126,6 +126,7 @@ class RunFolder:
         self.resume = self.mode == "resume"
         self._log_handler: logging.Handler | None = None
         self._lock = None
+        self._lock_was_there = False
         self.discarded: str | None = None
 
     @property
@@ -147,6 +148,7 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"{self.path}: exists and is not a folder")
         created = not self.path.exists()
+        self._lock_was_there = (self.path / LOCK_FILE).exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fh = open(self.path / LOCK_FILE, "a+")  # closed by release()
@@ -190,8 +192,9 @@ class RunFolder:
             resuming = self._check()
         except BaseException:
             self.release()
-            if created:
+            if not self._lock_was_there:  # leave a refused folder as it was
                 (self.path / LOCK_FILE).unlink(missing_ok=True)
+            if created:
                 self.path.rmdir()
             raise
         self.checkpoint_dir.mkdir(exist_ok=True)
