@@ -89,6 +89,7 @@ FAST = (
 
 
 # 1. A NaN or absurd pixel: refused by name, never a NaN map marked complete ---------------------
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # mrcfile and NumPy on the poisoned stack
 @pytest.mark.parametrize("engine", ["grid", "splat"])
 @pytest.mark.parametrize("value", [np.nan, 3e38])
 def test_1_bad_pixel_refuses_the_run_and_marks_it_failed(tmp_path, capsys, engine, value):
@@ -108,6 +109,7 @@ def test_1_bad_pixel_refuses_the_run_and_marks_it_failed(tmp_path, capsys, engin
     assert not (out / "map.mrc").exists() and not (out / "model_A.npz").exists()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_1_drop_bad_images_leaves_them_out_of_finite_statistics(tmp_path):
     def poison(images):
         images[3, 0, 0] = np.inf
@@ -214,6 +216,8 @@ def test_2_and_6_settings_that_cannot_work_are_refused_before_work(
 
 
 # 3. --resume after the input changed -------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_3_resume_after_the_input_changed_is_refused(tmp_path, capsys):
     star = write_set(tmp_path / "data", image=lambda im: im.__setitem__((5, 0, 0), np.nan))
     out = tmp_path / "run"
