@@ -130,7 +130,7 @@ def test_cli_end_to_end_outputs_and_refusals(tiny_set, tmp_path, capsys):
     capsys.readouterr()
     # The same folder again without --resume, and with other settings: refused, nothing lost.
     assert main(["reconstruct", *args]) == 2
-    assert "--resume" in capsys.readouterr().err
+    assert "already holds this run, complete" in capsys.readouterr().err
     assert main(["reconstruct", *args[:-1], "--seed", "3", "--resume"]) == 2
     assert "different run" in capsys.readouterr().err
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
@@ -208,7 +208,7 @@ def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_p
     monkeypatch.setattr(grid_engine, "fit_gaussians", dying_fit)
     out = tmp_path / "killed"
     assert main(["reconstruct", str(tiny_set), "-o", str(out), *args]) == 130
-    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert not (out / "map.mrc").exists()
     monkeypatch.setattr(grid_engine, "fit_gaussians", real_fit)
     assert main(["reconstruct", str(tiny_set), "-o", str(out), *args, "--resume"]) == 0

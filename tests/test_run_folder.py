@@ -42,6 +42,7 @@ def test_refuses_foreign_nonempty_folder_and_resume_of_nothing(tmp_path):
     with pytest.raises(InputError, match="no run to resume"):
         RunFolder(tmp_path / "new", {"seed": 1}, resume=True).prepare()
     assert (tmp_path / "x.txt").read_text() == "user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]  # no lock file left behind
 
 
 def test_complete_status(tmp_path):

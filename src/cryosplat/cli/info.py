@@ -87,10 +87,15 @@ def format_summary(s: ParticleSummary) -> str:
 def run(args: argparse.Namespace) -> int:
     from cryosplat.particles.read import read_particles
     from cryosplat.particles.summary import summarize
+    from cryosplat.particles.validate import ACCEPT_OPTION, check_particles
 
     config = InfoConfig(args.particles, args.datadir, args.poses, args.ctf)
     particles = read_particles(
         config.particles, datadir=config.datadir, poses=config.poses, ctf=config.ctf
     )
+    findings = check_particles(particles)
     print(format_summary(summarize(particles)))
+    for f in findings:
+        stops = f" (reconstruct stops on this unless {ACCEPT_OPTION})" if f.refuse else ""
+        print(f"warning: {f.message}{stops}")
     return 0

@@ -2,12 +2,14 @@
 
 Each command module in :mod:`cryosplat.cli` defines ``add_arguments(parser)`` and ``run(args) -> int``
 and a one-line ``HELP``. Errors of the user's input (:class:`cryosplat.core.errors.CryosplatError`) are
-printed as one line and exit with status 2; an interrupt exits with 130.
+printed as one line and exit with status 2; resource errors (a full or read-only disk, too many open
+files, out of memory) as one line saying what to do, with status 1; an interrupt exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -39,6 +41,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ERRNO_ADVICE = {
+    errno.ENOSPC: "no space left on the device; free some space or choose an output folder on "
+    "another disk (reconstruct: --resume then continues the run)",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose an output folder on another disk",
+    errno.EROFS: "the file system is read-only; choose a writable output folder",
+    errno.EACCES: "permission denied; choose a folder you can write to (or fix the permissions)",
+    errno.EPERM: "operation not permitted; choose a folder you can write to",
+    errno.EMFILE: "too many open files; raise the limit (e.g. ulimit -n 65536) and run again",
+    errno.ENFILE: "too many open files on the system; close other programs and run again",
+}
+
+
+def resource_message(exc: BaseException) -> str | None:
+    """A one-line message saying what to do for a resource error (disk, memory, files), or None."""
+    if isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError)
+        and any(t in str(exc).lower() for t in ("out of memory", "not enough memory"))
+    ):
+        return (
+            "out of memory; use fewer Gaussians (--n-gaussians), a coarser limit "
+            "(--max-resolution), a smaller --batch-size or --pad, or a machine with more memory"
+        )
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_ADVICE:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{_ERRNO_ADVICE[exc.errno]}{where}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -58,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         sys.stderr.close()
+        return 1
+    except (OSError, MemoryError, RuntimeError) as exc:
+        message = resource_message(exc)
+        if message is None:
+            raise
+        print(f"cryosplat {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cryosplat {args.command}: interrupted", file=sys.stderr)

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output stack (.mrcs)")
     parser.add_argument("--apply-ctf", action="store_true", help="multiply each image by its CTF")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the output stack if it exists"
+    )
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="splatting backend")
     parser.add_argument("--batch-size", type=int, default=64, help="images rendered together")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         pixel_size_angstrom=args.pixel_size,
         bfactor_extra_angstrom2=args.atom_bfactor,
         n_sigma=args.n_sigma,
+        overwrite=args.overwrite,
     )
     result = project_particles(config)
     print(

@@ -51,7 +51,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="split halves at random even when rlnRandomSubset is present",
     )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    again.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an unfinished, failed or different run in OUT and start again "
+        "(never a complete one)",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard any run in OUT, a complete one too, and start again",
+    )
+    p.add_argument(
+        "--accept-warnings",
+        action="store_true",
+        help="run despite suspicious metadata (duplicated images, one random subset, large "
+        "shifts, all defocus 0) that otherwise stops the run",
+    )
+    p.add_argument(
+        "--drop-bad-images",
+        action="store_true",
+        help="leave out particles whose image holds NaN, infinite or absurd pixels (logged) "
+        "instead of stopping",
+    )
     p.add_argument(
         "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"
     )
@@ -168,6 +192,7 @@ def build_config(args: argparse.Namespace):
             gdef.accumulate,
             pad=_given(args.pad, gdef.accumulate.pad),
             max_resolution_angstrom=args.max_resolution,
+            drop_bad_images=args.drop_bad_images,
         ),
         fit=replace(
             gdef.fit,
@@ -215,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             show_progress=not args.no_progress,
             dist=dist,
+            folder_mode="restart" if args.restart else "overwrite" if args.overwrite else None,
+            accept_warnings=args.accept_warnings,
         )
     except BaseException:
         dist.stop(wait=False)

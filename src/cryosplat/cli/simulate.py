@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="atomic model (.pdb/.cif), Gaussian model (.npz) or map (.mrc/.map)",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier simulation in the output folder (refused by default)",
+    )
     parser.add_argument("-n", "--n-particles", type=int, required=True, help="number of particles")
     parser.add_argument(
         "--box",
@@ -183,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
             args.output,
             config,
             progress=None if bar is None else lambda done, _total: bar.update(done),
+            overwrite=args.overwrite,
         )
     finally:
         if bar is not None:

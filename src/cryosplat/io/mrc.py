@@ -71,6 +71,7 @@ def stack_header_info(path: str | Path) -> dict:
         nx=nx,
         ny=ny,
         nz=nz,
+        images_in_file=(size - offset) // max(1, nx * ny * itemsize),
         mode=mode,
         pixel_size_angstrom=vs,
         data_offset=offset,
@@ -104,6 +105,7 @@ class MRCStack:
             )
         self.box = info["nx"]
         self.n_images = info["nz"]
+        self.images_in_file = info["images_in_file"]  # > n_images when the header undercounts
         self.pixel_size_angstrom = info["pixel_size_angstrom"]
         self._info = info
         self._mmap: np.ndarray | None = None

@@ -163,9 +163,17 @@ def open_stacks(
         beyond = rows[image_index[rows] >= stack.n_images]
         if beyond.size:
             row = int(beyond[0])
+            plural = "image" if stack.n_images == 1 else "images"
+            room = stack.images_in_file
+            header = (
+                f" by its header (nz = {stack.n_images}), though the file is long enough for "
+                f"{room}: its header is probably wrong"
+                if room > stack.n_images
+                else ""
+            )
             raise InputError(
                 f"{source}: row {row + 1} refers to image {image_index[row] + 1} of "
-                f"{path}, which holds only {stack.n_images} images"
+                f"{path}, which holds only {stack.n_images} {plural}{header}"
             )
         if stacks and stack.box != stacks[0].box:
             raise InputError(

@@ -108,7 +108,7 @@ class StarBlock:
     def get_int(self, name: str) -> np.ndarray:
         """Column ``name`` as int64; InputError if a value is not a whole number."""
         values = self.get_float(name)
-        bad = np.flatnonzero(values != np.round(values))
+        bad = np.flatnonzero((values != np.round(values)) | (np.abs(values) > 2.0**53))
         if bad.size:
             raise InputError(
                 f"{self._where(name)}, row {bad[0] + 1}: '{self.columns[name][bad[0]]}' "
@@ -156,6 +156,12 @@ class _BlockBuilder:
         ncol = len(self.loop_names)
         if not self.pending:
             self.pending_line = lineno
+        elif len(self.pending) + len(toks) > ncol:
+            raise InputError(
+                f"{self.source}: data_{self.name}: line {self.pending_line} (row "
+                f"{len(self.rows) + 1}) has {len(self.pending)} values but the loop has {ncol} "
+                f"columns (the next line, {lineno}, would add {len(toks)} more)"
+            )
         self.pending.extend(toks)
         if len(self.pending) == ncol:
             self.rows.append(self.pending)

@@ -22,6 +22,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stackrefs import UNSET_HEADER_PIXELS, header_pixel_notes
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = ["read_cryodrgn_poses", "read_cryodrgn_ctf", "read_stack_with_pickles"]
 
@@ -105,6 +106,14 @@ def read_cryodrgn_ctf(path: str | Path) -> tuple[CTFParams, int, float]:
                 f"{np.unique(table[:, j])[:5]}; one stack has one {name}"
             )
     cols = {name: table[:, j] for j, name in enumerate(CRYODRGN_CTF_COLUMNS[2:], start=2)}
+    check_range(table[:, 1], "pixel_size_angstrom", path, f"column 1 ({CRYODRGN_CTF_COLUMNS[1]})")
+    check_ctf_columns(
+        path,
+        {
+            name: (f"column {j} ({name})", table[:, j])
+            for j, name in enumerate(CRYODRGN_CTF_COLUMNS[2:], start=2)
+        },
+    )
     try:
         ctf = CTFParams(**cols, bfactor_angstrom2=np.zeros(len(table)), scale=np.ones(len(table)))
     except ValueError as exc:
@@ -160,6 +169,11 @@ def read_stack_with_pickles(
         if rotations.shape[0] != n:
             raise InputError(
                 f"{poses}: {rotations.shape[0]} poses but the stack {stack} has {n} images"
+            )
+        if trans is None:
+            notes.append(
+                f"{poses}: the pickle holds rotations only, no translations: every shift is "
+                "taken as 0 (right only for particles already centred)"
             )
         shifts = np.zeros((n, 2)) if trans is None else trans * st.box * pixel
     optics = [

@@ -20,6 +20,7 @@ with only the file name.
 from __future__ import annotations
 
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = ["read_cryosparc", "load_cs"]
 
@@ -40,7 +42,8 @@ def load_cs(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: cryoSPARC file not found")
     try:
         table = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, MemoryError, SyntaxError, TokenError) as exc:
+        # np.load parses the header with Python's tokenizer: corrupt bytes raise any of these
         raise InputError(f"{path}: not a cryoSPARC .cs table ({exc})") from None
     if not isinstance(table, np.ndarray) or table.dtype.names is None or table.ndim != 1:
         raise InputError(f"{path}: not a cryoSPARC .cs table (expected a 1D structured array)")
@@ -73,6 +76,25 @@ def _ctf(table: np.ndarray, path: Path) -> CTFParams | None:
     def opt(name, default):
         return _field(table, name, path) if name in names else np.full(n, default)
 
+    fields = {
+        "defocus_u_angstrom": ("ctf/df1_A", 1.0),
+        "defocus_v_angstrom": ("ctf/df2_A", 1.0),
+        "defocus_angle_degrees": ("ctf/df_angle_rad", 180.0 / np.pi),
+        "voltage_kv": ("ctf/accel_kv", 1.0),
+        "cs_mm": ("ctf/cs_mm", 1.0),
+        "amplitude_contrast": ("ctf/amp_contrast", 1.0),
+        "phase_shift_degrees": ("ctf/phase_shift_rad", 180.0 / np.pi),
+        "bfactor_angstrom2": ("ctf/bfactor", 1.0),
+        "scale": ("ctf/scale", 1.0),
+    }
+    check_ctf_columns(
+        path,
+        {
+            quantity: (f"field {name}", _field(table, name, path).reshape(n, -1)[:, 0] * factor)
+            for quantity, (name, factor) in fields.items()
+            if name in names
+        },
+    )
     try:
         return CTFParams(
             defocus_u_angstrom=_field(table, "ctf/df1_A", path),
@@ -170,6 +192,7 @@ def read_cryosparc(
         )
     box = int(shape[0, 0])
     pixel_rows = _field(table, "blob/psize_A", path)
+    check_range(pixel_rows, "pixel_size_angstrom", path, "field blob/psize_A")
     uniq, counts = np.unique(np.round(pixel_rows, 6), return_counts=True)
     pixel = float(uniq[np.argmax(counts)])
     if uniq.size > 1:
@@ -196,7 +219,10 @@ def read_cryosparc(
     if require_images:
         raw = _field(table, "blob/path", path)
         names = np.array(
-            [(p.decode() if isinstance(p, bytes) else str(p)).lstrip(">") for p in raw]
+            [
+                (p.decode(errors="replace") if isinstance(p, bytes) else str(p)).lstrip(">")
+                for p in raw
+            ]
         )
         stacks, stack_index = open_stacks(
             names, image_index, path, search_dirs(path, datadir), basename_too=True

@@ -22,11 +22,25 @@ from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs,
 from cryosplat.io.star import StarBlock, read_star
 from cryosplat.particles.aberrations import relion_aberration_warnings
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = ["particles_from_star"]
 
 _CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
 _ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+_OPTICS_COLUMNS = {
+    "voltage_kv": "rlnVoltage",
+    "cs_mm": "rlnSphericalAberration",
+    "amplitude_contrast": "rlnAmplitudeContrast",
+}
+_PARTICLE_CTF_COLUMNS = {
+    "defocus_u_angstrom": "rlnDefocusU",
+    "defocus_v_angstrom": "rlnDefocusV",
+    "defocus_angle_degrees": "rlnDefocusAngle",
+    "phase_shift_degrees": "rlnPhaseShift",
+    "bfactor_angstrom2": "rlnCtfBfactor",
+    "scale": "rlnCtfScalefactor",
+}
 
 
 def _particle_block(blocks: dict[str, StarBlock], path: Path) -> StarBlock:
@@ -57,12 +71,10 @@ def _optics_31(optics: StarBlock, particles: StarBlock, path: Path):
     if "rlnImagePixelSize" not in optics:
         raise InputError(f"{path}: data_optics: required column _rlnImagePixelSize is missing")
     pixel = optics.get_float("rlnImagePixelSize")
-    bad = np.flatnonzero(pixel <= 0)
-    if bad.size:
-        raise InputError(
-            f"{path}: data_optics: column rlnImagePixelSize, row {bad[0] + 1}: pixel "
-            f"size {pixel[bad[0]]:g} must be positive"
-        )
+    check_range(pixel, "pixel_size_angstrom", path, "data_optics, column rlnImagePixelSize")
+    for quantity, column in _OPTICS_COLUMNS.items():
+        if column in optics:
+            check_range(optics.get_float(column), quantity, path, f"data_optics, column {column}")
     box = optics.get_int("rlnImageSize") if "rlnImageSize" in optics else np.zeros(n_groups, int)
 
     def opt(name, default=np.nan):
@@ -114,20 +126,28 @@ def _optics_30(particles: StarBlock, path: Path):
     def col(name):
         return particles.get_float(name) if name in particles else np.full(n, np.nan)
 
+    table = f"data_{particles.name}"
     if "rlnImagePixelSize" in particles:
         pixel = particles.get_float("rlnImagePixelSize")
+        check_range(pixel, "pixel_size_angstrom", path, f"{table}, column rlnImagePixelSize")
     elif "rlnMagnification" in particles and "rlnDetectorPixelSize" in particles:
         mag = particles.get_float("rlnMagnification")
-        bad = np.flatnonzero(mag <= 0)
-        if bad.size:
-            raise InputError(
-                f"{path}: column rlnMagnification, row {bad[0] + 1}: "
-                f"{mag[bad[0]]:g} must be positive"
-            )
-        pixel = particles.get_float("rlnDetectorPixelSize") * 1e4 / mag
+        check_range(mag, "magnification", path, f"{table}, column rlnMagnification")
+        detector = particles.get_float("rlnDetectorPixelSize")
+        check_range(detector, "detector_pixel_um", path, f"{table}, column rlnDetectorPixelSize")
+        pixel = detector * 1e4 / mag
+        check_range(
+            pixel,
+            "pixel_size_angstrom",
+            path,
+            f"{table}, rlnDetectorPixelSize × 10⁴ / rlnMagnification",
+        )
     else:
         pixel = np.full(n, np.nan)
     voltage, cs, q = col("rlnVoltage"), col("rlnSphericalAberration"), col("rlnAmplitudeContrast")
+    for quantity, column in _OPTICS_COLUMNS.items():
+        if column in particles:
+            check_range(particles.get_float(column), quantity, path, f"{table}, column {column}")
     keys = np.round(np.stack([pixel, voltage, cs, q], axis=1), 6)
     uniq, group_of = np.unique(np.nan_to_num(keys, nan=-1.0), axis=0, return_inverse=True)
     group_of = group_of.reshape(-1).astype(np.int64)
@@ -175,6 +195,14 @@ def _ctf(particles: StarBlock, per_particle: dict, path: Path) -> CTFParams | No
     def col(name, default):
         return particles.get_float(name) if name in particles else np.full(n, default)
 
+    check_ctf_columns(
+        path,
+        {
+            quantity: (f"data_{particles.name}, column {column}", particles.get_float(column))
+            for quantity, column in _PARTICLE_CTF_COLUMNS.items()
+            if column in particles
+        },
+    )
     try:
         return CTFParams(
             defocus_u_angstrom=du,

@@ -13,20 +13,24 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from cryosplat.core.device import resolve_device
-from cryosplat.core.errors import InputError
+from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.reconstruct.grid.engine import (
     GridEngineConfig,
     gather_half_statistics,
     run_grid_engine,
 )
+from cryosplat.reconstruct.grid.statistics import MIN_RADIUS
 from cryosplat.reconstruct.report import write_outputs
-from cryosplat.reconstruct.run_folder import RunFolder, write_json_atomic
+from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
 from cryosplat.validation.crossval import ResolutionMonitor
 
@@ -42,6 +46,8 @@ __all__ = [
 log = logging.getLogger("cryosplat")
 
 ENGINES = ("grid", "splat")
+MAX_GAUSSIANS = 1_000_000
+MIN_BOX = 16  # the automatic mask and the coarsest fit stage need at least this many pixels
 
 
 @dataclass
@@ -78,6 +84,13 @@ class ReconstructConfig:
             raise InputError(f"engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
         if self.n_gaussians is not None and self.n_gaussians < 1:
             raise InputError(f"n_gaussians must be at least 1, got {self.n_gaussians}")
+        if self.n_gaussians is not None and self.n_gaussians > MAX_GAUSSIANS:
+            raise InputError(
+                f"n_gaussians {self.n_gaussians} is more than {MAX_GAUSSIANS:,} (the default is "
+                "1,000-30,000 from the box); that many would not fit in memory"
+            )
+        if self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed}")
         if not 0 < self.init_radius_fraction <= 0.5:
             raise InputError(
                 f"init_radius_fraction must be in (0, 0.5], got {self.init_radius_fraction}"
@@ -134,17 +147,32 @@ def check_engine_particles(particles: ParticleSet, engine: str) -> None:
         )
 
 
-def _check_particles(particles: ParticleSet, engine: str) -> None:
-    check_engine_particles(particles, engine)
+def _check_particles(particles: ParticleSet, config: ReconstructConfig) -> None:
+    check_engine_particles(particles, config.engine)
     particles.require_poses_and_ctf()
     if len(particles) < 2:
         raise InputError(f"{particles.source}: {len(particles)} particle(s); need at least 2")
-    if particles.box < 8:
-        raise InputError(f"{particles.source}: box {particles.box} is too small (at least 8)")
     if particles.box % 2:
         raise InputError(
             f"{particles.source}: box {particles.box} is odd; cryosplat reconstruct needs an even "
             "box (re-extract the particles with an even box, as RELION and cryoSPARC do by default)"
+        )
+    if particles.box < MIN_BOX:
+        raise InputError(
+            f"{particles.source}: box {particles.box} is too small for a reconstruction "
+            f"(at least {MIN_BOX} pixels)"
+        )
+    limit = config.grid.accumulate.max_resolution_angstrom
+    if limit is not None and particles.box * particles.pixel_size_angstrom / limit < MIN_RADIUS:
+        raise InputError(
+            f"--max-resolution {limit:g} Å keeps fewer than {MIN_RADIUS} Fourier shells of "
+            f"the {particles.box}-pixel box at {particles.pixel_size_angstrom:g} Å: nothing to fit "
+            f"(the coarsest useful limit is "
+            f"{particles.box * particles.pixel_size_angstrom / MIN_RADIUS:g} Å)"
+        )
+    if config.n_gaussians is not None and config.n_gaussians > particles.box**3:
+        raise InputError(
+            f"n_gaussians {config.n_gaussians} is more than the {particles.box}³ voxels of the box"
         )
 
 
@@ -226,6 +254,9 @@ def reconstruct(
     resume: bool = False,
     show_progress: bool = True,
     dist: Distributed | None = None,
+    *,
+    folder_mode: str | None = None,
+    accept_warnings: bool = False,
 ) -> ReconstructResult | None:
     """Run a gold-standard reconstruction into ``out_dir``.
 
@@ -243,6 +274,11 @@ def reconstruct(
     dist : Distributed, optional
         This process's rank in a ``torchrun`` job (:func:`cryosplat.reconstruct.distributed.start`);
         its device replaces ``config.device``. None: one process.
+    folder_mode : str, optional
+        ``"restart"`` or ``"overwrite"`` to discard an earlier run in ``out_dir``
+        (:class:`cryosplat.reconstruct.run_folder.RunFolder`); default ``"resume"`` or ``"new"``.
+    accept_warnings : bool
+        Run despite suspicious metadata (:func:`cryosplat.particles.validate.check_particles`).
 
     Returns
     -------
@@ -250,7 +286,9 @@ def reconstruct(
     """
     dist = Distributed() if dist is None else dist
     config.validate()
-    _check_particles(particles, config.engine)
+    dist = Distributed() if dist is None else dist
+    _check_particles(particles, config)
+    apply_findings(particles, check_particles(particles), accept_warnings)
     device = dist.device if dist.active else resolve_device(config.device)
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     identity = {
@@ -260,8 +298,9 @@ def reconstruct(
         "pixel_size_angstrom": particles.pixel_size_angstrom,
         **{k: v for k, v in asdict(config).items() if k != "device"},
         "n_gaussians": n_gauss,
+        "input_fingerprint": input_fingerprint(particles),
     }
-    folder = RunFolder(out_dir, identity, resume=resume)
+    folder = RunFolder(out_dir, identity, mode=folder_mode or ("resume" if resume else "new"))
     resuming = dist.on_main(folder.prepare)
     if not dist.is_main:
         run = _run_splat if config.engine == "splat" else _run_grid
@@ -269,7 +308,36 @@ def reconstruct(
         cfg = replace(config, n_gaussians=n_gauss)
         run(particles, (half_a, half_b), cfg, folder, device, False, dist)
         return None
+    try:
+        return _reconstruct_in(
+            folder, resuming, particles, config, device, n_gauss, show_progress, dist
+        )
+    except KeyboardInterrupt:
+        folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
+        raise
+    except BaseException as exc:
+        folder.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        folder.release()
+
+
+def _check_finite(model_a: GaussianModel, model_b: GaussianModel) -> None:
+    for name, model in (("A", model_a), ("B", model_b)):
+        for key, value in model.state_dict().items():
+            if not bool(torch.isfinite(value).all()):
+                raise CryosplatError(
+                    f"the fit diverged: model {name} has NaN or infinite {key}; nothing was "
+                    "written (try smaller learning rates, or check the images)"
+                )
+
+
+def _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_progress, dist):
+    """The run proper, in a prepared (locked) folder (rank 0 under ``torchrun``)."""
+    identity = folder.identity
     folder.attach_log(log)
+    if folder.discarded:
+        log.info("discarded the earlier run in %s (status: %s)", folder.path, folder.discarded)
     write_json_atomic(
         folder.path / "config.json",
         {
@@ -321,6 +389,7 @@ def reconstruct(
             dist,
         )
         data_maps = details.pop("data_maps")
+        _check_finite(model_a, model_b)
         report, summary = write_outputs(
             folder.path,
             model_a.cpu(),

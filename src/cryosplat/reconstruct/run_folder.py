@@ -1,31 +1,101 @@
-"""The output folder of a reconstruction: its status file, guard against mixing runs, and the log.
+"""The output folder of a reconstruction: its status file, lock, guard against mixing runs, and the log.
 
-A folder holds one run. ``run.json`` records the configuration and a status, ``"running"`` until every
-output is written, then ``"complete"``; outputs are written atomically, so a run killed at any moment
-leaves either the old file or the new one, and never a status of complete over half-written outputs.
+A folder holds one run. ``run.json`` records the run's identity (settings and a fingerprint of the
+input files' contents, :func:`input_fingerprint`) and a status: ``"running"`` until every output is
+written, then ``"complete"``; ``"failed"`` (with the error) or ``"interrupted"`` when the run stopped
+early. Outputs are written atomically, so a run killed at any moment leaves either the old file or
+the new one, and never a status of complete over half-written outputs.
+
+While a run works in a folder it holds an exclusive lock (``fcntl.flock`` on ``.cryosplat.lock``,
+released by the kernel when the process ends, however it ends): a second process is refused,
+whatever its options. ``--resume`` continues a run only when its identity is unchanged (same
+settings, same input contents); ``--restart`` discards an unfinished, failed or different run in the
+folder and starts again; a complete run is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cryosplat import __version__
 from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
+from cryosplat.particles.particle_set import ParticleSet
 
-__all__ = ["RunFolder", "write_json_atomic"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux/macOS: no lock
+    fcntl = None
+
+__all__ = ["RunFolder", "write_json_atomic", "input_fingerprint", "LOCK_FILE", "OUTPUT_FILES"]
 
 STATUS_FILE = "run.json"
+LOCK_FILE = ".cryosplat.lock"
+OUTPUT_FILES = (
+    "map.mrc",
+    "half_map_A.mrc",
+    "half_map_B.mrc",
+    "mask.mrc",
+    "fsc.json",
+    "fsc.png",
+    "model_A.npz",
+    "model_B.npz",
+    "model_A.cif",
+    "model_B.cif",
+    "config.json",
+    "log.txt",
+)
+MODES = ("new", "resume", "restart", "overwrite")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def input_fingerprint(particles: ParticleSet) -> str:
+    """A cheap fingerprint of what a particle set was read from, to tell a changed input.
+
+    The metadata file's bytes (unless it is the image stack itself), the arrays read from it and
+    any pickles (poses, shifts, CTF, subsets, image references), and each stack's path, size and
+    modification time: any edit of the metadata, and any rewrite of a stack, changes it.
+
+    Returns
+    -------
+    str
+        32 hexadecimal digits (SHA-256).
+    """
+    h = hashlib.sha256()
+    source = Path(particles.source) if particles.source else None
+    if source is not None and source.is_file() and source.suffix.lower() not in (".mrcs", ".mrc"):
+        with open(source, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    arrays = [
+        particles.rotations,
+        particles.shifts_angstrom,
+        particles.random_subset,
+        particles.stack_index,
+        particles.image_index,
+    ]
+    if particles.ctf is not None:
+        arrays += [getattr(particles.ctf, f) for f in particles.ctf.FIELDS]
+    for a in arrays:
+        h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+    for st in particles.stacks:
+        info = os.stat(st.path)
+        h.update(f"{Path(st.path).resolve()}|{info.st_size}|{info.st_mtime_ns}".encode())
+    return h.hexdigest()[:32]
 
 
 class RunFolder:
@@ -35,17 +105,29 @@ class RunFolder:
     ----------
     path : Path
     identity : dict
-        The settings that define the run (input, seed, engine settings, ...). A folder holding a run
-        with another identity is refused.
+        The settings that define the run (input and its fingerprint, seed, engine settings, ...).
+        A folder holding a run with another identity is refused (unless ``mode`` is ``"restart"``
+        or ``"overwrite"``).
     resume : bool
-        Continue the run in the folder (it must hold the same run).
+        Continue the run in the folder (it must hold the same run); the same as ``mode="resume"``.
+    mode : str
+        ``"new"`` (default), ``"resume"``, ``"restart"`` (discard an unfinished, failed or different
+        run in the folder) or ``"overwrite"`` (discard any run, a complete one too).
     """
 
-    def __init__(self, path: str | Path, identity: dict, resume: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, identity: dict, resume: bool = False, mode: str = "new"
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.path = Path(path)
         self.identity = json.loads(json.dumps(identity, default=str))
-        self.resume = resume
+        self.mode = "resume" if resume else mode
+        self.resume = self.mode == "resume"
         self._log_handler: logging.Handler | None = None
+        self._lock = None
+        self._lock_was_there = False
+        self.discarded: str | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -60,13 +142,74 @@ class RunFolder:
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{f}: unreadable run status ({exc})") from None
 
-    def prepare(self) -> bool:
-        """Check the folder and mark the run as running. Returns True when resuming a run."""
+    # -- the lock -------------------------------------------------------------------------------
+    def _acquire_lock(self) -> bool:
+        """Take the folder's lock (creating the folder); returns whether the folder was created."""
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"{self.path}: exists and is not a folder")
+        created = not self.path.exists()
+        self._lock_was_there = (self.path / LOCK_FILE).exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path / LOCK_FILE, "a+")  # closed by release()
+        except OSError as exc:
+            raise InputError(
+                f"{self.path}: cannot create the output folder or its lock file ({exc.strerror}); "
+                "choose a writable output folder"
+            ) from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                owner = fh.read().strip() or "another process"
+                fh.close()
+                raise InputError(
+                    f"{self.path}: another cryosplat process ({owner}) is running in this folder; "
+                    "wait for it to finish (or stop it), or choose another output folder"
+                ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        fh.flush()
+        self._lock = fh
+        return created
+
+    def release(self) -> None:
+        """Release the folder's lock (also done by the kernel when the process ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __del__(self) -> None:
+        self.release()
+
+    # -- checking the folder --------------------------------------------------------------------
+    def prepare(self) -> bool:
+        """Lock the folder, check it and mark the run as running. Returns True when resuming."""
+        created = self._acquire_lock()
+        try:
+            resuming = self._check()
+        except BaseException:
+            self.release()
+            if not self._lock_was_there:  # leave a refused folder as it was
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+            if created:
+                self.path.rmdir()
+            raise
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        existing = self.status() if resuming else None
+        started = existing.get("started") if existing else time.strftime("%Y-%m-%dT%H:%M:%S")
+        self._write_status("running", started=started)
+        return resuming
+
+    def _foreign_files(self) -> list[str]:
+        return sorted(p.name for p in self.path.iterdir() if p.name != LOCK_FILE)
+
+    def _check(self) -> bool:
         existing = self.status()
         if existing is None:
-            if self.path.is_dir() and any(self.path.iterdir()):
+            if self._foreign_files():
                 raise InputError(
                     f"{self.path}: folder is not empty and holds no cryosplat run; "
                     "choose a new output folder"
@@ -75,30 +218,61 @@ class RunFolder:
                 raise InputError(
                     f"{self.path}: --resume given but the folder holds no run to resume"
                 )
-            resuming = False
-        else:
-            if existing.get("identity") != self.identity:
-                diff = sorted(
-                    k
-                    for k in set(existing.get("identity", {})) | set(self.identity)
-                    if existing.get("identity", {}).get(k) != self.identity.get(k)
-                )
+            return False
+        state = existing.get("status")
+        old = existing.get("identity", {})
+        if self.mode == "overwrite" or (self.mode == "restart" and state != "complete"):
+            self._discard(existing)
+            return False
+        if self.mode == "restart":
+            raise InputError(
+                f"{self.path}: holds a complete run; --restart never replaces one: pass "
+                "--overwrite to discard it, or choose a new output folder"
+            )
+        if old != self.identity:
+            diff = sorted(
+                k for k in set(old) | set(self.identity) if old.get(k) != self.identity.get(k)
+            )
+            if diff == ["input_fingerprint"]:
                 raise InputError(
-                    f"{self.path}: holds a different run (settings differ: "
-                    f"{', '.join(diff)}); choose a new output folder"
+                    f"{self.path}: the input files changed since this run started (their "
+                    "contents differ); resuming would mix the old data with the new: pass "
+                    "--restart to start again in this folder, or choose a new output folder"
                 )
-            if not self.resume:
-                state = existing.get("status")
+            again = "--overwrite" if state == "complete" else "--restart"
+            raise InputError(
+                f"{self.path}: holds a different run (settings differ: {', '.join(diff)}; "
+                f"status: {state}); choose a new output folder, or pass {again} to discard it"
+            )
+        if not self.resume:
+            if state == "complete":
                 raise InputError(
-                    f"{self.path}: already holds this run (status: {state}); pass "
-                    "--resume to continue it, or choose a new output folder"
+                    f"{self.path}: already holds this run, complete; choose a new output "
+                    "folder (or pass --overwrite to run it again)"
                 )
-            resuming = True
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_dir.mkdir(exist_ok=True)
-        started = existing.get("started") if existing else time.strftime("%Y-%m-%dT%H:%M:%S")
-        self._write_status("running", started=started)
-        return resuming
+            raise InputError(
+                f"{self.path}: already holds this run (status: {state}); pass --resume to "
+                "continue it, --restart to start it again, or choose a new output folder"
+            )
+        if state == "complete":
+            raise InputError(
+                f"{self.path}: this run is already complete; nothing to resume (pass "
+                "--overwrite to run it again)"
+            )
+        return True
+
+    def _discard(self, existing: dict) -> None:
+        """Remove what the earlier run wrote (checkpoints first: nothing stale can be resumed)."""
+        trash = self.path / ".checkpoints.discarded"
+        if trash.exists():
+            shutil.rmtree(trash)
+        if self.checkpoint_dir.exists():
+            os.replace(self.checkpoint_dir, trash)
+        self._write_status("running", started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        for name in OUTPUT_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(trash, ignore_errors=True)
+        self.discarded = existing.get("status")
 
     def _write_status(self, status: str, **extra: Any) -> None:
         current = self.status() or {}
@@ -114,6 +288,13 @@ class RunFolder:
     def complete(self, summary: dict) -> None:
         """Mark the run complete, after every output is written."""
         self._write_status("complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), summary=summary)
+
+    def fail(self, reason: str, status: str = "failed") -> None:
+        """Mark the run ``failed`` (or ``interrupted``) with the reason; never raises."""
+        try:
+            self._write_status(status, stopped=time.strftime("%Y-%m-%dT%H:%M:%S"), error=reason)
+        except (OSError, InputError):
+            pass  # a full or read-only disk: the status stays "running", which --resume accepts
 
     def attach_log(self, logger: logging.Logger) -> None:
         """Append ``logger``'s records to ``log.txt`` in the folder."""

@@ -23,6 +23,7 @@ from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.particles.read import read_particles
 from cryosplat.render import BACKENDS
 from cryosplat.render.imaging import render_images
+from cryosplat.simulate.outputs import guard_output_file
 from cryosplat.simulate.projection import load_gaussian_model
 
 __all__ = ["ProjectionConfig", "ProjectionResult", "project_particles"]
@@ -47,6 +48,8 @@ class ProjectionConfig:
     pixel_size_angstrom : pixel size; default the particle file's
     bfactor_extra_angstrom2 : B-factor added to every atom of an atomic model
     n_sigma : splat footprint half-width in standard deviations
+    overwrite : replace an existing output file (refused by default, and always named when it is
+        an input of the command)
     """
 
     model_path: Path
@@ -60,6 +63,7 @@ class ProjectionConfig:
     pixel_size_angstrom: float | None = None
     bfactor_extra_angstrom2: float = 0.0
     n_sigma: float = 3.0
+    overwrite: bool = False
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad setting."""
@@ -100,6 +104,8 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
     config.validate()
     device = resolve_device(config.device)
     particles = read_particles(config.angles_path, require_images=False)
+    inputs = [config.model_path, config.angles_path] + [st.path for st in particles.stacks]
+    guard_output_file(Path(config.output_path), inputs, config.overwrite)
     if not particles.has_poses:
         raise InputError(f"{config.angles_path}: no angles (rlnAngleRot/Tilt/Psi) to project along")
     if config.apply_ctf and not particles.has_ctf:

@@ -30,13 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from cryosplat.core.ctf import CTFParams, ctf_from_params
+from cryosplat.core.device import resolve_device
 from cryosplat.core.errors import InputError
 from cryosplat.core.rotations import random_rotations
+from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import write_map
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.cryodrgn import read_cryodrgn_ctf
 from cryosplat.particles.read import read_particles
+from cryosplat.simulate.outputs import guard_simulation_folder
 from cryosplat.simulate.projection import ProjectorConfig, load_projector
 
 __all__ = ["SimulationConfig", "SimulationResult", "SimulatedMetadata", "draw_metadata", "simulate"]
@@ -140,6 +143,8 @@ class SimulationConfig:
             if not ok:
                 rule = f"at least {bound}" if kind == "at least" else kind
                 raise InputError(f"{name} must be {rule}, got {value}{unit}")
+        if self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed}")
         if not self.snr > 0:
             raise InputError(f"SNR must be positive (inf for no noise), got {self.snr}")
         if not 0 < self.defocus_min_um <= self.defocus_max_um:
@@ -323,6 +328,8 @@ def simulate(
     output_dir: str | Path,
     config: SimulationConfig,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> SimulationResult:
     """Simulate a particle data set from a model and write it to ``output_dir``.
 
@@ -335,13 +342,18 @@ def simulate(
     config : SimulationConfig
     progress : callable, optional
         ``progress(done, total)`` after each batch.
+    overwrite : bool
+        Replace an earlier simulation in ``output_dir`` (its STAR, truth, record and stacks are
+        removed first); without it a non-empty folder is refused.
 
     Returns
     -------
     SimulationResult
     """
     config.validate()
+    resolve_device(config.device)
     model_path, out = Path(model_path), Path(output_dir)
+    earlier = guard_simulation_folder(out, [model_path, config.views, config.ctf_table], overwrite)
     projector = load_projector(
         model_path,
         ProjectorConfig(
@@ -358,6 +370,8 @@ def simulate(
     meta = draw_metadata(config, rng)
     noise_rng = np.random.default_rng(rng.integers(2**63))
     out.mkdir(parents=True, exist_ok=True)
+    for old in earlier:  # the STAR first: never a STAR over a mix of old and new stacks
+        old.unlink(missing_ok=True)
     truth_path = out / "truth.mrc"
     write_map(truth_path, projector.truth(), pixel)
 
@@ -394,7 +408,8 @@ def simulate(
         noise_sd=noise_sd,
         snr_definition="variance of the clean CTF-modulated images over the box / noise variance",
     )
-    (out / "simulation.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    with atomic_path(out / "simulation.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=float) + "\n")
     return SimulationResult(
         out, star_path, stack_paths, truth_path, n, box, pixel, signal_variance, noise_sd, meta
     )

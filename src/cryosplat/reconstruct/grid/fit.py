@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cryosplat.core.errors import InputError
+from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
 from cryosplat.reconstruct.grid.loss import GridLoss, gridded_loss
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
@@ -108,6 +108,17 @@ class GridFitConfig:
             raise InputError(f"stage_fractions must lie in (0, 1], got {self.stage_fractions}")
         if any(s < 0 for s in self.stage_steps):
             raise InputError(f"stage_steps must be non-negative, got {self.stage_steps}")
+        if sum(self.stage_steps) == 0:
+            raise InputError(
+                f"stage_steps {self.stage_steps} leave the model unfitted: give at least one "
+                "stage a positive number of steps"
+            )
+        fractions = self.stage_fractions
+        if any(b < a for a, b in zip(fractions[:-1], fractions[1:], strict=True)):
+            raise InputError(
+                f"stage_fractions {self.stage_fractions} must not decrease: the fit goes coarse "
+                "to fine (e.g. 0.25,0.5,0.75,1)"
+            )
         positive = "lr_means_pixels lr_scales_pixels lr_quaternions lr_amplitudes lr_final_fraction"
         for name in (positive + " min_scale_pixels init_radius_fraction n_sigma").split():
             if not getattr(self, name) > 0:
@@ -167,6 +178,11 @@ class _Parameters:
             self.raw_scales.clamp_(min=float(bounds[0]), max=float(bounds[1]))
 
     def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
+        if not all(bool(torch.isfinite(t).all()) for t in self.tensors()):
+            raise CryosplatError(
+                "the fit diverged: the Gaussians' parameters became NaN or infinite; nothing "
+                "was written (try smaller learning rates, or check the images and CTF)"
+            )
         with torch.no_grad():
             means, scales, quaternions, amplitudes = self.activated()
             amplitudes = (amplitudes * amplitude_scale).clamp_min(1e-30)
@@ -180,6 +196,12 @@ def _amplitude_factor(params: _Parameters, loss: GridLoss, config: GridFitConfig
     with torch.no_grad():
         volume = params.voxelize(loss.box, loss.pixel_size_angstrom, config.n_sigma)
         alpha = loss.best_scale(loss.data_term_and_spectrum(volume)[1], max_radius=2.0)
+    if not math.isfinite(alpha):
+        raise InputError(
+            f"the Fourier statistics hold NaN or infinite values (amplitude factor {alpha}): "
+            "an image with NaN, infinite or absurd pixels, or a non-finite CTF or shift, reached "
+            "them; run with the images checked (the default) or --drop-bad-images"
+        )
     if not alpha > 0:
         raise InputError(
             "the images correlate negatively with any positive density at low "
@@ -226,9 +248,21 @@ def fit_gaussians(
         return _fit(stats, config, model, heldout, progress, callback)
 
 
+def _check_finite_statistics(stats: FourierStatistics, what: str) -> None:
+    for name in ("weights", "data"):
+        if not bool(torch.isfinite(getattr(stats, name)).all()):
+            raise InputError(
+                f"the {what} Fourier statistics hold NaN or infinite {name}: an image with NaN, "
+                "infinite or absurd pixels, or a non-finite CTF or shift, reached them; gather "
+                "them again with the images checked (the default) or --drop-bad-images"
+            )
+
+
 def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
+    _check_finite_statistics(stats, "fitted")
     if heldout is not None:
         stats._check_compatible(heldout)
+        _check_finite_statistics(heldout, "held-out")
     device = torch.device(config.device)
     boxes = stage_boxes(stats.box, config.stage_fractions)
     first_pixel = stats.pixel_size_angstrom * stats.box / boxes[0]

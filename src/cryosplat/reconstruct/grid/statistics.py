@@ -11,6 +11,7 @@ of images in their file units), ``W`` is dimensionless. Statistics of disjoint s
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -30,6 +31,7 @@ from cryosplat.core.fourier_slice import (
 )
 from cryosplat.io.atomic import atomic_path
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.validate import bad_image_rows, describe_image
 
 __all__ = ["FourierStatistics", "AccumulateConfig", "accumulate"]
 
@@ -37,6 +39,10 @@ FORMAT_NAME = "cryosplat-fourier-statistics"
 FORMAT_VERSION = 1
 INTERPOLATIONS = ("trilinear",)
 FLUSH_EVERY = 8  # batches summed into partial grids before the totals are updated
+MIN_RADIUS = 4  # shells: fewer leave nothing to fit (and the amplitude factor reads radius 2)
+MAX_PAD = 4  # the grid holds (pad·D)³ voxels: beyond 4 it costs memory and buys nothing
+
+log = logging.getLogger("cryosplat")
 
 
 @dataclass
@@ -260,6 +266,10 @@ class AccumulateConfig:
         ``"trilinear"`` (the only one): each frequency spreads onto its 8 grid neighbours.
     max_resolution_angstrom : float or None
         Gather frequencies up to this resolution (Å); None: up to ``D/2 − 2/pad`` pixels.
+    drop_bad_images : bool
+        Leave out (and log) particles whose image holds NaN, infinite or absurd pixels
+        (:func:`cryosplat.particles.validate.bad_image_rows`); by default such an image stops the
+        pass with an :class:`InputError` naming it.
     """
 
     pad: int = 2
@@ -267,11 +277,14 @@ class AccumulateConfig:
     device: str = "cpu"
     interpolation: str = "trilinear"
     max_resolution_angstrom: float | None = None
+    drop_bad_images: bool = False
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad setting."""
-        if int(self.pad) != self.pad or self.pad < 1:
-            raise InputError(f"pad must be an integer >= 1, got {self.pad}")
+        if int(self.pad) != self.pad or not 1 <= self.pad <= MAX_PAD:
+            raise InputError(
+                f"pad must be an integer from 1 to {MAX_PAD} (RELION pads by 2), got {self.pad}"
+            )
         if self.batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.interpolation not in INTERPOLATIONS:
@@ -288,6 +301,12 @@ def _max_radius(box: int, pixel: float, config: AccumulateConfig) -> float:
     limit = default_max_radius(box, config.pad)
     if config.max_resolution_angstrom is not None:
         limit = min(limit, box * pixel / config.max_resolution_angstrom)
+        if limit < MIN_RADIUS:
+            raise InputError(
+                f"max_resolution_angstrom {config.max_resolution_angstrom:g} Å keeps fewer than "
+                f"{MIN_RADIUS} Fourier shells of a {box}-pixel box at {pixel:g} Å: nothing to fit "
+                f"(the coarsest useful limit is {box * pixel / MIN_RADIUS:g} Å)"
+            )
     return limit
 
 
@@ -394,9 +413,15 @@ def accumulate(
     pixel_of = particles.pixel_sizes_angstrom()
     power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     n_batches = math.ceil(idx.size / config.batch_size)
+    dropped = 0
     for number in range(n_batches):
         batch = idx[number * config.batch_size : (number + 1) * config.batch_size]
-        images = torch.from_numpy(particles.read_images(batch)).to(device)
+        images = particles.read_images(batch)
+        bad = bad_image_rows(images)
+        if bad.size:
+            batch, images = _drop_bad(particles, batch, images, bad, config)
+            dropped += bad.size
+        images = torch.from_numpy(images).to(device)
         spectra = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
         spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
         batch_pixel = np.round(pixel_of[batch], 6)
@@ -451,6 +476,31 @@ def accumulate(
             stack.release()
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
+    notes = [f"left out {dropped} particles with bad images"] if dropped else []
     return FourierStatistics(
-        total_w, total_b, box, config.pad, pixel, int(idx.size), power.cpu(), radius
+        total_w,
+        total_b,
+        box,
+        config.pad,
+        pixel,
+        int(idx.size) - dropped,
+        power.cpu(),
+        radius,
+        notes,
     )
+
+
+def _drop_bad(particles: ParticleSet, rows, images, bad, config: AccumulateConfig):
+    """Rows and images without the ``bad`` ones (logged), or InputError naming the first."""
+    first = describe_image(particles, int(rows[bad[0]]), images[bad[0]])
+    if not config.drop_bad_images:
+        more = f" ({bad.size} such images in this batch of {len(rows)})" if bad.size > 1 else ""
+        raise InputError(
+            f"{particles.source}: particle {first}{more}: the map would be NaN or garbage; "
+            "fix or remove the image, or pass --drop-bad-images to leave such particles out"
+        )
+    for b in bad:
+        log.warning("left out particle %s", describe_image(particles, int(rows[b]), images[b]))
+    keep = np.ones(len(rows), dtype=bool)
+    keep[bad] = False
+    return rows[keep], images[keep]

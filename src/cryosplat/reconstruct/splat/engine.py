@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from cryosplat.core.ctf import ctf_from_params
+from cryosplat.core.errors import CryosplatError
 from cryosplat.core.fourier import fft2_centered, radial_index_2d
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.validate import bad_image_rows
 from cryosplat.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.render.imaging import predict_spectra
@@ -78,8 +80,29 @@ def _optimizer(model: GaussianModel, cfg: SplatEngineConfig) -> torch.optim.Adam
     )
 
 
+def _read_images(particles: ParticleSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, images)`` without particles whose image is bad; the memory maps read are dropped.
+
+    Dropping the maps after each batch, as the statistics pass does, keeps the open files to the
+    stacks of one batch (RELION writes one stack per micrograph: thousands of files). Bad images
+    (NaN, infinite, absurd) were refused or logged by the statistics pass that runs first; here
+    they are only left out.
+    """
+    images = particles.read_images(rows)
+    for s in np.unique(particles.stack_index[rows]):
+        if 0 <= s < len(particles.stacks):
+            particles.stacks[s].release()
+    bad = bad_image_rows(images)
+    if bad.size:
+        keep = np.ones(len(rows), dtype=bool)
+        keep[bad] = False
+        rows, images = rows[keep], images[keep]
+    return rows, images
+
+
 def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float):
-    images = torch.from_numpy(particles.read_images(rows)).to(device)
+    rows, images = _read_images(particles, np.asarray(rows))
+    images = torch.from_numpy(images).to(device)
     rot = torch.as_tensor(particles.rotations[rows], dtype=torch.float32, device=device)
     shifts = torch.as_tensor(particles.shifts_angstrom[rows], dtype=torch.float32, device=device)
     ctf = ctf_from_params(
@@ -283,10 +306,14 @@ class SplatEngine:
         self._synchronise()
         self.scaled = True
 
-    def _step(self, h: _HalfState, rows: np.ndarray) -> float:
+    def _step(self, h: _HalfState, rows: np.ndarray) -> float | None:
         if self.dist.active:
             return self._step_shared(h, rows)
-        loss = self._image_losses(h, rows).mean() / self.particles.box**2
+        losses = self._image_losses(h, rows)
+        if losses.numel() == 0:  # every image of the batch dropped as bad
+            return None
+        loss = losses.mean() / self.particles.box**2
+        self._check_loss(h, float(loss.detach()))
         h.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         h.optimizer.step()
@@ -311,8 +338,18 @@ class SplatEngine:
         else:
             loss = torch.zeros((), device=self.device)
         total = self.dist.all_reduce_gradients_(params, loss)
+        self._check_loss(h, total)
         h.optimizer.step()
         return total
+
+    def _check_loss(self, h: _HalfState, loss: float) -> None:
+        """Refuse to step on a non-finite loss (nothing NaN is ever saved or written)."""
+        if not math.isfinite(loss):
+            raise CryosplatError(
+                f"the fit diverged: the loss of half {h.name} is {loss} at epoch "
+                f"{self.epoch + 1}, step {self.step_in_epoch + 1}; nothing was written (try "
+                "smaller learning rates, e.g. --lr-means, or check the images and CTF)"
+            )
 
     def run(
         self,
@@ -344,9 +381,10 @@ class SplatEngine:
                 step_losses = []
                 for h, order in zip(self.halves, orders, strict=True):
                     rows = order[k * bs : (k + 1) * bs]
-                    if len(rows):
-                        step_losses.append(self._step(h, np.sort(rows)))
-                losses.append(float(np.mean(step_losses)))
+                    loss = self._step(h, np.sort(rows)) if len(rows) else None
+                    if loss is not None:
+                        step_losses.append(loss)
+                losses.append(float(np.mean(step_losses)) if step_losses else math.nan)
                 self.step_in_epoch += 1
                 if on_step is not None:
                     on_step(
