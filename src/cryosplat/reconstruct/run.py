@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from cryosplat.core.device import describe_device, peak_memory_gb, reset_peak_memory
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
@@ -159,6 +160,11 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
 
 
 def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress):
+    log.info(
+        "device: Fourier statistics (validation) on %s, per-image splatting fit on %s",
+        device,
+        device,
+    )
     data_maps = _data_half_maps(particles, halves, config, folder, device)
     monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     models = _initial_models(particles, config, config.n_gaussians, device)
@@ -278,6 +284,8 @@ def reconstruct(
             device,
             " (resumed)" if resuming else "",
         )
+        log.info("device: %s", describe_device(device))
+        reset_peak_memory(device)
         for note in particles.notes:
             log.info("note: %s", note)
         half_a, half_b, how = split_halves(particles, config.seed, config.use_random_subset)
@@ -298,13 +306,19 @@ def reconstruct(
             show_progress,
         )
         data_maps = details.pop("data_maps")
+        # The models stay on the device: the final half maps are voxelised there.
         report, summary = write_outputs(
-            folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px, data_maps
+            folder.path, model_a, model_b, config.mask_soft_width_px, data_maps
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}
         )
         summary.update(details)
+        summary["device"] = describe_device(device)
+        peak = peak_memory_gb(device)
+        if peak is not None:
+            summary["peak_gpu_memory_gb"] = peak
+            log.info("peak GPU memory: %.2f GB (torch.cuda.max_memory_allocated)", peak)
         folder.complete(summary)
         log.info("done: outputs in %s", folder.path)
         return ReconstructResult(folder.path, report.resolution_angstrom, summary)

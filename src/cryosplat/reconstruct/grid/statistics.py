@@ -29,6 +29,7 @@ from cryosplat.core.fourier_slice import (
 )
 from cryosplat.io.atomic import atomic_path
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.staging import device_batches
 
 __all__ = ["FourierStatistics", "AccumulateConfig", "accumulate"]
 
@@ -312,7 +313,8 @@ def accumulate(
 ) -> FourierStatistics:
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
-    Images are read ``batch_size`` at a time from the memory-mapped stacks, transformed, shifted
+    Images are read ``batch_size`` at a time from the memory-mapped stacks (on a GPU, ahead of
+    the computation into pinned memory: :mod:`cryosplat.reconstruct.grid.staging`), transformed, shifted
     back by their origins (a phase), multiplied by their CTF (:mod:`cryosplat.core.ctf`) and inserted
     with trilinear weights on the half grid; memory does not grow with the number of particles.
 
@@ -356,9 +358,8 @@ def accumulate(
     frequency = 2.0 * math.pi / (box * pixel)
     power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
     n_batches = math.ceil(idx.size / config.batch_size)
-    for number in range(n_batches):
-        rows = idx[number * config.batch_size : (number + 1) * config.batch_size]
-        images = torch.from_numpy(particles.read_images(rows)).to(device)
+    batches = device_batches(particles, idx, config.batch_size, device)
+    for number, (rows, images) in enumerate(batches):
         spectra = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
         spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
         shifts = torch.as_tensor(
@@ -383,8 +384,6 @@ def accumulate(
             total_b += part_b
             part_w.zero_()
             part_b.zero_()
-        for stack in particles.stacks:
-            stack.release()
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
     return FourierStatistics(
