@@ -351,7 +351,7 @@ def step_render(report: Report, device: torch.device, seconds: float, args) -> N
 
         try:
             t, k = _median_time(step, device, seconds / 3)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:
             report.add("render", f"{backend}, batch {batch}", "out of GPU memory", "FAIL")
             continue
         rate = batch / t

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from cryosplat.core.ctf import CTFParams, compute_ctf, ctf_from_params
+from cryosplat.core.device import describe_device, peak_memory_gb, reset_peak_memory
 from cryosplat.core.fourier import fft2_centered, phase_shift_2d
 from cryosplat.core.fourier_slice import full_to_half, insert_slices
 from cryosplat.core.rotations import random_quaternions, random_rotations
@@ -222,3 +223,16 @@ def test_statistics_match_a_double_precision_full_grid_sum(tmp_path, device):
     inside = (k[:, None] ** 2 + k[None, :] ** 2) <= stats.max_radius**2
     power = float((spectra.abs() ** 2)[:, inside].sum())
     assert abs(stats.data_power - power) < TOLERANCE * power
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_description_and_peak_memory(device):
+    text = describe_device(device)
+    assert text.startswith(device) and torch.__version__ in text
+    if device == "cuda":
+        assert torch.cuda.get_device_name() in text
+        reset_peak_memory(device)
+        block = torch.ones(2**20, device=device)
+        assert peak_memory_gb(device) >= block.numel() * 4 / 1e9
+    else:
+        assert peak_memory_gb(device) is None
