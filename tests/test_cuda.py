@@ -25,6 +25,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.loss import GridLoss
 from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics, accumulate
 from cryosplat.render import splat_fast, splat_fourier, splat_reference
+from cryosplat.validation.fsc import fsc
 
 TOLERANCE = 1e-4
 
@@ -236,3 +237,13 @@ def test_device_description_and_peak_memory(device):
         assert peak_memory_gb(device) >= block.numel() * 4 / 1e9
     else:
         assert peak_memory_gb(device) is None
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fsc_on_the_device_matches_numpy_input(device):
+    g = torch.Generator().manual_seed(20)
+    a = torch.randn((24,) * 3, generator=g, dtype=torch.float64)
+    b = a + 0.5 * torch.randn((24,) * 3, generator=g, dtype=torch.float64)
+    reference = fsc(a.numpy(), b.numpy())
+    curve = fsc(a.to(device), b.to(device, torch.float32))
+    assert np.abs(curve - reference).max() < TOLERANCE

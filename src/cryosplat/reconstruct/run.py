@@ -166,7 +166,7 @@ def _run_splat(particles, halves, config, folder: RunFolder, device, show_progre
         device,
     )
     data_maps = _data_half_maps(particles, halves, config, folder, device)
-    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
+    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
     models = _initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
         particles,

@@ -25,8 +25,8 @@ __all__ = [
 ]
 
 
-def _shell_index(box: int) -> torch.Tensor:
-    k = torch.arange(box) - box // 2
+def _shell_index(box: int, device=None) -> torch.Tensor:
+    k = torch.arange(box, device=device) - box // 2
     r = torch.sqrt((k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2).double())
     return torch.round(r).long()
 
@@ -35,7 +35,7 @@ def _as_tensor(volume) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(volume) if not torch.is_tensor(volume) else volume)
     if t.ndim != 3 or len(set(t.shape)) != 1:
         raise ValueError(f"maps must be cubic 3D arrays, got shape {tuple(t.shape)}")
-    return t.detach().cpu().double()
+    return t.detach().double()
 
 
 def fsc(map_a, map_b) -> np.ndarray:
@@ -44,29 +44,34 @@ def fsc(map_a, map_b) -> np.ndarray:
     Parameters
     ----------
     map_a, map_b : array_like or torch.Tensor, shape (D, D, D)
+        Computed in double precision on the device of ``map_a`` when it is a tensor (e.g. a
+        GPU), else on the CPU.
 
     Returns
     -------
     np.ndarray, shape (D // 2 + 1,)
         Correlation per shell (shell 0 is the mean; it is 1 for maps of equal sign of mean).
     """
-    a, b = _as_tensor(map_a), _as_tensor(map_b)
+    a = _as_tensor(map_a)
+    b = _as_tensor(map_b).to(a.device)
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     box = a.shape[0]
     fa, fb = fftn_centered(a), fftn_centered(b)
-    shells = _shell_index(box).reshape(-1)
+    shells = _shell_index(box, a.device).reshape(-1)
     n = box // 2 + 1
     keep = shells < n
     s = shells[keep]
-    cross = torch.zeros(n, dtype=torch.float64).index_add_(
-        0, s, (fa * fb.conj()).real.reshape(-1)[keep]
-    )
-    pa = torch.zeros(n, dtype=torch.float64).index_add_(0, s, fa.abs().pow(2).reshape(-1)[keep])
-    pb = torch.zeros(n, dtype=torch.float64).index_add_(0, s, fb.abs().pow(2).reshape(-1)[keep])
+
+    def shell_sums(values: torch.Tensor) -> torch.Tensor:
+        zeros = torch.zeros(n, dtype=torch.float64, device=a.device)
+        return zeros.index_add_(0, s, values.reshape(-1)[keep])
+
+    cross = shell_sums((fa * fb.conj()).real)
+    pa, pb = shell_sums(fa.abs().pow(2)), shell_sums(fb.abs().pow(2))
     denom = torch.sqrt(pa * pb)
     out = torch.where(denom > 0, cross / denom.clamp_min(1e-300), torch.zeros_like(cross))
-    return out.numpy()
+    return out.cpu().numpy()
 
 
 def shell_resolutions(box: int, pixel_size_angstrom: float) -> np.ndarray:
@@ -106,7 +111,7 @@ def phase_randomize(volume, from_shell: int, seed: int = 0) -> torch.Tensor:
 
     Used for the phase-randomisation test of masking effects (Chen et al. 2013).
     """
-    v = _as_tensor(volume)
+    v = _as_tensor(volume).cpu()
     box = v.shape[0]
     ft = fftn_centered(v)
     gen = torch.Generator().manual_seed(seed)

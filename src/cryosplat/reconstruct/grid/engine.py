@@ -174,7 +174,7 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
 
     totals = [t if h is None else t + h for t, h in zip(train, held, strict=True)]
     data_maps = data_half_maps(totals)  # the statistics already carry the data sign
-    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
+    monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
     fit = gcfg.fit
     n_gauss = config.n_gaussians
     boxes = stage_boxes(particles.box, fit.stage_fractions)
