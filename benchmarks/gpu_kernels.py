@@ -21,6 +21,7 @@ from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import GaussianModel, voxelize_gaussians
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.engine import statistics_batch_size
 from cryosplat.reconstruct.grid.loss import GridLoss
 from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics, accumulate
 from cryosplat.render import splat
@@ -104,8 +105,7 @@ def step_statistics(report, device: torch.device, seconds: float, args) -> None:
     for box, n in zip(args.sizes.stats_boxes, args.sizes.stats_images, strict=True):
         particles, images = _random_particles(folder, n, box, seed=box)
         config = AccumulateConfig(device=str(device))
-        if device.type == "cuda":
-            config.batch_size = 512
+        config.batch_size = statistics_batch_size(config.batch_size, device)  # as reconstruct
         in_memory = _InMemoryParticles(particles, images)
         t, k = _median_time(lambda p=in_memory, c=config: accumulate(p, config=c), device, per)
         report.add(
