@@ -25,7 +25,8 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.loss import GridLoss
 from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics, accumulate
 from cryosplat.render import splat_fast, splat_fourier, splat_reference
-from cryosplat.validation.fsc import fsc
+from cryosplat.validation.fsc import fsc, masked_fsc
+from cryosplat.validation.masks import spherical_mask
 
 TOLERANCE = 1e-4
 
@@ -240,10 +241,16 @@ def test_device_description_and_peak_memory(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_fsc_on_the_device_matches_numpy_input(device):
+def test_fsc_and_masked_fsc_on_the_device_match_numpy_input(device):
     g = torch.Generator().manual_seed(20)
     a = torch.randn((24,) * 3, generator=g, dtype=torch.float64)
     b = a + 0.5 * torch.randn((24,) * 3, generator=g, dtype=torch.float64)
     reference = fsc(a.numpy(), b.numpy())
     curve = fsc(a.to(device), b.to(device, torch.float32))
     assert np.abs(curve - reference).max() < TOLERANCE
+    mask = spherical_mask(24)
+    reference = masked_fsc(a.numpy(), b.numpy(), mask, 2.0)
+    result = masked_fsc(a.to(device), b.to(device), mask, 2.0)
+    assert result.randomize_from_shell == reference.randomize_from_shell
+    for name in ("masked", "randomized", "corrected"):
+        assert np.abs(getattr(result, name) - getattr(reference, name)).max() < TOLERANCE, name

@@ -111,14 +111,15 @@ def phase_randomize(volume, from_shell: int, seed: int = 0) -> torch.Tensor:
 
     Used for the phase-randomisation test of masking effects (Chen et al. 2013).
     """
-    v = _as_tensor(volume).cpu()
+    v = _as_tensor(volume)
     box = v.shape[0]
     ft = fftn_centered(v)
     gen = torch.Generator().manual_seed(seed)
-    noise = torch.rand(v.shape, generator=gen, dtype=torch.float64)
+    # Drawn on the CPU whatever the map's device, so that a seed gives the same phases anywhere.
+    noise = torch.rand(v.shape, generator=gen, dtype=torch.float64).to(v.device)
     # The phase of a real random field's transform is Hermitian and uniform: take it from one.
     phase = torch.angle(fftn_centered(noise - noise.mean()))
-    shells = _shell_index(box)
+    shells = _shell_index(box, v.device)
     randomized = torch.where(shells > from_shell, ft.abs() * torch.exp(1j * phase), ft)
     return ifftn_centered(randomized).real
 
@@ -180,7 +181,8 @@ def masked_fsc(half_a, half_b, mask, pixel_size_angstrom: float, seed: int = 0) 
     Phases are randomised beyond the shell where the unmasked FSC first falls below 0.8; the
     corrected curve is ``(FSC_masked − FSC_randomized) / (1 − FSC_randomized)`` beyond it.
     """
-    a, b, m = _as_tensor(half_a), _as_tensor(half_b), _as_tensor(mask)
+    a = _as_tensor(half_a)
+    b, m = _as_tensor(half_b).to(a.device), _as_tensor(mask).to(a.device)
     box = a.shape[0]
     unmasked = fsc(a, b)
     masked = fsc(a * m, b * m)
