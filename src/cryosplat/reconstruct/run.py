@@ -21,7 +21,11 @@ from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
+from cryosplat.reconstruct.grid.engine import (
+    GridEngineConfig,
+    run_grid_engine,
+    statistics_batch_size,
+)
 from cryosplat.reconstruct.grid.statistics import FourierStatistics, accumulate
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, write_json_atomic
@@ -213,7 +217,10 @@ def _data_half_maps(particles, halves, config, folder: RunFolder, device):
 
     One streamed pass over the particles; the statistics are cached in the checkpoints.
     """
-    acc = replace(config.grid.accumulate, device=str(device))
+    base = config.grid.accumulate
+    acc = replace(
+        base, device=str(device), batch_size=statistics_batch_size(base.batch_size, device)
+    )
     statistics = []
     for name, rows in zip("AB", halves, strict=True):
         path = folder.checkpoint_dir / f"stats_{name}_all.npz"
