@@ -1,4 +1,5 @@
-"""The one place a device name from the command line becomes a ``torch.device``."""
+"""The compute device: the one place a ``--device`` name becomes a ``torch.device``, its
+description in logs and reports, its peak memory and synchronisation."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import torch
 
 from cryosplat.core.errors import InputError
 
-__all__ = ["resolve_device"]
+__all__ = [
+    "describe_device",
+    "peak_memory_gb",
+    "reset_peak_memory",
+    "resolve_device",
+    "synchronize",
+]
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -38,3 +45,41 @@ def resolve_device(name: str | torch.device) -> torch.device:
     elif device.type != "cpu":
         raise InputError(f"--device {name}: unsupported device type '{device.type}'")
     return device
+
+
+def describe_device(device: torch.device | str) -> str:
+    """One line naming the device: ``cuda:0 (NVIDIA H200, 139.8 GiB, CUDA 12.8, torch 2.x)``.
+
+    On the CPU: ``cpu (N torch threads, torch 2.x)``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        props = torch.cuda.get_device_properties(index)
+        return (
+            f"cuda:{index} ({props.name}, {props.total_memory / 2**30:.1f} GiB, "
+            f"CUDA {torch.version.cuda}, torch {torch.__version__})"
+        )
+    return f"{device} ({torch.get_num_threads()} torch threads, torch {torch.__version__})"
+
+
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Start counting the peak memory of a CUDA device afresh (nothing on the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gb(device: torch.device | str) -> float | None:
+    """``torch.cuda.max_memory_allocated`` in GB (10⁹ bytes) on a CUDA device; None on the CPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 1e9
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (for honest wall times); nothing on the CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import torch
 
-from cryosplat.core.device import resolve_device
+from cryosplat.core.device import (
+    describe_device,
+    peak_memory_gb,
+    reset_peak_memory,
+    resolve_device,
+)
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
@@ -192,6 +197,7 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
 
 
 def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress, dist):
+    log.info("device: per-image splatting fit on %s", device)
     # The same statistics, checkpoints and data half maps as the grid engine's (one pass).
     statistics = gather_half_statistics(
         particles, halves, config, folder, device, show_progress, dist
@@ -199,7 +205,7 @@ def _run_splat(particles, halves, config, folder: RunFolder, device, show_progre
     data_maps, monitor = None, None
     if dist.is_main:
         data_maps = statistics.data_maps()
-        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
+        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
     models = _initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
         particles,
@@ -362,6 +368,8 @@ def _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_p
             f", {dist.world_size} processes ({dist.backend})" if dist.active else "",
             " (resumed)" if resuming else "",
         )
+        log.info("device: %s", describe_device(device))
+        reset_peak_memory(device)
         for note in particles.notes:
             log.info("note: %s", note)
         for warning in particles.warnings:
@@ -390,10 +398,11 @@ def _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_p
         )
         data_maps = details.pop("data_maps")
         _check_finite(model_a, model_b)
+        # The models stay on the device: the final half maps are voxelised there.
         report, summary = write_outputs(
             folder.path,
-            model_a.cpu(),
-            model_b.cpu(),
+            model_a,
+            model_b,
             config.mask_soft_width_px,
             data_maps,
             warnings,
@@ -402,6 +411,11 @@ def _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_p
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}
         )
         summary.update(details)
+        summary["device"] = describe_device(device)
+        peak = peak_memory_gb(device)
+        if peak is not None:
+            summary["peak_gpu_memory_gb"] = peak
+            log.info("peak GPU memory: %.2f GB (torch.cuda.max_memory_allocated)", peak)
         folder.complete(summary)
         log.info("done: outputs in %s", folder.path)
         return ReconstructResult(folder.path, report.resolution_angstrom, summary)

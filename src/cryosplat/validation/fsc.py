@@ -25,15 +25,15 @@ __all__ = [
 ]
 
 
-def _shell_index(box: int) -> torch.Tensor:
-    return torch.round(squared_radius(box, 3, dtype=torch.float64).sqrt()).long()
+def _shell_index(box: int, device=None) -> torch.Tensor:
+    return torch.round(squared_radius(box, 3, device=device, dtype=torch.float64).sqrt()).long()
 
 
 def _as_tensor(volume) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(volume) if not torch.is_tensor(volume) else volume)
     if t.ndim != 3 or len(set(t.shape)) != 1:
         raise ValueError(f"maps must be cubic 3D arrays, got shape {tuple(t.shape)}")
-    return t.detach().cpu().double()
+    return t.detach().double()
 
 
 def fsc(map_a, map_b) -> np.ndarray:
@@ -42,29 +42,34 @@ def fsc(map_a, map_b) -> np.ndarray:
     Parameters
     ----------
     map_a, map_b : array_like or torch.Tensor, shape (D, D, D)
+        Computed in double precision on the device of ``map_a`` when it is a tensor (e.g. a
+        GPU), else on the CPU.
 
     Returns
     -------
     np.ndarray, shape (D // 2 + 1,)
         Correlation per shell (shell 0 is the mean; it is 1 for maps of equal sign of mean).
     """
-    a, b = _as_tensor(map_a), _as_tensor(map_b)
+    a = _as_tensor(map_a)
+    b = _as_tensor(map_b).to(a.device)
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     box = a.shape[0]
     fa, fb = fftn_centered(a), fftn_centered(b)
-    shells = _shell_index(box).reshape(-1)
+    shells = _shell_index(box, a.device).reshape(-1)
     n = box // 2 + 1
     keep = shells < n
     s = shells[keep]
-    cross = torch.zeros(n, dtype=torch.float64).index_add_(
-        0, s, (fa * fb.conj()).real.reshape(-1)[keep]
-    )
-    pa = torch.zeros(n, dtype=torch.float64).index_add_(0, s, fa.abs().pow(2).reshape(-1)[keep])
-    pb = torch.zeros(n, dtype=torch.float64).index_add_(0, s, fb.abs().pow(2).reshape(-1)[keep])
+
+    def shell_sums(values: torch.Tensor) -> torch.Tensor:
+        zeros = torch.zeros(n, dtype=torch.float64, device=a.device)
+        return zeros.index_add_(0, s, values.reshape(-1)[keep])
+
+    cross = shell_sums((fa * fb.conj()).real)
+    pa, pb = shell_sums(fa.abs().pow(2)), shell_sums(fb.abs().pow(2))
     denom = torch.sqrt(pa * pb)
     out = torch.where(denom > 0, cross / denom.clamp_min(1e-300), torch.zeros_like(cross))
-    return out.numpy()
+    return out.cpu().numpy()
 
 
 def shell_resolutions(box: int, pixel_size_angstrom: float) -> np.ndarray:
@@ -108,10 +113,11 @@ def phase_randomize(volume, from_shell: int, seed: int = 0) -> torch.Tensor:
     box = v.shape[0]
     ft = fftn_centered(v)
     gen = torch.Generator().manual_seed(seed)
-    noise = torch.rand(v.shape, generator=gen, dtype=torch.float64)
+    # Drawn on the CPU whatever the map's device, so that a seed gives the same phases anywhere.
+    noise = torch.rand(v.shape, generator=gen, dtype=torch.float64).to(v.device)
     # The phase of a real random field's transform is Hermitian and uniform: take it from one.
     phase = torch.angle(fftn_centered(noise - noise.mean()))
-    shells = _shell_index(box)
+    shells = _shell_index(box, v.device)
     randomized = torch.where(shells > from_shell, ft.abs() * torch.exp(1j * phase), ft)
     return ifftn_centered(randomized).real
 
@@ -173,7 +179,8 @@ def masked_fsc(half_a, half_b, mask, pixel_size_angstrom: float, seed: int = 0) 
     Phases are randomised beyond the shell where the unmasked FSC first falls below 0.8; the
     corrected curve is ``(FSC_masked − FSC_randomized) / (1 − FSC_randomized)`` beyond it.
     """
-    a, b, m = _as_tensor(half_a), _as_tensor(half_b), _as_tensor(mask)
+    a = _as_tensor(half_a)
+    b, m = _as_tensor(half_b).to(a.device), _as_tensor(mask).to(a.device)
     box = a.shape[0]
     unmasked = fsc(a, b)
     masked = fsc(a * m, b * m)

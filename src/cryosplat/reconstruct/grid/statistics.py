@@ -32,6 +32,7 @@ from cryosplat.core.fourier_slice import (
 from cryosplat.io.atomic import atomic_path
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import bad_image_rows, describe_image
+from cryosplat.reconstruct.grid.staging import device_batches
 
 __all__ = ["FourierStatistics", "AccumulateConfig", "accumulate"]
 
@@ -367,7 +368,8 @@ def accumulate(
 ) -> FourierStatistics:
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
-    Images are read ``batch_size`` at a time from the memory-mapped stacks, transformed, shifted
+    Images are read ``batch_size`` at a time from the memory-mapped stacks (on a GPU, ahead of
+    the computation into pinned memory: :mod:`cryosplat.reconstruct.grid.staging`), transformed, shifted
     back by their origins (a phase), multiplied by their CTF (:mod:`cryosplat.core.ctf`) and inserted
     with trilinear weights on the half grid; memory does not grow with the number of particles.
     Each optics group uses its own pixel size for its CTF and shifts, and its Fourier samples are
@@ -413,15 +415,19 @@ def accumulate(
     pixel_of = particles.pixel_sizes_angstrom()
     power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     n_batches = math.ceil(idx.size / config.batch_size)
-    dropped = 0
-    for number in range(n_batches):
-        batch = idx[number * config.batch_size : (number + 1) * config.batch_size]
-        images = particles.read_images(batch)
+    dropped: list[int] = []
+
+    def screen(rows: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bad = bad_image_rows(images)
         if bad.size:
-            batch, images = _drop_bad(particles, batch, images, bad, config)
-            dropped += bad.size
-        images = torch.from_numpy(images).to(device)
+            rows, images = _drop_bad(particles, rows, images, bad, config)
+            dropped.append(bad.size)
+        return rows, images
+
+    batches = device_batches(particles, idx, config.batch_size, device, screen=screen)
+    for number, (batch, images) in enumerate(batches):
+        if len(batch) == 0 and number + 1 < n_batches:  # every image of the batch left out
+            continue
         spectra = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
         spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
         batch_pixel = np.round(pixel_of[batch], 6)
@@ -472,18 +478,17 @@ def accumulate(
             total_b += part_b
             part_w.zero_()
             part_b.zero_()
-        for stack in particles.stacks:
-            stack.release()
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
-    notes = [f"left out {dropped} particles with bad images"] if dropped else []
+    n_dropped = sum(dropped)
+    notes = [f"left out {n_dropped} particles with bad images"] if n_dropped else []
     return FourierStatistics(
         total_w,
         total_b,
         box,
         config.pad,
         pixel,
-        int(idx.size) - dropped,
+        int(idx.size) - n_dropped,
         power.cpu(),
         radius,
         notes,

@@ -1,0 +1,424 @@
+"""The GPU path in one call: the CUDA tests, kernel throughputs and a full reconstruction.
+
+Steps (each within a share of ``--budget-s``; a step that fails or runs out of time is recorded
+and the next one runs; the table is printed row by row and ``--results`` is rewritten after
+every step, so a cut-off run still leaves its results):
+
+1. ``tests``: ``pytest -m cuda tests/test_cuda.py`` (on ``--device cpu``: the CPU variants of the
+   same file), pass/fail counts.
+2. ``statistics``: the statistics pass (:func:`cryosplat.reconstruct.grid.statistics.accumulate`)
+   in particles/s at box 128 and 256, images already in host memory and read from an MRC stack
+   (its pages dropped from the page cache with ``posix_fadvise`` before each repeat).
+3. ``fit``: one step of the gridded fit (voxelise, loss, backward, Adam) at box 256 with 50,000
+   Gaussians.
+4. ``render``: each splat backend, images/s forward + backward at D = 128 with 10,000 Gaussians.
+5. ``full``: ``cryosplat simulate`` (Fourier projection) of 50,000 particles of 8ZPM at box 256,
+   then ``cryosplat reconstruct --device DEVICE``: wall time, peak GPU memory
+   (``torch.cuda.max_memory_allocated`` from ``run.json`` and ``nvidia-smi`` sampled), resolution.
+6. ``compare``: a smaller set (3,000 particles, box 96) reconstructed with the same settings on
+   DEVICE and on the CPU; FSC between the two maps up to the reported resolution (≥ 0.99).
+
+Times are medians after a warm-up, by CUDA events on a GPU and ``time.perf_counter`` elsewhere.
+
+Usage::
+
+    python benchmarks/bench_gpu.py                          # on a GPU machine (~9 min)
+    python benchmarks/bench_gpu.py --device cpu --quick     # tiny sizes: checks the script
+    python benchmarks/bench_gpu.py --steps full,compare --budget-s 400   # rerun some steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's cryosplat, installed or not
+
+from gpu_kernels import (  # noqa: E402
+    PARTICLE_EXTENT_ANGSTROM,
+    check,
+    step_fit,
+    step_render,
+    step_statistics,
+)
+
+from cryosplat.io.mrc import read_map  # noqa: E402
+from cryosplat.validation.fsc import fsc  # noqa: E402
+
+STEPS = ("tests", "statistics", "fit", "render", "full", "compare")
+# Share of the budget of each step (the rest of the budget carries over to later steps).
+SHARES = {
+    "tests": 0.12,
+    "statistics": 0.10,
+    "fit": 0.06,
+    "render": 0.10,
+    "full": 0.40,
+    "compare": 0.22,
+}
+FULL_TARGET_S = 120.0
+FSC_TARGET = 0.99
+
+
+@dataclass
+class Sizes:
+    """Problem sizes of one run (full or ``--quick``)."""
+
+    stats_boxes: tuple[int, ...] = (128, 256)
+    stats_images: tuple[int, ...] = (4096, 2048)
+    fit_box: int = 256
+    fit_gaussians: int = 50_000
+    render_box: int = 128
+    render_gaussians: int = 10_000
+    render_batches: dict = field(
+        default_factory=lambda: {"reference": 64, "fast": 512, "fourier": 1024}
+    )
+    full_particles: int = 50_000
+    full_box: int = 256
+    compare_particles: int = 3_000
+    compare_box: int = 96
+    reconstruct_args: tuple[str, ...] = ()
+
+
+QUICK = Sizes(
+    stats_boxes=(32, 48),
+    stats_images=(256, 128),
+    fit_box=32,
+    fit_gaussians=2_000,
+    render_box=32,
+    render_gaussians=500,
+    render_batches={"reference": 8, "fast": 16, "fourier": 32},
+    full_particles=400,
+    full_box=32,
+    compare_particles=300,
+    compare_box=32,
+    reconstruct_args=("--n-gaussians", "300", "--stage-steps", "6,4,4,4"),
+)
+
+
+class Report:
+    """Rows of the result table, printed as they come and written to a Markdown file."""
+
+    def __init__(self, path: Path, header: dict) -> None:
+        self.path, self.header, self.rows = path, header, []
+
+    def add(self, step: str, item: str, value: str, status: str = "") -> None:
+        self.rows.append((step, item, value, status))
+        print(f"  {step:<10} {item:<58} {value:<28} {status}", flush=True)
+
+    def write(self) -> None:
+        lines = ["# GPU results", "", "Written by `benchmarks/bench_gpu.py`.", ""]
+        lines += [f"- {k}: {v}" for k, v in self.header.items()]
+        lines += ["", "| step | what | result | check |", "|---|---|---|---|"]
+        lines += [f"| {s} | {i} | {v} | {c} |" for s, i, v, c in self.rows]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(self.path)
+
+
+def _environment(device: torch.device) -> dict:
+    env = {
+        "date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "command": "python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:]),
+        "torch": f"{torch.__version__} (CUDA {torch.version.cuda})",
+        "device": str(device),
+        "CPU cores": str(os.cpu_count()),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env["GPU"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB"
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        env["nvidia-smi"] = out.stdout.strip().replace("\n", "; ") or out.stderr.strip()
+    return env
+
+
+def step_tests(report: Report, device: torch.device, seconds: float, args) -> None:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"]
+    cmd += ["-m", "cuda"] if device.type == "cuda" else ["-m", "not cuda"]
+    start = time.perf_counter()
+    try:
+        out = subprocess.run(
+            cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=seconds
+        )
+    except subprocess.TimeoutExpired:
+        report.add("tests", " ".join(cmd[3:]), f"timed out after {seconds:.0f} s", "FAIL")
+        return
+    lines = [ln for ln in out.stdout.strip().splitlines() if ln.strip()]
+    summary = lines[-1] if lines else out.stderr.strip()[-200:]
+    for line in out.stdout.splitlines():
+        if line.startswith(("FAILED", "ERROR")):
+            report.add("tests", line[:120], "", "FAIL")
+    status = "pass" if out.returncode == 0 else "FAIL"
+    took = time.perf_counter() - start
+    report.add("tests", "pytest " + " ".join(cmd[6:]), f"{summary} ({took:.0f} s)", status)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    return env
+
+
+def _cli(args_list: list[str], timeout: float, log_path: Path) -> tuple[bool, float, str]:
+    """Run ``cryosplat ARGS``; ``(ok, wall seconds, last error line)``."""
+    cmd = [sys.executable, "-m", "cryosplat.cli.main", *args_list]
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        try:
+            code = subprocess.run(
+                cmd, cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            return False, time.perf_counter() - start, f"timed out after {timeout:.0f} s"
+    wall = time.perf_counter() - start
+    tail = log_path.read_text().strip().splitlines()
+    return code == 0, wall, (tail[-1][:150] if tail else f"exit code {code}")
+
+
+def _simulate(folder: Path, n: int, box: int, device: torch.device, timeout: float):
+    """``cryosplat simulate`` of 8ZPM into ``folder`` (reused when already there)."""
+    star = folder / "particles.star"
+    if star.is_file() and (folder / "simulated.json").is_file():
+        return True, 0.0, "reused"
+    if folder.exists():
+        shutil.rmtree(folder)
+    model = ROOT / "src" / "cryosplat" / "data" / "8zpm.cif"
+    pixel = PARTICLE_EXTENT_ANGSTROM / box
+    args_list = ["simulate", str(model), "-o", str(folder), "-n", str(n), "--box", str(box)]
+    args_list += ["--pixel-size", f"{pixel:.4f}", "--snr", "0.01", "--shift-sd", "2.0"]
+    args_list += ["--astigmatism", "300", "--projection", "fourier", "--device", str(device)]
+    args_list += ["--batch-size", "512" if device.type == "cuda" else "128", "--quiet"]
+    log = folder.parent / f"{folder.name}_simulate.log"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    ok, wall, last = _cli(args_list, timeout, log)
+    if ok:
+        (folder / "simulated.json").write_text(json.dumps({"n": n, "box": box}))
+    return ok, wall, last
+
+
+class _SmiSampler:
+    """``nvidia-smi`` memory.used sampled every 200 ms while a command runs (MiB)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.proc = path, None
+        smi = shutil.which("nvidia-smi")
+        if smi:
+            self.file = open(path, "w")
+            self.proc = subprocess.Popen(
+                [smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-lms", "200"],
+                stdout=self.file,
+                stderr=subprocess.DEVNULL,
+            )
+
+    def stop(self) -> float | None:
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.file.close()
+        values = [float(v) for v in self.path.read_text().split() if v.replace(".", "").isdigit()]
+        return max(values) if values else None
+
+
+def _reconstruct(star: Path, out: Path, device: str, timeout: float, args):
+    """``cryosplat reconstruct`` into a fresh ``out``; ``(ok, wall, last line, run.json)``."""
+    if out.exists():
+        shutil.rmtree(out)
+    args_list = ["reconstruct", str(star), "-o", str(out), "--device", device, "--no-progress"]
+    args_list += list(args.sizes.reconstruct_args)
+    if args.threads:
+        args_list += ["--threads", str(args.threads)]
+    ok, wall, last = _cli(args_list, timeout, out.parent / f"{out.name}.log")
+    run = out / "run.json"
+    summary = json.loads(run.read_text()) if ok and run.is_file() else {}
+    return ok, wall, last, summary.get("summary", summary)
+
+
+def step_full(report: Report, device: torch.device, seconds: float, args) -> None:
+    n, box = args.sizes.full_particles, args.sizes.full_box
+    deadline = time.perf_counter() + seconds
+    folder = args.workdir / f"sim_{n}_{box}"
+    ok, wall, last = _simulate(folder, n, box, device, 0.5 * seconds)
+    report.add(
+        "full",
+        f"cryosplat simulate 8ZPM, {n:,} particles, box {box} (fourier, {device})",
+        (f"{wall:.1f} s" if last != "reused" else "reused from --workdir") if ok else last,
+        "pass" if ok else "FAIL",
+    )
+    if not ok:
+        return
+    smi = _SmiSampler(args.workdir / "nvidia_smi.txt") if device.type == "cuda" else None
+    ok, wall, last, summary = _reconstruct(
+        folder / "particles.star",
+        args.workdir / "rec_full",
+        str(device),
+        max(10.0, deadline - time.perf_counter()),
+        args,
+    )
+    smi_peak = smi.stop() if smi else None
+    if not ok:
+        report.add("full", f"cryosplat reconstruct --device {device}", last, "FAIL")
+        return
+    report.add(
+        "full",
+        f"cryosplat reconstruct --device {device}: wall time (≤ {FULL_TARGET_S:.0f} s)",
+        f"{wall:.1f} s",
+        check(wall <= FULL_TARGET_S, device),
+    )
+    timings = summary.get("timings_s", {})
+    if timings:
+        report.add(
+            "full",
+            "statistics pass / fit and validation (from run.json)",
+            f"{timings.get('statistics', float('nan')):.1f} s / {timings.get('fit', float('nan')):.1f} s",
+            f"{n / timings['statistics']:,.0f} particles/s" if timings.get("statistics") else "",
+        )
+    report.add(
+        "full",
+        "resolution (cross-validated)",
+        f"{summary.get('resolution_angstrom', float('nan')):.2f} Å",
+        f"Nyquist {2 * PARTICLE_EXTENT_ANGSTROM / box:.2f} Å",
+    )
+    if summary.get("peak_gpu_memory_gb") is not None:
+        report.add(
+            "full",
+            "peak GPU memory (torch.cuda.max_memory_allocated)",
+            f"{summary['peak_gpu_memory_gb']:.2f} GB",
+        )
+    if smi_peak is not None:
+        report.add("full", "peak GPU memory (nvidia-smi, whole device)", f"{smi_peak:,.0f} MiB")
+
+
+def step_compare(report: Report, device: torch.device, seconds: float, args) -> None:
+    n, box = args.sizes.compare_particles, args.sizes.compare_box
+    deadline = time.perf_counter() + seconds
+    folder = args.workdir / f"sim_{n}_{box}"
+    ok, wall, last = _simulate(folder, n, box, device, 0.25 * seconds)
+    if not ok:
+        report.add("compare", f"cryosplat simulate {n} particles, box {box}", last, "FAIL")
+        return
+    star = folder / "particles.star"
+    maps, resolutions = [], []
+    # On --device cpu both runs are on the CPU: that checks the comparison itself.
+    for label, name in (("device", str(device)), ("cpu", "cpu")):
+        out = args.workdir / f"rec_compare_{label}"
+        remaining = deadline - time.perf_counter()
+        what = f"reconstruct {n:,} particles, box {box}, --device {name}"
+        if remaining < 5:
+            report.add("compare", what, "no time left", "FAIL")
+            return
+        ok, wall, last, summary = _reconstruct(star, out, name, remaining, args)
+        if not ok:
+            report.add("compare", what, last, "FAIL")
+            return
+        resolutions.append(summary.get("resolution_angstrom", float("nan")))
+        report.add("compare", what, f"{wall:.1f} s, {resolutions[-1]:.2f} Å")
+        maps.append(read_map(out / "map.mrc")[0])
+    curve = fsc(*maps)
+    resolution = max(resolutions)
+    pixel = PARTICLE_EXTENT_ANGSTROM / box
+    last_shell = min(len(curve) - 1, int(box * pixel / resolution))
+    worst = float(curve[1 : last_shell + 1].min())
+    report.add(
+        "compare",
+        f"FSC {device} map vs cpu map, shells 1–{last_shell} (to {resolution:.2f} Å), min",
+        f"{worst:.4f}",
+        "pass" if worst >= FSC_TARGET else "FAIL",
+    )
+    beyond = curve[last_shell + 1 :]
+    if beyond.size:
+        report.add("compare", "FSC beyond the reported resolution, min", f"{beyond.min():.4f}")
+
+
+FUNCTIONS = {
+    "tests": step_tests,
+    "statistics": step_statistics,
+    "fit": step_fit,
+    "render": step_render,
+    "full": step_full,
+    "compare": step_compare,
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (checks the script)")
+    parser.add_argument("--budget-s", type=float, default=540.0, help="whole run (default 540)")
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"among {','.join(STEPS)}")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/cryosplat_bench_gpu"))
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "GPU_RESULTS.md")
+    parser.add_argument("--full-particles", type=int, help="particles of the full run")
+    parser.add_argument("--compare-particles", type=int, help="particles of the CPU comparison")
+    parser.add_argument("--threads", type=int, help="CPU threads of torch (default: torch's)")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"bench_gpu: no CUDA device for torch {torch.__version__}", file=sys.stderr)
+        return 2
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        print(f"bench_gpu: unknown steps {unknown}; choose among {STEPS}", file=sys.stderr)
+        return 2
+    args.sizes = QUICK if args.quick else Sizes()
+    if args.full_particles:
+        args.sizes.full_particles = args.full_particles
+    if args.compare_particles:
+        args.sizes.compare_particles = args.compare_particles
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    header = _environment(device)
+    header["budget"] = f"{args.budget_s:.0f} s, steps {','.join(steps)}"
+    report = Report(args.results, header)
+    for k, v in header.items():
+        print(f"{k}: {v}", flush=True)
+    report.write()
+    for i, name in enumerate(steps):
+        remaining = args.budget_s - (time.perf_counter() - start)
+        later = sum(SHARES[s] for s in steps[i:])
+        seconds = remaining * SHARES[name] / later if later else remaining
+        if remaining < 5:
+            report.add(name, "skipped", "budget spent", "FAIL")
+            report.write()
+            continue
+        print(f"[{name}] up to {seconds:.0f} s", flush=True)
+        try:
+            FUNCTIONS[name](report, device, seconds, args)
+        except Exception as exc:  # a failing step is a result; the next step still runs
+            report.add(name, "error", f"{type(exc).__name__}: {str(exc)[:150]}", "FAIL")
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            report.write()
+    elapsed = time.perf_counter() - start
+    report.header["elapsed"] = f"{elapsed:.0f} s of {args.budget_s:.0f} s"
+    report.write()
+    print(f"wrote {args.results} ({elapsed:.0f} s)", flush=True)
+    return 1 if any(row[3] == "FAIL" for row in report.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
