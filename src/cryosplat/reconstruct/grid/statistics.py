@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.core.ctf import ctf_from_params
+from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier_slice import (
     default_max_radius,
@@ -313,8 +313,10 @@ def accumulate(
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
     Images are read ``batch_size`` at a time from the memory-mapped stacks, transformed, shifted
-    back by their origins (a phase), multiplied by their CTF (:mod:`cryosplat.core.ctf`) and inserted
-    with trilinear weights on the half grid; memory does not grow with the number of particles.
+    back by their origins (a phase), multiplied by their CTF (:mod:`cryosplat.core.ctf_plane`) and
+    inserted with trilinear weights on the half grid; memory does not grow with the number of
+    particles. The rows are gathered in (stack, image) order, so each stack file is read once,
+    front to back, whatever the order of ``indices`` (a sum does not depend on the order).
 
     Parameters
     ----------
@@ -334,6 +336,7 @@ def accumulate(
     config.validate()
     particles.require_poses_and_ctf()
     idx = _check_indices(particles, indices)
+    idx = idx[np.lexsort((particles.image_index[idx], particles.stack_index[idx]))]
     box, pixel = particles.box, particles.pixel_size_angstrom
     size = padded_box(box, config.pad)
     device = torch.device(config.device)
@@ -352,6 +355,7 @@ def accumulate(
     r2 = (k[:, None] ** 2 + kx[None, :] ** 2).reshape(-1)
     inside = (r2 <= radius * radius).nonzero().squeeze(1)
     r2_inside = r2[inside]
+    ctf_plane = CTFPlane(kx[None, :].expand(box, -1), k[:, None].expand(-1, box // 2), box, pixel)
     friedel = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1)[inside].double()
     frequency = 2.0 * math.pi / (box * pixel)
     power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
@@ -370,8 +374,7 @@ def accumulate(
             + k[None, :, None] * shifts[:, 1, None, None]
         )
         spectra = spectra * torch.polar(torch.ones_like(phase), phase)
-        ctf = ctf_from_params(particles.ctf.subset(rows), box, pixel, device=device)
-        ctf = ctf[..., box // 2 :]
+        ctf = ctf_plane(particles.ctf.subset(rows))
         rotations = torch.as_tensor(particles.rotations[rows], device=device, dtype=torch.float32)
         insert_slices(
             spectra * ctf, rotations, box, config.pad, part_b, ctf * ctf, part_w, max_radius=radius
@@ -383,8 +386,8 @@ def accumulate(
             total_b += part_b
             part_w.zero_()
             part_b.zero_()
-        for stack in particles.stacks:
-            stack.release()
+        for s in np.unique(particles.stack_index[rows]):
+            particles.stacks[s].release()
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
     return FourierStatistics(
