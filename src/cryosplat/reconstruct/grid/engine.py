@@ -142,8 +142,11 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
         0 if held[1] is None else held[1].n_particles,
     )
 
-    totals = [t if h is None else t + h for t, h in zip(train, held, strict=True)]
-    data_maps = data_half_maps(totals)  # the statistics already carry the data sign
+    # One half's total at a time, dropped once inverted: at large boxes every grid is ~12 bytes per
+    # half-grid voxel (see cryosplat.reconstruct.grid.memory_plan). The statistics carry the sign.
+    data_maps = tuple(
+        data_half_maps([t if h is None else t + h])[0] for t, h in zip(train, held, strict=True)
+    )
     monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     fit = gcfg.fit
     n_gauss = config.n_gaussians
