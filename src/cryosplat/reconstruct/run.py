@@ -18,9 +18,16 @@ import torch
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
+from cryosplat.reconstruct.grid.memory_plan import (
+    MemoryConfig,
+    MemoryPlan,
+    PlanRequest,
+    plan_memory,
+)
 from cryosplat.reconstruct.grid.statistics import FourierStatistics, accumulate
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, write_json_atomic
@@ -57,6 +64,8 @@ class ReconstructConfig:
     mask_soft_width_px : soft edge of the FSC masks (voxels)
     splat : settings of the per-image engine
     grid : settings of the Fourier-statistics engine
+    memory : the memory bound and any Fourier crop of the images
+        (:mod:`cryosplat.reconstruct.grid.memory_plan`)
     """
 
     engine: str = "grid"
@@ -69,6 +78,7 @@ class ReconstructConfig:
     mask_soft_width_px: float = 6.0
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def validate(self) -> None:
         if self.engine not in ENGINES:
@@ -84,6 +94,7 @@ class ReconstructConfig:
         except ValueError as exc:
             raise InputError(str(exc)) from None
         self.grid.validate()
+        self.memory.validate()
 
 
 @dataclass
@@ -141,6 +152,24 @@ def _check_particles(particles: ParticleSet) -> None:
             f"{particles.source}: box {particles.box} is odd; cryosplat reconstruct needs an even "
             "box (re-extract the particles with an even box, as RELION and cryoSPARC do by default)"
         )
+
+
+def plan_run(particles: ParticleSet, config: ReconstructConfig) -> MemoryPlan:
+    """The memory plan of a run (box, batch, predicted peak); raises InputError when nothing fits.
+
+    The prediction is for the grid engine; the per-image engine gathers the same statistics for
+    its validation maps, so the same bound and crop apply.
+    """
+    acc = config.grid.accumulate
+    request = PlanRequest(
+        box=particles.box,
+        pixel_size_angstrom=particles.pixel_size_angstrom,
+        pad=int(acc.pad),
+        batch_size=acc.batch_size,
+        n_gaussians=lambda box: config.n_gaussians or default_n_gaussians(box),
+        max_resolution_angstrom=acc.max_resolution_angstrom,
+    )
+    return plan_memory(request, config.memory)
 
 
 def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, device):
@@ -244,13 +273,24 @@ def reconstruct(
     config.validate()
     _check_particles(particles)
     device = resolve_device(config.device)
+    plan = plan_run(particles, config)
+    source_box, source_pixel = particles.box, particles.pixel_size_angstrom
+    particles = downsample_particles(particles, plan.box)
+    asked = config  # the run's identity: the batch the plan chose may differ on resume
+    config = replace(
+        config,
+        grid=replace(
+            config.grid, accumulate=replace(config.grid.accumulate, batch_size=plan.batch_size)
+        ),
+    )
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     identity = {
         "input": str(Path(particles.source).resolve()) if particles.source else None,
         "n_particles": len(particles),
-        "box": particles.box,
-        "pixel_size_angstrom": particles.pixel_size_angstrom,
-        **{k: v for k, v in asdict(config).items() if k != "device"},
+        "box": source_box,
+        "pixel_size_angstrom": source_pixel,
+        "work_box": particles.box,
+        **{k: v for k, v in asdict(asked).items() if k not in ("device", "memory")},
         "n_gaussians": n_gauss,
     }
     folder = RunFolder(out_dir, identity, resume=resume)
@@ -262,6 +302,14 @@ def reconstruct(
             "config": asdict(config),
             "device": str(device),
             "n_gaussians": n_gauss,
+            "memory_plan": {
+                "box": plan.box,
+                "source_box": plan.source_box,
+                "pixel_size_angstrom": plan.pixel_size_angstrom,
+                "batch_size": plan.batch_size,
+                "predicted_peak_bytes": plan.estimate.peak_bytes,
+                "max_memory_bytes": plan.max_memory_bytes,
+            },
             "input": identity["input"],
             "resumed": resuming,
         },
@@ -278,6 +326,7 @@ def reconstruct(
             device,
             " (resumed)" if resuming else "",
         )
+        log.info("%s", plan.describe())
         for note in particles.notes:
             log.info("note: %s", note)
         half_a, half_b, how = split_halves(particles, config.seed, config.use_random_subset)
