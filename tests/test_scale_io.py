@@ -111,3 +111,16 @@ def test_two_thousand_stacks_under_ulimit_256(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["2000", "2000"]
+
+
+def test_progress_reports_a_rate():
+    import io
+    import time
+
+    from cryosplat.core.progress import Progress
+
+    bar = Progress(100, "statistics", stream=io.StringIO())
+    assert bar.rate_per_second() == 0.0
+    time.sleep(0.05)
+    bar.update(10)
+    assert 0 < bar.rate_per_second() <= 10 / 0.05

@@ -84,7 +84,10 @@ def _statistics(
     base = done[0]
 
     def progress(k: int, total: int) -> None:
-        bar.update(base + k, f"gathering {base + k}/{bar.total:.0f} particles")
+        bar.update(
+            base + k,
+            f"gathering {base + k}/{bar.total:.0f} particles, {bar.rate_per_second():.0f}/s",
+        )
 
     stats = accumulate(particles, rows, config, progress=progress)
     stats.save(path)
