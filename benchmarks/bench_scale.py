@@ -8,7 +8,13 @@ EMPIAR-10028 defocus values and white noise (:mod:`bench_datasets`), then re-wri
 ``python benchmarks/bench_scale.py run`` measures, each as its own process (wall time and peak RSS
 by ``/usr/bin/time``), ``cryosplat reconstruct`` (default plan and ``--max-resolution``) and
 ``relion_reconstruct --ctf`` (full map, same ``--maxres``), scores each map against the truth
-(FSC 0.5, soft spherical mask) and prints the table of ``benchmarks/RESULTS.md`` ("Paper scale").
+(FSC 0.5, soft spherical mask; a map at a cropped box against the truth Fourier-cropped to it).
+
+``python benchmarks/bench_scale.py flat --box 128 --sizes 2000,10000`` runs the statistics pass
+alone and ``relion_reconstruct --ctf`` on blob-and-noise sets of growing size
+(:mod:`cryosplat.simulate.noise_stacks`): peak memory against the particle count, particles per
+second. ``python benchmarks/bench_scale.py table`` prints the tables of ``benchmarks/RESULTS.md``
+("Paper scale") from the saved results.
 """
 
 from __future__ import annotations
@@ -156,11 +162,100 @@ def _row(label, cost, map_path, truth, pixel) -> dict:
     }
 
 
+STATISTICS_ONLY = """
+import sys, time
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.statistics import accumulate
+particles = read_particles(sys.argv[1])
+start = time.monotonic()
+stats = accumulate(particles)
+print(f"{len(particles) / (time.monotonic() - start):.1f} particles/s")
+"""
+
+
+def flat(args: argparse.Namespace) -> list[dict]:
+    """Statistics pass (and relion_reconstruct) on blob-and-noise sets of growing size, one box."""
+    from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
+
+    rows = []
+    for n in args.sizes:
+        folder = ROOT / "flat" / f"noise_{args.box}_{n}"
+        star = folder / "particles.star"
+        if not star.is_file():
+            write_noise_particles(folder, NoiseStacksConfig(n, args.box, 2.0, args.per_stack))
+        log = folder / "statistics.log"
+        cost = measure([sys.executable, "-c", STATISTICS_ONLY, str(star)], folder, log)
+        rate = log.read_text().split()[-2]
+        rows.append(
+            {
+                "method": "cryosplat statistics pass",
+                "n": n,
+                "box": args.box,
+                "wall_s": cost.wall_s,
+                "peak_mib": cost.peak_mib,
+                "rate": rate,
+            }
+        )
+        if "relion" in (args.only or "relion"):
+            cmd = [
+                "relion_reconstruct",
+                "--i",
+                "particles.star",
+                "--ctf",
+                "--angpix",
+                "2.0",
+                "--o",
+                "relion.mrc",
+            ]
+            cost = measure(cmd, folder, folder / "relion.log")
+            rows.append(
+                {
+                    "method": "relion_reconstruct --ctf",
+                    "n": n,
+                    "box": args.box,
+                    "wall_s": cost.wall_s,
+                    "peak_mib": cost.peak_mib,
+                    "rate": f"{n / cost.wall_s:.1f}",
+                }
+            )
+        print(rows[-1] if len(rows) < 2 else rows[-2:])
+    out = ROOT / "flat" / f"results_{args.box}.json"
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def table() -> str:
+    """The "Paper scale" tables of RESULTS.md from the saved results."""
+    lines = [
+        "| data set | method | box used | wall (s) | peak RSS (MiB) | FSC-truth 0.5 (Å) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted(ROOT.glob("runs_*/results.json")):
+        for r in json.loads(path.read_text()):
+            lines.append(
+                f"| {path.parent.name[5:]} | {r['method']} | {r['box']} | {r['wall_s']:.0f} | "
+                f"{r['peak_mib']:.0f} | {r['truth_05']:.2f} |"
+            )
+    lines += [
+        "",
+        "| blob-and-noise set | method | particles | wall (s) | peak RSS (MiB) | particles/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted(ROOT.glob("flat/results_*.json")):
+        for r in json.loads(path.read_text()):
+            lines.append(
+                f"| box {r['box']}, stacks of 100 | {r['method']} | {r['n']} | {r['wall_s']:.0f} | "
+                f"{r['peak_mib']:.0f} | {r['rate']} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("make", "run"))
+    p.add_argument("what", choices=("make", "run", "flat", "table"))
     p.add_argument("-n", type=int, default=2000, help="particles")
     p.add_argument("--box", type=int, default=256)
+    p.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[2000, 10000])
     p.add_argument("--per-stack", type=int, default=100)
     p.add_argument("--res", type=float, default=6.0, help="--max-resolution / --maxres (Å)")
     p.add_argument(
@@ -168,6 +263,12 @@ def main() -> None:
     )
     p.add_argument("--cryosplat-args", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args()
+    if args.what == "table":
+        print(table())
+        return
+    if args.what == "flat":
+        flat(args)
+        return
     if args.what == "make":
         print(make(args.n, args.box, args.per_stack))
         print(json.dumps(asdict(spec(args.n, args.box)), indent=1))
