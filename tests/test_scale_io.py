@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import subprocess
@@ -62,6 +63,9 @@ def test_open_maps_are_bounded(tmp_path, monkeypatch):
         assert len(mrc._OPEN_MAPS) <= 4
     assert sum(s._mmap is not None for s in stacks) == 4
     assert stacks[0].read([0])[0, 0, 0] == 0  # evicted, mapped again
+    del stacks, stack
+    gc.collect()
+    assert all(ref() is None for ref in mrc._OPEN_MAPS.values())  # the bound keeps none alive
 
 
 def test_ctf_plane_matches_double_precision_ctf():

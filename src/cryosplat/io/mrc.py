@@ -13,6 +13,7 @@ stays bounded whatever the number of stacks. Stacks are read in modes 0 (int8), 
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -36,8 +37,9 @@ _HEADER_BYTES = 1024
 MAX_OPEN_MAPS = 64
 # Modes write_stack writes: name -> (numpy dtype, MRC mode).
 STACK_MODES = {"float32": (np.float32, 2), "float16": (np.float16, 12), "int16": (np.int16, 1)}
-# Stacks whose memory map is open, least recently used first (bounded by MAX_OPEN_MAPS).
-_OPEN_MAPS: OrderedDict[int, MRCStack] = OrderedDict()
+# Stacks whose memory map is open, least recently used first (bounded by MAX_OPEN_MAPS). Weak
+# references: a stack no longer used elsewhere is freed, and its map closed, as before.
+_OPEN_MAPS: OrderedDict[int, weakref.ref] = OrderedDict()
 
 
 def stack_header_info(path: str | Path) -> dict:
@@ -132,15 +134,18 @@ class MRCStack:
 
     def _array(self) -> np.ndarray:
         key = id(self)
-        if _OPEN_MAPS.get(key) is not self:
+        entry = _OPEN_MAPS.get(key)
+        if entry is None or entry() is not self:
             self._mmap = None  # a copy's map is not in the bounded set: map again
         if self._mmap is not None:
             _OPEN_MAPS.move_to_end(key)
         else:
             while len(_OPEN_MAPS) >= MAX_OPEN_MAPS:
                 _, oldest = _OPEN_MAPS.popitem(last=False)
-                oldest._mmap = None
-            _OPEN_MAPS[key] = self
+                stack = oldest()
+                if stack is not None:
+                    stack._mmap = None
+            _OPEN_MAPS[key] = weakref.ref(self)
             self._mmap = np.memmap(
                 self.path,
                 dtype=self._info["dtype"],
@@ -170,10 +175,8 @@ class MRCStack:
         The next :meth:`read` maps the file again.
         """
         self._mmap = None
-        _OPEN_MAPS.pop(id(self), None)
-
-    def __del__(self) -> None:
-        if _OPEN_MAPS.get(id(self)) is self:
+        entry = _OPEN_MAPS.get(id(self))
+        if entry is not None and entry() is self:
             del _OPEN_MAPS[id(self)]
 
     def __getstate__(self):
