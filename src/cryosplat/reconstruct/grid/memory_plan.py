@@ -46,6 +46,7 @@ __all__ = [
     "MemoryConfig",
     "MemoryEstimate",
     "MemoryPlan",
+    "PlanRequest",
     "estimate_memory",
     "plan_memory",
     "available_memory_bytes",
