@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryosplat.core.errors import InputError
+from cryosplat.particles.downsample import box_for_resolution
 
 __all__ = [
     "MemoryConfig",
@@ -239,12 +240,6 @@ class PlanRequest:
     max_resolution_angstrom: float | None = None
 
 
-def _box_for_resolution(box: int, pixel: float, resolution: float) -> int:
-    # Frequencies up to D·pixel/res pixels must lie within d/2 − 1 (the pad-2 limit).
-    d = 2 * math.ceil(box * pixel / resolution + 1.0)
-    return int(min(box, max(8, d)))
-
-
 def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
     """Choose the box and batch that keep the predicted peak under the bound, or refuse.
 
@@ -264,7 +259,7 @@ def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
             )
         box = config.downsample_box
     elif request.max_resolution_angstrom is not None and config.crop_to_resolution:
-        box = _box_for_resolution(
+        box = box_for_resolution(
             source, request.pixel_size_angstrom, request.max_resolution_angstrom
         )
     pixel = request.pixel_size_angstrom * source / box
