@@ -84,7 +84,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # an option given to the other engine is refused there (the parser imports no torch).
     g = p.add_argument_group("Fourier-statistics engine (--engine grid)")
     g.add_argument("--pad", type=int, help="padding factor of the 3D grid (default 2)")
-    g.add_argument("--max-resolution", type=float, help="gather frequencies up to this (Å)")
+    g.add_argument(
+        "--max-resolution",
+        type=float,
+        help="gather frequencies up to this (Å); the images are Fourier-cropped to the box it "
+        "needs (maps written at that box, with its voxel size) unless --keep-box",
+    )
+    m = p.add_argument_group("memory")
+    m.add_argument(
+        "--max-memory",
+        type=float,
+        help="bound on the predicted peak memory, GB (10^9 bytes); default 80%% of the "
+        "available memory. A run that cannot fit is refused before any work",
+    )
+    m.add_argument(
+        "--downsample",
+        type=int,
+        metavar="BOX",
+        help="Fourier-crop the images to this even box (pixel size × D/BOX)",
+    )
+    m.add_argument(
+        "--keep-box",
+        action="store_true",
+        help="with --max-resolution, keep the images' box (no Fourier crop; more memory)",
+    )
     g.add_argument(
         "--stage-fractions",
         type=_floats,
@@ -171,6 +194,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def build_config(args: argparse.Namespace):
     """The :class:`~cryosplat.reconstruct.run.ReconstructConfig` of parsed arguments."""
     from cryosplat.reconstruct.grid.engine import GridEngineConfig
+    from cryosplat.reconstruct.grid.memory_plan import MemoryConfig
     from cryosplat.reconstruct.run import ReconstructConfig
     from cryosplat.reconstruct.splat.engine import SplatEngineConfig
 
@@ -210,6 +234,11 @@ def build_config(args: argparse.Namespace):
         use_random_subset=not args.ignore_random_subset,
         splat=splat,
         grid=grid,
+        memory=MemoryConfig(
+            max_memory_bytes=None if args.max_memory is None else int(args.max_memory * 1e9),
+            downsample_box=args.downsample,
+            crop_to_resolution=not args.keep_box,
+        ),
     )
 
 

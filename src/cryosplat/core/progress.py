@@ -57,6 +57,11 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.info = ""
 
+    def rate_per_second(self) -> float:
+        """Units of work done per second since the start (0 before any)."""
+        elapsed = time.monotonic() - self.start
+        return (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+
     def eta_seconds(self) -> float | None:
         elapsed = time.monotonic() - self.start
         rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0

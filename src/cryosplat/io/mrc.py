@@ -2,12 +2,19 @@
 
 Maps are written in the file frame of :mod:`cryosplat.core.conventions` (voxel 0 at 0 Å, header origin 0,
 as RELION writes them) with the voxel size in the header, so ChimeraX shows the right size and hand.
-Stacks are memory-mapped and read by index, so a stack larger than RAM works.
+Stacks are memory-mapped and read by index, so a stack larger than RAM works. A RELION STAR can name
+thousands of stacks (one per micrograph): at most :data:`MAX_OPEN_MAPS` of them are mapped at once
+(least recently used first out; a memory map holds a file descriptor), so the number of open files
+stays bounded whatever the number of stacks. Stacks are read in modes 0 (int8), 1 (int16), 2
+(float32), 6 (uint16) and 12 (float16, written by RELION 5 and cryoSPARC) and written in modes 2,
+12 and 1 (:func:`write_stack`).
 """
 
 from __future__ import annotations
 
 import warnings
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 
 import mrcfile
@@ -16,9 +23,23 @@ import numpy as np
 from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 
-__all__ = ["read_map", "write_map", "MRCStack", "write_stack", "stack_header_info"]
+__all__ = [
+    "read_map",
+    "write_map",
+    "MRCStack",
+    "write_stack",
+    "stack_header_info",
+    "MAX_OPEN_MAPS",
+    "STACK_MODES",
+]
 
 _HEADER_BYTES = 1024
+MAX_OPEN_MAPS = 64
+# Modes write_stack writes: name -> (numpy dtype, MRC mode).
+STACK_MODES = {"float32": (np.float32, 2), "float16": (np.float16, 12), "int16": (np.int16, 1)}
+# Stacks whose memory map is open, least recently used first (bounded by MAX_OPEN_MAPS). Weak
+# references: a stack no longer used elsewhere is freed, and its map closed, as before.
+_OPEN_MAPS: OrderedDict[int, weakref.ref] = OrderedDict()
 
 
 def stack_header_info(path: str | Path) -> dict:
@@ -114,7 +135,19 @@ class MRCStack:
         return self.n_images
 
     def _array(self) -> np.ndarray:
-        if self._mmap is None:
+        key = id(self)
+        entry = _OPEN_MAPS.get(key)
+        if entry is None or entry() is not self:
+            self._mmap = None  # a copy's map is not in the bounded set: map again
+        if self._mmap is not None:
+            _OPEN_MAPS.move_to_end(key)
+        else:
+            while len(_OPEN_MAPS) >= MAX_OPEN_MAPS:
+                _, oldest = _OPEN_MAPS.popitem(last=False)
+                stack = oldest()
+                if stack is not None:
+                    stack._mmap = None
+            _OPEN_MAPS[key] = weakref.ref(self)
             self._mmap = np.memmap(
                 self.path,
                 dtype=self._info["dtype"],
@@ -144,6 +177,9 @@ class MRCStack:
         The next :meth:`read` maps the file again.
         """
         self._mmap = None
+        entry = _OPEN_MAPS.get(id(self))
+        if entry is not None and entry() is self:
+            del _OPEN_MAPS[id(self)]
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -199,9 +235,29 @@ def write_map(path: str | Path, volume, voxel_size_angstrom: float) -> None:
         m.update_header_stats()
 
 
-def write_stack(path: str | Path, images, pixel_size_angstrom: float) -> None:
-    """Write images (N, D, D) as an MRC stack (``.mrcs``), atomically."""
-    data = np.ascontiguousarray(np.asarray(images, dtype=np.float32))
+def write_stack(
+    path: str | Path, images, pixel_size_angstrom: float, mode: str = "float32"
+) -> None:
+    """Write images (N, D, D) as an MRC stack (``.mrcs``), atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+    images : array_like, shape (N, D, D)
+    pixel_size_angstrom : float
+    mode : str
+        ``"float32"`` (MRC mode 2), ``"float16"`` (mode 12: half the size, ~3 significant digits)
+        or ``"int16"`` (mode 1: values rounded to integers, which must lie in ±32767).
+    """
+    if mode not in STACK_MODES:
+        raise ValueError(f"mode must be one of {', '.join(STACK_MODES)}, got '{mode}'")
+    dtype = STACK_MODES[mode][0]
+    values = np.asarray(images)
+    if mode == "int16":
+        if values.size and np.abs(values).max() > 32767:
+            raise ValueError(f"int16 stack: values up to {np.abs(values).max():g} exceed ±32767")
+        values = np.rint(values)
+    data = np.ascontiguousarray(values.astype(dtype))
     if data.ndim != 3:
         raise ValueError(f"images must have shape (N, D, D), got {data.shape}")
 

@@ -24,6 +24,7 @@ from cryosplat.core.device import (
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.progress import Progress
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_findings, check_particles
@@ -32,6 +33,12 @@ from cryosplat.reconstruct.grid.engine import (
     GridEngineConfig,
     gather_half_statistics,
     run_grid_engine,
+)
+from cryosplat.reconstruct.grid.memory_plan import (
+    MemoryConfig,
+    MemoryPlan,
+    PlanRequest,
+    plan_memory,
 )
 from cryosplat.reconstruct.grid.statistics import MIN_RADIUS
 from cryosplat.reconstruct.report import write_outputs
@@ -71,6 +78,8 @@ class ReconstructConfig:
     mask_soft_width_px : soft edge of the FSC masks (voxels)
     splat : settings of the per-image engine
     grid : settings of the Fourier-statistics engine
+    memory : the memory bound and any Fourier crop of the images
+        (:mod:`cryosplat.reconstruct.grid.memory_plan`)
     """
 
     engine: str = "grid"
@@ -83,6 +92,7 @@ class ReconstructConfig:
     mask_soft_width_px: float = 6.0
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def validate(self) -> None:
         if self.engine not in ENGINES:
@@ -105,6 +115,7 @@ class ReconstructConfig:
         except ValueError as exc:
             raise InputError(str(exc)) from None
         self.grid.validate()
+        self.memory.validate()
 
 
 @dataclass
@@ -179,6 +190,24 @@ def _check_particles(particles: ParticleSet, config: ReconstructConfig) -> None:
         raise InputError(
             f"n_gaussians {config.n_gaussians} is more than the {particles.box}³ voxels of the box"
         )
+
+
+def plan_run(particles: ParticleSet, config: ReconstructConfig) -> MemoryPlan:
+    """The memory plan of a run (box, batch, predicted peak); raises InputError when nothing fits.
+
+    The prediction is for the grid engine; the per-image engine gathers the same statistics for
+    its validation maps, so the same bound and crop apply.
+    """
+    acc = config.grid.accumulate
+    request = PlanRequest(
+        box=particles.box,
+        pixel_size_angstrom=particles.pixel_size_angstrom,
+        pad=int(acc.pad),
+        batch_size=acc.batch_size,
+        n_gaussians=lambda box: config.n_gaussians or default_n_gaussians(box),
+        max_resolution_angstrom=acc.max_resolution_angstrom,
+    )
+    return plan_memory(request, config.memory)
 
 
 def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, device):
@@ -292,17 +321,27 @@ def reconstruct(
     """
     dist = Distributed() if dist is None else dist
     config.validate()
-    dist = Distributed() if dist is None else dist
     _check_particles(particles, config)
     apply_findings(particles, check_particles(particles), accept_warnings)
     device = dist.device if dist.active else resolve_device(config.device)
+    plan = plan_run(particles, config)
+    source_box, source_pixel = particles.box, particles.pixel_size_angstrom
+    particles = downsample_particles(particles, plan.box)
+    asked = config  # the run's identity: the batch the plan chose may differ on resume
+    config = replace(
+        config,
+        grid=replace(
+            config.grid, accumulate=replace(config.grid.accumulate, batch_size=plan.batch_size)
+        ),
+    )
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     identity = {
         "input": str(Path(particles.source).resolve()) if particles.source else None,
         "n_particles": len(particles),
-        "box": particles.box,
-        "pixel_size_angstrom": particles.pixel_size_angstrom,
-        **{k: v for k, v in asdict(config).items() if k != "device"},
+        "box": source_box,
+        "pixel_size_angstrom": source_pixel,
+        "work_box": particles.box,
+        **{k: v for k, v in asdict(asked).items() if k not in ("device", "memory")},
         "n_gaussians": n_gauss,
         "input_fingerprint": input_fingerprint(particles),
     }
@@ -316,7 +355,7 @@ def reconstruct(
         return None
     try:
         return _reconstruct_in(
-            folder, resuming, particles, config, device, n_gauss, show_progress, dist
+            folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan
         )
     except KeyboardInterrupt:
         folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
@@ -338,7 +377,9 @@ def _check_finite(model_a: GaussianModel, model_b: GaussianModel) -> None:
                 )
 
 
-def _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_progress, dist):
+def _reconstruct_in(
+    folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan: MemoryPlan
+):
     """The run proper, in a prepared (locked) folder (rank 0 under ``torchrun``)."""
     identity = folder.identity
     folder.attach_log(log)
@@ -350,6 +391,14 @@ def _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_p
             "config": asdict(config),
             "device": str(device),
             "n_gaussians": n_gauss,
+            "memory_plan": {
+                "box": plan.box,
+                "source_box": plan.source_box,
+                "pixel_size_angstrom": plan.pixel_size_angstrom,
+                "batch_size": plan.batch_size,
+                "predicted_peak_bytes": plan.estimate.peak_bytes,
+                "max_memory_bytes": plan.max_memory_bytes,
+            },
             "input": identity["input"],
             "resumed": resuming,
             **({"world_size": dist.world_size} if dist.active else {}),
@@ -370,6 +419,7 @@ def _reconstruct_in(folder, resuming, particles, config, device, n_gauss, show_p
         )
         log.info("device: %s", describe_device(device))
         reset_peak_memory(device)
+        log.info("%s", plan.describe())
         for note in particles.notes:
             log.info("note: %s", note)
         for warning in particles.warnings:

@@ -93,7 +93,10 @@ def _statistics(
     n_local = len(shard_rows(particles, rows, dist.rank, dist.world_size))
 
     def progress(k: int, total: int) -> None:
-        bar.update(base + k, f"gathering {base + k}/{bar.total:.0f} particles")
+        bar.update(
+            base + k,
+            f"gathering {base + k}/{bar.total:.0f} particles, {bar.rate_per_second():.0f}/s",
+        )
 
     stats, _ = cached_statistics(particles, rows, config, path, dist, progress)
     done[0] = base + n_local
@@ -157,8 +160,16 @@ class HalfStatistics:
         return [t if h is None else t + h for t, h in zip(self.train, self.held, strict=True)]
 
     def data_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Direct Fourier inversions ``D_A, D_B`` of the two whole halves (for validation)."""
-        return data_half_maps(self.totals)  # the statistics already carry the data sign
+        """Direct Fourier inversions ``D_A, D_B`` of the two whole halves (for validation).
+
+        One half's total at a time, dropped once inverted: at large boxes every grid is ~12 bytes
+        per half-grid voxel (see :mod:`cryosplat.reconstruct.grid.memory_plan`). The statistics
+        already carry the data sign.
+        """
+        return tuple(
+            data_half_maps([t if h is None else t + h])[0]
+            for t, h in zip(self.train, self.held, strict=True)
+        )
 
 
 def gather_half_statistics(

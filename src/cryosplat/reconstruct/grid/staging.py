@@ -29,8 +29,8 @@ def _load(particles: ParticleSet, rows: np.ndarray, pin: bool, screen: Screen | 
     """``(rows, images)`` of a batch as a float32 host tensor (pinned for ``pin``), after
     ``screen``; stack maps released."""
     images = particles.read_images(rows)
-    for stack in particles.stacks:
-        stack.release()
+    for s in np.unique(particles.stack_index[rows]):  # only the stacks this batch touched
+        particles.stacks[s].release()
     if screen is not None:
         rows, images = screen(rows, images)
     tensor = torch.from_numpy(images)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.core.ctf import ctf_from_params
+from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import (
@@ -369,12 +369,14 @@ def accumulate(
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
     Images are read ``batch_size`` at a time from the memory-mapped stacks (on a GPU, ahead of
-    the computation into pinned memory: :mod:`cryosplat.reconstruct.grid.staging`), transformed, shifted
-    back by their origins (a phase), multiplied by their CTF (:mod:`cryosplat.core.ctf`) and inserted
-    with trilinear weights on the half grid; memory does not grow with the number of particles.
-    Each optics group uses its own pixel size for its CTF and shifts, and its Fourier samples are
-    rescaled to the reconstruction's pixel size ``particles.pixel_size_angstrom``
-    (:class:`_GroupSampling`).
+    the computation into pinned memory: :mod:`cryosplat.reconstruct.grid.staging`), transformed,
+    shifted back by their origins (a phase), multiplied by their CTF
+    (:mod:`cryosplat.core.ctf_plane`) and inserted with trilinear weights on the half grid; memory
+    does not grow with the number of particles. The rows are gathered in (stack, image) order, so
+    each stack file is read once, front to back, whatever the order of ``indices`` (a sum does not
+    depend on the order). Each optics group uses its own pixel size for its CTF and shifts, and its
+    Fourier samples are rescaled to the reconstruction's pixel size
+    ``particles.pixel_size_angstrom`` (:class:`_GroupSampling`).
 
     Parameters
     ----------
@@ -394,6 +396,7 @@ def accumulate(
     config.validate()
     particles.require_poses_and_ctf()
     idx = _check_indices(particles, indices)
+    idx = idx[np.lexsort((particles.image_index[idx], particles.stack_index[idx]))]
     box, pixel = particles.box, particles.pixel_size_angstrom
     size = padded_box(box, config.pad)
     device = torch.device(config.device)
@@ -411,9 +414,11 @@ def accumulate(
     kx = torch.arange(box // 2, device=device)
     r2 = squared_radius(box, 2, half=True, device=device)[:, : box // 2].reshape(-1)
     friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
+    plane_kx, plane_ky = kx[None, :].expand(box, -1), k[:, None].expand(-1, box // 2)
     power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
     pixel_of = particles.pixel_sizes_angstrom()
     power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    ctf_planes: dict[float, CTFPlane] = {}
     n_batches = math.ceil(idx.size / config.batch_size)
     dropped: list[int] = []
 
@@ -451,8 +456,9 @@ def accumulate(
             group_spectra = (
                 group.amplitude * group_spectra * torch.polar(torch.ones_like(phase), phase)
             )
-            ctf = ctf_from_params(particles.ctf.subset(rows), box, group.pixel, device=device)
-            ctf = ctf[..., box // 2 :]
+            if own_pixel not in ctf_planes:
+                ctf_planes[own_pixel] = CTFPlane(plane_kx, plane_ky, box, group.pixel)
+            ctf = ctf_planes[own_pixel](particles.ctf.subset(rows))
             rotations = torch.as_tensor(
                 particles.rotations[rows], device=device, dtype=torch.float32
             )

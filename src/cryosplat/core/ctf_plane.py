@@ -1,0 +1,82 @@
+"""The CTF on a fixed set of image frequencies, for many particles, in single precision.
+
+:func:`cryosplat.core.ctf.compute_ctf` evaluates the CTF on the whole centred D×D grid in double
+precision, recomputing the grid's geometry for every batch. The statistics pass needs it on the
+``kx ≥ 0`` half only, for millions of particles: :class:`CTFPlane` computes the geometry (``k²``,
+``cos 2θ``, ``sin 2θ``) once, folds each particle's constants into a few scalars in double
+precision, and evaluates the rest in single precision. Same formula and sign as
+:mod:`cryosplat.core.ctf`; the phase ``χ`` reaches a few hundred radians at 1–2 Å, where float32
+keeps it to ~3·10⁻⁵ rad, so the CTF agrees with the double-precision one to ~10⁻⁴.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
+
+__all__ = ["CTFPlane"]
+
+
+class CTFPlane:
+    """CTF values at fixed frequencies ``(kx, ky)`` (pixels of a D grid) for batches of particles.
+
+    Parameters
+    ----------
+    kx, ky : torch.Tensor, shape (M,) or any common shape
+        Frequencies in pixels of the D grid (``k / (D · pixel)`` cycles per Å).
+    box : int
+        D.
+    pixel_size_angstrom : float
+    """
+
+    def __init__(
+        self, kx: torch.Tensor, ky: torch.Tensor, box: int, pixel_size_angstrom: float
+    ) -> None:
+        if not pixel_size_angstrom > 0:
+            raise ValueError(f"pixel_size_angstrom must be positive: {pixel_size_angstrom}")
+        fx = kx.double() / (box * pixel_size_angstrom)
+        fy = ky.double() / (box * pixel_size_angstrom)
+        k2 = fx**2 + fy**2
+        theta = torch.atan2(fy, fx)
+        self.shape = tuple(kx.shape)
+        self.device = kx.device
+        self.k2 = k2.float()
+        self.k4 = (k2**2).float()
+        self.cos2 = torch.cos(2.0 * theta).float()
+        self.sin2 = torch.sin(2.0 * theta).float()
+
+    def __call__(self, params: CTFParams) -> torch.Tensor:
+        """The CTF of each row of ``params``: shape ``(N, *shape)``, float32."""
+        lam = np.asarray(electron_wavelength_angstrom(params.voltage_kv), dtype=np.float64)
+        du, dv = params.defocus_u_angstrom, params.defocus_v_angstrom
+        angle = np.deg2rad(params.defocus_angle_degrees)
+        q = params.amplitude_contrast
+        # chi = a0·k² + a_c·cos2θ·k² + a_s·sin2θ·k² − c4·k⁴ + phase (θ measured from x).
+        a0 = math.pi * lam * 0.5 * (du + dv)
+        half = math.pi * lam * 0.5 * (du - dv)
+        scalars = np.stack(
+            [
+                a0,
+                half * np.cos(2.0 * angle),
+                half * np.sin(2.0 * angle),
+                0.5 * math.pi * params.cs_mm * 1e7 * lam**3,
+                np.arctan(q / np.sqrt(1.0 - q**2)) + np.deg2rad(params.phase_shift_degrees),
+                params.bfactor_angstrom2 / 4.0,
+                params.scale,
+            ],
+            axis=1,
+        )
+        s = torch.as_tensor(scalars, device=self.device, dtype=torch.float32)
+        s = s.reshape(len(params), 7, *([1] * len(self.shape)))
+        a0, ac, as_, c4, phase, b4, scale = s.unbind(1)
+        chi = (a0 + ac * self.cos2 + as_ * self.sin2) * self.k2 - c4 * self.k4 + phase
+        ctf = torch.sin(chi)
+        if bool((params.bfactor_angstrom2 != 0).any()):
+            ctf = ctf * torch.exp(-b4 * self.k2)
+        if bool((params.scale != 1).any()):
+            ctf = ctf * scale
+        return ctf

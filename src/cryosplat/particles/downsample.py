@@ -1,0 +1,126 @@
+"""Particles Fourier-cropped to a smaller box: the same physical extent at a coarser pixel.
+
+Keeping the frequencies ``|kx|, |ky| < d/2`` of a D-pixel image and transforming back at ``d``
+pixels gives the image a detector with pixel ``pixel · D / d`` would have recorded, band-limited to
+its Nyquist frequency (cryoDRGN's ``downsample``; RELION's ``--maxres`` keeps the box and drops
+the same frequencies). Pixel values are kept (a constant image stays that constant), the convention
+of :meth:`cryosplat.reconstruct.grid.statistics.FourierStatistics.crop`. Poses, shifts (Å) and the
+CTF (Å) do not change, so a :class:`ParticleSet` view with the small box and its pixel size feeds
+every engine unchanged, and a map made from it has ``d`` voxels of ``pixel · D / d`` Å. Memory of a
+reconstruction scales as ``d³`` and its time nearly so (:mod:`cryosplat.reconstruct.grid.memory_plan`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryosplat.particles.particle_set import ParticleSet
+
+__all__ = [
+    "fourier_crop_images",
+    "FourierCroppedStack",
+    "downsample_particles",
+    "box_for_resolution",
+]
+
+
+def box_for_resolution(box: int, pixel_size_angstrom: float, resolution_angstrom: float) -> int:
+    """Smallest even box ``d ≤ D`` whose gathered frequencies reach ``resolution_angstrom``.
+
+    The statistics keep frequencies up to ``d/2 − 1`` pixels (pad 2,
+    :func:`cryosplat.core.fourier_slice.default_max_radius`); frequency ``D · pixel / resolution``
+    pixels must be among them.
+    """
+    if not resolution_angstrom > 0:
+        raise ValueError(f"resolution_angstrom must be positive, got {resolution_angstrom}")
+    radius = box * pixel_size_angstrom / resolution_angstrom
+    d = 2 * math.ceil(radius + 1.0)
+    return int(min(box, max(8, d + d % 2)))
+
+
+def fourier_crop_images(images: np.ndarray, box: int) -> np.ndarray:
+    """Fourier-crop images (N, D, D) to (N, d, d), float32, pixel values kept.
+
+    Parameters
+    ----------
+    images : np.ndarray, shape (N, D, D), centre at pixel D//2
+    box : int
+        Even ``d ≤ D``.
+    """
+    size = images.shape[-1]
+    if box % 2 or not 2 <= box <= size:
+        raise ValueError(f"crop box must be even and in [2, {size}], got {box}")
+    if box == size:
+        return np.asarray(images, dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    spectra = torch.fft.rfft2(torch.fft.ifftshift(t, dim=(-2, -1)))
+    h = box // 2
+    kept = torch.cat([spectra[:, :h, : h + 1], spectra[:, size - h :, : h + 1]], dim=1)
+    small = torch.fft.irfft2(kept, s=(box, box)) * (box / size) ** 2
+    return torch.fft.fftshift(small, dim=(-2, -1)).numpy()
+
+
+class FourierCroppedStack:
+    """A stack (:class:`cryosplat.io.mrc.MRCStack` interface) read through a Fourier crop.
+
+    Parameters
+    ----------
+    stack : MRCStack
+    box : int
+        Even crop box ``d``.
+    """
+
+    def __init__(self, stack, box: int) -> None:
+        self.stack = stack
+        self.box = int(box)
+        self.n_images = stack.n_images
+        self.source_box = stack.box
+        ratio = stack.box / self.box
+        self.pixel_size_angstrom = float(stack.pixel_size_angstrom) * ratio
+
+    @property
+    def path(self) -> Path:
+        return self.stack.path
+
+    def __len__(self) -> int:
+        return self.n_images
+
+    def read(self, indices) -> np.ndarray:
+        """Images at 0-based ``indices``, cropped: float32, shape (len(indices), d, d)."""
+        return fourier_crop_images(self.stack.read(indices), self.box)
+
+    def release(self) -> None:
+        self.stack.release()
+
+
+def downsample_particles(particles: ParticleSet, box: int) -> ParticleSet:
+    """A view of ``particles`` with images Fourier-cropped to ``box`` (pixel ``pixel · D / box``).
+
+    Returns ``particles`` itself when ``box`` is its box.
+    """
+    if box % 2 or not 8 <= box <= particles.box:
+        raise ValueError(f"downsample box must be even and in [8, {particles.box}], got {box}")
+    if box == particles.box:
+        return particles
+    ratio = particles.box / box
+    pixel = particles.pixel_size_angstrom * ratio
+    return replace(
+        particles,
+        box=box,
+        pixel_size_angstrom=pixel,
+        stacks=[FourierCroppedStack(s, box) for s in particles.stacks],
+        optics=[
+            replace(o, box=box, pixel_size_angstrom=o.pixel_size_angstrom * ratio)
+            for o in particles.optics
+        ],
+        notes=[
+            *particles.notes,
+            f"images Fourier-cropped from box {particles.box} ({particles.pixel_size_angstrom:.4g} "
+            f"Å/px) to box {box} ({pixel:.4g} Å/px); the maps are written at box {box}",
+        ],
+    )

@@ -1,0 +1,310 @@
+"""Peak memory of a grid-engine reconstruction, predicted before it starts, and a plan to bound it.
+
+The model
+---------
+Nearly all the memory of ``cryosplat reconstruct --engine grid`` is in grids over the padded half
+Fourier grid of ``V = P² (P/2 + 1)`` voxels, ``P = pad · D``. A set of Fourier statistics
+(:class:`~cryosplat.reconstruct.grid.statistics.FourierStatistics`: ``W`` float32 and ``B``
+complex64) is 12 bytes per voxel, and a run holds four (fit and held-out parts of both halves).
+Counting bytes per half-grid voxel:
+
+* statistics pass: the three sets already gathered (36), the totals and partial sums of the one
+  being gathered (24), plus the batch in flight, ``BATCH_BYTES_PER_PIXEL · batch · D²`` (image
+  spectra, CTF, and the trilinear stencil of every inserted frequency);
+* fit: the four sets (48), the loss grids of the training and held-out statistics of the half
+  being fitted with their construction temporaries (36), the padded transform of the map and its
+  gradient, autograd buffers and the cross-validation data maps (``D³``): ``FIT_BYTES_PER_VOXEL``
+  plus the voxeliser, ``VOXELISER_BYTES_PER_VALUE`` per footprint value (``n_gaussians ·
+  (2⌈n_sigma · max_scale⌉ + 1)³``, kept for the backward pass);
+* ``BASE_BYTES``: Python, PyTorch, NumPy and the particle metadata.
+
+``peak = BASE_BYTES + max(statistics pass, fit)``. The constants were measured on blob-and-noise
+sets (:mod:`cryosplat.simulate.noise_stacks`) with ``/usr/bin/time -f %M`` (box 96/128/192, pad 2,
+torch 2.13 CPU); ``tests/test_memory_plan.py`` checks a small run against the prediction.
+
+The plan
+--------
+:func:`plan_memory` takes the box the images are used at (the original box, or the smaller box a
+``--max-resolution`` or ``--downsample`` asks for: the images are Fourier-cropped to it by
+:func:`cryosplat.particles.downsample.downsample_particles`, with no loss below its Nyquist
+frequency), a smaller statistics batch when that is enough, and otherwise refuses before any work
+with a one-line :class:`InputError` naming the largest box, and the ``--max-resolution``, that
+would fit. It never lowers the resolution on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryosplat.core.errors import InputError
+from cryosplat.particles.downsample import box_for_resolution
+
+__all__ = [
+    "MemoryConfig",
+    "MemoryEstimate",
+    "MemoryPlan",
+    "PlanRequest",
+    "estimate_memory",
+    "plan_memory",
+    "available_memory_bytes",
+    "half_grid_voxels",
+    "format_bytes",
+]
+
+BASE_BYTES = 600 * 2**20
+STATISTICS_BYTES_PER_VOXEL = 60
+BATCH_BYTES_PER_PIXEL = 84
+FIT_BYTES_PER_VOXEL = 125
+VOXELISER_BYTES_PER_VALUE = 20
+FOOTPRINT_RADIUS_VOXELS = 3  # ⌈n_sigma · max_scale_pixels⌉ with the fit's defaults (3 · 1 px)
+DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
+LEANEST_BATCH = 16
+
+
+def format_bytes(n: float) -> str:
+    """``1.23 GB`` (10⁹ bytes) or ``456 MB``."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def half_grid_voxels(box: int, pad: int) -> int:
+    """``P² (P/2 + 1)`` with ``P = pad · box``: voxels of one padded half Fourier grid."""
+    size = pad * box
+    return size * size * (size // 2 + 1)
+
+
+@dataclass
+class MemoryConfig:
+    """How ``reconstruct`` bounds its memory.
+
+    Attributes
+    ----------
+    max_memory_bytes : int or None
+        Bound on the predicted peak; None: ``DEFAULT_FRACTION`` of the available memory
+        (``MemAvailable`` of ``/proc/meminfo``, or a cgroup limit when lower).
+    downsample_box : int or None
+        Fourier-crop the images to this even box (pixel ``pixel · D / box``); None: to the box
+        ``max_resolution_angstrom`` needs, or not at all.
+    crop_to_resolution : bool
+        With a ``max_resolution_angstrom``, Fourier-crop the images to the box it needs (maps are
+        then written at that box, with its voxel size in the header).
+    """
+
+    max_memory_bytes: int | None = None
+    downsample_box: int | None = None
+    crop_to_resolution: bool = True
+
+    def validate(self) -> None:
+        if self.max_memory_bytes is not None and self.max_memory_bytes <= 0:
+            raise InputError(f"max memory must be positive, got {self.max_memory_bytes} bytes")
+        if self.downsample_box is not None and (self.downsample_box < 8 or self.downsample_box % 2):
+            raise InputError(
+                f"downsample box must be even and at least 8, got {self.downsample_box}"
+            )
+
+
+@dataclass
+class MemoryEstimate:
+    """Predicted peak resident memory (bytes) of a grid-engine run and its parts."""
+
+    box: int
+    pad: int
+    n_gaussians: int
+    batch_size: int
+    statistics_bytes: int
+    fit_bytes: int
+
+    @property
+    def peak_bytes(self) -> int:
+        return BASE_BYTES + max(self.statistics_bytes, self.fit_bytes)
+
+    def describe(self) -> str:
+        return (
+            f"predicted peak memory {format_bytes(self.peak_bytes)} at box {self.box}, pad "
+            f"{self.pad} (statistics pass {format_bytes(BASE_BYTES + self.statistics_bytes)}, "
+            f"fit {format_bytes(BASE_BYTES + self.fit_bytes)}, {self.n_gaussians} Gaussians)"
+        )
+
+
+def estimate_memory(box: int, pad: int, n_gaussians: int, batch_size: int) -> MemoryEstimate:
+    """The model of the module docstring for one run.
+
+    Parameters
+    ----------
+    box : int
+        Box the images are used at (after any Fourier crop).
+    pad : int
+        Padding factor of the 3D grid.
+    n_gaussians : int
+        Gaussians per half model.
+    batch_size : int
+        Images per batch of the statistics pass.
+    """
+    voxels = half_grid_voxels(box, pad)
+    footprint = (2 * FOOTPRINT_RADIUS_VOXELS + 1) ** 3
+    return MemoryEstimate(
+        box,
+        pad,
+        n_gaussians,
+        batch_size,
+        STATISTICS_BYTES_PER_VOXEL * voxels + BATCH_BYTES_PER_PIXEL * batch_size * box * box,
+        FIT_BYTES_PER_VOXEL * voxels + VOXELISER_BYTES_PER_VALUE * n_gaussians * footprint,
+    )
+
+
+def available_memory_bytes(meminfo: str | Path = "/proc/meminfo") -> int | None:
+    """``MemAvailable`` (bytes), or the cgroup v2 limit ``memory.max`` when lower; None if unknown."""
+    found = None
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        found = None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            found = int(limit) if found is None else min(found, int(limit))
+    except OSError:
+        pass
+    if found is None and hasattr(os, "sysconf"):
+        try:
+            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            found = None
+    return found
+
+
+@dataclass
+class MemoryPlan:
+    """The box and batch a run uses, and why.
+
+    Attributes
+    ----------
+    box : int
+        Box the images are used at (Fourier-cropped when smaller than ``source_box``).
+    source_box : int
+    pixel_size_angstrom : float
+        Pixel size at ``box``.
+    batch_size : int
+    estimate : MemoryEstimate
+    max_memory_bytes : int or None
+    """
+
+    box: int
+    source_box: int
+    pixel_size_angstrom: float
+    batch_size: int
+    estimate: MemoryEstimate
+    max_memory_bytes: int | None
+
+    def describe(self) -> str:
+        crop = (
+            f"images Fourier-cropped {self.source_box} → {self.box} px "
+            f"({self.pixel_size_angstrom:.4g} Å/px); "
+            if self.box != self.source_box
+            else ""
+        )
+        bound = (
+            "no bound (available memory unknown)"
+            if self.max_memory_bytes is None
+            else f"bound {format_bytes(self.max_memory_bytes)}"
+        )
+        return f"memory plan: {crop}{self.estimate.describe()}; {bound}"
+
+
+@dataclass
+class PlanRequest:
+    """What :func:`plan_memory` plans for.
+
+    Attributes
+    ----------
+    box : int
+        The images' box D.
+    pixel_size_angstrom : float
+    pad, batch_size : int
+        The statistics pass's padding and batch.
+    n_gaussians : callable(box) -> int
+        Gaussians per half model for a box (the user's number, or the default for that box).
+    max_resolution_angstrom : float or None
+    """
+
+    box: int
+    pixel_size_angstrom: float
+    pad: int
+    batch_size: int
+    n_gaussians: Callable[[int], int]
+    max_resolution_angstrom: float | None = None
+
+
+def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
+    """Choose the box and batch that keep the predicted peak under the bound, or refuse.
+
+    Raises
+    ------
+    InputError
+        When even the leanest plan at the requested box does not fit: the message names the
+        predicted peak, the bound, and the largest box (and its resolution) that would fit.
+    """
+    config.validate()
+    source = request.box
+    box = source
+    if config.downsample_box is not None:
+        if config.downsample_box > source:
+            raise InputError(
+                f"downsample box {config.downsample_box} is larger than the images' box {source}"
+            )
+        box = config.downsample_box
+    elif request.max_resolution_angstrom is not None and config.crop_to_resolution:
+        box = box_for_resolution(
+            source, request.pixel_size_angstrom, request.max_resolution_angstrom
+        )
+    pixel = request.pixel_size_angstrom * source / box
+    bound = config.max_memory_bytes
+    if bound is None:
+        available = available_memory_bytes()
+        bound = None if available is None else int(DEFAULT_FRACTION * available)
+
+    def estimate(d: int, batch: int) -> MemoryEstimate:
+        return estimate_memory(d, request.pad, request.n_gaussians(d), batch)
+
+    best = estimate(box, request.batch_size)
+    batch = request.batch_size
+    if bound is not None and best.peak_bytes > bound:
+        lean = estimate(box, min(batch, LEANEST_BATCH))
+        if lean.peak_bytes <= bound:
+            # A smaller batch is enough: halve it until it fits.
+            while batch > LEANEST_BATCH and estimate(box, batch).peak_bytes > bound:
+                batch //= 2
+            batch = max(batch, LEANEST_BATCH)
+            best = estimate(box, batch)
+        else:
+            raise InputError(_refusal(request, box, lean, bound))
+    return MemoryPlan(box, source, pixel, batch, best, bound)
+
+
+def _refusal(request: PlanRequest, box: int, lean: MemoryEstimate, bound: int) -> str:
+    fits = [
+        d
+        for d in range(box - 2, 7, -2)
+        if estimate_memory(d, request.pad, request.n_gaussians(d), LEANEST_BATCH).peak_bytes
+        <= bound
+    ]
+    pixel = request.pixel_size_angstrom * request.box
+    if fits:
+        d = fits[0]
+        # The finest resolution box d gathers: (d/2 − 1) pixels of the D grid.
+        resolution = pixel / (d / 2 - 1.0)
+        advice = (
+            f"box {d} would fit: pass --max-resolution {math.ceil(resolution * 100) / 100:g} "
+            f"(Å) or --downsample {d}, or a larger --max-memory"
+        )
+    else:
+        advice = "even box 8 would not: raise --max-memory"
+    return (
+        f"not enough memory: {lean.describe()} exceeds the bound of {format_bytes(bound)}; "
+        + advice
+    )

@@ -1,0 +1,130 @@
+"""Reading at scale: MRC modes 12 and 1, a bounded number of open memory maps, thousands of stacks."""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.core.ctf import CTFParams, ctf_from_params
+from cryosplat.core.ctf_plane import CTFPlane
+from cryosplat.io import mrc
+from cryosplat.io.mrc import MRCStack, write_stack
+from cryosplat.particles.read import read_particles
+from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
+
+
+@pytest.mark.parametrize(("mode", "code", "tolerance"), [("float16", 12, 1e-3), ("int16", 1, 0.5)])
+def test_stack_mode_round_trip(tmp_path, mode, code, tolerance):
+    rng = np.random.default_rng(1)
+    images = (rng.normal(size=(5, 12, 12)) * (100.0 if mode == "int16" else 1.0)).astype(np.float32)
+    path = tmp_path / "s.mrcs"
+    write_stack(path, images, 1.7, mode=mode)
+    stack = MRCStack(path)
+    assert stack._info["mode"] == code
+    assert path.stat().st_size == 1024 + images.size * 2
+    got = stack.read([4, 0, 2])
+    assert got.dtype == np.float32
+    scale = np.abs(images).max() if mode == "float16" else 1.0
+    assert np.abs(got - images[[4, 0, 2]]).max() <= tolerance * scale
+
+
+def test_int16_out_of_range_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="32767"):
+        write_stack(tmp_path / "s.mrcs", np.full((1, 4, 4), 4e4, np.float32), 1.0, mode="int16")
+
+
+def test_star_of_float16_stacks_reads_like_float32(tmp_path):
+    a = write_noise_particles(tmp_path / "a", NoiseStacksConfig(30, 16, per_stack=7))
+    b = write_noise_particles(
+        tmp_path / "b", NoiseStacksConfig(30, 16, per_stack=7, mode="float16")
+    )
+    pa, pb = read_particles(a), read_particles(b)
+    assert len(pb.stacks) == 5
+    rows = np.array([29, 3, 14])
+    np.testing.assert_allclose(pb.read_images(rows), pa.read_images(rows), atol=5e-3)
+
+
+def test_open_maps_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(mrc, "MAX_OPEN_MAPS", 4)
+    stacks = []
+    for i in range(10):
+        write_stack(tmp_path / f"{i}.mrcs", np.full((2, 4, 4), i, np.float32), 1.0)
+        stacks.append(MRCStack(tmp_path / f"{i}.mrcs"))
+    for i, stack in enumerate(stacks):
+        assert stack.read([1])[0, 0, 0] == i
+        assert len(mrc._OPEN_MAPS) <= 4
+    assert sum(s._mmap is not None for s in stacks) == 4
+    assert stacks[0].read([0])[0, 0, 0] == 0  # evicted, mapped again
+    del stacks, stack
+    gc.collect()
+    assert all(ref() is None for ref in mrc._OPEN_MAPS.values())  # the bound keeps none alive
+
+
+def test_ctf_plane_matches_double_precision_ctf():
+    rng = np.random.default_rng(2)
+    n, box, pixel = 6, 64, 1.1
+    params = CTFParams.create(
+        n,
+        defocus_u_angstrom=rng.uniform(5e3, 4e4, n),
+        defocus_v_angstrom=rng.uniform(5e3, 4e4, n),
+        defocus_angle_degrees=rng.uniform(0, 180, n),
+        phase_shift_degrees=rng.uniform(0, 90, n),
+        bfactor_angstrom2=rng.uniform(0, 80, n),
+        scale=rng.uniform(0.5, 1.0, n),
+    )
+    ref = ctf_from_params(params, box, pixel)[..., box // 2 :]
+    k = torch.arange(box) - box // 2
+    kx = torch.arange(box // 2)
+    plane = CTFPlane(kx[None, :].expand(box, -1), k[:, None].expand(-1, box // 2), box, pixel)
+    assert torch.allclose(plane(params), ref, atol=2e-4)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    from cryosplat.particles.read import read_particles
+    from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
+    particles = read_particles(sys.argv[1])
+    stats = accumulate(particles, None, AccumulateConfig(batch_size=1000))
+    print(stats.n_particles, len(particles.stacks))
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_thousand_stacks_under_ulimit_256(tmp_path):
+    star = write_noise_particles(tmp_path, NoiseStacksConfig(2000, 16, per_stack=1))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 256:
+        pytest.skip(f"hard limit on open files is {hard}")
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(star)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2000", "2000"]
+
+
+def test_progress_reports_a_rate():
+    import io
+    import time
+
+    from cryosplat.core.progress import Progress
+
+    bar = Progress(100, "statistics", stream=io.StringIO())
+    assert bar.rate_per_second() == 0.0
+    time.sleep(0.05)
+    bar.update(10)
+    assert 0 < bar.rate_per_second() <= 10 / 0.05
