@@ -135,13 +135,16 @@ def run_cryosplat(star: Path, out: Path, extra: list[str] | None = None) -> Meth
     )
 
 
-def run_relion(star: Path, out: Path, pixel_size_angstrom: float) -> MethodRun:
-    """``relion_reconstruct --ctf`` for the full map, then ``--subset 1`` and ``--subset 2``.
+def run_relion(
+    star: Path, out: Path, pixel_size_angstrom: float, symmetry: str = "C1"
+) -> MethodRun:
+    """``relion_reconstruct --ctf --sym G`` for the full map, then ``--subset 1`` and ``--subset 2``.
 
     Run in the STAR's folder, since RELION resolves image names against the working directory.
     """
     _fresh(out)
     base = ["relion_reconstruct", "--i", star.name, "--ctf", "--angpix", f"{pixel_size_angstrom}"]
+    base += ["--sym", symmetry]
     total = Measured()
     paths = []
     for label, extra in (("full", []), ("half1", ["--subset", "1"]), ("half2", ["--subset", "2"])):

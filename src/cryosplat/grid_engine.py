@@ -23,6 +23,7 @@ from cryosplat.gaussians import GaussianModel
 from cryosplat.gridfit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.progress import Progress
 from cryosplat.statistics import AccumulateConfig, FourierStatistics, accumulate
+from cryosplat.symmetry import asymmetric_unit_gaussians, symmetry_operators
 from cryosplat.validation import ResolutionMonitor, data_half_maps
 
 __all__ = ["GridEngineConfig", "run_grid_engine", "split_heldout"]
@@ -72,6 +73,7 @@ def _statistics(
     config: AccumulateConfig,
     bar: Progress,
     done: list[int],
+    operators=None,
 ) -> FourierStatistics | None:
     if len(rows) == 0:
         return None
@@ -86,7 +88,7 @@ def _statistics(
     def progress(k: int, total: int) -> None:
         bar.update(base + k, f"gathering {base + k}/{bar.total:.0f} particles")
 
-    stats = accumulate(particles, rows, config, progress=progress)
+    stats = accumulate(particles, rows, config, progress=progress, operators=operators)
     stats.save(path)
     done[0] = base + len(rows)
     return stats
@@ -100,7 +102,10 @@ def run_grid_engine(particles, halves, config, folder, device, show_progress):
     particles : ParticleSet
     halves : (rows_a, rows_b)
     config : ReconstructConfig
-        Uses ``config.grid`` (GridEngineConfig), ``n_gaussians``, ``seed``, ``invert_contrast``.
+        Uses ``config.grid`` (GridEngineConfig), ``n_gaussians``, ``seed``, ``invert_contrast``,
+        ``symmetry``: with a point group the statistics are gathered with every image inserted
+        once per operator and each half model holds one asymmetric unit's Gaussians
+        (``n_gaussians / |G|``), voxelised with all copies.
     folder : RunFolder
     device : torch.device
     show_progress : bool
@@ -121,13 +126,17 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
     bar = Progress(total, "statistics", enabled=show_progress)
     done = [0]
     train, held = [], []
+    symmetry = getattr(config, "symmetry", "C1")
+    ops = None if symmetry == "C1" else symmetry_operators(symmetry)
     for i, (name, rows) in enumerate(zip("AB", halves, strict=True)):
         fit_rows, held_rows = split_heldout(
             np.asarray(rows), gcfg.heldout_fraction, config.seed * 7 + i
         )
-        train.append(_statistics(particles, fit_rows, ck / f"stats_{name}_fit.npz", acc, bar, done))
+        train.append(
+            _statistics(particles, fit_rows, ck / f"stats_{name}_fit.npz", acc, bar, done, ops)
+        )
         held.append(
-            _statistics(particles, held_rows, ck / f"stats_{name}_heldout.npz", acc, bar, done)
+            _statistics(particles, held_rows, ck / f"stats_{name}_heldout.npz", acc, bar, done, ops)
         )
     bar.close()
     if config.invert_contrast:
@@ -146,7 +155,7 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
     data_maps = data_half_maps(totals)  # the statistics already carry the data sign
     monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom)
     fit = gcfg.fit
-    n_gauss = config.n_gaussians
+    n_gauss = asymmetric_unit_gaussians(config.n_gaussians, symmetry)
     boxes = stage_boxes(particles.box, fit.stage_fractions)
     total_steps = 2 * sum(fit.stage_steps)
     bar = Progress(total_steps, "fit", enabled=show_progress)
@@ -169,6 +178,7 @@ def _run(particles, halves, config, gcfg, acc, folder, device, show_progress):
                 seed=config.seed * 2 + i + 1,
                 init_radius_fraction=config.init_radius_fraction,
                 device=str(device),
+                symmetry=symmetry,
             )
             base = steps_done
 

@@ -25,6 +25,7 @@ from cryosplat.report import write_outputs
 from cryosplat.run_folder import RunFolder, write_json_atomic
 from cryosplat.splat_engine import SplatEngine, SplatEngineConfig
 from cryosplat.statistics import FourierStatistics, accumulate
+from cryosplat.symmetry import asymmetric_unit_gaussians, normalize_symmetry, symmetry_operators
 from cryosplat.validation import ResolutionMonitor, data_half_maps
 
 __all__ = [
@@ -55,6 +56,9 @@ class ReconstructConfig:
     use_random_subset : honour ``rlnRandomSubset`` for the halves when present
     init_radius_fraction : random means lie in a sphere of this radius (fraction of the box edge)
     mask_soft_width_px : soft edge of the FSC masks (voxels)
+    symmetry : point group in RELION's conventions (:mod:`cryosplat.symmetry`; ``"C1"``: none):
+        each particle counts once per operator and each half model holds one asymmetric unit's
+        Gaussians (``n_gaussians / |G|``), drawn with all copies
     splat : settings of the per-image engine
     grid : settings of the Fourier-statistics engine
     """
@@ -67,10 +71,12 @@ class ReconstructConfig:
     use_random_subset: bool = True
     init_radius_fraction: float = 0.3
     mask_soft_width_px: float = 6.0
+    symmetry: str = "C1"
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
 
     def validate(self) -> None:
+        self.symmetry = normalize_symmetry(self.symmetry)
         if self.engine not in ENGINES:
             raise InputError(f"engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
         if self.n_gaussians is not None and self.n_gaussians < 1:
@@ -147,12 +153,13 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
     models = []
     for half in range(2):
         m = GaussianModel.random(
-            n,
+            asymmetric_unit_gaussians(n, config.symmetry),
             particles.box,
             particles.pixel_size_angstrom,
             seed=config.seed * 2 + half + 1,
             radius_fraction=config.init_radius_fraction,
             scale_angstrom=None,
+            symmetry=config.symmetry,
         )
         models.append(m.to(device))
     return models
@@ -208,13 +215,14 @@ def _data_half_maps(particles, halves, config, folder: RunFolder, device):
     One streamed pass over the particles; the statistics are cached in the checkpoints.
     """
     acc = replace(config.grid.accumulate, device=str(device))
+    ops = None if config.symmetry == "C1" else symmetry_operators(config.symmetry)
     statistics = []
     for name, rows in zip("AB", halves, strict=True):
         path = folder.checkpoint_dir / f"stats_{name}_all.npz"
         stats = FourierStatistics.load(path) if path.is_file() else None
         if stats is None or stats.n_particles != len(rows):
             log.info("gathering the Fourier statistics of half %s for validation", name)
-            stats = accumulate(particles, rows, acc)
+            stats = accumulate(particles, rows, acc, operators=ops)
             stats.save(path)
         statistics.append(stats)
     return data_half_maps(statistics, -1.0 if config.invert_contrast else 1.0)
@@ -262,19 +270,25 @@ def reconstruct(
             "config": asdict(config),
             "device": str(device),
             "n_gaussians": n_gauss,
+            "symmetry": config.symmetry,
             "input": identity["input"],
             "resumed": resuming,
         },
     )
     try:
         log.info(
-            "cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, %d Gaussians "
-            "per half, device %s%s",
+            "cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, symmetry %s, "
+            "%d Gaussians per half%s, device %s%s",
             len(particles),
             particles.box,
             particles.pixel_size_angstrom,
             config.engine,
+            config.symmetry,
             n_gauss,
+            ""
+            if config.symmetry == "C1"
+            else f" ({asymmetric_unit_gaussians(n_gauss, config.symmetry)} per asymmetric unit × "
+            f"{len(symmetry_operators(config.symmetry))} copies)",
             device,
             " (resumed)" if resuming else "",
         )
@@ -299,7 +313,12 @@ def reconstruct(
         )
         data_maps = details.pop("data_maps")
         report, summary = write_outputs(
-            folder.path, model_a.cpu(), model_b.cpu(), config.mask_soft_width_px, data_maps
+            folder.path,
+            model_a.cpu(),
+            model_b.cpu(),
+            config.mask_soft_width_px,
+            data_maps,
+            symmetry=config.symmetry,
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}

@@ -204,6 +204,51 @@ class FourierStatistics:
         )
         return volume.double()
 
+    def symmetrized(self, operators) -> FourierStatistics:
+        """The statistics of the ``|G|``-fold expanded set, by rotating the grids (exact).
+
+        Inserting image ``i`` with pose ``A R_g`` puts its frequency ``K`` at ``R_gᵀ K``, so the
+        expanded grids are ``Σ_g W(R_g K)`` and ``Σ_g B(R_g K)`` (RELION's ``symmetrise`` of its
+        grids). Only for operators that are signed permutations of the axes (C2, C4, D2, D4, T, O
+        ...): they move grid points onto grid points and trilinear weights with them, so this equals
+        pose expansion while gathering to rounding. Points with ``R_g K`` in ``Kx < 0`` read the
+        Friedel mate, conjugated. The data power is multiplied by ``|G|``.
+        """
+        ops = np.asarray(operators, dtype=np.float64)
+        rounded = np.round(ops)
+        if np.abs(ops - rounded).max() > 1e-9:
+            raise ValueError("grid symmetrisation needs operators that permute the axes")
+        size = self.padded_box
+        device = self.weights.device
+        half = size // 2 + 1
+        kc = torch.arange(size, device=device, dtype=torch.int32) - size // 2
+        # K = (Kx, Ky, Kz) as broadcast views of the half grid [z, y, x]
+        axes = (
+            torch.arange(half, device=device, dtype=torch.int32)[None, None, :],
+            kc[None, :, None],
+            kc[:, None, None],
+        )
+        flat_w, flat_b = self.weights.reshape(-1), self.data.reshape(-1)
+        total_w = torch.zeros_like(flat_w)
+        total_b = torch.zeros_like(flat_b)
+        for op in rounded.astype(np.int64):
+            # (R_g K)_a = ±K_b for the one non-zero op[a, b]
+            src = [int(op[a].sum()) * axes[int(np.flatnonzero(op[a])[0])] for a in range(3)]
+            mate = (src[0] < 0).expand(self.weights.shape)
+            sx, sy, sz = (torch.where(mate, -c, c) for c in src)
+            index = (((sz + size // 2) % size) * size + (sy + size // 2) % size) * half + sx
+            index = index.reshape(-1).long()
+            total_w += flat_w[index]
+            values = flat_b[index]
+            total_b += torch.where(mate.reshape(-1), values.conj(), values)
+        return replace(
+            self,
+            weights=total_w.reshape(self.weights.shape),
+            data=total_b.reshape(self.data.shape),
+            power=self.power * len(ops),
+            notes=list(self.notes),
+        )
+
     def save(self, path: str | Path) -> None:
         """Write atomically as ``.npz`` (the fields as arrays, plus ``format`` and ``version``)."""
         arrays = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -309,6 +354,7 @@ def accumulate(
     indices=None,
     config: AccumulateConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    operators=None,
 ) -> FourierStatistics:
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
@@ -325,6 +371,13 @@ def accumulate(
     config : AccumulateConfig, optional
     progress : callable(done, total), optional
         Called after each batch with the number of particles gathered so far.
+    operators : array_like (G, 3, 3), optional
+        Point-group rotations ``R_g`` (:func:`cryosplat.symmetry.symmetry_operators`): the
+        statistics of the ``|G|``-fold expanded set, each image counted once per operator with pose
+        ``A R_g`` (the pose it also has in a symmetric map): ``W``, ``B`` and the data power
+        (``n_particles`` still counts images). Groups whose operators permute the axes (C2, C4,
+        D2, D4, T, O) are gathered once and their grids rotated (:meth:`symmetrized`, exact);
+        the others (C3, D3, I, ...) insert each image ``|G|`` times (pose expansion).
 
     Returns
     -------
@@ -356,6 +409,13 @@ def accumulate(
     frequency = 2.0 * math.pi / (box * pixel)
     power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
     n_batches = math.ceil(idx.size / config.batch_size)
+    ops = None
+    if operators is not None and len(operators) > 1:
+        operators = np.asarray(operators, dtype=np.float64)
+        if np.abs(operators - np.round(operators)).max() < 1e-9:
+            stats = accumulate(particles, idx, config, progress)
+            return stats.symmetrized(operators)
+        ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
     for number in range(n_batches):
         rows = idx[number * config.batch_size : (number + 1) * config.batch_size]
         images = torch.from_numpy(particles.read_images(rows)).to(device)
@@ -373,9 +433,30 @@ def accumulate(
         ctf = ctf_from_params(particles.ctf.subset(rows), box, pixel, device=device)
         ctf = ctf[..., box // 2 :]
         rotations = torch.as_tensor(particles.rotations[rows], device=device, dtype=torch.float32)
-        insert_slices(
-            spectra * ctf, rotations, box, config.pad, part_b, ctf * ctf, part_w, max_radius=radius
-        )
+        if ops is None:
+            insert_slices(
+                spectra * ctf,
+                rotations,
+                box,
+                config.pad,
+                part_b,
+                ctf * ctf,
+                part_w,
+                max_radius=radius,
+            )
+        else:
+            weighted, ctf2 = spectra * ctf, ctf * ctf
+            for op in ops:  # pose expansion: the image is the projection at A·R_g as well
+                insert_slices(
+                    weighted,
+                    rotations @ op,
+                    box,
+                    config.pad,
+                    part_b,
+                    ctf2,
+                    part_w,
+                    max_radius=radius,
+                )
         magnitude2 = (spectra.abs() ** 2).reshape(len(rows), -1)[:, inside].double().sum(0)
         power.index_add_(0, r2_inside, magnitude2 * friedel)
         if (number + 1) % FLUSH_EVERY == 0 or number + 1 == n_batches:
@@ -387,6 +468,8 @@ def accumulate(
             stack.release()
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
+    if ops is not None:
+        power *= len(ops)
     return FourierStatistics(
         total_w, total_b, box, config.pad, pixel, int(idx.size), power.cpu(), radius
     )

@@ -39,8 +39,11 @@ __all__ = [
     "symmetry_operators",
     "normalize_symmetry",
     "symmetry_order",
+    "asymmetric_unit_gaussians",
     "expand_gaussians",
     "rotate_volume",
+    "voxel_permutations",
+    "symmetrize_on_grid",
     "SYMMETRY_HELP",
 ]
 
@@ -138,6 +141,12 @@ def symmetry_order(name: str) -> int:
     return int(symmetry_operators(name).shape[0])
 
 
+def asymmetric_unit_gaussians(n_total: int, name: str) -> int:
+    """Gaussians of one asymmetric unit for a molecule of about ``n_total``: ``⌈n_total/|G|⌉``."""
+    order = symmetry_order(name)
+    return max(1, -(-int(n_total) // order))
+
+
 def expand_gaussians(
     means: torch.Tensor,
     scales: torch.Tensor,
@@ -162,7 +171,10 @@ def expand_gaussians(
     """
     if operators is None or len(operators) <= 1:
         return means, scales, quaternions, amplitudes
-    ops = torch.as_tensor(np.asarray(operators), dtype=means.dtype, device=means.device)
+    if torch.is_tensor(operators):
+        ops = operators.to(device=means.device, dtype=means.dtype)
+    else:
+        ops = torch.as_tensor(np.asarray(operators), dtype=means.dtype, device=means.device)
     g = ops.shape[0]
     new_means = torch.einsum("gij,nj->gni", ops, means).reshape(-1, 3)
     qg = _matrix_to_quaternion(ops)  # (G, 4)
@@ -225,3 +237,31 @@ def rotate_volume(volume: torch.Tensor, rotation) -> torch.Tensor:
         vol.double()[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     return out[0, 0].to(vol.dtype)
+
+
+def voxel_permutations(name: str, box: int, device=None) -> torch.Tensor | None:
+    """Flat gather indices ``(|G|, D³)`` that rotate a D³ map by each operator, or None.
+
+    When every operator of the group is a signed permutation of the axes (C2, C4, D2, D4, T, O
+    ...), rotating a map about voxel ``D//2`` moves voxels onto voxels: ``out(r) = V(R_gᵀ r)`` is a
+    gather, exact and cheap. Coordinates wrap at the box edge (voxel ``−D/2`` has no partner inside
+    the box; the map is assumed to vanish there). None for the other groups.
+    """
+    ops = symmetry_operators(name)
+    rounded = np.round(ops)
+    if np.abs(ops - rounded).max() > 1e-9:
+        return None
+    c = np.arange(box) - box // 2
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    r = np.stack([x, y, z], -1).reshape(-1, 3)
+    out = []
+    for op in rounded.astype(np.int64):
+        src = (r @ op + box // 2) % box  # rows: Rᵀ r, as voxel indices
+        out.append((src[:, 2] * box + src[:, 1]) * box + src[:, 0])
+    return torch.as_tensor(np.stack(out), device=device)
+
+
+def symmetrize_on_grid(volume: torch.Tensor, permutations: torch.Tensor) -> torch.Tensor:
+    """``Σ_g V(R_gᵀ r)`` by the gathers of :func:`voxel_permutations` (differentiable)."""
+    flat = volume.reshape(-1)
+    return flat[permutations].sum(0).reshape(volume.shape)

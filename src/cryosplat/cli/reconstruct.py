@@ -13,6 +13,7 @@ from cryosplat.grid_engine import GridEngineConfig
 from cryosplat.reconstruct import ENGINES, ReconstructConfig, reconstruct
 from cryosplat.render import BACKENDS
 from cryosplat.splat_engine import SplatEngineConfig
+from cryosplat.symmetry import SYMMETRY_HELP
 
 HELP = "reconstruct a map from particles with known poses and CTF (two half-set Gaussian models)"
 
@@ -34,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--n-gaussians", type=int, help="Gaussians per half model (default: from the box)"
+    )
+    p.add_argument(
+        "--sym",
+        default="C1",
+        help=f"{SYMMETRY_HELP}; the half models hold one asymmetric unit (--n-gaussians / |G| "
+        "Gaussians) and every particle counts once per operator (default C1)",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="random seed (halves, initialisation, order)"
@@ -145,6 +152,7 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
     return ReconstructConfig(
         engine=args.engine,
         n_gaussians=args.n_gaussians,
+        symmetry=args.sym,
         seed=args.seed,
         device=args.device,
         invert_contrast=args.invert_contrast,
