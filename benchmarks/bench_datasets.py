@@ -299,7 +299,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     record = folder / "dataset.json"
     if record.is_file():
         saved = json.loads(record.read_text())
-        if saved.get("spec") == asdict(spec):
+        if saved.get("spec") == json.loads(json.dumps(asdict(spec))):  # tuples as lists
             return Dataset(
                 spec,
                 folder,
