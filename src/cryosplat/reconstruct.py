@@ -77,6 +77,8 @@ class ReconstructConfig:
 
     def validate(self) -> None:
         self.symmetry = normalize_symmetry(self.symmetry)
+        if self.grid.fit.symmetry != self.symmetry:  # one record of the group in config.json
+            self.grid = replace(self.grid, fit=replace(self.grid.fit, symmetry=self.symmetry))
         if self.engine not in ENGINES:
             raise InputError(f"engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
         if self.n_gaussians is not None and self.n_gaussians < 1:
