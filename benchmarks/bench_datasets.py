@@ -61,6 +61,15 @@ class DatasetSpec:
     seed : int
     simulator : str
         ``"relion_project"`` (steps 1-4 above) or ``"cryosplat"`` (``cryosplat.simulate.simulation``).
+    views : str or None
+        Particle file (relative to ``shared/data``) whose poses are sampled as the views (a real
+        view distribution); None: uniform on SO(3).
+    center_angstrom : (x, y, z) or None
+        Model point (file coordinates, Å) put at the box centre; None: its centre of mass. For a
+        symmetric truth, the point where its symmetry axes cross.
+    symmetry : str
+        Point group of the truth in RELION's orientation (``C1``: none); the symmetric methods
+        run with it.
     """
 
     name: str
@@ -79,6 +88,9 @@ class DatasetSpec:
     astigmatism_max_angstrom: float = 0.0
     seed: int = 0
     simulator: str = "relion_project"
+    views: str | None = None
+    center_angstrom: tuple[float, float, float] | None = None
+    symmetry: str = "C1"
 
 
 def _8zpm(name: str, n: int) -> DatasetSpec:
@@ -109,6 +121,36 @@ ACCEPTANCE = DatasetSpec(
     simulator="cryosplat",
 )
 
+# Symmetric sets, each truth in RELION's orientation for its group. PDB 5A1A's four chains are exact
+# copies whose pairwise superpositions (Kabsch on CA atoms, benchmarks/README.md) are 180° turns
+# about x, y and z through (93, 93, 93) Å: already RELION's D2 (2-folds on x, y, z), so the truth is
+# the model with that point at the box centre, unrotated. 6VXX's chains are related by 120° turns
+# about z through (210, 210) Å: RELION's C3 with that axis through the centre.
+BETAGAL = DatasetSpec(
+    "5a1a_d2",
+    "models/5a1a.cif",
+    128,
+    1.8,
+    1_500,
+    0.002,
+    ctf_table="metadata/empiar10028_ctf.pkl",
+    cs_mm=2.0,
+    views="metadata/cryosparc_P12_J24_001_particles.cs",
+    center_angstrom=(93.0, 93.0, 93.0),
+    symmetry="D2",
+)
+SPIKE_C3 = DatasetSpec(
+    **{
+        **asdict(SPIKE),
+        "name": "6vxx_c3",
+        "n_particles": 1_500,
+        "snr": 0.002,
+        "views": "metadata/cryosparc_P12_J24_001_particles.cs",
+        "center_angstrom": (210.0, 210.0, 207.26),  # the 3-fold; z: the atoms' centroid
+        "symmetry": "C3",
+    }
+)
+
 # A real EMDB map (noise, density below the solvent level) as the truth, not a map made of atoms.
 REAL_MAP = DatasetSpec("emd6824", "maps/emd_6824.mrc", 70, 2.64, 5_000, 0.005)
 
@@ -118,6 +160,8 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "6vxx": [SPIKE],
     "sweep": [_8zpm("8zpm_1k", 1_000), _8zpm("8zpm", 5_000), _8zpm("8zpm_20k", 20_000)],
     "acceptance": [ACCEPTANCE],
+    "5a1a_d2": [BETAGAL],
+    "6vxx_c3": [SPIKE_C3],
 }
 QUICK: dict[str, list[DatasetSpec]] = {
     "emd6824": [DatasetSpec(**{**asdict(REAL_MAP), "name": "quick_emd6824", "n_particles": 1_000})],
@@ -128,6 +172,8 @@ QUICK: dict[str, list[DatasetSpec]] = {
         _8zpm("quick_8zpm", 1_000),
         _8zpm("quick_8zpm_2k", 2_000),
     ],
+    "5a1a_d2": [DatasetSpec(**{**asdict(BETAGAL), "name": "quick_5a1a_d2", "n_particles": 500})],
+    "6vxx_c3": [DatasetSpec(**{**asdict(SPIKE_C3), "name": "quick_6vxx_c3", "n_particles": 500})],
     "acceptance": [
         DatasetSpec(
             **{
@@ -191,6 +237,7 @@ def _config(spec: DatasetSpec) -> SimulationConfig:
         defocus_max_um=spec.defocus_max_um,
         astigmatism_max_angstrom=spec.astigmatism_max_angstrom,
         ctf_table=None if spec.ctf_table is None else SHARED / spec.ctf_table,
+        views=None if spec.views is None else SHARED / spec.views,
         voltage_kv=spec.voltage_kv,
         cs_mm=spec.cs_mm,
         amplitude_contrast=spec.amplitude_contrast,
@@ -209,7 +256,9 @@ def _write_truth(spec: DatasetSpec, path: Path) -> None:
             )
         write_map(path, volume, spec.pixel_size_angstrom)
         return
-    model = model_from_atoms(source, spec.box, spec.pixel_size_angstrom)
+    model = model_from_atoms(
+        source, spec.box, spec.pixel_size_angstrom, center_of_mass=spec.center_angstrom
+    )
     with torch.no_grad():
         write_map(path, model.voxelize().numpy(), spec.pixel_size_angstrom)
 
@@ -250,7 +299,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     record = folder / "dataset.json"
     if record.is_file():
         saved = json.loads(record.read_text())
-        if saved.get("spec") == asdict(spec):
+        if saved.get("spec") == json.loads(json.dumps(asdict(spec))):  # tuples as lists
             return Dataset(
                 spec,
                 folder,

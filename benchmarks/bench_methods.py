@@ -26,13 +26,18 @@ CRYODRGN_TORCH = "torch==2.13.0"
 
 @dataclass
 class Measured:
-    """Wall time (s) and peak resident memory (MiB) of one or more processes."""
+    """Wall time (s), CPU time (s, user + system) and peak resident memory (MiB) of processes.
+
+    On a machine shared with other work the CPU time is the steadier measure of cost.
+    """
 
     wall_s: float = 0.0
     peak_mib: float = 0.0
+    cpu_s: float = 0.0
 
     def add(self, other: Measured) -> None:
         self.wall_s += other.wall_s
+        self.cpu_s += other.cpu_s
         self.peak_mib = max(self.peak_mib, other.peak_mib)
 
 
@@ -82,7 +87,7 @@ def measure(cmd: list[str], cwd: Path, log_path: Path, env: dict | None = None) 
     if timer.is_file():
         fields = usage_file.read_text().split()
         wall, peak_kib = float(fields[-2]), int(fields[-1])
-    return Measured(wall, peak_kib / 1024.0)
+    return Measured(wall, peak_kib / 1024.0, usage.ru_utime + usage.ru_stime)
 
 
 def ensure_cryodrgn(venv: Path = CRYODRGN_VENV, log=print) -> Path | None:
@@ -135,13 +140,16 @@ def run_cryosplat(star: Path, out: Path, extra: list[str] | None = None) -> Meth
     )
 
 
-def run_relion(star: Path, out: Path, pixel_size_angstrom: float) -> MethodRun:
-    """``relion_reconstruct --ctf`` for the full map, then ``--subset 1`` and ``--subset 2``.
+def run_relion(
+    star: Path, out: Path, pixel_size_angstrom: float, symmetry: str = "C1"
+) -> MethodRun:
+    """``relion_reconstruct --ctf --sym G`` for the full map, then ``--subset 1`` and ``--subset 2``.
 
     Run in the STAR's folder, since RELION resolves image names against the working directory.
     """
     _fresh(out)
     base = ["relion_reconstruct", "--i", star.name, "--ctf", "--angpix", f"{pixel_size_angstrom}"]
+    base += ["--sym", symmetry]
     total = Measured()
     paths = []
     for label, extra in (("full", []), ("half1", ["--subset", "1"]), ("half2", ["--subset", "2"])):

@@ -6,3 +6,4 @@
 
 ENGINES = ("grid", "splat")
 BACKENDS = ("auto", "reference", "fast", "fourier")
+SYMMETRY_HELP = "point group in RELION's conventions: C1 (none), Cn, Dn, T, O, I (= I2), I1-I4"

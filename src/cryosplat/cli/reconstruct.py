@@ -6,7 +6,7 @@ import argparse
 import logging
 from dataclasses import replace
 
-from cryosplat.cli.names import BACKENDS, ENGINES
+from cryosplat.cli.names import BACKENDS, ENGINES, SYMMETRY_HELP
 from cryosplat.core.errors import InputError
 
 HELP = "reconstruct a map from particles with known poses and CTF (two half-set Gaussian models)"
@@ -35,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--n-gaussians", type=int, help="Gaussians per half model (default: from the box)"
+    )
+    p.add_argument(
+        "--sym",
+        default="C1",
+        help=f"{SYMMETRY_HELP}; the half models hold one asymmetric unit (--n-gaussians / |G| "
+        "Gaussians) and every particle counts once per operator (default C1)",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="random seed (halves, initialisation, order)"
@@ -228,6 +234,7 @@ def build_config(args: argparse.Namespace):
     return ReconstructConfig(
         engine=args.engine,
         n_gaussians=args.n_gaussians,
+        symmetry=args.sym,
         seed=args.seed,
         device=args.device,
         invert_contrast=args.invert_contrast,
@@ -247,8 +254,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cryosplat.core.device import resolve_device
     from cryosplat.particles.read import read_particles
-    from cryosplat.reconstruct import distributed
-    from cryosplat.reconstruct.run import reconstruct
+    from cryosplat.reconstruct.run import distributed, reconstruct
 
     if args.threads is not None:
         if args.threads < 1:

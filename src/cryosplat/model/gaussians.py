@@ -7,7 +7,13 @@ Gaussian, so a map integrates to ``Σ A``).
 
 Saved models are ``.npz`` files with arrays ``means_angstrom (N, 3)``, ``scales_angstrom (N, 3)``,
 ``quaternions (N, 4)``, ``amplitudes (N,)`` (activated values) and scalars ``box``,
-``pixel_size_angstrom``, ``format = "cryosplat-gaussians"``, ``version = 1``.
+``pixel_size_angstrom``, ``format = "cryosplat-gaussians"``, ``version = 1``, and optionally
+``symmetry`` (a point group of :mod:`cryosplat.core.symmetry`; absent means C1).
+
+A model with a symmetry other than C1 holds the Gaussians of one asymmetric unit: its density is the
+sum of the ``|G|`` copies ``(R_g μ, R_g Σ R_gᵀ)`` (:meth:`GaussianModel.expanded_parameters`), which
+:meth:`GaussianModel.voxelize` draws; :meth:`GaussianModel.expanded` is the same molecule as a C1
+model holding every copy (what ``reconstruct`` exports).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch.nn.functional as F
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.rotations import quaternion_to_matrix, random_quaternions
+from cryosplat.core.symmetry import expand_gaussians, normalize_symmetry, symmetry_operators
 from cryosplat.io.atomic import atomic_path
 
 __all__ = ["GaussianModel", "voxelize_gaussians", "precision_and_norm_3d", "inverse_softplus"]
@@ -201,6 +208,8 @@ class GaussianModel(torch.nn.Module):
     box : int
         Box of the maps this model is voxelised to by default.
     pixel_size_angstrom : float
+    symmetry : str
+        Point group (``"C1"``: none); otherwise the Gaussians are one asymmetric unit's.
     """
 
     def __init__(
@@ -211,8 +220,10 @@ class GaussianModel(torch.nn.Module):
         amplitudes: torch.Tensor,
         box: int,
         pixel_size_angstrom: float,
+        symmetry: str = "C1",
     ) -> None:
         super().__init__()
+        self.symmetry = normalize_symmetry(symmetry)
         means_angstrom = torch.as_tensor(means_angstrom)
         dtype = means_angstrom.dtype if means_angstrom.is_floating_point() else torch.float32
         n = means_angstrom.shape[0]
@@ -262,6 +273,24 @@ class GaussianModel(torch.nn.Module):
         """Amplitudes (integrated density of each Gaussian), shape (N,)."""
         return F.softplus(self.raw_amplitudes)
 
+    def symmetry_operators(self) -> np.ndarray | None:
+        """The group's rotations ``(|G|, 3, 3)``, or None for C1."""
+        return None if self.symmetry == "C1" else symmetry_operators(self.symmetry)
+
+    def expanded_parameters(self) -> tuple[torch.Tensor, ...]:
+        """Means, scales, unit quaternions and amplitudes of all ``|G|`` copies (differentiable)."""
+        return expand_gaussians(
+            self.means, self.scales, self.quaternions, self.amplitudes, self.symmetry_operators()
+        )
+
+    def expanded(self) -> GaussianModel:
+        """The full molecule as a C1 model (``|G| · N`` Gaussians); ``self`` when C1."""
+        if self.symmetry == "C1":
+            return self
+        with torch.no_grad():
+            params = [t.detach() for t in self.expanded_parameters()]
+        return GaussianModel(*params, self.box, self.pixel_size_angstrom).to(self.means.device)
+
     def covariances(self) -> torch.Tensor:
         """``Σ = R S Sᵀ Rᵀ`` (Å²), shape (N, 3, 3)."""
         rot = quaternion_to_matrix(self.raw_quaternions)
@@ -278,6 +307,7 @@ class GaussianModel(torch.nn.Module):
         scale_angstrom: float | None = None,
         total_amplitude: float = 1.0,
         dtype: torch.dtype = torch.float32,
+        symmetry: str = "C1",
     ) -> GaussianModel:
         """Random initialisation: means uniform in a sphere, isotropic scales, random rotations.
 
@@ -292,6 +322,8 @@ class GaussianModel(torch.nn.Module):
             Initial scale; default ``2 × pixel``.
         total_amplitude : float
             Sum of amplitudes, shared equally.
+        symmetry : str
+            Point group: the ``n_gaussians`` are one asymmetric unit's.
         """
         if n_gaussians < 1:
             raise ValueError(f"n_gaussians must be positive, got {n_gaussians}")
@@ -308,17 +340,18 @@ class GaussianModel(torch.nn.Module):
             torch.full((n_gaussians,), total_amplitude / n_gaussians, dtype=dtype),
             box,
             pixel_size_angstrom,
+            symmetry,
         )
 
     def voxelize(
         self, box: int | None = None, pixel_size_angstrom: float | None = None, n_sigma: float = 3.0
     ) -> torch.Tensor:
-        """The density map (D, D, D) on this model's grid, or on another ``box``/pixel size."""
+        """The density map (D, D, D) on this model's grid, or on another ``box``/pixel size.
+
+        All ``|G|`` copies of a symmetric model are drawn.
+        """
         return voxelize_gaussians(
-            self.means,
-            self.scales,
-            self.quaternions,
-            self.amplitudes,
+            *self.expanded_parameters(),
             self.box if box is None else box,
             self.pixel_size_angstrom if pixel_size_angstrom is None else pixel_size_angstrom,
             n_sigma=n_sigma,
@@ -334,6 +367,7 @@ class GaussianModel(torch.nn.Module):
                 self.amplitudes[keep],
                 self.box,
                 self.pixel_size_angstrom,
+                self.symmetry,
             )
 
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -348,6 +382,7 @@ class GaussianModel(torch.nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Write the model atomically as ``.npz`` (format in the module docstring)."""
+        extra = {} if self.symmetry == "C1" else {"symmetry": self.symmetry}
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(
                 tmp,
@@ -355,6 +390,7 @@ class GaussianModel(torch.nn.Module):
                 version=FORMAT_VERSION,
                 box=self.box,
                 pixel_size_angstrom=self.pixel_size_angstrom,
+                **extra,
                 **self.state_arrays(),
             )
 
@@ -384,6 +420,7 @@ class GaussianModel(torch.nn.Module):
                 ),
                 int(arrays["box"]),
                 float(arrays["pixel_size_angstrom"]),
+                str(arrays["symmetry"]) if "symmetry" in arrays else "C1",
             )
         except ValueError as exc:
             raise InputError(f"{path}: {exc}") from None

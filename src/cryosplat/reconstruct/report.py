@@ -177,15 +177,22 @@ def write_outputs(
     soft_width_px: float = 6.0,
     data_maps: tuple[np.ndarray, np.ndarray] | None = None,
     warnings: list[str] | None = None,
+    symmetry: str = "C1",
 ) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models into ``folder``.
 
-    ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. Returns the
-    FSC report and a summary dict (also logged).
+    ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. A symmetric
+    model is written expanded (every copy: the full molecule); ``symmetry`` and the asymmetric
+    unit's size are recorded in ``fsc.json`` and the summary. ``data_maps`` of a symmetric run are
+    the symmetrised data half maps.
+
+    Returns the FSC report and a summary dict (also logged).
     """
     from cryosplat.model.export import export_model
 
     pixel = model_a.pixel_size_angstrom
+    n_unit = [len(model_a), len(model_b)]
+    model_a, model_b = model_a.expanded(), model_b.expanded()
     with torch.no_grad():
         half_a = model_a.voxelize().detach().cpu().double().numpy()
         half_b = model_b.voxelize().detach().cpu().double().numpy()
@@ -198,7 +205,7 @@ def write_outputs(
     )
     report.warnings = list(warnings or [])
     write_map(folder / "mask.mrc", amask, pixel)
-    write_json_atomic(folder / "fsc.json", report.to_dict())
+    write_json_atomic(folder / "fsc.json", {**report.to_dict(), "symmetry": symmetry})
     plot_fsc(folder / "fsc.png", report)
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")
@@ -209,6 +216,8 @@ def write_outputs(
         "model_half_maps_0143_spherical_angstrom": report.spherical.resolution("corrected"),
         "model_half_maps_0143_automatic_angstrom": report.automatic.resolution("corrected"),
         "n_gaussians": [len(model_a), len(model_b)],
+        "symmetry": symmetry,
+        "n_gaussians_asymmetric_unit": n_unit,
         "box": model_a.box,
         "pixel_size_angstrom": pixel,
     }

@@ -23,6 +23,11 @@ from cryosplat.core.device import (
 )
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.progress import Progress
+from cryosplat.core.symmetry import (
+    asymmetric_unit_gaussians,
+    normalize_symmetry,
+    symmetry_operators,
+)
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
@@ -76,6 +81,9 @@ class ReconstructConfig:
     use_random_subset : honour ``rlnRandomSubset`` for the halves when present
     init_radius_fraction : random means lie in a sphere of this radius (fraction of the box edge)
     mask_soft_width_px : soft edge of the FSC masks (voxels)
+    symmetry : point group in RELION's conventions (:mod:`cryosplat.core.symmetry`; ``"C1"``: none):
+        each particle counts once per operator and each half model holds one asymmetric unit's
+        Gaussians (``n_gaussians / |G|``), drawn with all copies
     splat : settings of the per-image engine
     grid : settings of the Fourier-statistics engine
     memory : the memory bound and any Fourier crop of the images
@@ -90,11 +98,15 @@ class ReconstructConfig:
     use_random_subset: bool = True
     init_radius_fraction: float = 0.3
     mask_soft_width_px: float = 6.0
+    symmetry: str = "C1"
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def validate(self) -> None:
+        self.symmetry = normalize_symmetry(self.symmetry)
+        if self.grid.fit.symmetry != self.symmetry:  # one record of the group in config.json
+            self.grid = replace(self.grid, fit=replace(self.grid.fit, symmetry=self.symmetry))
         if self.engine not in ENGINES:
             raise InputError(f"engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
         if self.n_gaussians is not None and self.n_gaussians < 1:
@@ -214,12 +226,13 @@ def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, d
     models = []
     for half in range(2):
         m = GaussianModel.random(
-            n,
+            asymmetric_unit_gaussians(n, config.symmetry),
             particles.box,
             particles.pixel_size_angstrom,
             seed=config.seed * 2 + half + 1,
             radius_fraction=config.init_radius_fraction,
             scale_angstrom=None,
+            symmetry=config.symmetry,
         )
         models.append(m.to(device))
     return models
@@ -399,6 +412,7 @@ def _reconstruct_in(
                 "predicted_peak_bytes": plan.estimate.peak_bytes,
                 "max_memory_bytes": plan.max_memory_bytes,
             },
+            "symmetry": config.symmetry,
             "input": identity["input"],
             "resumed": resuming,
             **({"world_size": dist.world_size} if dist.active else {}),
@@ -406,13 +420,18 @@ def _reconstruct_in(
     )
     try:
         log.info(
-            "cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, %d Gaussians "
-            "per half, device %s%s%s",
+            "cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, symmetry %s, "
+            "%d Gaussians per half%s, device %s%s%s",
             len(particles),
             particles.box,
             particles.pixel_size_angstrom,
             config.engine,
+            config.symmetry,
             n_gauss,
+            ""
+            if config.symmetry == "C1"
+            else f" ({asymmetric_unit_gaussians(n_gauss, config.symmetry)} per asymmetric unit × "
+            f"{len(symmetry_operators(config.symmetry))} copies)",
             device,
             f", {dist.world_size} processes ({dist.backend})" if dist.active else "",
             " (resumed)" if resuming else "",
@@ -456,6 +475,7 @@ def _reconstruct_in(
             config.mask_soft_width_px,
             data_maps,
             warnings,
+            symmetry=config.symmetry,
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}

@@ -22,6 +22,7 @@ import torch
 from cryosplat.core.device import synchronize
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
+from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
@@ -112,7 +113,10 @@ def run_grid_engine(particles, halves, config, folder, device, show_progress, di
     particles : ParticleSet
     halves : (rows_a, rows_b)
     config : ReconstructConfig
-        Uses ``config.grid`` (GridEngineConfig), ``n_gaussians``, ``seed``, ``invert_contrast``.
+        Uses ``config.grid`` (GridEngineConfig), ``n_gaussians``, ``seed``, ``invert_contrast``,
+        ``symmetry``: with a point group the statistics are gathered with every image inserted
+        once per operator and each half model holds one asymmetric unit's Gaussians
+        (``n_gaussians / |G|``), voxelised with all copies.
     folder : RunFolder
     device : torch.device
     show_progress : bool
@@ -188,6 +192,7 @@ def gather_half_statistics(
         gcfg.accumulate,
         device=str(device),
         batch_size=statistics_batch_size(gcfg.accumulate.batch_size, device),
+        symmetry=getattr(config, "symmetry", "C1"),
     )
     log.info(
         "device: Fourier statistics on %s (%d images per batch%s)",
@@ -245,7 +250,8 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         data_maps = statistics.data_maps()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
     fit = gcfg.fit
-    n_gauss = config.n_gaussians
+    symmetry = getattr(config, "symmetry", "C1")
+    n_gauss = asymmetric_unit_gaussians(config.n_gaussians, symmetry)
     boxes = stage_boxes(particles.box, fit.stage_fractions)
     mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]
     total_steps = len(mine) * sum(fit.stage_steps)
@@ -270,6 +276,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                 seed=config.seed * 2 + i + 1,
                 init_radius_fraction=config.init_radius_fraction,
                 device=str(device),
+                symmetry=symmetry,
             )
             base = steps_done
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from cryosplat.core.errors import CryosplatError, InputError
+from cryosplat.core.symmetry import expand_gaussians, symmetrize_on_grid, voxel_permutations
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
 from cryosplat.reconstruct.grid.loss import GridLoss, gridded_loss
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
@@ -77,6 +78,9 @@ class GridFitConfig:
         Seed of the random initial model.
     device : str
         torch device of the fit.
+    symmetry : str
+        Point group of a random initial model (:mod:`cryosplat.core.symmetry`): its ``n_gaussians`` are
+        one asymmetric unit's, voxelised with all ``|G|`` copies. A given model keeps its own.
     """
 
     n_gaussians: int = 3000
@@ -97,6 +101,7 @@ class GridFitConfig:
     min_improvement: float = 1e-4
     seed: int = 0
     device: str = "cpu"
+    symmetry: str = "C1"
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad setting."""
@@ -140,6 +145,10 @@ class _Parameters:
     """Raw tensors of a mixture being fitted (amplitudes relative to ``amplitude_unit``)."""
 
     def __init__(self, model: GaussianModel, device) -> None:
+        self.symmetry = model.symmetry
+        ops = model.symmetry_operators()
+        self.operators = None if ops is None else torch.as_tensor(ops, device=device)
+        self._permutations: dict[int, torch.Tensor | None] = {}
         with torch.no_grad():
             amplitudes = model.amplitudes.detach().to(device, torch.float32)
             self.amplitude_unit = float(amplitudes.mean())
@@ -168,7 +177,19 @@ class _Parameters:
         return self.means, scales, quaternions, amplitudes
 
     def voxelize(self, box: int, pixel: float, n_sigma: float) -> torch.Tensor:
-        return voxelize_gaussians(*self.activated(), box, pixel, n_sigma=n_sigma)
+        """The map of all ``|G|`` copies: for groups that move voxels onto voxels (D2, C4, O, ...)
+        the asymmetric unit is voxelised once and its rotated copies gathered (exact, ``|G|``
+        times less voxelisation); otherwise the expanded Gaussians are voxelised."""
+        if self.operators is None:
+            return voxelize_gaussians(*self.activated(), box, pixel, n_sigma=n_sigma)
+        if box not in self._permutations:
+            self._permutations[box] = voxel_permutations(self.symmetry, box, self.means.device)
+        perm = self._permutations[box]
+        if perm is not None:
+            unit = voxelize_gaussians(*self.activated(), box, pixel, n_sigma=n_sigma)
+            return symmetrize_on_grid(unit, perm)
+        expanded = expand_gaussians(*self.activated(), self.operators)
+        return voxelize_gaussians(*expanded, box, pixel, n_sigma=n_sigma)
 
     def clamp_scales(self, pixel: float, config: GridFitConfig) -> None:
         """Keep the scales within the configured range (in pixels of the stage grid)."""
@@ -186,7 +207,7 @@ class _Parameters:
         with torch.no_grad():
             means, scales, quaternions, amplitudes = self.activated()
             amplitudes = (amplitudes * amplitude_scale).clamp_min(1e-30)
-            model = GaussianModel(means, scales, quaternions, amplitudes, box, pixel)
+            model = GaussianModel(means, scales, quaternions, amplitudes, box, pixel, self.symmetry)
         return model.to(self.means.device)
 
 
@@ -274,6 +295,7 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
             seed=config.seed,
             radius_fraction=config.init_radius_fraction,
             scale_angstrom=config.max_scale_pixels * first_pixel,
+            symmetry=config.symmetry,
         )
     params = _Parameters(model, device)
     total_steps = sum(config.stage_steps)

@@ -29,6 +29,7 @@ from cryosplat.core.fourier_slice import (
     padded_box,
     padded_ft_to_volume,
 )
+from cryosplat.core.symmetry import symmetry_operators
 from cryosplat.io.atomic import atomic_path
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import bad_image_rows, describe_image
@@ -210,6 +211,51 @@ class FourierStatistics:
         )
         return volume.double()
 
+    def symmetrized(self, operators) -> FourierStatistics:
+        """The statistics of the ``|G|``-fold expanded set, by rotating the grids (exact).
+
+        Inserting image ``i`` with pose ``A R_g`` puts its frequency ``K`` at ``R_gᵀ K``, so the
+        expanded grids are ``Σ_g W(R_g K)`` and ``Σ_g B(R_g K)`` (RELION's ``symmetrise`` of its
+        grids). Only for operators that are signed permutations of the axes (C2, C4, D2, D4, T, O
+        ...): they move grid points onto grid points and trilinear weights with them, so this equals
+        pose expansion while gathering to rounding. Points with ``R_g K`` in ``Kx < 0`` read the
+        Friedel mate, conjugated. The data power is multiplied by ``|G|``.
+        """
+        ops = np.asarray(operators, dtype=np.float64)
+        rounded = np.round(ops)
+        if np.abs(ops - rounded).max() > 1e-9:
+            raise ValueError("grid symmetrisation needs operators that permute the axes")
+        size = self.padded_box
+        device = self.weights.device
+        half = size // 2 + 1
+        kc = torch.arange(size, device=device, dtype=torch.int32) - size // 2
+        # K = (Kx, Ky, Kz) as broadcast views of the half grid [z, y, x]
+        axes = (
+            torch.arange(half, device=device, dtype=torch.int32)[None, None, :],
+            kc[None, :, None],
+            kc[:, None, None],
+        )
+        flat_w, flat_b = self.weights.reshape(-1), self.data.reshape(-1)
+        total_w = torch.zeros_like(flat_w)
+        total_b = torch.zeros_like(flat_b)
+        for op in rounded.astype(np.int64):
+            # (R_g K)_a = ±K_b for the one non-zero op[a, b]
+            src = [int(op[a].sum()) * axes[int(np.flatnonzero(op[a])[0])] for a in range(3)]
+            mate = (src[0] < 0).expand(self.weights.shape)
+            sx, sy, sz = (torch.where(mate, -c, c) for c in src)
+            index = (((sz + size // 2) % size) * size + (sy + size // 2) % size) * half + sx
+            index = index.reshape(-1).long()
+            total_w += flat_w[index]
+            values = flat_b[index]
+            total_b += torch.where(mate.reshape(-1), values.conj(), values)
+        return replace(
+            self,
+            weights=total_w.reshape(self.weights.shape),
+            data=total_b.reshape(self.data.shape),
+            power=self.power * len(ops),
+            notes=list(self.notes),
+        )
+
     def save(self, path: str | Path) -> None:
         """Write atomically as ``.npz`` (the fields as arrays, plus ``format`` and ``version``)."""
         arrays = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -271,6 +317,9 @@ class AccumulateConfig:
         Leave out (and log) particles whose image holds NaN, infinite or absurd pixels
         (:func:`cryosplat.particles.validate.bad_image_rows`); by default such an image stops the
         pass with an :class:`InputError` naming it.
+    symmetry : str
+        Point group (:mod:`cryosplat.core.symmetry`) whose operators ``accumulate`` applies when
+        it is given no ``operators``; ``"C1"``: none.
     """
 
     pad: int = 2
@@ -279,6 +328,7 @@ class AccumulateConfig:
     interpolation: str = "trilinear"
     max_resolution_angstrom: float | None = None
     drop_bad_images: bool = False
+    symmetry: str = "C1"
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad setting."""
@@ -365,6 +415,7 @@ def accumulate(
     indices=None,
     config: AccumulateConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    operators=None,
 ) -> FourierStatistics:
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
@@ -387,6 +438,13 @@ def accumulate(
     config : AccumulateConfig, optional
     progress : callable(done, total), optional
         Called after each batch with the number of particles gathered so far.
+    operators : array_like (G, 3, 3), optional
+        Point-group rotations ``R_g`` (:func:`cryosplat.core.symmetry.symmetry_operators`): the
+        statistics of the ``|G|``-fold expanded set, each image counted once per operator with pose
+        ``A R_g`` (the pose it also has in a symmetric map): ``W``, ``B`` and the data power
+        (``n_particles`` still counts images). Groups whose operators permute the axes (C2, C4,
+        D2, D4, T, O) are gathered once and their grids rotated (:meth:`symmetrized`, exact);
+        the others (C3, D3, I, ...) insert each image ``|G|`` times (pose expansion).
 
     Returns
     -------
@@ -420,6 +478,18 @@ def accumulate(
     power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     ctf_planes: dict[float, CTFPlane] = {}
     n_batches = math.ceil(idx.size / config.batch_size)
+    if operators is None and config.symmetry != "C1":
+        operators = symmetry_operators(config.symmetry)
+    ops = None
+    if operators is not None and len(operators) > 1:
+        operators = np.asarray(operators, dtype=np.float64)
+        if np.abs(operators - np.round(operators)).max() < 1e-9:
+            # Signed axis permutations (C2, C4, D2, D4, T, O): gather once, rotate the grids.
+            stats = accumulate(particles, idx, replace(config, symmetry="C1"), progress)
+            return stats.symmetrized(operators)
+        ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
+    # Pose expansion for the other groups: each image is the projection at A·R_g as well.
+    expansion = [None] if ops is None else list(ops)
     dropped: list[int] = []
 
     def screen(rows: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -462,16 +532,18 @@ def accumulate(
             rotations = torch.as_tensor(
                 particles.rotations[rows], device=device, dtype=torch.float32
             )
-            insert_slices(
-                group_spectra * ctf,
-                rotations * group.scale,
-                box,
-                config.pad,
-                part_b,
-                ctf * ctf,
-                part_w,
-                max_radius=group.max_radius,
-            )
+            weighted, ctf2 = group_spectra * ctf, ctf * ctf
+            for op in expansion:
+                insert_slices(
+                    weighted,
+                    (rotations if op is None else rotations @ op) * group.scale,
+                    box,
+                    config.pad,
+                    part_b,
+                    ctf2,
+                    part_w,
+                    max_radius=group.max_radius,
+                )
             if own_pixel not in power_bins:
                 kept = (r2 * group.scale**2 <= radius * radius).nonzero().squeeze(1)
                 bins = torch.round(r2[kept] * group.scale**2).long().clamp_max(power.numel() - 1)
@@ -488,6 +560,8 @@ def accumulate(
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
     n_dropped = sum(dropped)
     notes = [f"left out {n_dropped} particles with bad images"] if n_dropped else []
+    if ops is not None:
+        power *= len(ops)
     return FourierStatistics(
         total_w,
         total_b,

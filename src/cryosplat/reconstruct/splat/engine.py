@@ -113,10 +113,7 @@ def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float):
 
 def _predict(model: GaussianModel, rot, shifts, ctf, backend: str) -> torch.Tensor:
     return predict_spectra(
-        model.means,
-        model.scales,
-        model.quaternions,
-        model.amplitudes,
+        *model.expanded_parameters(),  # all |G| copies of a symmetric model
         rot,
         shifts,
         ctf,
