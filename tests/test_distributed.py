@@ -6,6 +6,7 @@ the set is tiny (box 32, 240 particles in 4 stack files) so that each run takes 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -191,6 +192,37 @@ def test_splat_engine_data_parallel_matches_one_process(stacked_set, tmp_path):
 
 
 @pytest.mark.slow
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _wait_for_exit(pids: list[int], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes {alive} still alive {timeout_s} s after SIGKILL")
+
+
 def test_job_killed_under_torchrun_resumes_and_completes(stacked_set, single_grid_run, tmp_path):
     out = tmp_path / "killed"
     # a long first stage, so that the kill lands inside the fit
@@ -211,9 +243,16 @@ def test_job_killed_under_torchrun_resumes_and_completes(stacked_set, single_gri
             pytest.skip("the run finished before it could be killed")
         assert first.is_file(), "no checkpoint appeared in time"
     finally:
+        # The whole job, as a lost node would: torchrun starts each worker in its own session,
+        # so the launcher's process group does not hold them; kill them by ancestry.
+        workers = _descendants(proc.pid)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole job, as a lost node would
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait()
+        _wait_for_exit(workers)  # their folder lock dies with them
     assert json.loads((out / "run.json").read_text())["status"] == "running"
     assert not (out / "map.mrc").exists()
     written = {p.name: p.stat().st_mtime_ns for p in (out / "checkpoints").glob("stats_*.npz")}
