@@ -13,7 +13,7 @@ from cryosplat.cli.main import main
 from cryosplat.core.symmetry import rotate_volume, symmetry_operators
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
 from cryosplat.simulate.simulation import SimulationConfig, simulate
 
@@ -56,7 +56,7 @@ def _self_correlation(volume: np.ndarray, op) -> float:
 @pytest.mark.parametrize("name", ["D2", "C4"])
 def test_grid_symmetrisation_equals_pose_expansion(d2_set, name):
     """Rotating the gathered grids (axis-permuting groups) = inserting every image |G| times."""
-    particles = ParticleSet.from_file(d2_set)
+    particles = read_particles(d2_set)
     rows = np.arange(20)
     ops = symmetry_operators(name)
     config = AccumulateConfig()
