@@ -67,6 +67,16 @@ class GridFitConfig:
         Voxelisation footprint half-width in standard deviations.
     gridding_correction : bool
         Apodise the voxelised map as trilinear insertion does (recommended).
+    signed_amplitudes : bool
+        Amplitudes may become negative (raw parameter = relative amplitude, no softplus), so the
+        mixture can hold density below the solvent level (halos, normalised or filtered maps).
+    negative_fraction : float
+        Part of a random initial model whose Gaussians hold negative density (a second population
+        with fixed sign, softplus magnitudes): density below the solvent level. A starting model
+        with negative amplitudes keeps its signs.
+    exclude_zero_frequency : bool
+        Leave the zero frequency out of the loss: images are normalised to a zero background, so
+        their mean is not signal (:class:`GridLoss`).
     check_every : int
         Steps between evaluations of the stopping rule (and calls of ``callback``).
     patience : int
@@ -92,6 +102,10 @@ class GridFitConfig:
     init_radius_fraction: float = 0.3
     n_sigma: float = 3.0
     gridding_correction: bool = True
+    signed_amplitudes: bool = False
+    negative_fraction: float = 0.0
+    negative_scale_pixels: tuple[float, float] = (0.5, 1.0)
+    exclude_zero_frequency: bool = False
     check_every: int = 5
     patience: int = 3
     min_improvement: float = 1e-4
@@ -112,6 +126,8 @@ class GridFitConfig:
         for name in (positive + " min_scale_pixels init_radius_fraction n_sigma").split():
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.negative_fraction < 1.0:
+            raise InputError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
         if not self.max_scale_pixels >= self.min_scale_pixels:
             raise InputError(f"max_scale_pixels {self.max_scale_pixels} < min_scale_pixels")
         if self.check_every < 1 or self.patience < 1:
@@ -126,16 +142,27 @@ def stage_boxes(box: int, fractions) -> list[int]:
 
 
 class _Parameters:
-    """Raw tensors of a mixture being fitted (amplitudes relative to ``amplitude_unit``)."""
+    """Raw tensors of a mixture being fitted (amplitudes relative to ``amplitude_unit``).
 
-    def __init__(self, model: GaussianModel, device) -> None:
+    Free-signed amplitudes (``signed``) are their raw parameter; otherwise each amplitude is
+    ``sign · softplus(raw)`` with a fixed sign per Gaussian (all +1 unless the starting model holds
+    negative amplitudes: a negative population).
+    """
+
+    def __init__(self, model: GaussianModel, device, signed: bool = False) -> None:
+        self.signed = signed
         with torch.no_grad():
             amplitudes = model.amplitudes.detach().to(device, torch.float32)
-            self.amplitude_unit = float(amplitudes.mean())
+            self.signs = None
+            if not signed and bool((amplitudes < 0).any()):
+                self.signs = torch.where(amplitudes < 0, -1.0, 1.0).to(device)
+                amplitudes = amplitudes.abs().clamp_min(1e-30)
+            self.amplitude_unit = float(amplitudes.abs().mean() if signed else amplitudes.mean())
             self.means = model.means.detach().to(device, torch.float32).clone()
             self.raw_scales = model.raw_scales.detach().to(device, torch.float32).clone()
             self.raw_quaternions = model.raw_quaternions.detach().to(device, torch.float32).clone()
-            self.raw_amplitudes = inverse_softplus(amplitudes / self.amplitude_unit)
+            relative = amplitudes / self.amplitude_unit
+            self.raw_amplitudes = relative.clone() if signed else inverse_softplus(relative)
         for t in self.tensors():
             t.requires_grad_(True)
 
@@ -153,7 +180,10 @@ class _Parameters:
     def activated(self) -> tuple[torch.Tensor, ...]:
         """Means, scales, unit quaternions and relative amplitudes."""
         quaternions = self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True)
-        scales, amplitudes = F.softplus(self.raw_scales), F.softplus(self.raw_amplitudes)
+        scales = F.softplus(self.raw_scales)
+        amplitudes = self.raw_amplitudes if self.signed else F.softplus(self.raw_amplitudes)
+        if self.signs is not None:
+            amplitudes = amplitudes * self.signs
         return self.means, scales, quaternions, amplitudes
 
     def voxelize(self, box: int, pixel: float, n_sigma: float) -> torch.Tensor:
@@ -164,14 +194,29 @@ class _Parameters:
         limits = torch.tensor([config.min_scale_pixels, config.max_scale_pixels]) * pixel
         bounds = inverse_softplus(limits.double())
         with torch.no_grad():
+            if self.signs is not None:
+                negative = torch.tensor(config.negative_scale_pixels) * pixel
+                nb = inverse_softplus(negative.double())
+                low = torch.where(self.signs < 0, float(nb[0]), float(bounds[0]))[:, None]
+                high = torch.where(self.signs < 0, float(nb[1]), float(bounds[1]))[:, None]
+                self.raw_scales.copy_(torch.minimum(torch.maximum(self.raw_scales, low), high))
+                return
             self.raw_scales.clamp_(min=float(bounds[0]), max=float(bounds[1]))
 
     def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
         with torch.no_grad():
             means, scales, quaternions, amplitudes = self.activated()
-            amplitudes = (amplitudes * amplitude_scale).clamp_min(1e-30)
-            model = GaussianModel(means, scales, quaternions, amplitudes, box, pixel)
+            amplitudes = amplitudes * amplitude_scale
+            signed = self.signed or self.signs is not None
+            if not self.signed:
+                magnitudes = amplitudes.abs().clamp_min(1e-30)
+                amplitudes = magnitudes if self.signs is None else magnitudes * self.signs
+            model = GaussianModel(means, scales, quaternions, amplitudes, box, pixel, signed=signed)
         return model.to(self.means.device)
+
+
+def _loss_options(config: GridFitConfig) -> dict:
+    return {"exclude_zero_frequency": config.exclude_zero_frequency}
 
 
 def _amplitude_factor(params: _Parameters, loss: GridLoss, config: GridFitConfig) -> float:
@@ -241,20 +286,42 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
             radius_fraction=config.init_radius_fraction,
             scale_angstrom=config.max_scale_pixels * first_pixel,
         )
-    params = _Parameters(model, device)
+        n_negative = int(round(config.negative_fraction * len(model)))
+        if n_negative:
+            with torch.no_grad():
+                amplitudes = model.amplitudes.clone()
+                amplitudes[len(model) - n_negative :] *= -1.0
+                model = GaussianModel(
+                    model.means,
+                    model.scales,
+                    model.quaternions,
+                    amplitudes,
+                    model.box,
+                    model.pixel_size_angstrom,
+                    signed=True,
+                )
+    params = _Parameters(model, device, config.signed_amplitudes)
     total_steps = sum(config.stage_steps)
     done = 0
     alpha = None
     for stage, (box, budget) in enumerate(zip(boxes, config.stage_steps, strict=True)):
         stage_stats = stats.crop(box)
         pixel = stage_stats.pixel_size_angstrom
-        loss_fn = GridLoss(stage_stats, 1.0, config.gridding_correction, device)
+        loss_fn = GridLoss(
+            stage_stats, 1.0, config.gridding_correction, device, **_loss_options(config)
+        )
         if alpha is None:
             alpha = _amplitude_factor(params, loss_fn, config)
         loss_fn.rescale(alpha)
         held_fn = None
         if heldout is not None:
-            held_fn = GridLoss(heldout.crop(box), alpha, config.gridding_correction, device)
+            held_fn = GridLoss(
+                heldout.crop(box),
+                alpha,
+                config.gridding_correction,
+                device,
+                **_loss_options(config),
+            )
         params.clamp_scales(pixel, config)
         optimizer = torch.optim.Adam(
             [

@@ -87,6 +87,9 @@ class GridLoss:
     gridding_correction : bool
         Apodise maps as trilinear insertion does.
     device, dtype : where and in which real precision to evaluate.
+    exclude_zero_frequency : bool
+        Leave the zero frequency out (``W(0) = B(0) = 0``; the constant term keeps the images'
+        power): the images' means, which normalisation sets to a zero background, are not fitted.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class GridLoss:
         gridding_correction: bool = True,
         device=None,
         dtype=torch.float32,
+        exclude_zero_frequency: bool = False,
     ) -> None:
         device = stats.weights.device if device is None else torch.device(device)
         self.box, self.pad, self.size = stats.box, stats.pad, stats.padded_box
@@ -114,6 +118,9 @@ class GridLoss:
         for phase in _fft_order_phases(self.size, self.pad, data.device, complex_dtype):
             data *= phase.conj()
         data *= scale * norm
+        if exclude_zero_frequency:  # index 0 of the uncentred grid is K = 0
+            weights[0, 0, 0] = 0.0
+            data[0, 0, 0] = 0.0
         self.weights = weights.to(device)
         self.data = data.to(device)
         apodization = trilinear_apodization(self.box, self.pad, device, dtype)
