@@ -1,0 +1,140 @@
+"""Real density (issue 11): signed models, a negative population, the zero frequency out of the loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_statistics import simulate_particles
+
+from cryosplat.errors import InputError
+from cryosplat.export import pseudo_atom_structure
+from cryosplat.fsc import fsc
+from cryosplat.gaussians import GaussianModel
+from cryosplat.gridfit import GridFitConfig, GridLoss, fit_gaussians
+from cryosplat.statistics import accumulate
+
+BOX, PIXEL = 24, 3.0
+
+
+def _halo_model(seed: int = 0) -> GaussianModel:
+    """A positive core of narrow Gaussians inside a broad negative halo (net mass about zero)."""
+    core = GaussianModel.random(
+        40, BOX, PIXEL, seed=seed, radius_fraction=0.18, scale_angstrom=1.4 * PIXEL
+    )
+    rng = np.random.default_rng(seed + 10)
+    halo_means = torch.tensor(rng.normal(scale=2.0 * PIXEL, size=(6, 3)))
+    means = torch.cat([core.means.detach().double(), halo_means])
+    scales = torch.cat(
+        [core.scales.detach().double(), torch.full((6, 3), 3.5 * PIXEL, dtype=torch.float64)]
+    )
+    quats = torch.cat([core.quaternions.detach().double(), torch.eye(4)[:1].double().repeat(6, 1)])
+    amps = torch.cat([torch.full((40,), 1.0 / 40), torch.full((6,), -0.9 / 6)]).double()
+    return GaussianModel(means, scales, quats, amps, BOX, PIXEL)
+
+
+@pytest.fixture(scope="module")
+def halo_data(tmp_path_factory):
+    return simulate_particles(
+        tmp_path_factory.mktemp("halo"), n=120, noise=0.3, seed=3, truth=_halo_model()
+    )
+
+
+def test_signed_model_voxelises_saves_and_exports(tmp_path):
+    model = _halo_model()
+    assert model.signed
+    with torch.no_grad():
+        volume = model.voxelize(n_sigma=5.0)
+    # The map integrates to the sum of the signed amplitudes (mass), here nearly zero (the broad
+    # halo's tails that leave the box aside: 1 % of the core's mass).
+    total = float(volume.sum()) * PIXEL**3
+    assert total == pytest.approx(float(model.amplitudes.detach().sum()), abs=1e-2)
+    assert float(volume.min()) < 0 < float(volume.max())
+    model.save(tmp_path / "m.npz")
+    loaded = GaussianModel.load(tmp_path / "m.npz", dtype=torch.float64)
+    assert loaded.signed
+    assert torch.allclose(loaded.amplitudes, model.amplitudes)
+    assert model.subset(torch.arange(38, 46)).signed
+    occupancies = [cra.atom.occ for cra in pseudo_atom_structure(model)[0].all()]
+    assert min(occupancies) > 0 and max(occupancies) == pytest.approx(1.0)
+    # A model not declared signed keeps refusing non-positive amplitudes.
+    with pytest.raises(ValueError, match="positive"):
+        GaussianModel(
+            model.means, model.scales, model.quaternions, model.amplitudes, BOX, PIXEL, signed=False
+        )
+
+
+def test_zero_frequency_out_of_the_loss_ignores_the_image_means(halo_data):
+    stats = accumulate(halo_data[0])
+    other = accumulate(halo_data[0])
+    centre = (stats.padded_box // 2, stats.padded_box // 2, 0)
+    other.data[centre] += 1e3 * float(other.data.abs().max())  # images with another mean
+    other.weights[centre] *= 3.0
+    volume = torch.from_numpy(halo_data[1]).float()
+    kept = [
+        GridLoss(s, exclude_zero_frequency=False).data_term_and_spectrum(volume)[0]
+        for s in (stats, other)
+    ]
+    left = [
+        GridLoss(s, exclude_zero_frequency=True).data_term_and_spectrum(volume)[0]
+        for s in (stats, other)
+    ]
+    assert float(left[0]) == pytest.approx(float(left[1]), rel=1e-6)
+    assert abs(float(kept[0]) - float(kept[1])) > 0.5 * abs(float(kept[0]))
+    # What is left out is exactly the K = 0 term.
+    loss = GridLoss(stats)
+    spectrum = loss.data_term_and_spectrum(volume)[1]
+    f0 = spectrum[0, 0, 0]
+    term0 = (f0.conj() * (loss.weights[0, 0, 0] * f0 - 2.0 * loss.data[0, 0, 0])).real
+    assert float(left[0]) == pytest.approx(float(kept[0] - term0), rel=1e-5)
+
+
+def _low_fsc(model: GaussianModel, truth: np.ndarray) -> float:
+    with torch.no_grad():
+        volume = model.voxelize().double().numpy()
+    return float(np.mean(fsc(volume, truth)[1:4]))
+
+
+def test_negative_population_holds_a_halo(halo_data):
+    particles, truth, _ = halo_data
+    stats = accumulate(particles)
+    base = GridFitConfig(n_gaussians=200, stage_fractions=(0.5, 1.0), stage_steps=(60, 40), seed=1)
+    positive = fit_gaussians(stats, base)
+    config = GridFitConfig(
+        **{**base.__dict__, "negative_fraction": 0.15, "negative_scale_pixels": (1.0, 3.0)}
+    )
+    mixed = fit_gaussians(stats, config)
+    amplitudes = mixed.amplitudes.detach()
+    negative = amplitudes < 0
+    assert mixed.signed and int(negative.sum()) == 30  # signs are fixed: 15 % of 200
+    scales = mixed.scales.detach()
+    assert float(scales[negative].min()) >= 1.0 * PIXEL * 0.999
+    assert float(scales[negative].max()) <= 3.0 * PIXEL * 1.001
+    assert float(scales[~negative].max()) <= 1.0 * PIXEL * 1.001
+    # The halo is negative density at low frequency: only the mixed model holds it.
+    assert _low_fsc(mixed, truth) > _low_fsc(positive, truth) + 0.01
+    # A signed starting model keeps its signs through a further stage (as the grid engine runs).
+    again = fit_gaussians(
+        stats,
+        GridFitConfig(**{**config.__dict__, "stage_fractions": (1.0,), "stage_steps": (5,)}),
+        model=mixed,
+    )
+    assert torch.equal(again.amplitudes.detach() < 0, negative)
+
+
+def test_free_signed_amplitudes_may_change_sign(halo_data):
+    stats = accumulate(halo_data[0])
+    config = GridFitConfig(
+        n_gaussians=150,
+        stage_fractions=(0.5, 1.0),
+        stage_steps=(60, 30),
+        seed=2,
+        signed_amplitudes=True,
+    )
+    model = fit_gaussians(stats, config)
+    assert model.signed and bool((model.amplitudes < 0).any())
+
+
+def test_bad_negative_fraction():
+    with pytest.raises(InputError, match="negative_fraction"):
+        GridFitConfig(negative_fraction=1.0).validate()
