@@ -11,7 +11,8 @@ from cryosplat.errors import InputError
 from cryosplat.export import pseudo_atom_structure
 from cryosplat.fsc import fsc
 from cryosplat.gaussians import GaussianModel
-from cryosplat.gridfit import GridFitConfig, GridLoss, fit_gaussians
+from cryosplat.gridfit import GridFitConfig, GridLoss, fit_gaussians, inverse_noise_weights
+from cryosplat.gridloss import noise_power_by_shell
 from cryosplat.statistics import accumulate
 
 BOX, PIXEL = 24, 3.0
@@ -138,3 +139,49 @@ def test_free_signed_amplitudes_may_change_sign(halo_data):
 def test_bad_negative_fraction():
     with pytest.raises(InputError, match="negative_fraction"):
         GridFitConfig(negative_fraction=1.0).validate()
+
+
+def test_noise_power_by_shell_is_flat_for_white_noise(tmp_path):
+    particles, _, _ = simulate_particles(tmp_path, n=150, noise=4.0, seed=5)
+    stats = accumulate(particles)
+    noise = noise_power_by_shell(stats)
+    assert noise.shape == (int(stats.max_radius) + 1,)
+    inner = noise[2:-1]
+    assert float(inner.max() / inner.min()) < 1.5
+    # Doubling the noise s.d. of the same images multiplies the estimate by about four.
+    louder, _, _ = simulate_particles(tmp_path / "louder", n=150, noise=8.0, seed=5)
+    ratio = noise_power_by_shell(accumulate(louder))[2:-1] / inner
+    assert float(ratio.mean()) == pytest.approx(4.0, rel=0.25)
+
+
+def test_shell_weights_scale_each_shell_of_the_loss(halo_data):
+    stats = accumulate(halo_data[0])
+    volume = torch.from_numpy(halo_data[1]).float()
+    n_shells = int(stats.max_radius) + 1
+    plain = GridLoss(stats).data_term_and_spectrum(volume)[0]
+    ones = GridLoss(stats, shell_weights=torch.ones(n_shells)).data_term_and_spectrum(volume)[0]
+    twice = GridLoss(stats, shell_weights=torch.full((n_shells,), 2.0))
+    assert float(ones) == pytest.approx(float(plain), rel=1e-5)
+    assert float(twice.data_term_and_spectrum(volume)[0]) == pytest.approx(
+        2 * float(plain), rel=1e-5
+    )
+    # Shell by shell: the weighted loss is the sum of the one-shell losses times their weights.
+    w = torch.rand(n_shells, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    total = GridLoss(stats, shell_weights=w).data_term_and_spectrum(volume)[0]
+    parts = 0.0
+    for k in range(n_shells):
+        only = torch.zeros(n_shells, dtype=torch.float64)
+        only[k] = w[k]
+        parts += float(GridLoss(stats, shell_weights=only).data_term_and_spectrum(volume)[0])
+    assert float(total) == pytest.approx(parts, rel=1e-4)
+
+
+def test_noise_weighted_fit_runs_and_is_white_noise_neutral(halo_data):
+    stats = accumulate(halo_data[0])
+    weights = inverse_noise_weights(stats)
+    assert torch.isfinite(weights).all() and float(weights.min()) > 0
+    config = GridFitConfig(
+        n_gaussians=100, stage_fractions=(0.5,), stage_steps=(20,), seed=3, noise_weighting=True
+    )
+    model = fit_gaussians(stats, config)
+    assert len(model) == 100 and torch.isfinite(model.voxelize()).all()

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from cryosplat.errors import InputError
 from cryosplat.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
-from cryosplat.gridloss import GridLoss, gridded_loss
+from cryosplat.gridloss import GridLoss, gridded_loss, noise_power_by_shell
 from cryosplat.statistics import FourierStatistics
 
 __all__ = ["GridFitConfig", "GridLoss", "gridded_loss", "fit_gaussians", "stage_boxes"]
@@ -77,6 +77,10 @@ class GridFitConfig:
     exclude_zero_frequency : bool
         Leave the zero frequency out of the loss: images are normalised to a zero background, so
         their mean is not signal (:class:`GridLoss`).
+    noise_weighting : bool
+        Weight each frequency shell of the loss by the inverse of its noise power, estimated from
+        the fitted statistics (:func:`cryosplat.gridloss.noise_power_by_shell`; normalised to mean
+        one over the image pixels): the maximum-likelihood fit under coloured Gaussian noise.
     check_every : int
         Steps between evaluations of the stopping rule (and calls of ``callback``).
     patience : int
@@ -106,6 +110,7 @@ class GridFitConfig:
     negative_fraction: float = 0.0
     negative_scale_pixels: tuple[float, float] = (0.5, 1.0)
     exclude_zero_frequency: bool = False
+    noise_weighting: bool = False
     check_every: int = 5
     patience: int = 3
     min_improvement: float = 1e-4
@@ -215,8 +220,18 @@ class _Parameters:
         return model.to(self.means.device)
 
 
-def _loss_options(config: GridFitConfig) -> dict:
-    return {"exclude_zero_frequency": config.exclude_zero_frequency}
+def _loss_options(config: GridFitConfig, shell_weights=None) -> dict:
+    return {"exclude_zero_frequency": config.exclude_zero_frequency, "shell_weights": shell_weights}
+
+
+def inverse_noise_weights(stats: FourierStatistics) -> torch.Tensor:
+    """``mean σ² / σ²(k)`` per shell (:func:`noise_power_by_shell`), the mean over image pixels."""
+    noise = noise_power_by_shell(stats)
+    d = stats.box
+    k = torch.arange(d, dtype=torch.float64) - d // 2
+    radius = torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
+    shells = torch.round(radius[radius <= stats.max_radius]).long().clamp_max(len(noise) - 1)
+    return float(noise[shells].mean()) / noise
 
 
 def _amplitude_factor(params: _Parameters, loss: GridLoss, config: GridFitConfig) -> float:
@@ -301,6 +316,7 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
                     signed=True,
                 )
     params = _Parameters(model, device, config.signed_amplitudes)
+    shell_weights = inverse_noise_weights(stats) if config.noise_weighting else None
     total_steps = sum(config.stage_steps)
     done = 0
     alpha = None
@@ -308,7 +324,11 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
         stage_stats = stats.crop(box)
         pixel = stage_stats.pixel_size_angstrom
         loss_fn = GridLoss(
-            stage_stats, 1.0, config.gridding_correction, device, **_loss_options(config)
+            stage_stats,
+            1.0,
+            config.gridding_correction,
+            device,
+            **_loss_options(config, shell_weights),
         )
         if alpha is None:
             alpha = _amplitude_factor(params, loss_fn, config)
@@ -320,7 +340,7 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
                 alpha,
                 config.gridding_correction,
                 device,
-                **_loss_options(config),
+                **_loss_options(config, shell_weights),
             )
         params.clamp_scales(pixel, config)
         optimizer = torch.optim.Adam(
