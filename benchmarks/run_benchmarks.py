@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench_datasets import DATASETS, QUICK, Dataset, DatasetSpec, make_dataset
 from bench_methods import MethodRun, ensure_cryodrgn, run_cryodrgn, run_cryosplat, run_relion
-from bench_report import format_table, score_maps, write_results
+from bench_report import compare_curves, format_table, plot_curves, score_maps, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("cryosplat", "relion", "cryodrgn")
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in selected_specs(args.datasets, args.quick):
         data = make_dataset(spec, args.out / "datasets")
         descriptions.append(describe(spec, data))
+        curves: dict = {}
         for method in args.methods:
             if method == "cryodrgn" and cryodrgn_exe is None:
                 continue
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[run] {method} on {spec.name} failed: {exc}", flush=True)
                 rows.append(row)
                 continue
+            curves[method] = score.curve
             notes = [*run.notes, f"hand {score.hand} (corr {score.correlation:.3f})"]
             if spec.simulator == "cryosplat" and method == "relion":
                 limit = 2.5 * 2 * spec.pixel_size_angstrom
@@ -181,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             rows.append(row)
             print(format_table([row]).splitlines()[-1], flush=True)
+        if curves:
+            png = args.results.parent / f"fsc_{spec.name}.png"
+            plot_curves(png, f"{spec.name}: FSC with the truth", curves, spec.pixel_size_angstrom)
+            comparison = compare_curves(curves, spec.box, spec.pixel_size_angstrom)
+            for row in rows:
+                if row["dataset"] == spec.name and row["method"] == "cryosplat" and comparison:
+                    row["notes"] = f"{row.get('notes', '')}; {comparison}; curves {png.name}"
     table = format_table(rows)
     print(table)
     write_results(args.results, command, rows, descriptions, notes)
