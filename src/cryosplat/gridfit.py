@@ -72,8 +72,13 @@ class GridFitConfig:
         mixture can hold density below the solvent level (halos, normalised or filtered maps).
     negative_fraction : float
         Part of a random initial model whose Gaussians hold negative density (a second population
-        with fixed sign, softplus magnitudes): density below the solvent level. A starting model
-        with negative amplitudes keeps its signs.
+        with fixed sign, softplus magnitudes): density below the solvent level (the negative halo
+        of a normalised or filtered map). A starting model with negative amplitudes keeps its
+        signs. Without it a positive mixture cannot hold a map's lowest frequencies (issue 11:
+        FSC to a real-map truth 0.95 at the first shell, 0.998 with it).
+    negative_scale_pixels : (float, float)
+        Scale range of the negative population in pixels of the stage grid: broad, as halos are
+        (narrow negative Gaussians cost the mid frequencies what they give the lowest).
     exclude_zero_frequency : bool
         Leave the zero frequency out of the loss: images are normalised to a zero background, so
         their mean is not signal (:class:`GridLoss`).
@@ -95,20 +100,20 @@ class GridFitConfig:
 
     n_gaussians: int = 3000
     stage_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    stage_steps: tuple[int, ...] = (40, 20, 20, 15)
+    stage_steps: tuple[int, ...] = (80, 40, 40, 30)
     lr_means_pixels: float = 0.2
     lr_scales_pixels: float = 0.02
     lr_quaternions: float = 0.01
     lr_amplitudes: float = 0.1
-    lr_final_fraction: float = 0.1
+    lr_final_fraction: float = 0.3
     min_scale_pixels: float = 0.5
     max_scale_pixels: float = 1.0
     init_radius_fraction: float = 0.3
     n_sigma: float = 3.0
     gridding_correction: bool = True
     signed_amplitudes: bool = False
-    negative_fraction: float = 0.0
-    negative_scale_pixels: tuple[float, float] = (0.5, 1.0)
+    negative_fraction: float = 0.15
+    negative_scale_pixels: tuple[float, float] = (1.0, 3.0)
     exclude_zero_frequency: bool = False
     noise_weighting: bool = False
     check_every: int = 5

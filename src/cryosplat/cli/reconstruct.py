@@ -74,6 +74,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"(default {','.join(map(str, gd.fit.stage_steps))})",
     )
     g.add_argument(
+        "--negative-fraction",
+        type=float,
+        default=gd.fit.negative_fraction,
+        help="part of the Gaussians holding negative density (halos, density below the solvent "
+        f"level; default {gd.fit.negative_fraction})",
+    )
+    g.add_argument(
+        "--signed-amplitudes",
+        action="store_true",
+        help="let every amplitude take either sign (instead of a negative population)",
+    )
+    g.add_argument(
+        "--exclude-zero-frequency",
+        action="store_true",
+        help="leave the images' means (zero frequency) out of the loss",
+    )
+    g.add_argument(
+        "--noise-weighting",
+        choices=("on", "off"),
+        default="on" if gd.fit.noise_weighting else "off",
+        help="weight the loss by the inverse noise power per frequency shell, estimated from the "
+        f"data (default {'on' if gd.fit.noise_weighting else 'off'})",
+    )
+    g.add_argument(
         "--heldout-fraction",
         type=float,
         default=gd.heldout_fraction,
@@ -139,6 +163,10 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
             gdef.fit,
             stage_fractions=args.stage_fractions or gdef.fit.stage_fractions,
             stage_steps=args.stage_steps or gdef.fit.stage_steps,
+            negative_fraction=args.negative_fraction,
+            signed_amplitudes=args.signed_amplitudes,
+            exclude_zero_frequency=args.exclude_zero_frequency,
+            noise_weighting=args.noise_weighting == "on",
         ),
         heldout_fraction=args.heldout_fraction,
     )
