@@ -101,10 +101,12 @@ def compare_curves(curves: dict[str, np.ndarray], box: int, pixel: float) -> str
         return None
     ours = np.asarray(curves["cryosplat"])
     peers = np.max([np.asarray(c) for m, c in curves.items() if m != "cryosplat"], axis=0)
-    below = np.flatnonzero(ours < 0.5)
+    below = np.flatnonzero(ours[1:] < 0.5) + 1  # shell 0 (one voxel) is no resolution
     last = int(below[0]) if below.size else len(ours)
     deficit = peers[1:last] - ours[1:last]
-    worst = int(np.argmax(deficit)) + 1 if deficit.size else 1
+    if not deficit.size:
+        deficit = np.zeros(1)
+    worst = int(np.argmax(deficit)) + 1
     res = box * pixel / max(worst, 1)
     return (
         f"vs better peer below its 0.5 shell: largest deficit {max(float(deficit.max()), 0.0):.3f} "

@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for what, chosen, known in (
-        ("data set", args.datasets, DATASETS),
+        ("data set", args.datasets, {**DATASETS, **_SINGLE}),
         ("method", args.methods, METHODS),
     ):
         unknown = [c for c in chosen if c not in known]
@@ -71,12 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# Single data sets by name (e.g. ``emd1832_c``), besides the groups.
+_SINGLE = {s.name: [s] for group in DATASETS.values() for s in group}
+
+
 def selected_specs(names: list[str], quick: bool) -> list[DatasetSpec]:
-    """The data sets of the chosen groups, each once, in order."""
+    """The data sets of the chosen groups (or single sets by name), each once, in order."""
     table = QUICK if quick else DATASETS
     specs: dict[str, DatasetSpec] = {}
     for name in names:
-        for spec in table[name]:
+        for spec in table.get(name) or _SINGLE[name]:
             specs.setdefault(spec.name, spec)
     return list(specs.values())
 
