@@ -99,7 +99,13 @@ def _low_fsc(model: GaussianModel, truth: np.ndarray) -> float:
 def test_negative_population_holds_a_halo(halo_data):
     particles, truth, _ = halo_data
     stats = accumulate(particles)
-    base = GridFitConfig(n_gaussians=200, stage_fractions=(0.5, 1.0), stage_steps=(60, 40), seed=1)
+    base = GridFitConfig(
+        n_gaussians=200,
+        stage_fractions=(0.5, 1.0),
+        stage_steps=(60, 40),
+        seed=1,
+        negative_fraction=0.0,
+    )
     positive = fit_gaussians(stats, base)
     config = GridFitConfig(
         **{**base.__dict__, "negative_fraction": 0.15, "negative_scale_pixels": (1.0, 3.0)}
