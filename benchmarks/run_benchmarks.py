@@ -98,8 +98,9 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
         f"particles, box {spec.box}, "
         f"{spec.pixel_size_angstrom} Å/px (Nyquist {2 * spec.pixel_size_angstrom:.2f} Å), "
         f"SNR {spec.snr}, shifts {spec.shift_sd_angstrom} Å s.d., {ctf}, "
-        f"{spec.voltage_kv:g} kV, Cs {spec.cs_mm} mm, Q {spec.amplitude_contrast}, uniform "
-        f"views; noise s.d. {data.noise_sd:.4g} for signal variance "
+        f"{spec.voltage_kv:g} kV, Cs {spec.cs_mm} mm, Q {spec.amplitude_contrast}, "
+        f"{'views from ' + spec.views if spec.views else 'uniform views'}; {spec.noise} noise "
+        f"s.d. {data.noise_sd:.4g} for signal variance "
         f"{data.signal_variance:.4g}"
     )
 
