@@ -70,6 +70,9 @@ class DatasetSpec:
     symmetry : str
         Point group of the truth in RELION's orientation (``C1``: none); the symmetric methods
         run with it.
+    noise : str
+        ``"white"`` or ``"coloured"``: the radial noise power spectrum of real particle images
+        (:func:`coloured_noise_profile`), same total variance.
     """
 
     name: str
@@ -91,6 +94,7 @@ class DatasetSpec:
     views: str | None = None
     center_angstrom: tuple[float, float, float] | None = None
     symmetry: str = "C1"
+    noise: str = "white"
 
 
 def _8zpm(name: str, n: int) -> DatasetSpec:
@@ -154,7 +158,37 @@ SPIKE_C3 = DatasetSpec(
 # A real EMDB map (noise, density below the solvent level) as the truth, not a map made of atoms.
 REAL_MAP = DatasetSpec("emd6824", "maps/emd_6824.mrc", 70, 2.64, 5_000, 0.005)
 
+# Real maps as truths, with the real view distribution of a cryoSPARC refinement and the real
+# defocus of EMPIAR-10028 (issue 11); each in white and in coloured noise (``_c`` suffix).
+REAL_VIEWS = "metadata/cryosparc_P12_J24_001_particles.cs"
+
+
+def _real_map(
+    name: str, model: str, box: int, pixel: float, n: int, snr: float
+) -> list[DatasetSpec]:
+    spec = DatasetSpec(
+        name,
+        model,
+        box,
+        pixel,
+        n,
+        snr,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        cs_mm=2.0,
+        views=REAL_VIEWS,
+    )
+    return [spec, DatasetSpec(**{**asdict(spec), "name": name + "_c", "noise": "coloured"})]
+
+
+MAP_SETS = {
+    "emd5625": _real_map("emd5625", "maps/emd_5625.map", 56, 4.23, 4_000, 0.003),
+    "emd1832": _real_map("emd1832", "maps/emd_1832.map", 64, 5.7, 6_000, 0.003),
+    "betagal": _real_map("betagal", "maps/ngl_betaGal.mrc", 100, 3.54, 8_000, 0.002),
+}
+
 DATASETS: dict[str, list[DatasetSpec]] = {
+    **MAP_SETS,
+    "maps": [s for sets in MAP_SETS.values() for s in sets],
     "emd6824": [REAL_MAP],
     "8zpm": [_8zpm("8zpm", 5_000)],
     "6vxx": [SPIKE],
@@ -164,6 +198,12 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "6vxx_c3": [SPIKE_C3],
 }
 QUICK: dict[str, list[DatasetSpec]] = {
+    **{
+        k: [
+            DatasetSpec(**{**asdict(s), "name": "quick_" + s.name, "n_particles": 1_000}) for s in v
+        ]
+        for k, v in {**MAP_SETS, "maps": DATASETS["maps"]}.items()
+    },
     "emd6824": [DatasetSpec(**{**asdict(REAL_MAP), "name": "quick_emd6824", "n_particles": 1_000})],
     "8zpm": [_8zpm("quick_8zpm", 1_000)],
     "6vxx": [DatasetSpec(**{**asdict(SPIKE), "name": "quick_6vxx", "n_particles": 1_000})],
@@ -216,12 +256,49 @@ def _signal_variance(stack: MRCStack) -> float:
     return total / stack.n_images
 
 
-def _add_noise(clean: MRCStack, out: Path, noise_sd: float, pixel: float, seed: int) -> None:
+NOISE_SOURCE = "particles/betagal_17/sample.mrcs"
+
+
+def coloured_noise_profile(box: int, source: Path | None = None) -> np.ndarray:
+    """Radial noise power (mean 1 over the ``box²`` Fourier grid), shaped as real particle images'.
+
+    The mean power spectrum of ``particles/betagal_17/sample.mrcs`` (17 beta-galactosidase
+    particles of 200², nearly all noise; each image less its mean), averaged in one-pixel shells,
+    is resampled to ``box`` by the fraction of Nyquist (the detector's and the ice's shape over the
+    image's frequency band) and returned as a (box, box) array on the centred grid.
+    """
+    stack = MRCStack(SHARED / NOISE_SOURCE if source is None else source)
+    images = stack.read(np.arange(stack.n_images)).astype(np.float64)
+    images -= images.mean(axis=(1, 2), keepdims=True)
+    power = (np.abs(np.fft.fftshift(np.fft.fft2(images), axes=(1, 2))) ** 2).mean(axis=0)
+    d0 = stack.box
+    yy, xx = np.indices((d0, d0)) - d0 // 2
+    r0 = np.hypot(yy, xx).round().astype(int)
+    radial = np.bincount(r0.ravel(), power.ravel()) / np.bincount(r0.ravel())
+    radial[0] = radial[1]  # the images' mean was removed; the zero frequency takes its neighbour's
+    frac0 = np.arange(len(radial)) / (d0 / 2)
+    yy, xx = np.indices((box, box)) - box // 2
+    frac = np.hypot(yy, xx) / (box / 2)
+    profile = np.interp(frac, frac0, radial)
+    return profile / profile.mean()
+
+
+def _add_noise(
+    clean: MRCStack, out: Path, noise_sd: float, pixel: float, seed: int, noise: str = "white"
+) -> None:
     rng = np.random.default_rng([seed, 7])
+    amplitude = None
+    if noise == "coloured":
+        amplitude = np.fft.ifftshift(np.sqrt(coloured_noise_profile(clean.box)))
+    elif noise != "white":
+        raise ValueError(f"noise must be 'white' or 'coloured', got {noise!r}")
     writer = StreamingStackWriter(out, clean.n_images, clean.box, pixel)
     for start in range(0, clean.n_images, BATCH):
         images = clean.read(np.arange(start, min(clean.n_images, start + BATCH)))
-        writer.write(images + noise_sd * rng.standard_normal(images.shape, dtype=np.float32))
+        white = rng.standard_normal(images.shape, dtype=np.float32)
+        if amplitude is not None:
+            white = np.fft.ifft2(np.fft.fft2(white) * amplitude).real.astype(np.float32)
+        writer.write(images + noise_sd * white)
     writer.close()
 
 
@@ -286,7 +363,9 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
         raise RuntimeError(f"relion_project wrote {clean.n_images} of {spec.n_particles} images")
     signal_variance = _signal_variance(clean)
     noise_sd = math.sqrt(signal_variance / spec.snr)
-    _add_noise(clean, folder / "particles.mrcs", noise_sd, spec.pixel_size_angstrom, spec.seed)
+    _add_noise(
+        clean, folder / "particles.mrcs", noise_sd, spec.pixel_size_angstrom, spec.seed, spec.noise
+    )
     (folder / "proj.mrcs").unlink()
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
     write_relion31_particles(folder / "particles.star", image_names=names, **columns)

@@ -44,6 +44,7 @@ class Score:
     half_0143: float | None
     correlation: float
     hand: str
+    curve: np.ndarray | None = None
 
 
 def _mirror(volume: np.ndarray) -> np.ndarray:
@@ -85,7 +86,56 @@ def score_maps(
         half,
         direct,
         hand,
+        curve,
     )
+
+
+def compare_curves(curves: dict[str, np.ndarray], box: int, pixel: float) -> str | None:
+    """How cryosplat's FSC-to-truth curve stands against the better peer's, shell by shell.
+
+    Below cryosplat's 0.5 resolution: the largest deficit under the better peer (the issue-11
+    criterion: at most 0.02); over all shells: the lowest value of cryosplat's curve and of the
+    peers'. None without cryosplat and a peer.
+    """
+    if "cryosplat" not in curves or len(curves) < 2:
+        return None
+    ours = np.asarray(curves["cryosplat"])
+    peers = np.max([np.asarray(c) for m, c in curves.items() if m != "cryosplat"], axis=0)
+    below = np.flatnonzero(ours[1:] < 0.5) + 1  # shell 0 (one voxel) is no resolution
+    last = int(below[0]) if below.size else len(ours)
+    deficit = peers[1:last] - ours[1:last]
+    if not deficit.size:
+        deficit = np.zeros(1)
+    worst = int(np.argmax(deficit)) + 1
+    res = box * pixel / max(worst, 1)
+    return (
+        f"vs better peer below its 0.5 shell: largest deficit {max(float(deficit.max()), 0.0):.3f} "
+        f"(shell {worst}, {res:.1f} Å); lowest FSC cryosplat {ours[1:].min():.3f}, "
+        f"better peer {peers[1:].min():.3f}; first shell {ours[1]:.3f} vs {peers[1]:.3f}"
+    )
+
+
+def plot_curves(path: Path, title: str, curves: dict[str, np.ndarray], pixel: float) -> None:
+    """FSC-to-truth curves of the methods of one data set (PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for method, curve in curves.items():
+        curve = np.asarray(curve)
+        box = 2 * (len(curve) - 1) if len(curve) > 1 else 2
+        freq = np.arange(len(curve)) / (box * pixel)
+        ax.plot(freq[1:], curve[1:], label=method)
+    for level in (0.5, 0.143, 0.0):
+        ax.axhline(level, color="0.7", lw=0.8, ls="--" if level else "-")
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("FSC with the truth")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def machine_description() -> str:

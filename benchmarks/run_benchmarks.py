@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench_datasets import DATASETS, QUICK, Dataset, DatasetSpec, make_dataset
 from bench_methods import MethodRun, ensure_cryodrgn, run_cryodrgn, run_cryosplat, run_relion
-from bench_report import format_table, score_maps, write_results
+from bench_report import compare_curves, format_table, plot_curves, score_maps, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("cryosplat", "relion", "cryodrgn")
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for what, chosen, known in (
-        ("data set", args.datasets, DATASETS),
+        ("data set", args.datasets, {**DATASETS, **_SINGLE}),
         ("method", args.methods, METHODS),
     ):
         unknown = [c for c in chosen if c not in known]
@@ -71,12 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# Single data sets by name (e.g. ``emd1832_c``), besides the groups.
+_SINGLE = {s.name: [s] for group in DATASETS.values() for s in group}
+
+
 def selected_specs(names: list[str], quick: bool) -> list[DatasetSpec]:
-    """The data sets of the chosen groups, each once, in order."""
+    """The data sets of the chosen groups (or single sets by name), each once, in order."""
     table = QUICK if quick else DATASETS
     specs: dict[str, DatasetSpec] = {}
     for name in names:
-        for spec in table[name]:
+        for spec in table.get(name) or _SINGLE[name]:
             specs.setdefault(spec.name, spec)
     return list(specs.values())
 
@@ -97,7 +101,8 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
         f"{spec.voltage_kv:g} kV, Cs {spec.cs_mm} mm, Q {spec.amplitude_contrast}, "
         f"{'uniform views' if spec.views is None else 'views sampled from ' + spec.views}"
         f"{'' if spec.symmetry == 'C1' else ', truth in RELION ' + spec.symmetry + ' orientation'}"
-        f"; noise s.d. {data.noise_sd:.4g} for signal variance {data.signal_variance:.4g}"
+        f"; {spec.noise} noise s.d. {data.noise_sd:.4g} for signal variance "
+        f"{data.signal_variance:.4g}"
     )
 
 
@@ -189,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in selected_specs(args.datasets, args.quick):
         data = make_dataset(spec, args.out / "datasets")
         descriptions.append(describe(spec, data))
+        curves: dict = {}
         variants = [(m, sym) for m in args.methods for sym in symmetry_runs(m, spec)]
         for method, sym in variants:
             if method == "cryodrgn" and cryodrgn_exe is None:
@@ -214,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[run] {method} on {spec.name} failed: {exc}", flush=True)
                 rows.append(row)
                 continue
+            curves[label] = score.curve
             notes = [*run.notes, f"hand {score.hand} (corr {score.correlation:.3f})"]
             if spec.symmetry != "C1":
                 notes.append(
@@ -239,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             rows.append(row)
             print(format_table([row]).splitlines()[-1], flush=True)
+        if curves:
+            png = args.results.parent / f"fsc_{spec.name}.png"
+            plot_curves(png, f"{spec.name}: FSC with the truth", curves, spec.pixel_size_angstrom)
+            comparison = compare_curves(curves, spec.box, spec.pixel_size_angstrom)
+            for row in rows:
+                if row["dataset"] == spec.name and row["method"] == "cryosplat" and comparison:
+                    row["notes"] = f"{row.get('notes', '')}; {comparison}; curves {png.name}"
     table = format_table(rows)
     print(table)
     write_results(args.results, command, rows, descriptions, notes)

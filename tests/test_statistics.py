@@ -35,21 +35,26 @@ def simulate_particles(
     noise: float = 1.0,
     seed: int = 0,
     n_gaussians: int = 60,
+    truth: GaussianModel | None = None,
 ):
     """A small particle set from a random Gaussian model, projected by Fourier slices.
 
     Uniform random views, Gaussian RELION origins (sd 0.7 px), defocus 0.8–2 µm with astigmatism,
     white noise of ``noise`` × the clean images' standard deviation. Returns ``(particles,
-    truth_volume (box³, float64), truth_model)``.
+    truth_volume (box³, float64), truth_model)``. ``truth`` replaces the random model.
     """
-    truth = GaussianModel.random(
-        n_gaussians,
-        box,
-        pixel,
-        seed=seed,
-        radius_fraction=0.22,
-        scale_angstrom=1.4 * pixel,
-        dtype=torch.float64,
+    truth = (
+        truth
+        if truth is not None
+        else GaussianModel.random(
+            n_gaussians,
+            box,
+            pixel,
+            seed=seed,
+            radius_fraction=0.22,
+            scale_angstrom=1.4 * pixel,
+            dtype=torch.float64,
+        )
     )
     rng = np.random.default_rng(seed + 1)
     rotations = random_rotations(n, rng)

@@ -123,6 +123,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--stage-steps", type=_ints, help="largest number of steps of each stage, comma-separated"
     )
     g.add_argument(
+        "--negative-fraction",
+        type=float,
+        help="part of the Gaussians holding negative density (halos, density below the solvent "
+        "level; default 0.15)",
+    )
+    g.add_argument(
+        "--signed-amplitudes",
+        action="store_const",
+        const=True,
+        help="let every amplitude take either sign (instead of a negative population)",
+    )
+    g.add_argument(
+        "--exclude-zero-frequency",
+        action="store_const",
+        const=True,
+        help="leave the images' means (zero frequency) out of the loss",
+    )
+    g.add_argument(
+        "--noise-weighting",
+        choices=("on", "off"),
+        help="weight the loss by the inverse noise power per frequency shell, estimated from the "
+        "data (default off)",
+    )
+    g.add_argument(
         "--heldout-fraction",
         type=float,
         help="part of each half set held out (within the half) to stop each stage (default 0.1)",
@@ -150,6 +174,10 @@ GRID_OPTIONS = {
     "stage_fractions": "--stage-fractions",
     "stage_steps": "--stage-steps",
     "heldout_fraction": "--heldout-fraction",
+    "negative_fraction": "--negative-fraction",
+    "signed_amplitudes": "--signed-amplitudes",
+    "exclude_zero_frequency": "--exclude-zero-frequency",
+    "noise_weighting": "--noise-weighting",
 }
 SPLAT_OPTIONS = {
     "epochs": "--epochs",
@@ -228,6 +256,14 @@ def build_config(args: argparse.Namespace):
             gdef.fit,
             stage_fractions=args.stage_fractions or gdef.fit.stage_fractions,
             stage_steps=args.stage_steps or gdef.fit.stage_steps,
+            negative_fraction=_given(args.negative_fraction, gdef.fit.negative_fraction),
+            signed_amplitudes=_given(args.signed_amplitudes, gdef.fit.signed_amplitudes),
+            exclude_zero_frequency=_given(
+                args.exclude_zero_frequency, gdef.fit.exclude_zero_frequency
+            ),
+            noise_weighting=gdef.fit.noise_weighting
+            if args.noise_weighting is None
+            else args.noise_weighting == "on",
         ),
         heldout_fraction=_given(args.heldout_fraction, gdef.heldout_fraction),
     )
@@ -254,8 +290,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cryosplat.core.device import resolve_device
     from cryosplat.particles.read import read_particles
-    from cryosplat.reconstruct import distributed
-    from cryosplat.reconstruct.run import reconstruct
+    from cryosplat.reconstruct.run import distributed, reconstruct
 
     if args.threads is not None:
         if args.threads < 1:

@@ -34,7 +34,9 @@ def pseudo_atom_structure(model: GaussianModel) -> gemmi.Structure:
     positions = arrays["means_angstrom"] + shift
     bfactors = 8.0 * math.pi**2 * np.mean(arrays["scales_angstrom"] ** 2, axis=1)
     amplitudes = arrays["amplitudes"]
-    occupancies = amplitudes / amplitudes.max() if len(amplitudes) else amplitudes
+    # Signed models: occupancy from the magnitude (a negative Gaussian is as visible as a positive).
+    magnitudes = abs(amplitudes)
+    occupancies = magnitudes / magnitudes.max() if len(amplitudes) else amplitudes
     n = len(positions)
     n_chains = -(-n // _RESIDUES_PER_CHAIN)
     structure = gemmi.Structure()

@@ -197,19 +197,24 @@ def voxelize_gaussians(
 
 
 class GaussianModel(torch.nn.Module):
-    """A mixture of anisotropic 3D Gaussians with positive scales and amplitudes.
+    """A mixture of anisotropic 3D Gaussians with positive scales and amplitudes (or signed ones).
 
     Parameters
     ----------
     means_angstrom : torch.Tensor, shape (N, 3)
     scales_angstrom : torch.Tensor, shape (N, 3), > 0
     quaternions : torch.Tensor, shape (N, 4)
-    amplitudes : torch.Tensor, shape (N,), > 0
+    amplitudes : torch.Tensor, shape (N,), > 0 unless ``signed``
     box : int
         Box of the maps this model is voxelised to by default.
     pixel_size_angstrom : float
     symmetry : str
         Point group (``"C1"``: none); otherwise the Gaussians are one asymmetric unit's.
+    signed : bool, optional
+        Amplitudes may be negative (density below the solvent level: halos, flattened solvent
+        edges); their raw parameter is then the amplitude itself, not its inverse softplus. Default:
+        signed when any amplitude is not positive. The splatting renderers need positive
+        amplitudes; voxelisation and the grid engine take either.
     """
 
     def __init__(
@@ -221,6 +226,7 @@ class GaussianModel(torch.nn.Module):
         box: int,
         pixel_size_angstrom: float,
         symmetry: str = "C1",
+        signed: bool | None = None,
     ) -> None:
         super().__init__()
         self.symmetry = normalize_symmetry(symmetry)
@@ -238,8 +244,13 @@ class GaussianModel(torch.nn.Module):
                 raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
             if not torch.isfinite(t).all():
                 raise ValueError(f"{name} holds NaN or infinite values")
-        if (shapes["scales_angstrom"][0] <= 0).any() or (shapes["amplitudes"][0] <= 0).any():
-            raise ValueError("scales_angstrom and amplitudes must be positive")
+        if signed is None:
+            signed = bool((shapes["amplitudes"][0] <= 0).any())
+        if (shapes["scales_angstrom"][0] <= 0).any():
+            raise ValueError("scales_angstrom must be positive")
+        if not signed and (shapes["amplitudes"][0] <= 0).any():
+            raise ValueError("amplitudes must be positive (or the model signed)")
+        self.signed = bool(signed)
         if box < 1 or not pixel_size_angstrom > 0:
             raise ValueError(f"bad box {box} or pixel_size_angstrom {pixel_size_angstrom}")
         self.box = int(box)
@@ -251,7 +262,8 @@ class GaussianModel(torch.nn.Module):
         self.means = param(means_angstrom)
         self.raw_scales = param(inverse_softplus(shapes["scales_angstrom"][0].to(dtype)))
         self.raw_quaternions = param(shapes["quaternions"][0])
-        self.raw_amplitudes = param(inverse_softplus(shapes["amplitudes"][0].to(dtype)))
+        amplitudes = shapes["amplitudes"][0].to(dtype)
+        self.raw_amplitudes = param(amplitudes if signed else inverse_softplus(amplitudes))
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
@@ -271,7 +283,7 @@ class GaussianModel(torch.nn.Module):
     @property
     def amplitudes(self) -> torch.Tensor:
         """Amplitudes (integrated density of each Gaussian), shape (N,)."""
-        return F.softplus(self.raw_amplitudes)
+        return self.raw_amplitudes if self.signed else F.softplus(self.raw_amplitudes)
 
     def symmetry_operators(self) -> np.ndarray | None:
         """The group's rotations ``(|G|, 3, 3)``, or None for C1."""
@@ -289,7 +301,8 @@ class GaussianModel(torch.nn.Module):
             return self
         with torch.no_grad():
             params = [t.detach() for t in self.expanded_parameters()]
-        return GaussianModel(*params, self.box, self.pixel_size_angstrom).to(self.means.device)
+        model = GaussianModel(*params, self.box, self.pixel_size_angstrom, signed=self.signed)
+        return model.to(self.means.device)
 
     def covariances(self) -> torch.Tensor:
         """``Σ = R S Sᵀ Rᵀ`` (Å²), shape (N, 3, 3)."""
@@ -368,6 +381,7 @@ class GaussianModel(torch.nn.Module):
                 self.box,
                 self.pixel_size_angstrom,
                 self.symmetry,
+                signed=self.signed,
             )
 
     def state_arrays(self) -> dict[str, np.ndarray]:

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from cryosplat.core.errors import CryosplatError, InputError
+from cryosplat.core.fourier import squared_radius
 from cryosplat.core.symmetry import expand_gaussians, symmetrize_on_grid, voxel_permutations
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
-from cryosplat.reconstruct.grid.loss import GridLoss, gridded_loss
+from cryosplat.reconstruct.grid.loss import GridLoss, gridded_loss, noise_power_by_shell
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
 __all__ = ["GridFitConfig", "GridLoss", "gridded_loss", "fit_gaussians", "stage_boxes"]
@@ -68,6 +69,25 @@ class GridFitConfig:
         Voxelisation footprint half-width in standard deviations.
     gridding_correction : bool
         Apodise the voxelised map as trilinear insertion does (recommended).
+    signed_amplitudes : bool
+        Amplitudes may become negative (raw parameter = relative amplitude, no softplus), so the
+        mixture can hold density below the solvent level (halos, normalised or filtered maps).
+    negative_fraction : float
+        Part of a random initial model whose Gaussians hold negative density (a second population
+        with fixed sign, softplus magnitudes): density below the solvent level (the negative halo
+        of a normalised or filtered map). A starting model with negative amplitudes keeps its
+        signs. Without it a positive mixture cannot hold a map's lowest frequencies (issue 11:
+        FSC to a real-map truth 0.95 at the first shell, 0.998 with it).
+    negative_scale_pixels : (float, float)
+        Scale range of the negative population in pixels of the stage grid: broad, as halos are
+        (narrow negative Gaussians cost the mid frequencies what they give the lowest).
+    exclude_zero_frequency : bool
+        Leave the zero frequency out of the loss: images are normalised to a zero background, so
+        their mean is not signal (:class:`GridLoss`).
+    noise_weighting : bool
+        Weight each frequency shell of the loss by the inverse of its noise power, estimated from
+        the fitted statistics (:func:`cryosplat.reconstruct.grid.loss.noise_power_by_shell`; normalised to mean
+        one over the image pixels): the maximum-likelihood fit under coloured Gaussian noise.
     check_every : int
         Steps between evaluations of the stopping rule (and calls of ``callback``).
     patience : int
@@ -85,17 +105,22 @@ class GridFitConfig:
 
     n_gaussians: int = 3000
     stage_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    stage_steps: tuple[int, ...] = (40, 20, 20, 15)
+    stage_steps: tuple[int, ...] = (80, 40, 40, 30)
     lr_means_pixels: float = 0.2
     lr_scales_pixels: float = 0.02
     lr_quaternions: float = 0.01
     lr_amplitudes: float = 0.1
-    lr_final_fraction: float = 0.1
+    lr_final_fraction: float = 0.3
     min_scale_pixels: float = 0.5
     max_scale_pixels: float = 1.0
     init_radius_fraction: float = 0.3
     n_sigma: float = 3.0
     gridding_correction: bool = True
+    signed_amplitudes: bool = False
+    negative_fraction: float = 0.15
+    negative_scale_pixels: tuple[float, float] = (1.0, 3.0)
+    exclude_zero_frequency: bool = False
+    noise_weighting: bool = False
     check_every: int = 5
     patience: int = 3
     min_improvement: float = 1e-4
@@ -128,6 +153,8 @@ class GridFitConfig:
         for name in (positive + " min_scale_pixels init_radius_fraction n_sigma").split():
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.negative_fraction < 1.0:
+            raise InputError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
         if not self.max_scale_pixels >= self.min_scale_pixels:
             raise InputError(f"max_scale_pixels {self.max_scale_pixels} < min_scale_pixels")
         if self.check_every < 1 or self.patience < 1:
@@ -142,20 +169,32 @@ def stage_boxes(box: int, fractions) -> list[int]:
 
 
 class _Parameters:
-    """Raw tensors of a mixture being fitted (amplitudes relative to ``amplitude_unit``)."""
+    """Raw tensors of a mixture being fitted (amplitudes relative to ``amplitude_unit``).
 
-    def __init__(self, model: GaussianModel, device) -> None:
+    Free-signed amplitudes (``signed``) are their raw parameter; otherwise each amplitude is
+    ``sign · softplus(raw)`` with a fixed sign per Gaussian (all +1 unless the starting model holds
+    negative amplitudes: a negative population). A symmetric model's tensors are one asymmetric
+    unit's.
+    """
+
+    def __init__(self, model: GaussianModel, device, signed: bool = False) -> None:
+        self.signed = signed
         self.symmetry = model.symmetry
         ops = model.symmetry_operators()
         self.operators = None if ops is None else torch.as_tensor(ops, device=device)
         self._permutations: dict[int, torch.Tensor | None] = {}
         with torch.no_grad():
             amplitudes = model.amplitudes.detach().to(device, torch.float32)
-            self.amplitude_unit = float(amplitudes.mean())
+            self.signs = None
+            if not signed and bool((amplitudes < 0).any()):
+                self.signs = torch.where(amplitudes < 0, -1.0, 1.0).to(device)
+                amplitudes = amplitudes.abs().clamp_min(1e-30)
+            self.amplitude_unit = float(amplitudes.abs().mean() if signed else amplitudes.mean())
             self.means = model.means.detach().to(device, torch.float32).clone()
             self.raw_scales = model.raw_scales.detach().to(device, torch.float32).clone()
             self.raw_quaternions = model.raw_quaternions.detach().to(device, torch.float32).clone()
-            self.raw_amplitudes = inverse_softplus(amplitudes / self.amplitude_unit)
+            relative = amplitudes / self.amplitude_unit
+            self.raw_amplitudes = relative.clone() if signed else inverse_softplus(relative)
         for t in self.tensors():
             t.requires_grad_(True)
 
@@ -173,7 +212,10 @@ class _Parameters:
     def activated(self) -> tuple[torch.Tensor, ...]:
         """Means, scales, unit quaternions and relative amplitudes."""
         quaternions = self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True)
-        scales, amplitudes = F.softplus(self.raw_scales), F.softplus(self.raw_amplitudes)
+        scales = F.softplus(self.raw_scales)
+        amplitudes = self.raw_amplitudes if self.signed else F.softplus(self.raw_amplitudes)
+        if self.signs is not None:
+            amplitudes = amplitudes * self.signs
         return self.means, scales, quaternions, amplitudes
 
     def voxelize(self, box: int, pixel: float, n_sigma: float) -> torch.Tensor:
@@ -196,6 +238,13 @@ class _Parameters:
         limits = torch.tensor([config.min_scale_pixels, config.max_scale_pixels]) * pixel
         bounds = inverse_softplus(limits.double())
         with torch.no_grad():
+            if self.signs is not None:
+                negative = torch.tensor(config.negative_scale_pixels) * pixel
+                nb = inverse_softplus(negative.double())
+                low = torch.where(self.signs < 0, float(nb[0]), float(bounds[0]))[:, None]
+                high = torch.where(self.signs < 0, float(nb[1]), float(bounds[1]))[:, None]
+                self.raw_scales.copy_(torch.minimum(torch.maximum(self.raw_scales, low), high))
+                return
             self.raw_scales.clamp_(min=float(bounds[0]), max=float(bounds[1]))
 
     def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
@@ -206,9 +255,27 @@ class _Parameters:
             )
         with torch.no_grad():
             means, scales, quaternions, amplitudes = self.activated()
-            amplitudes = (amplitudes * amplitude_scale).clamp_min(1e-30)
-            model = GaussianModel(means, scales, quaternions, amplitudes, box, pixel, self.symmetry)
+            amplitudes = amplitudes * amplitude_scale
+            signed = self.signed or self.signs is not None
+            if not self.signed:
+                magnitudes = amplitudes.abs().clamp_min(1e-30)
+                amplitudes = magnitudes if self.signs is None else magnitudes * self.signs
+            model = GaussianModel(
+                means, scales, quaternions, amplitudes, box, pixel, self.symmetry, signed=signed
+            )
         return model.to(self.means.device)
+
+
+def _loss_options(config: GridFitConfig, shell_weights=None) -> dict:
+    return {"exclude_zero_frequency": config.exclude_zero_frequency, "shell_weights": shell_weights}
+
+
+def inverse_noise_weights(stats: FourierStatistics) -> torch.Tensor:
+    """``mean σ² / σ²(k)`` per shell (:func:`noise_power_by_shell`), the mean over image pixels."""
+    noise = noise_power_by_shell(stats)
+    radius = torch.sqrt(squared_radius(stats.box, 2, dtype=torch.float64))
+    shells = torch.round(radius[radius <= stats.max_radius]).long().clamp_max(len(noise) - 1)
+    return float(noise[shells].mean()) / noise
 
 
 def _amplitude_factor(params: _Parameters, loss: GridLoss, config: GridFitConfig) -> float:
@@ -297,20 +364,48 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
             scale_angstrom=config.max_scale_pixels * first_pixel,
             symmetry=config.symmetry,
         )
-    params = _Parameters(model, device)
+        n_negative = int(round(config.negative_fraction * len(model)))
+        if n_negative:
+            with torch.no_grad():
+                amplitudes = model.amplitudes.clone()
+                amplitudes[len(model) - n_negative :] *= -1.0
+                model = GaussianModel(
+                    model.means,
+                    model.scales,
+                    model.quaternions,
+                    amplitudes,
+                    model.box,
+                    model.pixel_size_angstrom,
+                    model.symmetry,
+                    signed=True,
+                )
+    params = _Parameters(model, device, config.signed_amplitudes)
+    shell_weights = inverse_noise_weights(stats) if config.noise_weighting else None
     total_steps = sum(config.stage_steps)
     done = 0
     alpha = None
     for stage, (box, budget) in enumerate(zip(boxes, config.stage_steps, strict=True)):
         stage_stats = stats.crop(box)
         pixel = stage_stats.pixel_size_angstrom
-        loss_fn = GridLoss(stage_stats, 1.0, config.gridding_correction, device)
+        loss_fn = GridLoss(
+            stage_stats,
+            1.0,
+            config.gridding_correction,
+            device,
+            **_loss_options(config, shell_weights),
+        )
         if alpha is None:
             alpha = _amplitude_factor(params, loss_fn, config)
         loss_fn.rescale(alpha)
         held_fn = None
         if heldout is not None:
-            held_fn = GridLoss(heldout.crop(box), alpha, config.gridding_correction, device)
+            held_fn = GridLoss(
+                heldout.crop(box),
+                alpha,
+                config.gridding_correction,
+                device,
+                **_loss_options(config, shell_weights),
+            )
         params.clamp_scales(pixel, config)
         optimizer = torch.optim.Adam(
             [

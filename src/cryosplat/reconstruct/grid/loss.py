@@ -15,6 +15,8 @@ FFT of the zero-padded map; the backward pass is analytic (one inverse real FFT)
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from cryosplat.core.fourier import squared_radius
@@ -27,7 +29,7 @@ from cryosplat.core.fourier_slice import (
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
-__all__ = ["GridLoss", "gridded_loss", "half_grid_multiplicity"]
+__all__ = ["GridLoss", "gridded_loss", "half_grid_multiplicity", "noise_power_by_shell"]
 
 
 def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -35,6 +37,53 @@ def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Ten
     m = torch.full((1, 1, shape[-1]), 2.0, device=device, dtype=dtype)
     m[..., 0] = 1.0
     return m
+
+
+def _shell_index(size: int, pad: int, device) -> torch.Tensor:
+    """Image-frequency shell ``round(|K| / pad)`` of each point of the uncentred half grid."""
+    r2 = squared_radius(size, 3, half=True, centred=False, device=device, dtype=torch.float64)
+    return torch.round(torch.sqrt(r2) / pad).long()
+
+
+def noise_power_by_shell(stats: FourierStatistics) -> torch.Tensor:
+    """Noise power per image pixel in each one-pixel frequency shell, estimated from the data.
+
+    The images' power in shell ``k`` less what the best map on the statistics' grid explains
+    (``Σ |B|² / W``, the minimum of the gridded loss voxel by voxel), over the number of image
+    pixels in the shell: the residual power of a maximum-likelihood fit, i.e. the noise (coloured
+    by the detector and the ice) plus what no map can hold. Shells without data repeat their
+    neighbour. Returns float64 (``floor(max_radius) + 1``,), index = shell.
+    """
+    n_shells = int(math.floor(stats.max_radius)) + 1
+    r2 = torch.arange(stats.power.shape[0], dtype=torch.float64)
+    shell2d = torch.round(torch.sqrt(r2)).long().clamp_max(n_shells - 1)
+    power = torch.zeros(n_shells, dtype=torch.float64).index_add_(
+        0, shell2d, stats.power.double().cpu()
+    )
+    radius = torch.sqrt(squared_radius(stats.box, 2, dtype=torch.float64))
+    inside = radius <= stats.max_radius
+    pixels = torch.zeros(n_shells, dtype=torch.float64).index_add_(
+        0,
+        torch.round(radius[inside]).long().clamp_max(n_shells - 1),
+        torch.ones(int(inside.sum()), dtype=torch.float64),
+    )
+    weights = torch.fft.ifftshift(stats.weights.double().cpu(), dim=(0, 1))
+    data = torch.fft.ifftshift(stats.data.cpu(), dim=(0, 1))
+    explained = data.abs().square().double() / weights.clamp_min(1e-12 * float(weights.max()))
+    explained = explained * half_grid_multiplicity(weights.shape, dtype=torch.float64)
+    shell3d = _shell_index(stats.padded_box, stats.pad, "cpu")
+    keep = shell3d < n_shells
+    fitted = torch.zeros(n_shells, dtype=torch.float64).index_add_(
+        0, shell3d[keep], explained[keep]
+    )
+    noise = (power - fitted).clamp_min(0.05 * power) / (stats.n_particles * pixels).clamp_min(1)
+    good = (pixels > 0) & (power > 0)
+    if not bool(good.any()):
+        return torch.ones(n_shells, dtype=torch.float64)
+    idx = torch.arange(n_shells)
+    valid = idx[good]
+    nearest = valid[torch.argmin((idx[:, None] - valid[None, :]).abs(), dim=1)]
+    return noise[nearest]
 
 
 class _SpectrumLoss(torch.autograd.Function):
@@ -88,6 +137,14 @@ class GridLoss:
     gridding_correction : bool
         Apodise maps as trilinear insertion does.
     device, dtype : where and in which real precision to evaluate.
+    exclude_zero_frequency : bool
+        Leave the zero frequency out (``W(0) = B(0) = 0``; the constant term keeps the images'
+        power): the images' means, which normalisation sets to a zero background, are not fitted.
+    shell_weights : torch.Tensor, optional
+        A weight per image-frequency shell (index ``round(|k|)`` in pixels of the full box, as
+        :func:`noise_power_by_shell`; a cropped stage keeps the indices): every term of shell
+        ``k`` is multiplied by it, e.g. the inverse noise power for a maximum-likelihood fit under
+        coloured Gaussian noise.
     """
 
     def __init__(
@@ -97,6 +154,8 @@ class GridLoss:
         gridding_correction: bool = True,
         device=None,
         dtype=torch.float32,
+        exclude_zero_frequency: bool = False,
+        shell_weights: torch.Tensor | None = None,
     ) -> None:
         device = stats.weights.device if device is None else torch.device(device)
         self.box, self.pad, self.size = stats.box, stats.pad, stats.padded_box
@@ -113,6 +172,20 @@ class GridLoss:
         weights *= scale**2 * norm
         data = torch.fft.ifftshift(stats.data.to(complex_dtype) * mult, dim=(0, 1))
         data *= scale * norm
+        if shell_weights is not None:
+            shell_weights = shell_weights.to(torch.float64).cpu()
+            shells = _shell_index(self.size, self.pad, data.device)
+            shells = shells.clamp_max(shell_weights.shape[0] - 1)
+            factor = shell_weights.to(data.device)[shells].to(dtype)
+            weights *= factor
+            data *= factor
+            r2 = torch.arange(stats.power.shape[0], dtype=torch.float64)
+            shell2d = torch.round(torch.sqrt(r2)).long().clamp_max(shell_weights.shape[0] - 1)
+            self.constant = float((stats.power.double().cpu() * shell_weights[shell2d]).sum())
+            self.constant /= self.box**2
+        if exclude_zero_frequency:  # index 0 of the uncentred grid is K = 0
+            weights[0, 0, 0] = 0.0
+            data[0, 0, 0] = 0.0
         self.weights = weights.to(device)
         self.data = data.to(device)
         apodization = trilinear_apodization(self.box, self.pad, device, dtype)
