@@ -290,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
 
     from cryosplat.core.device import resolve_device
     from cryosplat.particles.read import read_particles
-    from cryosplat.reconstruct.run import distributed, reconstruct
+    from cryosplat.reconstruct import distributed
+    from cryosplat.reconstruct.run import reconstruct
 
     if args.threads is not None:
         if args.threads < 1:
