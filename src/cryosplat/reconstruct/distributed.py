@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -112,10 +113,19 @@ class Distributed:
         ``wait``: first wait for every rank to get here (the end of a successful run), so that no
         rank tears its connections down while another still uses them (gloo then aborts). After an
         error, pass False: the other ranks may be inside a collective that would never match.
+        With ``wait``, a rank other than 0 ends its process here, after the barrier.
         """
         if self.active and torch_dist.is_initialized():
             if wait:
                 torch_dist.barrier()
+                if not self.is_main:
+                    # Nothing is left for this rank to do or write. Tearing gloo down while rank 0
+                    # tears down its side can abort the process at exit ("terminate called
+                    # without an active exception", seen after a resumed run): leave at once,
+                    # after the barrier, and let the kernel close the connections.
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(0)
             torch_dist.destroy_process_group()
 
     def all_reduce_sum_(self, tensor: torch.Tensor) -> torch.Tensor:
