@@ -35,7 +35,8 @@ from cryosplat.particles.halves import split_halves
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct import distributed
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics
+from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.run import default_n_gaussians
 from cryosplat.simulate.simulation import SimulationConfig, simulate
 

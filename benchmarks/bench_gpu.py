@@ -6,7 +6,7 @@ every step, so a cut-off run still leaves its results):
 
 1. ``tests``: ``pytest -m cuda tests/test_cuda.py`` (on ``--device cpu``: the CPU variants of the
    same file), pass/fail counts.
-2. ``statistics``: the statistics pass (:func:`cryosplat.reconstruct.grid.statistics.accumulate`)
+2. ``statistics``: the statistics pass (:func:`cryosplat.reconstruct.grid.gather.accumulate`)
    in particles/s at box 128 and 256, images already in host memory and read from an MRC stack
    (its pages dropped from the page cache with ``posix_fadvise`` before each repeat).
 3. ``fit``: one step of the gridded fit (voxelise, loss, backward, Adam) at box 256 with 50,000

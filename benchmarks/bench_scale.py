@@ -165,7 +165,7 @@ def _row(label, cost, map_path, truth, pixel) -> dict:
 STATISTICS_ONLY = """
 import sys, time
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.grid.statistics import accumulate
+from cryosplat.reconstruct.grid.gather import accumulate
 particles = read_particles(sys.argv[1])
 start = time.monotonic()
 stats = accumulate(particles)

@@ -22,8 +22,9 @@ from cryosplat.core.rotations import random_quaternions, random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import voxelize_gaussians
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.grid.loss import GridLoss
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics, accumulate
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.render import splat_fast, splat_fourier, splat_reference
 from cryosplat.validation.fsc import fsc, masked_fsc
 from cryosplat.validation.masks import spherical_mask

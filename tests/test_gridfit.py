@@ -20,7 +20,7 @@ from cryosplat.reconstruct.grid.fit import (
     gridded_loss,
     stage_boxes,
 )
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.validation.fsc import fsc, resolution_at
 
 BOX, PIXEL = 24, 3.0

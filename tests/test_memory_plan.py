@@ -14,6 +14,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.downsample import downsample_particles, fourier_crop_images
 from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.grid.memory_plan import (
     BASE_BYTES,
     MemoryConfig,
@@ -23,7 +24,6 @@ from cryosplat.reconstruct.grid.memory_plan import (
     half_grid_voxels,
     plan_memory,
 )
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
 from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
 from cryosplat.validation.fsc import fsc
 

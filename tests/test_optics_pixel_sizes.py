@@ -22,7 +22,7 @@ from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
-from cryosplat.reconstruct.grid.statistics import accumulate
+from cryosplat.reconstruct.grid.gather import accumulate
 from cryosplat.reconstruct.run import check_engine_particles
 from cryosplat.validation.fsc import fsc
 

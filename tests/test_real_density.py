@@ -16,8 +16,8 @@ from cryosplat.reconstruct.grid.fit import (
     fit_gaussians,
     inverse_noise_weights,
 )
+from cryosplat.reconstruct.grid.gather import accumulate
 from cryosplat.reconstruct.grid.loss import noise_power_by_shell
-from cryosplat.reconstruct.grid.statistics import accumulate
 from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 24, 3.0

@@ -14,7 +14,7 @@ from cryosplat.core.symmetry import rotate_volume, symmetry_operators
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.simulate.simulation import SimulationConfig, simulate
 
 BOX, PIXEL = 24, 4.0

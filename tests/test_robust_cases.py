@@ -25,7 +25,7 @@ from cryosplat.io.mrc import write_stack
 from cryosplat.io.star import write_relion31_particles, write_star
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.run import ReconstructConfig, _initial_models
 from cryosplat.reconstruct.run_folder import RunFolder
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig

@@ -92,7 +92,7 @@ SCRIPT = textwrap.dedent(
     import resource, sys
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
     from cryosplat.particles.read import read_particles
-    from cryosplat.reconstruct.grid.statistics import AccumulateConfig, accumulate
+    from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
     particles = read_particles(sys.argv[1])
     stats = accumulate(particles, None, AccumulateConfig(batch_size=1000))
     print(stats.n_particles, len(particles.stacks))

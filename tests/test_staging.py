@@ -11,8 +11,8 @@ from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.engine import statistics_batch_size
+from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.staging import device_batches
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig
 
 
 @pytest.fixture

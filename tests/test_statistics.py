@@ -21,7 +21,8 @@ from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics, accumulate
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 24, 3.0

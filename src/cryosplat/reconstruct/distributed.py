@@ -38,7 +38,8 @@ import torch.distributed as torch_dist
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics, accumulate
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
 __all__ = [
     "Distributed",

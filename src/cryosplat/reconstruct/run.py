@@ -39,13 +39,13 @@ from cryosplat.reconstruct.grid.engine import (
     gather_half_statistics,
     run_grid_engine,
 )
+from cryosplat.reconstruct.grid.gather import MIN_RADIUS
 from cryosplat.reconstruct.grid.memory_plan import (
     MemoryConfig,
     MemoryPlan,
     PlanRequest,
     plan_memory,
 )
-from cryosplat.reconstruct.grid.statistics import MIN_RADIUS
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig

@@ -27,7 +27,8 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
-from cryosplat.reconstruct.grid.statistics import AccumulateConfig, FourierStatistics
+from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.validation.crossval import ResolutionMonitor, data_half_maps
 
 __all__ = [

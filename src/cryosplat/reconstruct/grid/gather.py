@@ -1,0 +1,331 @@
+"""The statistics pass: particle images streamed once into :class:`FourierStatistics`.
+
+Images are read ``batch_size`` at a time (:mod:`cryosplat.reconstruct.grid.staging`), checked for
+bad pixels, transformed, shifted back by their origins, multiplied by their CTF and inserted into
+the padded half grid with trilinear weights (:mod:`cryosplat.core.fourier_slice`); each optics group
+with its own pixel size; symmetric sets once per operator. Memory does not grow with the number of
+particles.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from cryosplat.core.ctf_plane import CTFPlane
+from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import squared_radius
+from cryosplat.core.fourier_slice import default_max_radius, insert_slices, padded_box
+from cryosplat.core.symmetry import symmetry_operators
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.validate import bad_image_rows, describe_image
+from cryosplat.reconstruct.grid.staging import device_batches
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
+
+__all__ = ["AccumulateConfig", "accumulate", "MIN_RADIUS", "MAX_PAD"]
+
+log = logging.getLogger("cryosplat")
+
+INTERPOLATIONS = ("trilinear",)
+FLUSH_EVERY = 8  # batches summed into partial grids before the totals are updated
+MIN_RADIUS = 4  # shells: fewer leave nothing to fit (and the amplitude factor reads radius 2)
+MAX_PAD = 4  # the grid holds (pad·D)³ voxels: beyond 4 it costs memory and buys nothing
+
+
+@dataclass
+class AccumulateConfig:
+    """How to gather the statistics.
+
+    Attributes
+    ----------
+    pad : int
+        Padding factor of the 3D grid (2, as RELION).
+    batch_size : int
+        Images read and inserted at once (memory ∝ batch size, not the particle count).
+    device : str
+        torch device of the grids and the insertion.
+    interpolation : str
+        ``"trilinear"`` (the only one): each frequency spreads onto its 8 grid neighbours.
+    max_resolution_angstrom : float or None
+        Gather frequencies up to this resolution (Å); None: up to ``D/2 − 2/pad`` pixels.
+    drop_bad_images : bool
+        Leave out (and log) particles whose image holds NaN, infinite or absurd pixels
+        (:func:`cryosplat.particles.validate.bad_image_rows`); by default such an image stops the
+        pass with an :class:`InputError` naming it.
+    symmetry : str
+        Point group (:mod:`cryosplat.core.symmetry`) whose operators ``accumulate`` applies when
+        it is given no ``operators``; ``"C1"``: none.
+    """
+
+    pad: int = 2
+    batch_size: int = 128
+    device: str = "cpu"
+    interpolation: str = "trilinear"
+    max_resolution_angstrom: float | None = None
+    drop_bad_images: bool = False
+    symmetry: str = "C1"
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first bad setting."""
+        if int(self.pad) != self.pad or not 1 <= self.pad <= MAX_PAD:
+            raise InputError(
+                f"pad must be an integer from 1 to {MAX_PAD} (RELION pads by 2), got {self.pad}"
+            )
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise InputError(
+                f"interpolation must be one of {INTERPOLATIONS}, got '{self.interpolation}'"
+            )
+        if self.max_resolution_angstrom is not None and not self.max_resolution_angstrom > 0:
+            raise InputError(
+                f"max_resolution_angstrom must be positive, got {self.max_resolution_angstrom}"
+            )
+
+
+def _max_radius(box: int, pixel: float, config: AccumulateConfig) -> float:
+    limit = default_max_radius(box, config.pad)
+    if config.max_resolution_angstrom is not None:
+        limit = min(limit, box * pixel / config.max_resolution_angstrom)
+        if limit < MIN_RADIUS:
+            raise InputError(
+                f"max_resolution_angstrom {config.max_resolution_angstrom:g} Å keeps fewer than "
+                f"{MIN_RADIUS} Fourier shells of a {box}-pixel box at {pixel:g} Å: nothing to fit "
+                f"(the coarsest useful limit is {box * pixel / MIN_RADIUS:g} Å)"
+            )
+    return limit
+
+
+def _check_indices(particles: ParticleSet, indices) -> np.ndarray:
+    n = len(particles)
+    idx = np.arange(n) if indices is None else np.asarray(indices)
+    if idx.dtype == bool and idx.shape != (n,):
+        raise InputError(f"{particles.source}: a mask of {idx.size} rows for {n} particles")
+    idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64).reshape(-1)
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise InputError(f"{particles.source}: particle index {int(bad[0])} is outside 0..{n - 1}")
+    return idx
+
+
+@dataclass(frozen=True)
+class _GroupSampling:
+    """How one optics group's image frequencies map onto the reconstruction's grid.
+
+    An image frequency index ``k`` of a group with pixel ``p_g`` is the spatial frequency
+    ``k / (D p_g)``, which is index ``k · p_ref / p_g`` of the reconstruction (pixel ``p_ref``): the
+    slice coordinates scale by ``scale = p_ref / p_g`` (as RELION rescales the Fourier samples of
+    each optics group). Spectra of images whose pixel values are samples of the same projected
+    density scale as ``1 / p²`` (a DFT sums pixels), so they are multiplied by ``(p_g / p_ref)²``.
+    Frequencies that land beyond the gathered radius are dropped.
+    """
+
+    box: int
+    reference_pixel: float
+    pixel: float
+    radius: float
+    pad: int
+
+    @property
+    def scale(self) -> float:
+        return self.reference_pixel / self.pixel
+
+    @property
+    def amplitude(self) -> float:
+        return (self.pixel / self.reference_pixel) ** 2
+
+    @property
+    def frequency(self) -> float:
+        """``2π / (D p_g)``: radians per Å per frequency index."""
+        return 2.0 * math.pi / (self.box * self.pixel)
+
+    @property
+    def max_radius(self) -> float:
+        """The largest own frequency index inserted (pixels of the group's D grid)."""
+        return min(default_max_radius(self.box, self.pad), self.radius / self.scale)
+
+
+def accumulate(
+    particles: ParticleSet,
+    indices=None,
+    config: AccumulateConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    operators=None,
+) -> FourierStatistics:
+    """Gather ``W`` and ``B`` from particle images in one streamed pass.
+
+    Images are read ``batch_size`` at a time from the memory-mapped stacks (on a GPU, ahead of
+    the computation into pinned memory: :mod:`cryosplat.reconstruct.grid.staging`), transformed,
+    shifted back by their origins (a phase), multiplied by their CTF
+    (:mod:`cryosplat.core.ctf_plane`) and inserted with trilinear weights on the half grid; memory
+    does not grow with the number of particles. The rows are gathered in (stack, image) order, so
+    each stack file is read once, front to back, whatever the order of ``indices`` (a sum does not
+    depend on the order). Each optics group uses its own pixel size for its CTF and shifts, and its
+    Fourier samples are rescaled to the reconstruction's pixel size
+    ``particles.pixel_size_angstrom`` (:class:`_GroupSampling`).
+
+    Parameters
+    ----------
+    particles : ParticleSet
+        With poses and CTF.
+    indices : array_like of int or bool mask, optional
+        Rows to gather (e.g. one half set); all by default.
+    config : AccumulateConfig, optional
+    progress : callable(done, total), optional
+        Called after each batch with the number of particles gathered so far.
+    operators : array_like (G, 3, 3), optional
+        Point-group rotations ``R_g`` (:func:`cryosplat.core.symmetry.symmetry_operators`): the
+        statistics of the ``|G|``-fold expanded set, each image counted once per operator with pose
+        ``A R_g`` (the pose it also has in a symmetric map): ``W``, ``B`` and the data power
+        (``n_particles`` still counts images). Groups whose operators permute the axes (C2, C4,
+        D2, D4, T, O) are gathered once and their grids rotated (:meth:`symmetrized`, exact);
+        the others (C3, D3, I, ...) insert each image ``|G|`` times (pose expansion).
+
+    Returns
+    -------
+    FourierStatistics on ``config.device``.
+    """
+    config = AccumulateConfig() if config is None else config
+    config.validate()
+    particles.require_poses_and_ctf()
+    idx = _check_indices(particles, indices)
+    idx = idx[np.lexsort((particles.image_index[idx], particles.stack_index[idx]))]
+    box, pixel = particles.box, particles.pixel_size_angstrom
+    size = padded_box(box, config.pad)
+    device = torch.device(config.device)
+    radius = _max_radius(box, pixel, config)
+    shape = (size, size, size // 2 + 1)
+    # Single precision throughout: partial sums of FLUSH_EVERY batches are added to the totals
+    # (pairwise-style summation keeps the relative rounding near 1e-6 for a million particles),
+    # and the grids, the bulk of the memory at large boxes, take half the space of double.
+    total_w = torch.zeros(shape, device=device, dtype=torch.float32)
+    total_b = torch.zeros(shape, device=device, dtype=torch.complex64)
+    part_w = torch.zeros(shape, device=device, dtype=torch.float32)
+    part_b = torch.zeros(shape, device=device, dtype=torch.complex64)
+    # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
+    k = torch.arange(box, device=device) - box // 2
+    kx = torch.arange(box // 2, device=device)
+    r2 = squared_radius(box, 2, half=True, device=device)[:, : box // 2].reshape(-1)
+    friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
+    plane_kx, plane_ky = kx[None, :].expand(box, -1), k[:, None].expand(-1, box // 2)
+    power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
+    pixel_of = particles.pixel_sizes_angstrom()
+    power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    ctf_planes: dict[float, CTFPlane] = {}
+    n_batches = math.ceil(idx.size / config.batch_size)
+    if operators is None and config.symmetry != "C1":
+        operators = symmetry_operators(config.symmetry)
+    ops = None
+    if operators is not None and len(operators) > 1:
+        operators = np.asarray(operators, dtype=np.float64)
+        if np.abs(operators - np.round(operators)).max() < 1e-9:
+            # Signed axis permutations (C2, C4, D2, D4, T, O): gather once, rotate the grids.
+            stats = accumulate(particles, idx, replace(config, symmetry="C1"), progress)
+            return stats.symmetrized(operators)
+        ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
+    # Pose expansion for the other groups: each image is the projection at A·R_g as well.
+    expansion = [None] if ops is None else list(ops)
+    dropped: list[int] = []
+
+    def screen(rows: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bad = bad_image_rows(images)
+        if bad.size:
+            rows, images = _drop_bad(particles, rows, images, bad, config)
+            dropped.append(bad.size)
+        return rows, images
+
+    batches = device_batches(particles, idx, config.batch_size, device, screen=screen)
+    for number, (batch, images) in enumerate(batches):
+        if len(batch) == 0 and number + 1 < n_batches:  # every image of the batch left out
+            continue
+        spectra = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
+        spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
+        batch_pixel = np.round(pixel_of[batch], 6)
+        for group_pixel in np.unique(batch_pixel):
+            own = batch_pixel == group_pixel
+            rows = batch[own]
+            own_pixel = pixel if group_pixel == round(pixel, 6) else float(group_pixel)
+            group = _GroupSampling(box, pixel, own_pixel, radius, config.pad)
+            group_spectra = (
+                spectra if own.all() else spectra[torch.from_numpy(np.flatnonzero(own)).to(device)]
+            )
+            shifts = torch.as_tensor(
+                particles.shifts_angstrom[rows], device=device, dtype=torch.float32
+            )
+            # Undo the shift: multiply by exp(-2πi k·o) (see cryosplat.core.fourier.phase_shift_2d),
+            # with k in the group's own frequency units.
+            phase = -group.frequency * (
+                kx[None, None, :] * shifts[:, 0, None, None]
+                + k[None, :, None] * shifts[:, 1, None, None]
+            )
+            group_spectra = (
+                group.amplitude * group_spectra * torch.polar(torch.ones_like(phase), phase)
+            )
+            if own_pixel not in ctf_planes:
+                ctf_planes[own_pixel] = CTFPlane(plane_kx, plane_ky, box, group.pixel)
+            ctf = ctf_planes[own_pixel](particles.ctf.subset(rows))
+            rotations = torch.as_tensor(
+                particles.rotations[rows], device=device, dtype=torch.float32
+            )
+            weighted, ctf2 = group_spectra * ctf, ctf * ctf
+            for op in expansion:
+                insert_slices(
+                    weighted,
+                    (rotations if op is None else rotations @ op) * group.scale,
+                    box,
+                    config.pad,
+                    part_b,
+                    ctf2,
+                    part_w,
+                    max_radius=group.max_radius,
+                )
+            if own_pixel not in power_bins:
+                kept = (r2 * group.scale**2 <= radius * radius).nonzero().squeeze(1)
+                bins = torch.round(r2[kept] * group.scale**2).long().clamp_max(power.numel() - 1)
+                power_bins[own_pixel] = (kept, bins, friedel_all[kept])
+            kept, bins, friedel = power_bins[own_pixel]
+            magnitude2 = (group_spectra.abs() ** 2).reshape(len(rows), -1)[:, kept]
+            power.index_add_(0, bins, magnitude2.double().sum(0) * friedel)
+        if (number + 1) % FLUSH_EVERY == 0 or number + 1 == n_batches:
+            total_w += part_w
+            total_b += part_b
+            part_w.zero_()
+            part_b.zero_()
+        if progress is not None:
+            progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
+    n_dropped = sum(dropped)
+    notes = [f"left out {n_dropped} particles with bad images"] if n_dropped else []
+    if ops is not None:
+        power *= len(ops)
+    return FourierStatistics(
+        total_w,
+        total_b,
+        box,
+        config.pad,
+        pixel,
+        int(idx.size) - n_dropped,
+        power.cpu(),
+        radius,
+        notes,
+    )
+
+
+def _drop_bad(particles: ParticleSet, rows, images, bad, config: AccumulateConfig):
+    """Rows and images without the ``bad`` ones (logged), or InputError naming the first."""
+    first = describe_image(particles, int(rows[bad[0]]), images[bad[0]])
+    if not config.drop_bad_images:
+        more = f" ({bad.size} such images in this batch of {len(rows)})" if bad.size > 1 else ""
+        raise InputError(
+            f"{particles.source}: particle {first}{more}: the map would be NaN or garbage; "
+            "fix or remove the image, or pass --drop-bad-images to leave such particles out"
+        )
+    for b in bad:
+        log.warning("left out particle %s", describe_image(particles, int(rows[b]), images[b]))
+    keep = np.ones(len(rows), dtype=bool)
+    keep[bad] = False
+    return rows[keep], images[keep]
