@@ -47,10 +47,7 @@ def _measure(
     def step():
         model.zero_grad(set_to_none=True)
         images = splat(
-            model.means,
-            model.scales,
-            model.quaternions,
-            model.amplitudes,
+            model.mixture(),
             rot,
             box,
             1.0,
@@ -92,7 +89,7 @@ def _error_against_exact(model: GaussianModel, rot: torch.Tensor, box: int, back
     if backend in ("reference", "fast", "auto"):
         return 0.0
     with torch.no_grad():
-        args = (model.means, model.scales, model.quaternions, model.amplitudes, rot, box, 1.0)
+        args = (model.mixture(), rot, box, 1.0)
         exact = splat(*args, backend="fast")
         ours = splat(*args, backend=backend)
     return float((ours - exact).norm() / exact.norm())

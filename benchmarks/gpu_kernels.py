@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from cryosplat.core.ctf import CTFParams
+from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import GaussianModel, voxelize_gaussians
@@ -166,7 +167,7 @@ def step_fit(report, device: torch.device, seconds: float, args) -> None:
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        volume = voxelize_gaussians(*leaves, box, pixel)
+        volume = voxelize_gaussians(Mixture(*leaves), box, pixel)
         loss_fn.data_term_and_spectrum(volume)[0].backward()
         optimizer.step()
 
@@ -189,10 +190,7 @@ def step_render(report, device: torch.device, seconds: float, args) -> None:
         def step(backend=backend, rot=rot):
             model.zero_grad(set_to_none=True)
             images = splat(
-                model.means,
-                model.scales,
-                model.quaternions,
-                model.amplitudes,
+                model.mixture(),
                 rot,
                 box,
                 1.0,

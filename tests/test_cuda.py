@@ -18,6 +18,7 @@ from cryosplat.core.ctf import CTFParams, compute_ctf, ctf_from_params
 from cryosplat.core.device import describe_device, peak_memory_gb, reset_peak_memory
 from cryosplat.core.fourier import fft2_centered, phase_shift_2d
 from cryosplat.core.fourier_slice import full_to_half, insert_slices
+from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import random_quaternions, random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import voxelize_gaussians
@@ -99,7 +100,7 @@ def test_voxeliser_and_its_gradient_match_double_precision(device):
     )
 
     def run(tensors, weights):
-        volume = voxelize_gaussians(*tensors, box, pixel)
+        volume = voxelize_gaussians(Mixture(*tensors), box, pixel)
         (volume * weights).sum().backward()
         return volume, [t.grad for t in tensors]
 
@@ -124,7 +125,7 @@ def test_splat_backends_forward_and_backward_match_double_precision(device, back
     )
 
     def run(tensors, rot, weights):
-        images = backend(*tensors, rot, box, pixel)
+        images = backend(Mixture(*tensors), rot, box, pixel)
         (images * weights).sum().backward()
         return images, [t.grad for t in tensors]
 

@@ -69,7 +69,7 @@ def test_ctf_is_a_fourier_multiplication_that_commutes_with_the_shift(model, vie
 def test_spectra_and_raw_tensor_versions_agree(model, views):
     ctf = _ctf(3, seed=6)
     shifts = torch.tensor([[0.7, -1.1], [0.0, 2.2], [-1.3, 0.4]], dtype=torch.float64)
-    args = (model.means, model.scales, model.quaternions, model.amplitudes, views)
+    args = (model.mixture(), views)
     with torch.no_grad():
         spectra = predict_spectra(*args, shifts, ctf, BOX, PIXEL, backend="reference")
         images = render_images(*args, shifts, ctf, BOX, PIXEL)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cryosplat.core.fourier import fft2_centered, frequency_grid_2d
+from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import quaternion_to_matrix, random_rotations
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.render import splat, splat_fast, splat_reference
@@ -37,7 +38,7 @@ def test_projection_integrates_to_total_amplitude(fn, box):
         30, box, pixel, seed=1, spread=0.1, scale=(1.5, 2.5)
     )
     rot = _rotations(6, seed=2)
-    img = fn(means, scales, quats, amps, rot, box, pixel, n_sigma=6.0)
+    img = fn(Mixture(means, scales, quats, amps), rot, box, pixel, n_sigma=6.0)
     totals = img.sum(dim=(1, 2)) * pixel**2
     rel = (totals - amps.sum()).abs() / amps.sum()
     assert rel.max().item() < 1e-6
@@ -52,7 +53,7 @@ def test_gaussian_at_origin_lands_on_centre_pixel(fn, box):
     quats = torch.tensor([[0.9, 0.1, -0.3, 0.2]], dtype=torch.float64)
     amps = torch.ones(1, dtype=torch.float64)
     rot = _rotations(10, seed=3)
-    img = fn(means, scales, quats, amps, rot, box, pixel, n_sigma=5.0)
+    img = fn(Mixture(means, scales, quats, amps), rot, box, pixel, n_sigma=5.0)
     coords = torch.arange(box, dtype=torch.float64)
     for im in img:
         iy, ix = np.unravel_index(int(torch.argmax(im)), im.shape)
@@ -70,9 +71,8 @@ def test_isotropic_gaussian_matches_analytic_2d_gaussian(fn):
     scales = torch.full((1, 3), sigma, dtype=torch.float64)
     quats = torch.tensor([[0.3, 0.5, -0.1, 0.7]], dtype=torch.float64)
     rot = _rotations(4, seed=4)
-    img = fn(
-        mu, scales, quats, torch.tensor([amp], dtype=torch.float64), rot, box, pixel, n_sigma=8.0
-    )
+    amps = torch.tensor([amp], dtype=torch.float64)
+    img = fn(Mixture(mu, scales, quats, amps), rot, box, pixel, n_sigma=8.0)
     x = (torch.arange(box, dtype=torch.float64) - box // 2) * pixel
     for b in range(rot.shape[0]):
         m2 = rot[b] @ mu[0]
@@ -110,10 +110,7 @@ def test_splat_equals_line_integral_of_voxelised_mixture(fn):
     rot = torch.stack([v[0] for v in views.values()])
     with torch.no_grad():
         img = fn(
-            model.means,
-            model.scales,
-            model.quaternions,
-            model.amplitudes,
+            model.mixture(),
             rot,
             box,
             pixel,
@@ -138,7 +135,7 @@ def test_fft_of_splat_is_analytic_fourier_slice_without_phase_ramp(box):
     quats = torch.tensor([[0.8, 0.2, 0.4, -0.3]], dtype=torch.float64)
     amp = torch.tensor([2.0], dtype=torch.float64)
     rot = _rotations(3, seed=6)
-    img = splat_fast(means, scales, quats, amp, rot, box, pixel, n_sigma=9.0)
+    img = splat_fast(Mixture(means, scales, quats, amp), rot, box, pixel, n_sigma=9.0)
     kx, ky = frequency_grid_2d(box, pixel, dtype=torch.float64)
     r3 = quaternion_to_matrix(quats)[0]
     cov = r3 @ torch.diag(scales[0] ** 2) @ r3.T
@@ -172,7 +169,7 @@ def test_gradcheck_float64(fn):
     inputs = tuple(t.clone().requires_grad_() for t in (means, scales, quats, amps, rot))
 
     def f(m, s, q, a, r):
-        return fn(m, s, q, a, r, box, pixel, n_sigma=3.0)
+        return fn(Mixture(m, s, q, a), r, box, pixel, n_sigma=3.0)
 
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
 
@@ -189,7 +186,7 @@ def test_fast_matches_reference_forward_and_gradients(dtype, tol):
     results = []
     for fn in BACKENDS:
         inputs = [t.clone().requires_grad_() for t in (means, scales, quats, amps, rot)]
-        img = fn(*inputs, box, pixel, n_sigma=3.0, max_elements=2**14)
+        img = fn(Mixture(*inputs[:4]), inputs[4], box, pixel, n_sigma=3.0, max_elements=2**14)
         (img * weight).sum().backward()
         results.append((img.detach(), [t.grad for t in inputs]))
     (ref, ref_grads), (fast, fast_grads) = results
@@ -203,24 +200,24 @@ def test_chunking_does_not_change_the_result(fn):
     box, pixel = 20, 1.0
     means, scales, quats, amps = _random_mixture(40, box, pixel, seed=12, spread=0.5)
     rot = _rotations(7, seed=13)
-    big = fn(means, scales, quats, amps, rot, box, pixel, max_elements=2**24)
-    small = fn(means, scales, quats, amps, rot, box, pixel, max_elements=500)
+    big = fn(Mixture(means, scales, quats, amps), rot, box, pixel, max_elements=2**24)
+    small = fn(Mixture(means, scales, quats, amps), rot, box, pixel, max_elements=500)
     assert torch.allclose(big, small, rtol=0, atol=1e-12 * big.abs().max())
 
 
 def test_dispatcher_and_errors():
     means, scales, quats, amps = _random_mixture(5, 16, 1.0, seed=14)
     rot = _rotations(2, seed=15)
-    ref = splat(means, scales, quats, amps, rot, 16, 1.0, backend="reference")
+    ref = splat(Mixture(means, scales, quats, amps), rot, 16, 1.0, backend="reference")
     for backend in ("fast", "auto"):
-        out = splat(means, scales, quats, amps, rot, 16, 1.0, backend=backend)
+        out = splat(Mixture(means, scales, quats, amps), rot, 16, 1.0, backend=backend)
         assert torch.allclose(out, ref, rtol=0, atol=1e-12 * ref.max())
     with pytest.raises(ValueError, match="backend"):
-        splat(means, scales, quats, amps, rot, 16, 1.0, backend="gpu")
+        splat(Mixture(means, scales, quats, amps), rot, 16, 1.0, backend="gpu")
     with pytest.raises(ValueError, match="rotations"):
-        splat_fast(means, scales, quats, amps, rot[:, :2], 16, 1.0)
+        splat_fast(Mixture(means, scales, quats, amps), rot[:, :2], 16, 1.0)
     with pytest.raises(ValueError, match="scales"):
-        splat_reference(means, scales[:3], quats, amps, rot, 16, 1.0)
+        splat_reference(Mixture(means, scales[:3], quats, amps), rot, 16, 1.0)
 
 
 @pytest.mark.parametrize("fn", BACKENDS)
@@ -230,7 +227,7 @@ def test_gaussians_outside_the_image_and_empty_inputs(fn):
     quats = torch.tensor([[1.0, 0, 0, 0]] * 2, dtype=torch.float64)
     amps = torch.ones(2, dtype=torch.float64)
     rot = torch.eye(3, dtype=torch.float64)[None]
-    img = fn(far, scales, quats, amps, rot, 16, 1.0, n_sigma=6.0)
+    img = fn(Mixture(far, scales, quats, amps), rot, 16, 1.0, n_sigma=6.0)
     assert abs(img.sum().item() - 1.0) < 1e-6
-    empty = fn(far[:0], scales[:0], quats[:0], amps[:0], rot, 16, 1.0)
+    empty = fn(Mixture(far[:0], scales[:0], quats[:0], amps[:0]), rot, 16, 1.0)
     assert empty.shape == (1, 16, 16) and empty.abs().max() == 0

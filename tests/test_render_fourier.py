@@ -9,6 +9,7 @@ import torch
 from cryosplat.core.fourier_slice import _PaddedRealFFT, full_to_half, volume_to_padded_ft
 from cryosplat.core.half_slices import HalfPlane as _HalfPlane
 from cryosplat.core.half_slices import HalfSlices as _HalfSlices
+from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import random_rotations
 from cryosplat.render import splat, splat_fourier, splat_reference
 
@@ -20,7 +21,7 @@ def _mixture(n, box, pixel, seed, spread=0.3, scale=(1.5, 3.0)):
     scales = scale[0] + (scale[1] - scale[0]) * torch.rand(n, 3, generator=g, dtype=dtype)
     quats = torch.randn(n, 4, generator=g, dtype=dtype)
     amps = 0.2 + torch.rand(n, generator=g, dtype=dtype)
-    return means, scales, quats, amps
+    return Mixture(means, scales, quats, amps)
 
 
 def _rotations(n, seed):
@@ -60,8 +61,8 @@ def test_images_match_the_reference(pad, limit):
     box, pixel = 32, 1.2
     means, scales, quats, amps = _mixture(60, box, pixel, seed=9)
     rot = _rotations(6, seed=10)
-    ref = splat_reference(means, scales, quats, amps, rot, box, pixel, n_sigma=4.0)
-    img = splat_fourier(means, scales, quats, amps, rot, box, pixel, n_sigma=4.0, pad=pad)
+    ref = splat_reference(Mixture(means, scales, quats, amps), rot, box, pixel, n_sigma=4.0)
+    img = splat_fourier(Mixture(means, scales, quats, amps), rot, box, pixel, n_sigma=4.0, pad=pad)
     assert img.shape == ref.shape and img.dtype == ref.dtype
     assert _relative(img, ref) < limit
 
@@ -70,9 +71,11 @@ def test_error_falls_with_padding():
     box, pixel = 32, 1.0
     means, scales, quats, amps = _mixture(40, box, pixel, seed=3)
     rot = _rotations(4, seed=4)
-    ref = splat_reference(means, scales, quats, amps, rot, box, pixel, n_sigma=4.0)
+    ref = splat_reference(Mixture(means, scales, quats, amps), rot, box, pixel, n_sigma=4.0)
     errors = [
-        _relative(splat_fourier(means, scales, quats, amps, rot, box, pixel, 4.0, pad=p), ref)
+        _relative(
+            splat_fourier(Mixture(means, scales, quats, amps), rot, box, pixel, 4.0, pad=p), ref
+        )
         for p in (1, 2, 3)
     ]
     assert errors[2] < 0.6 * errors[1] < 0.6 * errors[0]
@@ -90,7 +93,7 @@ def test_gradients_match_the_reference():
     grads = []
     for fn in (splat_reference, splat_fourier):
         inputs = [t.clone().requires_grad_() for t in (means, scales, quats, amps, rot)]
-        (fn(*inputs, box, pixel, n_sigma=4.0) * weight).sum().backward()
+        (fn(Mixture(*inputs[:4]), inputs[4], box, pixel, n_sigma=4.0) * weight).sum().backward()
         grads.append([t.grad for t in inputs])
     names = ("means", "scales", "quaternions", "amplitudes")
     for name, ref, ours in zip(names, grads[0][:4], grads[1][:4], strict=True):
@@ -106,11 +109,11 @@ def test_pose_gradients_match_the_reference():
     rot = _rotations(8, seed=10)
     g = torch.Generator().manual_seed(4)
     turn = torch.linalg.matrix_exp(_skew(0.03 * torch.randn(8, 3, generator=g, dtype=rot.dtype)))
-    target = splat_reference(*mixture, turn @ rot, box, pixel)
+    target = splat_reference(mixture, turn @ rot, box, pixel)
     tangents = []
     for fn in (splat_reference, splat_fourier):
         r = rot.clone().requires_grad_()
-        ((fn(*mixture, r, box, pixel) - target) ** 2).sum().backward()
+        ((fn(mixture, r, box, pixel) - target) ** 2).sum().backward()
         s = rot.transpose(1, 2) @ r.grad
         tangents.append(0.5 * (s - s.transpose(1, 2)))
     ref, ours = tangents
@@ -136,13 +139,13 @@ def test_origin_pixel_mass_and_empty_batch():
     scales = torch.tensor([[1.5, 2.0, 2.5]], dtype=torch.float64)
     quats = torch.tensor([[0.9, 0.1, -0.3, 0.2]], dtype=torch.float64)
     amps = torch.ones(1, dtype=torch.float64)
-    img = splat_fourier(means, scales, quats, amps, _rotations(8, seed=5), box, pixel, 5.0)
+    img = splat_fourier(Mixture(means, scales, quats, amps), _rotations(8, seed=5), box, pixel, 5.0)
     for im in img:
         assert np.unravel_index(int(torch.argmax(im)), im.shape) == (box // 2, box // 2)
     # The zero frequency is read exactly from the grid, where the gridding correction (right on
     # average over the fractional positions) over-corrects: the mass comes out 1 % high here.
     assert torch.allclose(img.sum(dim=(1, 2)), amps.sum(), rtol=0.02)
-    none = splat_fourier(means, scales, quats, amps, _rotations(8, seed=5)[:0], box, pixel)
+    none = splat_fourier(Mixture(means, scales, quats, amps), _rotations(8, seed=5)[:0], box, pixel)
     assert none.shape == (0, box, box)
 
 
@@ -150,9 +153,9 @@ def test_chunking_and_dispatch_do_not_change_the_result():
     box, pixel = 24, 1.0
     means, scales, quats, amps = _mixture(30, box, pixel, seed=6)
     rot = _rotations(5, seed=7)
-    big = splat_fourier(means, scales, quats, amps, rot, box, pixel)
-    small = splat_fourier(means, scales, quats, amps, rot, box, pixel, max_elements=2000)
-    routed = splat(means, scales, quats, amps, rot, box, pixel, backend="fourier")
+    big = splat_fourier(Mixture(means, scales, quats, amps), rot, box, pixel)
+    small = splat_fourier(Mixture(means, scales, quats, amps), rot, box, pixel, max_elements=2000)
+    routed = splat(Mixture(means, scales, quats, amps), rot, box, pixel, backend="fourier")
     assert torch.allclose(big, small, rtol=0, atol=1e-12 * big.abs().max())
     assert torch.equal(big, routed)
 
@@ -161,8 +164,8 @@ def test_float32_follows_float64():
     box, pixel = 32, 1.0
     inputs = _mixture(40, box, pixel, seed=8)
     rot = _rotations(4, seed=9)
-    f64 = splat_fourier(*inputs, rot, box, pixel)
-    f32 = splat_fourier(*(t.float() for t in inputs), rot.float(), box, pixel)
+    f64 = splat_fourier(inputs, rot, box, pixel)
+    f32 = splat_fourier(Mixture(*(t.float() for t in inputs)), rot.float(), box, pixel)
     assert f32.dtype == torch.float32
     assert _relative(f32.double(), f64) < 1e-4
 
@@ -171,8 +174,8 @@ def test_bad_input_is_named():
     means, scales, quats, amps = _mixture(3, 16, 1.0, seed=1)
     rot = _rotations(2, seed=2)
     with pytest.raises(ValueError, match="even box"):
-        splat_fourier(means, scales, quats, amps, rot, 15, 1.0)
+        splat_fourier(Mixture(means, scales, quats, amps), rot, 15, 1.0)
     with pytest.raises(ValueError, match="pad"):
-        splat_fourier(means, scales, quats, amps, rot, 16, 1.0, pad=0)
+        splat_fourier(Mixture(means, scales, quats, amps), rot, 16, 1.0, pad=0)
     with pytest.raises(ValueError, match="rotations"):
-        splat_fourier(means, scales, quats, amps, rot[:, :2], 16, 1.0)
+        splat_fourier(Mixture(means, scales, quats, amps), rot[:, :2], 16, 1.0)

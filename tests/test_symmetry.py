@@ -12,6 +12,7 @@ import torch
 
 from cryosplat.core.conventions import euler_relion_to_matrix
 from cryosplat.core.errors import InputError
+from cryosplat.core.mixture import Mixture
 from cryosplat.core.symmetry import (
     expand_gaussians,
     normalize_symmetry,
@@ -80,10 +81,11 @@ def test_expanded_gaussians_voxelise_to_a_symmetric_map():
     quats = quats / quats.norm(dim=-1, keepdim=True)
     amps = torch.rand(n, generator=gen, dtype=torch.float64) + 0.5
     ops = symmetry_operators("D2")
-    em, es, eq, ea = expand_gaussians(means, scales, quats, amps, ops)
+    expanded = expand_gaussians(Mixture(means, scales, quats, amps), ops)
+    em, es, eq, ea = expanded
     assert em.shape == (4 * n, 3) and eq.shape == (4 * n, 4) and ea.shape == (4 * n,)
     torch.testing.assert_close(em[:n], means)
-    vol = voxelize_gaussians(em, es, eq, ea, 32, 1.5, n_sigma=4.0)
+    vol = voxelize_gaussians(expanded, 32, 1.5, n_sigma=4.0)
     inner = (slice(1, None),) * 3  # voxel 0 (at −D/2) has no image +D/2 inside the box
     for op in ops:  # a 2-fold about an axis maps voxels onto voxels: exact
         rotated = rotate_volume(vol, op)
@@ -94,7 +96,7 @@ def test_expanded_gaussians_voxelise_to_a_symmetric_map():
     cov = lambda s, q: quaternion_to_matrix(q) @ torch.diag_embed(s**2) @ quaternion_to_matrix(q).mT  # noqa: E731
     op = torch.as_tensor(ops[1])
     torch.testing.assert_close(cov(es[n : 2 * n], eq[n : 2 * n]), op @ cov(scales, quats) @ op.T)
-    assert expand_gaussians(means, scales, quats, amps, None)[0] is means
+    assert expand_gaussians(Mixture(means, scales, quats, amps), None).means is means
 
 
 def test_rotate_volume_direction():

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from cryosplat.core.errors import InputError
+from cryosplat.core.mixture import Mixture
 
 __all__ = [
     "symmetry_operators",
@@ -146,12 +147,9 @@ def asymmetric_unit_gaussians(n_total: int, name: str) -> int:
 
 
 def expand_gaussians(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     operators: torch.Tensor | np.ndarray | None,
-):
+) -> Mixture:
     """The ``|G|`` copies of a mixture: means ``R_g μ``, orientations ``R_g R(q)``, differentiable.
 
     Copy ``g`` of Gaussian ``i`` is row ``g · N + i`` (copy 0 is the identity, so the first ``N`` rows
@@ -160,15 +158,17 @@ def expand_gaussians(
 
     Parameters
     ----------
-    means (N, 3), scales (N, 3), quaternions (N, 4) ``(w, x, y, z)``, amplitudes (N,)
-    operators : (G, 3, 3) or None (no symmetry: the inputs are returned)
+    mixture : Mixture
+        N Gaussians, quaternions ``(w, x, y, z)``.
+    operators : (G, 3, 3) or None (no symmetry: the input is returned)
 
     Returns
     -------
-    means (G·N, 3), scales (G·N, 3), quaternions (G·N, 4), amplitudes (G·N,)
+    Mixture of G·N Gaussians.
     """
     if operators is None or len(operators) <= 1:
-        return means, scales, quaternions, amplitudes
+        return Mixture(*mixture)
+    means, scales, quaternions, amplitudes = mixture
     if torch.is_tensor(operators):
         ops = operators.to(device=means.device, dtype=means.dtype)
     else:
@@ -187,7 +187,7 @@ def expand_gaussians(
         ],
         dim=-1,
     ).reshape(-1, 4)
-    return new_means, scales.repeat(g, 1), q, amplitudes.repeat(g)
+    return Mixture(new_means, scales.repeat(g, 1), q, amplitudes.repeat(g))
 
 
 def _matrix_to_quaternion(matrices: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from cryosplat.core.errors import InputError
+from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import quaternion_to_matrix, random_quaternions
 from cryosplat.core.symmetry import expand_gaussians, normalize_symmetry, symmetry_operators
 from cryosplat.io.atomic import atomic_path
@@ -95,10 +96,7 @@ def footprint_sum_reference(out, weight, q0, coef, basis, flat):
 
 
 def voxelize_gaussians(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     box: int,
     pixel_size_angstrom: float,
     n_sigma: float = 3.0,
@@ -112,7 +110,8 @@ def voxelize_gaussians(
 
     Parameters
     ----------
-    means : (N, 3) Å, internal frame; scales : (N, 3) Å; quaternions : (N, 4); amplitudes : (N,)
+    mixture : Mixture
+        The N Gaussians (means and scales in Å, internal frame).
     box : int
     pixel_size_angstrom : float
     n_sigma : float
@@ -126,6 +125,7 @@ def voxelize_gaussians(
     """
     if box < 1:
         raise ValueError(f"box must be positive, got {box}")
+    means, scales, quaternions, amplitudes = mixture
     device, dtype = means.device, means.dtype
     n = means.shape[0]
     if n == 0:
@@ -289,18 +289,20 @@ class GaussianModel(torch.nn.Module):
         """The group's rotations ``(|G|, 3, 3)``, or None for C1."""
         return None if self.symmetry == "C1" else symmetry_operators(self.symmetry)
 
-    def expanded_parameters(self) -> tuple[torch.Tensor, ...]:
-        """Means, scales, unit quaternions and amplitudes of all ``|G|`` copies (differentiable)."""
-        return expand_gaussians(
-            self.means, self.scales, self.quaternions, self.amplitudes, self.symmetry_operators()
-        )
+    def mixture(self) -> Mixture:
+        """Means, scales, unit quaternions and amplitudes (activated, differentiable)."""
+        return Mixture(self.means, self.scales, self.quaternions, self.amplitudes)
+
+    def expanded_parameters(self) -> Mixture:
+        """The mixture of all ``|G|`` copies (differentiable)."""
+        return expand_gaussians(self.mixture(), self.symmetry_operators())
 
     def expanded(self) -> GaussianModel:
         """The full molecule as a C1 model (``|G| · N`` Gaussians); ``self`` when C1."""
         if self.symmetry == "C1":
             return self
         with torch.no_grad():
-            params = [t.detach() for t in self.expanded_parameters()]
+            params = self.expanded_parameters().detach()
         model = GaussianModel(*params, self.box, self.pixel_size_angstrom, signed=self.signed)
         return model.to(self.means.device)
 
@@ -364,7 +366,7 @@ class GaussianModel(torch.nn.Module):
         All ``|G|`` copies of a symmetric model are drawn.
         """
         return voxelize_gaussians(
-            *self.expanded_parameters(),
+            self.expanded_parameters(),
             self.box if box is None else box,
             self.pixel_size_angstrom if pixel_size_angstrom is None else pixel_size_angstrom,
             n_sigma=n_sigma,

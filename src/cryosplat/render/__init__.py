@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from cryosplat.core.mixture import Mixture
 from cryosplat.render.fast import splat_fast
 from cryosplat.render.fourier import splat_fourier
 from cryosplat.render.reference import splat_reference
@@ -27,10 +28,7 @@ _FUNCTIONS = {
 
 
 def splat(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     rotations: torch.Tensor,
     box: int,
     pixel_size_angstrom: float,
@@ -42,8 +40,7 @@ def splat(
 
     Parameters
     ----------
-    means, scales, quaternions, amplitudes, rotations, box, pixel_size_angstrom, n_sigma,
-    max_elements
+    mixture, rotations, box, pixel_size_angstrom, n_sigma, max_elements
         As in :func:`cryosplat.render.reference.splat_reference`.
     backend : {"auto", "reference", "fast", "fourier"}
         ``"auto"`` picks ``"fast"`` (exact); ``"fourier"`` is an approximation (about 6 % relative
@@ -56,10 +53,7 @@ def splat(
     if backend not in BACKENDS:
         raise ValueError(f"unknown splatting backend {backend!r}; choose one of {BACKENDS}")
     return _FUNCTIONS[backend](
-        means,
-        scales,
-        quaternions,
-        amplitudes,
+        mixture,
         rotations,
         box,
         pixel_size_angstrom,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from cryosplat.core.mixture import Mixture
 from cryosplat.render.geometry import (
     ProjectedGaussians,
     check_inputs,
@@ -179,10 +180,7 @@ class _SplatPairs(torch.autograd.Function):
 
 
 def splat_fast(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     rotations: torch.Tensor,
     box: int,
     pixel_size_angstrom: float,
@@ -196,10 +194,8 @@ def splat_fast(
 
     Parameters
     ----------
-    means : torch.Tensor, shape (N, 3), Å, internal frame
-    scales : torch.Tensor, shape (N, 3), Å
-    quaternions : torch.Tensor, shape (N, 4)
-    amplitudes : torch.Tensor, shape (N,)
+    mixture : Mixture
+        The N Gaussians (means and scales in Å, internal frame).
     rotations : torch.Tensor, shape (B, 3, 3), map→image matrices ``A``
     box : int
     pixel_size_angstrom : float
@@ -212,45 +208,38 @@ def splat_fast(
     -------
     torch.Tensor, shape (B, D, D), density per Å².
     """
-    check_inputs(means, scales, quaternions, amplitudes, rotations, box, pixel_size_angstrom)
+    check_inputs(mixture, rotations, box, pixel_size_angstrom)
     box, pixel = int(box), float(pixel_size_angstrom)
-    n_views, n = rotations.shape[0], means.shape[0]
-    device, dtype = means.device, means.dtype
+    n_views, n = rotations.shape[0], mixture.means.shape[0]
+    device, dtype = mixture.means.device, mixture.means.dtype
     if n_views == 0 or n == 0:
         return torch.zeros(n_views, box, box, device=device, dtype=dtype)
     chunk_views = view_chunk_size(n, n_views, max_elements)
     images = []
     for v0 in range(0, n_views, chunk_views):
         rot = rotations[v0 : v0 + chunk_views].to(dtype)
-        images.append(
-            _splat_view_chunk(
-                means, scales, quaternions, amplitudes, rot, box, pixel, n_sigma, max_elements
-            )
-        )
+        images.append(_splat_view_chunk(mixture, rot, box, pixel, n_sigma, max_elements))
     return torch.cat(images, dim=0)
 
 
-def _project_fields(means, scales, quaternions, amplitudes, rot):
-    proj = project_gaussians(means, scales, quaternions, amplitudes, rot)
+def _project_fields(mixture: Mixture, rot: torch.Tensor):
+    proj = project_gaussians(mixture, rot)
     return proj.means_2d, proj.conics, proj.log_weights, proj.max_variance
 
 
-def _splat_view_chunk(
-    means, scales, quaternions, amplitudes, rot, box, pixel, n_sigma, max_elements
-):
-    n_views, n = rot.shape[0], means.shape[0]
-    inputs = (means, scales, quaternions, amplitudes, rot)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+def _splat_view_chunk(mixture: Mixture, rot, box, pixel, n_sigma, max_elements):
+    n_views, n = rot.shape[0], mixture.means.shape[0]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (*mixture, rot)):
         # Recompute the projection in the backward pass instead of keeping its (views × N)
         # intermediates for every chunk: only the splat's own inputs (a few numbers per pair)
         # stay until then.
-        proj = ProjectedGaussians(*checkpoint(_project_fields, *inputs, use_reentrant=False))
+        proj = ProjectedGaussians(*checkpoint(_project_fields, mixture, rot, use_reentrant=False))
     else:
-        proj = project_gaussians(*inputs)
+        proj = project_gaussians(mixture, rot)
     with torch.no_grad():
         radius = footprint_radius_pixels(proj.max_variance, pixel, n_sigma, box)
         centres = torch.round(proj.means_2d.detach() / pixel).long() + box // 2
-        views = torch.arange(n_views, device=means.device).repeat_interleave(n)
+        views = torch.arange(n_views, device=mixture.means.device).repeat_interleave(n)
         # Pairs whose footprint misses the image contribute nothing.
         lo, hi = centres - radius[:, None], centres + radius[:, None]
         visible = ((hi >= 0) & (lo < box)).all(dim=-1)

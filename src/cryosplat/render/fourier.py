@@ -43,6 +43,7 @@ import torch
 
 from cryosplat.core.fourier_slice import padded_box, padded_rfft, trilinear_apodization
 from cryosplat.core.half_slices import HalfPlane, HalfSlices
+from cryosplat.core.mixture import Mixture
 from cryosplat.model.gaussians import voxelize_gaussians
 from cryosplat.render.geometry import check_inputs
 
@@ -57,10 +58,7 @@ CPU_CHUNK_ENTRIES = 2**18
 
 
 def splat_fourier(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     rotations: torch.Tensor,
     box: int,
     pixel_size_angstrom: float,
@@ -72,7 +70,7 @@ def splat_fourier(
 
     Parameters
     ----------
-    means, scales, quaternions, amplitudes, rotations, box, pixel_size_angstrom
+    mixture, rotations, box, pixel_size_angstrom
         As in :func:`cryosplat.render.reference.splat_reference`; ``box`` must be even.
     n_sigma : float
         Voxelisation footprint half-width in standard deviations of each Gaussian's widest axis.
@@ -86,18 +84,16 @@ def splat_fourier(
     torch.Tensor, shape (B, D, D), density per Å², differentiable in every Gaussian parameter and
     the rotation matrices; within a few per cent of the reference (see the module docstring).
     """
-    check_inputs(means, scales, quaternions, amplitudes, rotations, box, pixel_size_angstrom)
+    check_inputs(mixture, rotations, box, pixel_size_angstrom)
     box = int(box)
     if box % 2:
         raise ValueError(f"the Fourier backend needs an even box, got {box}")
     size = padded_box(box, pad)
-    dtype, device = means.dtype, means.device
+    dtype, device = mixture.means.dtype, mixture.means.device
     n_views = rotations.shape[0]
     if n_views == 0:
         return torch.zeros((0, box, box), device=device, dtype=dtype)
-    volume = voxelize_gaussians(
-        means, scales, quaternions, amplitudes, box, pixel_size_angstrom, n_sigma, max_elements
-    )
+    volume = voxelize_gaussians(mixture, box, pixel_size_angstrom, n_sigma, max_elements)
     volume = volume / trilinear_apodization(box, int(pad), device, dtype)
     grid = padded_rfft(volume, size, float(pixel_size_angstrom))
     plane = HalfPlane(box, int(pad), device, dtype)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import quaternion_to_matrix
 
 __all__ = ["ProjectedGaussians", "project_gaussians", "footprint_radius_pixels", "check_inputs"]
@@ -41,23 +42,16 @@ class ProjectedGaussians:
 
 
 def check_inputs(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     rotations: torch.Tensor,
     box: int,
     pixel_size_angstrom: float,
 ) -> None:
     """Raise ``ValueError`` on inconsistent shapes, a bad box or pixel size."""
-    n = means.shape[0]
-    expected = {
-        "means": (means, (n, 3)),
-        "scales": (scales, (n, 3)),
-        "quaternions": (quaternions, (n, 4)),
-        "amplitudes": (amplitudes, (n,)),
-    }
-    for name, (t, shape) in expected.items():
+    n = mixture.means.shape[0]
+    expected = {"means": (n, 3), "scales": (n, 3), "quaternions": (n, 4), "amplitudes": (n,)}
+    for name, shape in expected.items():
+        t = getattr(mixture, name)
         if tuple(t.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
     if rotations.ndim != 3 or rotations.shape[1:] != (3, 3):
@@ -69,26 +63,22 @@ def check_inputs(
 
 
 def project_gaussians(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     rotations: torch.Tensor,
 ) -> ProjectedGaussians:
     """Project N Gaussians into B views (differentiable in every argument).
 
     Parameters
     ----------
-    means : torch.Tensor, shape (N, 3), Å (internal frame)
-    scales : torch.Tensor, shape (N, 3), Å
-    quaternions : torch.Tensor, shape (N, 4), ``(w, x, y, z)``, normalised here
-    amplitudes : torch.Tensor, shape (N,), integrated mass of each Gaussian
+    mixture : Mixture
+        The N Gaussians (quaternions normalised here).
     rotations : torch.Tensor, shape (B, 3, 3), map→image matrices ``A``
 
     Returns
     -------
     ProjectedGaussians with P = B·N pairs, view-major.
     """
+    means, scales, quaternions, amplitudes = mixture
     rot = quaternion_to_matrix(quaternions)  # (N, 3, 3)
     # Σ₂ = (A₂ R S)(A₂ R S)ᵀ with A₂ the first two rows of A: exact and positive semi-definite.
     a2 = rotations[:, :2, :]  # (B, 2, 3)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
+from cryosplat.core.mixture import Mixture
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.render import splat
 
@@ -33,10 +34,7 @@ def _rotations(rotations, like: torch.Tensor) -> torch.Tensor:
 
 
 def predict_spectra(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     rotations,
     shifts_angstrom,
     ctf,
@@ -49,10 +47,8 @@ def predict_spectra(
 
     Parameters
     ----------
-    means : torch.Tensor, shape (N, 3), Å, internal frame
-    scales : torch.Tensor, shape (N, 3), Å
-    quaternions : torch.Tensor, shape (N, 4)
-    amplitudes : torch.Tensor, shape (N,)
+    mixture : Mixture
+        The N Gaussians (means and scales in Å, internal frame).
     rotations : array_like, shape (B, 3, 3)
         Map→image matrices ``A``.
     shifts_angstrom : array_like, shape (B, 2), or None
@@ -70,18 +66,8 @@ def predict_spectra(
     torch.Tensor, shape (B, D, D), complex, zero frequency at ``[:, D//2, D//2]``; differentiable
     with respect to the Gaussian parameters, rotations and shifts.
     """
-    rot = _rotations(rotations, means)
-    projections = splat(
-        means,
-        scales,
-        quaternions,
-        amplitudes,
-        rot,
-        box,
-        pixel_size_angstrom,
-        n_sigma=n_sigma,
-        backend=backend,
-    )
+    rot = _rotations(rotations, mixture.means)
+    projections = splat(mixture, rot, box, pixel_size_angstrom, n_sigma=n_sigma, backend=backend)
     return _filter(projections, rot.shape[0], box, pixel_size_angstrom, shifts_angstrom, ctf)
 
 
@@ -96,10 +82,7 @@ def _filter(projections, n_views, box, pixel_size_angstrom, shifts_angstrom, ctf
 
 
 def render_images(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     rotations,
     shifts_angstrom,
     ctf,
@@ -112,18 +95,8 @@ def render_images(
 
     Without shifts and CTF the images are the splats themselves (no FFT round trip).
     """
-    rot = _rotations(rotations, means)
-    projections = splat(
-        means,
-        scales,
-        quaternions,
-        amplitudes,
-        rot,
-        box,
-        pixel_size_angstrom,
-        n_sigma=n_sigma,
-        backend=backend,
-    )
+    rot = _rotations(rotations, mixture.means)
+    projections = splat(mixture, rot, box, pixel_size_angstrom, n_sigma=n_sigma, backend=backend)
     if shifts_angstrom is None and ctf is None:
         return projections
     spectra = _filter(projections, rot.shape[0], box, pixel_size_angstrom, shifts_angstrom, ctf)
@@ -154,10 +127,7 @@ def predict_images(
     torch.Tensor, shape (B, D, D), real, per Å².
     """
     return render_images(
-        model.means,
-        model.scales,
-        model.quaternions,
-        model.amplitudes,
+        model.mixture(),
         rotations,
         shifts_angstrom,
         ctf,

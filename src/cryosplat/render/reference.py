@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from cryosplat.core.mixture import Mixture
 from cryosplat.render.geometry import check_inputs, footprint_radius_pixels, project_gaussians
 
 __all__ = ["splat_reference", "view_chunk_size"]
@@ -24,10 +25,7 @@ def view_chunk_size(n_gaussians: int, n_views: int, max_elements: int) -> int:
 
 
 def splat_reference(
-    means: torch.Tensor,
-    scales: torch.Tensor,
-    quaternions: torch.Tensor,
-    amplitudes: torch.Tensor,
+    mixture: Mixture,
     rotations: torch.Tensor,
     box: int,
     pixel_size_angstrom: float,
@@ -38,14 +36,9 @@ def splat_reference(
 
     Parameters
     ----------
-    means : torch.Tensor, shape (N, 3)
-        Centres in Å, internal frame (origin at voxel ``D//2``).
-    scales : torch.Tensor, shape (N, 3)
-        Standard deviations along the principal axes, Å.
-    quaternions : torch.Tensor, shape (N, 4)
-        Orientation ``(w, x, y, z)`` of each Gaussian (normalised here).
-    amplitudes : torch.Tensor, shape (N,)
-        Integrated mass of each Gaussian (a projection integrates to ``Σ amplitudes``).
+    mixture : Mixture
+        The N Gaussians: means (N, 3) Å, scales (N, 3) Å, quaternions (N, 4) (normalised here),
+        amplitudes (N,) (a projection integrates to ``Σ amplitudes``).
     rotations : torch.Tensor, shape (B, 3, 3)
         Map→image matrices ``A``.
     box : int
@@ -61,17 +54,17 @@ def splat_reference(
     torch.Tensor, shape (B, D, D), ``[b, y, x]``, density per Å². Differentiable with respect to
     every Gaussian parameter and the rotation matrices; float32 or float64 as the inputs.
     """
-    check_inputs(means, scales, quaternions, amplitudes, rotations, box, pixel_size_angstrom)
+    check_inputs(mixture, rotations, box, pixel_size_angstrom)
     box = int(box)
-    n_views, n = rotations.shape[0], means.shape[0]
-    device, dtype = means.device, means.dtype
+    n_views, n = rotations.shape[0], mixture.means.shape[0]
+    device, dtype = mixture.means.device, mixture.means.dtype
     chunk_views = view_chunk_size(n, n_views, max_elements)
     images = []
     for v0 in range(0, n_views, chunk_views):
         rot = rotations[v0 : v0 + chunk_views].to(dtype)
         canvas = torch.zeros(rot.shape[0] * box * box, device=device, dtype=dtype)
         if n > 0:
-            proj = project_gaussians(means, scales, quaternions, amplitudes, rot)
+            proj = project_gaussians(mixture, rot)
             canvas = _splat_pairs(
                 canvas, proj, n, box, float(pixel_size_angstrom), n_sigma, max_elements
             )

@@ -155,10 +155,7 @@ def _render_all(config, particles, model, shifts, writer, box, pixel, dtype, dev
                 else None
             )
             images = render_images(
-                model.means,
-                model.scales,
-                model.quaternions,
-                model.amplitudes,
+                model.mixture(),
                 rot,
                 sh,
                 ctf,

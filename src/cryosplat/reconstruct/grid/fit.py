@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.fourier import squared_radius
+from cryosplat.core.mixture import Mixture
 from cryosplat.core.symmetry import expand_gaussians, symmetrize_on_grid, voxel_permutations
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
 from cryosplat.reconstruct.grid.loss import GridLoss, gridded_loss, noise_power_by_shell
@@ -209,29 +210,29 @@ class _Parameters:
             for t, s in zip(self.tensors(), saved, strict=True):
                 t.copy_(s)
 
-    def activated(self) -> tuple[torch.Tensor, ...]:
+    def activated(self) -> Mixture:
         """Means, scales, unit quaternions and relative amplitudes."""
         quaternions = self.raw_quaternions / self.raw_quaternions.norm(dim=-1, keepdim=True)
         scales = F.softplus(self.raw_scales)
         amplitudes = self.raw_amplitudes if self.signed else F.softplus(self.raw_amplitudes)
         if self.signs is not None:
             amplitudes = amplitudes * self.signs
-        return self.means, scales, quaternions, amplitudes
+        return Mixture(self.means, scales, quaternions, amplitudes)
 
     def voxelize(self, box: int, pixel: float, n_sigma: float) -> torch.Tensor:
         """The map of all ``|G|`` copies: for groups that move voxels onto voxels (D2, C4, O, ...)
         the asymmetric unit is voxelised once and its rotated copies gathered (exact, ``|G|``
         times less voxelisation); otherwise the expanded Gaussians are voxelised."""
         if self.operators is None:
-            return voxelize_gaussians(*self.activated(), box, pixel, n_sigma=n_sigma)
+            return voxelize_gaussians(self.activated(), box, pixel, n_sigma=n_sigma)
         if box not in self._permutations:
             self._permutations[box] = voxel_permutations(self.symmetry, box, self.means.device)
         perm = self._permutations[box]
         if perm is not None:
-            unit = voxelize_gaussians(*self.activated(), box, pixel, n_sigma=n_sigma)
+            unit = voxelize_gaussians(self.activated(), box, pixel, n_sigma=n_sigma)
             return symmetrize_on_grid(unit, perm)
-        expanded = expand_gaussians(*self.activated(), self.operators)
-        return voxelize_gaussians(*expanded, box, pixel, n_sigma=n_sigma)
+        expanded = expand_gaussians(self.activated(), self.operators)
+        return voxelize_gaussians(expanded, box, pixel, n_sigma=n_sigma)
 
     def clamp_scales(self, pixel: float, config: GridFitConfig) -> None:
         """Keep the scales within the configured range (in pixels of the stage grid)."""

@@ -113,7 +113,7 @@ def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float):
 
 def _predict(model: GaussianModel, rot, shifts, ctf, backend: str) -> torch.Tensor:
     return predict_spectra(
-        *model.expanded_parameters(),  # all |G| copies of a symmetric model
+        model.expanded_parameters(),  # all |G| copies of a symmetric model
         rot,
         shifts,
         ctf,
