@@ -193,7 +193,7 @@ def gather_half_statistics(
         gcfg.accumulate,
         device=str(device),
         batch_size=statistics_batch_size(gcfg.accumulate.batch_size, device),
-        symmetry=getattr(config, "symmetry", "C1"),
+        symmetry=config.symmetry,
     )
     log.info(
         "device: Fourier statistics on %s (%d images per batch%s)",
@@ -251,7 +251,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         data_maps = statistics.data_maps()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
     fit = gcfg.fit
-    symmetry = getattr(config, "symmetry", "C1")
+    symmetry = config.symmetry
     n_gauss = asymmetric_unit_gaussians(config.n_gaussians, symmetry)
     boxes = stage_boxes(particles.box, fit.stage_fractions)
     mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]

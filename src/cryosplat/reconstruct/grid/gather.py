@@ -198,6 +198,16 @@ def accumulate(
     box, pixel = particles.box, particles.pixel_size_angstrom
     size = padded_box(box, config.pad)
     device = torch.device(config.device)
+    if operators is None and config.symmetry != "C1":
+        operators = symmetry_operators(config.symmetry)
+    ops = None  # before any grid is allocated: the axis-permutation path recurses
+    if operators is not None and len(operators) > 1:
+        operators = np.asarray(operators, dtype=np.float64)
+        if np.abs(operators - np.round(operators)).max() < 1e-9:
+            # Signed axis permutations (C2, C4, D2, D4, T, O): gather once, rotate the grids.
+            stats = accumulate(particles, idx, replace(config, symmetry="C1"), progress)
+            return stats.symmetrized(operators)
+        ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
     radius = _max_radius(box, pixel, config)
     shape = (size, size, size // 2 + 1)
     # Single precision throughout: partial sums of FLUSH_EVERY batches are added to the totals
@@ -218,16 +228,6 @@ def accumulate(
     power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     ctf_planes: dict[float, CTFPlane] = {}
     n_batches = math.ceil(idx.size / config.batch_size)
-    if operators is None and config.symmetry != "C1":
-        operators = symmetry_operators(config.symmetry)
-    ops = None
-    if operators is not None and len(operators) > 1:
-        operators = np.asarray(operators, dtype=np.float64)
-        if np.abs(operators - np.round(operators)).max() < 1e-9:
-            # Signed axis permutations (C2, C4, D2, D4, T, O): gather once, rotate the grids.
-            stats = accumulate(particles, idx, replace(config, symmetry="C1"), progress)
-            return stats.symmetrized(operators)
-        ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
     # Pose expansion for the other groups: each image is the projection at A·R_g as well.
     expansion = [None] if ops is None else list(ops)
     dropped: list[int] = []
