@@ -40,10 +40,11 @@ from cryosplat.particles.read import read_particles  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1] / "bench_out" / "scale"
 
 
-def spec(n_particles: int, box: int = 256, pixel: float = 1.3) -> DatasetSpec:
-    """5A1A with real defocus (EMPIAR-10028's CTF table), SNR 0.005."""
+def spec(n_particles: int, box: int = 256, pixel: float = 1.3, noise: str = "white") -> DatasetSpec:
+    """5A1A with real defocus (EMPIAR-10028's CTF table), SNR 0.005, white or coloured noise
+    (the radial spectrum of real particle images, :func:`bench_datasets.coloured_noise_profile`)."""
     return DatasetSpec(
-        f"5a1a_{box}_{n_particles}",
+        f"5a1a_{box}_{n_particles}" + ("_c" if noise == "coloured" else ""),
         "models/5a1a.cif",
         box,
         pixel,
@@ -51,6 +52,7 @@ def spec(n_particles: int, box: int = 256, pixel: float = 1.3) -> DatasetSpec:
         0.005,
         ctf_table="metadata/empiar10028_ctf.pkl",
         cs_mm=2.0,
+        noise=noise,
     )
 
 
@@ -83,15 +85,15 @@ def split_into_stacks(star: Path, per_stack: int) -> Path:
     return out
 
 
-def make(n_particles: int, box: int, per_stack: int) -> tuple[Path, Path]:
-    data = make_dataset(spec(n_particles, box), ROOT / "datasets")
+def make(n_particles: int, box: int, per_stack: int, noise: str = "white") -> tuple[Path, Path]:
+    data = make_dataset(spec(n_particles, box, noise=noise), ROOT / "datasets")
     return split_into_stacks(data.star, per_stack), data.truth
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    star, truth = make(args.n, args.box, args.per_stack)
+    star, truth = make(args.n, args.box, args.per_stack, args.noise)
     pixel = read_particles(star).pixel_size_angstrom
-    out = ROOT / f"runs_{args.box}_{args.n}"
+    out = ROOT / f"runs_{args.box}_{args.n}" + ("_c" if args.noise == "coloured" else "")
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     cases = [
@@ -127,6 +129,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         ]
         cost = measure(cmd, star.parent, out / f"relion{len(extra)}.log")
         rows.append(_row(label, cost, path, truth, pixel))
+    if _selected("cryodrgn backproject_voxel", args.only):
+        from bench_methods import ensure_cryodrgn, run_cryodrgn
+
+        box = read_particles(star).box
+        result = run_cryodrgn(ensure_cryodrgn(), star, out / "cryodrgn", box, pixel)
+        rows.append(
+            _row("cryodrgn backproject_voxel", result.measured, result.full_map, truth, pixel)
+        )
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
 
@@ -257,6 +267,7 @@ def main() -> None:
     p.add_argument("--box", type=int, default=256)
     p.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[2000, 10000])
     p.add_argument("--per-stack", type=int, default=100)
+    p.add_argument("--noise", choices=("white", "coloured"), default="white")
     p.add_argument("--res", type=float, default=6.0, help="--max-resolution / --maxres (Å)")
     p.add_argument(
         "--only", help="run only the methods whose label contains one of these (comma-separated)"
@@ -270,8 +281,8 @@ def main() -> None:
         flat(args)
         return
     if args.what == "make":
-        print(make(args.n, args.box, args.per_stack))
-        print(json.dumps(asdict(spec(args.n, args.box)), indent=1))
+        print(make(args.n, args.box, args.per_stack, args.noise))
+        print(json.dumps(asdict(spec(args.n, args.box, noise=args.noise)), indent=1))
         return
     for row in run(args):
         print(row)

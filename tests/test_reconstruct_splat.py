@@ -118,8 +118,8 @@ def test_cli_end_to_end_outputs_and_refusals(tiny_set, tmp_path, capsys):
     reported = fsc["resolution_angstrom"]
     assert fsc["cross_validated"]["resolution_angstrom"] == reported
     # A real resolution: a crossing inside the band (not Nyquist, where the half models' own FSC
-    # would put it, nor the box), and conservative against the truth (the map's FSC with the
-    # truth). Measured after 2 epochs: 41.5 Å.
+    # would put it, nor the box), and near the map's FSC with the truth (the estimate is of that
+    # FSC). Measured after 2 epochs: 41.5 Å.
     truth, _ = read_map(tiny_set.parent / "truth.mrc")
     mask = spherical_mask(BOX)
     against_truth = resolution_at(fsc_curve(vol * mask, truth * mask), 0.5, BOX, PIXEL)

@@ -52,8 +52,9 @@ class HalfMapReport:
         if self.cross_validated is not None:
             return (
                 "cross-validated: each half model against the other half's data, normalised by "
-                "the data's half-map FSC, soft spherical mask, read at C = 0.5; a conservative "
-                "estimate of the map's FSC against the truth at 0.5"
+                "the data's half-map FSC and carried to the map of both half models by their "
+                "agreement, soft spherical mask, read at 0.5: an estimate of the map's FSC "
+                "against the truth at 0.5"
             )
         return "corrected FSC of the half maps, soft spherical mask, threshold 0.143"
 

@@ -344,7 +344,9 @@ def reconstruct(
     config = replace(
         config,
         grid=replace(
-            config.grid, accumulate=replace(config.grid.accumulate, batch_size=plan.batch_size)
+            config.grid,
+            accumulate=replace(config.grid.accumulate, batch_size=plan.batch_size),
+            concurrent_halves=config.grid.concurrent_halves and plan.concurrent_halves,
         ),
     )
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)

@@ -9,13 +9,20 @@ with ``D_A``, ``D_B`` the direct Fourier inversions of the two half sets (indepe
     ``C(s) = ½ [FSC(M_A, D_B) + FSC(M_B, D_A)] / sqrt(FSC(D_A, D_B))``
 
 estimates, per shell, the correlation of a *half model* with the truth (``D_B`` = truth + noise
-independent of ``M_A``; ``FSC(D_A, D_B)`` estimates the truth's share of ``D``'s power). Where the
-data's own FSC is within noise of zero, nothing can be vouched for and ``C`` is 0. The resolution is
-where ``C`` falls below 0.5, the criterion for a map against a reference. The written map averages
-the two half models and correlates with the truth at least as well as either, so this is a
-*conservative* estimate of the map's FSC against the truth at 0.5. (It is not a half-map FSC: the
-relation ``C_ref = sqrt(2 FSC / (1 + FSC))`` that maps 0.143 to 0.5 holds for the full map of two
-half maps, not for one half model.)
+independent of ``M_A``; ``FSC(D_A, D_B)`` estimates the truth's share of ``D``'s power). The written
+map is the average of the two half models; with ``M = a·T + E`` for each half (equal gain and error
+power, errors correlated by ``ρ`` between the halves), ``FSC(M_A, M_B) = C² + ρ(1 − C²)`` and the
+average correlates with the truth by
+
+    ``C_map(s) = C(s) · sqrt(2 / (1 + FSC(M_A, M_B)))``
+
+(independent errors, ``ρ = 0``: the familiar ``sqrt(2C²/(1 + C²))``; identical halves: ``C``). The
+resolution is where ``C_map`` falls below 0.5, the criterion for a map against a reference.
+
+Low signal: the shell sums are pooled over ``±POOL_SHELLS`` neighbouring shells (the FSC changes
+slowly with frequency where the data are weak, and pooling divides the noise of each ratio by the
+square root of the samples pooled). Where the pooled data FSC is within noise of zero (4 σ of its
+pooled sample count), nothing can be vouched for and ``C`` is 0 from there on.
 
 Uncertainty: the curves are sums over the Fourier samples of each shell; resampling those samples
 (a Poisson bootstrap over random groups of them, Friedel mates together) and reading the resolution
@@ -37,10 +44,12 @@ __all__ = ["CrossValidatedFSC", "cross_validated_fsc", "data_half_maps", "Resolu
 
 DEFINITION = (
     "C = mean(FSC(M_A, D_B), FSC(M_B, D_A)) / sqrt(FSC(D_A, D_B)): each half model M against the "
-    "other half's data D (direct Fourier inversion), normalised by the data's own half-map FSC; "
-    "resolution where C < 0.5. A conservative estimate of the map's FSC against the truth at 0.5 "
-    "(a half model is compared, not the map of both)."
+    "other half's data D (direct Fourier inversion), normalised by the data's own half-map FSC "
+    "(the half model's FSC against the truth); C_map = C * sqrt(2 / (1 + FSC(M_A, M_B))): the "
+    "map's (the average of the half models) FSC against the truth; shell sums pooled over +-2 "
+    "shells; resolution where C_map < 0.5."
 )
+POOL_SHELLS = 2  # shell sums pooled over this many neighbours on each side
 BAND_PERCENTILES = (16.0, 84.0)
 BOOTSTRAP_BLOCKS = 64  # random groups of Fourier samples per shell, resampled by the bootstrap
 
@@ -51,6 +60,10 @@ class CrossValidatedFSC:
 
     Attributes
     ----------
+    model_vs_truth_estimate : np.ndarray
+        ``C_map``: the estimated FSC of the map (average of the half models) against the truth.
+    half_model_vs_truth_estimate : np.ndarray
+        ``C``: the estimated FSC of one half model against the truth.
     resolution_samples_angstrom : np.ndarray, shape (n_bootstrap,)
         The resolution of each bootstrap resample of the Fourier samples (empty: no bootstrap).
     """
@@ -61,11 +74,12 @@ class CrossValidatedFSC:
     model_a_vs_data_b: np.ndarray
     model_b_vs_data_a: np.ndarray
     model_vs_truth_estimate: np.ndarray
+    half_model_vs_truth_estimate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     resolution_samples_angstrom: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def resolution_angstrom(self) -> float:
-        """Where the estimated half-model-vs-truth correlation ``C`` falls below 0.5."""
+        """Where the estimated map-vs-truth correlation ``C_map`` falls below 0.5."""
         return resolution_at(self.model_vs_truth_estimate, 0.5, self.box, self.pixel_size_angstrom)
 
     @property
@@ -106,6 +120,7 @@ class CrossValidatedFSC:
                     "model_a_vs_data_b",
                     "model_b_vs_data_a",
                     "model_vs_truth_estimate",
+                    "half_model_vs_truth_estimate",
                 )
             },
         }
@@ -117,12 +132,13 @@ def _shell_counts(box: int) -> np.ndarray:
     return np.bincount(shells.reshape(-1).numpy(), minlength=box // 2 + 1)[: box // 2 + 1]
 
 
-def _noise_floor(box: int, sigmas: float = 4.0) -> np.ndarray:
-    """FSC noise level per shell: ``sigmas / sqrt(n/2)`` with ``n`` voxels in the shell.
+def _noise_floor(box: int, sigmas: float = 4.0, pool: int = 0) -> np.ndarray:
+    """FSC noise level per shell: ``sigmas / sqrt(n/2)`` with ``n`` voxels in the shell (in the
+    ``±pool`` shells pooled around it).
 
     (The first shells hold too few voxels for this to mean anything; they are always kept.)
     """
-    counts = _shell_counts(box).astype(np.float64)
+    counts = pool_shells(_shell_counts(box).astype(np.float64), pool)
     return sigmas / np.sqrt(np.maximum(counts, 2.0) / 2.0)
 
 
@@ -143,7 +159,7 @@ class _ShellTerms:
     the groups, so it costs ``O(shells × blocks)`` instead of a pass over the map.
     """
 
-    NAMES = ("data", "a", "b", "da", "db", "ma", "mb")
+    NAMES = ("data", "a", "b", "models", "da", "db", "ma", "mb")
 
     def __init__(self, maps: list, mask, blocks: int, seed: int) -> None:
         box = maps[0].shape[0]
@@ -163,6 +179,7 @@ class _ShellTerms:
             (da * db.conj()).real,
             (ma * db.conj()).real,
             (mb * da.conj()).real,
+            (ma * mb.conj()).real,
             *(np.abs(x) ** 2 for x in (da, db, ma, mb)),
         )
         size = self.n_shells * blocks
@@ -173,23 +190,40 @@ class _ShellTerms:
             for name, v in zip(self.NAMES, values, strict=True)
         }
 
-    def curves(self, weights: np.ndarray | None = None):
-        """``FSC(D_A, D_B)``, ``FSC(M_A, D_B)``, ``FSC(M_B, D_A)``; ``weights`` (shells, blocks)."""
+    def curves(self, weights: np.ndarray | None = None, pool: int = 0):
+        """``FSC(D_A, D_B)``, ``FSC(M_A, D_B)``, ``FSC(M_B, D_A)``, ``FSC(M_A, M_B)``;
+        ``weights`` (shells, blocks); ``pool``: sums over ``±pool`` shells (shell 0 alone)."""
         if weights is None:
             total = {k: v.sum(axis=1) for k, v in self.sums.items()}
         else:
             total = {k: (v * weights).sum(axis=1) for k, v in self.sums.items()}
+        if pool:
+            total = {k: pool_shells(v, pool) for k, v in total.items()}
         out = []
-        for cross, (p, q) in (("data", ("da", "db")), ("a", ("ma", "db")), ("b", ("mb", "da"))):
+        for cross, (p, q) in (
+            ("data", ("da", "db")),
+            ("a", ("ma", "db")),
+            ("b", ("mb", "da")),
+            ("models", ("ma", "mb")),
+        ):
             denom = np.sqrt(total[p] * total[q])
             out.append(np.where(denom > 0, total[cross] / np.maximum(denom, 1e-300), 0.0))
         return out
 
 
+def pool_shells(values: np.ndarray, pool: int) -> np.ndarray:
+    """Sums of ``values`` (shells,) over each shell's ``±pool`` neighbours (shell 0 kept alone)."""
+    out = values.astype(np.float64).copy()
+    n = values.shape[0]
+    for k in range(1, n):
+        out[k] = values[max(1, k - pool) : min(n, k + pool + 1)].sum()
+    return out
+
+
 def _estimate(
     data_fsc: np.ndarray, cross_a: np.ndarray, cross_b: np.ndarray, floor: np.ndarray
 ) -> np.ndarray:
-    """``C`` per shell from the three FSC curves (0 beyond the first shell the data cannot vouch for)."""
+    """``C`` per shell from three FSC curves (0 beyond the first shell the data cannot vouch for)."""
     valid = data_fsc > np.minimum(floor, 0.3)
     valid[0] = True
     first_invalid = np.flatnonzero(~valid[1:])
@@ -200,6 +234,19 @@ def _estimate(
     estimate = np.clip(estimate, -1.0, 1.0)
     estimate[0] = 1.0 if estimate[0] > 0 else estimate[0]
     return estimate
+
+
+def _map_estimate(half: np.ndarray, models_fsc: np.ndarray) -> np.ndarray:
+    """``C_map = C · sqrt(2 / (1 + FSC(M_A, M_B)))`` (module docstring), within [-1, 1]."""
+    agreement = np.clip(models_fsc, 0.0, 1.0)
+    return np.clip(half * np.sqrt(2.0 / (1.0 + agreement)), -1.0, 1.0)
+
+
+def _estimates(terms: _ShellTerms, floor: np.ndarray, weights=None):
+    """``(C_map, C, data FSC, cross A, cross B)`` from the pooled shell sums."""
+    data_fsc, cross_a, cross_b, models = terms.curves(weights, POOL_SHELLS)
+    half = _estimate(data_fsc, cross_a, cross_b, floor)
+    return _map_estimate(half, models), half
 
 
 def cross_validated_fsc(
@@ -234,15 +281,15 @@ def cross_validated_fsc(
         raise ValueError(f"n_bootstrap must be non-negative, got {n_bootstrap}")
     box = model_a.shape[0]
     terms = _ShellTerms([data_a, data_b, model_a, model_b], mask, BOOTSTRAP_BLOCKS, seed)
-    data_fsc, cross_a, cross_b = terms.curves()
-    floor = _noise_floor(box)
-    estimate = _estimate(data_fsc, cross_a, cross_b, floor)
+    data_fsc, cross_a, cross_b, _ = terms.curves()
+    floor = _noise_floor(box, pool=POOL_SHELLS)
+    estimate, half = _estimates(terms, floor)
     rng = np.random.default_rng(seed + 1)
     shape = (terms.n_shells, terms.blocks)
     samples = np.array(
         [
             resolution_at(
-                _estimate(*terms.curves(rng.poisson(1.0, shape)), floor),
+                _estimates(terms, floor, rng.poisson(1.0, shape))[0],
                 0.5,
                 box,
                 pixel_size_angstrom,
@@ -257,6 +304,7 @@ def cross_validated_fsc(
         cross_a,
         cross_b,
         estimate,
+        half,
         samples.reshape(-1),
     )
 

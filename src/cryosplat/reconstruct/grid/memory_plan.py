@@ -18,7 +18,9 @@ Counting bytes per half-grid voxel:
   (2⌈n_sigma · max_scale⌉ + 1)³``, kept for the backward pass);
 * ``BASE_BYTES``: Python, PyTorch, NumPy and the particle metadata.
 
-``peak = BASE_BYTES + max(statistics pass, fit)``. The constants were measured on blob-and-noise
+``peak = BASE_BYTES + max(statistics pass, fit)``. On a CPU the two halves are gathered and fitted
+side by side (a thread each) when that still fits: the set being gathered and the fit's per-half
+grids and voxeliser are then held twice (:meth:`MemoryEstimate.concurrent_peak_bytes`). The constants were measured on blob-and-noise
 sets (:mod:`cryosplat.simulate.noise_stacks`) with ``/usr/bin/time -f %M`` (box 96/128/192, pad 2,
 torch 2.13 CPU); ``tests/test_memory_plan.py`` checks a small run against the prediction.
 
@@ -63,6 +65,7 @@ VOXELISER_BYTES_PER_VALUE = 20
 FOOTPRINT_RADIUS_VOXELS = 3  # ⌈n_sigma · max_scale_pixels⌉ with the fit's defaults (3 · 1 px)
 DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
 LEANEST_BATCH = 16
+HELD_STATISTICS_BYTES_PER_VOXEL = 48  # the four gathered sets, shared by both halves' fits
 
 
 def format_bytes(n: float) -> str:
@@ -120,6 +123,15 @@ class MemoryEstimate:
     @property
     def peak_bytes(self) -> int:
         return BASE_BYTES + max(self.statistics_bytes, self.fit_bytes)
+
+    @property
+    def concurrent_peak_bytes(self) -> int:
+        """The peak with both halves gathered and fitted at once: everything but the four
+        finished statistics sets twice."""
+        voxels = half_grid_voxels(self.box, self.pad)
+        statistics = 2 * self.statistics_bytes - 36 * voxels
+        fit = 2 * self.fit_bytes - HELD_STATISTICS_BYTES_PER_VOXEL * voxels
+        return BASE_BYTES + max(statistics, fit)
 
     def describe(self) -> str:
         return (
@@ -201,6 +213,12 @@ class MemoryPlan:
     estimate: MemoryEstimate
     max_memory_bytes: int | None
 
+    @property
+    def concurrent_halves(self) -> bool:
+        """Whether both halves may be gathered and fitted at once within the bound."""
+        bound = self.max_memory_bytes
+        return bound is None or self.estimate.concurrent_peak_bytes <= bound
+
     def describe(self) -> str:
         crop = (
             f"images Fourier-cropped {self.source_box} → {self.box} px "
@@ -213,7 +231,8 @@ class MemoryPlan:
             if self.max_memory_bytes is None
             else f"bound {format_bytes(self.max_memory_bytes)}"
         )
-        return f"memory plan: {crop}{self.estimate.describe()}; {bound}"
+        side = "" if self.concurrent_halves else "; halves one after the other to fit the bound"
+        return f"memory plan: {crop}{self.estimate.describe()}; {bound}{side}"
 
 
 @dataclass

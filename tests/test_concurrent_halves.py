@@ -1,0 +1,99 @@
+"""The two halves gathered and fitted side by side on a CPU: same maps, and a failure stops both."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.io.mrc import read_map
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid import engine as grid_engine
+from cryosplat.reconstruct.grid.engine import GridEngineConfig
+from cryosplat.reconstruct.grid.fit import GridFitConfig
+from cryosplat.reconstruct.grid.memory_plan import estimate_memory
+from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
+from cryosplat.simulate.simulation import SimulationConfig, simulate
+from cryosplat.validation.fsc import fsc
+
+BOX, PIXEL = 24, 4.0
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("halves")
+    truth = GaussianModel.random(40, BOX, PIXEL, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
+    truth.save(d / "truth.npz")
+    config = SimulationConfig(
+        n_particles=160, box=BOX, pixel_size_angstrom=PIXEL, snr=1.0, seed=1, shift_sd_angstrom=2.0
+    )
+    return simulate(d / "truth.npz", d / "sim", config).star_path
+
+
+def _config(concurrent: bool) -> ReconstructConfig:
+    fit = GridFitConfig(stage_fractions=(0.5, 1.0), stage_steps=(12, 10))
+    grid = GridEngineConfig(fit=fit, concurrent_halves=concurrent)
+    return ReconstructConfig(n_gaussians=60, seed=0, device="cpu", grid=grid)
+
+
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_side_by_side_halves_give_the_same_maps(small_set, tmp_path, two_threads):
+    particles = read_particles(small_set)
+    calls = []
+    real = grid_engine.ThreadPoolExecutor
+
+    class Counting(real):
+        def __init__(self, *a, **k):
+            calls.append(1)
+            super().__init__(*a, **k)
+
+    grid_engine.ThreadPoolExecutor = Counting
+    try:
+        reconstruct(particles, tmp_path / "side", _config(True), show_progress=False)
+    finally:
+        grid_engine.ThreadPoolExecutor = real
+    assert len(calls) == 3  # the statistics pass and each of the two stages
+    reconstruct(particles, tmp_path / "one", _config(False), show_progress=False)
+    assert torch.get_num_threads() == 2  # restored after the side-by-side work
+    for name in ("half_map_A.mrc", "half_map_B.mrc"):
+        a, _ = read_map(tmp_path / "side" / name)
+        b, _ = read_map(tmp_path / "one" / name)
+        assert fsc(a, b)[1:].min() > 0.999, name
+
+
+def test_a_failing_half_stops_the_other(small_set, tmp_path, two_threads, monkeypatch):
+    real_fit = grid_engine.fit_gaussians
+    steps_of_b = []
+
+    def fit(stats, config, model=None, heldout=None, progress=None, callback=None):
+        if config.seed == 1:  # half A
+            raise RuntimeError("half A failed")
+
+        def counting(k, total):
+            steps_of_b.append(k)
+            progress(k, total)
+
+        stage = replace(config, stage_steps=(10_000,), patience=10**6)  # no early end
+        return real_fit(stats, stage, model, heldout, counting)
+
+    monkeypatch.setattr(grid_engine, "fit_gaussians", fit)
+    with pytest.raises(RuntimeError, match="half A failed"):
+        reconstruct(read_particles(small_set), tmp_path / "x", _config(True), show_progress=False)
+    assert len(steps_of_b) < 10_000  # B stopped at its next step, not after its budget
+
+
+def test_the_memory_plan_counts_both_halves():
+    one = estimate_memory(128, 2, 5000, 128)
+    assert one.peak_bytes < one.concurrent_peak_bytes < 2 * one.peak_bytes
+    assert np.isfinite(one.concurrent_peak_bytes)
