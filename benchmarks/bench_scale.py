@@ -93,7 +93,7 @@ def make(n_particles: int, box: int, per_stack: int, noise: str = "white") -> tu
 def run(args: argparse.Namespace) -> list[dict]:
     star, truth = make(args.n, args.box, args.per_stack, args.noise)
     pixel = read_particles(star).pixel_size_angstrom
-    out = ROOT / f"runs_{args.box}_{args.n}" + ("_c" if args.noise == "coloured" else "")
+    out = ROOT / (f"runs_{args.box}_{args.n}" + ("_c" if args.noise == "coloured" else ""))
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     cases = [

@@ -17,7 +17,12 @@ from cryosplat.reconstruct.grid.fit import (
     inverse_noise_weights,
 )
 from cryosplat.reconstruct.grid.gather import accumulate
-from cryosplat.reconstruct.grid.loss import noise_power_by_shell
+from cryosplat.reconstruct.grid.loss import (
+    MAX_LOW_SHELL_WEIGHT,
+    _shell_index,
+    low_shell_weights,
+    noise_power_by_shell,
+)
 from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 24, 3.0
@@ -196,3 +201,59 @@ def test_noise_weighted_fit_runs_and_is_white_noise_neutral(halo_data):
     )
     model = fit_gaussians(stats, config)
     assert len(model) == 100 and torch.isfinite(model.voxelize()).all()
+
+
+@pytest.fixture(scope="module")
+def wide_halo_data(tmp_path_factory):
+    """Box 40 at 2.5 Å/px (the CTF's first maximum near shell 4) around a core-and-halo truth."""
+    box, pixel = 40, 2.5
+    core = GaussianModel.random(
+        60, box, pixel, seed=0, radius_fraction=0.18, scale_angstrom=1.4 * pixel
+    )
+    rng = np.random.default_rng(10)
+    means = torch.cat([core.means.detach().double(), torch.tensor(rng.normal(0, 7.5, (6, 3)))])
+    halo_scales = torch.full((6, 3), 5.0 * pixel, dtype=torch.float64)
+    scales = torch.cat([core.scales.detach().double(), halo_scales])
+    quats = torch.cat([core.quaternions.detach().double(), torch.eye(4)[:1].double().repeat(6, 1)])
+    amps = torch.cat([torch.full((60,), 1.0 / 60), torch.full((6,), -0.9 / 6)]).double()
+    truth = GaussianModel(means, scales, quats, amps, box, pixel)
+    return simulate_particles(
+        tmp_path_factory.mktemp("wide_halo"),
+        n=150,
+        box=box,
+        pixel=pixel,
+        noise=0.3,
+        seed=3,
+        truth=truth,
+    )
+
+
+def test_low_shell_weights_lift_only_the_shells_below_the_ctf_peak(wide_halo_data):
+    particles, _, _ = wide_halo_data
+    stats = accumulate(particles)
+    weights = low_shell_weights(stats)
+    w = torch.fft.ifftshift(stats.weights.double(), dim=(0, 1))
+    shells = _shell_index(stats.padded_box, stats.pad, "cpu")
+    keep = shells < weights.shape[0]
+    mean = torch.zeros(weights.shape[0], dtype=torch.float64).index_add_(0, shells[keep], w[keep])
+    mean /= torch.bincount(shells[keep], minlength=weights.shape[0]).double()
+    peak = int(torch.argmax(mean[1:])) + 1
+    assert peak > 2  # defocus 0.8-2 µm at 2.5 Å/px: the CTF peaks past the first shells
+    np.testing.assert_allclose(weights[peak:], 1.0)
+    np.testing.assert_allclose(weights[1:peak], mean[peak] / mean[1:peak], rtol=1e-9)
+    assert float(weights[1]) > 3.0 and float(weights.max()) <= MAX_LOW_SHELL_WEIGHT
+
+
+def test_low_shell_weighting_fits_the_envelope_sooner(wide_halo_data):
+    particles, truth, _ = wide_halo_data
+    stats = accumulate(particles)
+    config = GridFitConfig(
+        n_gaussians=300, stage_fractions=(0.5, 1.0), stage_steps=(30, 20), seed=1
+    )
+    off = fit_gaussians(stats, GridFitConfig(**{**config.__dict__, "low_shell_weighting": False}))
+    on = fit_gaussians(stats, config)
+
+    def lowest(model):  # the first two shells: the envelope and the halo
+        return float(np.mean(fsc(model.voxelize().detach().double().numpy(), truth)[1:3]))
+
+    assert lowest(on) > lowest(off) + 0.01  # measured 0.945 against 0.920

@@ -141,6 +141,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="leave the images' means (zero frequency) out of the loss",
     )
     g.add_argument(
+        "--low-shell-weighting",
+        choices=("on", "off"),
+        help="lift the shells below the CTF's first maximum to its weight, so the map's envelope "
+        "and negative halo are fitted early (default on)",
+    )
+    g.add_argument(
         "--noise-weighting",
         choices=("on", "off"),
         help="weight the loss by the inverse noise power per frequency shell, estimated from the "
@@ -178,6 +184,7 @@ GRID_OPTIONS = {
     "signed_amplitudes": "--signed-amplitudes",
     "exclude_zero_frequency": "--exclude-zero-frequency",
     "noise_weighting": "--noise-weighting",
+    "low_shell_weighting": "--low-shell-weighting",
 }
 SPLAT_OPTIONS = {
     "epochs": "--epochs",
@@ -264,6 +271,9 @@ def build_config(args: argparse.Namespace):
             noise_weighting=gdef.fit.noise_weighting
             if args.noise_weighting is None
             else args.noise_weighting == "on",
+            low_shell_weighting=gdef.fit.low_shell_weighting
+            if args.low_shell_weighting is None
+            else args.low_shell_weighting == "on",
         ),
         heldout_fraction=_given(args.heldout_fraction, gdef.heldout_fraction),
     )

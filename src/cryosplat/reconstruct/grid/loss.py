@@ -29,7 +29,15 @@ from cryosplat.core.fourier_slice import (
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
-__all__ = ["GridLoss", "gridded_loss", "half_grid_multiplicity", "noise_power_by_shell"]
+__all__ = [
+    "GridLoss",
+    "gridded_loss",
+    "half_grid_multiplicity",
+    "low_shell_weights",
+    "noise_power_by_shell",
+]
+
+MAX_LOW_SHELL_WEIGHT = 20.0
 
 
 def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -84,6 +92,40 @@ def noise_power_by_shell(stats: FourierStatistics) -> torch.Tensor:
     valid = idx[good]
     nearest = valid[torch.argmin((idx[:, None] - valid[None, :]).abs(), dim=1)]
     return noise[nearest]
+
+
+def low_shell_weights(stats: FourierStatistics) -> torch.Tensor:
+    """Weights that lift the shells the CTF leaves nearly empty, below its first maximum.
+
+    ``W`` (the summed CTF²) is small at the lowest frequencies, where the CTF is about its
+    amplitude contrast (``Q² ≈ 0.01``): there the squared error barely weighs the map's overall
+    shape, its envelope and its negative halo, and a fit of Gaussians reaches them last (FSC 0.97
+    with the truth at the first shell where a direct inversion has 0.999; issue 11). Each shell
+    ``k`` below the shell of the largest mean ``W`` gets ``mean W(peak) / mean W(k)`` (at most
+    :data:`MAX_LOW_SHELL_WEIGHT`), every other shell 1. The minimiser of the loss over all maps is
+    unchanged (``B / W`` voxel by voxel); only the fit's priorities change. These shells hold
+    signal well above the noise, so nothing noisy is amplified.
+
+    Returns float64 (``floor(max_radius) + 1``,), index = image-frequency shell (as
+    :func:`noise_power_by_shell`).
+    """
+    n_shells = int(math.floor(stats.max_radius)) + 1
+    weights = torch.fft.ifftshift(stats.weights.double().cpu(), dim=(0, 1))
+    shells = _shell_index(stats.padded_box, stats.pad, "cpu")
+    keep = shells < n_shells
+    total = torch.zeros(n_shells, dtype=torch.float64).index_add_(0, shells[keep], weights[keep])
+    count = torch.zeros(n_shells, dtype=torch.float64).index_add_(
+        0, shells[keep], torch.ones_like(weights[keep])
+    )
+    mean = total / count.clamp_min(1.0)
+    out = torch.ones(n_shells, dtype=torch.float64)
+    if n_shells < 3 or not float(mean[1:].max()) > 0:
+        return out
+    peak = int(torch.argmax(mean[1:])) + 1
+    ratio = float(mean[peak]) / mean[1:peak].clamp_min(float(mean[peak]) / MAX_LOW_SHELL_WEIGHT)
+    out[1:peak] = ratio
+    out[0] = out[1]
+    return out
 
 
 class _SpectrumLoss(torch.autograd.Function):
