@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,7 +14,7 @@ from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid import engine as grid_engine
 from cryosplat.reconstruct.grid.engine import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
-from cryosplat.reconstruct.grid.memory_plan import estimate_memory
+from cryosplat.reconstruct.grid.memory_plan import MemoryPlan, estimate_memory
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
 from cryosplat.simulate.simulation import SimulationConfig, simulate
 from cryosplat.validation.fsc import fsc
@@ -94,6 +93,17 @@ def test_a_failing_half_stops_the_other(small_set, tmp_path, two_threads, monkey
 
 
 def test_the_memory_plan_counts_both_halves():
-    one = estimate_memory(128, 2, 5000, 128)
-    assert one.peak_bytes < one.concurrent_peak_bytes < 2 * one.peak_bytes
-    assert np.isfinite(one.concurrent_peak_bytes)
+    small = estimate_memory(128, 2, 5000, 128)
+    assert small.peak_bytes < small.concurrent_peak_bytes < 2 * small.peak_bytes
+    big = estimate_memory(256, 2, 30_000, 128)
+    assert 17e9 < big.concurrent_peak_bytes < 19e9  # measured 18.0 GB side by side
+
+    def plan(estimate, bound, available):
+        return MemoryPlan(estimate.box, estimate.box, 1.0, 128, estimate, bound, available)
+
+    gb = 10**9
+    assert plan(small, None, 24 * gb).concurrent_halves
+    assert plan(small, None, None).concurrent_halves
+    assert not plan(big, 20 * gb, 24 * gb).concurrent_halves  # more than half the machine
+    assert plan(big, 30 * gb, 64 * gb).concurrent_halves
+    assert not plan(big, 16 * gb, 64 * gb).concurrent_halves  # over the bound

@@ -19,8 +19,11 @@ Counting bytes per half-grid voxel:
 * ``BASE_BYTES``: Python, PyTorch, NumPy and the particle metadata.
 
 ``peak = BASE_BYTES + max(statistics pass, fit)``. On a CPU the two halves are gathered and fitted
-side by side (a thread each) when that still fits: the set being gathered and the fit's per-half
-grids and voxeliser are then held twice (:meth:`MemoryEstimate.concurrent_peak_bytes`). The constants were measured on blob-and-noise
+side by side (a thread each) when that fits in half the memory available (and under the bound): the set
+being gathered and the fit's per-half grids and voxeliser are then held twice, and each thread's
+allocator keeps its own free memory, ``CONCURRENT_FIT_BYTES_PER_VOXEL`` per half instead of
+``FIT_BYTES_PER_VOXEL − 48`` (:meth:`MemoryEstimate.concurrent_peak_bytes`; measured: box 256,
+50,000 particles, 30,000 Gaussians, side by side: 18.0 GB). The constants were measured on blob-and-noise
 sets (:mod:`cryosplat.simulate.noise_stacks`) with ``/usr/bin/time -f %M`` (box 96/128/192, pad 2,
 torch 2.13 CPU); ``tests/test_memory_plan.py`` checks a small run against the prediction.
 
@@ -66,6 +69,8 @@ FOOTPRINT_RADIUS_VOXELS = 3  # ⌈n_sigma · max_scale_pixels⌉ with the fit's 
 DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
 LEANEST_BATCH = 16
 HELD_STATISTICS_BYTES_PER_VOXEL = 48  # the four gathered sets, shared by both halves' fits
+CONCURRENT_FIT_BYTES_PER_VOXEL = 102  # per half fitted side by side (measured at box 256)
+CONCURRENT_SHARE = 0.5  # of the available memory that side-by-side halves may plan to use
 
 
 def format_bytes(n: float) -> str:
@@ -130,8 +135,9 @@ class MemoryEstimate:
         finished statistics sets twice."""
         voxels = half_grid_voxels(self.box, self.pad)
         statistics = 2 * self.statistics_bytes - 36 * voxels
-        fit = 2 * self.fit_bytes - HELD_STATISTICS_BYTES_PER_VOXEL * voxels
-        return BASE_BYTES + max(statistics, fit)
+        voxeliser = self.fit_bytes - FIT_BYTES_PER_VOXEL * voxels
+        fit = (HELD_STATISTICS_BYTES_PER_VOXEL + 2 * CONCURRENT_FIT_BYTES_PER_VOXEL) * voxels
+        return BASE_BYTES + max(statistics, fit + 2 * voxeliser)
 
     def describe(self) -> str:
         return (
@@ -212,12 +218,17 @@ class MemoryPlan:
     batch_size: int
     estimate: MemoryEstimate
     max_memory_bytes: int | None
+    available_bytes: int | None = None
 
     @property
     def concurrent_halves(self) -> bool:
-        """Whether both halves may be gathered and fitted at once within the bound."""
-        bound = self.max_memory_bytes
-        return bound is None or self.estimate.concurrent_peak_bytes <= bound
+        """Whether both halves may be gathered and fitted at once: under the bound and in
+        ``CONCURRENT_SHARE`` of the available memory (side by side is a speed-up, not worth
+        most of the machine; at box 256 the halves go one after the other on a 24 GB machine)."""
+        peak = self.estimate.concurrent_peak_bytes
+        if self.max_memory_bytes is not None and peak > self.max_memory_bytes:
+            return False
+        return self.available_bytes is None or peak <= CONCURRENT_SHARE * self.available_bytes
 
     def describe(self) -> str:
         crop = (
@@ -283,8 +294,8 @@ def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
         )
     pixel = request.pixel_size_angstrom * source / box
     bound = config.max_memory_bytes
+    available = available_memory_bytes()
     if bound is None:
-        available = available_memory_bytes()
         bound = None if available is None else int(DEFAULT_FRACTION * available)
 
     def estimate(d: int, batch: int) -> MemoryEstimate:
@@ -302,7 +313,7 @@ def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
             best = estimate(box, batch)
         else:
             raise InputError(_refusal(request, box, lean, bound))
-    return MemoryPlan(box, source, pixel, batch, best, bound)
+    return MemoryPlan(box, source, pixel, batch, best, bound, available)
 
 
 def _refusal(request: PlanRequest, box: int, lean: MemoryEstimate, bound: int) -> str:
