@@ -100,6 +100,10 @@ class GridFitConfig:
         Weight each frequency shell of the loss by the inverse of its noise power, estimated from
         the fitted statistics (:func:`cryosplat.reconstruct.grid.loss.noise_power_by_shell`; normalised to mean
         one over the image pixels): the maximum-likelihood fit under coloured Gaussian noise.
+    unpadded_above_box : int or None
+        Stages whose box is larger than this fit the statistics restated on the unpadded grid
+        (:meth:`FourierStatistics.unpadded`): the loss's transform is 8× smaller, and at large
+        boxes that transform is most of a step's time and memory. None: every stage padded.
     check_every : int
         Steps between evaluations of the stopping rule (and calls of ``callback``).
     patience : int
@@ -134,6 +138,7 @@ class GridFitConfig:
     exclude_zero_frequency: bool = False
     low_shell_weighting: bool = True
     noise_weighting: bool = False
+    unpadded_above_box: int | None = 128
     check_every: int = 5
     patience: int = 3
     min_improvement: float = 1e-4
@@ -303,6 +308,13 @@ def fit_shell_weights(stats: FourierStatistics, config: GridFitConfig) -> torch.
     return weights
 
 
+def _stage_statistics(stats: FourierStatistics, box: int, config: GridFitConfig):
+    """``stats`` cropped to a stage's box, unpadded above ``config.unpadded_above_box``."""
+    cropped = stats.crop(box)
+    limit = config.unpadded_above_box
+    return cropped.unpadded() if limit is not None and box > limit else cropped
+
+
 def _amplitude_factor(params: _Parameters, loss: GridLoss, config: GridFitConfig) -> float:
     """Least-squares factor from the fitted (relative) amplitudes to the data's, at low resolution."""
     params.clamp_scales(loss.pixel_size_angstrom, config)
@@ -410,7 +422,7 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
     done = 0
     alpha = None
     for stage, (box, budget) in enumerate(zip(boxes, config.stage_steps, strict=True)):
-        stage_stats = stats.crop(box)
+        stage_stats = _stage_statistics(stats, box, config)
         pixel = stage_stats.pixel_size_angstrom
         loss_fn = GridLoss(
             stage_stats,
@@ -425,7 +437,7 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
         held_fn = None
         if heldout is not None:
             held_fn = GridLoss(
-                heldout.crop(box),
+                _stage_statistics(heldout, box, config),
                 alpha,
                 config.gridding_correction,
                 device,

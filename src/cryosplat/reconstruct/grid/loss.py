@@ -230,7 +230,8 @@ class GridLoss:
             data[0, 0, 0] = 0.0
         self.weights = weights.to(device)
         self.data = data.to(device)
-        apodization = trilinear_apodization(self.box, self.pad, device, dtype)
+        insertion_pad = stats.insertion_pad or stats.pad
+        apodization = trilinear_apodization(self.box, insertion_pad, device, dtype)
         self.apodization = apodization if gridding_correction else None
 
     def rescale(self, factor: float) -> None:

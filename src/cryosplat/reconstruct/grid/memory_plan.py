@@ -70,6 +70,7 @@ DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
 LEANEST_BATCH = 16
 HELD_STATISTICS_BYTES_PER_VOXEL = 48  # the four gathered sets, shared by both halves' fits
 CONCURRENT_FIT_BYTES_PER_VOXEL = 102  # per half fitted side by side (measured at box 256)
+FIT_UNPADDED_BYTES_PER_VOXEL = 75  # fit whose largest stages are unpadded (box 256, measured)
 CONCURRENT_SHARE = 0.5  # of the available memory that side-by-side halves may plan to use
 
 
@@ -124,6 +125,7 @@ class MemoryEstimate:
     batch_size: int
     statistics_bytes: int
     fit_bytes: int
+    fit_bytes_per_voxel: int = FIT_BYTES_PER_VOXEL
 
     @property
     def peak_bytes(self) -> int:
@@ -135,9 +137,11 @@ class MemoryEstimate:
         finished statistics sets twice."""
         voxels = half_grid_voxels(self.box, self.pad)
         statistics = 2 * self.statistics_bytes - 36 * voxels
-        voxeliser = self.fit_bytes - FIT_BYTES_PER_VOXEL * voxels
-        fit = (HELD_STATISTICS_BYTES_PER_VOXEL + 2 * CONCURRENT_FIT_BYTES_PER_VOXEL) * voxels
-        return BASE_BYTES + max(statistics, fit + 2 * voxeliser)
+        voxeliser = self.fit_bytes - self.fit_bytes_per_voxel * voxels
+        per_half = self.fit_bytes_per_voxel - HELD_STATISTICS_BYTES_PER_VOXEL
+        per_half *= CONCURRENT_FIT_BYTES_PER_VOXEL / (FIT_BYTES_PER_VOXEL - 48)
+        fit = (HELD_STATISTICS_BYTES_PER_VOXEL + 2 * per_half) * voxels
+        return BASE_BYTES + int(max(statistics, fit + 2 * voxeliser))
 
     def describe(self) -> str:
         return (
@@ -147,7 +151,9 @@ class MemoryEstimate:
         )
 
 
-def estimate_memory(box: int, pad: int, n_gaussians: int, batch_size: int) -> MemoryEstimate:
+def estimate_memory(
+    box: int, pad: int, n_gaussians: int, batch_size: int, unpadded_above_box: int | None = None
+) -> MemoryEstimate:
     """The model of the module docstring for one run.
 
     Parameters
@@ -160,8 +166,13 @@ def estimate_memory(box: int, pad: int, n_gaussians: int, batch_size: int) -> Me
         Gaussians per half model.
     batch_size : int
         Images per batch of the statistics pass.
+    unpadded_above_box : int or None
+        The fit's ``unpadded_above_box``: a box above it fits its last stages on the unpadded
+        grid, ``FIT_UNPADDED_BYTES_PER_VOXEL`` instead of ``FIT_BYTES_PER_VOXEL``.
     """
     voxels = half_grid_voxels(box, pad)
+    unpadded = unpadded_above_box is not None and box > unpadded_above_box
+    per_voxel = FIT_UNPADDED_BYTES_PER_VOXEL if unpadded and pad > 1 else FIT_BYTES_PER_VOXEL
     footprint = (2 * FOOTPRINT_RADIUS_VOXELS + 1) ** 3
     return MemoryEstimate(
         box,
@@ -169,7 +180,8 @@ def estimate_memory(box: int, pad: int, n_gaussians: int, batch_size: int) -> Me
         n_gaussians,
         batch_size,
         STATISTICS_BYTES_PER_VOXEL * voxels + BATCH_BYTES_PER_PIXEL * batch_size * box * box,
-        FIT_BYTES_PER_VOXEL * voxels + VOXELISER_BYTES_PER_VALUE * n_gaussians * footprint,
+        per_voxel * voxels + VOXELISER_BYTES_PER_VALUE * n_gaussians * footprint,
+        per_voxel,
     )
 
 
@@ -268,6 +280,7 @@ class PlanRequest:
     batch_size: int
     n_gaussians: Callable[[int], int]
     max_resolution_angstrom: float | None = None
+    unpadded_above_box: int | None = None
 
 
 def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
@@ -299,7 +312,9 @@ def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
         bound = None if available is None else int(DEFAULT_FRACTION * available)
 
     def estimate(d: int, batch: int) -> MemoryEstimate:
-        return estimate_memory(d, request.pad, request.n_gaussians(d), batch)
+        return estimate_memory(
+            d, request.pad, request.n_gaussians(d), batch, request.unpadded_above_box
+        )
 
     best = estimate(box, request.batch_size)
     batch = request.batch_size
@@ -320,7 +335,9 @@ def _refusal(request: PlanRequest, box: int, lean: MemoryEstimate, bound: int) -
     fits = [
         d
         for d in range(box - 2, 7, -2)
-        if estimate_memory(d, request.pad, request.n_gaussians(d), LEANEST_BATCH).peak_bytes
+        if estimate_memory(
+            d, request.pad, request.n_gaussians(d), LEANEST_BATCH, request.unpadded_above_box
+        ).peak_bytes
         <= bound
     ]
     pixel = request.pixel_size_angstrom * request.box
