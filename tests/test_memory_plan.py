@@ -141,11 +141,11 @@ def test_reconstruct_with_max_resolution_writes_the_cropped_pixel_size(tmp_path)
 
 
 MEASURE = """
-import resource, sys
+import resource, sys, torch
 from cryosplat.cli.main import main
 code = main(["reconstruct", sys.argv[1], "-o", sys.argv[2], "--no-progress", "--n-gaussians",
              "500", "--stage-steps", "1", "--stage-fractions", "1.0"])
-print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(torch.get_num_threads(), code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
@@ -159,7 +159,9 @@ def test_predicted_peak_is_within_30_percent_of_the_measured(tmp_path):
         text=True,
         timeout=600,
     )
-    code, measured = done.stdout.split()[-2:]
+    threads, code, measured = done.stdout.split()[-3:]
     assert code == "0", done.stderr[-2000:]
-    predicted = estimate_memory(box, 2, 500, 128).peak_bytes
+    estimate = estimate_memory(box, 2, 500, 128)
+    # With two or more threads the halves run side by side (the plan allows it at this size).
+    predicted = estimate.concurrent_peak_bytes if int(threads) >= 2 else estimate.peak_bytes
     assert abs(predicted - int(measured)) <= 0.3 * int(measured), (predicted, measured)

@@ -22,8 +22,11 @@ Counting bytes per half-grid voxel:
 side by side (a thread each) when that fits in half the memory available (and under the bound): the set
 being gathered and the fit's per-half grids and voxeliser are then held twice, and each thread's
 allocator keeps its own free memory, ``CONCURRENT_FIT_BYTES_PER_VOXEL`` per half instead of
-``FIT_BYTES_PER_VOXEL − 48`` (:meth:`MemoryEstimate.concurrent_peak_bytes`; measured: box 256,
-50,000 particles, 30,000 Gaussians, side by side: 18.0 GB). The constants were measured on blob-and-noise
+``FIT_BYTES_PER_VOXEL − 48`` (:meth:`MemoryEstimate.concurrent_peak_bytes`). A fit whose largest
+stages run on the unpadded grid (box above the fit's ``unpadded_above_box``) needs
+``FIT_UNPADDED_BYTES_PER_VOXEL`` instead of ``FIT_BYTES_PER_VOXEL``. Measured with ``/usr/bin/time``
+at box 256, 50,000 particles, 30,000 Gaussians, halves side by side: every stage padded 18.0 GB,
+the largest stages unpadded 10.0 GB (the constants are set from these two runs). The constants were measured on blob-and-noise
 sets (:mod:`cryosplat.simulate.noise_stacks`) with ``/usr/bin/time -f %M`` (box 96/128/192, pad 2,
 torch 2.13 CPU); ``tests/test_memory_plan.py`` checks a small run against the prediction.
 
@@ -70,7 +73,9 @@ DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
 LEANEST_BATCH = 16
 HELD_STATISTICS_BYTES_PER_VOXEL = 48  # the four gathered sets, shared by both halves' fits
 CONCURRENT_FIT_BYTES_PER_VOXEL = 102  # per half fitted side by side (measured at box 256)
-FIT_UNPADDED_BYTES_PER_VOXEL = 75  # fit whose largest stages are unpadded (box 256, measured)
+FIT_UNPADDED_BYTES_PER_VOXEL = (
+    81  # fit whose largest stages are unpadded (box 256: 10.0 GB measured)
+)
 CONCURRENT_SHARE = 0.5  # of the available memory that side-by-side halves may plan to use
 
 

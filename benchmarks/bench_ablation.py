@@ -1,0 +1,144 @@
+"""One grid-fit setting against the truth on a benchmark set, without re-reading the particles.
+
+The statistics of a data set made by ``run_benchmarks.py`` (``OUT/datasets/NAME``) are gathered
+once as ``cryosplat reconstruct`` gathers them (its half split, 10 % of each half held out) and
+cached; each call then fits both half models with the given :class:`GridFitConfig` fields and
+prints one JSON line: the map's FSC with the truth at 0.5 and 0.143 (soft spherical mask), its
+first shell and lowest value, the largest deficit under the better peer below cryosplat's 0.5
+shell (peers' maps from ``OUT/runs/NAME``), the cross-validated resolution cryosplat would report,
+and the fit's wall time (one CPU thread per half unless ``threads=``).
+
+Examples::
+
+    python benchmarks/bench_ablation.py emd1832                          # the defaults
+    python benchmarks/bench_ablation.py emd1832 low_shell_weighting=False
+    python benchmarks/bench_ablation.py emd1832 unpadded_above_box=0 stage_steps=160,40,40,30
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryosplat.io.mrc import read_map
+from cryosplat.particles.halves import split_halves
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.engine import split_heldout
+from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.run import default_n_gaussians
+from cryosplat.validation.crossval import cross_validated_fsc, data_half_maps
+from cryosplat.validation.fsc import fsc, resolution_at
+from cryosplat.validation.masks import spherical_mask
+
+ROOT = Path(__file__).resolve().parents[1] / "bench_out"
+PEER_MAPS = {"relion": "relion/relion_full.mrc", "cryodrgn": "cryodrgn/backproject/backproject.mrc"}
+
+
+def statistics(root: Path, name: str) -> dict:
+    """Fit and held-out statistics of both halves (cached in ``root/ablation``)."""
+    cache = root / "ablation" / f"{name}.pt"
+    if cache.is_file():
+        return torch.load(cache, weights_only=False)
+    particles = read_particles(root / "datasets" / name / "particles.star")
+    half_a, half_b, _ = split_halves(particles, 0)
+    out = {"train": [], "held": [], "pixel": particles.pixel_size_angstrom, "box": particles.box}
+    for i, rows in enumerate((half_a, half_b)):
+        fit_rows, held_rows = split_heldout(np.asarray(rows), 0.1, i)
+        out["train"].append(accumulate(particles, fit_rows, AccumulateConfig()))
+        out["held"].append(accumulate(particles, held_rows, AccumulateConfig()))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, cache)
+    return out
+
+
+def _value(text: str):
+    if "," in text:
+        return tuple(float(x) if "." in x else int(x) for x in text.split(","))
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def fit_halves(stats: dict, config: GridFitConfig) -> list[np.ndarray]:
+    """Both half maps, stage by stage as the grid engine runs them (seeds 1 and 2)."""
+    maps = []
+    for i in range(2):
+        model = None
+        for fraction, steps in zip(config.stage_fractions, config.stage_steps, strict=True):
+            stage = replace(config, stage_fractions=(fraction,), stage_steps=(steps,), seed=i + 1)
+            model = fit_gaussians(stats["train"][i], stage, model=model, heldout=stats["held"][i])
+        with torch.no_grad():
+            maps.append(model.voxelize().double().numpy())
+    return maps
+
+
+def score(root: Path, name: str, stats: dict, maps: list[np.ndarray]) -> dict:
+    box, pixel = stats["box"], stats["pixel"]
+    truth, _ = read_map(root / "datasets" / name / "truth.mrc")
+    mask = spherical_mask(box)
+    curve = fsc(0.5 * (maps[0] + maps[1]) * mask, truth * mask)
+    totals = [t + h for t, h in zip(stats["train"], stats["held"], strict=True)]
+    cv = cross_validated_fsc(*maps, *data_half_maps(totals), mask, pixel)
+    result = {
+        "fsc_truth_05": round(resolution_at(curve, 0.5, box, pixel), 2),
+        "fsc_truth_0143": round(resolution_at(curve, 0.143, box, pixel), 2),
+        "reported": round(cv.resolution_angstrom, 2),
+        "first_shell": round(float(curve[1]), 3),
+        "lowest": round(float(curve[1:].min()), 3),
+    }
+    peers = {}
+    for method, path in PEER_MAPS.items():
+        if (root / "runs" / name / path).is_file():
+            volume, _ = read_map(root / "runs" / name / path)
+            peers[method] = fsc(volume * mask, truth * mask)
+            result[method] = [
+                round(resolution_at(peers[method], t, box, pixel), 2) for t in (0.5, 0.143)
+            ]
+    if peers:
+        best = np.max(list(peers.values()), axis=0)
+        below = np.flatnonzero(curve[1:] < 0.5) + 1
+        last = int(below[0]) if below.size else len(curve)
+        result["deficit"] = round(float(max(0.0, (best[1:last] - curve[1:last]).max())), 3)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-"):
+        print(__doc__)
+        return 2
+    name, settings = argv[0], dict(a.split("=", 1) for a in argv[1:])
+    root = Path(settings.pop("out", ROOT))
+    torch.set_num_threads(int(settings.pop("threads", 1)))
+    known = {f.name for f in fields(GridFitConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        print(f"unknown settings {unknown}; GridFitConfig has {sorted(known)}", file=sys.stderr)
+        return 2
+    stats = statistics(root, name)
+    overrides = {k: _value(v) for k, v in settings.items()}
+    overrides.setdefault("n_gaussians", default_n_gaussians(stats["box"]))
+    config = GridFitConfig(**overrides)
+    started = time.perf_counter()
+    maps = fit_halves(stats, config)
+    seconds = time.perf_counter() - started
+    result = {"set": name, "settings": settings, "fit_s": round(seconds, 1)}
+    result.update(score(root, name, stats, maps))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
