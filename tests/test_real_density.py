@@ -18,7 +18,7 @@ from cryosplat.reconstruct.grid.fit import (
 )
 from cryosplat.reconstruct.grid.gather import accumulate
 from cryosplat.reconstruct.grid.loss import (
-    MAX_LOW_SHELL_WEIGHT,
+    MAX_LOW_SHELL_RATIO,
     _shell_index,
     low_shell_weights,
     noise_power_by_shell,
@@ -240,8 +240,8 @@ def test_low_shell_weights_lift_only_the_shells_below_the_ctf_peak(wide_halo_dat
     peak = int(torch.argmax(mean[1:])) + 1
     assert peak > 2  # defocus 0.8-2 µm at 2.5 Å/px: the CTF peaks past the first shells
     np.testing.assert_allclose(weights[peak:], 1.0)
-    np.testing.assert_allclose(weights[1:peak], mean[peak] / mean[1:peak], rtol=1e-9)
-    assert float(weights[1]) > 3.0 and float(weights.max()) <= MAX_LOW_SHELL_WEIGHT
+    np.testing.assert_allclose(weights[1:peak], (mean[peak] / mean[1:peak]).sqrt(), rtol=1e-9)
+    assert float(weights[1]) > 1.7 and float(weights.max()) ** 2 <= MAX_LOW_SHELL_RATIO
 
 
 def test_low_shell_weighting_fits_the_envelope_sooner(wide_halo_data):
