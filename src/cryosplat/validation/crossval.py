@@ -21,7 +21,8 @@ resolution is where ``C_map`` falls below 0.5, the criterion for a map against a
 
 Low signal: the shell sums are pooled over ``±POOL_SHELLS`` neighbouring shells (the FSC changes
 slowly with frequency where the data are weak, and pooling divides the noise of each ratio by the
-square root of the samples pooled). Where the pooled data FSC is within noise of zero (4 σ of its
+square root of the samples pooled); boxes with fewer than ``POOL_MIN_SHELLS`` shells are not pooled
+(there a window of five shells would blur the curve itself). Where the pooled data FSC is within noise of zero (4 σ of its
 pooled sample count), nothing can be vouched for and ``C`` is 0 from there on.
 
 Uncertainty: the curves are sums over the Fourier samples of each shell; resampling those samples
@@ -50,6 +51,12 @@ DEFINITION = (
     "shells; resolution where C_map < 0.5."
 )
 POOL_SHELLS = 2  # shell sums pooled over this many neighbours on each side
+POOL_MIN_SHELLS = 24  # boxes with fewer shells than this are not pooled (5 shells would be 20 %)
+
+
+def pool_width(box: int) -> int:
+    """Shells pooled on each side for a box: :data:`POOL_SHELLS`, or 0 for small boxes."""
+    return POOL_SHELLS if box // 2 >= POOL_MIN_SHELLS else 0
 BAND_PERCENTILES = (16.0, 84.0)
 BOOTSTRAP_BLOCKS = 64  # random groups of Fourier samples per shell, resampled by the bootstrap
 
@@ -243,8 +250,9 @@ def _map_estimate(half: np.ndarray, models_fsc: np.ndarray) -> np.ndarray:
 
 
 def _estimates(terms: _ShellTerms, floor: np.ndarray, weights=None):
-    """``(C_map, C, data FSC, cross A, cross B)`` from the pooled shell sums."""
-    data_fsc, cross_a, cross_b, models = terms.curves(weights, POOL_SHELLS)
+    """``(C_map, C)`` from the pooled shell sums."""
+    pool = pool_width(2 * (terms.n_shells - 1))
+    data_fsc, cross_a, cross_b, models = terms.curves(weights, pool)
     half = _estimate(data_fsc, cross_a, cross_b, floor)
     return _map_estimate(half, models), half
 
@@ -282,7 +290,7 @@ def cross_validated_fsc(
     box = model_a.shape[0]
     terms = _ShellTerms([data_a, data_b, model_a, model_b], mask, BOOTSTRAP_BLOCKS, seed)
     data_fsc, cross_a, cross_b, _ = terms.curves()
-    floor = _noise_floor(box, pool=POOL_SHELLS)
+    floor = _noise_floor(box, pool=pool_width(box))
     estimate, half = _estimates(terms, floor)
     rng = np.random.default_rng(seed + 1)
     shape = (terms.n_shells, terms.blocks)
