@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  map vs truth, FSC 0.143:         {r.resolution_vs_truth_0143_angstrom:6.2f} Å")
     print(
         f"  reported resolution (gold std):  {r.half_map_resolution_angstrom:6.2f} Å "
-        "(half models cross-validated against the other half's data)"
+        "(the map's FSC with the truth at 0.5, estimated from the other half's data)"
     )
     print(f"  time: simulate {r.seconds_simulate:.0f} s, reconstruct {r.seconds_reconstruct:.0f} s")
     print(f"  outputs: {out}")
