@@ -35,3 +35,31 @@ def small_stack(tmp_path: Path) -> tuple[Path, np.ndarray]:
     path = tmp_path / "stack.mrcs"
     write_stack(path, images, 2.0)
     return path, images
+
+
+@pytest.fixture(scope="session")
+def tiny_set(tmp_path_factory) -> Path:
+    """120 particles of a 40-Gaussian blob, box 24, 4 Å/px, SNR 1 (``particles.star``; the
+    truth map as ``truth.mrc`` beside it)."""
+    from cryosplat.model.gaussians import GaussianModel
+    from cryosplat.simulate.simulation import SimulationConfig, simulate
+
+    box, pixel = 24, 4.0
+    d = tmp_path_factory.mktemp("tiny")
+    truth = GaussianModel.random(40, box, pixel, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
+    truth.save(d / "truth.npz")
+    sim = simulate(
+        d / "truth.npz",
+        d / "sim",
+        SimulationConfig(
+            n_particles=120,
+            box=box,
+            pixel_size_angstrom=pixel,
+            snr=1.0,
+            seed=1,
+            shift_sd_angstrom=2.0,
+            defocus_min_um=1.0,
+            defocus_max_um=2.0,
+        ),
+    )
+    return sim.star_path

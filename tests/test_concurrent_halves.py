@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 
 from cryosplat.io.mrc import read_map
-from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid import engine as grid_engine
 from cryosplat.reconstruct.grid.engine import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.grid.memory_plan import MemoryPlan, estimate_memory
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
-from cryosplat.simulate.simulation import SimulationConfig, simulate
 from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 24, 4.0
-
-
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("halves")
-    truth = GaussianModel.random(40, BOX, PIXEL, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
-    truth.save(d / "truth.npz")
-    config = SimulationConfig(
-        n_particles=160, box=BOX, pixel_size_angstrom=PIXEL, snr=1.0, seed=1, shift_sd_angstrom=2.0
-    )
-    return simulate(d / "truth.npz", d / "sim", config).star_path
 
 
 def _config(concurrent: bool) -> ReconstructConfig:
@@ -47,8 +33,8 @@ def two_threads():
     torch.set_num_threads(threads)
 
 
-def test_side_by_side_halves_give_the_same_maps(small_set, tmp_path, two_threads):
-    particles = read_particles(small_set)
+def test_side_by_side_halves_give_the_same_maps(tiny_set, tmp_path, two_threads):
+    particles = read_particles(tiny_set)
     calls = []
     real = grid_engine.ThreadPoolExecutor
 
@@ -71,7 +57,7 @@ def test_side_by_side_halves_give_the_same_maps(small_set, tmp_path, two_threads
         assert fsc(a, b)[1:].min() > 0.999, name
 
 
-def test_a_failing_half_stops_the_other(small_set, tmp_path, two_threads, monkeypatch):
+def test_a_failing_half_stops_the_other(tiny_set, tmp_path, two_threads, monkeypatch):
     real_fit = grid_engine.fit_gaussians
     steps_of_b = []
 
@@ -88,7 +74,7 @@ def test_a_failing_half_stops_the_other(small_set, tmp_path, two_threads, monkey
 
     monkeypatch.setattr(grid_engine, "fit_gaussians", fit)
     with pytest.raises(RuntimeError, match="half A failed"):
-        reconstruct(read_particles(small_set), tmp_path / "x", _config(True), show_progress=False)
+        reconstruct(read_particles(tiny_set), tmp_path / "x", _config(True), show_progress=False)
     assert len(steps_of_b) < 10_000  # B stopped at its next step, not after its budget
 
 

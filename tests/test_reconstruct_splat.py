@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,39 +15,14 @@ import torch
 
 from cryosplat.cli.main import main
 from cryosplat.io.mrc import read_map
-from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.run import ReconstructConfig, _initial_models
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
-from cryosplat.simulate.simulation import SimulationConfig, simulate
 from cryosplat.validation.fsc import fsc as fsc_curve
 from cryosplat.validation.fsc import resolution_at
 from cryosplat.validation.masks import spherical_mask
 
 BOX, PIXEL = 24, 4.0
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory) -> Path:
-    """120 particles of a 40-Gaussian blob, box 24, 4 Å/px, SNR 1."""
-    d = tmp_path_factory.mktemp("tiny")
-    truth = GaussianModel.random(40, BOX, PIXEL, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
-    truth.save(d / "truth.npz")
-    sim = simulate(
-        d / "truth.npz",
-        d / "sim",
-        SimulationConfig(
-            n_particles=120,
-            box=BOX,
-            pixel_size_angstrom=PIXEL,
-            snr=1.0,
-            seed=1,
-            shift_sd_angstrom=2.0,
-            defocus_min_um=1.0,
-            defocus_max_um=2.0,
-        ),
-    )
-    return sim.star_path
 
 
 def _engine(particles, tmp_path, cfg, name):
