@@ -93,3 +93,29 @@ def test_the_memory_plan_counts_both_halves():
     assert not plan(big, 20 * gb, 24 * gb).concurrent_halves  # more than half the machine
     assert plan(big, 30 * gb, 64 * gb).concurrent_halves
     assert not plan(big, 16 * gb, 64 * gb).concurrent_halves  # over the bound
+
+
+def test_two_threads_read_many_stacks_under_the_open_map_bound(tmp_path, monkeypatch):
+    """The bounded set of open stack maps is shared by the threads of the two halves."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from cryosplat.io import mrc
+
+    monkeypatch.setattr(mrc, "MAX_OPEN_MAPS", 2)
+    stacks = []
+    for s in range(6):
+        images = np.full((5, 8, 8), float(s), dtype=np.float32) + np.arange(5)[:, None, None]
+        mrc.write_stack(tmp_path / f"s{s}.mrcs", images, 1.0)
+        stacks.append(mrc.MRCStack(tmp_path / f"s{s}.mrcs"))
+
+    def reader(seed: int) -> int:
+        rng = np.random.default_rng(seed)
+        for _ in range(400):
+            s, i = int(rng.integers(6)), int(rng.integers(5))
+            assert float(stacks[s].read([i])[0, 0, 0]) == s + i
+        return 1
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sum(pool.map(reader, [1, 2])) == 2

@@ -12,6 +12,7 @@ stays bounded whatever the number of stacks. Stacks are read in modes 0 (int8), 
 
 from __future__ import annotations
 
+import threading
 import warnings
 import weakref
 from collections import OrderedDict
@@ -40,6 +41,8 @@ STACK_MODES = {"float32": (np.float32, 2), "float16": (np.float16, 12), "int16":
 # Stacks whose memory map is open, least recently used first (bounded by MAX_OPEN_MAPS). Weak
 # references: a stack no longer used elsewhere is freed, and its map closed, as before.
 _OPEN_MAPS: OrderedDict[int, weakref.ref] = OrderedDict()
+# The registry is shared by the threads that read stacks (the two halves are gathered side by side).
+_OPEN_MAPS_LOCK = threading.RLock()
 
 
 def stack_header_info(path: str | Path) -> dict:
@@ -135,27 +138,33 @@ class MRCStack:
         return self.n_images
 
     def _array(self) -> np.ndarray:
+        """The open memory map (mapped again if it was closed), as a local reference: another
+        thread may close this stack's map right after (least recently used), but an array
+        already handed out stays valid until dropped."""
         key = id(self)
-        entry = _OPEN_MAPS.get(key)
-        if entry is None or entry() is not self:
-            self._mmap = None  # a copy's map is not in the bounded set: map again
-        if self._mmap is not None:
-            _OPEN_MAPS.move_to_end(key)
-        else:
+        with _OPEN_MAPS_LOCK:
+            entry = _OPEN_MAPS.get(key)
+            if entry is None or entry() is not self:
+                self._mmap = None  # a copy's map is not in the bounded set: map again
+            mapped = self._mmap
+            if mapped is not None:
+                _OPEN_MAPS.move_to_end(key)
+                return mapped
             while len(_OPEN_MAPS) >= MAX_OPEN_MAPS:
                 _, oldest = _OPEN_MAPS.popitem(last=False)
                 stack = oldest()
                 if stack is not None:
                     stack._mmap = None
             _OPEN_MAPS[key] = weakref.ref(self)
-            self._mmap = np.memmap(
+            mapped = np.memmap(
                 self.path,
                 dtype=self._info["dtype"],
                 mode="r",
                 offset=self._info["data_offset"],
                 shape=(self.n_images, self.box, self.box),
             )
-        return self._mmap
+            self._mmap = mapped
+            return mapped
 
     def read(self, indices) -> np.ndarray:
         """Images at 0-based ``indices`` as float32, shape (len(indices), D, D)."""
@@ -176,10 +185,11 @@ class MRCStack:
 
         The next :meth:`read` maps the file again.
         """
-        self._mmap = None
-        entry = _OPEN_MAPS.get(id(self))
-        if entry is not None and entry() is self:
-            del _OPEN_MAPS[id(self)]
+        with _OPEN_MAPS_LOCK:
+            self._mmap = None
+            entry = _OPEN_MAPS.get(id(self))
+            if entry is not None and entry() is self:
+                del _OPEN_MAPS[id(self)]
 
     def __getstate__(self):
         state = self.__dict__.copy()

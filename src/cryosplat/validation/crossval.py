@@ -57,6 +57,8 @@ POOL_MIN_SHELLS = 24  # boxes with fewer shells than this are not pooled (5 shel
 def pool_width(box: int) -> int:
     """Shells pooled on each side for a box: :data:`POOL_SHELLS`, or 0 for small boxes."""
     return POOL_SHELLS if box // 2 >= POOL_MIN_SHELLS else 0
+
+
 BAND_PERCENTILES = (16.0, 84.0)
 BOOTSTRAP_BLOCKS = 64  # random groups of Fourier samples per shell, resampled by the bootstrap
 
