@@ -37,29 +37,30 @@ def small_stack(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return path, images
 
 
-@pytest.fixture(scope="session")
-def tiny_set(tmp_path_factory) -> Path:
-    """120 particles of a 40-Gaussian blob, box 24, 4 Å/px, SNR 1 (``particles.star``; the
-    truth map as ``truth.mrc`` beside it)."""
-    from cryosplat.model.gaussians import GaussianModel
+def simulate_tiny(folder: Path, truth) -> Path:
+    """120 particles of ``truth`` (a GaussianModel) at box 24, 4 Å/px, SNR 1, defocus 1–2 µm,
+    shifts 2 Å s.d., seed 1; the truth map as ``truth.mrc`` beside ``particles.star``, whose
+    path is returned."""
     from cryosplat.simulate.simulation import SimulationConfig, simulate
 
-    box, pixel = 24, 4.0
-    d = tmp_path_factory.mktemp("tiny")
-    truth = GaussianModel.random(40, box, pixel, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
-    truth.save(d / "truth.npz")
-    sim = simulate(
-        d / "truth.npz",
-        d / "sim",
-        SimulationConfig(
-            n_particles=120,
-            box=box,
-            pixel_size_angstrom=pixel,
-            snr=1.0,
-            seed=1,
-            shift_sd_angstrom=2.0,
-            defocus_min_um=1.0,
-            defocus_max_um=2.0,
-        ),
+    truth.save(folder / "truth.npz")
+    config = SimulationConfig(
+        n_particles=120,
+        box=24,
+        pixel_size_angstrom=4.0,
+        snr=1.0,
+        seed=1,
+        shift_sd_angstrom=2.0,
+        defocus_min_um=1.0,
+        defocus_max_um=2.0,
     )
-    return sim.star_path
+    return simulate(folder / "truth.npz", folder / "sim", config).star_path
+
+
+@pytest.fixture(scope="session")
+def tiny_set(tmp_path_factory) -> Path:
+    """:func:`simulate_tiny` of a 40-Gaussian blob."""
+    from cryosplat.model.gaussians import GaussianModel
+
+    truth = GaussianModel.random(40, 24, 4.0, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
+    return simulate_tiny(tmp_path_factory.mktemp("tiny"), truth)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import simulate_tiny
 
 from cryosplat.cli.main import main
 from cryosplat.core.symmetry import rotate_volume, symmetry_operators
@@ -15,7 +16,6 @@ from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
-from cryosplat.simulate.simulation import SimulationConfig, simulate
 
 BOX, PIXEL = 24, 4.0
 
@@ -27,22 +27,7 @@ def d2_set(tmp_path_factory) -> Path:
     unit = GaussianModel.random(
         12, BOX, PIXEL, seed=5, radius_fraction=0.2, scale_angstrom=5.0, symmetry="D2"
     )
-    unit.expanded().save(d / "truth.npz")
-    sim = simulate(
-        d / "truth.npz",
-        d / "sim",
-        SimulationConfig(
-            n_particles=120,
-            box=BOX,
-            pixel_size_angstrom=PIXEL,
-            snr=1.0,
-            seed=1,
-            shift_sd_angstrom=2.0,
-            defocus_min_um=1.0,
-            defocus_max_um=2.0,
-        ),
-    )
-    return sim.star_path
+    return simulate_tiny(d, unit.expanded())
 
 
 def _self_correlation(volume: np.ndarray, op) -> float:
