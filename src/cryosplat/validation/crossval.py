@@ -21,9 +21,10 @@ resolution is where ``C_map`` falls below 0.5, the criterion for a map against a
 
 Low signal: the shell sums are pooled over ``±POOL_SHELLS`` neighbouring shells (the FSC changes
 slowly with frequency where the data are weak, and pooling divides the noise of each ratio by the
-square root of the samples pooled); boxes with fewer than ``POOL_MIN_SHELLS`` shells are not pooled
-(there a window of five shells would blur the curve itself). Where the pooled data FSC is within noise of zero (4 σ of its
-pooled sample count), nothing can be vouched for and ``C`` is 0 from there on.
+square root of the samples pooled); boxes with fewer than ``POOL_MIN_SHELLS`` shells are not
+pooled (there a window of five shells would blur the curve itself). Where the pooled data FSC is
+within noise of zero (4 σ of its pooled sample count), nothing can be vouched for and ``C`` is 0
+from there on.
 
 Uncertainty: the curves are sums over the Fourier samples of each shell; resampling those samples
 (a Poisson bootstrap over random groups of them, Friedel mates together) and reading the resolution
@@ -48,7 +49,7 @@ DEFINITION = (
     "other half's data D (direct Fourier inversion), normalised by the data's own half-map FSC "
     "(the half model's FSC against the truth); C_map = C * sqrt(2 / (1 + FSC(M_A, M_B))): the "
     "map's (the average of the half models) FSC against the truth; shell sums pooled over +-2 "
-    "shells; resolution where C_map < 0.5."
+    "shells (boxes of 48 and more); resolution where C_map < 0.5."
 )
 POOL_SHELLS = 2  # shell sums pooled over this many neighbours on each side
 POOL_MIN_SHELLS = 24  # boxes with fewer shells than this are not pooled (5 shells would be 20 %)
