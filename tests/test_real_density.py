@@ -19,10 +19,10 @@ from cryosplat.reconstruct.grid.fit import (
 from cryosplat.reconstruct.grid.gather import accumulate
 from cryosplat.reconstruct.grid.loss import (
     MAX_LOW_SHELL_RATIO,
-    _shell_index,
     low_shell_weights,
     noise_power_by_shell,
 )
+from cryosplat.reconstruct.grid.statistics import padded_shell_index
 from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 24, 3.0
@@ -233,7 +233,7 @@ def test_low_shell_weights_lift_only_the_shells_below_the_ctf_peak(wide_halo_dat
     stats = accumulate(particles)
     weights = low_shell_weights(stats)
     w = torch.fft.ifftshift(stats.weights.double(), dim=(0, 1))
-    shells = _shell_index(stats.padded_box, stats.pad, "cpu")
+    shells = padded_shell_index(stats.padded_box, stats.pad, "cpu")
     keep = shells < weights.shape[0]
     mean = torch.zeros(weights.shape[0], dtype=torch.float64).index_add_(0, shells[keep], w[keep])
     mean /= torch.bincount(shells[keep], minlength=weights.shape[0]).double()

@@ -106,3 +106,14 @@ def test_the_map_estimate_follows_the_agreement_of_the_half_models():
     assert np.all(average[valid] > half_truth[valid] - 0.02)
     same = cross_validated_fsc(m_a, m_a, d_a, d_b, mask, PIXEL)
     np.testing.assert_allclose(same.model_vs_truth_estimate, same.half_model_vs_truth_estimate)
+
+
+def test_pooled_shell_sums_are_the_sums_over_each_window():
+    from cryosplat.validation.crossval import pool_shells
+
+    values = np.random.default_rng(3).normal(size=30)
+    pooled = pool_shells(values, 2)
+    assert pooled[0] == values[0]  # shell 0 alone
+    for k in range(1, 30):
+        assert np.isclose(pooled[k], values[max(1, k - 2) : k + 3].sum())
+    np.testing.assert_array_equal(pool_shells(values, 0), values)

@@ -225,8 +225,11 @@ def pool_shells(values: np.ndarray, pool: int) -> np.ndarray:
     """Sums of ``values`` (shells,) over each shell's ``±pool`` neighbours (shell 0 kept alone)."""
     out = values.astype(np.float64).copy()
     n = values.shape[0]
-    for k in range(1, n):
-        out[k] = values[max(1, k - pool) : min(n, k + pool + 1)].sum()
+    if pool <= 0 or n < 2:
+        return out
+    cumulative = np.concatenate([[0.0], np.cumsum(out[1:])])  # sums of shells 1..k
+    k = np.arange(1, n)
+    out[1:] = cumulative[np.minimum(n - 1, k + pool)] - cumulative[np.maximum(1, k - pool) - 1]
     return out
 
 

@@ -27,7 +27,7 @@ from cryosplat.core.fourier_slice import (
     trilinear_apodization,
 )
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.reconstruct.grid.statistics import FourierStatistics
+from cryosplat.reconstruct.grid.statistics import FourierStatistics, padded_shell_index
 
 __all__ = [
     "GridLoss",
@@ -45,12 +45,6 @@ def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Ten
     m = torch.full((1, 1, shape[-1]), 2.0, device=device, dtype=dtype)
     m[..., 0] = 1.0
     return m
-
-
-def _shell_index(size: int, pad: int, device) -> torch.Tensor:
-    """Image-frequency shell ``round(|K| / pad)`` of each point of the uncentred half grid."""
-    r2 = squared_radius(size, 3, half=True, centred=False, device=device, dtype=torch.float64)
-    return torch.round(torch.sqrt(r2) / pad).long()
 
 
 def noise_power_by_shell(stats: FourierStatistics) -> torch.Tensor:
@@ -79,7 +73,7 @@ def noise_power_by_shell(stats: FourierStatistics) -> torch.Tensor:
     data = torch.fft.ifftshift(stats.data.cpu(), dim=(0, 1))
     explained = data.abs().square().double() / weights.clamp_min(1e-12 * float(weights.max()))
     explained = explained * half_grid_multiplicity(weights.shape, dtype=torch.float64)
-    shell3d = _shell_index(stats.padded_box, stats.pad, "cpu")
+    shell3d = padded_shell_index(stats.padded_box, stats.pad, "cpu")
     keep = shell3d < n_shells
     fitted = torch.zeros(n_shells, dtype=torch.float64).index_add_(
         0, shell3d[keep], explained[keep]
@@ -111,15 +105,8 @@ def low_shell_weights(stats: FourierStatistics) -> torch.Tensor:
     Returns float64 (``floor(max_radius) + 1``,), index = image-frequency shell (as
     :func:`noise_power_by_shell`).
     """
-    n_shells = int(math.floor(stats.max_radius)) + 1
-    weights = torch.fft.ifftshift(stats.weights.double().cpu(), dim=(0, 1))
-    shells = _shell_index(stats.padded_box, stats.pad, "cpu")
-    keep = shells < n_shells
-    total = torch.zeros(n_shells, dtype=torch.float64).index_add_(0, shells[keep], weights[keep])
-    count = torch.zeros(n_shells, dtype=torch.float64).index_add_(
-        0, shells[keep], torch.ones_like(weights[keep])
-    )
-    mean = total / count.clamp_min(1.0)
+    mean = stats.mean_weight_by_shell()
+    n_shells = mean.shape[0]
     out = torch.ones(n_shells, dtype=torch.float64)
     if n_shells < 3 or not float(mean[1:].max()) > 0:
         return out
@@ -218,7 +205,7 @@ class GridLoss:
         data *= scale * norm
         if shell_weights is not None:
             shell_weights = shell_weights.to(torch.float64).cpu()
-            shells = _shell_index(self.size, self.pad, data.device)
+            shells = padded_shell_index(self.size, self.pad, data.device)
             shells = shells.clamp_max(shell_weights.shape[0] - 1)
             factor = shell_weights.to(data.device)[shells].to(dtype)
             weights *= factor

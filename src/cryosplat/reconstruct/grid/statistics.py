@@ -11,7 +11,7 @@ of images in their file units), ``W`` is dimensionless. Statistics of disjoint s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,25 @@ __all__ = ["FourierStatistics"]
 
 FORMAT_NAME = "cryosplat-fourier-statistics"
 FORMAT_VERSION = 1
+# The fields a statistics file holds, each with its reader (``insertion_pad`` belongs to unpadded
+# statistics, made in a fit and never saved).
+_SAVED_FIELDS = {
+    "weights": torch.from_numpy,
+    "data": torch.from_numpy,
+    "power": torch.from_numpy,
+    "box": int,
+    "pad": int,
+    "n_particles": int,
+    "pixel_size_angstrom": float,
+    "max_radius": float,
+    "notes": lambda a: [str(x) for x in a],
+}
+
+
+def padded_shell_index(size: int, pad: int, device) -> torch.Tensor:
+    """Image-frequency shell ``round(|K| / pad)`` of each point of the uncentred half grid."""
+    r2 = squared_radius(size, 3, half=True, centred=False, device=device, dtype=torch.float64)
+    return torch.round(torch.sqrt(r2) / pad).long()
 
 
 @dataclass
@@ -67,6 +86,9 @@ class FourierStatistics:
     max_radius: float
     notes: list[str] = field(default_factory=list)
     insertion_pad: int | None = None
+    _shell_mean_weights: torch.Tensor | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         size = padded_box(self.box, self.pad)
@@ -169,6 +191,22 @@ class FourierStatistics:
             max_radius=limit,
             notes=list(self.notes),
         )
+
+    def mean_weight_by_shell(self) -> torch.Tensor:
+        """Mean ``W`` over the half-grid points of each image-frequency shell ``0 … ⌊max_radius⌋``
+        (:func:`padded_shell_index`), float64 on the CPU; computed once per statistics object
+        (a fit asks for it at every stage)."""
+        if self._shell_mean_weights is None:
+            n_shells = int(np.floor(self.max_radius)) + 1
+            weights = torch.fft.ifftshift(self.weights.double().cpu(), dim=(0, 1))
+            shells = padded_shell_index(self.padded_box, self.pad, "cpu")
+            keep = shells < n_shells
+            total = torch.zeros(n_shells, dtype=torch.float64).index_add_(
+                0, shells[keep], weights[keep]
+            )
+            count = torch.bincount(shells[keep], minlength=n_shells).double()
+            self._shell_mean_weights = total / count.clamp_min(1.0)
+        return self._shell_mean_weights
 
     def unpadded(self) -> FourierStatistics:
         """The same loss restated on the unpadded ``D`` grid (``pad = 1``), for a cheaper fit.
@@ -287,7 +325,7 @@ class FourierStatistics:
 
     def save(self, path: str | Path) -> None:
         """Write atomically as ``.npz`` (the fields as arrays, plus ``format`` and ``version``)."""
-        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
+        arrays = {name: getattr(self, name) for name in _SAVED_FIELDS}
         arrays = {
             k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
             for k, v in arrays.items()
@@ -301,17 +339,7 @@ class FourierStatistics:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: statistics file not found")
-        convert = {
-            "weights": torch.from_numpy,
-            "data": torch.from_numpy,
-            "power": torch.from_numpy,
-            "box": int,
-            "pad": int,
-            "n_particles": int,
-            "pixel_size_angstrom": float,
-            "max_radius": float,
-            "notes": lambda a: [str(x) for x in a],
-        }
+        convert = _SAVED_FIELDS
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "format" not in z or str(z["format"]) != FORMAT_NAME:
