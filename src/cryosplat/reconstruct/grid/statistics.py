@@ -228,7 +228,7 @@ class FourierStatistics:
         near = torch.arange(-(box // 2), box - box // 2, device=self.weights.device)
         src, dst = near % size, near % box
 
-        def cut(spectrum: torch.Tensor, real_dtype) -> torch.Tensor:
+        def cut(spectrum: torch.Tensor) -> torch.Tensor:
             values = torch.fft.irfftn(torch.fft.ifftshift(spectrum, dim=(0, 1)), s=(size,) * 3)
             values = values[src][:, src][:, :, src] * (size / box) ** 3
             out = torch.empty((box,) * 3, dtype=values.dtype, device=values.device)
@@ -236,8 +236,8 @@ class FourierStatistics:
             del values
             return torch.fft.fftshift(torch.fft.rfftn(out), dim=(0, 1))
 
-        weights = cut(self.weights.float(), torch.float32).real.clamp_min(0.0)
-        data = cut(self.data.to(torch.complex64), torch.float32)
+        weights = cut(self.weights.float()).real.clamp_min(0.0)
+        data = cut(self.data.to(torch.complex64))
         return replace(
             self,
             weights=weights,
