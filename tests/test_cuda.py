@@ -17,9 +17,10 @@ import torch
 from cryosplat.core.ctf import CTFParams, compute_ctf, ctf_from_params
 from cryosplat.core.device import describe_device, peak_memory_gb, reset_peak_memory
 from cryosplat.core.fourier import fft2_centered, phase_shift_2d
-from cryosplat.core.fourier_slice import full_to_half, insert_slices
+from cryosplat.core.fourier_slice import full_to_half
 from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import random_quaternions, random_rotations
+from cryosplat.core.slice_insertion import insert_slices
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import voxelize_gaussians
 from cryosplat.particles.particle_set import ParticleSet

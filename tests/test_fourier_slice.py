@@ -14,12 +14,12 @@ from cryosplat.core.fourier_slice import (
     extract_slices,
     full_to_half,
     half_to_full,
-    insert_slices,
     padded_ft_to_volume,
     trilinear_apodization,
     volume_to_padded_ft,
 )
 from cryosplat.core.rotations import random_rotations
+from cryosplat.core.slice_insertion import insert_slices
 from cryosplat.model.gaussians import GaussianModel
 
 BOX, PIXEL, PAD = 24, 2.0, 2

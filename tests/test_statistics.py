@@ -14,10 +14,10 @@ from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
 from cryosplat.core.fourier_slice import (
     extract_slices,
     full_to_half,
-    insert_slices,
     volume_to_padded_ft,
 )
 from cryosplat.core.rotations import random_rotations
+from cryosplat.core.slice_insertion import insert_slices
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet

@@ -1,4 +1,6 @@
-"""Central slices of a map's Fourier transform on a padded grid: extraction and insertion.
+"""Central slices of a map's Fourier transform on a padded grid: the grids and extraction.
+
+Insertion, the adjoint of extraction, is :mod:`cryosplat.core.slice_insertion`.
 
 Grids
 -----
@@ -51,7 +53,6 @@ __all__ = [
     "is_half_layout",
     "default_max_radius",
     "extract_slices",
-    "insert_slices",
 ]
 
 
@@ -286,14 +287,6 @@ class _Stencil:
             ((dz * shape[1] + dy) * shape[2] + dx, dx, dy, dz) for dx, dy, dz in corners
         ]
 
-    def sort(self, *payload: torch.Tensor) -> list[torch.Tensor]:
-        """Reorder the points by base index, with real (M,) ``payload`` arrays; returns those."""
-        self.base, order = torch.sort(self.base)
-        rows = torch.stack([self.fx, self.fy, self.fz, *payload], dim=1).index_select(0, order)
-        columns = rows.unbind(1)
-        self.fx, self.fy, self.fz = columns[:3]
-        return list(columns[3:])
-
     def __iter__(self):
         base = self.base.long()
         wx, wy, wz = (1.0 - self.fx, self.fx), (1.0 - self.fy, self.fy), (1.0 - self.fz, self.fz)
@@ -375,92 +368,3 @@ def _extract_from_half(
     mirror = torch.roll(torch.flip(half, dims=(1,)), shifts=1, dims=1).conj()
     negative = torch.flip(mirror[:, :, 1 : box // 2 + 1], dims=(2,))
     return torch.cat([negative, half[:, :, : box // 2]], dim=2)
-
-
-def insert_slices(
-    values: torch.Tensor,
-    rotations: torch.Tensor,
-    box: int,
-    pad: int,
-    data_grid: torch.Tensor,
-    weights: torch.Tensor | None = None,
-    weight_grid: torch.Tensor | None = None,
-    max_radius: float | None = None,
-) -> None:
-    """Accumulate image spectra onto a padded grid in place (the adjoint of extraction).
-
-    Each image frequency ``k`` adds ``w_c · value`` to data-grid neighbour ``c`` of its point
-    ``K`` (trilinear weights ``w_c``) and ``w_c · weight`` to the weight grid.
-
-    On a full grid ``(P, P, P)`` every pixel is inserted: exactly the adjoint of
-    :func:`extract_slices`. On a half grid ``(P, P, P//2 + 1)`` the values must be spectra of real
-    images (Hermitian, as are the weights): only pixels with ``kx ≥ 0`` are read (``kx = 0`` with
-    weight ½), points with ``Kx < 0`` go to ``−K`` conjugated, and the ``Kx = 0`` plane also gets
-    the Friedel mates' share. The result equals the full-grid insertion restricted to ``Kx ≥ 0``.
-
-    Parameters
-    ----------
-    values : torch.Tensor, complex, shape (B, D, D) centred spectra
-        For a half grid, the ``rfft`` layout (B, D, D//2 + 1) (``x`` index = ``kx ≥ 0``, ``y``
-        centred) is accepted too, with or without its last (Nyquist) column.
-    rotations : torch.Tensor, shape (B, 3, 3), map→image matrices ``A``
-    box, pad : int
-    data_grid : torch.Tensor, complex, (P, P, P) or (P, P, P//2 + 1); updated in place
-    weights : torch.Tensor, real, same layout as ``values``, optional
-        Per-pixel weights (e.g. CTF²) for ``weight_grid``.
-    weight_grid : torch.Tensor, real, same shape as ``data_grid``, optional; updated in place
-    max_radius : float, optional
-        Insert frequencies with ``|k| ≤ max_radius`` pixels of the D grid, at most and by default
-        :func:`default_max_radius`.
-    """
-    size = padded_box(box, pad)
-    half = is_half_layout(data_grid)
-    if data_grid.shape[0] != size:
-        raise ValueError(f"grid of size {data_grid.shape[0]} does not match box {box} × pad {pad}")
-    if (weights is None) != (weight_grid is None):
-        raise ValueError("give both weights and weight_grid, or neither")
-    device = data_grid.device
-    real_dtype = torch.float64 if data_grid.dtype == torch.complex128 else torch.float32
-    rot = torch.as_tensor(rotations, device=device, dtype=real_dtype)
-    n = rot.shape[0]
-    width = values.shape[-1]
-    if half and width in (box // 2, box // 2 + 1):
-        columns = slice(0, box // 2)
-    elif width == box:
-        columns = slice(box // 2, box) if half else slice(0, box)
-    else:
-        raise ValueError(f"values of shape {tuple(values.shape)} do not fit box {box}")
-    pix, kx, ky, _ = _kept_pixels(box, pad, max_radius, half, rot)
-    share = torch.where(kx == 0, 0.5, 1.0).to(real_dtype) if half else torch.ones_like(kx)
-
-    def gather(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device)[:, :, columns].reshape(n, -1).index_select(1, pix)
-
-    coords = _points(rot, kx, ky, pad)
-    picked = gather(values)
-    v_re, v_im = picked.real.to(real_dtype) * share, picked.imag.to(real_dtype) * share
-    wts = None if weights is None else gather(weights).to(real_dtype) * share
-    if half:
-        # Points with Kx < 0 go to -K with the conjugate value.
-        sign = torch.where(coords[..., 0] < 0, -1.0, 1.0).to(real_dtype)
-        coords = coords * sign[..., None]
-        v_im = v_im * sign
-        plane_data = data_grid[:, :, 0].clone()
-        plane_weight = None if weight_grid is None else weight_grid[:, :, 0].clone()
-    stencil = _Stencil(coords.reshape(-1, 3), tuple(data_grid.shape), half)
-    # Sorting the points by grid index makes the scattered adds cache-friendly; every corner keeps
-    # the order.
-    payload = [v_re.reshape(-1), v_im.reshape(-1)] + ([] if wts is None else [wts.reshape(-1)])
-    sorted_payload = stencil.sort(*payload)
-    vals = torch.complex(*sorted_payload[:2])
-    wts = None if wts is None else sorted_payload[2]
-    flat_data = data_grid.view(-1)
-    for index, weight in stencil:
-        flat_data.index_add_(0, index, vals * weight)
-        if wts is not None:
-            weight_grid.view(-1).index_add_(0, index, wts * weight)
-    if half:
-        # Friedel mates of points next to the Kx = 0 plane land on it at (-Kz, -Ky).
-        data_grid[:, :, 0] += _mirror(data_grid[:, :, 0] - plane_data, (0, 1)).conj()
-        if weight_grid is not None:
-            weight_grid[:, :, 0] += _mirror(weight_grid[:, :, 0] - plane_weight, (0, 1))

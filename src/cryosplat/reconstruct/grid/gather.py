@@ -20,7 +20,8 @@ import torch
 from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
-from cryosplat.core.fourier_slice import default_max_radius, insert_slices, padded_box
+from cryosplat.core.fourier_slice import default_max_radius
+from cryosplat.core.slice_insertion import SliceAccumulator
 from cryosplat.core.symmetry import symmetry_operators
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import bad_image_rows, describe_image
@@ -196,7 +197,6 @@ def accumulate(
     idx = _check_indices(particles, indices)
     idx = idx[np.lexsort((particles.image_index[idx], particles.stack_index[idx]))]
     box, pixel = particles.box, particles.pixel_size_angstrom
-    size = padded_box(box, config.pad)
     device = torch.device(config.device)
     if operators is None and config.symmetry != "C1":
         operators = symmetry_operators(config.symmetry)
@@ -209,14 +209,10 @@ def accumulate(
             return stats.symmetrized(operators)
         ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
     radius = _max_radius(box, pixel, config)
-    shape = (size, size, size // 2 + 1)
     # Single precision throughout: partial sums of FLUSH_EVERY batches are added to the totals
     # (pairwise-style summation keeps the relative rounding near 1e-6 for a million particles),
     # and the grids, the bulk of the memory at large boxes, take half the space of double.
-    total_w = torch.zeros(shape, device=device, dtype=torch.float32)
-    total_b = torch.zeros(shape, device=device, dtype=torch.complex64)
-    part_w = torch.zeros(shape, device=device, dtype=torch.float32)
-    part_b = torch.zeros(shape, device=device, dtype=torch.complex64)
+    sums = SliceAccumulator(box, config.pad, True, device, torch.float32, FLUSH_EVERY)
     # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
     k = torch.arange(box, device=device) - box // 2
     kx = torch.arange(box // 2, device=device)
@@ -274,14 +270,10 @@ def accumulate(
             )
             weighted, ctf2 = group_spectra * ctf, ctf * ctf
             for op in expansion:
-                insert_slices(
+                sums.insert(
                     weighted,
                     (rotations if op is None else rotations @ op) * group.scale,
-                    box,
-                    config.pad,
-                    part_b,
                     ctf2,
-                    part_w,
                     max_radius=group.max_radius,
                 )
             if own_pixel not in power_bins:
@@ -291,17 +283,14 @@ def accumulate(
             kept, bins, friedel = power_bins[own_pixel]
             magnitude2 = (group_spectra.abs() ** 2).reshape(len(rows), -1)[:, kept]
             power.index_add_(0, bins, magnitude2.double().sum(0) * friedel)
-        if (number + 1) % FLUSH_EVERY == 0 or number + 1 == n_batches:
-            total_w += part_w
-            total_b += part_b
-            part_w.zero_()
-            part_b.zero_()
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
     n_dropped = sum(dropped)
     notes = [f"left out {n_dropped} particles with bad images"] if n_dropped else []
     if ops is not None:
         power *= len(ops)
+    total_b, total_w = sums.result()
+    del sums
     return FourierStatistics(
         total_w,
         total_b,
