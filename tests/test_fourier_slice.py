@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cryosplat.core import slice_insertion
 from cryosplat.core.fourier import fft2_centered
 from cryosplat.core.fourier_slice import (
     default_max_radius,
@@ -19,7 +20,7 @@ from cryosplat.core.fourier_slice import (
     volume_to_padded_ft,
 )
 from cryosplat.core.rotations import random_rotations
-from cryosplat.core.slice_insertion import insert_slices
+from cryosplat.core.slice_insertion import SliceAccumulator, insert_slices
 from cryosplat.model.gaussians import GaussianModel
 
 BOX, PIXEL, PAD = 24, 2.0, 2
@@ -138,6 +139,28 @@ def test_half_grid_insertion_equals_full_restricted(rotations):
     again = torch.zeros_like(half_data)
     insert_slices(rfft_layout, rotations, BOX, PAD, again)
     assert torch.allclose(again, half_data, atol=1e-10)
+
+
+def test_accumulator_sums_in_chunks_and_partial_grids(rotations, monkeypatch):
+    """Batches, chunks of views and flushed partial grids change nothing but rounding."""
+    rng = torch.Generator().manual_seed(2)
+    images = torch.randn(len(rotations), BOX, BOX, dtype=torch.float64, generator=rng)
+    spectra = fft2_centered(images)
+    weights = torch.rand(len(rotations), BOX, BOX, dtype=torch.float64, generator=rng)
+    weights = weights + torch.roll(torch.flip(weights, (1, 2)), (1, 1), (1, 2))
+    size = PAD * BOX
+    data = torch.zeros(size, size, size // 2 + 1, dtype=torch.complex128)
+    weight = torch.zeros(size, size, size // 2 + 1, dtype=torch.float64)
+    insert_slices(spectra, rotations, BOX, PAD, data, weights, weight)
+    monkeypatch.setattr(slice_insertion, "_CHUNK_POINTS", 300)  # a few views per chunk
+    sums = SliceAccumulator(BOX, PAD, True, "cpu", torch.float64, flush_every=2)
+    for part in torch.arange(len(rotations)).split(3):
+        sums.insert(spectra[part], rotations[part], weights[part])
+    summed, summed_weight = sums.result()
+    assert torch.allclose(summed, data, atol=1e-10)
+    assert torch.allclose(summed_weight, weight, atol=1e-10)
+    with pytest.raises(RuntimeError, match="finished"):
+        sums.insert(spectra[:1], rotations[:1], weights[:1])
 
 
 def test_half_and_full_extraction_agree(volume, rotations):
