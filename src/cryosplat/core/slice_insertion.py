@@ -27,7 +27,7 @@ from cryosplat.core.fourier_slice import _kept_pixels, _mirror, is_half_layout, 
 __all__ = ["SliceAccumulator", "insert_slices"]
 
 # Slice points handled at once: buffers of a few MB, reused.
-_CHUNK_POINTS = 2**18
+_CHUNK_POINTS = 2**15
 
 
 class SliceAccumulator:

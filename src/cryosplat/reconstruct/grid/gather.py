@@ -216,6 +216,8 @@ def accumulate(
     # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
     k = torch.arange(box, device=device) - box // 2
     kx = torch.arange(box // 2, device=device)
+    centring_y = (1.0 - 2.0 * (k % 2)).float()  # (-1)^ky
+    centring_x = (1.0 - 2.0 * (kx % 2)).float()  # (-1)^kx
     r2 = squared_radius(box, 2, half=True, device=device)[:, : box // 2].reshape(-1)
     friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
     plane_kx, plane_ky = kx[None, :].expand(box, -1), k[:, None].expand(-1, box // 2)
@@ -239,8 +241,9 @@ def accumulate(
     for number, (batch, images) in enumerate(batches):
         if len(batch) == 0 and number + 1 < n_batches:  # every image of the batch left out
             continue
-        spectra = torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
-        spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
+        # The rfft of the image as stored: moving its centre (pixel D//2) to the origin is the
+        # factor (-1)^(kx + ky) (even box), folded into the shift phases below.
+        spectra = torch.fft.fftshift(torch.fft.rfft2(images), dim=-2)[..., : box // 2]
         batch_pixel = np.round(pixel_of[batch], 6)
         for group_pixel in np.unique(batch_pixel):
             own = batch_pixel == group_pixel
@@ -254,21 +257,24 @@ def accumulate(
                 particles.shifts_angstrom[rows], device=device, dtype=torch.float32
             )
             # Undo the shift: multiply by exp(-2πi k·o) (see cryosplat.core.fourier.phase_shift_2d),
-            # with k in the group's own frequency units.
-            phase = -group.frequency * (
-                kx[None, None, :] * shifts[:, 0, None, None]
-                + k[None, :, None] * shifts[:, 1, None, None]
+            # with k in the group's own frequency units: a row factor times a column factor.
+            n_rows = len(rows)
+            row = torch.polar(
+                centring_y.expand(n_rows, -1), -group.frequency * k[None, :] * shifts[:, 1, None]
             )
-            group_spectra = (
-                group.amplitude * group_spectra * torch.polar(torch.ones_like(phase), phase)
+            column = torch.polar(
+                group.amplitude * centring_x.expand(n_rows, -1),
+                -group.frequency * kx[None, :] * shifts[:, 0, None],
             )
+            group_spectra = group_spectra * (row[:, :, None] * column[:, None, :])
             if own_pixel not in ctf_planes:
                 ctf_planes[own_pixel] = CTFPlane(plane_kx, plane_ky, box, group.pixel)
             ctf = ctf_planes[own_pixel](particles.ctf.subset(rows))
             rotations = torch.as_tensor(
                 particles.rotations[rows], device=device, dtype=torch.float32
             )
-            weighted, ctf2 = group_spectra * ctf, ctf * ctf
+            pairs = torch.view_as_real(group_spectra) * ctf[..., None]
+            weighted, ctf2 = torch.view_as_complex(pairs), ctf * ctf
             for op in expansion:
                 sums.insert(
                     weighted,
@@ -281,8 +287,9 @@ def accumulate(
                 bins = torch.round(r2[kept] * group.scale**2).long().clamp_max(power.numel() - 1)
                 power_bins[own_pixel] = (kept, bins, friedel_all[kept])
             kept, bins, friedel = power_bins[own_pixel]
-            magnitude2 = (group_spectra.abs() ** 2).reshape(len(rows), -1)[:, kept]
-            power.index_add_(0, bins, magnitude2.double().sum(0) * friedel)
+            picked = torch.view_as_real(group_spectra.reshape(n_rows, -1)[:, kept])
+            magnitude2 = picked.square().sum(-1).sum(0, dtype=torch.float64)
+            power.index_add_(0, bins, magnitude2 * friedel)
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
     n_dropped = sum(dropped)
