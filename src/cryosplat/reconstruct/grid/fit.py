@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.mixture import Mixture
+from cryosplat.core.optim import Adam
 from cryosplat.core.symmetry import expand_gaussians, symmetrize_on_grid, voxel_permutations
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
 from cryosplat.reconstruct.grid.loss import (
@@ -444,7 +445,7 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
                 **_loss_options(config, shell_weights),
             )
         params.clamp_scales(pixel, config)
-        optimizer = torch.optim.Adam(
+        optimizer = Adam(
             [
                 {"params": [params.means], "lr": config.lr_means_pixels * pixel},
                 {"params": [params.raw_scales], "lr": config.lr_scales_pixels * pixel},
@@ -453,7 +454,6 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
             ]
         )
         decay = config.lr_final_fraction ** (1.0 / max(budget, 1))
-        schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
         best, best_state, stale = math.inf, None, 0
         for step in range(budget):
             volume = params.voxelize(box, pixel, config.n_sigma)
@@ -477,7 +477,8 @@ def _fit(stats, config, model, heldout, progress, callback) -> GaussianModel:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+            for group in optimizer.param_groups:
+                group["lr"] *= decay
             params.clamp_scales(pixel, config)
             done += 1
             if progress is not None:

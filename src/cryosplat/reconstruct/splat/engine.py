@@ -21,6 +21,7 @@ import torch
 from cryosplat.core.ctf import ctf_from_params
 from cryosplat.core.errors import CryosplatError
 from cryosplat.core.fourier import fft2_centered, radial_index_2d
+from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import bad_image_rows
@@ -69,8 +70,8 @@ class SplatEngineConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
-def _optimizer(model: GaussianModel, cfg: SplatEngineConfig) -> torch.optim.Adam:
-    return torch.optim.Adam(
+def _optimizer(model: GaussianModel, cfg: SplatEngineConfig) -> Adam:
+    return Adam(
         [
             {"params": [model.means], "lr": cfg.lr_means_angstrom, "name": "means"},
             {"params": [model.raw_scales], "lr": cfg.lr_scales, "name": "scales"},
@@ -155,7 +156,7 @@ class _HalfState:
     name: str
     rows: np.ndarray
     model: GaussianModel
-    optimizer: torch.optim.Adam
+    optimizer: Adam
 
 
 class SplatEngine:
