@@ -13,7 +13,9 @@ by ``/usr/bin/time``), ``cryosplat reconstruct`` (default plan and ``--max-resol
 ``python benchmarks/bench_scale.py flat --box 128 --sizes 2000,10000`` runs the statistics pass
 alone and ``relion_reconstruct --ctf`` on blob-and-noise sets of growing size
 (:mod:`cryosplat.simulate.noise_stacks`): peak memory against the particle count, particles per
-second. ``python benchmarks/bench_scale.py table`` prints the tables of ``benchmarks/RESULTS.md``
+second. ``python benchmarks/bench_scale.py rate -n 50000 --noise coloured --sizes 1500,4500``
+rates the statistics pass per core against relion_reconstruct's back-projection on the first
+particles of the box-256 set (two sizes, by the difference). ``python benchmarks/bench_scale.py table`` prints the tables of ``benchmarks/RESULTS.md``
 ("Paper scale") from the saved results.
 """
 
@@ -234,6 +236,67 @@ def flat(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+HALVES_STATISTICS = """
+import sys, threading, time
+import numpy as np, torch
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.gather import accumulate
+torch.set_num_threads(1)
+particles, n = read_particles(sys.argv[1]), int(sys.argv[2])
+start = time.monotonic()
+halves = [threading.Thread(target=accumulate, args=(particles, np.arange(i, 2 * n, 2))) for i in (0, 1)]
+[t.start() for t in halves]
+[t.join() for t in halves]
+print(f"{time.monotonic() - start:.3f} seconds")
+"""
+
+
+def _first_rows(star: Path, n: int, out: Path) -> Path:
+    """A STAR of the first ``n`` particle rows of ``star`` (a RELION 3.1 file, images in place)."""
+    lines = star.read_text().splitlines()
+    block = max(i for i, line in enumerate(lines) if line.startswith("data_particles"))
+    header = block + max(i for i, line in enumerate(lines[block:]) if line.startswith("_rln")) + 1
+    out.write_text("\n".join(lines[:header] + lines[header : header + n]) + "\n")
+    return out
+
+
+def rate(args: argparse.Namespace) -> list[dict]:
+    """Statistics pass per core against relion_reconstruct's back-projection, same machine.
+
+    Both are timed at two sizes and rated by the difference, which removes what does not grow
+    with the particles (start-up, grid allocation, RELION's final gridding iterations):
+    cryosplat as the engine runs it on a CPU (the two halves side by side, one thread each, 2
+    cores), relion_reconstruct --ctf single-threaded (1 core).
+    """
+    star, _ = make(args.n, args.box, args.per_stack, args.noise)
+    folder = star.parent
+    rows = []
+    small, large = args.sizes
+    seconds = {}
+    for n in (small, large):
+        subset = _first_rows(star, n, folder / f"first_{n}.star")
+        log = folder / f"first_{n}.statistics.log"
+        measure([sys.executable, "-c", HALVES_STATISTICS, subset.name, str(n // 2)], folder, log)
+        relion_log = folder / f"first_{n}.relion.log"
+        relion = measure(
+            ["relion_reconstruct", "--i", subset.name, "--ctf", "--o", f"first_{n}.mrc"],
+            folder,
+            relion_log,
+        )
+        seconds[n] = (float(log.read_text().split()[-2]), relion.wall_s)
+    ours = (large - small) / (seconds[large][0] - seconds[small][0]) / 2
+    theirs = (large - small) / (seconds[large][1] - seconds[small][1])
+    for method, per_core, cores in (
+        ("cryosplat statistics pass (halves side by side)", ours, 2),
+        ("relion_reconstruct --ctf back-projection", theirs, 1),
+    ):
+        rows.append({"method": method, "box": args.box, "cores": cores, "per_core": per_core})
+    rows.append({"method": "ratio", "box": args.box, "cores": 0, "per_core": ours / theirs})
+    out = ROOT / f"rate_{args.box}.json"
+    out.write_text(json.dumps({"seconds": seconds, "rows": rows}, indent=2) + "\n")
+    return rows
+
+
 def table() -> str:
     """The "Paper scale" tables of RESULTS.md from the saved results."""
     lines = [
@@ -262,7 +325,7 @@ def table() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("make", "run", "flat", "table"))
+    p.add_argument("what", choices=("make", "run", "flat", "rate", "table"))
     p.add_argument("-n", type=int, default=2000, help="particles")
     p.add_argument("--box", type=int, default=256)
     p.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[2000, 10000])
@@ -279,6 +342,10 @@ def main() -> None:
         return
     if args.what == "flat":
         flat(args)
+        return
+    if args.what == "rate":
+        for row in rate(args):
+            print(row)
         return
     if args.what == "make":
         print(make(args.n, args.box, args.per_stack, args.noise))
