@@ -11,6 +11,7 @@ import torch
 from cryosplat.core import slice_insertion
 from cryosplat.core.fourier import fft2_centered
 from cryosplat.core.fourier_slice import (
+    cropped_irfftn,
     default_max_radius,
     extract_slices,
     full_to_half,
@@ -161,6 +162,17 @@ def test_accumulator_sums_in_chunks_and_partial_grids(rotations, monkeypatch):
     assert torch.allclose(summed_weight, weight, atol=1e-10)
     with pytest.raises(RuntimeError, match="finished"):
         sums.insert(spectra[:1], rotations[:1], weights[:1])
+
+
+def test_cropped_inverse_equals_the_cropped_full_inverse():
+    rng = torch.Generator().manual_seed(5)
+    half = torch.randn(32, 32, 17, dtype=torch.complex128, generator=rng)
+    keep = torch.tensor([0, 3, 5, 30, 31])
+    full = torch.fft.irfftn(half, s=(32,) * 3)[keep][:, keep][:, :, keep]
+    assert torch.allclose(cropped_irfftn(half, 32, keep), full, rtol=0, atol=1e-14)
+    real = torch.rand(32, 32, 17, dtype=torch.float64, generator=rng)
+    full = torch.fft.irfftn(real.to(torch.complex128), s=(32,) * 3)[keep][:, keep][:, :, keep]
+    assert torch.allclose(cropped_irfftn(real, 32, keep), full, rtol=0, atol=1e-14)
 
 
 def test_half_and_full_extraction_agree(volume, rotations):

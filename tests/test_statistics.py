@@ -22,7 +22,7 @@ from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
-from cryosplat.reconstruct.grid.statistics import FourierStatistics
+from cryosplat.reconstruct.grid.statistics import FourierStatistics, wiener_inversion
 from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 24, 3.0
@@ -183,6 +183,18 @@ def test_wiener_reconstruction_recovers_noise_free_map(tmp_path):
     assert curve[1:9].min() > 0.98  # beyond, the simulated signal is < 1% of its peak
     scale = float((volume * truth).sum() / (truth * truth).sum())
     assert 0.9 < scale < 1.1
+
+
+def test_wiener_inversion_of_parts_equals_that_of_their_sum(dataset):
+    particles = dataset[0]
+    a = accumulate(particles, np.arange(0, 50))
+    b = accumulate(particles, np.arange(50, 80))
+    together = wiener_inversion([a, b])
+    summed = (a + b).reconstruct_wiener()
+    assert torch.allclose(together, summed, atol=1e-6 * float(summed.abs().max()))
+    assert torch.equal(a.reconstruct_wiener(), wiener_inversion([a]))
+    with pytest.raises(ValueError, match="regularization"):
+        wiener_inversion([a], regularization=-1.0)
 
 
 def test_save_load_roundtrip_and_errors(tmp_path, dataset):

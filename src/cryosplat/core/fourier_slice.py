@@ -48,6 +48,7 @@ __all__ = [
     "padded_rfft_adjoint",
     "volume_to_padded_ft",
     "padded_ft_to_volume",
+    "cropped_irfftn",
     "full_to_half",
     "half_to_full",
     "is_half_layout",
@@ -203,6 +204,28 @@ def full_to_half(full: torch.Tensor) -> torch.Tensor:
     return torch.cat([full[:, :, size // 2 :], full[:, :, :1]], dim=2)
 
 
+def cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor) -> torch.Tensor:
+    """``torch.fft.irfftn(half, s=(size,) * 3)[keep][:, keep][:, :, keep]``, in bounded memory.
+
+    The inverse transform of a ``(P, P, P//2 + 1)`` half spectrum (as stored: no shift is
+    applied) read at the indices ``keep`` (n,) of each axis, a slab of ``x`` columns at a time
+    (transform along ``z``, keep n of P rows, then along ``y``): the temporaries are slabs and
+    the ``(n, n, P//2 + 1)`` partial result, never a second padded grid (gigabytes at large
+    boxes). ``half`` may be real (a real spectrum, e.g. summed weights).
+    """
+    complex_dtype = (
+        torch.complex128 if half.dtype in (torch.float64, torch.complex128) else (torch.complex64)
+    )
+    n, width = keep.numel(), half.shape[2]
+    partial = torch.empty((n, n, width), dtype=complex_dtype, device=half.device)
+    slab = max(1, 2**24 // max(1, half.shape[0] * half.shape[1]))
+    for start in range(0, width, slab):
+        block = half[:, :, start : start + slab].to(complex_dtype)
+        block = torch.fft.ifft(block, dim=0).index_select(0, keep)
+        partial[:, :, start : start + slab] = torch.fft.ifft(block, dim=1).index_select(1, keep)
+    return torch.fft.irfft(partial, n=size, dim=2).index_select(2, keep)
+
+
 def padded_ft_to_volume(
     volume_ft: torch.Tensor,
     box: int,
@@ -229,15 +252,19 @@ def padded_ft_to_volume(
     if size % box:
         raise ValueError(f"padded box {size} is not a multiple of box {box}")
     pad = size // box
-    if is_half_layout(volume_ft):
-        unshifted = torch.fft.ifftshift(volume_ft, dim=(0, 1))
-        padded = torch.fft.irfftn(unshifted, s=(size,) * 3, dim=(0, 1, 2))
-    else:
-        padded = torch.fft.ifftn(torch.fft.ifftshift(volume_ft, dim=(0, 1, 2))).real
     # Uncentred result: map voxel i (origin D//2) sits at index (i - D//2) mod P. Gathering it
     # directly avoids shifting the whole padded volume.
-    wrap = _wrapped_indices(box, size, padded.device)
-    volume = padded[wrap][:, wrap][:, :, wrap] / pixel_size_angstrom
+    wrap = _wrapped_indices(box, size, volume_ft.device)
+    if is_half_layout(volume_ft):
+        # The grid is centred along z and y: transformed as it is, the result is the uncentred
+        # one times (-1)^(z + y) (P even), undone on the cropped map instead of shifting (copying)
+        # the whole padded grid first.
+        volume = cropped_irfftn(volume_ft, size, wrap)
+        sign = 1.0 - 2.0 * (wrap % 2).to(volume.dtype)
+        volume = volume * (sign[:, None, None] * sign[None, :, None] / pixel_size_angstrom)
+    else:
+        padded = torch.fft.ifftn(torch.fft.ifftshift(volume_ft, dim=(0, 1, 2))).real
+        volume = padded[wrap][:, wrap][:, :, wrap] / pixel_size_angstrom
     if gridding_correction:
         volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
     return volume

@@ -31,8 +31,8 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
-from cryosplat.reconstruct.grid.statistics import FourierStatistics
-from cryosplat.validation.crossval import ResolutionMonitor, data_half_maps
+from cryosplat.reconstruct.grid.statistics import FourierStatistics, wiener_inversion
+from cryosplat.validation.crossval import ResolutionMonitor
 
 __all__ = [
     "GridEngineConfig",
@@ -170,7 +170,7 @@ class HalfStatistics:
         already carry the data sign.
         """
         return tuple(
-            data_half_maps([t if h is None else t + h])[0]
+            wiener_inversion([t] if h is None else [t, h]).cpu().numpy()
             for t, h in zip(self.train, self.held, strict=True)
         )
 

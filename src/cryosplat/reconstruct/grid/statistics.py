@@ -20,13 +20,14 @@ import torch
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import (
+    cropped_irfftn,
     default_max_radius,
     padded_box,
     padded_ft_to_volume,
 )
 from cryosplat.io.atomic import atomic_path
 
-__all__ = ["FourierStatistics"]
+__all__ = ["wiener_inversion", "FourierStatistics"]
 
 FORMAT_NAME = "cryosplat-fourier-statistics"
 FORMAT_VERSION = 1
@@ -198,14 +199,23 @@ class FourierStatistics:
         (a fit asks for it at every stage)."""
         if self._shell_mean_weights is None:
             n_shells = int(np.floor(self.max_radius)) + 1
-            weights = torch.fft.ifftshift(self.weights.double().cpu(), dim=(0, 1))
-            shells = padded_shell_index(self.padded_box, self.pad, "cpu")
-            keep = shells < n_shells
-            total = torch.zeros(n_shells, dtype=torch.float64).index_add_(
-                0, shells[keep], weights[keep]
-            )
-            count = torch.bincount(shells[keep], minlength=n_shells).double()
-            self._shell_mean_weights = total / count.clamp_min(1.0)
+            size, device = self.padded_box, self.weights.device
+            # On the centred grid, a z-slab at a time: the shell index of the whole padded grid
+            # (and a double copy of W) would be gigabytes at large boxes.
+            k = torch.arange(size, device=device, dtype=torch.float64) - size // 2
+            kx = torch.arange(size // 2 + 1, device=device, dtype=torch.float64)
+            plane = k[:, None] ** 2 + kx[None, :] ** 2
+            total = torch.zeros(n_shells + 1, dtype=torch.float64, device=device)
+            count = torch.zeros(n_shells + 1, dtype=torch.float64, device=device)
+            slab = max(1, 2**22 // plane.numel())
+            for start in range(0, size, slab):
+                r2 = plane[None] + k[start : start + slab, None, None] ** 2
+                shells = torch.round(torch.sqrt(r2) / self.pad).long().clamp_max(n_shells)
+                values = self.weights[start : start + slab].double()
+                total.index_add_(0, shells.reshape(-1), values.reshape(-1))
+                count += torch.bincount(shells.reshape(-1), minlength=n_shells + 1).double()
+            mean = total[:n_shells] / count[:n_shells].clamp_min(1.0)
+            self._shell_mean_weights = mean.cpu()
         return self._shell_mean_weights
 
     def unpadded(self) -> FourierStatistics:
@@ -228,9 +238,14 @@ class FourierStatistics:
         near = torch.arange(-(box // 2), box - box // 2, device=self.weights.device)
         src, dst = near % size, near % box
 
+        # The grids are centred along z and y: transformed as they are, the result is the
+        # uncentred one times (-1)^(z + y) (P even), undone on the cut instead of shifting
+        # (copying) a padded grid of gigabytes first.
+        sign = 1.0 - 2.0 * (src % 2).float()
+        factor = sign[:, None, None] * sign[None, :, None] * (size / box) ** 3
+
         def cut(spectrum: torch.Tensor) -> torch.Tensor:
-            values = torch.fft.irfftn(torch.fft.ifftshift(spectrum, dim=(0, 1)), s=(size,) * 3)
-            values = values[src][:, src][:, :, src] * (size / box) ** 3
+            values = cropped_irfftn(spectrum, size, src) * factor
             out = torch.empty((box,) * 3, dtype=values.dtype, device=values.device)
             out[dst[:, None, None], dst[None, :, None], dst[None, None, :]] = values
             del values
@@ -266,17 +281,7 @@ class FourierStatistics:
         torch.Tensor, shape (D, D, D), float64, density per Å³ times the image units per Å²
         (a projection of it matches the images).
         """
-        if regularization < 0:
-            raise ValueError(f"regularization must be non-negative, got {regularization}")
-        inside = self.weights > 0
-        lam = regularization * (float(self.weights[inside].mean()) if bool(inside.any()) else 1.0)
-        spectrum = (self.data / (self.weights + lam).clamp_min(1e-30)) * inside
-        # In the statistics' own precision: at large boxes the padded transforms are most of the
-        # memory, and single precision is ample for a map.
-        volume = padded_ft_to_volume(
-            spectrum, self.box, self.pixel_size_angstrom, gridding_correction
-        )
-        return volume.double()
+        return wiener_inversion([self], regularization, gridding_correction)
 
     def symmetrized(self, operators) -> FourierStatistics:
         """The statistics of the ``|G|``-fold expanded set, by rotating the grids (exact).
@@ -352,3 +357,31 @@ class FourierStatistics:
                 return cls(**{name: f(z[name]) for name, f in convert.items()})
         except (ValueError, OSError, KeyError) as exc:
             raise InputError(f"{path}: cannot read Fourier statistics ({exc})") from None
+
+
+def wiener_inversion(
+    parts: list[FourierStatistics], regularization: float = 0.05, gridding_correction: bool = True
+) -> torch.Tensor:
+    """:meth:`FourierStatistics.reconstruct_wiener` of the union of disjoint particle sets.
+
+    The sums are made in two new grids, updated in place: at large boxes each padded grid is
+    gigabytes, and ``(a + b).reconstruct_wiener()`` held twice the temporaries.
+    """
+    if regularization < 0:
+        raise ValueError(f"regularization must be non-negative, got {regularization}")
+    first = parts[0]
+    weights, data = first.weights.clone(), first.data.clone()
+    for other in parts[1:]:
+        first._check_compatible(other)
+        weights += other.weights.to(weights.device)
+        data += other.data.to(data.device)
+    # W is a sum of squares: its mean over the gathered (non-zero) frequencies. Where W is 0,
+    # B is 0 too (nothing was inserted there) and so is the quotient.
+    count = int(torch.count_nonzero(weights))
+    lam = regularization * (float(weights.sum(dtype=torch.float64)) / count if count else 1.0)
+    data /= weights.add_(lam).clamp_min_(1e-30)
+    del weights
+    # In the statistics' own precision: at large boxes the padded transforms are most of the
+    # memory, and single precision is ample for a map.
+    volume = padded_ft_to_volume(data, first.box, first.pixel_size_angstrom, gridding_correction)
+    return volume.double()
