@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,10 @@ def small_stack(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return path, images
 
 
-def simulate_tiny(folder: Path, truth) -> Path:
+def simulate_tiny(folder: Path, truth, **changes) -> Path:
     """120 particles of ``truth`` (a GaussianModel) at box 24, 4 Å/px, SNR 1, defocus 1–2 µm,
-    shifts 2 Å s.d., seed 1; the truth map as ``truth.mrc`` beside ``particles.star``, whose
-    path is returned."""
+    shifts 2 Å s.d., seed 1 (``changes``: other :class:`SimulationConfig` fields); the truth map
+    as ``truth.mrc`` beside ``particles.star``, whose path is returned."""
     from cryosplat.simulate.simulation import SimulationConfig, simulate
 
     truth.save(folder / "truth.npz")
@@ -54,7 +55,7 @@ def simulate_tiny(folder: Path, truth) -> Path:
         defocus_min_um=1.0,
         defocus_max_um=2.0,
     )
-    return simulate(folder / "truth.npz", folder / "sim", config).star_path
+    return simulate(folder / "truth.npz", folder / "sim", replace(config, **changes)).star_path
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import simulate_tiny
 
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import read_map
@@ -26,7 +27,6 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct import distributed
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
-from cryosplat.simulate.simulation import SimulationConfig, simulate
 
 BOX, PIXEL = 32, 4.0
 GRID_ARGS = ["--n-gaussians", "60", "--no-progress", "--stage-fractions", "0.5,1.0"]
@@ -41,19 +41,9 @@ def stacked_set(tmp_path_factory) -> Path:
     """240 particles of a 60-Gaussian blob in 4 stack files of 70, 70, 70 and 30 images."""
     d = tmp_path_factory.mktemp("dist")
     truth = GaussianModel.random(60, BOX, PIXEL, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
-    truth.save(d / "truth.npz")
-    config = SimulationConfig(
-        n_particles=240,
-        box=BOX,
-        pixel_size_angstrom=PIXEL,
-        snr=1.0,
-        seed=1,
-        shift_sd_angstrom=2.0,
-        defocus_min_um=1.0,
-        defocus_max_um=2.0,
-        images_per_stack=70,
+    return simulate_tiny(
+        d, truth, n_particles=240, box=BOX, pixel_size_angstrom=PIXEL, images_per_stack=70
     )
-    return simulate(d / "truth.npz", d / "sim", config).star_path
 
 
 def _free_port() -> int:

@@ -293,15 +293,15 @@ def _points(rotations: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, pad: in
 
 
 class _Stencil:
-    """Trilinear stencil of M points on a grid: base flat index, corner offsets and fractions.
+    """Trilinear stencil of M points on a full centred grid: base flat index, corner offsets and
+    fractions (insertion has its own, buffered: :mod:`cryosplat.core.slice_insertion`).
 
-    ``coords`` (M, 3) are ``(Kx, Ky, Kz)`` in padded units (``Kx ≥ 0`` for the half layout); all
-    8 neighbours must lie on the grid (guaranteed by :func:`default_max_radius`).
+    ``coords`` (M, 3) are ``(Kx, Ky, Kz)`` in padded units; all 8 neighbours must lie on the grid
+    (guaranteed by :func:`default_max_radius`).
     """
 
-    def __init__(self, coords: torch.Tensor, shape: tuple[int, int, int], half: bool) -> None:
-        size = shape[0]
-        origin = [0 if half else size // 2, size // 2, size // 2]
+    def __init__(self, coords: torch.Tensor, shape: tuple[int, int, int]) -> None:
+        origin = [shape[0] // 2] * 3
         shifted = coords + torch.tensor(origin, device=coords.device, dtype=coords.dtype)
         base = torch.floor(shifted)
         frac = shifted - base
@@ -364,7 +364,7 @@ def extract_slices(
     coords = _points(rot, kx, ky, pad).reshape(-1, 3)
     flat_grid = volume_ft.reshape(-1)
     values = torch.zeros(coords.shape[0], device=volume_ft.device, dtype=volume_ft.dtype)
-    for index, weight in _Stencil(coords, tuple(volume_ft.shape), False):
+    for index, weight in _Stencil(coords, tuple(volume_ft.shape)):
         values = values + weight * flat_grid[index]
     out = torch.zeros(n, box * box, device=volume_ft.device, dtype=volume_ft.dtype)
     out = out.index_copy(1, pix, values.reshape(n, -1))

@@ -46,10 +46,15 @@ _SAVED_FIELDS = {
 }
 
 
+def shell_of(squared_radius_padded: torch.Tensor, pad: int) -> torch.Tensor:
+    """Image-frequency shell ``round(|K| / pad)`` of padded-grid points with ``|K|²`` given."""
+    return torch.round(torch.sqrt(squared_radius_padded) / pad).long()
+
+
 def padded_shell_index(size: int, pad: int, device) -> torch.Tensor:
-    """Image-frequency shell ``round(|K| / pad)`` of each point of the uncentred half grid."""
+    """:func:`shell_of` each point of the uncentred half grid."""
     r2 = squared_radius(size, 3, half=True, centred=False, device=device, dtype=torch.float64)
-    return torch.round(torch.sqrt(r2) / pad).long()
+    return shell_of(r2, pad)
 
 
 @dataclass
@@ -195,7 +200,7 @@ class FourierStatistics:
 
     def mean_weight_by_shell(self) -> torch.Tensor:
         """Mean ``W`` over the half-grid points of each image-frequency shell ``0 … ⌊max_radius⌋``
-        (:func:`padded_shell_index`), float64 on the CPU; computed once per statistics object
+        (:func:`shell_of`), float64 on the CPU; computed once per statistics object
         (a fit asks for it at every stage)."""
         if self._shell_mean_weights is None:
             n_shells = int(np.floor(self.max_radius)) + 1
@@ -210,7 +215,7 @@ class FourierStatistics:
             slab = max(1, 2**22 // plane.numel())
             for start in range(0, size, slab):
                 r2 = plane[None] + k[start : start + slab, None, None] ** 2
-                shells = torch.round(torch.sqrt(r2) / self.pad).long().clamp_max(n_shells)
+                shells = shell_of(r2, self.pad).clamp_max(n_shells)
                 values = self.weights[start : start + slab].double()
                 total.index_add_(0, shells.reshape(-1), values.reshape(-1))
                 count += torch.bincount(shells.reshape(-1), minlength=n_shells + 1).double()
