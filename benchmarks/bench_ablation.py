@@ -13,6 +13,7 @@ Examples::
     python benchmarks/bench_ablation.py emd1832                          # the defaults
     python benchmarks/bench_ablation.py emd1832 low_shell_weighting=False
     python benchmarks/bench_ablation.py emd1832 unpadded_above_box=0 stage_steps=160,40,40,30
+    python benchmarks/bench_ablation.py emd1832 prior_strength=0 seed=1    # other seeds
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.grid.engine import split_heldout
+from cryosplat.reconstruct.grid.engine import half_data_fsc, split_heldout
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.run import default_n_gaussians
@@ -71,14 +72,20 @@ def _value(text: str):
     return text
 
 
-def fit_halves(stats: dict, config: GridFitConfig) -> list[np.ndarray]:
-    """Both half maps, stage by stage as the grid engine runs them (seeds 1 and 2)."""
+def fit_halves(stats: dict, config: GridFitConfig, seed: int = 0) -> list[np.ndarray]:
+    """Both half maps, stage by stage as the grid engine runs them (seeds 2·seed + 1, + 2)."""
+    totals = [t + h for t, h in zip(stats["train"], stats["held"], strict=True)]
+    curve = half_data_fsc(data_half_maps(totals))
     maps = []
     for i in range(2):
         model = None
         for fraction, steps in zip(config.stage_fractions, config.stage_steps, strict=True):
-            stage = replace(config, stage_fractions=(fraction,), stage_steps=(steps,), seed=i + 1)
-            model = fit_gaussians(stats["train"][i], stage, model=model, heldout=stats["held"][i])
+            stage = replace(
+                config, stage_fractions=(fraction,), stage_steps=(steps,), seed=2 * seed + i + 1
+            )
+            model = fit_gaussians(
+                stats["train"][i], stage, model=model, heldout=stats["held"][i], half_fsc=curve
+            )
         with torch.no_grad():
             maps.append(model.voxelize().double().numpy())
     return maps
@@ -122,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     name, settings = argv[0], dict(a.split("=", 1) for a in argv[1:])
     root = Path(settings.pop("out", ROOT))
     torch.set_num_threads(int(settings.pop("threads", 1)))
+    seed = int(settings.pop("seed", 0))
     known = {f.name for f in fields(GridFitConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides.setdefault("n_gaussians", default_n_gaussians(stats["box"]))
     config = GridFitConfig(**overrides)
     started = time.perf_counter()
-    maps = fit_halves(stats, config)
+    maps = fit_halves(stats, config, seed)
     seconds = time.perf_counter() - started
     result = {"set": name, "settings": settings, "fit_s": round(seconds, 1)}
     result.update(score(root, name, stats, maps))

@@ -42,7 +42,12 @@ def test_every_command_takes_output_as_o_or_output(command):
 
 @pytest.mark.parametrize(
     "engine,option",
-    [("grid", ["--epochs", "3"]), ("grid", ["--backend", "fast"]), ("splat", ["--pad", "3"])],
+    [
+        ("grid", ["--epochs", "3"]),
+        ("grid", ["--backend", "fast"]),
+        ("splat", ["--pad", "3"]),
+        ("splat", ["--prior-strength", "0"]),
+    ],
 )
 def test_an_option_of_the_other_engine_is_refused(tmp_path, capsys, engine, option):
     args = ["reconstruct", str(tmp_path / "none.star"), "-o", str(tmp_path / "o")]

@@ -153,6 +153,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "data (default off)",
     )
     g.add_argument(
+        "--prior-strength",
+        type=float,
+        help="strength of the per-shell prior on the map, set from the FSC of the half sets' "
+        "direct inversions as RELION sets its tau2 (0: none; default 0.3)",
+    )
+    g.add_argument(
         "--heldout-fraction",
         type=float,
         help="part of each half set held out (within the half) to stop each stage (default 0.1)",
@@ -185,6 +191,7 @@ GRID_OPTIONS = {
     "exclude_zero_frequency": "--exclude-zero-frequency",
     "noise_weighting": "--noise-weighting",
     "low_shell_weighting": "--low-shell-weighting",
+    "prior_strength": "--prior-strength",
 }
 SPLAT_OPTIONS = {
     "epochs": "--epochs",
@@ -274,6 +281,7 @@ def build_config(args: argparse.Namespace):
             low_shell_weighting=gdef.fit.low_shell_weighting
             if args.low_shell_weighting is None
             else args.low_shell_weighting == "on",
+            prior_strength=_given(args.prior_strength, gdef.fit.prior_strength),
         ),
         heldout_fraction=_given(args.heldout_fraction, gdef.heldout_fraction),
     )

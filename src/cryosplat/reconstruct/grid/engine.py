@@ -31,13 +31,17 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.loss import shell_prior_ratios
 from cryosplat.reconstruct.grid.statistics import FourierStatistics, wiener_inversion
 from cryosplat.validation.crossval import ResolutionMonitor
+from cryosplat.validation.fsc import fsc
+from cryosplat.validation.masks import spherical_mask
 
 __all__ = [
     "GridEngineConfig",
     "HalfStatistics",
     "gather_half_statistics",
+    "half_data_fsc",
     "run_grid_engine",
     "split_heldout",
     "statistics_batch_size",
@@ -175,6 +179,33 @@ class HalfStatistics:
         )
 
 
+def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """FSC of the two halves' direct inversions in the soft spherical mask, by shell.
+
+    The signal-to-noise estimate of the fit's prior (``GridFitConfig.prior_strength``), as RELION
+    sets its ``τ²`` from the FSC of its half maps: one number per shell, the only thing the two
+    half fits share.
+    """
+    mask = spherical_mask(data_maps[0].shape[0])
+    return fsc(data_maps[0] * mask, data_maps[1] * mask)
+
+
+def _log_prior(curve: np.ndarray, fit: GridFitConfig, extent_angstrom: float) -> None:
+    if fit.prior_strength == 0:
+        log.info("prior on the map: none (--prior-strength 0)")
+        return
+    ratios = shell_prior_ratios(curve, len(curve), fit.prior_strength, fit.prior_cap)
+    capped = np.flatnonzero(ratios[1:].numpy() >= fit.prior_cap) + 1
+    where = f"from {extent_angstrom / capped[0]:.1f} Å" if capped.size else "nowhere"
+    log.info(
+        "prior on the map: strength %g, from the FSC of the halves' direct inversions (as "
+        "RELION's tau2); at its cap (%g × the shell's mean CTF²) %s",
+        fit.prior_strength,
+        fit.prior_cap,
+        where,
+    )
+
+
 def gather_half_statistics(
     particles, halves, config, folder, device, show_progress: bool, dist: Distributed | None = None
 ) -> HalfStatistics:
@@ -304,10 +335,13 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     train, held = statistics.train, statistics.held
     timings = {"statistics": statistics.seconds}
     started = time.perf_counter()
-    data_maps, monitor = None, None
+    data_maps, monitor, curve = None, None, None
     if dist.is_main:
         data_maps = statistics.data_maps()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
+        curve = half_data_fsc(data_maps)
+        _log_prior(curve, gcfg.fit, particles.box * particles.pixel_size_angstrom)
+    half_fsc = dist.broadcast_object(curve)
     fit = gcfg.fit
     symmetry = config.symmetry
     n_gauss = asymmetric_unit_gaussians(config.n_gaussians, symmetry)
@@ -359,7 +393,12 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                 bar.update(base + sum(done.values()), label)
 
             model = fit_gaussians(
-                train[i], stage_cfg, model=models[i], heldout=held[i], progress=progress
+                train[i],
+                stage_cfg,
+                model=models[i],
+                heldout=held[i],
+                progress=progress,
+                half_fsc=half_fsc,
             )
             path = ck / f"grid_stage{stage}_{'AB'[i]}.npz"
             model.save(path)

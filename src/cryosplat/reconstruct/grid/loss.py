@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from cryosplat.core.fourier import squared_radius
@@ -35,6 +36,7 @@ __all__ = [
     "half_grid_multiplicity",
     "low_shell_weights",
     "noise_power_by_shell",
+    "shell_prior_ratios",
 ]
 
 MAX_LOW_SHELL_RATIO = 20.0
@@ -117,6 +119,42 @@ def low_shell_weights(stats: FourierStatistics) -> torch.Tensor:
     return out
 
 
+def shell_prior_ratios(half_fsc, n_shells: int, strength: float, cap: float) -> torch.Tensor:
+    """The prior term of each shell relative to the shell's mean ``W``: ``λ(k) / W̄(k)``.
+
+    A Gaussian prior on the map's Fourier coefficients, of variance ``τ²(k)`` per shell, adds
+    ``λ(k) |X̂|²`` to the loss with ``λ = σ² / τ²`` (RELION's regularised likelihood: the
+    minimiser over all maps becomes ``B / (W + λ)``). The signal-to-noise ratio of one half set
+    is ``W̄ τ² / σ² = FSC / (1 − FSC)`` with the FSC of the two halves' direct inversions, so
+    ``λ / W̄ = strength · (1 − FSC) / FSC``, at most ``cap``. ``strength = 1`` is the Bayesian
+    value for a map free voxel by voxel; a mixture of Gaussians is a stronger prior of its own
+    and measured best with less (see ``GridFitConfig.prior_strength``). The cap keeps shells with
+    no signal from dominating the fit: a Gaussian can only lower its content there by spreading
+    out, which costs the shells that hold signal.
+
+    Parameters
+    ----------
+    half_fsc : array (M,)
+        FSC between the half sets' direct inversions, index = shell (pixels of the full box);
+        shells past its end repeat its last value.
+    n_shells : int
+        Number of shells wanted (``floor(max_radius) + 1`` of the statistics).
+    strength, cap : float
+        Non-negative.
+
+    Returns float64 (``n_shells``,).
+    """
+    if not strength >= 0 or not cap >= 0:
+        raise ValueError(f"strength and cap must be non-negative, got {strength}, {cap}")
+    fsc = torch.as_tensor(np.asarray(half_fsc, dtype=np.float64)).reshape(-1)
+    if fsc.numel() == 0:
+        raise ValueError("half_fsc is empty")
+    if fsc.numel() < n_shells:
+        fsc = torch.cat([fsc, fsc[-1:].expand(n_shells - fsc.numel())])
+    fsc = torch.nan_to_num(fsc[:n_shells], nan=0.0).clamp(1e-3, 0.999)
+    return (strength * (1.0 - fsc) / fsc).clamp_max(cap)
+
+
 class _SpectrumLoss(torch.autograd.Function):
     """``(volume) → (loss less constant, spectrum)`` with an analytic backward.
 
@@ -176,6 +214,10 @@ class GridLoss:
         :func:`noise_power_by_shell`; a cropped stage keeps the indices): every term of shell
         ``k`` is multiplied by it, e.g. the inverse noise power for a maximum-likelihood fit under
         coloured Gaussian noise.
+    prior_ratios : torch.Tensor, optional
+        ``λ(k) / W̄(k)`` per shell (:func:`shell_prior_ratios`, same indices): ``λ(k) |X̂|²`` is
+        added to the loss, ``W̄`` being the statistics' mean ``W`` in the shell (on a cropped
+        stage, the crop's). Shells past its end get none.
     """
 
     def __init__(
@@ -187,6 +229,7 @@ class GridLoss:
         dtype=torch.float32,
         exclude_zero_frequency: bool = False,
         shell_weights: torch.Tensor | None = None,
+        prior_ratios: torch.Tensor | None = None,
     ) -> None:
         device = stats.weights.device if device is None else torch.device(device)
         self.box, self.pad, self.size = stats.box, stats.pad, stats.padded_box
@@ -200,12 +243,20 @@ class GridLoss:
         # in the working precision and in place: at large boxes these grids are most of the memory.
         mult = half_grid_multiplicity(stats.weights.shape, stats.weights.device, dtype)
         weights = torch.fft.ifftshift(stats.weights.to(dtype) * mult, dim=(0, 1))
+        shells = None
+        if shell_weights is not None or prior_ratios is not None:
+            shells = padded_shell_index(self.size, self.pad, weights.device)
+        if prior_ratios is not None:
+            mean = stats.mean_weight_by_shell()
+            n = min(prior_ratios.shape[0], mean.shape[0])
+            lam = torch.zeros(n + 1, dtype=torch.float64)
+            lam[:n] = prior_ratios[:n].to(torch.float64).cpu() * mean[:n]
+            weights += lam.to(weights.device)[shells.clamp_max(n)].to(dtype) * mult
         weights *= scale**2 * norm
         data = torch.fft.ifftshift(stats.data.to(complex_dtype) * mult, dim=(0, 1))
         data *= scale * norm
         if shell_weights is not None:
             shell_weights = shell_weights.to(torch.float64).cpu()
-            shells = padded_shell_index(self.size, self.pad, data.device)
             shells = shells.clamp_max(shell_weights.shape[0] - 1)
             factor = shell_weights.to(data.device)[shells].to(dtype)
             weights *= factor
