@@ -61,7 +61,7 @@ def test_a_failing_half_stops_the_other(tiny_set, tmp_path, two_threads, monkeyp
     real_fit = grid_engine.fit_gaussians
     steps_of_b = []
 
-    def fit(stats, config, model=None, heldout=None, progress=None, callback=None):
+    def fit(stats, config, model=None, heldout=None, progress=None, callback=None, half_fsc=None):
         if config.seed == 1:  # half A
             raise RuntimeError("half A failed")
 
@@ -70,7 +70,7 @@ def test_a_failing_half_stops_the_other(tiny_set, tmp_path, two_threads, monkeyp
             progress(k, total)
 
         stage = replace(config, stage_steps=(10_000,), patience=10**6)  # no early end
-        return real_fit(stats, stage, model, heldout, counting)
+        return real_fit(stats, stage, model, heldout, counting, half_fsc=half_fsc)
 
     monkeypatch.setattr(grid_engine, "fit_gaussians", fit)
     with pytest.raises(RuntimeError, match="half A failed"):
