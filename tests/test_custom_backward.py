@@ -28,13 +28,15 @@ def _footprint_inputs(seed: int = 0):
     return out, weight, q0, coef, basis, flat
 
 
-def _spectrum_inputs(seed: int = 0):
-    """volume (4, 4, 4), weights (8, 8, 5) ≥ 0, data (8, 8, 5) complex, size 8."""
+def _spectrum_inputs(seed: int = 0, box: int = 4, size: int = 8):
+    """volume (box³), weights (size, size, size//2 + 1) ≥ 0, data (same) complex, size:
+    padded (the default: the cropped inverse of the backward pass) or ``size == box``."""
     g = torch.Generator().manual_seed(seed)
-    volume = torch.randn(4, 4, 4, dtype=torch.float64, generator=g)
-    weights = torch.rand(8, 8, 5, dtype=torch.float64, generator=g)
-    data = torch.randn(8, 8, 5, dtype=torch.complex128, generator=g)
-    return volume, weights, data, 8
+    volume = torch.randn(box, box, box, dtype=torch.float64, generator=g)
+    half = (size, size, size // 2 + 1)
+    weights = torch.rand(*half, dtype=torch.float64, generator=g)
+    data = torch.randn(*half, dtype=torch.complex128, generator=g)
+    return volume, weights, data, size
 
 
 class _FootprintSumWrongBackward(_FootprintSum):
@@ -103,8 +105,9 @@ def test_spectrum_loss_gradcheck(function, passes):
     assert torch.autograd.gradcheck(f, (volume.requires_grad_(),), raise_exception=False) is passes
 
 
-def test_spectrum_loss_equals_its_plain_autograd_twin():
-    volume, weights, data, size = _spectrum_inputs(seed=3)
+@pytest.mark.parametrize("box,size", [(4, 8), (5, 10), (6, 6)])
+def test_spectrum_loss_equals_its_plain_autograd_twin(box, size):
+    volume, weights, data, size = _spectrum_inputs(seed=3, box=box, size=size)
     results = []
     for fn in (_SpectrumLoss.apply, spectrum_loss_reference):
         leaf = volume.clone().requires_grad_()

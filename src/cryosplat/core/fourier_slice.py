@@ -100,18 +100,26 @@ def padded_rfft_values(volume: torch.Tensor, size: int) -> torch.Tensor:
     return torch.fft.rfftn(padded)
 
 
-def padded_rfft_adjoint(grad: torch.Tensor, box: int, size: int) -> torch.Tensor:
-    """The adjoint of :func:`padded_rfft_values`: ``∂L/∂map`` (D, D, D) from ``∂L/∂spectrum``.
+def padded_rfft_adjoint(
+    grad: torch.Tensor, box: int, size: int, scale: float = 1.0
+) -> torch.Tensor:
+    """The adjoint of :func:`padded_rfft_values`: ``∂L/∂map`` (D, D, D) from ``∂L/∂spectrum``
+    (times ``scale``, folded into the one pass over the grid).
 
     ``∂L/∂x = Re Σ_{k in half} g_k e^{+2πi k·n/P}``: one inverse real FFT once the columns that
     stand for two frequencies (``0 < kx < P/2``) are halved (PyTorch's own backward of ``rfftn``
-    takes a full complex transform), then the map's voxels are read back.
+    takes a full complex transform), evaluated at the map's voxels only
+    (:func:`cropped_irfftn`).
     """
-    g = grad.clone()
+    g = grad * float(scale * size**3)
     g[..., 1 : size // 2] *= 0.5
-    full = torch.fft.irfftn(g, s=(size, size, size)) * size**3
     wrap = _wrapped_indices(box, size, grad.device)
-    return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]]
+    if size == box:  # unpadded: every row is the map's
+        full = torch.fft.irfftn(g, s=(size, size, size))
+        return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]]
+    # Only the map's D of P rows are read back along each axis: transform along z, keep D rows,
+    # along y, keep D, then the real transform along x (about half the work of the full inverse).
+    return cropped_irfftn(g, size, wrap)
 
 
 class _PaddedRealFFT(torch.autograd.Function):

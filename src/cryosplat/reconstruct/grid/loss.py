@@ -168,9 +168,12 @@ class _SpectrumLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, volume, weights, data, size):
         spectrum = padded_rfft_values(volume, size)
-        residual = weights * spectrum - data
-        loss = (spectrum.conj() * (residual - data)).real.sum()
-        ctx.save_for_backward(residual)
+        # On the real views: a real W times a complex grid would first copy W to complex.
+        flat = torch.view_as_real(spectrum)
+        residual = flat * weights.unsqueeze(-1) - torch.view_as_real(data)
+        flat = flat.reshape(-1)
+        loss = torch.dot(flat, residual.reshape(-1)) - torch.dot(flat, _flat(data))
+        ctx.save_for_backward(torch.view_as_complex(residual))
         ctx.size, ctx.box = size, volume.shape[-1]
         ctx.mark_non_differentiable(spectrum)
         return loss, spectrum
@@ -178,8 +181,21 @@ class _SpectrumLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, grad_spectrum):
         (residual,) = ctx.saved_tensors
-        volume_grad = padded_rfft_adjoint(2.0 * residual, ctx.box, ctx.size)
+        volume_grad = padded_rfft_adjoint(residual, ctx.box, ctx.size, scale=2.0)
         return volume_grad * grad_loss, None, None, None
+
+
+def _flat(spectrum: torch.Tensor) -> torch.Tensor:
+    """The real and imaginary parts of a complex grid as one flat real vector."""
+    return torch.view_as_real(spectrum).reshape(-1)
+
+
+def spectrum_data_term(spectrum, weights, data) -> torch.Tensor:
+    """``Σ W|F|² − 2 Σ Re(conj(F) B)`` of a spectrum (the loss of :class:`_SpectrumLoss`)."""
+    power = torch.view_as_real(spectrum).square().sum(-1)
+    return torch.dot(power.reshape(-1), weights.reshape(-1)) - 2.0 * torch.dot(
+        _flat(spectrum), _flat(data)
+    )
 
 
 def spectrum_loss_reference(volume, weights, data, size):
@@ -291,7 +307,7 @@ class GridLoss:
     def data_term(self, spectrum: torch.Tensor) -> torch.Tensor:
         """The loss less its constant for a spectrum from another grid's
         :meth:`data_term_and_spectrum` (same box and pad; e.g. held-out statistics)."""
-        return (spectrum.conj() * (self.weights * spectrum - 2.0 * self.data)).real.sum()
+        return spectrum_data_term(spectrum, self.weights, self.data)
 
     def __call__(self, volume: torch.Tensor) -> torch.Tensor:
         """The full loss (scalar tensor) of a map (D, D, D) on this grid."""
