@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from cryosplat.model.gaussians import GaussianModel
@@ -73,6 +74,12 @@ def test_curves_equal_the_fsc_and_the_bootstrap_band_brackets_the_resolution():
     assert 2 * PIXEL < cv.resolution_angstrom  # a crossing, not Nyquist
     assert low < high and low <= cv.resolution_angstrom <= high
     assert high - low < 0.5 * cv.resolution_angstrom
+    p16, p84 = cv.resolution_percentiles_angstrom
+    assert high - low == pytest.approx(p84 - p16) and (low + high) / 2 == pytest.approx(
+        cv.resolution_angstrom
+    )
+    samples = np.sort(cv.resolution_samples_angstrom)
+    assert samples[0] <= p16 < p84 <= samples[-1]
     again = cross_validated_fsc(m_a, m_b, d_a, d_b, mask, PIXEL, n_bootstrap=60, seed=1)
     assert again.resolution_band_angstrom == (low, high)
     assert cross_validated_fsc(m_a, m_b, d_a, d_b, mask, PIXEL).resolution_band_angstrom is None
