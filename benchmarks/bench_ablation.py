@@ -72,10 +72,17 @@ def _value(text: str):
     return text
 
 
+def data_maps(stats: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The direct inversions of both whole halves (fit + held out), made once per set."""
+    if "data_maps" not in stats:
+        totals = [t + h for t, h in zip(stats["train"], stats["held"], strict=True)]
+        stats["data_maps"] = data_half_maps(totals)
+    return stats["data_maps"]
+
+
 def fit_halves(stats: dict, config: GridFitConfig, seed: int = 0) -> list[np.ndarray]:
     """Both half maps, stage by stage as the grid engine runs them (seeds 2·seed + 1, + 2)."""
-    totals = [t + h for t, h in zip(stats["train"], stats["held"], strict=True)]
-    curve = half_data_fsc(data_half_maps(totals))
+    curve = half_data_fsc(data_maps(stats))
     maps = []
     for i in range(2):
         model = None
@@ -96,8 +103,7 @@ def score(root: Path, name: str, stats: dict, maps: list[np.ndarray]) -> dict:
     truth, _ = read_map(root / "datasets" / name / "truth.mrc")
     mask = spherical_mask(box)
     curve = fsc(0.5 * (maps[0] + maps[1]) * mask, truth * mask)
-    totals = [t + h for t, h in zip(stats["train"], stats["held"], strict=True)]
-    cv = cross_validated_fsc(*maps, *data_half_maps(totals), mask, pixel)
+    cv = cross_validated_fsc(*maps, *data_maps(stats), mask, pixel)
     result = {
         "fsc_truth_05": round(resolution_at(curve, 0.5, box, pixel), 2),
         "fsc_truth_0143": round(resolution_at(curve, 0.143, box, pixel), 2),

@@ -49,6 +49,7 @@ __all__ = [
     "volume_to_padded_ft",
     "padded_ft_to_volume",
     "cropped_irfftn",
+    "centred_cropped_irfftn",
     "full_to_half",
     "half_to_full",
     "is_half_layout",
@@ -234,6 +235,17 @@ def cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor) -> torch.T
     return torch.fft.irfft(partial, n=size, dim=2).index_select(2, keep)
 
 
+def centred_cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor) -> torch.Tensor:
+    """:func:`cropped_irfftn` of a half grid stored centred along ``z`` and ``y`` (P even).
+
+    Transformed as it is stored, the result is the uncentred one times ``(-1)^(z + y)``; the sign
+    is undone on the ``n³`` result instead of shifting (copying) the whole padded grid first.
+    """
+    volume = cropped_irfftn(half, size, keep)
+    sign = 1.0 - 2.0 * (keep % 2).to(volume.dtype)
+    return volume * (sign[:, None, None] * sign[None, :, None])
+
+
 def padded_ft_to_volume(
     volume_ft: torch.Tensor,
     box: int,
@@ -264,12 +276,7 @@ def padded_ft_to_volume(
     # directly avoids shifting the whole padded volume.
     wrap = _wrapped_indices(box, size, volume_ft.device)
     if is_half_layout(volume_ft):
-        # The grid is centred along z and y: transformed as it is, the result is the uncentred
-        # one times (-1)^(z + y) (P even), undone on the cropped map instead of shifting (copying)
-        # the whole padded grid first.
-        volume = cropped_irfftn(volume_ft, size, wrap)
-        sign = 1.0 - 2.0 * (wrap % 2).to(volume.dtype)
-        volume = volume * (sign[:, None, None] * sign[None, :, None] / pixel_size_angstrom)
+        volume = centred_cropped_irfftn(volume_ft, size, wrap) / pixel_size_angstrom
     else:
         padded = torch.fft.ifftn(torch.fft.ifftshift(volume_ft, dim=(0, 1, 2))).real
         volume = padded[wrap][:, wrap][:, :, wrap] / pixel_size_angstrom

@@ -168,12 +168,8 @@ class _SpectrumLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, volume, weights, data, size):
         spectrum = padded_rfft_values(volume, size)
-        # On the real views: a real W times a complex grid would first copy W to complex.
-        flat = torch.view_as_real(spectrum)
-        residual = flat * weights.unsqueeze(-1) - torch.view_as_real(data)
-        flat = flat.reshape(-1)
-        loss = torch.dot(flat, residual.reshape(-1)) - torch.dot(flat, _flat(data))
-        ctx.save_for_backward(torch.view_as_complex(residual))
+        loss, residual = _data_term_and_residual(spectrum, weights, data)
+        ctx.save_for_backward(residual)
         ctx.size, ctx.box = size, volume.shape[-1]
         ctx.mark_non_differentiable(spectrum)
         return loss, spectrum
@@ -185,17 +181,17 @@ class _SpectrumLoss(torch.autograd.Function):
         return volume_grad * grad_loss, None, None, None
 
 
-def _flat(spectrum: torch.Tensor) -> torch.Tensor:
-    """The real and imaginary parts of a complex grid as one flat real vector."""
-    return torch.view_as_real(spectrum).reshape(-1)
-
-
-def spectrum_data_term(spectrum, weights, data) -> torch.Tensor:
-    """``Σ W|F|² − 2 Σ Re(conj(F) B)`` of a spectrum (the loss of :class:`_SpectrumLoss`)."""
-    power = torch.view_as_real(spectrum).square().sum(-1)
-    return torch.dot(power.reshape(-1), weights.reshape(-1)) - 2.0 * torch.dot(
-        _flat(spectrum), _flat(data)
+def _data_term_and_residual(spectrum, weights, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Σ W|F|² − 2 Σ Re(conj(F) B)`` and the residual ``W F − B``, on the real views (a real
+    ``W`` times a complex grid would first copy ``W`` to complex): ``Σ Re(conj(F)(WF − B)) −
+    Σ Re(conj(F) B)`` as two real dot products."""
+    flat = torch.view_as_real(spectrum)
+    residual = flat * weights.unsqueeze(-1) - torch.view_as_real(data)
+    flat = flat.reshape(-1)
+    loss = torch.dot(flat, residual.reshape(-1)) - torch.dot(
+        flat, torch.view_as_real(data).reshape(-1)
     )
+    return loss, torch.view_as_complex(residual)
 
 
 def spectrum_loss_reference(volume, weights, data, size):
@@ -307,7 +303,7 @@ class GridLoss:
     def data_term(self, spectrum: torch.Tensor) -> torch.Tensor:
         """The loss less its constant for a spectrum from another grid's
         :meth:`data_term_and_spectrum` (same box and pad; e.g. held-out statistics)."""
-        return spectrum_data_term(spectrum, self.weights, self.data)
+        return _data_term_and_residual(spectrum, self.weights, self.data)[0]
 
     def __call__(self, volume: torch.Tensor) -> torch.Tensor:
         """The full loss (scalar tensor) of a map (D, D, D) on this grid."""

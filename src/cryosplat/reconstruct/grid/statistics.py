@@ -20,7 +20,7 @@ import torch
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import (
-    cropped_irfftn,
+    centred_cropped_irfftn,
     default_max_radius,
     padded_box,
     padded_ft_to_volume,
@@ -243,14 +243,8 @@ class FourierStatistics:
         near = torch.arange(-(box // 2), box - box // 2, device=self.weights.device)
         src, dst = near % size, near % box
 
-        # The grids are centred along z and y: transformed as they are, the result is the
-        # uncentred one times (-1)^(z + y) (P even), undone on the cut instead of shifting
-        # (copying) a padded grid of gigabytes first.
-        sign = 1.0 - 2.0 * (src % 2).float()
-        factor = sign[:, None, None] * sign[None, :, None] * (size / box) ** 3
-
         def cut(spectrum: torch.Tensor) -> torch.Tensor:
-            values = cropped_irfftn(spectrum, size, src) * factor
+            values = centred_cropped_irfftn(spectrum, size, src) * (size / box) ** 3
             out = torch.empty((box,) * 3, dtype=values.dtype, device=values.device)
             out[dst[:, None, None], dst[None, :, None], dst[None, None, :]] = values
             del values
