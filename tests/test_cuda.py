@@ -22,7 +22,7 @@ from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import random_quaternions, random_rotations
 from cryosplat.core.slice_insertion import insert_slices
 from cryosplat.io.mrc import MRCStack, write_stack
-from cryosplat.model.gaussians import voxelize_gaussians
+from cryosplat.model.voxelize import voxelize_gaussians
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.grid.loss import GridLoss

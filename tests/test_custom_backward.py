@@ -11,21 +11,26 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cryosplat.model.gaussians import _FootprintSum, footprint_sum_reference
+from cryosplat.model.voxelize import FootprintChunk, _FootprintSum, footprint_sum_reference
 from cryosplat.reconstruct.grid.loss import _SpectrumLoss, spectrum_loss_reference
 
 
 def _footprint_inputs(seed: int = 0):
-    """out (S,), weight (M,), q0 (M,), coef (M, 9), basis (9, K), flat (M, K) with repeats."""
+    """weight (M,), q0 (M,), coef (M, 9), two chunks of footprints (K = 7 and 5 voxels) whose
+    buffer indices repeat, buffer size S."""
     g = torch.Generator().manual_seed(seed)
-    m, k, s = 4, 7, 12
-    out = torch.randn(s, dtype=torch.float64, generator=g)
+    m, s = 5, 12
     weight = torch.rand(m, dtype=torch.float64, generator=g) + 0.5
     q0 = torch.rand(m, dtype=torch.float64, generator=g)
     coef = 0.3 * torch.randn(m, 9, dtype=torch.float64, generator=g)
-    basis = torch.randint(-1, 2, (9, k), generator=g).double()
-    flat = torch.randint(0, s, (m, k), generator=g)
-    return out, weight, q0, coef, basis, flat
+    chunks = []
+    for start, stop, k in ((0, 3, 7), (3, 5, 5)):
+        basis = torch.randint(-1, 2, (10, k), generator=g).double()
+        basis[9] = 1.0
+        base = torch.randint(0, 4, (stop - start,), generator=g)
+        offsets = torch.randint(0, s - 4, (k,), generator=g)
+        chunks.append(FootprintChunk(start, stop, basis, base, offsets))
+    return weight, q0, coef, chunks, s
 
 
 def _spectrum_inputs(seed: int = 0, box: int = 4, size: int = 8):
@@ -45,7 +50,7 @@ class _FootprintSumWrongBackward(_FootprintSum):
     @staticmethod
     def backward(ctx, grad_out):
         grads = list(_FootprintSum.backward(ctx, grad_out))
-        grads[2], grads[3] = -2.0 * grads[2], -2.0 * grads[3]
+        grads[1], grads[2] = -2.0 * grads[1], -2.0 * grads[2]
         return tuple(grads)
 
 
@@ -59,32 +64,26 @@ class _SpectrumLossWrongBackward(_SpectrumLoss):
         return tuple(grads)
 
 
-def _footprint(fn, out, weight, q0, coef, basis, flat):
-    return fn(out, weight, q0, coef, basis, flat)
-
-
 @pytest.mark.parametrize(
     "function,passes", [(_FootprintSum, True), (_FootprintSumWrongBackward, False)]
 )
 def test_footprint_sum_gradcheck(function, passes):
-    out, weight, q0, coef, basis, flat = _footprint_inputs()
-    inputs = tuple(t.clone().requires_grad_() for t in (out, weight, q0, coef))
+    weight, q0, coef, chunks, size = _footprint_inputs()
+    inputs = tuple(t.clone().requires_grad_() for t in (weight, q0, coef))
 
-    def f(o, w, q, c):
-        return function.apply(o, w, q, c, basis, flat)
+    def f(w, q, c):
+        return function.apply(w, q, c, chunks, size)
 
     assert torch.autograd.gradcheck(f, inputs, raise_exception=False) is passes
 
 
 def test_footprint_sum_equals_its_plain_autograd_twin():
     values = _footprint_inputs(seed=1)
-    probe = torch.randn(
-        values[0].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
-    )
+    probe = torch.randn(values[4], dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     results = []
     for fn in (_FootprintSum.apply, footprint_sum_reference):
-        leaves = [t.clone().requires_grad_() for t in values[:4]]
-        result = fn(*leaves, *values[4:])
+        leaves = [t.clone().requires_grad_() for t in values[:3]]
+        result = fn(*leaves, *values[3:])
         (result * probe).sum().backward()
         results.append((result.detach(), [t.grad for t in leaves]))
     (fused, fused_grads), (plain, plain_grads) = results

@@ -18,7 +18,6 @@ model holding every copy (what ``reconstruct`` exports).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,9 @@ from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import quaternion_to_matrix, random_quaternions
 from cryosplat.core.symmetry import expand_gaussians, normalize_symmetry, symmetry_operators
 from cryosplat.io.atomic import atomic_path
+from cryosplat.model.voxelize import voxelize_gaussians
 
-__all__ = ["GaussianModel", "voxelize_gaussians", "precision_and_norm_3d", "inverse_softplus"]
+__all__ = ["GaussianModel", "inverse_softplus"]
 
 FORMAT_NAME = "cryosplat-gaussians"
 FORMAT_VERSION = 1
@@ -40,160 +40,6 @@ FORMAT_VERSION = 1
 def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
     """``y`` with ``softplus(y) = x`` for ``x > 0``."""
     return x + torch.log(-torch.expm1(-x))
-
-
-def precision_and_norm_3d(scales: torch.Tensor, quaternions: torch.Tensor):
-    """Precision matrices ``Σ⁻¹ = R S⁻² Rᵀ`` and normalisations ``1/((2π)^{3/2} s₁s₂s₃)``.
-
-    Parameters
-    ----------
-    scales : torch.Tensor, shape (N, 3), Å
-    quaternions : torch.Tensor, shape (N, 4)
-
-    Returns
-    -------
-    precision : torch.Tensor, shape (N, 3, 3), 1/Å²
-    norm : torch.Tensor, shape (N,), 1/Å³
-    """
-    rot = quaternion_to_matrix(quaternions)
-    inv_var = scales.pow(-2)
-    precision = (rot * inv_var[:, None, :]) @ rot.transpose(-1, -2)
-    norm = 1.0 / ((2.0 * math.pi) ** 1.5 * scales.prod(dim=-1))
-    return precision, norm
-
-
-class _FootprintSum(torch.autograd.Function):
-    """``out + Σ_m w_m exp(−q_mk / 2)`` scattered at ``flat[m, k]``, ``q = q0 + coef @ basis``.
-
-    A fused forward and an analytic backward for :func:`voxelize_gaussians`: autograd through the
-    same expression (:func:`footprint_sum_reference`) keeps several (M, K) intermediates and is a
-    few times slower.
-    """
-
-    @staticmethod
-    def forward(ctx, out, weight, q0, coef, basis, flat):
-        profile = torch.exp(-0.5 * (q0[:, None] + coef @ basis))
-        result = out.index_add(0, flat.reshape(-1), (weight[:, None] * profile).reshape(-1))
-        ctx.save_for_backward(weight, profile, basis, flat)
-        return result
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        weight, profile, basis, flat = ctx.saved_tensors
-        g = grad_out[flat] * profile
-        grad_weight = g.sum(dim=1)
-        g_q = g * (-0.5 * weight[:, None])
-        return grad_out, grad_weight, g_q.sum(dim=1), g_q @ basis.T, None, None
-
-
-def footprint_sum_reference(out, weight, q0, coef, basis, flat):
-    """:class:`_FootprintSum` in plain PyTorch autograd (same arguments and result).
-
-    The twin the fused backward is tested against; it keeps several (M, K) intermediates.
-    """
-    profile = torch.exp(-0.5 * (q0[:, None] + coef @ basis))
-    return out.index_add(0, flat.reshape(-1), (weight[:, None] * profile).reshape(-1))
-
-
-def voxelize_gaussians(
-    mixture: Mixture,
-    box: int,
-    pixel_size_angstrom: float,
-    n_sigma: float = 3.0,
-    max_elements: int = 2**24,
-) -> torch.Tensor:
-    """Sample the mixture's density at the voxel centres of a D³ map, each Gaussian in its footprint.
-
-    Differentiable in every argument. Gaussians are sorted by size and processed in chunks, each
-    chunk with a cube footprint of ``2⌈n_sigma·s_max/pixel⌉+1`` voxels per side, so memory stays
-    under ``max_elements`` values per chunk whatever the number of Gaussians.
-
-    Parameters
-    ----------
-    mixture : Mixture
-        The N Gaussians (means and scales in Å, internal frame).
-    box : int
-    pixel_size_angstrom : float
-    n_sigma : float
-        Footprint half-width in standard deviations.
-    max_elements : int
-        Bound on footprint values evaluated at once.
-
-    Returns
-    -------
-    torch.Tensor, shape (D, D, D), ``[z, y, x]``, density per Å³.
-    """
-    if box < 1:
-        raise ValueError(f"box must be positive, got {box}")
-    means, scales, quaternions, amplitudes = mixture
-    device, dtype = means.device, means.dtype
-    n = means.shape[0]
-    if n == 0:
-        return torch.zeros((box, box, box), device=device, dtype=dtype)
-    precision, norm = precision_and_norm_3d(scales, quaternions)
-    weight = amplitudes * norm
-    radius_vox = torch.ceil(n_sigma * scales.detach().amax(dim=-1) / pixel_size_angstrom).long()
-    radius_vox = radius_vox.clamp(min=1, max=box // 2)
-    order = torch.argsort(radius_vox)
-    sorted_r = radius_vox[order].cpu().numpy()
-    # Splat into a buffer with a margin of twice the largest footprint radius, so that no
-    # footprint index needs a bounds check; crop at the end.
-    margin = 2 * int(sorted_r[-1])
-    side_all = box + 2 * margin
-    out = torch.zeros(side_all**3, device=device, dtype=dtype)
-    start = 0
-    while start < n:
-        r = int(sorted_r[start])
-        side = 2 * r + 1
-        per = side**3
-        count = max(1, max_elements // per)
-        stop = min(n, start + count)
-        # Gaussians with a footprint of at most this radius can join this chunk.
-        stop = start + int(np.searchsorted(sorted_r[start:stop], r, side="right"))
-        idx = order[start:stop]
-        offs = torch.arange(-r, r + 1, device=device)
-        oz, oy, ox = (o.reshape(-1) for o in torch.meshgrid(offs, offs, offs, indexing="ij"))
-        mu = means[idx]
-        c = torch.round(mu.detach() / pixel_size_angstrom).long()  # (M, 3) voxel offsets
-        # q = (δ + o·px)ᵀ P (δ + o·px) = δᵀPδ + 2px·oᵀPδ + px²·oᵀPo with δ = c·px − μ: one
-        # (M, 9) @ (9, K) product instead of a 3×3 form per voxel.
-        delta = c.to(dtype) * pixel_size_angstrom - mu
-        prec = precision[idx]
-        p_delta = (prec @ delta[:, :, None]).squeeze(-1)
-        q0 = (delta * p_delta).sum(-1)
-        px = pixel_size_angstrom
-        coef = torch.cat(
-            [
-                2.0 * px * p_delta,
-                px
-                * px
-                * torch.stack(
-                    [
-                        prec[:, 0, 0],
-                        prec[:, 1, 1],
-                        prec[:, 2, 2],
-                        2.0 * prec[:, 0, 1],
-                        2.0 * prec[:, 0, 2],
-                        2.0 * prec[:, 1, 2],
-                    ],
-                    dim=-1,
-                ),
-            ],
-            dim=-1,
-        )
-        basis = torch.stack([ox, oy, oz, ox * ox, oy * oy, oz * oz, ox * oy, ox * oz, oy * oz])
-        # A footprint that leaves the buffer misses the box (the margin is 2 radii): drop it.
-        grid = c + (box // 2 + margin)
-        fits = ((grid >= r) & (grid < side_all - r)).all(dim=-1)
-        grid = torch.where(fits[:, None], grid, torch.full_like(grid, side_all // 2))
-        base = (grid[:, 2] * side_all + grid[:, 1]) * side_all + grid[:, 0]
-        flat = base[:, None] + ((oz * side_all + oy) * side_all + ox)[None, :]
-        chunk_weight = torch.where(fits, weight[idx], torch.zeros_like(weight[idx]))
-        out = _FootprintSum.apply(out, chunk_weight, q0, coef, basis.to(dtype), flat)
-        start = stop
-    out = out.reshape(side_all, side_all, side_all)
-    inner = slice(margin, margin + box)
-    return out[inner, inner, inner]
 
 
 class GaussianModel(torch.nn.Module):

@@ -4,7 +4,7 @@ Same signature and same quantity as :func:`cryosplat.render.reference.splat_refe
 integrals per Å² on the FFT-aligned grid), computed by the central-slice theorem instead of per
 (view, Gaussian) footprints:
 
-1. the mixture is voxelised once on the D³ map grid (:func:`cryosplat.model.gaussians.voxelize_gaussians`,
+1. the mixture is voxelised once on the D³ map grid (:func:`cryosplat.model.voxelize.voxelize_gaussians`,
    each Gaussian within ``n_sigma`` of its centre);
 2. the map is divided by the trilinear apodisation (gridding correction), zero-padded to
    ``P = pad · D`` and real-FFT'd (:func:`cryosplat.core.fourier_slice.padded_rfft`);
@@ -44,7 +44,7 @@ import torch
 from cryosplat.core.fourier_slice import padded_box, padded_rfft, trilinear_apodization
 from cryosplat.core.half_slices import HalfPlane, HalfSlices
 from cryosplat.core.mixture import Mixture
-from cryosplat.model.gaussians import voxelize_gaussians
+from cryosplat.model.voxelize import voxelize_gaussians
 from cryosplat.render.geometry import check_inputs
 
 __all__ = ["splat_fourier", "DEFAULT_PAD"]

@@ -1,7 +1,7 @@
 """Fit a Gaussian mixture to Fourier sufficient statistics, coarse to fine.
 
 The loss of :mod:`cryosplat.reconstruct.grid.loss` is evaluated for the mixture by voxelising it
-(:func:`cryosplat.model.gaussians.voxelize_gaussians`, each Gaussian in its footprint); no image is read,
+(:func:`cryosplat.model.voxelize.voxelize_gaussians`, each Gaussian in its footprint); no image is read,
 so a step costs the same for 1,000 or 1,000,000 particles. ``GridLoss`` and ``gridded_loss`` are
 re-exported here.
 
@@ -152,6 +152,7 @@ class GridFitConfig:
     prior_strength: float = 0.3
     prior_cap: float = 2.0
     unpadded_above_box: int | None = 128
+    unpadded_coarse_stages: bool = False
     check_every: int = 5
     patience: int = 3
     min_improvement: float = 1e-4
@@ -242,10 +243,12 @@ def fit_shell_weights(stats: FourierStatistics, config: GridFitConfig) -> torch.
 
 
 def _stage_statistics(stats: FourierStatistics, box: int, config: GridFitConfig):
-    """``stats`` cropped to a stage's box, unpadded above ``config.unpadded_above_box``."""
+    """``stats`` cropped to a stage's box, unpadded above ``config.unpadded_above_box`` and,
+    with ``config.unpadded_coarse_stages``, below the full box."""
     cropped = stats.crop(box)
     limit = config.unpadded_above_box
-    return cropped.unpadded() if limit is not None and box > limit else cropped
+    coarse = config.unpadded_coarse_stages and box < stats.box
+    return cropped.unpadded() if coarse or (limit is not None and box > limit) else cropped
 
 
 def _amplitude_factor(params: FitParameters, loss: GridLoss, config: GridFitConfig) -> float:

@@ -15,7 +15,7 @@ Counting bytes per half-grid voxel:
   being fitted with their construction temporaries (36), the padded transform of the map and its
   gradient, autograd buffers and the cross-validation data maps (``D³``): ``FIT_BYTES_PER_VOXEL``
   plus the voxeliser, ``VOXELISER_BYTES_PER_VALUE`` per footprint value (``n_gaussians ·
-  (2⌈n_sigma · max_scale⌉ + 1)³``, kept for the backward pass);
+  FOOTPRINT_VALUES_PER_GAUSSIAN``, kept for the backward pass);
 * ``BASE_BYTES``: Python, PyTorch, NumPy and the particle metadata.
 
 ``peak = BASE_BYTES + max(statistics pass, fit)``. On a CPU the two halves are gathered and fitted
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryosplat.core.errors import InputError
+from cryosplat.model.voxelize import footprint_voxels
 from cryosplat.particles.downsample import box_for_resolution
 
 __all__ = [
@@ -67,8 +68,10 @@ BASE_BYTES = 600 * 2**20
 STATISTICS_BYTES_PER_VOXEL = 60
 BATCH_BYTES_PER_PIXEL = 84
 FIT_BYTES_PER_VOXEL = 125
-VOXELISER_BYTES_PER_VALUE = 20
-FOOTPRINT_RADIUS_VOXELS = 3  # ⌈n_sigma · max_scale_pixels⌉ with the fit's defaults (3 · 1 px)
+VOXELISER_BYTES_PER_VALUE = 8  # the profile kept for the backward pass, and chunk temporaries
+# With the fit's defaults: 85 % positive Gaussians of at most 1 stage pixel (footprint radius
+# ⌈3 · 1⌉), 15 % negative ones of at most 3 pixels (radius ⌈3 · 3⌉).
+FOOTPRINT_VALUES_PER_GAUSSIAN = 0.85 * footprint_voxels(3) + 0.15 * footprint_voxels(9)
 DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
 LEANEST_BATCH = 16
 HELD_STATISTICS_BYTES_PER_VOXEL = 48  # the four gathered sets, shared by both halves' fits
@@ -178,14 +181,14 @@ def estimate_memory(
     voxels = half_grid_voxels(box, pad)
     unpadded = unpadded_above_box is not None and box > unpadded_above_box
     per_voxel = FIT_UNPADDED_BYTES_PER_VOXEL if unpadded and pad > 1 else FIT_BYTES_PER_VOXEL
-    footprint = (2 * FOOTPRINT_RADIUS_VOXELS + 1) ** 3
+    footprint = FOOTPRINT_VALUES_PER_GAUSSIAN
     return MemoryEstimate(
         box,
         pad,
         n_gaussians,
         batch_size,
         STATISTICS_BYTES_PER_VOXEL * voxels + BATCH_BYTES_PER_PIXEL * batch_size * box * box,
-        per_voxel * voxels + VOXELISER_BYTES_PER_VALUE * n_gaussians * footprint,
+        per_voxel * voxels + int(VOXELISER_BYTES_PER_VALUE * n_gaussians * footprint),
         per_voxel,
     )
 

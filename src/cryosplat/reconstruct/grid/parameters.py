@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from cryosplat.core.errors import CryosplatError
 from cryosplat.core.mixture import Mixture
 from cryosplat.core.symmetry import expand_gaussians, symmetrize_on_grid, voxel_permutations
-from cryosplat.model.gaussians import GaussianModel, inverse_softplus, voxelize_gaussians
+from cryosplat.model.gaussians import GaussianModel, inverse_softplus
+from cryosplat.model.voxelize import voxelize_gaussians
 
 __all__ = ["FitParameters"]
 
