@@ -222,18 +222,10 @@ def voxelize_gaussians(
     delta = centre.to(dtype) * px - mu
     p_delta = (precision @ delta[:, :, None]).squeeze(-1)
     q0 = (delta * p_delta).sum(-1)
-    quadratic = torch.stack(
-        [
-            precision[:, 0, 0],
-            precision[:, 1, 1],
-            precision[:, 2, 2],
-            2.0 * precision[:, 0, 1],
-            2.0 * precision[:, 0, 2],
-            2.0 * precision[:, 1, 2],
-        ],
-        dim=-1,
-    )
-    coef = torch.cat([2.0 * px * p_delta, px * px * quadratic], dim=-1)
+    # oᵀPo = Σ P_ii o_i² + 2 Σ_{i<j} P_ij o_i o_j, in the order of the basis rows 3-8.
+    factors = torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0], device=device, dtype=dtype) * px * px
+    quadratic = precision.flatten(1)[:, [0, 4, 8, 1, 2, 5]] * factors
+    coef = torch.cat([2.0 * px * p_delta, quadratic], dim=-1)
     # A footprint that leaves the buffer misses the box (the margin is 2 radii): drop it.
     grid = centre + (box // 2 + margin)
     r = torch.as_tensor(sorted_radius, device=device)[:, None]

@@ -152,7 +152,6 @@ class GridFitConfig:
     prior_strength: float = 0.3
     prior_cap: float = 2.0
     unpadded_above_box: int | None = 128
-    unpadded_coarse_stages: bool = False
     check_every: int = 5
     patience: int = 3
     min_improvement: float = 1e-4
@@ -243,12 +242,10 @@ def fit_shell_weights(stats: FourierStatistics, config: GridFitConfig) -> torch.
 
 
 def _stage_statistics(stats: FourierStatistics, box: int, config: GridFitConfig):
-    """``stats`` cropped to a stage's box, unpadded above ``config.unpadded_above_box`` and,
-    with ``config.unpadded_coarse_stages``, below the full box."""
+    """``stats`` cropped to a stage's box, unpadded above ``config.unpadded_above_box``."""
     cropped = stats.crop(box)
     limit = config.unpadded_above_box
-    coarse = config.unpadded_coarse_stages and box < stats.box
-    return cropped.unpadded() if coarse or (limit is not None and box > limit) else cropped
+    return cropped.unpadded() if limit is not None and box > limit else cropped
 
 
 def _amplitude_factor(params: FitParameters, loss: GridLoss, config: GridFitConfig) -> float:
