@@ -40,22 +40,34 @@ from cryosplat.io.star import write_relion31_particles  # noqa: E402
 from cryosplat.particles.read import read_particles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1] / "bench_out" / "scale"
+DEFAULT_SNR = 0.005
 
 
-def spec(n_particles: int, box: int = 256, pixel: float = 1.3, noise: str = "white") -> DatasetSpec:
-    """5A1A with real defocus (EMPIAR-10028's CTF table), SNR 0.005, white or coloured noise
-    (the radial spectrum of real particle images, :func:`bench_datasets.coloured_noise_profile`)."""
+def spec(
+    n_particles: int,
+    box: int = 256,
+    pixel: float = 1.3,
+    noise: str = "white",
+    snr: float = DEFAULT_SNR,
+) -> DatasetSpec:
+    """5A1A with real defocus (EMPIAR-10028's CTF table), SNR 0.005 unless told, white or coloured
+    noise (the radial spectrum of real particle images, :func:`bench_datasets.coloured_noise_profile`)."""
     return DatasetSpec(
-        f"5a1a_{box}_{n_particles}" + ("_c" if noise == "coloured" else ""),
+        "5a1a_" + _name(n_particles, box, noise, snr),
         "models/5a1a.cif",
         box,
         pixel,
         n_particles,
-        0.005,
+        snr,
         ctf_table="metadata/empiar10028_ctf.pkl",
         cs_mm=2.0,
         noise=noise,
     )
+
+
+def _name(n_particles: int, box: int, noise: str, snr: float) -> str:
+    name = f"{box}_{n_particles}" + ("_c" if noise == "coloured" else "")
+    return name if snr == DEFAULT_SNR else f"{name}_snr{snr:g}"
 
 
 def split_into_stacks(star: Path, per_stack: int) -> Path:
@@ -87,15 +99,17 @@ def split_into_stacks(star: Path, per_stack: int) -> Path:
     return out
 
 
-def make(n_particles: int, box: int, per_stack: int, noise: str = "white") -> tuple[Path, Path]:
-    data = make_dataset(spec(n_particles, box, noise=noise), ROOT / "datasets")
+def make(
+    n_particles: int, box: int, per_stack: int, noise: str = "white", snr: float = DEFAULT_SNR
+) -> tuple[Path, Path]:
+    data = make_dataset(spec(n_particles, box, noise=noise, snr=snr), ROOT / "datasets")
     return split_into_stacks(data.star, per_stack), data.truth
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    star, truth = make(args.n, args.box, args.per_stack, args.noise)
+    star, truth = make(args.n, args.box, args.per_stack, args.noise, args.snr)
     pixel = read_particles(star).pixel_size_angstrom
-    out = ROOT / (f"runs_{args.box}_{args.n}" + ("_c" if args.noise == "coloured" else ""))
+    out = ROOT / f"runs_{_name(args.n, args.box, args.noise, args.snr)}"
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     cases = [
@@ -268,7 +282,7 @@ def rate(args: argparse.Namespace) -> list[dict]:
     cryosplat as the engine runs it on a CPU (the two halves side by side, one thread each, 2
     cores), relion_reconstruct --ctf single-threaded (1 core).
     """
-    star, _ = make(args.n, args.box, args.per_stack, args.noise)
+    star, _ = make(args.n, args.box, args.per_stack, args.noise, args.snr)
     folder = star.parent
     rows = []
     small, large = args.sizes
@@ -331,6 +345,7 @@ def main() -> None:
     p.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")], default=[2000, 10000])
     p.add_argument("--per-stack", type=int, default=100)
     p.add_argument("--noise", choices=("white", "coloured"), default="white")
+    p.add_argument("--snr", type=float, default=DEFAULT_SNR, help="signal-to-noise ratio")
     p.add_argument("--res", type=float, default=6.0, help="--max-resolution / --maxres (Å)")
     p.add_argument(
         "--only", help="run only the methods whose label contains one of these (comma-separated)"
@@ -348,8 +363,8 @@ def main() -> None:
             print(row)
         return
     if args.what == "make":
-        print(make(args.n, args.box, args.per_stack, args.noise))
-        print(json.dumps(asdict(spec(args.n, args.box, noise=args.noise)), indent=1))
+        print(make(args.n, args.box, args.per_stack, args.noise, args.snr))
+        print(json.dumps(asdict(spec(args.n, args.box, noise=args.noise, snr=args.snr)), indent=1))
         return
     for row in run(args):
         print(row)
