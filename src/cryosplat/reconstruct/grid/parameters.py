@@ -34,6 +34,7 @@ class FitParameters:
         ops = model.symmetry_operators()
         self.operators = None if ops is None else torch.as_tensor(ops, device=device)
         self._permutations: dict[int, torch.Tensor | None] = {}
+        self._scale_bounds: tuple | None = None
         with torch.no_grad():
             amplitudes = model.amplitudes.detach().to(device, torch.float32)
             self.signs = None
@@ -89,17 +90,26 @@ class FitParameters:
     ) -> None:
         """Keep the scales within ``scale_pixels`` (``negative_pixels`` for a negative
         population), in pixels of the stage grid."""
-        limits = torch.tensor(scale_pixels) * pixel
-        bounds = inverse_softplus(limits.double())
+        key = (pixel, tuple(scale_pixels), tuple(negative_pixels))
+        if self._scale_bounds is None or self._scale_bounds[0] != key:
+            self._scale_bounds = (key, self._raw_scale_bounds(pixel, scale_pixels, negative_pixels))
+        low, high = self._scale_bounds[1]
         with torch.no_grad():
-            if self.signs is not None:
-                negative = torch.tensor(negative_pixels) * pixel
-                nb = inverse_softplus(negative.double())
-                low = torch.where(self.signs < 0, float(nb[0]), float(bounds[0]))[:, None]
-                high = torch.where(self.signs < 0, float(nb[1]), float(bounds[1]))[:, None]
-                self.raw_scales.copy_(torch.minimum(torch.maximum(self.raw_scales, low), high))
-                return
-            self.raw_scales.clamp_(min=float(bounds[0]), max=float(bounds[1]))
+            self.raw_scales.clamp_(min=low, max=high)
+
+    def _raw_scale_bounds(self, pixel, scale_pixels, negative_pixels):
+        """Bounds ``(N, 1)`` of the raw (softplus) scales, or floats when every Gaussian shares
+        them."""
+        bounds = inverse_softplus(torch.tensor(scale_pixels, dtype=torch.float64) * pixel)
+        if self.signs is None:
+            return float(bounds[0]), float(bounds[1])
+        negative = inverse_softplus(torch.tensor(negative_pixels, dtype=torch.float64) * pixel)
+        device, dtype = self.raw_scales.device, self.raw_scales.dtype
+        negative_rows = (self.signs < 0)[:, None]
+        return tuple(
+            torch.where(negative_rows, float(negative[i]), float(bounds[i])).to(device, dtype)
+            for i in range(2)
+        )
 
     def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
         if not all(bool(torch.isfinite(t).all()) for t in self.tensors()):
