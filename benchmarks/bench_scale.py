@@ -178,7 +178,10 @@ def _row(label, cost, map_path, truth, pixel) -> dict:
         small = map_path.with_name(f"truth_{volume.shape[0]}.mrc")
         write_map(small, crop_volume(read_map(truth)[0], volume.shape[0]), voxel)
         truth, pixel = small, voxel
-    score = asdict(score_maps(truth, map_path, None, pixel))
+    score = {
+        key: value.tolist() if isinstance(value, np.ndarray) else value
+        for key, value in asdict(score_maps(truth, map_path, None, pixel)).items()
+    }
     return {
         "method": label,
         "wall_s": cost.wall_s,

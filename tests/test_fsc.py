@@ -8,8 +8,15 @@ import torch
 
 from cryosplat.core.fourier import squared_radius
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.validation.fsc import crossing_shell, fsc, masked_fsc, phase_randomize, resolution_at
-from cryosplat.validation.masks import auto_mask, lowpass, spherical_mask
+from cryosplat.validation.fsc import (
+    crossing_shell,
+    fsc,
+    masked_fsc,
+    masked_fscs,
+    phase_randomize,
+    resolution_at,
+)
+from cryosplat.validation.masks import _dilate_cube, auto_mask, lowpass, spherical_mask
 
 
 def _blob_map(box=48, pixel=2.0, seed=0):
@@ -113,3 +120,45 @@ def test_squared_radius_layouts():
     expected = f[:, None, None] ** 2 + f[None, :, None] ** 2 + torch.arange(4)[None, None, :] ** 2
     assert torch.equal(uncentred, expected)
     assert torch.equal(squared_radius(box, 2, half=True), k[:, None] ** 2 + torch.arange(4) ** 2)
+
+
+@pytest.mark.parametrize("box", [12, 13])
+def test_fsc_on_the_half_grid_equals_the_full_grid_sums(box):
+    """The half-grid sums with their multiplicity are the full complex transform's (even and odd
+    boxes), and the FSC does not depend on where the origin is."""
+    rng = np.random.default_rng(box)
+    a, b = rng.normal(size=(2, box, box, box))
+    fa, fb = np.fft.fftn(a), np.fft.fftn(b)
+    k = np.fft.fftfreq(box) * box
+    shells = np.rint(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2))
+    n = box // 2 + 1
+    inside = shells < n
+    sums = [
+        np.bincount(shells[inside].astype(int), weights=x[inside], minlength=n)
+        for x in ((fa * fb.conj()).real, np.abs(fa) ** 2, np.abs(fb) ** 2)
+    ]
+    expected = sums[0] / np.sqrt(sums[1] * sums[2])
+    np.testing.assert_allclose(fsc(a, b), expected, rtol=1e-12, atol=1e-12)
+    moved = [np.roll(x, (3, -2, 5), axis=(0, 1, 2)) for x in (a, b)]
+    np.testing.assert_allclose(fsc(*moved), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_masked_fscs_under_several_masks_equal_one_mask_at_a_time():
+    rng = np.random.default_rng(4)
+    v = _blob_map()
+    a, b = (v + 0.5 * v.std() * rng.normal(size=v.shape) for _ in range(2))
+    masks = [spherical_mask(48), auto_mask(v, 2.0)]
+    together = masked_fscs(a, b, masks, 2.0)
+    for mask, result in zip(masks, together, strict=True):
+        alone = masked_fsc(a, b, mask, 2.0)
+        for name in ("unmasked", "masked", "randomized", "corrected"):
+            np.testing.assert_array_equal(getattr(result, name), getattr(alone, name))
+
+
+def test_dilation_by_a_cube_equals_max_pooling():
+    gen = torch.Generator().manual_seed(0)
+    for shape in ((9, 9, 9), (10, 7, 12)):
+        binary = torch.rand(shape, generator=gen) > 0.97
+        pooled = torch.nn.functional.max_pool3d(binary.float()[None, None], 3, 1, 1)[0, 0] > 0
+        assert torch.equal(_dilate_cube(binary), pooled)
+        assert int(pooled.sum()) > 5 * int(binary.sum())

@@ -14,7 +14,7 @@ from cryosplat.io.mrc import write_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
 from cryosplat.validation.crossval import CrossValidatedFSC, cross_validated_fsc
-from cryosplat.validation.fsc import FSCResult, masked_fsc
+from cryosplat.validation.fsc import FSCResult, masked_fscs
 from cryosplat.validation.masks import auto_mask, spherical_mask
 
 __all__ = ["HalfMapReport", "evaluate_half_maps", "plot_fsc", "write_outputs"]
@@ -119,11 +119,10 @@ def evaluate_half_maps(
         cross = cross_validated_fsc(
             a, b, *data, on_device(sphere), pixel_size_angstrom, n_bootstrap=N_BOOTSTRAP
         )
-    report = HalfMapReport(
-        masked_fsc(a, b, on_device(sphere), pixel_size_angstrom),
-        masked_fsc(a, b, on_device(amask), pixel_size_angstrom),
-        cross,
+    spherical, automatic = masked_fscs(
+        a, b, [on_device(sphere), on_device(amask)], pixel_size_angstrom
     )
+    report = HalfMapReport(spherical, automatic, cross)
     return report, amask
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from cryosplat.core.fourier import squared_radius
-from cryosplat.validation.fsc import resolution_at, shell_resolutions
+from cryosplat.validation.fsc import half_grid_shells, resolution_at, shell_resolutions
 from cryosplat.validation.masks import spherical_mask
 
 __all__ = ["CrossValidatedFSC", "cross_validated_fsc", "data_half_maps", "ResolutionMonitor"]
@@ -192,12 +192,9 @@ class _ShellTerms:
 
     def __init__(self, maps: list, mask, blocks: int, seed: int) -> None:
         box = maps[0].shape[0]
-        r2 = squared_radius(box, 3, half=True, centred=False, dtype=torch.float64)
-        shells = torch.round(r2.sqrt()).long().numpy().reshape(-1)
-        multiplicity = np.full(r2.shape, 2.0)
-        multiplicity[..., 0] = 1.0
-        if box % 2 == 0:
-            multiplicity[..., box // 2] = 1.0
+        shell_grid, multiplicity_grid = half_grid_shells(box)
+        shells = shell_grid.numpy().reshape(-1)
+        multiplicity = multiplicity_grid.numpy()
         keep = shells <= box // 2
         self.n_shells, self.blocks = box // 2 + 1, blocks
         shells, multiplicity = shells[keep], multiplicity.reshape(-1)[keep]

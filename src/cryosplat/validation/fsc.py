@@ -1,18 +1,24 @@
 """Fourier shell correlation, resolution at a threshold, and the phase-randomisation correction.
 
-Shells are the integer radii of the centred 3D transform (shell ``s`` holds frequencies with
+Shells are the integer radii of the 3D transform (shell ``s`` holds frequencies with
 ``round(|k| · D · pixel) = s``), from 0 to ``D // 2`` (Nyquist). The resolution of shell ``s`` is
 ``D · pixel / s`` Å.
+
+Sums over shells are taken on the real transform's half grid, uncentred (:func:`half_grid_shells`:
+each Friedel pair once, counted twice): the FSC does not depend on where the origin is, and the
+half grid holds half the values of the full complex one, with no shifted copies (at box 256 the
+full-grid version spent most of a run's final minute in transforms and shifts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
 
-from cryosplat.core.fourier import fftn_centered, ifftn_centered, squared_radius
+from cryosplat.core.fourier import squared_radius
 
 __all__ = [
     "fsc",
@@ -22,11 +28,34 @@ __all__ = [
     "phase_randomize",
     "FSCResult",
     "masked_fsc",
+    "masked_fscs",
+    "half_grid_shells",
 ]
 
 
-def _shell_index(box: int, device=None) -> torch.Tensor:
-    return torch.round(squared_radius(box, 3, device=device, dtype=torch.float64).sqrt()).long()
+def half_grid_shells(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shell index and multiplicity of each point of the uncentred real-FFT half grid (shared,
+    read-only tensors: made once per box and device).
+
+    Returns
+    -------
+    shells : torch.Tensor, int64, shape (D, D, D//2 + 1)
+        ``round(|k|)`` in pixels of the box.
+    multiplicity : torch.Tensor, float64, same shape
+        2 for points that stand for a Friedel pair, 1 on the ``kx = 0`` plane and, for an even
+        box, the ``kx = D/2`` plane: sums weighted by it are those of the full grid.
+    """
+    return _half_grid_shells(box, torch.device("cpu" if device is None else device))
+
+
+@lru_cache(maxsize=4)
+def _half_grid_shells(box: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    r2 = squared_radius(box, 3, half=True, centred=False, device=device, dtype=torch.float64)
+    multiplicity = torch.full(r2.shape, 2.0, dtype=torch.float64, device=device)
+    multiplicity[..., 0] = 1.0
+    if box % 2 == 0:
+        multiplicity[..., box // 2] = 1.0
+    return torch.round(r2.sqrt()).long(), multiplicity
 
 
 def _as_tensor(volume) -> torch.Tensor:
@@ -55,18 +84,19 @@ def fsc(map_a, map_b) -> np.ndarray:
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     box = a.shape[0]
-    fa, fb = fftn_centered(a), fftn_centered(b)
-    shells = _shell_index(box, a.device).reshape(-1)
+    fa, fb = torch.fft.rfftn(a), torch.fft.rfftn(b)
+    shells, multiplicity = half_grid_shells(box, a.device)
     n = box // 2 + 1
-    keep = shells < n
-    s = shells[keep]
+    keep = shells.reshape(-1) < n
+    s = shells.reshape(-1)[keep]
+    weight = multiplicity.reshape(-1)[keep]
 
     def shell_sums(values: torch.Tensor) -> torch.Tensor:
         zeros = torch.zeros(n, dtype=torch.float64, device=a.device)
-        return zeros.index_add_(0, s, values.reshape(-1)[keep])
+        return zeros.index_add_(0, s, values.reshape(-1)[keep] * weight)
 
-    cross = shell_sums((fa * fb.conj()).real)
-    pa, pb = shell_sums(fa.abs().pow(2)), shell_sums(fb.abs().pow(2))
+    cross = shell_sums(torch.view_as_real(fa * fb.conj())[..., 0])
+    pa, pb = shell_sums(fa.abs().square()), shell_sums(fb.abs().square())
     denom = torch.sqrt(pa * pb)
     out = torch.where(denom > 0, cross / denom.clamp_min(1e-300), torch.zeros_like(cross))
     return out.cpu().numpy()
@@ -111,15 +141,17 @@ def phase_randomize(volume, from_shell: int, seed: int = 0) -> torch.Tensor:
     """
     v = _as_tensor(volume)
     box = v.shape[0]
-    ft = fftn_centered(v)
+    ft = torch.fft.rfftn(v)
     gen = torch.Generator().manual_seed(seed)
     # Drawn on the CPU whatever the map's device, so that a seed gives the same phases anywhere.
     noise = torch.rand(v.shape, generator=gen, dtype=torch.float64).to(v.device)
     # The phase of a real random field's transform is Hermitian and uniform: take it from one.
-    phase = torch.angle(fftn_centered(noise - noise.mean()))
-    shells = _shell_index(box, v.device)
+    # (Map and noise both uncentred: the same as both centred, since a common shift multiplies
+    # the two transforms by the same phase ramp.)
+    phase = torch.angle(torch.fft.rfftn(noise - noise.mean()))
+    shells, _ = half_grid_shells(box, v.device)
     randomized = torch.where(shells > from_shell, ft.abs() * torch.exp(1j * phase), ft)
-    return ifftn_centered(randomized).real
+    return torch.fft.irfftn(randomized, s=v.shape)
 
 
 @dataclass
@@ -179,20 +211,38 @@ def masked_fsc(half_a, half_b, mask, pixel_size_angstrom: float, seed: int = 0) 
     Phases are randomised beyond the shell where the unmasked FSC first falls below 0.8; the
     corrected curve is ``(FSC_masked − FSC_randomized) / (1 − FSC_randomized)`` beyond it.
     """
+    return masked_fscs(half_a, half_b, [mask], pixel_size_angstrom, seed)[0]
+
+
+def masked_fscs(half_a, half_b, masks, pixel_size_angstrom: float, seed: int = 0):
+    """:func:`masked_fsc` of the same half maps under several masks (list of FSCResult); the
+    unmasked FSC and the phase-randomised maps, which do not depend on the mask, are made once."""
     a = _as_tensor(half_a)
-    b, m = _as_tensor(half_b).to(a.device), _as_tensor(mask).to(a.device)
+    b = _as_tensor(half_b).to(a.device)
     box = a.shape[0]
     unmasked = fsc(a, b)
-    masked = fsc(a * m, b * m)
     cut = crossing_shell(unmasked, 0.8)
     from_shell = int(np.floor(cut)) if cut is not None else box // 2
     from_shell = max(from_shell, 2)
     ra, rb = phase_randomize(a, from_shell, seed), phase_randomize(b, from_shell, seed + 1)
-    randomized = fsc(ra * m, rb * m)
-    corrected = masked.copy()
-    tail = np.arange(masked.size) > from_shell
-    denom = np.where(np.abs(1.0 - randomized) < 1e-6, 1e-6, 1.0 - randomized)
-    corrected[tail] = ((masked - randomized) / denom)[tail]
-    return FSCResult(
-        box, float(pixel_size_angstrom), unmasked, masked, randomized, corrected, from_shell
-    )
+    results = []
+    for mask in masks:
+        m = _as_tensor(mask).to(a.device)
+        masked = fsc(a * m, b * m)
+        randomized = fsc(ra * m, rb * m)
+        corrected = masked.copy()
+        tail = np.arange(masked.size) > from_shell
+        denom = np.where(np.abs(1.0 - randomized) < 1e-6, 1e-6, 1.0 - randomized)
+        corrected[tail] = ((masked - randomized) / denom)[tail]
+        results.append(
+            FSCResult(
+                box,
+                float(pixel_size_angstrom),
+                unmasked,
+                masked,
+                randomized,
+                corrected,
+                from_shell,
+            )
+        )
+    return results

@@ -7,12 +7,7 @@ import math
 import numpy as np
 import torch
 
-from cryosplat.core.fourier import (
-    fftn_centered,
-    frequency_grid_3d,
-    ifftn_centered,
-    squared_radius,
-)
+from cryosplat.core.fourier import squared_radius
 
 __all__ = ["spherical_mask", "auto_mask", "lowpass"]
 
@@ -59,10 +54,24 @@ def lowpass(volume, resolution_angstrom: float, pixel_size_angstrom: float) -> n
     """Gaussian low-pass filter with amplitude 0.5 at ``resolution_angstrom``."""
     v = torch.as_tensor(np.asarray(volume), dtype=torch.float64)
     box = v.shape[0]
-    kx, ky, kz = frequency_grid_3d(box, pixel_size_angstrom, dtype=torch.float64)
-    k2 = kx**2 + ky**2 + kz**2
+    # A filter symmetric in k is a convolution: no centring needed, and the real half grid does.
+    k2 = squared_radius(box, 3, half=True, centred=False, dtype=torch.float64)
+    k2 /= (box * pixel_size_angstrom) ** 2
     sigma2 = (1.0 / resolution_angstrom) ** 2 / (2.0 * math.log(2.0))
-    return ifftn_centered(fftn_centered(v) * torch.exp(-k2 / (2.0 * sigma2))).real.numpy()
+    return torch.fft.irfftn(torch.fft.rfftn(v) * torch.exp(-k2 / (2.0 * sigma2)), s=v.shape).numpy()
+
+
+def _dilate_cube(binary: torch.Tensor) -> torch.Tensor:
+    """A boolean volume dilated by a 3³ cube: a voxel is set when one of its 26 neighbours is, one
+    axis at a time (shifted ORs at memory speed; ``max_pool3d`` takes ~30× longer)."""
+    out = binary
+    for axis in range(3):
+        grown = out.clone()
+        n = out.shape[axis]
+        grown.narrow(axis, 1, n - 1).logical_or_(out.narrow(axis, 0, n - 1))
+        grown.narrow(axis, 0, n - 1).logical_or_(out.narrow(axis, 1, n - 1))
+        out = grown
+    return out
 
 
 def auto_mask(
@@ -89,13 +98,14 @@ def auto_mask(
     if not peak > 0:
         return spherical_mask(box)
     binary = smooth >= threshold_fraction * peak
-    # Distance (voxels) to the binary mask, via repeated dilation by a 1-voxel ball up to the edge.
+    # Distance (voxels, chessboard) to the binary mask, via repeated dilation by a 3³ cube up to
+    # the edge.
     reach = int(math.ceil(dilate_px + soft_width_px)) + 1
     dist = np.where(binary, 0.0, np.inf)
-    current = torch.as_tensor(binary, dtype=torch.float32)[None, None]
+    current = torch.as_tensor(binary)
     for step in range(1, reach + 1):
-        current = (torch.nn.functional.max_pool3d(current, 3, stride=1, padding=1) > 0).float()
-        newly = current[0, 0].numpy().astype(bool) & ~np.isfinite(dist)
+        current = _dilate_cube(current)
+        newly = current.numpy() & ~np.isfinite(dist)
         dist[newly] = step
     dist = np.where(np.isfinite(dist), dist, reach + 1.0)
     mask = _soft_edge(torch.as_tensor(dist - dilate_px), soft_width_px)
