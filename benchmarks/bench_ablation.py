@@ -14,6 +14,7 @@ Examples::
     python benchmarks/bench_ablation.py emd1832 low_shell_weighting=False
     python benchmarks/bench_ablation.py emd1832 unpadded_above_box=0 stage_steps=160,40,40,30
     python benchmarks/bench_ablation.py emd1832 prior_strength=0 seed=1    # other seeds
+    python benchmarks/bench_ablation.py emd1832 seed=2 shells=22-32        # the curve there too
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ def fit_halves(stats: dict, config: GridFitConfig, seed: int = 0) -> list[np.nda
     return maps
 
 
-def score(root: Path, name: str, stats: dict, maps: list[np.ndarray]) -> dict:
+def score(
+    root: Path, name: str, stats: dict, maps: list[np.ndarray], shells: str | None = None
+) -> dict:
     box, pixel = stats["box"], stats["pixel"]
     truth, _ = read_map(root / "datasets" / name / "truth.mrc")
     mask = spherical_mask(box)
@@ -111,6 +114,9 @@ def score(root: Path, name: str, stats: dict, maps: list[np.ndarray]) -> dict:
         "first_shell": round(float(curve[1]), 3),
         "lowest": round(float(curve[1:].min()), 3),
     }
+    if shells is not None:  # "LO-HI": the curve itself over those shells
+        lo, hi = (int(k) for k in shells.split("-"))
+        result[f"shells_{lo}_{hi}"] = [round(float(x), 3) for x in curve[lo : hi + 1]]
     peers = {}
     for method, path in PEER_MAPS.items():
         if (root / "runs" / name / path).is_file():
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(settings.pop("out", ROOT))
     torch.set_num_threads(int(settings.pop("threads", 1)))
     seed = int(settings.pop("seed", 0))
+    shells = settings.pop("shells", None)
     known = {f.name for f in fields(GridFitConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     maps = fit_halves(stats, config, seed)
     seconds = time.perf_counter() - started
     result = {"set": name, "settings": settings, "fit_s": round(seconds, 1)}
-    result.update(score(root, name, stats, maps))
+    result.update(score(root, name, stats, maps, shells))
     print(json.dumps(result))
     return 0
 
