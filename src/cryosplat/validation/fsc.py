@@ -13,7 +13,6 @@ full-grid version spent most of a run's final minute in transforms and shifts).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -34,8 +33,7 @@ __all__ = [
 
 
 def half_grid_shells(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shell index and multiplicity of each point of the uncentred real-FFT half grid (shared,
-    read-only tensors: made once per box and device).
+    """Shell index and multiplicity of each point of the uncentred real-FFT half grid.
 
     Returns
     -------
@@ -45,11 +43,6 @@ def half_grid_shells(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor]
         2 for points that stand for a Friedel pair, 1 on the ``kx = 0`` plane and, for an even
         box, the ``kx = D/2`` plane: sums weighted by it are those of the full grid.
     """
-    return _half_grid_shells(box, torch.device("cpu" if device is None else device))
-
-
-@lru_cache(maxsize=4)
-def _half_grid_shells(box: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     r2 = squared_radius(box, 3, half=True, centred=False, device=device, dtype=torch.float64)
     multiplicity = torch.full(r2.shape, 2.0, dtype=torch.float64, device=device)
     multiplicity[..., 0] = 1.0
@@ -65,7 +58,7 @@ def _as_tensor(volume) -> torch.Tensor:
     return t.detach().double()
 
 
-def fsc(map_a, map_b) -> np.ndarray:
+def fsc(map_a, map_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
     """FSC between two cubic maps of the same box.
 
     Parameters
@@ -73,6 +66,8 @@ def fsc(map_a, map_b) -> np.ndarray:
     map_a, map_b : array_like or torch.Tensor, shape (D, D, D)
         Computed in double precision on the device of ``map_a`` when it is a tensor (e.g. a
         GPU), else on the CPU.
+    grid : (shells, multiplicity), optional
+        :func:`half_grid_shells` of the box on that device, when the caller has it already.
 
     Returns
     -------
@@ -85,7 +80,7 @@ def fsc(map_a, map_b) -> np.ndarray:
         raise ValueError(f"maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     box = a.shape[0]
     fa, fb = torch.fft.rfftn(a), torch.fft.rfftn(b)
-    shells, multiplicity = half_grid_shells(box, a.device)
+    shells, multiplicity = half_grid_shells(box, a.device) if grid is None else grid
     n = box // 2 + 1
     keep = shells.reshape(-1) < n
     s = shells.reshape(-1)[keep]
@@ -134,7 +129,9 @@ def resolution_at(
     return float(box * pixel_size_angstrom / s)
 
 
-def phase_randomize(volume, from_shell: int, seed: int = 0) -> torch.Tensor:
+def phase_randomize(
+    volume, from_shell: int, seed: int = 0, grid: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
     """Randomise the Fourier phases of ``volume`` beyond shell ``from_shell``, keeping Friedel symmetry.
 
     Used for the phase-randomisation test of masking effects (Chen et al. 2013).
@@ -149,7 +146,7 @@ def phase_randomize(volume, from_shell: int, seed: int = 0) -> torch.Tensor:
     # (Map and noise both uncentred: the same as both centred, since a common shift multiplies
     # the two transforms by the same phase ramp.)
     phase = torch.angle(torch.fft.rfftn(noise - noise.mean()))
-    shells, _ = half_grid_shells(box, v.device)
+    shells = (half_grid_shells(box, v.device) if grid is None else grid)[0]
     randomized = torch.where(shells > from_shell, ft.abs() * torch.exp(1j * phase), ft)
     return torch.fft.irfftn(randomized, s=v.shape)
 
@@ -220,16 +217,18 @@ def masked_fscs(half_a, half_b, masks, pixel_size_angstrom: float, seed: int = 0
     a = _as_tensor(half_a)
     b = _as_tensor(half_b).to(a.device)
     box = a.shape[0]
-    unmasked = fsc(a, b)
+    grid = half_grid_shells(box, a.device)
+    unmasked = fsc(a, b, grid)
     cut = crossing_shell(unmasked, 0.8)
     from_shell = int(np.floor(cut)) if cut is not None else box // 2
     from_shell = max(from_shell, 2)
-    ra, rb = phase_randomize(a, from_shell, seed), phase_randomize(b, from_shell, seed + 1)
+    ra = phase_randomize(a, from_shell, seed, grid)
+    rb = phase_randomize(b, from_shell, seed + 1, grid)
     results = []
     for mask in masks:
         m = _as_tensor(mask).to(a.device)
-        masked = fsc(a * m, b * m)
-        randomized = fsc(ra * m, rb * m)
+        masked = fsc(a * m, b * m, grid)
+        randomized = fsc(ra * m, rb * m, grid)
         corrected = masked.copy()
         tail = np.arange(masked.size) > from_shell
         denom = np.where(np.abs(1.0 - randomized) < 1e-6, 1e-6, 1.0 - randomized)
