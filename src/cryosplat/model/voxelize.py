@@ -141,10 +141,18 @@ def footprint_voxels(radius: int) -> int:
     return sum(1 for z in span for y in span for x in span if x * x + y * y + z * z <= limit)
 
 
-@lru_cache(maxsize=64)
+CACHED_RADIUS = 12  # footprints up to this radius (a fit's: ⌈3 · 3⌉ = 9) are kept between calls
+
+
 def _offsets(radius: int, side: int, device: torch.device, dtype: torch.dtype):
     """``basis (10, K)`` and flat ``offsets (K,)`` of a ball footprint (``|o| ≤ radius + ½``) in
-    a ``side³`` buffer."""
+    a ``side³`` buffer; small ones are cached (at most 32, a few hundred kB each)."""
+    if radius <= CACHED_RADIUS:
+        return _cached_offsets(radius, side, device, dtype)
+    return _make_offsets(radius, side, device, dtype)
+
+
+def _make_offsets(radius: int, side: int, device: torch.device, dtype: torch.dtype):
     o = torch.arange(-radius, radius + 1, device=device)
     oz, oy, ox = (t.reshape(-1) for t in torch.meshgrid(o, o, o, indexing="ij"))
     ball = ox * ox + oy * oy + oz * oz <= (radius + 0.5) ** 2
@@ -153,6 +161,9 @@ def _offsets(radius: int, side: int, device: torch.device, dtype: torch.dtype):
         [ox, oy, oz, ox * ox, oy * oy, oz * oz, ox * oy, ox * oz, oy * oz, torch.ones_like(ox)]
     ).to(dtype)
     return basis, (oz * side + oy) * side + ox
+
+
+_cached_offsets = lru_cache(maxsize=32)(_make_offsets)
 
 
 def _plan(sorted_radius: np.ndarray, centres, side: int, chunk_values: int, device, dtype):
