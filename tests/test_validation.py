@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from cryosplat.core.fourier import fourier_pad_volume
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.validation.crossval import cross_validated_fsc
+from cryosplat.validation.crossval import ResolutionMonitor, cross_validated_fsc
 from cryosplat.validation.fsc import fsc, resolution_at
 from cryosplat.validation.masks import lowpass, spherical_mask
 
@@ -124,3 +125,32 @@ def test_pooled_shell_sums_are_the_sums_over_each_window():
     for k in range(1, 30):
         assert np.isclose(pooled[k], values[max(1, k - 2) : k + 3].sum())
     np.testing.assert_array_equal(pool_shells(values, 0), values)
+
+
+def test_the_check_on_a_coarse_stage_grid_reads_what_the_full_box_reads():
+    """A smooth model voxelised on a grid of half the box and Fourier-padded gives the full
+    box's reading (its content stops at that grid's Nyquist limit, 8 Å here)."""
+    model = GaussianModel.random(
+        400, BOX, PIXEL, seed=1, radius_fraction=0.25, scale_angstrom=4.0, dtype=torch.float64
+    )
+    truth = model.voxelize().detach().numpy()
+    noise = 2.0 * truth.std()
+    monitor = ResolutionMonitor((_data(truth, noise, 5), _data(truth, noise, 6)), PIXEL)
+    full, coarse = monitor(model, model), monitor(model, model, box=BOX // 2)
+    assert full > 2 * PIXEL * 2  # the data, not the grid, limit the full box's reading
+    assert abs(coarse - full) / full < 0.05
+
+
+def test_fourier_padding_keeps_values_and_the_origin():
+    model = GaussianModel.random(
+        30, 40, 1.0, seed=2, radius_fraction=0.25, scale_angstrom=4.0, dtype=torch.float64
+    )
+    with torch.no_grad():
+        fine = model.voxelize(40, 1.0)
+        for box in (20, 25):  # even and odd coarse grids of the same extent
+            padded = fourier_pad_volume(model.voxelize(box, 40 / box), 40)
+            assert float((padded - fine).abs().max()) < 0.02 * float(fine.abs().max())
+    flat = fourier_pad_volume(torch.full((5, 5, 5), 3.0, dtype=torch.float64), 12)
+    torch.testing.assert_close(flat, torch.full((12, 12, 12), 3.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least"):
+        fourier_pad_volume(fine, 20)

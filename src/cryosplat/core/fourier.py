@@ -14,6 +14,7 @@ __all__ = [
     "fft2_centered",
     "ifft2_centered",
     "fftn_centered",
+    "fourier_pad_volume",
     "ifftn_centered",
     "frequency_grid_2d",
     "frequency_grid_3d",
@@ -58,6 +59,25 @@ def ifftn_centered(spectrum: torch.Tensor) -> torch.Tensor:
     return torch.fft.fftshift(
         torch.fft.ifftn(torch.fft.ifftshift(spectrum, dim=dims), dim=dims), dim=dims
     )
+
+
+def fourier_pad_volume(volume: torch.Tensor, box: int) -> torch.Tensor:
+    """A real map (d, d, d) sampled on a finer grid of the same extent, (box, box, box) with
+    ``box ≥ d``: its transform zero-padded (band-limited interpolation; nothing is added past its
+    own Nyquist limit), values kept, the origin voxel ``d // 2`` going to ``box // 2``."""
+    size = volume.shape[-1]
+    if box < size:
+        raise ValueError(f"box must be at least the map's {size}, got {box}")
+    if box == size:
+        return volume
+    dims = (-3, -2, -1)
+    spectrum = torch.fft.rfftn(torch.roll(volume, (-(size // 2),) * 3, dims), dim=dims)
+    low = torch.cat([torch.arange(0, size - size // 2), torch.arange(box - size // 2, box)])
+    low = low.to(spectrum.device)
+    padded = spectrum.new_zeros((box, box, box // 2 + 1))
+    padded[low[:, None], low[None, :], : size // 2 + 1] = spectrum
+    grown = torch.fft.irfftn(padded, s=(box,) * 3, dim=dims) * (box / size) ** 3
+    return torch.roll(grown, (box // 2,) * 3, dims)
 
 
 def _frequencies(box: int, pixel_size_angstrom: float, device, dtype) -> torch.Tensor:

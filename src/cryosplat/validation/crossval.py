@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cryosplat.core.fourier import squared_radius
+from cryosplat.core.fourier import fourier_pad_volume, squared_radius
 from cryosplat.validation.fsc import half_grid_shells, resolution_at, shell_resolutions
 from cryosplat.validation.masks import spherical_mask
 
@@ -374,11 +374,21 @@ class ResolutionMonitor:
         mask = spherical_mask(data_maps[0].shape[0])
         self.mask = torch.as_tensor(mask, dtype=torch.float64).to(self.device)
 
-    def __call__(self, model_a, model_b) -> float:
-        """Resolution (Å) of two :class:`~cryosplat.model.gaussians.GaussianModel` half models."""
+    def __call__(self, model_a, model_b, box: int | None = None) -> float:
+        """Resolution (Å) of two :class:`~cryosplat.model.gaussians.GaussianModel` half models.
+
+        ``box``: voxelise them on a coarser grid of the same extent (a coarse stage's grid, where
+        its broad Gaussians are cheap: at the full box they were most of this check's time) and
+        compare them, Fourier-padded, with the full box's data: the same check, up to that grid's
+        Nyquist limit. The full box by default.
+        """
+        full = self.data_maps[0].shape[0]
+        box = full if box is None else min(int(box), full)
+        pixel = self.pixel_size_angstrom * full / box
         with torch.no_grad():
             a, b = (
-                m.voxelize().detach().to(self.device, torch.float64) for m in (model_a, model_b)
+                fourier_pad_volume(m.voxelize(box, pixel).detach().double(), full).to(self.device)
+                for m in (model_a, model_b)
             )
         cv = cross_validated_fsc(a, b, *self.data_maps, self.mask, self.pixel_size_angstrom)
         return cv.resolution_angstrom

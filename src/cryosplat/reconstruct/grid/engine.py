@@ -411,7 +411,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         current = dist.share_models(current, device)
         if monitor is None:
             continue
-        res = monitor(*current)
+        res = monitor(*current, box=box)
         res_text = f" resolution {res:.2f} Å"
         history.append({"stage": stage + 1, "box": box, "resolution_angstrom": res})
         log.info(
