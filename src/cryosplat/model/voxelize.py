@@ -136,9 +136,15 @@ def footprint_sum_reference(weight, q0, coef, chunks, size):
 
 def footprint_voxels(radius: int) -> int:
     """Voxels of a footprint of integer ``radius``: offsets ``o`` with ``|o| ≤ radius + ½``."""
-    limit = (radius + 0.5) ** 2
-    span = range(-radius, radius + 1)
-    return sum(1 for z in span for y in span for x in span if x * x + y * y + z * z <= limit)
+    return _ball(radius, torch.device("cpu"))[0].numel()
+
+
+def _ball(radius: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Offsets ``(oz, oy, ox)`` (K,) of the footprint of integer ``radius``."""
+    o = torch.arange(-radius, radius + 1, device=device)
+    oz, oy, ox = (t.reshape(-1) for t in torch.meshgrid(o, o, o, indexing="ij"))
+    inside = ox * ox + oy * oy + oz * oz <= (radius + 0.5) ** 2
+    return oz[inside], oy[inside], ox[inside]
 
 
 CACHED_RADIUS = 12  # footprints up to this radius (a fit's: ⌈3 · 3⌉ = 9) are kept between calls
@@ -153,10 +159,7 @@ def _offsets(radius: int, side: int, device: torch.device, dtype: torch.dtype):
 
 
 def _make_offsets(radius: int, side: int, device: torch.device, dtype: torch.dtype):
-    o = torch.arange(-radius, radius + 1, device=device)
-    oz, oy, ox = (t.reshape(-1) for t in torch.meshgrid(o, o, o, indexing="ij"))
-    ball = ox * ox + oy * oy + oz * oz <= (radius + 0.5) ** 2
-    oz, oy, ox = oz[ball], oy[ball], ox[ball]
+    oz, oy, ox = _ball(radius, device)
     basis = torch.stack(
         [ox, oy, oz, ox * ox, oy * oy, oz * oz, ox * oy, ox * oz, oy * oz, torch.ones_like(ox)]
     ).to(dtype)
@@ -172,10 +175,9 @@ def _plan(sorted_radius: np.ndarray, centres, side: int, chunk_values: int, devi
     base_all = (centres[:, 2] * side + centres[:, 1]) * side + centres[:, 0]
     while start < n:
         r = int(sorted_radius[start])
-        count = max(1, chunk_values // footprint_voxels(r))
-        stop = min(n, start + count)
-        stop = start + int(np.searchsorted(sorted_radius[start:stop], r, side="right"))
         basis, offsets = _offsets(r, side, device, dtype)
+        stop = min(n, start + max(1, chunk_values // offsets.numel()))
+        stop = start + int(np.searchsorted(sorted_radius[start:stop], r, side="right"))
         chunks.append(FootprintChunk(start, stop, basis, base_all[start:stop], offsets))
         start = stop
     return chunks
@@ -221,7 +223,8 @@ def voxelize_gaussians(
     px = float(pixel_size_angstrom)
     radius = torch.ceil(n_sigma * scales.detach().amax(dim=-1) / px).long().clamp(1, box // 2)
     order = torch.argsort(radius)
-    sorted_radius = radius[order].cpu().numpy()
+    radius = radius[order]
+    sorted_radius = radius.cpu().numpy()
     # Splat into a buffer with a margin of twice the largest footprint radius, so that no
     # footprint index needs a bounds check; crop at the end.
     margin = 2 * int(sorted_radius[-1])
@@ -239,8 +242,7 @@ def voxelize_gaussians(
     coef = torch.cat([2.0 * px * p_delta, quadratic], dim=-1)
     # A footprint that leaves the buffer misses the box (the margin is 2 radii): drop it.
     grid = centre + (box // 2 + margin)
-    r = torch.as_tensor(sorted_radius, device=device)[:, None]
-    fits = ((grid >= r) & (grid < side - r)).all(dim=-1)
+    fits = ((grid >= radius[:, None]) & (grid < side - radius[:, None])).all(dim=-1)
     grid = torch.where(fits[:, None], grid, torch.full_like(grid, side // 2))
     weight = amplitudes[order] * norm
     weight = torch.where(fits, weight, torch.zeros_like(weight))

@@ -207,9 +207,9 @@ def stage_boxes(box: int, fractions) -> list[int]:
     return [min(box, max(8, 2 * round(f * box / 2))) for f in fractions]
 
 
-def _clamp(params: FitParameters, pixel: float, config: GridFitConfig) -> None:
+def _scale_bounds(params: FitParameters, pixel: float, config: GridFitConfig) -> tuple:
     scale_pixels = (config.min_scale_pixels, config.max_scale_pixels)
-    params.clamp_scales(pixel, scale_pixels, config.negative_scale_pixels)
+    return params.scale_bounds(pixel, scale_pixels, config.negative_scale_pixels)
 
 
 def _loss_options(config: GridFitConfig, shell_weights=None) -> dict:
@@ -255,7 +255,7 @@ def _stage_statistics(stats: FourierStatistics, box: int, config: GridFitConfig)
 
 def _amplitude_factor(params: FitParameters, loss: GridLoss, config: GridFitConfig) -> float:
     """Least-squares factor from the fitted (relative) amplitudes to the data's, at low resolution."""
-    _clamp(params, loss.pixel_size_angstrom, config)
+    params.clamp_scales(_scale_bounds(params, loss.pixel_size_angstrom, config))
     with torch.no_grad():
         volume = params.voxelize(loss.box, loss.pixel_size_angstrom, config.n_sigma)
         alpha = loss.best_scale(loss.data_term_and_spectrum(volume)[1], max_radius=2.0)
@@ -388,7 +388,8 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
                 device,
                 **_loss_options(config, shell_weights),
             )
-        _clamp(params, pixel, config)
+        bounds = _scale_bounds(params, pixel, config)
+        params.clamp_scales(bounds)
         optimizer = Adam(
             [
                 {"params": [params.means], "lr": config.lr_means_pixels * pixel},
@@ -423,7 +424,7 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
             optimizer.step()
             for group in optimizer.param_groups:
                 group["lr"] *= decay
-            _clamp(params, pixel, config)
+            params.clamp_scales(bounds)
             done += 1
             if progress is not None:
                 progress(done, total_steps)

@@ -14,8 +14,8 @@ Counting bytes per half-grid voxel:
 * fit: the four sets (48), the loss grids of the training and held-out statistics of the half
   being fitted with their construction temporaries (36), the padded transform of the map and its
   gradient, autograd buffers and the cross-validation data maps (``D³``): ``FIT_BYTES_PER_VOXEL``
-  plus the voxeliser, ``VOXELISER_BYTES_PER_VALUE`` per footprint value (``n_gaussians ·
-  FOOTPRINT_VALUES_PER_GAUSSIAN``, kept for the backward pass);
+  plus the voxeliser, ``VOXELISER_BYTES_PER_VALUE`` per footprint value (the Gaussians
+  times the mean footprint of the fit's default populations, kept for the backward pass);
 * ``BASE_BYTES``: Python, PyTorch, NumPy and the particle metadata.
 
 ``peak = BASE_BYTES + max(statistics pass, fit)``. On a CPU the two halves are gathered and fitted
@@ -51,6 +51,7 @@ from pathlib import Path
 from cryosplat.core.errors import InputError
 from cryosplat.model.voxelize import footprint_voxels
 from cryosplat.particles.downsample import box_for_resolution
+from cryosplat.reconstruct.grid.fit import GridFitConfig
 
 __all__ = [
     "MemoryConfig",
@@ -69,9 +70,7 @@ STATISTICS_BYTES_PER_VOXEL = 60
 BATCH_BYTES_PER_PIXEL = 84
 FIT_BYTES_PER_VOXEL = 125
 VOXELISER_BYTES_PER_VALUE = 8  # the profile kept for the backward pass, and chunk temporaries
-# With the fit's defaults: 85 % positive Gaussians of at most 1 stage pixel (footprint radius
-# ⌈3 · 1⌉), 15 % negative ones of at most 3 pixels (radius ⌈3 · 3⌉).
-FOOTPRINT_VALUES_PER_GAUSSIAN = 0.85 * footprint_voxels(3) + 0.15 * footprint_voxels(9)
+
 DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
 LEANEST_BATCH = 16
 HELD_STATISTICS_BYTES_PER_VOXEL = 48  # the four gathered sets, shared by both halves' fits
@@ -80,6 +79,14 @@ FIT_UNPADDED_BYTES_PER_VOXEL = (
     81  # fit whose largest stages are unpadded (box 256: 10.0 GB measured)
 )
 CONCURRENT_SHARE = 0.5  # of the available memory that side-by-side halves may plan to use
+
+
+def _footprint_values_per_gaussian(fit: GridFitConfig) -> float:
+    """Mean footprint of a fit's Gaussians at their largest scales: the positive population's
+    (``⌈n_sigma · max_scale_pixels⌉``) and the negative one's (its largest scale)."""
+    positive = footprint_voxels(math.ceil(fit.n_sigma * fit.max_scale_pixels))
+    negative = footprint_voxels(math.ceil(fit.n_sigma * fit.negative_scale_pixels[1]))
+    return (1.0 - fit.negative_fraction) * positive + fit.negative_fraction * negative
 
 
 def format_bytes(n: float) -> str:
@@ -181,7 +188,7 @@ def estimate_memory(
     voxels = half_grid_voxels(box, pad)
     unpadded = unpadded_above_box is not None and box > unpadded_above_box
     per_voxel = FIT_UNPADDED_BYTES_PER_VOXEL if unpadded and pad > 1 else FIT_BYTES_PER_VOXEL
-    footprint = FOOTPRINT_VALUES_PER_GAUSSIAN
+    footprint = _footprint_values_per_gaussian(GridFitConfig())
     return MemoryEstimate(
         box,
         pad,

@@ -34,7 +34,6 @@ class FitParameters:
         ops = model.symmetry_operators()
         self.operators = None if ops is None else torch.as_tensor(ops, device=device)
         self._permutations: dict[int, torch.Tensor | None] = {}
-        self._scale_bounds: tuple | None = None
         with torch.no_grad():
             amplitudes = model.amplitudes.detach().to(device, torch.float32)
             self.signs = None
@@ -85,21 +84,12 @@ class FitParameters:
         expanded = expand_gaussians(self.activated(), self.operators)
         return voxelize_gaussians(expanded, box, pixel, n_sigma=n_sigma)
 
-    def clamp_scales(
+    def scale_bounds(
         self, pixel: float, scale_pixels: tuple[float, float], negative_pixels: tuple[float, float]
-    ) -> None:
-        """Keep the scales within ``scale_pixels`` (``negative_pixels`` for a negative
-        population), in pixels of the stage grid."""
-        key = (pixel, tuple(scale_pixels), tuple(negative_pixels))
-        if self._scale_bounds is None or self._scale_bounds[0] != key:
-            self._scale_bounds = (key, self._raw_scale_bounds(pixel, scale_pixels, negative_pixels))
-        low, high = self._scale_bounds[1]
-        with torch.no_grad():
-            self.raw_scales.clamp_(min=low, max=high)
-
-    def _raw_scale_bounds(self, pixel, scale_pixels, negative_pixels):
-        """Bounds ``(N, 1)`` of the raw (softplus) scales, or floats when every Gaussian shares
-        them."""
+    ) -> tuple:
+        """Bounds of the raw (softplus) scales for :meth:`clamp_scales`: ``scale_pixels``
+        (``negative_pixels`` for a negative population) in pixels of a stage grid; floats when
+        every Gaussian shares them, else ``(N, 1)`` tensors."""
         bounds = inverse_softplus(torch.tensor(scale_pixels, dtype=torch.float64) * pixel)
         if self.signs is None:
             return float(bounds[0]), float(bounds[1])
@@ -110,6 +100,11 @@ class FitParameters:
             torch.where(negative_rows, float(negative[i]), float(bounds[i])).to(device, dtype)
             for i in range(2)
         )
+
+    def clamp_scales(self, bounds: tuple) -> None:
+        """Keep the raw scales within ``bounds`` (:meth:`scale_bounds`)."""
+        with torch.no_grad():
+            self.raw_scales.clamp_(min=bounds[0], max=bounds[1])
 
     def model(self, amplitude_scale: float, box: int, pixel: float) -> GaussianModel:
         if not all(bool(torch.isfinite(t).all()) for t in self.tensors()):
