@@ -159,6 +159,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "direct inversions as RELION sets its tau2 (0: none; default 0.3)",
     )
     g.add_argument(
+        "--density-control",
+        type=float,
+        metavar="FRACTION",
+        help="before each stage after the first, split this part of the positive Gaussians "
+        "that hold the most mass and prune as many that hold the least (0: off; default 0.1)",
+    )
+    g.add_argument(
         "--heldout-fraction",
         type=float,
         help="part of each half set held out (within the half) to stop each stage (default 0.1)",
@@ -192,6 +199,7 @@ GRID_OPTIONS = {
     "noise_weighting": "--noise-weighting",
     "low_shell_weighting": "--low-shell-weighting",
     "prior_strength": "--prior-strength",
+    "density_control": "--density-control",
 }
 SPLAT_OPTIONS = {
     "epochs": "--epochs",
@@ -282,6 +290,9 @@ def build_config(args: argparse.Namespace):
             if args.low_shell_weighting is None
             else args.low_shell_weighting == "on",
             prior_strength=_given(args.prior_strength, gdef.fit.prior_strength),
+            density_control_fraction=_given(
+                args.density_control, gdef.fit.density_control_fraction
+            ),
         ),
         heldout_fraction=_given(args.heldout_fraction, gdef.heldout_fraction),
     )

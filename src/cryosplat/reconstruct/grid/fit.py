@@ -30,6 +30,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.grid.density_control import split_heaviest
 from cryosplat.reconstruct.grid.loss import (
     GridLoss,
     gridded_loss,
@@ -116,6 +117,13 @@ class GridFitConfig:
         used.
     prior_cap : float
         Largest prior term of a shell, in units of the shell's mean ``W``.
+    density_control_fraction : float
+        Each stage that starts from a fitted model (every stage after the first, and the first
+        when a model is given) first splits the heaviest positive Gaussians and prunes as many of
+        the lightest (:func:`cryosplat.reconstruct.grid.density_control.split_heaviest`): this
+        part of the positive population. In ``[0, 0.5)``; 0 turns it off. 0.1 measured on twelve
+        sets, two seeds: the 0.5 crossing about 1 % finer on average, within ±1.4 % on each
+        (0.2 the same on average).
     unpadded_above_box : int or None
         Stages whose box is larger than this fit the statistics restated on the unpadded grid
         (:meth:`FourierStatistics.unpadded`): the loss's transform is 8× smaller, and at large
@@ -156,6 +164,7 @@ class GridFitConfig:
     noise_weighting: bool = False
     prior_strength: float = 0.3
     prior_cap: float = 2.0
+    density_control_fraction: float = 0.1
     unpadded_above_box: int | None = 128
     check_every: int = 5
     patience: int = 3
@@ -192,6 +201,10 @@ class GridFitConfig:
         for name in ("prior_strength", "prior_cap"):
             if not getattr(self, name) >= 0:
                 raise InputError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if not 0.0 <= self.density_control_fraction < 0.5:
+            raise InputError(
+                f"density_control_fraction must be in [0, 0.5), got {self.density_control_fraction}"
+            )
         if not 0.0 <= self.negative_fraction < 1.0:
             raise InputError(f"negative_fraction must be in [0, 1), got {self.negative_fraction}")
         if not self.max_scale_pixels >= self.min_scale_pixels:
@@ -334,6 +347,7 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
     device = torch.device(config.device)
     boxes = stage_boxes(stats.box, config.stage_fractions)
     first_pixel = stats.pixel_size_angstrom * stats.box / boxes[0]
+    given = model is not None  # a fitted model: density control before its first stage too
     if model is None:
         model = GaussianModel.random(
             config.n_gaussians,
@@ -366,6 +380,8 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
     done = 0
     alpha = None
     for stage, (box, budget) in enumerate(zip(boxes, config.stage_steps, strict=True)):
+        if config.density_control_fraction > 0 and (stage > 0 or given):
+            split_heaviest(params, config.density_control_fraction, config.seed * 7919 + box)
         stage_stats = _stage_statistics(stats, box, config)
         pixel = stage_stats.pixel_size_angstrom
         loss_fn = GridLoss(
