@@ -46,9 +46,11 @@ def test_split_moves_the_lightest_mass_onto_halves_of_the_heaviest(signed):
     means, scales, quats, amps = _state(params)
     positive = torch.nonzero(amps > 0).flatten()
     order = positive[torch.argsort(amps[positive])]
-    k = split_heaviest(params, 0.1, seed=3)
+    light, heavy = split_heaviest(params, 0.1, seed=3)
+    k = len(light)
     assert k == 6
-    light, heavy = order[:k], order[-k:]
+    torch.testing.assert_close(light, order[:k])
+    torch.testing.assert_close(heavy, order[-k:])
     new_means, new_scales, new_quats, new_amps = _state(params)
     assert len(new_amps) == len(amps)
     # The negative population and the untouched positives are unchanged.
@@ -78,7 +80,7 @@ def test_split_keeps_the_map_at_low_resolution():
     params = FitParameters(model, "cpu")
     amps = params.activated().amplitudes.detach()
     order = torch.argsort(amps)
-    k = split_heaviest(params, 0.1, seed=0)
+    k = len(split_heaviest(params, 0.1, seed=0)[0])
     split = params.model(1.0, BOX, PIXEL)
     with torch.no_grad():
         before = model.voxelize().double().numpy()
@@ -98,7 +100,7 @@ def test_split_is_seeded_and_off_at_zero():
     assert not torch.allclose(first.means, other.means)
     untouched = FitParameters(_model(), "cpu")
     reference = _state(untouched)
-    assert split_heaviest(untouched, 0.0, seed=1) == 0
+    assert len(split_heaviest(untouched, 0.0, seed=1)[0]) == 0
     for before, after in zip(reference, _state(untouched), strict=True):
         torch.testing.assert_close(after, before)
 
@@ -108,3 +110,33 @@ def test_bad_fractions_are_refused():
         split_heaviest(FitParameters(_model(), "cpu"), 0.5, seed=0)
     with pytest.raises(InputError, match="density_control_fraction"):
         GridFitConfig(density_control_fraction=-0.1).validate()
+
+
+def test_schedule_within_a_stage():
+    """Every ``density_control_every`` steps, none in the last half-interval of a stage."""
+    from cryosplat.reconstruct.grid.fit import _control_now
+
+    config = GridFitConfig(density_control_every=20)
+    assert [k for k in range(1, 81) if _control_now(config, k, 80)] == [20, 40, 60]
+    assert [k for k in range(1, 31) if _control_now(config, k, 30)] == []
+    assert not any(_control_now(GridFitConfig(density_control_every=0), k, 80) for k in range(81))
+    off = GridFitConfig(density_control_fraction=0.0)
+    assert not any(_control_now(off, k, 80) for k in range(81))
+    with pytest.raises(InputError, match="density_control_every"):
+        GridFitConfig(density_control_every=-1).validate()
+
+
+def test_split_pairs_inherit_their_parents_optimiser_moments():
+    from cryosplat.core.optim import Adam
+    from cryosplat.reconstruct.grid.fit import _copy_optimizer_rows
+
+    params = FitParameters(_model(), "cpu")
+    optimizer = Adam([{"params": params.tensors(), "lr": 0.01}])
+    loss = sum((t**2).sum() for t in params.tensors())
+    loss.backward()
+    optimizer.step()
+    light, heavy = split_heaviest(params, 0.1, seed=2)
+    _copy_optimizer_rows(optimizer, light, heavy)
+    for state in optimizer.state.values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state[key][light], state[key][heavy])

@@ -1,7 +1,8 @@
-"""Density control between the stages of a grid fit: split the heaviest Gaussians, prune the lightest.
+"""Density control in a grid fit: split the heaviest Gaussians, prune the lightest.
 
 As 3D Gaussian splatting moves its Gaussians to where the scene needs them, each stage after the
-first starts by taking the ``k`` positive Gaussians that hold the least mass (an amplitude is a
+first starts (and every ``GridFitConfig.density_control_every`` steps within a stage goes on)
+by taking the ``k`` positive Gaussians that hold the least mass (an amplitude is a
 Gaussian's integrated density) off the map and splitting the ``k`` that hold the most into two:
 each half of the pair keeps the shape and half the mass, the two moved apart along a random
 direction by 0.7 of the mean scale, so the finer stage can resolve what one Gaussian averaged. The
@@ -9,9 +10,9 @@ number of Gaussians stays the same (so do the time and memory of a step); where 
 the molecule's mass rather than the random start. The negative population (density below the
 solvent level) is left alone.
 
-Measured on twelve benchmark sets, two seeds each (``benchmarks/RESULTS.md``, round 2 session 6):
-the FSC with the truth crosses 0.5 about 1 % finer on average (8ZPM 3.4 %, the uniform-view
-beta-galactosidase set 2.4 %, EMD-5625 1.9 %), within ±1.4 % on every set.
+Measured on twelve benchmark sets, three seeds each (``benchmarks/RESULTS.md``, round 2 session
+6): the FSC with the truth crosses 0.5 1.3 % finer on average (8ZPM 5 %, the beta-galactosidase
+sets 1–3.5 %), 1.3 % coarser on the coloured EMD-1832 set.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ SPLIT_OFFSET_SCALES = 0.7
 """Distance of each half of a split pair from the parent's mean, in units of its mean scale."""
 
 
-def split_heaviest(params: FitParameters, fraction: float, seed: int) -> int:
+def split_heaviest(
+    params: FitParameters, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace the lightest ``fraction`` of the positive Gaussians by halves of the heaviest.
 
     Parameters
@@ -41,8 +44,9 @@ def split_heaviest(params: FitParameters, fraction: float, seed: int) -> int:
 
     Returns
     -------
-    int
-        The number of Gaussians split (and pruned).
+    (light, heavy) : int64 tensors (k,)
+        Rows that now hold the second half of each pair (the pruned ones) and the first (the
+        split ones), pair by pair.
     """
     if not 0.0 <= fraction < 0.5:
         raise ValueError(f"fraction must be in [0, 0.5), got {fraction}")
@@ -51,7 +55,7 @@ def split_heaviest(params: FitParameters, fraction: float, seed: int) -> int:
         positive = torch.nonzero(amplitudes > 0).flatten()
         k = int(round(fraction * positive.numel()))
         if k == 0:
-            return 0
+            return positive[:0], positive[:0]
         order = positive[torch.argsort(amplitudes[positive], stable=True)]
         light, heavy = order[:k], order[-k:]
         generator = torch.Generator().manual_seed(int(seed))
@@ -68,4 +72,4 @@ def split_heaviest(params: FitParameters, fraction: float, seed: int) -> int:
         raw = half if params.signed else inverse_softplus(half)
         params.raw_amplitudes[heavy] = raw
         params.raw_amplitudes[light] = raw
-    return k
+    return light, heavy
