@@ -162,8 +162,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--density-control",
         type=float,
         metavar="FRACTION",
-        help="before each stage after the first, split this part of the positive Gaussians "
-        "that hold the most mass and prune as many that hold the least (0: off; default 0.1)",
+        help="before each stage after the first and every 20 steps within a stage, split this "
+        "part of the positive Gaussians that hold the most mass and prune as many that hold the "
+        "least (0: off; default 0.1)",
     )
     g.add_argument(
         "--heldout-fraction",
