@@ -36,7 +36,8 @@ def split_heaviest(
     Parameters
     ----------
     params : FitParameters
-        Modified in place (between optimiser runs: no optimiser state refers to the rows).
+        Modified in place. An optimiser's moments of the returned rows are the caller's to set
+        (the grid fit gives each new half its parent's).
     fraction : float
         Part of the positive Gaussians pruned, and the same number split, in ``[0, 0.5)``.
     seed : int
