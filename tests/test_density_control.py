@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from cryosplat.core.errors import InputError
+from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.density_control import SPLIT_OFFSET_SCALES, split_heaviest
-from cryosplat.reconstruct.grid.fit import GridFitConfig
+from cryosplat.reconstruct.grid.fit import GridFitConfig, _control_now, _copy_optimizer_rows
 from cryosplat.reconstruct.grid.parameters import FitParameters
 from cryosplat.validation.fsc import fsc
 
@@ -114,8 +115,6 @@ def test_bad_fractions_are_refused():
 
 def test_schedule_within_a_stage():
     """Every ``density_control_every`` steps, none in the last half-interval of a stage."""
-    from cryosplat.reconstruct.grid.fit import _control_now
-
     config = GridFitConfig(density_control_every=20)
     assert [k for k in range(1, 81) if _control_now(config, k, 80)] == [20, 40, 60]
     assert [k for k in range(1, 31) if _control_now(config, k, 30)] == []
@@ -127,9 +126,6 @@ def test_schedule_within_a_stage():
 
 
 def test_split_pairs_inherit_their_parents_optimiser_moments():
-    from cryosplat.core.optim import Adam
-    from cryosplat.reconstruct.grid.fit import _copy_optimizer_rows
-
     params = FitParameters(_model(), "cpu")
     optimizer = Adam([{"params": params.tensors(), "lr": 0.01}])
     loss = sum((t**2).sum() for t in params.tensors())
