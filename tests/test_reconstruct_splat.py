@@ -76,7 +76,7 @@ def test_cli_end_to_end_outputs_and_refusals(tiny_set, tmp_path, capsys):
         "half_map_A.mrc",
         "half_map_B.mrc",
         "fsc.json",
-        "fsc.png",
+        "fsc.svg",
         "model_A.npz",
         "model_B.npz",
         "model_A.cif",

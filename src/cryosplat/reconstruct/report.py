@@ -1,4 +1,4 @@
-"""Final outputs of a reconstruction: maps, gold-standard FSC (JSON and PNG), Gaussian models."""
+"""Final outputs of a reconstruction: maps, gold-standard FSC (JSON and SVG), Gaussian models."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import write_map
+from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
 from cryosplat.validation.crossval import CrossValidatedFSC, cross_validated_fsc
@@ -127,47 +127,35 @@ def evaluate_half_maps(
 
 
 def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | None = None) -> None:
-    """Plot the FSC curves against spatial frequency to a PNG, atomically."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.8), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    """Plot the FSC curves against spatial frequency to an SVG (:mod:`cryosplat.io.svg_plot`)."""
     res = report.spherical
     freq = np.arange(res.box // 2 + 1) / (res.box * res.pixel_size_angstrom)
     curves = [
-        ("half models, spherical mask, corrected", report.spherical.corrected, "-"),
-        ("half models, automatic mask, corrected", report.automatic.corrected, "-"),
-        ("half models, phase-randomised", report.spherical.randomized, ":"),
+        Curve("half models, spherical mask, corrected", report.spherical.corrected),
+        Curve("half models, automatic mask, corrected", report.automatic.corrected),
+        Curve("half models, phase-randomised", report.spherical.randomized, ":"),
     ]
     cv = report.cross_validated
     if cv is not None:
         curves += [
-            ("cross-validated model vs truth estimate (C)", cv.model_vs_truth_estimate, "-"),
-            ("half data (direct inversion)", cv.data_fsc, "--"),
+            Curve(
+                "cross-validated model vs truth estimate (C)", cv.model_vs_truth_estimate, "-", 2.0
+            ),
+            Curve("half data (direct inversion)", cv.data_fsc, "--"),
         ]
-    for name, curve, style in curves:
-        ax.plot(freq, curve, style, label=name, lw=1.6 if "cross" in name else 1.0)
-    for name, curve in (extra or {}).items():
-        ax.plot(freq, curve, "-.", label=name)
-    ax.axhline(0.143, color="grey", lw=0.8)
-    ax.axhline(0.5, color="grey", lw=0.5, ls=":")
-    ax.set_xlabel("spatial frequency (1/Å)")
-    ax.set_ylabel("FSC")
-    ax.set_ylim(-0.1, 1.05)
-    ax.set_xlim(0.0, freq[-1])
-    fig.suptitle(f"Resolution {report.resolution_angstrom:.2f} Å", fontsize=10)
-    ax.legend(fontsize=7)
-    top = ax.twiny()
-    top.set_xlim(ax.get_xlim())
-    ticks = [t for t in ax.get_xticks() if 0.0 < t <= freq[-1]]
-    top.set_xticks(ticks)
-    top.set_xticklabels([f"{1.0 / t:.3g}" for t in ticks])
-    top.set_xlabel("resolution (Å)")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+    curves += [Curve(name, curve, "-.") for name, curve in (extra or {}).items()]
+    plot = LinePlot(
+        x=freq,
+        curves=curves,
+        xlim=(0.0, float(freq[-1])),
+        ylim=(-0.1, 1.05),
+        title=f"Resolution {report.resolution_angstrom:.2f} Å",
+        xlabel="spatial frequency (1/Å)",
+        ylabel="FSC",
+        hlines=[(0.143, "0.143"), (0.5, "0.5")],
+        top_reciprocal_label="resolution (Å)",
+    )
+    write_svg(path, plot)
 
 
 def write_outputs(
@@ -206,7 +194,7 @@ def write_outputs(
     report.warnings = list(warnings or [])
     write_map(folder / "mask.mrc", amask, pixel)
     write_json_atomic(folder / "fsc.json", {**report.to_dict(), "symmetry": symmetry})
-    plot_fsc(folder / "fsc.png", report)
+    plot_fsc(folder / "fsc.svg", report)
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")
         export_model(model, folder / f"model_{name}.cif")

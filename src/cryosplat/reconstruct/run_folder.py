@@ -46,7 +46,7 @@ OUTPUT_FILES = (
     "half_map_B.mrc",
     "mask.mrc",
     "fsc.json",
-    "fsc.png",
+    "fsc.svg",
     "model_A.npz",
     "model_B.npz",
     "model_A.cif",
