@@ -1,8 +1,10 @@
 """One grid-fit setting against the truth on a benchmark set, without re-reading the particles.
 
 The statistics of a data set made by ``run_benchmarks.py`` (``OUT/datasets/NAME``) are gathered
-once as ``cryosplat reconstruct`` gathers them (its half split, 10 % of each half held out) and
-cached; each call then fits both half models with the given :class:`GridFitConfig` fields and
+once as ``cryosplat reconstruct`` gathers them (its half split; 10 % of each half kept apart) and
+cached; each call then fits both half models, to every particle of each half as the engine does by
+default, or with those 10 % held out to stop each stage (``heldout=0.1``, the default until round
+2, session 7) with the given :class:`GridFitConfig` fields and
 prints one JSON line: the map's FSC with the truth at 0.5 and 0.143 (soft spherical mask), its
 first shell and lowest value, the largest deficit under the better peer below cryosplat's 0.5
 shell (peers' maps from ``OUT/runs/NAME``), the cross-validated resolution cryosplat would report,
@@ -15,6 +17,7 @@ Examples::
     python benchmarks/bench_ablation.py emd1832 unpadded_above_box=0 stage_steps=160,40,40,30
     python benchmarks/bench_ablation.py emd1832 prior_strength=0 seed=1    # other seeds
     python benchmarks/bench_ablation.py emd1832 seed=2 shells=22-32        # the curve there too
+    python benchmarks/bench_ablation.py emd1832 heldout=0.1                # 10 % held out
 """
 
 from __future__ import annotations
@@ -81,19 +84,23 @@ def data_maps(stats: dict) -> tuple[np.ndarray, np.ndarray]:
     return stats["data_maps"]
 
 
-def fit_halves(stats: dict, config: GridFitConfig, seed: int = 0) -> list[np.ndarray]:
-    """Both half maps, stage by stage as the grid engine runs them (seeds 2·seed + 1, + 2)."""
+def fit_halves(
+    stats: dict, config: GridFitConfig, seed: int = 0, held_out: bool = False
+) -> list[np.ndarray]:
+    """Both half maps, stage by stage as the grid engine runs them (seeds 2·seed + 1, + 2); each
+    half fitted to all its particles, or with the cached 10 % held out to stop each stage."""
     curve = half_data_fsc(data_maps(stats))
     maps = []
     for i in range(2):
+        train, held = stats["train"][i], stats["held"][i]
+        if not held_out:
+            train, held = train + held, None
         model = None
         for fraction, steps in zip(config.stage_fractions, config.stage_steps, strict=True):
             stage = replace(
                 config, stage_fractions=(fraction,), stage_steps=(steps,), seed=2 * seed + i + 1
             )
-            model = fit_gaussians(
-                stats["train"][i], stage, model=model, heldout=stats["held"][i], half_fsc=curve
-            )
+            model = fit_gaussians(train, stage, model=model, heldout=held, half_fsc=curve)
         with torch.no_grad():
             maps.append(model.voxelize().double().numpy())
     return maps
@@ -143,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(settings.pop("threads", 1)))
     seed = int(settings.pop("seed", 0))
     shells = settings.pop("shells", None)
+    heldout = float(settings.pop("heldout", 0))
+    if heldout not in (0.0, 0.1):
+        print(f"heldout must be 0 or 0.1 (the cached split), got {heldout}", file=sys.stderr)
+        return 2
     known = {f.name for f in fields(GridFitConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -153,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides.setdefault("n_gaussians", default_n_gaussians(stats["box"]))
     config = GridFitConfig(**overrides)
     started = time.perf_counter()
-    maps = fit_halves(stats, config, seed)
+    maps = fit_halves(stats, config, seed, held_out=heldout > 0)
     seconds = time.perf_counter() - started
+    if heldout:
+        settings["heldout"] = str(heldout)
     result = {"set": name, "settings": settings, "fit_s": round(seconds, 1)}
     result.update(score(root, name, stats, maps, shells))
     print(json.dumps(result))

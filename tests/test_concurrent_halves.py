@@ -81,8 +81,12 @@ def test_a_failing_half_stops_the_other(tiny_set, tmp_path, two_threads, monkeyp
 def test_the_memory_plan_counts_both_halves():
     small = estimate_memory(128, 2, 5000, 128)
     assert small.peak_bytes < small.concurrent_peak_bytes < 2 * small.peak_bytes
-    big = estimate_memory(256, 2, 30_000, 128)
+    big = estimate_memory(256, 2, 30_000, 128, held_out=True)
     assert 17e9 < big.concurrent_peak_bytes < 19e9  # measured 18.0 GB side by side
+    # Without held-out parts (the default) two statistics sets and a loss grid fewer.
+    lean = estimate_memory(256, 2, 30_000, 128)
+    assert 0.7 * big.concurrent_peak_bytes < lean.concurrent_peak_bytes < big.concurrent_peak_bytes
+    assert lean.peak_bytes < big.peak_bytes
 
     def plan(estimate, bound, available):
         return MemoryPlan(estimate.box, estimate.box, 1.0, 128, estimate, bound, available)

@@ -144,24 +144,26 @@ MEASURE = """
 import resource, sys, torch
 from cryosplat.cli.main import main
 code = main(["reconstruct", sys.argv[1], "-o", sys.argv[2], "--no-progress", "--n-gaussians",
-             "500", "--stage-steps", "1", "--stage-fractions", "1.0"])
+             "500", "--stage-steps", "1", "--stage-fractions", "1.0", *sys.argv[3:]])
 print(torch.get_num_threads(), code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
 @pytest.mark.slow
-def test_predicted_peak_is_within_30_percent_of_the_measured(tmp_path):
+@pytest.mark.parametrize("held_out", [False, True])
+def test_predicted_peak_is_within_30_percent_of_the_measured(tmp_path, held_out):
     box = 96
     star = write_noise_particles(tmp_path / "d", NoiseStacksConfig(40, box, 2.0, per_stack=20))
+    extra = ["--heldout-fraction", "0.1"] if held_out else []
     done = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(star), str(tmp_path / "run")],
+        [sys.executable, "-c", MEASURE, str(star), str(tmp_path / "run"), *extra],
         capture_output=True,
         text=True,
         timeout=600,
     )
     threads, code, measured = done.stdout.split()[-3:]
     assert code == "0", done.stderr[-2000:]
-    estimate = estimate_memory(box, 2, 500, 128)
+    estimate = estimate_memory(box, 2, 500, 128, held_out=held_out)
     # With two or more threads the halves run side by side (the plan allows it at this size).
     predicted = estimate.concurrent_peak_bytes if int(threads) >= 2 else estimate.peak_bytes
     assert abs(predicted - int(measured)) <= 0.3 * int(measured), (predicted, measured)

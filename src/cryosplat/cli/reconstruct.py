@@ -169,7 +169,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--heldout-fraction",
         type=float,
-        help="part of each half set held out (within the half) to stop each stage (default 0.1)",
+        help="part of each half set held out (within the half) to stop each stage and keep its "
+        "best step (default 0: every particle is fitted)",
     )
     s = p.add_argument_group("per-image engine (--engine splat)")
     s.add_argument("--epochs", type=int)

@@ -219,6 +219,7 @@ def plan_run(particles: ParticleSet, config: ReconstructConfig) -> MemoryPlan:
         n_gaussians=lambda box: config.n_gaussians or default_n_gaussians(box),
         max_resolution_angstrom=acc.max_resolution_angstrom,
         unpadded_above_box=config.grid.fit.unpadded_above_box,
+        held_out=config.grid.heldout_fraction > 0,
     )
     return plan_memory(request, config.memory)
 

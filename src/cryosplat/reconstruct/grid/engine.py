@@ -4,7 +4,8 @@ One streamed pass over each half set gathers its sufficient statistics (:mod:`cr
 the half models are then fitted to them coarse to fine (:mod:`cryosplat.reconstruct.grid.fit`), stage by stage,
 both halves at each stage, so the (cross-validated) resolution is known as the fit goes.
 
-Gold standard: each half's stopping rule uses a held-out part of *the same half* (never the other
+Gold standard: each half model is fitted to its own half set alone (and where a held-out part is
+asked for, ``heldout_fraction``, its stopping rule uses a part of *the same half*, never the other
 half), so the two half maps stay independent. Resume: the statistics and the model after every
 finished stage are checkpointed atomically; an interrupted run restarts at the first unfinished stage.
 """
@@ -62,7 +63,12 @@ class GridEngineConfig:
     fit : the coarse-to-fine fit (stages, steps, learning rates); its ``n_gaussians``, ``seed`` and
         ``device`` are set by ``reconstruct``
     heldout_fraction : part of each half set kept out of its fit to decide when a stage stops
-        (0: stop on the training loss alone)
+        and which of its steps to keep. 0 (the default): every particle is fitted and each stage
+        runs its budget unless the training loss stops improving. Since the prior on the map
+        (:func:`cryosplat.reconstruct.grid.loss.shell_prior_ratios`) the held-out loss seldom
+        stops a stage, so the 10 % held out until round 2, session 7 mostly cost data: fitting
+        them moved the 0.5 crossing 1.2 % finer on average over 14 sets and 2 seeds (EMD-5625
+        4-8 %), 1.6 % coarser on the worst (benchmarks/RESULTS.md).
     concurrent_halves : on a CPU with two or more threads, gather and fit the two halves side by
         side, a thread each (:func:`concurrent_halves`); ``reconstruct`` turns it off when the
         memory plan cannot hold both at once
@@ -70,7 +76,7 @@ class GridEngineConfig:
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
     fit: GridFitConfig = field(default_factory=GridFitConfig)
-    heldout_fraction: float = 0.1
+    heldout_fraction: float = 0.0
     concurrent_halves: bool = True
 
     def validate(self) -> None:
@@ -270,13 +276,20 @@ def gather_half_statistics(
         for stats in train + held:
             if stats is not None:
                 stats.data = -stats.data
-    log.info(
-        "statistics gathered: half A %d + %d held out, half B %d + %d held out",
-        train[0].n_particles,
-        0 if held[0] is None else held[0].n_particles,
-        train[1].n_particles,
-        0 if held[1] is None else held[1].n_particles,
-    )
+    if held[0] is None and held[1] is None:
+        log.info(
+            "statistics gathered: half A %d, half B %d particles (all fitted, none held out)",
+            train[0].n_particles,
+            train[1].n_particles,
+        )
+    else:
+        log.info(
+            "statistics gathered: half A %d + %d held out, half B %d + %d held out",
+            train[0].n_particles,
+            0 if held[0] is None else held[0].n_particles,
+            train[1].n_particles,
+            0 if held[1] is None else held[1].n_particles,
+        )
     return HalfStatistics(train, held, seconds)
 
 

@@ -10,7 +10,7 @@ same physical extent, pixel ``pixel · D / d_s``, frequencies below its Nyquist 
 on that grid, so most steps are cheap. Scales stay within ``[min, max]_scale_pixels`` stage pixels.
 Each stage runs Adam with exponentially decaying learning rates and ends after its step budget or
 when its stopping rule fires: with ``heldout`` statistics (images not fitted, e.g. 10 % of the same
-half set) the held-out loss, an unbiased estimate of the prediction error on new images, must
+half set; ``reconstruct --heldout-fraction``, none by default) the held-out loss, an unbiased estimate of the prediction error on new images, must
 improve within ``patience`` checks, and the best parameters seen are kept; without, the training
 loss must keep improving by ``min_improvement`` (relative, over its data-dependent part).
 

@@ -5,8 +5,9 @@ The model
 Nearly all the memory of ``cryosplat reconstruct --engine grid`` is in grids over the padded half
 Fourier grid of ``V = P² (P/2 + 1)`` voxels, ``P = pad · D``. A set of Fourier statistics
 (:class:`~cryosplat.reconstruct.grid.statistics.FourierStatistics`: ``W`` float32 and ``B``
-complex64) is 12 bytes per voxel, and a run holds four (fit and held-out parts of both halves).
-Counting bytes per half-grid voxel:
+complex64) is 12 bytes per voxel, and a run holds two (one per half), or four when a held-out
+part of each half is gathered apart (``--heldout-fraction``; the constants below were measured so).
+Counting bytes per half-grid voxel, with held-out parts:
 
 * statistics pass: the three sets already gathered (36), the totals and partial sums of the one
   being gathered (24), plus the batch in flight, ``BATCH_BYTES_PER_PIXEL · batch · D²`` (image
@@ -18,6 +19,8 @@ Counting bytes per half-grid voxel:
   times the mean footprint of the fit's default populations, kept for the backward pass);
 * ``BASE_BYTES``: Python, PyTorch, NumPy and the particle metadata.
 
+Without held-out parts (the default) the two sets not gathered (24) and the held-out loss grid
+(18 padded, ``18/8`` on an unpadded grid) are taken off (:func:`estimate_memory`).
 ``peak = BASE_BYTES + max(statistics pass, fit)``. On a CPU the two halves are gathered and fitted
 side by side (a thread each) when that fits in half the memory available (and under the bound): the set
 being gathered and the fit's per-half grids and voxeliser are then held twice, and each thread's
@@ -74,6 +77,8 @@ VOXELISER_BYTES_PER_VALUE = 8  # the profile kept for the backward pass, and chu
 DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
 LEANEST_BATCH = 16
 HELD_STATISTICS_BYTES_PER_VOXEL = 48  # the four gathered sets, shared by both halves' fits
+STATISTICS_SET_BYTES_PER_VOXEL = 12  # W float32 + B complex64
+HELD_OUT_LOSS_BYTES_PER_VOXEL = 18  # the held-out loss grid and its construction temporaries
 CONCURRENT_FIT_BYTES_PER_VOXEL = 102  # per half fitted side by side (measured at box 256)
 FIT_UNPADDED_BYTES_PER_VOXEL = (
     81  # fit whose largest stages are unpadded (box 256: 10.0 GB measured)
@@ -141,6 +146,12 @@ class MemoryEstimate:
     statistics_bytes: int
     fit_bytes: int
     fit_bytes_per_voxel: int = FIT_BYTES_PER_VOXEL
+    held_out: bool = True
+
+    @property
+    def _sets_bytes_per_voxel(self) -> int:
+        """The gathered statistics sets, shared by both halves' fits."""
+        return (4 if self.held_out else 2) * STATISTICS_SET_BYTES_PER_VOXEL
 
     @property
     def peak_bytes(self) -> int:
@@ -148,14 +159,17 @@ class MemoryEstimate:
 
     @property
     def concurrent_peak_bytes(self) -> int:
-        """The peak with both halves gathered and fitted at once: everything but the four
-        finished statistics sets twice."""
+        """The peak with both halves gathered and fitted at once: everything but the finished
+        statistics sets twice."""
         voxels = half_grid_voxels(self.box, self.pad)
-        statistics = 2 * self.statistics_bytes - 36 * voxels
+        sets = self._sets_bytes_per_voxel
+        statistics = 2 * self.statistics_bytes - (sets - STATISTICS_SET_BYTES_PER_VOXEL) * voxels
         voxeliser = self.fit_bytes - self.fit_bytes_per_voxel * voxels
-        per_half = self.fit_bytes_per_voxel - HELD_STATISTICS_BYTES_PER_VOXEL
-        per_half *= CONCURRENT_FIT_BYTES_PER_VOXEL / (FIT_BYTES_PER_VOXEL - 48)
-        fit = (HELD_STATISTICS_BYTES_PER_VOXEL + 2 * per_half) * voxels
+        per_half = self.fit_bytes_per_voxel - sets
+        per_half *= CONCURRENT_FIT_BYTES_PER_VOXEL / (
+            FIT_BYTES_PER_VOXEL - HELD_STATISTICS_BYTES_PER_VOXEL
+        )
+        fit = (sets + 2 * per_half) * voxels
         return BASE_BYTES + int(max(statistics, fit + 2 * voxeliser))
 
     def describe(self) -> str:
@@ -167,7 +181,12 @@ class MemoryEstimate:
 
 
 def estimate_memory(
-    box: int, pad: int, n_gaussians: int, batch_size: int, unpadded_above_box: int | None = None
+    box: int,
+    pad: int,
+    n_gaussians: int,
+    batch_size: int,
+    unpadded_above_box: int | None = None,
+    held_out: bool = False,
 ) -> MemoryEstimate:
     """The model of the module docstring for one run.
 
@@ -184,19 +203,27 @@ def estimate_memory(
     unpadded_above_box : int or None
         The fit's ``unpadded_above_box``: a box above it fits its last stages on the unpadded
         grid, ``FIT_UNPADDED_BYTES_PER_VOXEL`` instead of ``FIT_BYTES_PER_VOXEL``.
+    held_out : bool
+        Whether a held-out part of each half is gathered apart (``heldout_fraction > 0``).
     """
     voxels = half_grid_voxels(box, pad)
-    unpadded = unpadded_above_box is not None and box > unpadded_above_box
-    per_voxel = FIT_UNPADDED_BYTES_PER_VOXEL if unpadded and pad > 1 else FIT_BYTES_PER_VOXEL
+    unpadded = unpadded_above_box is not None and box > unpadded_above_box and pad > 1
+    per_voxel = FIT_UNPADDED_BYTES_PER_VOXEL if unpadded else FIT_BYTES_PER_VOXEL
+    statistics_per_voxel = STATISTICS_BYTES_PER_VOXEL
+    if not held_out:
+        loss = HELD_OUT_LOSS_BYTES_PER_VOXEL / (pad**3 if unpadded else 1)
+        per_voxel -= 2 * STATISTICS_SET_BYTES_PER_VOXEL + int(round(loss))
+        statistics_per_voxel -= 2 * STATISTICS_SET_BYTES_PER_VOXEL
     footprint = _footprint_values_per_gaussian(GridFitConfig())
     return MemoryEstimate(
         box,
         pad,
         n_gaussians,
         batch_size,
-        STATISTICS_BYTES_PER_VOXEL * voxels + BATCH_BYTES_PER_PIXEL * batch_size * box * box,
+        statistics_per_voxel * voxels + BATCH_BYTES_PER_PIXEL * batch_size * box * box,
         per_voxel * voxels + int(VOXELISER_BYTES_PER_VALUE * n_gaussians * footprint),
         per_voxel,
+        held_out,
     )
 
 
@@ -287,6 +314,10 @@ class PlanRequest:
     n_gaussians : callable(box) -> int
         Gaussians per half model for a box (the user's number, or the default for that box).
     max_resolution_angstrom : float or None
+    unpadded_above_box : int or None
+        The fit's ``unpadded_above_box`` (:func:`estimate_memory`).
+    held_out : bool
+        Whether held-out parts are gathered apart (``heldout_fraction > 0``).
     """
 
     box: int
@@ -296,6 +327,7 @@ class PlanRequest:
     n_gaussians: Callable[[int], int]
     max_resolution_angstrom: float | None = None
     unpadded_above_box: int | None = None
+    held_out: bool = False
 
 
 def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
@@ -328,7 +360,12 @@ def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
 
     def estimate(d: int, batch: int) -> MemoryEstimate:
         return estimate_memory(
-            d, request.pad, request.n_gaussians(d), batch, request.unpadded_above_box
+            d,
+            request.pad,
+            request.n_gaussians(d),
+            batch,
+            request.unpadded_above_box,
+            request.held_out,
         )
 
     best = estimate(box, request.batch_size)
@@ -351,7 +388,12 @@ def _refusal(request: PlanRequest, box: int, lean: MemoryEstimate, bound: int) -
         d
         for d in range(box - 2, 7, -2)
         if estimate_memory(
-            d, request.pad, request.n_gaussians(d), LEANEST_BATCH, request.unpadded_above_box
+            d,
+            request.pad,
+            request.n_gaussians(d),
+            LEANEST_BATCH,
+            request.unpadded_above_box,
+            request.held_out,
         ).peak_bytes
         <= bound
     ]
