@@ -13,6 +13,7 @@ from cryosplat.reconstruct.grid import engine as grid_engine
 from cryosplat.reconstruct.grid.engine import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.grid.memory_plan import MemoryPlan, estimate_memory
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
 from cryosplat.validation.fsc import fsc
 
@@ -123,3 +124,25 @@ def test_two_threads_read_many_stacks_under_the_open_map_bound(tmp_path, monkeyp
 
     with ThreadPoolExecutor(2) as pool:
         assert sum(pool.map(reader, [1, 2])) == 2
+
+
+def test_every_particle_is_fitted_unless_a_part_is_held_out(tiny_set, tmp_path):
+    particles = read_particles(tiny_set)
+    counts = {}
+    for fraction in (0.0, 0.25):
+        config = _config(False)
+        config.grid = replace(config.grid, heldout_fraction=fraction)
+        out = tmp_path / f"held{fraction}"
+        reconstruct(particles, out, config, show_progress=False)
+        found = {
+            p.stem: FourierStatistics.load(p).n_particles for p in out.glob("checkpoints/stats_*")
+        }
+        counts[fraction] = found
+    fitted = counts[0.0]
+    assert sorted(fitted) == ["stats_A_fit", "stats_B_fit"]
+    assert fitted["stats_A_fit"] + fitted["stats_B_fit"] == len(particles)
+    held = counts[0.25]
+    for half in "AB":
+        total = held[f"stats_{half}_fit"] + held[f"stats_{half}_heldout"]
+        assert total == fitted[f"stats_{half}_fit"]
+        assert held[f"stats_{half}_heldout"] == round(0.25 * total)
