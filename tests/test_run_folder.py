@@ -24,8 +24,17 @@ def test_new_folder_then_resume_same_run(tmp_path):
 def test_refuses_a_different_run_and_names_the_setting(tmp_path):
     out = tmp_path / "run"
     RunFolder(out, {"seed": 1, "engine": "grid"}).prepare()
-    with pytest.raises(InputError, match="different run.*seed"):
+    with pytest.raises(InputError, match="different run.*seed 1 → 2;"):
         RunFolder(out, {"seed": 2, "engine": "grid"}, resume=True).prepare()
+
+
+def test_a_nested_setting_is_named_with_both_values(tmp_path):
+    out = tmp_path / "run"
+    RunFolder(out, {"grid": {"heldout_fraction": 0.1, "pad": 2}}).prepare()
+    with pytest.raises(InputError) as info:
+        RunFolder(out, {"grid": {"heldout_fraction": 0.0, "pad": 2}}, resume=True).prepare()
+    message = str(info.value)
+    assert "grid.heldout_fraction 0.1 → 0.0;" in message and "pad" not in message
 
 
 def test_refuses_same_run_without_resume(tmp_path):

@@ -57,6 +57,27 @@ OUTPUT_FILES = (
 MODES = ("new", "resume", "restart", "overwrite")
 
 
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _differences(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """The settings (dotted names, sorted) whose values differ: ``{name: (old, new)}``."""
+    a, b = _flatten(old), _flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
@@ -230,19 +251,20 @@ class RunFolder:
                 "--overwrite to discard it, or choose a new output folder"
             )
         if old != self.identity:
-            diff = sorted(
-                k for k in set(old) | set(self.identity) if old.get(k) != self.identity.get(k)
-            )
-            if diff == ["input_fingerprint"]:
+            diff = _differences(old, self.identity)
+            if list(diff) == ["input_fingerprint"]:
                 raise InputError(
                     f"{self.path}: the input files changed since this run started (their "
                     "contents differ); resuming would mix the old data with the new: pass "
                     "--restart to start again in this folder, or choose a new output folder"
                 )
             again = "--overwrite" if state == "complete" else "--restart"
+            shown = [f"{k} {_short(a)} → {_short(b)}" for k, (a, b) in list(diff.items())[:6]]
+            more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
             raise InputError(
-                f"{self.path}: holds a different run (settings differ: {', '.join(diff)}; "
-                f"status: {state}); choose a new output folder, or pass {again} to discard it"
+                f"{self.path}: holds a different run (settings differ, this folder's → this "
+                f"command's: {'; '.join(shown)}{more}; status: {state}); choose a new output "
+                f"folder, pass the folder's settings again, or pass {again} to discard it"
             )
         if not self.resume:
             if state == "complete":
