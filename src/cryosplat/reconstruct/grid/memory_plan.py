@@ -146,7 +146,7 @@ class MemoryEstimate:
     statistics_bytes: int
     fit_bytes: int
     fit_bytes_per_voxel: int = FIT_BYTES_PER_VOXEL
-    held_out: bool = True
+    held_out: bool = False
 
     @property
     def _sets_bytes_per_voxel(self) -> int:
