@@ -426,6 +426,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
             continue
         res = monitor(*current, box=box)
         res_text = f" resolution {res:.2f} Å"
+        bar.update(steps_done, f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}")
         history.append({"stage": stage + 1, "box": box, "resolution_angstrom": res})
         log.info(
             "stage %d/%d (box %d): resolution %.2f Å (cross-validated)",
