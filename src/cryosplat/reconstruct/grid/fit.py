@@ -9,10 +9,11 @@ Coarse to fine: stage ``s`` crops the statistics to a box ``d_s`` (:meth:`Fourie
 same physical extent, pixel ``pixel · D / d_s``, frequencies below its Nyquist limit) and voxelises
 on that grid, so most steps are cheap. Scales stay within ``[min, max]_scale_pixels`` stage pixels.
 Each stage runs Adam with exponentially decaying learning rates and ends after its step budget or
-when its stopping rule fires: with ``heldout`` statistics (images not fitted, e.g. 10 % of the same
-half set; ``reconstruct --heldout-fraction``, none by default) the held-out loss, an unbiased estimate of the prediction error on new images, must
-improve within ``patience`` checks, and the best parameters seen are kept; without, the training
-loss must keep improving by ``min_improvement`` (relative, over its data-dependent part).
+when its stopping rule fires: with ``heldout`` statistics (images not fitted, e.g. 10 % of the
+same half set; ``reconstruct --heldout-fraction``, none by default) the held-out loss, an unbiased
+estimate of the prediction error on new images, must improve within ``patience`` checks, and the
+best parameters seen are kept; without, the training loss must keep improving by
+``min_improvement`` (relative, over its data-dependent part).
 
 On a CPU shared with other work, ``torch.set_num_threads(1)`` is often 2–4× faster than the
 default (many small tensor operations per step).

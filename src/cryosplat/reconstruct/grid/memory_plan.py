@@ -76,8 +76,9 @@ VOXELISER_BYTES_PER_VALUE = 8  # the profile kept for the backward pass, and chu
 
 DEFAULT_FRACTION = 0.8  # of the available memory, when no --max-memory is given
 LEANEST_BATCH = 16
-HELD_STATISTICS_BYTES_PER_VOXEL = 48  # the four gathered sets, shared by both halves' fits
 STATISTICS_SET_BYTES_PER_VOXEL = 12  # W float32 + B complex64
+# the four gathered sets (fit and held-out parts of both halves) the constants were measured with
+HELD_STATISTICS_BYTES_PER_VOXEL = 4 * STATISTICS_SET_BYTES_PER_VOXEL
 HELD_OUT_LOSS_BYTES_PER_VOXEL = 18  # the held-out loss grid and its construction temporaries
 CONCURRENT_FIT_BYTES_PER_VOXEL = 102  # per half fitted side by side (measured at box 256)
 FIT_UNPADDED_BYTES_PER_VOXEL = (
