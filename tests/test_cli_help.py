@@ -78,3 +78,20 @@ def test_simulate_help_states_the_configs_defaults_in_angstrom():
         stated = float(re.search(r"default ([0-9.]+)", helps[flag]).group(1))
         assert stated == pytest.approx(value), flag
     assert "Å" in helps["--defocus-min"] and "µm" not in helps["--defocus-min"]
+
+
+def test_reconstruct_help_states_the_configs_defaults():
+    from cryosplat.reconstruct.grid.fit import GridFitConfig
+    from cryosplat.reconstruct.run import ReconstructConfig
+
+    sub = build_parser()._subparsers._group_actions[0].choices["reconstruct"]
+    helps = {a.option_strings[-1]: a.help for a in sub._actions if a.option_strings}
+    fit = GridFitConfig()
+    expected = {
+        "--local-weight-sigma": ReconstructConfig().local_weight_sigma_px,
+        "--prior-strength": fit.prior_strength,
+        "--density-control": fit.density_control_fraction,
+    }
+    for flag, value in expected.items():
+        stated = float(re.search(r"default ([0-9.]+)\)", helps[flag]).group(1))
+        assert stated == pytest.approx(value), flag

@@ -85,6 +85,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"
     )
+    p.add_argument(
+        "--local-weight-sigma",
+        type=float,
+        metavar="PX",
+        help="map.mrc is the mean of the half maps times their local Wiener weight (what the "
+        "halves share against where they differ, averaged over a Gaussian of PX voxels; "
+        "local_weight.mrc); 0: the plain mean (default 1.5)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Engine options default to None: the engine's own default is filled in by build_config, and
     # an option given to the other engine is refused there (the parser imports no torch).
@@ -306,6 +314,9 @@ def build_config(args: argparse.Namespace):
         device=args.device,
         invert_contrast=args.invert_contrast,
         use_random_subset=not args.ignore_random_subset,
+        local_weight_sigma_px=_given(
+            args.local_weight_sigma, ReconstructConfig.local_weight_sigma_px
+        ),
         splat=splat,
         grid=grid,
         memory=MemoryConfig(

@@ -15,6 +15,7 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
 from cryosplat.validation.crossval import CrossValidatedFSC, cross_validated_fsc
 from cryosplat.validation.fsc import FSCResult, masked_fscs
+from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX, local_wiener_weight
 from cryosplat.validation.masks import auto_mask, spherical_mask
 
 __all__ = ["HalfMapReport", "evaluate_half_maps", "plot_fsc", "write_outputs"]
@@ -166,9 +167,14 @@ def write_outputs(
     data_maps: tuple[np.ndarray, np.ndarray] | None = None,
     warnings: list[str] | None = None,
     symmetry: str = "C1",
+    local_weight_sigma_px: float = DEFAULT_SIGMA_PX,
 ) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models into ``folder``.
 
+    The full map is the mean of the half maps times their local Wiener weight
+    (:mod:`cryosplat.validation.local_weight`, window ``local_weight_sigma_px`` voxels, also
+    written as ``local_weight.mrc``); ``local_weight_sigma_px = 0``: the plain mean. The half maps
+    and their FSC are the models' own.
     ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. A symmetric
     model is written expanded (every copy: the full molecule); ``symmetry`` and the asymmetric
     unit's size are recorded in ``fsc.json`` and the summary. ``data_maps`` of a symmetric run are
@@ -185,6 +191,20 @@ def write_outputs(
         half_a = model_a.voxelize().detach().cpu().double().numpy()
         half_b = model_b.voxelize().detach().cpu().double().numpy()
     full = 0.5 * (half_a + half_b)
+    if local_weight_sigma_px > 0:
+        weight = local_wiener_weight(half_a, half_b, local_weight_sigma_px, model_a.means.device)
+        full *= weight
+        write_map(folder / "local_weight.mrc", weight, pixel)
+        map_text = f"mean of the half maps × local Wiener weight ({local_weight_sigma_px:g} px)"
+        sphere = spherical_mask(model_a.box, soft_width_px=soft_width_px)
+        log.info(
+            "map: the mean of the half maps times their local Wiener weight (local_weight.mrc, "
+            "window %g px; %.2f on average inside the spherical mask)",
+            local_weight_sigma_px,
+            float((weight * sphere).sum() / sphere.sum()),
+        )
+    else:
+        map_text = "mean of the half maps"
     write_map(folder / "half_map_A.mrc", half_a, pixel)
     write_map(folder / "half_map_B.mrc", half_b, pixel)
     write_map(folder / "map.mrc", full, pixel)
@@ -205,6 +225,7 @@ def write_outputs(
         "model_half_maps_0143_automatic_angstrom": report.automatic.resolution("corrected"),
         "n_gaussians": [len(model_a), len(model_b)],
         "symmetry": symmetry,
+        "map": map_text,
         "n_gaussians_asymmetric_unit": n_unit,
         "box": model_a.box,
         "pixel_size_angstrom": pixel,

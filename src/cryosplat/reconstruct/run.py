@@ -50,6 +50,7 @@ from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
 from cryosplat.validation.crossval import ResolutionMonitor
+from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX
 
 __all__ = [
     "ReconstructConfig",
@@ -64,6 +65,7 @@ log = logging.getLogger("cryosplat")
 
 ENGINES = ("grid", "splat")
 MAX_GAUSSIANS = 1_000_000
+MAX_LOCAL_WEIGHT_SIGMA_PX = 20.0  # wider averages nothing locally
 MIN_BOX = 16  # the automatic mask and the coarsest fit stage need at least this many pixels
 
 
@@ -81,6 +83,8 @@ class ReconstructConfig:
     use_random_subset : honour ``rlnRandomSubset`` for the halves when present
     init_radius_fraction : random means lie in a sphere of this radius (fraction of the box edge)
     mask_soft_width_px : soft edge of the FSC masks (voxels)
+    local_weight_sigma_px : window (voxels) of the local Wiener weight the map (the mean of the
+        half maps) is multiplied by (:mod:`cryosplat.validation.local_weight`); 0: the plain mean
     symmetry : point group in RELION's conventions (:mod:`cryosplat.core.symmetry`; ``"C1"``: none):
         each particle counts once per operator and each half model holds one asymmetric unit's
         Gaussians (``n_gaussians / |G|``), drawn with all copies
@@ -98,6 +102,7 @@ class ReconstructConfig:
     use_random_subset: bool = True
     init_radius_fraction: float = 0.3
     mask_soft_width_px: float = 6.0
+    local_weight_sigma_px: float = DEFAULT_SIGMA_PX
     symmetry: str = "C1"
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
@@ -118,6 +123,11 @@ class ReconstructConfig:
             )
         if self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed}")
+        if not 0 <= self.local_weight_sigma_px <= MAX_LOCAL_WEIGHT_SIGMA_PX:
+            raise InputError(
+                f"local_weight_sigma_px must be from 0 (off) to {MAX_LOCAL_WEIGHT_SIGMA_PX} "
+                f"voxels, got {self.local_weight_sigma_px}"
+            )
         if not 0 < self.init_radius_fraction <= 0.5:
             raise InputError(
                 f"init_radius_fraction must be in (0, 0.5], got {self.init_radius_fraction}"
@@ -480,6 +490,7 @@ def _reconstruct_in(
             data_maps,
             warnings,
             symmetry=config.symmetry,
+            local_weight_sigma_px=config.local_weight_sigma_px,
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}

@@ -45,6 +45,7 @@ OUTPUT_FILES = (
     "half_map_A.mrc",
     "half_map_B.mrc",
     "mask.mrc",
+    "local_weight.mrc",
     "fsc.json",
     "fsc.svg",
     "model_A.npz",

@@ -1,0 +1,107 @@
+"""The local Wiener weight of the map: the Gaussian window, the weight's limits, and that it
+brings the mean of two noisy half maps closer to the truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.io.mrc import read_map
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.report import write_outputs
+from cryosplat.validation.local_weight import gaussian_smooth, local_wiener_weight
+
+BOX = 32
+
+
+def _blob(box: int = BOX, sigma: float = 3.0, offset=(0, 0, 0)) -> np.ndarray:
+    c = np.arange(box) - box // 2
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    r2 = (z - offset[0]) ** 2 + (y - offset[1]) ** 2 + (x - offset[2]) ** 2
+    return np.exp(-r2 / (2 * sigma**2))
+
+
+def test_smoothing_a_point_gives_the_gaussian_of_that_sigma():
+    point = torch.zeros((BOX,) * 3, dtype=torch.float64)
+    point[BOX // 2, BOX // 2, BOX // 2] = 1.0
+    out = gaussian_smooth(point, 2.0).numpy()
+    assert out.sum() == pytest.approx(1.0, abs=1e-10)  # normalised: the mass is kept
+    c = np.arange(BOX) - BOX // 2
+    for axis in range(3):
+        profile = out.sum(axis=tuple(a for a in range(3) if a != axis))
+        assert (profile * c**2).sum() == pytest.approx(4.0, rel=1e-6)  # variance σ² per axis
+    expected = _blob(sigma=2.0)
+    np.testing.assert_allclose(out, expected / expected.sum(), atol=1e-9)
+
+
+def test_smoothing_keeps_dtype_and_refuses_bad_input():
+    v = torch.rand((8, 8, 8), dtype=torch.float32)
+    assert gaussian_smooth(v, 1.0).dtype == torch.float32
+    with pytest.raises(ValueError, match="sigma_px"):
+        gaussian_smooth(v, 0.0)
+    with pytest.raises(ValueError, match="cube"):
+        gaussian_smooth(torch.rand(8, 8, 6), 1.0)
+
+
+def test_weight_limits():
+    truth = _blob()
+    # Two identical halves: nothing differs, the weight is 1 wherever they hold anything.
+    same = local_wiener_weight(truth, truth)
+    assert same.dtype == np.float32 and same.shape == truth.shape
+    assert same[BOX // 2, BOX // 2, BOX // 2] == pytest.approx(1.0)
+    assert same.min() >= 0.0 and same.max() <= 1.0
+    # Two halves of independent noise alone share nothing: the weight is small everywhere.
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((2,) + truth.shape)
+    assert local_wiener_weight(a, b).mean() < 0.2
+    # Halves t(1 ± s/2) with s = ±1 at random: A·B = 3t²/4 and (A − B)²/4 = t²/4 at every voxel,
+    # so the weight is 3/4 wherever the truth is.
+    sign = np.where(rng.random(truth.shape) < 0.5, -1.0, 1.0)
+    part = local_wiener_weight(truth * (1 + 0.5 * sign), truth * (1 - 0.5 * sign), 1.5)
+    np.testing.assert_allclose(part[truth > 0.01], 0.75, atol=1e-4)
+    with pytest.raises(ValueError, match="differ in shape"):
+        local_wiener_weight(truth, truth[:-1])
+
+
+def test_weight_keeps_the_molecule_and_takes_the_noise_out_of_the_solvent():
+    rng = np.random.default_rng(7)
+    truth = _blob(offset=(0, 0, 4)) + 0.7 * _blob(sigma=2.0, offset=(-3, 5, -6))
+    noise = 0.15 * truth.max()
+    a = truth + noise * rng.standard_normal(truth.shape)
+    b = truth + noise * rng.standard_normal(truth.shape)
+    mean = 0.5 * (a + b)
+    w = local_wiener_weight(a, b)
+    centre = (BOX // 2, BOX // 2, BOX // 2 + 4)
+    assert w[centre] > 0.9
+    far = _blob(sigma=8.0, offset=(0, 0, 4)) < 1e-3
+    assert w[far].mean() < 0.2
+    error_plain = np.square(mean - truth).sum()
+    error_weighted = np.square(mean * w - truth).sum()
+    assert error_weighted < 0.5 * error_plain
+
+
+def _model(seed: int) -> GaussianModel:
+    return GaussianModel.random(300, 24, 2.0, seed=seed, radius_fraction=0.3)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.5])
+def test_write_outputs_map_is_the_weighted_mean(tmp_path, sigma):
+    model_a, model_b = _model(1), _model(2)
+    _, summary = write_outputs(tmp_path, model_a, model_b, local_weight_sigma_px=sigma)
+    a, voxel = read_map(tmp_path / "half_map_A.mrc")
+    b, _ = read_map(tmp_path / "half_map_B.mrc")
+    full, _ = read_map(tmp_path / "map.mrc")
+    assert voxel == pytest.approx(2.0)
+    if sigma == 0:
+        assert not (tmp_path / "local_weight.mrc").exists()
+        np.testing.assert_allclose(full, 0.5 * (a + b), rtol=1e-5, atol=1e-7)
+        assert summary["map"] == "mean of the half maps"
+    else:
+        w, _ = read_map(tmp_path / "local_weight.mrc")
+        np.testing.assert_allclose(full, 0.5 * (a + b) * w, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(w, local_wiener_weight(a, b, sigma), atol=1e-5)
+        assert "local Wiener weight" in summary["map"]
+    assert json.loads((tmp_path / "fsc.json").read_text())["symmetry"] == "C1"
