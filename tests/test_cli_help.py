@@ -95,3 +95,25 @@ def test_reconstruct_help_states_the_configs_defaults():
     for flag, value in expected.items():
         stated = float(re.search(r"default ([0-9.]+)\)", helps[flag]).group(1))
         assert stated == pytest.approx(value), flag
+
+
+def test_a_command_imports_torch_with_its_objects_frozen():
+    # In a fresh interpreter: the collector is on again afterwards and the import's objects are
+    # frozen (the final collections at exit skip them); in a program that already holds PyTorch
+    # (as this test session does) nothing is frozen.
+    code = (
+        "import gc; from cryosplat.cli.main import import_torch; import_torch(); "
+        "print(gc.isenabled(), gc.get_freeze_count())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    enabled, frozen = out.stdout.split()
+    assert enabled == "True" and int(frozen) > 50_000
+    import gc
+
+    import torch  # noqa: F401
+
+    from cryosplat.cli.main import import_torch
+
+    before = gc.get_freeze_count()
+    import_torch()
+    assert gc.get_freeze_count() == before and gc.isenabled()
