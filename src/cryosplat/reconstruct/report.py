@@ -205,6 +205,7 @@ def write_outputs(
         )
     else:
         map_text = "mean of the half maps"
+        (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
     write_map(folder / "half_map_A.mrc", half_a, pixel)
     write_map(folder / "half_map_B.mrc", half_b, pixel)
     write_map(folder / "map.mrc", full, pixel)

@@ -65,6 +65,7 @@ log = logging.getLogger("cryosplat")
 
 ENGINES = ("grid", "splat")
 MAX_GAUSSIANS = 1_000_000
+OUTSIDE_IDENTITY = ("device", "memory", "local_weight_sigma_px")
 MAX_LOCAL_WEIGHT_SIGMA_PX = 20.0  # wider averages nothing locally
 MIN_BOX = 16  # the automatic mask and the coarsest fit stage need at least this many pixels
 
@@ -368,7 +369,9 @@ def reconstruct(
         "box": source_box,
         "pixel_size_angstrom": source_pixel,
         "work_box": particles.box,
-        **{k: v for k, v in asdict(asked).items() if k not in ("device", "memory")},
+        # Not what is fitted, so not what must match to resume: where it runs, its memory plan,
+        # and the local weight of the map made at the end.
+        **{k: v for k, v in asdict(asked).items() if k not in OUTSIDE_IDENTITY},
         "n_gaussians": n_gauss,
         "input_fingerprint": input_fingerprint(particles),
     }

@@ -25,7 +25,11 @@ Without held-out parts (the default) the two sets not gathered (24) and the held
 side by side (a thread each) when that fits in half the memory available (and under the bound): the set
 being gathered and the fit's per-half grids and voxeliser are then held twice, and each thread's
 allocator keeps its own free memory, ``CONCURRENT_FIT_BYTES_PER_VOXEL`` per half instead of
-``FIT_BYTES_PER_VOXEL − 48`` (:meth:`MemoryEstimate.concurrent_peak_bytes`). A fit whose largest
+``FIT_BYTES_PER_VOXEL − 48`` (:meth:`MemoryEstimate.concurrent_peak_bytes`); with the largest
+stages unpadded and nothing held out, ``CONCURRENT_FIT_UNPADDED_BYTES_PER_VOXEL`` per half
+(measured: the scaled padded figure predicted 8.1 GB at box 256 where 4.9 GB were used). Without
+held-out parts the two halves' statistics passes side by side hold no finished set, each its
+totals and partial sums and its batch (box 256: 4.5 GB measured, 5.3 GB predicted; 6.1 GB before). A fit whose largest
 stages run on the unpadded grid (box above the fit's ``unpadded_above_box``) needs
 ``FIT_UNPADDED_BYTES_PER_VOXEL`` instead of ``FIT_BYTES_PER_VOXEL``. Measured with ``/usr/bin/time``
 at box 256, 50,000 particles, 30,000 Gaussians, halves side by side: every stage padded 18.0 GB,
@@ -84,6 +88,10 @@ CONCURRENT_FIT_BYTES_PER_VOXEL = 102  # per half fitted side by side (measured a
 FIT_UNPADDED_BYTES_PER_VOXEL = (
     81  # fit whose largest stages are unpadded (box 256: 10.0 GB measured)
 )
+# per half fitted side by side when the largest stages are unpadded and nothing is held out: what
+# each half holds beyond the shared statistics (box 256, 40,000 particles, 30,000 Gaussians: 4.9 GB
+# measured, replaying the fit from the run's statistics; the scaled padded constant said 8.1 GB)
+CONCURRENT_FIT_UNPADDED_BYTES_PER_VOXEL = 15
 CONCURRENT_SHARE = 0.5  # of the available memory that side-by-side halves may plan to use
 
 
@@ -148,6 +156,7 @@ class MemoryEstimate:
     fit_bytes: int
     fit_bytes_per_voxel: int = FIT_BYTES_PER_VOXEL
     held_out: bool = False
+    unpadded: bool = False
 
     @property
     def _sets_bytes_per_voxel(self) -> int:
@@ -164,12 +173,20 @@ class MemoryEstimate:
         statistics sets twice."""
         voxels = half_grid_voxels(self.box, self.pad)
         sets = self._sets_bytes_per_voxel
-        statistics = 2 * self.statistics_bytes - (sets - STATISTICS_SET_BYTES_PER_VOXEL) * voxels
+        if self.held_out:
+            statistics = (
+                2 * self.statistics_bytes - (sets - STATISTICS_SET_BYTES_PER_VOXEL) * voxels
+            )
+        else:  # both halves gathered at once: no set finished yet, each its totals and partial sums
+            statistics = 2 * (self.statistics_bytes - STATISTICS_SET_BYTES_PER_VOXEL * voxels)
         voxeliser = self.fit_bytes - self.fit_bytes_per_voxel * voxels
-        per_half = self.fit_bytes_per_voxel - sets
-        per_half *= CONCURRENT_FIT_BYTES_PER_VOXEL / (
-            FIT_BYTES_PER_VOXEL - HELD_STATISTICS_BYTES_PER_VOXEL
-        )
+        if self.unpadded and not self.held_out:
+            per_half = CONCURRENT_FIT_UNPADDED_BYTES_PER_VOXEL
+        else:
+            per_half = self.fit_bytes_per_voxel - sets
+            per_half *= CONCURRENT_FIT_BYTES_PER_VOXEL / (
+                FIT_BYTES_PER_VOXEL - HELD_STATISTICS_BYTES_PER_VOXEL
+            )
         fit = (sets + 2 * per_half) * voxels
         return BASE_BYTES + int(max(statistics, fit + 2 * voxeliser))
 
@@ -225,6 +242,7 @@ def estimate_memory(
         per_voxel * voxels + int(VOXELISER_BYTES_PER_VALUE * n_gaussians * footprint),
         per_voxel,
         held_out,
+        unpadded,
     )
 
 
