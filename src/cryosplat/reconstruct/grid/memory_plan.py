@@ -27,10 +27,10 @@ being gathered and the fit's per-half grids and voxeliser are then held twice, a
 allocator keeps its own free memory, ``CONCURRENT_FIT_BYTES_PER_VOXEL`` per half instead of
 ``FIT_BYTES_PER_VOXEL − 48`` (:meth:`MemoryEstimate.concurrent_peak_bytes`); with the largest
 stages unpadded and nothing held out, ``CONCURRENT_FIT_UNPADDED_BYTES_PER_VOXEL`` per half
-(measured: the scaled padded figure predicted 8.1 GB at box 256 where 4.9 GB were used). Without
-held-out parts the two halves' statistics passes side by side hold no finished set, each its
-totals and partial sums and its batch (box 256: 4.5 GB measured, 5.3 GB predicted; 6.1 GB before). A fit whose largest
-stages run on the unpadded grid (box above the fit's ``unpadded_above_box``) needs
+(measured: the scaled padded figure predicted 8.1 GB at box 256 where 4.9 GB were used).
+Without held-out parts the two halves' statistics passes side by side hold no finished set, each
+its totals and partial sums and its batch (box 256: 4.5 GB measured, 5.3 GB predicted; 6.1 GB
+before). A fit whose largest stages run on the unpadded grid (box above the fit's ``unpadded_above_box``) needs
 ``FIT_UNPADDED_BYTES_PER_VOXEL`` instead of ``FIT_BYTES_PER_VOXEL``. Measured with ``/usr/bin/time``
 at box 256, 50,000 particles, 30,000 Gaussians, halves side by side: every stage padded 18.0 GB,
 the largest stages unpadded 10.0 GB (the constants are set from these two runs). The constants were measured on blob-and-noise
