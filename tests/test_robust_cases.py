@@ -225,6 +225,7 @@ def test_2_pose_pickle_without_shifts_gets_a_note(tmp_path):
         (["--pad", "100"], "pad must be an integer from 1 to 4"),
         (["--n-gaussians", "10000000"], "n_gaussians 10000000 is more than"),
         (["--seed", "-1"], "seed must be a non-negative integer"),
+        (["--local-weight-sigma", "-1"], "local_weight_sigma_px must be from 0 (off) to 20"),
         (["--max-resolution", "1000"], "keeps fewer than 4 Fourier shells"),
     ],
 )
