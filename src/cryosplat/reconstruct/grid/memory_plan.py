@@ -30,11 +30,11 @@ stages unpadded and nothing held out, ``CONCURRENT_FIT_UNPADDED_BYTES_PER_VOXEL`
 (measured: the scaled padded figure predicted 8.1 GB at box 256 where 4.9 GB were used).
 Without held-out parts the two halves' statistics passes side by side hold no finished set, each
 its totals and partial sums and its batch (box 256: 4.5 GB measured, 5.3 GB predicted; 6.1 GB
-before). A fit whose largest stages run on the unpadded grid (box above the fit's ``unpadded_above_box``) needs
-``FIT_UNPADDED_BYTES_PER_VOXEL`` instead of ``FIT_BYTES_PER_VOXEL``. Measured with ``/usr/bin/time``
-at box 256, 50,000 particles, 30,000 Gaussians, halves side by side: every stage padded 18.0 GB,
-the largest stages unpadded 10.0 GB (the constants are set from these two runs). The constants were measured on blob-and-noise
-sets (:mod:`cryosplat.simulate.noise_stacks`) with ``/usr/bin/time -f %M`` (box 96/128/192, pad 2,
+before). A fit whose largest stages run on the unpadded grid (box above the fit's
+``unpadded_above_box``) needs ``FIT_UNPADDED_BYTES_PER_VOXEL`` instead of ``FIT_BYTES_PER_VOXEL``.
+Measured with ``/usr/bin/time`` at box 256, 50,000 particles, 30,000 Gaussians, halves side by
+side: every stage padded 18.0 GB, the largest stages unpadded 10.0 GB (the constants are set from
+these two runs). The constants were measured on blob-and-noise sets (:mod:`cryosplat.simulate.noise_stacks`) with ``/usr/bin/time -f %M`` (box 96/128/192, pad 2,
 torch 2.13 CPU); ``tests/test_memory_plan.py`` checks a small run against the prediction.
 
 The plan
@@ -377,44 +377,36 @@ def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
     if bound is None:
         bound = None if available is None else int(DEFAULT_FRACTION * available)
 
-    def estimate(d: int, batch: int) -> MemoryEstimate:
-        return estimate_memory(
-            d,
-            request.pad,
-            request.n_gaussians(d),
-            batch,
-            request.unpadded_above_box,
-            request.held_out,
-        )
-
-    best = estimate(box, request.batch_size)
+    best = _estimate(request, box, request.batch_size)
     batch = request.batch_size
     if bound is not None and best.peak_bytes > bound:
-        lean = estimate(box, min(batch, LEANEST_BATCH))
+        lean = _estimate(request, box, min(batch, LEANEST_BATCH))
         if lean.peak_bytes <= bound:
             # A smaller batch is enough: halve it until it fits.
-            while batch > LEANEST_BATCH and estimate(box, batch).peak_bytes > bound:
+            while batch > LEANEST_BATCH and _estimate(request, box, batch).peak_bytes > bound:
                 batch //= 2
             batch = max(batch, LEANEST_BATCH)
-            best = estimate(box, batch)
+            best = _estimate(request, box, batch)
         else:
             raise InputError(_refusal(request, box, lean, bound))
     return MemoryPlan(box, source, pixel, batch, best, bound, available)
 
 
+def _estimate(request: PlanRequest, box: int, batch: int) -> MemoryEstimate:
+    """:func:`estimate_memory` of ``request``'s run at ``box`` with ``batch`` images per batch."""
+    return estimate_memory(
+        box,
+        request.pad,
+        request.n_gaussians(box),
+        batch,
+        request.unpadded_above_box,
+        request.held_out,
+    )
+
+
 def _refusal(request: PlanRequest, box: int, lean: MemoryEstimate, bound: int) -> str:
     fits = [
-        d
-        for d in range(box - 2, 7, -2)
-        if estimate_memory(
-            d,
-            request.pad,
-            request.n_gaussians(d),
-            LEANEST_BATCH,
-            request.unpadded_above_box,
-            request.held_out,
-        ).peak_bytes
-        <= bound
+        d for d in range(box - 2, 7, -2) if _estimate(request, d, LEANEST_BATCH).peak_bytes <= bound
     ]
     pixel = request.pixel_size_angstrom * request.box
     if fits:
