@@ -12,7 +12,8 @@ import torch
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.report import write_outputs
-from cryosplat.validation.local_weight import gaussian_smooth, local_wiener_weight
+from cryosplat.validation.local_weight import local_wiener_weight
+from cryosplat.validation.masks import gaussian_smooth
 
 BOX = 32
 

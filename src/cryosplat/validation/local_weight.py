@@ -16,43 +16,17 @@ the full map, and the half maps are left as fitted.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from cryosplat.core.fourier import squared_radius
+from cryosplat.validation.masks import gaussian_smooth
 
-__all__ = ["DEFAULT_SIGMA_PX", "gaussian_smooth", "local_wiener_weight"]
+__all__ = ["DEFAULT_SIGMA_PX", "local_wiener_weight"]
 
 # Measured on fifteen sets, two seeds each (benchmarks/RESULTS.md, round 2, session 8): FSC 0.5
 # with the truth 1.8 % finer on average at 1.5 voxels (1.7 % at 2, 1.4 % at 3), and clear of the
 # narrow windows' noisy averages (0.75 voxels made one fit 5 % coarser).
 DEFAULT_SIGMA_PX = 1.5
-
-
-def gaussian_smooth(volume: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """A cubic volume convolved with a normalised 3D Gaussian of ``sigma_px`` voxels (periodic).
-
-    Parameters
-    ----------
-    volume : torch.Tensor, shape (D, D, D), real
-    sigma_px : float
-        Standard deviation of the Gaussian (voxels), positive.
-
-    Returns
-    -------
-    torch.Tensor, same shape, dtype and device.
-    """
-    if not sigma_px > 0:
-        raise ValueError(f"sigma_px must be positive, got {sigma_px}")
-    if volume.ndim != 3 or len(set(volume.shape)) != 1:
-        raise ValueError(f"volume must be a cube, got shape {tuple(volume.shape)}")
-    box = volume.shape[0]
-    # The Gaussian's transform exp(-2π²σ²|k|²), k in cycles per voxel: symmetric, so no centring.
-    k2 = squared_radius(box, 3, half=True, centred=False, device=volume.device, dtype=volume.dtype)
-    kernel = torch.exp(k2 * (-2.0 * (math.pi * sigma_px / box) ** 2))
-    return torch.fft.irfftn(torch.fft.rfftn(volume) * kernel, s=volume.shape)
 
 
 def local_wiener_weight(

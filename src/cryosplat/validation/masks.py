@@ -9,7 +9,7 @@ import torch
 
 from cryosplat.core.fourier import squared_radius
 
-__all__ = ["spherical_mask", "auto_mask", "lowpass"]
+__all__ = ["spherical_mask", "auto_mask", "gaussian_smooth", "lowpass"]
 
 
 def _radius_grid(box: int) -> torch.Tensor:
@@ -50,15 +50,39 @@ def spherical_mask(
     return _soft_edge(_radius_grid(box) - radius_px, soft_width_px).float().numpy()
 
 
+def gaussian_smooth(volume: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """A cubic volume convolved with a normalised 3D Gaussian of ``sigma_px`` voxels (periodic).
+
+    Parameters
+    ----------
+    volume : torch.Tensor, shape (D, D, D), real
+    sigma_px : float
+        Standard deviation of the Gaussian (voxels), positive.
+
+    Returns
+    -------
+    torch.Tensor, same shape, dtype and device.
+    """
+    if not sigma_px > 0:
+        raise ValueError(f"sigma_px must be positive, got {sigma_px}")
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise ValueError(f"volume must be a cube, got shape {tuple(volume.shape)}")
+    box = volume.shape[0]
+    # The Gaussian's transform exp(-2π²σ²|k|²), k in cycles per voxel: symmetric in k, so a
+    # convolution with no centring, and the real half grid does.
+    k2 = squared_radius(box, 3, half=True, centred=False, device=volume.device, dtype=volume.dtype)
+    kernel = torch.exp(k2 * (-2.0 * (math.pi * sigma_px / box) ** 2))
+    return torch.fft.irfftn(torch.fft.rfftn(volume) * kernel, s=volume.shape)
+
+
 def lowpass(volume, resolution_angstrom: float, pixel_size_angstrom: float) -> np.ndarray:
-    """Gaussian low-pass filter with amplitude 0.5 at ``resolution_angstrom``."""
+    """Gaussian low-pass filter with amplitude 0.5 at ``resolution_angstrom`` (float64)."""
+    # exp(-2π²σ²k²) = 1/2 at k = 1/resolution: σ = sqrt(ln 2 / 2) · resolution / π.
+    sigma_px = (
+        math.sqrt(math.log(2.0) / 2.0) * resolution_angstrom / (math.pi * pixel_size_angstrom)
+    )
     v = torch.as_tensor(np.asarray(volume), dtype=torch.float64)
-    box = v.shape[0]
-    # A filter symmetric in k is a convolution: no centring needed, and the real half grid does.
-    k2 = squared_radius(box, 3, half=True, centred=False, dtype=torch.float64)
-    k2 /= (box * pixel_size_angstrom) ** 2
-    sigma2 = (1.0 / resolution_angstrom) ** 2 / (2.0 * math.log(2.0))
-    return torch.fft.irfftn(torch.fft.rfftn(v) * torch.exp(-k2 / (2.0 * sigma2)), s=v.shape).numpy()
+    return gaussian_smooth(v, sigma_px).numpy()
 
 
 def _dilate_cube(binary: torch.Tensor) -> torch.Tensor:
