@@ -191,18 +191,12 @@ def write_outputs(
         half_a = model_a.voxelize().detach().cpu().double().numpy()
         half_b = model_b.voxelize().detach().cpu().double().numpy()
     full = 0.5 * (half_a + half_b)
+    weight = None
     if local_weight_sigma_px > 0:
         weight = local_wiener_weight(half_a, half_b, local_weight_sigma_px, model_a.means.device)
         full *= weight
         write_map(folder / "local_weight.mrc", weight, pixel)
         map_text = f"mean of the half maps × local Wiener weight ({local_weight_sigma_px:g} px)"
-        sphere = spherical_mask(model_a.box, soft_width_px=soft_width_px)
-        log.info(
-            "map: the mean of the half maps times their local Wiener weight (local_weight.mrc, "
-            "window %g px; %.2f on average inside the spherical mask)",
-            local_weight_sigma_px,
-            float((weight * sphere).sum() / sphere.sum()),
-        )
     else:
         map_text = "mean of the half maps"
         (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
@@ -212,6 +206,13 @@ def write_outputs(
     report, amask = evaluate_half_maps(
         half_a, half_b, pixel, soft_width_px, data_maps, model_a.means.device
     )
+    if weight is not None:
+        log.info(
+            "map: the mean of the half maps times their local Wiener weight (local_weight.mrc, "
+            "window %g px; %.2f on average inside the automatic mask)",
+            local_weight_sigma_px,
+            float((weight * amask).sum() / max(float(amask.sum()), 1e-12)),
+        )
     report.warnings = list(warnings or [])
     write_map(folder / "mask.mrc", amask, pixel)
     write_json_atomic(folder / "fsc.json", {**report.to_dict(), "symmetry": symmetry})
