@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cryosplat.core.fourier_slice import corner_rfft_adjoint, padded_rfft, wrapped_to_corner_phase
 from cryosplat.model.voxelize import FootprintChunk, _FootprintSum, footprint_sum_reference
 from cryosplat.reconstruct.grid.loss import _SpectrumLoss, spectrum_loss_reference
 
@@ -35,7 +36,8 @@ def _footprint_inputs(seed: int = 0):
 
 def _spectrum_inputs(seed: int = 0, box: int = 4, size: int = 8):
     """volume (box³), weights (size, size, size//2 + 1) ≥ 0, data (same) complex, size:
-    padded (the default: the cropped inverse of the backward pass) or ``size == box``."""
+    padded (the default: the cropped inverse of the backward pass) or ``size == box`` (odd too:
+    the columns that stand for two frequencies then run to the last)."""
     g = torch.Generator().manual_seed(seed)
     volume = torch.randn(box, box, box, dtype=torch.float64, generator=g)
     half = (size, size, size // 2 + 1)
@@ -104,7 +106,7 @@ def test_spectrum_loss_gradcheck(function, passes):
     assert torch.autograd.gradcheck(f, (volume.requires_grad_(),), raise_exception=False) is passes
 
 
-@pytest.mark.parametrize("box,size", [(4, 8), (5, 10), (6, 6)])
+@pytest.mark.parametrize("box,size", [(4, 8), (5, 10), (6, 6), (5, 5)])
 def test_spectrum_loss_equals_its_plain_autograd_twin(box, size):
     volume, weights, data, size = _spectrum_inputs(seed=3, box=box, size=size)
     results = []
@@ -115,3 +117,31 @@ def test_spectrum_loss_equals_its_plain_autograd_twin(box, size):
         results.append((loss.detach(), spectrum, leaf.grad))
     for custom, plain in zip(*results, strict=True):
         torch.testing.assert_close(custom, plain, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("box,size", [(4, 8), (6, 6), (5, 5), (3, 7), (5, 10)])
+def test_rfft_adjoints_equal_autograd_of_the_transform(box, size):
+    """Both placements' adjoints against PyTorch's own backward of ``rfftn``, odd sizes included
+    (there every column past the first stands for two frequencies; until round 2 the last one was
+    counted once, a wrong gradient for odd unpadded boxes)."""
+    g = torch.Generator().manual_seed(box * 100 + size)
+    grad = torch.randn(size, size, size // 2 + 1, dtype=torch.complex128, generator=g)
+    volume = torch.randn(box, box, box, dtype=torch.float64, generator=g)
+    corner = volume.clone().requires_grad_()
+    (grad * torch.fft.rfftn(corner, s=(size,) * 3).conj()).real.sum().backward()
+    torch.testing.assert_close(corner_rfft_adjoint(grad, box, size), corner.grad)
+    wrapped = volume.clone().requires_grad_()
+    (grad * padded_rfft(wrapped, size).conj()).real.sum().backward()
+    reference = wrapped.grad
+    placed = volume.clone().requires_grad_()
+    shift = [(i - box // 2) % size for i in range(box)]
+    grid = torch.zeros((size,) * 3, dtype=torch.float64)
+    grid[torch.tensor(shift)[:, None, None], torch.tensor(shift)[None, :, None], shift] = placed
+    (grad * torch.fft.rfftn(grid).conj()).real.sum().backward()
+    torch.testing.assert_close(reference, placed.grad)
+    # The two placements' spectra differ by the phase of the shift.
+    along_zy, along_x = wrapped_to_corner_phase(box, size, dtype=torch.complex128)
+    shifted = (
+        padded_rfft(volume, size) * along_zy[:, None, None] * along_zy[None, :, None] * along_x
+    )
+    torch.testing.assert_close(shifted, torch.fft.rfftn(volume, s=(size,) * 3))

@@ -46,6 +46,8 @@ __all__ = [
     "padded_rfft",
     "padded_rfft_values",
     "padded_rfft_adjoint",
+    "corner_rfft_adjoint",
+    "wrapped_to_corner_phase",
     "volume_to_padded_ft",
     "padded_ft_to_volume",
     "cropped_irfftn",
@@ -112,15 +114,50 @@ def padded_rfft_adjoint(
     takes a full complex transform), evaluated at the map's voxels only
     (:func:`cropped_irfftn`).
     """
-    g = grad * float(scale * size**3)
-    g[..., 1 : size // 2] *= 0.5
-    wrap = _wrapped_indices(box, size, grad.device)
-    if size == box:  # unpadded: every row is the map's
+    return _half_spectrum_adjoint(grad, size, _wrapped_indices(box, size, grad.device), scale)
+
+
+def _half_spectrum_adjoint(grad, size: int, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale · Re Σ_{k in half} g_k e^{+2πi k·n/P}`` at the voxels ``n`` of ``keep`` (n,) along
+    each axis: one pass over the grid (the scale, and ½ on the columns that stand for two
+    frequencies, ``0 < kx < P/2``, as one factor per column), then one cropped inverse real FFT."""
+    real = torch.float64 if grad.dtype in (torch.float64, torch.complex128) else torch.float32
+    factor = torch.full((grad.shape[-1],), float(scale * size**3), dtype=real, device=grad.device)
+    factor[1 : (size + 1) // 2] *= 0.5
+    g = grad * factor
+    if size == keep.numel():  # unpadded: every row is the map's
         full = torch.fft.irfftn(g, s=(size, size, size))
-        return full[wrap[:, None, None], wrap[None, :, None], wrap[None, None, :]]
+        return full[keep[:, None, None], keep[None, :, None], keep[None, None, :]]
     # Only the map's D of P rows are read back along each axis: transform along z, keep D rows,
     # along y, keep D, then the real transform along x (about half the work of the full inverse).
-    return cropped_irfftn(g, size, wrap)
+    return cropped_irfftn(g, size, keep)
+
+
+def corner_rfft_adjoint(
+    grad: torch.Tensor, box: int, size: int, scale: float = 1.0
+) -> torch.Tensor:
+    """The adjoint of ``torch.fft.rfftn(volume, s=(P,) * 3)`` (a D³ map zero-padded after its
+    last voxel, voxel ``i`` at padded index ``i``): ``∂L/∂map`` (D, D, D) from ``∂L/∂spectrum``,
+    times ``scale``.
+
+    The corner placement skips the scatter of :func:`padded_rfft_values` into a zeroed P³ grid
+    and lets the FFT pad; its spectrum is the wrapped one times
+    :func:`wrapped_to_corner_phase`.
+    """
+    return _half_spectrum_adjoint(grad, size, torch.arange(box, device=grad.device), scale)
+
+
+def wrapped_to_corner_phase(box: int, size: int, device=None, dtype=torch.complex64):
+    """Per-axis factors ``e^{−2πi k c / P}`` (``c = D//2``) that take the uncentred half spectrum
+    of a map placed as :func:`padded_rfft_values` places it (origin at index 0) to that of the
+    same map placed at the corner (voxel ``i`` at index ``i``), and back by conjugation.
+
+    Returns ``(along z and y (P,), along x (P//2 + 1,))``: the factor at ``(kz, ky, kx)`` is the
+    product ``f[kz] · f[ky] · fx[kx]`` (applied axis by axis, no P³ temporary).
+    """
+    k = torch.fft.fftfreq(size, d=1.0 / size, dtype=torch.float64, device=device)
+    full = torch.exp(-2j * torch.pi * k * (box // 2) / size).to(dtype)
+    return full, full[: size // 2 + 1].clone()  # kx = P/2 (even P): e^{∓iπc} either way
 
 
 class _PaddedRealFFT(torch.autograd.Function):

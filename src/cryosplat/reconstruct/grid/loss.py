@@ -22,10 +22,9 @@ import torch
 
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import (
-    padded_rfft,
-    padded_rfft_adjoint,
-    padded_rfft_values,
+    corner_rfft_adjoint,
     trilinear_apodization,
+    wrapped_to_corner_phase,
 )
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.statistics import FourierStatistics, padded_shell_index
@@ -158,26 +157,31 @@ def shell_prior_ratios(half_fsc, n_shells: int, strength: float, cap: float) -> 
 class _SpectrumLoss(torch.autograd.Function):
     """``(volume) → (loss less constant, spectrum)`` with an analytic backward.
 
-    ``F`` = :func:`~cryosplat.core.fourier_slice.padded_rfft_values` of the map (origin at index
-    0), ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)`` and the map gradient is
-    :func:`~cryosplat.core.fourier_slice.padded_rfft_adjoint` of it. Only the residual ``W F − B``
+    ``F = rfftn(map, s=(P,) * 3)`` (the map zero-padded at its corner: voxel ``i`` at index
+    ``i``; ``B`` must be stated for that placement, :func:`~cryosplat.core.fourier_slice.wrapped_to_corner_phase`),
+    ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)`` and the map gradient is
+    :func:`~cryosplat.core.fourier_slice.corner_rfft_adjoint` of it. Only the residual ``W F − B``
     is kept for the backward pass (plain autograd, :func:`spectrum_loss_reference`, keeps more
-    grids: at large boxes these are most of the memory).
+    grids: at large boxes these are most of the memory); no gradient grid is made for the
+    spectrum, which is not differentiable.
     """
 
     @staticmethod
     def forward(ctx, volume, weights, data, size):
-        spectrum = padded_rfft_values(volume, size)
+        spectrum = torch.fft.rfftn(volume, s=(size, size, size))
         loss, residual = _data_term_and_residual(spectrum, weights, data)
         ctx.save_for_backward(residual)
         ctx.size, ctx.box = size, volume.shape[-1]
         ctx.mark_non_differentiable(spectrum)
+        ctx.set_materialize_grads(False)
         return loss, spectrum
 
     @staticmethod
     def backward(ctx, grad_loss, grad_spectrum):
+        if grad_loss is None:
+            return None, None, None, None
         (residual,) = ctx.saved_tensors
-        volume_grad = padded_rfft_adjoint(residual, ctx.box, ctx.size, scale=2.0)
+        volume_grad = corner_rfft_adjoint(residual, ctx.box, ctx.size, scale=2.0)
         return volume_grad * grad_loss, None, None, None
 
 
@@ -185,12 +189,11 @@ def _data_term_and_residual(spectrum, weights, data) -> tuple[torch.Tensor, torc
     """``Σ W|F|² − 2 Σ Re(conj(F) B)`` and the residual ``W F − B``, on the real views (a real
     ``W`` times a complex grid would first copy ``W`` to complex): ``Σ Re(conj(F)(WF − B)) −
     Σ Re(conj(F) B)`` as two real dot products."""
-    flat = torch.view_as_real(spectrum)
-    residual = flat * weights.unsqueeze(-1) - torch.view_as_real(data)
+    flat, data = torch.view_as_real(spectrum), torch.view_as_real(data)
+    residual = flat * weights.unsqueeze(-1)
+    residual -= data  # in place: one grid fewer made per step
     flat = flat.reshape(-1)
-    loss = torch.dot(flat, residual.reshape(-1)) - torch.dot(
-        flat, torch.view_as_real(data).reshape(-1)
-    )
+    loss = torch.dot(flat, residual.reshape(-1)) - torch.dot(flat, data.reshape(-1))
     return loss, torch.view_as_complex(residual)
 
 
@@ -199,7 +202,7 @@ def spectrum_loss_reference(volume, weights, data, size):
 
     The twin the custom backward is tested against; slower and with more memory.
     """
-    spectrum = padded_rfft(volume, size)
+    spectrum = torch.fft.rfftn(volume, s=(size, size, size))
     loss = (spectrum.conj() * (weights * spectrum - 2.0 * data)).real.sum()
     return loss, spectrum.detach()
 
@@ -280,6 +283,12 @@ class GridLoss:
         if exclude_zero_frequency:  # index 0 of the uncentred grid is K = 0
             weights[0, 0, 0] = 0.0
             data[0, 0, 0] = 0.0
+        # The statistics are stated for the map's origin at index 0; the loss places it at the
+        # corner (cheaper transforms), so the data take the phase of that shift.
+        along_zy, along_x = wrapped_to_corner_phase(self.box, self.size, data.device, data.dtype)
+        data *= along_zy[:, None, None]
+        data *= along_zy[None, :, None]
+        data *= along_x
         self.weights = weights.to(device)
         self.data = data.to(device)
         insertion_pad = stats.insertion_pad or stats.pad
@@ -293,7 +302,7 @@ class GridLoss:
 
     def data_term_and_spectrum(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(1/d²)[Σ W|X̂|² − 2 Re(conj X̂ B)]`` (the loss less its constant; differentiable)
-        and the uncentred padded rFFT of the (apodised) map, for :meth:`data_term`."""
+        and the half spectrum of the (apodised) map zero-padded at its corner, for :meth:`data_term`."""
         if tuple(volume.shape) != (self.box,) * 3:
             raise ValueError(f"volume has shape {tuple(volume.shape)}, expected {(self.box,) * 3}")
         if self.apodization is not None:
