@@ -190,12 +190,13 @@ def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_p
     resumed, _ = read_map(out / "map.mrc")
     np.testing.assert_allclose(resumed, full, rtol=1e-4, atol=1e-6 * np.abs(full).max())
 
-    # The local weight is applied to the finished halves, not fitted: a run interrupted at its
-    # outputs resumes with another weight (here none: the plain mean of the same half maps).
+    # The local weight and the blend with the data are applied to the finished halves, not
+    # fitted: a run interrupted at its outputs resumes without them (the plain mean of the same
+    # half maps).
     status = json.loads((out / "run.json").read_text())
     (out / "run.json").write_text(json.dumps({**status, "status": "interrupted"}))
     (out / "map.mrc").unlink()
-    plain = [*args, "--local-weight-sigma", "0", "--resume"]
+    plain = [*args, "--local-weight-sigma", "0", "--no-data-blend", "--resume"]
     assert main(["reconstruct", str(tiny_set), "-o", str(out), *plain]) == 0
     halves = [read_map(out / f"half_map_{h}.mrc")[0] for h in "AB"]
     np.testing.assert_allclose(

@@ -93,6 +93,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "halves share against where they differ, averaged over a Gaussian of PX voxels; "
         "local_weight.mrc); 0: the plain mean (default 1.5)",
     )
+    p.add_argument(
+        "--no-data-blend",
+        action="store_true",
+        help="map.mrc from the half models alone; by default each half map is corrected, "
+        "frequency shell by shell, by its own half set's direct inversion where that holds more "
+        "(fsc.json: the model's weight per shell)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Engine options default to None: the engine's own default is filled in by build_config, and
     # an option given to the other engine is refused there (the parser imports no torch).
@@ -317,6 +324,7 @@ def build_config(args: argparse.Namespace):
         local_weight_sigma_px=_given(
             args.local_weight_sigma, ReconstructConfig.local_weight_sigma_px
         ),
+        blend_with_data=not args.no_data_blend,
         splat=splat,
         grid=grid,
         memory=MemoryConfig(

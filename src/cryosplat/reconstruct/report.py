@@ -14,6 +14,7 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
 from cryosplat.validation.crossval import CrossValidatedFSC, cross_validated_fsc
+from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
 from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX, local_wiener_weight
 from cryosplat.validation.masks import auto_mask, spherical_mask
@@ -159,6 +160,23 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
     write_svg(path, plot)
 
 
+def _log_blend(alpha: np.ndarray, box: int, pixel: float) -> None:
+    """Where the data's inversion entered the map: the shells where the model's weight < 0.9."""
+    low = np.flatnonzero(alpha[1:] < 0.9) + 1
+    if low.size == 0:
+        log.info("map: the half models as fitted at every shell (their data held no more)")
+        return
+    extent = box * pixel
+    log.info(
+        "map: the half models blended with their data's inversion at %d shells, %.1f-%.1f Å "
+        "(the model's weight there %.2f on average; per shell in fsc.json)",
+        low.size,
+        extent / low[0],
+        extent / low[-1],
+        float(alpha[low].mean()),
+    )
+
+
 def write_outputs(
     folder: Path,
     model_a: GaussianModel,
@@ -168,13 +186,17 @@ def write_outputs(
     warnings: list[str] | None = None,
     symmetry: str = "C1",
     local_weight_sigma_px: float = DEFAULT_SIGMA_PX,
+    blend_maps: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models into ``folder``.
 
-    The full map is the mean of the half maps times their local Wiener weight
-    (:mod:`cryosplat.validation.local_weight`, window ``local_weight_sigma_px`` voxels, also
-    written as ``local_weight.mrc``); ``local_weight_sigma_px = 0``: the plain mean. The half maps
-    and their FSC are the models' own.
+    The full map is made of the half maps, each corrected shell by shell by its own half set's
+    direct inversion where that holds more (``blend_maps``, the inversions:
+    :mod:`cryosplat.validation.data_blend`; the model's weight per shell goes into ``fsc.json``),
+    their mean times their local Wiener weight (:mod:`cryosplat.validation.local_weight`, window
+    ``local_weight_sigma_px`` voxels, also written as ``local_weight.mrc``;
+    ``local_weight_sigma_px = 0``: the plain mean). The half maps as written and their FSC are
+    the models' own.
     ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. A symmetric
     model is written expanded (every copy: the full molecule); ``symmetry`` and the asymmetric
     unit's size are recorded in ``fsc.json`` and the summary. ``data_maps`` of a symmetric run are
@@ -190,15 +212,18 @@ def write_outputs(
     with torch.no_grad():
         half_a = model_a.voxelize().detach().cpu().double().numpy()
         half_b = model_b.voxelize().detach().cpu().double().numpy()
-    full = 0.5 * (half_a + half_b)
+    parts, alpha, map_text = (half_a, half_b), None, "mean of the half maps"
+    if blend_maps is not None:
+        *parts, alpha = blend_with_data(half_a, half_b, *blend_maps, model_a.means.device)
+        map_text = "mean of the half maps, each blended by shell with its data's inversion"
+    full = 0.5 * (parts[0] + parts[1])
     weight = None
     if local_weight_sigma_px > 0:
-        weight = local_wiener_weight(half_a, half_b, local_weight_sigma_px, model_a.means.device)
+        weight = local_wiener_weight(*parts, local_weight_sigma_px, model_a.means.device)
         full *= weight
         write_map(folder / "local_weight.mrc", weight, pixel)
-        map_text = f"mean of the half maps × local Wiener weight ({local_weight_sigma_px:g} px)"
+        map_text += f" × local Wiener weight ({local_weight_sigma_px:g} px)"
     else:
-        map_text = "mean of the half maps"
         (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
     write_map(folder / "half_map_A.mrc", half_a, pixel)
     write_map(folder / "half_map_B.mrc", half_b, pixel)
@@ -208,14 +233,17 @@ def write_outputs(
     )
     if weight is not None:
         log.info(
-            "map: the mean of the half maps times their local Wiener weight (local_weight.mrc, "
-            "window %g px; %.2f on average inside the automatic mask)",
-            local_weight_sigma_px,
+            "map: the %s (local_weight.mrc; the weight %.2f on average inside the automatic mask)",
+            map_text,
             float((weight * amask).sum() / max(float(amask.sum()), 1e-12)),
         )
+    extra = {"symmetry": symmetry, "map": map_text}
+    if alpha is not None:
+        extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
+        _log_blend(alpha, model_a.box, pixel)
     report.warnings = list(warnings or [])
     write_map(folder / "mask.mrc", amask, pixel)
-    write_json_atomic(folder / "fsc.json", {**report.to_dict(), "symmetry": symmetry})
+    write_json_atomic(folder / "fsc.json", {**report.to_dict(), **extra})
     plot_fsc(folder / "fsc.svg", report)
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")

@@ -50,6 +50,7 @@ from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
 from cryosplat.validation.crossval import ResolutionMonitor
+from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX
 
 __all__ = [
@@ -65,7 +66,7 @@ log = logging.getLogger("cryosplat")
 
 ENGINES = ("grid", "splat")
 MAX_GAUSSIANS = 1_000_000
-OUTSIDE_IDENTITY = ("device", "memory", "local_weight_sigma_px")
+OUTSIDE_IDENTITY = ("device", "memory", "local_weight_sigma_px", "blend_with_data")
 MAX_LOCAL_WEIGHT_SIGMA_PX = 20.0  # wider averages nothing locally
 MIN_BOX = 16  # the automatic mask and the coarsest fit stage need at least this many pixels
 
@@ -86,6 +87,8 @@ class ReconstructConfig:
     mask_soft_width_px : soft edge of the FSC masks (voxels)
     local_weight_sigma_px : window (voxels) of the local Wiener weight the map (the mean of the
         half maps) is multiplied by (:mod:`cryosplat.validation.local_weight`); 0: the plain mean
+    blend_with_data : the map is made of half maps corrected, shell by shell, by their own half
+        set's direct inversion where that holds more (:mod:`cryosplat.validation.data_blend`)
     symmetry : point group in RELION's conventions (:mod:`cryosplat.core.symmetry`; ``"C1"``: none):
         each particle counts once per operator and each half model holds one asymmetric unit's
         Gaussians (``n_gaussians / |G|``), drawn with all copies
@@ -104,6 +107,7 @@ class ReconstructConfig:
     init_radius_fraction: float = 0.3
     mask_soft_width_px: float = 6.0
     local_weight_sigma_px: float = DEFAULT_SIGMA_PX
+    blend_with_data: bool = True
     symmetry: str = "C1"
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
@@ -301,7 +305,10 @@ def _run_splat(particles, halves, config, folder: RunFolder, device, show_progre
     else:
         result = engine.run()
     bar.close()
-    return result, {"history": engine.history, "data_maps": data_maps}
+    details = {"history": engine.history, "data_maps": data_maps, "blend_maps": None}
+    if dist.is_main and config.blend_with_data:
+        details["blend_maps"] = statistics.data_maps(BLEND_REGULARIZATION)
+    return result, details
 
 
 def _run_grid(particles, halves, config, folder: RunFolder, device, show_progress, dist):
@@ -482,7 +489,7 @@ def _reconstruct_in(
             show_progress,
             dist,
         )
-        data_maps = details.pop("data_maps")
+        data_maps, blend_maps = details.pop("data_maps"), details.pop("blend_maps")
         _check_finite(model_a, model_b)
         # The models stay on the device: the final half maps are voxelised there.
         report, summary = write_outputs(
@@ -494,6 +501,7 @@ def _reconstruct_in(
             warnings,
             symmetry=config.symmetry,
             local_weight_sigma_px=config.local_weight_sigma_px,
+            blend_maps=blend_maps,
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}

@@ -33,8 +33,13 @@ from cryosplat.reconstruct.distributed import Distributed, cached_statistics, sh
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.loss import shell_prior_ratios
-from cryosplat.reconstruct.grid.statistics import FourierStatistics, wiener_inversion
+from cryosplat.reconstruct.grid.statistics import (
+    DEFAULT_WIENER_REGULARIZATION,
+    FourierStatistics,
+    wiener_inversion,
+)
 from cryosplat.validation.crossval import ResolutionMonitor
+from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
 
@@ -172,15 +177,18 @@ class HalfStatistics:
         """[A, B] statistics of every particle of each half (fit + held out)."""
         return [t if h is None else t + h for t, h in zip(self.train, self.held, strict=True)]
 
-    def data_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Direct Fourier inversions ``D_A, D_B`` of the two whole halves (for validation).
+    def data_maps(
+        self, regularization: float = DEFAULT_WIENER_REGULARIZATION
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Direct Fourier inversions ``D_A, D_B`` of the two whole halves (for validation, or
+        with another Wiener constant for :mod:`cryosplat.validation.data_blend`).
 
         One half's total at a time, dropped once inverted: at large boxes every grid is ~12 bytes
         per half-grid voxel (see :mod:`cryosplat.reconstruct.grid.memory_plan`). The statistics
         already carry the data sign.
         """
         return tuple(
-            wiener_inversion([t] if h is None else [t, h]).cpu().numpy()
+            wiener_inversion([t] if h is None else [t, h], regularization).cpu().numpy()
             for t, h in zip(self.train, self.held, strict=True)
         )
 
@@ -439,5 +447,8 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     synchronize(device)
     timings["fit"] = time.perf_counter() - started
     log.info("fit and cross-validation: %.1f s on %s", timings["fit"], device)
-    details = {"history": history, "data_maps": data_maps, "timings_s": timings}
+    details = {"history": history, "data_maps": data_maps, "blend_maps": None}
+    if dist.is_main and config.blend_with_data:  # after the fit: not held while it runs
+        details["blend_maps"] = statistics.data_maps(BLEND_REGULARIZATION)
+    details["timings_s"] = timings
     return (current[0], current[1]), details

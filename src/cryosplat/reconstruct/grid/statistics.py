@@ -27,7 +27,12 @@ from cryosplat.core.fourier_slice import (
 )
 from cryosplat.io.atomic import atomic_path
 
-__all__ = ["wiener_inversion", "FourierStatistics"]
+__all__ = ["wiener_inversion", "FourierStatistics", "DEFAULT_WIENER_REGULARIZATION"]
+
+# The Wiener constant of a direct inversion, a fraction of the mean summed CTF²: the validation's
+# data half maps and the prior's FSC use it (a blend with the model uses less,
+# :data:`cryosplat.validation.data_blend.BLEND_REGULARIZATION`).
+DEFAULT_WIENER_REGULARIZATION = 0.05
 
 FORMAT_NAME = "cryosplat-fourier-statistics"
 FORMAT_VERSION = 1
@@ -263,7 +268,9 @@ class FourierStatistics:
         )
 
     def reconstruct_wiener(
-        self, regularization: float = 0.05, gridding_correction: bool = True
+        self,
+        regularization: float = DEFAULT_WIENER_REGULARIZATION,
+        gridding_correction: bool = True,
     ) -> torch.Tensor:
         """Direct Fourier inversion ``V̂ = B / (W + λ)`` (a baseline like ``relion_reconstruct``).
 
@@ -359,7 +366,9 @@ class FourierStatistics:
 
 
 def wiener_inversion(
-    parts: list[FourierStatistics], regularization: float = 0.05, gridding_correction: bool = True
+    parts: list[FourierStatistics],
+    regularization: float = DEFAULT_WIENER_REGULARIZATION,
+    gridding_correction: bool = True,
 ) -> torch.Tensor:
     """:meth:`FourierStatistics.reconstruct_wiener` of the union of disjoint particle sets.
 

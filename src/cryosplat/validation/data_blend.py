@@ -1,0 +1,155 @@
+"""Half maps corrected by their own data, shell by shell, where the data hold more than the model.
+
+A mixture of Gaussians fitted to a half set errs in two ways: by the noise of its half set, which
+the other half does not share, and by what a mixture of that size and shape cannot hold, which
+both halves share. The second shows at the low and middle shells, where the data hold much
+signal and a direct inversion of the same half set can lie closer to the truth than the model
+(EMD-1832 at 36 Å: the mean of the two half models 0.940 with the truth, the mean of the two
+halves' direct inversions 0.952; ``benchmarks/RESULTS.md``, round 2, session 9). Each half map is
+therefore replaced by
+
+    ``A' = α(k) M_A + (1 − α(k)) D_A``
+
+(``M``: the half model's map, ``D``: the half set's direct inversion, per frequency shell ``k``),
+with ``α`` the value that minimises the expected squared error of ``A'`` against the truth. It is
+estimated without the truth, from the two halves, with shell means ``⟨·⟩`` of Fourier
+coefficients and ``D`` taken as unbiased (its errors independent between the halves):
+
+* ``σ² = ⟨|D_A − D_B|²⟩ / 2``: the noise of one half's inversion;
+* ``E = ⟨|M_A − D_B|²⟩ − σ²``: the error of a half model (the other half's data are independent
+  of it), averaged over both pairings;
+* ``C = (E + σ² − ⟨|M_A − D_A|²⟩) / 2``: the covariance of a half model's error with its own
+  data's noise (the model was fitted to them);
+* ``α = (σ² − C) / (E + σ² − 2C)``, clipped to ``[0, 1]``; that is ``1 − g / ⟨|M_A − D_A|²⟩``
+  with ``g = (⟨|M_A − D_B|²⟩ + ⟨|M_A − D_A|²⟩) / 2 − σ²``, what the model misses that the data
+  share. ``g`` is a difference of shell means, taken one of its standard errors (``σ²/√n`` for
+  ``n`` coefficients where the models miss nothing) low (:data:`ERROR_MARGIN`): where the data
+  are mostly noise a chance excess would let their noise in (a shell of 100 coefficients gives
+  ``1 − α`` about 0.1 by chance alone).
+
+Where the data hold nothing (the high shells of a noisy set) ``σ²`` dominates and ``α = 1``: the
+map is the model's. ``α(0) = 1`` (the map's mean stays the model's: one coefficient estimates
+nothing) and ``α = 1`` past the box's Nyquist shell (the corners hold no data).
+
+``A'`` depends on half A's model and data only, and on ``α``, one number per shell made from both
+halves (as the fit's prior is set from the FSC of both halves' inversions). The half maps as
+written and every FSC between them stay the models' own; this enters the full map only, as the
+local weight (:mod:`cryosplat.validation.local_weight`) does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cryosplat.validation.fsc import half_grid_shells
+
+__all__ = ["BLEND_REGULARIZATION", "blend_with_data", "model_weights_by_shell"]
+
+# The Wiener constant of the direct inversions blended in, as a fraction of the mean CTF² (the
+# validation's data maps use 0.05). The estimate above takes each inversion as unbiased; a larger
+# constant shrinks the lowest shells, where the summed CTF² is small, and that bias reads as the
+# model's error: measured on fifteen sets, two seeds (round 2, session 9), 0.05 left EMD-1832's
+# first shell at 0.992 with the truth (0.996 unblended), 0.2 at 0.97; 0.003 and 0.01 alike.
+BLEND_REGULARIZATION = 0.01
+
+# Standard errors by which the estimate of what the models miss is taken low (see
+# :func:`model_weights_by_shell`). Measured on the fifteen sets, two seeds (round 2, session 9),
+# largest deficit under the better peer / mean change of the 0.5 crossing: 0 (none) 0.009 /
+# -0.45 %, 1 0.011 / -0.26 %, 2 0.013 / 0.0 % (unblended: 0.021).
+ERROR_MARGIN = 1.0
+
+
+def _shell_counts(shells, weight, n: int) -> torch.Tensor:
+    """Coefficients per shell on the full grid (``n + 1`` entries, the last the corners)."""
+    return torch.zeros(n + 1, dtype=torch.float64, device=weight.device).index_add_(
+        0, shells, weight
+    )
+
+
+def _shell_means(spectrum_power: torch.Tensor, shells, weight, counts) -> torch.Tensor:
+    sums = torch.zeros_like(counts).index_add_(0, shells, spectrum_power.reshape(-1) * weight)
+    return sums / counts.clamp_min(1.0)
+
+
+def model_weights_by_shell(model_a, model_b, data_a, data_b) -> np.ndarray:
+    """``α`` per shell (``D//2 + 1``,) for :func:`blend_with_data`, from the four maps' spectra.
+
+    Parameters
+    ----------
+    model_a, model_b : torch.Tensor, complex (D, D, D//2 + 1)
+        Real FFTs of the half models' maps.
+    data_a, data_b : torch.Tensor, complex, same shape
+        Real FFTs of the half sets' direct inversions.
+    """
+    box = model_a.shape[0]
+    n = box // 2 + 1
+    shells, multiplicity = half_grid_shells(box, model_a.device)
+    shells = shells.reshape(-1).clamp_max(n)  # the corners, past Nyquist, pooled as shell n
+    weight = multiplicity.reshape(-1)
+    counts = _shell_counts(shells, weight, n)
+
+    def mean_power(x: torch.Tensor) -> torch.Tensor:
+        return _shell_means(x.abs().square(), shells, weight, counts)
+
+    noise = mean_power(data_a - data_b) / 2.0
+    cross = (mean_power(model_a - data_b) + mean_power(model_b - data_a)) / 2.0
+    own = (mean_power(model_a - data_a) + mean_power(model_b - data_b)) / 2.0
+    # α = 1 − g / own with g = (cross + own)/2 − σ², what the models miss that the data share
+    # (module docstring: E = cross − σ², C = (cross − own)/2). Where the models miss nothing, g
+    # is the shell mean of Re(n_A conj n_B) over about count/2 independent coefficients (Friedel
+    # pairs), of standard error σ²/√count: it is taken ERROR_MARGIN of those low, so that where
+    # the data are mostly noise their noise is not let in on a chance excess.
+    standard_error = noise / counts.clamp_min(1.0).sqrt()
+    missed = (cross + own) / 2.0 - noise - ERROR_MARGIN * standard_error
+    alpha = torch.where(own > 0, 1.0 - missed.clamp_min(0.0) / own.clamp_min(1e-300), 1.0)
+    alpha = alpha.clamp(0.0, 1.0)
+    alpha[0] = 1.0
+    return alpha[:n].cpu().numpy()
+
+
+def blend_with_data(
+    model_a, model_b, data_a, data_b, device: torch.device | str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both half maps corrected by their own data where the data hold more (module docstring).
+
+    Parameters
+    ----------
+    model_a, model_b : array-like, shape (D, D, D)
+        The half models' maps.
+    data_a, data_b : array-like, shape (D, D, D)
+        Direct inversions of the same half sets, in the same units (e.g.
+        ``FourierStatistics.reconstruct_wiener(BLEND_REGULARIZATION)``).
+    device : torch device, optional
+        Where the transforms run (the CPU by default).
+
+    Returns
+    -------
+    (blended_a, blended_b) : np.ndarray, shape (D, D, D), float64
+    alpha : np.ndarray, shape (D//2 + 1,), the model's weight per shell in ``[0, 1]``
+    """
+    maps = [
+        torch.as_tensor(np.asarray(m), dtype=torch.float64, device=device)
+        for m in (model_a, model_b, data_a, data_b)
+    ]
+    shape = maps[0].shape
+    if len(shape) != 3 or len(set(shape)) != 1 or any(m.shape != shape for m in maps):
+        raise ValueError(
+            "the half models' and the data's maps must be cubes of one shape, got "
+            f"{[tuple(m.shape) for m in maps]}"
+        )
+    spectra = [torch.fft.rfftn(m) for m in maps]
+    alpha = model_weights_by_shell(*spectra)
+    box = shape[0]
+    shells = half_grid_shells(box, maps[0].device)[0].clamp_max(box // 2 + 1)
+    per_point = torch.cat(
+        [
+            torch.as_tensor(alpha, device=maps[0].device),
+            torch.ones(1, dtype=torch.float64, device=maps[0].device),
+        ]
+    )[shells]
+    blended = [
+        torch.fft.irfftn(per_point * spectra[i] + (1.0 - per_point) * spectra[i + 2], s=shape)
+        for i in (0, 1)
+    ]
+    return blended[0].cpu().numpy(), blended[1].cpu().numpy(), alpha

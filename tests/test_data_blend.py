@@ -1,0 +1,138 @@
+"""The half maps blended, shell by shell, with their own data's inversion (validation.data_blend)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cryosplat.io.mrc import read_map
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.report import write_outputs
+from cryosplat.validation import data_blend
+from cryosplat.validation.data_blend import blend_with_data
+from cryosplat.validation.fsc import fsc
+from cryosplat.validation.local_weight import local_wiener_weight
+
+BOX = 32
+
+
+def _frequency(box: int = BOX) -> np.ndarray:
+    f = np.fft.fftfreq(box)
+    return np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + f[None, None, :] ** 2)
+
+
+def _field(seed: int, box: int = BOX, scale: float = 1.0, profile=None) -> np.ndarray:
+    """A random field white inside the Nyquist sphere (times ``profile(|k|)``), empty outside
+    (where the blend keeps the model: there are no data)."""
+    k = _frequency(box)
+    white = np.fft.fftn(np.random.default_rng(seed).standard_normal((box,) * 3))
+    shape = (k <= 0.5) * (1.0 if profile is None else profile(k))
+    return scale * np.fft.ifftn(white * shape).real
+
+
+def test_the_weight_is_the_analytic_optimum_for_a_shared_bias(monkeypatch):
+    """Models ``T + e`` (an error both halves share, independent of the data), data ``T + n``:
+    the error of ``α M + (1 − α) D`` is least at ``α = σ²_n / (σ²_e + σ²_n)``; the margin on
+    the estimate only moves ``α`` towards the model."""
+    truth, bias = _field(0), _field(1, scale=0.5)
+    models = [truth + bias, truth + bias]
+    data = [truth + _field(2, scale=0.8), truth + _field(3, scale=0.8)]
+    _, _, cautious = blend_with_data(*models, *data)
+    monkeypatch.setattr(data_blend, "ERROR_MARGIN", 0.0)
+    _, _, alpha = blend_with_data(*models, *data)
+    expected = 0.8**2 / (0.5**2 + 0.8**2)
+    assert alpha[0] == 1.0 and cautious[0] == 1.0  # the map's mean stays the model's
+    np.testing.assert_allclose(alpha[4:], expected, atol=0.05)  # shells of many coefficients
+    assert np.all(cautious >= alpha - 1e-12)
+    np.testing.assert_allclose(cautious[8:], expected, atol=0.1)
+
+
+def test_the_model_is_kept_where_the_data_hold_nothing():
+    truth = _field(0)
+    models = [truth + _field(1, scale=0.1), truth + _field(2, scale=0.1)]
+    data = [_field(3, scale=50.0), _field(4, scale=50.0)]  # noise only
+    a, b, alpha = blend_with_data(*models, *data)
+    assert alpha[2:].min() >= 0.95
+    curve = fsc(0.5 * (a + b), truth)[2:]
+    # One standard error of margin: a shell in six or so may still let a little noise in.
+    assert np.median(curve) > 0.99 and curve.min() > 0.9
+
+
+def test_the_data_are_taken_where_the_models_share_a_large_error():
+    truth = _field(0)
+    bias = _field(1, scale=2.0)
+    models = [truth + bias, truth + bias]
+    data = [truth + _field(2, scale=0.1), truth + _field(3, scale=0.1)]
+    a, b, alpha = blend_with_data(*models, *data)
+    assert alpha[2:].max() < 0.05
+    blended, model_mean = 0.5 * (a + b), 0.5 * (models[0] + models[1])
+    assert np.mean((blended - truth) ** 2) < 0.05 * np.mean((model_mean - truth) ** 2)
+
+
+def test_the_blend_is_closer_to_the_truth_than_either_map():
+    """Models that hold the high shells well and the low ones with a distortion both share (as a
+    mixture of Gaussians errs); data good at the low shells, noisy at the high ones."""
+    truth = _field(0, profile=lambda k: np.exp(-10 * k**2))
+    shared = _field(1, scale=0.3, profile=lambda k: k < 0.15)
+
+    def noise(seed, scale):  # rising with frequency, as the data's noise per shell does
+        return _field(seed, scale=scale, profile=lambda k: 0.02 + k)
+
+    models = [truth + shared + noise(2, 0.3), truth + shared + noise(3, 0.3)]
+    data = [truth + noise(4, 2.0), truth + noise(5, 2.0)]
+    a, b, alpha = blend_with_data(*models, *data)
+
+    def error(volume):
+        return float(np.mean((volume - truth) ** 2))
+
+    blended = error(0.5 * (a + b))
+    assert blended < 0.9 * error(0.5 * (models[0] + models[1]))
+    assert blended < 0.8 * error(0.5 * (data[0] + data[1]))
+    assert alpha[2] < 0.5 and alpha[-1] > 0.9  # data at the low shells, the model at the high
+
+
+def test_each_half_is_made_of_its_own_model_and_data():
+    """``A'`` is half A's model and data mixed by ``α``: half B enters only through ``α``."""
+    maps = [_field(s) for s in range(4)]
+    a, b, alpha = blend_with_data(*maps)
+    f = np.fft.fftfreq(BOX) * BOX
+    shells = np.round(
+        np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + f[None, None, :] ** 2)
+    )
+    per = np.where(shells <= BOX // 2, alpha[np.minimum(shells, BOX // 2).astype(int)], 1.0)
+    expected_a = np.fft.ifftn(per * np.fft.fftn(maps[0]) + (1 - per) * np.fft.fftn(maps[2])).real
+    np.testing.assert_allclose(a, expected_a, atol=1e-10)
+    assert np.all((alpha >= 0) & (alpha <= 1)) and alpha.shape == (BOX // 2 + 1,)
+
+
+def test_odd_boxes_and_bad_shapes():
+    maps = [_field(s, box=15) for s in range(4)]
+    a, _, alpha = blend_with_data(*maps)
+    assert a.shape == (15, 15, 15) and alpha.shape == (8,)
+    with pytest.raises(ValueError, match="one shape"):
+        blend_with_data(_field(0), _field(1), _field(2), _field(3, box=16))
+
+
+def _model(seed: int) -> GaussianModel:
+    return GaussianModel.random(300, 24, 2.0, seed=seed, radius_fraction=0.3)
+
+
+def test_written_map_is_the_weighted_mean_of_the_blended_halves(tmp_path):
+    model_a, model_b = _model(1), _model(2)
+    # Data that agree with each other and with neither model: the blend takes them.
+    common = 0.5 * (model_a.voxelize() + model_b.voxelize()).detach().double().numpy()
+    data = tuple(common + _field(seed, box=24, scale=1e-3 * common.std()) for seed in (3, 4))
+    _, summary = write_outputs(tmp_path, model_a, model_b, blend_maps=data)
+    a, _ = read_map(tmp_path / "half_map_A.mrc")
+    b, _ = read_map(tmp_path / "half_map_B.mrc")
+    ba, bb, alpha = blend_with_data(a, b, *data)
+    full, _ = read_map(tmp_path / "map.mrc")
+    weight = local_wiener_weight(ba, bb)
+    np.testing.assert_allclose(full, 0.5 * (ba + bb) * weight, rtol=1e-4, atol=1e-7)
+    written = json.loads((tmp_path / "fsc.json").read_text())
+    np.testing.assert_allclose(written["map_model_weight_by_shell"], alpha, atol=1e-4)
+    assert "blended" in summary["map"] and "blended" in written["map"]
+    # The half maps written are the models' own, not blended.
+    assert not np.allclose(a, ba, atol=1e-7)
