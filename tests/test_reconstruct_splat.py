@@ -16,8 +16,9 @@ import torch
 from cryosplat.cli.main import main
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.run import ReconstructConfig, _initial_models
+from cryosplat.reconstruct.run import ReconstructConfig
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
+from cryosplat.reconstruct.splat.runner import initial_models
 from cryosplat.validation.fsc import fsc as fsc_curve
 from cryosplat.validation.fsc import resolution_at
 from cryosplat.validation.masks import spherical_mask
@@ -27,7 +28,7 @@ BOX, PIXEL = 24, 4.0
 
 def _engine(particles, tmp_path, cfg, name):
     rc = ReconstructConfig(seed=0)
-    models = _initial_models(particles, rc, 60, torch.device("cpu"))
+    models = initial_models(particles, rc, 60, torch.device("cpu"))
     halves = (np.arange(0, len(particles), 2), np.arange(1, len(particles), 2))
     return SplatEngine(particles, halves, models, cfg, tmp_path / name, "cpu", seed=0)
 

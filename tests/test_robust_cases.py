@@ -26,9 +26,10 @@ from cryosplat.io.star import write_relion31_particles, write_star
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
-from cryosplat.reconstruct.run import ReconstructConfig, _initial_models
+from cryosplat.reconstruct.run import ReconstructConfig
 from cryosplat.reconstruct.run_folder import RunFolder
 from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
+from cryosplat.reconstruct.splat.runner import initial_models
 
 BOX, PIXEL = 16, 3.0
 
@@ -159,7 +160,7 @@ def test_1_nan_statistics_are_named_not_read_as_dark_protein(tmp_path):
 
 def test_1_splat_engine_guards_its_loss(tmp_path):
     particles = read_particles(write_set(tmp_path))
-    models = _initial_models(particles, ReconstructConfig(), 10, torch.device("cpu"))
+    models = initial_models(particles, ReconstructConfig(), 10, torch.device("cpu"))
     with torch.no_grad():
         models[0].raw_amplitudes[0] = float("nan")
     halves = (np.arange(0, 40, 2), np.arange(1, 40, 2))

@@ -23,7 +23,8 @@ ONE_IMAGE_STACKS = textwrap.dedent(
     from cryosplat.io.mrc import write_stack
     from cryosplat.io.star import write_relion31_particles
     from cryosplat.particles.read import read_particles
-    from cryosplat.reconstruct.run import ReconstructConfig, _initial_models
+    from cryosplat.reconstruct.run import ReconstructConfig
+    from cryosplat.reconstruct.splat.runner import initial_models
     from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
 
     d, n = Path(sys.argv[1]), 300
@@ -38,7 +39,7 @@ ONE_IMAGE_STACKS = textwrap.dedent(
         pixel_size_angstrom=3.0, box=16)
     particles = read_particles(d / "p.star")
     resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-    models = _initial_models(particles, ReconstructConfig(), 10, torch.device("cpu"))
+    models = initial_models(particles, ReconstructConfig(), 10, torch.device("cpu"))
     halves = (np.arange(0, n, 2), np.arange(1, n, 2))
     cfg = SplatEngineConfig(epochs=1, batch_size=50, checkpoint_interval_s=1e9)
     SplatEngine(particles, halves, models, cfg, d / "s.pt", "cpu").run()

@@ -22,7 +22,6 @@ from cryosplat.core.device import (
     resolve_device,
 )
 from cryosplat.core.errors import CryosplatError, InputError
-from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import (
     asymmetric_unit_gaussians,
     normalize_symmetry,
@@ -36,7 +35,6 @@ from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.reconstruct.grid.engine import (
     GridEngineConfig,
-    gather_half_statistics,
     run_grid_engine,
 )
 from cryosplat.reconstruct.grid.gather import MIN_RADIUS
@@ -48,9 +46,8 @@ from cryosplat.reconstruct.grid.memory_plan import (
 )
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
-from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
-from cryosplat.validation.crossval import ResolutionMonitor
-from cryosplat.validation.data_blend import BLEND_REGULARIZATION
+from cryosplat.reconstruct.splat.engine import SplatEngineConfig
+from cryosplat.reconstruct.splat.runner import run_splat_engine
 from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX
 
 __all__ = [
@@ -239,78 +236,6 @@ def plan_run(particles: ParticleSet, config: ReconstructConfig) -> MemoryPlan:
     return plan_memory(request, config.memory)
 
 
-def _initial_models(particles: ParticleSet, config: ReconstructConfig, n: int, device):
-    models = []
-    for half in range(2):
-        m = GaussianModel.random(
-            asymmetric_unit_gaussians(n, config.symmetry),
-            particles.box,
-            particles.pixel_size_angstrom,
-            seed=config.seed * 2 + half + 1,
-            radius_fraction=config.init_radius_fraction,
-            scale_angstrom=None,
-            symmetry=config.symmetry,
-        )
-        models.append(m.to(device))
-    return models
-
-
-def _run_splat(particles, halves, config, folder: RunFolder, device, show_progress, dist):
-    log.info("device: per-image splatting fit on %s", device)
-    # The same statistics, checkpoints and data half maps as the grid engine's (one pass).
-    statistics = gather_half_statistics(
-        particles, halves, config, folder, device, show_progress, dist
-    )
-    data_maps, monitor = None, None
-    if dist.is_main:
-        data_maps = statistics.data_maps()
-        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
-    models = _initial_models(particles, config, config.n_gaussians, device)
-    engine = SplatEngine(
-        particles,
-        halves,
-        models,
-        config.splat,
-        folder.checkpoint_dir / "splat_state.pt",
-        device,
-        seed=config.seed,
-        data_sign=-1.0 if config.invert_contrast else 1.0,
-        dist=dist,
-    )
-    resumed = engine.load()
-    if resumed:
-        log.info("resuming from epoch %d, step %d", engine.epoch + 1, engine.step_in_epoch)
-    done = engine.epoch * engine.steps_per_epoch() + engine.step_in_epoch
-    bar = Progress(
-        engine.total_steps(), "reconstruct", done=done, enabled=show_progress and dist.is_main
-    )
-    state = {"res": None}
-
-    def on_step(step, total, info):
-        res = "" if state["res"] is None else f" resolution {state['res']:.2f} Å"
-        bar.update(
-            step, f"epoch {info['epoch']}/{config.splat.epochs} loss {info['loss']:.4g}{res}"
-        )
-
-    def on_epoch(epoch):
-        res = monitor(*(h.model for h in engine.halves))
-        state["res"] = res
-        log.info(
-            "epoch %d/%d: resolution %.2f Å (cross-validated)", epoch, config.splat.epochs, res
-        )
-        return {"resolution_angstrom": res}
-
-    if dist.is_main:
-        result = engine.run(on_step=on_step, on_epoch=on_epoch)
-    else:
-        result = engine.run()
-    bar.close()
-    details = {"history": engine.history, "data_maps": data_maps, "blend_maps": None}
-    if dist.is_main and config.blend_with_data:
-        details["blend_maps"] = statistics.data_maps(BLEND_REGULARIZATION)
-    return result, details
-
-
 def _run_grid(particles, halves, config, folder: RunFolder, device, show_progress, dist):
     return run_grid_engine(particles, halves, config, folder, device, show_progress, dist)
 
@@ -385,7 +310,7 @@ def reconstruct(
     folder = RunFolder(out_dir, identity, mode=folder_mode or ("resume" if resume else "new"))
     resuming = dist.on_main(folder.prepare)
     if not dist.is_main:
-        run = _run_splat if config.engine == "splat" else _run_grid
+        run = run_splat_engine if config.engine == "splat" else _run_grid
         half_a, half_b, _ = split_halves(particles, config.seed, config.use_random_subset)
         cfg = replace(config, n_gaussians=n_gauss)
         run(particles, (half_a, half_b), cfg, folder, device, False, dist)
@@ -479,7 +404,7 @@ def _reconstruct_in(
             if config.invert_contrast
             else "as RELION (protein bright in the images)",
         )
-        run = _run_splat if config.engine == "splat" else _run_grid
+        run = run_splat_engine if config.engine == "splat" else _run_grid
         (model_a, model_b), details = run(
             particles,
             (half_a, half_b),

@@ -1,0 +1,101 @@
+"""The per-image engine's run: statistics for validation, the epochs, the maps the outputs need.
+
+:mod:`cryosplat.reconstruct.run` calls it for ``--engine splat``, as it calls
+:func:`cryosplat.reconstruct.grid.engine.run_grid_engine` for the grid engine.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cryosplat.core.progress import Progress
+from cryosplat.core.symmetry import asymmetric_unit_gaussians
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.engine import gather_half_statistics
+from cryosplat.reconstruct.run_folder import RunFolder
+from cryosplat.reconstruct.splat.engine import SplatEngine
+from cryosplat.validation.crossval import ResolutionMonitor
+from cryosplat.validation.data_blend import BLEND_REGULARIZATION
+
+__all__ = ["initial_models", "run_splat_engine"]
+
+log = logging.getLogger("cryosplat")
+
+
+def initial_models(particles: ParticleSet, config, n: int, device) -> list[GaussianModel]:
+    """Random starting models of the two halves (``n`` Gaussians each, one asymmetric unit's under
+    ``config.symmetry``; seeds ``2·config.seed + 1`` and ``+ 2``)."""
+    models = []
+    for half in range(2):
+        m = GaussianModel.random(
+            asymmetric_unit_gaussians(n, config.symmetry),
+            particles.box,
+            particles.pixel_size_angstrom,
+            seed=config.seed * 2 + half + 1,
+            radius_fraction=config.init_radius_fraction,
+            scale_angstrom=None,
+            symmetry=config.symmetry,
+        )
+        models.append(m.to(device))
+    return models
+
+
+def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_progress, dist):
+    """The per-image engine's run: the statistics pass (for validation, as the grid engine's),
+    the fit epoch by epoch with the cross-validated resolution after each, and the data maps the
+    outputs need. Returns ``((model_a, model_b), details)`` as
+    :func:`cryosplat.reconstruct.grid.engine.run_grid_engine` does."""
+    log.info("device: per-image splatting fit on %s", device)
+    # The same statistics, checkpoints and data half maps as the grid engine's (one pass).
+    statistics = gather_half_statistics(
+        particles, halves, config, folder, device, show_progress, dist
+    )
+    data_maps, monitor = None, None
+    if dist.is_main:
+        data_maps = statistics.data_maps()
+        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
+    models = initial_models(particles, config, config.n_gaussians, device)
+    engine = SplatEngine(
+        particles,
+        halves,
+        models,
+        config.splat,
+        folder.checkpoint_dir / "splat_state.pt",
+        device,
+        seed=config.seed,
+        data_sign=-1.0 if config.invert_contrast else 1.0,
+        dist=dist,
+    )
+    resumed = engine.load()
+    if resumed:
+        log.info("resuming from epoch %d, step %d", engine.epoch + 1, engine.step_in_epoch)
+    done = engine.epoch * engine.steps_per_epoch() + engine.step_in_epoch
+    bar = Progress(
+        engine.total_steps(), "reconstruct", done=done, enabled=show_progress and dist.is_main
+    )
+    state = {"res": None}
+
+    def on_step(step, total, info):
+        res = "" if state["res"] is None else f" resolution {state['res']:.2f} Å"
+        bar.update(
+            step, f"epoch {info['epoch']}/{config.splat.epochs} loss {info['loss']:.4g}{res}"
+        )
+
+    def on_epoch(epoch):
+        res = monitor(*(h.model for h in engine.halves))
+        state["res"] = res
+        log.info(
+            "epoch %d/%d: resolution %.2f Å (cross-validated)", epoch, config.splat.epochs, res
+        )
+        return {"resolution_angstrom": res}
+
+    if dist.is_main:
+        result = engine.run(on_step=on_step, on_epoch=on_epoch)
+    else:
+        result = engine.run()
+    bar.close()
+    details = {"history": engine.history, "data_maps": data_maps, "blend_maps": None}
+    if dist.is_main and config.blend_with_data:
+        details["blend_maps"] = statistics.data_maps(BLEND_REGULARIZATION)
+    return result, details
