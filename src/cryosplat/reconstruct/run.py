@@ -302,7 +302,7 @@ def reconstruct(
         "pixel_size_angstrom": source_pixel,
         "work_box": particles.box,
         # Not what is fitted, so not what must match to resume: where it runs, its memory plan,
-        # and the local weight of the map made at the end.
+        # and how the map is made from the finished halves (the blend, the local weight).
         **{k: v for k, v in asdict(asked).items() if k not in OUTSIDE_IDENTITY},
         "n_gaussians": n_gauss,
         "input_fingerprint": input_fingerprint(particles),
