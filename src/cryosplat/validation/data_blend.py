@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cryosplat.validation.fsc import half_grid_shells
+from cryosplat.validation.fsc import half_grid_shells, shell_sums
 
 __all__ = ["BLEND_REGULARIZATION", "blend_with_data", "model_weights_by_shell"]
 
@@ -60,19 +60,9 @@ BLEND_REGULARIZATION = 0.01
 ERROR_MARGIN = 1.0
 
 
-def _shell_counts(shells, weight, n: int) -> torch.Tensor:
-    """Coefficients per shell on the full grid (``n + 1`` entries, the last the corners)."""
-    return torch.zeros(n + 1, dtype=torch.float64, device=weight.device).index_add_(
-        0, shells, weight
-    )
-
-
-def _shell_means(spectrum_power: torch.Tensor, shells, weight, counts) -> torch.Tensor:
-    sums = torch.zeros_like(counts).index_add_(0, shells, spectrum_power.reshape(-1) * weight)
-    return sums / counts.clamp_min(1.0)
-
-
-def model_weights_by_shell(model_a, model_b, data_a, data_b) -> np.ndarray:
+def model_weights_by_shell(
+    model_a, model_b, data_a, data_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> np.ndarray:
     """``α`` per shell (``D//2 + 1``,) for :func:`blend_with_data`, from the four maps' spectra.
 
     Parameters
@@ -81,16 +71,14 @@ def model_weights_by_shell(model_a, model_b, data_a, data_b) -> np.ndarray:
         Real FFTs of the half models' maps.
     data_a, data_b : torch.Tensor, complex, same shape
         Real FFTs of the half sets' direct inversions.
+    grid : (shells, multiplicity), optional
+        :func:`cryosplat.validation.fsc.half_grid_shells` of the box, when the caller has it.
     """
-    box = model_a.shape[0]
-    n = box // 2 + 1
-    shells, multiplicity = half_grid_shells(box, model_a.device)
-    shells = shells.reshape(-1).clamp_max(n)  # the corners, past Nyquist, pooled as shell n
-    weight = multiplicity.reshape(-1)
-    counts = _shell_counts(shells, weight, n)
+    grid = half_grid_shells(model_a.shape[0], model_a.device) if grid is None else grid
+    counts = shell_sums(torch.ones_like(grid[1]), grid)
 
     def mean_power(x: torch.Tensor) -> torch.Tensor:
-        return _shell_means(x.abs().square(), shells, weight, counts)
+        return shell_sums(x.abs().square(), grid) / counts.clamp_min(1.0)
 
     noise = mean_power(data_a - data_b) / 2.0
     cross = (mean_power(model_a - data_b) + mean_power(model_b - data_a)) / 2.0
@@ -105,7 +93,7 @@ def model_weights_by_shell(model_a, model_b, data_a, data_b) -> np.ndarray:
     alpha = torch.where(own > 0, 1.0 - missed.clamp_min(0.0) / own.clamp_min(1e-300), 1.0)
     alpha = alpha.clamp(0.0, 1.0)
     alpha[0] = 1.0
-    return alpha[:n].cpu().numpy()
+    return alpha.cpu().numpy()
 
 
 def blend_with_data(
@@ -139,9 +127,9 @@ def blend_with_data(
             f"{[tuple(m.shape) for m in maps]}"
         )
     spectra = [torch.fft.rfftn(m) for m in maps]
-    alpha = model_weights_by_shell(*spectra)
-    box = shape[0]
-    shells = half_grid_shells(box, maps[0].device)[0].clamp_max(box // 2 + 1)
+    grid = half_grid_shells(shape[0], maps[0].device)
+    alpha = model_weights_by_shell(*spectra, grid=grid)
+    shells = grid[0].clamp_max(shape[0] // 2 + 1)  # past Nyquist: the model (no data there)
     per_point = torch.cat(
         [
             torch.as_tensor(alpha, device=maps[0].device),

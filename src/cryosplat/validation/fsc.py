@@ -29,6 +29,7 @@ __all__ = [
     "masked_fsc",
     "masked_fscs",
     "half_grid_shells",
+    "shell_sums",
 ]
 
 
@@ -49,6 +50,26 @@ def half_grid_shells(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor]
     if box % 2 == 0:
         multiplicity[..., box // 2] = 1.0
     return torch.round(r2.sqrt()).long(), multiplicity
+
+
+def shell_sums(values: torch.Tensor, grid: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Full-grid sums per shell 0..D//2 of ``values`` on the real-FFT half grid.
+
+    Parameters
+    ----------
+    values : torch.Tensor, real, shape (D, D, D//2 + 1)
+    grid : (shells, multiplicity), :func:`half_grid_shells` of the box on ``values``' device
+
+    Returns
+    -------
+    torch.Tensor, float64, shape (D//2 + 1,); the corners past Nyquist are left out.
+    """
+    shells, multiplicity = grid
+    n = shells.shape[0] // 2 + 1
+    keep = shells.reshape(-1) < n
+    zeros = torch.zeros(n, dtype=torch.float64, device=values.device)
+    flat = values.reshape(-1)[keep].to(torch.float64) * multiplicity.reshape(-1)[keep]
+    return zeros.index_add_(0, shells.reshape(-1)[keep], flat)
 
 
 def _as_tensor(volume) -> torch.Tensor:
@@ -80,18 +101,9 @@ def fsc(map_a, map_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None) -> 
         raise ValueError(f"maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     box = a.shape[0]
     fa, fb = torch.fft.rfftn(a), torch.fft.rfftn(b)
-    shells, multiplicity = half_grid_shells(box, a.device) if grid is None else grid
-    n = box // 2 + 1
-    keep = shells.reshape(-1) < n
-    s = shells.reshape(-1)[keep]
-    weight = multiplicity.reshape(-1)[keep]
-
-    def shell_sums(values: torch.Tensor) -> torch.Tensor:
-        zeros = torch.zeros(n, dtype=torch.float64, device=a.device)
-        return zeros.index_add_(0, s, values.reshape(-1)[keep] * weight)
-
-    cross = shell_sums(torch.view_as_real(fa * fb.conj())[..., 0])
-    pa, pb = shell_sums(fa.abs().square()), shell_sums(fb.abs().square())
+    grid = half_grid_shells(box, a.device) if grid is None else grid
+    cross = shell_sums(torch.view_as_real(fa * fb.conj())[..., 0], grid)
+    pa, pb = shell_sums(fa.abs().square(), grid), shell_sums(fb.abs().square(), grid)
     denom = torch.sqrt(pa * pb)
     out = torch.where(denom > 0, cross / denom.clamp_min(1e-300), torch.zeros_like(cross))
     return out.cpu().numpy()

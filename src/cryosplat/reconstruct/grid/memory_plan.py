@@ -34,7 +34,8 @@ before). A fit whose largest stages run on the unpadded grid (box above the fit'
 ``unpadded_above_box``) needs ``FIT_UNPADDED_BYTES_PER_VOXEL`` instead of ``FIT_BYTES_PER_VOXEL``.
 Measured with ``/usr/bin/time`` at box 256, 50,000 particles, 30,000 Gaussians, halves side by
 side: every stage padded 18.0 GB, the largest stages unpadded 10.0 GB (the constants are set from
-these two runs). The constants were measured on blob-and-noise sets (:mod:`cryosplat.simulate.noise_stacks`) with ``/usr/bin/time -f %M`` (box 96/128/192, pad 2,
+these two runs). The constants were measured on blob-and-noise sets
+(:mod:`cryosplat.simulate.noise_stacks`) with ``/usr/bin/time -f %M`` (box 96/128/192, pad 2,
 torch 2.13 CPU); ``tests/test_memory_plan.py`` checks a small run against the prediction.
 
 The plan
