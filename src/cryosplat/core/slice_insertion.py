@@ -18,6 +18,11 @@ particles per second per core (box 256, two halves side by side on two cores):
   more than the arithmetic;
 * ``scatter_add_`` rather than ``index_add_`` (1.2–1.7× faster on a CPU for the same sums).
 
+On a GPU the same loop is bound by kernel launches, not by memory: each of its ~50 operations is
+a launch (and a Python call), and a view at a time made ~50 launches per image at box 256: 938
+particles per second on an H200 (``benchmarks/GPU_RESULTS.md``, round 2 session 10). There the
+chunks hold ``_CHUNK_POINTS_GPU`` points (tens of views; ~120 MB of buffers).
+
 Measured slower and left out: sorting the points by grid index (the sort costs what it saves), a
 grid interleaving ``(Re, Im, weight)`` per voxel (the scatter's cost is per element, and a complex
 value is one element), the two corners along ``x`` scattered together.
@@ -31,8 +36,10 @@ from cryosplat.core.fourier_slice import _kept_pixels, _mirror, is_half_layout, 
 
 __all__ = ["SliceAccumulator", "insert_slices"]
 
-# Slice points handled at once: buffers of a few MB, reused.
+# Slice points handled at once: buffers of a few MB (a CPU's caches), reused.
 _CHUNK_POINTS = 2**15
+# On a GPU: buffers of ~120 MB, so that a launch covers tens of views.
+_CHUNK_POINTS_GPU = 2**20
 
 
 class SliceAccumulator:
@@ -222,7 +229,8 @@ class _TrilinearScatter:
         self.share = torch.where(kx == 0, 0.5, 1.0).to(kx.dtype) if half else torch.ones_like(kx)
         self.half = half
         m, dtype, device = kx.numel(), kx.dtype, kx.device
-        self.views = views = max(1, _CHUNK_POINTS // max(1, m))
+        chunk = _CHUNK_POINTS if device.type == "cpu" else _CHUNK_POINTS_GPU
+        self.views = views = max(1, chunk // max(1, m))
         size = shape[0]
         self.origin = (0.0 if half else float(size // 2), float(size // 2), float(size // 2))
         self.strides = (1.0, float(shape[2]), float(shape[1] * shape[2]))  # of x, y, z
