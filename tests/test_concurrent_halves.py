@@ -132,6 +132,7 @@ def test_every_particle_is_fitted_unless_a_part_is_held_out(tiny_set, tmp_path):
     for fraction in (0.0, 0.25):
         config = _config(False)
         config.grid = replace(config.grid, heldout_fraction=fraction)
+        config.keep_checkpoints = True  # read below
         out = tmp_path / f"held{fraction}"
         reconstruct(particles, out, config, show_progress=False)
         found = {

@@ -30,7 +30,7 @@ from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
 BOX, PIXEL = 32, 4.0
 GRID_ARGS = ["--n-gaussians", "60", "--no-progress", "--stage-fractions", "0.5,1.0"]
-GRID_ARGS += ["--stage-steps", "25,25"]
+GRID_ARGS += ["--keep-checkpoints", "--stage-steps", "25,25"]  # the tests read the checkpoints
 SPLAT_ARGS = ["--engine", "splat", "--epochs", "2", "--batch-size", "16", "--n-gaussians", "40"]
 SPLAT_ARGS += ["--no-progress"]
 RUN_TIMEOUT_S = 240

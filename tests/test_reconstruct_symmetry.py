@@ -59,7 +59,7 @@ def test_grid_symmetrisation_equals_pose_expansion(d2_set, name):
 def test_reconstruct_sym_d2_grid_engine(d2_set, tmp_path, capsys):
     out = tmp_path / "run"
     args = [str(d2_set), "-o", str(out), "--n-gaussians", "48", "--sym", "d2", "--no-progress"]
-    assert main(["reconstruct", *args]) == 0
+    assert main(["reconstruct", *args, "--keep-checkpoints"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["symmetry"] == "D2" and config["config"]["symmetry"] == "D2"
     assert json.loads((out / "fsc.json").read_text())["symmetry"] == "D2"

@@ -62,6 +62,19 @@ def test_complete_status(tmp_path):
     assert f.status()["status"] == "complete"
 
 
+def test_a_complete_run_drops_its_checkpoints_unless_kept(tmp_path):
+    for keep in (False, True):
+        f = RunFolder(tmp_path / f"run{keep}", {"a": 1})
+        f.prepare()
+        f.checkpoint_dir.mkdir(exist_ok=True)
+        save_checkpoint(f.checkpoint_dir / "stats_A_fit.npz", {"x": torch.zeros(1000)})
+        size = (f.checkpoint_dir / "stats_A_fit.npz").stat().st_size
+        removed = f.complete({"resolution": 3.0}, keep_checkpoints=keep)
+        assert f.status()["status"] == "complete"
+        assert f.checkpoint_dir.is_dir() == keep
+        assert removed == (0 if keep else size)
+
+
 def test_checkpoint_roundtrip_and_atomic_replace(tmp_path):
     path = tmp_path / "state.pt"
     save_checkpoint(path, {"x": torch.arange(3), "epoch": 1})

@@ -42,6 +42,7 @@ from cryosplat.reconstruct.grid.memory_plan import (
     MemoryConfig,
     MemoryPlan,
     PlanRequest,
+    format_bytes,
     plan_memory,
 )
 from cryosplat.reconstruct.report import write_outputs
@@ -63,7 +64,13 @@ log = logging.getLogger("cryosplat")
 
 ENGINES = ("grid", "splat")
 MAX_GAUSSIANS = 1_000_000
-OUTSIDE_IDENTITY = ("device", "memory", "local_weight_sigma_px", "blend_with_data")
+OUTSIDE_IDENTITY = (
+    "device",
+    "memory",
+    "local_weight_sigma_px",
+    "blend_with_data",
+    "keep_checkpoints",
+)
 MAX_LOCAL_WEIGHT_SIGMA_PX = 20.0  # wider averages nothing locally
 MIN_BOX = 16  # the automatic mask and the coarsest fit stage need at least this many pixels
 
@@ -86,6 +93,8 @@ class ReconstructConfig:
         half maps) is multiplied by (:mod:`cryosplat.validation.local_weight`); 0: the plain mean
     blend_with_data : the map is made of half maps corrected, shell by shell, by their own half
         set's direct inversion where that holds more (:mod:`cryosplat.validation.data_blend`)
+    keep_checkpoints : keep ``checkpoints/`` once the run is complete (by default removed then:
+        a complete run is never resumed)
     symmetry : point group in RELION's conventions (:mod:`cryosplat.core.symmetry`; ``"C1"``: none):
         each particle counts once per operator and each half model holds one asymmetric unit's
         Gaussians (``n_gaussians / |G|``), drawn with all copies
@@ -105,6 +114,7 @@ class ReconstructConfig:
     mask_soft_width_px: float = 6.0
     local_weight_sigma_px: float = DEFAULT_SIGMA_PX
     blend_with_data: bool = True
+    keep_checkpoints: bool = False
     symmetry: str = "C1"
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
@@ -437,7 +447,11 @@ def _reconstruct_in(
         if peak is not None:
             summary["peak_gpu_memory_gb"] = peak
             log.info("peak GPU memory: %.2f GB (torch.cuda.max_memory_allocated)", peak)
-        folder.complete(summary)
+        removed = folder.complete(summary, config.keep_checkpoints)
+        if removed:
+            log.info(
+                "checkpoints removed (%s; --keep-checkpoints keeps them)", format_bytes(removed)
+            )
         log.info("done: outputs in %s", folder.path)
         return ReconstructResult(folder.path, report.resolution_angstrom, summary)
     finally:

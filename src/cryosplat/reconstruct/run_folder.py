@@ -308,9 +308,20 @@ class RunFolder:
         data.update(extra)
         write_json_atomic(self.path / STATUS_FILE, data)
 
-    def complete(self, summary: dict) -> None:
-        """Mark the run complete, after every output is written."""
+    def complete(self, summary: dict, keep_checkpoints: bool = False) -> int:
+        """Mark the run complete, after every output is written; then remove its checkpoints.
+
+        A complete run is never resumed, so its checkpoints (the Fourier statistics: 1.6 GB at
+        box 256) only take disk, unless ``keep_checkpoints``. They go after the status is written:
+        a run stopped in between is complete with checkpoints left over, harmless. Returns the
+        bytes removed.
+        """
         self._write_status("complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), summary=summary)
+        if keep_checkpoints or not self.checkpoint_dir.is_dir():
+            return 0
+        removed = sum(f.stat().st_size for f in self.checkpoint_dir.rglob("*") if f.is_file())
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        return removed
 
     def fail(self, reason: str, status: str = "failed") -> None:
         """Mark the run ``failed`` (or ``interrupted``) with the reason; never raises."""
