@@ -33,6 +33,7 @@ from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.distributed import Distributed
+from cryosplat.reconstruct.grid.capacity import most_gaussians_for_data
 from cryosplat.reconstruct.grid.engine import (
     GridEngineConfig,
     run_grid_engine,
@@ -226,6 +227,17 @@ def _check_particles(particles: ParticleSet, config: ReconstructConfig) -> None:
         )
 
 
+def planned_n_gaussians(config: ReconstructConfig, box: int) -> int:
+    """The most Gaussians per half a run at ``box`` may fit: the given number, or the most the
+    grid engine's data rule can ask for (:mod:`cryosplat.reconstruct.grid.capacity`)."""
+    if config.n_gaussians:
+        return config.n_gaussians
+    default = default_n_gaussians(box)
+    if config.engine == "grid" and config.grid.gaussians_from_data:
+        return most_gaussians_for_data(default)
+    return default
+
+
 def plan_run(particles: ParticleSet, config: ReconstructConfig) -> MemoryPlan:
     """The memory plan of a run (box, batch, predicted peak); raises InputError when nothing fits.
 
@@ -238,7 +250,7 @@ def plan_run(particles: ParticleSet, config: ReconstructConfig) -> MemoryPlan:
         pixel_size_angstrom=particles.pixel_size_angstrom,
         pad=int(acc.pad),
         batch_size=acc.batch_size,
-        n_gaussians=lambda box: config.n_gaussians or default_n_gaussians(box),
+        n_gaussians=lambda box: planned_n_gaussians(config, box),
         max_resolution_angstrom=acc.max_resolution_angstrom,
         unpadded_above_box=config.grid.fit.unpadded_above_box,
         held_out=config.grid.heldout_fraction > 0,
@@ -302,6 +314,8 @@ def reconstruct(
             config.grid,
             accumulate=replace(config.grid.accumulate, batch_size=plan.batch_size),
             concurrent_halves=config.grid.concurrent_halves and plan.concurrent_halves,
+            # a given number of Gaussians is the number fitted
+            gaussians_from_data=config.grid.gaussians_from_data and config.n_gaussians is None,
         ),
     )
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
@@ -380,13 +394,16 @@ def _reconstruct_in(
     try:
         log.info(
             "cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, symmetry %s, "
-            "%d Gaussians per half%s, device %s%s%s",
+            "%d Gaussians per half%s%s, device %s%s%s",
             len(particles),
             particles.box,
             particles.pixel_size_angstrom,
             config.engine,
             config.symmetry,
             n_gauss,
+            " (or more, where the data hold more)"
+            if config.engine == "grid" and config.grid.gaussians_from_data
+            else "",
             ""
             if config.symmetry == "C1"
             else f" ({asymmetric_unit_gaussians(n_gauss, config.symmetry)} per asymmetric unit × "

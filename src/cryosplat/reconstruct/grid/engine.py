@@ -30,6 +30,11 @@ from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
+from cryosplat.reconstruct.grid.capacity import (
+    BITS_PER_GAUSSIAN,
+    MIN_SHELL_SSNR,
+    gaussians_for_data,
+)
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.loss import shell_prior_ratios
@@ -77,12 +82,17 @@ class GridEngineConfig:
     concurrent_halves : on a CPU with two or more threads, gather and fit the two halves side by
         side, a thread each (:func:`concurrent_halves`); ``reconstruct`` turns it off when the
         memory plan cannot hold both at once
+    gaussians_from_data : raise the number of Gaussians above the box's default where the data
+        hold more information (:func:`cryosplat.reconstruct.grid.capacity.gaussians_for_data`,
+        decided after the statistics pass); ``reconstruct`` turns it off when ``n_gaussians`` is
+        given
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
     fit: GridFitConfig = field(default_factory=GridFitConfig)
     heldout_fraction: float = 0.0
     concurrent_halves: bool = True
+    gaussians_from_data: bool = True
 
     def validate(self) -> None:
         if not 0.0 <= self.heldout_fraction < 0.5:
@@ -365,7 +375,21 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     half_fsc = dist.broadcast_object(curve)
     fit = gcfg.fit
     symmetry = config.symmetry
-    n_gauss = asymmetric_unit_gaussians(config.n_gaussians, symmetry)
+    n_total = config.n_gaussians
+    if gcfg.gaussians_from_data:
+        n_total, bits = gaussians_for_data(config.n_gaussians, half_fsc)
+        if n_total > config.n_gaussians:
+            log.info(
+                "Gaussians per half: %d, %.1f × the box's default %d (the data's shells with "
+                "SSNR ≥ %g hold %.0f bits, one Gaussian per %g)",
+                n_total,
+                n_total / config.n_gaussians,
+                config.n_gaussians,
+                MIN_SHELL_SSNR,
+                bits,
+                BITS_PER_GAUSSIAN,
+            )
+    n_gauss = asymmetric_unit_gaussians(n_total, symmetry)
     boxes = stage_boxes(particles.box, fit.stage_fractions)
     mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]
     total_steps = len(mine) * sum(fit.stage_steps)

@@ -1,0 +1,87 @@
+"""How many Gaussians a half model gets: the box's default, more where the data hold more.
+
+The default number of Gaussians is a formula of the box (``cryosplat.reconstruct.run.
+default_n_gaussians``: one per 40 voxels of a sphere of 0.4 of the box), chosen on sets at the
+signal-to-noise ratios of the benchmarks (0.002–0.005). Where the data are much better measured,
+that many Gaussians cannot hold what the data determine, and the model's representation error,
+not the noise, limits the map: at SNR 0.05 the map's FSC with the truth fell 0.05–0.10 under a
+direct inversion's at low and middle frequencies with the default count, and twice or three times
+as many Gaussians removed that deficit (benchmarks/RESULTS.md, round 2 session 10).
+
+The measure of what the data hold is the information in the shells where the signal exceeds the
+noise: ``bits = Σ_k n_k log₂(1 + SSNR_k)`` over the shells with ``SSNR_k ≥ 1``, with ``n_k = 4πk²``
+Fourier coefficients in shell ``k`` and ``SSNR_k = 2 FSC_k / (1 − FSC_k)`` the signal-to-noise ratio
+of the full set from the FSC of the two halves' direct inversions (the prior's estimate too).
+Shells under ``SSNR = 1`` are left out: there noise dominates, and a model's representation error
+hides under it (an atom-based truth at low SNR holds many such shells, and more Gaussians did
+not help it). A half model gets ``max(default, bits / BITS_PER_GAUSSIAN)`` Gaussians, at most
+``MAX_FACTOR`` times the default and never more than ``MAX_GAUSSIANS`` unless the default is.
+
+Chosen on 24 sets (benchmarks/RESULTS.md, round 2 session 10): every set at the benchmarks'
+signal-to-noise ratios holds at most 18 bits per default Gaussian and keeps the default; the three
+sets at SNR 0.05 hold 28–50 and get 1.4–2.5 times as many.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "BITS_PER_GAUSSIAN",
+    "MAX_FACTOR",
+    "MAX_GAUSSIANS",
+    "MIN_SHELL_SSNR",
+    "data_information_bits",
+    "gaussians_for_data",
+    "most_gaussians_for_data",
+]
+
+BITS_PER_GAUSSIAN = 20.0
+"""Bits of the data's well-measured shells per Gaussian (about two bits of each of its ~10 free
+parameters)."""
+MIN_SHELL_SSNR = 1.0
+"""Shells whose full-set SSNR is under this hold no information a model's capacity could lose."""
+MAX_FACTOR = 3.0
+"""At most this many times the box's default."""
+MAX_GAUSSIANS = 30_000
+"""The data raise the count no higher than this (the default's own cap)."""
+
+
+def data_information_bits(half_fsc) -> float:
+    """``Σ n_k log₂(1 + SSNR_k)`` over the shells with ``SSNR_k ≥ MIN_SHELL_SSNR`` (bits).
+
+    Parameters
+    ----------
+    half_fsc : array-like (K,)
+        FSC of the two halves' direct inversions by shell, shell 0 first (e.g.
+        :func:`cryosplat.reconstruct.grid.engine.half_data_fsc`).
+    """
+    curve = np.nan_to_num(np.asarray(half_fsc, dtype=np.float64), nan=0.0)
+    if curve.ndim != 1:
+        raise ValueError(f"half_fsc must be one curve by shell, got shape {curve.shape}")
+    fsc = np.clip(curve, 0.0, 0.999)
+    ssnr = 2.0 * fsc / (1.0 - fsc)
+    shells = np.arange(len(fsc), dtype=np.float64)
+    coefficients = np.maximum(4.0 * math.pi * shells**2, 1.0)
+    kept = ssnr >= MIN_SHELL_SSNR
+    return float((coefficients * np.log2(1.0 + ssnr))[kept].sum())
+
+
+def most_gaussians_for_data(default: int) -> int:
+    """The most :func:`gaussians_for_data` can give for this default (what memory is planned for)."""
+    return max(default, min(MAX_GAUSSIANS, int(MAX_FACTOR * default)))
+
+
+def gaussians_for_data(default: int, half_fsc) -> tuple[int, float]:
+    """Gaussians per half model for data with this half-set FSC, and the bits they hold.
+
+    ``max(default, bits / BITS_PER_GAUSSIAN)`` rounded to hundreds, at most
+    :func:`most_gaussians_for_data`.
+    """
+    if default < 1:
+        raise ValueError(f"default must be a positive number of Gaussians, got {default}")
+    bits = data_information_bits(half_fsc)
+    wanted = int(round(bits / BITS_PER_GAUSSIAN, -2))
+    return min(most_gaussians_for_data(default), max(default, wanted)), bits
