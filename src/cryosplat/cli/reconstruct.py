@@ -34,7 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "splat: the paper's per-image splatting loop",
     )
     p.add_argument(
-        "--n-gaussians", type=int, help="Gaussians per half model (default: from the box)"
+        "--n-gaussians",
+        type=int,
+        help="Gaussians per half model (default: from the box, raised by the grid engine up to "
+        "3× where the data hold more information; the log says so)",
     )
     p.add_argument(
         "--sym",

@@ -83,7 +83,8 @@ class ReconstructConfig:
     Attributes
     ----------
     engine : ``"grid"`` (Fourier sufficient statistics, default) or ``"splat"`` (per-image)
-    n_gaussians : Gaussians per half model; default from the box (:func:`default_n_gaussians`)
+    n_gaussians : Gaussians per half model; default from the box (:func:`default_n_gaussians`),
+        raised by the grid engine where the data hold more (``grid.gaussians_from_data``)
     seed : seeds the half split, both random initialisations and the batch order
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
     invert_contrast : the images hold protein dark (not RELION's convention); flip their sign
