@@ -12,8 +12,8 @@ from cryosplat.cli.main import main
 from cryosplat.reconstruct.grid import capacity
 from cryosplat.reconstruct.grid.capacity import (
     BITS_PER_GAUSSIAN,
+    GAUSSIANS_CAP,
     MAX_FACTOR,
-    MAX_GAUSSIANS,
     data_information_bits,
     gaussians_for_data,
     most_gaussians_for_data,
@@ -53,7 +53,7 @@ def test_gaussians_follow_the_information_between_the_default_and_the_cap():
     n, bits = gaussians_for_data(1200, _curve(0.9, until=12))
     assert n == round(bits / BITS_PER_GAUSSIAN, -2) and 1200 < n < MAX_FACTOR * 1200
     assert gaussians_for_data(1200, _curve(0.99))[0] == MAX_FACTOR * 1200
-    assert most_gaussians_for_data(14_100) == MAX_GAUSSIANS  # the cap binds before the factor
+    assert most_gaussians_for_data(14_100) == GAUSSIANS_CAP  # the cap binds before the factor
     assert most_gaussians_for_data(30_000) == 30_000  # never under the default
     assert gaussians_for_data(30_000, _curve(0.99))[0] == 30_000
     with pytest.raises(ValueError, match="positive"):

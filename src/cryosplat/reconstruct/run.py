@@ -33,7 +33,7 @@ from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.distributed import Distributed
-from cryosplat.reconstruct.grid.capacity import most_gaussians_for_data
+from cryosplat.reconstruct.grid.capacity import GAUSSIANS_CAP, most_gaussians_for_data
 from cryosplat.reconstruct.grid.engine import (
     GridEngineConfig,
     run_grid_engine,
@@ -172,7 +172,7 @@ def default_n_gaussians(box: int) -> int:
     (4.80 Å at 25k) at a further +25 % in time.
     """
     sphere_voxels = 4.0 / 3.0 * math.pi * (0.4 * box) ** 3
-    return int(min(30_000, max(1_000, round(sphere_voxels / 40.0, -2))))
+    return int(min(GAUSSIANS_CAP, max(1_000, round(sphere_voxels / 40.0, -2))))
 
 
 RANDOM_HALVES_WARNING = (
@@ -228,15 +228,18 @@ def _check_particles(particles: ParticleSet, config: ReconstructConfig) -> None:
         )
 
 
+def _gaussians_from_data(config: ReconstructConfig) -> bool:
+    """Whether the grid engine may raise the count after its statistics pass: no count given."""
+    return config.engine == "grid" and config.grid.gaussians_from_data and not config.n_gaussians
+
+
 def planned_n_gaussians(config: ReconstructConfig, box: int) -> int:
     """The most Gaussians per half a run at ``box`` may fit: the given number, or the most the
     grid engine's data rule can ask for (:mod:`cryosplat.reconstruct.grid.capacity`)."""
     if config.n_gaussians:
         return config.n_gaussians
     default = default_n_gaussians(box)
-    if config.engine == "grid" and config.grid.gaussians_from_data:
-        return most_gaussians_for_data(default)
-    return default
+    return most_gaussians_for_data(default) if _gaussians_from_data(config) else default
 
 
 def plan_run(particles: ParticleSet, config: ReconstructConfig) -> MemoryPlan:
@@ -315,8 +318,7 @@ def reconstruct(
             config.grid,
             accumulate=replace(config.grid.accumulate, batch_size=plan.batch_size),
             concurrent_halves=config.grid.concurrent_halves and plan.concurrent_halves,
-            # a given number of Gaussians is the number fitted
-            gaussians_from_data=config.grid.gaussians_from_data and config.n_gaussians is None,
+            gaussians_from_data=_gaussians_from_data(config),  # a given count is the count fitted
         ),
     )
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
@@ -402,9 +404,7 @@ def _reconstruct_in(
             config.engine,
             config.symmetry,
             n_gauss,
-            " (or more, where the data hold more)"
-            if config.engine == "grid" and config.grid.gaussians_from_data
-            else "",
+            " (or more, where the data hold more)" if config.grid.gaussians_from_data else "",
             ""
             if config.symmetry == "C1"
             else f" ({asymmetric_unit_gaussians(n_gauss, config.symmetry)} per asymmetric unit × "

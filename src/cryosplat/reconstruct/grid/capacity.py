@@ -15,7 +15,7 @@ of the full set from the FSC of the two halves' direct inversions (the prior's e
 Shells under ``SSNR = 1`` are left out: there noise dominates, and a model's representation error
 hides under it (an atom-based truth at low SNR holds many such shells, and more Gaussians did
 not help it). A half model gets ``max(default, bits / BITS_PER_GAUSSIAN)`` Gaussians, at most
-``MAX_FACTOR`` times the default and never more than ``MAX_GAUSSIANS`` unless the default is.
+``MAX_FACTOR`` times the default and never more than ``GAUSSIANS_CAP`` unless the default is.
 
 Chosen on 24 sets (benchmarks/RESULTS.md, round 2 session 10): every set at the benchmarks'
 signal-to-noise ratios holds at most 18 bits per default Gaussian and keeps the default; the three
@@ -31,7 +31,7 @@ import numpy as np
 __all__ = [
     "BITS_PER_GAUSSIAN",
     "MAX_FACTOR",
-    "MAX_GAUSSIANS",
+    "GAUSSIANS_CAP",
     "MIN_SHELL_SSNR",
     "data_information_bits",
     "gaussians_for_data",
@@ -45,8 +45,9 @@ MIN_SHELL_SSNR = 1.0
 """Shells whose full-set SSNR is under this hold no information a model's capacity could lose."""
 MAX_FACTOR = 3.0
 """At most this many times the box's default."""
-MAX_GAUSSIANS = 30_000
-"""The data raise the count no higher than this (the default's own cap)."""
+GAUSSIANS_CAP = 30_000
+"""The most Gaussians per half that the box's default or the data ask for (a given
+``--n-gaussians`` may be more)."""
 
 
 def data_information_bits(half_fsc) -> float:
@@ -71,7 +72,7 @@ def data_information_bits(half_fsc) -> float:
 
 def most_gaussians_for_data(default: int) -> int:
     """The most :func:`gaussians_for_data` can give for this default (what memory is planned for)."""
-    return max(default, min(MAX_GAUSSIANS, int(MAX_FACTOR * default)))
+    return max(default, min(GAUSSIANS_CAP, int(MAX_FACTOR * default)))
 
 
 def gaussians_for_data(default: int, half_fsc) -> tuple[int, float]:
