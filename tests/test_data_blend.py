@@ -11,9 +11,11 @@ from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.validation import data_blend
+from cryosplat.validation.crossval import cross_validated_fsc
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.local_weight import local_wiener_weight
+from cryosplat.validation.masks import spherical_mask
 
 BOX = 32
 
@@ -136,3 +138,24 @@ def test_written_map_is_the_weighted_mean_of_the_blended_halves(tmp_path):
     assert "blended" in summary["map"] and "blended" in written["map"]
     # The half maps written are the models' own, not blended.
     assert not np.allclose(a, ba, atol=1e-7)
+
+
+def test_the_reported_resolution_is_the_written_maps(tmp_path):
+    """The cross-validated resolution is read on the halves as they enter map.mrc (blended and
+    weighted), not on the half models the half maps hold."""
+    model_a, model_b = _model(1), _model(2)
+    common = 0.5 * (model_a.voxelize() + model_b.voxelize()).detach().double().numpy()
+    data = tuple(common + _field(seed, box=24, scale=0.3 * common.std()) for seed in (3, 4))
+    report, _ = write_outputs(tmp_path, model_a, model_b, data_maps=data, blend_maps=data)
+    a, _ = read_map(tmp_path / "half_map_A.mrc")
+    b, _ = read_map(tmp_path / "half_map_B.mrc")
+    weight, _ = read_map(tmp_path / "local_weight.mrc")
+    ba, bb, _ = blend_with_data(a, b, *data)
+    mask = spherical_mask(24)
+    of_map = cross_validated_fsc(ba * weight, bb * weight, *data, mask, 2.0)
+    of_models = cross_validated_fsc(a, b, *data, mask, 2.0)
+    assert report.resolution_angstrom == pytest.approx(of_map.resolution_angstrom, rel=1e-3)
+    np.testing.assert_allclose(
+        report.cross_validated.model_vs_truth_estimate, of_map.model_vs_truth_estimate, atol=1e-3
+    )
+    assert not np.allclose(of_map.model_vs_truth_estimate, of_models.model_vs_truth_estimate)
