@@ -135,13 +135,13 @@ class GridFitConfig:
         Stages whose box is larger than this fit the statistics restated on the unpadded grid
         (:meth:`FourierStatistics.unpadded`): the loss's transform is 8× smaller, and from box
         ~50 up that transform is most of a step's time (and at large boxes of its memory). None:
-        every stage padded. 32 (was 128 until round 2, session 11): on the fifteen sets of the
-        fit's sweeps, two seeds, the fit 24 % faster (box 100: 25 → 17 s per half, box 128: 63
-        → 36 s), the 0.5 crossing +0.26 % (+0.12 % without one fit that flips across
-        beta-galactosidase's plateau), the 0.143 crossing −0.39 %, no larger deficit under the
-        better peer; on eleven other sets (high SNR, small, preferred views) +0.13 % / +0.90 %.
-        Stages of box 32 and less stay padded: they are cheap, and unpadded coarse stages
-        cost EMD-5625 2 % at 0.5 in session 8.
+        every stage padded. 64 (was 128 until round 2, session 11): on the sets of the fit's
+        sweeps with a larger box, two seeds, the same FSC with the truth to ±0.3 % (one fit
+        flipping across beta-galactosidase's plateau aside) and the fit 25-40 % faster (box 100:
+        25 → 17 s per half, box 128: 63 → 36 s). Not lower: with 32, EMD-5625 (box 56, a
+        molecule that fills the box: the restated loss cuts the CTF²'s real-space kernel at half
+        a box) came out 2.4 % coarser at 0.5 over four seeds of the engine, the other small-box
+        sets 0-1 %.
     check_every : int
         Steps between evaluations of the stopping rule (and calls of ``callback``).
     patience : int
@@ -180,7 +180,7 @@ class GridFitConfig:
     prior_cap: float = 2.0
     density_control_fraction: float = 0.1
     density_control_every: int = 20
-    unpadded_above_box: int | None = 32
+    unpadded_above_box: int | None = 64
     check_every: int = 5
     patience: int = 3
     min_improvement: float = 1e-4
