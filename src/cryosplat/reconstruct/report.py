@@ -149,7 +149,10 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
     if cv is not None:
         curves += [
             Curve(
-                "cross-validated map vs truth estimate (C_map)", cv.model_vs_truth_estimate, "-", 2.0
+                "cross-validated map vs truth estimate (C_map)",
+                cv.model_vs_truth_estimate,
+                "-",
+                2.0,
             ),
             Curve("half data (direct inversion)", cv.data_fsc, "--"),
         ]
