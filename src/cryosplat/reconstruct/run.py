@@ -63,7 +63,10 @@ __all__ = [
 
 log = logging.getLogger("cryosplat")
 
-ENGINES = ("grid", "splat")
+# Each engine's run: ``(particles, halves, config, folder, device, show_progress, dist)`` →
+# ``((model_a, model_b), details)``.
+_ENGINE_RUNS = {"grid": run_grid_engine, "splat": run_splat_engine}
+ENGINES = tuple(_ENGINE_RUNS)
 MAX_GAUSSIANS = 1_000_000
 OUTSIDE_IDENTITY = (
     "device",
@@ -262,10 +265,6 @@ def plan_run(particles: ParticleSet, config: ReconstructConfig) -> MemoryPlan:
     return plan_memory(request, config.memory)
 
 
-def _run_grid(particles, halves, config, folder: RunFolder, device, show_progress, dist):
-    return run_grid_engine(particles, halves, config, folder, device, show_progress, dist)
-
-
 def reconstruct(
     particles: ParticleSet,
     out_dir: str | Path,
@@ -337,7 +336,7 @@ def reconstruct(
     folder = RunFolder(out_dir, identity, mode=folder_mode or ("resume" if resume else "new"))
     resuming = dist.on_main(folder.prepare)
     if not dist.is_main:
-        run = run_splat_engine if config.engine == "splat" else _run_grid
+        run = _ENGINE_RUNS[config.engine]
         half_a, half_b, _ = split_halves(particles, config.seed, config.use_random_subset)
         cfg = replace(config, n_gaussians=n_gauss)
         run(particles, (half_a, half_b), cfg, folder, device, False, dist)
@@ -432,7 +431,7 @@ def _reconstruct_in(
             if config.invert_contrast
             else "as RELION (protein bright in the images)",
         )
-        run = run_splat_engine if config.engine == "splat" else _run_grid
+        run = _ENGINE_RUNS[config.engine]
         (model_a, model_b), details = run(
             particles,
             (half_a, half_b),
