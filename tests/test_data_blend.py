@@ -95,6 +95,31 @@ def test_the_blend_is_closer_to_the_truth_than_either_map():
     assert alpha[2] < 0.5 and alpha[-1] > 0.9  # data at the low shells, the model at the high
 
 
+def test_the_weights_are_estimated_where_the_molecule_is():
+    """Models that share an error inside the mask, data whose noise is mostly outside it (the
+    solvent of a box): estimated over the whole box the solvent's noise keeps the models' error;
+    within the mask the data correct it, and the map inside the mask is closer to the truth."""
+    mask = spherical_mask(BOX, radius_px=8.0, soft_width_px=3.0)
+    solvent = 1.0 - spherical_mask(BOX, radius_px=11.0, soft_width_px=2.0)
+    truth = _field(0) * mask
+    models = [truth + _field(1, scale=0.3) * mask] * 2
+
+    def noise(seed):  # strong in the solvent, weak in the molecule
+        return _field(seed, scale=2.0) * solvent + _field(seed + 10, scale=0.05)
+
+    data = [truth + noise(2), truth + noise(3)]
+    whole = blend_with_data(*models, *data)
+    masked = blend_with_data(*models, *data, mask=mask)
+    assert np.median(masked[2][2:-1]) < 0.3 < np.median(whole[2][2:-1])
+
+    def error(volume):
+        return float(np.sum(((volume - truth) * mask) ** 2))
+
+    assert error(0.5 * (masked[0] + masked[1])) < 0.5 * error(0.5 * (whole[0] + whole[1]))
+    with pytest.raises(ValueError, match="mask has shape"):
+        blend_with_data(*models, *data, mask=mask[:-1])
+
+
 def test_each_half_is_made_of_its_own_model_and_data():
     """``A'`` is half A's model and data mixed by ``α``: half B enters only through ``α``."""
     maps = [_field(s) for s in range(4)]
@@ -129,7 +154,7 @@ def test_written_map_is_the_weighted_mean_of_the_blended_halves(tmp_path):
     _, summary = write_outputs(tmp_path, model_a, model_b, blend_maps=data)
     a, _ = read_map(tmp_path / "half_map_A.mrc")
     b, _ = read_map(tmp_path / "half_map_B.mrc")
-    ba, bb, alpha = blend_with_data(a, b, *data)
+    ba, bb, alpha = blend_with_data(a, b, *data, mask=spherical_mask(24))  # the report's mask
     full, _ = read_map(tmp_path / "map.mrc")
     weight = local_wiener_weight(ba, bb)
     np.testing.assert_allclose(full, 0.5 * (ba + bb) * weight, rtol=1e-4, atol=1e-7)
@@ -150,8 +175,8 @@ def test_the_reported_resolution_is_the_written_maps(tmp_path):
     a, _ = read_map(tmp_path / "half_map_A.mrc")
     b, _ = read_map(tmp_path / "half_map_B.mrc")
     weight, _ = read_map(tmp_path / "local_weight.mrc")
-    ba, bb, _ = blend_with_data(a, b, *data)
     mask = spherical_mask(24)
+    ba, bb, _ = blend_with_data(a, b, *data, mask=mask)
     of_map = cross_validated_fsc(ba * weight, bb * weight, *data, mask, 2.0)
     of_models = cross_validated_fsc(a, b, *data, mask, 2.0)
     assert report.resolution_angstrom == pytest.approx(of_map.resolution_angstrom, rel=1e-3)

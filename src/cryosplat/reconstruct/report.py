@@ -225,7 +225,10 @@ def write_outputs(
         half_b = model_b.voxelize().detach().cpu().double().numpy()
     parts, alpha, map_text = (half_a, half_b), None, "mean of the half maps"
     if blend_maps is not None:
-        *parts, alpha = blend_with_data(half_a, half_b, *blend_maps, model_a.means.device)
+        sphere = spherical_mask(model_a.box, soft_width_px=soft_width_px)
+        *parts, alpha = blend_with_data(
+            half_a, half_b, *blend_maps, model_a.means.device, mask=sphere
+        )
         map_text = "mean of the half maps, each blended by shell with its data's inversion"
     full = 0.5 * (parts[0] + parts[1])
     weight = None
