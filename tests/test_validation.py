@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,53 @@ def test_fourier_padding_keeps_values_and_the_origin():
     torch.testing.assert_close(flat, torch.full((12, 12, 12), 3.0, dtype=torch.float64))
     with pytest.raises(ValueError, match="at least"):
         fourier_pad_volume(fine, 20)
+
+
+def _lowpass_data(truth, seed):
+    """Data that hold the truth to 12 Å and (almost) only noise past it."""
+    f = np.fft.fftfreq(BOX, d=PIXEL)
+    k = np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + f[None, None, :] ** 2)
+    noise = np.fft.fftn(np.random.default_rng(seed).normal(size=truth.shape))
+    noise *= np.where(k < 1.0 / 12.0, 0.01, 50.0)
+    return truth + truth.std() * np.fft.ifftn(noise).real
+
+
+def test_a_model_right_past_the_data_is_reported_as_a_bound():
+    """An exact model against data that stop at 12 Å: the estimate is still ~1 where the data
+    stop, so the resolution read there is flagged as a bound; models that invent their detail
+    are not flagged."""
+    truth = _truth()
+    d_a, d_b = _lowpass_data(truth, 21), _lowpass_data(truth, 22)
+    mask = spherical_mask(BOX)
+    cv = cross_validated_fsc(truth, truth, d_a, d_b, mask, PIXEL)
+    assert cv.limited_by_data
+    assert 12.0 <= cv.last_vouched_angstrom < 24.0  # no further than the data go
+    assert cv.resolution_angstrom > 0.9 * cv.last_vouched_angstrom
+    assert cv.to_dict()["limited_by_data"] is True
+    invented = np.random.default_rng(9).normal(size=truth.shape)
+    invented -= lowpass(invented, 8.0, PIXEL)
+    smooth = lowpass(truth, 24.0, PIXEL) + 0.5 * truth.std() * invented
+    assert not cross_validated_fsc(smooth, smooth, d_a, d_b, mask, PIXEL).limited_by_data
+    noise_a, noise_b = _data(truth, 0.3 * truth.std(), 3), _data(truth, 0.3 * truth.std(), 4)
+    full = cross_validated_fsc(truth, truth, noise_a, noise_b, mask, PIXEL)
+    assert not full.limited_by_data  # the data vouch to Nyquist: a crossing or Nyquist, no bound
+
+
+def test_the_report_says_when_its_resolution_is_a_bound(tmp_path):
+    """The written report carries the bound in its headline and warnings (fsc.json, log)."""
+    from cryosplat.reconstruct.report import write_outputs
+
+    model = GaussianModel.random(
+        400, BOX, PIXEL, seed=1, radius_fraction=0.25, scale_angstrom=1.2, dtype=torch.float64
+    )
+    truth = model.voxelize().detach().numpy()
+    data = (_lowpass_data(truth, 21), _lowpass_data(truth, 22))
+    report, summary = write_outputs(
+        tmp_path, model, model, data_maps=data, warnings=["given"], local_weight_sigma_px=0.0
+    )
+    assert report.cross_validated.limited_by_data
+    assert report.headline.startswith("a bound set by the data")
+    written = json.loads((tmp_path / "fsc.json").read_text())
+    assert written["warnings"][0] == "given" and "is a bound" in written["warnings"][1]
+    assert written["cross_validated"]["limited_by_data"] is True
+    assert summary["resolution_definition"] == report.headline

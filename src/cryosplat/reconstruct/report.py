@@ -53,7 +53,12 @@ class HalfMapReport:
     @property
     def headline(self) -> str:
         if self.cross_validated is not None:
-            return (
+            bound = (
+                "a bound set by the data, the map may be finer (see the warnings); "
+                if self.cross_validated.limited_by_data
+                else ""
+            )
+            return bound + (
                 "cross-validated: each half of the written map (half model, blended with its "
                 "data and weighted as in the map) against the other half's data, normalised by "
                 "the data's half-map FSC and carried to the map by the halves' agreement, soft "
@@ -171,6 +176,21 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
     write_svg(path, plot)
 
 
+def _data_limit_warnings(report: HalfMapReport) -> list[str]:
+    """A warning when the cross-validated resolution is where the data stop, not a crossing."""
+    cv = report.cross_validated
+    if cv is None or not cv.limited_by_data:
+        return []
+    last = cv.vouched_shells - 1
+    return [
+        f"the resolution {cv.resolution_angstrom:.2f} Å is a bound, not a crossing: the map's "
+        f"estimated FSC with the truth is still {cv.model_vs_truth_estimate[last]:.2f} at "
+        f"{cv.last_vouched_angstrom:.2f} Å, the last shell the half sets' data vouch for (their "
+        "own FSC is within noise of zero past it), so the map may be finer by far. More "
+        "particles, or symmetry where the molecule has it, let the data vouch further."
+    ]
+
+
 def _log_blend(alpha: np.ndarray, box: int, pixel: float) -> None:
     """Where the data's inversion entered the map: the shells where the model's weight < 0.9."""
     low = np.flatnonzero(alpha[1:] < 0.9) + 1
@@ -263,7 +283,9 @@ def write_outputs(
     if alpha is not None:
         extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
         _log_blend(alpha, model_a.box, pixel)
-    report.warnings = list(warnings or [])
+    report.warnings = list(warnings or []) + _data_limit_warnings(report)
+    for text in report.warnings[len(warnings or []) :]:
+        log.warning("%s", text)
     write_map(folder / "mask.mrc", amask, pixel)
     write_json_atomic(folder / "fsc.json", {**report.to_dict(), **extra})
     plot_fsc(folder / "fsc.svg", report)

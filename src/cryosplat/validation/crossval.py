@@ -24,7 +24,12 @@ slowly with frequency where the data are weak, and pooling divides the noise of 
 square root of the samples pooled); boxes with fewer than ``POOL_MIN_SHELLS`` shells are not
 pooled (there a window of five shells would blur the curve itself). Where the pooled data FSC is
 within noise of zero (4 σ of its pooled sample count), nothing can be vouched for and ``C`` is 0
-from there on.
+from there on. On most sets the resolution is read there, at the cut, not at a crossing (28 of
+38 measured in round 2, session 12, with ``C_map`` 0.50-0.96 at the last shell vouched for). Where
+``C_map`` is still near 1 there (:data:`BOUND_ESTIMATE`) the resolution is flagged as a bound the
+map may pass by far (:attr:`CrossValidatedFSC.limited_by_data`: the missing directions of a
+preferred orientation filled in by the model, 16.2 Å against the truth, 22.9 Å reported;
+``benchmarks/RESULTS.md``).
 
 Uncertainty: the curves are sums over the Fourier samples of each shell; resampling those samples
 (a Poisson bootstrap over random groups of them, Friedel mates together) and reading the resolution
@@ -53,6 +58,12 @@ DEFINITION = (
 )
 POOL_SHELLS = 2  # shell sums pooled over this many neighbours on each side
 POOL_MIN_SHELLS = 24  # boxes with fewer shells than this are not pooled (5 shells would be 20 %)
+# C_map at the last shell the data vouch for from which the resolution is flagged as a bound
+# (module docstring). Measured there (round 2, session 12): 0.50-0.86 on 26 sets whose reported
+# resolution lay from 13 % finer to 15 % coarser than the truth's crossing, and on the C1 spike of
+# 1,500 particles (0.85, reported 89 % coarser: not flagged); 0.96 on the preferred orientation
+# (reported 41 % coarser).
+BOUND_ESTIMATE = 0.9
 
 
 def pool_width(box: int) -> int:
@@ -76,6 +87,9 @@ class CrossValidatedFSC:
         ``C``: the estimated FSC of one half model against the truth.
     resolution_samples_angstrom : np.ndarray, shape (n_bootstrap,)
         The resolution of each bootstrap resample of the Fourier samples (empty: no bootstrap).
+    vouched_shells : int or None
+        Shells ``0 .. vouched_shells − 1`` are those the data vouch for (the estimates are 0
+        past them); None: all.
     """
 
     box: int
@@ -86,6 +100,25 @@ class CrossValidatedFSC:
     model_vs_truth_estimate: np.ndarray
     half_model_vs_truth_estimate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     resolution_samples_angstrom: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    vouched_shells: int | None = None
+
+    @property
+    def limited_by_data(self) -> bool:
+        """True when ``C_map`` is still at least :data:`BOUND_ESTIMATE` at the last shell the
+        data vouch for: the resolution is then where the data stop, a bound the map may pass by
+        far, not a crossing."""
+        last = self.vouched_shells
+        if last is None or last >= self.model_vs_truth_estimate.shape[0] or last < 2:
+            return False
+        return bool(self.model_vs_truth_estimate[last - 1] >= BOUND_ESTIMATE)
+
+    @property
+    def last_vouched_angstrom(self) -> float | None:
+        """Resolution (Å) of the last shell the data vouch for; None when they vouch for all."""
+        last = self.vouched_shells
+        if last is None or last >= self.model_vs_truth_estimate.shape[0] or last < 2:
+            return None
+        return self.box * self.pixel_size_angstrom / (last - 1)
 
     @property
     def resolution_angstrom(self) -> float:
@@ -139,6 +172,8 @@ class CrossValidatedFSC:
                 f"Fourier samples of every shell (in {BOOTSTRAP_BLOCKS} random groups per shell)"
             ),
             "data_half_map_resolution_0143_angstrom": self.data_resolution_angstrom,
+            "limited_by_data": self.limited_by_data,
+            "last_vouched_shell_angstrom": self.last_vouched_angstrom,
             "resolution_per_shell_angstrom": [
                 None if not np.isfinite(r) else float(r) for r in res
             ],
@@ -249,15 +284,18 @@ def pool_shells(values: np.ndarray, pool: int) -> np.ndarray:
     return out
 
 
+def _vouched_shells(data_fsc: np.ndarray, floor: np.ndarray) -> int:
+    """The number of leading shells the data vouch for: up to the first (past shell 0) whose
+    data FSC is within noise of zero."""
+    invalid = np.flatnonzero(data_fsc[1:] <= np.minimum(floor[1:], 0.3))
+    return int(invalid[0]) + 1 if invalid.size else data_fsc.shape[0]
+
+
 def _estimate(
     data_fsc: np.ndarray, cross_a: np.ndarray, cross_b: np.ndarray, floor: np.ndarray
 ) -> np.ndarray:
     """``C`` per shell from three FSC curves (0 beyond the first shell the data cannot vouch for)."""
-    valid = data_fsc > np.minimum(floor, 0.3)
-    valid[0] = True
-    first_invalid = np.flatnonzero(~valid[1:])
-    if first_invalid.size:
-        valid[first_invalid[0] + 1 :] = False
+    valid = np.arange(data_fsc.shape[0]) < _vouched_shells(data_fsc, floor)
     root = np.sqrt(np.where(valid & (data_fsc > 0), data_fsc, 1.0))
     estimate = np.where(valid, 0.5 * (cross_a + cross_b) / root, 0.0)
     estimate = np.clip(estimate, -1.0, 1.0)
@@ -272,11 +310,11 @@ def _map_estimate(half: np.ndarray, models_fsc: np.ndarray) -> np.ndarray:
 
 
 def _estimates(terms: _ShellTerms, floor: np.ndarray, weights=None):
-    """``(C_map, C)`` from the pooled shell sums."""
+    """``(C_map, C, shells vouched for)`` from the pooled shell sums."""
     pool = pool_width(2 * (terms.n_shells - 1))
     data_fsc, cross_a, cross_b, models = terms.curves(weights, pool)
     half = _estimate(data_fsc, cross_a, cross_b, floor)
-    return _map_estimate(half, models), half
+    return _map_estimate(half, models), half, _vouched_shells(data_fsc, floor)
 
 
 def cross_validated_fsc(
@@ -313,7 +351,7 @@ def cross_validated_fsc(
     terms = _ShellTerms([data_a, data_b, model_a, model_b], mask, BOOTSTRAP_BLOCKS, seed)
     data_fsc, cross_a, cross_b, _ = terms.curves()
     floor = _noise_floor(box, pool=pool_width(box))
-    estimate, half = _estimates(terms, floor)
+    estimate, half, vouched = _estimates(terms, floor)
     rng = np.random.default_rng(seed + 1)
     shape = (terms.n_shells, terms.blocks)
     samples = np.array(
@@ -336,6 +374,7 @@ def cross_validated_fsc(
         estimate,
         half,
         samples.reshape(-1),
+        vouched,
     )
 
 
