@@ -107,14 +107,14 @@ class CrossValidatedFSC:
         """True when ``C_map`` is still at least :data:`BOUND_ESTIMATE` at the last shell the
         data vouch for: the resolution is then where the data stop, a bound the map may pass by
         far, not a crossing."""
-        last = self.vouched_shells
-        if last is None or last >= self.model_vs_truth_estimate.shape[0] or last < 2:
+        if self.last_vouched_angstrom is None:
             return False
-        return bool(self.model_vs_truth_estimate[last - 1] >= BOUND_ESTIMATE)
+        return bool(self.model_vs_truth_estimate[self.vouched_shells - 1] >= BOUND_ESTIMATE)
 
     @property
     def last_vouched_angstrom(self) -> float | None:
-        """Resolution (Å) of the last shell the data vouch for; None when they vouch for all."""
+        """Resolution (Å) of the last shell the data vouch for; None when they vouch for all
+        (or for no shell past the first)."""
         last = self.vouched_shells
         if last is None or last >= self.model_vs_truth_estimate.shape[0] or last < 2:
             return None

@@ -142,15 +142,15 @@ def blend_with_data(
             "the half models' and the data's maps must be cubes of one shape, got "
             f"{[tuple(m.shape) for m in maps]}"
         )
-    spectra = [torch.fft.rfftn(m) for m in maps]
     grid = half_grid_shells(shape[0], maps[0].device)
-    if mask is None:
-        alpha = model_weights_by_shell(*spectra, grid=grid)
-    else:
+    if mask is not None:  # the weights first: the masked spectra are freed before the others
         weight = torch.as_tensor(np.asarray(mask), dtype=torch.float64, device=maps[0].device)
         if weight.shape != shape:
             raise ValueError(f"mask has shape {tuple(weight.shape)}, the maps {tuple(shape)}")
         alpha = model_weights_by_shell(*[torch.fft.rfftn(m * weight) for m in maps], grid=grid)
+    spectra = [torch.fft.rfftn(m) for m in maps]
+    if mask is None:
+        alpha = model_weights_by_shell(*spectra, grid=grid)
     shells = grid[0].clamp_max(shape[0] // 2 + 1)  # past Nyquist: the model (no data there)
     per_point = torch.cat(
         [
