@@ -206,3 +206,27 @@ def test_the_report_says_when_its_resolution_is_a_bound(tmp_path):
     assert written["warnings"][0] == "given" and "is a bound" in written["warnings"][1]
     assert written["cross_validated"]["limited_by_data"] is True
     assert summary["resolution_definition"] == report.headline
+
+
+def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():
+    """A small molecule in noisy data, an exact model: in the spherical mask the solvent's noise
+    stops the data vouching with the estimate still 1; within the automatic mask they vouch
+    further, and the report keeps that (finer) estimate and names its mask."""
+    from cryosplat.reconstruct.report import evaluate_half_maps
+
+    model = GaussianModel.random(
+        300, BOX, PIXEL, seed=1, radius_fraction=0.12, scale_angstrom=1.2, dtype=torch.float64
+    )
+    truth = model.voxelize().detach().numpy()
+    data = (_data(truth, 6.0 * truth.std(), 3), _data(truth, 6.0 * truth.std(), 4))
+    in_sphere = cross_validated_fsc(truth, truth, *data, spherical_mask(BOX), PIXEL)
+    assert in_sphere.estimate_at_cut is not None and in_sphere.estimate_at_cut > 0.9
+    report, _ = evaluate_half_maps(truth, truth, PIXEL, data_maps=data)
+    assert report.cv_mask.startswith("automatic mask")
+    assert report.resolution_angstrom < 0.9 * in_sphere.resolution_angstrom
+    assert "automatic mask" in report.headline
+    assert report.to_dict()["cross_validated"]["mask"] == report.cv_mask
+    quiet = (_data(truth, 0.5 * truth.std(), 3), _data(truth, 0.5 * truth.std(), 4))
+    assert evaluate_half_maps(truth, truth, PIXEL, data_maps=quiet)[0].cv_mask == (
+        "soft spherical mask"
+    )

@@ -13,7 +13,11 @@ from cryosplat.io.mrc import write_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
-from cryosplat.validation.crossval import CrossValidatedFSC, cross_validated_fsc
+from cryosplat.validation.crossval import (
+    TIGHTER_MASK_ESTIMATE,
+    CrossValidatedFSC,
+    cross_validated_fsc,
+)
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
 from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX, local_wiener_weight
@@ -37,6 +41,7 @@ class HalfMapReport:
     automatic: FSCResult
     cross_validated: CrossValidatedFSC | None = None
     warnings: list[str] = field(default_factory=list)
+    cv_mask: str = "soft spherical mask"
 
     @property
     def resolution_angstrom(self) -> float:
@@ -61,8 +66,8 @@ class HalfMapReport:
             return bound + (
                 "cross-validated: each half of the written map (half model, blended with its "
                 "data and weighted as in the map) against the other half's data, normalised by "
-                "the data's half-map FSC and carried to the map by the halves' agreement, soft "
-                "spherical mask, read at 0.5: an estimate of the map's FSC against the truth at "
+                "the data's half-map FSC and carried to the map by the halves' agreement, "
+                f"{self.cv_mask}, read at 0.5: an estimate of the map's FSC against the truth at "
                 "0.5"
             )
         return "corrected FSC of the half maps, soft spherical mask, threshold 0.143"
@@ -88,7 +93,7 @@ class HalfMapReport:
             },
         }
         if self.cross_validated is not None:
-            out["cross_validated"] = self.cross_validated.to_dict()
+            out["cross_validated"] = {**self.cross_validated.to_dict(), "mask": self.cv_mask}
         return out
 
 
@@ -126,18 +131,32 @@ def evaluate_half_maps(
         return torch.as_tensor(np.asarray(array), dtype=torch.float64).to(device)
 
     a, b = on_device(half_a), on_device(half_b)
-    cross = None
+    cross, cv_mask = None, "soft spherical mask"
     if data_maps is not None:
         data = [on_device(d) for d in data_maps]
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
         cross = cross_validated_fsc(
             *halves, *data, on_device(sphere), pixel_size_angstrom, n_bootstrap=N_BOOTSTRAP
         )
+        cut = cross.estimate_at_cut
+        if cut is not None and cut >= TIGHTER_MASK_ESTIMATE:
+            tight = cross_validated_fsc(
+                *halves, *data, on_device(sphere * amask), pixel_size_angstrom, N_BOOTSTRAP
+            )
+            if tight.resolution_angstrom < cross.resolution_angstrom:
+                log.info(
+                    "resolution: the data stop vouching at %.2f Å with the estimate still %.2f "
+                    "in the spherical mask; within the automatic mask they vouch to %.2f Å",
+                    cross.resolution_angstrom,
+                    cut,
+                    tight.resolution_angstrom,
+                )
+                cross, cv_mask = tight, "automatic mask (the data stopped early in the sphere)"
         del halves, data
     spherical, automatic = masked_fscs(
         a, b, [on_device(sphere), on_device(amask)], pixel_size_angstrom
     )
-    report = HalfMapReport(spherical, automatic, cross)
+    report = HalfMapReport(spherical, automatic, cross, cv_mask=cv_mask)
     return report, amask
 
 
