@@ -26,6 +26,7 @@ from cryosplat.validation.masks import auto_mask, spherical_mask
 __all__ = ["HalfMapReport", "evaluate_half_maps", "plot_fsc", "write_outputs"]
 
 N_BOOTSTRAP = 100  # resamples of the Fourier samples for the resolution band
+SPHERE_TEXT = "soft spherical mask"  # the cross-validation's usual mask, as the headline names it
 
 log = logging.getLogger("cryosplat")
 
@@ -41,7 +42,7 @@ class HalfMapReport:
     automatic: FSCResult
     cross_validated: CrossValidatedFSC | None = None
     warnings: list[str] = field(default_factory=list)
-    cv_mask: str = "soft spherical mask"
+    cv_mask: str = SPHERE_TEXT
 
     @property
     def resolution_angstrom(self) -> float:
@@ -131,33 +132,41 @@ def evaluate_half_maps(
         return torch.as_tensor(np.asarray(array), dtype=torch.float64).to(device)
 
     a, b = on_device(half_a), on_device(half_b)
-    cross, cv_mask = None, "soft spherical mask"
+    masks = (on_device(sphere), on_device(amask))
+    cross, cv_mask = None, SPHERE_TEXT
     if data_maps is not None:
         data = [on_device(d) for d in data_maps]
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
-        cross = cross_validated_fsc(
-            *halves, *data, on_device(sphere), pixel_size_angstrom, n_bootstrap=N_BOOTSTRAP
-        )
-        cut = cross.estimate_at_cut
-        if cut is not None and cut >= TIGHTER_MASK_ESTIMATE:
-            tight = cross_validated_fsc(
-                *halves, *data, on_device(sphere * amask), pixel_size_angstrom, N_BOOTSTRAP
-            )
-            if tight.resolution_angstrom < cross.resolution_angstrom:
-                log.info(
-                    "resolution: the data stop vouching at %.2f Å with the estimate still %.2f "
-                    "in the spherical mask; within the automatic mask they vouch to %.2f Å",
-                    cross.resolution_angstrom,
-                    cut,
-                    tight.resolution_angstrom,
-                )
-                cross, cv_mask = tight, "automatic mask (the data stopped early in the sphere)"
+        cross, cv_mask = _cross_validate(halves, data, masks, pixel_size_angstrom)
         del halves, data
-    spherical, automatic = masked_fscs(
-        a, b, [on_device(sphere), on_device(amask)], pixel_size_angstrom
-    )
+    spherical, automatic = masked_fscs(a, b, list(masks), pixel_size_angstrom)
     report = HalfMapReport(spherical, automatic, cross, cv_mask=cv_mask)
     return report, amask
+
+
+def _cross_validate(halves, data, masks, pixel_size_angstrom: float):
+    """The cross-validated FSC in the soft sphere (``masks``: the sphere and the automatic
+    mask), or within the automatic mask (times the sphere) where the data stop early in the
+    sphere with the estimate still high (``TIGHTER_MASK_ESTIMATE``) and it is finer there;
+    returns it and the mask's description."""
+    sphere, automatic = masks
+    cross = cross_validated_fsc(*halves, *data, sphere, pixel_size_angstrom, N_BOOTSTRAP)
+    cut = cross.estimate_at_cut
+    if cut is None or cut < TIGHTER_MASK_ESTIMATE:
+        return cross, SPHERE_TEXT
+    tight = cross_validated_fsc(
+        *halves, *data, sphere * automatic, pixel_size_angstrom, N_BOOTSTRAP
+    )
+    if tight.resolution_angstrom >= cross.resolution_angstrom:
+        return cross, SPHERE_TEXT
+    log.info(
+        "resolution: the data stop vouching at %.2f Å with the estimate still %.2f in the "
+        "spherical mask; within the automatic mask they vouch to %.2f Å",
+        cross.resolution_angstrom,
+        cut,
+        tight.resolution_angstrom,
+    )
+    return tight, "automatic mask (the data stopped early in the sphere)"
 
 
 def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | None = None) -> None:
@@ -200,10 +209,9 @@ def _data_limit_warnings(report: HalfMapReport) -> list[str]:
     cv = report.cross_validated
     if cv is None or not cv.limited_by_data:
         return []
-    last = cv.vouched_shells - 1
     return [
         f"the resolution {cv.resolution_angstrom:.2f} Å is a bound, not a crossing: the map's "
-        f"estimated FSC with the truth is still {cv.model_vs_truth_estimate[last]:.2f} at "
+        f"estimated FSC with the truth is still {cv.estimate_at_cut:.2f} at "
         f"{cv.last_vouched_angstrom:.2f} Å, the last shell the half sets' data vouch for (their "
         "own FSC is within noise of zero past it), so the map may be finer by far. More "
         "particles, or symmetry where the molecule has it, let the data vouch further."
@@ -302,9 +310,10 @@ def write_outputs(
     if alpha is not None:
         extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
         _log_blend(alpha, model_a.box, pixel)
-    report.warnings = list(warnings or []) + _data_limit_warnings(report)
-    for text in report.warnings[len(warnings or []) :]:
+    limits = _data_limit_warnings(report)
+    for text in limits:
         log.warning("%s", text)
+    report.warnings = [*(warnings or []), *limits]
     write_map(folder / "mask.mrc", amask, pixel)
     write_json_atomic(folder / "fsc.json", {**report.to_dict(), **extra})
     plot_fsc(folder / "fsc.svg", report)

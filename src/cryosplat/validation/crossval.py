@@ -308,10 +308,10 @@ def _vouched_shells(data_fsc: np.ndarray, floor: np.ndarray) -> int:
 
 
 def _estimate(
-    data_fsc: np.ndarray, cross_a: np.ndarray, cross_b: np.ndarray, floor: np.ndarray
+    data_fsc: np.ndarray, cross_a: np.ndarray, cross_b: np.ndarray, vouched: int
 ) -> np.ndarray:
-    """``C`` per shell from three FSC curves (0 beyond the first shell the data cannot vouch for)."""
-    valid = np.arange(data_fsc.shape[0]) < _vouched_shells(data_fsc, floor)
+    """``C`` per shell from three FSC curves (0 past the ``vouched`` shells the data vouch for)."""
+    valid = np.arange(data_fsc.shape[0]) < vouched
     root = np.sqrt(np.where(valid & (data_fsc > 0), data_fsc, 1.0))
     estimate = np.where(valid, 0.5 * (cross_a + cross_b) / root, 0.0)
     estimate = np.clip(estimate, -1.0, 1.0)
@@ -329,8 +329,9 @@ def _estimates(terms: _ShellTerms, floor: np.ndarray, weights=None):
     """``(C_map, C, shells vouched for)`` from the pooled shell sums."""
     pool = pool_width(2 * (terms.n_shells - 1))
     data_fsc, cross_a, cross_b, models = terms.curves(weights, pool)
-    half = _estimate(data_fsc, cross_a, cross_b, floor)
-    return _map_estimate(half, models), half, _vouched_shells(data_fsc, floor)
+    vouched = _vouched_shells(data_fsc, floor)
+    half = _estimate(data_fsc, cross_a, cross_b, vouched)
+    return _map_estimate(half, models), half, vouched
 
 
 def cross_validated_fsc(
