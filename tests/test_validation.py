@@ -63,6 +63,32 @@ def test_an_exact_model_is_vouched_for_as_far_as_the_data_go():
     assert "0.143" not in d["definition"]
 
 
+def test_past_the_cut_a_lower_bound_vouches_for_models_that_match_noisy_data():
+    """Data too noisy for their own FSC to be read past some shell (the cut): an exact model
+    still correlates with them by many standard errors there, and the lower bound carries the
+    resolution past the cut, never past the truth's and below the point estimate; models whose
+    fine detail the data do not share get nothing past the cut."""
+    truth = _truth()
+    noise = 10.0 * truth.std()
+    d_a, d_b = _data(truth, noise, 11), _data(truth, noise, 12)
+    mask = spherical_mask(BOX)
+    exact = cross_validated_fsc(truth, truth, d_a, d_b, mask, PIXEL)
+    cut = exact.last_vouched_angstrom
+    assert cut is not None and exact.resolution_angstrom < 0.8 * cut
+    past = np.arange(BOX // 2 + 1) >= exact.vouched_shells
+    cross = 0.5 * (exact.model_a_vs_data_b + exact.model_b_vs_data_a)
+    point = cross / np.sqrt(np.maximum(exact.data_fsc, 1e-12))
+    low = exact.half_model_vs_truth_estimate[past]
+    assert np.all((low >= 0) & (low <= np.minimum(point[past], 1.0) + 1e-12))
+    invented = np.random.default_rng(9).normal(size=truth.shape)
+    invented -= lowpass(invented, 8.0, PIXEL)
+    smooth = lowpass(truth, 24.0, PIXEL) + 0.5 * truth.std() * invented
+    made_up = cross_validated_fsc(smooth, smooth, d_a, d_b, mask, PIXEL)
+    assert made_up.resolution_angstrom > 2.0 * exact.resolution_angstrom
+    assert made_up.vouched_shells == exact.vouched_shells  # the same data, the same cut
+    assert np.all(made_up.model_vs_truth_estimate[past] < 0.5)
+
+
 def test_curves_equal_the_fsc_and_the_bootstrap_band_brackets_the_resolution():
     truth = _truth()
     noise = 2.0 * truth.std()
@@ -176,8 +202,12 @@ def test_a_model_right_past_the_data_is_reported_as_a_bound():
     mask = spherical_mask(BOX)
     cv = cross_validated_fsc(truth, truth, d_a, d_b, mask, PIXEL)
     assert cv.limited_by_data
-    assert 12.0 <= cv.last_vouched_angstrom < 24.0  # no further than the data go
-    assert cv.resolution_angstrom > 0.9 * cv.last_vouched_angstrom
+    assert 12.0 <= cv.last_vouched_angstrom < 24.0
+    # Past the cut the lower bound carries the exact model on, but no further than the data hold
+    # the truth (12 Å) and not as far as the point estimate would.
+    assert 12.0 <= cv.resolution_angstrom <= cv.last_vouched_angstrom
+    past = np.arange(cv.box // 2 + 1) >= cv.vouched_shells
+    assert np.all(cv.model_vs_truth_estimate[past] < 0.9)
     assert cv.to_dict()["limited_by_data"] is True
     invented = np.random.default_rng(9).normal(size=truth.shape)
     invented -= lowpass(invented, 8.0, PIXEL)
@@ -210,15 +240,16 @@ def test_the_report_says_when_its_resolution_is_a_bound(tmp_path):
 
 def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():
     """A small molecule in noisy data, an exact model: in the spherical mask the solvent's noise
-    stops the data vouching with the estimate still 1; within the automatic mask they vouch
-    further, and the report keeps that (finer) estimate and names its mask."""
+    stops the data vouching with the estimate still 1 (the lower bound past it carries the
+    resolution only part of the way); within the automatic mask they vouch further, and the
+    report keeps that (finer) estimate and names its mask."""
     from cryosplat.reconstruct.report import evaluate_half_maps
 
     model = GaussianModel.random(
         300, BOX, PIXEL, seed=1, radius_fraction=0.12, scale_angstrom=1.2, dtype=torch.float64
     )
     truth = model.voxelize().detach().numpy()
-    data = (_data(truth, 6.0 * truth.std(), 3), _data(truth, 6.0 * truth.std(), 4))
+    data = (_data(truth, 10.0 * truth.std(), 3), _data(truth, 10.0 * truth.std(), 4))
     in_sphere = cross_validated_fsc(truth, truth, *data, spherical_mask(BOX), PIXEL)
     assert in_sphere.estimate_at_cut is not None and in_sphere.estimate_at_cut > 0.9
     report, _ = evaluate_half_maps(truth, truth, PIXEL, data_maps=data)
