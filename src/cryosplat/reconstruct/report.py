@@ -212,9 +212,10 @@ def _data_limit_warnings(report: HalfMapReport) -> list[str]:
     return [
         f"the resolution {cv.resolution_angstrom:.2f} Å is a bound, not a crossing: the map's "
         f"estimated FSC with the truth is still {cv.estimate_at_cut:.2f} at "
-        f"{cv.last_vouched_angstrom:.2f} Å, the last shell the half sets' data vouch for (their "
-        "own FSC is within noise of zero past it), so the map may be finer by far. More "
-        "particles, or symmetry where the molecule has it, let the data vouch further."
+        f"{cv.last_vouched_angstrom:.2f} Å, the last shell where the half sets' own FSC can be "
+        "read (past it, within noise of zero, only a lower bound is vouched for), so the map may "
+        "be finer by far. More particles, or symmetry where the molecule has it, let the data "
+        "vouch further."
     ]
 
 

@@ -33,9 +33,9 @@ agreement with the other half's data taken as low, the data's own FSC as high, a
 allows. Models that agree with each other but not with the data get 0 there; models that match
 data too noisy to normalise keep a resolution past the cut, but never more than the bound
 vouches for (round 2, session 13: the symmetric spike in C1 from 1,500 particles, 8.68 → 6.33 Å
-for a map at 5.36 Å; on 15 map and atom sets the mean error against the truth's crossing 4.7 →
-4.2 %). Before the cut the resolution is read on most sets at the cut itself (28 of 38 measured
-in round 2, session 12, with ``C_map`` 0.50-0.96 at the last shell vouched for).
+for a map at 5.36 Å; on fifteen other sets the mean error against the truth's crossing 4.2
+→ 3.5 %). Without the bound the resolution was read at the cut itself on most sets (28 of 38
+measured in round 2, session 12, with ``C_map`` 0.50-0.96 at the last shell vouched for).
 Where ``C_map`` is still high there (:data:`TIGHTER_MASK_ESTIMATE`) the report estimates again
 within the automatic mask, where the solvent's noise no longer hides what the data hold, and
 keeps the finer (the missing directions of a preferred orientation filled in by the model: 22.9 Å
