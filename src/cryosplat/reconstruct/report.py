@@ -160,10 +160,12 @@ def _cross_validate(halves, data, masks, pixel_size_angstrom: float):
     if tight.resolution_angstrom >= cross.resolution_angstrom:
         return cross, SPHERE_TEXT
     log.info(
-        "resolution: the data stop vouching at %.2f Å with the estimate still %.2f in the "
-        "spherical mask; within the automatic mask they vouch to %.2f Å",
-        cross.resolution_angstrom,
+        "resolution: in the spherical mask the data's own FSC can be read to %.2f Å, the "
+        "estimate still %.2f there (%.2f Å with the lower bound past it); within the automatic "
+        "mask they vouch to %.2f Å",
+        cross.last_vouched_angstrom,
         cut,
+        cross.resolution_angstrom,
         tight.resolution_angstrom,
     )
     return tight, "automatic mask (the data stopped early in the sphere)"
