@@ -98,6 +98,7 @@ TIGHTER_MASK_ESTIMATE = 0.7
 # 24 sets): mean |error| against the truth's crossing 10.0 → 7.4 %, the C1 spike +62 → +18 %, no
 # set worse by more than 0.7 % (the nearest to 15 % −14.1 → −14.8 %); with 3 the spike +53 %.
 LOWER_BOUND_SIGMAS = 2.0
+CUT_SIGMAS = 4.0  # the data's FSC within this many standard errors of zero: the cut
 
 
 def pool_width(box: int) -> int:
@@ -234,9 +235,6 @@ def _shell_counts(box: int) -> np.ndarray:
     """Voxels per shell 0..D//2 of the full centred D³ transform."""
     shells = torch.round(squared_radius(box, 3, dtype=torch.float64).sqrt()).long()
     return np.bincount(shells.reshape(-1).numpy(), minlength=box // 2 + 1)[: box // 2 + 1]
-
-
-CUT_SIGMAS = 4.0  # the data FSC within this many standard errors of zero: the cut
 
 
 def _noise_floor(box: int, sigmas: float = CUT_SIGMAS, pool: int = 0) -> np.ndarray:
