@@ -97,7 +97,7 @@ TIGHTER_MASK_ESTIMATE = 0.8
 # Standard errors by which, past the cut, the models' FSC with the other half's data is lowered
 # and the data's own FSC raised (``C_low``, module docstring): a one-sided bound of about 98 % on
 # each, the conventional two-sigma level, not fitted to a set. Measured (round 2, session 13,
-# 24 sets): mean |error| against the truth's crossing 10.0 → 7.4 %, the C1 spike +62 → +18 %, no
+# 28 sets): mean |error| against the truth's crossing 9.9 → 7.1 %, the C1 spike +62 → +18 %, no
 # set worse by more than 0.7 % (the nearest to 15 % −14.1 → −14.8 %); with 3 the spike +53 %.
 LOWER_BOUND_SIGMAS = 2.0
 CUT_SIGMAS = 4.0  # the data's FSC within this many standard errors of zero: the cut
