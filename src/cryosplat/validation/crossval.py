@@ -36,8 +36,9 @@ vouches for (round 2, session 13: the symmetric spike in C1 from 1,500 particles
 for a map at 5.36 Å; on 22 other sets the mean error against the truth's crossing 3.7 → 3.2 %).
 Where the data hold little at the model's resolution the bound cannot vouch for it (1,500 8ZPM
 particles: 6.91 Å for a map at 3.62 Å, with the estimate 0.73 at the cut, under the automatic
-mask's threshold below). Without the bound the resolution was read at the cut itself on most sets (28 of 38
-measured in round 2, session 12, with ``C_map`` 0.50-0.96 at the last shell vouched for).
+mask's threshold below). Without the bound the resolution was read at the cut itself on most
+sets (28 of 38 measured in round 2, session 12, with ``C_map`` 0.50-0.96 at the last shell
+vouched for).
 Where ``C_map`` is still high there (:data:`TIGHTER_MASK_ESTIMATE`) the report estimates again
 within the automatic mask, where the solvent's noise no longer hides what the data hold, and
 keeps the finer (the missing directions of a preferred orientation filled in by the model: 22.9 Å
@@ -239,14 +240,14 @@ def _shell_counts(box: int) -> np.ndarray:
     return np.bincount(shells.reshape(-1).numpy(), minlength=box // 2 + 1)[: box // 2 + 1]
 
 
-def _noise_floor(box: int, sigmas: float = CUT_SIGMAS, pool: int = 0) -> np.ndarray:
-    """FSC noise level per shell: ``sigmas / sqrt(n/2)`` with ``n`` voxels in the shell (in the
-    ``±pool`` shells pooled around it).
+def _fsc_sigma(box: int, pool: int = 0) -> np.ndarray:
+    """FSC noise (one standard error) per shell: ``1 / sqrt(n/2)`` with ``n`` voxels in the
+    shell (in the ``±pool`` shells pooled around it).
 
     (The first shells hold too few voxels for this to mean anything; they are always kept.)
     """
     counts = pool_shells(_shell_counts(box).astype(np.float64), pool)
-    return sigmas / np.sqrt(np.maximum(counts, 2.0) / 2.0)
+    return 1.0 / np.sqrt(np.maximum(counts, 2.0) / 2.0)
 
 
 def _masked_spectrum(volume, mask) -> np.ndarray:
@@ -402,7 +403,7 @@ def cross_validated_fsc(
     box = model_a.shape[0]
     terms = _ShellTerms([data_a, data_b, model_a, model_b], mask, BOOTSTRAP_BLOCKS, seed)
     data_fsc, cross_a, cross_b, _ = terms.curves()
-    sigma = _noise_floor(box, sigmas=1.0, pool=pool_width(box))
+    sigma = _fsc_sigma(box, pool=pool_width(box))
     estimate, half, vouched = _estimates(terms, sigma)
     rng = np.random.default_rng(seed + 1)
     shape = (terms.n_shells, terms.blocks)
