@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 MAX_LOW_SHELL_RATIO = 20.0
+RESIDUAL_SLAB = 2**20  # complex values of W·F made at once (:func:`_data_term_and_residual`)
 
 
 def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -186,15 +187,23 @@ class _SpectrumLoss(torch.autograd.Function):
 
 
 def _data_term_and_residual(spectrum, weights, data) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Σ W|F|² − 2 Σ Re(conj(F) B)`` and the residual ``W F − B``, on the real views (a real
-    ``W`` times a complex grid would first copy ``W`` to complex): ``Σ Re(conj(F)(WF − B)) −
-    Σ Re(conj(F) B)`` as two real dot products."""
-    flat, data = torch.view_as_real(spectrum), torch.view_as_real(data)
-    residual = flat * weights.unsqueeze(-1)
+    """``Σ W|F|² − 2 Σ Re(conj(F) B)`` and the residual ``W F − B``: ``Σ Re(conj(F)(WF − B)) −
+    Σ Re(conj(F) B)`` as two real dot products.
+
+    ``W F`` is made in slabs of :data:`RESIDUAL_SLAB` values: a real ``W`` times a complex grid
+    copies ``W`` to complex first (a whole grid at once would be one more padded grid of memory),
+    and the real view times ``W[..., None]`` (the way round it) broadcasts over an axis of two,
+    which runs 3–6× slower (box 56: 2.1 against 0.7 ms a step)."""
+    residual = torch.empty_like(spectrum)
+    rows = max(1, RESIDUAL_SLAB // max(1, spectrum[0].numel()))
+    for start in range(0, spectrum.shape[0], rows):
+        end = start + rows
+        torch.mul(spectrum[start:end], weights[start:end], out=residual[start:end])
     residual -= data  # in place: one grid fewer made per step
-    flat = flat.reshape(-1)
-    loss = torch.dot(flat, residual.reshape(-1)) - torch.dot(flat, data.reshape(-1))
-    return loss, torch.view_as_complex(residual)
+    flat, residual_flat = torch.view_as_real(spectrum).reshape(-1), torch.view_as_real(residual)
+    loss = torch.dot(flat, residual_flat.reshape(-1))
+    loss = loss - torch.dot(flat, torch.view_as_real(data).reshape(-1))
+    return loss, residual
 
 
 def spectrum_loss_reference(volume, weights, data, size):
