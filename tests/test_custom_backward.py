@@ -1,7 +1,7 @@
 """The custom autograd functions on the grid engine's path against float64 gradcheck and twins.
 
-``_FootprintSum`` (voxelisation) and ``_SpectrumLoss`` (the gridded loss) have analytic backward
-passes; each is checked by ``torch.autograd.gradcheck`` in float64 and against a plain-autograd
+``_FootprintTerms`` (a Gaussian's footprint terms from its parameters), ``_FootprintSum``
+(voxelisation) and ``_SpectrumLoss`` (the gridded loss) have analytic backward passes; each is checked by ``torch.autograd.gradcheck`` in float64 and against a plain-autograd
 twin with the same signature (values and gradients), and a deliberately wrong backward is shown to
 fail the same gradcheck, so the check can fail.
 """
@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cryosplat.core.fourier_slice import corner_rfft_adjoint, padded_rfft, wrapped_to_corner_phase
+from cryosplat.model.footprint_terms import _FootprintTerms, footprint_terms_reference
 from cryosplat.model.voxelize import FootprintChunk, _FootprintSum, footprint_sum_reference
 from cryosplat.reconstruct.grid.loss import _SpectrumLoss, spectrum_loss_reference
 
@@ -34,6 +35,22 @@ def _footprint_inputs(seed: int = 0):
     return weight, q0, coef, chunks, s
 
 
+def _terms_inputs(seed: int = 0, n: int = 7):
+    """means, scales, quaternions (not unit), amplitudes (signed) of ``n`` Gaussians, a
+    permutation, the nearest voxels in its order, a mask with two Gaussians dropped, the pixel."""
+    g = torch.Generator().manual_seed(seed)
+    pixel = 1.3
+    means = 5.0 * torch.randn(n, 3, dtype=torch.float64, generator=g)
+    scales = 0.5 + 2.0 * torch.rand(n, 3, dtype=torch.float64, generator=g)
+    quaternions = torch.randn(n, 4, dtype=torch.float64, generator=g)
+    amplitudes = torch.randn(n, dtype=torch.float64, generator=g)
+    order = torch.randperm(n, generator=g)
+    centre = torch.round(means[order] / pixel).long()
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[[2, 5]] = False
+    return (means, scales, quaternions, amplitudes), (order, centre, keep, pixel)
+
+
 def _spectrum_inputs(seed: int = 0, box: int = 4, size: int = 8):
     """volume (box³), weights (size, size, size//2 + 1) ≥ 0, data (same) complex, size:
     padded (the default: the cropped inverse of the backward pass) or ``size == box`` (odd too:
@@ -53,6 +70,17 @@ class _FootprintSumWrongBackward(_FootprintSum):
     def backward(ctx, grad_out):
         grads = list(_FootprintSum.backward(ctx, grad_out))
         grads[1], grads[2] = -2.0 * grads[1], -2.0 * grads[2]
+        return tuple(grads)
+
+
+class _FootprintTermsWrongBackward(_FootprintTerms):
+    """A plausible bug: the products ``q_a q_b`` differentiated in one factor only (``G q``
+    for ``(G + Gᵀ) q``, half the quaternions' gradient)."""
+
+    @staticmethod
+    def backward(ctx, g_weight, g_q0, g_coef):
+        grads = list(_FootprintTerms.backward(ctx, g_weight, g_q0, g_coef))
+        grads[2] = 0.5 * grads[2]
         return tuple(grads)
 
 
@@ -92,6 +120,38 @@ def test_footprint_sum_equals_its_plain_autograd_twin():
     torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
     for a, b in zip(fused_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "function,passes", [(_FootprintTerms, True), (_FootprintTermsWrongBackward, False)]
+)
+def test_footprint_terms_gradcheck(function, passes):
+    leaves, fixed = _terms_inputs()
+    inputs = tuple(t.clone().requires_grad_() for t in leaves)
+
+    def f(*params):
+        return function.apply(*params, *fixed)
+
+    assert torch.autograd.gradcheck(f, inputs, raise_exception=False) is passes
+
+
+def test_footprint_terms_equal_their_plain_autograd_twin():
+    """Values and gradients (every output probed at once) of the fused terms and the plain
+    expression, with Gaussians dropped from the buffer and a shuffled order."""
+    leaves, fixed = _terms_inputs(seed=4, n=9)
+    g = torch.Generator().manual_seed(5)
+    results = []
+    for fn in (_FootprintTerms.apply, footprint_terms_reference):
+        params = [t.clone().requires_grad_() for t in leaves]
+        outputs = fn(*params, *fixed)
+        if not results:
+            probes = [torch.randn(o.shape, dtype=o.dtype, generator=g) for o in outputs]
+        sum((o * p).sum() for o, p in zip(outputs, probes, strict=True)).backward()
+        results.append(([o.detach() for o in outputs], [t.grad for t in params]))
+    (fused, fused_grads), (plain, plain_grads) = results
+    assert float(fused[0][~fixed[2]].abs().max()) == 0.0  # dropped Gaussians weigh nothing
+    for a, b in zip(fused + fused_grads, plain + plain_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["quaternion_to_matrix", "random_rotations", "random_quaternions"]
+__all__ = [
+    "quaternion_quadratic_forms",
+    "quaternion_to_matrix",
+    "random_rotations",
+    "random_quaternions",
+]
 
 
 # R = (Σ_ab M_ab,ij q_a q_b) / |q|², (a, b) over (w, x, y, z): each entry of the rotation matrix
@@ -30,7 +35,7 @@ _QUADRATIC_FORMS = {
 
 
 @lru_cache(maxsize=16)
-def _quadratic_forms(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def quaternion_quadratic_forms(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The (16, 9) matrix taking the products ``q_a q_b`` to the entries of ``R |q|²``."""
     forms = torch.zeros(16, 9, dtype=torch.float64)
     for (i, j), terms in _QUADRATIC_FORMS.items():
@@ -57,7 +62,7 @@ def quaternion_to_matrix(quaternions: torch.Tensor) -> torch.Tensor:
     """
     q = quaternions
     products = (q[..., :, None] * q[..., None, :]).reshape(*q.shape[:-1], 16)
-    forms = _quadratic_forms(q.device, q.dtype)
+    forms = quaternion_quadratic_forms(q.device, q.dtype)
     norm2 = q.square().sum(-1, keepdim=True).clamp_min(1e-24)
     return (products @ forms / norm2).reshape(*q.shape[:-1], 3, 3)
 

@@ -8,7 +8,9 @@ faster). Gaussians are sorted by footprint radius and cut into chunks of one
 radius; in a chunk of ``M`` Gaussians and ``K`` footprint voxels the exponent is one ``(M, 10) @
 (10, K)`` product (``−½ q`` with ``q = δᵀPδ + 2px·oᵀPδ + px²·oᵀPo`` expanded in the offsets
 ``o``), exponentiated in place and scattered into one buffer (:class:`_FootprintSum`, with an
-analytic backward that recomputes the scatter indices rather than keeping them).
+analytic backward that recomputes the scatter indices rather than keeping them). The terms
+``(w, q0, coef)`` come from the parameters through one function with a hand-written backward
+(:mod:`cryosplat.model.footprint_terms`).
 
 On a CPU a chunk holds at most :data:`CPU_CHUNK_VALUES` values: a chunk that stays in the cache
 and below the allocator's mmap threshold is several times faster per value than one of tens of
@@ -18,7 +20,6 @@ chunks of 58 MB with the earlier unfused expression, 70 ms in chunks of 1 MB fus
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,37 +27,16 @@ import numpy as np
 import torch
 
 from cryosplat.core.mixture import Mixture
-from cryosplat.core.rotations import quaternion_to_matrix
+from cryosplat.model.footprint_terms import footprint_terms
 
 __all__ = [
     "voxelize_gaussians",
-    "precision_and_norm_3d",
     "footprint_voxels",
     "FootprintChunk",
     "CPU_CHUNK_VALUES",
 ]
 
 CPU_CHUNK_VALUES = 2**18
-
-
-def precision_and_norm_3d(scales: torch.Tensor, quaternions: torch.Tensor):
-    """Precision matrices ``Σ⁻¹ = R S⁻² Rᵀ`` and normalisations ``1/((2π)^{3/2} s₁s₂s₃)``.
-
-    Parameters
-    ----------
-    scales : torch.Tensor, shape (N, 3), Å
-    quaternions : torch.Tensor, shape (N, 4)
-
-    Returns
-    -------
-    precision : torch.Tensor, shape (N, 3, 3), 1/Å²
-    norm : torch.Tensor, shape (N,), 1/Å³
-    """
-    rot = quaternion_to_matrix(quaternions)
-    inv_var = scales.pow(-2)
-    precision = (rot * inv_var[:, None, :]) @ rot.transpose(-1, -2)
-    norm = 1.0 / ((2.0 * math.pi) ** 1.5 * scales.prod(dim=-1))
-    return precision, norm
 
 
 @dataclass(frozen=True)
@@ -229,23 +209,14 @@ def voxelize_gaussians(
     # footprint index needs a bounds check; crop at the end.
     margin = 2 * int(sorted_radius[-1])
     side = box + 2 * margin
-    precision, norm = precision_and_norm_3d(scales[order], quaternions[order])
-    mu = means[order]
-    centre = torch.round(mu.detach() / px).long()
-    # q = (δ + o·px)ᵀ P (δ + o·px) = δᵀPδ + 2px·oᵀPδ + px²·oᵀPo with δ = c·px − μ.
-    delta = centre.to(dtype) * px - mu
-    p_delta = (precision @ delta[:, :, None]).squeeze(-1)
-    q0 = (delta * p_delta).sum(-1)
-    # oᵀPo = Σ P_ii o_i² + 2 Σ_{i<j} P_ij o_i o_j, in the order of the basis rows 3-8.
-    factors = torch.tensor([1.0, 1.0, 1.0, 2.0, 2.0, 2.0], device=device, dtype=dtype) * px * px
-    quadratic = precision.flatten(1)[:, [0, 4, 8, 1, 2, 5]] * factors
-    coef = torch.cat([2.0 * px * p_delta, quadratic], dim=-1)
+    centre = torch.round(means.detach()[order] / px).long()
     # A footprint that leaves the buffer misses the box (the margin is 2 radii): drop it.
     grid = centre + (box // 2 + margin)
     fits = ((grid >= radius[:, None]) & (grid < side - radius[:, None])).all(dim=-1)
     grid = torch.where(fits[:, None], grid, torch.full_like(grid, side // 2))
-    weight = amplitudes[order] * norm
-    weight = torch.where(fits, weight, torch.zeros_like(weight))
+    weight, q0, coef = footprint_terms(
+        means, scales, quaternions, amplitudes, order, centre, fits, px
+    )
     chunk_values = min(max_elements, CPU_CHUNK_VALUES) if device.type == "cpu" else max_elements
     chunks = _plan(sorted_radius, grid, side, chunk_values, device, dtype)
     out = _FootprintSum.apply(weight, q0, coef, chunks, side**3)
