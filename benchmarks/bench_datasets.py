@@ -35,6 +35,7 @@ from cryosplat.simulate.simulation import SimulationConfig, draw_metadata, simul
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+NOISE_SOURCE = "particles/betagal_17/sample.mrcs"  # coloured noise: this stack's spectrum
 BATCH = 1000
 
 
@@ -73,6 +74,8 @@ class DatasetSpec:
     noise : str
         ``"white"`` or ``"coloured"``: the radial noise power spectrum of real particle images
         (:func:`coloured_noise_profile`), same total variance.
+    noise_source : str
+        Particle stack (relative to ``shared/data``) whose spectrum colours the noise.
     """
 
     name: str
@@ -95,6 +98,7 @@ class DatasetSpec:
     center_angstrom: tuple[float, float, float] | None = None
     symmetry: str = "C1"
     noise: str = "white"
+    noise_source: str = NOISE_SOURCE
 
 
 def _8zpm(name: str, n: int) -> DatasetSpec:
@@ -186,6 +190,34 @@ MAP_SETS = {
     "betagal": _real_map("betagal", "maps/ngl_betaGal.mrc", 100, 3.54, 8_000, 0.002),
 }
 
+RIBOSOME = "particles/empiar10076_7/empiar_10076_7.mrc"
+TUTORIAL = "particles/relion31_5/relion31.mrcs"
+# The real maps again with noise coloured by two other real stacks (ribosome particles of
+# EMPIAR-10076, flatter past the lowest shells; RELION 3.1's tutorial particles, steeper), other
+# seeds, counts and view models: sets no default was chosen on (round 2, session 14).
+OTHER_NOISE = [
+    DatasetSpec(
+        name,
+        model,
+        box,
+        pixel,
+        n,
+        snr,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        cs_mm=2.0,
+        views=views,
+        noise="coloured",
+        noise_source=source,
+        seed=seed,
+    )
+    for name, model, box, pixel, n, snr, views, source, seed in (
+        ("emd5625_n76", "maps/emd_5625.map", 56, 4.23, 4_000, 0.003, REAL_VIEWS, RIBOSOME, 301),
+        ("emd1832_n31", "maps/emd_1832.map", 64, 5.7, 5_000, 0.003, None, TUTORIAL, 302),
+        ("betagal_n76", "maps/ngl_betaGal.mrc", 100, 3.54, 6_000, 0.002, None, RIBOSOME, 303),
+        ("emd6824_n31", "maps/emd_6824.mrc", 70, 2.64, 4_000, 0.004, REAL_VIEWS, TUTORIAL, 304),
+    )
+]
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
     "maps": [s for sets in MAP_SETS.values() for s in sets],
@@ -196,6 +228,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "acceptance": [ACCEPTANCE],
     "5a1a_d2": [BETAGAL],
     "6vxx_c3": [SPIKE_C3],
+    "othernoise": OTHER_NOISE,
 }
 QUICK: dict[str, list[DatasetSpec]] = {
     **{
@@ -256,9 +289,6 @@ def _signal_variance(stack: MRCStack) -> float:
     return total / stack.n_images
 
 
-NOISE_SOURCE = "particles/betagal_17/sample.mrcs"
-
-
 def coloured_noise_profile(box: int, source: Path | None = None) -> np.ndarray:
     """Radial noise power (mean 1 over the ``box²`` Fourier grid), shaped as real particle images'.
 
@@ -284,12 +314,18 @@ def coloured_noise_profile(box: int, source: Path | None = None) -> np.ndarray:
 
 
 def _add_noise(
-    clean: MRCStack, out: Path, noise_sd: float, pixel: float, seed: int, noise: str = "white"
+    clean: MRCStack,
+    out: Path,
+    noise_sd: float,
+    pixel: float,
+    seed: int,
+    noise: str = "white",
+    source: str = NOISE_SOURCE,
 ) -> None:
     rng = np.random.default_rng([seed, 7])
     amplitude = None
     if noise == "coloured":
-        amplitude = np.fft.ifftshift(np.sqrt(coloured_noise_profile(clean.box)))
+        amplitude = np.fft.ifftshift(np.sqrt(coloured_noise_profile(clean.box, SHARED / source)))
     elif noise != "white":
         raise ValueError(f"noise must be 'white' or 'coloured', got {noise!r}")
     writer = StreamingStackWriter(out, clean.n_images, clean.box, pixel)
@@ -364,7 +400,13 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     signal_variance = _signal_variance(clean)
     noise_sd = math.sqrt(signal_variance / spec.snr)
     _add_noise(
-        clean, folder / "particles.mrcs", noise_sd, spec.pixel_size_angstrom, spec.seed, spec.noise
+        clean,
+        folder / "particles.mrcs",
+        noise_sd,
+        spec.pixel_size_angstrom,
+        spec.seed,
+        spec.noise,
+        spec.noise_source,
     )
     (folder / "proj.mrcs").unlink()
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
@@ -378,7 +420,9 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     record = folder / "dataset.json"
     if record.is_file():
         saved = json.loads(record.read_text())
-        if saved.get("spec") == json.loads(json.dumps(asdict(spec))):  # tuples as lists
+        # tuples as lists; a record written before ``noise_source`` existed had the default
+        saved_spec = {"noise_source": NOISE_SOURCE, **saved.get("spec", {})}
+        if saved_spec == json.loads(json.dumps(asdict(spec))):
             return Dataset(
                 spec,
                 folder,

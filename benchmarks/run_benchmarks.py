@@ -101,7 +101,9 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
         f"{spec.voltage_kv:g} kV, Cs {spec.cs_mm} mm, Q {spec.amplitude_contrast}, "
         f"{'uniform views' if spec.views is None else 'views sampled from ' + spec.views}"
         f"{'' if spec.symmetry == 'C1' else ', truth in RELION ' + spec.symmetry + ' orientation'}"
-        f"; {spec.noise} noise s.d. {data.noise_sd:.4g} for signal variance "
+        f"; {spec.noise} noise"
+        f"{' (spectrum of ' + spec.noise_source + ')' if spec.noise == 'coloured' else ''}"
+        f" s.d. {data.noise_sd:.4g} for signal variance "
         f"{data.signal_variance:.4g}"
     )
 
