@@ -167,20 +167,18 @@ REAL_MAP = DatasetSpec("emd6824", "maps/emd_6824.mrc", 70, 2.64, 5_000, 0.005)
 REAL_VIEWS = "metadata/cryosparc_P12_J24_001_particles.cs"
 
 
+def _map_spec(
+    name: str, model: str, box: int, pixel: float, n: int, snr: float, **other
+) -> DatasetSpec:
+    """A real map as the truth, EMPIAR-10028's defocus, real views unless ``other`` says."""
+    settings = {"ctf_table": "metadata/empiar10028_ctf.pkl", "cs_mm": 2.0, "views": REAL_VIEWS}
+    return DatasetSpec(name, model, box, pixel, n, snr, **{**settings, **other})
+
+
 def _real_map(
     name: str, model: str, box: int, pixel: float, n: int, snr: float
 ) -> list[DatasetSpec]:
-    spec = DatasetSpec(
-        name,
-        model,
-        box,
-        pixel,
-        n,
-        snr,
-        ctf_table="metadata/empiar10028_ctf.pkl",
-        cs_mm=2.0,
-        views=REAL_VIEWS,
-    )
+    spec = _map_spec(name, model, box, pixel, n, snr)
     return [spec, DatasetSpec(**{**asdict(spec), "name": name + "_c", "noise": "coloured"})]
 
 
@@ -196,21 +194,10 @@ TUTORIAL = "particles/relion31_5/relion31.mrcs"
 # EMPIAR-10076, flatter past the lowest shells; RELION 3.1's tutorial particles, steeper), other
 # seeds, counts and view models: sets no default was chosen on (round 2, session 14).
 OTHER_NOISE = [
-    DatasetSpec(
-        name,
-        model,
-        box,
-        pixel,
-        n,
-        snr,
-        ctf_table="metadata/empiar10028_ctf.pkl",
-        cs_mm=2.0,
-        views=views,
-        noise="coloured",
-        noise_source=source,
-        seed=seed,
+    _map_spec(
+        name, model, box, pixel, n, snr, views=views, noise="coloured", noise_source=src, seed=seed
     )
-    for name, model, box, pixel, n, snr, views, source, seed in (
+    for name, model, box, pixel, n, snr, views, src, seed in (
         ("emd5625_n76", "maps/emd_5625.map", 56, 4.23, 4_000, 0.003, REAL_VIEWS, RIBOSOME, 301),
         ("emd1832_n31", "maps/emd_1832.map", 64, 5.7, 5_000, 0.003, None, TUTORIAL, 302),
         ("betagal_n76", "maps/ngl_betaGal.mrc", 100, 3.54, 6_000, 0.002, None, RIBOSOME, 303),
