@@ -10,9 +10,10 @@ import torch
 
 from cryosplat.core.fourier import fourier_pad_volume
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.validation.crossval import ResolutionMonitor, cross_validated_fsc
+from cryosplat.validation.crossval import cross_validated_fsc
 from cryosplat.validation.fsc import fsc, resolution_at
 from cryosplat.validation.masks import lowpass, spherical_mask
+from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
 BOX, PIXEL = 48, 2.0
 
@@ -261,3 +262,63 @@ def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():
     assert evaluate_half_maps(truth, truth, PIXEL, data_maps=quiet)[0].cv_mask == (
         "soft spherical mask"
     )
+
+
+def _contaminated(truth, noise):
+    """Data too noisy to read past a few shells, honest half models (the truth), and half models
+    that each carry the other half's noise (as a weight made from both halves can carry it)."""
+    rng = np.random.default_rng(21)
+    n_a, n_b = noise * rng.normal(size=(2, *truth.shape))
+    data = (truth + n_a, truth + n_b)
+    carried = (truth + 0.3 * n_b, truth + 0.3 * n_a)
+    return data, carried
+
+
+def test_halves_that_carry_the_other_halfs_noise_are_not_vouched_for():
+    """Half models that correlate with the other half's data more than those data's own FSC
+    allows (``C_low > 1``) get nothing from the first such shell; honest ones on the same data
+    are consistent throughout."""
+    truth = _truth()
+    data, carried = _contaminated(truth, 10.0 * truth.std())
+    mask = spherical_mask(BOX)
+    honest = cross_validated_fsc(truth, truth, *data, mask, PIXEL)
+    assert honest.inconsistent_shell is None
+    bad = cross_validated_fsc(*carried, *data, mask, PIXEL)
+    shell = bad.inconsistent_shell
+    assert shell is not None and shell < BOX // 2
+    assert np.all(bad.half_model_vs_truth_estimate[shell:] == 0.0)
+    assert bad.resolution_angstrom >= BOX * PIXEL / shell
+    assert bad.to_dict()["inconsistent_from_angstrom"] == pytest.approx(BOX * PIXEL / shell)
+    assert honest.to_dict()["inconsistent_from_angstrom"] is None
+
+
+def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_are_inconsistent():
+    from cryosplat.reconstruct.report import _data_limit_warnings, evaluate_half_maps
+
+    truth = _truth()
+    data, carried = _contaminated(truth, 10.0 * truth.std())
+    report, _ = evaluate_half_maps(
+        truth, truth, PIXEL, data_maps=data, map_halves=carried, unweighted_halves=(truth, truth)
+    )
+    plain, _ = evaluate_half_maps(
+        truth, truth, PIXEL, data_maps=data, map_halves=(truth, truth), unweighted_halves=carried
+    )
+    assert report.weighted_set_aside is not None
+    assert report.weighted_set_aside.inconsistent_shell is not None
+    assert report.resolution_angstrom == pytest.approx(plain.resolution_angstrom)
+    aside = report.weighted_set_aside
+    assert aside.resolution_angstrom >= BOX * PIXEL / aside.inconsistent_shell
+    assert "before the map's local weight" in report.headline
+    warnings = _data_limit_warnings(report)
+    assert any("estimated on the half maps before the map's local weight" in w for w in warnings)
+    cv = report.to_dict()["cross_validated"]
+    assert cv["halves"] == "before the map's local weight"
+    assert cv["weighted_halves_set_aside"]["inconsistent_from_angstrom"] is not None
+    # Consistent halves are estimated as they enter the map, and the report says so.
+    assert plain.weighted_set_aside is None
+    assert plain.to_dict()["cross_validated"]["halves"] == "as they enter the map"
+    # Without halves to fall back on, the inconsistent estimate stands, vouching for nothing
+    # past its first inconsistent shell, and the report says why.
+    alone, _ = evaluate_half_maps(truth, truth, PIXEL, data_maps=data, map_halves=carried)
+    assert alone.weighted_set_aside is None
+    assert any("Check that the two half sets" in w for w in _data_limit_warnings(alone))

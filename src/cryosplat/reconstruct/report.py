@@ -43,6 +43,9 @@ class HalfMapReport:
     cross_validated: CrossValidatedFSC | None = None
     warnings: list[str] = field(default_factory=list)
     cv_mask: str = SPHERE_TEXT
+    # The estimate on the weighted halves when it was set aside as inconsistent (the report's is
+    # then the halves' before the weight); None when it is the report's.
+    weighted_set_aside: CrossValidatedFSC | None = None
 
     @property
     def resolution_angstrom(self) -> float:
@@ -64,12 +67,17 @@ class HalfMapReport:
                 if self.cross_validated.limited_by_data
                 else ""
             )
+            halves = (
+                "half model, blended with its data, before the map's local weight (see the "
+                "warnings)"
+                if self.weighted_set_aside is not None
+                else "half model, blended with its data and weighted as in the map"
+            )
             return bound + (
-                "cross-validated: each half of the written map (half model, blended with its "
-                "data and weighted as in the map) against the other half's data, normalised by "
-                "the data's half-map FSC and carried to the map by the halves' agreement, "
-                f"{self.cv_mask}, read at 0.5: an estimate of the map's FSC against the truth at "
-                "0.5"
+                f"cross-validated: each half of the written map ({halves}) against the other "
+                "half's data, normalised by the data's half-map FSC and carried to the map by the "
+                f"halves' agreement, {self.cv_mask}, read at 0.5: an estimate of the map's FSC "
+                "against the truth at 0.5"
             )
         return "corrected FSC of the half maps, soft spherical mask, threshold 0.143"
 
@@ -95,6 +103,15 @@ class HalfMapReport:
         }
         if self.cross_validated is not None:
             out["cross_validated"] = {**self.cross_validated.to_dict(), "mask": self.cv_mask}
+            aside = self.weighted_set_aside
+            out["cross_validated"]["halves"] = (
+                "as they enter the map" if aside is None else "before the map's local weight"
+            )
+            if aside is not None:
+                out["cross_validated"]["weighted_halves_set_aside"] = {
+                    "resolution_angstrom": aside.resolution_angstrom,
+                    "inconsistent_from_angstrom": aside.inconsistent_angstrom,
+                }
         return out
 
 
@@ -107,6 +124,7 @@ def evaluate_half_maps(
     device: torch.device | str = "cpu",
     map_halves: tuple[np.ndarray, np.ndarray] | None = None,
     sphere: np.ndarray | None = None,
+    unweighted_halves: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[HalfMapReport, np.ndarray]:
     """FSC of two half maps with a soft spherical mask and an automatic soft mask.
 
@@ -125,6 +143,11 @@ def evaluate_half_maps(
     sphere : (D, D, D), optional
         The soft spherical mask of ``soft_width_px``, when the caller has made it already (it
         takes ~1 s at box 256).
+    unweighted_halves : (A, B), optional
+        ``map_halves`` before a weight made from both of them: estimated on instead when the
+        weighted halves are inconsistent with the data
+        (:attr:`~cryosplat.validation.crossval.CrossValidatedFSC.inconsistent_shell`: the
+        weight carried one half's noise into the other).
 
     Returns the report and the automatic mask.
     """
@@ -138,14 +161,20 @@ def evaluate_half_maps(
 
     a, b = on_device(half_a), on_device(half_b)
     masks = (on_device(sphere), on_device(amask))
-    cross, cv_mask = None, SPHERE_TEXT
+    cross, cv_mask, weighted = None, SPHERE_TEXT, None
     if data_maps is not None:
         data = [on_device(d) for d in data_maps]
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
         cross, cv_mask = _cross_validate(halves, data, masks, pixel_size_angstrom)
+        if cross.inconsistent_shell is not None and unweighted_halves is not None:
+            weighted = cross
+            halves = [on_device(h) for h in unweighted_halves]
+            cross, cv_mask = _cross_validate(halves, data, masks, pixel_size_angstrom)
         del halves, data
     spherical, automatic = masked_fscs(a, b, list(masks), pixel_size_angstrom)
-    report = HalfMapReport(spherical, automatic, cross, cv_mask=cv_mask)
+    report = HalfMapReport(
+        spherical, automatic, cross, cv_mask=cv_mask, weighted_set_aside=weighted
+    )
     return report, amask
 
 
@@ -212,17 +241,40 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
 
 
 def _data_limit_warnings(report: HalfMapReport) -> list[str]:
-    """A warning when the cross-validated resolution is where the data stop, not a crossing."""
+    """Warnings when the cross-validated resolution is where the data stop, not a crossing, when
+    it was estimated on the halves before the map's weight, and when the data contradict it."""
     cv = report.cross_validated
-    if cv is None or not cv.limited_by_data:
+    if cv is None:
         return []
+    out = []
+    weighted = report.weighted_set_aside
+    if weighted is not None:
+        out.append(
+            "the resolution was estimated on the half maps before the map's local weight: "
+            "weighted, they agree with the other half's data more than those data agree with "
+            f"their own other half (from {weighted.inconsistent_angstrom:.2f} Å), so the weight, "
+            "made from both halves, carried each half's noise into the other (the data are too "
+            "noisy for the half models to be more than fits of their own noise there; "
+            f"{weighted.resolution_angstrom:.2f} Å on the weighted halves). The map's weight may "
+            "make it finer than this estimate."
+        )
+    if cv.inconsistent_shell is not None:
+        out.append(
+            "the half maps agree with the other half's data more than those data agree with "
+            f"their own other half from {cv.inconsistent_angstrom:.2f} Å: nothing is vouched for "
+            "from there. Check that the two half sets hold different particles (no image in "
+            "both) and were processed independently."
+        )
+    if not cv.limited_by_data:
+        return out
     return [
+        *out,
         f"the resolution {cv.resolution_angstrom:.2f} Å is a bound, not a crossing: the map's "
         f"estimated FSC with the truth is still {cv.estimate_at_cut:.2f} at "
         f"{cv.last_vouched_angstrom:.2f} Å, the last shell where the half sets' own FSC can be "
         "read (past it, within noise of zero, only a lower bound is vouched for), so the map may "
         "be finer by far. More particles, or symmetry where the molecule has it, let the data "
-        "vouch further."
+        "vouch further.",
     ]
 
 
@@ -305,7 +357,15 @@ def write_outputs(
     # session 11).
     map_halves = parts if weight is None else tuple(p * weight for p in parts)
     report, amask = evaluate_half_maps(
-        half_a, half_b, pixel, soft_width_px, data_maps, model_a.means.device, map_halves, sphere
+        half_a,
+        half_b,
+        pixel,
+        soft_width_px,
+        data_maps,
+        model_a.means.device,
+        map_halves,
+        sphere,
+        unweighted_halves=None if weight is None else tuple(parts),
     )
     del map_halves
     if weight is not None:

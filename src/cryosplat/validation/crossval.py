@@ -39,6 +39,13 @@ particles: 6.91 Å for a map at 3.62 Å, with the estimate 0.73 at the cut, unde
 mask's threshold below). Without the bound the resolution was read at the cut itself on most
 sets (28 of 38 measured in round 2, session 12, with ``C_map`` 0.50-0.96 at the last shell
 vouched for).
+Consistency: a half model independent of the other half's noise correlates with that half's data
+by ``C · sqrt(FSC(D_A, D_B))``, ``|C| ≤ 1``. From the first shell where ``C_low > 1`` the halves
+share something with the other half's data that those data do not share with their own other
+half (noise carried across by a weight made from both halves, on data too noisy for the models to
+be more than fits of their own noise): nothing is vouched for from there
+(:attr:`CrossValidatedFSC.inconsistent_shell`; the report then estimates on the halves before the
+weight; ``benchmarks/RESULTS.md``, round 2, session 14).
 Where ``C_map`` is still high there (:data:`TIGHTER_MASK_ESTIMATE`) the report estimates again
 within the automatic mask, where the solvent's noise no longer hides what the data hold, and
 keeps the finer (the missing directions of a preferred orientation filled in by the model: 22.9 Å
@@ -58,11 +65,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cryosplat.core.fourier import fourier_pad_volume, squared_radius
+from cryosplat.core.fourier import squared_radius
 from cryosplat.validation.fsc import half_grid_shells, resolution_at, shell_resolutions
-from cryosplat.validation.masks import spherical_mask
 
-__all__ = ["CrossValidatedFSC", "cross_validated_fsc", "data_half_maps", "ResolutionMonitor"]
+__all__ = ["CrossValidatedFSC", "cross_validated_fsc", "data_half_maps"]
 
 DEFINITION = (
     "C = mean(FSC(M_A, D_B), FSC(M_B, D_A)) / sqrt(FSC(D_A, D_B)): each half model M against the "
@@ -128,6 +134,10 @@ class CrossValidatedFSC:
     vouched_shells : int or None
         Shells ``0 .. vouched_shells − 1`` are those whose data FSC can be read (past them the
         estimates are the lower bound ``C_low`` of the module docstring); None: all.
+    inconsistent_shell : int or None
+        The first shell where the models agree with the other half's data more than those data's
+        own FSC allows (module docstring, *Consistency*); the estimates are 0 from there. None:
+        consistent throughout.
     """
 
     box: int
@@ -139,6 +149,13 @@ class CrossValidatedFSC:
     half_model_vs_truth_estimate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     resolution_samples_angstrom: np.ndarray = field(default_factory=lambda: np.zeros(0))
     vouched_shells: int | None = None
+    inconsistent_shell: int | None = None
+
+    @property
+    def inconsistent_angstrom(self) -> float | None:
+        """Resolution (Å) of :attr:`inconsistent_shell`, or None."""
+        shell = self.inconsistent_shell
+        return None if shell is None else self.box * self.pixel_size_angstrom / shell
 
     @property
     def estimate_at_cut(self) -> float | None:
@@ -218,6 +235,7 @@ class CrossValidatedFSC:
             "data_half_map_resolution_0143_angstrom": self.data_resolution_angstrom,
             "limited_by_data": self.limited_by_data,
             "last_vouched_shell_angstrom": self.last_vouched_angstrom,
+            "inconsistent_from_angstrom": self.inconsistent_angstrom,
             "resolution_per_shell_angstrom": [
                 None if not np.isfinite(r) else float(r) for r in res
             ],
@@ -335,15 +353,24 @@ def _vouched_shells(data_fsc: np.ndarray, floor: np.ndarray) -> int:
     return int(invalid[0]) + 1 if invalid.size else data_fsc.shape[0]
 
 
+def _inconsistent_shell(data_fsc: np.ndarray, cross: np.ndarray, sigma: np.ndarray) -> int | None:
+    """The first shell past shell 0 where ``C_low > 1`` (module docstring, *Consistency*)."""
+    k = LOWER_BOUND_SIGMAS
+    ratio = (cross - k * sigma) / np.sqrt(np.maximum(data_fsc, 0.0) + k * sigma)
+    bad = np.flatnonzero(ratio[1:] > 1.0)
+    return int(bad[0]) + 1 if bad.size else None
+
+
 def _estimate(
     data_fsc: np.ndarray,
     cross_a: np.ndarray,
     cross_b: np.ndarray,
     vouched: int,
     sigma: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, int | None]:
     """``C`` per shell from three FSC curves: the estimate in the ``vouched`` shells whose data
-    FSC can be read, the lower bound ``C_low`` past them (``sigma``: FSC noise per shell)."""
+    FSC can be read, the lower bound ``C_low`` past them (``sigma``: FSC noise per shell), 0 from
+    the first inconsistent shell on; and that shell (or None)."""
     valid = np.arange(data_fsc.shape[0]) < vouched
     cross = 0.5 * (cross_a + cross_b)
     root = np.sqrt(np.where(valid & (data_fsc > 0), data_fsc, 1.0))
@@ -351,7 +378,10 @@ def _estimate(
     low = np.maximum(cross - k * sigma, 0.0) / np.sqrt(np.maximum(data_fsc, 0.0) + k * sigma)
     estimate = np.clip(np.where(valid, cross / root, low), -1.0, 1.0)
     estimate[0] = 1.0 if estimate[0] > 0 else estimate[0]
-    return estimate
+    inconsistent = _inconsistent_shell(data_fsc, cross, sigma)
+    if inconsistent is not None:
+        estimate[inconsistent:] = 0.0
+    return estimate, inconsistent
 
 
 def _map_estimate(half: np.ndarray, models_fsc: np.ndarray) -> np.ndarray:
@@ -361,13 +391,13 @@ def _map_estimate(half: np.ndarray, models_fsc: np.ndarray) -> np.ndarray:
 
 
 def _estimates(terms: _ShellTerms, sigma: np.ndarray, weights=None):
-    """``(C_map, C, shells vouched for)`` from the pooled shell sums (``sigma``: the FSC noise
-    of each pooled shell; the cut at ``CUT_SIGMAS`` of it)."""
+    """``(C_map, C, shells vouched for, first inconsistent shell)`` from the pooled shell sums
+    (``sigma``: the FSC noise of each pooled shell; the cut at ``CUT_SIGMAS`` of it)."""
     pool = pool_width(2 * (terms.n_shells - 1))
     data_fsc, cross_a, cross_b, models = terms.curves(weights, pool)
     vouched = _vouched_shells(data_fsc, CUT_SIGMAS * sigma)
-    half = _estimate(data_fsc, cross_a, cross_b, vouched, sigma)
-    return _map_estimate(half, models), half, vouched
+    half, inconsistent = _estimate(data_fsc, cross_a, cross_b, vouched, sigma)
+    return _map_estimate(half, models), half, vouched, inconsistent
 
 
 def cross_validated_fsc(
@@ -404,7 +434,7 @@ def cross_validated_fsc(
     terms = _ShellTerms([data_a, data_b, model_a, model_b], mask, BOOTSTRAP_BLOCKS, seed)
     data_fsc, cross_a, cross_b, _ = terms.curves()
     sigma = _fsc_sigma(box, pool=pool_width(box))
-    estimate, half, vouched = _estimates(terms, sigma)
+    estimate, half, vouched, inconsistent = _estimates(terms, sigma)
     rng = np.random.default_rng(seed + 1)
     shape = (terms.n_shells, terms.blocks)
     samples = np.array(
@@ -428,6 +458,7 @@ def cross_validated_fsc(
         half,
         samples.reshape(-1),
         vouched,
+        inconsistent,
     )
 
 
@@ -437,50 +468,3 @@ def data_half_maps(statistics, sign: float = 1.0) -> tuple[np.ndarray, np.ndarra
     ``sign = -1`` for images that hold protein dark.
     """
     return tuple(sign * s.reconstruct_wiener().cpu().numpy() for s in statistics)
-
-
-class ResolutionMonitor:
-    """The cross-validated resolution of two half models, evaluated as a fit goes.
-
-    Parameters
-    ----------
-    data_maps : (D_A, D_B)
-        Direct Fourier inversions of the two half sets (:func:`data_half_maps`).
-    pixel_size_angstrom : float
-    device : torch device, optional
-        Where the maps are kept and the FSCs computed (in double precision); the CPU by default.
-        On a GPU this takes the per-stage check off the CPU (a few seconds per call at box 256).
-    """
-
-    def __init__(
-        self,
-        data_maps: tuple[np.ndarray, np.ndarray],
-        pixel_size_angstrom: float,
-        device: torch.device | str | None = None,
-    ):
-        self.device = torch.device("cpu" if device is None else device)
-        self.data_maps = tuple(
-            torch.as_tensor(np.asarray(d), dtype=torch.float64).to(self.device) for d in data_maps
-        )
-        self.pixel_size_angstrom = float(pixel_size_angstrom)
-        mask = spherical_mask(data_maps[0].shape[0])
-        self.mask = torch.as_tensor(mask, dtype=torch.float64).to(self.device)
-
-    def __call__(self, model_a, model_b, box: int | None = None) -> float:
-        """Resolution (Å) of two :class:`~cryosplat.model.gaussians.GaussianModel` half models.
-
-        ``box``: voxelise them on a coarser grid of the same extent (a coarse stage's grid, where
-        its broad Gaussians are cheap: at the full box they were most of this check's time) and
-        compare them, Fourier-padded, with the full box's data: the same check, up to that grid's
-        Nyquist limit. The full box by default.
-        """
-        full = self.data_maps[0].shape[0]
-        box = full if box is None else min(int(box), full)
-        pixel = self.pixel_size_angstrom * full / box
-        with torch.no_grad():
-            a, b = (
-                fourier_pad_volume(m.voxelize(box, pixel).detach().double(), full).to(self.device)
-                for m in (model_a, model_b)
-            )
-        cv = cross_validated_fsc(a, b, *self.data_maps, self.mask, self.pixel_size_angstrom)
-        return cv.resolution_angstrom

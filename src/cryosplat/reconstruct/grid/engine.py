@@ -43,10 +43,10 @@ from cryosplat.reconstruct.grid.statistics import (
     FourierStatistics,
     wiener_inversion,
 )
-from cryosplat.validation.crossval import ResolutionMonitor
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
+from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
 __all__ = [
     "GridEngineConfig",

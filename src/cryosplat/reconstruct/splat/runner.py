@@ -15,8 +15,8 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.engine import gather_half_statistics
 from cryosplat.reconstruct.run_folder import RunFolder
 from cryosplat.reconstruct.splat.engine import SplatEngine
-from cryosplat.validation.crossval import ResolutionMonitor
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
+from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
 __all__ = ["initial_models", "run_splat_engine"]
 
