@@ -169,7 +169,9 @@ def evaluate_half_maps(
         if cross.inconsistent_shell is not None and unweighted_halves is not None:
             weighted = cross
             halves = [on_device(h) for h in unweighted_halves]
-            cross, cv_mask = _cross_validate(halves, data, masks, pixel_size_angstrom)
+            cross, cv_mask = _cross_validate(
+                halves, data, masks, pixel_size_angstrom, "the halves before the local weight: "
+            )
         del halves, data
     spherical, automatic = masked_fscs(a, b, list(masks), pixel_size_angstrom)
     report = HalfMapReport(
@@ -178,11 +180,11 @@ def evaluate_half_maps(
     return report, amask
 
 
-def _cross_validate(halves, data, masks, pixel_size_angstrom: float):
+def _cross_validate(halves, data, masks, pixel_size_angstrom: float, what: str = ""):
     """The cross-validated FSC in the soft sphere (``masks``: the sphere and the automatic
     mask), or within the automatic mask (times the sphere) where the data stop early in the
     sphere with the estimate still high (``TIGHTER_MASK_ESTIMATE``) and it is finer there;
-    returns it and the mask's description."""
+    returns it and the mask's description (``what`` prefixes its log line)."""
     sphere, automatic = masks
     cross = cross_validated_fsc(*halves, *data, sphere, pixel_size_angstrom, N_BOOTSTRAP)
     cut = cross.estimate_at_cut
@@ -194,9 +196,10 @@ def _cross_validate(halves, data, masks, pixel_size_angstrom: float):
     if tight.resolution_angstrom >= cross.resolution_angstrom:
         return cross, SPHERE_TEXT
     log.info(
-        "resolution: in the spherical mask the data's own FSC can be read to %.2f Å, the "
+        "resolution: %sin the spherical mask the data's own FSC can be read to %.2f Å, the "
         "estimate still %.2f there (%.2f Å with the lower bound past it); within the automatic "
         "mask they vouch to %.2f Å",
+        what,
         cross.last_vouched_angstrom,
         cut,
         cross.resolution_angstrom,
