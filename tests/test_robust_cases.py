@@ -210,6 +210,16 @@ def test_2_accept_warnings_lets_the_suspicious_through(tmp_path):
     assert any("subset 1" in note and "accepted" in note for note in particles.notes)
 
 
+def test_2_ignoring_the_half_set_labels_skips_their_check(tmp_path):
+    """One subset for every particle refuses a run that would use the labels, not one told to
+    ignore them (the halves are drawn at random either way)."""
+    from cryosplat.particles.validate import check_particles
+
+    particles = read_particles(write_set(tmp_path, subset=np.ones(40, int)))
+    assert "--ignore-random-subset" in check_particles(particles)[0].message
+    assert check_particles(particles, use_random_subset=False) == []
+
+
 def test_2_pose_pickle_without_shifts_gets_a_note(tmp_path):
     write_stack(tmp_path / "s.mrcs", np.zeros((4, BOX, BOX), np.float32), PIXEL)
     with open(tmp_path / "poses.pkl", "wb") as fh:

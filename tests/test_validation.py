@@ -322,3 +322,14 @@ def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_
     alone, _ = evaluate_half_maps(truth, truth, PIXEL, data_maps=data, map_halves=carried)
     assert alone.weighted_set_aside is None
     assert any("Check that the two half sets" in w for w in _data_limit_warnings(alone))
+
+
+def test_a_resolution_no_shell_vouches_for_is_said_so_and_written_as_null(tmp_path):
+    from cryosplat.reconstruct.report import format_resolution
+    from cryosplat.reconstruct.run_folder import write_json_atomic
+
+    assert format_resolution(3.214) == "3.21 Å"
+    assert "vouch for no shell" in format_resolution(float("inf"))
+    path = tmp_path / "fsc.json"
+    write_json_atomic(path, {"resolution_angstrom": float("inf"), "band": [1.0, float("nan")]})
+    assert json.loads(path.read_text()) == {"resolution_angstrom": None, "band": [1.0, None]}

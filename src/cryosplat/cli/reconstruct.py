@@ -351,6 +351,7 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.core.device import resolve_device
     from cryosplat.particles.read import read_particles
     from cryosplat.reconstruct import distributed
+    from cryosplat.reconstruct.report import format_resolution
     from cryosplat.reconstruct.run import reconstruct
 
     if args.threads is not None:
@@ -381,8 +382,7 @@ def run(args: argparse.Namespace) -> int:
     dist.stop()
     if result is None:
         return 0
-    print(
-        f"resolution: {result.resolution_angstrom:.2f} Å ({result.summary['resolution_definition']})"
-    )
+    resolution = format_resolution(result.resolution_angstrom)
+    print(f"resolution: {resolution} ({result.summary['resolution_definition']})")
     print(f"outputs: {result.out_dir}")
     return 0

@@ -242,15 +242,17 @@ def _subset_findings(particles: ParticleSet, label: str) -> list[Finding]:
         return [
             Finding(
                 f"{label}: every particle is in subset {int(values[0])}, so it cannot define "
-                "two half sets; the halves would be a random split instead",
+                "two half sets; the halves would be a random split instead (what "
+                "--ignore-random-subset asks for)",
                 refuse=True,
             )
         ]
     return []
 
 
-def check_particles(particles: ParticleSet) -> list[Finding]:
-    """Whole-set checks of a particle set's metadata (see the module docstring).
+def check_particles(particles: ParticleSet, use_random_subset: bool = True) -> list[Finding]:
+    """Whole-set checks of a particle set's metadata (see the module docstring);
+    ``use_random_subset=False``: the half-set labels are not used, so not checked.
 
     Raises
     ------
@@ -269,7 +271,8 @@ def check_particles(particles: ParticleSet) -> list[Finding]:
     if particles.shifts_angstrom is not None:
         findings += _shift_findings(particles, labels["shifts"])
     findings += _duplicate_findings(particles, labels["images"])
-    findings += _subset_findings(particles, labels["subset"])
+    if use_random_subset:
+        findings += _subset_findings(particles, labels["subset"])
     return findings
 
 

@@ -23,7 +23,13 @@ from cryosplat.validation.fsc import FSCResult, masked_fscs
 from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX, local_wiener_weight
 from cryosplat.validation.masks import auto_mask, spherical_mask
 
-__all__ = ["HalfMapReport", "evaluate_half_maps", "plot_fsc", "write_outputs"]
+__all__ = [
+    "HalfMapReport",
+    "evaluate_half_maps",
+    "format_resolution",
+    "plot_fsc",
+    "write_outputs",
+]
 
 N_BOOTSTRAP = 100  # resamples of the Fourier samples for the resolution band
 SPHERE_TEXT = "soft spherical mask"  # the cross-validation's usual mask, as the headline names it
@@ -281,6 +287,13 @@ def _data_limit_warnings(report: HalfMapReport) -> list[str]:
     ]
 
 
+def format_resolution(angstrom: float) -> str:
+    """``"3.21 Å"``, or a sentence where no shell is vouched for (an infinite resolution)."""
+    if np.isfinite(angstrom):
+        return f"{angstrom:.2f} Å"
+    return "none (the data vouch for no shell: too few particles, or no signal)"
+
+
 def _log_blend(alpha: np.ndarray, box: int, pixel: float) -> None:
     """Where the data's inversion entered the map: the shells where the model's weight < 0.9."""
     low = np.flatnonzero(alpha[1:] < 0.9) + 1
@@ -407,8 +420,17 @@ def write_outputs(
     if report.cross_validated is not None:
         summary["data_half_maps_0143_angstrom"] = report.cross_validated.data_resolution_angstrom
         summary["resolution_band_angstrom"] = None if band is None else list(band)
-    band_text = "" if band is None else f", 68 % bootstrap band {band[0]:.2f}-{band[1]:.2f} Å"
-    log.info("resolution: %.2f Å%s (%s)", report.resolution_angstrom, band_text, report.headline)
+    band_text = (
+        f", 68 % bootstrap band {band[0]:.2f}-{band[1]:.2f} Å"
+        if band is not None and np.all(np.isfinite(band))
+        else ""
+    )
+    log.info(
+        "resolution: %s%s (%s)",
+        format_resolution(report.resolution_angstrom),
+        band_text,
+        report.headline,
+    )
     log.info(
         "half models FSC 0.143 (optimistic for smooth models): %.2f Å spherical mask, %.2f Å "
         "automatic mask",

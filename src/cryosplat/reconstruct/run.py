@@ -305,7 +305,7 @@ def reconstruct(
     dist = Distributed() if dist is None else dist
     config.validate()
     _check_particles(particles, config)
-    apply_findings(particles, check_particles(particles), accept_warnings)
+    apply_findings(particles, check_particles(particles, config.use_random_subset), accept_warnings)
     device = dist.device if dist.active else resolve_device(config.device)
     plan = plan_run(particles, config)
     source_box, source_pixel = particles.box, particles.pixel_size_angstrom

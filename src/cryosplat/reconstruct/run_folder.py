@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -79,10 +80,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 24 else text[:21] + "..."
 
 
+def _finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float (a resolution no shell vouches for) made None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
+    """Write JSON to ``path`` through a temporary file and a rename; infinities and NaN as
+    ``null`` (standard JSON has neither)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(_finite_or_none(data), indent=2, allow_nan=False) + "\n")
 
 
 def input_fingerprint(particles: ParticleSet) -> str:
@@ -143,7 +156,7 @@ class RunFolder:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.path = Path(path)
-        self.identity = json.loads(json.dumps(identity, default=str))
+        self.identity = json.loads(json.dumps(_finite_or_none(identity), default=str))
         self.mode = "resume" if resume else mode
         self.resume = self.mode == "resume"
         self._log_handler: logging.Handler | None = None
