@@ -240,7 +240,7 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
         curves=curves,
         xlim=(0.0, float(freq[-1])),
         ylim=(-0.1, 1.05),
-        title=f"Resolution {report.resolution_angstrom:.2f} Å",
+        title=f"Resolution {format_resolution(report.resolution_angstrom).split(' (')[0]}",
         xlabel="spatial frequency (1/Å)",
         ylabel="FSC",
         hlines=[(0.143, "0.143"), (0.5, "0.5")],
