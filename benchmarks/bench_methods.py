@@ -140,6 +140,20 @@ def run_cryosplat(star: Path, out: Path, extra: list[str] | None = None) -> Meth
     )
 
 
+def relion_command(star: Path, pixel_size_angstrom: float, symmetry: str = "C1") -> list[str]:
+    """``relion_reconstruct --ctf`` of the full set (without ``--o``), run in the STAR's folder."""
+    return [
+        "relion_reconstruct",
+        "--i",
+        star.name,
+        "--ctf",
+        "--angpix",
+        f"{pixel_size_angstrom}",
+        "--sym",
+        symmetry,
+    ]
+
+
 def run_relion(
     star: Path, out: Path, pixel_size_angstrom: float, symmetry: str = "C1"
 ) -> MethodRun:
@@ -148,8 +162,7 @@ def run_relion(
     Run in the STAR's folder, since RELION resolves image names against the working directory.
     """
     _fresh(out)
-    base = ["relion_reconstruct", "--i", star.name, "--ctf", "--angpix", f"{pixel_size_angstrom}"]
-    base += ["--sym", symmetry]
+    base = relion_command(star, pixel_size_angstrom, symmetry)
     total = Measured()
     paths = []
     for label, extra in (("full", []), ("half1", ["--subset", "1"]), ("half2", ["--subset", "2"])):

@@ -17,25 +17,15 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench_methods import measure, run_cryosplat
+from bench_methods import measure, relion_command, run_cryosplat
 
 
 def time_pairs(folder: Path, repeats: int, scratch: Path) -> list[tuple[float, float]]:
     """``[(cryosplat s, relion full map s), ...]`` for ``repeats`` alternated runs on ``folder``."""
     star = folder / "particles.star"
     spec = json.loads((folder / "dataset.json").read_text())["spec"]
-    relion = [
-        "relion_reconstruct",
-        "--i",
-        star.name,
-        "--ctf",
-        "--angpix",
-        f"{spec['pixel_size_angstrom']}",
-        "--sym",
-        spec.get("symmetry", "C1"),
-        "--o",
-        str(scratch / "relion_full.mrc"),
-    ]
+    relion = relion_command(star, spec["pixel_size_angstrom"], spec.get("symmetry", "C1"))
+    relion += ["--o", str(scratch / "relion_full.mrc")]
     pairs = []
     for _ in range(repeats):
         ours = run_cryosplat(star, scratch / "cryosplat").measured.wall_s

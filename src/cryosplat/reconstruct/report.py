@@ -240,7 +240,7 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
         curves=curves,
         xlim=(0.0, float(freq[-1])),
         ylim=(-0.1, 1.05),
-        title=f"Resolution {format_resolution(report.resolution_angstrom).split(' (')[0]}",
+        title=f"Resolution {format_resolution(report.resolution_angstrom, explain=False)}",
         xlabel="spatial frequency (1/Å)",
         ylabel="FSC",
         hlines=[(0.143, "0.143"), (0.5, "0.5")],
@@ -287,11 +287,13 @@ def _data_limit_warnings(report: HalfMapReport) -> list[str]:
     ]
 
 
-def format_resolution(angstrom: float) -> str:
-    """``"3.21 Å"``, or a sentence where no shell is vouched for (an infinite resolution)."""
+def format_resolution(angstrom: float, explain: bool = True) -> str:
+    """``"3.21 Å"``, or ``"none"`` where no shell is vouched for (an infinite resolution), with
+    why unless ``explain`` is False."""
     if np.isfinite(angstrom):
         return f"{angstrom:.2f} Å"
-    return "none (the data vouch for no shell: too few particles, or no signal)"
+    why = " (the data vouch for no shell: too few particles, or no signal)"
+    return "none" + (why if explain else "")
 
 
 def _log_blend(alpha: np.ndarray, box: int, pixel: float) -> None:

@@ -353,14 +353,6 @@ def _vouched_shells(data_fsc: np.ndarray, floor: np.ndarray) -> int:
     return int(invalid[0]) + 1 if invalid.size else data_fsc.shape[0]
 
 
-def _inconsistent_shell(data_fsc: np.ndarray, cross: np.ndarray, sigma: np.ndarray) -> int | None:
-    """The first shell past shell 0 where ``C_low > 1`` (module docstring, *Consistency*)."""
-    k = LOWER_BOUND_SIGMAS
-    ratio = (cross - k * sigma) / np.sqrt(np.maximum(data_fsc, 0.0) + k * sigma)
-    bad = np.flatnonzero(ratio[1:] > 1.0)
-    return int(bad[0]) + 1 if bad.size else None
-
-
 def _estimate(
     data_fsc: np.ndarray,
     cross_a: np.ndarray,
@@ -370,15 +362,16 @@ def _estimate(
 ) -> tuple[np.ndarray, int | None]:
     """``C`` per shell from three FSC curves: the estimate in the ``vouched`` shells whose data
     FSC can be read, the lower bound ``C_low`` past them (``sigma``: FSC noise per shell), 0 from
-    the first inconsistent shell on; and that shell (or None)."""
+    the first inconsistent shell on (past shell 0, ``C_low > 1``); and that shell (or None)."""
     valid = np.arange(data_fsc.shape[0]) < vouched
     cross = 0.5 * (cross_a + cross_b)
     root = np.sqrt(np.where(valid & (data_fsc > 0), data_fsc, 1.0))
     k = LOWER_BOUND_SIGMAS
-    low = np.maximum(cross - k * sigma, 0.0) / np.sqrt(np.maximum(data_fsc, 0.0) + k * sigma)
-    estimate = np.clip(np.where(valid, cross / root, low), -1.0, 1.0)
+    ratio = (cross - k * sigma) / np.sqrt(np.maximum(data_fsc, 0.0) + k * sigma)
+    estimate = np.clip(np.where(valid, cross / root, np.maximum(ratio, 0.0)), -1.0, 1.0)
     estimate[0] = 1.0 if estimate[0] > 0 else estimate[0]
-    inconsistent = _inconsistent_shell(data_fsc, cross, sigma)
+    bad = np.flatnonzero(ratio[1:] > 1.0)
+    inconsistent = int(bad[0]) + 1 if bad.size else None
     if inconsistent is not None:
         estimate[inconsistent:] = 0.0
     return estimate, inconsistent
