@@ -19,7 +19,9 @@ every step, so a cut-off run still leaves its results):
    DEVICE and on the CPU; FSC between the two maps up to the reported resolution (≥ 0.99), and
    against the rounding floor: the CPU's map against the CPU's map of the same images plus noise
    of 1e-6 of their s.d. (the fit amplifies rounding; the device may not sit more than 0.02
-   under that floor).
+   under that floor). On a GPU also the device's map against the device's, the same run again,
+   and with ``--deterministic`` two runs with deterministic kernels (identical maps) and the full
+   run's time with them.
 
 Times are medians after a warm-up, by CUDA events on a GPU and ``time.perf_counter`` elsewhere.
 
@@ -248,12 +250,12 @@ class _SmiSampler:
         return max(values) if values else None
 
 
-def _reconstruct(star: Path, out: Path, device: str, timeout: float, args):
+def _reconstruct(star: Path, out: Path, device: str, timeout: float, args, extra=()):
     """``cryosplat reconstruct`` into a fresh ``out``; ``(ok, wall, last line, run.json)``."""
     if out.exists():
         shutil.rmtree(out)
     args_list = ["reconstruct", str(star), "-o", str(out), "--device", device, "--no-progress"]
-    args_list += list(args.sizes.reconstruct_args)
+    args_list += list(args.sizes.reconstruct_args) + list(extra)
     if args.threads:
         args_list += ["--threads", str(args.threads)]
     ok, wall, last = _cli(args_list, timeout, out.parent / f"{out.name}.log")
@@ -315,6 +317,26 @@ def step_full(report: Report, device: torch.device, seconds: float, args) -> Non
         )
     if smi_peak is not None:
         report.add("full", "peak GPU memory (nvidia-smi, whole device)", f"{smi_peak:,.0f} MiB")
+    if args.deterministic:
+        remaining = deadline - time.perf_counter()
+        what = f"cryosplat reconstruct --device {device} --deterministic: wall time"
+        if remaining < 10:
+            report.add("full", what, "no time left", "FAIL")
+            return
+        ok, det_wall, last, _ = _reconstruct(
+            folder / "particles.star",
+            args.workdir / "rec_full_deterministic",
+            str(device),
+            remaining,
+            args,
+            ("--deterministic",),
+        )
+        report.add(
+            "full",
+            what,
+            f"{det_wall:.1f} s ({det_wall / wall:.2f}×)" if ok else last,
+            "" if ok else "FAIL",
+        )
 
 
 def _perturbed_copy(folder: Path, relative: float, seed: int = 0) -> Path:
@@ -349,22 +371,26 @@ def step_compare(report: Report, device: torch.device, seconds: float, args) -> 
     perturbed = _perturbed_copy(folder, PERTURBATION)
     maps, resolutions = [], []
     # On --device cpu the first two runs are both on the CPU: that checks the comparison itself.
-    runs = (
-        ("device", str(device), folder),
-        ("cpu", "cpu", folder),
-        ("cpu_perturbed", "cpu", perturbed),
-    )
-    for label, name, source in runs:
+    runs = [
+        ("device", str(device), folder, ()),
+        ("cpu", "cpu", folder, ()),
+        ("cpu_perturbed", "cpu", perturbed, ()),
+    ]
+    if device.type == "cuda" or args.deterministic:  # run to run: GPU atomics sum in any order
+        runs.append(("device_again", str(device), folder, ()))
+        if args.deterministic:
+            runs += [(f"device_det{i}", str(device), folder, ("--deterministic",)) for i in (1, 2)]
+    for label, name, source, extra in runs:
         out = args.workdir / f"rec_compare_{label}"
         remaining = deadline - time.perf_counter()
-        what = f"reconstruct {n:,} particles, box {box}, --device {name}"
+        what = " ".join([f"reconstruct {n:,} particles, box {box}, --device {name}", *extra])
         if source is perturbed:
             what += f" (images + {PERTURBATION:g} × s.d. noise)"
         if remaining < 5:
             report.add("compare", what, "no time left", "FAIL")
             return
         ok, wall, last, summary = _reconstruct(
-            source / "particles.star", out, name, remaining, args
+            source / "particles.star", out, name, remaining, args, extra
         )
         if not ok:
             report.add("compare", what, last, "FAIL")
@@ -399,6 +425,23 @@ def step_compare(report: Report, device: torch.device, seconds: float, args) -> 
     beyond = device_curve[last_shell + 1 :]
     if beyond.size:
         report.add("compare", "FSC beyond the reported resolution, min", f"{beyond.min():.4f}")
+    if len(maps) >= 4:
+        again = np.asarray(fsc(maps[0], maps[3]))
+        report.add(
+            "compare",
+            f"FSC {device} map vs {device} map (the same run again), same shells, min",
+            f"{float(again[shells].min()):.4f}",
+        )
+    if len(maps) == 6:
+        same = bool(np.array_equal(maps[4], maps[5]))
+        report.add(
+            "compare",
+            f"{device} --deterministic twice: the same map",
+            "identical"
+            if same
+            else f"FSC min {float(np.asarray(fsc(maps[4], maps[5]))[shells].min()):.4f}",
+            "pass" if same else "FAIL",
+        )
 
 
 FUNCTIONS = {
@@ -422,6 +465,12 @@ def main(argv=None) -> int:
     parser.add_argument("--full-particles", type=int, help="particles of the full run")
     parser.add_argument("--compare-particles", type=int, help="particles of the CPU comparison")
     parser.add_argument("--threads", type=int, help="CPU threads of torch (default: torch's)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="also time the full run with --deterministic and check two such runs on the device "
+        "give the same map",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     device = torch.device(args.device)

@@ -50,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="on a GPU, deterministic scatter sums: the same run twice gives the same map "
+        "(without it, two GPU runs differ as much as rounding makes a fit differ; the CPU path "
+        "is always deterministic)",
+    )
+    p.add_argument(
         "--invert-contrast",
         action="store_true",
         help="images hold protein dark; RELION-extracted particles hold it bright "
@@ -335,6 +342,7 @@ def build_config(args: argparse.Namespace):
         ),
         blend_with_data=not args.no_data_blend,
         keep_checkpoints=args.keep_checkpoints,
+        deterministic=args.deterministic,
         splat=splat,
         grid=grid,
         memory=MemoryConfig(

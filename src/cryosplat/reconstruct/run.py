@@ -17,6 +17,7 @@ import torch
 
 from cryosplat.core.device import (
     describe_device,
+    deterministic_algorithms,
     peak_memory_gb,
     reset_peak_memory,
     resolve_device,
@@ -74,6 +75,7 @@ OUTSIDE_IDENTITY = (
     "local_weight_sigma_px",
     "blend_with_data",
     "keep_checkpoints",
+    "deterministic",
 )
 MAX_LOCAL_WEIGHT_SIGMA_PX = 20.0  # wider averages nothing locally
 MIN_BOX = 16  # the automatic mask and the coarsest fit stage need at least this many pixels
@@ -100,6 +102,9 @@ class ReconstructConfig:
         set's direct inversion where that holds more (:mod:`cryosplat.validation.data_blend`)
     keep_checkpoints : keep ``checkpoints/`` once the run is complete (by default removed then:
         a complete run is never resumed)
+    deterministic : on a GPU, PyTorch's deterministic kernels for the scatter sums, so that the
+        same run twice gives the same map (:func:`cryosplat.core.device.deterministic_algorithms`;
+        the CPU path is deterministic without it)
     symmetry : point group in RELION's conventions (:mod:`cryosplat.core.symmetry`; ``"C1"``: none):
         each particle counts once per operator and each half model holds one asymmetric unit's
         Gaussians (``n_gaussians / |G|``), drawn with all copies
@@ -120,6 +125,7 @@ class ReconstructConfig:
     local_weight_sigma_px: float = DEFAULT_SIGMA_PX
     blend_with_data: bool = True
     keep_checkpoints: bool = False
+    deterministic: bool = False
     symmetry: str = "C1"
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
@@ -339,12 +345,14 @@ def reconstruct(
         run = _ENGINE_RUNS[config.engine]
         half_a, half_b, _ = split_halves(particles, config.seed, config.use_random_subset)
         cfg = replace(config, n_gaussians=n_gauss)
-        run(particles, (half_a, half_b), cfg, folder, device, False, dist)
+        with deterministic_algorithms(config.deterministic):
+            run(particles, (half_a, half_b), cfg, folder, device, False, dist)
         return None
     try:
-        return _reconstruct_in(
-            folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan
-        )
+        with deterministic_algorithms(config.deterministic):
+            return _reconstruct_in(
+                folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan
+            )
     except KeyboardInterrupt:
         folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
         raise
@@ -412,7 +420,11 @@ def _reconstruct_in(
             f", {dist.world_size} processes ({dist.backend})" if dist.active else "",
             " (resumed)" if resuming else "",
         )
-        log.info("device: %s", describe_device(device))
+        log.info(
+            "device: %s%s",
+            describe_device(device),
+            "; deterministic kernels (--deterministic)" if config.deterministic else "",
+        )
         reset_peak_memory(device)
         log.info("%s", plan.describe())
         for note in particles.notes:

@@ -223,7 +223,8 @@ class FourierStatistics:
                 shells = shell_of(r2, self.pad).clamp_max(n_shells)
                 values = self.weights[start : start + slab].double()
                 total.index_add_(0, shells.reshape(-1), values.reshape(-1))
-                count += torch.bincount(shells.reshape(-1), minlength=n_shells + 1).double()
+                # index_add_ of ones, not bincount: PyTorch has a deterministic kernel for it
+                count.index_add_(0, shells.reshape(-1), torch.ones_like(values).reshape(-1))
             mean = total[:n_shells] / count[:n_shells].clamp_min(1.0)
             self._shell_mean_weights = mean.cpu()
         return self._shell_mean_weights
