@@ -288,3 +288,22 @@ def test_deterministic_kernels_repeat_the_statistics_and_the_voxeliser_bit_for_b
     assert torch.are_deterministic_algorithms_enabled() == before
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
+
+
+def test_reconstruct_deterministic_flag_on_the_cpu_changes_nothing_but_the_log(tiny_set, tmp_path):
+    """The CPU path is deterministic already: ``--deterministic`` writes the same map, logs that
+    it is on, and leaves PyTorch's setting as it was."""
+    from cryosplat.cli.main import main
+    from cryosplat.io.mrc import read_map
+
+    args = ["--n-gaussians", "60", "--no-progress", "--stage-fractions", "0.5,1.0"]
+    args += ["--stage-steps", "10,10", "--device", "cpu"]
+    before = torch.are_deterministic_algorithms_enabled()
+    assert main(["reconstruct", str(tiny_set), "-o", str(tmp_path / "plain"), *args]) == 0
+    out = tmp_path / "deterministic"
+    assert main(["reconstruct", str(tiny_set), "-o", str(out), *args, "--deterministic"]) == 0
+    assert torch.are_deterministic_algorithms_enabled() == before
+    assert "deterministic kernels (--deterministic)" in (out / "log.txt").read_text()
+    plain, _ = read_map(tmp_path / "plain" / "map.mrc")
+    again, _ = read_map(out / "map.mrc")
+    np.testing.assert_array_equal(plain, again)
