@@ -35,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -45,7 +44,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import torch
 
@@ -58,6 +56,13 @@ from gpu_kernels import (  # noqa: E402
     step_fit,
     step_render,
     step_statistics,
+)
+from gpu_runs import (  # noqa: E402
+    SmiSampler,
+    env,
+    perturbed_copy,
+    reconstruct,
+    simulate,
 )
 
 from cryosplat.io.mrc import read_map  # noqa: E402
@@ -165,7 +170,7 @@ def step_tests(report: Report, device: torch.device, seconds: float, args) -> No
     start = time.perf_counter()
     try:
         out = subprocess.run(
-            cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=seconds
+            cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=seconds
         )
     except subprocess.TimeoutExpired:
         report.add("tests", " ".join(cmd[3:]), f"timed out after {seconds:.0f} s", "FAIL")
@@ -181,94 +186,11 @@ def step_tests(report: Report, device: torch.device, seconds: float, args) -> No
     report.add("tests", "pytest " + " ".join(cmd[6:]), f"{summary} ({took:.0f} s)", status)
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "src")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    )
-    return env
-
-
-def _cli(args_list: list[str], timeout: float, log_path: Path) -> tuple[bool, float, str]:
-    """Run ``cryosplat ARGS``; ``(ok, wall seconds, last error line)``."""
-    cmd = [sys.executable, "-m", "cryosplat.cli.main", *args_list]
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        try:
-            code = subprocess.run(
-                cmd, cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, timeout=timeout
-            ).returncode
-        except subprocess.TimeoutExpired:
-            return False, time.perf_counter() - start, f"timed out after {timeout:.0f} s"
-    wall = time.perf_counter() - start
-    tail = log_path.read_text().strip().splitlines()
-    return code == 0, wall, (tail[-1][:150] if tail else f"exit code {code}")
-
-
-def _simulate(folder: Path, n: int, box: int, device: torch.device, timeout: float):
-    """``cryosplat simulate`` of 8ZPM into ``folder`` (reused when already there)."""
-    star = folder / "particles.star"
-    if star.is_file() and (folder / "simulated.json").is_file():
-        return True, 0.0, "reused"
-    if folder.exists():
-        shutil.rmtree(folder)
-    model = ROOT / "src" / "cryosplat" / "data" / "8zpm.cif"
-    pixel = PARTICLE_EXTENT_ANGSTROM / box
-    args_list = ["simulate", str(model), "-o", str(folder), "-n", str(n), "--box", str(box)]
-    args_list += ["--pixel-size", f"{pixel:.4f}", "--snr", "0.01", "--shift-sd", "2.0"]
-    args_list += ["--astigmatism", "300", "--projection", "fourier", "--device", str(device)]
-    args_list += ["--batch-size", "512" if device.type == "cuda" else "128", "--quiet"]
-    log = folder.parent / f"{folder.name}_simulate.log"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    ok, wall, last = _cli(args_list, timeout, log)
-    if ok:
-        (folder / "simulated.json").write_text(json.dumps({"n": n, "box": box}))
-    return ok, wall, last
-
-
-class _SmiSampler:
-    """``nvidia-smi`` memory.used sampled every 200 ms while a command runs (MiB)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.proc = path, None
-        smi = shutil.which("nvidia-smi")
-        if smi:
-            self.file = open(path, "w")
-            self.proc = subprocess.Popen(
-                [smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-lms", "200"],
-                stdout=self.file,
-                stderr=subprocess.DEVNULL,
-            )
-
-    def stop(self) -> float | None:
-        if self.proc is None:
-            return None
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.file.close()
-        values = [float(v) for v in self.path.read_text().split() if v.replace(".", "").isdigit()]
-        return max(values) if values else None
-
-
-def _reconstruct(star: Path, out: Path, device: str, timeout: float, args, extra=()):
-    """``cryosplat reconstruct`` into a fresh ``out``; ``(ok, wall, last line, run.json)``."""
-    if out.exists():
-        shutil.rmtree(out)
-    args_list = ["reconstruct", str(star), "-o", str(out), "--device", device, "--no-progress"]
-    args_list += list(args.sizes.reconstruct_args) + list(extra)
-    if args.threads:
-        args_list += ["--threads", str(args.threads)]
-    ok, wall, last = _cli(args_list, timeout, out.parent / f"{out.name}.log")
-    run = out / "run.json"
-    summary = json.loads(run.read_text()) if ok and run.is_file() else {}
-    return ok, wall, last, summary.get("summary", summary)
-
-
 def step_full(report: Report, device: torch.device, seconds: float, args) -> None:
     n, box = args.sizes.full_particles, args.sizes.full_box
     deadline = time.perf_counter() + seconds
     folder = args.workdir / f"sim_{n}_{box}"
-    ok, wall, last = _simulate(folder, n, box, device, 0.5 * seconds)
+    ok, wall, last = simulate(folder, n, box, device, 0.5 * seconds)
     report.add(
         "full",
         f"cryosplat simulate 8ZPM, {n:,} particles, box {box} (fourier, {device})",
@@ -277,8 +199,8 @@ def step_full(report: Report, device: torch.device, seconds: float, args) -> Non
     )
     if not ok:
         return
-    smi = _SmiSampler(args.workdir / "nvidia_smi.txt") if device.type == "cuda" else None
-    ok, wall, last, summary = _reconstruct(
+    smi = SmiSampler(args.workdir / "nvidia_smi.txt") if device.type == "cuda" else None
+    ok, wall, last, summary = reconstruct(
         folder / "particles.star",
         args.workdir / "rec_full",
         str(device),
@@ -323,7 +245,7 @@ def step_full(report: Report, device: torch.device, seconds: float, args) -> Non
         if remaining < 10:
             report.add("full", what, "no time left", "FAIL")
             return
-        ok, det_wall, last, _ = _reconstruct(
+        ok, det_wall, last, _ = reconstruct(
             folder / "particles.star",
             args.workdir / "rec_full_deterministic",
             str(device),
@@ -339,23 +261,6 @@ def step_full(report: Report, device: torch.device, seconds: float, args) -> Non
         )
 
 
-def _perturbed_copy(folder: Path, relative: float, seed: int = 0) -> Path:
-    """A copy of a simulated set whose images carry noise of ``relative`` × their s.d. (rounding)."""
-    copy = folder.parent / f"{folder.name}_perturbed"
-    if copy.exists():
-        shutil.rmtree(copy)
-    shutil.copytree(folder, copy)
-    rng = np.random.default_rng(seed)
-    for stack in sorted(copy.glob("*.mrcs")):
-        with mrcfile.mmap(stack, mode="r+") as mrc:
-            data = mrc.data
-            scale = relative * float(data[: min(len(data), 256)].std())
-            for start in range(0, len(data), 256):
-                block = data[start : start + 256]
-                block += (scale * rng.standard_normal(block.shape)).astype(block.dtype)
-    return copy
-
-
 def step_compare(report: Report, device: torch.device, seconds: float, args) -> None:
     """The device's map against the CPU's, and the CPU's against itself on rounding-perturbed
     images: a fit of noisy data amplifies rounding, so the second FSC is the floor the first can
@@ -364,11 +269,11 @@ def step_compare(report: Report, device: torch.device, seconds: float, args) -> 
     n, box = args.sizes.compare_particles, args.sizes.compare_box
     deadline = time.perf_counter() + seconds
     folder = args.workdir / f"sim_{n}_{box}"
-    ok, wall, last = _simulate(folder, n, box, device, 0.25 * seconds)
+    ok, wall, last = simulate(folder, n, box, device, 0.25 * seconds)
     if not ok:
         report.add("compare", f"cryosplat simulate {n} particles, box {box}", last, "FAIL")
         return
-    perturbed = _perturbed_copy(folder, PERTURBATION)
+    perturbed = perturbed_copy(folder, PERTURBATION)
     maps, resolutions = [], []
     # On --device cpu the first two runs are both on the CPU: that checks the comparison itself.
     runs = [
@@ -389,7 +294,7 @@ def step_compare(report: Report, device: torch.device, seconds: float, args) -> 
         if remaining < 5:
             report.add("compare", what, "no time left", "FAIL")
             return
-        ok, wall, last, summary = _reconstruct(
+        ok, wall, last, summary = reconstruct(
             source / "particles.star", out, name, remaining, args, extra
         )
         if not ok:
