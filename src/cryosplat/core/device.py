@@ -105,8 +105,9 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
     The CPU path is deterministic without this. An operation PyTorch has no deterministic kernel
     for warns (``warn_only``) rather than stopping the run. Setting the mode costs ~1.3 s once
     (PyTorch imports its compiler's settings then), the deterministic scatter kernels the rest
-    (the fit 13.3 → 29.6 s at box 256 on an H200). The earlier setting is restored on exit; ``CUBLAS_WORKSPACE_CONFIG`` is set (if unset) for the rest of the process, since cuBLAS
-    reads it once.
+    (the fit 13.3 → 29.6 s at box 256 on an H200). The earlier setting is restored on exit;
+    ``CUBLAS_WORKSPACE_CONFIG`` is set (if unset) for the rest of the process, since cuBLAS reads
+    it once.
 
     Parameters
     ----------
