@@ -42,6 +42,13 @@ def test_many_gaussians_span_chains_and_pdb_limit(tmp_path):
     structure = gemmi.read_structure(str(path))
     assert structure[0].count_atom_sites() == n
     assert len(structure[0]) == 2
+    # One non-polymer entity and one label_asym_id per chain (as waters), not one per Gaussian.
+    block = gemmi.cif.read(str(path)).sole_block()
+    assert list(block.find_values("_struct_asym.id")) == ["A", "B"]
+    assert len(set(block.find_values("_atom_site.label_asym_id"))) == 2
+    (entity,) = structure.entities
+    assert entity.entity_type == gemmi.EntityType.NonPolymer
+    assert list(entity.subchains) == ["A", "B"]
     big = GaussianModel.random(PDB_MAX_ATOMS + 1, 64, 1.0, seed=4)
     with pytest.raises(InputError, match="PDB"):
         export_model(big, tmp_path / "big.pdb")

@@ -51,6 +51,7 @@ def pseudo_atom_structure(model: GaussianModel) -> gemmi.Structure:
             residue.name = "GAU"
             residue.seqid = gemmi.SeqId(i - c * _RESIDUES_PER_CHAIN + 1, " ")
             residue.het_flag = "H"
+            residue.subchain = name  # one label_asym_id per chain, as waters are written
             atom = gemmi.Atom()
             atom.name = "G"
             atom.element = carbon
@@ -62,7 +63,13 @@ def pseudo_atom_structure(model: GaussianModel) -> gemmi.Structure:
             chain.add_residue(residue)
         gmodel.add_chain(chain)
     structure.add_model(gmodel)
-    structure.setup_entities()
+    # One non-polymer entity holding every chain, stated rather than found by setup_entities(),
+    # which gives each residue its own subchain: 30,000 rows of _struct_asym and ~6 s a model
+    # at 30,000 Gaussians, against 0.2 s (round 2 session 15).
+    entity = gemmi.Entity("GAU")
+    entity.entity_type = gemmi.EntityType.NonPolymer
+    entity.subchains = [chain.name for chain in gmodel]
+    structure.entities.append(entity)
     return structure
 
 
