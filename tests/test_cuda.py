@@ -8,6 +8,7 @@ float32 computation must keep (rounding alone gives ~1e-6).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +308,9 @@ def test_reconstruct_deterministic_flag_on_the_cpu_changes_nothing_but_the_log(t
     plain, _ = read_map(tmp_path / "plain" / "map.mrc")
     again, _ = read_map(out / "map.mrc")
     np.testing.assert_array_equal(plain, again)
+    # config.json holds the settings as run, not the placeholders reconstruct fills in.
+    config = json.loads((out / "config.json").read_text())
+    assert config["device"] == "cpu" and config["config"]["deterministic"] is True
+    grid = config["config"]["grid"]
+    assert grid["fit"]["device"] == "cpu" and grid["accumulate"]["device"] == "cpu"
+    assert grid["fit"]["n_gaussians"] == 60 == config["n_gaussians"]

@@ -38,6 +38,7 @@ from cryosplat.reconstruct.grid.capacity import GAUSSIANS_CAP, most_gaussians_fo
 from cryosplat.reconstruct.grid.engine import (
     GridEngineConfig,
     run_grid_engine,
+    statistics_batch_size,
 )
 from cryosplat.reconstruct.grid.gather import MIN_RADIUS
 from cryosplat.reconstruct.grid.memory_plan import (
@@ -373,6 +374,16 @@ def _check_finite(model_a: GaussianModel, model_b: GaussianModel) -> None:
                 )
 
 
+def _as_run(config: ReconstructConfig, device, n_gauss: int) -> ReconstructConfig:
+    """``config`` as run, for ``config.json``: the grid engine's device, its statistics batch there
+    and the Gaussians per half it starts from (the data may raise it: ``run.json``)."""
+    grid = config.grid
+    batch = statistics_batch_size(grid.accumulate.batch_size, device)
+    accumulate = replace(grid.accumulate, device=str(device), batch_size=batch)
+    fit = replace(grid.fit, device=str(device), n_gaussians=n_gauss)
+    return replace(config, grid=replace(grid, accumulate=accumulate, fit=fit))
+
+
 def _reconstruct_in(
     folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan: MemoryPlan
 ):
@@ -384,7 +395,7 @@ def _reconstruct_in(
     write_json_atomic(
         folder.path / "config.json",
         {
-            "config": asdict(config),
+            "config": asdict(_as_run(config, device, n_gauss)),
             "device": str(device),
             "n_gaussians": n_gauss,
             "memory_plan": {
