@@ -1,9 +1,11 @@
-"""Device correctness: each hot kernel in float32 on a device against the CPU in float64.
+"""Device correctness: each hot kernel in float32 on a device against the CPU in float64, and
+the deterministic mode repeating them bit for bit.
 
-Every test runs twice: on ``"cpu"`` (float32 vs float64, which checks the test itself and runs in
-CI) and on ``"cuda"`` (marked ``cuda``, skipped without a GPU; ``pytest -m cuda`` runs only those).
-Inputs are fresh, seeded and random; the tolerance is a relative L2 error of 1e-4, the accuracy a
-float32 computation must keep (rounding alone gives ~1e-6).
+Every kernel test runs twice: on ``"cpu"`` (float32 vs float64, which checks the test itself and
+runs in CI) and on ``"cuda"`` (marked ``cuda``, skipped without a GPU; ``pytest -m cuda`` runs only
+those). Inputs are fresh, seeded and random; the tolerance is a relative L2 error of 1e-4, the
+accuracy a float32 computation must keep (rounding alone gives ~1e-6). The last test runs
+``reconstruct --deterministic`` on the CPU (what it writes and logs).
 """
 
 from __future__ import annotations
