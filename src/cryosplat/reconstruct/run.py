@@ -318,16 +318,20 @@ def reconstruct(
     source_box, source_pixel = particles.box, particles.pixel_size_angstrom
     particles = downsample_particles(particles, plan.box)
     asked = config  # the run's identity: the batch the plan chose may differ on resume
+    n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
+    # The settings as run (also what config.json records): the plan's batch, raised on a GPU,
+    # the device, and the Gaussians per half the fit starts from (the data may raise it).
+    batch = statistics_batch_size(plan.batch_size, device)
     config = replace(
         config,
         grid=replace(
             config.grid,
-            accumulate=replace(config.grid.accumulate, batch_size=plan.batch_size),
+            accumulate=replace(config.grid.accumulate, batch_size=batch, device=str(device)),
+            fit=replace(config.grid.fit, device=str(device), n_gaussians=n_gauss),
             concurrent_halves=config.grid.concurrent_halves and plan.concurrent_halves,
             gaussians_from_data=_gaussians_from_data(config),  # a given count is the count fitted
         ),
     )
-    n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     identity = {
         "input": str(Path(particles.source).resolve()) if particles.source else None,
         "n_particles": len(particles),
@@ -342,26 +346,25 @@ def reconstruct(
     }
     folder = RunFolder(out_dir, identity, mode=folder_mode or ("resume" if resume else "new"))
     resuming = dist.on_main(folder.prepare)
-    if not dist.is_main:
-        run = _ENGINE_RUNS[config.engine]
-        half_a, half_b, _ = split_halves(particles, config.seed, config.use_random_subset)
-        cfg = replace(config, n_gaussians=n_gauss)
-        with deterministic_algorithms(config.deterministic):
+    with deterministic_algorithms(config.deterministic):
+        if not dist.is_main:
+            run = _ENGINE_RUNS[config.engine]
+            half_a, half_b, _ = split_halves(particles, config.seed, config.use_random_subset)
+            cfg = replace(config, n_gaussians=n_gauss)
             run(particles, (half_a, half_b), cfg, folder, device, False, dist)
-        return None
-    try:
-        with deterministic_algorithms(config.deterministic):
+            return None
+        try:
             return _reconstruct_in(
                 folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan
             )
-    except KeyboardInterrupt:
-        folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
-        raise
-    except BaseException as exc:
-        folder.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        folder.release()
+        except KeyboardInterrupt:
+            folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
+            raise
+        except BaseException as exc:
+            folder.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            folder.release()
 
 
 def _check_finite(model_a: GaussianModel, model_b: GaussianModel) -> None:
@@ -372,16 +375,6 @@ def _check_finite(model_a: GaussianModel, model_b: GaussianModel) -> None:
                     f"the fit diverged: model {name} has NaN or infinite {key}; nothing was "
                     "written (try smaller learning rates, or check the images)"
                 )
-
-
-def _as_run(config: ReconstructConfig, device, n_gauss: int) -> ReconstructConfig:
-    """``config`` as run, for ``config.json``: the grid engine's device, its statistics batch there
-    and the Gaussians per half it starts from (the data may raise it: ``run.json``)."""
-    grid = config.grid
-    batch = statistics_batch_size(grid.accumulate.batch_size, device)
-    accumulate = replace(grid.accumulate, device=str(device), batch_size=batch)
-    fit = replace(grid.fit, device=str(device), n_gaussians=n_gauss)
-    return replace(config, grid=replace(grid, accumulate=accumulate, fit=fit))
 
 
 def _reconstruct_in(
@@ -395,7 +388,7 @@ def _reconstruct_in(
     write_json_atomic(
         folder.path / "config.json",
         {
-            "config": asdict(_as_run(config, device, n_gauss)),
+            "config": asdict(config),
             "device": str(device),
             "n_gaussians": n_gauss,
             "memory_plan": {
