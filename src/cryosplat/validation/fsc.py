@@ -13,6 +13,7 @@ full-grid version spent most of a run's final minute in transforms and shifts).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ __all__ = [
 def half_grid_shells(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Shell index and multiplicity of each point of the uncentred real-FFT half grid.
 
+    Made once per box and device and shared by every caller (a run asks for the same box's grid
+    a dozen times: 0.2 s each at box 256): read them, never write into them.
+
     Returns
     -------
     shells : torch.Tensor, int64, shape (D, D, D//2 + 1)
@@ -44,6 +48,11 @@ def half_grid_shells(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor]
         2 for points that stand for a Friedel pair, 1 on the ``kx = 0`` plane and, for an even
         box, the ``kx = D/2`` plane: sums weighted by it are those of the full grid.
     """
+    return _half_grid_shells(int(box), str(torch.device("cpu" if device is None else device)))
+
+
+@lru_cache(maxsize=2)  # a run's box (and a stage's): 134 MB each at box 256
+def _half_grid_shells(box: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     r2 = squared_radius(box, 3, half=True, centred=False, device=device, dtype=torch.float64)
     multiplicity = torch.full(r2.shape, 2.0, dtype=torch.float64, device=device)
     multiplicity[..., 0] = 1.0
@@ -66,10 +75,12 @@ def shell_sums(values: torch.Tensor, grid: tuple[torch.Tensor, torch.Tensor]) ->
     """
     shells, multiplicity = grid
     n = shells.shape[0] // 2 + 1
-    keep = shells.reshape(-1) < n
-    zeros = torch.zeros(n, dtype=torch.float64, device=values.device)
-    flat = values.reshape(-1)[keep].to(torch.float64) * multiplicity.reshape(-1)[keep]
-    return zeros.index_add_(0, shells.reshape(-1)[keep], flat)
+    # The corners past Nyquist go to an extra bin, dropped: no masked copy of the values (3x
+    # faster at box 256, the same sums in the same order).
+    index = shells.reshape(-1).clamp_max(n)
+    flat = values.reshape(-1).to(torch.float64) * multiplicity.reshape(-1)
+    sums = torch.zeros(n + 1, dtype=torch.float64, device=values.device)
+    return sums.index_add_(0, index, flat)[:n]
 
 
 def _as_tensor(volume) -> torch.Tensor:
@@ -77,6 +88,11 @@ def _as_tensor(volume) -> torch.Tensor:
     if t.ndim != 3 or len(set(t.shape)) != 1:
         raise ValueError(f"maps must be cubic 3D arrays, got shape {tuple(t.shape)}")
     return t.detach().double()
+
+
+def _power(spectrum: torch.Tensor) -> torch.Tensor:
+    """``|F|²`` without the square root of ``abs``."""
+    return spectrum.real.square() + spectrum.imag.square()
 
 
 def fsc(map_a, map_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
@@ -102,8 +118,8 @@ def fsc(map_a, map_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None) -> 
     box = a.shape[0]
     fa, fb = torch.fft.rfftn(a), torch.fft.rfftn(b)
     grid = half_grid_shells(box, a.device) if grid is None else grid
-    cross = shell_sums(torch.view_as_real(fa * fb.conj())[..., 0], grid)
-    pa, pb = shell_sums(fa.abs().square(), grid), shell_sums(fb.abs().square(), grid)
+    cross = shell_sums(fa.real * fb.real + fa.imag * fb.imag, grid)
+    pa, pb = shell_sums(_power(fa), grid), shell_sums(_power(fb), grid)
     denom = torch.sqrt(pa * pb)
     out = torch.where(denom > 0, cross / denom.clamp_min(1e-300), torch.zeros_like(cross))
     return out.cpu().numpy()
