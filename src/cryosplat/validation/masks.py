@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -48,11 +47,6 @@ def spherical_mask(
         raise ValueError(
             f"radius_px must be positive, got {radius_px} (box {box}, soft width {soft_width_px})"
         )
-    return _spherical_mask(int(box), float(radius_px), float(soft_width_px)).copy()
-
-
-@lru_cache(maxsize=2)  # a run asks for its box's mask several times (0.6 s each at box 256)
-def _spherical_mask(box: int, radius_px: float, soft_width_px: float) -> np.ndarray:
     return _soft_edge(_radius_grid(box) - radius_px, soft_width_px).float().numpy()
 
 
