@@ -79,8 +79,9 @@ def shell_sums(values: torch.Tensor, grid: tuple[torch.Tensor, torch.Tensor]) ->
     shells, multiplicity = grid
     n = shells.shape[0] // 2 + 1
     # The corners past Nyquist go to an extra bin, dropped: no masked copy of the values (3x
-    # faster at box 256, the same sums in the same order).
-    index = shells.reshape(-1).clamp_max(n)
+    # faster at box 256, the same sums in the same order). int64 indices, as every device's
+    # (deterministic) index_add_ takes them.
+    index = shells.reshape(-1).long().clamp_max_(n)
     flat = values.reshape(-1).to(torch.float64) * multiplicity.reshape(-1)
     sums = torch.zeros(n + 1, dtype=torch.float64, device=values.device)
     return sums.index_add_(0, index, flat)[:n]
