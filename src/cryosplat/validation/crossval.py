@@ -67,7 +67,13 @@ import numpy as np
 import torch
 
 from cryosplat.core.fourier import squared_radius
-from cryosplat.validation.fsc import half_grid_shells, resolution_at, shell_resolutions
+from cryosplat.validation.fsc import (
+    cross_power,
+    half_grid_shells,
+    power,
+    resolution_at,
+    shell_resolutions,
+)
 
 __all__ = ["CrossValidatedFSC", "cross_validated_fsc", "data_half_maps"]
 
@@ -302,12 +308,12 @@ class _ShellTerms:
         block = np.random.default_rng(seed).integers(0, blocks, shells.size)
         index = shells * blocks + block
         da, db, ma, mb = (_masked_spectrum(m, mask)[keep] for m in maps)
-        values = (  # Re(x conj y) and |x|², with no conjugated copies and no square roots
-            da.real * db.real + da.imag * db.imag,
-            ma.real * db.real + ma.imag * db.imag,
-            mb.real * da.real + mb.imag * da.imag,
-            ma.real * mb.real + ma.imag * mb.imag,
-            *(x.real**2 + x.imag**2 for x in (da, db, ma, mb)),
+        values = (
+            cross_power(da, db),
+            cross_power(ma, db),
+            cross_power(mb, da),
+            cross_power(ma, mb),
+            *(power(x) for x in (da, db, ma, mb)),
         )
         size = self.n_shells * blocks
         self.sums = {

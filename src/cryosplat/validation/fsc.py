@@ -21,6 +21,7 @@ import torch
 from cryosplat.core.fourier import squared_radius
 
 __all__ = [
+    "cross_power",
     "fsc",
     "shell_resolutions",
     "crossing_shell",
@@ -31,6 +32,7 @@ __all__ = [
     "masked_fscs",
     "half_grid_shells",
     "shell_sums",
+    "power",
 ]
 
 
@@ -94,9 +96,14 @@ def _as_tensor(volume) -> torch.Tensor:
     return t.detach().double()
 
 
-def _power(spectrum: torch.Tensor) -> torch.Tensor:
-    """``|F|²`` without the square root of ``abs``."""
-    return spectrum.real.square() + spectrum.imag.square()
+def cross_power(x, y):
+    """``Re(x · conj y)`` of two spectra (NumPy arrays or tensors), with no conjugated copy."""
+    return x.real * y.real + x.imag * y.imag
+
+
+def power(x):
+    """``|x|²`` of a spectrum (NumPy array or tensor), without the square root of ``abs``."""
+    return x.real * x.real + x.imag * x.imag
 
 
 def fsc(map_a, map_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
@@ -122,8 +129,8 @@ def fsc(map_a, map_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None) -> 
     box = a.shape[0]
     fa, fb = torch.fft.rfftn(a), torch.fft.rfftn(b)
     grid = half_grid_shells(box, a.device) if grid is None else grid
-    cross = shell_sums(fa.real * fb.real + fa.imag * fb.imag, grid)
-    pa, pb = shell_sums(_power(fa), grid), shell_sums(_power(fb), grid)
+    cross = shell_sums(cross_power(fa, fb), grid)
+    pa, pb = shell_sums(power(fa), grid), shell_sums(power(fb), grid)
     denom = torch.sqrt(pa * pb)
     out = torch.where(denom > 0, cross / denom.clamp_min(1e-300), torch.zeros_like(cross))
     return out.cpu().numpy()

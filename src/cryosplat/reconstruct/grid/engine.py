@@ -242,12 +242,8 @@ def gather_half_statistics(
     """
     dist = Distributed() if dist is None else dist
     gcfg: GridEngineConfig = config.grid
-    acc = replace(
-        gcfg.accumulate,
-        device=str(device),
-        batch_size=statistics_batch_size(gcfg.accumulate.batch_size, device),
-        symmetry=config.symmetry,
-    )
+    # Device and batch as reconstruct resolved them (statistics_batch_size), as config.json says.
+    acc = replace(gcfg.accumulate, symmetry=config.symmetry)
     log.info(
         "device: Fourier statistics on %s (%d images per batch%s)",
         device,
