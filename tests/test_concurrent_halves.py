@@ -10,6 +10,7 @@ import torch
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid import engine as grid_engine
+from cryosplat.reconstruct.grid import side_by_side
 from cryosplat.reconstruct.grid.engine import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.grid.memory_plan import MemoryPlan, estimate_memory
@@ -37,18 +38,18 @@ def two_threads():
 def test_side_by_side_halves_give_the_same_maps(tiny_set, tmp_path, two_threads):
     particles = read_particles(tiny_set)
     calls = []
-    real = grid_engine.ThreadPoolExecutor
+    real = side_by_side.ThreadPoolExecutor
 
     class Counting(real):
         def __init__(self, *a, **k):
             calls.append(1)
             super().__init__(*a, **k)
 
-    grid_engine.ThreadPoolExecutor = Counting
+    side_by_side.ThreadPoolExecutor = Counting
     try:
         reconstruct(particles, tmp_path / "side", _config(True), show_progress=False)
     finally:
-        grid_engine.ThreadPoolExecutor = real
+        side_by_side.ThreadPoolExecutor = real
     assert len(calls) == 3  # the statistics pass and each of the two stages
     reconstruct(particles, tmp_path / "one", _config(False), show_progress=False)
     assert torch.get_num_threads() == 2  # restored after the side-by-side work

@@ -232,6 +232,41 @@ class GaussianModel(torch.nn.Module):
                 signed=self.signed,
             )
 
+    @classmethod
+    def average(cls, models: list[GaussianModel]) -> GaussianModel:
+        """The mixture whose density is the mean of the models' densities: their Gaussians
+        together, each amplitude divided by the number of models (one model: that model).
+
+        Voxelising it gives the mean of the models' maps (voxelisation is linear in the
+        amplitudes). The models must share box, pixel size and symmetry.
+        """
+        if not models:
+            raise ValueError("average of no models")
+        if len(models) == 1:
+            return models[0]
+        first = models[0]
+        for m in models[1:]:
+            if (m.box, m.pixel_size_angstrom, m.symmetry) != (
+                first.box,
+                first.pixel_size_angstrom,
+                first.symmetry,
+            ):
+                raise ValueError(
+                    f"models differ: box {m.box}, {m.pixel_size_angstrom} Å/px, {m.symmetry} "
+                    f"against box {first.box}, {first.pixel_size_angstrom} Å/px, {first.symmetry}"
+                )
+        with torch.no_grad():
+            return cls(
+                torch.cat([m.means for m in models]),
+                torch.cat([m.scales for m in models]),
+                torch.cat([m.quaternions for m in models]),
+                torch.cat([m.amplitudes for m in models]) / len(models),
+                first.box,
+                first.pixel_size_angstrom,
+                first.symmetry,
+                signed=any(m.signed for m in models),
+            )
+
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Activated parameters as numpy arrays (the saved format)."""
         with torch.no_grad():

@@ -415,7 +415,12 @@ def _reconstruct_in(
             config.engine,
             config.symmetry,
             n_gauss,
-            " (or more, where the data hold more)" if config.grid.gaussians_from_data else "",
+            (" (or more, where the data hold more)" if config.grid.gaussians_from_data else "")
+            + (
+                f" in each of {config.grid.members} members"
+                if config.engine == "grid" and config.grid.members > 1
+                else ""
+            ),
             ""
             if config.symmetry == "C1"
             else f" ({asymmetric_unit_gaussians(n_gauss, config.symmetry)} per asymmetric unit × "

@@ -6,8 +6,10 @@ both halves at each stage, so the (cross-validated) resolution is known as the f
 
 Gold standard: each half model is fitted to its own half set alone (and where a held-out part is
 asked for, ``heldout_fraction``, its stopping rule uses a part of *the same half*, never the other
-half), so the two half maps stay independent. Resume: the statistics and the model after every
-finished stage are checkpointed atomically; an interrupted run restarts at the first unfinished stage.
+half), so the two half maps stay independent. With ``members`` above one, each half model is the
+mean of that many fits of the same half set from different random starts (each fitted alone). Resume:
+the statistics and the model (every member) after every finished stage are checkpointed atomically;
+an interrupted run restarts at the first unfinished stage.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from cryosplat.reconstruct.grid.capacity import (
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.loss import shell_prior_ratios
+from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
     DEFAULT_WIENER_REGULARIZATION,
     FourierStatistics,
@@ -61,6 +63,10 @@ __all__ = [
 log = logging.getLogger("cryosplat")
 
 CUDA_STATISTICS_BATCH = 512
+MAX_MEMBERS = 16
+MEMBER_SEED_STRIDE = (
+    1_000_003  # member m of a half fits with the seed of member 0 plus m times this
+)
 
 
 @dataclass
@@ -80,12 +86,19 @@ class GridEngineConfig:
         them moved the 0.5 crossing 1.2 % finer on average over 14 sets and 2 seeds (EMD-5625
         4-8 %), 1.6 % coarser on the worst (benchmarks/RESULTS.md).
     concurrent_halves : on a CPU with two or more threads, gather and fit the two halves side by
-        side, a thread each (:func:`concurrent_halves`); ``reconstruct`` turns it off when the
+        side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`); ``reconstruct`` turns it off when the
         memory plan cannot hold both at once
     gaussians_from_data : raise the number of Gaussians above the box's default where the data
         hold more information (:func:`cryosplat.reconstruct.grid.capacity.gaussians_for_data`,
         decided after the statistics pass); ``reconstruct`` turns it off when ``n_gaussians`` is
         given
+    members : independent fits of each half set, each from its own random start and with its own
+        density-control draws, whose mean is the half model (:meth:`GaussianModel.average`: their
+        Gaussians together, amplitudes divided by ``members``). Fits of the same data from
+        different starts differ where the data are weak (EMD-5625 set: FSC 0.84–0.88 between two
+        such fits at the 0.5 crossing), and the mean keeps what they share: two members moved the
+        0.5 crossing 0.4–3.5 % finer on six benchmark sets, four seeds each (benchmarks/RESULTS.md,
+        round 2, session 17). Costs ``members`` times the fit's time; default 1.
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
@@ -93,10 +106,13 @@ class GridEngineConfig:
     heldout_fraction: float = 0.0
     concurrent_halves: bool = True
     gaussians_from_data: bool = True
+    members: int = 1
 
     def validate(self) -> None:
         if not 0.0 <= self.heldout_fraction < 0.5:
             raise InputError(f"heldout_fraction must be in [0, 0.5), got {self.heldout_fraction}")
+        if not 1 <= self.members <= MAX_MEMBERS:
+            raise InputError(f"members must be 1 to {MAX_MEMBERS}, got {self.members}")
         self.accumulate.validate()
         self.fit.validate()
 
@@ -265,7 +281,7 @@ def gather_half_statistics(
         for part, rows in (("fit", fit_rows), ("heldout", held_rows)):
 
             def report(k: int, key=f"{name}_{part}") -> None:
-                _check(stop)
+                check_stop(stop)
                 counts[key] = k
                 done = sum(counts.values())
                 bar.update(
@@ -276,10 +292,10 @@ def gather_half_statistics(
             out.append(_statistics(particles, rows, path, acc, report, dist))
         return out[0], out[1]
 
-    # One process on a CPU: the halves side by side, a thread each (:func:`concurrent_halves`);
+    # One process on a CPU: the halves side by side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`);
     # under torchrun every rank gathers its shard of both, one after the other (collectives).
     parallel = dist.world_size == 1
-    pairs = _map_halves(half, [0, 1], device, gcfg.concurrent_halves and parallel)
+    pairs = map_halves(half, [0, 1], device, gcfg.concurrent_halves and parallel)
     train = [pairs[0][0], pairs[1][0]]
     held = [pairs[0][1], pairs[1][1]]
     bar.close()
@@ -307,50 +323,10 @@ def gather_half_statistics(
     return HalfStatistics(train, held, seconds)
 
 
-def concurrent_halves(device, n_halves: int, allowed: bool = True) -> bool:
-    """Work on the two halves at once, one CPU thread each: on a CPU with at least two threads
-    the small tensor operations of a fit step use one core well and two poorly, so two halves side
-    by side finish sooner than one after the other (box 64: fit 12.7 s against 31.8 s, the same
-    models). A GPU runs them one after the other; ``allowed`` is the memory plan's word."""
-    return (
-        allowed
-        and torch.device(device).type == "cpu"
-        and n_halves == 2
-        and torch.get_num_threads() >= 2
-    )
-
-
-class _Stopped(Exception):
-    """Raised inside a half's thread when the other thread (or the main one) failed."""
-
-
-def _map_halves(work, todo: list[int], device, allowed: bool = True) -> list:
-    """``[work(i, stop) for i in todo]``, concurrently (:func:`concurrent_halves`) where it pays.
-
-    ``stop`` is a :class:`threading.Event` that ``work`` checks between steps (``_check(stop)``):
-    when one half fails, or the run is interrupted (Ctrl-C), the other stops at its next step
-    instead of finishing its stage; what each half finished is already checkpointed.
-    """
-    stop = threading.Event()
-    if not concurrent_halves(device, len(todo), allowed):
-        return [work(i, stop) for i in todo]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // 2))
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cryosplat-half")
-    try:
-        futures = [pool.submit(work, i, stop) for i in todo]
-        return [f.result() for f in futures]
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        torch.set_num_threads(threads)
-
-
-def _check(stop: threading.Event) -> None:
-    if stop.is_set():
-        raise _Stopped("stopped: the other half failed or the run was interrupted")
+def _stage_path(folder: Path, stage: int, half: int, member: int) -> Path:
+    """Checkpoint of one member of a half model after a stage (member 0: the one-member name)."""
+    suffix = "" if member == 0 else f"_member{member + 1}"
+    return folder / f"grid_stage{stage}_{'AB'[half]}{suffix}.npz"
 
 
 def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
@@ -386,23 +362,34 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                 BITS_PER_GAUSSIAN,
             )
     n_gauss = asymmetric_unit_gaussians(n_total, symmetry)
+    n_members = gcfg.members
+    if n_members > 1:
+        log.info(
+            "members: each half model is the mean of %d fits of its half set from different "
+            "random starts (%d Gaussians each)",
+            n_members,
+            n_gauss,
+        )
     boxes = stage_boxes(particles.box, fit.stage_fractions)
     mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]
-    total_steps = len(mine) * sum(fit.stage_steps)
+    total_steps = len(mine) * n_members * sum(fit.stage_steps)
     bar = Progress(total_steps, "fit", enabled=show_progress and dist.is_main)
+    members: list[list[GaussianModel | None]] = [[None] * n_members for _ in range(2)]
     current: list[GaussianModel | None] = [None, None]
     history: list[dict] = []
     steps_done = 0
     res_text = ""
     for stage, (box, steps) in enumerate(zip(boxes, fit.stage_steps, strict=True)):
-        todo = []
+        missing: dict[int, list[int]] = {}
         for i in mine:
-            path = ck / f"grid_stage{stage}_{'AB'[i]}.npz"
-            if path.is_file():
-                current[i] = GaussianModel.load(path).to(device)
-                steps_done += steps
-            else:
-                todo.append(i)
+            for m in range(n_members):
+                path = _stage_path(ck, stage, i, m)
+                if path.is_file():
+                    members[i][m] = GaussianModel.load(path).to(device)
+                    steps_done += steps
+                else:
+                    missing.setdefault(i, []).append(m)
+        todo = list(missing)
         base = steps_done
         label = f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}"
         done_by_half = dict.fromkeys(todo, 0)
@@ -415,40 +402,41 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
             base=base,
             label=label,
             done=done_by_half,
-            models=current,
+            missing=missing,
         ):
-            stage_cfg = replace(
-                fit,
-                stage_fractions=(fit.stage_fractions[stage],),
-                stage_steps=(steps,),
-                n_gaussians=n_gauss,
-                seed=config.seed * 2 + i + 1,
-                init_radius_fraction=config.init_radius_fraction,
-                device=str(device),
-                symmetry=symmetry,
-            )
+            for j, m in enumerate(missing[i]):
+                stage_cfg = replace(
+                    fit,
+                    stage_fractions=(fit.stage_fractions[stage],),
+                    stage_steps=(steps,),
+                    n_gaussians=n_gauss,
+                    seed=config.seed * 2 + i + 1 + m * MEMBER_SEED_STRIDE,
+                    init_radius_fraction=config.init_radius_fraction,
+                    device=str(device),
+                    symmetry=symmetry,
+                )
 
-            def progress(k, _total):
-                _check(stop)
-                done[i] = k
-                bar.update(base + sum(done.values()), label)
+                def progress(k, _total, offset=j * steps):
+                    check_stop(stop)
+                    done[i] = offset + k
+                    bar.update(base + sum(done.values()), label)
 
-            model = fit_gaussians(
-                train[i],
-                stage_cfg,
-                model=models[i],
-                heldout=held[i],
-                progress=progress,
-                half_fsc=half_fsc,
-            )
-            path = ck / f"grid_stage{stage}_{'AB'[i]}.npz"
-            model.save(path)
-            return GaussianModel.load(path).to(device)  # as a resumed run would see it
+                model = fit_gaussians(
+                    train[i],
+                    stage_cfg,
+                    model=members[i][m],
+                    heldout=held[i],
+                    progress=progress,
+                    half_fsc=half_fsc,
+                )
+                path = _stage_path(ck, stage, i, m)
+                model.save(path)
+                members[i][m] = GaussianModel.load(path).to(device)  # as a resumed run sees it
+            return None
 
-        fitted = _map_halves(fit_half, todo, device, gcfg.concurrent_halves)
-        for i, model in zip(todo, fitted, strict=True):
-            current[i] = model
-        steps_done = base + steps * len(todo)
+        map_halves(fit_half, todo, device, gcfg.concurrent_halves)
+        steps_done = base + steps * sum(len(v) for v in missing.values())
+        current = [GaussianModel.average(members[i]) if i in mine else None for i in range(2)]
         current = dist.share_models(current, device)
         if monitor is None:
             continue
