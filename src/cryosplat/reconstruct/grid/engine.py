@@ -96,8 +96,9 @@ class GridEngineConfig:
         density-control draws, whose mean is the half model (:meth:`GaussianModel.average`: their
         Gaussians together, amplitudes divided by ``members``). Fits of the same data from
         different starts differ where the data are weak (EMD-5625 set: FSC 0.84–0.88 between two
-        such fits at the 0.5 crossing), and the mean keeps what they share: two members moved the
-        0.5 crossing 0.4–3.5 % finer on six benchmark sets, four seeds each (benchmarks/RESULTS.md,
+        such fits at the 0.5 crossing), and the mean keeps what they share: with two members the
+        0.5 crossing 0.67 % finer on average over 30 sets and two seeds, none more than 0.2 %
+        coarser, the white-noise EMD-5625 and beta-galactosidase sets 1–4 % (benchmarks/RESULTS.md,
         round 2, session 17). Costs ``members`` times the fit's time; default 1.
     """
 
