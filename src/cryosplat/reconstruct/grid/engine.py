@@ -6,10 +6,10 @@ both halves at each stage, so the (cross-validated) resolution is known as the f
 
 Gold standard: each half model is fitted to its own half set alone (and where a held-out part is
 asked for, ``heldout_fraction``, its stopping rule uses a part of *the same half*, never the other
-half), so the two half maps stay independent. With ``members`` above one, each half model is the
-mean of that many fits of the same half set from different random starts (each fitted alone). Resume:
-the statistics and the model (every member) after every finished stage are checkpointed atomically;
-an interrupted run restarts at the first unfinished stage.
+half), so the two half maps stay independent. With ``members`` above one, each half model is
+the mean of that many fits of the same half set from different random starts (each fitted
+alone). Resume: the statistics and the model (every member) after every finished stage are
+checkpointed atomically; an interrupted run restarts at the first unfinished stage.
 """
 
 from __future__ import annotations
@@ -64,9 +64,8 @@ log = logging.getLogger("cryosplat")
 
 CUDA_STATISTICS_BATCH = 512
 MAX_MEMBERS = 16
-MEMBER_SEED_STRIDE = (
-    1_000_003  # member m of a half fits with the seed of member 0 plus m times this
-)
+# Member m of a half fits with the seed of member 0 plus m times this.
+MEMBER_SEED_STRIDE = 1_000_003
 
 
 @dataclass
@@ -86,8 +85,8 @@ class GridEngineConfig:
         them moved the 0.5 crossing 1.2 % finer on average over 14 sets and 2 seeds (EMD-5625
         4-8 %), 1.6 % coarser on the worst (benchmarks/RESULTS.md).
     concurrent_halves : on a CPU with two or more threads, gather and fit the two halves side by
-        side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`); ``reconstruct`` turns it off when the
-        memory plan cannot hold both at once
+        side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`);
+        ``reconstruct`` turns it off when the memory plan cannot hold both at once
     gaussians_from_data : raise the number of Gaussians above the box's default where the data
         hold more information (:func:`cryosplat.reconstruct.grid.capacity.gaussians_for_data`,
         decided after the statistics pass); ``reconstruct`` turns it off when ``n_gaussians`` is
@@ -98,8 +97,8 @@ class GridEngineConfig:
         different starts differ where the data are weak (EMD-5625 set: FSC 0.84–0.88 between two
         such fits at the 0.5 crossing), and the mean keeps what they share: with two members the
         0.5 crossing 0.67 % finer on average over 30 sets and two seeds, none more than 0.2 %
-        coarser, the white-noise EMD-5625 and beta-galactosidase sets 1–4 % (benchmarks/RESULTS.md,
-        round 2, session 17). Costs ``members`` times the fit's time; default 1.
+        coarser, the white-noise EMD-5625 and beta-galactosidase sets 1–4 %
+        (benchmarks/RESULTS.md, round 2, session 17). Costs ``members`` times the fit's time; default 1.
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
@@ -293,7 +292,7 @@ def gather_half_statistics(
             out.append(_statistics(particles, rows, path, acc, report, dist))
         return out[0], out[1]
 
-    # One process on a CPU: the halves side by side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`);
+    # One process on a CPU: the halves side by side, a thread each (side_by_side.concurrent_halves);
     # under torchrun every rank gathers its shard of both, one after the other (collectives).
     parallel = dist.world_size == 1
     pairs = map_halves(half, [0, 1], device, gcfg.concurrent_halves and parallel)
