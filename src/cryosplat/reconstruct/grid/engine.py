@@ -98,7 +98,8 @@ class GridEngineConfig:
         such fits at the 0.5 crossing), and the mean keeps what they share: with two members the
         0.5 crossing 0.67 % finer on average over 30 sets and two seeds, none more than 0.2 %
         coarser, the white-noise EMD-5625 and beta-galactosidase sets 1–4 %
-        (benchmarks/RESULTS.md, round 2, session 17). Costs ``members`` times the fit's time; default 1.
+        (benchmarks/RESULTS.md, round 2, session 17). Costs ``members`` times the fit's time;
+        default 1.
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
@@ -432,7 +433,6 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                 path = _stage_path(ck, stage, i, m)
                 model.save(path)
                 members[i][m] = GaussianModel.load(path).to(device)  # as a resumed run sees it
-            return None
 
         map_halves(fit_half, todo, device, gcfg.concurrent_halves)
         steps_done = base + steps * sum(len(v) for v in missing.values())

@@ -30,9 +30,10 @@ class Stopped(Exception):
 def map_halves(work, todo: list[int], device, allowed: bool = True) -> list:
     """``[work(i, stop) for i in todo]``, concurrently (:func:`concurrent_halves`) where it pays.
 
-    ``stop`` is a :class:`threading.Event` that ``work`` checks between steps (``check_stop(stop)``):
-    when one half fails, or the run is interrupted (Ctrl-C), the other stops at its next step
-    instead of finishing its stage; what each half finished is already checkpointed.
+    ``stop`` is a :class:`threading.Event` that ``work`` checks between steps
+    (``check_stop(stop)``): when one half fails, or the run is interrupted (Ctrl-C), the other
+    stops at its next step instead of finishing its stage; what each half finished is already
+    checkpointed.
     """
     stop = threading.Event()
     if not concurrent_halves(device, len(todo), allowed):
