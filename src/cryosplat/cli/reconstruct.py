@@ -201,9 +201,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--members",
         type=int,
         metavar="K",
-        help="fit each half set K times from different random starts and take the mean as the "
-        "half model (its Gaussians: K times as many): a finer map where the data are weak, for K "
-        "times the fit's time (default 1)",
+        help="fit each half set K times and take the mean as the half model (its Gaussians: K "
+        "times as many): a finer map where the data are weak (default 1)",
+    )
+    g.add_argument(
+        "--member-stages",
+        type=int,
+        metavar="N",
+        help="with --members: the last N stages each member fits on its own, from one shared "
+        "fit of the stages before them; as many as the stages: each member from its own random "
+        "start (default 2)",
     )
     g.add_argument(
         "--heldout-fraction",
@@ -235,6 +242,7 @@ GRID_OPTIONS = {
     "stage_steps": "--stage-steps",
     "heldout_fraction": "--heldout-fraction",
     "members": "--members",
+    "member_stages": "--member-stages",
     "negative_fraction": "--negative-fraction",
     "signed_amplitudes": "--signed-amplitudes",
     "exclude_zero_frequency": "--exclude-zero-frequency",
@@ -338,6 +346,7 @@ def build_config(args: argparse.Namespace):
         ),
         heldout_fraction=_given(args.heldout_fraction, gdef.heldout_fraction),
         members=_given(args.members, gdef.members),
+        member_stages=_given(args.member_stages, gdef.member_stages),
     )
     return ReconstructConfig(
         engine=args.engine,

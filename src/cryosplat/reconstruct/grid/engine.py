@@ -7,9 +7,10 @@ both halves at each stage, so the (cross-validated) resolution is known as the f
 Gold standard: each half model is fitted to its own half set alone (and where a held-out part is
 asked for, ``heldout_fraction``, its stopping rule uses a part of *the same half*, never the other
 half), so the two half maps stay independent. With ``members`` above one, each half model is
-the mean of that many fits of the same half set from different random starts (each fitted
-alone). Resume: the statistics and the model (every member) after every finished stage are
-checkpointed atomically; an interrupted run restarts at the first unfinished stage.
+the mean of that many fits of the same half set (each fitted alone, from a shared fit of the
+first stages, ``member_stages``). Resume: the statistics and the model (every member) after
+every finished stage are checkpointed atomically; an interrupted run restarts at the first
+unfinished stage.
 """
 
 from __future__ import annotations
@@ -91,15 +92,23 @@ class GridEngineConfig:
         hold more information (:func:`cryosplat.reconstruct.grid.capacity.gaussians_for_data`,
         decided after the statistics pass); ``reconstruct`` turns it off when ``n_gaussians`` is
         given
-    members : independent fits of each half set, each from its own random start and with its own
-        density-control draws, whose mean is the half model (:meth:`GaussianModel.average`: their
-        Gaussians together, amplitudes divided by ``members``). Fits of the same data from
-        different starts differ where the data are weak (EMD-5625 set: FSC 0.84–0.88 between two
-        such fits at the 0.5 crossing), and the mean keeps what they share: with two members the
-        0.5 crossing 0.67 % finer on average over 30 sets and two seeds, none more than 0.2 %
-        coarser, the white-noise EMD-5625 and beta-galactosidase sets 1–4 %
-        (benchmarks/RESULTS.md, round 2, session 17). Costs ``members`` times the fit's time;
-        default 1.
+    members : fits of each half set whose mean is the half model (:meth:`GaussianModel.average`:
+        their Gaussians together, amplitudes divided by ``members``), each alone against the half
+        set's statistics. Fits of the same data differ where the data are weak (EMD-5625 set: FSC
+        0.84–0.88 between two fits from different starts at the 0.5 crossing), and the mean keeps
+        what they share: with two members the 0.5 crossing 0.67 % finer on average over 30 sets
+        and two seeds, none more than 0.2 % coarser, the white-noise EMD-5625 and
+        beta-galactosidase sets 1–4 % (benchmarks/RESULTS.md, round 2, sessions 17–18). Default 1.
+    member_stages : the last stages each member fits on its own, from the shared fit of the
+        stages before them (member 0's), with its own density-control draws; as many as the
+        stages (or more): every stage, each member from its own random start (round 2, session
+        17). Most of the fits' disagreement arises in the last
+        two stages, where the density control moves Gaussians the finer grid can resolve (a fit
+        whose last two stages are run again with another seed agrees with the first to FSC 0.90
+        at the 0.5 crossing, a new start to 0.88), and the first stages, coarse and many steps
+        long, are a third of a small box's fit: with 2 (the default) two members cost 1.6 times
+        the fit's time instead of 2 for the same maps within the seed's noise (round 2, session
+        18).
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
@@ -108,12 +117,15 @@ class GridEngineConfig:
     concurrent_halves: bool = True
     gaussians_from_data: bool = True
     members: int = 1
+    member_stages: int = 2
 
     def validate(self) -> None:
         if not 0.0 <= self.heldout_fraction < 0.5:
             raise InputError(f"heldout_fraction must be in [0, 0.5), got {self.heldout_fraction}")
         if not 1 <= self.members <= MAX_MEMBERS:
             raise InputError(f"members must be 1 to {MAX_MEMBERS}, got {self.members}")
+        if self.member_stages < 1:
+            raise InputError(f"member_stages must be at least 1, got {self.member_stages}")
         self.accumulate.validate()
         self.fit.validate()
 
@@ -330,6 +342,11 @@ def _stage_path(folder: Path, stage: int, half: int, member: int) -> Path:
     return folder / f"grid_stage{stage}_{'AB'[half]}{suffix}.npz"
 
 
+def _fork_stage(n_stages: int, n_members: int, member_stages: int) -> int:
+    """First stage the members fit on their own (before it, member 0 alone: the shared fit)."""
+    return 0 if n_members == 1 else max(0, n_stages - member_stages)
+
+
 def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     ck = folder.checkpoint_dir
     log.info("device: grid fit on %s", device)
@@ -364,16 +381,21 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
             )
     n_gauss = asymmetric_unit_gaussians(n_total, symmetry)
     n_members = gcfg.members
+    boxes = stage_boxes(particles.box, fit.stage_fractions)
+    fork = _fork_stage(len(boxes), n_members, gcfg.member_stages)
     if n_members > 1:
         log.info(
-            "members: each half model is the mean of %d fits of its half set from different "
-            "random starts (%d Gaussians each)",
+            "members: each half model is the mean of %d fits of its half set (%d Gaussians "
+            "each), %s",
             n_members,
             n_gauss,
+            f"on their own from stage {fork + 1} (box {boxes[fork]}), before it one fit shared"
+            if fork
+            else "each from its own random start",
         )
-    boxes = stage_boxes(particles.box, fit.stage_fractions)
     mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]
-    total_steps = len(mine) * n_members * sum(fit.stage_steps)
+    n_fitting = [1 if stage < fork else n_members for stage in range(len(boxes))]
+    total_steps = len(mine) * sum(n * s for n, s in zip(n_fitting, fit.stage_steps, strict=True))
     bar = Progress(total_steps, "fit", enabled=show_progress and dist.is_main)
     members: list[list[GaussianModel | None]] = [[None] * n_members for _ in range(2)]
     current: list[GaussianModel | None] = [None, None]
@@ -383,7 +405,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     for stage, (box, steps) in enumerate(zip(boxes, fit.stage_steps, strict=True)):
         missing: dict[int, list[int]] = {}
         for i in mine:
-            for m in range(n_members):
+            for m in range(n_fitting[stage]):
                 path = _stage_path(ck, stage, i, m)
                 if path.is_file():
                     members[i][m] = GaussianModel.load(path).to(device)
@@ -436,7 +458,10 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
 
         map_halves(fit_half, todo, device, gcfg.concurrent_halves)
         steps_done = base + steps * sum(len(v) for v in missing.values())
-        current = [GaussianModel.average(members[i]) if i in mine else None for i in range(2)]
+        for i in mine:  # members not yet on their own share member 0's fit (the next start)
+            members[i][n_fitting[stage] :] = [members[i][0]] * (n_members - n_fitting[stage])
+        fitted = [members[i][: n_fitting[stage]] if i in mine else None for i in range(2)]
+        current = [None if f is None else GaussianModel.average(f) for f in fitted]
         current = dist.share_models(current, device)
         if monitor is None:
             continue
