@@ -96,19 +96,18 @@ class GridEngineConfig:
         their Gaussians together, amplitudes divided by ``members``), each alone against the half
         set's statistics. Fits of the same data differ where the data are weak (EMD-5625 set: FSC
         0.84–0.88 between two fits from different starts at the 0.5 crossing), and the mean keeps
-        what they share: with two members the 0.5 crossing 0.67 % finer on average over 30 sets
-        and two seeds, none more than 0.2 % coarser, the white-noise EMD-5625 and
-        beta-galactosidase sets 1–4 % (benchmarks/RESULTS.md, round 2, sessions 17–18). Default 1.
+        what they share. Default 1.
     member_stages : the last stages each member fits on its own, from the shared fit of the
         stages before them (member 0's), with its own density-control draws; as many as the
         stages (or more): every stage, each member from its own random start (round 2, session
-        17). Most of the fits' disagreement arises in the last
-        two stages, where the density control moves Gaussians the finer grid can resolve (a fit
-        whose last two stages are run again with another seed agrees with the first to FSC 0.90
-        at the 0.5 crossing, a new start to 0.88), and the first stages, coarse and many steps
-        long, are a third of a small box's fit: with 2 (the default) two members cost 1.6 times
-        the fit's time instead of 2 for the same maps within the seed's noise (round 2, session
-        18).
+        17). Most of the fits' disagreement arises in the last two stages, where the density
+        control moves Gaussians the finer grid can resolve (the last two stages run again with
+        another seed agree with the first fit to FSC 0.90 at the 0.5 crossing, a new start to
+        0.88), while the first stages, coarse and many steps long, are a third of a small box's
+        fit. Two members, measured over 48 fits of 29 sets against one (benchmarks/RESULTS.md,
+        round 2, session 18): with 2 (the default) the 0.5 crossing 0.62 % finer on average, the
+        worst 0.14 % coarser, for 1.55 times the fit's time at box 56; from separate random starts
+        0.72 % finer, the worst 0.17 % coarser, for twice the time.
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
