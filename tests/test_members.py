@@ -152,6 +152,14 @@ def test_members_out_of_range_are_refused():
         GridEngineConfig(members=2, member_stages=0).validate()
 
 
+def test_member_stages_without_members_is_an_error(tiny_set, tmp_path, capsys):
+    out = tmp_path / "x"
+    code = main(["reconstruct", str(tiny_set), "-o", str(out), "--member-stages", "3"])
+    assert code == 2
+    assert "--member-stages 3 without --members" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_members_with_the_per_image_engine_is_an_error(tiny_set, tmp_path, capsys):
     code = main(
         ["reconstruct", str(tiny_set), "-o", str(tmp_path / "x"), "--engine", "splat"]

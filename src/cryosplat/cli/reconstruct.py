@@ -273,6 +273,11 @@ def check_engine_options(args: argparse.Namespace) -> None:
             f"{', '.join(given)}: option(s) of --engine {owner}, which the chosen engine "
             f"({args.engine}) does not use; leave them out or pass --engine {owner}"
         )
+    if args.member_stages is not None and (args.members or 1) < 2:
+        raise InputError(
+            f"--member-stages {args.member_stages} without --members 2 or more: with one member "
+            "there is nothing to share; pass --members K or leave it out"
+        )
 
 
 def _given(value, default):
