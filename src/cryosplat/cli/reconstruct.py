@@ -213,6 +213,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "start (default 2)",
     )
     g.add_argument(
+        "--stage-mean",
+        choices=("on", "off"),
+        help="each half map the mean of the last two stages' fits at the frequencies the "
+        "previous stage holds, the last fit alone above (default on; off: the last fit's map)",
+    )
+    g.add_argument(
         "--heldout-fraction",
         type=float,
         help="part of each half set held out (within the half) to stop each stage and keep its "
@@ -243,6 +249,7 @@ GRID_OPTIONS = {
     "heldout_fraction": "--heldout-fraction",
     "members": "--members",
     "member_stages": "--member-stages",
+    "stage_mean": "--stage-mean",
     "negative_fraction": "--negative-fraction",
     "signed_amplitudes": "--signed-amplitudes",
     "exclude_zero_frequency": "--exclude-zero-frequency",
@@ -352,6 +359,7 @@ def build_config(args: argparse.Namespace):
         heldout_fraction=_given(args.heldout_fraction, gdef.heldout_fraction),
         members=_given(args.members, gdef.members),
         member_stages=_given(args.member_stages, gdef.member_stages),
+        stage_mean=gdef.stage_mean if args.stage_mean is None else args.stage_mean == "on",
     )
     return ReconstructConfig(
         engine=args.engine,

@@ -13,6 +13,7 @@ from cryosplat.io.mrc import write_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
+from cryosplat.reconstruct.stage_mean import mean_in_band
 from cryosplat.validation.crossval import (
     TIGHTER_MASK_ESTIMATE,
     CrossValidatedFSC,
@@ -323,6 +324,7 @@ def write_outputs(
     symmetry: str = "C1",
     local_weight_sigma_px: float = DEFAULT_SIGMA_PX,
     blend_maps: tuple[np.ndarray, np.ndarray] | None = None,
+    previous_stage: tuple[GaussianModel, GaussianModel, float] | None = None,
 ) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models into ``folder``.
 
@@ -336,7 +338,9 @@ def write_outputs(
     ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. A symmetric
     model is written expanded (every copy: the full molecule); ``symmetry`` and the asymmetric
     unit's size are recorded in ``fsc.json`` and the summary. ``data_maps`` of a symmetric run are
-    the symmetrised data half maps.
+    the symmetrised data half maps. ``previous_stage`` (the previous stage's half models and its
+    Nyquist shell): each half map is the mean of its two fits at the frequencies both hold
+    (:mod:`cryosplat.reconstruct.stage_mean`), the last fit alone above them.
 
     Returns the FSC report and a summary dict (also logged).
     """
@@ -348,6 +352,17 @@ def write_outputs(
     with torch.no_grad():
         half_a = model_a.voxelize().detach().cpu().double().numpy()
         half_b = model_b.voxelize().detach().cpu().double().numpy()
+        if previous_stage is not None:
+            *earlier, band = previous_stage
+            earlier = [m.expanded().voxelize().detach().cpu().double().numpy() for m in earlier]
+            device = model_a.means.device
+            half_a = mean_in_band(half_a, earlier[0], band, device)
+            half_b = mean_in_band(half_b, earlier[1], band, device)
+            log.info(
+                "half maps: the mean of the last two stages' fits to %.1f Å (the previous "
+                "stage's Nyquist), the last fit alone beyond",
+                model_a.box * pixel / band,
+            )
     parts, alpha, map_text = (half_a, half_b), None, "mean of the half maps"
     sphere = spherical_mask(model_a.box, soft_width_px=soft_width_px)
     if blend_maps is not None:

@@ -108,6 +108,9 @@ class GridEngineConfig:
         round 2, session 18): with 2 (the default) the 0.5 crossing 0.62 % finer on average, the
         worst 0.14 % coarser, for 1.55 times the fit's time at box 56; from separate random starts
         0.72 % finer, the worst 0.17 % coarser, for twice the time.
+    stage_mean : the half maps take the mean of the last two stages' fits at the frequencies the
+        previous stage's grid holds (:mod:`cryosplat.reconstruct.stage_mean`): ``details`` carry
+        the previous stage's half models and its Nyquist shell
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
@@ -117,6 +120,7 @@ class GridEngineConfig:
     gaussians_from_data: bool = True
     members: int = 1
     member_stages: int = 2
+    stage_mean: bool = True
 
     def validate(self) -> None:
         if not 0.0 <= self.heldout_fraction < 0.5:
@@ -399,6 +403,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     members: list[list[GaussianModel | None]] = [[None] * n_members for _ in range(2)]
     current: list[GaussianModel | None] = [None, None]
     history: list[dict] = []
+    by_stage: list[list[GaussianModel | None]] = []
     steps_done = 0
     res_text = ""
     for stage, (box, steps) in enumerate(zip(boxes, fit.stage_steps, strict=True)):
@@ -462,6 +467,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         fitted = [members[i][: n_fitting[stage]] if i in mine else None for i in range(2)]
         current = [None if f is None else GaussianModel.average(f) for f in fitted]
         current = dist.share_models(current, device)
+        by_stage.append(current)
         if monitor is None:
             continue
         res = monitor(*current, box=box)
@@ -480,6 +486,9 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     timings["fit"] = time.perf_counter() - started
     log.info("fit and cross-validation: %.1f s on %s", timings["fit"], device)
     details = {"history": history, "data_maps": data_maps, "blend_maps": None}
+    details["previous_stage"] = None
+    if gcfg.stage_mean and len(boxes) > 1 and boxes[-2] < boxes[-1]:
+        details["previous_stage"] = (*by_stage[-2], boxes[-2] / 2)
     if dist.is_main and config.blend_with_data:  # after the fit: not held while it runs
         details["blend_maps"] = statistics.data_maps(BLEND_REGULARIZATION)
     details["timings_s"] = timings
