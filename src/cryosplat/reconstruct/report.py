@@ -334,7 +334,7 @@ def write_outputs(
     their mean times their local Wiener weight (:mod:`cryosplat.validation.local_weight`, window
     ``local_weight_sigma_px`` voxels, also written as ``local_weight.mrc``;
     ``local_weight_sigma_px = 0``: the plain mean). The half maps as written and their FSC are
-    the models' own.
+    the models' own (with ``previous_stage``, the two stages' fits').
     ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. A symmetric
     model is written expanded (every copy: the full molecule); ``symmetry`` and the asymmetric
     unit's size are recorded in ``fsc.json`` and the summary. ``data_maps`` of a symmetric run are
