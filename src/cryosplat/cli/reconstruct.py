@@ -214,9 +214,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--stage-mean",
-        choices=("on", "off"),
-        help="each half map the mean of the last two stages' fits at the frequencies the "
-        "previous stage holds, the last fit alone above (default on; off: the last fit's map)",
+        type=int,
+        metavar="N",
+        help="each half map, at each frequency, the mean of the last N stages' fits whose grids "
+        "hold it (default 3; 1: the last fit alone)",
     )
     g.add_argument(
         "--heldout-fraction",
@@ -359,7 +360,7 @@ def build_config(args: argparse.Namespace):
         heldout_fraction=_given(args.heldout_fraction, gdef.heldout_fraction),
         members=_given(args.members, gdef.members),
         member_stages=_given(args.member_stages, gdef.member_stages),
-        stage_mean=gdef.stage_mean if args.stage_mean is None else args.stage_mean == "on",
+        stage_mean=_given(args.stage_mean, gdef.stage_mean),
     )
     return ReconstructConfig(
         engine=args.engine,

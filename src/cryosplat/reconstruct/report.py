@@ -13,7 +13,7 @@ from cryosplat.io.mrc import write_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
-from cryosplat.reconstruct.stage_mean import mean_in_band
+from cryosplat.reconstruct.stage_mean import mean_of_stages
 from cryosplat.validation.crossval import (
     TIGHTER_MASK_ESTIMATE,
     CrossValidatedFSC,
@@ -324,7 +324,7 @@ def write_outputs(
     symmetry: str = "C1",
     local_weight_sigma_px: float = DEFAULT_SIGMA_PX,
     blend_maps: tuple[np.ndarray, np.ndarray] | None = None,
-    previous_stage: tuple[GaussianModel, GaussianModel, float] | None = None,
+    earlier_stages: list[tuple[GaussianModel, GaussianModel, float]] | None = None,
 ) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models into ``folder``.
 
@@ -334,13 +334,13 @@ def write_outputs(
     their mean times their local Wiener weight (:mod:`cryosplat.validation.local_weight`, window
     ``local_weight_sigma_px`` voxels, also written as ``local_weight.mrc``;
     ``local_weight_sigma_px = 0``: the plain mean). The half maps as written and their FSC are
-    the models' own (with ``previous_stage``, the two stages' fits').
+    the models' own (with ``earlier_stages``, the stages' fits').
     ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. A symmetric
     model is written expanded (every copy: the full molecule); ``symmetry`` and the asymmetric
     unit's size are recorded in ``fsc.json`` and the summary. ``data_maps`` of a symmetric run are
-    the symmetrised data half maps. ``previous_stage`` (the previous stage's half models and its
-    Nyquist shell): each half map is the mean of its two fits at the frequencies both hold
-    (:mod:`cryosplat.reconstruct.stage_mean`), the last fit alone above them.
+    the symmetrised data half maps. ``earlier_stages`` (earlier stages' half models, each with its
+    stage's Nyquist shell): each half map is, at each frequency, the mean of the fits that hold it
+    (:mod:`cryosplat.reconstruct.stage_mean`).
 
     Returns the FSC report and a summary dict (also logged).
     """
@@ -352,16 +352,19 @@ def write_outputs(
     with torch.no_grad():
         half_a = model_a.voxelize().detach().cpu().double().numpy()
         half_b = model_b.voxelize().detach().cpu().double().numpy()
-        if previous_stage is not None:
-            *earlier, band = previous_stage
-            earlier = [m.expanded().voxelize().detach().cpu().double().numpy() for m in earlier]
+        if earlier_stages:
             device = model_a.means.device
-            half_a = mean_in_band(half_a, earlier[0], band, device)
-            half_b = mean_in_band(half_b, earlier[1], band, device)
+
+            def vox(model: GaussianModel) -> np.ndarray:
+                return model.expanded().voxelize().detach().cpu().double().numpy()
+
+            half_a = mean_of_stages(half_a, [(vox(a), k) for a, _, k in earlier_stages], device)
+            half_b = mean_of_stages(half_b, [(vox(b), k) for _, b, k in earlier_stages], device)
             log.info(
-                "half maps: the mean of the last two stages' fits to %.1f Å (the previous "
-                "stage's Nyquist), the last fit alone beyond",
-                model_a.box * pixel / band,
+                "half maps: at each frequency the mean of the last %d stages' fits whose grids "
+                "hold it (to %s Å), the last fit alone beyond",
+                len(earlier_stages) + 1,
+                ", ".join(f"{model_a.box * pixel / k:.1f}" for *_, k in earlier_stages),
             )
     parts, alpha, map_text = (half_a, half_b), None, "mean of the half maps"
     sphere = spherical_mask(model_a.box, soft_width_px=soft_width_px)

@@ -463,7 +463,7 @@ def _reconstruct_in(
             dist,
         )
         data_maps, blend_maps = details.pop("data_maps"), details.pop("blend_maps")
-        previous = details.pop("previous_stage", None)
+        earlier = details.pop("earlier_stages", None)
         _check_finite(model_a, model_b)
         # The models stay on the device: the final half maps are voxelised there.
         report, summary = write_outputs(
@@ -476,7 +476,7 @@ def _reconstruct_in(
             symmetry=config.symmetry,
             local_weight_sigma_px=config.local_weight_sigma_px,
             blend_maps=blend_maps,
-            previous_stage=previous,
+            earlier_stages=earlier,
         )
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}

@@ -108,9 +108,10 @@ class GridEngineConfig:
         round 2, session 18): with 2 (the default) the 0.5 crossing 0.62 % finer on average, the
         worst 0.14 % coarser, for 1.55 times the fit's time at box 56; from separate random starts
         0.72 % finer, the worst 0.17 % coarser, for twice the time.
-    stage_mean : the half maps take the mean of the last two stages' fits at the frequencies the
-        previous stage's grid holds (:mod:`cryosplat.reconstruct.stage_mean`): ``details`` carry
-        the previous stage's half models and its Nyquist shell
+    stage_mean : the half maps take, at each frequency, the mean of the fits of the last this
+        many stages whose grids hold it (:mod:`cryosplat.reconstruct.stage_mean`; 1: the last
+        fit alone): ``details["earlier_stages"]`` carry those stages' half models and Nyquist
+        shells
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
@@ -120,7 +121,7 @@ class GridEngineConfig:
     gaussians_from_data: bool = True
     members: int = 1
     member_stages: int = 2
-    stage_mean: bool = True
+    stage_mean: int = 3
 
     def validate(self) -> None:
         if not 0.0 <= self.heldout_fraction < 0.5:
@@ -129,6 +130,8 @@ class GridEngineConfig:
             raise InputError(f"members must be 1 to {MAX_MEMBERS}, got {self.members}")
         if self.member_stages < 1:
             raise InputError(f"member_stages must be at least 1, got {self.member_stages}")
+        if self.stage_mean < 1:
+            raise InputError(f"stage_mean must be at least 1, got {self.stage_mean}")
         self.accumulate.validate()
         self.fit.validate()
 
@@ -486,9 +489,10 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     timings["fit"] = time.perf_counter() - started
     log.info("fit and cross-validation: %.1f s on %s", timings["fit"], device)
     details = {"history": history, "data_maps": data_maps, "blend_maps": None}
-    details["previous_stage"] = None
-    if gcfg.stage_mean and len(boxes) > 1 and boxes[-2] < boxes[-1]:
-        details["previous_stage"] = (*by_stage[-2], boxes[-2] / 2)
+    first = max(0, len(boxes) - gcfg.stage_mean)
+    details["earlier_stages"] = [
+        (*by_stage[s], boxes[s] / 2) for s in range(first, len(boxes) - 1) if boxes[s] < boxes[-1]
+    ]
     if dist.is_main and config.blend_with_data:  # after the fit: not held while it runs
         details["blend_maps"] = statistics.data_maps(BLEND_REGULARIZATION)
     details["timings_s"] = timings
