@@ -24,13 +24,13 @@ crossing 1.5 % coarser.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from cryosplat.validation.fsc import half_grid_shells
+from cryosplat.validation.masks import soft_edge
 
 __all__ = ["TAPER_SHELLS", "band_weights", "mean_of_stages"]
 
@@ -44,9 +44,7 @@ def band_weights(n_shells: int, band_shells: float) -> torch.Tensor:
     if not band_shells > 0:
         raise ValueError(f"band_shells must be positive, got {band_shells}")
     k = torch.arange(n_shells, dtype=torch.float64)
-    edge = (k - (band_shells - TAPER_SHELLS)) / TAPER_SHELLS
-    w = 0.5 * (1.0 + torch.cos(math.pi * edge.clamp(0.0, 1.0)))
-    return torch.where(k >= band_shells, torch.zeros_like(w), w)
+    return soft_edge(k - (band_shells - TAPER_SHELLS), TAPER_SHELLS)
 
 
 def mean_of_stages(

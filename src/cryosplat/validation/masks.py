@@ -9,15 +9,15 @@ import torch
 
 from cryosplat.core.fourier import squared_radius
 
-__all__ = ["spherical_mask", "auto_mask", "gaussian_smooth", "lowpass"]
+__all__ = ["spherical_mask", "auto_mask", "gaussian_smooth", "lowpass", "soft_edge"]
 
 
 def _radius_grid(box: int) -> torch.Tensor:
     return squared_radius(box, 3, dtype=torch.float64).sqrt()
 
 
-def _soft_edge(distance: torch.Tensor, width: float) -> torch.Tensor:
-    """1 inside (distance <= 0), raised-cosine fall to 0 over ``width`` voxels."""
+def soft_edge(distance: torch.Tensor, width: float) -> torch.Tensor:
+    """1 inside (distance <= 0), raised-cosine fall to 0 over ``width`` (voxels, or shells)."""
     if width <= 0:
         return (distance <= 0).double()
     t = (distance / width).clamp(0.0, 1.0)
@@ -47,7 +47,7 @@ def spherical_mask(
         raise ValueError(
             f"radius_px must be positive, got {radius_px} (box {box}, soft width {soft_width_px})"
         )
-    return _soft_edge(_radius_grid(box) - radius_px, soft_width_px).float().numpy()
+    return soft_edge(_radius_grid(box) - radius_px, soft_width_px).float().numpy()
 
 
 def gaussian_smooth(volume: torch.Tensor, sigma_px: float) -> torch.Tensor:
@@ -132,5 +132,5 @@ def auto_mask(
         newly = current.numpy() & ~np.isfinite(dist)
         dist[newly] = step
     dist = np.where(np.isfinite(dist), dist, reach + 1.0)
-    mask = _soft_edge(torch.as_tensor(dist - dilate_px), soft_width_px)
+    mask = soft_edge(torch.as_tensor(dist - dilate_px), soft_width_px)
     return mask.float().numpy()
