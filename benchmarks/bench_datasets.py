@@ -32,6 +32,7 @@ from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.model.atoms import model_from_atoms
 from cryosplat.simulate.simulation import SimulationConfig, draw_metadata, simulate
+from cryosplat.simulate.views import PreferredViews
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -64,7 +65,10 @@ class DatasetSpec:
         ``"relion_project"`` (steps 1-4 above) or ``"cryosplat"`` (``cryosplat.simulate.simulation``).
     views : str or None
         Particle file (relative to ``shared/data``) whose poses are sampled as the views (a real
-        view distribution); None: uniform on SO(3).
+        view distribution); None: uniform on SO(3), or ``preferred_views``.
+    preferred_views : (fraction, degrees) or None
+        Preferred orientation instead (:class:`cryosplat.simulate.views.PreferredViews`): that
+        share of the views within that many degrees of the truth's z axis, the rest uniform.
     center_angstrom : (x, y, z) or None
         Model point (file coordinates, Å) put at the box centre; None: its centre of mass. For a
         symmetric truth, the point where its symmetry axes cross.
@@ -95,6 +99,7 @@ class DatasetSpec:
     seed: int = 0
     simulator: str = "relion_project"
     views: str | None = None
+    preferred_views: tuple[float, float] | None = None
     center_angstrom: tuple[float, float, float] | None = None
     symmetry: str = "C1"
     noise: str = "white"
@@ -205,6 +210,43 @@ OTHER_NOISE = [
     )
 ]
 
+# Preferred orientation (a share of the views within a cone about the truth's z axis, the rest
+# uniform): the thinly sampled directions are the prior's to fill in, the case of many real data
+# sets; seeds, counts and cones no default was chosen on (round 2, session 19).
+PREFERRED = [
+    _map_spec(
+        name, model, box, pixel, n, snr, views=None, preferred_views=pref, noise=noise, seed=seed
+    )
+    for name, model, box, pixel, n, snr, pref, noise, seed in (
+        ("emd5625_pref", "maps/emd_5625.map", 56, 4.23, 4_000, 0.003, (0.9, 20.0), "white", 601),
+        ("emd1832_pref", "maps/emd_1832.map", 64, 5.7, 5_000, 0.003, (0.8, 20.0), "coloured", 602),
+        (
+            "betagal_pref",
+            "maps/ngl_betaGal.mrc",
+            100,
+            3.54,
+            6_000,
+            0.003,
+            (0.7, 25.0),
+            "coloured",
+            603,
+        ),
+        ("emd6824_pref", "maps/emd_6824.mrc", 70, 2.64, 5_000, 0.005, (0.85, 15.0), "white", 604),
+    )
+] + [
+    DatasetSpec(
+        "8zpm_pref",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        3_000,
+        0.005,
+        seed=605,
+        preferred_views=(0.8, 20.0),
+        noise="coloured",
+    )
+]
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
     "maps": [s for sets in MAP_SETS.values() for s in sets],
@@ -216,6 +258,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "5a1a_d2": [BETAGAL],
     "6vxx_c3": [SPIKE_C3],
     "othernoise": OTHER_NOISE,
+    "pref": PREFERRED,
 }
 QUICK: dict[str, list[DatasetSpec]] = {
     **{
@@ -338,6 +381,9 @@ def _config(spec: DatasetSpec) -> SimulationConfig:
         astigmatism_max_angstrom=spec.astigmatism_max_angstrom,
         ctf_table=None if spec.ctf_table is None else SHARED / spec.ctf_table,
         views=None if spec.views is None else SHARED / spec.views,
+        preferred_views=None
+        if spec.preferred_views is None
+        else PreferredViews(*spec.preferred_views),
         voltage_kv=spec.voltage_kv,
         cs_mm=spec.cs_mm,
         amplitude_contrast=spec.amplitude_contrast,
@@ -407,8 +453,10 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     record = folder / "dataset.json"
     if record.is_file():
         saved = json.loads(record.read_text())
-        # tuples as lists; a record written before ``noise_source`` existed had the default
-        saved_spec = {"noise_source": NOISE_SOURCE, **saved.get("spec", {})}
+        # tuples as lists; a record written before ``noise_source`` or ``preferred_views``
+        # existed had the default
+        defaults = {"noise_source": NOISE_SOURCE, "preferred_views": None}
+        saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
             return Dataset(
                 spec,

@@ -85,6 +85,15 @@ def selected_specs(names: list[str], quick: bool) -> list[DatasetSpec]:
     return list(specs.values())
 
 
+def _views_text(spec: DatasetSpec) -> str:
+    if spec.views is not None:
+        return "views sampled from " + spec.views
+    if spec.preferred_views is not None:
+        fraction, cone = spec.preferred_views
+        return f"{fraction:.0%} of the views within {cone:g}° of one axis, the rest uniform"
+    return "uniform views"
+
+
 def describe(spec: DatasetSpec, data: Dataset) -> str:
     ctf = (
         f"defocus rows sampled from {spec.ctf_table}"
@@ -99,7 +108,7 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
         f"{spec.pixel_size_angstrom} Å/px (Nyquist {2 * spec.pixel_size_angstrom:.2f} Å), "
         f"SNR {spec.snr}, shifts {spec.shift_sd_angstrom} Å s.d., {ctf}, "
         f"{spec.voltage_kv:g} kV, Cs {spec.cs_mm} mm, Q {spec.amplitude_contrast}, "
-        f"{'uniform views' if spec.views is None else 'views sampled from ' + spec.views}"
+        f"{_views_text(spec)}"
         f"{'' if spec.symmetry == 'C1' else ', truth in RELION ' + spec.symmetry + ' orientation'}"
         f"; {spec.noise} noise"
         f"{' (spectrum of ' + spec.noise_source + ')' if spec.noise == 'coloured' else ''}"

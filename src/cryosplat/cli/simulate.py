@@ -45,11 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default 0.01)",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    parser.add_argument(
+    views = parser.add_mutually_exclusive_group()
+    views.add_argument(
         "--views",
         type=Path,
         default=None,
         help="take the view distribution from this STAR/.cs (default: uniform)",
+    )
+    views.add_argument(
+        "--preferred-views",
+        type=_preferred_views,
+        default=None,
+        metavar="FRACTION,DEGREES",
+        help="preferred orientation: this share of the views within this many degrees of the "
+        "map's z axis (RELION tilt), the rest uniform; e.g. 0.8,20",
     )
     parser.add_argument(
         "--shift-sd",
@@ -147,6 +156,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 
 
+def _preferred_views(text: str):
+    from cryosplat.simulate.views import PreferredViews
+
+    try:
+        return PreferredViews.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from cryosplat.core.progress import Progress
     from cryosplat.simulate.simulation import SimulationConfig, simulate
@@ -160,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         "snr": args.snr,
         "seed": args.seed,
         "views": args.views,
+        "preferred_views": args.preferred_views,
         "shift_sd_angstrom": args.shift_sd,
         "defocus_min_um": um(args.defocus_min),
         "defocus_max_um": um(args.defocus_max),

@@ -32,15 +32,14 @@ import numpy as np
 from cryosplat.core.ctf import CTFParams, ctf_from_params
 from cryosplat.core.device import resolve_device
 from cryosplat.core.errors import InputError
-from cryosplat.core.rotations import random_rotations
 from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import write_map
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.cryodrgn import read_cryodrgn_ctf
-from cryosplat.particles.read import read_particles
 from cryosplat.simulate.outputs import guard_simulation_folder
 from cryosplat.simulate.projection import ProjectorConfig, load_projector
+from cryosplat.simulate.views import PreferredViews, sample_views
 
 __all__ = ["SimulationConfig", "SimulationResult", "SimulatedMetadata", "draw_metadata", "simulate"]
 
@@ -66,6 +65,9 @@ class SimulationConfig:
     views : Path or None
         A STAR/.cs particle file whose rotations are sampled (without replacement when it has at
         least ``n_particles`` rows, else with replacement); None for uniform random views.
+    preferred_views : PreferredViews or None
+        Instead of ``views``: a share of the views within a cone about the map's z axis, the rest
+        uniform (:mod:`cryosplat.simulate.views`).
     shift_sd_angstrom : float
         Standard deviation (Å) of the Gaussian RELION origins on each axis.
     defocus_min_um, defocus_max_um : float
@@ -101,6 +103,7 @@ class SimulationConfig:
     snr: float = 0.01
     seed: int = 0
     views: Path | None = None
+    preferred_views: PreferredViews | None = None
     shift_sd_angstrom: float = 0.0
     defocus_min_um: float = 1.0
     defocus_max_um: float = 2.5
@@ -154,6 +157,8 @@ class SimulationConfig:
             )
         if not 0 <= self.amplitude_contrast < 1:
             raise InputError(f"amplitude contrast must be in [0, 1), got {self.amplitude_contrast}")
+        if self.views is not None and self.preferred_views is not None:
+            raise InputError("give a views file or preferred views, not both")
         if self.projection not in ("splat", "fourier"):
             raise InputError(f"projection must be 'splat' or 'fourier', got '{self.projection}'")
         if self.astigmatism_max_angstrom > 2e4 * self.defocus_min_um:
@@ -200,17 +205,6 @@ class SimulationResult:
     metadata: SimulatedMetadata = field(repr=False)
 
 
-def _sample_views(config: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
-    n = config.n_particles
-    if config.views is None:
-        return random_rotations(n, rng)
-    source = read_particles(config.views, require_images=False)
-    if source.rotations is None:
-        raise InputError(f"{config.views}: no angles/poses to take views from")
-    rows = rng.choice(len(source), size=n, replace=n > len(source))
-    return np.asarray(source.rotations, dtype=np.float64)[rows]
-
-
 def draw_metadata(config: SimulationConfig, rng: np.random.Generator) -> SimulatedMetadata:
     """Draw views, shifts, CTF parameters and half-set labels for ``config.n_particles``.
 
@@ -221,7 +215,7 @@ def draw_metadata(config: SimulationConfig, rng: np.random.Generator) -> Simulat
         Drawn from in a fixed order, so a seed gives the same metadata.
     """
     n = config.n_particles
-    rotations = _sample_views(config, rng)
+    rotations = sample_views(config.n_particles, rng, config.views, config.preferred_views)
     shifts = (
         rng.normal(scale=config.shift_sd_angstrom, size=(n, 2))
         if config.shift_sd_angstrom
