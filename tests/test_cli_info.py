@@ -71,3 +71,43 @@ def test_fibonacci_sphere_is_spread():
     p = fibonacci_sphere(200)
     np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0)
     assert np.abs(p.mean(axis=0)).max() < 0.01
+
+
+def test_densest_cone_uniform_preferred_and_tilted():
+    from cryosplat.particles.summary import densest_cone, uniform_cone_share
+    from cryosplat.simulate.views import PreferredViews, preferred_rotations
+
+    uniform, _ = densest_cone(viewing_directions(random_rotations(20_000, 1)))
+    assert uniform_cone_share(20.0) == pytest.approx(0.0603, abs=1e-4)
+    assert 0.055 < uniform < 0.075  # the best of 2,000 axes: a little above 6 %
+    views = preferred_rotations(20_000, PreferredViews(0.8, 20.0), np.random.default_rng(2))
+    share, axis = densest_cone(viewing_directions(views))
+    assert share > 0.75 and abs(axis[2]) > 0.99  # axes ~2.6° apart: the cone edge is shared
+    # the same views about another axis: A -> A Q moves every viewing direction d to Qᵀ d
+    q = random_rotations(1, 3)[0]
+    share_q, axis_q = densest_cone(viewing_directions(views @ q))
+    assert share_q == pytest.approx(share, abs=0.03)
+    assert abs(axis_q @ (q.T @ [0.0, 0.0, 1.0])) > 0.99
+    assert densest_cone(np.tile([[0.0, 1.0, 0.0]], (10, 1)))[0] == 1.0
+    with pytest.raises(ValueError, match="cone_degrees"):
+        densest_cone(np.eye(3), cone_degrees=0.0)
+
+
+def test_info_warns_of_preferred_orientation(tmp_path, small_stack, capsys):
+    from cryosplat.io.star import write_relion31_particles
+    from cryosplat.simulate.views import PreferredViews, preferred_rotations
+
+    stack, _ = small_stack
+    names = [f"{1 + i % 6}@{stack.name}" for i in range(400)]
+    for fraction, warned in ((0.9, True), (0.0, False)):
+        rotations = preferred_rotations(
+            400, PreferredViews(fraction, 15.0), np.random.default_rng(4)
+        )
+        star = stack.parent / f"p{fraction}.star"
+        write_relion31_particles(
+            star, image_names=names, rotations=rotations, pixel_size_angstrom=2.0, box=16
+        )
+        assert main(["info", str(star)]) == 0
+        out = capsys.readouterr().out
+        assert "densest 20° cone:" in out and "(uniform views: 6 %)" in out
+        assert ("warning: preferred orientation:" in out) == warned

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 HELP = (
     "summarise particles (.star, .cs, or .mrcs with cryoDRGN pickles): count, optics, defocus, "
-    "poses, view coverage; checks every referenced image exists"
+    "poses, view coverage and preferred orientation; checks every referenced image exists"
 )
 
 
@@ -67,6 +67,15 @@ def format_summary(s: ParticleSummary) -> str:
         lines.append(
             "tilt histogram: "
             + ", ".join(f"{lo:.0f}-{hi:.0f}°: {c}" for lo, hi, c in s.tilt_histogram)
+        )
+    if s.densest_cone is not None:
+        from cryosplat.particles.summary import PREFERRED_CONE_DEGREES, uniform_cone_share
+
+        share, axis = s.densest_cone
+        uniform = uniform_cone_share(PREFERRED_CONE_DEGREES)
+        lines.append(
+            f"densest {PREFERRED_CONE_DEGREES:g}° cone: {100 * share:.1f} % of the views, about "
+            f"({axis[0]:.2f}, {axis[1]:.2f}, {axis[2]:.2f}) (uniform views: {100 * uniform:.0f} %)"
         )
     if s.random_subsets is not None:
         lines.append(

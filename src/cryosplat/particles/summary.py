@@ -5,6 +5,14 @@ Fibonacci spiral of ``round(4π / cell²)`` points (about 180 cells of ~15°), e
 counts for its nearest centre, and the coverage is the fraction of cells hit. The viewing direction
 of a particle is the map-frame direction its projection integrates along, ``Aᵀ e_z`` (the third row
 of ``A``); a direction and its opposite give mirror-image projections and are both counted.
+
+Coverage counts a cell hit by a single particle, so it reads near 100 % for a set whose views
+mostly crowd one direction (preferred orientation: molecules lying one way on the grid). The
+*densest cone* says that: the largest share of the viewing directions (with their opposites)
+within ``PREFERRED_CONE_DEGREES`` of one axis, searched over a near-uniform set of axes, against
+the ``1 − cos θ`` a uniform set puts in any such cone (6 % for 20°). Where it is at least
+:data:`PREFERRED_SHARE` the summary warns: the directions at right angles to that axis are thinly
+sampled and the map will be resolved unevenly.
 """
 
 from __future__ import annotations
@@ -18,7 +26,17 @@ import numpy as np
 from cryosplat.core.conventions import matrix_to_euler_relion
 from cryosplat.particles.particle_set import ParticleSet
 
+PREFERRED_CONE_DEGREES = 20.0
+"""Half-angle of the cone the densest share of views is counted in (a uniform set: 6 %)."""
+PREFERRED_SHARE = 0.5
+"""Share of the views in the densest cone from which the summary warns of preferred orientation
+(eight times a uniform set's 6 %: half the views in one cone)."""
+
 __all__ = [
+    "PREFERRED_CONE_DEGREES",
+    "PREFERRED_SHARE",
+    "densest_cone",
+    "uniform_cone_share",
     "OpticsSummary",
     "ParticleSummary",
     "fibonacci_sphere",
@@ -49,6 +67,8 @@ class ParticleSummary:
     defocus_range_um : (min, max) of (U+V)/2 in µm, or None without CTF.
     random_subsets : subset number -> count, or None.
     view_coverage : fraction in [0, 1] of ~``cell_degrees`` sphere cells hit, or None without poses.
+    densest_cone : (share of the views, axis (3,)) within ``PREFERRED_CONE_DEGREES`` of one axis
+        (:func:`densest_cone`), or None without poses.
     tilt_histogram : list of ``(low_deg, high_deg, count)`` over [0, 180] in 30° bins.
     stacks : list of ``(path, images in the file, images referenced)``.
     """
@@ -66,6 +86,7 @@ class ParticleSummary:
     n_view_cells: int = 0
     cell_degrees: float = 15.0
     tilt_histogram: list[tuple[float, float, int]] = field(default_factory=list)
+    densest_cone: tuple[float, np.ndarray] | None = None
     stacks: list[tuple[Path, int, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -110,6 +131,48 @@ def view_coverage(
     return float(hit.mean()), n_cells
 
 
+def uniform_cone_share(cone_degrees: float) -> float:
+    """The share of uniform viewing directions (with their opposites) within ``cone_degrees`` of
+    any axis: ``1 − cos θ``."""
+    return 1.0 - math.cos(math.radians(cone_degrees))
+
+
+def densest_cone(
+    directions: np.ndarray,
+    cone_degrees: float = PREFERRED_CONE_DEGREES,
+    n_axes: int = 2000,
+    chunk: int = 8192,
+) -> tuple[float, np.ndarray]:
+    """The largest share of ``directions`` (each with its opposite) within ``cone_degrees`` of one
+    axis, over ``n_axes`` near-uniform axes of one hemisphere, and that axis.
+
+    Parameters
+    ----------
+    directions : np.ndarray, shape (N, 3)
+        Unit viewing directions (:func:`viewing_directions`).
+    cone_degrees : float
+        Half-angle of the cone, in (0, 90].
+    n_axes : int
+        Axes tried (a Fibonacci half sphere; 2,000 are ~2.6° apart).
+
+    Returns
+    -------
+    (share in [0, 1], axis (3,) float64)
+    """
+    if not 0.0 < cone_degrees <= 90.0:
+        raise ValueError(f"cone_degrees must be in (0, 90], got {cone_degrees}")
+    d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    axes = fibonacci_sphere(2 * n_axes)[:n_axes]  # z >= 0: a direction and its opposite alike
+    if d.shape[0] == 0:
+        return 0.0, axes[0]
+    cos_cone = math.cos(math.radians(cone_degrees))
+    counts = np.zeros(n_axes, dtype=np.int64)
+    for start in range(0, d.shape[0], chunk):
+        counts += (np.abs(d[start : start + chunk] @ axes.T) >= cos_cone).sum(axis=0)
+    best = int(np.argmax(counts))
+    return float(counts[best] / d.shape[0]), axes[best]
+
+
 def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSummary:
     """Summarise a :class:`ParticleSet` (metadata only; its stacks were checked on reading)."""
     ps = particles
@@ -147,6 +210,17 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
         out.view_coverage, out.n_view_cells = view_coverage(
             viewing_directions(ps.rotations), cell_degrees
         )
+        out.densest_cone = densest_cone(viewing_directions(ps.rotations))
+        share, axis = out.densest_cone
+        if share >= PREFERRED_SHARE:
+            out.warnings.append(
+                f"preferred orientation: {100 * share:.0f} % of the views lie within "
+                f"{PREFERRED_CONE_DEGREES:g}° of one axis ({axis[0]:.2f}, {axis[1]:.2f}, "
+                f"{axis[2]:.2f}) where uniform views put "
+                f"{100 * uniform_cone_share(PREFERRED_CONE_DEGREES):.0f} %: the directions at "
+                "right angles to it are thinly sampled, so the map will be resolved unevenly "
+                "(the Gaussians fill in part of what the views miss)"
+            )
         tilt = matrix_to_euler_relion(ps.rotations)[:, 1]
         hist, edges = np.histogram(tilt, bins=6, range=(0.0, 180.0))
         out.tilt_histogram = [
