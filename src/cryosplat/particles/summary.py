@@ -142,6 +142,7 @@ def densest_cone(
     cone_degrees: float = PREFERRED_CONE_DEGREES,
     n_axes: int = 2000,
     chunk: int = 8192,
+    max_directions: int = 100_000,
 ) -> tuple[float, np.ndarray]:
     """The largest share of ``directions`` (each with its opposite) within ``cone_degrees`` of one
     axis, over ``n_axes`` near-uniform axes of one hemisphere, and that axis.
@@ -154,6 +155,9 @@ def densest_cone(
         Half-angle of the cone, in (0, 90].
     n_axes : int
         Axes tried (a Fibonacci half sphere; 2,000 are ~2.6° apart).
+    max_directions : int
+        Larger sets are counted on every k-th direction, at most this many (a share read to
+        ~0.2 %; 200,000 directions take ~2 s).
 
     Returns
     -------
@@ -162,6 +166,7 @@ def densest_cone(
     if not 0.0 < cone_degrees <= 90.0:
         raise ValueError(f"cone_degrees must be in (0, 90], got {cone_degrees}")
     d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    d = d[:: max(1, math.ceil(d.shape[0] / max_directions))]
     axes = fibonacci_sphere(2 * n_axes)[:n_axes]  # z >= 0: a direction and its opposite alike
     if d.shape[0] == 0:
         return 0.0, axes[0]
