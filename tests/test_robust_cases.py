@@ -38,7 +38,8 @@ def write_set(folder: Path, n: int = 40, **edits) -> Path:
     """A seeded RELION 3.1 set of ``n`` noise images (box 16, 3 Å) with poses and CTF.
 
     ``edits``: ``defocus`` (Å, scalar or array), ``bfactor``, ``shifts`` (N, 2) Å, ``subset``,
-    ``names`` (image names), ``image`` (a function editing the images before they are written).
+    ``names`` (image names), ``image`` (a function editing the images before they are written),
+    ``rotations`` (N, 3, 3).
     """
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -56,7 +57,7 @@ def write_set(folder: Path, n: int = 40, **edits) -> Path:
     write_relion31_particles(
         folder / "particles.star",
         image_names=edits.get("names", [f"{i + 1}@stack.mrcs" for i in range(n)]),
-        rotations=random_rotations(n, seed=3),
+        rotations=edits.get("rotations", random_rotations(n, seed=3)),
         shifts_angstrom=edits.get("shifts", rng.normal(scale=2.0, size=(n, 2))),
         ctf=ctf,
         pixel_size_angstrom=PIXEL,
@@ -208,6 +209,24 @@ def test_2_accept_warnings_lets_the_suspicious_through(tmp_path):
         apply_findings(particles, findings)
     apply_findings(particles, findings, accept_warnings=True)
     assert any("subset 1" in note and "accepted" in note for note in particles.notes)
+
+
+def test_2_preferred_orientation_is_reported_never_refused(tmp_path):
+    """Half the views within 20° of one axis: a finding that is logged and kept in the run's
+    notes, not one a run stops on; uniform views and sets too small to say give none."""
+    from cryosplat.particles.validate import apply_findings, check_particles
+    from cryosplat.simulate.views import PreferredViews, preferred_rotations
+
+    pref = preferred_rotations(200, PreferredViews(0.9, 15.0), np.random.default_rng(5))
+    particles = read_particles(write_set(tmp_path / "p", n=200, rotations=pref))
+    findings = check_particles(particles)
+    assert [f.refuse for f in findings] == [False]
+    assert findings[0].message.startswith("preferred orientation: 9")
+    apply_findings(particles, findings)
+    assert any("preferred orientation" in note for note in particles.notes)
+    assert check_particles(read_particles(write_set(tmp_path / "u", n=200))) == []
+    few = read_particles(write_set(tmp_path / "f", n=20, rotations=pref[:20]))
+    assert check_particles(few) == []
 
 
 def test_2_ignoring_the_half_set_labels_skips_their_check(tmp_path):

@@ -8,7 +8,7 @@ Two kinds of check, both here so that every reader and command applies the same 
   and what was expected. Readers call these on the raw columns, before they build anything.
 * **Findings** (:func:`check_particles`): the set as a whole looks wrong though each number is
   possible (defocus written in µm, all defocus 0, shifts beyond a quarter of the box, duplicated
-  images, every particle in one half). A finding with ``refuse=True`` stops a reconstruction unless
+  images, every particle in one half, half the views within 20° of one axis). A finding with ``refuse=True`` stops a reconstruction unless
   the user accepts it (``--accept-warnings``); the others are logged.
 * **Images** (:func:`bad_image_rows`): non-finite or absurd pixel values, checked on the batches the
   streaming passes read anyway (no extra read).
@@ -24,6 +24,14 @@ import numpy as np
 
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.summary import (
+    MIN_VIEWS_FOR_ORIENTATION,
+    PREFERRED_CONE_DEGREES,
+    PREFERRED_SHARE,
+    densest_cone,
+    uniform_cone_share,
+    viewing_directions,
+)
 
 __all__ = [
     "Range",
@@ -250,6 +258,27 @@ def _subset_findings(particles: ParticleSet, label: str) -> list[Finding]:
     return []
 
 
+def _view_findings(particles: ParticleSet) -> list[Finding]:
+    """Preferred orientation: half the views within 20° of one axis (never refused: the map is
+    still made, resolved unevenly; :mod:`cryosplat.particles.summary`)."""
+    if particles.rotations is None or len(particles) < MIN_VIEWS_FOR_ORIENTATION:
+        return []
+    share, axis = densest_cone(viewing_directions(particles.rotations))
+    if share < PREFERRED_SHARE:
+        return []
+    return [
+        Finding(
+            f"preferred orientation: {100 * share:.0f} % of the views lie within "
+            f"{PREFERRED_CONE_DEGREES:g}° of one axis ({axis[0]:.2f}, {axis[1]:.2f}, "
+            f"{axis[2]:.2f}) where uniform views put "
+            f"{100 * uniform_cone_share(PREFERRED_CONE_DEGREES):.0f} %: the directions at right "
+            "angles to it are thinly sampled, so the map will be resolved unevenly (the "
+            "Gaussians fill in part of what the views miss)",
+            refuse=False,
+        )
+    ]
+
+
 def check_particles(particles: ParticleSet, use_random_subset: bool = True) -> list[Finding]:
     """Whole-set checks of a particle set's metadata (see the module docstring);
     ``use_random_subset=False``: the half-set labels are not used, so not checked.
@@ -273,6 +302,7 @@ def check_particles(particles: ParticleSet, use_random_subset: bool = True) -> l
     findings += _duplicate_findings(particles, labels["images"])
     if use_random_subset:
         findings += _subset_findings(particles, labels["subset"])
+    findings += _view_findings(particles)
     return findings
 
 
