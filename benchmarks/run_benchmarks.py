@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bench_datasets import DATASETS, QUICK, Dataset, DatasetSpec, make_dataset
@@ -80,9 +81,20 @@ def selected_specs(names: list[str], quick: bool) -> list[DatasetSpec]:
     table = QUICK if quick else DATASETS
     specs: dict[str, DatasetSpec] = {}
     for name in names:
-        for spec in table.get(name) or _SINGLE[name]:
+        chosen = table.get(name)
+        if chosen is None:  # a single set, or (with --quick) a group without its own quick list
+            chosen = DATASETS.get(name) or _SINGLE[name]
+            chosen = [_quick(s) for s in chosen] if quick else chosen
+        for spec in chosen:
             specs.setdefault(spec.name, spec)
     return list(specs.values())
+
+
+def _quick(spec: DatasetSpec) -> DatasetSpec:
+    """The 1,000-particle version of a set (``quick_`` before its name), as ``QUICK`` makes them."""
+    if spec.name.startswith("quick_"):
+        return spec
+    return replace(spec, name="quick_" + spec.name, n_particles=min(spec.n_particles, 1_000))
 
 
 def _views_text(spec: DatasetSpec) -> str:
