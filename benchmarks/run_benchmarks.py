@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from bench_datasets import DATASETS, QUICK, Dataset, DatasetSpec, make_dataset
+from bench_datasets import quick as quick_version
 from bench_methods import MethodRun, ensure_cryodrgn, run_cryodrgn, run_cryosplat, run_relion
 from bench_report import compare_curves, format_table, plot_curves, score_maps, write_results
 
@@ -84,17 +84,10 @@ def selected_specs(names: list[str], quick: bool) -> list[DatasetSpec]:
         chosen = table.get(name)
         if chosen is None:  # a single set, or (with --quick) a group without its own quick list
             chosen = DATASETS.get(name) or _SINGLE[name]
-            chosen = [_quick(s) for s in chosen] if quick else chosen
+            chosen = [quick_version(s) for s in chosen] if quick else chosen
         for spec in chosen:
             specs.setdefault(spec.name, spec)
     return list(specs.values())
-
-
-def _quick(spec: DatasetSpec) -> DatasetSpec:
-    """The 1,000-particle version of a set (``quick_`` before its name), as ``QUICK`` makes them."""
-    if spec.name.startswith("quick_"):
-        return spec
-    return replace(spec, name="quick_" + spec.name, n_particles=min(spec.n_particles, 1_000))
 
 
 def _views_text(spec: DatasetSpec) -> str:

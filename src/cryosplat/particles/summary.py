@@ -216,10 +216,9 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
         values, n = np.unique(ps.random_subset, return_counts=True)
         out.random_subsets = {int(v): int(c) for v, c in zip(values, n, strict=True)}
     if ps.rotations is not None:
-        out.view_coverage, out.n_view_cells = view_coverage(
-            viewing_directions(ps.rotations), cell_degrees
-        )
-        out.densest_cone = densest_cone(viewing_directions(ps.rotations))
+        directions = viewing_directions(ps.rotations)
+        out.view_coverage, out.n_view_cells = view_coverage(directions, cell_degrees)
+        out.densest_cone = densest_cone(directions)
         tilt = matrix_to_euler_relion(ps.rotations)[:, 1]
         hist, edges = np.histogram(tilt, bins=6, range=(0.0, 180.0))
         out.tilt_histogram = [

@@ -39,7 +39,7 @@ from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.cryodrgn import read_cryodrgn_ctf
 from cryosplat.simulate.outputs import guard_simulation_folder
 from cryosplat.simulate.projection import ProjectorConfig, load_projector
-from cryosplat.simulate.views import PreferredViews, sample_views
+from cryosplat.simulate.views import PreferredViews, check_view_source, sample_views
 
 __all__ = ["SimulationConfig", "SimulationResult", "SimulatedMetadata", "draw_metadata", "simulate"]
 
@@ -157,8 +157,7 @@ class SimulationConfig:
             )
         if not 0 <= self.amplitude_contrast < 1:
             raise InputError(f"amplitude contrast must be in [0, 1), got {self.amplitude_contrast}")
-        if self.views is not None and self.preferred_views is not None:
-            raise InputError("give a views file or preferred views, not both")
+        check_view_source(self.views, self.preferred_views)
         if self.projection not in ("splat", "fourier"):
             raise InputError(f"projection must be 'splat' or 'fourier', got '{self.projection}'")
         if self.astigmatism_max_angstrom > 2e4 * self.defocus_min_um:

@@ -25,7 +25,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.core.rotations import random_rotations
 from cryosplat.particles.read import read_particles
 
-__all__ = ["PreferredViews", "preferred_rotations", "sample_views"]
+__all__ = ["PreferredViews", "check_view_source", "preferred_rotations", "sample_views"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,12 @@ def preferred_rotations(n: int, views: PreferredViews, rng: np.random.Generator)
     return rotations[rng.permutation(n)]
 
 
+def check_view_source(views_file: Path | None, preferred: PreferredViews | None) -> None:
+    """Raise :class:`InputError` when both a views file and preferred views are given."""
+    if views_file is not None and preferred is not None:
+        raise InputError("give a views file or preferred views, not both")
+
+
 def sample_views(
     n: int,
     rng: np.random.Generator,
@@ -98,8 +104,7 @@ def sample_views(
 
     Returns float64 (n, 3, 3) map→image matrices.
     """
-    if views_file is not None and preferred is not None:
-        raise InputError("give a views file or preferred views, not both")
+    check_view_source(views_file, preferred)
     if preferred is not None:
         return preferred_rotations(n, preferred, rng)
     if views_file is None:
