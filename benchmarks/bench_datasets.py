@@ -66,9 +66,11 @@ class DatasetSpec:
     views : str or None
         Particle file (relative to ``shared/data``) whose poses are sampled as the views (a real
         view distribution); None: uniform on SO(3), or ``preferred_views``.
-    preferred_views : (fraction, degrees) or None
+    preferred_views : (fraction, degrees), a tuple of cones, or None
         Preferred orientation instead (:class:`cryosplat.simulate.views.PreferredViews`): that
-        share of the views within that many degrees of the truth's z axis, the rest uniform.
+        share of the views within that many degrees of the truth's z axis, the rest uniform; or
+        several cones, each ``(fraction, degrees)`` about z or ``(fraction, degrees, tilt,
+        rot)`` about the view of those RELION angles (:func:`preferred_cones`).
     center_angstrom : (x, y, z) or None
         Model point (file coordinates, Å) put at the box centre; None: its centre of mass. For a
         symmetric truth, the point where its symmetry axes cross.
@@ -99,7 +101,7 @@ class DatasetSpec:
     seed: int = 0
     simulator: str = "relion_project"
     views: str | None = None
-    preferred_views: tuple[float, float] | None = None
+    preferred_views: tuple[float, float] | tuple[tuple[float, ...], ...] | None = None
     center_angstrom: tuple[float, float, float] | None = None
     symmetry: str = "C1"
     noise: str = "white"
@@ -247,6 +249,61 @@ PREFERRED = [
     )
 ]
 
+# Views in several clusters (a top view and one or two side views, each a cone of 10-12°, the
+# rest uniform) and a tilt limit (no view more than 60° from z): view models of real data sets
+# that no default was chosen on, with other seeds and noise (round 2, session 20).
+CLUSTERED = [
+    _map_spec(
+        name, model, box, pixel, n, snr, views=None, preferred_views=cones, seed=seed, **noise
+    )
+    for name, model, box, pixel, n, snr, cones, seed, noise in (
+        (
+            "emd1832_2v",
+            "maps/emd_1832.map",
+            64,
+            5.7,
+            5_000,
+            0.003,
+            ((0.45, 12.0), (0.40, 12.0, 90.0, 0.0)),
+            701,
+            {"noise": "coloured"},
+        ),
+        (
+            "betagal_t60",
+            "maps/ngl_betaGal.mrc",
+            100,
+            3.54,
+            6_000,
+            0.002,
+            (1.0, 60.0),
+            702,
+            {},
+        ),
+        (
+            "emd5625_3v",
+            "maps/emd_5625.map",
+            56,
+            4.23,
+            4_000,
+            0.003,
+            ((0.30, 10.0), (0.30, 10.0, 90.0, 90.0), (0.25, 10.0, 45.0, 0.0)),
+            703,
+            {"noise": "coloured", "noise_source": RIBOSOME},
+        ),
+        (
+            "emd6824_2v",
+            "maps/emd_6824.mrc",
+            70,
+            2.64,
+            5_000,
+            0.005,
+            ((0.45, 12.0), (0.40, 12.0, 90.0, 0.0)),
+            704,
+            {"noise": "coloured", "noise_source": TUTORIAL},
+        ),
+    )
+]
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
     "maps": [s for sets in MAP_SETS.values() for s in sets],
@@ -259,6 +316,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "6vxx_c3": [SPIKE_C3],
     "othernoise": OTHER_NOISE,
     "pref": PREFERRED,
+    "clustered": CLUSTERED,
 }
 
 
@@ -370,6 +428,17 @@ def _add_noise(
     writer.close()
 
 
+def preferred_cones(spec: DatasetSpec) -> tuple[PreferredViews, ...] | None:
+    """The spec's preferred views as cones: one ``(fraction, degrees)`` pair or a tuple of
+    ``(fraction, degrees[, tilt, rot])`` cones."""
+    pref = spec.preferred_views
+    if pref is None:
+        return None
+    if isinstance(pref[0], (int, float)):
+        return (PreferredViews(*pref),)
+    return tuple(PreferredViews(*cone) for cone in pref)
+
+
 def _config(spec: DatasetSpec) -> SimulationConfig:
     return SimulationConfig(
         n_particles=spec.n_particles,
@@ -383,9 +452,7 @@ def _config(spec: DatasetSpec) -> SimulationConfig:
         astigmatism_max_angstrom=spec.astigmatism_max_angstrom,
         ctf_table=None if spec.ctf_table is None else SHARED / spec.ctf_table,
         views=None if spec.views is None else SHARED / spec.views,
-        preferred_views=None
-        if spec.preferred_views is None
-        else PreferredViews(*spec.preferred_views),
+        preferred_views=preferred_cones(spec),
         voltage_kv=spec.voltage_kv,
         cs_mm=spec.cs_mm,
         amplitude_contrast=spec.amplitude_contrast,

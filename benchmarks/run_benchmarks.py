@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench_datasets import DATASETS, QUICK, Dataset, DatasetSpec, make_dataset
+from bench_datasets import DATASETS, QUICK, Dataset, DatasetSpec, make_dataset, preferred_cones
 from bench_datasets import quick as quick_version
 from bench_methods import MethodRun, ensure_cryodrgn, run_cryodrgn, run_cryosplat, run_relion
 from bench_report import compare_curves, format_table, plot_curves, score_maps, write_results
@@ -93,10 +93,19 @@ def selected_specs(names: list[str], quick: bool) -> list[DatasetSpec]:
 def _views_text(spec: DatasetSpec) -> str:
     if spec.views is not None:
         return "views sampled from " + spec.views
-    if spec.preferred_views is not None:
-        fraction, cone = spec.preferred_views
-        return f"{fraction:.0%} of the views within {cone:g}° of one axis, the rest uniform"
-    return "uniform views"
+    cones = preferred_cones(spec)
+    if cones is None:
+        return "uniform views"
+    parts = []
+    for c in cones:
+        axis = (
+            "one axis"
+            if c.about_z
+            else f"the view of tilt {c.axis_tilt_degrees:g}°, rot {c.axis_rot_degrees:g}°"
+        )
+        parts.append(f"{c.fraction:.0%} within {c.cone_degrees:g}° of {axis}")
+    rest = 1.0 - sum(c.fraction for c in cones)
+    return "views: " + ", ".join(parts) + (", the rest uniform" if rest > 1e-9 else "")
 
 
 def describe(spec: DatasetSpec, data: Dataset) -> str:

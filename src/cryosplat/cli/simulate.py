@@ -55,10 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     views.add_argument(
         "--preferred-views",
         type=_preferred_views,
+        action="append",
         default=None,
-        metavar="FRACTION,DEGREES",
+        metavar="FRACTION,DEGREES[,TILT,ROT]",
         help="preferred orientation: this share of the views within this many degrees of the "
-        "map's z axis (RELION tilt), the rest uniform; e.g. 0.8,20",
+        "map's z axis (RELION tilt), or of the view of RELION angles TILT, ROT; repeat it for "
+        "several preferred views (shares summing to at most 1), the rest uniform; e.g. 0.8,20 "
+        "or --preferred-views 0.45,12 --preferred-views 0.4,12,90,0 (top and side views)",
     )
     parser.add_argument(
         "--shift-sd",
@@ -178,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         "snr": args.snr,
         "seed": args.seed,
         "views": args.views,
-        "preferred_views": args.preferred_views,
+        "preferred_views": None if args.preferred_views is None else tuple(args.preferred_views),
         "shift_sd_angstrom": args.shift_sd,
         "defocus_min_um": um(args.defocus_min),
         "defocus_max_um": um(args.defocus_max),

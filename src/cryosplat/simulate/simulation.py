@@ -39,7 +39,7 @@ from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.cryodrgn import read_cryodrgn_ctf
 from cryosplat.simulate.outputs import guard_simulation_folder
 from cryosplat.simulate.projection import ProjectorConfig, load_projector
-from cryosplat.simulate.views import PreferredViews, check_view_source, sample_views
+from cryosplat.simulate.views import PreferredViews, as_cones, check_view_source, sample_views
 
 __all__ = ["SimulationConfig", "SimulationResult", "SimulatedMetadata", "draw_metadata", "simulate"]
 
@@ -65,9 +65,9 @@ class SimulationConfig:
     views : Path or None
         A STAR/.cs particle file whose rotations are sampled (without replacement when it has at
         least ``n_particles`` rows, else with replacement); None for uniform random views.
-    preferred_views : PreferredViews or None
-        Instead of ``views``: a share of the views within a cone about the map's z axis, the rest
-        uniform (:mod:`cryosplat.simulate.views`).
+    preferred_views : PreferredViews, a tuple of them, or None
+        Instead of ``views``: a share of the views within a cone about one view (by default the
+        map's z axis), or several such cones, the rest uniform (:mod:`cryosplat.simulate.views`).
     shift_sd_angstrom : float
         Standard deviation (Å) of the Gaussian RELION origins on each axis.
     defocus_min_um, defocus_max_um : float
@@ -103,7 +103,7 @@ class SimulationConfig:
     snr: float = 0.01
     seed: int = 0
     views: Path | None = None
-    preferred_views: PreferredViews | None = None
+    preferred_views: PreferredViews | tuple[PreferredViews, ...] | None = None
     shift_sd_angstrom: float = 0.0
     defocus_min_um: float = 1.0
     defocus_max_um: float = 2.5
@@ -158,6 +158,11 @@ class SimulationConfig:
         if not 0 <= self.amplitude_contrast < 1:
             raise InputError(f"amplitude contrast must be in [0, 1), got {self.amplitude_contrast}")
         check_view_source(self.views, self.preferred_views)
+        if self.preferred_views is not None:
+            try:
+                as_cones(self.preferred_views)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
         if self.projection not in ("splat", "fourier"):
             raise InputError(f"projection must be 'splat' or 'fourier', got '{self.projection}'")
         if self.astigmatism_max_angstrom > 2e4 * self.defocus_min_um:
