@@ -161,7 +161,7 @@ def densest_cone(
         Axes tried (a Fibonacci half sphere; 2,000 are ~2.6° apart).
     max_directions : int
         Larger sets are counted on every k-th direction, at most this many (a share read to
-        ~0.3 %, in ~0.7 s).
+        ~0.3 %, in ~0.4 s).
 
     Returns
     -------
@@ -174,10 +174,12 @@ def densest_cone(
     axes = fibonacci_sphere(2 * n_axes)[:n_axes]  # z >= 0: a direction and its opposite alike
     if d.shape[0] == 0:
         return 0.0, axes[0]
-    cos_cone = math.cos(math.radians(cone_degrees))
+    cos_cone = np.float32(math.cos(math.radians(cone_degrees)))
     counts = np.zeros(n_axes, dtype=np.int64)
+    axes_t = axes.T.astype(np.float32)  # single precision: twice as fast, a share to ~1e-7
     for start in range(0, d.shape[0], chunk):
-        counts += (np.abs(d[start : start + chunk] @ axes.T) >= cos_cone).sum(axis=0)
+        cosines = np.abs(d[start : start + chunk].astype(np.float32) @ axes_t)
+        counts += np.count_nonzero(cosines >= cos_cone, axis=0)
     best = int(np.argmax(counts))
     return float(counts[best] / d.shape[0]), axes[best]
 
