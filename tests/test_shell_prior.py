@@ -11,7 +11,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.reconstruct.grid.engine import half_data_fsc
 from cryosplat.reconstruct.grid.fit import GridFitConfig, GridLoss, fit_gaussians
 from cryosplat.reconstruct.grid.gather import accumulate
-from cryosplat.reconstruct.grid.loss import half_grid_multiplicity, shell_prior_ratios
+from cryosplat.reconstruct.grid.loss import half_grid_multiplicity, pooled_fsc, shell_prior_ratios
 from cryosplat.reconstruct.grid.statistics import padded_shell_index
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
@@ -39,6 +39,30 @@ def test_shell_prior_ratios_follow_the_half_set_snr_and_the_cap():
         shell_prior_ratios(curve, 8, strength=-1.0, cap=2.0)
     with pytest.raises(ValueError, match="empty"):
         shell_prior_ratios([], 8, strength=1.0, cap=2.0)
+
+
+def test_pooled_fsc_means_neighbouring_shells_and_leaves_shell_zero():
+    curve = np.array([1.0, 0.9, 0.6, 0.3, 0.6, 0.5])
+    np.testing.assert_array_equal(pooled_fsc(curve, 0), curve)
+    pooled = pooled_fsc(curve, 1)
+    # shell 0 is neither pooled nor part of shell 1's mean; the ends take what they have
+    expected = [1.0, (0.9 + 0.6) / 2, (0.9 + 0.6 + 0.3) / 3, 0.5, (0.3 + 0.6 + 0.5) / 3, 0.55]
+    np.testing.assert_allclose(pooled, expected, rtol=1e-12)
+    np.testing.assert_allclose(pooled_fsc(curve, 9)[1:], curve[1:].mean())
+    with pytest.raises(ValueError, match="pool_shells must be non-negative, got -1"):
+        pooled_fsc(curve, -1)
+
+
+def test_pooled_prior_has_no_one_shell_notch():
+    # a spectral dip at shell 4: the data's FSC falls by half for one shell
+    curve = np.array([1.0, 0.95, 0.9, 0.85, 0.4, 0.8, 0.75, 0.7])
+    plain = shell_prior_ratios(curve, 8, strength=0.3, cap=2.0)
+    pooled = shell_prior_ratios(curve, 8, strength=0.3, cap=2.0, pool_shells=1)
+    assert float(plain[4] / plain[3]) > 5.0 and float(pooled[4] / pooled[3]) < 2.0
+    fsc = np.clip([(0.85 + 0.4 + 0.8) / 3], 1e-3, 0.999)
+    assert float(pooled[4]) == pytest.approx(float(0.3 * (1 - fsc[0]) / fsc[0]), rel=1e-12)
+    with pytest.raises(InputError, match="prior_pool_shells must be non-negative"):
+        GridFitConfig(prior_pool_shells=-1).validate()
 
 
 def test_prior_adds_lambda_times_the_power_of_each_shell(data):

@@ -253,7 +253,9 @@ def _log_prior(curve: np.ndarray, fit: GridFitConfig, extent_angstrom: float) ->
     if fit.prior_strength == 0:
         log.info("prior on the map: none (--prior-strength 0)")
         return
-    ratios = shell_prior_ratios(curve, len(curve), fit.prior_strength, fit.prior_cap)
+    ratios = shell_prior_ratios(
+        curve, len(curve), fit.prior_strength, fit.prior_cap, fit.prior_pool_shells
+    )
     capped = np.flatnonzero(ratios[1:].numpy() >= fit.prior_cap) + 1
     where = f"from {extent_angstrom / capped[0]:.1f} Å" if capped.size else "nowhere"
     log.info(

@@ -118,6 +118,18 @@ class GridFitConfig:
         used.
     prior_cap : float
         Largest prior term of a shell, in units of the shell's mean ``W``.
+    prior_pool_shells : int
+        The prior's FSC is the mean over this many shells on each side of each shell
+        (:func:`cryosplat.reconstruct.grid.loss.pooled_fsc`; 0: each shell's own). A mixture of
+        Gaussians, smooth in Fourier space, cannot follow a penalty that jumps several-fold for
+        one shell: where a map's spectrum dips (EMD-6824 at 18–20 Å, where the data's FSC drops
+        for a shell) the Gaussians pushed out of the dip's shell distort its neighbours, and on
+        a set whose FSC with the truth stays above 0.5 to 9.7 Å it fell to 0.49 in the dip
+        (crossing 0.5 at 20.6 Å, both seeds); pooled over ±1 shell 0.51–0.52 there (9.6 Å).
+        Elsewhere no change beyond the fit's noise: 0.5 crossings −0.03 % and +0.06 % on
+        average over 29 and 19 sets (seeds 0, 1), 0.143 +0.1–0.3 %, one preferred-orientation
+        EMD-5625 fit flipping across its plateau at 0.5 (+6 %, the other seed −0.7 %)
+        (benchmarks/RESULTS.md, round 2, session 20).
     density_control_fraction : float
         Density control (:func:`cryosplat.reconstruct.grid.density_control.split_heaviest`):
         this part of the positive population, the Gaussians that hold the most mass, is split in
@@ -178,6 +190,7 @@ class GridFitConfig:
     noise_weighting: bool = False
     prior_strength: float = 0.3
     prior_cap: float = 2.0
+    prior_pool_shells: int = 1
     density_control_fraction: float = 0.1
     density_control_every: int = 20
     unpadded_above_box: int | None = 64
@@ -220,6 +233,10 @@ class GridFitConfig:
             raise InputError(
                 f"density_control_every must be non-negative, got {self.density_control_every}"
             )
+        if self.prior_pool_shells < 0:
+            raise InputError(
+                f"prior_pool_shells must be non-negative, got {self.prior_pool_shells}"
+            )
         if not 0.0 <= self.density_control_fraction < 0.5:
             raise InputError(
                 f"density_control_fraction must be in [0, 0.5), got {self.density_control_fraction}"
@@ -255,7 +272,9 @@ def fit_prior_ratios(
     if half_fsc is None or config.prior_strength == 0:
         return None
     n_shells = int(math.floor(stats.max_radius)) + 1
-    return shell_prior_ratios(half_fsc, n_shells, config.prior_strength, config.prior_cap)
+    return shell_prior_ratios(
+        half_fsc, n_shells, config.prior_strength, config.prior_cap, config.prior_pool_shells
+    )
 
 
 def inverse_noise_weights(stats: FourierStatistics) -> torch.Tensor:

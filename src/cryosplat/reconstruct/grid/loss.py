@@ -35,6 +35,7 @@ __all__ = [
     "half_grid_multiplicity",
     "low_shell_weights",
     "noise_power_by_shell",
+    "pooled_fsc",
     "shell_prior_ratios",
 ]
 
@@ -119,7 +120,33 @@ def low_shell_weights(stats: FourierStatistics) -> torch.Tensor:
     return out
 
 
-def shell_prior_ratios(half_fsc, n_shells: int, strength: float, cap: float) -> torch.Tensor:
+def pooled_fsc(half_fsc, pool_shells: int) -> np.ndarray:
+    """``half_fsc`` with each shell but the first replaced by the mean over ``pool_shells``
+    shells on each side of it (fewer at the ends; shell 0 is left out of every mean).
+
+    Parameters
+    ----------
+    half_fsc : array (M,)
+        FSC by shell, shell 0 first.
+    pool_shells : int
+        Non-negative; 0 returns the curve as it is.
+
+    Returns float64 (M,).
+    """
+    if pool_shells < 0:
+        raise ValueError(f"pool_shells must be non-negative, got {pool_shells}")
+    curve = np.asarray(half_fsc, dtype=np.float64).reshape(-1)
+    if pool_shells == 0 or curve.size < 3:
+        return curve.copy()
+    out = curve.copy()
+    for k in range(1, curve.size):
+        out[k] = curve[max(1, k - pool_shells) : k + pool_shells + 1].mean()
+    return out
+
+
+def shell_prior_ratios(
+    half_fsc, n_shells: int, strength: float, cap: float, pool_shells: int = 0
+) -> torch.Tensor:
     """The prior term of each shell relative to the shell's mean ``W``: ``λ(k) / W̄(k)``.
 
     A Gaussian prior on the map's Fourier coefficients, of variance ``τ²(k)`` per shell, adds
@@ -141,14 +168,17 @@ def shell_prior_ratios(half_fsc, n_shells: int, strength: float, cap: float) -> 
         Number of shells wanted (``floor(max_radius) + 1`` of the statistics).
     strength, cap : float
         Non-negative.
+    pool_shells : int
+        The FSC pooled over this many shells on each side first (:func:`pooled_fsc`;
+        ``GridFitConfig.prior_pool_shells``).
 
     Returns float64 (``n_shells``,).
     """
     if not strength >= 0 or not cap >= 0:
         raise ValueError(f"strength and cap must be non-negative, got {strength}, {cap}")
-    fsc = torch.as_tensor(np.asarray(half_fsc, dtype=np.float64)).reshape(-1)
-    if fsc.numel() == 0:
+    if np.asarray(half_fsc).size == 0:
         raise ValueError("half_fsc is empty")
+    fsc = torch.as_tensor(pooled_fsc(np.nan_to_num(np.asarray(half_fsc, float)), pool_shells))
     if fsc.numel() < n_shells:
         fsc = torch.cat([fsc, fsc[-1:].expand(n_shells - fsc.numel())])
     fsc = torch.nan_to_num(fsc[:n_shells], nan=0.0).clamp(1e-3, 0.999)
