@@ -125,11 +125,11 @@ class GridFitConfig:
         one shell: where a map's spectrum dips (EMD-6824 at 18–20 Å, where the data's FSC drops
         for a shell) the Gaussians pushed out of the dip's shell distort its neighbours, and on
         a set whose FSC with the truth stays above 0.5 to 9.7 Å it fell to 0.49 in the dip
-        (crossing 0.5 at 20.6 Å, both seeds); pooled over ±1 shell 0.51–0.52 there (9.6 Å).
+        (crossing 0.5 at 20.6 Å, four seeds); pooled over ±1 shell 0.51–0.52 there (9.6 Å).
         Elsewhere no change beyond the fit's noise: 0.5 crossings −0.03 % and +0.06 % on
-        average over 29 and 19 sets (seeds 0, 1), 0.143 +0.1–0.3 %, one preferred-orientation
-        EMD-5625 fit flipping across its plateau at 0.5 (+6 %, the other seed −0.7 %)
-        (benchmarks/RESULTS.md, round 2, session 20).
+        average over 29 and 19 sets (seeds 0, 1), 0.143 −0.06 % and +0.27 %, one
+        preferred-orientation EMD-5625 fit flipping across its plateau at 0.5 (+6 %; over four
+        seeds +1.2 %) (benchmarks/RESULTS.md, round 2, session 20).
     density_control_fraction : float
         Density control (:func:`cryosplat.reconstruct.grid.density_control.split_heaviest`):
         this part of the positive population, the Gaussians that hold the most mass, is split in
