@@ -102,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
     particles = read_particles(
         config.particles, datadir=config.datadir, poses=config.poses, ctf=config.ctf
     )
-    findings = check_particles(particles)
-    print(format_summary(summarize(particles)))
+    summary = summarize(particles)
+    findings = check_particles(particles, densest=summary.densest_cone)
+    print(format_summary(summary))
     for f in findings:
         stops = f" (reconstruct stops on this unless {ACCEPT_OPTION})" if f.refuse else ""
         print(f"warning: {f.message}{stops}")

@@ -258,12 +258,17 @@ def _subset_findings(particles: ParticleSet, label: str) -> list[Finding]:
     return []
 
 
-def _view_findings(particles: ParticleSet) -> list[Finding]:
+def _view_findings(
+    particles: ParticleSet, cone: tuple[float, np.ndarray] | None = None
+) -> list[Finding]:
     """Preferred orientation: half the views within 20° of one axis (never refused: the map is
-    still made, resolved unevenly; :mod:`cryosplat.particles.summary`)."""
+    still made, resolved unevenly; :mod:`cryosplat.particles.summary`). ``cone``: the densest
+    cone when the caller has it."""
     if particles.rotations is None or len(particles) < MIN_VIEWS_FOR_ORIENTATION:
         return []
-    share, axis = densest_cone(viewing_directions(particles.rotations))
+    if cone is None:
+        cone = densest_cone(viewing_directions(particles.rotations))
+    share, axis = cone
     if share < PREFERRED_SHARE:
         return []
     return [
@@ -279,9 +284,15 @@ def _view_findings(particles: ParticleSet) -> list[Finding]:
     ]
 
 
-def check_particles(particles: ParticleSet, use_random_subset: bool = True) -> list[Finding]:
+def check_particles(
+    particles: ParticleSet,
+    use_random_subset: bool = True,
+    densest: tuple[float, np.ndarray] | None = None,
+) -> list[Finding]:
     """Whole-set checks of a particle set's metadata (see the module docstring);
-    ``use_random_subset=False``: the half-set labels are not used, so not checked.
+    ``use_random_subset=False``: the half-set labels are not used, so not checked; ``densest``:
+    the views' densest cone when the caller has it (``ParticleSummary.densest_cone``), not
+    counted again.
 
     Raises
     ------
@@ -302,7 +313,7 @@ def check_particles(particles: ParticleSet, use_random_subset: bool = True) -> l
     findings += _duplicate_findings(particles, labels["images"])
     if use_random_subset:
         findings += _subset_findings(particles, labels["subset"])
-    findings += _view_findings(particles)
+    findings += _view_findings(particles, densest)
     return findings
 
 

@@ -178,10 +178,11 @@ def shell_prior_ratios(
         raise ValueError(f"strength and cap must be non-negative, got {strength}, {cap}")
     if np.asarray(half_fsc).size == 0:
         raise ValueError("half_fsc is empty")
-    fsc = torch.as_tensor(pooled_fsc(np.nan_to_num(np.asarray(half_fsc, float)), pool_shells))
+    curve = np.nan_to_num(np.asarray(half_fsc, dtype=np.float64), nan=0.0)
+    fsc = torch.as_tensor(pooled_fsc(curve, pool_shells))
     if fsc.numel() < n_shells:
         fsc = torch.cat([fsc, fsc[-1:].expand(n_shells - fsc.numel())])
-    fsc = torch.nan_to_num(fsc[:n_shells], nan=0.0).clamp(1e-3, 0.999)
+    fsc = fsc[:n_shells].clamp(1e-3, 0.999)  # NaN already 0 (above)
     return (strength * (1.0 - fsc) / fsc).clamp_max(cap)
 
 
