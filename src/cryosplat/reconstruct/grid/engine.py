@@ -37,9 +37,8 @@ from cryosplat.reconstruct.grid.capacity import (
     MIN_SHELL_SSNR,
     gaussians_for_data,
 )
-from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
+from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, prior_ratios, stage_boxes
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
-from cryosplat.reconstruct.grid.loss import shell_prior_ratios
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
     DEFAULT_WIENER_REGULARIZATION,
@@ -253,9 +252,7 @@ def _log_prior(curve: np.ndarray, fit: GridFitConfig, extent_angstrom: float) ->
     if fit.prior_strength == 0:
         log.info("prior on the map: none (--prior-strength 0)")
         return
-    ratios = shell_prior_ratios(
-        curve, len(curve), fit.prior_strength, fit.prior_cap, fit.prior_pool_shells
-    )
+    ratios = prior_ratios(curve, len(curve), fit)
     capped = np.flatnonzero(ratios[1:].numpy() >= fit.prior_cap) + 1
     where = f"from {extent_angstrom / capped[0]:.1f} Å" if capped.size else "nowhere"
     log.info(

@@ -42,7 +42,14 @@ from cryosplat.reconstruct.grid.loss import (
 from cryosplat.reconstruct.grid.parameters import FitParameters
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
-__all__ = ["GridFitConfig", "GridLoss", "gridded_loss", "fit_gaussians", "stage_boxes"]
+__all__ = [
+    "GridFitConfig",
+    "GridLoss",
+    "gridded_loss",
+    "fit_gaussians",
+    "prior_ratios",
+    "stage_boxes",
+]
 
 
 @dataclass
@@ -271,7 +278,12 @@ def fit_prior_ratios(
     """The prior's ``λ / W̄`` per shell the config asks for, or None (no FSC, or strength 0)."""
     if half_fsc is None or config.prior_strength == 0:
         return None
-    n_shells = int(math.floor(stats.max_radius)) + 1
+    return prior_ratios(half_fsc, int(math.floor(stats.max_radius)) + 1, config)
+
+
+def prior_ratios(half_fsc, n_shells: int, config: GridFitConfig) -> torch.Tensor:
+    """:func:`cryosplat.reconstruct.grid.loss.shell_prior_ratios` with the config's strength,
+    cap and pooling: the one place the fit's settings become its prior."""
     return shell_prior_ratios(
         half_fsc, n_shells, config.prior_strength, config.prior_cap, config.prior_pool_shells
     )

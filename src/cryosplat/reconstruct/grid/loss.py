@@ -176,10 +176,10 @@ def shell_prior_ratios(
     """
     if not strength >= 0 or not cap >= 0:
         raise ValueError(f"strength and cap must be non-negative, got {strength}, {cap}")
-    if np.asarray(half_fsc).size == 0:
+    curve = np.asarray(half_fsc, dtype=np.float64).reshape(-1)
+    if curve.size == 0:
         raise ValueError("half_fsc is empty")
-    curve = np.nan_to_num(np.asarray(half_fsc, dtype=np.float64), nan=0.0)
-    fsc = torch.as_tensor(pooled_fsc(curve, pool_shells))
+    fsc = torch.as_tensor(pooled_fsc(np.nan_to_num(curve, nan=0.0), pool_shells))
     if fsc.numel() < n_shells:
         fsc = torch.cat([fsc, fsc[-1:].expand(n_shells - fsc.numel())])
     fsc = fsc[:n_shells].clamp(1e-3, 0.999)  # NaN already 0 (above)
