@@ -134,5 +134,6 @@ def test_reconstruct_logs_the_prior_and_turns_it_off(tiny_set, tmp_path):
         out = tmp_path / name
         assert main(["reconstruct", str(tiny_set), "-o", str(out), *args, *extra]) == 0
         logs[name] = (out / "log.txt").read_text()
-    assert "prior on the map: strength 0.3, from the FSC of the halves" in logs["default"]
+    assert "prior on the map: strength 0.5, from the FSC of the halves" in logs["default"]
+    assert "the FSC sees" in logs["default"]
     assert "prior on the map: none (--prior-strength 0)" in logs["off"]

@@ -187,7 +187,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--prior-strength",
         type=float,
         help="strength of the per-shell prior on the map, set from the FSC of the half sets' "
-        "direct inversions as RELION sets its tau2 (0: none; default 0.3)",
+        "direct inversions as RELION sets its tau2 (0: none; default 0.5)",
     )
     g.add_argument(
         "--density-control",

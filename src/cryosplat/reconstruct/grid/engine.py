@@ -37,7 +37,13 @@ from cryosplat.reconstruct.grid.capacity import (
     MIN_SHELL_SSNR,
     gaussians_for_data,
 )
-from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, prior_ratios, stage_boxes
+from cryosplat.reconstruct.grid.fit import (
+    GridFitConfig,
+    fit_gaussians,
+    fsc_weight_ratio,
+    prior_ratios,
+    stage_boxes,
+)
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
@@ -248,17 +254,24 @@ def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return fsc(data_maps[0] * mask, data_maps[1] * mask)
 
 
-def _log_prior(curve: np.ndarray, fit: GridFitConfig, extent_angstrom: float) -> None:
+def _log_prior(
+    curve: np.ndarray, fit: GridFitConfig, extent_angstrom: float, stats: FourierStatistics | None
+) -> None:
     if fit.prior_strength == 0:
         log.info("prior on the map: none (--prior-strength 0)")
         return
-    ratios = prior_ratios(curve, len(curve), fit)
+    ratios = prior_ratios(curve, len(curve), fit, stats)
     capped = np.flatnonzero(ratios[1:].numpy() >= fit.prior_cap) + 1
     where = f"from {extent_angstrom / capped[0]:.1f} Å" if capped.size else "nowhere"
+    seen = ""
+    if stats is not None:
+        ratio = float(fsc_weight_ratio(stats)[1:].median())
+        seen = f"; the FSC sees {ratio:.2f} of the shells' mean CTF² (median; 1: even views)"
     log.info(
         "prior on the map: strength %g, from the FSC of the halves' direct inversions (as "
-        "RELION's tau2); at its cap (%g × the shell's mean CTF²) %s",
+        "RELION's tau2)%s; at its cap (%g × the shell's mean CTF²) %s",
         fit.prior_strength,
+        seen,
         fit.prior_cap,
         where,
     )
@@ -366,7 +379,8 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         data_maps = statistics.data_maps()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
         curve = half_data_fsc(data_maps)
-        _log_prior(curve, gcfg.fit, particles.box * particles.pixel_size_angstrom)
+        seen = next((t for t in train if t is not None), None)
+        _log_prior(curve, gcfg.fit, particles.box * particles.pixel_size_angstrom, seen)
     half_fsc = dist.broadcast_object(curve)
     fit = gcfg.fit
     symmetry = config.symmetry

@@ -40,7 +40,10 @@ from cryosplat.reconstruct.grid.loss import (
     shell_prior_ratios,
 )
 from cryosplat.reconstruct.grid.parameters import FitParameters
-from cryosplat.reconstruct.grid.statistics import FourierStatistics
+from cryosplat.reconstruct.grid.statistics import (
+    DEFAULT_WIENER_REGULARIZATION,
+    FourierStatistics,
+)
 
 __all__ = [
     "GridFitConfig",
@@ -48,6 +51,7 @@ __all__ = [
     "gridded_loss",
     "fit_gaussians",
     "prior_ratios",
+    "fsc_weight_ratio",
     "stage_boxes",
 ]
 
@@ -117,12 +121,17 @@ class GridFitConfig:
     prior_strength : float
         Strength of the per-shell Gaussian prior on the map (RELION's regularised likelihood,
         :func:`cryosplat.reconstruct.grid.loss.shell_prior_ratios`), set from the FSC of the
-        two half sets' direct inversions (``half_fsc`` of :func:`fit_gaussians`); 0 turns it off.
-        Without it the Gaussians fit the noise of the shells that hold little signal with
-        whatever their shapes make there: on EMD-1832 the FSC with the truth fell to -0.1 from
-        19 to 13 Å. Measured on the map-based benchmark sets (two seeds): 1 (the value for a map
-        free voxel by voxel) is too strong for a mixture, which is a prior of its own; 0.3 is
-        used.
+        two half sets' direct inversions (``half_fsc`` of :func:`fit_gaussians`) and the ``W``
+        that FSC sees (:func:`fsc_weight_ratio`); 0 turns it off. Without it the Gaussians fit
+        the noise of the shells that hold little signal with whatever their shapes make there:
+        on EMD-1832 the FSC with the truth fell to -0.1 from 19 to 13 Å. 1 (the value for a map
+        free voxel by voxel) is too strong for a mixture, which is a prior of its own. 0.5 since
+        round 2 session 22, when the signal's power came to be read with the ``W`` the FSC sees
+        rather than the shell's mean (half the mean with the real view distribution most
+        benchmark sets have, so 0.5 is there the 0.3 measured best on them in session 7; a
+        fifth of it with preferred orientation, where the mean's prior was some five times too
+        strong: EMD-6824 with 85 % of the views within 15° of one axis fell 0.034 under
+        cryoDRGN's curve at 18–21 Å, 0.004 with it; benchmarks/RESULTS.md).
     prior_cap : float
         Largest prior term of a shell, in units of the shell's mean ``W``.
     prior_pool_shells : int
@@ -195,7 +204,7 @@ class GridFitConfig:
     exclude_zero_frequency: bool = False
     low_shell_weighting: bool = True
     noise_weighting: bool = False
-    prior_strength: float = 0.3
+    prior_strength: float = 0.5
     prior_cap: float = 2.0
     prior_pool_shells: int = 1
     density_control_fraction: float = 0.1
@@ -278,15 +287,33 @@ def fit_prior_ratios(
     """The prior's ``λ / W̄`` per shell the config asks for, or None (no FSC, or strength 0)."""
     if half_fsc is None or config.prior_strength == 0:
         return None
-    return prior_ratios(half_fsc, int(math.floor(stats.max_radius)) + 1, config)
+    return prior_ratios(half_fsc, int(math.floor(stats.max_radius)) + 1, config, stats)
 
 
-def prior_ratios(half_fsc, n_shells: int, config: GridFitConfig) -> torch.Tensor:
+def prior_ratios(
+    half_fsc, n_shells: int, config: GridFitConfig, stats: FourierStatistics | None = None
+) -> torch.Tensor:
     """:func:`cryosplat.reconstruct.grid.loss.shell_prior_ratios` with the config's strength,
-    cap and pooling: the one place the fit's settings become its prior."""
+    cap and pooling, and the ``W`` that the FSC sees relative to the mean ``W`` of ``stats``
+    (:func:`fsc_weight_ratio`; views sampled alike without them): the one place the fit's
+    settings become its prior."""
     return shell_prior_ratios(
-        half_fsc, n_shells, config.prior_strength, config.prior_cap, config.prior_pool_shells
+        half_fsc,
+        n_shells,
+        config.prior_strength,
+        config.prior_cap,
+        config.prior_pool_shells,
+        None if stats is None else fsc_weight_ratio(stats),
     )
+
+
+def fsc_weight_ratio(stats: FourierStatistics) -> torch.Tensor:
+    """``W_F / W̄`` per shell: the ``W`` the halves' FSC sees
+    (:meth:`FourierStatistics.fsc_weight_by_shell`, at the Wiener constant of the data maps
+    that FSC is made from) over the mean ``W``; 1 where a shell holds no ``W``."""
+    mean = stats.mean_weight_by_shell()
+    seen = stats.fsc_weight_by_shell(DEFAULT_WIENER_REGULARIZATION)
+    return torch.where(mean > 0, seen / mean.clamp_min(1e-300), torch.ones_like(mean))
 
 
 def inverse_noise_weights(stats: FourierStatistics) -> torch.Tensor:

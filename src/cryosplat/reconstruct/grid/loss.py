@@ -145,19 +145,27 @@ def pooled_fsc(half_fsc, pool_shells: int) -> np.ndarray:
 
 
 def shell_prior_ratios(
-    half_fsc, n_shells: int, strength: float, cap: float, pool_shells: int = 0
+    half_fsc,
+    n_shells: int,
+    strength: float,
+    cap: float,
+    pool_shells: int = 0,
+    weight_ratio=None,
 ) -> torch.Tensor:
     """The prior term of each shell relative to the shell's mean ``W``: ``λ(k) / W̄(k)``.
 
     A Gaussian prior on the map's Fourier coefficients, of variance ``τ²(k)`` per shell, adds
     ``λ(k) |X̂|²`` to the loss with ``λ = σ² / τ²`` (RELION's regularised likelihood: the
-    minimiser over all maps becomes ``B / (W + λ)``). The signal-to-noise ratio of one half set
-    is ``W̄ τ² / σ² = FSC / (1 − FSC)`` with the FSC of the two halves' direct inversions, so
-    ``λ / W̄ = strength · (1 − FSC) / FSC``, at most ``cap``. ``strength = 1`` is the Bayesian
-    value for a map free voxel by voxel; a mixture of Gaussians is a stronger prior of its own
-    and measured best with less (see ``GridFitConfig.prior_strength``). The cap keeps shells with
-    no signal from dominating the fit: a Gaussian can only lower its content there by spreading
-    out, which costs the shells that hold signal.
+    minimiser over all maps becomes ``B / (W + λ)``). The FSC of the two halves' direct
+    inversions gives the signal's power: ``τ² / σ² = FSC / (1 − FSC) / W_F`` with ``W_F`` the
+    shell's ``W`` as that FSC sees it
+    (:meth:`~cryosplat.reconstruct.grid.statistics.FourierStatistics.fsc_weight_by_shell`; the
+    mean ``W̄`` where every direction is sampled alike, less where the views are uneven), so
+    ``λ / W̄ = strength · (W_F / W̄) · (1 − FSC) / FSC``, at most ``cap``. ``strength = 1`` is
+    the Bayesian value for a map free voxel by voxel; a mixture of Gaussians is a stronger prior
+    of its own and measured best with less (see ``GridFitConfig.prior_strength``). The cap
+    keeps shells with no signal from dominating the fit: a Gaussian can only lower its content
+    there by spreading out, which costs the shells that hold signal.
 
     Parameters
     ----------
@@ -171,6 +179,9 @@ def shell_prior_ratios(
     pool_shells : int
         The FSC pooled over this many shells on each side first (:func:`pooled_fsc`;
         ``GridFitConfig.prior_pool_shells``).
+    weight_ratio : array (L,), optional
+        ``W_F / W̄`` per shell, positive (shells past its end repeat its last value); 1 (views
+        sampled alike) when not given.
 
     Returns float64 (``n_shells``,).
     """
@@ -179,11 +190,24 @@ def shell_prior_ratios(
     curve = np.asarray(half_fsc, dtype=np.float64).reshape(-1)
     if curve.size == 0:
         raise ValueError("half_fsc is empty")
-    fsc = torch.as_tensor(pooled_fsc(np.nan_to_num(curve, nan=0.0), pool_shells))
-    if fsc.numel() < n_shells:
-        fsc = torch.cat([fsc, fsc[-1:].expand(n_shells - fsc.numel())])
-    fsc = fsc[:n_shells].clamp(1e-3, 0.999)  # NaN already 0 (above)
-    return (strength * (1.0 - fsc) / fsc).clamp_max(cap)
+    fsc = _per_shell(
+        torch.as_tensor(pooled_fsc(np.nan_to_num(curve, nan=0.0), pool_shells)), n_shells
+    )
+    fsc = fsc.clamp(1e-3, 0.999)  # NaN already 0 (above)
+    ratios = strength * (1.0 - fsc) / fsc
+    if weight_ratio is not None:
+        ratio = torch.as_tensor(np.asarray(weight_ratio, dtype=np.float64)).reshape(-1)
+        if ratio.numel() == 0 or not bool((ratio > 0).all()):
+            raise ValueError("weight_ratio must hold positive values")
+        ratios = ratios * _per_shell(ratio, n_shells)
+    return ratios.clamp_max(cap)
+
+
+def _per_shell(values: torch.Tensor, n_shells: int) -> torch.Tensor:
+    """The first ``n_shells`` values, the last repeated where there are fewer."""
+    if values.numel() < n_shells:
+        values = torch.cat([values, values[-1:].expand(n_shells - values.numel())])
+    return values[:n_shells]
 
 
 class _SpectrumLoss(torch.autograd.Function):
