@@ -13,13 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.reconstruct.grid.fit import (
-    GridFitConfig,
-    fit_prior_ratios,
-    fsc_weight_ratio,
-    prior_ratios,
-)
+from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.grid.loss import shell_prior_ratios
+from cryosplat.reconstruct.grid.prior import fit_prior_ratios, fsc_weight_ratio, prior_ratios
 from cryosplat.reconstruct.grid.statistics import (
     DEFAULT_WIENER_REGULARIZATION,
     FourierStatistics,

@@ -37,14 +37,9 @@ from cryosplat.reconstruct.grid.capacity import (
     MIN_SHELL_SSNR,
     gaussians_for_data,
 )
-from cryosplat.reconstruct.grid.fit import (
-    GridFitConfig,
-    fit_gaussians,
-    fsc_weight_ratio,
-    prior_ratios,
-    stage_boxes,
-)
+from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
     DEFAULT_WIENER_REGULARIZATION,
