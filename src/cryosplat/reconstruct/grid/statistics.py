@@ -219,8 +219,8 @@ class FourierStatistics:
         """The ``W`` of each shell as the FSC of two such sets' direct inversions sees it, float64
         (CPU), shells ``0 … ⌊max_radius⌋``.
 
-        Two halves inverted as :func:`wiener_inversion` does, ``D = B / (W + c)`` (``c`` the
-        ``regularization`` times the mean gathered ``W``), hold at each point the signal times
+        Two halves inverted as :func:`wiener_inversion` does, ``D = B / (W + c)`` (``c``:
+        :func:`wiener_constant`), hold at each point the signal times
         ``g = W / (W + c)`` and a noise of variance ``σ² W / (W + c)²``. For a signal of power
         ``S`` per point throughout a shell their FSC gives ``FSC / (1 − FSC) = (S / σ²) ·
         Σ W² / (W + c)² / Σ W / (W + c)²``: that ratio of sums, returned here, is the ``W`` that
@@ -234,9 +234,7 @@ class FourierStatistics:
         if regularization < 0:
             raise ValueError(f"regularization must be non-negative, got {regularization}")
         if regularization not in self._fsc_weights:  # once per statistics object, as the mean
-            count = int(torch.count_nonzero(self.weights))
-            total = float(self.weights.sum(dtype=torch.float64))
-            c = max(regularization * (total / count if count else 1.0), 1e-30)
+            c = max(wiener_constant(self.weights, regularization), 1e-30)
             signal, noise = self._shell_sums(
                 lambda w: (w / (w + c)).square_(), lambda w: w / (w + c).square_()
             )
@@ -404,6 +402,13 @@ class FourierStatistics:
             raise InputError(f"{path}: cannot read Fourier statistics ({exc})") from None
 
 
+def wiener_constant(weights: torch.Tensor, regularization: float) -> float:
+    """The Wiener constant ``c`` of a direct inversion ``B / (W + c)``: ``regularization`` times
+    the mean of ``W`` over the gathered (non-zero) frequencies (``W`` is a sum of squares)."""
+    count = int(torch.count_nonzero(weights))
+    return regularization * (float(weights.sum(dtype=torch.float64)) / count if count else 1.0)
+
+
 def wiener_inversion(
     parts: list[FourierStatistics],
     regularization: float = DEFAULT_WIENER_REGULARIZATION,
@@ -422,10 +427,8 @@ def wiener_inversion(
         first._check_compatible(other)
         weights += other.weights.to(weights.device)
         data += other.data.to(data.device)
-    # W is a sum of squares: its mean over the gathered (non-zero) frequencies. Where W is 0,
-    # B is 0 too (nothing was inserted there) and so is the quotient.
-    count = int(torch.count_nonzero(weights))
-    lam = regularization * (float(weights.sum(dtype=torch.float64)) / count if count else 1.0)
+    # Where W is 0, B is 0 too (nothing was inserted there) and so is the quotient.
+    lam = wiener_constant(weights, regularization)
     data /= weights.add_(lam).clamp_min_(1e-30)
     del weights
     # In the statistics' own precision: at large boxes the padded transforms are most of the
