@@ -94,6 +94,16 @@ class _SpectrumLossWrongBackward(_SpectrumLoss):
         return tuple(grads)
 
 
+class _SpectrumLossWrongCoarse(_SpectrumLoss):
+    """A plausible bug: the coarse part's gradient without the conjugate of its phase."""
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_spectrum):
+        grads = list(_SpectrumLoss.backward(ctx, grad_loss, grad_spectrum))
+        grads[1] = torch.roll(grads[1], 1, dims=0)
+        return tuple(grads)
+
+
 @pytest.mark.parametrize(
     "function,passes", [(_FootprintSum, True), (_FootprintSumWrongBackward, False)]
 )
@@ -161,20 +171,46 @@ def test_spectrum_loss_gradcheck(function, passes):
     volume, weights, data, size = _spectrum_inputs()
 
     def f(v):
-        return function.apply(v, weights, data, size)[0]
+        return function.apply(v, None, weights, data, size)[0]
 
     assert torch.autograd.gradcheck(f, (volume.requires_grad_(),), raise_exception=False) is passes
 
 
-@pytest.mark.parametrize("box,size", [(4, 8), (5, 10), (6, 6), (5, 5)])
-def test_spectrum_loss_equals_its_plain_autograd_twin(box, size):
+@pytest.mark.parametrize(
+    "function,passes", [(_SpectrumLoss, True), (_SpectrumLossWrongCoarse, False)]
+)
+@pytest.mark.parametrize("box,size", [(8, 16), (6, 6), (10, 10)])
+def test_spectrum_loss_with_a_coarse_part_gradcheck(function, passes, box, size):
+    """The loss of a map with a part at twice the voxel size (model.two_grid), in both parts:
+    padded, unpadded with an odd coarse box (6 → 3) and an odd coarse padded size (10 → 5)."""
+    volume, weights, data, size = _spectrum_inputs(seed=7, box=box, size=size)
+    g = torch.Generator().manual_seed(8)
+    coarse = torch.randn((box // 2,) * 3, dtype=torch.float64, generator=g)
+
+    def f(v, c):
+        return function.apply(v, c, weights, data, size)[0]
+
+    inputs = (volume.requires_grad_(), coarse.requires_grad_())
+    assert torch.autograd.gradcheck(f, inputs, raise_exception=False) is passes
+
+
+@pytest.mark.parametrize(
+    "box,size,coarse",
+    [(4, 8, False), (5, 10, False), (6, 6, False), (5, 5, False), (8, 16, True), (6, 6, True)],
+)
+def test_spectrum_loss_equals_its_plain_autograd_twin(box, size, coarse):
     volume, weights, data, size = _spectrum_inputs(seed=3, box=box, size=size)
+    g = torch.Generator().manual_seed(4)
+    part = torch.randn((box // 2,) * 3, dtype=torch.float64, generator=g) if coarse else None
     results = []
     for fn in (_SpectrumLoss.apply, spectrum_loss_reference):
         leaf = volume.clone().requires_grad_()
-        loss, spectrum = fn(leaf, weights, data, size)
+        leaf_c = None if part is None else part.clone().requires_grad_()
+        loss, spectrum = fn(leaf, leaf_c, weights, data, size)
         loss.backward()
         results.append((loss.detach(), spectrum, leaf.grad))
+        if leaf_c is not None:
+            results[-1] += (leaf_c.grad,)
     for custom, plain in zip(*results, strict=True):
         torch.testing.assert_close(custom, plain, rtol=1e-12, atol=1e-12)
 

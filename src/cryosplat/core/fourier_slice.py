@@ -117,16 +117,18 @@ def padded_rfft_adjoint(
     return _half_spectrum_adjoint(grad, size, _wrapped_indices(box, size, grad.device), scale)
 
 
-def _half_spectrum_adjoint(grad, size: int, keep: torch.Tensor, scale: float) -> torch.Tensor:
-    """``scale · Re Σ_{k in half} g_k e^{+2πi k·n/P}`` at the voxels ``n`` of ``keep`` (n,) along
-    each axis: one pass over the grid (the scale, and ½ on the columns that stand for two
+def _half_spectrum_adjoint(grad, size: int, keep: torch.Tensor | slice, scale: float):
+    """``scale · Re Σ_{k in half} g_k e^{+2πi k·n/P}`` at the voxels ``n`` of ``keep`` (n,) (or
+    a slice) along each axis: one pass over the grid (the scale, and ½ on the columns that stand for two
     frequencies, ``0 < kx < P/2``, as one factor per column), then one cropped inverse real FFT."""
     real = torch.float64 if grad.dtype in (torch.float64, torch.complex128) else torch.float32
     factor = torch.full((grad.shape[-1],), float(scale * size**3), dtype=real, device=grad.device)
     factor[1 : (size + 1) // 2] *= 0.5
     g = grad * factor
-    if size == keep.numel():  # unpadded: every row is the map's
+    if size == _count(keep, size):  # unpadded: every row is the map's
         full = torch.fft.irfftn(g, s=(size, size, size))
+        if isinstance(keep, slice):
+            return full
         return full[keep[:, None, None], keep[None, :, None], keep[None, None, :]]
     # Only the map's D of P rows are read back along each axis: transform along z, keep D rows,
     # along y, keep D, then the real transform along x (about half the work of the full inverse).
@@ -144,7 +146,7 @@ def corner_rfft_adjoint(
     and lets the FFT pad; its spectrum is the wrapped one times
     :func:`wrapped_to_corner_phase`.
     """
-    return _half_spectrum_adjoint(grad, size, torch.arange(box, device=grad.device), scale)
+    return _half_spectrum_adjoint(grad, size, slice(0, box), scale)
 
 
 def wrapped_to_corner_phase(box: int, size: int, device=None, dtype=torch.complex64):
@@ -250,11 +252,12 @@ def full_to_half(full: torch.Tensor) -> torch.Tensor:
     return torch.cat([full[:, :, size // 2 :], full[:, :, :1]], dim=2)
 
 
-def cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor) -> torch.Tensor:
+def cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor | slice) -> torch.Tensor:
     """``torch.fft.irfftn(half, s=(size,) * 3)[keep][:, keep][:, :, keep]``, in bounded memory.
 
     The inverse transform of a ``(P, P, P//2 + 1)`` half spectrum (as stored: no shift is
-    applied) read at the indices ``keep`` (n,) of each axis, a slab of ``x`` columns at a time
+    applied) read at the indices ``keep`` (n,) of each axis, or the rows of a ``slice`` (views,
+    no gather: the corner placement's ``slice(0, D)``), a slab of ``x`` columns at a time
     (transform along ``z``, keep n of P rows, then along ``y``): the temporaries are slabs and
     the ``(n, n, P//2 + 1)`` partial result, never a second padded grid (gigabytes at large
     boxes). ``half`` may be real (a real spectrum, e.g. summed weights).
@@ -262,14 +265,25 @@ def cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor) -> torch.T
     complex_dtype = (
         torch.complex128 if half.dtype in (torch.float64, torch.complex128) else (torch.complex64)
     )
-    n, width = keep.numel(), half.shape[2]
+    n, width = _count(keep, size), half.shape[2]
     partial = torch.empty((n, n, width), dtype=complex_dtype, device=half.device)
     slab = max(1, 2**24 // max(1, half.shape[0] * half.shape[1]))
     for start in range(0, width, slab):
         block = half[:, :, start : start + slab].to(complex_dtype)
-        block = torch.fft.ifft(block, dim=0).index_select(0, keep)
-        partial[:, :, start : start + slab] = torch.fft.ifft(block, dim=1).index_select(1, keep)
-    return torch.fft.irfft(partial, n=size, dim=2).index_select(2, keep)
+        block = _rows(torch.fft.ifft(block, dim=0), 0, keep)
+        partial[:, :, start : start + slab] = _rows(torch.fft.ifft(block, dim=1), 1, keep)
+    return _rows(torch.fft.irfft(partial, n=size, dim=2), 2, keep)
+
+
+def _count(keep: torch.Tensor | slice, size: int) -> int:
+    return len(range(*keep.indices(size))) if isinstance(keep, slice) else keep.numel()
+
+
+def _rows(t: torch.Tensor, dim: int, keep: torch.Tensor | slice) -> torch.Tensor:
+    """``t`` at the indices (or slice) ``keep`` along ``dim``."""
+    if isinstance(keep, slice):
+        return t[(slice(None),) * dim + (keep,)]
+    return t.index_select(dim, keep)
 
 
 def centred_cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor) -> torch.Tensor:

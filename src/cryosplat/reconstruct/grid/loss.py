@@ -20,6 +20,12 @@ import math
 import numpy as np
 import torch
 
+from cryosplat.core.coarse_spectrum import (
+    add_coarse_spectrum,
+    coarse_offset,
+    coarse_spectrum_adjoint,
+    embed_coarse_spectrum,
+)
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import (
     corner_rfft_adjoint,
@@ -27,6 +33,7 @@ from cryosplat.core.fourier_slice import (
     wrapped_to_corner_phase,
 )
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.model.two_grid import TwoGridVolume
 from cryosplat.reconstruct.grid.statistics import FourierStatistics, padded_shell_index
 
 __all__ = [
@@ -211,23 +218,31 @@ def _per_shell(values: torch.Tensor, n_shells: int) -> torch.Tensor:
 
 
 class _SpectrumLoss(torch.autograd.Function):
-    """``(volume) → (loss less constant, spectrum)`` with an analytic backward.
+    """``(volume, coarse) → (loss less constant, spectrum)`` with an analytic backward.
 
     ``F = rfftn(map, s=(P,) * 3)`` (the map zero-padded at its corner: voxel ``i`` at index
     ``i``; ``B`` must be stated for that placement, :func:`~cryosplat.core.fourier_slice.wrapped_to_corner_phase`),
+    plus, when a ``coarse`` map (box D/2, twice the voxel) is given, its spectrum taken to the fine
+    grid (:func:`~cryosplat.core.coarse_spectrum.add_coarse_spectrum`);
     ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)`` and the map gradient is
-    :func:`~cryosplat.core.fourier_slice.corner_rfft_adjoint` of it. Only the residual ``W F − B``
-    is kept for the backward pass (plain autograd, :func:`spectrum_loss_reference`, keeps more
-    grids: at large boxes these are most of the memory); no gradient grid is made for the
-    spectrum, which is not differentiable.
+    :func:`~cryosplat.core.fourier_slice.corner_rfft_adjoint` of it (the coarse map's through
+    :func:`~cryosplat.core.coarse_spectrum.coarse_spectrum_adjoint` first). Only the residual
+    ``W F − B`` is kept for the backward pass (plain autograd, :func:`spectrum_loss_reference`,
+    keeps more grids: at large boxes these are most of the memory); no gradient grid is made for
+    the spectrum, which is not differentiable.
     """
 
     @staticmethod
-    def forward(ctx, volume, weights, data, size):
+    def forward(ctx, volume, coarse, weights, data, size):
         spectrum = torch.fft.rfftn(volume, s=(size, size, size))
+        ctx.box, ctx.size = volume.shape[-1], size
+        if coarse is not None:
+            half = size // 2
+            coarse_spectrum = torch.fft.rfftn(coarse, s=(half, half, half))
+            add_coarse_spectrum(spectrum, coarse_spectrum, coarse_offset(ctx.box))
         loss, residual = _data_term_and_residual(spectrum, weights, data)
         ctx.save_for_backward(residual)
-        ctx.size, ctx.box = size, volume.shape[-1]
+        ctx.coarse_box = None if coarse is None else coarse.shape[-1]
         ctx.mark_non_differentiable(spectrum)
         ctx.set_materialize_grads(False)
         return loss, spectrum
@@ -235,10 +250,17 @@ class _SpectrumLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, grad_spectrum):
         if grad_loss is None:
-            return None, None, None, None
+            return None, None, None, None, None
         (residual,) = ctx.saved_tensors
         volume_grad = corner_rfft_adjoint(residual, ctx.box, ctx.size, scale=2.0)
-        return volume_grad * grad_loss, None, None, None
+        coarse_grad = None
+        if ctx.coarse_box is not None and ctx.needs_input_grad[1]:
+            coarse_residual = coarse_spectrum_adjoint(residual, coarse_offset(ctx.box))
+            coarse_grad = corner_rfft_adjoint(
+                coarse_residual, ctx.coarse_box, ctx.size // 2, scale=2.0
+            )
+            coarse_grad = coarse_grad * grad_loss
+        return volume_grad * grad_loss, coarse_grad, None, None, None
 
 
 def _data_term_and_residual(spectrum, weights, data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,12 +283,17 @@ def _data_term_and_residual(spectrum, weights, data) -> tuple[torch.Tensor, torc
     return loss, residual
 
 
-def spectrum_loss_reference(volume, weights, data, size):
+def spectrum_loss_reference(volume, coarse, weights, data, size):
     """:class:`_SpectrumLoss` in plain PyTorch autograd (same arguments and results).
 
     The twin the custom backward is tested against; slower and with more memory.
     """
     spectrum = torch.fft.rfftn(volume, s=(size, size, size))
+    if coarse is not None:
+        half = size // 2
+        coarse_spectrum = torch.fft.rfftn(coarse, s=(half, half, half))
+        offset = coarse_offset(volume.shape[-1])
+        spectrum = spectrum + embed_coarse_spectrum(coarse_spectrum, size, offset)
     loss = (spectrum.conj() * (weights * spectrum - 2.0 * data)).real.sum()
     return loss, spectrum.detach()
 
@@ -364,14 +391,29 @@ class GridLoss:
         self.weights *= factor**2
         self.data *= factor
 
-    def data_term_and_spectrum(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def data_term_and_spectrum(
+        self, volume: torch.Tensor | TwoGridVolume
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(1/d²)[Σ W|X̂|² − 2 Re(conj X̂ B)]`` (the loss less its constant; differentiable)
-        and the half spectrum of the (apodised) map zero-padded at its corner, for :meth:`data_term`."""
-        if tuple(volume.shape) != (self.box,) * 3:
-            raise ValueError(f"volume has shape {tuple(volume.shape)}, expected {(self.box,) * 3}")
+        and the half spectrum of the (apodised) map zero-padded at its corner, for :meth:`data_term`.
+
+        ``volume`` is a D³ map, or a :class:`~cryosplat.model.two_grid.TwoGridVolume` whose
+        coarse part is taken to this grid's spectrum (:mod:`cryosplat.core.coarse_spectrum`)."""
+        parts = volume if isinstance(volume, TwoGridVolume) else TwoGridVolume(volume)
+        fine, coarse = parts.fine, parts.coarse
+        if tuple(fine.shape) != (self.box,) * 3:
+            raise ValueError(f"volume has shape {tuple(fine.shape)}, expected {(self.box,) * 3}")
+        if coarse is not None and (self.size % 2 or tuple(coarse.shape) != (self.box // 2,) * 3):
+            raise ValueError(
+                f"coarse part has shape {tuple(coarse.shape)}, expected {(self.box // 2,) * 3} "
+                f"(and an even padded size, got {self.size})"
+            )
         if self.apodization is not None:
-            volume = volume * self.apodization
-        return _SpectrumLoss.apply(volume, self.weights, self.data, self.size)
+            fine = fine * self.apodization
+            if coarse is not None:
+                step = slice(parts.offset, None, 2)
+                coarse = coarse * self.apodization[step, step, step]
+        return _SpectrumLoss.apply(fine, coarse, self.weights, self.data, self.size)
 
     def data_term(self, spectrum: torch.Tensor) -> torch.Tensor:
         """The loss less its constant for a spectrum from another grid's

@@ -14,6 +14,7 @@ from cryosplat.core.errors import CryosplatError
 from cryosplat.core.mixture import Mixture
 from cryosplat.core.symmetry import expand_gaussians, symmetrize_on_grid, voxel_permutations
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus
+from cryosplat.model.two_grid import TwoGridVolume, voxelize_two_grids
 from cryosplat.model.voxelize import voxelize_gaussians
 
 __all__ = ["FitParameters"]
@@ -69,20 +70,37 @@ class FitParameters:
             amplitudes = amplitudes * self.signs
         return Mixture(self.means, scales, quaternions, amplitudes)
 
-    def voxelize(self, box: int, pixel: float, n_sigma: float) -> torch.Tensor:
-        """The map of all ``|G|`` copies: for groups that move voxels onto voxels (D2, C4, O, ...)
-        the asymmetric unit is voxelised once and its rotated copies gathered (exact, ``|G|``
-        times less voxelisation); otherwise the expanded Gaussians are voxelised."""
+    def voxelize(
+        self, box: int, pixel: float, n_sigma: float, coarse_min_saving: float | None = None
+    ) -> TwoGridVolume:
+        """The map of all ``|G|`` copies, broad Gaussians on a grid of twice the voxel size
+        unless ``coarse_min_saving`` is None (where that saves at least so many footprint
+        values: :func:`~cryosplat.model.two_grid.voxelize_two_grids`). For groups that
+        move voxels onto voxels (D2, C4, O, ...) the asymmetric unit is voxelised once and its
+        rotated copies gathered (exact, ``|G|`` times less voxelisation); otherwise the expanded
+        Gaussians are voxelised."""
         if self.operators is None:
-            return voxelize_gaussians(self.activated(), box, pixel, n_sigma=n_sigma)
+            return self._voxelize(self.activated(), box, pixel, n_sigma, coarse_min_saving)
+        perm = self._permutation(box)
+        if perm is None:
+            expanded = expand_gaussians(self.activated(), self.operators)
+            return self._voxelize(expanded, box, pixel, n_sigma, coarse_min_saving)
+        unit = self._voxelize(self.activated(), box, pixel, n_sigma, coarse_min_saving)
+        coarse = unit.coarse
+        if coarse is not None:
+            coarse = symmetrize_on_grid(coarse, self._permutation(coarse.shape[-1]))
+        return TwoGridVolume(symmetrize_on_grid(unit.fine, perm), coarse)
+
+    @staticmethod
+    def _voxelize(mixture: Mixture, box, pixel, n_sigma, min_saving) -> TwoGridVolume:
+        if min_saving is not None:
+            return voxelize_two_grids(mixture, box, pixel, n_sigma, min_saving)
+        return TwoGridVolume(voxelize_gaussians(mixture, box, pixel, n_sigma=n_sigma))
+
+    def _permutation(self, box: int) -> torch.Tensor | None:
         if box not in self._permutations:
             self._permutations[box] = voxel_permutations(self.symmetry, box, self.means.device)
-        perm = self._permutations[box]
-        if perm is not None:
-            unit = voxelize_gaussians(self.activated(), box, pixel, n_sigma=n_sigma)
-            return symmetrize_on_grid(unit, perm)
-        expanded = expand_gaussians(self.activated(), self.operators)
-        return voxelize_gaussians(expanded, box, pixel, n_sigma=n_sigma)
+        return self._permutations[box]
 
     def scale_bounds(
         self, pixel: float, scale_pixels: tuple[float, float], negative_pixels: tuple[float, float]
