@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 MAX_LOW_SHELL_RATIO = 20.0
-RESIDUAL_SLAB = 2**20  # complex values of W·F made at once (:func:`_data_term_and_residual`)
 
 
 def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -267,18 +266,17 @@ def _data_term_and_residual(spectrum, weights, data) -> tuple[torch.Tensor, torc
     """``Σ W|F|² − 2 Σ Re(conj(F) B)`` and the residual ``W F − B``: ``Σ Re(conj(F)(WF − B)) −
     Σ Re(conj(F) B)`` as two real dot products.
 
-    ``W F`` is made in slabs of :data:`RESIDUAL_SLAB` values: a real ``W`` times a complex grid
-    copies ``W`` to complex first (a whole grid at once would be one more padded grid of memory),
-    and the real view times ``W[..., None]`` (the way round it) broadcasts over an axis of two,
-    which runs 3–6× slower (box 56: 2.1 against 0.7 ms a step)."""
+    ``W F`` is made on the real views (``(…, 2)`` times ``W[..., None]``) straight into the
+    residual, no grid made besides it: a real ``W`` times a complex grid of the same shape takes
+    PyTorch's casting path (this function alone at box 56, pad 2, one thread, torch 2.13: 7.4
+    against 2.1 ms; the loss's forward and backward 12.7–13.3 against 12.3–12.7 ms, the fastest of
+    40 in four alternations; round 2 session 23)."""
     residual = torch.empty_like(spectrum)
-    rows = max(1, RESIDUAL_SLAB // max(1, spectrum[0].numel()))
-    for start in range(0, spectrum.shape[0], rows):
-        end = start + rows
-        torch.mul(spectrum[start:end], weights[start:end], out=residual[start:end])
-    residual -= data  # in place: one grid fewer made per step
-    flat, residual_flat = torch.view_as_real(spectrum).reshape(-1), torch.view_as_real(residual)
-    loss = torch.dot(flat, residual_flat.reshape(-1))
+    real = torch.view_as_real(residual)
+    torch.mul(torch.view_as_real(spectrum), weights.unsqueeze(-1), out=real)
+    real -= torch.view_as_real(data)  # in place: one grid fewer made per step
+    flat = torch.view_as_real(spectrum).reshape(-1)
+    loss = torch.dot(flat, real.reshape(-1))
     loss = loss - torch.dot(flat, torch.view_as_real(data).reshape(-1))
     return loss, residual
 
