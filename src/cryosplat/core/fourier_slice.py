@@ -119,8 +119,9 @@ def padded_rfft_adjoint(
 
 def _half_spectrum_adjoint(grad, size: int, keep: torch.Tensor | slice, scale: float):
     """``scale · Re Σ_{k in half} g_k e^{+2πi k·n/P}`` at the voxels ``n`` of ``keep`` (n,) (or
-    a slice) along each axis: one pass over the grid (the scale, and ½ on the columns that stand for two
-    frequencies, ``0 < kx < P/2``, as one factor per column), then one cropped inverse real FFT."""
+    a slice) along each axis: one pass over the grid (the scale, and ½ on the columns that stand
+    for two frequencies, ``0 < kx < P/2``, as one factor per column), then one cropped inverse
+    real FFT."""
     real = torch.float64 if grad.dtype in (torch.float64, torch.complex128) else torch.float32
     factor = torch.full((grad.shape[-1],), float(scale * size**3), dtype=real, device=grad.device)
     factor[1 : (size + 1) // 2] *= 0.5

@@ -1,8 +1,9 @@
 """Fit a Gaussian mixture to Fourier sufficient statistics, coarse to fine.
 
 The loss of :mod:`cryosplat.reconstruct.grid.loss` is evaluated for the mixture by voxelising it
-(:func:`cryosplat.model.voxelize.voxelize_gaussians`, each Gaussian in its footprint); no image is read,
-so a step costs the same for 1,000 or 1,000,000 particles. ``GridLoss`` and ``gridded_loss`` are
+(:func:`cryosplat.model.voxelize.voxelize_gaussians`, each Gaussian in its footprint; broad ones on a
+grid of twice the voxel size where that is cheaper, :mod:`cryosplat.model.two_grid`); no image is
+read, so a step costs the same for 1,000 or 1,000,000 particles. ``GridLoss`` and ``gridded_loss`` are
 re-exported here.
 
 Coarse to fine: stage ``s`` crops the statistics to a box ``d_s`` (:meth:`FourierStatistics.crop`:
