@@ -30,6 +30,7 @@ from cryosplat.core.mixture import Mixture
 from cryosplat.core.rotations import random_quaternions, random_rotations
 from cryosplat.core.slice_insertion import insert_slices
 from cryosplat.io.mrc import MRCStack, write_stack
+from cryosplat.model.two_grid import voxelize_two_grids
 from cryosplat.model.voxelize import voxelize_gaussians
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
@@ -185,6 +186,32 @@ def test_gridded_loss_and_its_gradient_match_double_precision(device):
     assert grad.device.type == device and grad.dtype == torch.float32
     assert relative_error(loss, ref_loss) < TOLERANCE
     assert relative_error(grad, ref_grad) < TOLERANCE
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_two_grid_loss_and_its_gradient_match_double_precision(device):
+    """The fit's loss of broad Gaussians on the coarse grid (model.two_grid), float32 on the
+    device against float64 on the CPU: values and the gradient in every parameter."""
+    box, pixel = 32, 2.0
+    stats = _random_statistics(box, pixel, seed=23)
+    tensors = _mixture(6, box, pixel, seed=24)
+    # every Gaussian broad enough for the coarse grid, and not round (its orientation matters)
+    tensors[1] = (tensors[1] - pixel) / 1.5 * 0.7 + 2.5 * pixel  # scales 2.5–3.2 px
+
+    def run(device, dtype, leaves):
+        loss_fn = GridLoss(stats, 1.0, True, device, dtype)
+        volume = voxelize_two_grids(Mixture(*leaves), box, pixel)
+        assert volume.coarse is not None
+        value = loss_fn.data_term_and_spectrum(volume)[0]
+        value.backward()
+        return value, [t.grad for t in leaves]
+
+    ref_loss, ref_grads = run("cpu", torch.float64, _leaves(tensors))
+    loss, grads = run(device, torch.float32, _on(tensors, device))
+    assert relative_error(loss, ref_loss) < TOLERANCE
+    for grad, ref in zip(grads, ref_grads, strict=True):
+        assert grad.device.type == device
+        assert relative_error(grad, ref) < 10 * TOLERANCE
 
 
 def _particles(folder: Path, n: int, box: int, pixel: float, seed: int) -> ParticleSet:
