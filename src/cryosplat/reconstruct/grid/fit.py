@@ -105,7 +105,7 @@ def _coarse_min_saving(loss: GridLoss, config: GridFitConfig) -> float | None:
     and 56 padded (5.4 and 2.8 ×) 16 → 14 and 26 → 23 ms at best, level in the median; box 28
     and 50 padded with one broad Gaussian 8.6 → 10.5 and 37 → 41 ms (the coarse transforms for
     nothing)."""
-    if not config.two_grids or loss.size % 2:
+    if not config.two_grids:
         return None
     return COARSE_COST_FACTOR * (loss.size // 2) ** 3
 

@@ -383,6 +383,11 @@ class GridLoss:
         insertion_pad = stats.insertion_pad or stats.pad
         apodization = trilinear_apodization(self.box, insertion_pad, device, dtype)
         self.apodization = apodization if gridding_correction else None
+        # the apodisation at the coarse grid's voxels (coarse voxel j is fine voxel 2j + c)
+        self._coarse_apodization = None
+        if self.apodization is not None and self.box % 2 == 0:
+            step = slice(coarse_offset(self.box), None, 2)
+            self._coarse_apodization = self.apodization[step, step, step].contiguous()
 
     def rescale(self, factor: float) -> None:
         """Compare ``factor · map`` from now on (``amplitude_scale`` times ``factor``)."""
@@ -401,16 +406,15 @@ class GridLoss:
         fine, coarse = parts.fine, parts.coarse
         if tuple(fine.shape) != (self.box,) * 3:
             raise ValueError(f"volume has shape {tuple(fine.shape)}, expected {(self.box,) * 3}")
-        if coarse is not None and (self.size % 2 or tuple(coarse.shape) != (self.box // 2,) * 3):
+        if coarse is not None and (self.box % 2 or tuple(coarse.shape) != (self.box // 2,) * 3):
             raise ValueError(
                 f"coarse part has shape {tuple(coarse.shape)}, expected {(self.box // 2,) * 3} "
-                f"(and an even padded size, got {self.size})"
+                f"(and an even box, got {self.box})"
             )
         if self.apodization is not None:
             fine = fine * self.apodization
             if coarse is not None:
-                step = slice(parts.offset, None, 2)
-                coarse = coarse * self.apodization[step, step, step]
+                coarse = coarse * self._coarse_apodization
         return _SpectrumLoss.apply(fine, coarse, self.weights, self.data, self.size)
 
     def data_term(self, spectrum: torch.Tensor) -> torch.Tensor:
