@@ -11,6 +11,7 @@ import torch
 from cryosplat.core import slice_insertion
 from cryosplat.core.fourier import fft2_centered
 from cryosplat.core.fourier_slice import (
+    _rows,
     cropped_irfftn,
     default_max_radius,
     extract_slices,
@@ -173,6 +174,26 @@ def test_cropped_inverse_equals_the_cropped_full_inverse():
     real = torch.rand(32, 32, 17, dtype=torch.float64, generator=rng)
     full = torch.fft.irfftn(real.to(torch.complex128), s=(32,) * 3)[keep][:, keep][:, :, keep]
     assert torch.allclose(cropped_irfftn(real, 32, keep), full, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [
+        torch.tensor([24, 25, 26, 27, 28, 29, 30, 31, 0, 1, 2, 3, 4, 5, 6, 7]),  # a wrapped map
+        torch.arange(4, 12),  # one run
+        torch.tensor([1, 2, 3, 9, 10, 20]),  # three runs: gathered
+        torch.tensor([7, 6, 5]),  # descending: gathered
+    ],
+)
+def test_rows_read_as_runs_equal_the_gather(keep):
+    """Indices that are one or two ascending runs are read as views and joined: the same values
+    as ``index_select``, on every axis of the cropped inverse."""
+    t = torch.randn(32, 32, 17, dtype=torch.complex128, generator=torch.Generator().manual_seed(7))
+    for dim in range(3):
+        if int(keep.max()) < t.shape[dim]:
+            assert torch.equal(_rows(t, dim, keep), t.index_select(dim, keep))
+    full = torch.fft.irfftn(t, s=(32,) * 3)[keep][:, keep][:, :, keep]
+    assert torch.allclose(cropped_irfftn(t, 32, keep), full, rtol=0, atol=1e-14)
 
 
 def test_half_and_full_extraction_agree(volume, rotations):

@@ -10,7 +10,7 @@ import torch
 
 from cryosplat.core.fourier import fourier_pad_volume
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.validation.crossval import cross_validated_fsc
+from cryosplat.validation.crossval import DataSpectra, cross_validate, cross_validated_fsc
 from cryosplat.validation.fsc import fsc, resolution_at
 from cryosplat.validation.masks import lowpass, spherical_mask
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
@@ -333,3 +333,33 @@ def test_a_resolution_no_shell_vouches_for_is_said_so_and_written_as_null(tmp_pa
     path = tmp_path / "fsc.json"
     write_json_atomic(path, {"resolution_angstrom": float("inf"), "band": [1.0, float("nan")]})
     assert json.loads(path.read_text()) == {"resolution_angstrom": None, "band": [1.0, None]}
+
+
+def test_data_spectra_made_once_serve_every_pair_of_models():
+    """The data's spectra and sums made once (the per-stage check, the report) give what a
+    fresh cross-validation of each pair gives, bootstrap band included."""
+    truth = _truth()
+    noise = 0.5 * truth.std()
+    d_a, d_b = _data(truth, noise, 11), _data(truth, noise, 12)
+    mask = spherical_mask(BOX)
+    data = DataSpectra(d_a, d_b, mask, seed=3)
+    for cut in (8.0, 5.0):
+        m_a, m_b = lowpass(d_a, cut, PIXEL), lowpass(d_b, cut, PIXEL)
+        once = cross_validate(data, m_a, m_b, PIXEL, n_bootstrap=20)
+        fresh = cross_validated_fsc(m_a, m_b, d_a, d_b, mask, PIXEL, n_bootstrap=20, seed=3)
+        np.testing.assert_array_equal(once.model_vs_truth_estimate, fresh.model_vs_truth_estimate)
+        np.testing.assert_array_equal(
+            once.resolution_samples_angstrom, fresh.resolution_samples_angstrom
+        )
+    monitor = ResolutionMonitor((d_a, d_b), PIXEL)
+    model = GaussianModel.random(
+        50, BOX, PIXEL, seed=4, radius_fraction=0.25, scale_angstrom=2.0, dtype=torch.float64
+    )
+    with torch.no_grad():
+        volume = model.voxelize().numpy()
+    direct = cross_validated_fsc(volume, volume, d_a, d_b, mask, PIXEL)
+    assert monitor(model, model) == direct.resolution_angstrom
+    with pytest.raises(ValueError, match="box 24"):
+        cross_validate(data, volume[:24, :24, :24], volume[:24, :24, :24], PIXEL)
+    with pytest.raises(ValueError, match="blocks must be positive"):
+        DataSpectra(d_a, d_b, mask, blocks=0)

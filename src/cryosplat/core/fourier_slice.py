@@ -281,10 +281,31 @@ def _count(keep: torch.Tensor | slice, size: int) -> int:
 
 
 def _rows(t: torch.Tensor, dim: int, keep: torch.Tensor | slice) -> torch.Tensor:
-    """``t`` at the indices (or slice) ``keep`` along ``dim``."""
+    """``t`` at the indices (or slice) ``keep`` along ``dim``.
+
+    Indices on the CPU that are one or two ascending runs (a map's voxels in an uncentred padded
+    grid, :func:`_wrapped_indices`) are read as views and joined: ``index_select`` gathers element
+    by element, ~1.7× the time at box 256 (``benchmarks/RESULTS.md``, round 2, session 24).
+    """
     if isinstance(keep, slice):
         return t[(slice(None),) * dim + (keep,)]
-    return t.index_select(dim, keep)
+    runs = _ascending_runs(keep)
+    if runs is None:
+        return t.index_select(dim, keep)
+    parts = [t.narrow(dim, start, length) for start, length in runs]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def _ascending_runs(keep: torch.Tensor) -> list[tuple[int, int]] | None:
+    """``[(start, length), ...]`` of ``keep`` (1-D, CPU) as at most two runs of consecutive
+    indices, or None (other indices, or indices on a GPU, where reading them would wait on it)."""
+    if keep.device.type != "cpu" or keep.ndim != 1 or keep.numel() == 0:
+        return None
+    breaks = torch.nonzero(keep[1:] - keep[:-1] != 1).reshape(-1).tolist()
+    if len(breaks) > 1:
+        return None
+    ends = [0, *(b + 1 for b in breaks), keep.numel()]
+    return [(int(keep[a]), b - a) for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
 
 def centred_cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ from cryosplat.reconstruct.stage_mean import mean_of_stages
 from cryosplat.validation.crossval import (
     TIGHTER_MASK_ESTIMATE,
     CrossValidatedFSC,
-    cross_validated_fsc,
+    DataSpectra,
+    cross_validate,
 )
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
@@ -170,14 +171,14 @@ def evaluate_half_maps(
     masks = (on_device(sphere), on_device(amask))
     cross, cv_mask, weighted = None, SPHERE_TEXT, None
     if data_maps is not None:
-        data = [on_device(d) for d in data_maps]
+        data = _DataUnderMasks([on_device(d) for d in data_maps], masks)
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
-        cross, cv_mask = _cross_validate(halves, data, masks, pixel_size_angstrom)
+        cross, cv_mask = _cross_validate(halves, data, pixel_size_angstrom)
         if cross.inconsistent_shell is not None and unweighted_halves is not None:
             weighted = cross
             halves = [on_device(h) for h in unweighted_halves]
             cross, cv_mask = _cross_validate(
-                halves, data, masks, pixel_size_angstrom, "the halves before the local weight: "
+                halves, data, pixel_size_angstrom, "the halves before the local weight: "
             )
         del halves, data
     spherical, automatic = masked_fscs(a, b, list(masks), pixel_size_angstrom)
@@ -187,19 +188,31 @@ def evaluate_half_maps(
     return report, amask
 
 
-def _cross_validate(halves, data, masks, pixel_size_angstrom: float, what: str = ""):
-    """The cross-validated FSC in the soft sphere (``masks``: the sphere and the automatic
-    mask), or within the automatic mask (times the sphere) where the data stop early in the
-    sphere with the estimate still high (``TIGHTER_MASK_ESTIMATE``) and it is finer there;
-    returns it and the mask's description (``what`` prefixes its log line)."""
-    sphere, automatic = masks
-    cross = cross_validated_fsc(*halves, *data, sphere, pixel_size_angstrom, N_BOOTSTRAP)
+class _DataUnderMasks:
+    """The data half maps' spectra under the sphere and under the sphere times the automatic
+    mask, each made when first asked for and kept for the next pair of halves."""
+
+    def __init__(self, data: list[torch.Tensor], masks: tuple) -> None:
+        sphere, automatic = masks
+        self._data, self._masks = data, {"sphere": sphere, "tight": sphere * automatic}
+        self._made: dict[str, DataSpectra] = {}
+
+    def __getitem__(self, name: str) -> DataSpectra:
+        if name not in self._made:
+            self._made[name] = DataSpectra(*self._data, self._masks[name])
+        return self._made[name]
+
+
+def _cross_validate(halves, data: _DataUnderMasks, pixel_size_angstrom: float, what: str = ""):
+    """The cross-validated FSC in the soft sphere, or within the automatic mask (times the
+    sphere) where the data stop early in the sphere with the estimate still high
+    (``TIGHTER_MASK_ESTIMATE``) and it is finer there; returns it and the mask's description
+    (``what`` prefixes its log line)."""
+    cross = cross_validate(data["sphere"], *halves, pixel_size_angstrom, N_BOOTSTRAP)
     cut = cross.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return cross, SPHERE_TEXT
-    tight = cross_validated_fsc(
-        *halves, *data, sphere * automatic, pixel_size_angstrom, N_BOOTSTRAP
-    )
+    tight = cross_validate(data["tight"], *halves, pixel_size_angstrom, N_BOOTSTRAP)
     if tight.resolution_angstrom >= cross.resolution_angstrom:
         return cross, SPHERE_TEXT
     log.info(

@@ -67,15 +67,22 @@ import numpy as np
 import torch
 
 from cryosplat.core.fourier import squared_radius
-from cryosplat.validation.fsc import (
-    cross_power,
-    half_grid_shells,
-    power,
-    resolution_at,
-    shell_resolutions,
+from cryosplat.validation.fsc import resolution_at, shell_resolutions
+from cryosplat.validation.shell_terms import (
+    BOOTSTRAP_BLOCKS,
+    DataSpectra,
+    ShellTerms,
+    pool_shells,
 )
 
-__all__ = ["CrossValidatedFSC", "cross_validated_fsc", "data_half_maps"]
+__all__ = [
+    "CrossValidatedFSC",
+    "cross_validated_fsc",
+    "cross_validate",
+    "data_half_maps",
+    "DataSpectra",
+    "pool_shells",
+]
 
 DEFINITION = (
     "C = mean(FSC(M_A, D_B), FSC(M_B, D_A)) / sqrt(FSC(D_A, D_B)): each half model M against the "
@@ -123,7 +130,6 @@ def pool_width(box: int) -> int:
 
 
 BAND_PERCENTILES = (16.0, 84.0)
-BOOTSTRAP_BLOCKS = 64  # random groups of Fourier samples per shell, resampled by the bootstrap
 
 
 @dataclass
@@ -278,84 +284,6 @@ def _fsc_sigma(box: int, pool: int = 0) -> np.ndarray:
     return 1.0 / np.sqrt(np.maximum(counts, 2.0) / 2.0)
 
 
-def _masked_spectrum(volume, mask) -> np.ndarray:
-    """Flat real FFT of ``volume · mask``, computed where ``volume`` lives (CPU or GPU)."""
-    volume = torch.as_tensor(volume)
-    mask = torch.as_tensor(mask, device=volume.device, dtype=volume.dtype)
-    return torch.fft.rfftn(volume * mask).reshape(-1).cpu().numpy()
-
-
-class _ShellTerms:
-    """Sums over the Fourier samples of each shell of the four masked maps' spectrum products.
-
-    The real FFT's half grid holds each Friedel pair once; ``multiplicity`` (2, or 1 on the
-    ``kx = 0`` and Nyquist planes) makes its sums those of the full grid, so the curves equal
-    :func:`cryosplat.validation.fsc.fsc`. For the bootstrap the samples of each shell are dealt
-    at random into ``blocks`` groups whose sums are kept: a resample draws Poisson weights for
-    the groups, so it costs ``O(shells × blocks)`` instead of a pass over the map.
-    """
-
-    NAMES = ("data", "a", "b", "models", "da", "db", "ma", "mb")
-
-    def __init__(self, maps: list, mask, blocks: int, seed: int) -> None:
-        box = maps[0].shape[0]
-        shell_grid, multiplicity_grid = half_grid_shells(box)
-        shells = shell_grid.numpy().reshape(-1)
-        multiplicity = multiplicity_grid.numpy()
-        keep = shells <= box // 2
-        self.n_shells, self.blocks = box // 2 + 1, blocks
-        shells, multiplicity = shells[keep], multiplicity.reshape(-1)[keep]
-        block = np.random.default_rng(seed).integers(0, blocks, shells.size)
-        index = shells * blocks + block
-        da, db, ma, mb = (_masked_spectrum(m, mask)[keep] for m in maps)
-        values = (
-            cross_power(da, db),
-            cross_power(ma, db),
-            cross_power(mb, da),
-            cross_power(ma, mb),
-            *(power(x) for x in (da, db, ma, mb)),
-        )
-        size = self.n_shells * blocks
-        self.sums = {
-            name: np.bincount(index, weights=v * multiplicity, minlength=size).reshape(
-                self.n_shells, blocks
-            )
-            for name, v in zip(self.NAMES, values, strict=True)
-        }
-
-    def curves(self, weights: np.ndarray | None = None, pool: int = 0):
-        """``FSC(D_A, D_B)``, ``FSC(M_A, D_B)``, ``FSC(M_B, D_A)``, ``FSC(M_A, M_B)``;
-        ``weights`` (shells, blocks); ``pool``: sums over ``±pool`` shells (shell 0 alone)."""
-        if weights is None:
-            total = {k: v.sum(axis=1) for k, v in self.sums.items()}
-        else:
-            total = {k: (v * weights).sum(axis=1) for k, v in self.sums.items()}
-        if pool:
-            total = {k: pool_shells(v, pool) for k, v in total.items()}
-        out = []
-        for cross, (p, q) in (
-            ("data", ("da", "db")),
-            ("a", ("ma", "db")),
-            ("b", ("mb", "da")),
-            ("models", ("ma", "mb")),
-        ):
-            denom = np.sqrt(total[p] * total[q])
-            out.append(np.where(denom > 0, total[cross] / np.maximum(denom, 1e-300), 0.0))
-        return out
-
-
-def pool_shells(values: np.ndarray, pool: int) -> np.ndarray:
-    """Sums of ``values`` (shells,) over each shell's ``±pool`` neighbours (shell 0 kept alone)."""
-    out = values.astype(np.float64).copy()
-    n = values.shape[0]
-    if pool <= 0 or n < 2:
-        return out
-    cumulative = np.concatenate([[0.0], np.cumsum(out[1:])])  # sums of shells 1..k
-    k = np.arange(1, n)
-    out[1:] = cumulative[np.minimum(n - 1, k + pool)] - cumulative[np.maximum(1, k - pool) - 1]
-    return out
-
-
 def _vouched_shells(data_fsc: np.ndarray, floor: np.ndarray) -> int:
     """The number of leading shells the data vouch for: up to the first (past shell 0) whose
     data FSC is within noise of zero."""
@@ -393,7 +321,7 @@ def _map_estimate(half: np.ndarray, models_fsc: np.ndarray) -> np.ndarray:
     return np.clip(half * np.sqrt(2.0 / (1.0 + agreement)), -1.0, 1.0)
 
 
-def _estimates(terms: _ShellTerms, sigma: np.ndarray, weights=None):
+def _estimates(terms: ShellTerms, sigma: np.ndarray, weights=None):
     """``(C_map, C, shells vouched for, first inconsistent shell)`` from the pooled shell sums
     (``sigma``: the FSC noise of each pooled shell; the cut at ``CUT_SIGMAS`` of it)."""
     pool = pool_width(2 * (terms.n_shells - 1))
@@ -420,7 +348,7 @@ def cross_validated_fsc(
     model_a, model_b : (D, D, D) maps of the half models
     data_a, data_b : (D, D, D) direct Fourier inversions of the same half sets
     mask : (D, D, D) soft mask applied to all four
-        All five numpy arrays, or all five tensors on one device (the FSCs are computed there).
+        All five numpy arrays, or all five tensors on one device (the transforms are made there).
     pixel_size_angstrom : float
     n_bootstrap : int
         Poisson-bootstrap resamples of the Fourier samples for the resolution band (0: none).
@@ -430,15 +358,32 @@ def cross_validated_fsc(
     Returns
     -------
     CrossValidatedFSC
+
+    To compare several pairs of half models with the same data and mask, make the data's part
+    once (:class:`~cryosplat.validation.shell_terms.DataSpectra`) and call
+    :func:`cross_validate`.
     """
+    data = DataSpectra(data_a, data_b, mask, BOOTSTRAP_BLOCKS, seed)
+    return cross_validate(data, model_a, model_b, pixel_size_angstrom, n_bootstrap)
+
+
+def cross_validate(
+    data: DataSpectra,
+    model_a,
+    model_b,
+    pixel_size_angstrom: float,
+    n_bootstrap: int = 0,
+) -> CrossValidatedFSC:
+    """:func:`cross_validated_fsc` of two half models against data whose spectra are made
+    (``data``, with its mask and seed)."""
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be non-negative, got {n_bootstrap}")
-    box = model_a.shape[0]
-    terms = _ShellTerms([data_a, data_b, model_a, model_b], mask, BOOTSTRAP_BLOCKS, seed)
+    box = data.box
+    terms = data.shell_terms(model_a, model_b)
     data_fsc, cross_a, cross_b, _ = terms.curves()
     sigma = _fsc_sigma(box, pool=pool_width(box))
     estimate, half, vouched, inconsistent = _estimates(terms, sigma)
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(data.seed + 1)
     shape = (terms.n_shells, terms.blocks)
     samples = np.array(
         [

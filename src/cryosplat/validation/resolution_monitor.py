@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from cryosplat.core.fourier import fourier_pad_volume
-from cryosplat.validation.crossval import cross_validated_fsc
+from cryosplat.validation.crossval import cross_validate
 from cryosplat.validation.masks import spherical_mask
+from cryosplat.validation.shell_terms import DataSpectra
 
 __all__ = ["ResolutionMonitor"]
 
@@ -36,12 +37,14 @@ class ResolutionMonitor:
         device: torch.device | str | None = None,
     ):
         self.device = torch.device("cpu" if device is None else device)
-        self.data_maps = tuple(
+        data = [
             torch.as_tensor(np.asarray(d), dtype=torch.float64).to(self.device) for d in data_maps
-        )
+        ]
+        self.box = data[0].shape[0]
         self.pixel_size_angstrom = float(pixel_size_angstrom)
-        mask = spherical_mask(data_maps[0].shape[0])
-        self.mask = torch.as_tensor(mask, dtype=torch.float64).to(self.device)
+        mask = torch.as_tensor(spherical_mask(self.box), dtype=torch.float64).to(self.device)
+        # The data's masked spectra and sums, made once: each check transforms only the models.
+        self.data = DataSpectra(*data, mask)
 
     def __call__(self, model_a, model_b, box: int | None = None) -> float:
         """Resolution (Å) of two :class:`~cryosplat.model.gaussians.GaussianModel` half models.
@@ -51,7 +54,7 @@ class ResolutionMonitor:
         compare them, Fourier-padded, with the full box's data: the same check, up to that grid's
         Nyquist limit. The full box by default.
         """
-        full = self.data_maps[0].shape[0]
+        full = self.box
         box = full if box is None else min(int(box), full)
         pixel = self.pixel_size_angstrom * full / box
         with torch.no_grad():
@@ -59,5 +62,5 @@ class ResolutionMonitor:
                 fourier_pad_volume(m.voxelize(box, pixel).detach().double(), full).to(self.device)
                 for m in (model_a, model_b)
             )
-        cv = cross_validated_fsc(a, b, *self.data_maps, self.mask, self.pixel_size_angstrom)
+        cv = cross_validate(self.data, a, b, self.pixel_size_angstrom)
         return cv.resolution_angstrom

@@ -429,7 +429,9 @@ def wiener_inversion(
         data += other.data.to(data.device)
     # Where W is 0, B is 0 too (nothing was inserted there) and so is the quotient.
     lam = wiener_constant(weights, regularization)
-    data /= weights.add_(lam).clamp_min_(1e-30)
+    # On the real view: complex / real of the same shape takes PyTorch's complex division
+    # (4-5× the time at box 256).
+    torch.view_as_real(data).div_(weights.add_(lam).clamp_min_(1e-30)[..., None])
     del weights
     # In the statistics' own precision: at large boxes the padded transforms are most of the
     # memory, and single precision is ample for a map.
