@@ -42,7 +42,7 @@ class ResolutionMonitor:
         ]
         self.box = data[0].shape[0]
         self.pixel_size_angstrom = float(pixel_size_angstrom)
-        mask = torch.as_tensor(spherical_mask(self.box), dtype=torch.float64).to(self.device)
+        mask = torch.as_tensor(spherical_mask(self.box)).to(self.device)  # float32: exact
         # The data's masked spectra and sums, made once: each check transforms only the models.
         self.data = DataSpectra(*data, mask)
 

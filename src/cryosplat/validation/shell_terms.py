@@ -110,7 +110,8 @@ class DataSpectra:
         shells = shell_grid.numpy().reshape(-1)
         self._keep = shells <= box // 2
         shells = shells[self._keep]
-        self._multiplicity = multiplicity_grid.numpy().reshape(-1)[self._keep]
+        # 1 or 2: exact in single precision (the sums are made in double).
+        self._multiplicity = multiplicity_grid.numpy().reshape(-1)[self._keep].astype(np.float32)
         group = np.random.default_rng(seed).integers(0, blocks, shells.size)
         self._index = shells * blocks + group
         self._a, self._b = (_masked_spectrum(d, mask)[self._keep] for d in (data_a, data_b))
