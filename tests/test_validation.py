@@ -363,3 +363,40 @@ def test_data_spectra_made_once_serve_every_pair_of_models():
         cross_validate(data, volume[:24, :24, :24], volume[:24, :24, :24], PIXEL)
     with pytest.raises(ValueError, match="blocks must be positive"):
         DataSpectra(d_a, d_b, mask, blocks=0)
+
+
+def test_a_bound_under_half_that_readable_data_contradict_is_no_crossing():
+    """Where the data go unreadable for a few shells (a dip in the truth's spectrum) and come
+    back, a lower bound under 0.5 there is no crossing if the next readable shell's estimate is
+    0.5 or more; a readable shell under 0.5 is, and so is a bound with nothing readable after."""
+    from cryosplat.validation.crossval import CrossValidatedFSC, reading_curve
+
+    estimate = np.array([1.0, 0.95, 0.9, 0.45, 0.48, 0.7, 0.6, 0.4, 0.3, 0.2])
+    readable = np.array([1, 1, 1, 0, 0, 1, 1, 1, 0, 0], dtype=bool)
+    np.testing.assert_array_equal(
+        reading_curve(estimate, readable), [1.0, 0.95, 0.9, 0.5, 0.5, 0.7, 0.6, 0.4, 0.3, 0.2]
+    )
+    flat = np.zeros(10)
+
+    def cv(readable_shells, vouched=None):
+        return CrossValidatedFSC(
+            18,
+            2.0,
+            flat,
+            flat,
+            flat,
+            estimate,
+            vouched_shells=vouched,
+            readable_shells=readable_shells,
+        )
+
+    # Read past the dip: 0.6 at shell 6, 0.4 at shell 7 (readable): the crossing at 6.5.
+    assert cv(readable).resolution_angstrom == pytest.approx(18 * 2.0 / 6.5)
+    # The dip's shells readable (estimates, not bounds): the crossing is there, at shell 2.89.
+    assert cv(np.ones(10, dtype=bool)).resolution_angstrom == pytest.approx(18 * 2.0 / (2 + 0.4 / 0.45))
+    # Nothing readable after the dip (the cut at shell 3, the default): the bound is the crossing.
+    assert cv(None, vouched=3).resolution_angstrom == pytest.approx(18 * 2.0 / (2 + 0.4 / 0.45))
+    # A readable shell past the dip under 0.5: the dip's bound stays a crossing.
+    low = estimate.copy()
+    low[5] = 0.45
+    assert reading_curve(low, readable)[3] == pytest.approx(0.45)

@@ -24,7 +24,7 @@ slowly with frequency where the data are weak, and pooling divides the noise of 
 square root of the samples pooled); boxes with fewer than ``POOL_MIN_SHELLS`` shells are not
 pooled (there a window of five shells would blur the curve itself). Where the pooled data FSC is
 within noise of zero (4 σ of its pooled sample count) the normalisation can no longer be read:
-from that shell on (the *cut*) ``C`` is carried by a one-sided lower bound instead,
+in such a shell (the first of them is the *cut*) ``C`` is carried by a one-sided lower bound,
 
     ``C_low = max(½[FSC(M_A, D_B) + FSC(M_B, D_A)] − k σ, 0) / sqrt(max(FSC(D_A, D_B), 0) + k σ)``
 
@@ -39,6 +39,10 @@ particles: 6.91 Å for a map at 3.62 Å, with the estimate 0.73 at the cut, unde
 mask's threshold below). Without the bound the resolution was read at the cut itself on most
 sets (28 of 38 measured in round 2, session 12, with ``C_map`` 0.50-0.96 at the last shell
 vouched for).
+The data can be read again past the cut where the truth's spectrum dips and recovers (EMD-6824
+at 18-20 Å): those shells get the estimate, and a bound under 0.5 before them is no crossing when
+the first of them has ``C_map`` of 0.5 or more (:func:`reading_curve`; an unseen EMD-6824 set
+with two view clusters: 16.8 Å reported for a map at 9.6 Å, now 9.65 Å; round 2, session 24).
 Consistency: a half model independent of the other half's noise correlates with that half's data
 by ``C · sqrt(FSC(D_A, D_B))``, ``|C| ≤ 1``. From the first shell where ``C_low > 1`` the halves
 share something with the other half's data that those data do not share with their own other
@@ -89,9 +93,10 @@ DEFINITION = (
     "other half's data D (direct Fourier inversion), normalised by the data's own half-map FSC "
     "(the half model's FSC against the truth); C_map = C * sqrt(2 / (1 + FSC(M_A, M_B))): the "
     "map's (the average of the half models) FSC against the truth; shell sums pooled over +-2 "
-    "shells (boxes of 48 and more); where FSC(D_A, D_B) is within 4 sigma of zero (the cut) C is "
+    "shells (boxes of 48 and more); in shells where FSC(D_A, D_B) is within 4 sigma of zero C is "
     "its lower bound max(mean FSC(M, D) - 2 sigma, 0) / sqrt(max(FSC(D_A, D_B), 0) + 2 sigma); "
-    "resolution where C_map < 0.5."
+    "resolution where C_map < 0.5 (a lower bound under 0.5 is no crossing where the next shell "
+    "whose data FSC can be read has C_map >= 0.5)."
 )
 POOL_SHELLS = 2  # shell sums pooled over this many neighbours on each side
 POOL_MIN_SHELLS = 24  # boxes with fewer shells than this are not pooled (5 shells would be 20 %)
@@ -145,8 +150,12 @@ class CrossValidatedFSC:
     resolution_samples_angstrom : np.ndarray, shape (n_bootstrap,)
         The resolution of each bootstrap resample of the Fourier samples (empty: no bootstrap).
     vouched_shells : int or None
-        Shells ``0 .. vouched_shells − 1`` are those whose data FSC can be read (past them the
-        estimates are the lower bound ``C_low`` of the module docstring); None: all.
+        Shells ``0 .. vouched_shells − 1`` are those whose data FSC can be read up to the first
+        that cannot (the cut); None: all.
+    readable_shells : np.ndarray of bool, optional
+        Every shell whose data FSC can be read: the estimate there, the lower bound ``C_low`` of
+        the module docstring in the others (past the cut some may be readable again: a dip in the
+        truth's spectrum). Default: those before the cut.
     inconsistent_shell : int or None
         The first shell where the models agree with the other half's data more than those data's
         own FSC allows (module docstring, *Consistency*); the estimates are 0 from there. None:
@@ -163,6 +172,13 @@ class CrossValidatedFSC:
     resolution_samples_angstrom: np.ndarray = field(default_factory=lambda: np.zeros(0))
     vouched_shells: int | None = None
     inconsistent_shell: int | None = None
+    readable_shells: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.readable_shells is None:
+            n = self.model_vs_truth_estimate.shape[0]
+            last = n if self.vouched_shells is None else self.vouched_shells
+            self.readable_shells = np.arange(n) < last
 
     @property
     def inconsistent_angstrom(self) -> float | None:
@@ -196,8 +212,10 @@ class CrossValidatedFSC:
 
     @property
     def resolution_angstrom(self) -> float:
-        """Where the estimated map-vs-truth correlation ``C_map`` falls below 0.5."""
-        return resolution_at(self.model_vs_truth_estimate, 0.5, self.box, self.pixel_size_angstrom)
+        """Where the estimated map-vs-truth correlation ``C_map`` falls below 0.5 (a lower bound
+        under it that the next readable shell contradicts is no crossing: :func:`reading_curve`)."""
+        curve = reading_curve(self.model_vs_truth_estimate, self.readable_shells)
+        return resolution_at(curve, 0.5, self.box, self.pixel_size_angstrom)
 
     @property
     def resolution_percentiles_angstrom(self) -> tuple[float, float] | None:
@@ -248,6 +266,7 @@ class CrossValidatedFSC:
             "data_half_map_resolution_0143_angstrom": self.data_resolution_angstrom,
             "limited_by_data": self.limited_by_data,
             "last_vouched_shell_angstrom": self.last_vouched_angstrom,
+            "data_readable_shells": [bool(x) for x in self.readable_shells],
             "inconsistent_from_angstrom": self.inconsistent_angstrom,
             "resolution_per_shell_angstrom": [
                 None if not np.isfinite(r) else float(r) for r in res
@@ -284,24 +303,31 @@ def _fsc_sigma(box: int, pool: int = 0) -> np.ndarray:
     return 1.0 / np.sqrt(np.maximum(counts, 2.0) / 2.0)
 
 
-def _vouched_shells(data_fsc: np.ndarray, floor: np.ndarray) -> int:
+def _readable_shells(data_fsc: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """The shells (bool) whose data FSC can be read: above ``min(floor, 0.3)`` (shell 0 always)."""
+    readable = data_fsc > np.minimum(floor, 0.3)
+    readable[0] = True
+    return readable
+
+
+def _vouched_shells(readable: np.ndarray) -> int:
     """The number of leading shells the data vouch for: up to the first (past shell 0) whose
-    data FSC is within noise of zero."""
-    invalid = np.flatnonzero(data_fsc[1:] <= np.minimum(floor[1:], 0.3))
-    return int(invalid[0]) + 1 if invalid.size else data_fsc.shape[0]
+    data FSC is within noise of zero (the cut)."""
+    invalid = np.flatnonzero(~readable[1:])
+    return int(invalid[0]) + 1 if invalid.size else readable.shape[0]
 
 
 def _estimate(
     data_fsc: np.ndarray,
     cross_a: np.ndarray,
     cross_b: np.ndarray,
-    vouched: int,
+    readable: np.ndarray,
     sigma: np.ndarray,
 ) -> tuple[np.ndarray, int | None]:
-    """``C`` per shell from three FSC curves: the estimate in the ``vouched`` shells whose data
-    FSC can be read, the lower bound ``C_low`` past them (``sigma``: FSC noise per shell), 0 from
-    the first inconsistent shell on (past shell 0, ``C_low > 1``); and that shell (or None)."""
-    valid = np.arange(data_fsc.shape[0]) < vouched
+    """``C`` per shell from three FSC curves: the estimate in the ``readable`` shells, whose data
+    FSC can be read, the lower bound ``C_low`` in the others (``sigma``: FSC noise per shell), 0
+    from the first inconsistent shell on (past shell 0, ``C_low > 1``); and that shell (or None)."""
+    valid = readable
     cross = 0.5 * (cross_a + cross_b)
     root = np.sqrt(np.where(valid & (data_fsc > 0), data_fsc, 1.0))
     k = LOWER_BOUND_SIGMAS
@@ -326,9 +352,25 @@ def _estimates(terms: ShellTerms, sigma: np.ndarray, weights=None):
     (``sigma``: the FSC noise of each pooled shell; the cut at ``CUT_SIGMAS`` of it)."""
     pool = pool_width(2 * (terms.n_shells - 1))
     data_fsc, cross_a, cross_b, models = terms.curves(weights, pool)
-    vouched = _vouched_shells(data_fsc, CUT_SIGMAS * sigma)
-    half, inconsistent = _estimate(data_fsc, cross_a, cross_b, vouched, sigma)
-    return _map_estimate(half, models), half, vouched, inconsistent
+    readable = _readable_shells(data_fsc, CUT_SIGMAS * sigma)
+    half, inconsistent = _estimate(data_fsc, cross_a, cross_b, readable, sigma)
+    return _map_estimate(half, models), half, readable, inconsistent
+
+
+def reading_curve(estimate: np.ndarray, readable: np.ndarray) -> np.ndarray:
+    """``C_map`` as the resolution reads it: a lower bound (an unreadable shell's value) under 0.5
+    is no crossing where the next shell the data can read has an estimate of 0.5 or more (the
+    bound says the map is at least that good, and the data say it is better; EMD-6824's spectrum
+    dips at 18-20 Å, where the data go unreadable for a few shells and come back: 16.8 Å reported
+    for a map at 9.6 Å, 9.65 Å so; ``benchmarks/RESULTS.md``, round 2, session 24). Such shells
+    read as 0.5."""
+    curve = np.asarray(estimate, dtype=np.float64).copy()
+    later_readable = np.flatnonzero(readable)
+    for shell in np.flatnonzero((curve < 0.5) & ~readable):
+        after = later_readable[later_readable > shell]
+        if after.size and curve[after[0]] >= 0.5:
+            curve[shell] = 0.5
+    return curve
 
 
 def cross_validated_fsc(
@@ -382,13 +424,13 @@ def cross_validate(
     terms = data.shell_terms(model_a, model_b)
     data_fsc, cross_a, cross_b, _ = terms.curves()
     sigma = _fsc_sigma(box, pool=pool_width(box))
-    estimate, half, vouched, inconsistent = _estimates(terms, sigma)
+    estimate, half, readable, inconsistent = _estimates(terms, sigma)
     rng = np.random.default_rng(data.seed + 1)
     shape = (terms.n_shells, terms.blocks)
     samples = np.array(
         [
             resolution_at(
-                _estimates(terms, sigma, rng.poisson(1.0, shape))[0],
+                reading_curve(*_estimates(terms, sigma, rng.poisson(1.0, shape))[::2]),
                 0.5,
                 box,
                 pixel_size_angstrom,
@@ -405,8 +447,9 @@ def cross_validate(
         estimate,
         half,
         samples.reshape(-1),
-        vouched,
+        _vouched_shells(readable),
         inconsistent,
+        readable,
     )
 
 
