@@ -393,7 +393,9 @@ def test_a_bound_under_half_that_readable_data_contradict_is_no_crossing():
     # Read past the dip: 0.6 at shell 6, 0.4 at shell 7 (readable): the crossing at 6.5.
     assert cv(readable).resolution_angstrom == pytest.approx(18 * 2.0 / 6.5)
     # The dip's shells readable (estimates, not bounds): the crossing is there, at shell 2.89.
-    assert cv(np.ones(10, dtype=bool)).resolution_angstrom == pytest.approx(18 * 2.0 / (2 + 0.4 / 0.45))
+    assert cv(np.ones(10, dtype=bool)).resolution_angstrom == pytest.approx(
+        18 * 2.0 / (2 + 0.4 / 0.45)
+    )
     # Nothing readable after the dip (the cut at shell 3, the default): the bound is the crossing.
     assert cv(None, vouched=3).resolution_angstrom == pytest.approx(18 * 2.0 / (2 + 0.4 / 0.45))
     # A readable shell past the dip under 0.5: the dip's bound stays a crossing.
