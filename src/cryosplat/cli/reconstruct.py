@@ -157,7 +157,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--negative-fraction",
         type=float,
         help="part of the Gaussians holding negative density (halos, density below the solvent "
-        "level; default 0.15)",
+        "level; default 0.10)",
     )
     g.add_argument(
         "--signed-amplitudes",

@@ -56,7 +56,11 @@ class GridFitConfig:
         with fixed sign, softplus magnitudes): density below the solvent level (the negative halo
         of a normalised or filtered map). A starting model with negative amplitudes keeps its
         signs. Without it a positive mixture cannot hold a map's lowest frequencies (issue 11:
-        FSC to a real-map truth 0.95 at the first shell, 0.998 with it).
+        FSC to a real-map truth 0.95 at the first shell, 0.998 with it). 0.10 (0.15 until round 2,
+        session 24): over 23 map-based sets and two seeds the 0.5 crossing 0.3-0.8 % finer on
+        average and 0.143 1.3 % finer, a fit step 7-13 % faster (the broad negative footprints are
+        most of a small box's voxelisation), first shells 0.002-0.008 lower (the largest deficit
+        under the better peer 0.012, was 0.010; ``benchmarks/RESULTS.md``).
     negative_scale_pixels : (float, float)
         Scale range of the negative population in pixels of the stage grid: broad, as halos are
         (narrow negative Gaussians cost the mid frequencies what they give the lowest).
@@ -164,7 +168,7 @@ class GridFitConfig:
     n_sigma: float = 3.0
     gridding_correction: bool = True
     signed_amplitudes: bool = False
-    negative_fraction: float = 0.15
+    negative_fraction: float = 0.10
     negative_scale_pixels: tuple[float, float] = (1.0, 3.0)
     exclude_zero_frequency: bool = False
     low_shell_weighting: bool = True
