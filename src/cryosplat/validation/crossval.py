@@ -405,6 +405,8 @@ def cross_validated_fsc(
     once (:class:`~cryosplat.validation.shell_terms.DataSpectra`) and call
     :func:`cross_validate`.
     """
+    if n_bootstrap < 0:  # before the data's transforms
+        raise ValueError(f"n_bootstrap must be non-negative, got {n_bootstrap}")
     data = DataSpectra(data_a, data_b, mask, BOOTSTRAP_BLOCKS, seed)
     return cross_validate(data, model_a, model_b, pixel_size_angstrom, n_bootstrap)
 
