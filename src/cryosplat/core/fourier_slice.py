@@ -128,9 +128,7 @@ def _half_spectrum_adjoint(grad, size: int, keep: torch.Tensor | slice, scale: f
     g = grad * factor
     if size == _count(keep, size):  # unpadded: every row is the map's
         full = torch.fft.irfftn(g, s=(size, size, size))
-        if isinstance(keep, slice):
-            return full
-        return full[keep[:, None, None], keep[None, :, None], keep[None, None, :]]
+        return _rows(_rows(_rows(full, 0, keep), 1, keep), 2, keep)
     # Only the map's D of P rows are read back along each axis: transform along z, keep D rows,
     # along y, keep D, then the real transform along x (about half the work of the full inverse).
     return cropped_irfftn(g, size, keep)

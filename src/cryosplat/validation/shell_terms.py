@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cryosplat.validation.fsc import half_grid_shells
+from cryosplat.validation.fsc import cross_power, half_grid_shells, power
 
 __all__ = ["DataSpectra", "ShellTerms", "pool_shells", "BOOTSTRAP_BLOCKS"]
 
@@ -45,10 +45,6 @@ def _masked_spectrum(volume, mask) -> np.ndarray:
     volume = torch.as_tensor(volume)
     mask = torch.as_tensor(mask, device=volume.device, dtype=volume.dtype)
     return torch.fft.rfftn(volume * mask).reshape(-1).cpu().numpy()
-
-
-def _cross_power(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return x.real * y.real + x.imag * y.imag
 
 
 class ShellTerms:
@@ -116,9 +112,9 @@ class DataSpectra:
         self._index = shells * blocks + group
         self._a, self._b = (_masked_spectrum(d, mask)[self._keep] for d in (data_a, data_b))
         self._data_sums = {
-            "data": self._sums(_cross_power(self._a, self._b)),
-            "da": self._sums(_cross_power(self._a, self._a)),
-            "db": self._sums(_cross_power(self._b, self._b)),
+            "data": self._sums(cross_power(self._a, self._b)),
+            "da": self._sums(power(self._a)),
+            "db": self._sums(power(self._b)),
         }
 
     def _sums(self, values: np.ndarray) -> np.ndarray:
@@ -135,11 +131,11 @@ class DataSpectra:
             )
         ma, mb = (_masked_spectrum(m, self.mask)[self._keep] for m in (model_a, model_b))
         model_sums = {
-            "a": self._sums(_cross_power(ma, self._b)),
-            "b": self._sums(_cross_power(mb, self._a)),
-            "models": self._sums(_cross_power(ma, mb)),
-            "ma": self._sums(_cross_power(ma, ma)),
-            "mb": self._sums(_cross_power(mb, mb)),
+            "a": self._sums(cross_power(ma, self._b)),
+            "b": self._sums(cross_power(mb, self._a)),
+            "models": self._sums(cross_power(ma, mb)),
+            "ma": self._sums(power(ma)),
+            "mb": self._sums(power(mb)),
         }
         sums = {**self._data_sums, **model_sums}
         return ShellTerms({name: sums[name] for name in ShellTerms.NAMES})
