@@ -34,9 +34,9 @@ import torch
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.grid.engine import half_data_fsc, split_heldout
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.half_statistics import half_data_fsc, split_heldout
 from cryosplat.reconstruct.run import default_n_gaussians
 from cryosplat.validation.crossval import cross_validated_fsc, data_half_maps
 from cryosplat.validation.fsc import fsc, resolution_at

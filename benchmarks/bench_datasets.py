@@ -3,8 +3,9 @@
 Each data set is made as a RELION user with a known structure would make it, so that cryosplat's
 simulator cannot hide a convention error of cryosplat's reconstructor:
 
-1. the ground-truth map: the atomic model as cryosplat's Gaussian atom model
-   (``cryosplat.model.atoms.model_from_atoms``), voxelised and written with ``io.mrc.write_map``;
+1. the ground-truth map (``bench_truths``): a real map as it is, or the atomic model as
+   cryosplat's Gaussian atom model (``cryosplat.model.atoms.model_from_atoms``) voxelised, as it
+   is or made to look like a real map;
 2. views, shifts, CTF and half-set labels drawn by ``cryosplat.simulate.simulation.draw_metadata`` and written
    as a RELION 3.1 STAR without image names (``in.star``);
 3. ``relion_project --i truth.mrc --ang in.star --o proj --ctf``: clean CTF-modulated projections;
@@ -25,12 +26,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
+from bench_truths import write_truth
 
-from cryosplat.io.mrc import MRCStack, read_map, write_map
+from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
-from cryosplat.model.atoms import model_from_atoms
 from cryosplat.simulate.simulation import SimulationConfig, draw_metadata, simulate
 from cryosplat.simulate.views import PreferredViews
 
@@ -82,6 +82,12 @@ class DatasetSpec:
         (:func:`coloured_noise_profile`), same total variance.
     noise_source : str
         Particle stack (relative to ``shared/data``) whose spectrum colours the noise.
+    real_looking_bfactor : float or None
+        With an atomic model: the truth made to look like a real map (``bench_truths``), the
+        atoms blurred by this many Å², with a negative halo and noisy solvent (seeded by
+        ``seed``); None: the atoms as they are.
+    real_looking_mean_zero : bool
+        The real-looking truth normalised to mean zero over the box (solvent below zero).
     """
 
     name: str
@@ -106,6 +112,8 @@ class DatasetSpec:
     symmetry: str = "C1"
     noise: str = "white"
     noise_source: str = NOISE_SOURCE
+    real_looking_bfactor: float | None = None
+    real_looking_mean_zero: bool = False
 
 
 def _8zpm(name: str, n: int) -> DatasetSpec:
@@ -304,6 +312,39 @@ CLUSTERED = [
     )
 ]
 
+# Larger molecules than the real maps', made to look like real maps (``bench_truths``: blurred
+# atoms, a negative halo, noisy solvent; one normalised to mean zero as EMD-6824 is), with real or
+# preferred views and coloured noise: map-like truths of other shapes and boxes, made after every
+# default was chosen (round 2, session 25).
+REAL_LOOKING = [
+    _map_spec(
+        "rl_6vxx",
+        "models/6vxx.pdb",
+        128,
+        2.2,
+        8_000,
+        0.003,
+        noise="coloured",
+        seed=951,
+        real_looking_bfactor=150.0,
+        real_looking_mean_zero=True,
+    ),
+    _map_spec(
+        "rl_3izx",
+        "models/3izx.cif",
+        96,
+        3.0,
+        5_000,
+        0.004,
+        views=None,
+        preferred_views=(0.5, 25.0),
+        noise="coloured",
+        noise_source=RIBOSOME,
+        seed=952,
+        real_looking_bfactor=200.0,
+    ),
+]
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
     "maps": [s for sets in MAP_SETS.values() for s in sets],
@@ -317,6 +358,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "othernoise": OTHER_NOISE,
     "pref": PREFERRED,
     "clustered": CLUSTERED,
+    "reallike": REAL_LOOKING,
 }
 
 
@@ -460,22 +502,17 @@ def _config(spec: DatasetSpec) -> SimulationConfig:
 
 
 def _write_truth(spec: DatasetSpec, path: Path) -> None:
-    """The ground truth: a real map as it is, or the atomic model voxelised."""
-    source = SHARED / spec.model
-    if source.suffix in (".mrc", ".map"):
-        volume, voxel = read_map(source)
-        if volume.shape[0] != spec.box or abs(voxel - spec.pixel_size_angstrom) > 1e-3:
-            raise RuntimeError(
-                f"{source}: box {volume.shape[0]}, {voxel} Å; the spec says "
-                f"{spec.box}, {spec.pixel_size_angstrom} Å"
-            )
-        write_map(path, volume, spec.pixel_size_angstrom)
-        return
-    model = model_from_atoms(
-        source, spec.box, spec.pixel_size_angstrom, center_of_mass=spec.center_angstrom
+    """The ground truth (:func:`bench_truths.write_truth`)."""
+    write_truth(
+        SHARED / spec.model,
+        path,
+        spec.box,
+        spec.pixel_size_angstrom,
+        spec.center_angstrom,
+        spec.real_looking_bfactor,
+        spec.seed,
+        spec.real_looking_mean_zero,
     )
-    with torch.no_grad():
-        write_map(path, model.voxelize().numpy(), spec.pixel_size_angstrom)
 
 
 def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, float]:
@@ -522,9 +559,14 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     record = folder / "dataset.json"
     if record.is_file():
         saved = json.loads(record.read_text())
-        # tuples as lists; a record written before ``noise_source`` or ``preferred_views``
-        # existed had the default
-        defaults = {"noise_source": NOISE_SOURCE, "preferred_views": None}
+        # tuples as lists; a record written before ``noise_source``, ``preferred_views`` or
+        # ``real_looking_*`` existed had the default
+        defaults = {
+            "noise_source": NOISE_SOURCE,
+            "preferred_views": None,
+            "real_looking_bfactor": None,
+            "real_looking_mean_zero": False,
+        }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
             return Dataset(

@@ -6,7 +6,7 @@
 
 ``run`` times ``relion_reconstruct --ctf`` on the same particles, then the cryosplat path:
 :func:`cryosplat.reconstruct.grid.gather.accumulate` per half set and :func:`cryosplat.reconstruct.grid.fit.fit_gaussians`
-per half (stopped by 10 % of the half held out, split by :func:`cryosplat.reconstruct.grid.engine.split_heldout` as
+per half (stopped by 10 % of the half held out, split by :func:`cryosplat.reconstruct.grid.half_statistics.split_heldout` as
 ``cryosplat reconstruct`` does), and reports the
 FSC with the truth (0.5 crossing) of each half map and of their average, and the peak memory.
 
@@ -34,9 +34,9 @@ from bench_methods import measure
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.grid.engine import split_heldout
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.half_statistics import split_heldout
 from cryosplat.validation.fsc import fsc, resolution_at
 
 

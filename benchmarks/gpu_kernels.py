@@ -22,8 +22,8 @@ from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import GaussianModel, voxelize_gaussians
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.engine import statistics_batch_size
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.half_statistics import statistics_batch_size
 from cryosplat.reconstruct.grid.loss import GridLoss
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.render import splat

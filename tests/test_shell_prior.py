@@ -8,9 +8,9 @@ import torch
 from test_statistics import simulate_particles
 
 from cryosplat.core.errors import InputError
-from cryosplat.reconstruct.grid.engine import half_data_fsc
 from cryosplat.reconstruct.grid.fit import GridFitConfig, GridLoss, fit_gaussians
 from cryosplat.reconstruct.grid.gather import accumulate
+from cryosplat.reconstruct.grid.half_statistics import half_data_fsc
 from cryosplat.reconstruct.grid.loss import half_grid_multiplicity, pooled_fsc, shell_prior_ratios
 from cryosplat.reconstruct.grid.statistics import padded_shell_index
 from cryosplat.validation.fsc import fsc

@@ -10,8 +10,8 @@ from cryosplat.core.ctf import CTFParams
 from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.engine import statistics_batch_size
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.half_statistics import statistics_batch_size
 from cryosplat.reconstruct.grid.staging import device_batches
 
 

@@ -35,12 +35,9 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.reconstruct.grid.capacity import GAUSSIANS_CAP, most_gaussians_for_data
-from cryosplat.reconstruct.grid.engine import (
-    GridEngineConfig,
-    run_grid_engine,
-    statistics_batch_size,
-)
+from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
 from cryosplat.reconstruct.grid.gather import MIN_RADIUS
+from cryosplat.reconstruct.grid.half_statistics import statistics_batch_size
 from cryosplat.reconstruct.grid.memory_plan import (
     MemoryConfig,
     MemoryPlan,

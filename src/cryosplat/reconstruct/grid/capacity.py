@@ -57,7 +57,7 @@ def data_information_bits(half_fsc) -> float:
     ----------
     half_fsc : array-like (K,)
         FSC of the two halves' direct inversions by shell, shell 0 first (e.g.
-        :func:`cryosplat.reconstruct.grid.engine.half_data_fsc`).
+        :func:`cryosplat.reconstruct.grid.half_statistics.half_data_fsc`).
     """
     curve = np.nan_to_num(np.asarray(half_fsc, dtype=np.float64), nan=0.0)
     if curve.ndim != 1:

@@ -1,6 +1,7 @@
 """The Fourier-statistics engine of ``cryosplat reconstruct`` (the default).
 
-One streamed pass over each half set gathers its sufficient statistics (:mod:`cryosplat.reconstruct.grid.statistics`);
+One streamed pass over each half set gathers its sufficient statistics
+(:mod:`cryosplat.reconstruct.grid.half_statistics`, :mod:`cryosplat.reconstruct.grid.statistics`);
 the half models are then fitted to them coarse to fine (:mod:`cryosplat.reconstruct.grid.fit`), stage by stage,
 both halves at each stage, so the (cross-validated) resolution is known as the fit goes.
 
@@ -16,22 +17,18 @@ unfinished stage.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cryosplat.core.device import synchronize
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
+from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.reconstruct.grid.capacity import (
     BITS_PER_GAUSSIAN,
     MIN_SHELL_SSNR,
@@ -39,31 +36,19 @@ from cryosplat.reconstruct.grid.capacity import (
 )
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics, half_data_fsc
 from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
-    DEFAULT_WIENER_REGULARIZATION,
     FourierStatistics,
-    wiener_inversion,
 )
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
-from cryosplat.validation.fsc import fsc
-from cryosplat.validation.masks import spherical_mask
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
-__all__ = [
-    "GridEngineConfig",
-    "HalfStatistics",
-    "gather_half_statistics",
-    "half_data_fsc",
-    "run_grid_engine",
-    "split_heldout",
-    "statistics_batch_size",
-]
+__all__ = ["GridEngineConfig", "run_grid_engine"]
 
 log = logging.getLogger("cryosplat")
 
-CUDA_STATISTICS_BATCH = 512
 MAX_MEMBERS = 16
 # Member m of a half fits with the seed of member 0 plus m times this.
 MEMBER_SEED_STRIDE = 1_000_003
@@ -136,34 +121,6 @@ class GridEngineConfig:
         self.fit.validate()
 
 
-def split_heldout(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(fit rows, held-out rows)``: ``fraction`` of ``rows`` held out at random (none below 20)."""
-    if fraction <= 0 or len(rows) < 20:
-        return rows, rows[:0]
-    rng = np.random.default_rng(seed)
-    n_held = max(1, int(round(fraction * len(rows))))
-    held = np.zeros(len(rows), dtype=bool)
-    held[rng.choice(len(rows), n_held, replace=False)] = True
-    return rows[~held], rows[held]
-
-
-def _statistics(
-    particles: ParticleSet,
-    rows: np.ndarray,
-    path: Path,
-    config: AccumulateConfig,
-    report: Callable[[int], None],
-    dist: Distributed,
-) -> FourierStatistics | None:
-    """The statistics of ``rows`` (checkpointed at ``path``); ``report(k)``: k of them done."""
-    if len(rows) == 0:
-        return None
-    n_local = len(shard_rows(particles, rows, dist.rank, dist.world_size))
-    stats, _ = cached_statistics(particles, rows, config, path, dist, lambda k, _n: report(k))
-    report(n_local)
-    return stats
-
-
 def run_grid_engine(particles, halves, config, folder, device, show_progress, dist=None):
     """Fit both half models with the Fourier-statistics engine.
 
@@ -194,61 +151,6 @@ def run_grid_engine(particles, halves, config, folder, device, show_progress, di
     return _run(particles, halves, config, gcfg, folder, device, show_progress, dist)
 
 
-def statistics_batch_size(batch_size: int, device) -> int:
-    """Images per batch of the statistics pass: the configured number, raised to
-    :data:`CUDA_STATISTICS_BATCH` on a CUDA device when left at its default (small batches leave
-    a GPU idle between kernel launches; 512 images of box 256 take about 1 GB there)."""
-    if torch.device(device).type == "cuda" and batch_size == AccumulateConfig.batch_size:
-        return CUDA_STATISTICS_BATCH
-    return batch_size
-
-
-@dataclass
-class HalfStatistics:
-    """The statistics of the two half sets, each split into its fit and held-out parts.
-
-    Attributes
-    ----------
-    train : [A, B] statistics of the rows each half model is fitted to
-    held : [A, B] statistics of each half's held-out rows, or None where none are held out
-    """
-
-    train: list[FourierStatistics]
-    held: list[FourierStatistics | None]
-    seconds: float = 0.0  # wall time of the pass (0 for statistics read from checkpoints)
-
-    @property
-    def totals(self) -> list[FourierStatistics]:
-        """[A, B] statistics of every particle of each half (fit + held out)."""
-        return [t if h is None else t + h for t, h in zip(self.train, self.held, strict=True)]
-
-    def data_maps(
-        self, regularization: float = DEFAULT_WIENER_REGULARIZATION
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Direct Fourier inversions ``D_A, D_B`` of the two whole halves (for validation, or
-        with another Wiener constant for :mod:`cryosplat.validation.data_blend`).
-
-        One half's total at a time, dropped once inverted: at large boxes every grid is ~12 bytes
-        per half-grid voxel (see :mod:`cryosplat.reconstruct.grid.memory_plan`). The statistics
-        already carry the data sign.
-        """
-        return tuple(
-            wiener_inversion([t] if h is None else [t, h], regularization).cpu().numpy()
-            for t, h in zip(self.train, self.held, strict=True)
-        )
-
-
-def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """FSC of the two halves' direct inversions in the soft spherical mask, by shell.
-
-    The signal-to-noise estimate of the fit's prior (``GridFitConfig.prior_strength``), as RELION
-    sets its ``τ²`` from the FSC of its half maps: one number per shell, the only thing the two
-    half fits share.
-    """
-    mask = spherical_mask(data_maps[0].shape[0])
-    return fsc(data_maps[0] * mask, data_maps[1] * mask)
-
-
 def _log_prior(
     curve: np.ndarray, fit: GridFitConfig, extent_angstrom: float, stats: FourierStatistics | None
 ) -> None:
@@ -270,83 +172,6 @@ def _log_prior(
         fit.prior_cap,
         where,
     )
-
-
-def gather_half_statistics(
-    particles, halves, config, folder, device, show_progress: bool, dist: Distributed | None = None
-) -> HalfStatistics:
-    """One streamed pass over the particles: the statistics of each half's fit and held-out rows.
-
-    The one route to the data half maps of both engines. Checkpointed (``stats_{A,B}_fit.npz``,
-    ``stats_{A,B}_heldout.npz``): a resumed run reads them instead of the images. With
-    ``config.invert_contrast`` the data are negated here, so the statistics carry the data sign.
-    Under ``torchrun`` (``dist``) each rank gathers its shard and the sums are all-reduced.
-    """
-    dist = Distributed() if dist is None else dist
-    gcfg: GridEngineConfig = config.grid
-    # Device and batch as reconstruct resolved them (statistics_batch_size), as config.json says.
-    acc = replace(gcfg.accumulate, symmetry=config.symmetry)
-    log.info(
-        "device: Fourier statistics on %s (%d images per batch%s)",
-        device,
-        acc.batch_size,
-        ", read ahead into pinned memory" if torch.device(device).type == "cuda" else "",
-    )
-    ck = folder.checkpoint_dir
-    total = sum(len(h) for h in halves) // dist.world_size
-    bar = Progress(total, "statistics", enabled=show_progress and dist.is_main)
-    counts: dict[str, int] = {}
-    started = time.perf_counter()
-
-    def half(i: int, stop: threading.Event) -> tuple[FourierStatistics | None, ...]:
-        name = "AB"[i]
-        fit_rows, held_rows = split_heldout(
-            np.asarray(halves[i]), gcfg.heldout_fraction, config.seed * 7 + i
-        )
-        out = []
-        for part, rows in (("fit", fit_rows), ("heldout", held_rows)):
-
-            def report(k: int, key=f"{name}_{part}") -> None:
-                check_stop(stop)
-                counts[key] = k
-                done = sum(counts.values())
-                bar.update(
-                    done, f"gathering {done}/{total} particles, {bar.rate_per_second():.0f}/s"
-                )
-
-            path = ck / f"stats_{name}_{part}.npz"
-            out.append(_statistics(particles, rows, path, acc, report, dist))
-        return out[0], out[1]
-
-    # One process on a CPU: the halves side by side, a thread each (side_by_side.concurrent_halves);
-    # under torchrun every rank gathers its shard of both, one after the other (collectives).
-    parallel = dist.world_size == 1
-    pairs = map_halves(half, [0, 1], device, gcfg.concurrent_halves and parallel)
-    train = [pairs[0][0], pairs[1][0]]
-    held = [pairs[0][1], pairs[1][1]]
-    bar.close()
-    synchronize(device)
-    seconds = time.perf_counter() - started
-    log.info("statistics: %d particles in %.1f s on %s", total, seconds, device)
-    if config.invert_contrast:
-        for stats in train + held:
-            if stats is not None:
-                stats.data = -stats.data
-    if held[0] is None and held[1] is None:
-        log.info(
-            "statistics gathered: half A %d, half B %d particles (all fitted, none held out)",
-            train[0].n_particles,
-            train[1].n_particles,
-        )
-    else:
-        log.info(
-            "statistics gathered: half A %d + %d held out, half B %d + %d held out",
-            train[0].n_particles,
-            0 if held[0] is None else held[0].n_particles,
-            train[1].n_particles,
-            0 if held[1] is None else held[1].n_particles,
-        )
-    return HalfStatistics(train, held, seconds)
 
 
 def _stage_path(folder: Path, stage: int, half: int, member: int) -> Path:

@@ -12,7 +12,7 @@ from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.engine import gather_half_statistics
+from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics
 from cryosplat.reconstruct.run_folder import RunFolder
 from cryosplat.reconstruct.splat.engine import SplatEngine
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
