@@ -116,8 +116,14 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
     )
     if spec.astigmatism_max_angstrom:
         ctf += f", astigmatism up to {spec.astigmatism_max_angstrom:g} Å"
+    model = spec.model
+    if spec.real_looking_bfactor is not None:
+        model += (
+            f" made to look like a real map (B + {spec.real_looking_bfactor:g} Å², a negative "
+            f"halo, noisy solvent{', mean zero' if spec.real_looking_mean_zero else ''})"
+        )
     return (
-        f"`{spec.name}` (made by {spec.simulator}): {spec.model}, {spec.n_particles:,} "
+        f"`{spec.name}` (made by {spec.simulator}): {model}, {spec.n_particles:,} "
         f"particles, box {spec.box}, "
         f"{spec.pixel_size_angstrom} Å/px (Nyquist {2 * spec.pixel_size_angstrom:.2f} Å), "
         f"SNR {spec.snr}, shifts {spec.shift_sd_angstrom} Å s.d., {ctf}, "
