@@ -39,9 +39,7 @@ from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics, half_data_fsc
 from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
-from cryosplat.reconstruct.grid.statistics import (
-    FourierStatistics,
-)
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
