@@ -66,9 +66,10 @@ def test_an_exact_model_is_vouched_for_as_far_as_the_data_go():
 
 def test_past_the_cut_a_lower_bound_vouches_for_models_that_match_noisy_data():
     """Data too noisy for their own FSC to be read past some shell (the cut): an exact model
-    still correlates with them by many standard errors there, and the lower bound carries the
-    resolution past the cut, never past the truth's and below the point estimate; models whose
-    fine detail the data do not share get nothing past the cut."""
+    still correlates with them by many standard errors there. Where the data's FSC pooled over
+    ±DATA_POOL_PAST_CUT shells can be read, the estimate of the exact model (truly 1) stays
+    high; where even that cannot, the lower bound carries the resolution on, below the point
+    estimate; models whose fine detail the data do not share get nothing past the cut."""
     truth = _truth()
     noise = 10.0 * truth.std()
     d_a, d_b = _data(truth, noise, 11), _data(truth, noise, 12)
@@ -80,7 +81,11 @@ def test_past_the_cut_a_lower_bound_vouches_for_models_that_match_noisy_data():
     cross = 0.5 * (exact.model_a_vs_data_b + exact.model_b_vs_data_a)
     point = cross / np.sqrt(np.maximum(exact.data_fsc, 1e-12))
     low = exact.half_model_vs_truth_estimate[past]
-    assert np.all((low >= 0) & (low <= np.minimum(point[past], 1.0) + 1e-12))
+    assert not exact.readable_shells[past].any()  # the reading rule still sees a cut
+    wide = low > np.minimum(point[past], 1.0) + 1e-12  # estimated with the wider pool
+    assert wide.any() and not wide.all()
+    assert np.all((low >= 0) & (low <= 1.0))
+    assert np.all(low[wide] > 0.7)
     invented = np.random.default_rng(9).normal(size=truth.shape)
     invented -= lowpass(invented, 8.0, PIXEL)
     smooth = lowpass(truth, 24.0, PIXEL) + 0.5 * truth.std() * invented
