@@ -377,7 +377,7 @@ def _estimates(terms: ShellTerms, sigma: np.ndarray, weights=None):
     estimated, data_sigma = readable, sigma
     past = np.arange(terms.n_shells) >= _vouched_shells(readable)
     if past.any():
-        wide = terms.curves(weights, DATA_POOL_PAST_CUT)[0]
+        (wide,) = terms.curves(weights, DATA_POOL_PAST_CUT, count=1)  # the data's FSC alone
         wide_sigma = _fsc_sigma(box, DATA_POOL_PAST_CUT)
         use = past & ~readable & _readable_shells(wide, CUT_SIGMAS * wide_sigma)
         data_fsc = np.where(use, wide, data_fsc)

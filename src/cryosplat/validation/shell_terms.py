@@ -60,22 +60,28 @@ class ShellTerms:
         self.sums = sums
         self.n_shells, self.blocks = sums["data"].shape
 
-    def curves(self, weights: np.ndarray | None = None, pool: int = 0):
-        """``FSC(D_A, D_B)``, ``FSC(M_A, D_B)``, ``FSC(M_B, D_A)``, ``FSC(M_A, M_B)``;
-        ``weights`` (shells, blocks); ``pool``: sums over ``±pool`` shells (shell 0 alone)."""
+    # Each curve's cross sum and the two powers it is normalised by.
+    PAIRS = (
+        ("data", ("da", "db")),
+        ("a", ("ma", "db")),
+        ("b", ("mb", "da")),
+        ("models", ("ma", "mb")),
+    )
+
+    def curves(self, weights: np.ndarray | None = None, pool: int = 0, count: int = 4):
+        """``FSC(D_A, D_B)``, ``FSC(M_A, D_B)``, ``FSC(M_B, D_A)``, ``FSC(M_A, M_B)`` (the first
+        ``count`` of them); ``weights`` (shells, blocks); ``pool``: sums over ``±pool`` shells
+        (shell 0 alone)."""
+        pairs = self.PAIRS[:count]
+        names = {name for cross, (p, q) in pairs for name in (cross, p, q)}
         if weights is None:
-            total = {k: v.sum(axis=1) for k, v in self.sums.items()}
+            total = {k: self.sums[k].sum(axis=1) for k in names}
         else:
-            total = {k: (v * weights).sum(axis=1) for k, v in self.sums.items()}
+            total = {k: (self.sums[k] * weights).sum(axis=1) for k in names}
         if pool:
             total = {k: pool_shells(v, pool) for k, v in total.items()}
         out = []
-        for cross, (p, q) in (
-            ("data", ("da", "db")),
-            ("a", ("ma", "db")),
-            ("b", ("mb", "da")),
-            ("models", ("ma", "mb")),
-        ):
+        for cross, (p, q) in pairs:
             denom = np.sqrt(total[p] * total[q])
             out.append(np.where(denom > 0, total[cross] / np.maximum(denom, 1e-300), 0.0))
         return out
