@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from bench_datasets import DATASETS, make_dataset
+from bench_catalogue import DATASETS
+from bench_datasets import make_dataset
 from bench_report import format_table, score_maps
 from run_benchmarks import REPO, run_method, self_correlation, warm_cache
 

@@ -18,8 +18,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench_datasets import DATASETS, QUICK, Dataset, DatasetSpec, make_dataset, preferred_cones
-from bench_datasets import quick as quick_version
+from bench_catalogue import DATASETS, QUICK
+from bench_catalogue import quick as quick_version
+from bench_datasets import Dataset, DatasetSpec, make_dataset, preferred_cones
 from bench_methods import MethodRun, ensure_cryodrgn, run_cryodrgn, run_cryosplat, run_relion
 from bench_report import compare_curves, format_table, plot_curves, score_maps, write_results
 

@@ -10,9 +10,14 @@ import torch
 
 from cryosplat.core.fourier import fourier_pad_volume
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.validation.crossval import DataSpectra, cross_validate, cross_validated_fsc
+from cryosplat.validation.crossval import (
+    DataSpectra,
+    cross_validate,
+    cross_validated_fsc,
+    mask_gain,
+)
 from cryosplat.validation.fsc import fsc, resolution_at
-from cryosplat.validation.masks import lowpass, spherical_mask
+from cryosplat.validation.masks import auto_mask, lowpass, spherical_mask
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
 BOX, PIXEL = 48, 2.0
@@ -267,6 +272,46 @@ def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():
     assert evaluate_half_maps(truth, truth, PIXEL, data_maps=quiet)[0].cv_mask == (
         "soft spherical mask"
     )
+
+
+def test_a_tighter_masks_gain_over_the_sphere_is_read_where_the_data_vouch():
+    """A truth with density in its solvent that the models lack (a noisy map's solvent, a
+    detergent belt): within the automatic mask the models match it better than in the sphere, by
+    the ratio ``mask_gain`` reads from the shells before the sphere's cut (against the truth's
+    own ratio there); without such density the gain is 1. The masked estimate divided by it is
+    on the sphere's scale, and a gain under 1 is refused."""
+    molecule = GaussianModel.random(
+        300, BOX, PIXEL, seed=1, radius_fraction=0.12, scale_angstrom=1.2, dtype=torch.float64
+    )
+    molecule = molecule.voxelize().detach().numpy()
+    solvent = GaussianModel.random(
+        2000, BOX, PIXEL, seed=5, radius_fraction=0.45, scale_angstrom=1.2, dtype=torch.float64
+    )
+    solvent = solvent.voxelize().detach().numpy()
+    sphere = spherical_mask(BOX)
+    tight = sphere * auto_mask(molecule, PIXEL)
+    gains = []
+    for share in (0.0, 1.0):
+        truth = molecule + share * molecule.std() / solvent.std() * solvent
+        data = _data(truth, 10.0 * truth.std(), 3), _data(truth, 10.0 * truth.std(), 4)
+        in_sphere = cross_validate(DataSpectra(*data, sphere), molecule, molecule, PIXEL)
+        masked = cross_validate(DataSpectra(*data, tight), molecule, molecule, PIXEL)
+        gain = mask_gain(in_sphere, masked)
+        cut = in_sphere.vouched_shells
+        assert cut is not None and cut < BOX // 2
+        shells = slice(cut - 5, cut)
+        ratio = fsc(molecule * tight, truth * tight)[shells].sum() / (
+            fsc(molecule * sphere, truth * sphere)[shells].sum()
+        )
+        assert abs(gain - ratio) < 0.05
+        gains.append(gain)
+        read = cross_validate(DataSpectra(*data, tight), molecule, molecule, PIXEL, 0, gain)
+        assert np.allclose(
+            read.half_model_vs_truth_estimate, masked.half_model_vs_truth_estimate / gain
+        )
+    assert gains[0] < 1.05 and gains[1] > 1.1
+    with pytest.raises(ValueError, match="gain"):
+        cross_validate(DataSpectra(*data, tight), molecule, molecule, PIXEL, 0, 0.5)
 
 
 def _contaminated(truth, noise):

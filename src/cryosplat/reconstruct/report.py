@@ -19,6 +19,7 @@ from cryosplat.validation.crossval import (
     CrossValidatedFSC,
     DataSpectra,
     cross_validate,
+    mask_gain,
 )
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
@@ -206,24 +207,29 @@ class _DataUnderMasks:
 def _cross_validate(halves, data: _DataUnderMasks, pixel_size_angstrom: float, what: str = ""):
     """The cross-validated FSC in the soft sphere, or within the automatic mask (times the
     sphere) where the data stop early in the sphere with the estimate still high
-    (``TIGHTER_MASK_ESTIMATE``) and it is finer there; returns it and the mask's description
+    (``TIGHTER_MASK_ESTIMATE``) and it is finer there, read on the sphere's scale (divided by
+    :func:`~cryosplat.validation.crossval.mask_gain`); returns it and the mask's description
     (``what`` prefixes its log line)."""
     cross = cross_validate(data["sphere"], *halves, pixel_size_angstrom, N_BOOTSTRAP)
     cut = cross.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return cross, SPHERE_TEXT
-    tight = cross_validate(data["tight"], *halves, pixel_size_angstrom, N_BOOTSTRAP)
+    tight = cross_validate(data["tight"], *halves, pixel_size_angstrom)
+    gain = mask_gain(cross, tight)
+    tight = cross_validate(data["tight"], *halves, pixel_size_angstrom, N_BOOTSTRAP, gain)
     if tight.resolution_angstrom >= cross.resolution_angstrom:
         return cross, SPHERE_TEXT
     log.info(
         "resolution: %sin the spherical mask the data's own FSC can be read to %.2f Å, the "
         "estimate still %.2f there (%.2f Å with the lower bound past it); within the automatic "
-        "mask they vouch to %.2f Å",
+        "mask they vouch to %.2f Å (its estimate divided by %.3f, how much higher it lies than the "
+        "sphere's where both are read)",
         what,
         cross.last_vouched_angstrom,
         cut,
         cross.resolution_angstrom,
         tight.resolution_angstrom,
+        tight.mask_gain,
     )
     return tight, "automatic mask (the data stopped early in the sphere)"
 
