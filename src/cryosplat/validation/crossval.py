@@ -139,7 +139,7 @@ BOUND_ESTIMATE = 0.9
 # ratio read where the sphere's data still vouch: 1.13-1.17 on beta-galactosidase's noisy
 # solvent, 1.00-1.06 elsewhere): on 60 runs (`/work/tools/s26/thr_off.py`) mean |error| 4.7 →
 # 4.1 %, outside ±15 % 2 → 0 (map-like 8ZPM +24.5 → −2.1 %, map-like spike +15.5 → −5.4 %), the
-# most optimistic set the mask takes −8.9 % (EMD-1832 with other noise); without the gain
+# most optimistic set the mask takes −8.7 % (EMD-5625 with ribosome noise); without the gain
 # beta-galactosidase sets to −9.0 %. At 0.7 as good on average, but the map-like 8ZPM set's
 # estimate at the cut is 0.698-0.702 over two seeds: +23.6 % in one.
 TIGHTER_MASK_ESTIMATE = 0.6
