@@ -247,104 +247,84 @@ REAL_LOOKING = [
 # (its map's noisy solvent, where the reported resolution within the automatic mask leaned
 # optimistic in session 13).
 UNSEEN = [
-    _map_spec(
-        "s26_emd5625_t70",
-        "maps/emd_5625.map",
-        56,
-        4.23,
-        5_000,
-        0.002,
-        views=None,
-        preferred_views=(1.0, 70.0),
-        noise="coloured",
-        noise_source=TUTORIAL,
-        seed=961,
-    ),
-    _map_spec(
-        "s26_emd1832_u3k",
-        "maps/emd_1832.map",
-        64,
-        5.7,
-        3_000,
-        0.005,
-        views=None,
-        noise="coloured",
-        noise_source=RIBOSOME,
-        seed=962,
-    ),
-    _map_spec(
-        "s26_emd6824_3v",
-        "maps/emd_6824.mrc",
-        70,
-        2.64,
-        6_000,
-        0.003,
-        views=None,
-        preferred_views=((0.3, 10.0), (0.3, 10.0, 90.0, 45.0), (0.2, 15.0, 60.0, 120.0)),
-        seed=963,
-    ),
-    _map_spec(
-        "s26_betagal_200kv",
-        "maps/ngl_betaGal.mrc",
-        100,
-        3.54,
-        5_000,
-        0.003,
-        noise="coloured",
-        voltage_kv=200.0,
-        cs_mm=2.7,
-        seed=964,
-    ),
-    _map_spec(
-        "s26_rl_5a1a",
-        "models/5a1a.cif",
-        100,
-        2.5,
-        6_000,
-        0.003,
-        views=None,
-        noise="coloured",
-        noise_source=RIBOSOME,
-        seed=965,
-        real_looking_bfactor=120.0,
-        real_looking_mean_zero=True,
-    ),
-    _map_spec(
-        "s26_rl_3j6r",
-        "models/3J6R.pdb",
-        96,
-        3.2,
-        4_000,
-        0.004,
-        views=None,
-        preferred_views=(0.6, 30.0),
-        seed=966,
-        real_looking_bfactor=250.0,
-    ),
-    _map_spec(
-        "s26_emd5625_20k", "maps/emd_5625.map", 56, 4.23, 20_000, 0.003, noise="coloured", seed=967
-    ),
-    _map_spec(
-        "s26_rl_8zpm",
-        "models/8zpm.cif",
-        80,
-        2.0,
-        3_000,
-        0.005,
-        noise="coloured",
-        noise_source=TUTORIAL,
-        seed=968,
-        real_looking_bfactor=100.0,
-    ),
-] + [
-    _map_spec(
-        f"s26_bg_{tag}", "maps/ngl_betaGal.mrc", 100, 3.54, n, snr, noise="coloured", seed=seed
-    )
-    for tag, n, snr, seed in (
-        ("a", 4_000, 0.004, 971),
-        ("b", 6_000, 0.0025, 972),
-        ("c", 5_000, 0.003, 973),
-        ("d", 5_000, 0.0035, 974),
+    _map_spec(name, model, box, pixel, n, snr, seed=seed, **other)
+    for name, model, (box, pixel, n, snr, seed), other in (
+        (
+            "s26_emd5625_t70",
+            "maps/emd_5625.map",
+            (56, 4.23, 5_000, 0.002, 961),
+            {
+                "views": None,
+                "preferred_views": (1.0, 70.0),
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
+            },
+        ),
+        (
+            "s26_emd1832_u3k",
+            "maps/emd_1832.map",
+            (64, 5.7, 3_000, 0.005, 962),
+            {"views": None, "noise": "coloured", "noise_source": RIBOSOME},
+        ),
+        (
+            "s26_emd6824_3v",
+            "maps/emd_6824.mrc",
+            (70, 2.64, 6_000, 0.003, 963),
+            {
+                "views": None,
+                "preferred_views": ((0.3, 10.0), (0.3, 10.0, 90.0, 45.0), (0.2, 15.0, 60.0, 120.0)),
+            },
+        ),
+        (
+            "s26_betagal_200kv",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 5_000, 0.003, 964),
+            {"noise": "coloured", "voltage_kv": 200.0, "cs_mm": 2.7},
+        ),
+        (
+            "s26_rl_5a1a",
+            "models/5a1a.cif",
+            (100, 2.5, 6_000, 0.003, 965),
+            {
+                "views": None,
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+                "real_looking_bfactor": 120.0,
+                "real_looking_mean_zero": True,
+            },
+        ),
+        (
+            "s26_rl_3j6r",
+            "models/3J6R.pdb",
+            (96, 3.2, 4_000, 0.004, 966),
+            {"views": None, "preferred_views": (0.6, 30.0), "real_looking_bfactor": 250.0},
+        ),
+        (
+            "s26_emd5625_20k",
+            "maps/emd_5625.map",
+            (56, 4.23, 20_000, 0.003, 967),
+            {"noise": "coloured"},
+        ),
+        (
+            "s26_rl_8zpm",
+            "models/8zpm.cif",
+            (80, 2.0, 3_000, 0.005, 968),
+            {"noise": "coloured", "noise_source": TUTORIAL, "real_looking_bfactor": 100.0},
+        ),
+        *(
+            (
+                f"s26_bg_{tag}",
+                "maps/ngl_betaGal.mrc",
+                (100, 3.54, n, snr, seed),
+                {"noise": "coloured"},
+            )
+            for tag, n, snr, seed in (
+                ("a", 4_000, 0.004, 971),
+                ("b", 6_000, 0.0025, 972),
+                ("c", 5_000, 0.003, 973),
+                ("d", 5_000, 0.0035, 974),
+            )
+        ),
     )
 ]
 

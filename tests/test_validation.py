@@ -309,6 +309,11 @@ def test_a_tighter_masks_gain_over_the_sphere_is_read_where_the_data_vouch():
         assert np.allclose(
             read.half_model_vs_truth_estimate, masked.half_model_vs_truth_estimate / gain
         )
+        against = cross_validate(
+            DataSpectra(*data, tight), molecule, molecule, PIXEL, 0, reference=in_sphere
+        )
+        assert against.mask_gain == gain
+        assert np.array_equal(against.model_vs_truth_estimate, read.model_vs_truth_estimate)
     assert gains[0] < 1.05 and gains[1] > 1.1
     with pytest.raises(ValueError, match="gain"):
         cross_validate(DataSpectra(*data, tight), molecule, molecule, PIXEL, 0, 0.5)

@@ -19,7 +19,6 @@ from cryosplat.validation.crossval import (
     CrossValidatedFSC,
     DataSpectra,
     cross_validate,
-    mask_gain,
 )
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
@@ -214,9 +213,9 @@ def _cross_validate(halves, data: _DataUnderMasks, pixel_size_angstrom: float, w
     cut = cross.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return cross, SPHERE_TEXT
-    tight = cross_validate(data["tight"], *halves, pixel_size_angstrom)
-    gain = mask_gain(cross, tight)
-    tight = cross_validate(data["tight"], *halves, pixel_size_angstrom, N_BOOTSTRAP, gain)
+    tight = cross_validate(
+        data["tight"], *halves, pixel_size_angstrom, N_BOOTSTRAP, reference=cross
+    )
     if tight.resolution_angstrom >= cross.resolution_angstrom:
         return cross, SPHERE_TEXT
     log.info(

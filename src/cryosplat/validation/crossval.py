@@ -468,18 +468,24 @@ def cross_validate(
     pixel_size_angstrom: float,
     n_bootstrap: int = 0,
     gain: float = 1.0,
+    reference: CrossValidatedFSC | None = None,
 ) -> CrossValidatedFSC:
     """:func:`cross_validated_fsc` of two half models against data whose spectra are made
     (``data``, with its mask and seed); every estimate divided by ``gain`` (a tighter mask's
-    :func:`mask_gain`, to read it on the sphere's scale)."""
+    :func:`mask_gain`, to read it on the sphere's scale), or, given the sphere's estimate of the
+    same halves as ``reference``, by the gain read against it."""
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be non-negative, got {n_bootstrap}")
     if not gain >= 1.0:
         raise ValueError(f"gain must be at least 1, got {gain}")
+    if reference is not None and gain != 1.0:
+        raise ValueError("give either a gain or a reference estimate to read it from, not both")
     box = data.box
     terms = data.shell_terms(model_a, model_b)
     data_fsc, cross_a, cross_b, _ = terms.curves()
     sigma = _fsc_sigma(box, pool=pool_width(box))
+    if reference is not None:
+        gain = _gain(reference, _estimates(terms, sigma)[0])
     estimate, half, readable, inconsistent = _estimates(terms, sigma, gain=gain)
     rng = np.random.default_rng(data.seed + 1)
     shape = (terms.n_shells, terms.blocks)
@@ -521,12 +527,17 @@ def mask_gain(sphere: CrossValidatedFSC, tight: CrossValidatedFSC) -> float:
     ratio itself, and it changes slowly (module docstring, *A tighter mask*; the truth's own ratio
     within 0.05 of it in ``tests/test_validation.py``).
     """
+    return _gain(sphere, tight.model_vs_truth_estimate)
+
+
+def _gain(sphere: CrossValidatedFSC, tight_estimate: np.ndarray) -> float:
+    """:func:`mask_gain` from the tighter mask's ``C_map`` curve (before any gain)."""
     cut = sphere.vouched_shells
     if cut is None or cut < 2:
         return 1.0
     shells = slice(max(1, cut - MASK_GAIN_SHELLS), cut)
     inner = float(np.sum(sphere.model_vs_truth_estimate[shells]))
-    outer = float(np.sum(tight.model_vs_truth_estimate[shells]))
+    outer = float(np.sum(tight_estimate[shells]))
     return max(1.0, outer / inner) if inner > 0 else 1.0
 
 
