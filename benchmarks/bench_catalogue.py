@@ -328,6 +328,66 @@ UNSEEN = [
     )
 ]
 
+# Made in round 2, session 27 after every default, for regimes no set above holds: ten times the
+# signal (SNR 0.02-0.05) and three to five times (0.01-0.015), 1,000 particles, the smallest real map at its own box (EMD-3197, 20³,
+# 11.4 Å/px), and two real maps that are symmetric in RELION's orientation (EMD-6824 C4,
+# beta-galactosidase D2), run with their group and in C1.
+REGIMES = [
+    _map_spec(name, model, box, pixel, n, snr, seed=seed, **other)
+    for name, model, (box, pixel, n, snr, seed), other in (
+        (
+            "s27_emd5625_hi",
+            "maps/emd_5625.map",
+            (56, 4.23, 4_000, 0.05, 981),
+            {"noise": "coloured", "noise_source": TUTORIAL},
+        ),
+        (
+            "s27_emd1832_hi",
+            "maps/emd_1832.map",
+            (64, 5.7, 5_000, 0.02, 982),
+            {"views": None, "noise": "coloured", "noise_source": RIBOSOME},
+        ),
+        ("s27_betagal_hi", "maps/ngl_betaGal.mrc", (100, 3.54, 5_000, 0.02, 983), {}),
+        (
+            "s27_emd6824_hi",
+            "maps/emd_6824.mrc",
+            (70, 2.64, 5_000, 0.03, 984),
+            {"views": None, "preferred_views": (0.5, 25.0)},
+        ),
+        ("s27_emd5625_mid", "maps/emd_5625.map", (56, 4.23, 4_000, 0.015, 989), {}),
+        (
+            "s27_emd1832_mid",
+            "maps/emd_1832.map",
+            (64, 5.7, 6_000, 0.01, 990),
+            {"noise": "coloured"},
+        ),
+        (
+            "s27_emd5625_1k",
+            "maps/emd_5625.map",
+            (56, 4.23, 1_000, 0.03, 985),
+            {"views": None, "noise": "coloured"},
+        ),
+        (
+            "s27_emd3197",
+            "maps/EMD-3197.map",
+            (20, 11.4, 2_000, 0.01, 986),
+            {"noise": "coloured", "noise_source": TUTORIAL},
+        ),
+        (
+            "s27_emd6824_c4",
+            "maps/emd_6824.mrc",
+            (70, 2.64, 5_000, 0.003, 987),
+            {"noise": "coloured", "noise_source": RIBOSOME, "symmetry": "C4"},
+        ),
+        (
+            "s27_betagal_d2",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 5_000, 0.003, 988),
+            {"noise": "coloured", "symmetry": "D2"},
+        ),
+    )
+]
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
     "maps": [s for sets in MAP_SETS.values() for s in sets],
@@ -343,6 +403,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "clustered": CLUSTERED,
     "reallike": REAL_LOOKING,
     "unseen": UNSEEN,
+    "regimes": REGIMES,
 }
 
 
