@@ -85,6 +85,14 @@ def _map_spec(
     return DatasetSpec(name, model, box, pixel, n, snr, **{**settings, **other})
 
 
+def _map_table(rows) -> list[DatasetSpec]:
+    """A :func:`_map_spec` for each row ``(name, model, (box, pixel, n, snr, seed), other)``."""
+    return [
+        _map_spec(name, model, box, pixel, n, snr, seed=seed, **other)
+        for name, model, (box, pixel, n, snr, seed), other in rows
+    ]
+
+
 def _real_map(
     name: str, model: str, box: int, pixel: float, n: int, snr: float
 ) -> list[DatasetSpec]:
@@ -246,9 +254,8 @@ REAL_LOOKING = [
 # HPV capsid protein, 8ZPM), and four beta-galactosidase sets with real views and coloured noise
 # (its map's noisy solvent, where the reported resolution within the automatic mask leaned
 # optimistic in session 13).
-UNSEEN = [
-    _map_spec(name, model, box, pixel, n, snr, seed=seed, **other)
-    for name, model, (box, pixel, n, snr, seed), other in (
+UNSEEN = _map_table(
+    (
         (
             "s26_emd5625_t70",
             "maps/emd_5625.map",
@@ -326,15 +333,14 @@ UNSEEN = [
             )
         ),
     )
-]
+)
 
 # Made in round 2, session 27 after every default, for regimes no set above holds: ten times the
 # signal (SNR 0.02-0.05) and three to five times (0.01-0.015), 1,000 particles, the smallest real map at its own box (EMD-3197, 20³,
 # 11.4 Å/px), and two real maps that are symmetric in RELION's orientation (EMD-6824 C4,
 # beta-galactosidase D2), run with their group and in C1.
-REGIMES = [
-    _map_spec(name, model, box, pixel, n, snr, seed=seed, **other)
-    for name, model, (box, pixel, n, snr, seed), other in (
+REGIMES = _map_table(
+    (
         (
             "s27_emd5625_hi",
             "maps/emd_5625.map",
@@ -386,7 +392,7 @@ REGIMES = [
             {"noise": "coloured", "symmetry": "D2"},
         ),
     )
-]
+)
 
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
