@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cryosplat.cli.main import main
+from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid import capacity
 from cryosplat.reconstruct.grid.capacity import (
     BITS_PER_GAUSSIAN,
@@ -85,12 +86,16 @@ def test_reconstruct_raises_the_count_on_well_measured_data_unless_it_is_given(
     args = [str(tiny_set), "--no-progress", "--stage-fractions", "0.5,1.0"]
     args += ["--stage-steps", "4,4"]
     auto, given = tmp_path / "auto", tmp_path / "given"
-    assert main(["reconstruct", *args, "-o", str(auto)]) == 0
+    assert main(["reconstruct", *args, "-o", str(auto), "--keep-checkpoints"]) == 0
     assert main(["reconstruct", *args, "-o", str(given), "--n-gaussians", "1000"]) == 0
     n_auto = json.loads((auto / "run.json").read_text())["summary"]["n_gaussians"]
     n_given = json.loads((given / "run.json").read_text())["summary"]["n_gaussians"]
     assert n_given == [1000, 1000]
     assert n_auto[0] == n_auto[1] > 1000
+    # The first stage fits the box's default; the last grows it to the data's count.
+    checkpoints = auto / "checkpoints"
+    assert len(GaussianModel.load(checkpoints / "grid_stage0_A.npz")) == 1000
+    assert len(GaussianModel.load(checkpoints / "grid_stage1_B.npz")) == n_auto[1]
     assert "× the box's default 1000" in (auto / "log.txt").read_text()
     assert "the box's default" not in (given / "log.txt").read_text()
     planned = json.loads((auto / "config.json").read_text())["memory_plan"]

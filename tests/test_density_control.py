@@ -9,7 +9,11 @@ import torch
 from cryosplat.core.errors import InputError
 from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.reconstruct.grid.density_control import SPLIT_OFFSET_SCALES, split_heaviest
+from cryosplat.reconstruct.grid.density_control import (
+    SPLIT_OFFSET_SCALES,
+    grow_heaviest,
+    split_heaviest,
+)
 from cryosplat.reconstruct.grid.fit import GridFitConfig, _control_now, _copy_optimizer_rows
 from cryosplat.reconstruct.grid.parameters import FitParameters
 from cryosplat.validation.fsc import fsc
@@ -136,3 +140,52 @@ def test_split_pairs_inherit_their_parents_optimiser_moments():
     for state in optimizer.state.values():
         for key in ("exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(state[key][light], state[key][heavy])
+
+
+def _centre_of_mass(model: GaussianModel, rows: torch.Tensor) -> torch.Tensor:
+    mass = model.amplitudes.detach()[rows]
+    return (model.means.detach()[rows] * mass[:, None]).sum(0) / mass.sum()
+
+
+def test_growth_splits_the_heaviest_until_the_model_holds_the_count():
+    model = _model()  # 60 positive Gaussians, 8 negative
+    amps = model.amplitudes.detach()
+    for target in (100, 200):  # 200: more than the positives can give at once, split again
+        grown = grow_heaviest(model, target, seed=2)
+        new = grown.amplitudes.detach()
+        assert len(model) == 68 and len(grown) == target and grown.signed
+        # The mass and its centre are kept; the negative population is as it was.
+        torch.testing.assert_close(new.sum(), amps.sum(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            _centre_of_mass(grown, torch.nonzero(new > 0).flatten()),
+            _centre_of_mass(model, torch.nonzero(amps > 0).flatten()),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+        torch.testing.assert_close(new[60:68], amps[60:68])
+        torch.testing.assert_close(grown.means.detach()[60:68], model.means.detach()[60:68])
+        assert int((new < 0).sum()) == 8
+    # The heaviest are split first: after one round the lightest 40 keep their mass.
+    grown = grow_heaviest(model, 88, seed=2)
+    order = torch.argsort(amps[:60])
+    torch.testing.assert_close(grown.amplitudes.detach()[order[:40]], amps[order[:40]])
+    # The map changes at fine detail only.
+    with torch.no_grad():
+        curve = fsc(grown.voxelize().double().numpy(), model.voxelize().double().numpy())
+    assert curve[1:4].min() > 0.997
+    # As given when it already holds as many; seeded.
+    assert grow_heaviest(model, 68, seed=0) is model
+    torch.testing.assert_close(
+        grow_heaviest(model, 90, seed=4).means, grow_heaviest(model, 90, seed=4).means
+    )
+    negative = GaussianModel(
+        model.means.detach(),
+        model.scales.detach(),
+        model.quaternions.detach(),
+        -amps.abs(),
+        BOX,
+        PIXEL,
+        signed=True,
+    )
+    with pytest.raises(ValueError, match="no positive"):
+        grow_heaviest(negative, 80, seed=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -207,6 +209,16 @@ def test_fit_is_invariant_to_the_initial_amplitude_scale(dataset):
     assert torch.allclose(maps[0], maps[1], rtol=1e-3, atol=1e-4 * float(maps[0].abs().max()))
 
 
+def test_a_given_model_is_grown_to_grow_to_before_the_fit(dataset):
+    stats = accumulate(dataset[0])
+    start = GaussianModel.random(150, BOX, PIXEL, seed=4, radius_fraction=0.25)
+    config = GridFitConfig(stage_fractions=(1.0,), stage_steps=(2,), seed=1)
+    assert len(fit_gaussians(stats, config, model=start)) == 150
+    assert len(fit_gaussians(stats, replace(config, grow_to=240), model=start)) == 240
+    assert len(fit_gaussians(stats, replace(config, grow_to=100), model=start)) == 150
+    assert len(start) == 150  # the given model is not modified
+
+
 def test_fit_rejects_inverted_contrast_and_bad_config(dataset):
     stats = accumulate(dataset[0], np.arange(20))
     stats.data = -stats.data
@@ -216,4 +228,6 @@ def test_fit_rejects_inverted_contrast_and_bad_config(dataset):
         GridFitConfig(stage_fractions=(0.5, 1.0), stage_steps=(10,)).validate()
     with pytest.raises(InputError, match="max_scale_pixels"):
         GridFitConfig(min_scale_pixels=2.0, max_scale_pixels=1.0).validate()
+    with pytest.raises(InputError, match="grow_to"):
+        GridFitConfig(grow_to=-1).validate()
     assert stage_boxes(96, (0.25, 0.5, 0.75, 1.0)) == [24, 48, 72, 96]

@@ -71,10 +71,12 @@ class GridEngineConfig:
     concurrent_halves : on a CPU with two or more threads, gather and fit the two halves side by
         side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`);
         ``reconstruct`` turns it off when the memory plan cannot hold both at once
-    gaussians_from_data : raise the number of Gaussians above the box's default where the data
-        hold more information (:func:`cryosplat.reconstruct.grid.capacity.gaussians_for_data`,
-        decided after the statistics pass); ``reconstruct`` turns it off when ``n_gaussians`` is
-        given
+    gaussians_from_data : raise the number of Gaussians of the last stage above the box's
+        default where the data hold more information
+        (:func:`cryosplat.reconstruct.grid.capacity.gaussians_for_data`, decided after the
+        statistics pass): the stages before it fit the default, and the last splits the heaviest
+        of them (:func:`cryosplat.reconstruct.grid.density_control.grow_heaviest`);
+        ``reconstruct`` turns it off when ``n_gaussians`` is given
     members : fits of each half set whose mean is the half model (:meth:`GaussianModel.average`:
         their Gaussians together, amplitudes divided by ``members``), each alone against the half
         set's statistics. Fits of the same data differ where the data are weak (EMD-5625 set: FSC
@@ -207,7 +209,8 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         n_total, bits = gaussians_for_data(config.n_gaussians, half_fsc)
         if n_total > config.n_gaussians:
             log.info(
-                "Gaussians per half: %d, %.1f × the box's default %d (the data's shells with "
+                "Gaussians per half: %d in the last stage, %.1f × the box's default %d of the "
+                "stages before it, its heaviest split to reach them (the data's shells with "
                 "SSNR ≥ %g hold %.0f bits, one Gaussian per %g)",
                 n_total,
                 n_total / config.n_gaussians,
@@ -217,6 +220,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                 BITS_PER_GAUSSIAN,
             )
     n_gauss = asymmetric_unit_gaussians(n_total, symmetry)
+    n_first = min(n_gauss, asymmetric_unit_gaussians(config.n_gaussians, symmetry))
     n_members = gcfg.members
     boxes = stage_boxes(particles.box, fit.stage_fractions)
     fork = _fork_stage(len(boxes), n_members, gcfg.member_stages)
@@ -270,7 +274,8 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                     fit,
                     stage_fractions=(fit.stage_fractions[stage],),
                     stage_steps=(steps,),
-                    n_gaussians=n_gauss,
+                    n_gaussians=n_first,
+                    grow_to=n_gauss if stage == len(boxes) - 1 else 0,
                     seed=config.seed * 2 + i + 1 + m * MEMBER_SEED_STRIDE,
                     init_radius_fraction=config.init_radius_fraction,
                     device=str(device),

@@ -31,7 +31,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.reconstruct.grid.density_control import split_heaviest
+from cryosplat.reconstruct.grid.density_control import grow_heaviest, split_heaviest
 from cryosplat.reconstruct.grid.fit_config import GridFitConfig
 from cryosplat.reconstruct.grid.loss import (
     GridLoss,
@@ -149,6 +149,8 @@ def fit_gaussians(
     model : GaussianModel, optional
         Starting model (not modified); default a random one (``GaussianModel.random`` with
         ``config.n_gaussians``, ``config.seed``). Its amplitudes are rescaled to the data first.
+        A model with fewer than ``config.grow_to`` Gaussians is grown to that many first
+        (:func:`~cryosplat.reconstruct.grid.density_control.grow_heaviest`).
     heldout : FourierStatistics, optional
         Statistics of images kept out of the fit, for the stopping rule (for gold-standard half
         maps, a part of the same half set, not the other half).
@@ -209,7 +211,9 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
     boxes = stage_boxes(stats.box, config.stage_fractions)
     first_pixel = stats.pixel_size_angstrom * stats.box / boxes[0]
     given = model is not None  # a fitted model: density control before its first stage too
-    if model is None:
+    if given:
+        model = grow_heaviest(model, config.grow_to, config.seed * 7919 + 1)
+    else:
         model = GaussianModel.random(
             config.n_gaussians,
             stats.box,

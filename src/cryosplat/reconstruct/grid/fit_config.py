@@ -19,6 +19,11 @@ class GridFitConfig:
     ----------
     n_gaussians : int
         Size of the random initial model (ignored when a model is given).
+    grow_to : int
+        A given model with fewer Gaussians is grown to this many before the fit (its heaviest
+        split: :func:`cryosplat.reconstruct.grid.density_control.grow_heaviest`); 0: as given.
+        The grid engine grows the last stage's model to the number of Gaussians the data ask for
+        (:mod:`cryosplat.reconstruct.grid.capacity`).
     stage_fractions : tuple of float
         Box of each stage as a fraction of the full box (rounded to even, at least 8), coarse to
         fine; the last should be 1.
@@ -155,6 +160,7 @@ class GridFitConfig:
     """
 
     n_gaussians: int = 3000
+    grow_to: int = 0
     stage_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     stage_steps: tuple[int, ...] = (80, 40, 40, 30)
     lr_means_pixels: float = 0.2
@@ -191,6 +197,10 @@ class GridFitConfig:
         """Raise :class:`InputError` naming the first bad setting."""
         if self.n_gaussians < 1:
             raise InputError(f"n_gaussians must be at least 1, got {self.n_gaussians}")
+        if self.grow_to < 0:
+            raise InputError(
+                f"grow_to must be 0 (no growth) or a number of Gaussians, got {self.grow_to}"
+            )
         if not self.stage_fractions or len(self.stage_fractions) != len(self.stage_steps):
             raise InputError("stage_fractions and stage_steps must be non-empty, of equal length")
         if any(not 0 < f <= 1 for f in self.stage_fractions):
