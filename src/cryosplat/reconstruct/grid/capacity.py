@@ -28,7 +28,8 @@ sets, EMD-6824 and beta-galactosidase at high SNR; 28 fits over two seeds) the 0
 0.3 % finer on average (the worst +0.8 %, but for beta-galactosidase at box 48, whose curve, the
 same within 0.01, touches 0.5 at a dip and flips), the 0.143 crossing 1.1 % finer (EMD-5625 3-7 %; the
 EMD-1832 sets -3.4 ... +4.5 %), and EMD-5625 at SNR 0.05 finer than cryoDRGN at 0.143 (10.47
-against 10.72 Å; 11.28 Å with 20), at no more time: the coarse stages no longer carry them.
+against 10.72 Å; 11.28 Å with 20), in about the same time: the coarse stages no longer carry
+them.
 """
 
 from __future__ import annotations
