@@ -96,6 +96,11 @@ def test_reconstruct_raises_the_count_on_well_measured_data_unless_it_is_given(
     checkpoints = auto / "checkpoints"
     assert len(GaussianModel.load(checkpoints / "grid_stage0_A.npz")) == 1000
     assert len(GaussianModel.load(checkpoints / "grid_stage1_B.npz")) == n_auto[1]
+    # One stage: its random start holds the data's count.
+    single = tmp_path / "single"
+    one = [str(tiny_set), "--no-progress", "--stage-fractions", "1.0", "--stage-steps", "4"]
+    assert main(["reconstruct", *one, "-o", str(single)]) == 0
+    assert json.loads((single / "run.json").read_text())["summary"]["n_gaussians"] == n_auto
     assert "× the box's default 1000" in (auto / "log.txt").read_text()
     assert "the box's default" not in (given / "log.txt").read_text()
     planned = json.loads((auto / "config.json").read_text())["memory_plan"]

@@ -20,16 +20,16 @@ The grid engine fits the default in every stage but the last, whose model is gro
 by splitting its heaviest Gaussians (``density_control.grow_heaviest``): the coarse grids cannot
 use more, and what more cost there is most of their time.
 
-Chosen on 24 sets (benchmarks/RESULTS.md, round 2 session 10) with the count from the first stage:
-20 bits per Gaussian, every set at the benchmarks' signal-to-noise ratios keeping the default.
-Grown in the last stage since round 2, session 27, 10: on the sets it changes (those holding more
-than 10 bits per default Gaussian: EMD-5625 with 20,000 particles or SNR 0.015-0.05, the EMD-1832
-sets, EMD-6824 and beta-galactosidase at high SNR; 28 fits over two seeds) the 0.5 crossing
-0.3 % finer on average (the worst +0.8 %, but for beta-galactosidase at box 48, whose curve, the
-same within 0.01, touches 0.5 at a dip and flips), the 0.143 crossing 1.1 % finer (EMD-5625 3-7 %; the
-EMD-1832 sets -3.4 ... +4.5 %), and EMD-5625 at SNR 0.05 finer than cryoDRGN at 0.143 (10.47
-against 10.72 Å; 11.28 Å with 20), in about the same time: the coarse stages no longer carry
-them.
+Chosen on 24 sets (benchmarks/RESULTS.md, round 2 session 10) with the count from the first
+stage: 20 bits per Gaussian, every set at the benchmarks' signal-to-noise ratios keeping the
+default. Since round 2, session 27 the count is grown in the last stage, at 10 bits per Gaussian:
+on the sets this changes (those holding more than 10 bits per default Gaussian: EMD-5625 with
+20,000 particles or SNR 0.015-0.05, the EMD-1832 sets, EMD-6824 and beta-galactosidase at high
+SNR; 28 fits over two seeds) the 0.5 crossing is 0.3 % finer on average (the worst +0.8 %, but for
+beta-galactosidase at box 48, whose curve, the same within 0.01, touches 0.5 at a dip and flips),
+the 0.143 crossing 1.1 % finer (EMD-5625 3-7 %; the EMD-1832 sets -3.4 ... +4.5 %), and EMD-5625
+at SNR 0.05 finer than cryoDRGN at 0.143 (10.47 against 10.72 Å; 11.28 Å with 20), in about the
+same time: the coarse stages no longer carry them.
 """
 
 from __future__ import annotations

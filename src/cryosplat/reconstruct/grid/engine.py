@@ -274,7 +274,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                     fit,
                     stage_fractions=(fit.stage_fractions[stage],),
                     stage_steps=(steps,),
-                    n_gaussians=n_first,
+                    n_gaussians=n_gauss if stage == len(boxes) - 1 else n_first,
                     grow_to=n_gauss if stage == len(boxes) - 1 else 0,
                     seed=config.seed * 2 + i + 1 + m * MEMBER_SEED_STRIDE,
                     init_radius_fraction=config.init_radius_fraction,
