@@ -34,6 +34,20 @@ SPLIT_OFFSET_SCALES = 0.7
 """Distance of each half of a split pair from the parent's mean, in units of its mean scale."""
 
 
+def _by_mass(amplitudes: torch.Tensor) -> torch.Tensor:
+    """Rows of the positive Gaussians, lightest first (equal masses in row order)."""
+    positive = torch.nonzero(amplitudes > 0).flatten()
+    return positive[torch.argsort(amplitudes[positive], stable=True)]
+
+
+def _pair_offsets(scales: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Offsets (k, 3) of the two halves of each split Gaussian from its mean: a random unit
+    direction times ``SPLIT_OFFSET_SCALES`` of its mean scale (``scales``: (k, 3))."""
+    direction = torch.randn(scales.shape[0], 3, generator=generator, dtype=torch.float64)
+    direction = (direction / direction.norm(dim=1, keepdim=True)).to(scales)
+    return direction * (SPLIT_OFFSET_SCALES * scales.mean(dim=1, keepdim=True))
+
+
 def split_heaviest(
     params: FitParameters, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,17 +73,13 @@ def split_heaviest(
         raise ValueError(f"fraction must be in [0, 0.5), got {fraction}")
     with torch.no_grad():
         amplitudes = params.activated().amplitudes
-        positive = torch.nonzero(amplitudes > 0).flatten()
-        k = int(round(fraction * positive.numel()))
+        order = _by_mass(amplitudes)
+        k = int(round(fraction * order.numel()))
         if k == 0:
-            return positive[:0], positive[:0]
-        order = positive[torch.argsort(amplitudes[positive], stable=True)]
+            return order[:0], order[:0]
         light, heavy = order[:k], order[-k:]
         generator = torch.Generator().manual_seed(int(seed))
-        direction = torch.randn(k, 3, generator=generator, dtype=torch.float64)
-        direction = (direction / direction.norm(dim=1, keepdim=True)).to(params.means)
-        scales = torch.nn.functional.softplus(params.raw_scales[heavy])
-        offset = direction * (SPLIT_OFFSET_SCALES * scales.mean(dim=1, keepdim=True))
+        offset = _pair_offsets(torch.nn.functional.softplus(params.raw_scales[heavy]), generator)
         centre = params.means[heavy]
         params.means[light] = centre - offset
         params.means[heavy] = centre + offset
@@ -108,14 +118,11 @@ def grow_heaviest(model: GaussianModel, n_gaussians: int, seed: int) -> Gaussian
         amplitudes = model.amplitudes.detach().clone()
         generator = torch.Generator().manual_seed(int(seed))
         while means.shape[0] < n_gaussians:
-            positive = torch.nonzero(amplitudes > 0).flatten()
-            if positive.numel() == 0:
+            order = _by_mass(amplitudes)
+            if order.numel() == 0:
                 raise ValueError("a model with no positive Gaussian cannot grow")
-            k = min(n_gaussians - means.shape[0], positive.numel())
-            heavy = positive[torch.argsort(amplitudes[positive], stable=True)[-k:]]
-            direction = torch.randn(k, 3, generator=generator, dtype=torch.float64)
-            direction = (direction / direction.norm(dim=1, keepdim=True)).to(means)
-            offset = direction * (SPLIT_OFFSET_SCALES * scales[heavy].mean(dim=1, keepdim=True))
+            heavy = order[-min(n_gaussians - means.shape[0], order.numel()) :]
+            offset = _pair_offsets(scales[heavy], generator)
             centre = means[heavy].clone()
             means[heavy] = centre - offset
             amplitudes[heavy] = 0.5 * amplitudes[heavy]

@@ -257,6 +257,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         todo = list(missing)
         base = steps_done
         label = f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}"
+        last = stage == len(boxes) - 1  # the stage that holds the data's count of Gaussians
         done_by_half = dict.fromkeys(todo, 0)
 
         def fit_half(
@@ -268,14 +269,15 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
             label=label,
             done=done_by_half,
             missing=missing,
+            last=last,
         ):
             for j, m in enumerate(missing[i]):
                 stage_cfg = replace(
                     fit,
                     stage_fractions=(fit.stage_fractions[stage],),
                     stage_steps=(steps,),
-                    n_gaussians=n_gauss if stage == len(boxes) - 1 else n_first,
-                    grow_to=n_gauss if stage == len(boxes) - 1 else 0,
+                    n_gaussians=n_gauss if last else n_first,
+                    grow_to=n_gauss if last else 0,
                     seed=config.seed * 2 + i + 1 + m * MEMBER_SEED_STRIDE,
                     init_radius_fraction=config.init_radius_fraction,
                     device=str(device),
