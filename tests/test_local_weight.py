@@ -12,8 +12,12 @@ import torch
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.report import evaluate_half_maps, write_outputs
-from cryosplat.validation.fsc import fsc, resolution_at
-from cryosplat.validation.local_weight import local_wiener_weight
+from cryosplat.validation.fsc import fsc, half_grid_shells, resolution_at
+from cryosplat.validation.local_weight import (
+    UNWEIGHTED_SHELLS,
+    apply_local_weight,
+    local_wiener_weight,
+)
 from cryosplat.validation.masks import gaussian_smooth, spherical_mask
 
 BOX = 32
@@ -103,7 +107,8 @@ def test_write_outputs_map_is_the_weighted_mean(tmp_path, sigma):
         assert summary["map"] == "mean of the half maps"
     else:
         w, _ = read_map(tmp_path / "local_weight.mrc")
-        np.testing.assert_allclose(full, 0.5 * (a + b) * w, rtol=1e-4, atol=1e-7)
+        expected = apply_local_weight(0.5 * (a + b), w)
+        np.testing.assert_allclose(full, expected, rtol=1e-4, atol=1e-6 * np.abs(full).max())
         np.testing.assert_allclose(w, local_wiener_weight(a, b, sigma), atol=1e-5)
         assert "local Wiener weight" in summary["map"]
     assert json.loads((tmp_path / "fsc.json").read_text())["symmetry"] == "C1"
@@ -130,3 +135,49 @@ def test_the_reported_resolution_follows_the_weight_into_the_map():
     assert weighted.resolution_angstrom < 0.8 * raw.resolution_angstrom
     assert weighted.resolution_angstrom == pytest.approx(truth_map, rel=0.1)
     assert raw.resolution_angstrom == pytest.approx(truth_plain, rel=0.1)
+
+
+def _noisy_halves(seed: int = 3):
+    truth = _blob(sigma=4.0) + 0.5 * _blob(sigma=2.0, offset=(4, -3, 2))
+    rng = np.random.default_rng(seed)
+    a, b = (truth + 0.3 * rng.normal(size=truth.shape) for _ in range(2))
+    return truth, a, b
+
+
+def test_the_weight_leaves_the_lowest_shells_as_they_are():
+    """Shells 0..UNWEIGHTED_SHELLS of the weighted map are the map's own, every other
+    coefficient is the plain product's; a weight of one changes nothing, and a negative
+    count of shells gives the plain product."""
+    truth, a, b = _noisy_halves()
+    w = local_wiener_weight(a, b)
+    out = apply_local_weight(a, w)
+    shells = half_grid_shells(BOX)[0].numpy()
+    low = shells <= UNWEIGHTED_SHELLS
+    spectrum, own, product = (np.fft.rfftn(x) for x in (out, a, a * w))
+    np.testing.assert_allclose(spectrum[low], own[low], atol=1e-9 * np.abs(own).max())
+    np.testing.assert_allclose(spectrum[~low], product[~low], atol=1e-9 * np.abs(own).max())
+    assert not np.allclose(own[low], product[low])  # the weight did bend those shells
+    np.testing.assert_allclose(apply_local_weight(a, np.ones_like(a)), a, atol=1e-12)
+    np.testing.assert_allclose(apply_local_weight(a, w, unweighted_shells=-1), a * w, atol=1e-12)
+    assert out.dtype == a.dtype
+    with pytest.raises(ValueError, match="cubes of one shape"):
+        apply_local_weight(a, w[:-1])
+
+
+def test_the_envelope_is_not_bent_by_the_weight():
+    """A weight that falls from the molecule's core to its edge bends the map's envelope when
+    it multiplies every frequency: the first shells' FSC with the truth is lower for the plain
+    product than for the weighted map with those shells left alone, and the weight's gain at
+    the higher shells is kept."""
+    truth, a, b = _noisy_halves()
+    w = local_wiener_weight(a, b)
+    mask = spherical_mask(BOX)
+    mean = 0.5 * (a + b)
+    plain = fsc(mean * w * mask, truth * mask)
+    kept = fsc(apply_local_weight(mean, w) * mask, truth * mask)
+    unweighted = fsc(mean * mask, truth * mask)
+    assert kept[1] > plain[1]
+    assert kept[1] >= unweighted[1] - 1e-9
+    high = slice(UNWEIGHTED_SHELLS + 1, BOX // 2)
+    np.testing.assert_allclose(kept[high], plain[high], atol=0.02)
+    assert kept[high].mean() > unweighted[high].mean()

@@ -22,7 +22,12 @@ from cryosplat.validation.crossval import (
 )
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
-from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX, local_wiener_weight
+from cryosplat.validation.local_weight import (
+    DEFAULT_SIGMA_PX,
+    UNWEIGHTED_SHELLS,
+    apply_local_weight,
+    local_wiener_weight,
+)
 from cryosplat.validation.masks import auto_mask, spherical_mask
 
 __all__ = [
@@ -349,8 +354,9 @@ def write_outputs(
     The full map is made of the half maps, each corrected shell by shell by its own half set's
     direct inversion where that holds more (``blend_maps``, the inversions:
     :mod:`cryosplat.validation.data_blend`; the model's weight per shell goes into ``fsc.json``),
-    their mean times their local Wiener weight (:mod:`cryosplat.validation.local_weight`, window
-    ``local_weight_sigma_px`` voxels, also written as ``local_weight.mrc``;
+    their mean times their local Wiener weight but at the lowest shells
+    (:func:`~cryosplat.validation.local_weight.apply_local_weight`; the weight's window
+    ``local_weight_sigma_px`` voxels, the weight written as ``local_weight.mrc``;
     ``local_weight_sigma_px = 0``: the plain mean). The half maps as written and their FSC are
     the models' own (with ``earlier_stages``, the stages' fits').
     ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. A symmetric
@@ -391,25 +397,27 @@ def write_outputs(
             half_a, half_b, *blend_maps, model_a.means.device, mask=sphere
         )
         map_text = "mean of the half maps, each blended by shell with its data's inversion"
-    full = 0.5 * (parts[0] + parts[1])
-    weight = None
+    weight, map_halves = None, parts
     if local_weight_sigma_px > 0:
         weight = local_wiener_weight(*parts, local_weight_sigma_px, model_a.means.device)
-        full *= weight
+        map_halves = tuple(
+            apply_local_weight(p, weight, device=model_a.means.device) for p in parts
+        )
         write_map(folder / "local_weight.mrc", weight, pixel)
-        map_text += f" × local Wiener weight ({local_weight_sigma_px:g} px)"
+        map_text += (
+            f" × local Wiener weight ({local_weight_sigma_px:g} px; shells 0-{UNWEIGHTED_SHELLS}"
+            " unweighted)"
+        )
     else:
         (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
     write_map(folder / "half_map_A.mrc", half_a, pixel)
     write_map(folder / "half_map_B.mrc", half_b, pixel)
-    write_map(folder / "map.mrc", full, pixel)
-    del full
+    write_map(folder / "map.mrc", 0.5 * (map_halves[0] + map_halves[1]), pixel)
     # The reported resolution is the written map's: its halves as they enter it (blended, times
     # the weight), each against the other half's data. On the raw half models it missed what the
     # weight adds on small sets (2,000 beta-galactosidase particles: 21.69 Å reported, 18.99 Å
     # against the truth; with the map's halves 18.55 Å; benchmarks/RESULTS.md, round 2,
     # session 11).
-    map_halves = parts if weight is None else tuple(p * weight for p in parts)
     report, amask = evaluate_half_maps(
         half_a,
         half_b,

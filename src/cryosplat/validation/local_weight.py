@@ -9,6 +9,13 @@ Gaussian window of ``σ`` voxels, ``w = S / (S + N)`` (0 where ``S ≤ 0``) is t
 what the two halves do not share, as a soft solvent mask would, but estimated from the data with
 no threshold, no dilation and no choice of edge.
 
+The weight is applied to every frequency of ``M`` but its lowest shells
+(:func:`apply_local_weight`, :data:`UNWEIGHTED_SHELLS`): there, at wavelengths of half the box and
+more, the halves agree everywhere in the box, so the weight has no noise to take out; multiplied by
+a weight that falls from the molecule's core to its edge, the envelope held by those shells was
+bent instead (the first shell's FSC with the truth 0.002-0.004 lower on the beta-galactosidase and
+EMD-1832 sets; benchmarks/RESULTS.md, round 2, session 28).
+
 A mask (or this weight) made from both halves and applied to the half maps would make their FSC
 dishonest; it is applied to ``M`` only, as RELION's post-processing applies its solvent mask to
 the full map, and the half maps are left as fitted.
@@ -19,14 +26,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cryosplat.validation.fsc import half_grid_shells
 from cryosplat.validation.masks import gaussian_smooth
 
-__all__ = ["DEFAULT_SIGMA_PX", "local_wiener_weight"]
+__all__ = ["DEFAULT_SIGMA_PX", "UNWEIGHTED_SHELLS", "apply_local_weight", "local_wiener_weight"]
 
 # Measured on fifteen sets, two seeds each (benchmarks/RESULTS.md, round 2, session 8): FSC 0.5
 # with the truth 1.8 % finer on average at 1.5 voxels (1.7 % at 2, 1.4 % at 3), and clear of the
 # narrow windows' noisy averages (0.75 voxels made one fit 5 % coarser).
 DEFAULT_SIGMA_PX = 1.5
+
+# Shells (``round(|k|)`` in pixels of the box, 0 the mean) that :func:`apply_local_weight` leaves
+# as they are. Measured on 35 benchmark sets (round 2, session 28; benchmarks/RESULTS.md): with
+# shells 0-2 left unweighted the largest deficit of the first shells under the better peer 0.012
+# -> 0.010 and its mean 0.0038 -> 0.0031, the 0.5 and 0.143 crossings within 0.11 % of before
+# (mean -0.001 % and -0.008 %); with 0-1 0.012 and 0.0036, with 0-3 0.0097 and 0.0034.
+UNWEIGHTED_SHELLS = 2
 
 
 def local_wiener_weight(
@@ -59,3 +74,45 @@ def local_wiener_weight(
         (signal > 0) & (total > 0), signal / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0
     )
     return weight.clamp_(0.0, 1.0).cpu().numpy()
+
+
+def apply_local_weight(
+    volume,
+    weight,
+    unweighted_shells: int = UNWEIGHTED_SHELLS,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """``volume × weight`` at every frequency but the lowest shells, which keep ``volume``'s own.
+
+    Parameters
+    ----------
+    volume : array-like, shape (D, D, D)
+        A half map or the mean of two (the operation is linear: the mean of two weighted half
+        maps is the weighted mean).
+    weight : array-like, shape (D, D, D)
+        E.g. :func:`local_wiener_weight` of the two half maps.
+    unweighted_shells : int
+        Shells ``round(|k|) ≤ unweighted_shells`` (pixels of the box; 0 is the map's mean) are
+        taken from ``volume``; negative: the plain product.
+    device : torch device, optional
+        Where the transforms run (the CPU by default).
+
+    Returns
+    -------
+    np.ndarray, shape (D, D, D), the dtype of ``volume``.
+    """
+    v = torch.as_tensor(np.asarray(volume), device=device)
+    w = torch.as_tensor(np.asarray(weight), dtype=v.dtype, device=v.device)
+    if v.ndim != 3 or len(set(v.shape)) != 1 or w.shape != v.shape:
+        raise ValueError(
+            f"volume and weight must be cubes of one shape, got {tuple(v.shape)} and "
+            f"{tuple(w.shape)}"
+        )
+    weighted = v * w
+    if unweighted_shells >= 0:
+        shells = half_grid_shells(v.shape[0], v.device)[0]
+        low = shells <= unweighted_shells
+        spectrum = torch.fft.rfftn(weighted)
+        spectrum[low] = torch.fft.rfftn(v)[low]
+        weighted = torch.fft.irfftn(spectrum, s=tuple(v.shape))
+    return weighted.cpu().numpy()
