@@ -19,6 +19,7 @@ from cryosplat.validation.crossval import (
     CrossValidatedFSC,
     DataSpectra,
     cross_validate,
+    tighter_mask_noise_scale,
 )
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
@@ -202,6 +203,11 @@ class _DataUnderMasks:
         self._data, self._masks = data, {"sphere": sphere, "tight": sphere * automatic}
         self._made: dict[str, DataSpectra] = {}
 
+    @property
+    def tight_noise_scale(self) -> float:
+        """How much more a shell's FSC spreads under the tight mask than under the sphere."""
+        return tighter_mask_noise_scale(self._masks["sphere"].cpu(), self._masks["tight"].cpu())
+
     def __getitem__(self, name: str) -> DataSpectra:
         if name not in self._made:
             self._made[name] = DataSpectra(*self._data, self._masks[name])
@@ -218,8 +224,9 @@ def _cross_validate(halves, data: _DataUnderMasks, pixel_size_angstrom: float, w
     cut = cross.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return cross, SPHERE_TEXT
+    noise = data.tight_noise_scale
     tight = cross_validate(
-        data["tight"], *halves, pixel_size_angstrom, N_BOOTSTRAP, reference=cross
+        data["tight"], *halves, pixel_size_angstrom, N_BOOTSTRAP, reference=cross, noise_scale=noise
     )
     if tight.resolution_angstrom >= cross.resolution_angstrom:
         return cross, SPHERE_TEXT
@@ -227,13 +234,15 @@ def _cross_validate(halves, data: _DataUnderMasks, pixel_size_angstrom: float, w
         "resolution: %sin the spherical mask the data's own FSC can be read to %.2f Å, the "
         "estimate still %.2f there (%.2f Å with the lower bound past it); within the automatic "
         "mask they vouch to %.2f Å (its estimate divided by %.3f, how much higher it lies than the "
-        "sphere's where both are read)",
+        "sphere's where both are read; its FSCs' noise taken %.2f times the sphere's, the masks' "
+        "kept shares of the box to the power 1/3)",
         what,
         cross.last_vouched_angstrom,
         cut,
         cross.resolution_angstrom,
         tight.resolution_angstrom,
         tight.mask_gain,
+        noise,
     )
     return tight, "automatic mask (the data stopped early in the sphere)"
 

