@@ -72,8 +72,8 @@ as many independent ones; the cut and the bound take the masked FSC's noise as t
 :func:`tighter_mask_noise_scale`. Without it (round 2, session 28), with 95 % of the views within
 15° of one axis, a data FSC of 0.04-0.08 under the automatic mask past the sphere's cut read as
 signal: 12.45 Å reported for a map at 18.96 Å (the sphere's own estimate 18.17 Å), with it
-15.44 Å; on 38 other sets the mean error against the truth's crossing 5.5 → 5.2 %, no set moved
-by more than 5.6 %. Where the data
+15.44 Å; over 39 sets the mean error against the truth's crossing 5.5 → 5.2 %, no other set
+moved by more than 5.6 points (EMD-1832, −0.1 → +5.5 %). Where the data
 still stop with ``C_map`` near 1 (:data:`BOUND_ESTIMATE`) the resolution is flagged as a bound
 the map may pass by far (:attr:`CrossValidatedFSC.limited_by_data`).
 
