@@ -423,7 +423,7 @@ def write_outputs(
     write_map(folder / "half_map_B.mrc", half_b, pixel)
     write_map(folder / "map.mrc", 0.5 * (map_halves[0] + map_halves[1]), pixel)
     # The reported resolution is the written map's: its halves as they enter it (blended, times
-    # the weight), each against the other half's data. On the raw half models it missed what the
+    # the weight but at the lowest shells), each against the other half's data. On the raw half models it missed what the
     # weight adds on small sets (2,000 beta-galactosidase particles: 21.69 Å reported, 18.99 Å
     # against the truth; with the map's halves 18.55 Å; benchmarks/RESULTS.md, round 2,
     # session 11).
