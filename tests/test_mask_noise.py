@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from cryosplat.core.fourier import squared_radius
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.crossval import (
     DataSpectra,
@@ -20,8 +21,7 @@ BOX, PIXEL = 48, 2.0
 
 
 def _radius(box: int = BOX) -> np.ndarray:
-    c = np.arange(box) - box // 2
-    return np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    return squared_radius(box, 3, dtype=torch.float64).sqrt().numpy()
 
 
 def test_a_binary_mask_keeps_its_share_of_the_box_and_a_soft_one_less_than_its_support():

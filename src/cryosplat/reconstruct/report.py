@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -203,7 +204,7 @@ class _DataUnderMasks:
         self._data, self._masks = data, {"sphere": sphere, "tight": sphere * automatic}
         self._made: dict[str, DataSpectra] = {}
 
-    @property
+    @cached_property
     def tight_noise_scale(self) -> float:
         """How much more a shell's FSC spreads under the tight mask than under the sphere."""
         return tighter_mask_noise_scale(self._masks["sphere"].cpu(), self._masks["tight"].cpu())
