@@ -10,10 +10,13 @@ import torch
 from cryosplat.core.fourier import squared_radius
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.crossval import (
+    LOWER_BOUND_SIGMAS,
     DataSpectra,
     cross_validate,
+    pool_width,
     tighter_mask_noise_scale,
 )
+from cryosplat.validation.crossval import _fsc_sigma as fsc_sigma
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import auto_mask, effective_volume_fraction, spherical_mask
 
@@ -78,3 +81,32 @@ def test_with_the_tighter_masks_noise_the_data_vouch_no_further():
     assert noisy.resolution_angstrom >= plain.resolution_angstrom
     with pytest.raises(ValueError, match="noise_scale"):
         cross_validate(spectra, truth, truth, PIXEL, noise_scale=0.5)
+
+
+def test_a_tighter_masks_reading_takes_the_lower_bound_past_its_cut():
+    """Without the wide pool past the cut (a tighter mask's reading), every shell past the cut
+    whose data FSC cannot be read gets the lower bound ``C_low`` of its own pooled shell, where
+    the sphere's reading estimated some of them with the data's FSC pooled wider."""
+    model = GaussianModel.random(
+        300, BOX, PIXEL, seed=1, radius_fraction=0.12, scale_angstrom=1.2, dtype=torch.float64
+    )
+    truth = model.voxelize().detach().numpy()
+    rng = np.random.default_rng(3)
+    data = tuple(truth + 10.0 * truth.std() * rng.normal(size=truth.shape) for _ in range(2))
+    spectra = DataSpectra(*data, spherical_mask(BOX))
+    pooled = cross_validate(spectra, truth, truth, PIXEL)
+    bound = cross_validate(spectra, truth, truth, PIXEL, pool_past_cut=False)
+    cut = bound.vouched_shells
+    assert cut is not None and cut < BOX // 2
+    unread = (np.arange(BOX // 2 + 1) >= cut) & ~bound.readable_shells
+    assert unread.sum() > 5
+    data_fsc, cross_a, cross_b, _ = spectra.shell_terms(truth, truth).curves(None, pool_width(BOX))
+    k, sigma = LOWER_BOUND_SIGMAS, fsc_sigma(BOX, pool_width(BOX))
+    c_low = (0.5 * (cross_a + cross_b) - k * sigma) / np.sqrt(np.maximum(data_fsc, 0) + k * sigma)
+    c_low = np.clip(c_low, 0.0, 1.0)
+    assert np.allclose(bound.half_model_vs_truth_estimate[unread], c_low[unread])
+    assert not np.allclose(pooled.half_model_vs_truth_estimate[unread], c_low[unread])
+    before = slice(0, cut)  # the shells the data vouch for are read alike
+    assert np.array_equal(
+        bound.model_vs_truth_estimate[before], pooled.model_vs_truth_estimate[before]
+    )

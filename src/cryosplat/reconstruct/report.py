@@ -219,15 +219,22 @@ def _cross_validate(halves, data: _DataUnderMasks, pixel_size_angstrom: float, w
     """The cross-validated FSC in the soft sphere, or within the automatic mask (times the
     sphere) where the data stop early in the sphere with the estimate still high
     (``TIGHTER_MASK_ESTIMATE``) and it is finer there, read on the sphere's scale (divided by
-    :func:`~cryosplat.validation.crossval.mask_gain`); returns it and the mask's description
-    (``what`` prefixes its log line)."""
+    :func:`~cryosplat.validation.crossval.mask_gain`), with that mask's FSC noise and the lower
+    bound past its cut; returns it and the mask's description (``what`` prefixes its log
+    line)."""
     cross = cross_validate(data["sphere"], *halves, pixel_size_angstrom, N_BOOTSTRAP)
     cut = cross.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return cross, SPHERE_TEXT
     noise = data.tight_noise_scale
     tight = cross_validate(
-        data["tight"], *halves, pixel_size_angstrom, N_BOOTSTRAP, reference=cross, noise_scale=noise
+        data["tight"],
+        *halves,
+        pixel_size_angstrom,
+        N_BOOTSTRAP,
+        reference=cross,
+        noise_scale=noise,
+        pool_past_cut=False,
     )
     if tight.resolution_angstrom >= cross.resolution_angstrom:
         return cross, SPHERE_TEXT
