@@ -6,15 +6,16 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.validation import data_blend
-from cryosplat.validation.crossval import cross_validated_fsc
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import fsc
-from cryosplat.validation.local_weight import local_wiener_weight
+from cryosplat.validation.local_weight import apply_local_weight, local_wiener_weight
+from cryosplat.validation.mask_choice import DataUnderMasks, read_in_masks
 from cryosplat.validation.masks import spherical_mask
 
 BOX = 32
@@ -175,12 +176,25 @@ def test_the_reported_resolution_is_the_written_maps(tmp_path):
     a, _ = read_map(tmp_path / "half_map_A.mrc")
     b, _ = read_map(tmp_path / "half_map_B.mrc")
     weight, _ = read_map(tmp_path / "local_weight.mrc")
+    automatic, _ = read_map(tmp_path / "mask.mrc")
     mask = spherical_mask(24)
     ba, bb, _ = blend_with_data(a, b, *data, mask=mask)
-    of_map = cross_validated_fsc(ba * weight, bb * weight, *data, mask, 2.0)
-    of_models = cross_validated_fsc(a, b, *data, mask, 2.0)
+    spectra = DataUnderMasks(*_tensors([data, mask, automatic]))
+
+    def read(halves):  # the report's reading: the sphere, or the automatic mask where finer
+        return read_in_masks(_tensors(halves), spectra, 2.0).chosen
+
+    of_map = read([apply_local_weight(h, weight) for h in (ba, bb)])
+    of_models = read([a, b])
     assert report.resolution_angstrom == pytest.approx(of_map.resolution_angstrom, rel=1e-3)
     np.testing.assert_allclose(
         report.cross_validated.model_vs_truth_estimate, of_map.model_vs_truth_estimate, atol=1e-3
     )
     assert not np.allclose(of_map.model_vs_truth_estimate, of_models.model_vs_truth_estimate)
+
+
+def _tensors(items):
+    """Nested lists of maps as float64 tensors (the report computes its FSCs so)."""
+    if isinstance(items, (list, tuple)):
+        return [_tensors(x) for x in items]
+    return torch.as_tensor(np.asarray(items, dtype=np.float64))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +14,7 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
 from cryosplat.reconstruct.stage_mean import mean_of_stages
-from cryosplat.validation.crossval import (
-    TIGHTER_MASK_ESTIMATE,
-    CrossValidatedFSC,
-    DataSpectra,
-    cross_validate,
-    tighter_mask_noise_scale,
-)
+from cryosplat.validation.crossval import CrossValidatedFSC
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
 from cryosplat.validation.local_weight import (
@@ -30,6 +23,7 @@ from cryosplat.validation.local_weight import (
     apply_local_weight,
     local_wiener_weight,
 )
+from cryosplat.validation.mask_choice import SPHERE_TEXT, DataUnderMasks, read_in_masks
 from cryosplat.validation.masks import auto_mask, spherical_mask
 
 __all__ = [
@@ -41,7 +35,6 @@ __all__ = [
 ]
 
 N_BOOTSTRAP = 100  # resamples of the Fourier samples for the resolution band
-SPHERE_TEXT = "soft spherical mask"  # the cross-validation's usual mask, as the headline names it
 
 log = logging.getLogger("cryosplat")
 
@@ -178,7 +171,7 @@ def evaluate_half_maps(
     masks = (on_device(sphere), on_device(amask))
     cross, cv_mask, weighted = None, SPHERE_TEXT, None
     if data_maps is not None:
-        data = _DataUnderMasks([on_device(d) for d in data_maps], masks)
+        data = DataUnderMasks([on_device(d) for d in data_maps], *masks)
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
         cross, cv_mask = _cross_validate(halves, data, pixel_size_angstrom)
         if cross.inconsistent_shell is not None and unweighted_halves is not None:
@@ -195,64 +188,29 @@ def evaluate_half_maps(
     return report, amask
 
 
-class _DataUnderMasks:
-    """The data half maps' spectra under the sphere and under the sphere times the automatic
-    mask, each made when first asked for and kept for the next pair of halves."""
-
-    def __init__(self, data: list[torch.Tensor], masks: tuple) -> None:
-        sphere, automatic = masks
-        self._data, self._masks = data, {"sphere": sphere, "tight": sphere * automatic}
-        self._made: dict[str, DataSpectra] = {}
-
-    @cached_property
-    def tight_noise_scale(self) -> float:
-        """How much more a shell's FSC spreads under the tight mask than under the sphere."""
-        return tighter_mask_noise_scale(self._masks["sphere"].cpu(), self._masks["tight"].cpu())
-
-    def __getitem__(self, name: str) -> DataSpectra:
-        if name not in self._made:
-            self._made[name] = DataSpectra(*self._data, self._masks[name])
-        return self._made[name]
-
-
-def _cross_validate(halves, data: _DataUnderMasks, pixel_size_angstrom: float, what: str = ""):
-    """The cross-validated FSC in the soft sphere, or within the automatic mask (times the
-    sphere) where the data stop early in the sphere with the estimate still high
-    (``TIGHTER_MASK_ESTIMATE``) and it is finer there, read on the sphere's scale (divided by
-    :func:`~cryosplat.validation.crossval.mask_gain`), with that mask's FSC noise and the lower
-    bound past its cut; returns it and the mask's description (``what`` prefixes its log
-    line)."""
-    cross = cross_validate(data["sphere"], *halves, pixel_size_angstrom, N_BOOTSTRAP)
-    cut = cross.estimate_at_cut
-    if cut is None or cut < TIGHTER_MASK_ESTIMATE:
-        return cross, SPHERE_TEXT
-    noise = data.tight_noise_scale
-    tight = cross_validate(
-        data["tight"],
-        *halves,
-        pixel_size_angstrom,
-        N_BOOTSTRAP,
-        reference=cross,
-        noise_scale=noise,
-        pool_past_cut=False,
-    )
-    if tight.resolution_angstrom >= cross.resolution_angstrom:
-        return cross, SPHERE_TEXT
-    log.info(
-        "resolution: %sin the spherical mask the data's own FSC can be read to %.2f Å, the "
-        "estimate still %.2f there (%.2f Å with the lower bound past it); within the automatic "
-        "mask they vouch to %.2f Å (its estimate divided by %.3f, how much higher it lies than the "
-        "sphere's where both are read; its FSCs' noise taken %.2f times the sphere's, the masks' "
-        "kept shares of the box to the power 1/3)",
-        what,
-        cross.last_vouched_angstrom,
-        cut,
-        cross.resolution_angstrom,
-        tight.resolution_angstrom,
-        tight.mask_gain,
-        noise,
-    )
-    return tight, "automatic mask (the data stopped early in the sphere)"
+def _cross_validate(halves, data: DataUnderMasks, pixel_size_angstrom: float, what: str = ""):
+    """The cross-validated FSC in the soft sphere or within the automatic mask
+    (:func:`~cryosplat.validation.mask_choice.read_in_masks`), and the mask's description; the
+    automatic mask's reading is logged (``what`` prefixes the line)."""
+    reading = read_in_masks(halves, data, pixel_size_angstrom, N_BOOTSTRAP)
+    if reading.in_automatic_mask:
+        sphere, tight = reading.sphere, reading.chosen
+        log.info(
+            "resolution: %sin the spherical mask the data's own FSC can be read to %.2f Å, the "
+            "estimate still %.2f there (%.2f Å with the lower bound past it); within the "
+            "automatic mask they vouch to %.2f Å (its estimate divided by %.3f, how much higher it "
+            "lies than the sphere's where both are read; its FSCs' noise taken %.2f times the "
+            "sphere's, the masks' kept shares of the box to the power 1/3; the lower bound past "
+            "its own cut)",
+            what,
+            sphere.last_vouched_angstrom,
+            sphere.estimate_at_cut,
+            sphere.resolution_angstrom,
+            tight.resolution_angstrom,
+            tight.mask_gain,
+            reading.noise_scale,
+        )
+    return reading.chosen, reading.mask
 
 
 def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | None = None) -> None:

@@ -1,0 +1,101 @@
+"""Which mask the cross-validated resolution is read in: the soft sphere, or the automatic mask.
+
+The estimate (:mod:`cryosplat.validation.crossval`) is read in the soft sphere first. Where the
+data's own FSC stops early there with the estimate still high
+(:data:`~cryosplat.validation.crossval.TIGHTER_MASK_ESTIMATE` at the cut), the solvent's noise may
+hide what the data hold: it is read again within the automatic mask (times the sphere), on the
+sphere's scale (:func:`~cryosplat.validation.crossval.mask_gain`), with that mask's own FSC noise
+(:func:`~cryosplat.validation.crossval.tighter_mask_noise_scale`) and the lower bound past that
+mask's cut; the finer of the two is kept (module docstring of
+:mod:`~cryosplat.validation.crossval`, *A tighter mask*).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+from cryosplat.validation.crossval import (
+    TIGHTER_MASK_ESTIMATE,
+    CrossValidatedFSC,
+    DataSpectra,
+    cross_validate,
+    tighter_mask_noise_scale,
+)
+
+__all__ = ["SPHERE_TEXT", "AUTOMATIC_TEXT", "DataUnderMasks", "MaskedReading", "read_in_masks"]
+
+SPHERE_TEXT = "soft spherical mask"
+AUTOMATIC_TEXT = "automatic mask (the data stopped early in the sphere)"
+
+
+class DataUnderMasks:
+    """The data half maps' spectra under the sphere and under the sphere times the automatic
+    mask, each made when first asked for and kept for the next pair of halves.
+
+    Parameters
+    ----------
+    data : [D_A, D_B], (D, D, D) tensors
+        The half sets' direct inversions.
+    sphere, automatic : (D, D, D) tensors
+        The soft spherical mask and the automatic mask, on the data's device.
+    """
+
+    def __init__(
+        self, data: list[torch.Tensor], sphere: torch.Tensor, automatic: torch.Tensor
+    ) -> None:
+        self._data, self._masks = data, {"sphere": sphere, "tight": sphere * automatic}
+        self._made: dict[str, DataSpectra] = {}
+
+    @cached_property
+    def tight_noise_scale(self) -> float:
+        """How much more a shell's FSC spreads under the tight mask than under the sphere."""
+        return tighter_mask_noise_scale(self._masks["sphere"].cpu(), self._masks["tight"].cpu())
+
+    def __getitem__(self, name: str) -> DataSpectra:
+        if name not in self._made:
+            self._made[name] = DataSpectra(*self._data, self._masks[name])
+        return self._made[name]
+
+
+@dataclass
+class MaskedReading:
+    """The cross-validated FSC kept (``chosen``, read in ``mask``), the sphere's, and the
+    automatic mask's where it was read (None otherwise)."""
+
+    chosen: CrossValidatedFSC
+    mask: str
+    sphere: CrossValidatedFSC
+    tight: CrossValidatedFSC | None = None
+    noise_scale: float = 1.0
+
+    @property
+    def in_automatic_mask(self) -> bool:
+        return self.chosen is self.tight
+
+
+def read_in_masks(
+    halves, data: DataUnderMasks, pixel_size_angstrom: float, n_bootstrap: int = 0
+) -> MaskedReading:
+    """The cross-validated FSC of two halves (tensors on the data's device) in the soft sphere,
+    or within the automatic mask where the data stop early in the sphere with the estimate still
+    high and it is finer there (module docstring)."""
+    sphere = cross_validate(data["sphere"], *halves, pixel_size_angstrom, n_bootstrap)
+    cut = sphere.estimate_at_cut
+    if cut is None or cut < TIGHTER_MASK_ESTIMATE:
+        return MaskedReading(sphere, SPHERE_TEXT, sphere)
+    noise = data.tight_noise_scale
+    tight = cross_validate(
+        data["tight"],
+        *halves,
+        pixel_size_angstrom,
+        n_bootstrap,
+        reference=sphere,
+        noise_scale=noise,
+        pool_past_cut=False,
+    )
+    if tight.resolution_angstrom >= sphere.resolution_angstrom:
+        return MaskedReading(sphere, SPHERE_TEXT, sphere, tight, noise)
+    return MaskedReading(tight, AUTOMATIC_TEXT, sphere, tight, noise)
