@@ -247,6 +247,11 @@ def test_the_report_says_when_its_resolution_is_a_bound(tmp_path):
     assert written["warnings"][0] == "given" and "is a bound" in written["warnings"][1]
     assert written["cross_validated"]["limited_by_data"] is True
     assert summary["resolution_definition"] == report.headline
+    # The data half maps' resolution by direction, with the data maps: written and summarised.
+    directional = written["data_half_maps_directional"]
+    finest, coarsest = summary["data_half_maps_0143_by_direction_angstrom"]
+    assert directional["finest_angstrom"] == finest <= coarsest == directional["coarsest_angstrom"]
+    assert min(directional["resolution_angstrom"]) == finest
 
 
 def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():

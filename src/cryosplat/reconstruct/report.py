@@ -14,6 +14,7 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.run_folder import write_json_atomic
 from cryosplat.reconstruct.stage_mean import mean_of_stages
+from cryosplat.validation.conical import DirectionalResolution, directional_resolution
 from cryosplat.validation.crossval import CrossValidatedFSC
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.fsc import FSCResult, masked_fscs
@@ -312,6 +313,24 @@ def _log_blend(alpha: np.ndarray, box: int, pixel: float) -> None:
     )
 
 
+def _log_directional(directional: DirectionalResolution) -> None:
+    """The data half maps' finest and coarsest resolution by direction."""
+
+    def axis(v) -> str:
+        return "(" + ", ".join(f"{x:.2f}" for x in v) + ")"
+
+    log.info(
+        "data half maps by direction (FSC 0.143 within %g° cones, %d directions): %s along %s to "
+        "%s along %s (x, y, z; fsc.json: data_half_maps_directional)",
+        directional.half_angle_degrees,
+        len(directional.directions),
+        format_resolution(directional.finest_angstrom, explain=False),
+        axis(directional.finest_direction),
+        format_resolution(directional.coarsest_angstrom, explain=False),
+        axis(directional.coarsest_direction),
+    )
+
+
 def write_outputs(
     folder: Path,
     model_a: GaussianModel,
@@ -412,6 +431,13 @@ def write_outputs(
             float((weight * amask).sum() / max(float(amask.sum()), 1e-12)),
         )
     extra = {"symmetry": symmetry, "map": map_text}
+    directional = None
+    if data_maps is not None:
+        on_device = [torch.as_tensor(d).to(model_a.means.device) for d in data_maps]
+        directional = directional_resolution(*on_device, pixel, mask=sphere)
+        del on_device
+        extra["data_half_maps_directional"] = directional.to_dict()
+        _log_directional(directional)
     if alpha is not None:
         extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
         _log_blend(alpha, model_a.box, pixel)
@@ -440,6 +466,11 @@ def write_outputs(
     band = report.band_angstrom
     if report.cross_validated is not None:
         summary["data_half_maps_0143_angstrom"] = report.cross_validated.data_resolution_angstrom
+    if directional is not None:
+        summary["data_half_maps_0143_by_direction_angstrom"] = [
+            directional.finest_angstrom,
+            directional.coarsest_angstrom,
+        ]
         summary["resolution_band_angstrom"] = None if band is None else list(band)
     band_text = (
         f", 68 % bootstrap band {band[0]:.2f}-{band[1]:.2f} Å"

@@ -1,0 +1,195 @@
+"""Resolution by direction: the FSC of two half maps over the Fourier samples in cones.
+
+With preferred views a map is resolved unevenly: the directions of Fourier space that few views
+sample hold little signal. The FSC of the two data half maps (direct inversions of the half
+sets) over the samples within ``half_angle_degrees`` of a direction ``n`` (either sign, as a
+real map's transform is Friedel-symmetric) measures what the data hold along ``n``, as
+cryoSPARC's conical FSC and 3DFSC do; a uniform set of directions on the half sphere gives the
+finest and the coarsest of them. A sample at frequency ``k`` lies in the cone when
+``|k · n| ≥ |k| cos(half_angle)``; the sums are the full grid's (each Friedel pair of the real
+transform's half grid counted twice, :func:`~cryosplat.validation.fsc.half_grid_shells`) and are
+pooled over neighbouring shells as the cross-validation pools them
+(:func:`~cryosplat.validation.crossval.pool_width`): a cone of 30° holds 13 % of a shell.
+
+Directions are ``(x, y, z)`` unit vectors in the map's frame (the map's array is ``[z, y, x]``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cryosplat.validation.crossval import pool_width
+from cryosplat.validation.fsc import cross_power, half_grid_shells, power, resolution_at
+from cryosplat.validation.shell_terms import pool_shells
+
+__all__ = [
+    "DEFAULT_HALF_ANGLE_DEGREES",
+    "DEFAULT_DIRECTIONS",
+    "DirectionalResolution",
+    "half_sphere_directions",
+    "conical_fsc",
+    "directional_resolution",
+]
+
+DEFAULT_HALF_ANGLE_DEGREES = 30.0  # a cone's half angle (13 % of a shell's samples)
+DEFAULT_DIRECTIONS = 24  # cone axes on the half sphere (~20° apart: every direction within a cone)
+THRESHOLD = 0.143  # the data half maps' FSC threshold each direction is read at
+
+
+def half_sphere_directions(n: int) -> np.ndarray:
+    """``n`` nearly uniform unit vectors ``(x, y, z)`` with ``z ≥ 0`` (a Fibonacci lattice), (n, 3).
+
+    The first is the ``z`` axis; a direction and its opposite are the same cone.
+    """
+    if n < 1:
+        raise ValueError(f"the number of directions must be at least 1, got {n}")
+    i = np.arange(n, dtype=np.float64)
+    z = 1.0 - i / n  # heights spread evenly over (0, 1]: equal areas of the half sphere
+    r = np.sqrt(np.maximum(0.0, 1.0 - z * z))
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))  # the golden angle
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _unit_frequencies(box: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The real-FFT half grid's frequency components ``(kx, ky, kz)`` divided by ``|k|`` (0 at
+    the origin), each (D, D, D//2 + 1)."""
+    k = torch.fft.fftfreq(box, d=1.0 / box, dtype=torch.float64, device=device)
+    kx = torch.arange(box // 2 + 1, dtype=torch.float64, device=device)
+    kz, ky, kx = torch.meshgrid(k, k, kx, indexing="ij")
+    norm = torch.sqrt(kx * kx + ky * ky + kz * kz).clamp_min_(1e-12)
+    return kx / norm, ky / norm, kz / norm
+
+
+def conical_fsc(
+    map_a,
+    map_b,
+    directions: np.ndarray,
+    half_angle_degrees: float = DEFAULT_HALF_ANGLE_DEGREES,
+    mask=None,
+    pool: int | None = None,
+) -> np.ndarray:
+    """FSC of two maps over the Fourier samples within ``half_angle_degrees`` of each direction.
+
+    Parameters
+    ----------
+    map_a, map_b : (D, D, D) arrays or tensors (a tensor's device is used)
+    directions : (n, 3) array of ``(x, y, z)`` (normalised here)
+    half_angle_degrees : float, in (0, 90]
+    mask : (D, D, D), optional
+        Applied to both maps first (e.g. the soft sphere).
+    pool : int, optional
+        Shells pooled on each side; default :func:`~cryosplat.validation.crossval.pool_width`.
+
+    Returns
+    -------
+    np.ndarray, (n, D//2 + 1): one curve per direction (shell 0 is the mean's sign, as
+    :func:`~cryosplat.validation.fsc.fsc`).
+    """
+    if not 0.0 < half_angle_degrees <= 90.0:
+        raise ValueError(f"half_angle_degrees must be in (0, 90], got {half_angle_degrees}")
+    dirs = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    lengths = np.linalg.norm(dirs, axis=1)
+    if dirs.shape[0] == 0 or np.any(lengths == 0):
+        raise ValueError("directions must be one or more non-zero (x, y, z) vectors")
+    dirs = dirs / lengths[:, None]
+    a = torch.as_tensor(np.asarray(map_a) if not torch.is_tensor(map_a) else map_a).double()
+    b = torch.as_tensor(np.asarray(map_b) if not torch.is_tensor(map_b) else map_b).double()
+    b = b.to(a.device)
+    if a.ndim != 3 or a.shape != b.shape or len(set(a.shape)) != 1:
+        raise ValueError(
+            f"maps must be cubes of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if mask is not None:
+        m = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask)
+        m = m.to(a.device, torch.float64)
+        a, b = a * m, b * m
+    box = a.shape[0]
+    n_shells = box // 2 + 1
+    fa, fb = torch.fft.rfftn(a), torch.fft.rfftn(b)
+    shells, multiplicity = half_grid_shells(box, a.device)
+    inside = shells.reshape(-1) <= box // 2  # the corners past Nyquist are left out
+    index = shells.reshape(-1)[inside].long()
+    weight = multiplicity.reshape(-1)[inside]
+    terms = [t.reshape(-1)[inside] * weight for t in (cross_power(fa, fb), power(fa), power(fb))]
+    ux, uy, uz = (u.reshape(-1)[inside] for u in _unit_frequencies(box, a.device))
+    cosine = math.cos(math.radians(half_angle_degrees))
+    pool = pool_width(box) if pool is None else pool
+    curves = np.zeros((dirs.shape[0], n_shells))
+    for i, (x, y, z) in enumerate(dirs):
+        cone = (ux * x + uy * y + uz * z).abs_() >= cosine - 1e-12
+        cone[index == 0] = True  # the origin belongs to every direction
+        sums = [
+            pool_shells(
+                torch.zeros(n_shells, dtype=torch.float64, device=a.device)
+                .index_add_(0, index[cone], t[cone])
+                .cpu()
+                .numpy(),
+                pool,
+            )
+            for t in terms
+        ]
+        denom = np.sqrt(sums[1] * sums[2])
+        curves[i] = np.where(denom > 0, sums[0] / np.maximum(denom, 1e-300), 0.0)
+    return curves
+
+
+@dataclass
+class DirectionalResolution:
+    """The data half maps' resolution (FSC 0.143) along each of ``directions`` (n, 3)."""
+
+    directions: np.ndarray
+    resolutions_angstrom: np.ndarray
+    half_angle_degrees: float
+
+    @property
+    def finest_angstrom(self) -> float:
+        return float(np.min(self.resolutions_angstrom))
+
+    @property
+    def coarsest_angstrom(self) -> float:
+        return float(np.max(self.resolutions_angstrom))
+
+    @property
+    def coarsest_direction(self) -> np.ndarray:
+        return self.directions[int(np.argmax(self.resolutions_angstrom))]
+
+    @property
+    def finest_direction(self) -> np.ndarray:
+        return self.directions[int(np.argmin(self.resolutions_angstrom))]
+
+    def to_dict(self) -> dict:
+        return {
+            "definition": (
+                f"FSC of the data half maps (direct inversions) over the Fourier samples within "
+                f"{self.half_angle_degrees:g} degrees of each direction, soft spherical mask, read "
+                f"at {THRESHOLD}: what the data hold along each direction (directions x, y, z in "
+                "the map's frame)"
+            ),
+            "finest_angstrom": self.finest_angstrom,
+            "coarsest_angstrom": self.coarsest_angstrom,
+            "finest_direction_xyz": [round(float(v), 4) for v in self.finest_direction],
+            "coarsest_direction_xyz": [round(float(v), 4) for v in self.coarsest_direction],
+            "directions_xyz": [[round(float(v), 4) for v in d] for d in self.directions],
+            "resolution_angstrom": [float(r) for r in self.resolutions_angstrom],
+        }
+
+
+def directional_resolution(
+    data_a,
+    data_b,
+    pixel_size_angstrom: float,
+    mask=None,
+    n_directions: int = DEFAULT_DIRECTIONS,
+    half_angle_degrees: float = DEFAULT_HALF_ANGLE_DEGREES,
+) -> DirectionalResolution:
+    """The 0.143 crossing of :func:`conical_fsc` along ``n_directions`` directions of the half
+    sphere (:func:`half_sphere_directions`), for two data half maps (D, D, D)."""
+    directions = half_sphere_directions(n_directions)
+    curves = conical_fsc(data_a, data_b, directions, half_angle_degrees, mask)
+    box = int(np.shape(data_a)[0])
+    resolutions = np.array([resolution_at(c, THRESHOLD, box, pixel_size_angstrom) for c in curves])
+    return DirectionalResolution(directions, resolutions, float(half_angle_degrees))
