@@ -15,8 +15,9 @@ pooled over neighbouring shells as the cross-validation pools them
 
 A direction no view samples holds almost nothing in the data's inversion (shrunk toward zero by
 its Wiener constant), and the little that leaks into it from the sampled directions is the same in
-both halves: from the first shell where a cone holds under :data:`EMPTY_CONE_POWER` of its
-shell's mean power per sample, the direction is read as holding nothing.
+both halves: from the first shell where a cone of :data:`MIN_CONE_SAMPLES` or more samples holds
+under :data:`EMPTY_CONE_POWER` of its shell's mean power per sample, the direction is read as
+holding nothing.
 
 Directions are ``(x, y, z)`` unit vectors in the map's frame (the map's array is ``[z, y, x]``).
 """
@@ -49,10 +50,13 @@ THRESHOLD = 0.143  # the data half maps' FSC threshold each direction is read at
 # A cone holding under this share of its shell's mean power per sample holds (almost) nothing of
 # the data: a direct inversion shrinks what no view samples toward zero, and the FSC of what is
 # left there is the same leakage in both halves (the gridding correction and the mask spread the
-# sampled directions' signal into it): with every view within 10° of one axis the cone about it
-# holds 0.02-3 % at shells 4-16, its FSC 0.93-0.99; every cone of the benchmarks' sets, preferred
-# views included, holds 21 % or more.
+# sampled directions' signal into it). Measured where a cone holds MIN_CONE_SAMPLES or more (from
+# shell 3 at these boxes; fewer samples make the share too noisy to read): with every view within
+# 10° of one axis the cone about it holds 0.02-6 % (its FSC 0.93-0.99 at shells 4-16), with no
+# view past 60° of tilt (a missing cone of 30°) 4.7-8.4 %; every cone of the other 52 dumped
+# benchmark sets 17.8 % or more.
 EMPTY_CONE_POWER = 0.1
+MIN_CONE_SAMPLES = 100  # full-grid samples (pooled) a cone needs for its share to be read
 
 
 def half_sphere_directions(n: int) -> np.ndarray:
@@ -216,15 +220,15 @@ def directional_resolution(
 ) -> DirectionalResolution:
     """The 0.143 crossing of :func:`conical_fsc` along ``n_directions`` directions of the half
     sphere (:func:`half_sphere_directions`), for two data half maps (D, D, D), but no finer than
-    the first shell where the cone holds under :data:`EMPTY_CONE_POWER` of the shell's mean power
-    per sample (module docstring)."""
+    the first shell where the cone (of :data:`MIN_CONE_SAMPLES` samples or more) holds under
+    :data:`EMPTY_CONE_POWER` of the shell's mean power per sample (module docstring)."""
     directions = half_sphere_directions(n_directions)
     a, b = _maps(data_a, data_b, mask)
     sums = _cone_sums(a, b, directions, half_angle_degrees, None)
     curves = _fsc_of_sums(sums[:-1])
     per_sample = (sums[:, 1] + sums[:, 2]) / np.maximum(sums[:, 3], 1e-300)
     share = per_sample[:-1] / np.maximum(per_sample[-1], 1e-300)
-    empty = share < EMPTY_CONE_POWER
+    empty = (share < EMPTY_CONE_POWER) & (sums[:-1, 3] >= MIN_CONE_SAMPLES)
     empty[:, 0] = False
     curves = np.where(np.maximum.accumulate(empty, axis=1), -1.0, curves)  # nothing from there
     box = a.shape[0]
