@@ -353,7 +353,7 @@ def test_halves_that_carry_the_other_halfs_noise_are_not_vouched_for():
 
 
 def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_are_inconsistent():
-    from cryosplat.reconstruct.report import _data_limit_warnings, evaluate_half_maps
+    from cryosplat.reconstruct.half_map_report import data_limit_warnings, evaluate_half_maps
 
     truth = _truth()
     data, carried = _contaminated(truth, 10.0 * truth.std())
@@ -369,7 +369,7 @@ def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_
     aside = report.weighted_set_aside
     assert aside.resolution_angstrom >= BOX * PIXEL / aside.inconsistent_shell
     assert "before the map's local weight" in report.headline
-    warnings = _data_limit_warnings(report)
+    warnings = data_limit_warnings(report)
     assert any("estimated on the half maps before the map's local weight" in w for w in warnings)
     cv = report.to_dict()["cross_validated"]
     assert cv["halves"] == "before the map's local weight"
@@ -381,7 +381,7 @@ def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_
     # past its first inconsistent shell, and the report says why.
     alone, _ = evaluate_half_maps(truth, truth, PIXEL, data_maps=data, map_halves=carried)
     assert alone.weighted_set_aside is None
-    assert any("Check that the two half sets" in w for w in _data_limit_warnings(alone))
+    assert any("Check that the two half sets" in w for w in data_limit_warnings(alone))
 
 
 def test_a_resolution_no_shell_vouches_for_is_said_so_and_written_as_null(tmp_path):

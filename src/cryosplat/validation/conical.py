@@ -171,11 +171,20 @@ def conical_fsc(
 
 @dataclass
 class DirectionalResolution:
-    """The data half maps' resolution (FSC 0.143) along each of ``directions`` (n, 3)."""
+    """The data half maps' resolution (FSC 0.143) along each of ``directions`` (n, 3), and the
+    curves it is read on (n, D//2 + 1; −1 where a cone holds nothing)."""
 
     directions: np.ndarray
     resolutions_angstrom: np.ndarray
     half_angle_degrees: float
+    curves: np.ndarray
+
+    def curve_along(self, which: str) -> np.ndarray:
+        """The curve of the ``"finest"`` or ``"coarsest"`` direction."""
+        pick = {"finest": np.argmin, "coarsest": np.argmax}
+        if which not in pick:
+            raise ValueError(f"which must be 'finest' or 'coarsest', got {which!r}")
+        return self.curves[int(pick[which](self.resolutions_angstrom))]
 
     @property
     def finest_angstrom(self) -> float:
@@ -233,4 +242,4 @@ def directional_resolution(
     curves = np.where(np.maximum.accumulate(empty, axis=1), -1.0, curves)  # nothing from there
     box = a.shape[0]
     resolutions = np.array([resolution_at(c, THRESHOLD, box, pixel_size_angstrom) for c in curves])
-    return DirectionalResolution(directions, resolutions, float(half_angle_degrees))
+    return DirectionalResolution(directions, resolutions, float(half_angle_degrees), curves)

@@ -128,7 +128,7 @@ POOL_SHELLS = 2  # shell sums pooled over this many neighbours on each side
 POOL_MIN_SHELLS = 24  # boxes with fewer shells than this are not pooled (5 shells would be 20 %)
 # C_map at the last shell the data vouch for (in the spherical mask) from which the report
 # estimates again within the automatic mask, where the solvent's noise does not hide what the data
-# hold, and keeps the finer (``cryosplat.reconstruct.report.evaluate_half_maps``). Measured
+# hold, and keeps the finer (``cryosplat.reconstruct.half_map_report.evaluate_half_maps``). Measured
 # (round 2, session 12) on the six of 40 sets at 0.80 or more there, against the truth's
 # crossing: +40.9 → +2.1 % (preferred orientation), +89 → +65 % (the C1 spike), +11.4 → +4.5 % and
 # +8.3 → +1.4 % (preferred views), +4.7 % and +3.5 % unchanged; two sets at 0.35-0.47 there would

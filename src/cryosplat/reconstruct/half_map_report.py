@@ -1,0 +1,242 @@
+"""The gold-standard report of two half maps: their FSCs in a soft sphere and an automatic mask,
+the cross-validated resolution of the map made of them, and what the data limit of it says."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cryosplat.validation.crossval import CrossValidatedFSC
+from cryosplat.validation.fsc import FSCResult, masked_fscs
+from cryosplat.validation.mask_choice import SPHERE_TEXT, DataUnderMasks, read_in_masks
+from cryosplat.validation.masks import auto_mask, spherical_mask
+
+__all__ = ["HalfMapReport", "evaluate_half_maps", "format_resolution", "data_limit_warnings"]
+
+N_BOOTSTRAP = 100  # resamples of the Fourier samples for the resolution band
+
+log = logging.getLogger("cryosplat")
+
+
+@dataclass
+class HalfMapReport:
+    """Gold-standard FSC of the two half maps with a spherical and an automatic mask, and the
+    cross-validation of the map's halves against the other half's data
+    (:mod:`cryosplat.validation.crossval`).
+    """
+
+    spherical: FSCResult
+    automatic: FSCResult
+    cross_validated: CrossValidatedFSC | None = None
+    warnings: list[str] = field(default_factory=list)
+    cv_mask: str = SPHERE_TEXT
+    # The estimate on the weighted halves when it was set aside as inconsistent (the report's is
+    # then the halves' before the weight); None when it is the report's.
+    weighted_set_aside: CrossValidatedFSC | None = None
+
+    @property
+    def resolution_angstrom(self) -> float:
+        """The headline resolution.
+
+        The cross-validated resolution when the half sets' data maps are known: the model-vs-model
+        FSC of smooth Gaussian maps is optimistic. Otherwise 0.143 of the phase-randomisation
+        corrected model FSC with the spherical mask.
+        """
+        if self.cross_validated is not None:
+            return self.cross_validated.resolution_angstrom
+        return self.spherical.resolution("corrected")
+
+    @property
+    def headline(self) -> str:
+        if self.cross_validated is not None:
+            bound = (
+                "a bound set by the data, the map may be finer (see the warnings); "
+                if self.cross_validated.limited_by_data
+                else ""
+            )
+            halves = (
+                "half model, blended with its data, before the map's local weight (see the "
+                "warnings)"
+                if self.weighted_set_aside is not None
+                else "half model, blended with its data and weighted as in the map"
+            )
+            return bound + (
+                f"cross-validated: each half of the written map ({halves}) against the other "
+                "half's data, normalised by the data's half-map FSC and carried to the map by the "
+                f"halves' agreement, {self.cv_mask}, read at 0.5: an estimate of the map's FSC "
+                "against the truth at 0.5"
+            )
+        return "corrected FSC of the half maps, soft spherical mask, threshold 0.143"
+
+    @property
+    def band_angstrom(self) -> tuple[float, float] | None:
+        """The 68 % bootstrap band of the cross-validated resolution, when there is one."""
+        return (
+            None if self.cross_validated is None else self.cross_validated.resolution_band_angstrom
+        )
+
+    def to_dict(self) -> dict:
+        band = self.band_angstrom
+        out = {
+            "resolution_angstrom": self.resolution_angstrom,
+            "resolution_band_angstrom": None if band is None else list(band),
+            "headline": self.headline,
+            "warnings": list(self.warnings),
+            "model_half_maps": {
+                "note": "FSC between the two half models; optimistic for smooth models",
+                "spherical_mask": self.spherical.to_dict(),
+                "automatic_mask": self.automatic.to_dict(),
+            },
+        }
+        if self.cross_validated is not None:
+            out["cross_validated"] = {**self.cross_validated.to_dict(), "mask": self.cv_mask}
+            aside = self.weighted_set_aside
+            out["cross_validated"]["halves"] = (
+                "as they enter the map" if aside is None else "before the map's local weight"
+            )
+            if aside is not None:
+                out["cross_validated"]["weighted_halves_set_aside"] = {
+                    "resolution_angstrom": aside.resolution_angstrom,
+                    "inconsistent_from_angstrom": aside.inconsistent_angstrom,
+                }
+        return out
+
+
+def evaluate_half_maps(
+    half_a: np.ndarray,
+    half_b: np.ndarray,
+    pixel_size_angstrom: float,
+    soft_width_px: float = 6.0,
+    data_maps: tuple[np.ndarray, np.ndarray] | None = None,
+    device: torch.device | str = "cpu",
+    map_halves: tuple[np.ndarray, np.ndarray] | None = None,
+    sphere: np.ndarray | None = None,
+    unweighted_halves: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[HalfMapReport, np.ndarray]:
+    """FSC of two half maps with a soft spherical mask and an automatic soft mask.
+
+    Parameters
+    ----------
+    half_a, half_b : (D, D, D) half-model maps
+    pixel_size_angstrom : float
+    soft_width_px : float
+    data_maps : (D_A, D_B), optional
+        Direct Fourier inversions of the same half sets, for the cross-validated resolution.
+    device : torch device
+        Where the FSCs are computed (double precision; a GPU takes seconds off a box-256 run).
+    map_halves : (A', B'), optional
+        The two halves as they enter the written map (whose mean is the map): the
+        cross-validated resolution is theirs, the map's; by default the half models'.
+    sphere : (D, D, D), optional
+        The soft spherical mask of ``soft_width_px``, when the caller has made it already (it
+        takes ~1 s at box 256).
+    unweighted_halves : (A, B), optional
+        ``map_halves`` before a weight made from both of them: estimated on instead when the
+        weighted halves are inconsistent with the data
+        (:attr:`~cryosplat.validation.crossval.CrossValidatedFSC.inconsistent_shell`: the
+        weight carried one half's noise into the other).
+
+    Returns the report and the automatic mask.
+    """
+    box = half_a.shape[0]
+    if sphere is None:
+        sphere = spherical_mask(box, soft_width_px=soft_width_px)
+    amask = auto_mask(0.5 * (half_a + half_b), pixel_size_angstrom, soft_width_px=soft_width_px)
+
+    def on_device(array) -> torch.Tensor:  # the FSCs run where their inputs are
+        return torch.as_tensor(np.asarray(array), dtype=torch.float64).to(device)
+
+    a, b = on_device(half_a), on_device(half_b)
+    masks = (on_device(sphere), on_device(amask))
+    cross, cv_mask, weighted = None, SPHERE_TEXT, None
+    if data_maps is not None:
+        data = DataUnderMasks([on_device(d) for d in data_maps], *masks)
+        halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
+        cross, cv_mask = _cross_validate(halves, data, pixel_size_angstrom)
+        if cross.inconsistent_shell is not None and unweighted_halves is not None:
+            weighted = cross
+            halves = [on_device(h) for h in unweighted_halves]
+            cross, cv_mask = _cross_validate(
+                halves, data, pixel_size_angstrom, "the halves before the local weight: "
+            )
+        del halves, data
+    spherical, automatic = masked_fscs(a, b, list(masks), pixel_size_angstrom)
+    report = HalfMapReport(
+        spherical, automatic, cross, cv_mask=cv_mask, weighted_set_aside=weighted
+    )
+    return report, amask
+
+
+def _cross_validate(halves, data: DataUnderMasks, pixel_size_angstrom: float, what: str = ""):
+    """The cross-validated FSC in the soft sphere or within the automatic mask
+    (:func:`~cryosplat.validation.mask_choice.read_in_masks`), and the mask's description; the
+    automatic mask's reading is logged (``what`` prefixes the line)."""
+    reading = read_in_masks(halves, data, pixel_size_angstrom, N_BOOTSTRAP)
+    if reading.in_automatic_mask:
+        sphere, tight = reading.sphere, reading.chosen
+        log.info(
+            "resolution: %sin the spherical mask the data's own FSC can be read to %.2f Å, the "
+            "estimate still %.2f there (%.2f Å with the lower bound past it); within the "
+            "automatic mask they vouch to %.2f Å (its estimate divided by %.3f, how much higher it "
+            "lies than the sphere's where both are read; its FSCs' noise taken %.2f times the "
+            "sphere's, the masks' kept shares of the box to the power 1/3; the lower bound past "
+            "its own cut)",
+            what,
+            sphere.last_vouched_angstrom,
+            sphere.estimate_at_cut,
+            sphere.resolution_angstrom,
+            tight.resolution_angstrom,
+            tight.mask_gain,
+            reading.noise_scale,
+        )
+    return reading.chosen, reading.mask
+
+
+def data_limit_warnings(report: HalfMapReport) -> list[str]:
+    """Warnings when the cross-validated resolution is where the data stop, not a crossing, when
+    it was estimated on the halves before the map's weight, and when the data contradict it."""
+    cv = report.cross_validated
+    if cv is None:
+        return []
+    out = []
+    weighted = report.weighted_set_aside
+    if weighted is not None:
+        out.append(
+            "the resolution was estimated on the half maps before the map's local weight: "
+            "weighted, they agree with the other half's data more than those data agree with "
+            f"their own other half (from {weighted.inconsistent_angstrom:.2f} Å), so the weight, "
+            "made from both halves, carried each half's noise into the other (the data are too "
+            "noisy for the half models to be more than fits of their own noise there; "
+            f"{weighted.resolution_angstrom:.2f} Å on the weighted halves). The map's weight may "
+            "make it finer than this estimate."
+        )
+    if cv.inconsistent_shell is not None:
+        out.append(
+            "the half maps agree with the other half's data more than those data agree with "
+            f"their own other half from {cv.inconsistent_angstrom:.2f} Å: nothing is vouched for "
+            "from there. Check that the two half sets hold different particles (no image in "
+            "both) and were processed independently."
+        )
+    if not cv.limited_by_data:
+        return out
+    return [
+        *out,
+        f"the resolution {cv.resolution_angstrom:.2f} Å is a bound, not a crossing: the map's "
+        f"estimated FSC with the truth is still {cv.estimate_at_cut:.2f} at "
+        f"{cv.last_vouched_angstrom:.2f} Å, the last shell where the half sets' own FSC can be "
+        "read (past it, within noise of zero, only a lower bound is vouched for), so the map may "
+        "be finer by far. More particles, or symmetry where the molecule has it, let the data "
+        "vouch further.",
+    ]
+
+
+def format_resolution(angstrom: float, explain: bool = True) -> str:
+    """``"3.21 Å"``, or ``"none"`` where no shell is vouched for (an infinite resolution), with
+    why unless ``explain`` is False."""
+    if np.isfinite(angstrom):
+        return f"{angstrom:.2f} Å"
+    why = " (the data vouch for no shell: too few particles, or no signal)"
+    return "none" + (why if explain else "")
