@@ -15,6 +15,7 @@ from cryosplat.validation.crossval import (
     cross_validate,
     pool_width,
     tighter_mask_noise_scale,
+    wide_pool_width,
 )
 from cryosplat.validation.crossval import _fsc_sigma as fsc_sigma
 from cryosplat.validation.fsc import fsc
@@ -110,3 +111,10 @@ def test_a_tighter_masks_reading_takes_the_lower_bound_past_its_cut():
     assert np.array_equal(
         bound.model_vs_truth_estimate[before], pooled.model_vs_truth_estimate[before]
     )
+
+
+def test_the_wide_pool_past_the_cut_keeps_its_share_of_a_small_box():
+    """Six shells on boxes of 48 and more; at smaller boxes the same share of the shells (a box
+    of 20 has ten: two), never none."""
+    assert [wide_pool_width(b) for b in (256, 96, 48)] == [6, 6, 6]
+    assert [wide_pool_width(b) for b in (40, 20, 8, 2)] == [5, 2, 1, 1]

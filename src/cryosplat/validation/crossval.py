@@ -31,7 +31,8 @@ in such a shell (the first of them is the *cut*) ``C`` is carried by a one-sided
 with ``σ`` the FSC noise of the pooled shell and ``k =`` :data:`LOWER_BOUND_SIGMAS`: the models'
 agreement with the other half's data taken as low, the data's own FSC as high, as their noise
 allows. Where the data's FSC, the estimate's denominator, can be read from sums pooled over
-``±``:data:`DATA_POOL_PAST_CUT` shells, such a shell gets the estimate with that FSC instead of
+``±``:data:`DATA_POOL_PAST_CUT` shells (fewer at boxes under 48, :func:`wide_pool_width`), such
+a shell gets the estimate with that FSC instead of
 the bound (its noise is what makes the shell unreadable, and it mostly changes slowly); for
 :func:`reading_curve` it stays unreadable, since where the truth's spectrum dips the wide pool
 reads the data's FSC from the shells around the dip (round 2, session 25: on 29 sets the
@@ -167,6 +168,20 @@ def pool_width(box: int) -> int:
     return POOL_SHELLS if box // 2 >= POOL_MIN_SHELLS else 0
 
 
+def wide_pool_width(box: int) -> int:
+    """Shells pooled on each side for the data's FSC past the cut: :data:`DATA_POOL_PAST_CUT`,
+    in proportion for boxes of fewer than :data:`POOL_MIN_SHELLS` shells (at least 1).
+
+    Six shells were chosen on boxes of 48-128 (24-64 shells); at a box of 20 they span the whole
+    curve and read a shell past the cut with the data's FSC of the strong first shells. In
+    proportion (round 2, session 29): EMD-3197 at its box of 20 reported +15.7 → +13.5 % against
+    the truth's crossing (seed 1: +16.5 → +14.6 %), EMD-1832 at box 40 +9.1 → +8.0 % (+8.1 →
+    +7.1 %); boxes of 48 and more keep six.
+    """
+    shells = box // 2
+    return max(1, DATA_POOL_PAST_CUT * min(shells, POOL_MIN_SHELLS) // POOL_MIN_SHELLS)
+
+
 @lru_cache(maxsize=4)
 def _shell_counts(box: int) -> np.ndarray:
     """Voxels per shell 0..D//2 of the full centred D³ transform (read only: made once a box)."""
@@ -253,8 +268,9 @@ def _estimates(
     estimated, data_sigma = readable, sigma
     past = np.arange(terms.n_shells) >= _vouched_shells(readable)
     if pool_past_cut and past.any():
-        (wide,) = terms.curves(weights, DATA_POOL_PAST_CUT, count=1)  # the data's FSC alone
-        wide_sigma = _fsc_sigma(box, DATA_POOL_PAST_CUT) * noise_scale
+        wide_pool = wide_pool_width(box)
+        (wide,) = terms.curves(weights, wide_pool, count=1)  # the data's FSC alone
+        wide_sigma = _fsc_sigma(box, wide_pool) * noise_scale
         use = past & ~readable & _readable_shells(wide, CUT_SIGMAS * wide_sigma)
         data_fsc = np.where(use, wide, data_fsc)
         data_sigma = np.where(use, wide_sigma, sigma)
