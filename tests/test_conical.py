@@ -82,6 +82,7 @@ def test_the_coarsest_direction_is_where_the_data_are_thin(truth):
         _noisy(truth, 4, 3.0, 0, 10.0), _noisy(truth, 5, 3.0, 0, 10.0), PIXEL, mask
     )
     assert thin.coarsest_angstrom > 2.0 * thin.finest_angstrom
+    assert np.all(thin.empty_from_shell < 0)  # noisy there, not empty
     assert abs(thin.coarsest_direction[2]) > np.cos(np.radians(30))  # (x, y, z): about z
     assert abs(thin.finest_direction[2]) < np.cos(np.radians(45))
     written = thin.to_dict()
@@ -104,6 +105,28 @@ def test_a_direction_no_view_samples_holds_nothing(truth):
     assert read.resolutions_angstrom[0] > BOX * PIXEL / 3  # z: nothing past shell 3
     assert abs(read.coarsest_direction[2]) > np.cos(np.radians(20))
     assert read.finest_angstrom < 3 * PIXEL
+    assert 0 < read.empty_from_shell[0] <= 4
+    unsampled = read.unsampled_directions
+    assert len(unsampled) >= 1 and np.all(np.abs(unsampled[:, 2]) > np.cos(np.radians(40)))
+
+
+def test_the_report_warns_where_the_data_hold_nothing(truth, tmp_path):
+    """The run's warnings say so where a direction holds nothing of the data, and not where
+    every direction holds something."""
+    from cryosplat.reconstruct.report import write_outputs
+
+    model = GaussianModel.random(
+        400, BOX, PIXEL, seed=1, radius_fraction=0.3, scale_angstrom=1.5, dtype=torch.float64
+    )
+    empty = _cone(0, 40.0)
+    for hole, expected in ((True, True), (False, False)):
+        data = [
+            _filtered(_noisy(truth, seed, 1.0), np.where(empty & hole, 0.0, 1.0))
+            + _filtered(truth, np.where(empty & hole, 1e-3, 0.0))
+            for seed in (8, 9)
+        ]
+        report, _ = write_outputs(tmp_path / str(hole), model, model, data_maps=tuple(data))
+        assert any("hold nothing" in w for w in report.warnings) == expected
 
 
 def test_bad_cones_are_refused(truth):

@@ -110,6 +110,23 @@ def _directional_curves(directional: DirectionalResolution | None) -> dict[str, 
     }
 
 
+def _unsampled_warnings(directional: DirectionalResolution, resolution: float) -> list[str]:
+    """A warning where the data hold nothing along some directions (no view samples them)."""
+    empty = directional.empty_from_shell
+    if not np.any(empty >= 0):
+        return []
+    worst = int(np.argmax(directional.resolutions_angstrom))
+    axis = ", ".join(f"{x:.2f}" for x in directional.directions[worst])
+    return [
+        f"the data hold nothing along {int(np.sum(empty >= 0))} of "
+        f"{len(directional.directions)} directions (along ({axis}) nothing finer than "
+        f"{format_resolution(directional.coarsest_angstrom, explain=False)}): no view samples "
+        "them, so the map there is the model's alone, which no data check; the reported "
+        f"resolution ({format_resolution(resolution, explain=False)}) is what the sampled "
+        "directions vouch for (fsc.json: data_half_maps_directional)"
+    ]
+
+
 def _log_directional(directional: DirectionalResolution) -> None:
     """The data half maps' finest and coarsest resolution by direction."""
 
@@ -239,6 +256,8 @@ def write_outputs(
         extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
         _log_blend(alpha, model_a.box, pixel)
     limits = data_limit_warnings(report)
+    if directional is not None:
+        limits += _unsampled_warnings(directional, report.resolution_angstrom)
     for text in limits:
         log.warning("%s", text)
     report.warnings = [*(warnings or []), *limits]

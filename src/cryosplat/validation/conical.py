@@ -16,7 +16,8 @@ pooled over neighbouring shells as the cross-validation pools them
 A direction no view samples holds almost nothing in the data's inversion (shrunk toward zero by
 its Wiener constant), and the little that leaks into it from the sampled directions is the same in
 both halves: from the first shell where a cone of :data:`MIN_CONE_SAMPLES` or more samples holds
-under :data:`EMPTY_CONE_POWER` of its shell's mean power per sample, the direction is read as
+under :data:`EMPTY_CONE_POWER` of the median cone's power per sample at that shell, the direction
+is read as
 holding nothing.
 
 Directions are ``(x, y, z)`` unit vectors in the map's frame (the map's array is ``[z, y, x]``).
@@ -47,14 +48,16 @@ __all__ = [
 DEFAULT_HALF_ANGLE_DEGREES = 30.0  # a cone's half angle (13 % of a shell's samples)
 DEFAULT_DIRECTIONS = 24  # cone axes on the half sphere (~20° apart: every direction within a cone)
 THRESHOLD = 0.143  # the data half maps' FSC threshold each direction is read at
-# A cone holding under this share of its shell's mean power per sample holds (almost) nothing of
-# the data: a direct inversion shrinks what no view samples toward zero, and the FSC of what is
-# left there is the same leakage in both halves (the gridding correction and the mask spread the
-# sampled directions' signal into it). Measured where a cone holds MIN_CONE_SAMPLES or more (from
-# shell 3 at these boxes; fewer samples make the share too noisy to read): with every view within
-# 10° of one axis the cone about it holds 0.02-6 % (its FSC 0.93-0.99 at shells 4-16), with no
-# view past 60° of tilt (a missing cone of 30°) 4.7-8.4 %; every cone of the other 52 dumped
-# benchmark sets 17.8 % or more.
+# A cone holding under this share of the median cone's power per sample at its shell holds
+# (almost) nothing of the data: a direct inversion shrinks what no view samples toward zero, and
+# the FSC of what is left there is the same leakage in both halves (the gridding correction and the
+# mask spread the sampled directions' signal into it). The median, not the mean: a few thinly
+# sampled cones whose noise the inversion amplifies would raise the mean over every other cone.
+# Measured where a cone holds MIN_CONE_SAMPLES or more (from shell 3 at these boxes; fewer samples
+# make the share too noisy to read): with every view within 10° of one axis the cone about it
+# falls under 1 % (its FSC 0.93-0.99 at shells 4-16), with no view past 60° of tilt (a missing
+# cone of 30°) the cone about z to 4.5 %; every cone of the other 52 dumped benchmark sets holds
+# 21 % or more.
 EMPTY_CONE_POWER = 0.1
 MIN_CONE_SAMPLES = 100  # full-grid samples (pooled) a cone needs for its share to be read
 
@@ -178,6 +181,13 @@ class DirectionalResolution:
     resolutions_angstrom: np.ndarray
     half_angle_degrees: float
     curves: np.ndarray
+    # Per direction, the first shell from which its cone holds nothing of the data (-1: none).
+    empty_from_shell: np.ndarray
+
+    @property
+    def unsampled_directions(self) -> np.ndarray:
+        """The directions (m, 3) whose cones hold nothing of the data from some shell on."""
+        return self.directions[self.empty_from_shell >= 0]
 
     def curve_along(self, which: str) -> np.ndarray:
         """The curve of the ``"finest"`` or ``"coarsest"`` direction."""
@@ -216,6 +226,7 @@ class DirectionalResolution:
             "coarsest_direction_xyz": [round(float(v), 4) for v in self.coarsest_direction],
             "directions_xyz": [[round(float(v), 4) for v in d] for d in self.directions],
             "resolution_angstrom": [float(r) for r in self.resolutions_angstrom],
+            "empty_from_shell": [int(k) for k in self.empty_from_shell],
         }
 
 
@@ -230,16 +241,19 @@ def directional_resolution(
     """The 0.143 crossing of :func:`conical_fsc` along ``n_directions`` directions of the half
     sphere (:func:`half_sphere_directions`), for two data half maps (D, D, D), but no finer than
     the first shell where the cone (of :data:`MIN_CONE_SAMPLES` samples or more) holds under
-    :data:`EMPTY_CONE_POWER` of the shell's mean power per sample (module docstring)."""
+    :data:`EMPTY_CONE_POWER` of the median cone's power per sample (module docstring)."""
     directions = half_sphere_directions(n_directions)
     a, b = _maps(data_a, data_b, mask)
     sums = _cone_sums(a, b, directions, half_angle_degrees, None)
     curves = _fsc_of_sums(sums[:-1])
-    per_sample = (sums[:, 1] + sums[:, 2]) / np.maximum(sums[:, 3], 1e-300)
-    share = per_sample[:-1] / np.maximum(per_sample[-1], 1e-300)
+    per_sample = (sums[:-1, 1] + sums[:-1, 2]) / np.maximum(sums[:-1, 3], 1e-300)
+    share = per_sample / np.maximum(np.median(per_sample, axis=0), 1e-300)
     empty = (share < EMPTY_CONE_POWER) & (sums[:-1, 3] >= MIN_CONE_SAMPLES)
     empty[:, 0] = False
     curves = np.where(np.maximum.accumulate(empty, axis=1), -1.0, curves)  # nothing from there
     box = a.shape[0]
     resolutions = np.array([resolution_at(c, THRESHOLD, box, pixel_size_angstrom) for c in curves])
-    return DirectionalResolution(directions, resolutions, float(half_angle_degrees), curves)
+    first_empty = np.where(empty.any(axis=1), np.argmax(empty, axis=1), -1)
+    return DirectionalResolution(
+        directions, resolutions, float(half_angle_degrees), curves, first_empty
+    )
