@@ -17,8 +17,7 @@ A direction no view samples holds almost nothing in the data's inversion (shrunk
 its Wiener constant), and the little that leaks into it from the sampled directions is the same in
 both halves: from the first shell where a cone of :data:`MIN_CONE_SAMPLES` or more samples holds
 under :data:`EMPTY_CONE_POWER` of the median cone's power per sample at that shell, the direction
-is read as
-holding nothing.
+is read as holding nothing.
 
 Directions are ``(x, y, z)`` unit vectors in the map's frame (the map's array is ``[z, y, x]``).
 """
@@ -43,6 +42,7 @@ __all__ = [
     "conical_fsc",
     "directional_resolution",
     "EMPTY_CONE_POWER",
+    "MIN_CONE_SAMPLES",
 ]
 
 DEFAULT_HALF_ANGLE_DEGREES = 30.0  # a cone's half angle (13 % of a shell's samples)

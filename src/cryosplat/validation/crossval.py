@@ -259,7 +259,7 @@ def _estimates(
     """``(C_map, C, readable shells, first inconsistent shell)`` from the pooled shell sums
     (``sigma``: the FSC noise of each pooled shell; the cut at ``CUT_SIGMAS`` of it). Past the
     cut, with ``pool_past_cut``, a shell the data cannot vouch for is estimated with their FSC
-    pooled over ``±DATA_POOL_PAST_CUT`` shells where that can be read (module docstring), whose
+    pooled over :func:`wide_pool_width` shells where that can be read (module docstring), whose
     noise is taken ``noise_scale`` times the unmasked one as ``sigma`` is; it stays unreadable
     for :func:`reading_curve`. ``C`` is divided by ``gain`` (:func:`mask_gain`)."""
     box = 2 * (terms.n_shells - 1)
@@ -335,7 +335,7 @@ def cross_validate(
     same halves as ``reference``, by the gain read against it. ``noise_scale``: the FSC noise of
     a shell under this mask over the noise the cut and the bound are calibrated on (the soft
     sphere's: 1; a tighter mask's, :func:`tighter_mask_noise_scale`). ``pool_past_cut``: past
-    the cut, estimate with the data's FSC pooled over ``±DATA_POOL_PAST_CUT`` shells where that
+    the cut, estimate with the data's FSC pooled over :func:`wide_pool_width` shells where that
     can be read (the sphere's reading); False: the lower bound in every unreadable shell (a
     tighter mask's reading, module docstring)."""
     if n_bootstrap < 0:
