@@ -18,6 +18,7 @@ __all__ = [
     "ifftn_centered",
     "frequency_grid_2d",
     "frequency_grid_3d",
+    "frequency_axes",
     "phase_shift_2d",
     "radial_index_2d",
     "squared_radius",
@@ -176,18 +177,35 @@ def squared_radius(
     -------
     torch.Tensor, shape ``(D,) * (ndim − 1) + (D//2 + 1 if half else D,)``.
     """
-    if box < 1 or ndim not in (2, 3):
-        raise ValueError(f"need box >= 1 and ndim 2 or 3, got box {box}, ndim {ndim}")
-    k = torch.arange(box, device=device, dtype=torch.int64)
-    k = k - box // 2 if centred else torch.where(k < (box + 1) // 2, k, k - box)
-    last = torch.arange(box // 2 + 1, device=device, dtype=torch.int64) if half else k
-    axes = [k] * (ndim - 1) + [last]
+    axes = frequency_axes(box, ndim, half, centred, device)
     r2 = torch.zeros((), device=device, dtype=torch.int64)
     for i, axis in enumerate(axes):
         shape = [1] * ndim
         shape[i] = -1
         r2 = r2 + axis.reshape(shape) ** 2
     return r2.to(dtype)
+
+
+def frequency_axes(
+    box: int,
+    ndim: int,
+    half: bool = False,
+    centred: bool = True,
+    device: torch.device | str | None = None,
+) -> list[torch.Tensor]:
+    """The integer frequency of each index along each axis of the grid :func:`squared_radius`
+    describes (the same ``half`` and ``centred`` layouts), ``[z, y, x]`` (or ``[y, x]``).
+
+    Returns
+    -------
+    list of ``ndim`` int64 tensors, of length D (the last ``D//2 + 1`` when ``half``).
+    """
+    if box < 1 or ndim not in (2, 3):
+        raise ValueError(f"need box >= 1 and ndim 2 or 3, got box {box}, ndim {ndim}")
+    k = torch.arange(box, device=device, dtype=torch.int64)
+    k = k - box // 2 if centred else torch.where(k < (box + 1) // 2, k, k - box)
+    last = torch.arange(box // 2 + 1, device=device, dtype=torch.int64) if half else k
+    return [k] * (ndim - 1) + [last]
 
 
 def radial_index_2d(box: int, device: torch.device | str | None = None) -> torch.Tensor:

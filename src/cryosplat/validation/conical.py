@@ -30,8 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryosplat.core.fourier import frequency_axes
 from cryosplat.validation.crossval import pool_width
-from cryosplat.validation.fsc import cross_power, half_grid_shells, power, resolution_at
+from cryosplat.validation.fsc import (
+    as_map_tensor,
+    cross_power,
+    half_grid_shells,
+    power,
+    resolution_at,
+)
 from cryosplat.validation.shell_terms import pool_shells
 
 __all__ = [
@@ -79,25 +86,23 @@ def half_sphere_directions(n: int) -> np.ndarray:
 def _unit_frequencies(box: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The real-FFT half grid's frequency components ``(kx, ky, kz)`` divided by ``|k|`` (0 at
     the origin), each (D, D, D//2 + 1)."""
-    k = torch.fft.fftfreq(box, d=1.0 / box, dtype=torch.float64, device=device)
-    kx = torch.arange(box // 2 + 1, dtype=torch.float64, device=device)
-    kz, ky, kx = torch.meshgrid(k, k, kx, indexing="ij")
+    axes = [a.double() for a in frequency_axes(box, 3, half=True, centred=False, device=device)]
+    kz, ky, kx = torch.meshgrid(*axes, indexing="ij")
     norm = torch.sqrt(kx * kx + ky * ky + kz * kz).clamp_min_(1e-12)
     return kx / norm, ky / norm, kz / norm
 
 
 def _maps(map_a, map_b, mask) -> tuple[torch.Tensor, torch.Tensor]:
     """The two maps as float64 tensors on ``map_a``'s device, times ``mask``; checked."""
-    a = torch.as_tensor(np.asarray(map_a) if not torch.is_tensor(map_a) else map_a).double()
-    b = torch.as_tensor(np.asarray(map_b) if not torch.is_tensor(map_b) else map_b).double()
-    b = b.to(a.device)
-    if a.ndim != 3 or a.shape != b.shape or len(set(a.shape)) != 1:
+    if tuple(np.shape(map_a)) != tuple(np.shape(map_b)):
         raise ValueError(
-            f"maps must be cubes of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+            f"maps must be cubes of one shape, got {tuple(np.shape(map_a))} and "
+            f"{tuple(np.shape(map_b))}"
         )
+    a = as_map_tensor(map_a)
+    b = as_map_tensor(map_b).to(a.device)
     if mask is not None:
-        m = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask)
-        m = m.to(a.device, torch.float64)
+        m = as_map_tensor(mask).to(a.device)
         a, b = a * m, b * m
     return a, b
 

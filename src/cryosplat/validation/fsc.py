@@ -21,6 +21,7 @@ import torch
 from cryosplat.core.fourier import squared_radius
 
 __all__ = [
+    "as_map_tensor",
     "cross_power",
     "fsc",
     "shell_resolutions",
@@ -89,7 +90,8 @@ def shell_sums(values: torch.Tensor, grid: tuple[torch.Tensor, torch.Tensor]) ->
     return sums.index_add_(0, index, flat)[:n]
 
 
-def _as_tensor(volume) -> torch.Tensor:
+def as_map_tensor(volume) -> torch.Tensor:
+    """A cubic map (array or tensor) as a float64 tensor, detached, on its own device."""
     t = torch.as_tensor(np.asarray(volume) if not torch.is_tensor(volume) else volume)
     if t.ndim != 3 or len(set(t.shape)) != 1:
         raise ValueError(f"maps must be cubic 3D arrays, got shape {tuple(t.shape)}")
@@ -122,8 +124,8 @@ def fsc(map_a, map_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None) -> 
     np.ndarray, shape (D // 2 + 1,)
         Correlation per shell (shell 0 is the mean; it is 1 for maps of equal sign of mean).
     """
-    a = _as_tensor(map_a)
-    b = _as_tensor(map_b).to(a.device)
+    a = as_map_tensor(map_a)
+    b = as_map_tensor(map_b).to(a.device)
     if a.shape != b.shape:
         raise ValueError(f"maps differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     box = a.shape[0]
@@ -175,7 +177,7 @@ def phase_randomize(
 
     Used for the phase-randomisation test of masking effects (Chen et al. 2013).
     """
-    v = _as_tensor(volume)
+    v = as_map_tensor(volume)
     box = v.shape[0]
     ft = torch.fft.rfftn(v)
     gen = torch.Generator().manual_seed(seed)
@@ -253,8 +255,8 @@ def masked_fsc(half_a, half_b, mask, pixel_size_angstrom: float, seed: int = 0) 
 def masked_fscs(half_a, half_b, masks, pixel_size_angstrom: float, seed: int = 0):
     """:func:`masked_fsc` of the same half maps under several masks (list of FSCResult); the
     unmasked FSC and the phase-randomised maps, which do not depend on the mask, are made once."""
-    a = _as_tensor(half_a)
-    b = _as_tensor(half_b).to(a.device)
+    a = as_map_tensor(half_a)
+    b = as_map_tensor(half_b).to(a.device)
     box = a.shape[0]
     grid = half_grid_shells(box, a.device)
     unmasked = fsc(a, b, grid)
@@ -265,7 +267,7 @@ def masked_fscs(half_a, half_b, masks, pixel_size_angstrom: float, seed: int = 0
     rb = phase_randomize(b, from_shell, seed + 1, grid)
     results = []
     for mask in masks:
-        m = _as_tensor(mask).to(a.device)
+        m = as_map_tensor(mask).to(a.device)
         masked = fsc(a * m, b * m, grid)
         randomized = fsc(ra * m, rb * m, grid)
         corrected = masked.copy()

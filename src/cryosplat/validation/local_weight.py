@@ -110,9 +110,9 @@ def apply_local_weight(
         )
     weighted = v * w
     if unweighted_shells >= 0:
+        # The low shells of what the weight took away, put back: one transform each way.
         shells = half_grid_shells(v.shape[0], v.device)[0]
-        low = shells <= unweighted_shells
-        spectrum = torch.fft.rfftn(weighted)
-        spectrum[low] = torch.fft.rfftn(v)[low]
-        weighted = torch.fft.irfftn(spectrum, s=tuple(v.shape))
+        taken = torch.fft.rfftn(v - weighted)
+        taken[shells > unweighted_shells] = 0
+        weighted += torch.fft.irfftn(taken, s=tuple(v.shape))
     return weighted.cpu().numpy()
