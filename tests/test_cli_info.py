@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
 
@@ -111,3 +114,45 @@ def test_info_warns_of_preferred_orientation(tmp_path, small_stack, capsys):
         out = capsys.readouterr().out
         assert "densest 20° cone:" in out and "(uniform views: 6 %)" in out
         assert ("warning: preferred orientation:" in out) == warned
+
+
+def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["reconstruct", str(tiny_set), "-o", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    assert f"run:          {out} (complete;" in text
+    assert f"resolution:   {summary['resolution_angstrom']:.2f} Å (68 % band" in text
+    # The written map's header, read back: the particles' pixel size.
+    assert f"voxel size {summary['pixel_size_angstrom']:.4f} Å (header)" in text
+    assert "Gaussians:" in text and "half sets:" in text and "resume:" not in text
+    (out / "model_B.cif").unlink()
+    assert main(["info", str(out)]) == 0
+    assert "missing outputs: model_B.cif" in capsys.readouterr().out
+
+
+def test_info_on_an_unfinished_run_says_who_holds_it_and_how_to_resume(tmp_path, capsys):
+    from cryosplat.reconstruct.run_folder import RunFolder
+
+    folder = RunFolder(tmp_path / "run", {"input": "p.star", "n_particles": 10, "box": 24})
+    folder.prepare()  # holds the folder's lock, as a running reconstruct does
+    assert main(["info", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert f"pid {os.getpid()} on" in text and "works in this folder now" in text
+    assert "resume:" not in text
+    folder.release()  # the process ended without a word: its status still says running
+    assert main(["info", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "no process holds it" in text
+    assert f"resume:       cryosplat reconstruct p.star -o {tmp_path / 'run'} --resume" in text
+    folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
+    assert main(["info", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "(interrupted;" in text and "stopped by:   interrupted (Ctrl-C)" in text
+
+
+def test_info_refuses_a_folder_without_a_run(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    assert "holds no cryosplat run" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``cryosplat info``: read a particle set, check its stacks, and print a summary."""
+"""``cryosplat info``: summarise a particle set (its stacks checked) or a reconstruct output
+folder (its run's state and results)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryosplat.core.errors import InputError
+
 if TYPE_CHECKING:
     from cryosplat.particles.summary import ParticleSummary
+    from cryosplat.reconstruct.run_summary import RunSummary
 
 HELP = (
     "summarise particles (.star, .cs, or .mrcs with cryoDRGN pickles): count, optics, defocus, "
-    "poses, view coverage and preferred orientation; checks every referenced image exists"
+    "poses, view coverage and preferred orientation; checks every referenced image exists. "
+    "Given a reconstruct output folder: its run's state (running, complete, stopped) and results"
 )
 
 
@@ -27,7 +32,11 @@ class InfoConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("particles", type=Path, help="particle .star, .cs or .mrcs stack")
+    parser.add_argument(
+        "particles",
+        type=Path,
+        help="particle .star, .cs or .mrcs stack, or a reconstruct output folder",
+    )
     parser.add_argument(
         "--datadir",
         type=Path,
@@ -93,7 +102,108 @@ def format_summary(s: ParticleSummary) -> str:
     return "\n".join(lines)
 
 
+def _angstrom(value) -> str:
+    return f"{value:.2f} Å" if isinstance(value, int | float) else "?"
+
+
+def _state(r: RunSummary) -> str:
+    if r.holder is not None:
+        return f"{r.status}: {r.holder} works in this folder now"
+    if r.abandoned:
+        return "running, but no process holds it: stopped without a word (killed)"
+    return r.status
+
+
+def format_run(r: RunSummary) -> str:
+    """The printed form of a run folder's summary."""
+    ident, res = r.identity, r.results
+    lines = [f"run:          {r.path} ({_state(r)}; cryosplat {r.version or '?'})"]
+    if ident:
+        lines.append(
+            f"input:        {ident.get('input', '?')}: {ident.get('n_particles', '?')} particles, "
+            f"box {ident.get('box', '?')}, {ident.get('pixel_size_angstrom', '?')} Å/px, engine "
+            f"{ident.get('engine', '?')}, symmetry {ident.get('symmetry', 'C1')}, seed "
+            f"{ident.get('seed', '?')}"
+        )
+    times = [f"started {r.started}"] if r.started else []
+    times += [f"finished {r.finished}"] if r.finished else []
+    times += [f"stopped {r.stopped}"] if r.stopped else []
+    if times:
+        lines.append("time:         " + ", ".join(times))
+    if res:
+        band = res.get("resolution_band_angstrom")
+        band_text = (
+            f" (68 % band {band[0]:.2f}-{band[1]:.2f} Å)"
+            if isinstance(band, list) and len(band) == 2
+            else ""
+        )
+        lines.append(f"resolution:   {_angstrom(res.get('resolution_angstrom'))}{band_text}")
+        if res.get("resolution_definition"):
+            lines.append(f"  ({res['resolution_definition']})")
+        if "model_half_maps_0143_spherical_angstrom" in res:
+            lines.append(
+                "half models FSC 0.143 (optimistic for smooth models): "
+                f"{_angstrom(res.get('model_half_maps_0143_spherical_angstrom'))} spherical mask, "
+                f"{_angstrom(res.get('model_half_maps_0143_automatic_angstrom'))} automatic mask"
+            )
+        if "data_half_maps_0143_angstrom" in res:
+            text = _angstrom(res["data_half_maps_0143_angstrom"])
+            by_direction = res.get("data_half_maps_0143_by_direction_angstrom")
+            if isinstance(by_direction, list) and len(by_direction) == 2:
+                text += f"; by direction {by_direction[0]:.2f}-{by_direction[1]:.2f} Å"
+            lines.append(f"data half maps FSC 0.143: {text}")
+        if isinstance(res.get("n_gaussians"), list):
+            lines.append(
+                "Gaussians:    " + " + ".join(str(n) for n in res["n_gaussians"]) + " (A + B)"
+            )
+        if isinstance(res.get("n_particles"), list):
+            lines.append(
+                "half sets:    "
+                + " + ".join(str(n) for n in res["n_particles"])
+                + f" particles ({res.get('halves', '?')})"
+            )
+        if isinstance(res.get("timings_s"), dict):
+            lines.append(
+                "timings:      "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in res["timings_s"].items())
+                + (f" ({res['device']})" if res.get("device") else "")
+            )
+    if r.map_voxel_size_angstrom is not None:
+        unfinished = "" if r.status == "complete" else "; written before the run stopped"
+        lines.append(
+            f"map.mrc:      voxel size {r.map_voxel_size_angstrom:.4f} Å (header{unfinished})"
+        )
+        if res.get("map"):
+            lines.append(f"  ({res['map']})")
+    if r.status != "complete":
+        if r.last_log_line:
+            lines.append(f"last logged:  {r.last_log_line}")
+        if r.error:
+            lines.append(f"stopped by:   {r.error}")
+        if r.checkpoint_bytes:
+            lines.append(f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB")
+        if r.holder is None:
+            lines.append(
+                f"resume:       cryosplat reconstruct {ident.get('input', 'PARTICLES')} -o "
+                f"{r.path} --resume (with the options it was started with)"
+            )
+    for warning in r.warnings:
+        lines.append(f"warning: {warning}")
+    if r.missing_outputs:
+        lines.append("missing outputs: " + ", ".join(r.missing_outputs))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
+    from cryosplat.reconstruct.run_summary import is_run_folder, read_run
+
+    if args.particles.is_dir() and not args.poses and not args.ctf and not args.datadir:
+        print(format_run(read_run(args.particles)))
+        return 0
+    if is_run_folder(args.particles):
+        raise InputError(
+            f"{args.particles}: a reconstruct output folder takes no --datadir, --poses or --ctf"
+        )
     from cryosplat.particles.read import read_particles
     from cryosplat.particles.summary import summarize
     from cryosplat.particles.validate import ACCEPT_OPTION, check_particles

@@ -37,7 +37,15 @@ try:
 except ImportError:  # pragma: no cover - not on Linux/macOS: no lock
     fcntl = None
 
-__all__ = ["RunFolder", "write_json_atomic", "input_fingerprint", "LOCK_FILE", "OUTPUT_FILES"]
+__all__ = [
+    "RunFolder",
+    "write_json_atomic",
+    "input_fingerprint",
+    "lock_holder",
+    "LOCK_FILE",
+    "OUTPUT_FILES",
+    "STATUS_FILE",
+]
 
 STATUS_FILE = "run.json"
 LOCK_FILE = ".cryosplat.lock"
@@ -131,6 +139,27 @@ def input_fingerprint(particles: ParticleSet) -> str:
         info = os.stat(st.path)
         h.update(f"{Path(st.path).resolve()}|{info.st_size}|{info.st_mtime_ns}".encode())
     return h.hexdigest()[:32]
+
+
+def lock_holder(path: str | Path) -> str | None:
+    """The process that holds the lock of the run folder ``path`` now (``"pid N on HOST"``, as it
+    wrote in the lock file), or None when none does (no lock file, or no process holds it: a run
+    that ended, however it ended). Only tests the lock: a shared lock taken and released at once,
+    the file opened for reading; None where ``fcntl`` is missing."""
+    lock = Path(path) / LOCK_FILE
+    if fcntl is None or not lock.is_file():
+        return None
+    try:
+        fh = open(lock)
+    except OSError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return fh.read().strip() or "another process"
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return None
 
 
 class RunFolder:

@@ -1,0 +1,166 @@
+"""What a ``cryosplat reconstruct`` output folder holds: its run's state and results, read back.
+
+A run folder (:mod:`cryosplat.reconstruct.run_folder`) records its status in ``run.json``
+(``running``, ``complete``, ``failed`` or ``interrupted``), its identity (the input and the
+settings), and, once complete, a summary of the results; ``fsc.json`` holds the warnings and
+``log.txt`` every step. :func:`read_run` gathers them into a :class:`RunSummary`, with what only the
+folder itself can tell: whether a process still works in it (its lock is held), a ``running``
+status that no process holds (the run was killed: ``--resume`` continues it), which of the
+outputs a complete run lacks, and the voxel size the written map's header carries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import stack_header_info
+from cryosplat.reconstruct.run_folder import (
+    OUTPUT_FILES,
+    STATUS_FILE,
+    lock_holder,
+)
+
+__all__ = ["RunSummary", "read_run", "is_run_folder"]
+
+LOG_FILE = "log.txt"
+FSC_FILE = "fsc.json"
+MAP_FILE = "map.mrc"
+
+
+@dataclass
+class RunSummary:
+    """A run folder's state and results.
+
+    Attributes
+    ----------
+    path : the folder
+    status : ``running``, ``complete``, ``failed`` or ``interrupted`` (as ``run.json`` says)
+    holder : the process working in the folder now (``"pid N on HOST"``), or None when none is
+    identity : the run's settings and input (``run.json``'s ``identity``)
+    started, finished, stopped : times as ``run.json`` records them (None where absent)
+    error : why a failed or interrupted run stopped
+    results : the complete run's summary (``run.json``'s ``summary``: resolution, band, Gaussians,
+        half sets, timings, ...); empty before
+    warnings : the resolution's warnings (``fsc.json``)
+    map_voxel_size_angstrom : the voxel size in ``map.mrc``'s header (None without the map)
+    missing_outputs : outputs a complete run should hold but the folder lacks
+    last_log_line : the log's last line (what an unfinished run did last)
+    checkpoint_bytes : the size of ``checkpoints/`` (what ``--resume`` continues from)
+    version : the cryosplat version that wrote the status
+    """
+
+    path: Path
+    status: str
+    holder: str | None
+    identity: dict[str, Any]
+    started: str | None = None
+    finished: str | None = None
+    stopped: str | None = None
+    error: str | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    map_voxel_size_angstrom: float | None = None
+    missing_outputs: list[str] = field(default_factory=list)
+    last_log_line: str | None = None
+    checkpoint_bytes: int = 0
+    version: str | None = None
+
+    @property
+    def abandoned(self) -> bool:
+        """A ``running`` status no process holds: the run was killed (``--resume`` continues)."""
+        return self.status == "running" and self.holder is None
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding a run's status file."""
+    path = Path(path)
+    return path.is_dir() and (path / STATUS_FILE).is_file()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a cryosplat run status (a JSON object was expected)")
+    return data
+
+
+def _last_line(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        fh.seek(max(0, fh.tell() - 4096))
+        lines = fh.read().decode("utf-8", errors="replace").strip().splitlines()
+    return lines[-1] if lines else None
+
+
+def _warnings(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    try:
+        found = json.loads(path.read_text()).get("warnings", [])
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []
+    return [str(w) for w in found] if isinstance(found, list) else []
+
+
+def _map_voxel_size(path: Path) -> float | None:
+    if not path.is_file():
+        return None
+    try:
+        return float(stack_header_info(path)["pixel_size_angstrom"])
+    except InputError:
+        return None
+
+
+def read_run(path: str | Path) -> RunSummary:
+    """Read a ``cryosplat reconstruct`` output folder (it is not modified, nor its lock taken
+    for longer than a test).
+
+    Raises
+    ------
+    InputError
+        ``path`` is not a folder, holds no run, or its status is unreadable.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: not a folder")
+    if not (path / STATUS_FILE).is_file():
+        raise InputError(
+            f"{path}: holds no cryosplat run (no {STATUS_FILE}); give a reconstruct output "
+            "folder, or a particle file (.star, .cs, .mrcs)"
+        )
+    status = _read_json(path / STATUS_FILE)
+    state = str(status.get("status", "unknown"))
+    checkpoints = path / "checkpoints"
+    size = 0
+    if checkpoints.is_dir():
+        size = sum(f.stat().st_size for f in checkpoints.rglob("*") if f.is_file())
+    results = status.get("summary") if isinstance(status.get("summary"), dict) else {}
+    missing = []
+    if state == "complete":
+        missing = [name for name in OUTPUT_FILES if not (path / name).is_file()]
+    return RunSummary(
+        path=path,
+        status=state,
+        holder=lock_holder(path),
+        identity=status.get("identity") if isinstance(status.get("identity"), dict) else {},
+        started=status.get("started"),
+        finished=status.get("finished"),
+        stopped=status.get("stopped"),
+        error=status.get("error"),
+        results=results,
+        warnings=_warnings(path / FSC_FILE),
+        map_voxel_size_angstrom=_map_voxel_size(path / MAP_FILE),
+        missing_outputs=missing,
+        last_log_line=_last_line(path / LOG_FILE),
+        checkpoint_bytes=size,
+        version=status.get("cryosplat_version"),
+    )
