@@ -5,6 +5,14 @@
 defocus along the frequency's direction (positive underfocus) and θ measured from the image x axis:
 ``Δf = (U + V)/2 + (U - V)/2 · cos 2(θ - angle)``. It is positive at low frequency, so projections
 of positive density stay bright (RELION's particle sign).
+
+Images may already carry their CTF (:data:`CTF_IN_IMAGES`, RELION's ``rlnCtfDataArePhaseFlipped``
+and ``rlnCtfDataAreCtfPremultiplied``): an image phase-flipped is ``sign(CTF)`` times the raw one,
+``|CTF| · P`` plus noise, and one premultiplied is ``CTF`` times it, ``CTF² · P`` plus noise.
+:func:`image_transfer` is what multiplies a projection ``P`` to make such an image, and
+:func:`raw_backprojection_factor` what turns the image into ``CTF`` times the raw image, the
+quantity a direct inversion sums (RELION's reconstructor does the same: it skips multiplying a
+premultiplied image and takes ``|CTF|`` for a flipped one); the weight is ``CTF²`` for all three.
 """
 
 from __future__ import annotations
@@ -17,7 +25,19 @@ import torch
 
 from cryosplat.core.fourier import frequency_grid_2d
 
-__all__ = ["CTFParams", "electron_wavelength_angstrom", "compute_ctf", "ctf_from_params"]
+__all__ = [
+    "CTFParams",
+    "CTF_IN_IMAGES",
+    "electron_wavelength_angstrom",
+    "compute_ctf",
+    "ctf_from_params",
+    "image_transfer",
+    "raw_backprojection_factor",
+]
+
+CTF_IN_IMAGES = ("none", "phase_flipped", "premultiplied")
+"""What images already carry of their CTF, by code (the index): 0 raw, 1 multiplied by the
+CTF's sign (phase-flipped), 2 multiplied by the CTF (premultiplied)."""
 
 
 def electron_wavelength_angstrom(voltage_kv):
@@ -199,3 +219,35 @@ def ctf_from_params(
     """:func:`compute_ctf` for every row of ``params``: shape (N, D, D)."""
     t = params.as_tensors(device=device, dtype=torch.float64)
     return compute_ctf(box, pixel_size_angstrom, **t).to(dtype)
+
+
+def _codes_like(codes, ctf: torch.Tensor) -> torch.Tensor:
+    """``codes`` (N,) as a tensor on ``ctf``'s device, shaped to broadcast over its rows."""
+    codes = torch.as_tensor(np.asarray(codes), device=ctf.device).long()
+    if codes.ndim != 1 or codes.shape[0] != ctf.shape[0]:
+        raise ValueError(f"codes must have shape ({ctf.shape[0]},), got {tuple(codes.shape)}")
+    if bool(((codes < 0) | (codes >= len(CTF_IN_IMAGES))).any()):
+        raise ValueError(f"codes must be 0 to {len(CTF_IN_IMAGES) - 1}, got {codes.tolist()}")
+    return codes.reshape(-1, *([1] * (ctf.ndim - 1)))
+
+
+def image_transfer(ctf: torch.Tensor, codes) -> torch.Tensor:
+    """What multiplies a projection to make each image: ``CTF`` (code 0, raw), ``|CTF|`` (1,
+    phase-flipped) or ``CTF²`` (2, premultiplied).
+
+    Parameters
+    ----------
+    ctf : torch.Tensor, shape (N, ...)
+        Each image's CTF (:func:`compute_ctf`).
+    codes : array of int, shape (N,)
+        Indices into :data:`CTF_IN_IMAGES`.
+    """
+    c = _codes_like(codes, ctf)
+    return torch.where(c == 0, ctf, torch.where(c == 1, ctf.abs(), ctf * ctf))
+
+
+def raw_backprojection_factor(ctf: torch.Tensor, codes) -> torch.Tensor:
+    """What turns each image into ``CTF`` times the raw image: ``CTF`` (code 0), ``|CTF|`` (1)
+    or 1 (2). Its product with :func:`image_transfer` is ``CTF²`` for every code."""
+    c = _codes_like(codes, ctf)
+    return torch.where(c == 0, ctf, torch.where(c == 1, ctf.abs(), torch.ones_like(ctf)))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryosplat.core.ctf import CTFParams
+from cryosplat.core.ctf import CTF_IN_IMAGES, CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 
@@ -59,6 +59,11 @@ class ParticleSet:
     optics : list[OpticsGroup]
     random_subset : np.ndarray or None, shape (N,), int
         RELION ``rlnRandomSubset`` (1 or 2) when present.
+    ctf_in_images : np.ndarray or None, shape (N,), int
+        What each image already carries of its CTF, an index into
+        :data:`~cryosplat.core.ctf.CTF_IN_IMAGES` (0 raw, 1 phase-flipped, 2 premultiplied:
+        RELION's ``rlnCtfDataArePhaseFlipped`` and ``rlnCtfDataAreCtfPremultiplied``); None: every
+        image raw.
     source : Path
         The metadata file.
     notes : list[str]
@@ -79,6 +84,7 @@ class ParticleSet:
     optics_group: np.ndarray | None = None
     optics: list[OpticsGroup] = field(default_factory=list)
     random_subset: np.ndarray | None = None
+    ctf_in_images: np.ndarray | None = None
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -95,11 +101,22 @@ class ParticleSet:
             "rotations": self.rotations,
             "shifts_angstrom": self.shifts_angstrom,
             "random_subset": self.random_subset,
+            "ctf_in_images": self.ctf_in_images,
         }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
                 raise InputError(
                     f"{self.source}: {name} has {len(arr)} rows but there are {n} particles"
+                )
+        if self.ctf_in_images is not None:
+            self.ctf_in_images = np.asarray(self.ctf_in_images, dtype=np.int64)
+            bad = np.flatnonzero(
+                (self.ctf_in_images < 0) | (self.ctf_in_images >= len(CTF_IN_IMAGES))
+            )
+            if bad.size:
+                raise InputError(
+                    f"{self.source}: ctf_in_images must be 0 to {len(CTF_IN_IMAGES) - 1}, got "
+                    f"{self.ctf_in_images[bad[0]]} at row {bad[0] + 1}"
                 )
         if self.ctf is not None and len(self.ctf) != n:
             raise InputError(
@@ -150,9 +167,17 @@ class ParticleSet:
             ctf=None if self.ctf is None else self.ctf.subset(idx),
             optics_group=self.optics_group[idx],
             random_subset=take(self.random_subset),
+            ctf_in_images=take(self.ctf_in_images),
             notes=list(self.notes),
             warnings=list(self.warnings),
         )
+
+    def ctf_in_images_of(self, indices) -> np.ndarray | None:
+        """The :attr:`ctf_in_images` codes of rows ``indices``, or None when they are all raw."""
+        if self.ctf_in_images is None:
+            return None
+        codes = self.ctf_in_images[np.asarray(indices)]
+        return codes if codes.any() else None
 
     def pixel_sizes_angstrom(self, indices=None) -> np.ndarray:
         """The pixel size (Å) of each particle's own optics group, shape (N,) or (len(indices),)."""

@@ -168,6 +168,50 @@ def _optics_30(particles: StarBlock, path: Path):
     return groups, group_of, per_particle
 
 
+# RELION's flags for images that already carry their CTF, by code of CTF_IN_IMAGES.
+_CTF_IN_IMAGES_COLUMNS = {1: "rlnCtfDataArePhaseFlipped", 2: "rlnCtfDataAreCtfPremultiplied"}
+
+
+def _ctf_in_images(
+    optics: StarBlock | None, group_of: np.ndarray, particles: StarBlock, path: Path
+) -> tuple[np.ndarray | None, list[str]]:
+    """Each particle's :data:`~cryosplat.core.ctf.CTF_IN_IMAGES` code from RELION's flags (in
+    ``data_optics`` per group, or per particle), None when every image is raw; and a note."""
+    n = particles.n_rows
+    codes = np.zeros(n, dtype=np.int64)
+    for code, column in _CTF_IN_IMAGES_COLUMNS.items():
+        for table in (optics, particles):
+            if table is None or column not in table:
+                continue
+            flag = table.get_float(column)
+            flag = flag[group_of] if table is optics else flag
+            where = f"data_{table.name}, column {column}"
+            bad = np.flatnonzero(~np.isin(flag, (0.0, 1.0)))
+            if bad.size:
+                raise InputError(f"{path}: {where}: must be 0 or 1, got {flag[bad[0]]:g}")
+            both = np.flatnonzero((flag == 1) & (codes != 0) & (codes != code))
+            if both.size:
+                raise InputError(
+                    f"{path}: particle {both[0] + 1} is both phase-flipped and CTF-premultiplied "
+                    "(rlnCtfDataArePhaseFlipped and rlnCtfDataAreCtfPremultiplied are 1): one "
+                    "image cannot be both; fix the metadata"
+                )
+            codes[flag == 1] = code
+    if not codes.any():
+        return None, []
+    counts = [
+        f"{int((codes == code).sum())} {label}"
+        for code, label in ((1, "phase-flipped"), (2, "CTF-premultiplied"))
+        if (codes == code).any()
+    ]
+    note = (
+        f"CTF already in the images: {', '.join(counts)} of {n} (RELION's "
+        "rlnCtfDataArePhaseFlipped / rlnCtfDataAreCtfPremultiplied); modelled so (|CTF| or CTF² "
+        "times the projection)"
+    )
+    return codes, [note]
+
+
 def _ctf(particles: StarBlock, per_particle: dict, path: Path) -> CTFParams | None:
     present = [c for c in _CTF_COLUMNS + ("rlnPhaseShift", "rlnCtfBfactor") if c in particles]
     if not any(c in particles for c in _CTF_COLUMNS):
@@ -346,6 +390,8 @@ def particles_from_star(
         notes += header_pixel_notes(stacks, stack_index, pixel_per_particle)
     rotations, shifts = _poses(particles, pixel_per_particle, path, notes)
     subset = particles.get_int("rlnRandomSubset") if "rlnRandomSubset" in particles else None
+    ctf_in_images, ctf_notes = _ctf_in_images(optics, group_of, particles, path)
+    notes += ctf_notes
     return ParticleSet(
         box=box,
         pixel_size_angstrom=pixel,
@@ -358,6 +404,7 @@ def particles_from_star(
         optics_group=group_of,
         optics=groups,
         random_subset=subset,
+        ctf_in_images=ctf_in_images,
         source=path,
         notes=notes,
         warnings=relion_aberration_warnings(optics, particles),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.core.ctf import ctf_from_params
+from cryosplat.core.ctf import ctf_from_params, image_transfer
 from cryosplat.core.device import resolve_device
 from cryosplat.core.errors import InputError
 from cryosplat.io.stack_writer import StreamingStackWriter
@@ -149,11 +149,13 @@ def _render_all(config, particles, model, shifts, writer, box, pixel, dtype, dev
             rows = np.arange(start, min(n, start + config.batch_size))
             rot = torch.as_tensor(particles.rotations[rows], dtype=dtype, device=device)
             sh = torch.as_tensor(shifts[rows], dtype=dtype, device=device)
-            ctf = (
-                ctf_from_params(particles.ctf.subset(rows), box, pixel, device=device, dtype=dtype)
-                if config.apply_ctf
-                else None
-            )
+            ctf = None
+            if config.apply_ctf:
+                ctf = ctf_from_params(
+                    particles.ctf.subset(rows), box, pixel, device=device, dtype=dtype
+                )
+                codes = particles.ctf_in_images_of(rows)  # as such images carry it
+                ctf = ctf if codes is None else image_transfer(ctf, codes)
             images = render_images(
                 model.mixture(),
                 rot,

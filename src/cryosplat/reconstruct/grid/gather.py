@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from cryosplat.core.ctf import raw_backprojection_factor
 from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
@@ -273,7 +274,9 @@ def accumulate(
             rotations = torch.as_tensor(
                 particles.rotations[rows], device=device, dtype=torch.float32
             )
-            pairs = torch.view_as_real(group_spectra) * ctf[..., None]
+            codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
+            factor = ctf if codes is None else raw_backprojection_factor(ctf, codes)
+            pairs = torch.view_as_real(group_spectra) * factor[..., None]
             weighted, ctf2 = torch.view_as_complex(pairs), ctf * ctf
             for op in expansion:
                 sums.insert(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.core.ctf import ctf_from_params
+from cryosplat.core.ctf import ctf_from_params, image_transfer
 from cryosplat.core.errors import CryosplatError
 from cryosplat.core.fourier import fft2_centered, radial_index_2d
 from cryosplat.core.optim import Adam
@@ -109,6 +109,9 @@ def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float):
     ctf = ctf_from_params(
         particles.ctf.subset(rows), particles.box, particles.pixel_size_angstrom, device=device
     )
+    codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
+    if codes is not None:
+        ctf = image_transfer(ctf, codes)
     return sign * fft2_centered(images), rot, shifts, ctf
 
 
