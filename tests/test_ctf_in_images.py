@@ -144,3 +144,34 @@ def test_the_reader_takes_either_table_and_refuses_contradictions(tiny_set, tmp_
     star = _star_with(tiny_set, tmp_path / "two", "2", {})
     with pytest.raises(InputError, match="rlnCtfDataAreCtfPremultiplied: must be 0 or 1"):
         read_particles(star)
+
+
+def test_relion_reads_the_premultiplied_flag_as_we_do(tiny_set, tmp_path, relion_available):
+    """RELION's reconstructor gives a premultiplied set with its flag the raw set's map, and
+    another map without the flag: the convention cryosplat follows."""
+    import subprocess
+
+    sets = {
+        "raw": tiny_set,
+        "flagged": _with_ctf_in_images(tiny_set, tmp_path / "flagged", "premultiplied"),
+        "unflagged": _with_ctf_in_images(
+            tiny_set, tmp_path / "unflagged", "premultiplied", flag=False
+        ),
+    }
+    maps = {}
+    for name, star in sets.items():
+        out = tmp_path / f"relion_{name}.mrc"
+        command = [
+            "relion_reconstruct",
+            "--i",
+            star.name,
+            "--o",
+            str(out),
+            "--ctf",
+            "--angpix",
+            "4",
+        ]
+        subprocess.run(command, cwd=star.parent, check=True, capture_output=True)
+        maps[name] = read_map(out)[0].ravel()
+    assert np.corrcoef(maps["raw"], maps["flagged"])[0, 1] > 0.9999
+    assert np.corrcoef(maps["raw"], maps["unflagged"])[0, 1] < 0.9
