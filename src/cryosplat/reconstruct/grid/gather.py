@@ -164,7 +164,9 @@ def accumulate(
     Images are read ``batch_size`` at a time from the memory-mapped stacks (on a GPU, ahead of
     the computation into pinned memory: :mod:`cryosplat.reconstruct.grid.staging`), transformed,
     shifted back by their origins (a phase), multiplied by their CTF
-    (:mod:`cryosplat.core.ctf_plane`) and inserted with trilinear weights on the half grid; memory
+    (:mod:`cryosplat.core.ctf_plane`; images that carry it already by
+    :func:`~cryosplat.core.ctf.raw_backprojection_factor`, so that ``B`` and ``W`` are the raw
+    images' whichever way they were stored) and inserted with trilinear weights on the half grid; memory
     does not grow with the number of particles. The rows are gathered in (stack, image) order, so
     each stack file is read once, front to back, whatever the order of ``indices`` (a sum does not
     depend on the order). Each optics group uses its own pixel size for its CTF and shifts, and its
