@@ -153,6 +153,14 @@ def test_info_on_an_unfinished_run_says_who_holds_it_and_how_to_resume(tmp_path,
     assert "(interrupted;" in text and "stopped by:   interrupted (Ctrl-C)" in text
 
 
-def test_info_refuses_a_folder_without_a_run(tmp_path, capsys):
+def test_info_refuses_a_folder_without_a_run_and_particle_options_for_a_folder(tmp_path, capsys):
     assert main(["info", str(tmp_path)]) == 2
     assert "holds no cryosplat run" in capsys.readouterr().err
+    assert main(["info", str(tmp_path), "--datadir", str(tmp_path)]) == 2
+    assert "takes no --datadir, --poses or --ctf" in capsys.readouterr().err
+    (tmp_path / "run.json").write_text("[1, 2]")
+    assert main(["info", str(tmp_path)]) == 2
+    assert "not a cryosplat run status" in capsys.readouterr().err
+    (tmp_path / "run.json").write_text("{broken")
+    assert main(["info", str(tmp_path)]) == 2
+    assert "run.json: unreadable" in capsys.readouterr().err

@@ -195,15 +195,16 @@ def format_run(r: RunSummary) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cryosplat.reconstruct.run_summary import is_run_folder, read_run
+    if args.particles.is_dir():
+        from cryosplat.reconstruct.run_summary import read_run
 
-    if args.particles.is_dir() and not args.poses and not args.ctf and not args.datadir:
+        if args.poses or args.ctf or args.datadir:
+            raise InputError(
+                f"{args.particles}: a folder is read as a reconstruct output folder, which takes "
+                "no --datadir, --poses or --ctf"
+            )
         print(format_run(read_run(args.particles)))
         return 0
-    if is_run_folder(args.particles):
-        raise InputError(
-            f"{args.particles}: a reconstruct output folder takes no --datadir, --poses or --ctf"
-        )
     from cryosplat.particles.read import read_particles
     from cryosplat.particles.summary import summarize
     from cryosplat.particles.validate import ACCEPT_OPTION, check_particles

@@ -24,7 +24,7 @@ from cryosplat.reconstruct.run_folder import (
     lock_holder,
 )
 
-__all__ = ["RunSummary", "read_run", "is_run_folder"]
+__all__ = ["RunSummary", "read_run"]
 
 LOG_FILE = "log.txt"
 FSC_FILE = "fsc.json"
@@ -73,12 +73,6 @@ class RunSummary:
     def abandoned(self) -> bool:
         """A ``running`` status no process holds: the run was killed (``--resume`` continues)."""
         return self.status == "running" and self.holder is None
-
-
-def is_run_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a folder holding a run's status file."""
-    path = Path(path)
-    return path.is_dir() and (path / STATUS_FILE).is_file()
 
 
 def _read_json(path: Path) -> dict:
