@@ -22,7 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="particle file (.star or .cs) with angles, origins, CTF; one image per row",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output stack (.mrcs)")
-    parser.add_argument("--apply-ctf", action="store_true", help="multiply each image by its CTF")
+    parser.add_argument(
+        "--apply-ctf",
+        action="store_true",
+        help="multiply each image by its CTF (by |CTF| or CTF² where the STAR says its images are "
+        "phase-flipped or CTF-premultiplied: the images such data hold)",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the output stack if it exists"
     )
