@@ -175,3 +175,25 @@ def test_relion_reads_the_premultiplied_flag_as_we_do(tiny_set, tmp_path, relion
         maps[name] = read_map(out)[0].ravel()
     assert np.corrcoef(maps["raw"], maps["flagged"])[0, 1] > 0.9999
     assert np.corrcoef(maps["raw"], maps["unflagged"])[0, 1] < 0.9
+
+
+def test_project_applies_the_transfer_a_flagged_star_asks_for(tiny_set, tmp_path):
+    """``project --apply-ctf`` along a premultiplied STAR makes CTF × the raw STAR's images."""
+    from cryosplat.io.mrc import MRCStack
+
+    flagged = _with_ctf_in_images(tiny_set, tmp_path / "flagged", "premultiplied")
+    truth = tiny_set.parent.parent / "truth.npz"
+    stacks = {}
+    for name, star in (("raw", tiny_set), ("flagged", flagged)):
+        out = tmp_path / f"{name}.mrcs"
+        assert (
+            main(["project", str(truth), "--angles", str(star), "-o", str(out), "--apply-ctf"]) == 0
+        )
+        stacks[name] = torch.from_numpy(MRCStack(out).read(np.arange(8))).double()
+    particles = read_particles(tiny_set)
+    ctf = ctf_from_params(
+        particles.ctf.subset(np.arange(8)), particles.box, 4.0, dtype=torch.float64
+    )
+    expected = ifft2_centered(fft2_centered(stacks["raw"]) * ctf).real
+    scale = float(expected.abs().max())
+    assert float((stacks["flagged"] - expected).abs().max()) < 1e-3 * scale
