@@ -222,12 +222,14 @@ def ctf_from_params(
 
 
 def _codes_like(codes, ctf: torch.Tensor) -> torch.Tensor:
-    """``codes`` (N,) as a tensor on ``ctf``'s device, shaped to broadcast over its rows."""
-    codes = torch.as_tensor(np.asarray(codes), device=ctf.device).long()
+    """``codes`` (N,) as a tensor on ``ctf``'s device, shaped to broadcast over its rows (checked
+    on the host: no wait for the device)."""
+    codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim != 1 or codes.shape[0] != ctf.shape[0]:
-        raise ValueError(f"codes must have shape ({ctf.shape[0]},), got {tuple(codes.shape)}")
-    if bool(((codes < 0) | (codes >= len(CTF_IN_IMAGES))).any()):
+        raise ValueError(f"codes must have shape ({ctf.shape[0]},), got {codes.shape}")
+    if ((codes < 0) | (codes >= len(CTF_IN_IMAGES))).any():
         raise ValueError(f"codes must be 0 to {len(CTF_IN_IMAGES) - 1}, got {codes.tolist()}")
+    codes = torch.from_numpy(codes).to(ctf.device)
     return codes.reshape(-1, *([1] * (ctf.ndim - 1)))
 
 

@@ -42,13 +42,19 @@ __all__ = [
     "write_json_atomic",
     "input_fingerprint",
     "lock_holder",
+    "read_status",
+    "folder_bytes",
+    "CHECKPOINT_DIR",
     "LOCK_FILE",
+    "LOG_FILE",
     "OUTPUT_FILES",
     "STATUS_FILE",
 ]
 
 STATUS_FILE = "run.json"
 LOCK_FILE = ".cryosplat.lock"
+LOG_FILE = "log.txt"
+CHECKPOINT_DIR = "checkpoints"
 OUTPUT_FILES = (
     "map.mrc",
     "half_map_A.mrc",
@@ -62,7 +68,7 @@ OUTPUT_FILES = (
     "model_A.cif",
     "model_B.cif",
     "config.json",
-    "log.txt",
+    LOG_FILE,
 )
 MODES = ("new", "resume", "restart", "overwrite")
 
@@ -141,6 +147,34 @@ def input_fingerprint(particles: ParticleSet) -> str:
     return h.hexdigest()[:32]
 
 
+def read_status(path: str | Path) -> dict | None:
+    """The run folder ``path``'s status (``run.json`` as a dict), or None when it has none.
+
+    Raises
+    ------
+    InputError
+        The status file is unreadable or not a JSON object.
+    """
+    f = Path(path) / STATUS_FILE
+    if not f.is_file():
+        return None
+    try:
+        status = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{f}: unreadable run status ({exc})") from None
+    if not isinstance(status, dict):
+        raise InputError(f"{f}: not a cryosplat run status (a JSON object was expected)")
+    return status
+
+
+def folder_bytes(path: str | Path) -> int:
+    """The size of the files under ``path`` (0 when it is not a folder)."""
+    path = Path(path)
+    if not path.is_dir():
+        return 0
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def lock_holder(path: str | Path) -> str | None:
     """The process that holds the lock of the run folder ``path`` now (``"pid N on HOST"``, as it
     wrote in the lock file), or None when none does (no lock file, or no process holds it: a run
@@ -195,16 +229,10 @@ class RunFolder:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINT_DIR
 
     def status(self) -> dict | None:
-        f = self.path / STATUS_FILE
-        if not f.is_file():
-            return None
-        try:
-            return json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{f}: unreadable run status ({exc})") from None
+        return read_status(self.path)
 
     # -- the lock -------------------------------------------------------------------------------
     def _acquire_lock(self) -> bool:
@@ -361,7 +389,7 @@ class RunFolder:
         self._write_status("complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), summary=summary)
         if keep_checkpoints or not self.checkpoint_dir.is_dir():
             return 0
-        removed = sum(f.stat().st_size for f in self.checkpoint_dir.rglob("*") if f.is_file())
+        removed = folder_bytes(self.checkpoint_dir)
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         return removed
 
@@ -374,7 +402,7 @@ class RunFolder:
 
     def attach_log(self, logger: logging.Logger) -> None:
         """Append ``logger``'s records to ``log.txt`` in the folder."""
-        handler = logging.FileHandler(self.path / "log.txt")
+        handler = logging.FileHandler(self.path / LOG_FILE)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
         if logger.level == logging.NOTSET or logger.level > logging.INFO:

@@ -19,14 +19,17 @@ from typing import Any
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import stack_header_info
 from cryosplat.reconstruct.run_folder import (
+    CHECKPOINT_DIR,
+    LOG_FILE,
     OUTPUT_FILES,
     STATUS_FILE,
+    folder_bytes,
     lock_holder,
+    read_status,
 )
 
 __all__ = ["RunSummary", "read_run"]
 
-LOG_FILE = "log.txt"
 FSC_FILE = "fsc.json"
 MAP_FILE = "map.mrc"
 
@@ -75,16 +78,6 @@ class RunSummary:
         return self.status == "running" and self.holder is None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a cryosplat run status (a JSON object was expected)")
-    return data
-
-
 def _last_line(path: Path) -> str | None:
     if not path.is_file():
         return None
@@ -126,17 +119,13 @@ def read_run(path: str | Path) -> RunSummary:
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: not a folder")
-    if not (path / STATUS_FILE).is_file():
+    status = read_status(path)
+    if status is None:
         raise InputError(
             f"{path}: holds no cryosplat run (no {STATUS_FILE}); give a reconstruct output "
             "folder, or a particle file (.star, .cs, .mrcs)"
         )
-    status = _read_json(path / STATUS_FILE)
     state = str(status.get("status", "unknown"))
-    checkpoints = path / "checkpoints"
-    size = 0
-    if checkpoints.is_dir():
-        size = sum(f.stat().st_size for f in checkpoints.rglob("*") if f.is_file())
     results = status.get("summary") if isinstance(status.get("summary"), dict) else {}
     missing = []
     if state == "complete":
@@ -155,6 +144,6 @@ def read_run(path: str | Path) -> RunSummary:
         map_voxel_size_angstrom=_map_voxel_size(path / MAP_FILE),
         missing_outputs=missing,
         last_log_line=_last_line(path / LOG_FILE),
-        checkpoint_bytes=size,
+        checkpoint_bytes=folder_bytes(path / CHECKPOINT_DIR),
         version=status.get("cryosplat_version"),
     )
