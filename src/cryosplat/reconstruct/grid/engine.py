@@ -35,10 +35,11 @@ from cryosplat.reconstruct.grid.capacity import (
     gaussians_for_data,
 )
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
+from cryosplat.reconstruct.grid.forked_half import StepCounts
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics, half_data_fsc
 from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
-from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
+from cryosplat.reconstruct.grid.side_by_side import check_stop, fit_halves
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
@@ -258,18 +259,13 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         base = steps_done
         label = f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}"
         last = stage == len(boxes) - 1  # the stage that holds the data's count of Gaussians
-        done_by_half = dict.fromkeys(todo, 0)
+        counts = StepCounts()  # shared with a half fitted in another process
+
+        def draw(base=base, label=label, counts=counts):
+            bar.update(base + counts.total(), label)
 
         def fit_half(
-            i,
-            stop,
-            stage=stage,
-            steps=steps,
-            base=base,
-            label=label,
-            done=done_by_half,
-            missing=missing,
-            last=last,
+            i, stop, stage=stage, steps=steps, counts=counts, draw=draw, missing=missing, last=last
         ):
             for j, m in enumerate(missing[i]):
                 stage_cfg = replace(
@@ -286,8 +282,9 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
 
                 def progress(k, _total, offset=j * steps):
                     check_stop(stop)
-                    done[i] = offset + k
-                    bar.update(base + sum(done.values()), label)
+                    counts[i] = offset + k
+                    if counts.in_owner():
+                        draw()
 
                 model = fit_gaussians(
                     train[i],
@@ -297,11 +294,12 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                     progress=progress,
                     half_fsc=half_fsc,
                 )
-                path = _stage_path(ck, stage, i, m)
-                model.save(path)
-                members[i][m] = GaussianModel.load(path).to(device)  # as a resumed run sees it
+                model.save(_stage_path(ck, stage, i, m))
 
-        map_halves(fit_half, todo, device, gcfg.concurrent_halves)
+        fit_halves(fit_half, todo, device, gcfg.concurrent_halves, draw)
+        for i in todo:  # as a resumed run sees them (and as a half fitted elsewhere left them)
+            for m in missing[i]:
+                members[i][m] = GaussianModel.load(_stage_path(ck, stage, i, m)).to(device)
         steps_done = base + steps * sum(len(v) for v in missing.values())
         for i in mine:  # members not yet on their own share member 0's fit (the next start)
             members[i][n_fitting[stage] :] = [members[i][0]] * (n_members - n_fitting[stage])
