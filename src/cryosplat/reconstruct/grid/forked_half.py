@@ -22,6 +22,7 @@ import pickle
 import signal
 import threading
 import traceback
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -100,7 +101,12 @@ class ForkedHalf:
         self.failed = threading.Event() if failed is None else failed
         parent = os.getpid()
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns of fork in a process with threads (here OpenMP's idle team and
+            # the watchers of earlier stages, done): the child takes no lock they could hold, runs
+            # torch on one thread and leaves by os._exit.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:  # the child: never returns into the parent's code
             code = 1
             try:
