@@ -148,6 +148,25 @@ class SliceAccumulator:
                 total += partial
                 partial.zero_()
 
+    def at_flush(self) -> bool:
+        """Whether every insertion so far is in the totals (the partial grid is empty): the
+        totals and :attr:`insertions` then say all there is of the sums."""
+        return not self.flush_every or self._pending % self.flush_every == 0
+
+    @property
+    def insertions(self) -> int:
+        """Insertions (calls of :meth:`insert`) so far."""
+        return self._pending
+
+    def restore(self, data: torch.Tensor, weights: torch.Tensor, insertions: int) -> None:
+        """Continue sums saved at a flush (:meth:`at_flush`): their totals ``(B, W)`` and their
+        count of insertions, so that what follows is summed exactly as it would have been."""
+        if self.flush_every and insertions % self.flush_every:
+            raise ValueError(f"{insertions} insertions is not at a flush of {self.flush_every}")
+        for total, saved in zip(self.total, (data, weights), strict=True):
+            total.copy_(saved)
+        self._pending = insertions
+
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The sums ``(B, W)``: complex and real grids of the layout's shape.
 

@@ -338,15 +338,18 @@ def gather_statistics(
     config: AccumulateConfig,
     dist: Distributed,
     progress: Callable[[int, int], None] | None = None,
+    partial: Path | None = None,
 ) -> FourierStatistics:
     """The statistics of ``rows``: each rank gathers its shard, then they are summed over ranks.
 
-    ``progress(done, total)`` counts this rank's shard.
+    ``progress(done, total)`` counts this rank's shard; ``partial``: where this rank's pass is
+    saved part way (:func:`~cryosplat.reconstruct.grid.gather.accumulate`).
     """
     if not dist.active:
-        return accumulate(particles, rows, config, progress=progress)
+        return accumulate(particles, rows, config, progress=progress, partial=partial)
     mine = shard_rows(particles, rows, dist.rank, dist.world_size)
-    return dist.all_reduce_statistics(accumulate(particles, mine, config, progress=progress))
+    stats = accumulate(particles, mine, config, progress=progress, partial=partial)
+    return dist.all_reduce_statistics(stats)
 
 
 def cached_statistics(
@@ -368,7 +371,9 @@ def cached_statistics(
         stats = None
     if dist.all_agree(stats is not None):
         return stats.to(config.device), True
-    stats = gather_statistics(particles, rows, config, dist, progress)
+    partial = path.with_name(f"{path.stem}.partial{dist.rank}.npz")  # this rank's, part way
+    stats = gather_statistics(particles, rows, config, dist, progress, partial)
     if dist.is_main:
         stats.save(path)
+    partial.unlink(missing_ok=True)
     return stats, False

@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from cryosplat.core.slice_insertion import SliceAccumulator
 from cryosplat.core.symmetry import symmetry_operators
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import bad_image_rows, describe_image
+from cryosplat.reconstruct.grid.gather_checkpoint import GatherCheckpoint, GatherState, gather_key
 from cryosplat.reconstruct.grid.staging import device_batches
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
@@ -158,6 +160,7 @@ def accumulate(
     config: AccumulateConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
     operators=None,
+    partial: Path | None = None,
 ) -> FourierStatistics:
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
@@ -189,6 +192,11 @@ def accumulate(
         (``n_particles`` still counts images). Groups whose operators permute the axes (C2, C4,
         D2, D4, T, O) are gathered once and their grids rotated (:meth:`symmetrized`, exact);
         the others (C3, D3, I, ...) insert each image ``|G|`` times (pose expansion).
+    partial : Path, optional
+        Save the pass part way there every :data:`~cryosplat.reconstruct.grid.gather_checkpoint.
+        PARTIAL_EVERY_S` seconds, and continue from what is there when it was saved by a pass of
+        the same rows and settings (:mod:`cryosplat.reconstruct.grid.gather_checkpoint`; the
+        sums the same to the bit). The caller removes it once the result is kept.
 
     Returns
     -------
@@ -208,7 +216,9 @@ def accumulate(
         operators = np.asarray(operators, dtype=np.float64)
         if np.abs(operators - np.round(operators)).max() < 1e-9:
             # Signed axis permutations (C2, C4, D2, D4, T, O): gather once, rotate the grids.
-            stats = accumulate(particles, idx, replace(config, symmetry="C1"), progress)
+            stats = accumulate(
+                particles, idx, replace(config, symmetry="C1"), progress, None, partial
+            )
             return stats.symmetrized(operators)
         ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
     radius = _max_radius(box, pixel, config)
@@ -240,8 +250,34 @@ def accumulate(
             dropped.append(bad.size)
         return rows, images
 
-    batches = device_batches(particles, idx, config.batch_size, device, screen=screen)
-    for number, (batch, images) in enumerate(batches):
+    saver, start = None, 0
+    if partial is not None:
+        key = gather_key(
+            idx,
+            batch_size=config.batch_size,
+            pad=config.pad,
+            radius=radius,
+            box=box,
+            pixel=pixel,
+            operators=None if ops is None else ops.cpu().numpy().round(9).tolist(),
+            flush=FLUSH_EVERY,
+        )
+        saver = GatherCheckpoint(partial, key)
+        state = saver.load(device)
+        if state is not None:
+            sums.restore(state.data, state.weights, state.insertions)
+            power.copy_(state.power)
+            dropped.append(state.n_dropped)
+            start = state.batches
+            log.info(
+                "statistics: the pass saved part way (%s) continues at particle %d of %d",
+                partial.name,
+                min(idx.size, start * config.batch_size),
+                idx.size,
+            )
+    rest = idx[start * config.batch_size :]
+    batches = device_batches(particles, rest, config.batch_size, device, screen=screen)
+    for number, (batch, images) in enumerate(batches, start=start):
         if len(batch) == 0 and number + 1 < n_batches:  # every image of the batch left out
             continue
         # The rfft of the image as stored: moving its centre (pixel D//2) to the origin is the
@@ -297,6 +333,10 @@ def accumulate(
             power.index_add_(0, bins, magnitude2 * friedel)
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
+        if saver is not None and number + 1 < n_batches and sums.at_flush() and saver.due():
+            data, weights = sums.total
+            state = GatherState(number + 1, sums.insertions, data, weights, power, sum(dropped))
+            saver.save(state)
     n_dropped = sum(dropped)
     notes = [f"left out {n_dropped} particles with bad images"] if n_dropped else []
     if ops is not None:

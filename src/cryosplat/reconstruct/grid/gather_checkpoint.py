@@ -1,0 +1,108 @@
+"""The statistics pass saved part way, so an interrupted pass continues where it stopped.
+
+At paper scale the pass is the longest single piece of a run (box 256, 40,000 particles: 146 s
+of 264 s on two CPU threads), and its result is checkpointed only once a half set is done. Every
+:data:`PARTIAL_EVERY_S` seconds, at a moment when the running sums hold every insertion so far
+(:meth:`~cryosplat.core.slice_insertion.SliceAccumulator.at_flush`), the pass writes its totals,
+the count of batches and insertions done, the data power and the images left out, atomically; a
+resumed pass started on the same rows with the same settings reads them and goes on from the next
+batch, and its sums are those of an uninterrupted pass to the bit (the same partial sums, added in
+the same order). Anything else (other rows, batch size, grid) starts the pass afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryosplat.io.atomic import atomic_path
+
+__all__ = ["PARTIAL_EVERY_S", "GatherState", "GatherCheckpoint", "gather_key"]
+
+log = logging.getLogger("cryosplat")
+
+PARTIAL_EVERY_S = 120.0
+_FORMAT = "cryosplat-gather-partial"
+
+
+def gather_key(rows: np.ndarray, **settings) -> str:
+    """A digest of the rows (in gathering order) and the settings that shape the sums."""
+    digest = hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
+    digest.update(repr(sorted(settings.items())).encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class GatherState:
+    """Where a statistics pass stood: ``batches`` done, the accumulator's ``insertions`` (at a
+    flush), its totals ``data`` (B, complex) and ``weights`` (W), the ``power`` by shell and the
+    number of images left out."""
+
+    batches: int
+    insertions: int
+    data: torch.Tensor
+    weights: torch.Tensor
+    power: torch.Tensor
+    n_dropped: int
+
+
+class GatherCheckpoint:
+    """The partial checkpoint of one statistics pass at ``path``, valid for ``key``.
+
+    Parameters
+    ----------
+    path : Path
+        Where it is written (``.npz``).
+    key : str
+        :func:`gather_key` of the pass: a file written for another key is ignored.
+    every_s : float, optional
+        Seconds between saves; default :data:`PARTIAL_EVERY_S` (read when the pass starts).
+    """
+
+    def __init__(self, path: Path, key: str, every_s: float | None = None) -> None:
+        self.path, self.key = Path(path), key
+        self.every_s = PARTIAL_EVERY_S if every_s is None else float(every_s)
+        self._last = time.monotonic()
+
+    def load(self, device) -> GatherState | None:
+        """The state saved for this key, on ``device``, or None (none, another key, unreadable)."""
+        if not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                if str(z["format"]) != _FORMAT or str(z["key"]) != self.key:
+                    return None
+                arrays = {k: z[k] for k in ("data", "weights", "power")}
+                counts = {k: int(z[k]) for k in ("batches", "insertions", "n_dropped")}
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            log.warning("%s: unreadable, the statistics pass starts afresh (%s)", self.path, exc)
+            return None
+        tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+        return GatherState(**counts, **tensors)
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.every_s
+
+    def save(self, state: GatherState) -> None:
+        with atomic_path(self.path, suffix=".npz") as tmp:
+            np.savez(
+                tmp,
+                format=_FORMAT,
+                key=self.key,
+                batches=state.batches,
+                insertions=state.insertions,
+                n_dropped=state.n_dropped,
+                data=state.data.cpu().numpy(),
+                weights=state.weights.cpu().numpy(),
+                power=state.power.cpu().numpy(),
+            )
+        self._last = time.monotonic()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,118 @@
+"""The statistics pass saved part way: an interrupted pass continues to the same sums, to the bit."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.io.mrc import read_map
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid import gather, gather_checkpoint
+from cryosplat.reconstruct.grid.engine import GridEngineConfig
+from cryosplat.reconstruct.grid.fit import GridFitConfig
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
+
+
+class Stop(Exception):
+    pass
+
+
+def _stopping_after(n_particles: int):
+    def progress(done, total):
+        if done >= n_particles:
+            raise Stop
+
+    return progress
+
+
+def _same(a, b) -> None:
+    assert a.n_particles == b.n_particles
+    for name in ("weights", "data", "power"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+@pytest.fixture
+def save_always(monkeypatch):
+    monkeypatch.setattr(gather_checkpoint, "PARTIAL_EVERY_S", 0.0)
+
+
+@pytest.mark.parametrize("symmetry", ["C1", "C2", "C3"])  # plain, grids rotated, poses expanded
+def test_an_interrupted_pass_continues_to_the_same_sums(
+    tiny_set, tmp_path, save_always, caplog, symmetry
+):
+    particles = read_particles(tiny_set)
+    config = AccumulateConfig(batch_size=4, symmetry=symmetry)
+    whole = accumulate(particles, None, config)
+    partial = tmp_path / "stats.partial0.npz"
+    with pytest.raises(Stop):  # 30 batches; stopped after batch 20, saved at a flush before
+        accumulate(particles, None, config, _stopping_after(80), partial=partial)
+    assert partial.is_file()
+    seen = []
+    with caplog.at_level(logging.INFO, logger="cryosplat"):
+        resumed = accumulate(particles, None, config, lambda k, n: seen.append(k), partial=partial)
+    _same(resumed, whole)
+    first = seen[0]
+    assert 4 < first <= 84 and "continues at particle" in caplog.text  # not from the start
+    assert len(seen) == (120 - first) // 4 + 1
+
+
+def test_a_pass_saved_for_other_rows_or_settings_starts_afresh(tiny_set, tmp_path, save_always):
+    particles = read_particles(tiny_set)
+    config = AccumulateConfig(batch_size=4)
+    partial = tmp_path / "p.npz"
+    with pytest.raises(Stop):
+        accumulate(particles, np.arange(100), config, _stopping_after(60), partial=partial)
+    for rows, other in ((np.arange(1, 101), config), (np.arange(100), replace(config, pad=1))):
+        seen = []
+        got = accumulate(particles, rows, other, lambda k, n, s=seen: s.append(k), partial=partial)
+        assert seen[0] == 4  # from the first batch
+        _same(got, accumulate(particles, rows, other))
+
+
+def test_an_unreadable_partial_file_is_ignored_with_a_warning(tiny_set, tmp_path, caplog):
+    particles = read_particles(tiny_set)
+    partial = tmp_path / "p.npz"
+    partial.write_bytes(b"not an npz")
+    with caplog.at_level(logging.WARNING, logger="cryosplat"):
+        got = accumulate(particles, None, AccumulateConfig(batch_size=16), partial=partial)
+    assert "starts afresh" in caplog.text
+    _same(got, accumulate(particles, None, AccumulateConfig(batch_size=16)))
+
+
+def test_a_run_interrupted_in_its_statistics_pass_resumes_to_the_same_map(
+    tiny_set, tmp_path, save_always, monkeypatch
+):
+    particles = read_particles(tiny_set)
+    fit = GridFitConfig(stage_fractions=(0.5, 1.0), stage_steps=(12, 10))
+    grid = GridEngineConfig(fit=fit, accumulate=AccumulateConfig(batch_size=4))
+    config = ReconstructConfig(n_gaussians=60, seed=0, device="cpu", grid=grid)
+    reconstruct(particles, tmp_path / "whole", config, show_progress=False)
+
+    real = gather.device_batches
+
+    def dying(*args, **kwargs):  # the first pass of each half stops after ten batches
+        for number, batch in enumerate(real(*args, **kwargs)):
+            if number == 10:
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(gather, "device_batches", dying)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct(particles, out, config, show_progress=False)
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    assert sorted(p.name for p in (out / "checkpoints").glob("*partial*"))  # saved part way
+    monkeypatch.setattr(gather, "device_batches", real)
+    reconstruct(particles, out, config, resume=True, show_progress=False)
+    assert "continues at particle" in (out / "log.txt").read_text()
+    assert not list(out.glob("checkpoints/*partial*"))
+    for name in ("map.mrc", "half_map_A.mrc", "half_map_B.mrc"):
+        np.testing.assert_array_equal(
+            read_map(out / name)[0], read_map(tmp_path / "whole" / name)[0]
+        )
