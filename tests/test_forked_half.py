@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from cryosplat.cli.main import main
+from cryosplat.cli.main import main, resource_message
 from cryosplat.core.errors import InputError
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid import engine as grid_engine
@@ -76,8 +76,10 @@ def test_an_error_in_the_child_is_raised_in_the_parent_with_its_message():
 
 def test_a_child_killed_by_a_signal_is_an_error():
     child = ForkedHalf(lambda half, stop: os.kill(os.getpid(), signal.SIGKILL), 0)
-    with pytest.raises(RuntimeError, match="half A was killed by signal 9"):
+    with pytest.raises(RuntimeError, match="half A was killed by signal 9") as info:
         child.wait()
+    # the command line's one-line advice for memory (exit 1), not a traceback
+    assert resource_message(info.value).startswith("out of memory")
 
 
 def test_end_kills_a_child_still_working():

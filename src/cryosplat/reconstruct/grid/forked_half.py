@@ -155,7 +155,11 @@ class ForkedHalf:
         status = self._status or 0
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            raise RuntimeError(f"the process fitting half {name} was killed by signal {sig}")
+            why = " (SIGKILL: most likely the system's out of memory killer)"
+            raise RuntimeError(
+                f"the process fitting half {name} was killed by signal {sig}"
+                + (why if sig == signal.SIGKILL else "")
+            )
         if status:
             code = os.waitstatus_to_exitcode(status)
             raise RuntimeError(f"the process fitting half {name} ended with status {code}")
