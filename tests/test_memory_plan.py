@@ -143,14 +143,9 @@ def test_reconstruct_with_max_resolution_writes_the_cropped_pixel_size(tmp_path)
 MEASURE = """
 import resource, sys, torch
 from cryosplat.cli.main import main
-from cryosplat.reconstruct.grid import side_by_side
-if sys.argv[3] == "threads":
-    side_by_side.halves_in_processes = lambda *a, **k: False
 code = main(["reconstruct", sys.argv[1], "-o", sys.argv[2], "--no-progress", "--n-gaussians",
-             "500", "--stage-steps", "1", "--stage-fractions", "1.0", *sys.argv[4:]])
-peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF,
-           resource.RUSAGE_CHILDREN))  # the largest process's, a forked half's too
-print(torch.get_num_threads(), code, peak * 1024)
+             "500", "--stage-steps", "1", "--stage-fractions", "1.0", *sys.argv[3:]])
+print(torch.get_num_threads(), code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
@@ -162,32 +157,25 @@ def test_predicted_peak_is_within_30_percent_of_the_measured(tmp_path, held_out)
         tmp_path / "d", NoiseStacksConfig(n_particles, box, 2.0, per_stack=20)
     )
     extra = ["--heldout-fraction", "0.1"] if held_out else []
-    peaks = {}
-    for mode in ("threads", "default"):
-        out = tmp_path / mode
-        done = subprocess.run(
-            [sys.executable, "-c", MEASURE, str(star), str(out), mode, *extra],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        threads, code, measured = done.stdout.split()[-3:]
-        assert code == "0", done.stderr[-2000:]
-        peaks[mode] = int(measured)
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(star), str(tmp_path / "run"), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    threads, code, measured = done.stdout.split()[-3:]
+    assert code == "0", done.stderr[-2000:]
     # The halves run side by side with two or more threads where the plan allowed it (it may not
     # on a machine short of free memory): the run's config.json says what the plan decided.
-    config = json.loads((tmp_path / "threads" / "config.json").read_text())
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
     unpadded_above = config["config"]["grid"]["fit"]["unpadded_above_box"]
     batch = min(128, n_particles // 2)  # a batch never holds more than a half set's images
     estimate = estimate_memory(box, 2, 500, batch, unpadded_above, held_out=held_out)
     side_by_side = int(threads) >= 2 and config["config"]["grid"]["concurrent_halves"]
-    # Side by side in one process, the two halves' peaks coincide only as far as their threads'
-    # timing lets them (measured 0.73-0.85 GB over runs of this set on one machine): the peak
-    # lies between one half's predicted peak and both halves'.
+    # Side by side, the two halves' peaks coincide only as far as their threads' timing lets them
+    # (measured 0.73-0.85 GB over runs of this set on one machine): the peak lies between one
+    # half's predicted peak and both halves'.
     low = estimate.peak_bytes
     high = estimate.concurrent_peak_bytes if side_by_side else low
-    peak = peaks["threads"]
+    peak = int(measured)
     assert low <= 1.3 * peak and high >= 0.7 * peak, (low, high, peak)
-    # With the second half in its own process (the default with two or three threads on
-    # Linux), no process holds more than the plan's bound for both halves in one.
-    assert peaks["default"] <= 1.3 * high, (peaks, high)

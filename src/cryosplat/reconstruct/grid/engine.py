@@ -35,11 +35,10 @@ from cryosplat.reconstruct.grid.capacity import (
     gaussians_for_data,
 )
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
-from cryosplat.reconstruct.grid.forked_half import StepCounts
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics, half_data_fsc
 from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
-from cryosplat.reconstruct.grid.side_by_side import check_stop, fit_halves
+from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
@@ -70,9 +69,7 @@ class GridEngineConfig:
         them moved the 0.5 crossing 1.2 % finer on average over 14 sets and 2 seeds (EMD-5625
         4-8 %), 1.6 % coarser on the worst (benchmarks/RESULTS.md).
     concurrent_halves : on a CPU with two or more threads, gather and fit the two halves side by
-        side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`;
-        the fit's second half in a forked process where each half has one thread,
-        :func:`~cryosplat.reconstruct.grid.side_by_side.halves_in_processes`);
+        side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`);
         ``reconstruct`` turns it off when the memory plan cannot hold both at once
     gaussians_from_data : raise the number of Gaussians of the last stage above the box's
         default where the data hold more information
@@ -261,13 +258,18 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         base = steps_done
         label = f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}"
         last = stage == len(boxes) - 1  # the stage that holds the data's count of Gaussians
-        counts = StepCounts()  # shared with a half fitted in another process
-
-        def draw(base=base, label=label, counts=counts):
-            bar.update(base + counts.total(), label)
+        done_by_half = dict.fromkeys(todo, 0)
 
         def fit_half(
-            i, stop, stage=stage, steps=steps, counts=counts, draw=draw, missing=missing, last=last
+            i,
+            stop,
+            stage=stage,
+            steps=steps,
+            base=base,
+            label=label,
+            done=done_by_half,
+            missing=missing,
+            last=last,
         ):
             for j, m in enumerate(missing[i]):
                 stage_cfg = replace(
@@ -284,9 +286,8 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
 
                 def progress(k, _total, offset=j * steps):
                     check_stop(stop)
-                    counts[i] = offset + k
-                    if counts.in_owner():
-                        draw()
+                    done[i] = offset + k
+                    bar.update(base + sum(done.values()), label)
 
                 model = fit_gaussians(
                     train[i],
@@ -296,12 +297,11 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                     progress=progress,
                     half_fsc=half_fsc,
                 )
-                model.save(_stage_path(ck, stage, i, m))
+                path = _stage_path(ck, stage, i, m)
+                model.save(path)
+                members[i][m] = GaussianModel.load(path).to(device)  # as a resumed run sees it
 
-        fit_halves(fit_half, todo, device, gcfg.concurrent_halves, draw)
-        for i in todo:  # as a resumed run sees them (and as a half fitted elsewhere left them)
-            for m in missing[i]:
-                members[i][m] = GaussianModel.load(_stage_path(ck, stage, i, m)).to(device)
+        map_halves(fit_half, todo, device, gcfg.concurrent_halves)
         steps_done = base + steps * sum(len(v) for v in missing.values())
         for i in mine:  # members not yet on their own share member 0's fit (the next start)
             members[i][n_fitting[stage] :] = [members[i][0]] * (n_members - n_fitting[stage])

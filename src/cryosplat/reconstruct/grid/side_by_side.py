@@ -1,25 +1,13 @@
-"""The two half sets worked on side by side, a CPU thread or process each, where that pays."""
+"""The two half sets worked on side by side, a CPU thread each, where that pays."""
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from cryosplat.reconstruct.grid.forked_half import ForkedHalf
-
-__all__ = [
-    "concurrent_halves",
-    "halves_in_processes",
-    "map_halves",
-    "fit_halves",
-    "check_stop",
-    "Stopped",
-]
+__all__ = ["concurrent_halves", "map_halves", "check_stop", "Stopped"]
 
 
 def concurrent_halves(device, n_halves: int, allowed: bool = True) -> bool:
@@ -32,23 +20,6 @@ def concurrent_halves(device, n_halves: int, allowed: bool = True) -> bool:
         and torch.device(device).type == "cpu"
         and n_halves == 2
         and torch.get_num_threads() >= 2
-    )
-
-
-def halves_in_processes(device, n_halves: int, allowed: bool = True) -> bool:
-    """Fit the two halves in two processes (the second forked, :mod:`.forked_half`) rather than
-    two threads: where they work side by side (:func:`concurrent_halves`), on Linux, with one
-    torch thread each (two or three in all). Two threads of one process contend for the
-    interpreter between the many small tensor operations of a fit step: measured (round 2,
-    session 31) on the 2,000-particle EMD-5625 set, steps at boxes 14-56 in two threads give
-    1.1-1.3 times the throughput of one, in two processes about twice. With more threads a half
-    keeps several in its own process: a forked child may use only one (GNU OpenMP hangs in a
-    child whose parent had a thread team)."""
-    return (
-        concurrent_halves(device, n_halves, allowed)
-        and torch.get_num_threads() // 2 == 1
-        and sys.platform.startswith("linux")
-        and hasattr(os, "fork")
     )
 
 
@@ -84,36 +55,3 @@ def map_halves(work, todo: list[int], device, allowed: bool = True) -> list:
 def check_stop(stop: threading.Event) -> None:
     if stop.is_set():
         raise Stopped("stopped: the other half failed or the run was interrupted")
-
-
-def fit_halves(
-    work,
-    todo: list[int],
-    device,
-    allowed: bool = True,
-    waiting: Callable[[], None] | None = None,
-) -> None:
-    """``work(i, stop)`` for each half ``i`` in ``todo``, for what it leaves on disk: the second
-    half in a forked process where that pays (:func:`halves_in_processes`), else as
-    :func:`map_halves`. ``waiting()`` is called every 0.2 s while this process waits for the
-    other (to draw the other's progress). A failure of either half, or an interrupt, ends both
-    and is raised here."""
-    if not halves_in_processes(device, len(todo), allowed):
-        map_halves(work, todo, device, allowed)
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        failed = threading.Event()  # the child's failure stops this half at its next step
-        child = ForkedHalf(work, todo[1], failed)
-        try:
-            try:
-                work(todo[0], failed)
-            except Stopped:
-                if not failed.is_set():
-                    raise
-            child.wait(waiting)
-        finally:
-            child.end()
-    finally:
-        torch.set_num_threads(threads)
