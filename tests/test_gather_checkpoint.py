@@ -85,6 +85,26 @@ def test_an_unreadable_partial_file_is_ignored_with_a_warning(tiny_set, tmp_path
     _same(got, accumulate(particles, None, AccumulateConfig(batch_size=16)))
 
 
+def test_a_pass_that_cannot_be_saved_goes_on_with_a_warning(
+    tiny_set, tmp_path, save_always, monkeypatch, caplog
+):
+    particles = read_particles(tiny_set)
+    config = AccumulateConfig(batch_size=4)
+    calls = []
+
+    def full_disk(*args, **kwargs):
+        calls.append(1)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gather_checkpoint.np, "savez", full_disk)
+    with caplog.at_level(logging.WARNING, logger="cryosplat"):
+        got = accumulate(particles, None, config, partial=tmp_path / "p.npz")
+    assert len(calls) == 1 and "could not be saved part way" in caplog.text  # tried once
+    assert not list(tmp_path.iterdir())  # no temporary file left
+    monkeypatch.undo()
+    _same(got, accumulate(particles, None, config))
+
+
 def test_a_run_interrupted_in_its_statistics_pass_resumes_to_the_same_map(
     tiny_set, tmp_path, save_always, monkeypatch
 ):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,18 +91,28 @@ class GatherCheckpoint:
         return time.monotonic() - self._last >= self.every_s
 
     def save(self, state: GatherState) -> None:
-        with atomic_path(self.path, suffix=".npz") as tmp:
-            np.savez(
-                tmp,
-                format=_FORMAT,
-                key=self.key,
-                batches=state.batches,
-                insertions=state.insertions,
-                n_dropped=state.n_dropped,
-                data=state.data.cpu().numpy(),
-                weights=state.weights.cpu().numpy(),
-                power=state.power.cpu().numpy(),
+        """Write ``state``; where that fails (a full disk: at box 256 a half's sums are 810 MB),
+        warn and save no more, so the pass goes on as it did before it was ever saved."""
+        try:
+            with atomic_path(self.path, suffix=".npz") as tmp:
+                np.savez(
+                    tmp,
+                    format=_FORMAT,
+                    key=self.key,
+                    batches=state.batches,
+                    insertions=state.insertions,
+                    n_dropped=state.n_dropped,
+                    data=state.data.cpu().numpy(),
+                    weights=state.weights.cpu().numpy(),
+                    power=state.power.cpu().numpy(),
+                )
+        except OSError as exc:
+            log.warning(
+                "%s: the statistics pass could not be saved part way (%s); it goes on unsaved",
+                self.path.name,
+                exc,
             )
+            self.every_s = math.inf
         self._last = time.monotonic()
 
     def remove(self) -> None:
