@@ -17,6 +17,7 @@ from cryosplat.reconstruct.grid.engine import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
+from cryosplat.reconstruct.run_summary import read_run
 
 
 class Stop(Exception):
@@ -128,6 +129,11 @@ def test_a_run_interrupted_in_its_statistics_pass_resumes_to_the_same_map(
         reconstruct(particles, out, config, show_progress=False)
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert sorted(p.name for p in (out / "checkpoints").glob("*partial*"))  # saved part way
+    progress = read_run(out).checkpoint_progress  # as `cryosplat info` shows it
+    # the half that stopped itself saved at batch 8; the other, stopped at its next step, may have
+    assert 1 <= len(progress) <= 2
+    assert all("statistics pass saved at particle" in p for p in progress)
+    assert all(p.endswith(" of 60") for p in progress)
     monkeypatch.setattr(gather, "device_batches", real)
     reconstruct(particles, out, config, resume=True, show_progress=False)
     assert "continues at particle" in (out / "log.txt").read_text()

@@ -183,6 +183,13 @@ def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_p
     assert main(["reconstruct", str(tiny_set), "-o", str(out), *args]) == 130
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert not (out / "map.mrc").exists()
+    from cryosplat.reconstruct.run_summary import read_run
+
+    assert read_run(out).checkpoint_progress == [
+        "half A: statistics gathered",
+        "half B: statistics gathered",
+        "fit: stage 1 of 2 finished by both half models",
+    ]
     monkeypatch.setattr(grid_engine, "fit_gaussians", real_fit)
     assert main(["reconstruct", str(tiny_set), "-o", str(out), *args, "--resume"]) == 0
     full, _ = read_map(tmp_path / "full" / "map.mrc")

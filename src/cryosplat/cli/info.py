@@ -182,6 +182,7 @@ def format_run(r: RunSummary) -> str:
             lines.append(f"stopped by:   {r.error}")
         if r.checkpoint_bytes:
             lines.append(f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB")
+            lines += [f"  {note}" for note in r.checkpoint_progress]
         if r.holder is None:
             lines.append(
                 f"resume:       cryosplat reconstruct {ident.get('input', 'PARTICLES')} -o "

@@ -39,6 +39,7 @@ from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.gather_checkpoint import partial_path
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
 __all__ = [
@@ -371,7 +372,7 @@ def cached_statistics(
         stats = None
     if dist.all_agree(stats is not None):
         return stats.to(config.device), True
-    partial = path.with_name(f"{path.stem}.partial{dist.rank}.npz")  # this rank's, part way
+    partial = partial_path(path, dist.rank)  # this rank's pass, saved part way
     stats = gather_statistics(particles, rows, config, dist, progress, partial)
     if dist.is_main:
         stats.save(path)

@@ -18,6 +18,9 @@ from typing import Any
 
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import stack_header_info
+from cryosplat.reconstruct.grid.engine import stage_checkpoint
+from cryosplat.reconstruct.grid.gather_checkpoint import partial_paths, saved_progress
+from cryosplat.reconstruct.grid.half_statistics import statistics_checkpoint
 from cryosplat.reconstruct.run_folder import (
     CHECKPOINT_DIR,
     LOG_FILE,
@@ -53,6 +56,8 @@ class RunSummary:
     missing_outputs : outputs a complete run should hold but the folder lacks
     last_log_line : the log's last line (what an unfinished run did last)
     checkpoint_bytes : the size of ``checkpoints/`` (what ``--resume`` continues from)
+    checkpoint_progress : what the checkpoints hold, in words (each half's statistics gathered
+        or saved part way, the last stage both half models finished)
     version : the cryosplat version that wrote the status
     """
 
@@ -70,6 +75,7 @@ class RunSummary:
     missing_outputs: list[str] = field(default_factory=list)
     last_log_line: str | None = None
     checkpoint_bytes: int = 0
+    checkpoint_progress: list[str] = field(default_factory=list)
     version: str | None = None
 
     @property
@@ -107,6 +113,34 @@ def _map_voxel_size(path: Path) -> float | None:
         return None
 
 
+def _checkpoint_progress(folder: Path, identity: dict[str, Any]) -> list[str]:
+    """Each half's statistics (gathered, or saved part way at particle k of n) and the last
+    stage both half models finished, as the grid engine's checkpoints say."""
+    if not folder.is_dir():
+        return []
+    notes = []
+    for half in range(2):
+        done = statistics_checkpoint(folder, half)
+        name = "AB"[half]
+        if done.is_file():
+            notes.append(f"half {name}: statistics gathered")
+            continue
+        for partial in partial_paths(done):
+            saved = saved_progress(partial)
+            if saved is not None:
+                notes.append(
+                    f"half {name}: statistics pass saved at particle {saved[0]:,} of {saved[1]:,}"
+                )
+    fractions = ((identity.get("grid") or {}).get("fit") or {}).get("stage_fractions") or []
+    stages = 0
+    while all(stage_checkpoint(folder, stages, h).is_file() for h in range(2)):
+        stages += 1
+    if stages:
+        of = f" of {len(fractions)}" if fractions else ""
+        notes.append(f"fit: stage {stages}{of} finished by both half models")
+    return notes
+
+
 def read_run(path: str | Path) -> RunSummary:
     """Read a ``cryosplat reconstruct`` output folder (it is not modified, nor its lock taken
     for longer than a test).
@@ -127,6 +161,7 @@ def read_run(path: str | Path) -> RunSummary:
         )
     state = str(status.get("status", "unknown"))
     results = status.get("summary") if isinstance(status.get("summary"), dict) else {}
+    identity = status.get("identity") if isinstance(status.get("identity"), dict) else {}
     missing = []
     if state == "complete":
         missing = [name for name in OUTPUT_FILES if not (path / name).is_file()]
@@ -134,7 +169,7 @@ def read_run(path: str | Path) -> RunSummary:
         path=path,
         status=state,
         holder=lock_holder(path),
-        identity=status.get("identity") if isinstance(status.get("identity"), dict) else {},
+        identity=identity,
         started=status.get("started"),
         finished=status.get("finished"),
         stopped=status.get("stopped"),
@@ -145,5 +180,6 @@ def read_run(path: str | Path) -> RunSummary:
         missing_outputs=missing,
         last_log_line=_last_line(path / LOG_FILE),
         checkpoint_bytes=folder_bytes(path / CHECKPOINT_DIR),
+        checkpoint_progress=_checkpoint_progress(path / CHECKPOINT_DIR, identity),
         version=status.get("cryosplat_version"),
     )

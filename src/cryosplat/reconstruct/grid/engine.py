@@ -43,7 +43,7 @@ from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
-__all__ = ["GridEngineConfig", "run_grid_engine"]
+__all__ = ["GridEngineConfig", "run_grid_engine", "stage_checkpoint"]
 
 log = logging.getLogger("cryosplat")
 
@@ -174,7 +174,7 @@ def _log_prior(
     )
 
 
-def _stage_path(folder: Path, stage: int, half: int, member: int) -> Path:
+def stage_checkpoint(folder: Path, stage: int, half: int, member: int = 0) -> Path:
     """Checkpoint of one member of a half model after a stage (member 0: the one-member name)."""
     suffix = "" if member == 0 else f"_member{member + 1}"
     return folder / f"grid_stage{stage}_{'AB'[half]}{suffix}.npz"
@@ -248,7 +248,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         missing: dict[int, list[int]] = {}
         for i in mine:
             for m in range(n_fitting[stage]):
-                path = _stage_path(ck, stage, i, m)
+                path = stage_checkpoint(ck, stage, i, m)
                 if path.is_file():
                     members[i][m] = GaussianModel.load(path).to(device)
                     steps_done += steps
@@ -297,7 +297,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                     progress=progress,
                     half_fsc=half_fsc,
                 )
-                path = _stage_path(ck, stage, i, m)
+                path = stage_checkpoint(ck, stage, i, m)
                 model.save(path)
                 members[i][m] = GaussianModel.load(path).to(device)  # as a resumed run sees it
 

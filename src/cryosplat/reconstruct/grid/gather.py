@@ -262,7 +262,7 @@ def accumulate(
             operators=None if ops is None else ops.cpu().numpy().round(9).tolist(),
             flush=FLUSH_EVERY,
         )
-        saver = GatherCheckpoint(partial, key)
+        saver = GatherCheckpoint(partial, key, idx.size, config.batch_size)
         state = saver.load(device)
         if state is not None:
             sums.restore(state.data, state.weights, state.insertions)

@@ -24,12 +24,41 @@ import torch
 
 from cryosplat.io.atomic import atomic_path
 
-__all__ = ["PARTIAL_EVERY_S", "GatherState", "GatherCheckpoint", "gather_key"]
+__all__ = [
+    "PARTIAL_EVERY_S",
+    "GatherState",
+    "GatherCheckpoint",
+    "gather_key",
+    "partial_path",
+    "partial_paths",
+    "saved_progress",
+]
 
 log = logging.getLogger("cryosplat")
 
 PARTIAL_EVERY_S = 120.0
 _FORMAT = "cryosplat-gather-partial"
+
+
+def partial_path(path: Path, rank: int = 0) -> Path:
+    """Where the pass whose result is checkpointed at ``path`` is saved part way (one file per
+    rank under ``torchrun``)."""
+    return path.with_name(f"{path.stem}.partial{rank}.npz")
+
+
+def partial_paths(path: Path) -> list[Path]:
+    """Every rank's :func:`partial_path` of ``path`` that exists."""
+    return sorted(path.parent.glob(f"{path.stem}.partial*.npz"))
+
+
+def saved_progress(path: Path) -> tuple[int, int] | None:
+    """``(particles done, particles in the pass)`` of a partial checkpoint, or None where it is
+    unreadable (read without its grids)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return int(z["particles_done"]), int(z["n_rows"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
 
 
 def gather_key(rows: np.ndarray, **settings) -> str:
@@ -62,12 +91,17 @@ class GatherCheckpoint:
         Where it is written (``.npz``).
     key : str
         :func:`gather_key` of the pass: a file written for another key is ignored.
+    n_rows, batch_size : int
+        The pass's particles and batch (for :func:`saved_progress`).
     every_s : float, optional
         Seconds between saves; default :data:`PARTIAL_EVERY_S` (read when the pass starts).
     """
 
-    def __init__(self, path: Path, key: str, every_s: float | None = None) -> None:
+    def __init__(
+        self, path: Path, key: str, n_rows: int, batch_size: int, every_s: float | None = None
+    ) -> None:
         self.path, self.key = Path(path), key
+        self.n_rows, self.batch_size = int(n_rows), int(batch_size)
         self.every_s = PARTIAL_EVERY_S if every_s is None else float(every_s)
         self._last = time.monotonic()
 
@@ -102,6 +136,8 @@ class GatherCheckpoint:
                     batches=state.batches,
                     insertions=state.insertions,
                     n_dropped=state.n_dropped,
+                    particles_done=min(self.n_rows, state.batches * self.batch_size),
+                    n_rows=self.n_rows,
                     data=state.data.cpu().numpy(),
                     weights=state.weights.cpu().numpy(),
                     power=state.power.cpu().numpy(),

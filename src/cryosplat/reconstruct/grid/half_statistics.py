@@ -41,6 +41,7 @@ __all__ = [
     "half_data_fsc",
     "split_heldout",
     "statistics_batch_size",
+    "statistics_checkpoint",
 ]
 
 log = logging.getLogger("cryosplat")
@@ -74,6 +75,11 @@ def _statistics(
     stats, _ = cached_statistics(particles, rows, config, path, dist, lambda k, _n: report(k))
     report(n_local)
     return stats
+
+
+def statistics_checkpoint(folder: Path, half: int, part: str = "fit") -> Path:
+    """The checkpoint of half ``half``'s statistics (``part``: ``fit`` or ``heldout``)."""
+    return folder / f"stats_{'AB'[half]}_{part}.npz"
 
 
 def statistics_batch_size(batch_size: int, device) -> int:
@@ -173,7 +179,7 @@ def gather_half_statistics(
                     done, f"gathering {done}/{total} particles, {bar.rate_per_second():.0f}/s"
                 )
 
-            path = ck / f"stats_{name}_{part}.npz"
+            path = statistics_checkpoint(ck, i, part)
             out.append(_statistics(particles, rows, path, acc, report, dist))
         return out[0], out[1]
 
