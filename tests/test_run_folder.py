@@ -127,3 +127,29 @@ def test_atomic_writes_get_ordinary_permissions_and_leave_no_temporary(tmp_path)
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mrc"]
+
+
+def test_atomic_writes_from_many_threads_leave_the_umask_as_it_was(tmp_path):
+    """Reading the umask sets it for an instant: two threads at once must not leave it 0."""
+    import os
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cryosplat.io.atomic import atomic_path
+
+    def write(i: int) -> None:
+        for k in range(150):
+            with atomic_path(tmp_path / f"{i}_{k}.txt") as tmp:
+                tmp.write_text("x")
+
+    old, interval = os.umask(0o022), sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch between any two bytecodes: the race shows
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(write, range(8)))
+        assert os.umask(0o022) == 0o022
+    finally:
+        sys.setswitchinterval(interval)
+        os.umask(old)
+    modes = {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {0o644}
