@@ -150,6 +150,3 @@ class GatherCheckpoint:
             )
             self.every_s = math.inf
         self._last = time.monotonic()
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
