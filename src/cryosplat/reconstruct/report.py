@@ -20,7 +20,7 @@ from cryosplat.reconstruct.half_map_report import (
     evaluate_half_maps,
     format_resolution,
 )
-from cryosplat.reconstruct.run_folder import write_json_atomic
+from cryosplat.reconstruct.run_folder import FSC_FILE, MAP_FILE, write_json_atomic
 from cryosplat.reconstruct.stage_mean import mean_of_stages
 from cryosplat.validation.conical import DirectionalResolution, directional_resolution
 from cryosplat.validation.data_blend import blend_with_data
@@ -220,7 +220,7 @@ def write_outputs(
         (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
     write_map(folder / "half_map_A.mrc", half_a, pixel)
     write_map(folder / "half_map_B.mrc", half_b, pixel)
-    write_map(folder / "map.mrc", 0.5 * (map_halves[0] + map_halves[1]), pixel)
+    write_map(folder / MAP_FILE, 0.5 * (map_halves[0] + map_halves[1]), pixel)
     # The reported resolution is the written map's: its halves as they enter it (blended, times
     # the weight but at the lowest shells), each against the other half's data. On the raw half models it missed what the
     # weight adds on small sets (2,000 beta-galactosidase particles: 21.69 Å reported, 18.99 Å
@@ -262,7 +262,7 @@ def write_outputs(
         log.warning("%s", text)
     report.warnings = [*(warnings or []), *limits]
     write_map(folder / "mask.mrc", amask, pixel)
-    write_json_atomic(folder / "fsc.json", {**report.to_dict(), **extra})
+    write_json_atomic(folder / FSC_FILE, {**report.to_dict(), **extra})
     plot_fsc(folder / "fsc.svg", report, _directional_curves(directional))
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")

@@ -45,8 +45,10 @@ __all__ = [
     "read_status",
     "folder_bytes",
     "CHECKPOINT_DIR",
+    "FSC_FILE",
     "LOCK_FILE",
     "LOG_FILE",
+    "MAP_FILE",
     "OUTPUT_FILES",
     "STATUS_FILE",
 ]
@@ -55,13 +57,15 @@ STATUS_FILE = "run.json"
 LOCK_FILE = ".cryosplat.lock"
 LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoints"
+MAP_FILE = "map.mrc"
+FSC_FILE = "fsc.json"
 OUTPUT_FILES = (
-    "map.mrc",
+    MAP_FILE,
     "half_map_A.mrc",
     "half_map_B.mrc",
     "mask.mrc",
     "local_weight.mrc",
-    "fsc.json",
+    FSC_FILE,
     "fsc.svg",
     "model_A.npz",
     "model_B.npz",

@@ -23,7 +23,9 @@ from cryosplat.reconstruct.grid.gather_checkpoint import partial_paths, saved_pr
 from cryosplat.reconstruct.grid.half_statistics import statistics_checkpoint
 from cryosplat.reconstruct.run_folder import (
     CHECKPOINT_DIR,
+    FSC_FILE,
     LOG_FILE,
+    MAP_FILE,
     OUTPUT_FILES,
     STATUS_FILE,
     folder_bytes,
@@ -32,9 +34,6 @@ from cryosplat.reconstruct.run_folder import (
 )
 
 __all__ = ["RunSummary", "read_run"]
-
-FSC_FILE = "fsc.json"
-MAP_FILE = "map.mrc"
 
 
 @dataclass
