@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from cryosplat.core.progress import Progress
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.grid import gather, gather_checkpoint
+from cryosplat.reconstruct.grid import gather, gather_checkpoint, half_statistics
 from cryosplat.reconstruct.grid.engine import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
@@ -54,13 +55,18 @@ def test_an_interrupted_pass_continues_to_the_same_sums(
     with pytest.raises(Stop):  # 30 batches; stopped after batch 20, saved at a flush before
         accumulate(particles, None, config, _stopping_after(80), partial=partial)
     assert partial.is_file()
-    seen = []
+    seen, before = [], []
+
+    def progress(k, n, resumed=False):
+        (before if resumed else seen).append(k)
+
     with caplog.at_level(logging.INFO, logger="cryosplat"):
-        resumed = accumulate(particles, None, config, lambda k, n: seen.append(k), partial=partial)
+        resumed = accumulate(particles, None, config, progress, partial=partial)
     _same(resumed, whole)
     first = seen[0]
     assert 4 < first <= 84 and "continues at particle" in caplog.text  # not from the start
     assert len(seen) == (120 - first) // 4 + 1
+    assert before == [first - 4]  # the saved particles, reported once as done before this run
 
 
 def test_a_pass_saved_for_other_rows_or_settings_starts_afresh(tiny_set, tmp_path, save_always):
@@ -135,8 +141,23 @@ def test_a_run_interrupted_in_its_statistics_pass_resumes_to_the_same_map(
     assert all("statistics pass saved at particle" in p for p in progress)
     assert all(p.endswith(" of 60") for p in progress)
     monkeypatch.setattr(gather, "device_batches", real)
+    bars = []
+
+    class Recorded(Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.read_back = 0.0
+            bars.append(self)
+
+        def resumed(self, units):
+            super().resumed(units)
+            self.read_back += units
+
+    monkeypatch.setattr(half_statistics, "Progress", Recorded)
     reconstruct(particles, out, config, resume=True, show_progress=False)
     assert "continues at particle" in (out / "log.txt").read_text()
+    saved = sum(int(p.split("particle ")[1].split(" of")[0]) for p in progress)
+    assert bars[0].read_back == saved  # the saved particles are not in the ETA's rate
     assert not list(out.glob("checkpoints/*partial*"))
     for name in ("map.mrc", "half_map_A.mrc", "half_map_B.mrc"):
         np.testing.assert_array_equal(

@@ -191,7 +191,16 @@ def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_p
         "fit: stage 1 of 2 finished by both half models",
     ]
     monkeypatch.setattr(grid_engine, "fit_gaussians", real_fit)
+    read_back = []
+
+    class Recorded(grid_engine.Progress):
+        def resumed(self, units):
+            super().resumed(units)
+            read_back.append(units)
+
+    monkeypatch.setattr(grid_engine, "Progress", Recorded)
     assert main(["reconstruct", str(tiny_set), "-o", str(out), *args, "--resume"]) == 0
+    assert read_back == [15, 15]  # stage 1 of both halves, fitted before: not in the ETA's rate
     full, _ = read_map(tmp_path / "full" / "map.mrc")
     resumed, _ = read_map(out / "map.mrc")
     np.testing.assert_allclose(resumed, full, rtol=1e-4, atol=1e-6 * np.abs(full).max())

@@ -128,3 +128,19 @@ def test_progress_reports_a_rate():
     time.sleep(0.05)
     bar.update(10)
     assert 0 < bar.rate_per_second() <= 10 / 0.05
+
+
+def test_progress_leaves_work_read_back_out_of_its_rate_and_eta():
+    import io
+    import time
+
+    from cryosplat.core.progress import Progress
+
+    bar = Progress(100, "statistics", stream=io.StringIO())
+    time.sleep(0.05)
+    bar.resumed(60)  # a checkpoint read back: 60 units done before this run
+    bar.update(70)
+    assert bar.done == 70 and "70.0%" in bar.line()
+    rate = bar.rate_per_second()
+    assert 0 < rate <= 10 / 0.05  # the 10 units done in this run, not 70
+    assert bar.eta_seconds() == pytest.approx(30 / rate, rel=0.05)

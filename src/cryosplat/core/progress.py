@@ -34,6 +34,9 @@ class Progress:
         most every ``line_interval_s`` seconds.
     done : float
         Work already done (a resumed run), not counted in the rate.
+
+    Work found done later (a checkpoint read back while the bar runs) is passed to
+    :meth:`resumed`, so that the rate and the ETA count only what this run did.
     """
 
     def __init__(
@@ -57,14 +60,19 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.info = ""
 
+    def resumed(self, units: float) -> None:
+        """Count ``units`` of the work as done before this run (read back from a checkpoint):
+        the bar shows them once :meth:`update` includes them, the rate and the ETA leave them
+        out."""
+        self.start_done += float(units)
+
     def rate_per_second(self) -> float:
         """Units of work done per second since the start (0 before any)."""
         elapsed = time.monotonic() - self.start
         return (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
 
     def eta_seconds(self) -> float | None:
-        elapsed = time.monotonic() - self.start
-        rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+        rate = self.rate_per_second()
         if rate <= 0:
             return None
         return (self.total - self.done) / rate

@@ -338,13 +338,13 @@ def gather_statistics(
     rows,
     config: AccumulateConfig,
     dist: Distributed,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[..., None] | None = None,
     partial: Path | None = None,
 ) -> FourierStatistics:
     """The statistics of ``rows``: each rank gathers its shard, then they are summed over ranks.
 
-    ``progress(done, total)`` counts this rank's shard; ``partial``: where this rank's pass is
-    saved part way (:func:`~cryosplat.reconstruct.grid.gather.accumulate`).
+    ``progress(done, total[, resumed=True])`` counts this rank's shard; ``partial``: where this
+    rank's pass is saved part way (:func:`~cryosplat.reconstruct.grid.gather.accumulate`).
     """
     if not dist.active:
         return accumulate(particles, rows, config, progress=progress, partial=partial)
@@ -359,7 +359,7 @@ def cached_statistics(
     config: AccumulateConfig,
     path: Path,
     dist: Distributed,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> tuple[FourierStatistics, bool]:
     """The statistics of ``rows`` from the checkpoint ``path``, or gathered and saved there.
 

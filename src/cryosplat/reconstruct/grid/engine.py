@@ -252,6 +252,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
                 if path.is_file():
                     members[i][m] = GaussianModel.load(path).to(device)
                     steps_done += steps
+                    bar.resumed(steps)  # fitted before this run: not in the ETA's rate
                 else:
                     missing.setdefault(i, []).append(m)
         todo = list(missing)

@@ -158,7 +158,7 @@ def accumulate(
     particles: ParticleSet,
     indices=None,
     config: AccumulateConfig | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[..., None] | None = None,
     operators=None,
     partial: Path | None = None,
 ) -> FourierStatistics:
@@ -184,7 +184,10 @@ def accumulate(
         Rows to gather (e.g. one half set); all by default.
     config : AccumulateConfig, optional
     progress : callable(done, total), optional
-        Called after each batch with the number of particles gathered so far.
+        Called after each batch with the number of particles gathered so far. With ``partial``
+        it must also take ``resumed=True``: a pass that continues one saved part way first calls
+        ``progress(done, total, resumed=True)`` with the particles the saved pass covered, work
+        not done in this run (:meth:`cryosplat.core.progress.Progress.resumed`).
     operators : array_like (G, 3, 3), optional
         Point-group rotations ``R_g`` (:func:`cryosplat.core.symmetry.symmetry_operators`): the
         statistics of the ``|G|``-fold expanded set, each image counted once per operator with pose
@@ -269,6 +272,8 @@ def accumulate(
             power.copy_(state.power)
             dropped.append(state.n_dropped)
             start = state.batches
+            if progress is not None:
+                progress(min(idx.size, start * config.batch_size), idx.size, resumed=True)
             log.info(
                 "statistics: the pass saved part way (%s) continues at particle %d of %d",
                 partial.name,

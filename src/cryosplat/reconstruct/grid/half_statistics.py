@@ -65,15 +65,20 @@ def _statistics(
     rows: np.ndarray,
     path: Path,
     config: AccumulateConfig,
-    report: Callable[[int], None],
+    report: Callable[[int, bool], None],
     dist: Distributed,
 ) -> FourierStatistics | None:
-    """The statistics of ``rows`` (checkpointed at ``path``); ``report(k)``: k of them done."""
+    """The statistics of ``rows`` (checkpointed at ``path``); ``report(k, resumed)``: k of them
+    done (``resumed``: read back from a checkpoint, not gathered in this run)."""
     if len(rows) == 0:
         return None
     n_local = len(shard_rows(particles, rows, dist.rank, dist.world_size))
-    stats, _ = cached_statistics(particles, rows, config, path, dist, lambda k, _n: report(k))
-    report(n_local)
+
+    def progress(k: int, _n: int, resumed: bool = False) -> None:
+        report(k, resumed)
+
+    stats, reused = cached_statistics(particles, rows, config, path, dist, progress)
+    report(n_local, reused)
     return stats
 
 
@@ -171,8 +176,10 @@ def gather_half_statistics(
         out = []
         for part, rows in (("fit", fit_rows), ("heldout", held_rows)):
 
-            def report(k: int, key=f"{name}_{part}") -> None:
+            def report(k: int, resumed: bool, key=f"{name}_{part}") -> None:
                 check_stop(stop)
+                if resumed:  # done before this run: in the bar, not in its rate
+                    bar.resumed(k - counts.get(key, 0))
                 counts[key] = k
                 done = sum(counts.values())
                 bar.update(
