@@ -431,6 +431,50 @@ EXTREMES = _map_table(
     )
 )
 
+# Made in round 2, session 32 after every default: the CTF of the real cryoSPARC set (its own
+# defocus rows, 0.7-4.6 µm with up to ~1,000 Å of astigmatism, as cryoDRGN parsed them; 200 kV,
+# amplitude contrast 0.07), which no set above used, with other seeds, counts and noise.
+CRYOSPARC_CTF = {
+    "ctf_table": "metadata/ctf2.pkl",
+    "voltage_kv": 200.0,
+    "cs_mm": 2.0,
+    "amplitude_contrast": 0.07,
+}
+CRYOSPARC_CTF_SETS = _map_table(
+    (
+        (
+            "s32_emd1832_cs",
+            "maps/emd_1832.map",
+            (64, 5.7, 5_000, 0.003, 1001),
+            {**CRYOSPARC_CTF, "noise": "coloured"},
+        ),
+        (
+            "s32_emd5625_cs",
+            "maps/emd_5625.map",
+            (56, 4.23, 6_000, 0.0025, 1002),
+            {
+                **CRYOSPARC_CTF,
+                "views": None,
+                "preferred_views": (0.6, 30.0),
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+            },
+        ),
+        (
+            "s32_betagal_cs",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 10_000, 0.0015, 1003),
+            {**CRYOSPARC_CTF, "noise": "coloured", "noise_source": TUTORIAL},
+        ),
+        (
+            "s32_emd6824_cs",
+            "maps/emd_6824.mrc",
+            (70, 2.64, 3_000, 0.006, 1004),
+            {**CRYOSPARC_CTF, "views": None},
+        ),
+    )
+)
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
     "maps": [s for sets in MAP_SETS.values() for s in sets],
@@ -448,6 +492,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen": UNSEEN,
     "regimes": REGIMES,
     "extremes": EXTREMES,
+    "cryosparc_ctf": CRYOSPARC_CTF_SETS,
 }
 
 
