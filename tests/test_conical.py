@@ -113,6 +113,7 @@ def test_a_direction_no_view_samples_holds_nothing(truth):
 def test_the_report_warns_where_the_data_hold_nothing(truth, tmp_path):
     """The run's warnings say so where a direction holds nothing of the data, and not where
     every direction holds something."""
+    from cryosplat.reconstruct.engine_result import EngineResult
     from cryosplat.reconstruct.report import write_outputs
 
     model = GaussianModel.random(
@@ -125,7 +126,8 @@ def test_the_report_warns_where_the_data_hold_nothing(truth, tmp_path):
             + _filtered(truth, np.where(empty & hole, 1e-3, 0.0))
             for seed in (8, 9)
         ]
-        report, _ = write_outputs(tmp_path / str(hole), model, model, data_maps=tuple(data))
+        result = EngineResult((model, model), data_maps=tuple(data))
+        report, _ = write_outputs(tmp_path / str(hole), result)
         assert any("hold nothing" in w for w in report.warnings) == expected
 
 

@@ -10,6 +10,7 @@ import torch
 
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.validation import data_blend
 from cryosplat.validation.data_blend import blend_with_data
@@ -152,7 +153,7 @@ def test_written_map_is_the_weighted_mean_of_the_blended_halves(tmp_path):
     # Data that agree with each other and with neither model: the blend takes them.
     common = 0.5 * (model_a.voxelize() + model_b.voxelize()).detach().double().numpy()
     data = tuple(common + _field(seed, box=24, scale=1e-3 * common.std()) for seed in (3, 4))
-    _, summary = write_outputs(tmp_path, model_a, model_b, blend_maps=data)
+    _, summary = write_outputs(tmp_path, EngineResult((model_a, model_b), blend_maps=data))
     a, _ = read_map(tmp_path / "half_map_A.mrc")
     b, _ = read_map(tmp_path / "half_map_B.mrc")
     ba, bb, alpha = blend_with_data(a, b, *data, mask=spherical_mask(24))  # the report's mask
@@ -172,7 +173,8 @@ def test_the_reported_resolution_is_the_written_maps(tmp_path):
     model_a, model_b = _model(1), _model(2)
     common = 0.5 * (model_a.voxelize() + model_b.voxelize()).detach().double().numpy()
     data = tuple(common + _field(seed, box=24, scale=0.3 * common.std()) for seed in (3, 4))
-    report, _ = write_outputs(tmp_path, model_a, model_b, data_maps=data, blend_maps=data)
+    result = EngineResult((model_a, model_b), data_maps=data, blend_maps=data)
+    report, _ = write_outputs(tmp_path, result)
     a, _ = read_map(tmp_path / "half_map_A.mrc")
     b, _ = read_map(tmp_path / "half_map_B.mrc")
     weight, _ = read_map(tmp_path / "local_weight.mrc")

@@ -11,6 +11,7 @@ import torch
 
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
 from cryosplat.reconstruct.report import evaluate_half_maps, write_outputs
 from cryosplat.validation.fsc import fsc, half_grid_shells, resolution_at
 from cryosplat.validation.local_weight import (
@@ -96,7 +97,8 @@ def _model(seed: int) -> GaussianModel:
 @pytest.mark.parametrize("sigma", [0.0, 1.5])
 def test_write_outputs_map_is_the_weighted_mean(tmp_path, sigma):
     model_a, model_b = _model(1), _model(2)
-    _, summary = write_outputs(tmp_path, model_a, model_b, local_weight_sigma_px=sigma)
+    result = EngineResult((model_a, model_b))
+    _, summary = write_outputs(tmp_path, result, MapSettings(local_weight_sigma_px=sigma))
     a, voxel = read_map(tmp_path / "half_map_A.mrc")
     b, _ = read_map(tmp_path / "half_map_B.mrc")
     full, _ = read_map(tmp_path / "map.mrc")
@@ -181,3 +183,9 @@ def test_the_envelope_is_not_bent_by_the_weight():
     high = slice(UNWEIGHTED_SHELLS + 1, BOX // 2)
     np.testing.assert_allclose(kept[high], plain[high], atol=0.02)
     assert kept[high].mean() > unweighted[high].mean()
+
+
+@pytest.mark.parametrize("field", ["soft_width_px", "local_weight_sigma_px"])
+def test_map_settings_refuse_a_negative_width(field):
+    with pytest.raises(ValueError, match=field):
+        MapSettings(**{field: -1.0})

@@ -231,6 +231,7 @@ def test_a_model_right_past_the_data_is_reported_as_a_bound():
 
 def test_the_report_says_when_its_resolution_is_a_bound(tmp_path):
     """The written report carries the bound in its headline and warnings (fsc.json, log)."""
+    from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
     from cryosplat.reconstruct.report import write_outputs
 
     model = GaussianModel.random(
@@ -238,9 +239,9 @@ def test_the_report_says_when_its_resolution_is_a_bound(tmp_path):
     )
     truth = model.voxelize().detach().numpy()
     data = (_lowpass_data(truth, 21), _lowpass_data(truth, 22))
-    report, summary = write_outputs(
-        tmp_path, model, model, data_maps=data, warnings=["given"], local_weight_sigma_px=0.0
-    )
+    result = EngineResult((model, model), data_maps=data)
+    settings = MapSettings(local_weight_sigma_px=0.0)
+    report, summary = write_outputs(tmp_path, result, settings, warnings=["given"])
     assert report.cross_validated.limited_by_data
     assert report.headline.startswith("a bound set by the data")
     written = json.loads((tmp_path / "fsc.json").read_text())

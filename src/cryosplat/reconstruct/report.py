@@ -14,6 +14,7 @@ import torch
 from cryosplat.io.mrc import write_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
 from cryosplat.reconstruct.half_map_report import (
     HalfMapReport,
     data_limit_warnings,
@@ -25,7 +26,6 @@ from cryosplat.reconstruct.stage_mean import mean_of_stages
 from cryosplat.validation.conical import DirectionalResolution, directional_resolution
 from cryosplat.validation.data_blend import blend_with_data
 from cryosplat.validation.local_weight import (
-    DEFAULT_SIGMA_PX,
     UNWEIGHTED_SHELLS,
     apply_local_weight,
     local_wiener_weight,
@@ -147,35 +147,33 @@ def _log_directional(directional: DirectionalResolution) -> None:
 
 def write_outputs(
     folder: Path,
-    model_a: GaussianModel,
-    model_b: GaussianModel,
-    soft_width_px: float = 6.0,
-    data_maps: tuple[np.ndarray, np.ndarray] | None = None,
+    result: EngineResult,
+    settings: MapSettings | None = None,
     warnings: list[str] | None = None,
-    symmetry: str = "C1",
-    local_weight_sigma_px: float = DEFAULT_SIGMA_PX,
-    blend_maps: tuple[np.ndarray, np.ndarray] | None = None,
-    earlier_stages: list[tuple[GaussianModel, GaussianModel, float]] | None = None,
 ) -> tuple[HalfMapReport, dict]:
-    """Write the half maps, the full map, the FSC and the models into ``folder``.
+    """Write the half maps, the full map, the FSC and the models of ``result`` into ``folder``.
 
     The full map is made of the half maps, each corrected shell by shell by its own half set's
-    direct inversion where that holds more (``blend_maps``, the inversions:
+    direct inversion where that holds more (``result.blend_maps``:
     :mod:`cryosplat.validation.data_blend`; the model's weight per shell goes into ``fsc.json``),
     their mean times their local Wiener weight but at the lowest shells
     (:func:`~cryosplat.validation.local_weight.apply_local_weight`; the weight's window
-    ``local_weight_sigma_px`` voxels, the weight written as ``local_weight.mrc``;
-    ``local_weight_sigma_px = 0``: the plain mean). The half maps as written and their FSC are
-    the models' own (with ``earlier_stages``, the stages' fits').
-    ``warnings`` (e.g. that the half sets are random) are written into ``fsc.json``. A symmetric
-    model is written expanded (every copy: the full molecule); ``symmetry`` and the asymmetric
-    unit's size are recorded in ``fsc.json`` and the summary. ``data_maps`` of a symmetric run are
-    the symmetrised data half maps. ``earlier_stages`` (earlier stages' half models, each with its
-    stage's Nyquist shell): each half map is, at each frequency, the mean of the fits that hold it
-    (:mod:`cryosplat.reconstruct.stage_mean`).
+    ``settings.local_weight_sigma_px`` voxels, the weight written as ``local_weight.mrc``; 0: the
+    plain mean). The half maps as written and their FSC are the models' own (with
+    ``result.earlier_stages``, at each frequency the mean of the stages' fits that hold it:
+    :mod:`cryosplat.reconstruct.stage_mean`). ``warnings`` (e.g. that the half sets are random)
+    are written into ``fsc.json``. A symmetric model is written expanded (every copy: the full
+    molecule); ``settings.symmetry`` and the asymmetric unit's size are recorded in ``fsc.json``
+    and the summary. ``result.data_maps`` of a symmetric run are the symmetrised data half maps.
 
     Returns the FSC report and a summary dict (also logged).
     """
+    settings = MapSettings() if settings is None else settings
+    model_a, model_b = result.models
+    data_maps, blend_maps = result.data_maps, result.blend_maps
+    earlier_stages = result.earlier_stages
+    soft_width_px, symmetry = settings.soft_width_px, settings.symmetry
+    local_weight_sigma_px = settings.local_weight_sigma_px
     from cryosplat.model.export import export_model
 
     pixel = model_a.pixel_size_angstrom

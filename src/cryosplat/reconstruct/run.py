@@ -34,6 +34,7 @@ from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.distributed import Distributed
+from cryosplat.reconstruct.engine_result import MapSettings
 from cryosplat.reconstruct.grid.capacity import GAUSSIANS_CAP, most_gaussians_for_data
 from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
 from cryosplat.reconstruct.grid.gather import MIN_RADIUS
@@ -159,6 +160,10 @@ class ReconstructConfig:
             raise InputError(str(exc)) from None
         self.grid.validate()
         self.memory.validate()
+
+    def map_settings(self) -> MapSettings:
+        """How the outputs make the map of the half models (:func:`write_outputs`)."""
+        return MapSettings(self.mask_soft_width_px, self.symmetry, self.local_weight_sigma_px)
 
 
 @dataclass
@@ -450,7 +455,7 @@ def _reconstruct_in(
             else "as RELION (protein bright in the images)",
         )
         run = _ENGINE_RUNS[config.engine]
-        (model_a, model_b), details = run(
+        result = run(
             particles,
             (half_a, half_b),
             replace(config, n_gaussians=n_gauss),
@@ -459,26 +464,13 @@ def _reconstruct_in(
             show_progress,
             dist,
         )
-        data_maps, blend_maps = details.pop("data_maps"), details.pop("blend_maps")
-        earlier = details.pop("earlier_stages", None)
-        _check_finite(model_a, model_b)
+        _check_finite(*result.models)
         # The models stay on the device: the final half maps are voxelised there.
-        report, summary = write_outputs(
-            folder.path,
-            model_a,
-            model_b,
-            config.mask_soft_width_px,
-            data_maps,
-            warnings,
-            symmetry=config.symmetry,
-            local_weight_sigma_px=config.local_weight_sigma_px,
-            blend_maps=blend_maps,
-            earlier_stages=earlier,
-        )
+        report, summary = write_outputs(folder.path, result, config.map_settings(), warnings)
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}
         )
-        summary.update(details)
+        summary.update(result.summary())
         summary["device"] = describe_device(device)
         peak = peak_memory_gb(device)
         if peak is not None:

@@ -29,6 +29,7 @@ from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.distributed import Distributed
+from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.grid.capacity import (
     BITS_PER_GAUSSIAN,
     MIN_SHELL_SSNR,
@@ -95,7 +96,7 @@ class GridEngineConfig:
         0.72 % finer, the worst 0.17 % coarser, for twice the time.
     stage_mean : the half maps take, at each frequency, the mean of the fits of the last this
         many stages whose grids hold it (:mod:`cryosplat.reconstruct.stage_mean`; 1: the last
-        fit alone): ``details["earlier_stages"]`` carry those stages' half models and Nyquist
+        fit alone): ``EngineResult.earlier_stages`` carry those stages' half models and Nyquist
         shells
     """
 
@@ -143,7 +144,7 @@ def run_grid_engine(particles, halves, config, folder, device, show_progress, di
 
     Returns
     -------
-    (model_a, model_b), details (``details["data_maps"]`` is None on ranks other than 0)
+    EngineResult (its ``data_maps`` and ``blend_maps`` are None on ranks other than 0)
     """
     gcfg: GridEngineConfig = config.grid
     gcfg.validate()
@@ -327,12 +328,11 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     synchronize(device)
     timings["fit"] = time.perf_counter() - started
     log.info("fit and cross-validation: %.1f s on %s", timings["fit"], device)
-    details = {"history": history, "data_maps": data_maps, "blend_maps": None}
     first = max(0, len(boxes) - gcfg.stage_mean)
-    details["earlier_stages"] = [
+    earlier = [
         (*by_stage[s], boxes[s] / 2) for s in range(first, len(boxes) - 1) if boxes[s] < boxes[-1]
     ]
+    blend_maps = None
     if dist.is_main and config.blend_with_data:  # after the fit: not held while it runs
-        details["blend_maps"] = statistics.data_maps(BLEND_REGULARIZATION)
-    details["timings_s"] = timings
-    return (current[0], current[1]), details
+        blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
+    return EngineResult((current[0], current[1]), data_maps, blend_maps, earlier, history, timings)

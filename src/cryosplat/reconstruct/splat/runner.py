@@ -12,6 +12,7 @@ from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics
 from cryosplat.reconstruct.run_folder import RunFolder
 from cryosplat.reconstruct.splat.engine import SplatEngine
@@ -44,7 +45,7 @@ def initial_models(particles: ParticleSet, config, n: int, device) -> list[Gauss
 def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_progress, dist):
     """The per-image engine's run: the statistics pass (for validation, as the grid engine's),
     the fit epoch by epoch with the cross-validated resolution after each, and the data maps the
-    outputs need. Returns ``((model_a, model_b), details)`` as
+    outputs need. Returns an :class:`~cryosplat.reconstruct.engine_result.EngineResult`, as
     :func:`cryosplat.reconstruct.grid.engine.run_grid_engine` does."""
     log.info("device: per-image splatting fit on %s", device)
     # The same statistics, checkpoints and data half maps as the grid engine's (one pass).
@@ -91,11 +92,11 @@ def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_
         return {"resolution_angstrom": res}
 
     if dist.is_main:
-        result = engine.run(on_step=on_step, on_epoch=on_epoch)
+        models = engine.run(on_step=on_step, on_epoch=on_epoch)
     else:
-        result = engine.run()
+        models = engine.run()
     bar.close()
-    details = {"history": engine.history, "data_maps": data_maps, "blend_maps": None}
+    blend_maps = None
     if dist.is_main and config.blend_with_data:
-        details["blend_maps"] = statistics.data_maps(BLEND_REGULARIZATION)
-    return result, details
+        blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
+    return EngineResult(models, data_maps, blend_maps, history=engine.history)

@@ -1,0 +1,85 @@
+"""What an engine hands to the run's outputs, and how the outputs make the map of it.
+
+Both engines (:mod:`cryosplat.reconstruct.grid.engine`, :mod:`cryosplat.reconstruct.splat.runner`)
+return an :class:`EngineResult`; :func:`cryosplat.reconstruct.report.write_outputs` turns it into
+the half maps, the map, the FSC and the models, as :class:`MapSettings` says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX
+
+__all__ = ["EngineResult", "MapSettings"]
+
+DataMaps = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class EngineResult:
+    """The two half models and what the outputs need besides them.
+
+    Attributes
+    ----------
+    models : (GaussianModel, GaussianModel)
+        The half models of halves A and B (on the fit's device).
+    data_maps : (D_A, D_B) or None
+        Each half set's direct Fourier inversion, shape (D, D, D), for the cross-validated
+        resolution; None on ranks other than 0 (they write nothing) or where none was made.
+    blend_maps : (D_A, D_B) or None
+        The inversions each half map is blended with by shell
+        (:mod:`cryosplat.validation.data_blend`); None: no blend.
+    earlier_stages : list of (GaussianModel, GaussianModel, float)
+        Earlier stages' half models, each with its stage's Nyquist shell (in shells of the full
+        box): the half maps are, at each frequency, the mean of the fits that hold it
+        (:mod:`cryosplat.reconstruct.stage_mean`). Empty: the last fit alone.
+    history : list of dict
+        One entry per stage (grid) or epoch (splat), with its cross-validated resolution.
+    timings_s : dict or None
+        Wall time of the engine's parts (s).
+    """
+
+    models: tuple[GaussianModel, GaussianModel]
+    data_maps: DataMaps | None = None
+    blend_maps: DataMaps | None = None
+    earlier_stages: list[tuple[GaussianModel, GaussianModel, float]] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    timings_s: dict[str, float] | None = None
+
+    def summary(self) -> dict:
+        """What ``run.json`` keeps of it: the history and the timings."""
+        out: dict = {"history": self.history}
+        if self.timings_s is not None:
+            out["timings_s"] = self.timings_s
+        return out
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """How the map is made of the half maps and how its FSC is masked.
+
+    Attributes
+    ----------
+    soft_width_px : float
+        Soft edge of the spherical mask (voxels).
+    symmetry : str
+        The models' point group (a symmetric model is written expanded: the whole molecule).
+    local_weight_sigma_px : float
+        Window of the map's local Wiener weight (voxels;
+        :func:`~cryosplat.validation.local_weight.apply_local_weight`); 0: the plain mean of the
+        half maps.
+    """
+
+    soft_width_px: float = 6.0
+    symmetry: str = "C1"
+    local_weight_sigma_px: float = DEFAULT_SIGMA_PX
+
+    def __post_init__(self) -> None:
+        if not self.soft_width_px >= 0:
+            raise ValueError(f"soft_width_px must be ≥ 0, got {self.soft_width_px}")
+        if not self.local_weight_sigma_px >= 0:
+            raise ValueError(f"local_weight_sigma_px must be ≥ 0, got {self.local_weight_sigma_px}")
