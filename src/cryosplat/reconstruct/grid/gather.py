@@ -225,25 +225,8 @@ def accumulate(
             return stats.symmetrized(operators)
         ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
     radius = _max_radius(box, pixel, config)
-    # Single precision throughout: partial sums of FLUSH_EVERY batches are added to the totals
-    # (pairwise-style summation keeps the relative rounding near 1e-6 for a million particles),
-    # and the grids, the bulk of the memory at large boxes, take half the space of double.
-    sums = SliceAccumulator(box, config.pad, True, device, torch.float32, FLUSH_EVERY)
-    # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
-    k = torch.arange(box, device=device) - box // 2
-    kx = torch.arange(box // 2, device=device)
-    centring_y = (1.0 - 2.0 * (k % 2)).float()  # (-1)^ky
-    centring_x = (1.0 - 2.0 * (kx % 2)).float()  # (-1)^kx
-    r2 = squared_radius(box, 2, half=True, device=device)[:, : box // 2].reshape(-1)
-    friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
-    plane_kx, plane_ky = kx[None, :].expand(box, -1), k[:, None].expand(-1, box // 2)
-    power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
-    pixel_of = particles.pixel_sizes_angstrom()
-    power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    ctf_planes: dict[float, CTFPlane] = {}
+    inserter = _BatchInserter(particles, config, radius, ops)
     n_batches = math.ceil(idx.size / config.batch_size)
-    # Pose expansion for the other groups: each image is the projection at A·R_g as well.
-    expansion = [None] if ops is None else list(ops)
     dropped: list[int] = []
 
     def screen(rows: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -268,8 +251,7 @@ def accumulate(
         saver = GatherCheckpoint(partial, key, idx.size, config.batch_size)
         state = saver.load(device)
         if state is not None:
-            sums.restore(state.data, state.weights, state.insertions)
-            power.copy_(state.power)
+            inserter.restore(state)
             dropped.append(state.n_dropped)
             start = state.batches
             if progress is not None:
@@ -285,69 +267,15 @@ def accumulate(
     for number, (batch, images) in enumerate(batches, start=start):
         if len(batch) == 0 and number + 1 < n_batches:  # every image of the batch left out
             continue
-        # The rfft of the image as stored: moving its centre (pixel D//2) to the origin is the
-        # factor (-1)^(kx + ky) (even box), folded into the shift phases below.
-        spectra = torch.fft.fftshift(torch.fft.rfft2(images), dim=-2)[..., : box // 2]
-        batch_pixel = np.round(pixel_of[batch], 6)
-        for group_pixel in np.unique(batch_pixel):
-            own = batch_pixel == group_pixel
-            rows = batch[own]
-            own_pixel = pixel if group_pixel == round(pixel, 6) else float(group_pixel)
-            group = _GroupSampling(box, pixel, own_pixel, radius, config.pad)
-            group_spectra = (
-                spectra if own.all() else spectra[torch.from_numpy(np.flatnonzero(own)).to(device)]
-            )
-            shifts = torch.as_tensor(
-                particles.shifts_angstrom[rows], device=device, dtype=torch.float32
-            )
-            # Undo the shift: multiply by exp(-2πi k·o) (see cryosplat.core.fourier.phase_shift_2d),
-            # with k in the group's own frequency units: a row factor times a column factor.
-            n_rows = len(rows)
-            row = torch.polar(
-                centring_y.expand(n_rows, -1), -group.frequency * k[None, :] * shifts[:, 1, None]
-            )
-            column = torch.polar(
-                group.amplitude * centring_x.expand(n_rows, -1),
-                -group.frequency * kx[None, :] * shifts[:, 0, None],
-            )
-            group_spectra = group_spectra * (row[:, :, None] * column[:, None, :])
-            if own_pixel not in ctf_planes:
-                ctf_planes[own_pixel] = CTFPlane(plane_kx, plane_ky, box, group.pixel)
-            ctf = ctf_planes[own_pixel](particles.ctf.subset(rows))
-            rotations = torch.as_tensor(
-                particles.rotations[rows], device=device, dtype=torch.float32
-            )
-            codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
-            factor = ctf if codes is None else raw_backprojection_factor(ctf, codes)
-            pairs = torch.view_as_real(group_spectra) * factor[..., None]
-            weighted, ctf2 = torch.view_as_complex(pairs), ctf * ctf
-            for op in expansion:
-                sums.insert(
-                    weighted,
-                    (rotations if op is None else rotations @ op) * group.scale,
-                    ctf2,
-                    max_radius=group.max_radius,
-                )
-            if own_pixel not in power_bins:
-                kept = (r2 * group.scale**2 <= radius * radius).nonzero().squeeze(1)
-                bins = torch.round(r2[kept] * group.scale**2).long().clamp_max(power.numel() - 1)
-                power_bins[own_pixel] = (kept, bins, friedel_all[kept])
-            kept, bins, friedel = power_bins[own_pixel]
-            picked = torch.view_as_real(group_spectra.reshape(n_rows, -1)[:, kept])
-            magnitude2 = picked.square().sum(-1).sum(0, dtype=torch.float64)
-            power.index_add_(0, bins, magnitude2 * friedel)
+        inserter.add(batch, images)
         if progress is not None:
             progress(min(idx.size, (number + 1) * config.batch_size), idx.size)
-        if saver is not None and number + 1 < n_batches and sums.at_flush() and saver.due():
-            data, weights = sums.total
-            state = GatherState(number + 1, sums.insertions, data, weights, power, sum(dropped))
-            saver.save(state)
+        flush = number + 1 < n_batches and inserter.sums.at_flush()
+        if saver is not None and flush and saver.due():
+            saver.save(inserter.state(number + 1, sum(dropped)))
     n_dropped = sum(dropped)
     notes = [f"left out {n_dropped} particles with bad images"] if n_dropped else []
-    if ops is not None:
-        power *= len(ops)
-    total_b, total_w = sums.result()
-    del sums
+    total_b, total_w, power = inserter.result()
     return FourierStatistics(
         total_w,
         total_b,
@@ -359,6 +287,129 @@ def accumulate(
         radius,
         notes,
     )
+
+
+class _BatchInserter:
+    """The pass's running sums, and the insertion of one batch of images into them.
+
+    Each image's rfft (``kx ≥ 0``, ``ky`` centred) is shifted back by its origin (a phase, with
+    its centre moved to the origin folded in), multiplied by its CTF (or by the factor of an
+    image that carries it already) and inserted once per operator of ``ops`` (pose expansion)
+    with trilinear weights; its power per shell is summed in double precision. The geometry of
+    each optics group (pixel size) is made once and kept.
+    """
+
+    def __init__(self, particles: ParticleSet, config: AccumulateConfig, radius: float, ops):
+        box = particles.box
+        device = torch.device(config.device)
+        self.particles, self.radius, self.box = particles, radius, box
+        self.pad, self.device = config.pad, device
+        self.pixel = particles.pixel_size_angstrom
+        self.pixel_of = particles.pixel_sizes_angstrom()
+        # Single precision throughout: partial sums of FLUSH_EVERY batches are added to the
+        # totals (pairwise-style summation keeps the relative rounding near 1e-6 for a million
+        # particles), and the grids, the bulk of the memory at large boxes, take half the space
+        # of double.
+        self.sums = SliceAccumulator(box, config.pad, True, device, torch.float32, FLUSH_EVERY)
+        # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
+        self.k = torch.arange(box, device=device) - box // 2
+        self.kx = torch.arange(box // 2, device=device)
+        self.centring_y = (1.0 - 2.0 * (self.k % 2)).float()  # (-1)^ky
+        self.centring_x = (1.0 - 2.0 * (self.kx % 2)).float()  # (-1)^kx
+        self.r2 = squared_radius(box, 2, half=True, device=device)[:, : box // 2].reshape(-1)
+        kx = self.kx
+        self.friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
+        self.plane_kx = kx[None, :].expand(box, -1)
+        self.plane_ky = self.k[:, None].expand(-1, box // 2)
+        self.power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
+        self.power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.ctf_planes: dict[float, CTFPlane] = {}
+        # Pose expansion for the other groups: each image is the projection at A·R_g as well.
+        self.expansion = [None] if ops is None else list(ops)
+
+    def restore(self, state: GatherState) -> None:
+        """Continue from the sums of a pass saved part way."""
+        self.sums.restore(state.data, state.weights, state.insertions)
+        self.power.copy_(state.power)
+
+    def state(self, batches: int, n_dropped: int) -> GatherState:
+        """The sums after ``batches`` batches, to save (at a flush: the partial grids empty)."""
+        data, weights = self.sums.total
+        return GatherState(batches, self.sums.insertions, data, weights, self.power, n_dropped)
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B, W, power)``: the totals (the accumulator released), the power times ``|G|``."""
+        total_b, total_w = self.sums.result()
+        del self.sums
+        if len(self.expansion) > 1:
+            self.power *= len(self.expansion)
+        return total_b, total_w, self.power
+
+    def add(self, batch: np.ndarray, images: torch.Tensor) -> None:
+        """Insert the images of rows ``batch``, each optics group (pixel size) on its own."""
+        box, k, kx = self.box, self.k, self.kx
+        particles = self.particles
+        # The rfft of the image as stored: moving its centre (pixel D//2) to the origin is the
+        # factor (-1)^(kx + ky) (even box), folded into the shift phases below.
+        spectra = torch.fft.fftshift(torch.fft.rfft2(images), dim=-2)[..., : box // 2]
+        batch_pixel = np.round(self.pixel_of[batch], 6)
+        for group_pixel in np.unique(batch_pixel):
+            own = batch_pixel == group_pixel
+            rows = batch[own]
+            own_pixel = self.pixel if group_pixel == round(self.pixel, 6) else float(group_pixel)
+            group = _GroupSampling(box, self.pixel, own_pixel, self.radius, self.pad)
+            group_spectra = (
+                spectra
+                if own.all()
+                else spectra[torch.from_numpy(np.flatnonzero(own)).to(self.device)]
+            )
+            shifts = torch.as_tensor(
+                particles.shifts_angstrom[rows], device=self.device, dtype=torch.float32
+            )
+            # Undo the shift: multiply by exp(-2πi k·o) (see cryosplat.core.fourier.phase_shift_2d),
+            # with k in the group's own frequency units: a row factor times a column factor.
+            n_rows = len(rows)
+            row = torch.polar(
+                self.centring_y.expand(n_rows, -1),
+                -group.frequency * k[None, :] * shifts[:, 1, None],
+            )
+            column = torch.polar(
+                group.amplitude * self.centring_x.expand(n_rows, -1),
+                -group.frequency * kx[None, :] * shifts[:, 0, None],
+            )
+            group_spectra = group_spectra * (row[:, :, None] * column[:, None, :])
+            if own_pixel not in self.ctf_planes:
+                self.ctf_planes[own_pixel] = CTFPlane(
+                    self.plane_kx, self.plane_ky, box, group.pixel
+                )
+            ctf = self.ctf_planes[own_pixel](particles.ctf.subset(rows))
+            rotations = torch.as_tensor(
+                particles.rotations[rows], device=self.device, dtype=torch.float32
+            )
+            codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
+            factor = ctf if codes is None else raw_backprojection_factor(ctf, codes)
+            pairs = torch.view_as_real(group_spectra) * factor[..., None]
+            weighted, ctf2 = torch.view_as_complex(pairs), ctf * ctf
+            for op in self.expansion:
+                self.sums.insert(
+                    weighted,
+                    (rotations if op is None else rotations @ op) * group.scale,
+                    ctf2,
+                    max_radius=group.max_radius,
+                )
+            self._add_power(own_pixel, group, group_spectra.reshape(n_rows, -1))
+
+    def _add_power(self, own_pixel: float, group: _GroupSampling, spectra: torch.Tensor) -> None:
+        """Sum the shifted spectra's power by shell (both halves of the rfft counted)."""
+        if own_pixel not in self.power_bins:
+            kept = (self.r2 * group.scale**2 <= self.radius * self.radius).nonzero().squeeze(1)
+            bins = torch.round(self.r2[kept] * group.scale**2).long()
+            bins = bins.clamp_max(self.power.numel() - 1)
+            self.power_bins[own_pixel] = (kept, bins, self.friedel_all[kept])
+        kept, bins, friedel = self.power_bins[own_pixel]
+        picked = torch.view_as_real(spectra[:, kept])
+        magnitude2 = picked.square().sum(-1).sum(0, dtype=torch.float64)
+        self.power.index_add_(0, bins, magnitude2 * friedel)
 
 
 def _drop_bad(particles: ParticleSet, rows, images, bad, config: AccumulateConfig):
