@@ -168,13 +168,14 @@ def write_outputs(
 
     Returns the FSC report and a summary dict (also logged).
     """
+    from cryosplat.model.export import export_model
+
     settings = MapSettings() if settings is None else settings
     model_a, model_b = result.models
     data_maps, blend_maps = result.data_maps, result.blend_maps
     earlier_stages = result.earlier_stages
     soft_width_px, symmetry = settings.soft_width_px, settings.symmetry
     local_weight_sigma_px = settings.local_weight_sigma_px
-    from cryosplat.model.export import export_model
 
     pixel = model_a.pixel_size_angstrom
     n_unit = [len(model_a), len(model_b)]
