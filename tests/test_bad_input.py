@@ -150,27 +150,3 @@ def test_bad_number_in_optics(tmp_path, capsys, bad):
     )
     code, err = _run_info(capsys, tmp_path / "p.star")
     assert code == 2 and "data_optics: column rlnImagePixelSize, row 1:" in err
-
-
-def test_reconstruct_refuses_an_odd_box_before_making_a_run_folder(tmp_path, capsys):
-    from cryosplat.core.ctf import CTFParams
-    from cryosplat.io.star import write_relion31_particles
-
-    n, box = 6, 15
-    write_stack(tmp_path / "odd.mrcs", np.zeros((n, box, box), np.float32), 2.0)
-    write_relion31_particles(
-        tmp_path / "odd.star",
-        image_names=[f"{i + 1}@odd.mrcs" for i in range(n)],
-        rotations=random_rotations(n, seed=1),
-        shifts_angstrom=np.zeros((n, 2)),
-        ctf=CTFParams.create(
-            n, defocus_u_angstrom=np.full(n, 1e4), defocus_v_angstrom=np.full(n, 1e4)
-        ),
-        pixel_size_angstrom=2.0,
-        box=box,
-    )
-    out = tmp_path / "run"
-    assert main(["reconstruct", str(tmp_path / "odd.star"), "-o", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "box 15 is odd" in err and "Traceback" not in err
-    assert not out.exists()

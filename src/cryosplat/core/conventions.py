@@ -56,6 +56,7 @@ __all__ = [
     "rotvec_to_matrix",
     "matrix_to_rotvec",
     "file_origin_angstrom",
+    "cropped_map_origin_angstrom",
 ]
 
 CRYODRGN_CTF_COLUMNS = (
@@ -84,6 +85,20 @@ def coordinates_1d(box: int, pixel_size_angstrom: float = 1.0) -> np.ndarray:
 def file_origin_angstrom(box: int, pixel_size_angstrom: float) -> float:
     """Offset (Å) from the internal frame to the file frame on each axis: ``(box // 2) * pixel``."""
     return (box // 2) * float(pixel_size_angstrom)
+
+
+def cropped_map_origin_angstrom(
+    source_box: int, source_pixel_angstrom: float, box: int, pixel_size_angstrom: float
+) -> float:
+    """Header origin (Å, each axis) of a map made at ``box`` from images of ``source_box``
+    Fourier-cropped to it, so that it lies where a map at the source box would.
+
+    The rotation centre is voxel ``D//2`` of either grid (the FFT-aligned convention), at
+    ``file_origin_angstrom`` from its first voxel; the two differ by half a source pixel when
+    ``source_box`` is odd (``D − 1`` voxels of ``p·D/(D − 1)``), and not at all between even boxes.
+    """
+    source = file_origin_angstrom(source_box, source_pixel_angstrom)
+    return round(source - file_origin_angstrom(box, pixel_size_angstrom), 6)
 
 
 def euler_relion_to_matrix(rot_deg, tilt_deg, psi_deg) -> np.ndarray:

@@ -223,14 +223,19 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     return data, voxel
 
 
-def write_map(path: str | Path, volume, voxel_size_angstrom: float) -> None:
-    """Write a map ``volume[z, y, x]`` atomically with its voxel size (header origin 0).
+def write_map(
+    path: str | Path, volume, voxel_size_angstrom: float, origin_angstrom: float = 0.0
+) -> None:
+    """Write a map ``volume[z, y, x]`` atomically with its voxel size and header origin.
 
     Parameters
     ----------
     path : str or Path
     volume : array_like, shape (D, D, D)
     voxel_size_angstrom : float
+    origin_angstrom : float
+        Header origin on each axis (Å): where the first voxel lies. 0 for every map but one
+        made from an odd box (:func:`cryosplat.core.conventions.cropped_map_origin_angstrom`).
     """
     if not voxel_size_angstrom > 0:
         raise ValueError(f"voxel_size_angstrom must be positive, got {voxel_size_angstrom}")
@@ -241,7 +246,7 @@ def write_map(path: str | Path, volume, voxel_size_angstrom: float) -> None:
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as m:
         m.set_data(data)
         m.voxel_size = float(voxel_size_angstrom)
-        m.header.origin = (0.0, 0.0, 0.0)
+        m.header.origin = (float(origin_angstrom),) * 3
         m.update_header_stats()
 
 

@@ -27,10 +27,11 @@ _RESIDUES_PER_CHAIN = 9_999
 _CHAIN_NAMES = string.ascii_uppercase + string.ascii_lowercase + string.digits
 
 
-def pseudo_atom_structure(model: GaussianModel) -> gemmi.Structure:
-    """A gemmi structure with one pseudo-atom per Gaussian (file-frame coordinates, Å)."""
+def pseudo_atom_structure(model: GaussianModel, origin_angstrom: float = 0.0) -> gemmi.Structure:
+    """A gemmi structure with one pseudo-atom per Gaussian (file-frame coordinates, Å; the maps'
+    header ``origin_angstrom`` added, so that they overlay maps written with it)."""
     arrays = model.state_arrays()
-    shift = file_origin_angstrom(model.box, model.pixel_size_angstrom)
+    shift = file_origin_angstrom(model.box, model.pixel_size_angstrom) + origin_angstrom
     positions = arrays["means_angstrom"] + shift
     bfactors = 8.0 * math.pi**2 * np.mean(arrays["scales_angstrom"] ** 2, axis=1)
     amplitudes = arrays["amplitudes"]
@@ -73,7 +74,7 @@ def pseudo_atom_structure(model: GaussianModel) -> gemmi.Structure:
     return structure
 
 
-def export_model(model: GaussianModel, path: str | Path) -> Path:
+def export_model(model: GaussianModel, path: str | Path, origin_angstrom: float = 0.0) -> Path:
     """Write the model's Gaussians as pseudo-atoms to ``.pdb`` or ``.cif``/``.mmcif``.
 
     Parameters
@@ -81,6 +82,8 @@ def export_model(model: GaussianModel, path: str | Path) -> Path:
     model : GaussianModel
     path : str or Path
         Output file; the suffix picks the format.
+    origin_angstrom : float
+        Header origin of the maps it goes with (:func:`cryosplat.io.mrc.write_map`).
 
     Returns
     -------
@@ -100,7 +103,7 @@ def export_model(model: GaussianModel, path: str | Path) -> Path:
             f"{path}: {len(model)} Gaussians do not fit a PDB file (at most "
             f"{PDB_MAX_ATOMS} atoms); write a .cif instead"
         )
-    structure = pseudo_atom_structure(model)
+    structure = pseudo_atom_structure(model, origin_angstrom)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".pdb":
         structure.write_pdb(str(path))

@@ -72,11 +72,16 @@ class MapSettings:
         Window of the map's local Wiener weight (voxels;
         :func:`~cryosplat.validation.local_weight.apply_local_weight`); 0: the plain mean of the
         half maps.
+    origin_angstrom : float
+        Header origin of every map written, and shift of the exported pseudo-atoms (Å, each
+        axis): 0 but for images of an odd box, used cropped to the even box below
+        (:func:`~cryosplat.core.conventions.cropped_map_origin_angstrom`).
     """
 
     soft_width_px: float = 6.0
     symmetry: str = "C1"
     local_weight_sigma_px: float = DEFAULT_SIGMA_PX
+    origin_angstrom: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.soft_width_px >= 0:

@@ -175,7 +175,7 @@ def write_outputs(
     data_maps, blend_maps = result.data_maps, result.blend_maps
     earlier_stages = result.earlier_stages
     soft_width_px, symmetry = settings.soft_width_px, settings.symmetry
-    local_weight_sigma_px = settings.local_weight_sigma_px
+    local_weight_sigma_px, origin = settings.local_weight_sigma_px, settings.origin_angstrom
 
     pixel = model_a.pixel_size_angstrom
     n_unit = [len(model_a), len(model_b)]
@@ -210,16 +210,16 @@ def write_outputs(
         map_halves = tuple(
             apply_local_weight(p, weight, device=model_a.means.device) for p in parts
         )
-        write_map(folder / "local_weight.mrc", weight, pixel)
+        write_map(folder / "local_weight.mrc", weight, pixel, origin)
         map_text += (
             f" × local Wiener weight ({local_weight_sigma_px:g} px; shells 0-{UNWEIGHTED_SHELLS}"
             " unweighted)"
         )
     else:
         (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
-    write_map(folder / "half_map_A.mrc", half_a, pixel)
-    write_map(folder / "half_map_B.mrc", half_b, pixel)
-    write_map(folder / MAP_FILE, 0.5 * (map_halves[0] + map_halves[1]), pixel)
+    write_map(folder / "half_map_A.mrc", half_a, pixel, origin)
+    write_map(folder / "half_map_B.mrc", half_b, pixel, origin)
+    write_map(folder / MAP_FILE, 0.5 * (map_halves[0] + map_halves[1]), pixel, origin)
     # The reported resolution is the written map's: its halves as they enter it (blended, times
     # the weight but at the lowest shells), each against the other half's data. On the raw half models it missed what the
     # weight adds on small sets (2,000 beta-galactosidase particles: 21.69 Å reported, 18.99 Å
@@ -260,12 +260,12 @@ def write_outputs(
     for text in limits:
         log.warning("%s", text)
     report.warnings = [*(warnings or []), *limits]
-    write_map(folder / "mask.mrc", amask, pixel)
+    write_map(folder / "mask.mrc", amask, pixel, origin)
     write_json_atomic(folder / FSC_FILE, {**report.to_dict(), **extra})
     plot_fsc(folder / "fsc.svg", report, _directional_curves(directional))
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")
-        export_model(model, folder / f"model_{name}.cif")
+        export_model(model, folder / f"model_{name}.cif", origin)
     summary = {
         "resolution_angstrom": report.resolution_angstrom,
         "resolution_definition": report.headline,

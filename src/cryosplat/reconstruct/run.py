@@ -161,9 +161,12 @@ class ReconstructConfig:
         self.grid.validate()
         self.memory.validate()
 
-    def map_settings(self) -> MapSettings:
-        """How the outputs make the map of the half models (:func:`write_outputs`)."""
-        return MapSettings(self.mask_soft_width_px, self.symmetry, self.local_weight_sigma_px)
+    def map_settings(self, origin_angstrom: float = 0.0) -> MapSettings:
+        """How the outputs make the map of the half models (:func:`write_outputs`), the maps'
+        header origin ``origin_angstrom`` (:attr:`MemoryPlan.map_origin_angstrom`)."""
+        return MapSettings(
+            self.mask_soft_width_px, self.symmetry, self.local_weight_sigma_px, origin_angstrom
+        )
 
 
 @dataclass
@@ -216,11 +219,6 @@ def _check_particles(particles: ParticleSet, config: ReconstructConfig) -> None:
     particles.require_poses_and_ctf()
     if len(particles) < 2:
         raise InputError(f"{particles.source}: {len(particles)} particle(s); need at least 2")
-    if particles.box % 2:
-        raise InputError(
-            f"{particles.source}: box {particles.box} is odd; cryosplat reconstruct needs an even "
-            "box (re-extract the particles with an even box, as RELION and cryoSPARC do by default)"
-        )
     if particles.box < MIN_BOX:
         raise InputError(
             f"{particles.source}: box {particles.box} is too small for a reconstruction "
@@ -466,7 +464,8 @@ def _reconstruct_in(
         )
         _check_finite(*result.models)
         # The models stay on the device: the final half maps are voxelised there.
-        report, summary = write_outputs(folder.path, result, config.map_settings(), warnings)
+        settings = config.map_settings(plan.map_origin_angstrom)
+        report, summary = write_outputs(folder.path, result, settings, warnings)
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}
         )

@@ -58,6 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryosplat.core.conventions import cropped_map_origin_angstrom
 from cryosplat.core.errors import InputError
 from cryosplat.model.voxelize import footprint_voxels
 from cryosplat.particles.downsample import box_for_resolution
@@ -128,7 +129,8 @@ class MemoryConfig:
         (``MemAvailable`` of ``/proc/meminfo``, or a cgroup limit when lower).
     downsample_box : int or None
         Fourier-crop the images to this even box (pixel ``pixel · D / box``); None: to the box
-        ``max_resolution_angstrom`` needs, or not at all.
+        ``max_resolution_angstrom`` needs, or not at all (an odd box ``D``: to ``D − 1``, the
+        engines' grids and transforms being laid out for even boxes).
     crop_to_resolution : bool
         With a ``max_resolution_angstrom``, Fourier-crop the images to the box it needs (maps are
         then written at that box, with its voxel size in the header).
@@ -308,6 +310,15 @@ class MemoryPlan:
             return False
         return self.available_bytes is None or peak <= CONCURRENT_SHARE * self.available_bytes
 
+    @property
+    def map_origin_angstrom(self) -> float:
+        """Header origin of the maps (Å, each axis): 0 unless an odd source box was cropped
+        (:func:`~cryosplat.core.conventions.cropped_map_origin_angstrom`)."""
+        source_pixel = self.pixel_size_angstrom * self.box / self.source_box
+        return cropped_map_origin_angstrom(
+            self.source_box, source_pixel, self.box, self.pixel_size_angstrom
+        )
+
     def describe(self) -> str:
         crop = (
             f"images Fourier-cropped {self.source_box} → {self.box} px "
@@ -376,6 +387,7 @@ def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
         box = box_for_resolution(
             source, request.pixel_size_angstrom, request.max_resolution_angstrom
         )
+    box -= box % 2  # an odd box is used Fourier-cropped to the even box below it
     pixel = request.pixel_size_angstrom * source / box
     bound = config.max_memory_bytes
     available = available_memory_bytes()
