@@ -186,6 +186,42 @@ def _fork_stage(n_stages: int, n_members: int, member_stages: int) -> int:
     return 0 if n_members == 1 else max(0, n_stages - member_stages)
 
 
+def _gaussians_per_half(config, gcfg: GridEngineConfig, half_fsc) -> tuple[int, int]:
+    """``(last stage, earlier stages)`` Gaussians of a half model (one asymmetric unit's): the
+    box's default, raised in the last stage where the data hold more
+    (:func:`~cryosplat.reconstruct.grid.capacity.gaussians_for_data`)."""
+    n_total = config.n_gaussians
+    if gcfg.gaussians_from_data:
+        n_total, bits = gaussians_for_data(config.n_gaussians, half_fsc)
+        if n_total > config.n_gaussians:
+            log.info(
+                "Gaussians per half: %d in the last stage, %.1f × the box's default %d of the "
+                "stages before it, its heaviest split to reach them (the data's shells with "
+                "SSNR ≥ %g hold %.0f bits, one Gaussian per %g)",
+                n_total,
+                n_total / config.n_gaussians,
+                config.n_gaussians,
+                MIN_SHELL_SSNR,
+                bits,
+                BITS_PER_GAUSSIAN,
+            )
+    n_gauss = asymmetric_unit_gaussians(n_total, config.symmetry)
+    return n_gauss, min(n_gauss, asymmetric_unit_gaussians(config.n_gaussians, config.symmetry))
+
+
+def _log_members(n_members: int, n_gauss: int, fork: int, boxes: list[int]) -> None:
+    if n_members > 1:
+        log.info(
+            "members: each half model is the mean of %d fits of its half set (%d Gaussians "
+            "each), %s",
+            n_members,
+            n_gauss,
+            f"on their own from stage {fork + 1} (box {boxes[fork]}), before it one fit shared"
+            if fork
+            else "each from its own random start",
+        )
+
+
 def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     ck = folder.checkpoint_dir
     log.info("device: grid fit on %s", device)
@@ -205,36 +241,11 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     half_fsc = dist.broadcast_object(curve)
     fit = gcfg.fit
     symmetry = config.symmetry
-    n_total = config.n_gaussians
-    if gcfg.gaussians_from_data:
-        n_total, bits = gaussians_for_data(config.n_gaussians, half_fsc)
-        if n_total > config.n_gaussians:
-            log.info(
-                "Gaussians per half: %d in the last stage, %.1f × the box's default %d of the "
-                "stages before it, its heaviest split to reach them (the data's shells with "
-                "SSNR ≥ %g hold %.0f bits, one Gaussian per %g)",
-                n_total,
-                n_total / config.n_gaussians,
-                config.n_gaussians,
-                MIN_SHELL_SSNR,
-                bits,
-                BITS_PER_GAUSSIAN,
-            )
-    n_gauss = asymmetric_unit_gaussians(n_total, symmetry)
-    n_first = min(n_gauss, asymmetric_unit_gaussians(config.n_gaussians, symmetry))
+    n_gauss, n_first = _gaussians_per_half(config, gcfg, half_fsc)
     n_members = gcfg.members
     boxes = stage_boxes(particles.box, fit.stage_fractions)
     fork = _fork_stage(len(boxes), n_members, gcfg.member_stages)
-    if n_members > 1:
-        log.info(
-            "members: each half model is the mean of %d fits of its half set (%d Gaussians "
-            "each), %s",
-            n_members,
-            n_gauss,
-            f"on their own from stage {fork + 1} (box {boxes[fork]}), before it one fit shared"
-            if fork
-            else "each from its own random start",
-        )
+    _log_members(n_members, n_gauss, fork, boxes)
     mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]
     n_fitting = [1 if stage < fork else n_members for stage in range(len(boxes))]
     total_steps = len(mine) * sum(n * s for n, s in zip(n_fitting, fit.stage_steps, strict=True))
