@@ -45,8 +45,12 @@ def _centre_of_mass(volume: np.ndarray, voxel: float, origin: float) -> np.ndarr
     return (index @ weights / weights.sum())[::-1] * voxel + origin
 
 
-def test_an_odd_box_is_reconstructed_at_the_even_box_below(odd_run):
-    truth, _, out = odd_run
+def test_an_odd_box_is_reconstructed_at_the_even_box_below(odd_run, capsys):
+    truth, sim, out = odd_run
+    assert main(["info", str(sim / "particles.star")]) == 0
+    assert "box:          25 px (odd: reconstruct uses them Fourier-cropped to 24)" in (
+        capsys.readouterr().out
+    )
     volume, voxel = read_map(out / "map.mrc")
     assert volume.shape == (BOX - 1,) * 3 and voxel == pytest.approx(PIXEL * BOX / (BOX - 1))
     # The truth sampled on that grid about the same rotation centre (voxel D//2 of each).

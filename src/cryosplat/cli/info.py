@@ -52,7 +52,8 @@ def format_summary(s: ParticleSummary) -> str:
     lines = [
         f"particles:    {s.source}",
         f"count:        {s.n_particles}",
-        f"box:          {s.box} px",
+        f"box:          {s.box} px"
+        + (f" (odd: reconstruct uses them Fourier-cropped to {s.box - 1})" if s.box % 2 else ""),
         f"pixel size:   {s.pixel_size_angstrom:.4f} Å",
         f"optics groups ({len(s.optics)}):",
     ]
