@@ -98,7 +98,7 @@ def cropped_map_origin_angstrom(
     ``source_box`` is odd (``D − 1`` voxels of ``p·D/(D − 1)``), and not at all between even boxes.
     """
     source = file_origin_angstrom(source_box, source_pixel_angstrom)
-    return round(source - file_origin_angstrom(box, pixel_size_angstrom), 6)
+    return round(source - file_origin_angstrom(box, pixel_size_angstrom), 6) + 0.0  # not -0.0
 
 
 def euler_relion_to_matrix(rot_deg, tilt_deg, psi_deg) -> np.ndarray:
