@@ -49,11 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_summary(s: ParticleSummary) -> str:
     """The printed form of a summary."""
+    from cryosplat.particles.downsample import even_box
+
     lines = [
         f"particles:    {s.source}",
         f"count:        {s.n_particles}",
         f"box:          {s.box} px"
-        + (f" (odd: reconstruct uses them Fourier-cropped to {s.box - 1})" if s.box % 2 else ""),
+        + (
+            f" (odd: reconstruct uses them Fourier-cropped to {even_box(s.box)})"
+            if even_box(s.box) != s.box
+            else ""
+        ),
         f"pixel size:   {s.pixel_size_angstrom:.4f} Å",
         f"optics groups ({len(s.optics)}):",
     ]

@@ -22,11 +22,18 @@ import torch
 from cryosplat.particles.particle_set import ParticleSet
 
 __all__ = [
+    "even_box",
     "fourier_crop_images",
     "FourierCroppedStack",
     "downsample_particles",
     "box_for_resolution",
 ]
+
+
+def even_box(box: int) -> int:
+    """The box images of ``box`` pixels are reconstructed at: itself when even, ``box − 1`` when
+    odd (Fourier-cropped: the engines' grids and transforms are laid out for even boxes)."""
+    return box - box % 2
 
 
 def box_for_resolution(box: int, pixel_size_angstrom: float, resolution_angstrom: float) -> int:

@@ -254,12 +254,13 @@ def accumulate(
             inserter.restore(state)
             dropped.append(state.n_dropped)
             start = state.batches
+            done = min(idx.size, start * config.batch_size)
             if progress is not None:
-                progress(min(idx.size, start * config.batch_size), idx.size, resumed=True)
+                progress(done, idx.size, resumed=True)
             log.info(
                 "statistics: the pass saved part way (%s) continues at particle %d of %d",
                 partial.name,
-                min(idx.size, start * config.batch_size),
+                done,
                 idx.size,
             )
     rest = idx[start * config.batch_size :]

@@ -61,7 +61,7 @@ from pathlib import Path
 from cryosplat.core.conventions import cropped_map_origin_angstrom
 from cryosplat.core.errors import InputError
 from cryosplat.model.voxelize import footprint_voxels
-from cryosplat.particles.downsample import box_for_resolution
+from cryosplat.particles.downsample import box_for_resolution, even_box
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 
 __all__ = [
@@ -387,7 +387,7 @@ def plan_memory(request: PlanRequest, config: MemoryConfig) -> MemoryPlan:
         box = box_for_resolution(
             source, request.pixel_size_angstrom, request.max_resolution_angstrom
         )
-    box -= box % 2  # an odd box is used Fourier-cropped to the even box below it
+    box = even_box(box)
     pixel = request.pixel_size_angstrom * source / box
     bound = config.max_memory_bytes
     available = available_memory_bytes()
