@@ -13,7 +13,9 @@ import torch
 
 import cryosplat.simulate.simulation as simulate_module
 from cryosplat.cli.main import main
+from cryosplat.core.ctf import ctf_from_params
 from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import fft2_centered, ifft2_centered
 from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import MRCStack, read_map, write_map
 from cryosplat.io.stack_writer import StreamingStackWriter
@@ -257,10 +259,30 @@ def test_bad_model_files(tmp_path, blob_map):
     write_map(tmp_path / "empty.mrc", np.zeros((BOX,) * 3), PIXEL)
     with pytest.raises(InputError, match="blank images"):
         simulate(tmp_path / "empty.mrc", tmp_path / "e", _config())
-    write_map(tmp_path / "odd.mrc", np.ones((BOX + 1,) * 3), PIXEL)
-    with pytest.raises(InputError, match="box 33 is odd"):
-        simulate(tmp_path / "odd.mrc", tmp_path / "o", _config(box=None))
-    assert not (tmp_path / "o").exists()
+
+
+def test_an_odd_map_projects_as_the_even_map_it_was_cut_from(blob_map, tmp_path):
+    """The blob map (box 32, centre voxel 16) without its first plane on each axis is a map of
+    box 31 about the same centre (voxel 15): its clean images are the box-32 images without their
+    first row and column (up to the shifts' wrap-around at the edge), and with the CTF those
+    images times the CTF of box 31."""
+    even, _ = read_map(blob_map)
+    write_map(tmp_path / "odd.mrc", even[1:, 1:, 1:], PIXEL)
+    clean = _config(box=None, snr=float("inf"), apply_ctf=False)
+    odd_images = _images(simulate(tmp_path / "odd.mrc", tmp_path / "o", clean))
+    even_images = _images(simulate(blob_map, tmp_path / "e", clean))[:, 1:, 1:]
+    assert odd_images.shape == (40, BOX - 1, BOX - 1)
+    error = np.linalg.norm(odd_images - even_images) / np.linalg.norm(even_images)
+    assert error < 0.01, error  # a voxel's misplacement gives > 0.3
+    truth, voxel = read_map(tmp_path / "o" / "truth.mrc")
+    assert truth.shape == (BOX - 1,) * 3 and voxel == pytest.approx(PIXEL)
+
+    with_ctf = _config(box=None, snr=float("inf"))
+    odd_ctf = _images(simulate(tmp_path / "odd.mrc", tmp_path / "oc", with_ctf))
+    ctf = ctf_from_params(read_particles(tmp_path / "oc" / "particles.star").ctf, BOX - 1, PIXEL)
+    expected = ifft2_centered(fft2_centered(torch.as_tensor(even_images)) * ctf).real.numpy()
+    error = np.linalg.norm(odd_ctf - expected) / np.linalg.norm(expected)
+    assert error < 0.01, error
 
 
 def test_cli_writes_dataset_and_reports_errors(blob_map, tmp_path, capsys):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cryosplat.core.errors import InputError
-from cryosplat.core.fourier import ifft2_centered, phase_shift_2d
+from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
 from cryosplat.core.fourier_slice import extract_slices, volume_to_padded_ft
 from cryosplat.io.mrc import read_map
 from cryosplat.model.atoms import model_from_atoms
@@ -110,6 +110,12 @@ class SplatProjector:
 class MapProjector:
     """Projects a map by Fourier slices of its zero-padded transform (``cryosplat.core.fourier_slice``).
 
+    The slices need an even grid. A map of odd box ``D`` is projected on the grid one voxel
+    larger with a zero plane before each axis, which keeps its rotation centre (voxel ``D // 2``
+    becomes ``(D + 1) // 2``, the even grid's), and each projection is cropped back by its first
+    row and column before the shift and the CTF are applied on the ``D`` grid, as a projector of
+    box ``D`` applies them.
+
     Parameters
     ----------
     volume : np.ndarray, shape (D, D, D), ``[z, y, x]``, density per Å³
@@ -124,17 +130,17 @@ class MapProjector:
     ) -> None:
         self.volume, self.source = volume, source
         self.box, self.pixel_size_angstrom = volume.shape[0], pixel_size_angstrom
-        if self.box % 2:
-            raise InputError(
-                f"{source}: box {self.box} is odd; Fourier-slice projection needs an even box "
-                "(use an even --box, or resample the map)"
-            )
         self.device = torch.device(device)
+        self._odd = self.box % 2
         vol = torch.as_tensor(volume, dtype=torch.float32, device=self.device)
+        if self._odd:
+            vol = torch.nn.functional.pad(vol, (1, 0) * 3)
         self.volume_ft = volume_to_padded_ft(
             vol, FOURIER_PAD, pixel_size_angstrom, gridding_correction=True, half=True
         )
         self.method = f"Fourier slices (trilinear with gridding correction, padding {FOURIER_PAD})"
+        if self._odd:
+            self.method += f", odd box {self.box} projected at {self.box + 1} and cropped"
 
     def truth(self) -> np.ndarray:
         """The input map (D, D, D)."""
@@ -145,7 +151,9 @@ class MapProjector:
     ) -> np.ndarray:
         """Images (B, D, D) per Å² for rotations (B, 3, 3), RELION origins (B, 2) Å, CTF (B, D, D)."""
         rot = torch.as_tensor(rotations, dtype=torch.float32, device=self.device)
-        spectra = extract_slices(self.volume_ft, rot, self.box, FOURIER_PAD)
+        spectra = extract_slices(self.volume_ft, rot, self.box + self._odd, FOURIER_PAD)
+        if self._odd:
+            spectra = fft2_centered(ifft2_centered(spectra).real[..., 1:, 1:])
         spectra = phase_shift_2d(
             spectra, torch.as_tensor(shifts_angstrom, device=self.device), self.pixel_size_angstrom
         )
@@ -214,8 +222,7 @@ def load_projector(model_path: Path, config: ProjectorConfig) -> SplatProjector 
     Raises
     ------
     InputError
-        Missing or unknown file, missing box/pixel for atoms, a map of another box, an odd box
-        for Fourier-slice projection.
+        Missing or unknown file, missing box/pixel for atoms, a map of another box.
     """
     suffix = model_path.suffix.lower()
     if not model_path.is_file():
