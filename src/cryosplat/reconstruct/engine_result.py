@@ -41,6 +41,9 @@ class EngineResult:
         One entry per stage (grid) or epoch (splat), with its cross-validated resolution.
     timings_s : dict or None
         Wall time of the engine's parts (s).
+    sampled_share : np.ndarray (D//2 + 1,) or None
+        Per shell, the share of the map's frequencies the data sample at all
+        (:mod:`cryosplat.validation.sampling`); None: taken as all.
     """
 
     models: tuple[GaussianModel, GaussianModel]
@@ -49,6 +52,7 @@ class EngineResult:
     earlier_stages: list[tuple[GaussianModel, GaussianModel, float]] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     timings_s: dict[str, float] | None = None
+    sampled_share: np.ndarray | None = None
 
     def summary(self) -> dict:
         """What ``run.json`` keeps of it: the history and the timings."""

@@ -115,6 +115,7 @@ def evaluate_half_maps(
     map_halves: tuple[np.ndarray, np.ndarray] | None = None,
     sphere: np.ndarray | None = None,
     unweighted_halves: tuple[np.ndarray, np.ndarray] | None = None,
+    sampled_share: np.ndarray | None = None,
 ) -> tuple[HalfMapReport, np.ndarray]:
     """FSC of two half maps with a soft spherical mask and an automatic soft mask.
 
@@ -138,6 +139,10 @@ def evaluate_half_maps(
         weighted halves are inconsistent with the data
         (:attr:`~cryosplat.validation.crossval.CrossValidatedFSC.inconsistent_shell`: the
         weight carried one half's noise into the other).
+    sampled_share : array (D//2 + 1,), optional
+        Per shell, the share of its frequencies the data sample at all
+        (:mod:`cryosplat.validation.sampling`): the cross-validated estimates are scaled by its
+        square root. None: all.
 
     Returns the report and the automatic mask.
     """
@@ -153,7 +158,7 @@ def evaluate_half_maps(
     masks = (on_device(sphere), on_device(amask))
     cross, cv_mask, weighted = None, SPHERE_TEXT, None
     if data_maps is not None:
-        data = DataUnderMasks([on_device(d) for d in data_maps], *masks)
+        data = DataUnderMasks([on_device(d) for d in data_maps], *masks, sampled_share)
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
         cross, cv_mask = _cross_validate(halves, data, pixel_size_angstrom)
         if cross.inconsistent_shell is not None and unweighted_halves is not None:

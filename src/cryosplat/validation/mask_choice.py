@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from cryosplat.validation.crossval import (
@@ -41,12 +42,20 @@ class DataUnderMasks:
         The half sets' direct inversions.
     sphere, automatic : (D, D, D) tensors
         The soft spherical mask and the automatic mask, on the data's device.
+    sampled_share : array (D//2 + 1,), optional
+        Per shell, the share of its frequencies the data sample
+        (:class:`~cryosplat.validation.shell_terms.DataSpectra`).
     """
 
     def __init__(
-        self, data: list[torch.Tensor], sphere: torch.Tensor, automatic: torch.Tensor
+        self,
+        data: list[torch.Tensor],
+        sphere: torch.Tensor,
+        automatic: torch.Tensor,
+        sampled_share: np.ndarray | None = None,
     ) -> None:
         self._data, self._masks = data, {"sphere": sphere, "tight": sphere * automatic}
+        self._sampled_share = sampled_share
         self._made: dict[str, DataSpectra] = {}
 
     @cached_property
@@ -56,7 +65,9 @@ class DataUnderMasks:
 
     def __getitem__(self, name: str) -> DataSpectra:
         if name not in self._made:
-            self._made[name] = DataSpectra(*self._data, self._masks[name])
+            self._made[name] = DataSpectra(
+                *self._data, self._masks[name], sampled_share=self._sampled_share
+            )
         return self._made[name]
 
 

@@ -28,6 +28,9 @@ class ResolutionMonitor:
     device : torch device, optional
         Where the maps are kept and the FSCs computed (in double precision); the CPU by default.
         On a GPU this takes the per-stage check off the CPU (a few seconds per call at box 256).
+    sampled_share : array (D//2 + 1,), optional
+        Per shell, the share of its frequencies the data sample
+        (:class:`~cryosplat.validation.shell_terms.DataSpectra`).
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class ResolutionMonitor:
         data_maps: tuple[np.ndarray, np.ndarray],
         pixel_size_angstrom: float,
         device: torch.device | str | None = None,
+        sampled_share: np.ndarray | None = None,
     ):
         self.device = torch.device("cpu" if device is None else device)
         data = [
@@ -44,7 +48,7 @@ class ResolutionMonitor:
         self.pixel_size_angstrom = float(pixel_size_angstrom)
         mask = torch.as_tensor(spherical_mask(self.box)).to(self.device)  # float32: exact
         # The data's masked spectra and sums, made once: each check transforms only the models.
-        self.data = DataSpectra(*data, mask)
+        self.data = DataSpectra(*data, mask, sampled_share=sampled_share)
 
     def __call__(self, model_a, model_b, box: int | None = None) -> float:
         """Resolution (Å) of two :class:`~cryosplat.model.gaussians.GaussianModel` half models.

@@ -100,14 +100,37 @@ class DataSpectra:
         Random groups of each shell's samples, for the bootstrap.
     seed : int
         Seed of the groups.
+    sampled_share : array (D//2 + 1,), optional
+        Per shell, the share of its frequencies the data sample at all
+        (:mod:`cryosplat.validation.sampling`); the estimates made with these data are scaled by
+        its square root (:func:`cryosplat.validation.crossval.cross_validate`). None: all.
     """
 
-    def __init__(self, data_a, data_b, mask, blocks: int = BOOTSTRAP_BLOCKS, seed: int = 0):
+    def __init__(
+        self,
+        data_a,
+        data_b,
+        mask,
+        blocks: int = BOOTSTRAP_BLOCKS,
+        seed: int = 0,
+        sampled_share: np.ndarray | None = None,
+    ):
         if blocks < 1:
             raise ValueError(f"blocks must be positive, got {blocks}")
         box = data_a.shape[0]
         self.box, self.mask, self.blocks, self.seed = box, mask, blocks, seed
         self.n_shells = box // 2 + 1
+        if sampled_share is not None:
+            sampled_share = np.asarray(sampled_share, dtype=np.float64)
+            if (
+                sampled_share.shape != (self.n_shells,)
+                or not ((sampled_share >= 0) & (sampled_share <= 1)).all()
+            ):
+                raise ValueError(
+                    f"sampled_share must hold {self.n_shells} shares in [0, 1] (box {box}), got "
+                    f"shape {sampled_share.shape}"
+                )
+        self.sampled_share = sampled_share
         shell_grid, multiplicity_grid = half_grid_shells(box)
         shells = shell_grid.numpy().reshape(-1)
         self._keep = shells <= box // 2

@@ -231,10 +231,10 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     train, held = statistics.train, statistics.held
     timings = {"statistics": statistics.seconds}
     started = time.perf_counter()
-    data_maps, monitor, curve = None, None, None
+    data_maps, monitor, curve, sampled = None, None, None, None
     if dist.is_main:
-        data_maps = statistics.data_maps()
-        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
+        data_maps, sampled = statistics.data_maps(), statistics.sampled_share()
+        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled)
         curve = half_data_fsc(data_maps)
         seen = next((t for t in train if t is not None), None)
         _log_prior(curve, gcfg.fit, particles.box * particles.pixel_size_angstrom, seen)
@@ -346,4 +346,5 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     blend_maps = None
     if dist.is_main and config.blend_with_data:  # after the fit: not held while it runs
         blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
-    return EngineResult((current[0], current[1]), data_maps, blend_maps, earlier, history, timings)
+    models = (current[0], current[1])
+    return EngineResult(models, data_maps, blend_maps, earlier, history, timings, sampled)

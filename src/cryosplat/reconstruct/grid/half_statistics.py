@@ -34,6 +34,7 @@ from cryosplat.reconstruct.grid.statistics import (
 )
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
+from cryosplat.validation.sampling import sampled_share
 
 __all__ = [
     "HalfStatistics",
@@ -129,6 +130,14 @@ class HalfStatistics:
             wiener_inversion([t] if h is None else [t, h], regularization).cpu().numpy()
             for t, h in zip(self.train, self.held, strict=True)
         )
+
+    def sampled_share(self) -> np.ndarray:
+        """Per shell of the map, the share of its frequencies that some particle of either half
+        samples (:func:`~cryosplat.validation.sampling.sampled_share`: a frequency one half
+        misses the other's data may still check in the map, the halves' mean)."""
+        grids = [s.weights for s in self.train + self.held if s is not None]
+        first = self.train[0]
+        return sampled_share(grids, first.box, first.pad, first.max_radius)
 
 
 def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

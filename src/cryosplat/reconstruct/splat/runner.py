@@ -52,10 +52,10 @@ def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_
     statistics = gather_half_statistics(
         particles, halves, config, folder, device, show_progress, dist
     )
-    data_maps, monitor = None, None
+    data_maps, monitor, sampled = None, None, None
     if dist.is_main:
-        data_maps = statistics.data_maps()
-        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device)
+        data_maps, sampled = statistics.data_maps(), statistics.sampled_share()
+        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled)
     models = initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
         particles,
@@ -99,4 +99,6 @@ def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_
     blend_maps = None
     if dist.is_main and config.blend_with_data:
         blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
-    return EngineResult(models, data_maps, blend_maps, history=engine.history)
+    return EngineResult(
+        models, data_maps, blend_maps, history=engine.history, sampled_share=sampled
+    )
