@@ -64,6 +64,36 @@ def test_the_model_is_kept_where_the_data_hold_nothing():
     assert np.median(curve) > 0.99 and curve.min() > 0.9
 
 
+def test_where_no_view_samples_the_models_are_kept_and_the_weight_read_elsewhere():
+    """Data zero outside a band of 30° about the xy plane (a missing cone of 60°, as views within
+    30° of one axis leave), models the truth plus a shared error: in the band the data are taken
+    as where all is sampled; outside it the models stay (over the whole shell their fill-in
+    counted as error against zero data, and the blend emptied the cone)."""
+    truth = _field(0)
+    bias = _field(1, scale=2.0)
+    k = np.fft.fftfreq(BOX) * BOX
+    kz, ky, kx = np.meshgrid(k, k, k[: BOX // 2 + 1], indexing="ij")
+    band = np.abs(kz) <= np.sin(np.radians(30.0)) * np.sqrt(kx**2 + ky**2 + kz**2)
+
+    def in_band(volume):
+        return np.fft.irfftn(np.fft.rfftn(volume) * band, s=volume.shape, axes=(0, 1, 2))
+
+    models = [truth + bias, truth + bias]
+    data = [in_band(truth + _field(2, scale=0.1)), in_band(truth + _field(3, scale=0.1))]
+    a, b, alpha = blend_with_data(*models, *data, sampled=torch.as_tensor(band))
+    _, _, every = blend_with_data(*models, *[truth + _field(s, scale=0.1) for s in (2, 3)])
+    np.testing.assert_allclose(alpha[2:], every[2:], atol=0.05)
+    assert alpha[2:].max() < 0.05
+    blended = np.fft.rfftn(0.5 * (a + b))
+    expected = np.where(band, np.fft.rfftn(truth), np.fft.rfftn(truth + bias))
+    blended[0, 0, 0] = expected[0, 0, 0]  # the map's mean stays the model's (α(0) = 1)
+    assert np.linalg.norm(blended - expected) < 0.1 * np.linalg.norm(expected)
+    _, _, blind = blend_with_data(*models, *data)  # the cone counted against the models
+    assert blind[2:].min() < 0.01
+    with pytest.raises(ValueError, match="sampled has shape"):
+        blend_with_data(*models, *data, sampled=torch.as_tensor(band[:-1]))
+
+
 def test_the_data_are_taken_where_the_models_share_a_large_error():
     truth = _field(0)
     bias = _field(1, scale=2.0)

@@ -13,6 +13,7 @@ import numpy as np
 
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX
+from cryosplat.validation.sampling import SampledFrequencies
 
 __all__ = ["EngineResult", "MapSettings"]
 
@@ -41,8 +42,8 @@ class EngineResult:
         One entry per stage (grid) or epoch (splat), with its cross-validated resolution.
     timings_s : dict or None
         Wall time of the engine's parts (s).
-    sampled_share : np.ndarray (D//2 + 1,) or None
-        Per shell, the share of the map's frequencies the data sample at all
+    sampling : SampledFrequencies or None
+        The map's frequencies the data sample at all, and their share per shell
         (:mod:`cryosplat.validation.sampling`); None: taken as all.
     """
 
@@ -52,7 +53,7 @@ class EngineResult:
     earlier_stages: list[tuple[GaussianModel, GaussianModel, float]] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     timings_s: dict[str, float] | None = None
-    sampled_share: np.ndarray | None = None
+    sampling: SampledFrequencies | None = None
 
     def summary(self) -> dict:
         """What ``run.json`` keeps of it: the history and the timings."""

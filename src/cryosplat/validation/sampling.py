@@ -25,18 +25,43 @@ empty), every other set 0.985 or more. The reported resolution moved on those fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from cryosplat.core.fourier import squared_radius
 
-__all__ = ["UNSAMPLED_WEIGHT", "sampled_share"]
+__all__ = ["UNSAMPLED_WEIGHT", "SampledFrequencies", "sampled_frequencies", "sampled_share"]
 
 # A frequency whose summed CTF² is under this share of its shell's mean holds nothing (module
 # docstring): 10⁻³, far under what views spread unevenly give (the sparse directions of 95 % of
 # the views within 15° of an axis hold 1-5 % of the mean) and far over rounding.
 UNSAMPLED_WEIGHT = 1e-3
+
+
+@dataclass(frozen=True)
+class SampledFrequencies:
+    """Which frequencies of a map of box ``D`` the data sample at all.
+
+    Attributes
+    ----------
+    mask : torch.Tensor, bool, shape (D, D, D//2 + 1)
+        On the uncentred real-FFT half grid of the map (``torch.fft.rfftn``'s layout): True where
+        some particle's central plane passes; False where none does and past the statistics'
+        own limit (the data hold nothing there either way).
+    share : np.ndarray, shape (D//2 + 1,)
+        Per shell, the share of its frequencies within the statistics' limit that are sampled; 1
+        where none is within it or the shell's mean ``W`` is zero (nothing to compare).
+    """
+
+    mask: torch.Tensor
+    share: np.ndarray
+
+    @property
+    def complete(self) -> bool:
+        """Every frequency within the statistics' limit sampled."""
+        return bool(np.all(self.share == 1.0))
 
 
 def sampled_share(
@@ -46,7 +71,19 @@ def sampled_share(
     max_radius: float | None = None,
     threshold: float = UNSAMPLED_WEIGHT,
 ) -> np.ndarray:
-    """The share of each shell's frequencies of the ``box`` grid that the data sample.
+    """The share of each shell's frequencies of the ``box`` grid that the data sample
+    (:attr:`SampledFrequencies.share` of :func:`sampled_frequencies`, same arguments)."""
+    return sampled_frequencies(weights, box, pad, max_radius, threshold).share
+
+
+def sampled_frequencies(
+    weights: Sequence[torch.Tensor],
+    box: int,
+    pad: int,
+    max_radius: float | None = None,
+    threshold: float = UNSAMPLED_WEIGHT,
+) -> SampledFrequencies:
+    """The frequencies of the ``box`` grid that the data sample, and their share per shell.
 
     Parameters
     ----------
@@ -58,38 +95,34 @@ def sampled_share(
     pad : int
     max_radius : float, optional
         The radius (in frequencies of the ``box`` grid) past which nothing was gathered
-        (``FourierStatistics.max_radius``): those frequencies are left out of the shares (the
+        (``FourierStatistics.max_radius``): unsampled in the mask, left out of the shares (the
         statistics' own limit, not the views'). Default: every frequency of the shells.
     threshold : float
         A frequency is sampled where ``W`` exceeds this share of its shell's mean.
-
-    Returns
-    -------
-    np.ndarray, shape (D//2 + 1,)
-        Shells ``0 … D//2``; 1 where the shell has no frequency within ``max_radius`` or its mean
-        ``W`` is zero (nothing to compare).
     """
     size = pad * box
+    if not weights:
+        raise ValueError("no weights given")
     for grid in weights:
         if box % 2 or grid.shape != (size, size, size // 2 + 1):
             raise ValueError(
                 f"weights of shape {tuple(grid.shape)} are not the padded half grid of an even "
                 f"box {box} with pad {pad}"
             )
-    if not weights:
-        raise ValueError("no weights given")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    w = sum(grid[::pad, ::pad, ::pad].double().cpu() for grid in weights).reshape(-1)
-    r2 = squared_radius(box, 3, half=True, dtype=torch.float64).reshape(-1)
-    shells = torch.round(r2.sqrt()).long()
-    inside = shells <= box // 2
+    w = sum(grid[::pad, ::pad, ::pad].double().cpu() for grid in weights)
+    r2 = squared_radius(box, 3, half=True, dtype=torch.float64)
+    shells = torch.round(r2.sqrt()).long().clamp_max(box // 2 + 1)
+    n = box // 2 + 1
+    inside = shells < n
     if max_radius is not None:
         inside &= r2 <= max_radius**2
-    shells, w = shells[inside], w[inside]
-    n = box // 2 + 1
-    count = torch.bincount(shells, minlength=n).double()
-    mean = torch.bincount(shells, weights=w, minlength=n) / count.clamp_min(1)
-    held = torch.bincount(shells, weights=(w > threshold * mean[shells]).double(), minlength=n)
+    count = torch.bincount(shells[inside], minlength=n).double()
+    mean = torch.bincount(shells[inside], weights=w[inside], minlength=n) / count.clamp_min(1)
+    floor = torch.cat([threshold * mean, torch.zeros(1, dtype=torch.float64)])
+    sampled = inside & (w > floor[shells])
+    held = torch.bincount(shells[sampled], minlength=n).double()
     share = torch.where(mean > 0, held / count.clamp_min(1), torch.ones_like(mean))
-    return share.numpy()
+    mask = torch.fft.ifftshift(sampled, dim=(0, 1))  # centred z, y → the rfftn layout
+    return SampledFrequencies(mask, share.numpy())

@@ -233,8 +233,8 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     started = time.perf_counter()
     data_maps, monitor, curve, sampled = None, None, None, None
     if dist.is_main:
-        data_maps, sampled = statistics.data_maps(), statistics.sampled_share()
-        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled)
+        data_maps, sampled = statistics.data_maps(), statistics.sampled_frequencies()
+        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled.share)
         curve = half_data_fsc(data_maps)
         seen = next((t for t in train if t is not None), None)
         _log_prior(curve, gcfg.fit, particles.box * particles.pixel_size_angstrom, seen)

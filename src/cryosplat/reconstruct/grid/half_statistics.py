@@ -34,7 +34,7 @@ from cryosplat.reconstruct.grid.statistics import (
 )
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
-from cryosplat.validation.sampling import sampled_share
+from cryosplat.validation.sampling import SampledFrequencies, sampled_frequencies
 
 __all__ = [
     "HalfStatistics",
@@ -131,13 +131,13 @@ class HalfStatistics:
             for t, h in zip(self.train, self.held, strict=True)
         )
 
-    def sampled_share(self) -> np.ndarray:
-        """Per shell of the map, the share of its frequencies that some particle of either half
-        samples (:func:`~cryosplat.validation.sampling.sampled_share`: a frequency one half
+    def sampled_frequencies(self) -> SampledFrequencies:
+        """The map's frequencies that some particle of either half samples, and their share per
+        shell (:func:`~cryosplat.validation.sampling.sampled_frequencies`: a frequency one half
         misses the other's data may still check in the map, the halves' mean)."""
         grids = [s.weights for s in self.train + self.held if s is not None]
         first = self.train[0]
-        return sampled_share(grids, first.box, first.pad, first.max_radius)
+        return sampled_frequencies(grids, first.box, first.pad, first.max_radius)
 
 
 def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

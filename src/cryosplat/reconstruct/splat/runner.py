@@ -54,8 +54,8 @@ def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_
     )
     data_maps, monitor, sampled = None, None, None
     if dist.is_main:
-        data_maps, sampled = statistics.data_maps(), statistics.sampled_share()
-        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled)
+        data_maps, sampled = statistics.data_maps(), statistics.sampled_frequencies()
+        monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled.share)
     models = initial_models(particles, config, config.n_gaussians, device)
     engine = SplatEngine(
         particles,
@@ -99,6 +99,4 @@ def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_
     blend_maps = None
     if dist.is_main and config.blend_with_data:
         blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
-    return EngineResult(
-        models, data_maps, blend_maps, history=engine.history, sampled_share=sampled
-    )
+    return EngineResult(models, data_maps, blend_maps, history=engine.history, sampling=sampled)
