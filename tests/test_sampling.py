@@ -15,7 +15,7 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.simulate.views import PreferredViews
 from cryosplat.validation.crossval import DataSpectra, cross_validate
 from cryosplat.validation.fsc import fsc
-from cryosplat.validation.sampling import sampled_share
+from cryosplat.validation.sampling import sampled_frequencies, sampled_share
 
 BOX, PIXEL, PAD = 48, 2.0, 2
 
@@ -36,6 +36,15 @@ def test_views_within_an_angle_of_a_plane_sample_the_sine_of_it():
     share = sampled_share([weights], BOX, PAD)
     assert share.shape == (BOX // 2 + 1,) and share[0] == 1.0
     np.testing.assert_allclose(share[6:], np.sin(np.radians(20.0)), atol=0.04)
+    # The mask on the map's real-FFT half grid (uncentred): the band about the xy plane.
+    found = sampled_frequencies([weights], BOX, PAD)
+    k = np.fft.fftfreq(BOX, 1 / BOX)
+    kz, ky, kx = np.meshgrid(k, k, np.arange(BOX // 2 + 1), indexing="ij")
+    radius = np.sqrt(kx**2 + ky**2 + kz**2)
+    expected = (np.abs(kz) <= np.sin(np.radians(20.0)) * radius) & (np.round(radius) <= BOX // 2)
+    assert found.mask().shape == expected.shape
+    assert np.mean(found.mask().numpy() == expected) > 0.995
+    assert not found.complete and found.mask(0.9).sum() < found.mask().sum()
     # Particles of disjoint sets add: the band's complement from another set fills the shells.
     rest = torch.as_tensor((~band).astype(np.float64))
     assert np.all(sampled_share([weights, rest], BOX, PAD) == 1.0)

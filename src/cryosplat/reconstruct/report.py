@@ -24,7 +24,7 @@ from cryosplat.reconstruct.half_map_report import (
 from cryosplat.reconstruct.run_folder import FSC_FILE, MAP_FILE, write_json_atomic
 from cryosplat.reconstruct.stage_mean import mean_of_stages
 from cryosplat.validation.conical import DirectionalResolution, directional_resolution
-from cryosplat.validation.data_blend import blend_with_data
+from cryosplat.validation.data_blend import BLEND_SAMPLED_WEIGHT, blend_with_data
 from cryosplat.validation.local_weight import (
     UNWEIGHTED_SHELLS,
     apply_local_weight,
@@ -225,7 +225,7 @@ def write_outputs(
     parts, alpha, map_text = (half_a, half_b), None, "mean of the half maps"
     sphere = spherical_mask(model_a.box, soft_width_px=soft_width_px)
     if blend_maps is not None:
-        sampled = None if result.sampling is None else result.sampling.mask
+        sampled = None if result.sampling is None else result.sampling.mask(BLEND_SAMPLED_WEIGHT)
         *parts, alpha = blend_with_data(
             half_a, half_b, *blend_maps, model_a.means.device, mask=sphere, sampled=sampled
         )

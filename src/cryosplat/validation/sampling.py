@@ -46,17 +46,23 @@ class SampledFrequencies:
 
     Attributes
     ----------
-    mask : torch.Tensor, bool, shape (D, D, D//2 + 1)
-        On the uncentred real-FFT half grid of the map (``torch.fft.rfftn``'s layout): True where
-        some particle's central plane passes; False where none does and past the statistics'
-        own limit (the data hold nothing there either way).
+    relative_weight : torch.Tensor, float32, shape (D, D, D//2 + 1)
+        ``W`` over its shell's mean, on the uncentred real-FFT half grid of the map
+        (``torch.fft.rfftn``'s layout); 0 past the statistics' own limit (the data hold nothing
+        there either) and in shells whose mean is zero.
     share : np.ndarray, shape (D//2 + 1,)
-        Per shell, the share of its frequencies within the statistics' limit that are sampled; 1
-        where none is within it or the shell's mean ``W`` is zero (nothing to compare).
+        Per shell, the share of its frequencies within the statistics' limit that are sampled
+        (``relative_weight`` above the threshold); 1 where none is within it or the shell's mean
+        ``W`` is zero (nothing to compare).
     """
 
-    mask: torch.Tensor
+    relative_weight: torch.Tensor
     share: np.ndarray
+
+    def mask(self, threshold: float = UNSAMPLED_WEIGHT) -> torch.Tensor:
+        """Bool (D, D, D//2 + 1): the frequencies whose ``W`` exceeds ``threshold`` times its
+        shell's mean (by default: those some view samples at all)."""
+        return self.relative_weight > threshold
 
     @property
     def complete(self) -> bool:
@@ -120,9 +126,9 @@ def sampled_frequencies(
         inside &= r2 <= max_radius**2
     count = torch.bincount(shells[inside], minlength=n).double()
     mean = torch.bincount(shells[inside], weights=w[inside], minlength=n) / count.clamp_min(1)
-    floor = torch.cat([threshold * mean, torch.zeros(1, dtype=torch.float64)])
-    sampled = inside & (w > floor[shells])
-    held = torch.bincount(shells[sampled], minlength=n).double()
+    at = torch.cat([mean, torch.zeros(1, dtype=torch.float64)])[shells]  # each point's shell mean
+    relative = torch.where(inside & (at > 0), w / at.clamp_min(1e-300), 0.0)
+    held = torch.bincount(shells[relative > threshold], minlength=n).double()
     share = torch.where(mean > 0, held / count.clamp_min(1), torch.ones_like(mean))
-    mask = torch.fft.ifftshift(sampled, dim=(0, 1))  # centred z, y → the rfftn layout
-    return SampledFrequencies(mask, share.numpy())
+    relative = torch.fft.ifftshift(relative.float(), dim=(0, 1))  # centred z, y → rfftn layout
+    return SampledFrequencies(relative, share.numpy())
