@@ -45,13 +45,14 @@ shell 2's FSC with the truth fell to 0.971 where the model alone had 0.978 and t
 better peer 0.017 → 0.012, the 0.5 and 0.143 crossings within 0.03 Å).
 
 Where no view samples a frequency at all (a missing cone or wedge: views within some angle of
-one axis, a tilt limit; :mod:`cryosplat.validation.sampling`) the inversions are zero, not noisy:
-there the half maps stay the models', and ``α`` is estimated over the sampled frequencies of each
-shell. Taken over the whole shell, the models' fill-in of the unsampled part counted as their
+one axis, a tilt limit; :mod:`cryosplat.validation.sampling`) the inversions are zero, not noisy,
+and where views sample it thinly the inversion's Wiener constant shrinks them
+(:data:`BLEND_SAMPLED_WEIGHT`): there the half maps stay the models', and ``α`` is estimated over
+the other frequencies of each shell. Taken over the whole shell, the models' fill-in of the unsampled part counted as their
 error against zero data: with every view within 10° of one axis ``α`` fell to 0.04-0.3, the map
 became the inversions with the unsampled part empty, and its FSC with the truth crossed 0.5 at
 160 Å where the half models' own crossed it at 33 Å; with every view within 30° the first shell
-had 0.859 where the models alone had 0.951 (round 2, session 33: so 33 Å and 0.933).
+had 0.859 where the models alone had 0.951 (round 2, session 33: so 33 Å and 0.948).
 
 Where the data hold nothing (the high shells of a noisy set) ``σ²`` dominates and ``α = 1``: the
 map is the model's. ``α(0) = 1`` (the map's mean stays the model's: one coefficient estimates
@@ -119,8 +120,9 @@ def model_weights_by_shell(
     grid : (shells, multiplicity), optional
         :func:`cryosplat.validation.fsc.half_grid_shells` of the box, when the caller has it.
     sampled : torch.Tensor, bool, same shape, optional
-        The frequencies the data sample at all (:mod:`cryosplat.validation.sampling`): the shell
-        means are taken over those (1 where a shell has none). Default: all.
+        The frequencies the data hold (:meth:`~cryosplat.validation.sampling.SampledFrequencies.mask`
+        at :data:`BLEND_SAMPLED_WEIGHT`): the shell means are taken over those (``α`` 1 where a
+        shell has none). Default: all.
     """
     grid = half_grid_shells(model_a.shape[0], model_a.device) if grid is None else grid
     keep = torch.ones_like(grid[1]) if sampled is None else sampled.to(grid[1])
@@ -171,10 +173,11 @@ def blend_with_data(
         Soft mask the weights are estimated within (e.g.
         :func:`~cryosplat.validation.masks.spherical_mask`); the whole box without it.
     sampled : torch.Tensor, bool, shape (D, D, D//2 + 1), optional
-        The frequencies the data sample at all, on the real-FFT half grid
-        (:class:`~cryosplat.validation.sampling.SampledFrequencies`): elsewhere the inversions
-        hold nothing, so the half maps stay the models' there and ``α`` is estimated over the
-        sampled ones (module docstring). Default: all.
+        The frequencies the data hold, on the real-FFT half grid
+        (:meth:`~cryosplat.validation.sampling.SampledFrequencies.mask` at
+        :data:`BLEND_SAMPLED_WEIGHT`): elsewhere the inversions hold nothing or little, so the
+        half maps stay the models' there and ``α`` is estimated over the others (module
+        docstring). Default: all.
 
     Returns
     -------
