@@ -33,7 +33,7 @@ import torch
 from cryosplat.core.fourier import squared_radius
 from cryosplat.validation.fsc import half_grid_shells
 
-__all__ = ["UNSAMPLED_WEIGHT", "SampledFrequencies", "sampled_frequencies", "sampled_share"]
+__all__ = ["UNSAMPLED_WEIGHT", "SampledFrequencies", "sampled_frequencies"]
 
 # A frequency whose summed CTF² is under this share of its shell's mean holds nothing (module
 # docstring): 10⁻³, far under what views spread unevenly give (the sparse directions of 95 % of
@@ -64,23 +64,6 @@ class SampledFrequencies:
         """Bool (D, D, D//2 + 1): the frequencies whose ``W`` exceeds ``threshold`` times its
         shell's mean (by default: those some view samples at all)."""
         return self.relative_weight > threshold
-
-    @property
-    def complete(self) -> bool:
-        """Every frequency within the statistics' limit sampled."""
-        return bool(np.all(self.share == 1.0))
-
-
-def sampled_share(
-    weights: Sequence[torch.Tensor],
-    box: int,
-    pad: int,
-    max_radius: float | None = None,
-    threshold: float = UNSAMPLED_WEIGHT,
-) -> np.ndarray:
-    """The share of each shell's frequencies of the ``box`` grid that the data sample
-    (:attr:`SampledFrequencies.share` of :func:`sampled_frequencies`, same arguments)."""
-    return sampled_frequencies(weights, box, pad, max_radius, threshold).share
 
 
 def sampled_frequencies(
