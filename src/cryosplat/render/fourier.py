@@ -71,7 +71,8 @@ def splat_fourier(
     Parameters
     ----------
     mixture, rotations, box, pixel_size_angstrom
-        As in :func:`cryosplat.render.reference.splat_reference`; ``box`` must be even.
+        As in :func:`cryosplat.render.reference.splat_reference`. An odd box is rendered at
+        ``box + 1`` and cropped (its first row and column dropped: same origin, ``D // 2``).
     n_sigma : float
         Voxelisation footprint half-width in standard deviations of each Gaussian's widest axis.
     max_elements : int
@@ -87,7 +88,12 @@ def splat_fourier(
     check_inputs(mixture, rotations, box, pixel_size_angstrom)
     box = int(box)
     if box % 2:
-        raise ValueError(f"the Fourier backend needs an even box, got {box}")
+        # The grids are laid out for even boxes: render at D + 1, whose origin (D + 1) // 2 is one
+        # voxel past D // 2 along each axis, and drop the first row and column.
+        images = splat_fourier(
+            mixture, rotations, box + 1, pixel_size_angstrom, n_sigma, max_elements, pad
+        )
+        return images[..., 1:, 1:]
     size = padded_box(box, pad)
     dtype, device = mixture.means.dtype, mixture.means.device
     n_views = rotations.shape[0]

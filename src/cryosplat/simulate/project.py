@@ -114,8 +114,6 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
         )
     box = int(config.box or particles.box)
     pixel = float(config.pixel_size_angstrom or particles.pixel_size_angstrom)
-    if config.backend == "fourier" and box % 2:
-        raise InputError(f"--backend fourier needs an even box, got {box}")
     model = load_gaussian_model(config.model_path, box, pixel, config.bfactor_extra_angstrom2)
     model = model.to(device)
     n = len(particles)
