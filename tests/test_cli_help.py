@@ -87,8 +87,14 @@ def test_reconstruct_help_states_the_configs_defaults():
     sub = build_parser()._subparsers._group_actions[0].choices["reconstruct"]
     helps = {a.option_strings[-1]: a.help for a in sub._actions if a.option_strings}
     fit = GridFitConfig()
+    from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX
+
+    assert ReconstructConfig().local_weight_sigma_px is None  # from the resolution:
+    stated = re.search(
+        r"a third of the fit's .* at least ([0-9.]+)\)", helps["--local-weight-sigma"]
+    )
+    assert float(stated.group(1)) == DEFAULT_SIGMA_PX
     expected = {
-        "--local-weight-sigma": ReconstructConfig().local_weight_sigma_px,
         "--prior-strength": fit.prior_strength,
         "--density-control": fit.density_control_fraction,
     }

@@ -15,9 +15,13 @@ from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
 from cryosplat.reconstruct.report import evaluate_half_maps, write_outputs
 from cryosplat.validation.fsc import fsc, half_grid_shells, resolution_at
 from cryosplat.validation.local_weight import (
+    DEFAULT_SIGMA_PX,
+    MAX_AUTO_SIGMA_PX,
+    RESOLUTION_PER_SIGMA,
     UNWEIGHTED_SHELLS,
     apply_local_weight,
     local_wiener_weight,
+    window_for_resolution,
 )
 from cryosplat.validation.masks import gaussian_smooth, spherical_mask
 
@@ -189,3 +193,30 @@ def test_the_envelope_is_not_bent_by_the_weight():
 def test_map_settings_refuse_a_negative_width(field):
     with pytest.raises(ValueError, match=field):
         MapSettings(**{field: -1.0})
+
+
+def test_the_window_is_a_third_of_the_resolution_within_its_bounds():
+    assert window_for_resolution(12.0, 2.0) == pytest.approx(6.0 / RESOLUTION_PER_SIGMA)
+    assert window_for_resolution(6.0, 2.0) == DEFAULT_SIGMA_PX  # resolved at 3 voxels
+    assert window_for_resolution(300.0, 2.0) == MAX_AUTO_SIGMA_PX
+    assert window_for_resolution(float("inf"), 2.0) == DEFAULT_SIGMA_PX  # none vouched for
+    with pytest.raises(ValueError, match="pixel_size_angstrom"):
+        window_for_resolution(10.0, 0.0)
+
+
+def test_the_default_window_follows_the_fits_resolution(tmp_path):
+    """``MapSettings()`` takes the window from the last cross-validated resolution of the
+    engine's history: the weight written is the one of that window."""
+    model_a, model_b = _model(1), _model(2)
+    history = [{"stage": 1, "resolution_angstrom": 30.0}, {"stage": 2, "resolution_angstrom": 18.0}]
+    result = EngineResult((model_a, model_b), history=history)
+    assert result.last_resolution_angstrom() == 18.0
+    assert EngineResult((model_a, model_b)).last_resolution_angstrom() == float("inf")
+    _, summary = write_outputs(tmp_path, result, MapSettings())
+    a, _ = read_map(tmp_path / "half_map_A.mrc")
+    b, _ = read_map(tmp_path / "half_map_B.mrc")
+    w, _ = read_map(tmp_path / "local_weight.mrc")
+    sigma = window_for_resolution(18.0, 2.0)
+    assert sigma == pytest.approx(3.0)
+    np.testing.assert_allclose(w, local_wiener_weight(a, b, sigma), atol=1e-5)
+    assert "(3 px;" in summary["map"]

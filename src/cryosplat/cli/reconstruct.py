@@ -101,7 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PX",
         help="map.mrc is the mean of the half maps times their local Wiener weight (what the "
         "halves share against where they differ, averaged over a Gaussian of PX voxels; "
-        "local_weight.mrc); 0: the plain mean (default 1.5)",
+        "local_weight.mrc); 0: the plain mean (default: a third of the fit's cross-validated "
+        "resolution in voxels, at least 1.5)",
     )
     p.add_argument(
         "--no-data-blend",

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX
 from cryosplat.validation.sampling import SampledFrequencies
 
 __all__ = ["EngineResult", "MapSettings"]
@@ -55,6 +54,15 @@ class EngineResult:
     timings_s: dict[str, float] | None = None
     sampling: SampledFrequencies | None = None
 
+    def last_resolution_angstrom(self) -> float:
+        """The cross-validated resolution of the last stage or epoch in :attr:`history` (Å;
+        infinite where none was measured)."""
+        for record in reversed(self.history):
+            value = record.get("resolution_angstrom")
+            if value is not None:
+                return float(value)
+        return float("inf")
+
     def summary(self) -> dict:
         """What ``run.json`` keeps of it: the history and the timings."""
         out: dict = {"history": self.history}
@@ -73,10 +81,11 @@ class MapSettings:
         Soft edge of the spherical mask (voxels).
     symmetry : str
         The models' point group (a symmetric model is written expanded: the whole molecule).
-    local_weight_sigma_px : float
+    local_weight_sigma_px : float or None
         Window of the map's local Wiener weight (voxels;
         :func:`~cryosplat.validation.local_weight.apply_local_weight`); 0: the plain mean of the
-        half maps.
+        half maps; None (the default): from the fit's last cross-validated resolution
+        (:func:`~cryosplat.validation.local_weight.window_for_resolution`).
     origin_angstrom : float
         Header origin of every map written, and shift of the exported pseudo-atoms (Å, each
         axis): 0 but for images of an odd box, used cropped to the even box below
@@ -85,11 +94,11 @@ class MapSettings:
 
     soft_width_px: float = 6.0
     symmetry: str = "C1"
-    local_weight_sigma_px: float = DEFAULT_SIGMA_PX
+    local_weight_sigma_px: float | None = None
     origin_angstrom: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.soft_width_px >= 0:
             raise ValueError(f"soft_width_px must be ≥ 0, got {self.soft_width_px}")
-        if not self.local_weight_sigma_px >= 0:
+        if self.local_weight_sigma_px is not None and not self.local_weight_sigma_px >= 0:
             raise ValueError(f"local_weight_sigma_px must be ≥ 0, got {self.local_weight_sigma_px}")

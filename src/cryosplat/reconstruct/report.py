@@ -29,6 +29,7 @@ from cryosplat.validation.local_weight import (
     UNWEIGHTED_SHELLS,
     apply_local_weight,
     local_wiener_weight,
+    window_for_resolution,
 )
 from cryosplat.validation.masks import spherical_mask
 
@@ -183,8 +184,9 @@ def write_outputs(
     :mod:`cryosplat.validation.data_blend`; the model's weight per shell goes into ``fsc.json``),
     their mean times their local Wiener weight but at the lowest shells
     (:func:`~cryosplat.validation.local_weight.apply_local_weight`; the weight's window
-    ``settings.local_weight_sigma_px`` voxels, the weight written as ``local_weight.mrc``; 0: the
-    plain mean). The half maps as written and their FSC are the models' own (with
+    ``settings.local_weight_sigma_px`` voxels, by default a third of the fit's last
+    cross-validated resolution and at least 1.5, the weight written as ``local_weight.mrc``; 0:
+    the plain mean). The half maps as written and their FSC are the models' own (with
     ``result.earlier_stages``, at each frequency the mean of the stages' fits that hold it:
     :mod:`cryosplat.reconstruct.stage_mean`). ``warnings`` (e.g. that the half sets are random)
     are written into ``fsc.json``. A symmetric model is written expanded (every copy: the full
@@ -203,6 +205,8 @@ def write_outputs(
     local_weight_sigma_px, origin = settings.local_weight_sigma_px, settings.origin_angstrom
 
     pixel = model_a.pixel_size_angstrom
+    if local_weight_sigma_px is None:
+        local_weight_sigma_px = window_for_resolution(result.last_resolution_angstrom(), pixel)
     n_unit = [len(model_a), len(model_b)]
     model_a, model_b = model_a.expanded(), model_b.expanded()
     with torch.no_grad():
@@ -238,7 +242,7 @@ def write_outputs(
         )
         write_map(folder / "local_weight.mrc", weight, pixel, origin)
         map_text += (
-            f" × local Wiener weight ({local_weight_sigma_px:g} px; shells 0-{UNWEIGHTED_SHELLS}"
+            f" × local Wiener weight ({local_weight_sigma_px:.3g} px; shells 0-{UNWEIGHTED_SHELLS}"
             " unweighted)"
         )
     else:

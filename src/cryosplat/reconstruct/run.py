@@ -50,7 +50,6 @@ from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngineConfig
 from cryosplat.reconstruct.splat.runner import run_splat_engine
-from cryosplat.validation.local_weight import DEFAULT_SIGMA_PX
 
 __all__ = [
     "ReconstructConfig",
@@ -96,7 +95,9 @@ class ReconstructConfig:
     init_radius_fraction : random means lie in a sphere of this radius (fraction of the box edge)
     mask_soft_width_px : soft edge of the FSC masks (voxels)
     local_weight_sigma_px : window (voxels) of the local Wiener weight the map (the mean of the
-        half maps) is multiplied by (:mod:`cryosplat.validation.local_weight`); 0: the plain mean
+        half maps) is multiplied by (:mod:`cryosplat.validation.local_weight`); 0: the plain mean;
+        None (the default): a third of the fit's last cross-validated resolution in voxels, at
+        least 1.5 (:func:`~cryosplat.validation.local_weight.window_for_resolution`)
     blend_with_data : the map is made of half maps corrected, shell by shell, by their own half
         set's direct inversion where that holds more (:mod:`cryosplat.validation.data_blend`)
     keep_checkpoints : keep ``checkpoints/`` once the run is complete (by default removed then:
@@ -121,7 +122,7 @@ class ReconstructConfig:
     use_random_subset: bool = True
     init_radius_fraction: float = 0.3
     mask_soft_width_px: float = 6.0
-    local_weight_sigma_px: float = DEFAULT_SIGMA_PX
+    local_weight_sigma_px: float | None = None
     blend_with_data: bool = True
     keep_checkpoints: bool = False
     deterministic: bool = False
@@ -145,7 +146,8 @@ class ReconstructConfig:
             )
         if self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed}")
-        if not 0 <= self.local_weight_sigma_px <= MAX_LOCAL_WEIGHT_SIGMA_PX:
+        sigma = self.local_weight_sigma_px
+        if sigma is not None and not 0 <= sigma <= MAX_LOCAL_WEIGHT_SIGMA_PX:
             raise InputError(
                 f"local_weight_sigma_px must be from 0 (off) to {MAX_LOCAL_WEIGHT_SIGMA_PX} "
                 f"voxels, got {self.local_weight_sigma_px}"

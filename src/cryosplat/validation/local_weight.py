@@ -29,12 +29,28 @@ import torch
 from cryosplat.validation.fsc import half_grid_shells
 from cryosplat.validation.masks import gaussian_smooth
 
-__all__ = ["DEFAULT_SIGMA_PX", "UNWEIGHTED_SHELLS", "apply_local_weight", "local_wiener_weight"]
+__all__ = [
+    "DEFAULT_SIGMA_PX",
+    "RESOLUTION_PER_SIGMA",
+    "UNWEIGHTED_SHELLS",
+    "apply_local_weight",
+    "local_wiener_weight",
+    "window_for_resolution",
+]
 
 # Measured on fifteen sets, two seeds each (benchmarks/RESULTS.md, round 2, session 8): FSC 0.5
 # with the truth 1.8 % finer on average at 1.5 voxels (1.7 % at 2, 1.4 % at 3), and clear of the
 # narrow windows' noisy averages (0.75 voxels made one fit 5 % coarser).
 DEFAULT_SIGMA_PX = 1.5
+
+# The window is at least a third of the resolution (in voxels): those fifteen sets resolve 3-4.5
+# voxels, where 1.5 voxels is that. Data recorded at a finer pixel than their resolution needs
+# (round 2, session 34: EMD-5625 at box 112, 2.115 Å/px, resolved at some 9 voxels) got a weight
+# averaged over a fraction of a resolution element: noise, made of both halves, that cost the map
+# (FSC with the truth 0.5 at 20.3 Å; 18.3 Å with 3 voxels) and carried each half's noise into the
+# other's cross-validation (13.5 Å reported; 16.8 Å with 3 voxels).
+RESOLUTION_PER_SIGMA = 3.0
+MAX_AUTO_SIGMA_PX = 4.0
 
 # Shells (``round(|k|)`` in pixels of the box, 0 the mean) that :func:`apply_local_weight` leaves
 # as they are. Measured on 35 benchmark sets (round 2, session 28; benchmarks/RESULTS.md): with
@@ -42,6 +58,18 @@ DEFAULT_SIGMA_PX = 1.5
 # -> 0.010 and its mean 0.0038 -> 0.0031, the 0.5 and 0.143 crossings within 0.11 % of before
 # (mean -0.001 % and -0.008 %); with 0-1 0.012 and 0.0036, with 0-3 0.0097 and 0.0034.
 UNWEIGHTED_SHELLS = 2
+
+
+def window_for_resolution(resolution_angstrom: float, pixel_size_angstrom: float) -> float:
+    """The weight's window (voxels) for a map of this resolution: a
+    :data:`RESOLUTION_PER_SIGMA`-th of it in voxels, at least :data:`DEFAULT_SIGMA_PX` and at most
+    :data:`MAX_AUTO_SIGMA_PX`; the default where the resolution is not finite (none vouched)."""
+    if not pixel_size_angstrom > 0:
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    if not np.isfinite(resolution_angstrom) or not resolution_angstrom > 0:
+        return DEFAULT_SIGMA_PX
+    sigma = resolution_angstrom / (RESOLUTION_PER_SIGMA * pixel_size_angstrom)
+    return float(min(MAX_AUTO_SIGMA_PX, max(DEFAULT_SIGMA_PX, sigma)))
 
 
 def local_wiener_weight(
