@@ -511,6 +511,39 @@ TILT_LIMITS = _map_table(
     )
 )
 
+# Made in round 2, session 34 after every default: data recorded at a finer pixel than their
+# signal needs (oversampled), the truth the real map Fourier-padded to 1.5 or 2 times its box
+# (``bench_truths.finer_sampling``: nothing past the map's own Nyquist limit), the noise to the
+# new one. The boxes' default capacity and stages meet a signal that ends at half the box.
+OVERSAMPLED = _map_table(
+    (
+        (
+            "s34_emd6824_x2",
+            "maps/emd_6824.mrc",
+            (140, 1.32, 5_000, 0.0015, 1021),
+            {"noise": "coloured"},
+        ),
+        (
+            "s34_emd5625_x2",
+            "maps/emd_5625.map",
+            (112, 2.115, 4_000, 0.0008, 1022),
+            {"views": None},
+        ),
+        (
+            "s34_emd1832_x15",
+            "maps/emd_1832.map",
+            (96, 3.8, 5_000, 0.0015, 1023),
+            {"noise": "coloured", "noise_source": RIBOSOME},
+        ),
+        (
+            "s34_betagal_x2",
+            "maps/ngl_betaGal.mrc",
+            (200, 1.77, 6_000, 0.0006, 1024),
+            {"noise": "coloured", "noise_source": TUTORIAL},
+        ),
+    )
+)
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
     "maps": [s for sets in MAP_SETS.values() for s in sets],
@@ -530,6 +563,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "extremes": EXTREMES,
     "cryosparc_ctf": CRYOSPARC_CTF_SETS,
     "tilt_limits": TILT_LIMITS,
+    "oversampled": OVERSAMPLED,
 }
 
 

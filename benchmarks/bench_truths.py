@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryosplat.core.fourier import fourier_pad_volume
 from cryosplat.io.mrc import read_map, write_map
 from cryosplat.model.atoms import model_from_atoms
 
@@ -80,6 +81,24 @@ def real_looking_map(
     return (volume / volume.std()).astype(np.float32)
 
 
+def finer_sampling(
+    volume: np.ndarray, voxel: float, box: int, pixel_size_angstrom: float, source: Path
+) -> np.ndarray:
+    """A map sampled on a finer grid of the same extent (``box · pixel`` equal to the map's to
+    0.1 %, ``box`` larger): its transform zero-padded
+    (:func:`cryosplat.core.fourier.fourier_pad_volume`), so the truth holds nothing past the
+    map's own Nyquist limit, as data recorded at a finer pixel than their resolution needs
+    (oversampled) do. Any other box or pixel is refused."""
+    extent, wanted = volume.shape[0] * voxel, box * pixel_size_angstrom
+    if box <= volume.shape[0] or abs(extent - wanted) > 1e-3 * extent:
+        raise RuntimeError(
+            f"{source}: box {volume.shape[0]}, {voxel} Å; the set says "
+            f"{box}, {pixel_size_angstrom} Å (only a finer sampling of the same extent is made)"
+        )
+    finer = fourier_pad_volume(torch.as_tensor(np.asarray(volume, dtype=np.float64)), box)
+    return finer.numpy().astype(np.float32)
+
+
 def write_truth(
     source: Path,
     path: Path,
@@ -90,19 +109,16 @@ def write_truth(
     seed: int = 0,
     mean_zero: bool = False,
 ) -> None:
-    """Write the truth of a set: a map file as it is (its box and pixel must be the set's), an
-    atomic model voxelised, or, with ``real_looking_bfactor`` (Å² added to every atom), an atomic
-    model made to look like a real map (:func:`real_looking_map` with ``seed`` and
-    ``mean_zero``)."""
+    """Write the truth of a set: a map file as it is (its box and pixel must be the set's, or
+    a finer sampling of the same extent: :func:`finer_sampling`), an atomic model voxelised, or,
+    with ``real_looking_bfactor`` (Å² added to every atom), an atomic model made to look like a
+    real map (:func:`real_looking_map` with ``seed`` and ``mean_zero``)."""
     if source.suffix in (".mrc", ".map"):
         if real_looking_bfactor is not None:
             raise ValueError(f"{source}: a real-looking truth is made from atoms, not from a map")
         volume, voxel = read_map(source)
         if volume.shape[0] != box or abs(voxel - pixel_size_angstrom) > 1e-3:
-            raise RuntimeError(
-                f"{source}: box {volume.shape[0]}, {voxel} Å; the set says "
-                f"{box}, {pixel_size_angstrom} Å"
-            )
+            volume = finer_sampling(volume, voxel, box, pixel_size_angstrom, source)
         write_map(path, volume, pixel_size_angstrom)
         return
     bfactor = 0.0 if real_looking_bfactor is None else float(real_looking_bfactor)

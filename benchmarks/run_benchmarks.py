@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cryodrgn" in args.methods and cryodrgn_exe is None:
         notes.append("cryoDRGN column skipped: its virtual environment could not be created.")
     rows, descriptions = [], []
+    args.results.parent.mkdir(parents=True, exist_ok=True)  # the plots are written there as made
     for spec in selected_specs(args.datasets, args.quick):
         data = make_dataset(spec, args.out / "datasets")
         descriptions.append(describe(spec, data))
