@@ -31,6 +31,7 @@ from cryosplat.validation.masks import gaussian_smooth
 
 __all__ = [
     "DEFAULT_SIGMA_PX",
+    "MAX_AUTO_SIGMA_PX",
     "RESOLUTION_PER_SIGMA",
     "UNWEIGHTED_SHELLS",
     "apply_local_weight",
