@@ -13,7 +13,7 @@ from cryosplat.reconstruct.grid import engine as grid_engine
 from cryosplat.reconstruct.grid import side_by_side
 from cryosplat.reconstruct.grid.engine import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
-from cryosplat.reconstruct.grid.memory_plan import MemoryPlan, estimate_memory
+from cryosplat.reconstruct.grid.memory_plan import MemoryPlan, estimate_memory, format_bytes
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
 from cryosplat.validation.fsc import fsc
@@ -99,6 +99,14 @@ def test_the_memory_plan_counts_both_halves():
     assert not plan(big, 20 * gb, 24 * gb).concurrent_halves  # more than half the machine
     assert plan(big, 30 * gb, 64 * gb).concurrent_halves
     assert not plan(big, 16 * gb, 64 * gb).concurrent_halves  # over the bound
+    # What the log and config.json give is the peak of the run as it goes.
+    side = plan(small, None, 24 * gb)
+    assert side.peak_bytes(True) == small.concurrent_peak_bytes
+    assert side.peak_bytes(False) == small.peak_bytes
+    line = side.describe(True)
+    assert f"predicted peak memory {format_bytes(small.concurrent_peak_bytes)}" in line
+    assert "side by side" in line and format_bytes(small.peak_bytes) in line
+    assert "side by side" not in side.describe(False)
 
 
 def test_two_threads_read_many_stacks_under_the_open_map_bound(tmp_path, monkeypatch):

@@ -177,5 +177,11 @@ def test_predicted_peak_is_within_30_percent_of_the_measured(tmp_path, held_out)
     # half's predicted peak and both halves'.
     low = estimate.peak_bytes
     high = estimate.concurrent_peak_bytes if side_by_side else low
+    # The run records the plan's peak (at the plan's batch) of the halves as they went.
+    planned = config["memory_plan"]
+    assert planned["halves_side_by_side"] == side_by_side
+    at_batch = estimate_memory(box, 2, 500, planned["batch_size"], unpadded_above, held_out)
+    both = at_batch.concurrent_peak_bytes if side_by_side else at_batch.peak_bytes
+    assert planned["predicted_peak_bytes"] == both
     peak = int(measured)
     assert low <= 1.3 * peak and high >= 0.7 * peak, (low, high, peak)

@@ -46,6 +46,7 @@ from cryosplat.reconstruct.grid.memory_plan import (
     format_bytes,
     plan_memory,
 )
+from cryosplat.reconstruct.grid.side_by_side import concurrent_halves
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngineConfig
@@ -385,6 +386,12 @@ def _reconstruct_in(
     """The run proper, in a prepared (locked) folder (rank 0 under ``torchrun``)."""
     identity = folder.identity
     folder.attach_log(log)
+    # The halves gathered and fitted side by side, a thread each: the plan's peak is then theirs.
+    side_by_side = (
+        config.engine == "grid"
+        and not dist.active
+        and concurrent_halves(device, 2, config.grid.concurrent_halves)
+    )
     if folder.discarded:
         log.info("discarded the earlier run in %s (status: %s)", folder.path, folder.discarded)
     write_json_atomic(
@@ -398,7 +405,8 @@ def _reconstruct_in(
                 "source_box": plan.source_box,
                 "pixel_size_angstrom": plan.pixel_size_angstrom,
                 "batch_size": plan.batch_size,
-                "predicted_peak_bytes": plan.estimate.peak_bytes,
+                "predicted_peak_bytes": plan.peak_bytes(side_by_side),
+                "halves_side_by_side": side_by_side,
                 "max_memory_bytes": plan.max_memory_bytes,
             },
             "symmetry": config.symmetry,
@@ -437,7 +445,7 @@ def _reconstruct_in(
             "; deterministic kernels (--deterministic)" if config.deterministic else "",
         )
         reset_peak_memory(device)
-        log.info("%s", plan.describe())
+        log.info("%s", plan.describe(side_by_side))
         for note in particles.notes:
             log.info("note: %s", note)
         for warning in particles.warnings:
