@@ -176,6 +176,19 @@ def test_cropped_inverse_equals_the_cropped_full_inverse():
     assert torch.allclose(cropped_irfftn(real, 32, keep), full, rtol=0, atol=1e-14)
 
 
+def test_cropped_inverse_in_many_slabs_equals_one(monkeypatch):
+    """The slab of ``x`` columns bounds the temporaries only: a few columns at a time give the
+    same values as the whole grid at once."""
+    from cryosplat.core import fourier_slice
+
+    rng = torch.Generator().manual_seed(6)
+    half = torch.randn(32, 32, 17, dtype=torch.complex128, generator=rng)
+    keep = torch.tensor([28, 29, 30, 31, 0, 1, 2, 3])
+    whole = cropped_irfftn(half, 32, keep)
+    monkeypatch.setattr(fourier_slice, "SLAB_ELEMENTS", 3 * 32 * 32)  # 3 columns a slab
+    assert torch.allclose(cropped_irfftn(half, 32, keep), whole, rtol=0, atol=1e-14)
+
+
 @pytest.mark.parametrize(
     "keep",
     [

@@ -12,6 +12,7 @@ from cryosplat.core.ctf import CTFParams, ctf_from_params
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
 from cryosplat.core.fourier_slice import (
+    default_max_radius,
     extract_slices,
     full_to_half,
     volume_to_padded_ft,
@@ -136,6 +137,34 @@ def test_statistics_equal_a_direct_full_grid_sum(dataset):
     power = float((spectra.abs() ** 2)[:, inside].sum())
     assert np.isclose(stats.data_power, power, rtol=1e-6)
     assert stats.power.shape == (int(stats.max_radius**2) + 1,)
+
+
+def test_crop_masks_the_sphere_slab_by_slab(monkeypatch):
+    """The crop keeps the points within the new limit (scaled to the smaller box's spectra) and
+    zeroes the rest, whatever the slab it masks at a time."""
+    from cryosplat.core.fourier import squared_radius
+    from cryosplat.reconstruct.grid import statistics as module
+
+    box, pad, small = 20, 2, 12
+    size = box * pad
+    rng = torch.Generator().manual_seed(3)
+    weights = torch.rand(size, size, size // 2 + 1, generator=rng)
+    data = torch.randn(size, size, size // 2 + 1, dtype=torch.complex64, generator=rng)
+    max_radius = box / 2 - 1
+    stats = FourierStatistics(
+        weights, data, box, pad, 1.5, 10, torch.ones(int(max_radius**2) + 1), max_radius
+    )
+    lo, p = size // 2 - small * pad // 2, small * pad
+    region = (slice(lo, lo + p), slice(lo, lo + p), slice(0, p // 2 + 1))
+    limit = min(max_radius, default_max_radius(small, pad))
+    inside = squared_radius(p, 3, half=True) <= (pad * limit) ** 2
+    ratio = small / box
+    for slab in (2**20, p * (p // 2 + 1), 5 * p * (p // 2 + 1)):  # one, one plane, five planes
+        monkeypatch.setattr(module, "CROP_SLAB_ELEMENTS", slab)
+        cropped = stats.crop(small)
+        assert torch.equal(cropped.weights, weights[region] * inside)
+        assert torch.equal(cropped.data, data[region] * (inside * ratio**2))
+    assert 0 < int(inside.sum()) < inside.numel()
 
 
 def test_crop_equals_statistics_of_downsampled_images(tmp_path, dataset):

@@ -59,6 +59,13 @@ __all__ = [
     "extract_slices",
 ]
 
+# Elements of a slab of ``x`` columns in :func:`cropped_irfftn` (its temporaries are a few such
+# slabs, complex). 2**24 (128 MB complex64) made restating a stage's statistics on its unpadded
+# grid (``FourierStatistics.unpadded``) peak +0.27 GB a half at box 150, the fit's largest
+# transient at box 200 (round 2, session 35). Padded grids up to P = 128 (every padded stage of
+# the default fit) are still one slab.
+SLAB_ELEMENTS = 2**22
+
 
 def trilinear_apodization(
     box: int, pad: int, device=None, dtype: torch.dtype = torch.float32
@@ -266,7 +273,7 @@ def cropped_irfftn(half: torch.Tensor, size: int, keep: torch.Tensor | slice) ->
     )
     n, width = _count(keep, size), half.shape[2]
     partial = torch.empty((n, n, width), dtype=complex_dtype, device=half.device)
-    slab = max(1, 2**24 // max(1, half.shape[0] * half.shape[1]))
+    slab = max(1, SLAB_ELEMENTS // max(1, half.shape[0] * half.shape[1]))
     for start in range(0, width, slab):
         block = half[:, :, start : start + slab].to(complex_dtype)
         block = _rows(torch.fft.ifft(block, dim=0), 0, keep)
