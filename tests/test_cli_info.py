@@ -128,6 +128,14 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     # The written map's header, read back: the particles' pixel size.
     assert f"voxel size {summary['pixel_size_angstrom']:.4f} Å (header)" in text
     assert "Gaussians:" in text and "half sets:" in text and "resume:" not in text
+    # The run's peak memory beside the plan's prediction (what the config recorded).
+    planned = json.loads((out / "config.json").read_text())["memory_plan"]
+    assert summary["predicted_peak_memory_gb"] == planned["predicted_peak_bytes"] / 1e9
+    assert 0 < summary["peak_resident_memory_gb"]
+    assert (
+        f"memory:       peak {summary['peak_resident_memory_gb']:.2f} GB resident "
+        f"(predicted {summary['predicted_peak_memory_gb']:.2f} GB)"
+    ) in text
     (out / "model_B.cif").unlink()
     assert main(["info", str(out)]) == 0
     assert "missing outputs: model_B.cif" in capsys.readouterr().out

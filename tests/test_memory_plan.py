@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cryosplat.cli.main import main
+from cryosplat.core.device import peak_resident_gb
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.downsample import downsample_particles, fourier_crop_images
@@ -185,3 +188,14 @@ def test_predicted_peak_is_within_30_percent_of_the_measured(tmp_path, held_out)
     assert planned["predicted_peak_bytes"] == both
     peak = int(measured)
     assert low <= 1.3 * peak and high >= 0.7 * peak, (low, high, peak)
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="needs Linux's /proc")
+def test_peak_resident_memory_is_at_least_what_the_process_holds():
+    """The measured peak a run logs (``ru_maxrss``, in its platform's unit) is never under what
+    the process holds now, 128 MB just touched included."""
+    held = np.ones(2**24)
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    current = pages * os.sysconf("SC_PAGE_SIZE")
+    assert current > held.nbytes
+    assert peak_resident_gb() * 1e9 >= 0.999 * current

@@ -175,6 +175,16 @@ def format_run(r: RunSummary) -> str:
                 + ", ".join(f"{k} {v:.1f} s" for k, v in res["timings_s"].items())
                 + (f" ({res['device']})" if res.get("device") else "")
             )
+        if isinstance(res.get("peak_resident_memory_gb"), (int, float)):
+            predicted = res.get("predicted_peak_memory_gb")
+            lines.append(
+                f"memory:       peak {res['peak_resident_memory_gb']:.2f} GB resident"
+                + (
+                    f" (predicted {predicted:.2f} GB)"
+                    if isinstance(predicted, (int, float))
+                    else ""
+                )
+            )
     if r.map_voxel_size_angstrom is not None:
         unfinished = "" if r.status == "complete" else "; written before the run stopped"
         lines.append(

@@ -4,6 +4,7 @@ description in logs and reports, its peak memory, synchronisation and determinis
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,7 @@ __all__ = [
     "deterministic_algorithms",
     "describe_device",
     "peak_memory_gb",
+    "peak_resident_gb",
     "reset_peak_memory",
     "resolve_device",
     "synchronize",
@@ -81,6 +83,18 @@ def peak_memory_gb(device: torch.device | str) -> float | None:
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 1e9
+
+
+def peak_resident_gb() -> float | None:
+    """This process's peak resident memory so far, in GB (10⁹ bytes): ``ru_maxrss`` of
+    :func:`resource.getrusage` (kilobytes on Linux, bytes on macOS), what ``/usr/bin/time -f %M``
+    reports for the process; None where the platform has no :mod:`resource` (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024) / 1e9
 
 
 def synchronize(device: torch.device | str) -> None:

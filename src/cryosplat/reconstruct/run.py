@@ -18,7 +18,6 @@ import torch
 from cryosplat.core.device import (
     describe_device,
     deterministic_algorithms,
-    peak_memory_gb,
     reset_peak_memory,
     resolve_device,
 )
@@ -44,6 +43,7 @@ from cryosplat.reconstruct.grid.memory_plan import (
     MemoryPlan,
     PlanRequest,
     format_bytes,
+    measured_peak_memory,
     plan_memory,
 )
 from cryosplat.reconstruct.grid.side_by_side import concurrent_halves
@@ -481,10 +481,7 @@ def _reconstruct_in(
         )
         summary.update(result.summary())
         summary["device"] = describe_device(device)
-        peak = peak_memory_gb(device)
-        if peak is not None:
-            summary["peak_gpu_memory_gb"] = peak
-            log.info("peak GPU memory: %.2f GB (torch.cuda.max_memory_allocated)", peak)
+        summary.update(measured_peak_memory(device, plan.peak_bytes(side_by_side)))
         removed = folder.complete(summary, config.keep_checkpoints)
         if removed:
             log.info(

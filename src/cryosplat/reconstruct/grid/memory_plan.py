@@ -52,6 +52,7 @@ would fit. It never lowers the resolution on its own.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -59,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryosplat.core.conventions import cropped_map_origin_angstrom
+from cryosplat.core.device import peak_memory_gb, peak_resident_gb
 from cryosplat.core.errors import InputError
 from cryosplat.model.voxelize import footprint_voxels
 from cryosplat.particles.downsample import box_for_resolution, even_box
@@ -74,7 +76,10 @@ __all__ = [
     "available_memory_bytes",
     "half_grid_voxels",
     "format_bytes",
+    "measured_peak_memory",
 ]
+
+log = logging.getLogger("cryosplat")
 
 BASE_BYTES = 600 * 2**20
 STATISTICS_BYTES_PER_VOXEL = 60
@@ -459,3 +464,26 @@ def _refusal(request: PlanRequest, box: int, lean: MemoryEstimate, bound: int) -
         f"not enough memory: {lean.describe()} exceeds the bound of {format_bytes(bound)}; "
         + advice
     )
+
+
+def measured_peak_memory(device, predicted_bytes: int) -> dict:
+    """A finished run's peaks, logged beside the plan's ``predicted_bytes``
+    (:meth:`MemoryPlan.peak_bytes`): ``peak_gpu_memory_gb`` on a CUDA device
+    (``torch.cuda.max_memory_allocated``), and where the platform tells it
+    ``peak_resident_memory_gb`` (this process's, as ``/usr/bin/time`` reports it) with
+    ``predicted_peak_memory_gb``; for the run's summary."""
+    out = {}
+    gpu = peak_memory_gb(device)
+    if gpu is not None:
+        out["peak_gpu_memory_gb"] = gpu
+        log.info("peak GPU memory: %.2f GB (torch.cuda.max_memory_allocated)", gpu)
+    resident = peak_resident_gb()
+    if resident is not None:
+        out["peak_resident_memory_gb"] = resident
+        out["predicted_peak_memory_gb"] = predicted_bytes / 1e9
+        log.info(
+            "peak memory: %.2f GB resident (this process; the memory plan predicted %s)",
+            resident,
+            format_bytes(predicted_bytes),
+        )
+    return out
