@@ -141,6 +141,21 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     assert "missing outputs: model_B.cif" in capsys.readouterr().out
 
 
+def test_info_gives_the_spheres_reading_beside_the_automatic_masks():
+    """Where the resolution was read within the automatic mask, the soft sphere's own reading
+    is printed beside it; not otherwise."""
+    from pathlib import Path
+
+    from cryosplat.cli.info import format_run
+    from cryosplat.reconstruct.run_summary import RunSummary
+
+    results = {"resolution_angstrom": 14.68, "resolution_soft_spherical_mask_angstrom": 20.85}
+    run = RunSummary(Path("run"), "complete", None, {}, results=results)
+    assert "in the soft spherical mask alone: 20.85 Å" in format_run(run)
+    del results["resolution_soft_spherical_mask_angstrom"]
+    assert "soft spherical mask alone" not in format_run(run)
+
+
 def test_info_on_an_unfinished_run_says_who_holds_it_and_how_to_resume(tmp_path, capsys):
     from cryosplat.reconstruct.run_folder import RunFolder
 

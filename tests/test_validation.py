@@ -274,10 +274,14 @@ def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():
     assert report.resolution_angstrom < 0.9 * in_sphere.resolution_angstrom
     assert "automatic mask" in report.headline
     assert report.to_dict()["cross_validated"]["mask"] == report.cv_mask
+    # The sphere's own reading is kept beside it: the estimate there, the same as on its own.
+    sphere = report.to_dict()["cross_validated"]["soft_spherical_mask_reading"]
+    assert sphere["resolution_angstrom"] == pytest.approx(in_sphere.resolution_angstrom)
+    assert sphere["resolution_angstrom"] > report.resolution_angstrom
     quiet = (_data(truth, 0.5 * truth.std(), 3), _data(truth, 0.5 * truth.std(), 4))
-    assert evaluate_half_maps(truth, truth, PIXEL, data_maps=quiet)[0].cv_mask == (
-        "soft spherical mask"
-    )
+    read_in_sphere = evaluate_half_maps(truth, truth, PIXEL, data_maps=quiet)[0]
+    assert read_in_sphere.cv_mask == "soft spherical mask"
+    assert "soft_spherical_mask_reading" not in read_in_sphere.to_dict()["cross_validated"]
 
 
 def test_a_tighter_masks_gain_over_the_sphere_is_read_where_the_data_vouch():

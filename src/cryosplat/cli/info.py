@@ -147,6 +147,12 @@ def format_run(r: RunSummary) -> str:
         lines.append(f"resolution:   {_angstrom(res.get('resolution_angstrom'))}{band_text}")
         if res.get("resolution_definition"):
             lines.append(f"  ({res['resolution_definition']})")
+        if "resolution_soft_spherical_mask_angstrom" in res:
+            lines.append(
+                "  in the soft spherical mask alone: "
+                f"{_angstrom(res['resolution_soft_spherical_mask_angstrom'])} (the data stopped "
+                "early there; the resolution above is read within the automatic mask)"
+            )
         if "model_half_maps_0143_spherical_angstrom" in res:
             lines.append(
                 "half models FSC 0.143 (optimistic for smooth models): "

@@ -36,6 +36,10 @@ class HalfMapReport:
     # The estimate on the weighted halves when it was set aside as inconsistent (the report's is
     # then the halves' before the weight); None when it is the report's.
     weighted_set_aside: CrossValidatedFSC | None = None
+    # The soft sphere's own reading when the automatic mask's was kept (None otherwise): the
+    # two differ by what the solvent holds, which the data may not read (benchmarks/RESULTS.md,
+    # round 2, session 35).
+    sphere_reading: CrossValidatedFSC | None = None
 
     @property
     def resolution_angstrom(self) -> float:
@@ -97,6 +101,12 @@ class HalfMapReport:
             out["cross_validated"]["halves"] = (
                 "as they enter the map" if aside is None else "before the map's local weight"
             )
+            if self.sphere_reading is not None:
+                out["cross_validated"]["soft_spherical_mask_reading"] = {
+                    "resolution_angstrom": self.sphere_reading.resolution_angstrom,
+                    "last_vouched_shell_angstrom": self.sphere_reading.last_vouched_angstrom,
+                    "estimate_at_cut": self.sphere_reading.estimate_at_cut,
+                }
             if aside is not None:
                 out["cross_validated"]["weighted_halves_set_aside"] = {
                     "resolution_angstrom": aside.resolution_angstrom,
@@ -156,29 +166,35 @@ def evaluate_half_maps(
 
     a, b = on_device(half_a), on_device(half_b)
     masks = (on_device(sphere), on_device(amask))
-    cross, cv_mask, weighted = None, SPHERE_TEXT, None
+    cross, cv_mask, weighted, sphere_reading = None, SPHERE_TEXT, None, None
     if data_maps is not None:
         data = DataUnderMasks([on_device(d) for d in data_maps], *masks, sampled_share)
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
-        cross, cv_mask = _cross_validate(halves, data, pixel_size_angstrom)
+        cross, cv_mask, sphere_reading = _cross_validate(halves, data, pixel_size_angstrom)
         if cross.inconsistent_shell is not None and unweighted_halves is not None:
             weighted = cross
             halves = [on_device(h) for h in unweighted_halves]
-            cross, cv_mask = _cross_validate(
+            cross, cv_mask, sphere_reading = _cross_validate(
                 halves, data, pixel_size_angstrom, "the halves before the local weight: "
             )
         del halves, data
     spherical, automatic = masked_fscs(a, b, list(masks), pixel_size_angstrom)
     report = HalfMapReport(
-        spherical, automatic, cross, cv_mask=cv_mask, weighted_set_aside=weighted
+        spherical,
+        automatic,
+        cross,
+        cv_mask=cv_mask,
+        weighted_set_aside=weighted,
+        sphere_reading=sphere_reading,
     )
     return report, amask
 
 
 def _cross_validate(halves, data: DataUnderMasks, pixel_size_angstrom: float, what: str = ""):
     """The cross-validated FSC in the soft sphere or within the automatic mask
-    (:func:`~cryosplat.validation.mask_choice.read_in_masks`), and the mask's description; the
-    automatic mask's reading is logged (``what`` prefixes the line)."""
+    (:func:`~cryosplat.validation.mask_choice.read_in_masks`), the mask's description, and the
+    sphere's own reading where the automatic mask's was kept (else None); the automatic mask's
+    reading is logged (``what`` prefixes the line)."""
     reading = read_in_masks(halves, data, pixel_size_angstrom, N_BOOTSTRAP)
     if reading.in_automatic_mask:
         sphere, tight = reading.sphere, reading.chosen
@@ -197,7 +213,7 @@ def _cross_validate(halves, data: DataUnderMasks, pixel_size_angstrom: float, wh
             tight.mask_gain,
             reading.noise_scale,
         )
-    return reading.chosen, reading.mask
+    return reading.chosen, reading.mask, reading.sphere if reading.in_automatic_mask else None
 
 
 def data_limit_warnings(report: HalfMapReport) -> list[str]:

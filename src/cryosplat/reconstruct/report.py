@@ -316,6 +316,10 @@ def write_outputs(
     band = report.band_angstrom
     if report.cross_validated is not None:
         summary["data_half_maps_0143_angstrom"] = report.cross_validated.data_resolution_angstrom
+    if report.sphere_reading is not None:  # the automatic mask's reading is the headline
+        summary["resolution_soft_spherical_mask_angstrom"] = (
+            report.sphere_reading.resolution_angstrom
+        )
     if directional is not None:
         summary["data_half_maps_0143_by_direction_angstrom"] = [
             directional.finest_angstrom,
