@@ -544,6 +544,25 @@ OVERSAMPLED = _map_table(
     )
 )
 
+# Two more made after every default (round 2, session 35): EMD-3197 Fourier-padded three times
+# (box 60), and EMD-1832 twice (box 128) with preferred views.
+UNSEEN_35 = _map_table(
+    (
+        (
+            "s35_emd3197_x3",
+            "maps/EMD-3197.map",
+            (60, 3.8, 3_000, 0.002, 1031),
+            {"noise": "coloured", "noise_source": TUTORIAL},
+        ),
+        (
+            "s35_emd1832_x2p",
+            "maps/emd_1832.map",
+            (128, 2.85, 6_000, 0.0008, 1032),
+            {"views": None, "preferred_views": (0.8, 20.0)},
+        ),
+    )
+)
+
 DATASETS: dict[str, list[DatasetSpec]] = {
     **MAP_SETS,
     "maps": [s for sets in MAP_SETS.values() for s in sets],
@@ -564,6 +583,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "cryosparc_ctf": CRYOSPARC_CTF_SETS,
     "tilt_limits": TILT_LIMITS,
     "oversampled": OVERSAMPLED,
+    "unseen35": UNSEEN_35,
 }
 
 
