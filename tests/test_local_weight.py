@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from cryosplat.core.fourier import squared_radius
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
@@ -19,6 +20,7 @@ from cryosplat.validation.local_weight import (
     MAX_AUTO_SIGMA_PX,
     RESOLUTION_PER_SIGMA,
     UNWEIGHTED_SHELLS,
+    UNWEIGHTED_TAPER_SHELLS,
     apply_local_weight,
     local_wiener_weight,
     window_for_resolution,
@@ -151,17 +153,27 @@ def _noisy_halves(seed: int = 3):
 
 
 def test_the_weight_leaves_the_lowest_shells_as_they_are():
-    """Shells 0..UNWEIGHTED_SHELLS of the weighted map are the map's own, every other
-    coefficient is the plain product's; a weight of one changes nothing, and a negative
-    count of shells gives the plain product."""
+    """Shells 0..UNWEIGHTED_SHELLS of the weighted map are the map's own, the next shell passes
+    to the plain product through a raised cosine in ``|k|`` (between the two, never outside),
+    every coefficient past it is the product's; a weight of one changes nothing, and a
+    negative count of shells gives the plain product."""
     truth, a, b = _noisy_halves()
     w = local_wiener_weight(a, b)
     out = apply_local_weight(a, w)
     shells = half_grid_shells(BOX)[0].numpy()
+    radius = np.sqrt(squared_radius(BOX, 3, half=True, centred=False).numpy())
     low = shells <= UNWEIGHTED_SHELLS
+    high = radius >= UNWEIGHTED_SHELLS + 0.5 + UNWEIGHTED_TAPER_SHELLS
+    seam = ~low & ~high
     spectrum, own, product = (np.fft.rfftn(x) for x in (out, a, a * w))
-    np.testing.assert_allclose(spectrum[low], own[low], atol=1e-9 * np.abs(own).max())
-    np.testing.assert_allclose(spectrum[~low], product[~low], atol=1e-9 * np.abs(own).max())
+    tol = 1e-9 * np.abs(own).max()
+    np.testing.assert_allclose(spectrum[low], own[low], atol=tol)
+    np.testing.assert_allclose(spectrum[high], product[high], atol=tol)
+    share = 0.5 * (1 + np.cos(np.pi * (radius[seam] - UNWEIGHTED_SHELLS - 0.5)))
+    assert seam.any() and np.all((share > 0) & (share < 1))
+    np.testing.assert_allclose(
+        spectrum[seam], share * own[seam] + (1 - share) * product[seam], atol=tol
+    )
     assert not np.allclose(own[low], product[low])  # the weight did bend those shells
     np.testing.assert_allclose(apply_local_weight(a, np.ones_like(a)), a, atol=1e-12)
     np.testing.assert_allclose(apply_local_weight(a, w, unweighted_shells=-1), a * w, atol=1e-12)

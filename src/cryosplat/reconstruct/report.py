@@ -243,7 +243,7 @@ def write_outputs(
         write_map(folder / "local_weight.mrc", weight, pixel, origin)
         map_text += (
             f" × local Wiener weight ({local_weight_sigma_px:.3g} px; shells 0-{UNWEIGHTED_SHELLS}"
-            " unweighted)"
+            f" unweighted, shell {UNWEIGHTED_SHELLS + 1} passing to it)"
         )
     else:
         (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
