@@ -36,9 +36,9 @@ class HalfMapReport:
     # The estimate on the weighted halves when it was set aside as inconsistent (the report's is
     # then the halves' before the weight); None when it is the report's.
     weighted_set_aside: CrossValidatedFSC | None = None
-    # The soft sphere's own reading when the automatic mask's was kept (None otherwise): the
-    # two differ by what the solvent holds, which the data may not read (benchmarks/RESULTS.md,
-    # round 2, session 35).
+    # The soft sphere's own reading when the automatic mask's was kept (None otherwise): where
+    # the truth holds more outside the mask than any shell of the data can read, the two differ
+    # (benchmarks/RESULTS.md, round 2, session 35).
     sphere_reading: CrossValidatedFSC | None = None
 
     @property
