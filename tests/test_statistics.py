@@ -160,7 +160,7 @@ def test_crop_masks_the_sphere_slab_by_slab(monkeypatch):
     inside = squared_radius(p, 3, half=True) <= (pad * limit) ** 2
     ratio = small / box
     for slab in (2**20, p * (p // 2 + 1), 5 * p * (p // 2 + 1)):  # one, one plane, five planes
-        monkeypatch.setattr(module, "CROP_SLAB_ELEMENTS", slab)
+        monkeypatch.setattr(module, "SLAB_POINTS", slab)
         cropped = stats.crop(small)
         assert torch.equal(cropped.weights, weights[region] * inside)
         assert torch.equal(cropped.data, data[region] * (inside * ratio**2))

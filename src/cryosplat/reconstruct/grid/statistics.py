@@ -34,8 +34,9 @@ __all__ = ["wiener_inversion", "FourierStatistics", "DEFAULT_WIENER_REGULARIZATI
 # :data:`cryosplat.validation.data_blend.BLEND_REGULARIZATION`).
 DEFAULT_WIENER_REGULARIZATION = 0.05
 
-# Points of a z-slab :meth:`FourierStatistics.crop` masks at a time (its temporaries).
-CROP_SLAB_ELEMENTS = 2**20
+# Points of a z-slab of a padded half grid worked on at a time (:func:`_centred_slabs`): the
+# squared radii of a whole padded grid, and its masks, would be gigabytes at large boxes.
+SLAB_POINTS = 2**20
 
 FORMAT_NAME = "cryosplat-fourier-statistics"
 FORMAT_VERSION = 1
@@ -57,6 +58,19 @@ _SAVED_FIELDS = {
 def shell_of(squared_radius_padded: torch.Tensor, pad: int) -> torch.Tensor:
     """Image-frequency shell ``round(|K| / pad)`` of padded-grid points with ``|K|²`` given."""
     return torch.round(torch.sqrt(squared_radius_padded) / pad).long()
+
+
+def _centred_slabs(size: int, device, dtype: torch.dtype):
+    """``(rows, r2)`` for the z-slabs of a centred ``(P, P, P//2 + 1)`` half grid (``P`` =
+    ``size``; index ``i`` of the first two axes is ``i − P//2``), :data:`SLAB_POINTS` points or
+    so a slab: the slab's rows along z and the squared radius of each of its points, in
+    ``dtype``."""
+    k = torch.arange(size, device=device, dtype=dtype) - size // 2
+    kx = torch.arange(size // 2 + 1, device=device, dtype=dtype)
+    plane = k[:, None] ** 2 + kx[None, :] ** 2
+    slab = max(1, SLAB_POINTS // plane.numel())
+    for start in range(0, size, slab):
+        yield slice(start, start + slab), plane[None] + k[start : start + slab, None, None] ** 2
 
 
 def padded_shell_index(size: int, pad: int, device) -> torch.Tensor:
@@ -199,13 +213,9 @@ class FourierStatistics:
         # Zero past the limit a z-slab at a time: the crop's squared radii at once (int64) and
         # its masks cost twice the cropped statistics, at the start of every stage (+0.43 GB a
         # half at stage 3 of a box-200 fit; round 2, session 35).
-        plane = squared_radius(small, 2, half=True, device=self.weights.device)
-        kz = torch.arange(small, device=self.weights.device) - small // 2
         bound = (self.pad * limit) ** 2
-        slab = max(1, CROP_SLAB_ELEMENTS // plane.numel())
-        for start in range(0, small, slab):
-            rows = slice(start, start + slab)
-            inside = (plane[None] + kz[rows, None, None] ** 2) <= bound
+        for rows, r2 in _centred_slabs(small, self.weights.device, torch.int64):
+            inside = r2 <= bound
             weights[rows] *= inside
             data[rows] *= inside * ratio**2
         return replace(
@@ -264,17 +274,11 @@ class FourierStatistics:
         function, float64 on the CPU."""
         n_shells = int(np.floor(self.max_radius)) + 1
         size, device = self.padded_box, self.weights.device
-        # On the centred grid, a z-slab at a time: the shell index of the whole padded grid
-        # (and a double copy of W) would be gigabytes at large boxes.
-        k = torch.arange(size, device=device, dtype=torch.float64) - size // 2
-        kx = torch.arange(size // 2 + 1, device=device, dtype=torch.float64)
-        plane = k[:, None] ** 2 + kx[None, :] ** 2
+        # On the centred grid, a z-slab at a time (and no double copy of the whole W).
         sums = [torch.zeros(n_shells + 1, dtype=torch.float64, device=device) for _ in functions]
-        slab = max(1, 2**20 // plane.numel())
-        for start in range(0, size, slab):
-            r2 = plane[None] + k[start : start + slab, None, None] ** 2
+        for rows, r2 in _centred_slabs(size, device, torch.float64):
             shells = shell_of(r2, self.pad).clamp_max(n_shells).reshape(-1)
-            values = self.weights[start : start + slab].double()
+            values = self.weights[rows].double()
             for total, function in zip(sums, functions, strict=True):
                 # index_add_, not bincount: PyTorch has a deterministic kernel for it
                 total.index_add_(0, shells, function(values).reshape(-1))
