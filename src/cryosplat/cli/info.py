@@ -147,17 +147,28 @@ def format_run(r: RunSummary) -> str:
         lines.append(f"resolution:   {_angstrom(res.get('resolution_angstrom'))}{band_text}")
         if res.get("resolution_definition"):
             lines.append(f"  ({res['resolution_definition']})")
+        given = res.get("given_mask")
         if "resolution_soft_spherical_mask_angstrom" in res:
+            why = (
+                f"the resolution above is read within the given mask {given}"
+                if given
+                else "the data stopped early there; the resolution above is read within the "
+                "automatic mask"
+            )
             lines.append(
                 "  in the soft spherical mask alone: "
-                f"{_angstrom(res['resolution_soft_spherical_mask_angstrom'])} (the data stopped "
-                "early there; the resolution above is read within the automatic mask)"
+                f"{_angstrom(res['resolution_soft_spherical_mask_angstrom'])} ({why})"
             )
         if "model_half_maps_0143_spherical_angstrom" in res:
             lines.append(
                 "half models FSC 0.143 (optimistic for smooth models): "
                 f"{_angstrom(res.get('model_half_maps_0143_spherical_angstrom'))} spherical mask, "
                 f"{_angstrom(res.get('model_half_maps_0143_automatic_angstrom'))} automatic mask"
+                + (
+                    f", {_angstrom(res.get('model_half_maps_0143_given_mask_angstrom'))} given mask"
+                    if given
+                    else ""
+                )
             )
         if "data_half_maps_0143_angstrom" in res:
             text = _angstrom(res["data_half_maps_0143_angstrom"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 from cryosplat.cli.names import BACKENDS, ENGINES, SYMMETRY_HELP
 from cryosplat.core.errors import InputError
@@ -103,6 +104,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "halves share against where they differ, averaged over a Gaussian of PX voxels; "
         "local_weight.mrc); 0: the plain mean (default: a third of the fit's cross-validated "
         "resolution in voxels, at least 1.5)",
+    )
+    p.add_argument(
+        "--mask",
+        metavar="MRC",
+        help="a soft mask (0 outside the molecule, 1 inside; e.g. the refinement's) the "
+        "resolution is read within, as relion_postprocess reads it: on the map's grid or the "
+        "particles' box and pixel size (default: the soft sphere, or the automatic mask where "
+        "the data stop early in it; fsc.json keeps the sphere's reading beside)",
     )
     p.add_argument(
         "--no-data-blend",
@@ -375,6 +384,7 @@ def build_config(args: argparse.Namespace):
             args.local_weight_sigma, ReconstructConfig.local_weight_sigma_px
         ),
         blend_with_data=not args.no_data_blend,
+        fsc_mask=None if args.mask is None else str(Path(args.mask).resolve()),
         keep_checkpoints=args.keep_checkpoints,
         deterministic=args.deterministic,
         splat=splat,

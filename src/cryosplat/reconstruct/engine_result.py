@@ -13,6 +13,7 @@ import numpy as np
 
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.sampling import SampledFrequencies
+from cryosplat.validation.user_mask import FSCMask
 
 __all__ = ["EngineResult", "MapSettings"]
 
@@ -90,12 +91,16 @@ class MapSettings:
         Header origin of every map written, and shift of the exported pseudo-atoms (Å, each
         axis): 0 but for images of an odd box, used cropped to the even box below
         (:func:`~cryosplat.core.conventions.cropped_map_origin_angstrom`).
+    fsc_mask : FSCMask or None
+        A mask the user gave, on the map's grid: the resolution is read within it
+        (:mod:`cryosplat.validation.user_mask`); None: the soft sphere, or the automatic mask.
     """
 
     soft_width_px: float = 6.0
     symmetry: str = "C1"
     local_weight_sigma_px: float | None = None
     origin_angstrom: float = 0.0
+    fsc_mask: FSCMask | None = None
 
     def __post_init__(self) -> None:
         if not self.soft_width_px >= 0:

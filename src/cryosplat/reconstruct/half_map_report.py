@@ -1,5 +1,6 @@
-"""The gold-standard report of two half maps: their FSCs in a soft sphere and an automatic mask,
-the cross-validated resolution of the map made of them, and what the data limit of it says."""
+"""The gold-standard report of two half maps: their FSCs in a soft sphere and an automatic mask (and
+a mask the user gave), the cross-validated resolution of the map made of them, and what the data
+limit of it says."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cryosplat.validation.crossval import CrossValidatedFSC
 from cryosplat.validation.fsc import FSCResult, masked_fscs
 from cryosplat.validation.mask_choice import SPHERE_TEXT, DataUnderMasks, read_in_masks
 from cryosplat.validation.masks import auto_mask, spherical_mask
+from cryosplat.validation.user_mask import FSCMask
 
 __all__ = ["HalfMapReport", "evaluate_half_maps", "format_resolution", "data_limit_warnings"]
 
@@ -36,10 +38,13 @@ class HalfMapReport:
     # The estimate on the weighted halves when it was set aside as inconsistent (the report's is
     # then the halves' before the weight); None when it is the report's.
     weighted_set_aside: CrossValidatedFSC | None = None
-    # The soft sphere's own reading when the automatic mask's was kept (None otherwise): where
-    # the truth holds more outside the mask than any shell of the data can read, the two differ
-    # (benchmarks/RESULTS.md, round 2, session 35).
+    # The soft sphere's own reading when the automatic mask's or the user's was kept (None
+    # otherwise): where the truth holds more outside the mask than any shell of the data can
+    # read, the two differ (benchmarks/RESULTS.md, round 2, session 35).
     sphere_reading: CrossValidatedFSC | None = None
+    # The half models' FSC within the mask the user gave, and its name (None without one).
+    user_mask: FSCResult | None = None
+    user_mask_name: str | None = None
 
     @property
     def resolution_angstrom(self) -> float:
@@ -95,6 +100,11 @@ class HalfMapReport:
                 "automatic_mask": self.automatic.to_dict(),
             },
         }
+        if self.user_mask is not None:
+            out["model_half_maps"]["given_mask"] = {
+                **self.user_mask.to_dict(),
+                "file": self.user_mask_name,
+            }
         if self.cross_validated is not None:
             out["cross_validated"] = {**self.cross_validated.to_dict(), "mask": self.cv_mask}
             aside = self.weighted_set_aside
@@ -126,8 +136,9 @@ def evaluate_half_maps(
     sphere: np.ndarray | None = None,
     unweighted_halves: tuple[np.ndarray, np.ndarray] | None = None,
     sampled_share: np.ndarray | None = None,
+    user_mask: FSCMask | None = None,
 ) -> tuple[HalfMapReport, np.ndarray]:
-    """FSC of two half maps with a soft spherical mask and an automatic soft mask.
+    """FSC of two half maps with a soft spherical mask and an automatic soft mask (and the user's).
 
     Parameters
     ----------
@@ -153,6 +164,10 @@ def evaluate_half_maps(
         Per shell, the share of its frequencies the data sample at all
         (:mod:`cryosplat.validation.sampling`): the cross-validated estimates are scaled by its
         square root. None: all.
+    user_mask : FSCMask, optional
+        A mask the user gave (:mod:`cryosplat.validation.user_mask`): the half models' FSC within
+        it too, and the cross-validated resolution read within it
+        (:func:`~cryosplat.validation.mask_choice.read_in_masks`).
 
     Returns the report and the automatic mask.
     """
@@ -165,38 +180,54 @@ def evaluate_half_maps(
         return torch.as_tensor(np.asarray(array), dtype=torch.float64).to(device)
 
     a, b = on_device(half_a), on_device(half_b)
-    masks = (on_device(sphere), on_device(amask))
+    masks = [on_device(sphere), on_device(amask)]
+    user = None if user_mask is None else on_device(user_mask.volume)
+    name = "" if user_mask is None else user_mask.name
     cross, cv_mask, weighted, sphere_reading = None, SPHERE_TEXT, None, None
     if data_maps is not None:
-        data = DataUnderMasks([on_device(d) for d in data_maps], *masks, sampled_share)
+        data = DataUnderMasks([on_device(d) for d in data_maps], *masks, sampled_share, user)
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
-        cross, cv_mask, sphere_reading = _cross_validate(halves, data, pixel_size_angstrom)
+        cross, cv_mask, sphere_reading = _cross_validate(halves, data, pixel_size_angstrom, name)
         if cross.inconsistent_shell is not None and unweighted_halves is not None:
             weighted = cross
             halves = [on_device(h) for h in unweighted_halves]
             cross, cv_mask, sphere_reading = _cross_validate(
-                halves, data, pixel_size_angstrom, "the halves before the local weight: "
+                halves, data, pixel_size_angstrom, name, "the halves before the local weight: "
             )
         del halves, data
-    spherical, automatic = masked_fscs(a, b, list(masks), pixel_size_angstrom)
+    fscs = masked_fscs(a, b, masks if user is None else [*masks, user], pixel_size_angstrom)
     report = HalfMapReport(
-        spherical,
-        automatic,
+        *fscs[:2],
         cross,
         cv_mask=cv_mask,
         weighted_set_aside=weighted,
         sphere_reading=sphere_reading,
+        user_mask=fscs[2] if user is not None else None,
+        user_mask_name=None if user_mask is None else name,
     )
     return report, amask
 
 
-def _cross_validate(halves, data: DataUnderMasks, pixel_size_angstrom: float, what: str = ""):
-    """The cross-validated FSC in the soft sphere or within the automatic mask
-    (:func:`~cryosplat.validation.mask_choice.read_in_masks`), the mask's description, and the
-    sphere's own reading where the automatic mask's was kept (else None); the automatic mask's
-    reading is logged (``what`` prefixes the line)."""
-    reading = read_in_masks(halves, data, pixel_size_angstrom, N_BOOTSTRAP)
-    if reading.in_automatic_mask:
+def _cross_validate(
+    halves, data: DataUnderMasks, pixel_size_angstrom: float, user_name: str, what: str = ""
+):
+    """The cross-validated FSC in the soft sphere, within the automatic mask or within the
+    user's (:func:`~cryosplat.validation.mask_choice.read_in_masks`), the mask's description,
+    and the sphere's own reading where another was kept (else None); a reading other than the
+    sphere's is logged (``what`` prefixes the line)."""
+    reading = read_in_masks(halves, data, pixel_size_angstrom, N_BOOTSTRAP, user_name)
+    if data.has_user_mask:
+        log.info(
+            "resolution: %sread within the given mask %s: %.2f Å (its FSCs' noise taken %.2f "
+            "times the sphere's; the lower bound past its own cut); %.2f Å in the soft "
+            "spherical mask",
+            what,
+            user_name,
+            reading.chosen.resolution_angstrom,
+            reading.noise_scale,
+            reading.sphere.resolution_angstrom,
+        )
+    elif reading.in_automatic_mask:
         sphere, tight = reading.sphere, reading.chosen
         log.info(
             "resolution: %sin the spherical mask the data's own FSC can be read to %.2f Å, the "
@@ -213,7 +244,7 @@ def _cross_validate(halves, data: DataUnderMasks, pixel_size_angstrom: float, wh
             tight.mask_gain,
             reading.noise_scale,
         )
-    return reading.chosen, reading.mask, reading.sphere if reading.in_automatic_mask else None
+    return reading.chosen, reading.mask, reading.sphere if reading.beyond_sphere else None
 
 
 def data_limit_warnings(report: HalfMapReport) -> list[str]:

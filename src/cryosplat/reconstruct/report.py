@@ -59,6 +59,8 @@ def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | N
         Curve("half models, automatic mask, corrected", report.automatic.corrected),
         Curve("half models, phase-randomised", report.spherical.randomized, ":"),
     ]
+    if report.user_mask is not None:
+        curves.insert(2, Curve("half models, given mask, corrected", report.user_mask.corrected))
     cv = report.cross_validated
     if cv is not None:
         curves += [
@@ -189,9 +191,10 @@ def write_outputs(
     the plain mean). The half maps as written and their FSC are the models' own (with
     ``result.earlier_stages``, at each frequency the mean of the stages' fits that hold it:
     :mod:`cryosplat.reconstruct.stage_mean`). ``warnings`` (e.g. that the half sets are random)
-    are written into ``fsc.json``. A symmetric model is written expanded (every copy: the full
-    molecule); ``settings.symmetry`` and the asymmetric unit's size are recorded in ``fsc.json``
-    and the summary. ``result.data_maps`` of a symmetric run are the symmetrised data half maps.
+    are written into ``fsc.json``. With ``settings.fsc_mask`` (a mask the user gave) the
+    resolution is read within it (``mask.mrc`` is still the automatic mask). A symmetric model
+    is written expanded (every copy: the full molecule); ``settings.symmetry`` and the asymmetric
+    unit's size are recorded in ``fsc.json`` and the summary. ``result.data_maps`` of a symmetric run are the symmetrised data half maps.
 
     Returns the FSC report and a summary dict (also logged).
     """
@@ -266,6 +269,7 @@ def write_outputs(
         sphere,
         unweighted_halves=None if weight is None else tuple(parts),
         sampled_share=None if result.sampling is None else result.sampling.share,
+        user_mask=settings.fsc_mask,
     )
     del map_halves
     if weight is not None:
@@ -316,9 +320,14 @@ def write_outputs(
     band = report.band_angstrom
     if report.cross_validated is not None:
         summary["data_half_maps_0143_angstrom"] = report.cross_validated.data_resolution_angstrom
-    if report.sphere_reading is not None:  # the automatic mask's reading is the headline
+    if report.sphere_reading is not None:  # the automatic or the given mask's is the headline
         summary["resolution_soft_spherical_mask_angstrom"] = (
             report.sphere_reading.resolution_angstrom
+        )
+    if report.user_mask is not None:
+        summary["given_mask"] = report.user_mask_name
+        summary["model_half_maps_0143_given_mask_angstrom"] = report.user_mask.resolution(
+            "corrected"
         )
     if directional is not None:
         summary["data_half_maps_0143_by_direction_angstrom"] = [

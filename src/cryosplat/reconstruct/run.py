@@ -23,9 +23,7 @@ from cryosplat.core.device import (
 )
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.symmetry import (
-    asymmetric_unit_gaussians,
     normalize_symmetry,
-    symmetry_operators,
 )
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.downsample import downsample_particles
@@ -48,9 +46,11 @@ from cryosplat.reconstruct.grid.memory_plan import (
 )
 from cryosplat.reconstruct.grid.side_by_side import concurrent_halves
 from cryosplat.reconstruct.report import write_outputs
+from cryosplat.reconstruct.run_description import run_description
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngineConfig
 from cryosplat.reconstruct.splat.runner import run_splat_engine
+from cryosplat.validation.user_mask import load_fsc_mask
 
 __all__ = [
     "ReconstructConfig",
@@ -75,6 +75,7 @@ OUTSIDE_IDENTITY = (
     "blend_with_data",
     "keep_checkpoints",
     "deterministic",
+    "fsc_mask",
 )
 MAX_LOCAL_WEIGHT_SIGMA_PX = 20.0  # wider averages nothing locally
 MIN_BOX = 16  # the automatic mask and the coarsest fit stage need at least this many pixels
@@ -109,6 +110,8 @@ class ReconstructConfig:
     symmetry : point group in RELION's conventions (:mod:`cryosplat.core.symmetry`; ``"C1"``: none):
         each particle counts once per operator and each half model holds one asymmetric unit's
         Gaussians (``n_gaussians / |G|``), drawn with all copies
+    fsc_mask : a mask (MRC) the resolution is read within (:mod:`cryosplat.validation.user_mask`),
+        on the map's grid or the particles'; None: the soft sphere, or the automatic mask
     splat : settings of the per-image engine
     grid : settings of the Fourier-statistics engine
     memory : the memory bound and any Fourier crop of the images
@@ -128,6 +131,7 @@ class ReconstructConfig:
     keep_checkpoints: bool = False
     deterministic: bool = False
     symmetry: str = "C1"
+    fsc_mask: str | None = None
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
@@ -164,11 +168,16 @@ class ReconstructConfig:
         self.grid.validate()
         self.memory.validate()
 
-    def map_settings(self, origin_angstrom: float = 0.0) -> MapSettings:
+    def map_settings(self, origin_angstrom: float = 0.0, fsc_mask=None) -> MapSettings:
         """How the outputs make the map of the half models (:func:`write_outputs`), the maps'
-        header origin ``origin_angstrom`` (:attr:`MemoryPlan.map_origin_angstrom`)."""
+        header origin ``origin_angstrom`` (:attr:`MemoryPlan.map_origin_angstrom`), the user's
+        mask as read (:func:`~cryosplat.validation.user_mask.load_fsc_mask`)."""
         return MapSettings(
-            self.mask_soft_width_px, self.symmetry, self.local_weight_sigma_px, origin_angstrom
+            self.mask_soft_width_px,
+            self.symmetry,
+            self.local_weight_sigma_px,
+            origin_angstrom,
+            fsc_mask,
         )
 
 
@@ -320,6 +329,8 @@ def reconstruct(
     plan = plan_run(particles, config)
     source_box, source_pixel = particles.box, particles.pixel_size_angstrom
     particles = downsample_particles(particles, plan.box)
+    box, pixel = particles.box, particles.pixel_size_angstrom  # a given mask: read before any work
+    fsc_mask = load_fsc_mask(config.fsc_mask, box, pixel, source_box, source_pixel)
     asked = config  # the run's identity: the batch the plan chose may differ on resume
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     # The settings as run (also what config.json records): the plan's batch, raised on a GPU,
@@ -357,8 +368,18 @@ def reconstruct(
             run(particles, (half_a, half_b), cfg, folder, device, False, dist)
             return None
         try:
+            settings = config.map_settings(plan.map_origin_angstrom, fsc_mask)
             return _reconstruct_in(
-                folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan
+                folder,
+                resuming,
+                particles,
+                config,
+                device,
+                n_gauss,
+                show_progress,
+                dist,
+                plan,
+                settings,
             )
         except KeyboardInterrupt:
             folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
@@ -381,9 +402,10 @@ def _check_finite(model_a: GaussianModel, model_b: GaussianModel) -> None:
 
 
 def _reconstruct_in(
-    folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan: MemoryPlan
+    folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan, settings
 ):
-    """The run proper, in a prepared (locked) folder (rank 0 under ``torchrun``)."""
+    """The run proper, in a prepared (locked) folder (rank 0 under ``torchrun``); ``settings``:
+    how the outputs make and mask the map (:class:`MapSettings`)."""
     identity = folder.identity
     folder.attach_log(log)
     # The halves gathered and fitted side by side, a thread each: the plan's peak is then theirs.
@@ -416,29 +438,7 @@ def _reconstruct_in(
         },
     )
     try:
-        log.info(
-            "cryosplat reconstruct: %d particles, box %d, %.4g Å/px, engine %s, symmetry %s, "
-            "%d Gaussians per half%s%s, device %s%s%s",
-            len(particles),
-            particles.box,
-            particles.pixel_size_angstrom,
-            config.engine,
-            config.symmetry,
-            n_gauss,
-            (" (or more, where the data hold more)" if config.grid.gaussians_from_data else "")
-            + (
-                f" in each of {config.grid.members} members"
-                if config.engine == "grid" and config.grid.members > 1
-                else ""
-            ),
-            ""
-            if config.symmetry == "C1"
-            else f" ({asymmetric_unit_gaussians(n_gauss, config.symmetry)} per asymmetric unit × "
-            f"{len(symmetry_operators(config.symmetry))} copies)",
-            device,
-            f", {dist.world_size} processes ({dist.backend})" if dist.active else "",
-            " (resumed)" if resuming else "",
-        )
+        log.info("%s", run_description(particles, config, n_gauss, device, dist, resuming))
         log.info(
             "device: %s%s",
             describe_device(device),
@@ -474,7 +474,6 @@ def _reconstruct_in(
         )
         _check_finite(*result.models)
         # The models stay on the device: the final half maps are voxelised there.
-        settings = config.map_settings(plan.map_origin_angstrom)
         report, summary = write_outputs(folder.path, result, settings, warnings)
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}

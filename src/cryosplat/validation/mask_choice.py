@@ -1,4 +1,5 @@
-"""Which mask the cross-validated resolution is read in: the soft sphere, or the automatic mask.
+"""Which mask the cross-validated resolution is read in: the soft sphere, the automatic mask, or
+the user's.
 
 The estimate (:mod:`cryosplat.validation.crossval`) is read in the soft sphere first. Where the
 data's own FSC stops early there with the estimate still high
@@ -7,7 +8,10 @@ hide what the data hold: it is read again within the automatic mask (times the s
 sphere's scale (:func:`~cryosplat.validation.crossval.mask_gain`), with that mask's own FSC noise
 (:func:`~cryosplat.validation.crossval.tighter_mask_noise_scale`) and the lower bound past that
 mask's cut; the finer of the two is kept (module docstring of
-:mod:`~cryosplat.validation.crossval`, *A tighter mask*).
+:mod:`~cryosplat.validation.crossval`, *A tighter mask*). A mask the user gives
+(:mod:`cryosplat.validation.user_mask`) is always read, within it times the sphere, with its own
+FSC noise and the lower bound past its own cut, and kept: on its own scale (the map's FSC with the
+truth within that mask), not the sphere's.
 """
 
 from __future__ import annotations
@@ -26,10 +30,21 @@ from cryosplat.validation.crossval import (
     tighter_mask_noise_scale,
 )
 
-__all__ = ["SPHERE_TEXT", "AUTOMATIC_TEXT", "DataUnderMasks", "MaskedReading", "read_in_masks"]
+__all__ = [
+    "SPHERE_TEXT",
+    "AUTOMATIC_TEXT",
+    "DataUnderMasks",
+    "MaskedReading",
+    "read_in_masks",
+    "user_mask_text",
+]
 
 SPHERE_TEXT = "soft spherical mask"
 AUTOMATIC_TEXT = "automatic mask (the data stopped early in the sphere)"
+
+
+def user_mask_text(name: str) -> str:
+    return f"the given mask {name} (times the soft sphere)"
 
 
 class DataUnderMasks:
@@ -45,6 +60,9 @@ class DataUnderMasks:
     sampled_share : array (D//2 + 1,), optional
         Per shell, the share of its frequencies the data sample
         (:class:`~cryosplat.validation.shell_terms.DataSpectra`).
+    user : (D, D, D) tensor, optional
+        A mask the user gave (:mod:`cryosplat.validation.user_mask`), on the data's device: read
+        as ``"user"``, times the sphere.
     """
 
     def __init__(
@@ -53,15 +71,26 @@ class DataUnderMasks:
         sphere: torch.Tensor,
         automatic: torch.Tensor,
         sampled_share: np.ndarray | None = None,
+        user: torch.Tensor | None = None,
     ) -> None:
         self._data, self._masks = data, {"sphere": sphere, "tight": sphere * automatic}
+        if user is not None:
+            self._masks["user"] = sphere * user
         self._sampled_share = sampled_share
         self._made: dict[str, DataSpectra] = {}
+
+    @property
+    def has_user_mask(self) -> bool:
+        return "user" in self._masks
+
+    def noise_scale(self, name: str) -> float:
+        """How much more a shell's FSC spreads under the mask ``name`` than under the sphere."""
+        return tighter_mask_noise_scale(self._masks["sphere"].cpu(), self._masks[name].cpu())
 
     @cached_property
     def tight_noise_scale(self) -> float:
         """How much more a shell's FSC spreads under the tight mask than under the sphere."""
-        return tighter_mask_noise_scale(self._masks["sphere"].cpu(), self._masks["tight"].cpu())
+        return self.noise_scale("tight")
 
     def __getitem__(self, name: str) -> DataSpectra:
         if name not in self._made:
@@ -74,7 +103,7 @@ class DataUnderMasks:
 @dataclass
 class MaskedReading:
     """The cross-validated FSC kept (``chosen``, read in ``mask``), the sphere's, and the
-    automatic mask's where it was read (None otherwise)."""
+    automatic mask's where it was read (None otherwise); a user's mask's reading is ``chosen``."""
 
     chosen: CrossValidatedFSC
     mask: str
@@ -86,14 +115,35 @@ class MaskedReading:
     def in_automatic_mask(self) -> bool:
         return self.chosen is self.tight
 
+    @property
+    def beyond_sphere(self) -> bool:
+        """The reading kept is not the sphere's (the automatic mask's or the user's)."""
+        return self.chosen is not self.sphere
+
 
 def read_in_masks(
-    halves, data: DataUnderMasks, pixel_size_angstrom: float, n_bootstrap: int = 0
+    halves,
+    data: DataUnderMasks,
+    pixel_size_angstrom: float,
+    n_bootstrap: int = 0,
+    user_name: str = "",
 ) -> MaskedReading:
     """The cross-validated FSC of two halves (tensors on the data's device) in the soft sphere,
     or within the automatic mask where the data stop early in the sphere with the estimate still
-    high and it is finer there (module docstring)."""
+    high and it is finer there, or within the user's mask where ``data`` holds one (named
+    ``user_name``; module docstring)."""
     sphere = cross_validate(data["sphere"], *halves, pixel_size_angstrom, n_bootstrap)
+    if data.has_user_mask:
+        noise = data.noise_scale("user")
+        user = cross_validate(
+            data["user"],
+            *halves,
+            pixel_size_angstrom,
+            n_bootstrap,
+            noise_scale=noise,
+            pool_past_cut=False,
+        )
+        return MaskedReading(user, user_mask_text(user_name), sphere, None, noise)
     cut = sphere.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return MaskedReading(sphere, SPHERE_TEXT, sphere)

@@ -1,0 +1,128 @@
+"""A mask the user gives for the resolution, as ``relion_postprocess --mask`` takes one.
+
+A RELION or cryoSPARC user holds a soft solvent mask of the refinement (values 0 outside the
+molecule, 1 inside, a soft edge between) and reads resolutions within it. Given one
+(``reconstruct --mask``), the cross-validated resolution is read within it (times the soft
+sphere of every reading), with that mask's own FSC noise
+(:func:`~cryosplat.validation.crossval.tighter_mask_noise_scale`) and the lower bound past its
+own cut, as the automatic mask's reading is (:mod:`cryosplat.validation.mask_choice`), but on
+its own scale: an estimate of the map's FSC with the truth *within the mask*, not carried back to
+the sphere's. The soft sphere's reading is kept beside it.
+
+The mask is taken at the map's box and voxel size (a mask made from ``map.mrc``), or at the
+particles' box and pixel size (the refinement's mask) when the run works at a smaller box
+(``--downsample``, ``--max-resolution``, an odd box): it is then Fourier-cropped as the images
+are (:func:`cryosplat.particles.downsample.fourier_crop_images`), the same physical extent about
+voxel ``D // 2``, and clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import read_map
+
+__all__ = ["FSCMask", "fourier_crop_volume", "load_fsc_mask"]
+
+# A mask's values lie in [0, 1]; interpolation and Fourier resampling overshoot a little.
+VALUE_TOLERANCE = 0.02
+# Voxel sizes that differ by more than this share are different grids.
+VOXEL_TOLERANCE = 0.01
+# A mask holding fewer voxels above one half than this share of the box holds nothing.
+MIN_INSIDE_SHARE = 1e-4
+
+
+@dataclass(frozen=True)
+class FSCMask:
+    """A user's mask on the map's grid.
+
+    Attributes
+    ----------
+    volume : np.ndarray, shape (D, D, D), float64 in [0, 1]
+    name : str
+        Where it came from (the file), for the report.
+    """
+
+    volume: np.ndarray
+    name: str
+
+
+def fourier_crop_volume(volume: np.ndarray, box: int) -> np.ndarray:
+    """Fourier-crop a cubic map ``(D, D, D)`` (centre at voxel ``D // 2``) to ``(d, d, d)``,
+    ``d ≤ D`` even: the frequencies ``|k| < d/2`` along each axis kept, values kept (a constant
+    stays that constant), the same physical extent at voxels ``D / d`` times larger."""
+    size = volume.shape[-1]
+    if box % 2 or not 2 <= box <= size:
+        raise ValueError(f"crop box must be even and in [2, {size}], got {box}")
+    t = torch.as_tensor(np.ascontiguousarray(volume), dtype=torch.float64)
+    if box == size:
+        return t.numpy().copy()
+    spectrum = torch.fft.rfftn(torch.fft.ifftshift(t))
+    h = box // 2
+    rows = torch.cat([torch.arange(h), torch.arange(size - h, size)])
+    kept = spectrum[rows][:, rows][:, :, : h + 1]
+    small = torch.fft.irfftn(kept, s=(box, box, box)) * (box / size) ** 3
+    return torch.fft.fftshift(small).numpy()
+
+
+def load_fsc_mask(
+    path: str | Path | None,
+    box: int,
+    pixel_size_angstrom: float,
+    source_box: int | None = None,
+    source_pixel_size_angstrom: float | None = None,
+) -> FSCMask | None:
+    """Read and check a user's mask for the map of ``box`` voxels of ``pixel_size_angstrom``.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        MRC file; None: no mask (returns None).
+    box, pixel_size_angstrom : the map's grid.
+    source_box, source_pixel_size_angstrom : optional
+        The particles' own box and pixel size, where the run works at a smaller box: a mask of
+        that box is Fourier-cropped to ``box``.
+
+    Raises
+    ------
+    InputError
+        The file is not a cubic map, its box or voxel size is neither the map's nor the
+        particles', or its values are not a mask's (outside [0, 1], or nothing inside).
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    volume, voxel = read_map(path)
+    size = volume.shape[0]
+    grids = {box: pixel_size_angstrom}
+    if source_box is not None and source_pixel_size_angstrom is not None:
+        grids.setdefault(source_box, source_pixel_size_angstrom)
+    if size not in grids:
+        raise InputError(
+            f"{path}: the mask's box is {size}, the map's {box}"
+            + (f" (the particles' {source_box})" if source_box not in (None, box) else "")
+            + ": make the mask on the map's grid (e.g. from map.mrc) or the particles'"
+        )
+    expected = grids[size]
+    if voxel > 0 and abs(voxel - expected) > VOXEL_TOLERANCE * expected:
+        raise InputError(
+            f"{path}: the mask's voxel size is {voxel:.4g} Å, the map's grid of box {size} has "
+            f"{expected:.4g} Å: a mask of another grid (set its header's voxel size if it is "
+            "only wrong there, e.g. relion_image_handler --angpix)"
+        )
+    low, high = float(volume.min()), float(volume.max())
+    if low < -VALUE_TOLERANCE or high > 1.0 + VALUE_TOLERANCE:
+        raise InputError(
+            f"{path}: holds values from {low:.4g} to {high:.4g}; a mask holds 0 outside the "
+            "molecule, 1 inside and a soft edge between (is it a map rather than a mask?)"
+        )
+    if float((volume > 0.5).mean()) < MIN_INSIDE_SHARE:
+        raise InputError(f"{path}: the mask holds nothing (no voxel above 0.5)")
+    if size != box:
+        volume = fourier_crop_volume(volume, box)
+    return FSCMask(np.clip(np.asarray(volume, dtype=np.float64), 0.0, 1.0), str(path))

@@ -1,0 +1,156 @@
+"""A mask the user gives: checked, brought to the map's grid, and the resolution read within it."""
+
+from __future__ import annotations
+
+import json
+
+import mrcfile
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.cli.main import main
+from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import write_map
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.validation.crossval import cross_validated_fsc
+from cryosplat.validation.masks import auto_mask, spherical_mask
+from cryosplat.validation.user_mask import FSCMask, fourier_crop_volume, load_fsc_mask
+
+BOX, PIXEL = 48, 2.0
+
+
+def _mask_file(tmp_path, volume, voxel=PIXEL, name="mask.mrc"):
+    path = tmp_path / name
+    if voxel > 0:
+        write_map(path, np.asarray(volume, dtype=np.float32), voxel)
+    else:  # a header without a voxel size
+        with mrcfile.new(path) as m:
+            m.set_data(np.asarray(volume, dtype=np.float32))
+    return path
+
+
+def test_a_mask_on_the_maps_grid_is_taken_as_it_is(tmp_path):
+    sphere = spherical_mask(BOX, radius_px=10.0, soft_width_px=4.0)
+    mask = load_fsc_mask(_mask_file(tmp_path, sphere), BOX, PIXEL)
+    assert isinstance(mask, FSCMask) and mask.name.endswith("mask.mrc")
+    np.testing.assert_allclose(mask.volume, sphere, atol=1e-7)
+    assert load_fsc_mask(None, BOX, PIXEL) is None
+    # An unset voxel size (0 in the header) is not a mismatch.
+    assert load_fsc_mask(_mask_file(tmp_path, sphere, voxel=0.0, name="m0.mrc"), BOX, PIXEL)
+
+
+@pytest.mark.parametrize(
+    ("volume", "voxel", "words"),
+    [
+        (np.ones((40, 40, 40)), PIXEL, "the mask's box is 40, the map's 48"),
+        (np.ones((BOX,) * 3), 1.0, "voxel size is 1 Å, the map's grid of box 48 has 2 Å"),
+        (np.full((BOX,) * 3, 3.0), PIXEL, "holds values from 3 to 3"),
+        (np.zeros((BOX,) * 3), PIXEL, "holds nothing"),
+    ],
+)
+def test_what_is_not_a_mask_of_the_maps_grid_is_refused_naming_it(tmp_path, volume, voxel, words):
+    with pytest.raises(InputError, match=words):
+        load_fsc_mask(_mask_file(tmp_path, volume, voxel), BOX, PIXEL)
+
+
+def test_a_mask_of_the_particles_box_is_fourier_cropped_to_the_maps():
+    """The same physical sphere: radius 12 voxels of 2 Å at box 48, 6 voxels of 4 Å at box 24,
+    about voxel D // 2 of each; values kept in [0, 1]."""
+    big = spherical_mask(BOX, radius_px=12.0, soft_width_px=6.0)
+    small = spherical_mask(24, radius_px=6.0, soft_width_px=3.0)
+    cropped = fourier_crop_volume(big, 24)
+    assert np.abs(cropped - small).max() < 0.08
+    assert np.abs(cropped - small).mean() < 0.005
+    constant = fourier_crop_volume(np.full((25, 25, 25), 0.7), 24)  # an odd box, as images' are
+    np.testing.assert_allclose(constant, 0.7, atol=1e-12)
+    with pytest.raises(ValueError, match="even"):
+        fourier_crop_volume(big, 23)
+
+
+def test_a_mask_of_the_particles_grid_is_read_for_a_run_at_a_smaller_box(tmp_path):
+    big = spherical_mask(BOX, radius_px=12.0, soft_width_px=6.0)
+    path = _mask_file(tmp_path, big)
+    mask = load_fsc_mask(path, 24, 2 * PIXEL, source_box=BOX, source_pixel_size_angstrom=PIXEL)
+    assert mask.volume.shape == (24, 24, 24)
+    assert mask.volume.min() >= 0.0 and mask.volume.max() <= 1.0
+    with pytest.raises(InputError, match="box is 48, the map's 24 \\(the particles' 50\\)"):
+        load_fsc_mask(path, 24, 2 * PIXEL, source_box=50, source_pixel_size_angstrom=PIXEL)
+
+
+def _molecule_and_data(noise_sd: float):
+    model = GaussianModel.random(
+        300, BOX, PIXEL, seed=1, radius_fraction=0.12, scale_angstrom=1.2, dtype=torch.float64
+    )
+    truth = model.voxelize().detach().numpy()
+    rng = np.random.default_rng(3)
+    data = tuple(truth + noise_sd * truth.std() * rng.normal(size=truth.shape) for _ in range(2))
+    return truth, data
+
+
+def test_the_resolution_is_read_within_the_given_mask_and_the_spheres_kept_beside():
+    """An exact model against noisy data: within a mask around the molecule the data vouch
+    further than in the sphere; the report keeps the mask's reading, names the mask, and keeps
+    the sphere's own reading and the models' FSC within the mask."""
+    from cryosplat.reconstruct.half_map_report import evaluate_half_maps
+
+    truth, data = _molecule_and_data(10.0)
+    volume = auto_mask(truth, PIXEL)
+    report, amask = evaluate_half_maps(
+        truth, truth, PIXEL, data_maps=data, user_mask=FSCMask(volume, "around.mrc")
+    )
+    in_sphere = cross_validated_fsc(truth, truth, *data, spherical_mask(BOX), PIXEL)
+    assert "the given mask around.mrc" in report.cv_mask and "around.mrc" in report.headline
+    assert report.resolution_angstrom < 0.9 * in_sphere.resolution_angstrom
+    out = report.to_dict()
+    kept = out["cross_validated"]["soft_spherical_mask_reading"]
+    assert kept["resolution_angstrom"] == pytest.approx(in_sphere.resolution_angstrom)
+    assert out["model_half_maps"]["given_mask"]["file"] == "around.mrc"
+    assert amask.shape == truth.shape  # the automatic mask is still made and returned
+
+
+def test_a_mask_of_ones_reads_what_the_sphere_reads_up_to_its_cut():
+    """The given mask is taken times the sphere: all ones is the sphere, with the sphere's FSC
+    noise; the two readings differ only past the cut (where a given mask takes the lower bound
+    in every shell it cannot read)."""
+    from cryosplat.reconstruct.half_map_report import evaluate_half_maps
+
+    truth, data = _molecule_and_data(2.0)
+    report, _ = evaluate_half_maps(
+        truth, truth, PIXEL, data_maps=data, user_mask=FSCMask(np.ones(truth.shape), "ones")
+    )
+    sphere = cross_validated_fsc(truth, truth, *data, spherical_mask(BOX), PIXEL)
+    ours = report.cross_validated
+    cut = sphere.vouched_shells or BOX // 2 + 1
+    assert cut > 5  # the data vouch for some shells
+    np.testing.assert_allclose(
+        ours.model_vs_truth_estimate[:cut], sphere.model_vs_truth_estimate[:cut], atol=1e-9
+    )
+
+
+def test_reconstruct_with_a_mask_of_the_particles_grid_reports_within_it(
+    tiny_set, tmp_path, capsys
+):
+    """Through the command line, at a smaller box than the particles' (--downsample): the mask
+    of the particles' grid is cropped to the map's, the resolution is read within it, and
+    fsc.json, run.json and ``cryosplat info`` say so; a mask of another grid stops the run
+    before any work."""
+    mask = spherical_mask(24, radius_px=7.0, soft_width_px=3.0)
+    path = _mask_file(tmp_path, mask, voxel=4.0)
+    out = tmp_path / "run"
+    args = ["reconstruct", str(tiny_set), "-o", str(out), "--no-progress", "--downsample", "16"]
+    assert main([*args, "--mask", str(path)]) == 0
+    fsc = json.loads((out / "fsc.json").read_text())
+    assert str(path) in fsc["cross_validated"]["mask"]
+    assert "soft_spherical_mask_reading" in fsc["cross_validated"]
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    assert summary["given_mask"] == str(path)
+    assert summary["resolution_angstrom"] == fsc["resolution_angstrom"]
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"read within the given mask {path}" in text and "given mask" in text
+    wrong = _mask_file(tmp_path, spherical_mask(20), voxel=4.0, name="wrong.mrc")
+    assert main([*args[:3], str(tmp_path / "run2"), "--no-progress", "--mask", str(wrong)]) == 2
+    assert "the mask's box is 20" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()
