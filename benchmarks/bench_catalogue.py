@@ -2,7 +2,7 @@
 
 ``DATASETS`` holds the groups ``run_benchmarks.py --datasets`` names (a set's own name also works),
 ``QUICK`` their smaller versions for ``--quick``. How a set is made: :mod:`bench_datasets`. The
-groups made after every default in round 2 (sessions 26-35) are in :mod:`bench_catalogue_unseen`.
+groups made after every default in round 2 (sessions 26-36) are in :mod:`bench_catalogue_unseen`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from bench_catalogue_unseen import (
     TILT_LIMITS,
     UNSEEN,
     UNSEEN_35,
+    UNSEEN_36,
 )
 from bench_datasets import DatasetSpec
 from bench_map_specs import REAL_VIEWS, RIBOSOME, TUTORIAL, map_spec
@@ -258,6 +259,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "tilt_limits": TILT_LIMITS,
     "oversampled": OVERSAMPLED,
     "unseen35": UNSEEN_35,
+    "unseen36": UNSEEN_36,
 }
 
 

@@ -1,4 +1,4 @@
-"""Benchmark sets made after every default they test (round 2, sessions 26-35): groups of
+"""Benchmark sets made after every default they test (round 2, sessions 26-36): groups of
 :class:`bench_datasets.DatasetSpec` that :mod:`bench_catalogue` names for ``--datasets``."""
 
 from __future__ import annotations
@@ -316,6 +316,26 @@ UNSEEN_35 = map_table(
             "maps/emd_1832.map",
             (128, 2.85, 6_000, 0.0008, 1032),
             {"views": None, "preferred_views": (0.8, 20.0)},
+        ),
+    )
+)
+
+# Two more made after every default (round 2, session 36): beta-galactosidase Fourier-padded to
+# box 120 with views thinned about one axis, and EMD-1832 at its own box with the real cryoSPARC
+# set's CTF in ribosome noise.
+UNSEEN_36 = map_table(
+    (
+        (
+            "s36_betagal_x12",
+            "maps/ngl_betaGal.mrc",
+            (120, 2.95, 5_000, 0.002, 1041),
+            {"views": None, "preferred_views": (0.6, 30.0)},
+        ),
+        (
+            "s36_emd1832_cs",
+            "maps/emd_1832.map",
+            (64, 5.7, 8_000, 0.0015, 1042),
+            {**CRYOSPARC_CTF, "noise": "coloured", "noise_source": RIBOSOME},
         ),
     )
 )
