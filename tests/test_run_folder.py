@@ -73,6 +73,17 @@ def test_a_complete_run_drops_its_checkpoints_unless_kept(tmp_path):
         assert f.status()["status"] == "complete"
         assert f.checkpoint_dir.is_dir() == keep
         assert removed == (0 if keep else size)
+        f.release()
+        # Resumed, a complete run makes its outputs again from kept checkpoints; without them
+        # there is nothing to resume from.
+        again = RunFolder(tmp_path / f"run{keep}", {"a": 1}, resume=True)
+        if keep:
+            assert again.prepare() is True and again.remaking
+            assert again.status()["status"] == "running"
+            again.release()
+        else:
+            with pytest.raises(InputError, match="checkpoints are gone.*--keep-checkpoints"):
+                again.prepare()
 
 
 def test_checkpoint_roundtrip_and_atomic_replace(tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from cryosplat.cli.main import main
 from cryosplat.core.errors import InputError
-from cryosplat.io.mrc import write_map
+from cryosplat.io.mrc import read_map, write_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.crossval import cross_validated_fsc
 from cryosplat.validation.masks import auto_mask, spherical_mask
@@ -154,3 +154,21 @@ def test_reconstruct_with_a_mask_of_the_particles_grid_reports_within_it(
     assert main([*args[:3], str(tmp_path / "run2"), "--no-progress", "--mask", str(wrong)]) == 2
     assert "the mask's box is 20" in capsys.readouterr().err
     assert not (tmp_path / "run2").exists()
+
+
+def test_a_complete_run_with_kept_checkpoints_is_resumed_to_read_a_mask(tiny_set, tmp_path):
+    """The mask made after the run: resumed from its kept checkpoints, nothing is fitted again,
+    the map is the same to the bit, and the resolution is read within the mask."""
+    out = tmp_path / "run"
+    args = ["reconstruct", str(tiny_set), "-o", str(out), "--no-progress"]
+    assert main([*args, "--keep-checkpoints"]) == 0
+    before = read_map(out / "map.mrc")[0]
+    first = json.loads((out / "fsc.json").read_text())["cross_validated"]["mask"]
+    path = _mask_file(tmp_path, spherical_mask(24, radius_px=7.0, soft_width_px=3.0), voxel=4.0)
+    assert main([*args, "--resume", "--mask", str(path)]) == 0
+    np.testing.assert_array_equal(read_map(out / "map.mrc")[0], before)
+    assert str(path) not in first
+    assert str(path) in json.loads((out / "fsc.json").read_text())["cross_validated"]["mask"]
+    log = (out / "log.txt").read_text()
+    assert "outputs are made again from its kept checkpoints" in log
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"

@@ -123,8 +123,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-checkpoints",
         action="store_true",
-        help="keep checkpoints/ once the run is complete (by default removed then: a complete "
-        "run is never resumed, and its Fourier statistics take 1.6 GB at box 256)",
+        help="keep checkpoints/ once the run is complete (by default removed then; kept, "
+        "--resume makes the outputs again from them in seconds, e.g. with --mask; the Fourier "
+        "statistics take 1.6 GB at box 256)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Engine options default to None: the engine's own default is filled in by build_config, and

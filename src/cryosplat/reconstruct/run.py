@@ -103,7 +103,7 @@ class ReconstructConfig:
     blend_with_data : the map is made of half maps corrected, shell by shell, by their own half
         set's direct inversion where that holds more (:mod:`cryosplat.validation.data_blend`)
     keep_checkpoints : keep ``checkpoints/`` once the run is complete (by default removed then:
-        a complete run is never resumed)
+        a complete run is resumed only to make its outputs again from them)
     deterministic : on a GPU, PyTorch's deterministic kernels for the scatter sums, so that the
         same run twice gives the same map (:func:`cryosplat.core.device.deterministic_algorithms`;
         the CPU path is deterministic without it)
@@ -416,6 +416,8 @@ def _reconstruct_in(
     )
     if folder.discarded:
         log.info("discarded the earlier run in %s (status: %s)", folder.path, folder.discarded)
+    if folder.remaking:
+        log.info("the run is complete: its outputs are made again from its kept checkpoints")
     write_json_atomic(
         folder.path / "config.json",
         {

@@ -10,7 +10,10 @@ While a run works in a folder it holds an exclusive lock (``fcntl.flock`` on ``.
 released by the kernel when the process ends, however it ends): a second process is refused,
 whatever its options. ``--resume`` continues a run only when its identity is unchanged (same
 settings, same input contents); ``--restart`` discards an unfinished, failed or different run in the
-folder and starts again; a complete run is replaced only with ``--overwrite``.
+folder and starts again; a complete run is replaced only with ``--overwrite``. A complete run whose
+checkpoints were kept (``--keep-checkpoints``) can be resumed: nothing is fitted again, its outputs
+are made again from them, e.g. with the resolution read within a mask (``--mask``), or with another
+local weight or without the data blend (what the identity leaves out).
 """
 
 from __future__ import annotations
@@ -230,6 +233,8 @@ class RunFolder:
         self._lock = None
         self._lock_was_there = False
         self.discarded: str | None = None
+        # Resuming a complete run from its kept checkpoints: only its outputs are made again.
+        self.remaking = False
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -351,12 +356,17 @@ class RunFolder:
                 f"{self.path}: already holds this run (status: {state}); pass --resume to "
                 "continue it, --restart to start it again, or choose a new output folder"
             )
-        if state == "complete":
+        if state == "complete" and not self._has_checkpoints():
             raise InputError(
-                f"{self.path}: this run is already complete; nothing to resume (pass "
-                "--overwrite to run it again)"
+                f"{self.path}: this run is already complete and its checkpoints are gone; "
+                "nothing to resume (a run made with --keep-checkpoints can be resumed to make its "
+                "outputs again, e.g. with --mask; pass --overwrite to run it again)"
             )
+        self.remaking = state == "complete"
         return True
+
+    def _has_checkpoints(self) -> bool:
+        return self.checkpoint_dir.is_dir() and any(self.checkpoint_dir.iterdir())
 
     def _discard(self, existing: dict) -> None:
         """Remove what the earlier run wrote (checkpoints first: nothing stale can be resumed)."""
@@ -385,10 +395,10 @@ class RunFolder:
     def complete(self, summary: dict, keep_checkpoints: bool = False) -> int:
         """Mark the run complete, after every output is written; then remove its checkpoints.
 
-        A complete run is never resumed, so its checkpoints (the Fourier statistics: 1.6 GB at
-        box 256) only take disk, unless ``keep_checkpoints``. They go after the status is written:
-        a run stopped in between is complete with checkpoints left over, harmless. Returns the
-        bytes removed.
+        A complete run is resumed only to make its outputs again, so its checkpoints (the Fourier
+        statistics: 1.6 GB at box 256) mostly take disk; they stay with ``keep_checkpoints``. They
+        go after the status is written: a run stopped in between is complete with checkpoints
+        left over, harmless (and resumable). Returns the bytes removed.
         """
         self._write_status("complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), summary=summary)
         if keep_checkpoints or not self.checkpoint_dir.is_dir():
