@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cryosplat.core.symmetry import asymmetric_unit_gaussians, symmetry_operators
 from cryosplat.particles.particle_set import ParticleSet
+
+if TYPE_CHECKING:
+    import torch
+
+    from cryosplat.reconstruct.distributed import Distributed
 
 __all__ = ["run_description"]
 
 
 def run_description(
-    particles: ParticleSet, config, n_gauss: int, device, dist, resuming: bool
+    particles: ParticleSet,
+    config,
+    n_gauss: int,
+    device: torch.device,
+    dist: Distributed,
+    resuming: bool,
 ) -> str:
     """``"cryosplat reconstruct: N particles, box D, ... device cpu"`` for a run of ``config``
     (:class:`~cryosplat.reconstruct.run.ReconstructConfig`) on ``device``, one process or the
