@@ -22,9 +22,7 @@ from cryosplat.core.device import (
     resolve_device,
 )
 from cryosplat.core.errors import CryosplatError, InputError
-from cryosplat.core.symmetry import (
-    normalize_symmetry,
-)
+from cryosplat.core.symmetry import normalize_symmetry
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
