@@ -156,7 +156,7 @@ def test_reconstruct_with_a_mask_of_the_particles_grid_reports_within_it(
     assert not (tmp_path / "run2").exists()
 
 
-def test_a_complete_run_with_kept_checkpoints_is_resumed_to_read_a_mask(tiny_set, tmp_path):
+def test_a_complete_run_with_kept_checkpoints_is_resumed_to_read_a_mask(tiny_set, tmp_path, capsys):
     """The mask made after the run: resumed from its kept checkpoints, nothing is fitted again,
     the map is the same to the bit, and the resolution is read within the mask."""
     out = tmp_path / "run"
@@ -172,3 +172,7 @@ def test_a_complete_run_with_kept_checkpoints_is_resumed_to_read_a_mask(tiny_set
     log = (out / "log.txt").read_text()
     assert "outputs are made again from its kept checkpoints" in log
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert any((out / "checkpoints").iterdir())  # kept for the next remake, the flag or not
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "kept: cryosplat reconstruct" in capsys.readouterr().out

@@ -222,6 +222,12 @@ def format_run(r: RunSummary) -> str:
                 f"resume:       cryosplat reconstruct {ident.get('input', 'PARTICLES')} -o "
                 f"{r.path} --resume (with the options it was started with)"
             )
+    elif r.checkpoint_bytes and r.holder is None:  # kept (--keep-checkpoints)
+        lines.append(
+            f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB kept: cryosplat reconstruct "
+            f"{ident.get('input', 'PARTICLES')} -o {r.path} --resume (with the options it was "
+            "started with) makes the outputs again from them, e.g. with --mask MASK"
+        )
     for warning in r.warnings:
         lines.append(f"warning: {warning}")
     if r.missing_outputs:

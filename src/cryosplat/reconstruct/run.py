@@ -481,7 +481,7 @@ def _reconstruct_in(
         summary.update(result.summary())
         summary["device"] = describe_device(device)
         summary.update(measured_peak_memory(device, plan.peak_bytes(side_by_side)))
-        removed = folder.complete(summary, config.keep_checkpoints)
+        removed = folder.complete(summary, config.keep_checkpoints or folder.remaking)
         if removed:
             log.info(
                 "checkpoints removed (%s; --keep-checkpoints keeps them)", format_bytes(removed)
