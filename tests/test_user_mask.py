@@ -64,6 +64,10 @@ def test_a_mask_of_the_particles_box_is_fourier_cropped_to_the_maps():
     assert np.abs(cropped - small).mean() < 0.005
     constant = fourier_crop_volume(np.full((25, 25, 25), 0.7), 24)  # an odd box, as images' are
     np.testing.assert_allclose(constant, 0.7, atol=1e-12)
+    # From an odd box: the centre voxel D // 2 stays the centre, d // 2.
+    odd = fourier_crop_volume(spherical_mask(25, radius_px=6.0, soft_width_px=4.0), 24)
+    same = spherical_mask(24, radius_px=6.0 * 24 / 25, soft_width_px=4.0 * 24 / 25)
+    assert np.abs(odd - same).max() < 0.02
     with pytest.raises(ValueError, match="even"):
         fourier_crop_volume(big, 23)
 
