@@ -11,11 +11,12 @@ import torch
 
 from cryosplat.cli.main import main
 from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import fourier_crop_volume
 from cryosplat.io.mrc import read_map, write_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.crossval import cross_validated_fsc
 from cryosplat.validation.masks import auto_mask, spherical_mask
-from cryosplat.validation.user_mask import FSCMask, fourier_crop_volume, load_fsc_mask
+from cryosplat.validation.user_mask import FSCMask, load_fsc_mask
 
 BOX, PIXEL = 48, 2.0
 
@@ -59,17 +60,22 @@ def test_a_mask_of_the_particles_box_is_fourier_cropped_to_the_maps():
     about voxel D // 2 of each; values kept in [0, 1]."""
     big = spherical_mask(BOX, radius_px=12.0, soft_width_px=6.0)
     small = spherical_mask(24, radius_px=6.0, soft_width_px=3.0)
-    cropped = fourier_crop_volume(big, 24)
+    cropped = fourier_crop_volume(torch.as_tensor(big, dtype=torch.float64), 24).numpy()
     assert np.abs(cropped - small).max() < 0.08
     assert np.abs(cropped - small).mean() < 0.005
-    constant = fourier_crop_volume(np.full((25, 25, 25), 0.7), 24)  # an odd box, as images' are
+    constant = fourier_crop_volume(
+        torch.full((25, 25, 25), 0.7, dtype=torch.float64), 24
+    )  # an odd box, as images' are
     np.testing.assert_allclose(constant, 0.7, atol=1e-12)
     # From an odd box: the centre voxel D // 2 stays the centre, d // 2.
-    odd = fourier_crop_volume(spherical_mask(25, radius_px=6.0, soft_width_px=4.0), 24)
+    odd = fourier_crop_volume(
+        torch.as_tensor(spherical_mask(25, radius_px=6.0, soft_width_px=4.0), dtype=torch.float64),
+        24,
+    ).numpy()
     same = spherical_mask(24, radius_px=6.0 * 24 / 25, soft_width_px=4.0 * 24 / 25)
     assert np.abs(odd - same).max() < 0.02
     with pytest.raises(ValueError, match="even"):
-        fourier_crop_volume(big, 23)
+        fourier_crop_volume(torch.as_tensor(big), 23)
 
 
 def test_a_mask_of_the_particles_grid_is_read_for_a_run_at_a_smaller_box(tmp_path):

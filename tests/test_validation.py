@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.core.fourier import fourier_pad_volume
+from cryosplat.core.fourier import fourier_crop_volume, fourier_pad_volume
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.crossval import (
     DataSpectra,
@@ -193,6 +193,18 @@ def test_fourier_padding_keeps_values_and_the_origin():
     torch.testing.assert_close(flat, torch.full((12, 12, 12), 3.0, dtype=torch.float64))
     with pytest.raises(ValueError, match="at least"):
         fourier_pad_volume(fine, 20)
+
+
+def test_fourier_cropping_undoes_padding_and_keeps_the_origin():
+    """A map with nothing at or past the small grid's Nyquist frequency, padded to an even or an
+    odd box and cropped back, is itself again (the crop keeps ``D // 2`` at ``d // 2``)."""
+    noise = torch.randn(24, 24, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    small = fourier_pad_volume(fourier_crop_volume(noise, 16), 24)
+    for box in (32, 33, 48):
+        back = fourier_crop_volume(fourier_pad_volume(small, box), 24)
+        torch.testing.assert_close(back, small, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="even"):
+        fourier_crop_volume(small, 15)
 
 
 def _lowpass_data(truth, seed):

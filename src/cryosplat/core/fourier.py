@@ -14,6 +14,7 @@ __all__ = [
     "fft2_centered",
     "ifft2_centered",
     "fftn_centered",
+    "fourier_crop_volume",
     "fourier_pad_volume",
     "ifftn_centered",
     "frequency_grid_2d",
@@ -79,6 +80,25 @@ def fourier_pad_volume(volume: torch.Tensor, box: int) -> torch.Tensor:
     padded[low[:, None], low[None, :], : size // 2 + 1] = spectrum
     grown = torch.fft.irfftn(padded, s=(box,) * 3, dim=dims) * (box / size) ** 3
     return torch.roll(grown, (box // 2,) * 3, dims)
+
+
+def fourier_crop_volume(volume: torch.Tensor, box: int) -> torch.Tensor:
+    """A real map (D, D, D) on a coarser grid of the same extent, (box, box, box) with even
+    ``box ≤ D``: the frequencies ``|k| < box/2`` along each axis kept (as images are
+    Fourier-cropped), values kept, the origin voxel ``D // 2`` going to ``box // 2``; the inverse
+    of :func:`fourier_pad_volume` for maps with nothing at or past ``box``'s Nyquist frequency."""
+    size = volume.shape[-1]
+    if box % 2 or not 2 <= box <= size:
+        raise ValueError(f"crop box must be even and in [2, {size}], got {box}")
+    if box == size:
+        return volume
+    dims = (-3, -2, -1)
+    spectrum = torch.fft.rfftn(torch.roll(volume, (-(size // 2),) * 3, dims), dim=dims)
+    low = torch.cat([torch.arange(0, box // 2), torch.arange(size - box // 2, size)])
+    low = low.to(spectrum.device)
+    kept = spectrum[low[:, None], low[None, :], : box // 2 + 1]
+    small = torch.fft.irfftn(kept, s=(box,) * 3, dim=dims) * (box / size) ** 3
+    return torch.roll(small, (box // 2,) * 3, dims)
 
 
 def _frequencies(box: int, pixel_size_angstrom: float, device, dtype) -> torch.Tensor:

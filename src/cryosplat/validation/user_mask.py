@@ -12,8 +12,8 @@ the sphere's. The soft sphere's reading is kept beside it.
 The mask is taken at the map's box and voxel size (a mask made from ``map.mrc``), or at the
 particles' box and pixel size (the refinement's mask) when the run works at a smaller box
 (``--downsample``, ``--max-resolution``, an odd box): it is then Fourier-cropped as the images
-are (:func:`cryosplat.particles.downsample.fourier_crop_images`), the same physical extent about
-voxel ``D // 2``, and clipped to [0, 1].
+are (:func:`cryosplat.core.fourier.fourier_crop_volume`), the same physical extent about voxel
+``D // 2``, and clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import fourier_crop_volume
 from cryosplat.io.mrc import read_map
 
-__all__ = ["FSCMask", "fourier_crop_volume", "load_fsc_mask"]
+__all__ = ["FSCMask", "load_fsc_mask"]
 
 # A mask's values lie in [0, 1]; interpolation and Fourier resampling overshoot a little.
 VALUE_TOLERANCE = 0.02
@@ -50,24 +51,6 @@ class FSCMask:
 
     volume: np.ndarray
     name: str
-
-
-def fourier_crop_volume(volume: np.ndarray, box: int) -> np.ndarray:
-    """Fourier-crop a cubic map ``(D, D, D)`` (centre at voxel ``D // 2``) to ``(d, d, d)``,
-    ``d ≤ D`` even: the frequencies ``|k| < d/2`` along each axis kept, values kept (a constant
-    stays that constant), the same physical extent at voxels ``D / d`` times larger."""
-    size = volume.shape[-1]
-    if box % 2 or not 2 <= box <= size:
-        raise ValueError(f"crop box must be even and in [2, {size}], got {box}")
-    t = torch.as_tensor(np.ascontiguousarray(volume), dtype=torch.float64)
-    if box == size:
-        return t.numpy().copy()
-    spectrum = torch.fft.rfftn(torch.fft.ifftshift(t))
-    h = box // 2
-    rows = torch.cat([torch.arange(h), torch.arange(size - h, size)])
-    kept = spectrum[rows][:, rows][:, :, : h + 1]
-    small = torch.fft.irfftn(kept, s=(box, box, box)) * (box / size) ** 3
-    return torch.fft.fftshift(small).numpy()
 
 
 def load_fsc_mask(
@@ -123,6 +106,5 @@ def load_fsc_mask(
         )
     if float((volume > 0.5).mean()) < MIN_INSIDE_SHARE:
         raise InputError(f"{path}: the mask holds nothing (no voxel above 0.5)")
-    if size != box:
-        volume = fourier_crop_volume(volume, box)
-    return FSCMask(np.clip(np.asarray(volume, dtype=np.float64), 0.0, 1.0), str(path))
+    cropped = fourier_crop_volume(torch.as_tensor(volume, dtype=torch.float64), box)
+    return FSCMask(cropped.clamp(0.0, 1.0).numpy(), str(path))
