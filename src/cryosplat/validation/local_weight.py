@@ -23,13 +23,11 @@ the full map, and the half maps are left as fitted.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from cryosplat.core.fourier import squared_radius
-from cryosplat.validation.masks import gaussian_smooth
+from cryosplat.validation.masks import gaussian_smooth, soft_edge
 
 __all__ = [
     "DEFAULT_SIGMA_PX",
@@ -166,7 +164,7 @@ def apply_local_weight(
 def _restored_share(box: int, unweighted_shells: int, device, dtype) -> torch.Tensor:
     """Per point of the real-FFT half grid, the share of the map's own coefficient
     :func:`apply_local_weight` keeps: 1 to ``|k| = unweighted_shells + ½``, a raised cosine to 0
-    over :data:`UNWEIGHTED_TAPER_SHELLS` shells, 0 beyond."""
+    over :data:`UNWEIGHTED_TAPER_SHELLS` shells (:func:`~cryosplat.validation.masks.soft_edge`),
+    0 beyond."""
     radius = squared_radius(box, 3, half=True, centred=False, device=device, dtype=dtype).sqrt_()
-    x = ((radius - (unweighted_shells + 0.5)) / UNWEIGHTED_TAPER_SHELLS).clamp_(0.0, 1.0)
-    return 0.5 * (1.0 + torch.cos(math.pi * x))
+    return soft_edge(radius - (unweighted_shells + 0.5), UNWEIGHTED_TAPER_SHELLS)
