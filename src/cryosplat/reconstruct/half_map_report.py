@@ -185,14 +185,14 @@ def evaluate_half_maps(
     name = "" if user_mask is None else user_mask.name
     cross, cv_mask, weighted, sphere_reading = None, SPHERE_TEXT, None, None
     if data_maps is not None:
-        data = DataUnderMasks([on_device(d) for d in data_maps], *masks, sampled_share, user)
+        data = DataUnderMasks([on_device(d) for d in data_maps], *masks, sampled_share, user, name)
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
-        cross, cv_mask, sphere_reading = _cross_validate(halves, data, pixel_size_angstrom, name)
+        cross, cv_mask, sphere_reading = _cross_validate(halves, data, pixel_size_angstrom)
         if cross.inconsistent_shell is not None and unweighted_halves is not None:
             weighted = cross
             halves = [on_device(h) for h in unweighted_halves]
             cross, cv_mask, sphere_reading = _cross_validate(
-                halves, data, pixel_size_angstrom, name, "the halves before the local weight: "
+                halves, data, pixel_size_angstrom, "the halves before the local weight: "
             )
         del halves, data
     fscs = masked_fscs(a, b, masks if user is None else [*masks, user], pixel_size_angstrom)
@@ -208,21 +208,19 @@ def evaluate_half_maps(
     return report, amask
 
 
-def _cross_validate(
-    halves, data: DataUnderMasks, pixel_size_angstrom: float, user_name: str, what: str = ""
-):
+def _cross_validate(halves, data: DataUnderMasks, pixel_size_angstrom: float, what: str = ""):
     """The cross-validated FSC in the soft sphere, within the automatic mask or within the
     user's (:func:`~cryosplat.validation.mask_choice.read_in_masks`), the mask's description,
     and the sphere's own reading where another was kept (else None); a reading other than the
     sphere's is logged (``what`` prefixes the line)."""
-    reading = read_in_masks(halves, data, pixel_size_angstrom, N_BOOTSTRAP, user_name)
+    reading = read_in_masks(halves, data, pixel_size_angstrom, N_BOOTSTRAP)
     if data.has_user_mask:
         log.info(
             "resolution: %sread within the given mask %s: %.2f Å (its FSCs' noise taken %.2f "
             "times the sphere's; the lower bound past its own cut); %.2f Å in the soft "
             "spherical mask",
             what,
-            user_name,
+            data.user_name,
             reading.chosen.resolution_angstrom,
             reading.noise_scale,
             reading.sphere.resolution_angstrom,

@@ -17,7 +17,6 @@ truth within that mask), not the sphere's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import torch
@@ -63,6 +62,8 @@ class DataUnderMasks:
     user : (D, D, D) tensor, optional
         A mask the user gave (:mod:`cryosplat.validation.user_mask`), on the data's device: read
         as ``"user"``, times the sphere.
+    user_name : str
+        Where that mask came from, for the reading's description.
     """
 
     def __init__(
@@ -72,22 +73,29 @@ class DataUnderMasks:
         automatic: torch.Tensor,
         sampled_share: np.ndarray | None = None,
         user: torch.Tensor | None = None,
+        user_name: str = "",
     ) -> None:
         self._data, self._masks = data, {"sphere": sphere, "tight": sphere * automatic}
         if user is not None:
             self._masks["user"] = sphere * user
+        self.user_name = user_name
         self._sampled_share = sampled_share
         self._made: dict[str, DataSpectra] = {}
+        self._noise: dict[str, float] = {}
 
     @property
     def has_user_mask(self) -> bool:
         return "user" in self._masks
 
     def noise_scale(self, name: str) -> float:
-        """How much more a shell's FSC spreads under the mask ``name`` than under the sphere."""
-        return tighter_mask_noise_scale(self._masks["sphere"].cpu(), self._masks[name].cpu())
+        """How much more a shell's FSC spreads under the mask ``name`` (``"tight"``, ``"user"``)
+        than under the sphere; made once."""
+        if name not in self._noise:
+            masks = self._masks
+            self._noise[name] = tighter_mask_noise_scale(masks["sphere"].cpu(), masks[name].cpu())
+        return self._noise[name]
 
-    @cached_property
+    @property
     def tight_noise_scale(self) -> float:
         """How much more a shell's FSC spreads under the tight mask than under the sphere."""
         return self.noise_scale("tight")
@@ -126,12 +134,11 @@ def read_in_masks(
     data: DataUnderMasks,
     pixel_size_angstrom: float,
     n_bootstrap: int = 0,
-    user_name: str = "",
 ) -> MaskedReading:
     """The cross-validated FSC of two halves (tensors on the data's device) in the soft sphere,
     or within the automatic mask where the data stop early in the sphere with the estimate still
-    high and it is finer there, or within the user's mask where ``data`` holds one (named
-    ``user_name``; module docstring)."""
+    high and it is finer there, or within the user's mask where ``data`` holds one (module
+    docstring)."""
     sphere = cross_validate(data["sphere"], *halves, pixel_size_angstrom, n_bootstrap)
     if data.has_user_mask:
         noise = data.noise_scale("user")
@@ -143,7 +150,7 @@ def read_in_masks(
             noise_scale=noise,
             pool_past_cut=False,
         )
-        return MaskedReading(user, user_mask_text(user_name), sphere, None, noise)
+        return MaskedReading(user, user_mask_text(data.user_name), sphere, None, noise)
     cut = sphere.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return MaskedReading(sphere, SPHERE_TEXT, sphere)
