@@ -209,6 +209,10 @@ def format_run(r: RunSummary) -> str:
         )
         if res.get("map"):
             lines.append(f"  ({res['map']})")
+    resume = (
+        f"cryosplat reconstruct {ident.get('input', 'PARTICLES')} -o {r.path} --resume (with the "
+        "options it was started with)"
+    )
     if r.status != "complete":
         if r.last_log_line:
             lines.append(f"last logged:  {r.last_log_line}")
@@ -218,15 +222,11 @@ def format_run(r: RunSummary) -> str:
             lines.append(f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB")
             lines += [f"  {note}" for note in r.checkpoint_progress]
         if r.holder is None:
-            lines.append(
-                f"resume:       cryosplat reconstruct {ident.get('input', 'PARTICLES')} -o "
-                f"{r.path} --resume (with the options it was started with)"
-            )
+            lines.append(f"resume:       {resume}")
     elif r.checkpoint_bytes and r.holder is None:  # kept (--keep-checkpoints)
         lines.append(
-            f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB kept: cryosplat reconstruct "
-            f"{ident.get('input', 'PARTICLES')} -o {r.path} --resume (with the options it was "
-            "started with) makes the outputs again from them, e.g. with --mask MASK"
+            f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB kept: {resume} makes the outputs "
+            "again from them, e.g. with --mask MASK"
         )
     for warning in r.warnings:
         lines.append(f"warning: {warning}")

@@ -194,7 +194,8 @@ def write_outputs(
     are written into ``fsc.json``. With ``settings.fsc_mask`` (a mask the user gave) the
     resolution is read within it (``mask.mrc`` is still the automatic mask). A symmetric model
     is written expanded (every copy: the full molecule); ``settings.symmetry`` and the asymmetric
-    unit's size are recorded in ``fsc.json`` and the summary. ``result.data_maps`` of a symmetric run are the symmetrised data half maps.
+    unit's size are recorded in ``fsc.json`` and the summary. ``result.data_maps`` of a
+    symmetric run are the symmetrised data half maps.
 
     Returns the FSC report and a summary dict (also logged).
     """
