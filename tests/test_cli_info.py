@@ -96,6 +96,33 @@ def test_densest_cone_uniform_preferred_and_tilted():
         densest_cone(np.eye(3), cone_degrees=0.0)
 
 
+def test_densest_cone_coarse_to_fine_finds_the_exhaustive_share():
+    """The coarse-to-fine search against every one of the 2,000 axes: two or three clusters of
+    views of unequal weight, one cluster over uniform views, uniform views."""
+    from cryosplat.particles.summary import _cone_counts, densest_cone, fibonacci_sphere
+
+    rng = np.random.default_rng(7)
+
+    def cluster(n, sd_degrees):
+        axis = rng.normal(size=3)
+        v = axis / np.linalg.norm(axis) + rng.normal(scale=np.radians(sd_degrees), size=(n, 3))
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    uniform = cluster(3000, 1e4)
+    sets = [
+        np.vstack([cluster(1500, 10), cluster(1400, 12)]),
+        np.vstack([cluster(900, 15), cluster(1000, 15), cluster(1100, 15)]),
+        np.vstack([cluster(2400, 12), uniform[:600]]),
+        uniform,
+    ]
+    axes = fibonacci_sphere(4000)[:2000]
+    for d in sets:
+        exhaustive = _cone_counts(d, axes, np.cos(np.radians(20.0)), 8192).max() / len(d)
+        share, axis = densest_cone(d)
+        assert share == pytest.approx(exhaustive, abs=2e-3)
+        assert np.mean(np.abs(d @ axis) >= np.cos(np.radians(20.0))) == pytest.approx(share)
+
+
 def test_info_warns_of_preferred_orientation(tmp_path, small_stack, capsys):
     from cryosplat.io.star import write_relion31_particles
     from cryosplat.simulate.views import PreferredViews, preferred_rotations

