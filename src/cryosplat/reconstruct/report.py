@@ -6,6 +6,7 @@ is :mod:`cryosplat.reconstruct.half_map_report`, re-exported here."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,14 @@ from cryosplat.validation.local_weight import (
 from cryosplat.validation.masks import spherical_mask
 
 __all__ = [
+    "ComposedMap",
     "HalfMapReport",
+    "compose_map",
     "evaluate_half_maps",
     "format_resolution",
+    "half_model_maps",
     "plot_fsc",
+    "run_summary",
     "write_outputs",
 ]
 
@@ -173,6 +178,89 @@ def _log_directional(directional: DirectionalResolution) -> None:
     )
 
 
+@dataclass
+class ComposedMap:
+    """The written map's two halves and how they were made (:func:`compose_map`).
+
+    Attributes
+    ----------
+    halves : (A', B')
+        The halves as they enter ``map.mrc`` (their mean): blended with the data, times the
+        local weight.
+    unweighted : (A, B)
+        The same before the local weight.
+    alpha : array (D//2 + 1,) or None
+        The model's weight per shell in the blend (None: no blend).
+    weight : (D, D, D) or None
+        The local Wiener weight (None: the plain mean).
+    text : str
+        What the map is, for the log, ``fsc.json`` and the summary.
+    """
+
+    halves: tuple[np.ndarray, np.ndarray]
+    unweighted: tuple[np.ndarray, np.ndarray]
+    alpha: np.ndarray | None
+    weight: np.ndarray | None
+    text: str
+
+
+def half_model_maps(result: EngineResult) -> tuple[GaussianModel, GaussianModel, list]:
+    """The two half models expanded by their symmetry, and their maps: the last fit's, or with
+    ``result.earlier_stages`` at each frequency the mean of the stages' fits that hold it
+    (:mod:`cryosplat.reconstruct.stage_mean`). Returns ``(model_a, model_b, [map_a, map_b])``."""
+    model_a, model_b = (m.expanded() for m in result.models)
+
+    def vox(model: GaussianModel) -> np.ndarray:
+        return model.expanded().voxelize().detach().cpu().double().numpy()
+
+    with torch.no_grad():
+        maps = [vox(model_a), vox(model_b)]
+        earlier = result.earlier_stages
+        if earlier:
+            device = model_a.means.device
+            for i in range(2):
+                maps[i] = mean_of_stages(maps[i], [(vox(s[i]), s[2]) for s in earlier], device)
+            log.info(
+                "half maps: at each frequency the mean of the last %d stages' fits whose grids "
+                "hold it (to %s Å), the last fit alone beyond",
+                len(earlier) + 1,
+                ", ".join(
+                    f"{model_a.box * model_a.pixel_size_angstrom / k:.1f}" for *_, k in earlier
+                ),
+            )
+    return model_a, model_b, maps
+
+
+def compose_map(
+    half_maps: list[np.ndarray],
+    result: EngineResult,
+    sphere: np.ndarray,
+    local_weight_sigma_px: float,
+    device,
+) -> ComposedMap:
+    """The written map's halves: each half map blended shell by shell with its own half set's
+    direct inversion where that holds more (``result.blend_maps``;
+    :mod:`cryosplat.validation.data_blend`), then both times their local Wiener weight
+    (:mod:`cryosplat.validation.local_weight`; ``local_weight_sigma_px`` 0: none)."""
+    parts, alpha, text = tuple(half_maps), None, "mean of the half maps"
+    if result.blend_maps is not None:
+        sampled = None if result.sampling is None else result.sampling.mask(BLEND_SAMPLED_WEIGHT)
+        *blended, alpha = blend_with_data(
+            *half_maps, *result.blend_maps, device, mask=sphere, sampled=sampled
+        )
+        parts = tuple(blended)
+        text = "mean of the half maps, each blended by shell with its data's inversion"
+    if local_weight_sigma_px <= 0:
+        return ComposedMap(parts, parts, alpha, None, text)
+    weight = local_wiener_weight(*parts, local_weight_sigma_px, device)
+    halves = tuple(apply_local_weight(p, weight, device=device) for p in parts)
+    text += (
+        f" × local Wiener weight ({local_weight_sigma_px:.3g} px; shells 0-{UNWEIGHTED_SHELLS}"
+        f" unweighted, shell {UNWEIGHTED_SHELLS + 1} passing to it)"
+    )
+    return ComposedMap(halves, parts, alpha, weight, text)
+
+
 def write_outputs(
     folder: Path,
     result: EngineResult,
@@ -181,115 +269,73 @@ def write_outputs(
 ) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models of ``result`` into ``folder``.
 
-    The full map is made of the half maps, each corrected shell by shell by its own half set's
-    direct inversion where that holds more (``result.blend_maps``:
-    :mod:`cryosplat.validation.data_blend`; the model's weight per shell goes into ``fsc.json``),
-    their mean times their local Wiener weight but at the lowest shells
-    (:func:`~cryosplat.validation.local_weight.apply_local_weight`; the weight's window
+    The full map is the mean of the two halves of :func:`compose_map` (the model's weight per
+    shell in the blend goes into ``fsc.json``; the local weight's window
     ``settings.local_weight_sigma_px`` voxels, by default a third of the fit's last
     cross-validated resolution and at least 1.5, the weight written as ``local_weight.mrc``; 0:
-    the plain mean). The half maps as written and their FSC are the models' own (with
-    ``result.earlier_stages``, at each frequency the mean of the stages' fits that hold it:
-    :mod:`cryosplat.reconstruct.stage_mean`). ``warnings`` (e.g. that the half sets are random)
-    are written into ``fsc.json``. With ``settings.fsc_mask`` (a mask the user gave) the
-    resolution is read within it (``mask.mrc`` is still the automatic mask). A symmetric model
-    is written expanded (every copy: the full molecule); ``settings.symmetry`` and the asymmetric
-    unit's size are recorded in ``fsc.json`` and the summary. ``result.data_maps`` of a
-    symmetric run are the symmetrised data half maps.
+    the plain mean). The half maps as written and their FSC are the models' own
+    (:func:`half_model_maps`). ``warnings`` (e.g. that the half sets are random) are written
+    into ``fsc.json``. With ``settings.fsc_mask`` (a mask the user gave) the resolution is read
+    within it (``mask.mrc`` is still the automatic mask). A symmetric model is written expanded
+    (every copy: the full molecule); ``settings.symmetry`` and the asymmetric unit's size are
+    recorded in ``fsc.json`` and the summary. ``result.data_maps`` of a symmetric run are the
+    symmetrised data half maps.
 
     Returns the FSC report and a summary dict (also logged).
     """
     from cryosplat.model.export import export_model
 
     settings = MapSettings() if settings is None else settings
-    model_a, model_b = result.models
-    data_maps, blend_maps = result.data_maps, result.blend_maps
-    earlier_stages = result.earlier_stages
-    soft_width_px, symmetry = settings.soft_width_px, settings.symmetry
-    local_weight_sigma_px, origin = settings.local_weight_sigma_px, settings.origin_angstrom
-
-    pixel = model_a.pixel_size_angstrom
-    if local_weight_sigma_px is None:
-        local_weight_sigma_px = window_for_resolution(result.last_resolution_angstrom(), pixel)
-    n_unit = [len(model_a), len(model_b)]
-    model_a, model_b = model_a.expanded(), model_b.expanded()
-    with torch.no_grad():
-        half_a = model_a.voxelize().detach().cpu().double().numpy()
-        half_b = model_b.voxelize().detach().cpu().double().numpy()
-        if earlier_stages:
-            device = model_a.means.device
-
-            def vox(model: GaussianModel) -> np.ndarray:
-                return model.expanded().voxelize().detach().cpu().double().numpy()
-
-            half_a = mean_of_stages(half_a, [(vox(a), k) for a, _, k in earlier_stages], device)
-            half_b = mean_of_stages(half_b, [(vox(b), k) for _, b, k in earlier_stages], device)
-            log.info(
-                "half maps: at each frequency the mean of the last %d stages' fits whose grids "
-                "hold it (to %s Å), the last fit alone beyond",
-                len(earlier_stages) + 1,
-                ", ".join(f"{model_a.box * pixel / k:.1f}" for *_, k in earlier_stages),
-            )
-    parts, alpha, map_text = (half_a, half_b), None, "mean of the half maps"
-    sphere = spherical_mask(model_a.box, soft_width_px=soft_width_px)
-    if blend_maps is not None:
-        sampled = None if result.sampling is None else result.sampling.mask(BLEND_SAMPLED_WEIGHT)
-        *parts, alpha = blend_with_data(
-            half_a, half_b, *blend_maps, model_a.means.device, mask=sphere, sampled=sampled
-        )
-        map_text = "mean of the half maps, each blended by shell with its data's inversion"
-    weight, map_halves = None, parts
-    if local_weight_sigma_px > 0:
-        weight = local_wiener_weight(*parts, local_weight_sigma_px, model_a.means.device)
-        map_halves = tuple(
-            apply_local_weight(p, weight, device=model_a.means.device) for p in parts
-        )
-        write_map(folder / "local_weight.mrc", weight, pixel, origin)
-        map_text += (
-            f" × local Wiener weight ({local_weight_sigma_px:.3g} px; shells 0-{UNWEIGHTED_SHELLS}"
-            f" unweighted, shell {UNWEIGHTED_SHELLS + 1} passing to it)"
-        )
+    origin, data_maps = settings.origin_angstrom, result.data_maps
+    n_unit = [len(m) for m in result.models]
+    model_a, model_b, half_maps = half_model_maps(result)
+    pixel, device = model_a.pixel_size_angstrom, model_a.means.device
+    sigma = settings.local_weight_sigma_px
+    if sigma is None:
+        sigma = window_for_resolution(result.last_resolution_angstrom(), pixel)
+    sphere = spherical_mask(model_a.box, soft_width_px=settings.soft_width_px)
+    composed = compose_map(half_maps, result, sphere, sigma, device)
+    if composed.weight is not None:
+        write_map(folder / "local_weight.mrc", composed.weight, pixel, origin)
     else:
         (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
-    write_map(folder / "half_map_A.mrc", half_a, pixel, origin)
-    write_map(folder / "half_map_B.mrc", half_b, pixel, origin)
-    write_map(folder / MAP_FILE, 0.5 * (map_halves[0] + map_halves[1]), pixel, origin)
+    for name, half in zip("AB", half_maps, strict=True):
+        write_map(folder / f"half_map_{name}.mrc", half, pixel, origin)
+    write_map(folder / MAP_FILE, 0.5 * (composed.halves[0] + composed.halves[1]), pixel, origin)
     # The reported resolution is the written map's: its halves as they enter it (blended, times
-    # the weight but at the lowest shells), each against the other half's data. On the raw half models it missed what the
-    # weight adds on small sets (2,000 beta-galactosidase particles: 21.69 Å reported, 18.99 Å
-    # against the truth; with the map's halves 18.55 Å; benchmarks/RESULTS.md, round 2,
-    # session 11).
+    # the weight but at the lowest shells), each against the other half's data. On the raw half
+    # models it missed what the weight adds on small sets (2,000 beta-galactosidase particles:
+    # 21.69 Å reported, 18.99 Å against the truth; with the map's halves 18.55 Å;
+    # benchmarks/RESULTS.md, round 2, session 11).
     report, amask = evaluate_half_maps(
-        half_a,
-        half_b,
+        *half_maps,
         pixel,
-        soft_width_px,
+        settings.soft_width_px,
         data_maps,
-        model_a.means.device,
-        map_halves,
+        device,
+        composed.halves,
         sphere,
-        unweighted_halves=None if weight is None else tuple(parts),
+        unweighted_halves=None if composed.weight is None else composed.unweighted,
         sampled_share=None if result.sampling is None else result.sampling.share,
         user_mask=settings.fsc_mask,
     )
-    del map_halves
-    if weight is not None:
+    if composed.weight is not None:
         log.info(
             "map: the %s (local_weight.mrc; the weight %.2f on average inside the automatic mask)",
-            map_text,
-            float((weight * amask).sum() / max(float(amask.sum()), 1e-12)),
+            composed.text,
+            float((composed.weight * amask).sum() / max(float(amask.sum()), 1e-12)),
         )
-    extra = {"symmetry": symmetry, "map": map_text}
+    extra = {"symmetry": settings.symmetry, "map": composed.text}
     directional = None
     if data_maps is not None:
-        on_device = [torch.as_tensor(d).to(model_a.means.device) for d in data_maps]
+        on_device = [torch.as_tensor(d).to(device) for d in data_maps]
         directional = directional_resolution(*on_device, pixel, mask=sphere)
         del on_device
         extra["data_half_maps_directional"] = directional.to_dict()
         _log_directional(directional)
-    if alpha is not None:
-        extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
-        _log_blend(alpha, model_a.box, pixel)
+    if composed.alpha is not None:
+        extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in composed.alpha]
+        _log_blend(composed.alpha, model_a.box, pixel)
     limits = data_limit_warnings(report)
     if directional is not None:
         limits += _unsampled_warnings(directional, report.resolution_angstrom)
@@ -306,9 +352,25 @@ def write_outputs(
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")
         export_model(model, folder / f"model_{name}.cif", origin)
+    summary = run_summary(report, (model_a, model_b), n_unit, composed.text, settings.symmetry)
+    if directional is not None:
+        summary["data_half_maps_0143_by_direction_angstrom"] = [
+            directional.finest_angstrom,
+            directional.coarsest_angstrom,
+        ]
+    _log_resolution(report, summary)
+    return report, summary
+
+
+def run_summary(report: HalfMapReport, models, n_unit: list[int], map_text: str, symmetry: str):
+    """The run's results for ``run.json`` (and ``cryosplat info``): the resolution with its band,
+    the half models' FSC 0.143 in each mask, the models' sizes, box and pixel size."""
+    model_a, model_b = models
+    band = report.band_angstrom
     summary = {
         "resolution_angstrom": report.resolution_angstrom,
         "resolution_definition": report.headline,
+        "resolution_band_angstrom": None if band is None else list(band),
         "model_half_maps_0143_spherical_angstrom": report.spherical.resolution("corrected"),
         "model_half_maps_0143_automatic_angstrom": report.automatic.resolution("corrected"),
         "n_gaussians": [len(model_a), len(model_b)],
@@ -316,9 +378,8 @@ def write_outputs(
         "map": map_text,
         "n_gaussians_asymmetric_unit": n_unit,
         "box": model_a.box,
-        "pixel_size_angstrom": pixel,
+        "pixel_size_angstrom": model_a.pixel_size_angstrom,
     }
-    band = report.band_angstrom
     if report.cross_validated is not None:
         summary["data_half_maps_0143_angstrom"] = report.cross_validated.data_resolution_angstrom
     if report.sphere_reading is not None:  # the automatic or the given mask's is the headline
@@ -330,12 +391,11 @@ def write_outputs(
         summary["model_half_maps_0143_given_mask_angstrom"] = report.user_mask.resolution(
             "corrected"
         )
-    if directional is not None:
-        summary["data_half_maps_0143_by_direction_angstrom"] = [
-            directional.finest_angstrom,
-            directional.coarsest_angstrom,
-        ]
-        summary["resolution_band_angstrom"] = None if band is None else list(band)
+    return summary
+
+
+def _log_resolution(report: HalfMapReport, summary: dict) -> None:
+    band = report.band_angstrom
     band_text = (
         f", 68 % bootstrap band {band[0]:.2f}-{band[1]:.2f} Å"
         if band is not None and np.all(np.isfinite(band))
@@ -353,4 +413,3 @@ def write_outputs(
         summary["model_half_maps_0143_spherical_angstrom"],
         summary["model_half_maps_0143_automatic_angstrom"],
     )
-    return report, summary
