@@ -202,6 +202,75 @@ def _copy_optimizer_rows(optimizer: Adam, to_rows: torch.Tensor, from_rows: torc
             state[key][to_rows] = state[key][from_rows]
 
 
+def random_start(
+    stats: FourierStatistics, config: GridFitConfig, pixel_size_angstrom: float
+) -> GaussianModel:
+    """The random initial model: ``config.n_gaussians`` Gaussians of ``config.max_scale_pixels``
+    pixels of the first stage (``pixel_size_angstrom``) in a ball of ``init_radius_fraction`` of
+    the box (:meth:`GaussianModel.random`), the last ``negative_fraction`` of them holding
+    negative density (a signed model; none: all positive)."""
+    model = GaussianModel.random(
+        config.n_gaussians,
+        stats.box,
+        stats.pixel_size_angstrom,
+        seed=config.seed,
+        radius_fraction=config.init_radius_fraction,
+        scale_angstrom=config.max_scale_pixels * pixel_size_angstrom,
+        symmetry=config.symmetry,
+    )
+    n_negative = int(round(config.negative_fraction * len(model)))
+    if not n_negative:
+        return model
+    with torch.no_grad():
+        amplitudes = model.amplitudes.clone()
+        amplitudes[len(model) - n_negative :] *= -1.0
+    return GaussianModel(
+        model.means,
+        model.scales,
+        model.quaternions,
+        amplitudes,
+        model.box,
+        model.pixel_size_angstrom,
+        model.symmetry,
+        signed=True,
+    )
+
+
+def _stage_optimizer(params: FitParameters, config: GridFitConfig, pixel: float) -> Adam:
+    """Adam over the four parameter groups, the means' and scales' rates in stage pixels."""
+    return Adam(
+        [
+            {"params": [params.means], "lr": config.lr_means_pixels * pixel},
+            {"params": [params.raw_scales], "lr": config.lr_scales_pixels * pixel},
+            {"params": [params.raw_quaternions], "lr": config.lr_quaternions},
+            {"params": [params.raw_amplitudes], "lr": config.lr_amplitudes},
+        ]
+    )
+
+
+class _StoppingRule:
+    """A stage's stopping rule: stop after ``config.patience`` checks in a row without the
+    criterion (the training or held-out loss) improving by ``config.min_improvement`` of its
+    best; ``keep_best``: keep the parameters of the best check (with held-out statistics)."""
+
+    def __init__(self, config: GridFitConfig, keep_best: bool) -> None:
+        self.config, self.keep_best = config, keep_best
+        self.best, self.stale = math.inf, 0
+        self.best_state = None
+
+    def check(self, criterion: float, params: FitParameters) -> bool:
+        """Record one check's criterion; True when the stage should stop."""
+        if math.isinf(self.best) or criterion < self.best - self.config.min_improvement * abs(
+            self.best
+        ):
+            self.best, self.stale = criterion, 0
+            if self.keep_best:
+                self.best_state = params.snapshot()
+        else:
+            self.stale += 1
+        return self.stale >= self.config.patience
+
+
 def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> GaussianModel:
     _check_finite_statistics(stats, "fitted")
     if heldout is not None:
@@ -214,30 +283,7 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
     if given:
         model = grow_heaviest(model, config.grow_to, config.seed * 7919 + 1)
     else:
-        model = GaussianModel.random(
-            config.n_gaussians,
-            stats.box,
-            stats.pixel_size_angstrom,
-            seed=config.seed,
-            radius_fraction=config.init_radius_fraction,
-            scale_angstrom=config.max_scale_pixels * first_pixel,
-            symmetry=config.symmetry,
-        )
-        n_negative = int(round(config.negative_fraction * len(model)))
-        if n_negative:
-            with torch.no_grad():
-                amplitudes = model.amplitudes.clone()
-                amplitudes[len(model) - n_negative :] *= -1.0
-                model = GaussianModel(
-                    model.means,
-                    model.scales,
-                    model.quaternions,
-                    amplitudes,
-                    model.box,
-                    model.pixel_size_angstrom,
-                    model.symmetry,
-                    signed=True,
-                )
+        model = random_start(stats, config, first_pixel)
     params = FitParameters(model, device, config.signed_amplitudes)
     shell_weights = fit_shell_weights(stats, config)
     prior = fit_prior_ratios(stats, config, half_fsc)
@@ -272,16 +318,9 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
         bounds = _scale_bounds(params, pixel, config)
         params.clamp_scales(bounds)
         coarse_saving = _coarse_min_saving(loss_fn, config)
-        optimizer = Adam(
-            [
-                {"params": [params.means], "lr": config.lr_means_pixels * pixel},
-                {"params": [params.raw_scales], "lr": config.lr_scales_pixels * pixel},
-                {"params": [params.raw_quaternions], "lr": config.lr_quaternions},
-                {"params": [params.raw_amplitudes], "lr": config.lr_amplitudes},
-            ]
-        )
+        optimizer = _stage_optimizer(params, config, pixel)
         decay = config.lr_final_fraction ** (1.0 / max(budget, 1))
-        best, best_state, stale = math.inf, None, 0
+        rule = _StoppingRule(config, keep_best=held_fn is not None)
         for step in range(budget):
             volume = params.voxelize(box, pixel, config.n_sigma, coarse_saving)
             data_term, spectrum = loss_fn.data_term_and_spectrum(volume)
@@ -290,16 +329,10 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
                 held = None
                 if held_fn is not None:
                     held = float(held_fn.data_term(spectrum)) / heldout.n_particles
-                criterion = float(loss.detach()) if held is None else held
-                if math.isinf(best) or criterion < best - config.min_improvement * abs(best):
-                    best, stale = criterion, 0
-                    if held is not None:
-                        best_state = params.snapshot()
-                else:
-                    stale += 1
+                stop = rule.check(float(loss.detach()) if held is None else held, params)
                 if callback is not None:
                     callback(stage, step, float(loss.detach()), held)
-                if stale >= config.patience:
+                if stop:
                     break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -314,8 +347,8 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
             done += 1
             if progress is not None:
                 progress(done, total_steps)
-        if best_state is not None:
-            params.restore(best_state)
+        if rule.best_state is not None:
+            params.restore(rule.best_state)
         if progress is not None and done < sum(config.stage_steps[: stage + 1]):
             done = sum(config.stage_steps[: stage + 1])
             progress(done, total_steps)
