@@ -222,13 +222,93 @@ def _log_members(n_members: int, n_gauss: int, fork: int, boxes: list[int]) -> N
         )
 
 
+class _HalfFits:
+    """The fits of the half models one process owns, stage by stage, every member of each.
+
+    ``members[i][m]`` is member ``m`` of half ``i`` after the last stage fitted (None before the
+    first). A stage's finished fits are read back from their checkpoints (an interrupted run
+    resumes at the first unfinished one); the others are fitted, both halves side by side where
+    that pays (:func:`~cryosplat.reconstruct.grid.side_by_side.map_halves`), each written to its
+    checkpoint and read back from it, as a resumed run would see it.
+    """
+
+    def __init__(self, statistics, config, gcfg, half_fsc, n_gaussians, mine, device, bar):
+        self.train, self.held = statistics.train, statistics.held
+        self.config, self.gcfg, self.half_fsc = config, gcfg, half_fsc
+        self.n_last, self.n_first = n_gaussians
+        self.mine, self.device, self.bar = mine, device, bar
+        self.members: list[list[GaussianModel | None]] = [[None] * gcfg.members for _ in range(2)]
+        self.steps_done = 0
+
+    def run_stage(self, checkpoints: Path, stage: int, n_fitting: int, label: str, last: bool):
+        """Fit (or read back) stage ``stage``'s ``n_fitting`` members of each half owned; the
+        members not yet on their own take member 0's fit as their next start. ``last``: the
+        stage that holds the data's count of Gaussians."""
+        steps = self.gcfg.fit.stage_steps[stage]
+        missing: dict[int, list[int]] = {}
+        for i in self.mine:
+            for m in range(n_fitting):
+                path = stage_checkpoint(checkpoints, stage, i, m)
+                if path.is_file():
+                    self.members[i][m] = GaussianModel.load(path).to(self.device)
+                    self.steps_done += steps
+                    self.bar.resumed(steps)  # fitted before this run: not in the ETA's rate
+                else:
+                    missing.setdefault(i, []).append(m)
+        base = self.steps_done
+        done = dict.fromkeys(missing, 0)
+
+        def fit_half(i, stop):
+            for j, m in enumerate(missing[i]):
+
+                def progress(k, _total, offset=j * steps):
+                    check_stop(stop)
+                    done[i] = offset + k
+                    self.bar.update(base + sum(done.values()), label)
+
+                model = fit_gaussians(
+                    self.train[i],
+                    self._stage_config(stage, i, m, last),
+                    model=self.members[i][m],
+                    heldout=self.held[i],
+                    progress=progress,
+                    half_fsc=self.half_fsc,
+                )
+                path = stage_checkpoint(checkpoints, stage, i, m)
+                model.save(path)
+                self.members[i][m] = GaussianModel.load(path).to(self.device)
+
+        map_halves(fit_half, list(missing), self.device, self.gcfg.concurrent_halves)
+        self.steps_done = base + steps * sum(len(v) for v in missing.values())
+        n_members = self.gcfg.members
+        for i in self.mine:  # members not yet on their own share member 0's fit (the next start)
+            self.members[i][n_fitting:] = [self.members[i][0]] * (n_members - n_fitting)
+        return [
+            GaussianModel.average(self.members[i][:n_fitting]) if i in self.mine else None
+            for i in range(2)
+        ]
+
+    def _stage_config(self, stage: int, half: int, member: int, last: bool) -> GridFitConfig:
+        """The fit's settings for one stage of one member of one half."""
+        fit, config = self.gcfg.fit, self.config
+        return replace(
+            fit,
+            stage_fractions=(fit.stage_fractions[stage],),
+            stage_steps=(fit.stage_steps[stage],),
+            n_gaussians=self.n_last if last else self.n_first,
+            grow_to=self.n_last if last else 0,
+            seed=config.seed * 2 + half + 1 + member * MEMBER_SEED_STRIDE,
+            init_radius_fraction=config.init_radius_fraction,
+            device=str(self.device),
+            symmetry=config.symmetry,
+        )
+
+
 def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
-    ck = folder.checkpoint_dir
     log.info("device: grid fit on %s", device)
     statistics = gather_half_statistics(
         particles, halves, config, folder, device, show_progress, dist
     )
-    train, held = statistics.train, statistics.held
     timings = {"statistics": statistics.seconds}
     started = time.perf_counter()
     data_maps, monitor, curve, sampled = None, None, None, None
@@ -236,97 +316,34 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
         data_maps, sampled = statistics.data_maps(), statistics.sampled_frequencies()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled.share)
         curve = half_data_fsc(data_maps)
-        seen = next((t for t in train if t is not None), None)
+        seen = next((t for t in statistics.train if t is not None), None)
         _log_prior(curve, gcfg.fit, particles.box * particles.pixel_size_angstrom, seen)
     half_fsc = dist.broadcast_object(curve)
     fit = gcfg.fit
-    symmetry = config.symmetry
-    n_gauss, n_first = _gaussians_per_half(config, gcfg, half_fsc)
-    n_members = gcfg.members
+    n_gaussians = _gaussians_per_half(config, gcfg, half_fsc)
     boxes = stage_boxes(particles.box, fit.stage_fractions)
-    fork = _fork_stage(len(boxes), n_members, gcfg.member_stages)
-    _log_members(n_members, n_gauss, fork, boxes)
+    fork = _fork_stage(len(boxes), gcfg.members, gcfg.member_stages)
+    _log_members(gcfg.members, n_gaussians[0], fork, boxes)
     mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]
-    n_fitting = [1 if stage < fork else n_members for stage in range(len(boxes))]
+    n_fitting = [1 if stage < fork else gcfg.members for stage in range(len(boxes))]
     total_steps = len(mine) * sum(n * s for n, s in zip(n_fitting, fit.stage_steps, strict=True))
     bar = Progress(total_steps, "fit", enabled=show_progress and dist.is_main)
-    members: list[list[GaussianModel | None]] = [[None] * n_members for _ in range(2)]
+    fits = _HalfFits(statistics, config, gcfg, half_fsc, n_gaussians, mine, device, bar)
     current: list[GaussianModel | None] = [None, None]
     history: list[dict] = []
     by_stage: list[list[GaussianModel | None]] = []
-    steps_done = 0
     res_text = ""
-    for stage, (box, steps) in enumerate(zip(boxes, fit.stage_steps, strict=True)):
-        missing: dict[int, list[int]] = {}
-        for i in mine:
-            for m in range(n_fitting[stage]):
-                path = stage_checkpoint(ck, stage, i, m)
-                if path.is_file():
-                    members[i][m] = GaussianModel.load(path).to(device)
-                    steps_done += steps
-                    bar.resumed(steps)  # fitted before this run: not in the ETA's rate
-                else:
-                    missing.setdefault(i, []).append(m)
-        todo = list(missing)
-        base = steps_done
+    for stage, box in enumerate(boxes):
         label = f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}"
-        last = stage == len(boxes) - 1  # the stage that holds the data's count of Gaussians
-        done_by_half = dict.fromkeys(todo, 0)
-
-        def fit_half(
-            i,
-            stop,
-            stage=stage,
-            steps=steps,
-            base=base,
-            label=label,
-            done=done_by_half,
-            missing=missing,
-            last=last,
-        ):
-            for j, m in enumerate(missing[i]):
-                stage_cfg = replace(
-                    fit,
-                    stage_fractions=(fit.stage_fractions[stage],),
-                    stage_steps=(steps,),
-                    n_gaussians=n_gauss if last else n_first,
-                    grow_to=n_gauss if last else 0,
-                    seed=config.seed * 2 + i + 1 + m * MEMBER_SEED_STRIDE,
-                    init_radius_fraction=config.init_radius_fraction,
-                    device=str(device),
-                    symmetry=symmetry,
-                )
-
-                def progress(k, _total, offset=j * steps):
-                    check_stop(stop)
-                    done[i] = offset + k
-                    bar.update(base + sum(done.values()), label)
-
-                model = fit_gaussians(
-                    train[i],
-                    stage_cfg,
-                    model=members[i][m],
-                    heldout=held[i],
-                    progress=progress,
-                    half_fsc=half_fsc,
-                )
-                path = stage_checkpoint(ck, stage, i, m)
-                model.save(path)
-                members[i][m] = GaussianModel.load(path).to(device)  # as a resumed run sees it
-
-        map_halves(fit_half, todo, device, gcfg.concurrent_halves)
-        steps_done = base + steps * sum(len(v) for v in missing.values())
-        for i in mine:  # members not yet on their own share member 0's fit (the next start)
-            members[i][n_fitting[stage] :] = [members[i][0]] * (n_members - n_fitting[stage])
-        fitted = [members[i][: n_fitting[stage]] if i in mine else None for i in range(2)]
-        current = [None if f is None else GaussianModel.average(f) for f in fitted]
+        last = stage == len(boxes) - 1
+        current = fits.run_stage(folder.checkpoint_dir, stage, n_fitting[stage], label, last)
         current = dist.share_models(current, device)
         by_stage.append(current)
         if monitor is None:
             continue
         res = monitor(*current, box=box)
         res_text = f" resolution {res:.2f} Å"
-        bar.update(steps_done, f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}")
+        bar.update(fits.steps_done, f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}")
         history.append({"stage": stage + 1, "box": box, "resolution_angstrom": res})
         log.info(
             "stage %d/%d (box %d): resolution %.2f Å (cross-validated)",
