@@ -186,7 +186,7 @@ class ComposedMap:
     ----------
     halves : (A', B')
         The halves as they enter ``map.mrc`` (their mean): blended with the data, times the
-        local weight.
+        local weight but at the lowest shells.
     unweighted : (A, B)
         The same before the local weight.
     alpha : array (D//2 + 1,) or None
@@ -240,8 +240,9 @@ def compose_map(
 ) -> ComposedMap:
     """The written map's halves: each half map blended shell by shell with its own half set's
     direct inversion where that holds more (``result.blend_maps``;
-    :mod:`cryosplat.validation.data_blend`), then both times their local Wiener weight
-    (:mod:`cryosplat.validation.local_weight`; ``local_weight_sigma_px`` 0: none)."""
+    :mod:`cryosplat.validation.data_blend`), then both times their local Wiener weight but at the
+    lowest shells (:func:`~cryosplat.validation.local_weight.apply_local_weight`;
+    ``local_weight_sigma_px`` 0: none)."""
     parts, alpha, text = tuple(half_maps), None, "mean of the half maps"
     if result.blend_maps is not None:
         sampled = None if result.sampling is None else result.sampling.mask(BLEND_SAMPLED_WEIGHT)
