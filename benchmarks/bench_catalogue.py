@@ -18,6 +18,7 @@ from bench_catalogue_unseen import (
     UNSEEN,
     UNSEEN_35,
     UNSEEN_36,
+    UNSEEN_37,
 )
 from bench_datasets import DatasetSpec
 from bench_map_specs import REAL_VIEWS, RIBOSOME, TUTORIAL, map_spec
@@ -260,6 +261,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "oversampled": OVERSAMPLED,
     "unseen35": UNSEEN_35,
     "unseen36": UNSEEN_36,
+    "unseen37": UNSEEN_37,
 }
 
 

@@ -1,4 +1,4 @@
-"""Benchmark sets made after every default they test (round 2, sessions 26-36): groups of
+"""Benchmark sets made after every default they test (round 2, sessions 26-37): groups of
 :class:`bench_datasets.DatasetSpec` that :mod:`bench_catalogue` names for ``--datasets``."""
 
 from __future__ import annotations
@@ -336,6 +336,27 @@ UNSEEN_36 = map_table(
             "maps/emd_1832.map",
             (64, 5.7, 8_000, 0.0015, 1042),
             {**CRYOSPARC_CTF, "noise": "coloured", "noise_source": RIBOSOME},
+        ),
+    )
+)
+
+# Two more made after every default (round 2, session 37): EMD-5625 from 3,000 particles with the
+# real views in tutorial noise (a small, box-filling set, where time and lead are closest to the
+# issue's limits), and beta-galactosidase from 3,000 particles with uniform views in ribosome
+# noise.
+UNSEEN_37 = map_table(
+    (
+        (
+            "s37_emd5625_3k",
+            "maps/emd_5625.map",
+            (56, 4.23, 3_000, 0.003, 1051),
+            {"noise": "coloured", "noise_source": TUTORIAL},
+        ),
+        (
+            "s37_betagal_3k",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 3_000, 0.003, 1052),
+            {"views": None, "noise": "coloured", "noise_source": RIBOSOME},
         ),
     )
 )
