@@ -6,9 +6,13 @@ import argparse
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryosplat.cli.names import BACKENDS, ENGINES, SYMMETRY_HELP
 from cryosplat.core.errors import InputError
+
+if TYPE_CHECKING:
+    from cryosplat.reconstruct.run import ReconstructConfig
 
 HELP = "reconstruct a map from particles with known poses and CTF (two half-set Gaussian models)"
 
@@ -321,7 +325,7 @@ def _ints(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> ReconstructConfig:
     """The :class:`~cryosplat.reconstruct.run.ReconstructConfig` of parsed arguments."""
     from cryosplat.reconstruct.grid.engine import GridEngineConfig
     from cryosplat.reconstruct.grid.memory_plan import MemoryConfig

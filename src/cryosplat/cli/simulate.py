@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.core.progress import Progress
     from cryosplat.simulate.simulation import SimulationConfig, simulate
 
-    def um(angstrom):
+    def um(angstrom: float | None) -> float | None:
         return None if angstrom is None else angstrom * 1e-4
 
     given = {

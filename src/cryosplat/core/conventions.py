@@ -46,6 +46,7 @@ Peers
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "CRYODRGN_CTF_COLUMNS",
@@ -101,7 +102,9 @@ def cropped_map_origin_angstrom(
     return round(source - file_origin_angstrom(box, pixel_size_angstrom), 6) + 0.0  # not -0.0
 
 
-def euler_relion_to_matrix(rot_deg, tilt_deg, psi_deg) -> np.ndarray:
+def euler_relion_to_matrix(
+    rot_deg: ArrayLike, tilt_deg: ArrayLike, psi_deg: ArrayLike
+) -> np.ndarray:
     """RELION's ``Euler_angles2matrix``: ZYZ angles in degrees to the map→image matrix ``A``.
 
     Parameters
@@ -131,7 +134,7 @@ def euler_relion_to_matrix(rot_deg, tilt_deg, psi_deg) -> np.ndarray:
     return m
 
 
-def matrix_to_euler_relion(matrix) -> np.ndarray:
+def matrix_to_euler_relion(matrix: ArrayLike) -> np.ndarray:
     """Inverse of :func:`euler_relion_to_matrix` (RELION's ``Euler_matrix2angles``).
 
     Parameters
@@ -166,7 +169,7 @@ def matrix_to_euler_relion(matrix) -> np.ndarray:
     return np.rad2deg(np.stack([alpha, beta, gamma], axis=-1))
 
 
-def rotvec_to_matrix(rotvec) -> np.ndarray:
+def rotvec_to_matrix(rotvec: ArrayLike) -> np.ndarray:
     """Rodrigues' formula: rotation vectors (axis × angle, radians) to active rotation matrices.
 
     Parameters
@@ -192,7 +195,7 @@ def rotvec_to_matrix(rotvec) -> np.ndarray:
     return np.eye(3) + a * k + b * (k @ k)
 
 
-def matrix_to_rotvec(matrix) -> np.ndarray:
+def matrix_to_rotvec(matrix: ArrayLike) -> np.ndarray:
     """Inverse of :func:`rotvec_to_matrix` for angles in [0, π)."""
     m = np.asarray(matrix, dtype=np.float64)
     cos_t = np.clip((np.trace(m, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)

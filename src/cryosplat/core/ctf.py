@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import frequency_grid_2d
 
@@ -40,7 +41,9 @@ CTF_IN_IMAGES = ("none", "phase_flipped", "premultiplied")
 CTF's sign (phase-flipped), 2 multiplied by the CTF (premultiplied)."""
 
 
-def electron_wavelength_angstrom(voltage_kv):
+def electron_wavelength_angstrom(
+    voltage_kv: ArrayLike | torch.Tensor,
+) -> float | np.ndarray | torch.Tensor:
     """Relativistic electron wavelength (Å) for an acceleration voltage in kV."""
     v = (
         np.asarray(voltage_kv, dtype=np.float64) * 1e3
@@ -143,11 +146,13 @@ class CTFParams:
     def __len__(self) -> int:
         return int(self.defocus_u_angstrom.shape[0])
 
-    def subset(self, index) -> CTFParams:
+    def subset(self, index: ArrayLike | slice) -> CTFParams:
         """Rows ``index`` (an integer array, slice or boolean mask)."""
         return CTFParams(**{f: getattr(self, f)[index] for f in self.FIELDS})
 
-    def as_tensors(self, device=None, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    def as_tensors(
+        self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> dict[str, torch.Tensor]:
         """All fields as tensors of shape (N,)."""
         return {
             f: torch.as_tensor(getattr(self, f), device=device, dtype=dtype) for f in self.FIELDS
@@ -193,7 +198,7 @@ def compute_ctf(
     k2 = kx**2 + ky**2
     theta = torch.atan2(ky, kx)
 
-    def col(t):
+    def col(t: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(t, device=device, dtype=torch.float64).reshape(-1, 1, 1)
 
     du, dv, ang = col(defocus_u_angstrom), col(defocus_v_angstrom), col(defocus_angle_degrees)
@@ -214,7 +219,11 @@ def compute_ctf(
 
 
 def ctf_from_params(
-    params: CTFParams, box: int, pixel_size_angstrom: float, device=None, dtype=torch.float32
+    params: CTFParams,
+    box: int,
+    pixel_size_angstrom: float,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """:func:`compute_ctf` for every row of ``params``: shape (N, D, D)."""
     t = params.as_tensors(device=device, dtype=torch.float64)
@@ -233,7 +242,7 @@ def _codes_like(codes, ctf: torch.Tensor) -> torch.Tensor:
     return codes.reshape(-1, *([1] * (ctf.ndim - 1)))
 
 
-def image_transfer(ctf: torch.Tensor, codes) -> torch.Tensor:
+def image_transfer(ctf: torch.Tensor, codes: ArrayLike) -> torch.Tensor:
     """What multiplies a projection to make each image: ``CTF`` (code 0, raw), ``|CTF|`` (1,
     phase-flipped) or ``CTF²`` (2, premultiplied).
 
@@ -248,7 +257,7 @@ def image_transfer(ctf: torch.Tensor, codes) -> torch.Tensor:
     return torch.where(c == 0, ctf, torch.where(c == 1, ctf.abs(), ctf * ctf))
 
 
-def raw_backprojection_factor(ctf: torch.Tensor, codes) -> torch.Tensor:
+def raw_backprojection_factor(ctf: torch.Tensor, codes: ArrayLike) -> torch.Tensor:
     """What turns each image into ``CTF`` times the raw image: ``CTF`` (code 0), ``|CTF|`` (1)
     or 1 (2). Its product with :func:`image_transfer` is ``CTF²`` for every code."""
     c = _codes_like(codes, ctf)

@@ -68,7 +68,7 @@ SLAB_ELEMENTS = 2**22
 
 
 def trilinear_apodization(
-    box: int, pad: int, device=None, dtype: torch.dtype = torch.float32
+    box: int, pad: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Real-space factor of trilinear interpolation on the padded grid, on the D³ map grid.
 
@@ -155,7 +155,12 @@ def corner_rfft_adjoint(
     return _half_spectrum_adjoint(grad, size, slice(0, box), scale)
 
 
-def wrapped_to_corner_phase(box: int, size: int, device=None, dtype=torch.complex64):
+def wrapped_to_corner_phase(
+    box: int,
+    size: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.complex64,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-axis factors ``e^{−2πi k c / P}`` (``c = D//2``) that take the uncentred half spectrum
     of a map placed as :func:`padded_rfft_values` places it (origin at index 0) to that of the
     same map placed at the corner (voxel ``i`` at index ``i``), and back by conjugation.

@@ -58,7 +58,7 @@ class HalfPlane:
         self.box, self.pad = box, pad
         self.size = padded_box(box, pad)
 
-    def stencil(self, rotations: torch.Tensor):
+    def stencil(self, rotations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Neighbours of the slice points of a chunk of views in the extended grid of :func:`_extend`.
 
         Returns

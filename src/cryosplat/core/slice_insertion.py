@@ -254,7 +254,7 @@ class _TrilinearScatter:
         self.origin = (0.0 if half else float(size // 2), float(size // 2), float(size // 2))
         self.strides = (1.0, float(shape[2]), float(shape[1] * shape[2]))  # of x, y, z
 
-        def empty(*dims, kind=dtype):
+        def empty(*dims: int, kind: torch.dtype = dtype) -> torch.Tensor:
             return torch.empty(views, m, *dims, dtype=kind, device=device)
 
         self.coords, self.base, self.lower = empty(3), empty(3), empty(3)

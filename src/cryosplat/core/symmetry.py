@@ -32,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.mixture import Mixture
@@ -216,7 +217,7 @@ def _matrix_to_quaternion(matrices: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=matrices.dtype, device=matrices.device)
 
 
-def rotate_volume(volume: torch.Tensor, rotation) -> torch.Tensor:
+def rotate_volume(volume: torch.Tensor, rotation: ArrayLike) -> torch.Tensor:
     """The map rotated by ``R``: ``out(r) = V(Rᵀ r)`` (a point at ``r`` moves to ``R r``), trilinear.
 
     ``volume`` is ``[z, y, x]`` with its origin at voxel ``D//2`` (zero outside the box).
@@ -237,7 +238,9 @@ def rotate_volume(volume: torch.Tensor, rotation) -> torch.Tensor:
     return out[0, 0].to(vol.dtype)
 
 
-def voxel_permutations(name: str, box: int, device=None) -> torch.Tensor | None:
+def voxel_permutations(
+    name: str, box: int, device: torch.device | str | None = None
+) -> torch.Tensor | None:
     """Flat gather indices ``(|G|, D³)`` that rotate a D³ map by each operator, or None.
 
     When every operator of the group is a signed permutation of the axes (C2, C4, D2, D4, T, O

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
@@ -166,7 +167,7 @@ class MRCStack:
             self._mmap = mapped
             return mapped
 
-    def read(self, indices) -> np.ndarray:
+    def read(self, indices: ArrayLike) -> np.ndarray:
         """Images at 0-based ``indices`` as float32, shape (len(indices), D, D)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_images):
@@ -224,7 +225,7 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
 
 
 def write_map(
-    path: str | Path, volume, voxel_size_angstrom: float, origin_angstrom: float = 0.0
+    path: str | Path, volume: ArrayLike, voxel_size_angstrom: float, origin_angstrom: float = 0.0
 ) -> None:
     """Write a map ``volume[z, y, x]`` atomically with its voxel size and header origin.
 
@@ -251,7 +252,7 @@ def write_map(
 
 
 def write_stack(
-    path: str | Path, images, pixel_size_angstrom: float, mode: str = "float32"
+    path: str | Path, images: ArrayLike, pixel_size_angstrom: float, mode: str = "float32"
 ) -> None:
     """Write images (N, D, D) as an MRC stack (``.mrcs``), atomically.
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cryosplat.core.conventions import matrix_to_euler_relion
 from cryosplat.core.ctf import CTFParams
@@ -307,12 +308,12 @@ def write_relion31_particles(
     path: str | Path,
     *,
     image_names: Sequence[str] | None,
-    rotations=None,
-    shifts_angstrom=None,
+    rotations: ArrayLike | None = None,
+    shifts_angstrom: ArrayLike | None = None,
     ctf: CTFParams | None = None,
     pixel_size_angstrom: float,
     box: int,
-    random_subset=None,
+    random_subset: np.ndarray | Sequence[int] | None = None,
     extra_columns: dict[str, Sequence] | None = None,
 ) -> None:
     """Write particles in the RELION 3.1 layout (``data_optics`` + ``data_particles``).

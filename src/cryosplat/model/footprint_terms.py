@@ -30,7 +30,9 @@ _QUADRATIC_FACTORS = (1.0, 1.0, 1.0, 2.0, 2.0, 2.0)
 _NORM = (2.0 * math.pi) ** -1.5
 
 
-def precision_and_norm_3d(scales: torch.Tensor, quaternions: torch.Tensor):
+def precision_and_norm_3d(
+    scales: torch.Tensor, quaternions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Precision matrices ``Σ⁻¹ = R S⁻² Rᵀ`` and normalisations ``1/((2π)^{3/2} s₁s₂s₃)``.
 
     Parameters
@@ -51,8 +53,15 @@ def precision_and_norm_3d(scales: torch.Tensor, quaternions: torch.Tensor):
 
 
 def footprint_terms_reference(
-    means, scales, quaternions, amplitudes, order, centre, keep, pixel: float
-):
+    means: torch.Tensor,
+    scales: torch.Tensor,
+    quaternions: torch.Tensor,
+    amplitudes: torch.Tensor,
+    order: torch.Tensor,
+    centre: torch.Tensor,
+    keep: torch.Tensor,
+    pixel: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(w, q0, coef)`` of the Gaussians in the order ``order``, in plain PyTorch autograd (the
     twin of :func:`footprint_terms`, same arguments and results).
 
@@ -161,7 +170,16 @@ class _FootprintTerms(torch.autograd.Function):
         return *grads, None, None, None, None
 
 
-def footprint_terms(means, scales, quaternions, amplitudes, order, centre, keep, pixel: float):
+def footprint_terms(
+    means: torch.Tensor,
+    scales: torch.Tensor,
+    quaternions: torch.Tensor,
+    amplitudes: torch.Tensor,
+    order: torch.Tensor,
+    centre: torch.Tensor,
+    keep: torch.Tensor,
+    pixel: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(w, q0, coef)`` of the Gaussians in the order ``order`` (see the module docstring and
     :func:`footprint_terms_reference` for the arguments), differentiable in ``means``,
     ``scales``, ``quaternions`` and ``amplitudes`` with an analytic backward."""

@@ -102,7 +102,7 @@ class GaussianModel(torch.nn.Module):
         self.box = int(box)
         self.pixel_size_angstrom = float(pixel_size_angstrom)
 
-        def param(t):
+        def param(t: torch.Tensor) -> torch.nn.Parameter:
             return torch.nn.Parameter(torch.as_tensor(t, dtype=dtype).detach().clone())
 
         self.means = param(means_angstrom)

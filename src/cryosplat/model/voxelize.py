@@ -20,6 +20,7 @@ chunks of 58 MB with the earlier unfused expression, 70 ms in chunks of 1 MB fus
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -100,7 +101,13 @@ class _FootprintSum(torch.autograd.Function):
         return moments[:, 9].clone(), grad_q[:, 9], grad_q[:, :9], None, None
 
 
-def footprint_sum_reference(weight, q0, coef, chunks, size):
+def footprint_sum_reference(
+    weight: torch.Tensor,
+    q0: torch.Tensor,
+    coef: torch.Tensor,
+    chunks: Sequence[FootprintChunk],
+    size: int,
+) -> torch.Tensor:
     """:class:`_FootprintSum` in plain PyTorch autograd (same arguments and result).
 
     The twin the fused backward is tested against; it keeps several (M, K) intermediates.

@@ -73,7 +73,7 @@ def _ctf(table: np.ndarray, path: Path) -> CTFParams | None:
         return None
     n = table.shape[0]
 
-    def opt(name, default):
+    def opt(name: str, default: float) -> np.ndarray:
         return _field(table, name, path) if name in names else np.full(n, default)
 
     fields = {

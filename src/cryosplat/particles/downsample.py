@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.particles.particle_set import ParticleSet
 
@@ -97,7 +98,7 @@ class FourierCroppedStack:
     def __len__(self) -> int:
         return self.n_images
 
-    def read(self, indices) -> np.ndarray:
+    def read(self, indices: ArrayLike) -> np.ndarray:
         """Images at 0-based ``indices``, cropped: float32, shape (len(indices), d, d)."""
         return fourier_crop_images(self.stack.read(indices), self.box)
 

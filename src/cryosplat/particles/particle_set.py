@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import CTF_IN_IMAGES, CTFParams
 from cryosplat.core.errors import InputError
@@ -139,7 +140,7 @@ class ParticleSet:
     def has_ctf(self) -> bool:
         return self.ctf is not None
 
-    def read_images(self, indices) -> np.ndarray:
+    def read_images(self, indices: ArrayLike) -> np.ndarray:
         """Images of particles ``indices`` (0-based rows), float32, shape (B, D, D)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         out = np.empty((idx.size, self.box, self.box), dtype=np.float32)
@@ -149,13 +150,13 @@ class ParticleSet:
             out[rows] = self.stacks[s].read(self.image_index[idx[rows]])
         return out
 
-    def subset(self, indices) -> ParticleSet:
+    def subset(self, indices: ArrayLike) -> ParticleSet:
         """A new ParticleSet with rows ``indices`` (integer array or boolean mask)."""
         idx = np.asarray(indices)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
 
-        def take(a):
+        def take(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[idx]
 
         return replace(
@@ -172,14 +173,14 @@ class ParticleSet:
             warnings=list(self.warnings),
         )
 
-    def ctf_in_images_of(self, indices) -> np.ndarray | None:
+    def ctf_in_images_of(self, indices: ArrayLike) -> np.ndarray | None:
         """The :attr:`ctf_in_images` codes of rows ``indices``, or None when they are all raw."""
         if self.ctf_in_images is None:
             return None
         codes = self.ctf_in_images[np.asarray(indices)]
         return codes if codes.any() else None
 
-    def pixel_sizes_angstrom(self, indices=None) -> np.ndarray:
+    def pixel_sizes_angstrom(self, indices: ArrayLike | None = None) -> np.ndarray:
         """The pixel size (Å) of each particle's own optics group, shape (N,) or (len(indices),)."""
         group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
         if not self.optics:

@@ -77,7 +77,7 @@ def _optics_31(optics: StarBlock, particles: StarBlock, path: Path):
             check_range(optics.get_float(column), quantity, path, f"data_optics, column {column}")
     box = optics.get_int("rlnImageSize") if "rlnImageSize" in optics else np.zeros(n_groups, int)
 
-    def opt(name, default=np.nan):
+    def opt(name: str, default: float = np.nan) -> np.ndarray:
         return optics.get_float(name) if name in optics else np.full(n_groups, default)
 
     voltage, cs, q = opt("rlnVoltage"), opt("rlnSphericalAberration"), opt("rlnAmplitudeContrast")
@@ -123,7 +123,7 @@ def _optics_30(particles: StarBlock, path: Path):
     """Optics groups implied by a RELION 3.0 table's per-particle columns."""
     n = particles.n_rows
 
-    def col(name):
+    def col(name: str) -> np.ndarray:
         return particles.get_float(name) if name in particles else np.full(n, np.nan)
 
     table = f"data_{particles.name}"
@@ -236,7 +236,7 @@ def _ctf(particles: StarBlock, per_particle: dict, path: Path) -> CTFParams | No
                 f"particle for 3.0); missing for row {missing[0] + 1}"
             )
 
-    def col(name, default):
+    def col(name: str, default: float) -> np.ndarray:
         return particles.get_float(name) if name in particles else np.full(n, default)
 
     check_ctf_columns(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
@@ -90,7 +91,7 @@ RANGES: dict[str, Range] = {
 }
 
 
-def check_range(values, quantity: str, source: Path | str | None, where: str) -> None:
+def check_range(values: ArrayLike, quantity: str, source: Path | str | None, where: str) -> None:
     """Raise :class:`InputError` at the first value outside ``RANGES[quantity]``.
 
     Parameters

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.distributed as torch_dist
+from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.model.gaussians import GaussianModel
@@ -193,7 +194,9 @@ class Distributed:
             n_particles=int(count),
         )
 
-    def share_models(self, models: list[GaussianModel | None], device) -> list[GaussianModel]:
+    def share_models(
+        self, models: list[GaussianModel | None], device: torch.device | str
+    ) -> list[GaussianModel]:
         """Every half model on every rank, each from the rank that fits it."""
         if not self.active:
             return models
@@ -291,7 +294,7 @@ def start(device: torch.device) -> Distributed:
     return Distributed(rank, world_size, local_rank, backend, device)
 
 
-def shard_rows(particles: ParticleSet, rows, rank: int, world_size: int) -> np.ndarray:
+def shard_rows(particles: ParticleSet, rows: ArrayLike, rank: int, world_size: int) -> np.ndarray:
     """The part of ``rows`` that rank ``rank`` of ``world_size`` reads.
 
     The rows are ordered by stack file and position in it, then cut into ``world_size`` contiguous
@@ -335,7 +338,7 @@ def shard_rows(particles: ParticleSet, rows, rank: int, world_size: int) -> np.n
 
 def gather_statistics(
     particles: ParticleSet,
-    rows,
+    rows: ArrayLike,
     config: AccumulateConfig,
     dist: Distributed,
     progress: Callable[..., None] | None = None,
@@ -355,7 +358,7 @@ def gather_statistics(
 
 def cached_statistics(
     particles: ParticleSet,
-    rows,
+    rows: ArrayLike,
     config: AccumulateConfig,
     path: Path,
     dist: Distributed,

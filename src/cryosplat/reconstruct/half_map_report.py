@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.validation.crossval import CrossValidatedFSC
 from cryosplat.validation.fsc import FSCResult, masked_fscs
@@ -176,7 +177,7 @@ def evaluate_half_maps(
         sphere = spherical_mask(box, soft_width_px=soft_width_px)
     amask = auto_mask(0.5 * (half_a + half_b), pixel_size_angstrom, soft_width_px=soft_width_px)
 
-    def on_device(array) -> torch.Tensor:  # the FSCs run where their inputs are
+    def on_device(array: ArrayLike) -> torch.Tensor:  # the FSCs run where their inputs are
         return torch.as_tensor(np.asarray(array), dtype=torch.float64).to(device)
 
     a, b = on_device(half_a), on_device(half_b)

@@ -6,6 +6,7 @@ is :mod:`cryosplat.reconstruct.half_map_report`, re-exported here."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def _sampling_warnings(share: np.ndarray | None, resolution: float, box: int, pi
 def _log_directional(directional: DirectionalResolution) -> None:
     """The data half maps' finest and coarsest resolution by direction."""
 
-    def axis(v) -> str:
+    def axis(v: Iterable[float]) -> str:
         return "(" + ", ".join(f"{x:.2f}" for x in v) + ")"
 
     log.info(
@@ -236,7 +237,7 @@ def compose_map(
     result: EngineResult,
     sphere: np.ndarray,
     local_weight_sigma_px: float,
-    device,
+    device: torch.device | str,
 ) -> ComposedMap:
     """The written map's halves: each half map blended shell by shell with its own half set's
     direct inversion where that holds more (``result.blend_maps``;
@@ -363,7 +364,13 @@ def write_outputs(
     return report, summary
 
 
-def run_summary(report: HalfMapReport, models, n_unit: list[int], map_text: str, symmetry: str):
+def run_summary(
+    report: HalfMapReport,
+    models: Sequence[GaussianModel],
+    n_unit: list[int],
+    map_text: str,
+    symmetry: str,
+) -> dict:
     """The run's results for ``run.json`` (and ``cryosplat info``): the resolution with its band,
     the half models' FSC 0.143 in each mask, the models' sizes, box and pixel size."""
     model_a, model_b = models

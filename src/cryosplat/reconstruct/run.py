@@ -48,7 +48,7 @@ from cryosplat.reconstruct.run_description import run_description
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.engine import SplatEngineConfig
 from cryosplat.reconstruct.splat.runner import run_splat_engine
-from cryosplat.validation.user_mask import load_fsc_mask
+from cryosplat.validation.user_mask import FSCMask, load_fsc_mask
 
 __all__ = [
     "ReconstructConfig",
@@ -166,7 +166,9 @@ class ReconstructConfig:
         self.grid.validate()
         self.memory.validate()
 
-    def map_settings(self, origin_angstrom: float = 0.0, fsc_mask=None) -> MapSettings:
+    def map_settings(
+        self, origin_angstrom: float = 0.0, fsc_mask: FSCMask | None = None
+    ) -> MapSettings:
         """How the outputs make the map of the half models (:func:`write_outputs`), the maps'
         header origin ``origin_angstrom`` (:attr:`MemoryPlan.map_origin_angstrom`), the user's
         mask as read (:func:`~cryosplat.validation.user_mask.load_fsc_mask`)."""

@@ -48,7 +48,9 @@ def band_weights(n_shells: int, band_shells: float) -> torch.Tensor:
 
 
 def mean_of_stages(
-    last: np.ndarray, earlier: Sequence[tuple[np.ndarray, float]], device=None
+    last: np.ndarray,
+    earlier: Sequence[tuple[np.ndarray, float]],
+    device: torch.device | str | None = None,
 ) -> np.ndarray:
     """The half map ``H`` of the module's formula.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
 from cryosplat.core.mixture import Mixture
@@ -35,9 +36,9 @@ def _rotations(rotations, like: torch.Tensor) -> torch.Tensor:
 
 def predict_spectra(
     mixture: Mixture,
-    rotations,
-    shifts_angstrom,
-    ctf,
+    rotations: torch.Tensor | ArrayLike,
+    shifts_angstrom: torch.Tensor | ArrayLike | None,
+    ctf: torch.Tensor | ArrayLike | None,
     box: int,
     pixel_size_angstrom: float,
     backend: str = "auto",
@@ -83,9 +84,9 @@ def _filter(projections, n_views, box, pixel_size_angstrom, shifts_angstrom, ctf
 
 def render_images(
     mixture: Mixture,
-    rotations,
-    shifts_angstrom,
-    ctf,
+    rotations: torch.Tensor | ArrayLike,
+    shifts_angstrom: torch.Tensor | ArrayLike | None,
+    ctf: torch.Tensor | ArrayLike | None,
     box: int,
     pixel_size_angstrom: float,
     backend: str = "auto",
@@ -105,9 +106,9 @@ def render_images(
 
 def predict_images(
     model: GaussianModel,
-    rotations,
-    shifts_angstrom=None,
-    ctf=None,
+    rotations: torch.Tensor | ArrayLike,
+    shifts_angstrom: torch.Tensor | ArrayLike | None = None,
+    ctf: torch.Tensor | ArrayLike | None = None,
     backend: str = "auto",
     n_sigma: float = 3.0,
 ) -> torch.Tensor:

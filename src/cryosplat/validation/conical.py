@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import frequency_axes
 from cryosplat.validation.crossval import pool_width
@@ -149,11 +150,11 @@ def _fsc_of_sums(sums: np.ndarray) -> np.ndarray:
 
 
 def conical_fsc(
-    map_a,
-    map_b,
+    map_a: torch.Tensor | ArrayLike,
+    map_b: torch.Tensor | ArrayLike,
     directions: np.ndarray,
     half_angle_degrees: float = DEFAULT_HALF_ANGLE_DEGREES,
-    mask=None,
+    mask: torch.Tensor | ArrayLike | None = None,
     pool: int | None = None,
 ) -> np.ndarray:
     """FSC of two maps over the Fourier samples within ``half_angle_degrees`` of each direction.
@@ -236,10 +237,10 @@ class DirectionalResolution:
 
 
 def directional_resolution(
-    data_a,
-    data_b,
+    data_a: torch.Tensor | ArrayLike,
+    data_b: torch.Tensor | ArrayLike,
     pixel_size_angstrom: float,
-    mask=None,
+    mask: torch.Tensor | ArrayLike | None = None,
     n_directions: int = DEFAULT_DIRECTIONS,
     half_angle_degrees: float = DEFAULT_HALF_ANGLE_DEGREES,
 ) -> DirectionalResolution:

@@ -110,6 +110,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import squared_radius
 from cryosplat.validation.crossval_result import (
@@ -338,8 +339,8 @@ def cross_validated_fsc(
 
 def cross_validate(
     data: DataSpectra,
-    model_a,
-    model_b,
+    model_a: np.ndarray | torch.Tensor,
+    model_b: np.ndarray | torch.Tensor,
     pixel_size_angstrom: float,
     n_bootstrap: int = 0,
     gain: float = 1.0,
@@ -433,7 +434,7 @@ def _gain(sphere: CrossValidatedFSC, tight_estimate: np.ndarray) -> float:
     return max(1.0, outer / inner) if inner > 0 else 1.0
 
 
-def tighter_mask_noise_scale(sphere, tight) -> float:
+def tighter_mask_noise_scale(sphere: ArrayLike, tight: ArrayLike) -> float:
     """How much more a shell's FSC spreads under the ``tight`` mask than under the ``sphere``
     the cut and the bound are calibrated on: the ratio of their
     :func:`~cryosplat.validation.masks.effective_volume_fraction` to the power 1/3, at least 1

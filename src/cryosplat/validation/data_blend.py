@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.validation.fsc import half_grid_shells, shell_sums
 
@@ -102,10 +103,10 @@ ERROR_MARGIN = 1.0
 
 
 def model_weights_by_shell(
-    model_a,
-    model_b,
-    data_a,
-    data_b,
+    model_a: torch.Tensor,
+    model_b: torch.Tensor,
+    data_a: torch.Tensor,
+    data_b: torch.Tensor,
     grid: tuple[torch.Tensor, torch.Tensor] | None = None,
     sampled: torch.Tensor | None = None,
 ) -> np.ndarray:
@@ -150,10 +151,10 @@ def model_weights_by_shell(
 
 
 def blend_with_data(
-    model_a,
-    model_b,
-    data_a,
-    data_b,
+    model_a: ArrayLike,
+    model_b: ArrayLike,
+    data_a: ArrayLike,
+    data_b: ArrayLike,
     device: torch.device | str | None = None,
     mask: np.ndarray | None = None,
     sampled: torch.Tensor | None = None,

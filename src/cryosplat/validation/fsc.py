@@ -12,11 +12,13 @@ full-grid version spent most of a run's final minute in transforms and shifts).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import squared_radius
 
@@ -37,7 +39,9 @@ __all__ = [
 ]
 
 
-def half_grid_shells(box: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def half_grid_shells(
+    box: int, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shell index and multiplicity of each point of the uncentred real-FFT half grid.
 
     The shell indices are made once per box and device and shared by every caller (a run asks
@@ -90,7 +94,7 @@ def shell_sums(values: torch.Tensor, grid: tuple[torch.Tensor, torch.Tensor]) ->
     return sums.index_add_(0, index, flat)[:n]
 
 
-def as_map_tensor(volume) -> torch.Tensor:
+def as_map_tensor(volume: torch.Tensor | ArrayLike) -> torch.Tensor:
     """A cubic map (array or tensor) as a float64 tensor, detached, on its own device."""
     t = torch.as_tensor(np.asarray(volume) if not torch.is_tensor(volume) else volume)
     if t.ndim != 3 or len(set(t.shape)) != 1:
@@ -98,17 +102,23 @@ def as_map_tensor(volume) -> torch.Tensor:
     return t.detach().double()
 
 
-def cross_power(x, y):
+def cross_power(
+    x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor
+) -> np.ndarray | torch.Tensor:
     """``Re(x · conj y)`` of two spectra (NumPy arrays or tensors), with no conjugated copy."""
     return x.real * y.real + x.imag * y.imag
 
 
-def power(x):
+def power(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """``|x|²`` of a spectrum (NumPy array or tensor), without the square root of ``abs``."""
     return x.real * x.real + x.imag * x.imag
 
 
-def fsc(map_a, map_b, grid: tuple[torch.Tensor, torch.Tensor] | None = None) -> np.ndarray:
+def fsc(
+    map_a: torch.Tensor | ArrayLike,
+    map_b: torch.Tensor | ArrayLike,
+    grid: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> np.ndarray:
     """FSC between two cubic maps of the same box.
 
     Parameters
@@ -171,7 +181,10 @@ def resolution_at(
 
 
 def phase_randomize(
-    volume, from_shell: int, seed: int = 0, grid: tuple[torch.Tensor, torch.Tensor] | None = None
+    volume: torch.Tensor | ArrayLike,
+    from_shell: int,
+    seed: int = 0,
+    grid: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Randomise the Fourier phases of ``volume`` beyond shell ``from_shell``, keeping Friedel symmetry.
 
@@ -243,7 +256,13 @@ class FSCResult:
         return out
 
 
-def masked_fsc(half_a, half_b, mask, pixel_size_angstrom: float, seed: int = 0) -> FSCResult:
+def masked_fsc(
+    half_a: torch.Tensor | ArrayLike,
+    half_b: torch.Tensor | ArrayLike,
+    mask: torch.Tensor | ArrayLike,
+    pixel_size_angstrom: float,
+    seed: int = 0,
+) -> FSCResult:
     """Gold-standard FSC of two half maps with a mask and the phase-randomisation correction.
 
     Phases are randomised beyond the shell where the unmasked FSC first falls below 0.8; the
@@ -252,7 +271,13 @@ def masked_fsc(half_a, half_b, mask, pixel_size_angstrom: float, seed: int = 0) 
     return masked_fscs(half_a, half_b, [mask], pixel_size_angstrom, seed)[0]
 
 
-def masked_fscs(half_a, half_b, masks, pixel_size_angstrom: float, seed: int = 0):
+def masked_fscs(
+    half_a: torch.Tensor | ArrayLike,
+    half_b: torch.Tensor | ArrayLike,
+    masks: Iterable[torch.Tensor | ArrayLike],
+    pixel_size_angstrom: float,
+    seed: int = 0,
+) -> list[FSCResult]:
     """:func:`masked_fsc` of the same half maps under several masks (list of FSCResult); the
     unmasked FSC and the phase-randomised maps, which do not depend on the mask, are made once."""
     a = as_map_tensor(half_a)

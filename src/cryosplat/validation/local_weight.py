@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import squared_radius
 from cryosplat.validation.masks import gaussian_smooth, soft_edge
@@ -88,7 +89,10 @@ def window_for_resolution(resolution_angstrom: float, pixel_size_angstrom: float
 
 
 def local_wiener_weight(
-    half_a, half_b, sigma_px: float = DEFAULT_SIGMA_PX, device: torch.device | str | None = None
+    half_a: ArrayLike,
+    half_b: ArrayLike,
+    sigma_px: float = DEFAULT_SIGMA_PX,
+    device: torch.device | str | None = None,
 ) -> np.ndarray:
     """The weight ``w = S / (S + N)`` by which the mean of two half maps is multiplied.
 
@@ -120,8 +124,8 @@ def local_wiener_weight(
 
 
 def apply_local_weight(
-    volume,
-    weight,
+    volume: ArrayLike,
+    weight: ArrayLike,
     unweighted_shells: int = UNWEIGHTED_SHELLS,
     device: torch.device | str | None = None,
 ) -> np.ndarray:

@@ -16,6 +16,7 @@ truth within that mask), not the sphere's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,7 +131,7 @@ class MaskedReading:
 
 
 def read_in_masks(
-    halves,
+    halves: Sequence[torch.Tensor],
     data: DataUnderMasks,
     pixel_size_angstrom: float,
     n_bootstrap: int = 0,

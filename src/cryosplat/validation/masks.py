@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import squared_radius
 
@@ -86,7 +87,9 @@ def gaussian_smooth(volume: torch.Tensor, sigma_px: float) -> torch.Tensor:
     return torch.fft.irfftn(torch.fft.rfftn(volume) * kernel, s=volume.shape)
 
 
-def lowpass(volume, resolution_angstrom: float, pixel_size_angstrom: float) -> np.ndarray:
+def lowpass(
+    volume: ArrayLike, resolution_angstrom: float, pixel_size_angstrom: float
+) -> np.ndarray:
     """Gaussian low-pass filter with amplitude 0.5 at ``resolution_angstrom`` (float64)."""
     # exp(-2π²σ²k²) = 1/2 at k = 1/resolution: σ = sqrt(ln 2 / 2) · resolution / π.
     sigma_px = (
@@ -110,7 +113,7 @@ def _dilate_cube(binary: torch.Tensor) -> torch.Tensor:
 
 
 def auto_mask(
-    volume,
+    volume: ArrayLike,
     pixel_size_angstrom: float,
     lowpass_angstrom: float = 15.0,
     threshold_fraction: float = 0.1,
@@ -147,7 +150,7 @@ def auto_mask(
     return mask.float().numpy()
 
 
-def effective_volume_fraction(mask) -> float:
+def effective_volume_fraction(mask: ArrayLike) -> float:
     """The share of the box a soft mask keeps, as the FSC of masked maps counts it:
     ``(Σ m²)² / (N Σ m⁴)`` over the ``N`` voxels (a binary mask: the fraction it keeps; 1 for
     none).

@@ -68,7 +68,9 @@ class ShellTerms:
         ("models", ("ma", "mb")),
     )
 
-    def curves(self, weights: np.ndarray | None = None, pool: int = 0, count: int = 4):
+    def curves(
+        self, weights: np.ndarray | None = None, pool: int = 0, count: int = 4
+    ) -> list[np.ndarray]:
         """``FSC(D_A, D_B)``, ``FSC(M_A, D_B)``, ``FSC(M_B, D_A)``, ``FSC(M_A, M_B)`` (the first
         ``count`` of them); ``weights`` (shells, blocks); ``pool``: sums over ``±pool`` shells
         (shell 0 alone)."""
@@ -151,7 +153,9 @@ class DataSpectra:
         sums = np.bincount(self._index, weights=values * self._multiplicity, minlength=size)
         return sums.reshape(self.n_shells, self.blocks)
 
-    def shell_terms(self, model_a, model_b) -> ShellTerms:
+    def shell_terms(
+        self, model_a: np.ndarray | torch.Tensor, model_b: np.ndarray | torch.Tensor
+    ) -> ShellTerms:
         """The sums of two half models ``(D, D, D)`` (on the data's device) with these data."""
         if model_a.shape[0] != self.box or model_b.shape[0] != self.box:
             raise ValueError(

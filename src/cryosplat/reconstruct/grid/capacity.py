@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "BITS_PER_GAUSSIAN",
@@ -60,7 +61,7 @@ GAUSSIANS_CAP = 30_000
 ``--n-gaussians`` may be more)."""
 
 
-def data_information_bits(half_fsc) -> float:
+def data_information_bits(half_fsc: ArrayLike) -> float:
     """``Σ n_k log₂(1 + SSNR_k)`` over the shells with ``SSNR_k ≥ MIN_SHELL_SSNR`` (bits).
 
     Parameters
@@ -85,7 +86,7 @@ def most_gaussians_for_data(default: int) -> int:
     return max(default, min(GAUSSIANS_CAP, int(MAX_FACTOR * default)))
 
 
-def gaussians_for_data(default: int, half_fsc) -> tuple[int, float]:
+def gaussians_for_data(default: int, half_fsc: ArrayLike) -> tuple[int, float]:
     """Gaussians per half model for data with this half-set FSC, and the bits they hold.
 
     ``max(default, bits / BITS_PER_GAUSSIAN)`` rounded to hundreds, at most

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +45,14 @@ from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
+
+if TYPE_CHECKING:
+    import threading
+
+    import torch
+
+    from cryosplat.particles.particle_set import ParticleSet
+    from cryosplat.reconstruct.run_folder import RunFolder
 
 __all__ = ["GridEngineConfig", "run_grid_engine", "stage_checkpoint"]
 
@@ -122,7 +132,15 @@ class GridEngineConfig:
         self.fit.validate()
 
 
-def run_grid_engine(particles, halves, config, folder, device, show_progress, dist=None):
+def run_grid_engine(
+    particles: ParticleSet,
+    halves: Sequence[np.ndarray],
+    config,
+    folder: RunFolder,
+    device: torch.device | str,
+    show_progress: bool,
+    dist: Distributed | None = None,
+) -> EngineResult:
     """Fit both half models with the Fourier-statistics engine.
 
     Parameters
@@ -240,7 +258,9 @@ class _HalfFits:
         self.members: list[list[GaussianModel | None]] = [[None] * gcfg.members for _ in range(2)]
         self.steps_done = 0
 
-    def run_stage(self, checkpoints: Path, stage: int, n_fitting: int, label: str, last: bool):
+    def run_stage(
+        self, checkpoints: Path, stage: int, n_fitting: int, label: str, last: bool
+    ) -> list[GaussianModel | None]:
         """Fit (or read back) stage ``stage``'s ``n_fitting`` members of each half owned; the
         members not yet on their own take member 0's fit as their next start. ``last``: the
         stage that holds the data's count of Gaussians."""
@@ -258,10 +278,10 @@ class _HalfFits:
         base = self.steps_done
         done = dict.fromkeys(missing, 0)
 
-        def fit_half(i, stop):
+        def fit_half(i: int, stop: threading.Event) -> None:
             for j, m in enumerate(missing[i]):
 
-                def progress(k, _total, offset=j * steps):
+                def progress(k: int, _total: int, offset: int = j * steps) -> None:
                     check_stop(stop)
                     done[i] = offset + k
                     self.bar.update(base + sum(done.values()), label)

@@ -23,9 +23,10 @@ default (many small tensor operations per step).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 
-def stage_boxes(box: int, fractions) -> list[int]:
+def stage_boxes(box: int, fractions: Iterable[float]) -> list[int]:
     """Even stage boxes ``round(f · box)`` (at least 8, at most ``box``), one per fraction."""
     return [min(box, max(8, 2 * round(f * box / 2))) for f in fractions]
 
@@ -137,7 +138,7 @@ def fit_gaussians(
     heldout: FourierStatistics | None = None,
     progress: Callable[[int, int], None] | None = None,
     callback: Callable[[int, int, float, float | None], None] | None = None,
-    half_fsc=None,
+    half_fsc: ArrayLike | None = None,
 ) -> GaussianModel:
     """Fit a Gaussian mixture to the statistics of one half set.
 

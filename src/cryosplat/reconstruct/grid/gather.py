@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import raw_backprojection_factor
 from cryosplat.core.ctf_plane import CTFPlane
@@ -156,10 +157,10 @@ class _GroupSampling:
 
 def accumulate(
     particles: ParticleSet,
-    indices=None,
+    indices: ArrayLike | None = None,
     config: AccumulateConfig | None = None,
     progress: Callable[..., None] | None = None,
-    operators=None,
+    operators: ArrayLike | None = None,
     partial: Path | None = None,
 ) -> FourierStatistics:
     """Gather ``W`` and ``B`` from particle images in one streamed pass.

@@ -105,7 +105,7 @@ class GatherCheckpoint:
         self.every_s = PARTIAL_EVERY_S if every_s is None else float(every_s)
         self._last = time.monotonic()
 
-    def load(self, device) -> GatherState | None:
+    def load(self, device: torch.device | str) -> GatherState | None:
         """The state saved for this key, on ``device``, or None (none, another key, unreadable)."""
         if not self.path.is_file():
             return None

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from cryosplat.reconstruct.grid.statistics import (
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
 from cryosplat.validation.sampling import SampledFrequencies, sampled_frequencies
+
+if TYPE_CHECKING:
+    from cryosplat.reconstruct.run_folder import RunFolder
 
 __all__ = [
     "HalfStatistics",
@@ -88,7 +92,7 @@ def statistics_checkpoint(folder: Path, half: int, part: str = "fit") -> Path:
     return folder / f"stats_{'AB'[half]}_{part}.npz"
 
 
-def statistics_batch_size(batch_size: int, device) -> int:
+def statistics_batch_size(batch_size: int, device: torch.device | str) -> int:
     """Images per batch of the statistics pass: the configured number, raised to
     :data:`CUDA_STATISTICS_BATCH` on a CUDA device when left at its default (small batches leave
     a GPU idle between kernel launches; 512 images of box 256 take about 1 GB there)."""
@@ -152,7 +156,13 @@ def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 
 def gather_half_statistics(
-    particles, halves, config, folder, device, show_progress: bool, dist: Distributed | None = None
+    particles: ParticleSet,
+    halves: Sequence[np.ndarray],
+    config,
+    folder: RunFolder,
+    device: torch.device | str,
+    show_progress: bool,
+    dist: Distributed | None = None,
 ) -> HalfStatistics:
     """One streamed pass over the particles: the statistics of each half's fit and held-out rows.
 
@@ -185,7 +195,7 @@ def gather_half_statistics(
         out = []
         for part, rows in (("fit", fit_rows), ("heldout", held_rows)):
 
-            def report(k: int, resumed: bool, key=f"{name}_{part}") -> None:
+            def report(k: int, resumed: bool, key: str = f"{name}_{part}") -> None:
                 check_stop(stop)
                 if resumed:  # done before this run: in the bar, not in its rate
                     bar.resumed(k - counts.get(key, 0))

@@ -16,9 +16,11 @@ FFT of the zero-padded map; the backward pass is analytic (one inverse real FFT)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.coarse_spectrum import (
     add_coarse_spectrum,
@@ -49,7 +51,11 @@ __all__ = [
 MAX_LOW_SHELL_RATIO = 20.0
 
 
-def half_grid_multiplicity(shape, device=None, dtype=torch.float32) -> torch.Tensor:
+def half_grid_multiplicity(
+    shape: Sequence[int],
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Weights (1, 1, P//2 + 1) turning a half-grid sum into the full-grid sum: 1 at ``Kx = 0``, else 2."""
     m = torch.full((1, 1, shape[-1]), 2.0, device=device, dtype=dtype)
     m[..., 0] = 1.0
@@ -126,7 +132,7 @@ def low_shell_weights(stats: FourierStatistics) -> torch.Tensor:
     return out
 
 
-def pooled_fsc(half_fsc, pool_shells: int) -> np.ndarray:
+def pooled_fsc(half_fsc: ArrayLike, pool_shells: int) -> np.ndarray:
     """``half_fsc`` with each shell but the first replaced by the mean over ``pool_shells``
     shells on each side of it (fewer at the ends; shell 0 is left out of every mean).
 
@@ -151,12 +157,12 @@ def pooled_fsc(half_fsc, pool_shells: int) -> np.ndarray:
 
 
 def shell_prior_ratios(
-    half_fsc,
+    half_fsc: ArrayLike,
     n_shells: int,
     strength: float,
     cap: float,
     pool_shells: int = 0,
-    weight_ratio=None,
+    weight_ratio: torch.Tensor | ArrayLike | None = None,
 ) -> torch.Tensor:
     """The prior term of each shell relative to the shell's mean ``W``: ``λ(k) / W̄(k)``.
 
@@ -281,7 +287,13 @@ def _data_term_and_residual(spectrum, weights, data) -> tuple[torch.Tensor, torc
     return loss, residual
 
 
-def spectrum_loss_reference(volume, coarse, weights, data, size):
+def spectrum_loss_reference(
+    volume: torch.Tensor,
+    coarse: torch.Tensor | None,
+    weights: torch.Tensor,
+    data: torch.Tensor,
+    size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:class:`_SpectrumLoss` in plain PyTorch autograd (same arguments and results).
 
     The twin the custom backward is tested against; slower and with more memory.

@@ -58,6 +58,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryosplat.core.conventions import cropped_map_origin_angstrom
 from cryosplat.core.device import peak_memory_gb, peak_resident_gb
@@ -65,6 +66,9 @@ from cryosplat.core.errors import InputError
 from cryosplat.model.voxelize import footprint_voxels
 from cryosplat.particles.downsample import box_for_resolution, even_box
 from cryosplat.reconstruct.grid.fit import GridFitConfig
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "MemoryConfig",
@@ -466,7 +470,7 @@ def _refusal(request: PlanRequest, box: int, lean: MemoryEstimate, bound: int) -
     )
 
 
-def measured_peak_memory(device, predicted_bytes: int) -> dict:
+def measured_peak_memory(device: torch.device | str, predicted_bytes: int) -> dict:
     """A finished run's peaks, logged beside the plan's ``predicted_bytes``
     (:meth:`MemoryPlan.peak_bytes`): ``peak_gpu_memory_gb`` on a CUDA device
     (``torch.cuda.max_memory_allocated``), and where the platform tells it

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.reconstruct.grid.fit_config import GridFitConfig
 from cryosplat.reconstruct.grid.loss import shell_prior_ratios
@@ -22,7 +23,7 @@ __all__ = ["fit_prior_ratios", "prior_ratios", "fsc_weight_ratio"]
 
 
 def fit_prior_ratios(
-    stats: FourierStatistics, config: GridFitConfig, half_fsc
+    stats: FourierStatistics, config: GridFitConfig, half_fsc: ArrayLike | None
 ) -> torch.Tensor | None:
     """The prior's ``λ / W̄`` per shell the config asks for, or None (no FSC, or strength 0)."""
     if half_fsc is None or config.prior_strength == 0:
@@ -31,7 +32,10 @@ def fit_prior_ratios(
 
 
 def prior_ratios(
-    half_fsc, n_shells: int, config: GridFitConfig, stats: FourierStatistics | None = None
+    half_fsc: ArrayLike,
+    n_shells: int,
+    config: GridFitConfig,
+    stats: FourierStatistics | None = None,
 ) -> torch.Tensor:
     """:func:`cryosplat.reconstruct.grid.loss.shell_prior_ratios` with the config's strength,
     cap and pooling, and the ``W`` that the FSC sees relative to the mean ``W`` of ``stats``

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 
 __all__ = ["concurrent_halves", "map_halves", "check_stop", "Stopped"]
 
 
-def concurrent_halves(device, n_halves: int, allowed: bool = True) -> bool:
+def concurrent_halves(device: torch.device | str, n_halves: int, allowed: bool = True) -> bool:
     """Work on the two halves at once, one CPU thread each: on a CPU with at least two threads
     the small tensor operations of a fit step use one core well and two poorly, so two halves side
     by side finish sooner than one after the other (box 64: fit 12.7 s against 31.8 s, the same
@@ -27,7 +29,12 @@ class Stopped(Exception):
     """Raised inside a half's thread when the other thread (or the main one) failed."""
 
 
-def map_halves(work, todo: list[int], device, allowed: bool = True) -> list:
+def map_halves(
+    work: Callable[[int, threading.Event], Any],
+    todo: list[int],
+    device: torch.device | str,
+    allowed: bool = True,
+) -> list:
     """``[work(i, stop) for i in todo]``, concurrently (:func:`concurrent_halves`) where it pays.
 
     ``stop`` is a :class:`threading.Event` that ``work`` checks between steps

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
@@ -73,7 +74,7 @@ def _centred_slabs(size: int, device, dtype: torch.dtype):
         yield slice(start, start + slab), plane[None] + k[start : start + slab, None, None] ** 2
 
 
-def padded_shell_index(size: int, pad: int, device) -> torch.Tensor:
+def padded_shell_index(size: int, pad: int, device: torch.device | str) -> torch.Tensor:
     """:func:`shell_of` each point of the uncentred half grid."""
     r2 = squared_radius(size, 3, half=True, centred=False, device=device, dtype=torch.float64)
     return shell_of(r2, pad)
@@ -174,7 +175,7 @@ class FourierStatistics:
             notes=self.notes + other.notes,
         )
 
-    def to(self, device) -> FourierStatistics:
+    def to(self, device: torch.device | str) -> FourierStatistics:
         """A copy on ``device``."""
         return replace(
             self,
@@ -345,7 +346,7 @@ class FourierStatistics:
         """
         return wiener_inversion([self], regularization, gridding_correction)
 
-    def symmetrized(self, operators) -> FourierStatistics:
+    def symmetrized(self, operators: ArrayLike) -> FourierStatistics:
         """The statistics of the ``|G|``-fold expanded set, by rotating the grids (exact).
 
         Inserting image ``i`` with pose ``A R_g`` puts its frequency ``K`` at ``R_gᵀ K``, so the

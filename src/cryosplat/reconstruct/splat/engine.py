@@ -131,7 +131,7 @@ def estimate_amplitude_scale(
     model: GaussianModel,
     particles: ParticleSet,
     rows: np.ndarray,
-    device,
+    device: torch.device | str,
     sign: float = 1.0,
     backend: str = "auto",
 ) -> float:

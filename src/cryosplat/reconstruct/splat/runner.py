@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
@@ -19,12 +21,20 @@ from cryosplat.reconstruct.splat.engine import SplatEngine
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from cryosplat.reconstruct.distributed import Distributed
+
 __all__ = ["initial_models", "run_splat_engine"]
 
 log = logging.getLogger("cryosplat")
 
 
-def initial_models(particles: ParticleSet, config, n: int, device) -> list[GaussianModel]:
+def initial_models(
+    particles: ParticleSet, config, n: int, device: torch.device | str
+) -> list[GaussianModel]:
     """Random starting models of the two halves (``n`` Gaussians each, one asymmetric unit's under
     ``config.symmetry``; seeds ``2·config.seed + 1`` and ``+ 2``)."""
     models = []
@@ -42,7 +52,15 @@ def initial_models(particles: ParticleSet, config, n: int, device) -> list[Gauss
     return models
 
 
-def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_progress, dist):
+def run_splat_engine(
+    particles: ParticleSet,
+    halves: Sequence[np.ndarray],
+    config,
+    folder: RunFolder,
+    device: torch.device | str,
+    show_progress: bool,
+    dist: Distributed,
+) -> EngineResult:
     """The per-image engine's run: the statistics pass (for validation, as the grid engine's),
     the fit epoch by epoch with the cross-validated resolution after each, and the data maps the
     outputs need. Returns an :class:`~cryosplat.reconstruct.engine_result.EngineResult`, as
@@ -77,13 +95,13 @@ def run_splat_engine(particles, halves, config, folder: RunFolder, device, show_
     )
     state = {"res": None}
 
-    def on_step(step, total, info):
+    def on_step(step: int, total: int, info: dict) -> None:
         res = "" if state["res"] is None else f" resolution {state['res']:.2f} Å"
         bar.update(
             step, f"epoch {info['epoch']}/{config.splat.epochs} loss {info['loss']:.4g}{res}"
         )
 
-    def on_epoch(epoch):
+    def on_epoch(epoch: int) -> dict:
         res = monitor(*(h.model for h in engine.halves))
         state["res"] = res
         log.info(
