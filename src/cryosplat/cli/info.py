@@ -121,94 +121,75 @@ def _state(r: RunSummary) -> str:
     return r.status
 
 
-def format_run(r: RunSummary) -> str:
-    """The printed form of a run folder's summary."""
-    ident, res = r.identity, r.results
-    lines = [f"run:          {r.path} ({_state(r)}; cryosplat {r.version or '?'})"]
-    if ident:
+def _result_lines(res: dict) -> list[str]:
+    """The results of a run's ``run.json``: the resolution with its band and masks, the half
+    models' and the data's FSC 0.143, the models' and half sets' sizes, timings and memory."""
+    lines: list[str] = []
+    band = res.get("resolution_band_angstrom")
+    band_text = (
+        f" (68 % band {band[0]:.2f}-{band[1]:.2f} Å)"
+        if isinstance(band, list) and len(band) == 2
+        else ""
+    )
+    lines.append(f"resolution:   {_angstrom(res.get('resolution_angstrom'))}{band_text}")
+    if res.get("resolution_definition"):
+        lines.append(f"  ({res['resolution_definition']})")
+    given = res.get("given_mask")
+    if "resolution_soft_spherical_mask_angstrom" in res:
+        why = (
+            f"the resolution above is read within the given mask {given}"
+            if given
+            else "the data stopped early there; the resolution above is read within the "
+            "automatic mask"
+        )
         lines.append(
-            f"input:        {ident.get('input', '?')}: {ident.get('n_particles', '?')} particles, "
-            f"box {ident.get('box', '?')}, {ident.get('pixel_size_angstrom', '?')} Å/px, engine "
-            f"{ident.get('engine', '?')}, symmetry {ident.get('symmetry', 'C1')}, seed "
-            f"{ident.get('seed', '?')}"
+            "  in the soft spherical mask alone: "
+            f"{_angstrom(res['resolution_soft_spherical_mask_angstrom'])} ({why})"
         )
-    times = [f"started {r.started}"] if r.started else []
-    times += [f"finished {r.finished}"] if r.finished else []
-    times += [f"stopped {r.stopped}"] if r.stopped else []
-    if times:
-        lines.append("time:         " + ", ".join(times))
-    if res:
-        band = res.get("resolution_band_angstrom")
-        band_text = (
-            f" (68 % band {band[0]:.2f}-{band[1]:.2f} Å)"
-            if isinstance(band, list) and len(band) == 2
-            else ""
-        )
-        lines.append(f"resolution:   {_angstrom(res.get('resolution_angstrom'))}{band_text}")
-        if res.get("resolution_definition"):
-            lines.append(f"  ({res['resolution_definition']})")
-        given = res.get("given_mask")
-        if "resolution_soft_spherical_mask_angstrom" in res:
-            why = (
-                f"the resolution above is read within the given mask {given}"
+    if "model_half_maps_0143_spherical_angstrom" in res:
+        lines.append(
+            "half models FSC 0.143 (optimistic for smooth models): "
+            f"{_angstrom(res.get('model_half_maps_0143_spherical_angstrom'))} spherical mask, "
+            f"{_angstrom(res.get('model_half_maps_0143_automatic_angstrom'))} automatic mask"
+            + (
+                f", {_angstrom(res.get('model_half_maps_0143_given_mask_angstrom'))} given mask"
                 if given
-                else "the data stopped early there; the resolution above is read within the "
-                "automatic mask"
+                else ""
             )
-            lines.append(
-                "  in the soft spherical mask alone: "
-                f"{_angstrom(res['resolution_soft_spherical_mask_angstrom'])} ({why})"
-            )
-        if "model_half_maps_0143_spherical_angstrom" in res:
-            lines.append(
-                "half models FSC 0.143 (optimistic for smooth models): "
-                f"{_angstrom(res.get('model_half_maps_0143_spherical_angstrom'))} spherical mask, "
-                f"{_angstrom(res.get('model_half_maps_0143_automatic_angstrom'))} automatic mask"
-                + (
-                    f", {_angstrom(res.get('model_half_maps_0143_given_mask_angstrom'))} given mask"
-                    if given
-                    else ""
-                )
-            )
-        if "data_half_maps_0143_angstrom" in res:
-            text = _angstrom(res["data_half_maps_0143_angstrom"])
-            by_direction = res.get("data_half_maps_0143_by_direction_angstrom")
-            if isinstance(by_direction, list) and len(by_direction) == 2:
-                text += f"; by direction {by_direction[0]:.2f}-{by_direction[1]:.2f} Å"
-            lines.append(f"data half maps FSC 0.143: {text}")
-        if isinstance(res.get("n_gaussians"), list):
-            lines.append(
-                "Gaussians:    " + " + ".join(str(n) for n in res["n_gaussians"]) + " (A + B)"
-            )
-        if isinstance(res.get("n_particles"), list):
-            lines.append(
-                "half sets:    "
-                + " + ".join(str(n) for n in res["n_particles"])
-                + f" particles ({res.get('halves', '?')})"
-            )
-        if isinstance(res.get("timings_s"), dict):
-            lines.append(
-                "timings:      "
-                + ", ".join(f"{k} {v:.1f} s" for k, v in res["timings_s"].items())
-                + (f" ({res['device']})" if res.get("device") else "")
-            )
-        if isinstance(res.get("peak_resident_memory_gb"), (int, float)):
-            predicted = res.get("predicted_peak_memory_gb")
-            lines.append(
-                f"memory:       peak {res['peak_resident_memory_gb']:.2f} GB resident"
-                + (
-                    f" (predicted {predicted:.2f} GB)"
-                    if isinstance(predicted, (int, float))
-                    else ""
-                )
-            )
-    if r.map_voxel_size_angstrom is not None:
-        unfinished = "" if r.status == "complete" else "; written before the run stopped"
-        lines.append(
-            f"map.mrc:      voxel size {r.map_voxel_size_angstrom:.4f} Å (header{unfinished})"
         )
-        if res.get("map"):
-            lines.append(f"  ({res['map']})")
+    if "data_half_maps_0143_angstrom" in res:
+        text = _angstrom(res["data_half_maps_0143_angstrom"])
+        by_direction = res.get("data_half_maps_0143_by_direction_angstrom")
+        if isinstance(by_direction, list) and len(by_direction) == 2:
+            text += f"; by direction {by_direction[0]:.2f}-{by_direction[1]:.2f} Å"
+        lines.append(f"data half maps FSC 0.143: {text}")
+    if isinstance(res.get("n_gaussians"), list):
+        lines.append("Gaussians:    " + " + ".join(str(n) for n in res["n_gaussians"]) + " (A + B)")
+    if isinstance(res.get("n_particles"), list):
+        lines.append(
+            "half sets:    "
+            + " + ".join(str(n) for n in res["n_particles"])
+            + f" particles ({res.get('halves', '?')})"
+        )
+    if isinstance(res.get("timings_s"), dict):
+        lines.append(
+            "timings:      "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in res["timings_s"].items())
+            + (f" ({res['device']})" if res.get("device") else "")
+        )
+    if isinstance(res.get("peak_resident_memory_gb"), (int, float)):
+        predicted = res.get("predicted_peak_memory_gb")
+        lines.append(
+            f"memory:       peak {res['peak_resident_memory_gb']:.2f} GB resident"
+            + (f" (predicted {predicted:.2f} GB)" if isinstance(predicted, (int, float)) else "")
+        )
+    return lines
+
+
+def _state_lines(r: RunSummary, ident: dict) -> list[str]:
+    """How an unfinished run stands (its last log line, its error, its checkpoints and the
+    command that resumes it), or a complete run's kept checkpoints."""
+    lines: list[str] = []
     resume = (
         f"cryosplat reconstruct {ident.get('input', 'PARTICLES')} -o {r.path} --resume (with the "
         "options it was started with)"
@@ -228,6 +209,35 @@ def format_run(r: RunSummary) -> str:
             f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB kept: {resume} makes the outputs "
             "again from them, e.g. with --mask MASK"
         )
+    return lines
+
+
+def format_run(r: RunSummary) -> str:
+    """The printed form of a run folder's summary."""
+    ident, res = r.identity, r.results
+    lines = [f"run:          {r.path} ({_state(r)}; cryosplat {r.version or '?'})"]
+    if ident:
+        lines.append(
+            f"input:        {ident.get('input', '?')}: {ident.get('n_particles', '?')} particles, "
+            f"box {ident.get('box', '?')}, {ident.get('pixel_size_angstrom', '?')} Å/px, engine "
+            f"{ident.get('engine', '?')}, symmetry {ident.get('symmetry', 'C1')}, seed "
+            f"{ident.get('seed', '?')}"
+        )
+    times = [f"started {r.started}"] if r.started else []
+    times += [f"finished {r.finished}"] if r.finished else []
+    times += [f"stopped {r.stopped}"] if r.stopped else []
+    if times:
+        lines.append("time:         " + ", ".join(times))
+    if res:
+        lines += _result_lines(res)
+    if r.map_voxel_size_angstrom is not None:
+        unfinished = "" if r.status == "complete" else "; written before the run stopped"
+        lines.append(
+            f"map.mrc:      voxel size {r.map_voxel_size_angstrom:.4f} Å (header{unfinished})"
+        )
+        if res.get("map"):
+            lines.append(f"  ({res['map']})")
+    lines += _state_lines(r, ident)
     for warning in r.warnings:
         lines.append(f"warning: {warning}")
     if r.missing_outputs:
