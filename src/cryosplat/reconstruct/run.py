@@ -29,6 +29,7 @@ from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.distributed import Distributed
+from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.engine_result import MapSettings
 from cryosplat.reconstruct.grid.capacity import GAUSSIANS_CAP, most_gaussians_for_data
 from cryosplat.reconstruct.grid.engine import GridEngineConfig, run_grid_engine
@@ -362,10 +363,10 @@ def reconstruct(
     resuming = dist.on_main(folder.prepare)
     with deterministic_algorithms(config.deterministic):
         if not dist.is_main:
-            run = _ENGINE_RUNS[config.engine]
             half_a, half_b, _ = split_halves(particles, config.seed, config.use_random_subset)
             cfg = replace(config, n_gaussians=n_gauss)
-            run(particles, (half_a, half_b), cfg, folder, device, False, dist)
+            job = EngineJob(particles, (half_a, half_b), cfg, folder, device, False, dist)
+            _ENGINE_RUNS[config.engine](job)
             return None
         try:
             settings = config.map_settings(plan.map_origin_angstrom, fsc_mask)
@@ -464,16 +465,9 @@ def _reconstruct_in(
             if config.invert_contrast
             else "as RELION (protein bright in the images)",
         )
-        run = _ENGINE_RUNS[config.engine]
-        result = run(
-            particles,
-            (half_a, half_b),
-            replace(config, n_gaussians=n_gauss),
-            folder,
-            device,
-            show_progress,
-            dist,
-        )
+        cfg = replace(config, n_gaussians=n_gauss)
+        job = EngineJob(particles, (half_a, half_b), cfg, folder, device, show_progress, dist)
+        result = _ENGINE_RUNS[config.engine](job)
         _check_finite(*result.models)
         # The models stay on the device: the final half maps are voxelised there.
         report, summary = write_outputs(folder.path, result, settings, warnings)

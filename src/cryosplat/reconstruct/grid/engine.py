@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +29,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.reconstruct.distributed import Distributed
+from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.grid.capacity import (
     BITS_PER_GAUSSIAN,
@@ -49,10 +48,6 @@ from cryosplat.validation.resolution_monitor import ResolutionMonitor
 if TYPE_CHECKING:
     import threading
 
-    import torch
-
-    from cryosplat.particles.particle_set import ParticleSet
-    from cryosplat.reconstruct.run_folder import RunFolder
 
 __all__ = ["GridEngineConfig", "run_grid_engine", "stage_checkpoint"]
 
@@ -132,42 +127,26 @@ class GridEngineConfig:
         self.fit.validate()
 
 
-def run_grid_engine(
-    particles: ParticleSet,
-    halves: Sequence[np.ndarray],
-    config,
-    folder: RunFolder,
-    device: torch.device | str,
-    show_progress: bool,
-    dist: Distributed | None = None,
-) -> EngineResult:
+def run_grid_engine(job: EngineJob) -> EngineResult:
     """Fit both half models with the Fourier-statistics engine.
 
     Parameters
     ----------
-    particles : ParticleSet
-    halves : (rows_a, rows_b)
-    config : ReconstructConfig
-        Uses ``config.grid`` (GridEngineConfig), ``n_gaussians``, ``seed``, ``invert_contrast``,
-        ``symmetry``: with a point group the statistics are gathered with every image inserted
-        once per operator and each half model holds one asymmetric unit's Gaussians
-        (``n_gaussians / |G|``), voxelised with all copies.
-    folder : RunFolder
-    device : torch.device
-    show_progress : bool
-    dist : Distributed, optional
-        Under ``torchrun``: the statistics are gathered in shards and summed, half A is fitted on
-        rank 0 and half B on rank 1 (``dist.owner_of_half``); rank 0 alone draws progress and
-        computes the resolution. None: one process.
+    job : EngineJob
+        Its ``config`` gives ``grid`` (GridEngineConfig), ``n_gaussians``, ``seed``,
+        ``invert_contrast``, ``symmetry``: with a point group the statistics are gathered with
+        every image inserted once per operator and each half model holds one asymmetric unit's
+        Gaussians (``n_gaussians / |G|``), voxelised with all copies. Under ``torchrun``
+        (``job.dist``) the statistics are gathered in shards and summed, half A is fitted on rank
+        0 and half B on rank 1 (``dist.owner_of_half``); rank 0 alone draws progress and
+        computes the resolution.
 
     Returns
     -------
     EngineResult (its ``data_maps`` and ``blend_maps`` are None on ranks other than 0)
     """
-    gcfg: GridEngineConfig = config.grid
-    gcfg.validate()
-    dist = Distributed() if dist is None else dist
-    return _run(particles, halves, config, gcfg, folder, device, show_progress, dist)
+    job.config.grid.validate()
+    return _run(job)
 
 
 def _log_prior(
@@ -324,11 +303,11 @@ class _HalfFits:
         )
 
 
-def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
+def _run(job: EngineJob) -> EngineResult:
+    particles, config, device, dist = job.particles, job.config, job.device, job.dist
+    gcfg: GridEngineConfig = config.grid
     log.info("device: grid fit on %s", device)
-    statistics = gather_half_statistics(
-        particles, halves, config, folder, device, show_progress, dist
-    )
+    statistics = gather_half_statistics(job)
     timings = {"statistics": statistics.seconds}
     started = time.perf_counter()
     data_maps, monitor, curve, sampled = None, None, None, None
@@ -347,7 +326,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     mine = [i for i in range(2) if dist.owner_of_half(i) == dist.rank]
     n_fitting = [1 if stage < fork else gcfg.members for stage in range(len(boxes))]
     total_steps = len(mine) * sum(n * s for n, s in zip(n_fitting, fit.stage_steps, strict=True))
-    bar = Progress(total_steps, "fit", enabled=show_progress and dist.is_main)
+    bar = Progress(total_steps, "fit", enabled=job.show_progress and dist.is_main)
     fits = _HalfFits(statistics, config, gcfg, half_fsc, n_gaussians, mine, device, bar)
     current: list[GaussianModel | None] = [None, None]
     history: list[dict] = []
@@ -356,7 +335,7 @@ def _run(particles, halves, config, gcfg, folder, device, show_progress, dist):
     for stage, box in enumerate(boxes):
         label = f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}"
         last = stage == len(boxes) - 1
-        current = fits.run_stage(folder.checkpoint_dir, stage, n_fitting[stage], label, last)
+        current = fits.run_stage(job.folder.checkpoint_dir, stage, n_fitting[stage], label, last)
         current = dist.share_models(current, device)
         by_stage.append(current)
         if monitor is None:

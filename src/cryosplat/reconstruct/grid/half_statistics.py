@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from cryosplat.core.device import synchronize
 from cryosplat.core.progress import Progress
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
+from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
@@ -36,9 +36,6 @@ from cryosplat.reconstruct.grid.statistics import (
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
 from cryosplat.validation.sampling import SampledFrequencies, sampled_frequencies
-
-if TYPE_CHECKING:
-    from cryosplat.reconstruct.run_folder import RunFolder
 
 __all__ = [
     "HalfStatistics",
@@ -155,23 +152,21 @@ def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return fsc(data_maps[0] * mask, data_maps[1] * mask)
 
 
-def gather_half_statistics(
-    particles: ParticleSet,
-    halves: Sequence[np.ndarray],
-    config,
-    folder: RunFolder,
-    device: torch.device | str,
-    show_progress: bool,
-    dist: Distributed | None = None,
-) -> HalfStatistics:
+def gather_half_statistics(job: EngineJob) -> HalfStatistics:
     """One streamed pass over the particles: the statistics of each half's fit and held-out rows.
 
     The one route to the data half maps of both engines. Checkpointed (``stats_{A,B}_fit.npz``,
     ``stats_{A,B}_heldout.npz``): a resumed run reads them instead of the images. With
     ``config.invert_contrast`` the data are negated here, so the statistics carry the data sign.
-    Under ``torchrun`` (``dist``) each rank gathers its shard and the sums are all-reduced.
+    Under ``torchrun`` (``job.dist``) each rank gathers its shard and the sums are all-reduced.
     """
-    dist = Distributed() if dist is None else dist
+    particles, halves, config, device, dist = (
+        job.particles,
+        job.halves,
+        job.config,
+        job.device,
+        job.dist,
+    )
     gcfg = config.grid  # GridEngineConfig
     # Device and batch as reconstruct resolved them (statistics_batch_size), as config.json says.
     acc = replace(gcfg.accumulate, symmetry=config.symmetry)
@@ -181,9 +176,9 @@ def gather_half_statistics(
         acc.batch_size,
         ", read ahead into pinned memory" if torch.device(device).type == "cuda" else "",
     )
-    ck = folder.checkpoint_dir
+    ck = job.folder.checkpoint_dir
     total = sum(len(h) for h in halves) // dist.world_size
-    bar = Progress(total, "statistics", enabled=show_progress and dist.is_main)
+    bar = Progress(total, "statistics", enabled=job.show_progress and dist.is_main)
     counts: dict[str, int] = {}
     started = time.perf_counter()
 

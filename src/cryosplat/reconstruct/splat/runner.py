@@ -7,25 +7,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics
-from cryosplat.reconstruct.run_folder import RunFolder
 from cryosplat.reconstruct.splat.engine import SplatEngine
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
-    from cryosplat.reconstruct.distributed import Distributed
 
 __all__ = ["initial_models", "run_splat_engine"]
 
@@ -52,24 +49,16 @@ def initial_models(
     return models
 
 
-def run_splat_engine(
-    particles: ParticleSet,
-    halves: Sequence[np.ndarray],
-    config,
-    folder: RunFolder,
-    device: torch.device | str,
-    show_progress: bool,
-    dist: Distributed,
-) -> EngineResult:
+def run_splat_engine(job: EngineJob) -> EngineResult:
     """The per-image engine's run: the statistics pass (for validation, as the grid engine's),
     the fit epoch by epoch with the cross-validated resolution after each, and the data maps the
     outputs need. Returns an :class:`~cryosplat.reconstruct.engine_result.EngineResult`, as
     :func:`cryosplat.reconstruct.grid.engine.run_grid_engine` does."""
+    particles, halves, config, folder = job.particles, job.halves, job.config, job.folder
+    device, show_progress, dist = job.device, job.show_progress, job.dist
     log.info("device: per-image splatting fit on %s", device)
     # The same statistics, checkpoints and data half maps as the grid engine's (one pass).
-    statistics = gather_half_statistics(
-        particles, halves, config, folder, device, show_progress, dist
-    )
+    statistics = gather_half_statistics(job)
     data_maps, monitor, sampled = None, None, None
     if dist.is_main:
         data_maps, sampled = statistics.data_maps(), statistics.sampled_frequencies()
