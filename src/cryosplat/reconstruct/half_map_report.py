@@ -204,7 +204,7 @@ def evaluate_half_maps(
         weighted_set_aside=weighted,
         sphere_reading=sphere_reading,
         user_mask=fscs[2] if user is not None else None,
-        user_mask_name=None if user_mask is None else name,
+        user_mask_name=None if user_mask is None else user_mask.name,
     )
     return report, amask
 

@@ -96,11 +96,6 @@ class DataUnderMasks:
             self._noise[name] = tighter_mask_noise_scale(masks["sphere"].cpu(), masks[name].cpu())
         return self._noise[name]
 
-    @property
-    def tight_noise_scale(self) -> float:
-        """How much more a shell's FSC spreads under the tight mask than under the sphere."""
-        return self.noise_scale("tight")
-
     def __getitem__(self, name: str) -> DataSpectra:
         if name not in self._made:
             self._made[name] = DataSpectra(
@@ -155,7 +150,7 @@ def read_in_masks(
     cut = sphere.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return MaskedReading(sphere, SPHERE_TEXT, sphere)
-    noise = data.tight_noise_scale
+    noise = data.noise_scale("tight")
     tight = cross_validate(
         data["tight"],
         *halves,
