@@ -137,29 +137,37 @@ def read_in_masks(
     docstring)."""
     sphere = cross_validate(data["sphere"], *halves, pixel_size_angstrom, n_bootstrap)
     if data.has_user_mask:
-        noise = data.noise_scale("user")
-        user = cross_validate(
-            data["user"],
-            *halves,
-            pixel_size_angstrom,
-            n_bootstrap,
-            noise_scale=noise,
-            pool_past_cut=False,
-        )
+        user, noise = _read_within("user", halves, data, pixel_size_angstrom, n_bootstrap)
         return MaskedReading(user, user_mask_text(data.user_name), sphere, None, noise)
     cut = sphere.estimate_at_cut
     if cut is None or cut < TIGHTER_MASK_ESTIMATE:
         return MaskedReading(sphere, SPHERE_TEXT, sphere)
-    noise = data.noise_scale("tight")
-    tight = cross_validate(
-        data["tight"],
-        *halves,
-        pixel_size_angstrom,
-        n_bootstrap,
-        reference=sphere,
-        noise_scale=noise,
-        pool_past_cut=False,
-    )
+    tight, noise = _read_within("tight", halves, data, pixel_size_angstrom, n_bootstrap, sphere)
     if tight.resolution_angstrom >= sphere.resolution_angstrom:
         return MaskedReading(sphere, SPHERE_TEXT, sphere, tight, noise)
     return MaskedReading(tight, AUTOMATIC_TEXT, sphere, tight, noise)
+
+
+def _read_within(
+    name: str,
+    halves: Sequence[torch.Tensor],
+    data: DataUnderMasks,
+    pixel_size_angstrom: float,
+    n_bootstrap: int,
+    reference: CrossValidatedFSC | None = None,
+) -> tuple[CrossValidatedFSC, float]:
+    """The cross-validated FSC within a mask tighter than the sphere (``"tight"``, ``"user"``):
+    with that mask's own FSC noise and the lower bound past its own cut (no wider pool), carried
+    to ``reference``'s scale where one is given (the automatic mask's gain over the sphere's);
+    and that noise scale."""
+    noise = data.noise_scale(name)
+    fsc = cross_validate(
+        data[name],
+        *halves,
+        pixel_size_angstrom,
+        n_bootstrap,
+        reference=reference,
+        noise_scale=noise,
+        pool_past_cut=False,
+    )
+    return fsc, noise
