@@ -13,7 +13,7 @@ from cryosplat.core.fourier import squared_radius
 from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
-from cryosplat.reconstruct.report import evaluate_half_maps, write_outputs
+from cryosplat.reconstruct.report import CrossValidationInputs, evaluate_half_maps, write_outputs
 from cryosplat.validation.fsc import fsc, half_grid_shells, resolution_at
 from cryosplat.validation.local_weight import (
     DEFAULT_SIGMA_PX,
@@ -134,8 +134,10 @@ def test_the_reported_resolution_follows_the_weight_into_the_map():
     rng = np.random.default_rng(5)
     a, b, d_a, d_b = (truth + 6 * truth.std() * rng.normal(size=truth.shape) for _ in range(4))
     w = local_wiener_weight(a, b)
-    raw, _ = evaluate_half_maps(a, b, pixel, data_maps=(d_a, d_b))
-    weighted, _ = evaluate_half_maps(a, b, pixel, data_maps=(d_a, d_b), map_halves=(a * w, b * w))
+    raw, _ = evaluate_half_maps(a, b, pixel, crossval=CrossValidationInputs((d_a, d_b)))
+    weighted, _ = evaluate_half_maps(
+        a, b, pixel, crossval=CrossValidationInputs((d_a, d_b), (a * w, b * w))
+    )
     mask = spherical_mask(box)
     truth_plain = resolution_at(fsc(0.5 * (a + b) * mask, truth * mask), 0.5, box, pixel)
     truth_map = resolution_at(fsc(0.5 * (a + b) * w * mask, truth * mask), 0.5, box, pixel)

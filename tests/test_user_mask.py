@@ -102,12 +102,16 @@ def test_the_resolution_is_read_within_the_given_mask_and_the_spheres_kept_besid
     """An exact model against noisy data: within a mask around the molecule the data vouch
     further than in the sphere; the report keeps the mask's reading, names the mask, and keeps
     the sphere's own reading and the models' FSC within the mask."""
-    from cryosplat.reconstruct.half_map_report import evaluate_half_maps
+    from cryosplat.reconstruct.half_map_report import CrossValidationInputs, evaluate_half_maps
 
     truth, data = _molecule_and_data(10.0)
     volume = auto_mask(truth, PIXEL)
     report, amask = evaluate_half_maps(
-        truth, truth, PIXEL, data_maps=data, user_mask=FSCMask(volume, "around.mrc")
+        truth,
+        truth,
+        PIXEL,
+        crossval=CrossValidationInputs(data),
+        user_mask=FSCMask(volume, "around.mrc"),
     )
     in_sphere = cross_validated_fsc(truth, truth, *data, spherical_mask(BOX), PIXEL)
     assert "the given mask around.mrc" in report.cv_mask and "around.mrc" in report.headline
@@ -123,11 +127,15 @@ def test_a_mask_of_ones_reads_what_the_sphere_reads_up_to_its_cut():
     """The given mask is taken times the sphere: all ones is the sphere, with the sphere's FSC
     noise; the two readings differ only past the cut (where a given mask takes the lower bound
     in every shell it cannot read)."""
-    from cryosplat.reconstruct.half_map_report import evaluate_half_maps
+    from cryosplat.reconstruct.half_map_report import CrossValidationInputs, evaluate_half_maps
 
     truth, data = _molecule_and_data(2.0)
     report, _ = evaluate_half_maps(
-        truth, truth, PIXEL, data_maps=data, user_mask=FSCMask(np.ones(truth.shape), "ones")
+        truth,
+        truth,
+        PIXEL,
+        crossval=CrossValidationInputs(data),
+        user_mask=FSCMask(np.ones(truth.shape), "ones"),
     )
     sphere = cross_validated_fsc(truth, truth, *data, spherical_mask(BOX), PIXEL)
     ours = report.cross_validated

@@ -272,7 +272,7 @@ def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():
     stops the data vouching with the estimate still 1 (the lower bound past it carries the
     resolution only part of the way); within the automatic mask they vouch further, and the
     report keeps that (finer) estimate and names its mask."""
-    from cryosplat.reconstruct.report import evaluate_half_maps
+    from cryosplat.reconstruct.report import CrossValidationInputs, evaluate_half_maps
 
     model = GaussianModel.random(
         300, BOX, PIXEL, seed=1, radius_fraction=0.12, scale_angstrom=1.2, dtype=torch.float64
@@ -281,7 +281,7 @@ def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():
     data = (_data(truth, 10.0 * truth.std(), 3), _data(truth, 10.0 * truth.std(), 4))
     in_sphere = cross_validated_fsc(truth, truth, *data, spherical_mask(BOX), PIXEL)
     assert in_sphere.estimate_at_cut is not None and in_sphere.estimate_at_cut > 0.9
-    report, _ = evaluate_half_maps(truth, truth, PIXEL, data_maps=data)
+    report, _ = evaluate_half_maps(truth, truth, PIXEL, crossval=CrossValidationInputs(data))
     assert report.cv_mask.startswith("automatic mask")
     assert report.resolution_angstrom < 0.9 * in_sphere.resolution_angstrom
     assert "automatic mask" in report.headline
@@ -291,7 +291,9 @@ def test_where_the_data_stop_early_in_the_sphere_the_automatic_mask_is_tried():
     assert sphere["resolution_angstrom"] == pytest.approx(in_sphere.resolution_angstrom)
     assert sphere["resolution_angstrom"] > report.resolution_angstrom
     quiet = (_data(truth, 0.5 * truth.std(), 3), _data(truth, 0.5 * truth.std(), 4))
-    read_in_sphere = evaluate_half_maps(truth, truth, PIXEL, data_maps=quiet)[0]
+    read_in_sphere = evaluate_half_maps(truth, truth, PIXEL, crossval=CrossValidationInputs(quiet))[
+        0
+    ]
     assert read_in_sphere.cv_mask == "soft spherical mask"
     assert "soft_spherical_mask_reading" not in read_in_sphere.to_dict()["cross_validated"]
 
@@ -370,15 +372,19 @@ def test_halves_that_carry_the_other_halfs_noise_are_not_vouched_for():
 
 
 def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_are_inconsistent():
-    from cryosplat.reconstruct.half_map_report import data_limit_warnings, evaluate_half_maps
+    from cryosplat.reconstruct.half_map_report import (
+        CrossValidationInputs,
+        data_limit_warnings,
+        evaluate_half_maps,
+    )
 
     truth = _truth()
     data, carried = _contaminated(truth, 10.0 * truth.std())
     report, _ = evaluate_half_maps(
-        truth, truth, PIXEL, data_maps=data, map_halves=carried, unweighted_halves=(truth, truth)
+        truth, truth, PIXEL, crossval=CrossValidationInputs(data, carried, (truth, truth))
     )
     plain, _ = evaluate_half_maps(
-        truth, truth, PIXEL, data_maps=data, map_halves=(truth, truth), unweighted_halves=carried
+        truth, truth, PIXEL, crossval=CrossValidationInputs(data, (truth, truth), carried)
     )
     assert report.weighted_set_aside is not None
     assert report.weighted_set_aside.inconsistent_shell is not None
@@ -396,7 +402,9 @@ def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_
     assert plain.to_dict()["cross_validated"]["halves"] == "as they enter the map"
     # Without halves to fall back on, the inconsistent estimate stands, vouching for nothing
     # past its first inconsistent shell, and the report says why.
-    alone, _ = evaluate_half_maps(truth, truth, PIXEL, data_maps=data, map_halves=carried)
+    alone, _ = evaluate_half_maps(
+        truth, truth, PIXEL, crossval=CrossValidationInputs(data, carried)
+    )
     assert alone.weighted_set_aside is None
     assert any("Check that the two half sets" in w for w in data_limit_warnings(alone))
 

@@ -17,11 +17,46 @@ from cryosplat.validation.mask_choice import SPHERE_TEXT, DataUnderMasks, read_i
 from cryosplat.validation.masks import auto_mask, spherical_mask
 from cryosplat.validation.user_mask import FSCMask
 
-__all__ = ["HalfMapReport", "evaluate_half_maps", "format_resolution", "data_limit_warnings"]
+__all__ = [
+    "CrossValidationInputs",
+    "HalfMapReport",
+    "evaluate_half_maps",
+    "format_resolution",
+    "data_limit_warnings",
+]
 
 N_BOOTSTRAP = 100  # resamples of the Fourier samples for the resolution band
 
 log = logging.getLogger("cryosplat")
+
+
+@dataclass(frozen=True)
+class CrossValidationInputs:
+    """What the cross-validated resolution is read from (:mod:`cryosplat.validation.crossval`).
+
+    Attributes
+    ----------
+    data_maps : (D_A, D_B), each (D, D, D)
+        Direct Fourier inversions of the two half sets: each half of the map is read against the
+        other half's.
+    map_halves : (A', B'), optional
+        The two halves as they enter the written map (whose mean is the map): the
+        cross-validated resolution is theirs, the map's. None: the half models'.
+    unweighted_halves : (A, B), optional
+        ``map_halves`` before a weight made from both of them: estimated on instead when the
+        weighted halves are inconsistent with the data
+        (:attr:`~cryosplat.validation.crossval.CrossValidatedFSC.inconsistent_shell`: the
+        weight carried one half's noise into the other).
+    sampled_share : array (D//2 + 1,), optional
+        Per shell, the share of its frequencies the data sample at all
+        (:mod:`cryosplat.validation.sampling`): the cross-validated estimates are scaled by its
+        square root. None: all.
+    """
+
+    data_maps: tuple[np.ndarray, np.ndarray]
+    map_halves: tuple[np.ndarray, np.ndarray] | None = None
+    unweighted_halves: tuple[np.ndarray, np.ndarray] | None = None
+    sampled_share: np.ndarray | None = None
 
 
 @dataclass
@@ -131,12 +166,9 @@ def evaluate_half_maps(
     half_b: np.ndarray,
     pixel_size_angstrom: float,
     soft_width_px: float = 6.0,
-    data_maps: tuple[np.ndarray, np.ndarray] | None = None,
+    crossval: CrossValidationInputs | None = None,
     device: torch.device | str = "cpu",
-    map_halves: tuple[np.ndarray, np.ndarray] | None = None,
     sphere: np.ndarray | None = None,
-    unweighted_halves: tuple[np.ndarray, np.ndarray] | None = None,
-    sampled_share: np.ndarray | None = None,
     user_mask: FSCMask | None = None,
 ) -> tuple[HalfMapReport, np.ndarray]:
     """FSC of two half maps with a soft spherical mask and an automatic soft mask (and the user's).
@@ -146,25 +178,14 @@ def evaluate_half_maps(
     half_a, half_b : (D, D, D) half-model maps
     pixel_size_angstrom : float
     soft_width_px : float
-    data_maps : (D_A, D_B), optional
-        Direct Fourier inversions of the same half sets, for the cross-validated resolution.
+    crossval : CrossValidationInputs, optional
+        The half sets' direct inversions (and the map's halves), for the cross-validated
+        resolution. None: none, the headline is the half models' corrected FSC.
     device : torch device
         Where the FSCs are computed (double precision; a GPU takes seconds off a box-256 run).
-    map_halves : (A', B'), optional
-        The two halves as they enter the written map (whose mean is the map): the
-        cross-validated resolution is theirs, the map's; by default the half models'.
     sphere : (D, D, D), optional
         The soft spherical mask of ``soft_width_px``, when the caller has made it already (it
         takes ~1 s at box 256).
-    unweighted_halves : (A, B), optional
-        ``map_halves`` before a weight made from both of them: estimated on instead when the
-        weighted halves are inconsistent with the data
-        (:attr:`~cryosplat.validation.crossval.CrossValidatedFSC.inconsistent_shell`: the
-        weight carried one half's noise into the other).
-    sampled_share : array (D//2 + 1,), optional
-        Per shell, the share of its frequencies the data sample at all
-        (:mod:`cryosplat.validation.sampling`): the cross-validated estimates are scaled by its
-        square root. None: all.
     user_mask : FSCMask, optional
         A mask the user gave (:mod:`cryosplat.validation.user_mask`): the half models' FSC within
         it too, and the cross-validated resolution read within it
@@ -185,17 +206,19 @@ def evaluate_half_maps(
     user = None if user_mask is None else on_device(user_mask.volume)
     name = "" if user_mask is None else user_mask.name
     cross, cv_mask, weighted, sphere_reading = None, SPHERE_TEXT, None, None
-    if data_maps is not None:
-        data = DataUnderMasks([on_device(d) for d in data_maps], *masks, sampled_share, user, name)
+    if crossval is not None:
+        data_maps = [on_device(d) for d in crossval.data_maps]
+        data = DataUnderMasks(data_maps, *masks, crossval.sampled_share, user, name)
+        map_halves = crossval.map_halves
         halves = (a, b) if map_halves is None else [on_device(h) for h in map_halves]
         cross, cv_mask, sphere_reading = _cross_validate(halves, data, pixel_size_angstrom)
-        if cross.inconsistent_shell is not None and unweighted_halves is not None:
+        if cross.inconsistent_shell is not None and crossval.unweighted_halves is not None:
             weighted = cross
-            halves = [on_device(h) for h in unweighted_halves]
+            halves = [on_device(h) for h in crossval.unweighted_halves]
             cross, cv_mask, sphere_reading = _cross_validate(
                 halves, data, pixel_size_angstrom, "the halves before the local weight: "
             )
-        del halves, data
+        del halves, data, data_maps
     fscs = masked_fscs(a, b, masks if user is None else [*masks, user], pixel_size_angstrom)
     report = HalfMapReport(
         *fscs[:2],

@@ -18,6 +18,7 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
 from cryosplat.reconstruct.half_map_report import (
+    CrossValidationInputs,
     HalfMapReport,
     data_limit_warnings,
     evaluate_half_maps,
@@ -37,6 +38,7 @@ from cryosplat.validation.masks import spherical_mask
 
 __all__ = [
     "ComposedMap",
+    "CrossValidationInputs",
     "HalfMapReport",
     "compose_map",
     "evaluate_half_maps",
@@ -309,17 +311,16 @@ def write_outputs(
     # models it missed what the weight adds on small sets (2,000 beta-galactosidase particles:
     # 21.69 Å reported, 18.99 Å against the truth; with the map's halves 18.55 Å;
     # benchmarks/RESULTS.md, round 2, session 11).
+    crossval = None
+    if data_maps is not None:
+        crossval = CrossValidationInputs(
+            data_maps,
+            composed.halves,
+            unweighted_halves=None if composed.weight is None else composed.unweighted,
+            sampled_share=None if result.sampling is None else result.sampling.share,
+        )
     report, amask = evaluate_half_maps(
-        *half_maps,
-        pixel,
-        settings.soft_width_px,
-        data_maps,
-        device,
-        composed.halves,
-        sphere,
-        unweighted_halves=None if composed.weight is None else composed.unweighted,
-        sampled_share=None if result.sampling is None else result.sampling.share,
-        user_mask=settings.fsc_mask,
+        *half_maps, pixel, settings.soft_width_px, crossval, device, sphere, settings.fsc_mask
     )
     if composed.weight is not None:
         log.info(

@@ -62,8 +62,8 @@ __all__ = [
 
 log = logging.getLogger("cryosplat")
 
-# Each engine's run: ``(particles, halves, config, folder, device, show_progress, dist)`` →
-# ``((model_a, model_b), details)``.
+# Each engine's run: an :class:`EngineJob` → an ``EngineResult`` (the two half models and what
+# the map is made with).
 _ENGINE_RUNS = {"grid": run_grid_engine, "splat": run_splat_engine}
 ENGINES = tuple(_ENGINE_RUNS)
 MAX_GAUSSIANS = 1_000_000
@@ -361,27 +361,25 @@ def reconstruct(
     }
     folder = RunFolder(out_dir, identity, mode=folder_mode or ("resume" if resume else "new"))
     resuming = dist.on_main(folder.prepare)
+    run = _PreparedRun(
+        folder,
+        resuming,
+        particles,
+        config,
+        n_gauss,
+        device,
+        plan,
+        config.map_settings(plan.map_origin_angstrom, fsc_mask),
+        show_progress and dist.is_main,
+        dist,
+    )
     with deterministic_algorithms(config.deterministic):
         if not dist.is_main:
             half_a, half_b, _ = split_halves(particles, config.seed, config.use_random_subset)
-            cfg = replace(config, n_gaussians=n_gauss)
-            job = EngineJob(particles, (half_a, half_b), cfg, folder, device, False, dist)
-            _ENGINE_RUNS[config.engine](job)
+            _ENGINE_RUNS[config.engine](run.engine_job((half_a, half_b)))
             return None
         try:
-            settings = config.map_settings(plan.map_origin_angstrom, fsc_mask)
-            return _reconstruct_in(
-                folder,
-                resuming,
-                particles,
-                config,
-                device,
-                n_gauss,
-                show_progress,
-                dist,
-                plan,
-                settings,
-            )
+            return _reconstruct_in(run)
         except KeyboardInterrupt:
             folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
             raise
@@ -402,11 +400,39 @@ def _check_finite(model_a: GaussianModel, model_b: GaussianModel) -> None:
                 )
 
 
-def _reconstruct_in(
-    folder, resuming, particles, config, device, n_gauss, show_progress, dist, plan, settings
-):
-    """The run proper, in a prepared (locked) folder (rank 0 under ``torchrun``); ``settings``:
-    how the outputs make and mask the map (:class:`MapSettings`)."""
+@dataclass(frozen=True)
+class _PreparedRun:
+    """A run ready to start: its folder prepared (and locked), its particles at the working box,
+    and its settings as run.
+
+    ``config`` is as run (the plan's batch, the device) with the Gaussians per half the fit
+    starts from in ``n_gaussians`` (the data may raise it); ``settings``: how the outputs make and
+    mask the map (:class:`MapSettings`).
+    """
+
+    folder: RunFolder
+    resuming: bool
+    particles: ParticleSet
+    config: ReconstructConfig
+    n_gaussians: int
+    device: torch.device
+    plan: MemoryPlan
+    settings: MapSettings
+    show_progress: bool
+    dist: Distributed
+
+    def engine_job(self, halves: tuple[ParticleSet, ParticleSet]) -> EngineJob:
+        """What the engine is given for the two half sets ``halves``."""
+        config = replace(self.config, n_gaussians=self.n_gaussians)
+        return EngineJob(
+            self.particles, halves, config, self.folder, self.device, self.show_progress, self.dist
+        )
+
+
+def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
+    """The run proper, in its prepared (locked) folder (rank 0 under ``torchrun``)."""
+    folder, particles, config, device = run.folder, run.particles, run.config, run.device
+    dist, plan, n_gauss = run.dist, run.plan, run.n_gaussians
     identity = folder.identity
     folder.attach_log(log)
     # The halves gathered and fitted side by side, a thread each: the plan's peak is then theirs.
@@ -436,12 +462,12 @@ def _reconstruct_in(
             },
             "symmetry": config.symmetry,
             "input": identity["input"],
-            "resumed": resuming,
+            "resumed": run.resuming,
             **({"world_size": dist.world_size} if dist.active else {}),
         },
     )
     try:
-        log.info("%s", run_description(particles, config, n_gauss, device, dist, resuming))
+        log.info("%s", run_description(particles, config, n_gauss, device, dist, run.resuming))
         log.info(
             "device: %s%s",
             describe_device(device),
@@ -465,12 +491,10 @@ def _reconstruct_in(
             if config.invert_contrast
             else "as RELION (protein bright in the images)",
         )
-        cfg = replace(config, n_gaussians=n_gauss)
-        job = EngineJob(particles, (half_a, half_b), cfg, folder, device, show_progress, dist)
-        result = _ENGINE_RUNS[config.engine](job)
+        result = _ENGINE_RUNS[config.engine](run.engine_job((half_a, half_b)))
         _check_finite(*result.models)
         # The models stay on the device: the final half maps are voxelised there.
-        report, summary = write_outputs(folder.path, result, settings, warnings)
+        report, summary = write_outputs(folder.path, result, run.settings, warnings)
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}
         )
