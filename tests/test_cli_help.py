@@ -25,10 +25,12 @@ def test_building_the_parser_imports_neither_torch_nor_gemmi():
 
 
 def test_choices_equal_the_packages_own():
-    from cryosplat.reconstruct.run import ENGINES
+    from cryosplat.reconstruct.config import ENGINES
+    from cryosplat.reconstruct.run import _ENGINE_RUNS
     from cryosplat.render import BACKENDS
 
     assert names.ENGINES == ENGINES and names.BACKENDS == BACKENDS
+    assert tuple(_ENGINE_RUNS) == ENGINES  # every engine a config may name has a run
 
 
 @pytest.mark.parametrize("command", ["info", "project", "simulate", "reconstruct", "demo"])

@@ -12,7 +12,7 @@ from cryosplat.cli.names import BACKENDS, ENGINES, SYMMETRY_HELP
 from cryosplat.core.errors import InputError
 
 if TYPE_CHECKING:
-    from cryosplat.reconstruct.run import ReconstructConfig
+    from cryosplat.reconstruct.config import ReconstructConfig
 
 HELP = "reconstruct a map from particles with known poses and CTF (two half-set Gaussian models)"
 
@@ -326,10 +326,10 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def build_config(args: argparse.Namespace) -> ReconstructConfig:
-    """The :class:`~cryosplat.reconstruct.run.ReconstructConfig` of parsed arguments."""
-    from cryosplat.reconstruct.grid.engine import GridEngineConfig
+    """The :class:`~cryosplat.reconstruct.config.ReconstructConfig` of parsed arguments."""
+    from cryosplat.reconstruct.config import ReconstructConfig
+    from cryosplat.reconstruct.grid.engine_config import GridEngineConfig
     from cryosplat.reconstruct.grid.memory_plan import MemoryConfig
-    from cryosplat.reconstruct.run import ReconstructConfig
     from cryosplat.reconstruct.splat.engine import SplatEngineConfig
 
     check_engine_options(args)

@@ -9,12 +9,12 @@ one; :func:`cryosplat.reconstruct.run.reconstruct` makes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.config import ReconstructConfig
 from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.reconstruct.run_folder import RunFolder
 
@@ -32,9 +32,8 @@ class EngineJob:
     halves : (rows_a, rows_b)
         The rows of the two half sets.
     config : ReconstructConfig
-        The run's settings as resolved (:class:`cryosplat.reconstruct.run.ReconstructConfig`,
-        which cannot be named here: its module imports the engines): ``grid`` or ``splat``,
-        ``n_gaussians``, ``seed``, ``invert_contrast``, ``symmetry``, ...
+        The run's settings as resolved: ``grid`` or ``splat``, ``n_gaussians``, ``seed``,
+        ``invert_contrast``, ``symmetry``, ...
     folder : RunFolder
         Where the checkpoints go.
     device : torch.device
@@ -46,7 +45,7 @@ class EngineJob:
 
     particles: ParticleSet
     halves: tuple[np.ndarray, np.ndarray]
-    config: Any
+    config: ReconstructConfig
     folder: RunFolder
     device: torch.device
     show_progress: bool = True

@@ -10,6 +10,7 @@ from cryosplat.particles.particle_set import ParticleSet
 if TYPE_CHECKING:
     import torch
 
+    from cryosplat.reconstruct.config import ReconstructConfig
     from cryosplat.reconstruct.distributed import Distributed
 
 __all__ = ["run_description"]
@@ -17,14 +18,14 @@ __all__ = ["run_description"]
 
 def run_description(
     particles: ParticleSet,
-    config,
+    config: ReconstructConfig,
     n_gauss: int,
     device: torch.device,
     dist: Distributed,
     resuming: bool,
 ) -> str:
     """``"cryosplat reconstruct: N particles, box D, ... device cpu"`` for a run of ``config``
-    (:class:`~cryosplat.reconstruct.run.ReconstructConfig`) on ``device``, one process or the
+    (:class:`~cryosplat.reconstruct.config.ReconstructConfig`) on ``device``, one process or the
     ranks of ``dist``."""
     grid = config.grid
     count = (" (or more, where the data hold more)" if grid.gaussians_from_data else "") + (

@@ -18,7 +18,8 @@ import numpy as np
 from cryosplat.io.mrc import read_map, write_map
 from cryosplat.model.atoms import model_from_atoms
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
+from cryosplat.reconstruct.config import ReconstructConfig
+from cryosplat.reconstruct.run import reconstruct
 from cryosplat.simulate.simulation import SimulationConfig, simulate
 from cryosplat.validation.fsc import fsc, resolution_at
 from cryosplat.validation.masks import spherical_mask
