@@ -42,26 +42,45 @@ def projections(tmp_path_factory):
         rng.uniform(-180, 180, N_VIEWS),
     )
     shifts = rng.uniform(-5, 5, (N_VIEWS, 2))
-    ctf = CTFParams.create(
-        N_VIEWS,
-        defocus_u_angstrom=rng.uniform(8000, 20000, N_VIEWS),
-        defocus_v_angstrom=rng.uniform(8000, 20000, N_VIEWS),
-        defocus_angle_degrees=rng.uniform(0, 180, N_VIEWS),
-    )
-    write_relion31_particles(
-        folder / "in.star",
-        image_names=None,
-        rotations=rot,
-        shifts_angstrom=shifts,
-        ctf=ctf,
-        pixel_size_angstrom=PIXEL,
-        box=BOX,
-    )
+    defocus = {
+        "defocus_u_angstrom": rng.uniform(8000, 20000, N_VIEWS),
+        "defocus_v_angstrom": rng.uniform(8000, 20000, N_VIEWS),
+        "defocus_angle_degrees": rng.uniform(0, 180, N_VIEWS),
+    }
+    # A phase plate on another microscope: every CTF term RELION reads from the optics table and
+    # the particle rows (rlnVoltage, rlnSphericalAberration, rlnAmplitudeContrast, rlnPhaseShift).
+    phase_plate = {
+        "defocus_u_angstrom": rng.uniform(3000, 8000, N_VIEWS),
+        "defocus_v_angstrom": rng.uniform(3000, 8000, N_VIEWS),
+        "defocus_angle_degrees": rng.uniform(0, 180, N_VIEWS),
+        "phase_shift_degrees": rng.uniform(20, 120, N_VIEWS),
+        "voltage_kv": 200.0,
+        "cs_mm": 1.4,
+        "amplitude_contrast": 0.07,
+    }
+    no_phase_shift = {**phase_plate, "phase_shift_degrees": 0.0}
+    for name, values in (
+        ("in.star", defocus),
+        ("in_phase_plate.star", phase_plate),
+        ("in_no_phase_shift.star", no_phase_shift),
+    ):
+        write_relion31_particles(
+            folder / name,
+            image_names=None,
+            rotations=rot,
+            shifts_angstrom=shifts,
+            ctf=CTFParams.create(N_VIEWS, **values),
+            pixel_size_angstrom=PIXEL,
+            box=BOX,
+        )
     out = {}
-    for tag, flags in (("plain", []), ("ctf", ["--ctf"])):
+    for tag, star, flags in (
+        ("plain", "in.star", []),
+        ("ctf", "in.star", ["--ctf"]),
+        ("phase_plate", "in_phase_plate.star", ["--ctf"]),
+    ):
         subprocess.run(
-            ["relion_project", "--i", "map.mrc", "--ang", "in.star", "--o", f"relion_{tag}"]
-            + flags,
+            ["relion_project", "--i", "map.mrc", "--ang", star, "--o", f"relion_{tag}"] + flags,
             cwd=folder,
             check=True,
             capture_output=True,
@@ -72,7 +91,7 @@ def projections(tmp_path_factory):
                     "project",
                     str(MODEL),
                     "--angles",
-                    str(folder / "in.star"),
+                    str(folder / star),
                     "-o",
                     str(folder / f"ours_{tag}.mrcs"),
                 ]
@@ -83,6 +102,22 @@ def projections(tmp_path_factory):
         ours = MRCStack(folder / f"ours_{tag}.mrcs").read(np.arange(N_VIEWS))
         theirs = MRCStack(folder / f"relion_{tag}.mrcs").read(np.arange(N_VIEWS))
         out[tag] = (ours, theirs)
+    # The phase plate's images as a reader that dropped rlnPhaseShift would make them.
+    assert (
+        main(
+            [
+                "project",
+                str(MODEL),
+                "--angles",
+                str(folder / "in_no_phase_shift.star"),
+                "-o",
+                str(folder / "ours_no_phase_shift.mrcs"),
+                "--apply-ctf",
+            ]
+        )
+        == 0
+    )
+    out["no_phase_shift"] = MRCStack(folder / "ours_no_phase_shift.mrcs").read(np.arange(N_VIEWS))
     out["model"], out["rotations"], out["shifts"] = model, rot, shifts
     return out
 
@@ -91,7 +126,7 @@ def _correlations(a, b):
     return np.array([np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b, strict=True)])
 
 
-@pytest.mark.parametrize("tag", ["plain", "ctf"])
+@pytest.mark.parametrize("tag", ["plain", "ctf", "phase_plate"])
 def test_per_image_correlation_with_relion_project(projections, tag):
     ours, theirs = projections[tag]
     cc = _correlations(ours, theirs)
@@ -112,6 +147,9 @@ def test_wrong_conventions_would_be_caught(projections):
         wrong_matrix = predict_images(model, rot.transpose(0, 2, 1), shifts).numpy()
     assert _correlations(wrong_sign, theirs).mean() < 0.9
     assert _correlations(wrong_matrix, theirs).mean() < 0.9
+    # The phase plate's phase shift left out (20-120°; measured 0.36-0.59 against 0.998 with it).
+    phase_plate = projections["phase_plate"][1]
+    assert _correlations(projections["no_phase_shift"], phase_plate).mean() < 0.8
 
 
 def test_relion_projector_error_matches_the_fourier_backend(projections, capsys):
