@@ -19,6 +19,7 @@ from bench_catalogue_unseen import (
     UNSEEN_35,
     UNSEEN_36,
     UNSEEN_37,
+    UNSEEN_38,
 )
 from bench_datasets import DatasetSpec
 from bench_map_specs import REAL_VIEWS, RIBOSOME, TUTORIAL, map_spec
@@ -262,6 +263,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen35": UNSEEN_35,
     "unseen36": UNSEEN_36,
     "unseen37": UNSEEN_37,
+    "unseen38": UNSEEN_38,
 }
 
 

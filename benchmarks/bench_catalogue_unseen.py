@@ -1,9 +1,13 @@
-"""Benchmark sets made after every default they test (round 2, sessions 26-37): groups of
+"""Benchmark sets made after every default they test (round 2, sessions 26-38): groups of
 :class:`bench_datasets.DatasetSpec` that :mod:`bench_catalogue` names for ``--datasets``."""
 
 from __future__ import annotations
 
 from bench_map_specs import RIBOSOME, TUTORIAL, map_table
+
+# The noise of a stack no set took its spectrum from before round 2, session 38: ten TRPV1
+# particles of 48² (shared/data/particles/README.md).
+TRPV1 = "particles/trpv1_10/trpv1_small_stack.mrcs"
 
 # Twelve sets made after every default they test (round 2, session 26): the real maps with other
 # view models (a 70° tilt limit, three clusters), counts (3,000, 20,000), a 200 kV microscope and
@@ -357,6 +361,33 @@ UNSEEN_37 = map_table(
             "maps/ngl_betaGal.mrc",
             (100, 3.54, 3_000, 0.003, 1052),
             {"views": None, "noise": "coloured", "noise_source": RIBOSOME},
+        ),
+    )
+)
+
+# Two more made after every default (round 2, session 38): EMD-6824 from 5,000 particles with the
+# real views, 400 Å of astigmatism and the noise spectrum of the TRPV1 stack (a detector no set
+# had), and EMD-1832 from 4,000 particles at 200 kV (Cs 2.7 mm) with half the views within 25° of
+# one axis, in beta-galactosidase noise.
+UNSEEN_38 = map_table(
+    (
+        (
+            "s38_emd6824_tr",
+            "maps/emd_6824.mrc",
+            (70, 2.64, 5_000, 0.002, 1061),
+            {"noise": "coloured", "noise_source": TRPV1, "astigmatism_max_angstrom": 400.0},
+        ),
+        (
+            "s38_emd1832_pv",
+            "maps/emd_1832.map",
+            (64, 5.7, 4_000, 0.002, 1062),
+            {
+                "views": None,
+                "preferred_views": (0.5, 25.0),
+                "noise": "coloured",
+                "voltage_kv": 200.0,
+                "cs_mm": 2.7,
+            },
         ),
     )
 )
