@@ -23,6 +23,8 @@ from cryosplat.validation.resolution_monitor import ResolutionMonitor
 if TYPE_CHECKING:
     import torch
 
+    from cryosplat.reconstruct.config import ReconstructConfig
+
 
 __all__ = ["initial_models", "run_splat_engine"]
 
@@ -30,7 +32,7 @@ log = logging.getLogger("cryosplat")
 
 
 def initial_models(
-    particles: ParticleSet, config, n: int, device: torch.device | str
+    particles: ParticleSet, config: ReconstructConfig, n: int, device: torch.device | str
 ) -> list[GaussianModel]:
     """Random starting models of the two halves (``n`` Gaussians each, one asymmetric unit's under
     ``config.symmetry``; seeds ``2·config.seed + 1`` and ``+ 2``)."""
