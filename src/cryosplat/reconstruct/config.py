@@ -125,9 +125,10 @@ class ReconstructConfig:
     def map_settings(
         self, origin_angstrom: float = 0.0, fsc_mask: FSCMask | None = None
     ) -> MapSettings:
-        """How the outputs make the map of the half models (:func:`~cryosplat.reconstruct.report.write_outputs`), the maps'
-        header origin ``origin_angstrom`` (:attr:`MemoryPlan.map_origin_angstrom`), the user's
-        mask as read (:func:`~cryosplat.validation.user_mask.load_fsc_mask`)."""
+        """How the outputs make the map of the half models
+        (:func:`~cryosplat.reconstruct.report.write_outputs`), the maps' header origin
+        ``origin_angstrom`` (:attr:`MemoryPlan.map_origin_angstrom`), the user's mask as read
+        (:func:`~cryosplat.validation.user_mask.load_fsc_mask`)."""
         return MapSettings(
             self.mask_soft_width_px,
             self.symmetry,
