@@ -322,13 +322,17 @@ def write_outputs(
     report, amask = evaluate_half_maps(
         *half_maps, pixel, settings.soft_width_px, crossval, device, sphere, settings.fsc_mask
     )
-    if composed.weight is not None:
+    # The map's halves are written and read: only the weight, the blend and the text are kept
+    # (at box 256 each half is 134 MB).
+    weight, alpha, map_text = composed.weight, composed.alpha, composed.text
+    del composed, crossval
+    if weight is not None:
         log.info(
             "map: the %s (local_weight.mrc; the weight %.2f on average inside the automatic mask)",
-            composed.text,
-            float((composed.weight * amask).sum() / max(float(amask.sum()), 1e-12)),
+            map_text,
+            float((weight * amask).sum() / max(float(amask.sum()), 1e-12)),
         )
-    extra = {"symmetry": settings.symmetry, "map": composed.text}
+    extra = {"symmetry": settings.symmetry, "map": map_text}
     directional = None
     if data_maps is not None:
         on_device = [torch.as_tensor(d).to(device) for d in data_maps]
@@ -336,9 +340,9 @@ def write_outputs(
         del on_device
         extra["data_half_maps_directional"] = directional.to_dict()
         _log_directional(directional)
-    if composed.alpha is not None:
-        extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in composed.alpha]
-        _log_blend(composed.alpha, model_a.box, pixel)
+    if alpha is not None:
+        extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
+        _log_blend(alpha, model_a.box, pixel)
     limits = data_limit_warnings(report)
     if directional is not None:
         limits += _unsampled_warnings(directional, report.resolution_angstrom)
@@ -355,7 +359,7 @@ def write_outputs(
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")
         export_model(model, folder / f"model_{name}.cif", origin)
-    summary = run_summary(report, (model_a, model_b), n_unit, composed.text, settings.symmetry)
+    summary = run_summary(report, (model_a, model_b), n_unit, map_text, settings.symmetry)
     if directional is not None:
         summary["data_half_maps_0143_by_direction_angstrom"] = [
             directional.finest_angstrom,

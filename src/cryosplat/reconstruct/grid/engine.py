@@ -112,12 +112,12 @@ def _fork_stage(n_stages: int, n_members: int, member_stages: int) -> int:
     return 0 if n_members == 1 else max(0, n_stages - member_stages)
 
 
-def _gaussians_per_half(config, gcfg: GridEngineConfig, half_fsc) -> tuple[int, int]:
+def _gaussians_per_half(config, half_fsc) -> tuple[int, int]:
     """``(last stage, earlier stages)`` Gaussians of a half model (one asymmetric unit's): the
     box's default, raised in the last stage where the data hold more
     (:func:`~cryosplat.reconstruct.grid.capacity.gaussians_for_data`)."""
     n_total = config.n_gaussians
-    if gcfg.gaussians_from_data:
+    if config.grid.gaussians_from_data:
         n_total, bits = gaussians_for_data(config.n_gaussians, half_fsc)
         if n_total > config.n_gaussians:
             log.info(
@@ -158,12 +158,14 @@ class _HalfFits:
     checkpoint and read back from it, as a resumed run would see it.
     """
 
-    def __init__(self, statistics, config, gcfg, half_fsc, n_gaussians, mine, device, bar):
+    def __init__(self, statistics, config, half_fsc, n_gaussians, mine, device, bar):
         self.train, self.held = statistics.train, statistics.held
-        self.config, self.gcfg, self.half_fsc = config, gcfg, half_fsc
+        self.config, self.gcfg, self.half_fsc = config, config.grid, half_fsc
         self.n_last, self.n_first = n_gaussians
         self.mine, self.device, self.bar = mine, device, bar
-        self.members: list[list[GaussianModel | None]] = [[None] * gcfg.members for _ in range(2)]
+        self.members: list[list[GaussianModel | None]] = [
+            [None] * self.gcfg.members for _ in range(2)
+        ]
         self.steps_done = 0
 
     def run_stage(
@@ -248,7 +250,7 @@ def _run(job: EngineJob) -> EngineResult:
         _log_prior(curve, gcfg.fit, particles.box * particles.pixel_size_angstrom, seen)
     half_fsc = dist.broadcast_object(curve)
     fit = gcfg.fit
-    n_gaussians = _gaussians_per_half(config, gcfg, half_fsc)
+    n_gaussians = _gaussians_per_half(config, half_fsc)
     boxes = stage_boxes(particles.box, fit.stage_fractions)
     fork = _fork_stage(len(boxes), gcfg.members, gcfg.member_stages)
     _log_members(gcfg.members, n_gaussians[0], fork, boxes)
@@ -256,7 +258,7 @@ def _run(job: EngineJob) -> EngineResult:
     n_fitting = [1 if stage < fork else gcfg.members for stage in range(len(boxes))]
     total_steps = len(mine) * sum(n * s for n, s in zip(n_fitting, fit.stage_steps, strict=True))
     bar = Progress(total_steps, "fit", enabled=job.show_progress and dist.is_main)
-    fits = _HalfFits(statistics, config, gcfg, half_fsc, n_gaussians, mine, device, bar)
+    fits = _HalfFits(statistics, config, half_fsc, n_gaussians, mine, device, bar)
     current: list[GaussianModel | None] = [None, None]
     history: list[dict] = []
     by_stage: list[list[GaussianModel | None]] = []
