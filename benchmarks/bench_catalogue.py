@@ -20,6 +20,7 @@ from bench_catalogue_unseen import (
     UNSEEN_36,
     UNSEEN_37,
     UNSEEN_38,
+    UNSEEN_39,
 )
 from bench_datasets import DatasetSpec
 from bench_map_specs import REAL_VIEWS, RIBOSOME, TUTORIAL, map_spec
@@ -264,6 +265,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen36": UNSEEN_36,
     "unseen37": UNSEEN_37,
     "unseen38": UNSEEN_38,
+    "unseen39": UNSEEN_39,
 }
 
 

@@ -8,6 +8,7 @@ import torch
 
 from cryosplat.core.fourier import squared_radius
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.validation.fsc import (
     crossing_shell,
     fsc,
@@ -57,6 +58,17 @@ def test_crossing_interpolates_and_reports_none_when_never_below():
     assert crossing_shell(np.ones(5), 0.143) is None
     assert resolution_at(np.ones(5), 0.143, 8, 1.5) == pytest.approx(3.0)  # Nyquist
     assert resolution_at(curve, 0.3, 8, 1.5) == pytest.approx(8 * 1.5 / 2.5)
+
+
+def test_a_curve_under_the_threshold_at_the_first_shell_holds_no_resolution():
+    # Interpolated between the zero frequency (1.0) and shell 1 the crossing would lie at shell
+    # 0.6, a "resolution" 1.7 times the box's edge, which no shell holds.
+    curve = np.array([1.0, 0.2, 0.1, 0.05, 0.0])
+    assert crossing_shell(curve, 0.5) == pytest.approx(0.625)
+    assert resolution_at(curve, 0.5, 8, 1.5) == float("inf")
+    assert format_resolution(resolution_at(curve, 0.5, 8, 1.5)).startswith("none (")
+    # at the first shell exactly on it: the box's edge
+    assert resolution_at(np.array([1.0, 0.5, 0.4]), 0.5, 8, 1.5) == pytest.approx(12.0)
 
 
 def test_phase_randomisation_keeps_amplitudes_and_low_shells():

@@ -312,5 +312,8 @@ def format_resolution(angstrom: float, explain: bool = True) -> str:
     why unless ``explain`` is False."""
     if np.isfinite(angstrom):
         return f"{angstrom:.2f} Å"
-    why = " (the data vouch for no shell: too few particles, or no signal)"
+    why = (
+        " (the data vouch for no shell: too few particles, no signal, or views that sample"
+        " too little of each shell)"
+    )
     return "none" + (why if explain else "")

@@ -173,10 +173,16 @@ def crossing_shell(curve: np.ndarray, threshold: float) -> float | None:
 def resolution_at(
     curve: np.ndarray, threshold: float, box: int, pixel_size_angstrom: float
 ) -> float:
-    """Resolution (Å) where the FSC first falls below ``threshold``; Nyquist if it never does."""
+    """Resolution (Å) where the FSC first falls below ``threshold``; Nyquist if it never does.
+
+    Infinite where it falls below already at the first shell (the box's edge): the crossing
+    interpolated between the zero frequency and that shell would be a "resolution" coarser than
+    the box, which no shell holds."""
     s = crossing_shell(curve, threshold)
-    if s is None or s <= 0:
-        return 2.0 * pixel_size_angstrom if s is None else float("inf")
+    if s is None:
+        return 2.0 * pixel_size_angstrom
+    if s < 1:
+        return float("inf")
     return float(box * pixel_size_angstrom / s)
 
 
