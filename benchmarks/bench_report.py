@@ -73,7 +73,8 @@ def score_maps(
     half = None
     reported = full_map.parent / "fsc.json"
     if reported.is_file():
-        half = float(json.loads(reported.read_text())["resolution_angstrom"])
+        value = json.loads(reported.read_text())["resolution_angstrom"]
+        half = float("inf") if value is None else float(value)  # null: no shell vouched for
     elif half_maps is not None and all(p.is_file() for p in half_maps):
         a, _ = read_map(half_maps[0])
         b, _ = read_map(half_maps[1])

@@ -183,6 +183,29 @@ def test_info_gives_the_spheres_reading_beside_the_automatic_masks():
     assert "soft spherical mask alone" not in format_run(run)
 
 
+def test_info_reads_a_resolution_no_shell_vouches_for():
+    """run.json writes a non-finite resolution and band as null (every view within 10° of one
+    axis): info says "none" and leaves the band out (it raised on the band before)."""
+    from pathlib import Path
+
+    from cryosplat.cli.info import format_run
+    from cryosplat.reconstruct.run_summary import RunSummary
+
+    results = {
+        "resolution_angstrom": None,
+        "resolution_band_angstrom": [None, None],
+        "data_half_maps_0143_angstrom": 20.86,
+        "data_half_maps_0143_by_direction_angstrom": [17.4, None],
+    }
+    text = format_run(RunSummary(Path("run"), "complete", None, {}, results=results))
+    assert "resolution:   none\n" in text + "\n"
+    assert "band" not in text
+    assert "data half maps FSC 0.143: 20.86 Å\n" in text + "\n"
+    results["resolution_band_angstrom"] = [30.5, 41.25]
+    text = format_run(RunSummary(Path("run"), "complete", None, {}, results=results))
+    assert "resolution:   none (68 % band 30.50-41.25 Å)" in text
+
+
 def test_info_on_an_unfinished_run_says_who_holds_it_and_how_to_resume(tmp_path, capsys):
     from cryosplat.reconstruct.run_folder import RunFolder
 

@@ -110,7 +110,20 @@ def format_summary(s: ParticleSummary) -> str:
 
 
 def _angstrom(value) -> str:
-    return f"{value:.2f} Å" if isinstance(value, int | float) else "?"
+    """A resolution of ``run.json``: null there is a non-finite value (``run_folder``'s
+    writer), a resolution no shell vouches for."""
+    if isinstance(value, int | float):
+        return f"{value:.2f} Å"
+    return "none" if value is None else "?"
+
+
+def _pair(values) -> tuple[float, float] | None:
+    """Two numbers of ``run.json`` (a band, a range), or None where either is missing or
+    non-finite."""
+    if isinstance(values, list) and len(values) == 2:
+        if all(isinstance(v, int | float) for v in values):
+            return values[0], values[1]
+    return None
 
 
 def _state(r: RunSummary) -> str:
@@ -125,12 +138,8 @@ def _result_lines(res: dict) -> list[str]:
     """The results of a run's ``run.json``: the resolution with its band and masks, the half
     models' and the data's FSC 0.143, the models' and half sets' sizes, timings and memory."""
     lines: list[str] = []
-    band = res.get("resolution_band_angstrom")
-    band_text = (
-        f" (68 % band {band[0]:.2f}-{band[1]:.2f} Å)"
-        if isinstance(band, list) and len(band) == 2
-        else ""
-    )
+    band = _pair(res.get("resolution_band_angstrom"))
+    band_text = f" (68 % band {band[0]:.2f}-{band[1]:.2f} Å)" if band else ""
     lines.append(f"resolution:   {_angstrom(res.get('resolution_angstrom'))}{band_text}")
     if res.get("resolution_definition"):
         lines.append(f"  ({res['resolution_definition']})")
@@ -159,8 +168,8 @@ def _result_lines(res: dict) -> list[str]:
         )
     if "data_half_maps_0143_angstrom" in res:
         text = _angstrom(res["data_half_maps_0143_angstrom"])
-        by_direction = res.get("data_half_maps_0143_by_direction_angstrom")
-        if isinstance(by_direction, list) and len(by_direction) == 2:
+        by_direction = _pair(res.get("data_half_maps_0143_by_direction_angstrom"))
+        if by_direction:
             text += f"; by direction {by_direction[0]:.2f}-{by_direction[1]:.2f} Å"
         lines.append(f"data half maps FSC 0.143: {text}")
     if isinstance(res.get("n_gaussians"), list):

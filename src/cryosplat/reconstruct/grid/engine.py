@@ -41,6 +41,7 @@ from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics, h
 from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
+from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
@@ -272,15 +273,15 @@ def _run(job: EngineJob) -> EngineResult:
         if monitor is None:
             continue
         res = monitor(*current, box=box)
-        res_text = f" resolution {res:.2f} Å"
+        res_text = f" resolution {format_resolution(res, explain=False)}"
         bar.update(fits.steps_done, f"stage {stage + 1}/{len(boxes)} (box {box}){res_text}")
         history.append({"stage": stage + 1, "box": box, "resolution_angstrom": res})
         log.info(
-            "stage %d/%d (box %d): resolution %.2f Å (cross-validated)",
+            "stage %d/%d (box %d): resolution %s (cross-validated)",
             stage + 1,
             len(boxes),
             box,
-            res,
+            format_resolution(res, explain=False),
         )
     bar.close()
     synchronize(device)

@@ -16,6 +16,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics
+from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.reconstruct.splat.engine import SplatEngine
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
@@ -87,7 +88,9 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
     state = {"res": None}
 
     def on_step(step: int, total: int, info: dict) -> None:
-        res = "" if state["res"] is None else f" resolution {state['res']:.2f} Å"
+        res = (
+            "" if state["res"] is None else f" resolution {format_resolution(state['res'], False)}"
+        )
         bar.update(
             step, f"epoch {info['epoch']}/{config.splat.epochs} loss {info['loss']:.4g}{res}"
         )
@@ -96,7 +99,10 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
         res = monitor(*(h.model for h in engine.halves))
         state["res"] = res
         log.info(
-            "epoch %d/%d: resolution %.2f Å (cross-validated)", epoch, config.splat.epochs, res
+            "epoch %d/%d: resolution %s (cross-validated)",
+            epoch,
+            config.splat.epochs,
+            format_resolution(res, explain=False),
         )
         return {"resolution_angstrom": res}
 
