@@ -62,7 +62,7 @@ def test_crossing_interpolates_and_reports_none_when_never_below():
 
 def test_a_curve_under_the_threshold_at_the_first_shell_holds_no_resolution():
     # Interpolated between the zero frequency (1.0) and shell 1 the crossing would lie at shell
-    # 0.6, a "resolution" 1.7 times the box's edge, which no shell holds.
+    # 0.625, a "resolution" 1.6 times the box's edge, which no shell holds.
     curve = np.array([1.0, 0.2, 0.1, 0.05, 0.0])
     assert crossing_shell(curve, 0.5) == pytest.approx(0.625)
     assert resolution_at(curve, 0.5, 8, 1.5) == float("inf")
