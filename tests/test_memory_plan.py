@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -141,6 +142,22 @@ def test_reconstruct_with_max_resolution_writes_the_cropped_pixel_size(tmp_path)
     assert volume.shape == (16, 16, 16) and voxel == pytest.approx(4.0, rel=1e-4)
     config = json.loads((out / "config.json").read_text())
     assert config["memory_plan"]["box"] == 16 and config["memory_plan"]["source_box"] == 32
+
+
+@pytest.mark.slow
+def test_max_resolution_finer_than_nyquist_warns_and_keeps_the_box(tmp_path, caplog):
+    star = write_noise_particles(tmp_path / "d", NoiseStacksConfig(40, 32, 2.0, per_stack=10))
+    out = tmp_path / "run"
+    fast = ["--stage-steps", "2", "--stage-fractions", "1.0", "--n-gaussians", "50"]
+    with caplog.at_level(logging.WARNING, logger="cryosplat"):
+        code = main(
+            ["reconstruct", str(star), "-o", str(out), "--max-resolution", "3", "--no-progress"]
+            + fast
+        )
+    assert code == 0
+    assert "finer than the images' Nyquist limit (4 Å" in caplog.text
+    volume, voxel = read_map(out / "map.mrc")
+    assert volume.shape == (32, 32, 32) and voxel == pytest.approx(2.0, rel=1e-4)
 
 
 MEASURE = """

@@ -121,6 +121,14 @@ def _check_particles(particles: ParticleSet, config: ReconstructConfig) -> None:
             f"(the coarsest useful limit is "
             f"{particles.box * particles.pixel_size_angstrom / MIN_RADIUS:g} Å)"
         )
+    if limit is not None and limit < 2.0 * particles.pixel_size_angstrom:
+        log.warning(
+            "warning: --max-resolution %g Å is finer than the images' Nyquist limit (%g Å at "
+            "%g Å/px): it crops nothing, the run uses every frequency the images hold",
+            limit,
+            2.0 * particles.pixel_size_angstrom,
+            particles.pixel_size_angstrom,
+        )
     if config.n_gaussians is not None and config.n_gaussians > particles.box**3:
         raise InputError(
             f"n_gaussians {config.n_gaussians} is more than the {particles.box}³ voxels of the box"
