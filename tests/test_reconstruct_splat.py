@@ -157,6 +157,35 @@ def test_sigkill_then_resume_completes(tiny_set, tmp_path):
     assert "resuming from epoch" in (out / "log.txt").read_text()
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(tiny_set, tmp_path):
+    """A batch scheduler's time limit (SIGTERM): the fit stops at its next step, the folder is
+    marked interrupted with why, the finished stage stays for --resume, exit status 143."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cryosplat.cli.main", "reconstruct", str(tiny_set), "-o"]
+    cmd += [str(out), "--n-gaussians", "60", "--no-progress", "--stage-fractions", "0.5,1.0"]
+    cmd += ["--stage-steps", "10,100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    log = out / "log.txt"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and "stage 1/2" in log.read_text():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 30  # at the next step, not at the stage's end
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    status = json.loads((out / "run.json").read_text())
+    assert status["status"] == "interrupted"
+    assert "terminated (SIGTERM); --resume continues it" in status["error"]
+    from cryosplat.reconstruct.run_summary import read_run
+
+    assert read_run(out).checkpoint_progress[-1] == "fit: stage 1 of 2 finished by both half models"
+
+
 def test_grid_engine_interrupted_mid_fit_resumes_to_the_same_map(tiny_set, tmp_path, monkeypatch):
     import cryosplat.reconstruct.grid.engine as grid_engine
 

@@ -3,7 +3,9 @@
 Each command module in :mod:`cryosplat.cli` defines ``add_arguments(parser)`` and ``run(args) -> int``
 and a one-line ``HELP``. Errors of the user's input (:class:`cryosplat.core.errors.CryosplatError`) are
 printed as one line and exit with status 2; resource errors (a full or read-only disk, too many open
-files, out of memory) as one line saying what to do, with status 1; an interrupt exits with 130.
+files, out of memory) as one line saying what to do, with status 1; an interrupt exits with 130,
+SIGTERM (a batch scheduler's time limit) with 143 after the same orderly stop
+(:class:`cryosplat.core.errors.Terminated`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import errno
 import gc
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from cryosplat import __version__
-from cryosplat.core.errors import CryosplatError
+from cryosplat.core.errors import CryosplatError, Terminated
 
 COMMANDS = ("info", "project", "simulate", "reconstruct", "demo")
 
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    previous = _terminate_as_interrupt()
     try:
         import_torch()  # every command computes with it
         return int(args._run(args) or 0)
@@ -117,9 +122,27 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cryosplat {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"cryosplat {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"cryosplat {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _terminate_as_interrupt():
+    """Turn SIGTERM into :class:`Terminated` for this command (the previous handler, to put back;
+    None where signals cannot be set: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CryosplatError", "InputError"]
+__all__ = ["CryosplatError", "InputError", "Terminated"]
 
 
 class CryosplatError(Exception):
@@ -11,3 +11,9 @@ class CryosplatError(Exception):
 
 class InputError(CryosplatError, ValueError):
     """A file, column, row or option given by the user is wrong; the message names it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received (a batch scheduler's time limit or ``scancel``, ``kill``): handled as
+    Ctrl-C is, so a run stops at its next step, marks its folder interrupted and can be resumed.
+    The command line turns the signal into this exception (:func:`cryosplat.cli.main.main`)."""

@@ -20,7 +20,7 @@ from cryosplat.core.device import (
     reset_peak_memory,
     resolve_device,
 )
-from cryosplat.core.errors import CryosplatError, InputError
+from cryosplat.core.errors import CryosplatError, InputError, Terminated
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
@@ -264,8 +264,9 @@ def reconstruct(
             return None
         try:
             return _reconstruct_in(run)
-        except KeyboardInterrupt:
-            folder.fail("interrupted (Ctrl-C); --resume continues it", status="interrupted")
+        except KeyboardInterrupt as exc:
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+            folder.fail(f"{how}; --resume continues it", status="interrupted")
             raise
         except BaseException as exc:
             folder.fail(f"{type(exc).__name__}: {exc}")
