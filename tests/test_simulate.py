@@ -234,6 +234,8 @@ def test_defocus_range_and_astigmatism():
         (dict(snr=0.0), "SNR must be positive"),
         (dict(snr=-1.0), "SNR must be positive"),
         (dict(defocus_min_um=3.0, defocus_max_um=2.0), "defocus range"),
+        # µm given to the command line's Å options: 1.5 to 2.5 "Å"
+        (dict(defocus_min_um=1.5e-4, defocus_max_um=2.5e-4), "µm written as Å"),
         (dict(shift_sd_angstrom=-1.0), "shift spread"),
         (dict(amplitude_contrast=1.0), "amplitude contrast"),
         (dict(batch_size=0), "batch size"),

@@ -37,6 +37,7 @@ from cryosplat.io.mrc import write_map
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.cryodrgn import read_cryodrgn_ctf
+from cryosplat.particles.validate import MICRON_LIKE_DEFOCUS_ANGSTROM
 from cryosplat.simulate.outputs import guard_simulation_folder
 from cryosplat.simulate.projection import ProjectorConfig, load_projector
 from cryosplat.simulate.views import PreferredViews, as_cones, check_view_source, sample_views
@@ -153,7 +154,16 @@ class SimulationConfig:
         if not 0 < self.defocus_min_um <= self.defocus_max_um:
             raise InputError(
                 "defocus range must satisfy 0 < min <= max, got "
-                f"{self.defocus_min_um} to {self.defocus_max_um} µm"
+                f"{self.defocus_min_um:g} to {self.defocus_max_um:g} µm "
+                f"({self.defocus_min_um * 1e4:g} to {self.defocus_max_um * 1e4:g} Å)"
+            )
+        if self.defocus_max_um * 1e4 < MICRON_LIKE_DEFOCUS_ANGSTROM:
+            raise InputError(
+                f"a defocus of {self.defocus_min_um * 1e4:g} to {self.defocus_max_um * 1e4:g} Å "
+                "is µm written as Å, not a real defocus (the CTF would be flat): the command "
+                "line's --defocus-min and --defocus-max take Å, as RELION and cryoSPARC write "
+                f"them (e.g. {self.defocus_max_um * 1e4:g} µm is "
+                f"{self.defocus_max_um * 1e8:g} Å)"
             )
         if not 0 <= self.amplitude_contrast < 1:
             raise InputError(f"amplitude contrast must be in [0, 1), got {self.amplitude_contrast}")
