@@ -118,6 +118,12 @@ def projections(tmp_path_factory):
         == 0
     )
     out["no_phase_shift"] = MRCStack(folder / "ours_no_phase_shift.mrcs").read(np.arange(N_VIEWS))
+    # The map relion_project read, projected by ours (Fourier slices, as simulate projects maps).
+    for tag, flags in (("map_plain", []), ("map_ctf", ["--apply-ctf"])):
+        stack = folder / f"ours_{tag}.mrcs"
+        args = ["project", str(folder / "map.mrc"), "--angles", str(folder / "in.star")]
+        assert main(args + ["-o", str(stack)] + flags) == 0
+        out[tag] = MRCStack(stack).read(np.arange(N_VIEWS))
     out["model"], out["rotations"], out["shifts"] = model, rot, shifts
     return out
 
@@ -134,6 +140,16 @@ def test_per_image_correlation_with_relion_project(projections, tag):
     # relion_project sums voxels; our images are line integrals per Å² (× pixel).
     scale = (ours * theirs).sum() / (theirs * theirs).sum()
     assert abs(scale - PIXEL) < 0.05 * PIXEL
+
+
+@pytest.mark.parametrize(("tag", "theirs"), [("map_plain", "plain"), ("map_ctf", "ctf")])
+def test_a_map_projected_as_relion_project_projects_it(projections, tag, theirs):
+    """``cryosplat project map.mrc`` against ``relion_project`` of the same map and angles."""
+    ours, relion = projections[tag], projections[theirs][1]
+    cc = _correlations(ours, relion)
+    assert cc.min() >= 0.99, cc
+    scale = (ours * relion).sum() / (relion * relion).sum()
+    assert abs(scale - PIXEL) < 0.02 * PIXEL
 
 
 def test_wrong_conventions_would_be_caught(projections):

@@ -124,6 +124,30 @@ def test_project_fourier_backend_streams_close_images_at_even_and_odd_boxes(inpu
     assert np.linalg.norm(got - expected) < 0.08 * np.linalg.norm(expected)
 
 
+def test_project_a_map_by_fourier_slices(inputs, capsys):
+    """A map (the model voxelised) projects to the model's images, with and without the CTF;
+    a map of another box than the images' is refused in one line."""
+    from cryosplat.io.mrc import write_map
+
+    folder, model, rot, shifts, ctf = inputs
+    with torch.no_grad():
+        write_map(folder / "map.mrc", model.voxelize(n_sigma=4.0).numpy(), PIXEL)
+        write_map(folder / "small.mrc", model.voxelize(box=20).numpy(), PIXEL)
+    base = ["project", str(folder / "map.mrc"), "--angles", str(folder / "in.star")]
+    for flags in ([], ["--apply-ctf"]):
+        out = folder / f"map{len(flags)}.mrcs"
+        assert main(base + ["-o", str(out), "--batch-size", "2"] + flags) == 0
+        assert f"projections of the map map.mrc ({BOX}² px" in capsys.readouterr().out
+        got = MRCStack(out).read(np.arange(5))
+        with torch.no_grad():
+            transfer = ctf_from_params(ctf, BOX, PIXEL) if flags else None
+            expected = predict_images(model, rot, shifts, transfer).numpy()
+        assert np.linalg.norm(got - expected) < 0.08 * np.linalg.norm(expected)
+    small = ["project", str(folder / "small.mrc"), "--angles", str(folder / "in.star")]
+    assert main(small + ["-o", str(folder / "s.mrcs")]) == 2
+    assert "the map's box is 20, the images' 24" in capsys.readouterr().err
+
+
 def test_project_interrupted_leaves_no_partial_stack(inputs, monkeypatch):
     from cryosplat.simulate import project as particle_stack
 

@@ -8,12 +8,18 @@ from pathlib import Path
 
 from cryosplat.cli.names import BACKENDS
 
-HELP = "project an atomic (PDB/mmCIF) or Gaussian (.npz) model along the angles of a STAR file"
+HELP = (
+    "project an atomic (PDB/mmCIF) or Gaussian (.npz) model, or a map (.mrc), along the angles of "
+    "a STAR file"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "model", type=Path, help="atomic model (.pdb/.cif) or Gaussian model (.npz)"
+        "model",
+        type=Path,
+        help="atomic model (.pdb/.cif), Gaussian model (.npz) or density map (.mrc/.map, of the "
+        "images' box)",
     )
     parser.add_argument(
         "--angles",
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     )
     result = project_particles(config)
     print(
-        f"wrote {result.n_images} projections of {result.n_gaussians} Gaussians "
+        f"wrote {result.n_images} projections of {result.projected} "
         f"({result.box}² px, {result.pixel_size_angstrom:.4g} Å/px) to {result.output_path}"
     )
     return 0

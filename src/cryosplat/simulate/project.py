@@ -3,13 +3,17 @@
 The counterpart of ``relion_project --ang``: angles, origins (RELION sign), CTF, pixel size and box
 come from the particle file, one output image per row, in order. The model is an atomic model
 (PDB/mmCIF, centred in the box) or a saved Gaussian model (``.npz``), read by
-:func:`cryosplat.simulate.projection.load_gaussian_model`. Images are line integrals per Å², moved by minus the origins and,
-optionally, multiplied by the CTF in Fourier space.
+:func:`cryosplat.simulate.projection.load_gaussian_model` and splatted, or a density map
+(``.mrc``/``.map``, of the images' box) projected by Fourier slices
+(:class:`cryosplat.simulate.projection.MapProjector`, as ``cryosplat simulate`` projects maps).
+Images are line integrals per Å², moved by minus the origins and, optionally, multiplied by the
+CTF in Fourier space.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +28,12 @@ from cryosplat.particles.read import read_particles
 from cryosplat.render import BACKENDS
 from cryosplat.render.imaging import render_images
 from cryosplat.simulate.outputs import guard_output_file
-from cryosplat.simulate.projection import load_gaussian_model
+from cryosplat.simulate.projection import (
+    MAP_SUFFIXES,
+    ProjectorConfig,
+    load_gaussian_model,
+    load_projector,
+)
 
 __all__ = ["ProjectionConfig", "ProjectionResult", "project_particles"]
 
@@ -37,7 +46,7 @@ class ProjectionConfig:
 
     Attributes
     ----------
-    model_path : PDB/mmCIF atomic model or ``.npz`` Gaussian model
+    model_path : PDB/mmCIF atomic model, ``.npz`` Gaussian model or ``.mrc``/``.map`` map
     angles_path : particle metadata (``.star``, ``.cs``) with poses
     output_path : the ``.mrcs`` stack to write
     apply_ctf : multiply by each particle's CTF
@@ -89,7 +98,8 @@ class ProjectionResult:
     n_images: int
     box: int
     pixel_size_angstrom: float
-    n_gaussians: int
+    projected: str
+    """What was projected, e.g. ``"4300 Gaussians"`` or ``"the map emd.mrc"``."""
 
 
 def project_particles(config: ProjectionConfig) -> ProjectionResult:
@@ -114,54 +124,93 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
         )
     box = int(config.box or particles.box)
     pixel = float(config.pixel_size_angstrom or particles.pixel_size_angstrom)
-    model = load_gaussian_model(config.model_path, box, pixel, config.bfactor_extra_angstrom2)
-    model = model.to(device)
+    renderer = _renderer(config, box, pixel, device)
     n = len(particles)
     shifts = (
         particles.shifts_angstrom if particles.shifts_angstrom is not None else np.zeros((n, 2))
     )
     log.info(
-        "project: %d Gaussians, %d images of %d² at %.4g Å/px%s",
-        len(model),
+        "project: %s, %d images of %d² at %.4g Å/px%s",
+        renderer.projected,
         n,
         box,
         pixel,
         " with CTF" if config.apply_ctf else "",
     )
-    dtype = model.means.dtype
     writer = StreamingStackWriter(Path(config.output_path), n, box, pixel)
     try:
-        _render_all(config, particles, model, shifts, writer, box, pixel, dtype, device)
+        _render_all(config, particles, renderer, shifts, writer)
     except BaseException:
         writer.abort()
         raise
     writer.close()
-    return ProjectionResult(Path(config.output_path), n, box, pixel, len(model))
+    return ProjectionResult(Path(config.output_path), n, box, pixel, renderer.projected)
 
 
-def _render_all(config, particles, model, shifts, writer, box, pixel, dtype, device) -> None:
-    """Render every particle in batches and append them to ``writer`` in order."""
-    n = len(particles)
-    with torch.no_grad():
-        for start in range(0, n, config.batch_size):
-            rows = np.arange(start, min(n, start + config.batch_size))
-            rot = torch.as_tensor(particles.rotations[rows], dtype=dtype, device=device)
-            sh = torch.as_tensor(shifts[rows], dtype=dtype, device=device)
-            ctf = None
-            if config.apply_ctf:
-                ctf = ctf_from_params(
-                    particles.ctf.subset(rows), box, pixel, device=device, dtype=dtype
-                )
-                codes = particles.ctf_in_images_of(rows)  # as such images carry it
-                ctf = ctf if codes is None else image_transfer(ctf, codes)
+@dataclass
+class _Renderer:
+    """Images ``render(rotations (B, 3, 3), origins (B, 2) Å, CTF (B, D, D) or None)`` → (B, D, D)
+    of one model, on a grid of ``box`` pixels of ``pixel`` Å; the CTF in ``dtype`` on ``device``."""
+
+    render: Callable[[np.ndarray, np.ndarray, torch.Tensor | None], np.ndarray]
+    box: int
+    pixel: float
+    dtype: torch.dtype
+    device: torch.device
+    projected: str
+
+
+def _renderer(config: ProjectionConfig, box: int, pixel: float, device) -> _Renderer:
+    """Fourier slices of a map (its box must be the images'), or the splatted Gaussians of an
+    atomic or Gaussian model."""
+    path = Path(config.model_path)
+    if path.suffix.lower() in MAP_SUFFIXES:
+        projector = load_projector(
+            path, ProjectorConfig(pixel_size_angstrom=pixel, device=str(device))
+        )
+        if projector.box != box:
+            raise InputError(
+                f"{path}: the map's box is {projector.box}, the images' {box} (the particle "
+                "file's or --box): resample the map, or give --box the map's"
+            )
+        return _Renderer(
+            projector.images, box, pixel, torch.float32, device, f"the map {path.name}"
+        )
+    model = load_gaussian_model(path, box, pixel, config.bfactor_extra_angstrom2).to(device)
+    dtype = model.means.dtype
+
+    def render(rotations, origins, ctf):
+        with torch.no_grad():
             images = render_images(
                 model.mixture(),
-                rot,
-                sh,
+                torch.as_tensor(rotations, dtype=dtype, device=device),
+                torch.as_tensor(origins, dtype=dtype, device=device),
                 ctf,
                 box,
                 pixel,
                 backend=config.backend,
                 n_sigma=config.n_sigma,
             )
-            writer.write(images.cpu().numpy().astype(np.float32, copy=False))
+        return images.cpu().numpy()
+
+    return _Renderer(render, box, pixel, dtype, device, f"{len(model)} Gaussians")
+
+
+def _render_all(config, particles, renderer: _Renderer, shifts, writer) -> None:
+    """Render every particle in batches and append them to ``writer`` in order."""
+    n = len(particles)
+    for start in range(0, n, config.batch_size):
+        rows = np.arange(start, min(n, start + config.batch_size))
+        ctf = None
+        if config.apply_ctf:
+            ctf = ctf_from_params(
+                particles.ctf.subset(rows),
+                renderer.box,
+                renderer.pixel,
+                device=renderer.device,
+                dtype=renderer.dtype,
+            )
+            codes = particles.ctf_in_images_of(rows)  # as such images carry it
+            ctf = ctf if codes is None else image_transfer(ctf, codes)
+        images = renderer.render(particles.rotations[rows], shifts[rows], ctf)
+        writer.write(np.asarray(images, dtype=np.float32))
