@@ -146,6 +146,8 @@ def test_project_a_map_by_fourier_slices(inputs, capsys):
     small = ["project", str(folder / "small.mrc"), "--angles", str(folder / "in.star")]
     assert main(small + ["-o", str(folder / "s.mrcs")]) == 2
     assert "the map's box is 20, the images' 24" in capsys.readouterr().err
+    assert main(base + ["-o", str(folder / "b.mrcs"), "--backend", "fast"]) == 2
+    assert "do not apply to it" in capsys.readouterr().err
 
 
 def test_project_interrupted_leaves_no_partial_stack(inputs, monkeypatch):

@@ -165,6 +165,11 @@ def _renderer(config: ProjectionConfig, box: int, pixel: float, device) -> _Rend
     atomic or Gaussian model."""
     path = Path(config.model_path)
     if path.suffix.lower() in MAP_SUFFIXES:
+        if config.bfactor_extra_angstrom2 or config.backend != "auto":
+            raise InputError(
+                f"{path}: a map is projected by Fourier slices: --atom-bfactor (atomic models) "
+                "and --backend (splatting) do not apply to it"
+            )
         projector = load_projector(
             path, ProjectorConfig(pixel_size_angstrom=pixel, device=str(device))
         )
