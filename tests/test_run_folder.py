@@ -8,7 +8,7 @@ import torch
 
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
-from cryosplat.particles.halves import split_halves
+from cryosplat.particles.halves import split_halves, unequal_halves_warning
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from cryosplat.reconstruct.run_folder import RunFolder
@@ -120,6 +120,15 @@ def test_halves_follow_random_subset(small_stack):
     assert how.startswith("random")
     with pytest.raises(InputError, match="rlnRandomSubset"):
         split_halves(_particles(small_stack, subset=np.array([1, 2, 3, 1, 1, 2])))
+
+
+def test_unequal_half_sets_are_warned_of():
+    assert unequal_halves_warning(1000, 1000, "rlnRandomSubset") is None
+    assert unequal_halves_warning(3, 2, "random (seed 0)") is None  # an odd count, split at random
+    assert unequal_halves_warning(1200, 800, "rlnRandomSubset") is None  # 1.5 times: not yet
+    warning = unequal_halves_warning(1900, 100, "rlnRandomSubset")
+    assert warning is not None and "unequal (1900 + 100 particles, rlnRandomSubset)" in warning
+    assert unequal_halves_warning(100, 1900, "rlnRandomSubset") is not None
 
 
 def test_atomic_writes_get_ordinary_permissions_and_leave_no_temporary(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
 
-__all__ = ["split_halves"]
+__all__ = ["split_halves", "unequal_halves_warning", "UNEQUAL_HALVES_RATIO"]
 
 
 def split_halves(
@@ -46,3 +46,22 @@ def split_halves(
     perm = np.random.default_rng(seed).permutation(n)
     half = (n + 1) // 2
     return np.sort(perm[:half]), np.sort(perm[half:]), f"random (seed {seed})"
+
+
+UNEQUAL_HALVES_RATIO = 1.5
+"""A larger half set with more than this many times the smaller's particles is warned of."""
+
+
+def unequal_halves_warning(n_a: int, n_b: int, how: str) -> str | None:
+    """A warning where the half sets are far from equal (more than :data:`UNEQUAL_HALVES_RATIO`
+    times), as labels carried over from a selection can leave them; None otherwise."""
+    small, large = sorted((n_a, n_b))
+    if small and large <= UNEQUAL_HALVES_RATIO * small:
+        return None
+    return (
+        f"the half sets are unequal ({n_a} + {n_b} particles, {how}): the map is the mean of "
+        "the two half maps, so the smaller half's noise weighs as much as the larger's, and "
+        "the FSC and the resolution are the smaller half's; RELION's refinements make them "
+        "equal (--ignore-random-subset splits at random, but the halves are then not "
+        "independent of the poses)"
+    )

@@ -23,7 +23,7 @@ from cryosplat.core.device import (
 from cryosplat.core.errors import CryosplatError, InputError, Terminated
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.downsample import downsample_particles
-from cryosplat.particles.halves import split_halves
+from cryosplat.particles.halves import split_halves, unequal_halves_warning
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.config import (
@@ -369,7 +369,10 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         warnings = []
         if how.startswith("random"):
             warnings.append(RANDOM_HALVES_WARNING)
-            log.warning("warning: %s", RANDOM_HALVES_WARNING)
+        if unequal := unequal_halves_warning(len(half_a), len(half_b), how):
+            warnings.append(unequal)
+        for warning in warnings:
+            log.warning("warning: %s", warning)
         log.info(
             "data sign: %s",
             "inverted (protein dark in the images)"
