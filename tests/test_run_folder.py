@@ -131,6 +131,15 @@ def test_unequal_half_sets_are_warned_of():
     assert unequal_halves_warning(100, 1900, "rlnRandomSubset") is not None
 
 
+def test_info_warns_of_unequal_random_subsets(small_stack):
+    from cryosplat.particles.summary import summarize
+
+    unequal = summarize(_particles(small_stack, subset=np.array([1, 1, 1, 1, 1, 2])))
+    assert any("unequal (5 + 1 particles" in w for w in unequal.warnings)
+    equal = summarize(_particles(small_stack, subset=np.array([1, 2, 1, 2, 1, 2])))
+    assert not any("unequal" in w for w in equal.warnings)
+
+
 def test_atomic_writes_get_ordinary_permissions_and_leave_no_temporary(tmp_path):
     import os
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cryosplat.core.conventions import matrix_to_euler_relion
+from cryosplat.particles.halves import unequal_halves_warning
 from cryosplat.particles.particle_set import ParticleSet
 
 PREFERRED_CONE_DEGREES = 20.0
@@ -244,6 +245,9 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
     if ps.random_subset is not None:
         values, n = np.unique(ps.random_subset, return_counts=True)
         out.random_subsets = {int(v): int(c) for v, c in zip(values, n, strict=True)}
+        halves = (out.random_subsets.get(1, 0), out.random_subsets.get(2, 0))
+        if all(halves) and (warning := unequal_halves_warning(*halves, "rlnRandomSubset")):
+            out.warnings.append(warning)
     if ps.rotations is not None:
         directions = viewing_directions(ps.rotations)
         out.view_coverage, out.n_view_cells = view_coverage(directions, cell_degrees)
