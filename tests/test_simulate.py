@@ -249,6 +249,29 @@ def test_bad_options_raise_input_error(blob_map, tmp_path, changes, message):
         simulate(blob_map, tmp_path, _config(**changes))
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, OSError])
+def test_an_interrupted_simulation_leaves_no_files_and_runs_again(
+    blob_map, tmp_path, monkeypatch, stop
+):
+    """Ctrl-C, SIGTERM or a full disk mid-way: the truth and the stacks written so far are
+    removed, so the same command runs again without --overwrite."""
+    import cryosplat.simulate.simulation as simulation
+
+    real = simulation._write_stacks
+
+    def failing(*args, **kwargs):
+        raise stop()
+
+    monkeypatch.setattr(simulation, "_write_stacks", failing)
+    out = tmp_path / "sim"
+    with pytest.raises(stop):
+        simulate(blob_map, out, _config(images_per_stack=16))
+    assert out.is_dir() and list(out.iterdir()) == []
+    monkeypatch.setattr(simulation, "_write_stacks", real)
+    result = simulate(blob_map, out, _config(images_per_stack=16))
+    assert result.n_particles == 40 and (out / "simulation.json").is_file()
+
+
 def test_bad_model_files(tmp_path, blob_map):
     with pytest.raises(InputError, match="model file not found"):
         simulate(tmp_path / "missing.mrc", tmp_path, _config())

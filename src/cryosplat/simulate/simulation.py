@@ -380,11 +380,31 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     for old in earlier:  # the STAR first: never a STAR over a mix of old and new stacks
         old.unlink(missing_ok=True)
-    truth_path = out / "truth.mrc"
-    write_map(truth_path, projector.truth(), pixel)
-
     n = config.n_particles
     stack_paths = [out / f"particles_{k:03d}.mrcs" for k in range(-(-n // config.images_per_stack))]
+    truth_path, star_path = out / "truth.mrc", out / "particles.star"
+    try:
+        noise = _write_simulation(
+            projector, meta, config, model_path, stack_paths, noise_rng, progress
+        )
+    except BaseException:  # a failure or an interrupt (Ctrl-C, SIGTERM): no half-written set
+        for path in (truth_path, *stack_paths, star_path, out / "simulation.json"):
+            path.unlink(missing_ok=True)
+        raise
+    signal_variance, noise_sd = noise
+    return SimulationResult(
+        out, star_path, stack_paths, truth_path, n, box, pixel, signal_variance, noise_sd, meta
+    )
+
+
+def _write_simulation(
+    projector, meta, config, model_path: Path, stack_paths: list[Path], noise_rng, progress
+) -> tuple[float, float]:
+    """Write the truth, the stacks, the STAR and the record of :func:`simulate` into the
+    stacks' folder; returns the signal variance and the noise s.d."""
+    out, box, pixel = stack_paths[0].parent, projector.box, projector.pixel_size_angstrom
+    n = config.n_particles
+    write_map(out / "truth.mrc", projector.truth(), pixel)
     noise = _write_stacks(projector, meta, config, stack_paths, noise_rng, progress)
     signal_variance, noise_sd, estimate_count = noise
 
@@ -393,9 +413,8 @@ def simulate(
         f"{i:06d}@{stack_paths[s].name}"
         for i, s in zip(in_stack, np.arange(n) // config.images_per_stack, strict=True)
     ]
-    star_path = out / "particles.star"
     write_relion31_particles(
-        star_path,
+        out / "particles.star",
         image_names=names,
         rotations=meta.rotations,
         shifts_angstrom=meta.shifts_angstrom,
@@ -418,6 +437,4 @@ def simulate(
     )
     with atomic_path(out / "simulation.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=float) + "\n")
-    return SimulationResult(
-        out, star_path, stack_paths, truth_path, n, box, pixel, signal_variance, noise_sd, meta
-    )
+    return signal_variance, noise_sd
