@@ -88,6 +88,23 @@ def test_non_number_names_column_and_row(tmp_path):
         block.get_float("rlnDefocusV")
 
 
+def test_each_column_is_as_wide_as_its_own_values(tmp_path):
+    """A column of short numbers beside one of long image names keeps its own width (one table
+    of every column took the longest's: 2 GB at 500,000 rows of 14 columns), and an empty loop
+    reads as empty columns."""
+    name = "000001@" + "Extract/job012/Movies/" * 4 + "stack.mrcs"
+    rows = "\n".join(f"{name} {k * 0.5:.1f}" for k in range(50))
+    path = tmp_path / "wide.star"
+    path.write_text(f"data_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n{rows}\n")
+    block = read_star(path)["particles"]
+    assert block.columns["rlnDefocusU"].dtype.itemsize <= 4 * 4
+    assert block.columns["rlnImageName"][3] == name
+    assert block.get_float("rlnDefocusU")[3] == 1.5
+    empty = tmp_path / "empty.star"
+    empty.write_text("data_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n")
+    assert read_star(empty)["particles"].columns["rlnDefocusU"].shape == (0,)
+
+
 def test_write_read_roundtrip(tmp_path):
     p = tmp_path / "out.star"
     cols = {

