@@ -47,9 +47,15 @@ def test_info_datadir(tmp_path, small_stack, capsys):
     write_relion31_particles(
         meta / "p.star", image_names=["1@stack.mrcs"], pixel_size_angstrom=2.0, box=16
     )
-    assert main(["info", str(meta / "p.star")]) == 2
+    capsys.readouterr()
+    assert main(["info", str(meta / "p.star")]) == 2  # the stack is not beside the STAR
+    missing = capsys.readouterr()
+    assert "stack.mrcs' not found" in missing.err
+    # the metadata are still shown, said to be alone
+    assert "count:        1" in missing.out and "metadata alone" in missing.out
     assert main(["info", str(meta / "p.star"), "--datadir", str(tmp_path)]) == 0
-    assert "stack.mrcs: 6 images, 1 referenced" in capsys.readouterr().out
+    found = capsys.readouterr().out
+    assert "stack.mrcs: 6 images, 1 referenced" in found and "metadata alone" not in found
 
 
 def test_view_coverage_uniform_and_single():

@@ -254,6 +254,23 @@ def format_run(r: RunSummary) -> str:
     return "\n".join(lines)
 
 
+def _print_metadata_alone(config: InfoConfig) -> None:
+    """What a STAR or .cs file says, where its images cannot be read (stacks missing or
+    broken): printed before the error, so a table copied without its stacks can still be
+    inspected. Nothing where the metadata itself is at fault."""
+    from cryosplat.particles.read import read_particles
+    from cryosplat.particles.summary import summarize
+
+    if config.poses or config.ctf:
+        return
+    try:
+        particles = read_particles(config.particles, datadir=config.datadir, require_images=False)
+    except InputError:
+        return
+    print(format_summary(summarize(particles)))
+    print("(metadata alone: the images could not be read, below)")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.particles.is_dir():
         from cryosplat.reconstruct.run_summary import read_run
@@ -270,9 +287,13 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.particles.validate import ACCEPT_OPTION, check_particles
 
     config = InfoConfig(args.particles, args.datadir, args.poses, args.ctf)
-    particles = read_particles(
-        config.particles, datadir=config.datadir, poses=config.poses, ctf=config.ctf
-    )
+    try:
+        particles = read_particles(
+            config.particles, datadir=config.datadir, poses=config.poses, ctf=config.ctf
+        )
+    except InputError:
+        _print_metadata_alone(config)
+        raise
     summary = summarize(particles)
     findings = check_particles(particles, densest=summary.densest_cone)
     print(format_summary(summary))
