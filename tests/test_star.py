@@ -105,6 +105,13 @@ def test_each_column_is_as_wide_as_its_own_values(tmp_path):
     assert read_star(empty)["particles"].columns["rlnDefocusU"].shape == (0,)
 
 
+def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path):
+    text = "data_particles\r\nloop_\r\n_rlnDefocusU\r\n15000\r\n16000\r\n"
+    path = tmp_path / "bom.star"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_star(path)["particles"].get_float("rlnDefocusU").tolist() == [15000.0, 16000.0]
+
+
 def test_write_read_roundtrip(tmp_path):
     p = tmp_path / "out.star"
     cols = {

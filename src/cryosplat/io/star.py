@@ -203,7 +203,8 @@ def read_star(path: str | Path) -> dict[str, StarBlock]:
     if not path.is_file():
         raise InputError(f"{path}: STAR file not found")
     try:
-        text = path.read_text(errors="replace")
+        # utf-8-sig: a byte-order mark (an editor's on Windows) is not the first token
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     blocks: dict[str, StarBlock] = {}
