@@ -140,3 +140,21 @@ def test_bad_cones_are_refused(truth):
         half_sphere_directions(0)
     with pytest.raises(ValueError, match="cubes"):
         conical_fsc(truth, truth[:-1], [[0, 0, 1]])
+
+
+def test_the_unsampled_warning_reads_a_direction_empty_from_the_first_shell():
+    """A cone empty from shell 1 reads no resolution at all (infinite): the warning says so,
+    where it said "nothing finer than none"."""
+    from cryosplat.reconstruct.report import _unsampled_warnings
+    from cryosplat.validation.conical import DirectionalResolution
+
+    directions = np.eye(3)
+    curves = np.array([[1.0, 0.9, 0.5, 0.1], [1.0, 0.95, 0.6, 0.2], [1.0, -1.0, -1.0, -1.0]])
+    empty = np.array([-1, -1, 1])
+    resolutions = np.array([20.0, 18.0, np.inf])
+    directional = DirectionalResolution(directions, resolutions, 30.0, curves, empty)
+    (warning,) = _unsampled_warnings(directional, 20.0)
+    assert "1 of 3 directions (along (0.00, 0.00, 1.00) nothing from the first shell on)" in warning
+    directional.resolutions_angstrom = np.array([20.0, 18.0, 82.5])
+    (warning,) = _unsampled_warnings(directional, 20.0)
+    assert "nothing finer than 82.50 Å" in warning

@@ -134,10 +134,15 @@ def _unsampled_warnings(directional: DirectionalResolution, resolution: float) -
         return []
     worst = int(np.argmax(directional.resolutions_angstrom))
     axis = ", ".join(f"{x:.2f}" for x in directional.directions[worst])
+    coarsest = directional.coarsest_angstrom
+    held = (
+        f"nothing finer than {format_resolution(coarsest, explain=False)}"
+        if np.isfinite(coarsest)
+        else "nothing from the first shell on"
+    )
     return [
         f"the data hold nothing along {int(np.sum(empty >= 0))} of "
-        f"{len(directional.directions)} directions (along ({axis}) nothing finer than "
-        f"{format_resolution(directional.coarsest_angstrom, explain=False)}): no view samples "
+        f"{len(directional.directions)} directions (along ({axis}) {held}): no view samples "
         "them, so the map there is the model's alone, which no data check (fsc.json: "
         "data_half_maps_directional)"
     ]
