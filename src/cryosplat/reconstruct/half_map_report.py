@@ -284,8 +284,8 @@ def data_limit_warnings(report: HalfMapReport) -> list[str]:
             f"their own other half (from {weighted.inconsistent_angstrom:.2f} Å), so the weight, "
             "made from both halves, carried each half's noise into the other (the data are too "
             "noisy for the half models to be more than fits of their own noise there; "
-            f"{weighted.resolution_angstrom:.2f} Å on the weighted halves). The map's weight may "
-            "make it finer than this estimate."
+            f"{format_resolution(weighted.resolution_angstrom, explain=False)} on the weighted "
+            "halves). The map's weight may make it finer than this estimate."
         )
     if cv.inconsistent_shell is not None:
         out.append(
@@ -298,8 +298,9 @@ def data_limit_warnings(report: HalfMapReport) -> list[str]:
         return out
     return [
         *out,
-        f"the resolution {cv.resolution_angstrom:.2f} Å is a bound, not a crossing: the map's "
-        f"estimated FSC with the truth is still {cv.estimate_at_cut:.2f} at "
+        f"the resolution {format_resolution(cv.resolution_angstrom, explain=False)} is a bound, "
+        "not a crossing: the map's estimated FSC with the truth is still "
+        f"{cv.estimate_at_cut:.2f} at "
         f"{cv.last_vouched_angstrom:.2f} Å, the last shell where the half sets' own FSC can be "
         "read (past it, within noise of zero, only a lower bound is vouched for), so the map may "
         "be finer by far. More particles, or symmetry where the molecule has it, let the data "
