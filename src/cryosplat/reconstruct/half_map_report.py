@@ -240,29 +240,29 @@ def _cross_validate(halves, data: DataUnderMasks, pixel_size_angstrom: float, wh
     reading = read_in_masks(halves, data, pixel_size_angstrom, N_BOOTSTRAP)
     if data.has_user_mask:
         log.info(
-            "resolution: %sread within the given mask %s: %.2f Å (its FSCs' noise taken %.2f "
-            "times the sphere's; the lower bound past its own cut); %.2f Å in the soft "
+            "resolution: %sread within the given mask %s: %s (its FSCs' noise taken %.2f "
+            "times the sphere's; the lower bound past its own cut); %s in the soft "
             "spherical mask",
             what,
             data.user_name,
-            reading.chosen.resolution_angstrom,
+            format_resolution(reading.chosen.resolution_angstrom, explain=False),
             reading.noise_scale,
-            reading.sphere.resolution_angstrom,
+            format_resolution(reading.sphere.resolution_angstrom, explain=False),
         )
     elif reading.in_automatic_mask:
         sphere, tight = reading.sphere, reading.chosen
         log.info(
             "resolution: %sin the spherical mask the data's own FSC can be read to %.2f Å, the "
-            "estimate still %.2f there (%.2f Å with the lower bound past it); within the "
-            "automatic mask they vouch to %.2f Å (its estimate divided by %.3f, how much higher it "
+            "estimate still %.2f there (%s with the lower bound past it); within the "
+            "automatic mask they vouch to %s (its estimate divided by %.3f, how much higher it "
             "lies than the sphere's where both are read; its FSCs' noise taken %.2f times the "
             "sphere's, the masks' kept shares of the box to the power 1/3; the lower bound past "
             "its own cut)",
             what,
             sphere.last_vouched_angstrom,
             sphere.estimate_at_cut,
-            sphere.resolution_angstrom,
-            tight.resolution_angstrom,
+            format_resolution(sphere.resolution_angstrom, explain=False),
+            format_resolution(tight.resolution_angstrom, explain=False),
             tight.mask_gain,
             reading.noise_scale,
         )

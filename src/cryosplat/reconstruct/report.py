@@ -426,8 +426,8 @@ def _log_resolution(report: HalfMapReport, summary: dict) -> None:
         report.headline,
     )
     log.info(
-        "half models FSC 0.143 (optimistic for smooth models): %.2f Å spherical mask, %.2f Å "
+        "half models FSC 0.143 (optimistic for smooth models): %s spherical mask, %s "
         "automatic mask",
-        summary["model_half_maps_0143_spherical_angstrom"],
-        summary["model_half_maps_0143_automatic_angstrom"],
+        format_resolution(summary["model_half_maps_0143_spherical_angstrom"], explain=False),
+        format_resolution(summary["model_half_maps_0143_automatic_angstrom"], explain=False),
     )
