@@ -152,9 +152,10 @@ def test_project_a_map_by_fourier_slices(inputs, capsys):
 
 def test_project_interrupted_leaves_no_partial_stack(inputs, monkeypatch):
     from cryosplat.simulate import project as particle_stack
+    from cryosplat.simulate import projection  # the projector project renders with
 
     folder, *_ = inputs
-    real = particle_stack.render_images
+    real = projection.predict_images
     calls = []
 
     def failing(*args, **kwargs):
@@ -163,7 +164,7 @@ def test_project_interrupted_leaves_no_partial_stack(inputs, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(particle_stack, "render_images", failing)
+    monkeypatch.setattr(projection, "predict_images", failing)
     config = particle_stack.ProjectionConfig(
         model_path=folder / "model.npz",
         angles_path=folder / "in.star",

@@ -1,24 +1,20 @@
 """Project a model along the poses of a particle file into an image stack (``cryosplat project``).
 
 The counterpart of ``relion_project --ang``: angles, origins (RELION sign), CTF, pixel size and box
-come from the particle file, one output image per row, in order. The model is an atomic model
-(PDB/mmCIF, centred in the box) or a saved Gaussian model (``.npz``), read by
-:func:`cryosplat.simulate.projection.load_gaussian_model` and splatted, or a density map
-(``.mrc``/``.map``, of the images' box) projected by Fourier slices
-(:class:`cryosplat.simulate.projection.MapProjector`, as ``cryosplat simulate`` projects maps).
-Images are line integrals per Å², moved by minus the origins and, optionally, multiplied by the
-CTF in Fourier space.
+come from the particle file, one output image per row, in order. The model is projected as
+``cryosplat simulate`` projects it (:func:`cryosplat.simulate.projection.load_projector`): an
+atomic model (PDB/mmCIF, centred in the box) or a saved Gaussian model (``.npz``) splatted, or a
+density map (``.mrc``/``.map``, of the images' box) by Fourier slices. Images are line integrals
+per Å², moved by minus the origins and, optionally, multiplied by the CTF in Fourier space.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cryosplat.core.ctf import ctf_from_params, image_transfer
 from cryosplat.core.device import resolve_device
@@ -26,12 +22,12 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.particles.read import read_particles
 from cryosplat.render import BACKENDS
-from cryosplat.render.imaging import render_images
 from cryosplat.simulate.outputs import guard_output_file
 from cryosplat.simulate.projection import (
     MAP_SUFFIXES,
+    MapProjector,
     ProjectorConfig,
-    load_gaussian_model,
+    SplatProjector,
     load_projector,
 )
 
@@ -124,14 +120,14 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
         )
     box = int(config.box or particles.box)
     pixel = float(config.pixel_size_angstrom or particles.pixel_size_angstrom)
-    renderer = _renderer(config, box, pixel, device)
+    projector, projected = _projector(config, box, pixel, device)
     n = len(particles)
     shifts = (
         particles.shifts_angstrom if particles.shifts_angstrom is not None else np.zeros((n, 2))
     )
     log.info(
         "project: %s, %d images of %d² at %.4g Å/px%s",
-        renderer.projected,
+        projected,
         n,
         box,
         pixel,
@@ -139,69 +135,49 @@ def project_particles(config: ProjectionConfig) -> ProjectionResult:
     )
     writer = StreamingStackWriter(Path(config.output_path), n, box, pixel)
     try:
-        _render_all(config, particles, renderer, shifts, writer)
+        _render_all(config, particles, projector, shifts, writer)
     except BaseException:
         writer.abort()
         raise
     writer.close()
-    return ProjectionResult(Path(config.output_path), n, box, pixel, renderer.projected)
+    return ProjectionResult(Path(config.output_path), n, box, pixel, projected)
 
 
-@dataclass
-class _Renderer:
-    """Images ``render(rotations (B, 3, 3), origins (B, 2) Å, CTF (B, D, D) or None)`` → (B, D, D)
-    of one model, on a grid of ``box`` pixels of ``pixel`` Å; the CTF in ``dtype`` on ``device``."""
-
-    render: Callable[[np.ndarray, np.ndarray, torch.Tensor | None], np.ndarray]
-    box: int
-    pixel: float
-    dtype: torch.dtype
-    device: torch.device
-    projected: str
-
-
-def _renderer(config: ProjectionConfig, box: int, pixel: float, device) -> _Renderer:
-    """Fourier slices of a map (its box must be the images'), or the splatted Gaussians of an
-    atomic or Gaussian model."""
+def _projector(
+    config: ProjectionConfig, box: int, pixel: float, device
+) -> tuple[SplatProjector | MapProjector, str]:
+    """The projector of the model file (:func:`~cryosplat.simulate.projection.load_projector`,
+    as ``simulate`` makes it) on the images' grid, and what it projects in words: a map by
+    Fourier slices (its box must be the images'), atoms or Gaussians by splatting."""
     path = Path(config.model_path)
-    if path.suffix.lower() in MAP_SUFFIXES:
-        if config.bfactor_extra_angstrom2 or config.backend != "auto":
-            raise InputError(
-                f"{path}: a map is projected by Fourier slices: --atom-bfactor (atomic models) "
-                "and --backend (splatting) do not apply to it"
-            )
-        projector = load_projector(
-            path, ProjectorConfig(pixel_size_angstrom=pixel, device=str(device))
+    is_map = path.suffix.lower() in MAP_SUFFIXES
+    if is_map and (config.bfactor_extra_angstrom2 or config.backend != "auto"):
+        raise InputError(
+            f"{path}: a map is projected by Fourier slices: --atom-bfactor (atomic models) "
+            "and --backend (splatting) do not apply to it"
         )
-        if projector.box != box:
-            raise InputError(
-                f"{path}: the map's box is {projector.box}, the images' {box} (the particle "
-                "file's or --box): resample the map, or give --box the map's"
-            )
-        return _Renderer(
-            projector.images, box, pixel, torch.float32, device, f"the map {path.name}"
+    settings = ProjectorConfig(
+        box=None if is_map else box,  # a map keeps its own box, checked below
+        pixel_size_angstrom=pixel,
+        backend=config.backend,
+        device=str(device),
+        bfactor_extra_angstrom2=config.bfactor_extra_angstrom2,
+        n_sigma=config.n_sigma,
+    )
+    projector = load_projector(path, settings)
+    if projector.box != box:
+        raise InputError(
+            f"{path}: the map's box is {projector.box}, the images' {box} (the particle "
+            "file's or --box): resample the map, or give --box the map's"
         )
-    model = load_gaussian_model(path, box, pixel, config.bfactor_extra_angstrom2).to(device)
-    dtype = model.means.dtype
-
-    def render(rotations, origins, ctf):
-        with torch.no_grad():
-            images = render_images(
-                model.mixture(),
-                torch.as_tensor(rotations, dtype=dtype, device=device),
-                torch.as_tensor(origins, dtype=dtype, device=device),
-                ctf,
-                box,
-                pixel,
-                backend=config.backend,
-                n_sigma=config.n_sigma,
-            )
-        return images.cpu().numpy()
-
-    return _Renderer(render, box, pixel, dtype, device, f"{len(model)} Gaussians")
+    if is_map:
+        return projector, f"the map {path.name}"
+    return projector, f"{len(projector.model)} Gaussians"
 
 
-def _render_all(config, particles, renderer: _Renderer, shifts, writer) -> None:
+def _render_all(
+    config, particles, projector: SplatProjector | MapProjector, shifts, writer
+) -> None:
     """Render every particle in batches and append them to ``writer`` in order."""
     n = len(particles)
     for start in range(0, n, config.batch_size):
@@ -210,12 +186,11 @@ def _render_all(config, particles, renderer: _Renderer, shifts, writer) -> None:
         if config.apply_ctf:
             ctf = ctf_from_params(
                 particles.ctf.subset(rows),
-                renderer.box,
-                renderer.pixel,
-                device=renderer.device,
-                dtype=renderer.dtype,
+                projector.box,
+                projector.pixel_size_angstrom,
+                device=projector.device,
             )
             codes = particles.ctf_in_images_of(rows)  # as such images carry it
             ctf = ctf if codes is None else image_transfer(ctf, codes)
-        images = renderer.render(particles.rotations[rows], shifts[rows], ctf)
+        images = projector.images(particles.rotations[rows], shifts[rows], ctf)
         writer.write(np.asarray(images, dtype=np.float32))

@@ -61,6 +61,8 @@ class ProjectorConfig:
         torch device.
     bfactor_extra_angstrom2 : float
         B-factor added to every atom.
+    n_sigma : float
+        Splat footprint half-width in standard deviations.
     """
 
     box: int | None = None
@@ -69,6 +71,7 @@ class ProjectorConfig:
     backend: str = "auto"
     device: str = "cpu"
     bfactor_extra_angstrom2: float = 0.0
+    n_sigma: float = 3.0
 
 
 class SplatProjector:
@@ -83,12 +86,16 @@ class SplatProjector:
     device : str
     source : Path
         The file it came from (named in error messages).
+    n_sigma : float
+        Splat footprint half-width in standard deviations.
     """
 
-    def __init__(self, model: GaussianModel, backend: str, device: str, source: Path) -> None:
+    def __init__(
+        self, model: GaussianModel, backend: str, device: str, source: Path, n_sigma: float = 3.0
+    ) -> None:
         self.model, self.source = model.to(device), source
         self.box, self.pixel_size_angstrom = model.box, model.pixel_size_angstrom
-        self.backend, self.device = backend, torch.device(device)
+        self.backend, self.device, self.n_sigma = backend, torch.device(device), n_sigma
         self.method = f"Gaussian splatting ({len(model)} Gaussians, backend {backend})"
 
     def truth(self) -> np.ndarray:
@@ -103,7 +110,9 @@ class SplatProjector:
         with torch.no_grad():
             rot = torch.as_tensor(rotations, dtype=torch.float32, device=self.device)
             sh = torch.as_tensor(shifts_angstrom, dtype=torch.float32, device=self.device)
-            out = predict_images(self.model, rot, sh, ctf, backend=self.backend)
+            out = predict_images(
+                self.model, rot, sh, ctf, backend=self.backend, n_sigma=self.n_sigma
+            )
         return out.cpu().numpy()
 
 
@@ -164,7 +173,7 @@ class MapProjector:
 
 def _model_projector(model: GaussianModel, config: ProjectorConfig, source: Path):
     if config.projection == "splat":
-        return SplatProjector(model, config.backend, config.device, source)
+        return SplatProjector(model, config.backend, config.device, source, config.n_sigma)
     with torch.no_grad():
         volume = model.voxelize().cpu().numpy()
     return MapProjector(volume, model.pixel_size_angstrom, config.device, source)
