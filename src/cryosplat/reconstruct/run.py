@@ -12,6 +12,7 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cryosplat.core.device import (
@@ -306,8 +307,8 @@ class _PreparedRun:
     show_progress: bool
     dist: Distributed
 
-    def engine_job(self, halves: tuple[ParticleSet, ParticleSet]) -> EngineJob:
-        """What the engine is given for the two half sets ``halves``."""
+    def engine_job(self, halves: tuple[np.ndarray, np.ndarray]) -> EngineJob:
+        """What the engine is given for the two half sets (their rows ``halves``)."""
         config = replace(self.config, n_gaussians=self.n_gaussians)
         return EngineJob(
             self.particles, halves, config, self.folder, self.device, self.show_progress, self.dist

@@ -88,9 +88,8 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
     state = {"res": None}
 
     def on_step(step: int, total: int, info: dict) -> None:
-        res = (
-            "" if state["res"] is None else f" resolution {format_resolution(state['res'], False)}"
-        )
+        res = state["res"]
+        res = "" if res is None else f" resolution {format_resolution(res, explain=False)}"
         bar.update(
             step, f"epoch {info['epoch']}/{config.splat.epochs} loss {info['loss']:.4g}{res}"
         )
