@@ -7,10 +7,12 @@ import subprocess
 import numpy as np
 import pytest
 
+from cryosplat.core.collector import collector_paused
 from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import read_map, write_map, write_stack
+from cryosplat.io.stackrefs import distinct_names, split_image_names
 from cryosplat.io.star import read_star, write_relion31_particles, write_star
 from cryosplat.particles.read import read_particles
 
@@ -88,21 +90,50 @@ def test_non_number_names_column_and_row(tmp_path):
         block.get_float("rlnDefocusV")
 
 
-def test_each_column_is_as_wide_as_its_own_values(tmp_path):
-    """A column of short numbers beside one of long image names keeps its own width (one table
-    of every column took the longest's: 2 GB at 500,000 rows of 14 columns), and an empty loop
-    reads as empty columns."""
+def test_columns_hold_the_text_and_convert_on_request(tmp_path):
+    """Columns are the values as written; numbers are made only for the columns asked for, each
+    once (a second request gets its own copy), and an empty loop reads as empty columns."""
     name = "000001@" + "Extract/job012/Movies/" * 4 + "stack.mrcs"
     rows = "\n".join(f"{name} {k * 0.5:.1f}" for k in range(50))
     path = tmp_path / "wide.star"
     path.write_text(f"data_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n{rows}\n")
     block = read_star(path)["particles"]
-    assert block.columns["rlnDefocusU"].dtype.itemsize <= 4 * 4
     assert block.columns["rlnImageName"][3] == name
+    assert block.columns["rlnDefocusU"][3] == "1.5"
+    first = block.get_float("rlnDefocusU")
+    assert first[3] == 1.5
+    first[3] = -1.0
     assert block.get_float("rlnDefocusU")[3] == 1.5
+    assert block.get_str("rlnImageName")[3] == name
     empty = tmp_path / "empty.star"
     empty.write_text("data_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n")
-    assert read_star(empty)["particles"].columns["rlnDefocusU"].shape == (0,)
+    assert read_star(empty)["particles"].get_float("rlnDefocusU").shape == (0,)
+
+
+def test_a_body_split_at_once_reads_as_line_by_line(tmp_path):
+    """A body without quotes or comments, one row a line, is split in one call; the same rows
+    with a quoted value (read line by line) give the same columns."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(40, 3))
+    lines = [f"{k + 1}@s.mrcs {a:.6f}\t{b:.6f}  {c:.6f}" for k, (a, b, c) in enumerate(values)]
+    head = "data_particles\nloop_\n_rlnImageName\n_rlnA\n_rlnB\n_rlnC\n"
+    plain, quoted = tmp_path / "plain.star", tmp_path / "quoted.star"
+    plain.write_text(head + "\n".join(lines[:20]) + "\n\n" + "\n".join(lines[20:]) + "\n")
+    quoted.write_text(
+        head + "\n".join(lines[:-1]) + f"\n'40@s.mrcs' {lines[-1].split(None, 1)[1]}\n"
+    )
+    a, b = read_star(plain)["particles"], read_star(quoted)["particles"]
+    assert a.columns == b.columns and a.n_rows == 40
+    np.testing.assert_allclose(a.get_float("rlnB"), np.round(values[:, 1], 6))
+
+
+def test_a_missing_value_is_not_made_up_by_an_extra_one(tmp_path):
+    """Rows of 1 and 3 values in a loop of 2 columns hold as many values as two whole rows: the
+    error still names the row, where splitting the body at once would shift every column."""
+    p = tmp_path / "bad.star"
+    p.write_text("data_\nloop_\n_rlnA #1\n_rlnB #2\n1 2\n3\n4 5 6\n7 8\n")
+    with pytest.raises(InputError, match=r"line 6 \(row 2\) has 1 values but the loop has 2"):
+        read_star(p)
 
 
 def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path):
@@ -324,3 +355,48 @@ def test_relion_reads_what_we_write(tmp_path, relion_available, shared_data):
     assert corr > 0.8, corr
     # We also read RELION's own output STAR and stack.
     assert images.shape == (40, box, box) and np.isfinite(images).all()
+
+
+def test_image_names_split_into_indices_and_stacks(tmp_path):
+    names = ["000012@Extract/a.mrcs", "3@b.mrcs", "single.mrc", "7@Extract/a.mrcs"]
+    index, stacks = split_image_names(names, tmp_path / "p.star")
+    assert index.tolist() == [11, 2, 0, 6]
+    assert stacks.tolist() == ["Extract/a.mrcs", "b.mrcs", "single.mrc", "Extract/a.mrcs"]
+    for bad, message in (
+        ("x@a.mrcs", r"row 2: 'x@a.mrcs' is not of the form N@stack.mrcs"),
+        ("\u0663@a.mrcs", "is not of the form N@stack.mrcs"),  # an Arabic-Indic three
+        ("0@a.mrcs", "image numbers start at 1"),
+        ("4@", "names no file"),
+    ):
+        with pytest.raises(InputError, match=message):
+            split_image_names(["1@a.mrcs", bad], tmp_path / "p.star")
+
+
+def test_distinct_names_are_numpy_unique():
+    rng = np.random.default_rng(5)
+    names = [f"Extract/job{int(k):03d}/mic_{int(k) % 7}.mrcs" for k in rng.integers(0, 40, 500)]
+    names += ["Z.mrcs", "a.mrcs", "é.mrcs"]
+    unique, inverse = distinct_names(names)
+    expect, expect_inverse = np.unique(np.array(names, dtype=str), return_inverse=True)
+    assert unique == expect.tolist()
+    np.testing.assert_array_equal(inverse, expect_inverse.reshape(-1))
+    assert distinct_names([])[0] == [] and distinct_names([])[1].shape == (0,)
+
+
+def test_the_collector_is_paused_and_put_back_as_it_was():
+    import gc
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
