@@ -9,10 +9,11 @@ import pytest
 
 from cryosplat.core.collector import collector_paused
 from cryosplat.core.ctf import CTFParams
+from cryosplat.core.distinct import distinct_names, distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import read_map, write_map, write_stack
-from cryosplat.io.stackrefs import distinct_names, split_image_names
+from cryosplat.io.stackrefs import split_image_names
 from cryosplat.io.star import read_star, write_relion31_particles, write_star
 from cryosplat.particles.read import read_particles
 
@@ -381,6 +382,23 @@ def test_distinct_names_are_numpy_unique():
     assert unique == expect.tolist()
     np.testing.assert_array_equal(inverse, expect_inverse.reshape(-1))
     assert distinct_names([])[0] == [] and distinct_names([])[1].shape == (0,)
+
+
+def test_distinct_rows_are_numpy_unique_by_rows():
+    """Column by column, as ``np.unique(axis=0)`` sorts the rows as records: the same rows, order
+    and indices, with signed zeros, repeats and empty tables."""
+    rng = np.random.default_rng(6)
+    for trial in range(60):
+        n, m = int(rng.integers(0, 200)), int(rng.integers(1, 5))
+        table = rng.choice([-1.0, 0.0, -0.0, 1.5, 2.7, 300.0, 1e-7], size=(n, m))
+        if trial % 3 == 0:
+            table = rng.integers(-3, 3, size=(n, m))
+        unique, inverse = distinct_rows(table)
+        expect, expect_inverse = np.unique(table, axis=0, return_inverse=True)
+        np.testing.assert_array_equal(unique, expect)
+        np.testing.assert_array_equal(inverse, expect_inverse.reshape(-1))
+    with pytest.raises(ValueError, match="2-D"):
+        distinct_rows(np.zeros(3))
 
 
 def test_the_collector_is_paused_and_put_back_as_it_was():

@@ -183,16 +183,21 @@ def rotvec_to_matrix(rotvec: ArrayLike) -> np.ndarray:
     v = np.asarray(rotvec, dtype=np.float64)
     if v.shape[-1] != 3:
         raise ValueError(f"rotation vectors must have shape (..., 3), got {v.shape}")
-    theta = np.linalg.norm(v, axis=-1)[..., None, None]
-    k = np.zeros(v.shape[:-1] + (3, 3))
-    k[..., 0, 1], k[..., 0, 2] = -v[..., 2], v[..., 1]
-    k[..., 1, 0], k[..., 1, 2] = v[..., 2], -v[..., 0]
-    k[..., 2, 0], k[..., 2, 1] = -v[..., 1], v[..., 0]
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    theta2 = x * x + y * y + z * z
+    theta = np.sqrt(theta2)
     small = theta < 1e-8
     t = np.where(small, 1.0, theta)
-    a = np.where(small, 1.0 - theta**2 / 6.0, np.sin(t) / t)
-    b = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(t)) / t**2)
-    return np.eye(3) + a * k + b * (k @ k)
+    a = np.where(small, 1.0 - theta2 / 6.0, np.sin(t) / t)
+    b = np.where(small, 0.5 - theta2 / 24.0, (1.0 - np.cos(t)) / t**2)
+    # I + aK + bK² with K² = v vᵀ − |v|² I, element by element (stacked 3×3 products took 1 s
+    # for 500,000 poses)
+    c = 1.0 - b * theta2
+    r = np.empty(v.shape[:-1] + (3, 3))
+    r[..., 0, 0], r[..., 0, 1], r[..., 0, 2] = c + b * x * x, b * x * y - a * z, b * x * z + a * y
+    r[..., 1, 0], r[..., 1, 1], r[..., 1, 2] = b * x * y + a * z, c + b * y * y, b * y * z - a * x
+    r[..., 2, 0], r[..., 2, 1], r[..., 2, 2] = b * x * z - a * y, b * y * z + a * x, c + b * z * z
+    return r
 
 
 def matrix_to_rotvec(matrix: ArrayLike) -> np.ndarray:

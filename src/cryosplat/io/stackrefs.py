@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from cryosplat.core.collector import collector_paused
+from cryosplat.core.distinct import distinct_names
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 
 __all__ = [
     "split_image_names",
-    "distinct_names",
     "search_dirs",
     "resolve_stack_path",
     "open_stacks",
@@ -84,24 +84,6 @@ def split_image_names(
             f"{source}: column {column}, row {empty + 1}: '{names[empty]}' names no file"
         )
     return index, stack_names
-
-
-def distinct_names(names: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """The distinct names in sorted order and each row's index into them (``np.unique`` with
-    ``return_inverse``, by a dictionary: no fixed-width string array of every row).
-
-    Returns
-    -------
-    unique : list of str
-    inverse : np.ndarray, shape (N,), int64
-    """
-    first: dict[str, int] = {}
-    with collector_paused():
-        order = np.array([first.setdefault(str(n), len(first)) for n in names], dtype=np.int64)
-    unique = sorted(first)
-    rank = {name: k for k, name in enumerate(unique)}
-    relabel = np.array([rank[name] for name in first], dtype=np.int64)
-    return unique, relabel[order] if order.size else order
 
 
 def search_dirs(source: Path, datadir: str | Path | None) -> list[Path]:

@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike
 from cryosplat.core.collector import collector_paused
 from cryosplat.core.conventions import matrix_to_euler_relion
 from cryosplat.core.ctf import CTFParams
+from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 
@@ -409,8 +410,7 @@ def write_relion31_particles(
     n = next(iter(lengths.values()))
     if ctf is not None:
         keys = np.stack([ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast], axis=1)
-        groups, group_of = np.unique(keys, axis=0, return_inverse=True)
-        group_of = group_of.reshape(-1)
+        groups, group_of = distinct_rows(keys)
     else:
         groups, group_of = np.array([[300.0, 2.7, 0.1]]), np.zeros(n, dtype=np.int64)
     optics = {

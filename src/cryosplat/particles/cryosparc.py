@@ -26,6 +26,7 @@ import numpy as np
 
 from cryosplat.core.conventions import rotvec_to_matrix
 from cryosplat.core.ctf import CTFParams
+from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
@@ -117,10 +118,7 @@ def _optics(pixel: np.ndarray, ctf: CTFParams | None, box: int):
         keys = np.stack([pixel, np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)], 1)
     else:
         keys = np.stack([pixel, ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast], axis=1)
-    uniq, group_of = np.unique(
-        np.nan_to_num(np.round(keys, 6), nan=-1.0), axis=0, return_inverse=True
-    )
-    group_of = group_of.reshape(-1).astype(np.int64)
+    uniq, group_of = distinct_rows(np.nan_to_num(np.round(keys, 6), nan=-1.0))
     groups = []
     for g in range(len(uniq)):
         k = keys[int(np.flatnonzero(group_of == g)[0])]

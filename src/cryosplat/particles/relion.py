@@ -17,6 +17,7 @@ import numpy as np
 
 from cryosplat.core.conventions import euler_relion_to_matrix
 from cryosplat.core.ctf import CTFParams
+from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs, split_image_names
 from cryosplat.io.star import StarBlock, read_star
@@ -149,8 +150,7 @@ def _optics_30(particles: StarBlock, path: Path):
         if column in particles:
             check_range(particles.get_float(column), quantity, path, f"{table}, column {column}")
     keys = np.round(np.stack([pixel, voltage, cs, q], axis=1), 6)
-    uniq, group_of = np.unique(np.nan_to_num(keys, nan=-1.0), axis=0, return_inverse=True)
-    group_of = group_of.reshape(-1).astype(np.int64)
+    uniq, group_of = distinct_rows(np.nan_to_num(keys, nan=-1.0))
     groups = []
     for g in range(len(uniq)):
         first = int(np.flatnonzero(group_of == g)[0])
