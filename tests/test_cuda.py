@@ -246,7 +246,8 @@ def test_statistics_match_a_double_precision_full_grid_sum(tmp_path, device):
     """``accumulate`` on the device (float32 grids) against a float64 insertion on the CPU."""
     box, pixel = 24, 2.0
     particles = _particles(tmp_path, 40, box, pixel, seed=19)
-    stats = accumulate(particles, config=AccumulateConfig(batch_size=16, device=device))
+    config = AccumulateConfig(batch_size=16, device=device)
+    stats = accumulate(particles, config=config, take_off_background=False)  # images as they are
     assert stats.weights.device.type == device and stats.data.device.type == device
     rows = np.arange(len(particles))
     images = torch.from_numpy(particles.read_images(rows)).double()

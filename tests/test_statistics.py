@@ -97,11 +97,12 @@ def dataset(tmp_path_factory):
 
 def test_statistics_are_additive_and_independent_of_batching(dataset):
     particles = dataset[0]
-    whole = accumulate(particles, config=AccumulateConfig(batch_size=64))
+    # as gathered: each pass's background level is its own images' (test_background.py)
+    whole = accumulate(particles, config=AccumulateConfig(batch_size=64), take_off_background=False)
     first, second = np.arange(0, 50), np.arange(50, 80)
-    parts = accumulate(particles, first, AccumulateConfig(batch_size=3)) + accumulate(
-        particles, second, AccumulateConfig(batch_size=7)
-    )
+    parts = accumulate(
+        particles, first, AccumulateConfig(batch_size=3), take_off_background=False
+    ) + accumulate(particles, second, AccumulateConfig(batch_size=7), take_off_background=False)
     assert parts.n_particles == whole.n_particles == 80
     scale_w, scale_b = float(whole.weights.abs().max()), float(whole.data.abs().max())
     assert torch.allclose(parts.weights, whole.weights, atol=1e-5 * scale_w)
@@ -113,7 +114,7 @@ def test_statistics_equal_a_direct_full_grid_sum(dataset):
     """W and B on the half grid = CTF² and CTF·(shift-corrected spectra) inserted on the full grid."""
     particles = dataset[0]
     rows = np.arange(20)
-    stats = accumulate(particles, rows)
+    stats = accumulate(particles, rows, take_off_background=False)  # the images as they are
     images = torch.from_numpy(particles.read_images(rows)).double()
     spectra = phase_shift_2d(
         fft2_centered(images), -torch.tensor(particles.shifts_angstrom[rows]), PIXEL
@@ -170,7 +171,7 @@ def test_crop_masks_the_sphere_slab_by_slab(monkeypatch):
 def test_crop_equals_statistics_of_downsampled_images(tmp_path, dataset):
     particles = dataset[0]
     small = 16
-    stats = accumulate(particles).crop(small)
+    stats = accumulate(particles, take_off_background=False).crop(small)
     images = torch.from_numpy(particles.read_images(np.arange(len(particles)))).double()
     lo = BOX // 2 - small // 2
     spectra = fft2_centered(images)[:, lo : lo + small, lo : lo + small] * (small / BOX) ** 2
@@ -186,7 +187,7 @@ def test_crop_equals_statistics_of_downsampled_images(tmp_path, dataset):
         particles.shifts_angstrom,
         particles.ctf,
     )
-    direct = accumulate(down)
+    direct = accumulate(down, take_off_background=False)
     assert stats.box == direct.box == small
     assert np.isclose(stats.pixel_size_angstrom, direct.pixel_size_angstrom)
     assert np.isclose(stats.max_radius, direct.max_radius)

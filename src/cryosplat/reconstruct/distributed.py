@@ -39,6 +39,7 @@ from numpy.typing import ArrayLike
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.background import remove_background
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.grid.gather_checkpoint import partial_path
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
@@ -192,6 +193,9 @@ class Distributed:
             data=self.all_reduce_sum_(stats.data.contiguous()),
             power=self.all_reduce_sum_(stats.power.contiguous()),
             n_particles=int(count),
+            background_sums=None
+            if stats.background_sums is None
+            else self.all_reduce_sum_(stats.background_sums.contiguous()),
         )
 
     def share_models(
@@ -352,8 +356,10 @@ def gather_statistics(
     if not dist.active:
         return accumulate(particles, rows, config, progress=progress, partial=partial)
     mine = shard_rows(particles, rows, dist.rank, dist.world_size)
-    stats = accumulate(particles, mine, config, progress=progress, partial=partial)
-    return dist.all_reduce_statistics(stats)
+    stats = accumulate(
+        particles, mine, config, progress=progress, partial=partial, take_off_background=False
+    )
+    return remove_background(dist.all_reduce_statistics(stats))
 
 
 def cached_statistics(

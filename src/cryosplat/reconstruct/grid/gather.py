@@ -28,6 +28,11 @@ from cryosplat.core.slice_insertion import SliceAccumulator
 from cryosplat.core.symmetry import symmetry_operators
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import bad_image_rows, describe_image
+from cryosplat.reconstruct.grid.background import (
+    BackgroundMeter,
+    remove_background,
+    scaled_for_expansion,
+)
 from cryosplat.reconstruct.grid.gather_checkpoint import GatherCheckpoint, GatherState, gather_key
 from cryosplat.reconstruct.grid.staging import device_batches
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
@@ -162,6 +167,7 @@ def accumulate(
     progress: Callable[..., None] | None = None,
     operators: ArrayLike | None = None,
     partial: Path | None = None,
+    take_off_background: bool = True,
 ) -> FourierStatistics:
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
@@ -201,6 +207,10 @@ def accumulate(
         PARTIAL_EVERY_S` seconds, and continue from what is there when it was saved by a pass of
         the same rows and settings (:mod:`cryosplat.reconstruct.grid.gather_checkpoint`; the
         sums the same to the bit). The caller removes it once the result is kept.
+    take_off_background : bool
+        Take the images' mean background level (measured in their corners) off their zero
+        frequency (:mod:`cryosplat.reconstruct.grid.background`). False: leave it, with its sums
+        in ``background_sums`` (a distributed pass's share, taken off once the shares are summed).
 
     Returns
     -------
@@ -221,9 +231,19 @@ def accumulate(
         if np.abs(operators - np.round(operators)).max() < 1e-9:
             # Signed axis permutations (C2, C4, D2, D4, T, O): gather once, rotate the grids.
             stats = accumulate(
-                particles, idx, replace(config, symmetry="C1"), progress, None, partial
+                particles,
+                idx,
+                replace(config, symmetry="C1"),
+                progress,
+                None,
+                partial,
+                take_off_background,
             )
-            return stats.symmetrized(operators)
+            symmetric = stats.symmetrized(operators)
+            if stats.background_sums is None:
+                return symmetric
+            sums = scaled_for_expansion(stats.background_sums, len(operators))
+            return replace(symmetric, background_sums=sums)
         ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
     radius = _max_radius(box, pixel, config)
     inserter = _BatchInserter(particles, config, radius, ops)
@@ -248,6 +268,7 @@ def accumulate(
             pixel=pixel,
             operators=None if ops is None else ops.cpu().numpy().round(9).tolist(),
             flush=FLUSH_EVERY,
+            background="corners",
         )
         saver = GatherCheckpoint(partial, key, idx.size, config.batch_size)
         state = saver.load(device)
@@ -278,7 +299,7 @@ def accumulate(
     n_dropped = sum(dropped)
     notes = [f"left out {n_dropped} particles with bad images"] if n_dropped else []
     total_b, total_w, power = inserter.result()
-    return FourierStatistics(
+    stats = FourierStatistics(
         total_w,
         total_b,
         box,
@@ -288,7 +309,11 @@ def accumulate(
         power.cpu(),
         radius,
         notes,
+        background_sums=inserter.background.sums.cpu(),
     )
+    if not take_off_background:
+        return stats
+    return remove_background(stats)
 
 
 class _BatchInserter:
@@ -328,16 +353,26 @@ class _BatchInserter:
         self.ctf_planes: dict[float, CTFPlane] = {}
         # Pose expansion for the other groups: each image is the projection at A·R_g as well.
         self.expansion = [None] if ops is None else list(ops)
+        self.background = BackgroundMeter(box, device)
 
     def restore(self, state: GatherState) -> None:
         """Continue from the sums of a pass saved part way."""
         self.sums.restore(state.data, state.weights, state.insertions)
         self.power.copy_(state.power)
+        self.background.sums.copy_(state.background)
 
     def state(self, batches: int, n_dropped: int) -> GatherState:
         """The sums after ``batches`` batches, to save (at a flush: the partial grids empty)."""
         data, weights = self.sums.total
-        return GatherState(batches, self.sums.insertions, data, weights, self.power, n_dropped)
+        return GatherState(
+            batches,
+            self.sums.insertions,
+            data,
+            weights,
+            self.power,
+            n_dropped,
+            self.background.sums,
+        )
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, W, power)``: the totals (the accumulator released), the power times ``|G|``."""
@@ -353,6 +388,7 @@ class _BatchInserter:
         particles = self.particles
         # The rfft of the image as stored: moving its centre (pixel D//2) to the origin is the
         # factor (-1)^(kx + ky) (even box), folded into the shift phases below.
+        self.background.add_images(images)
         spectra = torch.fft.fftshift(torch.fft.rfft2(images), dim=-2)[..., : box // 2]
         batch_pixel = np.round(self.pixel_of[batch], 6)
         for group_pixel in np.unique(batch_pixel):
@@ -390,6 +426,12 @@ class _BatchInserter:
             )
             codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
             factor = ctf if codes is None else raw_backprojection_factor(ctf, codes)
+            self.background.add_zero_frequency(
+                group.amplitude,
+                factor[:, box // 2, 0],
+                group_spectra[:, box // 2, 0],
+                len(self.expansion),
+            )
             pairs = torch.view_as_real(group_spectra) * factor[..., None]
             weighted, ctf2 = torch.view_as_complex(pairs), ctf * ctf
             for op in self.expansion:

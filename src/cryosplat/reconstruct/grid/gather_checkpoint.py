@@ -71,8 +71,8 @@ def gather_key(rows: np.ndarray, **settings) -> str:
 @dataclass
 class GatherState:
     """Where a statistics pass stood: ``batches`` done, the accumulator's ``insertions`` (at a
-    flush), its totals ``data`` (B, complex) and ``weights`` (W), the ``power`` by shell and the
-    number of images left out."""
+    flush), its totals ``data`` (B, complex) and ``weights`` (W), the ``power`` by shell, the
+    number of images left out and the sums of the images' ``background`` level."""
 
     batches: int
     insertions: int
@@ -80,6 +80,7 @@ class GatherState:
     weights: torch.Tensor
     power: torch.Tensor
     n_dropped: int
+    background: torch.Tensor
 
 
 class GatherCheckpoint:
@@ -113,7 +114,7 @@ class GatherCheckpoint:
             with np.load(self.path, allow_pickle=False) as z:
                 if str(z["format"]) != _FORMAT or str(z["key"]) != self.key:
                     return None
-                arrays = {k: z[k] for k in ("data", "weights", "power")}
+                arrays = {k: z[k] for k in ("data", "weights", "power", "background")}
                 counts = {k: int(z[k]) for k in ("batches", "insertions", "n_dropped")}
         except (OSError, ValueError, KeyError, EOFError) as exc:
             log.warning("%s: unreadable, the statistics pass starts afresh (%s)", self.path, exc)
@@ -141,6 +142,7 @@ class GatherCheckpoint:
                     data=state.data.cpu().numpy(),
                     weights=state.weights.cpu().numpy(),
                     power=state.power.cpu().numpy(),
+                    background=state.background.cpu().numpy(),
                 )
         except OSError as exc:
             log.warning(

@@ -103,6 +103,10 @@ class FourierStatistics:
     insertion_pad : int or None
         The padding the images were inserted at, when it differs from ``pad``
         (:meth:`unpadded`): the gridding apodisation is that of the insertion.
+    background_sums : torch.Tensor or None, shape (6,)
+        The pass's sums of the images' background level, not yet taken off (a distributed
+        pass's share, until the shares are summed): :mod:`cryosplat.reconstruct.grid.background`.
+        None once taken off (every statistics a fit or a file sees).
     """
 
     weights: torch.Tensor
@@ -115,6 +119,7 @@ class FourierStatistics:
     max_radius: float
     notes: list[str] = field(default_factory=list)
     insertion_pad: int | None = None
+    background_sums: torch.Tensor | None = None
     _shell_mean_weights: torch.Tensor | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -166,6 +171,8 @@ class FourierStatistics:
         if not isinstance(other, FourierStatistics):
             return NotImplemented
         self._check_compatible(other)
+        if (self.background_sums is None) != (other.background_sums is None):
+            raise ValueError("statistics with their background taken off and without cannot add")
         return replace(
             self,
             weights=self.weights + other.weights.to(self.weights.device),
@@ -173,6 +180,9 @@ class FourierStatistics:
             n_particles=self.n_particles + other.n_particles,
             power=self.power + other.power,
             notes=self.notes + other.notes,
+            background_sums=None
+            if self.background_sums is None
+            else self.background_sums + other.background_sums.to(self.background_sums.device),
         )
 
     def to(self, device: torch.device | str) -> FourierStatistics:
@@ -393,6 +403,8 @@ class FourierStatistics:
 
     def save(self, path: str | Path) -> None:
         """Write atomically as ``.npz`` (the fields as arrays, plus ``format`` and ``version``)."""
+        if self.background_sums is not None:
+            raise ValueError("take the background off (remove_background) before saving")
         arrays = {name: getattr(self, name) for name in _SAVED_FIELDS}
         arrays = {
             k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)

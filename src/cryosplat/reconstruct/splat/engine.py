@@ -27,6 +27,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import bad_image_rows
 from cryosplat.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from cryosplat.reconstruct.distributed import Distributed
+from cryosplat.reconstruct.grid.background import background_level
 from cryosplat.render.imaging import predict_spectra
 
 __all__ = ["SplatEngineConfig", "SplatEngine", "estimate_amplitude_scale"]
@@ -101,9 +102,11 @@ def _read_images(particles: ParticleSet, rows: np.ndarray) -> tuple[np.ndarray, 
     return rows, images
 
 
-def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float):
+def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float, level: float = 0.0):
+    """The images of ``rows`` (less their background ``level``) as spectra, with their poses and
+    CTF."""
     rows, images = _read_images(particles, np.asarray(rows))
-    images = torch.from_numpy(images).to(device)
+    images = torch.from_numpy(images - np.float32(level)).to(device)
     rot = torch.as_tensor(particles.rotations[rows], dtype=torch.float32, device=device)
     shifts = torch.as_tensor(particles.shifts_angstrom[rows], dtype=torch.float32, device=device)
     ctf = ctf_from_params(
@@ -160,6 +163,7 @@ class _HalfState:
     rows: np.ndarray
     model: GaussianModel
     optimizer: Adam
+    background: float = 0.0  # the images' corner level, taken off each (grid/background.py)
 
 
 class SplatEngine:
@@ -207,7 +211,13 @@ class SplatEngine:
         self.sign = float(data_sign)
         self.checkpoint_path = Path(checkpoint_path)
         self.halves = [
-            _HalfState(name, np.asarray(rows), m.to(self.device), _optimizer(m, config))
+            _HalfState(
+                name,
+                np.asarray(rows),
+                m.to(self.device),
+                _optimizer(m, config),
+                background_level(particles, np.asarray(rows)),
+            )
             for name, rows, m in zip(("A", "B"), halves, models, strict=True)
         ]
         self.epoch = 0
@@ -322,7 +332,7 @@ class SplatEngine:
 
     def _image_losses(self, h: _HalfState, rows: np.ndarray) -> torch.Tensor:
         """Squared error of each image in the band; shape (len(rows),)."""
-        data, rot, shifts, ctf = _batch(self.particles, rows, self.device, self.sign)
+        data, rot, shifts, ctf = _batch(self.particles, rows, self.device, self.sign, h.background)
         pred = _predict(h.model, rot, shifts, ctf, self.config.backend)
         band = radial_index_2d(self.particles.box, device=self.device) <= self.band_shell()
         diff = (pred - data)[:, band]
