@@ -180,6 +180,7 @@ def test_1_splat_engine_guards_its_loss(tmp_path):
     [
         ({"defocus": 2.4}, "median defocus is 2.4 Å, which is 2.4 µm written in the wrong unit"),
         ({"defocus": 0.0}, "every defocus is 0"),
+        ({"defocus": -15000.0}, "40 of 40 particles have a negative defocus (overfocus)"),
         ({"bfactor": np.r_[-5000.0, np.zeros(39)]}, "column rlnCtfBfactor, row 1: -5000 Å² is not"),
         (
             {"shifts": np.r_[np.full((13, 2), 500.0), np.zeros((27, 2))]},
@@ -209,6 +210,20 @@ def test_2_accept_warnings_lets_the_suspicious_through(tmp_path):
         apply_findings(particles, findings)
     apply_findings(particles, findings, accept_warnings=True)
     assert any("subset 1" in note and "accepted" in note for note in particles.notes)
+
+
+def test_2_a_few_overfocused_particles_are_reported_most_refused(tmp_path):
+    """Negative defocus (overfocus) on 3 of 40 particles is logged, naming the first row; on most
+    of them it is refused (a flipped sign: the map would be wrong and its halves agree on it)."""
+    from cryosplat.particles.validate import check_particles
+
+    defocus = np.r_[np.full(3, -12000.0), np.linspace(9000, 21000, 37)]
+    findings = check_particles(read_particles(write_set(tmp_path / "few", defocus=defocus)))
+    assert [f.refuse for f in findings] == [False]
+    assert "3 of 40 particles have a negative defocus" in findings[0].message
+    assert "row 1" in findings[0].message
+    most = read_particles(write_set(tmp_path / "most", defocus=-defocus))
+    assert [f.refuse for f in check_particles(most)] == [True]
 
 
 def test_2_preferred_orientation_is_reported_never_refused(tmp_path):
