@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from cryosplat.cli.main import main, resource_message
+from cryosplat.core.conventions import euler_relion_to_matrix
 from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import CryosplatError, InputError
 from cryosplat.core.rotations import random_rotations
@@ -34,12 +35,18 @@ from cryosplat.reconstruct.splat.runner import initial_models
 BOX, PIXEL = 16, 3.0
 
 
+# (rot, tilt, psi) of 40 views spread as refined ones are, in degrees
+RANDOM_EULER_DEGREES = (
+    np.random.default_rng(11).uniform([-180, 0, -180], [180, 180, 180], (40, 3)).T
+)
+
+
 def write_set(folder: Path, n: int = 40, **edits) -> Path:
     """A seeded RELION 3.1 set of ``n`` noise images (box 16, 3 Å) with poses and CTF.
 
     ``edits``: ``defocus`` (Å, scalar or array), ``bfactor``, ``shifts`` (N, 2) Å, ``subset``,
     ``names`` (image names), ``image`` (a function editing the images before they are written),
-    ``rotations`` (N, 3, 3).
+    ``rotations`` (N, 3, 3), ``astigmatism`` (Å, dfU − dfV) and ``astigmatism_angle`` (°).
     """
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -51,7 +58,8 @@ def write_set(folder: Path, n: int = 40, **edits) -> Path:
     ctf = CTFParams.create(
         n,
         defocus_u_angstrom=defocus,
-        defocus_v_angstrom=defocus,
+        defocus_v_angstrom=defocus - edits.get("astigmatism", 0.0),
+        defocus_angle_degrees=edits.get("astigmatism_angle", 0.0),
         bfactor_angstrom2=edits.get("bfactor", 0.0),
     )
     write_relion31_particles(
@@ -181,6 +189,14 @@ def test_1_splat_engine_guards_its_loss(tmp_path):
         ({"defocus": 2.4}, "median defocus is 2.4 Å, which is 2.4 µm written in the wrong unit"),
         ({"defocus": 0.0}, "every defocus is 0"),
         ({"defocus": -15000.0}, "40 of 40 particles have a negative defocus (overfocus)"),
+        (
+            {"rotations": euler_relion_to_matrix(*np.radians(RANDOM_EULER_DEGREES))},
+            "every angle of 40 particles lies within ±π = ±3.14°: radians",
+        ),
+        (
+            {"astigmatism": 400.0, "astigmatism_angle": np.radians(RANDOM_EULER_DEGREES[0])},
+            "the astigmatism angle of all 40 astigmatic particles lies within ±π",
+        ),
         ({"bfactor": np.r_[-5000.0, np.zeros(39)]}, "column rlnCtfBfactor, row 1: -5000 Å² is not"),
         (
             {"shifts": np.r_[np.full((13, 2), 500.0), np.zeros((27, 2))]},
@@ -224,6 +240,18 @@ def test_2_a_few_overfocused_particles_are_reported_most_refused(tmp_path):
     assert "row 1" in findings[0].message
     most = read_particles(write_set(tmp_path / "most", defocus=-defocus))
     assert [f.refuse for f in check_particles(most)] == [True]
+
+
+def test_2_angles_in_degrees_are_not_taken_for_radians(tmp_path):
+    from cryosplat.particles.validate import check_particles
+
+    star = write_set(
+        tmp_path,
+        rotations=euler_relion_to_matrix(*RANDOM_EULER_DEGREES),
+        astigmatism=400.0,
+        astigmatism_angle=RANDOM_EULER_DEGREES[0],
+    )
+    assert check_particles(read_particles(star)) == []
 
 
 def test_2_preferred_orientation_is_reported_never_refused(tmp_path):

@@ -7,7 +7,7 @@ Two kinds of check, both here so that every reader and command applies the same 
   refused by the reader with one message naming the file, the table, the column and the 1-based row,
   and what was expected. Readers call these on the raw columns, before they build anything.
 * **Findings** (:func:`check_particles`): the set as a whole looks wrong though each number is
-  possible (defocus written in µm, all defocus 0, most defocus negative, shifts beyond a quarter of the box, duplicated
+  possible (defocus written in µm, all defocus 0, most defocus negative, angles in radians, shifts beyond a quarter of the box, duplicated
   images, every particle in one half, half the views within 20° of one axis). A finding with ``refuse=True`` stops a reconstruction unless
   the user accepts it (``--accept-warnings``); the others are logged.
 * **Images** (:func:`bad_image_rows`): non-finite or absurd pixel values, checked on the batches the
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cryosplat.core.conventions import matrix_to_euler_relion
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.summary import (
@@ -148,6 +149,8 @@ def _labels(particles: ParticleSet) -> dict[str, str]:
             "shifts": "field alignments3D/shift",
             "subset": "field alignments3D/split",
             "images": "fields blob/path, blob/idx",
+            "angles": "",  # rotation vectors, radians by definition
+            "astigmatism": "",
         }
     if suffix in (".mrcs", ".mrc"):
         return {
@@ -155,12 +158,16 @@ def _labels(particles: ParticleSet) -> dict[str, str]:
             "shifts": "poses.pkl translations",
             "subset": "random subset",
             "images": "stack images",
+            "angles": "",
+            "astigmatism": "ctf.pkl column dfang",
         }
     return {
         "defocus": "data_particles, columns rlnDefocusU, rlnDefocusV",
         "shifts": "data_particles, columns rlnOriginXAngst, rlnOriginYAngst (or rlnOriginX/Y)",
         "subset": "data_particles, column rlnRandomSubset",
         "images": "data_particles, column rlnImageName",
+        "angles": "data_particles, columns rlnAngleRot, rlnAngleTilt, rlnAnglePsi",
+        "astigmatism": "data_particles, column rlnDefocusAngle",
     }
 
 
@@ -283,6 +290,50 @@ def _subset_findings(particles: ParticleSet, label: str) -> list[Finding]:
     return []
 
 
+# Angles written in radians where degrees are read: every one of at least this many within ±π
+# (spread angles fall there by chance with probability (2π/360)^N).
+RADIAN_LIKE_MIN_COUNT = 20
+
+
+def _radian_like(values: np.ndarray) -> bool:
+    return (
+        values.size >= RADIAN_LIKE_MIN_COUNT
+        and float(np.abs(values).max()) <= np.pi + 1e-6
+        and float(np.ptp(values)) > 0.5
+    )
+
+
+def _radian_findings(particles: ParticleSet, labels: dict[str, str]) -> list[Finding]:
+    """Euler angles (STAR only: the other formats hold rotations) or astigmatism angles that are
+    all within ±π degrees: radians written where RELION writes degrees. Read as degrees, every
+    pose is within 3° of the identity, or the astigmatism's axis off by up to 177°."""
+    findings = []
+    if labels["angles"] and particles.rotations is not None:
+        angles = matrix_to_euler_relion(np.asarray(particles.rotations, dtype=np.float64))
+        if _radian_like(angles[:, 0]) and _radian_like(angles[:, 2]):
+            findings.append(
+                Finding(
+                    f"{labels['angles']}: every angle of {len(angles)} particles lies within "
+                    f"±π = ±3.14°: radians, where RELION writes degrees? (read as degrees, "
+                    "every view is within a few degrees of one)",
+                    refuse=True,
+                )
+            )
+    if labels["astigmatism"] and particles.ctf is not None:
+        ctf = particles.ctf
+        astigmatic = np.abs(ctf.defocus_u_angstrom - ctf.defocus_v_angstrom) > 10.0
+        if _radian_like(np.asarray(ctf.defocus_angle_degrees)[astigmatic]):
+            findings.append(
+                Finding(
+                    f"{labels['astigmatism']}: the astigmatism angle of all "
+                    f"{int(astigmatic.sum())} astigmatic particles lies within ±π = ±3.14°: "
+                    "radians, where degrees are read? (the CTF's axis would be wrong)",
+                    refuse=True,
+                )
+            )
+    return findings
+
+
 def _view_findings(
     particles: ParticleSet, cone: tuple[float, np.ndarray] | None = None
 ) -> list[Finding]:
@@ -338,6 +389,7 @@ def check_particles(
     findings += _duplicate_findings(particles, labels["images"])
     if use_random_subset:
         findings += _subset_findings(particles, labels["subset"])
+    findings += _radian_findings(particles, labels)
     findings += _view_findings(particles, densest)
     return findings
 
