@@ -46,7 +46,8 @@ def write_set(folder: Path, n: int = 40, **edits) -> Path:
 
     ``edits``: ``defocus`` (Å, scalar or array), ``bfactor``, ``shifts`` (N, 2) Å, ``subset``,
     ``names`` (image names), ``image`` (a function editing the images before they are written),
-    ``rotations`` (N, 3, 3), ``astigmatism`` (Å, dfU − dfV) and ``astigmatism_angle`` (°).
+    ``rotations`` (N, 3, 3), ``astigmatism`` (Å, dfU − dfV), ``astigmatism_angle`` and
+    ``phase_shift`` (°).
     """
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -60,6 +61,7 @@ def write_set(folder: Path, n: int = 40, **edits) -> Path:
         defocus_u_angstrom=defocus,
         defocus_v_angstrom=defocus - edits.get("astigmatism", 0.0),
         defocus_angle_degrees=edits.get("astigmatism_angle", 0.0),
+        phase_shift_degrees=edits.get("phase_shift", 0.0),
         bfactor_angstrom2=edits.get("bfactor", 0.0),
     )
     write_relion31_particles(
@@ -197,6 +199,7 @@ def test_1_splat_engine_guards_its_loss(tmp_path):
             {"astigmatism": 400.0, "astigmatism_angle": np.radians(RANDOM_EULER_DEGREES[0])},
             "the astigmatism angle of all 40 astigmatic particles lies within ±π",
         ),
+        ({"phase_shift": np.linspace(0.4, 1.9, 40)}, "every non-zero phase shift of 40 particles"),
         ({"bfactor": np.r_[-5000.0, np.zeros(39)]}, "column rlnCtfBfactor, row 1: -5000 Å² is not"),
         (
             {"shifts": np.r_[np.full((13, 2), 500.0), np.zeros((27, 2))]},
@@ -250,6 +253,7 @@ def test_2_angles_in_degrees_are_not_taken_for_radians(tmp_path):
         rotations=euler_relion_to_matrix(*RANDOM_EULER_DEGREES),
         astigmatism=400.0,
         astigmatism_angle=RANDOM_EULER_DEGREES[0],
+        phase_shift=np.linspace(20.0, 110.0, 40),
     )
     assert check_particles(read_particles(star)) == []
 

@@ -149,8 +149,9 @@ def _labels(particles: ParticleSet) -> dict[str, str]:
             "shifts": "field alignments3D/shift",
             "subset": "field alignments3D/split",
             "images": "fields blob/path, blob/idx",
-            "angles": "",  # rotation vectors, radians by definition
+            "angles": "",  # rotation vectors and radians by definition
             "astigmatism": "",
+            "phase": "",
         }
     if suffix in (".mrcs", ".mrc"):
         return {
@@ -160,6 +161,7 @@ def _labels(particles: ParticleSet) -> dict[str, str]:
             "images": "stack images",
             "angles": "",
             "astigmatism": "ctf.pkl column dfang",
+            "phase": "ctf.pkl column phase_shift",
         }
     return {
         "defocus": "data_particles, columns rlnDefocusU, rlnDefocusV",
@@ -168,6 +170,7 @@ def _labels(particles: ParticleSet) -> dict[str, str]:
         "images": "data_particles, column rlnImageName",
         "angles": "data_particles, columns rlnAngleRot, rlnAngleTilt, rlnAnglePsi",
         "astigmatism": "data_particles, column rlnDefocusAngle",
+        "phase": "column rlnPhaseShift",
     }
 
 
@@ -304,9 +307,10 @@ def _radian_like(values: np.ndarray) -> bool:
 
 
 def _radian_findings(particles: ParticleSet, labels: dict[str, str]) -> list[Finding]:
-    """Euler angles (STAR only: the other formats hold rotations) or astigmatism angles that are
-    all within ±π degrees: radians written where RELION writes degrees. Read as degrees, every
-    pose is within 3° of the identity, or the astigmatism's axis off by up to 177°."""
+    """Euler angles (STAR only: the other formats hold rotations), astigmatism angles or phase
+    shifts that are all within ±π degrees: radians written where RELION writes degrees. Read as
+    degrees, every pose is within 3° of the identity, the astigmatism's axis off by up to 177°,
+    or a phase plate's shift of 90° read as 1.6°."""
     findings = []
     if labels["angles"] and particles.rotations is not None:
         angles = matrix_to_euler_relion(np.asarray(particles.rotations, dtype=np.float64))
@@ -328,6 +332,17 @@ def _radian_findings(particles: ParticleSet, labels: dict[str, str]) -> list[Fin
                     f"{labels['astigmatism']}: the astigmatism angle of all "
                     f"{int(astigmatic.sum())} astigmatic particles lies within ±π = ±3.14°: "
                     "radians, where degrees are read? (the CTF's axis would be wrong)",
+                    refuse=True,
+                )
+            )
+    if labels["phase"] and particles.ctf is not None:
+        shifts = np.asarray(particles.ctf.phase_shift_degrees, dtype=np.float64)
+        if _radian_like(shifts[shifts != 0]):
+            findings.append(
+                Finding(
+                    f"{labels['phase']}: every non-zero phase shift of "
+                    f"{int(np.count_nonzero(shifts))} particles lies within ±π = ±3.14°: "
+                    "radians, where degrees are read? (a phase plate's are tens of degrees)",
                     refuse=True,
                 )
             )
