@@ -109,6 +109,25 @@ def format_summary(s: ParticleSummary) -> str:
     return "\n".join(lines)
 
 
+def _background_line(particles) -> str:
+    """The images' background as the statistics pass will find it, from up to 500 of them."""
+    import numpy as np
+
+    from cryosplat.reconstruct.grid.background import TAKE_OFF_FRACTION, measure_background
+
+    level, share, take_off = measure_background(particles, np.arange(len(particles)), 500)
+    what = (
+        "not at zero: reconstruct takes it off (were they normalised?)"
+        if take_off
+        else f"at zero within {TAKE_OFF_FRACTION:.0%} (normalised)"
+    )
+    n = min(len(particles), 500)
+    return (
+        f"background:   corners average {level:.4g}, {share:.2%} of their noise sd, in {n} "
+        f"images: {what}"
+    )
+
+
 def _angstrom(value) -> str:
     """A resolution of ``run.json``: null there is a non-finite value (``run_folder``'s
     writer), a resolution no shell vouches for."""
@@ -297,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(particles)
     findings = check_particles(particles, densest=summary.densest_cone)
     print(format_summary(summary))
+    if particles.stacks:
+        print(_background_line(particles))
     for f in findings:
         stops = f" (reconstruct stops on this unless {ACCEPT_OPTION})" if f.refuse else ""
         print(f"warning: {f.message}{stops}")

@@ -46,6 +46,7 @@ __all__ = [
     "remove_background",
     "scaled_for_expansion",
     "background_level",
+    "measure_background",
     "TAKE_OFF_FRACTION",
     "level_to_take_off",
 ]
@@ -167,18 +168,24 @@ def remove_background(stats: FourierStatistics) -> FourierStatistics:
     return replace(stats, data=data, power=power, notes=notes, background_sums=None)
 
 
-def background_level(
+def measure_background(
     particles: ParticleSet, rows: np.ndarray, max_images: int = 2000, batch: int = 256
-) -> float:
-    """The level the per-image engine takes off every image of ``rows``: their mean corner level,
-    read from at most ``max_images`` of them spread evenly over the rows, where it is over
-    :data:`TAKE_OFF_FRACTION` of their noise's sd; else 0."""
+) -> tuple[float, float, bool]:
+    """``(level, share of the noise's sd, take it off)`` of ``rows``' images, read from at most
+    ``max_images`` of them spread evenly over the rows (:func:`level_to_take_off`)."""
     rows = np.asarray(rows)
     if rows.size == 0:
-        return 0.0
+        return 0.0, 0.0, False
     picked = rows[np.unique(np.linspace(0, rows.size - 1, min(rows.size, max_images)).astype(int))]
     meter = BackgroundMeter(particles.box, torch.device("cpu"))
     for start in range(0, picked.size, batch):
         meter.add_images(torch.from_numpy(particles.read_images(picked[start : start + batch])))
-    level, _, take_off = level_to_take_off(meter.sums)
+    return level_to_take_off(meter.sums)
+
+
+def background_level(particles: ParticleSet, rows: np.ndarray, max_images: int = 2000) -> float:
+    """The level the per-image engine takes off every image of ``rows``: their mean corner level
+    (:func:`measure_background`) where it is over :data:`TAKE_OFF_FRACTION` of their noise's sd;
+    else 0."""
+    level, _, take_off = measure_background(particles, rows, max_images)
     return level if take_off else 0.0
