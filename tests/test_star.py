@@ -418,3 +418,28 @@ def test_the_collector_is_paused_and_put_back_as_it_was():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_body_read_in_pieces_reads_as_in_one(tmp_path, monkeypatch):
+    """A body split a few lines at a time (rows split over lines across the pieces' edges,
+    quoted and plain pieces) gives the blocks of one piece."""
+    import cryosplat.io.star as star
+
+    rows = "\n".join(
+        f"{k + 1}@a.mrcs\n  {k * 1.5:.1f} {k}"
+        if k % 3 == 0
+        else f"{k + 1}@a.mrcs {k * 1.5:.1f} {k}"
+        for k in range(30)
+    )
+    text = (
+        MESSY
+        + f"\ndata_more\nloop_\n_rlnImageName\n_rlnDefocusU\n_rlnX\n{rows}\n'31@a.mrcs' 1.0 2\n"
+    )
+    path = tmp_path / "pieces.star"
+    path.write_text(text)
+    whole = read_star(path)
+    for piece in (1, 2, 3, 7):
+        monkeypatch.setattr(star, "_BODY_PIECE_LINES", piece)
+        parts = read_star(path)
+        assert {k: b.columns for k, b in parts.items()} == {k: b.columns for k, b in whole.items()}
+    assert whole["more"].n_rows == 31 and whole["more"].columns["rlnX"][3] == "3"
