@@ -77,7 +77,6 @@ class BackgroundMeter:
     def __init__(self, box: int, device: torch.device) -> None:
         r2 = squared_radius(box, 2, device=device, dtype=torch.float64)
         self.corners = (r2 >= (box / 2) ** 2).reshape(-1)
-        self.box = box
         self.sums = torch.zeros(N_SUMS, dtype=torch.float64, device=device)
 
     def add_images(self, images: torch.Tensor) -> None:
