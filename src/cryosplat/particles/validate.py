@@ -311,42 +311,33 @@ def _radian_findings(particles: ParticleSet, labels: dict[str, str]) -> list[Fin
     shifts that are all within ±π degrees: radians written where RELION writes degrees. Read as
     degrees, every pose is within 3° of the identity, the astigmatism's axis off by up to 177°,
     or a phase plate's shift of 90° read as 1.6°."""
-    findings = []
+    suspects = []  # (label, the columns' values, what they are, what degrees would do)
     if labels["angles"] and particles.rotations is not None:
         angles = matrix_to_euler_relion(np.asarray(particles.rotations, dtype=np.float64))
-        if _radian_like(angles[:, 0]) and _radian_like(angles[:, 2]):
-            findings.append(
-                Finding(
-                    f"{labels['angles']}: every angle of {len(angles)} particles lies within "
-                    f"±π = ±3.14°: radians, where RELION writes degrees? (read as degrees, "
-                    "every view is within a few degrees of one)",
-                    refuse=True,
-                )
-            )
+        what = f"every angle of {len(angles)} particles"
+        suspects.append(
+            (labels["angles"], (angles[:, 0], angles[:, 2]), what, "every view near one")
+        )
     if labels["astigmatism"] and particles.ctf is not None:
         ctf = particles.ctf
         astigmatic = np.abs(ctf.defocus_u_angstrom - ctf.defocus_v_angstrom) > 10.0
-        if _radian_like(np.asarray(ctf.defocus_angle_degrees)[astigmatic]):
-            findings.append(
-                Finding(
-                    f"{labels['astigmatism']}: the astigmatism angle of all "
-                    f"{int(astigmatic.sum())} astigmatic particles lies within ±π = ±3.14°: "
-                    "radians, where degrees are read? (the CTF's axis would be wrong)",
-                    refuse=True,
-                )
-            )
+        what = f"the astigmatism angle of all {int(astigmatic.sum())} astigmatic particles"
+        angles = np.asarray(ctf.defocus_angle_degrees)[astigmatic]
+        suspects.append((labels["astigmatism"], (angles,), what, "the CTF's axis wrong"))
     if labels["phase"] and particles.ctf is not None:
         shifts = np.asarray(particles.ctf.phase_shift_degrees, dtype=np.float64)
-        if _radian_like(shifts[shifts != 0]):
-            findings.append(
-                Finding(
-                    f"{labels['phase']}: every non-zero phase shift of "
-                    f"{int(np.count_nonzero(shifts))} particles lies within ±π = ±3.14°: "
-                    "radians, where degrees are read? (a phase plate's are tens of degrees)",
-                    refuse=True,
-                )
-            )
-    return findings
+        shifts = shifts[shifts != 0]
+        what = f"every non-zero phase shift of {shifts.size} particles"
+        suspects.append((labels["phase"], (shifts,), what, "a phase plate's tens of degrees ~1°"))
+    return [
+        Finding(
+            f"{label}: {what} lies within ±π = ±3.14°: radians, where degrees are read? "
+            f"(read as degrees: {effect})",
+            refuse=True,
+        )
+        for label, columns, what, effect in suspects
+        if all(_radian_like(values) for values in columns)
+    ]
 
 
 def _view_findings(
