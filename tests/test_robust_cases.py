@@ -550,3 +550,26 @@ def test_8_header_undercount_short_line_and_optics_row_are_named(tmp_path, capsy
     code, err = run_cli(capsys, "info", star)
     assert code == 2, err
     assert "data_optics, column rlnVoltage, row 1: 0 kV is not an acceleration voltage" in err
+
+
+def test_2_inverted_contrast_names_the_option_either_way(tmp_path, capsys):
+    """Images read with the wrong contrast (dark protein without --invert-contrast, or bright
+    with it) stop the run, naming the option both ways."""
+    from test_statistics import simulate_particles
+
+    from cryosplat.io.star import write_relion31_particles
+
+    particles, _, _ = simulate_particles(tmp_path, n=60, noise=0.5, seed=2)
+    star = tmp_path / "bright.star"
+    write_relion31_particles(
+        star,
+        image_names=[f"{i + 1}@{particles.stacks[0].path}" for i in range(60)],
+        rotations=particles.rotations,
+        shifts_angstrom=particles.shifts_angstrom,
+        ctf=particles.ctf,
+        pixel_size_angstrom=particles.pixel_size_angstrom,
+        box=particles.box,
+    )
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, "reconstruct", star, "-o", out, "--invert-contrast", *FAST)
+    assert code == 2 and "--invert-contrast was passed (leave it out)" in err, err

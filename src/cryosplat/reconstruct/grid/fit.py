@@ -125,8 +125,9 @@ def _amplitude_factor(params: FitParameters, loss: GridLoss, config: GridFitConf
         )
     if not alpha > 0:
         raise InputError(
-            "the images correlate negatively with any positive density at low "
-            "resolution: they may hold protein dark (invert their contrast)"
+            "the images, as read, correlate negatively with any positive density at low "
+            "resolution: they hold protein dark (pass --invert-contrast), or bright where "
+            "--invert-contrast was passed (leave it out)"
         )
     return alpha
 
