@@ -151,10 +151,10 @@ def remove_background(stats: FourierStatistics) -> FourierStatistics:
     """
     if stats.background_sums is None:
         return stats
-    level, share, take_off = level_to_take_off(stats.background_sums)
     s = stats.background_sums.double().cpu().tolist()
     if s[_N] <= 0:
         return replace(stats, background_sums=None)
+    level, share, take_off = level_to_take_off(stats.background_sums)
     notes = [*stats.notes, _report(level, share, take_off)]
     if not take_off:
         return replace(stats, notes=notes, background_sums=None)
