@@ -39,7 +39,12 @@ from cryosplat.reconstruct.grid.engine_config import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics, half_data_fsc
 from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
-from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
+from cryosplat.reconstruct.grid.side_by_side import (
+    HalfCounts,
+    check_stop,
+    in_forked_half,
+    map_halves,
+)
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
@@ -155,8 +160,9 @@ class _HalfFits:
     ``members[i][m]`` is member ``m`` of half ``i`` after the last stage fitted (None before the
     first). A stage's finished fits are read back from their checkpoints (an interrupted run
     resumes at the first unfinished one); the others are fitted, both halves side by side where
-    that pays (:func:`~cryosplat.reconstruct.grid.side_by_side.map_halves`), each written to its
-    checkpoint and read back from it, as a resumed run would see it.
+    that pays (:func:`~cryosplat.reconstruct.grid.side_by_side.map_halves`: the second in a forked
+    process on Linux), each written to its checkpoint and read back from it, as a resumed run
+    would see it.
     """
 
     def __init__(self, statistics, config, half_fsc, n_gaussians, mine, device, bar):
@@ -187,7 +193,10 @@ class _HalfFits:
                 else:
                     missing.setdefault(i, []).append(m)
         base = self.steps_done
-        done = dict.fromkeys(missing, 0)
+        done = HalfCounts()  # steps of this stage per half, shared with a forked half
+
+        def draw() -> None:
+            self.bar.update(base + done.total(), label)
 
         def fit_half(i: int, stop: threading.Event) -> None:
             for j, m in enumerate(missing[i]):
@@ -195,7 +204,8 @@ class _HalfFits:
                 def progress(k: int, _total: int, offset: int = j * steps) -> None:
                     check_stop(stop)
                     done[i] = offset + k
-                    self.bar.update(base + sum(done.values()), label)
+                    if not in_forked_half():
+                        draw()
 
                 model = fit_gaussians(
                     self.train[i],
@@ -205,11 +215,13 @@ class _HalfFits:
                     progress=progress,
                     half_fsc=self.half_fsc,
                 )
-                path = stage_checkpoint(checkpoints, stage, i, m)
-                model.save(path)
-                self.members[i][m] = GaussianModel.load(path).to(self.device)
+                model.save(stage_checkpoint(checkpoints, stage, i, m))
 
-        map_halves(fit_half, list(missing), self.device, self.gcfg.concurrent_halves)
+        map_halves(fit_half, list(missing), self.device, self.gcfg.concurrent_halves, True, draw)
+        for i, members in missing.items():  # read back, as a resumed run would see them
+            for m in members:
+                path = stage_checkpoint(checkpoints, stage, i, m)
+                self.members[i][m] = GaussianModel.load(path).to(self.device)
         self.steps_done = base + steps * sum(len(v) for v in missing.values())
         n_members = self.gcfg.members
         for i in self.mine:  # members not yet on their own share member 0's fit (the next start)
