@@ -87,6 +87,17 @@ def test_side_by_side_halves_give_the_same_maps(tiny_set, tmp_path, two_threads,
         assert fsc(side, one)[1:].min() > 0.999, name
 
 
+@linux
+def test_boxes_above_the_fork_limit_fit_in_threads(
+    tiny_set, tmp_path, two_threads, counted, monkeypatch
+):
+    """Where a step's operations are large, threads do as well and fork would hold more memory."""
+    monkeypatch.setattr(side_by_side, "FORK_MAX_BOX", BOX - 2)
+    reconstruct(read_particles(tiny_set), tmp_path / "big", _config(True), show_progress=False)
+    assert counted == {"pools": 3, "forks": 0}
+    assert side_by_side.fork_pays(BOX - 2) and not side_by_side.fork_pays(BOX)
+
+
 def _fit_failing(fails_seed: int, steps_of_other, real_fit):
     """A stand-in for the engine's fit: the half of ``fails_seed`` raises at once, the other
     counts its steps (in ``steps_of_other``, shared with a forked half) and would run long."""

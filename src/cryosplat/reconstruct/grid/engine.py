@@ -42,6 +42,7 @@ from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
 from cryosplat.reconstruct.grid.side_by_side import (
     HalfCounts,
     check_stop,
+    fork_pays,
     in_forked_half,
     map_halves,
 )
@@ -217,7 +218,9 @@ class _HalfFits:
                 )
                 model.save(stage_checkpoint(checkpoints, stage, i, m))
 
-        map_halves(fit_half, list(missing), self.device, self.gcfg.concurrent_halves, True, draw)
+        box = next(t.box for t in self.train if t is not None)
+        concurrent = self.gcfg.concurrent_halves
+        map_halves(fit_half, list(missing), self.device, concurrent, fork_pays(box), draw)
         for i, members in missing.items():  # read back, as a resumed run would see them
             for m in members:
                 path = stage_checkpoint(checkpoints, stage, i, m)

@@ -3,10 +3,11 @@ fit, the second half in a forked process.
 
 Threads share one interpreter: a fit step at a small box is many small tensor operations, each
 holding Python's lock between them, so two halves in threads finish only 1.3–1.5 times sooner
-than one after the other. A forked process has its own (:func:`map_halves` with ``apart``):
-EMD-5625's 2,000-particle set (box 56) fitted its halves in 2.45–2.56 s forked against
-3.14–3.27 s in threads and 4.6–4.7 s one after the other, the same models to the bit
-(``benchmarks/RESULTS.md``, round 2, session 41).
+than one after the other. A forked process has its own (:func:`map_halves` with ``apart``,
+where :func:`fork_pays`): EMD-5625's 2,000-particle set (box 56) fitted its halves in
+2.45–2.56 s forked against 3.14–3.27 s in threads and 4.6–4.7 s one after the other (the fit
+alone, from its saved statistics), the same models to the bit (``benchmarks/RESULTS.md``, round
+2, session 41).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ __all__ = [
     "HalfCounts",
     "Stopped",
     "FORK_HALVES",
+    "FORK_MAX_BOX",
+    "fork_pays",
     "forked_half_peak_gb",
 ]
 
@@ -67,6 +70,21 @@ def halves_apart(device: torch.device | str, n_halves: int, allowed: bool = True
         and not _in_forked_half
         and concurrent_halves(device, n_halves, allowed)
     )
+
+
+# The largest box whose fit forks its second half (:func:`fork_pays`).
+FORK_MAX_BOX = 100
+
+
+def fork_pays(box: int) -> bool:
+    """Whether a fit at this box gains from its second half in a forked process: where a step's
+    tensor operations are small enough for the interpreter's lock to bind (box ≤
+    :data:`FORK_MAX_BOX`). Measured (round 2, session 41), the fit forked against in threads:
+    box 56 2.85 against 3.35 s and 3.45 against 4.1 s (medians of four), box 64 4.0–4.35 against
+    4.6–4.8 s, the processes' summed memory 0.58–0.68 against 0.62–0.73 GB; box 100 0–4 % sooner,
+    0.82 against 0.79 GB; box 200 66.0 against 67.6 s for 3.15 against 2.72 GB (each process's
+    allocator keeps its own free memory), over the memory plan's 3.03 GB."""
+    return box <= FORK_MAX_BOX
 
 
 def in_forked_half() -> bool:
