@@ -73,15 +73,15 @@ def halves_apart(device: torch.device | str, n_halves: int, allowed: bool = True
 
 
 # The largest box whose fit forks its second half (:func:`fork_pays`).
-FORK_MAX_BOX = 100
+FORK_MAX_BOX = 64
 
 
 def fork_pays(box: int) -> bool:
-    """Whether a fit at this box gains from its second half in a forked process: where a step's
-    tensor operations are small enough for the interpreter's lock to bind (box ≤
-    :data:`FORK_MAX_BOX`). Measured (round 2, session 41), the fit forked against in threads:
-    box 56 2.85 against 3.35 s and 3.45 against 4.1 s (medians of four), box 64 4.0–4.35 against
-    4.6–4.8 s, the processes' summed memory 0.58–0.68 against 0.62–0.73 GB; box 100 0–4 % sooner,
+    """Whether a fit at this box gains from its second half in a forked process (box ≤
+    :data:`FORK_MAX_BOX`). Measured (round 2, session 41), the fit forked against in threads,
+    alternated on one machine: box 56 2.85 against 3.35 s and 3.45 against 4.1 s (medians of
+    four), box 64 4.0–4.35 against 4.6–4.8 s, the processes' summed memory 0.58–0.68 against
+    0.62–0.73 GB; box 70 level (3.85 against 3.8 s, medians of seven); box 100 0–4 % sooner for
     0.82 against 0.79 GB; box 200 66.0 against 67.6 s for 3.15 against 2.72 GB (each process's
     allocator keeps its own free memory), over the memory plan's 3.03 GB."""
     return box <= FORK_MAX_BOX
