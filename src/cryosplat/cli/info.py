@@ -128,6 +128,17 @@ def _background_line(particles) -> str:
     )
 
 
+def _thon_ring_line(particles) -> str:
+    """The images' Thon rings against the metadata's CTF, from up to 300 of them."""
+    from cryosplat.particles.thon_rings import check_thon_rings
+
+    check = check_thon_rings(particles)
+    if check is None:
+        return "CTF check:    none (no CTF, or images under 24 pixels)"
+    text = check.describe(particles.pixel_size_angstrom)
+    return f"warning: {text}" if check.verdict == "mismatch" else f"CTF check:    {text}"
+
+
 def _angstrom(value) -> str:
     """A resolution of ``run.json``: null there is a non-finite value (``run_folder``'s
     writer), a resolution no shell vouches for."""
@@ -324,6 +335,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     if particles.stacks:
         print(_background_line(particles))
+        print(_thon_ring_line(particles))
     for f in findings:
         stops = f" (reconstruct stops on this unless {ACCEPT_OPTION})" if f.refuse else ""
         print(f"warning: {f.message}{stops}")

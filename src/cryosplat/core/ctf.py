@@ -31,6 +31,7 @@ __all__ = [
     "CTF_IN_IMAGES",
     "electron_wavelength_angstrom",
     "compute_ctf",
+    "ctf_at",
     "ctf_from_params",
     "image_transfer",
     "raw_backprojection_factor",
@@ -195,27 +196,54 @@ def compute_ctf(
     dtype = defocus_u_angstrom.dtype if defocus_u_angstrom.is_floating_point() else torch.float32
     device = defocus_u_angstrom.device
     kx, ky = frequency_grid_2d(box, pixel_size_angstrom, device, torch.float64)
-    k2 = kx**2 + ky**2
-    theta = torch.atan2(ky, kx)
 
-    def col(t: torch.Tensor) -> torch.Tensor:
+    def col(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None:
+            return None
         return torch.as_tensor(t, device=device, dtype=torch.float64).reshape(-1, 1, 1)
 
-    du, dv, ang = col(defocus_u_angstrom), col(defocus_v_angstrom), col(defocus_angle_degrees)
-    lam = electron_wavelength_angstrom(col(voltage_kv))
-    cs = col(cs_mm) * 1e7
-    q = col(amplitude_contrast)
+    ctf = ctf_at(
+        kx**2 + ky**2,
+        torch.atan2(ky, kx),
+        *(col(t) for t in (defocus_u_angstrom, defocus_v_angstrom, defocus_angle_degrees)),
+        *(col(t) for t in (voltage_kv, cs_mm, amplitude_contrast, phase_shift_degrees)),
+        col(bfactor_angstrom2),
+        col(scale),
+    )
+    return ctf.to(dtype)
+
+
+def ctf_at(
+    k2: torch.Tensor,
+    theta: torch.Tensor,
+    defocus_u_angstrom: torch.Tensor,
+    defocus_v_angstrom: torch.Tensor,
+    defocus_angle_degrees: torch.Tensor,
+    voltage_kv: torch.Tensor,
+    cs_mm: torch.Tensor,
+    amplitude_contrast: torch.Tensor,
+    phase_shift_degrees: torch.Tensor | None = None,
+    bfactor_angstrom2: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The CTF (module docstring) at squared frequencies ``k2`` (1/Å²) in directions ``theta``
+    (radians from the image x axis): every argument a float64 tensor, broadcast together (e.g.
+    (B, 1, 1) parameters against a (D, D) grid, or (B, A, 1) against (R,) radii)."""
+    du, dv, ang = defocus_u_angstrom, defocus_v_angstrom, defocus_angle_degrees
+    lam = electron_wavelength_angstrom(voltage_kv)
+    cs = cs_mm * 1e7
+    q = amplitude_contrast
     defocus = 0.5 * (du + dv) + 0.5 * (du - dv) * torch.cos(2.0 * (theta - torch.deg2rad(ang)))
     chi = math.pi * lam * defocus * k2 - 0.5 * math.pi * cs * lam**3 * k2**2
     chi = chi + torch.atan(q / torch.sqrt(1.0 - q**2))
     if phase_shift_degrees is not None:
-        chi = chi + torch.deg2rad(col(phase_shift_degrees))
+        chi = chi + torch.deg2rad(phase_shift_degrees)
     ctf = torch.sin(chi)
     if bfactor_angstrom2 is not None:
-        ctf = ctf * torch.exp(-col(bfactor_angstrom2) * k2 / 4.0)
+        ctf = ctf * torch.exp(-bfactor_angstrom2 * k2 / 4.0)
     if scale is not None:
-        ctf = ctf * col(scale)
-    return ctf.to(dtype)
+        ctf = ctf * scale
+    return ctf
 
 
 def ctf_from_params(

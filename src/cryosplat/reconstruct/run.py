@@ -26,6 +26,7 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves, unequal_halves_warning
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.thon_rings import check_thon_rings
 from cryosplat.particles.validate import apply_findings, check_particles
 from cryosplat.reconstruct.config import (
     ENGINES,
@@ -373,6 +374,12 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
             warnings.append(RANDOM_HALVES_WARNING)
         if unequal := unequal_halves_warning(len(half_a), len(half_b), how):
             warnings.append(unequal)
+        if dist.is_main and (thon := check_thon_rings(particles)) is not None:
+            line = thon.describe(particles.pixel_size_angstrom)
+            if thon.verdict == "mismatch":
+                warnings.append(line)
+            else:
+                log.info("CTF check: %s", line)
         for warning in warnings:
             log.warning("warning: %s", warning)
         log.info(

@@ -1,0 +1,104 @@
+"""The images' Thon rings against the metadata's CTF: real images follow their CTF, a pixel size
+written wrong is found at its factor, images without rings say nothing."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.particles.read import read_particles
+from cryosplat.particles.thon_rings import (
+    CLEAR_Z,
+    ThonRingCheck,
+    check_thon_rings,
+    thon_ring_agreement,
+)
+from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
+
+REAL = [
+    "particles/empiar10076_7/empiar_10076_7.star",
+    "particles/empiar10076_7/empiar_10076_7.cs",
+    "particles/relion31_5/relion31.star",
+    "particles/trpv1_10/trpv1_small_stack.local.star",
+    "particles/betagal_17/sample_relion_data.star",
+]
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_images_follow_their_ctf_and_no_other_pixel_size(shared_data, name):
+    check = check_thon_rings(read_particles(shared_data / name))
+    assert check.verdict == "agree" and check.z_given >= CLEAR_Z
+    assert check.best_scale == 1.0  # every other scale from 0.8 to 1.25 fits worse
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1, 1.2])
+def test_a_pixel_size_written_wrong_is_found_at_its_factor(shared_data, factor):
+    particles = read_particles(shared_data / REAL[0])
+    wrong = particles.with_pixel_size(particles.pixel_size_angstrom * factor)
+    check = check_thon_rings(wrong)
+    assert check.verdict == "mismatch" and check.z_given < CLEAR_Z
+    assert check.best_scale * factor == pytest.approx(1.0, abs=0.015)
+    text = check.describe(wrong.pixel_size_angstrom)
+    assert "do not follow" in text and f"{check.best_scale:g} times it" in text
+
+
+def test_the_beta_galactosidase_31_star_is_caught(shared_data, capsys):
+    """Its RELION 3.1 STAR gives 1.4 Å and a second optics group at 200 kV, where its RELION 3.0
+    STAR gives 1.338 Å (README of ../shared/data: "a real inconsistency a parser should
+    surface"): the rings say so."""
+    check = check_thon_rings(
+        read_particles(shared_data / "particles/betagal_17/sample_particles_relion31.star")
+    )
+    assert check.verdict == "mismatch" and check.z_given < 2
+    assert (
+        main(["info", str(shared_data / "particles/betagal_17/sample_particles_relion31.star")])
+        == 0
+    )
+    assert (
+        "warning: the images' Thon rings do not follow the metadata's CTF"
+        in capsys.readouterr().out
+    )
+
+
+def test_images_without_rings_are_too_faint_to_judge(tmp_path, caplog):
+    """Images of noise alone, CTF metadata beside them (as sets simulated at a low SNR, noise
+    added after the CTF, nearly are): neither agreement nor a mismatch is claimed, and a run
+    logs that."""
+    star = write_noise_particles(tmp_path / "d", NoiseStacksConfig(200, 48, 2.0, per_stack=100))
+    particles = read_particles(star)
+    check = check_thon_rings(particles)
+    assert check.verdict == "weak" and abs(check.z_given) < CLEAR_Z
+    assert "too faint" in check.describe(particles.pixel_size_angstrom)
+    args = ["--stage-steps", "2", "--stage-fractions", "1.0", "--n-gaussians", "20"]
+    out = str(tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="cryosplat"):
+        main(["reconstruct", str(star), "-o", out, *args, "--no-progress", "--accept-warnings"])
+    assert "CTF check: the images' Thon rings are too faint" in caplog.text
+
+
+def test_a_simulated_set_at_a_high_snr_follows_its_ctf(tiny_set):
+    """The test set's signal is strong enough for its own rings; its defoci spread 1–2 µm, so they
+    are read across images (rings that move with each image's defocus)."""
+    check = check_thon_rings(read_particles(tiny_set))
+    assert check.across_images and check.verdict == "agree"
+    assert check.best_scale == pytest.approx(1.0, abs=0.026)  # box 24 holds few rings
+
+
+def test_the_agreement_is_a_z_score():
+    """Power that follows CTF² gives a large z, power independent of it about a standard normal
+    one, and the verdicts read the scan."""
+    rng = np.random.default_rng(0)
+    radius = np.linspace(5, 60, 111)
+    ctf2 = np.sin(0.004 * radius**2 + rng.uniform(0, 1, (200, 1))) ** 2
+    noise = rng.exponential(1.0, ctf2.shape) * (1 + 50 / radius)  # coloured, as real noise is
+    assert thon_ring_agreement(noise * (1 + ctf2), ctf2) > 10
+    z = [thon_ring_agreement(rng.exponential(1.0, ctf2.shape), ctf2) for _ in range(20)]
+    assert abs(np.mean(z)) < 1.0 and 0.5 < np.std(z) < 2.0
+    scales = np.array([0.9, 1.0, 1.1])
+    assert ThonRingCheck(10, 8.0, scales, np.array([1.0, 8.0, 2.0])).verdict == "agree"
+    assert ThonRingCheck(10, 0.5, scales, np.array([1.0, 0.5, 7.0])).verdict == "mismatch"
+    assert ThonRingCheck(10, 8.0, scales, np.array([9.0, 8.0, 2.0])).verdict == "agree"
+    assert ThonRingCheck(10, 1.0, scales, np.array([4.0, 1.0, 2.0])).verdict == "weak"
