@@ -74,12 +74,13 @@ def _moving_average(x: np.ndarray) -> np.ndarray:
     return (sums[..., hi] - sums[..., lo]) / (hi - lo)
 
 
-def _ring_power(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ring_power(
+    particles: ParticleSet, indices: np.ndarray, chunk: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """Each image's power in rings of :data:`RING_STEP_PX` (N, R) and the rings' mean radii
-    (pixels, R); rings no pixel falls in are left out."""
-    box = images.shape[-1]
-    centred = images - images.mean(axis=(1, 2), keepdims=True)
-    power = np.abs(np.fft.fftshift(np.fft.fft2(centred), axes=(1, 2))) ** 2
+    (pixels, R); rings no pixel falls in are left out. The images are read and transformed
+    ``chunk`` at a time (memory bounded at any box)."""
+    box = particles.box
     y, x = np.indices((box, box)) - box // 2
     radius = np.sqrt(x**2 + y**2)
     ring = np.floor((radius - FIRST_RADIUS_PX) / RING_STEP_PX).astype(int)
@@ -88,8 +89,13 @@ def _ring_power(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = np.bincount(ring[inside], minlength=n_rings)
     kept = counts > 0
     mean_radius = np.bincount(ring[inside], radius[inside], minlength=n_rings)[kept] / counts[kept]
-    rings = np.stack([np.bincount(ring[inside], p[inside], minlength=n_rings)[kept] for p in power])
-    return rings / counts[kept], mean_radius
+    rows = []
+    for start in range(0, len(indices), chunk):
+        images = particles.read_images(indices[start : start + chunk]).astype(np.float64)
+        images -= images.mean(axis=(1, 2), keepdims=True)
+        power = np.abs(np.fft.fftshift(np.fft.fft2(images), axes=(1, 2))) ** 2
+        rows += [np.bincount(ring[inside], p[inside], minlength=n_rings)[kept] for p in power]
+    return np.stack(rows) / counts[kept], mean_radius
 
 
 def _ctf2_on_rings(particles: ParticleSet, indices: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -182,7 +188,7 @@ def check_thon_rings(particles: ParticleSet, n_images: int = 300) -> ThonRingChe
         return None
     count = min(n_images, len(particles))
     indices = np.unique(np.linspace(0, len(particles) - 1, count).round().astype(np.int64))
-    rings, radius_px = _ring_power(particles.read_images(indices).astype(np.float64))
+    rings, radius_px = _ring_power(particles, indices)
     pixel = particles.pixel_sizes_angstrom(indices)[:, None]
     k = radius_px[None, :] / (particles.box * pixel)
     ctf = particles.ctf
