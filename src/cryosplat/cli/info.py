@@ -139,6 +139,18 @@ def _thon_ring_line(particles) -> str:
     return f"warning: {text}" if check.verdict == "mismatch" else f"CTF check:    {text}"
 
 
+def _pose_line(particles) -> str | None:
+    """The poses as written against a converter's common slips, from up to 3,000 particles at
+    box 48; None without poses and CTF."""
+    from cryosplat.reconstruct.pose_check import check_pose_conventions
+
+    check = check_pose_conventions(particles)
+    if check is None:
+        return None
+    text = check.describe()
+    return f"warning: {text}" if check.verdict == "mismatch" else f"poses:        {text}"
+
+
 def _angstrom(value) -> str:
     """A resolution of ``run.json``: null there is a non-finite value (``run_folder``'s
     writer), a resolution no shell vouches for."""
@@ -336,6 +348,8 @@ def run(args: argparse.Namespace) -> int:
     if particles.stacks:
         print(_background_line(particles))
         print(_thon_ring_line(particles))
+        if (poses := _pose_line(particles)) is not None:
+            print(poses)
     for f in findings:
         stops = f" (reconstruct stops on this unless {ACCEPT_OPTION})" if f.refuse else ""
         print(f"warning: {f.message}{stops}")

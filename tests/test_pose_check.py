@@ -1,0 +1,47 @@
+"""The poses as written against a converter's common slips: the written ones fit best, and a set
+written with a slip is named by it."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.pose_check import (
+    CLEAR_MARGIN,
+    VARIANTS,
+    PoseCheck,
+    _variant,
+    check_pose_conventions,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_set):
+    return read_particles(tiny_set)
+
+
+def test_the_poses_as_written_fit_best(tiny, tiny_set, capsys):
+    check = check_pose_conventions(tiny)
+    assert check.verdict == "agree" and check.best == "as written"
+    assert check.scores[0] >= max(check.scores[1:]) + CLEAR_MARGIN
+    assert main(["info", str(tiny_set)]) == 0
+    assert "poses:        the poses fit the images best as written" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("slip", ["rotations inverted", "shifts negated"])
+def test_a_slip_is_named(tiny, slip):
+    check = check_pose_conventions(_variant(tiny, slip))
+    assert check.verdict == "mismatch" and check.best == slip
+    assert f"better with their {slip} than as written" in check.describe()
+
+
+def test_slips_undo_themselves_and_the_verdicts(tiny):
+    for name in VARIANTS:
+        again = _variant(_variant(tiny, name), name)
+        assert (again.rotations == tiny.rotations).all()
+        assert (again.shifts_angstrom == tiny.shifts_angstrom).all()
+    assert PoseCheck(10, 48, (0.05, 0.02, 0.04, 0.01, 0.0)).verdict == "weak"
+    assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1)).verdict == "agree"
+    assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1)).verdict == "mismatch"
+    assert check_pose_conventions(tiny.subset(range(10))) is None  # too few to judge
