@@ -10,7 +10,8 @@ rotations inverted and the shifts negated); the halves' mean FSC over shells 2 t
 box (the low frequencies, where a slip costs most and noise least) ranks them.
 
 Measured (round 2, session 41; 3,000 particles of four benchmark sets, 2.4–3.6 s): as written
-0.63, 0.87, 0.70 and 0.89; the nearest slip (x and y swapped on three, negated shifts on one)
+0.63, 0.87, 0.70 and 0.89 (EMD-5625, beta-galactosidase, EMD-1832 with the real
+cryoSPARC CTF, 8ZPM); the nearest slip (x and y swapped on all four)
 0.06–0.23 under it, the rotations inverted 0.29–0.46 under it. A slip that fits better by
 :data:`CLEAR_MARGIN` or more is named in a warning (``cryosplat info``).
 """
