@@ -18,6 +18,7 @@ premultiplied image and takes ``|CTF|`` for a flipped one); the weight is ``CTF�
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,42 +198,41 @@ def compute_ctf(
     device = defocus_u_angstrom.device
     kx, ky = frequency_grid_2d(box, pixel_size_angstrom, device, torch.float64)
 
-    def col(t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None:
-            return None
-        return torch.as_tensor(t, device=device, dtype=torch.float64).reshape(-1, 1, 1)
-
-    ctf = ctf_at(
-        kx**2 + ky**2,
-        torch.atan2(ky, kx),
-        *(col(t) for t in (defocus_u_angstrom, defocus_v_angstrom, defocus_angle_degrees)),
-        *(col(t) for t in (voltage_kv, cs_mm, amplitude_contrast, phase_shift_degrees)),
-        col(bfactor_angstrom2),
-        col(scale),
-    )
-    return ctf.to(dtype)
+    given = {
+        "defocus_u_angstrom": defocus_u_angstrom,
+        "defocus_v_angstrom": defocus_v_angstrom,
+        "defocus_angle_degrees": defocus_angle_degrees,
+        "voltage_kv": voltage_kv,
+        "cs_mm": cs_mm,
+        "amplitude_contrast": amplitude_contrast,
+        "phase_shift_degrees": phase_shift_degrees,
+        "bfactor_angstrom2": bfactor_angstrom2,
+        "scale": scale,
+    }
+    columns = {
+        name: torch.as_tensor(t, device=device, dtype=torch.float64).reshape(-1, 1, 1)
+        for name, t in given.items()
+        if t is not None
+    }
+    return ctf_at(kx**2 + ky**2, torch.atan2(ky, kx), columns).to(dtype)
 
 
 def ctf_at(
-    k2: torch.Tensor,
-    theta: torch.Tensor,
-    defocus_u_angstrom: torch.Tensor,
-    defocus_v_angstrom: torch.Tensor,
-    defocus_angle_degrees: torch.Tensor,
-    voltage_kv: torch.Tensor,
-    cs_mm: torch.Tensor,
-    amplitude_contrast: torch.Tensor,
-    phase_shift_degrees: torch.Tensor | None = None,
-    bfactor_angstrom2: torch.Tensor | None = None,
-    scale: torch.Tensor | None = None,
+    k2: torch.Tensor, theta: torch.Tensor, params: Mapping[str, torch.Tensor]
 ) -> torch.Tensor:
     """The CTF (module docstring) at squared frequencies ``k2`` (1/Å²) in directions ``theta``
-    (radians from the image x axis): every argument a float64 tensor, broadcast together (e.g.
-    (B, 1, 1) parameters against a (D, D) grid, or (B, A, 1) against (R,) radii)."""
-    du, dv, ang = defocus_u_angstrom, defocus_v_angstrom, defocus_angle_degrees
-    lam = electron_wavelength_angstrom(voltage_kv)
-    cs = cs_mm * 1e7
-    q = amplitude_contrast
+    (radians from the image x axis). ``params``: float64 tensors by the names of
+    :attr:`CTFParams.FIELDS` (``phase_shift_degrees``, ``bfactor_angstrom2`` and ``scale`` may be
+    left out), broadcast with ``k2`` and ``theta`` (e.g. (B, 1, 1) against a (D, D) grid, or
+    (B, 1, 1) against (1, A, R) directions and radii)."""
+    du, dv = params["defocus_u_angstrom"], params["defocus_v_angstrom"]
+    ang = params["defocus_angle_degrees"]
+    lam = electron_wavelength_angstrom(params["voltage_kv"])
+    cs = params["cs_mm"] * 1e7
+    q = params["amplitude_contrast"]
+    phase_shift_degrees = params.get("phase_shift_degrees")
+    bfactor_angstrom2 = params.get("bfactor_angstrom2")
+    scale = params.get("scale")
     defocus = 0.5 * (du + dv) + 0.5 * (du - dv) * torch.cos(2.0 * (theta - torch.deg2rad(ang)))
     chi = math.pi * lam * defocus * k2 - 0.5 * math.pi * cs * lam**3 * k2**2
     chi = chi + torch.atan(q / torch.sqrt(1.0 - q**2))

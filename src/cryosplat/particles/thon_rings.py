@@ -101,18 +101,12 @@ def _ring_power(
 def _ctf2_on_rings(particles: ParticleSet, indices: np.ndarray, k: np.ndarray) -> np.ndarray:
     """The metadata's ``CTF²`` of each particle at frequencies ``k`` (1/Å, shape (N, R)),
     averaged over :data:`N_DIRECTIONS` directions: (N, R)."""
-    p = particles.ctf.as_tensors(dtype=torch.float64)
     rows = torch.as_tensor(indices)
-
-    def col(name: str) -> torch.Tensor | None:
-        value = p.get(name)
-        return None if value is None else value[rows].reshape(-1, 1, 1)
-
+    fields = particles.ctf.as_tensors(dtype=torch.float64).items()
+    params = {name: value[rows].reshape(-1, 1, 1) for name, value in fields}
     theta = torch.linspace(0.0, np.pi, N_DIRECTIONS + 1, dtype=torch.float64)[:-1]
     k2 = torch.as_tensor(k, dtype=torch.float64)[:, None, :] ** 2
-    names = ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees", "voltage_kv")
-    rest = ("cs_mm", "amplitude_contrast", "phase_shift_degrees")
-    ctf = ctf_at(k2, theta[None, :, None], *(col(n) for n in names + rest))
+    ctf = ctf_at(k2, theta[None, :, None], params)
     return (ctf**2).mean(dim=1).numpy()
 
 
