@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
 from dataclasses import replace
-from multiprocessing.sharedctypes import RawArray
 
-import numpy as np
 import pytest
 import torch
 
-from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid import engine as grid_engine
@@ -20,13 +14,11 @@ from cryosplat.reconstruct.grid import side_by_side
 from cryosplat.reconstruct.grid.engine import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.grid.memory_plan import MemoryPlan, estimate_memory, format_bytes
-from cryosplat.reconstruct.grid.side_by_side import check_stop
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
 from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 24, 4.0
-linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="halves fork on Linux")
 
 
 def _config(concurrent: bool) -> ReconstructConfig:
@@ -43,119 +35,54 @@ def two_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
-def counted(monkeypatch):
-    """Counts of the thread pools made and the processes forked."""
-    counts = {"pools": 0, "forks": 0}
-    real_pool, real_fork = side_by_side.ThreadPoolExecutor, os.fork
+def test_side_by_side_halves_give_the_same_maps(tiny_set, tmp_path, two_threads):
+    particles = read_particles(tiny_set)
+    calls = []
+    real = side_by_side.ThreadPoolExecutor
 
-    class Counting(real_pool):
+    class Counting(real):
         def __init__(self, *a, **k):
-            counts["pools"] += 1
+            calls.append(1)
             super().__init__(*a, **k)
 
-    def fork():
-        counts["forks"] += 1
-        return real_fork()
-
-    monkeypatch.setattr(side_by_side, "ThreadPoolExecutor", Counting)
-    monkeypatch.setattr(os, "fork", fork)
-    return counts
-
-
-@linux
-def test_side_by_side_halves_give_the_same_maps(tiny_set, tmp_path, two_threads, counted):
-    particles = read_particles(tiny_set)
-    reconstruct(particles, tmp_path / "forked", _config(True), show_progress=False)
-    # The statistics pass in threads, each of the two stages' second half in a forked process.
-    assert counted == {"pools": 1, "forks": 2}
-    assert side_by_side.forked_half_peak_gb() > 0
-    side_by_side.FORK_HALVES = False
+    side_by_side.ThreadPoolExecutor = Counting
     try:
         reconstruct(particles, tmp_path / "side", _config(True), show_progress=False)
     finally:
-        side_by_side.FORK_HALVES = True
-    assert counted == {"pools": 4, "forks": 2}  # every stage in threads
+        side_by_side.ThreadPoolExecutor = real
+    assert len(calls) == 3  # the statistics pass and each of the two stages
     reconstruct(particles, tmp_path / "one", _config(False), show_progress=False)
-    assert counted == {"pools": 4, "forks": 2}
     assert torch.get_num_threads() == 2  # restored after the side-by-side work
     for name in ("half_map_A.mrc", "half_map_B.mrc"):
-        forked, _ = read_map(tmp_path / "forked" / name)
-        side, _ = read_map(tmp_path / "side" / name)
-        one, _ = read_map(tmp_path / "one" / name)
-        assert np.array_equal(forked, side), name  # one thread a half either way
-        assert fsc(side, one)[1:].min() > 0.999, name
+        a, _ = read_map(tmp_path / "side" / name)
+        b, _ = read_map(tmp_path / "one" / name)
+        assert fsc(a, b)[1:].min() > 0.999, name
 
 
-@linux
-def test_boxes_above_the_fork_limit_fit_in_threads(
-    tiny_set, tmp_path, two_threads, counted, monkeypatch
-):
-    """Where a step's operations are large, threads do as well and fork would hold more memory."""
-    monkeypatch.setattr(side_by_side, "FORK_MAX_BOX", BOX - 2)
-    reconstruct(read_particles(tiny_set), tmp_path / "big", _config(True), show_progress=False)
-    assert counted == {"pools": 3, "forks": 0}
-    assert side_by_side.fork_pays(BOX - 2) and not side_by_side.fork_pays(BOX)
-
-
-def _fit_failing(fails_seed: int, steps_of_other, real_fit):
-    """A stand-in for the engine's fit: the half of ``fails_seed`` raises at once, the other
-    counts its steps (in ``steps_of_other``, shared with a forked half) and would run long."""
+@pytest.mark.parametrize("failing", ["A", "B"])
+def test_a_failing_half_stops_the_other(tiny_set, tmp_path, two_threads, monkeypatch, failing):
+    """Whichever half fails, its error reaches the caller and the other half stops at its next
+    step (a failure of the second half let the first run its whole stage until round 2,
+    session 41)."""
+    real_fit = grid_engine.fit_gaussians
+    steps_of_other = []
+    fails_seed = " AB".index(failing)
 
     def fit(stats, config, model=None, heldout=None, progress=None, callback=None, half_fsc=None):
         if config.seed == fails_seed:
-            raise InputError(f"half {'AB'[fails_seed - 1]} failed")
+            raise RuntimeError(f"half {failing} failed")
 
         def counting(k, total):
-            steps_of_other[0] = k
+            steps_of_other.append(k)
             progress(k, total)
 
         stage = replace(config, stage_steps=(10_000,), patience=10**6)  # no early end
         return real_fit(stats, stage, model, heldout, counting, half_fsc=half_fsc)
 
-    return fit
-
-
-@pytest.mark.parametrize("forked", [True, False])
-@pytest.mark.parametrize("failing", ["A", "B"])
-def test_a_failing_half_stops_the_other(
-    tiny_set, tmp_path, two_threads, monkeypatch, forked, failing
-):
-    """Half A runs here, half B in a forked process (or a thread): whichever fails, its error
-    reaches the caller with its type and the other half stops at its next step."""
-    steps_of_other = RawArray("q", 1)  # shared with a forked half
-    fit = _fit_failing(" AB".index(failing), steps_of_other, grid_engine.fit_gaussians)
     monkeypatch.setattr(grid_engine, "fit_gaussians", fit)
-    monkeypatch.setattr(side_by_side, "FORK_HALVES", forked)
-    with pytest.raises(InputError, match=f"half {failing} failed"):
+    with pytest.raises(RuntimeError, match=f"half {failing} failed"):
         reconstruct(read_particles(tiny_set), tmp_path / "x", _config(True), show_progress=False)
-    assert steps_of_other[0] < 10_000  # stopped at its next step, not after its budget
-
-
-@linux
-def test_a_forked_half_killed_is_an_error_and_its_result_comes_back(two_threads):
-    def work(i, stop):
-        if i == 1:
-            os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
-        return i
-
-    with pytest.raises(MemoryError, match="killed by signal 9"):
-        side_by_side.map_halves(work, [0, 1], "cpu", apart=True)
-
-    def pid(i, stop):
-        assert side_by_side.in_forked_half() == (i == 1)
-        check_stop(stop)
-        return i, os.getpid()
-
-    (a, pid_a), (b, pid_b) = side_by_side.map_halves(pid, [0, 1], "cpu", apart=True)
-    assert (a, b) == (0, 1) and pid_a == os.getpid() != pid_b
-    assert not side_by_side.in_forked_half()
-
-    def unpicklable(i, stop):
-        return lambda: i
-
-    with pytest.raises(RuntimeError, match="half B"):
-        side_by_side.map_halves(unpicklable, [0, 1], "cpu", apart=True)
+    assert len(steps_of_other) < 10_000  # stopped at its next step, not after its budget
 
 
 def test_the_memory_plan_counts_both_halves():
@@ -190,6 +117,8 @@ def test_the_memory_plan_counts_both_halves():
 def test_two_threads_read_many_stacks_under_the_open_map_bound(tmp_path, monkeypatch):
     """The bounded set of open stack maps is shared by the threads of the two halves."""
     from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
 
     from cryosplat.io import mrc
 

@@ -12,7 +12,6 @@ from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid import engine as grid_engine
-from cryosplat.reconstruct.grid import side_by_side
 from cryosplat.reconstruct.grid.engine import MEMBER_SEED_STRIDE, GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
@@ -86,7 +85,6 @@ class _Recorder:
         self.calls: list[tuple[int, GaussianModel | None]] = []
         self.real = grid_engine.fit_gaussians
         monkeypatch.setattr(grid_engine, "fit_gaussians", self)
-        monkeypatch.setattr(side_by_side, "FORK_HALVES", False)  # every call recorded here
 
     def __call__(self, stats, config, *args, model=None, **kwargs):
         self.calls.append((config.seed, model))

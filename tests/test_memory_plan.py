@@ -160,14 +160,9 @@ def test_max_resolution_finer_than_nyquist_warns_and_keeps_the_box(tmp_path, cap
     assert volume.shape == (32, 32, 32) and voxel == pytest.approx(2.0, rel=1e-4)
 
 
-# The halves in threads of one process, whose peak ru_maxrss measures: with the second half in a
-# forked process (the default on Linux) each process holds less, and their summed proportional
-# set size peaked at 0.68 GB on this set against 0.73 GB in threads (round 2, session 41).
 MEASURE = """
 import resource, sys, torch
 from cryosplat.cli.main import main
-from cryosplat.reconstruct.grid import side_by_side
-side_by_side.FORK_HALVES = False
 code = main(["reconstruct", sys.argv[1], "-o", sys.argv[2], "--no-progress", "--n-gaussians",
              "500", "--stage-steps", "1", "--stage-fractions", "1.0", *sys.argv[3:]])
 print(torch.get_num_threads(), code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)

@@ -230,15 +230,9 @@ def _result_lines(res: dict) -> list[str]:
         )
     if isinstance(res.get("peak_resident_memory_gb"), (int, float)):
         predicted = res.get("predicted_peak_memory_gb")
-        forked = res.get("peak_resident_memory_forked_half_gb")
         lines.append(
             f"memory:       peak {res['peak_resident_memory_gb']:.2f} GB resident"
             + (f" (predicted {predicted:.2f} GB)" if isinstance(predicted, (int, float)) else "")
-            + (
-                f", {forked:.2f} GB the half fitted in a forked process"
-                if isinstance(forked, (int, float))
-                else ""
-            )
         )
     return lines
 

@@ -322,8 +322,7 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
     dist, plan, n_gauss = run.dist, run.plan, run.n_gaussians
     identity = folder.identity
     folder.attach_log(log)
-    # The halves gathered and fitted side by side (a thread each; on Linux the second half's fit
-    # in a forked process): the plan's peak is then theirs.
+    # The halves gathered and fitted side by side, a thread each: the plan's peak is then theirs.
     side_by_side = (
         config.engine == "grid"
         and not dist.active

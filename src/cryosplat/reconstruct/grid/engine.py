@@ -39,13 +39,7 @@ from cryosplat.reconstruct.grid.engine_config import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics, half_data_fsc
 from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
-from cryosplat.reconstruct.grid.side_by_side import (
-    HalfCounts,
-    check_stop,
-    fork_pays,
-    in_forked_half,
-    map_halves,
-)
+from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
@@ -161,9 +155,8 @@ class _HalfFits:
     ``members[i][m]`` is member ``m`` of half ``i`` after the last stage fitted (None before the
     first). A stage's finished fits are read back from their checkpoints (an interrupted run
     resumes at the first unfinished one); the others are fitted, both halves side by side where
-    that pays (:func:`~cryosplat.reconstruct.grid.side_by_side.map_halves`: the second in a forked
-    process on Linux), each written to its checkpoint and read back from it, as a resumed run
-    would see it.
+    that pays (:func:`~cryosplat.reconstruct.grid.side_by_side.map_halves`), each written to its
+    checkpoint and read back from it, as a resumed run would see it.
     """
 
     def __init__(self, statistics, config, half_fsc, n_gaussians, mine, device, bar):
@@ -194,10 +187,7 @@ class _HalfFits:
                 else:
                     missing.setdefault(i, []).append(m)
         base = self.steps_done
-        done = HalfCounts()  # steps of this stage per half, shared with a forked half
-
-        def draw() -> None:
-            self.bar.update(base + done.total(), label)
+        done = dict.fromkeys(missing, 0)
 
         def fit_half(i: int, stop: threading.Event) -> None:
             for j, m in enumerate(missing[i]):
@@ -205,8 +195,7 @@ class _HalfFits:
                 def progress(k: int, _total: int, offset: int = j * steps) -> None:
                     check_stop(stop)
                     done[i] = offset + k
-                    if not in_forked_half():
-                        draw()
+                    self.bar.update(base + sum(done.values()), label)
 
                 model = fit_gaussians(
                     self.train[i],
@@ -216,15 +205,11 @@ class _HalfFits:
                     progress=progress,
                     half_fsc=self.half_fsc,
                 )
-                model.save(stage_checkpoint(checkpoints, stage, i, m))
-
-        box = next(t.box for t in self.train if t is not None)
-        concurrent = self.gcfg.concurrent_halves
-        map_halves(fit_half, list(missing), self.device, concurrent, fork_pays(box), draw)
-        for i, members in missing.items():  # read back, as a resumed run would see them
-            for m in members:
                 path = stage_checkpoint(checkpoints, stage, i, m)
+                model.save(path)
                 self.members[i][m] = GaussianModel.load(path).to(self.device)
+
+        map_halves(fit_half, list(missing), self.device, self.gcfg.concurrent_halves)
         self.steps_done = base + steps * sum(len(v) for v in missing.values())
         n_members = self.gcfg.members
         for i in self.mine:  # members not yet on their own share member 0's fit (the next start)

@@ -22,9 +22,7 @@ Counting bytes per half-grid voxel, with held-out parts:
 Without held-out parts (the default) the two sets not gathered (24) and the held-out loss grid
 (18 padded, ``18/8`` on an unpadded grid) are taken off (:func:`estimate_memory`).
 ``peak = BASE_BYTES + max(statistics pass, fit)``. On a CPU the two halves are gathered and fitted
-side by side (a thread each, or on Linux the second half's fit in a forked process, whose pages the
-two share and which held 0.68 GB against 0.73 GB in threads, summed proportional set size, on
-a box-96 set) when that fits in half the memory available (and under the bound): the set
+side by side (a thread each) when that fits in half the memory available (and under the bound): the set
 being gathered and the fit's per-half grids and voxeliser are then held twice, and each thread's
 allocator keeps its own free memory, ``CONCURRENT_FIT_BYTES_PER_VOXEL`` per half instead of
 ``FIT_BYTES_PER_VOXEL − 48`` (:meth:`MemoryEstimate.concurrent_peak_bytes`); with the largest
@@ -68,7 +66,6 @@ from cryosplat.core.errors import InputError
 from cryosplat.model.voxelize import footprint_voxels
 from cryosplat.particles.downsample import box_for_resolution, even_box
 from cryosplat.reconstruct.grid.fit import GridFitConfig
-from cryosplat.reconstruct.grid.side_by_side import forked_half_peak_gb
 
 if TYPE_CHECKING:
     import torch
@@ -488,18 +485,9 @@ def measured_peak_memory(device: torch.device | str, predicted_bytes: int) -> di
     if resident is not None:
         out["peak_resident_memory_gb"] = resident
         out["predicted_peak_memory_gb"] = predicted_bytes / 1e9
-        forked = forked_half_peak_gb()
-        beside = ""
-        if forked is not None:
-            out["peak_resident_memory_forked_half_gb"] = forked
-            beside = (
-                f"; the half fitted in a forked process {forked:.2f} GB, the pages it shares "
-                "with this one counted in both"
-            )
         log.info(
-            "peak memory: %.2f GB resident (this process%s; the memory plan predicted %s)",
+            "peak memory: %.2f GB resident (this process; the memory plan predicted %s)",
             resident,
-            beside,
             format_bytes(predicted_bytes),
         )
     return out
