@@ -45,3 +45,17 @@ def test_slips_undo_themselves_and_the_verdicts(tiny):
     assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1)).verdict == "agree"
     assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1)).verdict == "mismatch"
     assert check_pose_conventions(tiny.subset(range(10))) is None  # too few to judge
+
+
+def test_info_names_a_bad_image_in_the_pose_line_and_goes_on(tiny_set, capsys, monkeypatch):
+    """An image the inversions refuse (NaN pixels) is named on the pose line; the other findings
+    are still printed and info exits 0."""
+    from cryosplat.core.errors import InputError
+    from cryosplat.reconstruct import pose_check
+
+    def refuse(particles):
+        raise InputError("particle row 6: 1 NaN pixel(s)")
+
+    monkeypatch.setattr(pose_check, "check_pose_conventions", refuse)
+    assert main(["info", str(tiny_set)]) == 0
+    assert "poses:        not checked: particle row 6: 1 NaN pixel(s)" in capsys.readouterr().out

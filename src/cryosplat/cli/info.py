@@ -144,7 +144,10 @@ def _pose_line(particles) -> str | None:
     box 48; None without poses and CTF."""
     from cryosplat.reconstruct.pose_check import check_pose_conventions
 
-    check = check_pose_conventions(particles)
+    try:
+        check = check_pose_conventions(particles)
+    except InputError as error:  # a bad image: its own line, the other findings still printed
+        return f"poses:        not checked: {error}"
     if check is None:
         return None
     text = check.describe()
