@@ -59,3 +59,19 @@ def test_info_names_a_bad_image_in_the_pose_line_and_goes_on(tiny_set, capsys, m
     monkeypatch.setattr(pose_check, "check_pose_conventions", refuse)
     assert main(["info", str(tiny_set)]) == 0
     assert "poses:        not checked: particle row 6: 1 NaN pixel(s)" in capsys.readouterr().out
+
+
+def test_info_on_an_image_of_nan_says_so_on_its_background_and_pose_lines(tmp_path, capsys):
+    from cryosplat.io.mrc import MRCStack, write_stack
+    from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
+
+    star = write_noise_particles(tmp_path, NoiseStacksConfig(40, 32, 2.0, per_stack=40))
+    stack = next(tmp_path.glob("stacks/*.mrcs"))
+    images = MRCStack(stack).read(range(40)).copy()
+    images[5, 0, 0] = float("nan")
+    with pytest.warns(RuntimeWarning, match="NaN"):  # mrcfile's, on writing it
+        write_stack(stack, images, 2.0)
+    assert main(["info", str(star)]) == 0
+    out = capsys.readouterr().out
+    assert "background:   not measured: an image holds NaN or infinite pixels" in out
+    assert "poses:        not checked:" in out and "NaN pixel" in out

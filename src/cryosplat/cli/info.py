@@ -116,6 +116,8 @@ def _background_line(particles) -> str:
     from cryosplat.reconstruct.grid.background import TAKE_OFF_FRACTION, measure_background
 
     level, share, take_off = measure_background(particles, np.arange(len(particles)), 500)
+    if not np.isfinite(level):
+        return "background:   not measured: an image holds NaN or infinite pixels"
     what = (
         "not at zero: reconstruct takes it off (were they normalised?)"
         if take_off
