@@ -150,6 +150,12 @@ class ParticleSet:
             out[rows] = self.stacks[s].read(self.image_index[idx[rows]])
         return out
 
+    def spread_rows(self, count: int) -> np.ndarray:
+        """Up to ``count`` row indices spread evenly over the set, first and last included (for
+        checks that read a sample of the images)."""
+        n = min(count, len(self))
+        return np.unique(np.linspace(0, len(self) - 1, n).round().astype(np.int64))
+
     def subset(self, indices: ArrayLike) -> ParticleSet:
         """A new ParticleSet with rows ``indices`` (integer array or boolean mask)."""
         idx = np.asarray(indices)

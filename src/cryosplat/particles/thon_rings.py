@@ -180,8 +180,7 @@ def check_thon_rings(particles: ParticleSet, n_images: int = 300) -> ThonRingChe
     images smaller than 24 pixels."""
     if particles.ctf is None or particles.box < 24 or len(particles) == 0:
         return None
-    count = min(n_images, len(particles))
-    indices = np.unique(np.linspace(0, len(particles) - 1, count).round().astype(np.int64))
+    indices = particles.spread_rows(n_images)
     rings, radius_px = _ring_power(particles, indices)
     pixel = particles.pixel_sizes_angstrom(indices)[:, None]
     k = radius_px[None, :] / (particles.box * pixel)
@@ -193,5 +192,6 @@ def check_thon_rings(particles: ParticleSet, n_images: int = 300) -> ThonRingChe
         ctf2 = _ctf2_on_rings(particles, indices, k / scale)
         return thon_ring_agreement(rings, ctf2, across)
 
-    scaled = np.array([z(s) for s in PIXEL_SCALES])
-    return ThonRingCheck(len(indices), z(1.0), PIXEL_SCALES.copy(), scaled, across)
+    scaled = np.array([z(s) for s in PIXEL_SCALES])  # 1.0 among them: the CTF as given
+    given = float(scaled[int(np.flatnonzero(PIXEL_SCALES == 1.0)[0])])
+    return ThonRingCheck(len(indices), given, PIXEL_SCALES.copy(), scaled, across)

@@ -95,9 +95,7 @@ def check_pose_conventions(particles: ParticleSet, n_images: int = N_IMAGES) -> 
     without poses and CTF, or under 20 particles."""
     if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
         return None
-    count = min(n_images, len(particles))
-    rows = np.unique(np.linspace(0, len(particles) - 1, count).round().astype(np.int64))
-    subset = particles.subset(rows)
+    subset = particles.subset(particles.spread_rows(n_images))
     box = min(BOX, particles.box - particles.box % 2)
     small = downsample_particles(subset, box) if box < particles.box else subset
     half = np.arange(len(small)) % 2
