@@ -21,6 +21,7 @@ from bench_catalogue_unseen import (
     UNSEEN_37,
     UNSEEN_38,
     UNSEEN_39,
+    UNSEEN_42,
 )
 from bench_datasets import DatasetSpec
 from bench_map_specs import REAL_VIEWS, RIBOSOME, TUTORIAL, map_spec
@@ -266,6 +267,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen37": UNSEEN_37,
     "unseen38": UNSEEN_38,
     "unseen39": UNSEEN_39,
+    "unseen42": UNSEEN_42,
 }
 
 

@@ -422,3 +422,43 @@ UNSEEN_39 = map_table(
         ),
     )
 )
+
+# Three more made after every default (round 2, session 42). A molecule off the box's centre, as a
+# refinement centred elsewhere leaves it (the init ball, the masks and the blend are all centred
+# on voxel D // 2): EMD-5625 put in a box of 80 with its centre 12 voxels (50 Å) away from the
+# box's, and EMD-1832 in a box of 96, 13 voxels (76 Å) away; the SNR scaled by the boxes' areas
+# so the noise per molecule is that of the sets at their own box. And side views only (an
+# elongated particle lying flat on the grid): EMD-1832 seen only within 15° of the equator, in
+# twelve cones 30° apart round it.
+SIDE_VIEWS = tuple((0.083, 15.0, 90.0, 30.0 * i) for i in range(12))
+UNSEEN_42 = map_table(
+    (
+        (
+            "s42_emd5625_off",
+            "maps/emd_5625.map",
+            (80, 4.23, 4_000, 0.0015, 1081),
+            {
+                "center_angstrom": (19 * 4.23, 34 * 4.23, 23 * 4.23),
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
+            },
+        ),
+        (
+            "s42_emd1832_off",
+            "maps/emd_1832.map",
+            (96, 5.7, 5_000, 0.0013, 1082),
+            {"center_angstrom": (42 * 5.7, 24 * 5.7, 36 * 5.7)},
+        ),
+        (
+            "s42_emd1832_belt",
+            "maps/emd_1832.map",
+            (64, 5.7, 5_000, 0.003, 1083),
+            {
+                "views": None,
+                "preferred_views": SIDE_VIEWS,
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+            },
+        ),
+    )
+)

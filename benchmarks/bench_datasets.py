@@ -73,7 +73,9 @@ class DatasetSpec:
         rot)`` about the view of those RELION angles (:func:`preferred_cones`).
     center_angstrom : (x, y, z) or None
         Model point (file coordinates, Å) put at the box centre; None: its centre of mass. For a
-        symmetric truth, the point where its symmetry axes cross.
+        symmetric truth, the point where its symmetry axes cross. For a map, the point of the
+        map put at the centre of a larger box (``bench_truths.placed_in_box``: the molecule off
+        the box's centre); None: the map as it is.
     symmetry : str
         Point group of the truth in RELION's orientation (``C1``: none); the symmetric methods
         run with it.

@@ -99,6 +99,38 @@ def finer_sampling(
     return finer.numpy().astype(np.float32)
 
 
+EDGE_FADE_VOXELS = 3
+"""A map placed in a larger box fades to zero over this many voxels at its own box's faces
+(:func:`placed_in_box`): a real map's solvent is noise, not zero, and a hard step there would be
+detail no molecule holds."""
+
+
+def placed_in_box(
+    volume: np.ndarray, voxel: float, box: int, center_angstrom, source: Path
+) -> np.ndarray:
+    """A map put whole into a larger box of the same voxel size, its file point
+    ``center_angstrom`` (x, y, z; Å from the corner of its first voxel, rounded to a voxel) at
+    voxel ``box // 2``: a molecule off the box's centre, as a refinement centred elsewhere (a
+    sub-complex, a re-extraction that kept its old centre) leaves it. The map fades to zero over
+    :data:`EDGE_FADE_VOXELS` at its own faces. Any part that would fall outside ``box`` is
+    refused."""
+    n = volume.shape[0]
+    source_center = np.rint(np.asarray(center_angstrom, dtype=np.float64)[::-1] / voxel)
+    start = (box // 2 - source_center).astype(int)  # z, y, x of the map's first voxel
+    if box <= n or np.any(start < 0) or np.any(start + n > box):
+        raise RuntimeError(
+            f"{source}: box {n} placed in box {box} with its point {tuple(center_angstrom)} Å "
+            "at the centre does not fit whole"
+        )
+    edge = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float64)
+    fade = 0.5 - 0.5 * np.cos(np.pi * np.clip((edge + 0.5) / EDGE_FADE_VOXELS, 0.0, 1.0))
+    faded = volume * fade[:, None, None] * fade[None, :, None] * fade[None, None, :]
+    placed = np.zeros((box, box, box), dtype=np.float32)
+    z, y, x = start
+    placed[z : z + n, y : y + n, x : x + n] = faded
+    return placed
+
+
 def write_truth(
     source: Path,
     path: Path,
@@ -110,14 +142,19 @@ def write_truth(
     mean_zero: bool = False,
 ) -> None:
     """Write the truth of a set: a map file as it is (its box and pixel must be the set's, or
-    a finer sampling of the same extent: :func:`finer_sampling`), an atomic model voxelised, or,
+    a finer sampling of the same extent: :func:`finer_sampling`; with ``center_angstrom``, put
+    off-centre in a larger box: :func:`placed_in_box`), an atomic model voxelised, or,
     with ``real_looking_bfactor`` (Å² added to every atom), an atomic model made to look like a
     real map (:func:`real_looking_map` with ``seed`` and ``mean_zero``)."""
     if source.suffix in (".mrc", ".map"):
         if real_looking_bfactor is not None:
             raise ValueError(f"{source}: a real-looking truth is made from atoms, not from a map")
         volume, voxel = read_map(source)
-        if volume.shape[0] != box or abs(voxel - pixel_size_angstrom) > 1e-3:
+        if center_angstrom is not None:
+            if abs(voxel - pixel_size_angstrom) > 1e-3:
+                raise RuntimeError(f"{source}: voxel {voxel} Å, the set says {pixel_size_angstrom}")
+            volume = placed_in_box(volume, voxel, box, center_angstrom, source)
+        elif volume.shape[0] != box or abs(voxel - pixel_size_angstrom) > 1e-3:
             volume = finer_sampling(volume, voxel, box, pixel_size_angstrom, source)
         write_map(path, volume, pixel_size_angstrom)
         return

@@ -13,7 +13,7 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.validation import data_blend
-from cryosplat.validation.data_blend import blend_with_data
+from cryosplat.validation.data_blend import blend_with_data, masked_mean_correction
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.local_weight import apply_local_weight, local_wiener_weight
 from cryosplat.validation.mask_choice import DataUnderMasks, read_in_masks
@@ -186,10 +186,15 @@ def test_written_map_is_the_weighted_mean_of_the_blended_halves(tmp_path):
     _, summary = write_outputs(tmp_path, EngineResult((model_a, model_b), blend_maps=data))
     a, _ = read_map(tmp_path / "half_map_A.mrc")
     b, _ = read_map(tmp_path / "half_map_B.mrc")
-    ba, bb, alpha = blend_with_data(a, b, *data, mask=spherical_mask(24))  # the report's mask
+    mask = spherical_mask(24)  # the report's
+    ba, bb, alpha = blend_with_data(a, b, *data, mask=mask)
+    offsets = [masked_mean_correction(m, d, alpha, mask) for m, d in zip((a, b), data, strict=True)]
+    assert min(abs(o) for o in offsets) > 1e-4 * np.abs(a).max()  # the test sees them
     full, _ = read_map(tmp_path / "map.mrc")
-    weight = local_wiener_weight(ba, bb)
-    expected = 0.5 * (apply_local_weight(ba, weight) + apply_local_weight(bb, weight))
+    weight = local_wiener_weight(ba, bb)  # made before the constant is added
+    expected = 0.5 * (
+        apply_local_weight(ba, weight) + offsets[0] + apply_local_weight(bb, weight) + offsets[1]
+    )
     # The half maps read back are float32: the weight made of them differs at that rounding.
     np.testing.assert_allclose(full, expected, rtol=1e-4, atol=1e-5 * np.abs(full).max())
     written = json.loads((tmp_path / "fsc.json").read_text())
@@ -249,3 +254,57 @@ def test_the_datas_solvent_stays_out_of_the_blended_map():
     np.testing.assert_allclose(alpha, clean_alpha)  # the solvent does not move the weights
     np.testing.assert_allclose(a, clean_a, atol=1e-9)  # nor the maps
     np.testing.assert_allclose(b, clean_b, atol=1e-9)
+
+
+def test_the_masked_mean_correction_is_the_mass_the_model_misses_inside_the_mask():
+    """``(1 − α(1)) ⟨m (D − M)⟩``: a blob the model lacks, inside the mask, at the first shell's
+    weight; what lies outside the mask does not count."""
+    data = _field(5)
+    blob = np.exp(-0.5 * (np.indices((BOX,) * 3) - BOX // 2 - 3).__pow__(2).sum(0) / 2.0**2)
+    far = np.zeros_like(data)
+    far[0, 0, 0] = 50.0  # a corner the mask leaves out
+    mask = spherical_mask(BOX)
+    alpha = np.full(BOX // 2 + 1, 0.9)
+    alpha[1] = 0.25
+    got = masked_mean_correction(data - blob - far, data, alpha, mask)
+    assert got == pytest.approx(0.75 * float((mask * blob).sum()) / BOX**3, rel=1e-6)
+    assert masked_mean_correction(data, data, alpha, mask) == 0.0
+    alpha[1] = 1.0  # the first shell the model's: nothing to correct
+    assert masked_mean_correction(data - blob, data, alpha, mask) == 0.0
+    alpha[1] = 0.0  # no mask: the whole box, the corner too
+    assert masked_mean_correction(data - blob - far, data, alpha) == pytest.approx(
+        float((blob + far).sum()) / BOX**3, rel=1e-6
+    )
+    with pytest.raises(ValueError, match="one weight per shell"):
+        masked_mean_correction(data, data, np.ones(1), mask)
+    with pytest.raises(ValueError, match="mask has shape"):
+        masked_mean_correction(data, data, alpha, mask[:-1])
+
+
+def test_a_model_missing_mass_off_centre_gets_the_datas_first_shell(tmp_path):
+    """The molecule off the box's centre and the models missing part of it at low resolution
+    (issue 11, round 2 session 42): the written map's first shell follows the data's, as the
+    blend means it to, where the blend alone (its zero frequency the model's) fell short."""
+    box, pixel = 24, 2.0
+    truth_model = GaussianModel.random(200, box, pixel, seed=7, radius_fraction=0.12)
+    with torch.no_grad():
+        truth_model.means += torch.tensor([8.0, -6.0, 4.0])  # Å: off the centre
+    truth = truth_model.voxelize().detach().double().numpy()
+    lost = np.exp(
+        -0.5
+        * ((np.indices((box,) * 3) - np.array([14, 9, 16])[:, None, None, None]) ** 2).sum(0)
+        / 5.0**2
+    )
+    lost *= 0.3 * truth.max()
+    halves = [truth - lost + _field(s, box=box, scale=0.02 * truth.std()) for s in (11, 12)]
+    data = tuple(truth + _field(s, box=box, scale=0.01 * truth.std()) for s in (13, 14))
+    sphere = spherical_mask(box)
+    ba, bb, alpha = blend_with_data(*halves, *data, mask=sphere)
+    assert alpha[1] < 0.5  # the data hold the first shell
+    offsets = [
+        masked_mean_correction(h, d, alpha, sphere) for h, d in zip(halves, data, strict=True)
+    ]
+    corrected = 0.5 * (ba + bb) + 0.5 * sum(offsets)
+    first = [fsc(x * sphere, truth * sphere)[1] for x in (0.5 * (ba + bb), corrected)]
+    assert first[1] > first[0] + 0.003  # 0.9985 against 0.9942
+    assert first[1] > fsc(0.5 * (data[0] + data[1]) * sphere, truth * sphere)[1] - 0.002

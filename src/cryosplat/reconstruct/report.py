@@ -27,7 +27,11 @@ from cryosplat.reconstruct.half_map_report import (
 from cryosplat.reconstruct.run_folder import FSC_FILE, MAP_FILE, write_json_atomic
 from cryosplat.reconstruct.stage_mean import mean_of_stages
 from cryosplat.validation.conical import DirectionalResolution, directional_resolution
-from cryosplat.validation.data_blend import BLEND_SAMPLED_WEIGHT, blend_with_data
+from cryosplat.validation.data_blend import (
+    BLEND_SAMPLED_WEIGHT,
+    blend_with_data,
+    masked_mean_correction,
+)
 from cryosplat.validation.local_weight import (
     UNWEIGHTED_SHELLS,
     apply_local_weight,
@@ -250,24 +254,38 @@ def compose_map(
     direct inversion where that holds more (``result.blend_maps``;
     :mod:`cryosplat.validation.data_blend`), then both times their local Wiener weight but at the
     lowest shells (:func:`~cryosplat.validation.local_weight.apply_local_weight`;
-    ``local_weight_sigma_px`` 0: none)."""
+    ``local_weight_sigma_px`` 0: none), then each plus the blend's zero-frequency correction
+    (:func:`~cryosplat.validation.data_blend.masked_mean_correction`: the mass its model misses
+    inside the sphere, a constant)."""
     parts, alpha, text = tuple(half_maps), None, "mean of the half maps"
+    offsets = (0.0, 0.0)
     if result.blend_maps is not None:
         sampled = None if result.sampling is None else result.sampling.mask(BLEND_SAMPLED_WEIGHT)
         *blended, alpha = blend_with_data(
             *half_maps, *result.blend_maps, device, mask=sphere, sampled=sampled
         )
         parts = tuple(blended)
+        offsets = tuple(
+            masked_mean_correction(m, d, alpha, sphere)
+            for m, d in zip(half_maps, result.blend_maps, strict=True)
+        )
         text = "mean of the half maps, each blended by shell with its data's inversion"
     if local_weight_sigma_px <= 0:
+        parts = tuple(p + o for p, o in zip(parts, offsets, strict=True))
         return ComposedMap(parts, parts, alpha, None, text)
+    # the weight from the blended halves before their zero-frequency correction, a constant
+    # that would shift it everywhere (data_blend.masked_mean_correction)
     weight = local_wiener_weight(*parts, local_weight_sigma_px, device)
-    halves = tuple(apply_local_weight(p, weight, device=device) for p in parts)
+    halves = tuple(
+        apply_local_weight(p, weight, device=device) + o
+        for p, o in zip(parts, offsets, strict=True)
+    )
     text += (
         f" × local Wiener weight ({local_weight_sigma_px:.3g} px; shells 0-{UNWEIGHTED_SHELLS}"
         f" unweighted, shell {UNWEIGHTED_SHELLS + 1} passing to it)"
     )
-    return ComposedMap(halves, parts, alpha, weight, text)
+    unweighted = tuple(p + o for p, o in zip(parts, offsets, strict=True))
+    return ComposedMap(halves, unweighted, alpha, weight, text)
 
 
 def write_outputs(

@@ -1,0 +1,38 @@
+"""The benchmark's off-centre truth: a map put whole into a larger box, the named point at the
+centre (``benchmarks/bench_truths.placed_in_box``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from bench_truths import EDGE_FADE_VOXELS, placed_in_box  # noqa: E402
+
+
+def test_the_named_point_lands_on_the_centre_and_the_faces_fade():
+    volume = np.ones((12, 12, 12))
+    volume[6, 4, 3] = 10.0  # z, y, x
+    voxel = 2.0
+    placed = placed_in_box(volume, voxel, 32, (3 * voxel, 4 * voxel, 6 * voxel), Path("m"))
+    assert placed.shape == (32, 32, 32)
+    assert placed[16, 16, 16] == pytest.approx(10.0)
+    # the map occupies z 10..21, y 12..23, x 13..24; zero outside it
+    inside = np.zeros_like(placed, dtype=bool)
+    inside[10:22, 12:24, 13:25] = True
+    assert not placed[~inside].any()
+    # full weight from EDGE_FADE_VOXELS in, less at the faces
+    assert placed[10 + EDGE_FADE_VOXELS, 18, 18] == pytest.approx(1.0)
+    assert 0 < placed[10, 18, 18] < 0.5
+
+
+def test_a_map_that_would_not_fit_whole_is_refused():
+    volume = np.ones((12, 12, 12))
+    with pytest.raises(RuntimeError, match="does not fit whole"):
+        placed_in_box(volume, 1.0, 16, (0.0, 6.0, 6.0), Path("m"))
+    with pytest.raises(RuntimeError, match="does not fit whole"):
+        placed_in_box(volume, 1.0, 12, (6.0, 6.0, 6.0), Path("m"))
