@@ -22,6 +22,7 @@ default (many small tensor operations per step).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 
@@ -34,6 +35,7 @@ from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.density_control import grow_heaviest, split_heaviest
 from cryosplat.reconstruct.grid.fit_config import GridFitConfig
+from cryosplat.reconstruct.grid.init_centre import initial_centre_angstrom
 from cryosplat.reconstruct.grid.loss import (
     GridLoss,
     gridded_loss,
@@ -51,6 +53,8 @@ __all__ = [
     "fit_gaussians",
     "stage_boxes",
 ]
+
+log = logging.getLogger("cryosplat")
 
 
 def stage_boxes(box: int, fractions: Iterable[float]) -> list[int]:
@@ -89,9 +93,12 @@ def fit_shell_weights(stats: FourierStatistics, config: GridFitConfig) -> torch.
 
 def _stage_statistics(stats: FourierStatistics, box: int, config: GridFitConfig):
     """``stats`` cropped to a stage's box, unpadded above ``config.unpadded_above_box``."""
-    cropped = stats.crop(box)
+    return _unpadded_if_large(stats.crop(box), config)
+
+
+def _unpadded_if_large(cropped: FourierStatistics, config: GridFitConfig) -> FourierStatistics:
     limit = config.unpadded_above_box
-    return cropped.unpadded() if limit is not None and box > limit else cropped
+    return cropped.unpadded() if limit is not None and cropped.box > limit else cropped
 
 
 COARSE_COST_FACTOR = 4.0
@@ -205,12 +212,16 @@ def _copy_optimizer_rows(optimizer: Adam, to_rows: torch.Tensor, from_rows: torc
 
 
 def random_start(
-    stats: FourierStatistics, config: GridFitConfig, pixel_size_angstrom: float
+    stats: FourierStatistics, config: GridFitConfig, first_stage: FourierStatistics
 ) -> GaussianModel:
     """The random initial model: ``config.n_gaussians`` Gaussians of ``config.max_scale_pixels``
-    pixels of the first stage (``pixel_size_angstrom``) in a ball of ``init_radius_fraction`` of
-    the box (:meth:`GaussianModel.random`), the last ``negative_fraction`` of them holding
-    negative density (a signed model; none: all positive)."""
+    pixels of the first stage (``first_stage``, the statistics cropped to its box) in a ball of
+    ``init_radius_fraction`` of the box (:meth:`GaussianModel.random`) about the half's own
+    low-resolution density where that lies off the box's centre
+    (:mod:`cryosplat.reconstruct.grid.init_centre`), the last ``negative_fraction`` of them
+    holding negative density (a signed model; none: all positive)."""
+    pixel_size_angstrom = first_stage.pixel_size_angstrom
+    centre = initial_centre_angstrom(first_stage, config.init_radius_fraction, config.symmetry)
     model = GaussianModel.random(
         config.n_gaussians,
         stats.box,
@@ -220,21 +231,27 @@ def random_start(
         scale_angstrom=config.max_scale_pixels * pixel_size_angstrom,
         symmetry=config.symmetry,
     )
+    means = model.means
+    if centre.any():
+        log.info(
+            "random start: the molecule lies off the box's centre; the initial ball is put on "
+            "this half's low-resolution density, (%.1f, %.1f, %.1f) Å from it (x, y, z)",
+            *centre,
+        )
+        means = means + torch.as_tensor(centre, dtype=means.dtype)
     n_negative = int(round(config.negative_fraction * len(model)))
-    if not n_negative:
-        return model
-    with torch.no_grad():
-        amplitudes = model.amplitudes.clone()
+    amplitudes = model.amplitudes.detach().clone()
+    if n_negative:
         amplitudes[len(model) - n_negative :] *= -1.0
     return GaussianModel(
-        model.means,
+        means,
         model.scales,
         model.quaternions,
         amplitudes,
         model.box,
         model.pixel_size_angstrom,
         model.symmetry,
-        signed=True,
+        signed=n_negative > 0,
     )
 
 
@@ -280,12 +297,14 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
         _check_finite_statistics(heldout, "held-out")
     device = torch.device(config.device)
     boxes = stage_boxes(stats.box, config.stage_fractions)
-    first_pixel = stats.pixel_size_angstrom * stats.box / boxes[0]
     given = model is not None  # a fitted model: density control before its first stage too
+    first_padded = stats.crop(boxes[0])
+    first_stage = _unpadded_if_large(first_padded, config)
     if given:
         model = grow_heaviest(model, config.grow_to, config.seed * 7919 + 1)
-    else:
-        model = random_start(stats, config, first_pixel)
+    else:  # placed by the padded grid's inversion: the unpadded one's misplaces the molecule
+        model = random_start(stats, config, first_padded)
+    del first_padded
     params = FitParameters(model, device, config.signed_amplitudes)
     shell_weights = fit_shell_weights(stats, config)
     prior = fit_prior_ratios(stats, config, half_fsc)
@@ -295,7 +314,7 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
     for stage, (box, budget) in enumerate(zip(boxes, config.stage_steps, strict=True)):
         if config.density_control_fraction > 0 and (stage > 0 or given):
             split_heaviest(params, config.density_control_fraction, config.seed * 7919 + box)
-        stage_stats = _stage_statistics(stats, box, config)
+        stage_stats = first_stage if stage == 0 else _stage_statistics(stats, box, config)
         pixel = stage_stats.pixel_size_angstrom
         loss_fn = GridLoss(
             stage_stats,

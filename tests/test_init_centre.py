@@ -1,0 +1,75 @@
+"""The random initial model's ball put on the half set's own low-resolution density
+(reconstruct/grid/init_centre.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cryosplat.core.fourier_slice import volume_to_padded_ft
+from cryosplat.reconstruct.grid.fit import random_start
+from cryosplat.reconstruct.grid.fit_config import GridFitConfig
+from cryosplat.reconstruct.grid.init_centre import MIN_SHIFT_FRACTION, initial_centre_angstrom
+from cryosplat.reconstruct.grid.statistics import FourierStatistics
+
+BOX, PAD, PIXEL = 32, 2, 3.0
+
+
+def _blob(centre_xyz, box: int = BOX, sigma: float = 2.5) -> torch.Tensor:
+    z, y, x = np.indices((box,) * 3) - box // 2
+    cx, cy, cz = centre_xyz
+    r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
+    return torch.as_tensor(np.exp(-0.5 * r2 / sigma**2))
+
+
+def _statistics(volume: torch.Tensor, noise: float = 0.0, seed: int = 0) -> FourierStatistics:
+    """Statistics whose direct inversion is ``volume`` (``W`` = 1 everywhere), plus white noise
+    of ``noise`` times the data's largest coefficient."""
+    data = volume_to_padded_ft(volume, PAD, PIXEL, gridding_correction=True, half=True)
+    if noise:
+        rng = torch.Generator().manual_seed(seed)
+        scale = noise * float(data.abs().max())
+        data = data + scale * torch.randn(data.shape, dtype=data.dtype, generator=rng)
+    weights = torch.ones(data.shape, dtype=torch.float64)
+    max_radius = BOX / 2 - 1
+    power = torch.ones(int(max_radius**2) + 1, dtype=torch.float64)
+    return FourierStatistics(weights, data, BOX, PAD, PIXEL, 100, power, max_radius)
+
+
+def test_an_off_centre_molecule_is_found_in_either_contrast():
+    blob = _blob((4, -3, 2))
+    for sign in (1.0, -1.0):
+        centre = initial_centre_angstrom(_statistics(sign * blob), 0.3)
+        np.testing.assert_allclose(centre / PIXEL, [4, -3, 2], atol=0.5)
+
+
+def test_noise_spread_over_the_box_does_not_pull_the_centre_in():
+    centre = initial_centre_angstrom(_statistics(_blob((7, 0, 0)), noise=0.002, seed=4), 0.3)
+    assert centre[0] / PIXEL == pytest.approx(7.0, abs=1.0)
+    assert np.abs(centre[1:] / PIXEL).max() < 1.0
+
+
+def test_a_molecule_near_the_centre_or_a_symmetric_model_keeps_the_ball_centred():
+    near = 0.8 * MIN_SHIFT_FRACTION * BOX
+    assert not initial_centre_angstrom(_statistics(_blob((near, 0, 0))), 0.3).any()
+    assert not initial_centre_angstrom(_statistics(_blob((4, -3, 2))), 0.3, "C2").any()
+
+
+def test_the_ball_stays_inside_the_box():
+    centre = initial_centre_angstrom(_statistics(_blob((11, 0, 0))), 0.3)
+    assert np.linalg.norm(centre / PIXEL) == pytest.approx((0.5 - 0.3) * BOX, rel=1e-6)
+    with pytest.raises(ValueError, match="radius_fraction"):
+        initial_centre_angstrom(_statistics(_blob((6, 0, 0))), 0.0)
+
+
+def test_the_random_start_is_drawn_about_that_centre():
+    stats = _statistics(_blob((4, -3, 2)))
+    config = GridFitConfig(n_gaussians=2000, seed=3)
+    model = random_start(stats, config, stats.crop(16))
+    mean = model.means.detach().double().mean(dim=0).numpy() / PIXEL
+    np.testing.assert_allclose(mean, [4, -3, 2], atol=1.0)
+    assert (model.amplitudes < 0).sum() == round(config.negative_fraction * 2000)
+    centred_stats = _statistics(_blob((0, 0, 0)))
+    centred = random_start(centred_stats, config, centred_stats.crop(16))
+    assert centred.means.detach().double().mean(dim=0).abs().max() / PIXEL < 0.5
