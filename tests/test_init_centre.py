@@ -6,12 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_statistics import simulate_particles
 
 from cryosplat.core.fourier_slice import volume_to_padded_ft
+from cryosplat.model.gaussians import GaussianModel
+from cryosplat.reconstruct.config import ReconstructConfig
 from cryosplat.reconstruct.grid.fit import random_start
 from cryosplat.reconstruct.grid.fit_config import GridFitConfig
-from cryosplat.reconstruct.grid.init_centre import MIN_SHIFT_FRACTION, initial_centre_angstrom
+from cryosplat.reconstruct.grid.init_centre import (
+    MIN_SHIFT_FRACTION,
+    centre_from_statistics,
+    initial_centre_angstrom,
+)
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
+from cryosplat.reconstruct.splat.runner import initial_models
 
 BOX, PAD, PIXEL = 32, 2, 3.0
 
@@ -73,3 +81,27 @@ def test_the_random_start_is_drawn_about_that_centre():
     centred_stats = _statistics(_blob((0, 0, 0)))
     centred = random_start(centred_stats, config, centred_stats.crop(16))
     assert centred.means.detach().double().mean(dim=0).abs().max() / PIXEL < 0.5
+
+
+def test_a_translated_model_draws_the_same_map_moved():
+    model = GaussianModel.random(40, BOX, PIXEL, seed=2, radius_fraction=0.15)
+    moved = model.translated(np.array([2 * PIXEL, -PIXEL, 3 * PIXEL]))
+    with torch.no_grad():
+        a, b = model.voxelize().numpy(), moved.voxelize().numpy()
+    np.testing.assert_allclose(np.roll(a, (3, -1, 2), axis=(0, 1, 2)), b, atol=1e-6 * a.max())
+    assert moved.signed == model.signed and len(moved) == len(model)
+    with pytest.raises(ValueError, match="x, y, z"):
+        model.translated(np.zeros(2))
+
+
+def test_the_per_image_engine_starts_each_half_about_its_own_centre(tmp_path):
+    """``--engine splat`` reads the same centre (on a quarter of the box) for its random starts."""
+    stats = _statistics(_blob((4, -3, 2)))
+    centre = centre_from_statistics(stats, 0.3)
+    np.testing.assert_allclose(centre / PIXEL, [4, -3, 2], atol=0.7)
+    particles, *_ = simulate_particles(tmp_path, n=8, box=BOX, pixel=PIXEL)
+    config = ReconstructConfig(engine="splat")
+    models = initial_models(particles, config, 2000, "cpu", [centre, np.zeros(3)])
+    means = [m.means.detach().double().mean(dim=0).numpy() / PIXEL for m in models]
+    np.testing.assert_allclose(means[0], [4, -3, 2], atol=1.0)
+    assert np.abs(means[1]).max() < 0.5

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.mixture import Mixture
@@ -217,6 +218,23 @@ class GaussianModel(torch.nn.Module):
             self.pixel_size_angstrom if pixel_size_angstrom is None else pixel_size_angstrom,
             n_sigma=n_sigma,
         )
+
+    def translated(self, shift_angstrom: ArrayLike) -> GaussianModel:
+        """A new model with every mean moved by ``shift_angstrom`` (``x, y, z``, Å)."""
+        shift = torch.as_tensor(np.asarray(shift_angstrom), dtype=self.means.dtype)
+        if shift.shape != (3,):
+            raise ValueError(f"shift_angstrom must be (x, y, z), got shape {tuple(shift.shape)}")
+        with torch.no_grad():
+            return GaussianModel(
+                self.means + shift.to(self.means.device),
+                self.scales,
+                self.quaternions,
+                self.amplitudes,
+                self.box,
+                self.pixel_size_angstrom,
+                self.symmetry,
+                signed=self.signed,
+            )
 
     def subset(self, keep: torch.Tensor) -> GaussianModel:
         """A new model with the Gaussians selected by ``keep`` (mask or indices)."""

@@ -22,7 +22,6 @@ default (many small tensor operations per step).
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Iterable
 
@@ -53,8 +52,6 @@ __all__ = [
     "fit_gaussians",
     "stage_boxes",
 ]
-
-log = logging.getLogger("cryosplat")
 
 
 def stage_boxes(box: int, fractions: Iterable[float]) -> list[int]:
@@ -231,20 +228,12 @@ def random_start(
         scale_angstrom=config.max_scale_pixels * pixel_size_angstrom,
         symmetry=config.symmetry,
     )
-    means = model.means
-    if centre.any():
-        log.info(
-            "random start: the molecule lies off the box's centre; the initial ball is put on "
-            "this half's low-resolution density, (%.1f, %.1f, %.1f) Å from it (x, y, z)",
-            *centre,
-        )
-        means = means + torch.as_tensor(centre, dtype=means.dtype)
     n_negative = int(round(config.negative_fraction * len(model)))
     amplitudes = model.amplitudes.detach().clone()
     if n_negative:
         amplitudes[len(model) - n_negative :] *= -1.0
-    return GaussianModel(
-        means,
+    return GaussianModel(  # one construction: the scales' softplus round trip once
+        model.means + torch.as_tensor(centre, dtype=model.means.dtype),
         model.scales,
         model.quaternions,
         amplitudes,

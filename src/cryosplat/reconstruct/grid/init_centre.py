@@ -25,12 +25,26 @@ ball inside the box; a symmetric model stays at the centre, where its axes cross
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
-__all__ = ["ENERGY_QUANTILE", "MIN_SHIFT_FRACTION", "initial_centre_angstrom"]
+__all__ = [
+    "CENTROID_BOX_FRACTION",
+    "ENERGY_QUANTILE",
+    "MIN_SHIFT_FRACTION",
+    "centre_from_statistics",
+    "initial_centre_angstrom",
+]
+
+log = logging.getLogger("cryosplat")
+
+CENTROID_BOX_FRACTION = 0.25
+"""The grid the per-image engine reads the centroid on, as a share of the box (the grid engine
+reads it on its first stage's, a quarter of the box by default)."""
 
 MIN_SHIFT_FRACTION = 0.06
 """The data's centroid moves the ball only when it lies farther than this share of the box edge
@@ -49,7 +63,7 @@ def initial_centre_angstrom(
     ----------
     stats : FourierStatistics
         One half set's statistics cropped to the first stage's box (its pixel size; the centroid
-        is as coarse as that grid, which is all a ball of a third of the box needs), on the padded
+        is as coarse as that grid, which is all a ball of radius 0.3 of the box needs), on the padded
         grid: the inversion of their unpadded restatement, whose CTF² kernel is cut at half a
         box, put a centred molecule's centroid 6 voxels off in a box of 32.
     radius_fraction : float
@@ -87,4 +101,19 @@ def initial_centre_angstrom(
     reach = (0.5 - radius_fraction) * box
     if distance > reach:
         voxels *= reach / distance
-    return voxels * stats.pixel_size_angstrom
+    centre = voxels * stats.pixel_size_angstrom
+    log.info(
+        "random start: the molecule lies off the box's centre; the initial ball is put on this "
+        "half's low-resolution density, (%.1f, %.1f, %.1f) Å from it (x, y, z)",
+        *centre,
+    )
+    return centre
+
+
+def centre_from_statistics(
+    stats: FourierStatistics, radius_fraction: float, symmetry: str = "C1"
+) -> np.ndarray:
+    """:func:`initial_centre_angstrom` read on ``stats`` (one half's, on the padded grid) cropped
+    to :data:`CENTROID_BOX_FRACTION` of the box (at least 8 voxels, even)."""
+    box = min(stats.box, max(8, 2 * round(CENTROID_BOX_FRACTION * stats.box / 2)))
+    return initial_centre_angstrom(stats.crop(box), radius_fraction, symmetry)

@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
@@ -16,6 +19,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics
+from cryosplat.reconstruct.grid.init_centre import centre_from_statistics
 from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.reconstruct.splat.engine import SplatEngine
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
@@ -33,10 +37,16 @@ log = logging.getLogger("cryosplat")
 
 
 def initial_models(
-    particles: ParticleSet, config: ReconstructConfig, n: int, device: torch.device | str
+    particles: ParticleSet,
+    config: ReconstructConfig,
+    n: int,
+    device: torch.device | str,
+    centres_angstrom: Sequence[np.ndarray] | None = None,
 ) -> list[GaussianModel]:
     """Random starting models of the two halves (``n`` Gaussians each, one asymmetric unit's under
-    ``config.symmetry``; seeds ``2·config.seed + 1`` and ``+ 2``)."""
+    ``config.symmetry``; seeds ``2·config.seed + 1`` and ``+ 2``), each ball about its half's
+    ``centres_angstrom`` (``x, y, z`` from the box's centre,
+    :func:`~cryosplat.reconstruct.grid.init_centre.centre_from_statistics`; None: the centre)."""
     models = []
     for half in range(2):
         m = GaussianModel.random(
@@ -48,6 +58,8 @@ def initial_models(
             scale_angstrom=None,
             symmetry=config.symmetry,
         )
+        if centres_angstrom is not None and np.any(centres_angstrom[half]):
+            m = m.translated(centres_angstrom[half])
         models.append(m.to(device))
     return models
 
@@ -66,7 +78,11 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
     if dist.is_main:
         data_maps, sampled = statistics.data_maps(), statistics.sampled_frequencies()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled.share)
-    models = initial_models(particles, config, config.n_gaussians, device)
+    centres = [
+        centre_from_statistics(s, config.init_radius_fraction, config.symmetry)
+        for s in statistics.totals
+    ]
+    models = initial_models(particles, config, config.n_gaussians, device, centres)
     engine = SplatEngine(
         particles,
         halves,
