@@ -16,11 +16,12 @@ noise, spread over the whole box, does not pull it to the centre, and either con
 molecule): each half finds it in its own data, so the halves stay independent. Measured on the
 statistics of eight sets against the truth's centre of mass (voxels): EMD-1832 13 voxels off
 (−10.3, 6.8, −4.8), found at (−10.7, 6.3, −4.9); EMD-5625 12 off (9.7, −5.4, 5.9), at (8.2, −5.3,
-5.7); EMD-1832 24 off along x, at 19.5; above the median instead of 0.9, 9.0, 4.4 and 11.7 along
-the largest offset, the noise pulling them in. It is used where it lies more than
-:data:`MIN_SHIFT_FRACTION` of the box from the centre (the centred benchmark sets read at most
-0.04: EMD-1832 at box 64, 2.6 voxels; their fits stay as they were), no farther than keeps the
-ball inside the box; a symmetric model stays at the centre, where its axes cross.
+5.7); EMD-1832 24 off along x, at 19.5. Weighted above the median instead, 9.0, 4.4 and 11.7
+along those largest offsets: the noise pulls them in. It is used where it lies more than
+:data:`MIN_SHIFT_FRACTION` of the box from the centre (the 34 centred benchmark sets read at most
+0.055, every view within 10° of one axis, and EMD-1832 at box 64 0.04: their fits stay as they
+were, to the bit), no farther than keeps the ball inside the box; a symmetric model stays at the
+centre, where its axes cross.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def initial_centre_angstrom(
     ----------
     stats : FourierStatistics
         One half set's statistics cropped to the first stage's box (its pixel size; the centroid
-        is as coarse as that grid, which is all a ball of radius 0.3 of the box needs), on the padded
-        grid: the inversion of their unpadded restatement, whose CTF² kernel is cut at half a
-        box, put a centred molecule's centroid 6 voxels off in a box of 32.
+        is as coarse as that grid, which is all a ball of radius 0.3 of the box needs), on the
+        padded grid: the inversion of their unpadded restatement, whose CTF² kernel is cut at
+        half a box, put a centred molecule's centroid 6 voxels off in a box of 32.
     radius_fraction : float
         The ball's radius as a share of the box edge (``init_radius_fraction``).
     symmetry : str
