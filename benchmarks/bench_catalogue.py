@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
+    OFF_CENTRE,
     OVERSAMPLED,
     REGIMES,
     TILT_LIMITS,
@@ -268,6 +269,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen38": UNSEEN_38,
     "unseen39": UNSEEN_39,
     "unseen42": UNSEEN_42,
+    "offcentre": OFF_CENTRE,
 }
 
 

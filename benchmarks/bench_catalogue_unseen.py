@@ -462,3 +462,24 @@ UNSEEN_42 = map_table(
         ),
     )
 )
+
+# The two sets the random start's placement was measured on (round 2, session 42; not unseen:
+# ``reconstruct/grid/init_centre.py`` was chosen with them): EMD-1832 24 and 30 voxels off the
+# centre of boxes of 112 and 128 along x, 3,000 particles, SNR 0.001, white noise. The molecule
+# reaches the report's soft sphere.
+OFF_CENTRE = map_table(
+    (
+        (
+            "s42_emd1832_x24",
+            "maps/emd_1832.map",
+            (112, 5.7, 3_000, 0.001, 2001),
+            {"center_angstrom": (45.6, 182.4, 182.4)},
+        ),
+        (
+            "s42_emd1832_x30",
+            "maps/emd_1832.map",
+            (128, 5.7, 3_000, 0.001, 2002),
+            {"center_angstrom": (11.4, 182.4, 182.4)},
+        ),
+    )
+)
