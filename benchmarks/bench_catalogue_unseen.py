@@ -423,13 +423,14 @@ UNSEEN_39 = map_table(
     )
 )
 
-# Three more made after every default (round 2, session 42). A molecule off the box's centre, as a
+# Four more made after every default (round 2, session 42). A molecule off the box's centre, as a
 # refinement centred elsewhere leaves it (the init ball, the masks and the blend are all centred
 # on voxel D // 2): EMD-5625 put in a box of 80 with its centre 12 voxels (50 Å) away from the
 # box's, and EMD-1832 in a box of 96, 13 voxels (76 Å) away; the SNR scaled by the boxes' areas
-# so the noise per molecule is that of the sets at their own box. And side views only (an
-# elongated particle lying flat on the grid): EMD-1832 seen only within 15° of the equator, in
-# twelve cones 30° apart round it.
+# so the noise per molecule is that of the sets at their own box; EMD-5625 16 voxels off the centre
+# of a box of 96 with 80 % of the views within 20° of one axis, made after the session's changes.
+# And side views only (an elongated particle lying flat on the grid): EMD-1832 seen only within
+# 15° of the equator, in twelve cones 30° apart round it.
 SIDE_VIEWS = tuple((0.083, 15.0, 90.0, 30.0 * i) for i in range(12))
 UNSEEN_42 = map_table(
     (
@@ -448,6 +449,18 @@ UNSEEN_42 = map_table(
             "maps/emd_1832.map",
             (96, 5.7, 5_000, 0.0013, 1082),
             {"center_angstrom": (42 * 5.7, 24 * 5.7, 36 * 5.7)},
+        ),
+        (
+            "s42_emd5625_offpref",
+            "maps/emd_5625.map",
+            (96, 4.23, 5_000, 0.001, 1084),
+            {
+                "center_angstrom": (38 * 4.23, 18 * 4.23, 36 * 4.23),
+                "views": None,
+                "preferred_views": (0.8, 20.0),
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+            },
         ),
         (
             "s42_emd1832_belt",
