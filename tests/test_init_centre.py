@@ -83,15 +83,17 @@ def test_the_random_start_is_drawn_about_that_centre():
     assert centred.means.detach().double().mean(dim=0).abs().max() / PIXEL < 0.5
 
 
-def test_a_translated_model_draws_the_same_map_moved():
+def test_a_random_model_about_a_centre_draws_the_same_map_moved():
     model = GaussianModel.random(40, BOX, PIXEL, seed=2, radius_fraction=0.15)
-    moved = model.translated(np.array([2 * PIXEL, -PIXEL, 3 * PIXEL]))
+    moved = GaussianModel.random(
+        40, BOX, PIXEL, seed=2, radius_fraction=0.15, centre_angstrom=[2 * PIXEL, -PIXEL, 3 * PIXEL]
+    )
     with torch.no_grad():
         a, b = model.voxelize().numpy(), moved.voxelize().numpy()
     np.testing.assert_allclose(np.roll(a, (3, -1, 2), axis=(0, 1, 2)), b, atol=1e-6 * a.max())
     assert moved.signed == model.signed and len(moved) == len(model)
     with pytest.raises(ValueError, match="x, y, z"):
-        model.translated(np.zeros(2))
+        GaussianModel.random(40, BOX, PIXEL, centre_angstrom=np.zeros(2))
 
 
 def test_the_per_image_engine_starts_each_half_about_its_own_centre(tmp_path):

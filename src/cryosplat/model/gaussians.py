@@ -170,6 +170,7 @@ class GaussianModel(torch.nn.Module):
         total_amplitude: float = 1.0,
         dtype: torch.dtype = torch.float32,
         symmetry: str = "C1",
+        centre_angstrom: ArrayLike | None = None,
     ) -> GaussianModel:
         """Random initialisation: means uniform in a sphere, isotropic scales, random rotations.
 
@@ -186,6 +187,8 @@ class GaussianModel(torch.nn.Module):
             Sum of amplitudes, shared equally.
         symmetry : str
             Point group: the ``n_gaussians`` are one asymmetric unit's.
+        centre_angstrom : array-like (3,), optional
+            The sphere's centre ``(x, y, z)``, Å from the box's centre voxel; default that voxel.
         """
         if n_gaussians < 1:
             raise ValueError(f"n_gaussians must be positive, got {n_gaussians}")
@@ -195,8 +198,16 @@ class GaussianModel(torch.nn.Module):
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         r = radius * rng.uniform(size=(n_gaussians, 1)) ** (1.0 / 3.0)
         s = 2.0 * pixel_size_angstrom if scale_angstrom is None else scale_angstrom
+        means = torch.tensor(direction * r, dtype=dtype)
+        if centre_angstrom is not None:
+            centre = torch.as_tensor(np.asarray(centre_angstrom, dtype=np.float64), dtype=dtype)
+            if centre.shape != (3,):
+                raise ValueError(
+                    f"centre_angstrom must be (x, y, z), got shape {tuple(centre.shape)}"
+                )
+            means = means + centre
         return cls(
-            torch.tensor(direction * r, dtype=dtype),
+            means,
             torch.full((n_gaussians, 3), float(s), dtype=dtype),
             torch.tensor(random_quaternions(n_gaussians, rng), dtype=dtype),
             torch.full((n_gaussians,), total_amplitude / n_gaussians, dtype=dtype),
@@ -218,23 +229,6 @@ class GaussianModel(torch.nn.Module):
             self.pixel_size_angstrom if pixel_size_angstrom is None else pixel_size_angstrom,
             n_sigma=n_sigma,
         )
-
-    def translated(self, shift_angstrom: ArrayLike) -> GaussianModel:
-        """A new model with every mean moved by ``shift_angstrom`` (``x, y, z``, Å)."""
-        shift = torch.as_tensor(np.asarray(shift_angstrom), dtype=self.means.dtype)
-        if shift.shape != (3,):
-            raise ValueError(f"shift_angstrom must be (x, y, z), got shape {tuple(shift.shape)}")
-        with torch.no_grad():
-            return GaussianModel(
-                self.means + shift.to(self.means.device),
-                self.scales,
-                self.quaternions,
-                self.amplitudes,
-                self.box,
-                self.pixel_size_angstrom,
-                self.symmetry,
-                signed=self.signed,
-            )
 
     def subset(self, keep: torch.Tensor) -> GaussianModel:
         """A new model with the Gaussians selected by ``keep`` (mask or indices)."""

@@ -227,13 +227,14 @@ def random_start(
         radius_fraction=config.init_radius_fraction,
         scale_angstrom=config.max_scale_pixels * pixel_size_angstrom,
         symmetry=config.symmetry,
+        centre_angstrom=centre,
     )
     n_negative = int(round(config.negative_fraction * len(model)))
     amplitudes = model.amplitudes.detach().clone()
     if n_negative:
         amplitudes[len(model) - n_negative :] *= -1.0
-    return GaussianModel(  # one construction: the scales' softplus round trip once
-        model.means + torch.as_tensor(centre, dtype=model.means.dtype),
+    return GaussianModel(
+        model.means,
         model.scales,
         model.quaternions,
         amplitudes,

@@ -89,13 +89,8 @@ def initial_centre_angstrom(
     total = float(energy.sum())
     if not total > 0 or not np.isfinite(total):
         return centre
-    index = np.arange(box, dtype=np.float64) - box // 2
-    zyx = [
-        float(np.einsum("i,i->", index, energy.sum(axis=tuple(a for a in range(3) if a != axis))))
-        / total
-        for axis in range(3)
-    ]
-    voxels = np.array(zyx[::-1])  # x, y, z
+    offsets = np.indices(energy.shape, dtype=np.float64).reshape(3, -1) - box // 2
+    voxels = (offsets @ energy.ravel() / total)[::-1]  # z, y, x -> x, y, z
     distance = float(np.linalg.norm(voxels))
     if distance <= MIN_SHIFT_FRACTION * box:
         return centre

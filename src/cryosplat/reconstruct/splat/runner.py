@@ -57,9 +57,8 @@ def initial_models(
             radius_fraction=config.init_radius_fraction,
             scale_angstrom=None,
             symmetry=config.symmetry,
+            centre_angstrom=None if centres_angstrom is None else centres_angstrom[half],
         )
-        if centres_angstrom is not None and np.any(centres_angstrom[half]):
-            m = m.translated(centres_angstrom[half])
         models.append(m.to(device))
     return models
 
@@ -78,9 +77,9 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
     if dist.is_main:
         data_maps, sampled = statistics.data_maps(), statistics.sampled_frequencies()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled.share)
-    centres = [
+    centres = [  # the fitted rows' statistics: a sum with held-out ones would copy whole grids
         centre_from_statistics(s, config.init_radius_fraction, config.symmetry)
-        for s in statistics.totals
+        for s in statistics.train
     ]
     models = initial_models(particles, config, config.n_gaussians, device, centres)
     engine = SplatEngine(
