@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
+    NOISE_LEVELS,
     OFF_CENTRE,
     OVERSAMPLED,
     REGIMES,
@@ -270,6 +271,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen39": UNSEEN_39,
     "unseen42": UNSEEN_42,
     "offcentre": OFF_CENTRE,
+    "noise_levels": NOISE_LEVELS,
 }
 
 

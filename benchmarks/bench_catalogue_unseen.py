@@ -496,3 +496,48 @@ OFF_CENTRE = map_table(
         ),
     )
 )
+
+# Images whose noise level differs, as ice of differing thickness gives (round 2, session 43):
+# each image's noise s.d. times exp(spread·z − spread²) (``DatasetSpec.noise_sd_spread``). The
+# first two are the sets the image weights (``reconstruct/grid/noise_levels.py``) were measured
+# on; the other three were made after it.
+NOISE_LEVELS = map_table(
+    (
+        (
+            "s43_emd5625_spread",
+            "maps/emd_5625.map",
+            (56, 4.23, 4_000, 0.003, 4301),
+            {"noise": "coloured", "noise_sd_spread": 0.3},
+        ),
+        (
+            "s43_emd1832_spread",
+            "maps/emd_1832.map",
+            (64, 5.7, 5_000, 0.003, 4302),
+            {"noise": "coloured", "noise_sd_spread": 0.3},
+        ),
+        (
+            "s43_betagal_spread",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 5_000, 0.0025, 4311),
+            {"noise": "coloured", "noise_source": TUTORIAL, "noise_sd_spread": 0.2},
+        ),
+        (
+            "s43_emd6824_spread",
+            "maps/emd_6824.mrc",
+            (70, 2.64, 5_000, 0.004, 4312),
+            {"noise_sd_spread": 0.4},
+        ),
+        (
+            "s43_emd5625_spread_pref",
+            "maps/emd_5625.map",
+            (56, 4.23, 4_000, 0.003, 4313),
+            {
+                "views": None,
+                "preferred_views": (0.7, 25.0),
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+                "noise_sd_spread": 0.15,
+            },
+        ),
+    )
+)

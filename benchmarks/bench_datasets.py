@@ -90,6 +90,10 @@ class DatasetSpec:
         ``seed``); None: the atoms as they are.
     real_looking_mean_zero : bool
         The real-looking truth normalised to mean zero over the box (solvent below zero).
+    noise_sd_spread : float
+        Images whose noise level differs, as ice of differing thickness gives: each image's
+        noise s.d. is multiplied by ``exp(spread·z − spread²)`` (``z`` standard normal, one per
+        image, drawn apart from the noise), which keeps the mean noise variance; 0: one level.
     """
 
     name: str
@@ -116,6 +120,7 @@ class DatasetSpec:
     noise_source: str = NOISE_SOURCE
     real_looking_bfactor: float | None = None
     real_looking_mean_zero: bool = False
+    noise_sd_spread: float = 0.0
 
 
 @dataclass
@@ -178,8 +183,13 @@ def _add_noise(
     seed: int,
     noise: str = "white",
     source: str = NOISE_SOURCE,
+    spread: float = 0.0,
 ) -> None:
     rng = np.random.default_rng([seed, 7])
+    level = np.ones(clean.n_images)
+    if spread > 0:
+        z = np.random.default_rng([seed, 11]).standard_normal(clean.n_images)
+        level = np.exp(spread * z - spread**2)
     amplitude = None
     if noise == "coloured":
         amplitude = np.fft.ifftshift(np.sqrt(coloured_noise_profile(clean.box, SHARED / source)))
@@ -191,7 +201,8 @@ def _add_noise(
         white = rng.standard_normal(images.shape, dtype=np.float32)
         if amplitude is not None:
             white = np.fft.ifft2(np.fft.fft2(white) * amplitude).real.astype(np.float32)
-        writer.write(images + noise_sd * white)
+        levels = level[start : start + len(images), None, None].astype(np.float32)
+        writer.write(images + noise_sd * levels * white)
     writer.close()
 
 
@@ -271,6 +282,7 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
         spec.seed,
         spec.noise,
         spec.noise_source,
+        spec.noise_sd_spread,
     )
     (folder / "proj.mrcs").unlink()
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
@@ -291,6 +303,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "preferred_views": None,
             "real_looking_bfactor": None,
             "real_looking_mean_zero": False,
+            "noise_sd_spread": 0.0,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -311,6 +324,11 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         f"[dataset] making {spec.name} with {spec.simulator}: {spec.n_particles} particles of "
         f"{spec.model}, box {spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}"
     )
+    if spec.simulator == "cryosplat" and spec.noise_sd_spread:
+        raise ValueError(
+            f"{spec.name}: noise_sd_spread {spec.noise_sd_spread} needs the relion_project "
+            "simulator (cryosplat's draws one noise level)"
+        )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))
         signal_variance, noise_sd = result.signal_variance, result.noise_sd

@@ -135,6 +135,11 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
         f"{' (spectrum of ' + spec.noise_source + ')' if spec.noise == 'coloured' else ''}"
         f" s.d. {data.noise_sd:.4g} for signal variance "
         f"{data.signal_variance:.4g}"
+        + (
+            f", each image's s.d. times exp({spec.noise_sd_spread:g}·z − {spec.noise_sd_spread:g}²)"
+            if spec.noise_sd_spread
+            else ""
+        )
     )
 
 

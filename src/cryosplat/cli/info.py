@@ -130,6 +130,19 @@ def _background_line(particles) -> str:
     )
 
 
+def _noise_level_line(particles) -> str:
+    """Whether reconstruct will weigh the images by their noise levels (the same sample)."""
+    from cryosplat.reconstruct.grid.noise_levels import measure_noise_levels
+
+    levels = measure_noise_levels(particles)
+    if levels is None:
+        return "noise levels: alike (each image weighs the same; details in the run's log)"
+    return (
+        f"noise levels: differ, variances by a factor {levels.own_factor:.2f} (1 sd): reconstruct weighs "
+        "each image by the inverse of its noise variance (--image-weights off: alike)"
+    )
+
+
 def _thon_ring_line(particles) -> str:
     """The images' Thon rings against the metadata's CTF, from up to 300 of them."""
     from cryosplat.particles.thon_rings import check_thon_rings
@@ -346,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     if particles.stacks:
         print(_background_line(particles))
+        print(_noise_level_line(particles))
         print(_thon_ring_line(particles))
         if (poses := _pose_line(particles)) is not None:
             print(poses)

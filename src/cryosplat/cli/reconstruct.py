@@ -98,6 +98,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "instead of stopping",
     )
     p.add_argument(
+        "--image-weights",
+        choices=("on", "off"),
+        help="weigh each image by the inverse of its noise variance, read in its corners, where "
+        "the images' noise levels differ (default on; normalised particles are weighed alike)",
+    )
+    p.add_argument(
         "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"
     )
     p.add_argument(
@@ -376,6 +382,9 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
         members=_given(args.members, gdef.members),
         member_stages=_given(args.member_stages, gdef.member_stages),
         stage_mean=_given(args.stage_mean, gdef.stage_mean),
+        image_weights=gdef.image_weights
+        if args.image_weights is None
+        else args.image_weights == "on",
     )
     return ReconstructConfig(
         engine=args.engine,

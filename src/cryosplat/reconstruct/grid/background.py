@@ -87,15 +87,22 @@ class BackgroundMeter:
         self.sums[_VAR] += corners.var(dim=1, correction=0).sum()
 
     def add_zero_frequency(
-        self, amplitude: float, factor: torch.Tensor, spectra: torch.Tensor, insertions: int
+        self,
+        amplitude: float,
+        factor: torch.Tensor,
+        spectra: torch.Tensor,
+        insertions: int,
+        weights: torch.Tensor | None = None,
     ) -> None:
         """Count a group of images: ``factor`` (B,) the CTF (or its stand-in) at the zero
         frequency, ``spectra`` (B,) their zero-frequency samples as inserted (amplitude applied),
-        each inserted ``insertions`` times (pose expansion)."""
-        n = factor.shape[0]
-        self.sums[_DC] += insertions * amplitude * factor.double().sum()
-        self.sums[_A2] += insertions * amplitude**2 * n
-        self.sums[_AY] += insertions * amplitude * spectra.real.double().sum()
+        each inserted ``insertions`` times (pose expansion), each weighed by ``weights`` (B,)
+        in the sums as in the statistics (:mod:`cryosplat.reconstruct.grid.noise_levels`; 1 by
+        default)."""
+        w = torch.ones_like(factor, dtype=torch.float64) if weights is None else weights.double()
+        self.sums[_DC] += insertions * amplitude * (w * factor.double()).sum()
+        self.sums[_A2] += insertions * amplitude**2 * w.sum()
+        self.sums[_AY] += insertions * amplitude * (w * spectra.real.double()).sum()
 
 
 def scaled_for_expansion(sums: torch.Tensor, copies: int) -> torch.Tensor:

@@ -60,6 +60,10 @@ class GridEngineConfig:
         many stages whose grids hold it (:mod:`cryosplat.reconstruct.stage_mean`; 1: the last
         fit alone): ``EngineResult.earlier_stages`` carry those stages' half models and Nyquist
         shells
+    image_weights : weigh each image by the inverse of its noise variance, read in its corners,
+        where the images' noise levels differ beyond what their estimation explains
+        (:mod:`cryosplat.reconstruct.grid.noise_levels`; normalised particles, whose backgrounds
+        all have one sd, are weighed alike). Default on.
     """
 
     accumulate: AccumulateConfig = field(default_factory=AccumulateConfig)
@@ -70,6 +74,7 @@ class GridEngineConfig:
     members: int = 1
     member_stages: int = 2
     stage_mean: int = 3
+    image_weights: bool = True
 
     def validate(self) -> None:
         if not 0.0 <= self.heldout_fraction < 0.5:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from cryosplat.reconstruct.grid.background import (
     scaled_for_expansion,
 )
 from cryosplat.reconstruct.grid.gather_checkpoint import GatherCheckpoint, GatherState, gather_key
+from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
 from cryosplat.reconstruct.grid.staging import device_batches
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
@@ -70,6 +71,10 @@ class AccumulateConfig:
     symmetry : str
         Point group (:mod:`cryosplat.core.symmetry`) whose operators ``accumulate`` applies when
         it is given no ``operators``; ``"C1"``: none.
+    noise_levels : NoiseLevels or None
+        Each image weighed by the inverse of its noise variance, read in its corners
+        (:mod:`cryosplat.reconstruct.grid.noise_levels`): ``B``, ``W`` and the data power are
+        those of the weighed squared error. None: every image weighs 1.
     """
 
     pad: int = 2
@@ -79,6 +84,7 @@ class AccumulateConfig:
     max_resolution_angstrom: float | None = None
     drop_bad_images: bool = False
     symmetry: str = "C1"
+    noise_levels: NoiseLevels | None = None
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad setting."""
@@ -269,6 +275,7 @@ def accumulate(
             operators=None if ops is None else ops.cpu().numpy().round(9).tolist(),
             flush=FLUSH_EVERY,
             background="corners",
+            noise_levels=None if config.noise_levels is None else asdict(config.noise_levels),
         )
         saver = GatherCheckpoint(partial, key, idx.size, config.batch_size)
         state = saver.load(device)
@@ -354,6 +361,7 @@ class _BatchInserter:
         # Pose expansion for the other groups: each image is the projection at A·R_g as well.
         self.expansion = [None] if ops is None else list(ops)
         self.background = BackgroundMeter(box, device)
+        self.levels = config.noise_levels
 
     def restore(self, state: GatherState) -> None:
         """Continue from the sums of a pass saved part way."""
@@ -389,6 +397,7 @@ class _BatchInserter:
         # The rfft of the image as stored: moving its centre (pixel D//2) to the origin is the
         # factor (-1)^(kx + ky) (even box), folded into the shift phases below.
         self.background.add_images(images)
+        weights = None if self.levels is None else self.levels.weights(images)
         spectra = torch.fft.fftshift(torch.fft.rfft2(images), dim=-2)[..., : box // 2]
         batch_pixel = np.round(self.pixel_of[batch], 6)
         for group_pixel in np.unique(batch_pixel):
@@ -396,11 +405,9 @@ class _BatchInserter:
             rows = batch[own]
             own_pixel = self.pixel if group_pixel == round(self.pixel, 6) else float(group_pixel)
             group = _GroupSampling(box, self.pixel, own_pixel, self.radius, self.pad)
-            group_spectra = (
-                spectra
-                if own.all()
-                else spectra[torch.from_numpy(np.flatnonzero(own)).to(self.device)]
-            )
+            picked = None if own.all() else torch.from_numpy(np.flatnonzero(own)).to(self.device)
+            group_spectra = spectra if picked is None else spectra[picked]
+            group_weights = weights if weights is None or picked is None else weights[picked]
             shifts = torch.as_tensor(
                 particles.shifts_angstrom[rows], device=self.device, dtype=torch.float32
             )
@@ -431,9 +438,14 @@ class _BatchInserter:
                 factor[:, box // 2, 0],
                 group_spectra[:, box // 2, 0],
                 len(self.expansion),
+                group_weights,
             )
+            ctf2 = ctf * ctf
+            if group_weights is not None:  # the weighed squared error's sums
+                factor = factor * group_weights[:, None, None]
+                ctf2 = ctf2 * group_weights[:, None, None]
             pairs = torch.view_as_real(group_spectra) * factor[..., None]
-            weighted, ctf2 = torch.view_as_complex(pairs), ctf * ctf
+            weighted = torch.view_as_complex(pairs)
             for op in self.expansion:
                 self.sums.insert(
                     weighted,
@@ -441,18 +453,27 @@ class _BatchInserter:
                     ctf2,
                     max_radius=group.max_radius,
                 )
-            self._add_power(own_pixel, group, group_spectra.reshape(n_rows, -1))
+            self._add_power(own_pixel, group, group_spectra.reshape(n_rows, -1), group_weights)
 
-    def _add_power(self, own_pixel: float, group: _GroupSampling, spectra: torch.Tensor) -> None:
-        """Sum the shifted spectra's power by shell (both halves of the rfft counted)."""
+    def _add_power(
+        self,
+        own_pixel: float,
+        group: _GroupSampling,
+        spectra: torch.Tensor,
+        weights: torch.Tensor | None = None,
+    ) -> None:
+        """Sum the shifted spectra's power by shell (both halves of the rfft counted), each
+        image's times its weight."""
         if own_pixel not in self.power_bins:
             kept = (self.r2 * group.scale**2 <= self.radius * self.radius).nonzero().squeeze(1)
             bins = torch.round(self.r2[kept] * group.scale**2).long()
             bins = bins.clamp_max(self.power.numel() - 1)
             self.power_bins[own_pixel] = (kept, bins, self.friedel_all[kept])
         kept, bins, friedel = self.power_bins[own_pixel]
-        picked = torch.view_as_real(spectra[:, kept])
-        magnitude2 = picked.square().sum(-1).sum(0, dtype=torch.float64)
+        picked = torch.view_as_real(spectra[:, kept]).square().sum(-1)
+        if weights is not None:
+            picked = picked * weights[:, None]
+        magnitude2 = picked.sum(0, dtype=torch.float64)
         self.power.index_add_(0, bins, magnitude2 * friedel)
 
 

@@ -27,6 +27,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
 from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.noise_levels import NoiseLevels, measure_noise_levels
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
     DEFAULT_WIENER_REGULARIZATION,
@@ -106,11 +107,15 @@ class HalfStatistics:
     ----------
     train : [A, B] statistics of the rows each half model is fitted to
     held : [A, B] statistics of each half's held-out rows, or None where none are held out
+    noise_levels : how each image was weighed by its noise level, or None: alike
+        (:mod:`cryosplat.reconstruct.grid.noise_levels`); the per-image engine weighs its
+        images' losses so too
     """
 
     train: list[FourierStatistics]
     held: list[FourierStatistics | None]
     seconds: float = 0.0  # wall time of the pass (0 for statistics read from checkpoints)
+    noise_levels: NoiseLevels | None = None
 
     @property
     def totals(self) -> list[FourierStatistics]:
@@ -170,6 +175,9 @@ def gather_half_statistics(job: EngineJob) -> HalfStatistics:
     gcfg = config.grid  # GridEngineConfig
     # Device and batch as reconstruct resolved them (statistics_batch_size), as config.json says.
     acc = replace(gcfg.accumulate, symmetry=config.symmetry)
+    if gcfg.image_weights:
+        rows = np.concatenate([np.asarray(h).reshape(-1) for h in halves])
+        acc = replace(acc, noise_levels=measure_noise_levels(particles, rows))
     log.info(
         "device: Fourier statistics on %s (%d images per batch%s)",
         device,
@@ -232,4 +240,4 @@ def gather_half_statistics(job: EngineJob) -> HalfStatistics:
             train[1].n_particles,
             0 if held[1] is None else held[1].n_particles,
         )
-    return HalfStatistics(train, held, seconds)
+    return HalfStatistics(train, held, seconds, acc.noise_levels)

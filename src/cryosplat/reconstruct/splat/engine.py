@@ -28,6 +28,7 @@ from cryosplat.particles.validate import bad_image_rows
 from cryosplat.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.reconstruct.grid.background import background_level
+from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
 from cryosplat.render.imaging import predict_spectra
 
 __all__ = ["SplatEngineConfig", "SplatEngine", "estimate_amplitude_scale"]
@@ -102,11 +103,19 @@ def _read_images(particles: ParticleSet, rows: np.ndarray) -> tuple[np.ndarray, 
     return rows, images
 
 
-def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float, level: float = 0.0):
-    """The images of ``rows`` (less their background ``level``) as spectra, with their poses and
-    CTF."""
+def _batch(
+    particles: ParticleSet,
+    rows: np.ndarray,
+    device,
+    sign: float,
+    level: float = 0.0,
+    levels: NoiseLevels | None = None,
+):
+    """The images of ``rows`` (less their background ``level``) as spectra, with their poses,
+    CTF and weights (``levels``' of their noise; None: alike)."""
     rows, images = _read_images(particles, np.asarray(rows))
     images = torch.from_numpy(images - np.float32(level)).to(device)
+    weights = None if levels is None else levels.weights(images)
     rot = torch.as_tensor(particles.rotations[rows], dtype=torch.float32, device=device)
     shifts = torch.as_tensor(particles.shifts_angstrom[rows], dtype=torch.float32, device=device)
     ctf = ctf_from_params(
@@ -115,7 +124,7 @@ def _batch(particles: ParticleSet, rows: np.ndarray, device, sign: float, level:
     codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
     if codes is not None:
         ctf = image_transfer(ctf, codes)
-    return sign * fft2_centered(images), rot, shifts, ctf
+    return sign * fft2_centered(images), rot, shifts, ctf, weights
 
 
 def _predict(model: GaussianModel, rot, shifts, ctf, backend: str) -> torch.Tensor:
@@ -144,7 +153,7 @@ def estimate_amplitude_scale(
     near Nyquist, where the data are mostly noise. A random blob of the particle's size has about the
     particle's low-frequency power, so this sets the overall amplitude without any reference map.
     """
-    data, rot, shifts, ctf = _batch(particles, rows, device, sign)
+    data, rot, shifts, ctf, _ = _batch(particles, rows, device, sign)
     with torch.no_grad():
         pred = _predict(model, rot, shifts, ctf, backend)
     shells = radial_index_2d(particles.box, device=device)
@@ -188,6 +197,10 @@ class SplatEngine:
         every mini-batch, the gradients are summed over the ranks before each Adam step (the
         gradient of the whole batch's mean loss), so the models stay the same on every rank and
         equal one process's to float rounding. Rank 0 alone writes the checkpoints.
+    noise_levels : NoiseLevels, optional
+        Each image's squared error weighed by the inverse of its noise variance
+        (:mod:`cryosplat.reconstruct.grid.noise_levels`, as the statistics pass weighed it);
+        None: alike.
     """
 
     def __init__(
@@ -201,8 +214,10 @@ class SplatEngine:
         seed: int = 0,
         data_sign: float = 1.0,
         dist: Distributed | None = None,
+        noise_levels: NoiseLevels | None = None,
     ) -> None:
         config.validate()
+        self.noise_levels = noise_levels
         self.dist = Distributed() if dist is None else dist
         self.particles = particles
         self.config = config
@@ -332,11 +347,14 @@ class SplatEngine:
 
     def _image_losses(self, h: _HalfState, rows: np.ndarray) -> torch.Tensor:
         """Squared error of each image in the band; shape (len(rows),)."""
-        data, rot, shifts, ctf = _batch(self.particles, rows, self.device, self.sign, h.background)
+        data, rot, shifts, ctf, weights = _batch(
+            self.particles, rows, self.device, self.sign, h.background, self.noise_levels
+        )
         pred = _predict(h.model, rot, shifts, ctf, self.config.backend)
         band = radial_index_2d(self.particles.box, device=self.device) <= self.band_shell()
         diff = (pred - data)[:, band]
-        return diff.real.pow(2).add(diff.imag.pow(2)).sum(dim=-1)
+        losses = diff.real.pow(2).add(diff.imag.pow(2)).sum(dim=-1)
+        return losses if weights is None else losses * weights
 
     def _step_shared(self, h: _HalfState, rows: np.ndarray) -> float:
         """One data-parallel step: this rank's share of ``rows``, gradients summed over ranks."""

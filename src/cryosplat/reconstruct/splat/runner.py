@@ -92,6 +92,7 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
         seed=config.seed,
         data_sign=-1.0 if config.invert_contrast else 1.0,
         dist=dist,
+        noise_levels=statistics.noise_levels,
     )
     resumed = engine.load()
     if resumed:

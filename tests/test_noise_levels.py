@@ -1,0 +1,160 @@
+"""Images whose noise level differs: measured in their corners, each weighed by 1/σ²."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from test_statistics import simulate_particles
+
+from cryosplat.io.mrc import MRCStack, write_stack
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.noise_levels import (
+    MIN_SHARE,
+    WEIGHT_RANGE,
+    measure_noise_levels,
+)
+from cryosplat.reconstruct.splat.engine import _batch
+
+BOX, N = 24, 240
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    """Clean projections of one model with white noise added: at one level (``alike``), and
+    with each image's sd times ``exp(0.4 z)`` (``spread``). Returns the two sets, the spread's
+    true variance factors and the truth."""
+    folder = tmp_path_factory.mktemp("levels")
+    clean, truth, _ = simulate_particles(folder, n=N, box=BOX, noise=0.0, seed=11)
+    images = clean.read_images(np.arange(N)).astype(np.float64)
+    rng = np.random.default_rng(5)
+    sd = 3.0 * float(images.std())
+    factor = np.exp(0.4 * rng.standard_normal(N))
+    out = {}
+    for name, level in (("alike", np.ones(N)), ("spread", factor)):
+        noisy = images + sd * level[:, None, None] * rng.standard_normal(images.shape)
+        path = folder / f"{name}.mrcs"
+        write_stack(path, noisy.astype(np.float32), clean.pixel_size_angstrom)
+        out[name] = replace(clean, stacks=[MRCStack(path)])
+    return out, factor**2, truth
+
+
+def test_images_at_one_level_are_weighed_alike(sets, caplog):
+    """The corners' spread is what their estimation noise explains: no weights, and the log
+    says so."""
+    particles = sets[0]["alike"]
+    with caplog.at_level(logging.INFO, logger="cryosplat"):
+        assert measure_noise_levels(particles) is None
+    assert any("weighed alike" in r.getMessage() for r in caplog.records)
+
+
+def test_spread_levels_are_found_and_each_weight_follows_its_image(sets):
+    """With levels spread by exp(0.4 z) the images' own share is near 1, the weights fall as
+    the true variance rises (log-correlation over 0.9), average 1 and stay in range."""
+    spread, variance, _ = sets
+    levels = measure_noise_levels(spread["spread"])
+    assert levels is not None and levels.share > MIN_SHARE
+    assert levels.share > 0.8
+    w = levels.weights(torch.from_numpy(spread["spread"].read_images(np.arange(N)))).double()
+    r = np.corrcoef(np.log(w.numpy()), -np.log(variance))[0, 1]
+    assert r > 0.9
+    assert abs(float(w.mean()) - 1.0) < 0.05
+    assert float(w.min()) >= 1 / WEIGHT_RANGE - 1e-12 and float(w.max()) <= WEIGHT_RANGE
+    assert "weighed by the inverse of its noise variance" in levels.describe()
+
+
+def test_a_weight_is_the_image_and_its_ctf_scaled_by_its_root(sets):
+    """Weighing image i by w_i in the squared error is the same as scaling the image and its
+    CTF (rlnCtfScalefactor) by √w_i, unweighed: W, B and the data power agree."""
+    spread = sets[0]["spread"]
+    levels = measure_noise_levels(spread)
+    images = spread.read_images(np.arange(N))
+    w = levels.weights(torch.from_numpy(images)).double().numpy()
+    weighed = accumulate(spread, config=AccumulateConfig(noise_levels=levels))
+    root = np.sqrt(w)
+    path = spread.stacks[0].path.with_name("scaled.mrcs")
+    write_stack(path, (images * root[:, None, None]).astype(np.float32), spread.pixel_size_angstrom)
+    scaled = replace(
+        spread,
+        stacks=[MRCStack(path)],
+        ctf=replace(spread.ctf, scale=spread.ctf.scale * root),
+    )
+    plain = accumulate(scaled, config=AccumulateConfig())
+    for a, b in ((weighed.weights, plain.weights), (weighed.data, plain.data)):
+        assert float((a - b).abs().max()) <= 1e-4 * float(b.abs().max())
+    assert np.isclose(weighed.data_power, plain.data_power, rtol=1e-4)
+
+
+def test_the_weighed_inversion_lies_closer_to_the_truth(sets):
+    """The maximum-likelihood weights give a direct inversion nearer the truth than weighing
+    every image alike (the noisiest images count for less)."""
+    spread, _, truth = sets
+    particles = spread["spread"]
+    levels = measure_noise_levels(particles)
+    errors = []
+    for noise_levels in (None, levels):
+        stats = accumulate(particles, config=AccumulateConfig(noise_levels=noise_levels))
+        volume = stats.reconstruct_wiener(0.05).cpu().double().numpy()
+        scale = float((volume * truth).sum() / (volume * volume).sum())
+        errors.append(float(np.linalg.norm(scale * volume - truth) / np.linalg.norm(truth)))
+    assert errors[1] < 0.95 * errors[0]
+
+
+def test_corners_without_noise_leave_the_images_alike(sets, tmp_path, caplog):
+    """A masked image (zero corners) says nothing of the noise: no weights, with a note."""
+    particles = sets[0]["spread"]
+    images = particles.read_images(np.arange(N))
+    k = np.arange(BOX) - BOX // 2
+    images[3][(k[:, None] ** 2 + k[None, :] ** 2) >= (BOX / 2) ** 2] = 0.0
+    path = tmp_path / "masked.mrcs"
+    write_stack(path, images, particles.pixel_size_angstrom)
+    with caplog.at_level(logging.INFO, logger="cryosplat"):
+        assert measure_noise_levels(replace(particles, stacks=[MRCStack(path)])) is None
+    assert any("hold no noise" in r.getMessage() for r in caplog.records)
+
+
+def test_the_per_image_engine_weighs_its_batch_as_the_pass(sets):
+    """The per-image engine's batch carries the same weights as the statistics pass's."""
+    particles = sets[0]["spread"]
+    levels = measure_noise_levels(particles)
+    rows = np.arange(10)
+    *_, weights = _batch(particles, rows, "cpu", 1.0, 0.0, levels)
+    expected = levels.weights(torch.from_numpy(particles.read_images(rows)))
+    assert torch.allclose(weights, expected)
+    assert _batch(particles, rows, "cpu", 1.0)[-1] is None
+
+
+def test_info_says_whether_a_run_will_weigh_the_images(sets, tmp_path, capsys):
+    from cryosplat.cli.main import main
+    from cryosplat.io.star import write_relion31_particles
+
+    for name, expected in (("alike", "noise levels: alike"), ("spread", "noise levels: differ")):
+        particles = sets[0][name]
+        star = tmp_path / f"{name}.star"
+        write_relion31_particles(
+            star,
+            image_names=[f"{i + 1}@{particles.stacks[0].path}" for i in range(len(particles))],
+            rotations=particles.rotations,
+            shifts_angstrom=particles.shifts_angstrom,
+            ctf=particles.ctf,
+            pixel_size_angstrom=particles.pixel_size_angstrom,
+            box=particles.box,
+        )
+        assert main(["info", str(star)]) == 0
+        lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("noise levels:")]
+        assert len(lines) == 1 and lines[0].startswith(expected)
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], True), (["--image-weights", "off"], False)])
+def test_the_command_line_turns_the_weights_off(given, expected):
+    import argparse
+
+    from cryosplat.cli.reconstruct import add_arguments, build_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = build_config(parser.parse_args(["particles.star", "-o", "out", *given]))
+    assert config.grid.image_weights is expected
