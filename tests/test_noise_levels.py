@@ -66,26 +66,52 @@ def test_spread_levels_are_found_and_each_weight_follows_its_image(sets):
     assert "weighed by the inverse of its noise variance" in levels.describe()
 
 
-def test_a_weight_is_the_image_and_its_ctf_scaled_by_its_root(sets):
+@pytest.mark.parametrize("symmetry", ["C1", "C2", "C3"])
+def test_a_weight_is_the_image_and_its_ctf_scaled_by_its_root(sets, symmetry):
     """Weighing image i by w_i in the squared error is the same as scaling the image and its
-    CTF (rlnCtfScalefactor) by √w_i, unweighed: W, B and the data power agree."""
+    CTF (rlnCtfScalefactor) by √w_i, unweighed: W, B and the data power agree (C2: the grids
+    rotated; C3: each image inserted once per operator)."""
     spread = sets[0]["spread"]
     levels = measure_noise_levels(spread)
     images = spread.read_images(np.arange(N))
     w = levels.weights(torch.from_numpy(images)).double().numpy()
-    weighed = accumulate(spread, config=AccumulateConfig(noise_levels=levels))
+    config = AccumulateConfig(noise_levels=levels, symmetry=symmetry)
+    weighed = accumulate(spread, config=config)
     root = np.sqrt(w)
-    path = spread.stacks[0].path.with_name("scaled.mrcs")
+    path = spread.stacks[0].path.with_name(f"scaled_{symmetry}.mrcs")
     write_stack(path, (images * root[:, None, None]).astype(np.float32), spread.pixel_size_angstrom)
     scaled = replace(
         spread,
         stacks=[MRCStack(path)],
         ctf=replace(spread.ctf, scale=spread.ctf.scale * root),
     )
-    plain = accumulate(scaled, config=AccumulateConfig())
+    plain = accumulate(scaled, config=AccumulateConfig(symmetry=symmetry))
     for a, b in ((weighed.weights, plain.weights), (weighed.data, plain.data)):
         assert float((a - b).abs().max()) <= 1e-4 * float(b.abs().max())
     assert np.isclose(weighed.data_power, plain.data_power, rtol=1e-4)
+
+
+def test_an_offset_taken_off_weighed_images_leaves_their_sums(sets, tmp_path):
+    """The background level is taken off with the weighed sums: a constant added to every
+    weighed image leaves W, B and the data power as they were (its level is read from the
+    corners' mean, its weights from their variance, which the constant moves only by the
+    float32 rounding of the stored pixels)."""
+    spread = sets[0]["spread"]
+    levels = measure_noise_levels(spread)
+    images = spread.read_images(np.arange(N))
+    k = np.arange(BOX) - BOX // 2
+    corners = (k[:, None] ** 2 + k[None, :] ** 2) >= (BOX / 2) ** 2
+    images = images - images[:, corners].mean(axis=1)[:, None, None]  # normalised
+    config = AccumulateConfig(noise_levels=levels)
+    made = []
+    for name, added in (("normalised", 0.0), ("offset", 3.0 * float(images.std()))):
+        path = tmp_path / f"{name}.mrcs"
+        write_stack(path, images + added, spread.pixel_size_angstrom)
+        made.append(accumulate(replace(spread, stacks=[MRCStack(path)]), config=config))
+    clean, shifted = made
+    for a, b in ((shifted.weights, clean.weights), (shifted.data, clean.data)):
+        assert float((a - b).abs().max()) <= 1e-4 * float(b.abs().max())
+    assert np.isclose(shifted.data_power, clean.data_power, rtol=1e-5)
 
 
 def test_the_weighed_inversion_lies_closer_to_the_truth(sets):
