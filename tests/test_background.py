@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from test_statistics import simulate_particles
+from test_statistics import simulate_particles, write_star_of
 
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.reconstruct.grid.background import (
@@ -135,19 +135,9 @@ def test_the_per_image_engine_takes_the_level_off_each_image(pair):
 
 def test_info_says_whether_the_images_are_normalised(pair, tmp_path, capsys):
     from cryosplat.cli.main import main
-    from cryosplat.io.star import write_relion31_particles
 
     for particles, expected in zip(pair, ("(normalised)", "not at zero"), strict=True):
-        star = tmp_path / f"{expected[:4]}.star"
-        write_relion31_particles(
-            star,
-            image_names=[f"{i + 1}@{particles.stacks[0].path}" for i in range(len(particles))],
-            rotations=particles.rotations,
-            shifts_angstrom=particles.shifts_angstrom,
-            ctf=particles.ctf,
-            pixel_size_angstrom=particles.pixel_size_angstrom,
-            box=particles.box,
-        )
+        star = write_star_of(particles, tmp_path / f"{expected[:4]}.star")
         assert main(["info", str(star)]) == 0
         line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("background:")]
         assert len(line) == 1 and expected in line[0] and "in 60 images" in line[0]

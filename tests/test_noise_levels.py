@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from test_statistics import simulate_particles
+from test_statistics import simulate_particles, write_star_of
 
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
@@ -155,20 +155,9 @@ def test_the_per_image_engine_weighs_its_batch_as_the_pass(sets):
 
 def test_info_says_whether_a_run_will_weigh_the_images(sets, tmp_path, capsys):
     from cryosplat.cli.main import main
-    from cryosplat.io.star import write_relion31_particles
 
     for name, expected in (("alike", "noise levels: alike"), ("spread", "noise levels: differ")):
-        particles = sets[0][name]
-        star = tmp_path / f"{name}.star"
-        write_relion31_particles(
-            star,
-            image_names=[f"{i + 1}@{particles.stacks[0].path}" for i in range(len(particles))],
-            rotations=particles.rotations,
-            shifts_angstrom=particles.shifts_angstrom,
-            ctf=particles.ctf,
-            pixel_size_angstrom=particles.pixel_size_angstrom,
-            box=particles.box,
-        )
+        star = write_star_of(sets[0][name], tmp_path / f"{name}.star")
         assert main(["info", str(star)]) == 0
         lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("noise levels:")]
         assert len(lines) == 1 and lines[0].startswith(expected)

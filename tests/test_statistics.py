@@ -90,6 +90,22 @@ def simulate_particles(
     return particles, volume.numpy(), truth
 
 
+def write_star_of(particles: ParticleSet, star: Path) -> Path:
+    """A RELION 3.1 STAR of a one-stack particle set (its poses and CTF), for the commands."""
+    from cryosplat.io.star import write_relion31_particles
+
+    write_relion31_particles(
+        star,
+        image_names=[f"{i + 1}@{particles.stacks[0].path}" for i in range(len(particles))],
+        rotations=particles.rotations,
+        shifts_angstrom=particles.shifts_angstrom,
+        ctf=particles.ctf,
+        pixel_size_angstrom=particles.pixel_size_angstrom,
+        box=particles.box,
+    )
+    return star
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     return simulate_particles(tmp_path_factory.mktemp("stats"), n=80, noise=1.0)
