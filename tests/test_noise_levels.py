@@ -140,6 +140,9 @@ def test_corners_without_noise_leave_the_images_alike(sets, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="cryosplat"):
         assert measure_noise_levels(replace(particles, stacks=[MRCStack(path)])) is None
     assert any("hold no noise" in r.getMessage() for r in caplog.records)
+    # Met in a run whose sample missed it, such an image weighs 1, not the most.
+    weights = measure_noise_levels(particles).weights(torch.from_numpy(images[:6]))
+    assert float(weights[3]) == 1.0 and float(weights.min()) < float(weights.max())
 
 
 def test_the_per_image_engine_weighs_its_batch_as_the_pass(sets):

@@ -120,10 +120,12 @@ class NoiseLevels:
         return self.weights_of(_pooled(*corner_variances(images))).to(images.dtype)
 
     def weights_of(self, variances: torch.Tensor) -> torch.Tensor:
-        """Weights of corner variances (B,), float64."""
-        low = torch.as_tensor(variances, dtype=torch.float64).clamp_min(1e-300).log()
-        w = torch.exp(-self.share * (low - self.mean_log)) / self.norm
-        return w.clamp(1.0 / WEIGHT_RANGE, WEIGHT_RANGE)
+        """Weights of corner variances (B,), float64; 1 for corners that hold no noise
+        (:data:`EMPTY_CORNERS` of the typical variance: they say nothing of the image's)."""
+        v = torch.as_tensor(variances, dtype=torch.float64)
+        empty = v <= EMPTY_CORNERS * math.exp(self.mean_log)
+        w = torch.exp(-self.share * (v.clamp_min(1e-300).log() - self.mean_log)) / self.norm
+        return torch.where(empty, 1.0, w.clamp(1.0 / WEIGHT_RANGE, WEIGHT_RANGE))
 
     @property
     def own_factor(self) -> float:
