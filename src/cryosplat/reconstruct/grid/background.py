@@ -43,6 +43,7 @@ from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
 __all__ = [
     "BackgroundMeter",
+    "corner_pixels",
     "remove_background",
     "scaled_for_expansion",
     "background_level",
@@ -65,6 +66,13 @@ _N, _MEAN, _VAR, _DC, _A2, _AY = range(6)
 N_SUMS = 6
 
 
+def corner_pixels(box: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The corners of a ``D × D`` image, flat (D²,) bool: pixels at least ``D/2`` from its
+    centre ``D//2``, where a centred molecule puts least of itself."""
+    r2 = squared_radius(box, 2, device=device, dtype=torch.float64)
+    return (r2 >= (box / 2) ** 2).reshape(-1)
+
+
 class BackgroundMeter:
     """The pass's background sums, as a (6,) float64 tensor (saved with a partial pass).
 
@@ -75,8 +83,7 @@ class BackgroundMeter:
     """
 
     def __init__(self, box: int, device: torch.device) -> None:
-        r2 = squared_radius(box, 2, device=device, dtype=torch.float64)
-        self.corners = (r2 >= (box / 2) ** 2).reshape(-1)
+        self.corners = corner_pixels(box, device)
         self.sums = torch.zeros(N_SUMS, dtype=torch.float64, device=device)
 
     def add_images(self, images: torch.Tensor) -> None:

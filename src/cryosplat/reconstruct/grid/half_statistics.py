@@ -175,9 +175,8 @@ def gather_half_statistics(job: EngineJob) -> HalfStatistics:
     gcfg = config.grid  # GridEngineConfig
     # Device and batch as reconstruct resolved them (statistics_batch_size), as config.json says.
     acc = replace(gcfg.accumulate, symmetry=config.symmetry)
-    if gcfg.image_weights:
-        rows = np.concatenate([np.asarray(h).reshape(-1) for h in halves])
-        acc = replace(acc, noise_levels=measure_noise_levels(particles, rows))
+    if gcfg.image_weights:  # the halves hold every row (particles.halves.split_halves)
+        acc = replace(acc, noise_levels=measure_noise_levels(particles))
     log.info(
         "device: Fourier statistics on %s (%d images per batch%s)",
         device,

@@ -38,12 +38,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
-import numpy as np
 import torch
 
-from cryosplat.core.fourier import squared_radius
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.background import corner_pixels
 
 __all__ = [
     "NoiseLevels",
@@ -68,13 +68,13 @@ WEIGHT_RANGE = 10.0
 EMPTY_CORNERS = 1e-3
 
 
-def _corner_masks(box: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat masks (D²,) of the corners' left (``x < D//2``) and right halves."""
-    r2 = squared_radius(box, 2, device=device, dtype=torch.float64)
-    corners = r2 >= (box / 2) ** 2
-    left = torch.zeros_like(corners)
-    left[:, : box // 2] = True
-    return (corners & left).reshape(-1), (corners & ~left).reshape(-1)
+@lru_cache(maxsize=8)
+def _corner_halves(box: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat pixel indices of the corners' left (``x < D//2``) and right halves (made once per
+    box: the statistics pass asks for them every batch)."""
+    corners = corner_pixels(box, device)
+    left = (torch.arange(box * box, device=device) % box) < box // 2
+    return (corners & left).nonzero().squeeze(1), (corners & ~left).nonzero().squeeze(1)
 
 
 def corner_variances(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,9 +84,9 @@ def corner_variances(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ----------
     images : torch.Tensor, shape (B, D, D), as stored (before any shift)
     """
-    box = images.shape[-1]
-    flat = images.reshape(images.shape[0], -1).double()
-    return tuple(flat[:, m].var(dim=1, correction=1) for m in _corner_masks(box, images.device))
+    flat = images.reshape(images.shape[0], -1)
+    halves = _corner_halves(images.shape[-1], images.device)
+    return tuple(flat[:, i].double().var(dim=1, correction=1) for i in halves)
 
 
 def _pooled(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -141,28 +141,28 @@ class NoiseLevels:
 
 
 def measure_noise_levels(
-    particles: ParticleSet, rows: np.ndarray | None = None, sample: int = SAMPLE_IMAGES
+    particles: ParticleSet, sample: int = SAMPLE_IMAGES, batch: int = 256
 ) -> NoiseLevels | None:
     """:class:`NoiseLevels` from a sample of the images' corners, or None: weigh them alike.
 
     Parameters
     ----------
     particles : ParticleSet
-    rows : array of int, optional
-        The rows the run uses (all by default); the sample is spread over them. Every process of
-        a distributed run reads the same sample, so all weigh alike.
     sample : int
-        Images read.
+        Images read, spread over the set (:meth:`ParticleSet.spread_rows`): every process of a
+        distributed run reads the same ones, so all weigh alike.
+    batch : int
+        Images read at once (memory stays that of ``batch`` images at any box).
     """
-    rows = np.arange(len(particles)) if rows is None else np.sort(np.asarray(rows).reshape(-1))
-    if rows.size < 8:
+    if len(particles) < 8:
         return None
-    picked = rows[
-        np.unique(np.linspace(0, rows.size - 1, min(sample, rows.size)).round()).astype(np.int64)
-    ]
-    images = torch.from_numpy(particles.read_images(picked))
-    finite = torch.isfinite(images).all(dim=-1).all(dim=-1)
-    left, right = corner_variances(images[finite])
+    picked = particles.spread_rows(sample)
+    halves: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for start in range(0, picked.size, batch):
+        images = torch.from_numpy(particles.read_images(picked[start : start + batch]))
+        finite = torch.isfinite(images).all(dim=-1).all(dim=-1)
+        halves.append(corner_variances(images[finite]))
+    left, right = (torch.cat(parts) for parts in zip(*halves, strict=True))
     whole = _pooled(left, right)
     if whole.numel() < 8:
         return None
