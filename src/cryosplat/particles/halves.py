@@ -19,7 +19,8 @@ def split_halves(
     ----------
     particles : ParticleSet
     seed : int
-        Seed of the random split (used when ``rlnRandomSubset`` is absent or not used).
+        Seed of the random split (used when ``rlnRandomSubset`` is absent or not used). Rows
+        that read the same image (:meth:`ParticleSet.image_ids`) fall in the same half.
     use_random_subset : bool
         Honour ``rlnRandomSubset`` (1 → half A, 2 → half B) when the metadata has it.
 
@@ -43,9 +44,27 @@ def split_halves(
         a, b = np.flatnonzero(subset == 1), np.flatnonzero(subset == 2)
         if len(a) and len(b):
             return a, b, "rlnRandomSubset"
-    perm = np.random.default_rng(seed).permutation(n)
-    half = (n + 1) // 2
-    return np.sort(perm[:half]), np.sort(perm[half:]), f"random (seed {seed})"
+    ids = particles.image_ids()
+    n_images = int(ids.max()) + 1
+    rng = np.random.default_rng(seed)
+    if n_images == n:  # every row its own image
+        perm = rng.permutation(n)
+        half = (n + 1) // 2
+        return np.sort(perm[:half]), np.sort(perm[half:]), f"random (seed {seed})"
+    # Rows that read one image (a symmetry-expanded set) go to one half together: split apart,
+    # the halves would share that image's noise and their FSC would read too high.
+    order = rng.permutation(n_images)
+    counts = np.bincount(ids, minlength=n_images)[order]
+    middle = np.cumsum(counts) - counts / 2  # each image's rows' midpoint in the shuffled order
+    in_a = np.zeros(n_images, dtype=bool)
+    in_a[order[middle < n / 2]] = True
+    a, b = np.flatnonzero(in_a[ids]), np.flatnonzero(~in_a[ids])
+    if not len(a) or not len(b):
+        raise InputError(
+            f"{particles.source}: its {n} rows read only {n_images} distinct image(s); two "
+            "independent half sets need at least 2"
+        )
+    return a, b, f"random by image (seed {seed}; {n} rows of {n_images} images)"
 
 
 UNEQUAL_HALVES_RATIO = 1.5

@@ -150,6 +150,15 @@ class ParticleSet:
             out[rows] = self.stacks[s].read(self.image_index[idx[rows]])
         return out
 
+    def image_ids(self) -> np.ndarray:
+        """One id per distinct image, shape (N,), int: rows that read the same image of the same
+        stack (a symmetry-expanded set lists each image once per operator) share their id; ids
+        count from 0 in the order of (stack, image)."""
+        if len(self) == 0:
+            return np.zeros(0, dtype=np.int64)
+        keys = self.stack_index * (int(self.image_index.max()) + 1) + self.image_index
+        return np.unique(keys, return_inverse=True)[1].astype(np.int64)
+
     def spread_rows(self, count: int) -> np.ndarray:
         """Up to ``count`` row indices spread evenly over the set, first and last included (for
         checks that read a sample of the images)."""

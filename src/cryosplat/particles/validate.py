@@ -8,7 +8,7 @@ Two kinds of check, both here so that every reader and command applies the same 
   and what was expected. Readers call these on the raw columns, before they build anything.
 * **Findings** (:func:`check_particles`): the set as a whole looks wrong though each number is
   possible (defocus written in µm, all defocus 0, most defocus negative, angles in radians, shifts beyond a quarter of the box, duplicated
-  images, every particle in one half, half the views within 20° of one axis). A finding with ``refuse=True`` stops a reconstruction unless
+  images, one image in both half sets, every particle in one half, half the views within 20° of one axis). A finding with ``refuse=True`` stops a reconstruction unless
   the user accepts it (``--accept-warnings``); the others are logged.
 * **Images** (:func:`bad_image_rows`): non-finite or absurd pixel values, checked on the batches the
   streaming passes read anyway (no extra read).
@@ -259,21 +259,40 @@ def _shift_findings(particles: ParticleSet, label: str) -> list[Finding]:
     return []
 
 
-def _duplicate_findings(particles: ParticleSet, label: str) -> list[Finding]:
+def _duplicate_findings(
+    particles: ParticleSet, label: str, subset_label: str, use_random_subset: bool
+) -> list[Finding]:
     if not particles.stacks or len(particles) < 2:
         return []
-    keys = particles.stack_index * (int(particles.image_index.max()) + 1) + particles.image_index
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    if counts.max() <= 1:
+    ids = particles.image_ids()
+    _, first = np.unique(ids, return_index=True)
+    if first.size == len(particles):
         return []
     repeated = np.setdiff1d(np.arange(len(particles)), first)
-    return [
+    findings = [
         Finding(
             f"{label}: {repeated.size} rows refer to an image already listed (rows "
             f"{_rows(repeated)}): each would be counted twice",
             refuse=True,
         )
     ]
+    subset = particles.random_subset
+    if use_random_subset and subset is not None:
+        in_a = np.bincount(ids, weights=subset == 1, minlength=first.size) > 0
+        in_b = np.bincount(ids, weights=subset == 2, minlength=first.size) > 0
+        shared = np.flatnonzero(in_a & in_b)
+        if shared.size:
+            rows = np.flatnonzero(np.isin(ids, shared))
+            findings.append(
+                Finding(
+                    f"{subset_label}: {shared.size} images are listed in both half sets (rows "
+                    f"{_rows(rows)}): the halves share their noise, so their FSC and the "
+                    "resolution would read too high (--ignore-random-subset splits at random, "
+                    "keeping each image's rows in one half)",
+                    refuse=True,
+                )
+            )
+    return findings
 
 
 def _subset_findings(particles: ParticleSet, label: str) -> list[Finding]:
@@ -392,7 +411,9 @@ def check_particles(
         findings += _defocus_findings(particles, labels["defocus"])
     if particles.shifts_angstrom is not None:
         findings += _shift_findings(particles, labels["shifts"])
-    findings += _duplicate_findings(particles, labels["images"])
+    findings += _duplicate_findings(
+        particles, labels["images"], labels["subset"], use_random_subset
+    )
     if use_random_subset:
         findings += _subset_findings(particles, labels["subset"])
     findings += _radian_findings(particles, labels)
