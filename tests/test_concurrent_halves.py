@@ -150,7 +150,8 @@ def test_every_particle_is_fitted_unless_a_part_is_held_out(tiny_set, tmp_path):
         out = tmp_path / f"held{fraction}"
         reconstruct(particles, out, config, show_progress=False)
         found = {
-            p.stem: FourierStatistics.load(p).n_particles for p in out.glob("checkpoints/stats_*")
+            p.stem: FourierStatistics.load(p).n_particles
+            for p in out.glob("checkpoints/stats_*.npz")
         }
         counts[fraction] = found
     fitted = counts[0.0]

@@ -163,3 +163,29 @@ def test_a_run_interrupted_in_its_statistics_pass_resumes_to_the_same_map(
         np.testing.assert_array_equal(
             read_map(out / name)[0], read_map(tmp_path / "whole" / name)[0]
         )
+
+
+def test_a_complete_checkpoint_is_reused_only_for_its_rows_and_weights(tiny_set, tmp_path):
+    """A resumed run reads a half's saved statistics only if they were gathered from the same
+    rows with the same image weights (the halves drawn otherwise, or weights of another version,
+    are gathered again); one without its key, as older versions wrote, is gathered again."""
+    from cryosplat.reconstruct.distributed import Distributed, cached_statistics, key_path
+    from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
+
+    particles = read_particles(tiny_set)
+    config = AccumulateConfig(batch_size=8)
+    path, dist, rows = tmp_path / "stats_A_fit.npz", Distributed(), np.arange(0, 100, 2)
+    first, reused = cached_statistics(particles, rows, config, path, dist)
+    assert not reused and key_path(path).is_file()
+    again, reused = cached_statistics(particles, rows[::-1], config, path, dist)  # any order
+    assert reused
+    _same(again, first)
+    other_rows, reused = cached_statistics(particles, rows + 1, config, path, dist)
+    assert not reused
+    _same(other_rows, accumulate(particles, rows + 1, config))
+    weighed = replace(config, noise_levels=NoiseLevels(0.0, 0.8, 1.0, 0.3))
+    _, reused = cached_statistics(particles, rows + 1, weighed, path, dist)
+    assert not reused
+    key_path(path).unlink()
+    _, reused = cached_statistics(particles, rows + 1, weighed, path, dist)
+    assert not reused

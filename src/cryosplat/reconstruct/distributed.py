@@ -26,7 +26,7 @@ import copy
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,11 +37,12 @@ import torch.distributed as torch_dist
 from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import CryosplatError, InputError
+from cryosplat.io.atomic import atomic_path
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.background import remove_background
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
-from cryosplat.reconstruct.grid.gather_checkpoint import partial_path
+from cryosplat.reconstruct.grid.gather_checkpoint import gather_key, partial_path
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
 __all__ = [
@@ -375,15 +376,38 @@ def cached_statistics(
     Every rank reuses the checkpoint only if every rank can read it for these rows (else all
     gather again); rank 0 writes it. Returns ``(statistics on config.device, whether reused)``.
     """
-    n_rows = len(np.asarray(rows).reshape(-1))
-    stats = FourierStatistics.load(path) if path.is_file() else None
-    if stats is not None and stats.n_particles != n_rows:
-        stats = None
+    key = checkpoint_key(rows, config)
+    stats = None
+    if path.is_file() and _read_key(path) == key:
+        stats = FourierStatistics.load(path)
     if dist.all_agree(stats is not None):
         return stats.to(config.device), True
     partial = partial_path(path, dist.rank)  # this rank's pass, saved part way
     stats = gather_statistics(particles, rows, config, dist, progress, partial)
     if dist.is_main:
         stats.save(path)
+        with atomic_path(key_path(path), suffix=".key") as tmp:
+            Path(tmp).write_text(key + "\n")
     partial.unlink(missing_ok=True)
     return stats, False
+
+
+def checkpoint_key(rows: ArrayLike, config: AccumulateConfig) -> str:
+    """What a complete statistics checkpoint holds beyond the run's settings (which a resumed
+    run must share): its rows and each image's noise-level weight. A checkpoint of other rows
+    (the half sets drawn otherwise) or other weights is gathered again, not reused."""
+    rows = np.sort(np.asarray(rows, dtype=np.int64).reshape(-1))
+    levels = config.noise_levels
+    return gather_key(rows, noise_levels=None if levels is None else asdict(levels))
+
+
+def key_path(path: Path) -> Path:
+    """The file beside a statistics checkpoint that holds its :func:`checkpoint_key`."""
+    return path.with_suffix(".key")
+
+
+def _read_key(path: Path) -> str | None:
+    try:
+        return key_path(path).read_text().strip()
+    except OSError:  # none: written by an older version, gathered again
+        return None
