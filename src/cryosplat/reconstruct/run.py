@@ -49,6 +49,7 @@ from cryosplat.reconstruct.grid.memory_plan import (
     plan_memory,
 )
 from cryosplat.reconstruct.grid.side_by_side import concurrent_halves
+from cryosplat.reconstruct.grid.symmetry_check import apply_symmetry_check
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_description import run_description
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
@@ -212,6 +213,11 @@ def reconstruct(
     config.validate()
     _check_particles(particles, config)
     apply_findings(particles, check_particles(particles, config.use_random_subset), accept_warnings)
+    if config.symmetry != "C1":  # before any work: the group must be the data's, as oriented
+        halves = split_halves(particles, config.seed, config.use_random_subset)[:2]
+        apply_symmetry_check(
+            particles, halves, config.symmetry, config.grid.accumulate, accept_warnings
+        )
     device = dist.device if dist.active else resolve_device(config.device)
     plan = plan_run(particles, config)
     source_box, source_pixel = particles.box, particles.pixel_size_angstrom

@@ -1,0 +1,206 @@
+"""Whether the data hold the point group a run imposes, in RELION's orientation of it.
+
+``--sym G`` counts every particle once per operator of ``G`` (:mod:`cryosplat.core.symmetry`,
+RELION's conventions). If the poses came from a refinement in C1, or from one that put the
+molecule's axes elsewhere (another program's convention of the group), the symmetrised map is a
+blur of copies that the data do not hold, and nothing downstream says so: both half maps are
+symmetrised alike.
+
+The check, before any work: a sample of each half set (:data:`SAMPLE_ROWS` images) is gathered
+without symmetry at a small box (:data:`CHECK_BOX`), each half inverted directly (``D_A``,
+``D_B``), and for every operator ``R_g`` the FSC of ``D_A`` with ``D_B`` rotated by ``R_g``
+compared with the FSC of ``D_A`` with ``D_B`` itself, over the shells where the latter is at
+least :data:`JUDGED_FSC` (where the sample holds signal; the first shell, the molecule's overall
+mass, is left out), each shell counted by its Fourier samples (``∝ k²``: the low shells, where
+any rotation of a compact molecule still correlates, weigh least). Rotating the other half keeps the noise of the two apart, so a symmetric
+molecule in the right orientation gives ``FSC(D_A, R_g D_B) ≈ FSC(D_A, D_B)`` (agreement 1) and a
+wrong orientation or group decorrelates the rotated copy. The least agreement over the operators
+is reported; under :data:`MIN_AGREEMENT` the data do not hold the group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from cryosplat.core.errors import InputError
+from cryosplat.core.symmetry import rotate_volume, symmetry_operators
+from cryosplat.particles.downsample import downsample_particles, even_box
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.validate import ACCEPT_OPTION
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.validation.fsc import fsc
+from cryosplat.validation.masks import spherical_mask
+
+__all__ = [
+    "CHECK_BOX",
+    "JUDGED_FSC",
+    "MIN_AGREEMENT",
+    "SAMPLE_ROWS",
+    "SymmetryCheck",
+    "apply_symmetry_check",
+    "check_symmetry",
+]
+
+SAMPLE_ROWS = 3000
+"""Images of each half set gathered for the check (spread over the half)."""
+
+CHECK_BOX = 48
+"""The box the sample is gathered at (Fourier-cropped; the particles' own where smaller)."""
+
+JUDGED_FSC = 0.5
+"""Shells where the halves' FSC reaches this hold signal enough to judge a rotated copy."""
+
+MIN_SHELLS = 2
+"""Fewer judged shells than this: the sample holds too little signal to judge."""
+
+MIN_AGREEMENT = 0.5
+"""Least agreement (FSC with the rotated copy over FSC with the copy itself) of a held group."""
+
+
+@dataclass(frozen=True)
+class SymmetryCheck:
+    """The check's result.
+
+    Attributes
+    ----------
+    symmetry : str
+        The group checked.
+    agreement : float
+        The least, over the group's operators, of ``Σ k² FSC(D_A, R_g D_B) / Σ k² FSC(D_A, D_B)``
+        over the judged shells ``k``: 1 for data that hold the group, near 0 for data that do not.
+    operator : int
+        Which operator (index into :func:`~cryosplat.core.symmetry.symmetry_operators`) agrees
+        least.
+    shells : tuple of int
+        The judged shells (at the check's box).
+    resolution_angstrom : float
+        The finest judged shell's resolution.
+    n_images : int
+        Images of both halves in the sample.
+    """
+
+    symmetry: str
+    agreement: float
+    operator: int
+    shells: tuple[int, ...]
+    resolution_angstrom: float
+    n_images: int
+
+    @property
+    def held(self) -> bool:
+        """Whether the data hold the group (agreement at least :data:`MIN_AGREEMENT`)."""
+        return self.agreement >= MIN_AGREEMENT
+
+    def describe(self) -> str:
+        """One line for the log (and, where the group is not held, the refusal)."""
+        what = (
+            f"{len(self.shells)} shells to {self.resolution_angstrom:.1f} Å, {self.n_images} "
+            f"images: the sample's half maps' FSC with each other rotated by every operator of "
+            f"{self.symmetry}, over their FSC unrotated, is at least {self.agreement:.2f} "
+            f"(operator {self.operator})"
+        )
+        if self.held:
+            return f"the data hold {self.symmetry} in RELION's orientation ({what})"
+        return (
+            f"the data do not hold {self.symmetry} in RELION's orientation ({what}, under "
+            f"{MIN_AGREEMENT}): were the poses refined with this symmetry, in RELION's "
+            "convention? Imposed, it would blur the map into copies the data do not hold"
+        )
+
+
+def _sample(rows: np.ndarray, count: int) -> np.ndarray:
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    if len(rows) <= count:
+        return rows
+    return rows[np.unique(np.linspace(0, len(rows) - 1, count).round().astype(np.int64))]
+
+
+def check_symmetry(
+    particles: ParticleSet,
+    halves: tuple[np.ndarray, np.ndarray],
+    symmetry: str,
+    config: AccumulateConfig,
+) -> SymmetryCheck | None:
+    """Check that ``particles`` (with poses and CTF) hold ``symmetry`` (module docstring).
+
+    Parameters
+    ----------
+    particles : ParticleSet
+    halves : (rows of half A, rows of half B)
+    symmetry : str
+        A point group in RELION's conventions; C1 is not checked.
+    config : AccumulateConfig
+        The run's statistics settings (device, batch, image weights); gathered here without
+        symmetry at :data:`CHECK_BOX`.
+
+    Returns
+    -------
+    SymmetryCheck, or None for C1 or where the sample holds too little signal to judge (fewer
+    than :data:`MIN_SHELLS` shells past the first with the halves' FSC at :data:`JUDGED_FSC`).
+    """
+    operators = symmetry_operators(symmetry)
+    if len(operators) < 2:
+        return None
+    small = downsample_particles(particles, even_box(min(CHECK_BOX, particles.box)))
+    plain = replace(config, symmetry="C1", max_resolution_angstrom=None)
+    rows = [_sample(h, SAMPLE_ROWS) for h in halves]
+    if min(len(r) for r in rows) == 0:
+        return None
+    maps = []
+    for r in rows:
+        # an offset of the images' background is in the zero frequency alone, not judged
+        stats = accumulate(small, r, plain, take_off_background=False)
+        maps.append(stats.reconstruct_wiener().double().cpu())
+    mask = torch.as_tensor(spherical_mask(small.box), dtype=torch.float64)
+    map_a, map_b = maps[0] * mask, maps[1] * mask
+    itself = np.asarray(fsc(map_a, map_b))
+    shells = tuple(int(k) for k in np.flatnonzero(itself >= JUDGED_FSC) if k >= 2)
+    if len(shells) < MIN_SHELLS:
+        return None
+    judged = list(shells)
+    counts = np.asarray(judged, dtype=np.float64) ** 2  # a shell's Fourier samples, ∝ k²
+    worst, which = np.inf, 0
+    for g, op in enumerate(operators):
+        if np.allclose(op, np.eye(3)):
+            continue
+        rotated = np.asarray(fsc(map_a, rotate_volume(maps[1], op) * mask))
+        agreement = float((counts * rotated[judged]).sum() / (counts * itself[judged]).sum())
+        if agreement < worst:
+            worst, which = agreement, g
+    return SymmetryCheck(
+        symmetry,
+        worst,
+        which,
+        shells,
+        small.box * small.pixel_size_angstrom / max(shells),
+        int(sum(len(r) for r in rows)),
+    )
+
+
+def apply_symmetry_check(
+    particles: ParticleSet,
+    halves: tuple[np.ndarray, np.ndarray],
+    symmetry: str,
+    config: AccumulateConfig,
+    accept_warnings: bool = False,
+) -> SymmetryCheck | None:
+    """Run :func:`check_symmetry` for a reconstruction: its line goes to ``particles.notes`` (the
+    run's log lists them); data that do not hold the group stop the run with
+    :class:`InputError` unless ``accept_warnings``, then it is a warning."""
+    result = check_symmetry(particles, halves, symmetry, config)
+    if result is None:
+        if len(symmetry_operators(symmetry)) > 1:
+            line = f"symmetry check: the sample holds too little signal to judge {symmetry}"
+            particles.notes.append(line)
+        return None
+    line = f"symmetry check: {result.describe()}"
+    if result.held:
+        particles.notes.append(line)
+    elif not accept_warnings:
+        raise InputError(f"{particles.source}: {line} (pass {ACCEPT_OPTION} to run anyway)")
+    else:
+        particles.warnings.append(f"{line} (accepted)")
+    return result
