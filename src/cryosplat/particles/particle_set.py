@@ -162,8 +162,17 @@ class ParticleSet:
     def spread_rows(self, count: int) -> np.ndarray:
         """Up to ``count`` row indices spread evenly over the set, first and last included (for
         checks that read a sample of the images)."""
-        n = min(count, len(self))
-        return np.unique(np.linspace(0, len(self) - 1, n).round().astype(np.int64))
+        return self.spread_rows_of(np.arange(len(self)), count)
+
+    @staticmethod
+    def spread_rows_of(rows: ArrayLike, count: int) -> np.ndarray:
+        """Up to ``count`` of ``rows`` (sorted first) spread evenly over them, first and last
+        included (e.g. a sample of one half set)."""
+        rows = np.sort(np.asarray(rows, dtype=np.int64).reshape(-1))
+        if len(rows) == 0:
+            return rows
+        n = min(count, len(rows))
+        return rows[np.unique(np.linspace(0, len(rows) - 1, n).round().astype(np.int64))]
 
     def subset(self, indices: ArrayLike) -> ParticleSet:
         """A new ParticleSet with rows ``indices`` (integer array or boolean mask)."""

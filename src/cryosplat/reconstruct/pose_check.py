@@ -22,16 +22,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.gather import accumulate
+from cryosplat.reconstruct.grid.sample_maps import CHECK_BOX as BOX
+from cryosplat.reconstruct.grid.sample_maps import cropped_for_checks, masked_inversions
 from cryosplat.validation.fsc import fsc
-from cryosplat.validation.masks import spherical_mask
 
 __all__ = ["PoseCheck", "check_pose_conventions", "VARIANTS", "CLEAR_MARGIN", "N_IMAGES", "BOX"]
 
 N_IMAGES = 3000
-BOX = 48
 CLEAR_MARGIN = 0.05  # mean FSC by which a slip must beat the poses as written to be named
 MIN_FSC = 0.1  # below this mean FSC the best reading holds too little signal to judge by
 VARIANTS = (
@@ -95,17 +93,11 @@ def check_pose_conventions(particles: ParticleSet, n_images: int = N_IMAGES) -> 
     without poses and CTF, or under 20 particles."""
     if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
         return None
-    subset = particles.subset(particles.spread_rows(n_images))
-    box = min(BOX, particles.box - particles.box % 2)
-    small = downsample_particles(subset, box) if box < particles.box else subset
+    small = cropped_for_checks(particles.subset(particles.spread_rows(n_images)))
     half = np.arange(len(small)) % 2
-    mask = spherical_mask(small.box)
     shells = slice(2, small.box // 4 + 1)
     scores = []
     for name in VARIANTS:
-        variant = _variant(small, name)
-        # The background level touches the zero frequency alone, which the score leaves out.
-        stats = [accumulate(variant, half == h, take_off_background=False) for h in (0, 1)]
-        maps = [s.reconstruct_wiener().cpu().numpy() for s in stats]
-        scores.append(float(np.mean(fsc(maps[0] * mask, maps[1] * mask)[shells])))
+        maps = masked_inversions(_variant(small, name), [half == 0, half == 1])
+        scores.append(float(np.mean(fsc(*maps)[shells])))
     return PoseCheck(len(small), small.box, tuple(scores))

@@ -7,13 +7,13 @@ blur of copies that the data do not hold, and nothing downstream says so: both h
 symmetrised alike.
 
 The check, before any work: a sample of each half set (:data:`SAMPLE_ROWS` images) is gathered
-without symmetry at a small box (:data:`CHECK_BOX`), each half inverted directly (``D_A``,
+without symmetry at a small box (:mod:`.sample_maps`), each half inverted directly (``D_A``,
 ``D_B``), and for every operator ``R_g`` the FSC of ``D_A`` with ``D_B`` rotated by ``R_g``
 compared with the FSC of ``D_A`` with ``D_B`` itself, over the shells where the latter is at
 least :data:`JUDGED_FSC` (where the sample holds signal; the first shell, the molecule's overall
 mass, is left out), each shell counted by its Fourier samples (``∝ k²``: the low shells, where
-any rotation of a compact molecule still correlates, weigh least). Rotating the other half keeps the noise of the two apart, so a symmetric
-molecule in the right orientation gives ``FSC(D_A, R_g D_B) ≈ FSC(D_A, D_B)`` (agreement 1) and a
+any rotation of a compact molecule still correlates, weigh least). Rotating the other half keeps
+the noise of the two apart, so a symmetric molecule in the right orientation gives ``FSC(D_A, R_g D_B) ≈ FSC(D_A, D_B)`` (agreement 1) and a
 wrong orientation or group decorrelates the rotated copy. The least agreement over the operators
 is reported; under :data:`MIN_AGREEMENT` the data do not hold the group.
 """
@@ -23,19 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.symmetry import rotate_volume, symmetry_operators
-from cryosplat.particles.downsample import downsample_particles, even_box
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import ACCEPT_OPTION
-from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.sample_maps import cropped_for_checks, masked_inversions
 from cryosplat.validation.fsc import fsc
-from cryosplat.validation.masks import spherical_mask
 
 __all__ = [
-    "CHECK_BOX",
     "JUDGED_FSC",
     "MIN_AGREEMENT",
     "SAMPLE_ROWS",
@@ -46,9 +43,6 @@ __all__ = [
 
 SAMPLE_ROWS = 3000
 """Images of each half set gathered for the check (spread over the half)."""
-
-CHECK_BOX = 48
-"""The box the sample is gathered at (Fourier-cropped; the particles' own where smaller)."""
 
 JUDGED_FSC = 0.5
 """Shells where the halves' FSC reaches this hold signal enough to judge a rotated copy."""
@@ -111,13 +105,6 @@ class SymmetryCheck:
         )
 
 
-def _sample(rows: np.ndarray, count: int) -> np.ndarray:
-    rows = np.sort(np.asarray(rows, dtype=np.int64))
-    if len(rows) <= count:
-        return rows
-    return rows[np.unique(np.linspace(0, len(rows) - 1, count).round().astype(np.int64))]
-
-
 def check_symmetry(
     particles: ParticleSet,
     halves: tuple[np.ndarray, np.ndarray],
@@ -134,7 +121,7 @@ def check_symmetry(
         A point group in RELION's conventions; C1 is not checked.
     config : AccumulateConfig
         The run's statistics settings (device, batch, image weights); gathered here without
-        symmetry at :data:`CHECK_BOX`.
+        symmetry at the checks' small box.
 
     Returns
     -------
@@ -144,18 +131,12 @@ def check_symmetry(
     operators = symmetry_operators(symmetry)
     if len(operators) < 2:
         return None
-    small = downsample_particles(particles, even_box(min(CHECK_BOX, particles.box)))
-    plain = replace(config, symmetry="C1", max_resolution_angstrom=None)
-    rows = [_sample(h, SAMPLE_ROWS) for h in halves]
+    small = cropped_for_checks(particles)
+    rows = [small.spread_rows_of(h, SAMPLE_ROWS) for h in halves]
     if min(len(r) for r in rows) == 0:
         return None
-    maps = []
-    for r in rows:
-        # an offset of the images' background is in the zero frequency alone, not judged
-        stats = accumulate(small, r, plain, take_off_background=False)
-        maps.append(stats.reconstruct_wiener().double().cpu())
-    mask = torch.as_tensor(spherical_mask(small.box), dtype=torch.float64)
-    map_a, map_b = maps[0] * mask, maps[1] * mask
+    plain = replace(config, symmetry="C1", max_resolution_angstrom=None)
+    map_a, map_b = masked_inversions(small, rows, plain)
     itself = np.asarray(fsc(map_a, map_b))
     shells = tuple(int(k) for k in np.flatnonzero(itself >= JUDGED_FSC) if k >= 2)
     if len(shells) < MIN_SHELLS:
@@ -166,7 +147,7 @@ def check_symmetry(
     for g, op in enumerate(operators):
         if np.allclose(op, np.eye(3)):
             continue
-        rotated = np.asarray(fsc(map_a, rotate_volume(maps[1], op) * mask))
+        rotated = np.asarray(fsc(map_a, rotate_volume(map_b, op)))  # the sphere: itself
         agreement = float((counts * rotated[judged]).sum() / (counts * itself[judged]).sum())
         if agreement < worst:
             worst, which = agreement, g
