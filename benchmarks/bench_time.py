@@ -24,11 +24,13 @@ def time_pairs(folder: Path, repeats: int, scratch: Path) -> list[tuple[float, f
     """``[(cryosplat s, relion full map s), ...]`` for ``repeats`` alternated runs on ``folder``."""
     star = folder / "particles.star"
     spec = json.loads((folder / "dataset.json").read_text())["spec"]
-    relion = relion_command(star, spec["pixel_size_angstrom"], spec.get("symmetry", "C1"))
+    symmetry = spec.get("symmetry", "C1")
+    relion = relion_command(star, spec["pixel_size_angstrom"], symmetry)
     relion += ["--o", str(scratch / "relion_full.mrc")]
+    ours_args = [] if symmetry == "C1" else ["--sym", symmetry]  # both impose the set's group
     pairs = []
     for _ in range(repeats):
-        ours = run_cryosplat(star, scratch / "cryosplat").measured.wall_s
+        ours = run_cryosplat(star, scratch / "cryosplat", ours_args).measured.wall_s
         theirs = measure(relion, folder, scratch / "relion.log").wall_s
         pairs.append((ours, theirs))
     return pairs
