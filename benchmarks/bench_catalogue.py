@@ -12,6 +12,7 @@ from dataclasses import asdict, replace
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
+    NEIGHBOURS,
     NOISE_LEVELS,
     OFF_CENTRE,
     OVERSAMPLED,
@@ -272,6 +273,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen42": UNSEEN_42,
     "offcentre": OFF_CENTRE,
     "noise_levels": NOISE_LEVELS,
+    "neighbours": NEIGHBOURS,
 }
 
 

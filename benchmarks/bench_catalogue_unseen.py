@@ -541,3 +541,32 @@ NOISE_LEVELS = map_table(
         ),
     )
 )
+
+# Neighbouring particles in the box (round 2, session 45; ``DatasetSpec.neighbours``, made after
+# every default): 60 % of the images hold part of another copy of the molecule, in another view
+# of the set's, with the image's CTF, 0.55-0.8 box edges from the centre. The corners where the
+# background and each image's noise level are read then hold density; at the SNR of most sets
+# (0.003) a neighbour adds 0.4 % to the corners' variance, so these sets have fewer particles
+# at a higher SNR, where it weighs more.
+NEIGHBOURS = map_table(
+    (
+        (
+            "s45_emd5625_nb",
+            "maps/emd_5625.map",
+            (56, 4.23, 1_500, 0.02, 4501),
+            {"noise": "coloured", "neighbours": 0.6},
+        ),
+        (
+            "s45_emd1832_nb",
+            "maps/emd_1832.map",
+            (64, 5.7, 3_000, 0.01, 4502),
+            {"noise": "coloured", "noise_source": RIBOSOME, "neighbours": 0.6},
+        ),
+        (
+            "s45_betagal_nb",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 3_000, 0.008, 4503),
+            {"noise": "coloured", "noise_source": TUTORIAL, "neighbours": 0.6},
+        ),
+    )
+)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from bench_neighbours import add_neighbours
 from bench_truths import write_truth
 
 from cryosplat.io.mrc import MRCStack
@@ -94,6 +95,11 @@ class DatasetSpec:
         Images whose noise level differs, as ice of differing thickness gives: each image's
         noise s.d. is multiplied by ``exp(spread·z − spread²)`` (``z`` standard normal, one per
         image, drawn apart from the noise), which keeps the mean noise variance; 0: one level.
+    neighbours : float
+        Share of the images that hold part of a neighbouring particle
+        (:func:`bench_neighbours.add_neighbours`: the truth in another view of the set's, with the
+        image's CTF, 0.55-0.8 box edges from the centre, cut at the box); 0: none. The SNR is
+        the particle's alone.
     """
 
     name: str
@@ -121,6 +127,7 @@ class DatasetSpec:
     real_looking_bfactor: float | None = None
     real_looking_mean_zero: bool = False
     noise_sd_spread: float = 0.0
+    neighbours: float = 0.0
 
 
 @dataclass
@@ -274,6 +281,9 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
         raise RuntimeError(f"relion_project wrote {clean.n_images} of {spec.n_particles} images")
     signal_variance = _signal_variance(clean)
     noise_sd = math.sqrt(signal_variance / spec.snr)
+    if spec.neighbours:
+        add_neighbours(folder, columns, spec.neighbours, spec.seed)
+        clean = MRCStack(folder / "proj.mrcs")
     _add_noise(
         clean,
         folder / "particles.mrcs",
@@ -304,6 +314,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "real_looking_bfactor": None,
             "real_looking_mean_zero": False,
             "noise_sd_spread": 0.0,
+            "neighbours": 0.0,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -324,10 +335,10 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         f"[dataset] making {spec.name} with {spec.simulator}: {spec.n_particles} particles of "
         f"{spec.model}, box {spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}"
     )
-    if spec.simulator == "cryosplat" and spec.noise_sd_spread:
+    if spec.simulator == "cryosplat" and (spec.noise_sd_spread or spec.neighbours):
         raise ValueError(
-            f"{spec.name}: noise_sd_spread {spec.noise_sd_spread} needs the relion_project "
-            "simulator (cryosplat's draws one noise level)"
+            f"{spec.name}: noise_sd_spread {spec.noise_sd_spread} and neighbours "
+            f"{spec.neighbours} need the relion_project simulator"
         )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))

@@ -140,6 +140,11 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             if spec.noise_sd_spread
             else ""
         )
+        + (
+            f"; {spec.neighbours:.0%} of the images hold part of a neighbouring particle"
+            if spec.neighbours
+            else ""
+        )
     )
 
 
