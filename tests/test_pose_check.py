@@ -75,3 +75,35 @@ def test_info_on_an_image_of_nan_says_so_on_its_background_and_pose_lines(tmp_pa
     out = capsys.readouterr().out
     assert "background:   not measured: an image holds NaN or infinite pixels" in out
     assert "poses:        not checked:" in out and "NaN pixel" in out
+
+
+def test_a_reconstruction_stops_on_a_slip_unless_accepted(tiny, tmp_path):
+    """Poses written with a slip stop ``reconstruct`` before any work (``--pose-check on``; the
+    default leaves a set this small unchecked, saying so); accepted, the run records it."""
+    from dataclasses import replace
+
+    from cryosplat.core.errors import InputError
+    from cryosplat.reconstruct.config import ReconstructConfig
+    from cryosplat.reconstruct.pose_check import AUTO_MIN_PARTICLES, apply_pose_check
+    from cryosplat.reconstruct.run import reconstruct
+
+    slipped = _variant(tiny, "shifts negated")
+    with pytest.raises(InputError, match="better with their shifts negated.*--accept-warnings"):
+        reconstruct(slipped, tmp_path / "run", ReconstructConfig(pose_check="on"))
+    assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before any work
+
+    accepted = replace(slipped, notes=[], warnings=[])
+    assert apply_pose_check(accepted, "on", accept_warnings=True).verdict == "mismatch"
+    assert any("shifts negated" in w and "(accepted)" in w for w in accepted.warnings)
+
+    assert len(tiny) < AUTO_MIN_PARTICLES
+    for mode, said in (("auto", "not run on a set under"), ("off", "off (--pose-check off)")):
+        quiet = replace(slipped, notes=[], warnings=[])
+        assert apply_pose_check(quiet, mode) is None
+        assert any(said in n for n in quiet.notes) and not quiet.warnings
+
+    checked = replace(tiny, notes=[], warnings=[])
+    assert apply_pose_check(checked, "on").verdict == "agree"
+    assert any("fit the images best as written" in n for n in checked.notes)
+    with pytest.raises(InputError, match="pose_check must be one of auto, on, off"):
+        ReconstructConfig(pose_check="yes").validate()

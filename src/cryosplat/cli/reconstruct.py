@@ -89,7 +89,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--accept-warnings",
         action="store_true",
         help="run despite suspicious metadata (duplicated images, one random subset, large "
-        "shifts, all defocus 0) that otherwise stops the run",
+        "shifts, all defocus 0) or a failed data check (poses that fit a converter's slip "
+        "better, a point group the data do not hold) that otherwise stops the run",
+    )
+    p.add_argument(
+        "--pose-check",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="check the poses against a converter's slips (shifts negated, x and y swapped, "
+        "rotations inverted) on 3,000 images before the run; a clear slip stops it (auto: on "
+        "sets of 30,000 particles or more, where it costs little)",
     )
     p.add_argument(
         "--drop-bad-images",
@@ -399,6 +408,7 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
         ),
         blend_with_data=not args.no_data_blend,
         fsc_mask=None if args.mask is None else str(Path(args.mask).resolve()),
+        pose_check=args.pose_check,
         keep_checkpoints=args.keep_checkpoints,
         deterministic=args.deterministic,
         splat=splat,

@@ -16,6 +16,7 @@ from cryosplat.reconstruct.engine_result import MapSettings
 from cryosplat.reconstruct.grid.capacity import GAUSSIANS_CAP
 from cryosplat.reconstruct.grid.engine_config import GridEngineConfig
 from cryosplat.reconstruct.grid.memory_plan import MemoryConfig
+from cryosplat.reconstruct.pose_check import MODES as POSE_CHECK_MODES
 from cryosplat.reconstruct.splat.engine import SplatEngineConfig
 from cryosplat.validation.user_mask import FSCMask
 
@@ -31,6 +32,7 @@ OUTSIDE_IDENTITY = (
     "keep_checkpoints",
     "deterministic",
     "fsc_mask",
+    "pose_check",
 )
 MAX_LOCAL_WEIGHT_SIGMA_PX = 20.0  # wider averages nothing locally
 
@@ -66,6 +68,9 @@ class ReconstructConfig:
         Gaussians (``n_gaussians / |G|``), drawn with all copies
     fsc_mask : a mask (MRC) the resolution is read within (:mod:`cryosplat.validation.user_mask`),
         on the map's grid or the particles'; None: the soft sphere, or the automatic mask
+    pose_check : whether the poses are checked against a converter's slips before the run
+        (:func:`cryosplat.reconstruct.pose_check.apply_pose_check`): ``"auto"`` on large sets,
+        ``"on"``, ``"off"``
     splat : settings of the per-image engine
     grid : settings of the Fourier-statistics engine
     memory : the memory bound and any Fourier crop of the images
@@ -86,6 +91,7 @@ class ReconstructConfig:
     deterministic: bool = False
     symmetry: str = "C1"
     fsc_mask: str | None = None
+    pose_check: str = "auto"
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
     grid: GridEngineConfig = field(default_factory=GridEngineConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
@@ -96,6 +102,10 @@ class ReconstructConfig:
             self.grid = replace(self.grid, fit=replace(self.grid.fit, symmetry=self.symmetry))
         if self.engine not in ENGINES:
             raise InputError(f"engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
+        if self.pose_check not in POSE_CHECK_MODES:
+            raise InputError(
+                f"pose_check must be one of {', '.join(POSE_CHECK_MODES)}, got {self.pose_check!r}"
+            )
         if self.n_gaussians is not None and self.n_gaussians < 1:
             raise InputError(f"n_gaussians must be at least 1, got {self.n_gaussians}")
         if self.n_gaussians is not None and self.n_gaussians > MAX_GAUSSIANS:

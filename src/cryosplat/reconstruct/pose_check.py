@@ -13,7 +13,13 @@ Measured (round 2, session 41; 3,000 particles of four benchmark sets, 2.4–3.6
 0.63, 0.87, 0.70 and 0.89 (EMD-5625, beta-galactosidase, EMD-1832 with the real
 cryoSPARC CTF, 8ZPM); the nearest slip (x and y swapped on all four)
 0.06–0.23 under it, the rotations inverted 0.29–0.46 under it. A slip that fits better by
-:data:`CLEAR_MARGIN` or more is named in a warning (``cryosplat info``).
+:data:`CLEAR_MARGIN` or more is named in a warning (``cryosplat info``) and stops a
+reconstruction (:func:`apply_pose_check`; ``--accept-warnings`` runs it).
+
+The sample is read once (:func:`~cryosplat.particles.preloaded.preloaded`) and inverted once per
+reading. A reconstruction runs the check by default where it costs little against the run: on
+sets of at least :data:`AUTO_MIN_PARTICLES` particles, where its 3,000 images are a tenth of what
+the statistics pass reads or less (``--pose-check on`` runs it on any set, ``off`` on none).
 """
 
 from __future__ import annotations
@@ -22,14 +28,29 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.preloaded import preloaded
+from cryosplat.particles.validate import ACCEPT_OPTION
 from cryosplat.reconstruct.grid.sample_maps import CHECK_BOX as BOX
 from cryosplat.reconstruct.grid.sample_maps import cropped_for_checks, masked_inversions
 from cryosplat.validation.fsc import fsc
 
-__all__ = ["PoseCheck", "check_pose_conventions", "VARIANTS", "CLEAR_MARGIN", "N_IMAGES", "BOX"]
+__all__ = [
+    "AUTO_MIN_PARTICLES",
+    "BOX",
+    "CLEAR_MARGIN",
+    "MODES",
+    "N_IMAGES",
+    "PoseCheck",
+    "VARIANTS",
+    "apply_pose_check",
+    "check_pose_conventions",
+]
 
 N_IMAGES = 3000
+AUTO_MIN_PARTICLES = 10 * N_IMAGES  # a reconstruction checks sets this large by default
+MODES = ("auto", "on", "off")  # --pose-check: by the set's size, always, never
 CLEAR_MARGIN = 0.05  # mean FSC by which a slip must beat the poses as written to be named
 MIN_FSC = 0.1  # below this mean FSC the best reading holds too little signal to judge by
 VARIANTS = (
@@ -93,7 +114,7 @@ def check_pose_conventions(particles: ParticleSet, n_images: int = N_IMAGES) -> 
     without poses and CTF, or under 20 particles."""
     if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
         return None
-    small = cropped_for_checks(particles.subset(particles.spread_rows(n_images)))
+    small = preloaded(cropped_for_checks(particles.subset(particles.spread_rows(n_images))))
     half = np.arange(len(small)) % 2
     shells = slice(2, small.box // 4 + 1)
     scores = []
@@ -101,3 +122,37 @@ def check_pose_conventions(particles: ParticleSet, n_images: int = N_IMAGES) -> 
         maps = masked_inversions(_variant(small, name), [half == 0, half == 1])
         scores.append(float(np.mean(fsc(*maps)[shells])))
     return PoseCheck(len(small), small.box, tuple(scores))
+
+
+def apply_pose_check(
+    particles: ParticleSet, mode: str = "auto", accept_warnings: bool = False
+) -> PoseCheck | None:
+    """Run :func:`check_pose_conventions` for a reconstruction, as ``mode`` (:data:`MODES`) asks.
+
+    Its line goes to ``particles.notes`` (the run's log lists them), as does a line saying why it
+    was not run; poses that fit a slip clearly better stop the run with :class:`InputError` unless
+    ``accept_warnings``, then it is a warning.
+    """
+    if mode not in MODES:
+        raise InputError(f"pose check must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "off":
+        particles.notes.append("pose check: off (--pose-check off)")
+        return None
+    if mode == "auto" and len(particles) < AUTO_MIN_PARTICLES:
+        particles.notes.append(
+            f"pose check: not run on a set under {AUTO_MIN_PARTICLES:,} particles, where its "
+            f"{N_IMAGES:,} images would be much of the run (--pose-check on, or cryosplat info, "
+            "runs it)"
+        )
+        return None
+    result = check_pose_conventions(particles)
+    if result is None:
+        return None
+    line = f"pose check: {result.describe()}"
+    if result.verdict != "mismatch":
+        particles.notes.append(line)
+    elif not accept_warnings:
+        raise InputError(f"{particles.source}: {line} (pass {ACCEPT_OPTION} to run anyway)")
+    else:
+        particles.warnings.append(f"{line} (accepted)")
+    return result

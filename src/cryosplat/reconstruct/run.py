@@ -50,6 +50,7 @@ from cryosplat.reconstruct.grid.memory_plan import (
 )
 from cryosplat.reconstruct.grid.side_by_side import concurrent_halves
 from cryosplat.reconstruct.grid.symmetry_check import apply_symmetry_check
+from cryosplat.reconstruct.pose_check import apply_pose_check
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_description import run_description
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
@@ -213,6 +214,7 @@ def reconstruct(
     config.validate()
     _check_particles(particles, config)
     apply_findings(particles, check_particles(particles, config.use_random_subset), accept_warnings)
+    apply_pose_check(particles, config.pose_check, accept_warnings)  # before any work
     if config.symmetry != "C1":  # before any work: the group must be the data's, as oriented
         halves = split_halves(particles, config.seed, config.use_random_subset)[:2]
         apply_symmetry_check(

@@ -1,0 +1,75 @@
+"""A particle set whose images are read once and held in memory.
+
+The data checks before a run (:mod:`cryosplat.reconstruct.pose_check`) invert one sample of a few
+thousand images several times, once per reading of the poses; read from the stacks each time, a
+sample spread over a large set costs as many scattered reads (and Fourier crops) as there are
+readings. :func:`preloaded` reads each referenced image once; the set's rows, stacks and indices
+are unchanged, so everything that reads a :class:`~cryosplat.particles.particle_set.ParticleSet`
+reads it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from cryosplat.particles.particle_set import ParticleSet
+
+__all__ = ["PreloadedStack", "preloaded"]
+
+
+class PreloadedStack:
+    """The images ``indices`` of a stack, read once (the stack interface of
+    :class:`cryosplat.io.mrc.MRCStack`).
+
+    Parameters
+    ----------
+    stack : MRCStack or another stack (e.g. a Fourier-cropped one)
+    indices : array_like of int
+        0-based images to hold; reading any other is a ``KeyError`` naming it.
+    """
+
+    def __init__(self, stack, indices: ArrayLike) -> None:
+        self.stack = stack
+        self.indices = np.unique(np.asarray(indices, dtype=np.int64))
+        self.images = (
+            stack.read(self.indices)
+            if self.indices.size
+            else np.zeros((0, stack.box, stack.box), np.float32)
+        )
+        self.box = stack.box
+        self.n_images = stack.n_images
+        self.pixel_size_angstrom = stack.pixel_size_angstrom
+
+    @property
+    def path(self) -> Path:
+        return self.stack.path
+
+    def __len__(self) -> int:
+        return self.n_images
+
+    def read(self, indices: ArrayLike) -> np.ndarray:
+        """Images at 0-based ``indices`` (each among those held): float32, (len(indices), d, d)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        pos = np.searchsorted(self.indices, idx).clip(0, max(len(self.indices) - 1, 0))
+        held = self.indices.size > 0 and bool(np.all(self.indices[pos] == idx))
+        if not held:
+            missing = idx if not self.indices.size else idx[self.indices[pos] != idx]
+            raise KeyError(f"image {int(missing[0]) + 1} of {self.path} was not preloaded")
+        return self.images[pos]
+
+    def release(self) -> None:
+        """Nothing to release: the images are held."""
+
+
+def preloaded(particles: ParticleSet) -> ParticleSet:
+    """``particles`` with every image its rows reference read once into memory (float32, ``N·D²``
+    values: a sample, not a whole set)."""
+    stacks = [
+        PreloadedStack(stack, particles.image_index[particles.stack_index == s])
+        for s, stack in enumerate(particles.stacks)
+    ]
+    return replace(particles, stacks=stacks, notes=list(particles.notes))
