@@ -84,7 +84,7 @@ def test_a_reconstruction_stops_on_a_slip_unless_accepted(tiny, tmp_path):
 
     from cryosplat.core.errors import InputError
     from cryosplat.reconstruct.config import ReconstructConfig
-    from cryosplat.reconstruct.pose_check import AUTO_MIN_PARTICLES, apply_pose_check
+    from cryosplat.reconstruct.pose_check import AUTO_MIN_PIXELS, apply_pose_check
     from cryosplat.reconstruct.run import reconstruct
 
     slipped = _variant(tiny, "shifts negated")
@@ -96,8 +96,8 @@ def test_a_reconstruction_stops_on_a_slip_unless_accepted(tiny, tmp_path):
     assert apply_pose_check(accepted, "on", accept_warnings=True).verdict == "mismatch"
     assert any("shifts negated" in w and "(accepted)" in w for w in accepted.warnings)
 
-    assert len(tiny) < AUTO_MIN_PARTICLES
-    for mode, said in (("auto", "not run on a set under"), ("off", "off (--pose-check off)")):
+    assert len(tiny) * tiny.box**2 < AUTO_MIN_PIXELS
+    for mode, said in (("auto", "not run on a set this small"), ("off", "off (--pose-check off)")):
         quiet = replace(slipped, notes=[], warnings=[])
         assert apply_pose_check(quiet, mode) is None
         assert any(said in n for n in quiet.notes) and not quiet.warnings
