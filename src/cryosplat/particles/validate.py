@@ -43,6 +43,7 @@ __all__ = [
     "check_ctf_columns",
     "check_particles",
     "apply_findings",
+    "apply_check",
     "bad_image_rows",
     "describe_image",
     "MAX_ABS_PIXEL",
@@ -434,6 +435,18 @@ def apply_findings(
         note = f"warning: {f.message}" + (" (accepted)" if f.refuse else "")
         log.warning("%s", note)
         particles.notes.append(note)
+
+
+def apply_check(particles: ParticleSet, line: str, passed: bool, accept_warnings: bool) -> None:
+    """A data check's result for a reconstruction (the poses' conventions, the point group): its
+    ``line`` goes to ``particles.notes`` where it ``passed``; where it failed, :class:`InputError`
+    unless ``accept_warnings``, then the line is one of ``particles.warnings``."""
+    if passed:
+        particles.notes.append(line)
+    elif not accept_warnings:
+        raise InputError(f"{particles.source}: {line} (pass {ACCEPT_OPTION} to run anyway)")
+    else:
+        particles.warnings.append(f"{line} (accepted)")
 
 
 def bad_image_rows(images: np.ndarray) -> np.ndarray:

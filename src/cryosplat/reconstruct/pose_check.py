@@ -34,7 +34,7 @@ import numpy as np
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.preloaded import preloaded
-from cryosplat.particles.validate import ACCEPT_OPTION
+from cryosplat.particles.validate import apply_check
 from cryosplat.reconstruct.grid.sample_maps import CHECK_BOX as BOX
 from cryosplat.reconstruct.grid.sample_maps import cropped_for_checks, masked_inversions
 from cryosplat.validation.fsc import fsc
@@ -154,10 +154,5 @@ def apply_pose_check(
     if result is None:
         return None
     line = f"pose check: {result.describe()}"
-    if result.verdict != "mismatch":
-        particles.notes.append(line)
-    elif not accept_warnings:
-        raise InputError(f"{particles.source}: {line} (pass {ACCEPT_OPTION} to run anyway)")
-    else:
-        particles.warnings.append(f"{line} (accepted)")
+    apply_check(particles, line, result.verdict != "mismatch", accept_warnings)
     return result

@@ -24,10 +24,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cryosplat.core.errors import InputError
 from cryosplat.core.symmetry import rotate_volume, symmetry_operators
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.validate import ACCEPT_OPTION
+from cryosplat.particles.validate import apply_check
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.sample_maps import cropped_for_checks, masked_inversions
 from cryosplat.validation.fsc import fsc
@@ -178,10 +177,5 @@ def apply_symmetry_check(
             particles.notes.append(line)
         return None
     line = f"symmetry check: {result.describe()}"
-    if result.held:
-        particles.notes.append(line)
-    elif not accept_warnings:
-        raise InputError(f"{particles.source}: {line} (pass {ACCEPT_OPTION} to run anyway)")
-    else:
-        particles.warnings.append(f"{line} (accepted)")
+    apply_check(particles, line, result.held, accept_warnings)
     return result
