@@ -24,6 +24,20 @@ def test_preloaded_images_are_the_stacks(tiny_set):
         assert held.box == sample.box and held.stacks[0].box == sample.stacks[0].box
 
 
+def test_images_are_read_in_batches(tiny_set, monkeypatch):
+    from cryosplat.particles import preloaded as module
+
+    monkeypatch.setattr(module, "READ_BATCH", 3)
+    particles = read_particles(tiny_set)
+    calls = []
+    stack = particles.stacks[0]
+    original = stack.read
+    monkeypatch.setattr(stack, "read", lambda idx: calls.append(len(idx)) or original(idx))
+    held = PreloadedStack(stack, [9, 1, 4, 7, 2, 5, 8])
+    assert calls == [3, 3, 1]
+    np.testing.assert_array_equal(held.read([8, 1]), original([8, 1]))
+
+
 def test_an_image_not_held_is_named(tiny_set):
     particles = read_particles(tiny_set)
     stack = PreloadedStack(particles.stacks[0], [2, 5])

@@ -18,7 +18,11 @@ from numpy.typing import ArrayLike
 
 from cryosplat.particles.particle_set import ParticleSet
 
-__all__ = ["PreloadedStack", "preloaded"]
+__all__ = ["PreloadedStack", "preloaded", "READ_BATCH"]
+
+READ_BATCH = 256
+"""Images read (and, through a Fourier-cropped stack, cropped) at a time: a crop of 3,000 images
+of box 400 at once would hold ~4 GB for a moment, 256 at a time ~0.3 GB."""
 
 
 class PreloadedStack:
@@ -35,11 +39,11 @@ class PreloadedStack:
     def __init__(self, stack, indices: ArrayLike) -> None:
         self.stack = stack
         self.indices = np.unique(np.asarray(indices, dtype=np.int64))
-        self.images = (
-            stack.read(self.indices)
-            if self.indices.size
-            else np.zeros((0, stack.box, stack.box), np.float32)
-        )
+        self.images = np.zeros((self.indices.size, stack.box, stack.box), np.float32)
+        for start in range(0, self.indices.size, READ_BATCH):  # a crop's transient bounded
+            self.images[start : start + READ_BATCH] = stack.read(
+                self.indices[start : start + READ_BATCH]
+            )
         self.box = stack.box
         self.n_images = stack.n_images
         self.pixel_size_angstrom = stack.pixel_size_angstrom
