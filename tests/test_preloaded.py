@@ -35,6 +35,7 @@ def test_images_are_read_in_batches(tiny_set, monkeypatch):
     monkeypatch.setattr(stack, "read", lambda idx: calls.append(len(idx)) or original(idx))
     held = PreloadedStack(stack, [9, 1, 4, 7, 2, 5, 8])
     assert calls == [3, 3, 1]
+    assert stack._mmap is None  # released after each batch: its pages do not stay resident
     np.testing.assert_array_equal(held.read([8, 1]), original([8, 1]))
 
 

@@ -44,6 +44,7 @@ class PreloadedStack:
             self.images[start : start + READ_BATCH] = stack.read(
                 self.indices[start : start + READ_BATCH]
             )
+            stack.release()  # the map's pages would otherwise stay resident (as staging does)
         self.box = stack.box
         self.n_images = stack.n_images
         self.pixel_size_angstrom = stack.pixel_size_angstrom
