@@ -20,9 +20,9 @@ from cryosplat.particles.particle_set import ParticleSet
 
 __all__ = ["PreloadedStack", "preloaded", "READ_BATCH"]
 
-READ_BATCH = 256
+READ_BATCH = 64
 """Images read (and, through a Fourier-cropped stack, cropped) at a time: a crop of 3,000 images
-of box 400 at once would hold ~4 GB for a moment, 256 at a time ~0.3 GB."""
+of box 400 at once would hold ~4 GB for a moment, 64 at a time ~0.1 GB."""
 
 
 class PreloadedStack:
