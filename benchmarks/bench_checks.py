@@ -1,0 +1,115 @@
+"""The data checks a reconstruction runs before any work, on made data sets: scores and time.
+
+``python benchmarks/bench_checks.py SET_FOLDER [SET_FOLDER ...] [--groups C2,C3,...]`` reads each
+made set (a folder with ``particles.star`` and ``dataset.json``, e.g.
+``bench_out/datasets/5a1a_d2``) and prints one table row per check:
+
+* the pose check (:mod:`cryosplat.reconstruct.pose_check`) on the poses as written and on the same
+  set written with each slip (the shifts negated, their x and y swapped, the rotations inverted,
+  both): the verdict, the reading that fits best and its margin over the poses as given; a set
+  written with a slip must be named by it, the set as written must agree;
+* the symmetry check (:mod:`cryosplat.reconstruct.grid.symmetry_check`) for the set's own group
+  and each of ``--groups``: the least agreement over the group's operators (1 for a group the data
+  hold, near 0 for one they do not; a run stops under 0.5), judged against the truth's own
+  self-correlation under the group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from run_benchmarks import self_correlation
+
+from cryosplat.particles.halves import split_halves
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.symmetry_check import MIN_AGREEMENT, check_symmetry
+from cryosplat.reconstruct.pose_check import VARIANTS, _variant, check_pose_conventions
+
+DEFAULT_GROUPS = "C2,C3,C4,D2,D3"
+
+
+def pose_rows(name: str, particles) -> list[str]:
+    """One row per way of writing the poses: as given, then with each slip."""
+    rows = []
+    for written in VARIANTS:
+        started = time.perf_counter()
+        check = check_pose_conventions(_variant(particles, written))
+        seconds = time.perf_counter() - started
+        scores = check.scores
+        margin = max(scores) - scores[0]
+        expected = "agree" if written == VARIANTS[0] else "mismatch"
+        ok = check.verdict == expected and (expected == "agree" or check.best == written)
+        rows.append(
+            f"| {name} | poses written {written} | {check.verdict}: best {check.best} "
+            f"(+{margin:.3f} over as written; as written {scores[0]:.3f}) | "
+            f"{'as expected' if ok else 'NOT as expected'} | {seconds:.2f} s |"
+        )
+    return rows
+
+
+TRUTH_HOLDS = 0.9
+"""The truth holds a group when its self-correlation under every operator is at least this
+(:func:`run_benchmarks.self_correlation`; real maps are symmetric as deposited, e.g. the
+beta-galactosidase map under D2, whatever the set's own ``symmetry`` says)."""
+
+
+def symmetry_rows(name: str, particles, own: str, groups: list[str], truth: Path) -> list[str]:
+    """One row per group: the set's own and the others, each judged against whether the truth
+    itself holds the group."""
+    halves = split_halves(particles, 0, True)[:2]
+    rows = []
+    for group in [own] + [g for g in groups if g != own]:
+        if group == "C1":
+            continue
+        started = time.perf_counter()
+        check = check_symmetry(particles, halves, group, AccumulateConfig())
+        seconds = time.perf_counter() - started
+        if check is None:
+            rows.append(f"| {name} | symmetry {group} | too little signal to judge | | |")
+            continue
+        held = check.agreement >= MIN_AGREEMENT
+        truth_score = self_correlation(truth, group)
+        expected = held == (truth_score >= TRUTH_HOLDS)
+        rows.append(
+            f"| {name} | symmetry {group}{' (the set’s)' if group == own else ''} | agreement "
+            f"{check.agreement:.3f} ({'held' if held else 'not held'}) | "
+            f"{'as expected' if expected else 'NOT as expected'} (the truth's self-correlation "
+            f"{truth_score:.3f}) | {seconds:.2f} s |"
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sets", nargs="+", type=Path, help="made data set folders")
+    parser.add_argument(
+        "--groups", default=DEFAULT_GROUPS, help=f"other point groups to check ({DEFAULT_GROUPS})"
+    )
+    args = parser.parse_args(argv)
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    print("| set | check | result | | time |")
+    print("|---|---|---|---|---|")
+    for folder in args.sets:
+        folder = folder.resolve()
+        spec = json.loads((folder / "dataset.json").read_text())["spec"]
+        here = Path.cwd()
+        os.chdir(folder)  # the STAR names its stacks relative to its folder
+        try:
+            particles = read_particles("particles.star")
+            own = spec.get("symmetry", "C1")
+            rows = pose_rows(spec["name"], particles)
+            rows += symmetry_rows(spec["name"], particles, own, groups, folder / "truth.mrc")
+        finally:
+            os.chdir(here)
+        for row in rows:
+            print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
