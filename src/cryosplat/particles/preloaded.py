@@ -59,11 +59,10 @@ class PreloadedStack:
     def read(self, indices: ArrayLike) -> np.ndarray:
         """Images at 0-based ``indices`` (each among those held): float32, (len(indices), d, d)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        pos = np.searchsorted(self.indices, idx).clip(0, max(len(self.indices) - 1, 0))
-        held = self.indices.size > 0 and bool(np.all(self.indices[pos] == idx))
-        if not held:
-            missing = idx if not self.indices.size else idx[self.indices[pos] != idx]
-            raise KeyError(f"image {int(missing[0]) + 1} of {self.path} was not preloaded")
+        pos = np.searchsorted(self.indices, idx)
+        held = np.isin(idx, self.indices)
+        if not held.all():
+            raise KeyError(f"image {int(idx[~held][0]) + 1} of {self.path} was not preloaded")
         return self.images[pos]
 
     def release(self) -> None:
