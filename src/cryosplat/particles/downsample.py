@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.wrapped_stack import WrappedStack
 
 __all__ = [
     "even_box",
@@ -73,7 +73,7 @@ def fourier_crop_images(images: np.ndarray, box: int) -> np.ndarray:
     return torch.fft.fftshift(small, dim=(-2, -1)).numpy()
 
 
-class FourierCroppedStack:
+class FourierCroppedStack(WrappedStack):
     """A stack (:class:`cryosplat.io.mrc.MRCStack` interface) read through a Fourier crop.
 
     Parameters
@@ -91,19 +91,9 @@ class FourierCroppedStack:
         ratio = stack.box / self.box
         self.pixel_size_angstrom = float(stack.pixel_size_angstrom) * ratio
 
-    @property
-    def path(self) -> Path:
-        return self.stack.path
-
-    def __len__(self) -> int:
-        return self.n_images
-
     def read(self, indices: ArrayLike) -> np.ndarray:
         """Images at 0-based ``indices``, cropped: float32, shape (len(indices), d, d)."""
         return fourier_crop_images(self.stack.read(indices), self.box)
-
-    def release(self) -> None:
-        self.stack.release()
 
 
 def downsample_particles(particles: ParticleSet, box: int) -> ParticleSet:

@@ -11,12 +11,12 @@ reads it the same way.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.wrapped_stack import WrappedStack
 
 __all__ = ["PreloadedStack", "preloaded", "READ_BATCH"]
 
@@ -25,7 +25,7 @@ READ_BATCH = 64
 of box 400 at once would hold ~4 GB for a moment, 64 at a time ~0.1 GB."""
 
 
-class PreloadedStack:
+class PreloadedStack(WrappedStack):
     """The images ``indices`` of a stack, read once (the stack interface of
     :class:`cryosplat.io.mrc.MRCStack`).
 
@@ -48,13 +48,6 @@ class PreloadedStack:
         self.box = stack.box
         self.n_images = stack.n_images
         self.pixel_size_angstrom = stack.pixel_size_angstrom
-
-    @property
-    def path(self) -> Path:
-        return self.stack.path
-
-    def __len__(self) -> int:
-        return self.n_images
 
     def read(self, indices: ArrayLike) -> np.ndarray:
         """Images at 0-based ``indices`` (each among those held): float32, (len(indices), d, d)."""
