@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
+from bench_catalogue_padded import PADDED, UNSEEN_46
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -274,6 +275,8 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "offcentre": OFF_CENTRE,
     "noise_levels": NOISE_LEVELS,
     "neighbours": NEIGHBOURS,
+    "padded": PADDED,
+    "unseen46": UNSEEN_46,
 }
 
 

@@ -14,9 +14,13 @@ from cryosplat.reconstruct.config import ReconstructConfig
 from cryosplat.reconstruct.grid.fit import random_start
 from cryosplat.reconstruct.grid.fit_config import GridFitConfig
 from cryosplat.reconstruct.grid.init_centre import (
+    MIN_RADIUS_FRACTION,
     MIN_SHIFT_FRACTION,
+    RADIUS_PER_GYRATION,
     centre_from_statistics,
     initial_centre_angstrom,
+    initial_radius_fraction,
+    molecule_gyration_fraction,
 )
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.splat.runner import initial_models
@@ -107,3 +111,39 @@ def test_the_per_image_engine_starts_each_half_about_its_own_centre(tmp_path):
     means = [m.means.detach().double().mean(dim=0).numpy() / PIXEL for m in models]
     np.testing.assert_allclose(means[0], [4, -3, 2], atol=1.0)
     assert np.abs(means[1]).max() < 0.5
+
+
+def _ball(radius: float, box: int = BOX) -> torch.Tensor:
+    z, y, x = np.indices((box,) * 3) - box // 2
+    return torch.as_tensor((x**2 + y**2 + z**2 <= radius**2).astype(np.float64))
+
+
+def test_the_molecules_radius_of_gyration_is_read_in_either_contrast():
+    ball = _ball(6.0).numpy()
+    # A uniform ball's radius of gyration is √(3/5) of its radius.
+    expected = np.sqrt(3 / 5) * 6.0 / BOX
+    assert molecule_gyration_fraction(ball) == pytest.approx(expected, rel=0.05)
+    assert molecule_gyration_fraction(-ball) == pytest.approx(expected, rel=0.05)
+    assert molecule_gyration_fraction(np.zeros((BOX,) * 3)) is None
+
+
+def test_the_initial_ball_is_no_larger_than_the_molecule():
+    small = initial_radius_fraction(_statistics(_ball(4.0)), 0.3)
+    gyration = molecule_gyration_fraction(_statistics(_ball(4.0)).reconstruct_wiener().numpy())
+    assert small == pytest.approx(max(MIN_RADIUS_FRACTION, RADIUS_PER_GYRATION * gyration))
+    assert small < 0.2
+    # A molecule that fills the box keeps the largest ball.
+    assert initial_radius_fraction(_statistics(_ball(15.0)), 0.3) == 0.3
+    assert initial_radius_fraction(_statistics(_ball(15.0)), 0.25) == 0.25
+    with pytest.raises(ValueError, match="radius_fraction"):
+        initial_radius_fraction(_statistics(_ball(4.0)), 0.0)
+
+
+def test_the_random_start_fills_the_molecules_ball():
+    stats = _statistics(_ball(4.0))
+    config = GridFitConfig(n_gaussians=2000, seed=5)
+    model = random_start(stats, config, stats.crop(16))
+    radius = initial_radius_fraction(stats.crop(16), 0.3) * BOX
+    reach = np.linalg.norm(model.means.detach().double().numpy() / PIXEL, axis=1)
+    assert reach.max() <= radius + 1e-6
+    assert reach.max() > 0.9 * radius

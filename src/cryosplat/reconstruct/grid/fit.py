@@ -34,7 +34,10 @@ from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.density_control import grow_heaviest, split_heaviest
 from cryosplat.reconstruct.grid.fit_config import GridFitConfig
-from cryosplat.reconstruct.grid.init_centre import initial_centre_angstrom
+from cryosplat.reconstruct.grid.init_centre import (
+    initial_centre_angstrom,
+    initial_radius_fraction,
+)
 from cryosplat.reconstruct.grid.loss import (
     GridLoss,
     gridded_loss,
@@ -213,18 +216,21 @@ def random_start(
 ) -> GaussianModel:
     """The random initial model: ``config.n_gaussians`` Gaussians of ``config.max_scale_pixels``
     pixels of the first stage (``first_stage``, the statistics cropped to its box) in a ball of
-    ``init_radius_fraction`` of the box (:meth:`GaussianModel.random`) about the half's own
+    ``init_radius_fraction`` of the box, or less for a molecule smaller than that
+    (:func:`~cryosplat.reconstruct.grid.init_centre.initial_radius_fraction`;
+    :meth:`GaussianModel.random`), about the half's own
     low-resolution density where that lies off the box's centre
     (:mod:`cryosplat.reconstruct.grid.init_centre`), the last ``negative_fraction`` of them
     holding negative density (a signed model; none: all positive)."""
     pixel_size_angstrom = first_stage.pixel_size_angstrom
-    centre = initial_centre_angstrom(first_stage, config.init_radius_fraction, config.symmetry)
+    radius = initial_radius_fraction(first_stage, config.init_radius_fraction)
+    centre = initial_centre_angstrom(first_stage, radius, config.symmetry)
     model = GaussianModel.random(
         config.n_gaussians,
         stats.box,
         stats.pixel_size_angstrom,
         seed=config.seed,
-        radius_fraction=config.init_radius_fraction,
+        radius_fraction=radius,
         scale_angstrom=config.max_scale_pixels * pixel_size_angstrom,
         symmetry=config.symmetry,
         centre_angstrom=centre,

@@ -48,7 +48,9 @@ class GridFitConfig:
         could not carry the finest detail the data hold, and what their shapes put there instead
         was anti-correlated with the truth.
     init_radius_fraction : float
-        Random initial means fill a ball of this radius (fraction of the box edge).
+        Random initial means fill a ball of at most this radius (fraction of the box edge); less
+        for a molecule smaller than that ball
+        (:func:`cryosplat.reconstruct.grid.init_centre.initial_radius_fraction`).
     n_sigma : float
         Voxelisation footprint half-width in standard deviations.
     gridding_correction : bool

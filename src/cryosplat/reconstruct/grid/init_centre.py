@@ -1,4 +1,5 @@
-"""Where the random initial model is placed: about the half set's own low-resolution density.
+"""Where the random initial model is placed, and how large its ball is: about the half set's own
+low-resolution density, no larger than the molecule.
 
 :meth:`GaussianModel.random` fills a ball of ``init_radius_fraction`` of the box about the box's
 centre. A molecule off the box's centre (a refinement centred elsewhere: a sub-complex, a
@@ -22,6 +23,16 @@ along those largest offsets: the noise pulls them in. It is used where it lies m
 0.055, every view within 10° of one axis, and EMD-1832 at box 64 0.04: their fits stay as they
 were, to the bit), no farther than keeps the ball inside the box; a symmetric model stays at the
 centre, where its axes cross.
+
+The ball's radius follows the molecule's size (:func:`initial_radius_fraction`): at most
+``init_radius_fraction`` (0.3 of the box), and no more than :data:`RADIUS_PER_GYRATION` times the
+radius of gyration of the same density above :data:`EXTENT_THRESHOLD` of its peak. A molecule
+with solvent round it (a box 1.5-2 times the particle, as extraction leaves it) otherwise starts
+Gaussians in the solvent, where the data pull them nowhere and they fit the noise; Gaussians
+started inside a molecule spread to its edge as the fit goes. Measured in round 2, session 46
+(``benchmarks/RESULTS.md``): EMD-1832 in a box of 112 (its radius of gyration 0.10 of the box)
+24.21 → 22.84 Å at 0.5 and 19.22 → 15.56 Å at 0.143; EMD-5625 in a box of 96 20.37 → 19.96 Å;
+molecules that fill their box keep the 0.3 ball (EMD-5625) or lose nothing with a smaller one.
 """
 
 from __future__ import annotations
@@ -34,6 +45,11 @@ import torch
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 
 __all__ = [
+    "EXTENT_THRESHOLD",
+    "MIN_RADIUS_FRACTION",
+    "RADIUS_PER_GYRATION",
+    "initial_radius_fraction",
+    "molecule_gyration_fraction",
     "CENTROID_BOX_FRACTION",
     "ENERGY_QUANTILE",
     "MIN_SHIFT_FRACTION",
@@ -53,6 +69,61 @@ from the box's centre."""
 
 ENERGY_QUANTILE = 0.9
 """The centroid weighs each voxel's squared density above this quantile of them."""
+
+EXTENT_THRESHOLD = 0.2
+"""The molecule's size is read on the low-resolution density above this share of its peak."""
+
+RADIUS_PER_GYRATION = 1.0
+"""The ball's radius is at most this many times the molecule's radius of gyration (a uniform
+ball's radius of gyration is 0.77 of its radius: the ball is a little more compact than the
+molecule)."""
+
+MIN_RADIUS_FRACTION = 0.08
+"""The ball's radius is at least this share of the box edge (two voxels of a first stage of a
+quarter of the box)."""
+
+
+def molecule_gyration_fraction(density: np.ndarray) -> float | None:
+    """Radius of gyration of ``density`` (D, D, D) above :data:`EXTENT_THRESHOLD` of its peak,
+    about its own centroid, as a share of the box edge; the density's sign is taken where its
+    largest magnitude lies (either contrast). None where nothing lies above the threshold."""
+    values = np.asarray(density, dtype=np.float64)
+    if values.ndim != 3 or not np.isfinite(values).all():
+        return None
+    if -values.min() > values.max():
+        values = -values
+    mass = np.clip(values - EXTENT_THRESHOLD * values.max(), 0.0, None).ravel()
+    total = float(mass.sum())
+    if not total > 0:
+        return None
+    offsets = np.indices(values.shape, dtype=np.float64).reshape(3, -1)
+    centroid = offsets @ mass / total
+    squared = ((offsets - centroid[:, None]) ** 2).sum(axis=0)
+    return float(np.sqrt(squared @ mass / total)) / values.shape[0]
+
+
+def initial_radius_fraction(stats: FourierStatistics, largest: float) -> float:
+    """The random initial model's ball radius (share of the box edge): ``largest``
+    (``init_radius_fraction``) or, for a molecule smaller than that ball,
+    :data:`RADIUS_PER_GYRATION` times its radius of gyration in the half's own direct inversion
+    on ``stats``' grid (:func:`molecule_gyration_fraction`), at least
+    :data:`MIN_RADIUS_FRACTION`."""
+    if not 0 < largest <= 0.5:
+        raise ValueError(f"radius_fraction must be in (0, 0.5], got {largest}")
+    with torch.no_grad():
+        gyration = molecule_gyration_fraction(stats.reconstruct_wiener().cpu().numpy())
+    if gyration is None:
+        return largest
+    radius = min(largest, max(MIN_RADIUS_FRACTION, RADIUS_PER_GYRATION * gyration))
+    if radius < largest:
+        log.info(
+            "random start: the molecule's radius of gyration is %.2f of the box; the initial ball "
+            "has radius %.2f of it (at most %.2f)",
+            gyration,
+            radius,
+            largest,
+        )
+    return radius
 
 
 def initial_centre_angstrom(
