@@ -147,3 +147,11 @@ def test_the_random_start_fills_the_molecules_ball():
     reach = np.linalg.norm(model.means.detach().double().numpy() / PIXEL, axis=1)
     assert reach.max() <= radius + 1e-6
     assert reach.max() > 0.9 * radius
+
+
+def test_the_ball_of_the_setting_when_not_read_from_the_data():
+    stats = _statistics(_ball(4.0))
+    config = GridFitConfig(n_gaussians=2000, seed=5, init_radius_from_data=False)
+    model = random_start(stats, config, stats.crop(16))
+    reach = np.linalg.norm(model.means.detach().double().numpy() / PIXEL, axis=1)
+    assert 0.9 * 0.3 * BOX < reach.max() <= 0.3 * BOX + 1e-6

@@ -223,7 +223,9 @@ def random_start(
     (:mod:`cryosplat.reconstruct.grid.init_centre`), the last ``negative_fraction`` of them
     holding negative density (a signed model; none: all positive)."""
     pixel_size_angstrom = first_stage.pixel_size_angstrom
-    radius = initial_radius_fraction(first_stage, config.init_radius_fraction)
+    radius = config.init_radius_fraction
+    if config.init_radius_from_data:
+        radius = initial_radius_fraction(first_stage, radius)
     centre = initial_centre_angstrom(first_stage, radius, config.symmetry)
     model = GaussianModel.random(
         config.n_gaussians,

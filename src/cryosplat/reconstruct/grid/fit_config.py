@@ -50,7 +50,11 @@ class GridFitConfig:
     init_radius_fraction : float
         Random initial means fill a ball of at most this radius (fraction of the box edge); less
         for a molecule smaller than that ball
-        (:func:`cryosplat.reconstruct.grid.init_centre.initial_radius_fraction`).
+        (:func:`cryosplat.reconstruct.grid.init_centre.initial_radius_fraction`) when
+        ``init_radius_from_data``.
+    init_radius_from_data : bool
+        Shrink the initial ball to the molecule's size read in the half's own data (off: the ball
+        of ``init_radius_fraction`` whatever the molecule).
     n_sigma : float
         Voxelisation footprint half-width in standard deviations.
     gridding_correction : bool
@@ -173,6 +177,7 @@ class GridFitConfig:
     min_scale_pixels: float = 0.35
     max_scale_pixels: float = 1.0
     init_radius_fraction: float = 0.3
+    init_radius_from_data: bool = True
     n_sigma: float = 3.0
     gridding_correction: bool = True
     signed_amplitudes: bool = False
