@@ -34,10 +34,7 @@ from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.density_control import grow_heaviest, split_heaviest
 from cryosplat.reconstruct.grid.fit_config import GridFitConfig
-from cryosplat.reconstruct.grid.init_centre import (
-    initial_centre_angstrom,
-    initial_radius_fraction,
-)
+from cryosplat.reconstruct.grid.init_centre import initial_ball
 from cryosplat.reconstruct.grid.loss import (
     GridLoss,
     gridded_loss,
@@ -217,16 +214,15 @@ def random_start(
     """The random initial model: ``config.n_gaussians`` Gaussians of ``config.max_scale_pixels``
     pixels of the first stage (``first_stage``, the statistics cropped to its box) in a ball of
     ``init_radius_fraction`` of the box, or less for a molecule smaller than that
-    (:func:`~cryosplat.reconstruct.grid.init_centre.initial_radius_fraction`;
+    (:func:`~cryosplat.reconstruct.grid.init_centre.initial_ball`;
     :meth:`GaussianModel.random`), about the half's own
     low-resolution density where that lies off the box's centre
     (:mod:`cryosplat.reconstruct.grid.init_centre`), the last ``negative_fraction`` of them
     holding negative density (a signed model; none: all positive)."""
     pixel_size_angstrom = first_stage.pixel_size_angstrom
-    radius = config.init_radius_fraction
-    if config.init_radius_from_data:
-        radius = initial_radius_fraction(first_stage, radius)
-    centre = initial_centre_angstrom(first_stage, radius, config.symmetry)
+    centre, radius = initial_ball(
+        first_stage, config.init_radius_fraction, config.symmetry, config.init_radius_from_data
+    )
     model = GaussianModel.random(
         config.n_gaussians,
         stats.box,

@@ -48,6 +48,7 @@ __all__ = [
     "EXTENT_THRESHOLD",
     "MIN_RADIUS_FRACTION",
     "RADIUS_PER_GYRATION",
+    "initial_ball",
     "initial_radius_fraction",
     "molecule_gyration_fraction",
     "CENTROID_BOX_FRACTION",
@@ -108,10 +109,20 @@ def initial_radius_fraction(stats: FourierStatistics, largest: float) -> float:
     :data:`RADIUS_PER_GYRATION` times its radius of gyration in the half's own direct inversion
     on ``stats``' grid (:func:`molecule_gyration_fraction`), at least
     :data:`MIN_RADIUS_FRACTION`."""
-    if not 0 < largest <= 0.5:
-        raise ValueError(f"radius_fraction must be in (0, 0.5], got {largest}")
+    return _radius_from_density(_density(stats), largest)
+
+
+def _density(stats: FourierStatistics) -> np.ndarray:
+    """The half's direct inversion on ``stats``' grid: the ball's size and centre are read on
+    it."""
     with torch.no_grad():
-        gyration = molecule_gyration_fraction(stats.reconstruct_wiener().cpu().numpy())
+        return stats.reconstruct_wiener().cpu().numpy()
+
+
+def _radius_from_density(density: np.ndarray, largest: float) -> float:
+    """:func:`initial_radius_fraction` on the inversion ``density``."""
+    _check_radius(largest)
+    gyration = molecule_gyration_fraction(density)
     if gyration is None:
         return largest
     radius = min(largest, max(MIN_RADIUS_FRACTION, RADIUS_PER_GYRATION * gyration))
@@ -147,13 +158,35 @@ def initial_centre_angstrom(
     -------
     np.ndarray (3,), float64: zeros where the ball stays at the box's centre.
     """
+    return _centre_from_density(
+        _density(stats), stats.pixel_size_angstrom, radius_fraction, symmetry
+    )
+
+
+def initial_ball(
+    stats: FourierStatistics, largest: float, symmetry: str = "C1", from_data: bool = True
+) -> tuple[np.ndarray, float]:
+    """The random initial model's ball: its centre (:func:`initial_centre_angstrom`) and radius
+    (:func:`initial_radius_fraction` where ``from_data``, else ``largest``), both read on one
+    inversion of ``stats``."""
+    density = _density(stats)
+    radius = _radius_from_density(density, largest) if from_data else largest
+    return _centre_from_density(density, stats.pixel_size_angstrom, radius, symmetry), radius
+
+
+def _check_radius(radius_fraction: float) -> None:
     if not 0 < radius_fraction <= 0.5:
         raise ValueError(f"radius_fraction must be in (0, 0.5], got {radius_fraction}")
+
+
+def _centre_from_density(
+    density: np.ndarray, pixel_size_angstrom: float, radius_fraction: float, symmetry: str
+) -> np.ndarray:
+    """:func:`initial_centre_angstrom` on the inversion ``density``."""
+    _check_radius(radius_fraction)
     centre = np.zeros(3)
     if symmetry.upper() != "C1":
         return centre
-    with torch.no_grad():
-        density = stats.reconstruct_wiener().cpu().numpy()
     box = density.shape[0]
     energy = density**2
     energy = np.clip(energy - np.quantile(energy, ENERGY_QUANTILE), 0.0, None)
@@ -168,7 +201,7 @@ def initial_centre_angstrom(
     reach = (0.5 - radius_fraction) * box
     if distance > reach:
         voxels *= reach / distance
-    centre = voxels * stats.pixel_size_angstrom
+    centre = voxels * pixel_size_angstrom
     log.info(
         "random start: the molecule lies off the box's centre; the initial ball is put on this "
         "half's low-resolution density, (%.1f, %.1f, %.1f) Å from it (x, y, z)",
