@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
+from bench_catalogue_envelope import ENVELOPE
 from bench_catalogue_padded import PADDED, UNSEEN_46
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
@@ -277,6 +278,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "neighbours": NEIGHBOURS,
     "padded": PADDED,
     "unseen46": UNSEEN_46,
+    "envelope": ENVELOPE,
 }
 
 

@@ -22,13 +22,14 @@ import json
 import math
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from bench_neighbours import add_neighbours
 from bench_truths import write_truth
 
+from cryosplat.core.ctf import CTFParams
 from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
@@ -100,6 +101,13 @@ class DatasetSpec:
         (:func:`bench_neighbours.add_neighbours`: the truth in another view of the set's, with the
         image's CTF, 0.55-0.8 box edges from the centre, cut at the box); 0: none. The SNR is
         the particle's alone.
+    ctf_bfactor_angstrom2 : (low, high)
+        The images' envelope B-factor (Å², RELION's ``exp(-B k²/4)`` on the CTF, which
+        ``relion_project`` applies from ``rlnCtfBfactor``), drawn uniformly per image, as the
+        signal of real micrographs decays; (0, 0): none.
+    ctf_bfactor_recorded : bool
+        Whether ``particles.star`` carries the images' B-factors (True), or the methods are
+        given none, as most real STAR files hold none though their images decay.
     """
 
     name: str
@@ -128,6 +136,8 @@ class DatasetSpec:
     real_looking_mean_zero: bool = False
     noise_sd_spread: float = 0.0
     neighbours: float = 0.0
+    ctf_bfactor_angstrom2: tuple[float, float] = (0.0, 0.0)
+    ctf_bfactor_recorded: bool = True
 
 
 @dataclass
@@ -258,6 +268,16 @@ def _write_truth(spec: DatasetSpec, path: Path) -> None:
     )
 
 
+def _with_bfactors(ctf: CTFParams, spec: DatasetSpec) -> CTFParams:
+    """``ctf`` with the spec's envelope B-factors, one per image, drawn from their own stream
+    (the rest of the metadata is the same with or without them)."""
+    low, high = spec.ctf_bfactor_angstrom2
+    if high <= 0:
+        return ctf
+    rng = np.random.default_rng([spec.seed, 47])
+    return replace(ctf, bfactor_angstrom2=rng.uniform(low, high, size=len(ctf)))
+
+
 def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, float]:
     """Steps 1-4 of the module docstring; returns (signal variance, noise s.d.)."""
     _write_truth(spec, folder / "truth.mrc")
@@ -265,7 +285,7 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     columns = dict(
         rotations=meta.rotations,
         shifts_angstrom=meta.shifts_angstrom,
-        ctf=meta.ctf,
+        ctf=_with_bfactors(meta.ctf, spec),
         pixel_size_angstrom=spec.pixel_size_angstrom,
         box=spec.box,
         random_subset=meta.random_subset,
@@ -296,6 +316,8 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     )
     (folder / "proj.mrcs").unlink()
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
+    if not spec.ctf_bfactor_recorded:
+        columns["ctf"] = meta.ctf
     write_relion31_particles(folder / "particles.star", image_names=names, **columns)
     return signal_variance, noise_sd
 
@@ -315,6 +337,8 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "real_looking_mean_zero": False,
             "noise_sd_spread": 0.0,
             "neighbours": 0.0,
+            "ctf_bfactor_angstrom2": [0.0, 0.0],
+            "ctf_bfactor_recorded": True,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -335,10 +359,13 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         f"[dataset] making {spec.name} with {spec.simulator}: {spec.n_particles} particles of "
         f"{spec.model}, box {spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}"
     )
-    if spec.simulator == "cryosplat" and (spec.noise_sd_spread or spec.neighbours):
+    if spec.simulator == "cryosplat" and (
+        spec.noise_sd_spread or spec.neighbours or max(spec.ctf_bfactor_angstrom2) > 0
+    ):
         raise ValueError(
-            f"{spec.name}: noise_sd_spread {spec.noise_sd_spread} and neighbours "
-            f"{spec.neighbours} need the relion_project simulator"
+            f"{spec.name}: noise_sd_spread {spec.noise_sd_spread}, neighbours "
+            f"{spec.neighbours} and ctf_bfactor_angstrom2 {spec.ctf_bfactor_angstrom2} need "
+            "the relion_project simulator"
         )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))

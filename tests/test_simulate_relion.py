@@ -39,8 +39,10 @@ def _relion(args: list[str], cwd: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
-def test_map_projections_match_relion_project(tmp_path):
-    """Fourier-slice path: same angles, shifts and astigmatic CTF as relion_project, to 1e-4."""
+@pytest.mark.parametrize("bfactor", [0.0, 150.0])
+def test_map_projections_match_relion_project(tmp_path, bfactor):
+    """Fourier-slice path: same angles, shifts and astigmatic CTF as relion_project, to 1e-4;
+    with an envelope B-factor too (``rlnCtfBfactor``, which relion_project applies)."""
     model = GaussianModel.random(
         60, 48, 2.0, seed=5, radius_fraction=0.25, scale_angstrom=3.0, total_amplitude=1000.0
     )
@@ -53,6 +55,7 @@ def test_map_projections_match_relion_project(tmp_path):
         shift_sd_angstrom=4.0,
         astigmatism_max_angstrom=1000.0,
         batch_size=10,
+        bfactor_angstrom2=bfactor,
     )
     result = simulate(tmp_path / "map.mrc", tmp_path / "sim", config)
     _relion(
