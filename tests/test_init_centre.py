@@ -17,7 +17,7 @@ from cryosplat.reconstruct.grid.init_centre import (
     MIN_RADIUS_FRACTION,
     MIN_SHIFT_FRACTION,
     RADIUS_PER_GYRATION,
-    centre_from_statistics,
+    ball_from_statistics,
     initial_centre_angstrom,
     initial_radius_fraction,
     molecule_gyration_fraction,
@@ -103,11 +103,12 @@ def test_a_random_model_about_a_centre_draws_the_same_map_moved():
 def test_the_per_image_engine_starts_each_half_about_its_own_centre(tmp_path):
     """``--engine splat`` reads the same centre (on a quarter of the box) for its random starts."""
     stats = _statistics(_blob((4, -3, 2)))
-    centre = centre_from_statistics(stats, 0.3)
+    centre, radius = ball_from_statistics(stats, 0.3, from_data=False)
+    assert radius == 0.3
     np.testing.assert_allclose(centre / PIXEL, [4, -3, 2], atol=0.7)
     particles, *_ = simulate_particles(tmp_path, n=8, box=BOX, pixel=PIXEL)
     config = ReconstructConfig(engine="splat")
-    models = initial_models(particles, config, 2000, "cpu", [centre, np.zeros(3)])
+    models = initial_models(particles, config, 2000, "cpu", [(centre, 0.3), (np.zeros(3), 0.3)])
     means = [m.means.detach().double().mean(dim=0).numpy() / PIXEL for m in models]
     np.testing.assert_allclose(means[0], [4, -3, 2], atol=1.0)
     assert np.abs(means[1]).max() < 0.5
@@ -155,3 +156,20 @@ def test_the_ball_of_the_setting_when_not_read_from_the_data():
     model = random_start(stats, config, stats.crop(16))
     reach = np.linalg.norm(model.means.detach().double().numpy() / PIXEL, axis=1)
     assert 0.9 * 0.3 * BOX < reach.max() <= 0.3 * BOX + 1e-6
+
+
+def test_the_per_image_engine_reads_the_same_ball(tmp_path):
+    """``--engine splat``: the molecule's radius on the grid engine's first-stage grid (a quarter
+    of the box), the setting's where it is not read from the data, and its start drawn in it."""
+    stats = _statistics(_ball(4.0))
+    centre, radius = ball_from_statistics(stats, 0.3)
+    assert radius == pytest.approx(initial_radius_fraction(stats.crop(BOX // 4), 0.3))
+    assert radius < 0.2
+    assert not centre.any()
+    assert ball_from_statistics(stats, 0.3, from_data=False)[1] == 0.3
+    particles, *_ = simulate_particles(tmp_path, n=8, box=BOX, pixel=PIXEL)
+    models = initial_models(
+        particles, ReconstructConfig(engine="splat"), 2000, "cpu", [(centre, radius)] * 2
+    )
+    reach = np.linalg.norm(models[0].means.detach().double().numpy() / PIXEL, axis=1)
+    assert 0.9 * radius * BOX < reach.max() <= radius * BOX + 1e-6

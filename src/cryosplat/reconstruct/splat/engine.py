@@ -49,6 +49,9 @@ class SplatEngineConfig:
     band_full_at : fraction of the run after which the whole band up to Nyquist is fitted
     checkpoint_interval_s : seconds between mid-epoch checkpoints
     backend : splatting backend (``"auto"``, ``"reference"``, ``"fast"``, ``"fourier"``)
+    init_radius_from_data : the random start's ball no larger than the molecule, as the grid
+        engine's (:func:`cryosplat.reconstruct.grid.init_centre.initial_radius_fraction`); False:
+        ``init_radius_fraction`` whatever the molecule's size
     """
 
     epochs: int = 8
@@ -62,6 +65,7 @@ class SplatEngineConfig:
     band_full_at: float = 0.5
     checkpoint_interval_s: float = 60.0
     backend: str = "auto"
+    init_radius_from_data: bool = True
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size"):

@@ -19,7 +19,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics
-from cryosplat.reconstruct.grid.init_centre import centre_from_statistics
+from cryosplat.reconstruct.grid.init_centre import ball_from_statistics
 from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.reconstruct.splat.engine import SplatEngine
 from cryosplat.validation.data_blend import BLEND_REGULARIZATION
@@ -41,23 +41,25 @@ def initial_models(
     config: ReconstructConfig,
     n: int,
     device: torch.device | str,
-    centres_angstrom: Sequence[np.ndarray] | None = None,
+    balls: Sequence[tuple[np.ndarray, float]] | None = None,
 ) -> list[GaussianModel]:
     """Random starting models of the two halves (``n`` Gaussians each, one asymmetric unit's under
-    ``config.symmetry``; seeds ``2·config.seed + 1`` and ``+ 2``), each ball about its half's
-    ``centres_angstrom`` (``x, y, z`` from the box's centre,
-    :func:`~cryosplat.reconstruct.grid.init_centre.centre_from_statistics`; None: the centre)."""
+    ``config.symmetry``; seeds ``2·config.seed + 1`` and ``+ 2``), each in its half's ball
+    ``(centre (x, y, z) Å from the box's centre, radius as a share of the box)``
+    (:func:`~cryosplat.reconstruct.grid.init_centre.ball_from_statistics`; None: radius
+    ``config.init_radius_fraction`` about the centre)."""
     models = []
     for half in range(2):
+        centre, radius = (None, config.init_radius_fraction) if balls is None else balls[half]
         m = GaussianModel.random(
             asymmetric_unit_gaussians(n, config.symmetry),
             particles.box,
             particles.pixel_size_angstrom,
             seed=config.seed * 2 + half + 1,
-            radius_fraction=config.init_radius_fraction,
+            radius_fraction=radius,
             scale_angstrom=None,
             symmetry=config.symmetry,
-            centre_angstrom=None if centres_angstrom is None else centres_angstrom[half],
+            centre_angstrom=centre,
         )
         models.append(m.to(device))
     return models
@@ -77,11 +79,13 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
     if dist.is_main:
         data_maps, sampled = statistics.data_maps(), statistics.sampled_frequencies()
         monitor = ResolutionMonitor(data_maps, particles.pixel_size_angstrom, device, sampled.share)
-    centres = [  # the fitted rows' statistics: a sum with held-out ones would copy whole grids
-        centre_from_statistics(s, config.init_radius_fraction, config.symmetry)
+    balls = [  # the fitted rows' statistics: a sum with held-out ones would copy whole grids
+        ball_from_statistics(
+            s, config.init_radius_fraction, config.symmetry, config.splat.init_radius_from_data
+        )
         for s in statistics.train
     ]
-    models = initial_models(particles, config, config.n_gaussians, device, centres)
+    models = initial_models(particles, config, config.n_gaussians, device, balls)
     engine = SplatEngine(
         particles,
         halves,
