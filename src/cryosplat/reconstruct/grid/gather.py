@@ -245,11 +245,7 @@ def accumulate(
                 partial,
                 take_off_background,
             )
-            symmetric = stats.symmetrized(operators)
-            if stats.background_sums is None:
-                return symmetric
-            sums = scaled_for_expansion(stats.background_sums, len(operators))
-            return replace(symmetric, background_sums=sums)
+            return _symmetrized(stats, operators)
         ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
     radius = _max_radius(box, pixel, config)
     inserter = _BatchInserter(particles, config, radius, ops)
@@ -278,20 +274,11 @@ def accumulate(
             noise_levels=None if config.noise_levels is None else asdict(config.noise_levels),
         )
         saver = GatherCheckpoint(partial, key, idx.size, config.batch_size)
-        state = saver.load(device)
+        state = saver.resume(device, progress)
         if state is not None:
             inserter.restore(state)
             dropped.append(state.n_dropped)
             start = state.batches
-            done = min(idx.size, start * config.batch_size)
-            if progress is not None:
-                progress(done, idx.size, resumed=True)
-            log.info(
-                "statistics: the pass saved part way (%s) continues at particle %d of %d",
-                partial.name,
-                done,
-                idx.size,
-            )
     rest = idx[start * config.batch_size :]
     batches = device_batches(particles, rest, config.batch_size, device, screen=screen)
     for number, (batch, images) in enumerate(batches, start=start):
@@ -321,6 +308,16 @@ def accumulate(
     if not take_off_background:
         return stats
     return remove_background(stats)
+
+
+def _symmetrized(stats: FourierStatistics, operators: np.ndarray) -> FourierStatistics:
+    """``stats`` of the C1 pass symmetrized by the signed axis permutations ``operators``, with
+    its background sums scaled as the expanded set's."""
+    symmetric = stats.symmetrized(operators)
+    if stats.background_sums is None:
+        return symmetric
+    sums = scaled_for_expansion(stats.background_sums, len(operators))
+    return replace(symmetric, background_sums=sums)
 
 
 class _BatchInserter:

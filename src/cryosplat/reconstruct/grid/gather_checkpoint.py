@@ -16,6 +16,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,25 @@ class GatherCheckpoint:
             return None
         tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
         return GatherState(**counts, **tensors)
+
+    def resume(
+        self, device: torch.device | str, progress: Callable[..., None] | None = None
+    ) -> GatherState | None:
+        """:meth:`load`, and where a state is there, the pass told it continues:
+        ``progress(done, n_rows, resumed=True)`` with the particles it covered, and the log."""
+        state = self.load(device)
+        if state is None:
+            return None
+        done = min(self.n_rows, state.batches * self.batch_size)
+        if progress is not None:
+            progress(done, self.n_rows, resumed=True)
+        log.info(
+            "statistics: the pass saved part way (%s) continues at particle %d of %d",
+            self.path.name,
+            done,
+            self.n_rows,
+        )
+        return state
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every_s
