@@ -1,4 +1,4 @@
-"""Benchmark sets whose molecule has solvent round it (round 2, session 46): groups of
+"""Benchmark sets whose molecule has solvent round it (round 2, sessions 46-47): groups of
 :class:`bench_datasets.DatasetSpec` that :mod:`bench_catalogue` names for ``--datasets``."""
 
 from __future__ import annotations
@@ -80,6 +80,27 @@ UNSEEN_46 = map_table(
                 "noise": "coloured",
                 "noise_source": RIBOSOME,
             },
+        ),
+    )
+)
+
+# An elongated molecule (round 2, session 47): 2.5 times as long as it is wide, three copies of
+# EMD-1832 in a row (``bench_truths.tandem_map``) with solvent round them, so the random start's
+# ball, sized by the molecule's radius of gyration (0.22 of the box), is shorter than the
+# molecule (0.37 of the box from the centre).
+ELONGATED = map_table(
+    (
+        (
+            "s47_rod1832",
+            "maps/emd_1832.map",
+            (112, 5.7, 5_000, 0.002, 4721),
+            {"tandem": (3, 26), "noise": "coloured", "noise_source": RIBOSOME},
+        ),
+        (
+            "s47_rod1832_u",
+            "maps/emd_1832.map",
+            (112, 5.7, 4_000, 0.003, 4722),
+            {"tandem": (3, 26), "views": None},
         ),
     )
 )

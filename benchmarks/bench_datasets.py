@@ -108,6 +108,9 @@ class DatasetSpec:
     ctf_bfactor_recorded : bool
         Whether ``particles.star`` carries the images' B-factors (True), or the methods are
         given none, as most real STAR files hold none though their images decay.
+    tandem : (copies, spacing)
+        With a map: an elongated truth, the map's central part ``copies`` times in a row along
+        x, ``spacing`` voxels apart (``bench_truths.tandem_map``); (1, 0): the map as it is.
     """
 
     name: str
@@ -138,6 +141,7 @@ class DatasetSpec:
     neighbours: float = 0.0
     ctf_bfactor_angstrom2: tuple[float, float] = (0.0, 0.0)
     ctf_bfactor_recorded: bool = True
+    tandem: tuple[int, int] = (1, 0)
 
 
 @dataclass
@@ -265,6 +269,7 @@ def _write_truth(spec: DatasetSpec, path: Path) -> None:
         spec.real_looking_bfactor,
         spec.seed,
         spec.real_looking_mean_zero,
+        spec.tandem,
     )
 
 
@@ -339,6 +344,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "neighbours": 0.0,
             "ctf_bfactor_angstrom2": [0.0, 0.0],
             "ctf_bfactor_recorded": True,
+            "tandem": [1, 0],
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):

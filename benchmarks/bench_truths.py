@@ -131,6 +131,34 @@ def placed_in_box(
     return placed
 
 
+def tandem_map(
+    volume: np.ndarray, voxel: float, box: int, tandem: tuple[int, int], source: Path
+) -> np.ndarray:
+    """An elongated molecule made of a real one: ``tandem = (copies, spacing)``, the map's
+    ``copies`` in a row along x, ``spacing`` voxels apart about the box's centre, each turned 90°
+    about x from the last. Each copy is the map's central cube of edge ``box − (copies − 1) ·
+    spacing`` (less one if even, so that it turns about the map's centre voxel), faded at its faces
+    (:func:`placed_in_box`); where copies overlap they add."""
+    copies, spacing = tandem
+    n = volume.shape[0]
+    edge = box - (copies - 1) * spacing
+    edge -= 1 - edge % 2
+    first = n // 2 - edge // 2  # the cube's centre voxel is the map's, n // 2
+    if copies < 2 or spacing < 1 or edge < 1 or first < 0 or first + edge > n:
+        raise RuntimeError(
+            f"{source}: {copies} copies {spacing} voxels apart in box {box} need a central "
+            f"cube of edge {edge}, which a map of box {n} does not hold"
+        )
+    cube = volume[first : first + edge, first : first + edge, first : first + edge]
+    out = np.zeros((box, box, box), dtype=np.float32)
+    for k in range(copies):
+        dx = round((k - (copies - 1) / 2) * spacing)
+        centre = np.array([edge // 2 - dx, edge // 2, edge // 2], dtype=np.float64) * voxel
+        turned = np.ascontiguousarray(np.rot90(cube, k, axes=(0, 1)))  # about x: z, y turn
+        out += placed_in_box(turned, voxel, box, centre, source)
+    return out
+
+
 def write_truth(
     source: Path,
     path: Path,
@@ -140,16 +168,26 @@ def write_truth(
     real_looking_bfactor: float | None = None,
     seed: int = 0,
     mean_zero: bool = False,
+    tandem: tuple[int, int] = (1, 0),
 ) -> None:
     """Write the truth of a set: a map file as it is (its box and pixel must be the set's, or
     a finer sampling of the same extent: :func:`finer_sampling`; with ``center_angstrom``, put
-    off-centre in a larger box: :func:`placed_in_box`), an atomic model voxelised, or,
+    off-centre in a larger box: :func:`placed_in_box`; with ``tandem`` of two copies or more,
+    several of it in a row: :func:`tandem_map`), an atomic model voxelised, or,
     with ``real_looking_bfactor`` (Å² added to every atom), an atomic model made to look like a
     real map (:func:`real_looking_map` with ``seed`` and ``mean_zero``)."""
     if source.suffix in (".mrc", ".map"):
         if real_looking_bfactor is not None:
             raise ValueError(f"{source}: a real-looking truth is made from atoms, not from a map")
         volume, voxel = read_map(source)
+        if tandem[0] > 1:
+            if center_angstrom is not None or abs(voxel - pixel_size_angstrom) > 1e-3:
+                raise RuntimeError(
+                    f"{source}: a tandem is made at the map's own voxel ({voxel} Å, the set says "
+                    f"{pixel_size_angstrom}) about the box's centre (center_angstrom None)"
+                )
+            write_map(path, tandem_map(volume, voxel, box, tandem, source), pixel_size_angstrom)
+            return
         if center_angstrom is not None:
             if abs(voxel - pixel_size_angstrom) > 1e-3:
                 raise RuntimeError(f"{source}: voxel {voxel} Å, the set says {pixel_size_angstrom}")

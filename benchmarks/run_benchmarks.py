@@ -118,6 +118,8 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
     if spec.astigmatism_max_angstrom:
         ctf += f", astigmatism up to {spec.astigmatism_max_angstrom:g} Å"
     model = spec.model
+    if spec.tandem[0] > 1:
+        model += f" {spec.tandem[0]} times in a row along x, {spec.tandem[1]} voxels apart"
     if spec.real_looking_bfactor is not None:
         model += (
             f" made to look like a real map (B + {spec.real_looking_bfactor:g} Å², a negative "
@@ -145,7 +147,16 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             if spec.neighbours
             else ""
         )
+        + _envelope_text(spec)
     )
+
+
+def _envelope_text(spec: DatasetSpec) -> str:
+    low, high = spec.ctf_bfactor_angstrom2
+    if high <= 0:
+        return ""
+    where = "in the STAR" if spec.ctf_bfactor_recorded else "not in the STAR"
+    return f"; envelope B-factor {low:g}-{high:g} Å² per image ({where})"
 
 
 def warm_cache(folder: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_truths import EDGE_FADE_VOXELS, placed_in_box  # noqa: E402
+from bench_truths import EDGE_FADE_VOXELS, placed_in_box, tandem_map  # noqa: E402
 
 
 def test_the_named_point_lands_on_the_centre_and_the_faces_fade():
@@ -36,3 +36,17 @@ def test_a_map_that_would_not_fit_whole_is_refused():
         placed_in_box(volume, 1.0, 16, (0.0, 6.0, 6.0), Path("m"))
     with pytest.raises(RuntimeError, match="does not fit whole"):
         placed_in_box(volume, 1.0, 12, (6.0, 6.0, 6.0), Path("m"))
+
+
+def test_a_tandem_puts_turned_copies_in_a_row_along_x():
+    volume = np.zeros((20, 20, 20))
+    volume[10, 12, 10] = 1.0  # z, y, x: 2 voxels off the centre along y
+    rod = tandem_map(volume, 1.0, 40, (3, 12), Path("m"))
+    assert rod.shape == (40, 40, 40)
+    # each copy's centre at x = 20 - 12, 20, 20 + 12; the point turned 90° about x each time
+    assert rod[20, 22, 8] == pytest.approx(1.0)  # as it is
+    assert rod[18, 20, 20] == pytest.approx(1.0)  # turned 90° about x: y +2 -> z -2
+    assert rod[20, 18, 32] == pytest.approx(1.0)  # 180°: y +2 -> y -2
+    assert rod.sum() == pytest.approx(3.0)
+    with pytest.raises(RuntimeError, match="does not hold"):
+        tandem_map(volume, 1.0, 40, (3, 2), Path("m"))  # a central cube of 36 from a box of 20
