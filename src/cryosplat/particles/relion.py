@@ -19,6 +19,7 @@ from cryosplat.core.conventions import euler_relion_to_matrix
 from cryosplat.core.ctf import CTFParams
 from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs, split_image_names
 from cryosplat.io.star import StarBlock, read_star
 from cryosplat.particles.aberrations import relion_aberration_warnings
@@ -301,6 +302,72 @@ def _majority(values: np.ndarray) -> float:
     return float(uniq[np.argmax(counts)])
 
 
+def _images(
+    particles: StarBlock,
+    groups: list[OpticsGroup],
+    path: Path,
+    datadir: str | Path | None,
+    require_images: bool,
+    notes: list[str],
+) -> tuple[list[MRCStack], np.ndarray, np.ndarray, int]:
+    """The stacks ``rlnImageName`` names, opened: ``(stacks, stack_index, image_index, box)``;
+    the optics groups' ``box`` set to the images'. Without images (allowed where
+    ``require_images`` is False, with a note where they cannot be read) no stacks, every
+    ``stack_index`` −1 and the box of ``data_optics``."""
+    n = particles.n_rows
+    stacks, stack_index, image_index = [], np.full(n, -1, dtype=np.int64), np.arange(n)
+    box = int(groups[0].box)
+    if "rlnImageName" in particles:
+        image_index, names = split_image_names(particles.get_str("rlnImageName"), path)
+        try:
+            stacks, stack_index = open_stacks(names, image_index, path, search_dirs(path, datadir))
+        except InputError as exc:
+            if require_images or box <= 0:
+                raise
+            notes.append(f"images not read: {exc}")
+            image_index, stacks = np.arange(n), []
+        if stacks:
+            box = stacks[0].box
+            for g in groups:
+                if g.box and g.box != box:
+                    raise InputError(
+                        f"{path}: data_optics says rlnImageSize {g.box} for "
+                        f"{g.name} but the images are {box}x{box}"
+                    )
+                g.box = box
+    elif require_images:
+        raise InputError(
+            f"{path}: required column _rlnImageName is missing (particle images are needed)"
+        )
+    if box <= 0:
+        raise InputError(
+            f"{path}: the image size is unknown: no rlnImageName and no rlnImageSize in data_optics"
+        )
+    return stacks, stack_index, image_index, box
+
+
+def _pixel_sizes(
+    pixel_per_particle: np.ndarray,
+    stacks: list[MRCStack],
+    stack_index: np.ndarray,
+    groups: list[OpticsGroup],
+    path: Path,
+) -> np.ndarray:
+    """Each particle's pixel size (Å): the metadata's, or where it holds none the stack
+    header's (the optics groups' set to it); an error where neither says."""
+    if not np.isnan(pixel_per_particle).any():
+        return pixel_per_particle
+    if not stacks or stacks[0].pixel_size_angstrom in (0.0, 1.0):
+        raise InputError(
+            f"{path}: the pixel size is unknown: no rlnImagePixelSize (data_optics "
+            "or particles) and no rlnMagnification with rlnDetectorPixelSize"
+        )
+    from_headers = np.array([stacks[s].pixel_size_angstrom for s in stack_index])
+    for g in groups:
+        g.pixel_size_angstrom = float(from_headers[0])
+    return from_headers
+
+
 def particles_from_star(
     path: str | Path, datadir: str | Path | None = None, require_images: bool = True
 ) -> ParticleSet:
@@ -336,44 +403,11 @@ def particles_from_star(
     else:
         groups, group_of, per_particle = _optics_30(particles, path)
     ctf = _ctf(particles, per_particle, path)
-    pixel_per_particle = per_particle["pixel"]
-    stacks, stack_index, image_index = [], np.full(n, -1, dtype=np.int64), np.arange(n)
-    box = int(groups[0].box)
-    if "rlnImageName" in particles:
-        image_index, names = split_image_names(particles.get_str("rlnImageName"), path)
-        try:
-            stacks, stack_index = open_stacks(names, image_index, path, search_dirs(path, datadir))
-        except InputError as exc:
-            if require_images or box <= 0:
-                raise
-            notes.append(f"images not read: {exc}")
-            image_index, stacks = np.arange(n), []
-        if stacks:
-            box = stacks[0].box
-            for g in groups:
-                if g.box and g.box != box:
-                    raise InputError(
-                        f"{path}: data_optics says rlnImageSize {g.box} for "
-                        f"{g.name} but the images are {box}x{box}"
-                    )
-                g.box = box
-    elif require_images:
-        raise InputError(
-            f"{path}: required column _rlnImageName is missing (particle images are needed)"
-        )
-    if box <= 0:
-        raise InputError(
-            f"{path}: the image size is unknown: no rlnImageName and no rlnImageSize in data_optics"
-        )
-    if np.isnan(pixel_per_particle).any():
-        if not stacks or stacks[0].pixel_size_angstrom in (0.0, 1.0):
-            raise InputError(
-                f"{path}: the pixel size is unknown: no rlnImagePixelSize (data_optics "
-                "or particles) and no rlnMagnification with rlnDetectorPixelSize"
-            )
-        pixel_per_particle = np.array([stacks[s].pixel_size_angstrom for s in stack_index])
-        for g in groups:
-            g.pixel_size_angstrom = float(pixel_per_particle[0])
+    stacks, stack_index, image_index, box = _images(
+        particles, groups, path, datadir, require_images, notes
+    )
+    pixel_per_particle = _pixel_sizes(per_particle["pixel"], stacks, stack_index, groups, path)
+    if np.isnan(per_particle["pixel"]).any():
         notes.append(
             f"pixel size: none in the metadata; using the stack header's "
             f"{pixel_per_particle[0]:g} Å"
