@@ -137,7 +137,8 @@ def tandem_map(
     """An elongated molecule made of a real one: ``tandem = (copies, spacing)``, the map's
     ``copies`` in a row along x, ``spacing`` voxels apart about the box's centre, each turned 90°
     about x from the last. Each copy is the map's central cube of edge ``box − (copies − 1) ·
-    spacing`` (less one if even, so that it turns about the map's centre voxel), faded at its faces
+    spacing`` (less one if even, so that it turns about the map's centre voxel), the level of its
+    faces (their median) taken off so that the larger box holds no step there, faded at its faces
     (:func:`placed_in_box`); where copies overlap they add."""
     copies, spacing = tandem
     n = volume.shape[0]
@@ -150,6 +151,8 @@ def tandem_map(
             f"cube of edge {edge}, which a map of box {n} does not hold"
         )
     cube = volume[first : first + edge, first : first + edge, first : first + edge]
+    faces = [cube[0], cube[-1], cube[:, 0], cube[:, -1], cube[:, :, 0], cube[:, :, -1]]
+    cube = cube - np.median(np.concatenate([f.ravel() for f in faces]))
     out = np.zeros((box, box, box), dtype=np.float32)
     for k in range(copies):
         dx = round((k - (copies - 1) / 2) * spacing)

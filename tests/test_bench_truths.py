@@ -39,8 +39,8 @@ def test_a_map_that_would_not_fit_whole_is_refused():
 
 
 def test_a_tandem_puts_turned_copies_in_a_row_along_x():
-    volume = np.zeros((20, 20, 20))
-    volume[10, 12, 10] = 1.0  # z, y, x: 2 voxels off the centre along y
+    volume = np.full((20, 20, 20), -0.1)  # solvent below zero, taken off
+    volume[10, 12, 10] = 0.9  # z, y, x: 2 voxels off the centre along y
     rod = tandem_map(volume, 1.0, 40, (3, 12), Path("m"))
     assert rod.shape == (40, 40, 40)
     # each copy's centre at x = 20 - 12, 20, 20 + 12; the point turned 90° about x each time
