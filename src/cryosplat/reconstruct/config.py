@@ -51,7 +51,7 @@ class ReconstructConfig:
     invert_contrast : the images hold protein dark (not RELION's convention); flip their sign
     use_random_subset : honour ``rlnRandomSubset`` for the halves when present
     init_radius_fraction : random means lie in a sphere of at most this radius (fraction of the box
-        edge; the grid engine's is smaller for a molecule smaller than that sphere)
+        edge; either engine's is smaller for a molecule smaller than that sphere)
     mask_soft_width_px : soft edge of the FSC masks (voxels)
     local_weight_sigma_px : window (voxels) of the local Wiener weight the map (the mean of the
         half maps) is multiplied by (:mod:`cryosplat.validation.local_weight`); 0: the plain mean;
