@@ -7,9 +7,11 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from cryosplat.cli.main import main
 from cryosplat.core.rotations import random_rotations
+from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.summary import fibonacci_sphere, view_coverage, viewing_directions
 
 
@@ -169,6 +171,16 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
         f"memory:       peak {summary['peak_resident_memory_gb']:.2f} GB resident "
         f"(predicted {summary['predicted_peak_memory_gb']:.2f} GB)"
     ) in text
+    # The negative population as saved: its count and its mass against the positive mass.
+    for i, name in enumerate("AB"):
+        amplitudes = GaussianModel.load(out / f"model_{name}.npz").amplitudes.double()
+        assert summary["n_negative_gaussians"][i] == int((amplitudes < 0).sum()) > 0
+        share = float(-amplitudes[amplitudes < 0].sum() / amplitudes[amplitudes > 0].sum())
+        assert summary["negative_mass_share"][i] == pytest.approx(share, rel=1e-6)
+    assert (
+        "  below the solvent level: {} + {}, their mass".format(*summary["n_negative_gaussians"])
+        in text
+    )
     (out / "model_B.cif").unlink()
     assert main(["info", str(out)]) == 0
     assert "missing outputs: model_B.cif" in capsys.readouterr().out
@@ -243,3 +255,35 @@ def test_info_refuses_a_folder_without_a_run_and_particle_options_for_a_folder(t
     (tmp_path / "run.json").write_text("{broken")
     assert main(["info", str(tmp_path)]) == 2
     assert "run.json: unreadable" in capsys.readouterr().err
+
+
+def test_info_names_the_negative_population_only_where_there_is_one():
+    """Each half's negative Gaussians and their mass as a share of the positive mass; no line
+    for models of positive Gaussians alone."""
+    from pathlib import Path
+
+    from cryosplat.cli.info import format_run
+    from cryosplat.reconstruct.report import _negative_population
+    from cryosplat.reconstruct.run_summary import RunSummary
+
+    def model(amplitudes):
+        n = len(amplitudes)
+        return GaussianModel(
+            torch.zeros(n, 3),
+            torch.ones(n, 3),
+            torch.tensor([[1.0, 0, 0, 0]] * n),
+            torch.tensor(amplitudes),
+            16,
+            1.0,
+            signed=True,
+        )
+
+    population = _negative_population([model([2.0, 1.0, -1.5]), model([1.0, 1.0])])
+    assert population["n_negative_gaussians"] == [1, 0]
+    assert population["negative_mass_share"] == pytest.approx([0.5, 0.0])
+    results = {"n_gaussians": [3, 2], **population}
+    text = format_run(RunSummary(Path("run"), "complete", None, {}, results=results))
+    assert "  below the solvent level: 1 + 0, their mass 50 % and 0 % of the positive mass" in text
+    results["n_negative_gaussians"] = [0, 0]
+    text = format_run(RunSummary(Path("run"), "complete", None, {}, results=results))
+    assert "below the solvent level" not in text

@@ -234,6 +234,15 @@ def _result_lines(res: dict) -> list[str]:
         lines.append(f"data half maps FSC 0.143: {text}")
     if isinstance(res.get("n_gaussians"), list):
         lines.append("Gaussians:    " + " + ".join(str(n) for n in res["n_gaussians"]) + " (A + B)")
+        negative, share = res.get("n_negative_gaussians"), res.get("negative_mass_share")
+        if isinstance(negative, list) and isinstance(share, list) and any(negative):
+            lines.append(
+                "  below the solvent level: "
+                + " + ".join(str(n) for n in negative)
+                + ", their mass "
+                + " and ".join(f"{100 * s:.0f} %" for s in share)
+                + " of the positive mass"
+            )
     if isinstance(res.get("n_particles"), list):
         lines.append(
             "half sets:    "

@@ -392,6 +392,19 @@ def write_outputs(
     return report, summary
 
 
+def _negative_population(models: Sequence[GaussianModel]) -> dict:
+    """Per half model: how many Gaussians hold negative density, and their mass as a share of
+    the positive mass (0 where the model holds no positive mass)."""
+    counts, shares = [], []
+    for model in models:
+        amplitudes = model.amplitudes.detach().double()
+        positive = float(amplitudes.clamp_min(0).sum())
+        negative = abs(float(amplitudes.clamp_max(0).sum()))
+        counts.append(int((amplitudes < 0).sum()))
+        shares.append(negative / positive if positive > 0 else 0.0)
+    return {"n_negative_gaussians": counts, "negative_mass_share": shares}
+
+
 def run_summary(
     report: HalfMapReport,
     models: Sequence[GaussianModel],
@@ -400,7 +413,9 @@ def run_summary(
     symmetry: str,
 ) -> dict:
     """The run's results for ``run.json`` (and ``cryosplat info``): the resolution with its band,
-    the half models' FSC 0.143 in each mask, the models' sizes, box and pixel size."""
+    the half models' FSC 0.143 in each mask, the models' sizes (and how many of their Gaussians
+    hold density below the solvent level, with the share of the positive mass they take off),
+    box and pixel size."""
     model_a, model_b = models
     band = report.band_angstrom
     summary = {
@@ -410,6 +425,7 @@ def run_summary(
         "model_half_maps_0143_spherical_angstrom": report.spherical.resolution("corrected"),
         "model_half_maps_0143_automatic_angstrom": report.automatic.resolution("corrected"),
         "n_gaussians": [len(model_a), len(model_b)],
+        **_negative_population(models),
         "symmetry": symmetry,
         "map": map_text,
         "n_gaussians_asymmetric_unit": n_unit,
