@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 from bench_catalogue_envelope import ENVELOPE
-from bench_catalogue_padded import ELONGATED, PADDED, UNSEEN_46
+from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -280,6 +280,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen46": UNSEEN_46,
     "envelope": ENVELOPE,
     "elongated": ELONGATED,
+    "elongated50": ELONGATED_50,
 }
 
 

@@ -104,3 +104,23 @@ ELONGATED = map_table(
         ),
     )
 )
+
+# Two more elongated molecules (round 2, session 50), made after the amplitudes' learning rate was
+# chosen (on the thirteen sets of ``elongated,padded,maps``): EMD-5625 three times in a row in a
+# box of 96, EMD-6824 twice in a box of 112.
+ELONGATED_50 = map_table(
+    (
+        (
+            "s50_rod5625",
+            "maps/emd_5625.map",
+            (96, 4.23, 5_000, 0.002, 5001),
+            {"tandem": (3, 22), "noise": "coloured", "noise_source": TUTORIAL},
+        ),
+        (
+            "s50_rod6824",
+            "maps/emd_6824.mrc",
+            (112, 2.64, 5_000, 0.003, 5002),
+            {"tandem": (2, 44), "views": None},
+        ),
+    )
+)

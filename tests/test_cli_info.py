@@ -173,7 +173,7 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     ) in text
     # The negative population as saved: its count and its mass against the positive mass.
     for i, name in enumerate("AB"):
-        amplitudes = GaussianModel.load(out / f"model_{name}.npz").amplitudes.double()
+        amplitudes = GaussianModel.load(out / f"model_{name}.npz").amplitudes.detach().double()
         assert summary["n_negative_gaussians"][i] == int((amplitudes < 0).sum()) > 0
         share = float(-amplitudes[amplitudes < 0].sum() / amplitudes[amplitudes > 0].sum())
         assert summary["negative_mass_share"][i] == pytest.approx(share, rel=1e-6)

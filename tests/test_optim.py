@@ -72,3 +72,23 @@ def test_bad_groups_are_refused():
     ours = Adam([{"params": [a], "lr": 0.1}])
     with pytest.raises(ValueError, match="other parameter groups"):
         ours.load_state_dict({"state": {}, "param_groups": []})
+
+
+def test_lr_scale_steps_each_element_at_its_own_rate():
+    """A group's ``lr_scale`` equals separate groups at the scaled rates, element by element."""
+    a0, _, target = _problem(2)
+    scale = torch.tensor([1.0, 0.25, 1.0, 0.0, 1.0, 0.5, 1.0], dtype=torch.float64)[:, None]
+    ours = a0.clone().requires_grad_()
+    rows = [a0[i : i + 1].clone().requires_grad_() for i in range(7)]
+    scaled = Adam([{"params": [ours], "lr": 0.05, "lr_scale": scale}])
+    separate = Adam([{"params": [r], "lr": 0.05 * float(scale[i])} for i, r in enumerate(rows)])
+    for _ in range(10):
+        scaled.zero_grad()
+        ((ours - target) ** 3).abs().sum().backward()
+        scaled.step()
+        separate.zero_grad()
+        sum(((r - target[i]) ** 3).abs().sum() for i, r in enumerate(rows)).backward()
+        separate.step()
+    assert torch.allclose(ours, torch.cat(rows), rtol=0, atol=1e-12)
+    assert torch.equal(ours[3], a0[3])  # a zero rate leaves the row alone
+    assert not torch.allclose(ours[0], a0[0])

@@ -25,7 +25,9 @@ class Adam:
     ----------
     param_groups : iterable of dict
         Each with ``params`` (leaf tensors that require grad) and ``lr``; other keys (e.g. a
-        ``name``) are kept. Learning rates may be changed in ``param_groups`` between steps.
+        ``name``) are kept. Learning rates may be changed in ``param_groups`` between steps. An
+        optional ``lr_scale`` (a tensor broadcastable to each of the group's parameters) scales
+        the step element by element: rows of one tensor stepped at different rates.
     betas : (float, float)
     eps : float
     """
@@ -73,6 +75,9 @@ class Adam:
                 m.lerp_(p.grad, 1.0 - beta1)
                 v.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
                 denom = (v.sqrt() / math.sqrt(1.0 - beta2**t)).add_(self.eps)
+                scale = group.get("lr_scale")
+                if scale is not None:
+                    denom.div_(scale)
                 p.addcdiv_(m, denom, value=-group["lr"] / (1.0 - beta1**t))
 
     def state_dict(self) -> dict:

@@ -250,13 +250,20 @@ def random_start(
 
 
 def _stage_optimizer(params: FitParameters, config: GridFitConfig, pixel: float) -> Adam:
-    """Adam over the four parameter groups, the means' and scales' rates in stage pixels."""
+    """Adam over the four parameter groups, the means' and scales' rates in stage pixels; the
+    negative population's amplitudes at ``config.lr_negative_amplitudes``."""
+    amplitudes = {"params": [params.raw_amplitudes], "lr": config.lr_amplitudes}
+    if params.signs is not None and config.lr_negative_amplitudes != config.lr_amplitudes:
+        ratio = config.lr_negative_amplitudes / config.lr_amplitudes
+        amplitudes["lr_scale"] = torch.where(params.signs < 0, ratio, 1.0).reshape(
+            params.raw_amplitudes.shape
+        )
     return Adam(
         [
             {"params": [params.means], "lr": config.lr_means_pixels * pixel},
             {"params": [params.raw_scales], "lr": config.lr_scales_pixels * pixel},
             {"params": [params.raw_quaternions], "lr": config.lr_quaternions},
-            {"params": [params.raw_amplitudes], "lr": config.lr_amplitudes},
+            amplitudes,
         ]
     )
 
