@@ -37,12 +37,13 @@ class GridFitConfig:
         Adam learning rates of the raw quaternions and raw (softplus) amplitudes; amplitudes are
         fitted relative to their mean, so this is about a relative step. 0.3 for the amplitudes
         (0.1 until round 2, session 50; the negative population's stays 0.1,
-        ``lr_negative_amplitudes``): at 0.1 a mixture of many Gaussians in a large box could
-        not lower its mass where the data asked within a stage's steps and shrank Gaussians to
-        the smallest scale instead (49 % of them on three EMD-1832 copies in a box of 112, 19 %
-        at 0.3), a texture anti-correlated with the truth's finest shells. Measured on thirteen
-        map-based sets, two seeds: the 0.5 crossing 1.3 % finer on average (the EMD-1832 sets in
-        boxes of 112 7-10 %), none more than 1.3 % coarser; level on fifteen sets not chosen on
+        ``lr_negative_amplitudes``): at 0.1, 49 % of the positive Gaussians fitted to three
+        EMD-1832 copies in a box of 112 ended at the smallest scale (19 % at 0.3), a texture
+        anti-correlated with the truth's finest shells; most likely their mass could not fall
+        fast enough where the data asked, within a stage's steps. Measured on thirteen
+        map-based sets, two seeds: the 0.5 crossing 1.3 % finer on average (three EMD-1832
+        copies in a row in a box of 112 7-10 %, EMD-1832 alone in that box 2 %), none more than
+        1.3 % coarser; level on fifteen sets not chosen on and on two elongated sets made after
         (``benchmarks/RESULTS.md``, round 2, session 50).
     lr_negative_amplitudes : float
         Adam learning rate of the negative population's raw amplitudes. At the positive
