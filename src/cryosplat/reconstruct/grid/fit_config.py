@@ -32,7 +32,10 @@ class GridFitConfig:
     lr_means_pixels : float
         Adam learning rate of the means, in pixels of the stage grid.
     lr_scales_pixels : float
-        Adam learning rate of the raw (softplus) scales, in pixels of the stage grid.
+        Adam learning rate of the raw (softplus) scales, in pixels of the stage grid. Measured
+        again at the amplitudes' rate of 0.3 (thirteen map-based sets, round 2, session 51):
+        means at 0.1 or 0.4, scales at 0.04 and quaternions at 0.03 level or coarser; scales at
+        0.01 leave EMD-1832's finest shells at −0.2 and its 0.143 crossing 16-24 % coarser.
     lr_quaternions, lr_amplitudes : float
         Adam learning rates of the raw quaternions and raw (softplus) amplitudes; amplitudes are
         fitted relative to their mean, so this is about a relative step. 0.3 for the amplitudes
@@ -52,6 +55,9 @@ class GridFitConfig:
         the 0.5 crossing loses 2-4 %.
     lr_final_fraction : float
         Learning rates decay exponentially to this fraction over each stage's step budget.
+        Decayed further (0.15), the finest shells of four of five EMD-1832 sets go negative or
+        deeper (to −0.11); less (0.6), they turn positive but the 0.5 crossing is 0.65 % coarser
+        on average (round 2, session 51).
     min_scale_pixels, max_scale_pixels : float
         Scales are kept within these many pixels of the stage grid: the sampling limit below; above,
         a bound on the footprint (a misplaced Gaussian would otherwise spread out rather than

@@ -44,6 +44,7 @@ class SplatEngineConfig:
     batch_size : views rendered together per step and half
     lr_means_angstrom : Adam step for the means (Å), decayed by ``lr_decay`` over the run
     lr_scales, lr_rotations, lr_amplitudes : Adam steps of the raw (pre-activation) parameters
+        (amplitudes at 0.1 instead of 0.03 give the same maps to 0.05 Å: round 2, session 51)
     lr_decay : final learning rate as a fraction of the first
     band_start_fraction : first frequency band, as a fraction of Nyquist
     band_full_at : fraction of the run after which the whole band up to Nyquist is fitted
