@@ -30,20 +30,21 @@ class GridFitConfig:
     stage_steps : tuple of int
         Largest number of Adam steps of each stage.
     lr_means_pixels : float
-        Adam learning rate of the means, in pixels of the stage grid.
+        Adam learning rate of the means, in pixels of the stage grid. Measured again at the
+        amplitudes' rate of 0.3 (thirteen map-based sets, round 2, session 51, as the scales'
+        and quaternions' below): 0.1 and 0.4 level or coarser.
     lr_scales_pixels : float
-        Adam learning rate of the raw (softplus) scales, in pixels of the stage grid. Measured
-        again at the amplitudes' rate of 0.3 (thirteen map-based sets, round 2, session 51):
-        means at 0.1 or 0.4, scales at 0.04 and quaternions at 0.03 level or coarser; scales at
-        0.01 leave EMD-1832's finest shells at −0.2 and its 0.143 crossing 16-24 % coarser.
+        Adam learning rate of the raw (softplus) scales, in pixels of the stage grid. 0.04 is
+        0.5 % coarser at 0.5; 0.01 leaves EMD-1832's finest shells at −0.2 and its 0.143
+        crossing 16-24 % coarser.
     lr_quaternions, lr_amplitudes : float
-        Adam learning rates of the raw quaternions and raw (softplus) amplitudes; amplitudes are
-        fitted relative to their mean, so this is about a relative step. 0.3 for the amplitudes
-        (0.1 until round 2, session 50; the negative population's stays 0.1,
-        ``lr_negative_amplitudes``): at 0.1, 49 % of the positive Gaussians fitted to three
-        EMD-1832 copies in a box of 112 ended at the smallest scale (19 % at 0.3), a texture
-        anti-correlated with the truth's finest shells; most likely their mass could not fall
-        fast enough where the data asked, within a stage's steps. Measured on thirteen
+        Adam learning rates of the raw quaternions (0.03 measured level) and raw (softplus)
+        amplitudes; amplitudes are fitted relative to their mean, so this is about a relative
+        step. 0.3 for the amplitudes (0.1 until round 2, session 50; the negative population's
+        stays 0.1, ``lr_negative_amplitudes``): at 0.1, 49 % of the positive Gaussians fitted to
+        three EMD-1832 copies in a box of 112 ended at the smallest scale (19 % at 0.3), a
+        texture anti-correlated with the truth's finest shells; most likely their mass could not
+        fall fast enough where the data asked, within a stage's steps. Measured on thirteen
         map-based sets, two seeds: the 0.5 crossing 1.3 % finer on average (three EMD-1832
         copies in a row in a box of 112 7-10 %, EMD-1832 alone in that box 2 %), none more than
         1.3 % coarser; level on fifteen sets not chosen on and on two elongated sets made after
