@@ -96,10 +96,8 @@ def fit_halves(
         if not held_out:
             train, held = train + held, None
         model = None
-        for fraction, steps in zip(config.stage_fractions, config.stage_steps, strict=True):
-            stage = replace(
-                config, stage_fractions=(fraction,), stage_steps=(steps,), seed=2 * seed + i + 1
-            )
+        for index in range(len(config.stage_fractions)):
+            stage = replace(config.stage(index), seed=2 * seed + i + 1)
             model = fit_gaussians(train, stage, model=model, heldout=held, half_fsc=curve)
         with torch.no_grad():
             maps.append(model.voxelize().double().numpy())

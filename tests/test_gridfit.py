@@ -231,3 +231,36 @@ def test_fit_rejects_inverted_contrast_and_bad_config(dataset):
     with pytest.raises(InputError, match="grow_to"):
         GridFitConfig(grow_to=-1).validate()
     assert stage_boxes(96, (0.25, 0.5, 0.75, 1.0)) == [24, 48, 72, 96]
+
+
+def test_the_last_stage_decays_to_its_own_fraction(dataset, monkeypatch):
+    """Each stage's rates decay to ``lr_final_fraction`` of their start, the last stage's to
+    ``lr_final_fraction_last_stage``, whether the stages are fitted in one call or one by one
+    (``GridFitConfig.stage``, as the grid engine fits them)."""
+    import cryosplat.reconstruct.grid.fit as fit_module
+
+    rates: list[float] = []
+
+    class RecordingAdam(fit_module.Adam):
+        def step(self) -> None:
+            rates.append(self.param_groups[0]["lr"])
+            super().step()
+
+    monkeypatch.setattr(fit_module, "Adam", RecordingAdam)
+    stats = accumulate(dataset[0], np.arange(40))
+    config = GridFitConfig(
+        n_gaussians=50, stage_fractions=(0.5, 1.0), stage_steps=(5, 5), check_every=100, seed=1
+    )
+    assert (config.lr_final_fraction, config.lr_final_fraction_last_stage) == (0.3, 0.6)
+
+    def decays() -> list[float]:  # each stage's last rate over its first: the fraction ** (4/5)
+        return [rates[i + 4] / rates[i] for i in range(0, len(rates), 5)]
+
+    fit_gaussians(stats, config)
+    assert decays() == pytest.approx([0.3**0.8, 0.6**0.8], rel=1e-9)
+    rates.clear()
+    model = fit_gaussians(stats, config.stage(0))
+    fit_gaussians(stats, config.stage(1), model=model)
+    assert decays() == pytest.approx([0.3**0.8, 0.6**0.8], rel=1e-9)
+    with pytest.raises(ValueError, match="stage 2"):
+        config.stage(2)

@@ -223,9 +223,7 @@ class _HalfFits:
         """The fit's settings for one stage of one member of one half."""
         fit, config = self.gcfg.fit, self.config
         return replace(
-            fit,
-            stage_fractions=(fit.stage_fractions[stage],),
-            stage_steps=(fit.stage_steps[stage],),
+            fit.stage(stage),
             n_gaussians=self.n_last if last else self.n_first,
             grow_to=self.n_last if last else 0,
             seed=config.seed * 2 + half + 1 + member * MEMBER_SEED_STRIDE,

@@ -341,7 +341,7 @@ def _fit(stats, config, model, heldout, progress, callback, half_fsc) -> Gaussia
         params.clamp_scales(bounds)
         coarse_saving = _coarse_min_saving(loss_fn, config)
         optimizer = _stage_optimizer(params, config, pixel)
-        decay = config.lr_final_fraction ** (1.0 / max(budget, 1))
+        decay = config.final_fraction(stage) ** (1.0 / max(budget, 1))
         rule = _StoppingRule(config, keep_best=held_fn is not None)
         for step in range(budget):
             volume = params.voxelize(box, pixel, config.n_sigma, coarse_saving)
