@@ -66,8 +66,10 @@ class GridFitConfig:
         sets, two seeds, the 0.5 crossing level (−0.03 % on average, worst +1.1 %), 0.143
         −0.17 %, and the finest shells of three EMD-1832 copies in a box of 112 no longer
         negative (their lowest value −0.018 … −0.037 → +0.003 … +0.031); on fifteen sets not
-        chosen on −0.18 % / +0.21 % (worst +0.3 / +1.1 %). Not decayed at all (1.0): +0.05 % /
-        +0.20 %. The other stages at 0.6 as well cost 0.65 % at 0.5 (session 51).
+        chosen on, two seeds, −0.11 % / +0.35 % (worst +0.5 %; at 0.143 the EMD-1832 sets
+        +0.1 … +4.1 %, the largest within that set's spread over seeds). Not decayed at all
+        (1.0): +0.05 % / +0.20 %; the last stage cut to 24 steps with it: +0.22 % / +0.62 % and
+        the negative tails back. The other stages at 0.6 as well cost 0.65 % at 0.5 (session 51).
     min_scale_pixels, max_scale_pixels : float
         Scales are kept within these many pixels of the stage grid: the sampling limit below; above,
         a bound on the footprint (a misplaced Gaussian would otherwise spread out rather than
