@@ -69,7 +69,8 @@ class GridFitConfig:
         chosen on, two seeds, −0.11 % / +0.35 % (worst +0.5 %; at 0.143 the EMD-1832 sets
         +0.1 … +4.1 %, the largest within that set's spread over seeds). Not decayed at all
         (1.0): +0.05 % / +0.20 %; the last stage cut to 24 steps with it: +0.22 % / +0.62 % and
-        the negative tails back. The other stages at 0.6 as well cost 0.65 % at 0.5 (session 51).
+        the negative tails back. The last two stages at 0.6: +0.25 % / +0.15 %; every stage:
+        +0.65 % at 0.5 (session 51).
     min_scale_pixels, max_scale_pixels : float
         Scales are kept within these many pixels of the stage grid: the sampling limit below; above,
         a bound on the footprint (a misplaced Gaussian would otherwise spread out rather than
