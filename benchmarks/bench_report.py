@@ -99,15 +99,13 @@ def chance_fsc_sd(box: int, pairs: int = 8, seed: int = 0) -> np.ndarray:
     Unmasked, a shell of ``N`` voxels of the full grid scatters by ``1 / sqrt(N)``; the soft
     spherical mask couples neighbouring Fourier voxels and so raises that by a factor that
     depends on the mask and the shell's thickness (no closed form here: 1.55 at box 32). It is
-    measured: ``pairs`` pairs of masked white-noise maps, ``κ² = mean(FSC² · N)`` over the shells
+    measured (read only, made once a box): ``pairs`` pairs of masked white-noise maps, ``κ² = mean(FSC² · N)`` over the shells
     from 4 on, and ``σ = κ / sqrt(N)``. A curve below ``−3σ`` is more negative than chance explains.
     """
-    import torch
+    from cryosplat.validation.crossval import shell_counts
+    from cryosplat.validation.fsc import fsc
 
-    from cryosplat.validation.fsc import fsc, half_grid_shells, shell_sums
-
-    grid = half_grid_shells(box)
-    counts = shell_sums(torch.ones(grid[0].shape, dtype=torch.float64), grid).numpy()
+    counts = shell_counts(box).astype(np.float64)
     mask = spherical_mask(box)
     rng = np.random.default_rng(seed)
     curves = np.array(
@@ -117,7 +115,9 @@ def chance_fsc_sd(box: int, pairs: int = 8, seed: int = 0) -> np.ndarray:
         ]
     )
     kappa = float(np.sqrt(np.mean(curves[:, 4:] ** 2 * counts[4:])))
-    return kappa / np.sqrt(np.maximum(counts, 1.0))
+    sd = kappa / np.sqrt(np.maximum(counts, 1.0))
+    sd.setflags(write=False)  # cached: one array shared by every caller
+    return sd
 
 
 def compare_curves(curves: dict[str, np.ndarray], box: int, pixel: float) -> str | None:

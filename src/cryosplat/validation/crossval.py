@@ -138,6 +138,7 @@ __all__ = [
     "tighter_mask_noise_scale",
     "DataSpectra",
     "pool_shells",
+    "shell_counts",
 ]
 
 POOL_SHELLS = 2  # shell sums pooled over this many neighbours on each side
@@ -198,7 +199,7 @@ def wide_pool_width(box: int) -> int:
 
 
 @lru_cache(maxsize=4)
-def _shell_counts(box: int) -> np.ndarray:
+def shell_counts(box: int) -> np.ndarray:
     """Voxels per shell 0..D//2 of the full centred D³ transform (read only: made once a box)."""
     shells = torch.round(squared_radius(box, 3, dtype=torch.float64).sqrt()).long()
     counts = np.bincount(shells.reshape(-1).numpy(), minlength=box // 2 + 1)[: box // 2 + 1]
@@ -212,7 +213,7 @@ def _fsc_sigma(box: int, pool: int = 0) -> np.ndarray:
 
     (The first shells hold too few voxels for this to mean anything; they are always kept.)
     """
-    counts = pool_shells(_shell_counts(box).astype(np.float64), pool)
+    counts = pool_shells(shell_counts(box).astype(np.float64), pool)
     return 1.0 / np.sqrt(np.maximum(counts, 2.0) / 2.0)
 
 
