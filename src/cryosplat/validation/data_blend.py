@@ -96,8 +96,8 @@ from cryosplat.validation.fsc import half_grid_shells, shell_sums
 
 __all__ = [
     "BLEND_REGULARIZATION",
-    "DATA_SIGNAL_SIGMAS",
     "BLEND_SAMPLED_WEIGHT",
+    "DATA_SIGNAL_SIGMAS",
     "blend_with_data",
     "masked_mean_correction",
     "model_weights_by_shell",
@@ -120,9 +120,10 @@ BLEND_REGULARIZATION = 0.01
 BLEND_SAMPLED_WEIGHT = 5.0 * BLEND_REGULARIZATION
 
 # Standard errors by which the estimate of what the models miss is taken low where the data hold
-# no signal (see :func:`model_weights_by_shell`). Measured, then on every shell on the fifteen sets, two seeds (round 2, session 9),
-# largest deficit under the better peer / mean change of the 0.5 crossing: 0 (none) 0.009 /
-# -0.45 %, 1 0.011 / -0.26 %, 2 0.013 / 0.0 % (unblended: 0.021).
+# no signal (see :func:`model_weights_by_shell`). Measured when it applied on every shell, on the
+# fifteen sets, two seeds (round 2, session 9), largest deficit under the better peer / mean
+# change of the 0.5 crossing: 0 (none) 0.009 / -0.45 %, 1 0.011 / -0.26 %, 2 0.013 / 0.0 %
+# (unblended: 0.021).
 ERROR_MARGIN = 1.0
 
 # Chance's standard deviations (``1/√n`` for ``n`` coefficients) by which the FSC of the two
