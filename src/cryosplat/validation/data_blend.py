@@ -128,7 +128,10 @@ ERROR_MARGIN = 1.0
 
 # Chance's standard deviations (``1/√n`` for ``n`` coefficients) by which the FSC of the two
 # inversions must exceed zero for a shell's data to count as holding signal, where the margin is
-# dropped (module docstring; round 2, session 53).
+# dropped (module docstring; round 2, session 53). Under the soft mask chance's scatter is nearer
+# 1.5/√n (``benchmarks/bench_report.chance_fsc_sd``); three of those, 4.5, measured on 34 runs:
+# beta-galactosidase 0.5 % coarser at 0.5 (its gain with 3 gone), the mean deficit under the
+# better peer 0.0041 → 0.0047.
 DATA_SIGNAL_SIGMAS = 3.0
 
 
