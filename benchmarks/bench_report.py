@@ -99,8 +99,9 @@ def chance_fsc_sd(box: int, pairs: int = 8, seed: int = 0) -> np.ndarray:
     Unmasked, a shell of ``N`` voxels of the full grid scatters by ``1 / sqrt(N)``; the soft
     spherical mask couples neighbouring Fourier voxels and so raises that by a factor that
     depends on the mask and the shell's thickness (no closed form here: 1.55 at box 32). It is
-    measured (read only, made once a box): ``pairs`` pairs of masked white-noise maps, ``κ² = mean(FSC² · N)`` over the shells
-    from 4 on, and ``σ = κ / sqrt(N)``. A curve below ``−3σ`` is more negative than chance explains.
+    measured (read only, made once a box): ``pairs`` pairs of masked white-noise maps,
+    ``κ² = mean(FSC² · N)`` over the shells from 4 on, and ``σ = κ / sqrt(N)``. A curve below
+    ``−3σ`` is more negative than chance explains.
     """
     from cryosplat.validation.crossval import shell_counts
     from cryosplat.validation.fsc import fsc

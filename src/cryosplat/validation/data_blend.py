@@ -92,7 +92,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cryosplat.validation.fsc import half_grid_shells, shell_sums
+from cryosplat.validation.fsc import cross_power, half_grid_shells, shell_sums
 
 __all__ = [
     "BLEND_REGULARIZATION",
@@ -174,10 +174,11 @@ def model_weights_by_shell(
     # pairs), of standard error σ²/√count: it is taken ERROR_MARGIN of those low where the
     # data's own FSC is within DATA_SIGNAL_SIGMAS of chance, so that pure noise is not let in on
     # a chance excess; where the data hold signal, as it is.
-    standard_error = noise / counts.clamp_min(1.0).sqrt()
-    agreement = shell_sums((data_a * data_b.conj()).real * keep, grid) / counts.clamp_min(1.0)
+    root_counts = counts.clamp_min(1.0).sqrt()
+    standard_error = noise / root_counts
+    agreement = shell_sums(cross_power(data_a, data_b) * keep, grid) / counts.clamp_min(1.0)
     data_fsc = agreement / (mean_power(data_a) * mean_power(data_b)).sqrt().clamp_min(1e-300)
-    holds_signal = data_fsc > DATA_SIGNAL_SIGMAS / counts.clamp_min(1.0).sqrt()
+    holds_signal = data_fsc > DATA_SIGNAL_SIGMAS / root_counts
     margin = torch.where(holds_signal, 0.0, ERROR_MARGIN)
     missed = (cross + own) / 2.0 - noise - margin * standard_error
     alpha = torch.where(
