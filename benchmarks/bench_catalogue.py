@@ -109,6 +109,21 @@ MAP_SETS = {
     "betagal": _real_map("betagal", "maps/ngl_betaGal.mrc", 100, 3.54, 8_000, 0.002),
 }
 
+# The real maps at ten and a hundred times the benchmark's signal (SNR 0.03 and 0.3; the sets
+# as above with other seeds), where the data, not the mixture's prior, hold most of a shell
+# (round 2, session 54).
+HIGH_SNR = [
+    replace(spec, name=f"s54_{spec.name}_snr{snr:g}".replace(".", ""), snr=snr, seed=seed)
+    for spec, snr, seed in (
+        (MAP_SETS["emd5625"][1], 0.03, 21),
+        (MAP_SETS["emd5625"][1], 0.3, 21),
+        (MAP_SETS["betagal"][1], 0.03, 31),
+        (MAP_SETS["emd1832"][1], 0.03, 32),
+        (REAL_MAP, 0.03, 33),
+        (MAP_SETS["emd1832"][1], 0.3, 34),
+    )
+]
+
 # The real maps again with noise coloured by two other real stacks (ribosome particles of
 # EMPIAR-10076, flatter past the lowest shells; RELION 3.1's tutorial particles, steeper), other
 # seeds, counts and view models: sets no default was chosen on (round 2, session 14).
@@ -281,6 +296,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "envelope": ENVELOPE,
     "elongated": ELONGATED,
     "elongated50": ELONGATED_50,
+    "high_snr": HIGH_SNR,
 }
 
 
