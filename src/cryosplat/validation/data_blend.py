@@ -36,7 +36,7 @@ coefficients and ``D`` taken as unbiased (its errors independent between the hal
   28 sets level.
 
 That ``α`` is each half's optimum for its squared error. The map is the mean of the two halves,
-and it is judged by its FSC with the truth. Where the data hold much signal the two part: in
+and it is judged by its FSC with the truth. Where the data hold much signal the two differ: in
 the mean the data's noise halves while an error the two models share (what a mixture of that
 size and shape cannot hold) does not, so the map wants more of the data than either half. So
 where the data's FSC exceeds :data:`MAP_DATA_SIGMAS` ``/√n``, ``α`` moves down to the maximum
@@ -113,12 +113,14 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cryosplat.validation.fsc import cross_power, half_grid_shells, shell_sums
+from cryosplat.validation.fsc import cross_power, half_grid_shells, power, shell_sums
 
 __all__ = [
     "BLEND_REGULARIZATION",
     "BLEND_SAMPLED_WEIGHT",
     "DATA_SIGNAL_SIGMAS",
+    "MAP_DATA_SIGMAS",
+    "MAP_GAIN_SIGMAS",
     "blend_with_data",
     "masked_mean_correction",
     "model_weights_by_shell",
@@ -243,16 +245,17 @@ def _weights_for_the_map(
     def mean_cross(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return shell_sums(cross_power(x, y) * keep, grid) / counts.clamp_min(1.0)
 
+    def mean_power(x: torch.Tensor) -> torch.Tensor:
+        return shell_sums(power(x) * keep, grid) / counts.clamp_min(1.0)
+
     a_b, b_a = mean_cross(model_a, data_b), mean_cross(model_b, data_a)
     a_a, b_b = mean_cross(model_a, data_a), mean_cross(model_b, data_b)
     with_truth_model = (a_b + b_a) / 2.0  # ⟨M̄, T⟩: each model against the other half's data
     with_truth_data = mean_cross(data_a, data_b)  # ⟨D̄, T⟩
-    model_power = (mean_cross(model_a, model_a) + mean_cross(model_b, model_b)) / 4.0 + (
+    model_power = (mean_power(model_a) + mean_power(model_b)) / 4.0 + (
         mean_cross(model_a, model_b) / 2.0
     )
-    data_power = (mean_cross(data_a, data_a) + mean_cross(data_b, data_b)) / 4.0 + (
-        with_truth_data / 2.0
-    )
+    data_power = (mean_power(data_a) + mean_power(data_b)) / 4.0 + (with_truth_data / 2.0)
     between = (a_a + a_b + b_a + b_b) / 4.0
     trial = torch.linspace(0.0, 1.0, 101, dtype=alpha.dtype, device=alpha.device)[:, None]
 
