@@ -209,7 +209,8 @@ def model_weights_by_shell(
     root_counts = counts.clamp_min(1.0).sqrt()
     standard_error = noise / root_counts
     agreement = shell_sums(cross_power(data_a, data_b) * keep, grid) / counts.clamp_min(1.0)
-    data_fsc = agreement / (mean_power(data_a) * mean_power(data_b)).sqrt().clamp_min(1e-300)
+    data_powers = (mean_power(data_a), mean_power(data_b))
+    data_fsc = agreement / (data_powers[0] * data_powers[1]).sqrt().clamp_min(1e-300)
     holds_signal = data_fsc > DATA_SIGNAL_SIGMAS / root_counts
     margin = torch.where(holds_signal, 0.0, ERROR_MARGIN)
     missed = (cross + own) / 2.0 - noise - margin * standard_error
@@ -218,7 +219,11 @@ def model_weights_by_shell(
     )
     alpha = alpha.clamp(0.0, 1.0)
     alpha = _weights_for_the_map(
-        alpha, (model_a, model_b, data_a, data_b), data_fsc, (own, noise), (keep, grid, counts)
+        alpha,
+        (model_a, model_b, data_a, data_b),
+        (agreement, *data_powers, data_fsc),
+        (own, noise),
+        (keep, grid, counts),
     )
     alpha[0] = 1.0
     return alpha.cpu().numpy()
@@ -227,18 +232,20 @@ def model_weights_by_shell(
 def _weights_for_the_map(
     alpha: torch.Tensor,
     spectra: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    data_fsc: torch.Tensor,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     errors: tuple[torch.Tensor, torch.Tensor],
     shells: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
     """``α`` per shell moved down to the maximum of the map's estimated FSC with the truth where
     the data hold much signal and the gain is significant (module docstring).
 
-    ``alpha``: the halves' weights; ``spectra``: ``M_A, M_B, D_A, D_B``; ``data_fsc``: the two
-    inversions' FSC per shell; ``errors``: ``⟨|M_A − D_A|²⟩`` and ``σ²`` per shell; ``shells``:
-    the frequencies counted, the grid's shells and the count per shell.
+    ``alpha``: the halves' weights; ``spectra``: ``M_A, M_B, D_A, D_B``; ``data``: the shell
+    means ``⟨D_A, D_B⟩``, ``⟨|D_A|²⟩``, ``⟨|D_B|²⟩`` and the two inversions' FSC (as the caller
+    has them); ``errors``: ``⟨|M_A − D_A|²⟩`` and ``σ²`` per shell; ``shells``: the frequencies
+    counted, the grid's shells and the count per shell.
     """
     model_a, model_b, data_a, data_b = spectra
+    with_truth_data, data_power_a, data_power_b, data_fsc = data  # ⟨D̄, T⟩ as ⟨D_A, D_B⟩
     keep, grid, counts = shells
     own, noise = errors
 
@@ -251,22 +258,21 @@ def _weights_for_the_map(
     a_b, b_a = mean_cross(model_a, data_b), mean_cross(model_b, data_a)
     a_a, b_b = mean_cross(model_a, data_a), mean_cross(model_b, data_b)
     with_truth_model = (a_b + b_a) / 2.0  # ⟨M̄, T⟩: each model against the other half's data
-    with_truth_data = mean_cross(data_a, data_b)  # ⟨D̄, T⟩
     model_power = (mean_power(model_a) + mean_power(model_b)) / 4.0 + (
         mean_cross(model_a, model_b) / 2.0
     )
-    data_power = (mean_power(data_a) + mean_power(data_b)) / 4.0 + (with_truth_data / 2.0)
+    data_power = (data_power_a + data_power_b) / 4.0 + (with_truth_data / 2.0)
     between = (a_a + a_b + b_a + b_b) / 4.0
     trial = torch.linspace(0.0, 1.0, 101, dtype=alpha.dtype, device=alpha.device)[:, None]
 
     def score(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        power = (
+        map_power = (
             weight.square() * model_power
             + (1.0 - weight).square() * data_power
             + 2.0 * weight * (1.0 - weight) * between
         ).clamp_min(1e-300)
         signal = weight * with_truth_model + (1.0 - weight) * with_truth_data
-        return signal / power.sqrt(), power
+        return signal / map_power.sqrt(), map_power
 
     scores, powers = score(trial)
     best = torch.where(trial <= alpha, scores, -torch.inf).argmax(dim=0)  # only ever down
