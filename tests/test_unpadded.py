@@ -8,7 +8,7 @@ from test_statistics import simulate_particles
 
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
-from cryosplat.reconstruct.grid.gather import accumulate
+from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.grid.loss import GridLoss
 from cryosplat.validation.fsc import fsc
 
@@ -45,6 +45,25 @@ def test_unpadded_statistics_give_the_same_loss_and_gradient(tmp_path):
     lin_padded = padded(volume) - padded(-volume)
     lin_unpadded = unpadded(volume) - unpadded(-volume)
     np.testing.assert_allclose(float(lin_unpadded), float(lin_padded), rtol=1e-4)
+
+
+def test_statistics_padded_three_times_restate_on_the_unpadded_grid(tmp_path):
+    """``--pad 3`` gathers to ``D/2 − 2/3``, past the unpadded grid's ``D/2 − 1``: the data power
+    of the frequencies between is dropped with them (it raised a shape error at every box above
+    ``unpadded_above_box`` until round 2 session 55), and the loss stays the padded one's."""
+    particles, _, _ = simulate_particles(tmp_path, n=40, box=BOX, pixel=PIXEL, seed=3)
+    stats = accumulate(particles, config=AccumulateConfig(pad=3))
+    assert stats.max_radius > BOX / 2 - 1
+    small = stats.unpadded()
+    assert small.max_radius == BOX / 2 - 1
+    assert small.power.shape == (int(small.max_radius**2) + 1,)
+    torch.testing.assert_close(small.power, stats.power[: small.power.shape[0]])
+    padded = GridLoss(stats, dtype=torch.float64)
+    unpadded = GridLoss(small, dtype=torch.float64)
+    volume = _blob(5, 0.2)
+    lin_padded = padded(volume) - padded(-volume)
+    lin_unpadded = unpadded(volume) - unpadded(-volume)
+    np.testing.assert_allclose(float(lin_unpadded), float(lin_padded), rtol=1e-3)
 
 
 def test_a_fit_on_unpadded_statistics_matches_the_padded_fit(tmp_path):

@@ -324,12 +324,16 @@ class FourierStatistics:
 
         weights = cut(self.weights.float()).real.clamp_min(0.0)
         data = cut(self.data.to(torch.complex64))
+        # On the D grid the loss reads to D/2 − 1; a grid padded more than twice gathers further
+        # (D/2 − 2/pad), and the data power past D/2 − 1 leaves with those frequencies.
+        radius = min(self.max_radius, box / 2 - 1.0)
         return replace(
             self,
             weights=weights,
             data=data,
+            power=self.power[: int(radius**2) + 1],
             pad=1,
-            max_radius=min(self.max_radius, box / 2 - 1.0),
+            max_radius=radius,
             notes=list(self.notes),
             insertion_pad=self.insertion_pad or self.pad,
         )
