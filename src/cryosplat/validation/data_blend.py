@@ -167,6 +167,17 @@ MAP_DATA_SIGMAS = 5.0
 MAP_GAIN_SIGMAS = 3.0
 
 
+def _shell_mean(
+    values: torch.Tensor,
+    keep: torch.Tensor,
+    grid: tuple[torch.Tensor, torch.Tensor],
+    counts: torch.Tensor,
+) -> torch.Tensor:
+    """The mean per shell of ``values`` (real, on the half grid) over the kept frequencies
+    (``counts`` of them per shell)."""
+    return shell_sums(values * keep, grid) / counts.clamp_min(1.0)
+
+
 def model_weights_by_shell(
     model_a: torch.Tensor,
     model_b: torch.Tensor,
@@ -195,7 +206,7 @@ def model_weights_by_shell(
     counts = shell_sums(keep, grid)
 
     def mean_power(x: torch.Tensor) -> torch.Tensor:
-        return shell_sums(x.abs().square() * keep, grid) / counts.clamp_min(1.0)
+        return _shell_mean(x.abs().square(), keep, grid, counts)
 
     noise = mean_power(data_a - data_b) / 2.0
     cross = (mean_power(model_a - data_b) + mean_power(model_b - data_a)) / 2.0
@@ -208,7 +219,7 @@ def model_weights_by_shell(
     # a chance excess; where the data hold signal, as it is.
     root_counts = counts.clamp_min(1.0).sqrt()
     standard_error = noise / root_counts
-    agreement = shell_sums(cross_power(data_a, data_b) * keep, grid) / counts.clamp_min(1.0)
+    agreement = _shell_mean(cross_power(data_a, data_b), keep, grid, counts)
     data_powers = (mean_power(data_a), mean_power(data_b))
     data_fsc = agreement / (data_powers[0] * data_powers[1]).sqrt().clamp_min(1e-300)
     holds_signal = data_fsc > DATA_SIGNAL_SIGMAS / root_counts
@@ -250,10 +261,10 @@ def _weights_for_the_map(
     own, noise = errors
 
     def mean_cross(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return shell_sums(cross_power(x, y) * keep, grid) / counts.clamp_min(1.0)
+        return _shell_mean(cross_power(x, y), keep, grid, counts)
 
     def mean_power(x: torch.Tensor) -> torch.Tensor:
-        return shell_sums(power(x) * keep, grid) / counts.clamp_min(1.0)
+        return _shell_mean(power(x), keep, grid, counts)
 
     a_b, b_a = mean_cross(model_a, data_b), mean_cross(model_b, data_a)
     a_a, b_b = mean_cross(model_a, data_a), mean_cross(model_b, data_b)
