@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 from bench_catalogue_envelope import ENVELOPE
+from bench_catalogue_late import NEIGHBOURS, NOISE_LEVELS, OFF_CENTRE, UNSEEN_42, UNSEEN_56
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
-    NEIGHBOURS,
-    NOISE_LEVELS,
-    OFF_CENTRE,
     OVERSAMPLED,
     REGIMES,
     TILT_LIMITS,
@@ -26,7 +24,6 @@ from bench_catalogue_unseen import (
     UNSEEN_37,
     UNSEEN_38,
     UNSEEN_39,
-    UNSEEN_42,
 )
 from bench_datasets import DatasetSpec
 from bench_map_specs import REAL_VIEWS, RIBOSOME, TUTORIAL, map_spec
@@ -297,6 +294,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "elongated": ELONGATED,
     "elongated50": ELONGATED_50,
     "high_snr": HIGH_SNR,
+    "unseen56": UNSEEN_56,
 }
 
 
