@@ -2,6 +2,8 @@
 
 Every case checks the exit code, the message, and what is left on disk: no map written, no run
 marked ``complete`` (``failed`` with its reason where a run folder was made), no file overwritten.
+Cases 1-3 (bad pixels, numbers that ruin the map, a resume after the input changed) are here, with
+the seeded set and CLI helpers; cases 4-8 in :mod:`test_robust_cases_runs`.
 """
 
 from __future__ import annotations
