@@ -178,6 +178,16 @@ def _shell_mean(
     return shell_sums(values * keep, grid) / counts.clamp_min(1.0)
 
 
+def _shell_power(
+    x: torch.Tensor,
+    keep: torch.Tensor,
+    grid: tuple[torch.Tensor, torch.Tensor],
+    counts: torch.Tensor,
+) -> torch.Tensor:
+    """The mean ``|x|²`` per shell of a spectrum over the kept frequencies (:func:`_shell_mean`)."""
+    return _shell_mean(power(x), keep, grid, counts)
+
+
 def model_weights_by_shell(
     model_a: torch.Tensor,
     model_b: torch.Tensor,
@@ -206,7 +216,7 @@ def model_weights_by_shell(
     counts = shell_sums(keep, grid)
 
     def mean_power(x: torch.Tensor) -> torch.Tensor:
-        return _shell_mean(x.abs().square(), keep, grid, counts)
+        return _shell_power(x, keep, grid, counts)
 
     noise = mean_power(data_a - data_b) / 2.0
     cross = (mean_power(model_a - data_b) + mean_power(model_b - data_a)) / 2.0
@@ -264,7 +274,7 @@ def _weights_for_the_map(
         return _shell_mean(cross_power(x, y), keep, grid, counts)
 
     def mean_power(x: torch.Tensor) -> torch.Tensor:
-        return _shell_mean(power(x), keep, grid, counts)
+        return _shell_power(x, keep, grid, counts)
 
     a_b, b_a = mean_cross(model_a, data_b), mean_cross(model_b, data_a)
     a_a, b_b = mean_cross(model_a, data_a), mean_cross(model_b, data_b)
