@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 from bench_catalogue_envelope import ENVELOPE
-from bench_catalogue_late import NEIGHBOURS, NOISE_LEVELS, OFF_CENTRE, UNSEEN_42, UNSEEN_56
+from bench_catalogue_late import (
+    NEIGHBOURS,
+    NOISE_LEVELS,
+    OFF_CENTRE,
+    UNSEEN_42,
+    UNSEEN_56,
+    UNSEEN_57,
+)
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
@@ -295,6 +302,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "elongated50": ELONGATED_50,
     "high_snr": HIGH_SNR,
     "unseen56": UNSEEN_56,
+    "unseen57": UNSEEN_57,
 }
 
 

@@ -1,6 +1,6 @@
-"""Benchmark sets of round 2, sessions 42-56: a molecule off the box's centre, side views only,
+"""Benchmark sets of round 2, sessions 42-57: a molecule off the box's centre, side views only,
 images whose noise level differs, neighbouring particles in the box, and the sets made after
-every default in session 56: groups of :class:`bench_datasets.DatasetSpec` that
+every default in sessions 56 and 57: groups of :class:`bench_datasets.DatasetSpec` that
 :mod:`bench_catalogue` names for ``--datasets``."""
 
 from __future__ import annotations
@@ -202,6 +202,62 @@ UNSEEN_56 = map_table(
                 "ctf_bfactor_angstrom2": (0.0, 100.0),
                 "noise": "coloured",
                 "noise_source": TUTORIAL,
+            },
+        ),
+    )
+)
+
+# Four made after every default (round 2, session 57). No map-based set above drew its defocus
+# from a plain range (all took EMPIAR-10028's table or the cryoSPARC set's): EMD-5625 with every
+# defocus within 1.8-2.4 um, so that every image's first CTF zero falls at 19-22 A, in the
+# beta-galactosidase stack's noise; EMD-1832 at 200 kV close to focus (0.6-1.4 um) with half the
+# views within 25 deg of one axis; beta-galactosidase from 12,000 particles at a third of the usual
+# signal with noise levels that differ in the TRPV1 stack's noise; EMD-6824 on a Cs-corrected
+# 200 kV microscope (Cs 0.01 mm, 7 % amplitude contrast) with an envelope B-factor of 30-120 A^2.
+UNSEEN_57 = map_table(
+    (
+        (
+            "u57_emd5625_df",
+            "maps/emd_5625.map",
+            (56, 4.23, 5_000, 0.003, 5701),
+            {
+                "ctf_table": None,
+                "defocus_min_um": 1.8,
+                "defocus_max_um": 2.4,
+                "noise": "coloured",
+            },
+        ),
+        (
+            "u57_emd1832_lowdf",
+            "maps/emd_1832.map",
+            (64, 5.7, 6_000, 0.003, 5702),
+            {
+                "ctf_table": None,
+                "defocus_min_um": 0.6,
+                "defocus_max_um": 1.4,
+                "voltage_kv": 200.0,
+                "views": None,
+                "preferred_views": (0.5, 25.0),
+            },
+        ),
+        (
+            "u57_betagal_12k",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 12_000, 0.001, 5703),
+            {"noise": "coloured", "noise_source": TRPV1, "noise_sd_spread": 0.2},
+        ),
+        (
+            "u57_emd6824_cs",
+            "maps/emd_6824.mrc",
+            (70, 2.64, 4_000, 0.004, 5704),
+            {
+                "ctf_table": None,
+                "defocus_min_um": 0.8,
+                "defocus_max_um": 2.0,
+                "voltage_kv": 200.0,
+                "cs_mm": 0.01,
+                "amplitude_contrast": 0.07,
+                "ctf_bfactor_angstrom2": (30.0, 120.0),
             },
         ),
     )

@@ -1,0 +1,45 @@
+"""The benchmark catalogue (``benchmarks/bench_catalogue.py``): a set's name says one set.
+
+Data sets are cached and chosen by name (``bench_datasets.make_dataset``,
+``run_benchmarks.selected_specs``), so two groups that held different specs under one name would
+run whichever came first and score it against the other's numbers."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from bench_catalogue import DATASETS, QUICK  # noqa: E402
+
+
+@pytest.mark.parametrize("table", [DATASETS, QUICK], ids=["full", "quick"])
+def test_each_name_is_one_spec_across_groups(table):
+    seen: dict[str, dict] = {}
+    for group, specs in table.items():
+        for spec in specs:
+            first = seen.setdefault(spec.name, asdict(spec))
+            assert first == asdict(spec), f"{spec.name} differs in group {group}"
+
+
+def test_each_set_is_a_valid_simulation():
+    for specs in DATASETS.values():
+        for spec in specs:
+            assert spec.box > 0 and spec.pixel_size_angstrom > 0 and spec.n_particles > 0, spec.name
+            assert 0 < spec.snr, spec.name
+            if spec.ctf_table is None:
+                assert 0 < spec.defocus_min_um <= spec.defocus_max_um, spec.name
+            low, high = spec.ctf_bfactor_angstrom2
+            assert 0 <= low <= high, spec.name
+            assert spec.noise in ("white", "coloured"), spec.name
+
+
+def test_session_57_sets_draw_their_defocus_from_a_range():
+    sets = {s.name: s for s in DATASETS["unseen57"]}
+    assert set(sets) == {"u57_emd5625_df", "u57_emd1832_lowdf", "u57_betagal_12k", "u57_emd6824_cs"}
+    df = sets["u57_emd5625_df"]
+    assert df.ctf_table is None and (df.defocus_min_um, df.defocus_max_um) == (1.8, 2.4)
