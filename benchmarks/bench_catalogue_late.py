@@ -214,6 +214,8 @@ UNSEEN_56 = map_table(
 # views within 25 deg of one axis; beta-galactosidase from 12,000 particles at a third of the usual
 # signal with noise levels that differ in the TRPV1 stack's noise; EMD-6824 on a Cs-corrected
 # 200 kV microscope (Cs 0.01 mm, 7 % amplitude contrast) with an envelope B-factor of 30-120 A^2.
+# And two with many particles at low signal, as large real sets are: EMD-1832 from 30,000 at SNR
+# 0.0007 and EMD-5625 from 25,000 at SNR 0.0008 in ribosome noise, both with EMPIAR-10028's defocus.
 UNSEEN_57 = map_table(
     (
         (
@@ -259,6 +261,13 @@ UNSEEN_57 = map_table(
                 "amplitude_contrast": 0.07,
                 "ctf_bfactor_angstrom2": (30.0, 120.0),
             },
+        ),
+        ("u57_emd1832_30k", "maps/emd_1832.map", (64, 5.7, 30_000, 0.0007, 5705), {}),
+        (
+            "u57_emd5625_25k",
+            "maps/emd_5625.map",
+            (56, 4.23, 25_000, 0.0008, 5706),
+            {"noise": "coloured", "noise_source": RIBOSOME},
         ),
     )
 )

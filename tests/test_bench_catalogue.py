@@ -40,6 +40,13 @@ def test_each_set_is_a_valid_simulation():
 
 def test_session_57_sets_draw_their_defocus_from_a_range():
     sets = {s.name: s for s in DATASETS["unseen57"]}
-    assert set(sets) == {"u57_emd5625_df", "u57_emd1832_lowdf", "u57_betagal_12k", "u57_emd6824_cs"}
+    assert set(sets) == {
+        "u57_emd5625_df",
+        "u57_emd1832_lowdf",
+        "u57_betagal_12k",
+        "u57_emd6824_cs",
+        "u57_emd1832_30k",
+        "u57_emd5625_25k",
+    }
     df = sets["u57_emd5625_df"]
     assert df.ctf_table is None and (df.defocus_min_um, df.defocus_max_um) == (1.8, 2.4)
