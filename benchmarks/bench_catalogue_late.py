@@ -207,13 +207,14 @@ UNSEEN_56 = map_table(
     )
 )
 
-# Four made after every default (round 2, session 57). No map-based set above drew its defocus
-# from a plain range (all took EMPIAR-10028's table or the cryoSPARC set's): EMD-5625 with every
-# defocus within 1.8-2.4 um, so that every image's first CTF zero falls at 19-22 A, in the
-# beta-galactosidase stack's noise; EMD-1832 at 200 kV close to focus (0.6-1.4 um) with half the
-# views within 25 deg of one axis; beta-galactosidase from 12,000 particles at a third of the usual
-# signal with noise levels that differ in the TRPV1 stack's noise; EMD-6824 on a Cs-corrected
-# 200 kV microscope (Cs 0.01 mm, 7 % amplitude contrast) with an envelope B-factor of 30-120 A^2.
+# Six made after every default (round 2, session 57). Of the map-based sets only EMD-6824's drew
+# their defocus from a plain range (0.8-2.5 um); three here draw it from narrower ones:
+# EMD-5625 with every defocus within 1.8-2.4 um, so that every image's first CTF zero falls at
+# 19-22 A, in the beta-galactosidase stack's noise; EMD-1832 at 200 kV close to focus
+# (0.6-1.4 um) with half the views within 25 deg of one axis; EMD-6824 on a Cs-corrected 200 kV
+# microscope (Cs 0.01 mm, 7 % amplitude contrast) with an envelope B-factor of 30-120 A^2. And
+# beta-galactosidase from 12,000 particles at a third of the usual signal with noise levels that
+# differ in the TRPV1 stack's noise.
 # And two with many particles at low signal, as large real sets are: EMD-1832 from 30,000 at SNR
 # 0.0007 and EMD-5625 from 25,000 at SNR 0.0008 in ribosome noise, both with EMPIAR-10028's defocus.
 UNSEEN_57 = map_table(

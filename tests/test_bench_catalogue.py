@@ -38,7 +38,7 @@ def test_each_set_is_a_valid_simulation():
             assert spec.noise in ("white", "coloured"), spec.name
 
 
-def test_session_57_sets_draw_their_defocus_from_a_range():
+def test_session_57_group_holds_its_six_sets_three_with_a_plain_defocus_range():
     sets = {s.name: s for s in DATASETS["unseen57"]}
     assert set(sets) == {
         "u57_emd5625_df",
@@ -48,5 +48,7 @@ def test_session_57_sets_draw_their_defocus_from_a_range():
         "u57_emd1832_30k",
         "u57_emd5625_25k",
     }
+    plain = {name for name, s in sets.items() if s.ctf_table is None}
+    assert plain == {"u57_emd5625_df", "u57_emd1832_lowdf", "u57_emd6824_cs"}
     df = sets["u57_emd5625_df"]
-    assert df.ctf_table is None and (df.defocus_min_um, df.defocus_max_um) == (1.8, 2.4)
+    assert (df.defocus_min_um, df.defocus_max_um) == (1.8, 2.4)
