@@ -109,6 +109,8 @@ local weight (:mod:`cryosplat.validation.local_weight`) does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
@@ -167,25 +169,26 @@ MAP_DATA_SIGMAS = 5.0
 MAP_GAIN_SIGMAS = 3.0
 
 
-def _shell_mean(
-    values: torch.Tensor,
-    keep: torch.Tensor,
-    grid: tuple[torch.Tensor, torch.Tensor],
-    counts: torch.Tensor,
-) -> torch.Tensor:
-    """The mean per shell of ``values`` (real, on the half grid) over the kept frequencies
-    (``counts`` of them per shell)."""
-    return shell_sums(values * keep, grid) / counts.clamp_min(1.0)
+@dataclass(frozen=True)
+class _KeptShells:
+    """Shell means over the kept frequencies of the half grid: ``keep`` (real, on the half
+    grid), the grid's ``(shells, multiplicity)`` and the count kept per shell."""
 
+    keep: torch.Tensor
+    grid: tuple[torch.Tensor, torch.Tensor]
+    counts: torch.Tensor
 
-def _shell_power(
-    x: torch.Tensor,
-    keep: torch.Tensor,
-    grid: tuple[torch.Tensor, torch.Tensor],
-    counts: torch.Tensor,
-) -> torch.Tensor:
-    """The mean ``|x|²`` per shell of a spectrum over the kept frequencies (:func:`_shell_mean`)."""
-    return _shell_mean(power(x), keep, grid, counts)
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean per shell of ``values`` (real, on the half grid)."""
+        return shell_sums(values * self.keep, self.grid) / self.counts.clamp_min(1.0)
+
+    def power(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean ``|x|²`` per shell of a spectrum."""
+        return self.mean(power(x))
+
+    def cross(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean ``Re(x conj y)`` per shell of two spectra."""
+        return self.mean(cross_power(x, y))
 
 
 def model_weights_by_shell(
@@ -214,10 +217,8 @@ def model_weights_by_shell(
     grid = half_grid_shells(model_a.shape[0], model_a.device) if grid is None else grid
     keep = torch.ones_like(grid[1]) if sampled is None else sampled.to(grid[1])
     counts = shell_sums(keep, grid)
-
-    def mean_power(x: torch.Tensor) -> torch.Tensor:
-        return _shell_power(x, keep, grid, counts)
-
+    shells = _KeptShells(keep, grid, counts)
+    mean_power = shells.power
     noise = mean_power(data_a - data_b) / 2.0
     cross = (mean_power(model_a - data_b) + mean_power(model_b - data_a)) / 2.0
     own = (mean_power(model_a - data_a) + mean_power(model_b - data_b)) / 2.0
@@ -229,7 +230,7 @@ def model_weights_by_shell(
     # a chance excess; where the data hold signal, as it is.
     root_counts = counts.clamp_min(1.0).sqrt()
     standard_error = noise / root_counts
-    agreement = _shell_mean(cross_power(data_a, data_b), keep, grid, counts)
+    agreement = shells.cross(data_a, data_b)
     data_powers = (mean_power(data_a), mean_power(data_b))
     data_fsc = agreement / (data_powers[0] * data_powers[1]).sqrt().clamp_min(1e-300)
     holds_signal = data_fsc > DATA_SIGNAL_SIGMAS / root_counts
@@ -244,7 +245,7 @@ def model_weights_by_shell(
         (model_a, model_b, data_a, data_b),
         (agreement, *data_powers, data_fsc),
         (own, noise),
-        (keep, grid, counts),
+        shells,
     )
     alpha[0] = 1.0
     return alpha.cpu().numpy()
@@ -255,27 +256,20 @@ def _weights_for_the_map(
     spectra: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     errors: tuple[torch.Tensor, torch.Tensor],
-    shells: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor],
+    shells: _KeptShells,
 ) -> torch.Tensor:
     """``α`` per shell moved down to the maximum of the map's estimated FSC with the truth where
     the data hold much signal and the gain is significant (module docstring).
 
     ``alpha``: the halves' weights; ``spectra``: ``M_A, M_B, D_A, D_B``; ``data``: the shell
     means ``⟨D_A, D_B⟩``, ``⟨|D_A|²⟩``, ``⟨|D_B|²⟩`` and the two inversions' FSC (as the caller
-    has them); ``errors``: ``⟨|M_A − D_A|²⟩`` and ``σ²`` per shell; ``shells``: the frequencies
-    counted, the grid's shells and the count per shell.
+    has them); ``errors``: ``⟨|M_A − D_A|²⟩`` and ``σ²`` per shell; ``shells``: the shell means over
+    the frequencies counted.
     """
     model_a, model_b, data_a, data_b = spectra
     with_truth_data, data_power_a, data_power_b, data_fsc = data  # ⟨D̄, T⟩ as ⟨D_A, D_B⟩
-    keep, grid, counts = shells
     own, noise = errors
-
-    def mean_cross(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return _shell_mean(cross_power(x, y), keep, grid, counts)
-
-    def mean_power(x: torch.Tensor) -> torch.Tensor:
-        return _shell_power(x, keep, grid, counts)
-
+    mean_cross, mean_power, counts = shells.cross, shells.power, shells.counts
     a_b, b_a = mean_cross(model_a, data_b), mean_cross(model_b, data_a)
     a_a, b_b = mean_cross(model_a, data_a), mean_cross(model_b, data_b)
     with_truth_model = (a_b + b_a) / 2.0  # ⟨M̄, T⟩: each model against the other half's data
