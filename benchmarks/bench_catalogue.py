@@ -17,6 +17,7 @@ from bench_catalogue_late import (
     UNSEEN_42,
     UNSEEN_56,
     UNSEEN_57,
+    UNSEEN_58,
 )
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_unseen import (
@@ -303,6 +304,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "high_snr": HIGH_SNR,
     "unseen56": UNSEEN_56,
     "unseen57": UNSEEN_57,
+    "unseen58": UNSEEN_58,
 }
 
 

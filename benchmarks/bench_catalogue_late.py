@@ -1,11 +1,12 @@
-"""Benchmark sets of round 2, sessions 42-57: a molecule off the box's centre, side views only,
-images whose noise level differs, neighbouring particles in the box, and the sets made after
-every default in sessions 56 and 57: groups of :class:`bench_datasets.DatasetSpec` that
+"""Benchmark sets of round 2, sessions 42-58: a molecule off the box's centre, side views only,
+images whose noise level differs, neighbouring particles in the box, the sets made after
+every default in sessions 56 and 57, and poses recorded with errors (session 58): groups of :class:`bench_datasets.DatasetSpec` that
 :mod:`bench_catalogue` names for ``--datasets``."""
 
 from __future__ import annotations
 
 from bench_catalogue_unseen import CRYOSPARC_CTF, TRPV1
+from bench_datasets import DatasetSpec
 from bench_map_specs import RIBOSOME, TUTORIAL, map_table
 
 # Four more made after every default (round 2, session 42). A molecule off the box's centre, as a
@@ -272,3 +273,65 @@ UNSEEN_57 = map_table(
         ),
     )
 )
+
+# Five made after every default (round 2, session 58): poses recorded with errors, as every
+# refinement leaves them (``bench_pose_errors``). The images are projected with the true views
+# and shifts; every method is given the same ``particles.star``, whose views are each turned by a
+# random rotation (root-mean-square angle below) and whose shifts are each moved (s.d. per axis).
+# No set before held a pose that was not the one projected.
+UNSEEN_58 = map_table(
+    (
+        (
+            "u58_emd1832_pose",
+            "maps/emd_1832.map",
+            (64, 5.7, 6_000, 0.003, 5801),
+            {
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
+                "pose_error_degrees": 2.0,
+                "shift_error_angstrom": 1.5,
+            },
+        ),
+        (
+            "u58_betagal_pose",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 8_000, 0.002, 5802),
+            {
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+                "pose_error_degrees": 1.0,
+                "shift_error_angstrom": 1.0,
+            },
+        ),
+        (
+            "u58_emd5625_pose",
+            "maps/emd_5625.map",
+            (56, 4.23, 5_000, 0.003, 5803),
+            {"pose_error_degrees": 2.5, "shift_error_angstrom": 2.0},
+        ),
+        (
+            "u58_emd6824_pose",
+            "maps/emd_6824.mrc",
+            (70, 2.64, 5_000, 0.004, 5804),
+            {
+                "views": None,
+                "noise": "coloured",
+                "noise_source": TRPV1,
+                "pose_error_degrees": 1.5,
+                "shift_error_angstrom": 1.0,
+            },
+        ),
+    )
+) + [
+    DatasetSpec(
+        "u58_8zpm_pose",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        5_000,
+        0.005,
+        seed=5805,
+        pose_error_degrees=0.7,
+        shift_error_angstrom=0.5,
+    )
+]

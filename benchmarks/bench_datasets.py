@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_neighbours import add_neighbours
+from bench_pose_errors import recorded_poses
 from bench_truths import write_truth
 
 from cryosplat.core.ctf import CTFParams
@@ -111,6 +112,11 @@ class DatasetSpec:
     tandem : (copies, spacing)
         With a map: an elongated truth, the map's central part ``copies`` times in a row along
         x, ``spacing`` voxels apart (``bench_truths.tandem_map``); (1, 0): the map as it is.
+    pose_error_degrees, shift_error_angstrom : float
+        Poses recorded with errors (:func:`bench_pose_errors.recorded_poses`): the images are
+        projected with the true views and shifts, ``particles.star`` holds each view turned by
+        a random rotation of this root-mean-square angle and each shift moved by a normal error
+        of this s.d. per axis (Å), as a refinement leaves them; 0: the poses as projected.
     """
 
     name: str
@@ -142,6 +148,8 @@ class DatasetSpec:
     ctf_bfactor_angstrom2: tuple[float, float] = (0.0, 0.0)
     ctf_bfactor_recorded: bool = True
     tandem: tuple[int, int] = (1, 0)
+    pose_error_degrees: float = 0.0
+    shift_error_angstrom: float = 0.0
 
 
 @dataclass
@@ -323,6 +331,14 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
     if not spec.ctf_bfactor_recorded:
         columns["ctf"] = meta.ctf
+    if spec.pose_error_degrees or spec.shift_error_angstrom:
+        columns["rotations"], columns["shifts_angstrom"] = recorded_poses(
+            columns["rotations"],
+            columns["shifts_angstrom"],
+            spec.pose_error_degrees,
+            spec.shift_error_angstrom,
+            spec.seed,
+        )
     write_relion31_particles(folder / "particles.star", image_names=names, **columns)
     return signal_variance, noise_sd
 
@@ -345,6 +361,8 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "ctf_bfactor_angstrom2": [0.0, 0.0],
             "ctf_bfactor_recorded": True,
             "tandem": [1, 0],
+            "pose_error_degrees": 0.0,
+            "shift_error_angstrom": 0.0,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -366,12 +384,17 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         f"{spec.model}, box {spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}"
     )
     if spec.simulator == "cryosplat" and (
-        spec.noise_sd_spread or spec.neighbours or max(spec.ctf_bfactor_angstrom2) > 0
+        spec.noise_sd_spread
+        or spec.neighbours
+        or max(spec.ctf_bfactor_angstrom2) > 0
+        or spec.pose_error_degrees
+        or spec.shift_error_angstrom
     ):
         raise ValueError(
             f"{spec.name}: noise_sd_spread {spec.noise_sd_spread}, neighbours "
-            f"{spec.neighbours} and ctf_bfactor_angstrom2 {spec.ctf_bfactor_angstrom2} need "
-            "the relion_project simulator"
+            f"{spec.neighbours}, ctf_bfactor_angstrom2 {spec.ctf_bfactor_angstrom2}, "
+            f"pose_error_degrees {spec.pose_error_degrees} and shift_error_angstrom "
+            f"{spec.shift_error_angstrom} need the relion_project simulator"
         )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))

@@ -148,6 +148,7 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             else ""
         )
         + _envelope_text(spec)
+        + _pose_error_text(spec)
     )
 
 
@@ -157,6 +158,16 @@ def _envelope_text(spec: DatasetSpec) -> str:
         return ""
     where = "in the STAR" if spec.ctf_bfactor_recorded else "not in the STAR"
     return f"; envelope B-factor {low:g}-{high:g} Å² per image ({where})"
+
+
+def _pose_error_text(spec: DatasetSpec) -> str:
+    if not (spec.pose_error_degrees or spec.shift_error_angstrom):
+        return ""
+    return (
+        f"; poses in the STAR with errors: each view turned by {spec.pose_error_degrees:g}° "
+        f"(rms), each shift moved by {spec.shift_error_angstrom:g} Å s.d. per axis (the images "
+        "projected with the true ones)"
+    )
 
 
 def warm_cache(folder: Path) -> None:

@@ -36,6 +36,7 @@ def test_each_set_is_a_valid_simulation():
             low, high = spec.ctf_bfactor_angstrom2
             assert 0 <= low <= high, spec.name
             assert spec.noise in ("white", "coloured"), spec.name
+            assert spec.pose_error_degrees >= 0 and spec.shift_error_angstrom >= 0, spec.name
 
 
 def test_session_57_group_holds_its_six_sets_three_with_a_plain_defocus_range():
@@ -52,3 +53,12 @@ def test_session_57_group_holds_its_six_sets_three_with_a_plain_defocus_range():
     assert plain == {"u57_emd5625_df", "u57_emd1832_lowdf", "u57_emd6824_cs"}
     df = sets["u57_emd5625_df"]
     assert (df.defocus_min_um, df.defocus_max_um) == (1.8, 2.4)
+
+
+def test_session_58_group_records_every_pose_with_an_error():
+    sets = DATASETS["unseen58"]
+    assert len(sets) == 5
+    for spec in sets:
+        assert spec.pose_error_degrees > 0 and spec.shift_error_angstrom > 0, spec.name
+        assert spec.simulator == "relion_project", spec.name
+    assert sum(spec.model.startswith("maps/") for spec in sets) == 4
