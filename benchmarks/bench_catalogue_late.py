@@ -274,7 +274,7 @@ UNSEEN_57 = map_table(
     )
 )
 
-# Five made after every default (round 2, session 58): poses recorded with errors, as every
+# Six made after every default (round 2, session 58): poses recorded with errors, as every
 # refinement leaves them (``bench_pose_errors``). The images are projected with the true views
 # and shifts; every method is given the same ``particles.star``, whose views are each turned by a
 # random rotation (root-mean-square angle below) and whose shifts are each moved (s.d. per axis).
@@ -308,6 +308,12 @@ UNSEEN_58 = map_table(
             "maps/emd_5625.map",
             (56, 4.23, 5_000, 0.003, 5803),
             {"pose_error_degrees": 2.5, "shift_error_angstrom": 2.0},
+        ),
+        (
+            "u58_emd1832_pose5",
+            "maps/emd_1832.map",
+            (64, 5.7, 6_000, 0.003, 5806),
+            {"pose_error_degrees": 5.0, "shift_error_angstrom": 3.0},
         ),
         (
             "u58_emd6824_pose",
