@@ -57,8 +57,8 @@ def test_session_57_group_holds_its_six_sets_three_with_a_plain_defocus_range():
 
 def test_session_58_group_records_every_pose_with_an_error():
     sets = DATASETS["unseen58"]
-    assert len(sets) == 6
+    assert len(sets) == 8
     for spec in sets:
         assert spec.pose_error_degrees > 0 and spec.shift_error_angstrom > 0, spec.name
         assert spec.simulator == "relion_project", spec.name
-    assert sum(spec.model.startswith("maps/") for spec in sets) == 5
+    assert sum(spec.model.startswith("maps/") for spec in sets) == 7
