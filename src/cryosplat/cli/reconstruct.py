@@ -18,6 +18,12 @@ HELP = "reconstruct a map from particles with known poses and CTF (two half-set 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    _add_input_and_run_arguments(p)
+    _add_grid_arguments(p)
+    _add_splat_arguments(p)
+
+
+def _add_input_and_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("particles", help="RELION .star, cryoSPARC .cs, or .mrcs with --poses/--ctf")
     p.add_argument(
         "-o", "--output", required=True, help="output folder (new, or this run's with --resume)"
@@ -148,6 +154,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "statistics take 1.6 GB at box 256)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
     # Engine options default to None: the engine's own default is filled in by build_config, and
     # an option given to the other engine is refused there (the parser imports no torch).
     g = p.add_argument_group("Fourier-statistics engine (--engine grid)")
@@ -256,6 +265,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="part of each half set held out (within the half) to stop each stage and keep its "
         "best step (default 0: every particle is fitted)",
     )
+
+
+def _add_splat_arguments(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("per-image engine (--engine splat)")
     s.add_argument("--epochs", type=int)
     s.add_argument("--batch-size", type=int)
