@@ -274,6 +274,13 @@ UNSEEN_57 = map_table(
     )
 )
 
+
+def _with_pose_errors(degrees: float, angstrom: float, **other) -> dict:
+    """A set's settings with its poses recorded with errors: each view turned by ``degrees``
+    (rms), each shift moved by ``angstrom`` (s.d. per axis)."""
+    return {"pose_error_degrees": degrees, "shift_error_angstrom": angstrom, **other}
+
+
 # Eight made after every default (round 2, session 58): poses recorded with errors, as every
 # refinement leaves them (``bench_pose_errors``). The images are projected with the true views
 # and shifts; every method is given the same ``particles.star``, whose views are each turned by a
@@ -287,64 +294,43 @@ UNSEEN_58 = map_table(
             "u58_emd1832_pose",
             "maps/emd_1832.map",
             (64, 5.7, 6_000, 0.003, 5801),
-            {
-                "noise": "coloured",
-                "noise_source": TUTORIAL,
-                "pose_error_degrees": 2.0,
-                "shift_error_angstrom": 1.5,
-            },
+            _with_pose_errors(2.0, 1.5, noise="coloured", noise_source=TUTORIAL),
         ),
         (
             "u58_betagal_pose",
             "maps/ngl_betaGal.mrc",
             (100, 3.54, 8_000, 0.002, 5802),
-            {
-                "noise": "coloured",
-                "noise_source": RIBOSOME,
-                "pose_error_degrees": 1.0,
-                "shift_error_angstrom": 1.0,
-            },
+            _with_pose_errors(1.0, 1.0, noise="coloured", noise_source=RIBOSOME),
         ),
         (
             "u58_emd5625_pose",
             "maps/emd_5625.map",
             (56, 4.23, 5_000, 0.003, 5803),
-            {"pose_error_degrees": 2.5, "shift_error_angstrom": 2.0},
+            _with_pose_errors(2.5, 2.0),
         ),
         (
             "u58_emd1832_pose5",
             "maps/emd_1832.map",
             (64, 5.7, 6_000, 0.003, 5806),
-            {"pose_error_degrees": 5.0, "shift_error_angstrom": 3.0},
+            _with_pose_errors(5.0, 3.0),
         ),
         (
             "u58_emd1832_hisnr_pose",
             "maps/emd_1832.map",
             (64, 5.7, 5_000, 0.03, 5807),
-            {
-                "noise": "coloured",
-                "noise_source": RIBOSOME,
-                "pose_error_degrees": 3.0,
-                "shift_error_angstrom": 2.0,
-            },
+            _with_pose_errors(3.0, 2.0, noise="coloured", noise_source=RIBOSOME),
         ),
         (
             "u58_emd5625_hisnr_pose",
             "maps/emd_5625.map",
             (56, 4.23, 4_000, 0.03, 5808),
-            {"pose_error_degrees": 2.0, "shift_error_angstrom": 1.5},
+            _with_pose_errors(2.0, 1.5),
         ),
         (
             "u58_emd6824_pose",
             "maps/emd_6824.mrc",
             (70, 2.64, 5_000, 0.004, 5804),
-            {
-                "views": None,
-                "noise": "coloured",
-                "noise_source": TRPV1,
-                "pose_error_degrees": 1.5,
-                "shift_error_angstrom": 1.0,
-            },
+            _with_pose_errors(1.5, 1.0, views=None, noise="coloured", noise_source=TRPV1),
         ),
     )
 ) + [
