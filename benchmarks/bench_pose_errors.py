@@ -13,25 +13,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from cryosplat.core.conventions import rotvec_to_matrix
+
 
 def small_rotations(n: int, rms_degrees: float, rng: np.random.Generator) -> np.ndarray:
     """``n`` random rotations (n, 3, 3) whose angles have root-mean-square ``rms_degrees``.
 
-    Each is the exponential of a rotation vector drawn from an isotropic normal distribution with
-    ``E|v|² = rms²`` (its axis uniform on the sphere), by Rodrigues' formula.
+    Each is made from a rotation vector drawn from an isotropic normal distribution with
+    ``E|v|² = rms²`` (its axis uniform on the sphere), made a matrix by
+    :func:`cryosplat.core.conventions.rotvec_to_matrix`.
     """
     if rms_degrees < 0:
         raise ValueError(f"rms_degrees must be >= 0, got {rms_degrees}")
     vectors = rng.normal(scale=np.radians(rms_degrees) / np.sqrt(3.0), size=(n, 3))
-    angles = np.linalg.norm(vectors, axis=1)
-    axes = vectors / np.maximum(angles, 1e-300)[:, None]
-    x, y, z = axes.T
-    zero = np.zeros(n)
-    cross = np.stack(
-        [np.stack([zero, -z, y], 1), np.stack([z, zero, -x], 1), np.stack([-y, x, zero], 1)], 1
-    )
-    sin, cos = np.sin(angles)[:, None, None], np.cos(angles)[:, None, None]
-    return np.eye(3) + sin * cross + (1.0 - cos) * (cross @ cross)
+    return rotvec_to_matrix(vectors)
 
 
 def recorded_poses(

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_datasets import DatasetSpec, make_dataset  # noqa: E402
 from bench_pose_errors import recorded_poses, small_rotations  # noqa: E402
 
-from cryosplat.core.conventions import euler_relion_to_matrix  # noqa: E402
+from cryosplat.core.conventions import euler_relion_to_matrix, matrix_to_rotvec  # noqa: E402
 from cryosplat.core.rotations import random_rotations  # noqa: E402
 from cryosplat.io.mrc import MRCStack  # noqa: E402
 from cryosplat.io.star import read_star  # noqa: E402
@@ -33,15 +33,7 @@ def test_small_rotations_are_rotations_of_the_asked_rms_angle():
     assert np.sqrt(np.mean(angles**2)) == pytest.approx(2.0, rel=0.02)
     # isotropic: each component of the rotation vector (axis × angle) has a third of the
     # squared angle and mean zero
-    skew = np.stack(
-        [
-            turns[:, 2, 1] - turns[:, 1, 2],
-            turns[:, 0, 2] - turns[:, 2, 0],
-            turns[:, 1, 0] - turns[:, 0, 1],
-        ],
-        1,
-    )
-    vectors = skew / (2 * np.sin(np.radians(angles)))[:, None] * angles[:, None]
+    vectors = np.degrees(matrix_to_rotvec(turns))
     np.testing.assert_allclose(np.mean(vectors**2, axis=0), 4.0 / 3.0, rtol=0.05)
     np.testing.assert_allclose(np.mean(vectors, axis=0), 0.0, atol=0.03)
 
