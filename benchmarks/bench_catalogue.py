@@ -19,6 +19,7 @@ from bench_catalogue_late import (
     UNSEEN_57,
     UNSEEN_58,
 )
+from bench_catalogue_membrane import UNSEEN_59
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
@@ -305,6 +306,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen56": UNSEEN_56,
     "unseen57": UNSEEN_57,
     "unseen58": UNSEEN_58,
+    "unseen59": UNSEEN_59,
 }
 
 

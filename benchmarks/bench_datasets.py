@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
 from bench_pose_errors import recorded_poses
 from bench_truths import write_truth
@@ -117,6 +118,9 @@ class DatasetSpec:
         projected with the true views and shifts, ``particles.star`` holds each view turned by
         a random rotation of this root-mean-square angle and each shift moved by a normal error
         of this s.d. per axis (Å), as a refinement leaves them; 0: the poses as projected.
+    micelle : bench_micelle.Micelle or None
+        With an atomic model: a detergent belt round its transmembrane part, as a membrane
+        protein is imaged in (``bench_micelle``; needs ``center_angstrom``); None: none.
     """
 
     name: str
@@ -150,6 +154,7 @@ class DatasetSpec:
     tandem: tuple[int, int] = (1, 0)
     pose_error_degrees: float = 0.0
     shift_error_angstrom: float = 0.0
+    micelle: Micelle | None = None
 
 
 @dataclass
@@ -278,6 +283,7 @@ def _write_truth(spec: DatasetSpec, path: Path) -> None:
         spec.seed,
         spec.real_looking_mean_zero,
         spec.tandem,
+        spec.micelle,
     )
 
 
@@ -363,6 +369,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "tandem": [1, 0],
             "pose_error_degrees": 0.0,
             "shift_error_angstrom": 0.0,
+            "micelle": None,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):

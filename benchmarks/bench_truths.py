@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_micelle import Micelle, with_micelle
 
 from cryosplat.core.fourier import fourier_pad_volume
 from cryosplat.io.mrc import read_map, write_map
@@ -172,16 +173,21 @@ def write_truth(
     seed: int = 0,
     mean_zero: bool = False,
     tandem: tuple[int, int] = (1, 0),
+    micelle: Micelle | None = None,
 ) -> None:
     """Write the truth of a set: a map file as it is (its box and pixel must be the set's, or
     a finer sampling of the same extent: :func:`finer_sampling`; with ``center_angstrom``, put
     off-centre in a larger box: :func:`placed_in_box`; with ``tandem`` of two copies or more,
     several of it in a row: :func:`tandem_map`), an atomic model voxelised, or,
     with ``real_looking_bfactor`` (Å² added to every atom), an atomic model made to look like a
-    real map (:func:`real_looking_map` with ``seed`` and ``mean_zero``)."""
+    real map (:func:`real_looking_map` with ``seed`` and ``mean_zero``); with ``micelle``, the
+    atoms in a detergent belt (:func:`bench_micelle.with_micelle`, before the real map's
+    features), which needs ``center_angstrom`` (the frame the belt is given in)."""
     if source.suffix in (".mrc", ".map"):
-        if real_looking_bfactor is not None:
-            raise ValueError(f"{source}: a real-looking truth is made from atoms, not from a map")
+        if real_looking_bfactor is not None or micelle is not None:
+            raise ValueError(
+                f"{source}: a real-looking truth or a micelle is made from atoms, not from a map"
+            )
         volume, voxel = read_map(source)
         if tandem[0] > 1:
             if center_angstrom is not None or abs(voxel - pixel_size_angstrom) > 1e-3:
@@ -205,6 +211,10 @@ def write_truth(
     )
     with torch.no_grad():
         volume = model.voxelize().numpy()
+    if micelle is not None:
+        if center_angstrom is None:
+            raise ValueError(f"{source}: a micelle needs the set's center_angstrom (its frame)")
+        volume = with_micelle(volume, pixel_size_angstrom, micelle, center_angstrom)
     if real_looking_bfactor is not None:
         volume = real_looking_map(volume, pixel_size_angstrom, seed, mean_zero)
     write_map(path, volume, pixel_size_angstrom)

@@ -120,6 +120,12 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
     model = spec.model
     if spec.tandem[0] > 1:
         model += f" {spec.tandem[0]} times in a row along x, {spec.tandem[1]} voxels apart"
+    if spec.micelle is not None:
+        m = spec.micelle
+        model += (
+            f" in a detergent micelle ({m.radius_angstrom:g} Å across its plane, "
+            f"{2 * m.half_thickness_angstrom:g} Å thick, {m.level:g} of the protein's density)"
+        )
     if spec.real_looking_bfactor is not None:
         model += (
             f" made to look like a real map (B + {spec.real_looking_bfactor:g} Å², a negative "

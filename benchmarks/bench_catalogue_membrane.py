@@ -1,0 +1,82 @@
+"""Benchmark sets of a membrane protein in a detergent micelle (round 2, session 59).
+
+8ZPM (CXCR4 with a nanobody, ``shared/data/models/8zpm.cif``) made to look like a real map
+(``bench_truths.real_looking_map``) with a detergent belt round its seven transmembrane helices
+(``bench_micelle``): a smooth, featureless density at a fraction of the protein's level, as
+every map of a membrane protein in detergent holds. Made after every default; no earlier set held
+such a belt.
+
+The belt's frame, in the model's file coordinates (Å): the box is centred on the atoms' mean
+position (``CENTRE``); the membrane's normal is the atoms' longest principal axis (``NORMAL``,
+0.93 from the mean direction of the receptor's helices); the belt's centre lies 13 Å along it
+(the receptor's transmembrane part spans about 0-30 Å there, its extracellular loops beyond,
+the nanobody at −64 to −8 Å).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from bench_catalogue_unseen import TRPV1
+from bench_map_specs import RIBOSOME, map_spec
+from bench_micelle import Micelle
+
+CENTRE = (136.51, 137.19, 144.26)
+NORMAL = (-0.25, -0.071, -0.966)
+BELT_CENTRE = tuple(
+    float(round(c + 13.0 * n / np.linalg.norm(NORMAL), 2))
+    for c, n in zip(CENTRE, NORMAL, strict=True)
+)
+
+
+def belt(level: float) -> Micelle:
+    """8ZPM's belt: 40 Å in the membrane's plane (the helices reach 29 Å from the normal), 17 Å
+    each side of its middle, at ``level`` times the protein's mean density."""
+    return Micelle(BELT_CENTRE, NORMAL, 40.0, 17.0, level)
+
+
+def _membrane(name: str, box: int, pixel: float, n: int, snr: float, seed: int, **other):
+    """8ZPM in a micelle, made to look like a real map, centred on ``CENTRE``."""
+    return map_spec(
+        name, "models/8zpm.cif", box, pixel, n, snr, seed=seed, center_angstrom=CENTRE, **other
+    )
+
+
+UNSEEN_59 = [
+    _membrane(
+        "u59_8zpm_micelle",
+        96,
+        1.5,
+        5_000,
+        0.005,
+        5901,
+        real_looking_bfactor=60.0,
+        micelle=belt(0.4),
+        noise="coloured",
+        noise_source=TRPV1,
+    ),
+    _membrane(
+        "u59_8zpm_micelle_pref",
+        96,
+        1.5,
+        3_000,
+        0.003,
+        5902,
+        real_looking_bfactor=60.0,
+        real_looking_mean_zero=True,
+        micelle=belt(0.5),
+        views=None,
+        preferred_views=(0.6, 25.0),
+    ),
+    _membrane(
+        "u59_8zpm_micelle_bin",
+        64,
+        2.25,
+        8_000,
+        0.002,
+        5903,
+        real_looking_bfactor=100.0,
+        micelle=belt(0.3),
+        noise="coloured",
+        noise_source=RIBOSOME,
+    ),
+]
