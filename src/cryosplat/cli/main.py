@@ -22,7 +22,7 @@ import threading
 from cryosplat import __version__
 from cryosplat.core.errors import CryosplatError, Terminated
 
-COMMANDS = ("info", "project", "simulate", "reconstruct", "demo")
+COMMANDS = ("info", "project", "simulate", "reconstruct", "sharpen", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

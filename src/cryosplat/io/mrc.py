@@ -27,6 +27,7 @@ from cryosplat.io.atomic import atomic_path
 
 __all__ = [
     "read_map",
+    "read_map_origin",
     "write_map",
     "MRCStack",
     "write_stack",
@@ -222,6 +223,17 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     if not np.all(np.isfinite(data)):
         raise InputError(f"{path}: map holds NaN or infinite values")
     return data, voxel
+
+
+def read_map_origin(path: str | Path) -> float:
+    """The header origin (Å) of a map :func:`write_map` wrote: where its first voxel lies on x (0
+    for every map but one made from an odd box)."""
+    path = Path(path)
+    try:
+        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
+            return float(m.header.origin.x)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the MRC header ({exc})") from None
 
 
 def write_map(

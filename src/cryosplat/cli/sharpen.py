@@ -1,0 +1,124 @@
+"""``cryosplat sharpen``: a map's fall-off read from a Guinier plot and taken out, low-passed at its
+resolution (as ``relion_postprocess --auto_bfac``; :mod:`cryosplat.validation.sharpening`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+HELP = (
+    "sharpen a map for model building: its B-factor from a Guinier plot (or given) taken out, "
+    "low-passed at its resolution (as relion_postprocess)"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "source",
+        type=Path,
+        help="a complete reconstruct run folder (its map.mrc, resolution and mask.mrc), or a map "
+        "(.mrc/.map, with --resolution)",
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="sharpened map (.mrc)")
+    parser.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="the map's resolution (Å): the Guinier band's fine end and the low-pass (default: "
+        "the run's reported resolution)",
+    )
+    parser.add_argument(
+        "--bfactor",
+        type=float,
+        default=None,
+        help="B-factor to apply (Å², RELION's sign: negative sharpens; default: minus the "
+        "Guinier fit's)",
+    )
+    parser.add_argument(
+        "--low-resolution",
+        type=float,
+        default=None,
+        help="the Guinier band's coarse end (Å; default 10, as relion_postprocess)",
+    )
+    parser.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="fit the B-factor within this mask (default: the run's mask.mrc; none for a map)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+
+
+def _run_inputs(folder: Path) -> tuple[Path, float | None, Path | None]:
+    """The map, reported resolution and automatic mask of a complete run folder."""
+    from cryosplat.core.errors import InputError
+    from cryosplat.reconstruct.run_folder import FSC_FILE, MAP_FILE, read_status
+
+    status = read_status(folder)
+    if status is None or status.get("status") != "complete":
+        state = "no cryosplat run" if status is None else f"a run that is {status.get('status')}"
+        raise InputError(f"{folder}: {state}; sharpen reads a complete run (or give a map)")
+    try:
+        resolution = json.loads((folder / FSC_FILE).read_text()).get("resolution_angstrom")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{folder / FSC_FILE}: unreadable ({exc})") from None
+    if not isinstance(resolution, int | float) or not math.isfinite(resolution):
+        resolution = None
+    mask = folder / "mask.mrc"
+    return folder / MAP_FILE, resolution, mask if mask.is_file() else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from cryosplat.core.errors import InputError
+    from cryosplat.io.mrc import read_map, read_map_origin, write_map
+    from cryosplat.validation.sharpening import (
+        GUINIER_LOW_RESOLUTION_ANGSTROM,
+        guinier_fit,
+        sharpen,
+    )
+
+    if args.source.is_dir():
+        map_path, resolution, mask_path = _run_inputs(args.source)
+    else:
+        map_path, resolution, mask_path = args.source, None, None
+    resolution = args.resolution if args.resolution is not None else resolution
+    if resolution is None or not resolution > 0:
+        raise InputError(
+            f"{args.source}: no resolution to sharpen to; give --resolution (Å)"
+            if resolution is None
+            else f"--resolution must be positive, got {resolution}"
+        )
+    if args.output.exists() and not args.overwrite:
+        raise InputError(f"{args.output} exists; --overwrite replaces it")
+    volume, pixel = read_map(map_path)
+    mask_path = args.mask if args.mask is not None else mask_path
+    low = GUINIER_LOW_RESOLUTION_ANGSTROM if args.low_resolution is None else args.low_resolution
+    if args.bfactor is None:
+        fitted = volume
+        if mask_path is not None:
+            mask, _ = read_map(mask_path)
+            if mask.shape != volume.shape:
+                raise InputError(f"{mask_path}: box {mask.shape[0]}, the map's {volume.shape[0]}")
+            fitted = volume * mask
+        try:
+            fit = guinier_fit(fitted, pixel, resolution, low)
+        except ValueError as exc:
+            raise InputError(f"{map_path}: {exc} (--bfactor B)") from None
+        apply = -fit.bfactor_angstrom2
+        print(
+            f"Guinier fit {fit.low_resolution_angstrom:g}-{fit.high_resolution_angstrom:.2f} Å "
+            f"({fit.shells} shells{', within ' + str(mask_path) if mask_path else ''}): the map's "
+            f"B-factor {fit.bfactor_angstrom2:.1f} Å², correlation {fit.correlation:.3f}"
+        )
+    else:
+        apply = args.bfactor
+    write_map(
+        args.output, sharpen(volume, pixel, apply, resolution), pixel, read_map_origin(map_path)
+    )
+    print(
+        f"sharpened by B {apply:+.1f} Å², low-passed at {resolution:.2f} Å: {args.output} "
+        f"({pixel:g} Å/voxel)"
+    )
+    return 0

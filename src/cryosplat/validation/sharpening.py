@@ -1,0 +1,201 @@
+"""A map sharpened as RELION's post-processing does it: its fall-off read from a Guinier plot and
+taken out, the frequencies past its resolution filtered away.
+
+A map's amplitudes fall with frequency faster than the molecule's: the images' envelope (the
+microscope's coherence, the specimen's motion, the detector), the particles' pose errors and, for
+a regularised map such as a Gaussian mixture fitted under a prior, the shrinkage of what the data
+hold weakly. Past about 10 Å a protein's own spectrum is nearly flat (Wilson statistics), so the
+logarithm of the map's mean amplitude per shell against the squared frequency ``s²`` (1/Å²) is
+nearly a line there, ``ln |F|(s) = c − B s² / 4``; its slope gives the map's B-factor ``B``
+(:func:`guinier_fit`, fitted from :data:`GUINIER_LOW_RESOLUTION_ANGSTROM` to the map's
+resolution, as ``relion_postprocess --auto_bfac`` does). Multiplying the transform by
+``exp(−B_apply s² / 4)`` with ``B_apply = −B`` flattens it (:func:`sharpen`; RELION's sign:
+a negative B sharpens), and a raised-cosine low-pass over :data:`FILTER_EDGE_SHELLS` shells past
+the resolution keeps the boost from reaching frequencies the map does not hold.
+
+Sharpening scales each shell by one number, so every FSC, against the other half or against a
+truth, is unchanged to the resolution: it changes how the map looks at a contour level, which is
+what model building reads. Below about 10 Å resolution no shell of the Guinier range lies inside
+the map's resolution; there a fit would read the molecule's own shape, not a fall-off, and none
+is made (:class:`ValueError` naming the resolution).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from cryosplat.core.fourier import squared_radius
+
+__all__ = [
+    "FILTER_EDGE_SHELLS",
+    "GUINIER_LOW_RESOLUTION_ANGSTROM",
+    "MIN_GUINIER_SHELLS",
+    "GuinierFit",
+    "guinier_fit",
+    "shell_amplitudes",
+    "sharpen",
+]
+
+GUINIER_LOW_RESOLUTION_ANGSTROM = 10.0  # relion_postprocess's --autob_lowres default
+MIN_GUINIER_SHELLS = 4  # fewer shells between the two limits: no fit
+FILTER_EDGE_SHELLS = 2.0  # width of the low-pass's raised cosine (RELION's default edge, 2 shells)
+
+
+@dataclass(frozen=True)
+class GuinierFit:
+    """The straight line through ``ln |F|`` against ``s²`` over a band of shells.
+
+    Attributes
+    ----------
+    bfactor_angstrom2 : float
+        The map's B-factor ``B`` (Å²): its amplitudes fall as ``exp(−B s² / 4)``; positive for a
+        map blurred past its molecule's own spectrum. Sharpening applies ``−B``.
+    intercept : float
+        ``ln |F|`` of the line at ``s = 0``.
+    low_resolution_angstrom, high_resolution_angstrom : float
+        The band fitted.
+    shells : int
+        Shells in the band.
+    correlation : float
+        Pearson correlation of ``ln |F|`` with ``s²`` over the band (near −1 for a clean fall-off;
+        ``relion_postprocess`` prints the same).
+    """
+
+    bfactor_angstrom2: float
+    intercept: float
+    low_resolution_angstrom: float
+    high_resolution_angstrom: float
+    shells: int
+    correlation: float
+
+
+def _half_spectrum(volume: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real transform of a cubic map and each point's radius in shells of its box."""
+    v = torch.as_tensor(np.asarray(volume), dtype=torch.float64)
+    if v.ndim != 3 or len(set(v.shape)) != 1:
+        raise ValueError(f"volume must be a cubic 3D map, got shape {tuple(v.shape)}")
+    box = v.shape[0]
+    radius = squared_radius(box, 3, half=True, centred=False, dtype=torch.float64).sqrt()
+    return torch.fft.rfftn(v), radius
+
+
+def shell_amplitudes(
+    volume: ArrayLike, pixel_size_angstrom: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frequency (1/Å) and the mean Fourier amplitude of each shell 0 .. D//2 of a map.
+
+    Shell ``i`` holds the frequencies with ``round(|k| D) = i`` (as :mod:`~cryosplat.validation.fsc`
+    counts them), at ``i / (D · pixel)`` 1/Å.
+    """
+    if not pixel_size_angstrom > 0:
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    spectrum, radius = _half_spectrum(volume)
+    box = spectrum.shape[0]
+    index = torch.round(radius).long().reshape(-1)
+    n = box // 2 + 1
+    keep = index < n
+    amplitude = spectrum.abs().reshape(-1)[keep]
+    sums = torch.zeros(n, dtype=torch.float64).index_add_(0, index[keep], amplitude)
+    counts = torch.zeros(n, dtype=torch.float64).index_add_(
+        0, index[keep], torch.ones_like(amplitude)
+    )
+    mean = (sums / counts.clamp(min=1)).numpy()
+    return np.arange(n) / (box * pixel_size_angstrom), mean
+
+
+def guinier_fit(
+    volume: ArrayLike,
+    pixel_size_angstrom: float,
+    high_resolution_angstrom: float,
+    low_resolution_angstrom: float = GUINIER_LOW_RESOLUTION_ANGSTROM,
+) -> GuinierFit:
+    """The map's B-factor from the shells between ``low_resolution_angstrom`` and
+    ``high_resolution_angstrom`` (its resolution; inclusive, and no finer than Nyquist).
+
+    Raises
+    ------
+    ValueError
+        Fewer than :data:`MIN_GUINIER_SHELLS` shells with some amplitude lie in the band (a map
+        whose resolution is near or coarser than the band's low limit), naming both limits.
+    """
+    if not (low_resolution_angstrom > 0 and high_resolution_angstrom > 0):
+        raise ValueError(
+            f"the Guinier band's limits must be positive, got {low_resolution_angstrom} Å and "
+            f"{high_resolution_angstrom} Å"
+        )
+    if high_resolution_angstrom >= low_resolution_angstrom:
+        raise ValueError(
+            f"the map's resolution {high_resolution_angstrom:.2f} Å is no finer than the Guinier "
+            f"band's coarse end {low_resolution_angstrom:g} Å: no fall-off can be read from it; "
+            "give the B-factor to apply"
+        )
+    frequency, amplitude = shell_amplitudes(volume, pixel_size_angstrom)
+    band = (
+        (frequency >= 1.0 / low_resolution_angstrom - 1e-12)
+        & (frequency <= 1.0 / high_resolution_angstrom + 1e-12)
+        & (amplitude > 0)
+    )
+    if band.sum() < MIN_GUINIER_SHELLS:
+        raise ValueError(
+            f"{int(band.sum())} shells of the map lie between {low_resolution_angstrom:g} Å and "
+            f"its resolution {high_resolution_angstrom:.2f} Å (pixel {pixel_size_angstrom:g} Å): a "
+            f"Guinier B-factor needs at least {MIN_GUINIER_SHELLS}; give the B-factor to apply"
+        )
+    s2, log_amplitude = frequency[band] ** 2, np.log(amplitude[band])
+    slope, intercept = np.polyfit(s2, log_amplitude, 1)
+    return GuinierFit(
+        bfactor_angstrom2=float(-4.0 * slope),
+        intercept=float(intercept),
+        low_resolution_angstrom=float(low_resolution_angstrom),
+        high_resolution_angstrom=float(1.0 / frequency[band].max()),
+        shells=int(band.sum()),
+        correlation=float(np.corrcoef(s2, log_amplitude)[0, 1]),
+    )
+
+
+def sharpen(
+    volume: ArrayLike,
+    pixel_size_angstrom: float,
+    apply_bfactor_angstrom2: float,
+    resolution_angstrom: float,
+) -> np.ndarray:
+    """The map times ``exp(−B_apply s² / 4)`` to ``resolution_angstrom``, then a raised cosine
+    to zero over :data:`FILTER_EDGE_SHELLS` shells past it (RELION's sign: a negative
+    ``apply_bfactor_angstrom2`` sharpens).
+
+    Parameters
+    ----------
+    volume : array_like, shape (D, D, D)
+    pixel_size_angstrom : float
+    apply_bfactor_angstrom2 : float
+        ``B_apply`` (Å²); the Guinier fit's ``−B`` flattens the map's fall-off.
+    resolution_angstrom : float
+        Where the low-pass begins (the map's resolution); at most Nyquist is kept.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (D, D, D)
+    """
+    if not pixel_size_angstrom > 0:
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
+    if not resolution_angstrom > 0 or not math.isfinite(apply_bfactor_angstrom2):
+        raise ValueError(
+            f"sharpening needs a positive resolution and a finite B-factor, got "
+            f"{resolution_angstrom} Å and {apply_bfactor_angstrom2} Å²"
+        )
+    spectrum, radius = _half_spectrum(volume)
+    box = spectrum.shape[0]
+    s2 = (radius / (box * pixel_size_angstrom)) ** 2
+    cut = box * pixel_size_angstrom / resolution_angstrom  # in shells
+    edge = ((radius - cut) / FILTER_EDGE_SHELLS).clamp(0.0, 1.0)
+    low_pass = 0.5 + 0.5 * torch.cos(math.pi * edge)
+    # the boost is capped where the low-pass ends, so that no factor overflows past it
+    s2_capped = s2.clamp(max=((cut + FILTER_EDGE_SHELLS) / (box * pixel_size_angstrom)) ** 2)
+    factor = torch.exp(-0.25 * apply_bfactor_angstrom2 * s2_capped) * low_pass
+    out = torch.fft.irfftn(spectrum * factor, s=(box, box, box))
+    return out.numpy().astype(np.float32)

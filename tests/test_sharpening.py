@@ -1,0 +1,153 @@
+"""Sharpening (``cryosplat.validation.sharpening``, ``cryosplat sharpen``): the Guinier B-factor of
+a map blurred by a known one, its removal, and what sharpening leaves unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.io.mrc import read_map, read_map_origin, write_map
+from cryosplat.validation.fsc import fsc
+from cryosplat.validation.sharpening import (
+    FILTER_EDGE_SHELLS,
+    GuinierFit,
+    guinier_fit,
+    sharpen,
+    shell_amplitudes,
+)
+
+BOX, PIXEL = 48, 1.2
+
+
+def _points_map(seed: int = 0) -> np.ndarray:
+    """Random point masses blurred a little: a spectrum nearly flat past 10 Å, as Wilson's."""
+    rng = np.random.default_rng(seed)
+    volume = np.zeros((BOX, BOX, BOX))
+    idx = rng.integers(12, 36, size=(600, 3))
+    np.add.at(volume, tuple(idx.T), rng.uniform(0.5, 1.5, size=600))
+    return _blurred(volume, 10.0)
+
+
+def _blurred(volume: np.ndarray, bfactor: float) -> np.ndarray:
+    """``volume`` times ``exp(−B s² / 4)`` in Fourier space."""
+    k = np.fft.fftfreq(BOX) / PIXEL
+    s2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
+    return np.real(np.fft.ifftn(np.fft.fftn(volume) * np.exp(-0.25 * bfactor * s2)))
+
+
+def test_the_fit_reads_a_known_blur_as_its_b_factor():
+    sharp = _points_map()
+    base = guinier_fit(sharp, PIXEL, 3.0)
+    for bfactor in (50.0, 150.0):
+        fit = guinier_fit(_blurred(sharp, bfactor), PIXEL, 3.0)
+        assert isinstance(fit, GuinierFit)
+        assert fit.bfactor_angstrom2 - base.bfactor_angstrom2 == pytest.approx(bfactor, rel=0.03)
+        assert fit.correlation < -0.95 and fit.shells >= 10
+        assert fit.low_resolution_angstrom == 10.0 and 3.0 <= fit.high_resolution_angstrom < 3.2
+
+
+def test_sharpening_by_minus_the_blur_gives_the_map_back_to_its_resolution():
+    sharp = _points_map(1)
+    blurred = _blurred(sharp, 120.0)
+    restored = sharpen(blurred, PIXEL, -120.0, 2 * PIXEL)  # to Nyquist: nothing cut
+    freq, amp_sharp = shell_amplitudes(sharp, PIXEL)
+    _, amp_restored = shell_amplitudes(restored, PIXEL)
+    band = (freq > 0) & (freq < 1 / (2 * PIXEL) - 2 / (BOX * PIXEL))
+    np.testing.assert_allclose(amp_restored[band], amp_sharp[band], rtol=1e-4)
+    assert restored.dtype == np.float32
+
+
+def test_sharpening_leaves_each_shell_s_fsc_and_empties_past_the_low_pass():
+    truth = _points_map(2)
+    noisy = _blurred(truth, 80.0) + 0.02 * np.random.default_rng(3).standard_normal(truth.shape)
+    resolution = 4.0
+    out = sharpen(noisy, PIXEL, -80.0, resolution)
+    before, after = fsc(noisy, truth), fsc(out, truth)
+    cut = BOX * PIXEL / resolution  # shells
+    inside = np.arange(len(before)) <= cut
+    # the same to the factor's change across a shell's width
+    np.testing.assert_allclose(after[inside], before[inside], atol=0.005)
+    freq, amp = shell_amplitudes(out, PIXEL)
+    assert np.all(amp[freq * BOX * PIXEL > cut + FILTER_EDGE_SHELLS + 0.5] < 1e-6 * amp[1])
+
+
+def test_too_few_shells_and_bad_limits_are_refused_naming_the_values():
+    volume = _points_map()
+    with pytest.raises(ValueError, match="no finer than the Guinier band's coarse end 10 Å"):
+        guinier_fit(volume, PIXEL, 12.0)
+    with pytest.raises(ValueError, match="shells of the map lie between 10 Å"):
+        guinier_fit(volume, PIXEL, 9.0)  # shells 6-7 only
+    with pytest.raises(ValueError, match="must be positive"):
+        guinier_fit(volume, PIXEL, -3.0)
+    with pytest.raises(ValueError, match="positive resolution"):
+        sharpen(volume, PIXEL, -50.0, 0.0)
+    with pytest.raises(ValueError, match="cubic"):
+        shell_amplitudes(np.zeros((4, 4, 5)), PIXEL)
+
+
+def test_the_command_sharpens_a_map_and_keeps_its_voxel_and_origin(tmp_path, capsys):
+    source = tmp_path / "map.mrc"
+    write_map(source, _blurred(_points_map(4), 100.0), PIXEL, origin_angstrom=-0.6)
+    out = tmp_path / "sharp.mrc"
+    assert main(["sharpen", str(source), "-o", str(out), "--resolution", "3.5"]) == 0
+    text = capsys.readouterr().out
+    assert "Guinier fit 10-3." in text and "sharpened by B -" in text
+    volume, voxel = read_map(out)
+    assert voxel == pytest.approx(PIXEL) and read_map_origin(out) == pytest.approx(-0.6)
+    fitted = guinier_fit(volume, PIXEL, 3.5)
+    assert abs(fitted.bfactor_angstrom2) < 0.2 * 100.0  # the fall-off taken out
+    # a given B-factor instead of the fit
+    assert (
+        main(
+            [
+                "sharpen",
+                str(source),
+                "-o",
+                str(out),
+                "--resolution",
+                "3.5",
+                "--bfactor",
+                "-40",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
+    assert "sharpened by B -40.0" in capsys.readouterr().out
+
+
+def test_the_command_refuses_what_it_cannot_do(tmp_path, capsys):
+    source = tmp_path / "map.mrc"
+    write_map(source, _points_map(5), PIXEL)
+    out = tmp_path / "sharp.mrc"
+    assert main(["sharpen", str(source), "-o", str(out)]) == 2
+    assert "give --resolution" in capsys.readouterr().err
+    assert main(["sharpen", str(source), "-o", str(out), "--resolution", "15"]) == 2
+    assert "(--bfactor B)" in capsys.readouterr().err
+    out.write_bytes(b"")
+    assert main(["sharpen", str(source), "-o", str(out), "--resolution", "3"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"status": "running"}))
+    assert main(["sharpen", str(folder), "-o", str(tmp_path / "x.mrc")]) == 2
+    assert "a run that is running" in capsys.readouterr().err
+
+
+def test_the_command_reads_a_complete_run_folder(tiny_set, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["reconstruct", str(tiny_set), "-o", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    resolution = json.loads((run / "fsc.json").read_text())["resolution_angstrom"]
+    # at 4 Å/px the run's resolution leaves no shell finer than 10 Å to fit
+    assert main(["sharpen", str(run), "-o", str(tmp_path / "a.mrc")]) == 2
+    assert f"resolution {resolution:.2f} Å is no finer" in capsys.readouterr().err
+    out = tmp_path / "b.mrc"
+    assert main(["sharpen", str(run), "-o", str(out), "--bfactor", "-50"]) == 0
+    assert f"low-passed at {resolution:.2f} Å" in capsys.readouterr().out
+    volume, voxel = read_map(out)
+    original, original_voxel = read_map(run / "map.mrc")
+    assert voxel == pytest.approx(original_voxel) and volume.shape == original.shape
