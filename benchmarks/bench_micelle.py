@@ -60,6 +60,14 @@ class Micelle:
             raise ValueError(f"the micelle's level must lie in (0, 1], got {self.level}")
 
 
+def cubic_volume(atoms) -> np.ndarray:
+    """``atoms`` as a float64 array, refused unless it is a cubic 3D volume."""
+    volume = np.asarray(atoms, dtype=np.float64)
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise ValueError(f"atoms must be a cubic volume, got shape {volume.shape}")
+    return volume
+
+
 def belt_shape(
     box: int, pixel_size_angstrom: float, micelle: Micelle, origin_angstrom
 ) -> np.ndarray:
@@ -87,9 +95,7 @@ def with_micelle(
 
     ``origin_angstrom``: the file point at voxel ``D // 2`` (the model's centre in the box).
     """
-    volume = np.asarray(atoms, dtype=np.float64)
-    if volume.ndim != 3 or len(set(volume.shape)) != 1:
-        raise ValueError(f"atoms must be a cubic volume, got shape {volume.shape}")
+    volume = cubic_volume(atoms)
     peak = volume.max()
     if not peak > 0:
         raise ValueError("atoms must hold positive density to set the micelle's level")

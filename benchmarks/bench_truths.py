@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_micelle import Micelle, with_micelle
+from bench_micelle import Micelle, cubic_volume, with_micelle
 
 from cryosplat.core.fourier import fourier_pad_volume
 from cryosplat.io.mrc import read_map, write_map
@@ -62,9 +62,7 @@ def real_looking_map(
 
     Returns float32 (D, D, D), standard deviation 1.
     """
-    volume = np.asarray(atoms, dtype=np.float64)
-    if volume.ndim != 3 or len(set(volume.shape)) != 1:
-        raise ValueError(f"atoms must be a cubic volume, got shape {volume.shape}")
+    volume = cubic_volume(atoms)
     scale = volume.std()
     if not scale > 0:
         raise ValueError("atoms must hold some density (a constant volume was given)")
