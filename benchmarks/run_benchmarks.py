@@ -123,7 +123,7 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
     if spec.micelle is not None:
         m = spec.micelle
         model += (
-            f" in a detergent micelle ({m.radius_angstrom:g} Å across its plane, "
+            f" in a detergent micelle ({2 * m.radius_angstrom:g} Å across its plane, "
             f"{2 * m.half_thickness_angstrom:g} Å thick, {m.level:g} of the protein's density)"
         )
     if spec.real_looking_bfactor is not None:
