@@ -33,7 +33,9 @@ def test_choices_equal_the_packages_own():
     assert tuple(_ENGINE_RUNS) == ENGINES  # every engine a config may name has a run
 
 
-@pytest.mark.parametrize("command", ["info", "project", "simulate", "reconstruct", "sharpen", "demo"])
+@pytest.mark.parametrize(
+    "command", ["info", "project", "simulate", "reconstruct", "sharpen", "demo"]
+)
 def test_every_command_takes_output_as_o_or_output(command):
     sub = build_parser()._subparsers._group_actions[0].choices[command]
     flags = {f for a in sub._actions for f in a.option_strings}

@@ -127,6 +127,10 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path, capsys):
     assert "give --resolution" in capsys.readouterr().err
     assert main(["sharpen", str(source), "-o", str(out), "--resolution", "15"]) == 2
     assert "(--bfactor B)" in capsys.readouterr().err
+    assert (
+        main(["sharpen", str(source), "-o", str(source), "--resolution", "3", "--overwrite"]) == 2
+    )
+    assert "is the map being sharpened" in capsys.readouterr().err
     out.write_bytes(b"")
     assert main(["sharpen", str(source), "-o", str(out), "--resolution", "3"]) == 2
     assert "--overwrite" in capsys.readouterr().err

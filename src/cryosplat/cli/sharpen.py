@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             if resolution is None
             else f"--resolution must be positive, got {resolution}"
         )
+    if args.output.resolve() == map_path.resolve():
+        raise InputError(f"{args.output} is the map being sharpened; write the result elsewhere")
     if args.output.exists() and not args.overwrite:
         raise InputError(f"{args.output} exists; --overwrite replaces it")
     volume, pixel = read_map(map_path)
