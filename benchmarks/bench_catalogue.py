@@ -21,6 +21,7 @@ from bench_catalogue_late import (
 )
 from bench_catalogue_membrane import UNSEEN_59
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
+from bench_catalogue_partial import PARTIAL
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -307,6 +308,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen57": UNSEEN_57,
     "unseen58": UNSEEN_58,
     "unseen59": UNSEEN_59,
+    "partial": PARTIAL,
 }
 
 

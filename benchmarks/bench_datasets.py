@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from bench_heterogeneity import MissingPart, project_two_states
 from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
 from bench_pose_errors import recorded_poses
@@ -121,6 +122,9 @@ class DatasetSpec:
     micelle : bench_micelle.Micelle or None
         With an atomic model: a detergent belt round its transmembrane part, as a membrane
         protein is imaged in (``bench_micelle``; needs ``center_angstrom``); None: none.
+    missing_part : bench_heterogeneity.MissingPart or None
+        A part of the truth held by only some particles (``bench_heterogeneity``: two states
+        projected, the truth their occupancy-weighted mean); None: one state.
     """
 
     name: str
@@ -155,6 +159,7 @@ class DatasetSpec:
     pose_error_degrees: float = 0.0
     shift_error_angstrom: float = 0.0
     micelle: Micelle | None = None
+    missing_part: MissingPart | None = None
 
 
 @dataclass
@@ -310,11 +315,14 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
         random_subset=meta.random_subset,
     )
     write_relion31_particles(folder / "in.star", image_names=None, **columns)
-    _run(
-        ["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--o", "proj", "--ctf"],
-        folder,
-        "relion_project.log",
-    )
+    if spec.missing_part is not None:
+        project_two_states(folder, columns, spec.missing_part, spec.seed, _run)
+    else:
+        _run(
+            ["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--o", "proj", "--ctf"],
+            folder,
+            "relion_project.log",
+        )
     clean = MRCStack(folder / "proj.mrcs")
     if clean.n_images != spec.n_particles:
         raise RuntimeError(f"relion_project wrote {clean.n_images} of {spec.n_particles} images")
@@ -370,6 +378,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "pose_error_degrees": 0.0,
             "shift_error_angstrom": 0.0,
             "micelle": None,
+            "missing_part": None,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -396,12 +405,14 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         or max(spec.ctf_bfactor_angstrom2) > 0
         or spec.pose_error_degrees
         or spec.shift_error_angstrom
+        or spec.missing_part is not None
     ):
         raise ValueError(
             f"{spec.name}: noise_sd_spread {spec.noise_sd_spread}, neighbours "
             f"{spec.neighbours}, ctf_bfactor_angstrom2 {spec.ctf_bfactor_angstrom2}, "
-            f"pose_error_degrees {spec.pose_error_degrees} and shift_error_angstrom "
-            f"{spec.shift_error_angstrom} need the relion_project simulator"
+            f"pose_error_degrees {spec.pose_error_degrees}, shift_error_angstrom "
+            f"{spec.shift_error_angstrom} and missing_part {spec.missing_part} need the "
+            "relion_project simulator"
         )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))

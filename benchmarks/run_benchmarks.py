@@ -126,6 +126,13 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             f" in a detergent micelle ({2 * m.radius_angstrom:g} Å across its plane, "
             f"{2 * m.half_thickness_angstrom:g} Å thick, {m.level:g} of the protein's density)"
         )
+    if spec.missing_part is not None:
+        part = spec.missing_part
+        model += (
+            f" with a ball of {part.radius_angstrom:g} Å about voxel "
+            f"{tuple(round(c, 1) for c in part.centre_voxel)} held by {part.present_fraction:.0%} "
+            "of the particles (the truth: the two states' mean)"
+        )
     if spec.real_looking_bfactor is not None:
         model += (
             f" made to look like a real map (B + {spec.real_looking_bfactor:g} Å², a negative "

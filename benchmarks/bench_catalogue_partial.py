@@ -1,0 +1,44 @@
+"""Benchmark sets whose particles are in two states: a part of the molecule held by only some of
+them (compositional heterogeneity, ``bench_heterogeneity``; round 2, session 59).
+
+Each real map loses a soft ball of its density (a subunit or a bound partner's worth, chosen
+where the map's density is high, 60-75 % of the way out along its longest axis) in a share of
+the particles; every method is scored against the two states' occupancy-weighted mean, what a
+consensus map of such a set converges to. Made after every default.
+"""
+
+from __future__ import annotations
+
+from bench_heterogeneity import MissingPart
+from bench_map_specs import RIBOSOME, TUTORIAL, map_table
+
+PARTIAL = map_table(
+    (
+        (
+            "p59_emd1832_part",
+            "maps/emd_1832.map",
+            (64, 5.7, 6_000, 0.003, 5911),
+            {
+                "missing_part": MissingPart((36.8, 42.8, 25.1), 30.0, 0.6),
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
+            },
+        ),
+        (
+            "p59_emd5625_part",
+            "maps/emd_5625.map",
+            (56, 4.23, 5_000, 0.003, 5912),
+            {"missing_part": MissingPart((25.0, 36.1, 21.0), 25.0, 0.5)},
+        ),
+        (
+            "p59_betagal_part",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 8_000, 0.002, 5913),
+            {
+                "missing_part": MissingPart((50.0, 50.0, 72.0), 30.0, 0.7),
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+            },
+        ),
+    )
+)
