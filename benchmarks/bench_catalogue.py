@@ -19,7 +19,7 @@ from bench_catalogue_late import (
     UNSEEN_57,
     UNSEEN_58,
 )
-from bench_catalogue_membrane import UNSEEN_59
+from bench_catalogue_membrane import CTF_ERRORS, UNSEEN_59
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_partial import PARTIAL
 from bench_catalogue_unseen import (
@@ -309,6 +309,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen58": UNSEEN_58,
     "unseen59": UNSEEN_59,
     "partial": PARTIAL,
+    "ctf_errors": CTF_ERRORS,
 }
 
 

@@ -1,4 +1,5 @@
-"""Benchmark sets of a membrane protein in a detergent micelle (round 2, session 59).
+"""Benchmark sets of a membrane protein in a detergent micelle, and sets whose defocus is recorded
+with errors (round 2, session 59).
 
 8ZPM (CXCR4 with a nanobody, ``shared/data/models/8zpm.cif``) made to look like a real map
 (``bench_truths.real_looking_map``) with a detergent belt round its seven transmembrane helices
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 from bench_catalogue_unseen import TRPV1
+from bench_datasets import DatasetSpec
 from bench_map_specs import RIBOSOME, map_spec
 from bench_micelle import Micelle
 
@@ -78,5 +80,51 @@ UNSEEN_59 = [
         micelle=belt(0.3),
         noise="coloured",
         noise_source=RIBOSOME,
+    ),
+]
+
+
+# Defocus recorded with errors (``bench_ctf_errors``; round 2, session 59), on the sets that reach
+# the resolutions where it weighs (a phase error of about a radian at 3 Å for 200 Å): 8ZPM's atoms
+# with each defocus off by 300 Å s.d. (a particle's height in the ice), the same by 600 Å with
+# 0.7° pose errors, and the membrane protein in its micelle by 200 Å with 1° pose errors. Made
+# after every default.
+CTF_ERRORS = [
+    DatasetSpec(
+        "d59_8zpm_df300",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        5_000,
+        0.005,
+        seed=5921,
+        defocus_error_angstrom=300.0,
+    ),
+    DatasetSpec(
+        "d59_8zpm_df600_pose",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        5_000,
+        0.005,
+        seed=5922,
+        defocus_error_angstrom=600.0,
+        pose_error_degrees=0.7,
+        shift_error_angstrom=0.5,
+    ),
+    _membrane(
+        "d59_8zpm_micelle_df",
+        96,
+        1.5,
+        5_000,
+        0.005,
+        5923,
+        real_looking_bfactor=60.0,
+        micelle=belt(0.4),
+        noise="coloured",
+        noise_source=TRPV1,
+        defocus_error_angstrom=200.0,
+        pose_error_degrees=1.0,
+        shift_error_angstrom=1.0,
     ),
 ]

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from bench_ctf_errors import recorded_defocus
 from bench_heterogeneity import MissingPart, project_two_states
 from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
@@ -125,6 +126,10 @@ class DatasetSpec:
     missing_part : bench_heterogeneity.MissingPart or None
         A part of the truth held by only some particles (``bench_heterogeneity``: two states
         projected, the truth their occupancy-weighted mean); None: one state.
+    defocus_error_angstrom : float
+        Defocus recorded with errors (:func:`bench_ctf_errors.recorded_defocus`): the images are
+        made with the true CTF, ``particles.star`` holds each particle's defocus moved by a
+        normal error of this s.d. (Å); 0: the defocus as imaged.
     """
 
     name: str
@@ -160,6 +165,7 @@ class DatasetSpec:
     shift_error_angstrom: float = 0.0
     micelle: Micelle | None = None
     missing_part: MissingPart | None = None
+    defocus_error_angstrom: float = 0.0
 
 
 @dataclass
@@ -353,6 +359,7 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
             spec.shift_error_angstrom,
             spec.seed,
         )
+    columns["ctf"] = recorded_defocus(columns["ctf"], spec.defocus_error_angstrom, spec.seed)
     write_relion31_particles(folder / "particles.star", image_names=names, **columns)
     return signal_variance, noise_sd
 
@@ -379,6 +386,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "shift_error_angstrom": 0.0,
             "micelle": None,
             "missing_part": None,
+            "defocus_error_angstrom": 0.0,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -406,13 +414,14 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         or spec.pose_error_degrees
         or spec.shift_error_angstrom
         or spec.missing_part is not None
+        or spec.defocus_error_angstrom
     ):
         raise ValueError(
             f"{spec.name}: noise_sd_spread {spec.noise_sd_spread}, neighbours "
             f"{spec.neighbours}, ctf_bfactor_angstrom2 {spec.ctf_bfactor_angstrom2}, "
             f"pose_error_degrees {spec.pose_error_degrees}, shift_error_angstrom "
-            f"{spec.shift_error_angstrom} and missing_part {spec.missing_part} need the "
-            "relion_project simulator"
+            f"{spec.shift_error_angstrom}, missing_part {spec.missing_part} and "
+            f"defocus_error_angstrom {spec.defocus_error_angstrom} need the relion_project simulator"
         )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))

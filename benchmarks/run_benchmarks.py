@@ -162,6 +162,12 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
         )
         + _envelope_text(spec)
         + _pose_error_text(spec)
+        + (
+            f"; each defocus in the STAR moved by {spec.defocus_error_angstrom:g} Å s.d. (the "
+            "images made with the true one)"
+            if spec.defocus_error_angstrom
+            else ""
+        )
     )
 
 

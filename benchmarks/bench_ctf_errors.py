@@ -1,0 +1,33 @@
+"""Defocus recorded with errors, as every CTF estimate leaves it.
+
+A benchmark set's images are made with the true CTF; ``particles.star``, which every method is
+given, may hold each particle's defocus moved by a normal error instead
+(``DatasetSpec.defocus_error_angstrom``): a per-micrograph estimate misses each particle's
+height in the ice (a few hundred ångströms of ice), and the fit itself errs by tens of
+ångströms. The error shifts the CTF's phase by ``π λ Δz s²``: about a radian at 3 Å for 200 Å, a
+tenth of one at 10 Å, so it weighs on the sets that reach high resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from cryosplat.core.ctf import CTFParams
+
+
+def recorded_defocus(ctf: CTFParams, sd_angstrom: float, seed: int) -> CTFParams:
+    """``ctf`` with each particle's defocus (U and V alike, so its astigmatism kept) moved by a
+    normal error of ``sd_angstrom``, drawn from the set's own stream for it (the rest of the
+    set is drawn apart from it); 0 leaves it as it is."""
+    if sd_angstrom < 0:
+        raise ValueError(f"defocus error s.d. must be >= 0 Å, got {sd_angstrom}")
+    if sd_angstrom == 0:
+        return ctf
+    error = np.random.default_rng([seed, 67]).normal(scale=sd_angstrom, size=len(ctf))
+    return replace(
+        ctf,
+        defocus_u_angstrom=np.asarray(ctf.defocus_u_angstrom, dtype=np.float64) + error,
+        defocus_v_angstrom=np.asarray(ctf.defocus_v_angstrom, dtype=np.float64) + error,
+    )
