@@ -75,12 +75,13 @@ class GuinierFit:
 
 
 def _half_spectrum(volume: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    """The real transform of a cubic map and each point's radius in shells of its box."""
-    v = torch.as_tensor(np.asarray(volume), dtype=torch.float64)
+    """The real transform of a cubic map and each point's radius in shells of its box (single
+    precision: a map of box 512 takes about 2 GB so)."""
+    v = torch.as_tensor(np.asarray(volume, dtype=np.float32))
     if v.ndim != 3 or len(set(v.shape)) != 1:
         raise ValueError(f"volume must be a cubic 3D map, got shape {tuple(v.shape)}")
     box = v.shape[0]
-    radius = squared_radius(box, 3, half=True, centred=False, dtype=torch.float64).sqrt()
+    radius = squared_radius(box, 3, half=True, centred=False, dtype=torch.float32).sqrt_()
     return torch.fft.rfftn(v), radius
 
 
@@ -99,7 +100,7 @@ def shell_amplitudes(
     index = torch.round(radius).long().reshape(-1)
     n = box // 2 + 1
     keep = index < n
-    amplitude = spectrum.abs().reshape(-1)[keep]
+    amplitude = spectrum.abs().reshape(-1)[keep].double()
     sums = torch.zeros(n, dtype=torch.float64).index_add_(0, index[keep], amplitude)
     counts = torch.zeros(n, dtype=torch.float64).index_add_(
         0, index[keep], torch.ones_like(amplitude)
@@ -190,12 +191,15 @@ def sharpen(
         )
     spectrum, radius = _half_spectrum(volume)
     box = spectrum.shape[0]
-    s2 = (radius / (box * pixel_size_angstrom)) ** 2
-    cut = box * pixel_size_angstrom / resolution_angstrom  # in shells
-    edge = ((radius - cut) / FILTER_EDGE_SHELLS).clamp(0.0, 1.0)
-    low_pass = 0.5 + 0.5 * torch.cos(math.pi * edge)
-    # the boost is capped where the low-pass ends, so that no factor overflows past it
-    s2_capped = s2.clamp(max=((cut + FILTER_EDGE_SHELLS) / (box * pixel_size_angstrom)) ** 2)
-    factor = torch.exp(-0.25 * apply_bfactor_angstrom2 * s2_capped) * low_pass
-    out = torch.fft.irfftn(spectrum * factor, s=(box, box, box))
-    return out.numpy().astype(np.float32)
+    extent = box * pixel_size_angstrom
+    cut = extent / resolution_angstrom  # in shells
+    # exp(−B s²/4) with s = radius / extent, the boost capped where the low-pass ends (no factor
+    # overflows past it); then the raised cosine, in place on the radius
+    factor = radius.clamp(max=cut + FILTER_EDGE_SHELLS).square_()
+    factor.mul_(-0.25 * apply_bfactor_angstrom2 / extent**2).exp_()
+    radius.sub_(cut).div_(FILTER_EDGE_SHELLS).clamp_(0.0, 1.0).mul_(math.pi).cos_()
+    factor.mul_(radius.mul_(0.5).add_(0.5))
+    del radius
+    spectrum.mul_(factor)
+    del factor
+    return torch.fft.irfftn(spectrum, s=(box, box, box)).numpy()
