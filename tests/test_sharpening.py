@@ -155,3 +155,11 @@ def test_the_command_reads_a_complete_run_folder(tiny_set, tmp_path, capsys):
     volume, voxel = read_map(out)
     original, original_voxel = read_map(run / "map.mrc")
     assert voxel == pytest.approx(original_voxel) and volume.shape == original.shape
+    # `cryosplat info` names the command for a run finer than 10 Å only
+    assert main(["info", str(run)]) == 0
+    assert "sharpen:" not in capsys.readouterr().out
+    status = json.loads((run / "run.json").read_text())
+    status["summary"]["resolution_angstrom"] = 4.0
+    (run / "run.json").write_text(json.dumps(status))
+    assert main(["info", str(run)]) == 0
+    assert f"sharpen:      cryosplat sharpen {run} -o OUT.mrc" in capsys.readouterr().out

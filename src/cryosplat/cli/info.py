@@ -287,6 +287,12 @@ def _state_lines(r: RunSummary, ident: dict) -> list[str]:
             f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB kept: {resume} makes the outputs "
             "again from them, e.g. with --mask MASK"
         )
+    resolution = (r.results or {}).get("resolution_angstrom")
+    if r.status == "complete" and isinstance(resolution, int | float) and resolution < 10.0:
+        lines.append(
+            f"sharpen:      cryosplat sharpen {r.path} -o OUT.mrc (for model building: the map's "
+            "Guinier B-factor taken out)"
+        )
     return lines
 
 
