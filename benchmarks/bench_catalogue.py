@@ -21,7 +21,7 @@ from bench_catalogue_late import (
 )
 from bench_catalogue_membrane import CTF_ERRORS, UNSEEN_59
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
-from bench_catalogue_partial import PARTIAL
+from bench_catalogue_partial import COMBINED, PARTIAL
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -310,6 +310,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen59": UNSEEN_59,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
+    "combined": COMBINED,
 }
 
 

@@ -1,5 +1,6 @@
 """Benchmark sets whose particles are in two states: a part of the molecule held by only some of
-them (compositional heterogeneity, ``bench_heterogeneity``; round 2, session 59).
+them (compositional heterogeneity, ``bench_heterogeneity``; round 2, session 59); and sets that
+hold it with every other imperfection of real data at once (``COMBINED``).
 
 Each real map loses a soft ball of its density (a subunit or a bound partner's worth, chosen
 where the map's density is high, 60-75 % of the way out along its longest axis) in a share of
@@ -38,6 +39,62 @@ PARTIAL = map_table(
                 "missing_part": MissingPart((50.0, 50.0, 72.0), 30.0, 0.7),
                 "noise": "coloured",
                 "noise_source": RIBOSOME,
+            },
+        ),
+    )
+)
+
+
+# Everything a real set holds at once (round 2, session 59): two states, poses and defocus
+# recorded with errors, noise levels that differ by image, an envelope the STAR does not carry,
+# neighbours in the box, preferred views; each dimension alone was measured before. Made after
+# every default.
+COMBINED = map_table(
+    (
+        (
+            "c59_emd1832_all",
+            "maps/emd_1832.map",
+            (64, 5.7, 8_000, 0.005, 5931),
+            {
+                "missing_part": MissingPart((36.8, 42.8, 25.1), 30.0, 0.7),
+                "pose_error_degrees": 2.0,
+                "shift_error_angstrom": 1.5,
+                "defocus_error_angstrom": 200.0,
+                "noise_sd_spread": 0.3,
+                "ctf_bfactor_angstrom2": (50.0, 150.0),
+                "ctf_bfactor_recorded": False,
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+            },
+        ),
+        (
+            "c59_betagal_all",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 8_000, 0.003, 5932),
+            {
+                "missing_part": MissingPart((50.0, 50.0, 72.0), 30.0, 0.6),
+                "pose_error_degrees": 1.0,
+                "shift_error_angstrom": 1.0,
+                "defocus_error_angstrom": 150.0,
+                "neighbours": 0.3,
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
+            },
+        ),
+        (
+            "c59_emd5625_all",
+            "maps/emd_5625.map",
+            (56, 4.23, 6_000, 0.004, 5933),
+            {
+                "missing_part": MissingPart((25.0, 36.1, 21.0), 25.0, 0.6),
+                "pose_error_degrees": 2.0,
+                "shift_error_angstrom": 1.5,
+                "defocus_error_angstrom": 200.0,
+                "views": None,
+                "preferred_views": (0.5, 30.0),
+                "noise_sd_spread": 0.2,
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
             },
         ),
     )
