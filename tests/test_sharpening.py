@@ -15,6 +15,7 @@ from cryosplat.validation.sharpening import (
     FILTER_EDGE_SHELLS,
     GuinierFit,
     guinier_fit,
+    guinier_plot,
     sharpen,
     shell_amplitudes,
 )
@@ -99,6 +100,8 @@ def test_the_command_sharpens_a_map_and_keeps_its_voxel_and_origin(tmp_path, cap
     assert voxel == pytest.approx(PIXEL) and read_map_origin(out) == pytest.approx(-0.6)
     fitted = guinier_fit(volume, PIXEL, 3.5)
     assert abs(fitted.bfactor_angstrom2) < 0.2 * 100.0  # the fall-off taken out
+    svg = (tmp_path / "sharp_guinier.svg").read_text()
+    assert "Guinier plot" in svg and "fit: B = " in svg and "Guinier plot " in text
     # a given B-factor instead of the fit
     assert (
         main(
@@ -163,3 +166,19 @@ def test_the_command_reads_a_complete_run_folder(tiny_set, tmp_path, capsys):
     (run / "run.json").write_text(json.dumps(status))
     assert main(["info", str(run)]) == 0
     assert f"sharpen:      cryosplat sharpen {run} -o OUT.mrc" in capsys.readouterr().out
+
+
+def test_the_guinier_plot_draws_the_fit_over_its_band_only():
+    blurred = _blurred(_points_map(6), 90.0)
+    fit = guinier_fit(blurred, PIXEL, 3.0)
+    plot = guinier_plot(blurred, sharpen(blurred, PIXEL, -fit.bfactor_angstrom2, 3.0), PIXEL, fit)
+    plot.validate()
+    labels = [c.label for c in plot.curves]
+    assert labels == ["map", "sharpened", f"fit: B = {fit.bfactor_angstrom2:.1f} Å²"]
+    s = np.sqrt(plot.x)
+    line = plot.curves[2].y
+    band = (s >= 0.1 - 1e-9) & (s <= 1 / fit.high_resolution_angstrom + 1e-9)
+    assert np.all(np.isfinite(line[band])) and np.all(np.isnan(line[~band]))
+    # the line lies on the map's curve over the band, within the scatter of the fit
+    assert np.max(np.abs(line[band] - plot.curves[0].y[band])) < 0.5
+    assert [c.label for c in guinier_plot(blurred, blurred, PIXEL).curves] == ["map", "sharpened"]

@@ -73,9 +73,11 @@ def _run_inputs(folder: Path) -> tuple[Path, float | None, Path | None]:
 def run(args: argparse.Namespace) -> int:
     from cryosplat.core.errors import InputError
     from cryosplat.io.mrc import read_map, read_map_origin, write_map
+    from cryosplat.io.svg_plot import write_svg
     from cryosplat.validation.sharpening import (
         GUINIER_LOW_RESOLUTION_ANGSTROM,
         guinier_fit,
+        guinier_plot,
         sharpen,
     )
 
@@ -97,13 +99,13 @@ def run(args: argparse.Namespace) -> int:
     volume, pixel = read_map(map_path)
     mask_path = args.mask if args.mask is not None else mask_path
     low = GUINIER_LOW_RESOLUTION_ANGSTROM if args.low_resolution is None else args.low_resolution
+    fit, mask = None, None
+    if mask_path is not None:
+        mask, _ = read_map(mask_path)
+        if mask.shape != volume.shape:
+            raise InputError(f"{mask_path}: box {mask.shape[0]}, the map's {volume.shape[0]}")
+    fitted = volume if mask is None else volume * mask
     if args.bfactor is None:
-        fitted = volume
-        if mask_path is not None:
-            mask, _ = read_map(mask_path)
-            if mask.shape != volume.shape:
-                raise InputError(f"{mask_path}: box {mask.shape[0]}, the map's {volume.shape[0]}")
-            fitted = volume * mask
         try:
             fit = guinier_fit(fitted, pixel, resolution, low)
         except ValueError as exc:
@@ -116,11 +118,13 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         apply = args.bfactor
-    write_map(
-        args.output, sharpen(volume, pixel, apply, resolution), pixel, read_map_origin(map_path)
-    )
+    sharpened = sharpen(volume, pixel, apply, resolution)
+    write_map(args.output, sharpened, pixel, read_map_origin(map_path))
+    plot = args.output.with_name(args.output.stem + "_guinier.svg")
+    shown = sharpened if mask is None else sharpened * mask
+    write_svg(plot, guinier_plot(fitted, shown, pixel, fit))
     print(
         f"sharpened by B {apply:+.1f} Å², low-passed at {resolution:.2f} Å: {args.output} "
-        f"({pixel:g} Å/voxel)"
+        f"({pixel:g} Å/voxel); Guinier plot {plot}"
     )
     return 0

@@ -30,6 +30,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import squared_radius
+from cryosplat.io.svg_plot import Curve, LinePlot
 
 __all__ = [
     "FILTER_EDGE_SHELLS",
@@ -37,6 +38,7 @@ __all__ = [
     "MIN_GUINIER_SHELLS",
     "GuinierFit",
     "guinier_fit",
+    "guinier_plot",
     "shell_amplitudes",
     "sharpen",
 ]
@@ -203,3 +205,45 @@ def sharpen(
     spectrum.mul_(factor)
     del factor
     return torch.fft.irfftn(spectrum, s=(box, box, box)).numpy()
+
+
+def guinier_plot(
+    map_volume: ArrayLike,
+    sharpened: ArrayLike,
+    pixel_size_angstrom: float,
+    fit: GuinierFit | None = None,
+) -> LinePlot:
+    """The Guinier plot of a sharpening, as ``relion_postprocess`` draws it: ``ln`` of the mean
+    amplitude per shell against ``s²`` (1/Å²) for the map and the sharpened map, with the fitted
+    line over its band (``fit``, if the B-factor was fitted). Shells with no amplitude (past the
+    low-pass) leave a gap."""
+    frequency, before = shell_amplitudes(map_volume, pixel_size_angstrom)
+    _, after = shell_amplitudes(sharpened, pixel_size_angstrom)
+    s2 = frequency**2
+
+    def log(amplitude: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            out = np.log(amplitude)
+        out[~np.isfinite(out) | (amplitude < 1e-6 * amplitude[1:].max())] = np.nan
+        out[0] = np.nan  # the mean: no fall-off
+        return out
+
+    curves = [Curve("map", log(before)), Curve("sharpened", log(after))]
+    if fit is not None:
+        band = (frequency >= 1.0 / fit.low_resolution_angstrom - 1e-12) & (
+            frequency <= 1.0 / fit.high_resolution_angstrom + 1e-12
+        )
+        line = np.where(band, fit.intercept - 0.25 * fit.bfactor_angstrom2 * s2, np.nan)
+        curves.append(Curve(f"fit: B = {fit.bfactor_angstrom2:.1f} Å²", line, style="--"))
+    values = np.concatenate([c.y[np.isfinite(c.y)] for c in curves])
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    pad = 0.05 * max(high - low, 1e-6)
+    return LinePlot(
+        x=s2,
+        curves=curves,
+        xlim=(0.0, float(s2[-1])),
+        ylim=(low - pad, high + pad),
+        title="Guinier plot",
+        xlabel="s² (1/Å²)",
+        ylabel="ln(mean amplitude)",
+    )
