@@ -275,7 +275,7 @@ UNSEEN_57 = map_table(
 )
 
 
-def _with_pose_errors(degrees: float, angstrom: float, **other) -> dict:
+def with_pose_errors(degrees: float, angstrom: float, **other) -> dict:
     """A set's settings with its poses recorded with errors: each view turned by ``degrees``
     (rms), each shift moved by ``angstrom`` (s.d. per axis)."""
     return {"pose_error_degrees": degrees, "shift_error_angstrom": angstrom, **other}
@@ -294,43 +294,43 @@ UNSEEN_58 = map_table(
             "u58_emd1832_pose",
             "maps/emd_1832.map",
             (64, 5.7, 6_000, 0.003, 5801),
-            _with_pose_errors(2.0, 1.5, noise="coloured", noise_source=TUTORIAL),
+            with_pose_errors(2.0, 1.5, noise="coloured", noise_source=TUTORIAL),
         ),
         (
             "u58_betagal_pose",
             "maps/ngl_betaGal.mrc",
             (100, 3.54, 8_000, 0.002, 5802),
-            _with_pose_errors(1.0, 1.0, noise="coloured", noise_source=RIBOSOME),
+            with_pose_errors(1.0, 1.0, noise="coloured", noise_source=RIBOSOME),
         ),
         (
             "u58_emd5625_pose",
             "maps/emd_5625.map",
             (56, 4.23, 5_000, 0.003, 5803),
-            _with_pose_errors(2.5, 2.0),
+            with_pose_errors(2.5, 2.0),
         ),
         (
             "u58_emd1832_pose5",
             "maps/emd_1832.map",
             (64, 5.7, 6_000, 0.003, 5806),
-            _with_pose_errors(5.0, 3.0),
+            with_pose_errors(5.0, 3.0),
         ),
         (
             "u58_emd1832_hisnr_pose",
             "maps/emd_1832.map",
             (64, 5.7, 5_000, 0.03, 5807),
-            _with_pose_errors(3.0, 2.0, noise="coloured", noise_source=RIBOSOME),
+            with_pose_errors(3.0, 2.0, noise="coloured", noise_source=RIBOSOME),
         ),
         (
             "u58_emd5625_hisnr_pose",
             "maps/emd_5625.map",
             (56, 4.23, 4_000, 0.03, 5808),
-            _with_pose_errors(2.0, 1.5),
+            with_pose_errors(2.0, 1.5),
         ),
         (
             "u58_emd6824_pose",
             "maps/emd_6824.mrc",
             (70, 2.64, 5_000, 0.004, 5804),
-            _with_pose_errors(1.5, 1.0, views=None, noise="coloured", noise_source=TRPV1),
+            with_pose_errors(1.5, 1.0, views=None, noise="coloured", noise_source=TRPV1),
         ),
     )
 ) + [
