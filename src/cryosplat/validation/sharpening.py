@@ -31,6 +31,7 @@ from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import squared_radius
 from cryosplat.io.svg_plot import Curve, LinePlot
+from cryosplat.validation.fsc import half_grid_shells, shell_sums
 
 __all__ = [
     "FILTER_EDGE_SHELLS",
@@ -97,18 +98,13 @@ def shell_amplitudes(
     """
     if not pixel_size_angstrom > 0:
         raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
-    spectrum, radius = _half_spectrum(volume)
+    spectrum, _ = _half_spectrum(volume)
     box = spectrum.shape[0]
-    index = torch.round(radius).long().reshape(-1)
-    n = box // 2 + 1
-    keep = index < n
-    amplitude = spectrum.abs().reshape(-1)[keep].double()
-    sums = torch.zeros(n, dtype=torch.float64).index_add_(0, index[keep], amplitude)
-    counts = torch.zeros(n, dtype=torch.float64).index_add_(
-        0, index[keep], torch.ones_like(amplitude)
-    )
-    mean = (sums / counts.clamp(min=1)).numpy()
-    return np.arange(n) / (box * pixel_size_angstrom), mean
+    grid = half_grid_shells(box)
+    amplitude = spectrum.abs()
+    del spectrum
+    mean = shell_sums(amplitude, grid) / shell_sums(torch.ones_like(amplitude), grid).clamp(min=1)
+    return np.arange(box // 2 + 1) / (box * pixel_size_angstrom), mean.numpy()
 
 
 def guinier_fit(
