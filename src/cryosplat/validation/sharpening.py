@@ -77,15 +77,12 @@ class GuinierFit:
     correlation: float
 
 
-def _half_spectrum(volume: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    """The real transform of a cubic map and each point's radius in shells of its box (single
-    precision: a map of box 512 takes about 2 GB so)."""
+def _half_spectrum(volume: ArrayLike) -> torch.Tensor:
+    """The real transform of a cubic map, in single precision."""
     v = torch.as_tensor(np.asarray(volume, dtype=np.float32))
     if v.ndim != 3 or len(set(v.shape)) != 1:
         raise ValueError(f"volume must be a cubic 3D map, got shape {tuple(v.shape)}")
-    box = v.shape[0]
-    radius = squared_radius(box, 3, half=True, centred=False, dtype=torch.float32).sqrt_()
-    return torch.fft.rfftn(v), radius
+    return torch.fft.rfftn(v)
 
 
 def shell_amplitudes(
@@ -98,7 +95,7 @@ def shell_amplitudes(
     """
     if not pixel_size_angstrom > 0:
         raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
-    spectrum, _ = _half_spectrum(volume)
+    spectrum = _half_spectrum(volume)
     box = spectrum.shape[0]
     grid = half_grid_shells(box)
     amplitude = spectrum.abs()
@@ -187,8 +184,9 @@ def sharpen(
             f"sharpening needs a positive resolution and a finite B-factor, got "
             f"{resolution_angstrom} Å and {apply_bfactor_angstrom2} Å²"
         )
-    spectrum, radius = _half_spectrum(volume)
+    spectrum = _half_spectrum(volume)
     box = spectrum.shape[0]
+    radius = squared_radius(box, 3, half=True, centred=False, dtype=torch.float32).sqrt_()
     extent = box * pixel_size_angstrom
     cut = extent / resolution_angstrom  # in shells
     # exp(−B s²/4) with s = radius / extent, the boost capped where the low-pass ends (no factor
