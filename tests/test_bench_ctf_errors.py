@@ -59,3 +59,11 @@ def test_a_set_with_defocus_errors_holds_the_same_images(tmp_path, relion_availa
     assert np.std(du) == pytest.approx(250.0, rel=0.15)
     for name in ("rlnAngleRot", "rlnOriginXAngst", "rlnRandomSubset", "rlnImageName"):
         assert tables[1].columns[name] == tables[0].columns[name], name
+
+
+def test_defocus_errors_need_relion_project(tmp_path):
+    spec = DatasetSpec(
+        "x", "models/8zpm.cif", 32, 2.0, 10, 0.1, simulator="cryosplat", defocus_error_angstrom=50.0
+    )
+    with pytest.raises(ValueError, match="defocus_error_angstrom 50.0 need the relion_project"):
+        make_dataset(spec, tmp_path, log=lambda _: None)

@@ -86,3 +86,12 @@ def test_a_set_in_two_states_projects_each_particle_in_its_own(
     missing = np.abs(images[1][~holding] - images[0][~holding]).max(axis=(1, 2))
     assert np.all(missing > 0.05 * scale)
     assert (b.folder / "particles.star").read_text() == (a.folder / "particles.star").read_text()
+
+
+def test_two_states_need_relion_project(tmp_path):
+    part = MissingPart((10.0, 10.0, 10.0), 20.0, 0.5)
+    spec = DatasetSpec(
+        "x", "models/8zpm.cif", 32, 2.0, 10, 0.1, simulator="cryosplat", missing_part=part
+    )
+    with pytest.raises(ValueError, match="missing_part .* need the relion_project simulator"):
+        make_dataset(spec, tmp_path, log=lambda _: None)
