@@ -32,6 +32,7 @@ from numpy.typing import ArrayLike
 from cryosplat.core.fourier import squared_radius
 from cryosplat.io.svg_plot import Curve, LinePlot
 from cryosplat.validation.fsc import half_grid_shells, shell_sums
+from cryosplat.validation.masks import soft_edge
 
 __all__ = [
     "FILTER_EDGE_SHELLS",
@@ -85,6 +86,11 @@ def _half_spectrum(volume: ArrayLike) -> torch.Tensor:
     return torch.fft.rfftn(v)
 
 
+def _band(frequency: np.ndarray, low_angstrom: float, high_angstrom: float) -> np.ndarray:
+    """The shells (of frequencies in 1/Å) from ``low_angstrom`` to ``high_angstrom``, inclusive."""
+    return (frequency >= 1.0 / low_angstrom - 1e-12) & (frequency <= 1.0 / high_angstrom + 1e-12)
+
+
 def shell_amplitudes(
     volume: ArrayLike, pixel_size_angstrom: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -131,11 +137,7 @@ def guinier_fit(
             "give the B-factor to apply"
         )
     frequency, amplitude = shell_amplitudes(volume, pixel_size_angstrom)
-    band = (
-        (frequency >= 1.0 / low_resolution_angstrom - 1e-12)
-        & (frequency <= 1.0 / high_resolution_angstrom + 1e-12)
-        & (amplitude > 0)
-    )
+    band = _band(frequency, low_resolution_angstrom, high_resolution_angstrom) & (amplitude > 0)
     if band.sum() < MIN_GUINIER_SHELLS:
         raise ValueError(
             f"{int(band.sum())} shells of the map lie between {low_resolution_angstrom:g} Å and "
@@ -190,11 +192,10 @@ def sharpen(
     extent = box * pixel_size_angstrom
     cut = extent / resolution_angstrom  # in shells
     # exp(−B s²/4) with s = radius / extent, the boost capped where the low-pass ends (no factor
-    # overflows past it); then the raised cosine, in place on the radius
+    # overflows past it); then the raised cosine
     factor = radius.clamp(max=cut + FILTER_EDGE_SHELLS).square_()
     factor.mul_(-0.25 * apply_bfactor_angstrom2 / extent**2).exp_()
-    radius.sub_(cut).div_(FILTER_EDGE_SHELLS).clamp_(0.0, 1.0).mul_(math.pi).cos_()
-    factor.mul_(radius.mul_(0.5).add_(0.5))
+    factor.mul_(soft_edge(radius.sub_(cut), FILTER_EDGE_SHELLS))
     del radius
     spectrum.mul_(factor)
     del factor
@@ -224,9 +225,7 @@ def guinier_plot(
 
     curves = [Curve("map", log(before)), Curve("sharpened", log(after))]
     if fit is not None:
-        band = (frequency >= 1.0 / fit.low_resolution_angstrom - 1e-12) & (
-            frequency <= 1.0 / fit.high_resolution_angstrom + 1e-12
-        )
+        band = _band(frequency, fit.low_resolution_angstrom, fit.high_resolution_angstrom)
         line = np.where(band, fit.intercept - 0.25 * fit.bfactor_angstrom2 * s2, np.nan)
         curves.append(Curve(f"fit: B = {fit.bfactor_angstrom2:.1f} Å²", line, style="--"))
     values = np.concatenate([c.y[np.isfinite(c.y)] for c in curves])
