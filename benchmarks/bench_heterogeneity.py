@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cryosplat.io.mrc import MRCStack, read_map, write_map, write_stack
 from cryosplat.io.star import write_relion31_particles
+from cryosplat.validation.masks import soft_edge
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,8 @@ def part_weight(box: int, pixel_size_angstrom: float, part: MissingPart) -> np.n
     z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
     cx, cy, cz = part.centre_voxel
     distance = pixel_size_angstrom * np.sqrt((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2)
-    t = np.clip((distance - part.radius_angstrom) / part.edge_angstrom + 0.5, 0.0, 1.0)
-    return 0.5 + 0.5 * np.cos(np.pi * t)
+    inner = part.radius_angstrom - part.edge_angstrom / 2
+    return soft_edge(torch.from_numpy(distance - inner), part.edge_angstrom).numpy()
 
 
 def without_part(volume: np.ndarray, pixel_size_angstrom: float, part: MissingPart) -> np.ndarray:
