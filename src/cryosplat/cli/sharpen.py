@@ -4,7 +4,6 @@ resolution (as ``relion_postprocess --auto_bfac``; :mod:`cryosplat.validation.sh
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -54,16 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_inputs(folder: Path) -> tuple[Path, float | None, Path | None]:
     """The map, reported resolution and automatic mask of a complete run folder."""
     from cryosplat.core.errors import InputError
-    from cryosplat.reconstruct.run_folder import FSC_FILE, MAP_FILE, read_status
+    from cryosplat.reconstruct.run_folder import MAP_FILE, read_status
 
     status = read_status(folder)
     if status is None or status.get("status") != "complete":
         state = "no cryosplat run" if status is None else f"a run that is {status.get('status')}"
         raise InputError(f"{folder}: {state}; sharpen reads a complete run (or give a map)")
-    try:
-        resolution = json.loads((folder / FSC_FILE).read_text()).get("resolution_angstrom")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{folder / FSC_FILE}: unreadable ({exc})") from None
+    summary = status.get("summary") if isinstance(status.get("summary"), dict) else {}
+    resolution = summary.get("resolution_angstrom")  # as `cryosplat info` reads it
     if not isinstance(resolution, int | float) or not math.isfinite(resolution):
         resolution = None
     mask = folder / "mask.mrc"
