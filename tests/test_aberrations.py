@@ -1,7 +1,14 @@
-"""Optical aberration columns that cryosplat does not model are named in a warning."""
+"""Optical aberrations in a RELION file: antisymmetric ones read into per-particle coefficients
+(and taken out of the images), the others named in a warning."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
+from cryosplat.core.aberrations import insert_beam_tilt
+from cryosplat.core.ctf import electron_wavelength_angstrom
+from cryosplat.core.errors import InputError
 from cryosplat.particles.relion import particles_from_star
 
 OPTICS = (
@@ -27,7 +34,7 @@ def _read(tmp_path, optics_columns: dict, particle_columns: dict | None = None):
     return particles_from_star(path, require_images=False)
 
 
-def test_no_warning_for_trivial_values(tmp_path):
+def test_no_warning_and_no_correction_for_trivial_values(tmp_path):
     ps = _read(
         tmp_path,
         {
@@ -41,9 +48,11 @@ def test_no_warning_for_trivial_values(tmp_path):
         },
     )
     assert ps.warnings == []
+    assert ps.odd_zernike is None
+    assert not any("aberrations" in n for n in ps.notes)
 
 
-def test_optics_aberrations_are_named(tmp_path):
+def test_unmodelled_aberrations_are_named_and_odd_ones_read(tmp_path):
     ps = _read(
         tmp_path,
         {
@@ -59,15 +68,35 @@ def test_optics_aberrations_are_named(tmp_path):
     )
     assert len(ps.warnings) == 1
     message = ps.warnings[0]
-    assert message.startswith("data_optics: optical aberration column(s) rlnBeamTiltX, ")
-    for name in ("rlnOddZernike", "rlnMagMat00", "rlnMagMat11"):
-        assert name in message
-    for name in ("rlnBeamTiltY", "rlnEvenZernike"):
+    assert message.startswith("data_optics: optical aberration column(s) rlnMagMat00, ")
+    for name in ("rlnBeamTiltX", "rlnBeamTiltY", "rlnOddZernike", "rlnEvenZernike"):
         assert name not in message
+    expected = insert_beam_tilt([0.1, -0.3], 0.2, 0.0, 2.7, electron_wavelength_angstrom(300.0))
+    assert ps.odd_zernike.shape == (2, 6)
+    np.testing.assert_allclose(ps.odd_zernike, np.tile(expected, (2, 1)))
+    assert any("taken out of their images as relion_reconstruct does" in n for n in ps.notes)
 
 
-def test_per_particle_beam_tilt_is_named(tmp_path):
+def test_even_zernike_is_named(tmp_path):
+    ps = _read(tmp_path, {"rlnEvenZernike": "[0,0.5,0,0,0]"})
+    assert len(ps.warnings) == 1 and "rlnEvenZernike" in ps.warnings[0]
+    assert ps.odd_zernike is None
+
+
+def test_per_particle_beam_tilt_is_read(tmp_path):
     ps = _read(tmp_path, {}, {"rlnBeamTiltX": "0.5", "rlnBeamTiltY": "-0.1"})
-    assert len(ps.warnings) == 1
-    expected = "data_particles: optical aberration column(s) rlnBeamTiltX, rlnBeamTiltY"
-    assert expected in ps.warnings[0]
+    assert ps.warnings == []
+    expected = insert_beam_tilt([], 0.5, -0.1, 2.7, electron_wavelength_angstrom(300.0))
+    np.testing.assert_allclose(ps.odd_zernike, np.tile(expected, (2, 1)))
+    np.testing.assert_allclose(ps.subset([1]).odd_zernike, expected[None])
+
+
+def test_odd_zernike_alone_is_read(tmp_path):
+    ps = _read(tmp_path, {"rlnOddZernike": "[0,0,2.5]"})
+    np.testing.assert_allclose(ps.odd_zernike, [[0, 0, 2.5], [0, 0, 2.5]])
+
+
+@pytest.mark.parametrize("value", ["[0.1,nan]", "[0.1,abc]"])
+def test_unreadable_coefficients_are_refused(tmp_path, value):
+    with pytest.raises(InputError, match="rlnOddZernike, row 1"):
+        _read(tmp_path, {"rlnOddZernike": value})

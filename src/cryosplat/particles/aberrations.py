@@ -1,11 +1,15 @@
-"""Optical aberrations that a particle file records and cryosplat does not model.
+"""Optical aberrations that a particle file records: those corrected, and those named in a warning.
 
 cryosplat's CTF (:mod:`cryosplat.core.ctf`) has defocus, astigmatism, Cs, amplitude contrast, phase
 shift, B-factor and scale. RELION 3.1 (CTF refinement) and cryoSPARC (global and local CTF
 refinement) can also estimate beam tilt, higher-order odd and even aberrations (Zernike
 coefficients) and anisotropic magnification; ignored, they cost resolution (phase errors that
-grow with frequency). Each function here names the columns present with a non-trivial value, so
-that the readers can warn instead of ignoring them silently.
+grow with frequency).
+
+RELION's antisymmetric ones (``rlnBeamTiltX/Y``, ``rlnOddZernike``) are read into per-particle
+coefficients (:func:`relion_odd_zernike`) and taken out of the images as ``relion_reconstruct``
+does (:mod:`cryosplat.core.aberrations`). The others (RELION's ``rlnEvenZernike`` and
+``rlnMagMat``, cryoSPARC's fields) are named by the warnings here instead of ignored silently.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import re
 
 import numpy as np
 
+from cryosplat.core.aberrations import insert_beam_tilt
+from cryosplat.core.ctf import electron_wavelength_angstrom
+from cryosplat.core.errors import InputError
 from cryosplat.io.star import StarBlock
 
-__all__ = ["relion_aberration_warnings", "cryosparc_aberration_warnings"]
+__all__ = ["relion_odd_zernike", "relion_aberration_warnings", "cryosparc_aberration_warnings"]
 
-_RELION_SCALAR = ("rlnBeamTiltX", "rlnBeamTiltY")
-_RELION_LIST = ("rlnOddZernike", "rlnEvenZernike")
+_RELION_TILT = ("rlnBeamTiltX", "rlnBeamTiltY")
+_RELION_LIST = ("rlnEvenZernike",)
 _RELION_MAG = tuple(f"rlnMagMat{i}{j}" for i in (0, 1) for j in (0, 1))
 _CRYOSPARC = ("ctf/shift_A", "ctf/tilt_A", "ctf/trefoil_A", "ctf/tetra_A", "ctf/anisomag")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -28,17 +35,9 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 def _message(table: str, names: list[str]) -> str:
     return (
         f"{table}: optical aberration column(s) {', '.join(names)} present and not modelled "
-        "(cryosplat's CTF has no beam tilt, higher-order aberrations or anisotropic "
-        "magnification); high-resolution detail may be lost"
+        "(cryosplat corrects beam tilt and antisymmetric aberrations, not symmetric ones or "
+        "anisotropic magnification); high-resolution detail may be lost"
     )
-
-
-def _nonzero_floats(block: StarBlock, name: str) -> bool:
-    try:
-        values = block.get_float(name)
-    except (ValueError, KeyError):
-        return True
-    return bool(np.any(np.nan_to_num(values) != 0))
 
 
 def _nonzero_lists(block: StarBlock, name: str) -> bool:
@@ -49,8 +48,7 @@ def _nonzero_lists(block: StarBlock, name: str) -> bool:
 
 
 def _relion_table(block: StarBlock) -> list[str]:
-    found = [c for c in _RELION_SCALAR if c in block and _nonzero_floats(block, c)]
-    found += [c for c in _RELION_LIST if c in block and _nonzero_lists(block, c)]
+    found = [c for c in _RELION_LIST if c in block and _nonzero_lists(block, c)]
     present = [c for c in _RELION_MAG if c in block]
     if present:
         identity = {"rlnMagMat00": 1.0, "rlnMagMat01": 0.0, "rlnMagMat10": 0.0, "rlnMagMat11": 1.0}
@@ -59,14 +57,112 @@ def _relion_table(block: StarBlock) -> list[str]:
     return found
 
 
+def _coefficient_lists(block: StarBlock, name: str, table: str, path: object) -> list[np.ndarray]:
+    out = []
+    for row, text in enumerate(block.get_str(name)):
+        tokens = str(text).strip().strip("[]").replace(",", " ").split()
+        try:
+            out.append(np.array([float(x) for x in tokens], dtype=np.float64))
+        except ValueError:
+            raise InputError(f"{path}: {table}, column {name}, row {row + 1}: {text!r}") from None
+        if not np.all(np.isfinite(out[-1])):
+            raise InputError(f"{path}: {table}, column {name}, row {row + 1}: not finite: {text!r}")
+    return out
+
+
+def _tilts(block: StarBlock, table: str, path: object) -> np.ndarray | None:
+    if not any(c in block for c in _RELION_TILT):
+        return None
+    columns = []
+    for c in _RELION_TILT:
+        values = block.get_float(c) if c in block else np.zeros(block.n_rows)
+        if not np.all(np.isfinite(values)):
+            row = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise InputError(f"{path}: {table}, column {c}, row {row + 1}: {values[row]}")
+        columns.append(values)
+    return np.stack(columns, axis=1)
+
+
+def relion_odd_zernike(
+    optics: StarBlock | None,
+    particles: StarBlock,
+    group_of: np.ndarray,
+    per_particle: dict[str, np.ndarray],
+    path: object = "",
+) -> np.ndarray | None:
+    """Each particle's antisymmetric aberration coefficients, as RELION 3.1 reads them.
+
+    Parameters
+    ----------
+    optics : StarBlock or None
+        ``data_optics``: ``rlnOddZernike`` (a list per group) and ``rlnBeamTiltX/Y`` (mrad).
+    particles : StarBlock
+        The particle table: ``rlnBeamTiltX/Y`` per particle (RELION 3.0 files) when ``optics``
+        has none.
+    group_of : np.ndarray, shape (N,), int
+        Each particle's row of ``optics``.
+    per_particle : dict
+        ``"voltage"`` (kV) and ``"cs"`` (mm) per particle, for the beam tilt's coma.
+    path : str or Path
+        For messages.
+
+    Returns
+    -------
+    np.ndarray, shape (N, K), or None
+        Coefficients in RELION's order (:func:`cryosplat.core.aberrations.odd_index_to_mn`) with
+        the beam tilt folded in (:func:`cryosplat.core.aberrations.insert_beam_tilt`); None when
+        every one is zero.
+    """
+    n = len(group_of)
+    base = np.zeros((n, 0))
+    tilt = None
+    if optics is not None:
+        if "rlnOddZernike" in optics:
+            groups = _coefficient_lists(optics, "rlnOddZernike", "data_optics", path)
+            table = np.zeros((len(groups), max(len(c) for c in groups)))
+            for g, c in enumerate(groups):
+                table[g, : len(c)] = c
+            base = table[group_of]
+        group_tilt = _tilts(optics, "data_optics", path)
+        tilt = None if group_tilt is None else group_tilt[group_of]
+    if tilt is None:
+        tilt = _tilts(particles, f"data_{particles.name}", path)
+    if tilt is not None and np.any(tilt != 0):
+        cs, voltage = per_particle["cs"], per_particle["voltage"]
+        tilted = np.any(tilt != 0, axis=1)
+        if np.any(tilted & (~np.isfinite(cs) | ~np.isfinite(voltage))):
+            raise InputError(
+                f"{path}: a beam tilt needs the voltage and Cs of every particle (rlnVoltage, "
+                "rlnSphericalAberration)"
+            )
+        rows = np.flatnonzero(tilted)
+        keys = np.concatenate([base[rows], tilt[rows], cs[rows, None], voltage[rows, None]], axis=1)
+        distinct, which = np.unique(keys, axis=0, return_inverse=True)
+        k = base.shape[1]
+        folded = [
+            insert_beam_tilt(
+                key[:k], key[k], key[k + 1], key[k + 2], electron_wavelength_angstrom(key[k + 3])
+            )
+            for key in distinct
+        ]
+        widened = np.zeros((n, max(k, len(folded[0]))))
+        widened[:, :k] = base
+        widened[rows] = np.stack(folded)[which.reshape(-1)]
+        base = widened
+    if base.size == 0 or not np.any(base != 0):
+        return None
+    return base
+
+
 def relion_aberration_warnings(optics: StarBlock | None, particles: StarBlock) -> list[str]:
     """Warnings for RELION aberration columns (optics and per particle) that are not trivial.
 
     Parameters
     ----------
     optics : StarBlock or None
-        The ``data_optics`` table (RELION 3.1+): ``rlnBeamTiltX/Y`` (mrad), ``rlnOddZernike``,
-        ``rlnEvenZernike`` (lists of coefficients), ``rlnMagMat00..11`` (ignored when identity).
+        The ``data_optics`` table (RELION 3.1+): ``rlnEvenZernike`` (a list of coefficients),
+        ``rlnMagMat00..11`` (ignored when identity). Beam tilt and ``rlnOddZernike`` are
+        corrected (:func:`relion_odd_zernike`), not warned of.
     particles : StarBlock
         The particle table: per-particle ``rlnBeamTiltX/Y`` (RELION 3.0) and the same columns.
 

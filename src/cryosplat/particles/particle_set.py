@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cryosplat.core.aberrations import demodulate_images
 from cryosplat.core.ctf import CTF_IN_IMAGES, CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
@@ -65,6 +66,10 @@ class ParticleSet:
         :data:`~cryosplat.core.ctf.CTF_IN_IMAGES` (0 raw, 1 phase-flipped, 2 premultiplied:
         RELION's ``rlnCtfDataArePhaseFlipped`` and ``rlnCtfDataAreCtfPremultiplied``); None: every
         image raw.
+    odd_zernike : np.ndarray or None, shape (N, K)
+        Each particle's antisymmetric aberrations (RELION's ``rlnOddZernike`` order, beam tilt
+        folded in; :mod:`cryosplat.core.aberrations`); :meth:`read_images` takes them out of the
+        images. None: none.
     source : Path
         The metadata file.
     notes : list[str]
@@ -86,6 +91,7 @@ class ParticleSet:
     optics: list[OpticsGroup] = field(default_factory=list)
     random_subset: np.ndarray | None = None
     ctf_in_images: np.ndarray | None = None
+    odd_zernike: np.ndarray | None = None
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -103,6 +109,7 @@ class ParticleSet:
             "shifts_angstrom": self.shifts_angstrom,
             "random_subset": self.random_subset,
             "ctf_in_images": self.ctf_in_images,
+            "odd_zernike": self.odd_zernike,
         }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
@@ -123,7 +130,7 @@ class ParticleSet:
             raise InputError(
                 f"{self.source}: CTF has {len(self.ctf)} rows but there are {n} particles"
             )
-        for name in ("rotations", "shifts_angstrom"):
+        for name in ("rotations", "shifts_angstrom", "odd_zernike"):
             arr = getattr(self, name)
             if arr is not None and not np.all(np.isfinite(arr)):
                 row = int(np.flatnonzero(~np.isfinite(arr.reshape(n, -1)).any(axis=1))[0])
@@ -141,13 +148,20 @@ class ParticleSet:
         return self.ctf is not None
 
     def read_images(self, indices: ArrayLike) -> np.ndarray:
-        """Images of particles ``indices`` (0-based rows), float32, shape (B, D, D)."""
+        """Images of particles ``indices`` (0-based rows), float32, shape (B, D, D).
+
+        Where the particles have antisymmetric aberrations (:attr:`odd_zernike`), they come back
+        taken out (:func:`cryosplat.core.aberrations.demodulate_images`), as ``relion_reconstruct``
+        takes them out before it inserts an image.
+        """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         out = np.empty((idx.size, self.box, self.box), dtype=np.float32)
         sidx = self.stack_index[idx]
         for s in np.unique(sidx):
             rows = np.flatnonzero(sidx == s)
             out[rows] = self.stacks[s].read(self.image_index[idx[rows]])
+        if self.odd_zernike is not None:
+            out = demodulate_images(out, self.odd_zernike[idx], self.pixel_sizes_angstrom(idx))
         return out
 
     def image_ids(self) -> np.ndarray:
@@ -193,6 +207,7 @@ class ParticleSet:
             optics_group=self.optics_group[idx],
             random_subset=take(self.random_subset),
             ctf_in_images=take(self.ctf_in_images),
+            odd_zernike=take(self.odd_zernike),
             notes=list(self.notes),
             warnings=list(self.warnings),
         )

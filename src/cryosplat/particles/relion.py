@@ -22,7 +22,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs, split_image_names
 from cryosplat.io.star import StarBlock, read_star
-from cryosplat.particles.aberrations import relion_aberration_warnings
+from cryosplat.particles.aberrations import relion_aberration_warnings, relion_odd_zernike
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
@@ -426,6 +426,13 @@ def particles_from_star(
     subset = particles.get_int("rlnRandomSubset") if "rlnRandomSubset" in particles else None
     ctf_in_images, ctf_notes = _ctf_in_images(optics, group_of, particles, path)
     notes += ctf_notes
+    odd_zernike = relion_odd_zernike(optics, particles, group_of, per_particle, path)
+    if odd_zernike is not None:
+        notes.append(
+            "aberrations: beam tilt / antisymmetric (odd Zernike) aberrations of "
+            f"{int(np.any(odd_zernike != 0, axis=1).sum())} particles taken out of their images "
+            "as relion_reconstruct does"
+        )
     return ParticleSet(
         box=box,
         pixel_size_angstrom=pixel,
@@ -439,6 +446,7 @@ def particles_from_star(
         optics=groups,
         random_subset=subset,
         ctf_in_images=ctf_in_images,
+        odd_zernike=odd_zernike,
         source=path,
         notes=notes,
         warnings=relion_aberration_warnings(optics, particles),

@@ -1,0 +1,191 @@
+"""Antisymmetric optical aberrations (beam tilt, coma, trefoil) as RELION 3.1 writes and corrects them.
+
+RELION's CTF refinement fits the aberrations of an optics group as Zernike polynomials of the
+spatial frequency ``k`` in 1/Å (not normalised to a unit disc): ``rlnOddZernike`` holds the
+coefficients of the antisymmetric ones, ``rlnEvenZernike`` those of the symmetric ones, each in
+RELION's order (:func:`odd_index_to_mn`, :func:`even_index_to_mn`). The antisymmetric ones do not
+change the CTF's amplitude: they multiply an image's Fourier transform by ``exp(i φ(k))`` with
+
+    ``φ(k) = Σᵢ cᵢ · Z_{nᵢ}^{mᵢ}(k_x, k_y)``
+
+(RELION's ``ObservationModel::getPhaseCorrection``; the forward transform is ``exp(-2πi k·x)``).
+Since ``φ(-k) = -φ(k)`` the factor is Hermitian, so an image multiplied by its conjugate
+(:func:`demodulate_images`, what ``relion_reconstruct`` does before it inserts an image) is real
+again: the image the optics would have made without those aberrations.
+
+A beam tilt ``(t_x, t_y)`` in mrad (``rlnBeamTiltX/Y``) is folded into the coefficients as
+RELION 3.1 does (:func:`insert_beam_tilt`): the phase ``-2π Cs λ² |k|² (k · t)``, written as
+``Z₃^{±1}`` and ``Z₁^{±1}`` terms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "odd_index_to_mn",
+    "even_index_to_mn",
+    "zernike_cartesian",
+    "insert_beam_tilt",
+    "odd_phase",
+    "demodulate_images",
+]
+
+
+def odd_index_to_mn(index: int) -> tuple[int, int]:
+    """(m, n) of RELION's ``index``-th antisymmetric coefficient: 0 → (-1, 1), 1 → (1, 1),
+    2 → (-3, 3), 3 → (-1, 3), 4 → (1, 3), 5 → (3, 3), ..."""
+    if index < 0:
+        raise ValueError(f"Zernike index must be >= 0, got {index}")
+    k = int((math.sqrt(1 + 4 * index) - 1.0) / 2.0)
+    n = 2 * k + 1
+    return 2 * (index - (k * k + k)) - n, n
+
+
+def even_index_to_mn(index: int) -> tuple[int, int]:
+    """(m, n) of RELION's ``index``-th symmetric coefficient: 0 → (0, 0), 1 → (-2, 2),
+    2 → (0, 2), 3 → (2, 2), 4 → (-4, 4), ..."""
+    if index < 0:
+        raise ValueError(f"Zernike index must be >= 0, got {index}")
+    k = int(math.sqrt(index))
+    return 2 * (index - k * k - k), 2 * k
+
+
+def _radial(m: int, n: int, rho: np.ndarray) -> np.ndarray:
+    """The radial polynomial ``R_n^m(ρ)`` (m ≥ 0); zero when ``n - m`` is odd."""
+    if m > n:
+        raise ValueError(f"Zernike m must not exceed n, got m={m}, n={n}")
+    out = np.zeros_like(rho)
+    if (n - m) % 2:
+        return out
+    for k in range((n - m) // 2 + 1):
+        coeff = (-1) ** k * math.factorial(n - k)
+        coeff /= (
+            math.factorial(k) * math.factorial((n + m) // 2 - k) * math.factorial((n - m) // 2 - k)
+        )
+        out = out + coeff * rho ** (n - 2 * k)
+    return out
+
+
+def zernike_cartesian(m: int, n: int, x: ArrayLike, y: ArrayLike) -> np.ndarray:
+    """``Z_n^m`` at points ``(x, y)``: ``R_n^|m|(ρ)·cos(mφ)`` for m ≥ 0, ``R_n^|m|(ρ)·sin(|m|φ)``
+    for m < 0, with ``φ = atan2(y, x)`` (0 at the origin), as RELION's ``Zernike::Z_cart``."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    rho = np.hypot(x, y)
+    phi = np.arctan2(y, x)
+    if m >= 0:
+        return _radial(m, n, rho) * np.cos(m * phi)
+    return _radial(-m, n, rho) * np.sin(-m * phi)
+
+
+def insert_beam_tilt(
+    coefficients: ArrayLike,
+    tilt_x_mrad: float,
+    tilt_y_mrad: float,
+    cs_mm: float,
+    wavelength_angstrom: float,
+) -> np.ndarray:
+    """Fold a beam tilt into antisymmetric coefficients, as RELION 3.1's ``TiltHelper::insertTilt``.
+
+    Parameters
+    ----------
+    coefficients : array_like, shape (K,)
+        ``rlnOddZernike`` (may be empty); padded with zeros to at least six.
+    tilt_x_mrad, tilt_y_mrad : float
+        ``rlnBeamTiltX/Y``.
+    cs_mm : float
+    wavelength_angstrom : float
+
+    Returns
+    -------
+    np.ndarray, shape (max(K, 6),)
+        The coefficients with the tilt's coma (``Z₃^{±1}``, set) and its shift (``Z₁^{±1}``, added).
+    """
+    out = np.zeros(max(len(np.atleast_1d(coefficients)), 6), dtype=np.float64)
+    given = np.asarray(coefficients, dtype=np.float64).reshape(-1)
+    out[: given.size] = given
+    scale = cs_mm * 20000.0 * wavelength_angstrom**2 * 3.141592654
+    z3x = -scale * tilt_x_mrad / 3.0
+    z3y = -scale * tilt_y_mrad / 3.0
+    out[1] += 2.0 * z3x
+    out[0] += 2.0 * z3y
+    out[4] = z3x
+    out[3] = z3y
+    return out
+
+
+def odd_phase(coefficients: ArrayLike, kx: ArrayLike, ky: ArrayLike) -> np.ndarray:
+    """``φ(k) = Σᵢ cᵢ Z_i(k_x, k_y)`` (radians) at frequencies in 1/Å.
+
+    Parameters
+    ----------
+    coefficients : array_like, shape (K,)
+        Antisymmetric coefficients in RELION's order (:func:`odd_index_to_mn`).
+    kx, ky : array_like, broadcastable
+        Frequencies along the image's x (columns) and y (rows), 1/Å.
+    """
+    kx, ky = np.broadcast_arrays(np.asarray(kx, np.float64), np.asarray(ky, np.float64))
+    phase = np.zeros(kx.shape, dtype=np.float64)
+    for i, c in enumerate(np.asarray(coefficients, dtype=np.float64).reshape(-1)):
+        if c != 0:
+            phase += c * zernike_cartesian(*odd_index_to_mn(i), kx, ky)
+    return phase
+
+
+def demodulate_images(
+    images: np.ndarray,
+    coefficients: ArrayLike,
+    pixel_size_angstrom: ArrayLike,
+    modulate: bool = False,
+) -> np.ndarray:
+    """Take each image's antisymmetric aberration out (or, with ``modulate``, put it in).
+
+    Parameters
+    ----------
+    images : np.ndarray, shape (B, D, D)
+        Real images, rows y and columns x.
+    coefficients : array_like, shape (B, K)
+        Each image's antisymmetric coefficients (RELION's order, beam tilt folded in).
+    pixel_size_angstrom : array_like, shape (B,) or scalar
+        Each image's own pixel size.
+    modulate : bool
+        Multiply by ``exp(+iφ)`` (what the optics do) instead of ``exp(-iφ)`` (the correction).
+
+    Returns
+    -------
+    np.ndarray, shape (B, D, D), the dtype of ``images``
+        Images whose transforms are multiplied by ``exp(∓iφ(k))``; rows whose coefficients are all
+        zero come back unchanged. On an even box the Nyquist row and column, where a real image
+        cannot hold a phase, are left as they are, so that modulating and demodulating are
+        inverses.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (B, D, D), got {images.shape}")
+    b, d = images.shape[0], images.shape[1]
+    coeffs = np.asarray(coefficients, dtype=np.float64).reshape(b, -1)
+    pixel = np.broadcast_to(np.asarray(pixel_size_angstrom, dtype=np.float64), (b,))
+    if np.any(pixel <= 0):
+        raise ValueError(f"pixel_size_angstrom must be positive, got {pixel.min()}")
+    out = images.copy()
+    active = np.flatnonzero(np.any(coeffs != 0, axis=1))
+    if active.size == 0:
+        return out
+    keys = np.concatenate([coeffs[active], pixel[active, None]], axis=1)
+    distinct, which = np.unique(keys, axis=0, return_inverse=True)
+    sign = 1.0 if modulate else -1.0
+    for j, key in enumerate(distinct):
+        rows = active[which.reshape(-1) == j]
+        fy = np.fft.fftfreq(d)[:, None] / key[-1]
+        fx = np.fft.rfftfreq(d)[None, :] / key[-1]
+        factor = np.exp(sign * 1j * odd_phase(key[:-1], fx, fy))
+        if d % 2 == 0:
+            factor[d // 2, :] = 1.0
+            factor[:, -1] = 1.0
+        spectra = np.fft.rfft2(images[rows].astype(np.float64), axes=(-2, -1))
+        out[rows] = np.fft.irfft2(spectra * factor, s=(d, d), axes=(-2, -1))
+    return out
