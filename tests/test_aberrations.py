@@ -1,5 +1,6 @@
-"""Optical aberrations in a RELION file: antisymmetric ones read into per-particle coefficients
-(and taken out of the images), the others named in a warning."""
+"""Optical aberrations in a RELION file: Zernike terms and beam tilt read into per-particle
+coefficients (odd ones taken out of the images, even ones added to the CTF), the others named in a
+warning."""
 
 from __future__ import annotations
 
@@ -71,16 +72,20 @@ def test_unmodelled_aberrations_are_named_and_odd_ones_read(tmp_path):
     assert message.startswith("data_optics: optical aberration column(s) rlnMagMat00, ")
     for name in ("rlnBeamTiltX", "rlnBeamTiltY", "rlnOddZernike", "rlnEvenZernike"):
         assert name not in message
+    assert ps.ctf.even_zernike is None  # all zero
     expected = insert_beam_tilt([0.1, -0.3], 0.2, 0.0, 2.7, electron_wavelength_angstrom(300.0))
     assert ps.odd_zernike.shape == (2, 6)
     np.testing.assert_allclose(ps.odd_zernike, np.tile(expected, (2, 1)))
     assert any("taken out of their images as relion_reconstruct does" in n for n in ps.notes)
 
 
-def test_even_zernike_is_named(tmp_path):
+def test_even_zernike_joins_the_ctf(tmp_path):
     ps = _read(tmp_path, {"rlnEvenZernike": "[0,0.5,0,0,0]"})
-    assert len(ps.warnings) == 1 and "rlnEvenZernike" in ps.warnings[0]
+    assert ps.warnings == []
     assert ps.odd_zernike is None
+    np.testing.assert_allclose(ps.ctf.even_zernike, [[0, 0.5, 0, 0, 0]] * 2)
+    np.testing.assert_allclose(ps.subset([1]).ctf.even_zernike, [[0, 0.5, 0, 0, 0]])
+    assert any("added to their CTF as RELION does" in n for n in ps.notes)
 
 
 def test_per_particle_beam_tilt_is_read(tmp_path):
@@ -100,3 +105,43 @@ def test_odd_zernike_alone_is_read(tmp_path):
 def test_unreadable_coefficients_are_refused(tmp_path, value):
     with pytest.raises(InputError, match="rlnOddZernike, row 1"):
         _read(tmp_path, {"rlnOddZernike": value})
+
+
+def test_even_zernike_round_trips_through_a_written_star(tmp_path):
+    from dataclasses import replace
+
+    from cryosplat.core.ctf import CTFParams
+    from cryosplat.io.star import write_relion31_particles
+
+    ctf = CTFParams.create(3, defocus_u_angstrom=1e4, defocus_v_angstrom=1.1e4)
+    even = np.array([[0, 1.5, 0, -2.0], [0, 0, 0, 0], [0, 1.5, 0, -2.0]])
+    write_relion31_particles(
+        tmp_path / "w.star",
+        image_names=None,
+        rotations=np.tile(np.eye(3), (3, 1, 1)),
+        ctf=replace(ctf, even_zernike=even),
+        pixel_size_angstrom=1.0,
+        box=16,
+    )
+    back = particles_from_star(tmp_path / "w.star", require_images=False)
+    np.testing.assert_allclose(back.ctf.even_zernike, even)
+    assert len(back.optics) == 2
+
+
+def test_ctf_params_check_and_join_their_even_zernike():
+    from cryosplat.core.ctf import CTFParams
+
+    ctf = CTFParams.create(2, defocus_u_angstrom=1e4, defocus_v_angstrom=1e4)
+    with pytest.raises(ValueError, match="even_zernike has shape"):
+        CTFParams(**{f: getattr(ctf, f) for f in CTFParams.FIELDS}, even_zernike=np.zeros(2))
+    with pytest.raises(ValueError, match="even_zernike is not finite at row 1"):
+        CTFParams(
+            **{f: getattr(ctf, f) for f in CTFParams.FIELDS},
+            even_zernike=np.array([[0, 1.0], [np.nan, 0]]),
+        )
+    with_even = CTFParams(
+        **{f: getattr(ctf, f) for f in CTFParams.FIELDS}, even_zernike=np.array([[0, 1.0], [0, 2]])
+    )
+    joined = CTFParams.concatenate([ctf, with_even])
+    np.testing.assert_allclose(joined.even_zernike, [[0, 0], [0, 0], [0, 1], [0, 2]])
+    assert CTFParams.concatenate([ctf, ctf]).even_zernike is None

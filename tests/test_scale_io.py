@@ -8,6 +8,7 @@ import resource
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -85,6 +86,14 @@ def test_ctf_plane_matches_double_precision_ctf():
     kx = torch.arange(box // 2)
     plane = CTFPlane(kx[None, :].expand(box, -1), k[:, None].expand(-1, box // 2), box, pixel)
     assert torch.allclose(plane(params), ref, atol=2e-4)
+    # With symmetric aberrations (rlnEvenZernike) on some rows: the same CTF, and a different one.
+    even = np.zeros((n, 9))
+    even[::2] = rng.normal(0, 10, (3, 9))
+    aberrated = replace(params, even_zernike=even)
+    ref_even = ctf_from_params(aberrated, box, pixel)[..., box // 2 :]
+    assert torch.allclose(plane(aberrated), ref_even, atol=2e-4)
+    assert torch.allclose(ref_even[1::2], ref[1::2])
+    assert (ref_even[::2] - ref[::2]).abs().max() > 0.5
 
 
 SCRIPT = textwrap.dedent(

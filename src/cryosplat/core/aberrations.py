@@ -1,4 +1,4 @@
-"""Antisymmetric optical aberrations (beam tilt, coma, trefoil) as RELION 3.1 writes and corrects them.
+"""Higher-order optical aberrations as RELION 3.1 writes and corrects them (Zernike terms).
 
 RELION's CTF refinement fits the aberrations of an optics group as Zernike polynomials of the
 spatial frequency ``k`` in 1/Å (not normalised to a unit disc): ``rlnOddZernike`` holds the
@@ -13,6 +13,10 @@ Since ``φ(-k) = -φ(k)`` the factor is Hermitian, so an image multiplied by its
 (:func:`demodulate_images`, what ``relion_reconstruct`` does before it inserts an image) is real
 again: the image the optics would have made without those aberrations.
 
+The symmetric ones change the CTF instead: RELION adds ``γ(k) = Σᵢ cᵢ Z_i(k)`` to its phase
+``gamma`` and takes ``-sin(gamma)``, so in the convention of :mod:`cryosplat.core.ctf` (``sin χ``)
+it is subtracted from ``χ`` (:func:`even_phase`, used by :func:`cryosplat.core.ctf.ctf_at`).
+
 A beam tilt ``(t_x, t_y)`` in mrad (``rlnBeamTiltX/Y``) is folded into the coefficients as
 RELION 3.1 does (:func:`insert_beam_tilt`): the phase ``-2π Cs λ² |k|² (k · t)``, written as
 ``Z₃^{±1}`` and ``Z₁^{±1}`` terms.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "zernike_cartesian",
     "insert_beam_tilt",
     "odd_phase",
+    "even_phase",
     "demodulate_images",
 ]
 
@@ -54,11 +60,12 @@ def even_index_to_mn(index: int) -> tuple[int, int]:
     return 2 * (index - k * k - k), 2 * k
 
 
-def _radial(m: int, n: int, rho: np.ndarray) -> np.ndarray:
-    """The radial polynomial ``R_n^m(ρ)`` (m ≥ 0); zero when ``n - m`` is odd."""
+def _radial(m: int, n: int, rho):
+    """The radial polynomial ``R_n^m(ρ)`` (m ≥ 0) of an array or tensor; zero when ``n - m`` is
+    odd."""
     if m > n:
         raise ValueError(f"Zernike m must not exceed n, got m={m}, n={n}")
-    out = np.zeros_like(rho)
+    out = rho * 0.0
     if (n - m) % 2:
         return out
     for k in range((n - m) // 2 + 1):
@@ -70,16 +77,21 @@ def _radial(m: int, n: int, rho: np.ndarray) -> np.ndarray:
     return out
 
 
+def zernike_polar(m: int, n: int, rho, phi):
+    """``Z_n^m`` at polar points (arrays or tensors): ``R_n^|m|(ρ)·cos(mφ)`` for m ≥ 0,
+    ``R_n^|m|(ρ)·sin(|m|φ)`` for m < 0."""
+    cos, sin = (torch.cos, torch.sin) if torch.is_tensor(phi) else (np.cos, np.sin)
+    if m >= 0:
+        return _radial(m, n, rho) * cos(m * phi)
+    return _radial(-m, n, rho) * sin(-m * phi)
+
+
 def zernike_cartesian(m: int, n: int, x: ArrayLike, y: ArrayLike) -> np.ndarray:
-    """``Z_n^m`` at points ``(x, y)``: ``R_n^|m|(ρ)·cos(mφ)`` for m ≥ 0, ``R_n^|m|(ρ)·sin(|m|φ)``
-    for m < 0, with ``φ = atan2(y, x)`` (0 at the origin), as RELION's ``Zernike::Z_cart``."""
+    """``Z_n^m`` at points ``(x, y)``, with ``φ = atan2(y, x)`` (0 at the origin), as RELION's
+    ``Zernike::Z_cart``."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    rho = np.hypot(x, y)
-    phi = np.arctan2(y, x)
-    if m >= 0:
-        return _radial(m, n, rho) * np.cos(m * phi)
-    return _radial(-m, n, rho) * np.sin(-m * phi)
+    return zernike_polar(m, n, np.hypot(x, y), np.arctan2(y, x))
 
 
 def insert_beam_tilt(
@@ -134,6 +146,30 @@ def odd_phase(coefficients: ArrayLike, kx: ArrayLike, ky: ArrayLike) -> np.ndarr
         if c != 0:
             phase += c * zernike_cartesian(*odd_index_to_mn(i), kx, ky)
     return phase
+
+
+def even_phase(coefficients: torch.Tensor, k2: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``γ(k) = Σᵢ cᵢ Z_i(k)`` (radians), the symmetric aberrations' addition to RELION's CTF phase.
+
+    Parameters
+    ----------
+    coefficients : torch.Tensor, shape (*batch, K)
+        Symmetric coefficients in RELION's order (:func:`even_index_to_mn`); ``batch`` broadcasts
+        with ``k2`` and ``theta`` (e.g. (B, 1, 1, K) against a (D, D) grid).
+    k2 : torch.Tensor
+        Squared frequency, 1/Å².
+    theta : torch.Tensor
+        Direction from the image x axis, radians.
+    """
+    rho = torch.sqrt(k2)
+    shape = torch.broadcast_shapes(coefficients.shape[:-1], k2.shape, theta.shape)
+    dtype = torch.promote_types(k2.dtype, coefficients.dtype)
+    out = torch.zeros(shape, device=k2.device, dtype=dtype)
+    for i in range(coefficients.shape[-1]):
+        c = coefficients[..., i]
+        if bool((c != 0).any()):
+            out = out + c * zernike_polar(*even_index_to_mn(i), rho, theta)
+    return out
 
 
 def demodulate_images(

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from cryosplat.core.aberrations import even_phase
 from cryosplat.core.fourier import frequency_grid_2d
 
 __all__ = [
@@ -71,6 +72,8 @@ class CTFParams:
     phase_shift_degrees : phase plate shift, degrees
     bfactor_angstrom2 : envelope B-factor, Å² (0: none)
     scale : CTF scale factor (RELION ``rlnCtfScalefactor``, 1 by default)
+    even_zernike : symmetric aberrations, shape (N, K), or None: RELION's ``rlnEvenZernike``
+        coefficients (radians at frequencies in 1/Å; :func:`cryosplat.core.aberrations.even_phase`)
     """
 
     defocus_u_angstrom: np.ndarray
@@ -82,6 +85,7 @@ class CTFParams:
     phase_shift_degrees: np.ndarray
     bfactor_angstrom2: np.ndarray
     scale: np.ndarray
+    even_zernike: np.ndarray | None = None
 
     FIELDS = (
         "defocus_u_angstrom",
@@ -121,6 +125,14 @@ class CTFParams:
             raise ValueError(
                 f"voltage_kv must be positive, got {self.voltage_kv[bad]} at row {bad}"
             )
+        if self.even_zernike is not None:
+            even = np.asarray(self.even_zernike, dtype=np.float64)
+            if even.ndim != 2 or even.shape[0] != n:
+                raise ValueError(f"even_zernike has shape {even.shape}, expected ({n}, K)")
+            if not np.all(np.isfinite(even)):
+                bad = int(np.flatnonzero(~np.isfinite(even).all(axis=1))[0])
+                raise ValueError(f"even_zernike is not finite at row {bad}: {even[bad]}")
+            self.even_zernike = even if np.any(even != 0) else None
 
     @classmethod
     def create(cls, n: int, **values) -> CTFParams:
@@ -150,7 +162,8 @@ class CTFParams:
 
     def subset(self, index: ArrayLike | slice) -> CTFParams:
         """Rows ``index`` (an integer array, slice or boolean mask)."""
-        return CTFParams(**{f: getattr(self, f)[index] for f in self.FIELDS})
+        even = None if self.even_zernike is None else self.even_zernike[index]
+        return CTFParams(**{f: getattr(self, f)[index] for f in self.FIELDS}, even_zernike=even)
 
     def as_tensors(
         self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
@@ -162,8 +175,18 @@ class CTFParams:
 
     @staticmethod
     def concatenate(parts: list[CTFParams]) -> CTFParams:
+        even = None
+        if any(p.even_zernike is not None for p in parts):
+            width = max(p.even_zernike.shape[1] for p in parts if p.even_zernike is not None)
+            even = np.zeros((sum(len(p) for p in parts), width))
+            start = 0
+            for p in parts:
+                if p.even_zernike is not None:
+                    even[start : start + len(p), : p.even_zernike.shape[1]] = p.even_zernike
+                start += len(p)
         return CTFParams(
-            **{f: np.concatenate([getattr(p, f) for p in parts]) for f in CTFParams.FIELDS}
+            **{f: np.concatenate([getattr(p, f) for p in parts]) for f in CTFParams.FIELDS},
+            even_zernike=even,
         )
 
 
@@ -179,6 +202,7 @@ def compute_ctf(
     phase_shift_degrees: torch.Tensor | None = None,
     bfactor_angstrom2: torch.Tensor | None = None,
     scale: torch.Tensor | None = None,
+    even_zernike: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CTF on the centred D×D frequency grid for a batch of particles.
 
@@ -189,6 +213,8 @@ def compute_ctf(
     pixel_size_angstrom : float
     defocus_u_angstrom, defocus_v_angstrom, defocus_angle_degrees, voltage_kv, cs_mm,
     amplitude_contrast, phase_shift_degrees, bfactor_angstrom2, scale : torch.Tensor, shape (B,)
+    even_zernike : torch.Tensor, shape (B, K), optional
+        Symmetric aberrations (:attr:`CTFParams.even_zernike`).
 
     Returns
     -------
@@ -214,6 +240,10 @@ def compute_ctf(
         for name, t in given.items()
         if t is not None
     }
+    if even_zernike is not None:
+        columns["even_zernike"] = torch.as_tensor(
+            even_zernike, device=device, dtype=torch.float64
+        ).reshape(len(columns["defocus_u_angstrom"]), 1, 1, -1)
     return ctf_at(kx**2 + ky**2, torch.atan2(ky, kx), columns).to(dtype)
 
 
@@ -224,7 +254,8 @@ def ctf_at(
     (radians from the image x axis). ``params``: float64 tensors by the names of
     :attr:`CTFParams.FIELDS` (``phase_shift_degrees``, ``bfactor_angstrom2`` and ``scale`` may be
     left out), broadcast with ``k2`` and ``theta`` (e.g. (B, 1, 1) against a (D, D) grid, or
-    (B, 1, 1) against (1, A, R) directions and radii)."""
+    (B, 1, 1) against (1, A, R) directions and radii); ``even_zernike`` may add the symmetric
+    aberrations, shaped as the others with the coefficients last (e.g. (B, 1, 1, K))."""
     du, dv = params["defocus_u_angstrom"], params["defocus_v_angstrom"]
     ang = params["defocus_angle_degrees"]
     lam = electron_wavelength_angstrom(params["voltage_kv"])
@@ -238,6 +269,8 @@ def ctf_at(
     chi = chi + torch.atan(q / torch.sqrt(1.0 - q**2))
     if phase_shift_degrees is not None:
         chi = chi + torch.deg2rad(phase_shift_degrees)
+    if params.get("even_zernike") is not None:
+        chi = chi - even_phase(params["even_zernike"], k2, theta)
     ctf = torch.sin(chi)
     if bfactor_angstrom2 is not None:
         ctf = ctf * torch.exp(-bfactor_angstrom2 * k2 / 4.0)
@@ -255,6 +288,8 @@ def ctf_from_params(
 ) -> torch.Tensor:
     """:func:`compute_ctf` for every row of ``params``: shape (N, D, D)."""
     t = params.as_tensors(device=device, dtype=torch.float64)
+    if params.even_zernike is not None:
+        t["even_zernike"] = torch.as_tensor(params.even_zernike, device=device)
     return compute_ctf(box, pixel_size_angstrom, **t).to(dtype)
 
 

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import torch
 
+from cryosplat.core.aberrations import even_phase
 from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
 
 __all__ = ["CTFPlane"]
@@ -44,6 +45,7 @@ class CTFPlane:
         theta = torch.atan2(fy, fx)
         self.shape = tuple(kx.shape)
         self.device = kx.device
+        self._k2_theta = (k2, theta)
         self.k2 = k2.float()
         self.k4 = (k2**2).float()
         self.cos2 = torch.cos(2.0 * theta).float()
@@ -74,6 +76,10 @@ class CTFPlane:
         s = s.reshape(len(params), 7, *([1] * len(self.shape)))
         a0, ac, as_, c4, phase, b4, scale = s.unbind(1)
         chi = (a0 + ac * self.cos2 + as_ * self.sin2) * self.k2 - c4 * self.k4 + phase
+        if params.even_zernike is not None:
+            even = torch.as_tensor(params.even_zernike, device=self.device, dtype=torch.float64)
+            even = even.reshape(len(params), *([1] * len(self.shape)), -1)
+            chi = chi - even_phase(even, *self._k2_theta).float()
         ctf = torch.sin(chi)
         if bool((params.bfactor_angstrom2 != 0).any()):
             ctf = ctf * torch.exp(-b4 * self.k2)

@@ -389,7 +389,8 @@ def write_relion31_particles(
     shifts_angstrom : array_like, shape (N, 2), optional
         RELION origins in Å (``rlnOriginXAngst/YAngst``).
     ctf : CTFParams, optional
-        Per-particle CTF; one optics group is written per distinct (voltage, Cs, Q). Without it a
+        Per-particle CTF; one optics group is written per distinct (voltage, Cs, Q, and
+        ``rlnEvenZernike`` where the CTF has symmetric aberrations). Without it a
         single group with RELION's usual 300 kV, 2.7 mm, 0.1 is written (RELION needs the columns).
     pixel_size_angstrom : float
     box : int
@@ -418,6 +419,8 @@ def write_relion31_particles(
     n = next(iter(lengths.values()))
     if ctf is not None:
         keys = np.stack([ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast], axis=1)
+        if ctf.even_zernike is not None:
+            keys = np.concatenate([keys, ctf.even_zernike], axis=1)
         groups, group_of = distinct_rows(keys)
     else:
         groups, group_of = np.array([[300.0, 2.7, 0.1]]), np.zeros(n, dtype=np.int64)
@@ -431,6 +434,10 @@ def write_relion31_particles(
         "rlnImageSize": np.full(len(groups), int(box)),
         "rlnImageDimensionality": np.full(len(groups), 2),
     }
+    if groups.shape[1] > 3:
+        optics["rlnEvenZernike"] = [
+            "[" + ",".join(f"{c:.10g}" for c in g[3:]) + "]" for g in groups
+        ]
     parts: dict[str, Sequence] = {}
     if image_names is not None:
         parts["rlnImageName"] = [str(s) for s in image_names]

@@ -8,13 +8,12 @@ grow with frequency).
 
 RELION's antisymmetric ones (``rlnBeamTiltX/Y``, ``rlnOddZernike``) are read into per-particle
 coefficients (:func:`relion_odd_zernike`) and taken out of the images as ``relion_reconstruct``
-does (:mod:`cryosplat.core.aberrations`). The others (RELION's ``rlnEvenZernike`` and
-``rlnMagMat``, cryoSPARC's fields) are named by the warnings here instead of ignored silently.
+does; its symmetric ones (``rlnEvenZernike``, :func:`relion_even_zernike`) join the CTF
+(:mod:`cryosplat.core.aberrations`). The others (RELION's ``rlnMagMat``, cryoSPARC's fields) are
+named by the warnings here instead of ignored silently.
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 
@@ -23,32 +22,28 @@ from cryosplat.core.ctf import electron_wavelength_angstrom
 from cryosplat.core.errors import InputError
 from cryosplat.io.star import StarBlock
 
-__all__ = ["relion_odd_zernike", "relion_aberration_warnings", "cryosparc_aberration_warnings"]
+__all__ = [
+    "relion_odd_zernike",
+    "relion_even_zernike",
+    "relion_aberration_warnings",
+    "cryosparc_aberration_warnings",
+]
 
 _RELION_TILT = ("rlnBeamTiltX", "rlnBeamTiltY")
-_RELION_LIST = ("rlnEvenZernike",)
 _RELION_MAG = tuple(f"rlnMagMat{i}{j}" for i in (0, 1) for j in (0, 1))
 _CRYOSPARC = ("ctf/shift_A", "ctf/tilt_A", "ctf/trefoil_A", "ctf/tetra_A", "ctf/anisomag")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def _message(table: str, names: list[str]) -> str:
     return (
         f"{table}: optical aberration column(s) {', '.join(names)} present and not modelled "
-        "(cryosplat corrects beam tilt and antisymmetric aberrations, not symmetric ones or "
-        "anisotropic magnification); high-resolution detail may be lost"
+        "(cryosplat corrects beam tilt and RELION's Zernike aberrations, not anisotropic "
+        "magnification or cryoSPARC's aberrations); high-resolution detail may be lost"
     )
 
 
-def _nonzero_lists(block: StarBlock, name: str) -> bool:
-    for text in block.get_str(name):
-        if any(float(x) != 0 for x in _NUMBER.findall(str(text))):
-            return True
-    return False
-
-
 def _relion_table(block: StarBlock) -> list[str]:
-    found = [c for c in _RELION_LIST if c in block and _nonzero_lists(block, c)]
+    found = []
     present = [c for c in _RELION_MAG if c in block]
     if present:
         identity = {"rlnMagMat00": 1.0, "rlnMagMat01": 0.0, "rlnMagMat10": 0.0, "rlnMagMat11": 1.0}
@@ -68,6 +63,14 @@ def _coefficient_lists(block: StarBlock, name: str, table: str, path: object) ->
         if not np.all(np.isfinite(out[-1])):
             raise InputError(f"{path}: {table}, column {name}, row {row + 1}: not finite: {text!r}")
     return out
+
+
+def _per_particle(lists: list[np.ndarray], group_of: np.ndarray) -> np.ndarray:
+    """Each group's coefficient list, padded with zeros to the longest, for each particle."""
+    table = np.zeros((len(lists), max(len(c) for c in lists)))
+    for g, c in enumerate(lists):
+        table[g, : len(c)] = c
+    return table[group_of]
 
 
 def _tilts(block: StarBlock, table: str, path: object) -> np.ndarray | None:
@@ -119,10 +122,7 @@ def relion_odd_zernike(
     if optics is not None:
         if "rlnOddZernike" in optics:
             groups = _coefficient_lists(optics, "rlnOddZernike", "data_optics", path)
-            table = np.zeros((len(groups), max(len(c) for c in groups)))
-            for g, c in enumerate(groups):
-                table[g, : len(c)] = c
-            base = table[group_of]
+            base = _per_particle(groups, group_of)
         group_tilt = _tilts(optics, "data_optics", path)
         tilt = None if group_tilt is None else group_tilt[group_of]
     if tilt is None:
@@ -154,15 +154,28 @@ def relion_odd_zernike(
     return base
 
 
+def relion_even_zernike(
+    optics: StarBlock | None, group_of: np.ndarray, path: object = ""
+) -> np.ndarray | None:
+    """Each particle's symmetric aberration coefficients (``rlnEvenZernike`` of its optics group,
+    RELION's order: :func:`cryosplat.core.aberrations.even_index_to_mn`), shape (N, K); None when
+    there are none or all are zero."""
+    if optics is None or "rlnEvenZernike" not in optics:
+        return None
+    groups = _coefficient_lists(optics, "rlnEvenZernike", "data_optics", path)
+    out = _per_particle(groups, group_of)
+    return out if out.size and np.any(out != 0) else None
+
+
 def relion_aberration_warnings(optics: StarBlock | None, particles: StarBlock) -> list[str]:
     """Warnings for RELION aberration columns (optics and per particle) that are not trivial.
 
     Parameters
     ----------
     optics : StarBlock or None
-        The ``data_optics`` table (RELION 3.1+): ``rlnEvenZernike`` (a list of coefficients),
-        ``rlnMagMat00..11`` (ignored when identity). Beam tilt and ``rlnOddZernike`` are
-        corrected (:func:`relion_odd_zernike`), not warned of.
+        The ``data_optics`` table (RELION 3.1+): ``rlnMagMat00..11`` (ignored when identity).
+        Beam tilt and the Zernike coefficients are modelled (:func:`relion_odd_zernike`,
+        :func:`relion_even_zernike`), not warned of.
     particles : StarBlock
         The particle table: per-particle ``rlnBeamTiltX/Y`` (RELION 3.0) and the same columns.
 

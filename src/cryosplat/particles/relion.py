@@ -11,6 +11,7 @@ the distinct (pixel size, voltage, Cs, Q). Angles and shifts are kept in RELION'
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,11 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs, split_image_names
 from cryosplat.io.star import StarBlock, read_star
-from cryosplat.particles.aberrations import relion_aberration_warnings, relion_odd_zernike
+from cryosplat.particles.aberrations import (
+    relion_aberration_warnings,
+    relion_even_zernike,
+    relion_odd_zernike,
+)
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
@@ -403,6 +408,14 @@ def particles_from_star(
     else:
         groups, group_of, per_particle = _optics_30(particles, path)
     ctf = _ctf(particles, per_particle, path)
+    even_zernike = relion_even_zernike(optics, group_of, path)
+    if ctf is not None and even_zernike is not None:
+        ctf = replace(ctf, even_zernike=even_zernike)
+        notes.append(
+            "aberrations: symmetric (even Zernike) aberrations of "
+            f"{int(np.any(even_zernike != 0, axis=1).sum())} particles added to their CTF "
+            "as RELION does"
+        )
     stacks, stack_index, image_index, box = _images(
         particles, groups, path, datadir, require_images, notes
     )

@@ -104,6 +104,9 @@ def _ctf2_on_rings(particles: ParticleSet, indices: np.ndarray, k: np.ndarray) -
     rows = torch.as_tensor(indices)
     fields = particles.ctf.as_tensors(dtype=torch.float64).items()
     params = {name: value[rows].reshape(-1, 1, 1) for name, value in fields}
+    if particles.ctf.even_zernike is not None:
+        even = torch.as_tensor(particles.ctf.even_zernike[indices], dtype=torch.float64)
+        params["even_zernike"] = even.reshape(len(indices), 1, 1, -1)
     theta = torch.linspace(0.0, np.pi, N_DIRECTIONS + 1, dtype=torch.float64)[:-1]
     k2 = torch.as_tensor(k, dtype=torch.float64)[:, None, :] ** 2
     ctf = ctf_at(k2, theta[None, :, None], params)

@@ -146,6 +146,12 @@ def input_fingerprint(particles: ParticleSet) -> str:
     ]
     if particles.ctf is not None:
         arrays += [getattr(particles.ctf, f) for f in particles.ctf.FIELDS]
+    # Aberrations join the fingerprint only where a set has them (older runs' keys unchanged).
+    arrays += [
+        a
+        for a in (particles.odd_zernike, getattr(particles.ctf, "even_zernike", None))
+        if a is not None
+    ]
     for a in arrays:
         h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
     for st in particles.stacks:
