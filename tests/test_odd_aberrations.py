@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 
 from cryosplat.core.aberrations import (
     demodulate_images,
@@ -189,3 +190,38 @@ def test_relion_reconstruct_takes_out_what_cryosplat_puts_in(tmp_path, relion_av
     assert with_[:-1].min() > 0.999, with_
     assert with_[-1] > 0.99, with_
     assert without.min() < 0.9, without
+
+
+def test_the_gather_takes_them_out_as_read_images_does(tmp_path, tiny_set):
+    """The statistics pass reads images as stored and multiplies their transforms by the
+    correction on the device: its sums equal those of the clean images, as reading them
+    corrected does."""
+    from dataclasses import replace
+
+    from cryosplat.io.mrc import MRCStack, write_stack
+    from cryosplat.particles.read import read_particles
+    from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+
+    clean = read_particles(tiny_set)
+    n = len(clean)
+    images = clean.read_images(np.arange(n))
+    coeffs = np.zeros((n, 6))
+    coeffs[::2] = insert_beam_tilt([0, 0, 2000.0], 3.0, -2.0, 2.7, 0.0197)
+    coeffs[1::3, 4] = -1500.0
+    made = demodulate_images(images, coeffs, clean.pixel_size_angstrom, modulate=True)
+    write_stack(tmp_path / "made.mrcs", made, clean.pixel_size_angstrom)
+    aberrated = replace(
+        clean,
+        stacks=[MRCStack(tmp_path / "made.mrcs")],
+        stack_index=np.zeros(n, dtype=np.int64),
+        image_index=np.arange(n),
+        odd_zernike=coeffs,
+    )
+    np.testing.assert_allclose(aberrated.read_images([3, 7]), images[[3, 7]], atol=1e-4)
+    config = AccumulateConfig(batch_size=50)
+    ours, theirs = accumulate(aberrated, config=config), accumulate(clean, config=config)
+    assert torch.equal(ours.weights, theirs.weights)
+    scale = float(theirs.data.abs().max())
+    assert float((ours.data - theirs.data).abs().max()) < 1e-4 * scale
+    ignored = accumulate(replace(aberrated, odd_zernike=None), config=config)
+    assert float((ignored.data - theirs.data).abs().max()) > 0.05 * scale

@@ -24,6 +24,7 @@ RELION 3.1 does (:func:`insert_beam_tilt`): the phase ``-2π Cs λ² |k|² (k ·
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "insert_beam_tilt",
     "odd_phase",
     "even_phase",
+    "odd_phase_factors",
     "demodulate_images",
 ]
 
@@ -211,17 +213,60 @@ def demodulate_images(
     active = np.flatnonzero(np.any(coeffs != 0, axis=1))
     if active.size == 0:
         return out
-    keys = np.concatenate([coeffs[active], pixel[active, None]], axis=1)
-    distinct, which = np.unique(keys, axis=0, return_inverse=True)
-    sign = 1.0 if modulate else -1.0
-    for j, key in enumerate(distinct):
-        rows = active[which.reshape(-1) == j]
-        fy = np.fft.fftfreq(d)[:, None] / key[-1]
-        fx = np.fft.rfftfreq(d)[None, :] / key[-1]
-        factor = np.exp(sign * 1j * odd_phase(key[:-1], fx, fy))
-        if d % 2 == 0:
-            factor[d // 2, :] = 1.0
-            factor[:, -1] = 1.0
-        spectra = np.fft.rfft2(images[rows].astype(np.float64), axes=(-2, -1))
-        out[rows] = np.fft.irfft2(spectra * factor, s=(d, d), axes=(-2, -1))
+    factors = odd_phase_factors(coeffs[active], pixel[active], d, modulate)
+    spectra = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(images[active])).float())
+    out[active] = torch.fft.irfft2(spectra * factors, s=(d, d)).numpy()
     return out
+
+
+def odd_phase_factors(
+    coefficients: np.ndarray,
+    pixel_size_angstrom: np.ndarray,
+    box: int,
+    modulate: bool = False,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``exp(∓iφ(k))`` of each image on the ``rfft2`` grid of a ``box`` image.
+
+    Parameters
+    ----------
+    coefficients : np.ndarray, shape (B, K)
+        Antisymmetric coefficients (RELION's order, beam tilt folded in).
+    pixel_size_angstrom : np.ndarray, shape (B,)
+    box : int
+    modulate : bool
+        ``exp(+iφ)`` (the optics) instead of ``exp(-iφ)`` (the correction).
+    device : torch device of the result
+
+    Returns
+    -------
+    torch.Tensor, shape (B, box, box // 2 + 1), complex64
+        Rows in ``fftfreq`` order, as ``torch.fft.rfft2`` lays them out; on an even box the
+        Nyquist row and column are 1. Each distinct (coefficients, pixel) is computed once.
+    """
+    keys = np.concatenate(
+        [
+            np.asarray(coefficients, np.float64),
+            np.asarray(pixel_size_angstrom, np.float64)[:, None],
+        ],
+        axis=1,
+    )
+    distinct, which = np.unique(keys, axis=0, return_inverse=True)
+    table = torch.stack(
+        [_phase_factor(tuple(k[:-1].tolist()), float(k[-1]), box, modulate) for k in distinct]
+    ).to(device)
+    return table[torch.from_numpy(which.reshape(-1)).to(table.device)]
+
+
+@functools.lru_cache(maxsize=64)
+def _phase_factor(
+    coefficients: tuple[float, ...], pixel_size_angstrom: float, box: int, modulate: bool
+) -> torch.Tensor:
+    """One image's ``exp(±iφ)`` on the rfft grid (:func:`odd_phase_factors`)."""
+    fy = np.fft.fftfreq(box)[:, None] / pixel_size_angstrom
+    fx = np.fft.rfftfreq(box)[None, :] / pixel_size_angstrom
+    factor = np.exp((1.0 if modulate else -1.0) * 1j * odd_phase(coefficients, fx, fy))
+    if box % 2 == 0:
+        factor[box // 2, :] = 1.0
+        factor[:, -1] = 1.0
+    return torch.from_numpy(factor.astype(np.complex64))

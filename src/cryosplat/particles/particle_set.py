@@ -147,12 +147,14 @@ class ParticleSet:
     def has_ctf(self) -> bool:
         return self.ctf is not None
 
-    def read_images(self, indices: ArrayLike) -> np.ndarray:
+    def read_images(self, indices: ArrayLike, as_stored: bool = False) -> np.ndarray:
         """Images of particles ``indices`` (0-based rows), float32, shape (B, D, D).
 
         Where the particles have antisymmetric aberrations (:attr:`odd_zernike`), they come back
         taken out (:func:`cryosplat.core.aberrations.demodulate_images`), as ``relion_reconstruct``
-        takes them out before it inserts an image.
+        takes them out before it inserts an image; ``as_stored`` skips that, for a reader that
+        takes them out of the images' transforms itself
+        (:func:`cryosplat.core.aberrations.odd_phase_factors`).
         """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         out = np.empty((idx.size, self.box, self.box), dtype=np.float32)
@@ -160,7 +162,7 @@ class ParticleSet:
         for s in np.unique(sidx):
             rows = np.flatnonzero(sidx == s)
             out[rows] = self.stacks[s].read(self.image_index[idx[rows]])
-        if self.odd_zernike is not None:
+        if self.odd_zernike is not None and not as_stored:
             out = demodulate_images(out, self.odd_zernike[idx], self.pixel_sizes_angstrom(idx))
         return out
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from cryosplat.core.aberrations import odd_phase_factors
 from cryosplat.core.ctf import raw_backprojection_factor
 from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.errors import InputError
@@ -395,7 +396,12 @@ class _BatchInserter:
         # factor (-1)^(kx + ky) (even box), folded into the shift phases below.
         self.background.add_images(images)
         weights = None if self.levels is None else self.levels.weights(images)
-        spectra = torch.fft.fftshift(torch.fft.rfft2(images), dim=-2)[..., : box // 2]
+        spectra = torch.fft.rfft2(images)
+        if particles.odd_zernike is not None:  # staged as stored: beam tilt etc. taken out here
+            spectra = spectra * odd_phase_factors(
+                particles.odd_zernike[batch], self.pixel_of[batch], box, device=self.device
+            )
+        spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
         batch_pixel = np.round(self.pixel_of[batch], 6)
         for group_pixel in np.unique(batch_pixel):
             own = batch_pixel == group_pixel

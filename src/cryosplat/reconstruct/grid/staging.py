@@ -27,8 +27,9 @@ Screen = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def _load(particles: ParticleSet, rows: np.ndarray, pin: bool, screen: Screen | None):
     """``(rows, images)`` of a batch as a float32 host tensor (pinned for ``pin``), after
-    ``screen``; stack maps released."""
-    images = particles.read_images(rows)
+    ``screen``; stack maps released. The images are as stored: the gather takes their
+    antisymmetric aberrations out of their transforms (on the device)."""
+    images = particles.read_images(rows, as_stored=True)
     for s in np.unique(particles.stack_index[rows]):  # only the stacks this batch touched
         particles.stacks[s].release()
     if screen is not None:
