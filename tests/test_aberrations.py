@@ -49,11 +49,11 @@ def test_no_warning_and_no_correction_for_trivial_values(tmp_path):
         },
     )
     assert ps.warnings == []
-    assert ps.odd_zernike is None
+    assert ps.odd_zernike is None and ps.mag_matrices is None
     assert not any("aberrations" in n for n in ps.notes)
 
 
-def test_unmodelled_aberrations_are_named_and_odd_ones_read(tmp_path):
+def test_optics_aberrations_are_read(tmp_path):
     ps = _read(
         tmp_path,
         {
@@ -67,11 +67,8 @@ def test_unmodelled_aberrations_are_named_and_odd_ones_read(tmp_path):
             "rlnMagMat11": "0.99",
         },
     )
-    assert len(ps.warnings) == 1
-    message = ps.warnings[0]
-    assert message.startswith("data_optics: optical aberration column(s) rlnMagMat00, ")
-    for name in ("rlnBeamTiltX", "rlnBeamTiltY", "rlnOddZernike", "rlnEvenZernike"):
-        assert name not in message
+    assert ps.warnings == []
+    np.testing.assert_allclose(ps.mag_matrices, [[[1.01, 0], [0, 0.99]]] * 2)
     assert ps.ctf.even_zernike is None  # all zero
     expected = insert_beam_tilt([0.1, -0.3], 0.2, 0.0, 2.7, electron_wavelength_angstrom(300.0))
     assert ps.odd_zernike.shape == (2, 6)
@@ -145,3 +142,16 @@ def test_ctf_params_check_and_join_their_even_zernike():
     joined = CTFParams.concatenate([ctf, with_even])
     np.testing.assert_allclose(joined.even_zernike, [[0, 0], [0, 0], [0, 1], [0, 2]])
     assert CTFParams.concatenate([ctf, ctf]).even_zernike is None
+
+
+def test_per_particle_magnification_is_named(tmp_path):
+    columns = {"rlnMagMat00": "1.02", "rlnMagMat11": "0.98"}
+    ps = _read(tmp_path, {}, columns)
+    assert len(ps.warnings) == 1
+    assert "data_particles: optical aberration column(s) rlnMagMat00, rlnMagMat11" in ps.warnings[0]
+    assert ps.mag_matrices is None
+
+
+def test_an_implausible_magnification_matrix_is_refused(tmp_path):
+    with pytest.raises(InputError, match="determinant 1.5"):
+        _read(tmp_path, {"rlnMagMat00": "1.5"})

@@ -19,6 +19,7 @@ from cryosplat.core.aberrations import (
     zernike_cartesian,
 )
 from cryosplat.core.ctf import electron_wavelength_angstrom
+from cryosplat.validation.fsc import fsc
 
 RNG = np.random.default_rng(11)
 X, Y = RNG.normal(size=50) * 0.2, RNG.normal(size=50) * 0.2
@@ -123,17 +124,6 @@ def test_read_images_take_the_aberrations_out(tmp_path, small_stack):
     np.testing.assert_allclose(ps.read_images([4, 1]), images[[4, 1]], atol=2e-4)
 
 
-def _fsc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = a.shape[0]
-    fa, fb = np.fft.fftn(a), np.fft.fftn(b)
-    f = np.fft.fftfreq(d) * d
-    shell = np.round(np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + f[None, None, :] ** 2))
-    shell = shell.astype(int).ravel()
-    num = np.bincount(shell, (fa * fb.conj()).real.ravel())
-    den = np.bincount(shell, (abs(fa) ** 2).ravel()) * np.bincount(shell, (abs(fb) ** 2).ravel())
-    return (num / np.sqrt(den))[1 : d // 2]
-
-
 def test_relion_reconstruct_takes_out_what_cryosplat_puts_in(tmp_path, relion_available):
     """Noise-free images with a beam tilt and a trefoil put in by :func:`demodulate_images`:
     relion_reconstruct given the aberrations in data_optics makes the map of the clean images;
@@ -184,8 +174,8 @@ def test_relion_reconstruct_takes_out_what_cryosplat_puts_in(tmp_path, relion_av
             check=True, capture_output=True, cwd=star.parent,
         )  # fmt: skip
         maps[label] = read_map(out)[0]
-    with_ = _fsc(maps["with"], maps["clean"])
-    without = _fsc(maps["without"], maps["clean"])
+    with_ = fsc(maps["with"], maps["clean"])[1:16]
+    without = fsc(maps["without"], maps["clean"])[1:16]
     # The last shell holds the Nyquist lines, which a real image cannot carry a phase on.
     assert with_[:-1].min() > 0.999, with_
     assert with_[-1] > 0.99, with_

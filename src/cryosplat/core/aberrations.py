@@ -179,6 +179,7 @@ def demodulate_images(
     coefficients: ArrayLike,
     pixel_size_angstrom: ArrayLike,
     modulate: bool = False,
+    mag_matrices: np.ndarray | None = None,
 ) -> np.ndarray:
     """Take each image's antisymmetric aberration out (or, with ``modulate``, put it in).
 
@@ -192,6 +193,8 @@ def demodulate_images(
         Each image's own pixel size.
     modulate : bool
         Multiply by ``exp(+iφ)`` (what the optics do) instead of ``exp(-iφ)`` (the correction).
+    mag_matrices : np.ndarray, shape (B, 2, 2), optional
+        Each image's magnification matrix ``M``: ``φ`` is taken at ``M k``, as RELION takes it.
 
     Returns
     -------
@@ -213,7 +216,8 @@ def demodulate_images(
     active = np.flatnonzero(np.any(coeffs != 0, axis=1))
     if active.size == 0:
         return out
-    factors = odd_phase_factors(coeffs[active], pixel[active], d, modulate)
+    mags = None if mag_matrices is None else np.asarray(mag_matrices)[active]
+    factors = odd_phase_factors(coeffs[active], pixel[active], d, modulate, mag_matrices=mags)
     spectra = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(images[active])).float())
     out[active] = torch.fft.irfft2(spectra * factors, s=(d, d)).numpy()
     return out
@@ -225,8 +229,9 @@ def odd_phase_factors(
     box: int,
     modulate: bool = False,
     device: torch.device | str | None = None,
+    mag_matrices: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """``exp(∓iφ(k))`` of each image on the ``rfft2`` grid of a ``box`` image.
+    """``exp(∓iφ(M k))`` of each image on the ``rfft2`` grid of a ``box`` image.
 
     Parameters
     ----------
@@ -237,6 +242,8 @@ def odd_phase_factors(
     modulate : bool
         ``exp(+iφ)`` (the optics) instead of ``exp(-iφ)`` (the correction).
     device : torch device of the result
+    mag_matrices : np.ndarray, shape (B, 2, 2), optional
+        Each image's magnification matrix ``M`` (identity when omitted).
 
     Returns
     -------
@@ -244,28 +251,41 @@ def odd_phase_factors(
         Rows in ``fftfreq`` order, as ``torch.fft.rfft2`` lays them out; on an even box the
         Nyquist row and column are 1. Each distinct (coefficients, pixel) is computed once.
     """
+    coefficients = np.asarray(coefficients, np.float64)
+    n = coefficients.shape[0]
+    mags = np.tile(np.eye(2), (n, 1, 1)) if mag_matrices is None else np.asarray(mag_matrices)
     keys = np.concatenate(
         [
-            np.asarray(coefficients, np.float64),
-            np.asarray(pixel_size_angstrom, np.float64)[:, None],
+            coefficients,
+            mags.reshape(n, 4).astype(np.float64),
+            np.asarray(pixel_size_angstrom, np.float64).reshape(n, 1),
         ],
         axis=1,
     )
     distinct, which = np.unique(keys, axis=0, return_inverse=True)
     table = torch.stack(
-        [_phase_factor(tuple(k[:-1].tolist()), float(k[-1]), box, modulate) for k in distinct]
+        [
+            _phase_factor(tuple(k[:-5]), tuple(k[-5:-1]), float(k[-1]), box, modulate)
+            for k in distinct.tolist()
+        ]
     ).to(device)
     return table[torch.from_numpy(which.reshape(-1)).to(table.device)]
 
 
 @functools.lru_cache(maxsize=64)
 def _phase_factor(
-    coefficients: tuple[float, ...], pixel_size_angstrom: float, box: int, modulate: bool
+    coefficients: tuple[float, ...],
+    mag: tuple[float, float, float, float],
+    pixel_size_angstrom: float,
+    box: int,
+    modulate: bool,
 ) -> torch.Tensor:
-    """One image's ``exp(±iφ)`` on the rfft grid (:func:`odd_phase_factors`)."""
+    """One image's ``exp(±iφ(M k))`` on the rfft grid (:func:`odd_phase_factors`); ``mag`` is
+    ``M`` by rows."""
     fy = np.fft.fftfreq(box)[:, None] / pixel_size_angstrom
     fx = np.fft.rfftfreq(box)[None, :] / pixel_size_angstrom
-    factor = np.exp((1.0 if modulate else -1.0) * 1j * odd_phase(coefficients, fx, fy))
+    mx, my = mag[0] * fx + mag[1] * fy, mag[2] * fx + mag[3] * fy
+    factor = np.exp((1.0 if modulate else -1.0) * 1j * odd_phase(coefficients, mx, my))
     if box % 2 == 0:
         factor[box // 2, :] = 1.0
         factor[:, -1] = 1.0

@@ -9,7 +9,8 @@ grow with frequency).
 RELION's antisymmetric ones (``rlnBeamTiltX/Y``, ``rlnOddZernike``) are read into per-particle
 coefficients (:func:`relion_odd_zernike`) and taken out of the images as ``relion_reconstruct``
 does; its symmetric ones (``rlnEvenZernike``, :func:`relion_even_zernike`) join the CTF
-(:mod:`cryosplat.core.aberrations`). The others (RELION's ``rlnMagMat``, cryoSPARC's fields) are
+(:mod:`cryosplat.core.aberrations`); its magnification matrices (:func:`relion_mag_matrices`)
+place each image's samples. The others (per-particle ``rlnMagMat``, cryoSPARC's fields) are
 named by the warnings here instead of ignored silently.
 """
 
@@ -23,6 +24,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.star import StarBlock
 
 __all__ = [
+    "relion_mag_matrices",
     "relion_odd_zernike",
     "relion_even_zernike",
     "relion_aberration_warnings",
@@ -37,19 +39,56 @@ _CRYOSPARC = ("ctf/shift_A", "ctf/tilt_A", "ctf/trefoil_A", "ctf/tetra_A", "ctf/
 def _message(table: str, names: list[str]) -> str:
     return (
         f"{table}: optical aberration column(s) {', '.join(names)} present and not modelled "
-        "(cryosplat corrects beam tilt and RELION's Zernike aberrations, not anisotropic "
-        "magnification or cryoSPARC's aberrations); high-resolution detail may be lost"
+        "(cryosplat models RELION's beam tilt, Zernike aberrations and magnification matrices "
+        "per optics group, as RELION 3.1 reads them, not per particle, and not cryoSPARC's "
+        "aberrations); high-resolution detail may be lost"
     )
 
 
+_IDENTITY = {"rlnMagMat00": 1.0, "rlnMagMat01": 0.0, "rlnMagMat10": 0.0, "rlnMagMat11": 1.0}
+
+
 def _relion_table(block: StarBlock) -> list[str]:
-    found = []
     present = [c for c in _RELION_MAG if c in block]
-    if present:
-        identity = {"rlnMagMat00": 1.0, "rlnMagMat01": 0.0, "rlnMagMat10": 0.0, "rlnMagMat11": 1.0}
-        if any(not np.allclose(block.get_float(c), identity[c], atol=1e-6) for c in present):
-            found += present
-    return found
+    if any(not np.allclose(block.get_float(c), _IDENTITY[c], atol=1e-6) for c in present):
+        return present
+    return []
+
+
+def relion_mag_matrices(
+    optics: StarBlock | None, group_of: np.ndarray, path: object = ""
+) -> np.ndarray | None:
+    """Each particle's magnification matrix ``M`` (``rlnMagMat00..11`` of its optics group).
+
+    RELION 3.1 evaluates an image's CTF and aberrations at ``M k`` and places its Fourier sample
+    at ``k`` on the map's central slice at ``M k`` (``ObservationModel::applyAnisoMag``): the image
+    is the undistorted one seen through ``M``. Missing entries are the identity's.
+
+    Returns
+    -------
+    np.ndarray, shape (N, 2, 2), or None
+        None when every group's matrix is the identity (to 1e-6).
+    """
+    if optics is None or not any(c in optics for c in _RELION_MAG):
+        return None
+    n_groups = optics.n_rows
+    table = np.empty((n_groups, 2, 2))
+    for c in _RELION_MAG:
+        values = optics.get_float(c) if c in optics else np.full(n_groups, _IDENTITY[c])
+        if not np.all(np.isfinite(values)):
+            row = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise InputError(f"{path}: data_optics, column {c}, row {row + 1}: {values[row]}")
+        table[:, int(c[-2]), int(c[-1])] = values
+    det = np.linalg.det(table)
+    if np.any(np.abs(det - 1.0) > 0.2):
+        row = int(np.flatnonzero(np.abs(det - 1.0) > 0.2)[0])
+        raise InputError(
+            f"{path}: data_optics, row {row + 1}: magnification matrix {table[row].tolist()} "
+            f"has determinant {det[row]:.4g} (a refined one lies within a few % of 1)"
+        )
+    if np.allclose(table, np.eye(2), atol=1e-6):
+        return None
+    return table[group_of]
 
 
 def _coefficient_lists(block: StarBlock, name: str, table: str, path: object) -> list[np.ndarray]:
@@ -167,31 +206,21 @@ def relion_even_zernike(
     return out if out.size and np.any(out != 0) else None
 
 
-def relion_aberration_warnings(optics: StarBlock | None, particles: StarBlock) -> list[str]:
-    """Warnings for RELION aberration columns (optics and per particle) that are not trivial.
+def relion_aberration_warnings(particles: StarBlock) -> list[str]:
+    """Warnings for RELION aberration columns that are not modelled: magnification matrices per
+    particle (RELION 3.1 reads them per optics group only) that are not the identity.
 
-    Parameters
-    ----------
-    optics : StarBlock or None
-        The ``data_optics`` table (RELION 3.1+): ``rlnMagMat00..11`` (ignored when identity).
-        Beam tilt and the Zernike coefficients are modelled (:func:`relion_odd_zernike`,
-        :func:`relion_even_zernike`), not warned of.
-    particles : StarBlock
-        The particle table: per-particle ``rlnBeamTiltX/Y`` (RELION 3.0) and the same columns.
+    Everything ``data_optics`` holds is modelled (:func:`relion_odd_zernike`,
+    :func:`relion_even_zernike`, :func:`relion_mag_matrices`); so is a RELION 3.0 table's
+    per-particle beam tilt.
 
     Returns
     -------
     list of str
-        One warning per table that has any, naming the columns.
+        One warning naming the columns, or none.
     """
-    warnings = []
-    for label, block in (("data_optics", optics), (f"data_{particles.name}", particles)):
-        if block is None:
-            continue
-        found = _relion_table(block)
-        if found:
-            warnings.append(_message(label, found))
-    return warnings
+    found = _relion_table(particles)
+    return [_message(f"data_{particles.name}", found)] if found else []
 
 
 def cryosparc_aberration_warnings(table: np.ndarray) -> list[str]:

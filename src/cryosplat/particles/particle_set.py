@@ -70,6 +70,10 @@ class ParticleSet:
         Each particle's antisymmetric aberrations (RELION's ``rlnOddZernike`` order, beam tilt
         folded in; :mod:`cryosplat.core.aberrations`); :meth:`read_images` takes them out of the
         images. None: none.
+    mag_matrices : np.ndarray or None, shape (N, 2, 2)
+        Each particle's magnification matrix ``M`` (RELION's ``rlnMagMat``): its image is the
+        undistorted one seen through ``M`` (the Fourier sample at ``k`` is the undistorted one at
+        ``M k``, its CTF and aberrations taken there). None: the identity for all.
     source : Path
         The metadata file.
     notes : list[str]
@@ -92,6 +96,7 @@ class ParticleSet:
     random_subset: np.ndarray | None = None
     ctf_in_images: np.ndarray | None = None
     odd_zernike: np.ndarray | None = None
+    mag_matrices: np.ndarray | None = None
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -110,6 +115,7 @@ class ParticleSet:
             "random_subset": self.random_subset,
             "ctf_in_images": self.ctf_in_images,
             "odd_zernike": self.odd_zernike,
+            "mag_matrices": self.mag_matrices,
         }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
@@ -163,7 +169,10 @@ class ParticleSet:
             rows = np.flatnonzero(sidx == s)
             out[rows] = self.stacks[s].read(self.image_index[idx[rows]])
         if self.odd_zernike is not None and not as_stored:
-            out = demodulate_images(out, self.odd_zernike[idx], self.pixel_sizes_angstrom(idx))
+            mags = None if self.mag_matrices is None else self.mag_matrices[idx]
+            out = demodulate_images(
+                out, self.odd_zernike[idx], self.pixel_sizes_angstrom(idx), mag_matrices=mags
+            )
         return out
 
     def image_ids(self) -> np.ndarray:
@@ -210,6 +219,7 @@ class ParticleSet:
             random_subset=take(self.random_subset),
             ctf_in_images=take(self.ctf_in_images),
             odd_zernike=take(self.odd_zernike),
+            mag_matrices=take(self.mag_matrices),
             notes=list(self.notes),
             warnings=list(self.warnings),
         )

@@ -26,6 +26,7 @@ from cryosplat.io.star import StarBlock, read_star
 from cryosplat.particles.aberrations import (
     relion_aberration_warnings,
     relion_even_zernike,
+    relion_mag_matrices,
     relion_odd_zernike,
 )
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
@@ -440,6 +441,13 @@ def particles_from_star(
     ctf_in_images, ctf_notes = _ctf_in_images(optics, group_of, particles, path)
     notes += ctf_notes
     odd_zernike = relion_odd_zernike(optics, particles, group_of, per_particle, path)
+    mag_matrices = relion_mag_matrices(optics, group_of, path)
+    if mag_matrices is not None:
+        notes.append(
+            "aberrations: anisotropic magnification (rlnMagMat) of "
+            f"{int(np.any(np.abs(mag_matrices - np.eye(2)) > 1e-6, axis=(1, 2)).sum())} "
+            "particles: their CTF, aberrations and Fourier samples placed through it as RELION does"
+        )
     if odd_zernike is not None:
         notes.append(
             "aberrations: beam tilt / antisymmetric (odd Zernike) aberrations of "
@@ -460,7 +468,8 @@ def particles_from_star(
         random_subset=subset,
         ctf_in_images=ctf_in_images,
         odd_zernike=odd_zernike,
+        mag_matrices=mag_matrices,
         source=path,
         notes=notes,
-        warnings=relion_aberration_warnings(optics, particles),
+        warnings=relion_aberration_warnings(particles),
     )

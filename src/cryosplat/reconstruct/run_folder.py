@@ -149,7 +149,11 @@ def input_fingerprint(particles: ParticleSet) -> str:
     # Aberrations join the fingerprint only where a set has them (older runs' keys unchanged).
     arrays += [
         a
-        for a in (particles.odd_zernike, getattr(particles.ctf, "even_zernike", None))
+        for a in (
+            particles.odd_zernike,
+            getattr(particles.ctf, "even_zernike", None),
+            particles.mag_matrices,
+        )
         if a is not None
     ]
     for a in arrays:

@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike
 from cryosplat.core.aberrations import odd_phase_factors
 from cryosplat.core.ctf import raw_backprojection_factor
 from cryosplat.core.ctf_plane import CTFPlane
+from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import default_max_radius
@@ -35,6 +36,7 @@ from cryosplat.reconstruct.grid.background import (
     scaled_for_expansion,
 )
 from cryosplat.reconstruct.grid.gather_checkpoint import GatherCheckpoint, GatherState, gather_key
+from cryosplat.reconstruct.grid.group_sampling import GroupSampling
 from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
 from cryosplat.reconstruct.grid.staging import device_batches
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
@@ -130,43 +132,6 @@ def _check_indices(particles: ParticleSet, indices) -> np.ndarray:
     return idx
 
 
-@dataclass(frozen=True)
-class _GroupSampling:
-    """How one optics group's image frequencies map onto the reconstruction's grid.
-
-    An image frequency index ``k`` of a group with pixel ``p_g`` is the spatial frequency
-    ``k / (D p_g)``, which is index ``k · p_ref / p_g`` of the reconstruction (pixel ``p_ref``): the
-    slice coordinates scale by ``scale = p_ref / p_g`` (as RELION rescales the Fourier samples of
-    each optics group). Spectra of images whose pixel values are samples of the same projected
-    density scale as ``1 / p²`` (a DFT sums pixels), so they are multiplied by ``(p_g / p_ref)²``.
-    Frequencies that land beyond the gathered radius are dropped.
-    """
-
-    box: int
-    reference_pixel: float
-    pixel: float
-    radius: float
-    pad: int
-
-    @property
-    def scale(self) -> float:
-        return self.reference_pixel / self.pixel
-
-    @property
-    def amplitude(self) -> float:
-        return (self.pixel / self.reference_pixel) ** 2
-
-    @property
-    def frequency(self) -> float:
-        """``2π / (D p_g)``: radians per Å per frequency index."""
-        return 2.0 * math.pi / (self.box * self.pixel)
-
-    @property
-    def max_radius(self) -> float:
-        """The largest own frequency index inserted (pixels of the group's D grid)."""
-        return min(default_max_radius(self.box, self.pad), self.radius / self.scale)
-
-
 def accumulate(
     particles: ParticleSet,
     indices: ArrayLike | None = None,
@@ -188,7 +153,7 @@ def accumulate(
     each stack file is read once, front to back, whatever the order of ``indices`` (a sum does not
     depend on the order). Each optics group uses its own pixel size for its CTF and shifts, and its
     Fourier samples are rescaled to the reconstruction's pixel size
-    ``particles.pixel_size_angstrom`` (:class:`_GroupSampling`).
+    ``particles.pixel_size_angstrom`` (:class:`~cryosplat.reconstruct.grid.group_sampling.GroupSampling`).
 
     Parameters
     ----------
@@ -338,6 +303,11 @@ class _BatchInserter:
         self.pad, self.device = config.pad, device
         self.pixel = particles.pixel_size_angstrom
         self.pixel_of = particles.pixel_sizes_angstrom()
+        # Each particle's magnification matrix, by index into the distinct ones (RELION's rlnMagMat).
+        self.mags, self.mag_of = np.eye(2)[None], np.zeros(len(particles), dtype=np.int64)
+        if particles.mag_matrices is not None:
+            self.mags, self.mag_of = distinct_rows(particles.mag_matrices.reshape(-1, 4))
+            self.mags = self.mags.reshape(-1, 2, 2)
         # Single precision throughout: partial sums of FLUSH_EVERY batches are added to the
         # totals (pairwise-style summation keeps the relative rounding near 1e-6 for a million
         # particles), and the grids, the bulk of the memory at large boxes, take half the space
@@ -355,7 +325,7 @@ class _BatchInserter:
         self.plane_ky = self.k[:, None].expand(-1, box // 2)
         self.power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
         self.power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self.ctf_planes: dict[float, CTFPlane] = {}
+        self.ctf_planes: dict[tuple[float, int], CTFPlane] = {}
         # Pose expansion for the other groups: each image is the projection at A·R_g as well.
         self.expansion = [None] if ops is None else list(ops)
         self.background = BackgroundMeter(box, device)
@@ -399,15 +369,21 @@ class _BatchInserter:
         spectra = torch.fft.rfft2(images)
         if particles.odd_zernike is not None:  # staged as stored: beam tilt etc. taken out here
             spectra = spectra * odd_phase_factors(
-                particles.odd_zernike[batch], self.pixel_of[batch], box, device=self.device
+                particles.odd_zernike[batch],
+                self.pixel_of[batch],
+                box,
+                device=self.device,
+                mag_matrices=self.mags[self.mag_of[batch]],
             )
         spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
         batch_pixel = np.round(self.pixel_of[batch], 6)
-        for group_pixel in np.unique(batch_pixel):
-            own = batch_pixel == group_pixel
+        batch_mag = self.mag_of[batch]
+        for group_pixel, mag in np.unique(np.stack([batch_pixel, batch_mag], 1), axis=0).tolist():
+            mag = int(mag)
+            own = (batch_pixel == group_pixel) & (batch_mag == mag)
             rows = batch[own]
             own_pixel = self.pixel if group_pixel == round(self.pixel, 6) else float(group_pixel)
-            group = _GroupSampling(box, self.pixel, own_pixel, self.radius, self.pad)
+            group = GroupSampling(box, self.pixel, own_pixel, self.radius, self.pad, self.mags[mag])
             picked = None if own.all() else torch.from_numpy(np.flatnonzero(own)).to(self.device)
             group_spectra = spectra if picked is None else spectra[picked]
             group_weights = weights if weights is None or picked is None else weights[picked]
@@ -426,13 +402,13 @@ class _BatchInserter:
                 -group.frequency * kx[None, :] * shifts[:, 0, None],
             )
             group_spectra = group_spectra * (row[:, :, None] * column[:, None, :])
-            if own_pixel not in self.ctf_planes:
-                self.ctf_planes[own_pixel] = CTFPlane(
-                    self.plane_kx, self.plane_ky, box, group.pixel
-                )
-            ctf = self.ctf_planes[own_pixel](particles.ctf.subset(rows))
+            if (own_pixel, mag) not in self.ctf_planes:
+                self.ctf_planes[own_pixel, mag] = group.ctf_plane(self.plane_kx, self.plane_ky)
+            ctf = self.ctf_planes[own_pixel, mag](particles.ctf.subset(rows))
             rotations = torch.as_tensor(
-                particles.rotations[rows], device=self.device, dtype=torch.float32
+                group.slice_matrices(particles.rotations[rows]),
+                device=self.device,
+                dtype=torch.float32,
             )
             codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
             factor = ctf if codes is None else raw_backprojection_factor(ctf, codes)
@@ -461,7 +437,7 @@ class _BatchInserter:
     def _add_power(
         self,
         own_pixel: float,
-        group: _GroupSampling,
+        group: GroupSampling,
         spectra: torch.Tensor,
         weights: torch.Tensor | None = None,
     ) -> None:

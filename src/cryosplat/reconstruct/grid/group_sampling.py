@@ -1,0 +1,82 @@
+"""How the images of one optics group map onto the reconstruction's Fourier grid.
+
+A group differs from the reconstruction by its pixel size (its samples rescaled, as RELION
+rescales them) and, where RELION's CTF refinement measured one, by a magnification matrix ``M``
+(``rlnMagMat``; :attr:`cryosplat.particles.particle_set.ParticleSet.mag_matrices`): the image's
+sample at ``k`` is the undistorted one at ``M k``, so its CTF is taken there and it is inserted on
+the map's central slice at ``M k`` (RELION's ``ObservationModel::applyAnisoMag``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cryosplat.core.ctf_plane import CTFPlane
+from cryosplat.core.fourier_slice import default_max_radius
+
+__all__ = ["GroupSampling"]
+
+
+@dataclass(frozen=True)
+class GroupSampling:
+    """How one optics group's image frequencies map onto the reconstruction's grid.
+
+    An image frequency index ``k`` of a group with pixel ``p_g`` is the spatial frequency
+    ``k / (D p_g)``, which is index ``k · p_ref / p_g`` of the reconstruction (pixel ``p_ref``): the
+    slice coordinates scale by ``scale = p_ref / p_g`` (as RELION rescales the Fourier samples of
+    each optics group). Spectra of images whose pixel values are samples of the same projected
+    density scale as ``1 / p²`` (a DFT sums pixels), so they are multiplied by ``(p_g / p_ref)²``.
+    Frequencies that land beyond the gathered radius are dropped. ``mag`` is the group's
+    magnification matrix ``M`` (the identity by default).
+    """
+
+    box: int
+    reference_pixel: float
+    pixel: float
+    radius: float
+    pad: int
+    mag: np.ndarray = field(default_factory=lambda: np.eye(2))
+
+    @property
+    def scale(self) -> float:
+        return self.reference_pixel / self.pixel
+
+    @property
+    def amplitude(self) -> float:
+        return (self.pixel / self.reference_pixel) ** 2
+
+    @property
+    def frequency(self) -> float:
+        """``2π / (D p_g)``: radians per Å per frequency index."""
+        return 2.0 * math.pi / (self.box * self.pixel)
+
+    @property
+    def magnified(self) -> bool:
+        return not np.array_equal(self.mag, np.eye(2))
+
+    @property
+    def max_radius(self) -> float:
+        """The largest own frequency index inserted (pixels of the group's D grid): ``M`` may
+        carry a sample up to its largest singular value further out."""
+        stretch = float(np.linalg.norm(self.mag, 2)) if self.magnified else 1.0
+        return min(default_max_radius(self.box, self.pad), self.radius / self.scale) / stretch
+
+    def slice_matrices(self, rotations: np.ndarray) -> np.ndarray:
+        """The matrices whose first two rows place a sample ``(kx, ky)`` on the map's grid
+        (``kx·G₀ + ky·G₁``): the rotations ``A`` themselves, or ``Mᵀ A`` (the slice at ``M k``)."""
+        if not self.magnified:
+            return rotations
+        m3 = np.eye(3)
+        m3[:2, :2] = self.mag
+        return m3.T @ rotations
+
+    def ctf_plane(self, kx: torch.Tensor, ky: torch.Tensor) -> CTFPlane:
+        """The CTF at frequency indices ``(kx, ky)`` of the group's images, taken at ``M k``."""
+        m = self.mag
+        return CTFPlane(
+            m[0, 0] * kx + m[0, 1] * ky, m[1, 0] * kx + m[1, 1] * ky, self.box, self.pixel
+        )
