@@ -10,6 +10,7 @@ import pytest
 from cryosplat.core.aberrations import insert_beam_tilt
 from cryosplat.core.ctf import electron_wavelength_angstrom
 from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import write_stack
 from cryosplat.particles.relion import particles_from_star
 
 OPTICS = (
@@ -85,12 +86,31 @@ def test_even_zernike_joins_the_ctf(tmp_path):
     assert any("added to their CTF as RELION does" in n for n in ps.notes)
 
 
-def test_per_particle_beam_tilt_is_read(tmp_path):
-    ps = _read(tmp_path, {}, {"rlnBeamTiltX": "0.5", "rlnBeamTiltY": "-0.1"})
+def test_per_particle_beam_tilt_is_read_from_a_relion_30_file(tmp_path):
+    path = tmp_path / "p30.star"
+    path.write_text(
+        "data_\nloop_\n_rlnImageName\n_rlnImagePixelSize\n_rlnVoltage\n_rlnSphericalAberration\n"
+        "_rlnAmplitudeContrast\n_rlnDefocusU\n_rlnAngleRot\n_rlnAngleTilt\n_rlnAnglePsi\n"
+        "_rlnBeamTiltX\n_rlnBeamTiltY\n"
+        "1@s.mrcs 1.5 300 2.7 0.1 10000 0 0 0 0.5 -0.1\n"
+        "2@s.mrcs 1.5 300 2.7 0.1 10000 0 90 0 0 0\n"
+    )
+    write_stack(tmp_path / "s.mrcs", np.zeros((2, 16, 16), dtype=np.float32), 1.5)
+    ps = particles_from_star(path)
     assert ps.warnings == []
     expected = insert_beam_tilt([], 0.5, -0.1, 2.7, electron_wavelength_angstrom(300.0))
-    np.testing.assert_allclose(ps.odd_zernike, np.tile(expected, (2, 1)))
-    np.testing.assert_allclose(ps.subset([1]).odd_zernike, expected[None])
+    np.testing.assert_allclose(ps.odd_zernike, [expected, np.zeros(6)])
+    np.testing.assert_allclose(ps.subset([0]).odd_zernike, expected[None])
+
+
+def test_per_particle_beam_tilt_in_a_relion_31_file_is_named(tmp_path):
+    """RELION 3.1 reads the tilt from data_optics only; one per particle is named, not used."""
+    ps = _read(tmp_path, {}, {"rlnBeamTiltX": "0.5", "rlnBeamTiltY": "-0.1"})
+    assert ps.odd_zernike is None
+    assert len(ps.warnings) == 1
+    assert (
+        "data_particles: optical aberration column(s) rlnBeamTiltX, rlnBeamTiltY" in ps.warnings[0]
+    )
 
 
 def test_odd_zernike_alone_is_read(tmp_path):

@@ -269,6 +269,8 @@ def odd_phase_factors(
             for k in distinct.tolist()
         ]
     ).to(device)
+    if len(distinct) == 1:  # one factor for all (one optics group): a view, not B copies
+        return table[:1].expand(n, -1, -1)
     return table[torch.from_numpy(which.reshape(-1)).to(table.device)]
 
 

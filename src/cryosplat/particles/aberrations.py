@@ -48,11 +48,14 @@ def _message(table: str, names: list[str]) -> str:
 _IDENTITY = {"rlnMagMat00": 1.0, "rlnMagMat01": 0.0, "rlnMagMat10": 0.0, "rlnMagMat11": 1.0}
 
 
-def _relion_table(block: StarBlock) -> list[str]:
+def _relion_table(block: StarBlock, tilt_read: bool) -> list[str]:
+    found = []
+    if not tilt_read:
+        found += [c for c in _RELION_TILT if c in block and np.any(block.get_float(c) != 0)]
     present = [c for c in _RELION_MAG if c in block]
     if any(not np.allclose(block.get_float(c), _IDENTITY[c], atol=1e-6) for c in present):
-        return present
-    return []
+        found += present
+    return found
 
 
 def relion_mag_matrices(
@@ -139,8 +142,9 @@ def relion_odd_zernike(
     optics : StarBlock or None
         ``data_optics``: ``rlnOddZernike`` (a list per group) and ``rlnBeamTiltX/Y`` (mrad).
     particles : StarBlock
-        The particle table: ``rlnBeamTiltX/Y`` per particle (RELION 3.0 files) when ``optics``
-        has none.
+        The particle table: ``rlnBeamTiltX/Y`` per particle in a RELION 3.0 file (no
+        ``optics``); in a 3.1 file RELION reads the tilt from ``data_optics`` only, and one per
+        particle is named in a warning (:func:`relion_aberration_warnings`).
     group_of : np.ndarray, shape (N,), int
         Each particle's row of ``optics``.
     per_particle : dict
@@ -164,7 +168,7 @@ def relion_odd_zernike(
             base = _per_particle(groups, group_of)
         group_tilt = _tilts(optics, "data_optics", path)
         tilt = None if group_tilt is None else group_tilt[group_of]
-    if tilt is None:
+    else:  # a RELION 3.0 file: the tilt per particle (RELION 3.1 makes optics groups of it)
         tilt = _tilts(particles, f"data_{particles.name}", path)
     if tilt is not None and np.any(tilt != 0):
         cs, voltage = per_particle["cs"], per_particle["voltage"]
@@ -206,9 +210,10 @@ def relion_even_zernike(
     return out if out.size and np.any(out != 0) else None
 
 
-def relion_aberration_warnings(particles: StarBlock) -> list[str]:
-    """Warnings for RELION aberration columns that are not modelled: magnification matrices per
-    particle (RELION 3.1 reads them per optics group only) that are not the identity.
+def relion_aberration_warnings(particles: StarBlock, optics: StarBlock | None) -> list[str]:
+    """Warnings for RELION aberration columns of the particle table that are not modelled: a
+    magnification matrix per particle that is not the identity (RELION 3.1 reads the matrix per
+    optics group only), and, in a 3.1 file (``optics`` given), a beam tilt per particle.
 
     Everything ``data_optics`` holds is modelled (:func:`relion_odd_zernike`,
     :func:`relion_even_zernike`, :func:`relion_mag_matrices`); so is a RELION 3.0 table's
@@ -219,7 +224,7 @@ def relion_aberration_warnings(particles: StarBlock) -> list[str]:
     list of str
         One warning naming the columns, or none.
     """
-    found = _relion_table(particles)
+    found = _relion_table(particles, tilt_read=optics is None)
     return [_message(f"data_{particles.name}", found)] if found else []
 
 

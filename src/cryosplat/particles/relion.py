@@ -471,5 +471,5 @@ def particles_from_star(
         mag_matrices=mag_matrices,
         source=path,
         notes=notes,
-        warnings=relion_aberration_warnings(particles),
+        warnings=relion_aberration_warnings(particles, optics),
     )
