@@ -12,6 +12,7 @@ from cryosplat.core.ctf import electron_wavelength_angstrom
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import write_stack
 from cryosplat.particles.relion import particles_from_star
+from cryosplat.particles.summary import summarize
 
 OPTICS = (
     "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n_rlnImageSize\n_rlnVoltage\n"
@@ -70,6 +71,8 @@ def test_optics_aberrations_are_read(tmp_path):
     )
     assert ps.warnings == []
     np.testing.assert_allclose(ps.mag_matrices, [[[1.01, 0], [0, 0.99]]] * 2)
+    listed = summarize(ps).optics[0].aberrations  # what `cryosplat info` prints for the group
+    assert listed.startswith("odd Zernike [") and "magnification [1.01, 0, 0, 0.99]" in listed
     assert ps.ctf.even_zernike is None  # all zero
     expected = insert_beam_tilt([0.1, -0.3], 0.2, 0.0, 2.7, electron_wavelength_angstrom(300.0))
     assert ps.odd_zernike.shape == (2, 6)

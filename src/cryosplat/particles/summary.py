@@ -53,7 +53,8 @@ __all__ = [
 
 @dataclass
 class OpticsSummary:
-    """One optics group as listed by ``info``: name, pixel (Å), voltage (kV), Cs (mm), Q, count."""
+    """One optics group as listed by ``info``: name, pixel (Å), voltage (kV), Cs (mm), Q, count,
+    and the aberrations its first particle carries (empty: none)."""
 
     name: str
     pixel_size_angstrom: float
@@ -61,6 +62,24 @@ class OpticsSummary:
     cs_mm: float
     amplitude_contrast: float
     n_particles: int
+    aberrations: str = ""
+
+
+def _numbers(values) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in np.asarray(values).reshape(-1)) + "]"
+
+
+def _aberrations(ps: ParticleSet, row: int) -> str:
+    """The aberrations particle ``row`` carries (RELION's terms), for ``info``'s optics lines."""
+    parts = []
+    if ps.odd_zernike is not None and np.any(ps.odd_zernike[row] != 0):
+        parts.append(f"odd Zernike {_numbers(ps.odd_zernike[row])} (beam tilt folded in)")
+    even = None if ps.ctf is None else ps.ctf.even_zernike
+    if even is not None and np.any(even[row] != 0):
+        parts.append(f"even Zernike {_numbers(even[row])}")
+    if ps.mag_matrices is not None and not np.allclose(ps.mag_matrices[row], np.eye(2)):
+        parts.append(f"magnification {_numbers(ps.mag_matrices[row])}")
+    return "; ".join(parts)
 
 
 @dataclass
@@ -224,6 +243,7 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
             g.cs_mm,
             g.amplitude_contrast,
             int(counts[i]),
+            _aberrations(ps, int(np.flatnonzero(ps.optics_group == i)[0])) if counts[i] else "",
         )
         for i, g in enumerate(ps.optics)
     ]
