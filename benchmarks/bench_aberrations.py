@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +32,8 @@ import torch
 from bench_methods import run_cryosplat, run_relion
 from bench_report import score_maps
 
-from cryosplat.core.aberrations import demodulate_images, insert_beam_tilt
-from cryosplat.core.ctf import ctf_at, electron_wavelength_angstrom
-from cryosplat.core.fourier import frequency_grid_2d
+from cryosplat.core.aberrations import demodulate_images, insert_beam_tilt, magnified_rotations
+from cryosplat.core.ctf import ctf_from_params, electron_wavelength_angstrom
 from cryosplat.io.mrc import write_stack
 from cryosplat.io.star import read_star, write_star
 from cryosplat.model.atoms import model_from_atoms
@@ -90,28 +89,19 @@ SETS = (
 
 def images_with(model, particles: ParticleSet, optics: Optics) -> np.ndarray:
     """Noise-free images of ``particles`` through ``optics`` (module docstring)."""
-    mag = np.array(optics.mag, dtype=np.float64)
-    m3 = np.eye(3)
-    m3[:2, :2] = mag
+    mags = np.broadcast_to(np.array(optics.mag, dtype=np.float64), (len(particles), 2, 2))
     box, pixel = particles.box, particles.pixel_size_angstrom
-    kx, ky = frequency_grid_2d(box, pixel, dtype=torch.float64)
-    mx, my = mag[0, 0] * kx + mag[0, 1] * ky, mag[1, 0] * kx + mag[1, 1] * ky
-    params = {
-        k: v.reshape(-1, 1, 1) for k, v in particles.ctf.as_tensors(dtype=torch.float64).items()
-    }
+    ctf_params = particles.ctf
     if optics.even:
-        params["even_zernike"] = torch.tensor(optics.even, dtype=torch.float64).expand(
-            len(particles), 1, 1, -1
-        )
-    ctf = ctf_at(mx**2 + my**2, torch.atan2(my, mx), params)
+        ctf_params = replace(ctf_params, even_zernike=np.tile(optics.even, (len(particles), 1)))
+    ctf = ctf_from_params(ctf_params, box, pixel, dtype=torch.float64, mag_matrices=mags)
+    rotations = magnified_rotations(particles.rotations, mags)
     with torch.no_grad():
-        images = predict_images(model, m3.T @ particles.rotations, particles.shifts_angstrom, ctf)
+        images = predict_images(model, rotations, particles.shifts_angstrom, ctf)
     images = images.numpy().astype(np.float32)
     odd = insert_beam_tilt(optics.odd, *optics.tilt_mrad, 2.7, electron_wavelength_angstrom(300.0))
     if np.any(odd != 0):
-        n = len(images)
-        mags = np.broadcast_to(mag, (n, 2, 2))
-        images = demodulate_images(images, np.tile(odd, (n, 1)), pixel, True, mags)
+        images = demodulate_images(images, np.tile(odd, (len(images), 1)), pixel, True, mags)
     return images
 
 

@@ -1,6 +1,7 @@
 """Anisotropic magnification (RELION's rlnMagMat): images seen through ``M`` made by rendering the
 Gaussians through ``Mᵀ A`` with the CTF at ``M k``; relion_reconstruct given ``M`` inverts them to
-the clean images' map, and so does cryosplat's statistics pass."""
+the clean images' map, so does cryosplat's statistics pass, and the per-image engine predicts
+them."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.core.ctf import ctf_at
-from cryosplat.core.errors import InputError
-from cryosplat.core.fourier import frequency_grid_2d
+from cryosplat.core.aberrations import magnified_rotations
+from cryosplat.core.ctf import ctf_from_params
 from cryosplat.io.mrc import MRCStack, read_map, write_stack
 from cryosplat.io.star import read_star, write_star
 from cryosplat.model.gaussians import GaussianModel
@@ -33,18 +33,15 @@ def images_through(model: GaussianModel, particles, mag: np.ndarray) -> np.ndarr
     """Noise-free images of ``particles``' poses, shifts and CTF, seen through ``mag``: the
     Gaussians rendered through ``Mᵀ A`` (a point ``p`` of the undistorted image lands at
     ``Mᵀ p``), the CTF taken at ``M k``."""
-    m3 = np.eye(3)
-    m3[:2, :2] = mag
-    kx, ky = frequency_grid_2d(BOX, PIXEL, dtype=torch.float64)
-    mx, my = mag[0, 0] * kx + mag[0, 1] * ky, mag[1, 0] * kx + mag[1, 1] * ky
-    params = {
-        name: value.reshape(-1, 1, 1)
-        for name, value in particles.ctf.as_tensors(dtype=torch.float64).items()
-    }
-    ctf = ctf_at(mx**2 + my**2, torch.atan2(my, mx), params)
+    mags = np.broadcast_to(mag, (len(particles), 2, 2))
+    ctf = ctf_from_params(particles.ctf, BOX, PIXEL, dtype=torch.float64, mag_matrices=mags)
     with torch.no_grad():
         images = predict_images(
-            model, m3.T @ particles.rotations, particles.shifts_angstrom, ctf, backend="reference"
+            model,
+            magnified_rotations(particles.rotations, mags),
+            particles.shifts_angstrom,
+            ctf,
+            backend="reference",
         )
     return images.numpy().astype(np.float32)
 
@@ -97,10 +94,21 @@ def test_the_statistics_pass_places_samples_through_the_matrix(sets):
     assert ignored.min() < 0.8, ignored
 
 
-def test_the_per_image_engine_refuses_magnification(sets):
-    with pytest.raises(InputError, match="--engine grid"):
-        check_engine_particles(sets["mag"], "splat")
-    check_engine_particles(sets["mag"], "grid")
+def test_the_per_image_engine_predicts_the_images_through_the_matrix(sets):
+    """The per-image engine's forward model (its batch's poses and CTF through ``M``) predicts
+    the images seen through ``M`` from the truth; as if ``M`` were the identity, it does not."""
+    from cryosplat.reconstruct.splat.engine import _batch, _predict
+
+    truth = GaussianModel.load(sets["folder"] / "truth.npz")
+    rows = np.arange(12)
+    for particles, close in ((sets["mag"], True), (replace(sets["mag"], mag_matrices=None), False)):
+        data, rot, shifts, ctf, _ = _batch(particles, rows, "cpu", 1.0)
+        with torch.no_grad():
+            predicted = _predict(truth, rot, shifts, ctf, "reference")
+        error = float((predicted - data).abs().pow(2).sum() / data.abs().pow(2).sum())
+        # Measured: 1.4e-4 of the images' power (float32 images) with M, 0.31 without.
+        assert (error < 1e-3) if close else (error > 0.05), error
+    check_engine_particles(sets["mag"], "splat")
 
 
 def test_relion_reconstruct_inverts_the_same_images_through_the_same_matrix(sets, relion_available):

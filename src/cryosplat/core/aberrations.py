@@ -40,6 +40,7 @@ __all__ = [
     "even_phase",
     "odd_phase_factors",
     "demodulate_images",
+    "magnified_rotations",
 ]
 
 
@@ -292,3 +293,28 @@ def _phase_factor(
         factor[box // 2, :] = 1.0
         factor[:, -1] = 1.0
     return torch.from_numpy(factor.astype(np.complex64))
+
+
+def magnified_rotations(rotations: np.ndarray, mag_matrices: np.ndarray) -> np.ndarray:
+    """``Mᵀ A`` (``M`` as the upper-left block of a 3×3 identity) for each particle.
+
+    An image seen through a magnification matrix ``M`` holds at frequency ``k`` the undistorted
+    image's ``M k``: its first two rows place the sample ``(kx, ky)`` on the map's central slice
+    at ``Aᵀ (M k, 0)`` (``kx·G₀ + ky·G₁``), and a Gaussian rendered through them lands where the
+    undistorted image's point ``p`` is seen, at ``Mᵀ p`` (its 2D covariance ``Mᵀ Σ₂ M``, its mass
+    kept). RELION's ``ObservationModel::applyAnisoMag`` (``M⁻¹ A``, inverted where it is used).
+
+    Parameters
+    ----------
+    rotations : np.ndarray, shape (N, 3, 3)
+        Map→image matrices ``A``.
+    mag_matrices : np.ndarray, shape (N, 2, 2) or (2, 2)
+
+    Returns
+    -------
+    np.ndarray, shape (N, 3, 3)
+    """
+    mag = np.broadcast_to(np.asarray(mag_matrices, dtype=np.float64), (len(rotations), 2, 2))
+    m3 = np.tile(np.eye(3), (len(rotations), 1, 1))
+    m3[:, :2, :2] = mag
+    return np.transpose(m3, (0, 2, 1)) @ np.asarray(rotations, dtype=np.float64)

@@ -203,6 +203,7 @@ def compute_ctf(
     bfactor_angstrom2: torch.Tensor | None = None,
     scale: torch.Tensor | None = None,
     even_zernike: torch.Tensor | None = None,
+    mag_matrices: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CTF on the centred D×D frequency grid for a batch of particles.
 
@@ -215,6 +216,9 @@ def compute_ctf(
     amplitude_contrast, phase_shift_degrees, bfactor_angstrom2, scale : torch.Tensor, shape (B,)
     even_zernike : torch.Tensor, shape (B, K), optional
         Symmetric aberrations (:attr:`CTFParams.even_zernike`).
+    mag_matrices : torch.Tensor, shape (B, 2, 2), optional
+        Each image's magnification matrix ``M``: its CTF at ``k`` is taken at ``M k`` (RELION's
+        ``rlnMagMat``; :func:`cryosplat.core.aberrations.magnified_rotations`).
 
     Returns
     -------
@@ -223,6 +227,9 @@ def compute_ctf(
     dtype = defocus_u_angstrom.dtype if defocus_u_angstrom.is_floating_point() else torch.float32
     device = defocus_u_angstrom.device
     kx, ky = frequency_grid_2d(box, pixel_size_angstrom, device, torch.float64)
+    if mag_matrices is not None:
+        m = torch.as_tensor(mag_matrices, device=device, dtype=torch.float64)[..., None, None]
+        kx, ky = m[:, 0, 0] * kx + m[:, 0, 1] * ky, m[:, 1, 0] * kx + m[:, 1, 1] * ky
 
     given = {
         "defocus_u_angstrom": defocus_u_angstrom,
@@ -285,11 +292,15 @@ def ctf_from_params(
     pixel_size_angstrom: float,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    mag_matrices: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """:func:`compute_ctf` for every row of ``params``: shape (N, D, D)."""
+    """:func:`compute_ctf` for every row of ``params`` (each seen through its row of
+    ``mag_matrices``, shape (N, 2, 2), when given): shape (N, D, D)."""
     t = params.as_tensors(device=device, dtype=torch.float64)
     if params.even_zernike is not None:
         t["even_zernike"] = torch.as_tensor(params.even_zernike, device=device)
+    if mag_matrices is not None:
+        t["mag_matrices"] = torch.as_tensor(np.array(mag_matrices, dtype=np.float64), device=device)
     return compute_ctf(box, pixel_size_angstrom, **t).to(dtype)
 
 

@@ -96,15 +96,8 @@ def check_engine_particles(particles: ParticleSet, engine: str) -> None:
     The grid engine rescales the Fourier samples of each optics group to the reconstruction's
     pixel size; the per-image engine renders every image at one pixel size, so it refuses optics
     groups whose pixel sizes differ (naming them) rather than give the minority the wrong CTF and
-    the wrong frequencies, and images seen through a magnification matrix (RELION's
-    ``rlnMagMat``), whose samples the grid engine places through it.
+    the wrong frequencies.
     """
-    if engine == "splat" and particles.mag_matrices is not None:
-        raise InputError(
-            f"{particles.source}: the optics groups have anisotropic magnification (rlnMagMat); "
-            "--engine splat renders every image without it: use --engine grid (which places "
-            "each image's Fourier samples through its matrix, as RELION does)"
-        )
     if engine == "splat" and particles.mixed_pixel_sizes:
         raise InputError(
             f"{particles.source}: optics groups have different pixel sizes "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cryosplat.core.aberrations import magnified_rotations
 from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.fourier_slice import default_max_radius
 
@@ -68,11 +69,7 @@ class GroupSampling:
     def slice_matrices(self, rotations: np.ndarray) -> np.ndarray:
         """The matrices whose first two rows place a sample ``(kx, ky)`` on the map's grid
         (``kx·G₀ + ky·G₁``): the rotations ``A`` themselves, or ``Mᵀ A`` (the slice at ``M k``)."""
-        if not self.magnified:
-            return rotations
-        m3 = np.eye(3)
-        m3[:2, :2] = self.mag
-        return m3.T @ rotations
+        return magnified_rotations(rotations, self.mag) if self.magnified else rotations
 
     def ctf_plane(self, kx: torch.Tensor, ky: torch.Tensor) -> CTFPlane:
         """The CTF at frequency indices ``(kx, ky)`` of the group's images, taken at ``M k``."""

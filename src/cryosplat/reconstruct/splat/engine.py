@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryosplat.core.aberrations import magnified_rotations
 from cryosplat.core.ctf import ctf_from_params, image_transfer
 from cryosplat.core.errors import CryosplatError
 from cryosplat.core.fourier import fft2_centered, radial_index_2d
@@ -121,10 +122,18 @@ def _batch(
     rows, images = _read_images(particles, np.asarray(rows))
     images = torch.from_numpy(images - np.float32(level)).to(device)
     weights = None if levels is None else levels.weights(images)
-    rot = torch.as_tensor(particles.rotations[rows], dtype=torch.float32, device=device)
+    rot, mag = particles.rotations[rows], None
+    if particles.mag_matrices is not None:  # rendered through Mᵀ A, the CTF at M k
+        mag = particles.mag_matrices[rows]
+        rot = magnified_rotations(rot, mag)
+    rot = torch.as_tensor(rot, dtype=torch.float32, device=device)
     shifts = torch.as_tensor(particles.shifts_angstrom[rows], dtype=torch.float32, device=device)
     ctf = ctf_from_params(
-        particles.ctf.subset(rows), particles.box, particles.pixel_size_angstrom, device=device
+        particles.ctf.subset(rows),
+        particles.box,
+        particles.pixel_size_angstrom,
+        device=device,
+        mag_matrices=mag,
     )
     codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
     if codes is not None:
