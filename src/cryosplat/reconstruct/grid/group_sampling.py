@@ -73,6 +73,8 @@ class GroupSampling:
 
     def ctf_plane(self, kx: torch.Tensor, ky: torch.Tensor) -> CTFPlane:
         """The CTF at frequency indices ``(kx, ky)`` of the group's images, taken at ``M k``."""
+        if not self.magnified:
+            return CTFPlane(kx, ky, self.box, self.pixel)
         m = self.mag
         return CTFPlane(
             m[0, 0] * kx + m[0, 1] * ky, m[1, 0] * kx + m[1, 1] * ky, self.box, self.pixel
