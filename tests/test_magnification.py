@@ -143,3 +143,17 @@ def test_relion_reconstruct_inverts_the_same_images_through_the_same_matrix(sets
     assert ignored.min() < 0.8, ignored
     # And cryosplat reads the same STAR into the same matrices.
     np.testing.assert_allclose(read_particles(folder / "mag.star").mag_matrices[0], MAG)
+
+
+def test_the_thon_ring_check_takes_the_ctf_through_the_matrix(sets):
+    """Seen through ``M = 1.02 I`` the CTF at ``k`` is the plain one at ``1.02 k``."""
+    from cryosplat.particles.thon_rings import _ctf2_on_rings
+
+    plain = replace(sets["mag"], mag_matrices=None)
+    scaled = replace(plain, mag_matrices=np.tile(1.02 * np.eye(2), (len(plain), 1, 1)))
+    rows = np.arange(5)
+    k = np.tile(np.linspace(0.02, 0.3, 15), (5, 1))
+    np.testing.assert_allclose(
+        _ctf2_on_rings(scaled, rows, k), _ctf2_on_rings(plain, rows, 1.02 * k), atol=1e-10
+    )
+    assert np.abs(_ctf2_on_rings(scaled, rows, k) - _ctf2_on_rings(plain, rows, k)).max() > 0.1
