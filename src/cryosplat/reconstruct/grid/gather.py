@@ -24,7 +24,6 @@ from cryosplat.core.ctf import raw_backprojection_factor
 from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
-from cryosplat.core.fourier import squared_radius
 from cryosplat.core.fourier_slice import default_max_radius
 from cryosplat.core.slice_insertion import SliceAccumulator
 from cryosplat.core.symmetry import symmetry_operators
@@ -318,13 +317,12 @@ class _BatchInserter:
         self.kx = torch.arange(box // 2, device=device)
         self.centring_y = (1.0 - 2.0 * (self.k % 2)).float()  # (-1)^ky
         self.centring_x = (1.0 - 2.0 * (self.kx % 2)).float()  # (-1)^kx
-        self.r2 = squared_radius(box, 2, half=True, device=device)[:, : box // 2].reshape(-1)
         kx = self.kx
         self.friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
         self.plane_kx = kx[None, :].expand(box, -1)
         self.plane_ky = self.k[:, None].expand(-1, box // 2)
         self.power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
-        self.power_bins: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.power_bins: dict[tuple[float, int], tuple[torch.Tensor, ...]] = {}
         self.ctf_planes: dict[tuple[float, int], CTFPlane] = {}
         # Pose expansion for the other groups: each image is the projection at A·R_g as well.
         self.expansion = [None] if ops is None else list(ops)
@@ -432,23 +430,24 @@ class _BatchInserter:
                     ctf2,
                     max_radius=group.max_radius,
                 )
-            self._add_power(own_pixel, group, group_spectra.reshape(n_rows, -1), group_weights)
+            key = (own_pixel, mag)
+            self._add_power(key, group, group_spectra.reshape(n_rows, -1), group_weights)
 
     def _add_power(
         self,
-        own_pixel: float,
+        key: tuple[float, int],
         group: GroupSampling,
         spectra: torch.Tensor,
         weights: torch.Tensor | None = None,
     ) -> None:
-        """Sum the shifted spectra's power by shell (both halves of the rfft counted), each
-        image's times its weight."""
-        if own_pixel not in self.power_bins:
-            kept = (self.r2 * group.scale**2 <= self.radius * self.radius).nonzero().squeeze(1)
-            bins = torch.round(self.r2[kept] * group.scale**2).long()
-            bins = bins.clamp_max(self.power.numel() - 1)
-            self.power_bins[own_pixel] = (kept, bins, self.friedel_all[kept])
-        kept, bins, friedel = self.power_bins[own_pixel]
+        """Sum the shifted spectra's power by the shell each sample lands in (both halves of
+        the rfft counted), each image's times its weight."""
+        if key not in self.power_bins:
+            r2 = group.landing_radius2(self.plane_kx, self.plane_ky).reshape(-1)
+            kept = (r2 <= self.radius * self.radius).nonzero().squeeze(1)
+            bins = torch.round(r2[kept]).long().clamp_max(self.power.numel() - 1)
+            self.power_bins[key] = (kept, bins, self.friedel_all[kept])
+        kept, bins, friedel = self.power_bins[key]
         picked = torch.view_as_real(spectra[:, kept]).square().sum(-1)
         if weights is not None:
             picked = picked * weights[:, None]

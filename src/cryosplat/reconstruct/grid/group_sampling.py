@@ -71,6 +71,14 @@ class GroupSampling:
         (``kx·G₀ + ky·G₁``): the rotations ``A`` themselves, or ``Mᵀ A`` (the slice at ``M k``)."""
         return magnified_rotations(rotations, self.mag) if self.magnified else rotations
 
+    def landing_radius2(self, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
+        """Squared radius (the reconstruction's frequency indices) where the group's samples at
+        indices ``(kx, ky)`` land: ``|M k|² · scale²``."""
+        m = self.mag
+        mx = m[0, 0] * kx + m[0, 1] * ky if self.magnified else kx
+        my = m[1, 0] * kx + m[1, 1] * ky if self.magnified else ky
+        return (mx.float() ** 2 + my.float() ** 2) * self.scale**2  # as gathered: float32
+
     def ctf_plane(self, kx: torch.Tensor, ky: torch.Tensor) -> CTFPlane:
         """The CTF at frequency indices ``(kx, ky)`` of the group's images, taken at ``M k``."""
         if not self.magnified:
