@@ -41,6 +41,7 @@ __all__ = [
     "odd_phase_factors",
     "demodulate_images",
     "magnified_rotations",
+    "magnified_frequencies",
 ]
 
 
@@ -99,37 +100,42 @@ def zernike_cartesian(m: int, n: int, x: ArrayLike, y: ArrayLike) -> np.ndarray:
 
 def insert_beam_tilt(
     coefficients: ArrayLike,
-    tilt_x_mrad: float,
-    tilt_y_mrad: float,
-    cs_mm: float,
-    wavelength_angstrom: float,
+    tilt_x_mrad: ArrayLike,
+    tilt_y_mrad: ArrayLike,
+    cs_mm: ArrayLike,
+    wavelength_angstrom: ArrayLike,
 ) -> np.ndarray:
     """Fold a beam tilt into antisymmetric coefficients, as RELION 3.1's ``TiltHelper::insertTilt``.
 
     Parameters
     ----------
-    coefficients : array_like, shape (K,)
+    coefficients : array_like, shape (..., K)
         ``rlnOddZernike`` (may be empty); padded with zeros to at least six.
-    tilt_x_mrad, tilt_y_mrad : float
+    tilt_x_mrad, tilt_y_mrad : array_like, shape (...) or scalars
         ``rlnBeamTiltX/Y``.
-    cs_mm : float
-    wavelength_angstrom : float
+    cs_mm, wavelength_angstrom : array_like, shape (...) or scalars
 
     Returns
     -------
-    np.ndarray, shape (max(K, 6),)
+    np.ndarray, shape (..., max(K, 6))
         The coefficients with the tilt's coma (``Z₃^{±1}``, set) and its shift (``Z₁^{±1}``, added).
     """
-    out = np.zeros(max(len(np.atleast_1d(coefficients)), 6), dtype=np.float64)
-    given = np.asarray(coefficients, dtype=np.float64).reshape(-1)
-    out[: given.size] = given
-    scale = cs_mm * 20000.0 * wavelength_angstrom**2 * 3.141592654
-    z3x = -scale * tilt_x_mrad / 3.0
-    z3y = -scale * tilt_y_mrad / 3.0
-    out[1] += 2.0 * z3x
-    out[0] += 2.0 * z3y
-    out[4] = z3x
-    out[3] = z3y
+    given = np.asarray(coefficients, dtype=np.float64)
+    if given.ndim == 0 or given.size == 0:
+        given = given.reshape(*given.shape[:-1], 0) if given.ndim else given.reshape(0)
+    lead = np.broadcast_shapes(
+        given.shape[:-1],
+        *(np.shape(v) for v in (tilt_x_mrad, tilt_y_mrad, cs_mm, wavelength_angstrom)),
+    )
+    out = np.zeros((*lead, max(given.shape[-1], 6)), dtype=np.float64)
+    out[..., : given.shape[-1]] = given
+    scale = np.asarray(cs_mm) * 20000.0 * np.asarray(wavelength_angstrom) ** 2 * 3.141592654
+    z3x = -scale * np.asarray(tilt_x_mrad) / 3.0
+    z3y = -scale * np.asarray(tilt_y_mrad) / 3.0
+    out[..., 1] += 2.0 * z3x
+    out[..., 0] += 2.0 * z3y
+    out[..., 4] = z3x
+    out[..., 3] = z3y
     return out
 
 
@@ -287,7 +293,7 @@ def _phase_factor(
     ``M`` by rows."""
     fy = np.fft.fftfreq(box)[:, None] / pixel_size_angstrom
     fx = np.fft.rfftfreq(box)[None, :] / pixel_size_angstrom
-    mx, my = mag[0] * fx + mag[1] * fy, mag[2] * fx + mag[3] * fy
+    mx, my = magnified_frequencies(np.reshape(mag, (2, 2)), fx, fy)
     factor = np.exp((1.0 if modulate else -1.0) * 1j * odd_phase(coefficients, mx, my))
     if box % 2 == 0:
         factor[box // 2, :] = 1.0
@@ -318,3 +324,16 @@ def magnified_rotations(rotations: np.ndarray, mag_matrices: np.ndarray) -> np.n
     m3 = np.tile(np.eye(3), (len(rotations), 1, 1))
     m3[:, :2, :2] = mag
     return np.transpose(m3, (0, 2, 1)) @ np.asarray(rotations, dtype=np.float64)
+
+
+def magnified_frequencies(mag, kx, ky):
+    """``M k``: frequencies ``(kx, ky)`` seen through magnification matrices ``mag``.
+
+    ``mag`` has shape (..., 2, 2), its leading axes broadcasting with ``kx`` and ``ky`` (e.g.
+    (B, 1, 1, 2, 2) against a (D, D) grid); arrays or tensors. RELION evaluates an image's CTF
+    and aberrations there (``CTF::getCTF``, ``ObservationModel::getPhaseCorrection``).
+    """
+    return (
+        mag[..., 0, 0] * kx + mag[..., 0, 1] * ky,
+        mag[..., 1, 0] * kx + mag[..., 1, 1] * ky,
+    )

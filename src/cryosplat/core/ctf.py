@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cryosplat.core.aberrations import even_phase
+from cryosplat.core.aberrations import even_phase, magnified_frequencies
 from cryosplat.core.fourier import frequency_grid_2d
 
 __all__ = [
@@ -228,8 +228,8 @@ def compute_ctf(
     device = defocus_u_angstrom.device
     kx, ky = frequency_grid_2d(box, pixel_size_angstrom, device, torch.float64)
     if mag_matrices is not None:
-        m = torch.as_tensor(mag_matrices, device=device, dtype=torch.float64)[..., None, None]
-        kx, ky = m[:, 0, 0] * kx + m[:, 0, 1] * ky, m[:, 1, 0] * kx + m[:, 1, 1] * ky
+        m = torch.as_tensor(mag_matrices, device=device, dtype=torch.float64)[:, None, None]
+        kx, ky = magnified_frequencies(m, kx, ky)
 
     given = {
         "defocus_u_angstrom": defocus_u_angstrom,

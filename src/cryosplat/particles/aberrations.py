@@ -178,19 +178,16 @@ def relion_odd_zernike(
                 f"{path}: a beam tilt needs the voltage and Cs of every particle (rlnVoltage, "
                 "rlnSphericalAberration)"
             )
-        rows = np.flatnonzero(tilted)
-        keys = np.concatenate([base[rows], tilt[rows], cs[rows, None], voltage[rows, None]], axis=1)
-        distinct, which = np.unique(keys, axis=0, return_inverse=True)
-        k = base.shape[1]
-        folded = [
-            insert_beam_tilt(
-                key[:k], key[k], key[k + 1], key[k + 2], electron_wavelength_angstrom(key[k + 3])
-            )
-            for key in distinct
-        ]
-        widened = np.zeros((n, max(k, len(folded[0]))))
-        widened[:, :k] = base
-        widened[rows] = np.stack(folded)[which.reshape(-1)]
+        folded = insert_beam_tilt(
+            base[tilted],
+            tilt[tilted, 0],
+            tilt[tilted, 1],
+            cs[tilted],
+            electron_wavelength_angstrom(voltage[tilted]),
+        )
+        widened = np.zeros((n, folded.shape[1]))
+        widened[:, : base.shape[1]] = base
+        widened[tilted] = folded
         base = widened
     if base.size == 0 or not np.any(base != 0):
         return None

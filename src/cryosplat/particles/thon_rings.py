@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryosplat.core.aberrations import magnified_frequencies
 from cryosplat.core.ctf import ctf_at
 from cryosplat.particles.particle_set import ParticleSet
 
@@ -110,9 +111,9 @@ def _ctf2_on_rings(particles: ParticleSet, indices: np.ndarray, k: np.ndarray) -
     theta = torch.linspace(0.0, np.pi, N_DIRECTIONS + 1, dtype=torch.float64)[:-1][None, :, None]
     k2 = torch.as_tensor(k, dtype=torch.float64)[:, None, :] ** 2
     if particles.mag_matrices is not None:  # the CTF of an image seen through M, at M k
-        m = torch.as_tensor(particles.mag_matrices[indices], dtype=torch.float64)[..., None, None]
-        kx, ky = torch.sqrt(k2) * torch.cos(theta), torch.sqrt(k2) * torch.sin(theta)
-        kx, ky = m[:, 0, 0] * kx + m[:, 0, 1] * ky, m[:, 1, 0] * kx + m[:, 1, 1] * ky
+        m = torch.as_tensor(particles.mag_matrices[indices], dtype=torch.float64)[:, None, None]
+        k = torch.sqrt(k2)
+        kx, ky = magnified_frequencies(m, k * torch.cos(theta), k * torch.sin(theta))
         k2, theta = kx**2 + ky**2, torch.atan2(ky, kx)
     ctf = ctf_at(k2, theta, params)
     return (ctf**2).mean(dim=1).numpy()

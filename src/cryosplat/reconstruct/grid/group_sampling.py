@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cryosplat.core.aberrations import magnified_rotations
+from cryosplat.core.aberrations import magnified_frequencies, magnified_rotations
 from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.fourier_slice import default_max_radius
 
@@ -71,19 +71,20 @@ class GroupSampling:
         (``kx·G₀ + ky·G₁``): the rotations ``A`` themselves, or ``Mᵀ A`` (the slice at ``M k``)."""
         return magnified_rotations(rotations, self.mag) if self.magnified else rotations
 
+    def _through(self, kx: torch.Tensor, ky: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``M k`` of frequency indices (as they are without a matrix)."""
+        if not self.magnified:
+            return kx, ky
+        mag = torch.as_tensor(self.mag, dtype=torch.float64, device=kx.device)
+        return magnified_frequencies(mag, kx, ky)
+
     def landing_radius2(self, kx: torch.Tensor, ky: torch.Tensor) -> torch.Tensor:
         """Squared radius (the reconstruction's frequency indices) where the group's samples at
         indices ``(kx, ky)`` land: ``|M k|² · scale²``."""
-        m = self.mag
-        mx = m[0, 0] * kx + m[0, 1] * ky if self.magnified else kx
-        my = m[1, 0] * kx + m[1, 1] * ky if self.magnified else ky
+        mx, my = self._through(kx, ky)
         return (mx.float() ** 2 + my.float() ** 2) * self.scale**2  # as gathered: float32
 
     def ctf_plane(self, kx: torch.Tensor, ky: torch.Tensor) -> CTFPlane:
         """The CTF at frequency indices ``(kx, ky)`` of the group's images, taken at ``M k``."""
-        if not self.magnified:
-            return CTFPlane(kx, ky, self.box, self.pixel)
-        m = self.mag
-        return CTFPlane(
-            m[0, 0] * kx + m[0, 1] * ky, m[1, 0] * kx + m[1, 1] * ky, self.box, self.pixel
-        )
+        mx, my = self._through(kx, ky)
+        return CTFPlane(mx, my, self.box, self.pixel)
