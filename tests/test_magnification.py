@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import math
 import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from cryosplat.core.aberrations import magnified_rotations
-from cryosplat.core.ctf import ctf_from_params
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from bench_aberrations import Optics, images_with  # noqa: E402
+
 from cryosplat.io.mrc import MRCStack, read_map, write_stack
 from cryosplat.io.star import read_star, write_star
 from cryosplat.model.gaussians import GaussianModel
@@ -22,7 +26,6 @@ from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.grid.statistics import wiener_inversion
 from cryosplat.reconstruct.run import check_engine_particles
-from cryosplat.render.imaging import predict_images
 from cryosplat.validation.fsc import fsc
 
 BOX, PIXEL = 32, 1.5
@@ -30,20 +33,11 @@ MAG = np.array([[1.04, 0.03], [-0.01, 0.97]])
 
 
 def images_through(model: GaussianModel, particles, mag: np.ndarray) -> np.ndarray:
-    """Noise-free images of ``particles``' poses, shifts and CTF, seen through ``mag``: the
-    Gaussians rendered through ``Mᵀ A`` (a point ``p`` of the undistorted image lands at
-    ``Mᵀ p``), the CTF taken at ``M k``."""
-    mags = np.broadcast_to(mag, (len(particles), 2, 2))
-    ctf = ctf_from_params(particles.ctf, BOX, PIXEL, dtype=torch.float64, mag_matrices=mags)
-    with torch.no_grad():
-        images = predict_images(
-            model,
-            magnified_rotations(particles.rotations, mags),
-            particles.shifts_angstrom,
-            ctf,
-            backend="reference",
-        )
-    return images.numpy().astype(np.float32)
+    """Noise-free images of ``particles``' poses, shifts and CTF, seen through ``mag``, made as
+    the aberration benchmark makes them (``bench_aberrations.images_with``): the Gaussians
+    rendered through ``Mᵀ A`` (a point ``p`` of the undistorted image lands at ``Mᵀ p``), the CTF
+    taken at ``M k``."""
+    return images_with(model, particles, Optics("mag", mag=tuple(map(tuple, mag.tolist()))))
 
 
 @pytest.fixture(scope="module")
