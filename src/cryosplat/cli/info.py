@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryosplat.cli.particle_choice import add_selection_arguments, apply_selection
 from cryosplat.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--poses", type=Path, default=None, help="cryoDRGN poses.pkl (with .mrcs)")
     parser.add_argument("--ctf", type=Path, default=None, help="cryoDRGN ctf.pkl (with .mrcs)")
+    add_selection_arguments(parser)
 
 
 def format_summary(s: ParticleSummary) -> str:
@@ -94,6 +96,8 @@ def format_summary(s: ParticleSummary) -> str:
             f"densest {PREFERRED_CONE_DEGREES:g}° cone: {100 * share:.1f} % of the views, about "
             f"({axis[0]:.2f}, {axis[1]:.2f}, {axis[2]:.2f}) (uniform views: {100 * uniform:.0f} %)"
         )
+    if s.classes:
+        lines.append(f"classes:      {s.classes}")
     if s.random_subsets is not None:
         lines.append(
             "random subsets: " + ", ".join(f"{k}: {v}" for k, v in s.random_subsets.items())
@@ -351,10 +355,10 @@ def run(args: argparse.Namespace) -> int:
     if args.particles.is_dir():
         from cryosplat.reconstruct.run_summary import read_run
 
-        if args.poses or args.ctf or args.datadir:
+        if args.poses or args.ctf or args.datadir or args.classes or args.ind:
             raise InputError(
                 f"{args.particles}: a folder is read as a reconstruct output folder, which takes "
-                "no --datadir, --poses or --ctf"
+                "no --datadir, --poses, --ctf, --class or --ind"
             )
         print(format_run(read_run(args.particles)))
         return 0
@@ -370,6 +374,7 @@ def run(args: argparse.Namespace) -> int:
     except InputError:
         _print_metadata_alone(config)
         raise
+    particles = apply_selection(particles, args)
     summary = summarize(particles)
     findings = check_particles(particles, densest=summary.densest_cone)
     print(format_summary(summary))

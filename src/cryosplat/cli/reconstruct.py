@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryosplat.cli.names import BACKENDS, ENGINES, SYMMETRY_HELP
+from cryosplat.cli.particle_choice import add_selection_arguments, apply_selection
 from cryosplat.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def _add_input_and_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datadir", help="folder to resolve image stack names against")
     p.add_argument("--poses", help="cryoDRGN poses.pkl (with an .mrcs stack)")
     p.add_argument("--ctf", help="cryoDRGN ctf.pkl (with an .mrcs stack)")
+    add_selection_arguments(p)
     p.add_argument(
         "--angpix",
         type=float,
@@ -451,6 +453,7 @@ def run(args: argparse.Namespace) -> int:
     particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
     if args.angpix is not None:
         particles = particles.with_pixel_size(args.angpix)
+    particles = apply_selection(particles, args)
     dist = distributed.start(resolve_device(config.device))
     if not dist.is_main:  # under torchrun, rank 0 alone logs and reports
         logging.getLogger("cryosplat").setLevel(logging.WARNING)

@@ -24,10 +24,12 @@ from cryosplat.io.stackrefs import UNSET_HEADER_PIXELS, header_pixel_notes
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
-__all__ = ["read_cryodrgn_poses", "read_cryodrgn_ctf", "read_stack_with_pickles"]
+__all__ = ["load_pickle", "read_cryodrgn_poses", "read_cryodrgn_ctf", "read_stack_with_pickles"]
 
 
-def _load_pickle(path: Path, what: str):
+def load_pickle(path: Path, what: str):
+    """The object pickled in ``path`` (a cryoDRGN file); InputError naming ``what`` where the file
+    is missing or not a pickle."""
     if not path.is_file():
         raise InputError(f"{path}: {what} file not found")
     try:
@@ -55,7 +57,7 @@ def read_cryodrgn_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None
         Fractions of the box, RELION's origin sign; None when the pickle holds rotations only.
     """
     path = Path(path)
-    obj = _load_pickle(path, "poses")
+    obj = load_pickle(path, "poses")
     rot, trans = obj if isinstance(obj, tuple) and len(obj) == 2 else (obj, None)
     try:
         rot = np.asarray(rot, dtype=np.float64)
@@ -87,7 +89,7 @@ def read_cryodrgn_ctf(path: str | Path) -> tuple[CTFParams, int, float]:
     """
     path = Path(path)
     try:
-        table = np.asarray(_load_pickle(path, "CTF"), dtype=np.float64)
+        table = np.asarray(load_pickle(path, "CTF"), dtype=np.float64)
     except (TypeError, ValueError):
         raise InputError(f"{path}: expected an (N, 9) CTF array") from None
     if table.ndim != 2 or table.shape[1] != len(CRYODRGN_CTF_COLUMNS):

@@ -30,7 +30,7 @@ from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
-from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = ["read_cryosparc", "load_cs"]
@@ -212,6 +212,10 @@ def read_cryosparc(
             )
     if "alignments3D/split" in table.dtype.names:
         subset = _field(table, "alignments3D/split", path).astype(np.int64) + 1
+    classes = None
+    if "alignments3D/class" in table.dtype.names:
+        numbers = _field(table, "alignments3D/class", path).astype(np.int64)
+        classes = ClassLabels(numbers, "alignments3D/class")
     image_index = _field(table, "blob/idx", path).astype(np.int64)
     stacks, stack_index = [], np.full(n, -1, dtype=np.int64)
     if require_images:
@@ -245,6 +249,7 @@ def read_cryosparc(
         optics_group=group_of,
         optics=groups,
         random_subset=subset,
+        classes=classes,
         source=path,
         notes=notes,
         warnings=cryosparc_aberration_warnings(table),

@@ -18,7 +18,7 @@ from cryosplat.core.ctf import CTF_IN_IMAGES, CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 
-__all__ = ["OpticsGroup", "ParticleSet"]
+__all__ = ["ClassLabels", "OpticsGroup", "ParticleSet"]
 
 
 @dataclass
@@ -31,6 +31,47 @@ class OpticsGroup:
     voltage_kv: float
     cs_mm: float
     amplitude_contrast: float
+
+
+@dataclass(frozen=True)
+class ClassLabels:
+    """Each particle's 3D class, as its file numbers them.
+
+    Attributes
+    ----------
+    numbers : np.ndarray, shape (N,), int
+        RELION's ``rlnClassNumber`` (from 1) or cryoSPARC's ``alignments3D/class`` (from 0).
+    column : str
+        The column they were read from, for messages.
+    chosen : bool
+        True once the user chose these classes (:mod:`cryosplat.particles.selection`): several of
+        them are then reconstructed together on purpose.
+    """
+
+    numbers: np.ndarray
+    column: str
+    chosen: bool = False
+
+    def counts(self) -> dict[int, int]:
+        """Class number -> particles, in increasing class number."""
+        values, n = np.unique(self.numbers, return_counts=True)
+        return {int(v): int(c) for v, c in zip(values, n, strict=True)}
+
+    def listing(self) -> str:
+        """``rlnClassNumber 1: 4,000, 2: 3,000`` for messages."""
+        parts = ", ".join(f"{k}: {v:,}" for k, v in self.counts().items())
+        return f"{self.column} {parts}"
+
+    def unchosen_warning(self) -> str | None:
+        """A warning where the particles hold several classes and none was chosen, else None."""
+        counts = self.counts()
+        if self.chosen or len(counts) < 2:
+            return None
+        return (
+            f"the particles are in {len(counts)} classes ({self.listing()}): they are made into "
+            "one map, as one molecule in one state; --class N reconstructs one of them "
+            "(--class 1,3 several)"
+        )
 
 
 @dataclass
@@ -70,10 +111,16 @@ class ParticleSet:
         Each particle's antisymmetric aberrations (RELION's ``rlnOddZernike`` order, beam tilt
         folded in; :mod:`cryosplat.core.aberrations`); :meth:`read_images` takes them out of the
         images. None: none.
+    classes : ClassLabels or None
+        Each particle's 3D class, where the file records one (``rlnClassNumber``,
+        ``alignments3D/class``). None: no class column.
     mag_matrices : np.ndarray or None, shape (N, 2, 2)
         Each particle's magnification matrix ``M`` (RELION's ``rlnMagMat``): its image is the
         undistorted one seen through ``M`` (the Fourier sample at ``k`` is the undistorted one at
         ``M k``, its CTF and aberrations taken there). None: the identity for all.
+    selection : str
+        How these particles were chosen from the file's rows (:mod:`cryosplat.particles.selection`,
+        e.g. ``"rlnClassNumber 2"``); empty: every row.
     source : Path
         The metadata file.
     notes : list[str]
@@ -97,6 +144,8 @@ class ParticleSet:
     ctf_in_images: np.ndarray | None = None
     odd_zernike: np.ndarray | None = None
     mag_matrices: np.ndarray | None = None
+    classes: ClassLabels | None = None
+    selection: str = ""
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -116,6 +165,7 @@ class ParticleSet:
             "ctf_in_images": self.ctf_in_images,
             "odd_zernike": self.odd_zernike,
             "mag_matrices": self.mag_matrices,
+            "classes": None if self.classes is None else self.classes.numbers,
         }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
@@ -220,6 +270,9 @@ class ParticleSet:
             ctf_in_images=take(self.ctf_in_images),
             odd_zernike=take(self.odd_zernike),
             mag_matrices=take(self.mag_matrices),
+            classes=None
+            if self.classes is None
+            else replace(self.classes, numbers=self.classes.numbers[idx]),
             notes=list(self.notes),
             warnings=list(self.warnings),
         )

@@ -29,7 +29,7 @@ from cryosplat.particles.aberrations import (
     relion_mag_matrices,
     relion_odd_zernike,
 )
-from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = ["particles_from_star"]
@@ -438,6 +438,9 @@ def particles_from_star(
         notes += header_pixel_notes(stacks, stack_index, pixel_per_particle)
     rotations, shifts = _poses(particles, pixel_per_particle, path, notes)
     subset = particles.get_int("rlnRandomSubset") if "rlnRandomSubset" in particles else None
+    classes = None
+    if "rlnClassNumber" in particles:
+        classes = ClassLabels(particles.get_int("rlnClassNumber"), "rlnClassNumber")
     ctf_in_images, ctf_notes = _ctf_in_images(optics, group_of, particles, path)
     notes += ctf_notes
     odd_zernike = relion_odd_zernike(optics, particles, group_of, per_particle, path)
@@ -469,6 +472,7 @@ def particles_from_star(
         ctf_in_images=ctf_in_images,
         odd_zernike=odd_zernike,
         mag_matrices=mag_matrices,
+        classes=classes,
         source=path,
         notes=notes,
         warnings=relion_aberration_warnings(particles, optics),

@@ -90,6 +90,7 @@ class ParticleSummary:
     ----------
     defocus_range_um : (min, max) of (U+V)/2 in µm, or None without CTF.
     random_subsets : subset number -> count, or None.
+    classes : the particles' 3D classes and their counts (``ClassLabels.listing``), or "".
     view_coverage : fraction in [0, 1] of ~``cell_degrees`` sphere cells hit, or None without poses.
     densest_cone : (share of the views, axis (3,)) within ``PREFERRED_CONE_DEGREES`` of one axis
         (:func:`densest_cone`), or None without poses.
@@ -106,6 +107,7 @@ class ParticleSummary:
     has_ctf: bool
     defocus_range_um: tuple[float, float] | None = None
     random_subsets: dict[int, int] | None = None
+    classes: str = ""
     view_coverage: float | None = None
     n_view_cells: int = 0
     cell_degrees: float = 15.0
@@ -262,6 +264,8 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
     if ps.ctf is not None:
         mean_df = 0.5 * (ps.ctf.defocus_u_angstrom + ps.ctf.defocus_v_angstrom) * 1e-4
         out.defocus_range_um = (float(mean_df.min()), float(mean_df.max()))
+    if ps.classes is not None:
+        out.classes = ps.classes.listing()
     if ps.random_subset is not None:
         values, n = np.unique(ps.random_subset, return_counts=True)
         out.random_subsets = {int(v): int(c) for v, c in zip(values, n, strict=True)}

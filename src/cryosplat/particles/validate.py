@@ -418,6 +418,8 @@ def check_particles(
     if use_random_subset:
         findings += _subset_findings(particles, labels["subset"])
     findings += _radian_findings(particles, labels)
+    if particles.classes is not None and (mixed := particles.classes.unchosen_warning()):
+        findings.append(Finding(mixed, refuse=False))
     findings += _view_findings(particles, densest)
     return findings
 

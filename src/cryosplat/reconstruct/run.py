@@ -252,6 +252,8 @@ def reconstruct(
         **{k: v for k, v in asdict(asked).items() if k not in OUTSIDE_IDENTITY},
         "n_gaussians": n_gauss,
         "input_fingerprint": input_fingerprint(particles),
+        # Joins the identity only where the user chose particles (older runs' keys unchanged).
+        **({"selection": particles.selection} if particles.selection else {}),
     }
     folder = RunFolder(out_dir, identity, mode=folder_mode or ("resume" if resume else "new"))
     resuming = dist.on_main(folder.prepare)
@@ -357,6 +359,7 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
             },
             "symmetry": config.symmetry,
             "input": identity["input"],
+            **({"selection": particles.selection} if particles.selection else {}),
             "resumed": run.resuming,
             **({"world_size": dist.world_size} if dist.active else {}),
         },
@@ -402,6 +405,8 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         summary.update(
             {"engine": config.engine, "halves": how, "n_particles": [len(half_a), len(half_b)]}
         )
+        if particles.selection:
+            summary["selection"] = particles.selection
         summary.update(result.summary())
         summary["device"] = describe_device(device)
         summary.update(measured_peak_memory(device, plan.peak_bytes(side_by_side)))
