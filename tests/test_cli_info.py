@@ -163,6 +163,8 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     # The written map's header, read back: the particles' pixel size.
     assert f"voxel size {summary['pixel_size_angstrom']:.4f} Å (header)" in text
     assert "Gaussians:" in text and "half sets:" in text and "resume:" not in text
+    low, median, high = summary["local_resolution_5_50_95_angstrom"]
+    assert f"local resolution: {low:.2f}-{high:.2f} Å (5th-95th percentile, median" in text
     # The run's peak memory beside the plan's prediction (what the config recorded).
     planned = json.loads((out / "config.json").read_text())["memory_plan"]
     assert summary["predicted_peak_memory_gb"] == planned["predicted_peak_bytes"] / 1e9

@@ -164,6 +164,9 @@ def test_a_reconstruction_of_one_class_is_that_molecule(mixed, tmp_path, capsys)
     assert min(_correlation(mean, truth_a), _correlation(mean, truth_b)) > alike + 0.15
     summary = json.loads((out / "run.json").read_text())["summary"]
     assert summary["selection"] == "rlnClassNumber 2" and sum(summary["n_particles"]) == 120
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "particles chosen: rlnClassNumber 2" in capsys.readouterr().out
     assert main(["reconstruct", str(mixed), "-o", str(out), "--resume", "--no-progress"]) == 2
     assert "holds a different run" in capsys.readouterr().err
 

@@ -237,6 +237,14 @@ def _result_lines(res: dict) -> list[str]:
         if by_direction:
             text += f"; by direction {by_direction[0]:.2f}-{by_direction[1]:.2f} Å"
         lines.append(f"data half maps FSC 0.143: {text}")
+    local = res.get("local_resolution_5_50_95_angstrom")
+    if isinstance(local, list) and len(local) == 3:
+        lines.append(
+            f"local resolution: {local[0]:.2f}-{local[2]:.2f} Å (5th-95th percentile, median "
+            f"{local[1]:.2f} Å; local_resolution.mrc)"
+        )
+    if isinstance(res.get("selection"), str):
+        lines.append(f"particles chosen: {res['selection']}")
     if isinstance(res.get("n_gaussians"), list):
         lines.append("Gaussians:    " + " + ".join(str(n) for n in res["n_gaussians"]) + " (A + B)")
         negative, share = res.get("n_negative_gaussians"), res.get("negative_mass_share")

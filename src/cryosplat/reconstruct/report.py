@@ -32,6 +32,7 @@ from cryosplat.validation.data_blend import (
     blend_with_data,
     masked_mean_correction,
 )
+from cryosplat.validation.local_resolution import local_resolution, window_radius_px
 from cryosplat.validation.local_weight import (
     UNWEIGHTED_SHELLS,
     apply_local_weight,
@@ -345,6 +346,9 @@ def write_outputs(
     report, amask = evaluate_half_maps(
         *half_maps, pixel, settings.soft_width_px, crossval, device, sphere, settings.fsc_mask
     )
+    local = _write_local_resolution(
+        folder, composed.halves, amask, report.resolution_angstrom, (pixel, origin)
+    )
     # The map's halves are written and read: only the weight, the blend and the text are kept
     # (at box 256 each half is 134 MB).
     weight, alpha, map_text = composed.weight, composed.alpha, composed.text
@@ -363,6 +367,7 @@ def write_outputs(
         del on_device
         extra["data_half_maps_directional"] = directional.to_dict()
         _log_directional(directional)
+    extra["local_resolution"] = local
     if alpha is not None:
         extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
         _log_blend(alpha, model_a.box, pixel)
@@ -383,6 +388,7 @@ def write_outputs(
         model.save(folder / f"model_{name}.npz")
         export_model(model, folder / f"model_{name}.cif", origin)
     summary = run_summary(report, (model_a, model_b), n_unit, map_text, settings.symmetry)
+    summary["local_resolution_5_50_95_angstrom"] = local["percentiles_5_50_95_angstrom"]
     if directional is not None:
         summary["data_half_maps_0143_by_direction_angstrom"] = [
             directional.finest_angstrom,
@@ -390,6 +396,42 @@ def write_outputs(
         ]
     _log_resolution(report, summary)
     return report, summary
+
+
+def _write_local_resolution(
+    folder: Path,
+    halves: Sequence,
+    amask: np.ndarray,
+    resolution_angstrom: float,
+    pixel_origin: tuple[float, float],
+) -> dict:
+    """``local_resolution.mrc``: the map's halves' FSC read in windows across the molecule
+    (:mod:`cryosplat.validation.local_resolution`), the windows ``resolution_angstrom`` sets;
+    its windows, for ``fsc.json``."""
+    pixel, origin = pixel_origin
+    maps = [torch.as_tensor(m).double() for m in halves]
+    radius = window_radius_px(resolution_angstrom, pixel, maps[0].shape[0])
+    local = local_resolution((maps[0], maps[1]), amask, pixel, radius)
+    write_map(folder / "local_resolution.mrc", local.volume, pixel, origin)
+    low, median, high = local.percentiles(amask)
+    log.info(
+        "local resolution: %.2f-%.2f Å (5th-95th percentile of the windows centred in the "
+        "automatic mask, median %.2f Å): the map's halves' FSC at 0.143 in %d windows of radius "
+        "%.1f Å, as relion_postprocess --locres reads half maps (finer than the cross-validated "
+        "resolution where the halves share errors); local_resolution.mrc, which ChimeraX "
+        "colours a surface by (color sample #1 map #2 palette ...)",
+        low,
+        high,
+        median,
+        len(local.centres_px),
+        radius * pixel,
+    )
+    return {
+        "radius_px": local.radius_px,
+        "percentiles_5_50_95_angstrom": [round(v, 3) for v in (low, median, high)],
+        "centres_px": local.centres_px.tolist(),
+        "resolution_angstrom": [round(float(v), 3) for v in local.resolution_angstrom],
+    }
 
 
 def _negative_population(models: Sequence[GaussianModel]) -> dict:

@@ -68,6 +68,7 @@ OUTPUT_FILES = (
     "half_map_B.mrc",
     "mask.mrc",
     "local_weight.mrc",
+    "local_resolution.mrc",
     FSC_FILE,
     "fsc.svg",
     "model_A.npz",

@@ -164,6 +164,8 @@ def read_run(path: str | Path) -> RunSummary:
     missing = []
     if state == "complete":
         missing = [name for name in OUTPUT_FILES if not (path / name).is_file()]
+        if "local_resolution_5_50_95_angstrom" not in results:  # a run from before it was made
+            missing = [name for name in missing if name != "local_resolution.mrc"]
     return RunSummary(
         path=path,
         status=state,

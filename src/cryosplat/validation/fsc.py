@@ -161,6 +161,8 @@ def crossing_shell(curve: np.ndarray, threshold: float) -> float | None:
     Returns ``None`` when the curve never falls below it (the resolution is at least Nyquist).
     """
     c = np.asarray(curve, dtype=np.float64)
+    if c.size and c[0] < threshold:  # nothing in common even at the zero frequency
+        return 0.0
     below = np.flatnonzero(c[1:] < threshold) + 1
     if below.size == 0:
         return None
