@@ -15,10 +15,16 @@ A ``.cs`` file is a numpy structured array (``np.load``). Fields read:
 
 Stack paths are tried against ``datadir``, the ``.cs`` folder and the current directory, each also
 with only the file name.
+
+A cryoSPARC job writes the fields it made (``J24_005_particles.cs``: the poses) apart from those it
+passed through from earlier jobs (``J24_passthrough_particles.cs``: the images, the CTF): where such
+a file of the same job lies beside the one given, the fields the given file lacks are taken from it,
+row by row by ``uid`` (:func:`with_passthrough`), with a note.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from tokenize import TokenError
 
@@ -33,7 +39,7 @@ from cryosplat.particles.aberrations import cryosparc_aberration_warnings
 from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
-__all__ = ["read_cryosparc", "load_cs"]
+__all__ = ["find_passthrough", "load_cs", "read_cryosparc", "with_passthrough"]
 
 
 def load_cs(path: str | Path) -> np.ndarray:
@@ -53,9 +59,74 @@ def load_cs(path: str | Path) -> np.ndarray:
     return table
 
 
+def find_passthrough(path: Path) -> Path | None:
+    """The passthrough file of the job that wrote ``path`` (``J24_005_particles.cs`` →
+    ``J24_passthrough_particles.cs``, ``cryosparc_P12_J24_005_particles.cs`` →
+    ``P12_J24_passthrough_particles.cs``) in its folder, or None: none, or several that the
+    name's tail (``particles.cs``, ``particles_selected.cs``) does not tell apart."""
+    if "passthrough" in path.name:
+        return None
+    jobs = re.findall(r"(?:^|_)(J\d+)_", path.name)
+    if not jobs:
+        return None
+    found = sorted(path.parent.glob(f"*{jobs[-1]}_passthrough_*.cs"))
+    if len(found) > 1:
+        tail = re.sub(r"^.*?J\d+_(?:\d+_)?", "", path.name)  # e.g. particles_selected.cs
+        found = [f for f in found if f.name.endswith(f"_passthrough_{tail}")]
+    return found[0] if len(found) == 1 else None
+
+
+def with_passthrough(table: np.ndarray, path: Path, passthrough: Path) -> tuple[np.ndarray, str]:
+    """``table`` with the fields it lacks taken from ``passthrough``'s rows of the same ``uid``,
+    and a note naming them (the table itself when it lacks none).
+
+    Raises
+    ------
+    InputError
+        Either file has no ``uid`` field, or a row of ``table`` has no row in ``passthrough``.
+    """
+    extra = load_cs(passthrough)
+    missing = [n for n in extra.dtype.names if n not in table.dtype.names]
+    if not missing:
+        return table, ""
+    for name, t in ((path, table), (passthrough, extra)):
+        if "uid" not in t.dtype.names:
+            raise InputError(
+                f"{name}: no uid field, so the rows of {path.name} and {passthrough.name} "
+                "cannot be matched"
+            )
+    order = np.argsort(extra["uid"], kind="stable")
+    at = np.searchsorted(extra["uid"], table["uid"], sorter=order).clip(max=len(order) - 1)
+    rows = order[at]
+    absent = np.flatnonzero(extra["uid"][rows] != table["uid"])
+    if absent.size:
+        raise InputError(
+            f"{passthrough}: {absent.size} of the {len(table)} particles of {path.name} are not "
+            f"in it (row {absent[0] + 1}, uid {table['uid'][absent[0]]})"
+        )
+    fields = [(n, table.dtype.fields[n][0]) for n in table.dtype.names]
+    merged = np.empty(len(table), dtype=fields + [(n, extra.dtype.fields[n][0]) for n in missing])
+    for name in table.dtype.names:
+        merged[name] = table[name]
+    for name in missing:
+        merged[name] = extra[name][rows]
+    groups = sorted({n.split("/")[0] for n in missing})
+    note = (
+        f"fields: {', '.join(f'{g}/*' for g in groups)} ({len(missing)} fields) read from "
+        f"{passthrough.name}, matched by uid"
+    )
+    return merged, note
+
+
 def _field(table: np.ndarray, name: str, path: Path) -> np.ndarray:
     if name not in table.dtype.names:
-        raise InputError(f"{path}: required field {name} is missing")
+        hint = ""
+        if find_passthrough(path) is None and "passthrough" not in path.name:
+            hint = (
+                " (a cryoSPARC job keeps the fields it passed through, the images and the CTF, "
+                "in its J<n>_passthrough_particles.cs: put that file beside this one)"
+            )
+        raise InputError(f"{path}: required field {name} is missing{hint}")
     values = np.asarray(table[name])
     if values.dtype.kind == "f":
         values = values.astype(np.float64)
@@ -173,6 +244,9 @@ def read_cryosparc(
     table = load_cs(path)
     n = table.shape[0]
     notes: list[str] = []
+    if (passthrough := find_passthrough(path)) is not None:
+        table, note = with_passthrough(table, path, passthrough)
+        notes += [note] if note else []
     shape = _field(table, "blob/shape", path).reshape(n, -1)
     if shape.shape[1] != 2:
         raise InputError(f"{path}: field blob/shape should hold 2 numbers per row")
