@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import time
@@ -37,7 +36,12 @@ from run_benchmarks import selected_specs
 
 from cryosplat.io.mrc import read_map
 from cryosplat.validation.fsc import fsc, resolution_at
-from cryosplat.validation.local_resolution import WINDOW_EDGE_PX, _window, local_resolution
+from cryosplat.validation.local_resolution import (
+    WINDOW_EDGE_PX,
+    cut_window,
+    local_resolution,
+    window_box,
+)
 from cryosplat.validation.masks import spherical_mask
 
 DEFAULT_SETS = (
@@ -78,14 +82,14 @@ def truth_in_windows(run: Path, truth: Path) -> tuple[np.ndarray, np.ndarray, np
     true, _ = read_map(truth)
     mask, _ = read_map(run / "mask.mrc")
     radius = entry["radius_px"]
-    size = 2 * int(math.ceil(radius + WINDOW_EDGE_PX)) + 2
+    size = window_box(radius)
     window = torch.as_tensor(spherical_mask(size, radius_px=radius, soft_width_px=WINDOW_EDGE_PX))
     made, true = torch.as_tensor(made).double(), torch.as_tensor(true).double()
     centres = np.array(entry["centres_px"])
     expected = np.array(
         [
             resolution_at(
-                fsc(_window(made, c, size) * window, _window(true, c, size) * window),
+                fsc(cut_window(made, c, size) * window, cut_window(true, c, size) * window),
                 0.5,
                 size,
                 pixel,

@@ -4,7 +4,6 @@ in the same windows; what halves that share errors read; the written volume."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ from cryosplat.io.mrc import read_map
 from cryosplat.validation.fsc import crossing_shell, fsc, resolution_at
 from cryosplat.validation.local_resolution import (
     WINDOW_EDGE_PX,
-    _window,
+    cut_window,
     local_resolution,
+    window_box,
     window_radius_px,
 )
 from cryosplat.validation.masks import spherical_mask
@@ -52,12 +52,14 @@ def _case(noise_sd: float, shared: float, seed: int = 0):
 
 def _truth_in_windows(local, truth, halves) -> np.ndarray:
     """Where the map (the halves' mean) correlates with the truth by 0.5 in each window."""
-    size = 2 * int(math.ceil(RADIUS + WINDOW_EDGE_PX)) + 2
+    size = window_box(RADIUS)
     w = torch.as_tensor(spherical_mask(size, radius_px=RADIUS, soft_width_px=WINDOW_EDGE_PX))
     made, t = 0.5 * (halves[0] + halves[1]), torch.as_tensor(truth)
     return np.array(
         [
-            resolution_at(fsc(_window(made, c, size) * w, _window(t, c, size) * w), 0.5, size, 2.0)
+            resolution_at(
+                fsc(cut_window(made, c, size) * w, cut_window(t, c, size) * w), 0.5, size, 2.0
+            )
             for c in local.centres_px
         ]
     )

@@ -7,8 +7,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryosplat.core.errors import InputError
-
 if TYPE_CHECKING:
     from cryosplat.particles.particle_set import ParticleSet
 
@@ -48,6 +46,4 @@ def apply_selection(particles: ParticleSet, args: argparse.Namespace) -> Particl
     """The particles ``--ind`` and ``--class`` choose (all when neither is given)."""
     from cryosplat.particles.selection import select_particles
 
-    if args.ind is not None and not args.ind.is_file():
-        raise InputError(f"--ind {args.ind}: file not found")
     return select_particles(particles, classes=args.classes, index_file=args.ind)

@@ -347,7 +347,7 @@ def write_outputs(
         *half_maps, pixel, settings.soft_width_px, crossval, device, sphere, settings.fsc_mask
     )
     local = _write_local_resolution(
-        folder, composed.halves, amask, report.resolution_angstrom, (pixel, origin)
+        folder, composed.unweighted, amask, report.resolution_angstrom, (pixel, origin)
     )
     # The map's halves are written and read: only the weight, the blend and the text are kept
     # (at box 256 each half is 134 MB).
@@ -405,9 +405,9 @@ def _write_local_resolution(
     resolution_angstrom: float,
     pixel_origin: tuple[float, float],
 ) -> dict:
-    """``local_resolution.mrc``: the map's halves' FSC read in windows across the molecule
-    (:mod:`cryosplat.validation.local_resolution`), the windows ``resolution_angstrom`` sets;
-    its windows, for ``fsc.json``."""
+    """``local_resolution.mrc``: the FSC of ``halves`` (the map's, before their local weight)
+    read in windows across the molecule (:mod:`cryosplat.validation.local_resolution`), the
+    windows ``resolution_angstrom`` sets; its windows, for ``fsc.json``."""
     pixel, origin = pixel_origin
     maps = [torch.as_tensor(m).double() for m in halves]
     radius = window_radius_px(resolution_angstrom, pixel, maps[0].shape[0])

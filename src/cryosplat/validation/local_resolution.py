@@ -3,8 +3,9 @@
 The map's resolution (:mod:`cryosplat.validation.crossval`) is one number for the box; a flexible
 domain or a disordered surface is resolved worse than a rigid core. Around each of a grid of
 centres ``R`` voxels apart that lie in the molecule (the automatic mask), the two halves of the
-written map are cut into a box of ``2 (R + edge) + 2`` voxels and multiplied by its soft sphere
-of radius ``R``; where their FSC falls below 0.143 is the window's resolution, as
+written map, before their local Wiener weight (a weight made from both halves would couple them;
+with it every set below read 0-3 % finer), are cut into a box of ``2 (R + edge) + 2`` voxels and
+multiplied by its soft sphere of radius ``R``; where their FSC falls below 0.143 is the window's resolution, as
 ``relion_postprocess --locres`` and cryoSPARC read half maps. Under independent errors that is
 where the map correlates with the truth by 0.5 (``C_map = sqrt(2 F / (1 + F))``), the global
 estimate's criterion, read in the window.
@@ -45,7 +46,9 @@ __all__ = [
     "LOCAL_THRESHOLD",
     "LocalResolution",
     "WINDOW_EDGE_PX",
+    "cut_window",
     "local_resolution",
+    "window_box",
     "window_radius_px",
 ]
 
@@ -68,6 +71,12 @@ def window_radius_px(resolution_angstrom: float, pixel_size_angstrom: float, box
     if not math.isfinite(radius):
         radius = box / 4
     return float(min(max(radius, MIN_WINDOW_RADIUS_PX), box / 4))
+
+
+def window_box(radius_px: float) -> int:
+    """The box (voxels, even) a window of ``radius_px`` is cut into: its sphere, its edge and a
+    voxel either side."""
+    return 2 * int(math.ceil(radius_px + WINDOW_EDGE_PX)) + 2
 
 
 @dataclass
@@ -100,7 +109,7 @@ class LocalResolution:
         return tuple(float(v) for v in np.percentile(values, q))
 
 
-def _window(volume: torch.Tensor, centre: np.ndarray, size: int) -> torch.Tensor:
+def cut_window(volume: torch.Tensor, centre: np.ndarray, size: int) -> torch.Tensor:
     """The ``size``³ block of ``volume`` whose voxel ``size // 2`` is ``centre`` (zero outside)."""
     box = volume.shape[0]
     out = volume.new_zeros((size, size, size))
@@ -167,7 +176,7 @@ def _window_fscs(halves, centres: np.ndarray, window: torch.Tensor) -> np.ndarra
         batch = centres[start : start + WINDOWS_PER_BATCH]
         spectra = [
             torch.fft.rfftn(
-                torch.stack([_window(h, c, size) for c in batch]).double() * window,
+                torch.stack([cut_window(h, c, size) for c in batch]).double() * window,
                 dim=(-3, -2, -1),
             ).reshape(len(batch), -1)
             for h in halves
@@ -194,7 +203,8 @@ def local_resolution(
     Parameters
     ----------
     halves : two (D, D, D) tensors
-        The written map's halves (each blended and weighted as in the map).
+        The written map's halves (each blended with its data as in the map, before the local
+        weight).
     mask : (D, D, D) array
         The molecule (the automatic mask): windows are read where it lies.
     pixel_size_angstrom : float
@@ -205,7 +215,7 @@ def local_resolution(
         raise ValueError(f"radius_px must be at least 2, got {radius_px}")
     box = halves[0].shape[0]
     device = halves[0].device
-    size = 2 * int(math.ceil(radius_px + WINDOW_EDGE_PX)) + 2
+    size = window_box(radius_px)
     window = spherical_mask(size, radius_px=radius_px, soft_width_px=WINDOW_EDGE_PX)
     window = torch.as_tensor(window, dtype=torch.float64, device=device)
     grid, read = _centres(mask, radius_px)
