@@ -15,7 +15,7 @@ can run ahead of the truth where they share errors; the whole map's resolution i
 cross-validated one, and the windows say where the map is better or worse than elsewhere.
 Measured against the truth's FSC with the map in the same windows (round 2, session 61,
 ``benchmarks/RESULTS.md``): on eight sets (three atom truths, five real maps, two of them with a
-part present in 60 % of the particles) the median window reads 1-16 % finer than the truth's,
+part present in 60 % of the particles) the median window reads 0-15 % finer than the truth's,
 and the windows' order follows the truth's (rank correlation 0.76 where the atoms' B-factors
 rise across the molecule). Scaling every window by the whole map's cross-validated resolution
 over its halves' was measured and not kept (``RESULTS.md``: it corrects some sets and overshoots
