@@ -116,7 +116,8 @@ def test_a_run_writes_its_local_resolution(tiny_set, tmp_path):
 
     out = tmp_path / "run"
     steps = ["--stage-fractions", "0.5,1.0", "--stage-steps", "20,20", "--no-progress"]
-    assert main(["reconstruct", str(tiny_set), "-o", str(out), *steps]) == 0
+    args = ["reconstruct", str(tiny_set), "-o", str(out), *steps, "--keep-checkpoints"]
+    assert main(args) == 0
     volume, pixel = read_map(out / "local_resolution.mrc")
     assert pixel == pytest.approx(read_map(out / "map.mrc")[1]) and volume.shape == (24,) * 3
     entry = json.loads((out / "fsc.json").read_text())["local_resolution"]
@@ -124,3 +125,12 @@ def test_a_run_writes_its_local_resolution(tiny_set, tmp_path):
     assert min(entry["resolution_angstrom"]) >= 2 * pixel - 1e-6
     summary = json.loads((out / "run.json").read_text())["summary"]
     assert summary["local_resolution_5_50_95_angstrom"] == entry["percentiles_5_50_95_angstrom"]
+    # With a mask of its own, the windows lie where that mask does (the outputs made again).
+    from cryosplat.io.mrc import write_map
+
+    corner = np.zeros((24,) * 3, dtype=np.float32)
+    corner[4:10, 4:10, 4:10] = 1.0
+    write_map(tmp_path / "corner.mrc", corner, pixel)
+    assert main([*args, "--resume", "--mask", str(tmp_path / "corner.mrc")]) == 0
+    centres = np.array(json.loads((out / "fsc.json").read_text())["local_resolution"]["centres_px"])
+    assert len(centres) and (centres.min() >= 0) and (centres.max() <= 14)

@@ -346,8 +346,11 @@ def write_outputs(
     report, amask = evaluate_half_maps(
         *half_maps, pixel, settings.soft_width_px, crossval, device, sphere, settings.fsc_mask
     )
+    region = (amask, "the automatic mask")  # where the molecule is: the user's mask if given
+    if settings.fsc_mask is not None:
+        region = (settings.fsc_mask.volume, f"the given mask {settings.fsc_mask.name}")
     local = _write_local_resolution(
-        folder, composed.unweighted, amask, report.resolution_angstrom, (pixel, origin)
+        folder, composed.unweighted, region, report.resolution_angstrom, (pixel, origin)
     )
     # The map's halves are written and read: only the weight, the blend and the text are kept
     # (at box 256 each half is 134 MB).
@@ -401,27 +404,30 @@ def write_outputs(
 def _write_local_resolution(
     folder: Path,
     halves: Sequence,
-    amask: np.ndarray,
+    region: tuple[np.ndarray, str],
     resolution_angstrom: float,
     pixel_origin: tuple[float, float],
 ) -> dict:
     """``local_resolution.mrc``: the FSC of ``halves`` (the map's, before their local weight)
-    read in windows across the molecule (:mod:`cryosplat.validation.local_resolution`), the
-    windows ``resolution_angstrom`` sets; its windows, for ``fsc.json``."""
+    read in windows across the molecule (``region``: a mask and its name), the windows
+    ``resolution_angstrom`` sets (:mod:`cryosplat.validation.local_resolution`); its windows, for
+    ``fsc.json``."""
     pixel, origin = pixel_origin
+    mask, mask_name = region
     maps = [torch.as_tensor(m).double() for m in halves]
     radius = window_radius_px(resolution_angstrom, pixel, maps[0].shape[0])
-    local = local_resolution((maps[0], maps[1]), amask, pixel, radius)
+    local = local_resolution((maps[0], maps[1]), mask, pixel, radius)
     write_map(folder / "local_resolution.mrc", local.volume, pixel, origin)
-    low, median, high = local.percentiles(amask)
+    low, median, high = local.percentiles(mask)
     log.info(
-        "local resolution: %.2f-%.2f Å (5th-95th percentile of the windows centred in the "
-        "automatic mask, median %.2f Å): the map's halves' FSC at 0.143 in %d windows of radius "
+        "local resolution: %.2f-%.2f Å (5th-95th percentile of the windows centred in %s, "
+        "median %.2f Å): the map's halves' FSC at 0.143 in %d windows of radius "
         "%.1f Å, as relion_postprocess --locres reads half maps (finer than the cross-validated "
         "resolution where the halves share errors); local_resolution.mrc, which ChimeraX "
         "colours a surface by (color sample #1 map #2 palette ...)",
         low,
         high,
+        mask_name,
         median,
         len(local.centres_px),
         radius * pixel,
