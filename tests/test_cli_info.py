@@ -165,6 +165,14 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     assert "Gaussians:" in text and "half sets:" in text and "resume:" not in text
     low, median, high = summary["local_resolution_5_50_95_angstrom"]
     assert f"local resolution: {low:.2f}-{high:.2f} Å (5th-95th percentile, median" in text
+    # A run that read no window (its percentiles written as null) has no such line.
+    from cryosplat.cli.info import format_run
+    from cryosplat.reconstruct.run_summary import RunSummary
+
+    unread = {"local_resolution_5_50_95_angstrom": [None, None, None]}
+    assert "local resolution" not in format_run(
+        RunSummary(out, "complete", None, {}, results=unread)
+    )
     # The run's peak memory beside the plan's prediction (what the config recorded).
     planned = json.loads((out / "config.json").read_text())["memory_plan"]
     assert summary["predicted_peak_memory_gb"] == planned["predicted_peak_bytes"] / 1e9

@@ -134,3 +134,16 @@ def test_a_run_writes_its_local_resolution(tiny_set, tmp_path):
     assert main([*args, "--resume", "--mask", str(tmp_path / "corner.mrc")]) == 0
     centres = np.array(json.loads((out / "fsc.json").read_text())["local_resolution"]["centres_px"])
     assert len(centres) and (centres.min() >= 0) and (centres.max() <= 14)
+
+
+def test_centres_outside_the_molecule_take_their_read_neighbours_values():
+    from cryosplat.validation.local_resolution import _fill_nearest
+
+    values = np.full((5, 5, 5), np.nan)
+    known = np.zeros((5, 5, 5), dtype=bool)
+    values[0, 0, 0], known[0, 0, 0] = 4.0, True
+    np.testing.assert_array_equal(_fill_nearest(values, known), 4.0)
+    values[0, 0, 2], known[0, 0, 2] = 6.0, True
+    filled = _fill_nearest(values, known)
+    assert filled[0, 0, 1] == 5.0 and filled[0, 0, 4] == 6.0 and filled[4, 4, 0] == 4.0
+    assert np.isnan(_fill_nearest(values, np.zeros_like(known))).sum() == 0

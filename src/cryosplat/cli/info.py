@@ -199,6 +199,10 @@ def _state(r: RunSummary) -> str:
     return r.status
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _result_lines(res: dict) -> list[str]:
     """The results of a run's ``run.json``: the resolution with its band and masks, the half
     models' and the data's FSC 0.143, the models' and half sets' sizes, timings and memory."""
@@ -238,7 +242,7 @@ def _result_lines(res: dict) -> list[str]:
             text += f"; by direction {by_direction[0]:.2f}-{by_direction[1]:.2f} Å"
         lines.append(f"data half maps FSC 0.143: {text}")
     local = res.get("local_resolution_5_50_95_angstrom")
-    if isinstance(local, list) and len(local) == 3:
+    if isinstance(local, list) and len(local) == 3 and all(_is_number(v) for v in local):
         lines.append(
             f"local resolution: {local[0]:.2f}-{local[2]:.2f} Å (5th-95th percentile, median "
             f"{local[1]:.2f} Å; local_resolution.mrc)"

@@ -22,7 +22,7 @@ over its halves' was measured and not kept (``RESULTS.md``: it corrects some set
 others by as much).
 
 The values at the centres are spread to every voxel by trilinear interpolation, centres outside
-the molecule taking their nearest read neighbour's value: ``local_resolution.mrc`` (Å), which
+the molecule taking their read neighbours' values, ring by ring outwards: ``local_resolution.mrc`` (Å), which
 ChimeraX colours a surface by (``color sample #1 map #2 palette ...``).
 """
 
@@ -138,18 +138,34 @@ def _centres(mask: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fill_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """``values`` on the centres' grid with every unknown one set to its nearest known one's."""
-    if not known.any() or known.all():
+    """``values`` on the centres' grid with the unknown ones filled from their known neighbours,
+    ring by ring outwards (each takes the mean of its known face neighbours)."""
+    values = np.where(known, values, 0.0)
+    known = known.copy()
+    if not known.any():
         return values
-    idx = np.argwhere(known)
-    every = np.indices(values.shape).reshape(3, -1).T
-    nearest = np.empty(every.shape[0], dtype=np.int64)
-    for start in range(0, every.shape[0], 4096):  # (chunk, known) distances at a time
-        part = every[start : start + 4096]
-        nearest[start : start + 4096] = np.argmin(
-            ((part[:, None, :] - idx[None, :, :]) ** 2).sum(-1), axis=1
-        )
-    return values[tuple(idx[nearest].T)].reshape(values.shape)
+    while not known.all():
+        total = np.zeros_like(values)
+        count = np.zeros(values.shape)
+        for axis in range(3):
+            for step in (1, -1):
+                total += np.roll(np.where(known, values, 0.0), step, axis=axis) * _inner(
+                    values.shape, axis, step
+                )
+                count += np.roll(known, step, axis=axis) * _inner(values.shape, axis, step)
+        fresh = ~known & (count > 0)
+        values[fresh] = total[fresh] / count[fresh]
+        known |= fresh
+    return values
+
+
+def _inner(shape: tuple[int, ...], axis: int, step: int) -> np.ndarray:
+    """1 where ``np.roll`` by ``step`` along ``axis`` brought a neighbour, 0 where it wrapped."""
+    mask = np.ones(shape)
+    edge = [slice(None)] * len(shape)
+    edge[axis] = slice(0, 1) if step > 0 else slice(-1, None)
+    mask[tuple(edge)] = 0.0
+    return mask
 
 
 def _spread(grid_values: np.ndarray, axis: np.ndarray, box: int) -> np.ndarray:
