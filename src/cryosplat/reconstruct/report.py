@@ -414,7 +414,7 @@ def _write_local_resolution(
     ``fsc.json``."""
     pixel, origin = pixel_origin
     mask, mask_name = region
-    maps = [torch.as_tensor(m).double() for m in halves]
+    maps = [torch.as_tensor(m).float() for m in halves]
     radius = window_radius_px(resolution_angstrom, pixel, maps[0].shape[0])
     local = local_resolution((maps[0], maps[1]), mask, pixel, radius)
     write_map(folder / "local_resolution.mrc", local.volume, pixel, origin)

@@ -61,7 +61,9 @@ WINDOW_RESOLUTIONS = 4.0
 """A window's radius, in the map's resolution (3 and 5 read the same on the sets measured)."""
 MIN_WINDOW_RADIUS_PX = 8.0
 """The smallest window radius (voxels): a window box of 24, 12 shells."""
-WINDOWS_PER_BATCH = 256
+BATCH_VOXELS = 1 << 23
+"""Voxels of the windows transformed at once (in single precision, a half's windows and their
+transform ~0.1 GB; the shell sums in double)."""
 
 
 def window_radius_px(resolution_angstrom: float, pixel_size_angstrom: float, box: int) -> float:
@@ -188,19 +190,20 @@ def _window_fscs(halves, centres: np.ndarray, window: torch.Tensor) -> np.ndarra
     index = shells.reshape(-1).long().clamp_max(n)
     weight = multiplicity.reshape(-1)
     out = []
-    for start in range(0, len(centres), WINDOWS_PER_BATCH):
-        batch = centres[start : start + WINDOWS_PER_BATCH]
+    per_batch = max(1, BATCH_VOXELS // size**3)
+    for start in range(0, len(centres), per_batch):
+        batch = centres[start : start + per_batch]
         spectra = [
             torch.fft.rfftn(
-                torch.stack([cut_window(h, c, size) for c in batch]).double() * window,
+                torch.stack([cut_window(h, c, size) for c in batch]).float() * window,
                 dim=(-3, -2, -1),
             ).reshape(len(batch), -1)
             for h in halves
         ]
 
-        def sums(values: torch.Tensor) -> torch.Tensor:
-            total = values.new_zeros((values.shape[0], n + 1))
-            return total.index_add_(1, index, values * weight)[:, :n]
+        def sums(values: torch.Tensor) -> torch.Tensor:  # in double precision
+            total = torch.zeros((values.shape[0], n + 1), dtype=torch.float64, device=values.device)
+            return total.index_add_(1, index, values.double() * weight)[:, :n]
 
         cross = sums(cross_power(*spectra))
         denom = torch.sqrt(sums(power(spectra[0])) * sums(power(spectra[1])))
@@ -233,7 +236,7 @@ def local_resolution(
     device = halves[0].device
     size = window_box(radius_px)
     window = spherical_mask(size, radius_px=radius_px, soft_width_px=WINDOW_EDGE_PX)
-    window = torch.as_tensor(window, dtype=torch.float64, device=device)
+    window = torch.as_tensor(window, dtype=torch.float32, device=device)
     grid, read = _centres(mask, radius_px)
     index = np.argwhere(read)
     centres = grid[tuple(index.T)]
