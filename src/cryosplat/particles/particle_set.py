@@ -111,13 +111,13 @@ class ParticleSet:
         Each particle's antisymmetric aberrations (RELION's ``rlnOddZernike`` order, beam tilt
         folded in; :mod:`cryosplat.core.aberrations`); :meth:`read_images` takes them out of the
         images. None: none.
-    classes : ClassLabels or None
-        Each particle's 3D class, where the file records one (``rlnClassNumber``,
-        ``alignments3D/class``). None: no class column.
     mag_matrices : np.ndarray or None, shape (N, 2, 2)
         Each particle's magnification matrix ``M`` (RELION's ``rlnMagMat``): its image is the
         undistorted one seen through ``M`` (the Fourier sample at ``k`` is the undistorted one at
         ``M k``, its CTF and aberrations taken there). None: the identity for all.
+    classes : ClassLabels or None
+        Each particle's 3D class, where the file records one (``rlnClassNumber``,
+        ``alignments3D/class``). None: no class column.
     selection : str
         How these particles were chosen from the file's rows (:mod:`cryosplat.particles.selection`,
         e.g. ``"rlnClassNumber 2"``); empty: every row.

@@ -8,7 +8,8 @@ Two kinds of check, both here so that every reader and command applies the same 
   and what was expected. Readers call these on the raw columns, before they build anything.
 * **Findings** (:func:`check_particles`): the set as a whole looks wrong though each number is
   possible (defocus written in µm, all defocus 0, most defocus negative, angles in radians, shifts beyond a quarter of the box, duplicated
-  images, one image in both half sets, every particle in one half, half the views within 20° of one axis). A finding with ``refuse=True`` stops a reconstruction unless
+  images, one image in both half sets, every particle in one half, half the views within 20° of one axis,
+  several 3D classes nobody chose). A finding with ``refuse=True`` stops a reconstruction unless
   the user accepts it (``--accept-warnings``); the others are logged.
 * **Images** (:func:`bad_image_rows`): non-finite or absurd pixel values, checked on the batches the
   streaming passes read anyway (no extra read).
