@@ -226,6 +226,8 @@ def test_fit_rejects_inverted_contrast_and_bad_config(dataset):
         fit_gaussians(stats, GridFitConfig(n_gaussians=20, stage_steps=(1, 1, 1, 1)))
     with pytest.raises(InputError, match="stage_fractions and stage_steps"):
         GridFitConfig(stage_fractions=(0.5, 1.0), stage_steps=(10,)).validate()
+    with pytest.raises(InputError, match=r"got 2 fractions \(0.5, 1.0\) and 1 step counts"):
+        GridFitConfig(stage_fractions=(0.5, 1.0), stage_steps=(10,)).validate()
     with pytest.raises(InputError, match="max_scale_pixels"):
         GridFitConfig(min_scale_pixels=2.0, max_scale_pixels=1.0).validate()
     with pytest.raises(InputError, match="grow_to"):

@@ -263,7 +263,12 @@ class GridFitConfig:
                 f"grow_to must be 0 (no growth) or a number of Gaussians, got {self.grow_to}"
             )
         if not self.stage_fractions or len(self.stage_fractions) != len(self.stage_steps):
-            raise InputError("stage_fractions and stage_steps must be non-empty, of equal length")
+            raise InputError(
+                "stage_fractions and stage_steps must be non-empty, of equal length (one step "
+                f"count per stage), got {len(self.stage_fractions)} fractions "
+                f"{tuple(self.stage_fractions)} and {len(self.stage_steps)} step counts "
+                f"{tuple(self.stage_steps)}: give --stage-fractions with --stage-steps"
+            )
         if any(not 0 < f <= 1 for f in self.stage_fractions):
             raise InputError(f"stage_fractions must lie in (0, 1], got {self.stage_fractions}")
         if any(s < 0 for s in self.stage_steps):
