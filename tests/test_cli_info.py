@@ -252,6 +252,13 @@ def test_info_on_an_unfinished_run_says_who_holds_it_and_how_to_resume(tmp_path,
     assert main(["info", str(tmp_path / "run")]) == 0
     text = capsys.readouterr().out
     assert "(interrupted;" in text and "stopped by:   interrupted (Ctrl-C)" in text
+    assert "chose its particles" not in text
+    chosen = {"input": "p.star", "n_particles": 10, "box": 24, "selection": "rlnClassNumber 2"}
+    folder = RunFolder(tmp_path / "chosen", chosen)
+    folder.prepare()
+    folder.release()
+    assert main(["info", str(tmp_path / "chosen")]) == 0
+    assert "it chose its particles: rlnClassNumber 2)" in capsys.readouterr().out
 
 
 def test_info_refuses_a_folder_without_a_run_and_particle_options_for_a_folder(tmp_path, capsys):

@@ -285,9 +285,12 @@ def _state_lines(r: RunSummary, ident: dict) -> list[str]:
     """How an unfinished run stands (its last log line, its error, its checkpoints and the
     command that resumes it), or a complete run's kept checkpoints."""
     lines: list[str] = []
+    chosen = ident.get("selection")
     resume = (
         f"cryosplat reconstruct {ident.get('input', 'PARTICLES')} -o {r.path} --resume (with the "
-        "options it was started with)"
+        "options it was started with"
+        + (f"; it chose its particles: {chosen}" if isinstance(chosen, str) else "")
+        + ")"
     )
     if r.status != "complete":
         if r.last_log_line:
