@@ -35,12 +35,11 @@ from bench_methods import run_cryosplat
 from run_benchmarks import selected_specs
 
 from cryosplat.io.mrc import read_map
-from cryosplat.validation.fsc import fsc, resolution_at
+from cryosplat.validation.fsc import resolution_at
 from cryosplat.validation.local_resolution import (
-    WINDOW_EDGE_PX,
-    cut_window,
     local_resolution,
     window_box,
+    window_fscs,
 )
 from cryosplat.validation.masks import spherical_mask
 
@@ -82,21 +81,10 @@ def truth_in_windows(run: Path, truth: Path) -> tuple[np.ndarray, np.ndarray, np
     true, _ = read_map(truth)
     mask, _ = read_map(run / "mask.mrc")
     radius = entry["radius_px"]
-    size = window_box(radius)
-    window = torch.as_tensor(spherical_mask(size, radius_px=radius, soft_width_px=WINDOW_EDGE_PX))
-    made, true = torch.as_tensor(made).double(), torch.as_tensor(true).double()
     centres = np.array(entry["centres_px"])
-    expected = np.array(
-        [
-            resolution_at(
-                fsc(cut_window(made, c, size) * window, cut_window(true, c, size) * window),
-                0.5,
-                size,
-                pixel,
-            )
-            for c in centres
-        ]
-    )
+    curves = window_fscs((torch.as_tensor(made), torch.as_tensor(true)), centres, radius)
+    size = window_box(radius)
+    expected = np.array([resolution_at(c, 0.5, size, pixel) for c in curves])
     inside = mask[tuple(centres.T)] > 0.5
     return np.array(entry["resolution_angstrom"]), expected, inside
 

@@ -10,15 +10,13 @@ import pytest
 import torch
 
 from cryosplat.io.mrc import read_map
-from cryosplat.validation.fsc import crossing_shell, fsc, resolution_at
+from cryosplat.validation.fsc import crossing_shell, resolution_at
 from cryosplat.validation.local_resolution import (
-    WINDOW_EDGE_PX,
-    cut_window,
     local_resolution,
     window_box,
+    window_fscs,
     window_radius_px,
 )
-from cryosplat.validation.masks import spherical_mask
 
 BOX, PIXEL, RADIUS = 48, 2.0, 8.0
 
@@ -52,17 +50,9 @@ def _case(noise_sd: float, shared: float, seed: int = 0):
 
 def _truth_in_windows(local, truth, halves) -> np.ndarray:
     """Where the map (the halves' mean) correlates with the truth by 0.5 in each window."""
-    size = window_box(RADIUS)
-    w = torch.as_tensor(spherical_mask(size, radius_px=RADIUS, soft_width_px=WINDOW_EDGE_PX))
     made, t = 0.5 * (halves[0] + halves[1]), torch.as_tensor(truth)
-    return np.array(
-        [
-            resolution_at(
-                fsc(cut_window(made, c, size) * w, cut_window(t, c, size) * w), 0.5, size, 2.0
-            )
-            for c in local.centres_px
-        ]
-    )
+    curves = window_fscs((made, t), local.centres_px, RADIUS)
+    return np.array([resolution_at(c, 0.5, window_box(RADIUS), 2.0) for c in curves])
 
 
 @pytest.mark.parametrize("noise_sd", [0.1, 0.2])

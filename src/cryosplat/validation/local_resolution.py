@@ -46,9 +46,9 @@ __all__ = [
     "LOCAL_THRESHOLD",
     "LocalResolution",
     "WINDOW_EDGE_PX",
-    "cut_window",
     "local_resolution",
     "window_box",
+    "window_fscs",
     "window_radius_px",
 ]
 
@@ -111,7 +111,7 @@ class LocalResolution:
         return tuple(float(v) for v in np.percentile(values, q))
 
 
-def cut_window(volume: torch.Tensor, centre: np.ndarray, size: int) -> torch.Tensor:
+def _cut_window(volume: torch.Tensor, centre: np.ndarray, size: int) -> torch.Tensor:
     """The ``size``³ block of ``volume`` whose voxel ``size // 2`` is ``centre`` (zero outside)."""
     box = volume.shape[0]
     out = volume.new_zeros((size, size, size))
@@ -146,15 +146,13 @@ def _fill_nearest(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     known = known.copy()
     if not known.any():
         return values
+    moves = [(a, step, _inner(values.shape, a, step)) for a in range(3) for step in (1, -1)]
     while not known.all():
         total = np.zeros_like(values)
         count = np.zeros(values.shape)
-        for axis in range(3):
-            for step in (1, -1):
-                total += np.roll(np.where(known, values, 0.0), step, axis=axis) * _inner(
-                    values.shape, axis, step
-                )
-                count += np.roll(known, step, axis=axis) * _inner(values.shape, axis, step)
+        for axis, step, inner in moves:
+            total += np.roll(np.where(known, values, 0.0), step, axis=axis) * inner
+            count += np.roll(known, step, axis=axis) * inner
         fresh = ~known & (count > 0)
         values[fresh] = total[fresh] / count[fresh]
         known |= fresh
@@ -182,9 +180,13 @@ def _spread(grid_values: np.ndarray, axis: np.ndarray, box: int) -> np.ndarray:
     return out[0, 0].numpy()
 
 
-def _window_fscs(halves, centres: np.ndarray, window: torch.Tensor) -> np.ndarray:
-    """The halves' FSC in each window, shape (M, S//2 + 1), in batches of windows."""
-    size = window.shape[0]
+def window_fscs(maps, centres: np.ndarray, radius_px: float) -> np.ndarray:
+    """The FSC of two maps (tensors, (D, D, D)) within the window of ``radius_px`` about each of
+    ``centres`` (M, 3), shape (M, S//2 + 1) with ``S`` :func:`window_box`; in single precision,
+    the shell sums in double, in batches of :data:`BATCH_VOXELS`."""
+    size = window_box(radius_px)
+    window = spherical_mask(size, radius_px=radius_px, soft_width_px=WINDOW_EDGE_PX)
+    window = torch.as_tensor(window, dtype=torch.float32, device=maps[0].device)
     shells, multiplicity = half_grid_shells(size, window.device)
     n = size // 2 + 1
     index = shells.reshape(-1).long().clamp_max(n)
@@ -195,10 +197,10 @@ def _window_fscs(halves, centres: np.ndarray, window: torch.Tensor) -> np.ndarra
         batch = centres[start : start + per_batch]
         spectra = [
             torch.fft.rfftn(
-                torch.stack([cut_window(h, c, size) for c in batch]).float() * window,
+                torch.stack([_cut_window(m, c, size) for c in batch]).float() * window,
                 dim=(-3, -2, -1),
             ).reshape(len(batch), -1)
-            for h in halves
+            for m in maps
         ]
 
         def sums(values: torch.Tensor) -> torch.Tensor:  # in double precision
@@ -233,14 +235,11 @@ def local_resolution(
     if not radius_px >= 2.0:
         raise ValueError(f"radius_px must be at least 2, got {radius_px}")
     box = halves[0].shape[0]
-    device = halves[0].device
     size = window_box(radius_px)
-    window = spherical_mask(size, radius_px=radius_px, soft_width_px=WINDOW_EDGE_PX)
-    window = torch.as_tensor(window, dtype=torch.float32, device=device)
     grid, read = _centres(mask, radius_px)
     index = np.argwhere(read)
     centres = grid[tuple(index.T)]
-    curves = _window_fscs(halves, centres, window)
+    curves = window_fscs(halves, centres, radius_px)
     values = np.array(
         [resolution_at(c, LOCAL_THRESHOLD, size, pixel_size_angstrom) for c in curves]
     )
