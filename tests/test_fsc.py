@@ -71,6 +71,16 @@ def test_a_curve_under_the_threshold_at_the_first_shell_holds_no_resolution():
     assert resolution_at(np.array([1.0, 0.5, 0.4]), 0.5, 8, 1.5) == pytest.approx(12.0)
 
 
+def test_the_zero_frequency_is_read_only_where_asked():
+    # Maps' means are not signal: a map whose mean has the other sign still has a resolution
+    # (a real map against a truth of mean zero); a window of solvent (local resolution) has none.
+    curve = np.array([-1.0, 0.99, 0.9, 0.3, 0.1])
+    assert crossing_shell(curve, 0.5) == pytest.approx(2 + 0.4 / 0.6)
+    assert resolution_at(curve, 0.5, 8, 1.5) == pytest.approx(8 * 1.5 / (2 + 0.4 / 0.6))
+    assert crossing_shell(curve, 0.5, zero_frequency_counts=True) == 0.0
+    assert resolution_at(curve, 0.5, 8, 1.5, zero_frequency_counts=True) == float("inf")
+
+
 def test_phase_randomisation_keeps_amplitudes_and_low_shells():
     v = _blob_map()
     r = phase_randomize(v, from_shell=6, seed=3).numpy()

@@ -99,6 +99,8 @@ def test_a_curve_under_the_threshold_at_the_zero_frequency_has_no_resolution():
     read an interpolated 'crossing' far past Nyquist before)."""
     assert crossing_shell(np.array([-0.01, 0.0, 0.0]), 0.5) == 0.0
     assert resolution_at(np.array([-0.01, 0.0, 0.0]), 0.5, 24, 1.5) == float("inf")
+    solvent = np.array([-0.2, 0.6, 0.1])  # the means disagree: read as a window, no resolution
+    assert resolution_at(solvent, 0.5, 24, 1.5, zero_frequency_counts=True) == float("inf")
 
 
 def test_a_run_writes_its_local_resolution(tiny_set, tmp_path):

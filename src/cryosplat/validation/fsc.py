@@ -155,32 +155,45 @@ def shell_resolutions(box: int, pixel_size_angstrom: float) -> np.ndarray:
         return np.where(s > 0, box * pixel_size_angstrom / np.maximum(s, 1e-300), np.inf)
 
 
-def crossing_shell(curve: np.ndarray, threshold: float) -> float | None:
+def crossing_shell(
+    curve: np.ndarray, threshold: float, zero_frequency_counts: bool = False
+) -> float | None:
     """The first (linearly interpolated) shell where ``curve`` falls below ``threshold``.
 
     Returns ``None`` when the curve never falls below it (the resolution is at least Nyquist).
+    The zero frequency (shell 0, the maps' means, which images normalised to a zero background
+    do not hold) is not read, unless ``zero_frequency_counts``: then a curve already under the
+    threshold there crosses at 0 (a window of solvent,
+    :mod:`cryosplat.validation.local_resolution`).
     """
     c = np.asarray(curve, dtype=np.float64)
-    if c.size and c[0] < threshold:  # nothing in common even at the zero frequency
+    if zero_frequency_counts and c.size and c[0] < threshold:
         return 0.0
     below = np.flatnonzero(c[1:] < threshold) + 1
     if below.size == 0:
         return None
     s = int(below[0])
     c0, c1 = c[s - 1], c[s]
+    if c0 < threshold:  # shell 1 under it, and the zero frequency too: no crossing to place
+        return 0.0
     frac = 0.0 if c0 == c1 else (c0 - threshold) / (c0 - c1)
     return float(s - 1 + frac)
 
 
 def resolution_at(
-    curve: np.ndarray, threshold: float, box: int, pixel_size_angstrom: float
+    curve: np.ndarray,
+    threshold: float,
+    box: int,
+    pixel_size_angstrom: float,
+    zero_frequency_counts: bool = False,
 ) -> float:
     """Resolution (Å) where the FSC first falls below ``threshold``; Nyquist if it never does.
 
     Infinite where it falls below already at the first shell (the box's edge): the crossing
     interpolated between the zero frequency and that shell would be a "resolution" coarser than
-    the box, which no shell holds."""
-    s = crossing_shell(curve, threshold)
+    the box, which no shell holds; and with ``zero_frequency_counts`` where it is under the
+    threshold at the zero frequency (:func:`crossing_shell`)."""
+    s = crossing_shell(curve, threshold, zero_frequency_counts)
     if s is None:
         return 2.0 * pixel_size_angstrom
     if s < 1:

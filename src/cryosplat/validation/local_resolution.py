@@ -241,7 +241,7 @@ def local_resolution(
     centres = grid[tuple(index.T)]
     curves = window_fscs(halves, centres, radius_px)
     values = np.array(
-        [resolution_at(c, LOCAL_THRESHOLD, size, pixel_size_angstrom) for c in curves]
+        [resolution_at(c, LOCAL_THRESHOLD, size, pixel_size_angstrom, True) for c in curves]
     )
     values = np.where(np.isfinite(values), values, size * pixel_size_angstrom)
     on_grid = np.full(read.shape, np.nan)
