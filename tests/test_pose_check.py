@@ -107,3 +107,21 @@ def test_a_reconstruction_stops_on_a_slip_unless_accepted(tiny, tmp_path):
     assert any("fit the images best as written" in n for n in checked.notes)
     with pytest.raises(InputError, match="pose_check must be one of auto, on, off"):
         ReconstructConfig(pose_check="yes").validate()
+
+
+def test_the_halves_are_drawn_at_random_not_by_alternate_rows(tiny):
+    """A file whose rows alternate two kinds (here every other image pure noise) is still
+    judged: split by alternate rows, one half would hold no signal and nothing could be told."""
+    import numpy as np
+
+    from cryosplat.particles.preloaded import PreloadedStack
+
+    stack = PreloadedStack(tiny.stacks[0], np.arange(tiny.stacks[0].n_images))
+    rows = np.arange(len(tiny))
+    odd = tiny.image_index[rows % 2 == 1]
+    sd = float(stack.images.std())
+    stack.images[odd] = np.random.default_rng(1).normal(0, sd, stack.images[odd].shape)
+    mixed = tiny.subset(rows)
+    mixed.stacks = [stack]
+    check = check_pose_conventions(mixed)
+    assert check.verdict == "agree" and check.best == "as written", check.describe()

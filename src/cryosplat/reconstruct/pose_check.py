@@ -4,7 +4,7 @@ A pose read with the wrong convention still makes a map, only a worse one, and i
 resolution follows it down without a word: EMD-5625's particles with their shifts negated came out
 at 23.7 Å for 18.1 Å (round 2, session 40). The two half sets' direct inversions say which way
 the poses fit: up to :data:`N_IMAGES` particles spread over the set, Fourier-cropped to
-:data:`BOX` pixels, are inverted half by half (alternate particles) with the poses as written and
+:data:`BOX` pixels, are inverted half by half (a seeded random split) with the poses as written and
 with each slip (:data:`VARIANTS`: shifts negated, x and y swapped, rotations inverted, the
 rotations inverted and the shifts negated); the halves' mean FSC over shells 2 to a quarter of the
 box (the low frequencies, where a slip costs most and noise least) ranks them.
@@ -120,7 +120,9 @@ def check_pose_conventions(particles: ParticleSet, n_images: int = N_IMAGES) -> 
     if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
         return None
     small = preloaded(cropped_for_checks(particles.subset(particles.spread_rows(n_images))))
-    half = np.arange(len(small)) % 2
+    # halves drawn at random (seeded): a split by alternate rows would put every particle of a
+    # file that alternates two kinds (classes, groups) into one half each
+    half = np.random.default_rng(0).permutation(len(small)) % 2
     shells = slice(2, small.box // 4 + 1)
     scores = []
     for name in VARIANTS:
