@@ -101,13 +101,15 @@ def test_non_square_images(tmp_path, capsys):
     assert code == 2 and "images are 10x8; cryosplat needs square images" in err
 
 
-def test_stacks_of_different_sizes_are_counted_with_what_to_do(tmp_path, capsys, small_stack):
+def test_images_of_another_size_than_their_group_declares_are_counted(
+    tmp_path, capsys, small_stack
+):
     write_stack(tmp_path / "big.mrcs", np.zeros((3, 24, 24), dtype=np.float32), 2.0)
     names = ["1@stack.mrcs", "2@stack.mrcs", "1@big.mrcs", "2@big.mrcs", "3@big.mrcs"]
     p = _star(tmp_path / "p.star", rlnImageName=names)
     code, err = _run_info(capsys, p)
-    assert code == 2 and "different image sizes: 2 rows of 16x16" in err
-    assert "3 rows of 24x24" in err and "extract them again at one box" in err
+    assert code == 2 and "rlnImageSize 16 for opticsGroup1 but 3 of its 5 images" in err
+    assert "are 24x24 (e.g." in err and "big.mrcs" in err and "a group of their own" in err
 
 
 def test_nan_in_metadata(tmp_path, capsys, small_stack):

@@ -69,6 +69,7 @@ def format_summary(s: ParticleSummary) -> str:
         lines.append(
             f"  {g.name}: {g.pixel_size_angstrom:.4f} Å, {g.voltage_kv:g} kV, "
             f"Cs {g.cs_mm:g} mm, Q {g.amplitude_contrast:g}, {g.n_particles} particles"
+            + (f" (read at box {s.box}; {g.stored})" if g.stored else "")
             + (f"; {g.aberrations}" if g.aberrations else "")
         )
     lines.append(f"CTF:          {'yes' if s.has_ctf else 'no'}")

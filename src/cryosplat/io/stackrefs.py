@@ -187,19 +187,6 @@ def open_stacks(
                 f"{path}, which holds only {stack.n_images} {plural}{header}"
             )
         stacks.append(stack)
-    boxes = np.array([st.box for st in stacks])
-    if np.unique(boxes).size > 1:
-        rows = np.bincount(stack_index, minlength=len(stacks))
-        sizes = ", ".join(
-            f"{int(rows[boxes == b].sum())} rows of {b}x{b} (e.g. {stacks[int(np.argmax(boxes == b))].path})"
-            for b in np.unique(boxes)
-        )
-        raise InputError(
-            f"{source}: stacks have different image sizes: {sizes}; cryosplat reconstructs "
-            "images of one size: extract them again at one box (RELION's Extract with "
-            "--rescale, cryoSPARC's Downsample Particles), or reconstruct each size apart "
-            "(--ind with its rows)"
-        )
     return stacks, stack_index
 
 

@@ -36,6 +36,7 @@ from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
+from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
@@ -183,18 +184,22 @@ def _ctf(table: np.ndarray, path: Path) -> CTFParams | None:
         raise InputError(f"{path}: bad CTF parameters: {exc}") from None
 
 
-def _optics(pixel: np.ndarray, ctf: CTFParams | None, box: int):
+def _optics(pixel: np.ndarray, ctf: CTFParams | None, boxes: np.ndarray):
+    """Groups of the rows that share pixel size, box (``blob/shape``) and optics."""
     n = pixel.shape[0]
     if ctf is None:
         keys = np.stack([pixel, np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)], 1)
     else:
         keys = np.stack([pixel, ctf.voltage_kv, ctf.cs_mm, ctf.amplitude_contrast], axis=1)
+    keys = np.concatenate([keys, boxes[:, None].astype(np.float64)], axis=1)
     uniq, group_of = distinct_rows(np.nan_to_num(np.round(keys, 6), nan=-1.0))
     groups = []
     for g in range(len(uniq)):
         k = keys[int(np.flatnonzero(group_of == g)[0])]
         groups.append(
-            OpticsGroup(f"group{g + 1}", float(k[0]), box, float(k[1]), float(k[2]), float(k[3]))
+            OpticsGroup(
+                f"group{g + 1}", float(k[0]), int(k[4]), float(k[1]), float(k[2]), float(k[3])
+            )
         )
     return groups, group_of
 
@@ -257,24 +262,11 @@ def read_cryosparc(
             f"{path}: field blob/shape, row {r + 1}: images are "
             f"{shape[r, 1]}x{shape[r, 0]}; cryosplat needs square images"
         )
-    if np.unique(shape[:, 0]).size > 1:
-        raise InputError(
-            f"{path}: field blob/shape: images of different sizes "
-            f"{sorted(set(shape[:, 0].tolist()))}"
-        )
-    box = int(shape[0, 0])
+    boxes = shape[:, 0].astype(np.int64)
     pixel_rows = _field(table, "blob/psize_A", path)
     check_range(pixel_rows, "pixel_size_angstrom", path, "field blob/psize_A")
-    uniq, counts = np.unique(np.round(pixel_rows, 6), return_counts=True)
-    pixel = float(uniq[np.argmax(counts)])
-    if uniq.size > 1:
-        notes.append(
-            f"pixel size: blob/psize_A takes values {', '.join(f'{u:g}' for u in uniq)} "
-            f"Å; reconstructing at {pixel:g} Å, the most common; each group keeps its own "
-            "pixel size for its CTF and shifts and its Fourier samples are rescaled"
-        )
     ctf = _ctf(table, path)
-    groups, group_of = _optics(pixel_rows, ctf, box)
+    groups, group_of = _optics(pixel_rows, ctf, boxes)
     rotations = shifts = subset = None
     if "alignments3D/pose" in table.dtype.names:
         rotations = np.swapaxes(rotvec_to_matrix(_field(table, "alignments3D/pose", path)), -1, -2)
@@ -303,25 +295,30 @@ def read_cryosparc(
         stacks, stack_index = open_stacks(
             names, image_index, path, search_dirs(path, datadir), basename_too=True
         )
-        if stacks[0].box != box:
-            raise InputError(
-                f"{path}: blob/shape says {box}x{box} but {stacks[0].path} holds "
-                f"{stacks[0].box}x{stacks[0].box} images"
-            )
         notes += header_pixel_notes(stacks, stack_index, pixel_rows)
     else:
         image_index = np.arange(n)
+    read = one_box(stacks, stack_index, group_of, groups, path, declared_by="blob/shape says")
+    notes += read.notes
+    uniq, counts = np.unique(np.round(pixel_rows * read.pixel_factors(), 6), return_counts=True)
+    pixel = float(uniq[np.argmax(counts)])
+    if uniq.size > 1:
+        notes.append(
+            f"pixel size: the images are read at {', '.join(f'{u:g}' for u in uniq)} "
+            f"Å; reconstructing at {pixel:g} Å, the most common; each group keeps its own "
+            "pixel size for its CTF and shifts and its Fourier samples are rescaled"
+        )
     return ParticleSet(
-        box=box,
+        box=read.box,
         pixel_size_angstrom=pixel,
-        stacks=stacks,
+        stacks=read.stacks,
         stack_index=stack_index,
         image_index=image_index,
         rotations=rotations,
         shifts_angstrom=shifts,
         ctf=ctf,
-        optics_group=group_of,
-        optics=groups,
+        optics_group=read.optics_group,
+        optics=read.optics,
         random_subset=subset,
         classes=classes,
         source=path,

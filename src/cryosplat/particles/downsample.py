@@ -25,6 +25,7 @@ from cryosplat.particles.wrapped_stack import WrappedStack
 __all__ = [
     "even_box",
     "fourier_crop_images",
+    "fourier_resample_images",
     "FourierCroppedStack",
     "downsample_particles",
     "box_for_resolution",
@@ -63,14 +64,42 @@ def fourier_crop_images(images: np.ndarray, box: int) -> np.ndarray:
     size = images.shape[-1]
     if box % 2 or not 2 <= box <= size:
         raise ValueError(f"crop box must be even and in [2, {size}], got {box}")
+    return fourier_resample_images(images, box)
+
+
+def fourier_resample_images(images: np.ndarray, box: int) -> np.ndarray:
+    """Images (N, D, D) resampled to (N, d, d) over the same extent, float32, pixel values kept.
+
+    ``d < D`` keeps the frequencies ``|kx|, |ky| < d/2`` (a Fourier crop: pixel ``p·D/d``,
+    band-limited to its Nyquist); ``d > D`` places all of them, but an even ``D``'s Nyquist
+    row and column (whose sign is ambiguous), in a larger grid (a Fourier pad: band-limited
+    interpolation at the finer pixel ``p·D/d``; the frequencies beyond the image's own Nyquist
+    are zero). Either way the image is the one a detector of pixel ``p·D/d`` would have
+    recorded over the same field of view, band-limited to the coarser of the two Nyquists.
+
+    Parameters
+    ----------
+    images : np.ndarray, shape (N, D, D), centre at pixel D//2
+    box : int
+        ``d ≥ 2``, even when ``d < D``.
+    """
+    size = images.shape[-1]
+    if box < 2 or (box < size and box % 2):
+        raise ValueError(f"resample box must be at least 2, and even below {size}, got {box}")
     if box == size:
         return np.asarray(images, dtype=np.float32)
     t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     spectra = torch.fft.rfft2(torch.fft.ifftshift(t, dim=(-2, -1)))
-    h = box // 2
-    kept = torch.cat([spectra[:, :h, : h + 1], spectra[:, size - h :, : h + 1]], dim=1)
-    small = torch.fft.irfft2(kept, s=(box, box)) * (box / size) ** 2
-    return torch.fft.fftshift(small, dim=(-2, -1)).numpy()
+    if box < size:
+        h = box // 2
+        kept = torch.cat([spectra[:, :h, : h + 1], spectra[:, size - h :, : h + 1]], dim=1)
+    else:
+        up = (size - 1) // 2  # the highest unambiguous frequency of either sign
+        kept = spectra.new_zeros((spectra.shape[0], box, box // 2 + 1))
+        kept[:, : up + 1, : up + 1] = spectra[:, : up + 1, : up + 1]
+        kept[:, box - up :, : up + 1] = spectra[:, size - up :, : up + 1]
+    resampled = torch.fft.irfft2(kept, s=(box, box)) * (box / size) ** 2
+    return torch.fft.fftshift(resampled, dim=(-2, -1)).numpy()
 
 
 class FourierCroppedStack(WrappedStack):
@@ -93,7 +122,7 @@ class FourierCroppedStack(WrappedStack):
 
     def read(self, indices: ArrayLike) -> np.ndarray:
         """Images at 0-based ``indices``, cropped: float32, shape (len(indices), d, d)."""
-        return fourier_crop_images(self.stack.read(indices), self.box)
+        return fourier_resample_images(self.stack.read(indices), self.box)
 
 
 def downsample_particles(particles: ParticleSet, box: int) -> ParticleSet:

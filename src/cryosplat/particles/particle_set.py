@@ -18,12 +18,38 @@ from cryosplat.core.ctf import CTF_IN_IMAGES, CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 
-__all__ = ["ClassLabels", "OpticsGroup", "ParticleSet"]
+__all__ = ["ClassLabels", "OpticsGroup", "ParticleSet", "StoredImages"]
+
+
+@dataclass(frozen=True)
+class StoredImages:
+    """How an optics group's images are stored where they are read at another box
+    (:mod:`cryosplat.particles.mixed_boxes`).
+
+    Attributes
+    ----------
+    box : int
+        Their size as stored.
+    pixel_size_angstrom : float
+        Their pixel as stored.
+    band_limit_px : float or None
+        Where they were Fourier-padded: the highest frequency they hold, in cycles over the
+        field of view they are read over (frequency indices of the group's own grid, whatever
+        box it is read at); beyond it they hold zeros. None: every frequency read is theirs.
+    """
+
+    box: int
+    pixel_size_angstrom: float
+    band_limit_px: float | None = None
 
 
 @dataclass
 class OpticsGroup:
-    """One optics group (RELION 3.1 ``data_optics`` row, or one implied by a 3.0 file)."""
+    """One optics group (RELION 3.1 ``data_optics`` row, or one implied by a 3.0 file).
+
+    ``box`` and ``pixel_size_angstrom`` are those its images are read at; ``stored`` how they
+    are stored where they are read at another box, else None.
+    """
 
     name: str
     pixel_size_angstrom: float
@@ -31,6 +57,7 @@ class OpticsGroup:
     voltage_kv: float
     cs_mm: float
     amplitude_contrast: float
+    stored: StoredImages | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +319,18 @@ class ParticleSet:
         sizes = np.array([g.pixel_size_angstrom for g in self.optics], dtype=np.float64)
         return sizes[group]
 
+    def band_limits_px(self, indices: ArrayLike | None = None) -> np.ndarray:
+        """Each particle's :attr:`StoredImages.band_limit_px` (``inf`` where its images hold
+        every frequency read), shape (N,) or (len(indices),)."""
+        group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
+        if not self.optics:
+            return np.full(group.shape, np.inf)
+        limits = [
+            g.stored.band_limit_px if g.stored and g.stored.band_limit_px else np.inf
+            for g in self.optics
+        ]
+        return np.array(limits, dtype=np.float64)[group]
+
     @property
     def mixed_pixel_sizes(self) -> bool:
         """True when the particles' optics groups have different pixel sizes."""
@@ -305,7 +344,9 @@ class ParticleSet:
         )
 
     def with_pixel_size(self, pixel_size_angstrom: float) -> ParticleSet:
-        """A copy whose every optics group has this pixel size (Å): override a wrong header.
+        """A copy whose every optics group has this pixel size (Å): override a wrong header (a
+        group read at another box than it is stored at, :attr:`OpticsGroup.stored`, has it as
+        stored).
 
         Shifts keep their size in pixels (that is what the alignment measured): each particle's
         shift in Å is rescaled by ``new / old`` pixel size. A note records the change.
@@ -313,10 +354,18 @@ class ParticleSet:
         if not pixel_size_angstrom > 0:
             raise InputError(f"--angpix must be positive, got {pixel_size_angstrom}")
         old = self.pixel_sizes_angstrom()
+        optics = [replace(g, pixel_size_angstrom=pixel_size_angstrom) for g in self.optics]
+        for i, g in enumerate(self.optics):
+            if g.stored is not None:  # read at another pixel than stored: the ratio kept
+                ratio = g.pixel_size_angstrom / g.stored.pixel_size_angstrom
+                stored = replace(g.stored, pixel_size_angstrom=pixel_size_angstrom)
+                optics[i] = replace(
+                    g, pixel_size_angstrom=pixel_size_angstrom * ratio, stored=stored
+                )
         shifts = None
         if self.shifts_angstrom is not None:
-            shifts = self.shifts_angstrom * (pixel_size_angstrom / old)[:, None]
-        optics = [replace(g, pixel_size_angstrom=float(pixel_size_angstrom)) for g in self.optics]
+            new = np.array([g.pixel_size_angstrom for g in optics])[self.optics_group]
+            shifts = self.shifts_angstrom * (new / old)[:, None]
         listing = self.pixel_size_listing() or f"{self.pixel_size_angstrom:g} Å"
         note = f"pixel size: {pixel_size_angstrom:g} Å from --angpix (the metadata said {listing})"
         return replace(

@@ -29,6 +29,7 @@ from cryosplat.particles.aberrations import (
     relion_mag_matrices,
     relion_odd_zernike,
 )
+from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
@@ -315,14 +316,14 @@ def _images(
     datadir: str | Path | None,
     require_images: bool,
     notes: list[str],
-) -> tuple[list[MRCStack], np.ndarray, np.ndarray, int]:
-    """The stacks ``rlnImageName`` names, opened: ``(stacks, stack_index, image_index, box)``;
-    the optics groups' ``box`` set to the images'. Without images (allowed where
-    ``require_images`` is False, with a note where they cannot be read) no stacks, every
-    ``stack_index`` −1 and the box of ``data_optics``."""
+) -> tuple[list[MRCStack], np.ndarray, np.ndarray]:
+    """The stacks ``rlnImageName`` names, opened: ``(stacks, stack_index, image_index)``.
+    Without images (allowed where ``require_images`` is False, with a note where they cannot be
+    read) no stacks and every ``stack_index`` −1; the groups' boxes (``data_optics``) must then
+    be known."""
     n = particles.n_rows
     stacks, stack_index, image_index = [], np.full(n, -1, dtype=np.int64), np.arange(n)
-    box = int(groups[0].box)
+    box = min(int(g.box) for g in groups)
     if "rlnImageName" in particles:
         image_index, names = split_image_names(particles.get_str("rlnImageName"), path)
         try:
@@ -332,24 +333,15 @@ def _images(
                 raise
             notes.append(f"images not read: {exc}")
             image_index, stacks = np.arange(n), []
-        if stacks:
-            box = stacks[0].box
-            for g in groups:
-                if g.box and g.box != box:
-                    raise InputError(
-                        f"{path}: data_optics says rlnImageSize {g.box} for "
-                        f"{g.name} but the images are {box}x{box}"
-                    )
-                g.box = box
     elif require_images:
         raise InputError(
             f"{path}: required column _rlnImageName is missing (particle images are needed)"
         )
-    if box <= 0:
+    if not stacks and box <= 0:
         raise InputError(
             f"{path}: the image size is unknown: no rlnImageName and no rlnImageSize in data_optics"
         )
-    return stacks, stack_index, image_index, box
+    return stacks, stack_index, image_index
 
 
 def _pixel_sizes(
@@ -417,7 +409,7 @@ def particles_from_star(
             f"{int(np.any(even_zernike != 0, axis=1).sum())} particles added to their CTF "
             "as RELION does"
         )
-    stacks, stack_index, image_index, box = _images(
+    stacks, stack_index, image_index = _images(
         particles, groups, path, datadir, require_images, notes
     )
     pixel_per_particle = _pixel_sizes(per_particle["pixel"], stacks, stack_index, groups, path)
@@ -426,16 +418,19 @@ def particles_from_star(
             f"pixel size: none in the metadata; using the stack header's "
             f"{pixel_per_particle[0]:g} Å"
         )
-    pixel = _majority(pixel_per_particle)
-    if np.unique(pixel_per_particle).size > 1:
-        listing = ", ".join(f"{g.name} {g.pixel_size_angstrom:g} Å" for g in groups)
+    if stacks:
+        notes += header_pixel_notes(stacks, stack_index, pixel_per_particle)
+    read = one_box(stacks, stack_index, group_of, groups, path)
+    notes += read.notes
+    read_pixels = pixel_per_particle * read.pixel_factors()
+    pixel = _majority(read_pixels)
+    if np.unique(read_pixels).size > 1:
+        listing = ", ".join(f"{g.name} {g.pixel_size_angstrom:g} Å" for g in read.optics)
         notes.append(
             f"pixel size: optics groups differ ({listing}); reconstructing at {pixel:g} Å, the "
             "most common; each group keeps its own pixel size for its CTF and shifts and its "
             "Fourier samples are rescaled to the reconstruction's (as RELION does)"
         )
-    if stacks:
-        notes += header_pixel_notes(stacks, stack_index, pixel_per_particle)
     rotations, shifts = _poses(particles, pixel_per_particle, path, notes)
     subset = particles.get_int("rlnRandomSubset") if "rlnRandomSubset" in particles else None
     classes = None
@@ -458,16 +453,16 @@ def particles_from_star(
             "as relion_reconstruct does"
         )
     return ParticleSet(
-        box=box,
+        box=read.box,
         pixel_size_angstrom=pixel,
-        stacks=stacks,
+        stacks=read.stacks,
         stack_index=stack_index,
         image_index=image_index,
         rotations=rotations,
         shifts_angstrom=shifts,
         ctf=ctf,
-        optics_group=group_of,
-        optics=groups,
+        optics_group=read.optics_group,
+        optics=read.optics,
         random_subset=subset,
         ctf_in_images=ctf_in_images,
         odd_zernike=odd_zernike,

@@ -54,7 +54,8 @@ __all__ = [
 @dataclass
 class OpticsSummary:
     """One optics group as listed by ``info``: name, pixel (Å), voltage (kV), Cs (mm), Q, count,
-    and the aberrations its first particle carries (empty: none)."""
+    the aberrations its first particle carries (empty: none), and how its images are stored
+    where they are read at another box (empty: as read)."""
 
     name: str
     pixel_size_angstrom: float
@@ -63,6 +64,7 @@ class OpticsSummary:
     amplitude_contrast: float
     n_particles: int
     aberrations: str = ""
+    stored: str = ""
 
 
 def _numbers(values) -> str:
@@ -246,6 +248,9 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
             g.amplitude_contrast,
             int(counts[i]),
             _aberrations(ps, int(np.flatnonzero(ps.optics_group == i)[0])) if counts[i] else "",
+            ""
+            if g.stored is None
+            else f"stored at box {g.stored.box}, {g.stored.pixel_size_angstrom:.4f} Å",
         )
         for i, g in enumerate(ps.optics)
     ]

@@ -302,6 +302,7 @@ class _BatchInserter:
         self.pad, self.device = config.pad, device
         self.pixel = particles.pixel_size_angstrom
         self.pixel_of = particles.pixel_sizes_angstrom()
+        self.band_of = particles.band_limits_px()
         # Each particle's magnification matrix, by index into the distinct ones (RELION's rlnMagMat).
         self.mags, self.mag_of = np.eye(2)[None], np.zeros(len(particles), dtype=np.int64)
         if particles.mag_matrices is not None:
@@ -322,7 +323,7 @@ class _BatchInserter:
         self.plane_kx = kx[None, :].expand(box, -1)
         self.plane_ky = self.k[:, None].expand(-1, box // 2)
         self.power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
-        self.power_bins: dict[tuple[float, int], tuple[torch.Tensor, ...]] = {}
+        self.power_bins: dict[tuple[float, int, float], tuple[torch.Tensor, ...]] = {}
         self.ctf_planes: dict[tuple[float, int], CTFPlane] = {}
         # Pose expansion for the other groups: each image is the projection at A·R_g as well.
         self.expansion = [None] if ops is None else list(ops)
@@ -375,13 +376,16 @@ class _BatchInserter:
             )
         spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
         batch_pixel = np.round(self.pixel_of[batch], 6)
-        batch_mag = self.mag_of[batch]
-        for group_pixel, mag in np.unique(np.stack([batch_pixel, batch_mag], 1), axis=0).tolist():
+        batch_mag, batch_band = self.mag_of[batch], self.band_of[batch]
+        keys = np.unique(np.stack([batch_pixel, batch_mag, batch_band], 1), axis=0).tolist()
+        for group_pixel, mag, band in keys:
             mag = int(mag)
-            own = (batch_pixel == group_pixel) & (batch_mag == mag)
+            own = (batch_pixel == group_pixel) & (batch_mag == mag) & (batch_band == band)
             rows = batch[own]
             own_pixel = self.pixel if group_pixel == round(self.pixel, 6) else float(group_pixel)
-            group = GroupSampling(box, self.pixel, own_pixel, self.radius, self.pad, self.mags[mag])
+            group = GroupSampling(
+                box, self.pixel, own_pixel, self.radius, self.pad, self.mags[mag], band
+            )
             picked = None if own.all() else torch.from_numpy(np.flatnonzero(own)).to(self.device)
             group_spectra = spectra if picked is None else spectra[picked]
             group_weights = weights if weights is None or picked is None else weights[picked]
@@ -430,12 +434,12 @@ class _BatchInserter:
                     ctf2,
                     max_radius=group.max_radius,
                 )
-            key = (own_pixel, mag)
+            key = (own_pixel, mag, band)
             self._add_power(key, group, group_spectra.reshape(n_rows, -1), group_weights)
 
     def _add_power(
         self,
-        key: tuple[float, int],
+        key: tuple[float, int, float],
         group: GroupSampling,
         spectra: torch.Tensor,
         weights: torch.Tensor | None = None,

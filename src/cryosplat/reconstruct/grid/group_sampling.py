@@ -32,7 +32,10 @@ class GroupSampling:
     each optics group). Spectra of images whose pixel values are samples of the same projected
     density scale as ``1 / p²`` (a DFT sums pixels), so they are multiplied by ``(p_g / p_ref)²``.
     Frequencies that land beyond the gathered radius are dropped. ``mag`` is the group's
-    magnification matrix ``M`` (the identity by default).
+    magnification matrix ``M`` (the identity by default). ``band_limit``: where the images were
+    Fourier-padded to be read at ``box`` (:attr:`cryosplat.particles.particle_set.StoredImages.
+    band_limit_px`), the highest of their own frequency indices they hold; the zeros beyond are
+    not inserted (``inf``: none).
     """
 
     box: int
@@ -41,6 +44,7 @@ class GroupSampling:
     radius: float
     pad: int
     mag: np.ndarray = field(default_factory=lambda: np.eye(2))
+    band_limit: float = math.inf
 
     @property
     def scale(self) -> float:
@@ -64,7 +68,8 @@ class GroupSampling:
         """The largest own frequency index inserted (pixels of the group's D grid): ``M`` may
         carry a sample up to its largest singular value further out."""
         stretch = float(np.linalg.norm(self.mag, 2)) if self.magnified else 1.0
-        return min(default_max_radius(self.box, self.pad), self.radius / self.scale) / stretch
+        own = min(default_max_radius(self.box, self.pad), self.band_limit)
+        return min(own, self.radius / self.scale) / stretch
 
     def slice_matrices(self, rotations: np.ndarray) -> np.ndarray:
         """The matrices whose first two rows place a sample ``(kx, ky)`` on the map's grid
