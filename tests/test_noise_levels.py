@@ -176,3 +176,50 @@ def test_the_command_line_turns_the_weights_off(given, expected):
     add_arguments(parser)
     config = build_config(parser.parse_args(["particles.star", "-o", "out", *given]))
     assert config.grid.image_weights is expected
+
+
+def _two_kinds(particles, images, folder, name):
+    """``particles`` with ``images``, odd rows in an optics group read at a 1.25 times coarser
+    pixel (another kind of image)."""
+    from cryosplat.particles.particle_set import OpticsGroup
+
+    path = folder / f"{name}.mrcs"
+    write_stack(path, images.astype(np.float32), particles.pixel_size_angstrom)
+    pixel = particles.pixel_size_angstrom
+    return replace(
+        particles,
+        stacks=[MRCStack(path)],
+        optics_group=np.arange(len(particles)) % 2,
+        optics=[
+            OpticsGroup("fine", pixel, BOX, 300.0, 2.7, 0.1),
+            OpticsGroup("coarse", 1.25 * pixel, BOX, 300.0, 2.7, 0.1),
+        ],
+    )
+
+
+def test_kinds_of_image_are_compared_within_their_kind(sets, tmp_path):
+    """A group whose pixels hold a quarter of the others' variance (as binned pixels do) is not
+    weighed up for it: each kind's corners are read against their own kind's mean."""
+    alike, spread = sets[0]["alike"], sets[0]["spread"]
+    odd = np.arange(N) % 2 == 1
+    images = alike.read_images(np.arange(N)).astype(np.float64)
+    images[odd] *= 0.5
+    two = _two_kinds(alike, images, tmp_path, "alike")
+    assert two.image_kinds().tolist() == (np.arange(N) % 2).tolist()
+    assert measure_noise_levels(two) is None  # alike within each kind
+    one_kind = replace(two, optics=[replace(g, pixel_size_angstrom=1.0) for g in two.optics])
+    assert not one_kind.image_kinds().any()
+    levels = measure_noise_levels(one_kind)  # read as one kind, the quarter is weighed up
+    w = levels.weights(torch.from_numpy(images.astype(np.float32))).double().numpy()
+    assert w[odd].mean() > 2.5 * w[~odd].mean()
+    # levels spread within each kind are still followed
+    images = spread.read_images(np.arange(N)).astype(np.float64)
+    images[odd] *= 0.5
+    two = _two_kinds(spread, images, tmp_path, "spread")
+    levels = measure_noise_levels(two)
+    assert levels is not None and levels.share > 0.8 and len(levels.kind_means) == 2
+    kinds = two.image_kinds()
+    w = levels.weights(torch.from_numpy(images.astype(np.float32)), kinds).double().numpy()
+    assert 0.8 < w[odd].mean() / w[~odd].mean() < 1.25
+    r = np.corrcoef(np.log(w), -np.log(sets[1]))[0, 1]
+    assert r > 0.9

@@ -331,6 +331,24 @@ class ParticleSet:
         ]
         return np.array(limits, dtype=np.float64)[group]
 
+    def image_kinds(self, indices: ArrayLike | None = None) -> np.ndarray:
+        """Each particle's kind of image, shape (N,) or (len(indices),), int from 0: one per
+        distinct pixel size as read and band (:attr:`StoredImages.band_limit_px`), in the order
+        of :attr:`optics`. Every particle of a set read at one pixel size, as stored, is of
+        kind 0. Pixels of different sizes, or of a binned image padded, hold their noise
+        differently: their variances are compared within a kind only
+        (:mod:`cryosplat.reconstruct.grid.noise_levels`)."""
+        group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
+        if not self.optics:
+            return np.zeros(group.shape, dtype=np.int64)
+        keys = [
+            (round(g.pixel_size_angstrom, 6), g.stored.band_limit_px if g.stored else None)
+            for g in self.optics
+        ]
+        first = {key: None for key in keys}  # distinct keys in the groups' order
+        index = {key: i for i, key in enumerate(first)}
+        return np.array([index[key] for key in keys], dtype=np.int64)[group]
+
     @property
     def mixed_pixel_sizes(self) -> bool:
         """True when the particles' optics groups have different pixel sizes."""

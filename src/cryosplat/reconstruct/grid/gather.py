@@ -303,6 +303,10 @@ class _BatchInserter:
         self.pixel = particles.pixel_size_angstrom
         self.pixel_of = particles.pixel_sizes_angstrom()
         self.band_of = particles.band_limits_px()
+        # each image's kind, where pixel sizes or binned groups make several (noise_levels)
+        self.kind_of = particles.image_kinds()
+        if not self.kind_of.any():
+            self.kind_of = None
         # Each particle's magnification matrix, by index into the distinct ones (RELION's rlnMagMat).
         self.mags, self.mag_of = np.eye(2)[None], np.zeros(len(particles), dtype=np.int64)
         if particles.mag_matrices is not None:
@@ -364,7 +368,10 @@ class _BatchInserter:
         # The rfft of the image as stored: moving its centre (pixel D//2) to the origin is the
         # factor (-1)^(kx + ky) (even box), folded into the shift phases below.
         self.background.add_images(images)
-        weights = None if self.levels is None else self.levels.weights(images)
+        weights = None
+        if self.levels is not None:
+            kinds = None if self.kind_of is None else self.kind_of[batch]
+            weights = self.levels.weights(images, kinds)
         spectra = torch.fft.rfft2(images)
         if particles.odd_zernike is not None:  # staged as stored: beam tilt etc. taken out here
             spectra = spectra * odd_phase_factors(

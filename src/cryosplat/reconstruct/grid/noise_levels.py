@@ -28,6 +28,16 @@ statistics are those of the unweighted pass to the bit. Where some sampled image
 hold no noise (zeros: a mask, or a particle at the micrograph's edge padded with a constant) the
 corners say nothing of the noise and the images are weighed alike, with a note.
 
+Images of several kinds (:meth:`~cryosplat.particles.particle_set.ParticleSet.image_kinds`: optics
+groups read at other pixel sizes, or binned and Fourier-padded) hold their noise differently in
+their pixels: a binned image's pixels average four, and under coloured noise its corners' variance
+says little of its noise per frequency against another kind's. Their logs are then compared
+within their own kind (``m`` per kind): each kind weighs as much on average as it would weighed
+alike, as ``relion_reconstruct`` weighs them, and the weights only follow the images' own spread
+within it. Measured (round 2, session 62; ``benchmarks/bench_mixed_boxes.py``'s EMD-5625 set of
+three boxes): the FSC with the truth at 0.5 20.47 Å with one ``m``, 20.10 Å per kind, 20.19 Å
+from the same particles at one box.
+
 Measured (round 2, session 43; ``benchmarks/bench_datasets.py``'s ``noise_sd_spread``): EMD-5625,
 box 56, 4,000 particles, coloured noise whose s.d. is spread by ``exp(0.3 z)``: FSC with the truth
 at 0.5 20.33 Å weighed alike, 17.72 Å with the true levels' weights, 17.99 Å with the corners'.
@@ -40,6 +50,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from cryosplat.particles.particle_set import ParticleSet
@@ -108,23 +119,34 @@ class NoiseLevels:
         The sample's mean of ``exp(−k (log v − m))``: the weights' mean is 1.
     spread : float
         The sample's standard deviation of ``log v`` (for the log).
+    kind_means : tuple of float, optional
+        ``m`` of each kind of image where the set holds several (NaN for a kind the sample held
+        none of); ``log v`` is then read against its own kind's, and ``spread`` is of those.
     """
 
     mean_log: float
     share: float
     norm: float
     spread: float
+    kind_means: tuple[float, ...] | None = None
 
-    def weights(self, images: torch.Tensor) -> torch.Tensor:
-        """Weights (B,) of a batch of images (B, D, D) as stored, in their dtype and device."""
-        return self.weights_of(_pooled(*corner_variances(images))).to(images.dtype)
+    def weights(self, images: torch.Tensor, kinds: np.ndarray | None = None) -> torch.Tensor:
+        """Weights (B,) of a batch of images (B, D, D) as stored, in their dtype and device;
+        ``kinds`` (B,): their kinds of image where the set holds several (module docstring)."""
+        return self.weights_of(_pooled(*corner_variances(images)), kinds).to(images.dtype)
 
-    def weights_of(self, variances: torch.Tensor) -> torch.Tensor:
+    def weights_of(self, variances: torch.Tensor, kinds: np.ndarray | None = None) -> torch.Tensor:
         """Weights of corner variances (B,), float64; 1 for corners that hold no noise
-        (:data:`EMPTY_CORNERS` of the typical variance: they say nothing of the image's)."""
+        (:data:`EMPTY_CORNERS` of the typical variance: they say nothing of the image's), and for
+        images of a kind the sample held none of."""
         v = torch.as_tensor(variances, dtype=torch.float64)
-        empty = v <= EMPTY_CORNERS * math.exp(self.mean_log)
-        w = torch.exp(-self.share * (v.clamp_min(1e-300).log() - self.mean_log)) / self.norm
+        m: float | torch.Tensor = self.mean_log
+        if kinds is not None and self.kind_means is not None:
+            m = torch.as_tensor(self.kind_means, dtype=torch.float64)[torch.as_tensor(kinds)]
+            m = m.to(v.device)
+        empty = v <= EMPTY_CORNERS * torch.exp(torch.as_tensor(m, dtype=torch.float64))
+        w = torch.exp(-self.share * (v.clamp_min(1e-300).log() - m)) / self.norm
+        w = torch.where(torch.isnan(w), 1.0, w)  # a kind the sample held none of
         return torch.where(empty, 1.0, w.clamp(1.0 / WEIGHT_RANGE, WEIGHT_RANGE))
 
     @property
@@ -158,11 +180,15 @@ def measure_noise_levels(
         return None
     picked = particles.spread_rows(sample)
     halves: list[tuple[torch.Tensor, torch.Tensor]] = []
+    kinds: list[np.ndarray] = []
     for start in range(0, picked.size, batch):
-        images = torch.from_numpy(particles.read_images(picked[start : start + batch]))
+        rows = picked[start : start + batch]
+        images = torch.from_numpy(particles.read_images(rows))
         finite = torch.isfinite(images).all(dim=-1).all(dim=-1)
         halves.append(corner_variances(images[finite]))
+        kinds.append(particles.image_kinds(rows)[finite.numpy()])
     left, right = (torch.cat(parts) for parts in zip(*halves, strict=True))
+    kind = np.concatenate(kinds)
     whole = _pooled(left, right)
     if whole.numel() < 8:
         return None
@@ -174,6 +200,15 @@ def measure_noise_levels(
         )
         return None
     logs = whole.log()
+    kind_means = None
+    n_kinds = int(particles.image_kinds().max()) + 1
+    if n_kinds > 1:  # each kind's logs against its own mean (module docstring)
+        of_kind = torch.from_numpy(kind)
+        sums = torch.zeros(n_kinds, dtype=torch.float64).index_add_(0, of_kind, logs)
+        counts = torch.bincount(of_kind, minlength=n_kinds).double()
+        means = sums / counts  # NaN for a kind not sampled
+        kind_means = tuple(float(x) for x in means)
+        logs = logs - means[of_kind]
     total = float(logs.var())
     estimation = float((left.log() - right.log()).var()) / 4.0
     share = 1.0 - estimation / total if total > 0 else 0.0
@@ -188,6 +223,8 @@ def measure_noise_levels(
         return None
     mean_log = float(logs.mean())
     norm = float(torch.exp(-share * (logs - mean_log)).mean())
-    levels = NoiseLevels(mean_log, share, norm, math.sqrt(total))
+    if kind_means is not None:
+        mean_log = float(whole.log().mean())
+    levels = NoiseLevels(mean_log, share, norm, math.sqrt(total), kind_means)
     log.info("noise levels: %s", levels.describe())
     return levels
