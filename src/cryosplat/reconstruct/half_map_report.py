@@ -12,7 +12,8 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.validation.crossval import CrossValidatedFSC
-from cryosplat.validation.fsc import FSCResult, masked_fscs
+from cryosplat.validation.crossval_result import reading_curve
+from cryosplat.validation.fsc import FSCResult, half_map_equivalent, masked_fscs
 from cryosplat.validation.mask_choice import SPHERE_TEXT, DataUnderMasks, read_in_masks
 from cryosplat.validation.masks import auto_mask, spherical_mask
 from cryosplat.validation.user_mask import FSCMask
@@ -122,6 +123,26 @@ class HalfMapReport:
         return (
             None if self.cross_validated is None else self.cross_validated.resolution_band_angstrom
         )
+
+    def deposition_curve(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """The curve the headline resolution is read from, as a half-map FSC read at 0.143 (the
+        EMDB's): ``(frequency (1/Å) per shell, FSC, title)``. Cross-validated:
+        :func:`~cryosplat.validation.fsc.half_map_equivalent` of ``C_map`` as the resolution
+        reads it (its 0.143 crossing is the 0.5 crossing of ``C_map`` to within the linear
+        interpolation between shells); else the half models' corrected FSC."""
+        res = self.spherical
+        frequency = np.arange(res.box // 2 + 1) / (res.box * res.pixel_size_angstrom)
+        where = format_resolution(self.resolution_angstrom, explain=False)
+        cv = self.cross_validated
+        if cv is None:
+            title = f"cryosplat: corrected FSC of the half models, soft spherical mask ({where})"
+            return frequency, np.asarray(res.corrected, dtype=np.float64), title
+        curve = half_map_equivalent(reading_curve(cv.model_vs_truth_estimate, cv.readable_shells))
+        title = (
+            "cryosplat cross-validated FSC: the map's estimated FSC against the truth C_map as a "
+            f"half-map FSC C_map^2/(2 - C_map^2), read at 0.143 ({where}; {self.cv_mask})"
+        )
+        return frequency, curve, title
 
     def to_dict(self) -> dict:
         band = self.band_angstrom

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryosplat.io.fsc_xml import write_fsc_xml
 from cryosplat.io.mrc import write_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
@@ -386,6 +387,7 @@ def write_outputs(
     report.warnings = [*(warnings or []), *limits]
     write_map(folder / "mask.mrc", amask, pixel, origin)
     write_json_atomic(folder / FSC_FILE, {**report.to_dict(), **extra})
+    write_fsc_xml(folder / "fsc.xml", *report.deposition_curve())
     plot_fsc(folder / "fsc.svg", report, _directional_curves(directional))
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")

@@ -70,6 +70,7 @@ OUTPUT_FILES = (
     "local_weight.mrc",
     "local_resolution.mrc",
     FSC_FILE,
+    "fsc.xml",
     "fsc.svg",
     "model_A.npz",
     "model_B.npz",

@@ -28,6 +28,7 @@ __all__ = [
     "fsc",
     "shell_resolutions",
     "crossing_shell",
+    "half_map_equivalent",
     "resolution_at",
     "phase_randomize",
     "FSCResult",
@@ -178,6 +179,14 @@ def crossing_shell(
         return 0.0
     frac = 0.0 if c0 == c1 else (c0 - threshold) / (c0 - c1)
     return float(s - 1 + frac)
+
+
+def half_map_equivalent(map_vs_truth: ArrayLike) -> np.ndarray:
+    """The half-map FSC ``F`` of which ``map_vs_truth`` is the map's FSC against the truth:
+    ``C = sqrt(2F / (1 + F))`` (Rosenthal & Henderson 2003), so ``F = C² / (2 − C²)``, its sign
+    kept. ``F`` crosses 0.143 where ``C`` crosses 0.5."""
+    c = np.clip(np.asarray(map_vs_truth, dtype=np.float64), -1.0, 1.0)
+    return c * np.abs(c) / (2.0 - c * c)
 
 
 def resolution_at(
