@@ -166,12 +166,12 @@ def one_box(
     pixel = float(at_box[0][np.argmax(at_box[1])])
     pairs, new_group = np.unique(np.stack([group_of, sizes], axis=1), axis=0, return_inverse=True)
     split = np.bincount(pairs[:, 0], minlength=len(groups)) > 1
-    optics, plans, lines = [], [], []  # plans: (stored box, resample box) of each new group
+    optics, resample_of, lines = [], [], []  # resample_of: each new group's resampling box
     for g, size in pairs.tolist():
         group = groups[g]
         name = f"{group.name} (box {size})" if split[g] else group.name
         resample, line = _plan(size, group.pixel_size_angstrom, box, pixel)
-        plans.append((size, resample))
+        resample_of.append(resample)
         stored = None
         if size != box:
             band = None
@@ -191,7 +191,7 @@ def one_box(
     new_group = new_group.reshape(-1).astype(np.int64)
     read = list(stacks)
     for s, stack in enumerate(stacks):
-        resamples = {plans[i][1] for i in np.unique(new_group[stack_index == s]).tolist()}
+        resamples = {resample_of[i] for i in np.unique(new_group[stack_index == s]).tolist()}
         if len(resamples) > 1:
             raise InputError(
                 f"{source}: {stack.path} holds particles of optics groups with different pixel "
