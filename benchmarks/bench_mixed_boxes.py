@@ -23,19 +23,18 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-from bench_datasets import _add_noise, _run, make_dataset
+from bench_datasets import _add_noise, make_dataset
 from bench_methods import run_cryosplat, run_relion
-from bench_report import score_maps
+from bench_variants import parse_args, print_table, project_again, table_row
 from run_benchmarks import selected_specs
 
 from cryosplat.core.conventions import matrix_to_euler_relion
-from cryosplat.io.mrc import MRCStack, read_map, write_map, write_stack
-from cryosplat.io.star import write_relion31_particles, write_star
+from cryosplat.io.mrc import read_map, write_map, write_stack
+from cryosplat.io.star import write_star
 from cryosplat.particles.downsample import fourier_crop_images
 from cryosplat.particles.read import read_particles
 
@@ -64,32 +63,9 @@ def mixed_copy(data, folder: Path) -> Path:
     padded[lo : lo + box, lo : lo + box, lo : lo + box] = truth
     write_map(folder / "truth_big.mrc", padded, pixel)
     rows = np.flatnonzero(kind == 1)
-    inputs = read_particles(source / "in.star", require_images=False).subset(rows)
-    write_relion31_particles(
-        folder / "in_big.star",
-        image_names=None,
-        rotations=inputs.rotations,
-        shifts_angstrom=inputs.shifts_angstrom,
-        ctf=inputs.ctf,
-        pixel_size_angstrom=pixel,
-        box=big,
-    )
-    _run(
-        [
-            "relion_project",
-            "--i",
-            "truth_big.mrc",
-            "--ang",
-            "in_big.star",
-            "--o",
-            "proj_big",
-            "--ctf",
-        ],
-        folder,
-        "relion_project_big.log",
-    )
+    clean = project_again(data, rows, folder / "truth_big.mrc", big, folder)
     _add_noise(
-        MRCStack(folder / "proj_big.mrcs"),
+        clean,
         folder / "big.mrcs",
         data.noise_sd,
         pixel,
@@ -97,7 +73,7 @@ def mixed_copy(data, folder: Path) -> Path:
         spec.noise,
         spec.noise_source,
     )
-    (folder / "proj_big.mrcs").unlink()
+    (folder / "proj.mrcs").unlink()
     binned = np.flatnonzero(kind == 2)
     write_stack(
         folder / "binned.mrcs",
@@ -139,17 +115,10 @@ def mixed_copy(data, folder: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--datasets", default=DEFAULT_SETS)
-    parser.add_argument(
-        "--cache", type=Path, help="folder of made data sets (default OUT/datasets)"
-    )
-    args = parser.parse_args(argv)
-    cache = args.cache or args.out / "datasets"
+    args = parse_args(__doc__, DEFAULT_SETS, argv)
     rows = []
     for spec in selected_specs(args.datasets.split(","), quick=False):
-        data = make_dataset(spec, cache)
+        data = make_dataset(spec, args.cache)
         mixed = mixed_copy(data, args.out / "mixed" / spec.name)
         for label, star in (("one box", data.star), ("three boxes", mixed)):
             work = args.out / "runs" / spec.name / label.replace(" ", "_")
@@ -157,23 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_cryosplat(star, work / "cryosplat"),
                 run_relion(star, work / "relion", spec.pixel_size_angstrom),
             ):
-                score = score_maps(
-                    data.truth, run.full_map, run.half_maps, spec.pixel_size_angstrom
-                )
-                reported = f"{score.half_0143:.2f}" if run.method == "cryosplat" else "—"
-                rows.append(
-                    f"| {spec.name} | {label} | {run.method} | {score.truth_05:.2f} | "
-                    f"{score.truth_0143:.2f} | {reported} | {run.measured.wall_s:.1f} | "
-                    f"{run.measured.peak_mib:.0f} |"
-                )
-                print(rows[-1], flush=True)
-                np.save(work / f"{run.method}_fsc_truth.npy", score.curve)
-    header = (
-        "set | particles | method | FSC 0.5 (Å) | FSC 0.143 (Å) | reported (Å) | wall (s) | MiB"
-    )
-    print(f"\n| {header} |")
-    print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+                pixel = spec.pixel_size_angstrom
+                rows.append(table_row((spec.name, label), run, data.truth, pixel, work))
+    print_table("set | particles", rows)
     return 0
 
 

@@ -19,15 +19,14 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_datasets import SHARED, _add_noise, _run, make_dataset
+from bench_datasets import SHARED, _add_noise, make_dataset
 from bench_methods import run_cryosplat, run_relion
-from bench_report import score_maps
+from bench_variants import parse_args, print_table, project_again, table_row
 from run_benchmarks import selected_specs
 
 from cryosplat.io.mrc import MRCStack
@@ -59,24 +58,9 @@ def scaled_copy(data, folder: Path) -> dict[str, Path]:
     particles = read_particles(data.star)
     n = len(particles)
     alpha = real_alphas(n, spec.seed)
-    inputs = read_particles(source / "in.star", require_images=False)
-    write_relion31_particles(
-        folder / "in.star",
-        image_names=None,
-        rotations=inputs.rotations,
-        shifts_angstrom=inputs.shifts_angstrom,
-        ctf=inputs.ctf,
-        pixel_size_angstrom=spec.pixel_size_angstrom,
-        box=spec.box,
-    )
     truth = folder / "truth.mrc"
     truth.write_bytes((source / "truth.mrc").read_bytes())
-    _run(
-        ["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--o", "proj", "--ctf"],
-        folder,
-        "relion_project.log",
-    )
-    clean = MRCStack(folder / "proj.mrcs")
+    clean = project_again(data, np.arange(n), truth, spec.box, folder)
     writer = StreamingStackWriter(folder / "scaled.mrcs", n, spec.box, spec.pixel_size_angstrom)
     for start in range(0, n, 1000):
         rows = np.arange(start, min(n, start + 1000))
@@ -116,42 +100,21 @@ def scaled_copy(data, folder: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--datasets", default=DEFAULT_SETS)
-    parser.add_argument(
-        "--cache", type=Path, help="folder of made data sets (default OUT/datasets)"
-    )
-    parser.add_argument("--methods", default="cryosplat,relion")
-    args = parser.parse_args(argv)
-    cache = args.cache or args.out / "datasets"
-    methods = args.methods.split(",")
+    args = parse_args(__doc__, DEFAULT_SETS, argv)
     rows = []
     for spec in selected_specs(args.datasets.split(","), quick=False):
-        data = make_dataset(spec, cache)
+        data = make_dataset(spec, args.cache)
         stars = scaled_copy(data, args.out / "scaled" / spec.name)
         truth = stars["no scale"].parent / "truth.mrc"
         for label, star in stars.items():
             work = args.out / "runs" / spec.name / label.replace(" ", "_")
-            runs = []
-            if "cryosplat" in methods:
-                runs.append(run_cryosplat(star, work / "cryosplat"))
-            if "relion" in methods and label != "estimated scale":
+            runs = [run_cryosplat(star, work / "cryosplat")]
+            if label != "estimated scale":
                 runs.append(run_relion(star, work / "relion", spec.pixel_size_angstrom))
             for run in runs:
-                score = score_maps(truth, run.full_map, run.half_maps, spec.pixel_size_angstrom)
-                reported = f"{score.half_0143:.2f}" if run.method == "cryosplat" else "—"
-                rows.append(
-                    f"| {spec.name} | {label} | {run.method} | {score.truth_05:.2f} | "
-                    f"{score.truth_0143:.2f} | {reported} | {run.measured.wall_s:.1f} | "
-                    f"{run.measured.peak_mib:.0f} |"
-                )
-                print(rows[-1], flush=True)
-                np.save(work / f"{run.method}_fsc_truth.npy", score.curve)
-    header = "set | STAR | method | FSC 0.5 (Å) | FSC 0.143 (Å) | reported (Å) | wall (s) | MiB"
-    print(f"\n| {header} |")
-    print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+                pixel = spec.pixel_size_angstrom
+                rows.append(table_row((spec.name, label), run, truth, pixel, work))
+    print_table("set | STAR", rows)
     return 0
 
 
