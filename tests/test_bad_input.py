@@ -112,6 +112,34 @@ def test_images_of_another_size_than_their_group_declares_are_counted(
     assert "are 24x24 (e.g." in err and "big.mrcs" in err and "a group of their own" in err
 
 
+def test_subtomograms_are_named_not_read_as_images(tmp_path, capsys):
+    """RELION 4's subtomograms (3-D images) would be read as their first section: refused."""
+    with mrcfile.new(tmp_path / "sub.mrc") as m:
+        m.set_data(np.zeros((16, 16, 16), dtype=np.float32))
+        m.voxel_size = 2.0
+    p = _star(tmp_path / "p.star", rlnImageName=["sub.mrc"])
+    code, err = _run_info(capsys, p)
+    assert code == 2 and "row 1: 'sub.mrc' has no image number, so it is the whole file" in err
+    assert "holds 16 sections: a 3-D volume" in err
+    write_star(
+        tmp_path / "d.star",
+        {
+            "optics": {
+                "rlnOpticsGroup": [1],
+                "rlnImagePixelSize": [2.0],
+                "rlnImageSize": [16],
+                "rlnImageDimensionality": [3],
+                "rlnVoltage": [300.0],
+                "rlnSphericalAberration": [2.7],
+                "rlnAmplitudeContrast": [0.1],
+            },
+            "particles": {"rlnImageName": ["sub.mrc"]},
+        },
+    )
+    code, err = _run_info(capsys, tmp_path / "d.star")
+    assert code == 2 and "column rlnImageDimensionality, row 1: 3-D images" in err
+
+
 def test_nan_in_metadata(tmp_path, capsys, small_stack):
     p = _star(
         tmp_path / "p.star",

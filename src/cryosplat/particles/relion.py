@@ -79,6 +79,14 @@ def _optics_31(optics: StarBlock, particles: StarBlock, path: Path):
     )
     if "rlnImagePixelSize" not in optics:
         raise InputError(f"{path}: data_optics: required column _rlnImagePixelSize is missing")
+    if "rlnImageDimensionality" in optics:
+        dims = optics.get_int("rlnImageDimensionality")
+        if (dims != 2).any():
+            g = int(np.flatnonzero(dims != 2)[0])
+            raise InputError(
+                f"{path}: data_optics, column rlnImageDimensionality, row {g + 1}: {dims[g]}-D "
+                "images (subtomograms); cryosplat reconstructs from 2-D particle images"
+            )
     pixel = optics.get_float("rlnImagePixelSize")
     check_range(pixel, "pixel_size_angstrom", path, "data_optics, column rlnImagePixelSize")
     for quantity, column in _OPTICS_COLUMNS.items():
@@ -333,6 +341,8 @@ def _images(
                 raise
             notes.append(f"images not read: {exc}")
             image_index, stacks = np.arange(n), []
+        if stacks:
+            _check_unnumbered(particles.get_str("rlnImageName"), stacks, stack_index, path)
     elif require_images:
         raise InputError(
             f"{path}: required column _rlnImageName is missing (particle images are needed)"
@@ -342,6 +352,24 @@ def _images(
             f"{path}: the image size is unknown: no rlnImageName and no rlnImageSize in data_optics"
         )
     return stacks, stack_index, image_index
+
+
+def _check_unnumbered(
+    names: np.ndarray, stacks: list[MRCStack], stack_index: np.ndarray, path: Path
+) -> None:
+    """An error where a name without an image number (``file.mrc``, which RELION reads as the
+    whole file) names a file of several sections: a 3-D volume (a subtomogram), not an image."""
+    held = np.array([s.n_images for s in stacks], dtype=np.int64)[stack_index]
+    several = np.flatnonzero(held > 1)
+    unnumbered = [int(r) for r in several if "@" not in str(names[r])]
+    if unnumbered:
+        r = unnumbered[0]
+        raise InputError(
+            f"{path}: column rlnImageName, row {r + 1}: '{names[r]}' has no image number, so it "
+            f"is the whole file, which holds {held[r]} sections: a 3-D volume (a subtomogram?); "
+            "cryosplat reconstructs from 2-D particle images (write N@stack.mrcs for image N of "
+            "a stack)"
+        )
 
 
 def _pixel_sizes(
