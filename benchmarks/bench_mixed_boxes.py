@@ -9,8 +9,8 @@ image at the most common box (:mod:`cryosplat.particles.mixed_boxes`). For each 
 * a quarter (``i % 4 == 1``) projected again by ``relion_project`` from the truth padded to box
   ``D' = 5D/4`` (even), with the same pixel, poses, CTF and noise level (as if extracted at a
   larger box);
-* a quarter (``i % 4 == 3``) binned: the set's own noisy images Fourier-cropped to ``D/2`` at twice
-  the pixel (as ``relion_preprocess --scale`` makes them);
+* a quarter (``i % 4 == 3``) binned: the set's own noisy images Fourier-cropped to ``D/2`` (or the
+  even box under it) at twice the pixel (as ``relion_preprocess --scale`` makes them);
 
 three optics groups in one RELION 3.1 STAR file. cryosplat and ``relion_reconstruct --ctf`` each
 reconstruct the set at one box and the mixed copy; the table gives the FSC with the truth at
@@ -55,7 +55,7 @@ def mixed_copy(data, folder: Path) -> Path:
     particles = read_particles(data.star)
     n, box, pixel = len(particles), spec.box, spec.pixel_size_angstrom
     kind = np.array([0, 1, 0, 2])[np.arange(n) % 4]  # 0: as is, 1: larger box, 2: binned
-    big, small = _big_box(box), box // 2
+    big, small = _big_box(box), box // 2 - (box // 2) % 2  # binned: an even box
     # the larger box: the truth padded, projected along the same rows' poses, noise as the set's
     truth, _ = read_map(source / "truth.mrc")
     lo = big // 2 - box // 2
@@ -78,7 +78,7 @@ def mixed_copy(data, folder: Path) -> Path:
     write_stack(
         folder / "binned.mrcs",
         fourier_crop_images(particles.read_images(binned), small),
-        2 * pixel,
+        pixel * box / small,
     )
     write_stack(folder / "same.mrcs", particles.read_images(np.flatnonzero(kind == 0)), pixel)
     names = np.empty(n, dtype=object)
@@ -103,7 +103,7 @@ def mixed_copy(data, folder: Path) -> Path:
     optics = {
         "rlnOpticsGroup": [1, 2, 3],
         "rlnOpticsGroupName": ["as_is", "larger_box", "binned"],
-        "rlnImagePixelSize": [pixel, pixel, 2 * pixel],
+        "rlnImagePixelSize": [pixel, pixel, pixel * box / small],
         "rlnImageSize": [box, big, small],
         "rlnImageDimensionality": [2, 2, 2],
         "rlnVoltage": [float(ctf.voltage_kv[0])] * 3,
