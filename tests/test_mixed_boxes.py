@@ -241,3 +241,14 @@ def test_a_cryosparc_table_of_two_shapes_is_read_at_the_most_common(tmp_path):
         np.save(fh, table)
     with pytest.raises(InputError, match=r"blob/shape says 24 for group2 but 3 of its 3 images"):
         read_cryosparc(cs)
+
+
+def test_info_says_how_each_group_is_stored(sets, capsys):
+    from cryosplat.cli.main import main
+
+    assert main(["info", str(sets[1].source)]) == 0
+    out = capsys.readouterr().out
+    assert "opticsGroup2: 3.0000 Å" in out
+    assert "(read at box 24; stored at box 12, 6.0000 Å; nothing finer than 12.00 Å in them)" in out
+    assert "(read at box 24; stored at box 30, 3.0000 Å)" in out
+    assert "note: image sizes: the particles' images differ" in out

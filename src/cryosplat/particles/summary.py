@@ -67,6 +67,18 @@ class OpticsSummary:
     stored: str = ""
 
 
+def _stored(group) -> str:
+    """How an optics group's images are stored where they are read at another box (empty:
+    as read), and the finest detail they hold where that is coarser than the box read."""
+    stored = group.stored
+    if stored is None:
+        return ""
+    text = f"stored at box {stored.box}, {stored.pixel_size_angstrom:.4f} Å"
+    if stored.band_limit_px is not None:
+        text += f"; nothing finer than {2 * stored.pixel_size_angstrom:.2f} Å in them"
+    return text
+
+
 def _numbers(values) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in np.asarray(values).reshape(-1)) + "]"
 
@@ -248,9 +260,7 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
             g.amplitude_contrast,
             int(counts[i]),
             _aberrations(ps, int(np.flatnonzero(ps.optics_group == i)[0])) if counts[i] else "",
-            ""
-            if g.stored is None
-            else f"stored at box {g.stored.box}, {g.stored.pixel_size_angstrom:.4f} Å",
+            _stored(g),
         )
         for i, g in enumerate(ps.optics)
     ]
