@@ -27,6 +27,7 @@ __all__ = [
     "split_image_names",
     "search_dirs",
     "resolve_stack_path",
+    "check_unnumbered_names",
     "open_stacks",
     "header_pixel_notes",
     "UNSET_HEADER_PIXELS",
@@ -188,6 +189,41 @@ def open_stacks(
             )
         stacks.append(stack)
     return stacks, stack_index
+
+
+def check_unnumbered_names(
+    names: Sequence[str],
+    stacks: list[MRCStack],
+    stack_index: np.ndarray,
+    source: Path,
+    column: str = "rlnImageName",
+) -> None:
+    """An error where a name without an image number (``file.mrc``, which RELION reads as the
+    whole file) names a file of several sections: a 3-D volume (a subtomogram), not an image.
+
+    Parameters
+    ----------
+    names : sequence of str, length N
+        The names as written.
+    stacks : list[MRCStack]
+        The opened stacks (:func:`open_stacks`).
+    stack_index : np.ndarray, shape (N,)
+        Each row's stack.
+    source : Path
+        The metadata file (for the message).
+    column : str
+        The column the names came from (for the message).
+    """
+    held = np.array([s.n_images for s in stacks], dtype=np.int64)[stack_index]
+    unnumbered = [int(r) for r in np.flatnonzero(held > 1) if "@" not in str(names[r])]
+    if unnumbered:
+        r = unnumbered[0]
+        raise InputError(
+            f"{source}: column {column}, row {r + 1}: '{names[r]}' has no image number, so it "
+            f"is the whole file, which holds {held[r]} sections: a 3-D volume (a subtomogram?); "
+            "cryosplat reconstructs from 2-D particle images (write N@stack.mrcs for image N of "
+            "a stack)"
+        )
 
 
 def header_pixel_notes(

@@ -21,7 +21,13 @@ from cryosplat.core.ctf import CTFParams
 from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
-from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs, split_image_names
+from cryosplat.io.stackrefs import (
+    check_unnumbered_names,
+    header_pixel_notes,
+    open_stacks,
+    search_dirs,
+    split_image_names,
+)
 from cryosplat.io.star import StarBlock, read_star
 from cryosplat.particles.aberrations import (
     relion_aberration_warnings,
@@ -342,7 +348,7 @@ def _images(
             notes.append(f"images not read: {exc}")
             image_index, stacks = np.arange(n), []
         if stacks:
-            _check_unnumbered(particles.get_str("rlnImageName"), stacks, stack_index, path)
+            check_unnumbered_names(particles.get_str("rlnImageName"), stacks, stack_index, path)
     elif require_images:
         raise InputError(
             f"{path}: required column _rlnImageName is missing (particle images are needed)"
@@ -352,24 +358,6 @@ def _images(
             f"{path}: the image size is unknown: no rlnImageName and no rlnImageSize in data_optics"
         )
     return stacks, stack_index, image_index
-
-
-def _check_unnumbered(
-    names: np.ndarray, stacks: list[MRCStack], stack_index: np.ndarray, path: Path
-) -> None:
-    """An error where a name without an image number (``file.mrc``, which RELION reads as the
-    whole file) names a file of several sections: a 3-D volume (a subtomogram), not an image."""
-    held = np.array([s.n_images for s in stacks], dtype=np.int64)[stack_index]
-    several = np.flatnonzero(held > 1)
-    unnumbered = [int(r) for r in several if "@" not in str(names[r])]
-    if unnumbered:
-        r = unnumbered[0]
-        raise InputError(
-            f"{path}: column rlnImageName, row {r + 1}: '{names[r]}' has no image number, so it "
-            f"is the whole file, which holds {held[r]} sections: a 3-D volume (a subtomogram?); "
-            "cryosplat reconstructs from 2-D particle images (write N@stack.mrcs for image N of "
-            "a stack)"
-        )
 
 
 def _pixel_sizes(
