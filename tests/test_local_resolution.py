@@ -103,6 +103,26 @@ def test_a_curve_under_the_threshold_at_the_zero_frequency_has_no_resolution():
     assert resolution_at(solvent, 0.5, 24, 1.5, zero_frequency_counts=True) == float("inf")
 
 
+def test_windows_that_read_nothing_are_counted_not_taken_as_resolutions():
+    """Where the halves share nothing (here: independent noise over the molecule's high-x
+    side) a window reads no resolution; it holds its box in the map, but the percentiles are
+    those of the windows that read one, and the windows without are counted."""
+    truth, halves, mask = _case(0.1, 0.0)
+    rng = np.random.default_rng(3)
+    x = torch.arange(BOX)[None, None, :].expand(BOX, BOX, BOX)
+    far = x > BOX / 2 + 4
+    halves = [torch.where(far, torch.as_tensor(rng.normal(size=(BOX,) * 3)), h) for h in halves]
+    local = local_resolution(tuple(halves), mask, PIXEL, RADIUS)
+    none, windows = local.without_reading(mask)
+    assert 0 < none < windows
+    size = window_box(RADIUS) * PIXEL
+    np.testing.assert_allclose(local.resolution_angstrom[local.no_reading], size)
+    low, median, high = local.percentiles(mask)
+    inside = mask[tuple(local.centres_px.T)] > 0.5
+    read = local.resolution_angstrom[inside & ~local.no_reading]
+    assert high == pytest.approx(np.percentile(read, 95)) and high < size
+
+
 def test_a_run_writes_its_local_resolution(tiny_set, tmp_path):
     from cryosplat.cli.main import main
 

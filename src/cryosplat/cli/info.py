@@ -244,9 +244,11 @@ def _result_lines(res: dict) -> list[str]:
         lines.append(f"data half maps FSC 0.143: {text}")
     local = res.get("local_resolution_5_50_95_angstrom")
     if isinstance(local, list) and len(local) == 3 and all(_is_number(v) for v in local):
+        none = res.get("local_resolution_windows_without")
         lines.append(
             f"local resolution: {local[0]:.2f}-{local[2]:.2f} Å (5th-95th percentile, median "
             f"{local[1]:.2f} Å; local_resolution.mrc)"
+            + (f"; {none} windows in the molecule read none" if _is_number(none) and none else "")
         )
     if isinstance(res.get("selection"), str):
         lines.append(f"particles chosen: {res['selection']}")

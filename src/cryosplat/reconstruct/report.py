@@ -25,6 +25,7 @@ from cryosplat.reconstruct.half_map_report import (
     evaluate_half_maps,
     format_resolution,
 )
+from cryosplat.reconstruct.local_report import write_local_resolution
 from cryosplat.reconstruct.run_folder import FSC_FILE, MAP_FILE, write_json_atomic
 from cryosplat.reconstruct.stage_mean import mean_of_stages
 from cryosplat.validation.conical import DirectionalResolution, directional_resolution
@@ -33,7 +34,6 @@ from cryosplat.validation.data_blend import (
     blend_with_data,
     masked_mean_correction,
 )
-from cryosplat.validation.local_resolution import local_resolution, window_radius_px
 from cryosplat.validation.local_weight import (
     UNWEIGHTED_SHELLS,
     apply_local_weight,
@@ -350,7 +350,7 @@ def write_outputs(
     region = (amask, "the automatic mask")  # where the molecule is: the user's mask if given
     if settings.fsc_mask is not None:
         region = (settings.fsc_mask.volume, f"the given mask {settings.fsc_mask.name}")
-    local = _write_local_resolution(
+    local = write_local_resolution(
         folder, composed.unweighted, region, report.resolution_angstrom, (pixel, origin)
     )
     # The map's halves are written and read: only the weight, the blend and the text are kept
@@ -394,6 +394,7 @@ def write_outputs(
         export_model(model, folder / f"model_{name}.cif", origin)
     summary = run_summary(report, (model_a, model_b), n_unit, map_text, settings.symmetry)
     summary["local_resolution_5_50_95_angstrom"] = local["percentiles_5_50_95_angstrom"]
+    summary["local_resolution_windows_without"] = local["windows_without_resolution"]
     if directional is not None:
         summary["data_half_maps_0143_by_direction_angstrom"] = [
             directional.finest_angstrom,
@@ -401,45 +402,6 @@ def write_outputs(
         ]
     _log_resolution(report, summary)
     return report, summary
-
-
-def _write_local_resolution(
-    folder: Path,
-    halves: Sequence,
-    region: tuple[np.ndarray, str],
-    resolution_angstrom: float,
-    pixel_origin: tuple[float, float],
-) -> dict:
-    """``local_resolution.mrc``: the FSC of ``halves`` (the map's, before their local weight)
-    read in windows across the molecule (``region``: a mask and its name), the windows
-    ``resolution_angstrom`` sets (:mod:`cryosplat.validation.local_resolution`); its windows, for
-    ``fsc.json``."""
-    pixel, origin = pixel_origin
-    mask, mask_name = region
-    maps = [torch.as_tensor(m).float() for m in halves]
-    radius = window_radius_px(resolution_angstrom, pixel, maps[0].shape[0])
-    local = local_resolution((maps[0], maps[1]), mask, pixel, radius)
-    write_map(folder / "local_resolution.mrc", local.volume, pixel, origin)
-    low, median, high = local.percentiles(mask)
-    log.info(
-        "local resolution: %.2f-%.2f Å (5th-95th percentile of the windows centred in %s, "
-        "median %.2f Å): the map's halves' FSC at 0.143 in %d windows of radius "
-        "%.1f Å, as relion_postprocess --locres reads half maps (finer than the cross-validated "
-        "resolution where the halves share errors); local_resolution.mrc, which ChimeraX "
-        "colours a surface by (color sample #1 map #2 palette ...)",
-        low,
-        high,
-        mask_name,
-        median,
-        len(local.centres_px),
-        radius * pixel,
-    )
-    return {
-        "radius_px": local.radius_px,
-        "percentiles_5_50_95_angstrom": [round(v, 3) for v in (low, median, high)],
-        "centres_px": local.centres_px.tolist(),
-        "resolution_angstrom": [round(float(v), 3) for v in local.resolution_angstrom],
-    }
 
 
 def _negative_population(models: Sequence[GaussianModel]) -> dict:

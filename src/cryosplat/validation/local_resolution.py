@@ -95,17 +95,33 @@ class LocalResolution:
         The resolution at every voxel (Å).
     radius_px : float
         The windows' radius.
+    no_reading : np.ndarray, shape (M,), bool
+        The windows whose halves share nothing (under the threshold from the zero frequency
+        on: solvent, or the molecule's faint edge); their value is their box.
     """
 
     centres_px: np.ndarray
     resolution_angstrom: np.ndarray
     volume: np.ndarray
     radius_px: float
+    no_reading: np.ndarray
+
+    def _inside(self, mask: np.ndarray) -> np.ndarray:
+        """The windows centred where ``mask > 0.5`` (all where none is)."""
+        inside = np.asarray(mask)[tuple(self.centres_px.T)] > 0.5
+        return inside if inside.any() else np.ones_like(inside)
+
+    def without_reading(self, mask: np.ndarray) -> tuple[int, int]:
+        """``(windows that read no resolution, windows)`` centred where ``mask > 0.5``."""
+        inside = self._inside(mask)
+        return int((inside & self.no_reading).sum()), int(inside.sum())
 
     def percentiles(self, mask: np.ndarray, q=(5.0, 50.0, 95.0)) -> tuple[float, ...]:
-        """Percentiles ``q`` (Å) of the windows centred where ``mask > 0.5`` (all where none)."""
-        inside = np.asarray(mask)[tuple(self.centres_px.T)] > 0.5
-        values = self.resolution_angstrom[inside] if inside.any() else self.resolution_angstrom
+        """Percentiles ``q`` (Å) of the windows centred where ``mask > 0.5`` (all where none)
+        that read a resolution (a window that reads none holds its box, which is no resolution
+        of the map's; :meth:`without_reading` counts them). NaN where there are none."""
+        inside = self._inside(mask)
+        values = self.resolution_angstrom[inside & ~self.no_reading]
         if values.size == 0:
             return tuple(float("nan") for _ in q)
         return tuple(float(v) for v in np.percentile(values, q))
@@ -243,11 +259,12 @@ def local_resolution(
     values = np.array(
         [resolution_at(c, LOCAL_THRESHOLD, size, pixel_size_angstrom, True) for c in curves]
     )
-    values = np.where(np.isfinite(values), values, size * pixel_size_angstrom)
+    no_reading = ~np.isfinite(values)
+    values = np.where(no_reading, size * pixel_size_angstrom, values)
     on_grid = np.full(read.shape, np.nan)
     on_grid[tuple(index.T)] = values
     filled = _fill_nearest(on_grid, read)
     if not read.any():  # no molecule to read: every voxel at a window's box
         filled = np.full(read.shape, size * pixel_size_angstrom)
     volume = _spread(filled, grid[:, 0, 0, 0], box).astype(np.float32)
-    return LocalResolution(centres, values, volume, float(radius_px))
+    return LocalResolution(centres, values, volume, float(radius_px), no_reading)
