@@ -80,10 +80,30 @@ def test_a_complete_run_drops_its_checkpoints_unless_kept(tmp_path):
         if keep:
             assert again.prepare() is True and again.remaking
             assert again.status()["status"] == "running"
+            # the fitting pass's cost is kept through the remakes, not the remake's own
+            assert again.first_pass == {}
+            again.complete({"timings_s": {"fit": 0.1}}, keep_checkpoints=True)
             again.release()
         else:
             with pytest.raises(InputError, match="checkpoints are gone.*--keep-checkpoints"):
                 again.prepare()
+
+
+def test_a_remake_keeps_what_the_fitting_pass_cost(tmp_path):
+    f = RunFolder(tmp_path / "run", {"a": 1})
+    f.prepare()
+    f.checkpoint_dir.mkdir(exist_ok=True)
+    save_checkpoint(f.checkpoint_dir / "stats_A_fit.npz", {"x": torch.zeros(10)})
+    first = {"timings_s": {"fit": 30.0}, "peak_resident_memory_gb": 2.0, "device": "cpu"}
+    f.complete({"resolution": 3.0, **first}, keep_checkpoints=True)
+    f.release()
+    for _ in range(2):  # twice: the first pass's, not the first remake's
+        again = RunFolder(tmp_path / "run", {"a": 1}, resume=True)
+        assert again.prepare() and again.first_pass == first
+        again.complete({"resolution": 3.1, "timings_s": {"fit": 0.1}}, keep_checkpoints=True)
+        again.release()
+        summary = again.status()["summary"]
+        assert summary["first_pass"] == first and summary["timings_s"] == {"fit": 0.1}
 
 
 def test_checkpoint_roundtrip_and_atomic_replace(tmp_path):

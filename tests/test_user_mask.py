@@ -193,4 +193,6 @@ def test_a_complete_run_with_kept_checkpoints_is_resumed_to_read_a_mask(tiny_set
     assert any((out / "checkpoints").iterdir())  # kept for the next remake, the flag or not
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
-    assert "kept: cryosplat reconstruct" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "kept: cryosplat reconstruct" in text
+    assert "; the outputs made again since from the kept checkpoints" in text

@@ -269,16 +269,19 @@ def _result_lines(res: dict) -> list[str]:
             + " + ".join(str(n) for n in res["n_particles"])
             + f" particles ({res.get('halves', '?')})"
         )
-    if isinstance(res.get("timings_s"), dict):
+    first = res.get("first_pass") if isinstance(res.get("first_pass"), dict) else None
+    cost = {**res, **first} if first else res  # the fitting pass's, where outputs were remade
+    if isinstance(cost.get("timings_s"), dict):
         lines.append(
             "timings:      "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in res["timings_s"].items())
-            + (f" ({res['device']})" if res.get("device") else "")
+            + ", ".join(f"{k} {v:.1f} s" for k, v in cost["timings_s"].items())
+            + (f" ({cost['device']})" if cost.get("device") else "")
+            + ("; the outputs made again since from the kept checkpoints" if first else "")
         )
-    if isinstance(res.get("peak_resident_memory_gb"), (int, float)):
-        predicted = res.get("predicted_peak_memory_gb")
+    if isinstance(cost.get("peak_resident_memory_gb"), (int, float)):
+        predicted = cost.get("predicted_peak_memory_gb")
         lines.append(
-            f"memory:       peak {res['peak_resident_memory_gb']:.2f} GB resident"
+            f"memory:       peak {cost['peak_resident_memory_gb']:.2f} GB resident"
             + (f" (predicted {predicted:.2f} GB)" if isinstance(predicted, (int, float)) else "")
         )
     return lines

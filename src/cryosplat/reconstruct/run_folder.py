@@ -80,6 +80,8 @@ OUTPUT_FILES = (
     LOG_FILE,
 )
 MODES = ("new", "resume", "restart", "overwrite")
+# What a run's summary says of the pass that fitted it, kept when its outputs are made again.
+FIRST_PASS_KEYS = ("timings_s", "device", "peak_resident_memory_gb", "predicted_peak_memory_gb")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -247,6 +249,8 @@ class RunFolder:
         self.discarded: str | None = None
         # Resuming a complete run from its kept checkpoints: only its outputs are made again.
         self.remaking = False
+        # What the pass that fitted it cost (its summary's, kept through such remakes).
+        self.first_pass: dict = {}
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -375,6 +379,11 @@ class RunFolder:
                 "outputs again, e.g. with --mask; pass --overwrite to run it again)"
             )
         self.remaking = state == "complete"
+        if self.remaking:
+            earlier = (self.status() or {}).get("summary") or {}
+            self.first_pass = earlier.get("first_pass") or {
+                k: earlier[k] for k in FIRST_PASS_KEYS if k in earlier
+            }
         return True
 
     def _has_checkpoints(self) -> bool:
@@ -412,6 +421,8 @@ class RunFolder:
         go after the status is written: a run stopped in between is complete with checkpoints
         left over, harmless (and resumable). Returns the bytes removed.
         """
+        if self.remaking and self.first_pass:
+            summary = {**summary, "first_pass": self.first_pass}
         self._write_status("complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), summary=summary)
         if keep_checkpoints or not self.checkpoint_dir.is_dir():
             return 0
