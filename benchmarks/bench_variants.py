@@ -19,15 +19,20 @@ from cryosplat.particles.read import read_particles
 COLUMNS = "method | FSC 0.5 (Å) | FSC 0.143 (Å) | reported (Å) | wall (s) | MiB"
 
 
-def parse_args(doc: str, default_sets: str, argv: list[str] | None) -> argparse.Namespace:
+def parse_args(
+    doc: str, default_sets: str, argv: list[str] | None, options: dict | None = None
+) -> argparse.Namespace:
     """``--out``, ``--datasets`` (catalogue names) and ``--cache`` (made sets; default
-    ``OUT/datasets``)."""
+    ``OUT/datasets``), and ``options`` (name -> ``add_argument`` keywords) of the benchmark's
+    own."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--datasets", default=default_sets)
     parser.add_argument(
         "--cache", type=Path, help="folder of made data sets (default OUT/datasets)"
     )
+    for name, keywords in (options or {}).items():
+        parser.add_argument(name, **keywords)
     args = parser.parse_args(argv)
     args.cache = args.cache or args.out / "datasets"
     return args

@@ -88,6 +88,8 @@ def fourier_resample_images(images: np.ndarray, box: int) -> np.ndarray:
         raise ValueError(f"resample box must be at least 2, and even below {size}, got {box}")
     if box == size:
         return np.asarray(images, dtype=np.float32)
+    if images.shape[0] == 0:
+        return np.zeros((0, box, box), dtype=np.float32)
     t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     spectra = torch.fft.rfft2(torch.fft.ifftshift(t, dim=(-2, -1)))
     if box < size:
