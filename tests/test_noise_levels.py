@@ -223,3 +223,27 @@ def test_kinds_of_image_are_compared_within_their_kind(sets, tmp_path):
     assert 0.8 < w[odd].mean() / w[~odd].mean() < 1.25
     r = np.corrcoef(np.log(w), -np.log(sets[1]))[0, 1]
     assert r > 0.9
+
+
+def test_pixel_sizes_a_magnification_refinement_moves_are_one_kind():
+    """Groups at 1.0, 1.004 and 0.998 Å (a magnification refined per group) are weighed as one
+    kind, their levels compared across them; 1.25 Å (a binning) and a padded band are others."""
+    from cryosplat.particles.particle_set import OpticsGroup, ParticleSet, StoredImages
+
+    def group(name, pixel, stored=None):
+        return OpticsGroup(name, pixel, BOX, 300.0, 2.7, 0.1, stored)
+
+    optics = [
+        group("a", 1.0),
+        group("b", 1.004),
+        group("c", 0.998),
+        group("d", 1.25),
+        group("e", 1.0, StoredImages(12, 2.0, 5.0)),
+        group("f", 1.26),
+    ]
+    ps = ParticleSet(BOX, 1.0, [], np.zeros(6, int), np.arange(6), optics_group=np.arange(6))
+    ps.optics = optics
+    assert ps.image_kinds().tolist() == [0, 0, 0, 1, 2, 1]
+    ps.optics = optics[:3]
+    ps.optics_group = np.array([0, 1, 2, 0, 1, 2])
+    assert not ps.image_kinds().any()

@@ -18,7 +18,12 @@ from cryosplat.core.ctf import CTF_IN_IMAGES, CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 
-__all__ = ["ClassLabels", "OpticsGroup", "ParticleSet", "StoredImages"]
+__all__ = ["ClassLabels", "OpticsGroup", "ParticleSet", "SAME_KIND_PIXEL", "StoredImages"]
+
+# Optics groups whose pixel sizes lie within this factor hold their noise alike in their pixels
+# (:meth:`ParticleSet.image_kinds`): a magnification refined per group moves them by under 1 %, a
+# binning by 20 % or more.
+SAME_KIND_PIXEL = 1.05
 
 
 @dataclass(frozen=True)
@@ -333,16 +338,25 @@ class ParticleSet:
 
     def image_kinds(self, indices: ArrayLike | None = None) -> np.ndarray:
         """Each particle's kind of image, shape (N,) or (len(indices),), int from 0: one per
-        distinct pixel size as read and band (:attr:`StoredImages.band_limit_px`), in the order
-        of :attr:`optics`. Every particle of a set read at one pixel size, as stored, is of
-        kind 0. Pixels of different sizes, or of a binned image padded, hold their noise
-        differently: their variances are compared within a kind only
+        pixel size as read (sizes within :data:`SAME_KIND_PIXEL` of the smallest of a kind are
+        that kind) and band (:attr:`StoredImages.band_limit_px`), in the order of
+        :attr:`optics`. Every particle of a set read at one pixel size, as stored, is of kind 0.
+        Pixels of different sizes, or of a binned image padded, hold their noise differently:
+        their variances are compared within a kind only
         (:mod:`cryosplat.reconstruct.grid.noise_levels`)."""
         group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
         if not self.optics:
             return np.zeros(group.shape, dtype=np.int64)
+        sizes = sorted({g.pixel_size_angstrom for g in self.optics})
+        starts = [sizes[0]]
+        for size in sizes[1:]:
+            if size > starts[-1] * SAME_KIND_PIXEL:
+                starts.append(size)
         keys = [
-            (round(g.pixel_size_angstrom, 6), g.stored.band_limit_px if g.stored else None)
+            (
+                int(np.searchsorted(starts, g.pixel_size_angstrom, side="right")),
+                g.stored.band_limit_px if g.stored else None,
+            )
             for g in self.optics
         ]
         first = {key: None for key in keys}  # distinct keys in the groups' order
