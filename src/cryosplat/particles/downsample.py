@@ -26,7 +26,7 @@ __all__ = [
     "even_box",
     "fourier_crop_images",
     "fourier_resample_images",
-    "FourierCroppedStack",
+    "ResampledStack",
     "downsample_particles",
     "box_for_resolution",
 ]
@@ -104,27 +104,37 @@ def fourier_resample_images(images: np.ndarray, box: int) -> np.ndarray:
     return torch.fft.fftshift(resampled, dim=(-2, -1)).numpy()
 
 
-class FourierCroppedStack(WrappedStack):
-    """A stack (:class:`cryosplat.io.mrc.MRCStack` interface) read through a Fourier crop.
+class ResampledStack(WrappedStack):
+    """A stack (:class:`cryosplat.io.mrc.MRCStack` interface) read at another box: its images
+    Fourier-resampled to ``resample_box`` (:func:`fourier_resample_images`: the same field at
+    pixel ``p · D / resample_box``), then, where ``box`` is smaller, cropped in real space about
+    their centre (pixel ``D//2``).
 
     Parameters
     ----------
     stack : MRCStack
     box : int
-        Even crop box ``d``.
+        The box its images are read at.
+    resample_box : int, optional
+        The box they are Fourier-resampled to first (even when smaller than the stack's; at least
+        ``box``); ``box`` by default (a Fourier crop or pad alone).
     """
 
-    def __init__(self, stack, box: int) -> None:
+    def __init__(self, stack, box: int, resample_box: int | None = None) -> None:
         self.stack = stack
         self.box = int(box)
+        self.resample_box = self.box if resample_box is None else int(resample_box)
         self.n_images = stack.n_images
-        self.source_box = stack.box
-        ratio = stack.box / self.box
+        ratio = stack.box / self.resample_box
         self.pixel_size_angstrom = float(stack.pixel_size_angstrom) * ratio
 
     def read(self, indices: ArrayLike) -> np.ndarray:
-        """Images at 0-based ``indices``, cropped: float32, shape (len(indices), d, d)."""
-        return fourier_resample_images(self.stack.read(indices), self.box)
+        """Images at 0-based ``indices``: float32, shape (len(indices), box, box)."""
+        images = fourier_resample_images(self.stack.read(indices), self.resample_box)
+        if self.resample_box == self.box:
+            return images
+        start = self.resample_box // 2 - self.box // 2
+        return np.ascontiguousarray(images[:, start : start + self.box, start : start + self.box])
 
 
 def downsample_particles(particles: ParticleSet, box: int) -> ParticleSet:
@@ -142,7 +152,7 @@ def downsample_particles(particles: ParticleSet, box: int) -> ParticleSet:
         particles,
         box=box,
         pixel_size_angstrom=pixel,
-        stacks=[FourierCroppedStack(s, box) for s in particles.stacks],
+        stacks=[ResampledStack(s, box) for s in particles.stacks],
         optics=[
             replace(o, box=box, pixel_size_angstrom=o.pixel_size_angstrom * ratio)
             for o in particles.optics

@@ -31,36 +31,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
-from cryosplat.particles.downsample import fourier_resample_images
+from cryosplat.particles.downsample import ResampledStack
 from cryosplat.particles.particle_set import OpticsGroup, StoredImages
-from cryosplat.particles.wrapped_stack import WrappedStack
 
-__all__ = ["OneBox", "ResampledStack", "one_box"]
+__all__ = ["OneBox", "one_box"]
 
 # Fields of view within this share of each other are the same field (pixel sizes are written to
 # a few digits).
 SAME_FIELD = 1e-4
-
-
-class ResampledStack(WrappedStack):
-    """A stack read at another box: Fourier-resampled to ``resample_box`` (the same field at
-    pixel ``p · D_g / resample_box``), then cropped in real space about its centre (pixel
-    ``D//2``) to ``box``."""
-
-    def __init__(self, stack, resample_box: int, box: int) -> None:
-        self.stack = stack
-        self.resample_box, self.box = int(resample_box), int(box)
-        self.n_images = stack.n_images
-        self.pixel_size_angstrom = float(stack.pixel_size_angstrom) * stack.box / resample_box
-
-    def read(self, indices: ArrayLike) -> np.ndarray:
-        """Images at 0-based ``indices``: float32, shape (len(indices), box, box)."""
-        images = fourier_resample_images(self.stack.read(indices), self.resample_box)
-        start = self.resample_box // 2 - self.box // 2
-        return np.ascontiguousarray(images[:, start : start + self.box, start : start + self.box])
 
 
 @dataclass
@@ -98,14 +78,14 @@ class OneBox:
 def _check_declared(
     groups: list[OpticsGroup],
     group_of: np.ndarray,
+    sizes: np.ndarray,
     stacks: list,
     stack_index: np.ndarray,
     declared_by: str,
     source: Path,
 ) -> None:
     """An error where a group's declared box (``declared_by``, e.g. ``rlnImageSize``) is not
-    the size of its images."""
-    sizes = np.array([s.box for s in stacks], dtype=np.int64)[stack_index]
+    the size of its images (``sizes``, each particle's)."""
     for g, group in enumerate(groups):
         mine = group_of == g
         wrong = mine & (sizes != group.box)
@@ -153,8 +133,8 @@ def one_box(
     """
     group_of = np.asarray(group_of, dtype=np.int64)
     if stacks:
-        _check_declared(groups, group_of, stacks, stack_index, declared_by, source)
         sizes = np.array([s.box for s in stacks], dtype=np.int64)[stack_index]
+        _check_declared(groups, group_of, sizes, stacks, stack_index, declared_by, source)
     else:
         sizes = np.array([g.box for g in groups], dtype=np.int64)[group_of]
     values, counts = np.unique(sizes, return_counts=True)
@@ -198,7 +178,7 @@ def one_box(
                 "sizes; its images can be read at one pixel size only"
             )
         if stack.box != box and resamples:
-            read[s] = ResampledStack(stack, resamples.pop(), box)
+            read[s] = ResampledStack(stack, box, resamples.pop())
     listing = ", ".join(f"{int(c):,} of box {int(v)}" for v, c in zip(values, counts, strict=True))
     note = (
         f"image sizes: the particles' images differ ({listing}); each is read at box {box}, the "

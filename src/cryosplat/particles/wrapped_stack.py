@@ -3,7 +3,7 @@
 Stacks are read through the interface of :class:`cryosplat.io.mrc.MRCStack` (``path``, ``box``,
 ``n_images``, ``pixel_size_angstrom``, ``len()``, ``read(indices)``, ``release()``). A stack that
 reads another one's images differently (Fourier-cropped,
-:class:`~cryosplat.particles.downsample.FourierCroppedStack`; held in memory,
+:class:`~cryosplat.particles.downsample.ResampledStack`; held in memory,
 :class:`~cryosplat.particles.preloaded.PreloadedStack`) keeps that stack's file and count.
 """
 
