@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from cryosplat.core.conventions import matrix_to_euler_relion
-from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
-from cryosplat.core.rotations import random_rotations
 from cryosplat.io.mrc import read_map, write_stack
 from cryosplat.io.star import write_star
-from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.cryosparc import read_cryosparc
-from cryosplat.particles.downsample import fourier_resample_images
-from cryosplat.particles.mixed_boxes import ResampledStack, one_box
+from cryosplat.particles.downsample import ResampledStack, fourier_resample_images
+from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import OpticsGroup
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.gather import accumulate
 from cryosplat.reconstruct.run import check_engine_particles
 from cryosplat.validation.fsc import fsc
 from tests.test_cryosparc import _write_cs
-from tests.test_optics_pixel_sizes import _fourier_crop, _project
+from tests.test_optics_pixel_sizes import _fourier_crop, _project, truth_and_metadata
 
 BOX, PIXEL, N = 24, 3.0, 600
 
@@ -124,19 +120,9 @@ def test_a_larger_box_at_the_maps_pixel_is_cropped_in_real_space():
 def sets(tmp_path_factory):
     """(the set at one box, the same particles stored at boxes 24, 12 (6 Å) and 30)."""
     folder = tmp_path_factory.mktemp("mixed_boxes")
-    truth = GaussianModel.random(
-        60, BOX, PIXEL, seed=3, radius_fraction=0.2, scale_angstrom=0.8 * PIXEL, dtype=torch.float64
-    )
-    rng = np.random.default_rng(4)
-    rotations = random_rotations(N, rng)
-    shifts = rng.normal(scale=2.0, size=(N, 2))
     # near focus: the CTF spreads little signal beyond the molecule, so a crop of a larger
     # field (the box-30 set) holds what an image of the map's field holds
-    defocus = rng.uniform(1000, 4000, N)
-    angle = rng.uniform(0, 180, N)
-    ctf = CTFParams.create(
-        N, defocus_u_angstrom=defocus, defocus_v_angstrom=defocus - 300, defocus_angle_degrees=angle
-    )
+    truth, rotations, shifts, ctf = truth_and_metadata((1000, 4000), N)
     images = _project(truth, rotations, shifts, ctf, BOX)
     third = np.array([0, 1, 2, 0])[np.arange(N) % 4]  # half at box 24, a quarter each else
     parts = {
@@ -161,9 +147,9 @@ def sets(tmp_path_factory):
     }
     common = {
         **eulers,
-        "rlnDefocusU": defocus,
-        "rlnDefocusV": defocus - 300,
-        "rlnDefocusAngle": angle,
+        "rlnDefocusU": ctf.defocus_u_angstrom,
+        "rlnDefocusV": ctf.defocus_v_angstrom,
+        "rlnDefocusAngle": ctf.defocus_angle_degrees,
         "rlnOriginXAngst": shifts[:, 0],
         "rlnOriginYAngst": shifts[:, 1],
     }

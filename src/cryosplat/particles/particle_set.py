@@ -316,25 +316,27 @@ class ParticleSet:
         codes = self.ctf_in_images[np.asarray(indices)]
         return codes if codes.any() else None
 
-    def pixel_sizes_angstrom(self, indices: ArrayLike | None = None) -> np.ndarray:
-        """The pixel size (Å) of each particle's own optics group, shape (N,) or (len(indices),)."""
+    def _by_group(self, per_group: list, indices: ArrayLike | None, default) -> np.ndarray:
+        """``per_group`` (one value per optics group) for each particle, shape (N,) or
+        (len(indices),); ``default`` for every particle of a set without optics groups."""
         group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
         if not self.optics:
-            return np.full(group.shape, self.pixel_size_angstrom, dtype=np.float64)
-        sizes = np.array([g.pixel_size_angstrom for g in self.optics], dtype=np.float64)
-        return sizes[group]
+            return np.full(group.shape, default)
+        return np.asarray(per_group)[group]
+
+    def pixel_sizes_angstrom(self, indices: ArrayLike | None = None) -> np.ndarray:
+        """The pixel size (Å) of each particle's own optics group, shape (N,) or (len(indices),)."""
+        sizes = [float(g.pixel_size_angstrom) for g in self.optics]
+        return self._by_group(sizes, indices, float(self.pixel_size_angstrom))
 
     def band_limits_px(self, indices: ArrayLike | None = None) -> np.ndarray:
         """Each particle's :attr:`StoredImages.band_limit_px` (``inf`` where its images hold
         every frequency read), shape (N,) or (len(indices),)."""
-        group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
-        if not self.optics:
-            return np.full(group.shape, np.inf)
         limits = [
-            g.stored.band_limit_px if g.stored and g.stored.band_limit_px else np.inf
+            float(g.stored.band_limit_px) if g.stored and g.stored.band_limit_px else np.inf
             for g in self.optics
         ]
-        return np.array(limits, dtype=np.float64)[group]
+        return self._by_group(limits, indices, np.inf)
 
     def image_kinds(self, indices: ArrayLike | None = None) -> np.ndarray:
         """Each particle's kind of image, shape (N,) or (len(indices),), int from 0: one per
@@ -344,9 +346,8 @@ class ParticleSet:
         Pixels of different sizes, or of a binned image padded, hold their noise differently:
         their variances are compared within a kind only
         (:mod:`cryosplat.reconstruct.grid.noise_levels`)."""
-        group = self.optics_group if indices is None else self.optics_group[np.asarray(indices)]
         if not self.optics:
-            return np.zeros(group.shape, dtype=np.int64)
+            return self._by_group([], indices, 0)
         sizes = sorted({g.pixel_size_angstrom for g in self.optics})
         starts = [sizes[0]]
         for size in sizes[1:]:
@@ -361,7 +362,7 @@ class ParticleSet:
         ]
         first = {key: None for key in keys}  # distinct keys in the groups' order
         index = {key: i for i, key in enumerate(first)}
-        return np.array([index[key] for key in keys], dtype=np.int64)[group]
+        return self._by_group([index[key] for key in keys], indices, 0)
 
     @property
     def mixed_pixel_sizes(self) -> bool:
