@@ -13,7 +13,12 @@ from numpy.typing import ArrayLike
 
 from cryosplat.validation.crossval import CrossValidatedFSC
 from cryosplat.validation.crossval_result import reading_curve
-from cryosplat.validation.fsc import FSCResult, half_map_equivalent, masked_fscs
+from cryosplat.validation.fsc import (
+    FSCResult,
+    half_map_equivalent,
+    masked_fscs,
+    shell_frequencies,
+)
 from cryosplat.validation.mask_choice import SPHERE_TEXT, DataUnderMasks, read_in_masks
 from cryosplat.validation.masks import auto_mask, spherical_mask
 from cryosplat.validation.user_mask import FSCMask
@@ -131,7 +136,7 @@ class HalfMapReport:
         reads it (its 0.143 crossing is the 0.5 crossing of ``C_map`` to within the linear
         interpolation between shells); else the half models' corrected FSC."""
         res = self.spherical
-        frequency = np.arange(res.box // 2 + 1) / (res.box * res.pixel_size_angstrom)
+        frequency = shell_frequencies(res.box, res.pixel_size_angstrom)
         where = format_resolution(self.resolution_angstrom, explain=False)
         cv = self.cross_validated
         if cv is None:

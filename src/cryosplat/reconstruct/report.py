@@ -34,6 +34,7 @@ from cryosplat.validation.data_blend import (
     blend_with_data,
     masked_mean_correction,
 )
+from cryosplat.validation.fsc import shell_frequencies
 from cryosplat.validation.local_weight import (
     UNWEIGHTED_SHELLS,
     apply_local_weight,
@@ -67,7 +68,7 @@ SAMPLED_SHARE_WARNING = 0.95
 def plot_fsc(path: Path, report: HalfMapReport, extra: dict[str, np.ndarray] | None = None) -> None:
     """Plot the FSC curves against spatial frequency to an SVG (:mod:`cryosplat.io.svg_plot`)."""
     res = report.spherical
-    freq = np.arange(res.box // 2 + 1) / (res.box * res.pixel_size_angstrom)
+    freq = shell_frequencies(res.box, res.pixel_size_angstrom)
     curves = [
         Curve("half models, spherical mask, corrected", report.spherical.corrected),
         Curve("half models, automatic mask, corrected", report.automatic.corrected),

@@ -26,6 +26,7 @@ __all__ = [
     "as_map_tensor",
     "cross_power",
     "fsc",
+    "shell_frequencies",
     "shell_resolutions",
     "crossing_shell",
     "half_map_equivalent",
@@ -147,6 +148,11 @@ def fsc(
     denom = torch.sqrt(pa * pb)
     out = torch.where(denom > 0, cross / denom.clamp_min(1e-300), torch.zeros_like(cross))
     return out.cpu().numpy()
+
+
+def shell_frequencies(box: int, pixel_size_angstrom: float) -> np.ndarray:
+    """Spatial frequency (1/Å) of each shell 0..D//2."""
+    return np.arange(box // 2 + 1) / (box * pixel_size_angstrom)
 
 
 def shell_resolutions(box: int, pixel_size_angstrom: float) -> np.ndarray:

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import squared_radius
 from cryosplat.io.svg_plot import Curve, LinePlot
-from cryosplat.validation.fsc import half_grid_shells, shell_sums
+from cryosplat.validation.fsc import half_grid_shells, shell_frequencies, shell_sums
 from cryosplat.validation.masks import soft_edge
 
 __all__ = [
@@ -107,7 +107,7 @@ def shell_amplitudes(
     amplitude = spectrum.abs()
     del spectrum
     mean = shell_sums(amplitude, grid) / shell_sums(torch.ones_like(amplitude), grid).clamp(min=1)
-    return np.arange(box // 2 + 1) / (box * pixel_size_angstrom), mean.numpy()
+    return shell_frequencies(box, pixel_size_angstrom), mean.numpy()
 
 
 def guinier_fit(
