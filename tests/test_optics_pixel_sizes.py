@@ -48,23 +48,31 @@ def _fourier_crop(images: torch.Tensor, box: int) -> np.ndarray:
     return (ifft2_centered(spectra).real * (box / big) ** 2).numpy()
 
 
-@pytest.fixture(scope="module")
-def two_sets(tmp_path_factory):
-    """(single-group set, two-group set with group 2 at 3.75 Å) of the same particles."""
-    folder: Path = tmp_path_factory.mktemp("optics")
+def truth_and_metadata(defocus_angstrom: tuple[float, float], n: int = N):
+    """A 60-Gaussian truth in a box of ``BOX`` at ``PIXEL`` Å and ``n`` particles' poses and CTF
+    (defocus drawn uniformly over ``defocus_angstrom``, seeded): ``(truth, rotations, shifts,
+    ctf)``."""
     truth = GaussianModel.random(
         60, BOX, PIXEL, seed=3, radius_fraction=0.2, scale_angstrom=0.8 * PIXEL, dtype=torch.float64
     )
     rng = np.random.default_rng(4)
-    rotations = random_rotations(N, rng)
-    shifts = rng.normal(scale=2.0, size=(N, 2))
-    defocus = rng.uniform(8000, 20000, N)
+    rotations = random_rotations(n, rng)
+    shifts = rng.normal(scale=2.0, size=(n, 2))
+    defocus = rng.uniform(*defocus_angstrom, n)
     ctf = CTFParams.create(
-        N,
+        n,
         defocus_u_angstrom=defocus,
         defocus_v_angstrom=defocus - 300,
-        defocus_angle_degrees=rng.uniform(0, 180, N),
+        defocus_angle_degrees=rng.uniform(0, 180, n),
     )
+    return truth, rotations, shifts, ctf
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory):
+    """(single-group set, two-group set with group 2 at 3.75 Å) of the same particles."""
+    folder: Path = tmp_path_factory.mktemp("optics")
+    truth, rotations, shifts, ctf = truth_and_metadata((8000, 20000))
     single = _project(truth, rotations, shifts, ctf, BOX).numpy()
     second = np.arange(N // 2, N)
     cropped = _fourier_crop(
