@@ -19,10 +19,6 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cryosplat.core.aberrations import odd_phase_factors
-from cryosplat.core.ctf import raw_backprojection_factor
-from cryosplat.core.ctf_plane import CTFPlane
-from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier_slice import default_max_radius
 from cryosplat.core.slice_insertion import SliceAccumulator
@@ -36,6 +32,7 @@ from cryosplat.reconstruct.grid.background import (
 )
 from cryosplat.reconstruct.grid.gather_checkpoint import GatherCheckpoint, GatherState, gather_key
 from cryosplat.reconstruct.grid.group_sampling import GroupSampling
+from cryosplat.reconstruct.grid.image_spectra import SpectraPreparer
 from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
 from cryosplat.reconstruct.grid.staging import device_batches
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
@@ -300,35 +297,18 @@ class _BatchInserter:
         device = torch.device(config.device)
         self.particles, self.radius, self.box = particles, radius, box
         self.pad, self.device = config.pad, device
-        self.pixel = particles.pixel_size_angstrom
-        self.pixel_of = particles.pixel_sizes_angstrom()
-        self.band_of = particles.band_limits_px()
+        self.prepare = SpectraPreparer(particles, radius, config.pad, device)
         # each image's kind, where pixel sizes or binned groups make several (noise_levels)
         self.kind_of = particles.image_kinds()
         if not self.kind_of.any():
             self.kind_of = None
-        # Each particle's magnification matrix, by index into the distinct ones (RELION's rlnMagMat).
-        self.mags, self.mag_of = np.eye(2)[None], np.zeros(len(particles), dtype=np.int64)
-        if particles.mag_matrices is not None:
-            self.mags, self.mag_of = distinct_rows(particles.mag_matrices.reshape(-1, 4))
-            self.mags = self.mags.reshape(-1, 2, 2)
         # Single precision throughout: partial sums of FLUSH_EVERY batches are added to the
         # totals (pairwise-style summation keeps the relative rounding near 1e-6 for a million
         # particles), and the grids, the bulk of the memory at large boxes, take half the space
         # of double.
         self.sums = SliceAccumulator(box, config.pad, True, device, torch.float32, FLUSH_EVERY)
-        # Real images: only the kx >= 0 half of each spectrum is needed (rfft layout, ky centred).
-        self.k = torch.arange(box, device=device) - box // 2
-        self.kx = torch.arange(box // 2, device=device)
-        self.centring_y = (1.0 - 2.0 * (self.k % 2)).float()  # (-1)^ky
-        self.centring_x = (1.0 - 2.0 * (self.kx % 2)).float()  # (-1)^kx
-        kx = self.kx
-        self.friedel_all = torch.where(kx == 0, 1.0, 2.0).expand(box, -1).reshape(-1).double()
-        self.plane_kx = kx[None, :].expand(box, -1)
-        self.plane_ky = self.k[:, None].expand(-1, box // 2)
         self.power = torch.zeros(int(radius**2) + 1, device=device, dtype=torch.float64)
         self.power_bins: dict[tuple[float, int, float], tuple[torch.Tensor, ...]] = {}
-        self.ctf_planes: dict[tuple[float, int], CTFPlane] = {}
         # Pose expansion for the other groups: each image is the projection at A·R_g as well.
         self.expansion = [None] if ops is None else list(ops)
         self.background = BackgroundMeter(box, device)
@@ -363,64 +343,17 @@ class _BatchInserter:
 
     def add(self, batch: np.ndarray, images: torch.Tensor) -> None:
         """Insert the images of rows ``batch``, each optics group (pixel size) on its own."""
-        box, k, kx = self.box, self.k, self.kx
-        particles = self.particles
-        # The rfft of the image as stored: moving its centre (pixel D//2) to the origin is the
-        # factor (-1)^(kx + ky) (even box), folded into the shift phases below.
+        box = self.box
         self.background.add_images(images)
         weights = None
         if self.levels is not None:
             kinds = None if self.kind_of is None else self.kind_of[batch]
             weights = self.levels.weights(images, kinds)
-        spectra = torch.fft.rfft2(images)
-        if particles.odd_zernike is not None:  # staged as stored: beam tilt etc. taken out here
-            spectra = spectra * odd_phase_factors(
-                particles.odd_zernike[batch],
-                self.pixel_of[batch],
-                box,
-                device=self.device,
-                mag_matrices=self.mags[self.mag_of[batch]],
-            )
-        spectra = torch.fft.fftshift(spectra, dim=-2)[..., : box // 2]
-        batch_pixel = np.round(self.pixel_of[batch], 6)
-        batch_mag, batch_band = self.mag_of[batch], self.band_of[batch]
-        keys = np.unique(np.stack([batch_pixel, batch_mag, batch_band], 1), axis=0).tolist()
-        for group_pixel, mag, band in keys:
-            mag = int(mag)
-            own = (batch_pixel == group_pixel) & (batch_mag == mag) & (batch_band == band)
-            rows = batch[own]
-            own_pixel = self.pixel if group_pixel == round(self.pixel, 6) else float(group_pixel)
-            group = GroupSampling(
-                box, self.pixel, own_pixel, self.radius, self.pad, self.mags[mag], band
-            )
-            picked = None if own.all() else torch.from_numpy(np.flatnonzero(own)).to(self.device)
-            group_spectra = spectra if picked is None else spectra[picked]
+        spectra = self.prepare.spectra(batch, images)
+        for part in self.prepare.groups(batch, spectra):
+            group, group_spectra, ctf, factor = part.group, part.spectra, part.ctf, part.factor
+            picked = part.picked
             group_weights = weights if weights is None or picked is None else weights[picked]
-            shifts = torch.as_tensor(
-                particles.shifts_angstrom[rows], device=self.device, dtype=torch.float32
-            )
-            # Undo the shift: multiply by exp(-2πi k·o) (see cryosplat.core.fourier.phase_shift_2d),
-            # with k in the group's own frequency units: a row factor times a column factor.
-            n_rows = len(rows)
-            row = torch.polar(
-                self.centring_y.expand(n_rows, -1),
-                -group.frequency * k[None, :] * shifts[:, 1, None],
-            )
-            column = torch.polar(
-                group.amplitude * self.centring_x.expand(n_rows, -1),
-                -group.frequency * kx[None, :] * shifts[:, 0, None],
-            )
-            group_spectra = group_spectra * (row[:, :, None] * column[:, None, :])
-            if (own_pixel, mag) not in self.ctf_planes:
-                self.ctf_planes[own_pixel, mag] = group.ctf_plane(self.plane_kx, self.plane_ky)
-            ctf = self.ctf_planes[own_pixel, mag](particles.ctf.subset(rows))
-            rotations = torch.as_tensor(
-                group.slice_matrices(particles.rotations[rows]),
-                device=self.device,
-                dtype=torch.float32,
-            )
-            codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
-            factor = ctf if codes is None else raw_backprojection_factor(ctf, codes)
             self.background.add_zero_frequency(
                 group.amplitude,
                 factor[:, box // 2, 0],
@@ -437,12 +370,12 @@ class _BatchInserter:
             for op in self.expansion:
                 self.sums.insert(
                     weighted,
-                    (rotations if op is None else rotations @ op) * group.scale,
+                    (part.rotations if op is None else part.rotations @ op) * group.scale,
                     ctf2,
                     max_radius=group.max_radius,
                 )
-            key = (own_pixel, mag, band)
-            self._add_power(key, group, group_spectra.reshape(n_rows, -1), group_weights)
+            n_rows = len(part.rows)
+            self._add_power(part.key, group, group_spectra.reshape(n_rows, -1), group_weights)
 
     def _add_power(
         self,
@@ -454,10 +387,10 @@ class _BatchInserter:
         """Sum the shifted spectra's power by the shell each sample lands in (both halves of
         the rfft counted), each image's times its weight."""
         if key not in self.power_bins:
-            r2 = group.landing_radius2(self.plane_kx, self.plane_ky).reshape(-1)
+            r2 = group.landing_radius2(self.prepare.plane_kx, self.prepare.plane_ky).reshape(-1)
             kept = (r2 <= self.radius * self.radius).nonzero().squeeze(1)
             bins = torch.round(r2[kept]).long().clamp_max(self.power.numel() - 1)
-            self.power_bins[key] = (kept, bins, self.friedel_all[kept])
+            self.power_bins[key] = (kept, bins, self.prepare.friedel_all[kept])
         kept, bins, friedel = self.power_bins[key]
         picked = torch.view_as_real(spectra[:, kept]).square().sum(-1)
         if weights is not None:
