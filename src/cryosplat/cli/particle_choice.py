@@ -1,5 +1,6 @@
-"""The options that choose which particles a command reads (``--class``, ``--ind``), shared by
-``info`` and ``reconstruct``; the choosing itself is :mod:`cryosplat.particles.selection`."""
+"""The options that say which particles a command reads: the file and how to read it (shared by
+``reconstruct`` and ``score``) and which of its rows (``--class``, ``--ind``, also ``info``'s);
+the choosing itself is :mod:`cryosplat.particles.selection`."""
 
 from __future__ import annotations
 
@@ -47,3 +48,28 @@ def apply_selection(particles: ParticleSet, args: argparse.Namespace) -> Particl
     from cryosplat.particles.selection import select_particles
 
     return select_particles(particles, classes=args.classes, index_file=args.ind)
+
+
+def add_reading_arguments(p: argparse.ArgumentParser) -> None:
+    """The particle file, how to read it, and which of its particles (``--class``, ``--ind``)."""
+    p.add_argument("particles", help="RELION .star, cryoSPARC .cs, or .mrcs with --poses/--ctf")
+    p.add_argument("--datadir", help="folder to resolve image stack names against")
+    p.add_argument("--poses", help="cryoDRGN poses.pkl (with an .mrcs stack)")
+    p.add_argument("--ctf", help="cryoDRGN ctf.pkl (with an .mrcs stack)")
+    add_selection_arguments(p)
+    p.add_argument(
+        "--angpix",
+        type=float,
+        help="pixel size (Å) of every particle, overriding a wrong one in the metadata "
+        "(shifts keep their size in pixels)",
+    )
+
+
+def read_chosen_particles(args: argparse.Namespace) -> ParticleSet:
+    """The particles :func:`add_reading_arguments`'s options name, read and chosen."""
+    from cryosplat.particles.read import read_particles
+
+    particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
+    if args.angpix is not None:
+        particles = particles.with_pixel_size(args.angpix)
+    return apply_selection(particles, args)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryosplat.cli.names import BACKENDS, ENGINES, SYMMETRY_HELP
-from cryosplat.cli.particle_choice import add_selection_arguments, apply_selection
+from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
 from cryosplat.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -25,19 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_input_and_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("particles", help="RELION .star, cryoSPARC .cs, or .mrcs with --poses/--ctf")
+    add_reading_arguments(p)
     p.add_argument(
         "-o", "--output", required=True, help="output folder (new, or this run's with --resume)"
-    )
-    p.add_argument("--datadir", help="folder to resolve image stack names against")
-    p.add_argument("--poses", help="cryoDRGN poses.pkl (with an .mrcs stack)")
-    p.add_argument("--ctf", help="cryoDRGN ctf.pkl (with an .mrcs stack)")
-    add_selection_arguments(p)
-    p.add_argument(
-        "--angpix",
-        type=float,
-        help="pixel size (Å) of every particle, overriding a wrong one in the metadata "
-        "(shifts keep their size in pixels)",
     )
     p.add_argument(
         "--engine",
@@ -440,7 +430,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cryosplat.core.device import resolve_device
-    from cryosplat.particles.read import read_particles
     from cryosplat.reconstruct import distributed
     from cryosplat.reconstruct.report import format_resolution
     from cryosplat.reconstruct.run import reconstruct
@@ -450,10 +439,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     config = build_config(args)
-    particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
-    if args.angpix is not None:
-        particles = particles.with_pixel_size(args.angpix)
-    particles = apply_selection(particles, args)
+    particles = read_chosen_particles(args)
     dist = distributed.start(resolve_device(config.device))
     if not dist.is_main:  # under torchrun, rank 0 alone logs and reports
         logging.getLogger("cryosplat").setLevel(logging.WARNING)

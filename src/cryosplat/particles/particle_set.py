@@ -155,6 +155,9 @@ class ParticleSet:
         e.g. ``"rlnClassNumber 2"``); empty: every row.
     source : Path
         The metadata file.
+    file_rows : np.ndarray or None
+        Each particle's 0-based row in the file it was read from, where a selection
+        (:meth:`subset`) took some rows; None: the rows as read.
     notes : list[str]
         Things a user should know (e.g. which of two disagreeing pixel sizes is used).
     warnings : list[str]
@@ -179,6 +182,7 @@ class ParticleSet:
     classes: ClassLabels | None = None
     selection: str = ""
     source: Path | None = None
+    file_rows: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -198,6 +202,7 @@ class ParticleSet:
             "odd_zernike": self.odd_zernike,
             "mag_matrices": self.mag_matrices,
             "classes": None if self.classes is None else self.classes.numbers,
+            "file_rows": self.file_rows,
         }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
@@ -305,9 +310,17 @@ class ParticleSet:
             classes=None
             if self.classes is None
             else replace(self.classes, numbers=self.classes.numbers[idx]),
+            file_rows=self.rows_in_file()[idx],
             notes=list(self.notes),
             warnings=list(self.warnings),
         )
+
+    def rows_in_file(self) -> np.ndarray:
+        """Each particle's 0-based row in the file it was read from, int64 (N,) (what ``--ind``
+        and cryoDRGN's index files name)."""
+        if self.file_rows is None:
+            return np.arange(len(self), dtype=np.int64)
+        return np.asarray(self.file_rows, dtype=np.int64)
 
     def ctf_in_images_of(self, indices: ArrayLike) -> np.ndarray | None:
         """The :attr:`ctf_in_images` codes of rows ``indices``, or None when they are all raw."""
