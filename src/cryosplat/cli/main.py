@@ -22,7 +22,7 @@ import threading
 from cryosplat import __version__
 from cryosplat.core.errors import CryosplatError, Terminated
 
-COMMANDS = ("info", "project", "simulate", "reconstruct", "sharpen", "demo")
+COMMANDS = ("info", "project", "simulate", "reconstruct", "score", "sharpen", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

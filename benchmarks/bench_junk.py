@@ -1,0 +1,150 @@
+"""Particles that are not the molecule at their pose, named by ``cryosplat score`` and left out.
+
+A real particle set holds junk that 2D and 3D classification did not catch: empty ice picked as
+particles, and particles whose refinement gave them a wrong pose. For each catalogue set (made by
+:mod:`bench_datasets` with ``relion_project``) this benchmark makes a copy in which
+
+* ``--wrong-poses`` of the particles (15 % by default) carry another particle's pose (its angles
+  and origin): the molecule, at a pose the metadata does not give;
+* ``--noise-images`` of them (10 %) are images of noise alone: their own image with its Fourier
+  phases made random (the same power spectrum, the molecule's signal gone);
+
+both written into one RELION 3.1 STAR file and one stack. Then, on the set as made and on the
+copy: ``cryosplat reconstruct``, ``cryosplat score`` of its run, and ``cryosplat reconstruct
+--ind kept.npy``; ``relion_reconstruct --ctf`` of every particle and of the particles cryosplat
+kept; and, for reference, cryosplat on the genuine particles only. The tables give what was named
+(of each kind of junk, and of the genuine particles) and each map's FSC with the truth.
+
+Example::
+
+    python benchmarks/bench_junk.py --out bench_out/junk
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from bench_datasets import make_dataset
+from bench_methods import _cryosplat_script, run_cryosplat, run_relion
+from bench_variants import parse_args, print_table, relion31_tables, table_row
+from run_benchmarks import selected_specs
+
+from cryosplat.io.mrc import write_stack
+from cryosplat.io.star import write_star
+from cryosplat.particles.read import read_particles
+
+DEFAULT_SETS = "emd5625_c,emd1832_c,betagal_c"
+KINDS = ("genuine", "wrong pose", "noise image")
+
+
+def phase_randomised(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``images`` (B, D, D) with their Fourier phases made random (a real image's: the phases of
+    a white noise image), their amplitudes kept."""
+    amplitude = np.abs(np.fft.rfft2(images))
+    phase = np.angle(np.fft.rfft2(rng.standard_normal(images.shape)))
+    shape = images.shape[-2:]
+    return np.fft.irfft2(amplitude * np.exp(1j * phase), s=shape).astype(np.float32)
+
+
+def junk_copy(data, folder: Path, wrong_poses: float, noise_images: float, seed: int = 7):
+    """The copy of ``data`` with junk (module docstring) in ``folder``: its STAR file and each
+    particle's kind (an index into :data:`KINDS`), saved beside as ``kinds.npy``."""
+    star, kinds_path = folder / "particles.star", folder / "kinds.npy"
+    if star.is_file() and kinds_path.is_file():
+        return star, np.load(kinds_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    particles = read_particles(data.star)
+    n = len(particles)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    n_pose, n_noise = int(round(wrong_poses * n)), int(round(noise_images * n))
+    kinds = np.zeros(n, dtype=np.int64)
+    kinds[order[:n_pose]] = 1
+    kinds[order[n_pose : n_pose + n_noise]] = 2
+    # A wrong pose: another particle's (a cyclic shift of the chosen rows: never one's own).
+    moved = order[:n_pose]
+    source = np.roll(moved, 1)
+    rotations, shifts = particles.rotations.copy(), particles.shifts_angstrom.copy()
+    rotations[moved], shifts[moved] = rotations[source], shifts[source]
+    images = particles.read_images(np.arange(n))
+    noise_rows = np.flatnonzero(kinds == 2)
+    images[noise_rows] = phase_randomised(images[noise_rows], rng)
+    write_stack(folder / "particles.mrcs", images, data.spec.pixel_size_angstrom)
+    names = [f"{i + 1:06d}@particles.mrcs" for i in range(n)]
+    tables = relion31_tables(particles, names, rotations, shifts)
+    write_star(star, tables)
+    np.save(kinds_path, kinds)
+    return star, kinds
+
+
+def subset_star(star: Path, rows: np.ndarray, out: Path) -> Path:
+    """``star``'s particles at ``rows`` in a STAR file beside it (``out``), for RELION."""
+    particles = read_particles(star)
+    chosen = particles.subset(rows)
+    names = [f"{i + 1:06d}@particles.mrcs" for i in rows]
+    write_star(out, relion31_tables(chosen, names, chosen.rotations, chosen.shifts_angstrom))
+    return out
+
+
+def score(star: Path, run: Path, out: Path) -> tuple[np.ndarray, str]:
+    """``cryosplat score`` of ``run``: the named rows and its summary line."""
+    exe = _cryosplat_script()
+    command = [exe, "score", str(star), "--run", str(run), "-o", str(out), "--no-progress"]
+    command.append("--overwrite")
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return np.load(out / "named.npy"), done.stdout.splitlines()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = {
+        "--wrong-poses": {"type": float, "default": 0.15},
+        "--noise-images": {"type": float, "default": 0.10},
+    }
+    args = parse_args(__doc__, DEFAULT_SETS, argv, options)
+    detection, maps = [], []
+    for spec in selected_specs(args.datasets.split(","), quick=False):
+        data = make_dataset(spec, args.cache)
+        pixel = spec.pixel_size_angstrom
+        folder = args.out / "copies" / spec.name
+        star, kinds = junk_copy(data, folder, args.wrong_poses, args.noise_images)
+        genuine = folder / "genuine.npy"
+        np.save(genuine, np.flatnonzero(kinds == 0))
+        for label, source, kind_of in (
+            ("as made", data.star, np.zeros(len(kinds), dtype=np.int64)),
+            ("with junk", star, kinds),
+        ):
+            work = args.out / "runs" / spec.name / label.replace(" ", "_")
+            run = run_cryosplat(source, work / "cryosplat_all")
+            maps.append(table_row((spec.name, label, "all"), run, data.truth, pixel, work))
+            named, line = score(source, work / "cryosplat_all" / "run", work / "scores")
+            print(f"{spec.name} {label}: {line}", flush=True)
+            counts = []
+            for k, kind in enumerate(KINDS):
+                total = int((kind_of == k).sum())
+                if total:
+                    hit = int(np.isin(np.flatnonzero(kind_of == k), named).sum())
+                    counts.append(f"{kind} {hit}/{total} ({100 * hit / total:.1f} %)")
+            detection.append(f"| {spec.name} | {label} | {len(named)} | {'; '.join(counts)} |")
+            kept = work / "scores" / "kept.npy"
+            run = run_cryosplat(source, work / "cryosplat_kept", ["--ind", str(kept)])
+            maps.append(table_row((spec.name, label, "kept"), run, data.truth, pixel, work))
+            if label == "as made":
+                continue
+            run = run_relion(source, work / "relion_all", pixel)
+            maps.append(table_row((spec.name, label, "all"), run, data.truth, pixel, work))
+            kept_star = subset_star(source, np.load(kept), folder / "kept.star")
+            run = run_relion(kept_star, work / "relion_kept", pixel)
+            maps.append(table_row((spec.name, label, "kept"), run, data.truth, pixel, work))
+            run = run_cryosplat(source, work / "cryosplat_genuine", ["--ind", str(genuine)])
+            maps.append(table_row((spec.name, label, "genuine"), run, data.truth, pixel, work))
+    print("\n| set | particles | named | named of each kind |\n|---|---|---|---|")
+    print("\n".join(detection))
+    print_table("set | particles | reconstructed", maps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""``cryosplat score PARTICLES --run RUN -o OUT``: each particle against the half map made
+without it (:mod:`cryosplat.reconstruct.score_run`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
+
+HELP = (
+    "score each particle of a finished run against the half map made without it; name the "
+    "images that hold nothing the map predicts (empty ice, junk, wrong poses) and write the "
+    "rows of the others for --ind"
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_reading_arguments(p)
+    p.add_argument(
+        "--run",
+        type=Path,
+        required=True,
+        help="the complete reconstruct run folder these particles made (its half maps)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="folder for particle_scores.csv, kept.npy, named.npy and scores.svg",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs if they exist")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cryosplat.core.device import resolve_device
+    from cryosplat.core.errors import InputError
+    from cryosplat.reconstruct.score_run import score_run, write_scores
+
+    out = args.output / "particle_scores.csv"
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out} exists; --overwrite replaces it")
+    if args.output.resolve() == args.run.resolve():
+        raise InputError(f"{args.output} is the run's folder; write the scores elsewhere")
+    particles = read_chosen_particles(args)
+    scored = score_run(
+        particles,
+        args.run,
+        device=resolve_device(args.device),
+        show_progress=not args.no_progress,
+    )
+    summary = write_scores(args.output, scored)
+    print(scored.describe())
+    print(
+        f"kept: {summary['kept']:,} rows in {args.output / 'kept.npy'} (reconstruct again with "
+        f"--ind {args.output / 'kept.npy'}); named: {args.output / 'named.npy'}; per particle: "
+        f"{out}; histogram: {args.output / 'scores.svg'}"
+    )
+    return 0

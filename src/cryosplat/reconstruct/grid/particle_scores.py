@@ -1,0 +1,325 @@
+"""Each particle's agreement with the half map made without it, in units of the noise.
+
+Real particle sets hold images that are not the molecule at the pose their metadata gives: empty
+ice or carbon picked as particles, aggregates, particles whose pose a refinement got wrong. With
+known poses, each image can be compared with what the map predicts for it: the central slice of
+the map's transform at its pose, times its CTF (:mod:`cryosplat.reconstruct.grid.image_spectra`
+places the image exactly as the statistics pass does). Each half set's images are compared with
+the *other* half's map, which was made without them, so an image cannot agree with a map by
+having shaped it.
+
+Per image ``i`` and Fourier shell ``s`` (the zero frequency left out: images are normalised to a
+zero background) the pass sums ``x_is = Σ Re(X̄ P)``, ``p_is = Σ |P|²`` and ``e_is = Σ |X|²`` over
+the shell's samples (:class:`ShellSums`). From them (:func:`score_from_sums`):
+
+* the map's scale per shell ``a_s = Σ_i x_is / Σ_i p_is`` (a least-squares fit over every image:
+  the map's filtering and units, 0 where it is negative) and the noise power per sample
+  ``σ²_s = (Σ_i e_is − a_s Σ_i x_is) / Σ_i n_is``, the residual after it;
+* each image's noise relative to the set's, ``c_i`` (its residual power over the shells read,
+  over what ``σ²`` predicts): images from thicker ice are noisier;
+* the score ``z_i = Σ_s a_s x_is / σ²_s / √(c_i Σ_s a_s² p_is / σ²_s)``: the correlation of the
+  image with its prediction, weighed shell by shell as a matched filter under coloured Gaussian
+  noise. For an image that holds only noise ``z`` is a standard normal variable, whatever the
+  signal level; for the molecule at its pose its mean is the image's own signal-to-noise ratio
+  (its amplitude ``√(Σ_s a_s² p_is / σ²_s)``).
+
+How many images hold nothing the map predicts, and which, is read from the scores as a mixture
+(:func:`fit_mixture`): noise alone scores ``N(0, 1)``; the molecule at its pose scores about its
+expected score times a gain fitted to the set, give or take a spread at least the noise's. Each
+image's posterior chance of being noise alone (:meth:`ParticleScores.junk_probability`) names it
+where it is above one half. Where the particles' signal is weak and the two overlap, the images
+scoring near zero are the molecule's own spread, and almost none is named.
+
+The map's scale and the noise are fitted again to the images weighed by their chance of holding
+the molecule (:data:`REFITS`): where the signal is strong, images of noise would pull the scale
+down and the molecule's residual up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from cryosplat.core.ctf import image_transfer
+from cryosplat.core.fourier_slice import default_max_radius, extract_slices, volume_to_padded_ft
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.image_spectra import SpectraPreparer
+from cryosplat.reconstruct.grid.staging import device_batches
+
+__all__ = [
+    "JUNK_PROBABILITY",
+    "ParticleScores",
+    "ScoreMixture",
+    "ShellSums",
+    "fit_mixture",
+    "score_from_sums",
+    "shell_sums",
+]
+
+JUNK_PROBABILITY = 0.5
+"""An image is named as holding nothing the map predicts where its local false discovery rate
+(:meth:`ParticleScores.junk_probability`) is above this: more likely noise than the molecule."""
+SCORE_PAD = 2  # the map's transform padded twice, as the statistics pass's grid
+MIXTURE_STEPS = 500  # expectation-maximisation steps at most (:func:`fit_mixture`)
+MAX_SPREAD = 3.0  # the molecule's scores spread at most three times as wide as noise's
+
+
+@dataclass(frozen=True)
+class ShellSums:
+    """Per image and Fourier shell, the sums the scores are made from, float64 (N, S).
+
+    ``cross``: ``Σ Re(X̄ P)``; ``model``: ``Σ |P|²``; ``data``: ``Σ |X|²``; ``count``: the samples
+    (Friedel pairs counted twice, as the full spectrum holds them). Shell 0 (the zero frequency)
+    is left empty.
+    """
+
+    cross: np.ndarray
+    model: np.ndarray
+    data: np.ndarray
+    count: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: list[ShellSums]) -> ShellSums:
+        return ShellSums(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ShellSums.__annotations__)
+        )
+
+    def take(self, order: np.ndarray) -> ShellSums:
+        return ShellSums(*(getattr(self, f)[order] for f in ShellSums.__annotations__))
+
+
+def shell_sums(
+    particles: ParticleSet,
+    rows: ArrayLike,
+    volume: ArrayLike,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+    data_sign: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+) -> ShellSums:
+    """The :class:`ShellSums` of ``rows`` against ``volume``'s central slices.
+
+    Parameters
+    ----------
+    particles : ParticleSet
+        With poses and CTF, at the map's box and pixel size.
+    rows : array_like of int
+        The rows to read; the result follows their order.
+    volume : array_like, (D, D, D)
+        The map the images are compared with (``[z, y, x]``, density per Å³ in any unit).
+    batch_size : int
+        Images read at once.
+    device : torch device
+    data_sign : float
+        −1 for images whose protein is dark (``--invert-contrast``).
+    progress : callable(done), optional
+        Called after each batch with the images read so far.
+    """
+    particles.require_poses_and_ctf()
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    box, pixel = particles.box, particles.pixel_size_angstrom
+    volume = torch.as_tensor(np.asarray(volume), dtype=torch.float32)
+    if tuple(volume.shape) != (box,) * 3:
+        raise ValueError(f"the map's box {tuple(volume.shape)} is not the particles' {box}")
+    device = torch.device(device)
+    radius = default_max_radius(box, SCORE_PAD)
+    n_shells = int(radius) + 1
+    grid = volume_to_padded_ft(volume.to(device), SCORE_PAD, pixel, True, half=True)
+    prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
+    bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    order = np.argsort(np.lexsort((particles.image_index[rows], particles.stack_index[rows])))
+    read = rows[np.lexsort((particles.image_index[rows], particles.stack_index[rows]))]
+    out = {f: np.zeros((len(rows), n_shells)) for f in ShellSums.__annotations__}
+    done = 0
+    for batch, images in device_batches(particles, read, batch_size, device):
+        spectra = prepare.spectra(batch, images * data_sign)
+        for part in prepare.groups(batch, spectra):
+            group = part.group
+            if part.key not in bins:
+                r2 = group.landing_radius2(prepare.plane_kx, prepare.plane_ky).reshape(-1)
+                own = (prepare.plane_kx**2 + prepare.plane_ky**2).reshape(-1).float()
+                kept = (r2 <= radius**2) & (own <= group.max_radius**2) & (r2 > 0)
+                kept = kept.nonzero().squeeze(1)
+                shell = torch.round(torch.sqrt(r2[kept])).long().clamp(1, n_shells - 1)
+                bins[part.key] = (kept, shell, prepare.friedel_all[kept])
+            kept, shell, friedel = bins[part.key]
+            slices = extract_slices(grid, part.rotations * group.scale, box, SCORE_PAD, radius)
+            slices = slices[:, :, box // 2 : box // 2 + box // 2].reshape(len(part.rows), -1)
+            codes = particles.ctf_in_images_of(part.rows)
+            transfer = part.ctf if codes is None else image_transfer(part.ctf, codes)
+            predicted = (slices * transfer.reshape(len(part.rows), -1))[:, kept]
+            data = part.spectra.reshape(len(part.rows), -1)[:, kept]
+            terms = {
+                "cross": (data.conj() * predicted).real,
+                "model": predicted.abs().square(),
+                "data": data.abs().square(),
+                "count": torch.ones_like(predicted.real),
+            }
+            at = np.arange(len(batch)) if part.picked is None else part.picked.cpu().numpy()
+            for name, values in terms.items():
+                summed = torch.zeros(len(part.rows), n_shells, dtype=torch.float64, device=device)
+                summed.index_add_(1, shell, values.double() * friedel)
+                out[name][done + at] = summed.cpu().numpy()
+        done += len(batch)
+        if progress is not None:
+            progress(done)
+    if done != len(rows):
+        raise RuntimeError(f"read {done} of {len(rows)} images")
+    return ShellSums(*(out[f] for f in ShellSums.__annotations__)).take(order)
+
+
+@dataclass(frozen=True)
+class ParticleScores:
+    """Each image's score against the map made without it (:func:`score_from_sums`).
+
+    Attributes
+    ----------
+    z : np.ndarray, (N,)
+        The score in units of the noise: a standard normal variable for an image of noise alone.
+    amplitude : np.ndarray, (N,)
+        The score the molecule at its pose is expected to reach, ``√(Σ_s a_s² p_is / σ²_s / c_i)``
+        (the image's own signal-to-noise ratio as the map predicts it).
+    noise_scale : np.ndarray, (N,)
+        Each image's noise power relative to the set's, ``c_i``.
+    shell_scale : np.ndarray, (S,)
+        The map's fitted scale per shell, ``a_s``.
+    """
+
+    z: np.ndarray
+    amplitude: np.ndarray
+    noise_scale: np.ndarray
+    shell_scale: np.ndarray
+
+    def mixture(self) -> ScoreMixture:
+        """The scores as a mixture of noise alone and the molecule (:func:`fit_mixture`)."""
+        return fit_mixture(self.z, self.amplitude)
+
+    def null_fraction(self) -> float:
+        """The fraction of images that hold nothing the map predicts, ``π₀``."""
+        return self.mixture().null_fraction
+
+    def junk_probability(self) -> np.ndarray:
+        """Each image's chance of holding noise only given its score, (N,), in [0, 1] (NaN
+        scores read 1)."""
+        return self.mixture().junk_probability
+
+    def junk(self) -> np.ndarray:
+        """The images more likely noise than the molecule, bool (N,)."""
+        return self.junk_probability() > JUNK_PROBABILITY
+
+
+@dataclass(frozen=True)
+class ScoreMixture:
+    """Scores read as ``z_i ~ π₀ N(0, 1) + (1 − π₀) N(κ m_i, τ²)``: images of noise alone, and
+    the molecule at its pose scoring ``κ`` times its expected score ``m_i``
+    (:attr:`ParticleScores.amplitude`) give or take ``τ ≥ 1`` (the map's own errors widen it).
+
+    Attributes
+    ----------
+    null_fraction : float
+        ``π₀``.
+    gain : float
+        ``κ``.
+    spread : float
+        ``τ``.
+    junk_probability : np.ndarray, (N,)
+        Each image's posterior chance of being noise alone (1 where its score is NaN).
+    """
+
+    null_fraction: float
+    gain: float
+    spread: float
+    junk_probability: np.ndarray
+
+
+def _normal(x: np.ndarray, spread: float = 1.0) -> np.ndarray:
+    return np.exp(-0.5 * (x / spread) ** 2) / (math.sqrt(2.0 * math.pi) * spread)
+
+
+def fit_mixture(z: np.ndarray, expected: np.ndarray) -> ScoreMixture:
+    """Fit :class:`ScoreMixture` to scores ``z`` (N,) with expected scores ``expected`` (N,)
+    by expectation-maximisation.
+
+    The noise component is fixed (``N(0, 1)``: what a score is under noise alone), so where the
+    molecule's scores stand clear of zero the share of noise is read without a threshold; where
+    they overlap (a weak signal), the images scoring near zero are explained by the molecule's
+    own spread as well, and the share of noise goes to zero when nothing else calls for it.
+    """
+    z, expected = np.asarray(z, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    good = np.isfinite(z) & np.isfinite(expected)
+    probability = np.ones(len(z))
+    if good.sum() < 2:
+        return ScoreMixture(1.0, 0.0, 1.0, probability)
+    x, m = z[good], np.maximum(expected[good], 0.0)
+    null = float(np.clip(2.0 * np.mean(x < 0), 0.01, 0.9))
+    gain = float(max(np.sum(x * m) / max(np.sum(m * m), 1e-300), 1e-3))
+    spread = 1.0
+    for _ in range(MIXTURE_STEPS):
+        noise = null * _normal(x)
+        molecule = (1.0 - null) * _normal(x - gain * m, spread)
+        r = noise / np.maximum(noise + molecule, 1e-300)
+        kept = 1.0 - r
+        new_null = float(np.clip(r.mean(), 1e-6, 1.0 - 1e-6))
+        gain = float(max(np.sum(kept * x * m) / max(np.sum(kept * m * m), 1e-300), 1e-3))
+        variance = np.sum(kept * (x - gain * m) ** 2) / max(kept.sum(), 1e-300)
+        spread = float(np.clip(math.sqrt(variance), 1.0, MAX_SPREAD))
+        converged = abs(new_null - null) < 1e-7
+        null = new_null
+        if converged:
+            break
+    noise = null * _normal(x)
+    molecule = (1.0 - null) * _normal(x - gain * m, spread)
+    probability[good] = noise / np.maximum(noise + molecule, 1e-300)
+    return ScoreMixture(null, gain, spread, probability)
+
+
+REFITS = 2  # the scale and the noise fitted again to the images weighed as the molecule
+
+
+def score_from_sums(sums: ShellSums) -> ParticleScores:
+    """The scores of :class:`ShellSums` (see the module's docstring).
+
+    The map's scale and the noise per shell are fitted first to every image, then
+    :data:`REFITS` times again to the images weighed by their chance of holding the molecule
+    (``1 −`` :meth:`ParticleScores.junk_probability`): images that hold none would pull the scale
+    down, and the residual of the molecule's images up, where the signal is strong.
+    """
+    scores = _scores(sums, np.ones(len(sums.cross)))
+    for _ in range(REFITS):
+        weights = 1.0 - scores.junk_probability()
+        if not weights.sum() > 0:
+            break
+        scores = _scores(sums, weights)
+    return scores
+
+
+def _scores(sums: ShellSums, weights: np.ndarray) -> ParticleScores:
+    """The scores with the map's scale and the noise per shell fitted to the images weighed by
+    ``weights`` (N,)."""
+    finite = np.isfinite(sums.cross).all(1) & np.isfinite(sums.data).all(1)
+    w = np.where(finite, weights, 0.0)[:, None]
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return (np.where(finite[:, None], values, 0.0) * w).sum(0)
+
+    cross, model = total(sums.cross), total(sums.model)
+    data, count = total(sums.data), total(sums.count)
+    scale = np.where(model > 0, cross / np.where(model > 0, model, 1.0), 0.0).clip(min=0.0)
+    noise = (data - 2 * scale * cross + scale**2 * model) / np.maximum(count, 1e-300)
+    read = (count > 0) & (noise > 0)
+    inverse = np.where(read, 1.0 / np.where(read, noise, 1.0), 0.0)
+    residual = sums.data - 2 * scale * sums.cross + scale**2 * sums.model
+    expected = (sums.count * noise * read).sum(1)
+    noise_scale = (residual * read).sum(1) / np.maximum(expected, 1e-300)
+    signal = (scale**2 * sums.model * inverse).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (scale * sums.cross * inverse).sum(1) / np.sqrt(signal * noise_scale)
+        amplitude = np.sqrt(signal / noise_scale)
+    z = np.where(finite & (signal > 0), z, np.nan)
+    return ParticleScores(z, amplitude, noise_scale, scale)

@@ -1,0 +1,232 @@
+"""``cryosplat score``'s work: a finished run's particles scored against its half maps.
+
+Each half set's images are compared with the other half's map (written by the run as
+``half_map_A.mrc`` and ``half_map_B.mrc``, made without them), as
+:mod:`cryosplat.reconstruct.grid.particle_scores` says. The particles must be the run's: the same
+file, rows and settings (the run's ``input_fingerprint``), read at the box it worked at. The
+outputs go to a folder of their own:
+
+* ``particle_scores.csv``: per particle its row in the file, its half, the score ``z``, the score
+  its signal would reach, its noise relative to the set's and the chance it holds noise only;
+* ``kept.npy``: the rows (0-based, as ``--ind`` and cryoDRGN read them) of the particles not
+  named, to reconstruct again with ``--ind``; ``named.npy``: the others;
+* ``scores.svg``: the scores' histogram against what images of noise alone would give.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryosplat.core.errors import InputError
+from cryosplat.core.progress import Progress
+from cryosplat.io.mrc import read_map
+from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
+from cryosplat.particles.downsample import downsample_particles
+from cryosplat.particles.halves import split_halves
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.particle_scores import (
+    JUNK_PROBABILITY,
+    ParticleScores,
+    ShellSums,
+    score_from_sums,
+    shell_sums,
+)
+from cryosplat.reconstruct.run_folder import input_fingerprint, read_status
+
+__all__ = ["ScoredRun", "score_run", "write_scores"]
+
+log = logging.getLogger("cryosplat")
+
+HISTOGRAM_STEP = 0.25  # width of the scores' histogram bins (noise standard deviations)
+
+
+@dataclass(frozen=True)
+class ScoredRun:
+    """A run's particles and their scores, in the particle set's order.
+
+    Attributes
+    ----------
+    rows_in_file : np.ndarray of int, (N,)
+    halves : np.ndarray of str, (N,)
+        ``"A"`` or ``"B"``.
+    scores : ParticleScores
+    junk_probability : np.ndarray, (N,)
+    """
+
+    rows_in_file: np.ndarray
+    halves: np.ndarray
+    scores: ParticleScores
+    junk_probability: np.ndarray
+
+    @property
+    def named(self) -> np.ndarray:
+        """The particles more likely noise than the molecule, bool (N,)."""
+        return self.junk_probability > JUNK_PROBABILITY
+
+    def describe(self) -> str:
+        z, named = self.scores.z, self.named
+        finite = z[np.isfinite(z)]
+        low, median, high = np.percentile(finite, [5, 50, 95]) if finite.size else (np.nan,) * 3
+        return (
+            f"{len(z):,} particles scored against the half map made without them: score median "
+            f"{median:.2f} (5-95 %: {low:.2f} to {high:.2f}; noise alone scores 0 ± 1); "
+            f"about {100 * self.scores.null_fraction():.1f} % of the images hold nothing the map "
+            f"predicts; {int(named.sum()):,} named (more likely noise than the molecule)"
+        )
+
+
+def _run_identity(run: Path) -> dict:
+    status = read_status(run)
+    if status is None or status.get("status") != "complete":
+        state = "no cryosplat run" if status is None else f"a run that is {status.get('status')}"
+        raise InputError(f"{run}: {state}; score reads a complete reconstruct run")
+    identity = status.get("identity")
+    if not isinstance(identity, dict) or "input_fingerprint" not in identity:
+        raise InputError(f"{run}: run.json records no identity (a run older than this cryosplat?)")
+    return identity
+
+
+def _run_particles(particles: ParticleSet, run: Path, identity: dict) -> ParticleSet:
+    """``particles`` at the run's working box, checked to be the ones the run read."""
+    if len(particles) != identity.get("n_particles"):
+        raise InputError(
+            f"{run} reconstructed {identity.get('n_particles')} particles; these are "
+            f"{len(particles):,} (give the same file, --ind, --class and --angpix as the run)"
+        )
+    particles = downsample_particles(particles, int(identity.get("work_box", particles.box)))
+    if input_fingerprint(particles) != identity["input_fingerprint"]:
+        raise InputError(
+            f"{run} was made from other particles than these (its input "
+            f"{identity.get('input')}): the metadata, the poses or the stacks differ; give the "
+            "same file, --ind, --class and --angpix as the run"
+        )
+    return particles
+
+
+def score_run(
+    particles: ParticleSet,
+    run: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 128,
+    show_progress: bool = True,
+) -> ScoredRun:
+    """Score ``particles`` (those the complete run in ``run`` reconstructed) against its half
+    maps, each half set against the other's.
+
+    Raises
+    ------
+    InputError
+        ``run`` is not a complete run, or ``particles`` are not its particles.
+    """
+    run = Path(run)
+    identity = _run_identity(run)
+    particles = _run_particles(particles, run, identity)
+    maps = []
+    for name in "AB":
+        path = run / f"half_map_{name}.mrc"
+        if not path.is_file():
+            raise InputError(f"{run}: no {path.name}; score reads both half maps of the run")
+        volume, _ = read_map(path)
+        if volume.shape != (particles.box,) * 3:
+            raise InputError(f"{path}: box {volume.shape[0]}, the run's {particles.box}")
+        maps.append(volume)
+    seed = int(identity.get("seed", 0))
+    half_a, half_b, how = split_halves(particles, seed, bool(identity.get("use_random_subset")))
+    log.info(
+        "half sets: %d + %d particles (%s), as the run split them", len(half_a), len(half_b), how
+    )
+    sign = -1.0 if identity.get("invert_contrast") else 1.0
+    bar = Progress(len(particles), "score", enabled=show_progress)
+    parts = []
+    for rows, other, before in ((half_a, maps[1], 0), (half_b, maps[0], len(half_a))):
+        parts.append(
+            shell_sums(
+                particles,
+                rows,
+                other,
+                batch_size=batch_size,
+                device=device,
+                data_sign=sign,
+                progress=lambda done, before=before: bar.update(before + done),
+            )
+        )
+    bar.close()
+    order = np.concatenate([half_a, half_b])
+    inverse = np.argsort(order)
+    scores = score_from_sums(ShellSums.concatenate(parts).take(inverse))
+    halves = np.where(np.isin(np.arange(len(particles)), half_a), "A", "B")
+    return ScoredRun(particles.rows_in_file(), halves, scores, scores.junk_probability())
+
+
+def scores_plot(scored: ScoredRun) -> LinePlot:
+    """The scores' histogram (particles per bin) and what the images of noise alone would
+    give (``π₀ N φ(z)`` per bin)."""
+    z = scored.scores.z[np.isfinite(scored.scores.z)]
+    low = math.floor(min(-4.0, float(z.min()) if z.size else 0.0))
+    high = math.ceil(max(4.0, float(np.percentile(z, 99.5)) if z.size else 0.0))
+    edges = np.arange(low, high + HISTOGRAM_STEP, HISTOGRAM_STEP)
+    counts, _ = np.histogram(z, edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    null = (
+        scored.scores.null_fraction()
+        * z.size
+        * HISTOGRAM_STEP
+        * np.exp(-0.5 * centres**2)
+        / math.sqrt(2 * math.pi)
+    )
+    return LinePlot(
+        x=centres,
+        curves=[
+            Curve("particles", counts.astype(float)),
+            Curve("images of noise alone (estimated share)", null, style="--"),
+        ],
+        xlim=(float(edges[0]), float(edges[-1])),
+        ylim=(0.0, 1.05 * max(float(counts.max(initial=0)), float(null.max(initial=0)), 1.0)),
+        title="Particle scores against the half map made without them",
+        xlabel="score z (noise standard deviations)",
+        ylabel="particles per bin",
+    )
+
+
+def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
+    """Write ``particle_scores.csv``, ``kept.npy``, ``named.npy`` and ``scores.svg`` into
+    ``folder`` (made if needed); return a summary."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    s = scored.scores
+    with open(folder / "particle_scores.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["row", "half", "score", "expected_score", "noise_scale", "junk_probability"]
+        )
+        for i in np.argsort(scored.rows_in_file, kind="stable"):
+            writer.writerow(
+                [
+                    int(scored.rows_in_file[i]),
+                    scored.halves[i],
+                    f"{s.z[i]:.4f}",
+                    f"{s.amplitude[i]:.4f}",
+                    f"{s.noise_scale[i]:.4f}",
+                    f"{scored.junk_probability[i]:.4f}",
+                ]
+            )
+    named = scored.named
+    np.save(folder / "kept.npy", np.sort(scored.rows_in_file[~named]))
+    np.save(folder / "named.npy", np.sort(scored.rows_in_file[named]))
+    write_svg(folder / "scores.svg", scores_plot(scored))
+    finite = s.z[np.isfinite(s.z)]
+    return {
+        "n_particles": len(s.z),
+        "score_median": float(np.median(finite)) if finite.size else math.nan,
+        "null_fraction": s.null_fraction(),
+        "named": int(named.sum()),
+        "kept": int((~named).sum()),
+    }

@@ -1,0 +1,158 @@
+"""Particle scores (``cryosplat score``): each image against the half map made without it.
+
+Physics invariants: an image of noise alone scores as a standard normal variable; the molecule at
+its pose scores high; the map's fitted scale per shell is flat where the map is the images' own
+truth (the slices are the statistics pass's insertions read back); the named images are the
+junk where the two are apart, and almost none where the set holds no junk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import MRCStack, read_map, write_stack
+from cryosplat.particles.read import read_particles
+from cryosplat.particles.selection import read_row_indices
+from cryosplat.reconstruct.grid.particle_scores import (
+    ParticleScores,
+    score_from_sums,
+    shell_sums,
+)
+from cryosplat.reconstruct.score_run import score_run
+
+
+def _with_noise_images(star, folder, noise_rows: np.ndarray, seed: int = 0):
+    """The set at ``star`` with the images at ``noise_rows`` replaced by white noise of the
+    images' own standard deviation."""
+    particles = read_particles(star)
+    images = particles.read_images(np.arange(len(particles)))
+    rng = np.random.default_rng(seed)
+    sd = float(images.std())
+    images[noise_rows] = rng.normal(scale=sd, size=images[noise_rows].shape)
+    write_stack(folder / "noisy.mrcs", images.astype(np.float32), particles.pixel_size_angstrom)
+    stack = MRCStack(folder / "noisy.mrcs")
+    return replace(
+        particles,
+        stacks=[stack],
+        stack_index=np.zeros(len(particles), dtype=np.int64),
+        image_index=np.arange(len(particles)),
+    )
+
+
+def test_noise_images_score_as_a_standard_normal_and_the_molecule_high(tiny_set, tmp_path):
+    truth = read_map(tiny_set.parent / "truth.mrc")[0]
+    noise_rows = np.arange(1, 120, 2)
+    particles = _with_noise_images(tiny_set, tmp_path, noise_rows)
+    scores = score_from_sums(shell_sums(particles, np.arange(120), truth))
+    noise = scores.z[noise_rows]
+    molecule = np.delete(scores.z, noise_rows)
+    # 60 draws of N(0, 1): the mean within 3.5 standard errors, the spread within 30 %
+    assert abs(noise.mean()) < 3.5 / np.sqrt(60)
+    assert 0.7 < noise.std() < 1.3
+    assert molecule.min() > 8.0  # SNR 1 in a box of 24: the molecule stands far out
+    # its score is what its amplitude says it would be, on average
+    expected = np.delete(scores.amplitude, noise_rows)
+    assert abs(molecule.mean() / expected.mean() - 1) < 0.15
+    junk = scores.junk()
+    assert set(np.flatnonzero(junk)) <= set(noise_rows.tolist())
+    assert junk[noise_rows].mean() > 0.8
+
+
+def test_the_maps_scale_is_flat_against_the_images_own_truth(tiny_set):
+    """Slices of the truth times the CTF are the images' signal (the statistics pass's placement
+    read back, in the same units): the fitted scale is 1 at every shell the signal dominates."""
+    truth = read_map(tiny_set.parent / "truth.mrc")[0]
+    particles = read_particles(tiny_set)
+    scores = score_from_sums(shell_sums(particles, np.arange(len(particles)), truth))
+    assert np.all(np.abs(scores.shell_scale[1:6] - 1) < 0.02)
+    assert scores.shell_scale[0] == 0  # the zero frequency is not read
+
+
+def test_images_with_protein_dark_score_alike_with_their_sign(tiny_set, tmp_path):
+    truth = read_map(tiny_set.parent / "truth.mrc")[0]
+    particles = read_particles(tiny_set)
+    rows = np.arange(len(particles))
+    plain = score_from_sums(shell_sums(particles, rows, truth)).z
+    flipped = score_from_sums(shell_sums(particles, rows, -truth, data_sign=-1.0)).z
+    np.testing.assert_allclose(flipped, plain, rtol=1e-4, atol=1e-4)
+    # read in another order, each image keeps its own score
+    order = np.random.default_rng(0).permutation(rows)
+    again = score_from_sums(shell_sums(particles, order, truth)).z
+    np.testing.assert_allclose(again, plain[order], rtol=1e-5, atol=1e-5)
+
+
+def test_junk_is_named_where_it_stands_apart_and_none_without_it():
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(3.5, 1.0, 1800), rng.normal(0.0, 1.0, 200)])
+    mixed = ParticleScores(z, np.full(z.size, 3.5), np.ones(z.size), np.ones(4))
+    assert abs(mixed.null_fraction() - 0.1) < 0.04
+    named = mixed.junk()
+    assert named[1800:].mean() > 0.6 and named[:1800].mean() < 0.02
+    clean = ParticleScores(z[:1800], np.full(1800, 3.5), np.ones(1800), np.ones(4))
+    assert clean.junk().mean() < 0.005
+    weak = rng.normal(1.5, 1.0, 2000)  # a weak signal overlapping noise: nothing stands apart
+    assert ParticleScores(weak, weak, np.ones(2000), np.ones(4)).junk().mean() < 0.05
+    with_nan = ParticleScores(np.array([np.nan, 2.0, 3.0]), np.ones(3), np.ones(3), np.ones(4))
+    assert with_nan.junk_probability()[0] == 1.0
+
+
+@pytest.fixture(scope="module")
+def scored_run(tiny_set, tmp_path_factory):
+    """A short run on the tiny set with a fifth of its images made noise, and its folder."""
+    folder = tmp_path_factory.mktemp("scores")
+    particles = read_particles(tiny_set)
+    noise_rows = np.arange(0, 120, 5)
+    noisy = _with_noise_images(tiny_set, folder, noise_rows, seed=1)
+    star = folder / "particles.star"
+    text = tiny_set.read_text()
+    names = [f"{i + 1:06d}@noisy.mrcs" for i in range(len(particles))]
+    lines, k = [], 0
+    for line in text.splitlines():
+        if "@" in line and k < len(names):  # the particle rows name their images
+            fields = line.split()
+            at = next(i for i, f in enumerate(fields) if "@" in f)
+            fields[at] = names[k]
+            line, k = " ".join(fields), k + 1
+        lines.append(line)
+    star.write_text("\n".join(lines) + "\n")
+    assert read_particles(star).stacks[0].path.name == noisy.stacks[0].path.name
+    run = folder / "run"
+    steps = ["--stage-fractions", "0.5,1.0", "--stage-steps", "40,40", "--no-progress"]
+    assert main(["reconstruct", str(star), "-o", str(run), *steps]) == 0
+    return star, run, noise_rows
+
+
+def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(scored_run, tmp_path):
+    star, run, noise_rows = scored_run
+    out = tmp_path / "scores"
+    assert main(["score", str(star), "--run", str(run), "-o", str(out), "--no-progress"]) == 0
+    named = np.load(out / "named.npy")
+    kept = read_row_indices(out / "kept.npy", 120)
+    assert sorted(np.concatenate([named, kept]).tolist()) == list(range(120))
+    assert np.isin(named, noise_rows).all() and np.isin(noise_rows, named).mean() > 0.8
+    table = (out / "particle_scores.csv").read_text().splitlines()
+    assert table[0].startswith("row,half,score") and len(table) == 121
+    assert (out / "scores.svg").read_text().startswith("<svg")
+    assert main(["score", str(star), "--run", str(run), "-o", str(out), "--no-progress"]) == 2
+
+
+def test_score_reads_the_runs_own_particles_only(scored_run, tmp_path, tiny_set):
+    star, run, _ = scored_run
+    with pytest.raises(InputError, match="other particles|reconstructed 120"):
+        score_run(read_particles(tiny_set), run, show_progress=False)  # the images differ
+    with pytest.raises(InputError, match="reconstructed 120"):
+        score_run(read_particles(star).subset(np.arange(60)), run, show_progress=False)
+    with pytest.raises(InputError, match="no cryosplat run"):
+        score_run(read_particles(star), tmp_path, show_progress=False)
+
+
+def test_rows_in_file_follow_a_selection(tiny_set):
+    particles = read_particles(tiny_set)
+    assert particles.rows_in_file().tolist() == list(range(120))
+    chosen = particles.subset(np.arange(10, 120, 3)).subset(np.array([0, 2]))
+    assert chosen.rows_in_file().tolist() == [10, 16]
