@@ -98,6 +98,32 @@ def score(star: Path, run: Path, out: Path) -> tuple[np.ndarray, str]:
     return np.load(out / "named.npy"), done.stdout.splitlines()[0]
 
 
+def curve_row(name: str, method: str, work: Path) -> str:
+    """Whole curves of ``method`` on a set with junk: the kept particles' map's FSC with the
+    truth minus every particle's, from shell 1 to where the latter crosses 0.143."""
+    curves = {}
+    for which in ("all", "kept", "genuine"):
+        path = work / f"{method}_{which}" / f"{method}_fsc_truth.npy"
+        if path.is_file():
+            curves[which] = np.load(path)
+    every, kept = curves["all"], curves["kept"]
+    below = np.flatnonzero(every[1:] < 0.143)
+    shells = slice(1, 1 + int(below[0]) if below.size else len(every))
+    gain = (kept - every)[shells]
+    genuine = "—"
+    if "genuine" in curves:
+        genuine = f"{np.mean((curves['genuine'] - kept)[shells]):+.4f}"
+    return (
+        f"| {name} | {method} | {gain.mean():+.4f} | {gain.min():+.4f} ({1 + int(gain.argmin())}) "
+        f"| {genuine} |"
+    )
+
+
+def _row(labels: tuple[str, str], which: str, made, data, out: Path) -> str:
+    """The table row of ``made`` (its FSC curve with the truth kept in ``out``)."""
+    return table_row((*labels, which), made, data.truth, data.spec.pixel_size_angstrom, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = {
         "--wrong-poses": {"type": float, "default": 0.15},
@@ -117,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             ("with junk", star, kinds),
         ):
             work = args.out / "runs" / spec.name / label.replace(" ", "_")
-            run = run_cryosplat(source, work / "cryosplat_all")
-            maps.append(table_row((spec.name, label, "all"), run, data.truth, pixel, work))
-            named, line = score(source, work / "cryosplat_all" / "run", work / "scores")
+            labels = (spec.name, label)
+            out = work / "cryosplat_all"
+            maps.append(_row(labels, "all", run_cryosplat(source, out), data, out))
+            named, line = score(source, out / "run", work / "scores")
             print(f"{spec.name} {label}: {line}", flush=True)
             counts = []
             for k, kind in enumerate(KINDS):
@@ -129,20 +156,28 @@ def main(argv: list[str] | None = None) -> int:
                     counts.append(f"{kind} {hit}/{total} ({100 * hit / total:.1f} %)")
             detection.append(f"| {spec.name} | {label} | {len(named)} | {'; '.join(counts)} |")
             kept = work / "scores" / "kept.npy"
-            run = run_cryosplat(source, work / "cryosplat_kept", ["--ind", str(kept)])
-            maps.append(table_row((spec.name, label, "kept"), run, data.truth, pixel, work))
+            out = work / "cryosplat_kept"
+            made = run_cryosplat(source, out, ["--ind", str(kept)])
+            maps.append(_row(labels, "kept", made, data, out))
             if label == "as made":
                 continue
-            run = run_relion(source, work / "relion_all", pixel)
-            maps.append(table_row((spec.name, label, "all"), run, data.truth, pixel, work))
+            out = work / "relion_all"
+            maps.append(_row(labels, "all", run_relion(source, out, pixel), data, out))
             kept_star = subset_star(source, np.load(kept), folder / "kept.star")
-            run = run_relion(kept_star, work / "relion_kept", pixel)
-            maps.append(table_row((spec.name, label, "kept"), run, data.truth, pixel, work))
-            run = run_cryosplat(source, work / "cryosplat_genuine", ["--ind", str(genuine)])
-            maps.append(table_row((spec.name, label, "genuine"), run, data.truth, pixel, work))
+            out = work / "relion_kept"
+            maps.append(_row(labels, "kept", run_relion(kept_star, out, pixel), data, out))
+            out = work / "cryosplat_genuine"
+            made = run_cryosplat(source, out, ["--ind", str(genuine)])
+            maps.append(_row(labels, "genuine", made, data, out))
     print("\n| set | particles | named | named of each kind |\n|---|---|---|---|")
     print("\n".join(detection))
     print_table("set | particles | reconstructed", maps)
+    print("\n| set | method | kept − all, mean | lowest (shell) | genuine − kept, mean |")
+    print("|---|---|---|---|---|")
+    for spec in selected_specs(args.datasets.split(","), quick=False):
+        work = args.out / "runs" / spec.name / "with_junk"
+        for method in ("cryosplat", "relion"):
+            print(curve_row(spec.name, method, work))
     return 0
 
 

@@ -156,3 +156,10 @@ def test_rows_in_file_follow_a_selection(tiny_set):
     assert particles.rows_in_file().tolist() == list(range(120))
     chosen = particles.subset(np.arange(10, 120, 3)).subset(np.array([0, 2]))
     assert chosen.rows_in_file().tolist() == [10, 16]
+
+
+def test_info_names_the_score_command_for_a_complete_run(scored_run, capsys):
+    star, run, _ = scored_run
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    assert f"score:        cryosplat score {star.resolve()} --run {run}" in capsys.readouterr().out

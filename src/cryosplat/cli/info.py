@@ -319,6 +319,12 @@ def _state_lines(r: RunSummary, ident: dict) -> list[str]:
             f"sharpen:      cryosplat sharpen {r.path} -o OUT.mrc (for model building: the map's "
             "Guinier B-factor taken out)"
         )
+    if r.status == "complete":
+        lines.append(
+            f"score:        cryosplat score {ident.get('input', 'PARTICLES')} --run {r.path} -o "
+            "OUT (each particle against the half map made without it: junk named, the rest's "
+            "rows for --ind)"
+        )
     return lines
 
 
