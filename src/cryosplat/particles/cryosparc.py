@@ -300,14 +300,8 @@ def read_cryosparc(
         image_index = np.arange(n)
     read = one_box(stacks, stack_index, group_of, groups, path, declared_by="blob/shape says")
     notes += read.notes
-    uniq, counts = np.unique(np.round(pixel_rows * read.pixel_factors(), 6), return_counts=True)
-    pixel = float(uniq[np.argmax(counts)])
-    if uniq.size > 1:
-        notes.append(
-            f"pixel size: the images are read at {', '.join(f'{u:g}' for u in uniq)} "
-            f"Å; reconstructing at {pixel:g} Å, the most common; each group keeps its own "
-            "pixel size for its CTF and shifts and its Fourier samples are rescaled"
-        )
+    pixel, note = read.map_pixel(pixel_rows)
+    notes += [note] if note else []
     return ParticleSet(
         box=read.box,
         pixel_size_angstrom=pixel,

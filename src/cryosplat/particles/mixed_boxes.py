@@ -74,6 +74,22 @@ class OneBox:
         ]
         return np.array(factors)[self.optics_group]
 
+    def map_pixel(self, pixel_rows: np.ndarray) -> tuple[float, str | None]:
+        """The reconstruction's pixel size (Å): the most common of the particles' pixels as read
+        (``pixel_rows`` as stored times :meth:`pixel_factors`, to 6 decimals), and a note where
+        the groups differ (None where they do not)."""
+        read_pixels = np.round(np.asarray(pixel_rows, dtype=np.float64) * self.pixel_factors(), 6)
+        values, counts = np.unique(read_pixels, return_counts=True)
+        pixel = float(values[np.argmax(counts)])
+        if values.size == 1:
+            return pixel, None
+        listing = ", ".join(f"{g.name} {g.pixel_size_angstrom:g} Å" for g in self.optics)
+        return pixel, (
+            f"pixel size: optics groups differ ({listing}); reconstructing at {pixel:g} Å, the "
+            "most common; each group keeps its own pixel size for its CTF and shifts and its "
+            "Fourier samples are rescaled to the reconstruction's (as RELION does)"
+        )
+
 
 def _check_declared(
     groups: list[OpticsGroup],

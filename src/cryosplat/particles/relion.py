@@ -318,11 +318,6 @@ def _poses(particles: StarBlock, pixel: np.ndarray, path: Path, notes: list[str]
     return rotations, shifts
 
 
-def _majority(values: np.ndarray) -> float:
-    uniq, counts = np.unique(values, return_counts=True)
-    return float(uniq[np.argmax(counts)])
-
-
 def _images(
     particles: StarBlock,
     groups: list[OpticsGroup],
@@ -438,15 +433,8 @@ def particles_from_star(
         notes += header_pixel_notes(stacks, stack_index, pixel_per_particle)
     read = one_box(stacks, stack_index, group_of, groups, path)
     notes += read.notes
-    read_pixels = pixel_per_particle * read.pixel_factors()
-    pixel = _majority(read_pixels)
-    if np.unique(read_pixels).size > 1:
-        listing = ", ".join(f"{g.name} {g.pixel_size_angstrom:g} Å" for g in read.optics)
-        notes.append(
-            f"pixel size: optics groups differ ({listing}); reconstructing at {pixel:g} Å, the "
-            "most common; each group keeps its own pixel size for its CTF and shifts and its "
-            "Fourier samples are rescaled to the reconstruction's (as RELION does)"
-        )
+    pixel, note = read.map_pixel(pixel_per_particle)
+    notes += [note] if note else []
     rotations, shifts = _poses(particles, pixel_per_particle, path, notes)
     subset = particles.get_int("rlnRandomSubset") if "rlnRandomSubset" in particles else None
     classes = None
