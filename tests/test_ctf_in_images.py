@@ -106,8 +106,8 @@ def test_the_per_image_engine_predicts_with_the_transfer(tiny_set, tmp_path):
 
     star = _with_ctf_in_images(tiny_set, tmp_path / "premultiplied", "premultiplied")
     rows = np.arange(5)
-    raw_ctf = _batch(read_particles(tiny_set), rows, "cpu", 1.0)[3]
-    carried_ctf = _batch(read_particles(star), rows, "cpu", 1.0)[3]
+    raw_ctf = _batch(read_particles(tiny_set), rows, "cpu", 1.0).ctf
+    carried_ctf = _batch(read_particles(star), rows, "cpu", 1.0).ctf
     assert torch.allclose(carried_ctf, raw_ctf * raw_ctf)
 
 

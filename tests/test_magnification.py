@@ -96,7 +96,7 @@ def test_the_per_image_engine_predicts_the_images_through_the_matrix(sets):
     truth = GaussianModel.load(sets["folder"] / "truth.npz")
     rows = np.arange(12)
     for particles, close in ((sets["mag"], True), (replace(sets["mag"], mag_matrices=None), False)):
-        data, rot, shifts, ctf, _ = _batch(particles, rows, "cpu", 1.0)
+        data, rot, shifts, ctf, *_ = _batch(particles, rows, "cpu", 1.0)
         with torch.no_grad():
             predicted = _predict(truth, rot, shifts, ctf, "reference")
         error = float((predicted - data).abs().pow(2).sum() / data.abs().pow(2).sum())

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from cryosplat.core.conventions import matrix_to_euler_relion
 from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import radial_index_2d
 from cryosplat.io.mrc import read_map, write_stack
 from cryosplat.io.star import write_star
 from cryosplat.particles.cryosparc import read_cryosparc
@@ -21,7 +23,9 @@ from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import OpticsGroup
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.gather import accumulate
-from cryosplat.reconstruct.run import check_engine_particles
+from cryosplat.reconstruct.run import ReconstructConfig, check_engine_particles
+from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig, _batch, _predict
+from cryosplat.reconstruct.splat.runner import initial_models
 from cryosplat.validation.fsc import fsc
 from tests.test_cryosparc import _write_cs
 from tests.test_optics_pixel_sizes import _fourier_crop, _project, truth_and_metadata
@@ -202,12 +206,33 @@ def test_images_of_three_boxes_make_the_map_of_one(sets):
     assert curve.min() >= 0.99, np.round(curve, 4)
 
 
-def test_the_per_image_engine_refuses_padded_images(sets):
+def test_the_per_image_engine_fits_a_padded_image_within_its_own_band(sets, tmp_path):
+    """The binned group's images (read Fourier-padded, nothing past their shell 5) are fitted by
+    ``--engine splat`` within that band: its zeros beyond add nothing to the loss, whatever the
+    model predicts there; the other images are fitted to the engine's band as before."""
     single, mixed = sets
-    check_engine_particles(single, "splat")
-    check_engine_particles(mixed, "grid")
-    with pytest.raises(InputError, match=r"opticsGroup2 are read Fourier-padded"):
-        check_engine_particles(mixed, "splat")
+    for particles in (single, mixed):
+        check_engine_particles(particles, "grid")
+        check_engine_particles(particles, "splat")
+    models = initial_models(mixed, ReconstructConfig(seed=0), 40, torch.device("cpu"))
+    halves = (np.arange(0, N, 2), np.arange(1, N, 2))
+    config = SplatEngineConfig(epochs=1, band_start_fraction=1.0)  # every shell from the start
+    engine = SplatEngine(mixed, halves, models, config, tmp_path / "s.pt", "cpu", seed=0)
+    rows = np.arange(8)  # rows 1 and 5 are binned (i % 4 == 1)
+    losses = engine._image_losses(engine.halves[0], rows).detach()
+    batch = _batch(mixed, rows, "cpu", 1.0, engine.halves[0].background)
+    np.testing.assert_allclose(batch.band_limits.numpy()[[0, 1, 2]], [np.inf, 5, np.inf])
+    with torch.no_grad():
+        pred = _predict(models[0], batch.rotations, batch.shifts, batch.ctf, "auto")
+    shells = radial_index_2d(BOX)
+    squared = (pred - batch.data).abs().pow(2)
+    within = shells <= engine.band_shell()
+    for row in range(8):
+        held = within & (shells <= batch.band_limits[row])
+        expected = float(squared[row][held].sum())
+        assert float(losses[row]) == pytest.approx(expected, rel=1e-5)
+        if row % 4 == 1:  # past its band the image is zeros the model is not asked to match
+            assert float(squared[row][within & ~held].sum()) > 0.05 * expected
 
 
 def test_a_cryosparc_table_of_two_shapes_is_read_at_the_most_common(tmp_path):

@@ -139,6 +139,10 @@ def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(scored_ru
     assert table[0].startswith("row,half,score") and len(table) == 121
     assert (out / "scores.svg").read_text().startswith("<svg")
     assert main(["score", str(star), "--run", str(run), "-o", str(out), "--no-progress"]) == 2
+    assert main(["score", str(star), "--run", str(run), "-o", str(run), "--no-progress"]) == 2
+    again = ["score", str(star), "--run", str(run), "-o", str(out), "--no-progress", "--overwrite"]
+    assert main(again) == 0
+    assert np.array_equal(np.load(out / "named.npy"), named)  # the same scores again
 
 
 def test_score_reads_the_runs_own_particles_only(scored_run, tmp_path, tiny_set):

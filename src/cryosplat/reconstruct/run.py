@@ -96,16 +96,10 @@ def check_engine_particles(particles: ParticleSet, engine: str) -> None:
     The grid engine rescales the Fourier samples of each optics group to the reconstruction's
     pixel size; the per-image engine renders every image at one pixel size, so it refuses optics
     groups whose pixel sizes differ (naming them) rather than give the minority the wrong CTF and
-    the wrong frequencies; and images Fourier-padded from a smaller box, whose zeros beyond their
-    own Nyquist it would fit (:mod:`cryosplat.particles.mixed_boxes`).
+    the wrong frequencies. Images Fourier-padded from a smaller box at the map's pixel (a binned
+    group read at the map's box, :mod:`cryosplat.particles.mixed_boxes`) both engines read within
+    their own band.
     """
-    if engine == "splat" and np.isfinite(particles.band_limits_px()).any():
-        padded = [g.name for g in particles.optics if g.stored and g.stored.band_limit_px]
-        raise InputError(
-            f"{particles.source}: the images of {', '.join(padded)} are read Fourier-padded from "
-            "a smaller box and hold nothing beyond their own Nyquist frequency; --engine splat "
-            "would fit those zeros: use --engine grid (which leaves them out)"
-        )
     if engine == "splat" and particles.mixed_pixel_sizes:
         raise InputError(
             f"{particles.source}: optics groups have different pixel sizes "

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -109,6 +110,17 @@ def _read_images(particles: ParticleSet, rows: np.ndarray) -> tuple[np.ndarray, 
     return rows, images
 
 
+class _ImageBatch(NamedTuple):
+    """One batch's images as spectra, with their poses, CTF, weights and bands."""
+
+    data: torch.Tensor  # (B, D, D) complex, centred
+    rotations: torch.Tensor  # (B, 3, 3)
+    shifts: torch.Tensor  # (B, 2) Å
+    ctf: torch.Tensor  # (B, D, D)
+    weights: torch.Tensor | None  # (B,) the inverse of each image's noise variance, or None
+    band_limits: torch.Tensor | None  # (B,) pixels; None: every image holds every frequency
+
+
 def _batch(
     particles: ParticleSet,
     rows: np.ndarray,
@@ -116,9 +128,11 @@ def _batch(
     sign: float,
     level: float = 0.0,
     levels: NoiseLevels | None = None,
-):
+) -> _ImageBatch:
     """The images of ``rows`` (less their background ``level``) as spectra, with their poses,
-    CTF and weights (``levels``' of their noise; None: alike)."""
+    CTF, weights (``levels``' of their noise; None: alike) and, where some were Fourier-padded
+    from a smaller box (:mod:`cryosplat.particles.mixed_boxes`), the highest frequency each
+    holds."""
     rows, images = _read_images(particles, np.asarray(rows))
     images = torch.from_numpy(images - np.float32(level)).to(device)
     weights = None if levels is None else levels.weights(images)
@@ -138,7 +152,16 @@ def _batch(
     codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
     if codes is not None:
         ctf = image_transfer(ctf, codes)
-    return sign * fft2_centered(images), rot, shifts, ctf, weights
+    limits = particles.band_limits_px(rows)
+    bands = None
+    if np.isfinite(limits).any():
+        bands = torch.as_tensor(limits, dtype=torch.float32, device=device)
+    return _ImageBatch(sign * fft2_centered(images), rot, shifts, ctf, weights, bands)
+
+
+def _held(shells: torch.Tensor, bands: torch.Tensor | None) -> torch.Tensor | None:
+    """Where each image holds its frequencies, bool (B, D, D): within its band; None for all."""
+    return None if bands is None else shells[None] <= bands[:, None, None]
 
 
 def _predict(model: GaussianModel, rot, shifts, ctf, backend: str) -> torch.Tensor:
@@ -167,14 +190,22 @@ def estimate_amplitude_scale(
     near Nyquist, where the data are mostly noise. A random blob of the particle's size has about the
     particle's low-frequency power, so this sets the overall amplitude without any reference map.
     """
-    data, rot, shifts, ctf, _ = _batch(particles, rows, device, sign)
+    batch = _batch(particles, rows, device, sign)
+    data = batch.data
     with torch.no_grad():
-        pred = _predict(model, rot, shifts, ctf, backend)
+        pred = _predict(model, batch.rotations, batch.shifts, batch.ctf, backend)
     shells = radial_index_2d(particles.box, device=device)
     low = (shells >= 2) & (shells <= max(3, particles.box // 8))
     high = (shells >= int(0.8 * (particles.box // 2))) & (shells <= particles.box // 2)
-    p_data = data.abs().pow(2)[:, low].mean() - data.abs().pow(2)[:, high].mean()
-    p_pred = pred.abs().pow(2)[:, low].mean()
+    held = _held(shells, batch.band_limits)
+    if held is None:
+        p_data = data.abs().pow(2)[:, low].mean() - data.abs().pow(2)[:, high].mean()
+        p_pred = pred.abs().pow(2)[:, low].mean()
+    else:  # each band read only where the images hold it (padded images: zeros past their own)
+        low, high = held & low, held & high
+        noise = data.abs().pow(2)[high].mean() if high.any() else 0.0
+        p_data = data.abs().pow(2)[low].mean() - noise
+        p_pred = pred.abs().pow(2)[low].mean()
     if not (p_data > 0 and p_pred > 0):
         return 1.0
     return float(torch.sqrt(p_data / p_pred))
@@ -361,14 +392,21 @@ class SplatEngine:
 
     def _image_losses(self, h: _HalfState, rows: np.ndarray) -> torch.Tensor:
         """Squared error of each image in the band; shape (len(rows),)."""
-        data, rot, shifts, ctf, weights = _batch(
+        batch = _batch(
             self.particles, rows, self.device, self.sign, h.background, self.noise_levels
         )
-        pred = _predict(h.model, rot, shifts, ctf, self.config.backend)
-        band = radial_index_2d(self.particles.box, device=self.device) <= self.band_shell()
-        diff = (pred - data)[:, band]
-        losses = diff.real.pow(2).add(diff.imag.pow(2)).sum(dim=-1)
-        return losses if weights is None else losses * weights
+        pred = _predict(h.model, batch.rotations, batch.shifts, batch.ctf, self.config.backend)
+        shells = radial_index_2d(self.particles.box, device=self.device)
+        band = shells <= self.band_shell()
+        held = _held(shells, batch.band_limits)
+        if held is None:
+            diff = (pred - batch.data)[:, band]
+            losses = diff.real.pow(2).add(diff.imag.pow(2)).sum(dim=-1)
+        else:  # a padded image's zeros past its own Nyquist are not fitted
+            diff = pred - batch.data
+            squared = diff.real.pow(2).add(diff.imag.pow(2))
+            losses = (squared * (held & band[None])).sum(dim=(-2, -1))
+        return losses if batch.weights is None else losses * batch.weights
 
     def _step_shared(self, h: _HalfState, rows: np.ndarray) -> float:
         """One data-parallel step: this rank's share of ``rows``, gradients summed over ranks."""
