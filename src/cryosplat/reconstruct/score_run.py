@@ -32,7 +32,6 @@ from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.particle_scores import (
-    JUNK_PROBABILITY,
     ParticleScores,
     ShellSums,
     score_from_sums,
@@ -57,18 +56,16 @@ class ScoredRun:
     halves : np.ndarray of str, (N,)
         ``"A"`` or ``"B"``.
     scores : ParticleScores
-    junk_probability : np.ndarray, (N,)
     """
 
     rows_in_file: np.ndarray
     halves: np.ndarray
     scores: ParticleScores
-    junk_probability: np.ndarray
 
     @property
     def named(self) -> np.ndarray:
         """The particles more likely noise than the molecule, bool (N,)."""
-        return self.junk_probability > JUNK_PROBABILITY
+        return self.scores.junk()
 
     def describe(self) -> str:
         z, named = self.scores.z, self.named
@@ -163,7 +160,7 @@ def score_run(
     inverse = np.argsort(order)
     scores = score_from_sums(ShellSums.concatenate(parts).take(inverse))
     halves = np.where(np.isin(np.arange(len(particles)), half_a), "A", "B")
-    return ScoredRun(particles.rows_in_file(), halves, scores, scores.junk_probability())
+    return ScoredRun(particles.rows_in_file(), halves, scores)
 
 
 def scores_plot(scored: ScoredRun) -> LinePlot:
@@ -202,6 +199,7 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     s = scored.scores
+    junk = s.junk_probability()
     with open(folder / "particle_scores.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
@@ -215,7 +213,7 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
                     f"{s.z[i]:.4f}",
                     f"{s.amplitude[i]:.4f}",
                     f"{s.noise_scale[i]:.4f}",
-                    f"{scored.junk_probability[i]:.4f}",
+                    f"{junk[i]:.4f}",
                 ]
             )
     named = scored.named

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -85,12 +86,15 @@ class ShellSums:
 
     @staticmethod
     def concatenate(parts: list[ShellSums]) -> ShellSums:
-        return ShellSums(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in ShellSums.__annotations__)
-        )
+        """``parts``' images one after the other."""
+        return ShellSums(*(np.concatenate([getattr(p, f) for p in parts]) for f in _SUMS))
 
     def take(self, order: np.ndarray) -> ShellSums:
-        return ShellSums(*(getattr(self, f)[order] for f in ShellSums.__annotations__))
+        """The images at ``order``."""
+        return ShellSums(*(getattr(self, f)[order] for f in _SUMS))
+
+
+_SUMS = tuple(f.name for f in fields(ShellSums))
 
 
 def shell_sums(
@@ -135,7 +139,7 @@ def shell_sums(
     bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     order = np.argsort(np.lexsort((particles.image_index[rows], particles.stack_index[rows])))
     read = rows[np.lexsort((particles.image_index[rows], particles.stack_index[rows]))]
-    out = {f: np.zeros((len(rows), n_shells)) for f in ShellSums.__annotations__}
+    out = {f: np.zeros((len(rows), n_shells)) for f in _SUMS}
     done = 0
     for batch, images in device_batches(particles, read, batch_size, device):
         spectra = prepare.spectra(batch, images * data_sign)
@@ -171,7 +175,7 @@ def shell_sums(
             progress(done)
     if done != len(rows):
         raise RuntimeError(f"read {done} of {len(rows)} images")
-    return ShellSums(*(out[f] for f in ShellSums.__annotations__)).take(order)
+    return ShellSums(*(out[f] for f in _SUMS)).take(order)
 
 
 @dataclass(frozen=True)
@@ -196,18 +200,20 @@ class ParticleScores:
     noise_scale: np.ndarray
     shell_scale: np.ndarray
 
+    @cached_property
     def mixture(self) -> ScoreMixture:
-        """The scores as a mixture of noise alone and the molecule (:func:`fit_mixture`)."""
+        """The scores as a mixture of noise alone and the molecule (:func:`fit_mixture`), fitted
+        once."""
         return fit_mixture(self.z, self.amplitude)
 
     def null_fraction(self) -> float:
         """The fraction of images that hold nothing the map predicts, ``π₀``."""
-        return self.mixture().null_fraction
+        return self.mixture.null_fraction
 
     def junk_probability(self) -> np.ndarray:
         """Each image's chance of holding noise only given its score, (N,), in [0, 1] (NaN
         scores read 1)."""
-        return self.mixture().junk_probability
+        return self.mixture.junk_probability
 
     def junk(self) -> np.ndarray:
         """The images more likely noise than the molecule, bool (N,)."""
