@@ -143,6 +143,12 @@ def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(scored_ru
     again = ["score", str(star), "--run", str(run), "-o", str(out), "--no-progress", "--overwrite"]
     assert main(again) == 0
     assert np.array_equal(np.load(out / "named.npy"), named)  # the same scores again
+    assert sorted(p.name for p in out.iterdir()) == [
+        "kept.npy",
+        "named.npy",
+        "particle_scores.csv",
+        "scores.svg",
+    ]  # nothing temporary left beside them
 
 
 def test_score_reads_the_runs_own_particles_only(scored_run, tmp_path, tiny_set):

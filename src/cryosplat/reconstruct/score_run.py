@@ -11,6 +11,8 @@ outputs go to a folder of their own:
 * ``kept.npy``: the rows (0-based, as ``--ind`` and cryoDRGN read them) of the particles not
   named, to reconstruct again with ``--ind``; ``named.npy``: the others;
 * ``scores.svg``: the scores' histogram against what images of noise alone would give.
+
+Each file is written whole or not at all, ``particle_scores.csv`` last.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
+from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import read_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.particles.downsample import downsample_particles
@@ -194,32 +197,38 @@ def scores_plot(scored: ScoredRun) -> LinePlot:
 
 
 def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
-    """Write ``particle_scores.csv``, ``kept.npy``, ``named.npy`` and ``scores.svg`` into
-    ``folder`` (made if needed); return a summary."""
+    """Write ``kept.npy``, ``named.npy``, ``scores.svg`` and, last, ``particle_scores.csv`` into
+    ``folder`` (made if needed), each atomically (an interrupted write leaves no part of a file);
+    return a summary."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     s = scored.scores
-    junk = s.junk_probability()
-    with open(folder / "particle_scores.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(
-            ["row", "half", "score", "expected_score", "noise_scale", "junk_probability"]
-        )
-        for i in np.argsort(scored.rows_in_file, kind="stable"):
-            writer.writerow(
-                [
-                    int(scored.rows_in_file[i]),
-                    scored.halves[i],
-                    f"{s.z[i]:.4f}",
-                    f"{s.amplitude[i]:.4f}",
-                    f"{s.noise_scale[i]:.4f}",
-                    f"{junk[i]:.4f}",
-                ]
-            )
-    named = scored.named
-    np.save(folder / "kept.npy", np.sort(scored.rows_in_file[~named]))
-    np.save(folder / "named.npy", np.sort(scored.rows_in_file[named]))
+    named = s.junk()
+    for name, rows in (
+        ("kept.npy", scored.rows_in_file[~named]),
+        ("named.npy", scored.rows_in_file[named]),
+    ):
+        with atomic_path(folder / name, suffix=".npy") as tmp:
+            np.save(tmp, np.sort(rows))
     write_svg(folder / "scores.svg", scores_plot(scored))
+    junk = s.junk_probability()
+    with atomic_path(folder / "particle_scores.csv", suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(
+                ["row", "half", "score", "expected_score", "noise_scale", "junk_probability"]
+            )
+            for i in np.argsort(scored.rows_in_file, kind="stable"):
+                writer.writerow(
+                    [
+                        int(scored.rows_in_file[i]),
+                        scored.halves[i],
+                        f"{s.z[i]:.4f}",
+                        f"{s.amplitude[i]:.4f}",
+                        f"{s.noise_scale[i]:.4f}",
+                        f"{junk[i]:.4f}",
+                    ]
+                )
     finite = s.z[np.isfinite(s.z)]
     return {
         "n_particles": len(s.z),
