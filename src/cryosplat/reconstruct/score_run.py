@@ -35,9 +35,11 @@ from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.particle_scores import (
+    RESOLUTION_MARGIN,
     ParticleScores,
     ShellSums,
     score_from_sums,
+    score_radius,
     shell_sums,
 )
 from cryosplat.reconstruct.run_folder import input_fingerprint, read_status
@@ -82,7 +84,8 @@ class ScoredRun:
         )
 
 
-def _run_identity(run: Path) -> dict:
+def _run_identity(run: Path) -> tuple[dict, float | None]:
+    """A complete run's identity and reported resolution (Å; None where it reported none)."""
     status = read_status(run)
     if status is None or status.get("status") != "complete":
         state = "no cryosplat run" if status is None else f"a run that is {status.get('status')}"
@@ -90,7 +93,11 @@ def _run_identity(run: Path) -> dict:
     identity = status.get("identity")
     if not isinstance(identity, dict) or "input_fingerprint" not in identity:
         raise InputError(f"{run}: run.json records no identity (a run older than this cryosplat?)")
-    return identity
+    summary = status.get("summary") if isinstance(status.get("summary"), dict) else {}
+    resolution = summary.get("resolution_angstrom")
+    if not isinstance(resolution, int | float) or not resolution > 0:
+        resolution = None
+    return identity, resolution
 
 
 def _run_particles(particles: ParticleSet, run: Path, identity: dict) -> ParticleSet:
@@ -127,7 +134,7 @@ def score_run(
         ``run`` is not a complete run, or ``particles`` are not its particles.
     """
     run = Path(run)
-    identity = _run_identity(run)
+    identity, resolution = _run_identity(run)
     particles = _run_particles(particles, run, identity)
     maps = []
     for name in "AB":
@@ -144,6 +151,13 @@ def score_run(
         "half sets: %d + %d particles (%s), as the run split them", len(half_a), len(half_b), how
     )
     sign = -1.0 if identity.get("invert_contrast") else 1.0
+    radius = score_radius(particles.box, particles.pixel_size_angstrom, resolution)
+    log.info(
+        "shells read to %.2f Å (%g times the run's resolution, %s)",
+        particles.box * particles.pixel_size_angstrom / radius,
+        RESOLUTION_MARGIN,
+        "none reported: to the box's limit" if resolution is None else f"{resolution:.2f} Å",
+    )
     bar = Progress(len(particles), "score", enabled=show_progress)
     parts = []
     for rows, other, before in ((half_a, maps[1], 0), (half_b, maps[0], len(half_a))):
@@ -156,6 +170,7 @@ def score_run(
                 device=device,
                 data_sign=sign,
                 progress=lambda done, before=before: bar.update(before + done),
+                max_radius_px=radius,
             )
         )
     bar.close()

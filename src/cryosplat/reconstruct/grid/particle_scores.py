@@ -58,6 +58,7 @@ __all__ = [
     "ScoreMixture",
     "ShellSums",
     "fit_mixture",
+    "score_radius",
     "score_from_sums",
     "shell_sums",
 ]
@@ -66,6 +67,20 @@ JUNK_PROBABILITY = 0.5
 """An image is named as holding nothing the map predicts where its local false discovery rate
 (:meth:`ParticleScores.junk_probability`) is above this: more likely noise than the molecule."""
 SCORE_PAD = 2  # the map's transform padded twice, as the statistics pass's grid
+RESOLUTION_MARGIN = 1.25  # shells read to this many times the map's resolution's
+
+
+def score_radius(box: int, pixel_size_angstrom: float, resolution_angstrom: float | None) -> float:
+    """The shells worth reading (pixels of the box): to :data:`RESOLUTION_MARGIN` times the
+    map's resolution's, at most the padded grid's limit. Past it the map's fitted scale is noise
+    about zero (measured on EMD-5625 and EMD-6824: 0–0.14 against 0.7–1.4 within), which adds to
+    the molecule's scores' spread and to the time, not to what they tell apart."""
+    limit = default_max_radius(box, SCORE_PAD)
+    if resolution_angstrom is None or not math.isfinite(resolution_angstrom):
+        return limit
+    return min(limit, RESOLUTION_MARGIN * box * pixel_size_angstrom / resolution_angstrom)
+
+
 MIXTURE_STEPS = 500  # expectation-maximisation steps at most (:func:`fit_mixture`)
 MAX_SPREAD = 3.0  # the molecule's scores spread at most three times as wide as noise's
 
@@ -106,6 +121,7 @@ def shell_sums(
     device: str | torch.device = "cpu",
     data_sign: float = 1.0,
     progress: Callable[[int], None] | None = None,
+    max_radius_px: float | None = None,
 ) -> ShellSums:
     """The :class:`ShellSums` of ``rows`` against ``volume``'s central slices.
 
@@ -124,6 +140,9 @@ def shell_sums(
         −1 for images whose protein is dark (``--invert-contrast``).
     progress : callable(done), optional
         Called after each batch with the images read so far.
+    max_radius_px : float, optional
+        Read the shells up to this radius (pixels of the box) only: past the map's resolution
+        it predicts nothing (see :func:`score_radius`). None: up to the padded grid's limit.
     """
     particles.require_poses_and_ctf()
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -133,6 +152,8 @@ def shell_sums(
         raise ValueError(f"the map's box {tuple(volume.shape)} is not the particles' {box}")
     device = torch.device(device)
     radius = default_max_radius(box, SCORE_PAD)
+    if max_radius_px is not None:
+        radius = min(radius, float(max_radius_px))
     n_shells = int(radius) + 1
     grid = volume_to_padded_ft(volume.to(device), SCORE_PAD, pixel, True, half=True)
     prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
