@@ -15,12 +15,14 @@ import pytest
 
 from cryosplat.cli.main import main
 from cryosplat.core.errors import InputError
+from cryosplat.core.fourier_slice import default_max_radius
 from cryosplat.io.mrc import MRCStack, read_map, write_stack
 from cryosplat.particles.read import read_particles
 from cryosplat.particles.selection import read_row_indices
 from cryosplat.reconstruct.grid.particle_scores import (
     ParticleScores,
     score_from_sums,
+    score_radius,
     shell_sums,
 )
 from cryosplat.reconstruct.score_run import score_run
@@ -173,3 +175,16 @@ def test_info_names_the_score_command_for_a_complete_run(scored_run, capsys):
     capsys.readouterr()
     assert main(["info", str(run)]) == 0
     assert f"score:        cryosplat score {star.resolve()} --run {run}" in capsys.readouterr().out
+
+
+def test_the_shells_read_stop_past_the_maps_resolution(tiny_set):
+    assert score_radius(56, 4.23, 20.0) == pytest.approx(1.25 * 56 * 4.23 / 20.0)
+    assert score_radius(56, 4.23, None) == score_radius(56, 4.23, 1.0) == default_max_radius(56, 2)
+    truth = read_map(tiny_set.parent / "truth.mrc")[0]
+    particles = read_particles(tiny_set)
+    rows = np.arange(len(particles))
+    sums = shell_sums(particles, rows, truth, max_radius_px=6.0)
+    assert sums.count[:, 7:].sum() == 0 and sums.count[:, 1:7].all()
+    full = score_from_sums(shell_sums(particles, rows, truth)).z
+    cut = score_from_sums(sums).z
+    assert np.corrcoef(full, cut)[0, 1] > 0.9  # the signal's shells hold the score
