@@ -147,10 +147,19 @@ def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(scored_ru
     assert np.array_equal(np.load(out / "named.npy"), named)  # the same scores again
     assert sorted(p.name for p in out.iterdir()) == [
         "kept.npy",
+        "kept.star",
         "named.npy",
         "particle_scores.csv",
         "scores.svg",
     ]  # nothing temporary left beside them
+    # the STAR file of the kept particles: the same rows, every value as written
+    chosen = read_particles(out / "kept.star", datadir=star.parent)
+    every = read_particles(star)
+    kept = np.load(out / "kept.npy")
+    assert len(chosen) == len(kept)
+    np.testing.assert_array_equal(chosen.rotations, every.rotations[kept])
+    np.testing.assert_array_equal(chosen.ctf.defocus_u_angstrom, every.ctf.defocus_u_angstrom[kept])
+    np.testing.assert_array_equal(chosen.read_images([0, 1]), every.read_images(kept[:2]))
 
 
 def test_score_reads_the_runs_own_particles_only(scored_run, tmp_path, tiny_set):

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         required=True,
-        help="folder for particle_scores.csv, kept.npy, named.npy and scores.svg",
+        help="folder for particle_scores.csv, kept.npy, named.npy, scores.svg and (for a STAR "
+        "file) kept.star",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,4 +60,9 @@ def run(args: argparse.Namespace) -> int:
         f"--ind {args.output / 'kept.npy'}); named: {args.output / 'named.npy'}; per particle: "
         f"{out}; histogram: {args.output / 'scores.svg'}"
     )
+    if summary["kept_star"]:
+        print(
+            f"kept particles as a STAR file: {summary['kept_star']} (their image names as in "
+            f"{args.particles}: give cryosplat --datadir, or run RELION from its project folder)"
+        )
     return 0

@@ -28,7 +28,7 @@ from cryosplat.io.stackrefs import (
     search_dirs,
     split_image_names,
 )
-from cryosplat.io.star import StarBlock, read_star
+from cryosplat.io.star import StarBlock, read_star, write_star
 from cryosplat.particles.aberrations import (
     relion_aberration_warnings,
     relion_even_zernike,
@@ -39,7 +39,7 @@ from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
-__all__ = ["particles_from_star"]
+__all__ = ["particles_from_star", "write_star_rows"]
 
 _CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
 _ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
@@ -68,6 +68,25 @@ def _particle_block(blocks: dict[str, StarBlock], path: Path) -> StarBlock:
         f"{path}: no particle table (no data_particles block and no loop_ with "
         "rlnImageName, angles or defocus)"
     )
+
+
+def write_star_rows(source: str | Path, rows: np.ndarray, out: str | Path) -> None:
+    """Write the STAR file ``source`` to ``out`` with only the particles at ``rows`` (0-based rows
+    of its particle table), every value as written; its other tables (``data_optics``) whole.
+    Key-value blocks (not tables) are left out."""
+    source = Path(source)
+    blocks = read_star(source)
+    particles = _particle_block(blocks, source)
+    rows = np.asarray(rows, dtype=np.int64)
+    tables = {}
+    for name, block in blocks.items():
+        if not block.is_loop:
+            continue
+        columns = block.columns
+        if block is particles:
+            columns = {k: [v[i] for i in rows] for k, v in columns.items()}
+        tables[name] = columns
+    write_star(out, tables)
 
 
 def _optics_31(optics: StarBlock, particles: StarBlock, path: Path):

@@ -10,6 +10,8 @@ outputs go to a folder of their own:
   its signal would reach, its noise relative to the set's and the chance it holds noise only;
 * ``kept.npy``: the rows (0-based, as ``--ind`` and cryoDRGN read them) of the particles not
   named, to reconstruct again with ``--ind``; ``named.npy``: the others;
+* ``kept.star`` (particles read from a STAR file): that file with only the kept particles, every
+  value as written, for RELION (whose image names are read from its project folder);
 * ``scores.svg``: the scores' histogram against what images of noise alone would give.
 
 Each file is written whole or not at all, ``particle_scores.csv`` last.
@@ -34,6 +36,7 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.relion import write_star_rows
 from cryosplat.reconstruct.grid.particle_scores import (
     RESOLUTION_MARGIN,
     ParticleScores,
@@ -57,12 +60,15 @@ class ScoredRun:
 
     Attributes
     ----------
+    source : Path or None
+        The particles' metadata file.
     rows_in_file : np.ndarray of int, (N,)
     halves : np.ndarray of str, (N,)
         ``"A"`` or ``"B"``.
     scores : ParticleScores
     """
 
+    source: Path | None
     rows_in_file: np.ndarray
     halves: np.ndarray
     scores: ParticleScores
@@ -178,7 +184,7 @@ def score_run(
     inverse = np.argsort(order)
     scores = score_from_sums(ShellSums.concatenate(parts).take(inverse))
     halves = np.where(np.isin(np.arange(len(particles)), half_a), "A", "B")
-    return ScoredRun(particles.rows_in_file(), halves, scores)
+    return ScoredRun(particles.source, particles.rows_in_file(), halves, scores)
 
 
 def scores_plot(scored: ScoredRun) -> LinePlot:
@@ -212,7 +218,8 @@ def scores_plot(scored: ScoredRun) -> LinePlot:
 
 
 def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
-    """Write ``kept.npy``, ``named.npy``, ``scores.svg`` and, last, ``particle_scores.csv`` into
+    """Write ``kept.npy``, ``named.npy``, ``kept.star`` (particles from a STAR file),
+    ``scores.svg`` and, last, ``particle_scores.csv`` into
     ``folder`` (made if needed), each atomically (an interrupted write leaves no part of a file);
     return a summary."""
     folder = Path(folder)
@@ -225,6 +232,9 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
     ):
         with atomic_path(folder / name, suffix=".npy") as tmp:
             np.save(tmp, np.sort(rows))
+    star = scored.source is not None and Path(scored.source).suffix.lower() == ".star"
+    if star:  # for RELION: its particle table's kept rows, every value as written
+        write_star_rows(scored.source, np.sort(scored.rows_in_file[~named]), folder / "kept.star")
     write_svg(folder / "scores.svg", scores_plot(scored))
     junk = s.junk_probability()
     with atomic_path(folder / "particle_scores.csv", suffix=".csv") as tmp:
@@ -251,4 +261,5 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
         "null_fraction": s.null_fraction(),
         "named": int(named.sum()),
         "kept": int((~named).sum()),
+        "kept_star": str(folder / "kept.star") if star else None,
     }
