@@ -26,6 +26,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
     shell_sums,
 )
 from cryosplat.reconstruct.score_run import score_run
+from tests.test_optics_pixel_sizes import _wiener, two_sets  # noqa: F401 (a fixture)
 
 
 def _with_noise_images(star, folder, noise_rows: np.ndarray, seed: int = 0):
@@ -197,3 +198,17 @@ def test_the_shells_read_stop_past_the_maps_resolution(tiny_set):
     full = score_from_sums(shell_sums(particles, rows, truth)).z
     cut = score_from_sums(sums).z
     assert np.corrcoef(full, cut)[0, 1] > 0.9  # the signal's shells hold the score
+
+
+def test_a_group_of_another_pixel_is_read_where_its_samples_land(two_sets):  # noqa: F811
+    """Noise-free images of one half stored at 3.75 Å (Fourier-cropped from a larger box): the
+    map's slices read back at their own frequencies match them as the 3 Å images of the same
+    particles are matched (scale 1), out to the coarse group's Nyquist, and not past it."""
+    single, mixed = two_sets
+    volume = _wiener(single)
+    rows = np.arange(len(single) // 2, len(single))
+    for particles, shells in ((single, 11), (mixed, 10)):
+        sums = shell_sums(particles, rows, volume)
+        scale = sums.cross.sum(0)[1:shells] / sums.model.sum(0)[1:shells]
+        assert np.all(np.abs(scale - 1) < 0.05), np.round(scale, 3)
+    assert sums.count[:, 10:].sum() == 0  # past 12 px × 3 / 3.75 = 9.6: the coarse group has none

@@ -174,7 +174,9 @@ def shell_sums(
                 shell = torch.round(torch.sqrt(r2[kept])).long().clamp(1, n_shells - 1)
                 bins[part.key] = (kept, shell, prepare.friedel_all[kept])
             kept, shell, friedel = bins[part.key]
-            slices = extract_slices(grid, part.rotations * group.scale, box, SCORE_PAD, radius)
+            # the group's own frequencies that land within the radius (its pixel may differ)
+            own_radius = group.max_radius
+            slices = extract_slices(grid, part.rotations * group.scale, box, SCORE_PAD, own_radius)
             slices = slices[:, :, box // 2 : box // 2 + box // 2].reshape(len(part.rows), -1)
             codes = particles.ctf_in_images_of(part.rows)
             transfer = part.ctf if codes is None else image_transfer(part.ctf, codes)
