@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 from bench_datasets import make_dataset
 from bench_methods import _cryosplat_script, run_cryosplat, run_relion
-from bench_variants import parse_args, print_table, relion31_tables, table_row
+from bench_variants import parse_args, print_table, table_row
 from run_benchmarks import selected_specs
 
 from cryosplat.io.mrc import write_stack
-from cryosplat.io.star import write_star
+from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.read import read_particles
+from cryosplat.particles.relion import write_star_rows
 
 DEFAULT_SETS = "emd5625_c,emd1832_c,betagal_c"
 KINDS = ("genuine", "wrong pose", "noise image")
@@ -73,20 +74,18 @@ def junk_copy(data, folder: Path, wrong_poses: float, noise_images: float, seed:
     noise_rows = np.flatnonzero(kinds == 2)
     images[noise_rows] = phase_randomised(images[noise_rows], rng)
     write_stack(folder / "particles.mrcs", images, data.spec.pixel_size_angstrom)
-    names = [f"{i + 1:06d}@particles.mrcs" for i in range(n)]
-    tables = relion31_tables(particles, names, rotations, shifts)
-    write_star(star, tables)
+    write_relion31_particles(
+        star,
+        image_names=[f"{i + 1:06d}@particles.mrcs" for i in range(n)],
+        rotations=rotations,
+        shifts_angstrom=shifts,
+        ctf=particles.ctf,
+        pixel_size_angstrom=data.spec.pixel_size_angstrom,
+        box=particles.box,
+        random_subset=particles.random_subset,
+    )
     np.save(kinds_path, kinds)
     return star, kinds
-
-
-def subset_star(star: Path, rows: np.ndarray, out: Path) -> Path:
-    """``star``'s particles at ``rows`` in a STAR file beside it (``out``), for RELION."""
-    particles = read_particles(star)
-    chosen = particles.subset(rows)
-    names = [f"{i + 1:06d}@particles.mrcs" for i in rows]
-    write_star(out, relion31_tables(chosen, names, chosen.rotations, chosen.shifts_angstrom))
-    return out
 
 
 def score(star: Path, run: Path, out: Path) -> tuple[np.ndarray, str]:
@@ -163,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             out = work / "relion_all"
             maps.append(_row(labels, "all", run_relion(source, out, pixel), data, out))
-            kept_star = subset_star(source, np.load(kept), folder / "kept.star")
+            kept_star = folder / "kept.star"  # for RELION: the rows cryosplat kept
+            write_star_rows(source, np.load(kept), kept_star)
             out = work / "relion_kept"
             maps.append(_row(labels, "kept", run_relion(kept_star, out, pixel), data, out))
             out = work / "cryosplat_genuine"

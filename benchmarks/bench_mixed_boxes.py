@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 from bench_datasets import _add_noise, make_dataset
 from bench_methods import run_cryosplat, run_relion
-from bench_variants import parse_args, print_table, project_again, relion31_tables, table_row
+from bench_variants import parse_args, print_table, project_again, table_row
 from run_benchmarks import selected_specs
 
+from cryosplat.core.conventions import matrix_to_euler_relion
 from cryosplat.io.mrc import MRCStack, read_map, write_map, write_stack
 from cryosplat.io.star import write_star
 from cryosplat.particles.downsample import fourier_crop_images
@@ -98,17 +99,33 @@ def mixed_copy(data, folder: Path, layout: str = "boxes") -> Path:
     for k, stack in enumerate(("same.mrcs", "big.mrcs", "binned.mrcs")):
         picked = np.flatnonzero(kind == k)
         names[picked] = [f"{i + 1:06d}@{stack}" for i in range(picked.size)]
-    n_groups = 2 if layout == "pixels" else 3  # the optics groups of this layout
-    groups = {
-        "of": kind + 1,
-        "names": ["as_is", "larger_box", "binned"][:n_groups],
-        "pixels": pixels[:n_groups],
-        "sizes": sizes[:n_groups],
+    groups = 2 if layout == "pixels" else 3  # the optics groups of this layout
+    angles = matrix_to_euler_relion(particles.rotations)
+    ctf = particles.ctf
+    columns = {
+        "rlnImageName": list(names),
+        "rlnOpticsGroup": list(kind + 1),
+        "rlnAngleRot": angles[:, 0],
+        "rlnAngleTilt": angles[:, 1],
+        "rlnAnglePsi": angles[:, 2],
+        "rlnOriginXAngst": particles.shifts_angstrom[:, 0],
+        "rlnOriginYAngst": particles.shifts_angstrom[:, 1],
+        "rlnDefocusU": ctf.defocus_u_angstrom,
+        "rlnDefocusV": ctf.defocus_v_angstrom,
+        "rlnDefocusAngle": ctf.defocus_angle_degrees,
+        "rlnRandomSubset": particles.random_subset,
     }
-    tables = relion31_tables(
-        particles, list(names), particles.rotations, particles.shifts_angstrom, groups
-    )
-    write_star(star, tables)
+    optics = {
+        "rlnOpticsGroup": [1, 2, 3][:groups],
+        "rlnOpticsGroupName": ["as_is", "larger_box", "binned"][:groups],
+        "rlnImagePixelSize": pixels[:groups],
+        "rlnImageSize": sizes[:groups],
+        "rlnImageDimensionality": [2] * groups,
+        "rlnVoltage": [float(ctf.voltage_kv[0])] * groups,
+        "rlnSphericalAberration": [float(ctf.cs_mm[0])] * groups,
+        "rlnAmplitudeContrast": [float(ctf.amplitude_contrast[0])] * groups,
+    }
+    write_star(star, {"optics": optics, "particles": columns})
     return star
 
 

@@ -12,7 +12,6 @@ from bench_datasets import _run
 from bench_methods import MethodRun
 from bench_report import score_maps
 
-from cryosplat.core.conventions import matrix_to_euler_relion
 from cryosplat.io.mrc import MRCStack
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.read import read_particles
@@ -56,53 +55,6 @@ def project_again(data, rows: np.ndarray, truth: Path, box: int, folder: Path) -
     command = ["relion_project", "--i", truth.name, "--ang", "in.star", "--o", "proj", "--ctf"]
     _run(command, folder, "relion_project.log")
     return MRCStack(folder / "proj.mrcs")
-
-
-def relion31_tables(
-    particles,
-    names: list[str],
-    rotations: np.ndarray,
-    shifts_angstrom: np.ndarray,
-    groups: dict | None = None,
-) -> dict:
-    """The optics and particles tables of a RELION 3.1 STAR file for ``particles`` (their CTF
-    and half sets) read from images ``names`` at ``rotations`` and ``shifts_angstrom``.
-    ``groups``: ``{"of": each particle's optics group from 1, "names", "pixels", "sizes"}``
-    (default: one group at the set's pixel and box)."""
-    ctf = particles.ctf
-    if groups is None:
-        groups = {
-            "of": np.ones(len(names), dtype=np.int64),
-            "names": ["opticsGroup1"],
-            "pixels": [particles.pixel_size_angstrom],
-            "sizes": [particles.box],
-        }
-    angles = matrix_to_euler_relion(rotations)
-    columns = {
-        "rlnImageName": list(names),
-        "rlnOpticsGroup": list(groups["of"]),
-        "rlnAngleRot": angles[:, 0],
-        "rlnAngleTilt": angles[:, 1],
-        "rlnAnglePsi": angles[:, 2],
-        "rlnOriginXAngst": shifts_angstrom[:, 0],
-        "rlnOriginYAngst": shifts_angstrom[:, 1],
-        "rlnDefocusU": ctf.defocus_u_angstrom,
-        "rlnDefocusV": ctf.defocus_v_angstrom,
-        "rlnDefocusAngle": ctf.defocus_angle_degrees,
-        "rlnRandomSubset": particles.random_subset,
-    }
-    n_groups = len(groups["names"])
-    optics = {
-        "rlnOpticsGroup": list(range(1, n_groups + 1)),
-        "rlnOpticsGroupName": list(groups["names"]),
-        "rlnImagePixelSize": list(groups["pixels"]),
-        "rlnImageSize": list(groups["sizes"]),
-        "rlnImageDimensionality": [2] * n_groups,
-        "rlnVoltage": [float(ctf.voltage_kv[0])] * n_groups,
-        "rlnSphericalAberration": [float(ctf.cs_mm[0])] * n_groups,
-        "rlnAmplitudeContrast": [float(ctf.amplitude_contrast[0])] * n_groups,
-    }
-    return {"optics": optics, "particles": columns}
 
 
 def table_row(
