@@ -4,7 +4,6 @@ resolution (as ``relion_postprocess --auto_bfac``; :mod:`cryosplat.validation.sh
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 HELP = (
@@ -52,17 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_inputs(folder: Path) -> tuple[Path, float | None, Path | None]:
     """The map, reported resolution and automatic mask of a complete run folder."""
-    from cryosplat.core.errors import InputError
-    from cryosplat.reconstruct.run_folder import MAP_FILE, read_status
+    from cryosplat.reconstruct.run_folder import MAP_FILE, read_complete_run
 
-    status = read_status(folder)
-    if status is None or status.get("status") != "complete":
-        state = "no cryosplat run" if status is None else f"a run that is {status.get('status')}"
-        raise InputError(f"{folder}: {state}; sharpen reads a complete run (or give a map)")
-    summary = status.get("summary") if isinstance(status.get("summary"), dict) else {}
-    resolution = summary.get("resolution_angstrom")  # as `cryosplat info` reads it
-    if not isinstance(resolution, int | float) or not math.isfinite(resolution):
-        resolution = None
+    _, resolution = read_complete_run(folder, "sharpen reads a complete run (or give a map)")
     mask = folder / "mask.mrc"
     return folder / MAP_FILE, resolution, mask if mask.is_file() else None
 

@@ -46,6 +46,7 @@ __all__ = [
     "input_fingerprint",
     "lock_holder",
     "read_status",
+    "read_complete_run",
     "folder_bytes",
     "CHECKPOINT_DIR",
     "FSC_FILE",
@@ -186,6 +187,28 @@ def read_status(path: str | Path) -> dict | None:
     if not isinstance(status, dict):
         raise InputError(f"{f}: not a cryosplat run status (a JSON object was expected)")
     return status
+
+
+def read_complete_run(path: str | Path, needs: str) -> tuple[dict, float | None]:
+    """A complete run's status and its reported resolution (Å; None where it reported none).
+
+    Raises
+    ------
+    InputError
+        ``path`` holds no run, or one that is not complete: ``"PATH: STATE; NEEDS"`` (``needs``
+        says what the command reads, e.g. ``"sharpen reads a complete run"``).
+    """
+    status = read_status(path)
+    if status is None or status.get("status") != "complete":
+        state = "no cryosplat run" if status is None else f"a run that is {status.get('status')}"
+        raise InputError(f"{path}: {state}; {needs}")
+    summary = status.get("summary") if isinstance(status.get("summary"), dict) else {}
+    resolution = summary.get("resolution_angstrom")  # as `cryosplat info` reads it
+    if not isinstance(resolution, int | float) or not (
+        math.isfinite(resolution) and resolution > 0
+    ):
+        resolution = None
+    return status, resolution
 
 
 def folder_bytes(path: str | Path) -> int:

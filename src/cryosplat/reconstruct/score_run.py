@@ -45,7 +45,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
     score_radius,
     shell_sums,
 )
-from cryosplat.reconstruct.run_folder import input_fingerprint, read_status
+from cryosplat.reconstruct.run_folder import input_fingerprint, read_complete_run
 
 __all__ = ["ScoredRun", "score_run", "write_scores"]
 
@@ -92,17 +92,10 @@ class ScoredRun:
 
 def _run_identity(run: Path) -> tuple[dict, float | None]:
     """A complete run's identity and reported resolution (Å; None where it reported none)."""
-    status = read_status(run)
-    if status is None or status.get("status") != "complete":
-        state = "no cryosplat run" if status is None else f"a run that is {status.get('status')}"
-        raise InputError(f"{run}: {state}; score reads a complete reconstruct run")
+    status, resolution = read_complete_run(run, "score reads a complete reconstruct run")
     identity = status.get("identity")
     if not isinstance(identity, dict) or "input_fingerprint" not in identity:
         raise InputError(f"{run}: run.json records no identity (a run older than this cryosplat?)")
-    summary = status.get("summary") if isinstance(status.get("summary"), dict) else {}
-    resolution = summary.get("resolution_angstrom")
-    if not isinstance(resolution, int | float) or not resolution > 0:
-        resolution = None
     return identity, resolution
 
 

@@ -158,8 +158,9 @@ def shell_sums(
     grid = volume_to_padded_ft(volume.to(device), SCORE_PAD, pixel, True, half=True)
     prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
     bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    order = np.argsort(np.lexsort((particles.image_index[rows], particles.stack_index[rows])))
-    read = rows[np.lexsort((particles.image_index[rows], particles.stack_index[rows]))]
+    # read in (stack, image) order, each stack front to back; ``order`` puts the rows back
+    stacked = np.lexsort((particles.image_index[rows], particles.stack_index[rows]))
+    read, order = rows[stacked], np.argsort(stacked)
     out = {f: np.zeros((len(rows), n_shells)) for f in _SUMS}
     done = 0
     for batch, images in device_batches(particles, read, batch_size, device):
