@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cryosplat.core.errors import InputError
-from cryosplat.particles.cryosparc import find_passthrough, read_cryosparc
+from cryosplat.particles.cryosparc import find_passthrough, read_cryosparc, write_cs_rows
 
 
 def _split(table: np.ndarray, folder, main_name: str, passthrough_name: str, seed: int = 0):
@@ -108,3 +108,23 @@ def test_rows_the_passthrough_lacks_and_a_missing_uid_are_refused(shared_data, t
         InputError, match="required field .* is missing .*J<n>_passthrough_particles.cs"
     ):
         read_cryosparc(main, require_images=False)
+
+
+def test_kept_rows_written_as_a_cs_that_stands_alone(shared_data, tmp_path):
+    whole = shared_data / "metadata" / "cryosparc_P12_J24_001_particles.cs"
+    table = _with_uid(np.load(whole))
+    job = tmp_path / "job"
+    job.mkdir()
+    main = _split(table, job, "J24_005_particles.cs", "J24_passthrough_particles.cs")
+    rows = np.array([3, 0, 17, 41])
+    out = tmp_path / "scores" / "kept.cs"
+    write_cs_rows(main, rows, out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["kept.cs"]  # no temporary beside it
+    kept = np.load(out)
+    assert set(kept.dtype.names) == set(table.dtype.names)  # the passthrough's fields joined in
+    for name in table.dtype.names:
+        np.testing.assert_array_equal(kept[name], table[name][rows])
+    alone = read_cryosparc(out, require_images=False)  # no passthrough beside it: none needed
+    every = read_cryosparc(whole, require_images=False)
+    np.testing.assert_array_equal(alone.rotations, every.rotations[rows])
+    np.testing.assert_array_equal(alone.ctf.defocus_u_angstrom, every.ctf.defocus_u_angstrom[rows])

@@ -25,7 +25,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
     score_radius,
     shell_sums,
 )
-from cryosplat.reconstruct.score_run import score_run
+from cryosplat.reconstruct.score_run import score_run, write_scores
 from tests.test_optics_pixel_sizes import _wiener, two_sets  # noqa: F401 (a fixture)
 
 
@@ -148,11 +148,13 @@ def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(scored_ru
     assert np.array_equal(np.load(out / "named.npy"), named)  # the same scores again
     assert sorted(p.name for p in out.iterdir()) == [
         "kept.npy",
+        "kept.pkl",
         "kept.star",
         "named.npy",
         "particle_scores.csv",
         "scores.svg",
     ]  # nothing temporary left beside them
+    assert np.array_equal(read_row_indices(out / "kept.pkl", 120), kept)  # cryoDRGN's --ind
     # the STAR file of the kept particles: the same rows, every value as written
     chosen = read_particles(out / "kept.star", datadir=star.parent)
     every = read_particles(star)
@@ -161,6 +163,23 @@ def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(scored_ru
     np.testing.assert_array_equal(chosen.rotations, every.rotations[kept])
     np.testing.assert_array_equal(chosen.ctf.defocus_u_angstrom, every.ctf.defocus_u_angstrom[kept])
     np.testing.assert_array_equal(chosen.read_images([0, 1]), every.read_images(kept[:2]))
+
+
+def test_scores_of_cryosparc_particles_write_the_kept_rows_as_a_cs(
+    scored_run, shared_data, tmp_path
+):
+    star, run, _ = scored_run
+    scored = score_run(read_particles(star), run, show_progress=False)
+    table = np.load(shared_data / "metadata" / "cryosparc_P12_J24_001_particles.cs")
+    cs = tmp_path / "P1_J9_particles.cs"
+    with open(cs, "wb") as fh:
+        np.save(fh, table[:120])  # the same count of rows: the scores stand for them
+    summary = write_scores(tmp_path / "out", replace(scored, source=cs))
+    assert summary["kept_metadata"] == str(tmp_path / "out" / "kept.cs")
+    kept = np.load(tmp_path / "out" / "kept.npy")
+    assert len(kept) == summary["kept"] < 120
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "kept.cs"), table[kept])
+    assert not (tmp_path / "out" / "kept.star").exists()
 
 
 def test_score_reads_the_runs_own_particles_only(scored_run, tmp_path, tiny_set):

@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         required=True,
-        help="folder for particle_scores.csv, kept.npy, named.npy, scores.svg and (for a STAR "
-        "file) kept.star",
+        help="folder for particle_scores.csv, kept.npy, kept.pkl (cryoDRGN's --ind), named.npy, "
+        "scores.svg and the kept particles' metadata (kept.star for a STAR file, kept.cs for a "
+        "cryoSPARC .cs)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -60,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
         f"--ind {args.output / 'kept.npy'}); named: {args.output / 'named.npy'}; per particle: "
         f"{out}; histogram: {args.output / 'scores.svg'}"
     )
-    if summary["kept_star"]:
+    if summary["kept_metadata"]:
         print(
-            f"kept particles as a STAR file: {summary['kept_star']} (their image names as in "
-            f"{args.particles}: give cryosplat --datadir, or run RELION from its project folder)"
+            f"kept particles' metadata: {summary['kept_metadata']} (their image names as in "
+            f"{args.particles}: give cryosplat --datadir, or run RELION or cryoSPARC's tools "
+            "from the project folder)"
         )
     return 0

@@ -19,12 +19,19 @@ import numpy as np
 from cryosplat.core.conventions import CRYODRGN_CTF_COLUMNS
 from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
+from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stackrefs import UNSET_HEADER_PIXELS, header_pixel_notes
 from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
-__all__ = ["load_pickle", "read_cryodrgn_poses", "read_cryodrgn_ctf", "read_stack_with_pickles"]
+__all__ = [
+    "load_pickle",
+    "read_cryodrgn_poses",
+    "read_cryodrgn_ctf",
+    "read_stack_with_pickles",
+    "write_index_pickle",
+]
 
 
 def load_pickle(path: Path, what: str):
@@ -37,6 +44,13 @@ def load_pickle(path: Path, what: str):
             return pickle.load(fh)
     except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as exc:
         raise InputError(f"{path}: not a readable {what} pickle ({exc})") from None
+
+
+def write_index_pickle(rows: np.ndarray, out: str | Path) -> None:
+    """Write 0-based particle rows as cryoDRGN's ``--ind`` reads them (a pickled int64 array),
+    atomically."""
+    with atomic_path(out, suffix=".pkl") as tmp, open(tmp, "wb") as fh:
+        pickle.dump(np.asarray(rows, dtype=np.int64), fh)
 
 
 def _check_finite(path: Path, name: str, values: np.ndarray) -> None:

@@ -34,13 +34,14 @@ from cryosplat.core.conventions import rotvec_to_matrix
 from cryosplat.core.ctf import CTFParams
 from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
+from cryosplat.io.atomic import atomic_path
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
 from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
-__all__ = ["find_passthrough", "load_cs", "read_cryosparc", "with_passthrough"]
+__all__ = ["find_passthrough", "load_cs", "read_cryosparc", "with_passthrough", "write_cs_rows"]
 
 
 def load_cs(path: str | Path) -> np.ndarray:
@@ -117,6 +118,19 @@ def with_passthrough(table: np.ndarray, path: Path, passthrough: Path) -> tuple[
         f"{passthrough.name}, matched by uid"
     )
     return merged, note
+
+
+def write_cs_rows(source: str | Path, rows: np.ndarray, out: str | Path) -> None:
+    """Write the ``.cs`` table ``source`` to ``out`` with only the particles at ``rows`` (0-based
+    rows of the table), every field as stored; the fields a passthrough file beside ``source``
+    holds are added (:func:`with_passthrough`), so that ``out`` stands alone wherever it lies.
+    Written atomically, as ``np.save`` writes a ``.cs`` file."""
+    source = Path(source)
+    table = load_cs(source)
+    if (passthrough := find_passthrough(source)) is not None:
+        table, _ = with_passthrough(table, source, passthrough)
+    with atomic_path(out, suffix=".cs") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, table[np.asarray(rows, dtype=np.int64)])
 
 
 def _field(table: np.ndarray, name: str, path: Path) -> np.ndarray:

@@ -10,8 +10,11 @@ outputs go to a folder of their own:
   its signal would reach, its noise relative to the set's and the chance it holds noise only;
 * ``kept.npy``: the rows (0-based, as ``--ind`` and cryoDRGN read them) of the particles not
   named, to reconstruct again with ``--ind``; ``named.npy``: the others;
+* ``kept.pkl``: the same rows as cryoDRGN's ``--ind`` reads them;
 * ``kept.star`` (particles read from a STAR file): that file with only the kept particles, every
   value as written, for RELION (whose image names are read from its project folder);
+  ``kept.cs`` (particles read from a cryoSPARC ``.cs`` file): that table's kept rows, with the
+  fields of its passthrough file, for cryoSPARC's tools and pyem;
 * ``scores.svg``: the scores' histogram against what images of noise alone would give.
 
 Each file is written whole or not at all, ``particle_scores.csv`` last.
@@ -33,6 +36,8 @@ from cryosplat.core.progress import Progress
 from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import read_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
+from cryosplat.particles.cryodrgn import write_index_pickle
+from cryosplat.particles.cryosparc import write_cs_rows
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
@@ -210,9 +215,22 @@ def scores_plot(scored: ScoredRun) -> LinePlot:
     )
 
 
+def _kept_metadata(source: Path | None, kept: np.ndarray, folder: Path) -> Path | None:
+    """The input's metadata file with only the ``kept`` rows, in its own format (``kept.star``,
+    ``kept.cs``), or None where the input is not one of those."""
+    suffix = Path(source).suffix.lower() if source is not None else ""
+    if suffix == ".star":  # for RELION: its particle table's kept rows, every value as written
+        write_star_rows(source, kept, folder / "kept.star")
+        return folder / "kept.star"
+    if suffix == ".cs":
+        write_cs_rows(source, kept, folder / "kept.cs")
+        return folder / "kept.cs"
+    return None
+
+
 def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
-    """Write ``kept.npy``, ``named.npy``, ``kept.star`` (particles from a STAR file),
-    ``scores.svg`` and, last, ``particle_scores.csv`` into
+    """Write ``kept.npy``, ``named.npy``, ``kept.pkl``, ``kept.star`` or ``kept.cs`` (particles
+    from a STAR or ``.cs`` file), ``scores.svg`` and, last, ``particle_scores.csv`` into
     ``folder`` (made if needed), each atomically (an interrupted write leaves no part of a file);
     return a summary."""
     folder = Path(folder)
@@ -225,9 +243,9 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
     ):
         with atomic_path(folder / name, suffix=".npy") as tmp:
             np.save(tmp, np.sort(rows))
-    star = scored.source is not None and Path(scored.source).suffix.lower() == ".star"
-    if star:  # for RELION: its particle table's kept rows, every value as written
-        write_star_rows(scored.source, np.sort(scored.rows_in_file[~named]), folder / "kept.star")
+    kept = np.sort(scored.rows_in_file[~named])
+    write_index_pickle(kept, folder / "kept.pkl")
+    metadata = _kept_metadata(scored.source, kept, folder)
     write_svg(folder / "scores.svg", scores_plot(scored))
     junk = s.junk_probability()
     with atomic_path(folder / "particle_scores.csv", suffix=".csv") as tmp:
@@ -254,5 +272,5 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
         "null_fraction": s.null_fraction(),
         "named": int(named.sum()),
         "kept": int((~named).sum()),
-        "kept_star": str(folder / "kept.star") if star else None,
+        "kept_metadata": str(metadata) if metadata is not None else None,
     }
