@@ -8,6 +8,11 @@ particles, and particles whose refinement gave them a wrong pose. For each catal
   and origin): the molecule, at a pose the metadata does not give;
 * ``--noise-images`` of them (10 %) are images of noise alone: their own image with its Fourier
   phases made random (the same power spectrum, the molecule's signal gone);
+* ``--other-molecule`` of them (none by default) hold another molecule instead of the set's, as a
+  contaminant or a complex fallen apart gives: their image less the set's noise-free projection
+  (``relion_project`` of the truth along the poses and CTF the set was made with), plus that of
+  ``--other-map`` (resampled to the set's pixel and box) scaled to the same signal variance, so
+  the noise is the image's own;
 
 both written into one RELION 3.1 STAR file and one stack. Then, on the set as made and on the
 copy: ``cryosplat reconstruct``, ``cryosplat score`` of its run, and ``cryosplat reconstruct
@@ -27,18 +32,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from bench_datasets import make_dataset
+import torch
+from bench_datasets import SHARED, make_dataset
 from bench_methods import _cryosplat_script, run_cryosplat, run_relion
-from bench_variants import parse_args, print_table, table_row
+from bench_variants import parse_args, print_table, project_again, table_row
 from run_benchmarks import selected_specs
 
-from cryosplat.io.mrc import write_stack
+from cryosplat.io.mrc import read_map, write_map, write_stack
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.read import read_particles
 from cryosplat.particles.relion import write_star_rows
 
 DEFAULT_SETS = "emd5625_c,emd1832_c,betagal_c"
-KINDS = ("genuine", "wrong pose", "noise image")
+KINDS = ("genuine", "wrong pose", "noise image", "other molecule")
+OTHER_MAPS = ("maps/emd_6824.mrc", "maps/emd_1832.map")  # the first that is not the set's own
 
 
 def phase_randomised(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -50,7 +57,52 @@ def phase_randomised(images: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.fft.irfft2(amplitude * np.exp(1j * phase), s=shape).astype(np.float32)
 
 
-def junk_copy(data, folder: Path, wrong_poses: float, noise_images: float, seed: int = 7):
+def resampled_map(source: Path, box: int, pixel_size_angstrom: float) -> np.ndarray:
+    """The map ``source`` resampled (trilinearly) to ``pixel_size_angstrom`` and cut or padded
+    with zeros about its centre to ``box`` (a contaminant's density: its centre to a voxel)."""
+    volume, voxel = read_map(source)
+    volume = torch.nn.functional.interpolate(
+        torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None],
+        scale_factor=voxel / pixel_size_angstrom,
+        mode="trilinear",
+    )[0, 0].numpy()
+    out = np.zeros((box,) * 3, dtype=np.float32)
+    n = volume.shape[0]
+    take, put = slice(max(n // 2 - box // 2, 0), None), slice(max(box // 2 - n // 2, 0), None)
+    part = volume[take, take, take][:box, :box, :box]
+    m = part.shape[0]
+    out[put, put, put][:m, :m, :m] = part
+    return out
+
+
+def other_molecule_images(data, rows: np.ndarray, other_map: Path, folder: Path) -> np.ndarray:
+    """The images at ``rows`` with the set's molecule replaced by the map ``other_map``'s (module
+    docstring), (R, D, D)."""
+    box, pixel = data.spec.box, data.spec.pixel_size_angstrom
+    images = {}
+    for name, write in (
+        ("truth", lambda path: write_map(path, read_map(data.truth)[0], pixel)),
+        ("other", lambda path: write_map(path, resampled_map(other_map, box, pixel), pixel)),
+    ):
+        work = folder / f"project_{name}"
+        work.mkdir(parents=True, exist_ok=True)
+        write(work / "map.mrc")
+        images[name] = project_again(data, rows, work / "map.mrc", box, work).read(
+            np.arange(len(rows))
+        )
+    scale = np.sqrt(images["truth"].var() / images["other"].var())
+    own = read_particles(data.star).read_images(rows)
+    return (own - images["truth"] + scale * images["other"]).astype(np.float32)
+
+
+def junk_copy(
+    data,
+    folder: Path,
+    wrong_poses: float,
+    noise_images: float,
+    other_molecule: float = 0.0,
+    seed: int = 7,
+):
     """The copy of ``data`` with junk (module docstring) in ``folder``: its STAR file and each
     particle's kind (an index into :data:`KINDS`), saved beside as ``kinds.npy``."""
     star, kinds_path = folder / "particles.star", folder / "kinds.npy"
@@ -62,9 +114,11 @@ def junk_copy(data, folder: Path, wrong_poses: float, noise_images: float, seed:
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
     n_pose, n_noise = int(round(wrong_poses * n)), int(round(noise_images * n))
+    n_other = int(round(other_molecule * n))
     kinds = np.zeros(n, dtype=np.int64)
     kinds[order[:n_pose]] = 1
     kinds[order[n_pose : n_pose + n_noise]] = 2
+    kinds[order[n_pose + n_noise : n_pose + n_noise + n_other]] = 3
     # A wrong pose: another particle's (a cyclic shift of the chosen rows: never one's own).
     moved = order[:n_pose]
     source = np.roll(moved, 1)
@@ -73,6 +127,11 @@ def junk_copy(data, folder: Path, wrong_poses: float, noise_images: float, seed:
     images = particles.read_images(np.arange(n))
     noise_rows = np.flatnonzero(kinds == 2)
     images[noise_rows] = phase_randomised(images[noise_rows], rng)
+    if n_other:
+        own = Path(data.spec.model).name
+        other_map = SHARED / next(m for m in OTHER_MAPS if Path(m).name != own)
+        other_rows = np.flatnonzero(kinds == 3)
+        images[other_rows] = other_molecule_images(data, other_rows, other_map, folder)
     write_stack(folder / "particles.mrcs", images, data.spec.pixel_size_angstrom)
     write_relion31_particles(
         star,
@@ -127,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {
         "--wrong-poses": {"type": float, "default": 0.15},
         "--noise-images": {"type": float, "default": 0.10},
+        "--other-molecule": {"type": float, "default": 0.0},
     }
     args = parse_args(__doc__, DEFAULT_SETS, argv, options)
     detection, maps = [], []
@@ -134,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         data = make_dataset(spec, args.cache)
         pixel = spec.pixel_size_angstrom
         folder = args.out / "copies" / spec.name
-        star, kinds = junk_copy(data, folder, args.wrong_poses, args.noise_images)
+        star, kinds = junk_copy(
+            data, folder, args.wrong_poses, args.noise_images, args.other_molecule
+        )
         genuine = folder / "genuine.npy"
         np.save(genuine, np.flatnonzero(kinds == 0))
         for label, source, kind_of in (

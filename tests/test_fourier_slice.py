@@ -11,6 +11,7 @@ import torch
 from cryosplat.core import slice_insertion
 from cryosplat.core.fourier import fft2_centered
 from cryosplat.core.fourier_slice import (
+    SliceReader,
     _rows,
     cropped_irfftn,
     default_max_radius,
@@ -215,6 +216,21 @@ def test_half_and_full_extraction_agree(volume, rotations):
     a = extract_slices(full, rotations, BOX, PAD)
     b = extract_slices(half, rotations, BOX, PAD)
     assert torch.allclose(a, b, atol=1e-12 * a.abs().max())
+
+
+@pytest.mark.parametrize("max_radius", [None, 5.5])
+def test_a_slice_reader_reads_what_extract_slices_reads(volume, rotations, max_radius):
+    half = volume_to_padded_ft(volume, PAD, PIXEL, half=True)
+    reader = SliceReader(half, BOX, PAD)
+    expected = extract_slices(half, rotations, BOX, PAD, max_radius)
+    for batch in (rotations[:5], rotations[5:]):  # batch after batch from the one grid
+        got = reader.slices(batch, max_radius)
+        assert torch.equal(got, extract_slices(half, batch, BOX, PAD, max_radius))
+    columns = reader.half_slices(rotations, max_radius)
+    assert columns.shape == (len(rotations), BOX, BOX // 2 + 1)
+    assert torch.equal(columns[:, :, : BOX // 2], expected[:, :, BOX // 2 :])
+    with pytest.raises(ValueError, match="centred half grid"):
+        SliceReader(volume_to_padded_ft(volume, PAD, PIXEL), BOX, PAD)  # the full layout
 
 
 def test_apodization_and_bad_arguments(volume, rotations):

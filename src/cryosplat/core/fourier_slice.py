@@ -38,7 +38,13 @@ from __future__ import annotations
 import torch
 
 from cryosplat.core.fourier import fftn_centered
-from cryosplat.core.half_slices import HalfPlane, HalfSlices, default_max_radius, padded_box
+from cryosplat.core.half_slices import (
+    HalfGridReader,
+    HalfPlane,
+    HalfSlices,
+    default_max_radius,
+    padded_box,
+)
 
 __all__ = [
     "padded_box",
@@ -57,6 +63,7 @@ __all__ = [
     "is_half_layout",
     "default_max_radius",
     "extract_slices",
+    "SliceReader",
 ]
 
 # Elements of a slab of ``x`` columns in :func:`cropped_irfftn` (its temporaries are a few such
@@ -481,15 +488,69 @@ def _extract_from_half(
     The ``kx ≥ 0`` half of each slice is read from the uncentred grid; the ``kx < 0`` half is its
     Friedel mirror (``V̂(−k) = conj V̂(k)``, exact for the transform of a real map).
     """
-    n = rot.shape[0]
     plane = HalfPlane(box, pad, volume_ft.device, rot.dtype, max_radius)
     grid = torch.fft.ifftshift(volume_ft, dim=(0, 1))
-    per = max(1, _HALF_READ_ENTRIES // (8 * max(1, plane.kx.shape[0])))
-    values = HalfSlices.apply(grid, rot, plane, per)
-    width = box // 2 + 1
-    half = torch.zeros((n, box * width), device=volume_ft.device, dtype=volume_ft.dtype)
-    half = half.index_copy(1, plane.slots, values).reshape(n, box, width)
+    values = HalfSlices.apply(grid, rot, plane, _views_per_read(plane))
+    return _mirrored(_placed(values, plane, box), box)
+
+
+def _views_per_read(plane: HalfPlane) -> int:
+    return max(1, _HALF_READ_ENTRIES // (8 * max(1, plane.kx.shape[0])))
+
+
+def _mirrored(half: torch.Tensor, box: int) -> torch.Tensor:
+    """Centred images (B, D, D) from their ``kx ≥ 0`` halves (B, D, D//2 + 1)."""
     # Column kx = -m of the centred image is conj(half[-ky, m]); row -ky of row j is (D - j) mod D.
     mirror = torch.roll(torch.flip(half, dims=(1,)), shifts=1, dims=1).conj()
     negative = torch.flip(mirror[:, :, 1 : box // 2 + 1], dims=(2,))
     return torch.cat([negative, half[:, :, : box // 2]], dim=2)
+
+
+def _placed(values: torch.Tensor, plane: HalfPlane, box: int) -> torch.Tensor:
+    """The read ``values`` (B, M) placed in centred-``y`` half images (B, D, D//2 + 1)."""
+    width = box // 2 + 1
+    half = torch.zeros((values.shape[0], box * width), device=values.device, dtype=values.dtype)
+    return half.index_copy(1, plane.slots, values).reshape(-1, box, width)
+
+
+class SliceReader:
+    """Central slices of one padded transform for many batches of views, without gradients.
+
+    :func:`extract_slices` un-centres its grid and extends it by a plane at every call (a copy
+    of the grid: about 1 s a call at box 256, whatever the batch); this does both once.
+
+    Parameters
+    ----------
+    volume_ft : torch.Tensor, complex, (P, P, P//2 + 1)
+        A centred half-layout transform from :func:`volume_to_padded_ft` (``half=True``).
+    box, pad : int
+        Image box D and ``P = pad · D``.
+    """
+
+    def __init__(self, volume_ft: torch.Tensor, box: int, pad: int) -> None:
+        if not is_half_layout(volume_ft) or volume_ft.shape[0] != padded_box(box, pad):
+            raise ValueError(
+                f"a centred half grid of size {padded_box(box, pad)} is needed, got "
+                f"{tuple(volume_ft.shape)}"
+            )
+        self.box, self.pad = box, pad
+        self._reader = HalfGridReader(torch.fft.ifftshift(volume_ft.detach(), dim=(0, 1)))
+        self._real_dtype = torch.float64 if volume_ft.dtype == torch.complex128 else torch.float32
+        self._device = volume_ft.device
+
+    def half_slices(self, rotations: torch.Tensor, max_radius: float | None = None) -> torch.Tensor:
+        """The ``kx ≥ 0`` columns of :func:`extract_slices`' slices, the same values.
+
+        Returns
+        -------
+        torch.Tensor, complex, (B, D, D//2 + 1)
+            Column ``c`` is frequency ``kx = c``; row ``j`` is ``ky = j − D//2``.
+        """
+        rot = torch.as_tensor(rotations, device=self._device, dtype=self._real_dtype)
+        plane = HalfPlane(self.box, self.pad, self._device, rot.dtype, max_radius)
+        values = self._reader.read(rot, plane, _views_per_read(plane))
+        return _placed(values, plane, self.box)
+
+    def slices(self, rotations: torch.Tensor, max_radius: float | None = None) -> torch.Tensor:
+        """:func:`extract_slices`' slices (B, D, D), the same values."""
+        return _mirrored(self.half_slices(rotations, max_radius), self.box)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["HalfPlane", "HalfSlices", "padded_box", "default_max_radius"]
+__all__ = ["HalfPlane", "HalfSlices", "HalfGridReader", "padded_box", "default_max_radius"]
 
 
 def padded_box(box: int, pad: int) -> int:
@@ -139,6 +139,40 @@ def _trilinear_weight_gradients(frac: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, dim=1)
 
 
+def _read(
+    flat: torch.Tensor, rotations: torch.Tensor, plane: HalfPlane, views_per_chunk: int
+) -> torch.Tensor:
+    """The forward reads of :class:`HalfSlices` from the flattened extended grid, (B, M)."""
+    n_views, m = rotations.shape[0], plane.kx.shape[0]
+    out = torch.empty((n_views, m), device=flat.device, dtype=flat.dtype)
+    for v0 in range(0, n_views, views_per_chunk):
+        rot = rotations[v0 : v0 + views_per_chunk]
+        index, frac, sign = plane.stencil(rot)
+        corners = flat.index_select(0, index.reshape(-1)).view(-1, 8)
+        values = (corners * _trilinear_weights(frac)).sum(dim=1)
+        values = torch.where(sign < 0, values.conj(), values)
+        out[v0 : v0 + rot.shape[0]] = values.reshape(rot.shape[0], m)
+    return out
+
+
+class HalfGridReader:
+    """:class:`HalfSlices`' forward reads, without gradients, of many batches of views from one
+    fixed grid: the grid is extended (:func:`_extend`, a copy of it) once, not at every batch.
+
+    Parameters
+    ----------
+    grid : torch.Tensor, complex, (P, P, P//2 + 1)
+        The uncentred half spectrum, as :class:`HalfSlices` reads it.
+    """
+
+    def __init__(self, grid: torch.Tensor) -> None:
+        self._flat = _extend(grid.detach()).reshape(-1)
+
+    def read(self, rotations: torch.Tensor, plane: HalfPlane, views_per_chunk: int) -> torch.Tensor:
+        """``HalfSlices.apply(grid, rotations, plane, views_per_chunk)``'s values, (B, M)."""
+        return _read(self._flat, rotations, plane, views_per_chunk)
+
+
 class HalfSlices(torch.autograd.Function):
     """Trilinear reads of the half-plane slices of B views from a half grid; analytic backward.
 
@@ -150,16 +184,7 @@ class HalfSlices(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grid, rotations, plane, views_per_chunk):
-        flat = _extend(grid).reshape(-1)
-        n_views, m = rotations.shape[0], plane.kx.shape[0]
-        out = torch.empty((n_views, m), device=grid.device, dtype=grid.dtype)
-        for v0 in range(0, n_views, views_per_chunk):
-            rot = rotations[v0 : v0 + views_per_chunk]
-            index, frac, sign = plane.stencil(rot)
-            corners = flat.index_select(0, index.reshape(-1)).view(-1, 8)
-            values = (corners * _trilinear_weights(frac)).sum(dim=1)
-            values = torch.where(sign < 0, values.conj(), values)
-            out[v0 : v0 + rot.shape[0]] = values.reshape(rot.shape[0], m)
+        out = _read(_extend(grid).reshape(-1), rotations, plane, views_per_chunk)
         ctx.save_for_backward(grid, rotations)
         ctx.plane, ctx.views_per_chunk = plane, views_per_chunk
         return out

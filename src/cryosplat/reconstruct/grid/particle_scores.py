@@ -47,7 +47,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import image_transfer
-from cryosplat.core.fourier_slice import default_max_radius, extract_slices, volume_to_padded_ft
+from cryosplat.core.fourier_slice import SliceReader, default_max_radius, volume_to_padded_ft
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.image_spectra import SpectraPreparer
 from cryosplat.reconstruct.grid.staging import device_batches
@@ -156,8 +156,10 @@ def shell_sums(
         radius = min(radius, float(max_radius_px))
     n_shells = int(radius) + 1
     grid = volume_to_padded_ft(volume.to(device), SCORE_PAD, pixel, True, half=True)
+    reader = SliceReader(grid, box, SCORE_PAD)
+    del grid
     prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
-    bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]] = {}
     # read in (stack, image) order, each stack front to back; ``order`` puts the rows back
     stacked = np.lexsort((particles.image_index[rows], particles.stack_index[rows]))
     read, order = rows[stacked], np.argsort(stacked)
@@ -173,12 +175,14 @@ def shell_sums(
                 kept = (r2 <= radius**2) & (own <= group.max_radius**2) & (r2 > 0)
                 kept = kept.nonzero().squeeze(1)
                 shell = torch.round(torch.sqrt(r2[kept])).long().clamp(1, n_shells - 1)
-                bins[part.key] = (kept, shell, prepare.friedel_all[kept])
-            kept, shell, friedel = bins[part.key]
-            # the group's own frequencies that land within the radius (its pixel may differ)
-            own_radius = group.max_radius
-            slices = extract_slices(grid, part.rotations * group.scale, box, SCORE_PAD, own_radius)
-            slices = slices[:, :, box // 2 : box // 2 + box // 2].reshape(len(part.rows), -1)
+                # the slices are read only as far as the group's own frequencies that land within
+                # the radius (its pixel and magnification may differ): each is read as before
+                reach = math.sqrt(float(own[kept].max())) + 1e-3 if kept.numel() else 0.0
+                reach = min(group.max_radius, reach)
+                bins[part.key] = (kept, shell, prepare.friedel_all[kept], reach)
+            kept, shell, friedel, reach = bins[part.key]
+            slices = reader.half_slices(part.rotations * group.scale, reach)
+            slices = slices[:, :, : box // 2].reshape(len(part.rows), -1)  # kx = 0 … D/2 − 1
             codes = particles.ctf_in_images_of(part.rows)
             transfer = part.ctf if codes is None else image_transfer(part.ctf, codes)
             predicted = (slices * transfer.reshape(len(part.rows), -1))[:, kept]
