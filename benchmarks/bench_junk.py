@@ -147,13 +147,25 @@ def junk_copy(
     return star, kinds
 
 
-def score(star: Path, run: Path, out: Path) -> tuple[np.ndarray, str]:
-    """``cryosplat score`` of ``run``: the named rows and its summary line."""
+def score(star: Path, run: Path, out: Path, ind: Path | None = None) -> tuple[np.ndarray, str]:
+    """``cryosplat score`` of ``run`` (made from the rows ``ind`` lists, if given): the named rows
+    and its summary line."""
     exe = _cryosplat_script()
     command = [exe, "score", str(star), "--run", str(run), "-o", str(out), "--no-progress"]
-    command.append("--overwrite")
+    command += ["--overwrite"] + (["--ind", str(ind)] if ind is not None else [])
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return np.load(out / "named.npy"), done.stdout.splitlines()[0]
+
+
+def detection_row(name: str, label: str, named: np.ndarray, kind_of: np.ndarray) -> str:
+    """The detection table's row: how many of each kind of particle ``named`` holds."""
+    counts = []
+    for k, kind in enumerate(KINDS):
+        total = int((kind_of == k).sum())
+        if total:
+            hit = int(np.isin(np.flatnonzero(kind_of == k), named).sum())
+            counts.append(f"{kind} {hit}/{total} ({100 * hit / total:.1f} %)")
+    return f"| {name} | {label} | {len(named)} | {'; '.join(counts)} |"
 
 
 def curve_row(name: str, method: str, work: Path) -> str:
@@ -209,17 +221,17 @@ def main(argv: list[str] | None = None) -> int:
             maps.append(_row(labels, "all", run_cryosplat(source, out), data, out))
             named, line = score(source, out / "run", work / "scores")
             print(f"{spec.name} {label}: {line}", flush=True)
-            counts = []
-            for k, kind in enumerate(KINDS):
-                total = int((kind_of == k).sum())
-                if total:
-                    hit = int(np.isin(np.flatnonzero(kind_of == k), named).sum())
-                    counts.append(f"{kind} {hit}/{total} ({100 * hit / total:.1f} %)")
-            detection.append(f"| {spec.name} | {label} | {len(named)} | {'; '.join(counts)} |")
+            detection.append(detection_row(spec.name, label, named, kind_of))
             kept = work / "scores" / "kept.npy"
             out = work / "cryosplat_kept"
             made = run_cryosplat(source, out, ["--ind", str(kept)])
             maps.append(_row(labels, "kept", made, data, out))
+            # a second round: the kept particles scored against the map made from them alone
+            again, line = score(source, out / "run", work / "scores_again", kept)
+            print(f"{spec.name} {label}, kept, scored again: {line}", flush=True)
+            detection.append(
+                detection_row(spec.name, f"{label}, kept, scored again", again, kind_of)
+            )
             if label == "as made":
                 continue
             out = work / "relion_all"
