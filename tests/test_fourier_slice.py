@@ -233,6 +233,14 @@ def test_a_slice_reader_reads_what_extract_slices_reads(volume, rotations, max_r
         SliceReader(volume_to_padded_ft(volume, PAD, PIXEL), BOX, PAD)  # the full layout
 
 
+def test_a_slice_reader_from_a_map_reads_its_gridding_corrected_transform(volume, rotations):
+    half = volume_to_padded_ft(volume, PAD, PIXEL, gridding_correction=True, half=True)
+    expected = extract_slices(half, rotations, BOX, PAD)
+    assert torch.equal(SliceReader.from_map(volume, PAD, PIXEL).slices(rotations), expected)
+    with pytest.raises(ValueError, match="cube"):
+        SliceReader.from_map(volume[:-1], PAD, PIXEL)
+
+
 def test_apodization_and_bad_arguments(volume, rotations):
     apod = trilinear_apodization(BOX, PAD, dtype=torch.float64)
     assert float(apod[BOX // 2, BOX // 2, BOX // 2]) == 1.0

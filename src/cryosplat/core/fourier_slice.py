@@ -518,6 +518,7 @@ class SliceReader:
 
     :func:`extract_slices` un-centres its grid and extends it by a plane at every call (a copy
     of the grid: about 1 s a call at box 256, whatever the batch); this does both once.
+    :meth:`from_map` transforms a map straight to the un-centred grid.
 
     Parameters
     ----------
@@ -533,10 +534,27 @@ class SliceReader:
                 f"a centred half grid of size {padded_box(box, pad)} is needed, got "
                 f"{tuple(volume_ft.shape)}"
             )
+        self._uncentred(torch.fft.ifftshift(volume_ft.detach(), dim=(0, 1)), box, pad)
+
+    def _uncentred(self, grid: torch.Tensor, box: int, pad: int) -> None:
         self.box, self.pad = box, pad
-        self._reader = HalfGridReader(torch.fft.ifftshift(volume_ft.detach(), dim=(0, 1)))
-        self._real_dtype = torch.float64 if volume_ft.dtype == torch.complex128 else torch.float32
-        self._device = volume_ft.device
+        self._reader = HalfGridReader(grid)
+        self._real_dtype = torch.float64 if grid.dtype == torch.complex128 else torch.float32
+        self._device = grid.device
+
+    @classmethod
+    def from_map(cls, volume: torch.Tensor, pad: int, pixel_size_angstrom: float) -> SliceReader:
+        """The reader of ``volume_to_padded_ft(volume, pad, pixel_size_angstrom,
+        gridding_correction=True, half=True)``, the same grid made without centring it."""
+        if volume.ndim != 3 or len(set(volume.shape)) != 1:
+            raise ValueError(f"volume must be a cube (D, D, D), got {tuple(volume.shape)}")
+        box = volume.shape[-1]
+        with torch.no_grad():
+            volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
+            grid = padded_rfft(volume, padded_box(box, pad), pixel_size_angstrom)
+        reader = cls.__new__(cls)
+        reader._uncentred(grid, box, pad)
+        return reader
 
     def half_slices(self, rotations: torch.Tensor, max_radius: float | None = None) -> torch.Tensor:
         """The ``kx ≥ 0`` columns of :func:`extract_slices`' slices, the same values.

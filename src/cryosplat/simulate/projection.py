@@ -22,7 +22,7 @@ import torch
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
-from cryosplat.core.fourier_slice import SliceReader, volume_to_padded_ft
+from cryosplat.core.fourier_slice import SliceReader
 from cryosplat.io.mrc import read_map
 from cryosplat.model.atoms import model_from_atoms
 from cryosplat.model.gaussians import GaussianModel
@@ -144,10 +144,7 @@ class MapProjector:
         vol = torch.as_tensor(volume, dtype=torch.float32, device=self.device)
         if self._odd:
             vol = torch.nn.functional.pad(vol, (1, 0) * 3)
-        volume_ft = volume_to_padded_ft(
-            vol, FOURIER_PAD, pixel_size_angstrom, gridding_correction=True, half=True
-        )
-        self._slices = SliceReader(volume_ft, self.box + self._odd, FOURIER_PAD)
+        self._slices = SliceReader.from_map(vol, FOURIER_PAD, pixel_size_angstrom)
         self.method = f"Fourier slices (trilinear with gridding correction, padding {FOURIER_PAD})"
         if self._odd:
             self.method += f", odd box {self.box} projected at {self.box + 1} and cropped"

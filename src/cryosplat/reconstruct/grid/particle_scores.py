@@ -47,7 +47,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import image_transfer
-from cryosplat.core.fourier_slice import SliceReader, default_max_radius, volume_to_padded_ft
+from cryosplat.core.fourier_slice import SliceReader, default_max_radius
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.image_spectra import SpectraPreparer
 from cryosplat.reconstruct.grid.staging import device_batches
@@ -155,9 +155,7 @@ def shell_sums(
     if max_radius_px is not None:
         radius = min(radius, float(max_radius_px))
     n_shells = int(radius) + 1
-    grid = volume_to_padded_ft(volume.to(device), SCORE_PAD, pixel, True, half=True)
-    reader = SliceReader(grid, box, SCORE_PAD)
-    del grid
+    reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
     prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
     bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]] = {}
     # read in (stack, image) order, each stack front to back; ``order`` puts the rows back
