@@ -8,6 +8,7 @@ junk where the two are apart, and almost none where the set holds no junk.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -130,7 +131,9 @@ def scored_run(tiny_set, tmp_path_factory):
     return star, run, noise_rows
 
 
-def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(scored_run, tmp_path):
+def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(
+    scored_run, tmp_path, capsys
+):
     star, run, noise_rows = scored_run
     out = tmp_path / "scores"
     assert main(["score", str(star), "--run", str(run), "-o", str(out), "--no-progress"]) == 0
@@ -152,8 +155,19 @@ def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(scored_ru
         "kept.star",
         "named.npy",
         "particle_scores.csv",
+        "score.json",
         "scores.svg",
     ]  # nothing temporary left beside them
+    record = json.loads((out / "score.json").read_text())
+    assert record["run"] == str(run.resolve()) and record["particles"] == str(star.resolve())
+    assert record["named"] == len(named) and record["kept"] == 120 - len(named)
+    assert record["kept_metadata"] == str((out / "kept.star").resolve())
+    assert record["shells_to_angstrom"] < record["run_resolution_angstrom"]
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cryosplat score output" in printed and f"run:          {run.resolve()}" in printed
+    assert f"kept:         {120 - len(named)} " in printed
     assert np.array_equal(read_row_indices(out / "kept.pkl", 120), kept)  # cryoDRGN's --ind
     # the STAR file of the kept particles: the same rows, every value as written
     chosen = read_particles(out / "kept.star", datadir=star.parent)

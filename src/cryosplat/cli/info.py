@@ -378,15 +378,49 @@ def _print_metadata_alone(config: InfoConfig) -> None:
     print("(metadata alone: the images could not be read, below)")
 
 
+def format_scores(folder: Path, data: dict) -> str:
+    """The lines ``info`` prints for a ``cryosplat score`` output folder (its ``score.json``)."""
+
+    def number(key: str, form: str) -> str:
+        value = data.get(key)
+        return format(value, form) if _is_number(value) else "?"
+
+    scored = f"{number('n_particles', ',')} particles, score median {number('score_median', '.2f')}"
+    if _is_number(data.get("null_fraction")):
+        scored += (
+            f" (noise alone scores 0 ± 1); about {100 * data['null_fraction']:.1f} % hold nothing "
+            "the map predicts"
+        )
+    lines = [
+        f"{folder}: cryosplat score output (cryosplat {data.get('cryosplat_version', '?')}, "
+        f"finished {data.get('finished', '?')})",
+        f"particles:    {data.get('particles')}",
+        f"run:          {data.get('run')} (its resolution "
+        f"{_angstrom(data.get('run_resolution_angstrom'))}; shells read to "
+        f"{number('shells_to_angstrom', '.2f')} Å)",
+        f"scored:       {scored}",
+        f"kept:         {number('kept', ',')} ({folder / 'kept.npy'}); named: "
+        f"{number('named', ',')} ({folder / 'named.npy'})",
+    ]
+    if data.get("kept_metadata"):
+        lines.append(f"kept file:    {data['kept_metadata']}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.particles.is_dir():
         from cryosplat.reconstruct.run_summary import read_run
+        from cryosplat.reconstruct.score_run import read_scores
 
         if args.poses or args.ctf or args.datadir or args.classes or args.ind:
             raise InputError(
                 f"{args.particles}: a folder is read as a reconstruct output folder, which takes "
                 "no --datadir, --poses, --ctf, --class or --ind"
             )
+        scores = read_scores(args.particles)
+        if scores is not None and not (args.particles / "run.json").exists():
+            print(format_scores(args.particles, scores))
+            return 0
         print(format_run(read_run(args.particles)))
         return 0
     from cryosplat.particles.read import read_particles

@@ -15,7 +15,9 @@ outputs go to a folder of their own:
   value as written, for RELION (whose image names are read from its project folder);
   ``kept.cs`` (particles read from a cryoSPARC ``.cs`` file): that table's kept rows, with the
   fields of its passthrough file, for cryoSPARC's tools and pyem;
-* ``scores.svg``: the scores' histogram against what images of noise alone would give.
+* ``scores.svg``: the scores' histogram against what images of noise alone would give;
+* ``score.json``: what was scored against what (the particle file, the run folder and its
+  resolution, the shells read), the counts and the mixture's fit, for ``cryosplat info``.
 
 Each file is written whole or not at all, ``particle_scores.csv`` last.
 """
@@ -23,14 +25,17 @@ Each file is written whole or not at all, ``particle_scores.csv`` last.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cryosplat import __version__
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.io.atomic import atomic_path
@@ -43,6 +48,7 @@ from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.relion import write_star_rows
 from cryosplat.reconstruct.grid.particle_scores import (
+    JUNK_PROBABILITY,
     RESOLUTION_MARGIN,
     ParticleScores,
     ShellSums,
@@ -50,12 +56,17 @@ from cryosplat.reconstruct.grid.particle_scores import (
     score_radius,
     shell_sums,
 )
-from cryosplat.reconstruct.run_folder import input_fingerprint, read_complete_run
+from cryosplat.reconstruct.run_folder import (
+    input_fingerprint,
+    read_complete_run,
+    write_json_atomic,
+)
 
-__all__ = ["ScoredRun", "score_run", "write_scores"]
+__all__ = ["SCORE_FILE", "ScoredRun", "read_scores", "score_run", "write_scores"]
 
 log = logging.getLogger("cryosplat")
 
+SCORE_FILE = "score.json"
 HISTOGRAM_STEP = 0.25  # width of the scores' histogram bins (noise standard deviations)
 
 
@@ -71,12 +82,21 @@ class ScoredRun:
     halves : np.ndarray of str, (N,)
         ``"A"`` or ``"B"``.
     scores : ParticleScores
+    run : Path or None
+        The run folder whose half maps the particles were scored against.
+    run_resolution_angstrom : float or None
+        The run's reported resolution (None: it reported none).
+    shells_to_angstrom : float or None
+        The finest resolution the shells were read to.
     """
 
     source: Path | None
     rows_in_file: np.ndarray
     halves: np.ndarray
     scores: ParticleScores
+    run: Path | None = None
+    run_resolution_angstrom: float | None = None
+    shells_to_angstrom: float | None = None
 
     @property
     def named(self) -> np.ndarray:
@@ -182,7 +202,15 @@ def score_run(
     inverse = np.argsort(order)
     scores = score_from_sums(ShellSums.concatenate(parts).take(inverse))
     halves = np.where(np.isin(np.arange(len(particles)), half_a), "A", "B")
-    return ScoredRun(particles.source, particles.rows_in_file(), halves, scores)
+    return ScoredRun(
+        particles.source,
+        particles.rows_in_file(),
+        halves,
+        scores,
+        run=run.resolve(),
+        run_resolution_angstrom=resolution,
+        shells_to_angstrom=particles.box * particles.pixel_size_angstrom / radius,
+    )
 
 
 def scores_plot(scored: ScoredRun) -> LinePlot:
@@ -230,7 +258,8 @@ def _kept_metadata(source: Path | None, kept: np.ndarray, folder: Path) -> Path 
 
 def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
     """Write ``kept.npy``, ``named.npy``, ``kept.pkl``, ``kept.star`` or ``kept.cs`` (particles
-    from a STAR or ``.cs`` file), ``scores.svg`` and, last, ``particle_scores.csv`` into
+    from a STAR or ``.cs`` file), ``scores.svg``, ``score.json`` and, last,
+    ``particle_scores.csv`` into
     ``folder`` (made if needed), each atomically (an interrupted write leaves no part of a file);
     return a summary."""
     folder = Path(folder)
@@ -247,6 +276,31 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
     write_index_pickle(kept, folder / "kept.pkl")
     metadata = _kept_metadata(scored.source, kept, folder)
     write_svg(folder / "scores.svg", scores_plot(scored))
+    finite = s.z[np.isfinite(s.z)]
+    summary = {
+        "n_particles": len(s.z),
+        "score_median": float(np.median(finite)) if finite.size else None,
+        "null_fraction": s.null_fraction(),
+        "named": int(named.sum()),
+        "kept": int((~named).sum()),
+        "kept_metadata": str(metadata) if metadata is not None else None,
+    }
+    mixture = s.mixture
+    write_json_atomic(
+        folder / SCORE_FILE,
+        {
+            "cryosplat_version": __version__,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "particles": str(Path(scored.source).resolve()) if scored.source else None,
+            "run": str(scored.run) if scored.run is not None else None,
+            "run_resolution_angstrom": scored.run_resolution_angstrom,
+            "shells_to_angstrom": scored.shells_to_angstrom,
+            "junk_probability_threshold": JUNK_PROBABILITY,
+            "mixture": {"gain": mixture.gain, "spread": mixture.spread},
+            **summary,
+            "kept_metadata": str(metadata.resolve()) if metadata is not None else None,
+        },
+    )
     junk = s.junk_probability()
     with atomic_path(folder / "particle_scores.csv", suffix=".csv") as tmp:
         with open(tmp, "w", newline="") as fh:
@@ -265,12 +319,24 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
                         f"{junk[i]:.4f}",
                     ]
                 )
-    finite = s.z[np.isfinite(s.z)]
-    return {
-        "n_particles": len(s.z),
-        "score_median": float(np.median(finite)) if finite.size else math.nan,
-        "null_fraction": s.null_fraction(),
-        "named": int(named.sum()),
-        "kept": int((~named).sum()),
-        "kept_metadata": str(metadata) if metadata is not None else None,
-    }
+    return summary
+
+
+def read_scores(folder: str | Path) -> dict | None:
+    """A ``cryosplat score`` output folder's ``score.json``, or None where it holds none.
+
+    Raises
+    ------
+    InputError
+        The file is not readable JSON.
+    """
+    path = Path(folder) / SCORE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not readable ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a cryosplat score record")
+    return data
