@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 HELP = (
     "summarise particles (.star, .cs, or .mrcs with cryoDRGN pickles): count, optics, defocus, "
     "poses, view coverage and preferred orientation; checks every referenced image exists. "
-    "Given a reconstruct output folder: its run's state (running, complete, stopped) and results"
+    "Given a reconstruct output folder: its run's state (running, complete, stopped) and results; "
+    "given a score output folder: what was scored against which run, and what it named"
 )
 
 
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "particles",
         type=Path,
-        help="particle .star, .cs or .mrcs stack, or a reconstruct output folder",
+        help="particle .star, .cs or .mrcs stack, or a reconstruct or score output folder",
     )
     parser.add_argument(
         "--datadir",
@@ -414,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.poses or args.ctf or args.datadir or args.classes or args.ind:
             raise InputError(
-                f"{args.particles}: a folder is read as a reconstruct output folder, which takes "
+                f"{args.particles}: a folder is read as a reconstruct or score output folder, which takes "
                 "no --datadir, --poses, --ctf, --class or --ind"
             )
         scores = read_scores(args.particles)
