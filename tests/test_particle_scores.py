@@ -17,7 +17,7 @@ import pytest
 from cryosplat.cli.main import main
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier_slice import default_max_radius
-from cryosplat.io.mrc import MRCStack, read_map, write_stack
+from cryosplat.io.mrc import MRCStack, read_map, write_map, write_stack
 from cryosplat.particles.read import read_particles
 from cryosplat.particles.selection import read_row_indices
 from cryosplat.reconstruct.grid.particle_scores import (
@@ -26,7 +26,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
     score_radius,
     shell_sums,
 )
-from cryosplat.reconstruct.score_run import score_run, write_scores
+from cryosplat.reconstruct.score_run import score_against_map, score_run, write_scores
 from tests.test_optics_pixel_sizes import _wiener, two_sets  # noqa: F401 (a fixture)
 
 
@@ -194,6 +194,67 @@ def test_scores_of_cryosparc_particles_write_the_kept_rows_as_a_cs(
     assert len(kept) == summary["kept"] < 120
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "kept.cs"), table[kept])
     assert not (tmp_path / "out" / "kept.star").exists()
+
+
+def _fourier_cropped(volume: np.ndarray, box: int) -> np.ndarray:
+    """``volume`` Fourier-cropped to ``box`` (the same extent, coarser voxels, centred
+    transforms: the origin at voxel D//2 both ways)."""
+    n = volume.shape[0]
+    spectrum = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(volume)))
+    lo = n // 2 - box // 2
+    part = spectrum[lo : lo + box, lo : lo + box, lo : lo + box]
+    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(part))).real * (box / n) ** 3
+
+
+def test_score_against_a_map_names_the_noise_images(scored_run, tiny_set, tmp_path, capsys):
+    star, _, noise_rows = scored_run
+    truth = tiny_set.parent / "truth.mrc"
+    out = tmp_path / "against_map"
+    command = ["score", str(star), "--map", str(truth), "-o", str(out), "--no-progress"]
+    assert main([*command, "--resolution", "12"]) == 0
+    named = np.load(out / "named.npy")
+    assert np.isin(named, noise_rows).all() and np.isin(noise_rows, named).mean() > 0.8
+    record = json.loads((out / "score.json").read_text())
+    assert record["map"] == str(truth.resolve()) and record["run"] is None
+    assert record["run_resolution_angstrom"] == 12.0
+    assert record["shells_to_angstrom"] == pytest.approx(12.0 / 1.25)
+    assert {
+        line.split(",")[1] for line in (out / "particle_scores.csv").read_text().split()[1:]
+    } == {"-"}
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert (
+        f"map:          {truth.resolve()} (the resolution given 12.00 Å" in capsys.readouterr().out
+    )
+    # the same map at a smaller box of the same extent: the particles are cropped to it
+    volume, voxel = read_map(truth)
+    write_map(tmp_path / "coarse.mrc", _fourier_cropped(volume, 16), voxel * 24 / 16)
+    particles = read_particles(star)
+    full = score_against_map(particles, truth, resolution_angstrom=20.0, show_progress=False)
+    coarse = score_against_map(  # (its Nyquist 12 Å: read to 16 Å on both)
+        particles, tmp_path / "coarse.mrc", resolution_angstrom=20.0, show_progress=False
+    )
+    assert np.corrcoef(full.scores.z, coarse.scores.z)[0, 1] > 0.95
+    assert coarse.shells_to_angstrom == pytest.approx(full.shells_to_angstrom)
+
+
+def test_score_against_a_map_refuses_one_that_does_not_fit(scored_run, tiny_set, tmp_path):
+    star, run, _ = scored_run
+    volume, voxel = read_map(tiny_set.parent / "truth.mrc")
+    particles = read_particles(star)
+    write_map(tmp_path / "voxel.mrc", volume, voxel * 1.02)
+    with pytest.raises(InputError, match="voxel 4.08.* the particles' pixel 4.0000"):
+        score_against_map(particles, tmp_path / "voxel.mrc", show_progress=False)
+    write_map(tmp_path / "large.mrc", np.pad(volume, 2), voxel)
+    with pytest.raises(InputError, match="box 28, larger than the particles' 24"):
+        score_against_map(particles, tmp_path / "large.mrc", show_progress=False)
+    out = str(tmp_path / "o")
+    given = ["score", str(star), "-o", out, "--no-progress"]
+    assert main([*given, "--run", str(run), "--resolution", "10"]) == 2  # goes with --map only
+    with pytest.raises(SystemExit):  # one of --run and --map, not both
+        main([*given, "--run", str(run), "--map", str(tmp_path / "voxel.mrc")])
+    with pytest.raises(SystemExit):
+        main([*given, "--map", str(tmp_path / "voxel.mrc"), "--resolution", "-3"])
 
 
 def test_score_reads_the_runs_own_particles_only(scored_run, tmp_path, tiny_set):

@@ -392,11 +392,14 @@ def format_scores(folder: Path, data: dict) -> str:
             f" (noise alone scores 0 ± 1); about {100 * data['null_fraction']:.1f} % hold nothing "
             "the map predicts"
         )
+    against, reference, resolution = "run:   ", data.get("run"), "its resolution"
+    if data.get("map"):
+        against, reference, resolution = "map:   ", data["map"], "the resolution given"
     lines = [
         f"{folder}: cryosplat score output (cryosplat {data.get('cryosplat_version', '?')}, "
         f"finished {data.get('finished', '?')})",
         f"particles:    {data.get('particles')}",
-        f"run:          {data.get('run')} (its resolution "
+        f"{against}       {reference} ({resolution} "
         f"{_angstrom(data.get('run_resolution_angstrom'))}; shells read to "
         f"{number('shells_to_angstrom', '.2f')} Å)",
         f"scored:       {scored}",

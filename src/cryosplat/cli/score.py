@@ -1,5 +1,6 @@
 """``cryosplat score PARTICLES --run RUN -o OUT``: each particle against the half map made
-without it (:mod:`cryosplat.reconstruct.score_run`)."""
+without it; ``--map MAP``: every particle against that map
+(:mod:`cryosplat.reconstruct.score_run`)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,51 @@ from pathlib import Path
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
 
 HELP = (
-    "score each particle of a finished run against the half map made without it; name the "
-    "images that hold nothing the map predicts (empty ice, junk, wrong poses) and write the "
-    "rows of the others for --ind"
+    "score each particle of a finished run against the half map made without it (or every "
+    "particle against a given map); name the images that hold nothing the map predicts (empty "
+    "ice, junk, wrong poses) and write the rows of the others for --ind"
 )
+
+
+def _positive_angstrom(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a resolution in Å, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"the resolution must be a positive number of Å, got {text}"
+        )
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_reading_arguments(p)
-    p.add_argument(
+    against = p.add_mutually_exclusive_group(required=True)
+    against.add_argument(
         "--run",
         type=Path,
-        required=True,
-        help="the complete reconstruct run folder these particles made (its half maps)",
+        help="the complete reconstruct run folder these particles made: each half set against "
+        "the half map made without it",
+    )
+    against.add_argument(
+        "--map",
+        type=Path,
+        help="or a map (.mrc) at the particles' box and pixel size (or a smaller box of the same "
+        "extent) to score every particle against: best one made without them (another class's, "
+        "another data set's); those that made it score a little high",
+    )
+    p.add_argument(
+        "--resolution",
+        type=_positive_angstrom,
+        help="with --map: its resolution (Å); the shells are read to 1.25 times it (default: "
+        "every shell)",
+    )
+    p.add_argument(
+        "--invert-contrast",
+        action="store_true",
+        help="with --map: the images hold protein dark (as reconstruct --invert-contrast; a "
+        "run records its own)",
     )
     p.add_argument(
         "-o",
@@ -40,20 +73,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cryosplat.core.device import resolve_device
     from cryosplat.core.errors import InputError
-    from cryosplat.reconstruct.score_run import score_run, write_scores
+    from cryosplat.reconstruct.score_run import score_against_map, score_run, write_scores
 
     out = args.output / "particle_scores.csv"
     if out.exists() and not args.overwrite:
         raise InputError(f"{out} exists; --overwrite replaces it")
-    if args.output.resolve() == args.run.resolve():
-        raise InputError(f"{args.output} is the run's folder; write the scores elsewhere")
+    if args.run is not None:
+        if args.resolution is not None or args.invert_contrast:
+            raise InputError(
+                "--resolution and --invert-contrast go with --map: a run records its own"
+            )
+        if args.output.resolve() == args.run.resolve():
+            raise InputError(f"{args.output} is the run's folder; write the scores elsewhere")
     particles = read_chosen_particles(args)
-    scored = score_run(
-        particles,
-        args.run,
-        device=resolve_device(args.device),
-        show_progress=not args.no_progress,
-    )
+    options = {"device": resolve_device(args.device), "show_progress": not args.no_progress}
+    if args.run is not None:
+        scored = score_run(particles, args.run, **options)
+    else:
+        scored = score_against_map(
+            particles,
+            args.map,
+            resolution_angstrom=args.resolution,
+            invert_contrast=args.invert_contrast,
+            **options,
+        )
     summary = write_scores(args.output, scored)
     print(scored.describe())
     print(

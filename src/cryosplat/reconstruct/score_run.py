@@ -1,10 +1,13 @@
-"""``cryosplat score``'s work: a finished run's particles scored against its half maps.
+"""``cryosplat score``'s work: particles scored against the half maps of the run they made, or
+against a map.
 
-Each half set's images are compared with the other half's map (written by the run as
-``half_map_A.mrc`` and ``half_map_B.mrc``, made without them), as
+With a run (:func:`score_run`), each half set's images are compared with the other half's map
+(written by the run as ``half_map_A.mrc`` and ``half_map_B.mrc``, made without them), as
 :mod:`cryosplat.reconstruct.grid.particle_scores` says. The particles must be the run's: the same
-file, rows and settings (the run's ``input_fingerprint``), read at the box it worked at. The
-outputs go to a folder of their own:
+file, rows and settings (the run's ``input_fingerprint``), read at the box it worked at. With a
+map (:func:`score_against_map`), every image is compared with that map: one made without them
+(another class's, another data set's) scores them as fairly. The outputs go to a folder of their
+own:
 
 * ``particle_scores.csv``: per particle its row in the file, its half, the score ``z``, the score
   its signal would reach, its noise relative to the set's and the chance it holds noise only;
@@ -16,8 +19,8 @@ outputs go to a folder of their own:
   ``kept.cs`` (particles read from a cryoSPARC ``.cs`` file): that table's kept rows, with the
   fields of its passthrough file, for cryoSPARC's tools and pyem;
 * ``scores.svg``: the scores' histogram against what images of noise alone would give;
-* ``score.json``: what was scored against what (the particle file, the run folder and its
-  resolution, the shells read), the counts and the mixture's fit, for ``cryosplat info``.
+* ``score.json``: what was scored against what (the particle file, the run folder or the map,
+  the resolution, the shells read), the counts and the mixture's fit, for ``cryosplat info``.
 
 Each file is written whole or not at all, ``particle_scores.csv`` last.
 """
@@ -62,11 +65,19 @@ from cryosplat.reconstruct.run_folder import (
     write_json_atomic,
 )
 
-__all__ = ["SCORE_FILE", "ScoredRun", "read_scores", "score_run", "write_scores"]
+__all__ = [
+    "SCORE_FILE",
+    "ScoredRun",
+    "read_scores",
+    "score_against_map",
+    "score_run",
+    "write_scores",
+]
 
 log = logging.getLogger("cryosplat")
 
 SCORE_FILE = "score.json"
+MAP_PIXEL_TOLERANCE = 0.005  # a map's voxel within this fraction of the particles' pixel
 HISTOGRAM_STEP = 0.25  # width of the scores' histogram bins (noise standard deviations)
 
 
@@ -85,7 +96,7 @@ class ScoredRun:
     run : Path or None
         The run folder whose half maps the particles were scored against.
     run_resolution_angstrom : float or None
-        The run's reported resolution (None: it reported none).
+        The run's reported resolution, or the one given with a map (None: none).
     shells_to_angstrom : float or None
         The finest resolution the shells were read to.
     """
@@ -96,6 +107,7 @@ class ScoredRun:
     scores: ParticleScores
     run: Path | None = None
     run_resolution_angstrom: float | None = None
+    map: Path | None = None
     shells_to_angstrom: float | None = None
 
     @property
@@ -107,8 +119,9 @@ class ScoredRun:
         z, named = self.scores.z, self.named
         finite = z[np.isfinite(z)]
         low, median, high = np.percentile(finite, [5, 50, 95]) if finite.size else (np.nan,) * 3
+        against = "the half map made without them" if self.map is None else str(self.map)
         return (
-            f"{len(z):,} particles scored against the half map made without them: score median "
+            f"{len(z):,} particles scored against {against}: score median "
             f"{median:.2f} (5-95 %: {low:.2f} to {high:.2f}; noise alone scores 0 ± 1); "
             f"about {100 * self.scores.null_fraction():.1f} % of the images hold nothing the map "
             f"predicts; {int(named.sum()):,} named (more likely noise than the molecule)"
@@ -175,32 +188,9 @@ def score_run(
         "half sets: %d + %d particles (%s), as the run split them", len(half_a), len(half_b), how
     )
     sign = -1.0 if identity.get("invert_contrast") else 1.0
-    radius = score_radius(particles.box, particles.pixel_size_angstrom, resolution)
-    log.info(
-        "shells read to %.2f Å (%g times the run's resolution, %s)",
-        particles.box * particles.pixel_size_angstrom / radius,
-        RESOLUTION_MARGIN,
-        "none reported: to the box's limit" if resolution is None else f"{resolution:.2f} Å",
-    )
-    bar = Progress(len(particles), "score", enabled=show_progress)
-    parts = []
-    for rows, other, before in ((half_a, maps[1], 0), (half_b, maps[0], len(half_a))):
-        parts.append(
-            shell_sums(
-                particles,
-                rows,
-                other,
-                batch_size=batch_size,
-                device=device,
-                data_sign=sign,
-                progress=lambda done, before=before: bar.update(before + done),
-                max_radius_px=radius,
-            )
-        )
-    bar.close()
-    order = np.concatenate([half_a, half_b])
-    inverse = np.argsort(order)
-    scores = score_from_sums(ShellSums.concatenate(parts).take(inverse))
+    radius = _radius(particles, resolution, "the run's resolution")
+    groups = [(half_a, maps[1]), (half_b, maps[0])]
+    scores = _scores_of(particles, groups, sign, radius, device, batch_size, show_progress)
     halves = np.where(np.isin(np.arange(len(particles)), half_a), "A", "B")
     return ScoredRun(
         particles.source,
@@ -211,6 +201,111 @@ def score_run(
         run_resolution_angstrom=resolution,
         shells_to_angstrom=particles.box * particles.pixel_size_angstrom / radius,
     )
+
+
+def score_against_map(
+    particles: ParticleSet,
+    map_path: str | Path,
+    *,
+    resolution_angstrom: float | None = None,
+    invert_contrast: bool = False,
+    device: str | torch.device = "cpu",
+    batch_size: int = 128,
+    show_progress: bool = True,
+) -> ScoredRun:
+    """Score ``particles`` against one map, e.g. a map made without them: another class's, or
+    another data set's. Particles that made the map score a little higher than they would
+    against a map made without them (their own noise is in it); :func:`score_run` avoids that.
+
+    Parameters
+    ----------
+    particles : ParticleSet
+        With poses and CTF.
+    map_path : str or Path
+        An MRC map at the particles' box and pixel size, or at a smaller box of the same extent
+        (the particles are then Fourier-cropped to it).
+    resolution_angstrom : float, optional
+        The map's resolution: the shells are read to :data:`RESOLUTION_MARGIN` times it (None:
+        every shell; past the map's resolution the fitted scale is near 0 and adds little).
+    invert_contrast : bool
+        The images hold protein dark (as ``reconstruct --invert-contrast``).
+
+    Raises
+    ------
+    InputError
+        The map's box or voxel size does not fit the particles.
+    """
+    map_path = Path(map_path)
+    volume, voxel = read_map(map_path)
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise InputError(f"{map_path}: not a cubic map ({'x'.join(map(str, volume.shape))})")
+    box = volume.shape[0]
+    if box > particles.box:
+        raise InputError(
+            f"{map_path}: box {box}, larger than the particles' {particles.box}; give a map at "
+            "their box (or a smaller box of the same extent)"
+        )
+    if box < particles.box:
+        particles = downsample_particles(particles, box)
+    pixel = particles.pixel_size_angstrom
+    if not abs(voxel - pixel) <= MAP_PIXEL_TOLERANCE * pixel:
+        raise InputError(
+            f"{map_path}: voxel {voxel:.4f} Å, the particles' pixel {pixel:.4f} Å at box {box}: "
+            "resample the map, or give --angpix where the particles' pixel size is wrong"
+        )
+    log.info("scored against %s (box %d, %.4f Å voxels)", map_path, box, voxel)
+    radius = _radius(particles, resolution_angstrom, "the given resolution")
+    sign = -1.0 if invert_contrast else 1.0
+    rows = np.arange(len(particles))
+    scores = _scores_of(
+        particles, [(rows, volume)], sign, radius, device, batch_size, show_progress
+    )
+    return ScoredRun(
+        particles.source,
+        particles.rows_in_file(),
+        np.full(len(particles), "-"),
+        scores,
+        map=map_path.resolve(),
+        run_resolution_angstrom=resolution_angstrom,
+        shells_to_angstrom=particles.box * pixel / radius,
+    )
+
+
+def _radius(particles: ParticleSet, resolution: float | None, what: str) -> float:
+    """:func:`score_radius` for ``particles``, logged."""
+    radius = score_radius(particles.box, particles.pixel_size_angstrom, resolution)
+    log.info(
+        "shells read to %.2f Å (%s)",
+        particles.box * particles.pixel_size_angstrom / radius,
+        "to the box's limit: no resolution given or reported"
+        if resolution is None
+        else f"{RESOLUTION_MARGIN:g} times {what}, {resolution:.2f} Å",
+    )
+    return radius
+
+
+def _scores_of(particles, groups, sign, radius, device, batch_size, show_progress):
+    """The :class:`ParticleScores` of ``particles`` (their order), each group ``(rows,
+    volume)``'s rows read against its volume."""
+    bar = Progress(len(particles), "score", enabled=show_progress)
+    parts, before = [], 0
+    for rows, volume in groups:
+        parts.append(
+            shell_sums(
+                particles,
+                rows,
+                volume,
+                batch_size=batch_size,
+                device=device,
+                data_sign=sign,
+                progress=lambda done, before=before: bar.update(before + done),
+                max_radius_px=radius,
+            )
+        )
+        before += len(rows)
+    bar.close()
+    order = np.concatenate([rows for rows, _ in groups])
+    return score_from_sums(ShellSums.concatenate(parts).take(np.argsort(order)))
 
 
 def scores_plot(scored: ScoredRun) -> LinePlot:
@@ -293,6 +388,7 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "particles": str(Path(scored.source).resolve()) if scored.source else None,
             "run": str(scored.run) if scored.run is not None else None,
+            "map": str(scored.map) if scored.map is not None else None,
             "run_resolution_angstrom": scored.run_resolution_angstrom,
             "shells_to_angstrom": scored.shells_to_angstrom,
             "junk_probability_threshold": JUNK_PROBABILITY,
