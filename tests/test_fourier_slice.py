@@ -229,7 +229,7 @@ def test_a_slice_reader_reads_what_extract_slices_reads(volume, rotations, max_r
     columns = reader.half_slices(rotations, max_radius)
     assert columns.shape == (len(rotations), BOX, BOX // 2 + 1)
     assert torch.equal(columns[:, :, : BOX // 2], expected[:, :, BOX // 2 :])
-    with pytest.raises(ValueError, match="centred half grid"):
+    with pytest.raises(ValueError, match="a half grid of size 48"):
         SliceReader(volume_to_padded_ft(volume, PAD, PIXEL), BOX, PAD)  # the full layout
 
 

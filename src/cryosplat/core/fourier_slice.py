@@ -523,20 +523,23 @@ class SliceReader:
     Parameters
     ----------
     volume_ft : torch.Tensor, complex, (P, P, P//2 + 1)
-        A centred half-layout transform from :func:`volume_to_padded_ft` (``half=True``).
+        A centred half-layout transform from :func:`volume_to_padded_ft` (``half=True``), or
+        with ``centred=False`` the un-centred one of :func:`padded_rfft`.
     box, pad : int
         Image box D and ``P = pad · D``.
+    centred : bool
+        Whether ``volume_ft`` is centred.
     """
 
-    def __init__(self, volume_ft: torch.Tensor, box: int, pad: int) -> None:
+    def __init__(self, volume_ft: torch.Tensor, box: int, pad: int, centred: bool = True) -> None:
         if not is_half_layout(volume_ft) or volume_ft.shape[0] != padded_box(box, pad):
             raise ValueError(
-                f"a centred half grid of size {padded_box(box, pad)} is needed, got "
+                f"a half grid of size {padded_box(box, pad)} is needed, got "
                 f"{tuple(volume_ft.shape)}"
             )
-        self._uncentred(torch.fft.ifftshift(volume_ft.detach(), dim=(0, 1)), box, pad)
-
-    def _uncentred(self, grid: torch.Tensor, box: int, pad: int) -> None:
+        grid = volume_ft.detach()
+        if centred:
+            grid = torch.fft.ifftshift(grid, dim=(0, 1))
         self.box, self.pad = box, pad
         self._reader = HalfGridReader(grid)
         self._real_dtype = torch.float64 if grid.dtype == torch.complex128 else torch.float32
@@ -552,9 +555,7 @@ class SliceReader:
         with torch.no_grad():
             volume = volume / trilinear_apodization(box, pad, volume.device, volume.dtype)
             grid = padded_rfft(volume, padded_box(box, pad), pixel_size_angstrom)
-        reader = cls.__new__(cls)
-        reader._uncentred(grid, box, pad)
-        return reader
+        return cls(grid, box, pad, centred=False)
 
     def half_slices(self, rotations: torch.Tensor, max_radius: float | None = None) -> torch.Tensor:
         """The ``kx ≥ 0`` columns of :func:`extract_slices`' slices, the same values.
