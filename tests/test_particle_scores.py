@@ -255,6 +255,9 @@ def test_score_against_a_map_refuses_one_that_does_not_fit(scored_run, tiny_set,
         main([*given, "--run", str(run), "--map", str(tmp_path / "voxel.mrc")])
     with pytest.raises(SystemExit):
         main([*given, "--map", str(tmp_path / "voxel.mrc"), "--resolution", "-3"])
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "score.json").write_text("{not json")
+    assert main(["info", str(tmp_path / "broken")]) == 2  # named, not a traceback
 
 
 def test_score_reads_the_runs_own_particles_only(scored_run, tmp_path, tiny_set):
