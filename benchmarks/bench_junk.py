@@ -15,8 +15,9 @@ particles, and particles whose refinement gave them a wrong pose. For each catal
   the noise is the image's own;
 
 both written into one RELION 3.1 STAR file and one stack. Then, on the set as made and on the
-copy: ``cryosplat reconstruct``, ``cryosplat score`` of its run, and ``cryosplat reconstruct
---ind kept.npy``; ``relion_reconstruct --ctf`` of every particle and of the particles cryosplat
+copy: ``cryosplat reconstruct``, ``cryosplat score`` of its run, ``cryosplat reconstruct
+--ind kept.npy`` and ``--weights weights.npy`` (every particle, weighed by its chance of holding
+the molecule); ``relion_reconstruct --ctf`` of every particle and of the particles cryosplat
 kept; and, for reference, cryosplat on the genuine particles only. The tables give what was named
 (of each kind of junk, and of the genuine particles) and each map's FSC with the truth.
 
@@ -172,7 +173,7 @@ def curve_row(name: str, method: str, work: Path) -> str:
     """Whole curves of ``method`` on a set with junk: the kept particles' map's FSC with the
     truth minus every particle's, from shell 1 to where the latter crosses 0.143."""
     curves = {}
-    for which in ("all", "kept", "genuine"):
+    for which in ("all", "kept", "weighted", "genuine"):
         path = work / f"{method}_{which}" / f"{method}_fsc_truth.npy"
         if path.is_file():
             curves[which] = np.load(path)
@@ -180,12 +181,13 @@ def curve_row(name: str, method: str, work: Path) -> str:
     below = np.flatnonzero(every[1:] < 0.143)
     shells = slice(1, 1 + int(below[0]) if below.size else len(every))
     gain = (kept - every)[shells]
-    genuine = "—"
-    if "genuine" in curves:
-        genuine = f"{np.mean((curves['genuine'] - kept)[shells]):+.4f}"
+
+    def mean_gain(which: str) -> str:
+        return f"{np.mean((curves[which] - every)[shells]):+.4f}" if which in curves else "—"
+
     return (
         f"| {name} | {method} | {gain.mean():+.4f} | {gain.min():+.4f} ({1 + int(gain.argmin())}) "
-        f"| {genuine} |"
+        f"| {mean_gain('weighted')} | {mean_gain('genuine')} |"
     )
 
 
@@ -232,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             detection.append(
                 detection_row(spec.name, f"{label}, kept, scored again", again, kind_of)
             )
+            # the junk weighed by its chance of being junk (score's weights.npy), none left out
+            out = work / "cryosplat_weighted"
+            made = run_cryosplat(source, out, ["--weights", str(work / "scores" / "weights.npy")])
+            maps.append(_row(labels, "weighted", made, data, out))
             if label == "as made":
                 continue
             out = work / "relion_all"
@@ -246,8 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| set | particles | named | named of each kind |\n|---|---|---|---|")
     print("\n".join(detection))
     print_table("set | particles | reconstructed", maps)
-    print("\n| set | method | kept − all, mean | lowest (shell) | genuine − kept, mean |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| set | method | kept − all, mean | lowest (shell) | weighted − all, mean "
+        "| genuine − all, mean |"
+    )
+    print("|---|---|---|---|---|---|")
     for spec in selected_specs(args.datasets.split(","), quick=False):
         work = args.out / "runs" / spec.name / "with_junk"
         for method in ("cryosplat", "relion"):

@@ -157,7 +157,12 @@ def test_score_names_the_noise_images_of_a_run_and_writes_rows_for_ind(
         "particle_scores.csv",
         "score.json",
         "scores.svg",
+        "weights.npy",
     ]  # nothing temporary left beside them
+    weights = np.load(out / "weights.npy")  # for reconstruct --weights: 1 − the junk chance
+    junk = [float(line.split(",")[5]) for line in table[1:]]
+    np.testing.assert_allclose(weights, 1.0 - np.array(junk), atol=6e-5)
+    assert weights[named].max() < 0.5 <= weights[kept].min()
     record = json.loads((out / "score.json").read_text())
     assert record["run"] == str(run.resolve()) and record["particles"] == str(star.resolve())
     assert record["named"] == len(named) and record["kept"] == 120 - len(named)

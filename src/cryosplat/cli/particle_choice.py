@@ -51,7 +51,8 @@ def apply_selection(particles: ParticleSet, args: argparse.Namespace) -> Particl
 
 
 def add_reading_arguments(p: argparse.ArgumentParser) -> None:
-    """The particle file, how to read it, and which of its particles (``--class``, ``--ind``)."""
+    """The particle file, how to read it, which of its particles (``--class``, ``--ind``) and
+    how much each counts (``--weights``)."""
     p.add_argument("particles", help="RELION .star, cryoSPARC .cs, or .mrcs with --poses/--ctf")
     p.add_argument("--datadir", help="folder to resolve image stack names against")
     p.add_argument("--poses", help="cryoDRGN poses.pkl (with an .mrcs stack)")
@@ -63,13 +64,21 @@ def add_reading_arguments(p: argparse.ArgumentParser) -> None:
         help="pixel size (Å) of every particle, overriding a wrong one in the metadata "
         "(shifts keep their size in pixels)",
     )
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="how much each particle counts: an .npy array indexed by the file's 0-based rows, "
+        "as cryosplat score's weights.npy (1 minus each image's chance of being junk); "
+        "default: all alike",
+    )
 
 
 def read_chosen_particles(args: argparse.Namespace) -> ParticleSet:
     """The particles :func:`add_reading_arguments`'s options name, read and chosen."""
     from cryosplat.particles.read import read_particles
+    from cryosplat.particles.weights import with_weights
 
     particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
     if args.angpix is not None:
         particles = particles.with_pixel_size(args.angpix)
-    return apply_selection(particles, args)
+    return with_weights(apply_selection(particles, args), args.weights)

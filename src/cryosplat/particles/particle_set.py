@@ -158,6 +158,9 @@ class ParticleSet:
     file_rows : np.ndarray or None
         Each particle's 0-based row in the file it was read from, where a selection
         (:meth:`subset`) took some rows; None: the rows as read.
+    weights : np.ndarray or None
+        How much each particle counts in a reconstruction, float64 (N,) ≥ 0
+        (:mod:`cryosplat.particles.weights`); None: all alike.
     notes : list[str]
         Things a user should know (e.g. which of two disagreeing pixel sizes is used).
     warnings : list[str]
@@ -183,6 +186,7 @@ class ParticleSet:
     selection: str = ""
     source: Path | None = None
     file_rows: np.ndarray | None = None
+    weights: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -203,6 +207,7 @@ class ParticleSet:
             "mag_matrices": self.mag_matrices,
             "classes": None if self.classes is None else self.classes.numbers,
             "file_rows": self.file_rows,
+            "weights": self.weights,
         }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
@@ -311,6 +316,7 @@ class ParticleSet:
             if self.classes is None
             else replace(self.classes, numbers=self.classes.numbers[idx]),
             file_rows=self.rows_in_file()[idx],
+            weights=take(self.weights),
             notes=list(self.notes),
             warnings=list(self.warnings),
         )

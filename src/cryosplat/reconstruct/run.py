@@ -100,6 +100,11 @@ def check_engine_particles(particles: ParticleSet, engine: str) -> None:
     group read at the map's box, :mod:`cryosplat.particles.mixed_boxes`) both engines read within
     their own band.
     """
+    if engine == "splat" and particles.weights is not None:
+        raise InputError(
+            "--weights: the per-image engine (--engine splat) weighs every image alike; the "
+            "grid engine (the default) reads the weights"
+        )
     if engine == "splat" and particles.mixed_pixel_sizes:
         raise InputError(
             f"{particles.source}: optics groups have different pixel sizes "

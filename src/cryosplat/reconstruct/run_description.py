@@ -40,7 +40,9 @@ def run_description(
         f"{len(symmetry_operators(config.symmetry))} copies)"
     )
     return (
-        f"cryosplat reconstruct: {len(particles)} particles, box {particles.box}, "
+        f"cryosplat reconstruct: {len(particles)} particles"
+        + (f" ({particles.selection})" if particles.selection else "")
+        + f", box {particles.box}, "
         f"{particles.pixel_size_angstrom:.4g} Å/px, engine {config.engine}, symmetry "
         f"{config.symmetry}, {n_gauss} Gaussians per half{count}{unit}, device {device}"
         + (f", {dist.world_size} processes ({dist.backend})" if dist.active else "")

@@ -151,13 +151,15 @@ def input_fingerprint(particles: ParticleSet) -> str:
     ]
     if particles.ctf is not None:
         arrays += [getattr(particles.ctf, f) for f in particles.ctf.FIELDS]
-    # Aberrations join the fingerprint only where a set has them (older runs' keys unchanged).
+    # Aberrations and weights join the fingerprint only where a set has them (older runs' keys
+    # unchanged).
     arrays += [
         a
         for a in (
             particles.odd_zernike,
             getattr(particles.ctf, "even_zernike", None),
             particles.mag_matrices,
+            particles.weights,
         )
         if a is not None
     ]

@@ -14,6 +14,9 @@ own:
 * ``kept.npy``: the rows (0-based, as ``--ind`` and cryoDRGN read them) of the particles not
   named, to reconstruct again with ``--ind``; ``named.npy``: the others;
 * ``kept.pkl``: the same rows as cryoDRGN's ``--ind`` reads them;
+* ``weights.npy``: each file row's chance of holding the molecule at its pose (``1 −`` its
+  chance of holding noise alone; NaN for rows not scored), for ``reconstruct --weights``
+  (:mod:`cryosplat.particles.weights`): the junk counts little instead of being left out;
 * ``kept.star`` (particles read from a STAR file): that file with only the kept particles, every
   value as written, for RELION (whose image names are read from its project folder);
   ``kept.cs`` (particles read from a cryoSPARC ``.cs`` file): that table's kept rows, with the
@@ -50,6 +53,7 @@ from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.relion import write_star_rows
+from cryosplat.particles.weights import write_weights
 from cryosplat.reconstruct.grid.particle_scores import (
     JUNK_PROBABILITY,
     RESOLUTION_MARGIN,
@@ -352,11 +356,10 @@ def _kept_metadata(source: Path | None, kept: np.ndarray, folder: Path) -> Path 
 
 
 def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
-    """Write ``kept.npy``, ``named.npy``, ``kept.pkl``, ``kept.star`` or ``kept.cs`` (particles
-    from a STAR or ``.cs`` file), ``scores.svg``, ``score.json`` and, last,
-    ``particle_scores.csv`` into
-    ``folder`` (made if needed), each atomically (an interrupted write leaves no part of a file);
-    return a summary."""
+    """Write ``kept.npy``, ``named.npy``, ``kept.pkl``, ``weights.npy``, ``kept.star`` or
+    ``kept.cs`` (particles from a STAR or ``.cs`` file), ``scores.svg``, ``score.json`` and,
+    last, ``particle_scores.csv`` into ``folder`` (made if needed), each atomically (an
+    interrupted write leaves no part of a file); return a summary."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     s = scored.scores
@@ -369,6 +372,7 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
             np.save(tmp, np.sort(rows))
     kept = np.sort(scored.rows_in_file[~named])
     write_index_pickle(kept, folder / "kept.pkl")
+    write_weights(folder / "weights.npy", scored.rows_in_file, 1.0 - s.junk_probability())
     metadata = _kept_metadata(scored.source, kept, folder)
     write_svg(folder / "scores.svg", scores_plot(scored))
     finite = s.z[np.isfinite(s.z)]

@@ -349,6 +349,10 @@ class _BatchInserter:
         if self.levels is not None:
             kinds = None if self.kind_of is None else self.kind_of[batch]
             weights = self.levels.weights(images, kinds)
+        if self.particles.weights is not None:  # the user's (cryosplat.particles.weights)
+            given = torch.as_tensor(self.particles.weights[batch], dtype=images.dtype)
+            given = given.to(images.device)
+            weights = given if weights is None else weights * given
         spectra = self.prepare.spectra(batch, images)
         for part in self.prepare.groups(batch, spectra):
             group, group_spectra, ctf, factor = part.group, part.spectra, part.ctf, part.factor
