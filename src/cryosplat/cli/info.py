@@ -418,8 +418,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.poses or args.ctf or args.datadir or args.classes or args.ind:
             raise InputError(
-                f"{args.particles}: a folder is read as a reconstruct or score output folder, which takes "
-                "no --datadir, --poses, --ctf, --class or --ind"
+                f"{args.particles}: a folder is read as a reconstruct or score output folder, "
+                "which takes no --datadir, --poses, --ctf, --class or --ind"
             )
         scores = read_scores(args.particles)
         if scores is not None and not (args.particles / "run.json").exists():

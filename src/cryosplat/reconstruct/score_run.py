@@ -146,14 +146,15 @@ def _run_particles(particles: ParticleSet, run: Path, identity: dict) -> Particl
     if len(particles) != identity.get("n_particles"):
         raise InputError(
             f"{run} reconstructed {identity.get('n_particles')} particles; these are "
-            f"{len(particles):,} (give the same file, --ind, --class and --angpix as the run)"
+            f"{len(particles):,} (give the same file, --ind, --class, --angpix and --weights as "
+            "the run)"
         )
     particles = downsample_particles(particles, int(identity.get("work_box", particles.box)))
     if input_fingerprint(particles) != identity["input_fingerprint"]:
         raise InputError(
             f"{run} was made from other particles than these (its input "
             f"{identity.get('input')}): the metadata, the poses or the stacks differ; give the "
-            "same file, --ind, --class and --angpix as the run"
+            "same file, --ind, --class, --angpix and --weights as the run"
         )
     return particles
 
