@@ -41,9 +41,17 @@ def stacked_set(tmp_path_factory) -> Path:
     """240 particles of a 60-Gaussian blob in 4 stack files of 70, 70, 70 and 30 images."""
     d = tmp_path_factory.mktemp("dist")
     truth = GaussianModel.random(60, BOX, PIXEL, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
-    return simulate_tiny(
+    star = simulate_tiny(
         d, truth, n_particles=240, box=BOX, pixel_size_angstrom=PIXEL, images_per_stack=70
     )
+    np.save(star.parent / "weights.npy", np.random.default_rng(2).uniform(0.3, 1.0, 240))
+    return star
+
+
+def _weighted(star: Path) -> list[str]:
+    """:data:`GRID_ARGS` with per-particle weights (``--weights``): the ranks' statistics must
+    weigh each image as one process does."""
+    return [*GRID_ARGS, "--weights", str(star.parent / "weights.npy")]
 
 
 def _free_port() -> int:
@@ -88,7 +96,7 @@ def _correlation(a: Path, b: Path) -> float:
 @pytest.fixture(scope="module")
 def single_grid_run(stacked_set, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("single") / "run"
-    _run(stacked_set, out, GRID_ARGS, 1)
+    _run(stacked_set, out, _weighted(stacked_set), 1)
     return out
 
 
@@ -144,7 +152,7 @@ def test_two_ranks_sum_the_same_statistics_and_fit_the_same_map(
     stacked_set, single_grid_run, tmp_path
 ):
     out = tmp_path / "two"
-    done = _run(stacked_set, out, GRID_ARGS, 2)
+    done = _run(stacked_set, out, _weighted(stacked_set), 2)
     assert done.stdout.count("resolution:") == 1  # rank 1 prints nothing
     assert done.stderr.count("cryosplat reconstruct:") == 1
     assert (out / "log.txt").read_text().count("cryosplat reconstruct:") == 1
@@ -158,7 +166,7 @@ def test_two_ranks_sum_the_same_statistics_and_fit_the_same_map(
             assert float((a - b).abs().norm() / a.abs().norm()) <= 1e-5, (name, field)
     assert _correlation(single_grid_run / "map.mrc", out / "map.mrc") >= 0.999
     again = subprocess.run(
-        _command(stacked_set, out, GRID_ARGS, 2),
+        _command(stacked_set, out, _weighted(stacked_set), 2),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
