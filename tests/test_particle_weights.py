@@ -59,7 +59,9 @@ def test_a_missing_or_unreadable_weights_file_is_named(tmp_path):
         read_weights(tmp_path / "bad.npy", np.arange(2))
 
 
-def test_weights_of_one_make_the_same_map_and_the_splat_engine_refuses_them(tiny_set, tmp_path):
+def test_weights_of_one_make_the_same_map_and_the_splat_engine_refuses_them(
+    tiny_set, tmp_path, capsys
+):
     np.save(tmp_path / "ones.npy", np.ones(120))
     np.save(tmp_path / "some.npy", np.where(np.arange(120) % 4 == 0, 0.0, 1.0))
     steps = ["--stage-fractions", "0.5,1.0", "--stage-steps", "30,30", "--no-progress"]
@@ -69,6 +71,11 @@ def test_weights_of_one_make_the_same_map_and_the_splat_engine_refuses_them(tiny
         assert main(["reconstruct", str(tiny_set), "-o", str(runs[name]), *steps, *extra]) == 0
     for f in ("half_map_A.mrc", "half_map_B.mrc", "map.mrc"):
         assert np.array_equal(read_map(runs["plain"] / f)[0], read_map(runs["ones"] / f)[0]), f
+    capsys.readouterr()
+    assert main(["info", str(runs["ones"])]) == 0
+    printed = capsys.readouterr().out
+    assert "particles chosen: weighted by ones.npy (mean 1.000; 0 under 0.5)" in printed
+    assert "with the run's own --ind, --class or --weights" in printed  # score needs them too
     some = ["--weights", str(tmp_path / "some.npy")]
     assert main(["reconstruct", str(tiny_set), "-o", str(tmp_path / "some"), *steps, *some]) == 0
     a, b = (

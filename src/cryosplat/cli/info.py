@@ -325,6 +325,7 @@ def _state_lines(r: RunSummary, ident: dict) -> list[str]:
             f"score:        cryosplat score {ident.get('input', 'PARTICLES')} --run {r.path} -o "
             "OUT (each particle against the half map made without it: junk named, the rest's "
             "rows for --ind)"
+            + ("; with the run's own --ind, --class or --weights" if ident.get("selection") else "")
         )
     return lines
 
