@@ -99,6 +99,8 @@ class ScoredRun:
     scores : ParticleScores
     run : Path or None
         The run folder whose half maps the particles were scored against.
+    map : Path or None
+        Or the one map they were scored against (:func:`score_against_map`).
     run_resolution_angstrom : float or None
         The run's reported resolution, or the one given with a map (None: none).
     shells_to_angstrom : float or None
@@ -219,8 +221,10 @@ def score_against_map(
     show_progress: bool = True,
 ) -> ScoredRun:
     """Score ``particles`` against one map, e.g. a map made without them: another class's, or
-    another data set's. Particles that made the map score a little higher than they would
-    against a map made without them (their own noise is in it); :func:`score_run` avoids that.
+    another data set's. Particles that made the map score higher than they would against a map
+    made without them, their own noise being in it (round 2, session 64: images of noise by 0.3
+    standard deviations on 4,000 particles of EMD-5625, which hides about a fifth of the junk);
+    :func:`score_run` avoids that.
 
     Parameters
     ----------
@@ -289,7 +293,15 @@ def _radius(particles: ParticleSet, resolution: float | None, what: str) -> floa
     return radius
 
 
-def _scores_of(particles, groups, sign, radius, device, batch_size, show_progress):
+def _scores_of(
+    particles: ParticleSet,
+    groups: list[tuple[np.ndarray, np.ndarray]],
+    sign: float,
+    radius: float,
+    device: str | torch.device,
+    batch_size: int,
+    show_progress: bool,
+) -> ParticleScores:
     """The :class:`ParticleScores` of ``particles`` (their order), each group ``(rows,
     volume)``'s rows read against its volume."""
     bar = Progress(len(particles), "score", enabled=show_progress)
