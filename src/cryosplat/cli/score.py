@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="or a map (.mrc) at the particles' box and pixel size (or a smaller box of the same "
         "extent) to score every particle against: best one made without them (another class's, "
-        "another data set's); those that made it score a little high",
+        "another data set's); those that made it score high",
     )
     p.add_argument(
         "--resolution",
@@ -62,8 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         help="folder for particle_scores.csv, kept.npy, kept.pkl (cryoDRGN's --ind), named.npy, "
-        "scores.svg and the kept particles' metadata (kept.star for a STAR file, kept.cs for a "
-        "cryoSPARC .cs)",
+        "weights.npy (reconstruct --weights), scores.svg, score.json and the kept particles' "
+        "metadata (kept.star for a STAR file, kept.cs for a cryoSPARC .cs)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -101,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     print(scored.describe())
     print(
         f"kept: {summary['kept']:,} rows in {args.output / 'kept.npy'} (reconstruct again with "
-        f"--ind {args.output / 'kept.npy'}); named: {args.output / 'named.npy'}; per particle: "
-        f"{out}; histogram: {args.output / 'scores.svg'}"
+        f"--ind {args.output / 'kept.npy'}, or weigh every particle by its chance of holding "
+        f"the molecule with --weights {args.output / 'weights.npy'}); named: "
+        f"{args.output / 'named.npy'}; per particle: {out}; histogram: "
+        f"{args.output / 'scores.svg'}"
     )
     if summary["kept_metadata"]:
         print(
