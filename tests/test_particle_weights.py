@@ -88,3 +88,16 @@ def test_weights_of_one_make_the_same_map_and_the_splat_engine_refuses_them(
         main(["reconstruct", str(tiny_set), "-o", str(tmp_path / "splat"), "--no-progress", *splat])
         == 2
     )
+
+
+def test_a_run_is_resumed_with_its_own_weights_only(tiny_set, tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.ones(120))
+    np.save(tmp_path / "b.npy", np.r_[np.ones(119), 0.5])
+    run = tmp_path / "run"
+    steps = ["--stage-fractions", "1.0", "--stage-steps", "10", "--no-progress"]
+    base = ["reconstruct", str(tiny_set), "-o", str(run), *steps, "--keep-checkpoints"]
+    assert main([*base, "--weights", str(tmp_path / "a.npy")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--weights", str(tmp_path / "b.npy"), "--resume"]) == 2
+    assert "weighted by b.npy" in capsys.readouterr().err  # the difference is named
+    assert main([*base, "--weights", str(tmp_path / "a.npy"), "--resume"]) == 0
