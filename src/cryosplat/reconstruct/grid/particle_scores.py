@@ -157,7 +157,7 @@ def shell_sums(
     n_shells = int(radius) + 1
     reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
     prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
-    bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]] = {}
+    bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, np.ndarray]] = {}
     # read in (stack, image) order, each stack front to back; ``order`` puts the rows back
     stacked = np.lexsort((particles.image_index[rows], particles.stack_index[rows]))
     read, order = rows[stacked], np.argsort(stacked)
@@ -177,8 +177,12 @@ def shell_sums(
                 # the radius (its pixel and magnification may differ): each is read as before
                 reach = math.sqrt(float(own[kept].max())) + 1e-3 if kept.numel() else 0.0
                 reach = min(group.max_radius, reach)
-                bins[part.key] = (kept, shell, prepare.friedel_all[kept], reach)
-            kept, shell, friedel, reach = bins[part.key]
+                friedel = prepare.friedel_all[kept]
+                # the samples per shell: the group's own, the same for each of its images
+                count = torch.zeros(n_shells, dtype=torch.float64, device=device)
+                count = count.index_add_(0, shell, friedel.double()).cpu().numpy()
+                bins[part.key] = (kept, shell, friedel, reach, count)
+            kept, shell, friedel, reach, count = bins[part.key]
             slices = reader.half_slices(part.rotations * group.scale, reach)
             slices = slices[:, :, : box // 2].reshape(len(part.rows), -1)  # kx = 0 … D/2 − 1
             codes = particles.ctf_in_images_of(part.rows)
@@ -189,9 +193,9 @@ def shell_sums(
                 "cross": (data.conj() * predicted).real,
                 "model": predicted.abs().square(),
                 "data": data.abs().square(),
-                "count": torch.ones_like(predicted.real),
             }
             at = np.arange(len(batch)) if part.picked is None else part.picked.cpu().numpy()
+            out["count"][done + at] = count
             for name, values in terms.items():
                 summed = torch.zeros(len(part.rows), n_shells, dtype=torch.float64, device=device)
                 summed.index_add_(1, shell, values.double() * friedel)
