@@ -13,9 +13,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from cryosplat.cli.main import main
 from cryosplat.core.errors import InputError
+from cryosplat.core.fourier import fourier_crop_volume
 from cryosplat.core.fourier_slice import default_max_radius
 from cryosplat.io.mrc import MRCStack, read_map, write_map, write_stack
 from cryosplat.particles.read import read_particles
@@ -201,16 +203,6 @@ def test_scores_of_cryosparc_particles_write_the_kept_rows_as_a_cs(
     assert not (tmp_path / "out" / "kept.star").exists()
 
 
-def _fourier_cropped(volume: np.ndarray, box: int) -> np.ndarray:
-    """``volume`` Fourier-cropped to ``box`` (the same extent, coarser voxels, centred
-    transforms: the origin at voxel D//2 both ways)."""
-    n = volume.shape[0]
-    spectrum = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(volume)))
-    lo = n // 2 - box // 2
-    part = spectrum[lo : lo + box, lo : lo + box, lo : lo + box]
-    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(part))).real * (box / n) ** 3
-
-
 def test_score_against_a_map_names_the_noise_images(scored_run, tiny_set, tmp_path, capsys):
     star, _, noise_rows = scored_run
     truth = tiny_set.parent / "truth.mrc"
@@ -233,7 +225,8 @@ def test_score_against_a_map_names_the_noise_images(scored_run, tiny_set, tmp_pa
     )
     # the same map at a smaller box of the same extent: the particles are cropped to it
     volume, voxel = read_map(truth)
-    write_map(tmp_path / "coarse.mrc", _fourier_cropped(volume, 16), voxel * 24 / 16)
+    cropped = fourier_crop_volume(torch.as_tensor(volume), 16).numpy()
+    write_map(tmp_path / "coarse.mrc", cropped, voxel * 24 / 16)
     particles = read_particles(star)
     full = score_against_map(particles, truth, resolution_angstrom=20.0, show_progress=False)
     coarse = score_against_map(  # (its Nyquist 12 Å: read to 16 Å on both)
