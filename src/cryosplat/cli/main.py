@@ -1,6 +1,6 @@
 """Entry point of the ``cryosplat`` command: dispatches to one module per command.
 
-Each command module in :mod:`cryosplat.cli` defines ``add_arguments(parser)`` and ``run(args) -> int``
+Each command module in :mod:`cryosplat.cli` (its name the command's, ``_`` for ``-``) defines ``add_arguments(parser)`` and ``run(args) -> int``
 and a one-line ``HELP``. Errors of the user's input (:class:`cryosplat.core.errors.CryosplatError`) are
 printed as one line and exit with status 2; resource errors (a full or read-only disk, too many open
 files, out of memory) as one line saying what to do, with status 1; an interrupt exits with 130,
@@ -22,7 +22,16 @@ import threading
 from cryosplat import __version__
 from cryosplat.core.errors import CryosplatError, Terminated
 
-COMMANDS = ("info", "project", "simulate", "reconstruct", "score", "sharpen", "demo")
+COMMANDS = (
+    "info",
+    "project",
+    "simulate",
+    "reconstruct",
+    "score",
+    "refine-defocus",
+    "sharpen",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug-level log messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        module_name = f"cryosplat.cli.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"cryosplat.cli.{name}")
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"cryosplat.cli.{name}":
+            if exc.name == module_name:
                 continue
             raise
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)

@@ -29,7 +29,9 @@ __all__ = [
     "load_pickle",
     "read_cryodrgn_poses",
     "read_cryodrgn_ctf",
+    "read_ctf_table",
     "read_stack_with_pickles",
+    "write_ctf_pickle_defocus",
     "write_index_pickle",
 ]
 
@@ -51,6 +53,21 @@ def write_index_pickle(rows: np.ndarray, out: str | Path) -> None:
     atomically."""
     with atomic_path(out, suffix=".pkl") as tmp, open(tmp, "wb") as fh:
         pickle.dump(np.asarray(rows, dtype=np.int64), fh)
+
+
+def write_ctf_pickle_defocus(
+    source: str | Path, rows: np.ndarray, offsets_angstrom: np.ndarray, out: str | Path
+) -> None:
+    """Write cryoDRGN's ``ctf.pkl`` ``source`` to ``out`` with ``offsets_angstrom`` (Å) added to
+    its defocus columns (``defocus_u_angstrom``, ``defocus_v_angstrom``) at ``rows``; written
+    atomically."""
+    table = np.array(read_ctf_table(Path(source)), dtype=np.float64)
+    rows = np.asarray(rows, dtype=np.int64)
+    for name in ("defocus_u_angstrom", "defocus_v_angstrom"):
+        column = CRYODRGN_CTF_COLUMNS.index(name)
+        table[rows, column] += np.asarray(offsets_angstrom, dtype=np.float64)
+    with atomic_path(out, suffix=".pkl") as tmp, open(tmp, "wb") as fh:
+        pickle.dump(table, fh)
 
 
 def _check_finite(path: Path, name: str, values: np.ndarray) -> None:
@@ -90,6 +107,20 @@ def read_cryodrgn_poses(path: str | Path) -> tuple[np.ndarray, np.ndarray | None
     return rot, trans
 
 
+def read_ctf_table(path: Path) -> np.ndarray:
+    """cryoDRGN's ``ctf.pkl`` as its (N, 9) float64 table, shape checked."""
+    try:
+        table = np.asarray(load_pickle(path, "CTF"), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: expected an (N, 9) CTF array") from None
+    if table.ndim != 2 or table.shape[1] != len(CRYODRGN_CTF_COLUMNS):
+        raise InputError(
+            f"{path}: expected an (N, 9) CTF array "
+            f"[{', '.join(CRYODRGN_CTF_COLUMNS)}], got shape {table.shape}"
+        )
+    return table
+
+
 def read_cryodrgn_ctf(path: str | Path) -> tuple[CTFParams, int, float]:
     """Read a cryoDRGN ``ctf.pkl`` (N, 9).
 
@@ -102,15 +133,7 @@ def read_cryodrgn_ctf(path: str | Path) -> tuple[CTFParams, int, float]:
         Column ``Apix`` (must be one value).
     """
     path = Path(path)
-    try:
-        table = np.asarray(load_pickle(path, "CTF"), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: expected an (N, 9) CTF array") from None
-    if table.ndim != 2 or table.shape[1] != len(CRYODRGN_CTF_COLUMNS):
-        raise InputError(
-            f"{path}: expected an (N, 9) CTF array "
-            f"[{', '.join(CRYODRGN_CTF_COLUMNS)}], got shape {table.shape}"
-        )
+    table = read_ctf_table(path)
     for j, name in enumerate(CRYODRGN_CTF_COLUMNS):
         bad = np.flatnonzero(~np.isfinite(table[:, j]))
         if bad.size:

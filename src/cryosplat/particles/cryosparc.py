@@ -41,7 +41,14 @@ from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
-__all__ = ["find_passthrough", "load_cs", "read_cryosparc", "with_passthrough", "write_cs_rows"]
+__all__ = [
+    "find_passthrough",
+    "load_cs",
+    "read_cryosparc",
+    "with_passthrough",
+    "write_cs_defocus",
+    "write_cs_rows",
+]
 
 
 def load_cs(path: str | Path) -> np.ndarray:
@@ -131,6 +138,26 @@ def write_cs_rows(source: str | Path, rows: np.ndarray, out: str | Path) -> None
         table, _ = with_passthrough(table, source, passthrough)
     with atomic_path(out, suffix=".cs") as tmp, open(tmp, "wb") as fh:
         np.save(fh, table[np.asarray(rows, dtype=np.int64)])
+
+
+def write_cs_defocus(
+    source: str | Path, rows: np.ndarray, offsets_angstrom: np.ndarray, out: str | Path
+) -> None:
+    """Write the ``.cs`` table ``source`` to ``out`` with ``offsets_angstrom`` (Å) added to
+    ``ctf/df1_A`` and ``ctf/df2_A`` of the particles at ``rows`` (0-based rows of the table);
+    every other field as stored, the passthrough file's fields added (as :func:`write_cs_rows`).
+    Written atomically."""
+    source = Path(source)
+    table = load_cs(source)
+    if (passthrough := find_passthrough(source)) is not None:
+        table, _ = with_passthrough(table, source, passthrough)
+    table = table.copy()
+    rows = np.asarray(rows, dtype=np.int64)
+    for name in ("ctf/df1_A", "ctf/df2_A"):
+        values = _field(table, name, source)
+        table[name][rows] = values[rows] + np.asarray(offsets_angstrom, dtype=np.float64)
+    with atomic_path(out, suffix=".cs") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, table)
 
 
 def _field(table: np.ndarray, name: str, path: Path) -> np.ndarray:

@@ -39,7 +39,7 @@ from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
-__all__ = ["particles_from_star", "write_star_rows"]
+__all__ = ["particles_from_star", "write_star_defocus", "write_star_rows"]
 
 _CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
 _ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
@@ -85,6 +85,37 @@ def write_star_rows(source: str | Path, rows: np.ndarray, out: str | Path) -> No
         columns = block.columns
         if block is particles:
             columns = {k: [v[i] for i in rows] for k, v in columns.items()}
+        tables[name] = columns
+    write_star(out, tables)
+
+
+def write_star_defocus(
+    source: str | Path, rows: np.ndarray, offsets_angstrom: np.ndarray, out: str | Path
+) -> None:
+    """Write the STAR file ``source`` to ``out`` with ``offsets_angstrom`` (Å) added to
+    ``rlnDefocusU`` and ``rlnDefocusV`` of the particles at ``rows`` (0-based rows of its particle
+    table); every other value as written, its other tables whole. Key-value blocks are left
+    out."""
+    source = Path(source)
+    blocks = read_star(source)
+    particles = _particle_block(blocks, source)
+    missing = [c for c in _CTF_COLUMNS[:2] if c not in particles]
+    if missing:
+        raise InputError(f"{source}: the particle table has no {', '.join(missing)}")
+    rows = np.asarray(rows, dtype=np.int64)
+    offsets = np.asarray(offsets_angstrom, dtype=np.float64)
+    tables = {}
+    for name, block in blocks.items():
+        if not block.is_loop:
+            continue
+        columns = dict(block.columns)
+        if block is particles:
+            for column in _CTF_COLUMNS[:2]:
+                values = list(columns[column])
+                moved = block.get_float(column)[rows] + offsets
+                for row, value in zip(rows.tolist(), moved.tolist(), strict=True):
+                    values[row] = f"{value:.6f}"
+                columns[column] = values
         tables[name] = columns
     write_star(out, tables)
 

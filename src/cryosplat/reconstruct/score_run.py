@@ -50,24 +50,18 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.particles.cryodrgn import write_index_pickle
 from cryosplat.particles.cryosparc import write_cs_rows
 from cryosplat.particles.downsample import downsample_particles
-from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.relion import write_star_rows
 from cryosplat.particles.weights import write_weights
 from cryosplat.reconstruct.grid.particle_scores import (
     JUNK_PROBABILITY,
-    RESOLUTION_MARGIN,
     ParticleScores,
     ShellSums,
     score_from_sums,
-    score_radius,
     shell_sums,
 )
-from cryosplat.reconstruct.run_folder import (
-    input_fingerprint,
-    read_complete_run,
-    write_json_atomic,
-)
+from cryosplat.reconstruct.run_folder import write_json_atomic
+from cryosplat.reconstruct.run_halves import read_run_halves, shells_read
 
 __all__ = [
     "SCORE_FILE",
@@ -134,33 +128,6 @@ class ScoredRun:
         )
 
 
-def _run_identity(run: Path) -> tuple[dict, float | None]:
-    """A complete run's identity and reported resolution (Å; None where it reported none)."""
-    status, resolution = read_complete_run(run, "score reads a complete reconstruct run")
-    identity = status.get("identity")
-    if not isinstance(identity, dict) or "input_fingerprint" not in identity:
-        raise InputError(f"{run}: run.json records no identity (a run older than this cryosplat?)")
-    return identity, resolution
-
-
-def _run_particles(particles: ParticleSet, run: Path, identity: dict) -> ParticleSet:
-    """``particles`` at the run's working box, checked to be the ones the run read."""
-    if len(particles) != identity.get("n_particles"):
-        raise InputError(
-            f"{run} reconstructed {identity.get('n_particles')} particles; these are "
-            f"{len(particles):,} (give the same file, --ind, --class, --angpix and --weights as "
-            "the run)"
-        )
-    particles = downsample_particles(particles, int(identity.get("work_box", particles.box)))
-    if input_fingerprint(particles) != identity["input_fingerprint"]:
-        raise InputError(
-            f"{run} was made from other particles than these (its input "
-            f"{identity.get('input')}): the metadata, the poses or the stacks differ; give the "
-            "same file, --ind, --class, --angpix and --weights as the run"
-        )
-    return particles
-
-
 def score_run(
     particles: ParticleSet,
     run: str | Path,
@@ -177,34 +144,18 @@ def score_run(
     InputError
         ``run`` is not a complete run, or ``particles`` are not its particles.
     """
-    run = Path(run)
-    identity, resolution = _run_identity(run)
-    particles = _run_particles(particles, run, identity)
-    maps = []
-    for name in "AB":
-        path = run / f"half_map_{name}.mrc"
-        if not path.is_file():
-            raise InputError(f"{run}: no {path.name}; score reads both half maps of the run")
-        volume, _ = read_map(path)
-        if volume.shape != (particles.box,) * 3:
-            raise InputError(f"{path}: box {volume.shape[0]}, the run's {particles.box}")
-        maps.append(volume)
-    seed = int(identity.get("seed", 0))
-    half_a, half_b, how = split_halves(particles, seed, bool(identity.get("use_random_subset")))
-    log.info(
-        "half sets: %d + %d particles (%s), as the run split them", len(half_a), len(half_b), how
+    halves = read_run_halves(particles, run, "score")
+    particles, resolution = halves.particles, halves.resolution_angstrom
+    radius = shells_read(particles, resolution, "the run's resolution")
+    scores = _scores_of(
+        particles, halves.crossed(), halves.data_sign, radius, device, batch_size, show_progress
     )
-    sign = -1.0 if identity.get("invert_contrast") else 1.0
-    radius = _radius(particles, resolution, "the run's resolution")
-    groups = [(half_a, maps[1]), (half_b, maps[0])]
-    scores = _scores_of(particles, groups, sign, radius, device, batch_size, show_progress)
-    halves = np.where(np.isin(np.arange(len(particles)), half_a), "A", "B")
     return ScoredRun(
         particles.source,
         particles.rows_in_file(),
-        halves,
+        halves.half_names(),
         scores,
-        run=run.resolve(),
+        run=halves.run,
         run_resolution_angstrom=resolution,
         shells_to_angstrom=particles.box * particles.pixel_size_angstrom / radius,
     )
@@ -263,7 +214,7 @@ def score_against_map(
             "resample the map, or give --angpix where the particles' pixel size is wrong"
         )
     log.info("scored against %s (box %d, %.4f Å voxels)", map_path, box, voxel)
-    radius = _radius(particles, resolution_angstrom, "the given resolution")
+    radius = shells_read(particles, resolution_angstrom, "the given resolution")
     sign = -1.0 if invert_contrast else 1.0
     rows = np.arange(len(particles))
     scores = _scores_of(
@@ -278,19 +229,6 @@ def score_against_map(
         run_resolution_angstrom=resolution_angstrom,
         shells_to_angstrom=particles.box * pixel / radius,
     )
-
-
-def _radius(particles: ParticleSet, resolution: float | None, what: str) -> float:
-    """:func:`score_radius` for ``particles``, logged."""
-    radius = score_radius(particles.box, particles.pixel_size_angstrom, resolution)
-    log.info(
-        "shells read to %.2f Å (%s)",
-        particles.box * particles.pixel_size_angstrom / radius,
-        "to the box's limit: no resolution given or reported"
-        if resolution is None
-        else f"{RESOLUTION_MARGIN:g} times {what}, {resolution:.2f} Å",
-    )
-    return radius
 
 
 def _scores_of(

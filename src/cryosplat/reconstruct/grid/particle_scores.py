@@ -38,7 +38,7 @@ down and the molecule's residual up.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from functools import cached_property
 
@@ -47,17 +47,20 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import image_transfer
+from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.fourier_slice import SliceReader, default_max_radius
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.image_spectra import SpectraPreparer
+from cryosplat.reconstruct.grid.image_spectra import GroupSpectra, SpectraPreparer
 from cryosplat.reconstruct.grid.staging import device_batches
 
 __all__ = [
     "JUNK_PROBABILITY",
+    "GroupSamples",
     "ParticleScores",
     "ScoreMixture",
     "ShellSums",
     "fit_mixture",
+    "read_samples",
     "score_radius",
     "score_from_sums",
     "shell_sums",
@@ -112,6 +115,136 @@ class ShellSums:
 _SUMS = tuple(f.name for f in fields(ShellSums))
 
 
+@dataclass(frozen=True)
+class GroupSamples:
+    """One batch's images of one sampling, against a map's central slices: their samples within
+    the shells read (:func:`read_samples`).
+
+    Attributes
+    ----------
+    positions : np.ndarray of int, (n,)
+        Their positions in the ``rows`` that were read.
+    part : GroupSpectra
+        The images as the statistics pass places them (rows, CTF, rotations).
+    plane : CTFPlane
+        Their sampling's CTF geometry at the samples read, (M,): the CTF at other parameters
+        than :attr:`GroupSpectra.ctf`'s, the rows' own.
+    kept : torch.Tensor of int, (M,)
+        The samples read, indices into the flattened ``(D, D//2)`` half plane.
+    shell : torch.Tensor of int, (M,)
+        Each sample's shell where it lands on the map's grid (1 … S − 1).
+    friedel : torch.Tensor, float64, (M,)
+        2 where the sample stands for its Friedel mate as well, else 1.
+    count : np.ndarray, (S,)
+        The samples per shell (Friedel pairs counted twice).
+    slices : torch.Tensor, complex64, (n, M)
+        The map's central slices at the samples (no CTF).
+    data : torch.Tensor, complex64, (n, M)
+        The images' spectra at the samples.
+    codes : np.ndarray or None
+        For images that carry their CTF already, how (:func:`~cryosplat.core.ctf.image_transfer`);
+        None where none does.
+    """
+
+    positions: np.ndarray
+    part: GroupSpectra
+    plane: CTFPlane
+    kept: torch.Tensor
+    shell: torch.Tensor
+    friedel: torch.Tensor
+    count: np.ndarray
+    slices: torch.Tensor
+    data: torch.Tensor
+    codes: np.ndarray | None
+
+    def transfer(self, ctf: torch.Tensor) -> torch.Tensor:
+        """The CTF at the samples, (n, M) (e.g. from :attr:`plane`), as the images carry it."""
+        return ctf if self.codes is None else image_transfer(ctf, self.codes)
+
+
+def read_samples(
+    particles: ParticleSet,
+    rows: ArrayLike,
+    volume: ArrayLike,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+    data_sign: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+    max_radius_px: float | None = None,
+) -> Iterator[GroupSamples]:
+    """``rows``' images against ``volume``'s central slices, a :class:`GroupSamples` per batch
+    and sampling (parameters as :func:`shell_sums`'s). The images are read stack by stack,
+    front to back; :attr:`GroupSamples.positions` says where each stands in ``rows``."""
+    particles.require_poses_and_ctf()
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    box, pixel = particles.box, particles.pixel_size_angstrom
+    volume = torch.as_tensor(np.asarray(volume), dtype=torch.float32)
+    if tuple(volume.shape) != (box,) * 3:
+        raise ValueError(f"the map's box {tuple(volume.shape)} is not the particles' {box}")
+    device = torch.device(device)
+    radius = shells_radius(box, max_radius_px)
+    n_shells = int(radius) + 1
+    reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
+    prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
+    bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, np.ndarray]] = {}
+    planes: dict[tuple, CTFPlane] = {}
+    # read in (stack, image) order, each stack front to back
+    stacked = np.lexsort((particles.image_index[rows], particles.stack_index[rows]))
+    read = rows[stacked]
+    done = 0
+    for batch, images in device_batches(particles, read, batch_size, device):
+        spectra = prepare.spectra(batch, images * data_sign)
+        for part in prepare.groups(batch, spectra):
+            group = part.group
+            if part.key not in bins:
+                r2 = group.landing_radius2(prepare.plane_kx, prepare.plane_ky).reshape(-1)
+                own = (prepare.plane_kx**2 + prepare.plane_ky**2).reshape(-1).float()
+                kept = (r2 <= radius**2) & (own <= group.max_radius**2) & (r2 > 0)
+                kept = kept.nonzero().squeeze(1)
+                shell = torch.round(torch.sqrt(r2[kept])).long().clamp(1, n_shells - 1)
+                # the slices are read only as far as the group's own frequencies that land within
+                # the radius (its pixel and magnification may differ): each is read as before
+                reach = math.sqrt(float(own[kept].max())) + 1e-3 if kept.numel() else 0.0
+                reach = min(group.max_radius, reach)
+                friedel = prepare.friedel_all[kept]
+                # the samples per shell: the group's own, the same for each of its images
+                count = torch.zeros(n_shells, dtype=torch.float64, device=device)
+                count = count.index_add_(0, shell, friedel.double()).cpu().numpy()
+                bins[part.key] = (kept, shell, friedel, reach, count)
+                planes[part.key] = group.ctf_plane(
+                    prepare.plane_kx.reshape(-1)[kept], prepare.plane_ky.reshape(-1)[kept]
+                )
+            kept, shell, friedel, reach, count = bins[part.key]
+            slices = reader.half_slices(part.rotations * group.scale, reach)
+            slices = slices[:, :, : box // 2].reshape(len(part.rows), -1)  # kx = 0 … D/2 − 1
+            at = np.arange(len(batch)) if part.picked is None else part.picked.cpu().numpy()
+            yield GroupSamples(
+                positions=stacked[done + at],
+                part=part,
+                plane=planes[part.key],
+                kept=kept,
+                shell=shell,
+                friedel=friedel,
+                count=count,
+                slices=slices[:, kept],
+                data=part.spectra.reshape(len(part.rows), -1)[:, kept],
+                codes=particles.ctf_in_images_of(part.rows),
+            )
+        done += len(batch)
+        if progress is not None:
+            progress(done)
+    if done != len(rows):
+        raise RuntimeError(f"read {done} of {len(rows)} images")
+
+
+def shells_radius(box: int, max_radius_px: float | None) -> float:
+    """The radius of the shells read (pixels): ``max_radius_px``, at most the padded grid's
+    limit (None: that limit)."""
+    radius = default_max_radius(box, SCORE_PAD)
+    return radius if max_radius_px is None else min(radius, float(max_radius_px))
+
+
 def shell_sums(
     particles: ParticleSet,
     rows: ArrayLike,
@@ -144,68 +277,34 @@ def shell_sums(
         Read the shells up to this radius (pixels of the box) only: past the map's resolution
         it predicts nothing (see :func:`score_radius`). None: up to the padded grid's limit.
     """
-    particles.require_poses_and_ctf()
-    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-    box, pixel = particles.box, particles.pixel_size_angstrom
-    volume = torch.as_tensor(np.asarray(volume), dtype=torch.float32)
-    if tuple(volume.shape) != (box,) * 3:
-        raise ValueError(f"the map's box {tuple(volume.shape)} is not the particles' {box}")
-    device = torch.device(device)
-    radius = default_max_radius(box, SCORE_PAD)
-    if max_radius_px is not None:
-        radius = min(radius, float(max_radius_px))
-    n_shells = int(radius) + 1
-    reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
-    prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
-    bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, np.ndarray]] = {}
-    # read in (stack, image) order, each stack front to back; ``order`` puts the rows back
-    stacked = np.lexsort((particles.image_index[rows], particles.stack_index[rows]))
-    read, order = rows[stacked], np.argsort(stacked)
-    out = {f: np.zeros((len(rows), n_shells)) for f in _SUMS}
-    done = 0
-    for batch, images in device_batches(particles, read, batch_size, device):
-        spectra = prepare.spectra(batch, images * data_sign)
-        for part in prepare.groups(batch, spectra):
-            group = part.group
-            if part.key not in bins:
-                r2 = group.landing_radius2(prepare.plane_kx, prepare.plane_ky).reshape(-1)
-                own = (prepare.plane_kx**2 + prepare.plane_ky**2).reshape(-1).float()
-                kept = (r2 <= radius**2) & (own <= group.max_radius**2) & (r2 > 0)
-                kept = kept.nonzero().squeeze(1)
-                shell = torch.round(torch.sqrt(r2[kept])).long().clamp(1, n_shells - 1)
-                # the slices are read only as far as the group's own frequencies that land within
-                # the radius (its pixel and magnification may differ): each is read as before
-                reach = math.sqrt(float(own[kept].max())) + 1e-3 if kept.numel() else 0.0
-                reach = min(group.max_radius, reach)
-                friedel = prepare.friedel_all[kept]
-                # the samples per shell: the group's own, the same for each of its images
-                count = torch.zeros(n_shells, dtype=torch.float64, device=device)
-                count = count.index_add_(0, shell, friedel.double()).cpu().numpy()
-                bins[part.key] = (kept, shell, friedel, reach, count)
-            kept, shell, friedel, reach, count = bins[part.key]
-            slices = reader.half_slices(part.rotations * group.scale, reach)
-            slices = slices[:, :, : box // 2].reshape(len(part.rows), -1)  # kx = 0 … D/2 − 1
-            codes = particles.ctf_in_images_of(part.rows)
-            transfer = part.ctf if codes is None else image_transfer(part.ctf, codes)
-            predicted = (slices * transfer.reshape(len(part.rows), -1))[:, kept]
-            data = part.spectra.reshape(len(part.rows), -1)[:, kept]
-            terms = {
-                "cross": (data.conj() * predicted).real,
-                "model": predicted.abs().square(),
-                "data": data.abs().square(),
-            }
-            at = np.arange(len(batch)) if part.picked is None else part.picked.cpu().numpy()
-            out["count"][done + at] = count
-            for name, values in terms.items():
-                summed = torch.zeros(len(part.rows), n_shells, dtype=torch.float64, device=device)
-                summed.index_add_(1, shell, values.double() * friedel)
-                out[name][done + at] = summed.cpu().numpy()
-        done += len(batch)
-        if progress is not None:
-            progress(done)
-    if done != len(rows):
-        raise RuntimeError(f"read {done} of {len(rows)} images")
-    return ShellSums(*(out[f] for f in _SUMS)).take(order)
+    n_rows = len(np.asarray(rows).reshape(-1))
+    n_shells = int(shells_radius(particles.box, max_radius_px)) + 1
+    out = {f: np.zeros((n_rows, n_shells)) for f in _SUMS}
+    for samples in read_samples(
+        particles,
+        rows,
+        volume,
+        batch_size=batch_size,
+        device=device,
+        data_sign=data_sign,
+        progress=progress,
+        max_radius_px=max_radius_px,
+    ):
+        ctf = samples.part.ctf.reshape(len(samples.positions), -1)[:, samples.kept]
+        predicted = samples.slices * samples.transfer(ctf)
+        data = samples.data
+        terms = {
+            "cross": (data.conj() * predicted).real,
+            "model": predicted.abs().square(),
+            "data": data.abs().square(),
+        }
+        at = samples.positions
+        out["count"][at] = samples.count
+        for name, values in terms.items():
+            summed = torch.zeros(len(at), n_shells, dtype=torch.float64, device=values.device)
+            summed.index_add_(1, samples.shell, values.double() * samples.friedel)
+            out[name][at] = summed.cpu().numpy()
+    return ShellSums(*(out[f] for f in _SUMS))
 
 
 @dataclass(frozen=True)
@@ -223,12 +322,15 @@ class ParticleScores:
         Each image's noise power relative to the set's, ``c_i``.
     shell_scale : np.ndarray, (S,)
         The map's fitted scale per shell, ``a_s``.
+    shell_noise : np.ndarray, (S,), optional
+        The noise power per sample and shell, ``σ²_s`` (0 where a shell was not read).
     """
 
     z: np.ndarray
     amplitude: np.ndarray
     noise_scale: np.ndarray
     shell_scale: np.ndarray
+    shell_noise: np.ndarray | None = None
 
     @cached_property
     def mixture(self) -> ScoreMixture:
@@ -358,4 +460,4 @@ def _scores(sums: ShellSums, weights: np.ndarray) -> ParticleScores:
         z = (scale * sums.cross * inverse).sum(1) / np.sqrt(signal * noise_scale)
         amplitude = np.sqrt(signal / noise_scale)
     z = np.where(finite & (signal > 0), z, np.nan)
-    return ParticleScores(z, amplitude, noise_scale, scale)
+    return ParticleScores(z, amplitude, noise_scale, scale, np.where(read, noise, 0.0))

@@ -1,0 +1,96 @@
+"""``cryosplat refine-defocus PARTICLES --run RUN -o OUT``: each particle's defocus read from its
+image against the half map made without it; the metadata written again with the new values
+(:mod:`cryosplat.reconstruct.defocus_run`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
+
+HELP = (
+    "read each particle's defocus from its image against the half map of a finished run made "
+    "without it (the recorded defocus misses the particle's height in the ice); write the "
+    "metadata again with the new values, to reconstruct again"
+)
+
+
+def _positive_angstrom(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a defocus range in Å, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"the range must be a positive number of Å, got {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_reading_arguments(p)
+    p.add_argument(
+        "--run",
+        type=Path,
+        required=True,
+        help="the complete reconstruct run folder these particles made (same file, --ind, "
+        "--class, --angpix and --weights)",
+    )
+    p.add_argument(
+        "--range",
+        type=_positive_angstrom,
+        default=2000.0,
+        help="offsets searched to ± this many Å (default 2000)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="folder for defocus.csv, defocus.svg, defocus.json and the metadata with the new "
+        "values (refined.star for a STAR file, refined.cs for a cryoSPARC .cs, ctf.pkl for "
+        "cryoDRGN's)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs if they exist")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cryosplat.core.device import resolve_device
+    from cryosplat.core.errors import InputError
+    from cryosplat.reconstruct.defocus_run import refine_defocus_run, write_refined_defocus
+
+    out = args.output / "defocus.csv"
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out} exists; --overwrite replaces it")
+    if args.output.resolve() == args.run.resolve():
+        raise InputError(f"{args.output} is the run's folder; write the offsets elsewhere")
+    suffix = Path(args.particles).suffix.lower()
+    if suffix not in (".star", ".cs") and args.ctf is None:
+        raise InputError(
+            f"{args.particles}: the new defocus values are written into a STAR file, a .cs "
+            "file or cryoDRGN's ctf.pkl (--ctf)"
+        )
+    particles = read_chosen_particles(args)
+    refined = refine_defocus_run(
+        particles,
+        args.run,
+        range_angstrom=args.range,
+        device=resolve_device(args.device),
+        show_progress=not args.no_progress,
+    )
+    summary = write_refined_defocus(args.output, refined, ctf_pickle=args.ctf)
+    print(refined.fit.describe())
+    metadata = Path(summary["refined_metadata"])
+    source = Path(args.datadir or Path(args.particles).resolve().parent)
+    again = (
+        f"cryosplat reconstruct {args.particles} --poses {args.poses} --ctf {metadata}"
+        if args.ctf is not None
+        else f"cryosplat reconstruct {metadata} --datadir {source}"
+    )
+    print(
+        f"new defocus values: {metadata} (its image names as in {args.particles}); per "
+        f"particle: {out}; histogram: {args.output / 'defocus.svg'}; reconstruct again: "
+        f"{again} -o NEW_RUN"
+    )
+    return 0

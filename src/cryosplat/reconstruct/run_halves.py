@@ -1,0 +1,129 @@
+"""A complete run's half sets and half maps, for the commands that read particles against them
+(``cryosplat score``, ``cryosplat refine-defocus``).
+
+The particles must be the run's: the same file, rows and settings (the run's
+``input_fingerprint``), read at the box it worked at; they are split into the run's own half sets,
+and each half set is paired with the *other* half's map, made without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import read_map
+from cryosplat.particles.downsample import downsample_particles
+from cryosplat.particles.halves import split_halves
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.particle_scores import RESOLUTION_MARGIN, score_radius
+from cryosplat.reconstruct.run_folder import input_fingerprint, read_complete_run
+
+__all__ = ["RunHalves", "read_run_halves", "shells_read"]
+
+log = logging.getLogger("cryosplat")
+
+
+@dataclass(frozen=True)
+class RunHalves:
+    """A complete run's particles, half sets and half maps.
+
+    Attributes
+    ----------
+    run : Path
+        The run folder, resolved.
+    particles : ParticleSet
+        At the run's working box.
+    half_a, half_b : np.ndarray of int
+        The rows of each half set.
+    maps : tuple[np.ndarray, np.ndarray]
+        ``half_map_A.mrc`` and ``half_map_B.mrc``.
+    resolution_angstrom : float or None
+        The run's reported resolution (None: it reported none).
+    data_sign : float
+        −1 where the run read the images with their contrast inverted.
+    """
+
+    run: Path
+    particles: ParticleSet
+    half_a: np.ndarray
+    half_b: np.ndarray
+    maps: tuple[np.ndarray, np.ndarray]
+    resolution_angstrom: float | None
+    data_sign: float
+
+    def crossed(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each half set's rows with the other half's map: ``[(A, map B), (B, map A)]``."""
+        return [(self.half_a, self.maps[1]), (self.half_b, self.maps[0])]
+
+    def half_names(self) -> np.ndarray:
+        """``"A"`` or ``"B"`` per particle, (N,)."""
+        return np.where(np.isin(np.arange(len(self.particles)), self.half_a), "A", "B")
+
+
+def read_run_halves(particles: ParticleSet, run: str | Path, command: str) -> RunHalves:
+    """The complete run in ``run``'s half sets and half maps, ``particles`` checked to be its own.
+
+    Raises
+    ------
+    InputError
+        ``run`` is not a complete run (``command`` names who asks), it lacks a half map, or
+        ``particles`` are not its particles.
+    """
+    run = Path(run)
+    status, resolution = read_complete_run(run, f"{command} reads a complete reconstruct run")
+    identity = status.get("identity")
+    if not isinstance(identity, dict) or "input_fingerprint" not in identity:
+        raise InputError(f"{run}: run.json records no identity (a run older than this cryosplat?)")
+    particles = _run_particles(particles, run, identity)
+    maps = []
+    for name in "AB":
+        path = run / f"half_map_{name}.mrc"
+        if not path.is_file():
+            raise InputError(f"{run}: no {path.name}; {command} reads both half maps of the run")
+        volume, _ = read_map(path)
+        if volume.shape != (particles.box,) * 3:
+            raise InputError(f"{path}: box {volume.shape[0]}, the run's {particles.box}")
+        maps.append(volume)
+    seed = int(identity.get("seed", 0))
+    half_a, half_b, how = split_halves(particles, seed, bool(identity.get("use_random_subset")))
+    log.info(
+        "half sets: %d + %d particles (%s), as the run split them", len(half_a), len(half_b), how
+    )
+    sign = -1.0 if identity.get("invert_contrast") else 1.0
+    return RunHalves(run.resolve(), particles, half_a, half_b, (maps[0], maps[1]), resolution, sign)
+
+
+def _run_particles(particles: ParticleSet, run: Path, identity: dict) -> ParticleSet:
+    """``particles`` at the run's working box, checked to be the ones the run read."""
+    if len(particles) != identity.get("n_particles"):
+        raise InputError(
+            f"{run} reconstructed {identity.get('n_particles')} particles; these are "
+            f"{len(particles):,} (give the same file, --ind, --class, --angpix and --weights as "
+            "the run)"
+        )
+    particles = downsample_particles(particles, int(identity.get("work_box", particles.box)))
+    if input_fingerprint(particles) != identity["input_fingerprint"]:
+        raise InputError(
+            f"{run} was made from other particles than these (its input "
+            f"{identity.get('input')}): the metadata, the poses or the stacks differ; give the "
+            "same file, --ind, --class, --angpix and --weights as the run"
+        )
+    return particles
+
+
+def shells_read(particles: ParticleSet, resolution: float | None, what: str) -> float:
+    """:func:`~cryosplat.reconstruct.grid.particle_scores.score_radius` for ``particles``
+    (pixels of their box), logged; ``what`` names where ``resolution`` came from."""
+    radius = score_radius(particles.box, particles.pixel_size_angstrom, resolution)
+    log.info(
+        "shells read to %.2f Å (%s)",
+        particles.box * particles.pixel_size_angstrom / radius,
+        "to the box's limit: no resolution given or reported"
+        if resolution is None
+        else f"{RESOLUTION_MARGIN:g} times {what}, {resolution:.2f} Å",
+    )
+    return radius

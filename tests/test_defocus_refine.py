@@ -1,0 +1,190 @@
+"""Per-particle defocus (``cryosplat refine-defocus``): each image's defocus read against a map.
+
+Physics invariants: images made at a defocus the STAR does not record are read back at the
+defocus they were made with; images whose STAR is right stay where they are; data that say
+nothing of the defocus move nothing. The prior's spread is the errors' own where the likelihood
+is right; the metadata are written again with only the defocus changed.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.core.ctf import electron_wavelength_angstrom
+from cryosplat.io.mrc import read_map
+from cryosplat.io.star import read_star, write_star
+from cryosplat.particles.cryodrgn import write_ctf_pickle_defocus
+from cryosplat.particles.cryosparc import write_cs_defocus
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.defocus_fit import (
+    MAX_PHASE_STEP,
+    SIGNIFICANT_GAIN,
+    DefocusSearch,
+    defocus_log_likelihood,
+    fit_offsets,
+)
+from cryosplat.reconstruct.grid.particle_scores import score_from_sums, shell_sums
+from tests.conftest import simulate_tiny
+
+ERROR_SD_ANGSTROM = 400.0
+
+
+@pytest.fixture(scope="module")
+def defocus_set(tmp_path_factory):
+    """200 particles at box 32, 2.5 Å/px, SNR 3, and a copy of their STAR whose defocus values
+    are each off by a normal error of 400 Å: ``(true star, wrong star, errors)``."""
+    from cryosplat.model.gaussians import GaussianModel
+
+    folder = tmp_path_factory.mktemp("defocus")
+    truth = GaussianModel.random(60, 32, 2.5, seed=7, radius_fraction=0.25, scale_angstrom=3.0)
+    star = simulate_tiny(folder, truth, n_particles=200, box=32, pixel_size_angstrom=2.5, snr=3.0)
+    errors = np.random.default_rng(11).normal(scale=ERROR_SD_ANGSTROM, size=200)
+    blocks = {name: dict(block.columns) for name, block in read_star(star).items()}
+    for column in ("rlnDefocusU", "rlnDefocusV"):
+        values = np.asarray(blocks["particles"][column], dtype=np.float64) - errors
+        blocks["particles"][column] = [f"{v:.6f}" for v in values]
+    wrong = star.parent / "wrong.star"
+    write_star(wrong, blocks)
+    return star, wrong, errors
+
+
+def _offsets_against_truth(star, truth):
+    particles = read_particles(star)
+    rows = np.arange(len(particles))
+    scores = score_from_sums(shell_sums(particles, rows, truth))
+    search = DefocusSearch.for_shells(2000.0, 2 * particles.pixel_size_angstrom, 300.0)
+    likelihood = defocus_log_likelihood(particles, rows, truth, scores, search)
+    return fit_offsets(likelihood, search)
+
+
+def test_the_offsets_tried_turn_the_phase_by_little_and_hold_zero():
+    search = DefocusSearch.for_shells(1500.0, 3.0, 300.0)
+    offsets = search.offsets_angstrom
+    assert offsets[0] == -1500.0 and offsets[-1] == 1500.0 and 0.0 in offsets
+    turn = np.pi * float(electron_wavelength_angstrom(300.0)) / 3.0**2
+    assert np.diff(offsets).max() * turn <= MAX_PHASE_STEP + 1e-9
+    coarse = DefocusSearch.for_shells(1500.0, 30.0, 300.0).offsets_angstrom
+    assert len(coarse) == 51  # at least 25 a side where the phase hardly turns
+    with pytest.raises(ValueError, match="range_angstrom"):
+        DefocusSearch.for_shells(0.0, 3.0, 300.0)
+
+
+def test_the_prior_takes_the_errors_spread_and_shrinks_each_reading():
+    rng = np.random.default_rng(0)
+    search = DefocusSearch(np.linspace(-2000.0, 2000.0, 401))
+    offsets = search.offsets_angstrom
+    true = rng.normal(scale=300.0, size=3000)
+    reading = true + rng.normal(scale=150.0, size=true.size)
+    likelihood = -0.5 * ((offsets[None, :] - reading[:, None]) / 150.0) ** 2
+    fit = fit_offsets(likelihood, search)
+    assert fit.applied and abs(fit.prior_sd_angstrom / 300.0 - 1) < 0.1
+    shrink = fit.prior_sd_angstrom**2 / (fit.prior_sd_angstrom**2 + 150.0**2)
+    np.testing.assert_allclose(fit.offset_angstrom, shrink * reading, atol=15.0)
+    assert np.median(fit.sd_angstrom) == pytest.approx(np.sqrt(shrink) * 150.0, rel=0.1)
+    # the error's rms falls from 150 to about 134 (the posterior's)
+    assert np.sqrt(np.mean((fit.offset_angstrom - true) ** 2)) < 0.95 * 150.0
+    # readings of defoci that are right: no offset applied
+    right = fit_offsets(
+        -0.5 * ((offsets[None, :] - rng.normal(scale=150.0, size=(3000, 1))) / 150.0) ** 2,
+        search,
+    )
+    assert not right.applied and right.evidence_gain < SIGNIFICANT_GAIN
+    assert np.all(right.offset_angstrom == 0)
+    # images that say nothing: nothing moves, and rows of NaN are left alone
+    flat = np.zeros((100, len(offsets)))
+    flat[3] = np.nan
+    nothing = fit_offsets(flat, search)
+    assert not nothing.applied and np.all(nothing.offset_angstrom == 0)
+    assert np.isnan(nothing.sd_angstrom[3]) and np.isfinite(nothing.sd_angstrom[4])
+    with pytest.raises(ValueError, match="shape"):
+        fit_offsets(flat[:, :-1], search)
+
+
+def test_images_are_read_back_at_the_defocus_they_were_made_with(defocus_set):
+    star, wrong, errors = defocus_set
+    truth = read_map(star.parent / "truth.mrc")[0]
+    fit = _offsets_against_truth(wrong, truth)
+    assert fit.applied
+    assert np.corrcoef(fit.offset_angstrom, errors)[0, 1] > 0.9
+    left = np.sqrt(np.mean((fit.offset_angstrom - errors) ** 2))
+    assert left < 0.4 * ERROR_SD_ANGSTROM
+    assert abs(fit.prior_sd_angstrom / np.std(errors) - 1) < 0.25
+    # the STAR they were made with: no offset, or small ones about zero
+    right = _offsets_against_truth(star, truth)
+    assert np.sqrt(np.mean(right.offset_angstrom**2)) < 0.15 * ERROR_SD_ANGSTROM
+
+
+def test_refine_defocus_writes_the_star_again_with_the_defocus_moved_only(
+    defocus_set, tmp_path, capsys
+):
+    star, wrong, errors = defocus_set
+    run = tmp_path / "run"
+    steps = ["--stage-fractions", "0.5,1.0", "--stage-steps", "40,40", "--no-progress"]
+    assert main(["reconstruct", str(wrong), "-o", str(run), *steps]) == 0
+    out = tmp_path / "defocus"
+    command = ["refine-defocus", str(wrong), "--run", str(run), "-o", str(out), "--no-progress"]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "one by one (fitted)" in printed and f"--datadir {star.parent}" in printed
+    record = json.loads((out / "defocus.json").read_text())
+    assert record["applied"] and record["run"] == str(run.resolve())
+    assert record["refined_metadata"] == str((out / "refined.star").resolve())
+    table = np.genfromtxt(out / "defocus.csv", delimiter=",", names=True, dtype=None)
+    np.testing.assert_array_equal(table["row"], np.arange(200))
+    # against the run's half maps, made from these 200 images: the errors' direction is found
+    assert np.corrcoef(table["offset_angstrom"], errors)[0, 1] > 0.6
+    before = read_star(wrong)["particles"]
+    after = read_star(out / "refined.star")["particles"]
+    for column in before.columns:
+        if column in ("rlnDefocusU", "rlnDefocusV"):
+            moved = after.get_float(column) - before.get_float(column)
+            np.testing.assert_allclose(moved, table["offset_angstrom"], atol=0.011)
+        else:
+            assert after.columns[column] == before.columns[column], column
+    assert read_star(out / "refined.star")["optics"].columns == read_star(wrong)["optics"].columns
+    refined = read_particles(out / "refined.star", datadir=star.parent)
+    assert len(refined) == 200
+    # the outputs are not overwritten unasked, nor written into the run
+    capsys.readouterr()
+    assert main(command) == 2
+    assert "exists; --overwrite replaces it" in capsys.readouterr().err
+    assert main(["refine-defocus", str(wrong), "--run", str(run), "-o", str(run)]) == 2
+    assert "is the run's folder" in capsys.readouterr().err
+    assert main(["refine-defocus", str(wrong), "--run", str(tmp_path), "-o", str(out / "x")]) == 2
+    assert "complete reconstruct run" in capsys.readouterr().err
+
+
+def test_cryosparc_and_cryodrgn_tables_get_the_offsets_in_their_own_fields(shared_data, tmp_path):
+    table = np.load(shared_data / "metadata" / "cryosparc_P12_J24_001_particles.cs")[:50]
+    cs = tmp_path / "P1_J9_particles.cs"
+    with open(cs, "wb") as fh:
+        np.save(fh, table)
+    rows, offsets = np.array([1, 4, 7]), np.array([100.0, -250.0, 30.0])
+    write_cs_defocus(cs, rows, offsets, tmp_path / "refined.cs")
+    out = np.load(tmp_path / "refined.cs")
+    for name in ("ctf/df1_A", "ctf/df2_A"):
+        moved = out[name].astype(np.float64) - table[name].astype(np.float64)
+        np.testing.assert_allclose(moved[rows], offsets, atol=0.01)
+        assert np.all(np.delete(moved, rows) == 0)
+    for name in table.dtype.names:
+        if name not in ("ctf/df1_A", "ctf/df2_A"):
+            np.testing.assert_array_equal(out[name], table[name])
+
+
+def test_cryodrgn_ctf_pickle_gets_the_offsets(tmp_path):
+    ctf = np.tile([64, 1.5, 15000.0, 14000.0, 30.0, 300.0, 2.7, 0.1, 0.0], (6, 1))
+    source = tmp_path / "ctf.pkl"
+    with open(source, "wb") as fh:
+        pickle.dump(ctf, fh)
+    write_ctf_pickle_defocus(source, np.array([0, 5]), np.array([-80.0, 120.0]), tmp_path / "o.pkl")
+    with open(tmp_path / "o.pkl", "rb") as fh:
+        out = pickle.load(fh)
+    expected = ctf.copy()
+    expected[[0, 5], 2] += [-80.0, 120.0]
+    expected[[0, 5], 3] += [-80.0, 120.0]
+    np.testing.assert_array_equal(out, expected)
