@@ -19,7 +19,7 @@ from bench_catalogue_late import (
     UNSEEN_57,
     UNSEEN_58,
 )
-from bench_catalogue_membrane import CTF_ERRORS, UNSEEN_59
+from bench_catalogue_membrane import CTF_ERRORS, DEFOCUS_65, UNSEEN_59
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_partial import COMBINED, PARTIAL
 from bench_catalogue_unseen import (
@@ -311,6 +311,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,
+    "defocus65": DEFOCUS_65,
 }
 
 

@@ -1,5 +1,5 @@
 """Benchmark sets of a membrane protein in a detergent micelle, and sets whose defocus is recorded
-with errors (round 2, session 59).
+with errors (round 2, sessions 59 and 65).
 
 8ZPM (CXCR4 with a nanobody, ``shared/data/models/8zpm.cif``) made to look like a real map
 (``bench_truths.real_looking_map``) with a detergent belt round its seven transmembrane helices
@@ -126,5 +126,50 @@ CTF_ERRORS = [
         defocus_error_angstrom=200.0,
         pose_error_degrees=1.0,
         shift_error_angstrom=1.0,
+    ),
+]
+
+
+# Defocus recorded with errors, for ``cryosplat refine-defocus`` (``bench_defocus``; round 2,
+# session 65), made after its defaults were chosen on ``CTF_ERRORS``: the spike's atoms with the
+# real defocus table and 400 Å errors in coloured noise; a real map (EMD-6824, 9 Å) with 300 Å,
+# where the phase error at its resolution is small; 8ZPM with small errors (150 Å) at twice the
+# signal.
+DEFOCUS_65 = [
+    DatasetSpec(
+        "d65_6vxx_df400",
+        "models/6vxx.pdb",
+        128,
+        2.2,
+        8_000,
+        0.004,
+        seed=6501,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        cs_mm=2.0,
+        noise="coloured",
+        defocus_error_angstrom=400.0,
+    ),
+    DatasetSpec(
+        "d65_emd6824_df300",
+        "maps/emd_6824.mrc",
+        70,
+        2.64,
+        5_000,
+        0.005,
+        seed=6502,
+        noise="coloured",
+        defocus_error_angstrom=300.0,
+    ),
+    DatasetSpec(
+        "d65_8zpm_df150",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        8_000,
+        0.01,
+        seed=6503,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        noise="coloured",
+        defocus_error_angstrom=150.0,
     ),
 ]

@@ -149,6 +149,10 @@ def test_refine_defocus_writes_the_star_again_with_the_defocus_moved_only(
     assert read_star(out / "refined.star")["optics"].columns == read_star(wrong)["optics"].columns
     refined = read_particles(out / "refined.star", datadir=star.parent)
     assert len(refined) == 200
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "cryosplat refine-defocus output" in shown and "one by one; offsets applied" in shown
     # the outputs are not overwritten unasked, nor written into the run
     capsys.readouterr()
     assert main(command) == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryosplat.cli.particle_choice import add_selection_arguments, apply_selection
+from cryosplat.cli.record_lines import angstrom, format_defocus, format_scores, is_number
 from cryosplat.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -19,7 +20,8 @@ HELP = (
     "summarise particles (.star, .cs, or .mrcs with cryoDRGN pickles): count, optics, defocus, "
     "poses, view coverage and preferred orientation; checks every referenced image exists. "
     "Given a reconstruct output folder: its run's state (running, complete, stopped) and results; "
-    "given a score output folder: what was scored against which run, and what it named"
+    "given a score output folder: what was scored against which run, and what it named; given a "
+    "refine-defocus output folder: how far the recorded defoci were off"
 )
 
 
@@ -37,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "particles",
         type=Path,
-        help="particle .star, .cs or .mrcs stack, or a reconstruct or score output folder",
+        help="particle .star, .cs or .mrcs stack, or a reconstruct, score or refine-defocus "
+        "output folder",
     )
     parser.add_argument(
         "--datadir",
@@ -176,14 +179,6 @@ def _pose_line(particles) -> str | None:
     return f"warning: {text}" if check.verdict == "mismatch" else f"poses:        {text}"
 
 
-def _angstrom(value) -> str:
-    """A resolution of ``run.json``: null there is a non-finite value (``run_folder``'s
-    writer), a resolution no shell vouches for."""
-    if isinstance(value, int | float):
-        return f"{value:.2f} Å"
-    return "none" if value is None else "?"
-
-
 def _pair(values) -> tuple[float, float] | None:
     """Two numbers of ``run.json`` (a band, a range), or None where either is missing or
     non-finite."""
@@ -201,17 +196,13 @@ def _state(r: RunSummary) -> str:
     return r.status
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _result_lines(res: dict) -> list[str]:
     """The results of a run's ``run.json``: the resolution with its band and masks, the half
     models' and the data's FSC 0.143, the models' and half sets' sizes, timings and memory."""
     lines: list[str] = []
     band = _pair(res.get("resolution_band_angstrom"))
     band_text = f" (68 % band {band[0]:.2f}-{band[1]:.2f} Å)" if band else ""
-    lines.append(f"resolution:   {_angstrom(res.get('resolution_angstrom'))}{band_text}")
+    lines.append(f"resolution:   {angstrom(res.get('resolution_angstrom'))}{band_text}")
     if res.get("resolution_definition"):
         lines.append(f"  ({res['resolution_definition']})")
     given = res.get("given_mask")
@@ -224,32 +215,32 @@ def _result_lines(res: dict) -> list[str]:
         )
         lines.append(
             "  in the soft spherical mask alone: "
-            f"{_angstrom(res['resolution_soft_spherical_mask_angstrom'])} ({why})"
+            f"{angstrom(res['resolution_soft_spherical_mask_angstrom'])} ({why})"
         )
     if "model_half_maps_0143_spherical_angstrom" in res:
         lines.append(
             "half models FSC 0.143 (optimistic for smooth models): "
-            f"{_angstrom(res.get('model_half_maps_0143_spherical_angstrom'))} spherical mask, "
-            f"{_angstrom(res.get('model_half_maps_0143_automatic_angstrom'))} automatic mask"
+            f"{angstrom(res.get('model_half_maps_0143_spherical_angstrom'))} spherical mask, "
+            f"{angstrom(res.get('model_half_maps_0143_automatic_angstrom'))} automatic mask"
             + (
-                f", {_angstrom(res.get('model_half_maps_0143_given_mask_angstrom'))} given mask"
+                f", {angstrom(res.get('model_half_maps_0143_given_mask_angstrom'))} given mask"
                 if given
                 else ""
             )
         )
     if "data_half_maps_0143_angstrom" in res:
-        text = _angstrom(res["data_half_maps_0143_angstrom"])
+        text = angstrom(res["data_half_maps_0143_angstrom"])
         by_direction = _pair(res.get("data_half_maps_0143_by_direction_angstrom"))
         if by_direction:
             text += f"; by direction {by_direction[0]:.2f}-{by_direction[1]:.2f} Å"
         lines.append(f"data half maps FSC 0.143: {text}")
     local = res.get("local_resolution_5_50_95_angstrom")
-    if isinstance(local, list) and len(local) == 3 and all(_is_number(v) for v in local):
+    if isinstance(local, list) and len(local) == 3 and all(is_number(v) for v in local):
         none = res.get("local_resolution_windows_without")
         lines.append(
             f"local resolution: {local[0]:.2f}-{local[2]:.2f} Å (5th-95th percentile, median "
             f"{local[1]:.2f} Å; local_resolution.mrc)"
-            + (f"; {none} windows in the molecule read none" if _is_number(none) and none else "")
+            + (f"; {none} windows in the molecule read none" if is_number(none) and none else "")
         )
     if isinstance(res.get("selection"), str):
         lines.append(f"particles chosen: {res['selection']}")
@@ -320,6 +311,11 @@ def _state_lines(r: RunSummary, ident: dict) -> list[str]:
             f"sharpen:      cryosplat sharpen {r.path} -o OUT.mrc (for model building: the map's "
             "Guinier B-factor taken out)"
         )
+    if r.status == "complete" and isinstance(resolution, int | float) and resolution < 8.0:
+        lines.append(
+            f"defocus:      cryosplat refine-defocus {ident.get('input', 'PARTICLES')} --run "
+            f"{r.path} -o OUT (each particle's defocus read against the half map made without it)"
+        )
     if r.status == "complete":
         lines.append(
             f"score:        cryosplat score {ident.get('input', 'PARTICLES')} --run {r.path} -o "
@@ -380,52 +376,25 @@ def _print_metadata_alone(config: InfoConfig) -> None:
     print("(metadata alone: the images could not be read, below)")
 
 
-def format_scores(folder: Path, data: dict) -> str:
-    """The lines ``info`` prints for a ``cryosplat score`` output folder (its ``score.json``)."""
-
-    def number(key: str, form: str) -> str:
-        value = data.get(key)
-        return format(value, form) if _is_number(value) else "?"
-
-    scored = f"{number('n_particles', ',')} particles, score median {number('score_median', '.2f')}"
-    if _is_number(data.get("null_fraction")):
-        scored += (
-            f" (noise alone scores 0 ± 1); about {100 * data['null_fraction']:.1f} % hold nothing "
-            "the map predicts"
-        )
-    against, reference, resolution = "run:   ", data.get("run"), "its resolution"
-    if data.get("map"):
-        against, reference, resolution = "map:   ", data["map"], "the resolution given"
-    lines = [
-        f"{folder}: cryosplat score output (cryosplat {data.get('cryosplat_version', '?')}, "
-        f"finished {data.get('finished', '?')})",
-        f"particles:    {data.get('particles')}",
-        f"{against}       {reference} ({resolution} "
-        f"{_angstrom(data.get('run_resolution_angstrom'))}; shells read to "
-        f"{number('shells_to_angstrom', '.2f')} Å)",
-        f"scored:       {scored}",
-        f"kept:         {number('kept', ',')} ({folder / 'kept.npy'}); named: "
-        f"{number('named', ',')} ({folder / 'named.npy'})",
-    ]
-    if data.get("kept_metadata"):
-        lines.append(f"kept file:    {data['kept_metadata']}")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.particles.is_dir():
+        from cryosplat.reconstruct.defocus_run import read_defocus_record
         from cryosplat.reconstruct.run_summary import read_run
         from cryosplat.reconstruct.score_run import read_scores
 
         if args.poses or args.ctf or args.datadir or args.classes or args.ind:
             raise InputError(
-                f"{args.particles}: a folder is read as a reconstruct or score output folder, "
+                f"{args.particles}: a folder is read as a reconstruct, score or refine-defocus output "
+                "folder, "
                 "which takes no --datadir, --poses, --ctf, --class or --ind"
             )
-        scores = read_scores(args.particles)
-        if scores is not None and not (args.particles / "run.json").exists():
-            print(format_scores(args.particles, scores))
-            return 0
+        if not (args.particles / "run.json").exists():
+            if (scores := read_scores(args.particles)) is not None:
+                print(format_scores(args.particles, scores))
+                return 0
+            if (defocus := read_defocus_record(args.particles)) is not None:
+                print(format_defocus(args.particles, defocus))
+                return 0
         print(format_run(read_run(args.particles)))
         return 0
     from cryosplat.particles.read import read_particles

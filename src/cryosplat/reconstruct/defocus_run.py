@@ -47,10 +47,16 @@ from cryosplat.reconstruct.grid.defocus_fit import (
     fit_offsets,
 )
 from cryosplat.reconstruct.grid.particle_scores import score_from_sums, shell_sums
-from cryosplat.reconstruct.run_folder import write_json_atomic
+from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
 from cryosplat.reconstruct.run_halves import read_run_halves, shells_read
 
-__all__ = ["DEFOCUS_FILE", "RefinedDefocus", "refine_defocus_run", "write_refined_defocus"]
+__all__ = [
+    "DEFOCUS_FILE",
+    "RefinedDefocus",
+    "read_defocus_record",
+    "refine_defocus_run",
+    "write_refined_defocus",
+]
 
 log = logging.getLogger("cryosplat")
 
@@ -287,3 +293,15 @@ def write_refined_defocus(
                     ]
                 )
     return summary
+
+
+def read_defocus_record(folder: str | Path) -> dict | None:
+    """A ``cryosplat refine-defocus`` output folder's ``defocus.json``, or None where it holds
+    none.
+
+    Raises
+    ------
+    InputError
+        The file is not readable JSON.
+    """
+    return read_json_record(Path(folder) / DEFOCUS_FILE, "cryosplat refine-defocus record")

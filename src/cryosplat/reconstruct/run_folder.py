@@ -179,16 +179,28 @@ def read_status(path: str | Path) -> dict | None:
     InputError
         The status file is unreadable or not a JSON object.
     """
-    f = Path(path) / STATUS_FILE
-    if not f.is_file():
+    return read_json_record(Path(path) / STATUS_FILE, "cryosplat run status")
+
+
+def read_json_record(path: str | Path, what: str) -> dict | None:
+    """The JSON object in ``path`` (a record a command wrote: ``what`` names it), or None where
+    there is no such file.
+
+    Raises
+    ------
+    InputError
+        The file is unreadable or not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
         return None
     try:
-        status = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{f}: unreadable run status ({exc})") from None
-    if not isinstance(status, dict):
-        raise InputError(f"{f}: not a cryosplat run status (a JSON object was expected)")
-    return status
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a {what} (a JSON object was expected)")
+    return data
 
 
 def read_complete_run(path: str | Path, needs: str) -> tuple[dict, float | None]:

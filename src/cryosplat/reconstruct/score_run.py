@@ -31,7 +31,6 @@ Each file is written whole or not at all, ``particle_scores.csv`` last.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import time
@@ -60,7 +59,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
     score_from_sums,
     shell_sums,
 )
-from cryosplat.reconstruct.run_folder import write_json_atomic
+from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
 from cryosplat.reconstruct.run_halves import read_run_halves, shells_read
 
 __all__ = [
@@ -381,13 +380,4 @@ def read_scores(folder: str | Path) -> dict | None:
     InputError
         The file is not readable JSON.
     """
-    path = Path(folder) / SCORE_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not readable ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a cryosplat score record")
-    return data
+    return read_json_record(Path(folder) / SCORE_FILE, "cryosplat score record")

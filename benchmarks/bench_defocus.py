@@ -1,0 +1,174 @@
+"""Per-particle defocus read again: ``cryosplat refine-defocus`` against ``relion_ctf_refine``.
+
+For each catalogue set whose STAR records each particle's defocus with an error (made by
+:mod:`bench_datasets` with ``relion_project`` from the true defocus, ``in.star``; the STAR's values
+moved by ``defocus_error_angstrom``):
+
+* cryosplat: ``cryosplat reconstruct`` of the set as recorded, ``cryosplat refine-defocus`` of its
+  run, ``cryosplat reconstruct`` of ``refined.star``;
+* RELION: ``relion_reconstruct --ctf`` of the set as recorded (full map and both halves),
+  ``relion_postprocess`` of its halves (within cryosplat's automatic mask of the same set),
+  ``relion_ctf_refine --fit_defocus --fit_mode fpfff`` (each particle's defocus, nothing else;
+  its brute-force search and local refinement as RELION 3.1 runs them), ``relion_reconstruct
+  --ctf`` of its STAR; and cryosplat of RELION's STAR, which tells the two refinements apart from
+  the two reconstructions.
+
+``relion_ctf_refine`` groups particles by micrograph: the STAR given to RELION names one
+micrograph per hundred particles (``rlnMicrographName``; the errors are drawn per particle, so
+the grouping carries no information). The tables give the defocus errors against the truth before
+and after each refinement, the time each took, and each map's FSC with the truth.
+
+Example::
+
+    python benchmarks/bench_defocus.py --out bench_out/defocus
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from bench_datasets import make_dataset
+from bench_methods import _cryosplat_script, measure, run_cryosplat, run_relion
+from bench_variants import parse_args, print_table, table_row
+from run_benchmarks import selected_specs
+
+from cryosplat.io.star import read_star, write_star
+
+DEFAULT_SETS = "ctf_errors,defocus65"
+PARTICLES_PER_MICROGRAPH = 100
+
+
+def with_micrographs(star: Path, out: Path) -> Path:
+    """``star`` written to ``out`` with a micrograph name per :data:`PARTICLES_PER_MICROGRAPH`
+    particles (``relion_ctf_refine`` groups by them), its stacks linked beside it."""
+    blocks = {name: dict(block.columns) for name, block in read_star(star).items()}
+    particles = blocks["particles"]
+    n = len(particles["rlnImageName"])
+    particles["rlnMicrographName"] = [
+        f"mic{i // PARTICLES_PER_MICROGRAPH:05d}.mrc" for i in range(n)
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_star(out, blocks)
+    link_stacks(star, out.parent)
+    return out
+
+
+def link_stacks(star: Path, folder: Path) -> None:
+    """Links in ``folder`` to the stacks ``star`` names (relative to its folder), so that a STAR
+    written into ``folder`` reads them as RELION does, from its working directory."""
+    names = read_star(star)["particles"].columns["rlnImageName"]
+    for stack in sorted({name.split("@", 1)[1] for name in names}):
+        link = folder / stack
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to((star.parent / stack).resolve())
+
+
+def defocus_error(star: Path, truth_star: Path, recorded_star: Path) -> tuple[float, float]:
+    """The rms of the defocus errors against the truth (Å): ``(recorded, star's)``; particles
+    matched by image name."""
+
+    def by_name(path: Path) -> dict[str, float]:
+        block = read_star(path)["particles"]
+        values = block.get_float("rlnDefocusU")
+        return dict(zip(block.columns["rlnImageName"], values.tolist(), strict=True))
+
+    truth, recorded, new = by_name(truth_star), by_name(recorded_star), by_name(star)
+    names = list(new)
+    t = np.array([truth[name] for name in names])
+    r = np.array([recorded[name] for name in names])
+    n = np.array([new[name] for name in names])
+    return float(np.sqrt(np.mean((t - r) ** 2))), float(np.sqrt(np.mean((t - n) ** 2)))
+
+
+def refine_cryosplat(star: Path, run: Path, out: Path) -> tuple[Path, float, str]:
+    """``cryosplat refine-defocus STAR --run RUN -o OUT``: its STAR, seconds and summary line."""
+    command = [_cryosplat_script(), "refine-defocus", str(star), "--run", str(run), "-o", str(out)]
+    cost = measure([*command, "--no-progress", "--overwrite"], star.parent, out.with_suffix(".log"))
+    line = next(
+        text for text in out.with_suffix(".log").read_text().splitlines() if "defocus read" in text
+    )
+    return out / "refined.star", cost.wall_s, line
+
+
+def refine_relion(star: Path, halves: tuple[Path, Path], mask: Path, pixel: float, out: Path):
+    """``relion_postprocess`` of ``halves`` within ``mask``, then ``relion_ctf_refine`` of ``star``
+    (run in its folder): its STAR and the seconds both took."""
+    out.mkdir(parents=True, exist_ok=True)
+    post = out / "postprocess"
+    cost = measure(
+        ["relion_postprocess", "--i", str(halves[0]), "--mask", str(mask), "--angpix", str(pixel)]
+        + ["--o", str(post)],
+        star.parent,
+        out / "postprocess.log",
+    )
+    threads = "2"
+    refine = measure(
+        ["relion_ctf_refine", "--i", star.name, "--f", str(post) + ".star", "--o", str(out) + "/"]
+        + ["--fit_defocus", "--fit_mode", "fpfff", "--kmin_defocus", "30", "--j", threads],
+        star.parent,
+        out / "ctf_refine.log",
+    )
+    refined = star.parent / f"{out.name}_refined.star"
+    subprocess.run(["cp", str(out / "particles_ctf_refine.star"), str(refined)], check=True)
+    return refined, cost.wall_s + refine.wall_s
+
+
+def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
+    """One set's map rows and defocus-error rows."""
+    data = make_dataset(spec, cache)
+    pixel = spec.pixel_size_angstrom
+    work = out_root / "runs" / spec.name
+    truth_star = data.star.parent / "in.star"
+    rows, errors = [], []
+
+    def row(label: str, made, out: Path) -> None:
+        rows.append(table_row((spec.name, label), made, data.truth, pixel, out))
+
+    def error_row(label: str, star: Path, seconds: float) -> None:
+        before, after = defocus_error(star, truth_star, data.star)
+        errors.append(f"| {spec.name} | {label} | {before:.0f} | {after:.0f} | {seconds:.1f} |")
+
+    recorded = work / "cryosplat_recorded"
+    row("recorded", run_cryosplat(data.star, recorded), recorded)
+    refined, seconds, line = refine_cryosplat(data.star, recorded / "run", work / "cs_refine")
+    print(f"{spec.name}: {line}", flush=True)
+    error_row("cryosplat refine-defocus", refined, seconds)
+    copy = work / "cs_refined.star"
+    subprocess.run(["cp", str(refined), str(copy)], check=True)
+    link_stacks(data.star, work)
+    out = work / "cryosplat_refined"
+    row("cryosplat's defocus", run_cryosplat(copy, out), out)
+    relion_star = with_micrographs(data.star, work / "relion_particles.star")
+    out = work / "relion_recorded"
+    made = run_relion(relion_star, out, pixel)
+    row("recorded", made, out)
+    mask = recorded / "run" / "mask.mrc"
+    refined, seconds = refine_relion(relion_star, made.half_maps, mask, pixel, work / "relion_ctf")
+    error_row("relion_ctf_refine", refined, seconds)
+    out = work / "relion_refined"
+    row("relion_ctf_refine's defocus", run_relion(refined, out, pixel), out)
+    out = work / "cryosplat_on_relion"
+    row("relion_ctf_refine's defocus", run_cryosplat(refined, out), out)
+    return rows, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__, DEFAULT_SETS, argv)
+    rows, errors = [], []
+    for spec in selected_specs(args.datasets.split(","), quick=False):
+        made, error = bench_set(spec, args.cache, args.out)
+        rows += made
+        errors += error
+    print("\n| set | refinement | defocus error rms, recorded (Å) | after (Å) | time (s) |")
+    print("|---|---|---|---|---|")
+    print("\n".join(errors))
+    print_table("set | defocus", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""What ``cryosplat info`` prints for the records commands leave in their output folders
+(``score.json``, ``defocus.json``), and the small readers of their values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["angstrom", "format_defocus", "format_scores", "is_number"]
+
+
+def angstrom(value) -> str:
+    """A resolution of ``run.json``: null there is a non-finite value (``run_folder``'s
+    writer), a resolution no shell vouches for."""
+    if isinstance(value, int | float):
+        return f"{value:.2f} Å"
+    return "none" if value is None else "?"
+
+
+def is_number(value) -> bool:
+    """A number of a JSON record (not a boolean)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def format_scores(folder: Path, data: dict) -> str:
+    """The lines ``info`` prints for a ``cryosplat score`` output folder (its ``score.json``)."""
+
+    def number(key: str, form: str) -> str:
+        value = data.get(key)
+        return format(value, form) if is_number(value) else "?"
+
+    scored = f"{number('n_particles', ',')} particles, score median {number('score_median', '.2f')}"
+    if is_number(data.get("null_fraction")):
+        scored += (
+            f" (noise alone scores 0 ± 1); about {100 * data['null_fraction']:.1f} % hold nothing "
+            "the map predicts"
+        )
+    against, reference, resolution = "run:   ", data.get("run"), "its resolution"
+    if data.get("map"):
+        against, reference, resolution = "map:   ", data["map"], "the resolution given"
+    lines = [
+        f"{folder}: cryosplat score output (cryosplat {data.get('cryosplat_version', '?')}, "
+        f"finished {data.get('finished', '?')})",
+        f"particles:    {data.get('particles')}",
+        f"{against}       {reference} ({resolution} "
+        f"{angstrom(data.get('run_resolution_angstrom'))}; shells read to "
+        f"{number('shells_to_angstrom', '.2f')} Å)",
+        f"scored:       {scored}",
+        f"kept:         {number('kept', ',')} ({folder / 'kept.npy'}); named: "
+        f"{number('named', ',')} ({folder / 'named.npy'})",
+    ]
+    if data.get("kept_metadata"):
+        lines.append(f"kept file:    {data['kept_metadata']}")
+    return "\n".join(lines)
+
+
+def format_defocus(folder: Path, data: dict) -> str:
+    """The lines ``info`` prints for a ``cryosplat refine-defocus`` output folder."""
+
+    def number(key: str, form: str) -> str:
+        value = data.get(key)
+        return format(value, form) if is_number(value) else "?"
+
+    if data.get("applied"):
+        read = (
+            f"the recorded defoci off by {number('prior_mean_angstrom', '+.0f')} Å on average and "
+            f"{number('prior_sd_angstrom', '.0f')} Å one by one; offsets applied "
+            f"{number('offset_rms_angstrom', '.0f')} Å rms"
+        )
+    else:
+        read = (
+            "the images do not show the recorded defoci to be off (evidence gain "
+            f"{number('evidence_gain', '.1f')} nats); no offset applied"
+        )
+    return "\n".join(
+        [
+            f"{folder}: cryosplat refine-defocus output (cryosplat "
+            f"{data.get('cryosplat_version', '?')}, finished {data.get('finished', '?')})",
+            f"particles:    {data.get('particles')} ({number('n_particles', ',')})",
+            f"run:          {data.get('run')} (its resolution "
+            f"{angstrom(data.get('run_resolution_angstrom'))}; shells read to "
+            f"{number('shells_to_angstrom', '.2f')} Å)",
+            f"defocus:      {read}",
+            f"new values:   {data.get('refined_metadata')} (per particle: {folder / 'defocus.csv'})",
+        ]
+    )
