@@ -68,20 +68,17 @@ def link_stacks(star: Path, folder: Path) -> None:
 
 
 def defocus_error(star: Path, truth_star: Path, recorded_star: Path) -> tuple[float, float]:
-    """The rms of the defocus errors against the truth (Å): ``(recorded, star's)``; particles
-    matched by image name."""
-
-    def by_name(path: Path) -> dict[str, float]:
-        block = read_star(path)["particles"]
-        values = block.get_float("rlnDefocusU")
-        return dict(zip(block.columns["rlnImageName"], values.tolist(), strict=True))
-
-    truth, recorded, new = by_name(truth_star), by_name(recorded_star), by_name(star)
-    names = list(new)
-    t = np.array([truth[name] for name in names])
-    r = np.array([recorded[name] for name in names])
-    n = np.array([new[name] for name in names])
-    return float(np.sqrt(np.mean((t - r) ** 2))), float(np.sqrt(np.mean((t - n) ** 2)))
+    """The rms of the defocus errors against the truth (Å): ``(recorded, star's)``. The truth
+    (``relion_project``'s input, no image names) follows the recorded STAR's rows; ``star``'s
+    particles are matched to those by image name."""
+    truth = read_star(truth_star)["particles"].get_float("rlnDefocusU")
+    recorded = read_star(recorded_star)["particles"]
+    row_of = {name: i for i, name in enumerate(recorded.columns["rlnImageName"])}
+    new = read_star(star)["particles"]
+    rows = np.array([row_of[name] for name in new.columns["rlnImageName"]])
+    before = truth - recorded.get_float("rlnDefocusU")
+    after = truth[rows] - new.get_float("rlnDefocusU")
+    return float(np.sqrt(np.mean(before**2))), float(np.sqrt(np.mean(after**2)))
 
 
 def refine_cryosplat(star: Path, run: Path, out: Path) -> tuple[Path, float, str]:

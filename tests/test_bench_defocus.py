@@ -46,6 +46,9 @@ def test_defocus_errors_are_matched_by_image_name(small_set, tmp_path):
     blocks = {name: dict(block.columns) for name, block in read_star(small_set).items()}
     particles = blocks["particles"]
     truth = np.asarray(particles["rlnDefocusU"], dtype=np.float64)
+    truth_star = tmp_path / "in.star"  # as relion_project reads it: no image names
+    unnamed = {k: v for k, v in particles.items() if k != "rlnImageName"}
+    write_star(truth_star, {**blocks, "particles": unnamed})
     recorded_star, new_star = tmp_path / "recorded.star", tmp_path / "new.star"
     particles["rlnDefocusU"] = [f"{v + 300.0:.6f}" for v in truth]
     write_star(recorded_star, blocks)
@@ -53,5 +56,5 @@ def test_defocus_errors_are_matched_by_image_name(small_set, tmp_path):
     particles = {k: [v[i] for i in order] for k, v in particles.items()}
     particles["rlnDefocusU"] = [f"{truth[i] + 100.0:.6f}" for i in order]
     write_star(new_star, {**blocks, "particles": particles})
-    before, after = defocus_error(new_star, small_set, recorded_star)
+    before, after = defocus_error(new_star, truth_star, recorded_star)
     assert before == pytest.approx(300.0) and after == pytest.approx(100.0)

@@ -9,6 +9,7 @@ is right; the metadata are written again with only the defocus changed.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 
 import numpy as np
@@ -120,7 +121,7 @@ def test_images_are_read_back_at_the_defocus_they_were_made_with(defocus_set):
 
 
 def test_refine_defocus_writes_the_star_again_with_the_defocus_moved_only(
-    defocus_set, tmp_path, capsys
+    defocus_set, tmp_path, capsys, caplog
 ):
     star, wrong, errors = defocus_set
     run = tmp_path / "run"
@@ -153,6 +154,11 @@ def test_refine_defocus_writes_the_star_again_with_the_defocus_moved_only(
     assert main(["info", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "cryosplat refine-defocus output" in shown and "one by one; offsets applied" in shown
+    # a range narrower than the errors: the offsets crowd its edge, and a warning says so
+    narrow = ["refine-defocus", str(wrong), "--run", str(run), "-o", str(tmp_path / "narrow")]
+    with caplog.at_level(logging.WARNING, logger="cryosplat"):
+        assert main([*narrow, "--range", "300", "--no-progress"]) == 0
+    assert any("give a larger --range" in r.getMessage() for r in caplog.records)
     # the outputs are not overwritten unasked, nor written into the run
     capsys.readouterr()
     assert main(command) == 2

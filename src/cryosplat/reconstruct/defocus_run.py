@@ -62,6 +62,8 @@ log = logging.getLogger("cryosplat")
 
 DEFOCUS_FILE = "defocus.json"
 HISTOGRAM_BINS = 41
+EDGE_FRACTION = 0.75  # offsets beyond this fraction of the range searched are near its edge
+EDGE_SHARE = 0.01  # a warning where more particles than this share are
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def refine_defocus_run(
         before += len(rows)
     bar.close()
     fit = fit_offsets(likelihood, search)
+    _warn_at_the_edge(fit, range_angstrom)
     return RefinedDefocus(
         particles.source,
         particles.rows_in_file(),
@@ -171,6 +174,22 @@ def refine_defocus_run(
         finest,
         search,
     )
+
+
+def _warn_at_the_edge(fit: DefocusFit, range_angstrom: float) -> None:
+    """A warning where many offsets lie near the edge of the range searched: their defocus may
+    lie beyond it."""
+    if not fit.applied:
+        return
+    near = np.abs(fit.offset_angstrom) > EDGE_FRACTION * range_angstrom
+    if near.mean() > EDGE_SHARE:
+        log.warning(
+            "%d particles' offsets lie beyond %.0f %% of the range searched (±%.0f Å): their "
+            "defocus may lie further off; give a larger --range",
+            int(near.sum()),
+            100 * EDGE_FRACTION,
+            range_angstrom,
+        )
 
 
 def _refined_metadata(
