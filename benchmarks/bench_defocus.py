@@ -16,7 +16,9 @@ moved by ``defocus_error_angstrom``):
 ``relion_ctf_refine`` groups particles by micrograph: the STAR given to RELION names one
 micrograph per hundred particles (``rlnMicrographName``; the errors are drawn per particle, so
 the grouping carries no information). The tables give the defocus errors against the truth before
-and after each refinement, the time each took, and each map's FSC with the truth.
+and after each refinement, the time each took, each map's FSC with the truth, and that FSC's mean
+over the outer quarter of the shells (:func:`print_outer_fsc`: it tells maps apart where both
+cross 0.143 at Nyquist).
 
 Example::
 
@@ -153,10 +155,33 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
     return rows, errors
 
 
+RUNS = (
+    ("cryosplat_recorded", "recorded", "cryosplat"),
+    ("cryosplat_refined", "cryosplat's defocus", "cryosplat"),
+    ("relion_recorded", "recorded", "relion"),
+    ("relion_refined", "relion_ctf_refine's defocus", "relion"),
+    ("cryosplat_on_relion", "relion_ctf_refine's defocus", "cryosplat"),
+)
+OUTER_FRACTION = 0.75
+
+
+def print_outer_fsc(out_root: Path, names: list[str]) -> None:
+    """The mean FSC with the truth over the shells past :data:`OUTER_FRACTION` of Nyquist, for
+    each map :func:`bench_set` made under ``out_root`` (read from its saved curves)."""
+    print("\n| set | defocus | method | mean FSC with the truth, outer quarter of the shells |")
+    print("|---|---|---|---|")
+    for name in names:
+        for folder, label, method in RUNS:
+            curve = np.load(out_root / "runs" / name / folder / f"{method}_fsc_truth.npy")
+            outer = curve[int(OUTER_FRACTION * len(curve)) :]
+            print(f"| {name} | {label} | {method} | {outer.mean():.3f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, DEFAULT_SETS, argv)
     rows, errors = [], []
-    for spec in selected_specs(args.datasets.split(","), quick=False):
+    specs = selected_specs(args.datasets.split(","), quick=False)
+    for spec in specs:
         made, error = bench_set(spec, args.cache, args.out)
         rows += made
         errors += error
@@ -164,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     print("\n".join(errors))
     print_table("set | defocus", rows)
+    print_outer_fsc(args.out, [spec.name for spec in specs])
     return 0
 
 

@@ -193,7 +193,7 @@ class DefocusFit:
         if not self.applied:
             return (
                 f"{int(read.sum()):,} particles' defocus read: the images do not show the recorded "
-                f"defoci to be off (the best prior gains {self.evidence_gain:.1f} of the "
+                f"defoci to be off (the best prior gains {max(self.evidence_gain, 0.0):.1f} of the "
                 f"{SIGNIFICANT_GAIN:g} nats asked); no offset applied"
             )
         moved = self.offset_angstrom[read]
