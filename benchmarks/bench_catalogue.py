@@ -19,7 +19,7 @@ from bench_catalogue_late import (
     UNSEEN_57,
     UNSEEN_58,
 )
-from bench_catalogue_membrane import CTF_ERRORS, DEFOCUS_65, UNSEEN_59
+from bench_catalogue_membrane import CTF_ERRORS, DEFOCUS_65, MICROGRAPHS_65, UNSEEN_59
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_partial import COMBINED, PARTIAL
 from bench_catalogue_unseen import (
@@ -312,6 +312,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,
     "defocus65": DEFOCUS_65,
+    "micrographs65": MICROGRAPHS_65,
 }
 
 

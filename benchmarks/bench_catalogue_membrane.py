@@ -173,3 +173,52 @@ DEFOCUS_65 = [
         defocus_error_angstrom=150.0,
     ),
 ]
+
+
+# Defocus errors shared by a micrograph's particles, for ``cryosplat refine-defocus`` reading the
+# micrographs (``bench_defocus``; round 2, session 65), chosen before it was run on them: each
+# STAR names a micrograph per 50, 40 or 10 particles; a micrograph's estimate errs by 250, 200 or
+# 150 Å (shared), each particle's height by 80, 120 or 150 Å more (its own).
+MICROGRAPHS_65 = [
+    DatasetSpec(
+        "m65_8zpm_mic50",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        5_000,
+        0.005,
+        seed=6511,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        noise="coloured",
+        defocus_error_angstrom=80.0,
+        particles_per_micrograph=50,
+        micrograph_defocus_error_angstrom=250.0,
+    ),
+    DatasetSpec(
+        "m65_6vxx_mic40",
+        "models/6vxx.pdb",
+        128,
+        2.2,
+        6_000,
+        0.004,
+        seed=6512,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        cs_mm=2.0,
+        noise="coloured",
+        defocus_error_angstrom=120.0,
+        particles_per_micrograph=40,
+        micrograph_defocus_error_angstrom=200.0,
+    ),
+    DatasetSpec(
+        "m65_8zpm_mic10",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        4_000,
+        0.005,
+        seed=6513,
+        defocus_error_angstrom=150.0,
+        particles_per_micrograph=10,
+        micrograph_defocus_error_angstrom=150.0,
+    ),
+]

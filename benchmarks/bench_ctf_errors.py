@@ -17,15 +17,34 @@ import numpy as np
 from cryosplat.core.ctf import CTFParams
 
 
-def recorded_defocus(ctf: CTFParams, sd_angstrom: float, seed: int) -> CTFParams:
+def recorded_defocus(
+    ctf: CTFParams,
+    sd_angstrom: float,
+    seed: int,
+    micrographs: np.ndarray | None = None,
+    micrograph_sd_angstrom: float = 0.0,
+) -> CTFParams:
     """``ctf`` with each particle's defocus (U and V alike, so its astigmatism kept) moved by a
     normal error of ``sd_angstrom``, drawn from the set's own stream for it (the rest of the
-    set is drawn apart from it); 0 leaves it as it is."""
-    if sd_angstrom < 0:
-        raise ValueError(f"defocus error s.d. must be >= 0 Å, got {sd_angstrom}")
-    if sd_angstrom == 0:
+    set is drawn apart from it), plus, where ``micrographs`` (N,) numbers each particle's
+    micrograph, one error of ``micrograph_sd_angstrom`` per micrograph (its estimate's, shared
+    by its particles; another stream); 0 and 0 leave it as it is."""
+    if sd_angstrom < 0 or micrograph_sd_angstrom < 0:
+        raise ValueError(
+            f"defocus error s.d. must be >= 0 Å, got {sd_angstrom} and {micrograph_sd_angstrom}"
+        )
+    error = np.zeros(len(ctf))
+    if sd_angstrom:
+        error = np.random.default_rng([seed, 67]).normal(scale=sd_angstrom, size=len(ctf))
+    if micrograph_sd_angstrom:
+        if micrographs is None:
+            raise ValueError("an error per micrograph needs each particle's micrograph")
+        shared = np.random.default_rng([seed, 68]).normal(
+            scale=micrograph_sd_angstrom, size=int(micrographs.max()) + 1
+        )
+        error = error + shared[micrographs]
+    if not (sd_angstrom or micrograph_sd_angstrom):
         return ctf
-    error = np.random.default_rng([seed, 67]).normal(scale=sd_angstrom, size=len(ctf))
     return replace(
         ctf,
         defocus_u_angstrom=np.asarray(ctf.defocus_u_angstrom, dtype=np.float64) + error,

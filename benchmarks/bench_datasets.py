@@ -130,6 +130,13 @@ class DatasetSpec:
         Defocus recorded with errors (:func:`bench_ctf_errors.recorded_defocus`): the images are
         made with the true CTF, ``particles.star`` holds each particle's defocus moved by a
         normal error of this s.d. (Å); 0: the defocus as imaged.
+    particles_per_micrograph : int
+        Where positive, ``particles.star`` names a micrograph (``rlnMicrographName``) per this
+        many particles in order; 0: none named.
+    micrograph_defocus_error_angstrom : float
+        An error of this s.d. (Å) shared by each micrograph's particles, added to their own
+        (``defocus_error_angstrom``), as a per-micrograph estimate errs; needs
+        ``particles_per_micrograph``.
     """
 
     name: str
@@ -166,6 +173,8 @@ class DatasetSpec:
     micelle: Micelle | None = None
     missing_part: MissingPart | None = None
     defocus_error_angstrom: float = 0.0
+    particles_per_micrograph: int = 0
+    micrograph_defocus_error_angstrom: float = 0.0
 
 
 @dataclass
@@ -359,8 +368,20 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
             spec.shift_error_angstrom,
             spec.seed,
         )
-    columns["ctf"] = recorded_defocus(columns["ctf"], spec.defocus_error_angstrom, spec.seed)
-    write_relion31_particles(folder / "particles.star", image_names=names, **columns)
+    micrographs, extra = None, None
+    if spec.particles_per_micrograph > 0:
+        micrographs = np.arange(spec.n_particles) // spec.particles_per_micrograph
+        extra = {"rlnMicrographName": [f"mic{m:05d}.mrc" for m in micrographs]}
+    columns["ctf"] = recorded_defocus(
+        columns["ctf"],
+        spec.defocus_error_angstrom,
+        spec.seed,
+        micrographs,
+        spec.micrograph_defocus_error_angstrom,
+    )
+    write_relion31_particles(
+        folder / "particles.star", image_names=names, extra_columns=extra, **columns
+    )
     return signal_variance, noise_sd
 
 
@@ -387,6 +408,8 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "micelle": None,
             "missing_part": None,
             "defocus_error_angstrom": 0.0,
+            "particles_per_micrograph": 0,
+            "micrograph_defocus_error_angstrom": 0.0,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -415,13 +438,15 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         or spec.shift_error_angstrom
         or spec.missing_part is not None
         or spec.defocus_error_angstrom
+        or spec.particles_per_micrograph
     ):
         raise ValueError(
             f"{spec.name}: noise_sd_spread {spec.noise_sd_spread}, neighbours "
             f"{spec.neighbours}, ctf_bfactor_angstrom2 {spec.ctf_bfactor_angstrom2}, "
             f"pose_error_degrees {spec.pose_error_degrees}, shift_error_angstrom "
             f"{spec.shift_error_angstrom}, missing_part {spec.missing_part} and "
-            f"defocus_error_angstrom {spec.defocus_error_angstrom} need the relion_project simulator"
+            f"defocus_error_angstrom {spec.defocus_error_angstrom} need the relion_project "
+            f"simulator (particles_per_micrograph {spec.particles_per_micrograph} too)"
         )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))

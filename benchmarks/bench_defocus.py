@@ -13,9 +13,12 @@ moved by ``defocus_error_angstrom``):
   --ctf`` of its STAR; and cryosplat of RELION's STAR, which tells the two refinements apart from
   the two reconstructions.
 
-``relion_ctf_refine`` groups particles by micrograph: the STAR given to RELION names one
-micrograph per hundred particles (``rlnMicrographName``; the errors are drawn per particle, so
-the grouping carries no information). The tables give the defocus errors against the truth before
+``relion_ctf_refine`` groups particles by micrograph: where a set names none, the STAR given to
+RELION names one per hundred particles (``rlnMicrographName``; the errors are drawn per particle,
+so the grouping carries no information). The sets of ``micrographs65`` name their own, and their
+particles share an error per micrograph besides their own; both programs read the names, and
+cryosplat reads them once more without (``micrographs not read``: the STAR with the names taken
+out, reconstructed again, the same maps, then ``refine-defocus``). The tables give the defocus errors against the truth before
 and after each refinement, the time each took, each map's FSC with the truth, and that FSC's mean
 over the outer quarter of the shells (:func:`print_outer_fsc`: it tells maps apart where both
 cross 0.143 at Nyquist).
@@ -39,19 +42,32 @@ from run_benchmarks import selected_specs
 
 from cryosplat.io.star import read_star, write_star
 
-DEFAULT_SETS = "ctf_errors,defocus65"
+DEFAULT_SETS = "ctf_errors,defocus65,micrographs65"
 PARTICLES_PER_MICROGRAPH = 100
 
 
 def with_micrographs(star: Path, out: Path) -> Path:
     """``star`` written to ``out`` with a micrograph name per :data:`PARTICLES_PER_MICROGRAPH`
-    particles (``relion_ctf_refine`` groups by them), its stacks linked beside it."""
+    particles where it names none (``relion_ctf_refine`` groups by them), its stacks linked
+    beside it."""
     blocks = {name: dict(block.columns) for name, block in read_star(star).items()}
     particles = blocks["particles"]
     n = len(particles["rlnImageName"])
-    particles["rlnMicrographName"] = [
+    particles["rlnMicrographName"] = particles.get("rlnMicrographName") or [
         f"mic{i // PARTICLES_PER_MICROGRAPH:05d}.mrc" for i in range(n)
     ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_star(out, blocks)
+    link_stacks(star, out.parent)
+    return out
+
+
+def without_micrographs(star: Path, out: Path) -> Path | None:
+    """``star`` written to ``out`` without its micrograph names, its stacks linked beside it;
+    None where it names none."""
+    blocks = {name: dict(block.columns) for name, block in read_star(star).items()}
+    if blocks["particles"].pop("rlnMicrographName", None) is None:
+        return None
     out.parent.mkdir(parents=True, exist_ok=True)
     write_star(out, blocks)
     link_stacks(star, out.parent)
@@ -141,6 +157,17 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
     link_stacks(data.star, work)
     out = work / "cryosplat_refined"
     row("cryosplat's defocus", run_cryosplat(copy, out), out)
+    unnamed = without_micrographs(data.star, work / "unnamed" / "particles.star")
+    if unnamed is not None:  # the same images, their micrographs not read (the same maps)
+        run_cryosplat(unnamed, work / "cryosplat_unnamed_recorded")
+        run = work / "cryosplat_unnamed_recorded" / "run"
+        refined, seconds, line = refine_cryosplat(unnamed, run, work / "cs_unnamed")
+        print(f"{spec.name}, micrographs not read: {line}", flush=True)
+        error_row("cryosplat refine-defocus, micrographs not read", refined, seconds)
+        copy = work / "cs_unnamed_refined.star"
+        subprocess.run(["cp", str(refined), str(copy)], check=True)
+        out = work / "cryosplat_unnamed"
+        row("cryosplat's, micrographs not read", run_cryosplat(copy, out), out)
     relion_star = with_micrographs(data.star, work / "relion_particles.star")
     out = work / "relion_recorded"
     made = run_relion(relion_star, out, pixel)
@@ -158,6 +185,7 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
 RUNS = (
     ("cryosplat_recorded", "recorded", "cryosplat"),
     ("cryosplat_refined", "cryosplat's defocus", "cryosplat"),
+    ("cryosplat_unnamed", "cryosplat's, micrographs not read", "cryosplat"),
     ("relion_recorded", "recorded", "relion"),
     ("relion_refined", "relion_ctf_refine's defocus", "relion"),
     ("cryosplat_on_relion", "relion_ctf_refine's defocus", "cryosplat"),
@@ -172,7 +200,10 @@ def print_outer_fsc(out_root: Path, names: list[str]) -> None:
     print("|---|---|---|---|")
     for name in names:
         for folder, label, method in RUNS:
-            curve = np.load(out_root / "runs" / name / folder / f"{method}_fsc_truth.npy")
+            saved = out_root / "runs" / name / folder / f"{method}_fsc_truth.npy"
+            if not saved.is_file():  # a set that names no micrographs
+                continue
+            curve = np.load(saved)
             outer = curve[int(OUTER_FRACTION * len(curve)) :]
             print(f"| {name} | {label} | {method} | {outer.mean():.3f} |")
 

@@ -168,6 +168,18 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             if spec.defocus_error_angstrom
             else ""
         )
+        + _micrograph_text(spec)
+    )
+
+
+def _micrograph_text(spec: DatasetSpec) -> str:
+    if not spec.particles_per_micrograph:
+        return ""
+    shared = spec.micrograph_defocus_error_angstrom
+    return f"; a micrograph named per {spec.particles_per_micrograph} particles" + (
+        f", its particles' defoci in the STAR moved together by {shared:g} Å s.d. more"
+        if shared
+        else ""
     )
 
 

@@ -46,6 +46,19 @@ def test_the_errors_are_seeded_absent_at_zero_and_refused_below_it():
         recorded_defocus(ctf, -5.0, 7)
 
 
+def test_a_micrographs_particles_share_its_error_besides_their_own():
+    ctf = _ctf(20_000)
+    micrographs = np.arange(20_000) // 50
+    moved = recorded_defocus(ctf, 100.0, 5, micrographs, 250.0)
+    error = moved.defocus_u_angstrom - ctf.defocus_u_angstrom
+    own = recorded_defocus(ctf, 100.0, 5).defocus_u_angstrom - ctf.defocus_u_angstrom
+    shared = (error - own).reshape(-1, 50)
+    np.testing.assert_allclose(shared, shared[:, :1].repeat(50, 1), atol=1e-6)
+    assert np.std(shared[:, 0]) == pytest.approx(250.0, rel=0.1)
+    with pytest.raises(ValueError, match="micrograph"):
+        recorded_defocus(ctf, 0.0, 5, None, 250.0)
+
+
 def test_a_set_with_defocus_errors_holds_the_same_images(tmp_path, relion_available, shared_data):
     exact = DatasetSpec("exact", "maps/EMD-3197.map", 20, 11.4, 300, 1.0, seed=9)
     moved = DatasetSpec(
@@ -67,3 +80,8 @@ def test_defocus_errors_need_relion_project(tmp_path):
     )
     with pytest.raises(ValueError, match="defocus_error_angstrom 50.0 need the relion_project"):
         make_dataset(spec, tmp_path, log=lambda _: None)
+    named = DatasetSpec(
+        "x", "models/8zpm.cif", 32, 2.0, 10, 0.1, simulator="cryosplat", particles_per_micrograph=5
+    )
+    with pytest.raises(ValueError, match="particles_per_micrograph 5"):
+        make_dataset(named, tmp_path, log=lambda _: None)

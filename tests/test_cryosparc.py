@@ -200,3 +200,16 @@ def test_aberration_fields_are_named_in_a_warning(shared_data, tmp_path):
     assert len(ps.warnings) == 1
     assert "ctf/tilt_A, ctf/anisomag present and not modelled" in ps.warnings[0]
     assert "tetra_A" not in ps.warnings[0]
+
+
+def test_each_particles_micrograph_is_read_from_its_uid(tmp_path, small_stack):
+    cs = tmp_path / "x.cs"
+    table = _write_cs(cs, ["stack.mrcs"] * 4, [0, 1, 2, 3])
+    with_uid = np.zeros(4, dtype=[*table.dtype.descr, ("location/micrograph_uid", "<u8")])
+    for name in table.dtype.names:
+        with_uid[name] = table[name]
+    with_uid["location/micrograph_uid"] = [907, 12, 907, 5]
+    with open(cs, "wb") as fh:
+        np.save(fh, with_uid)
+    np.testing.assert_array_equal(read_cryosparc(cs).micrographs, [0, 1, 0, 2])
+    assert read_cryosparc(cs).subset([3, 0]).micrographs.tolist() == [2, 0]

@@ -38,7 +38,8 @@ ERROR_SD_ANGSTROM = 400.0
 @pytest.fixture(scope="module")
 def defocus_set(tmp_path_factory):
     """200 particles at box 32, 2.5 Å/px, SNR 3, and a copy of their STAR whose defocus values
-    are each off by a normal error of 400 Å: ``(true star, wrong star, errors)``."""
+    are each off by a normal error of 400 Å, its particles named on ten micrographs:
+    ``(true star, wrong star, errors)``."""
     from cryosplat.model.gaussians import GaussianModel
 
     folder = tmp_path_factory.mktemp("defocus")
@@ -49,6 +50,8 @@ def defocus_set(tmp_path_factory):
     for column in ("rlnDefocusU", "rlnDefocusV"):
         values = np.asarray(blocks["particles"][column], dtype=np.float64) - errors
         blocks["particles"][column] = [f"{v:.6f}" for v in values]
+    # ten micrographs of 20 (their particles' errors drawn one by one: nothing shared)
+    blocks["particles"]["rlnMicrographName"] = [f"mic{i // 20}.mrc" for i in range(200)]
     wrong = star.parent / "wrong.star"
     write_star(wrong, blocks)
     return star, wrong, errors
@@ -106,6 +109,77 @@ def test_the_prior_takes_the_errors_spread_and_shrinks_each_reading():
         fit_offsets(flat[:, :-1], search)
 
 
+def _readings(rng, micrograph_sd, particle_sd, per_micrograph, n=3000):
+    """Readings of offsets whose error is shared by ``per_micrograph`` particles at a time (sd
+    ``micrograph_sd``) plus each one's own (``particle_sd``), each read to 150–600 Å."""
+    search = DefocusSearch(np.linspace(-2000.0, 2000.0, 161))
+    groups = np.arange(n) // per_micrograph
+    true = rng.normal(scale=micrograph_sd, size=groups.max() + 1)[groups]
+    true = true + rng.normal(scale=particle_sd, size=n)
+    noise = rng.uniform(150.0, 600.0, size=n)
+    reading = true + noise * rng.normal(size=n)
+    likelihood = (
+        -0.5 * ((search.offsets_angstrom[None, :] - reading[:, None]) / noise[:, None]) ** 2
+    )
+    return search, likelihood, groups, true
+
+
+def _rms(a):
+    return float(np.sqrt(np.mean(np.square(a))))
+
+
+def test_a_micrographs_particles_read_its_shared_error_together():
+    rng = np.random.default_rng(3)
+    search, likelihood, groups, true = _readings(rng, 250.0, 50.0, 60)
+    alone = fit_offsets(likelihood, search)
+    together = fit_offsets(likelihood, search, groups)
+    assert together.applied and together.evidence_gain > alone.evidence_gain
+    assert abs(together.micrograph_sd_angstrom / 250.0 - 1) < 0.25
+    assert together.prior_sd_angstrom < 120.0
+    error = _rms(together.offset_angstrom - true)
+    assert error < 0.5 * _rms(alone.offset_angstrom - true)
+    # each offset's posterior spread is as large as its error
+    z = (together.offset_angstrom - true) / together.sd_angstrom
+    assert 0.8 < _rms(z) < 1.2
+    # micrographs that share no error: as good as each particle alone
+    search, likelihood, groups, true = _readings(rng, 0.0, 250.0, 60)
+    alone = fit_offsets(likelihood, search)
+    together = fit_offsets(likelihood, search, groups)
+    assert together.micrograph_sd_angstrom == 0.0
+    np.testing.assert_array_equal(together.offset_angstrom, alone.offset_angstrom)
+    # one particle per micrograph is the flat prior; a wrong length is named
+    np.testing.assert_array_equal(
+        fit_offsets(likelihood, search, np.arange(len(groups))).offset_angstrom,
+        alone.offset_angstrom,
+    )
+    with pytest.raises(ValueError, match="micrographs"):
+        fit_offsets(likelihood, search, groups[:-1])
+
+
+def test_recorded_defoci_that_are_right_stay_with_micrographs_known():
+    rng = np.random.default_rng(4)
+    search, likelihood, groups, _ = _readings(rng, 0.0, 0.0, 30)
+    fit = fit_offsets(likelihood, search, groups)
+    assert not fit.applied and np.all(fit.offset_angstrom == 0)
+
+
+def test_each_particles_micrograph_is_read_from_the_star(defocus_set, tmp_path, shared_data):
+    star = defocus_set[0]
+    blocks = {name: dict(block.columns) for name, block in read_star(star).items()}
+    n = len(blocks["particles"]["rlnImageName"])
+    blocks["particles"]["rlnMicrographName"] = [f"mic{(7 - i // 50):03d}.mrc" for i in range(n)]
+    named = tmp_path / "named.star"
+    write_star(named, blocks)
+    particles = read_particles(named, datadir=star.parent)
+    np.testing.assert_array_equal(particles.micrographs, np.arange(n) // 50)
+    assert read_particles(star).micrographs is None
+    real = shared_data / "particles" / "empiar10076_7" / "empiar_10076_7.star"
+    block = next(b for b in read_star(real).values() if "rlnMicrographName" in b)
+    names = block.get_str("rlnMicrographName")
+    micrographs = read_particles(real).micrographs
+    assert micrographs.max() + 1 == len(set(names.tolist())) and micrographs[0] == 0
+
+
 def test_images_are_read_back_at_the_defocus_they_were_made_with(defocus_set):
     star, wrong, errors = defocus_set
     truth = read_map(star.parent / "truth.mrc")[0]
@@ -134,6 +208,7 @@ def test_refine_defocus_writes_the_star_again_with_the_defocus_moved_only(
     assert "one by one (fitted)" in printed and f"--datadir {star.parent}" in printed
     record = json.loads((out / "defocus.json").read_text())
     assert record["applied"] and record["run"] == str(run.resolve())
+    assert record["micrographs"] == 10 and record["micrograph_sd_angstrom"] == 0.0
     assert record["refined_metadata"] == str((out / "refined.star").resolve())
     table = np.genfromtxt(out / "defocus.csv", delimiter=",", names=True, dtype=None)
     np.testing.assert_array_equal(table["row"], np.arange(200))

@@ -61,9 +61,12 @@ def format_defocus(folder: Path, data: dict) -> str:
         return format(value, form) if is_number(value) else "?"
 
     if data.get("applied"):
+        shared = ""
+        if is_number(data.get("micrograph_sd_angstrom")) and data["micrograph_sd_angstrom"] > 0:
+            shared = f"{number('micrograph_sd_angstrom', '.0f')} Å per micrograph, "
         read = (
-            f"the recorded defoci off by {number('prior_mean_angstrom', '+.0f')} Å on average and "
-            f"{number('prior_sd_angstrom', '.0f')} Å one by one; offsets applied "
+            f"the recorded defoci off by {number('prior_mean_angstrom', '+.0f')} Å on average, "
+            f"{shared}{number('prior_sd_angstrom', '.0f')} Å one by one; offsets applied "
             f"{number('offset_rms_angstrom', '.0f')} Å rms"
         )
     else:

@@ -11,7 +11,8 @@ from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_par
 
 HELP = (
     "read each particle's defocus from its image against the half map of a finished run made "
-    "without it (the recorded defocus misses the particle's height in the ice); write the "
+    "without it (the recorded defocus misses the particle's height in the ice; where the "
+    "micrographs are named, their particles read a micrograph's error together); write the "
     "metadata again with the new values, to reconstruct again"
 )
 

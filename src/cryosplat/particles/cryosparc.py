@@ -38,7 +38,12 @@ from cryosplat.io.atomic import atomic_path
 from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
 from cryosplat.particles.mixed_boxes import one_box
-from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
+from cryosplat.particles.particle_set import (
+    ClassLabels,
+    OpticsGroup,
+    ParticleSet,
+    number_micrographs,
+)
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = [
@@ -49,6 +54,10 @@ __all__ = [
     "write_cs_defocus",
     "write_cs_rows",
 ]
+
+# where a particle's micrograph is recorded, in the order read (the uid in every job's output,
+# the path where a file was made without it)
+MICROGRAPH_FIELDS = ("location/micrograph_uid", "location/micrograph_path")
 
 
 def load_cs(path: str | Path) -> np.ndarray:
@@ -323,6 +332,11 @@ def read_cryosparc(
     if "alignments3D/class" in table.dtype.names:
         numbers = _field(table, "alignments3D/class", path).astype(np.int64)
         classes = ClassLabels(numbers, "alignments3D/class")
+    micrographs = None
+    for name in MICROGRAPH_FIELDS:
+        if name in table.dtype.names:
+            micrographs = number_micrographs(_field(table, name, path))
+            break
     image_index = _field(table, "blob/idx", path).astype(np.int64)
     stacks, stack_index = [], np.full(n, -1, dtype=np.int64)
     if require_images:
@@ -356,6 +370,7 @@ def read_cryosparc(
         optics=read.optics,
         random_subset=subset,
         classes=classes,
+        micrographs=micrographs,
         source=path,
         notes=notes,
         warnings=cryosparc_aberration_warnings(table),

@@ -18,7 +18,14 @@ from cryosplat.core.ctf import CTF_IN_IMAGES, CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack
 
-__all__ = ["ClassLabels", "OpticsGroup", "ParticleSet", "SAME_KIND_PIXEL", "StoredImages"]
+__all__ = [
+    "ClassLabels",
+    "OpticsGroup",
+    "ParticleSet",
+    "SAME_KIND_PIXEL",
+    "StoredImages",
+    "number_micrographs",
+]
 
 # Optics groups whose pixel sizes lie within this factor hold their noise alike in their pixels
 # (:meth:`ParticleSet.image_kinds`): a magnification refined per group moves them by under 1 %, a
@@ -106,6 +113,18 @@ class ClassLabels:
         )
 
 
+def number_micrographs(names: ArrayLike) -> np.ndarray:
+    """Each particle's micrograph as an int (N,), from 0 in the order the names (or ids) first
+    appear."""
+    values = np.asarray(names).reshape(-1)
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.reshape(-1)]
+
+
 @dataclass
 class ParticleSet:
     """N particle images with metadata.
@@ -150,6 +169,10 @@ class ParticleSet:
     classes : ClassLabels or None
         Each particle's 3D class, where the file records one (``rlnClassNumber``,
         ``alignments3D/class``). None: no class column.
+    micrographs : np.ndarray or None
+        Which micrograph each particle was picked from, int (N,), numbered from 0 in the order
+        they first appear (:func:`number_micrographs` of RELION's ``rlnMicrographName`` or
+        cryoSPARC's ``location/micrograph_uid``); None: not recorded.
     selection : str
         How these particles were chosen from the file's rows (:mod:`cryosplat.particles.selection`,
         e.g. ``"rlnClassNumber 2"``); empty: every row.
@@ -183,6 +206,7 @@ class ParticleSet:
     odd_zernike: np.ndarray | None = None
     mag_matrices: np.ndarray | None = None
     classes: ClassLabels | None = None
+    micrographs: np.ndarray | None = None
     selection: str = ""
     source: Path | None = None
     file_rows: np.ndarray | None = None
@@ -208,6 +232,7 @@ class ParticleSet:
             "classes": None if self.classes is None else self.classes.numbers,
             "file_rows": self.file_rows,
             "weights": self.weights,
+            "micrographs": self.micrographs,
         }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
@@ -315,6 +340,7 @@ class ParticleSet:
             classes=None
             if self.classes is None
             else replace(self.classes, numbers=self.classes.numbers[idx]),
+            micrographs=take(self.micrographs),
             file_rows=self.rows_in_file()[idx],
             weights=take(self.weights),
             notes=list(self.notes),

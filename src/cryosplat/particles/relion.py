@@ -36,7 +36,12 @@ from cryosplat.particles.aberrations import (
     relion_odd_zernike,
 )
 from cryosplat.particles.mixed_boxes import one_box
-from cryosplat.particles.particle_set import ClassLabels, OpticsGroup, ParticleSet
+from cryosplat.particles.particle_set import (
+    ClassLabels,
+    OpticsGroup,
+    ParticleSet,
+    number_micrographs,
+)
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = ["particles_from_star", "write_star_defocus", "write_star_rows"]
@@ -490,6 +495,9 @@ def particles_from_star(
     classes = None
     if "rlnClassNumber" in particles:
         classes = ClassLabels(particles.get_int("rlnClassNumber"), "rlnClassNumber")
+    micrographs = None
+    if "rlnMicrographName" in particles:
+        micrographs = number_micrographs(particles.get_str("rlnMicrographName"))
     ctf_in_images, ctf_notes = _ctf_in_images(optics, group_of, particles, path)
     notes += ctf_notes
     odd_zernike = relion_odd_zernike(optics, particles, group_of, per_particle, path)
@@ -522,6 +530,7 @@ def particles_from_star(
         odd_zernike=odd_zernike,
         mag_matrices=mag_matrices,
         classes=classes,
+        micrographs=micrographs,
         source=path,
         notes=notes,
         warnings=relion_aberration_warnings(particles, optics),

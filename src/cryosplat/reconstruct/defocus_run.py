@@ -84,6 +84,9 @@ class RefinedDefocus:
     shells_to_angstrom : float
         The finest resolution the images were read to.
     search : DefocusSearch
+    micrographs : int or None
+        How many micrographs the particles came from, where recorded (the prior then shared per
+        micrograph, :func:`~cryosplat.reconstruct.grid.defocus_fit.fit_offsets`).
     """
 
     source: Path | None
@@ -96,6 +99,7 @@ class RefinedDefocus:
     run_resolution_angstrom: float | None
     shells_to_angstrom: float
     search: DefocusSearch
+    micrographs: int | None = None
 
 
 def refine_defocus_run(
@@ -160,7 +164,7 @@ def refine_defocus_run(
         )
         before += len(rows)
     bar.close()
-    fit = fit_offsets(likelihood, search)
+    fit = fit_offsets(likelihood, search, particles.micrographs)
     _warn_at_the_edge(fit, range_angstrom)
     return RefinedDefocus(
         particles.source,
@@ -173,6 +177,7 @@ def refine_defocus_run(
         resolution,
         finest,
         search,
+        None if particles.micrographs is None else len(np.unique(particles.micrographs)),
     )
 
 
@@ -222,7 +227,7 @@ def offsets_plot(refined: RefinedDefocus) -> LinePlot:
     counts, _ = np.histogram(offsets, edges)
     centres = 0.5 * (edges[1:] + edges[:-1])
     width = float(edges[1] - edges[0])
-    spread = max(fit.prior_sd_angstrom, 1e-9)
+    spread = max(fit.total_sd_angstrom, 1e-9)
     prior = (
         offsets.size
         * width
@@ -268,6 +273,8 @@ def write_refined_defocus(
         "read": int(read.sum()),
         "prior_mean_angstrom": fit.prior_mean_angstrom,
         "prior_sd_angstrom": fit.prior_sd_angstrom,
+        "micrographs": refined.micrographs,
+        "micrograph_sd_angstrom": fit.micrograph_sd_angstrom,
         "evidence_gain": fit.evidence_gain,
         "applied": fit.applied,
         "offset_rms_angstrom": float(np.sqrt(np.mean(fit.offset_angstrom[read] ** 2)))

@@ -24,6 +24,10 @@ prior narrows and the offsets go to zero; where they err, it widens to their spr
 a set whose STAR holds defoci 300 Å off (round 2, session 65): against the other half's map the
 fitted spread is 260 Å, and the offsets' correlation with the true errors 0.70; the flat
 posterior's mean over ±2,000 Å (no prior) correlates 0.47 and leaves the errors larger.
+
+Where each particle's micrograph is known, the prior is hierarchical: a micrograph's estimate
+errs once for all its particles, each particle's height adds its own, and a micrograph's images
+read its error together (:func:`fit_offsets`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ together seldom err by more."""
 MAX_PHASE_STEP = 0.25  # rad: the CTF's phase at the finest shell read turns by at most this
 MIN_STEPS_PER_SIDE = 25  # candidates on each side of zero at least
 PRIOR_SPREADS = 64  # the prior's spreads tried (:func:`fit_offsets`)
+MICROGRAPH_SPREADS = 16  # each spread of the hierarchical prior tried on this many values
 CENTRE_STEPS = 5  # expectation-maximisation steps for the prior's centre at each spread
 EVIDENCE_TIE = 1e-6  # a wider prior is kept only where it explains the images better than this
 SIGNIFICANT_GAIN = 5.0
@@ -172,6 +177,10 @@ class DefocusFit:
     prior_mean_angstrom, prior_sd_angstrom : float
         The prior's centre and spread, fitted to the set: how far the recorded defoci are off,
         on average and one by one (0 and 0 where the gain is not significant).
+    micrograph_sd_angstrom : float
+        Where the particles' micrographs are known (:func:`fit_offsets`): the spread of the
+        error a micrograph's particles share (its estimate's), ``prior_sd_angstrom`` then that
+        of each particle about its micrograph's (its height in the ice); 0 otherwise.
     evidence_gain : float
         How much better the fitted prior explains the images than none (log-likelihood, nats);
         below :data:`SIGNIFICANT_GAIN` no offset is applied.
@@ -182,6 +191,12 @@ class DefocusFit:
     prior_mean_angstrom: float
     prior_sd_angstrom: float
     evidence_gain: float = 0.0
+    micrograph_sd_angstrom: float = 0.0
+
+    @property
+    def total_sd_angstrom(self) -> float:
+        """The recorded defoci's errors' spread, micrograph and particle together (Å)."""
+        return math.hypot(self.prior_sd_angstrom, self.micrograph_sd_angstrom)
 
     @property
     def applied(self) -> bool:
@@ -199,22 +214,35 @@ class DefocusFit:
         moved = self.offset_angstrom[read]
         rms = float(np.sqrt(np.mean(moved**2))) if moved.size else 0.0
         sd = float(np.median(self.sd_angstrom[read])) if read.any() else float("nan")
+        shared = (
+            f"{self.micrograph_sd_angstrom:.0f} Å per micrograph and "
+            if self.micrograph_sd_angstrom > 0
+            else ""
+        )
         return (
             f"{int(read.sum()):,} particles' defocus read: the recorded defoci are off by "
-            f"{self.prior_mean_angstrom:+.0f} Å on average and {self.prior_sd_angstrom:.0f} Å "
-            f"one by one (fitted); offsets applied {rms:.0f} Å rms, each known to ±{sd:.0f} Å "
-            "(median)"
+            f"{self.prior_mean_angstrom:+.0f} Å on average, {shared}"
+            f"{self.prior_sd_angstrom:.0f} Å one by one (fitted); offsets applied {rms:.0f} Å "
+            f"rms, each known to ±{sd:.0f} Å (median)"
         )
 
 
-def fit_offsets(log_likelihood: np.ndarray, search: DefocusSearch) -> DefocusFit:
+def fit_offsets(
+    log_likelihood: np.ndarray, search: DefocusSearch, micrographs: ArrayLike | None = None
+) -> DefocusFit:
     """Posterior means of the offsets under a normal prior ``N(μ, τ²)`` fitted to every image
     (empirical Bayes): ``τ`` is the value on a log-spaced grid (:data:`PRIOR_SPREADS`, from a
     quarter of the offsets' spacing to the range searched) that makes the images' marginal
     likelihood largest, ``μ`` at each fitted by expectation-maximisation. Where the images say
     nothing of their defocus the marginal likelihood is flat; among spreads that explain the images
     equally, the narrowest is kept, and unless the fitted prior explains them better than none by
-    :data:`SIGNIFICANT_GAIN`, no offset is applied. Rows with NaN are left at 0 (NaN spread)."""
+    :data:`SIGNIFICANT_GAIN`, no offset is applied. Rows with NaN are left at 0 (NaN spread).
+
+    ``micrographs`` (N,), int, where known: each image's micrograph. A micrograph's particles
+    share its estimate's error; the prior is then hierarchical (:func:`_fit_by_micrograph`), each
+    offset the micrograph's ``m ~ N(μ, τ_m²)`` plus the particle's ``e ~ N(0, τ²)``, both spreads
+    fitted, so that a micrograph's images read its error together; it is kept only where it
+    explains the images better than each particle read alone by :data:`SIGNIFICANT_GAIN`."""
     values = np.asarray(log_likelihood, dtype=np.float64)
     offsets = np.asarray(search.offsets_angstrom, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != len(offsets):
@@ -224,6 +252,23 @@ def fit_offsets(log_likelihood: np.ndarray, search: DefocusSearch) -> DefocusFit
     if not good.any():
         return DefocusFit(mean_out, sd_out, 0.0, 0.0)
     ll = values[good] - values[good].max(1, keepdims=True)
+    alone = _fit_alone(ll, offsets, good)
+    if micrographs is not None:
+        groups = np.asarray(micrographs, dtype=np.int64).reshape(-1)
+        if len(groups) != len(values):
+            raise ValueError(f"micrographs has {len(groups)} rows, expected {len(values)}")
+        groups = np.unique(groups[good], return_inverse=True)[1].reshape(-1)
+        if np.bincount(groups).max() > 1:
+            shared = _fit_by_micrograph(ll, offsets, groups, good)
+            if shared.evidence_gain >= alone.evidence_gain + SIGNIFICANT_GAIN:
+                return shared
+    return alone
+
+
+def _fit_alone(ll: np.ndarray, offsets: np.ndarray, good: np.ndarray) -> DefocusFit:
+    """:func:`fit_offsets` with each particle read alone: ``ll`` (n, K) the rows ``good`` read
+    (each row's maximum 0)."""
+    mean_out, sd_out = np.zeros(len(good)), np.full(len(good), np.nan)
     likelihood = np.exp(ll)
     spacing = float(np.min(np.diff(offsets))) if len(offsets) > 1 else 1.0
     widest = float(offsets.max() - offsets.min())
@@ -246,6 +291,83 @@ def fit_offsets(log_likelihood: np.ndarray, search: DefocusSearch) -> DefocusFit
         return DefocusFit(mean_out, sd_out, 0.0, 0.0, gain)
     mean_out[good] = mean
     return DefocusFit(mean_out, sd_out, centre, float(spread), gain)
+
+
+def _fit_by_micrograph(
+    ll: np.ndarray, offsets: np.ndarray, groups: np.ndarray, good: np.ndarray
+) -> DefocusFit:
+    """:func:`fit_offsets` under the hierarchical prior: ``ll`` (n, K) the rows ``good`` read
+    (each row's maximum 0), ``groups`` (n,) their micrographs numbered from 0.
+
+    A micrograph's offset ``m`` is read on the offsets' grid; given it, a particle's likelihood is
+    ``c_i(m) = Σ_k L_ik G_mk`` with ``G`` the particle spread's kernel, and the micrograph's
+    marginal likelihood ``Σ_m π_m Π_i c_i(m)``. Both spreads are tried on a log-spaced grid
+    (:data:`MICROGRAPH_SPREADS` each), the centre fitted at each by expectation-maximisation; the
+    narrowest of those that explain the images equally is kept. Each particle's posterior is
+    read against its micrograph's offset as the *other* particles of the micrograph show it."""
+    likelihood = np.exp(ll)
+    spacing = float(np.min(np.diff(offsets))) if len(offsets) > 1 else 1.0
+    spreads = np.geomspace(0.25 * spacing, float(offsets.max() - offsets.min()), MICROGRAPH_SPREADS)
+    order = np.argsort(groups, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(groups[order]) != 0])
+    best, centre = (-np.inf, 0.0, spreads[0], spreads[0]), 0.0
+    for particle_spread in spreads:
+        sums = np.add.reduceat(
+            _log_given_micrograph(likelihood, offsets, particle_spread)[order], starts
+        )
+        for micrograph_spread in spreads:
+            for _ in range(CENTRE_STEPS):
+                post = _normalised(sums + _log_prior(offsets, centre, micrograph_spread))
+                centre = float((post @ offsets).mean())
+            joint = sums + _log_prior(offsets, centre, micrograph_spread)
+            top = joint.max(1)
+            evidence = float(np.sum(top + np.log(np.exp(joint - top[:, None]).sum(1))))
+            if evidence > best[0] + EVIDENCE_TIE:
+                best = (evidence, centre, particle_spread, micrograph_spread)
+    evidence, centre, particle_spread, micrograph_spread = best
+    gain = evidence - float(np.sum(ll[:, int(np.argmin(np.abs(offsets)))]))
+    log_c = _log_given_micrograph(likelihood, offsets, particle_spread)
+    sums = np.add.reduceat(log_c[order], starts)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    group_sums = np.repeat(sums, np.diff(np.r_[starts, len(order)]), axis=0)[inverse]
+    others = _normalised(group_sums - log_c + _log_prior(offsets, centre, micrograph_spread))
+    weights = likelihood * (others @ _kernel(offsets, particle_spread))
+    weights = weights / weights.sum(1, keepdims=True)
+    mean_out, sd_out = np.zeros(len(good)), np.full(len(good), np.nan)
+    mean = weights @ offsets
+    sd_out[good] = np.sqrt(np.maximum(weights @ offsets**2 - mean**2, 0.0))
+    if gain < SIGNIFICANT_GAIN:
+        return DefocusFit(mean_out, sd_out, 0.0, 0.0, gain)
+    mean_out[good] = mean
+    return DefocusFit(
+        mean_out, sd_out, centre, float(particle_spread), gain, float(micrograph_spread)
+    )
+
+
+def _kernel(offsets: np.ndarray, spread: float) -> np.ndarray:
+    """(K, K): row ``m`` the normal ``N(δ_m, spread²)`` read on ``offsets``, normalised."""
+    kernel = np.exp(-0.5 * ((offsets[None, :] - offsets[:, None]) / spread) ** 2)
+    return kernel / kernel.sum(1, keepdims=True)
+
+
+def _log_given_micrograph(likelihood: np.ndarray, offsets: np.ndarray, spread: float) -> np.ndarray:
+    """(n, K): each particle's log-likelihood given its micrograph's offset at each of
+    ``offsets``, its own about it ``N(0, spread²)``."""
+    return np.log(np.maximum(likelihood @ _kernel(offsets, spread).T, 1e-300))
+
+
+def _log_prior(offsets: np.ndarray, centre: float, spread: float) -> np.ndarray:
+    """``log N(centre, spread²)`` read on ``offsets``, normalised over them."""
+    log_prior = -0.5 * ((offsets - centre) / spread) ** 2
+    top = log_prior.max()
+    return log_prior - (top + math.log(np.exp(log_prior - top).sum()))
+
+
+def _normalised(log_weights: np.ndarray) -> np.ndarray:
+    """Each row's weights ``exp(log_weights)``, normalised to sum to 1."""
+    weights = np.exp(log_weights - log_weights.max(1, keepdims=True))
+    return weights / weights.sum(1, keepdims=True)
 
 
 def _log_evidence(
