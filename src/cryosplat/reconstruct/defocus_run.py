@@ -20,7 +20,6 @@ Each file is written whole or not at all, ``defocus.csv`` last.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -33,7 +32,6 @@ import torch
 from cryosplat import __version__
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
-from cryosplat.io.atomic import atomic_path
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.particles.cryodrgn import write_ctf_pickle_defocus
 from cryosplat.particles.cryosparc import write_cs_defocus
@@ -48,7 +46,11 @@ from cryosplat.reconstruct.grid.defocus_fit import (
 )
 from cryosplat.reconstruct.grid.particle_scores import score_from_sums, shell_sums
 from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
-from cryosplat.reconstruct.run_halves import read_run_halves, shells_read
+from cryosplat.reconstruct.run_halves import (
+    read_run_halves,
+    shells_read,
+    write_particle_table,
+)
 
 __all__ = [
     "DEFOCUS_FILE",
@@ -301,23 +303,17 @@ def write_refined_defocus(
     )
     new_u = refined.defocus_u_angstrom + fit.offset_angstrom
     new_v = refined.defocus_v_angstrom + fit.offset_angstrom
-    with atomic_path(folder / "defocus.csv", suffix=".csv") as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(
-                ["row", "half", "offset_angstrom", "sd_angstrom", "defocus_u", "defocus_v"]
-            )
-            for i in np.argsort(refined.rows_in_file, kind="stable"):
-                writer.writerow(
-                    [
-                        int(refined.rows_in_file[i]),
-                        refined.halves[i],
-                        f"{fit.offset_angstrom[i]:.2f}",
-                        f"{fit.sd_angstrom[i]:.2f}",
-                        f"{new_u[i]:.2f}",
-                        f"{new_v[i]:.2f}",
-                    ]
-                )
+    write_particle_table(
+        folder / "defocus.csv",
+        refined.rows_in_file,
+        refined.halves,
+        {
+            "offset_angstrom": [f"{v:.2f}" for v in fit.offset_angstrom],
+            "sd_angstrom": [f"{v:.2f}" for v in fit.sd_angstrom],
+            "defocus_u": [f"{v:.2f}" for v in new_u],
+            "defocus_v": [f"{v:.2f}" for v in new_v],
+        },
+    )
     return summary
 
 

@@ -8,13 +8,16 @@ and each half set is paired with the *other* half's map, made without it.
 
 from __future__ import annotations
 
+import csv
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cryosplat.core.errors import InputError
+from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
@@ -22,7 +25,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.particle_scores import RESOLUTION_MARGIN, score_radius
 from cryosplat.reconstruct.run_folder import input_fingerprint, read_complete_run
 
-__all__ = ["RunHalves", "read_run_halves", "shells_read"]
+__all__ = ["RunHalves", "read_run_halves", "shells_read", "write_particle_table"]
 
 log = logging.getLogger("cryosplat")
 
@@ -127,3 +130,22 @@ def shells_read(particles: ParticleSet, resolution: float | None, what: str) -> 
         else f"{RESOLUTION_MARGIN:g} times {what}, {resolution:.2f} Å",
     )
     return radius
+
+
+def write_particle_table(
+    path: Path,
+    rows_in_file: np.ndarray,
+    halves: np.ndarray,
+    columns: dict[str, Sequence[str]],
+) -> None:
+    """A CSV of one line per particle, in the file's row order: its row, its half, then
+    ``columns`` (name -> each particle's value as text, in the particles' order); written whole
+    or not at all."""
+    with atomic_path(path, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["row", "half", *columns])
+            for i in np.argsort(rows_in_file, kind="stable"):
+                writer.writerow(
+                    [int(rows_in_file[i]), halves[i], *(v[i] for v in columns.values())]
+                )

@@ -30,7 +30,6 @@ Each file is written whole or not at all, ``particle_scores.csv`` last.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -60,7 +59,11 @@ from cryosplat.reconstruct.grid.particle_scores import (
     shell_sums,
 )
 from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
-from cryosplat.reconstruct.run_halves import read_run_halves, shells_read
+from cryosplat.reconstruct.run_halves import (
+    read_run_halves,
+    shells_read,
+    write_particle_table,
+)
 
 __all__ = [
     "SCORE_FILE",
@@ -352,23 +355,17 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
         },
     )
     junk = s.junk_probability()
-    with atomic_path(folder / "particle_scores.csv", suffix=".csv") as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(
-                ["row", "half", "score", "expected_score", "noise_scale", "junk_probability"]
-            )
-            for i in np.argsort(scored.rows_in_file, kind="stable"):
-                writer.writerow(
-                    [
-                        int(scored.rows_in_file[i]),
-                        scored.halves[i],
-                        f"{s.z[i]:.4f}",
-                        f"{s.amplitude[i]:.4f}",
-                        f"{s.noise_scale[i]:.4f}",
-                        f"{junk[i]:.4f}",
-                    ]
-                )
+    write_particle_table(
+        folder / "particle_scores.csv",
+        scored.rows_in_file,
+        scored.halves,
+        {
+            "score": [f"{v:.4f}" for v in s.z],
+            "expected_score": [f"{v:.4f}" for v in s.amplitude],
+            "noise_scale": [f"{v:.4f}" for v in s.noise_scale],
+            "junk_probability": [f"{v:.4f}" for v in junk],
+        },
+    )
     return summary
 
 
