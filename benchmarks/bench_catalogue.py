@@ -19,7 +19,13 @@ from bench_catalogue_late import (
     UNSEEN_57,
     UNSEEN_58,
 )
-from bench_catalogue_membrane import CTF_ERRORS, DEFOCUS_65, MICROGRAPHS_65, UNSEEN_59
+from bench_catalogue_membrane import (
+    CTF_ERRORS,
+    DEFOCUS_65,
+    MICROGRAPHS_65,
+    MICROGRAPHS_65H,
+    UNSEEN_59,
+)
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_partial import COMBINED, PARTIAL
 from bench_catalogue_unseen import (
@@ -313,6 +319,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "combined": COMBINED,
     "defocus65": DEFOCUS_65,
     "micrographs65": MICROGRAPHS_65,
+    "micrographs65h": MICROGRAPHS_65H,
 }
 
 

@@ -222,3 +222,37 @@ MICROGRAPHS_65 = [
         micrograph_defocus_error_angstrom=150.0,
     ),
 ]
+
+
+# The same, as one estimate per micrograph leaves it (round 2, session 65; chosen before any run
+# on them): a micrograph's particles imaged at one defocus plus their heights in the ice (100 or
+# 150 Å), the STAR recording the micrograph's defocus with its estimate's error (250 or 150 Å),
+# so that ``relion_ctf_refine``'s per-micrograph mode applies too.
+MICROGRAPHS_65H = [
+    DatasetSpec(
+        "h65_8zpm_mic50",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        5_000,
+        0.005,
+        seed=6521,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        noise="coloured",
+        particles_per_micrograph=50,
+        micrograph_defocus_error_angstrom=250.0,
+        micrograph_heights_angstrom=100.0,
+    ),
+    DatasetSpec(
+        "h65_8zpm_mic20",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        4_000,
+        0.005,
+        seed=6522,
+        particles_per_micrograph=20,
+        micrograph_defocus_error_angstrom=150.0,
+        micrograph_heights_angstrom=150.0,
+    ),
+]

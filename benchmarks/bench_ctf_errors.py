@@ -50,3 +50,23 @@ def recorded_defocus(
         defocus_u_angstrom=np.asarray(ctf.defocus_u_angstrom, dtype=np.float64) + error,
         defocus_v_angstrom=np.asarray(ctf.defocus_v_angstrom, dtype=np.float64) + error,
     )
+
+
+def one_defocus_per_micrograph(
+    ctf: CTFParams, micrographs: np.ndarray, height_sd_angstrom: float, seed: int
+) -> tuple[CTFParams, CTFParams]:
+    """``(imaged, estimated)``: each micrograph's particles (``micrographs`` (N,), numbered from
+    0) given the CTF of its first particle, as one estimate per micrograph records it
+    (``estimated``), and imaged at that defocus plus each one's height in the ice, a normal of
+    ``height_sd_angstrom`` (U and V alike; its own stream) (``imaged``)."""
+    if height_sd_angstrom < 0:
+        raise ValueError(f"height s.d. must be >= 0 Å, got {height_sd_angstrom}")
+    first = np.unique(micrographs, return_index=True)[1]
+    estimated = ctf.subset(first[micrographs])
+    height = np.random.default_rng([seed, 69]).normal(scale=height_sd_angstrom, size=len(ctf))
+    imaged = replace(
+        estimated,
+        defocus_u_angstrom=np.asarray(estimated.defocus_u_angstrom, dtype=np.float64) + height,
+        defocus_v_angstrom=np.asarray(estimated.defocus_v_angstrom, dtype=np.float64) + height,
+    )
+    return imaged, estimated

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from bench_ctf_errors import recorded_defocus
+from bench_ctf_errors import one_defocus_per_micrograph, recorded_defocus
 from bench_heterogeneity import MissingPart, project_two_states
 from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
@@ -137,6 +137,12 @@ class DatasetSpec:
         An error of this s.d. (Å) shared by each micrograph's particles, added to their own
         (``defocus_error_angstrom``), as a per-micrograph estimate errs; needs
         ``particles_per_micrograph``.
+    micrograph_heights_angstrom : float
+        Where positive (with ``particles_per_micrograph``): a micrograph's particles imaged at
+        one defocus (its first particle's) plus each one's height in the ice, a normal of this
+        s.d. (Å), and ``particles.star`` records the micrograph's defocus (plus its shared
+        error), as one estimate per micrograph does
+        (:func:`bench_ctf_errors.one_defocus_per_micrograph`); 0: each particle at its own.
     """
 
     name: str
@@ -175,6 +181,7 @@ class DatasetSpec:
     defocus_error_angstrom: float = 0.0
     particles_per_micrograph: int = 0
     micrograph_defocus_error_angstrom: float = 0.0
+    micrograph_heights_angstrom: float = 0.0
 
 
 @dataclass
@@ -329,6 +336,14 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
         box=spec.box,
         random_subset=meta.random_subset,
     )
+    micrographs, extra, estimated = None, None, None
+    if spec.particles_per_micrograph > 0:
+        micrographs = np.arange(spec.n_particles) // spec.particles_per_micrograph
+        extra = {"rlnMicrographName": [f"mic{m:05d}.mrc" for m in micrographs]}
+        if spec.micrograph_heights_angstrom:
+            columns["ctf"], estimated = one_defocus_per_micrograph(
+                columns["ctf"], micrographs, spec.micrograph_heights_angstrom, spec.seed
+            )
     write_relion31_particles(folder / "in.star", image_names=None, **columns)
     if spec.missing_part is not None:
         project_two_states(folder, columns, spec.missing_part, spec.seed, _run)
@@ -368,10 +383,8 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
             spec.shift_error_angstrom,
             spec.seed,
         )
-    micrographs, extra = None, None
-    if spec.particles_per_micrograph > 0:
-        micrographs = np.arange(spec.n_particles) // spec.particles_per_micrograph
-        extra = {"rlnMicrographName": [f"mic{m:05d}.mrc" for m in micrographs]}
+    if estimated is not None:
+        columns["ctf"] = estimated
     columns["ctf"] = recorded_defocus(
         columns["ctf"],
         spec.defocus_error_angstrom,
@@ -410,6 +423,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "defocus_error_angstrom": 0.0,
             "particles_per_micrograph": 0,
             "micrograph_defocus_error_angstrom": 0.0,
+            "micrograph_heights_angstrom": 0.0,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):

@@ -16,7 +16,10 @@ moved by ``defocus_error_angstrom``):
 ``relion_ctf_refine`` groups particles by micrograph: where a set names none, the STAR given to
 RELION names one per hundred particles (``rlnMicrographName``; the errors are drawn per particle,
 so the grouping carries no information). The sets of ``micrographs65`` name their own, and their
-particles share an error per micrograph besides their own; both programs read the names, and
+particles share an error per micrograph besides their own (those of ``micrographs65h`` are
+imaged at one defocus per micrograph plus their heights, the STAR recording the micrograph's,
+and ``relion_ctf_refine`` is also run per micrograph, ``--fit_mode fmfff``, on them); both
+programs read the names, and
 cryosplat reads them once more without (``micrographs not read``: the STAR with the names taken
 out, reconstructed again, the same maps, then ``refine-defocus``). The tables give the defocus errors against the truth before
 and after each refinement, the time each took, each map's FSC with the truth, and that FSC's mean
@@ -109,7 +112,14 @@ def refine_cryosplat(star: Path, run: Path, out: Path) -> tuple[Path, float, str
     return out / "refined.star", cost.wall_s, line
 
 
-def refine_relion(star: Path, halves: tuple[Path, Path], mask: Path, pixel: float, out: Path):
+def refine_relion(
+    star: Path,
+    halves: tuple[Path, Path],
+    mask: Path,
+    pixel: float,
+    out: Path,
+    fit_mode: str = "fpfff",
+):
     """``relion_postprocess`` of ``halves`` within ``mask``, then ``relion_ctf_refine`` of ``star``
     (run in its folder): its STAR and the seconds both took."""
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +133,7 @@ def refine_relion(star: Path, halves: tuple[Path, Path], mask: Path, pixel: floa
     threads = "2"
     refine = measure(
         ["relion_ctf_refine", "--i", star.name, "--f", str(post) + ".star", "--o", str(out) + "/"]
-        + ["--fit_defocus", "--fit_mode", "fpfff", "--kmin_defocus", "30", "--j", threads],
+        + ["--fit_defocus", "--fit_mode", fit_mode, "--kmin_defocus", "30", "--j", threads],
         star.parent,
         out / "ctf_refine.log",
     )
@@ -177,6 +187,13 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
     error_row("relion_ctf_refine", refined, seconds)
     out = work / "relion_refined"
     row("relion_ctf_refine's defocus", run_relion(refined, out, pixel), out)
+    if spec.micrograph_heights_angstrom:  # one true defocus per micrograph: its mode applies
+        refined, seconds = refine_relion(
+            relion_star, made.half_maps, mask, pixel, work / "relion_ctf_mic", "fmfff"
+        )
+        error_row("relion_ctf_refine, per micrograph", refined, seconds)
+        out = work / "relion_refined_mic"
+        row("relion_ctf_refine's, per micrograph", run_relion(refined, out, pixel), out)
     out = work / "cryosplat_on_relion"
     row("relion_ctf_refine's defocus", run_cryosplat(refined, out), out)
     return rows, errors
@@ -188,6 +205,7 @@ RUNS = (
     ("cryosplat_unnamed", "cryosplat's, micrographs not read", "cryosplat"),
     ("relion_recorded", "recorded", "relion"),
     ("relion_refined", "relion_ctf_refine's defocus", "relion"),
+    ("relion_refined_mic", "relion_ctf_refine's, per micrograph", "relion"),
     ("cryosplat_on_relion", "relion_ctf_refine's defocus", "cryosplat"),
 )
 OUTER_FRACTION = 0.75

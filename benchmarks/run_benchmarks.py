@@ -176,10 +176,20 @@ def _micrograph_text(spec: DatasetSpec) -> str:
     if not spec.particles_per_micrograph:
         return ""
     shared = spec.micrograph_defocus_error_angstrom
-    return f"; a micrograph named per {spec.particles_per_micrograph} particles" + (
-        f", its particles' defoci in the STAR moved together by {shared:g} Å s.d. more"
-        if shared
-        else ""
+    heights = spec.micrograph_heights_angstrom
+    return (
+        f"; a micrograph named per {spec.particles_per_micrograph} particles"
+        + (
+            f", its particles imaged at one defocus plus heights of {heights:g} Å s.d., the "
+            "STAR recording the micrograph's"
+            if heights
+            else ""
+        )
+        + (
+            f", its particles' defoci in the STAR moved together by {shared:g} Å s.d. more"
+            if shared
+            else ""
+        )
     )
 
 

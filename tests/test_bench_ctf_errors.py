@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_ctf_errors import recorded_defocus  # noqa: E402
+from bench_ctf_errors import one_defocus_per_micrograph, recorded_defocus  # noqa: E402
 from bench_datasets import DatasetSpec, make_dataset  # noqa: E402
 
 from cryosplat.core.ctf import CTFParams  # noqa: E402
@@ -57,6 +57,20 @@ def test_a_micrographs_particles_share_its_error_besides_their_own():
     assert np.std(shared[:, 0]) == pytest.approx(250.0, rel=0.1)
     with pytest.raises(ValueError, match="micrograph"):
         recorded_defocus(ctf, 0.0, 5, None, 250.0)
+
+
+def test_a_micrographs_particles_are_imaged_at_its_defocus_plus_their_heights():
+    ctf = _ctf(6_000)
+    micrographs = np.arange(6_000) // 30
+    imaged, estimated = one_defocus_per_micrograph(ctf, micrographs, 120.0, seed=3)
+    per_micrograph = estimated.defocus_u_angstrom.reshape(-1, 30)
+    np.testing.assert_array_equal(per_micrograph, per_micrograph[:, :1].repeat(30, 1))
+    np.testing.assert_array_equal(per_micrograph[:, 0], ctf.defocus_u_angstrom[::30])
+    height = imaged.defocus_u_angstrom - estimated.defocus_u_angstrom
+    np.testing.assert_allclose(imaged.defocus_v_angstrom - estimated.defocus_v_angstrom, height)
+    assert np.std(height) == pytest.approx(120.0, rel=0.05)
+    with pytest.raises(ValueError, match="-1"):
+        one_defocus_per_micrograph(ctf, micrographs, -1.0, seed=3)
 
 
 def test_a_set_with_defocus_errors_holds_the_same_images(tmp_path, relion_available, shared_data):
