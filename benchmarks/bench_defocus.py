@@ -16,15 +16,14 @@ moved by ``defocus_error_angstrom``):
 ``relion_ctf_refine`` groups particles by micrograph: where a set names none, the STAR given to
 RELION names one per hundred particles (``rlnMicrographName``; the errors are drawn per particle,
 so the grouping carries no information). The sets of ``micrographs65`` name their own, and their
-particles share an error per micrograph besides their own (those of ``micrographs65h`` are
-imaged at one defocus per micrograph plus their heights, the STAR recording the micrograph's,
-and ``relion_ctf_refine`` is also run per micrograph, ``--fit_mode fmfff``, on them); both
-programs read the names, and
-cryosplat reads them once more without (``micrographs not read``: the STAR with the names taken
-out, reconstructed again, the same maps, then ``refine-defocus``). The tables give the defocus errors against the truth before
-and after each refinement, the time each took, each map's FSC with the truth, and that FSC's mean
-over the outer quarter of the shells (:func:`print_outer_fsc`: it tells maps apart where both
-cross 0.143 at Nyquist).
+particles share an error per micrograph besides their own; those of ``micrographs65h`` are imaged
+at one defocus per micrograph plus their heights, the STAR recording the micrograph's, and
+``relion_ctf_refine`` is also run per micrograph (``--fit_mode fmfff``) on them. Both programs
+read the names, and cryosplat reads them once more without (``micrographs not read``: the STAR
+with the names taken out, reconstructed again, the same maps, then ``refine-defocus``). The
+tables give the defocus errors against the truth before and after each refinement, the time each
+took, each map's FSC with the truth, and that FSC's mean over the outer quarter of the shells
+(:func:`print_outer_fsc`: it tells maps apart where both cross 0.143 at Nyquist).
 
 Example::
 
@@ -162,11 +161,15 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
     refined, seconds, line = refine_cryosplat(data.star, recorded / "run", work / "cs_refine")
     print(f"{spec.name}: {line}", flush=True)
     error_row("cryosplat refine-defocus", refined, seconds)
-    copy = work / "cs_refined.star"
-    subprocess.run(["cp", str(refined), str(copy)], check=True)
     link_stacks(data.star, work)
-    out = work / "cryosplat_refined"
-    row("cryosplat's defocus", run_cryosplat(copy, out), out)
+
+    def reconstruct_refined(label: str, refined: Path, copy_name: str, folder: str) -> None:
+        # copied beside the stacks linked in ``work``, where its image names resolve
+        copy = work / copy_name
+        subprocess.run(["cp", str(refined), str(copy)], check=True)
+        row(label, run_cryosplat(copy, work / folder), work / folder)
+
+    reconstruct_refined("cryosplat's defocus", refined, "cs_refined.star", "cryosplat_refined")
     unnamed = without_micrographs(data.star, work / "unnamed" / "particles.star")
     if unnamed is not None:  # the same images, their micrographs not read (the same maps)
         run_cryosplat(unnamed, work / "cryosplat_unnamed_recorded")
@@ -174,10 +177,12 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
         refined, seconds, line = refine_cryosplat(unnamed, run, work / "cs_unnamed")
         print(f"{spec.name}, micrographs not read: {line}", flush=True)
         error_row("cryosplat refine-defocus, micrographs not read", refined, seconds)
-        copy = work / "cs_unnamed_refined.star"
-        subprocess.run(["cp", str(refined), str(copy)], check=True)
-        out = work / "cryosplat_unnamed"
-        row("cryosplat's, micrographs not read", run_cryosplat(copy, out), out)
+        reconstruct_refined(
+            "cryosplat's, micrographs not read",
+            refined,
+            "cs_unnamed_refined.star",
+            "cryosplat_unnamed",
+        )
     relion_star = with_micrographs(data.star, work / "relion_particles.star")
     out = work / "relion_recorded"
     made = run_relion(relion_star, out, pixel)

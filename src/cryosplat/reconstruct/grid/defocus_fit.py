@@ -208,7 +208,7 @@ class DefocusFit:
         if not self.applied:
             return (
                 f"{int(read.sum()):,} particles' defocus read: the images do not show the recorded "
-                f"defoci to be off (the best prior gains {max(self.evidence_gain, 0.0):.1f} of the "
+                f"defoci to be off (the best prior gains {self.evidence_gain:.1f} of the "
                 f"{SIGNIFICANT_GAIN:g} nats asked); no offset applied"
             )
         moved = self.offset_angstrom[read]
@@ -268,11 +268,8 @@ def fit_offsets(
 def _fit_alone(ll: np.ndarray, offsets: np.ndarray, good: np.ndarray) -> DefocusFit:
     """:func:`fit_offsets` with each particle read alone: ``ll`` (n, K) the rows ``good`` read
     (each row's maximum 0)."""
-    mean_out, sd_out = np.zeros(len(good)), np.full(len(good), np.nan)
     likelihood = np.exp(ll)
-    spacing = float(np.min(np.diff(offsets))) if len(offsets) > 1 else 1.0
-    widest = float(offsets.max() - offsets.min())
-    spreads = np.geomspace(0.25 * spacing, widest, PRIOR_SPREADS)
+    spreads = _spreads(offsets, PRIOR_SPREADS)
     best, centre = (-np.inf, 0.0, spreads[0]), 0.0
     for spread in spreads:
         for _ in range(CENTRE_STEPS):
@@ -282,15 +279,8 @@ def _fit_alone(ll: np.ndarray, offsets: np.ndarray, good: np.ndarray) -> Defocus
         if evidence > best[0] + EVIDENCE_TIE:
             best = (evidence, centre, spread)
     evidence, centre, spread = best
-    # none: every image at offset 0 (the grid is symmetric about it)
-    gain = evidence - float(np.sum(ll[:, int(np.argmin(np.abs(offsets)))]))
     weights = _posterior(ll, offsets, centre, spread)
-    mean = weights @ offsets
-    sd_out[good] = np.sqrt(np.maximum(weights @ offsets**2 - mean**2, 0.0))
-    if gain < SIGNIFICANT_GAIN:
-        return DefocusFit(mean_out, sd_out, 0.0, 0.0, gain)
-    mean_out[good] = mean
-    return DefocusFit(mean_out, sd_out, centre, float(spread), gain)
+    return _fit_from_posterior(weights, offsets, good, _gain(evidence, ll, offsets), centre, spread)
 
 
 def _fit_by_micrograph(
@@ -306,8 +296,7 @@ def _fit_by_micrograph(
     narrowest of those that explain the images equally is kept. Each particle's posterior is
     read against its micrograph's offset as the *other* particles of the micrograph show it."""
     likelihood = np.exp(ll)
-    spacing = float(np.min(np.diff(offsets))) if len(offsets) > 1 else 1.0
-    spreads = np.geomspace(0.25 * spacing, float(offsets.max() - offsets.min()), MICROGRAPH_SPREADS)
+    spreads = _spreads(offsets, MICROGRAPH_SPREADS)
     order = np.argsort(groups, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(groups[order]) != 0])
     best, centre = (-np.inf, 0.0, spreads[0], spreads[0]), 0.0
@@ -325,7 +314,6 @@ def _fit_by_micrograph(
             if evidence > best[0] + EVIDENCE_TIE:
                 best = (evidence, centre, particle_spread, micrograph_spread)
     evidence, centre, particle_spread, micrograph_spread = best
-    gain = evidence - float(np.sum(ll[:, int(np.argmin(np.abs(offsets)))]))
     log_c = _log_given_micrograph(likelihood, offsets, particle_spread)
     sums = np.add.reduceat(log_c[order], starts)
     inverse = np.empty_like(order)
@@ -334,15 +322,43 @@ def _fit_by_micrograph(
     others = _normalised(group_sums - log_c + _log_prior(offsets, centre, micrograph_spread))
     weights = likelihood * (others @ _kernel(offsets, particle_spread))
     weights = weights / weights.sum(1, keepdims=True)
+    gain = _gain(evidence, ll, offsets)
+    return _fit_from_posterior(
+        weights, offsets, good, gain, centre, particle_spread, micrograph_spread
+    )
+
+
+def _spreads(offsets: np.ndarray, count: int) -> np.ndarray:
+    """The prior's spreads tried: ``count`` log-spaced from a quarter of the offsets' spacing to
+    the range searched."""
+    spacing = float(np.min(np.diff(offsets))) if len(offsets) > 1 else 1.0
+    return np.geomspace(0.25 * spacing, float(offsets.max() - offsets.min()), count)
+
+
+def _gain(evidence: float, ll: np.ndarray, offsets: np.ndarray) -> float:
+    """How much better the prior's ``evidence`` explains the images than none (every image at
+    offset 0; the grid is symmetric about it); never below 0, none being a prior too."""
+    return max(evidence - float(np.sum(ll[:, int(np.argmin(np.abs(offsets)))])), 0.0)
+
+
+def _fit_from_posterior(
+    weights: np.ndarray,
+    offsets: np.ndarray,
+    good: np.ndarray,
+    gain: float,
+    centre: float,
+    spread: float,
+    micrograph_spread: float = 0.0,
+) -> DefocusFit:
+    """The :class:`DefocusFit` of the rows ``good`` from their posterior ``weights`` (n, K) over
+    ``offsets``: their means applied only where ``gain`` is :data:`SIGNIFICANT_GAIN` or more."""
     mean_out, sd_out = np.zeros(len(good)), np.full(len(good), np.nan)
     mean = weights @ offsets
     sd_out[good] = np.sqrt(np.maximum(weights @ offsets**2 - mean**2, 0.0))
     if gain < SIGNIFICANT_GAIN:
         return DefocusFit(mean_out, sd_out, 0.0, 0.0, gain)
     mean_out[good] = mean
-    return DefocusFit(
-        mean_out, sd_out, centre, float(particle_spread), gain, float(micrograph_spread)
-    )
+    return DefocusFit(mean_out, sd_out, centre, float(spread), gain, float(micrograph_spread))
 
 
 def _kernel(offsets: np.ndarray, spread: float) -> np.ndarray:
@@ -382,6 +398,4 @@ def _log_evidence(
 
 def _posterior(ll: np.ndarray, offsets: np.ndarray, centre: float, spread: float) -> np.ndarray:
     """Each row's posterior weights over ``offsets`` under the prior ``N(centre, spread²)``."""
-    log_post = ll - 0.5 * ((offsets - centre) / spread) ** 2
-    weights = np.exp(log_post - log_post.max(1, keepdims=True))
-    return weights / weights.sum(1, keepdims=True)
+    return _normalised(ll - 0.5 * ((offsets - centre) / spread) ** 2)
