@@ -42,7 +42,7 @@ from run_benchmarks import selected_specs
 from cryosplat.io.mrc import read_map, write_map, write_stack
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.particles.read import read_particles
-from cryosplat.particles.relion import write_star_rows
+from cryosplat.particles.star_tables import write_star_rows
 
 DEFAULT_SETS = "emd5625_c,emd1832_c,betagal_c"
 KINDS = ("genuine", "wrong pose", "noise image", "other molecule")

@@ -19,7 +19,7 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
-from cryosplat.core.fourier_slice import volume_to_padded_ft
+from cryosplat.core.padded_transform import volume_to_padded_ft
 from cryosplat.io.mrc import read_map
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians
 from cryosplat.reconstruct.grid.statistics import FourierStatistics

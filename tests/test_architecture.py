@@ -107,9 +107,22 @@ def test_no_import_cycle():
     assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("bad", ["upward", "cycle"])
+# One concept per module: a module past this many lines holds two and is split.
+MAX_MODULE_LINES = 500
+
+
+def test_modules_stay_small():
+    long = {
+        m: n
+        for m, p in _modules().items()
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+@pytest.mark.parametrize("bad", ["upward", "cycle", "long"])
 def test_the_checks_catch_violations(bad, tmp_path, monkeypatch):
-    """The contract is not vacuous: a planted upward import or cycle is reported."""
+    """The contract is not vacuous: a planted upward import, cycle or long module is reported."""
     fake = tmp_path / "cryosplat"
     for folder in ("core", "cli"):
         (fake / folder).mkdir(parents=True)
@@ -119,6 +132,9 @@ def test_the_checks_catch_violations(bad, tmp_path, monkeypatch):
         (fake / "core" / "a.py").write_text("from cryosplat.cli.b import f\n")
         (fake / "cli" / "b.py").write_text("def f(): pass\n")
         check = test_layers_import_only_downwards
+    elif bad == "long":
+        (fake / "core" / "a.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+        check = test_modules_stay_small
     else:
         (fake / "core" / "a.py").write_text("def g():\n    from cryosplat.core.b import f\n")
         (fake / "core" / "b.py").write_text("from cryosplat.core.a import g\n")

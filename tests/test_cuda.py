@@ -25,8 +25,8 @@ from cryosplat.core.device import (
     reset_peak_memory,
 )
 from cryosplat.core.fourier import fft2_centered, phase_shift_2d
-from cryosplat.core.fourier_slice import full_to_half
 from cryosplat.core.mixture import Mixture
+from cryosplat.core.padded_transform import full_to_half
 from cryosplat.core.rotations import random_quaternions, random_rotations
 from cryosplat.core.slice_insertion import insert_slices
 from cryosplat.io.mrc import MRCStack, write_stack

@@ -11,7 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cryosplat.core.fourier_slice import corner_rfft_adjoint, padded_rfft, wrapped_to_corner_phase
+from cryosplat.core.padded_transform import (
+    corner_rfft_adjoint,
+    padded_rfft,
+    wrapped_to_corner_phase,
+)
 from cryosplat.model.footprint_terms import _FootprintTerms, footprint_terms_reference
 from cryosplat.model.voxelize import FootprintChunk, _FootprintSum, footprint_sum_reference
 from cryosplat.reconstruct.grid.loss import _SpectrumLoss, spectrum_loss_reference

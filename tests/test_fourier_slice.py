@@ -10,12 +10,10 @@ import torch
 
 from cryosplat.core import slice_insertion
 from cryosplat.core.fourier import fft2_centered
-from cryosplat.core.fourier_slice import (
-    SliceReader,
+from cryosplat.core.fourier_slice import SliceReader, default_max_radius, extract_slices
+from cryosplat.core.padded_transform import (
     _rows,
     cropped_irfftn,
-    default_max_radius,
-    extract_slices,
     full_to_half,
     half_to_full,
     padded_ft_to_volume,
@@ -180,13 +178,13 @@ def test_cropped_inverse_equals_the_cropped_full_inverse():
 def test_cropped_inverse_in_many_slabs_equals_one(monkeypatch):
     """The slab of ``x`` columns bounds the temporaries only: a few columns at a time give the
     same values as the whole grid at once."""
-    from cryosplat.core import fourier_slice
+    from cryosplat.core import padded_transform
 
     rng = torch.Generator().manual_seed(6)
     half = torch.randn(32, 32, 17, dtype=torch.complex128, generator=rng)
     keep = torch.tensor([28, 29, 30, 31, 0, 1, 2, 3])
     whole = cropped_irfftn(half, 32, keep)
-    monkeypatch.setattr(fourier_slice, "SLAB_ELEMENTS", 3 * 32 * 32)  # 3 columns a slab
+    monkeypatch.setattr(padded_transform, "SLAB_ELEMENTS", 3 * 32 * 32)  # 3 columns a slab
     assert torch.allclose(cropped_irfftn(half, 32, keep), whole, rtol=0, atol=1e-14)
 
 

@@ -12,7 +12,8 @@ from test_statistics import simulate_particles
 from cryosplat.core.ctf import ctf_from_params
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fft2_centered, phase_shift_2d
-from cryosplat.core.fourier_slice import extract_slices, volume_to_padded_ft
+from cryosplat.core.fourier_slice import extract_slices
+from cryosplat.core.padded_transform import volume_to_padded_ft
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.grid.fit import (

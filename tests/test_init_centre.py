@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_statistics import simulate_particles
 
-from cryosplat.core.fourier_slice import volume_to_padded_ft
+from cryosplat.core.padded_transform import volume_to_padded_ft
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.config import ReconstructConfig
 from cryosplat.reconstruct.grid.fit import random_start

@@ -24,6 +24,7 @@ from cryosplat.particles.read import read_particles
 from cryosplat.particles.selection import read_row_indices
 from cryosplat.reconstruct.grid.particle_scores import (
     ParticleScores,
+    SampleReading,
     score_from_sums,
     score_radius,
     shell_sums,
@@ -84,7 +85,7 @@ def test_images_with_protein_dark_score_alike_with_their_sign(tiny_set, tmp_path
     particles = read_particles(tiny_set)
     rows = np.arange(len(particles))
     plain = score_from_sums(shell_sums(particles, rows, truth)).z
-    flipped = score_from_sums(shell_sums(particles, rows, -truth, data_sign=-1.0)).z
+    flipped = score_from_sums(shell_sums(particles, rows, -truth, SampleReading(data_sign=-1.0))).z
     np.testing.assert_allclose(flipped, plain, rtol=1e-4, atol=1e-4)
     # read in another order, each image keeps its own score
     order = np.random.default_rng(0).permutation(rows)
@@ -288,7 +289,7 @@ def test_the_shells_read_stop_past_the_maps_resolution(tiny_set):
     truth = read_map(tiny_set.parent / "truth.mrc")[0]
     particles = read_particles(tiny_set)
     rows = np.arange(len(particles))
-    sums = shell_sums(particles, rows, truth, max_radius_px=6.0)
+    sums = shell_sums(particles, rows, truth, SampleReading(max_radius_px=6.0))
     assert sums.count[:, 7:].sum() == 0 and sums.count[:, 1:7].all()
     full = score_from_sums(shell_sums(particles, rows, truth)).z
     cut = score_from_sums(sums).z

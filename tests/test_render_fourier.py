@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cryosplat.core.fourier_slice import _PaddedRealFFT, full_to_half, volume_to_padded_ft
 from cryosplat.core.half_slices import HalfPlane as _HalfPlane
 from cryosplat.core.half_slices import HalfSlices as _HalfSlices
 from cryosplat.core.mixture import Mixture
+from cryosplat.core.padded_transform import _PaddedRealFFT, full_to_half, volume_to_padded_ft
 from cryosplat.core.rotations import random_rotations
 from cryosplat.render import splat, splat_fourier, splat_reference
 

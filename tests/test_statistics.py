@@ -11,12 +11,8 @@ import torch
 from cryosplat.core.ctf import CTFParams, ctf_from_params
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
-from cryosplat.core.fourier_slice import (
-    default_max_radius,
-    extract_slices,
-    full_to_half,
-    volume_to_padded_ft,
-)
+from cryosplat.core.fourier_slice import default_max_radius, extract_slices
+from cryosplat.core.padded_transform import full_to_half, volume_to_padded_ft
 from cryosplat.core.rotations import random_rotations
 from cryosplat.core.slice_insertion import insert_slices
 from cryosplat.io.mrc import MRCStack, write_stack

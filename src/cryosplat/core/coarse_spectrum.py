@@ -138,7 +138,7 @@ def coarse_spectrum_adjoint(grad: torch.Tensor, offset: int) -> torch.Tensor:
     """The adjoint of :func:`add_coarse_spectrum` in its ``coarse`` argument: from a gradient
     ``(P, P, P//2 + 1)`` on the fine spectrum, the gradient ``(Q, Q, Q//2 + 1)`` on the coarse one
     (zero on the coarse Nyquist planes), in the convention of
-    :func:`~cryosplat.core.fourier_slice.corner_rfft_adjoint` (``dL = Re Σ conj(g) dF``)."""
+    :func:`~cryosplat.core.padded_transform.corner_rfft_adjoint` (``dL = Re Σ conj(g) dF``)."""
     size = grad.shape[0]
     q = size // 2
     _check(grad.shape, (q, q, q // 2 + 1), size)

@@ -3,7 +3,7 @@
 The one trilinear slice sampler of the package: :func:`cryosplat.core.fourier_slice.extract_slices`
 (half layout) and the ``fourier`` rendering backend (:mod:`cryosplat.render.fourier`) both read
 slices through :class:`HalfSlices`. The grid is the *uncentred* half spectrum ``(P, P, P//2 + 1)``
-of :func:`cryosplat.core.fourier_slice.padded_rfft` (``K = 0`` at index 0, negative ``Ky``, ``Kz``
+of :func:`cryosplat.core.padded_transform.padded_rfft` (``K = 0`` at index 0, negative ``Ky``, ``Kz``
 at the end); each view's ``kx ≥ 0`` frequencies with ``|k| ≤ max_radius`` (:class:`HalfPlane`) are
 read at ``K = pad · (kx A[0] + ky A[1])``, from ``−K`` conjugated where ``Kx < 0``. The backward pass
 recomputes the stencil chunk by chunk (memory bounded whatever the batch) and gives the gradient

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import torch
 
-from cryosplat.core.fourier_slice import _kept_pixels, _mirror, is_half_layout, padded_box
+from cryosplat.core.fourier_slice import kept_pixels
+from cryosplat.core.padded_transform import centred_flip, is_half_layout, padded_box
 
 __all__ = ["SliceAccumulator", "insert_slices"]
 
@@ -180,14 +181,14 @@ class SliceAccumulator:
         self.partial = ()  # its memory is released before the caller builds anything more
         data, weights = self.total
         if self.half:
-            data[:, :, 0] += _mirror(data[:, :, 0], (0, 1)).conj()
-            weights[:, :, 0] += _mirror(weights[:, :, 0], (0, 1))
+            data[:, :, 0] += centred_flip(data[:, :, 0], (0, 1)).conj()
+            weights[:, :, 0] += centred_flip(weights[:, :, 0], (0, 1))
         return data, weights
 
     def _kernel(self, max_radius: float | None) -> _TrilinearScatter:
         if max_radius not in self._kernels:
             like = torch.empty(0, dtype=self.dtype, device=self.device)
-            pix, kx, ky, _ = _kept_pixels(self.box, self.pad, max_radius, self.half, like)
+            pix, kx, ky, _ = kept_pixels(self.box, self.pad, max_radius, self.half, like)
             self._kernels[max_radius] = _TrilinearScatter(pix, kx, ky, self.shape, self.half)
         return self._kernels[max_radius]
 

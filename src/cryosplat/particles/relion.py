@@ -28,7 +28,7 @@ from cryosplat.io.stackrefs import (
     search_dirs,
     split_image_names,
 )
-from cryosplat.io.star import StarBlock, read_star, write_star
+from cryosplat.io.star import StarBlock, read_star
 from cryosplat.particles.aberrations import (
     relion_aberration_warnings,
     relion_even_zernike,
@@ -42,18 +42,17 @@ from cryosplat.particles.particle_set import (
     ParticleSet,
     number_micrographs,
 )
+from cryosplat.particles.star_tables import ANGLE_COLUMNS, CTF_COLUMNS, particle_block
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
-__all__ = ["particles_from_star", "write_star_defocus", "write_star_rows"]
+__all__ = ["particles_from_star"]
 
-_CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
-_ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 _OPTICS_COLUMNS = {
     "voltage_kv": "rlnVoltage",
     "cs_mm": "rlnSphericalAberration",
     "amplitude_contrast": "rlnAmplitudeContrast",
 }
-_PARTICLE_CTF_COLUMNS = {
+_PARTICLECTF_COLUMNS = {
     "defocus_u_angstrom": "rlnDefocusU",
     "defocus_v_angstrom": "rlnDefocusV",
     "defocus_angle_degrees": "rlnDefocusAngle",
@@ -61,68 +60,6 @@ _PARTICLE_CTF_COLUMNS = {
     "bfactor_angstrom2": "rlnCtfBfactor",
     "scale": "rlnCtfScalefactor",
 }
-
-
-def _particle_block(blocks: dict[str, StarBlock], path: Path) -> StarBlock:
-    if "particles" in blocks:
-        return blocks["particles"]
-    for block in blocks.values():
-        if block.is_loop and any(c in block for c in ("rlnImageName",) + _ANGLES + _CTF_COLUMNS):
-            return block
-    raise InputError(
-        f"{path}: no particle table (no data_particles block and no loop_ with "
-        "rlnImageName, angles or defocus)"
-    )
-
-
-def write_star_rows(source: str | Path, rows: np.ndarray, out: str | Path) -> None:
-    """Write the STAR file ``source`` to ``out`` with only the particles at ``rows`` (0-based rows
-    of its particle table), every value as written; its other tables (``data_optics``) whole.
-    Key-value blocks (not tables) are left out."""
-    source = Path(source)
-    blocks = read_star(source)
-    particles = _particle_block(blocks, source)
-    rows = np.asarray(rows, dtype=np.int64)
-    tables = {}
-    for name, block in blocks.items():
-        if not block.is_loop:
-            continue
-        columns = block.columns
-        if block is particles:
-            columns = {k: [v[i] for i in rows] for k, v in columns.items()}
-        tables[name] = columns
-    write_star(out, tables)
-
-
-def write_star_defocus(
-    source: str | Path, rows: np.ndarray, offsets_angstrom: np.ndarray, out: str | Path
-) -> None:
-    """Write the STAR file ``source`` to ``out`` with ``offsets_angstrom`` (Å) added to
-    ``rlnDefocusU`` and ``rlnDefocusV`` of the particles at ``rows`` (0-based rows of its particle
-    table); every other value as written, its other tables whole. Key-value blocks are left
-    out."""
-    source = Path(source)
-    blocks = read_star(source)
-    particles = _particle_block(blocks, source)
-    missing = [c for c in _CTF_COLUMNS[:2] if c not in particles]
-    if missing:
-        raise InputError(f"{source}: the particle table has no {', '.join(missing)}")
-    rows = np.asarray(rows, dtype=np.int64)
-    offsets = np.asarray(offsets_angstrom, dtype=np.float64)
-    tables = {}
-    for name, block in blocks.items():
-        if not block.is_loop:
-            continue
-        columns = dict(block.columns)
-        if block is particles:
-            for column in _CTF_COLUMNS[:2]:
-                values = list(columns[column])
-                moved = block.get_float(column)[rows] + offsets
-                for row, value in zip(rows.tolist(), moved.tolist(), strict=True):
-                    values[row] = f"{value:.6f}"
-                columns[column] = values
-        tables[name] = columns
-    write_star(out, tables)
 
 
 def _optics_31(optics: StarBlock, particles: StarBlock, path: Path):
@@ -290,8 +227,8 @@ def _ctf_in_images(
 
 
 def _ctf(particles: StarBlock, per_particle: dict, path: Path) -> CTFParams | None:
-    present = [c for c in _CTF_COLUMNS + ("rlnPhaseShift", "rlnCtfBfactor") if c in particles]
-    if not any(c in particles for c in _CTF_COLUMNS):
+    present = [c for c in CTF_COLUMNS + ("rlnPhaseShift", "rlnCtfBfactor") if c in particles]
+    if not any(c in particles for c in CTF_COLUMNS):
         return None
     if "rlnDefocusU" not in particles:
         raise InputError(
@@ -320,7 +257,7 @@ def _ctf(particles: StarBlock, per_particle: dict, path: Path) -> CTFParams | No
         path,
         {
             quantity: (f"data_{particles.name}, column {column}", particles.get_float(column))
-            for quantity, column in _PARTICLE_CTF_COLUMNS.items()
+            for quantity, column in _PARTICLECTF_COLUMNS.items()
             if column in particles
         },
     )
@@ -345,12 +282,12 @@ def _poses(particles: StarBlock, pixel: np.ndarray, path: Path, notes: list[str]
     n = particles.n_rows
     rotations = None
     if "rlnAngleRot" in particles or "rlnAngleTilt" in particles:
-        for name in _ANGLES:
+        for name in ANGLE_COLUMNS:
             if name not in particles:
                 raise InputError(
                     f"{path}: required column _{name} is missing (the file has other Euler angles)"
                 )
-        rotations = euler_relion_to_matrix(*(particles.get_float(a) for a in _ANGLES))
+        rotations = euler_relion_to_matrix(*(particles.get_float(a) for a in ANGLE_COLUMNS))
     elif "rlnAnglePsi" in particles:
         notes.append("only rlnAnglePsi (2D alignment) in the metadata: no 3D poses")
     shifts = None
@@ -456,7 +393,7 @@ def particles_from_star(
     """
     path = Path(path)
     blocks = read_star(path)
-    particles = _particle_block(blocks, path)
+    particles = particle_block(blocks, path)
     n = particles.n_rows
     if n == 0:
         raise InputError(f"{path}: data_{particles.name} has no particles")

@@ -36,7 +36,7 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.particles.cryodrgn import write_ctf_pickle_defocus
 from cryosplat.particles.cryosparc import write_cs_defocus
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.relion import write_star_defocus
+from cryosplat.particles.star_tables import write_star_defocus
 from cryosplat.reconstruct.grid.defocus_fit import (
     DEFAULT_RANGE_ANGSTROM,
     DefocusFit,
@@ -44,7 +44,7 @@ from cryosplat.reconstruct.grid.defocus_fit import (
     defocus_log_likelihood,
     fit_offsets,
 )
-from cryosplat.reconstruct.grid.particle_scores import score_from_sums, shell_sums
+from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
 from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
 from cryosplat.reconstruct.run_halves import (
     read_run_halves,
@@ -139,19 +139,14 @@ def refine_defocus_run(
     bar = Progress(2 * len(particles), "defocus", enabled=show_progress)
     likelihood = np.full((len(particles), len(offsets)), np.nan)
     before = 0
-    options = {
-        "device": device,
-        "batch_size": batch_size,
-        "data_sign": halves.data_sign,
-        "max_radius_px": radius,
-    }
+    reading = SampleReading(batch_size, device, halves.data_sign, radius)
     for rows, volume in halves.crossed():
         sums = shell_sums(
             particles,
             rows,
             volume,
+            reading,
             progress=lambda done, before=before: bar.update(before + done),
-            **options,
         )
         before += len(rows)
         scores = score_from_sums(sums)
@@ -161,8 +156,8 @@ def refine_defocus_run(
             volume,
             scores,
             search,
+            reading,
             progress=lambda done, before=before: bar.update(before + done),
-            **options,
         )
         before += len(rows)
     bar.close()

@@ -49,11 +49,12 @@ from cryosplat.particles.cryodrgn import write_index_pickle
 from cryosplat.particles.cryosparc import write_cs_rows
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.relion import write_star_rows
+from cryosplat.particles.star_tables import write_star_rows
 from cryosplat.particles.weights import write_weights
 from cryosplat.reconstruct.grid.particle_scores import (
     JUNK_PROBABILITY,
     ParticleScores,
+    SampleReading,
     ShellSums,
     score_from_sums,
     shell_sums,
@@ -245,6 +246,7 @@ def _scores_of(
     """The :class:`ParticleScores` of ``particles`` (their order), each group ``(rows,
     volume)``'s rows read against its volume."""
     bar = Progress(len(particles), "score", enabled=show_progress)
+    reading = SampleReading(batch_size, device, sign, radius)
     parts, before = [], 0
     for rows, volume in groups:
         parts.append(
@@ -252,11 +254,8 @@ def _scores_of(
                 particles,
                 rows,
                 volume,
-                batch_size=batch_size,
-                device=device,
-                data_sign=sign,
+                reading,
                 progress=lambda done, before=before: bar.update(before + done),
-                max_radius_px=radius,
             )
         )
         before += len(rows)

@@ -7,7 +7,7 @@ integrals per Å² on the FFT-aligned grid), computed by the central-slice theor
 1. the mixture is voxelised once on the D³ map grid (:func:`cryosplat.model.voxelize.voxelize_gaussians`,
    each Gaussian within ``n_sigma`` of its centre);
 2. the map is divided by the trilinear apodisation (gridding correction), zero-padded to
-   ``P = pad · D`` and real-FFT'd (:func:`cryosplat.core.fourier_slice.padded_rfft`);
+   ``P = pad · D`` and real-FFT'd (:func:`cryosplat.core.padded_transform.padded_rfft`);
 3. each view's half-plane of frequencies (``kx ≥ 0``, ``|k| ≤ D/2 − 2/pad``) is read from that grid
    by trilinear interpolation (:class:`cryosplat.core.half_slices.HalfSlices`, a custom autograd function that recomputes the
    stencil in its backward pass, so memory stays bounded whatever the batch size);
@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import torch
 
-from cryosplat.core.fourier_slice import padded_box, padded_rfft, trilinear_apodization
 from cryosplat.core.half_slices import HalfPlane, HalfSlices
 from cryosplat.core.mixture import Mixture
+from cryosplat.core.padded_transform import padded_box, padded_rfft, trilinear_apodization
 from cryosplat.model.voxelize import voxelize_gaussians
 from cryosplat.render.geometry import check_inputs
 

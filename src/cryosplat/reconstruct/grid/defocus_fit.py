@@ -42,7 +42,11 @@ from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import electron_wavelength_angstrom
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.particle_scores import ParticleScores, read_samples
+from cryosplat.reconstruct.grid.particle_scores import (
+    ParticleScores,
+    SampleReading,
+    read_samples,
+)
 
 __all__ = [
     "DEFAULT_RANGE_ANGSTROM",
@@ -104,19 +108,15 @@ def defocus_log_likelihood(
     volume: ArrayLike,
     scores: ParticleScores,
     search: DefocusSearch,
-    *,
-    batch_size: int = 128,
-    device: str | torch.device = "cpu",
-    data_sign: float = 1.0,
+    reading: SampleReading | None = None,
     progress: Callable[[int], None] | None = None,
-    max_radius_px: float | None = None,
 ) -> np.ndarray:
     """Each image's log-likelihood at each offset (see the module's docstring): (N, K) float64,
     following ``rows``.
 
     Parameters
     ----------
-    particles, rows, volume, batch_size, device, data_sign, progress, max_radius_px
+    particles, rows, volume, reading, progress
         As :func:`~cryosplat.reconstruct.grid.particle_scores.shell_sums`'s, which made
         ``scores``.
     scores : ParticleScores
@@ -133,16 +133,7 @@ def defocus_log_likelihood(
     offsets = np.asarray(search.offsets_angstrom, dtype=np.float64)
     out = np.full((len(rows), len(offsets)), np.nan)
     cross_weight = cross_scale = None
-    for samples in read_samples(
-        particles,
-        rows,
-        volume,
-        batch_size=batch_size,
-        device=device,
-        data_sign=data_sign,
-        progress=progress,
-        max_radius_px=max_radius_px,
-    ):
+    for samples in read_samples(particles, rows, volume, reading, progress):
         if cross_weight is None:
             cross_weight = torch.as_tensor(scores.shell_scale * inverse, device=samples.kept.device)
             cross_scale = torch.as_tensor(

@@ -7,7 +7,7 @@ For statistics ``W``, ``B`` (:mod:`cryosplat.reconstruct.grid.statistics`) of im
 with ``X̂ = pixel · DFT(pad(V · apodisation))`` the padded transform of the map (density per Å³)
 in the units of the image spectra. ``L`` is the sum over images of squared pixel residuals. The map
 is multiplied by the real-space apodisation of trilinear insertion
-(:func:`cryosplat.core.fourier_slice.trilinear_apodization`), so that the minimiser is the unapodised
+(:func:`cryosplat.core.padded_transform.trilinear_apodization`), so that the minimiser is the unapodised
 density, as RELION's gridding correction gives. The sum runs over the full grid; on the stored half
 grid the ``Kx > 0`` points count twice (:func:`half_grid_multiplicity`). One evaluation is a real
 FFT of the zero-padded map; the backward pass is analytic (one inverse real FFT).
@@ -29,7 +29,7 @@ from cryosplat.core.coarse_spectrum import (
     embed_coarse_spectrum,
 )
 from cryosplat.core.fourier import squared_radius
-from cryosplat.core.fourier_slice import (
+from cryosplat.core.padded_transform import (
     corner_rfft_adjoint,
     trilinear_apodization,
     wrapped_to_corner_phase,
@@ -226,11 +226,11 @@ class _SpectrumLoss(torch.autograd.Function):
     """``(volume, coarse) → (loss less constant, spectrum)`` with an analytic backward.
 
     ``F = rfftn(map, s=(P,) * 3)`` (the map zero-padded at its corner: voxel ``i`` at index
-    ``i``; ``B`` must be stated for that placement, :func:`~cryosplat.core.fourier_slice.wrapped_to_corner_phase`),
+    ``i``; ``B`` must be stated for that placement, :func:`~cryosplat.core.padded_transform.wrapped_to_corner_phase`),
     plus, when a ``coarse`` map (box D/2, twice the voxel) is given, its spectrum taken to the fine
     grid (:func:`~cryosplat.core.coarse_spectrum.add_coarse_spectrum`);
     ``L = Σ W|F|² − 2 Σ Re(conj(F) B)``; ``∂L/∂F = 2(W F − B)`` and the map gradient is
-    :func:`~cryosplat.core.fourier_slice.corner_rfft_adjoint` of it (the coarse map's through
+    :func:`~cryosplat.core.padded_transform.corner_rfft_adjoint` of it (the coarse map's through
     :func:`~cryosplat.core.coarse_spectrum.coarse_spectrum_adjoint` first). Only the residual
     ``W F − B`` is kept for the backward pass (plain autograd, :func:`spectrum_loss_reference`,
     keeps more grids: at large boxes these are most of the memory); no gradient grid is made for

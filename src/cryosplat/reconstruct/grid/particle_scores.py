@@ -57,6 +57,7 @@ __all__ = [
     "JUNK_PROBABILITY",
     "GroupSamples",
     "ParticleScores",
+    "SampleReading",
     "ScoreMixture",
     "ShellSums",
     "fit_mixture",
@@ -162,27 +163,53 @@ class GroupSamples:
         return ctf if self.codes is None else image_transfer(ctf, self.codes)
 
 
+@dataclass(frozen=True)
+class SampleReading:
+    """How images are read against a map's central slices (:func:`read_samples` and all that
+    reads through it).
+
+    Attributes
+    ----------
+    batch_size : int
+        Images read at once.
+    device : torch device
+    data_sign : float
+        −1 for images whose protein is dark (``--invert-contrast``).
+    max_radius_px : float, optional
+        Read the shells up to this radius (pixels of the box) only: past the map's resolution
+        it predicts nothing (see :func:`score_radius`). None: up to the padded grid's limit.
+    """
+
+    batch_size: int = 128
+    device: str | torch.device = "cpu"
+    data_sign: float = 1.0
+    max_radius_px: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.data_sign not in (1.0, -1.0):
+            raise ValueError(f"data_sign must be 1 or -1, got {self.data_sign}")
+
+
 def read_samples(
     particles: ParticleSet,
     rows: ArrayLike,
     volume: ArrayLike,
-    *,
-    batch_size: int = 128,
-    device: str | torch.device = "cpu",
-    data_sign: float = 1.0,
+    reading: SampleReading | None = None,
     progress: Callable[[int], None] | None = None,
-    max_radius_px: float | None = None,
 ) -> Iterator[GroupSamples]:
     """``rows``' images against ``volume``'s central slices, a :class:`GroupSamples` per batch
     and sampling (parameters as :func:`shell_sums`'s). The images are read stack by stack,
     front to back; :attr:`GroupSamples.positions` says where each stands in ``rows``."""
     particles.require_poses_and_ctf()
+    reading = SampleReading() if reading is None else reading
+    device, max_radius_px = torch.device(reading.device), reading.max_radius_px
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     box, pixel = particles.box, particles.pixel_size_angstrom
     volume = torch.as_tensor(np.asarray(volume), dtype=torch.float32)
     if tuple(volume.shape) != (box,) * 3:
         raise ValueError(f"the map's box {tuple(volume.shape)} is not the particles' {box}")
-    device = torch.device(device)
     radius = shells_radius(box, max_radius_px)
     n_shells = int(radius) + 1
     reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
@@ -193,8 +220,8 @@ def read_samples(
     stacked = np.lexsort((particles.image_index[rows], particles.stack_index[rows]))
     read = rows[stacked]
     done = 0
-    for batch, images in device_batches(particles, read, batch_size, device):
-        spectra = prepare.spectra(batch, images * data_sign)
+    for batch, images in device_batches(particles, read, reading.batch_size, device):
+        spectra = prepare.spectra(batch, images * reading.data_sign)
         for part in prepare.groups(batch, spectra):
             group = part.group
             if part.key not in bins:
@@ -249,12 +276,8 @@ def shell_sums(
     particles: ParticleSet,
     rows: ArrayLike,
     volume: ArrayLike,
-    *,
-    batch_size: int = 128,
-    device: str | torch.device = "cpu",
-    data_sign: float = 1.0,
+    reading: SampleReading | None = None,
     progress: Callable[[int], None] | None = None,
-    max_radius_px: float | None = None,
 ) -> ShellSums:
     """The :class:`ShellSums` of ``rows`` against ``volume``'s central slices.
 
@@ -266,30 +289,16 @@ def shell_sums(
         The rows to read; the result follows their order.
     volume : array_like, (D, D, D)
         The map the images are compared with (``[z, y, x]``, density per Å³ in any unit).
-    batch_size : int
-        Images read at once.
-    device : torch device
-    data_sign : float
-        −1 for images whose protein is dark (``--invert-contrast``).
+    reading : SampleReading, optional
+        Batch size, device, the images' sign and the radius read (None: the defaults).
     progress : callable(done), optional
         Called after each batch with the images read so far.
-    max_radius_px : float, optional
-        Read the shells up to this radius (pixels of the box) only: past the map's resolution
-        it predicts nothing (see :func:`score_radius`). None: up to the padded grid's limit.
     """
     n_rows = len(np.asarray(rows).reshape(-1))
-    n_shells = int(shells_radius(particles.box, max_radius_px)) + 1
+    reading = SampleReading() if reading is None else reading
+    n_shells = int(shells_radius(particles.box, reading.max_radius_px)) + 1
     out = {f: np.zeros((n_rows, n_shells)) for f in _SUMS}
-    for samples in read_samples(
-        particles,
-        rows,
-        volume,
-        batch_size=batch_size,
-        device=device,
-        data_sign=data_sign,
-        progress=progress,
-        max_radius_px=max_radius_px,
-    ):
+    for samples in read_samples(particles, rows, volume, reading, progress):
         ctf = samples.part.ctf.reshape(len(samples.positions), -1)[:, samples.kept]
         predicted = samples.slices * samples.transfer(ctf)
         data = samples.data

@@ -20,12 +20,8 @@ from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import squared_radius
-from cryosplat.core.fourier_slice import (
-    centred_cropped_irfftn,
-    default_max_radius,
-    padded_box,
-    padded_ft_to_volume,
-)
+from cryosplat.core.fourier_slice import default_max_radius
+from cryosplat.core.padded_transform import centred_cropped_irfftn, padded_box, padded_ft_to_volume
 from cryosplat.io.atomic import atomic_path
 
 __all__ = ["wiener_inversion", "FourierStatistics", "DEFAULT_WIENER_REGULARIZATION"]
