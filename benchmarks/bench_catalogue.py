@@ -20,6 +20,7 @@ from bench_catalogue_late import (
     UNSEEN_58,
 )
 from bench_catalogue_membrane import (
+    ASTIGMATISM_66,
     CTF_ERRORS,
     DEFOCUS_65,
     MICROGRAPHS_65,
@@ -320,6 +321,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "defocus65": DEFOCUS_65,
     "micrographs65": MICROGRAPHS_65,
     "micrographs65h": MICROGRAPHS_65H,
+    "astigmatism66": ASTIGMATISM_66,
 }
 
 

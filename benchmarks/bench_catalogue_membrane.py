@@ -256,3 +256,55 @@ MICROGRAPHS_65H = [
         micrograph_heights_angstrom=150.0,
     ),
 ]
+
+
+# Astigmatism recorded with an error per micrograph, besides its defocus (round 2, session 66;
+# chosen before ``refine-defocus`` read astigmatism was run on them): a micrograph's particles
+# imaged at one defocus plus their heights, the STAR recording the micrograph's defocus with an
+# error and its astigmatism moved by 150, 200 or 80 Å along each component.
+ASTIGMATISM_66 = [
+    DatasetSpec(
+        "a66_8zpm_mic50",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        5_000,
+        0.005,
+        seed=6601,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        noise="coloured",
+        particles_per_micrograph=50,
+        micrograph_defocus_error_angstrom=200.0,
+        micrograph_heights_angstrom=100.0,
+        micrograph_astigmatism_error_angstrom=150.0,
+    ),
+    DatasetSpec(
+        "a66_6vxx_mic40",
+        "models/6vxx.pdb",
+        128,
+        2.2,
+        6_000,
+        0.004,
+        seed=6602,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        cs_mm=2.0,
+        noise="coloured",
+        particles_per_micrograph=40,
+        micrograph_defocus_error_angstrom=150.0,
+        micrograph_heights_angstrom=120.0,
+        micrograph_astigmatism_error_angstrom=200.0,
+    ),
+    DatasetSpec(
+        "a66_8zpm_mic30",
+        "models/8zpm.cif",
+        96,
+        1.5,
+        6_000,
+        0.005,
+        seed=6603,
+        particles_per_micrograph=30,
+        micrograph_defocus_error_angstrom=150.0,
+        micrograph_heights_angstrom=100.0,
+        micrograph_astigmatism_error_angstrom=80.0,
+    ),
+]

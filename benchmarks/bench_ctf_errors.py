@@ -70,3 +70,22 @@ def one_defocus_per_micrograph(
         defocus_v_angstrom=np.asarray(estimated.defocus_v_angstrom, dtype=np.float64) + height,
     )
     return imaged, estimated
+
+
+def recorded_astigmatism(
+    ctf: CTFParams, micrographs: np.ndarray | None, sd_angstrom: float, seed: int
+) -> CTFParams:
+    """``ctf`` with each micrograph's astigmatism (``micrographs`` (N,), numbered from 0) moved
+    by one normal error of ``sd_angstrom`` along each of its components
+    (:meth:`~cryosplat.core.ctf.CTFParams.astigmatism_components`; its own stream), as a CTF
+    estimate per micrograph errs in it; the mean defocus kept."""
+    if sd_angstrom < 0:
+        raise ValueError(f"astigmatism error s.d. must be >= 0 Å, got {sd_angstrom}")
+    if not sd_angstrom:
+        return ctf
+    if micrographs is None:
+        raise ValueError("an astigmatism error per micrograph needs each particle's micrograph")
+    moves = np.random.default_rng([seed, 70]).normal(
+        scale=sd_angstrom, size=(int(micrographs.max()) + 1, 2)
+    )
+    return ctf.moved(0.0, moves[micrographs])

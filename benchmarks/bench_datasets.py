@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from bench_ctf_errors import one_defocus_per_micrograph, recorded_defocus
+from bench_ctf_errors import one_defocus_per_micrograph, recorded_astigmatism, recorded_defocus
 from bench_heterogeneity import MissingPart, project_two_states
 from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
@@ -143,6 +143,10 @@ class DatasetSpec:
         s.d. (Å), and ``particles.star`` records the micrograph's defocus (plus its shared
         error), as one estimate per micrograph does
         (:func:`bench_ctf_errors.one_defocus_per_micrograph`); 0: each particle at its own.
+    micrograph_astigmatism_error_angstrom : float
+        Where positive (with ``particles_per_micrograph``): ``particles.star`` records each
+        micrograph's astigmatism moved by a normal error of this s.d. (Å) along each of its
+        components (:func:`bench_ctf_errors.recorded_astigmatism`); 0: as imaged.
     """
 
     name: str
@@ -182,6 +186,7 @@ class DatasetSpec:
     particles_per_micrograph: int = 0
     micrograph_defocus_error_angstrom: float = 0.0
     micrograph_heights_angstrom: float = 0.0
+    micrograph_astigmatism_error_angstrom: float = 0.0
 
 
 @dataclass
@@ -392,6 +397,10 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
         micrographs,
         spec.micrograph_defocus_error_angstrom,
     )
+    if spec.micrograph_astigmatism_error_angstrom:
+        columns["ctf"] = recorded_astigmatism(
+            columns["ctf"], micrographs, spec.micrograph_astigmatism_error_angstrom, spec.seed
+        )
     write_relion31_particles(
         folder / "particles.star", image_names=names, extra_columns=extra, **columns
     )
@@ -424,6 +433,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "particles_per_micrograph": 0,
             "micrograph_defocus_error_angstrom": 0.0,
             "micrograph_heights_angstrom": 0.0,
+            "micrograph_astigmatism_error_angstrom": 0.0,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):

@@ -18,10 +18,15 @@ RELION names one per hundred particles (``rlnMicrographName``; the errors are dr
 so the grouping carries no information). The sets of ``micrographs65`` name their own, and their
 particles share an error per micrograph besides their own; those of ``micrographs65h`` are imaged
 at one defocus per micrograph plus their heights, the STAR recording the micrograph's, and
-``relion_ctf_refine`` is also run per micrograph (``--fit_mode fmfff``) on them. Both programs
+``relion_ctf_refine`` is also run per micrograph (``--fit_mode fmfff``) on them. The sets of
+``astigmatism66`` record each micrograph's astigmatism with an error too: cryosplat reads it per
+micrograph (as by default where micrographs are named), and ``relion_ctf_refine`` is also run with
+its astigmatism per micrograph (``--fit_mode fpmff``). Both programs
 read the names, and cryosplat reads them once more without (``micrographs not read``: the STAR
 with the names taken out, reconstructed again, the same maps, then ``refine-defocus``). The
-tables give the defocus errors against the truth before and after each refinement, the time each
+tables give the errors of the mean defocus and of the astigmatism's components
+(:meth:`~cryosplat.core.ctf.CTFParams.astigmatism_components`) against the truth before and after
+each refinement, the time each
 took, each map's FSC with the truth, and that FSC's mean over the outer quarter of the shells
 (:func:`print_outer_fsc`: it tells maps apart where both cross 0.143 at Nyquist).
 
@@ -42,6 +47,7 @@ from bench_methods import _cryosplat_script, measure, run_cryosplat, run_relion
 from bench_variants import parse_args, print_table, table_row
 from run_benchmarks import selected_specs
 
+from cryosplat.core.ctf import CTFParams
 from cryosplat.io.star import read_star, write_star
 
 DEFAULT_SETS = "ctf_errors,defocus65,micrographs65"
@@ -87,26 +93,46 @@ def link_stacks(star: Path, folder: Path) -> None:
             link.symlink_to((star.parent / stack).resolve())
 
 
-def defocus_error(star: Path, truth_star: Path, recorded_star: Path) -> tuple[float, float]:
-    """The rms of the defocus errors against the truth (Å): ``(recorded, star's)``. The truth
-    (``relion_project``'s input, no image names) follows the recorded STAR's rows; ``star``'s
-    particles are matched to those by image name."""
-    truth = read_star(truth_star)["particles"].get_float("rlnDefocusU")
-    recorded = read_star(recorded_star)["particles"]
-    row_of = {name: i for i, name in enumerate(recorded.columns["rlnImageName"])}
-    new = read_star(star)["particles"]
-    rows = np.array([row_of[name] for name in new.columns["rlnImageName"]])
-    before = truth - recorded.get_float("rlnDefocusU")
-    after = truth[rows] - new.get_float("rlnDefocusU")
-    return float(np.sqrt(np.mean(before**2))), float(np.sqrt(np.mean(after**2)))
+def _ctf_of(block) -> CTFParams:
+    return CTFParams.create(
+        block.n_rows,
+        defocus_u_angstrom=block.get_float("rlnDefocusU"),
+        defocus_v_angstrom=block.get_float("rlnDefocusV"),
+        defocus_angle_degrees=block.get_float("rlnDefocusAngle"),
+    )
+
+
+def ctf_errors(star: Path, truth_star: Path, recorded_star: Path) -> dict[str, float]:
+    """The rms of the CTF's errors against the truth (Å), recorded and in ``star``: its mean
+    defocus (``defocus_before``, ``defocus_after``) and its astigmatism's components
+    (``astigmatism_before``, ``astigmatism_after``: the rms length of the error in ``(a, b)``).
+    The truth (``relion_project``'s input, no image names) follows the recorded STAR's rows;
+    ``star``'s particles are matched to those by image name."""
+    truth = _ctf_of(read_star(truth_star)["particles"])
+    recorded_block = read_star(recorded_star)["particles"]
+    row_of = {name: i for i, name in enumerate(recorded_block.columns["rlnImageName"])}
+    new_block = read_star(star)["particles"]
+    rows = np.array([row_of[name] for name in new_block.columns["rlnImageName"]])
+    true = np.stack(truth.astigmatism_components(), 1)
+    out = {}
+    for label, ctf, at in (
+        ("before", _ctf_of(recorded_block), slice(None)),
+        ("after", _ctf_of(new_block), rows),
+    ):
+        error = true[at] - np.stack(ctf.astigmatism_components(), 1)
+        out[f"defocus_{label}"] = float(np.sqrt(np.mean(error[:, 0] ** 2)))
+        out[f"astigmatism_{label}"] = float(np.sqrt(np.mean((error[:, 1:] ** 2).sum(1))))
+    return out
 
 
 def refine_cryosplat(star: Path, run: Path, out: Path) -> tuple[Path, float, str]:
     """``cryosplat refine-defocus STAR --run RUN -o OUT``: its STAR, seconds and summary line."""
     command = [_cryosplat_script(), "refine-defocus", str(star), "--run", str(run), "-o", str(out)]
     cost = measure([*command, "--no-progress", "--overwrite"], star.parent, out.with_suffix(".log"))
-    line = next(
-        text for text in out.with_suffix(".log").read_text().splitlines() if "defocus read" in text
+    line = " ".join(
+        text
+        for text in out.with_suffix(".log").read_text().splitlines()
+        if "defocus read" in text or "astigmatism read" in text
     )
     return out / "refined.star", cost.wall_s, line
 
@@ -153,8 +179,11 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
         rows.append(table_row((spec.name, label), made, data.truth, pixel, out))
 
     def error_row(label: str, star: Path, seconds: float) -> None:
-        before, after = defocus_error(star, truth_star, data.star)
-        errors.append(f"| {spec.name} | {label} | {before:.0f} | {after:.0f} | {seconds:.1f} |")
+        e = ctf_errors(star, truth_star, data.star)
+        errors.append(
+            f"| {spec.name} | {label} | {e['defocus_before']:.0f} | {e['defocus_after']:.0f} | "
+            f"{e['astigmatism_before']:.0f} | {e['astigmatism_after']:.0f} | {seconds:.1f} |"
+        )
 
     recorded = work / "cryosplat_recorded"
     row("recorded", run_cryosplat(data.star, recorded), recorded)
@@ -199,6 +228,17 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
         error_row("relion_ctf_refine, per micrograph", refined, seconds)
         out = work / "relion_refined_mic"
         row("relion_ctf_refine's, per micrograph", run_relion(refined, out, pixel), out)
+    if spec.micrograph_astigmatism_error_angstrom:  # its astigmatism per micrograph, as ours
+        astigmatism, seconds = refine_relion(
+            relion_star, made.half_maps, mask, pixel, work / "relion_ctf_astig", "fpmff"
+        )
+        error_row("relion_ctf_refine, astigmatism per micrograph", astigmatism, seconds)
+        out = work / "relion_refined_astig"
+        row(
+            "relion_ctf_refine's, astigmatism per micrograph",
+            run_relion(astigmatism, out, pixel),
+            out,
+        )
     out = work / "cryosplat_on_relion"
     row("relion_ctf_refine's defocus", run_cryosplat(refined, out), out)
     return rows, errors
@@ -211,6 +251,7 @@ RUNS = (
     ("relion_recorded", "recorded", "relion"),
     ("relion_refined", "relion_ctf_refine's defocus", "relion"),
     ("relion_refined_mic", "relion_ctf_refine's, per micrograph", "relion"),
+    ("relion_refined_astig", "relion_ctf_refine's, astigmatism per micrograph", "relion"),
     ("cryosplat_on_relion", "relion_ctf_refine's defocus", "cryosplat"),
 )
 OUTER_FRACTION = 0.75
@@ -239,8 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         made, error = bench_set(spec, args.cache, args.out)
         rows += made
         errors += error
-    print("\n| set | refinement | defocus error rms, recorded (Å) | after (Å) | time (s) |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| set | refinement | defocus error rms, recorded (Å) | after (Å) | astigmatism error "
+        "rms, recorded (Å) | after (Å) | time (s) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(errors))
     print_table("set | defocus", rows)
     print_outer_fsc(args.out, [spec.name for spec in specs])

@@ -177,6 +177,7 @@ def _micrograph_text(spec: DatasetSpec) -> str:
         return ""
     shared = spec.micrograph_defocus_error_angstrom
     heights = spec.micrograph_heights_angstrom
+    astigmatism = spec.micrograph_astigmatism_error_angstrom
     return (
         f"; a micrograph named per {spec.particles_per_micrograph} particles"
         + (
@@ -188,6 +189,11 @@ def _micrograph_text(spec: DatasetSpec) -> str:
         + (
             f", its particles' defoci in the STAR moved together by {shared:g} Å s.d. more"
             if shared
+            else ""
+        )
+        + (
+            f", its astigmatism in the STAR moved by {astigmatism:g} Å s.d. along each component"
+            if astigmatism
             else ""
         )
     )

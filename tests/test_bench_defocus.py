@@ -12,7 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_defocus import defocus_error, with_micrographs  # noqa: E402
+import bench_defocus  # noqa: E402
+from bench_defocus import with_micrographs  # noqa: E402
 
 from cryosplat.io.star import read_star, write_star  # noqa: E402
 from cryosplat.particles.read import read_particles  # noqa: E402
@@ -42,19 +43,33 @@ def test_relions_star_names_micrographs_and_reads_the_stacks_beside_it(small_set
     )
 
 
-def test_defocus_errors_are_matched_by_image_name(small_set, tmp_path):
+def test_ctf_errors_are_matched_by_image_name(small_set, tmp_path):
     blocks = {name: dict(block.columns) for name, block in read_star(small_set).items()}
     particles = blocks["particles"]
-    truth = np.asarray(particles["rlnDefocusU"], dtype=np.float64)
+    truth = read_particles(small_set).ctf
     truth_star = tmp_path / "in.star"  # as relion_project reads it: no image names
     unnamed = {k: v for k, v in particles.items() if k != "rlnImageName"}
     write_star(truth_star, {**blocks, "particles": unnamed})
+
+    def written(ctf, order):
+        for column, values in (
+            ("rlnDefocusU", ctf.defocus_u_angstrom),
+            ("rlnDefocusV", ctf.defocus_v_angstrom),
+            ("rlnDefocusAngle", ctf.defocus_angle_degrees),
+        ):
+            particles[column] = [f"{values[i]:.6f}" for i in order]
+        return {**blocks, "particles": {k: v for k, v in particles.items()}}
+
+    rows = np.arange(len(truth))
+    moves = np.tile([30.0, -40.0], (len(truth), 1))  # 50 Å of astigmatism
     recorded_star, new_star = tmp_path / "recorded.star", tmp_path / "new.star"
-    particles["rlnDefocusU"] = [f"{v + 300.0:.6f}" for v in truth]
-    write_star(recorded_star, blocks)
-    order = np.arange(len(truth))[::-1]  # another order: matched by name, not by row
-    particles = {k: [v[i] for i in order] for k, v in particles.items()}
-    particles["rlnDefocusU"] = [f"{truth[i] + 100.0:.6f}" for i in order]
-    write_star(new_star, {**blocks, "particles": particles})
-    before, after = defocus_error(new_star, truth_star, recorded_star)
-    assert before == pytest.approx(300.0) and after == pytest.approx(100.0)
+    write_star(recorded_star, written(truth.moved(300.0, moves), rows))
+    original = {k: list(v) for k, v in particles.items()}
+    order = rows[::-1]  # another order: matched by name, not by row
+    particles.update({k: [v[i] for i in order] for k, v in original.items()})
+    write_star(new_star, written(truth.moved(100.0), order))
+    errors = bench_defocus.ctf_errors(new_star, truth_star, recorded_star)
+    assert errors["defocus_before"] == pytest.approx(300.0, abs=1e-4)
+    assert errors["defocus_after"] == pytest.approx(100.0, abs=1e-4)
+    assert errors["astigmatism_before"] == pytest.approx(50.0, abs=1e-4)
+    assert errors["astigmatism_after"] == pytest.approx(0.0, abs=1e-4)

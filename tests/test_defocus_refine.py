@@ -244,29 +244,58 @@ def test_refine_defocus_writes_the_star_again_with_the_defocus_moved_only(
     assert "complete reconstruct run" in capsys.readouterr().err
 
 
+def _cs_ctf(table):
+    from cryosplat.core.ctf import CTFParams
+
+    return CTFParams.create(
+        len(table),
+        defocus_u_angstrom=table["ctf/df1_A"],
+        defocus_v_angstrom=table["ctf/df2_A"],
+        defocus_angle_degrees=np.rad2deg(table["ctf/df_angle_rad"].astype(np.float64)),
+    )
+
+
 def test_cryosparc_and_cryodrgn_tables_get_the_offsets_in_their_own_fields(shared_data, tmp_path):
     table = np.load(shared_data / "metadata" / "cryosparc_P12_J24_001_particles.cs")[:50]
     cs = tmp_path / "P1_J9_particles.cs"
     with open(cs, "wb") as fh:
         np.save(fh, table)
     rows, offsets = np.array([1, 4, 7]), np.array([100.0, -250.0, 30.0])
-    write_cs_defocus(cs, rows, offsets, tmp_path / "refined.cs")
+    recorded = _cs_ctf(table[rows])
+    moves = np.array([[0.0, 0.0], [40.0, -25.0], [0.0, 0.0]])
+    write_cs_defocus(cs, rows, recorded.moved(offsets, moves), tmp_path / "refined.cs")
     out = np.load(tmp_path / "refined.cs")
     for name in ("ctf/df1_A", "ctf/df2_A"):
         moved = out[name].astype(np.float64) - table[name].astype(np.float64)
-        np.testing.assert_allclose(moved[rows], offsets, atol=0.01)
+        np.testing.assert_allclose(moved[rows[[0, 2]]], offsets[[0, 2]], atol=0.01)
         assert np.all(np.delete(moved, rows) == 0)
+    angle = out["ctf/df_angle_rad"].astype(np.float64) - table["ctf/df_angle_rad"]
+    assert np.all(angle[rows[[0, 2]]] == 0) and angle[4] != 0
+    back = _cs_ctf(out[rows])
+    for before, after, move in zip(
+        recorded.astigmatism_components(),
+        back.astigmatism_components(),
+        [offsets, *moves.T],
+        strict=True,
+    ):
+        np.testing.assert_allclose(after - before, move, atol=0.05)
     for name in table.dtype.names:
-        if name not in ("ctf/df1_A", "ctf/df2_A"):
+        if name not in ("ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad"):
             np.testing.assert_array_equal(out[name], table[name])
 
 
 def test_cryodrgn_ctf_pickle_gets_the_offsets(tmp_path):
+    from cryosplat.core.ctf import CTFParams
+
     ctf = np.tile([64, 1.5, 15000.0, 14000.0, 30.0, 300.0, 2.7, 0.1, 0.0], (6, 1))
     source = tmp_path / "ctf.pkl"
     with open(source, "wb") as fh:
         pickle.dump(ctf, fh)
-    write_ctf_pickle_defocus(source, np.array([0, 5]), np.array([-80.0, 120.0]), tmp_path / "o.pkl")
+    recorded = CTFParams.create(
+        2, defocus_u_angstrom=15000.0, defocus_v_angstrom=14000.0, defocus_angle_degrees=30.0
+    )
+    new = recorded.moved(np.array([-80.0, 120.0]))
+    write_ctf_pickle_defocus(source, np.array([0, 5]), new, tmp_path / "o.pkl")
     with open(tmp_path / "o.pkl", "rb") as fh:
         out = pickle.load(fh)
     expected = ctf.copy()

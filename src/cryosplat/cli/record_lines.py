@@ -74,15 +74,36 @@ def format_defocus(folder: Path, data: dict) -> str:
             "the images do not show the recorded defoci to be off (evidence gain "
             f"{number('evidence_gain', '.1f')} nats); no offset applied"
         )
-    return "\n".join(
-        [
-            f"{folder}: cryosplat refine-defocus output (cryosplat "
-            f"{data.get('cryosplat_version', '?')}, finished {data.get('finished', '?')})",
-            f"particles:    {data.get('particles')} ({number('n_particles', ',')})",
-            f"run:          {data.get('run')} (its resolution "
-            f"{angstrom(data.get('run_resolution_angstrom'))}; shells read to "
-            f"{number('shells_to_angstrom', '.2f')} Å)",
-            f"defocus:      {read}",
-            f"new values:   {data.get('refined_metadata')} (per particle: {folder / 'defocus.csv'})",
-        ]
+    lines = [
+        f"{folder}: cryosplat refine-defocus output (cryosplat "
+        f"{data.get('cryosplat_version', '?')}, finished {data.get('finished', '?')})",
+        f"particles:    {data.get('particles')} ({number('n_particles', ',')})",
+        f"run:          {data.get('run')} (its resolution "
+        f"{angstrom(data.get('run_resolution_angstrom'))}; shells read to "
+        f"{number('shells_to_angstrom', '.2f')} Å)",
+        f"defocus:      {read}",
+        f"new values:   {data.get('refined_metadata')} (per particle: {folder / 'defocus.csv'})",
+    ]
+    astigmatism = data.get("astigmatism")
+    if isinstance(astigmatism, dict):
+        lines.insert(-1, f"astigmatism:  {_astigmatism_line(astigmatism)}")
+    return "\n".join(lines)
+
+
+def _astigmatism_line(data: dict) -> str:
+    """What ``defocus.json`` says of the micrographs' astigmatism."""
+
+    def number(key: str, form: str) -> str:
+        value = data.get(key)
+        return format(value, form) if is_number(value) else "?"
+
+    if data.get("applied"):
+        return (
+            f"{number('micrographs', ',')} micrographs read: off by "
+            f"{number('prior_sd_angstrom', '.0f')} Å along each component; moves applied "
+            f"{number('move_rms_angstrom', '.0f')} Å rms"
+        )
+    return (
+        f"{number('micrographs', ',')} micrographs read: not shown to be off (evidence gain "
+        f"{number('evidence_gain', '.1f')} nats); not changed"
     )

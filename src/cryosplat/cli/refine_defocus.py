@@ -12,7 +12,8 @@ from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_par
 HELP = (
     "read each particle's defocus from its image against the half map of a finished run made "
     "without it (the recorded defocus misses the particle's height in the ice; where the "
-    "micrographs are named, their particles read a micrograph's error together); write the "
+    "micrographs are named, their particles read a micrograph's error together, and its "
+    "astigmatism); write the "
     "metadata again with the new values, to reconstruct again"
 )
 
@@ -41,6 +42,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=_positive_angstrom,
         default=2000.0,
         help="offsets searched to ± this many Å (default 2000)",
+    )
+    p.add_argument(
+        "--no-astigmatism",
+        action="store_true",
+        help="leave the astigmatism as recorded (by default, where the particles' micrographs "
+        "are named, each micrograph's astigmatism is read from its particles)",
+    )
+    p.add_argument(
+        "--astigmatism-range",
+        type=_positive_angstrom,
+        default=1000.0,
+        help="moves of the astigmatism searched to about ± this many Å along each component "
+        "(default 1000)",
     )
     p.add_argument(
         "-o",
@@ -77,11 +91,15 @@ def run(args: argparse.Namespace) -> int:
         particles,
         args.run,
         range_angstrom=args.range,
+        astigmatism=not args.no_astigmatism,
+        astigmatism_range_angstrom=args.astigmatism_range,
         device=resolve_device(args.device),
         show_progress=not args.no_progress,
     )
     summary = write_refined_defocus(args.output, refined, ctf_pickle=args.ctf)
     print(refined.fit.describe())
+    if refined.astigmatism is not None:
+        print(refined.astigmatism.describe())
     metadata = Path(summary["refined_metadata"])
     source = Path(args.datadir or Path(args.particles).resolve().parent)
     again = (

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -164,6 +164,55 @@ class CTFParams:
         """Rows ``index`` (an integer array, slice or boolean mask)."""
         even = None if self.even_zernike is None else self.even_zernike[index]
         return CTFParams(**{f: getattr(self, f)[index] for f in self.FIELDS}, even_zernike=even)
+
+    def astigmatism_components(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, a, b)`` (Å, each (N,)): the defocus along the direction at ``θ`` from the
+        image x axis is ``mean + a cos 2θ + b sin 2θ`` (``a``, ``b``: half the difference of the
+        two defocus values, turned by twice their angle)."""
+        mean = 0.5 * (self.defocus_u_angstrom + self.defocus_v_angstrom)
+        half = 0.5 * (self.defocus_u_angstrom - self.defocus_v_angstrom)
+        twice = np.deg2rad(2.0 * self.defocus_angle_degrees)
+        return mean, half * np.cos(twice), half * np.sin(twice)
+
+    def moved(
+        self,
+        defocus_offset_angstrom: ArrayLike = 0.0,
+        astigmatism_offset_angstrom: ArrayLike | None = None,
+    ) -> CTFParams:
+        """These rows with ``defocus_offset_angstrom`` (Å, (N,) or scalar) added to both
+        defocus values and, where given, ``astigmatism_offset_angstrom`` (Å, (N, 2)) added to
+        the astigmatism's components ``(a, b)`` (:meth:`astigmatism_components`).
+
+        Where the astigmatism moves, the defocus values keep their order (``U ≥ V`` or ``U < V``
+        as recorded) and the angle is the one of the two equivalent angles ``φ``, ``φ ± 180°``
+        nearest the recorded one; elsewhere angle and difference are kept exactly.
+        """
+        offset = np.broadcast_to(
+            np.asarray(defocus_offset_angstrom, dtype=np.float64), (len(self),)
+        )
+        u = self.defocus_u_angstrom + offset
+        v = self.defocus_v_angstrom + offset
+        angle = self.defocus_angle_degrees.copy()
+        if astigmatism_offset_angstrom is not None:
+            moves = np.asarray(astigmatism_offset_angstrom, dtype=np.float64)
+            if moves.shape != (len(self), 2) or not np.all(np.isfinite(moves)):
+                raise ValueError(
+                    f"astigmatism_offset_angstrom must be finite of shape ({len(self)}, 2), "
+                    f"got {moves.shape}"
+                )
+            changed = np.any(moves != 0, axis=1)
+            mean, a, b = self.astigmatism_components()
+            order = np.where(self.defocus_u_angstrom >= self.defocus_v_angstrom, 1.0, -1.0)
+            a, b = a + moves[:, 0], b + moves[:, 1]
+            half = order * np.hypot(a, b)
+            turned = 0.5 * np.rad2deg(np.arctan2(order * b, order * a))
+            turned = turned + 180.0 * np.round((self.defocus_angle_degrees - turned) / 180.0)
+            u = np.where(changed, mean + offset + half, u)
+            v = np.where(changed, mean + offset - half, v)
+            angle = np.where(changed, turned, angle)
+        return replace(
+            self, defocus_u_angstrom=u, defocus_v_angstrom=v, defocus_angle_degrees=angle
+        )
 
     def as_tensors(
         self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32

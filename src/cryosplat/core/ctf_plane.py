@@ -73,12 +73,9 @@ class CTFPlane:
         the one before (three times cheaper than the CTF anew), recomputed every
         :data:`RENEW_STEPS` to keep float32's rounding from building up.
         """
-        offsets = np.asarray(offsets_angstrom, dtype=np.float64).reshape(-1)
+        step, offsets = _equal_steps(offsets_angstrom, "offsets_angstrom")
         if offsets.size == 0:
             return
-        step = float(offsets[1] - offsets[0]) if offsets.size > 1 else 0.0
-        if not np.allclose(np.diff(offsets), step, rtol=1e-9, atol=1e-9):
-            raise ValueError("offsets_angstrom must be equally spaced")
         first = replace(
             params,
             defocus_u_angstrom=params.defocus_u_angstrom + offsets[0],
@@ -96,6 +93,37 @@ class CTFPlane:
             else:
                 phasor = phasor * rotation
             yield phasor.imag if factor is None else phasor.imag * factor
+
+    def astigmatism_grid(
+        self, params: CTFParams, a_offsets_angstrom: np.ndarray, b_offsets_angstrom: np.ndarray
+    ) -> Iterator[torch.Tensor]:
+        """The CTF of each row of ``params`` with its astigmatism's components moved by each
+        pair of ``a_offsets_angstrom`` × ``b_offsets_angstrom`` (Å, each equally spaced, in
+        order; :meth:`~cryosplat.core.ctf.CTFParams.astigmatism_components`), ``b`` fastest:
+        one ``(N, *shape)`` float32 tensor per pair, as :meth:`__call__` would give it.
+
+        The phase is linear in ``(a, b)``: ``π λ k² (δa cos 2θ + δb sin 2θ)``, so along ``b``
+        each CTF is a complex rotation of the one before, recomputed every :data:`RENEW_STEPS`.
+        """
+        a_step, a_offsets = _equal_steps(a_offsets_angstrom, "a_offsets_angstrom")
+        b_step, b_offsets = _equal_steps(b_offsets_angstrom, "b_offsets_angstrom")
+        if a_offsets.size == 0 or b_offsets.size == 0:
+            return
+        first = params.moved(0.0, np.broadcast_to([a_offsets[0], b_offsets[0]], (len(params), 2)))
+        chi, factor = self._phase(first)
+        lam = np.asarray(electron_wavelength_angstrom(params.voltage_kv), dtype=np.float64)
+        lam = torch.as_tensor(math.pi * lam, device=self.device, dtype=torch.float32)
+        lam = lam.reshape(len(params), *([1] * len(self.shape))) * self.k2
+        turn_a, turn_b = lam * (a_step * self.cos2), lam * (b_step * self.sin2)
+        rotation = torch.polar(torch.ones_like(turn_b), turn_b)
+        for i in range(a_offsets.size):
+            phasor = None
+            for j in range(b_offsets.size):
+                if j % RENEW_STEPS == 0:
+                    phasor = torch.polar(torch.ones_like(chi), chi + i * turn_a + j * turn_b)
+                else:
+                    phasor = phasor * rotation
+                yield phasor.imag if factor is None else phasor.imag * factor
 
     def _phase(self, params: CTFParams) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The CTF's phase ``χ`` (N, *shape) and what multiplies ``sin χ`` (its envelope and
@@ -133,3 +161,12 @@ class CTFPlane:
         if bool((params.scale != 1).any()):
             factor = scale.expand_as(chi) if factor is None else factor * scale
         return chi, factor
+
+
+def _equal_steps(offsets: np.ndarray, name: str) -> tuple[float, np.ndarray]:
+    """The step of the equally spaced ``offsets`` (0 for one) and the offsets as float64."""
+    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1)
+    step = float(offsets[1] - offsets[0]) if offsets.size > 1 else 0.0
+    if not np.allclose(np.diff(offsets), step, rtol=1e-9, atol=1e-9):
+        raise ValueError(f"{name} must be equally spaced")
+    return step, offsets

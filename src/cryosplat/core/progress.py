@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 __all__ = ["Progress", "format_seconds"]
@@ -102,6 +103,12 @@ class Progress:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
             self.last_print = now
+
+    def part(self) -> Callable[[float], None]:
+        """A callback for the next part of the work, called with how much of that part is done:
+        it counts from where the bar stands now."""
+        start = self.done
+        return lambda done: self.update(start + done)
 
     def close(self) -> None:
         if not self.enabled:

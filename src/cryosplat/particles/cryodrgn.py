@@ -56,16 +56,17 @@ def write_index_pickle(rows: np.ndarray, out: str | Path) -> None:
 
 
 def write_ctf_pickle_defocus(
-    source: str | Path, rows: np.ndarray, offsets_angstrom: np.ndarray, out: str | Path
+    source: str | Path, rows: np.ndarray, ctf: CTFParams, out: str | Path
 ) -> None:
-    """Write cryoDRGN's ``ctf.pkl`` ``source`` to ``out`` with ``offsets_angstrom`` (Å) added to
-    its defocus columns (``defocus_u_angstrom``, ``defocus_v_angstrom``) at ``rows``; written
-    atomically."""
+    """Write cryoDRGN's ``ctf.pkl`` ``source`` to ``out`` with the defocus values and angle of
+    ``ctf`` (one row per entry of ``rows``) in its columns ``defocus_u_angstrom``,
+    ``defocus_v_angstrom`` and ``defocus_angle_degrees``; written atomically."""
     table = np.array(read_ctf_table(Path(source)), dtype=np.float64)
     rows = np.asarray(rows, dtype=np.int64)
-    for name in ("defocus_u_angstrom", "defocus_v_angstrom"):
-        column = CRYODRGN_CTF_COLUMNS.index(name)
-        table[rows, column] += np.asarray(offsets_angstrom, dtype=np.float64)
+    if len(ctf) != len(rows):
+        raise ValueError(f"ctf has {len(ctf)} rows for {len(rows)} rows of the table")
+    for name in ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees"):
+        table[rows, CRYODRGN_CTF_COLUMNS.index(name)] = getattr(ctf, name)
     with atomic_path(out, suffix=".pkl") as tmp, open(tmp, "wb") as fh:
         pickle.dump(table, fh)
 

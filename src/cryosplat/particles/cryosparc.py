@@ -149,22 +149,28 @@ def write_cs_rows(source: str | Path, rows: np.ndarray, out: str | Path) -> None
         np.save(fh, table[np.asarray(rows, dtype=np.int64)])
 
 
-def write_cs_defocus(
-    source: str | Path, rows: np.ndarray, offsets_angstrom: np.ndarray, out: str | Path
-) -> None:
-    """Write the ``.cs`` table ``source`` to ``out`` with ``offsets_angstrom`` (Å) added to
-    ``ctf/df1_A`` and ``ctf/df2_A`` of the particles at ``rows`` (0-based rows of the table);
-    every other field as stored, the passthrough file's fields added (as :func:`write_cs_rows`).
-    Written atomically."""
+def write_cs_defocus(source: str | Path, rows: np.ndarray, ctf: CTFParams, out: str | Path) -> None:
+    """Write the ``.cs`` table ``source`` to ``out`` with the defocus values and angle of ``ctf``
+    (one row per entry of ``rows``, 0-based rows of the table) in ``ctf/df1_A``, ``ctf/df2_A``
+    and ``ctf/df_angle_rad`` where they differ from those stored; every other field as stored,
+    the passthrough file's fields added (as :func:`write_cs_rows`). Written atomically."""
     source = Path(source)
     table = load_cs(source)
     if (passthrough := find_passthrough(source)) is not None:
         table, _ = with_passthrough(table, source, passthrough)
     table = table.copy()
     rows = np.asarray(rows, dtype=np.int64)
-    for name in ("ctf/df1_A", "ctf/df2_A"):
-        values = _field(table, name, source)
-        table[name][rows] = values[rows] + np.asarray(offsets_angstrom, dtype=np.float64)
+    if len(ctf) != len(rows):
+        raise ValueError(f"ctf has {len(ctf)} rows for {len(rows)} rows of the table")
+    new = {
+        "ctf/df1_A": ctf.defocus_u_angstrom,
+        "ctf/df2_A": ctf.defocus_v_angstrom,
+        "ctf/df_angle_rad": np.deg2rad(ctf.defocus_angle_degrees),
+    }
+    for name, values in new.items():
+        recorded = _field(table, name, source)[rows]
+        moved = ~np.isclose(values, recorded, rtol=0.0, atol=1e-9)
+        table[name][rows[moved]] = values[moved]
     with atomic_path(out, suffix=".cs") as tmp, open(tmp, "wb") as fh:
         np.save(fh, table)
 

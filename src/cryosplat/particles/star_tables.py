@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.io.star import StarBlock, read_star, write_star
 
@@ -61,12 +62,12 @@ def write_star_rows(source: str | Path, rows: np.ndarray, out: str | Path) -> No
 
 
 def write_star_defocus(
-    source: str | Path, rows: np.ndarray, offsets_angstrom: np.ndarray, out: str | Path
+    source: str | Path, rows: np.ndarray, ctf: CTFParams, out: str | Path
 ) -> None:
-    """Write the STAR file ``source`` to ``out`` with ``offsets_angstrom`` (Å) added to
-    ``rlnDefocusU`` and ``rlnDefocusV`` of the particles at ``rows`` (0-based rows of its particle
-    table); every other value as written, its other tables whole. Key-value blocks are left
-    out."""
+    """Write the STAR file ``source`` to ``out`` with the defocus values and angle of ``ctf``
+    (one row per entry of ``rows``, the 0-based rows of its particle table) in ``rlnDefocusU``,
+    ``rlnDefocusV`` and ``rlnDefocusAngle`` where they differ from those written; every other
+    value as written, its other tables whole. Key-value blocks are left out."""
     source = Path(source)
     blocks = read_star(source)
     particles = particle_block(blocks, source)
@@ -74,17 +75,32 @@ def write_star_defocus(
     if missing:
         raise InputError(f"{source}: the particle table has no {', '.join(missing)}")
     rows = np.asarray(rows, dtype=np.int64)
-    offsets = np.asarray(offsets_angstrom, dtype=np.float64)
+    if len(ctf) != len(rows):
+        raise ValueError(f"ctf has {len(ctf)} rows for {len(rows)} rows of the table")
+    new = dict(
+        zip(
+            CTF_COLUMNS,
+            (ctf.defocus_u_angstrom, ctf.defocus_v_angstrom, ctf.defocus_angle_degrees),
+            strict=True,
+        )
+    )
     tables = {}
     for name, block in blocks.items():
         if not block.is_loop:
             continue
         columns = dict(block.columns)
         if block is particles:
-            for column in CTF_COLUMNS[:2]:
-                values = list(columns[column])
-                moved = block.get_float(column)[rows] + offsets
-                for row, value in zip(rows.tolist(), moved.tolist(), strict=True):
+            for column, values_new in new.items():
+                if column in block:
+                    values, recorded = list(columns[column]), block.get_float(column)[rows]
+                else:
+                    values, recorded = ["0.000000"] * block.n_rows, np.zeros(len(rows))
+                moved = values_new != recorded
+                if not moved.any():
+                    continue
+                for row, value in zip(
+                    rows[moved].tolist(), values_new[moved].tolist(), strict=True
+                ):
                     values[row] = f"{value:.6f}"
                 columns[column] = values
         tables[name] = columns

@@ -1,5 +1,7 @@
 """``cryosplat refine-defocus``'s work: each particle's defocus read from its image against the half
-map made without it (:mod:`cryosplat.reconstruct.grid.defocus_fit`).
+map made without it (:mod:`cryosplat.reconstruct.grid.defocus_fit`), then, where the particles'
+micrographs are recorded, each micrograph's astigmatism read from its particles with their new
+defoci (:mod:`cryosplat.reconstruct.grid.astigmatism_fit`).
 
 Each half set's images are read against the other half's map (:mod:`.run_halves`), which holds
 none of their own noise: against its own half map an image's defocus is drawn toward its noise,
@@ -8,8 +10,9 @@ spread 120 Å for errors of 230 Å; against the other half, 300 Å for 260 Å). 
 folder of their own:
 
 * ``defocus.csv``: per particle its row in the file, its half, the offset applied (Å), how well
-  it is known, and the defocus values written;
-* the input's metadata with the new defocus values, every other value as written:
+  it is known, and the defocus values written (with the astigmatism read: the angle written and
+  its micrograph's move of the astigmatism's components, and how well that is known);
+* the input's metadata with the new defocus values and angles, every other value as written:
   ``refined.star`` (a STAR file), ``refined.cs`` (a cryoSPARC ``.cs``, its passthrough fields
   added) or ``ctf.pkl`` (cryoDRGN's), to reconstruct again;
 * ``defocus.svg``: the offsets' histogram;
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 
 from cryosplat import __version__
+from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
@@ -37,6 +41,12 @@ from cryosplat.particles.cryodrgn import write_ctf_pickle_defocus
 from cryosplat.particles.cryosparc import write_cs_defocus
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.star_tables import write_star_defocus
+from cryosplat.reconstruct.grid.astigmatism_fit import (
+    DEFAULT_ASTIGMATISM_RANGE_ANGSTROM,
+    AstigmatismFit,
+    AstigmatismGrid,
+    read_astigmatism,
+)
 from cryosplat.reconstruct.grid.defocus_fit import (
     DEFAULT_RANGE_ANGSTROM,
     DefocusFit,
@@ -79,8 +89,8 @@ class RefinedDefocus:
     rows_in_file : np.ndarray of int, (N,)
     halves : np.ndarray of str, (N,)
     fit : DefocusFit
-    defocus_u_angstrom, defocus_v_angstrom : np.ndarray, (N,)
-        The defocus values as recorded.
+    recorded : CTFParams
+        The particles' CTF as recorded.
     run : Path
     run_resolution_angstrom : float or None
     shells_to_angstrom : float
@@ -89,19 +99,27 @@ class RefinedDefocus:
     micrographs : int or None
         How many micrographs the particles came from, where recorded (the prior then shared per
         micrograph, :func:`~cryosplat.reconstruct.grid.defocus_fit.fit_offsets`).
+    astigmatism : AstigmatismFit or None
+        Each micrograph's astigmatism, where read (the micrographs recorded).
     """
 
     source: Path | None
     rows_in_file: np.ndarray
     halves: np.ndarray
     fit: DefocusFit
-    defocus_u_angstrom: np.ndarray
-    defocus_v_angstrom: np.ndarray
+    recorded: CTFParams
     run: Path
     run_resolution_angstrom: float | None
     shells_to_angstrom: float
     search: DefocusSearch
     micrographs: int | None = None
+    astigmatism: AstigmatismFit | None = None
+
+    def refined_ctf(self) -> CTFParams:
+        """The particles' CTF with the offsets and moves applied (where they were)."""
+        astigmatism = self.astigmatism
+        moves = astigmatism.offset_angstrom if astigmatism and astigmatism.applied else None
+        return self.recorded.moved(self.fit.offset_angstrom, moves)
 
 
 def refine_defocus_run(
@@ -109,12 +127,17 @@ def refine_defocus_run(
     run: str | Path,
     *,
     range_angstrom: float = DEFAULT_RANGE_ANGSTROM,
+    astigmatism: bool = True,
+    astigmatism_range_angstrom: float = DEFAULT_ASTIGMATISM_RANGE_ANGSTROM,
     device: str | torch.device = "cpu",
     batch_size: int = 128,
     show_progress: bool = True,
 ) -> RefinedDefocus:
     """Read each particle's defocus offset (within ``±range_angstrom``) from its image against
-    the half map of the complete run in ``run`` made without it.
+    the half map of the complete run in ``run`` made without it; then, where ``astigmatism`` and
+    the particles' micrographs are recorded, each micrograph's astigmatism (moves within about
+    ``±astigmatism_range_angstrom`` along each component,
+    :mod:`~cryosplat.reconstruct.grid.astigmatism_fit`), read with the new defoci.
 
     Raises
     ------
@@ -125,9 +148,8 @@ def refine_defocus_run(
     particles, resolution = halves.particles, halves.resolution_angstrom
     radius = shells_read(particles, resolution, "the run's resolution")
     finest = particles.box * particles.pixel_size_angstrom / radius
-    search = DefocusSearch.for_shells(
-        range_angstrom, finest, float(np.min(particles.ctf.voltage_kv))
-    )
+    voltage = float(np.min(particles.ctf.voltage_kv))
+    search = DefocusSearch.for_shells(range_angstrom, finest, voltage)
     offsets = search.offsets_angstrom
     log.info(
         "defocus offsets tried: %d from %+.0f to %+.0f Å (every %.1f Å)",
@@ -136,45 +158,44 @@ def refine_defocus_run(
         offsets[-1],
         offsets[1] - offsets[0],
     )
-    bar = Progress(2 * len(particles), "defocus", enabled=show_progress)
+    reads_astigmatism = astigmatism and particles.micrographs is not None
+    bar = Progress(
+        (4 if reads_astigmatism else 2) * len(particles), "defocus", enabled=show_progress
+    )
     likelihood = np.full((len(particles), len(offsets)), np.nan)
-    before = 0
     reading = SampleReading(batch_size, device, halves.data_sign, radius)
-    for rows, volume in halves.crossed():
-        sums = shell_sums(
-            particles,
-            rows,
-            volume,
-            reading,
-            progress=lambda done, before=before: bar.update(before + done),
-        )
-        before += len(rows)
-        scores = score_from_sums(sums)
+    crossed = halves.crossed()
+    scores = []  # each half's, against the other half's map, at the recorded defocus
+    for rows, volume in crossed:
+        scores.append(score_from_sums(shell_sums(particles, rows, volume, reading, bar.part())))
         likelihood[rows] = defocus_log_likelihood(
-            particles,
-            rows,
-            volume,
-            scores,
-            search,
-            reading,
-            progress=lambda done, before=before: bar.update(before + done),
+            particles, rows, volume, scores[-1], search, reading, bar.part()
         )
-        before += len(rows)
-    bar.close()
     fit = fit_offsets(likelihood, search, particles.micrographs)
     _warn_at_the_edge(fit, range_angstrom)
+    astigmatism_fit = None
+    if reads_astigmatism:
+        astigmatism_fit = read_astigmatism(
+            particles,
+            [(rows, volume, half) for (rows, volume), half in zip(crossed, scores, strict=True)],
+            particles.ctf.moved(fit.offset_angstrom),
+            AstigmatismGrid.fine_for_shells(finest, voltage, astigmatism_range_angstrom),
+            reading,
+            bar,
+        )
+    bar.close()
     return RefinedDefocus(
         particles.source,
         particles.rows_in_file(),
         halves.half_names(),
         fit,
-        particles.ctf.defocus_u_angstrom,
-        particles.ctf.defocus_v_angstrom,
+        particles.ctf,
         halves.run,
         resolution,
         finest,
         search,
         None if particles.micrographs is None else len(np.unique(particles.micrographs)),
+        astigmatism_fit,
     )
 
 
@@ -199,17 +220,17 @@ def _refined_metadata(
 ) -> Path | None:
     """The input's metadata with the new defocus values, in its own format, or None where the
     input is none of those."""
-    rows, offsets = refined.rows_in_file, refined.fit.offset_angstrom
+    rows, ctf = refined.rows_in_file, refined.refined_ctf()
     if ctf_pickle is not None:
-        write_ctf_pickle_defocus(ctf_pickle, rows, offsets, folder / "ctf.pkl")
+        write_ctf_pickle_defocus(ctf_pickle, rows, ctf, folder / "ctf.pkl")
         return folder / "ctf.pkl"
     source = refined.source
     suffix = Path(source).suffix.lower() if source is not None else ""
     if suffix == ".star":
-        write_star_defocus(source, rows, offsets, folder / "refined.star")
+        write_star_defocus(source, rows, ctf, folder / "refined.star")
         return folder / "refined.star"
     if suffix == ".cs":
-        write_cs_defocus(source, rows, offsets, folder / "refined.cs")
+        write_cs_defocus(source, rows, ctf, folder / "refined.cs")
         return folder / "refined.cs"
     return None
 
@@ -280,6 +301,7 @@ def write_refined_defocus(
         "offset_sd_median_angstrom": float(np.median(fit.sd_angstrom[read]))
         if read.any()
         else None,
+        "astigmatism": _astigmatism_summary(refined.astigmatism),
         "refined_metadata": str(metadata.resolve()),
     }
     offsets = refined.search.offsets_angstrom
@@ -296,20 +318,38 @@ def write_refined_defocus(
             **summary,
         },
     )
-    new_u = refined.defocus_u_angstrom + fit.offset_angstrom
-    new_v = refined.defocus_v_angstrom + fit.offset_angstrom
-    write_particle_table(
-        folder / "defocus.csv",
-        refined.rows_in_file,
-        refined.halves,
-        {
-            "offset_angstrom": [f"{v:.2f}" for v in fit.offset_angstrom],
-            "sd_angstrom": [f"{v:.2f}" for v in fit.sd_angstrom],
-            "defocus_u": [f"{v:.2f}" for v in new_u],
-            "defocus_v": [f"{v:.2f}" for v in new_v],
-        },
-    )
+    ctf = refined.refined_ctf()
+    columns = {
+        "offset_angstrom": [f"{v:.2f}" for v in fit.offset_angstrom],
+        "sd_angstrom": [f"{v:.2f}" for v in fit.sd_angstrom],
+        "defocus_u": [f"{v:.2f}" for v in ctf.defocus_u_angstrom],
+        "defocus_v": [f"{v:.2f}" for v in ctf.defocus_v_angstrom],
+    }
+    if refined.astigmatism is not None:
+        moves = refined.astigmatism.offset_angstrom
+        columns["defocus_angle"] = [f"{v:.2f}" for v in ctf.defocus_angle_degrees]
+        columns["astigmatism_move_a"] = [f"{v:.2f}" for v in moves[:, 0]]
+        columns["astigmatism_move_b"] = [f"{v:.2f}" for v in moves[:, 1]]
+        columns["astigmatism_sd"] = [f"{v:.2f}" for v in refined.astigmatism.sd_angstrom]
+    write_particle_table(folder / "defocus.csv", refined.rows_in_file, refined.halves, columns)
     return summary
+
+
+def _astigmatism_summary(fit: AstigmatismFit | None) -> dict | None:
+    """What :class:`AstigmatismFit` says, for ``defocus.json`` (None where not read)."""
+    if fit is None:
+        return None
+    read = np.isfinite(fit.sd_angstrom)
+    size = np.hypot(*fit.offset_angstrom[read].T) if read.any() else np.zeros(0)
+    return {
+        "micrographs": fit.micrographs,
+        "prior_mean_angstrom": list(fit.prior_mean_angstrom),
+        "prior_sd_angstrom": fit.prior_sd_angstrom,
+        "evidence_gain": fit.evidence_gain,
+        "applied": fit.applied,
+        "move_rms_angstrom": float(np.sqrt(np.mean(size**2))) if size.size else 0.0,
+        "move_sd_median_angstrom": float(np.median(fit.sd_angstrom[read])) if read.any() else None,
+    }
 
 
 def read_defocus_record(folder: str | Path) -> dict | None:

@@ -33,7 +33,7 @@ read its error together (:func:`fit_offsets`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +41,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import electron_wavelength_angstrom
+from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.particle_scores import (
     ParticleScores,
@@ -50,8 +51,10 @@ from cryosplat.reconstruct.grid.particle_scores import (
 
 __all__ = [
     "DEFAULT_RANGE_ANGSTROM",
+    "CTFSeries",
     "DefocusFit",
     "DefocusSearch",
+    "ctf_log_likelihood",
     "defocus_log_likelihood",
     "fit_offsets",
 ]
@@ -124,14 +127,44 @@ def defocus_log_likelihood(
         the noise per shell and each image's relative noise.
     search : DefocusSearch
     """
+    offsets = np.asarray(search.offsets_angstrom, dtype=np.float64)
+
+    def series(plane: CTFPlane, at: np.ndarray) -> Iterator[torch.Tensor]:
+        return plane.defocus_series(particles.ctf.subset(at), offsets)
+
+    return ctf_log_likelihood(
+        particles, rows, volume, scores, CTFSeries(series, len(offsets)), reading, progress
+    )
+
+
+@dataclass(frozen=True)
+class CTFSeries:
+    """Candidate CTFs for the images: ``make(plane, rows)`` yields ``count`` tensors, each the
+    CTF of the particles ``rows`` (rows of the particle set) at ``plane``'s samples."""
+
+    make: Callable[[CTFPlane, np.ndarray], Iterator[torch.Tensor]]
+    count: int
+
+
+def ctf_log_likelihood(
+    particles: ParticleSet,
+    rows: ArrayLike,
+    volume: ArrayLike,
+    scores: ParticleScores,
+    series: CTFSeries,
+    reading: SampleReading | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Each image's log-likelihood with each of ``series``' CTFs (the module's docstring's
+    ``L_ik``): (N, series.count) float64, following ``rows``; parameters as
+    :func:`defocus_log_likelihood`'s."""
     if scores.shell_noise is None:
         raise ValueError("scores without the noise per shell (made by score_from_sums)")
     noise = scores.shell_noise
     read = noise > 0
     inverse = np.where(read, 1.0 / np.where(read, noise, 1.0), 0.0)
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-    offsets = np.asarray(search.offsets_angstrom, dtype=np.float64)
-    out = np.full((len(rows), len(offsets)), np.nan)
+    out = np.full((len(rows), series.count), np.nan)
     cross_weight = cross_scale = None
     for samples in read_samples(particles, rows, volume, reading, progress):
         if cross_weight is None:
@@ -143,9 +176,8 @@ def defocus_log_likelihood(
         cross = (samples.data.conj() * samples.slices).real
         cross = cross * (friedel * cross_weight[samples.shell].float())
         model = samples.slices.abs().square() * (friedel * cross_scale[samples.shell].float())
-        params = particles.ctf.subset(samples.part.rows)
-        values = torch.empty(len(samples.positions), len(offsets), dtype=torch.float64)
-        for k, ctf in enumerate(samples.plane.defocus_series(params, offsets)):
+        values = torch.empty(len(samples.positions), series.count, dtype=torch.float64)
+        for k, ctf in enumerate(series.make(samples.plane, samples.part.rows)):
             ctf = samples.transfer(ctf)
             values[:, k] = (2.0 * cross * ctf - model * ctf.square()).double().sum(1).cpu()
         out[samples.positions] = 0.5 * values.numpy()
@@ -297,7 +329,7 @@ def _fit_by_micrograph(
         )
         for micrograph_spread in spreads:
             for _ in range(CENTRE_STEPS):
-                post = _normalised(sums + _log_prior(offsets, centre, micrograph_spread))
+                post = normalised_rows(sums + _log_prior(offsets, centre, micrograph_spread))
                 centre = float((post @ offsets).mean())
             joint = sums + _log_prior(offsets, centre, micrograph_spread)
             top = joint.max(1)
@@ -310,7 +342,7 @@ def _fit_by_micrograph(
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     group_sums = np.repeat(sums, np.diff(np.r_[starts, len(order)]), axis=0)[inverse]
-    others = _normalised(group_sums - log_c + _log_prior(offsets, centre, micrograph_spread))
+    others = normalised_rows(group_sums - log_c + _log_prior(offsets, centre, micrograph_spread))
     weights = likelihood * (others @ _kernel(offsets, particle_spread))
     weights = weights / weights.sum(1, keepdims=True)
     gain = _gain(evidence, ll, offsets)
@@ -371,7 +403,7 @@ def _log_prior(offsets: np.ndarray, centre: float, spread: float) -> np.ndarray:
     return log_prior - (top + math.log(np.exp(log_prior - top).sum()))
 
 
-def _normalised(log_weights: np.ndarray) -> np.ndarray:
+def normalised_rows(log_weights: np.ndarray) -> np.ndarray:
     """Each row's weights ``exp(log_weights)``, normalised to sum to 1."""
     weights = np.exp(log_weights - log_weights.max(1, keepdims=True))
     return weights / weights.sum(1, keepdims=True)
@@ -389,4 +421,4 @@ def _log_evidence(
 
 def _posterior(ll: np.ndarray, offsets: np.ndarray, centre: float, spread: float) -> np.ndarray:
     """Each row's posterior weights over ``offsets`` under the prior ``N(centre, spread²)``."""
-    return _normalised(ll - 0.5 * ((offsets - centre) / spread) ** 2)
+    return normalised_rows(ll - 0.5 * ((offsets - centre) / spread) ** 2)

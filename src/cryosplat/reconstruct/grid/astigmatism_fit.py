@@ -1,0 +1,371 @@
+"""Each micrograph's astigmatism read from its particles' images, against maps made without them.
+
+A micrograph's CTF estimate errs in its astigmatism as in its defocus, and its particles share
+that error (their heights in the ice move their defocus, not its astigmatism). The defocus along
+the direction at ``θ`` is ``mean + a cos 2θ + b sin 2θ``
+(:meth:`~cryosplat.core.ctf.CTFParams.astigmatism_components`); a move ``(δa, δb)`` turns the
+CTF's phase by ``π λ k² (δa cos 2θ + δb sin 2θ)``, so an image says which astigmatism it was
+taken with as it says its defocus (:mod:`cryosplat.reconstruct.grid.defocus_fit`), only more
+faintly: each image's log-likelihood on a grid of moves (:class:`AstigmatismGrid`), summed over
+its micrograph's images, is the micrograph's (:func:`astigmatism_log_likelihood`).
+
+The moves are read as posterior means under a normal prior ``N(μ, τ² I)`` on ``(δa, δb)``
+fitted to every micrograph (empirical Bayes, :func:`fit_astigmatism`), and applied only where
+that prior explains the images better than none (every move 0) by
+:data:`~cryosplat.reconstruct.grid.defocus_fit.SIGNIFICANT_GAIN` nats. Two passes: a coarse grid
+(steps :data:`COARSE_FACTOR` times wider, the shells read to half the radius, where the phase
+per step is the same) finds each micrograph's move, a fine grid about it reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
+from cryosplat.core.ctf_plane import CTFPlane
+from cryosplat.core.progress import Progress
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.defocus_fit import (
+    MAX_PHASE_STEP,
+    SIGNIFICANT_GAIN,
+    CTFSeries,
+    ctf_log_likelihood,
+    normalised_rows,
+)
+from cryosplat.reconstruct.grid.particle_scores import ParticleScores, SampleReading
+
+__all__ = [
+    "COARSE_FACTOR",
+    "DEFAULT_ASTIGMATISM_RANGE_ANGSTROM",
+    "AstigmatismFit",
+    "AstigmatismGrid",
+    "astigmatism_log_likelihood",
+    "centres_per_micrograph",
+    "fit_astigmatism",
+    "read_astigmatism",
+]
+
+log = logging.getLogger("cryosplat")
+
+GRID_SIDE = 4  # moves on each side of a grid's centre, along each component: 9 × 9 a pass
+COARSE_FACTOR = 4
+"""The coarse pass's step in fine steps; it reads the shells to half the radius, where ``k²`` is
+four times smaller, so that the phase turns as far per step in both passes."""
+DEFAULT_ASTIGMATISM_RANGE_ANGSTROM = 1000.0
+"""The coarse grid reaches at most ± this (Å) along each component: a CTF estimate's
+astigmatism seldom errs by more."""
+PRIOR_SPREADS = 48  # the prior's spreads tried (:func:`fit_astigmatism`)
+CENTRE_STEPS = 5  # expectation-maximisation steps for the prior's centre at each spread
+EVIDENCE_TIE = 1e-6
+
+
+@dataclass(frozen=True)
+class AstigmatismGrid:
+    """Moves ``(δa, δb)`` of the astigmatism's components (Å): ``2 side + 1`` values a
+    component, ``step_angstrom`` apart, about 0.
+
+    Attributes
+    ----------
+    step_angstrom : float
+    side : int
+    """
+
+    step_angstrom: float
+    side: int = GRID_SIDE
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.step_angstrom) and self.step_angstrom > 0):
+            raise ValueError(f"step_angstrom must be positive, got {self.step_angstrom}")
+        if self.side < 1:
+            raise ValueError(f"side must be at least 1, got {self.side}")
+
+    @property
+    def axis(self) -> np.ndarray:
+        """The values of one component, (2 side + 1,)."""
+        return self.step_angstrom * np.arange(-self.side, self.side + 1, dtype=np.float64)
+
+    @property
+    def moves(self) -> np.ndarray:
+        """Every move, ``(G, 2)`` with ``G = (2 side + 1)²``, ``δb`` fastest (as
+        :meth:`~cryosplat.core.ctf_plane.CTFPlane.astigmatism_grid` yields them)."""
+        a, b = np.meshgrid(self.axis, self.axis, indexing="ij")
+        return np.stack([a.reshape(-1), b.reshape(-1)], axis=1)
+
+    @classmethod
+    def fine_for_shells(
+        cls, finest_angstrom: float, voltage_kv: float, range_angstrom: float
+    ) -> AstigmatismGrid:
+        """The fine grid for shells read to ``finest_angstrom`` (Å) at ``voltage_kv``: steps over
+        which the phase at that shell turns by at most
+        :data:`~cryosplat.reconstruct.grid.defocus_fit.MAX_PHASE_STEP`, and small enough that the
+        coarse grid (:meth:`coarse`) reaches no further than ``range_angstrom``."""
+        if not (math.isfinite(range_angstrom) and range_angstrom > 0):
+            raise ValueError(f"range_angstrom must be positive, got {range_angstrom}")
+        if not finest_angstrom > 0:
+            raise ValueError(f"finest_angstrom must be positive, got {finest_angstrom}")
+        wavelength = float(electron_wavelength_angstrom(voltage_kv))
+        turn = math.pi * wavelength / finest_angstrom**2  # rad per Å of a component
+        step = min(MAX_PHASE_STEP / turn, range_angstrom / (COARSE_FACTOR * GRID_SIDE))
+        return cls(step)
+
+    def coarse(self) -> AstigmatismGrid:
+        """The coarse pass's grid: :data:`COARSE_FACTOR` times the step."""
+        return AstigmatismGrid(COARSE_FACTOR * self.step_angstrom, self.side)
+
+
+def astigmatism_log_likelihood(
+    particles: ParticleSet,
+    rows: ArrayLike,
+    volume: ArrayLike,
+    scores: ParticleScores,
+    ctf: CTFParams,
+    centres_angstrom: np.ndarray,
+    grid: AstigmatismGrid,
+    reading: SampleReading | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Each image's log-likelihood with its CTF ``ctf`` (the particle set's rows, e.g. with its
+    defocus refined) moved by ``centres_angstrom`` (the set's rows, (N_set, 2)) plus each of
+    ``grid.moves``, and last unmoved: (N, G + 1) float64, following ``rows``. Other parameters
+    as :func:`~cryosplat.reconstruct.grid.defocus_fit.defocus_log_likelihood`'s."""
+    if len(ctf) != len(particles) or len(centres_angstrom) != len(particles):
+        raise ValueError(
+            f"ctf and centres_angstrom have {len(ctf)} and {len(centres_angstrom)} rows, "
+            f"the particles {len(particles)}"
+        )
+    axis = grid.axis
+    centred = ctf.moved(0.0, centres_angstrom)
+
+    def series(plane: CTFPlane, at: np.ndarray) -> Iterator[torch.Tensor]:
+        yield from plane.astigmatism_grid(centred.subset(at), axis, axis)
+        yield plane(ctf.subset(at))
+
+    count = len(axis) ** 2 + 1
+    return ctf_log_likelihood(
+        particles, rows, volume, scores, CTFSeries(series, count), reading, progress
+    )
+
+
+def read_astigmatism(
+    particles: ParticleSet,
+    parts: Sequence[tuple[np.ndarray, np.ndarray, ParticleScores]],
+    ctf: CTFParams,
+    grid: AstigmatismGrid,
+    reading: SampleReading,
+    bar: Progress | None = None,
+) -> AstigmatismFit:
+    """Each micrograph's astigmatism, in two passes (the module's docstring): ``parts`` are
+    ``(rows, map, scores)``, each set of rows read against its map (with its scores there),
+    ``ctf`` the particle set's CTF to move (e.g. its defocus refined), ``grid`` the fine grid;
+    the fine pass reads the shells to ``reading.max_radius_px``, the coarse one to half of it.
+    ``bar`` counts two readings of each image."""
+    if particles.micrographs is None:
+        raise ValueError("the particles' micrographs are not recorded")
+    if reading.max_radius_px is None:
+        raise ValueError("reading.max_radius_px must say how far the shells are read")
+
+    def read(pass_grid: AstigmatismGrid, radius: float, centres: np.ndarray) -> np.ndarray:
+        log.info(
+            "astigmatism moves tried: %d² every %.1f Å about each micrograph's, shells to %.2f Å",
+            len(pass_grid.axis),
+            pass_grid.step_angstrom,
+            particles.box * particles.pixel_size_angstrom / radius,
+        )
+        pass_reading = replace(reading, max_radius_px=radius)
+        values = np.full((len(particles), len(pass_grid.moves) + 1), np.nan)
+        for rows, volume, scores in parts:
+            progress = None if bar is None else bar.part()
+            values[rows] = astigmatism_log_likelihood(
+                particles, rows, volume, scores, ctf, centres, pass_grid, pass_reading, progress
+            )
+        return values
+
+    coarse, radius = grid.coarse(), reading.max_radius_px
+    start = np.zeros((len(particles), 2))
+    values = read(coarse, 0.5 * radius, start)
+    centres = centres_per_micrograph(values, coarse, start, particles.micrographs)
+    return fit_astigmatism(read(grid, radius, centres), grid, centres, particles.micrographs)
+
+
+@dataclass(frozen=True)
+class AstigmatismFit:
+    """Each micrograph's astigmatism move, given to each of its particles.
+
+    Attributes
+    ----------
+    offset_angstrom : np.ndarray, (N, 2)
+        The move ``(δa, δb)`` of each particle's astigmatism components (Å; its micrograph's
+        posterior mean, 0 where not applied or not read).
+    sd_angstrom : np.ndarray, (N,)
+        How well its micrograph's move is known (Å, the posterior's spread along one
+        component; NaN where not read).
+    prior_mean_angstrom : tuple of float
+        The recorded astigmatism's error on average, ``(a, b)`` (Å).
+    prior_sd_angstrom : float
+        Its spread per micrograph along each component (Å).
+    evidence_gain : float
+        How much better the fitted prior explains the images than none (nats).
+    micrographs : int
+        Micrographs read.
+    """
+
+    offset_angstrom: np.ndarray
+    sd_angstrom: np.ndarray
+    prior_mean_angstrom: tuple[float, float]
+    prior_sd_angstrom: float
+    evidence_gain: float
+    micrographs: int
+
+    @property
+    def applied(self) -> bool:
+        """Whether the images showed their recorded astigmatism to be off."""
+        return self.evidence_gain >= SIGNIFICANT_GAIN
+
+    def describe(self) -> str:
+        if not self.applied:
+            return (
+                f"{self.micrographs:,} micrographs' astigmatism read: the images do not show it "
+                f"to be off (the best prior gains {self.evidence_gain:.1f} of the "
+                f"{SIGNIFICANT_GAIN:g} nats asked); not changed"
+            )
+        read = np.isfinite(self.sd_angstrom)
+        size = np.hypot(*self.offset_angstrom[read].T) if read.any() else np.zeros(0)
+        rms = float(np.sqrt(np.mean(size**2))) if size.size else 0.0
+        sd = float(np.median(self.sd_angstrom[read])) if read.any() else float("nan")
+        return (
+            f"{self.micrographs:,} micrographs' astigmatism read: off by "
+            f"{self.prior_sd_angstrom:.0f} Å along each component (fitted); moves applied "
+            f"{rms:.0f} Å rms, each known to ±{sd:.0f} Å (median)"
+        )
+
+
+def fit_astigmatism(
+    log_likelihood: np.ndarray,
+    grid: AstigmatismGrid,
+    centres_angstrom: np.ndarray,
+    micrographs: ArrayLike,
+) -> AstigmatismFit:
+    """Each micrograph's move under a normal prior ``N(μ, τ² I)`` fitted to all of them.
+
+    Parameters
+    ----------
+    log_likelihood : np.ndarray, (N, G + 1)
+        From :func:`astigmatism_log_likelihood`: each image at ``grid.moves`` about its centre,
+        then unmoved (NaN rows: not read).
+    grid : AstigmatismGrid
+    centres_angstrom : np.ndarray, (N, 2)
+        The move about which each image's grid was read (the same for a micrograph's images).
+    micrographs : array_like of int, (N,)
+
+    ``τ`` is the value on a log-spaced grid (:data:`PRIOR_SPREADS`, from a quarter of a step to
+    the grid's reach) that makes the micrographs' marginal likelihood largest, ``μ`` at each
+    fitted by expectation-maximisation; among spreads that explain the images equally the
+    narrowest is kept. The moves are applied only where the prior explains the images better
+    than none (each image unmoved, the last column) by ``SIGNIFICANT_GAIN``.
+    """
+    posterior = _posterior(log_likelihood, grid, centres_angstrom, micrographs)
+    n = len(posterior.good)
+    offset_out, sd_out = np.zeros((n, 2)), np.full(n, np.nan)
+    rows = np.flatnonzero(posterior.good)
+    sd_out[rows] = posterior.sd[posterior.inverse]
+    if posterior.gain < SIGNIFICANT_GAIN:
+        return AstigmatismFit(offset_out, sd_out, (0.0, 0.0), 0.0, posterior.gain, posterior.count)
+    offset_out[rows] = posterior.mean[posterior.inverse]
+    centre = (float(posterior.centre[0]), float(posterior.centre[1]))
+    return AstigmatismFit(
+        offset_out, sd_out, centre, posterior.spread, posterior.gain, posterior.count
+    )
+
+
+def centres_per_micrograph(
+    log_likelihood: np.ndarray,
+    grid: AstigmatismGrid,
+    centres_angstrom: np.ndarray,
+    micrographs: ArrayLike,
+) -> np.ndarray:
+    """(N, 2): each image's micrograph's posterior mean move under the fitted prior, applied or
+    not (the centres of a finer pass; parameters as :func:`fit_astigmatism`'s). Where the images
+    say little the prior narrows, and the means stay near its centre."""
+    posterior = _posterior(log_likelihood, grid, centres_angstrom, micrographs)
+    out = np.zeros((len(posterior.good), 2))
+    out[posterior.good] = posterior.mean[posterior.inverse]
+    return out
+
+
+@dataclass(frozen=True)
+class _Posterior:
+    """The micrographs' posteriors under the fitted prior: ``mean`` (M, 2), ``sd`` (M,), the
+    prior's ``centre`` (2,) and ``spread``, the ``gain`` over none, the rows read (``good``) and
+    each one's micrograph (``inverse``), ``count`` micrographs."""
+
+    mean: np.ndarray
+    sd: np.ndarray
+    centre: np.ndarray
+    spread: float
+    gain: float
+    good: np.ndarray
+    inverse: np.ndarray
+    count: int
+
+
+def _posterior(
+    log_likelihood: np.ndarray,
+    grid: AstigmatismGrid,
+    centres_angstrom: np.ndarray,
+    micrographs: ArrayLike,
+) -> _Posterior:
+    values = np.asarray(log_likelihood, dtype=np.float64)
+    moves = grid.moves
+    if values.ndim != 2 or values.shape[1] != len(moves) + 1:
+        raise ValueError(f"log_likelihood has shape {values.shape}, expected (N, {len(moves) + 1})")
+    centres = np.asarray(centres_angstrom, dtype=np.float64).reshape(len(values), 2)
+    groups = np.asarray(micrographs, dtype=np.int64).reshape(-1)
+    if len(groups) != len(values):
+        raise ValueError(f"micrographs has {len(groups)} rows, expected {len(values)}")
+    good = np.isfinite(values).all(1)
+    if not good.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return _Posterior(np.zeros((0, 2)), np.zeros(0), np.zeros(2), 0.0, 0.0, good, empty, 0)
+    labels, inverse = np.unique(groups[good], return_inverse=True)
+    inverse = inverse.reshape(-1)
+    sums = np.zeros((len(labels), values.shape[1]))
+    np.add.at(sums, inverse, values[good])
+    sums = sums - sums.max(1, keepdims=True)  # each micrograph's largest 0
+    none, sums = float(sums[:, -1].sum()), sums[:, :-1]
+    first = np.zeros(len(labels), dtype=np.int64)
+    first[inverse[::-1]] = np.flatnonzero(good)[::-1]
+    points = centres[first][:, None, :] + moves[None, :, :]  # (M, G, 2) absolute moves
+    reach = float(np.abs(points).max()) + grid.step_angstrom
+    spreads = np.geomspace(0.25 * grid.step_angstrom, reach, PRIOR_SPREADS)
+    best, centre = (-np.inf, np.zeros(2), float(spreads[0])), np.zeros(2)
+    for spread in spreads:
+        for _ in range(CENTRE_STEPS):
+            post = normalised_rows(sums + _log_prior(points, centre, spread))
+            centre = np.einsum("mg,mgc->c", post, points) / len(post)
+        joint = sums + _log_prior(points, centre, spread)
+        top = joint.max(1)
+        evidence = float(np.sum(top + np.log(np.exp(joint - top[:, None]).sum(1))))
+        if evidence > best[0] + EVIDENCE_TIE:
+            best = (evidence, centre.copy(), float(spread))
+    evidence, centre, spread = best
+    post = normalised_rows(sums + _log_prior(points, centre, spread))
+    mean = np.einsum("mg,mgc->mc", post, points)
+    second = np.einsum("mg,mgc->mc", post, points**2)
+    sd = np.sqrt(np.maximum(second - mean**2, 0.0).mean(1))
+    gain = max(evidence - none, 0.0)
+    return _Posterior(mean, sd, centre, spread, gain, good, inverse, len(labels))
+
+
+def _log_prior(points: np.ndarray, centre: np.ndarray, spread: float) -> np.ndarray:
+    """``log N(centre, spread² I)`` at each micrograph's ``points`` (M, G, 2), normalised over
+    its grid."""
+    log_prior = -0.5 * (((points - centre) / spread) ** 2).sum(-1)
+    top = log_prior.max(1, keepdims=True)
+    return log_prior - (top + np.log(np.exp(log_prior - top).sum(1, keepdims=True)))
