@@ -21,7 +21,8 @@ at one defocus per micrograph plus their heights, the STAR recording the microgr
 ``relion_ctf_refine`` is also run per micrograph (``--fit_mode fmfff``) on them. The sets of
 ``astigmatism66`` record each micrograph's astigmatism with an error too: cryosplat reads it per
 micrograph (as by default where micrographs are named), and ``relion_ctf_refine`` is also run with
-its astigmatism per micrograph (``--fit_mode fpmff``). Both programs
+its astigmatism per micrograph (``--fit_mode fpmff``); cryosplat once more with
+``--no-astigmatism``. Both programs
 read the names, and cryosplat reads them once more without (``micrographs not read``: the STAR
 with the names taken out, reconstructed again, the same maps, then ``refine-defocus``). The
 tables give the errors of the mean defocus and of the astigmatism's components
@@ -125,9 +126,13 @@ def ctf_errors(star: Path, truth_star: Path, recorded_star: Path) -> dict[str, f
     return out
 
 
-def refine_cryosplat(star: Path, run: Path, out: Path) -> tuple[Path, float, str]:
-    """``cryosplat refine-defocus STAR --run RUN -o OUT``: its STAR, seconds and summary line."""
+def refine_cryosplat(
+    star: Path, run: Path, out: Path, extra: tuple[str, ...] = ()
+) -> tuple[Path, float, str]:
+    """``cryosplat refine-defocus STAR --run RUN -o OUT [EXTRA]``: its STAR, seconds and summary
+    line."""
     command = [_cryosplat_script(), "refine-defocus", str(star), "--run", str(run), "-o", str(out)]
+    command += list(extra)
     cost = measure([*command, "--no-progress", "--overwrite"], star.parent, out.with_suffix(".log"))
     line = " ".join(
         text
@@ -199,6 +204,14 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
         row(label, run_cryosplat(copy, work / folder), work / folder)
 
     reconstruct_refined("cryosplat's defocus", refined, "cs_refined.star", "cryosplat_refined")
+    if spec.micrograph_astigmatism_error_angstrom:  # the same, the astigmatism left as recorded
+        refined, seconds, line = refine_cryosplat(
+            data.star, recorded / "run", work / "cs_no_astig", ("--no-astigmatism",)
+        )
+        error_row("cryosplat refine-defocus --no-astigmatism", refined, seconds)
+        reconstruct_refined(
+            "cryosplat's, astigmatism not read", refined, "cs_no_astig.star", "cryosplat_no_astig"
+        )
     unnamed = without_micrographs(data.star, work / "unnamed" / "particles.star")
     if unnamed is not None:  # the same images, their micrographs not read (the same maps)
         run_cryosplat(unnamed, work / "cryosplat_unnamed_recorded")
@@ -247,6 +260,7 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
 RUNS = (
     ("cryosplat_recorded", "recorded", "cryosplat"),
     ("cryosplat_refined", "cryosplat's defocus", "cryosplat"),
+    ("cryosplat_no_astig", "cryosplat's, astigmatism not read", "cryosplat"),
     ("cryosplat_unnamed", "cryosplat's, micrographs not read", "cryosplat"),
     ("relion_recorded", "recorded", "relion"),
     ("relion_refined", "relion_ctf_refine's defocus", "relion"),

@@ -58,6 +58,17 @@ def simulate_tiny(folder: Path, truth, **changes) -> Path:
     return simulate(folder / "truth.npz", folder / "sim", replace(config, **changes)).star_path
 
 
+# Two short stages: a complete run in seconds, for tests of what reads a run.
+QUICK_STAGES = ["--stage-fractions", "0.5,1.0", "--stage-steps", "40,40", "--no-progress"]
+
+
+def reconstruct_quickly(*args: str) -> int:
+    """``cryosplat reconstruct ARGS`` with :data:`QUICK_STAGES`; its exit code."""
+    from cryosplat.cli.main import main
+
+    return main(["reconstruct", *args, *QUICK_STAGES])
+
+
 @pytest.fixture(scope="session")
 def tiny_set(tmp_path_factory) -> Path:
     """:func:`simulate_tiny` of a 40-Gaussian blob."""

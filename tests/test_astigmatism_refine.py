@@ -22,13 +22,14 @@ from cryosplat.io.star import read_star, write_star
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.astigmatism_fit import (
     COARSE_FACTOR,
+    FINE_PHASE_STEP,
     AstigmatismGrid,
     fit_astigmatism,
     read_astigmatism,
 )
-from cryosplat.reconstruct.grid.defocus_fit import MAX_PHASE_STEP, SIGNIFICANT_GAIN
+from cryosplat.reconstruct.grid.defocus_fit import SIGNIFICANT_GAIN
 from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
-from tests.conftest import simulate_tiny
+from tests.conftest import reconstruct_quickly, simulate_tiny
 
 MOVE_SD_ANGSTROM = 300.0
 PER_MICROGRAPH = 20
@@ -79,19 +80,22 @@ def test_the_grid_of_moves_gives_the_ctf_of_the_moved_values():
     assert next(series, None) is None
 
 
-def test_the_grid_turns_the_phase_by_little_and_reaches_the_range():
-    grid = AstigmatismGrid.fine_for_shells(3.0, 300.0, 1000.0)
+def test_the_grid_turns_the_phase_by_little_and_the_coarse_one_reaches_the_range():
+    grid = AstigmatismGrid.fine_for_shells(3.0, 300.0)
     turn = np.pi * 0.019687 / 3.0**2
-    assert grid.step_angstrom * turn <= MAX_PHASE_STEP + 1e-4
+    assert grid.step_angstrom * turn == pytest.approx(FINE_PHASE_STEP, rel=1e-3)
     assert grid.moves.shape == (81, 2) and np.all(grid.moves[40] == 0)
-    coarse = AstigmatismGrid.fine_for_shells(20.0, 300.0, 1000.0).coarse()
-    assert coarse.axis.max() == pytest.approx(1000.0)  # coarse data: the range sets the step
-    assert (
-        coarse.step_angstrom
-        == COARSE_FACTOR * AstigmatismGrid.fine_for_shells(20.0, 300.0, 1000.0).step_angstrom
-    )
+    coarse = grid.coarse(1000.0)
+    assert coarse.step_angstrom == COARSE_FACTOR * grid.step_angstrom
+    assert 1000.0 <= coarse.axis.max() < 1000.0 + coarse.step_angstrom
+    # the fine grid reaches two coarse steps about the coarse pass's move
+    assert grid.axis.max() == pytest.approx(2 * coarse.step_angstrom)
+    # coarse data: the coarse grid keeps at least the fine grid's moves a side
+    assert AstigmatismGrid.fine_for_shells(20.0, 300.0).coarse(100.0).side == grid.side
     with pytest.raises(ValueError, match="range_angstrom"):
-        AstigmatismGrid.fine_for_shells(3.0, 300.0, -5.0)
+        grid.coarse(-5.0)
+    with pytest.raises(ValueError, match="step_angstrom"):
+        AstigmatismGrid(0.0)
 
 
 def _readings(rng, move_sd, micrographs=60, per=20, noise=300.0):
@@ -166,9 +170,11 @@ def _read_against_truth(star):
     rows = np.arange(len(particles))
     scores = score_from_sums(shell_sums(particles, rows, truth))
     finest = 2 * particles.pixel_size_angstrom
-    grid = AstigmatismGrid.fine_for_shells(finest, 300.0, 1000.0)
+    grid = AstigmatismGrid.fine_for_shells(finest, 300.0)
     reading = SampleReading(max_radius_px=particles.box / 2 - 1)
-    return read_astigmatism(particles, [(rows, truth, scores)], particles.ctf, grid, reading)
+    return read_astigmatism(
+        particles, [(rows, truth, scores)], particles.ctf, grid, 1000.0, reading
+    )
 
 
 def test_images_are_read_back_at_the_astigmatism_they_were_made_with(astigmatism_set):
@@ -187,8 +193,7 @@ def test_images_are_read_back_at_the_astigmatism_they_were_made_with(astigmatism
 def test_refine_defocus_writes_the_astigmatism_read(astigmatism_set, tmp_path, capsys):
     named, wrong, moves = astigmatism_set
     run = tmp_path / "run"
-    steps = ["--stage-fractions", "0.5,1.0", "--stage-steps", "40,40", "--no-progress"]
-    assert main(["reconstruct", str(wrong), "-o", str(run), *steps]) == 0
+    assert reconstruct_quickly(str(wrong), "-o", str(run)) == 0
     out = tmp_path / "defocus"
     command = ["refine-defocus", str(wrong), "--run", str(run), "-o", str(out), "--no-progress"]
     assert main(command) == 0

@@ -30,7 +30,7 @@ from cryosplat.reconstruct.grid.defocus_fit import (
     fit_offsets,
 )
 from cryosplat.reconstruct.grid.particle_scores import score_from_sums, shell_sums
-from tests.conftest import simulate_tiny
+from tests.conftest import reconstruct_quickly, simulate_tiny
 
 ERROR_SD_ANGSTROM = 400.0
 
@@ -199,8 +199,7 @@ def test_refine_defocus_writes_the_star_again_with_the_defocus_moved_only(
 ):
     star, wrong, errors = defocus_set
     run = tmp_path / "run"
-    steps = ["--stage-fractions", "0.5,1.0", "--stage-steps", "40,40", "--no-progress"]
-    assert main(["reconstruct", str(wrong), "-o", str(run), *steps]) == 0
+    assert reconstruct_quickly(str(wrong), "-o", str(run)) == 0
     out = tmp_path / "defocus"
     command = ["refine-defocus", str(wrong), "--run", str(run), "-o", str(out), "--no-progress"]
     assert main(command) == 0

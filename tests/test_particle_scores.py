@@ -30,6 +30,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
     shell_sums,
 )
 from cryosplat.reconstruct.score_run import score_against_map, score_run, write_scores
+from tests.conftest import reconstruct_quickly
 from tests.test_optics_pixel_sizes import _wiener, two_sets  # noqa: F401 (a fixture)
 
 
@@ -129,8 +130,7 @@ def scored_run(tiny_set, tmp_path_factory):
     star.write_text("\n".join(lines) + "\n")
     assert read_particles(star).stacks[0].path.name == noisy.stacks[0].path.name
     run = folder / "run"
-    steps = ["--stage-fractions", "0.5,1.0", "--stage-steps", "40,40", "--no-progress"]
-    assert main(["reconstruct", str(star), "-o", str(run), *steps]) == 0
+    assert reconstruct_quickly(str(star), "-o", str(run)) == 0
     return star, run, noise_rows
 
 

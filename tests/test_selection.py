@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import simulate_tiny
+from conftest import reconstruct_quickly, simulate_tiny
 
 from cryosplat.cli.main import main
 from cryosplat.core.errors import InputError
@@ -145,8 +145,7 @@ def test_rows_then_classes(mixed, tmp_path):
 
 
 def _run(args: list[str]) -> None:
-    steps = ["--stage-fractions", "0.5,1.0", "--stage-steps", "40,40", "--no-progress"]
-    assert main(["reconstruct", *args, *steps]) == 0
+    assert reconstruct_quickly(*args) == 0
 
 
 def test_a_reconstruction_of_one_class_is_that_molecule(mixed, tmp_path, capsys):

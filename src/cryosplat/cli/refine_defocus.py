@@ -53,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--astigmatism-range",
         type=_positive_angstrom,
         default=1000.0,
-        help="moves of the astigmatism searched to about ± this many Å along each component "
-        "(default 1000)",
+        help="moves of each micrograph's astigmatism searched to ± this many Å along each of its "
+        "components (default 1000)",
     )
     p.add_argument(
         "-o",

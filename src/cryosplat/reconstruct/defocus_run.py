@@ -179,7 +179,8 @@ def refine_defocus_run(
             particles,
             [(rows, volume, half) for (rows, volume), half in zip(crossed, scores, strict=True)],
             particles.ctf.moved(fit.offset_angstrom),
-            AstigmatismGrid.fine_for_shells(finest, voltage, astigmatism_range_angstrom),
+            AstigmatismGrid.fine_for_shells(finest, voltage),
+            astigmatism_range_angstrom,
             reading,
             bar,
         )

@@ -13,8 +13,10 @@ The moves are read as posterior means under a normal prior ``N(μ, τ² I)`` on 
 fitted to every micrograph (empirical Bayes, :func:`fit_astigmatism`), and applied only where
 that prior explains the images better than none (every move 0) by
 :data:`~cryosplat.reconstruct.grid.defocus_fit.SIGNIFICANT_GAIN` nats. Two passes: a coarse grid
-(steps :data:`COARSE_FACTOR` times wider, the shells read to half the radius, where the phase
-per step is the same) finds each micrograph's move, a fine grid about it reads it.
+(steps :data:`COARSE_FACTOR` times wider, the shells read to half the radius, reaching
+``±range``) finds each micrograph's move, a fine grid about it reads it, and where the data
+say more than its step resolves, up to :data:`REFINEMENTS` grids of a quarter of the step each
+about the moves so far.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.progress import Progress
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.defocus_fit import (
-    MAX_PHASE_STEP,
     SIGNIFICANT_GAIN,
     CTFSeries,
     ctf_log_likelihood,
@@ -44,6 +45,7 @@ from cryosplat.reconstruct.grid.particle_scores import ParticleScores, SampleRea
 __all__ = [
     "COARSE_FACTOR",
     "DEFAULT_ASTIGMATISM_RANGE_ANGSTROM",
+    "FINE_PHASE_STEP",
     "AstigmatismFit",
     "AstigmatismGrid",
     "astigmatism_log_likelihood",
@@ -54,16 +56,24 @@ __all__ = [
 
 log = logging.getLogger("cryosplat")
 
-GRID_SIDE = 4  # moves on each side of a grid's centre, along each component: 9 × 9 a pass
-COARSE_FACTOR = 4
+GRID_SIDE = 4  # moves on each side of the fine grid's centre, along each component: 9 × 9
+FINE_PHASE_STEP = 0.5
+"""rad: the CTF's phase at the finest shell read turns by at most this from one move of the fine
+grid to the next (its moves are summed over a micrograph's images, whose likelihood is smoother
+than one image's)."""
+COARSE_FACTOR = 2
 """The coarse pass's step in fine steps; it reads the shells to half the radius, where ``k²`` is
-four times smaller, so that the phase turns as far per step in both passes."""
+four times smaller, so that the phase turns half as far per step as in the fine pass, and the
+fine grid reaches two coarse steps about the coarse pass's move."""
 DEFAULT_ASTIGMATISM_RANGE_ANGSTROM = 1000.0
-"""The coarse grid reaches at most ± this (Å) along each component: a CTF estimate's
-astigmatism seldom errs by more."""
+"""The coarse grid reaches ± this (Å) along each component: a CTF estimate's astigmatism seldom
+errs by more."""
 PRIOR_SPREADS = 48  # the prior's spreads tried (:func:`fit_astigmatism`)
 CENTRE_STEPS = 5  # expectation-maximisation steps for the prior's centre at each spread
 EVIDENCE_TIE = 1e-6
+REFINEMENTS = 2
+"""Passes at most after the fine one, each with a quarter of the step about the moves so far,
+while the micrographs' posteriors (median spread) are narrower than half a step."""
 
 
 @dataclass(frozen=True)
@@ -99,25 +109,23 @@ class AstigmatismGrid:
         return np.stack([a.reshape(-1), b.reshape(-1)], axis=1)
 
     @classmethod
-    def fine_for_shells(
-        cls, finest_angstrom: float, voltage_kv: float, range_angstrom: float
-    ) -> AstigmatismGrid:
+    def fine_for_shells(cls, finest_angstrom: float, voltage_kv: float) -> AstigmatismGrid:
         """The fine grid for shells read to ``finest_angstrom`` (Å) at ``voltage_kv``: steps over
-        which the phase at that shell turns by at most
-        :data:`~cryosplat.reconstruct.grid.defocus_fit.MAX_PHASE_STEP`, and small enough that the
-        coarse grid (:meth:`coarse`) reaches no further than ``range_angstrom``."""
-        if not (math.isfinite(range_angstrom) and range_angstrom > 0):
-            raise ValueError(f"range_angstrom must be positive, got {range_angstrom}")
+        which the phase at that shell turns by :data:`FINE_PHASE_STEP`, :data:`GRID_SIDE` a
+        side."""
         if not finest_angstrom > 0:
             raise ValueError(f"finest_angstrom must be positive, got {finest_angstrom}")
         wavelength = float(electron_wavelength_angstrom(voltage_kv))
         turn = math.pi * wavelength / finest_angstrom**2  # rad per Å of a component
-        step = min(MAX_PHASE_STEP / turn, range_angstrom / (COARSE_FACTOR * GRID_SIDE))
-        return cls(step)
+        return cls(FINE_PHASE_STEP / turn)
 
-    def coarse(self) -> AstigmatismGrid:
-        """The coarse pass's grid: :data:`COARSE_FACTOR` times the step."""
-        return AstigmatismGrid(COARSE_FACTOR * self.step_angstrom, self.side)
+    def coarse(self, range_angstrom: float) -> AstigmatismGrid:
+        """The coarse pass's grid: :data:`COARSE_FACTOR` times the step, as many a side as reach
+        ``range_angstrom`` (at least as many as this grid's)."""
+        if not (math.isfinite(range_angstrom) and range_angstrom > 0):
+            raise ValueError(f"range_angstrom must be positive, got {range_angstrom}")
+        step = COARSE_FACTOR * self.step_angstrom
+        return AstigmatismGrid(step, max(self.side, math.ceil(range_angstrom / step - 1e-9)))
 
 
 def astigmatism_log_likelihood(
@@ -158,13 +166,15 @@ def read_astigmatism(
     parts: Sequence[tuple[np.ndarray, np.ndarray, ParticleScores]],
     ctf: CTFParams,
     grid: AstigmatismGrid,
+    range_angstrom: float,
     reading: SampleReading,
     bar: Progress | None = None,
 ) -> AstigmatismFit:
     """Each micrograph's astigmatism, in two passes (the module's docstring): ``parts`` are
     ``(rows, map, scores)``, each set of rows read against its map (with its scores there),
-    ``ctf`` the particle set's CTF to move (e.g. its defocus refined), ``grid`` the fine grid;
-    the fine pass reads the shells to ``reading.max_radius_px``, the coarse one to half of it.
+    ``ctf`` the particle set's CTF to move (e.g. its defocus refined), ``grid`` the fine grid
+    (the coarse one reaches ``±range_angstrom``); the fine pass reads the shells to
+    ``reading.max_radius_px``, the coarse one to half of it.
     ``bar`` counts two readings of each image."""
     if particles.micrographs is None:
         raise ValueError("the particles' micrographs are not recorded")
@@ -187,11 +197,20 @@ def read_astigmatism(
             )
         return values
 
-    coarse, radius = grid.coarse(), reading.max_radius_px
+    coarse, radius, micrographs = (
+        grid.coarse(range_angstrom),
+        reading.max_radius_px,
+        particles.micrographs,
+    )
     start = np.zeros((len(particles), 2))
-    values = read(coarse, 0.5 * radius, start)
-    centres = centres_per_micrograph(values, coarse, start, particles.micrographs)
-    return fit_astigmatism(read(grid, radius, centres), grid, centres, particles.micrographs)
+    centres = centres_per_micrograph(read(coarse, 0.5 * radius, start), coarse, start, micrographs)
+    for _ in range(REFINEMENTS):
+        posterior = _posterior(read(grid, radius, centres), grid, centres, micrographs)
+        if not (posterior.count and np.median(posterior.sd) < 0.5 * grid.step_angstrom):
+            return _fit_from(posterior)
+        centres = _centres(posterior)
+        grid = AstigmatismGrid(grid.step_angstrom / 4.0, grid.side)
+    return _fit_from(_posterior(read(grid, radius, centres), grid, centres, micrographs))
 
 
 @dataclass(frozen=True)
@@ -264,13 +283,17 @@ def fit_astigmatism(
         The move about which each image's grid was read (the same for a micrograph's images).
     micrographs : array_like of int, (N,)
 
-    ``τ`` is the value on a log-spaced grid (:data:`PRIOR_SPREADS`, from a quarter of a step to
-    the grid's reach) that makes the micrographs' marginal likelihood largest, ``μ`` at each
+    ``τ`` is the value on a log-spaced grid (:data:`PRIOR_SPREADS`, from the grid's step to its
+    reach) that makes the micrographs' marginal likelihood largest, ``μ`` at each
     fitted by expectation-maximisation; among spreads that explain the images equally the
     narrowest is kept. The moves are applied only where the prior explains the images better
     than none (each image unmoved, the last column) by ``SIGNIFICANT_GAIN``.
     """
-    posterior = _posterior(log_likelihood, grid, centres_angstrom, micrographs)
+    return _fit_from(_posterior(log_likelihood, grid, centres_angstrom, micrographs))
+
+
+def _fit_from(posterior: _Posterior) -> AstigmatismFit:
+    """The :class:`AstigmatismFit` the micrographs' ``posterior`` gives each of its images."""
     n = len(posterior.good)
     offset_out, sd_out = np.zeros((n, 2)), np.full(n, np.nan)
     rows = np.flatnonzero(posterior.good)
@@ -293,7 +316,11 @@ def centres_per_micrograph(
     """(N, 2): each image's micrograph's posterior mean move under the fitted prior, applied or
     not (the centres of a finer pass; parameters as :func:`fit_astigmatism`'s). Where the images
     say little the prior narrows, and the means stay near its centre."""
-    posterior = _posterior(log_likelihood, grid, centres_angstrom, micrographs)
+    return _centres(_posterior(log_likelihood, grid, centres_angstrom, micrographs))
+
+
+def _centres(posterior: _Posterior) -> np.ndarray:
+    """(N, 2): each image's micrograph's posterior mean (0 where not read)."""
     out = np.zeros((len(posterior.good), 2))
     out[posterior.good] = posterior.mean[posterior.inverse]
     return out
@@ -322,9 +349,9 @@ def _posterior(
     micrographs: ArrayLike,
 ) -> _Posterior:
     values = np.asarray(log_likelihood, dtype=np.float64)
-    moves = grid.moves
-    if values.ndim != 2 or values.shape[1] != len(moves) + 1:
-        raise ValueError(f"log_likelihood has shape {values.shape}, expected (N, {len(moves) + 1})")
+    count = len(grid.moves)
+    if values.ndim != 2 or values.shape[1] != count + 1:
+        raise ValueError(f"log_likelihood has shape {values.shape}, expected (N, {count + 1})")
     centres = np.asarray(centres_angstrom, dtype=np.float64).reshape(len(values), 2)
     groups = np.asarray(micrographs, dtype=np.int64).reshape(-1)
     if len(groups) != len(values):
@@ -341,21 +368,21 @@ def _posterior(
     none, sums = float(sums[:, -1].sum()), sums[:, :-1]
     first = np.zeros(len(labels), dtype=np.int64)
     first[inverse[::-1]] = np.flatnonzero(good)[::-1]
-    points = centres[first][:, None, :] + moves[None, :, :]  # (M, G, 2) absolute moves
+    points = centres[first][:, None, :] + grid.moves[None, :, :]  # (M, G', 2) absolute moves
     reach = float(np.abs(points).max()) + grid.step_angstrom
-    spreads = np.geomspace(0.25 * grid.step_angstrom, reach, PRIOR_SPREADS)
+    spreads = np.geomspace(grid.step_angstrom, reach, PRIOR_SPREADS)
     best, centre = (-np.inf, np.zeros(2), float(spreads[0])), np.zeros(2)
     for spread in spreads:
         for _ in range(CENTRE_STEPS):
-            post = normalised_rows(sums + _log_prior(points, centre, spread))
+            post = normalised_rows(sums + _log_prior(points, centre, spread, grid.step_angstrom))
             centre = np.einsum("mg,mgc->c", post, points) / len(post)
-        joint = sums + _log_prior(points, centre, spread)
+        joint = sums + _log_prior(points, centre, spread, grid.step_angstrom)
         top = joint.max(1)
         evidence = float(np.sum(top + np.log(np.exp(joint - top[:, None]).sum(1))))
         if evidence > best[0] + EVIDENCE_TIE:
             best = (evidence, centre.copy(), float(spread))
     evidence, centre, spread = best
-    post = normalised_rows(sums + _log_prior(points, centre, spread))
+    post = normalised_rows(sums + _log_prior(points, centre, spread, grid.step_angstrom))
     mean = np.einsum("mg,mgc->mc", post, points)
     second = np.einsum("mg,mgc->mc", post, points**2)
     sd = np.sqrt(np.maximum(second - mean**2, 0.0).mean(1))
@@ -363,9 +390,16 @@ def _posterior(
     return _Posterior(mean, sd, centre, spread, gain, good, inverse, len(labels))
 
 
-def _log_prior(points: np.ndarray, centre: np.ndarray, spread: float) -> np.ndarray:
-    """``log N(centre, spread² I)`` at each micrograph's ``points`` (M, G, 2), normalised over
-    its grid."""
+def _log_prior(points: np.ndarray, centre: np.ndarray, spread: float, step: float) -> np.ndarray:
+    """``log N(centre, spread² I)`` at ``points`` (M, G, 2), each micrograph's row normalised over
+    the whole lattice its grid lies on (spacing ``step``, through its points): the prior's mass
+    at each point, however narrow the prior and wherever the grid lies in it (its part outside
+    the grid is left out, as the likelihood there is)."""
     log_prior = -0.5 * (((points - centre) / spread) ** 2).sum(-1)
-    top = log_prior.max(1, keepdims=True)
-    return log_prior - (top + np.log(np.exp(log_prior - top).sum(1, keepdims=True)))
+    reach = math.ceil(8.0 * spread / step) + 1
+    k = np.arange(-reach, reach + 1, dtype=np.float64)
+    fraction = np.mod((points[:, 0, :] - centre) / step, 1.0)  # (M, 2): the lattice's offset
+    terms = -0.5 * (((fraction[:, :, None] + k) * step / spread) ** 2)  # (M, 2, 2 reach + 1)
+    top = terms.max(-1, keepdims=True)
+    log_norm = (top[..., 0] + np.log(np.exp(terms - top).sum(-1))).sum(-1)  # (M,)
+    return log_prior - log_norm[:, None]
