@@ -9,6 +9,7 @@ right stays; the STAR is written again with only the defocus values and angles c
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from cryosplat.reconstruct.grid.astigmatism_fit import (
     fit_astigmatism,
     read_astigmatism,
 )
-from cryosplat.reconstruct.grid.defocus_fit import SIGNIFICANT_GAIN
+from cryosplat.reconstruct.grid.defocus_fit import SIGNIFICANT_GAIN, _moved_log_likelihood
 from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
 from tests.conftest import reconstruct_quickly, simulate_tiny
 
@@ -66,18 +67,33 @@ def test_moving_the_astigmatism_adds_to_its_components_and_keeps_the_order():
         ctf.moved(0.0, moves[:, :1])
 
 
-def test_the_grid_of_moves_gives_the_ctf_of_the_moved_values():
-    ctf = _ctf(6, seed=2)
+def test_moved_phases_give_the_ctf_of_the_moved_values_and_their_sums():
+    ctf = replace(_ctf(6, seed=2), bfactor_angstrom2=np.full(6, 40.0), scale=np.full(6, 0.8))
     k = torch.arange(-20, 21, dtype=torch.float32)
     ky, kx = torch.meshgrid(k, k, indexing="ij")
     plane = CTFPlane(kx.reshape(-1), ky.reshape(-1), 64, 1.0)
-    a_axis, b_axis = np.linspace(-300.0, 300.0, 5), np.linspace(-200.0, 200.0, 21)
-    series = plane.astigmatism_grid(ctf, a_axis, b_axis)
-    for a in a_axis:
-        for b in b_axis:  # b fastest, past RENEW_STEPS
-            expected = plane(ctf.moved(0.0, np.tile([a, b], (len(ctf), 1))))
-            torch.testing.assert_close(next(series), expected, atol=2e-4, rtol=0)
-    assert next(series, None) is None
+    moves = np.array(
+        [[0.0, 0.0, 0.0], [-300.0, 0.0, 0.0], [0.0, 250.0, -90.0], [80.0, -40.0, 60.0]]
+    )
+    chi, factor, phases = plane.moved_phases(ctf, moves)
+    made = []
+    for k_move, (mean, a, b) in enumerate(moves):
+        expected = plane(ctf.moved(mean, np.tile([a, b], (len(ctf), 1))))
+        moved = factor * torch.sin(chi.double() + phases[:, k_move]).float()
+        torch.testing.assert_close(moved, expected, atol=2e-4, rtol=0)
+        made.append(expected)
+    # the likelihood's sums as matrix products: as summed over each CTF made in turn
+    rng = torch.Generator().manual_seed(0)
+    cross = torch.randn(len(ctf), chi.shape[1], generator=rng)
+    model = torch.rand(len(ctf), chi.shape[1], generator=rng)
+    sums = _moved_log_likelihood(cross, model, chi, factor, phases)
+    for k_move, c in enumerate(made):
+        direct = (2.0 * cross * c - model * c.square()).double().sum(1)
+        torch.testing.assert_close(sums[:, k_move], direct, atol=2e-3, rtol=1e-5)
+    with pytest.raises(ValueError, match="one voltage"):
+        plane.moved_phases(replace(ctf, voltage_kv=np.r_[200.0, np.full(5, 300.0)]), moves)
+    with pytest.raises(ValueError, match=r"\(K, 3\)"):
+        plane.moved_phases(ctf, moves[:, :2])
 
 
 def test_the_grid_turns_the_phase_by_little_and_the_coarse_one_reaches_the_range():

@@ -12,8 +12,6 @@ keeps it to ~3·10⁻⁵ rad, so the CTF agrees with the double-precision one to
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -21,9 +19,7 @@ import torch
 from cryosplat.core.aberrations import even_phase
 from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
 
-__all__ = ["RENEW_STEPS", "CTFPlane"]
-
-RENEW_STEPS = 16  # :meth:`CTFPlane.defocus_series` recomputes the phase every this many offsets
+__all__ = ["CTFPlane"]
 
 
 class CTFPlane:
@@ -61,69 +57,41 @@ class CTFPlane:
         ctf = torch.sin(chi)
         return ctf if factor is None else ctf * factor
 
-    def defocus_series(
-        self, params: CTFParams, offsets_angstrom: np.ndarray
-    ) -> Iterator[torch.Tensor]:
-        """The CTF of each row of ``params`` with each of ``offsets_angstrom`` (Å, equally spaced,
-        in order) added to both defocus values: one ``(N, *shape)`` float32 tensor per offset,
-        as :meth:`__call__` would give it.
+    def moved_phases(
+        self, params: CTFParams, moves_angstrom: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The CTFs of ``params`` (all at one voltage) moved by each of ``moves_angstrom``, as
+        a phase per particle and one per move: ``CTF_k = factor · sin(χ + φ_k)``.
 
-        An offset ``δ`` adds ``π λ δ k²`` to the phase, so from one offset to the next the phase
-        turns by the same angle at each sample: each CTF after the first is a complex rotation of
-        the one before (three times cheaper than the CTF anew), recomputed every
-        :data:`RENEW_STEPS` to keep float32's rounding from building up.
+        Parameters
+        ----------
+        params : CTFParams, N rows
+        moves_angstrom : np.ndarray, (K, 3)
+            Added to the mean defocus and to the astigmatism's components ``(a, b)``
+            (:meth:`~cryosplat.core.ctf.CTFParams.astigmatism_components`), Å: a move adds
+            ``π λ k² (δ + δa cos 2θ + δb sin 2θ)`` to the phase.
+
+        Returns
+        -------
+        chi : torch.Tensor, (N, *shape), float32
+            The phase of ``params`` unmoved.
+        factor : torch.Tensor or None
+            What multiplies ``sin`` (envelope and scale; None where 1), as :meth:`__call__`'s.
+        phases : torch.Tensor, (M, K), float64
+            Each move's phase at each sample (``M`` the samples, flattened).
         """
-        step, offsets = _equal_steps(offsets_angstrom, "offsets_angstrom")
-        if offsets.size == 0:
-            return
-        first = replace(
-            params,
-            defocus_u_angstrom=params.defocus_u_angstrom + offsets[0],
-            defocus_v_angstrom=params.defocus_v_angstrom + offsets[0],
-        )
-        chi, factor = self._phase(first)
-        lam = np.asarray(electron_wavelength_angstrom(params.voltage_kv), dtype=np.float64)
-        turn = torch.as_tensor(math.pi * lam * step, device=self.device, dtype=torch.float32)
-        turn = turn.reshape(len(params), *([1] * len(self.shape))) * self.k2
-        rotation = torch.polar(torch.ones_like(turn), turn)
-        phasor = None
-        for n in range(offsets.size):
-            if n % RENEW_STEPS == 0:
-                phasor = torch.polar(torch.ones_like(chi), chi + n * turn)
-            else:
-                phasor = phasor * rotation
-            yield phasor.imag if factor is None else phasor.imag * factor
-
-    def astigmatism_grid(
-        self, params: CTFParams, a_offsets_angstrom: np.ndarray, b_offsets_angstrom: np.ndarray
-    ) -> Iterator[torch.Tensor]:
-        """The CTF of each row of ``params`` with its astigmatism's components moved by each
-        pair of ``a_offsets_angstrom`` × ``b_offsets_angstrom`` (Å, each equally spaced, in
-        order; :meth:`~cryosplat.core.ctf.CTFParams.astigmatism_components`), ``b`` fastest:
-        one ``(N, *shape)`` float32 tensor per pair, as :meth:`__call__` would give it.
-
-        The phase is linear in ``(a, b)``: ``π λ k² (δa cos 2θ + δb sin 2θ)``, so along ``b``
-        each CTF is a complex rotation of the one before, recomputed every :data:`RENEW_STEPS`.
-        """
-        a_step, a_offsets = _equal_steps(a_offsets_angstrom, "a_offsets_angstrom")
-        b_step, b_offsets = _equal_steps(b_offsets_angstrom, "b_offsets_angstrom")
-        if a_offsets.size == 0 or b_offsets.size == 0:
-            return
-        first = params.moved(0.0, np.broadcast_to([a_offsets[0], b_offsets[0]], (len(params), 2)))
-        chi, factor = self._phase(first)
-        lam = np.asarray(electron_wavelength_angstrom(params.voltage_kv), dtype=np.float64)
-        lam = torch.as_tensor(math.pi * lam, device=self.device, dtype=torch.float32)
-        lam = lam.reshape(len(params), *([1] * len(self.shape))) * self.k2
-        turn_a, turn_b = lam * (a_step * self.cos2), lam * (b_step * self.sin2)
-        rotation = torch.polar(torch.ones_like(turn_b), turn_b)
-        for i in range(a_offsets.size):
-            phasor = None
-            for j in range(b_offsets.size):
-                if j % RENEW_STEPS == 0:
-                    phasor = torch.polar(torch.ones_like(chi), chi + i * turn_a + j * turn_b)
-                else:
-                    phasor = phasor * rotation
-                yield phasor.imag if factor is None else phasor.imag * factor
+        moves = np.asarray(moves_angstrom, dtype=np.float64)
+        if moves.ndim != 2 or moves.shape[1] != 3:
+            raise ValueError(f"moves_angstrom must be (K, 3), got {moves.shape}")
+        voltages = np.unique(params.voltage_kv)
+        if voltages.size != 1:
+            raise ValueError(f"moved_phases takes one voltage, got {voltages.tolist()} kV")
+        chi, factor = self._phase(params)
+        k2, theta = (t.reshape(-1) for t in self._k2_theta)
+        lam = float(electron_wavelength_angstrom(float(voltages[0])))
+        geometry = torch.stack([k2, k2 * torch.cos(2.0 * theta), k2 * torch.sin(2.0 * theta)], 1)
+        phases = math.pi * lam * geometry @ torch.as_tensor(moves.T, device=self.device)
+        return chi, factor, phases
 
     def _phase(self, params: CTFParams) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The CTF's phase ``χ`` (N, *shape) and what multiplies ``sin χ`` (its envelope and
@@ -161,12 +129,3 @@ class CTFPlane:
         if bool((params.scale != 1).any()):
             factor = scale.expand_as(chi) if factor is None else factor * scale
         return chi, factor
-
-
-def _equal_steps(offsets: np.ndarray, name: str) -> tuple[float, np.ndarray]:
-    """The step of the equally spaced ``offsets`` (0 for one) and the offsets as float64."""
-    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1)
-    step = float(offsets[1] - offsets[0]) if offsets.size > 1 else 0.0
-    if not np.allclose(np.diff(offsets), step, rtol=1e-9, atol=1e-9):
-        raise ValueError(f"{name} must be equally spaced")
-    return step, offsets

@@ -23,20 +23,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
-from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.progress import Progress
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.defocus_fit import (
     SIGNIFICANT_GAIN,
-    CTFSeries,
+    CTFCandidates,
     ctf_log_likelihood,
     normalised_rows,
 )
@@ -103,8 +101,7 @@ class AstigmatismGrid:
 
     @property
     def moves(self) -> np.ndarray:
-        """Every move, ``(G, 2)`` with ``G = (2 side + 1)²``, ``δb`` fastest (as
-        :meth:`~cryosplat.core.ctf_plane.CTFPlane.astigmatism_grid` yields them)."""
+        """Every move, ``(G, 2)`` with ``G = (2 side + 1)²``, ``δb`` fastest."""
         a, b = np.meshgrid(self.axis, self.axis, indexing="ij")
         return np.stack([a.reshape(-1), b.reshape(-1)], axis=1)
 
@@ -148,17 +145,9 @@ def astigmatism_log_likelihood(
             f"ctf and centres_angstrom have {len(ctf)} and {len(centres_angstrom)} rows, "
             f"the particles {len(particles)}"
         )
-    axis = grid.axis
-    centred = ctf.moved(0.0, centres_angstrom)
-
-    def series(plane: CTFPlane, at: np.ndarray) -> Iterator[torch.Tensor]:
-        yield from plane.astigmatism_grid(centred.subset(at), axis, axis)
-        yield plane(ctf.subset(at))
-
-    count = len(axis) ** 2 + 1
-    return ctf_log_likelihood(
-        particles, rows, volume, scores, CTFSeries(series, count), reading, progress
-    )
+    moves = np.concatenate([np.zeros((len(grid.moves), 1)), grid.moves], axis=1)
+    candidates = CTFCandidates(ctf.moved(0.0, centres_angstrom), moves, last=ctf)
+    return ctf_log_likelihood(particles, rows, volume, scores, candidates, reading, progress)
 
 
 def read_astigmatism(

@@ -33,17 +33,17 @@ read its error together (:func:`fit_offsets`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cryosplat.core.ctf import electron_wavelength_angstrom
-from cryosplat.core.ctf_plane import CTFPlane
+from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.particle_scores import (
+    GroupSamples,
     ParticleScores,
     SampleReading,
     read_samples,
@@ -51,7 +51,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
 
 __all__ = [
     "DEFAULT_RANGE_ANGSTROM",
-    "CTFSeries",
+    "CTFCandidates",
     "DefocusFit",
     "DefocusSearch",
     "ctf_log_likelihood",
@@ -128,22 +128,33 @@ def defocus_log_likelihood(
     search : DefocusSearch
     """
     offsets = np.asarray(search.offsets_angstrom, dtype=np.float64)
-
-    def series(plane: CTFPlane, at: np.ndarray) -> Iterator[torch.Tensor]:
-        return plane.defocus_series(particles.ctf.subset(at), offsets)
-
-    return ctf_log_likelihood(
-        particles, rows, volume, scores, CTFSeries(series, len(offsets)), reading, progress
-    )
+    moves = np.stack([offsets, np.zeros_like(offsets), np.zeros_like(offsets)], 1)
+    candidates = CTFCandidates(particles.ctf, moves)
+    return ctf_log_likelihood(particles, rows, volume, scores, candidates, reading, progress)
 
 
 @dataclass(frozen=True)
-class CTFSeries:
-    """Candidate CTFs for the images: ``make(plane, rows)`` yields ``count`` tensors, each the
-    CTF of the particles ``rows`` (rows of the particle set) at ``plane``'s samples."""
+class CTFCandidates:
+    """The CTFs each image is read with: its ``base`` CTF moved by each of ``moves_angstrom``
+    (added to the mean defocus and the astigmatism's components,
+    :meth:`~cryosplat.core.ctf_plane.CTFPlane.moved_phases`), then, where given, the ``last``.
 
-    make: Callable[[CTFPlane, np.ndarray], Iterator[torch.Tensor]]
-    count: int
+    Attributes
+    ----------
+    base : CTFParams
+        The particle set's rows.
+    moves_angstrom : np.ndarray, (K, 3)
+    last : CTFParams, optional
+        The particle set's rows: one column more.
+    """
+
+    base: CTFParams
+    moves_angstrom: np.ndarray
+    last: CTFParams | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.moves_angstrom) + (self.last is not None)
 
 
 def ctf_log_likelihood(
@@ -151,20 +162,24 @@ def ctf_log_likelihood(
     rows: ArrayLike,
     volume: ArrayLike,
     scores: ParticleScores,
-    series: CTFSeries,
+    candidates: CTFCandidates,
     reading: SampleReading | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Each image's log-likelihood with each of ``series``' CTFs (the module's docstring's
-    ``L_ik``): (N, series.count) float64, following ``rows``; parameters as
-    :func:`defocus_log_likelihood`'s."""
+    """Each image's log-likelihood with each of ``candidates``' CTFs (the module's docstring's
+    ``L_ik``): (N, candidates.count) float64, following ``rows``; parameters as
+    :func:`defocus_log_likelihood`'s.
+
+    Where the images carry no CTF of their own and a batch is of one voltage, the moves' sums are
+    matrix products (:func:`_moved_log_likelihood`); else each CTF is made and summed in turn."""
     if scores.shell_noise is None:
         raise ValueError("scores without the noise per shell (made by score_from_sums)")
     noise = scores.shell_noise
     read = noise > 0
     inverse = np.where(read, 1.0 / np.where(read, noise, 1.0), 0.0)
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-    out = np.full((len(rows), series.count), np.nan)
+    moves = np.asarray(candidates.moves_angstrom, dtype=np.float64).reshape(-1, 3)
+    out = np.full((len(rows), candidates.count), np.nan)
     cross_weight = cross_scale = None
     for samples in read_samples(particles, rows, volume, reading, progress):
         if cross_weight is None:
@@ -176,15 +191,61 @@ def ctf_log_likelihood(
         cross = (samples.data.conj() * samples.slices).real
         cross = cross * (friedel * cross_weight[samples.shell].float())
         model = samples.slices.abs().square() * (friedel * cross_scale[samples.shell].float())
-        values = torch.empty(len(samples.positions), series.count, dtype=torch.float64)
-        for k, ctf in enumerate(series.make(samples.plane, samples.part.rows)):
-            ctf = samples.transfer(ctf)
-            values[:, k] = (2.0 * cross * ctf - model * ctf.square()).double().sum(1).cpu()
+        values = _batch_log_likelihood(samples, cross, model, candidates, moves)
         out[samples.positions] = 0.5 * values.numpy()
     relative = np.asarray(scores.noise_scale, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = out / np.where(relative > 0, relative, np.nan)[:, None]
     return out
+
+
+def _batch_log_likelihood(
+    samples: GroupSamples,
+    cross: torch.Tensor,
+    model: torch.Tensor,
+    candidates: CTFCandidates,
+    moves: np.ndarray,
+) -> torch.Tensor:
+    """One batch's ``Σ_j [2 X_j C_jk − P_j C_jk²]`` (n, candidates.count) with the weighted
+    cross terms ``X`` and model powers ``P`` (n, M) of its ``samples``."""
+    at = samples.part.rows
+    params = candidates.base.subset(at)
+    values = torch.empty(len(samples.positions), candidates.count, dtype=torch.float64)
+
+    def summed(ctf: torch.Tensor) -> torch.Tensor:
+        ctf = samples.transfer(ctf)
+        return (2.0 * cross * ctf - model * ctf.square()).double().sum(1).cpu()
+
+    if samples.codes is None and np.unique(params.voltage_kv).size == 1:
+        chi, factor, phases = samples.plane.moved_phases(params, moves)
+        values[:, : len(moves)] = _moved_log_likelihood(cross, model, chi, factor, phases)
+    else:
+        for k, (mean, a, b) in enumerate(moves):
+            values[:, k] = summed(samples.plane(params.moved(mean, np.tile([a, b], (len(at), 1)))))
+    if candidates.last is not None:
+        values[:, -1] = summed(samples.plane(candidates.last.subset(at)))
+    return values
+
+
+def _moved_log_likelihood(
+    cross: torch.Tensor,
+    model: torch.Tensor,
+    chi: torch.Tensor,
+    factor: torch.Tensor | None,
+    phases: torch.Tensor,
+) -> torch.Tensor:
+    """``Σ_j [2 X_j C_jk − P_j C_jk²]`` (n, K) for ``C_jk = f_j sin(χ_j + φ_jk)``, with the
+    weighted cross terms ``X`` and model powers ``P`` (n, M), the phase ``chi`` (n, M), the
+    ``factor`` ``f`` (n, M or None) and the moves' ``phases`` (M, K):
+    ``2 Im(X f e^{iχ} · e^{iφ}) − ½ Σ P f² + ½ Re(P f² e^{2iχ} · e^{2iφ})``, two matrix
+    products in double precision."""
+    weight = model if factor is None else model * factor.square()
+    signal = cross if factor is None else cross * factor
+    turn = torch.polar(torch.ones_like(chi), chi).to(torch.complex128)
+    moved = torch.polar(torch.ones_like(phases), phases)
+    first = (signal.double() * turn) @ moved
+    second = (weight.double() * turn.square()) @ moved.square()
+    return (2.0 * first.imag - 0.5 * weight.double().sum(1, keepdim=True) + 0.5 * second.real).cpu()
 
 
 @dataclass(frozen=True)
