@@ -216,7 +216,7 @@ def _batch_log_likelihood(
         ctf = samples.transfer(ctf)
         return (2.0 * cross * ctf - model * ctf.square()).double().sum(1).cpu()
 
-    if samples.codes is None and np.unique(params.voltage_kv).size == 1:
+    if _moves_as_phases(samples, params):
         chi, factor, phases = samples.plane.moved_phases(params, moves)
         values[:, : len(moves)] = _moved_log_likelihood(cross, model, chi, factor, phases)
     else:
@@ -225,6 +225,12 @@ def _batch_log_likelihood(
     if candidates.last is not None:
         values[:, -1] = summed(samples.plane(candidates.last.subset(at)))
     return values
+
+
+def _moves_as_phases(samples: GroupSamples, params: CTFParams) -> bool:
+    """Whether a batch's moves are phases shared by its images (:func:`_moved_log_likelihood`):
+    its images carry no CTF of their own, and are of one voltage."""
+    return samples.codes is None and np.unique(params.voltage_kv).size == 1
 
 
 def _moved_log_likelihood(
