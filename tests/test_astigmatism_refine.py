@@ -216,6 +216,7 @@ def test_refine_defocus_writes_the_astigmatism_read(astigmatism_set, tmp_path, c
     assert "micrographs' astigmatism read: off by" in capsys.readouterr().out
     record = json.loads((out / "defocus.json").read_text())
     assert record["astigmatism"]["applied"] and record["astigmatism"]["micrographs"] == 10
+    assert "Astigmatism moves read per micrograph" in (out / "astigmatism.svg").read_text()
     table = np.genfromtxt(out / "defocus.csv", delimiter=",", names=True, dtype=None)
     read_moves = np.stack([table["astigmatism_move_a"], table["astigmatism_move_b"]], 1)
     # against the run's half maps, made from these 200 images: the moves' direction is found
@@ -238,5 +239,6 @@ def test_refine_defocus_writes_the_astigmatism_read(astigmatism_set, tmp_path, c
     plain = tmp_path / "plain"
     assert main([*command[:5], str(plain), "--no-progress", "--no-astigmatism"]) == 0
     assert json.loads((plain / "defocus.json").read_text())["astigmatism"] is None
+    assert not (plain / "astigmatism.svg").exists()
     after = read_star(plain / "refined.star")["particles"]
     assert after.columns["rlnDefocusAngle"] == before_table.columns["rlnDefocusAngle"]

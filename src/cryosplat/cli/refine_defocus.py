@@ -107,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
         if args.ctf is not None
         else f"cryosplat reconstruct {metadata} --datadir {source}"
     )
+    plots = [args.output / name for name in ("defocus.svg", "astigmatism.svg")]
+    shown = " and ".join(str(path) for path in plots if path.exists())
     print(
         f"new defocus values: {metadata} (its image names as in {args.particles}); per "
-        f"particle: {out}; histogram: {args.output / 'defocus.svg'}; reconstruct again: "
-        f"{again} -o NEW_RUN"
+        f"particle: {out}; histograms: {shown}; reconstruct again: {again} -o NEW_RUN"
     )
     return 0

@@ -15,7 +15,8 @@ folder of their own:
 * the input's metadata with the new defocus values and angles, every other value as written:
   ``refined.star`` (a STAR file), ``refined.cs`` (a cryoSPARC ``.cs``, its passthrough fields
   added) or ``ctf.pkl`` (cryoDRGN's), to reconstruct again;
-* ``defocus.svg``: the offsets' histogram;
+* ``defocus.svg``: the offsets' histogram; ``astigmatism.svg``, where the astigmatism was moved:
+  the micrographs' moves' lengths and the prior;
 * ``defocus.json``: what was read against what, the prior's fit and the counts.
 
 Each file is written whole or not at all, ``defocus.csv`` last.
@@ -270,6 +271,39 @@ def offsets_plot(refined: RefinedDefocus) -> LinePlot:
     )
 
 
+def astigmatism_plot(fit: AstigmatismFit) -> LinePlot:
+    """The micrographs' astigmatism moves (their length, ``√(δa² + δb²)``), histogram, and the
+    prior fitted to them (a Rayleigh density of its spread, about its centre)."""
+    read = np.isfinite(fit.sd_angstrom)
+    moves = fit.offset_angstrom[read]
+    # one row per micrograph: its images share its move
+    lengths = np.hypot(*np.unique(moves, axis=0).T) if moves.size else np.zeros(0)
+    top_length = max(float(lengths.max(initial=0.0)), 3.0 * fit.prior_sd_angstrom, 1.0)
+    edges = np.linspace(0.0, 1.05 * top_length, HISTOGRAM_BINS)
+    counts, _ = np.histogram(lengths, edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    width = float(edges[1] - edges[0])
+    spread = max(fit.prior_sd_angstrom, 1e-9)
+    prior = lengths.size * width * centres / spread**2 * np.exp(-0.5 * (centres / spread) ** 2)
+    top = max(float(counts.max(initial=0)), 1.0)
+    return LinePlot(
+        x=centres,
+        curves=[
+            Curve("micrographs (posterior mean moves)", counts.astype(float)),
+            Curve(
+                "the recorded astigmatism's errors as fitted (prior)",
+                np.minimum(prior, 2 * top),
+                "--",
+            ),
+        ],
+        xlim=(0.0, float(edges[-1])),
+        ylim=(0.0, 1.05 * max(top, float(prior.max(initial=0)))),
+        title="Astigmatism moves read per micrograph against the half maps made without them",
+        xlabel="length of the move of the astigmatism's components (a, b) (Å)",
+        ylabel="micrographs per bin",
+    )
+
+
 def write_refined_defocus(
     folder: str | Path, refined: RefinedDefocus, *, ctf_pickle: str | Path | None = None
 ) -> dict:
@@ -286,6 +320,8 @@ def write_refined_defocus(
             "defocus values (STAR, .cs and cryoDRGN's ctf.pkl can)"
         )
     write_svg(folder / "defocus.svg", offsets_plot(refined))
+    if refined.astigmatism is not None and refined.astigmatism.applied:
+        write_svg(folder / "astigmatism.svg", astigmatism_plot(refined.astigmatism))
     read = np.isfinite(fit.sd_angstrom)
     summary = {
         "n_particles": len(fit.offset_angstrom),
