@@ -167,3 +167,19 @@ def test_progress_leaves_work_read_back_out_of_its_rate_and_eta():
     rate = bar.rate_per_second()
     assert 0 < rate <= 10 / 0.05  # the 10 units done in this run, not 70
     assert bar.eta_seconds() == pytest.approx(30 / rate, rel=0.05)
+
+
+def test_progress_parts_count_from_where_the_bar_stands_and_work_found_extends_it():
+    import io
+
+    from cryosplat.core.progress import Progress
+
+    bar = Progress(100, "defocus", stream=io.StringIO())
+    first = bar.part()
+    first(30)
+    first(50)  # a part reports how much of itself is done
+    second = bar.part()
+    second(25)
+    assert bar.done == 75 and "75.0%" in bar.line()
+    bar.extend(50)  # a finer pass found needed
+    assert bar.total == 150 and "50.0%" in bar.line()

@@ -104,6 +104,10 @@ class Progress:
             self.stream.flush()
             self.last_print = now
 
+    def extend(self, units: float) -> None:
+        """Count ``units`` more of work, found to be needed as it goes."""
+        self.total += float(units)
+
     def part(self) -> Callable[[float], None]:
         """A callback for the next part of the work, called with how much of that part is done:
         it counts from where the bar stands now."""

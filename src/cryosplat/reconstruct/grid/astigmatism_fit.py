@@ -159,12 +159,13 @@ def read_astigmatism(
     reading: SampleReading,
     bar: Progress | None = None,
 ) -> AstigmatismFit:
-    """Each micrograph's astigmatism, in two passes (the module's docstring): ``parts`` are
+    """Each micrograph's astigmatism, coarse to fine (the module's docstring): ``parts`` are
     ``(rows, map, scores)``, each set of rows read against its map (with its scores there),
     ``ctf`` the particle set's CTF to move (e.g. its defocus refined), ``grid`` the fine grid
     (the coarse one reaches ``±range_angstrom``); the fine pass reads the shells to
     ``reading.max_radius_px``, the coarse one to half of it.
-    ``bar`` counts two readings of each image."""
+    ``bar`` counts a reading of each image a pass: two, and one more for each finer pass
+    (:meth:`~cryosplat.core.progress.Progress.extend`)."""
     if particles.micrographs is None:
         raise ValueError("the particles' micrographs are not recorded")
     if reading.max_radius_px is None:
@@ -199,6 +200,8 @@ def read_astigmatism(
             return _fit_from(posterior)
         centres = _centres(posterior)
         grid = AstigmatismGrid(grid.step_angstrom / 4.0, grid.side)
+        if bar is not None:
+            bar.extend(len(particles))
     return _fit_from(_posterior(read(grid, radius, centres), grid, centres, micrographs))
 
 
