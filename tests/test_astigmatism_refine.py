@@ -242,3 +242,15 @@ def test_refine_defocus_writes_the_astigmatism_read(astigmatism_set, tmp_path, c
     assert not (plain / "astigmatism.svg").exists()
     after = read_star(plain / "refined.star")["particles"]
     assert after.columns["rlnDefocusAngle"] == before_table.columns["rlnDefocusAngle"]
+
+
+def test_without_micrographs_the_astigmatism_is_not_read_and_it_says_so(tiny_set, tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "defocus"
+    assert reconstruct_quickly(str(tiny_set), "-o", str(run)) == 0
+    capsys.readouterr()
+    command = ["refine-defocus", str(tiny_set), "--run", str(run), "-o", str(out)]
+    assert main([*command, "--no-progress"]) == 0
+    assert "astigmatism not read: the particles' micrographs are not recorded" in (
+        capsys.readouterr().out
+    )
+    assert json.loads((out / "defocus.json").read_text())["astigmatism"] is None

@@ -100,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
     print(refined.fit.describe())
     if refined.astigmatism is not None:
         print(refined.astigmatism.describe())
+    elif not args.no_astigmatism:
+        print(
+            "astigmatism not read: the particles' micrographs are not recorded (RELION's "
+            "rlnMicrographName, cryoSPARC's location/micrograph_uid), and one image says too "
+            "little of it alone"
+        )
     metadata = Path(summary["refined_metadata"])
     source = Path(args.datadir or Path(args.particles).resolve().parent)
     again = (
