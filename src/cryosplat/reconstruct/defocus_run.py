@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,66 +242,75 @@ def offsets_plot(refined: RefinedDefocus) -> LinePlot:
     """The offsets' histogram and the prior fitted to them."""
     fit = refined.fit
     offsets = fit.offset_angstrom[np.isfinite(fit.sd_angstrom)]
-    edges = np.linspace(
-        refined.search.offsets_angstrom[0], refined.search.offsets_angstrom[-1], HISTOGRAM_BINS
-    )
-    counts, _ = np.histogram(offsets, edges)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    width = float(edges[1] - edges[0])
+    searched = refined.search.offsets_angstrom
     spread = max(fit.total_sd_angstrom, 1e-9)
-    prior = (
-        offsets.size
-        * width
-        * np.exp(-0.5 * ((centres - fit.prior_mean_angstrom) / spread) ** 2)
-        / (math.sqrt(2 * math.pi) * spread)
-    )
-    top = max(float(counts.max(initial=0)), 1.0)
-    return LinePlot(
-        x=centres,
-        curves=[
-            Curve("particles (posterior mean offsets)", counts.astype(float)),
-            Curve(
-                "the recorded defoci's errors as fitted (prior)", np.minimum(prior, 2 * top), "--"
-            ),
-        ],
-        xlim=(float(edges[0]), float(edges[-1])),
-        ylim=(0.0, 1.05 * max(top, float(prior.max(initial=0)))),
-        title="Defocus offsets read against the half map made without each particle",
-        xlabel="offset added to the recorded defocus (Å)",
-        ylabel="particles per bin",
+    return _histogram_plot(
+        offsets,
+        np.linspace(searched[0], searched[-1], HISTOGRAM_BINS),
+        lambda x: (
+            np.exp(-0.5 * ((x - fit.prior_mean_angstrom) / spread) ** 2)
+            / (math.sqrt(2 * math.pi) * spread)
+        ),
+        ("particles (posterior mean offsets)", "the recorded defoci's errors as fitted (prior)"),
+        (
+            "Defocus offsets read against the half map made without each particle",
+            "offset added to the recorded defocus (Å)",
+            "particles per bin",
+        ),
     )
 
 
 def astigmatism_plot(fit: AstigmatismFit) -> LinePlot:
-    """The micrographs' astigmatism moves (their length, ``√(δa² + δb²)``), histogram, and the
-    prior fitted to them (a Rayleigh density of its spread, about its centre)."""
-    read = np.isfinite(fit.sd_angstrom)
-    moves = fit.offset_angstrom[read]
+    """The micrographs' astigmatism moves about the prior's centre (their length,
+    ``|(δa, δb) − μ|``), histogram, and the prior fitted to them (a Rayleigh density)."""
+    moves = fit.offset_angstrom[np.isfinite(fit.sd_angstrom)]
     # one row per micrograph: its images share its move
-    lengths = np.hypot(*np.unique(moves, axis=0).T) if moves.size else np.zeros(0)
-    top_length = max(float(lengths.max(initial=0.0)), 3.0 * fit.prior_sd_angstrom, 1.0)
-    edges = np.linspace(0.0, 1.05 * top_length, HISTOGRAM_BINS)
-    counts, _ = np.histogram(lengths, edges)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    width = float(edges[1] - edges[0])
+    moves = np.unique(moves, axis=0) if moves.size else np.zeros((0, 2))
+    lengths = np.hypot(*(moves - np.asarray(fit.prior_mean_angstrom)).T)
     spread = max(fit.prior_sd_angstrom, 1e-9)
-    prior = lengths.size * width * centres / spread**2 * np.exp(-0.5 * (centres / spread) ** 2)
+    reach = max(float(lengths.max(initial=0.0)), 3.0 * fit.prior_sd_angstrom, 1.0)
+    return _histogram_plot(
+        lengths,
+        np.linspace(0.0, 1.05 * reach, HISTOGRAM_BINS),
+        lambda x: x / spread**2 * np.exp(-0.5 * (x / spread) ** 2),
+        (
+            "micrographs (posterior mean moves)",
+            "the recorded astigmatism's errors as fitted (prior)",
+        ),
+        (
+            "Astigmatism moves read per micrograph against the half maps made without them",
+            "length of the move of the astigmatism's components (a, b) (Å)",
+            "micrographs per bin",
+        ),
+    )
+
+
+def _histogram_plot(
+    values: np.ndarray,
+    edges: np.ndarray,
+    density: Callable[[np.ndarray], np.ndarray],
+    labels: tuple[str, str],
+    titles: tuple[str, str, str],
+) -> LinePlot:
+    """``values``' histogram over ``edges`` beside the prior's ``density`` (per unit of the
+    values) scaled to the counts; ``labels`` the two curves', ``titles`` the plot's title and
+    its axes' labels."""
+    counts, _ = np.histogram(values, edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    prior = values.size * float(edges[1] - edges[0]) * density(centres)
     top = max(float(counts.max(initial=0)), 1.0)
+    title, xlabel, ylabel = titles
     return LinePlot(
         x=centres,
         curves=[
-            Curve("micrographs (posterior mean moves)", counts.astype(float)),
-            Curve(
-                "the recorded astigmatism's errors as fitted (prior)",
-                np.minimum(prior, 2 * top),
-                "--",
-            ),
+            Curve(labels[0], counts.astype(float)),
+            Curve(labels[1], np.minimum(prior, 2 * top), "--"),
         ],
-        xlim=(0.0, float(edges[-1])),
+        xlim=(float(edges[0]), float(edges[-1])),
         ylim=(0.0, 1.05 * max(top, float(prior.max(initial=0)))),
-        title="Astigmatism moves read per micrograph against the half maps made without them",
-        xlabel="length of the move of the astigmatism's components (a, b) (Å)",
-        ylabel="micrographs per bin",
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
     )
 
 
