@@ -97,7 +97,7 @@ def test_moved_phases_give_the_ctf_of_the_moved_values_and_their_sums():
 
 
 def test_the_grid_turns_the_phase_by_little_and_the_coarse_one_reaches_the_range():
-    grid = AstigmatismGrid.fine_for_shells(3.0, 300.0)
+    grid = AstigmatismGrid.fine_for_shells(3.0, 300.0, 1000.0)
     turn = np.pi * 0.019687 / 3.0**2
     assert grid.step_angstrom * turn == pytest.approx(FINE_PHASE_STEP, rel=1e-3)
     assert grid.moves.shape == (81, 2) and np.all(grid.moves[40] == 0)
@@ -106,10 +106,14 @@ def test_the_grid_turns_the_phase_by_little_and_the_coarse_one_reaches_the_range
     assert 1000.0 <= coarse.axis.max() < 1000.0 + coarse.step_angstrom
     # the fine grid reaches two coarse steps about the coarse pass's move
     assert grid.axis.max() == pytest.approx(2 * coarse.step_angstrom)
-    # coarse data: the coarse grid keeps at least the fine grid's moves a side
-    assert AstigmatismGrid.fine_for_shells(20.0, 300.0).coarse(100.0).side == grid.side
+    # coarse data, where the phase hardly turns: the grids keep within the range
+    wide = AstigmatismGrid.fine_for_shells(20.0, 200.0, 1000.0)
+    assert wide.coarse(1000.0).axis.max() == pytest.approx(1000.0)
+    assert wide.side == wide.coarse(1000.0).side == grid.side
     with pytest.raises(ValueError, match="range_angstrom"):
         grid.coarse(-5.0)
+    with pytest.raises(ValueError, match="range_angstrom"):
+        AstigmatismGrid.fine_for_shells(3.0, 300.0, 0.0)
     with pytest.raises(ValueError, match="step_angstrom"):
         AstigmatismGrid(0.0)
 
@@ -186,7 +190,7 @@ def _read_against_truth(star):
     rows = np.arange(len(particles))
     scores = score_from_sums(shell_sums(particles, rows, truth))
     finest = 2 * particles.pixel_size_angstrom
-    grid = AstigmatismGrid.fine_for_shells(finest, 300.0)
+    grid = AstigmatismGrid.fine_for_shells(finest, 300.0, 1000.0)
     reading = SampleReading(max_radius_px=particles.box / 2 - 1)
     return read_astigmatism(
         particles, [(rows, truth, scores)], particles.ctf, grid, 1000.0, reading

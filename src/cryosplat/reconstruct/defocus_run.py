@@ -181,7 +181,7 @@ def refine_defocus_run(
             particles,
             [(rows, volume, half) for (rows, volume), half in zip(crossed, scores, strict=True)],
             particles.ctf.moved(fit.offset_angstrom),
-            AstigmatismGrid.fine_for_shells(finest, voltage),
+            AstigmatismGrid.fine_for_shells(finest, voltage, astigmatism_range_angstrom),
             astigmatism_range_angstrom,
             reading,
             bar,

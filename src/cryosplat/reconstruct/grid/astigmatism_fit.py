@@ -106,19 +106,27 @@ class AstigmatismGrid:
         return np.stack([a.reshape(-1), b.reshape(-1)], axis=1)
 
     @classmethod
-    def fine_for_shells(cls, finest_angstrom: float, voltage_kv: float) -> AstigmatismGrid:
+    def fine_for_shells(
+        cls, finest_angstrom: float, voltage_kv: float, range_angstrom: float
+    ) -> AstigmatismGrid:
         """The fine grid for shells read to ``finest_angstrom`` (Å) at ``voltage_kv``: steps over
         which the phase at that shell turns by :data:`FINE_PHASE_STEP`, :data:`GRID_SIDE` a
-        side."""
+        side, and no wider than lets the coarse grid (:meth:`coarse`) keep within
+        ``±range_angstrom`` (coarse data, where the phase hardly turns)."""
         if not finest_angstrom > 0:
             raise ValueError(f"finest_angstrom must be positive, got {finest_angstrom}")
+        if not (math.isfinite(range_angstrom) and range_angstrom > 0):
+            raise ValueError(f"range_angstrom must be positive, got {range_angstrom}")
         wavelength = float(electron_wavelength_angstrom(voltage_kv))
         turn = math.pi * wavelength / finest_angstrom**2  # rad per Å of a component
-        return cls(FINE_PHASE_STEP / turn)
+        widest = range_angstrom / (COARSE_FACTOR * GRID_SIDE)
+        return cls(min(FINE_PHASE_STEP / turn, widest))
 
     def coarse(self, range_angstrom: float) -> AstigmatismGrid:
         """The coarse pass's grid: :data:`COARSE_FACTOR` times the step, as many a side as reach
-        ``range_angstrom`` (at least as many as this grid's)."""
+        ``range_angstrom`` (at least as many as this grid's: for a grid from
+        :meth:`fine_for_shells` with the same range, its reach is then at most the range plus a
+        step)."""
         if not (math.isfinite(range_angstrom) and range_angstrom > 0):
             raise ValueError(f"range_angstrom must be positive, got {range_angstrom}")
         step = COARSE_FACTOR * self.step_angstrom
