@@ -171,7 +171,7 @@ class CTFParams:
         two defocus values, turned by twice their angle)."""
         mean = 0.5 * (self.defocus_u_angstrom + self.defocus_v_angstrom)
         half = 0.5 * (self.defocus_u_angstrom - self.defocus_v_angstrom)
-        twice = np.deg2rad(2.0 * self.defocus_angle_degrees)
+        twice = 2.0 * np.deg2rad(self.defocus_angle_degrees)
         return mean, half * np.cos(twice), half * np.sin(twice)
 
     def moved(

@@ -12,6 +12,7 @@ keeps it to ~3·10⁻⁵ rad, so the CTF agrees with the double-precision one to
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -87,27 +88,29 @@ class CTFPlane:
         if voltages.size != 1:
             raise ValueError(f"moved_phases takes one voltage, got {voltages.tolist()} kV")
         chi, factor = self._phase(params)
-        k2, theta = (t.reshape(-1) for t in self._k2_theta)
         lam = float(electron_wavelength_angstrom(float(voltages[0])))
-        geometry = torch.stack([k2, k2 * torch.cos(2.0 * theta), k2 * torch.sin(2.0 * theta)], 1)
-        phases = math.pi * lam * geometry @ torch.as_tensor(moves.T, device=self.device)
+        phases = math.pi * lam * self._move_geometry @ torch.as_tensor(moves.T, device=self.device)
         return chi, factor, phases
+
+    @cached_property
+    def _move_geometry(self) -> torch.Tensor:
+        """``(k², k² cos 2θ, k² sin 2θ)`` at each sample, (M, 3), float64: what a move's phase
+        is made of (:meth:`moved_phases`), made once per plane."""
+        k2, theta = (t.reshape(-1) for t in self._k2_theta)
+        return torch.stack([k2, k2 * torch.cos(2.0 * theta), k2 * torch.sin(2.0 * theta)], 1)
 
     def _phase(self, params: CTFParams) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The CTF's phase ``χ`` (N, *shape) and what multiplies ``sin χ`` (its envelope and
         scale; None where it is 1)."""
         lam = np.asarray(electron_wavelength_angstrom(params.voltage_kv), dtype=np.float64)
-        du, dv = params.defocus_u_angstrom, params.defocus_v_angstrom
-        angle = np.deg2rad(params.defocus_angle_degrees)
+        mean, a, b = params.astigmatism_components()
         q = params.amplitude_contrast
-        # chi = a0·k² + a_c·cos2θ·k² + a_s·sin2θ·k² − c4·k⁴ + phase (θ measured from x).
-        a0 = math.pi * lam * 0.5 * (du + dv)
-        half = math.pi * lam * 0.5 * (du - dv)
+        # chi = π λ (mean + a cos2θ + b sin2θ) k² − c4·k⁴ + phase (θ measured from x).
         scalars = np.stack(
             [
-                a0,
-                half * np.cos(2.0 * angle),
-                half * np.sin(2.0 * angle),
+                math.pi * lam * mean,
+                math.pi * lam * a,
+                math.pi * lam * b,
                 0.5 * math.pi * params.cs_mm * 1e7 * lam**3,
                 np.arctan(q / np.sqrt(1.0 - q**2)) + np.deg2rad(params.phase_shift_degrees),
                 params.bfactor_angstrom2 / 4.0,

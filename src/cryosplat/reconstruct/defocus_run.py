@@ -386,16 +386,14 @@ def _astigmatism_summary(fit: AstigmatismFit | None) -> dict | None:
     """What :class:`AstigmatismFit` says, for ``defocus.json`` (None where not read)."""
     if fit is None:
         return None
-    read = np.isfinite(fit.sd_angstrom)
-    size = np.hypot(*fit.offset_angstrom[read].T) if read.any() else np.zeros(0)
     return {
         "micrographs": fit.micrographs,
         "prior_mean_angstrom": list(fit.prior_mean_angstrom),
         "prior_sd_angstrom": fit.prior_sd_angstrom,
         "evidence_gain": fit.evidence_gain,
         "applied": fit.applied,
-        "move_rms_angstrom": float(np.sqrt(np.mean(size**2))) if size.size else 0.0,
-        "move_sd_median_angstrom": float(np.median(fit.sd_angstrom[read])) if read.any() else None,
+        "move_rms_angstrom": fit.move_rms_angstrom,
+        "move_sd_median_angstrom": fit.sd_median_angstrom,
     }
 
 

@@ -12,7 +12,7 @@ its micrograph's images, is the micrograph's (:func:`astigmatism_log_likelihood`
 The moves are read as posterior means under a normal prior ``N(μ, τ² I)`` on ``(δa, δb)``
 fitted to every micrograph (empirical Bayes, :func:`fit_astigmatism`), and applied only where
 that prior explains the images better than none (every move 0) by
-:data:`~cryosplat.reconstruct.grid.defocus_fit.SIGNIFICANT_GAIN` nats. Two passes: a coarse grid
+:data:`~cryosplat.reconstruct.grid.defocus_fit.SIGNIFICANT_GAIN` nats. Coarse to fine: a coarse grid
 (steps :data:`COARSE_FACTOR` times wider, the shells read to half the radius, reaching
 ``±range``) finds each micrograph's move, a fine grid about it reads it, and where the data
 say more than its step resolves, up to :data:`REFINEMENTS` grids of a quarter of the step each
@@ -33,10 +33,13 @@ from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
 from cryosplat.core.progress import Progress
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.defocus_fit import (
+    CENTRE_STEPS,
+    EVIDENCE_TIE,
     SIGNIFICANT_GAIN,
     CTFCandidates,
     ctf_log_likelihood,
     normalised_rows,
+    row_log_sums,
 )
 from cryosplat.reconstruct.grid.particle_scores import ParticleScores, SampleReading
 
@@ -67,8 +70,6 @@ DEFAULT_ASTIGMATISM_RANGE_ANGSTROM = 1000.0
 """The coarse grid reaches ± this (Å) along each component: a CTF estimate's astigmatism seldom
 errs by more."""
 PRIOR_SPREADS = 48  # the prior's spreads tried (:func:`fit_astigmatism`)
-CENTRE_STEPS = 5  # expectation-maximisation steps for the prior's centre at each spread
-EVIDENCE_TIE = 1e-6
 REFINEMENTS = 2
 """Passes at most after the fine one, each with a quarter of the step about the moves so far,
 while the micrographs' posteriors (median spread) are narrower than half a step."""
@@ -247,6 +248,18 @@ class AstigmatismFit:
         """Whether the images showed their recorded astigmatism to be off."""
         return self.evidence_gain >= SIGNIFICANT_GAIN
 
+    @property
+    def move_rms_angstrom(self) -> float:
+        """The moves' rms length over the images read (Å; 0 where none)."""
+        moves = self.offset_angstrom[np.isfinite(self.sd_angstrom)]
+        return float(np.sqrt(np.mean((moves**2).sum(1)))) if len(moves) else 0.0
+
+    @property
+    def sd_median_angstrom(self) -> float | None:
+        """The median of the images' micrographs' posterior spreads (Å; None where none read)."""
+        read = np.isfinite(self.sd_angstrom)
+        return float(np.median(self.sd_angstrom[read])) if read.any() else None
+
     def describe(self) -> str:
         if not self.applied:
             return (
@@ -254,14 +267,12 @@ class AstigmatismFit:
                 f"to be off (the best prior gains {self.evidence_gain:.1f} of the "
                 f"{SIGNIFICANT_GAIN:g} nats asked); not changed"
             )
-        read = np.isfinite(self.sd_angstrom)
-        size = np.hypot(*self.offset_angstrom[read].T) if read.any() else np.zeros(0)
-        rms = float(np.sqrt(np.mean(size**2))) if size.size else 0.0
-        sd = float(np.median(self.sd_angstrom[read])) if read.any() else float("nan")
+        sd = self.sd_median_angstrom
         return (
             f"{self.micrographs:,} micrographs' astigmatism read: off by "
             f"{self.prior_sd_angstrom:.0f} Å along each component (fitted); moves applied "
-            f"{rms:.0f} Å rms, each known to ±{sd:.0f} Å (median)"
+            f"{self.move_rms_angstrom:.0f} Å rms, each known to ±"
+            f"{float('nan') if sd is None else sd:.0f} Å (median)"
         )
 
 
@@ -366,9 +377,9 @@ def _posterior(
     np.add.at(sums, inverse, values[good])
     sums = sums - sums.max(1, keepdims=True)  # each micrograph's largest 0
     none, sums = float(sums[:, -1].sum()), sums[:, :-1]
-    first = np.zeros(len(labels), dtype=np.int64)
-    first[inverse[::-1]] = np.flatnonzero(good)[::-1]
-    points = centres[first][:, None, :] + grid.moves[None, :, :]  # (M, G', 2) absolute moves
+    grid_centres = np.zeros((len(labels), 2))
+    grid_centres[inverse] = centres[good]  # a micrograph's images share its grid's centre
+    points = grid_centres[:, None, :] + grid.moves[None, :, :]  # (M, G, 2) absolute moves
     reach = float(np.abs(points).max()) + grid.step_angstrom
     spreads = np.geomspace(grid.step_angstrom, reach, PRIOR_SPREADS)
     best, centre = (-np.inf, np.zeros(2), float(spreads[0])), np.zeros(2)
@@ -377,8 +388,7 @@ def _posterior(
             post = normalised_rows(sums + _log_prior(points, centre, spread, grid.step_angstrom))
             centre = np.einsum("mg,mgc->c", post, points) / len(post)
         joint = sums + _log_prior(points, centre, spread, grid.step_angstrom)
-        top = joint.max(1)
-        evidence = float(np.sum(top + np.log(np.exp(joint - top[:, None]).sum(1))))
+        evidence = float(np.sum(row_log_sums(joint)))
         if evidence > best[0] + EVIDENCE_TIE:
             best = (evidence, centre.copy(), float(spread))
     evidence, centre, spread = best

@@ -399,8 +399,7 @@ def _fit_by_micrograph(
                 post = normalised_rows(sums + _log_prior(offsets, centre, micrograph_spread))
                 centre = float((post @ offsets).mean())
             joint = sums + _log_prior(offsets, centre, micrograph_spread)
-            top = joint.max(1)
-            evidence = float(np.sum(top + np.log(np.exp(joint - top[:, None]).sum(1))))
+            evidence = float(np.sum(row_log_sums(joint)))
             if evidence > best[0] + EVIDENCE_TIE:
                 best = (evidence, centre, particle_spread, micrograph_spread)
     evidence, centre, particle_spread, micrograph_spread = best
@@ -468,6 +467,12 @@ def _log_prior(offsets: np.ndarray, centre: float, spread: float) -> np.ndarray:
     log_prior = -0.5 * ((offsets - centre) / spread) ** 2
     top = log_prior.max()
     return log_prior - (top + math.log(np.exp(log_prior - top).sum()))
+
+
+def row_log_sums(log_weights: np.ndarray) -> np.ndarray:
+    """Each row's ``log Σ exp(log_weights)``, (n,), without overflow."""
+    top = log_weights.max(1)
+    return top + np.log(np.exp(log_weights - top[:, None]).sum(1))
 
 
 def normalised_rows(log_weights: np.ndarray) -> np.ndarray:
