@@ -29,6 +29,7 @@ from bench_catalogue_membrane import (
 )
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_partial import COMBINED, PARTIAL
+from bench_catalogue_s67 import UNSEEN_67
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -315,6 +316,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen57": UNSEEN_57,
     "unseen58": UNSEEN_58,
     "unseen59": UNSEEN_59,
+    "unseen67": UNSEEN_67,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bench_map_specs import RIBOSOME, TUTORIAL, map_table
 
 
-def _centred(map_box: int, pixel: float) -> tuple[float, float, float]:
+def centred(map_box: int, pixel: float) -> tuple[float, float, float]:
     """The point of a map of ``map_box`` voxels put at the centre of a larger box: its own centre."""
     return (map_box // 2 * pixel,) * 3
 
@@ -22,31 +22,31 @@ PADDED = map_table(
             "p46_emd5625_96",
             "maps/emd_5625.map",
             (96, 4.23, 4_000, 0.001, 4601),
-            {"center_angstrom": _centred(56, 4.23)},
+            {"center_angstrom": centred(56, 4.23)},
         ),
         (
             "p46_emd1832_112",
             "maps/emd_1832.map",
             (112, 5.7, 5_000, 0.001, 4602),
-            {"center_angstrom": _centred(64, 5.7), "noise": "coloured"},
+            {"center_angstrom": centred(64, 5.7), "noise": "coloured"},
         ),
         (
             "p46_emd6824_112",
             "maps/emd_6824.mrc",
             (112, 2.64, 5_000, 0.002, 4603),
-            {"center_angstrom": _centred(70, 2.64), "noise": "coloured", "noise_source": TUTORIAL},
+            {"center_angstrom": centred(70, 2.64), "noise": "coloured", "noise_source": TUTORIAL},
         ),
         (
             "p46_betagal_150",
             "maps/ngl_betaGal.mrc",
             (150, 3.54, 6_000, 0.001, 4604),
-            {"center_angstrom": _centred(100, 3.54), "noise": "coloured", "noise_source": RIBOSOME},
+            {"center_angstrom": centred(100, 3.54), "noise": "coloured", "noise_source": RIBOSOME},
         ),
         (
             "p46_emd5625_80",
             "maps/emd_5625.map",
             (80, 4.23, 3_000, 0.0015, 4605),
-            {"center_angstrom": _centred(56, 4.23), "noise": "coloured"},
+            {"center_angstrom": centred(56, 4.23), "noise": "coloured"},
         ),
     )
 )
@@ -57,14 +57,14 @@ UNSEEN_46 = map_table(
             "u46_emd6824_96",
             "maps/emd_6824.mrc",
             (96, 2.64, 4_000, 0.002, 4611),
-            {"center_angstrom": _centred(70, 2.64), "views": None},
+            {"center_angstrom": centred(70, 2.64), "views": None},
         ),
         (
             "u46_betagal_128p",
             "maps/ngl_betaGal.mrc",
             (128, 3.54, 5_000, 0.0015, 4612),
             {
-                "center_angstrom": _centred(100, 3.54),
+                "center_angstrom": centred(100, 3.54),
                 "views": None,
                 "preferred_views": (0.7, 25.0),
                 "noise": "coloured",

@@ -28,7 +28,8 @@ from cryosplat.reconstruct.grid.astigmatism_fit import (
     fit_astigmatism,
     read_astigmatism,
 )
-from cryosplat.reconstruct.grid.defocus_fit import SIGNIFICANT_GAIN, _moved_log_likelihood
+from cryosplat.reconstruct.grid.ctf_likelihood import _moved_log_likelihood
+from cryosplat.reconstruct.grid.defocus_fit import SIGNIFICANT_GAIN
 from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
 from tests.conftest import reconstruct_quickly, simulate_tiny
 

@@ -67,7 +67,7 @@ def _offsets_against_truth(star, truth):
 
 
 def test_the_ctfs_made_one_by_one_give_the_matrix_products_sums(defocus_set, monkeypatch):
-    from cryosplat.reconstruct.grid import defocus_fit
+    from cryosplat.reconstruct.grid import ctf_likelihood
 
     star, wrong, _ = defocus_set
     particles = read_particles(wrong)
@@ -75,10 +75,10 @@ def test_the_ctfs_made_one_by_one_give_the_matrix_products_sums(defocus_set, mon
     rows = np.arange(0, len(particles), 3)
     scores = score_from_sums(shell_sums(particles, rows, truth))
     moves = np.array([[0.0, 0.0, 0.0], [-250.0, 0.0, 0.0], [120.0, 80.0, -60.0]])
-    candidates = defocus_fit.CTFCandidates(particles.ctf, moves, last=particles.ctf)
-    fast = defocus_fit.ctf_log_likelihood(particles, rows, truth, scores, candidates)
-    monkeypatch.setattr(defocus_fit, "_moves_as_phases", lambda samples, params: False)
-    slow = defocus_fit.ctf_log_likelihood(particles, rows, truth, scores, candidates)
+    candidates = ctf_likelihood.CTFCandidates(particles.ctf, moves, last=particles.ctf)
+    fast = ctf_likelihood.ctf_log_likelihood(particles, rows, truth, scores, candidates)
+    monkeypatch.setattr(ctf_likelihood, "_moves_as_phases", lambda samples, params: False)
+    slow = ctf_likelihood.ctf_log_likelihood(particles, rows, truth, scores, candidates)
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-2)
     np.testing.assert_allclose(fast[:, 0], fast[:, -1], rtol=1e-5, atol=1e-3)  # unmoved twice
 

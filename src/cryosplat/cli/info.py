@@ -8,8 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryosplat.cli.names import PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_selection_arguments, apply_selection
-from cryosplat.cli.record_lines import angstrom, format_defocus, format_scores, is_number
+from cryosplat.cli.record_lines import (
+    angstrom,
+    format_defocus,
+    format_saved_passes,
+    format_scores,
+    is_number,
+)
 from cryosplat.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -379,6 +386,7 @@ def _print_metadata_alone(config: InfoConfig) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.particles.is_dir():
         from cryosplat.reconstruct.defocus_run import read_defocus_record
+        from cryosplat.reconstruct.grid.row_store import saved_passes
         from cryosplat.reconstruct.run_summary import read_run
         from cryosplat.reconstruct.score_run import read_scores
 
@@ -394,6 +402,9 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             if (defocus := read_defocus_record(args.particles)) is not None:
                 print(format_defocus(args.particles, defocus))
+                return 0
+            if passes := saved_passes(args.particles / PASS_CHECKPOINTS):
+                print(format_saved_passes(args.particles, passes))
                 return 0
         print(format_run(read_run(args.particles)))
         return 0

@@ -7,3 +7,6 @@
 ENGINES = ("grid", "splat")
 BACKENDS = ("auto", "reference", "fast", "fourier")
 SYMMETRY_HELP = "point group in RELION's conventions: C1 (none), Cn, Dn, T, O, I (= I2), I1-I4"
+PASS_CHECKPOINTS = "checkpoints"
+"""The folder in an output folder where ``score`` and ``refine-defocus`` keep their passes over the
+images as they go (:mod:`cryosplat.reconstruct.grid.row_store`), until the outputs are written."""

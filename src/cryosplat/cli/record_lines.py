@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["angstrom", "format_defocus", "format_scores", "is_number"]
+__all__ = ["angstrom", "format_defocus", "format_saved_passes", "format_scores", "is_number"]
 
 
 def angstrom(value) -> str:
@@ -106,4 +106,15 @@ def _astigmatism_line(data: dict) -> str:
     return (
         f"{number('micrographs', ',')} micrographs read: not shown to be off (evidence gain "
         f"{number('evidence_gain', '.1f')} nats); not changed"
+    )
+
+
+def format_saved_passes(folder: Path, passes: list[tuple[str, int, int]]) -> str:
+    """What an interrupted ``score`` or ``refine-defocus`` left in ``folder``: its passes over
+    the images, each with the images read."""
+    done = ", ".join(f"{name} {read:,}/{total:,}" for name, read, total in passes)
+    return (
+        f"{folder}: an interrupted score or refine-defocus (no outputs yet); its passes over the "
+        f"images, images read: {done}. Run the same command again with -o {folder} to go on "
+        "from there."
     )

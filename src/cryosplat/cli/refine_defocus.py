@@ -5,8 +5,10 @@ image against the half map made without it; the metadata written again with the 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
+from cryosplat.cli.names import PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
 
 HELP = (
@@ -67,7 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace the outputs if they exist")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs if they exist (an interrupted command run again with the same "
+        "output folder goes on from where it stopped, with or without it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
         astigmatism_range_angstrom=args.astigmatism_range,
         device=resolve_device(args.device),
         show_progress=not args.no_progress,
+        checkpoints=args.output / PASS_CHECKPOINTS,
     )
     summary = write_refined_defocus(args.output, refined, ctf_pickle=args.ctf)
+    shutil.rmtree(args.output / PASS_CHECKPOINTS, ignore_errors=True)
     print(refined.fit.describe())
     if refined.astigmatism is not None:
         print(refined.astigmatism.describe())

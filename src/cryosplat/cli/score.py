@@ -5,8 +5,10 @@ without it; ``--map MAP``: every particle against that map
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
+from cryosplat.cli.names import PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
 
 HELP = (
@@ -67,7 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace the outputs if they exist")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs if they exist (an interrupted command run again with the same "
+        "output folder goes on from where it stopped, with or without it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
         if args.output.resolve() == args.run.resolve():
             raise InputError(f"{args.output} is the run's folder; write the scores elsewhere")
     particles = read_chosen_particles(args)
-    options = {"device": resolve_device(args.device), "show_progress": not args.no_progress}
+    options = {
+        "device": resolve_device(args.device),
+        "show_progress": not args.no_progress,
+        "checkpoints": args.output / PASS_CHECKPOINTS,
+    }
     if args.run is not None:
         scored = score_run(particles, args.run, **options)
     else:
@@ -98,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             **options,
         )
     summary = write_scores(args.output, scored)
+    shutil.rmtree(args.output / PASS_CHECKPOINTS, ignore_errors=True)
     print(scored.describe())
     print(
         f"kept: {summary['kept']:,} rows in {args.output / 'kept.npy'} (reconstruct again with "

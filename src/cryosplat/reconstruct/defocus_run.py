@@ -57,6 +57,7 @@ from cryosplat.reconstruct.grid.defocus_fit import (
     fit_offsets,
 )
 from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
+from cryosplat.reconstruct.grid.row_store import pass_progress
 from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
 from cryosplat.reconstruct.run_halves import (
     read_run_halves,
@@ -134,12 +135,18 @@ def refine_defocus_run(
     device: str | torch.device = "cpu",
     batch_size: int = 128,
     show_progress: bool = True,
+    checkpoints: Path | None = None,
 ) -> RefinedDefocus:
     """Read each particle's defocus offset (within ``±range_angstrom``) from its image against
     the half map of the complete run in ``run`` made without it; then, where ``astigmatism`` and
     the particles' micrographs are recorded, each micrograph's astigmatism (moves within about
     ``±astigmatism_range_angstrom`` along each component,
     :mod:`~cryosplat.reconstruct.grid.astigmatism_fit`), read with the new defoci.
+
+    ``checkpoints``: a folder where each pass over the images is kept as it goes; a call that
+    finds the passes of an interrupted one there goes on from where it stopped
+    (:mod:`~cryosplat.reconstruct.grid.row_store`). The caller removes it once the outputs are
+    written.
 
     Raises
     ------
@@ -166,12 +173,18 @@ def refine_defocus_run(
     )
     likelihood = np.full((len(particles), len(offsets)), np.nan)
     reading = SampleReading(batch_size, device, halves.data_sign, radius)
+    passes = None
+    if checkpoints is not None:
+        passes = halves.checkpoints(checkpoints, radius, torch.device(device).type)
     crossed = halves.crossed()
     scores = []  # each half's, against the other half's map, at the recorded defocus
-    for rows, volume in crossed:
-        scores.append(score_from_sums(shell_sums(particles, rows, volume, reading, bar.part())))
+    for half, (rows, volume) in enumerate(crossed):
+        store = None if passes is None else passes.store(f"scores_{half}", rows)
+        sums = shell_sums(particles, rows, volume, reading, pass_progress(bar, store), store)
+        scores.append(score_from_sums(sums))
+        store = None if passes is None else passes.store(f"defocus_{half}", rows, offsets)
         likelihood[rows] = defocus_log_likelihood(
-            particles, rows, volume, scores[-1], search, reading, bar.part()
+            particles, rows, volume, scores[-1], search, reading, pass_progress(bar, store), store
         )
     fit = fit_offsets(likelihood, search, particles.micrographs)
     _warn_at_the_edge(fit, range_angstrom)
@@ -185,6 +198,7 @@ def refine_defocus_run(
             astigmatism_range_angstrom,
             reading,
             bar,
+            passes,
         )
     bar.close()
     return RefinedDefocus(

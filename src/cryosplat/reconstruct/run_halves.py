@@ -23,6 +23,7 @@ from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.particle_scores import RESOLUTION_MARGIN, score_radius
+from cryosplat.reconstruct.grid.row_store import PassCheckpoints, digest
 from cryosplat.reconstruct.run_folder import input_fingerprint, read_complete_run
 
 __all__ = ["RunHalves", "read_run_halves", "shells_read", "write_particle_table"]
@@ -61,6 +62,13 @@ class RunHalves:
     def crossed(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each half set's rows with the other half's map: ``[(A, map B), (B, map A)]``."""
         return [(self.half_a, self.maps[1]), (self.half_b, self.maps[0])]
+
+    def checkpoints(self, folder: Path, *settings) -> PassCheckpoints:
+        """Where a command's passes over these particles are kept as they go (``folder``),
+        keyed by the half maps, the half sets, the images' sign and ``settings`` (e.g. the
+        shells read and the device)."""
+        identity = digest(*self.maps, self.half_a, self.half_b, self.data_sign, *settings)
+        return PassCheckpoints(folder, identity)
 
     def half_names(self) -> np.ndarray:
         """``"A"`` or ``"B"`` per particle, (N,)."""

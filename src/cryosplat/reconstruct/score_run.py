@@ -59,6 +59,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
     score_from_sums,
     shell_sums,
 )
+from cryosplat.reconstruct.grid.row_store import PassCheckpoints, digest, pass_progress
 from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
 from cryosplat.reconstruct.run_halves import (
     read_run_halves,
@@ -138,9 +139,12 @@ def score_run(
     device: str | torch.device = "cpu",
     batch_size: int = 128,
     show_progress: bool = True,
+    checkpoints: Path | None = None,
 ) -> ScoredRun:
     """Score ``particles`` (those the complete run in ``run`` reconstructed) against its half
-    maps, each half set against the other's.
+    maps, each half set against the other's. ``checkpoints``: a folder where each half's pass is
+    kept as it goes, for an interrupted call to go on from (as
+    :func:`~cryosplat.reconstruct.defocus_run.refine_defocus_run`'s).
 
     Raises
     ------
@@ -150,9 +154,11 @@ def score_run(
     halves = read_run_halves(particles, run, "score")
     particles, resolution = halves.particles, halves.resolution_angstrom
     radius = shells_read(particles, resolution, "the run's resolution")
-    scores = _scores_of(
-        particles, halves.crossed(), halves.data_sign, radius, device, batch_size, show_progress
-    )
+    reading = SampleReading(batch_size, device, halves.data_sign, radius)
+    passes = None
+    if checkpoints is not None:
+        passes = halves.checkpoints(checkpoints, radius, torch.device(device).type)
+    scores = _scores_of(particles, halves.crossed(), reading, show_progress, passes)
     return ScoredRun(
         particles.source,
         particles.rows_in_file(),
@@ -173,6 +179,7 @@ def score_against_map(
     device: str | torch.device = "cpu",
     batch_size: int = 128,
     show_progress: bool = True,
+    checkpoints: Path | None = None,
 ) -> ScoredRun:
     """Score ``particles`` against one map, e.g. a map made without them: another class's, or
     another data set's. Particles that made the map score higher than they would against a map
@@ -192,6 +199,8 @@ def score_against_map(
         every shell; past the map's resolution the fitted scale is near 0 and adds little).
     invert_contrast : bool
         The images hold protein dark (as ``reconstruct --invert-contrast``).
+    checkpoints : Path, optional
+        As :func:`score_run`'s.
 
     Raises
     ------
@@ -220,9 +229,12 @@ def score_against_map(
     radius = shells_read(particles, resolution_angstrom, "the given resolution")
     sign = -1.0 if invert_contrast else 1.0
     rows = np.arange(len(particles))
-    scores = _scores_of(
-        particles, [(rows, volume)], sign, radius, device, batch_size, show_progress
-    )
+    reading = SampleReading(batch_size, device, sign, radius)
+    passes = None
+    if checkpoints is not None:
+        identity = digest(volume, rows, sign, radius, torch.device(device).type)
+        passes = PassCheckpoints(checkpoints, identity)
+    scores = _scores_of(particles, [(rows, volume)], reading, show_progress, passes)
     return ScoredRun(
         particles.source,
         particles.rows_in_file(),
@@ -237,28 +249,18 @@ def score_against_map(
 def _scores_of(
     particles: ParticleSet,
     groups: list[tuple[np.ndarray, np.ndarray]],
-    sign: float,
-    radius: float,
-    device: str | torch.device,
-    batch_size: int,
+    reading: SampleReading,
     show_progress: bool,
+    passes: PassCheckpoints | None = None,
 ) -> ParticleScores:
     """The :class:`ParticleScores` of ``particles`` (their order), each group ``(rows,
-    volume)``'s rows read against its volume."""
+    volume)``'s rows read against its volume (each kept in ``passes`` as it goes)."""
     bar = Progress(len(particles), "score", enabled=show_progress)
-    reading = SampleReading(batch_size, device, sign, radius)
-    parts, before = [], 0
-    for rows, volume in groups:
-        parts.append(
-            shell_sums(
-                particles,
-                rows,
-                volume,
-                reading,
-                progress=lambda done, before=before: bar.update(before + done),
-            )
-        )
-        before += len(rows)
+    parts = []
+    for group, (rows, volume) in enumerate(groups):
+        store = None if passes is None else passes.store(f"scores_{group}", rows)
+        progress = pass_progress(bar, store)
+        parts.append(shell_sums(particles, rows, volume, reading, progress, store))
     bar.close()
     order = np.concatenate([rows for rows, _ in groups])
     return score_from_sums(ShellSums.concatenate(parts).take(np.argsort(order)))

@@ -21,6 +21,7 @@ about the moves so far.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -32,16 +33,16 @@ from numpy.typing import ArrayLike
 from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
 from cryosplat.core.progress import Progress
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.ctf_likelihood import CTFCandidates, ctf_log_likelihood
 from cryosplat.reconstruct.grid.defocus_fit import (
     CENTRE_STEPS,
     EVIDENCE_TIE,
     SIGNIFICANT_GAIN,
-    CTFCandidates,
-    ctf_log_likelihood,
     normalised_rows,
     row_log_sums,
 )
 from cryosplat.reconstruct.grid.particle_scores import ParticleScores, SampleReading
+from cryosplat.reconstruct.grid.row_store import PassCheckpoints, RowStore, pass_progress
 
 __all__ = [
     "COARSE_FACTOR",
@@ -144,6 +145,7 @@ def astigmatism_log_likelihood(
     grid: AstigmatismGrid,
     reading: SampleReading | None = None,
     progress: Callable[[int], None] | None = None,
+    store: RowStore | None = None,
 ) -> np.ndarray:
     """Each image's log-likelihood with its CTF ``ctf`` (the particle set's rows, e.g. with its
     defocus refined) moved by ``centres_angstrom`` (the set's rows, (N_set, 2)) plus each of
@@ -156,7 +158,7 @@ def astigmatism_log_likelihood(
         )
     moves = np.concatenate([np.zeros((len(grid.moves), 1)), grid.moves], axis=1)
     candidates = CTFCandidates(ctf.moved(0.0, centres_angstrom), moves, last=ctf)
-    return ctf_log_likelihood(particles, rows, volume, scores, candidates, reading, progress)
+    return ctf_log_likelihood(particles, rows, volume, scores, candidates, reading, progress, store)
 
 
 def read_astigmatism(
@@ -167,6 +169,7 @@ def read_astigmatism(
     range_angstrom: float,
     reading: SampleReading,
     bar: Progress | None = None,
+    checkpoints: PassCheckpoints | None = None,
 ) -> AstigmatismFit:
     """Each micrograph's astigmatism, coarse to fine (the module's docstring): ``parts`` are
     ``(rows, map, scores)``, each set of rows read against its map (with its scores there),
@@ -174,11 +177,14 @@ def read_astigmatism(
     (the coarse one reaches ``±range_angstrom``); the fine pass reads the shells to
     ``reading.max_radius_px``, the coarse one to half of it.
     ``bar`` counts a reading of each image a pass: two, and one more for each finer pass
-    (:meth:`~cryosplat.core.progress.Progress.extend`)."""
+    (:meth:`~cryosplat.core.progress.Progress.extend`). ``checkpoints``, where given, keep each
+    pass as it goes (:mod:`~cryosplat.reconstruct.grid.row_store`)."""
     if particles.micrographs is None:
         raise ValueError("the particles' micrographs are not recorded")
     if reading.max_radius_px is None:
         raise ValueError("reading.max_radius_px must say how far the shells are read")
+
+    passes = itertools.count()  # each pass's checkpoints by its place in the sequence
 
     def read(pass_grid: AstigmatismGrid, radius: float, centres: np.ndarray) -> np.ndarray:
         log.info(
@@ -189,10 +195,24 @@ def read_astigmatism(
         )
         pass_reading = replace(reading, max_radius_px=radius)
         values = np.full((len(particles), len(pass_grid.moves) + 1), np.nan)
-        for rows, volume, scores in parts:
-            progress = None if bar is None else bar.part()
+        index = next(passes)
+        for half, (rows, volume, scores) in enumerate(parts):
+            store = None
+            if checkpoints is not None:
+                name = f"astigmatism{index}_{half}"
+                store = checkpoints.store(name, rows, pass_grid.moves, centres[rows], radius, ctf)
+            progress = pass_progress(bar, store)
             values[rows] = astigmatism_log_likelihood(
-                particles, rows, volume, scores, ctf, centres, pass_grid, pass_reading, progress
+                particles,
+                rows,
+                volume,
+                scores,
+                ctf,
+                centres,
+                pass_grid,
+                pass_reading,
+                progress,
+                store,
             )
         return values
 

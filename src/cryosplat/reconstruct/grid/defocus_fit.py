@@ -37,24 +37,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike
 
-from cryosplat.core.ctf import CTFParams, electron_wavelength_angstrom
+from cryosplat.core.ctf import electron_wavelength_angstrom
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.particle_scores import (
-    GroupSamples,
-    ParticleScores,
-    SampleReading,
-    read_samples,
-)
+from cryosplat.reconstruct.grid.ctf_likelihood import CTFCandidates, ctf_log_likelihood
+from cryosplat.reconstruct.grid.particle_scores import ParticleScores, SampleReading
+from cryosplat.reconstruct.grid.row_store import RowStore
 
 __all__ = [
     "DEFAULT_RANGE_ANGSTROM",
-    "CTFCandidates",
     "DefocusFit",
     "DefocusSearch",
-    "ctf_log_likelihood",
     "defocus_log_likelihood",
     "fit_offsets",
 ]
@@ -113,6 +107,7 @@ def defocus_log_likelihood(
     search: DefocusSearch,
     reading: SampleReading | None = None,
     progress: Callable[[int], None] | None = None,
+    store: RowStore | None = None,
 ) -> np.ndarray:
     """Each image's log-likelihood at each offset (see the module's docstring): (N, K) float64,
     following ``rows``.
@@ -126,132 +121,13 @@ def defocus_log_likelihood(
         ``rows``' scores against ``volume`` at the recorded defocus (their order): the map's scale,
         the noise per shell and each image's relative noise.
     search : DefocusSearch
+    store : RowStore, optional
+        As :func:`ctf_log_likelihood`'s.
     """
     offsets = np.asarray(search.offsets_angstrom, dtype=np.float64)
     moves = np.stack([offsets, np.zeros_like(offsets), np.zeros_like(offsets)], 1)
     candidates = CTFCandidates(particles.ctf, moves)
-    return ctf_log_likelihood(particles, rows, volume, scores, candidates, reading, progress)
-
-
-@dataclass(frozen=True)
-class CTFCandidates:
-    """The CTFs each image is read with: its ``base`` CTF moved by each of ``moves_angstrom``
-    (added to the mean defocus and the astigmatism's components,
-    :meth:`~cryosplat.core.ctf_plane.CTFPlane.moved_phases`), then, where given, the ``last``.
-
-    Attributes
-    ----------
-    base : CTFParams
-        The particle set's rows.
-    moves_angstrom : np.ndarray, (K, 3)
-    last : CTFParams, optional
-        The particle set's rows: one column more.
-    """
-
-    base: CTFParams
-    moves_angstrom: np.ndarray
-    last: CTFParams | None = None
-
-    @property
-    def count(self) -> int:
-        return len(self.moves_angstrom) + (self.last is not None)
-
-
-def ctf_log_likelihood(
-    particles: ParticleSet,
-    rows: ArrayLike,
-    volume: ArrayLike,
-    scores: ParticleScores,
-    candidates: CTFCandidates,
-    reading: SampleReading | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Each image's log-likelihood with each of ``candidates``' CTFs (the module's docstring's
-    ``L_ik``): (N, candidates.count) float64, following ``rows``; parameters as
-    :func:`defocus_log_likelihood`'s.
-
-    Where the images carry no CTF of their own and a batch is of one voltage, the moves' sums are
-    matrix products (:func:`_moved_log_likelihood`); else each CTF is made and summed in turn."""
-    if scores.shell_noise is None:
-        raise ValueError("scores without the noise per shell (made by score_from_sums)")
-    noise = scores.shell_noise
-    read = noise > 0
-    inverse = np.where(read, 1.0 / np.where(read, noise, 1.0), 0.0)
-    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-    moves = np.asarray(candidates.moves_angstrom, dtype=np.float64).reshape(-1, 3)
-    out = np.full((len(rows), candidates.count), np.nan)
-    cross_weight = cross_scale = None
-    for samples in read_samples(particles, rows, volume, reading, progress):
-        if cross_weight is None:
-            cross_weight = torch.as_tensor(scores.shell_scale * inverse, device=samples.kept.device)
-            cross_scale = torch.as_tensor(
-                scores.shell_scale**2 * inverse, device=samples.kept.device
-            )
-        friedel = samples.friedel.float()
-        cross = (samples.data.conj() * samples.slices).real
-        cross = cross * (friedel * cross_weight[samples.shell].float())
-        model = samples.slices.abs().square() * (friedel * cross_scale[samples.shell].float())
-        values = _batch_log_likelihood(samples, cross, model, candidates, moves)
-        out[samples.positions] = 0.5 * values.numpy()
-    relative = np.asarray(scores.noise_scale, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = out / np.where(relative > 0, relative, np.nan)[:, None]
-    return out
-
-
-def _batch_log_likelihood(
-    samples: GroupSamples,
-    cross: torch.Tensor,
-    model: torch.Tensor,
-    candidates: CTFCandidates,
-    moves: np.ndarray,
-) -> torch.Tensor:
-    """One batch's ``Σ_j [2 X_j C_jk − P_j C_jk²]`` (n, candidates.count) with the weighted
-    cross terms ``X`` and model powers ``P`` (n, M) of its ``samples``."""
-    at = samples.part.rows
-    params = candidates.base.subset(at)
-    values = torch.empty(len(samples.positions), candidates.count, dtype=torch.float64)
-
-    def summed(ctf: torch.Tensor) -> torch.Tensor:
-        ctf = samples.transfer(ctf)
-        return (2.0 * cross * ctf - model * ctf.square()).double().sum(1).cpu()
-
-    if _moves_as_phases(samples, params):
-        chi, factor, phases = samples.plane.moved_phases(params, moves)
-        values[:, : len(moves)] = _moved_log_likelihood(cross, model, chi, factor, phases)
-    else:
-        for k, (mean, a, b) in enumerate(moves):
-            values[:, k] = summed(samples.plane(params.moved(mean, np.tile([a, b], (len(at), 1)))))
-    if candidates.last is not None:
-        values[:, -1] = summed(samples.plane(candidates.last.subset(at)))
-    return values
-
-
-def _moves_as_phases(samples: GroupSamples, params: CTFParams) -> bool:
-    """Whether a batch's moves are phases shared by its images (:func:`_moved_log_likelihood`):
-    its images carry no CTF of their own, and are of one voltage."""
-    return samples.codes is None and np.unique(params.voltage_kv).size == 1
-
-
-def _moved_log_likelihood(
-    cross: torch.Tensor,
-    model: torch.Tensor,
-    chi: torch.Tensor,
-    factor: torch.Tensor | None,
-    phases: torch.Tensor,
-) -> torch.Tensor:
-    """``Σ_j [2 X_j C_jk − P_j C_jk²]`` (n, K) for ``C_jk = f_j sin(χ_j + φ_jk)``, with the
-    weighted cross terms ``X`` and model powers ``P`` (n, M), the phase ``chi`` (n, M), the
-    ``factor`` ``f`` (n, M or None) and the moves' ``phases`` (M, K):
-    ``2 Im(X f e^{iχ} · e^{iφ}) − ½ Σ P f² + ½ Re(P f² e^{2iχ} · e^{2iφ})``, two matrix
-    products in double precision."""
-    weight = model if factor is None else model * factor.square()
-    signal = cross if factor is None else cross * factor
-    turn = torch.polar(torch.ones_like(chi), chi).to(torch.complex128)
-    moved = torch.polar(torch.ones_like(phases), phases)
-    first = (signal.double() * turn) @ moved
-    second = (weight.double() * turn.square()) @ moved.square()
-    return (2.0 * first.imag - 0.5 * weight.double().sum(1, keepdim=True) + 0.5 * second.real).cpu()
+    return ctf_log_likelihood(particles, rows, volume, scores, candidates, reading, progress, store)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.fourier_slice import SliceReader, default_max_radius
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.image_spectra import GroupSpectra, SpectraPreparer
+from cryosplat.reconstruct.grid.row_store import RowStore
 from cryosplat.reconstruct.grid.staging import device_batches
 
 __all__ = [
@@ -278,6 +279,7 @@ def shell_sums(
     volume: ArrayLike,
     reading: SampleReading | None = None,
     progress: Callable[[int], None] | None = None,
+    store: RowStore | None = None,
 ) -> ShellSums:
     """The :class:`ShellSums` of ``rows`` against ``volume``'s central slices.
 
@@ -293,26 +295,35 @@ def shell_sums(
         Batch size, device, the images' sign and the radius read (None: the defaults).
     progress : callable(done), optional
         Called after each batch with the images read so far.
+    store : RowStore, optional
+        Where the pass is kept as it goes (:mod:`~cryosplat.reconstruct.grid.row_store`): the
+        rows it holds done are not read again.
     """
-    n_rows = len(np.asarray(rows).reshape(-1))
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     reading = SampleReading() if reading is None else reading
     n_shells = int(shells_radius(particles.box, reading.max_radius_px)) + 1
-    out = {f: np.zeros((n_rows, n_shells)) for f in _SUMS}
-    for samples in read_samples(particles, rows, volume, reading, progress):
-        ctf = samples.part.ctf.reshape(len(samples.positions), -1)[:, samples.kept]
-        predicted = samples.slices * samples.transfer(ctf)
-        data = samples.data
-        terms = {
-            "cross": (data.conj() * predicted).real,
-            "model": predicted.abs().square(),
-            "data": data.abs().square(),
-        }
-        at = samples.positions
-        out["count"][at] = samples.count
-        for name, values in terms.items():
-            summed = torch.zeros(len(at), n_shells, dtype=torch.float64, device=values.device)
-            summed.index_add_(1, samples.shell, values.double() * samples.friedel)
-            out[name][at] = summed.cpu().numpy()
+    store = RowStore(len(rows)) if store is None else store
+    for name in _SUMS:
+        store.column(name, (n_shells,), 0.0)
+    todo, left, progress = store.pending(rows, progress)
+    with store.saved_on_exit():
+        for samples in read_samples(particles, left, volume, reading, progress):
+            ctf = samples.part.ctf.reshape(len(samples.positions), -1)[:, samples.kept]
+            predicted = samples.slices * samples.transfer(ctf)
+            data = samples.data
+            terms = {
+                "cross": (data.conj() * predicted).real,
+                "model": predicted.abs().square(),
+                "data": data.abs().square(),
+            }
+            at = samples.positions
+            summed = {"count": np.broadcast_to(samples.count, (len(at), n_shells))}
+            for name, values in terms.items():
+                sums = torch.zeros(len(at), n_shells, dtype=torch.float64, device=values.device)
+                sums.index_add_(1, samples.shell, values.double() * samples.friedel)
+                summed[name] = sums.cpu().numpy()
+            store.put(todo[at], **summed)
+    out = store.finish()
     return ShellSums(*(out[f] for f in _SUMS))
 
 
