@@ -58,6 +58,7 @@ from cryosplat.reconstruct.grid.defocus_fit import (
 )
 from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
 from cryosplat.reconstruct.grid.row_store import pass_progress
+from cryosplat.reconstruct.grid.slice_cache import SliceCache
 from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
 from cryosplat.reconstruct.run_halves import (
     read_run_halves,
@@ -172,7 +173,9 @@ def refine_defocus_run(
         (4 if reads_astigmatism else 2) * len(particles), "defocus", enabled=show_progress
     )
     likelihood = np.full((len(particles), len(offsets)), np.nan)
-    reading = SampleReading(batch_size, device, halves.data_sign, radius)
+    # each image is read four to six times at one pose: its slices kept between the passes
+    cache = SliceCache.for_host() if torch.device(device).type == "cpu" else None
+    reading = SampleReading(batch_size, device, halves.data_sign, radius, cache)
     passes = None
     if checkpoints is not None:
         passes = halves.checkpoints(checkpoints, radius, torch.device(device).type)
@@ -201,6 +204,12 @@ def refine_defocus_run(
             passes,
         )
     bar.close()
+    if cache is not None and cache.hits:
+        log.info(
+            "slices kept between passes: %.2f GB; %d readings of an image's slice saved",
+            cache.used_bytes / 1e9,
+            cache.hits,
+        )
     return RefinedDefocus(
         particles.source,
         particles.rows_in_file(),

@@ -52,6 +52,7 @@ from cryosplat.core.fourier_slice import SliceReader, default_max_radius
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.image_spectra import GroupSpectra, SpectraPreparer
 from cryosplat.reconstruct.grid.row_store import RowStore
+from cryosplat.reconstruct.grid.slice_cache import SliceCache
 from cryosplat.reconstruct.grid.staging import device_batches
 
 __all__ = [
@@ -179,12 +180,16 @@ class SampleReading:
     max_radius_px : float, optional
         Read the shells up to this radius (pixels of the box) only: past the map's resolution
         it predicts nothing (see :func:`score_radius`). None: up to the padded grid's limit.
+    slices : SliceCache, optional
+        Where each image's slice is kept for the next pass that reads the same map at the same
+        shells (:mod:`~cryosplat.reconstruct.grid.slice_cache`); None: read every time.
     """
 
     batch_size: int = 128
     device: str | torch.device = "cpu"
     data_sign: float = 1.0
     max_radius_px: float | None = None
+    slices: SliceCache | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -208,12 +213,12 @@ def read_samples(
     device, max_radius_px = torch.device(reading.device), reading.max_radius_px
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     box, pixel = particles.box, particles.pixel_size_angstrom
-    volume = torch.as_tensor(np.asarray(volume), dtype=torch.float32)
+    given, volume = volume, torch.as_tensor(np.asarray(volume), dtype=torch.float32)
     if tuple(volume.shape) != (box,) * 3:
         raise ValueError(f"the map's box {tuple(volume.shape)} is not the particles' {box}")
     radius = shells_radius(box, max_radius_px)
     n_shells = int(radius) + 1
-    reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
+    reader = None  # made at the first slice not kept in reading.slices
     prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
     bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, np.ndarray]] = {}
     planes: dict[tuple, CTFPlane] = {}
@@ -244,8 +249,15 @@ def read_samples(
                     prepare.plane_kx.reshape(-1)[kept], prepare.plane_ky.reshape(-1)[kept]
                 )
             kept, shell, friedel, reach, count = bins[part.key]
-            slices = reader.half_slices(part.rotations * group.scale, reach)
-            slices = slices[:, :, : box // 2].reshape(len(part.rows), -1)  # kx = 0 … D/2 − 1
+            cache = reading.slices
+            slices = None if cache is None else cache.get(given, radius, part.key, part.rows)
+            if slices is None:
+                if reader is None:
+                    reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
+                slices = reader.half_slices(part.rotations * group.scale, reach)
+                slices = slices[:, :, : box // 2].reshape(len(part.rows), -1)[:, kept]
+                if cache is not None:  # kx = 0 … D/2 − 1 above
+                    cache.put(given, radius, part.key, part.rows, slices, rows, len(particles))
             at = np.arange(len(batch)) if part.picked is None else part.picked.cpu().numpy()
             yield GroupSamples(
                 positions=stacked[done + at],
@@ -255,7 +267,7 @@ def read_samples(
                 shell=shell,
                 friedel=friedel,
                 count=count,
-                slices=slices[:, kept],
+                slices=slices,
                 data=part.spectra.reshape(len(part.rows), -1)[:, kept],
                 codes=particles.ctf_in_images_of(part.rows),
             )
