@@ -28,7 +28,7 @@ from cryosplat.reconstruct.grid.astigmatism_fit import (
     fit_astigmatism,
     read_astigmatism,
 )
-from cryosplat.reconstruct.grid.ctf_likelihood import _moved_log_likelihood
+from cryosplat.reconstruct.grid.ctf_likelihood import _moved_log_likelihood, move_basis
 from cryosplat.reconstruct.grid.defocus_fit import SIGNIFICANT_GAIN
 from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
 from tests.conftest import reconstruct_quickly, simulate_tiny
@@ -87,7 +87,7 @@ def test_moved_phases_give_the_ctf_of_the_moved_values_and_their_sums():
     rng = torch.Generator().manual_seed(0)
     cross = torch.randn(len(ctf), chi.shape[1], generator=rng)
     model = torch.rand(len(ctf), chi.shape[1], generator=rng)
-    sums = _moved_log_likelihood(cross, model, chi, factor, phases)
+    sums = _moved_log_likelihood(cross, model, chi, factor, move_basis(phases))
     for k_move, c in enumerate(made):
         direct = (2.0 * cross * c - model * c.square()).double().sum(1)
         torch.testing.assert_close(sums[:, k_move], direct, atol=2e-3, rtol=1e-5)

@@ -28,7 +28,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
 )
 from cryosplat.reconstruct.grid.row_store import RowStore
 
-__all__ = ["CTFCandidates", "ctf_log_likelihood"]
+__all__ = ["CTFCandidates", "ctf_log_likelihood", "move_basis"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ def ctf_log_likelihood(
     store.column("log_likelihood", (candidates.count,))
     todo, left, progress = store.pending(rows, progress)
     cross_weight = cross_scale = None
+    bases: dict = {}  # each sampling and voltage's move_basis, made at its first batch
     with store.saved_on_exit():
         for samples in read_samples(particles, left, volume, reading, progress):
             if cross_weight is None:
@@ -93,7 +94,7 @@ def ctf_log_likelihood(
             cross = (samples.data.conj() * samples.slices).real
             cross = cross * (friedel * cross_weight[samples.shell].float())
             model = samples.slices.abs().square() * (friedel * cross_scale[samples.shell].float())
-            values = _batch_log_likelihood(samples, cross, model, candidates, moves)
+            values = _batch_log_likelihood(samples, cross, model, candidates, moves, bases)
             store.put(todo[samples.positions], log_likelihood=0.5 * values.numpy())
     out = store.finish()["log_likelihood"]
     relative = np.asarray(scores.noise_scale, dtype=np.float64)
@@ -108,9 +109,12 @@ def _batch_log_likelihood(
     model: torch.Tensor,
     candidates: CTFCandidates,
     moves: np.ndarray,
+    bases: dict,
 ) -> torch.Tensor:
     """One batch's ``Σ_j [2 X_j C_jk − P_j C_jk²]`` (n, candidates.count) with the weighted
-    cross terms ``X`` and model powers ``P`` (n, M) of its ``samples``."""
+    cross terms ``X`` and model powers ``P`` (n, M) of its ``samples``; ``bases`` keeps each
+    sampling and voltage's :func:`move_basis` for the batches after (the moves' phases are the
+    same for all of them)."""
     at = samples.part.rows
     params = candidates.base.subset(at)
     values = torch.empty(len(samples.positions), candidates.count, dtype=torch.float64)
@@ -121,7 +125,11 @@ def _batch_log_likelihood(
 
     if _moves_as_phases(samples, params):
         chi, factor, phases = samples.plane.moved_phases(params, moves)
-        values[:, : len(moves)] = _moved_log_likelihood(cross, model, chi, factor, phases)
+        key = (id(samples.plane), float(params.voltage_kv[0]))
+        if key not in bases:
+            bases[key] = (samples.plane, move_basis(phases))  # held with it: its id names it
+        basis = bases[key][1]
+        values[:, : len(moves)] = _moved_log_likelihood(cross, model, chi, factor, basis)
     else:
         for k, (mean, a, b) in enumerate(moves):
             values[:, k] = summed(samples.plane(params.moved(mean, np.tile([a, b], (len(at), 1)))))
@@ -136,35 +144,33 @@ def _moves_as_phases(samples: GroupSamples, params: CTFParams) -> bool:
     return samples.codes is None and np.unique(params.voltage_kv).size == 1
 
 
+def move_basis(phases: torch.Tensor) -> torch.Tensor:
+    """``(cos φ, sin φ, cos 2φ, sin 2φ)`` of the moves' ``phases`` (M, K): (4, M, K) float64."""
+    phases = phases.double()
+    sin, cos = torch.sin(phases), torch.cos(phases)
+    return torch.stack([cos, sin, cos.square() - sin.square(), 2.0 * sin * cos])
+
+
 def _moved_log_likelihood(
     cross: torch.Tensor,
     model: torch.Tensor,
     chi: torch.Tensor,
     factor: torch.Tensor | None,
-    phases: torch.Tensor,
+    basis: torch.Tensor,
 ) -> torch.Tensor:
     """``Σ_j [2 X_j C_jk − P_j C_jk²]`` (n, K) for ``C_jk = f_j sin(χ_j + φ_jk)``, with the
     weighted cross terms ``X`` and model powers ``P`` (n, M), the phase ``chi`` (n, M), the
-    ``factor`` ``f`` (n, M or None) and the moves' ``phases`` (M, K):
-    ``2 Im(X f e^{iχ} · e^{iφ}) − ½ Σ P f² + ½ Re(P f² e^{2iχ} · e^{2iφ})``. The two complex
-    products' real and imaginary parts taken are one real product in double precision,
-    ``[2Xf sin χ, 2Xf cos χ, ½Pf² cos 2χ, −½Pf² sin 2χ] @ [cos φ; sin φ; cos 2φ; sin 2φ]``
-    (half the arithmetic of the complex products; round 2, session 67)."""
+    ``factor`` ``f`` (n, M or None) and the moves' phases as :func:`move_basis` (4, M, K):
+    ``2 Im(X f e^{iχ} · e^{iφ}) − ½ Σ P f² + ½ Re(P f² e^{2iχ} · e^{2iφ})``. Only the imaginary
+    part of the one complex product and the real part of the other are needed: four real
+    products in double precision, ``2Xf sin χ · cos φ + 2Xf cos χ · sin φ + ½Pf² cos 2χ · cos 2φ
+    − ½Pf² sin 2χ · sin 2φ`` (half the arithmetic of the complex products; round 2, session 67)."""
     weight = (model if factor is None else model * factor.square()).double()
     signal = (cross if factor is None else cross * factor).double()
     sin_chi, cos_chi = torch.sin(chi).double(), torch.cos(chi).double()
-    phases = phases.double()
-    sin_phi, cos_phi = torch.sin(phases), torch.cos(phases)
-    left = torch.cat(
-        [
-            (2.0 * signal) * sin_chi,
-            (2.0 * signal) * cos_chi,
-            (0.5 * weight) * (cos_chi.square() - sin_chi.square()),
-            (-weight) * (sin_chi * cos_chi),
-        ],
-        dim=1,
-    )
-    right = torch.cat(
-        [cos_phi, sin_phi, cos_phi.square() - sin_phi.square(), 2.0 * sin_phi * cos_phi], dim=0
-    )
-    return (left @ right - 0.5 * weight.sum(1, keepdim=True)).cpu()
+    out = ((2.0 * signal) * sin_chi) @ basis[0]
+    out.addmm_((2.0 * signal) * cos_chi, basis[1])
+    out.addmm_((0.5 * weight) * (cos_chi.square() - sin_chi.square()), basis[2])
+    out.addmm_((-weight) * (sin_chi * cos_chi), basis[3])
+    out -= 0.5 * weight.sum(1, keepdim=True)
+    return out.cpu()
