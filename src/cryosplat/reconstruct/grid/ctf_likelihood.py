@@ -5,8 +5,8 @@ candidate CTF: the image's own CTF moved in mean defocus and in the astigmatism'
 (:class:`CTFCandidates`), as the defocus and astigmatism reads need them
 (:mod:`cryosplat.reconstruct.grid.astigmatism_fit`). Where a batch's images carry no CTF of
 their own and share one voltage, every move is a phase the batch shares, and the sums over
-moves are two complex matrix products (:func:`_moved_log_likelihood`); else each candidate CTF is
-made and summed in turn.
+moves are four real matrix products (:func:`_moved_log_likelihood`) with the moves' basis made
+once a pass (:func:`move_basis`); else each candidate CTF is made and summed in turn.
 """
 
 from __future__ import annotations
