@@ -51,14 +51,33 @@ def test_slices_kept_are_handed_back_as_read(tiny):
     )
 
 
-def test_other_shells_maps_or_images_are_read_afresh(tiny):
+def test_fewer_shells_are_handed_back_within_the_slices_kept(tiny):
+    particles, volume = tiny
+    rows = np.arange(0, len(particles), 3)
+    cache = SliceCache(10**9)
+    reading = SampleReading(batch_size=16, max_radius_px=8.0, slices=cache)
+    kept = _slices(particles, rows, volume, reading)
+    assert cache.used_bytes == kept.numel() * 8
+    fewer = replace(reading, max_radius_px=4.5)
+    handed = _slices(particles, rows, volume, fewer)
+    assert cache.hits == len(rows) and cache.used_bytes == kept.numel() * 8  # nothing more kept
+    fresh = _slices(particles, rows, volume, replace(fewer, slices=None))
+    assert (
+        handed.shape == fresh.shape
+        and handed.shape[1]
+        < _slices(particles, rows, volume, replace(reading, slices=None)).shape[1]
+    )
+    torch.testing.assert_close(handed, fresh, rtol=0, atol=0)
+
+
+def test_more_shells_maps_or_images_are_read_afresh(tiny):
     particles, volume = tiny
     rows = np.arange(0, len(particles), 2)
     cache = SliceCache(10**9)
     reading = SampleReading(batch_size=16, max_radius_px=8.0, slices=cache)
     _slices(particles, rows, volume, reading)
     hits = cache.hits
-    _slices(particles, rows, volume, replace(reading, max_radius_px=5.0))  # other shells
+    _slices(particles, rows, volume, replace(reading, max_radius_px=9.0))  # more shells
     other = volume.copy()  # another map, though equal
     _slices(particles, rows, other, reading)
     _slices(particles, rows + 1, volume, reading)  # images not read before

@@ -250,14 +250,16 @@ def read_samples(
                 )
             kept, shell, friedel, reach, count = bins[part.key]
             cache = reading.slices
-            slices = None if cache is None else cache.get(given, radius, part.key, part.rows)
+            slices = None if cache is None else cache.get(given, radius, part.key, part.rows, kept)
             if slices is None:
                 if reader is None:
                     reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
                 slices = reader.half_slices(part.rotations * group.scale, reach)
                 slices = slices[:, :, : box // 2].reshape(len(part.rows), -1)[:, kept]
                 if cache is not None:  # kx = 0 … D/2 − 1 above
-                    cache.put(given, radius, part.key, part.rows, slices, rows, len(particles))
+                    cache.put(
+                        given, radius, part.key, part.rows, slices, rows, len(particles), kept
+                    )
             at = np.arange(len(batch)) if part.picked is None else part.picked.cpu().numpy()
             yield GroupSamples(
                 positions=stacked[done + at],

@@ -1,18 +1,18 @@
 """Passes over the images saved part way, so that an interrupted command continues where it stopped.
 
 ``cryosplat refine-defocus`` and ``cryosplat score`` read every image against a half map, pass
-after pass (the scores, the defocus, the astigmatism's grids), and each pass gives each image a
-row of numbers that depends on that image alone. At the paper's scale these passes are the
-command's whole time (``refine-defocus`` on two CPU threads: 3,000 particles of box 256 in 43 s,
-so some ten minutes for 40,000). A :class:`RowStore` holds one pass's rows as they come, with which are done; where
-it is given a file it writes them there every :data:`PARTIAL_EVERY_S` seconds, on Ctrl-C or
-any other failure, and when the pass is done (atomically: a file is whole or absent). A pass
-started again with the same key reads the file and reads only the images not yet done; each
-row is the same as an uninterrupted pass gives it, to rounding (an image's numbers do not
-depend on the batch it was read in). :class:`PassCheckpoints` names the files of a command's
-passes in one folder and keys each by what shapes its numbers: the particles, the maps, the
-reading settings and the pass's own candidates. A file whose key differs, or that cannot be
-read, is not read: the pass starts afresh and writes over it.
+after pass (the scores, the defocus, the astigmatism's grids), and each pass gives each image a row
+of numbers that depends on that image alone. At the paper's scale these passes are the command's
+whole time (``refine-defocus`` on two CPU threads: 3,000 particles of box 256 in 37 s, so some
+eight minutes for 40,000). A :class:`RowStore` holds one pass's rows as they come, with which are
+done; where it is given a file it writes them there every :data:`PARTIAL_EVERY_S` seconds, on
+Ctrl-C or any other failure, and when the pass is done (atomically: a file is whole or absent). A
+pass started again with the same key reads the file and reads only the images not yet done; each
+row is the same as an uninterrupted pass gives it, to rounding (an image's numbers do not depend on
+the batch it was read in). :class:`PassCheckpoints` names the files of a command's passes in one
+folder and keys each by what shapes its numbers: the particles, the maps, the reading settings and
+the pass's own candidates. A file whose key differs, or that cannot be read, is not read: the pass
+starts afresh and writes over it.
 """
 
 from __future__ import annotations
