@@ -97,8 +97,12 @@ def _extend(grid: torch.Tensor) -> torch.Tensor:
     Index ``P`` is frequency ``0 ≡ P`` again, so a trilinear stencil at ``−1 ≡ P−1`` reads its upper
     neighbours without a modulo.
     """
-    grid = torch.cat([grid, grid[:1]], dim=0)
-    return torch.cat([grid, grid[:, :1]], dim=1)
+    size, width = grid.shape[0], grid.shape[2]
+    out = grid.new_empty((size + 1, size + 1, width))  # one copy made (two cats made two)
+    out[:size, :size] = grid
+    out[size, :size] = grid[0]
+    out[:, size] = out[:, 0]
+    return out
 
 
 def _fold(extended: torch.Tensor) -> torch.Tensor:
