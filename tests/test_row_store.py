@@ -65,6 +65,20 @@ def test_an_interrupted_pass_is_saved_whatever_the_time_since_the_last_save(tmp_
     assert again.n_done == 2 and again.arrays["v"][5] == 2.0
 
 
+def test_a_pass_that_cannot_be_saved_goes_on_unsaved(tmp_path, caplog):
+    (tmp_path / "file").write_text("not a folder")
+    store = RowStore(4, tmp_path / "file" / "pass.npz", "k", every_s=0.0)
+    with caplog.at_level(logging.WARNING, logger="cryosplat"):
+        store.put(np.arange(4), v=np.arange(4.0))
+    assert "could not be saved" in caplog.text and store.path is None
+    np.testing.assert_array_equal(store.finish()["v"], np.arange(4.0))
+    # interrupted, it cannot be saved either: the interruption is what is raised
+    late = RowStore(4, tmp_path / "file" / "late.npz", "k", every_s=1e9)
+    with pytest.raises(KeyboardInterrupt), late.saved_on_exit():
+        late.put(np.arange(2), v=np.ones(2))
+        raise KeyboardInterrupt
+
+
 @dataclass
 class _Params:
     values: np.ndarray

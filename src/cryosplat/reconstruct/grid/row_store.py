@@ -165,6 +165,7 @@ class RowStore:
         except BaseException:
             if self.path is not None and self._unsaved:
                 self.save()
+            if self.path is not None and self.n_done:
                 log.info(
                     "%d of %d images of this pass saved in %s: run the command again to go on",
                     self.n_done,
@@ -174,18 +175,30 @@ class RowStore:
             raise
 
     def save(self) -> None:
-        """Write the pass (done rows and columns) to :attr:`path`, whole or not at all."""
+        """Write the pass (done rows and columns) to :attr:`path`, whole or not at all. Where it
+        cannot be written (a full disk, a folder not writable) the pass goes on unsaved, with a
+        warning: the checkpoint is for an interruption, and the command's own outputs are small."""
         if self.path is None:
             return
-        with atomic_path(self.path, suffix=".npz") as tmp:
-            np.savez(
-                tmp,
-                format=np.array(_FORMAT),
-                key=np.array(self.key),
-                done=self.done,
-                names=np.array(sorted(self.arrays), dtype=str),
-                **{f"column_{name}": a for name, a in self.arrays.items()},
+        try:
+            with atomic_path(self.path, suffix=".npz") as tmp:
+                np.savez(
+                    tmp,
+                    format=np.array(_FORMAT),
+                    key=np.array(self.key),
+                    done=self.done,
+                    names=np.array(sorted(self.arrays), dtype=str),
+                    **{f"column_{name}": a for name, a in self.arrays.items()},
+                )
+        except OSError as err:
+            log.warning(
+                "%s: the pass could not be saved (%s); it goes on unsaved, and an interruption "
+                "would lose it",
+                self.path,
+                err,
             )
+            self.path = None
+            return
         self._saved_at, self._unsaved = time.monotonic(), False
 
     def finish(self) -> dict[str, np.ndarray]:
