@@ -173,19 +173,18 @@ def refine_defocus_run(
         (4 if reads_astigmatism else 2) * len(particles), "defocus", enabled=show_progress
     )
     likelihood = np.full((len(particles), len(offsets)), np.nan)
+    kind = torch.device(device).type
     # each image is read four to six times at one pose: its slices kept between the passes
-    cache = SliceCache.for_host() if torch.device(device).type == "cpu" else None
+    cache = SliceCache.for_host() if kind == "cpu" else None
     reading = SampleReading(batch_size, device, halves.data_sign, radius, cache)
-    passes = None
-    if checkpoints is not None:
-        passes = halves.checkpoints(checkpoints, radius, torch.device(device).type)
+    passes = halves.checkpoints(checkpoints, radius, kind)
     crossed = halves.crossed()
     scores = []  # each half's, against the other half's map, at the recorded defocus
     for half, (rows, volume) in enumerate(crossed):
-        store = None if passes is None else passes.store(f"scores_{half}", rows)
+        store = passes.store(f"scores_{half}", rows)
         sums = shell_sums(particles, rows, volume, reading, pass_progress(bar, store), store)
         scores.append(score_from_sums(sums))
-        store = None if passes is None else passes.store(f"defocus_{half}", rows, offsets)
+        store = passes.store(f"defocus_{half}", rows, offsets)
         likelihood[rows] = defocus_log_likelihood(
             particles, rows, volume, scores[-1], search, reading, pass_progress(bar, store), store
         )

@@ -63,10 +63,12 @@ class RunHalves:
         """Each half set's rows with the other half's map: ``[(A, map B), (B, map A)]``."""
         return [(self.half_a, self.maps[1]), (self.half_b, self.maps[0])]
 
-    def checkpoints(self, folder: Path, *settings) -> PassCheckpoints:
-        """Where a command's passes over these particles are kept as they go (``folder``),
-        keyed by the half maps, the half sets, the images' sign and ``settings`` (e.g. the
-        shells read and the device)."""
+    def checkpoints(self, folder: Path | None, *settings) -> PassCheckpoints:
+        """Where a command's passes over these particles are kept as they go (``folder``; None:
+        in memory only), keyed by the half maps, the half sets, the images' sign and
+        ``settings`` (e.g. the shells read and the device)."""
+        if folder is None:
+            return PassCheckpoints(None)
         identity = digest(*self.maps, self.half_a, self.half_b, self.data_sign, *settings)
         return PassCheckpoints(folder, identity)
 

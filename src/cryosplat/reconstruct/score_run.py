@@ -155,9 +155,7 @@ def score_run(
     particles, resolution = halves.particles, halves.resolution_angstrom
     radius = shells_read(particles, resolution, "the run's resolution")
     reading = SampleReading(batch_size, device, halves.data_sign, radius)
-    passes = None
-    if checkpoints is not None:
-        passes = halves.checkpoints(checkpoints, radius, torch.device(device).type)
+    passes = halves.checkpoints(checkpoints, radius, torch.device(device).type)
     scores = _scores_of(particles, halves.crossed(), reading, show_progress, passes)
     return ScoredRun(
         particles.source,
@@ -230,7 +228,7 @@ def score_against_map(
     sign = -1.0 if invert_contrast else 1.0
     rows = np.arange(len(particles))
     reading = SampleReading(batch_size, device, sign, radius)
-    passes = None
+    passes = PassCheckpoints(None)
     if checkpoints is not None:
         identity = digest(volume, rows, sign, radius, torch.device(device).type)
         passes = PassCheckpoints(checkpoints, identity)
@@ -251,14 +249,14 @@ def _scores_of(
     groups: list[tuple[np.ndarray, np.ndarray]],
     reading: SampleReading,
     show_progress: bool,
-    passes: PassCheckpoints | None = None,
+    passes: PassCheckpoints,
 ) -> ParticleScores:
     """The :class:`ParticleScores` of ``particles`` (their order), each group ``(rows,
     volume)``'s rows read against its volume (each kept in ``passes`` as it goes)."""
     bar = Progress(len(particles), "score", enabled=show_progress)
     parts = []
     for group, (rows, volume) in enumerate(groups):
-        store = None if passes is None else passes.store(f"scores_{group}", rows)
+        store = passes.store(f"scores_{group}", rows)
         progress = pass_progress(bar, store)
         parts.append(shell_sums(particles, rows, volume, reading, progress, store))
     bar.close()

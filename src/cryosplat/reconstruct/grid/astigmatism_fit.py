@@ -184,6 +184,7 @@ def read_astigmatism(
     if reading.max_radius_px is None:
         raise ValueError("reading.max_radius_px must say how far the shells are read")
 
+    checkpoints = PassCheckpoints(None) if checkpoints is None else checkpoints
     passes = itertools.count()  # each pass's checkpoints by its place in the sequence
 
     def read(pass_grid: AstigmatismGrid, radius: float, centres: np.ndarray) -> np.ndarray:
@@ -197,10 +198,8 @@ def read_astigmatism(
         values = np.full((len(particles), len(pass_grid.moves) + 1), np.nan)
         index = next(passes)
         for half, (rows, volume, scores) in enumerate(parts):
-            store = None
-            if checkpoints is not None:
-                name = f"astigmatism{index}_{half}"
-                store = checkpoints.store(name, rows, pass_grid.moves, centres[rows], radius, ctf)
+            name = f"astigmatism{index}_{half}"
+            store = checkpoints.store(name, rows, pass_grid.moves, centres[rows], radius, ctf)
             progress = pass_progress(bar, store)
             values[rows] = astigmatism_log_likelihood(
                 particles,

@@ -70,13 +70,12 @@ def _update(h, part) -> None:
     h.update(b"|")
 
 
-def pass_progress(bar: Progress | None, store: RowStore | None) -> Callable[[int], None] | None:
+def pass_progress(bar: Progress | None, store: RowStore) -> Callable[[int], None] | None:
     """``bar``'s callback for the next pass (:meth:`~cryosplat.core.progress.Progress.part`),
     the rows ``store`` holds done counted as done before this run: out of the rate and the ETA."""
     if bar is None:
         return None
-    if store is not None:
-        bar.resumed(store.n_done)
+    bar.resumed(store.n_done)
     return bar.part()
 
 
@@ -251,19 +250,25 @@ def saved_passes(folder: Path) -> list[tuple[str, int, int]]:
 
 
 class PassCheckpoints:
-    """The :class:`RowStore` files of one command's passes, in ``folder``.
+    """The :class:`RowStore` files of one command's passes, in ``folder`` (None: its stores are
+    kept in memory only, nothing saved).
 
     ``identity`` (:func:`digest`) says what every pass shares: the particles, the maps and the
     reading settings. Each pass adds its own name and parts to it.
     """
 
-    def __init__(self, folder: Path, identity: str, every_s: float = PARTIAL_EVERY_S) -> None:
-        self.folder, self.identity, self.every_s = Path(folder), identity, every_s
+    def __init__(
+        self, folder: Path | None, identity: str = "", every_s: float = PARTIAL_EVERY_S
+    ) -> None:
+        self.folder = None if folder is None else Path(folder)
+        self.identity, self.every_s = identity, every_s
 
     def store(self, name: str, rows: np.ndarray, *parts) -> RowStore:
         """The store of pass ``name`` over ``rows`` (the particle set's row numbers, in the
         pass's order); ``parts`` (arrays or values) are what else shapes its numbers."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if self.folder is None:
+            return RowStore(len(rows))
         key = digest(self.identity, name, rows, *parts)
         path = self.folder / f"{name}.npz"
         return RowStore(len(rows), path, key, self.every_s)
