@@ -30,6 +30,7 @@ from bench_catalogue_membrane import (
 from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_partial import COMBINED, PARTIAL
 from bench_catalogue_s67 import UNSEEN_67
+from bench_catalogue_s68 import UNSEEN_68
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -317,6 +318,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen58": UNSEEN_58,
     "unseen59": UNSEEN_59,
     "unseen67": UNSEEN_67,
+    "unseen68": UNSEEN_68,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

@@ -17,7 +17,7 @@ from cryosplat.reconstruct.grid.background import (
     remove_background,
 )
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
-from cryosplat.reconstruct.splat.engine import _batch
+from cryosplat.reconstruct.splat.image_batches import image_batch
 
 BOX = 24
 
@@ -128,8 +128,8 @@ def test_the_per_image_engine_takes_the_level_off_each_image(pair):
     assert abs(level - added) < 1e-3 * added
     assert abs(background_level(plain, rows)) < 1e-4 * added
     assert abs(background_level(offset, rows, max_images=7) - level) < 0.05 * added
-    spectra = _batch(offset, rows[:8], "cpu", 1.0, level).data
-    reference = _batch(plain, rows[:8], "cpu", 1.0).data
+    spectra = image_batch(offset, rows[:8], "cpu", 1.0, level).data
+    reference = image_batch(plain, rows[:8], "cpu", 1.0).data
     assert _close(spectra, reference, 1e-5)
 
 

@@ -102,12 +102,12 @@ def test_a_premultiplied_set_gives_the_raw_set_map_and_not_without_its_flag(tiny
 
 
 def test_the_per_image_engine_predicts_with_the_transfer(tiny_set, tmp_path):
-    from cryosplat.reconstruct.splat.engine import _batch
+    from cryosplat.reconstruct.splat.image_batches import image_batch
 
     star = _with_ctf_in_images(tiny_set, tmp_path / "premultiplied", "premultiplied")
     rows = np.arange(5)
-    raw_ctf = _batch(read_particles(tiny_set), rows, "cpu", 1.0).ctf
-    carried_ctf = _batch(read_particles(star), rows, "cpu", 1.0).ctf
+    raw_ctf = image_batch(read_particles(tiny_set), rows, "cpu", 1.0).ctf
+    carried_ctf = image_batch(read_particles(star), rows, "cpu", 1.0).ctf
     assert torch.allclose(carried_ctf, raw_ctf * raw_ctf)
 
 

@@ -91,14 +91,14 @@ def test_the_statistics_pass_places_samples_through_the_matrix(sets):
 def test_the_per_image_engine_predicts_the_images_through_the_matrix(sets):
     """The per-image engine's forward model (its batch's poses and CTF through ``M``) predicts
     the images seen through ``M`` from the truth; as if ``M`` were the identity, it does not."""
-    from cryosplat.reconstruct.splat.engine import _batch, _predict
+    from cryosplat.reconstruct.splat.image_batches import image_batch, predict
 
     truth = GaussianModel.load(sets["folder"] / "truth.npz")
     rows = np.arange(12)
     for particles, close in ((sets["mag"], True), (replace(sets["mag"], mag_matrices=None), False)):
-        data, rot, shifts, ctf, *_ = _batch(particles, rows, "cpu", 1.0)
+        data, rot, shifts, ctf, *_ = image_batch(particles, rows, "cpu", 1.0)
         with torch.no_grad():
-            predicted = _predict(truth, rot, shifts, ctf, "reference")
+            predicted = predict(truth, rot, shifts, ctf, "reference")
         error = float((predicted - data).abs().pow(2).sum() / data.abs().pow(2).sum())
         # Measured: 1.4e-4 of the images' power (float32 images) with M, 0.31 without.
         assert (error < 1e-3) if close else (error > 0.05), error

@@ -24,7 +24,8 @@ from cryosplat.particles.particle_set import OpticsGroup
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.gather import accumulate
 from cryosplat.reconstruct.run import ReconstructConfig, check_engine_particles
-from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig, _batch, _predict
+from cryosplat.reconstruct.splat.engine import SplatEngine, SplatEngineConfig
+from cryosplat.reconstruct.splat.image_batches import image_batch, predict
 from cryosplat.reconstruct.splat.runner import initial_models
 from cryosplat.validation.fsc import fsc
 from tests.test_cryosparc import _write_cs
@@ -220,10 +221,10 @@ def test_the_per_image_engine_fits_a_padded_image_within_its_own_band(sets, tmp_
     engine = SplatEngine(mixed, halves, models, config, tmp_path / "s.pt", "cpu", seed=0)
     rows = np.arange(8)  # rows 1 and 5 are binned (i % 4 == 1)
     losses = engine._image_losses(engine.halves[0], rows).detach()
-    batch = _batch(mixed, rows, "cpu", 1.0, engine.halves[0].background)
+    batch = image_batch(mixed, rows, "cpu", 1.0, engine.halves[0].background)
     np.testing.assert_allclose(batch.band_limits.numpy()[[0, 1, 2]], [np.inf, 5, np.inf])
     with torch.no_grad():
-        pred = _predict(models[0], batch.rotations, batch.shifts, batch.ctf, "auto")
+        pred = predict(models[0], batch.rotations, batch.shifts, batch.ctf, "auto")
     shells = radial_index_2d(BOX)
     squared = (pred - batch.data).abs().pow(2)
     within = shells <= engine.band_shell()

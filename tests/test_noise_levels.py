@@ -17,7 +17,7 @@ from cryosplat.reconstruct.grid.noise_levels import (
     WEIGHT_RANGE,
     measure_noise_levels,
 )
-from cryosplat.reconstruct.splat.engine import _batch
+from cryosplat.reconstruct.splat.image_batches import image_batch
 
 BOX, N = 24, 240
 
@@ -150,10 +150,10 @@ def test_the_per_image_engine_weighs_its_batch_as_the_pass(sets):
     particles = sets[0]["spread"]
     levels = measure_noise_levels(particles)
     rows = np.arange(10)
-    weights = _batch(particles, rows, "cpu", 1.0, 0.0, levels).weights
+    weights = image_batch(particles, rows, "cpu", 1.0, 0.0, levels).weights
     expected = levels.weights(torch.from_numpy(particles.read_images(rows)))
     assert torch.allclose(weights, expected)
-    assert _batch(particles, rows, "cpu", 1.0).weights is None
+    assert image_batch(particles, rows, "cpu", 1.0).weights is None
 
 
 def test_info_says_whether_a_run_will_weigh_the_images(sets, tmp_path, capsys):

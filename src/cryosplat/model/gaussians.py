@@ -244,6 +244,22 @@ class GaussianModel(torch.nn.Module):
                 signed=self.signed,
             )
 
+    def with_amplitudes_times(self, factor: float) -> GaussianModel:
+        """A new model, the same but for its amplitudes times ``factor`` (> 0)."""
+        if not factor > 0:
+            raise ValueError(f"factor must be positive, got {factor}")
+        with torch.no_grad():
+            return GaussianModel(
+                self.means,
+                self.scales,
+                self.quaternions,
+                self.amplitudes * factor,
+                self.box,
+                self.pixel_size_angstrom,
+                self.symmetry,
+                signed=self.signed,
+            )
+
     @classmethod
     def average(cls, models: list[GaussianModel]) -> GaussianModel:
         """The mixture whose density is the mean of the models' densities: their Gaussians

@@ -14,26 +14,27 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from cryosplat.core.aberrations import magnified_rotations
-from cryosplat.core.ctf import ctf_from_params, image_transfer
 from cryosplat.core.errors import CryosplatError
-from cryosplat.core.fourier import fft2_centered, radial_index_2d
+from cryosplat.core.fourier import radial_index_2d
 from cryosplat.core.optim import Adam
 from cryosplat.model.gaussians import GaussianModel, inverse_softplus
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.validate import bad_image_rows
 from cryosplat.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.reconstruct.grid.background import background_level
 from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
-from cryosplat.render.imaging import predict_spectra
+from cryosplat.reconstruct.splat.image_batches import (
+    estimate_amplitude_scale,
+    held_frequencies,
+    image_batch,
+    predict,
+)
 
-__all__ = ["SplatEngineConfig", "SplatEngine", "estimate_amplitude_scale"]
+__all__ = ["SplatEngineConfig", "SplatEngine"]
 
 
 @dataclass
@@ -90,127 +91,6 @@ def _optimizer(model: GaussianModel, cfg: SplatEngineConfig) -> Adam:
     )
 
 
-def _read_images(particles: ParticleSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(rows, images)`` without particles whose image is bad; the memory maps read are dropped.
-
-    Dropping the maps after each batch, as the statistics pass does, keeps the open files to the
-    stacks of one batch (RELION writes one stack per micrograph: thousands of files). Bad images
-    (NaN, infinite, absurd) were refused or logged by the statistics pass that runs first; here
-    they are only left out.
-    """
-    images = particles.read_images(rows)
-    for s in np.unique(particles.stack_index[rows]):
-        if 0 <= s < len(particles.stacks):
-            particles.stacks[s].release()
-    bad = bad_image_rows(images)
-    if bad.size:
-        keep = np.ones(len(rows), dtype=bool)
-        keep[bad] = False
-        rows, images = rows[keep], images[keep]
-    return rows, images
-
-
-class _ImageBatch(NamedTuple):
-    """One batch's images as spectra, with their poses, CTF, weights and bands."""
-
-    data: torch.Tensor  # (B, D, D) complex, centred
-    rotations: torch.Tensor  # (B, 3, 3)
-    shifts: torch.Tensor  # (B, 2) Å
-    ctf: torch.Tensor  # (B, D, D)
-    weights: torch.Tensor | None  # (B,) the inverse of each image's noise variance, or None
-    band_limits: torch.Tensor | None  # (B,) pixels; None: every image holds every frequency
-
-
-def _batch(
-    particles: ParticleSet,
-    rows: np.ndarray,
-    device,
-    sign: float,
-    level: float = 0.0,
-    levels: NoiseLevels | None = None,
-) -> _ImageBatch:
-    """The images of ``rows`` (less their background ``level``) as spectra, with their poses,
-    CTF, weights (``levels``' of their noise; None: alike) and, where some were Fourier-padded
-    from a smaller box (:mod:`cryosplat.particles.mixed_boxes`), the highest frequency each
-    holds."""
-    rows, images = _read_images(particles, np.asarray(rows))
-    images = torch.from_numpy(images - np.float32(level)).to(device)
-    weights = None if levels is None else levels.weights(images)
-    rot, mag = particles.rotations[rows], None
-    if particles.mag_matrices is not None:  # rendered through Mᵀ A, the CTF at M k
-        mag = particles.mag_matrices[rows]
-        rot = magnified_rotations(rot, mag)
-    rot = torch.as_tensor(rot, dtype=torch.float32, device=device)
-    shifts = torch.as_tensor(particles.shifts_angstrom[rows], dtype=torch.float32, device=device)
-    ctf = ctf_from_params(
-        particles.ctf.subset(rows),
-        particles.box,
-        particles.pixel_size_angstrom,
-        device=device,
-        mag_matrices=mag,
-    )
-    codes = particles.ctf_in_images_of(rows)  # images that carry their CTF already
-    if codes is not None:
-        ctf = image_transfer(ctf, codes)
-    limits = particles.band_limits_px(rows)
-    bands = None
-    if np.isfinite(limits).any():
-        bands = torch.as_tensor(limits, dtype=torch.float32, device=device)
-    return _ImageBatch(sign * fft2_centered(images), rot, shifts, ctf, weights, bands)
-
-
-def _held(shells: torch.Tensor, bands: torch.Tensor | None) -> torch.Tensor | None:
-    """Where each image holds its frequencies, bool (B, D, D): within its band; None for all."""
-    return None if bands is None else shells[None] <= bands[:, None, None]
-
-
-def _predict(model: GaussianModel, rot, shifts, ctf, backend: str) -> torch.Tensor:
-    return predict_spectra(
-        model.expanded_parameters(),  # all |G| copies of a symmetric model
-        rot,
-        shifts,
-        ctf,
-        model.box,
-        model.pixel_size_angstrom,
-        backend=backend,
-    )
-
-
-def estimate_amplitude_scale(
-    model: GaussianModel,
-    particles: ParticleSet,
-    rows: np.ndarray,
-    device: torch.device | str,
-    sign: float = 1.0,
-    backend: str = "auto",
-) -> float:
-    """Factor that brings the model's projections to the images' signal power.
-
-    Compares power in a low-frequency band (shells 2..D/8) after subtracting the noise power measured
-    near Nyquist, where the data are mostly noise. A random blob of the particle's size has about the
-    particle's low-frequency power, so this sets the overall amplitude without any reference map.
-    """
-    batch = _batch(particles, rows, device, sign)
-    data = batch.data
-    with torch.no_grad():
-        pred = _predict(model, batch.rotations, batch.shifts, batch.ctf, backend)
-    shells = radial_index_2d(particles.box, device=device)
-    low = (shells >= 2) & (shells <= max(3, particles.box // 8))
-    high = (shells >= int(0.8 * (particles.box // 2))) & (shells <= particles.box // 2)
-    held = _held(shells, batch.band_limits)
-    if held is None:
-        p_data = data.abs().pow(2)[:, low].mean() - data.abs().pow(2)[:, high].mean()
-        p_pred = pred.abs().pow(2)[:, low].mean()
-    else:  # each band read only where the images hold it (padded images: zeros past their own)
-        low, high = held & low, held & high
-        noise = data.abs().pow(2)[high].mean() if high.any() else 0.0
-        p_data = data.abs().pow(2)[low].mean() - noise
-        p_pred = pred.abs().pow(2)[low].mean()
-    if not (p_data > 0 and p_pred > 0):
-        return 1.0
-    return float(torch.sqrt(p_data / p_pred))
-
-
 @dataclass
 class _HalfState:
     name: str
@@ -246,6 +126,10 @@ class SplatEngine:
         Each image's squared error weighed by the inverse of its noise variance
         (:mod:`cryosplat.reconstruct.grid.noise_levels`, as the statistics pass weighed it);
         None: alike.
+    image_unit : float
+        The images are fitted divided by this (a power of two,
+        :func:`cryosplat.reconstruct.grid.fit.image_unit`), so that their unit does not steer
+        Adam; :meth:`models` and :meth:`run` hand the models back in the images' own unit.
     """
 
     def __init__(
@@ -260,9 +144,13 @@ class SplatEngine:
         data_sign: float = 1.0,
         dist: Distributed | None = None,
         noise_levels: NoiseLevels | None = None,
+        image_unit: float = 1.0,
     ) -> None:
         config.validate()
+        if not (math.isfinite(image_unit) and image_unit > 0):
+            raise ValueError(f"image_unit must be positive and finite, got {image_unit}")
         self.noise_levels = noise_levels
+        self.image_unit = float(image_unit)
         self.dist = Distributed() if dist is None else dist
         self.particles = particles
         self.config = config
@@ -329,6 +217,7 @@ class SplatEngine:
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "scaled": self.scaled,
+            "image_unit": self.image_unit,
             "history": self.history,
             "models": [
                 {k: v.detach().cpu() for k, v in h.model.state_dict().items()} for h in self.halves
@@ -354,6 +243,7 @@ class SplatEngine:
             h.optimizer.load_state_dict(os_)
         self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
         self.scaled = bool(state["scaled"])
+        self.image_unit = float(state.get("image_unit", 1.0))  # its models are in that unit
         self.history = list(state["history"])
         self._synchronise()
         return True
@@ -369,7 +259,13 @@ class SplatEngine:
             rng = np.random.default_rng([self.seed, i, 10_000])
             rows = rng.choice(h.rows, size=min(len(h.rows), 64), replace=False)
             factor = estimate_amplitude_scale(
-                h.model, self.particles, np.sort(rows), self.device, self.sign, self.config.backend
+                h.model,
+                self.particles,
+                np.sort(rows),
+                self.device,
+                self.sign,
+                self.config.backend,
+                self.image_unit,
             )
             with torch.no_grad():
                 amps = h.model.amplitudes * factor
@@ -392,13 +288,19 @@ class SplatEngine:
 
     def _image_losses(self, h: _HalfState, rows: np.ndarray) -> torch.Tensor:
         """Squared error of each image in the band; shape (len(rows),)."""
-        batch = _batch(
-            self.particles, rows, self.device, self.sign, h.background, self.noise_levels
+        batch = image_batch(
+            self.particles,
+            rows,
+            self.device,
+            self.sign,
+            h.background,
+            self.noise_levels,
+            self.image_unit,
         )
-        pred = _predict(h.model, batch.rotations, batch.shifts, batch.ctf, self.config.backend)
+        pred = predict(h.model, batch.rotations, batch.shifts, batch.ctf, self.config.backend)
         shells = radial_index_2d(self.particles.box, device=self.device)
         band = shells <= self.band_shell()
-        held = _held(shells, batch.band_limits)
+        held = held_frequencies(shells, batch.band_limits)
         if held is None:
             diff = (pred - batch.data)[:, band]
             losses = diff.real.pow(2).add(diff.imag.pow(2)).sum(dim=-1)
@@ -484,4 +386,11 @@ class SplatEngine:
             self.history.append(record)
             self.save()
             last_save = time.monotonic()
-        return self.halves[0].model, self.halves[1].model
+        return self.models()
+
+    def models(self) -> tuple[GaussianModel, GaussianModel]:
+        """The two half models in the images' own unit (the fitted ones where that is 1)."""
+        if self.image_unit == 1.0:
+            return self.halves[0].model, self.halves[1].model
+        a, b = (h.model.with_amplitudes_times(self.image_unit) for h in self.halves)
+        return a, b

@@ -18,6 +18,7 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.engine_result import EngineResult
+from cryosplat.reconstruct.grid.fit import image_unit
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics
 from cryosplat.reconstruct.grid.init_centre import ball_from_statistics
 from cryosplat.reconstruct.half_map_report import format_resolution
@@ -97,6 +98,7 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
         data_sign=-1.0 if config.invert_contrast else 1.0,
         dist=dist,
         noise_levels=statistics.noise_levels,
+        image_unit=image_unit(statistics.train),
     )
     resumed = engine.load()
     if resumed:
@@ -115,7 +117,7 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
         )
 
     def on_epoch(epoch: int) -> dict:
-        res = monitor(*(h.model for h in engine.halves))
+        res = monitor(*engine.models())
         state["res"] = res
         log.info(
             "epoch %d/%d: resolution %s (cross-validated)",
