@@ -26,19 +26,24 @@ from cryosplat.validation.masks import spherical_mask
 BOX, PIXEL = 24, 4.0
 
 
-def _engine(particles, tmp_path, cfg, name):
+def _engine(particles, tmp_path, cfg, name, image_unit=1.0):
     rc = ReconstructConfig(seed=0)
     models = initial_models(particles, rc, 60, torch.device("cpu"))
     halves = (np.arange(0, len(particles), 2), np.arange(1, len(particles), 2))
-    return SplatEngine(particles, halves, models, cfg, tmp_path / name, "cpu", seed=0)
+    return SplatEngine(
+        particles, halves, models, cfg, tmp_path / name, "cpu", seed=0, image_unit=image_unit
+    )
 
 
-def test_killed_mid_epoch_resumes_to_the_same_models(tiny_set, tmp_path):
+@pytest.mark.parametrize("image_unit", [1.0, 4.0])
+def test_killed_mid_epoch_resumes_to_the_same_models(tiny_set, tmp_path, image_unit):
+    """Resumed, the engine fits in the image unit its checkpoint was made in, whatever it is
+    given (its models are in that unit)."""
     particles = read_particles(tiny_set)
     cfg = SplatEngineConfig(epochs=2, batch_size=16, checkpoint_interval_s=0.0)
-    full = _engine(particles, tmp_path, cfg, "a.pt").run()
+    full = _engine(particles, tmp_path, cfg, "a.pt", image_unit).run()
 
-    interrupted = _engine(particles, tmp_path, cfg, "b.pt")
+    interrupted = _engine(particles, tmp_path, cfg, "b.pt", image_unit)
 
     def kill(step, total, info):
         if step == 6:  # the second of 4 steps per epoch, in the second epoch
@@ -48,6 +53,7 @@ def test_killed_mid_epoch_resumes_to_the_same_models(tiny_set, tmp_path):
         interrupted.run(on_step=kill)
     resumed = _engine(particles, tmp_path, cfg, "b.pt")
     assert resumed.load()
+    assert resumed.image_unit == image_unit
     assert resumed.epoch == 1 and 0 < resumed.step_in_epoch < resumed.steps_per_epoch()
     again = resumed.run()
     for m_full, m_again in zip(full, again, strict=True):
