@@ -104,13 +104,18 @@ def test_the_per_image_engine_gives_the_scaled_maps(tiny_set, tmp_path):
     config = ReconstructConfig(
         engine="splat", n_gaussians=60, seed=0, device="cpu", splat=SplatEngineConfig(epochs=2)
     )
-    maps = {}
+    maps, losses = {}, {}
     for factor in (1.0, 2.0**-20):
         star = tiny_set if factor == 1.0 else _scaled_copy(tiny_set, factor, tmp_path / "x")
-        reconstruct(read_particles(star), tmp_path / f"run{factor:g}", config, show_progress=False)
-        maps[factor] = read_map(tmp_path / f"run{factor:g}" / "map.mrc")[0] / np.float32(factor)
+        out = tmp_path / f"run{factor:g}"
+        reconstruct(read_particles(star), out, config, show_progress=False)
+        maps[factor] = read_map(out / "map.mrc")[0] / np.float32(factor)
+        history = json.loads((out / "run.json").read_text())["summary"]["history"]
+        losses[factor] = np.array([record["loss"] for record in history]) / factor**2
     scale = np.abs(maps[1.0]).max()
     np.testing.assert_allclose(maps[2.0**-20], maps[1.0], rtol=0, atol=1e-5 * scale)
+    # the epochs' losses as written: in the images' unit squared
+    np.testing.assert_allclose(losses[2.0**-20], losses[1.0], rtol=1e-6)
 
 
 def test_image_unit_is_the_power_of_two_nearest_the_working_power(tiny_set):

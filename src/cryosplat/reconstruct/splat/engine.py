@@ -366,7 +366,7 @@ class SplatEngine:
                     rows = order[k * bs : (k + 1) * bs]
                     loss = self._step(h, np.sort(rows)) if len(rows) else None
                     if loss is not None:
-                        step_losses.append(loss)
+                        step_losses.append(loss * self.image_unit**2)  # the images' unit
                 losses.append(float(np.mean(step_losses)) if step_losses else math.nan)
                 self.step_in_epoch += 1
                 if on_step is not None:
