@@ -29,7 +29,6 @@ from cryosplat.reconstruct.grid.fit import (
     GridFitConfig,
     fit_gaussians,
     image_unit,
-    mean_image_power,
 )
 from cryosplat.reconstruct.grid.gather import accumulate
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
@@ -122,7 +121,7 @@ def test_image_unit_is_the_power_of_two_nearest_the_working_power(tiny_set):
     stats = accumulate(read_particles(tiny_set))
     unit = image_unit([stats])
     assert math.log2(unit) == round(math.log2(unit))
-    ratio = mean_image_power(stats) / unit**2 / WORKING_POWER
+    ratio = stats.power_per_pixel / unit**2 / WORKING_POWER
     assert 0.5 <= ratio <= 2.0
     scaled = replace(stats, data=stats.data * 2.0**-12, power=stats.power * 2.0**-24)
     assert image_unit([scaled]) == unit * 2.0**-12

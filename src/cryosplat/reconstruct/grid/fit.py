@@ -76,16 +76,11 @@ measured flat from 20 to 30,000 on fourteen sets, two seeds (round 2, session 68
 sets' own powers span 11–58,000."""
 
 
-def mean_image_power(stats: FourierStatistics) -> float:
-    """The images' power per pixel, the mean over the images and the frequencies the statistics
-    hold (at the signal-to-noise ratios of particle images, their noise's power)."""
-    pixels = int((squared_radius(stats.box, 2) <= stats.max_radius**2).sum())
-    return stats.data_power / (stats.n_particles * max(pixels, 1))
-
-
 def loss_unit(stats: FourierStatistics) -> float:
     """What the fit divides its loss (the sum of squared residuals over the images) by: the
-    number of images times :func:`mean_image_power` over :data:`WORKING_POWER`.
+    number of images times their power per pixel
+    (:attr:`~cryosplat.reconstruct.grid.statistics.FourierStatistics.power_per_pixel`) over
+    :data:`WORKING_POWER`.
 
     The loss is then the same number whatever unit the images come in (RELION's normalised
     noise, detector counts, a simulator's potential), so Adam's ``eps`` (an absolute 1e-8) weighs
@@ -95,15 +90,15 @@ def loss_unit(stats: FourierStatistics) -> float:
     17.9 → 24.3 Å) and the benchmark sets, whose powers span 11–58,000, each met ``eps`` at
     another weight.
     """
-    return stats.n_particles * mean_image_power(stats) / WORKING_POWER
+    return stats.n_particles * stats.power_per_pixel / WORKING_POWER
 
 
 def image_unit(stats: Sequence[FourierStatistics]) -> float:
     """The power of two the per-image engine divides its images by: the one that brings their
-    power (:func:`mean_image_power`, the mean over ``stats``) nearest to :data:`WORKING_POWER`.
+    power per pixel (the mean over ``stats``) nearest to :data:`WORKING_POWER`.
     A power of two, so that images times ``2**k`` are the same images inside the engine to the
     bit."""
-    power = sum(mean_image_power(s) for s in stats) / len(stats)
+    power = sum(s.power_per_pixel for s in stats) / len(stats)
     if not (math.isfinite(power) and power > 0):
         return 1.0
     return 2.0 ** round(0.5 * math.log2(power / WORKING_POWER))

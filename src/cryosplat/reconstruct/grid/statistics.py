@@ -144,6 +144,13 @@ class FourierStatistics:
         return float(self.power.sum())
 
     @property
+    def power_per_pixel(self) -> float:
+        """The images' power per pixel, the mean over the images and the gathered frequencies
+        (at the signal-to-noise ratios of particle images, their noise's power)."""
+        pixels = int((squared_radius(self.box, 2) <= self.max_radius**2).sum())
+        return self.data_power / (self.n_particles * max(pixels, 1))
+
+    @property
     def padded_box(self) -> int:
         """``P = pad · box``."""
         return self.pad * self.box

@@ -75,8 +75,7 @@ def image_batch(
     rows, images = read_images(particles, np.asarray(rows))
     images = torch.from_numpy(images - np.float32(level)).to(device)
     weights = None if levels is None else levels.weights(images)
-    if unit != 1.0:
-        images /= unit
+    images /= unit
     rot, mag = particles.rotations[rows], None
     if particles.mag_matrices is not None:  # rendered through Mᵀ A, the CTF at M k
         mag = particles.mag_matrices[rows]
