@@ -31,6 +31,7 @@ from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_partial import COMBINED, PARTIAL
 from bench_catalogue_s67 import UNSEEN_67
 from bench_catalogue_s68 import UNSEEN_68
+from bench_catalogue_s69 import UNSEEN_69, UNSEEN_69B
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -319,6 +320,8 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen59": UNSEEN_59,
     "unseen67": UNSEEN_67,
     "unseen68": UNSEEN_68,
+    "unseen69": UNSEEN_69,
+    "unseen69b": UNSEEN_69B,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

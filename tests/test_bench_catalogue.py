@@ -10,6 +10,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -62,3 +63,24 @@ def test_session_58_group_records_every_pose_with_an_error():
         assert spec.pose_error_degrees > 0 and spec.shift_error_angstrom > 0, spec.name
         assert spec.simulator == "relion_project", spec.name
     assert sum(spec.model.startswith("maps/") for spec in sets) == 7
+
+
+def test_session_69_groups_read_their_maps_beside_the_shared_data():
+    from bench_datasets import SHARED
+    from bench_extra_maps import EXTRA_MAPS
+
+    for group in ("unseen69", "unseen69b"):
+        for spec in DATASETS[group]:
+            assert (SHARED / spec.model).parent.resolve() == EXTRA_MAPS.resolve(), spec.name
+
+
+def test_an_odd_box_is_cut_about_its_centre_voxel():
+    from bench_extra_maps import even_box
+
+    volume = np.zeros((65, 65, 65), dtype=np.float32)
+    volume[32, 31, 33] = 1.0
+    cut = even_box(volume)
+    assert cut.shape == (64, 64, 64)
+    assert cut[32, 31, 33] == 1.0 and cut.sum() == 1.0
+    with pytest.raises(ValueError, match="odd cube"):
+        even_box(cut)
