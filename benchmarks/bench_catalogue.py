@@ -31,7 +31,7 @@ from bench_catalogue_padded import ELONGATED, ELONGATED_50, PADDED, UNSEEN_46
 from bench_catalogue_partial import COMBINED, PARTIAL
 from bench_catalogue_s67 import UNSEEN_67
 from bench_catalogue_s68 import UNSEEN_68
-from bench_catalogue_s69 import UNSEEN_69, UNSEEN_69B
+from bench_catalogue_s69 import UNSEEN_69, UNSEEN_69B, UNSEEN_69C
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -322,6 +322,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen68": UNSEEN_68,
     "unseen69": UNSEEN_69,
     "unseen69b": UNSEEN_69B,
+    "unseen69c": UNSEEN_69C,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

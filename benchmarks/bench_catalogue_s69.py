@@ -98,3 +98,25 @@ UNSEEN_69B = map_table(
         ),
     )
 )
+
+# The three maps as the first benchmark sets were made (issue 11: the real views and EMPIAR-10028's
+# defocus, white noise or betagal_17's), chosen after unseen69b had run, nothing changed in
+# between (round 2, session 69): the closest the catalogue has to the same recipe on other maps.
+UNSEEN_69C = map_table(
+    (
+        ("u69c_ribosome70s", "../extra_maps/ribosome70s.mrc", (64, 5.0, 6_000, 0.003, 6921), {}),
+        (
+            "u69c_ribosome70s_c",
+            "../extra_maps/ribosome70s.mrc",
+            (64, 5.0, 6_000, 0.003, 6922),
+            {"noise": "coloured"},
+        ),
+        (
+            "u69c_trpv1_c",
+            "../extra_maps/trpv1.mrc",
+            (48, 4.88, 5_000, 0.003, 6923),
+            {"noise": "coloured"},
+        ),
+        ("u69c_3j9g", "../extra_maps/3j9g.mrc", (64, 4.4, 5_000, 0.003, 6924), {}),
+    )
+)

@@ -69,7 +69,7 @@ def test_session_69_groups_read_their_maps_beside_the_shared_data():
     from bench_datasets import SHARED
     from bench_extra_maps import EXTRA_MAPS
 
-    for group in ("unseen69", "unseen69b"):
+    for group in ("unseen69", "unseen69b", "unseen69c"):
         for spec in DATASETS[group]:
             assert (SHARED / spec.model).parent.resolve() == EXTRA_MAPS.resolve(), spec.name
 

@@ -251,3 +251,31 @@ def test_apodization_and_bad_arguments(volume, rotations):
         extract_slices(grid, rotations, BOX, 3)
     with pytest.raises(ValueError, match="even"):
         volume_to_padded_ft(torch.zeros(5, 5, 5), PAD)
+
+
+@pytest.mark.parametrize("pad", [1, 2, 3])
+def test_frequencies_gathered_to_nyquist_less_one_grid_step_stay_on_the_grid(pad):
+    """Up to ``D/2 − 1/pad`` every trilinear neighbour exists, also for views along the grid's
+    axes (a frequency of integer radius on an axis at pad 1): each point's weights add up to one
+    on the grid, and the half layout takes the same points."""
+    box = 16
+    limit = default_max_radius(box, pad)
+    assert box / 2 - 1.0 / pad - 0.01 < limit < box / 2 - 1.0 / pad
+    turns = [
+        np.eye(3),
+        np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]),
+        np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]]),
+        np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]),
+    ]
+    rotations = torch.tensor(np.stack(turns + list(random_rotations(6, seed=7))))
+    weights = torch.ones(len(rotations), box, box, dtype=torch.float64)
+    values = torch.ones(len(rotations), box, box, dtype=torch.complex128)
+    k = torch.arange(box) - box // 2
+    kept = int(((k[:, None] ** 2 + k[None, :] ** 2) <= limit**2).sum())
+    size = pad * box
+    for shape in [(size, size, size), (size, size, size // 2 + 1)]:
+        data = torch.zeros(shape, dtype=torch.complex128)
+        weight = torch.zeros(shape, dtype=torch.float64)
+        insert_slices(values, rotations, box, pad, data, weights, weight)
+        if shape[2] == size:
+            assert math.isclose(float(weight.sum()), len(rotations) * kept, rel_tol=1e-12)

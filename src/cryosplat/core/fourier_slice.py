@@ -49,7 +49,7 @@ def kept_pixels(box: int, pad: int, max_radius: float | None, half: bool, like: 
     """
     limit = default_max_radius(box, pad) if max_radius is None else float(max_radius)
     if limit > default_max_radius(box, pad) + 1e-9:
-        raise ValueError(f"max_radius {limit} exceeds D/2 - 2/pad = {default_max_radius(box, pad)}")
+        raise ValueError(f"max_radius {limit} exceeds D/2 - 1/pad = {default_max_radius(box, pad)}")
     k = torch.arange(box, device=like.device, dtype=like.dtype) - box // 2
     ky, kx = torch.meshgrid(k, k[box // 2 :] if half else k, indexing="ij")
     pix = ((kx**2 + ky**2) <= limit * limit).reshape(-1).nonzero().squeeze(1)

@@ -26,9 +26,23 @@ def padded_box(box: int, pad: int) -> int:
     return int(pad) * int(box)
 
 
+# How far inside ``pad·r = P/2 − 1`` the gathered radius stays, in steps of the padded grid: no
+# frequency lands on that bound exactly (at pad 1 the integer radius D/2 − 1 along a grid axis
+# would, and its upper neighbour would lie past the grid) or past it by rounding.
+RADIUS_MARGIN_STEPS = 1e-3
+
+
 def default_max_radius(box: int, pad: int) -> float:
-    """``D/2 − 2/pad``: the largest image radius (pixels) whose 8 grid neighbours all exist."""
-    return box / 2 - 2.0 / pad
+    """``D/2 − 1/pad`` (less :data:`RADIUS_MARGIN_STEPS` of a grid step): the largest image
+    radius (pixels) whose 8 grid neighbours all exist.
+
+    A point of radius ``r`` lies within ``pad·r < P/2 − 1`` of the padded grid's centre, so its
+    upper neighbour is at most ``P − 1`` (``P/2`` on the half grid's ``Kx`` axis). Until round
+    2, session 69 the bound was ``D/2 − 2/pad``, one grid step short: at pad 2 the shell under
+    Nyquist was gathered to its middle only, and on maps that hold signal to Nyquist (TRPV1 at its
+    own box of 48) the map's FSC with the truth fell under cryoDRGN's there.
+    """
+    return box / 2 - (1.0 + RADIUS_MARGIN_STEPS) / pad
 
 
 # Corner order of the trilinear stencil: (dx, dy, dz) for dz, dy, dx in {0, 1}.
@@ -46,7 +60,7 @@ class HalfPlane:
         limit = default_max_radius(box, pad)
         if max_radius is not None:
             if max_radius > limit + 1e-9:
-                raise ValueError(f"max_radius {max_radius} exceeds D/2 - 2/pad = {limit}")
+                raise ValueError(f"max_radius {max_radius} exceeds D/2 - 1/pad = {limit}")
             limit = float(max_radius)
         ky = torch.arange(box, device=device, dtype=dtype) - box // 2
         kx = torch.arange(box // 2 + 1, device=device, dtype=dtype)

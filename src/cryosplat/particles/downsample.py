@@ -41,9 +41,9 @@ def even_box(box: int) -> int:
 def box_for_resolution(box: int, pixel_size_angstrom: float, resolution_angstrom: float) -> int:
     """Smallest even box ``d ≤ D`` whose gathered frequencies reach ``resolution_angstrom``.
 
-    The statistics keep frequencies up to ``d/2 − 1`` pixels (pad 2,
+    The statistics keep frequencies up to ``d/2 − 1/2`` pixels (pad 2,
     :func:`cryosplat.core.fourier_slice.default_max_radius`); frequency ``D · pixel / resolution``
-    pixels must be among them.
+    pixels must lie within ``d/2 − 1`` of them (half a pixel to spare).
     """
     if not resolution_angstrom > 0:
         raise ValueError(f"resolution_angstrom must be positive, got {resolution_angstrom}")

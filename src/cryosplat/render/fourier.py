@@ -8,7 +8,7 @@ integrals per Å² on the FFT-aligned grid), computed by the central-slice theor
    each Gaussian within ``n_sigma`` of its centre);
 2. the map is divided by the trilinear apodisation (gridding correction), zero-padded to
    ``P = pad · D`` and real-FFT'd (:func:`cryosplat.core.padded_transform.padded_rfft`);
-3. each view's half-plane of frequencies (``kx ≥ 0``, ``|k| ≤ D/2 − 2/pad``) is read from that grid
+3. each view's half-plane of frequencies (``kx ≥ 0``, ``|k| ≤ D/2 − 1/pad``) is read from that grid
    by trilinear interpolation (:class:`cryosplat.core.half_slices.HalfSlices`, a custom autograd function that recomputes the
    stencil in its backward pass, so memory stays bounded whatever the batch size);
 4. an inverse real 2D FFT gives the images.
@@ -26,7 +26,7 @@ that the gridding correction (their average, ``sinc²(x/P)``) repairs only on av
 lets in a little of the grid's periodic copies. Against the reference, the relative L2 error of the images is about 6 % at
 ``pad = 2`` (the padding of RELION's projector; RELION's own projections agree with the exact splat
 to the same level) and about 2.5 % at ``pad = 3``, falling roughly as ``1/pad²``; frequencies
-beyond ``D/2 − 2/pad`` pixels (the corners of the spectrum) are zero. Gaussians narrower than about
+beyond ``D/2 − 1/pad`` pixels (the corners of the spectrum) are zero. Gaussians narrower than about
 one pixel are point-sampled by the splat (and by the voxelisation) and differ more: 24 % for the
 five-Gaussians-per-atom model of 6VXX at 2.2 Å/px (median σ ≈ 0.3 px); Gaussians outside
 the D³ box are dropped by the voxelisation (the splat still shows those whose footprint reaches the

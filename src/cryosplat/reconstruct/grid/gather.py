@@ -62,7 +62,7 @@ class AccumulateConfig:
     interpolation : str
         ``"trilinear"`` (the only one): each frequency spreads onto its 8 grid neighbours.
     max_resolution_angstrom : float or None
-        Gather frequencies up to this resolution (Å); None: up to ``D/2 − 2/pad`` pixels.
+        Gather frequencies up to this resolution (Å); None: up to ``D/2 − 1/pad`` pixels.
     drop_bad_images : bool
         Leave out (and log) particles whose image holds NaN, infinite or absurd pixels
         (:func:`cryosplat.particles.validate.bad_image_rows`); by default such an image stops the

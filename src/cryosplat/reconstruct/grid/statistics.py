@@ -201,7 +201,7 @@ class FourierStatistics:
     def crop(self, box: int) -> FourierStatistics:
         """The statistics of the same particles downsampled to ``box`` (same physical extent).
 
-        Keeps the frequencies inside the new limit ``min(max_radius, box/2 − 2/pad)`` (a
+        Keeps the frequencies inside the new limit ``min(max_radius, box/2 − 1/pad)`` (a
         frequency keeps its index, ``k / (D · pixel) = k / (box · pixel')``: a sphere on the
         central ``pad · box`` grid); the pixel size becomes ``pixel · D / box``. Values are
         rescaled to spectra of images downsampled by Fourier cropping with their pixel values kept
@@ -327,8 +327,8 @@ class FourierStatistics:
 
         weights = cut(self.weights.float()).real.clamp_min(0.0)
         data = cut(self.data.to(torch.complex64))
-        # On the D grid the loss reads to D/2 − 1; a grid padded more than twice gathers further
-        # (D/2 − 2/pad), and the data power past D/2 − 1 leaves with those frequencies.
+        # On the D grid the loss reads to D/2 − 1; a padded grid gathers further (D/2 − 1/pad),
+        # and the data power past D/2 − 1 leaves with those frequencies.
         radius = min(self.max_radius, box / 2 - 1.0)
         return replace(
             self,
