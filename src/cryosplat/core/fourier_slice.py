@@ -29,6 +29,7 @@ from cryosplat.core.half_slices import (
     HalfPlane,
     HalfSlices,
     default_max_radius,
+    gathered_radius,
     padded_box,
 )
 from cryosplat.core.padded_transform import is_half_layout, padded_rfft, trilinear_apodization
@@ -47,9 +48,7 @@ def kept_pixels(box: int, pad: int, max_radius: float | None, half: bool, like: 
     Returns flat indices into the block, their ``kx`` and ``ky`` (dtype of ``like``) and the block
     shape.
     """
-    limit = default_max_radius(box, pad) if max_radius is None else float(max_radius)
-    if limit > default_max_radius(box, pad) + 1e-9:
-        raise ValueError(f"max_radius {limit} exceeds D/2 - 1/pad = {default_max_radius(box, pad)}")
+    limit = gathered_radius(box, pad, max_radius)
     k = torch.arange(box, device=like.device, dtype=like.dtype) - box // 2
     ky, kx = torch.meshgrid(k, k[box // 2 :] if half else k, indexing="ij")
     pix = ((kx**2 + ky**2) <= limit * limit).reshape(-1).nonzero().squeeze(1)

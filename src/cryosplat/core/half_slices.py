@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["HalfPlane", "HalfSlices", "HalfGridReader", "padded_box", "default_max_radius"]
+__all__ = [
+    "HalfPlane",
+    "HalfSlices",
+    "HalfGridReader",
+    "padded_box",
+    "default_max_radius",
+    "gathered_radius",
+]
 
 
 def padded_box(box: int, pad: int) -> int:
@@ -45,6 +52,17 @@ def default_max_radius(box: int, pad: int) -> float:
     return box / 2 - (1.0 + RADIUS_MARGIN_STEPS) / pad
 
 
+def gathered_radius(box: int, pad: int, max_radius: float | None = None) -> float:
+    """``max_radius`` (pixels), or :func:`default_max_radius` without one; a radius past that
+    bound is refused (its trilinear neighbours would lie off the grid)."""
+    limit = default_max_radius(box, pad)
+    if max_radius is None:
+        return limit
+    if max_radius > limit + 1e-9:
+        raise ValueError(f"max_radius {max_radius} exceeds D/2 - 1/pad = {limit}")
+    return float(max_radius)
+
+
 # Corner order of the trilinear stencil: (dx, dy, dz) for dz, dy, dx in {0, 1}.
 _CORNERS = [(dx, dy, dz) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
 
@@ -57,11 +75,7 @@ class HalfPlane:
     """
 
     def __init__(self, box: int, pad: int, device, dtype, max_radius: float | None = None) -> None:
-        limit = default_max_radius(box, pad)
-        if max_radius is not None:
-            if max_radius > limit + 1e-9:
-                raise ValueError(f"max_radius {max_radius} exceeds D/2 - 1/pad = {limit}")
-            limit = float(max_radius)
+        limit = gathered_radius(box, pad, max_radius)
         ky = torch.arange(box, device=device, dtype=dtype) - box // 2
         kx = torch.arange(box // 2 + 1, device=device, dtype=dtype)
         gy, gx = torch.meshgrid(ky, kx, indexing="ij")

@@ -233,15 +233,8 @@ class GaussianModel(torch.nn.Module):
     def subset(self, keep: torch.Tensor) -> GaussianModel:
         """A new model with the Gaussians selected by ``keep`` (mask or indices)."""
         with torch.no_grad():
-            return GaussianModel(
-                self.means[keep],
-                self.scales[keep],
-                self.quaternions[keep],
-                self.amplitudes[keep],
-                self.box,
-                self.pixel_size_angstrom,
-                self.symmetry,
-                signed=self.signed,
+            return self._with_parameters(
+                self.means[keep], self.scales[keep], self.quaternions[keep], self.amplitudes[keep]
             )
 
     def with_amplitudes_times(self, factor: float) -> GaussianModel:
@@ -249,16 +242,22 @@ class GaussianModel(torch.nn.Module):
         if not factor > 0:
             raise ValueError(f"factor must be positive, got {factor}")
         with torch.no_grad():
-            return GaussianModel(
-                self.means,
-                self.scales,
-                self.quaternions,
-                self.amplitudes * factor,
-                self.box,
-                self.pixel_size_angstrom,
-                self.symmetry,
-                signed=self.signed,
+            return self._with_parameters(
+                self.means, self.scales, self.quaternions, self.amplitudes * factor
             )
+
+    def _with_parameters(self, means, scales, quaternions, amplitudes) -> GaussianModel:
+        """A new model of these parameters on this one's grid, symmetry and sign."""
+        return GaussianModel(
+            means,
+            scales,
+            quaternions,
+            amplitudes,
+            self.box,
+            self.pixel_size_angstrom,
+            self.symmetry,
+            signed=self.signed,
+        )
 
     @classmethod
     def average(cls, models: list[GaussianModel]) -> GaussianModel:

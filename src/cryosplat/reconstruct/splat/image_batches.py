@@ -75,7 +75,6 @@ def image_batch(
     rows, images = read_images(particles, np.asarray(rows))
     images = torch.from_numpy(images - np.float32(level)).to(device)
     weights = None if levels is None else levels.weights(images)
-    images /= unit
     rot, mag = particles.rotations[rows], None
     if particles.mag_matrices is not None:  # rendered through Mᵀ A, the CTF at M k
         mag = particles.mag_matrices[rows]
@@ -96,7 +95,8 @@ def image_batch(
     bands = None
     if np.isfinite(limits).any():
         bands = torch.as_tensor(limits, dtype=torch.float32, device=device)
-    return ImageBatch(sign * fft2_centered(images), rot, shifts, ctf, weights, bands)
+    # Over ``unit`` with the sign: a power of two (``image_unit``), exact before or after the FFT.
+    return ImageBatch((sign / unit) * fft2_centered(images), rot, shifts, ctf, weights, bands)
 
 
 def held_frequencies(shells: torch.Tensor, bands: torch.Tensor | None) -> torch.Tensor | None:
