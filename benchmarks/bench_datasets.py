@@ -9,8 +9,9 @@ simulator cannot hide a convention error of cryosplat's reconstructor:
 2. views, shifts, CTF and half-set labels drawn by ``cryosplat.simulate.simulation.draw_metadata`` and written
    as a RELION 3.1 STAR without image names (``in.star``);
 3. ``relion_project --i truth.mrc --ang in.star --o proj --ctf``: clean CTF-modulated projections;
-4. white Gaussian noise for the requested SNR (signal variance of all clean images over the box /
-   noise variance), written as ``particles.mrcs`` with ``particles.star`` naming its images.
+4. Gaussian noise for the requested SNR (signal variance of all clean images over the box /
+   noise variance), white or coloured, with the spec's other noise models (``bench_noise``),
+   written as ``particles.mrcs`` with ``particles.star`` naming its images.
 
 The ``acceptance`` data set is instead made by ``cryosplat simulate`` itself (splatted atoms), to
 check that RELION reconstructs our simulator's output.
@@ -30,19 +31,16 @@ from bench_ctf_errors import one_defocus_per_micrograph, recorded_astigmatism, r
 from bench_heterogeneity import MissingPart, project_two_states
 from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
+from bench_noise import NOISE_SOURCE, SHARED, add_noise
 from bench_pose_errors import recorded_poses
 from bench_truths import write_truth
 
 from cryosplat.core.ctf import CTFParams
 from cryosplat.io.mrc import MRCStack
-from cryosplat.io.stack_writer import StreamingStackWriter
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.simulate.simulation import SimulationConfig, draw_metadata, simulate
 from cryosplat.simulate.views import PreferredViews
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-NOISE_SOURCE = "particles/betagal_17/sample.mrcs"  # coloured noise: this stack's spectrum
 BATCH = 1000
 
 
@@ -147,6 +145,14 @@ class DatasetSpec:
         Where positive (with ``particles_per_micrograph``): ``particles.star`` records each
         micrograph's astigmatism moved by a normal error of this s.d. (Å) along each of its
         components (:func:`bench_ctf_errors.recorded_astigmatism`); 0: as imaged.
+    truth_bfactor_angstrom2 : float
+        With a map: the truth filtered by this B-factor (Å², :func:`bench_truths.bfactor_filtered`)
+        before it is projected; negative: sharpened to Nyquist, as a post-processed map is
+        deposited (its own noise lifted with its detail); 0: the map as it is.
+    background_ramp_sd : float
+        Each image plus a linear ramp across it, as ice of varying thickness or a carbon edge
+        leaves in extracted particles (:func:`bench_noise.background_ramps`): its value at the
+        box's edge normal with this s.d., in units of the noise's s.d.; 0: none.
     """
 
     name: str
@@ -187,6 +193,8 @@ class DatasetSpec:
     micrograph_defocus_error_angstrom: float = 0.0
     micrograph_heights_angstrom: float = 0.0
     micrograph_astigmatism_error_angstrom: float = 0.0
+    truth_bfactor_angstrom2: float = 0.0
+    background_ramp_sd: float = 0.0
 
 
 @dataclass
@@ -215,61 +223,6 @@ def _signal_variance(stack: MRCStack) -> float:
         images = stack.read(np.arange(start, min(stack.n_images, start + BATCH)))
         total += float(images.var(axis=(1, 2), dtype=np.float64).sum())
     return total / stack.n_images
-
-
-def coloured_noise_profile(box: int, source: Path | None = None) -> np.ndarray:
-    """Radial noise power (mean 1 over the ``box²`` Fourier grid), shaped as real particle images'.
-
-    The mean power spectrum of ``particles/betagal_17/sample.mrcs`` (17 beta-galactosidase
-    particles of 200², nearly all noise; each image less its mean), averaged in one-pixel shells,
-    is resampled to ``box`` by the fraction of Nyquist (the detector's and the ice's shape over the
-    image's frequency band) and returned as a (box, box) array on the centred grid.
-    """
-    stack = MRCStack(SHARED / NOISE_SOURCE if source is None else source)
-    images = stack.read(np.arange(stack.n_images)).astype(np.float64)
-    images -= images.mean(axis=(1, 2), keepdims=True)
-    power = (np.abs(np.fft.fftshift(np.fft.fft2(images), axes=(1, 2))) ** 2).mean(axis=0)
-    d0 = stack.box
-    yy, xx = np.indices((d0, d0)) - d0 // 2
-    r0 = np.hypot(yy, xx).round().astype(int)
-    radial = np.bincount(r0.ravel(), power.ravel()) / np.bincount(r0.ravel())
-    radial[0] = radial[1]  # the images' mean was removed; the zero frequency takes its neighbour's
-    frac0 = np.arange(len(radial)) / (d0 / 2)
-    yy, xx = np.indices((box, box)) - box // 2
-    frac = np.hypot(yy, xx) / (box / 2)
-    profile = np.interp(frac, frac0, radial)
-    return profile / profile.mean()
-
-
-def _add_noise(
-    clean: MRCStack,
-    out: Path,
-    noise_sd: float,
-    pixel: float,
-    seed: int,
-    noise: str = "white",
-    source: str = NOISE_SOURCE,
-    spread: float = 0.0,
-) -> None:
-    rng = np.random.default_rng([seed, 7])
-    level = np.ones(clean.n_images)
-    if spread > 0:
-        z = np.random.default_rng([seed, 11]).standard_normal(clean.n_images)
-        level = np.exp(spread * z - spread**2)
-    amplitude = None
-    if noise == "coloured":
-        amplitude = np.fft.ifftshift(np.sqrt(coloured_noise_profile(clean.box, SHARED / source)))
-    elif noise != "white":
-        raise ValueError(f"noise must be 'white' or 'coloured', got {noise!r}")
-    writer = StreamingStackWriter(out, clean.n_images, clean.box, pixel)
-    for start in range(0, clean.n_images, BATCH):
-        images = clean.read(np.arange(start, min(clean.n_images, start + BATCH)))
-        white = rng.standard_normal(images.shape, dtype=np.float32)
-        if amplitude is not None:
-            white = np.fft.ifft2(np.fft.fft2(white) * amplitude).real.astype(np.float32)
-        levels = level[start : start + len(images), None, None].astype(np.float32)
-        writer.write(images + noise_sd * levels * white)
-    writer.close()
 
 
 def preferred_cones(spec: DatasetSpec) -> tuple[PreferredViews, ...] | None:
@@ -316,6 +269,7 @@ def _write_truth(spec: DatasetSpec, path: Path) -> None:
         spec.real_looking_mean_zero,
         spec.tandem,
         spec.micelle,
+        spec.truth_bfactor_angstrom2,
     )
 
 
@@ -366,7 +320,7 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     if spec.neighbours:
         add_neighbours(folder, columns, spec.neighbours, spec.seed)
         clean = MRCStack(folder / "proj.mrcs")
-    _add_noise(
+    add_noise(
         clean,
         folder / "particles.mrcs",
         noise_sd,
@@ -375,6 +329,7 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
         spec.noise,
         spec.noise_source,
         spec.noise_sd_spread,
+        spec.background_ramp_sd,
     )
     (folder / "proj.mrcs").unlink()
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
@@ -434,6 +389,8 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "micrograph_defocus_error_angstrom": 0.0,
             "micrograph_heights_angstrom": 0.0,
             "micrograph_astigmatism_error_angstrom": 0.0,
+            "truth_bfactor_angstrom2": 0.0,
+            "background_ramp_sd": 0.0,
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -456,6 +413,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     )
     if spec.simulator == "cryosplat" and (
         spec.noise_sd_spread
+        or spec.background_ramp_sd
         or spec.neighbours
         or max(spec.ctf_bfactor_angstrom2) > 0
         or spec.pose_error_degrees

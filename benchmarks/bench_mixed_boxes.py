@@ -29,8 +29,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from bench_datasets import _add_noise, make_dataset
+from bench_datasets import make_dataset
 from bench_methods import run_cryosplat, run_relion
+from bench_noise import add_noise
 from bench_variants import parse_args, print_table, project_again, table_row
 from run_benchmarks import selected_specs
 
@@ -73,7 +74,7 @@ def mixed_copy(data, folder: Path, layout: str = "boxes") -> Path:
     write_map(folder / "truth_big.mrc", padded, pixel)
     rows = np.flatnonzero(kind == 1)
     clean = project_again(data, rows, folder / "truth_big.mrc", big, folder)
-    _add_noise(
+    add_noise(
         clean,
         folder / "big.mrcs",
         data.noise_sd,

@@ -24,8 +24,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_datasets import SHARED, _add_noise, make_dataset
+from bench_datasets import SHARED, make_dataset
 from bench_methods import run_cryosplat, run_relion
+from bench_noise import add_noise
 from bench_variants import parse_args, print_table, project_again, table_row
 from run_benchmarks import selected_specs
 
@@ -67,7 +68,7 @@ def scaled_copy(data, folder: Path) -> dict[str, Path]:
         writer.write(clean.read(rows) * alpha[rows, None, None].astype(np.float32))
     writer.close()
     (folder / "proj.mrcs").unlink()
-    _add_noise(
+    add_noise(
         MRCStack(folder / "scaled.mrcs"),
         folder / "particles.mrcs",
         data.noise_sd,

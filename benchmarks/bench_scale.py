@@ -51,7 +51,7 @@ def spec(
     snr: float = DEFAULT_SNR,
 ) -> DatasetSpec:
     """5A1A with real defocus (EMPIAR-10028's CTF table), SNR 0.005 unless told, white or coloured
-    noise (the radial spectrum of real particle images, :func:`bench_datasets.coloured_noise_profile`)."""
+    noise (the radial spectrum of real particle images, :func:`bench_noise.coloured_noise_profile`)."""
     return DatasetSpec(
         "5a1a_" + _name(n_particles, box, noise, snr),
         "models/5a1a.cif",

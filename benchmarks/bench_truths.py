@@ -45,6 +45,20 @@ def _blur(volume: np.ndarray, sigma_angstrom: float, pixel_size_angstrom: float)
     return np.real(np.fft.ifftn(np.fft.fftn(volume) * kernel))
 
 
+def bfactor_filtered(
+    volume: np.ndarray, pixel_size_angstrom: float, bfactor_angstrom2: float
+) -> np.ndarray:
+    """``volume`` with its Fourier amplitudes times ``exp(-B k² / 4)`` (``k`` in 1/Å, to the
+    grid's corners): negative ``B`` sharpens, as a post-processed map is deposited, lifting the
+    map's own noise with its detail; positive blurs. The mean is kept."""
+    if not np.isfinite(bfactor_angstrom2):
+        raise ValueError(f"B-factor {bfactor_angstrom2} Å² is not finite")
+    freq = np.fft.fftfreq(volume.shape[0]) / pixel_size_angstrom
+    k2 = freq[:, None, None] ** 2 + freq[None, :, None] ** 2 + freq[None, None, :] ** 2
+    kernel = np.exp(-bfactor_angstrom2 * k2 / 4.0)
+    return np.real(np.fft.ifftn(np.fft.fftn(volume) * kernel)).astype(np.float32)
+
+
 def real_looking_map(
     atoms: np.ndarray, pixel_size_angstrom: float, seed: int, mean_zero: bool
 ) -> np.ndarray:
@@ -172,6 +186,7 @@ def write_truth(
     mean_zero: bool = False,
     tandem: tuple[int, int] = (1, 0),
     micelle: Micelle | None = None,
+    bfactor_angstrom2: float = 0.0,
 ) -> None:
     """Write the truth of a set: a map file as it is (its box and pixel must be the set's, or
     a finer sampling of the same extent: :func:`finer_sampling`; with ``center_angstrom``, put
@@ -180,13 +195,16 @@ def write_truth(
     with ``real_looking_bfactor`` (Å² added to every atom), an atomic model made to look like a
     real map (:func:`real_looking_map` with ``seed`` and ``mean_zero``); with ``micelle``, the
     atoms in a detergent belt (:func:`bench_micelle.with_micelle`, before the real map's
-    features), which needs ``center_angstrom`` (the frame the belt is given in)."""
+    features), which needs ``center_angstrom`` (the frame the belt is given in). A map's
+    ``bfactor_angstrom2`` (not 0) filters it last (:func:`bfactor_filtered`)."""
     if source.suffix in (".mrc", ".map"):
         if real_looking_bfactor is not None or micelle is not None:
             raise ValueError(
                 f"{source}: a real-looking truth or a micelle is made from atoms, not from a map"
             )
         volume, voxel = read_map(source)
+        if bfactor_angstrom2 and tandem[0] > 1:
+            raise ValueError(f"{source}: a B-factor on a tandem truth is not made")
         if tandem[0] > 1:
             if center_angstrom is not None or abs(voxel - pixel_size_angstrom) > 1e-3:
                 raise RuntimeError(
@@ -201,8 +219,14 @@ def write_truth(
             volume = placed_in_box(volume, voxel, box, center_angstrom, source)
         elif volume.shape[0] != box or abs(voxel - pixel_size_angstrom) > 1e-3:
             volume = finer_sampling(volume, voxel, box, pixel_size_angstrom, source)
+        if bfactor_angstrom2:
+            volume = bfactor_filtered(volume, pixel_size_angstrom, bfactor_angstrom2)
         write_map(path, volume, pixel_size_angstrom)
         return
+    if bfactor_angstrom2:
+        raise ValueError(
+            f"{source}: a truth B-factor filters a map; atoms take real_looking_bfactor"
+        )
     bfactor = 0.0 if real_looking_bfactor is None else float(real_looking_bfactor)
     model = model_from_atoms(
         source, box, pixel_size_angstrom, bfactor_extra=bfactor, center_of_mass=center_angstrom

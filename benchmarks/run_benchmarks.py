@@ -120,6 +120,9 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
     model = spec.model
     if spec.tandem[0] > 1:
         model += f" {spec.tandem[0]} times in a row along x, {spec.tandem[1]} voxels apart"
+    if spec.truth_bfactor_angstrom2:
+        how = "sharpened" if spec.truth_bfactor_angstrom2 < 0 else "blurred"
+        model += f" {how} by B {spec.truth_bfactor_angstrom2:+g} Å² to Nyquist"
     if spec.micelle is not None:
         m = spec.micelle
         model += (
@@ -158,6 +161,12 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
         + (
             f"; {spec.neighbours:.0%} of the images hold part of a neighbouring particle"
             if spec.neighbours
+            else ""
+        )
+        + (
+            f"; each image plus a linear background ramp, its value at the box's edge "
+            f"{spec.background_ramp_sd:g} noise s.d. (rms)"
+            if spec.background_ramp_sd
             else ""
         )
         + _envelope_text(spec)

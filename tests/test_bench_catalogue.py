@@ -74,6 +74,16 @@ def test_session_69_groups_read_their_maps_beside_the_shared_data():
             assert (SHARED / spec.model).parent.resolve() == EXTRA_MAPS.resolve(), spec.name
 
 
+def test_session_70_sets_sharpen_real_maps():
+    sets = DATASETS["unseen70"]
+    assert len(sets) == 4
+    for spec in sets:
+        assert spec.truth_bfactor_angstrom2 < 0, spec.name
+        assert spec.model.endswith((".mrc", ".map")), spec.name
+        assert spec.simulator == "relion_project", spec.name
+    assert len({spec.seed for spec in sets}) == 4
+
+
 def test_an_odd_box_is_cut_about_its_centre_voxel():
     from bench_extra_maps import even_box
 

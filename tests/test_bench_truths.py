@@ -1,5 +1,6 @@
-"""The benchmark's off-centre truth: a map put whole into a larger box, the named point at the
-centre (``benchmarks/bench_truths.placed_in_box``)."""
+"""The benchmark's truths made from maps: put whole into a larger box, the named point at the
+centre (``benchmarks/bench_truths.placed_in_box``), copies in a row (``tandem_map``), sharpened
+as post-processed maps are deposited (``bfactor_filtered``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_truths import EDGE_FADE_VOXELS, placed_in_box, tandem_map  # noqa: E402
+from bench_truths import (  # noqa: E402
+    EDGE_FADE_VOXELS,
+    bfactor_filtered,
+    placed_in_box,
+    tandem_map,
+    write_truth,
+)
 
 
 def test_the_named_point_lands_on_the_centre_and_the_faces_fade():
@@ -50,3 +57,37 @@ def test_a_tandem_puts_turned_copies_in_a_row_along_x():
     assert rod.sum() == pytest.approx(3.0)
     with pytest.raises(RuntimeError, match="does not hold"):
         tandem_map(volume, 1.0, 40, (3, 2), Path("m"))  # a central cube of 36 from a box of 20
+
+
+def test_a_negative_bfactor_lifts_each_shell_by_exp_of_its_k_squared():
+    rng = np.random.default_rng(3)
+    volume = rng.standard_normal((16, 16, 16)).astype(np.float32) + 2.0
+    pixel, bfactor = 4.0, -200.0
+    sharp = bfactor_filtered(volume, pixel, bfactor)
+    assert sharp.mean() == pytest.approx(volume.mean(), rel=1e-5)  # the zero frequency kept
+    # one coefficient, 3 voxels out along x: |k| = 3 / (16 · 4 Å)
+    k2 = (3 / (16 * pixel)) ** 2
+    ratio = np.fft.fftn(sharp)[0, 0, 3] / np.fft.fftn(volume)[0, 0, 3]
+    assert ratio.real == pytest.approx(np.exp(-bfactor * k2 / 4), rel=1e-4)
+    assert abs(ratio.imag) < 1e-4
+    back = bfactor_filtered(sharp, pixel, -bfactor)
+    np.testing.assert_allclose(back, volume, atol=1e-4)
+    with pytest.raises(ValueError, match="not finite"):
+        bfactor_filtered(volume, pixel, float("nan"))
+
+
+def test_a_truth_bfactor_filters_a_map_and_is_refused_for_atoms(tmp_path):
+    from cryosplat.io.mrc import read_map, write_map
+
+    rng = np.random.default_rng(4)
+    volume = rng.standard_normal((16, 16, 16)).astype(np.float32)
+    source = tmp_path / "in.mrc"
+    write_map(source, volume, 3.0)
+    write_truth(source, tmp_path / "t.mrc", 16, 3.0, bfactor_angstrom2=-100.0)
+    written, voxel = read_map(tmp_path / "t.mrc")
+    assert voxel == pytest.approx(3.0)
+    np.testing.assert_allclose(written, bfactor_filtered(volume, 3.0, -100.0), atol=1e-5)
+    with pytest.raises(ValueError, match="tandem"):
+        write_truth(source, tmp_path / "x.mrc", 16, 3.0, tandem=(2, 4), bfactor_angstrom2=-1.0)
+    with pytest.raises(ValueError, match="atoms take"):
+        write_truth(tmp_path / "model.cif", tmp_path / "y.mrc", 16, 3.0, bfactor_angstrom2=-1.0)
