@@ -69,7 +69,8 @@ def format_summary(s: ParticleSummary) -> str:
         f"count:        {s.n_particles}",
         f"box:          {s.box} px"
         + (
-            f" (odd: reconstruct uses them Fourier-cropped to {even_box(s.box)})"
+            f" (odd: reconstruct uses them Fourier-cropped to {even_box(s.box)} and writes its "
+            f"maps back at {s.box})"
             if even_box(s.box) != s.box
             else ""
         ),

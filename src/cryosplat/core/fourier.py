@@ -63,10 +63,16 @@ def ifftn_centered(spectrum: torch.Tensor) -> torch.Tensor:
     )
 
 
-def fourier_pad_volume(volume: torch.Tensor, box: int) -> torch.Tensor:
+def fourier_pad_volume(volume: torch.Tensor, box: int, drop_nyquist: bool = False) -> torch.Tensor:
     """A real map (d, d, d) sampled on a finer grid of the same extent, (box, box, box) with
     ``box ≥ d``: its transform zero-padded (band-limited interpolation; nothing is added past its
-    own Nyquist limit), values kept, the origin voxel ``d // 2`` going to ``box // 2``."""
+    own Nyquist limit), values kept, the origin voxel ``d // 2`` going to ``box // 2``.
+
+    ``drop_nyquist``: an even map's Nyquist planes (``|k| = d/2`` along an axis, one coefficient
+    standing for both signs) are left out, so that the result holds only frequencies both grids
+    hold whole, and :func:`fourier_crop_volume` back to ``d`` returns the map less those planes
+    exactly (the maps written back at an odd box: :mod:`cryosplat.reconstruct.written_grid`).
+    """
     size = volume.shape[-1]
     if box < size:
         raise ValueError(f"box must be at least the map's {size}, got {box}")
@@ -74,6 +80,11 @@ def fourier_pad_volume(volume: torch.Tensor, box: int) -> torch.Tensor:
         return volume
     dims = (-3, -2, -1)
     spectrum = torch.fft.rfftn(torch.roll(volume, (-(size // 2),) * 3, dims), dim=dims)
+    if drop_nyquist and size % 2 == 0:
+        half = size // 2
+        spectrum[half] = 0
+        spectrum[:, half] = 0
+        spectrum[..., half] = 0
     low = torch.cat([torch.arange(0, size - size // 2), torch.arange(box - size // 2, box)])
     low = low.to(spectrum.device)
     padded = spectrum.new_zeros((box, box, box // 2 + 1))

@@ -160,12 +160,17 @@ def downsample_particles(particles: ParticleSet, box: int) -> ParticleSet:
         notes=[
             *particles.notes,
             f"images Fourier-cropped from box {particles.box} ({particles.pixel_size_angstrom:.4g} "
-            f"Å/px) to box {box} ({pixel:.4g} Å/px); the maps are written at box {box}"
+            f"Å/px) to box {box} ({pixel:.4g} Å/px); "
             + (
-                f" (box {particles.box} is odd and the engines work at even boxes; the maps' "
-                f"header origin puts them where a box-{particles.box} map would lie)"
-                if particles.box % 2
-                else ""
+                f"box {particles.box} is odd and the engines work at even boxes: the maps are "
+                f"written back at box {particles.box} and {particles.pixel_size_angstrom:.4g} Å/px"
+                if particles.box % 2 and box == particles.box - 1
+                else f"the maps are written at box {box}"
+                + (
+                    f" (their header origin puts them where a box-{particles.box} map would lie)"
+                    if particles.box % 2
+                    else ""
+                )
             ),
         ],
     )

@@ -134,18 +134,23 @@ class ReconstructConfig:
         self.memory.validate()
 
     def map_settings(
-        self, origin_angstrom: float = 0.0, fsc_mask: FSCMask | None = None
+        self,
+        origin_angstrom: float = 0.0,
+        fsc_mask: FSCMask | None = None,
+        source_box: int | None = None,
     ) -> MapSettings:
         """How the outputs make the map of the half models
         (:func:`~cryosplat.reconstruct.report.write_outputs`), the maps' header origin
         ``origin_angstrom`` (:attr:`MemoryPlan.map_origin_angstrom`), the user's mask as read
-        (:func:`~cryosplat.validation.user_mask.load_fsc_mask`)."""
+        (:func:`~cryosplat.validation.user_mask.load_fsc_mask`), the odd box the maps are written
+        back at (:func:`~cryosplat.reconstruct.written_grid.source_box_to_write`)."""
         return MapSettings(
             self.mask_soft_width_px,
             self.symmetry,
             self.local_weight_sigma_px,
             origin_angstrom,
             fsc_mask,
+            source_box,
         )
 
 

@@ -88,12 +88,17 @@ class MapSettings:
         half maps; None (the default): from the fit's last cross-validated resolution
         (:func:`~cryosplat.validation.local_weight.window_for_resolution`).
     origin_angstrom : float
-        Header origin of every map written, and shift of the exported pseudo-atoms (Å, each
-        axis): 0 but for images of an odd box, used cropped to the even box below
-        (:func:`~cryosplat.core.conventions.cropped_map_origin_angstrom`).
+        Header origin of a map written at the working box, and shift of the exported
+        pseudo-atoms (Å, each axis): 0 but for images of an odd box, used cropped to the even box
+        below (:func:`~cryosplat.core.conventions.cropped_map_origin_angstrom`).
     fsc_mask : FSCMask or None
         A mask the user gave, on the map's grid: the resolution is read within it
         (:mod:`cryosplat.validation.user_mask`); None: the soft sphere, or the automatic mask.
+    source_box : int or None
+        The images' odd box, cropped by one voxel to the engines' even box: the maps are
+        written back at it, at the images' own pixel and header origin 0 (the pseudo-atoms
+        still shifted by ``origin_angstrom``; :mod:`cryosplat.reconstruct.written_grid`); None:
+        at the working box.
     """
 
     soft_width_px: float = 6.0
@@ -101,6 +106,7 @@ class MapSettings:
     local_weight_sigma_px: float | None = None
     origin_angstrom: float = 0.0
     fsc_mask: FSCMask | None = None
+    source_box: int | None = None
 
     def __post_init__(self) -> None:
         if not self.soft_width_px >= 0:

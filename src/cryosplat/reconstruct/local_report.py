@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.io.mrc import write_map
+from cryosplat.reconstruct.written_grid import WrittenGrid
 from cryosplat.validation.local_resolution import local_resolution, window_radius_px
 
 __all__ = ["write_local_resolution"]
@@ -23,19 +23,20 @@ def write_local_resolution(
     halves: Sequence,
     region: tuple[np.ndarray, str],
     resolution_angstrom: float,
-    pixel_origin: tuple[float, float],
+    grid: WrittenGrid,
 ) -> dict:
-    """``local_resolution.mrc``: the FSC of ``halves`` (the map's, before their local weight)
-    read in windows across the molecule (``region``: a mask and its name), the windows
-    ``resolution_angstrom`` sets; its windows, for ``fsc.json``. The percentiles are of the
-    windows that read a resolution; those that read none (their halves share nothing: solvent, or
-    the molecule's faint edge) are counted apart."""
-    pixel, origin = pixel_origin
+    """``local_resolution.mrc``: the FSC of ``halves`` (the map's, before their local weight, on
+    ``grid``'s working grid) read in windows across the molecule (``region``: a mask and its
+    name), the windows ``resolution_angstrom`` sets; its windows, for ``fsc.json``. The
+    percentiles are of the windows that read a resolution; those that read none (their halves
+    share nothing: solvent, or the molecule's faint edge) are counted apart. Written on
+    ``grid``'s written grid, as the maps are."""
+    pixel = grid.pixel_size_angstrom
     mask, mask_name = region
     maps = [torch.as_tensor(m).float() for m in halves]
     radius = window_radius_px(resolution_angstrom, pixel, maps[0].shape[0])
     local = local_resolution((maps[0], maps[1]), mask, pixel, radius)
-    write_map(folder / "local_resolution.mrc", local.volume, pixel, origin)
+    grid.write(folder / "local_resolution.mrc", local.volume, bounded=True)
     low, median, high = local.percentiles(mask)
     none, windows = local.without_reading(mask)
     log.info(

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from cryosplat.io.fsc_xml import write_fsc_xml
-from cryosplat.io.mrc import write_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
@@ -28,6 +27,7 @@ from cryosplat.reconstruct.half_map_report import (
 from cryosplat.reconstruct.local_report import write_local_resolution
 from cryosplat.reconstruct.run_folder import FSC_FILE, MAP_FILE, write_json_atomic
 from cryosplat.reconstruct.stage_mean import mean_of_stages
+from cryosplat.reconstruct.written_grid import WrittenGrid
 from cryosplat.validation.conical import DirectionalResolution, directional_resolution
 from cryosplat.validation.data_blend import (
     BLEND_SAMPLED_WEIGHT,
@@ -320,18 +320,19 @@ def write_outputs(
     n_unit = [len(m) for m in result.models]
     model_a, model_b, half_maps = half_model_maps(result)
     pixel, device = model_a.pixel_size_angstrom, model_a.means.device
+    grid = WrittenGrid(model_a.box, pixel, origin, settings.source_box)
     sigma = settings.local_weight_sigma_px
     if sigma is None:
         sigma = window_for_resolution(result.last_resolution_angstrom(), pixel)
     sphere = spherical_mask(model_a.box, soft_width_px=settings.soft_width_px)
     composed = compose_map(half_maps, result, sphere, sigma, device)
     if composed.weight is not None:
-        write_map(folder / "local_weight.mrc", composed.weight, pixel, origin)
+        grid.write(folder / "local_weight.mrc", composed.weight, bounded=True)
     else:
         (folder / "local_weight.mrc").unlink(missing_ok=True)  # a resumed run's earlier weight
     for name, half in zip("AB", half_maps, strict=True):
-        write_map(folder / f"half_map_{name}.mrc", half, pixel, origin)
-    write_map(folder / MAP_FILE, 0.5 * (composed.halves[0] + composed.halves[1]), pixel, origin)
+        grid.write(folder / f"half_map_{name}.mrc", half)
+    grid.write(folder / MAP_FILE, 0.5 * (composed.halves[0] + composed.halves[1]))
     # The reported resolution is the written map's: its halves as they enter it (blended, times
     # the weight but at the lowest shells), each against the other half's data. On the raw half
     # models it missed what the weight adds on small sets (2,000 beta-galactosidase particles:
@@ -352,7 +353,7 @@ def write_outputs(
     if settings.fsc_mask is not None:
         region = (settings.fsc_mask.volume, f"the given mask {settings.fsc_mask.name}")
     local = write_local_resolution(
-        folder, composed.unweighted, region, report.resolution_angstrom, (pixel, origin)
+        folder, composed.unweighted, region, report.resolution_angstrom, grid
     )
     # The map's halves are written and read: only the weight, the blend and the text are kept
     # (at box 256 each half is 134 MB).
@@ -386,7 +387,7 @@ def write_outputs(
     for text in limits:
         log.warning("%s", text)
     report.warnings = [*(warnings or []), *limits]
-    write_map(folder / "mask.mrc", amask, pixel, origin)
+    grid.write(folder / "mask.mrc", amask, bounded=True)
     write_json_atomic(folder / FSC_FILE, {**report.to_dict(), **extra})
     write_fsc_xml(folder / "fsc.xml", *report.deposition_curve())
     plot_fsc(folder / "fsc.svg", report, _directional_curves(directional))

@@ -55,6 +55,7 @@ from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_description import run_description
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.runner import run_splat_engine
+from cryosplat.reconstruct.written_grid import source_box_to_write
 from cryosplat.validation.user_mask import load_fsc_mask
 
 __all__ = [
@@ -272,7 +273,9 @@ def reconstruct(
         n_gauss,
         device,
         plan,
-        config.map_settings(plan.map_origin_angstrom, fsc_mask),
+        config.map_settings(
+            plan.map_origin_angstrom, fsc_mask, source_box_to_write(plan.source_box, plan.box)
+        ),
         show_progress and dist.is_main,
         dist,
     )

@@ -25,6 +25,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.particle_scores import RESOLUTION_MARGIN, score_radius
 from cryosplat.reconstruct.grid.row_store import PassCheckpoints, digest
 from cryosplat.reconstruct.run_folder import input_fingerprint, read_complete_run
+from cryosplat.reconstruct.written_grid import map_at_box
 
 __all__ = ["RunHalves", "read_run_halves", "shells_read", "write_particle_table"]
 
@@ -98,9 +99,7 @@ def read_run_halves(particles: ParticleSet, run: str | Path, command: str) -> Ru
         if not path.is_file():
             raise InputError(f"{run}: no {path.name}; {command} reads both half maps of the run")
         volume, _ = read_map(path)
-        if volume.shape != (particles.box,) * 3:
-            raise InputError(f"{path}: box {volume.shape[0]}, the run's {particles.box}")
-        maps.append(volume)
+        maps.append(map_at_box(volume, particles.box, path))
     seed = int(identity.get("seed", 0))
     half_a, half_b, how = split_halves(particles, seed, bool(identity.get("use_random_subset")))
     log.info(

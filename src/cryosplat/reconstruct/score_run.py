@@ -66,6 +66,7 @@ from cryosplat.reconstruct.run_halves import (
     shells_read,
     write_particle_table,
 )
+from cryosplat.reconstruct.written_grid import map_at_box
 
 __all__ = [
     "SCORE_FILE",
@@ -191,7 +192,8 @@ def score_against_map(
         With poses and CTF.
     map_path : str or Path
         An MRC map at the particles' box and pixel size, or at a smaller box of the same extent
-        (the particles are then Fourier-cropped to it).
+        (the particles are then Fourier-cropped to it); a map of an odd box is used cropped to
+        the even box below it, as ``reconstruct`` uses odd images.
     resolution_angstrom : float, optional
         The map's resolution: the shells are read to :data:`RESOLUTION_MARGIN` times it (None:
         every shell; past the map's resolution the fitted scale is near 0 and adds little).
@@ -210,6 +212,9 @@ def score_against_map(
     if volume.ndim != 3 or len(set(volume.shape)) != 1:
         raise InputError(f"{map_path}: not a cubic map ({'x'.join(map(str, volume.shape))})")
     box = volume.shape[0]
+    if box % 2 and box <= particles.box:  # the engines' even box below, as reconstruct uses
+        volume, box = map_at_box(volume, box - 1, map_path), box - 1
+        voxel *= (box + 1) / box
     if box > particles.box:
         raise InputError(
             f"{map_path}: box {box}, larger than the particles' {particles.box}; give a map at "
