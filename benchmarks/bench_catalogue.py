@@ -32,7 +32,7 @@ from bench_catalogue_partial import COMBINED, PARTIAL
 from bench_catalogue_s67 import UNSEEN_67
 from bench_catalogue_s68 import UNSEEN_68
 from bench_catalogue_s69 import UNSEEN_69, UNSEEN_69B, UNSEEN_69C
-from bench_catalogue_s70 import UNSEEN_70, UNSEEN_70B
+from bench_catalogue_s70 import UNSEEN_70, UNSEEN_70B, UNSEEN_70C
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -326,6 +326,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen69c": UNSEEN_69C,
     "unseen70": UNSEEN_70,
     "unseen70b": UNSEEN_70B,
+    "unseen70c": UNSEEN_70C,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

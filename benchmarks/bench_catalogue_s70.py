@@ -98,3 +98,62 @@ UNSEEN_70B = map_table(
         ),
     )
 )
+
+# Chosen after unseen70b had run and before any method was run on these (round 2, session 70),
+# nothing changed in the fit in between (the odd-box maps' writing only): the two new recipes
+# with other view and noise models. EMD-1832 with its views in three clusters, ramps of 0.3 and
+# noise levels that differ, in the TRPV1 stack's noise; beta-galactosidase from 4,000 particles,
+# half the views within 15°, ramps of 0.5, in the tutorial's noise; TRPV1 Fourier-padded to a box
+# of 64 and sharpened by -150 Å², in betagal_17's noise; the 70S ribosome with poses off by 1° and
+# 1 Å and ramps of 0.5, in the ribosome stack's noise.
+UNSEEN_70C = map_table(
+    (
+        (
+            "u70c_emd1832_clusters",
+            "maps/emd_1832.map",
+            (64, 5.7, 5_000, 0.003, 7021),
+            {
+                "views": None,
+                "preferred_views": (
+                    (0.35, 15.0),
+                    (0.35, 15.0, 90.0, 0.0),
+                    (0.3, 15.0, 90.0, 90.0),
+                ),
+                "background_ramp_sd": 0.3,
+                "noise_sd_spread": 0.2,
+                "noise": "coloured",
+                "noise_source": TRPV1,
+            },
+        ),
+        (
+            "u70c_betagal_pref",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 4_000, 0.003, 7022),
+            {
+                "views": None,
+                "preferred_views": (0.5, 15.0),
+                "background_ramp_sd": 0.5,
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
+            },
+        ),
+        (
+            "u70c_trpv1_64_sharp",
+            "../extra_maps/trpv1.mrc",
+            (64, 3.66, 6_000, 0.003, 7023),
+            {"truth_bfactor_angstrom2": -150.0, "noise": "coloured"},
+        ),
+        (
+            "u70c_ribosome70s_pose",
+            "../extra_maps/ribosome70s.mrc",
+            (64, 5.0, 6_000, 0.003, 7024),
+            {
+                "pose_error_degrees": 1.0,
+                "shift_error_angstrom": 1.0,
+                "background_ramp_sd": 0.5,
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+            },
+        ),
+    )
+)

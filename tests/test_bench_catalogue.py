@@ -74,14 +74,16 @@ def test_session_69_groups_read_their_maps_beside_the_shared_data():
             assert (SHARED / spec.model).parent.resolve() == EXTRA_MAPS.resolve(), spec.name
 
 
-def test_session_70_sets_sharpen_real_maps():
-    sets = DATASETS["unseen70"]
-    assert len(sets) == 4
+def test_session_70_sets_sharpen_real_maps_or_ramp_their_images():
+    sharpened, ramps, both = DATASETS["unseen70"], DATASETS["unseen70b"], DATASETS["unseen70c"]
+    assert all(spec.truth_bfactor_angstrom2 < 0 for spec in sharpened)
+    assert all(spec.background_ramp_sd > 0 for spec in ramps)
+    assert sum(s.truth_bfactor_angstrom2 < 0 or s.background_ramp_sd > 0 for s in both) == 4
+    sets = [*sharpened, *ramps, *both]
     for spec in sets:
-        assert spec.truth_bfactor_angstrom2 < 0, spec.name
         assert spec.model.endswith((".mrc", ".map")), spec.name
         assert spec.simulator == "relion_project", spec.name
-    assert len({spec.seed for spec in sets}) == 4
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 12
 
 
 def test_an_odd_box_is_cut_about_its_centre_voxel():
