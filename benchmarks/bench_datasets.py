@@ -31,7 +31,7 @@ from bench_ctf_errors import one_defocus_per_micrograph, recorded_astigmatism, r
 from bench_heterogeneity import MissingPart, project_two_states
 from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
-from bench_noise import NOISE_SOURCE, SHARED, add_noise
+from bench_noise import BATCH, NOISE_SOURCE, SHARED, add_noise
 from bench_pose_errors import recorded_poses
 from bench_truths import write_truth
 
@@ -40,8 +40,6 @@ from cryosplat.io.mrc import MRCStack
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.simulate.simulation import SimulationConfig, draw_metadata, simulate
 from cryosplat.simulate.views import PreferredViews
-
-BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -151,7 +149,7 @@ class DatasetSpec:
         deposited (its own noise lifted with its detail); 0: the map as it is.
     background_ramp_sd : float
         Each image plus a linear ramp across it, as ice of varying thickness or a carbon edge
-        leaves in extracted particles (:func:`bench_noise.background_ramps`): its value at the
+        leaves in extracted particles (:class:`bench_noise.BackgroundRamps`): its value at the
         box's edge normal with this s.d., in units of the noise's s.d.; 0: none.
     """
 

@@ -47,19 +47,31 @@ def coloured_noise_profile(box: int, source: Path | None = None) -> np.ndarray:
     return profile / profile.mean()
 
 
+class BackgroundRamps:
+    """Linear ramps through zero at pixel ``box // 2``, one per image, each along a uniformly
+    random direction, whose value at the box's edge (``box / 2`` pixels out) is normal with
+    s.d. ``ramp_sd``: the directions and edge values drawn for all images at once, the ramps made
+    for a batch of them at a time (:meth:`rows`; a stack of 40,000 at box 256 would be 10 GB)."""
+
+    def __init__(self, n_images: int, box: int, ramp_sd: float, rng: np.random.Generator) -> None:
+        if not ramp_sd >= 0:
+            raise ValueError(f"ramp_sd must be non-negative, got {ramp_sd}")
+        self.angle = rng.uniform(0.0, 2.0 * np.pi, n_images)
+        self.edge = rng.standard_normal(n_images) * ramp_sd
+        self.yy, self.xx = (np.indices((box, box)) - box // 2) / (box / 2)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """The ramps of images ``start`` to ``stop``, ``(stop − start, box, box)`` float32."""
+        angle = self.angle[start:stop, None, None]
+        along = np.cos(angle) * self.xx + np.sin(angle) * self.yy
+        return (self.edge[start:stop, None, None] * along).astype(np.float32)
+
+
 def background_ramps(
     n_images: int, box: int, ramp_sd: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """``(n, box, box)`` linear ramps through zero at pixel ``box // 2``, each along a uniformly
-    random direction, whose value at the box's edge (``box / 2`` pixels out) is normal with
-    s.d. ``ramp_sd``."""
-    if not ramp_sd >= 0:
-        raise ValueError(f"ramp_sd must be non-negative, got {ramp_sd}")
-    angle = rng.uniform(0.0, 2.0 * np.pi, n_images)
-    edge = rng.standard_normal(n_images) * ramp_sd
-    yy, xx = (np.indices((box, box)) - box // 2) / (box / 2)
-    along = np.cos(angle)[:, None, None] * xx + np.sin(angle)[:, None, None] * yy
-    return (edge[:, None, None] * along).astype(np.float32)
+    """All ``n_images`` ramps of :class:`BackgroundRamps` at once, ``(n, box, box)`` float32."""
+    return BackgroundRamps(n_images, box, ramp_sd, rng).rows(0, n_images)
 
 
 def add_noise(
@@ -75,12 +87,12 @@ def add_noise(
 ) -> None:
     """Write ``clean`` plus noise of s.d. ``noise_sd`` (white, or ``"coloured"`` as ``source``'s
     spectrum) to ``out``; each image's level times ``exp(spread·z − spread²)`` (``z`` standard
-    normal), and plus a :func:`background_ramps` ramp of ``ramp_sd`` noise s.d.s where positive.
+    normal), and plus a :class:`BackgroundRamps` ramp of ``ramp_sd`` noise s.d.s where positive.
     Each part draws from its own stream, so the rest is the same with or without it."""
     rng = np.random.default_rng([seed, 7])
     ramps = None
     if ramp_sd > 0:
-        ramps = background_ramps(
+        ramps = BackgroundRamps(
             clean.n_images, clean.box, ramp_sd, np.random.default_rng([seed, 13])
         )
     level = np.ones(clean.n_images)
@@ -101,6 +113,6 @@ def add_noise(
         levels = level[start : start + len(images), None, None].astype(np.float32)
         noisy = images + noise_sd * levels * white
         if ramps is not None:
-            noisy += noise_sd * ramps[start : start + len(images)]
+            noisy += noise_sd * ramps.rows(start, start + len(images))
         writer.write(noisy)
     writer.close()

@@ -37,12 +37,17 @@ NOISE_FRACTION = 0.08
 NOISE_SIGMA_PIXELS = 1.5
 
 
-def _blur(volume: np.ndarray, sigma_angstrom: float, pixel_size_angstrom: float) -> np.ndarray:
-    """``volume`` convolved with a unit-mass Gaussian of ``sigma_angstrom`` (periodic)."""
+def _gaussian_filtered(volume: np.ndarray, pixel_size_angstrom: float, rate: float) -> np.ndarray:
+    """``volume`` with its Fourier coefficients times ``exp(−rate · k²)`` (``k`` in 1/Å, to the
+    grid's corners; periodic), in double precision."""
     freq = np.fft.fftfreq(volume.shape[0]) / pixel_size_angstrom
     k2 = freq[:, None, None] ** 2 + freq[None, :, None] ** 2 + freq[None, None, :] ** 2
-    kernel = np.exp(-2.0 * np.pi**2 * sigma_angstrom**2 * k2)
-    return np.real(np.fft.ifftn(np.fft.fftn(volume) * kernel))
+    return np.real(np.fft.ifftn(np.fft.fftn(volume) * np.exp(-rate * k2)))
+
+
+def _blur(volume: np.ndarray, sigma_angstrom: float, pixel_size_angstrom: float) -> np.ndarray:
+    """``volume`` convolved with a unit-mass Gaussian of ``sigma_angstrom`` (periodic)."""
+    return _gaussian_filtered(volume, pixel_size_angstrom, 2.0 * np.pi**2 * sigma_angstrom**2)
 
 
 def bfactor_filtered(
@@ -53,10 +58,9 @@ def bfactor_filtered(
     map's own noise with its detail; positive blurs. The mean is kept."""
     if not np.isfinite(bfactor_angstrom2):
         raise ValueError(f"B-factor {bfactor_angstrom2} Å² is not finite")
-    freq = np.fft.fftfreq(volume.shape[0]) / pixel_size_angstrom
-    k2 = freq[:, None, None] ** 2 + freq[None, :, None] ** 2 + freq[None, None, :] ** 2
-    kernel = np.exp(-bfactor_angstrom2 * k2 / 4.0)
-    return np.real(np.fft.ifftn(np.fft.fftn(volume) * kernel)).astype(np.float32)
+    return _gaussian_filtered(volume, pixel_size_angstrom, bfactor_angstrom2 / 4.0).astype(
+        np.float32
+    )
 
 
 def real_looking_map(

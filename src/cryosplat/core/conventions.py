@@ -58,6 +58,7 @@ __all__ = [
     "matrix_to_rotvec",
     "file_origin_angstrom",
     "cropped_map_origin_angstrom",
+    "source_box_to_write",
 ]
 
 CRYODRGN_CTF_COLUMNS = (
@@ -100,6 +101,15 @@ def cropped_map_origin_angstrom(
     """
     source = file_origin_angstrom(source_box, source_pixel_angstrom)
     return round(source - file_origin_angstrom(box, pixel_size_angstrom), 6) + 0.0  # not -0.0
+
+
+def source_box_to_write(source_box: int, box: int) -> int | None:
+    """The box a run's maps go back to: ``source_box`` where it is odd and the images were
+    cropped to the even box below it for that alone (the engines work at even boxes;
+    :mod:`cryosplat.reconstruct.written_grid`); None (the working box) otherwise."""
+    if source_box % 2 == 1 and box == source_box - 1:
+        return source_box
+    return None
 
 
 def euler_relion_to_matrix(

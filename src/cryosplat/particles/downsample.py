@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from cryosplat.core.conventions import source_box_to_write
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.wrapped_stack import WrappedStack
 
@@ -148,6 +149,17 @@ def downsample_particles(particles: ParticleSet, box: int) -> ParticleSet:
         return particles
     ratio = particles.box / box
     pixel = particles.pixel_size_angstrom * ratio
+    if source_box_to_write(particles.box, box) is not None:
+        where = (
+            f"box {particles.box} is odd and the engines work at even boxes: the maps are "
+            f"written back at box {particles.box} and {particles.pixel_size_angstrom:.4g} Å/px"
+        )
+    else:
+        where = f"the maps are written at box {box}" + (
+            f" (their header origin puts them where a box-{particles.box} map would lie)"
+            if particles.box % 2
+            else ""
+        )
     return replace(
         particles,
         box=box,
@@ -160,17 +172,6 @@ def downsample_particles(particles: ParticleSet, box: int) -> ParticleSet:
         notes=[
             *particles.notes,
             f"images Fourier-cropped from box {particles.box} ({particles.pixel_size_angstrom:.4g} "
-            f"Å/px) to box {box} ({pixel:.4g} Å/px); "
-            + (
-                f"box {particles.box} is odd and the engines work at even boxes: the maps are "
-                f"written back at box {particles.box} and {particles.pixel_size_angstrom:.4g} Å/px"
-                if particles.box % 2 and box == particles.box - 1
-                else f"the maps are written at box {box}"
-                + (
-                    f" (their header origin puts them where a box-{particles.box} map would lie)"
-                    if particles.box % 2
-                    else ""
-                )
-            ),
+            f"Å/px) to box {box} ({pixel:.4g} Å/px); {where}",
         ],
     )

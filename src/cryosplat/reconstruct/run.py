@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryosplat.core.conventions import source_box_to_write
 from cryosplat.core.device import (
     describe_device,
     deterministic_algorithms,
@@ -55,7 +56,6 @@ from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_description import run_description
 from cryosplat.reconstruct.run_folder import RunFolder, input_fingerprint, write_json_atomic
 from cryosplat.reconstruct.splat.runner import run_splat_engine
-from cryosplat.reconstruct.written_grid import source_box_to_write
 from cryosplat.validation.user_mask import load_fsc_mask
 
 __all__ = [

@@ -25,19 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryosplat.core.conventions import source_box_to_write
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fourier_crop_volume, fourier_pad_volume
 from cryosplat.io.mrc import write_map
 
 __all__ = ["WrittenGrid", "map_at_box", "source_box_to_write"]
-
-
-def source_box_to_write(source_box: int, box: int) -> int | None:
-    """The box the maps go back to: ``source_box`` where it is odd and the images were cropped
-    to the even box below it for that alone; None (the working box) otherwise."""
-    if source_box % 2 == 1 and box == source_box - 1:
-        return source_box
-    return None
 
 
 @dataclass(frozen=True)
