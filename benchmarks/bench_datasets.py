@@ -151,6 +151,10 @@ class DatasetSpec:
         Each image plus a linear ramp across it, as ice of varying thickness or a carbon edge
         leaves in extracted particles (:class:`bench_noise.BackgroundRamps`): its value at the
         box's edge normal with this s.d., in units of the noise's s.d.; 0: none.
+    phase_shift_degrees : (low, high)
+        A phase plate's shift of the CTF's phase (degrees, RELION's ``rlnPhaseShift``), drawn
+        uniformly per image and recorded in the STAR, as a Volta phase plate's shift grows with
+        its use; (0, 0): no phase plate.
     """
 
     name: str
@@ -193,6 +197,7 @@ class DatasetSpec:
     micrograph_astigmatism_error_angstrom: float = 0.0
     truth_bfactor_angstrom2: float = 0.0
     background_ramp_sd: float = 0.0
+    phase_shift_degrees: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass
@@ -281,6 +286,15 @@ def _with_bfactors(ctf: CTFParams, spec: DatasetSpec) -> CTFParams:
     return replace(ctf, bfactor_angstrom2=rng.uniform(low, high, size=len(ctf)))
 
 
+def _with_phase_shifts(ctf: CTFParams, spec: DatasetSpec) -> CTFParams:
+    """``ctf`` with the spec's phase-plate shifts, one per image, from their own stream."""
+    low, high = spec.phase_shift_degrees
+    if low == high == 0:
+        return ctf
+    rng = np.random.default_rng([spec.seed, 53])
+    return replace(ctf, phase_shift_degrees=rng.uniform(low, high, size=len(ctf)))
+
+
 def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, float]:
     """Steps 1-4 of the module docstring; returns (signal variance, noise s.d.)."""
     _write_truth(spec, folder / "truth.mrc")
@@ -288,7 +302,7 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     columns = dict(
         rotations=meta.rotations,
         shifts_angstrom=meta.shifts_angstrom,
-        ctf=_with_bfactors(meta.ctf, spec),
+        ctf=_with_phase_shifts(_with_bfactors(meta.ctf, spec), spec),
         pixel_size_angstrom=spec.pixel_size_angstrom,
         box=spec.box,
         random_subset=meta.random_subset,
@@ -389,6 +403,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             "micrograph_astigmatism_error_angstrom": 0.0,
             "truth_bfactor_angstrom2": 0.0,
             "background_ramp_sd": 0.0,
+            "phase_shift_degrees": [0.0, 0.0],
         }
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
@@ -414,6 +429,7 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         or spec.background_ramp_sd
         or spec.neighbours
         or max(spec.ctf_bfactor_angstrom2) > 0
+        or any(spec.phase_shift_degrees)
         or spec.pose_error_degrees
         or spec.shift_error_angstrom
         or spec.missing_part is not None
@@ -426,7 +442,8 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
             f"pose_error_degrees {spec.pose_error_degrees}, shift_error_angstrom "
             f"{spec.shift_error_angstrom}, missing_part {spec.missing_part} and "
             f"defocus_error_angstrom {spec.defocus_error_angstrom} need the relion_project "
-            f"simulator (particles_per_micrograph {spec.particles_per_micrograph} too)"
+            f"simulator (particles_per_micrograph {spec.particles_per_micrograph} and "
+            f"phase_shift_degrees {spec.phase_shift_degrees} too)"
         )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))

@@ -117,6 +117,9 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
     )
     if spec.astigmatism_max_angstrom:
         ctf += f", astigmatism up to {spec.astigmatism_max_angstrom:g} Å"
+    if any(spec.phase_shift_degrees):
+        low, high = spec.phase_shift_degrees
+        ctf += f", a phase plate's shift {low:g}-{high:g}° per image (in the STAR)"
     model = spec.model
     if spec.tandem[0] > 1:
         model += f" {spec.tandem[0]} times in a row along x, {spec.tandem[1]} voxels apart"
