@@ -105,3 +105,61 @@ UNSEEN_71B = map_table(
         ),
     )
 )
+
+# Chosen after unseen71b had run and before any method was run on these (round 2, session 71),
+# nothing changed in between: the two new settings with the weak spots of earlier sets. EMD-5625
+# through a phase plate with 60 % of its views within 25°, in the ribosome stack's noise;
+# EMD-1832 sharpened by -200 Å² at 100 kV, in the TRPV1 stack's noise; 3J9G's potential through a
+# phase plate with poses off by 1° and 1 Å, in betagal_17's noise; beta-galactosidase at 100 kV
+# from 3,000 particles with ramps of 0.5, in the tutorial's noise.
+UNSEEN_71C = map_table(
+    (
+        (
+            "u71c_emd5625_vpp_pref",
+            "maps/emd_5625.map",
+            (56, 4.23, 4_000, 0.003, 7121),
+            {
+                **NEAR_FOCUS,
+                "phase_shift_degrees": (30.0, 110.0),
+                "views": None,
+                "preferred_views": (0.6, 25.0),
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+            },
+        ),
+        (
+            "u71c_emd1832_100kv_sharp",
+            "maps/emd_1832.map",
+            (64, 5.7, 5_000, 0.003, 7122),
+            {
+                **KV_100,
+                "truth_bfactor_angstrom2": -200.0,
+                "noise": "coloured",
+                "noise_source": TRPV1,
+            },
+        ),
+        (
+            "u71c_3j9g_vpp_pose",
+            "../extra_maps/3j9g.mrc",
+            (64, 4.4, 5_000, 0.003, 7123),
+            {
+                **NEAR_FOCUS,
+                "phase_shift_degrees": (20.0, 120.0),
+                "pose_error_degrees": 1.0,
+                "shift_error_angstrom": 1.0,
+                "noise": "coloured",
+            },
+        ),
+        (
+            "u71c_betagal_100kv_3k_ramp",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 3_000, 0.003, 7124),
+            {
+                **KV_100,
+                "background_ramp_sd": 0.5,
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
+            },
+        ),
+    )
+)

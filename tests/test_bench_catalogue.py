@@ -87,17 +87,18 @@ def test_session_70_sets_sharpen_real_maps_or_ramp_their_images():
 
 
 def test_session_71_sets_image_through_a_phase_plate_or_at_100_kv():
-    plate, other = DATASETS["unseen71"], DATASETS["unseen71b"]
-    sets = [*plate, *other]
-    for spec in plate:
-        low, high = spec.phase_shift_degrees
-        assert 0 < low < high <= 180 and spec.defocus_max_um < 1.5, spec.name
-    assert sum(any(s.phase_shift_degrees) for s in other) == 2
-    assert sum(s.voltage_kv == 100.0 for s in other) == 2
+    plate, mixed = DATASETS["unseen71"], [*DATASETS["unseen71b"], *DATASETS["unseen71c"]]
+    sets = [*plate, *mixed]
     for spec in sets:
+        if any(spec.phase_shift_degrees):
+            low, high = spec.phase_shift_degrees
+            assert 0 < low < high <= 180 and spec.defocus_max_um < 1.5, spec.name
+        assert any(spec.phase_shift_degrees) != (spec.voltage_kv == 100.0), spec.name
         assert spec.ctf_table is None, spec.name  # the defocus range, not EMPIAR-10028's table
         assert spec.simulator == "relion_project", spec.name
-    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 8
+    assert all(any(spec.phase_shift_degrees) for spec in plate)
+    assert sum(spec.voltage_kv == 100.0 for spec in mixed) == 4
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 12
 
 
 def test_an_odd_box_is_cut_about_its_centre_voxel():
