@@ -294,16 +294,37 @@ def test_trpv1_stack_paths(shared_data):
 
 def test_datadir_is_tried_first(tmp_path, small_stack):
     stack, images = small_stack
-    elsewhere = tmp_path / "meta"
-    elsewhere.mkdir()
+    elsewhere = tmp_path / "a" / "b" / "c" / "meta"  # four levels down: past the project search
+    elsewhere.mkdir(parents=True)
     p = elsewhere / "p.star"
     write_relion31_particles(
         p, image_names=["2@stack.mrcs", "1@stack.mrcs"], pixel_size_angstrom=2.0, box=16
     )
-    with pytest.raises(InputError, match="not found; tried"):
+    with pytest.raises(InputError, match="not found; tried.*Give --datadir the folder"):
         read_particles(p)
     ps = read_particles(p, datadir=tmp_path)
     np.testing.assert_array_equal(ps.read_images([0, 1]), images[[1, 0]])
+
+
+def test_a_relion_jobs_paths_are_found_from_its_project_folder(tmp_path, monkeypatch):
+    """RELION writes stack paths relative to its project folder, two levels above a job's STAR
+    (``Refine3D/job010/run_data.star`` names ``Extract/job005/...``); a user may run the
+    command from anywhere."""
+    images = np.random.default_rng(1).normal(size=(3, 16, 16)).astype(np.float32)
+    project = tmp_path / "project"
+    (project / "Extract" / "job005").mkdir(parents=True)
+    write_stack(project / "Extract" / "job005" / "mic1.mrcs", images, 2.0)
+    job = project / "Refine3D" / "job010"
+    job.mkdir(parents=True)
+    names = [f"{i}@Extract/job005/mic1.mrcs" for i in (3, 1)]
+    write_relion31_particles(
+        job / "run_data.star", image_names=names, pixel_size_angstrom=2.0, box=16
+    )
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    ps = read_particles(job / "run_data.star")
+    np.testing.assert_array_equal(ps.read_images([0, 1]), images[[2, 0]])
 
 
 @pytest.mark.relion

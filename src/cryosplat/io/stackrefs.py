@@ -87,10 +87,19 @@ def split_image_names(
     return index, stack_names
 
 
+PROJECT_LEVELS = 3
+"""How many folders above the metadata's own are tried for its relative stack paths: RELION
+writes them relative to its project folder, and a job's STAR lies in
+``<project>/<JobType>/<jobNNN>/`` (two levels up); cryoSPARC's ``<project>/J24/`` is one."""
+
+
 def search_dirs(source: Path, datadir: str | Path | None) -> list[Path]:
-    """Folders to resolve relative stack paths against: datadir, the metadata's folder, cwd."""
+    """Folders to resolve relative stack paths against: datadir, the metadata's folder, cwd, then
+    the metadata folder's parents up to :data:`PROJECT_LEVELS` (the project folder of a RELION
+    or cryoSPARC job, wherever the command is run from)."""
+    folder = Path(source).resolve().parent
     dirs = [] if datadir is None else [Path(datadir)]
-    dirs += [Path(source).resolve().parent, Path.cwd()]
+    dirs += [folder, Path.cwd(), *list(folder.parents)[:PROJECT_LEVELS]]
     unique: list[Path] = []
     for d in dirs:
         if d not in unique:
@@ -130,7 +139,11 @@ def resolve_stack_path(
         tried.append(c)
         if c.is_file():
             return c
-    raise InputError(f"{source}: {what} '{name}' not found; tried: " + ", ".join(map(str, tried)))
+    raise InputError(
+        f"{source}: {what} '{name}' not found; tried: "
+        + ", ".join(map(str, tried))
+        + ". Give --datadir the folder the metadata's paths start from (RELION's project folder)"
+    )
 
 
 def open_stacks(
