@@ -44,13 +44,13 @@ def test_info_datadir(tmp_path, small_stack, capsys):
     from cryosplat.io.star import write_relion31_particles
 
     stack, _ = small_stack
-    meta = tmp_path / "meta"
-    meta.mkdir()
+    meta = tmp_path / "a" / "b" / "c" / "meta"  # four levels down: past the project search
+    meta.mkdir(parents=True)
     write_relion31_particles(
         meta / "p.star", image_names=["1@stack.mrcs"], pixel_size_angstrom=2.0, box=16
     )
     capsys.readouterr()
-    assert main(["info", str(meta / "p.star")]) == 2  # the stack is not beside the STAR
+    assert main(["info", str(meta / "p.star")]) == 2  # the stack is not where it is looked for
     missing = capsys.readouterr()
     assert "stack.mrcs' not found" in missing.err
     # the metadata are still shown, said to be alone
