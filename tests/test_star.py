@@ -327,6 +327,35 @@ def test_a_relion_jobs_paths_are_found_from_its_project_folder(tmp_path, monkeyp
     np.testing.assert_array_equal(ps.read_images([0, 1]), images[[2, 0]])
 
 
+def test_absolute_stack_paths_of_a_moved_project_are_found_by_their_end(tmp_path, monkeypatch):
+    """A STAR naming its stacks by absolute paths, read after its project was moved or copied:
+    each path's end is tried under the folders searched, and a note says so."""
+    images = np.random.default_rng(2).normal(size=(2, 16, 16)).astype(np.float32)
+    project = tmp_path / "copy" / "project"
+    (project / "Extract" / "job005").mkdir(parents=True)
+    write_stack(project / "Extract" / "job005" / "mic1.mrcs", images, 2.0)
+    job = project / "Select" / "job020"
+    job.mkdir(parents=True)
+    old = "/gone/lab/project/Extract/job005/mic1.mrcs"
+    write_relion31_particles(
+        job / "particles.star",
+        image_names=[f"2@{old}", f"1@{old}"],
+        pixel_size_angstrom=2.0,
+        box=16,
+    )
+    monkeypatch.chdir(tmp_path)
+    ps = read_particles(job / "particles.star")
+    np.testing.assert_array_equal(ps.read_images([0, 1]), images[[1, 0]])
+    moved = [n for n in ps.notes if n.startswith("stacks moved")]
+    assert len(moved) == 1 and old in moved[0] and str(project / "Extract") in moved[0]
+    # where its end is nowhere under those folders, every path tried is named
+    write_relion31_particles(
+        job / "lost.star", image_names=["1@/gone/elsewhere/x.mrcs"], pixel_size_angstrom=2.0, box=16
+    )
+    with pytest.raises(InputError, match="x.mrcs' not found; tried: /gone/elsewhere/x.mrcs, "):
+        read_particles(job / "lost.star")
+
+
 @pytest.mark.relion
 def test_relion_reads_what_we_write(tmp_path, relion_available, shared_data):
     # relion_project --ang with our angles file, then relion_reconstruct from our particle file.

@@ -1,8 +1,11 @@
 """Image references in particle metadata: ``k@stack.mrcs`` names, finding and checking stacks.
 
 Shared by the RELION, cryoSPARC and cryoDRGN readers. Relative stack paths are tried against, in
-order, the user's ``datadir``, the metadata file's folder and the current directory; a missing stack
-is reported with every path that was tried. Each stack's header is read once (size, mode, pixel
+order, the user's ``datadir``, the metadata file's folder, the current directory and the folders up
+to :data:`PROJECT_LEVELS` above the metadata's (RELION's project folder). An absolute path that is
+not there (a project moved or copied) is tried by its last :data:`MOVED_TAIL_PARTS` parts against
+the same folders, longest first, with a note naming where it was found. A missing stack is
+reported with every path that was tried. Each stack's header is read once (size, mode, pixel
 size) and checked against the file length, and every referenced index is checked against the stack.
 
 Pixel sizes: the metadata's pixel size is always the one used. A stack header that disagrees by more
@@ -30,6 +33,7 @@ __all__ = [
     "check_unnumbered_names",
     "open_stacks",
     "header_pixel_notes",
+    "moved_stack_notes",
     "UNSET_HEADER_PIXELS",
 ]
 
@@ -93,6 +97,11 @@ writes them relative to its project folder, and a job's STAR lies in
 ``<project>/<JobType>/<jobNNN>/`` (two levels up); cryoSPARC's ``<project>/J24/`` is one."""
 
 
+MOVED_TAIL_PARTS = 4
+"""How many trailing parts of an absolute stack path that is not there are tried under the search
+folders: ``Extract/job005/Movies/mic1.mrcs`` below a project folder that moved."""
+
+
 def search_dirs(source: Path, datadir: str | Path | None) -> list[Path]:
     """Folders to resolve relative stack paths against: datadir, the metadata's folder, cwd, then
     the metadata folder's parents up to :data:`PROJECT_LEVELS` (the project folder of a RELION
@@ -130,7 +139,11 @@ def resolve_stack_path(
     """
     p = Path(name)
     tried: list[Path] = []
-    candidates = [p] if p.is_absolute() else [d / p for d in dirs]
+    if p.is_absolute():  # where it was written, then its tail where it may have moved
+        tails = [Path(*p.parts[-k:]) for k in range(min(MOVED_TAIL_PARTS, len(p.parts) - 1), 0, -1)]
+        candidates = [p] + [d / t for t in tails for d in dirs]
+    else:
+        candidates = [d / p for d in dirs]
     if basename_too:
         candidates += [d / p.name for d in dirs]
     for c in candidates:
@@ -237,6 +250,27 @@ def check_unnumbered_names(
             "cryosplat reconstructs from 2-D particle images (write N@stack.mrcs for image N of "
             "a stack)"
         )
+
+
+def moved_stack_notes(
+    stack_names: Sequence[str], stacks: list[MRCStack], stack_index: np.ndarray
+) -> list[str]:
+    """A note where stacks named by absolute paths were read from elsewhere
+    (:func:`resolve_stack_path`: the path's tail under a search folder), naming the first."""
+    moved = []
+    for s, stack in enumerate(stacks):
+        rows = np.flatnonzero(stack_index == s)
+        written = Path(str(stack_names[rows[0]])) if rows.size else stack.path
+        if written.is_absolute() and stack.path != written:
+            moved.append((written, stack.path))
+    if not moved:
+        return []
+    (written, found), more = moved[0], len(moved) - 1
+    others = f" (and {more} other stacks likewise)" if more else ""
+    return [
+        f"stacks moved: '{written}' is not there; read '{found}' instead{others}, the same path's "
+        "end under the folders searched (check that it is the same stack)"
+    ]
 
 
 def header_pixel_notes(

@@ -35,7 +35,12 @@ from cryosplat.core.ctf import CTFParams
 from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
-from cryosplat.io.stackrefs import header_pixel_notes, open_stacks, search_dirs
+from cryosplat.io.stackrefs import (
+    header_pixel_notes,
+    moved_stack_notes,
+    open_stacks,
+    search_dirs,
+)
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
 from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import (
@@ -356,6 +361,7 @@ def read_cryosparc(
         stacks, stack_index = open_stacks(
             names, image_index, path, search_dirs(path, datadir), basename_too=True
         )
+        notes += moved_stack_notes(names, stacks, stack_index)
         notes += header_pixel_notes(stacks, stack_index, pixel_rows)
     else:
         image_index = np.arange(n)

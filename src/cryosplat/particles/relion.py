@@ -24,6 +24,7 @@ from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stackrefs import (
     check_unnumbered_names,
     header_pixel_notes,
+    moved_stack_notes,
     open_stacks,
     search_dirs,
     split_image_names,
@@ -329,6 +330,7 @@ def _images(
         image_index, names = split_image_names(particles.get_str("rlnImageName"), path)
         try:
             stacks, stack_index = open_stacks(names, image_index, path, search_dirs(path, datadir))
+            notes += moved_stack_notes(names, stacks, stack_index)
         except InputError as exc:
             if require_images or box <= 0:
                 raise
