@@ -252,15 +252,26 @@ def check_unnumbered_names(
         )
 
 
+def _first_rows(stack_index: np.ndarray, n_stacks: int) -> np.ndarray:
+    """The first row of each of ``n_stacks`` stacks (−1 where none refers to it), in one pass:
+    a loop over the stacks with a mask each would cost particles × stacks."""
+    first = np.full(n_stacks, -1, dtype=np.int64)
+    index = np.asarray(stack_index, dtype=np.int64)
+    used, rows = np.unique(index, return_index=True)
+    keep = (used >= 0) & (used < n_stacks)
+    first[used[keep]] = rows[keep]
+    return first
+
+
 def moved_stack_notes(
     stack_names: Sequence[str], stacks: list[MRCStack], stack_index: np.ndarray
 ) -> list[str]:
     """A note where stacks named by absolute paths were read from elsewhere
     (:func:`resolve_stack_path`: the path's tail under a search folder), naming the first."""
     moved = []
-    for s, stack in enumerate(stacks):
-        rows = np.flatnonzero(stack_index == s)
-        written = Path(str(stack_names[rows[0]])) if rows.size else stack.path
+    first_row = _first_rows(stack_index, len(stacks))
+    for stack, row in zip(stacks, first_row, strict=True):
+        written = Path(str(stack_names[row])) if row >= 0 else stack.path
         if written.is_absolute() and stack.path != written:
             moved.append((written, stack.path))
     if not moved:
@@ -293,12 +304,11 @@ def header_pixel_notes(
     """
     groups: dict[tuple[float, float], list[MRCStack]] = {}
     pixel = np.asarray(particle_pixel_angstrom, dtype=np.float64)
-    for s, st in enumerate(stacks):
-        rows = np.flatnonzero(stack_index == s)
-        if rows.size == 0:
+    for st, row in zip(stacks, _first_rows(stack_index, len(stacks)), strict=True):
+        if row < 0:
             continue
         header = round(float(st.pixel_size_angstrom), 4)
-        meta = float(pixel[rows[0]])
+        meta = float(pixel[row])
         if header in UNSET_HEADER_PIXELS or abs(header - meta) <= 1e-3 * meta:
             continue
         groups.setdefault((header, meta), []).append(st)

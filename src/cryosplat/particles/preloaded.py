@@ -65,8 +65,10 @@ class PreloadedStack(WrappedStack):
 def preloaded(particles: ParticleSet) -> ParticleSet:
     """``particles`` with every image its rows reference read once into memory (float32, ``N·D²``
     values: a sample, not a whole set)."""
-    stacks = [
-        PreloadedStack(stack, particles.image_index[particles.stack_index == s])
+    order = np.argsort(particles.stack_index, kind="stable")
+    bounds = np.searchsorted(particles.stack_index[order], np.arange(len(particles.stacks) + 1))
+    stacks = [  # each stack's rows in one pass: a mask per stack would cost rows × stacks
+        PreloadedStack(stack, particles.image_index[order[bounds[s] : bounds[s + 1]]])
         for s, stack in enumerate(particles.stacks)
     ]
     return replace(particles, stacks=stacks, notes=list(particles.notes))

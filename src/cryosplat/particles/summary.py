@@ -296,6 +296,7 @@ def summarize(particles: ParticleSet, cell_degrees: float = 15.0) -> ParticleSum
         out.tilt_histogram = [
             (float(edges[i]), float(edges[i + 1]), int(hist[i])) for i in range(6)
         ]
-    for s, st in enumerate(ps.stacks):
-        out.stacks.append((st.path, st.n_images, int(np.count_nonzero(ps.stack_index == s))))
+    referenced = np.bincount(ps.stack_index[ps.stack_index >= 0], minlength=len(ps.stacks))
+    for st, count in zip(ps.stacks, referenced.tolist(), strict=True):
+        out.stacks.append((st.path, st.n_images, count))
     return out
