@@ -325,6 +325,11 @@ def test_a_relion_jobs_paths_are_found_from_its_project_folder(tmp_path, monkeyp
     monkeypatch.chdir(elsewhere)
     ps = read_particles(job / "run_data.star")
     np.testing.assert_array_equal(ps.read_images([0, 1]), images[[2, 0]])
+    above = [n for n in ps.notes if n.startswith("stacks found above")]
+    assert len(above) == 1 and str(project / "Extract" / "job005" / "mic1.mrcs") in above[0]
+    monkeypatch.chdir(project)  # run from the project folder, as RELION is: nothing to say
+    ps = read_particles(job / "run_data.star")
+    assert not any(n.startswith("stacks found above") for n in ps.notes)
 
 
 def test_absolute_stack_paths_of_a_moved_project_are_found_by_their_end(tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ __all__ = [
     "check_unnumbered_names",
     "open_stacks",
     "header_pixel_notes",
-    "moved_stack_notes",
+    "stack_place_notes",
     "UNSET_HEADER_PIXELS",
 ]
 
@@ -263,25 +263,47 @@ def _first_rows(stack_index: np.ndarray, n_stacks: int) -> np.ndarray:
     return first
 
 
-def moved_stack_notes(
-    stack_names: Sequence[str], stacks: list[MRCStack], stack_index: np.ndarray
+def stack_place_notes(
+    stack_names: Sequence[str],
+    stacks: list[MRCStack],
+    stack_index: np.ndarray,
+    source: Path,
+    datadir: str | Path | None,
 ) -> list[str]:
-    """A note where stacks named by absolute paths were read from elsewhere
-    (:func:`resolve_stack_path`: the path's tail under a search folder), naming the first."""
-    moved = []
-    first_row = _first_rows(stack_index, len(stacks))
-    for stack, row in zip(stacks, first_row, strict=True):
+    """Notes where stacks were read from somewhere the metadata does not plainly name
+    (:func:`resolve_stack_path`), each naming the first such stack: absolute paths that were not
+    there, read by their end under a search folder; relative ones found only in a folder above
+    the metadata's (RELION's project folder), not in ``datadir``, the metadata's folder or cwd."""
+    folder = Path(source).resolve().parent
+    near = {folder, Path.cwd()} | (set() if datadir is None else {Path(datadir)})
+    above = [d for d in list(folder.parents)[:PROJECT_LEVELS] if d not in near]
+    moved, lifted = [], []
+    for stack, row in zip(stacks, _first_rows(stack_index, len(stacks)), strict=True):
         written = Path(str(stack_names[row])) if row >= 0 else stack.path
-        if written.is_absolute() and stack.path != written:
-            moved.append((written, stack.path))
-    if not moved:
-        return []
-    (written, found), more = moved[0], len(moved) - 1
-    others = f" (and {more} other stacks likewise)" if more else ""
-    return [
-        f"stacks moved: '{written}' is not there; read '{found}' instead{others}, the same path's "
-        "end under the folders searched (check that it is the same stack)"
-    ]
+        if written.is_absolute():
+            if stack.path != written:
+                moved.append((written, stack.path))
+        elif any(stack.path == d / written for d in above):
+            lifted.append((written, stack.path))
+
+    def others(found: list) -> str:
+        return f" (and {len(found) - 1} other stacks likewise)" if len(found) > 1 else ""
+
+    notes = []
+    if moved:
+        (written, found) = moved[0]
+        notes.append(
+            f"stacks moved: '{written}' is not there; read '{found}' instead{others(moved)}, the "
+            "same path's end under the folders searched (check that it is the same stack)"
+        )
+    if lifted:
+        (written, found) = lifted[0]
+        notes.append(
+            f"stacks found above the metadata's folder: '{written}' read as '{found}'"
+            f"{others(lifted)}, as RELION names stacks from its project folder (--datadir "
+            "chooses another)"
+        )
+    return notes
 
 
 def header_pixel_notes(

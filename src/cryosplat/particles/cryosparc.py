@@ -37,9 +37,9 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 from cryosplat.io.stackrefs import (
     header_pixel_notes,
-    moved_stack_notes,
     open_stacks,
     search_dirs,
+    stack_place_notes,
 )
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
 from cryosplat.particles.mixed_boxes import one_box
@@ -361,7 +361,7 @@ def read_cryosparc(
         stacks, stack_index = open_stacks(
             names, image_index, path, search_dirs(path, datadir), basename_too=True
         )
-        notes += moved_stack_notes(names, stacks, stack_index)
+        notes += stack_place_notes(names, stacks, stack_index, path, datadir)
         notes += header_pixel_notes(stacks, stack_index, pixel_rows)
     else:
         image_index = np.arange(n)

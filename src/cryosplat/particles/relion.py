@@ -24,10 +24,10 @@ from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stackrefs import (
     check_unnumbered_names,
     header_pixel_notes,
-    moved_stack_notes,
     open_stacks,
     search_dirs,
     split_image_names,
+    stack_place_notes,
 )
 from cryosplat.io.star import StarBlock, read_star
 from cryosplat.particles.aberrations import (
@@ -330,7 +330,7 @@ def _images(
         image_index, names = split_image_names(particles.get_str("rlnImageName"), path)
         try:
             stacks, stack_index = open_stacks(names, image_index, path, search_dirs(path, datadir))
-            notes += moved_stack_notes(names, stacks, stack_index)
+            notes += stack_place_notes(names, stacks, stack_index, path, datadir)
         except InputError as exc:
             if require_images or box <= 0:
                 raise
