@@ -17,6 +17,7 @@ mrcfile defaults), so they carry no information and are not worth a note.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from cryosplat.io.mrc import MRCStack
 __all__ = [
     "split_image_names",
     "search_dirs",
+    "SearchDirs",
     "resolve_stack_path",
     "check_unnumbered_names",
     "open_stacks",
@@ -102,35 +104,57 @@ MOVED_TAIL_PARTS = 4
 folders: ``Extract/job005/Movies/mic1.mrcs`` below a project folder that moved."""
 
 
-def search_dirs(source: Path, datadir: str | Path | None) -> list[Path]:
-    """Folders to resolve relative stack paths against: datadir, the metadata's folder, cwd, then
-    the metadata folder's parents up to :data:`PROJECT_LEVELS` (the project folder of a RELION
-    or cryoSPARC job, wherever the command is run from)."""
+@dataclass(frozen=True)
+class SearchDirs:
+    """Folders a metadata file's stack paths are tried against (:func:`search_dirs`).
+
+    Attributes
+    ----------
+    near : tuple of Path
+        The user's ``datadir``, the metadata's folder, the current one: tried first, and the only
+        ones a bare file name is tried in.
+    above : tuple of Path
+        The metadata folder's parents up to :data:`PROJECT_LEVELS` not among ``near``: RELION's
+        project folder; a stack found only there gets a note (:func:`stack_place_notes`).
+    """
+
+    near: tuple[Path, ...]
+    above: tuple[Path, ...]
+
+    def all(self) -> list[Path]:
+        return [*self.near, *self.above]
+
+
+def search_dirs(source: Path, datadir: str | Path | None) -> SearchDirs:
+    """Folders to resolve stack paths against: datadir, the metadata's folder, cwd, then the
+    metadata folder's parents up to :data:`PROJECT_LEVELS` (the project folder of a RELION or
+    cryoSPARC job, wherever the command is run from)."""
     folder = Path(source).resolve().parent
-    dirs = [] if datadir is None else [Path(datadir)]
-    dirs += [folder, Path.cwd(), *list(folder.parents)[:PROJECT_LEVELS]]
-    unique: list[Path] = []
-    for d in dirs:
-        if d not in unique:
-            unique.append(d)
-    return unique
+    near: list[Path] = []
+    for d in ([] if datadir is None else [Path(datadir)]) + [folder, Path.cwd()]:
+        if d not in near:
+            near.append(d)
+    above = tuple(d for d in list(folder.parents)[:PROJECT_LEVELS] if d not in near)
+    return SearchDirs(tuple(near), above)
 
 
 def resolve_stack_path(
-    name: str, dirs: list[Path], source: Path, *, basename_too: bool = False, what: str = "stack"
+    name: str, dirs: SearchDirs, source: Path, *, basename_too: bool = False, what: str = "stack"
 ) -> Path:
-    """Find the file ``name`` (absolute, or relative to one of ``dirs``).
+    """Find the file ``name``: relative to one of ``dirs``, or absolute (where it was written,
+    then by its last :data:`MOVED_TAIL_PARTS` parts under ``dirs``, longest first).
 
     Parameters
     ----------
     name : str
         The path as written in the metadata.
-    dirs : list[Path]
+    dirs : SearchDirs
         Folders to try in order (see :func:`search_dirs`).
     source : Path
         The metadata file (for the error message).
     basename_too : bool
-        Also try the bare file name in each folder (cryoSPARC paths start with a job folder).
+        Also try the bare file name in each of ``dirs.near`` (cryoSPARC paths start with a job
+        folder).
 
     Raises
     ------
@@ -141,11 +165,11 @@ def resolve_stack_path(
     tried: list[Path] = []
     if p.is_absolute():  # where it was written, then its tail where it may have moved
         tails = [Path(*p.parts[-k:]) for k in range(min(MOVED_TAIL_PARTS, len(p.parts) - 1), 0, -1)]
-        candidates = [p] + [d / t for t in tails for d in dirs]
+        candidates = [p] + [d / t for t in tails for d in dirs.all()]
     else:
-        candidates = [d / p for d in dirs]
+        candidates = [d / p for d in dirs.all()]
     if basename_too:
-        candidates += [d / p.name for d in dirs]
+        candidates += [d / p.name for d in dirs.near]
     for c in candidates:
         if c in tried:
             continue
@@ -163,7 +187,7 @@ def open_stacks(
     stack_names: np.ndarray,
     image_index: np.ndarray,
     source: Path,
-    dirs: list[Path],
+    dirs: SearchDirs,
     *,
     basename_too: bool = False,
 ) -> tuple[list[MRCStack], np.ndarray]:
@@ -174,7 +198,7 @@ def open_stacks(
     stack_names : sequence of str, length N
     image_index : np.ndarray, shape (N,), 0-based
     source : Path
-    dirs : list[Path]
+    dirs : SearchDirs
     basename_too : bool
         See :func:`resolve_stack_path`.
 
@@ -264,26 +288,19 @@ def _first_rows(stack_index: np.ndarray, n_stacks: int) -> np.ndarray:
 
 
 def stack_place_notes(
-    stack_names: Sequence[str],
-    stacks: list[MRCStack],
-    stack_index: np.ndarray,
-    source: Path,
-    datadir: str | Path | None,
+    stack_names: Sequence[str], stacks: list[MRCStack], stack_index: np.ndarray, dirs: SearchDirs
 ) -> list[str]:
     """Notes where stacks were read from somewhere the metadata does not plainly name
     (:func:`resolve_stack_path`), each naming the first such stack: absolute paths that were not
-    there, read by their end under a search folder; relative ones found only in a folder above
-    the metadata's (RELION's project folder), not in ``datadir``, the metadata's folder or cwd."""
-    folder = Path(source).resolve().parent
-    near = {folder, Path.cwd()} | (set() if datadir is None else {Path(datadir)})
-    above = [d for d in list(folder.parents)[:PROJECT_LEVELS] if d not in near]
+    there, read by their end under a search folder; relative ones found only in ``dirs.above``
+    (RELION's project folder), not in ``datadir``, the metadata's folder or cwd."""
     moved, lifted = [], []
     for stack, row in zip(stacks, _first_rows(stack_index, len(stacks)), strict=True):
         written = Path(str(stack_names[row])) if row >= 0 else stack.path
         if written.is_absolute():
             if stack.path != written:
                 moved.append((written, stack.path))
-        elif any(stack.path == d / written for d in above):
+        elif any(stack.path == d / written for d in dirs.above):
             lifted.append((written, stack.path))
 
     def others(found: list) -> str:

@@ -358,10 +358,9 @@ def read_cryosparc(
                 for p in raw
             ]
         )
-        stacks, stack_index = open_stacks(
-            names, image_index, path, search_dirs(path, datadir), basename_too=True
-        )
-        notes += stack_place_notes(names, stacks, stack_index, path, datadir)
+        dirs = search_dirs(path, datadir)
+        stacks, stack_index = open_stacks(names, image_index, path, dirs, basename_too=True)
+        notes += stack_place_notes(names, stacks, stack_index, dirs)
         notes += header_pixel_notes(stacks, stack_index, pixel_rows)
     else:
         image_index = np.arange(n)

@@ -329,8 +329,9 @@ def _images(
     if "rlnImageName" in particles:
         image_index, names = split_image_names(particles.get_str("rlnImageName"), path)
         try:
-            stacks, stack_index = open_stacks(names, image_index, path, search_dirs(path, datadir))
-            notes += stack_place_notes(names, stacks, stack_index, path, datadir)
+            dirs = search_dirs(path, datadir)
+            stacks, stack_index = open_stacks(names, image_index, path, dirs)
+            notes += stack_place_notes(names, stacks, stack_index, dirs)
         except InputError as exc:
             if require_images or box <= 0:
                 raise
