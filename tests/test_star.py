@@ -332,6 +332,36 @@ def test_a_relion_jobs_paths_are_found_from_its_project_folder(tmp_path, monkeyp
     assert not any(n.startswith("stacks found above") for n in ps.notes)
 
 
+def test_after_the_first_stack_each_is_looked_for_where_the_last_was_found(tmp_path, monkeypatch):
+    """Thousands of stacks lie in one folder: once one is found, the next is tried there first
+    (one look each, as a network disk charges per look), also for moved absolute paths."""
+    from pathlib import Path
+
+    from cryosplat.io.stackrefs import open_stacks, search_dirs
+
+    images = np.zeros((1, 16, 16), dtype=np.float32)
+    project = tmp_path / "project"
+    (project / "Extract" / "job005").mkdir(parents=True)
+    for m in range(5):
+        write_stack(project / "Extract" / "job005" / f"mic{m}.mrcs", images, 2.0)
+    job = project / "Refine3D" / "job010"
+    job.mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path / "home")
+    looks = []
+    is_file = Path.is_file
+    monkeypatch.setattr(Path, "is_file", lambda self: looks.append(self) or is_file(self))
+    for prefix in ("", "/gone/project/"):
+        looks.clear()
+        names = np.array([f"{prefix}Extract/job005/mic{m}.mrcs" for m in range(5)])
+        dirs = search_dirs(job / "run_data.star", None)
+        stacks, _ = open_stacks(names, np.zeros(5, dtype=np.int64), job / "x.star", dirs)
+        assert [st.path.name for st in stacks] == [f"mic{m}.mrcs" for m in range(5)]
+        written = {Path(n) for n in names}  # an absolute path is first looked for as written
+        misses = [look for look in looks if not is_file(look) and look not in written]
+        assert misses and all("mic0" in look.name for look in misses), misses
+
+
 def test_absolute_stack_paths_of_a_moved_project_are_found_by_their_end(tmp_path, monkeypatch):
     """A STAR naming its stacks by absolute paths, read after its project was moved or copied:
     each path's end is tried under the folders searched, and a note says so."""

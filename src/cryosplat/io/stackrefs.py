@@ -161,21 +161,40 @@ def resolve_stack_path(
     InputError
         Naming every path tried.
     """
+    return _resolve(name, dirs, source, basename_too, what, None)[0]
+
+
+def _resolve(
+    name: str,
+    dirs: SearchDirs,
+    source: Path,
+    basename_too: bool,
+    what: str,
+    first: tuple[Path, int] | None,
+) -> tuple[Path, tuple[Path, int]]:
+    """:func:`resolve_stack_path`, trying first the folder and tail length ``first`` where the
+    previous stack was found (one look per stack where thousands lie together, as on a network
+    disk each look costs); returns the path and that pair for the next."""
     p = Path(name)
     tried: list[Path] = []
     if p.is_absolute():  # where it was written, then its tail where it may have moved
-        tails = [Path(*p.parts[-k:]) for k in range(min(MOVED_TAIL_PARTS, len(p.parts) - 1), 0, -1)]
-        candidates = [p] + [d / t for t in tails for d in dirs.all()]
+        longest = min(MOVED_TAIL_PARTS, len(p.parts) - 1)
+        ways = [(d, k) for k in range(longest, 0, -1) for d in dirs.all()]
+        candidates = [(p, (p.parent, 0))]
     else:
-        candidates = [d / p for d in dirs.all()]
+        ways, candidates = [(d, len(p.parts)) for d in dirs.all()], []
+    if first in ways:
+        ways.remove(first)
+        ways.insert(0, first)
+    candidates += [(d / Path(*p.parts[-k:]), (d, k)) for d, k in ways]
     if basename_too:
-        candidates += [d / p.name for d in dirs.near]
-    for c in candidates:
+        candidates += [(d / p.name, (d, 1)) for d in dirs.near]
+    for c, way in candidates:
         if c in tried:
             continue
         tried.append(c)
         if c.is_file():
-            return c
+            return c, way
     raise InputError(
         f"{source}: {what} '{name}' not found; tried: "
         + ", ".join(map(str, tried))
@@ -218,8 +237,9 @@ def open_stacks(
     stacks = []
     by_stack = np.argsort(stack_index, kind="stable")
     bounds = np.searchsorted(stack_index[by_stack], np.arange(len(unique) + 1))
+    way = None
     for s, name in enumerate(unique):
-        path = resolve_stack_path(str(name), dirs, source, basename_too=basename_too)
+        path, way = _resolve(str(name), dirs, source, basename_too, "stack", way)
         stack = MRCStack(path)
         rows = by_stack[bounds[s] : bounds[s + 1]]
         beyond = rows[image_index[rows] >= stack.n_images]
