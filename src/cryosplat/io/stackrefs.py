@@ -338,7 +338,7 @@ def stack_place_notes(
         (written, found) = lifted[0]
         notes.append(
             f"stacks found above the metadata's folder: '{written}' read as '{found}'"
-            f"{others(lifted)}, as RELION names stacks from its project folder (--datadir "
+            f"{others(lifted)}, as RELION and cryoSPARC name stacks from the project folder (--datadir "
             "chooses another)"
         )
     return notes
