@@ -338,8 +338,8 @@ def stack_place_notes(
         (written, found) = lifted[0]
         notes.append(
             f"stacks found above the metadata's folder: '{written}' read as '{found}'"
-            f"{others(lifted)}, as RELION and cryoSPARC name stacks from the project folder (--datadir "
-            "chooses another)"
+            f"{others(lifted)}, as RELION and cryoSPARC name stacks from the project folder "
+            "(--datadir chooses another)"
         )
     return notes
 
