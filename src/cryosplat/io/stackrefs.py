@@ -6,8 +6,9 @@ to :data:`PROJECT_LEVELS` above the metadata's (RELION's project folder). An abs
 not there (a project moved or copied) is tried by its last :data:`MOVED_TAIL_PARTS` parts against
 the same folders, longest first, with a note naming where it was found. Once one stack is found,
 the next is tried first in the same folder (one look per stack where thousands lie together). A
-missing stack is reported with every path that was tried. Each stack's header is read once (size, mode, pixel
-size) and checked against the file length, and every referenced index is checked against the stack.
+missing stack is reported with every path that was tried. Each stack's header is read once (size,
+mode, pixel size) and checked against the file length, and every referenced index is checked
+against the stack.
 
 Pixel sizes: the metadata's pixel size is always the one used. A stack header that disagrees by more
 than 0.1 % adds a note to ``ParticleSet.notes`` naming both values, except when the header says 0 or
