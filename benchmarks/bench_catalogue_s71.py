@@ -1,6 +1,7 @@
 """Benchmark sets of round 2, session 71: particles imaged through a phase plate
-(:attr:`bench_datasets.DatasetSpec.phase_shift_degrees`), a group of
-:class:`bench_datasets.DatasetSpec` that :mod:`bench_catalogue` names for ``--datasets unseen71``."""
+(:attr:`bench_datasets.DatasetSpec.phase_shift_degrees`) or at 100 kV, three groups of
+:class:`bench_datasets.DatasetSpec` that :mod:`bench_catalogue` names for ``--datasets unseen71``,
+``unseen71b`` and ``unseen71c``."""
 
 from __future__ import annotations
 
