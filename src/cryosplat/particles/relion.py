@@ -36,6 +36,7 @@ from cryosplat.particles.aberrations import (
     relion_mag_matrices,
     relion_odd_zernike,
 )
+from cryosplat.particles.close_picks import close_pick_notes, relion_pick_centres
 from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import (
     ClassLabels,
@@ -438,6 +439,8 @@ def particles_from_star(
     micrographs = None
     if "rlnMicrographName" in particles:
         micrographs = number_micrographs(particles.get_str("rlnMicrographName"))
+        centres = relion_pick_centres(particles, optics, group_of, pixel_per_particle, shifts)
+        notes += close_pick_notes(micrographs, centres, subset)
     ctf_in_images, ctf_notes = _ctf_in_images(optics, group_of, particles, path)
     notes += ctf_notes
     odd_zernike = relion_odd_zernike(optics, particles, group_of, per_particle, path)
