@@ -79,3 +79,36 @@ def test_the_relion_tutorial_sets_particle_picked_twice(shared_data):
     picked = [n for n in read_particles(star).notes if n.startswith("picked twice?")]
     # rows 1 and 2 name one micrograph at the same coordinates (3277, 983)
     assert len(picked) == 1 and "rows 1 and 2" in picked[0] and "none straddles" in picked[0]
+
+
+def test_a_cryosparc_table_with_particles_picked_twice_says_so(tmp_path, small_stack):
+    from test_cryosparc import _write_cs
+
+    from cryosplat.particles.cryosparc import read_cryosparc
+
+    cs = tmp_path / "x.cs"
+    table = _write_cs(cs, ["stack.mrcs"] * 4, [0, 1, 2, 3])
+    extra = [
+        ("location/micrograph_uid", "<u8"),
+        ("location/center_x_frac", "<f4"),
+        ("location/center_y_frac", "<f4"),
+        ("location/micrograph_shape", "<u4", (2,)),
+        ("location/micrograph_psize_A", "<f4"),
+        ("alignments3D/split", "<u4"),
+    ]
+    located = np.zeros(4, dtype=[*table.dtype.descr, *extra])
+    for name in table.dtype.names:
+        located[name] = table[name]
+    located["location/micrograph_uid"] = [7, 7, 7, 9]
+    located["location/micrograph_shape"] = [4000, 3000]  # rows, columns
+    located["location/micrograph_psize_A"] = 1.0
+    # x: fractions of 3000 columns: rows 1 and 2 lie 24 Å apart (32 Å if x were of the 4000
+    # rows), row 3 300 Å away, row 4 on another micrograph
+    located["location/center_x_frac"] = [0.5, 0.508, 0.6, 0.5]
+    located["location/center_y_frac"] = [0.5, 0.5, 0.5, 0.5]
+    located["alignments3D/split"] = [0, 1, 0, 1]
+    with open(cs, "wb") as fh:
+        np.save(fh, located)
+    picked = [n for n in read_cryosparc(cs).notes if n.startswith("picked twice?")]
+    assert len(picked) == 1 and "1 pairs" in picked[0] and "rows 1 and 2" in picked[0]
+    assert "1 of the pairs straddle" in picked[0]

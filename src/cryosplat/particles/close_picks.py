@@ -11,7 +11,9 @@ that skipped them gets a note from here (its rows and how many pairs straddle th
 Where a RELION STAR records ``rlnMicrographName`` and ``rlnCoordinateX/Y`` (pixels of the
 micrograph), a particle's centre is ``coordinate · micrograph pixel − origin`` in Å; the
 micrograph's pixel size is ``rlnMicrographPixelSize`` where recorded, otherwise the image's
-(extraction without binning).
+(exact for extraction without rescaling; after a binned one it overstates the distances, so
+fewer pairs are named). A cryoSPARC table gives it as ``location/center_x_frac`` and
+``center_y_frac`` of ``micrograph_shape`` at ``micrograph_psize_A``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import numpy as np
 
 from cryosplat.io.star import StarBlock
 
-__all__ = ["CLOSE_PICK_ANGSTROM", "relion_pick_centres", "close_pairs", "close_pick_notes"]
+__all__ = [
+    "CLOSE_PICK_ANGSTROM",
+    "relion_pick_centres",
+    "cryosparc_pick_centres",
+    "close_pairs",
+    "close_pick_notes",
+]
 
 CLOSE_PICK_ANGSTROM = 30.0
 """Two picks closer than this on one micrograph are taken for one particle (RELION's default
@@ -44,8 +52,6 @@ def relion_pick_centres(
     picks = np.stack(
         [particles.get_float("rlnCoordinateX"), particles.get_float("rlnCoordinateY")], axis=1
     )
-    if not np.all(np.isfinite(picks)):
-        return None
     column = "rlnMicrographPixelSize"
     if column in particles:
         pixel = particles.get_float(column)
@@ -56,9 +62,41 @@ def relion_pick_centres(
     centres = picks * pixel[:, None]
     if shifts_angstrom is not None:
         centres = centres - shifts_angstrom
-    if not np.all(np.abs(centres) < MICROGRAPH_LIMIT_ANGSTROM):
-        return None  # not coordinates on a micrograph: nothing to compare
-    return centres
+    return _on_a_micrograph(centres)
+
+
+CRYOSPARC_PICK_FIELDS = (
+    "location/center_x_frac",
+    "location/center_y_frac",
+    "location/micrograph_shape",
+    "location/micrograph_psize_A",
+)
+
+
+def cryosparc_pick_centres(
+    table: np.ndarray, shifts_angstrom: np.ndarray | None
+) -> np.ndarray | None:
+    """Each particle's centre on its micrograph, Å, float64 (N, 2), from a cryoSPARC table's
+    ``location/center_x_frac`` and ``center_y_frac`` (fractions of the micrograph's width and
+    height), ``micrograph_shape`` (rows, columns) and ``micrograph_psize_A``; None where they are
+    not all recorded (or not finite)."""
+    if not all(name in (table.dtype.names or ()) for name in CRYOSPARC_PICK_FIELDS):
+        return None
+    shape = np.asarray(table["location/micrograph_shape"], dtype=np.float64).reshape(-1, 2)
+    fractions = np.stack(
+        [table["location/center_x_frac"], table["location/center_y_frac"]], axis=1
+    ).astype(np.float64)
+    psize = np.asarray(table["location/micrograph_psize_A"], dtype=np.float64)
+    centres = fractions * shape[:, ::-1] * psize[:, None]
+    if shifts_angstrom is not None:
+        centres = centres - shifts_angstrom
+    return _on_a_micrograph(centres)
+
+
+def _on_a_micrograph(centres: np.ndarray) -> np.ndarray | None:
+    """``centres``, or None where any is not finite or lies beyond
+    :data:`MICROGRAPH_LIMIT_ANGSTROM` (no coordinates on a micrograph: nothing to compare)."""
+    return centres if np.all(np.abs(centres) < MICROGRAPH_LIMIT_ANGSTROM) else None
 
 
 def close_pairs(

@@ -42,6 +42,7 @@ from cryosplat.io.stackrefs import (
     stack_place_notes,
 )
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
+from cryosplat.particles.close_picks import close_pick_notes, cryosparc_pick_centres
 from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import (
     ClassLabels,
@@ -364,6 +365,8 @@ def read_cryosparc(
         notes += header_pixel_notes(stacks, stack_index, pixel_rows)
     else:
         image_index = np.arange(n)
+    if micrographs is not None:
+        notes += close_pick_notes(micrographs, cryosparc_pick_centres(table, shifts), subset)
     read = one_box(stacks, stack_index, group_of, groups, path, declared_by="blob/shape says")
     notes += read.notes
     pixel, note = read.map_pixel(pixel_rows)
