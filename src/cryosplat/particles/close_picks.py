@@ -59,10 +59,7 @@ def relion_pick_centres(
         pixel = optics.get_float(column)[group_of]
     else:
         pixel = np.asarray(pixel_per_particle, dtype=np.float64)
-    centres = picks * pixel[:, None]
-    if shifts_angstrom is not None:
-        centres = centres - shifts_angstrom
-    return _on_a_micrograph(centres)
+    return _on_a_micrograph(picks * pixel[:, None], shifts_angstrom)
 
 
 CRYOSPARC_PICK_FIELDS = (
@@ -87,15 +84,13 @@ def cryosparc_pick_centres(
         [table["location/center_x_frac"], table["location/center_y_frac"]], axis=1
     ).astype(np.float64)
     psize = np.asarray(table["location/micrograph_psize_A"], dtype=np.float64)
-    centres = fractions * shape[:, ::-1] * psize[:, None]
-    if shifts_angstrom is not None:
-        centres = centres - shifts_angstrom
-    return _on_a_micrograph(centres)
+    return _on_a_micrograph(fractions * shape[:, ::-1] * psize[:, None], shifts_angstrom)
 
 
-def _on_a_micrograph(centres: np.ndarray) -> np.ndarray | None:
-    """``centres``, or None where any is not finite or lies beyond
-    :data:`MICROGRAPH_LIMIT_ANGSTROM` (no coordinates on a micrograph: nothing to compare)."""
+def _on_a_micrograph(picks: np.ndarray, shifts_angstrom: np.ndarray | None) -> np.ndarray | None:
+    """The particles' centres, their picks (Å) less their shifts; None where any is not finite
+    or lies beyond :data:`MICROGRAPH_LIMIT_ANGSTROM` (no coordinates on a micrograph)."""
+    centres = picks if shifts_angstrom is None else picks - shifts_angstrom
     return centres if np.all(np.abs(centres) < MICROGRAPH_LIMIT_ANGSTROM) else None
 
 
@@ -124,18 +119,23 @@ def close_pairs(
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     found_i, found_j = [], []
-    for dx in (-1, 0, 1):
-        for dy in (-1, 0, 1):
-            wanted = (mic * span + cell[:, 0] + dx) * span + cell[:, 1] + dy
-            lo = np.searchsorted(sorted_key, wanted, side="left")
-            count = np.searchsorted(sorted_key, wanted, side="right") - lo
-            i = np.repeat(np.arange(n), count)
-            start = np.repeat(lo - np.concatenate([[0], np.cumsum(count)[:-1]]), count)
-            j = order[start + np.arange(i.size)]
-            keep = (i < j) & (np.hypot(*(centres[i] - centres[j]).T) < radius)
-            found_i.append(i[keep])
-            found_j.append(j[keep])
-    return np.concatenate(found_i), np.concatenate(found_j)
+    # each pair of cells once: a cell with itself, and with four of its eight neighbours
+    for dx, dy in ((0, 0), (0, 1), (1, -1), (1, 0), (1, 1)):
+        wanted = (mic * span + cell[:, 0] + dx) * span + cell[:, 1] + dy
+        lo = np.searchsorted(sorted_key, wanted, side="left")
+        count = np.searchsorted(sorted_key, wanted, side="right") - lo
+        i = np.repeat(np.arange(n), count)
+        start = np.repeat(lo - np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+        j = order[start + np.arange(i.size)]
+        keep = (i != j) & (np.hypot(*(centres[i] - centres[j]).T) < radius)
+        if (dx, dy) == (0, 0):
+            keep &= i < j
+        found_i.append(i[keep])
+        found_j.append(j[keep])
+    i, j = np.concatenate(found_i), np.concatenate(found_j)
+    first, second = np.minimum(i, j), np.maximum(i, j)
+    by_row = np.lexsort((second, first))
+    return first[by_row], second[by_row]
 
 
 def close_pick_notes(
