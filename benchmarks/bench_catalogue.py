@@ -34,6 +34,7 @@ from bench_catalogue_s68 import UNSEEN_68
 from bench_catalogue_s69 import UNSEEN_69, UNSEEN_69B, UNSEEN_69C
 from bench_catalogue_s70 import UNSEEN_70, UNSEEN_70B, UNSEEN_70C
 from bench_catalogue_s71 import UNSEEN_71, UNSEEN_71B, UNSEEN_71C
+from bench_catalogue_s72 import UNSEEN_72, UNSEEN_72B, UNSEEN_72C
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -331,6 +332,9 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen71": UNSEEN_71,
     "unseen71b": UNSEEN_71B,
     "unseen71c": UNSEEN_71C,
+    "unseen72": UNSEEN_72,
+    "unseen72b": UNSEEN_72B,
+    "unseen72c": UNSEEN_72C,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

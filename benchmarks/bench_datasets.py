@@ -23,7 +23,7 @@ import json
 import math
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from bench_ctf_errors import one_defocus_per_micrograph, recorded_astigmatism, r
 from bench_heterogeneity import MissingPart, project_two_states
 from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
-from bench_noise import BATCH, NOISE_SOURCE, SHARED, add_noise
+from bench_noise import BATCH, NOISE_SOURCE, SHARED, NoiseModel, add_noise
 from bench_pose_errors import recorded_poses
 from bench_truths import write_truth
 
@@ -155,6 +155,14 @@ class DatasetSpec:
         A phase plate's shift of the CTF's phase (degrees, RELION's ``rlnPhaseShift``), drawn
         uniformly per image and recorded in the STAR, as a Volta phase plate's shift grows with
         its use; (0, 0): no phase plate.
+    noise_anisotropy : float
+        In [0, 1): the noise power at frequency direction ``θ`` (from the images' x axis) times
+        ``1 + noise_anisotropy·cos 2θ``, the same for every image, as a detector's rows and
+        columns or a residual drift leave noise fixed in the micrograph's frame
+        (:class:`bench_noise.NoiseModel`); 0: the same in every direction.
+    hot_pixels : (fraction, sd)
+        That share of each image's pixels plus a normal value of ``sd`` noise s.d.s, as a
+        detector's defects and dust leave where the extraction removed none; (0, 0): none.
     """
 
     name: str
@@ -198,6 +206,19 @@ class DatasetSpec:
     truth_bfactor_angstrom2: float = 0.0
     background_ramp_sd: float = 0.0
     phase_shift_degrees: tuple[float, float] = (0.0, 0.0)
+    noise_anisotropy: float = 0.0
+    hot_pixels: tuple[float, float] = (0.0, 0.0)
+
+    def noise_model(self) -> NoiseModel:
+        """The noise settings as :func:`bench_noise.add_noise` takes them."""
+        return NoiseModel(
+            self.noise,
+            self.noise_source,
+            self.noise_sd_spread,
+            self.background_ramp_sd,
+            self.noise_anisotropy,
+            self.hot_pixels,
+        )
 
 
 @dataclass
@@ -338,10 +359,7 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
         noise_sd,
         spec.pixel_size_angstrom,
         spec.seed,
-        spec.noise,
-        spec.noise_source,
-        spec.noise_sd_spread,
-        spec.background_ramp_sd,
+        spec.noise_model(),
     )
     (folder / "proj.mrcs").unlink()
     names = [f"{i + 1:06d}@particles.mrcs" for i in range(spec.n_particles)]
@@ -374,37 +392,36 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     return signal_variance, noise_sd
 
 
+# Settings only the ``relion_project`` simulator applies.
+RELION_PROJECT_ONLY = (
+    "noise_sd_spread",
+    "background_ramp_sd",
+    "noise_anisotropy",
+    "hot_pixels",
+    "neighbours",
+    "ctf_bfactor_angstrom2",
+    "phase_shift_degrees",
+    "pose_error_degrees",
+    "shift_error_angstrom",
+    "missing_part",
+    "defocus_error_angstrom",
+    "particles_per_micrograph",
+)
+
+
+def _field_defaults() -> dict:
+    """:class:`DatasetSpec`'s fields that have defaults, with them."""
+    return {f.name: f.default for f in fields(DatasetSpec) if f.default is not MISSING}
+
+
 def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
     """Make ``spec`` under ``root/spec.name`` unless a finished copy with the same spec is there."""
     folder = root / spec.name
     record = folder / "dataset.json"
     if record.is_file():
         saved = json.loads(record.read_text())
-        # tuples as lists; a record written before ``noise_source``, ``preferred_views`` or
-        # ``real_looking_*`` existed had the default
-        defaults = {
-            "noise_source": NOISE_SOURCE,
-            "preferred_views": None,
-            "real_looking_bfactor": None,
-            "real_looking_mean_zero": False,
-            "noise_sd_spread": 0.0,
-            "neighbours": 0.0,
-            "ctf_bfactor_angstrom2": [0.0, 0.0],
-            "ctf_bfactor_recorded": True,
-            "tandem": [1, 0],
-            "pose_error_degrees": 0.0,
-            "shift_error_angstrom": 0.0,
-            "micelle": None,
-            "missing_part": None,
-            "defocus_error_angstrom": 0.0,
-            "particles_per_micrograph": 0,
-            "micrograph_defocus_error_angstrom": 0.0,
-            "micrograph_heights_angstrom": 0.0,
-            "micrograph_astigmatism_error_angstrom": 0.0,
-            "truth_bfactor_angstrom2": 0.0,
-            "background_ramp_sd": 0.0,
-            "phase_shift_degrees": [0.0, 0.0],
-        }
+        # a record written before a field existed had its default (tuples as lists in JSON)
+        defaults = json.loads(json.dumps(_field_defaults()))
         saved_spec = {**defaults, **saved.get("spec", {})}
         if saved_spec == json.loads(json.dumps(asdict(spec))):
             return Dataset(
@@ -424,27 +441,17 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
         f"[dataset] making {spec.name} with {spec.simulator}: {spec.n_particles} particles of "
         f"{spec.model}, box {spec.box}, {spec.pixel_size_angstrom} Å/px, SNR {spec.snr}"
     )
-    if spec.simulator == "cryosplat" and (
-        spec.noise_sd_spread
-        or spec.background_ramp_sd
-        or spec.neighbours
-        or max(spec.ctf_bfactor_angstrom2) > 0
-        or any(spec.phase_shift_degrees)
-        or spec.pose_error_degrees
-        or spec.shift_error_angstrom
-        or spec.missing_part is not None
-        or spec.defocus_error_angstrom
-        or spec.particles_per_micrograph
-    ):
-        raise ValueError(
-            f"{spec.name}: noise_sd_spread {spec.noise_sd_spread}, neighbours "
-            f"{spec.neighbours}, ctf_bfactor_angstrom2 {spec.ctf_bfactor_angstrom2}, "
-            f"pose_error_degrees {spec.pose_error_degrees}, shift_error_angstrom "
-            f"{spec.shift_error_angstrom}, missing_part {spec.missing_part} and "
-            f"defocus_error_angstrom {spec.defocus_error_angstrom} need the relion_project "
-            f"simulator (particles_per_micrograph {spec.particles_per_micrograph} and "
-            f"phase_shift_degrees {spec.phase_shift_degrees} too)"
-        )
+    if spec.simulator == "cryosplat":
+        defaults = _field_defaults()
+        needs_relion = [
+            f"{name} {getattr(spec, name)}"
+            for name in RELION_PROJECT_ONLY
+            if getattr(spec, name) != defaults[name]
+        ]
+        if needs_relion:
+            raise ValueError(
+                f"{spec.name}: {', '.join(needs_relion)} need the relion_project simulator"
+            )
     if spec.simulator == "cryosplat":
         result = simulate(SHARED / spec.model, folder, _config(spec))
         signal_variance, noise_sd = result.signal_variance, result.noise_sd

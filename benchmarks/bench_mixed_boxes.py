@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from bench_datasets import make_dataset
 from bench_methods import run_cryosplat, run_relion
-from bench_noise import add_noise
+from bench_noise import NoiseModel, add_noise
 from bench_variants import parse_args, print_table, project_again, table_row
 from run_benchmarks import selected_specs
 
@@ -80,8 +80,7 @@ def mixed_copy(data, folder: Path, layout: str = "boxes") -> Path:
         data.noise_sd,
         pixel,
         spec.seed + 1000,
-        spec.noise,
-        spec.noise_source,
+        NoiseModel(spec.noise, spec.noise_source),
     )
     (folder / "proj.mrcs").unlink()
     sizes, pixels = [box, big, small], [pixel, pixel, pixel * box / small]

@@ -7,10 +7,17 @@ noise). The ramp (round 2, session 70) is what extracted particles keep of a bac
 varies over the micrograph (ice thickness, a carbon edge): the extraction's normalisation takes
 off each image's mean in its background, not its slope, so the image's first Fourier shell holds
 power that is neither the molecule's nor the detector's noise.
+
+Two more (round 2, session 72): noise whose power depends on the direction in the image as well
+as on the frequency (a detector's rows and columns, a residual drift, are fixed in the
+micrograph's frame, and particles are extracted in that frame), and hot pixels — a few pixels per
+image far outside the noise, as a detector's defects and dust leave where the extraction removed
+none (RELION's extraction removes them only when asked).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,36 +81,90 @@ def background_ramps(
     return BackgroundRamps(n_images, box, ramp_sd, rng).rows(0, n_images)
 
 
+@dataclass(frozen=True)
+class NoiseModel:
+    """How a set's noise is made.
+
+    Parameters
+    ----------
+    kind : str
+        ``"white"`` or ``"coloured"`` (``source``'s radial spectrum, :func:`coloured_noise_profile`).
+    source : str
+        Particle stack (relative to ``shared/data``) whose spectrum colours the noise.
+    spread : float
+        Each image's level times ``exp(spread·z − spread²)`` (``z`` standard normal, one per
+        image), which keeps the mean noise variance; 0: one level.
+    ramp_sd : float
+        Each image plus a :class:`BackgroundRamps` ramp of this many noise s.d.s; 0: none.
+    anisotropy : float
+        In [0, 1): the noise power at frequency direction ``θ`` (from the images' x axis) times
+        ``1 + anisotropy·cos 2θ``, the same for every image (:func:`noise_amplitude`); the power of
+        each shell and in all is kept. 0: the same in every direction.
+    hot_pixels : (fraction, sd)
+        That share of the pixels, at random in each image, plus a normal value of ``sd`` times
+        the noise s.d. (independent of the image's level); (0, 0): none.
+    """
+
+    kind: str = "white"
+    source: str = NOISE_SOURCE
+    spread: float = 0.0
+    ramp_sd: float = 0.0
+    anisotropy: float = 0.0
+    hot_pixels: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("white", "coloured"):
+            raise ValueError(f"noise must be 'white' or 'coloured', got {self.kind!r}")
+        if not 0.0 <= self.anisotropy < 1.0:
+            raise ValueError(f"anisotropy must lie in [0, 1), got {self.anisotropy}")
+        fraction, sd = self.hot_pixels
+        if not (0.0 <= fraction <= 1.0 and sd >= 0.0):
+            raise ValueError(
+                f"hot_pixels must be (fraction in [0, 1], sd ≥ 0), got {self.hot_pixels}"
+            )
+
+
+def noise_amplitude(box: int, model: NoiseModel) -> np.ndarray | None:
+    """The noise's amplitude filter on the FFT grid ``(box, box)`` (``fft2``'s order): the
+    square root of the model's power (coloured and/or anisotropic, mean 1 over the grid, each
+    shell's mean power about as without the anisotropy); None for white noise in every direction."""
+    if model.kind == "white" and model.anisotropy == 0:
+        return None
+    power = np.ones((box, box))
+    if model.kind == "coloured":
+        power = coloured_noise_profile(box, SHARED / model.source)
+    if model.anisotropy:
+        yy, xx = np.indices((box, box)) - box // 2
+        power = power * (1.0 + model.anisotropy * np.cos(2.0 * np.arctan2(yy, xx)))
+        power /= power.mean()
+    return np.fft.ifftshift(np.sqrt(power))
+
+
 def add_noise(
     clean: MRCStack,
     out: Path,
     noise_sd: float,
     pixel: float,
     seed: int,
-    noise: str = "white",
-    source: str = NOISE_SOURCE,
-    spread: float = 0.0,
-    ramp_sd: float = 0.0,
+    model: NoiseModel = NoiseModel(),
 ) -> None:
-    """Write ``clean`` plus noise of s.d. ``noise_sd`` (white, or ``"coloured"`` as ``source``'s
-    spectrum) to ``out``; each image's level times ``exp(spread·z − spread²)`` (``z`` standard
-    normal), and plus a :class:`BackgroundRamps` ramp of ``ramp_sd`` noise s.d.s where positive.
-    Each part draws from its own stream, so the rest is the same with or without it."""
+    """Write ``clean`` plus noise of s.d. ``noise_sd`` made as ``model`` says to ``out``.
+
+    Each part (the noise, the levels, the ramps, the hot pixels) draws from its own stream, so the
+    rest is the same with or without it.
+    """
     rng = np.random.default_rng([seed, 7])
     ramps = None
-    if ramp_sd > 0:
+    if model.ramp_sd > 0:
         ramps = BackgroundRamps(
-            clean.n_images, clean.box, ramp_sd, np.random.default_rng([seed, 13])
+            clean.n_images, clean.box, model.ramp_sd, np.random.default_rng([seed, 13])
         )
     level = np.ones(clean.n_images)
-    if spread > 0:
+    if model.spread > 0:
         z = np.random.default_rng([seed, 11]).standard_normal(clean.n_images)
-        level = np.exp(spread * z - spread**2)
-    amplitude = None
-    if noise == "coloured":
-        amplitude = np.fft.ifftshift(np.sqrt(coloured_noise_profile(clean.box, SHARED / source)))
-    elif noise != "white":
-        raise ValueError(f"noise must be 'white' or 'coloured', got {noise!r}")
+        level = np.exp(model.spread * z - model.spread**2)
+    hot_rng = np.random.default_rng([seed, 59])
+    amplitude = noise_amplitude(clean.box, model)
     writer = StreamingStackWriter(out, clean.n_images, clean.box, pixel)
     for start in range(0, clean.n_images, BATCH):
         images = clean.read(np.arange(start, min(clean.n_images, start + BATCH)))
@@ -114,5 +175,11 @@ def add_noise(
         noisy = images + noise_sd * levels * white
         if ramps is not None:
             noisy += noise_sd * ramps.rows(start, start + len(images))
+        fraction, sd = model.hot_pixels
+        if fraction > 0:
+            hot = hot_rng.random(images.shape) < fraction
+            noisy[hot] += (noise_sd * sd * hot_rng.standard_normal(int(hot.sum()))).astype(
+                np.float32
+            )
         writer.write(noisy)
     writer.close()

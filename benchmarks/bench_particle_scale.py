@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from bench_datasets import SHARED, make_dataset
 from bench_methods import run_cryosplat, run_relion
-from bench_noise import add_noise
+from bench_noise import NoiseModel, add_noise
 from bench_variants import parse_args, print_table, project_again, table_row
 from run_benchmarks import selected_specs
 
@@ -74,8 +74,7 @@ def scaled_copy(data, folder: Path) -> dict[str, Path]:
         data.noise_sd,
         spec.pixel_size_angstrom,
         spec.seed + 2000,
-        spec.noise,
-        spec.noise_source,
+        NoiseModel(spec.noise, spec.noise_source),
     )
     (folder / "scaled.mrcs").unlink()
     estimated = alpha * np.exp(

@@ -172,6 +172,18 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             if spec.background_ramp_sd
             else ""
         )
+        + (
+            f"; the noise power times 1 + {spec.noise_anisotropy:g}·cos 2θ (θ the frequency's "
+            "direction from the images' x axis)"
+            if spec.noise_anisotropy
+            else ""
+        )
+        + (
+            f"; {spec.hot_pixels[0]:.2%} of the pixels hot (plus a normal of "
+            f"{spec.hot_pixels[1]:g} noise s.d.s)"
+            if spec.hot_pixels[0]
+            else ""
+        )
         + _envelope_text(spec)
         + _pose_error_text(spec)
         + (

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_noise import add_noise, background_ramps  # noqa: E402
+from bench_noise import NoiseModel, add_noise, background_ramps, noise_amplitude  # noqa: E402
 
 from cryosplat.io.mrc import MRCStack, write_stack  # noqa: E402
 
@@ -39,8 +39,45 @@ def test_the_ramp_adds_to_the_same_noise(tmp_path):
     write_stack(tmp_path / "clean.mrcs", clean, 2.0)
     stack = MRCStack(tmp_path / "clean.mrcs")
     add_noise(stack, tmp_path / "a.mrcs", 3.0, 2.0, seed=9)
-    add_noise(stack, tmp_path / "b.mrcs", 3.0, 2.0, seed=9, ramp_sd=0.5)
+    add_noise(stack, tmp_path / "b.mrcs", 3.0, 2.0, seed=9, model=NoiseModel(ramp_sd=0.5))
     a = MRCStack(tmp_path / "a.mrcs").read(np.arange(6))
     b = MRCStack(tmp_path / "b.mrcs").read(np.arange(6))
     ramps = background_ramps(6, 16, 0.5, np.random.default_rng([9, 13]))
     np.testing.assert_allclose(b - a, 3.0 * ramps, atol=1e-4)
+
+
+def _noise_of(tmp_path, model: NoiseModel, n: int = 400, box: int = 32) -> np.ndarray:
+    write_stack(tmp_path / "zero.mrcs", np.zeros((n, box, box), np.float32), 2.0)
+    add_noise(MRCStack(tmp_path / "zero.mrcs"), tmp_path / "n.mrcs", 2.0, 2.0, 4, model)
+    return MRCStack(tmp_path / "n.mrcs").read(np.arange(n)).astype(np.float64)
+
+
+def test_anisotropic_noise_has_more_power_along_x_than_y_and_the_same_in_all(tmp_path):
+    box = 32
+    noise = _noise_of(tmp_path, NoiseModel(anisotropy=0.6), box=box)
+    assert noise.var() == pytest.approx(4.0, rel=0.03)  # the total kept
+    power = (np.abs(np.fft.fftshift(np.fft.fft2(noise), axes=(1, 2))) ** 2).mean(0)
+    c = box // 2
+    along_x = power[c, c + 4 : c + 12].mean()  # frequencies along the images' x axis
+    along_y = power[c + 4 : c + 12, c].mean()
+    # 1 + 0.6 against 1 − 0.6
+    assert along_x / along_y == pytest.approx(1.6 / 0.4, rel=0.15)
+    # white noise: none of either
+    assert noise_amplitude(box, NoiseModel()) is None
+    amplitude = noise_amplitude(box, NoiseModel(kind="coloured", anisotropy=0.3))
+    assert (amplitude**2).mean() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="anisotropy"):
+        NoiseModel(anisotropy=1.0)
+
+
+def test_hot_pixels_are_that_share_of_the_pixels_at_that_level_and_add_to_the_same_noise(
+    tmp_path,
+):
+    plain = _noise_of(tmp_path, NoiseModel())
+    hot = _noise_of(tmp_path, NoiseModel(hot_pixels=(0.002, 20.0)))
+    added = hot - plain
+    changed = added != 0
+    assert changed.mean() == pytest.approx(0.002, rel=0.1)
+    assert added[changed].std() == pytest.approx(2.0 * 20.0, rel=0.1)
+    with pytest.raises(ValueError, match="hot_pixels"):
+        NoiseModel(hot_pixels=(-0.1, 5.0))
