@@ -25,11 +25,13 @@ def test_building_the_parser_imports_neither_torch_nor_gemmi():
 
 
 def test_choices_equal_the_packages_own():
+    from cryosplat.particles.dust import DUST_SDS
     from cryosplat.reconstruct.config import ENGINES
     from cryosplat.reconstruct.run import _ENGINE_RUNS
     from cryosplat.render import BACKENDS
 
     assert names.ENGINES == ENGINES and names.BACKENDS == BACKENDS
+    assert names.DUST_SDS == DUST_SDS
     assert tuple(_ENGINE_RUNS) == ENGINES  # every engine a config may name has a run
 
 

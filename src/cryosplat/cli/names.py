@@ -10,3 +10,5 @@ SYMMETRY_HELP = "point group in RELION's conventions: C1 (none), Cn, Dn, T, O, I
 PASS_CHECKPOINTS = "checkpoints"
 """The folder in an output folder where ``score`` and ``refine-defocus`` keep their passes over the
 images as they go (:mod:`cryosplat.reconstruct.grid.row_store`), until the outputs are written."""
+DUST_SDS = 8.0
+"""``reconstruct --dust-sds``'s default (``cryosplat.particles.dust.DUST_SDS``)."""

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryosplat.cli.names import BACKENDS, ENGINES, SYMMETRY_HELP
+from cryosplat.cli.names import BACKENDS, DUST_SDS, ENGINES, SYMMETRY_HELP
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
 from cryosplat.core.errors import InputError
 
@@ -64,6 +64,16 @@ def _add_input_and_run_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="images hold protein dark; RELION-extracted particles hold it bright "
         "(the default assumption)",
+    )
+    p.add_argument(
+        "--dust-sds",
+        type=float,
+        default=DUST_SDS,
+        metavar="K",
+        help="replace single pixels more than K standard deviations of their image from both "
+        "its mean and their neighbours' median (hot pixels, dust; as RELION's extraction does "
+        f"with --white_dust/--black_dust K) by that median (default {DUST_SDS:g}; 0 keeps every "
+        "pixel)",
     )
     p.add_argument(
         "--ignore-random-subset",
@@ -407,6 +417,7 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
         seed=args.seed,
         device=args.device,
         invert_contrast=args.invert_contrast,
+        dust_sds=args.dust_sds,
         use_random_subset=not args.ignore_random_subset,
         local_weight_sigma_px=_given(
             args.local_weight_sigma, ReconstructConfig.local_weight_sigma_px

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.symmetry import normalize_symmetry
+from cryosplat.particles.dust import DUST_SDS, MIN_DUST_SDS
 from cryosplat.reconstruct.engine_result import MapSettings
 from cryosplat.reconstruct.grid.capacity import GAUSSIANS_CAP
 from cryosplat.reconstruct.grid.engine_config import GridEngineConfig
@@ -49,6 +50,9 @@ class ReconstructConfig:
     seed : seeds the half split, both random initialisations and the batch order
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
     invert_contrast : the images hold protein dark (not RELION's convention); flip their sign
+    dust_sds : single pixels this many standard deviations of their image from both its mean and
+        their neighbours' median are replaced by that median as the images are read
+        (:mod:`cryosplat.particles.dust`); 0: every pixel kept
     use_random_subset : honour ``rlnRandomSubset`` for the halves when present
     init_radius_fraction : random means lie in a sphere of at most this radius (fraction of the box
         edge; either engine's is smaller for a molecule smaller than that sphere)
@@ -83,6 +87,7 @@ class ReconstructConfig:
     seed: int = 0
     device: str = "auto"
     invert_contrast: bool = False
+    dust_sds: float = DUST_SDS
     use_random_subset: bool = True
     init_radius_fraction: float = 0.3
     mask_soft_width_px: float = 6.0
@@ -113,6 +118,11 @@ class ReconstructConfig:
             raise InputError(
                 f"n_gaussians {self.n_gaussians} is more than {MAX_GAUSSIANS:,} (the default is "
                 "1,000-30,000 from the box); that many would not fit in memory"
+            )
+        if not (self.dust_sds == 0 or self.dust_sds >= MIN_DUST_SDS):
+            raise InputError(
+                f"dust_sds must be 0 (off) or at least {MIN_DUST_SDS:g} standard deviations "
+                f"(below that, noise is taken for dust), got {self.dust_sds}"
             )
         if self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed}")

@@ -20,6 +20,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import read_map
 from cryosplat.particles.downsample import downsample_particles
+from cryosplat.particles.dust import without_dust
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.particle_scores import RESOLUTION_MARGIN, score_radius
@@ -41,7 +42,7 @@ class RunHalves:
     run : Path
         The run folder, resolved.
     particles : ParticleSet
-        At the run's working box.
+        At the run's working box, their hot pixels replaced as the run replaced them.
     half_a, half_b : np.ndarray of int
         The rows of each half set.
     maps : tuple[np.ndarray, np.ndarray]
@@ -117,6 +118,8 @@ def _run_particles(particles: ParticleSet, run: Path, identity: dict) -> Particl
             f"{len(particles):,} (give the same file, --ind, --class, --angpix and --weights as "
             "the run)"
         )
+    if identity.get("dust_sds"):  # read as the run read them (runs before it kept every pixel)
+        particles = without_dust(particles, float(identity["dust_sds"]))
     particles = downsample_particles(particles, int(identity.get("work_box", particles.box)))
     if input_fingerprint(particles) != identity["input_fingerprint"]:
         raise InputError(
