@@ -3,6 +3,8 @@ neighbours' median as the images are read, nothing else touched; a run counts th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from test_robust_cases import FAST, run_cli, status, write_set
@@ -85,6 +87,9 @@ def test_a_cropped_set_is_cleaned_at_the_pixels_it_was_recorded_at(tmp_path):
     )
     assert cropped.pixel_size_angstrom == 2 * particles.pixel_size_angstrom
     assert dust_counts(cropped) == (1, 1, 10)
+    # resampled to a finer pixel at the same box (a mixed-box set's larger field): cleaned first
+    finer = replace(particles, stacks=[ResampledStack(particles.stacks[0], 16, 24)])
+    assert isinstance(without_dust(finer).stacks[0].stack, DustFreeStack)
 
 
 def test_a_set_read_without_dust_counts_what_it_replaced(tmp_path):

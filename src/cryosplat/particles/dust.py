@@ -138,11 +138,13 @@ class DustFreeStack(WrappedStack):
 
 def _dust_free(stack, sds: float):
     """``stack`` read through a :class:`DustFreeStack` at the pixels it was recorded at: where a
-    wrapper reads its stack at another box (a Fourier crop), the wrapped stack is read through
-    it instead (in a shallow copy of the wrapper)."""
+    wrapper reads its stack at another box or pixel size (a Fourier crop or resampling), the
+    wrapped stack is read through it instead (in a shallow copy of the wrapper)."""
     if isinstance(stack, DustFreeStack):
         return stack
-    if isinstance(stack, WrappedStack) and stack.box != stack.stack.box:
+    if isinstance(stack, WrappedStack) and (
+        stack.box != stack.stack.box or stack.pixel_size_angstrom != stack.stack.pixel_size_angstrom
+    ):
         outer = copy.copy(stack)
         outer.stack = _dust_free(stack.stack, sds)
         return outer
