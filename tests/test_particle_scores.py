@@ -250,6 +250,9 @@ def test_score_against_a_map_refuses_one_that_does_not_fit(scored_run, tiny_set,
     out = str(tmp_path / "o")
     given = ["score", str(star), "-o", out, "--no-progress"]
     assert main([*given, "--run", str(run), "--resolution", "10"]) == 2  # goes with --map only
+    assert main([*given, "--run", str(run), "--dust-sds", "6"]) == 2  # a run records its own
+    with pytest.raises(InputError, match="dust_sds must be 0"):
+        score_against_map(particles, tiny_set.parent / "truth.mrc", dust_sds=2.0)
     with pytest.raises(SystemExit):  # one of --run and --map, not both
         main([*given, "--run", str(run), "--map", str(tmp_path / "voxel.mrc")])
     with pytest.raises(SystemExit):

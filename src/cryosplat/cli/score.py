@@ -8,7 +8,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from cryosplat.cli.names import PASS_CHECKPOINTS
+from cryosplat.cli.names import DUST_SDS, PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
 
 HELP = (
@@ -59,6 +59,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "run records its own)",
     )
     p.add_argument(
+        "--dust-sds",
+        type=float,
+        metavar="K",
+        help=f"with --map: hot pixels replaced as reconstruct --dust-sds replaces them (default "
+        f"{DUST_SDS:g}; 0 keeps every pixel; a run records its own)",
+    )
+    p.add_argument(
         "-o",
         "--output",
         type=Path,
@@ -86,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise InputError(f"{out} exists; --overwrite replaces it")
     if args.run is not None:
-        if args.resolution is not None or args.invert_contrast:
+        if args.resolution is not None or args.invert_contrast or args.dust_sds is not None:
             raise InputError(
-                "--resolution and --invert-contrast go with --map: a run records its own"
+                "--resolution, --invert-contrast and --dust-sds go with --map: a run records "
+                "its own"
             )
         if args.output.resolve() == args.run.resolve():
             raise InputError(f"{args.output} is the run's folder; write the scores elsewhere")
@@ -106,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             args.map,
             resolution_angstrom=args.resolution,
             invert_contrast=args.invert_contrast,
+            dust_sds=DUST_SDS if args.dust_sds is None else args.dust_sds,
             **options,
         )
     summary = write_scores(args.output, scored)

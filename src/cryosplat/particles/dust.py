@@ -29,6 +29,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import MAX_ABS_PIXEL
 from cryosplat.particles.wrapped_stack import WrappedStack
@@ -47,6 +48,15 @@ DUST_SDS = 8.0
 
 MIN_DUST_SDS = 4.0
 """Lowest threshold a run accepts: Gaussian noise reaches 4 s.d.s once in 16,000 pixels."""
+
+
+def check_dust_sds(sds: float) -> None:
+    """:class:`InputError` unless ``sds`` is 0 (every pixel kept) or at least :data:`MIN_DUST_SDS`."""
+    if not (sds == 0 or sds >= MIN_DUST_SDS):
+        raise InputError(
+            f"dust_sds must be 0 (off) or at least {MIN_DUST_SDS:g} standard deviations "
+            f"(below that, noise is taken for dust), got {sds}"
+        )
 
 
 def remove_dust(images: np.ndarray, sds: float = DUST_SDS) -> tuple[np.ndarray, np.ndarray]:

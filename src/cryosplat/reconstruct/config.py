@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.symmetry import normalize_symmetry
-from cryosplat.particles.dust import DUST_SDS, MIN_DUST_SDS
+from cryosplat.particles.dust import DUST_SDS, check_dust_sds
 from cryosplat.reconstruct.engine_result import MapSettings
 from cryosplat.reconstruct.grid.capacity import GAUSSIANS_CAP
 from cryosplat.reconstruct.grid.engine_config import GridEngineConfig
@@ -119,11 +119,7 @@ class ReconstructConfig:
                 f"n_gaussians {self.n_gaussians} is more than {MAX_GAUSSIANS:,} (the default is "
                 "1,000-30,000 from the box); that many would not fit in memory"
             )
-        if not (self.dust_sds == 0 or self.dust_sds >= MIN_DUST_SDS):
-            raise InputError(
-                f"dust_sds must be 0 (off) or at least {MIN_DUST_SDS:g} standard deviations "
-                f"(below that, noise is taken for dust), got {self.dust_sds}"
-            )
+        check_dust_sds(self.dust_sds)
         if self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed}")
         sigma = self.local_weight_sigma_px

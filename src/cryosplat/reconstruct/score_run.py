@@ -48,6 +48,7 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.particles.cryodrgn import write_index_pickle
 from cryosplat.particles.cryosparc import write_cs_rows
 from cryosplat.particles.downsample import downsample_particles
+from cryosplat.particles.dust import DUST_SDS, check_dust_sds, dust_summary, without_dust
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.star_tables import write_star_rows
 from cryosplat.particles.weights import write_weights
@@ -175,6 +176,7 @@ def score_against_map(
     *,
     resolution_angstrom: float | None = None,
     invert_contrast: bool = False,
+    dust_sds: float = DUST_SDS,
     device: str | torch.device = "cpu",
     batch_size: int = 128,
     show_progress: bool = True,
@@ -199,6 +201,9 @@ def score_against_map(
         every shell; past the map's resolution the fitted scale is near 0 and adds little).
     invert_contrast : bool
         The images hold protein dark (as ``reconstruct --invert-contrast``).
+    dust_sds : float
+        Hot pixels replaced as ``reconstruct --dust-sds`` replaces them
+        (:mod:`cryosplat.particles.dust`); 0: every pixel read as it is.
     checkpoints : Path, optional
         As :func:`score_run`'s.
 
@@ -207,6 +212,9 @@ def score_against_map(
     InputError
         The map's box or voxel size does not fit the particles.
     """
+    check_dust_sds(dust_sds)
+    if dust_sds > 0:
+        particles = without_dust(particles, dust_sds)
     map_path = Path(map_path)
     volume, voxel = read_map(map_path)
     if volume.ndim != 3 or len(set(volume.shape)) != 1:
@@ -235,9 +243,11 @@ def score_against_map(
     reading = SampleReading(batch_size, device, sign, radius)
     passes = PassCheckpoints(None)
     if checkpoints is not None:
-        identity = digest(volume, rows, sign, radius, torch.device(device).type)
+        identity = digest(volume, rows, sign, radius, torch.device(device).type, dust_sds)
         passes = PassCheckpoints(checkpoints, identity)
     scores = _scores_of(particles, [(rows, volume)], reading, show_progress, passes)
+    if (dust := dust_summary(particles)) is not None:
+        log.info("hot pixels: %d replaced in %d of %d images read", *dust.values())
     return ScoredRun(
         particles.source,
         particles.rows_in_file(),
