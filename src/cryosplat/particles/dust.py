@@ -6,7 +6,8 @@ from the rest of an extracted particle. RELION's extraction replaces them only w
 squared-error fit takes each as signal of every frequency: measured (round 2, session 72;
 ``benchmarks/bench_catalogue_s72``), 0.05 % of the pixels at 30 noise s.d.s moved the 0.5
 crossing of a beta-galactosidase set from 13.1 to 14.7 Å, and 0.1 % at 15 s.d.s that of an
-EMD-5625 set from 19.6 to 20.0 Å; replacing the pixels beyond 8 s.d.s gave 13.1 and 19.5 Å back.
+EMD-5625 set from 19.5-19.7 to 20.0 Å (two seeds); replaced as below, they read 13.1 and
+19.5-19.9 Å.
 
 A pixel is replaced (:func:`remove_dust`) where it lies more than ``sds`` standard deviations of its
 image from both the image's mean and the median of its eight neighbours (the image's edge
@@ -38,7 +39,10 @@ __all__ = [
     "DUST_SDS",
     "MIN_DUST_SDS",
     "DustFreeStack",
+    "check_dust_sds",
+    "describe_dust",
     "dust_counts",
+    "dust_summary",
     "remove_dust",
     "without_dust",
 ]
@@ -163,29 +167,49 @@ def _dust_free(stack, sds: float):
 
 def without_dust(particles: ParticleSet, sds: float = DUST_SDS) -> ParticleSet:
     """``particles`` whose images are read with their hot pixels replaced (:func:`remove_dust`);
-    the rows, poses and CTF are the same."""
+    the rows, poses and CTF are the same. ``sds`` 0: ``particles`` as they are."""
+    if sds == 0:
+        return particles
     return replace(particles, stacks=[_dust_free(s, sds) for s in particles.stacks])
+
+
+def _dust_free_stacks(particles: ParticleSet) -> list[DustFreeStack]:
+    found = []
+    for stack in particles.stacks:
+        while not isinstance(stack, DustFreeStack) and isinstance(stack, WrappedStack):
+            stack = stack.stack
+        if isinstance(stack, DustFreeStack):
+            found.append(stack)
+    return found
 
 
 def dust_counts(particles: ParticleSet) -> tuple[int, int, int]:
     """``(pixels replaced, images with any, images read)`` over the images of ``particles``'
     :class:`DustFreeStack` stacks read so far (each image's last reading)."""
     pixels = images = read = 0
-    for stack in particles.stacks:
-        while not isinstance(stack, DustFreeStack) and isinstance(stack, WrappedStack):
-            stack = stack.stack
-        if isinstance(stack, DustFreeStack):
-            done = stack.replaced[stack.replaced >= 0]
-            pixels += int(done.sum())
-            images += int((done > 0).sum())
-            read += int(done.size)
+    for stack in _dust_free_stacks(particles):
+        done = stack.replaced[stack.replaced >= 0]
+        pixels += int(done.sum())
+        images += int((done > 0).sum())
+        read += int(done.size)
     return pixels, images, read
 
 
 def dust_summary(particles: ParticleSet) -> dict | None:
-    """What :func:`dust_counts` found, for a run's summary and log (None where no image of a
-    :class:`DustFreeStack` was read): ``{"pixels": ..., "images": ..., "images_read": ...}``."""
+    """What :func:`dust_counts` found, for a run's summary (None where no image of a
+    :class:`DustFreeStack` was read): ``{"sds": ..., "pixels": ..., "images": ...,
+    "images_read": ...}``."""
     pixels, images, read = dust_counts(particles)
     if read == 0:
         return None
-    return {"pixels": pixels, "images": images, "images_read": read}
+    sds = _dust_free_stacks(particles)[0].sds
+    return {"sds": sds, "pixels": pixels, "images": images, "images_read": read}
+
+
+def describe_dust(summary: dict) -> str:
+    """The log's line for a :func:`dust_summary`."""
+    return (
+        f"hot pixels: {summary['pixels']} replaced in {summary['images']} of "
+        f"{summary['images_read']} images read (beyond {summary['sds']:g} s.d.s of their image "
+        "from its mean and their neighbours' median; --dust-sds 0 keeps them)"
+    )

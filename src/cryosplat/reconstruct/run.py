@@ -25,7 +25,7 @@ from cryosplat.core.device import (
 from cryosplat.core.errors import CryosplatError, InputError, Terminated
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.downsample import downsample_particles
-from cryosplat.particles.dust import dust_summary, without_dust
+from cryosplat.particles.dust import describe_dust, dust_summary, without_dust
 from cryosplat.particles.halves import split_halves, unequal_halves_warning
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.thon_rings import check_thon_rings
@@ -222,8 +222,7 @@ def reconstruct(
     dist = Distributed() if dist is None else dist
     config.validate()
     _check_particles(particles, config)
-    if config.dust_sds > 0:  # before anything reads an image
-        particles = without_dust(particles, config.dust_sds)
+    particles = without_dust(particles, config.dust_sds)  # before anything reads an image
     apply_findings(particles, check_particles(particles, config.use_random_subset), accept_warnings)
     apply_pose_check(particles, config.pose_check, accept_warnings)  # before any work
     if config.symmetry != "C1":  # before any work: the group must be the data's, as oriented
@@ -413,7 +412,8 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         )
         result = _ENGINE_RUNS[config.engine](run.engine_job((half_a, half_b)))
         _check_finite(*result.models)
-        dust = _log_dust(particles, config.dust_sds)
+        if (dust := dust_summary(particles)) is not None:
+            log.info("%s", describe_dust(dust))
         # The models stay on the device: the final half maps are voxelised there.
         report, summary = write_outputs(folder.path, result, run.settings, warnings)
         summary.update(
@@ -435,19 +435,3 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         return ReconstructResult(folder.path, report.resolution_angstrom, summary)
     finally:
         folder.detach_log(log)
-
-
-def _log_dust(particles: ParticleSet, sds: float) -> dict | None:
-    """Log the hot pixels replaced in the images this process read; their counts, or None."""
-    found = dust_summary(particles)
-    if found is None:
-        return None
-    log.info(
-        "hot pixels: %d replaced in %d of %d images read (beyond %g s.d.s of their image from "
-        "its mean and their neighbours' median; --dust-sds 0 keeps them)",
-        found["pixels"],
-        found["images"],
-        found["images_read"],
-        sds,
-    )
-    return {"sds": sds, **found}

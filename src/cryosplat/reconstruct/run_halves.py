@@ -118,8 +118,8 @@ def _run_particles(particles: ParticleSet, run: Path, identity: dict) -> Particl
             f"{len(particles):,} (give the same file, --ind, --class, --angpix and --weights as "
             "the run)"
         )
-    if identity.get("dust_sds"):  # read as the run read them (runs before it kept every pixel)
-        particles = without_dust(particles, float(identity["dust_sds"]))
+    # read as the run read them (runs made before the setting kept every pixel)
+    particles = without_dust(particles, float(identity.get("dust_sds", 0.0)))
     particles = downsample_particles(particles, int(identity.get("work_box", particles.box)))
     if input_fingerprint(particles) != identity["input_fingerprint"]:
         raise InputError(

@@ -48,7 +48,13 @@ from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.particles.cryodrgn import write_index_pickle
 from cryosplat.particles.cryosparc import write_cs_rows
 from cryosplat.particles.downsample import downsample_particles
-from cryosplat.particles.dust import DUST_SDS, check_dust_sds, dust_summary, without_dust
+from cryosplat.particles.dust import (
+    DUST_SDS,
+    check_dust_sds,
+    describe_dust,
+    dust_summary,
+    without_dust,
+)
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.star_tables import write_star_rows
 from cryosplat.particles.weights import write_weights
@@ -213,8 +219,7 @@ def score_against_map(
         The map's box or voxel size does not fit the particles.
     """
     check_dust_sds(dust_sds)
-    if dust_sds > 0:
-        particles = without_dust(particles, dust_sds)
+    particles = without_dust(particles, dust_sds)
     map_path = Path(map_path)
     volume, voxel = read_map(map_path)
     if volume.ndim != 3 or len(set(volume.shape)) != 1:
@@ -247,7 +252,7 @@ def score_against_map(
         passes = PassCheckpoints(checkpoints, identity)
     scores = _scores_of(particles, [(rows, volume)], reading, show_progress, passes)
     if (dust := dust_summary(particles)) is not None:
-        log.info("hot pixels: %d replaced in %d of %d images read", *dust.values())
+        log.info("%s", describe_dust(dust))
     return ScoredRun(
         particles.source,
         particles.rows_in_file(),
