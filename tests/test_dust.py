@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from test_robust_cases import FAST, run_cli, status, write_set
 
+from cryosplat.cli.main import main
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import MRCStack, write_map
 from cryosplat.particles.downsample import (
@@ -124,6 +125,9 @@ def test_a_run_replaces_hot_pixels_by_default_and_keeps_them_with_zero(tmp_path,
     summary = status(out)["summary"]
     assert summary["hot_pixels"] == {"sds": 8.0, "pixels": 2, "images": 2, "images_read": 40}
     assert status(out)["identity"]["dust_sds"] == 8.0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "hot pixels:   2 replaced in 2 of 40 images (beyond 8 s.d.s" in capsys.readouterr().out
     out0 = tmp_path / "run0"
     code, err = run_cli(capsys, "reconstruct", star, "-o", out0, "--dust-sds", "0", *FAST)
     assert code == 0, err

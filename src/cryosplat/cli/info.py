@@ -252,6 +252,12 @@ def _result_lines(res: dict) -> list[str]:
         )
     if isinstance(res.get("selection"), str):
         lines.append(f"particles chosen: {res['selection']}")
+    dust = res.get("hot_pixels")
+    if isinstance(dust, dict) and all(is_number(dust.get(k)) for k in ("pixels", "sds")):
+        lines.append(
+            f"hot pixels:   {dust['pixels']} replaced in {dust.get('images')} of "
+            f"{dust.get('images_read')} images (beyond {dust['sds']:g} s.d.s; --dust-sds)"
+        )
     if isinstance(res.get("n_gaussians"), list):
         lines.append("Gaussians:    " + " + ".join(str(n) for n in res["n_gaussians"]) + " (A + B)")
         negative, share = res.get("n_negative_gaussians"), res.get("negative_mass_share")
