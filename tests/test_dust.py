@@ -94,13 +94,14 @@ def test_a_cropped_set_is_cleaned_at_the_pixels_it_was_recorded_at(tmp_path):
     assert isinstance(without_dust(finer).stacks[0].stack, DustFreeStack)
 
 
-def test_a_set_read_without_dust_counts_what_it_replaced(tmp_path):
+def test_a_set_read_without_dust_counts_what_it_replaced(tmp_path, capsys):
     def poison(images):
         images[4, 8, 8] = 30.0
         images[9, 0, 15] = -25.0
         images[9, 3, 3] = 20.0
 
-    particles = read_particles(write_set(tmp_path / "d", image=poison))
+    star = write_set(tmp_path / "d", image=poison)
+    particles = read_particles(star)
     cleaned = without_dust(particles)
     assert dust_counts(cleaned) == (0, 0, 0)  # nothing read yet
     images = cleaned.read_images(np.arange(20))
@@ -110,6 +111,11 @@ def test_a_set_read_without_dust_counts_what_it_replaced(tmp_path):
     cleaned.read_images(np.arange(20))  # read again: counted once
     assert dust_counts(cleaned) == (3, 2, 20)
     assert without_dust(cleaned).stacks[0] is cleaned.stacks[0]
+    assert without_dust(particles, 0.0) is particles
+    # info reads a sample as reconstruct will (all 40 here)
+    capsys.readouterr()
+    assert main(["info", str(star)]) == 0
+    assert "hot pixels:   3 in 2 of 40 images (beyond 8 s.d.s" in capsys.readouterr().out
 
 
 def test_a_run_replaces_hot_pixels_by_default_and_keeps_them_with_zero(tmp_path, capsys):

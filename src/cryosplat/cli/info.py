@@ -148,6 +148,27 @@ def _background_line(particles) -> str:
     )
 
 
+def _hot_pixel_line(particles) -> str:
+    """Hot pixels as reconstruct will replace them, in up to 500 images spread over the set."""
+    import numpy as np
+
+    from cryosplat.particles.dust import DUST_SDS, dust_counts, without_dust
+
+    n = len(particles)
+    rows = np.unique(np.linspace(0, n - 1, min(n, 500)).astype(int))
+    cleaned = without_dust(particles)
+    for start in range(0, rows.size, 100):
+        cleaned.read_images(rows[start : start + 100])
+    pixels, images, read = dust_counts(cleaned)
+    rule = f"beyond {DUST_SDS:g} s.d.s of their image from its mean and their neighbours' median"
+    if pixels == 0:
+        return f"hot pixels:   none in {read} images ({rule})"
+    return (
+        f"hot pixels:   {pixels} in {images} of {read} images ({rule}): reconstruct replaces "
+        "them by that median (--dust-sds 0 keeps them)"
+    )
+
+
 def _noise_level_line(particles) -> str:
     """Whether reconstruct will weigh the images by their noise levels (the same sample)."""
     from cryosplat.reconstruct.grid.noise_levels import measure_noise_levels
@@ -433,6 +454,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     if particles.stacks:
         print(_background_line(particles))
+        print(_hot_pixel_line(particles))
         print(_noise_level_line(particles))
         print(_thon_ring_line(particles))
         if (poses := _pose_line(particles)) is not None:
