@@ -3,6 +3,7 @@ neighbours' median as the images are read, nothing else touched; a run counts th
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -162,3 +163,19 @@ def test_score_against_a_map_reads_the_images_without_their_hot_pixels(tmp_path,
     assert "hot pixels: 1 replaced in 1 of 40 images read" in caplog.text
     # a pixel of 30 s.d.s in 256: the image read as 4.5 times as noisy as the set, then as the rest
     assert kept.scores.noise_scale[4] > 3.0 and cleaned.scores.noise_scale[4] < 1.5
+
+
+def test_a_run_from_before_the_setting_resumes_where_every_pixel_is_kept(tmp_path, capsys):
+    star = write_set(tmp_path / "d")
+    out = tmp_path / "run"
+    first = ("reconstruct", star, "-o", out, "--dust-sds", "0", "--keep-checkpoints", *FAST)
+    code, err = run_cli(capsys, *first)
+    assert code == 0, err
+    record = status(out)
+    del record["identity"]["dust_sds"]  # as a run made before the setting records it
+    (out / "run.json").write_text(json.dumps(record))
+    code, err = run_cli(capsys, "reconstruct", star, "-o", out, "--resume", *FAST)
+    assert code == 2 and "dust_sds 0.0 → 8.0" in err  # the value that reads as it did, named
+    again = ("reconstruct", star, "-o", out, "--resume", "--dust-sds", "0", *FAST)
+    code, err = run_cli(capsys, *again)
+    assert code == 0, err

@@ -59,6 +59,10 @@ __all__ = [
 
 STATUS_FILE = "run.json"
 LOCK_FILE = ".cryosplat.lock"
+ADDED_SETTINGS = {"dust_sds": 0.0}
+"""Settings added to a run's identity after runs were made without them, each with the value that
+reads as those runs did (``dust_sds`` 0: every pixel kept): a run from before is resumed where
+the command passes that value, and the refusal otherwise names it."""
 LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoints"
 MAP_FILE = "map.mrc"
@@ -374,7 +378,8 @@ class RunFolder:
                 )
             return False
         state = existing.get("status")
-        old = existing.get("identity", {})
+        added = {k: v for k, v in ADDED_SETTINGS.items() if k in self.identity}
+        old = {**added, **existing.get("identity", {})}
         if self.mode == "overwrite" or (self.mode == "restart" and state != "complete"):
             self._discard(existing)
             return False
