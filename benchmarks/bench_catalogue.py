@@ -34,7 +34,7 @@ from bench_catalogue_s68 import UNSEEN_68
 from bench_catalogue_s69 import UNSEEN_69, UNSEEN_69B, UNSEEN_69C
 from bench_catalogue_s70 import UNSEEN_70, UNSEEN_70B, UNSEEN_70C
 from bench_catalogue_s71 import UNSEEN_71, UNSEEN_71B, UNSEEN_71C
-from bench_catalogue_s72 import UNSEEN_72, UNSEEN_72B, UNSEEN_72C
+from bench_catalogue_s72 import UNSEEN_72, UNSEEN_72B, UNSEEN_72C, UNSEEN_72D
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -335,6 +335,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen72": UNSEEN_72,
     "unseen72b": UNSEEN_72B,
     "unseen72c": UNSEEN_72C,
+    "unseen72d": UNSEEN_72D,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

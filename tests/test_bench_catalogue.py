@@ -102,17 +102,18 @@ def test_session_71_sets_image_through_a_phase_plate_or_at_100_kv():
 
 
 def test_session_72_sets_hold_noise_stronger_along_one_axis_or_hot_pixels():
-    aniso, hot, both = (DATASETS[g] for g in ("unseen72", "unseen72b", "unseen72c"))
-    sets = [*aniso, *hot, *both]
+    groups = ("unseen72", "unseen72b", "unseen72c", "unseen72d")
+    aniso, hot, both, after = (DATASETS[g] for g in groups)
+    sets = [*aniso, *hot, *both, *after]
     assert all(0 < spec.noise_anisotropy < 1 for spec in aniso)
-    assert all(spec.hot_pixels[0] > 0 for spec in hot)
+    assert all(spec.hot_pixels[0] > 0 for spec in [*hot, *after])
     for spec in sets:
         assert spec.noise_anisotropy > 0 or spec.hot_pixels[0] > 0, spec.name
         fraction, sd = spec.hot_pixels
         assert fraction < 0.01 and (fraction == 0) == (sd == 0), spec.name
         assert spec.model.endswith((".mrc", ".map")), spec.name
         assert spec.simulator == "relion_project", spec.name
-    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 12
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 16
 
 
 def test_an_odd_box_is_cut_about_its_centre_voxel():
