@@ -4,6 +4,7 @@ neighbours' median as the images are read, nothing else touched; a run counts th
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -63,11 +64,14 @@ def test_hot_pixels_take_their_neighbours_median_and_nothing_else_changes():
 
 
 def test_density_wider_than_a_pixel_and_absurd_pixels_are_left_alone():
-    images = _noise(2)
+    images = _noise(4)
     yy, xx = np.indices((64, 64))
     images[0] += 14.0 * np.exp(-((yy - 30) ** 2 + (xx - 33) ** 2) / (2 * 2.0**2))  # density
     images[1, 40, 40] = 3e38  # a corrupt file's pixel: left for the reader's check to refuse
-    out, replaced = remove_dust(images)
+    images[2, 5, 5], images[3, 6, 6] = np.nan, np.inf  # the same, and read without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, replaced = remove_dust(images)
     np.testing.assert_array_equal(out, images)
     assert not replaced.any()
     # the blob's peak stands 14 s.d.s out: only its neighbours' test keeps it
