@@ -150,12 +150,9 @@ def _background_line(particles) -> str:
 
 def _hot_pixel_line(particles) -> str:
     """Hot pixels as reconstruct will replace them, in up to 500 images spread over the set."""
-    import numpy as np
-
     from cryosplat.particles.dust import DUST_SDS, dust_counts, without_dust
 
-    n = len(particles)
-    rows = np.unique(np.linspace(0, n - 1, min(n, 500)).astype(int))
+    rows = particles.spread_rows(500)
     cleaned = without_dust(particles)
     for start in range(0, rows.size, 100):
         cleaned.read_images(rows[start : start + 100])
