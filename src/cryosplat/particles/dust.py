@@ -89,8 +89,8 @@ def remove_dust(images: np.ndarray, sds: float = DUST_SDS) -> tuple[np.ndarray, 
     flat = images.reshape(n, -1)
     # the moments in double precision (an image in counts holds a large mean), then the images
     # whose extremes reach the limit: one pass each, where a deviation per pixel would be three
-    # (box 256, 128 images of noise: 13-15 against 65 ms)
-    # (an image with a NaN or infinite pixel gets a NaN limit, so no suspect: left for the reader)
+    # (box 256, 128 images of noise: 13-15 against 65 ms). An image with a NaN or infinite pixel
+    # gets a NaN limit, so no suspect: it is left for the reader's check.
     with np.errstate(invalid="ignore", over="ignore"):
         mean = flat.sum(axis=1, dtype=np.float64) / flat.shape[1]
         square = np.einsum("ij,ij->i", flat, flat, dtype=np.float64) / flat.shape[1]
