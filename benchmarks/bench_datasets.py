@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_ctf_errors import one_defocus_per_micrograph, recorded_astigmatism, recorded_defocus
+from bench_flexibility import MovingPart, project_moving_part
 from bench_heterogeneity import MissingPart, project_two_states
 from bench_micelle import Micelle
 from bench_neighbours import add_neighbours
@@ -122,6 +123,10 @@ class DatasetSpec:
     missing_part : bench_heterogeneity.MissingPart or None
         A part of the truth held by only some particles (``bench_heterogeneity``: two states
         projected, the truth their occupancy-weighted mean); None: one state.
+    moving_part : bench_flexibility.MovingPart or None
+        A part of the truth turned about a hinge by an angle that differs by particle
+        (``bench_flexibility``: its states projected, the truth their mean); None: rigid. Not
+        with ``missing_part``.
     defocus_error_angstrom : float
         Defocus recorded with errors (:func:`bench_ctf_errors.recorded_defocus`): the images are
         made with the true CTF, ``particles.star`` holds each particle's defocus moved by a
@@ -198,6 +203,7 @@ class DatasetSpec:
     shift_error_angstrom: float = 0.0
     micelle: Micelle | None = None
     missing_part: MissingPart | None = None
+    moving_part: MovingPart | None = None
     defocus_error_angstrom: float = 0.0
     particles_per_micrograph: int = 0
     micrograph_defocus_error_angstrom: float = 0.0
@@ -339,6 +345,8 @@ def _relion_project_dataset(spec: DatasetSpec, folder: Path) -> tuple[float, flo
     write_relion31_particles(folder / "in.star", image_names=None, **columns)
     if spec.missing_part is not None:
         project_two_states(folder, columns, spec.missing_part, spec.seed, _run)
+    elif spec.moving_part is not None:
+        project_moving_part(folder, columns, spec.moving_part, spec.seed, _run)
     else:
         _run(
             ["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--o", "proj", "--ctf"],
@@ -404,6 +412,7 @@ RELION_PROJECT_ONLY = (
     "pose_error_degrees",
     "shift_error_angstrom",
     "missing_part",
+    "moving_part",
     "defocus_error_angstrom",
     "particles_per_micrograph",
 )
@@ -432,6 +441,8 @@ def make_dataset(spec: DatasetSpec, root: Path, log=print) -> Dataset:
                 saved["signal_variance"],
                 saved["noise_sd"],
             )
+    if spec.missing_part is not None and spec.moving_part is not None:
+        raise ValueError(f"{spec.name}: missing_part and moving_part cannot be combined")
     if spec.simulator == "relion_project" and shutil.which("relion_project") is None:
         raise RuntimeError("relion_project is not on PATH: cannot make benchmark data sets")
     if folder.exists():

@@ -100,14 +100,41 @@ def project_two_states(folder: Path, columns: dict, part: MissingPart, seed: int
     ``write_relion31_particles`` for ``in.star``). ``run(cmd, cwd, log_name)`` runs a command.
     """
     volume, pixel = read_map(folder / "truth.mrc")
-    write_map(folder / "state_present.mrc", volume, pixel)
-    write_map(folder / "state_absent.mrc", without_part(volume, pixel, part), pixel)
     write_map(folder / "truth.mrc", mean_state(volume, pixel, part), pixel)
-    n = len(columns["rotations"])
-    holding = holds_part(n, part, seed)
+    holding = holds_part(len(columns["rotations"]), part, seed)
+    states = {"present": volume, "absent": without_part(volume, pixel, part)}
+    project_states(folder, columns, states, np.where(holding, 0, 1), run)
+
+
+def project_states(
+    folder: Path, columns: dict, states: dict[str, np.ndarray], which: np.ndarray, run
+) -> None:
+    """``relion_project`` of each particle in its own state, into ``folder/proj.mrcs``.
+
+    Parameters
+    ----------
+    folder : Path
+        Where ``state_<name>.mrc`` (each state's map, at the pixel of ``columns``) is written
+        and projected.
+    columns : dict
+        The keyword arguments of ``write_relion31_particles`` for the whole set, in the stack's
+        order.
+    states : {name: (D, D, D) map}
+        The states, in the order ``which`` counts them.
+    which : int array (N,)
+        Each particle's state (an index into ``states``).
+    run : callable
+        ``run(cmd, cwd, log_name)`` runs a command.
+    """
+    pixel = float(columns["pixel_size_angstrom"])
+    which = np.asarray(which)
     box = int(columns["box"])
-    images = np.zeros((n, box, box), dtype=np.float32)
-    for state, rows in (("present", np.flatnonzero(holding)), ("absent", np.flatnonzero(~holding))):
+    images = np.zeros((len(which), box, box), dtype=np.float32)
+    for index, (state, volume) in enumerate(states.items()):
+        write_map(folder / f"state_{state}.mrc", np.asarray(volume, dtype=np.float32), pixel)
+        rows = np.flatnonzero(which == index)
+        if not len(rows):
+            continue
         subset = dict(
             columns,
             rotations=np.asarray(columns["rotations"])[rows],

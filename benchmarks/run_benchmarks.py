@@ -139,6 +139,16 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             f"{tuple(round(c, 1) for c in part.centre_voxel)} held by {part.present_fraction:.0%} "
             "of the particles (the truth: the two states' mean)"
         )
+    if spec.moving_part is not None:
+        move = spec.moving_part
+        model += (
+            f" with a ball of {move.radius_angstrom:g} Å about voxel "
+            f"{tuple(round(c, 1) for c in move.centre_voxel)} turned about an axis along "
+            f"{tuple(round(c, 2) for c in move.axis)} through voxel "
+            f"{tuple(round(c, 1) for c in move.hinge_voxel)} by a different angle per particle "
+            f"({move.states} equal shares at a normal's quantiles, s.d. {move.sd_degrees:g}°; "
+            "the truth: the states' mean)"
+        )
     if spec.real_looking_bfactor is not None:
         model += (
             f" made to look like a real map (B + {spec.real_looking_bfactor:g} Å², a negative "

@@ -116,6 +116,21 @@ def test_session_72_sets_hold_noise_stronger_along_one_axis_or_hot_pixels():
     assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 16
 
 
+def test_session_73_sets_hold_a_part_that_moves():
+    sets = [spec for group in ("unseen73", "unseen73b") for spec in DATASETS[group]]
+    for spec in sets:
+        part = spec.moving_part
+        assert part is not None and spec.missing_part is None, spec.name
+        assert 0 < part.sd_degrees <= 20 and part.states == 7, spec.name
+        # the hinge lies one radius from the ball's centre, the axis across that direction
+        arm = np.subtract(part.centre_voxel, part.hinge_voxel) * spec.pixel_size_angstrom
+        assert np.linalg.norm(arm) == pytest.approx(part.radius_angstrom, rel=0.05), spec.name
+        assert abs(np.dot(arm, part.axis)) < 0.05 * np.linalg.norm(arm), spec.name
+        assert all(0 <= c < spec.box for c in (*part.centre_voxel, *part.hinge_voxel)), spec.name
+        assert spec.model.endswith((".mrc", ".map")), spec.name
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 8
+
+
 def test_an_odd_box_is_cut_about_its_centre_voxel():
     from bench_extra_maps import even_box
 

@@ -23,6 +23,8 @@ from cryosplat.particles.dust import (
     DustFreeStack,
     dust_counts,
     remove_dust,
+    restore_dust_counts,
+    save_dust_counts,
     without_dust,
 )
 from cryosplat.particles.read import read_particles
@@ -183,3 +185,57 @@ def test_a_run_from_before_the_setting_resumes_where_every_pixel_is_kept(tmp_pat
     again = ("reconstruct", star, "-o", out, "--resume", "--dust-sds", "0", *FAST)
     code, err = run_cli(capsys, *again)
     assert code == 0, err
+
+
+def test_the_counts_are_saved_and_taken_back_for_the_images_not_read_again(tmp_path):
+    def poison(images):
+        images[4, 8, 8] = 30.0
+        images[21, 2, 13] = -25.0
+        images[30, 5, 5] = 40.0
+
+    particles = without_dust(read_particles(write_set(tmp_path / "d", image=poison)))
+    particles.stacks[0].read(np.arange(25))
+    save_dust_counts(particles, tmp_path / "counts.npz")
+    again = without_dust(read_particles(write_set(tmp_path / "d", image=poison)))
+    again.stacks[0].read(np.arange(20, 40))  # read since: their own counts
+    assert restore_dust_counts(again, tmp_path / "counts.npz")
+    assert dust_counts(again) == (3, 3, 40)
+    fresh = without_dust(read_particles(write_set(tmp_path / "d", image=poison)))
+    assert restore_dust_counts(fresh, tmp_path / "counts.npz")
+    assert dust_counts(fresh) == (2, 2, 25)
+    other = without_dust(read_particles(write_set(tmp_path / "e", n=12)))
+    assert not restore_dust_counts(other, tmp_path / "counts.npz")  # another set's stacks
+    assert not restore_dust_counts(fresh, tmp_path / "missing.npz")
+    assert dust_counts(other) == (0, 0, 0)
+
+
+def test_a_run_interrupted_after_its_statistics_keeps_its_hot_pixel_count(
+    tmp_path, capsys, monkeypatch
+):
+    import cryosplat.reconstruct.grid.engine as engine
+
+    def poison(images):
+        images[4, 8, 8] = 30.0
+        images[21, 2, 13] = -25.0
+
+    star = write_set(tmp_path / "d", image=poison)
+    out = tmp_path / "run"
+    fit = engine.fit_gaussians
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "fit_gaussians", interrupted)
+    code, _ = run_cli(capsys, "reconstruct", star, "-o", out, *FAST)
+    assert code != 0 and status(out)["status"] == "interrupted"
+    # what the statistics pass read is kept beside its checkpoints
+    kept = without_dust(read_particles(star))
+    assert restore_dust_counts(kept, out / "checkpoints" / "dust_counts.npz")
+    assert dust_counts(kept) == (2, 2, 40)
+    monkeypatch.setattr(engine, "fit_gaussians", fit)
+    code, err = run_cli(capsys, "reconstruct", star, "-o", out, "--resume", *FAST)
+    assert code == 0, err
+    # the resumed run read its statistics from the checkpoints, not the images
+    log = (out / "log.txt").read_text()
+    assert log.count("hot pixels: 2 replaced in 2 of 40 images read") == 1
+    assert status(out)["summary"]["hot_pixels"]["images_read"] == 40

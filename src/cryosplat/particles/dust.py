@@ -20,17 +20,21 @@ speck of three pixels in betagal_17, 7.5 s.d.s, whose neighbours' median lies 6.
 :class:`DustFreeStack` reads a stack through :func:`remove_dust` and keeps how many pixels each
 image had replaced; :func:`without_dust` wraps a particle set's stacks, under any resampling (the
 pixels are replaced where they were recorded, before a Fourier crop spreads them).
+:func:`save_dust_counts` and :func:`restore_dust_counts` carry those counts across an interrupted
+run, whose resumed statistics read no image again.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from cryosplat.core.errors import InputError
+from cryosplat.io.atomic import atomic_path
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import MAX_ABS_PIXEL
 from cryosplat.particles.wrapped_stack import WrappedStack
@@ -216,3 +220,31 @@ def describe_dust(summary: dict) -> str:
         f"{summary['images_read']} images read (beyond {summary['sds']:g} s.d.s of their image "
         "from its mean and their neighbours' median; --dust-sds 0 keeps them)"
     )
+
+
+def save_dust_counts(particles: ParticleSet, path: str | Path) -> None:
+    """Write each :class:`DustFreeStack`'s per-image counts (``replaced``) of ``particles`` to
+    ``path`` (``.npz``, atomically); nothing where no stack is read through one."""
+    stacks = _dust_free_stacks(particles)
+    if not stacks:
+        return
+    with atomic_path(path, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, *[s.replaced for s in stacks])
+
+
+def restore_dust_counts(particles: ParticleSet, path: str | Path) -> bool:
+    """Take the counts :func:`save_dust_counts` wrote to ``path`` for the images of ``particles``
+    not read yet (an image read since keeps its own: the same image gives the same count).
+    Returns whether they were taken: not where the file is missing or was written for stacks of
+    other sizes."""
+    stacks, path = _dust_free_stacks(particles), Path(path)
+    if not stacks or not path.is_file():
+        return False
+    with np.load(path) as saved:
+        counts = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    if [c.shape for c in counts] != [s.replaced.shape for s in stacks]:
+        return False
+    for stack, saved_counts in zip(stacks, counts, strict=True):
+        unread = stack.replaced < 0
+        stack.replaced[unread] = saved_counts[unread]
+    return True

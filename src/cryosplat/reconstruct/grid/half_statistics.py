@@ -23,6 +23,7 @@ import torch
 
 from cryosplat.core.device import synchronize
 from cryosplat.core.progress import Progress
+from cryosplat.particles.dust import restore_dust_counts, save_dust_counts
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
 from cryosplat.reconstruct.engine_job import EngineJob
@@ -50,6 +51,7 @@ __all__ = [
 log = logging.getLogger("cryosplat")
 
 CUDA_STATISTICS_BATCH = 512
+DUST_COUNTS_FILE = "dust_counts.npz"  # in the checkpoint folder (particles.dust.save_dust_counts)
 
 
 def split_heldout(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +216,15 @@ def gather_half_statistics(job: EngineJob) -> HalfStatistics:
     # One process on a CPU: the halves side by side, a thread each (side_by_side.concurrent_halves);
     # under torchrun every rank gathers its shard of both, one after the other (collectives).
     parallel = dist.world_size == 1
-    pairs = map_halves(half, [0, 1], device, gcfg.concurrent_halves and parallel)
+    # The hot pixels counted before an interruption: a resumed pass reads no image its
+    # checkpoints hold (this rank's images; rank 0's counts are the ones logged).
+    dust_path = ck / DUST_COUNTS_FILE
+    restore_dust_counts(particles, dust_path)
+    try:
+        pairs = map_halves(half, [0, 1], device, gcfg.concurrent_halves and parallel)
+    finally:
+        if dist.is_main:
+            save_dust_counts(particles, dust_path)
     train = [pairs[0][0], pairs[1][0]]
     held = [pairs[0][1], pairs[1][1]]
     bar.close()
