@@ -35,7 +35,7 @@ from bench_catalogue_s69 import UNSEEN_69, UNSEEN_69B, UNSEEN_69C
 from bench_catalogue_s70 import UNSEEN_70, UNSEEN_70B, UNSEEN_70C
 from bench_catalogue_s71 import UNSEEN_71, UNSEEN_71B, UNSEEN_71C
 from bench_catalogue_s72 import UNSEEN_72, UNSEEN_72B, UNSEEN_72C, UNSEEN_72D
-from bench_catalogue_s73 import UNSEEN_73, UNSEEN_73B
+from bench_catalogue_s73 import UNSEEN_73, UNSEEN_73B, UNSEEN_73C, UNSEEN_73D
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -339,6 +339,8 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen72d": UNSEEN_72D,
     "unseen73": UNSEEN_73,
     "unseen73b": UNSEEN_73B,
+    "unseen73c": UNSEEN_73C,
+    "unseen73d": UNSEEN_73D,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

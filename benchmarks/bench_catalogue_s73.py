@@ -1,7 +1,8 @@
 """Benchmark sets of round 2, session 73: a domain that moves from particle to particle
 (:attr:`bench_datasets.DatasetSpec.moving_part`, :mod:`bench_flexibility`), groups of
 :class:`bench_datasets.DatasetSpec` that :mod:`bench_catalogue` names for ``--datasets unseen73``
-and ``unseen73b``.
+and ``unseen73b``; and ``unseen73c``, a support film's edge across a share of the images
+(:attr:`bench_datasets.DatasetSpec.carbon_edges`).
 
 Each moving part is a ball of the map's density about the centre of its mass within the ball's
 radius round the point 60 % of the way out along the map's longest axis (its density above a
@@ -119,6 +120,68 @@ UNSEEN_73B = map_table(
                 "noise": "coloured",
                 "noise_source": RIBOSOME,
             },
+        ),
+    )
+)
+
+# Chosen after unseen73b had run and before any method was run on these (round 2, session 73),
+# nothing changed in the package in between: a support film's edge across a share of the images
+# (:class:`bench_noise.CarbonEdges`). EMD-1832 with 10 % of its images holding one, a step of 3
+# noise s.d.s, in white noise; beta-galactosidase with 20 % at 2, in betagal_17's noise; EMD-5625
+# with 15 % at 4, in the tutorial's noise; 3J9G's potential with 30 % at 1.5 and noise levels that
+# differ, in the ribosome stack's noise.
+UNSEEN_73C = map_table(
+    (
+        (
+            "u73c_emd1832_carbon",
+            "maps/emd_1832.map",
+            (64, 5.7, 5_000, 0.003, 7321),
+            {"carbon_edges": (0.1, 3.0)},
+        ),
+        (
+            "u73c_betagal_carbon",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 6_000, 0.003, 7322),
+            {"carbon_edges": (0.2, 2.0), "noise": "coloured"},
+        ),
+        (
+            "u73c_emd5625_carbon",
+            "maps/emd_5625.map",
+            (56, 4.23, 4_000, 0.003, 7323),
+            {"carbon_edges": (0.15, 4.0), "noise": "coloured", "noise_source": TUTORIAL},
+        ),
+        (
+            "u73c_3j9g_carbon",
+            "../extra_maps/3j9g.mrc",
+            (64, 4.4, 5_000, 0.003, 7324),
+            {
+                "carbon_edges": (0.3, 1.5),
+                "noise_sd_spread": 0.2,
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
+            },
+        ),
+    )
+)
+
+# Chosen after images with background structure were left out by default
+# (cryosplat.reconstruct.grid.background_structure) and before any method was run on these (round
+# 2, session 73): milder edges than those the change was measured on. EMD-5625 with 25 % of its
+# images holding one, a step of 1 noise s.d., in betagal_17's noise; beta-galactosidase with 8 %
+# at 0.7, in white noise.
+UNSEEN_73D = map_table(
+    (
+        (
+            "u73d_emd5625_carbon_mild",
+            "maps/emd_5625.map",
+            (56, 4.23, 5_000, 0.003, 7331),
+            {"carbon_edges": (0.25, 1.0), "noise": "coloured"},
+        ),
+        (
+            "u73d_betagal_carbon_mild",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 6_000, 0.003, 7332),
+            {"carbon_edges": (0.08, 0.7)},
         ),
     )
 )

@@ -168,6 +168,9 @@ class DatasetSpec:
     hot_pixels : (fraction, sd)
         That share of each image's pixels plus a normal value of ``sd`` noise s.d.s, as a
         detector's defects and dust leave where the extraction removed none; (0, 0): none.
+    carbon_edges : (fraction, step)
+        That share of the images hold a support film's edge, the film adding ``step`` noise
+        s.d.s and its own texture (:class:`bench_noise.CarbonEdges`); (0, 0): none.
     """
 
     name: str
@@ -214,6 +217,7 @@ class DatasetSpec:
     phase_shift_degrees: tuple[float, float] = (0.0, 0.0)
     noise_anisotropy: float = 0.0
     hot_pixels: tuple[float, float] = (0.0, 0.0)
+    carbon_edges: tuple[float, float] = (0.0, 0.0)
 
     def noise_model(self) -> NoiseModel:
         """The noise settings as :func:`bench_noise.add_noise` takes them."""
@@ -224,6 +228,7 @@ class DatasetSpec:
             self.background_ramp_sd,
             self.noise_anisotropy,
             self.hot_pixels,
+            self.carbon_edges,
         )
 
 
@@ -406,6 +411,7 @@ RELION_PROJECT_ONLY = (
     "background_ramp_sd",
     "noise_anisotropy",
     "hot_pixels",
+    "carbon_edges",
     "neighbours",
     "ctf_bfactor_angstrom2",
     "phase_shift_degrees",

@@ -13,6 +13,11 @@ as on the frequency (a detector's rows and columns, a residual drift, are fixed 
 micrograph's frame, and particles are extracted in that frame), and hot pixels — a few pixels per
 image far outside the noise, as a detector's defects and dust leave where the extraction removed
 none (RELION's extraction removes them only when asked).
+
+One more (round 2, session 73): carbon edges. Particles picked near a hole's edge hold part of
+the support film: on one side of a straight edge across the box, the film's extra density (a step
+in the background, bright as the protein is in RELION's convention) and its own texture (more
+noise of the same spectrum), with the molecule on the ice side (:class:`CarbonEdges`).
 """
 
 from __future__ import annotations
@@ -81,6 +86,35 @@ def background_ramps(
     return BackgroundRamps(n_images, box, ramp_sd, rng).rows(0, n_images)
 
 
+# The carbon's own texture: noise of the set's spectrum, this many of its noise s.d.s, on the
+# carbon's side of the edge.
+CARBON_TEXTURE_SD = 0.5
+
+
+class CarbonEdges:
+    """A support film's edge across a share of the images (:class:`NoiseModel`'s
+    ``carbon_edges``): a straight edge along a uniformly random direction, at a distance from pixel
+    ``box // 2`` drawn uniformly from 0.2 to 0.45 of the box (the molecule on the ice side), soft
+    over two pixels (a raised cosine); past it the film adds ``step`` noise s.d.s to the
+    background and :data:`CARBON_TEXTURE_SD` of noise. Drawn for all images at once
+    (:meth:`film`: each image's share of the film, 0 to 1, for a batch of them)."""
+
+    def __init__(self, n_images: int, box: int, fraction: float, rng: np.random.Generator) -> None:
+        self.holds = rng.random(n_images) < fraction
+        self.angle = rng.uniform(0.0, 2.0 * np.pi, n_images)
+        self.distance = rng.uniform(0.2, 0.45, n_images) * box
+        self.yy, self.xx = np.indices((box, box)) - box // 2
+
+    def film(self, start: int, stop: int) -> np.ndarray:
+        """How much of each pixel lies on the film, ``(stop − start, box, box)`` float32 (0 on
+        the ice, 1 on the film)."""
+        angle = self.angle[start:stop, None, None]
+        along = np.cos(angle) * self.xx + np.sin(angle) * self.yy
+        past = along - self.distance[start:stop, None, None]  # pixels past the edge
+        film = 0.5 + 0.5 * np.sin(np.clip(past, -1.0, 1.0) * np.pi / 2.0)
+        return (film * self.holds[start:stop, None, None]).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class NoiseModel:
     """How a set's noise is made.
@@ -103,6 +137,9 @@ class NoiseModel:
     hot_pixels : (fraction, sd)
         That share of the pixels, at random in each image, plus a normal value of ``sd`` times
         the noise s.d. (independent of the image's level); (0, 0): none.
+    carbon_edges : (fraction, step)
+        That share of the images, at random, hold a support film's edge (:class:`CarbonEdges`)
+        whose film adds ``step`` noise s.d.s to the background; (0, 0): none.
     """
 
     kind: str = "white"
@@ -111,6 +148,7 @@ class NoiseModel:
     ramp_sd: float = 0.0
     anisotropy: float = 0.0
     hot_pixels: tuple[float, float] = (0.0, 0.0)
+    carbon_edges: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.kind not in ("white", "coloured"):
@@ -122,6 +160,9 @@ class NoiseModel:
             raise ValueError(
                 f"hot_pixels must be (fraction in [0, 1], sd ≥ 0), got {self.hot_pixels}"
             )
+        fraction, step = self.carbon_edges
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"carbon_edges' fraction must lie in [0, 1], got {self.carbon_edges}")
 
 
 def noise_amplitude(box: int, model: NoiseModel) -> np.ndarray | None:
@@ -150,8 +191,8 @@ def add_noise(
 ) -> None:
     """Write ``clean`` plus noise of s.d. ``noise_sd`` made as ``model`` says to ``out``.
 
-    Each part (the noise, the levels, the ramps, the hot pixels) draws from its own stream, so the
-    rest is the same with or without it.
+    Each part (the noise, the levels, the ramps, the hot pixels, the carbon edges) draws from its
+    own stream, so the rest is the same with or without it.
     """
     rng = np.random.default_rng([seed, 7])
     ramps = None
@@ -164,6 +205,11 @@ def add_noise(
         z = np.random.default_rng([seed, 11]).standard_normal(clean.n_images)
         level = np.exp(model.spread * z - model.spread**2)
     hot_rng = np.random.default_rng([seed, 59])
+    carbon, texture_rng = None, np.random.default_rng([seed, 71])
+    if model.carbon_edges[0] > 0:
+        carbon = CarbonEdges(
+            clean.n_images, clean.box, model.carbon_edges[0], np.random.default_rng([seed, 67])
+        )
     amplitude = noise_amplitude(clean.box, model)
     writer = StreamingStackWriter(out, clean.n_images, clean.box, pixel)
     for start in range(0, clean.n_images, BATCH):
@@ -181,5 +227,12 @@ def add_noise(
             noisy[hot] += (noise_sd * sd * hot_rng.standard_normal(int(hot.sum()))).astype(
                 np.float32
             )
+        if carbon is not None:
+            film = carbon.film(start, start + len(images))
+            texture = texture_rng.standard_normal(images.shape, dtype=np.float32)
+            if amplitude is not None:
+                texture = np.fft.ifft2(np.fft.fft2(texture) * amplitude).real.astype(np.float32)
+            step = np.float32(model.carbon_edges[1])
+            noisy += noise_sd * film * (step + np.float32(CARBON_TEXTURE_SD) * texture)
         writer.write(noisy)
     writer.close()

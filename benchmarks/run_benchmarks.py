@@ -194,6 +194,12 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             if spec.hot_pixels[0]
             else ""
         )
+        + (
+            f"; {spec.carbon_edges[0]:.0%} of the images hold a support film's edge (a step of "
+            f"{spec.carbon_edges[1]:g} noise s.d.s past it, and its texture)"
+            if spec.carbon_edges[0]
+            else ""
+        )
         + _envelope_text(spec)
         + _pose_error_text(spec)
         + (

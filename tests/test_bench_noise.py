@@ -11,7 +11,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_noise import NoiseModel, add_noise, background_ramps, noise_amplitude  # noqa: E402
+from bench_noise import (  # noqa: E402
+    CARBON_TEXTURE_SD,
+    CarbonEdges,
+    NoiseModel,
+    add_noise,
+    background_ramps,
+    noise_amplitude,
+)
 
 from cryosplat.io.mrc import MRCStack, write_stack  # noqa: E402
 
@@ -84,3 +91,39 @@ def test_hot_pixels_are_that_share_of_the_pixels_at_that_level_and_add_to_the_sa
     assert added[changed].std() == pytest.approx(2.0 * 20.0, rel=0.1)
     with pytest.raises(ValueError, match="hot_pixels"):
         NoiseModel(hot_pixels=(-0.1, 5.0))
+
+
+def test_a_carbon_edge_is_a_straight_soft_step_away_from_the_centre():
+    box = 32
+    edges = CarbonEdges(2000, box, 0.3, np.random.default_rng(3))
+    film = edges.film(0, 2000)
+    assert edges.holds.mean() == pytest.approx(0.3, abs=0.04)
+    assert not film[~edges.holds].any()  # the others hold none
+    held = film[edges.holds]
+    assert held.min() == 0.0 and held.max() == pytest.approx(1.0)
+    # the molecule's side: the centre pixel and all within 0.2 of the box are ice
+    yy, xx = np.indices((box, box)) - box // 2
+    assert not held[:, np.hypot(yy, xx) < 0.2 * box - 1.5].any()
+    # straight: the film along each image's edge direction depends on the distance alone
+    i = np.flatnonzero(edges.holds)[0]
+    along = np.cos(edges.angle[i]) * xx + np.sin(edges.angle[i]) * yy
+    past = along - edges.distance[i]
+    np.testing.assert_array_equal(film[i][past > 1.0], 1.0)
+    np.testing.assert_array_equal(film[i][past < -1.0], 0.0)
+    soft = np.abs(past) < 1.0
+    np.testing.assert_allclose(film[i][soft], 0.5 + 0.5 * np.sin(past[soft] * np.pi / 2), atol=1e-6)
+
+
+def test_carbon_edges_add_their_step_and_texture_to_the_same_noise(tmp_path):
+    plain = _noise_of(tmp_path, NoiseModel())
+    model = NoiseModel(carbon_edges=(0.5, 3.0))
+    carbon = _noise_of(tmp_path, model)
+    film = CarbonEdges(400, 32, 0.5, np.random.default_rng([4, 67])).film(0, 400)
+    added = carbon - plain
+    assert not added[film == 0].any()
+    on = film == 1.0
+    # the set's noise s.d. is 2: a step of 3 of them, and texture of CARBON_TEXTURE_SD of them
+    assert added[on].mean() == pytest.approx(2.0 * 3.0, rel=0.05)
+    assert added[on].std() == pytest.approx(2.0 * CARBON_TEXTURE_SD, rel=0.05)
+    with pytest.raises(ValueError, match="carbon_edges"):
+        NoiseModel(carbon_edges=(1.5, 3.0))

@@ -171,12 +171,21 @@ def _noise_level_line(particles) -> str:
     from cryosplat.reconstruct.grid.noise_levels import measure_noise_levels
 
     levels = measure_noise_levels(particles)
-    if levels is None:
-        return "noise levels: alike (each image weighs the same; details in the run's log)"
-    return (
-        f"noise levels: differ, variances by a factor {levels.own_factor:.2f} (1 sd): reconstruct weighs "
-        "each image by the inverse of its noise variance (--image-weights off: alike)"
-    )
+    if levels is None or levels.share == 0:
+        line = "noise levels: alike (each image weighs the same; details in the run's log)"
+    else:
+        line = (
+            f"noise levels: differ, variances by a factor {levels.own_factor:.2f} (1 sd): "
+            "reconstruct weighs each image by the inverse of its noise variance "
+            "(--image-weights off: alike)"
+        )
+    if levels is not None and levels.structure_limits is not None:
+        line += (
+            "\nwarning: background structure: some images hold structure in their background far "
+            "beyond their noise (a support film's edge, contamination): reconstruct leaves them "
+            "out of the map (--image-weights off keeps them; the log counts them in a sample)"
+        )
+    return line
 
 
 def _thon_ring_line(particles) -> str:

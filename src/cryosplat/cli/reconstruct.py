@@ -119,7 +119,9 @@ def _add_input_and_run_arguments(p: argparse.ArgumentParser) -> None:
         "--image-weights",
         choices=("on", "off"),
         help="weigh each image by the inverse of its noise variance, read in its corners, where "
-        "the images' noise levels differ (default on; normalised particles are weighed alike)",
+        "the images' noise levels differ, and leave out images whose background holds structure "
+        "far beyond their noise (a support film's edge); default on (normalised particles are "
+        "weighed alike)",
     )
     p.add_argument(
         "--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's, one per core)"

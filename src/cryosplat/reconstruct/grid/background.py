@@ -86,9 +86,12 @@ class BackgroundMeter:
         self.corners = corner_pixels(box, device)
         self.sums = torch.zeros(N_SUMS, dtype=torch.float64, device=device)
 
-    def add_images(self, images: torch.Tensor) -> None:
-        """Count the corners of a batch ``(B, D, D)`` of images as stored (before any shift)."""
+    def add_images(self, images: torch.Tensor, weights: torch.Tensor | None = None) -> None:
+        """Count the corners of a batch ``(B, D, D)`` of images as stored (before any shift),
+        but those of weight 0 (``weights`` (B,): left out of the statistics)."""
         corners = images.reshape(images.shape[0], -1)[:, self.corners].double()
+        if weights is not None:
+            corners = corners[weights > 0]
         self.sums[_N] += corners.shape[0]
         self.sums[_MEAN] += corners.mean(dim=1).sum()
         self.sums[_VAR] += corners.var(dim=1, correction=0).sum()

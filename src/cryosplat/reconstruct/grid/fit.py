@@ -167,7 +167,10 @@ def _amplitude_factor(params: FitParameters, loss: GridLoss, config: GridFitConf
         raise InputError(
             "the images, as read, correlate negatively with any positive density at low "
             "resolution: they hold protein dark (pass --invert-contrast), or bright where "
-            "--invert-contrast was passed (leave it out)"
+            "--invert-contrast was passed (leave it out); or structure in many images' "
+            "backgrounds outweighs the molecule at low resolution (a support film's edge, "
+            "contamination: look at the images low-pass filtered, and leave such particles out, "
+            "e.g. by 2D classification)"
         )
     return alpha
 

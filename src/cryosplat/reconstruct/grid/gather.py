@@ -344,11 +344,11 @@ class _BatchInserter:
     def add(self, batch: np.ndarray, images: torch.Tensor) -> None:
         """Insert the images of rows ``batch``, each optics group (pixel size) on its own."""
         box = self.box
-        self.background.add_images(images)
         weights = None
         if self.levels is not None:
             kinds = None if self.kind_of is None else self.kind_of[batch]
             weights = self.levels.weights(images, kinds)
+        self.background.add_images(images, weights)
         if self.particles.weights is not None:  # the user's (cryosplat.particles.weights)
             given = torch.as_tensor(self.particles.weights[batch], dtype=images.dtype)
             given = given.to(images.device)

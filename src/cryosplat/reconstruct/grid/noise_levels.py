@@ -38,6 +38,10 @@ within it. Measured (round 2, session 62; ``benchmarks/bench_mixed_boxes.py``'s 
 three boxes): the FSC with the truth at 0.5 20.47 Å with one ``m``, 20.10 Å per kind, 20.19 Å
 from the same particles at one box.
 
+The same sample sets the limit past which an image's background holds structure far beyond its
+noise (:mod:`cryosplat.reconstruct.grid.background_structure`: a support film's edge, a gradient,
+contamination); such images weigh 0. Where the sample holds none, no limit is set.
+
 Measured (round 2, session 43; ``benchmarks/bench_datasets.py``'s ``noise_sd_spread``): EMD-5625,
 box 56, 4,000 particles, coloured noise whose s.d. is spread by ``exp(0.3 z)``: FSC with the truth
 at 0.5 20.33 Å weighed alike, 17.72 Å with the true levels' weights, 17.99 Å with the corners'.
@@ -55,6 +59,7 @@ import torch
 
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.background import corner_pixels
+from cryosplat.reconstruct.grid.background_structure import structure_limits, structure_ratios
 
 __all__ = [
     "NoiseLevels",
@@ -122,6 +127,10 @@ class NoiseLevels:
     kind_means : tuple of float, optional
         ``m`` of each kind of image where the set holds several (NaN for a kind the sample held
         none of); ``log v`` is then read against its own kind's, and ``spread`` is of those.
+    structure_limits : tuple of float, optional
+        Each kind's limit on the background's structure ratio
+        (:func:`~cryosplat.reconstruct.grid.background_structure.structure_limits`): an image
+        past it weighs 0. None: none is left out.
     """
 
     mean_log: float
@@ -129,11 +138,18 @@ class NoiseLevels:
     norm: float
     spread: float
     kind_means: tuple[float, ...] | None = None
+    structure_limits: tuple[float, ...] | None = None
 
     def weights(self, images: torch.Tensor, kinds: np.ndarray | None = None) -> torch.Tensor:
         """Weights (B,) of a batch of images (B, D, D) as stored, in their dtype and device;
         ``kinds`` (B,): their kinds of image where the set holds several (module docstring)."""
-        return self.weights_of(_pooled(*corner_variances(images)), kinds).to(images.dtype)
+        weights = self.weights_of(_pooled(*corner_variances(images)), kinds)
+        if self.structure_limits is not None:
+            limits = torch.tensor([*self.structure_limits, math.inf], dtype=torch.float64)
+            limit = limits[0] if kinds is None else limits[_known_kinds(kinds, len(limits) - 1)]
+            structured = structure_ratios(images) > limit.to(images.device)
+            weights = torch.where(structured, 0.0, weights)
+        return weights.to(images.dtype)
 
     def weights_of(self, variances: torch.Tensor, kinds: np.ndarray | None = None) -> torch.Tensor:
         """Weights of corner variances (B,), float64; 1 for corners that hold no noise
@@ -155,6 +171,8 @@ class NoiseLevels:
         return math.exp(math.sqrt(self.share) * self.spread)
 
     def describe(self) -> str:
+        if self.share == 0:
+            return "the images' noise levels alike: weighed alike"
         return (
             f"the images' noise variances differ by a factor {self.own_factor:.2f} (1 sd of their own "
             f"spread, {self.share:.0%} of their corners'): each image weighed by the inverse of "
@@ -181,14 +199,21 @@ def measure_noise_levels(
     picked = particles.spread_rows(sample)
     halves: list[tuple[torch.Tensor, torch.Tensor]] = []
     kinds: list[np.ndarray] = []
+    sample_ratios: list[torch.Tensor] = []
     for start in range(0, picked.size, batch):
         rows = picked[start : start + batch]
         images = torch.from_numpy(particles.read_images(rows))
         finite = torch.isfinite(images).all(dim=-1).all(dim=-1)
         halves.append(corner_variances(images[finite]))
+        sample_ratios.append(structure_ratios(images[finite]))
         kinds.append(particles.image_kinds(rows)[finite.numpy()])
     left, right = (torch.cat(parts) for parts in zip(*halves, strict=True))
     kind = np.concatenate(kinds)
+    ratios = torch.cat(sample_ratios)
+    limits = _structure_limits(ratios, kind)
+    if limits is not None:  # the levels of the images that stay in
+        kept = ratios <= torch.tensor([*limits, math.inf])[_known_kinds(kind, len(limits))]
+        left, right, kind = left[kept], right[kept], kind[kept.numpy()]
     whole = _pooled(left, right)
     if whole.numel() < 8:
         return None
@@ -220,11 +245,38 @@ def measure_noise_levels(
             share,
             MIN_SHARE,
         )
-        return None
+        if limits is None:
+            return None
+        return NoiseLevels(0.0, 0.0, 1.0, math.sqrt(total), None, limits)
     mean_log = float(logs.mean())
     norm = float(torch.exp(-share * (logs - mean_log)).mean())
     if kind_means is not None:
         mean_log = float(whole.log().mean())
-    levels = NoiseLevels(mean_log, share, norm, math.sqrt(total), kind_means)
+    levels = NoiseLevels(mean_log, share, norm, math.sqrt(total), kind_means, limits)
     log.info("noise levels: %s", levels.describe())
     return levels
+
+
+def _known_kinds(kinds: np.ndarray, n_known: int) -> torch.Tensor:
+    """``kinds`` as indices into limits of ``n_known`` kinds followed by one ``inf``: a kind the
+    sample held none of reads the ``inf``."""
+    kinds = torch.as_tensor(np.asarray(kinds), dtype=torch.int64)
+    return torch.where(kinds < n_known, kinds, n_known)
+
+
+def _structure_limits(ratios: torch.Tensor, kinds: np.ndarray) -> tuple[float, ...] | None:
+    """:func:`~cryosplat.reconstruct.grid.background_structure.structure_limits` of the sample,
+    logged where they leave images out."""
+    limits = structure_limits(ratios, kinds)
+    if limits is not None:
+        over = torch.as_tensor(limits, dtype=torch.float64)[torch.from_numpy(kinds)]
+        n = int((ratios > over).sum())
+        log.warning(
+            "warning: background structure: %d of %d sampled images (%.1f%%) hold structure in "
+            "their background far beyond their noise (a support film's edge, a gradient, "
+            "contamination): every such image is left out of the map (weight 0)",
+            n,
+            len(ratios),
+            100.0 * n / len(ratios),
+        )
+    return limits

@@ -1,0 +1,106 @@
+"""Images whose background holds structure (a support film's edge): named and left out
+(``cryosplat.reconstruct.grid.background_structure``, ``noise_levels``)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from test_robust_cases import FAST, run_cli, write_set
+
+from cryosplat.cli.main import main
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.background_structure import (
+    STRUCTURE_FACTOR,
+    structure_limits,
+    structure_ratios,
+)
+from cryosplat.reconstruct.grid.noise_levels import measure_noise_levels
+
+BOX = 64
+
+
+def _noise(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, BOX, BOX)).astype(np.float32)
+
+
+def _edge(step: float, angle: float = 0.7, distance: float = 0.3) -> np.ndarray:
+    """A support film past a straight edge ``distance`` of the box from the centre."""
+    yy, xx = np.indices((BOX, BOX)) - BOX // 2
+    along = np.cos(angle) * xx + np.sin(angle) * yy
+    return (step * (along > distance * BOX)).astype(np.float32)
+
+
+def test_an_edge_raises_the_ratio_many_times_a_plane_and_an_offset_do_not():
+    noise = _noise(200)
+    plain = structure_ratios(torch.from_numpy(noise))
+    yy, xx = np.indices((BOX, BOX)) - BOX // 2
+    plane = (0.02 * xx - 0.015 * yy + 5.0).astype(np.float32)  # a gradient of 1.3 sds over the box
+    np.testing.assert_allclose(structure_ratios(torch.from_numpy(noise + plane)), plain, rtol=1e-2)
+    edged = structure_ratios(torch.from_numpy(noise + _edge(1.0)))
+    assert float(edged.min()) > 10.0 * float(plain.median())
+    # the ratio does not depend on the images' unit or level
+    np.testing.assert_allclose(structure_ratios(torch.from_numpy(7.0 * noise)), plain, rtol=1e-4)
+
+
+def test_limits_are_set_only_where_the_sample_holds_structure():
+    plain = structure_ratios(torch.from_numpy(_noise(600)))
+    assert structure_limits(plain) is None
+    images = _noise(600, seed=1)
+    images[::10] += _edge(0.8)  # a tenth of them
+    ratios = structure_ratios(torch.from_numpy(images))
+    limits = structure_limits(ratios)
+    assert limits is not None and limits[0] >= STRUCTURE_FACTOR * float(ratios.median())
+    flagged = (ratios > limits[0]).numpy()
+    np.testing.assert_array_equal(flagged, np.arange(600) % 10 == 0)
+    # images of another kind (differently correlated noise) are compared within their own kind
+    kinds = (np.arange(600) % 20 == 0).astype(np.int64)  # 30 of them
+    mixed = torch.where(torch.from_numpy(kinds == 1), 30.0 * plain, plain)
+    assert structure_limits(mixed, kinds) is None
+    assert structure_limits(mixed) is not None  # read as one kind, the other looks structured
+
+
+def test_a_run_leaves_the_images_with_an_edge_out_and_names_them(tmp_path, capsys):
+    film = np.zeros((200, 16, 16), dtype=np.float32)
+    yy, xx = np.indices((16, 16)) - 8
+    film[::8] = 6.0 * (xx + 0.5 * yy > 4)  # one image in eight: a film 6 noise sds bright
+
+    blob = np.exp(-(xx**2 + yy**2) / 8.0).astype(np.float32)  # a molecule: positive density
+
+    def with_film(images):
+        sd = images.std()
+        images += (film + 2.0 * blob) * sd
+
+    star = write_set(tmp_path / "d", n=200, image=with_film)
+    weights = measure_noise_levels(read_particles(star))
+    assert weights is not None and weights.structure_limits is not None
+    images = torch.from_numpy(read_particles(star).read_images(np.arange(200)))
+    w = weights.weights(images).numpy()
+    np.testing.assert_array_equal(w == 0, np.arange(200) % 8 == 0)
+    plain = measure_noise_levels(read_particles(write_set(tmp_path / "e", n=200)))
+    assert plain is None or plain.structure_limits is None
+    capsys.readouterr()
+    assert main(["info", str(star)]) == 0
+    assert "warning: background structure: some images hold structure" in capsys.readouterr().out
+    out = tmp_path / "run"
+    code, err = run_cli(capsys, "reconstruct", star, "-o", out, *FAST)
+    assert code == 0, err
+    assert "background structure: " in (out / "log.txt").read_text()
+    log = (out / "log.txt").read_text()
+    assert "left out of the map (weight 0)" in log
+    # the background's level is read without them: their film would have read as an offset of
+    # about a fifth of the noise's sd
+    levels = re.findall(r"corners average \S+ \(([\d.]+)% of their noise", log)
+    assert len(levels) == 2 and max(map(float, levels)) < 8.0, levels
+
+
+@pytest.mark.parametrize("box", [48, 100, 256])
+def test_every_box_has_edges_to_try(box):
+    images = torch.zeros((2, box, box))
+    images[1, :, : box // 8] = 5.0  # a film along one side
+    ratios = structure_ratios(
+        images + torch.randn(2, box, box, generator=torch.Generator().manual_seed(3))
+    )
+    assert float(ratios[1]) > 20.0 * float(ratios[0])
