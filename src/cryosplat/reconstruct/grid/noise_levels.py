@@ -39,7 +39,7 @@ three boxes): the FSC with the truth at 0.5 20.47 Å with one ``m``, 20.10 Å pe
 from the same particles at one box.
 
 The same sample sets the limit past which an image's background holds structure far beyond its
-noise (:mod:`cryosplat.reconstruct.grid.background_structure`: a support film's edge, a gradient,
+noise (:mod:`cryosplat.reconstruct.grid.background_structure`: a support film's edge,
 contamination); such images weigh 0. Where the sample holds none, no limit is set.
 
 Measured (round 2, session 43; ``benchmarks/bench_datasets.py``'s ``noise_sd_spread``): EMD-5625,
@@ -273,7 +273,7 @@ def _structure_limits(ratios: torch.Tensor, kinds: np.ndarray) -> tuple[float, .
         n = int((ratios > over).sum())
         log.warning(
             "warning: background structure: %d of %d sampled images (%.1f%%) hold structure in "
-            "their background far beyond their noise (a support film's edge, a gradient, "
+            "their background far beyond their noise (a support film's edge, "
             "contamination): every such image is left out of the map (weight 0)",
             n,
             len(ratios),
