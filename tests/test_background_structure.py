@@ -14,6 +14,8 @@ from cryosplat.cli.main import main
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.background_structure import (
     STRUCTURE_FACTOR,
+    TAIL_FACTOR,
+    TAIL_SHARE,
     structure_limits,
     structure_ratios,
 )
@@ -54,12 +56,33 @@ def test_limits_are_set_only_where_the_sample_holds_structure():
     limits = structure_limits(ratios)
     assert limits is not None and limits[0] >= STRUCTURE_FACTOR * float(ratios.median())
     flagged = (ratios > limits[0]).numpy()
-    np.testing.assert_array_equal(flagged, np.arange(600) % 10 == 0)
+    edged = np.arange(600) % 10 == 0
+    # every edge, and (a tenth of them holding one: the limit at the factor alone) a few others
+    assert flagged[edged].all() and flagged[~edged].mean() < 0.04
     # images of another kind (differently correlated noise) are compared within their own kind
     kinds = (np.arange(600) % 20 == 0).astype(np.int64)  # 30 of them
     mixed = torch.where(torch.from_numpy(kinds == 1), 30.0 * plain, plain)
     assert structure_limits(mixed, kinds) is None
     assert structure_limits(mixed) is not None  # read as one kind, the other looks structured
+
+
+def test_many_weak_edges_lower_the_limit_to_the_factor_alone():
+    rng = np.random.default_rng(4)
+    plain = torch.from_numpy(rng.gamma(8.0, 1.0, 1000))  # a noise-like spread of ratios
+    median = float(plain.median())
+    assert float((plain > TAIL_FACTOR * median).double().mean()) < TAIL_SHARE
+    # a few far out: the strict limit, past the noise's own tail
+    few = plain.clone()
+    few[:5] = 20.0 * median
+    strict = structure_limits(few)
+    assert strict is not None and strict[0] > TAIL_FACTOR * median
+    # a quarter of them at four times the median, none of which the strict limit would take
+    many = plain.clone()
+    many[:250] = 4.0 * median
+    lowered = structure_limits(many)
+    assert lowered is not None
+    assert lowered[0] == pytest.approx(STRUCTURE_FACTOR * float(many.median()))
+    assert bool((many[:250] > lowered[0]).all())
 
 
 def test_a_run_leaves_the_images_with_an_edge_out_and_names_them(tmp_path, capsys):
@@ -78,7 +101,8 @@ def test_a_run_leaves_the_images_with_an_edge_out_and_names_them(tmp_path, capsy
     assert weights is not None and weights.structure_limits is not None
     images = torch.from_numpy(read_particles(star).read_images(np.arange(200)))
     w = weights.weights(images).numpy()
-    np.testing.assert_array_equal(w == 0, np.arange(200) % 8 == 0)
+    filmed = np.arange(200) % 8 == 0
+    assert (w[filmed] == 0).all() and (w[~filmed] == 0).mean() < 0.05
     plain = measure_noise_levels(read_particles(write_set(tmp_path / "e", n=200)))
     assert plain is None or plain.structure_limits is None
     capsys.readouterr()

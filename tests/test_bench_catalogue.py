@@ -132,13 +132,13 @@ def test_session_73_sets_hold_a_part_that_moves():
 
 
 def test_session_73c_sets_hold_carbon_edges_in_a_share_of_their_images():
-    sets = [*DATASETS["unseen73c"], *DATASETS["unseen73d"]]
+    sets = [*DATASETS["unseen73c"], *DATASETS["unseen73d"], *DATASETS["unseen73e"]]
     for spec in sets:
         fraction, step = spec.carbon_edges
         assert 0 < fraction < 0.5 and 0.5 <= step <= 5, spec.name
         assert spec.moving_part is None and spec.hot_pixels == (0.0, 0.0), spec.name
         assert spec.simulator == "relion_project", spec.name
-    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 6
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 9
 
 
 def test_an_odd_box_is_cut_about_its_centre_voxel():
