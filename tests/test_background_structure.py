@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_robust_cases import FAST, run_cli, write_set
+from test_robust_cases import FAST, run_cli, status, write_set
 
 from cryosplat.cli.main import main
 from cryosplat.particles.read import read_particles
@@ -118,6 +118,13 @@ def test_a_run_leaves_the_images_with_an_edge_out_and_names_them(tmp_path, capsy
     # about a fifth of the noise's sd
     levels = re.findall(r"corners average \S+ \(([\d.]+)% of their noise", log)
     assert len(levels) == 2 and max(map(float, levels)) < 8.0, levels
+    # run.json and info keep the count
+    left_out = status(out)["summary"]["background_structure"]
+    assert left_out["sampled_images"] == 200 and 25 <= left_out["sampled_images_left_out"] < 35
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"left out:     {left_out['sampled_images_left_out']} of 200 sampled images" in text
 
 
 @pytest.mark.parametrize("box", [48, 100, 256])

@@ -279,6 +279,15 @@ def _result_lines(res: dict) -> list[str]:
         )
     if isinstance(res.get("selection"), str):
         lines.append(f"particles chosen: {res['selection']}")
+    left_out = res.get("background_structure")
+    if isinstance(left_out, dict) and all(
+        is_number(left_out.get(k)) for k in ("sampled_images_left_out", "sampled_images")
+    ):
+        lines.append(
+            f"left out:     {left_out['sampled_images_left_out']} of "
+            f"{left_out['sampled_images']} sampled images left out (structure in their "
+            "background far beyond their noise: a support film's edge; --image-weights off)"
+        )
     dust = res.get("hot_pixels")
     if isinstance(dust, dict) and all(is_number(dust.get(k)) for k in ("pixels", "sds")):
         lines.append(

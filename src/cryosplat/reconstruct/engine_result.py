@@ -45,6 +45,10 @@ class EngineResult:
     sampling : SampledFrequencies or None
         The map's frequencies the data sample at all, and their share per shell
         (:mod:`cryosplat.validation.sampling`); None: taken as all.
+    left_out : dict or None
+        The images left out for their background's structure
+        (:meth:`~cryosplat.reconstruct.grid.noise_levels.NoiseLevels.structure_summary`); None:
+        none.
     """
 
     models: tuple[GaussianModel, GaussianModel]
@@ -54,6 +58,7 @@ class EngineResult:
     history: list[dict] = field(default_factory=list)
     timings_s: dict[str, float] | None = None
     sampling: SampledFrequencies | None = None
+    left_out: dict | None = None
 
     def last_resolution_angstrom(self) -> float:
         """The cross-validated resolution of the last stage or epoch in :attr:`history` (Å;
@@ -65,10 +70,13 @@ class EngineResult:
         return float("inf")
 
     def summary(self) -> dict:
-        """What ``run.json`` keeps of it: the history and the timings."""
+        """What ``run.json`` keeps of it: the history, the timings and the images left out for
+        their background's structure."""
         out: dict = {"history": self.history}
         if self.timings_s is not None:
             out["timings_s"] = self.timings_s
+        if self.left_out is not None:
+            out["background_structure"] = self.left_out
         return out
 
 

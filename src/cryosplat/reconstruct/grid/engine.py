@@ -293,4 +293,13 @@ def _run(job: EngineJob) -> EngineResult:
     if dist.is_main and config.blend_with_data:  # after the fit: not held while it runs
         blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
     models = (current[0], current[1])
-    return EngineResult(models, data_maps, blend_maps, earlier, history, timings, sampling=sampled)
+    return EngineResult(
+        models,
+        data_maps,
+        blend_maps,
+        earlier,
+        history,
+        timings,
+        sampling=sampled,
+        left_out=statistics.left_out(),
+    )

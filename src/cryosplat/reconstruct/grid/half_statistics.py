@@ -147,6 +147,11 @@ class HalfStatistics:
         first = self.train[0]
         return sampled_frequencies(grids, first.box, first.pad, first.max_radius)
 
+    def left_out(self) -> dict | None:
+        """The images the pass left out for their background's structure, as ``run.json``
+        keeps them (:meth:`NoiseLevels.structure_summary`); None: none."""
+        return None if self.noise_levels is None else self.noise_levels.structure_summary()
+
 
 def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """FSC of the two halves' direct inversions in the soft spherical mask, by shell.

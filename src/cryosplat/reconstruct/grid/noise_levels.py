@@ -131,6 +131,8 @@ class NoiseLevels:
         Each kind's limit on the background's structure ratio
         (:func:`~cryosplat.reconstruct.grid.background_structure.structure_limits`): an image
         past it weighs 0. None: none is left out.
+    structure_sampled : (int, int), optional
+        ``(past the limits, read)`` of the sample, where the limits are set.
     """
 
     mean_log: float
@@ -139,6 +141,7 @@ class NoiseLevels:
     spread: float
     kind_means: tuple[float, ...] | None = None
     structure_limits: tuple[float, ...] | None = None
+    structure_sampled: tuple[int, int] | None = None
 
     def weights(self, images: torch.Tensor, kinds: np.ndarray | None = None) -> torch.Tensor:
         """Weights (B,) of a batch of images (B, D, D) as stored, in their dtype and device;
@@ -164,6 +167,18 @@ class NoiseLevels:
         w = torch.exp(-self.share * (v.clamp_min(1e-300).log() - m)) / self.norm
         w = torch.where(torch.isnan(w), 1.0, w)  # a kind the sample held none of
         return torch.where(empty, 1.0, w.clamp(1.0 / WEIGHT_RANGE, WEIGHT_RANGE))
+
+    def structure_summary(self) -> dict | None:
+        """What ``run.json`` keeps of the images left out for their background's structure
+        (None where none is): the sample's count past the limits, its size and the limits."""
+        if self.structure_limits is None or self.structure_sampled is None:
+            return None
+        past, read = self.structure_sampled
+        return {
+            "sampled_images_left_out": past,
+            "sampled_images": read,
+            "limits": list(self.structure_limits),
+        }
 
     @property
     def own_factor(self) -> float:
@@ -211,8 +226,10 @@ def measure_noise_levels(
     kind = np.concatenate(kinds)
     ratios = torch.cat(sample_ratios)
     limits = _structure_limits(ratios, kind)
+    sampled = None
     if limits is not None:  # the levels of the images that stay in
         kept = ratios <= torch.tensor([*limits, math.inf])[_known_kinds(kind, len(limits))]
+        sampled = (int((~kept).sum()), len(ratios))
         left, right, kind = left[kept], right[kept], kind[kept.numpy()]
     whole = _pooled(left, right)
     if whole.numel() < 8:
@@ -247,12 +264,12 @@ def measure_noise_levels(
         )
         if limits is None:
             return None
-        return NoiseLevels(0.0, 0.0, 1.0, math.sqrt(total), None, limits)
+        return NoiseLevels(0.0, 0.0, 1.0, math.sqrt(total), None, limits, sampled)
     mean_log = float(logs.mean())
     norm = float(torch.exp(-share * (logs - mean_log)).mean())
     if kind_means is not None:
         mean_log = float(whole.log().mean())
-    levels = NoiseLevels(mean_log, share, norm, math.sqrt(total), kind_means, limits)
+    levels = NoiseLevels(mean_log, share, norm, math.sqrt(total), kind_means, limits, sampled)
     log.info("noise levels: %s", levels.describe())
     return levels
 

@@ -135,4 +135,11 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
     blend_maps = None
     if dist.is_main and config.blend_with_data:
         blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
-    return EngineResult(models, data_maps, blend_maps, history=engine.history, sampling=sampled)
+    return EngineResult(
+        models,
+        data_maps,
+        blend_maps,
+        history=engine.history,
+        sampling=sampled,
+        left_out=statistics.left_out(),
+    )
