@@ -148,8 +148,7 @@ class NoiseLevels:
         ``kinds`` (B,): their kinds of image where the set holds several (module docstring)."""
         weights = self.weights_of(_pooled(*corner_variances(images)), kinds)
         if self.structure_limits is not None:
-            limits = torch.tensor([*self.structure_limits, math.inf], dtype=torch.float64)
-            limit = limits[0] if kinds is None else limits[_known_kinds(kinds, len(limits) - 1)]
+            limit = _limit_of_each(self.structure_limits, kinds, images.shape[0])
             structured = structure_ratios(images) > limit.to(images.device)
             weights = torch.where(structured, 0.0, weights)
         return weights.to(images.dtype)
@@ -228,7 +227,7 @@ def measure_noise_levels(
     limits = _structure_limits(ratios, kind)
     sampled = None
     if limits is not None:  # the levels of the images that stay in
-        kept = ratios <= torch.tensor([*limits, math.inf])[_known_kinds(kind, len(limits))]
+        kept = ratios <= _limit_of_each(limits, kind, len(ratios))
         sampled = (int((~kept).sum()), len(ratios))
         left, right, kind = left[kept], right[kept], kind[kept.numpy()]
     whole = _pooled(left, right)
@@ -274,11 +273,14 @@ def measure_noise_levels(
     return levels
 
 
-def _known_kinds(kinds: np.ndarray, n_known: int) -> torch.Tensor:
-    """``kinds`` as indices into limits of ``n_known`` kinds followed by one ``inf``: a kind the
-    sample held none of reads the ``inf``."""
+def _limit_of_each(limits: tuple[float, ...], kinds: np.ndarray | None, n: int) -> torch.Tensor:
+    """Each of ``n`` images' limit on its structure ratio, float64 (n,): its kind's (``kinds``
+    (n,), all kind 0 where None), ``inf`` for a kind the sample held none of."""
+    table = torch.tensor([*limits, math.inf], dtype=torch.float64)
+    if kinds is None:
+        return table[0].expand(n)
     kinds = torch.as_tensor(np.asarray(kinds), dtype=torch.int64)
-    return torch.where(kinds < n_known, kinds, n_known)
+    return table[torch.where(kinds < len(limits), kinds, len(limits))]
 
 
 def _structure_limits(ratios: torch.Tensor, kinds: np.ndarray) -> tuple[float, ...] | None:
@@ -286,8 +288,7 @@ def _structure_limits(ratios: torch.Tensor, kinds: np.ndarray) -> tuple[float, .
     logged where they leave images out."""
     limits = structure_limits(ratios, kinds)
     if limits is not None:
-        over = torch.as_tensor(limits, dtype=torch.float64)[torch.from_numpy(kinds)]
-        n = int((ratios > over).sum())
+        n = int((ratios > _limit_of_each(limits, kinds, len(ratios))).sum())
         log.warning(
             "warning: background structure: %d of %d sampled images (%.1f%%) hold structure in "
             "their background far beyond their noise (a support film's edge, "
