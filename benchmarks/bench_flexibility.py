@@ -21,7 +21,7 @@ from statistics import NormalDist
 
 import numpy as np
 import torch
-from bench_heterogeneity import MissingPart, part_weight, project_states
+from bench_heterogeneity import part_weight, project_states
 
 from cryosplat.io.mrc import read_map, write_map
 
@@ -70,10 +70,6 @@ class MovingPart:
         if not np.linalg.norm(self.axis) > 0:
             raise ValueError(f"the moving part's axis must not be zero, got {self.axis}")
 
-    def ball(self) -> MissingPart:
-        """The ball that moves, as :func:`bench_heterogeneity.part_weight` takes it."""
-        return MissingPart(self.centre_voxel, self.radius_angstrom, 0.5, self.edge_angstrom)
-
 
 def state_angles(part: MovingPart) -> np.ndarray:
     """The turn of each state (degrees, ``(states,)``): the normal's quantiles at ``(j + ½) / K``,
@@ -97,7 +93,7 @@ def turned_state(volume: np.ndarray, pixel_size_angstrom: float, part: MovingPar
     box is lost."""
     volume = np.asarray(volume, dtype=np.float64)
     box = volume.shape[0]
-    weight = part_weight(box, pixel_size_angstrom, part.ball())
+    weight = part_weight(box, pixel_size_angstrom, part)
     axis_points = np.arange(box, dtype=np.float64)
     z, y, x = np.meshgrid(axis_points, axis_points, axis_points, indexing="ij")
     points = np.stack([x, y, z], axis=-1) - np.asarray(part.hinge_voxel)

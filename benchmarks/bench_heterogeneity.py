@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -57,7 +58,15 @@ class MissingPart:
             )
 
 
-def part_weight(box: int, pixel_size_angstrom: float, part: MissingPart) -> np.ndarray:
+class SoftBall(Protocol):
+    """A soft ball of a map's voxels: :class:`MissingPart`, ``bench_flexibility.MovingPart``."""
+
+    centre_voxel: tuple[float, float, float]
+    radius_angstrom: float
+    edge_angstrom: float
+
+
+def part_weight(box: int, pixel_size_angstrom: float, part: SoftBall) -> np.ndarray:
     """The ball (D, D, D) ``[z, y, x]``: 1 inside ``radius − edge/2``, 0 outside ``radius + edge/2``,
     a raised cosine between."""
     axis = np.arange(box, dtype=np.float64)

@@ -224,12 +224,11 @@ def measure_noise_levels(
     left, right = (torch.cat(parts) for parts in zip(*halves, strict=True))
     kind = np.concatenate(kinds)
     ratios = torch.cat(sample_ratios)
-    limits = _structure_limits(ratios, kind)
+    limits, past = _structure_limits(ratios, kind)
     sampled = None
     if limits is not None:  # the levels of the images that stay in
-        kept = ratios <= _limit_of_each(limits, kind, len(ratios))
-        sampled = (int((~kept).sum()), len(ratios))
-        left, right, kind = left[kept], right[kept], kind[kept.numpy()]
+        sampled = (int(past.sum()), len(ratios))
+        left, right, kind = left[~past], right[~past], kind[~past.numpy()]
     whole = _pooled(left, right)
     if whole.numel() < 8:
         return None
@@ -283,18 +282,21 @@ def _limit_of_each(limits: tuple[float, ...], kinds: np.ndarray | None, n: int) 
     return table[torch.where(kinds < len(limits), kinds, len(limits))]
 
 
-def _structure_limits(ratios: torch.Tensor, kinds: np.ndarray) -> tuple[float, ...] | None:
-    """:func:`~cryosplat.reconstruct.grid.background_structure.structure_limits` of the sample,
-    logged where they leave images out."""
+def _structure_limits(
+    ratios: torch.Tensor, kinds: np.ndarray
+) -> tuple[tuple[float, ...] | None, torch.Tensor | None]:
+    """:func:`~cryosplat.reconstruct.grid.background_structure.structure_limits` of the sample and
+    which sampled images lie past them (None, None: no limit), logged where they leave any out."""
     limits = structure_limits(ratios, kinds)
-    if limits is not None:
-        n = int((ratios > _limit_of_each(limits, kinds, len(ratios))).sum())
-        log.warning(
-            "warning: background structure: %d of %d sampled images (%.1f%%) hold structure in "
-            "their background far beyond their noise (a support film's edge, "
-            "contamination): every such image is left out of the map (weight 0)",
-            n,
-            len(ratios),
-            100.0 * n / len(ratios),
-        )
-    return limits
+    if limits is None:
+        return None, None
+    past = ratios > _limit_of_each(limits, kinds, len(ratios))
+    log.warning(
+        "warning: background structure: %d of %d sampled images (%.1f%%) hold structure in "
+        "their background far beyond their noise (a support film's edge, "
+        "contamination): every such image is left out of the map (weight 0)",
+        int(past.sum()),
+        len(ratios),
+        100.0 * float(past.double().mean()),
+    )
+    return limits, past
