@@ -171,6 +171,10 @@ class DatasetSpec:
     carbon_edges : (fraction, step)
         That share of the images hold a support film's edge, the film adding ``step`` noise
         s.d.s and its own texture (:class:`bench_noise.CarbonEdges`); (0, 0): none.
+    ice_blobs : (fraction, step)
+        That share of the images hold part of a round blob of contamination beside the
+        molecule, adding up to ``step`` noise s.d.s at its thickest and its own texture
+        (:class:`bench_noise.IceBlobs`); (0, 0): none.
     """
 
     name: str
@@ -218,6 +222,7 @@ class DatasetSpec:
     noise_anisotropy: float = 0.0
     hot_pixels: tuple[float, float] = (0.0, 0.0)
     carbon_edges: tuple[float, float] = (0.0, 0.0)
+    ice_blobs: tuple[float, float] = (0.0, 0.0)
 
     def noise_model(self) -> NoiseModel:
         """The noise settings as :func:`bench_noise.add_noise` takes them."""
@@ -229,6 +234,7 @@ class DatasetSpec:
             self.noise_anisotropy,
             self.hot_pixels,
             self.carbon_edges,
+            self.ice_blobs,
         )
 
 
@@ -412,6 +418,7 @@ RELION_PROJECT_ONLY = (
     "noise_anisotropy",
     "hot_pixels",
     "carbon_edges",
+    "ice_blobs",
     "neighbours",
     "ctf_bfactor_angstrom2",
     "phase_shift_degrees",

@@ -18,6 +18,11 @@ One more (round 2, session 73): carbon edges. Particles picked near a hole's edg
 the support film: on one side of a straight edge across the box, the film's extra density (a step
 in the background, bright as the protein is in RELION's convention) and its own texture (more
 noise of the same spectrum), with the molecule on the ice side (:class:`CarbonEdges`).
+
+One more (round 2, session 74): ice contamination. A grain of ice (or ethane, or an aggregate)
+lying near a particle puts part of a round, dense blob in the box: a dome (a ball's projected
+thickness) centred outside the molecule, its edge entering the box from one side
+(:class:`IceBlobs`).
 """
 
 from __future__ import annotations
@@ -91,6 +96,32 @@ def background_ramps(
 CARBON_TEXTURE_SD = 0.5
 
 
+class IceBlobs:
+    """Part of a round blob of contamination in a share of the images (:class:`NoiseModel`'s
+    ``ice_blobs``): a ball's projected thickness, ``sqrt(1 − (r/ρ)²)`` inside radius ``ρ``
+    (uniform in 0.15–0.35 of the box), centred along a uniformly random direction ``0.55–0.85`` of
+    the box from pixel ``box // 2`` (so it reaches no nearer than 0.2 of the box: the molecule
+    itself is clear of it). At its thickest the blob adds ``step`` noise s.d.s to the background
+    and, in proportion to its thickness, :data:`CARBON_TEXTURE_SD` of noise. Drawn for all images
+    at once (:meth:`thickness`: each pixel's share of the blob's peak, for a batch of them)."""
+
+    def __init__(self, n_images: int, box: int, fraction: float, rng: np.random.Generator) -> None:
+        self.holds = rng.random(n_images) < fraction
+        self.angle = rng.uniform(0.0, 2.0 * np.pi, n_images)
+        self.distance = rng.uniform(0.55, 0.85, n_images) * box
+        self.radius = rng.uniform(0.15, 0.35, n_images) * box
+        self.yy, self.xx = np.indices((box, box)) - box // 2
+
+    def thickness(self, start: int, stop: int) -> np.ndarray:
+        """The blob's thickness at each pixel over its peak, ``(stop − start, box, box)``
+        float32 (0 outside it, 1 at its centre)."""
+        angle = self.angle[start:stop, None, None]
+        distance = self.distance[start:stop, None, None]
+        r = np.hypot(self.xx - distance * np.cos(angle), self.yy - distance * np.sin(angle))
+        inside = np.clip(1.0 - (r / self.radius[start:stop, None, None]) ** 2, 0.0, None)
+        return (np.sqrt(inside) * self.holds[start:stop, None, None]).astype(np.float32)
+
+
 class CarbonEdges:
     """A support film's edge across a share of the images (:class:`NoiseModel`'s
     ``carbon_edges``): a straight edge along a uniformly random direction, at a distance from pixel
@@ -140,6 +171,9 @@ class NoiseModel:
     carbon_edges : (fraction, step)
         That share of the images, at random, hold a support film's edge (:class:`CarbonEdges`)
         whose film adds ``step`` noise s.d.s to the background; (0, 0): none.
+    ice_blobs : (fraction, step)
+        That share of the images, at random, hold part of a blob of contamination
+        (:class:`IceBlobs`) adding up to ``step`` noise s.d.s at its thickest; (0, 0): none.
     """
 
     kind: str = "white"
@@ -149,6 +183,7 @@ class NoiseModel:
     anisotropy: float = 0.0
     hot_pixels: tuple[float, float] = (0.0, 0.0)
     carbon_edges: tuple[float, float] = (0.0, 0.0)
+    ice_blobs: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.kind not in ("white", "coloured"):
@@ -163,6 +198,8 @@ class NoiseModel:
         fraction, step = self.carbon_edges
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"carbon_edges' fraction must lie in [0, 1], got {self.carbon_edges}")
+        if not 0.0 <= self.ice_blobs[0] <= 1.0:
+            raise ValueError(f"ice_blobs' fraction must lie in [0, 1], got {self.ice_blobs}")
 
 
 def noise_amplitude(box: int, model: NoiseModel) -> np.ndarray | None:
@@ -181,6 +218,16 @@ def noise_amplitude(box: int, model: NoiseModel) -> np.ndarray | None:
     return np.fft.ifftshift(np.sqrt(power))
 
 
+def _textured(
+    rng: np.random.Generator, shape: tuple[int, ...], amplitude: np.ndarray | None
+) -> np.ndarray:
+    """Unit noise of the set's spectrum (``amplitude``, :func:`noise_amplitude`; None: white)."""
+    texture = rng.standard_normal(shape, dtype=np.float32)
+    if amplitude is not None:
+        texture = np.fft.ifft2(np.fft.fft2(texture) * amplitude).real.astype(np.float32)
+    return texture
+
+
 def add_noise(
     clean: MRCStack,
     out: Path,
@@ -191,8 +238,8 @@ def add_noise(
 ) -> None:
     """Write ``clean`` plus noise of s.d. ``noise_sd`` made as ``model`` says to ``out``.
 
-    Each part (the noise, the levels, the ramps, the hot pixels, the carbon edges) draws from its
-    own stream, so the rest is the same with or without it.
+    Each part (the noise, the levels, the ramps, the hot pixels, the carbon edges, the ice blobs)
+    draws from its own stream, so the rest is the same with or without it.
     """
     rng = np.random.default_rng([seed, 7])
     ramps = None
@@ -209,6 +256,11 @@ def add_noise(
     if model.carbon_edges[0] > 0:
         carbon = CarbonEdges(
             clean.n_images, clean.box, model.carbon_edges[0], np.random.default_rng([seed, 67])
+        )
+    blobs, blob_texture_rng = None, np.random.default_rng([seed, 79])
+    if model.ice_blobs[0] > 0:
+        blobs = IceBlobs(
+            clean.n_images, clean.box, model.ice_blobs[0], np.random.default_rng([seed, 73])
         )
     amplitude = noise_amplitude(clean.box, model)
     writer = StreamingStackWriter(out, clean.n_images, clean.box, pixel)
@@ -229,10 +281,13 @@ def add_noise(
             )
         if carbon is not None:
             film = carbon.film(start, start + len(images))
-            texture = texture_rng.standard_normal(images.shape, dtype=np.float32)
-            if amplitude is not None:
-                texture = np.fft.ifft2(np.fft.fft2(texture) * amplitude).real.astype(np.float32)
+            texture = _textured(texture_rng, images.shape, amplitude)
             step = np.float32(model.carbon_edges[1])
             noisy += noise_sd * film * (step + np.float32(CARBON_TEXTURE_SD) * texture)
+        if blobs is not None:
+            blob = blobs.thickness(start, start + len(images))
+            texture = _textured(blob_texture_rng, images.shape, amplitude)
+            step = np.float32(model.ice_blobs[1])
+            noisy += noise_sd * blob * (step + np.float32(CARBON_TEXTURE_SD) * texture)
         writer.write(noisy)
     writer.close()

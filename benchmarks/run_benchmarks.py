@@ -200,6 +200,12 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             if spec.carbon_edges[0]
             else ""
         )
+        + (
+            f"; {spec.ice_blobs[0]:.0%} of the images hold part of a blob of contamination (up "
+            f"to {spec.ice_blobs[1]:g} noise s.d.s at its thickest, and its texture)"
+            if spec.ice_blobs[0]
+            else ""
+        )
         + _envelope_text(spec)
         + _pose_error_text(spec)
         + (

@@ -141,6 +141,17 @@ def test_session_73c_sets_hold_carbon_edges_in_a_share_of_their_images():
     assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 9
 
 
+def test_session_74_sets_hold_ice_blobs_in_a_share_of_their_images():
+    sets = [*DATASETS["unseen74"], *DATASETS["unseen74b"]]
+    for spec in sets:
+        fraction, step = spec.ice_blobs
+        assert 0 < fraction < 0.5 and 1 <= step <= 8, spec.name
+        assert spec.moving_part is None and spec.hot_pixels == (0.0, 0.0), spec.name
+        assert spec.simulator == "relion_project", spec.name
+    assert sum(spec.carbon_edges != (0.0, 0.0) for spec in sets) == 1  # one with films too
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 8
+
+
 def test_an_odd_box_is_cut_about_its_centre_voxel():
     from bench_extra_maps import even_box
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_noise import (  # noqa: E402
     CARBON_TEXTURE_SD,
     CarbonEdges,
+    IceBlobs,
     NoiseModel,
     add_noise,
     background_ramps,
@@ -127,3 +128,43 @@ def test_carbon_edges_add_their_step_and_texture_to_the_same_noise(tmp_path):
     assert added[on].std() == pytest.approx(2.0 * CARBON_TEXTURE_SD, rel=0.05)
     with pytest.raises(ValueError, match="carbon_edges"):
         NoiseModel(carbon_edges=(1.5, 3.0))
+
+
+def test_an_ice_blob_is_a_dome_centred_outside_the_molecule():
+    box = 32
+    blobs = IceBlobs(2000, box, 0.3, np.random.default_rng(5))
+    thick = blobs.thickness(0, 2000)
+    assert blobs.holds.mean() == pytest.approx(0.3, abs=0.04)
+    assert not thick[~blobs.holds].any()  # the others hold none
+    held = thick[blobs.holds]
+    assert held.min() == 0.0 and 0.5 < held.max() <= 1.0
+    yy, xx = np.indices((box, box)) - box // 2
+    # it reaches no nearer than 0.2 of the box to the centre: the molecule is clear of it
+    assert not held[:, np.hypot(yy, xx) < 0.2 * box - 0.5].any()
+    # a ball's projected thickness: sqrt(1 - (r / radius)^2) about its own centre
+    i = np.flatnonzero(blobs.holds)[0]
+    cx = blobs.distance[i] * np.cos(blobs.angle[i])
+    cy = blobs.distance[i] * np.sin(blobs.angle[i])
+    r = np.hypot(xx - cx, yy - cy) / blobs.radius[i]
+    expected = np.sqrt(np.clip(1.0 - r**2, 0.0, None))
+    np.testing.assert_allclose(thick[i], expected, atol=1e-6)
+    assert (held.reshape(len(held), -1).max(axis=1) > 0).mean() > 0.5  # most reach into the box
+
+
+def test_ice_blobs_add_their_thickness_and_texture_to_the_same_noise(tmp_path):
+    plain = _noise_of(tmp_path, NoiseModel())
+    carbon_only = _noise_of(tmp_path, NoiseModel(carbon_edges=(0.5, 3.0)))
+    model = NoiseModel(carbon_edges=(0.5, 3.0), ice_blobs=(0.5, 4.0))
+    both = _noise_of(tmp_path, model)
+    thick = IceBlobs(400, 32, 0.5, np.random.default_rng([4, 73])).thickness(0, 400)
+    added = both - carbon_only  # the blobs draw from their own streams: the rest is unchanged
+    assert not added[thick == 0].any()
+    thickest = thick > 0.95
+    # the set's noise s.d. is 2: up to 4 of them at the thickest, texture of CARBON_TEXTURE_SD
+    assert (added[thickest] / thick[thickest]).mean() == pytest.approx(2.0 * 4.0, rel=0.05)
+    assert (added[thickest] / thick[thickest]).std() == pytest.approx(
+        2.0 * CARBON_TEXTURE_SD, rel=0.1
+    )
+    assert not np.array_equal(plain, both)
+    with pytest.raises(ValueError, match="ice_blobs"):
+        NoiseModel(ice_blobs=(-0.5, 3.0))
