@@ -118,13 +118,24 @@ def test_a_run_leaves_the_images_with_an_edge_out_and_names_them(tmp_path, capsy
     # about a fifth of the noise's sd
     levels = re.findall(r"corners average \S+ \(([\d.]+)% of their noise", log)
     assert len(levels) == 2 and max(map(float, levels)) < 8.0, levels
-    # run.json and info keep the count
+    # run.json and info keep the count: the sample's, and every image's
     left_out = status(out)["summary"]["background_structure"]
     assert left_out["sampled_images"] == 200 and 25 <= left_out["sampled_images_left_out"] < 35
+    assert left_out["images"] == 200
+    # the rows written are the images weighed 0, every filmed one among them
+    rows = np.load(out / "background_structure.npy")
+    np.testing.assert_array_equal(rows, np.flatnonzero(w == 0))
+    assert left_out["images_left_out"] == rows.size
+    assert left_out["files"] == ["background_structure.npy", "background_structure.star"]
+    named = read_particles(out / "background_structure.star", datadir=star.parent)
+    assert len(named) == rows.size
+    np.testing.assert_allclose(named.read_images(np.arange(rows.size)), images[rows].numpy())
+    assert f"{rows.size} of 200 particles left out (weight 0" in log
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert f"left out:     {left_out['sampled_images_left_out']} of 200 sampled images" in text
+    assert f"left out:     {rows.size} of 200 particles (the sample held" in text
+    assert "background_structure.npy, background_structure.star" in text
 
 
 @pytest.mark.parametrize("box", [48, 100, 256])

@@ -22,7 +22,7 @@ import torch
 from conftest import simulate_tiny
 
 from cryosplat.core.errors import InputError
-from cryosplat.io.mrc import read_map
+from cryosplat.io.mrc import MRCStack, read_map, write_stack
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct import distributed
@@ -180,6 +180,40 @@ def test_two_ranks_sum_the_same_statistics_and_fit_the_same_map(
             _correlation(single_grid_run / f"half_map_{half}.mrc", out / f"half_map_{half}.mrc")
             >= 0.999
         )
+
+
+@pytest.mark.slow
+def test_two_ranks_name_the_same_particles_left_out_for_a_film(tmp_path):
+    truth = GaussianModel.random(60, BOX, PIXEL, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
+    star = simulate_tiny(
+        tmp_path / "set",
+        truth,
+        n_particles=160,
+        box=BOX,
+        pixel_size_angstrom=PIXEL,
+        snr=0.3,
+        images_per_stack=40,
+    )
+    yy, xx = np.indices((BOX, BOX)) - BOX // 2
+    edge = (xx + 0.5 * yy > 8).astype(np.float32)
+    filmed = []
+    for k, path in enumerate(sorted(star.parent.glob("*.mrcs"))):  # one in eight: a film
+        images = MRCStack(path).read(np.arange(40)).copy()
+        images[::8] += 6.0 * images.std() * edge
+        write_stack(path, images, PIXEL)
+        filmed += [k * 40 + i for i in range(0, 40, 8)]
+    args = [*GRID_ARGS, "--stage-steps", "10,10"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run(star, one, args, 1)
+    _run(star, two, args, 2)
+    rows = np.load(one / "background_structure.npy")
+    assert set(filmed) <= set(rows.tolist()) and rows.size < 1.3 * len(filmed)
+    np.testing.assert_array_equal(np.load(two / "background_structure.npy"), rows)
+    counts = [
+        json.loads((run / "run.json").read_text())["summary"]["background_structure"]
+        for run in (one, two)
+    ]
+    assert counts[0]["images_left_out"] == counts[1]["images_left_out"] == rows.size
 
 
 @pytest.mark.slow

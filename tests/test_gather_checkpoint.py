@@ -69,6 +69,35 @@ def test_an_interrupted_pass_continues_to_the_same_sums(
     assert before == [first - 4]  # the saved particles, reported once as done before this run
 
 
+def test_an_interrupted_pass_keeps_the_rows_it_left_out(tiny_set, tmp_path, save_always):
+    from cryosplat.reconstruct.grid.background_structure import structure_ratios
+    from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
+
+    particles = read_particles(tiny_set)
+    ratios = structure_ratios(torch.from_numpy(particles.read_images(np.arange(120))))
+    limit = float(ratios.median())  # half the images past it
+    levels = NoiseLevels(0.0, 0.1, 1.0, 0.0, structure_limits=(limit,), structure_sampled=(1, 2))
+    config = AccumulateConfig(batch_size=4, noise_levels=levels)
+    whole = accumulate(particles, None, config)
+    past = np.flatnonzero((ratios > limit).numpy())
+    assert 40 < past.size < 80
+    np.testing.assert_array_equal(whole.left_out_rows, past)
+    partial = tmp_path / "stats.partial0.npz"
+    with pytest.raises(Stop):
+        accumulate(particles, None, config, _stopping_after(80), partial=partial)
+    resumed = accumulate(particles, None, config, partial=partial)
+    _same(resumed, whole)
+    np.testing.assert_array_equal(resumed.left_out_rows, past)
+    # the statistics file keeps them; one written before it held them reads as none
+    resumed.save(tmp_path / "stats.npz")
+    back = type(resumed).load(tmp_path / "stats.npz")
+    np.testing.assert_array_equal(back.left_out_rows, past)
+    replace(resumed, left_out_rows=None).save(tmp_path / "old.npz")
+    assert type(resumed).load(tmp_path / "old.npz").left_out_rows is None
+    # no limit: none recorded
+    assert accumulate(particles, None, AccumulateConfig(batch_size=4)).left_out_rows is None
+
+
 def test_a_pass_saved_for_other_rows_or_settings_starts_afresh(tiny_set, tmp_path, save_always):
     particles = read_particles(tiny_set)
     config = AccumulateConfig(batch_size=4)

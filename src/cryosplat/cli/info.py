@@ -283,10 +283,20 @@ def _result_lines(res: dict) -> list[str]:
     if isinstance(left_out, dict) and all(
         is_number(left_out.get(k)) for k in ("sampled_images_left_out", "sampled_images")
     ):
+        counted = all(is_number(left_out.get(k)) for k in ("images_left_out", "images"))
+        files = left_out.get("files")
         lines.append(
-            f"left out:     {left_out['sampled_images_left_out']} of "
-            f"{left_out['sampled_images']} sampled images left out (structure in their "
-            "background far beyond their noise: a support film's edge; --image-weights off)"
+            "left out:     "
+            + (
+                f"{left_out['images_left_out']} of {left_out['images']} particles (the sample "
+                f"held {left_out['sampled_images_left_out']} of {left_out['sampled_images']})"
+                if counted
+                else f"{left_out['sampled_images_left_out']} of {left_out['sampled_images']} "
+                "sampled images"
+            )
+            + " (structure in their background far beyond their noise: a support film's edge, "
+            "contamination; --image-weights off keeps them)"
+            + (f"; their rows: {', '.join(map(str, files))}" if isinstance(files, list) else "")
         )
     dust = res.get("hot_pixels")
     if isinstance(dust, dict) and all(is_number(dust.get(k)) for k in ("pixels", "sds")):

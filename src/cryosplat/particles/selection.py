@@ -21,13 +21,16 @@ import numpy as np
 
 from cryosplat.core.errors import InputError
 from cryosplat.particles.cryodrgn import load_pickle
+from cryosplat.particles.cryosparc import write_cs_rows
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.star_tables import write_star_rows
 
 __all__ = [
     "read_row_indices",
     "select_classes",
     "select_particles",
     "select_rows",
+    "write_metadata_rows",
 ]
 
 
@@ -158,6 +161,21 @@ def select_particles(
     if classes:
         particles = select_classes(particles, tuple(classes))
     return particles
+
+
+def write_metadata_rows(source: str | Path | None, rows: np.ndarray, stem: Path) -> Path | None:
+    """The metadata file ``source`` with only its particles at ``rows`` (0-based rows of its
+    particle table), in its own format, at ``stem`` plus its suffix (``.star``: every value as
+    written, its optics table whole; ``.cs``: every field as stored); None, writing nothing,
+    where ``source`` is neither."""
+    suffix = Path(source).suffix.lower() if source is not None else ""
+    if suffix == ".star":
+        write_star_rows(source, rows, stem.with_suffix(".star"))
+        return stem.with_suffix(".star")
+    if suffix == ".cs":
+        write_cs_rows(source, rows, stem.with_suffix(".cs"))
+        return stem.with_suffix(".cs")
+    return None
 
 
 def _class_list(classes: tuple[int, ...]) -> str:

@@ -43,7 +43,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.background import remove_background
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.reconstruct.grid.gather_checkpoint import gather_key, partial_path
-from cryosplat.reconstruct.grid.statistics import FourierStatistics
+from cryosplat.reconstruct.grid.statistics import FourierStatistics, joined_rows
 
 __all__ = [
     "Distributed",
@@ -154,6 +154,14 @@ class Distributed:
         torch_dist.broadcast_object_list(box, src=src, device=self.device)
         return box[0]
 
+    def all_gather_object(self, obj: Any) -> list:
+        """Every rank's ``obj``, in rank order (pickled; for small objects)."""
+        if not self.active:
+            return [obj]
+        out: list = [None] * self.world_size
+        torch_dist.all_gather_object(out, obj)
+        return out
+
     def all_agree(self, flag: bool) -> bool:
         """True when ``flag`` is true on every rank."""
         if not self.active:
@@ -197,6 +205,7 @@ class Distributed:
             background_sums=None
             if stats.background_sums is None
             else self.all_reduce_sum_(stats.background_sums.contiguous()),
+            left_out_rows=joined_rows(self.all_gather_object(stats.left_out_rows)),
         )
 
     def share_models(

@@ -49,6 +49,9 @@ class EngineResult:
         The images left out for their background's structure
         (:meth:`~cryosplat.reconstruct.grid.noise_levels.NoiseLevels.structure_summary`); None:
         none.
+    left_out_rows : np.ndarray or None
+        Those images' rows of the particle set, sorted (written for the user by
+        :mod:`cryosplat.reconstruct.left_out`); None where no limit was set.
     """
 
     models: tuple[GaussianModel, GaussianModel]
@@ -59,6 +62,7 @@ class EngineResult:
     timings_s: dict[str, float] | None = None
     sampling: SampledFrequencies | None = None
     left_out: dict | None = None
+    left_out_rows: np.ndarray | None = None
 
     def last_resolution_angstrom(self) -> float:
         """The cross-validated resolution of the last stage or epoch in :attr:`history` (Å;

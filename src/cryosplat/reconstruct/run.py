@@ -38,7 +38,7 @@ from cryosplat.reconstruct.config import (
 )
 from cryosplat.reconstruct.distributed import Distributed
 from cryosplat.reconstruct.engine_job import EngineJob
-from cryosplat.reconstruct.engine_result import MapSettings
+from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
 from cryosplat.reconstruct.grid.capacity import most_gaussians_for_data
 from cryosplat.reconstruct.grid.engine import run_grid_engine
 from cryosplat.reconstruct.grid.gather import MIN_RADIUS
@@ -52,6 +52,7 @@ from cryosplat.reconstruct.grid.memory_plan import (
 )
 from cryosplat.reconstruct.grid.side_by_side import concurrent_halves
 from cryosplat.reconstruct.grid.symmetry_check import apply_symmetry_check
+from cryosplat.reconstruct.left_out import write_left_out
 from cryosplat.reconstruct.pose_check import apply_pose_check
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.reconstruct.run_description import run_description
@@ -414,6 +415,7 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         _check_finite(*result.models)
         if (dust := dust_summary(particles)) is not None:
             log.info("%s", describe_dust(dust))
+        left_out_files = _write_left_out(folder.path, particles, result)
         # The models stay on the device: the final half maps are voxelised there.
         report, summary = write_outputs(folder.path, result, run.settings, warnings)
         summary.update(
@@ -424,6 +426,8 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         if dust is not None:
             summary["hot_pixels"] = dust
         summary.update(result.summary())
+        if left_out_files:
+            summary["background_structure"]["files"] = [p.name for p in left_out_files]
         summary["device"] = describe_device(device)
         summary.update(measured_peak_memory(device, plan.peak_bytes(side_by_side)))
         removed = folder.complete(summary, config.keep_checkpoints or folder.remaking)
@@ -435,3 +439,22 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         return ReconstructResult(folder.path, report.resolution_angstrom, summary)
     finally:
         folder.detach_log(log)
+
+
+def _write_left_out(folder: Path, particles: ParticleSet, result: EngineResult) -> list[Path]:
+    """The particles weighed 0 for their background's structure, written and logged
+    (:mod:`cryosplat.reconstruct.left_out`)."""
+    rows, summary = result.left_out_rows, result.left_out
+    if rows is None or summary is None or rows.size == 0:
+        return []
+    files = write_left_out(folder, particles, rows)
+    log.info(
+        "background structure: %d of %d particles left out (weight 0; the sample held %d of "
+        "%d); their rows: %s",
+        rows.size,
+        summary.get("images", len(particles)),
+        summary["sampled_images_left_out"],
+        summary["sampled_images"],
+        ", ".join(p.name for p in files),
+    )
+    return files

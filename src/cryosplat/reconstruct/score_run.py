@@ -46,7 +46,6 @@ from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import read_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.particles.cryodrgn import write_index_pickle
-from cryosplat.particles.cryosparc import write_cs_rows
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.dust import (
     DUST_SDS,
@@ -56,7 +55,7 @@ from cryosplat.particles.dust import (
     without_dust,
 )
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.star_tables import write_star_rows
+from cryosplat.particles.selection import write_metadata_rows
 from cryosplat.particles.weights import write_weights
 from cryosplat.reconstruct.grid.particle_scores import (
     JUNK_PROBABILITY,
@@ -314,19 +313,6 @@ def scores_plot(scored: ScoredRun) -> LinePlot:
     )
 
 
-def _kept_metadata(source: Path | None, kept: np.ndarray, folder: Path) -> Path | None:
-    """The input's metadata file with only the ``kept`` rows, in its own format (``kept.star``,
-    ``kept.cs``), or None where the input is not one of those."""
-    suffix = Path(source).suffix.lower() if source is not None else ""
-    if suffix == ".star":  # for RELION: its particle table's kept rows, every value as written
-        write_star_rows(source, kept, folder / "kept.star")
-        return folder / "kept.star"
-    if suffix == ".cs":
-        write_cs_rows(source, kept, folder / "kept.cs")
-        return folder / "kept.cs"
-    return None
-
-
 def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
     """Write ``kept.npy``, ``named.npy``, ``kept.pkl``, ``weights.npy``, ``kept.star`` or
     ``kept.cs`` (particles from a STAR or ``.cs`` file), ``scores.svg``, ``score.json`` and,
@@ -345,7 +331,7 @@ def write_scores(folder: str | Path, scored: ScoredRun) -> dict:
     kept = np.sort(scored.rows_in_file[~named])
     write_index_pickle(kept, folder / "kept.pkl")
     write_weights(folder / "weights.npy", scored.rows_in_file, 1.0 - s.junk_probability())
-    metadata = _kept_metadata(scored.source, kept, folder)
+    metadata = write_metadata_rows(scored.source, kept, folder / "kept")
     write_svg(folder / "scores.svg", scores_plot(scored))
     finite = s.z[np.isfinite(s.z)]
     summary = {

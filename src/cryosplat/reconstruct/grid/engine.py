@@ -302,4 +302,5 @@ def _run(job: EngineJob) -> EngineResult:
         timings,
         sampling=sampled,
         left_out=statistics.left_out(),
+        left_out_rows=statistics.left_out_rows(),
     )

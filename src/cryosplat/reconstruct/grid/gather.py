@@ -35,7 +35,7 @@ from cryosplat.reconstruct.grid.group_sampling import GroupSampling
 from cryosplat.reconstruct.grid.image_spectra import SpectraPreparer
 from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
 from cryosplat.reconstruct.grid.staging import device_batches
-from cryosplat.reconstruct.grid.statistics import FourierStatistics
+from cryosplat.reconstruct.grid.statistics import FourierStatistics, joined_rows
 
 __all__ = ["AccumulateConfig", "accumulate", "MIN_RADIUS", "MAX_PAD"]
 
@@ -266,6 +266,7 @@ def accumulate(
         radius,
         notes,
         background_sums=inserter.background.sums.cpu(),
+        left_out_rows=None if inserter.left_out is None else inserter.left_out_rows(),
     )
     if not take_off_background:
         return stats
@@ -313,12 +314,18 @@ class _BatchInserter:
         self.expansion = [None] if ops is None else list(ops)
         self.background = BackgroundMeter(box, device)
         self.levels = config.noise_levels
+        # the rows weighed 0 for their background's structure (None: no limit set)
+        self.left_out: list[np.ndarray] | None = None
+        if self.levels is not None and self.levels.structure_limits is not None:
+            self.left_out = []
 
     def restore(self, state: GatherState) -> None:
         """Continue from the sums of a pass saved part way."""
         self.sums.restore(state.data, state.weights, state.insertions)
         self.power.copy_(state.power)
         self.background.sums.copy_(state.background)
+        if self.left_out is not None:
+            self.left_out = [state.left_out]
 
     def state(self, batches: int, n_dropped: int) -> GatherState:
         """The sums after ``batches`` batches, to save (at a flush: the partial grids empty)."""
@@ -331,7 +338,13 @@ class _BatchInserter:
             self.power,
             n_dropped,
             self.background.sums,
+            self.left_out_rows(),
         )
+
+    def left_out_rows(self) -> np.ndarray:
+        """The rows weighed 0 for their background's structure so far, sorted."""
+        rows = joined_rows(self.left_out or [])
+        return np.zeros(0, dtype=np.int64) if rows is None else rows
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, W, power)``: the totals (the accumulator released), the power times ``|G|``."""
@@ -348,6 +361,8 @@ class _BatchInserter:
         if self.levels is not None:
             kinds = None if self.kind_of is None else self.kind_of[batch]
             weights = self.levels.weights(images, kinds)
+            if self.left_out is not None:  # weight 0: structure (the levels' are positive)
+                self.left_out.append(batch[(weights == 0).cpu().numpy()])
         self.background.add_images(images, weights)
         if self.particles.weights is not None:  # the user's (cryosplat.particles.weights)
             given = torch.as_tensor(self.particles.weights[batch], dtype=images.dtype)

@@ -73,7 +73,8 @@ def gather_key(rows: np.ndarray, **settings) -> str:
 class GatherState:
     """Where a statistics pass stood: ``batches`` done, the accumulator's ``insertions`` (at a
     flush), its totals ``data`` (B, complex) and ``weights`` (W), the ``power`` by shell, the
-    number of images left out and the sums of the images' ``background`` level."""
+    number of images left out, the sums of the images' ``background`` level and the rows weighed
+    0 for their background's structure (``left_out``, int64)."""
 
     batches: int
     insertions: int
@@ -82,6 +83,7 @@ class GatherState:
     power: torch.Tensor
     n_dropped: int
     background: torch.Tensor
+    left_out: np.ndarray
 
 
 class GatherCheckpoint:
@@ -117,11 +119,12 @@ class GatherCheckpoint:
                     return None
                 arrays = {k: z[k] for k in ("data", "weights", "power", "background")}
                 counts = {k: int(z[k]) for k in ("batches", "insertions", "n_dropped")}
+                left_out = np.asarray(z["left_out"], dtype=np.int64)
         except (OSError, ValueError, KeyError, EOFError) as exc:
             log.warning("%s: unreadable, the statistics pass starts afresh (%s)", self.path, exc)
             return None
         tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
-        return GatherState(**counts, **tensors)
+        return GatherState(**counts, **tensors, left_out=left_out)
 
     def resume(
         self, device: torch.device | str, progress: Callable[..., None] | None = None
@@ -163,6 +166,7 @@ class GatherCheckpoint:
                     weights=state.weights.cpu().numpy(),
                     power=state.power.cpu().numpy(),
                     background=state.background.cpu().numpy(),
+                    left_out=np.asarray(state.left_out, dtype=np.int64),
                 )
         except OSError as exc:
             log.warning(

@@ -33,6 +33,7 @@ from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
     DEFAULT_WIENER_REGULARIZATION,
     FourierStatistics,
+    joined_rows,
     wiener_inversion,
 )
 from cryosplat.validation.fsc import fsc
@@ -147,10 +148,22 @@ class HalfStatistics:
         first = self.train[0]
         return sampled_frequencies(grids, first.box, first.pad, first.max_radius)
 
+    def left_out_rows(self) -> np.ndarray | None:
+        """The rows (of the particle set) weighed 0 for their background's structure, sorted;
+        None where no limit was set (or the statistics were read from files that hold none)."""
+        parts = [s.left_out_rows for s in self.train + self.held if s is not None]
+        return None if all(p is None for p in parts) else joined_rows(parts)
+
     def left_out(self) -> dict | None:
         """The images the pass left out for their background's structure, as ``run.json``
-        keeps them (:meth:`NoiseLevels.structure_summary`); None: none."""
-        return None if self.noise_levels is None else self.noise_levels.structure_summary()
+        keeps them (:meth:`NoiseLevels.structure_summary`, and the pass's own count of every
+        image, ``images_left_out`` of ``images``); None: none."""
+        summary = None if self.noise_levels is None else self.noise_levels.structure_summary()
+        rows = self.left_out_rows()
+        if summary is None or rows is None:
+            return summary
+        images = sum(s.n_particles for s in self.train + self.held if s is not None)
+        return {**summary, "images_left_out": int(rows.size), "images": int(images)}
 
 
 def half_data_fsc(data_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -24,7 +24,7 @@ from cryosplat.core.fourier_slice import default_max_radius
 from cryosplat.core.padded_transform import centred_cropped_irfftn, padded_box, padded_ft_to_volume
 from cryosplat.io.atomic import atomic_path
 
-__all__ = ["wiener_inversion", "FourierStatistics", "DEFAULT_WIENER_REGULARIZATION"]
+__all__ = ["wiener_inversion", "joined_rows", "FourierStatistics", "DEFAULT_WIENER_REGULARIZATION"]
 
 # The Wiener constant of a direct inversion, a fraction of the mean summed CTF²: the validation's
 # data half maps and the prior's FSC use it (a blend with the model uses less,
@@ -50,6 +50,8 @@ _SAVED_FIELDS = {
     "max_radius": float,
     "notes": lambda a: [str(x) for x in a],
 }
+# Saved where present, and read where the file holds them (files written before hold none).
+_OPTIONAL_FIELDS = {"left_out_rows": lambda a: np.asarray(a, dtype=np.int64)}
 
 
 def shell_of(squared_radius_padded: torch.Tensor, pad: int) -> torch.Tensor:
@@ -103,6 +105,10 @@ class FourierStatistics:
         The pass's sums of the images' background level, not yet taken off (a distributed
         pass's share, until the shares are summed): :mod:`cryosplat.reconstruct.grid.background`.
         None once taken off (every statistics a fit or a file sees).
+    left_out_rows : np.ndarray or None, shape (L,), int64
+        The rows (of the particle set) the pass read and weighed 0 for the structure in their
+        background (:mod:`cryosplat.reconstruct.grid.background_structure`), sorted; None where
+        no limit was set.
     """
 
     weights: torch.Tensor
@@ -116,6 +122,7 @@ class FourierStatistics:
     notes: list[str] = field(default_factory=list)
     insertion_pad: int | None = None
     background_sums: torch.Tensor | None = None
+    left_out_rows: np.ndarray | None = field(default=None, compare=False)
     _shell_mean_weights: torch.Tensor | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -186,6 +193,7 @@ class FourierStatistics:
             background_sums=None
             if self.background_sums is None
             else self.background_sums + other.background_sums.to(self.background_sums.device),
+            left_out_rows=joined_rows([self.left_out_rows, other.left_out_rows]),
         )
 
     def to(self, device: torch.device | str) -> FourierStatistics:
@@ -413,6 +421,7 @@ class FourierStatistics:
         if self.background_sums is not None:
             raise ValueError("take the background off (remove_background) before saving")
         arrays = {name: getattr(self, name) for name in _SAVED_FIELDS}
+        arrays |= {n: getattr(self, n) for n in _OPTIONAL_FIELDS if getattr(self, n) is not None}
         arrays = {
             k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
             for k, v in arrays.items()
@@ -436,9 +445,17 @@ class FourierStatistics:
                         f"{path}: statistics format version {int(z['version'])} is "
                         f"newer than this cryosplat ({FORMAT_VERSION})"
                     )
-                return cls(**{name: f(z[name]) for name, f in convert.items()})
+                fields = {name: f(z[name]) for name, f in convert.items()}
+                fields |= {n: f(z[n]) for n, f in _OPTIONAL_FIELDS.items() if n in z}
+                return cls(**fields)
         except (ValueError, OSError, KeyError) as exc:
             raise InputError(f"{path}: cannot read Fourier statistics ({exc})") from None
+
+
+def joined_rows(parts: list[np.ndarray | None]) -> np.ndarray | None:
+    """The union of ``parts`` (arrays of rows, or None), sorted; None where every part is."""
+    given = [np.asarray(p, dtype=np.int64) for p in parts if p is not None]
+    return np.unique(np.concatenate(given)) if given else None
 
 
 def wiener_constant(weights: torch.Tensor, regularization: float) -> float:

@@ -142,4 +142,5 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
         history=engine.history,
         sampling=sampled,
         left_out=statistics.left_out(),
+        left_out_rows=statistics.left_out_rows(),
     )
