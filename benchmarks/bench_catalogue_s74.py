@@ -2,7 +2,8 @@
 dense blob of ice (or ethane, or an aggregate) in a share of the images
 (:attr:`bench_datasets.DatasetSpec.ice_blobs`, :class:`bench_noise.IceBlobs`), groups of
 :class:`bench_datasets.DatasetSpec` that :mod:`bench_catalogue` names for ``--datasets unseen74``
-and ``unseen74b``.
+and ``unseen74b``; and ``unseen74c``, other microscopes' CTFs (a Cs corrector, high defocus,
+near focus, more amplitude contrast).
 """
 
 from __future__ import annotations
@@ -90,6 +91,72 @@ UNSEEN_74B = map_table(
                 "preferred_views": (0.5, 25.0),
                 "noise": "coloured",
                 "noise_source": TUTORIAL,
+            },
+        ),
+    )
+)
+
+# Chosen after unseen74b had run and before any method was run on these (round 2, session 74),
+# nothing changed in the package's maps in between: CTFs of other microscopes and habits, each
+# defocus drawn uniformly in its range rather than from EMPIAR-10028's table. EMD-1832 through a
+# Cs corrector (0.01 mm) at high defocus (2.5-4.5 µm, astigmatism up to 300 Å) with amplitude
+# contrast 0.07, in white noise; beta-galactosidase at 3-5 µm (Cs 2.7 mm), in betagal_17's noise;
+# EMD-5625 near focus (0.4-1.2 µm) through a Cs corrector with amplitude contrast 0.07, in the
+# tutorial's noise; 3J9G's potential at 1-2.5 µm through a Cs corrector with amplitude contrast
+# 0.15 (a thin carbon support's), in the ribosome stack's noise.
+UNSEEN_74C = map_table(
+    (
+        (
+            "u74c_emd1832_hidf",
+            "maps/emd_1832.map",
+            (64, 5.7, 6_000, 0.003, 7421),
+            {
+                "ctf_table": None,
+                "defocus_min_um": 2.5,
+                "defocus_max_um": 4.5,
+                "astigmatism_max_angstrom": 300.0,
+                "cs_mm": 0.01,
+                "amplitude_contrast": 0.07,
+            },
+        ),
+        (
+            "u74c_betagal_hidf",
+            "maps/ngl_betaGal.mrc",
+            (100, 3.54, 6_000, 0.003, 7422),
+            {
+                "ctf_table": None,
+                "defocus_min_um": 3.0,
+                "defocus_max_um": 5.0,
+                "cs_mm": 2.7,
+                "noise": "coloured",
+            },
+        ),
+        (
+            "u74c_emd5625_nearfocus",
+            "maps/emd_5625.map",
+            (56, 4.23, 5_000, 0.003, 7423),
+            {
+                "ctf_table": None,
+                "defocus_min_um": 0.4,
+                "defocus_max_um": 1.2,
+                "cs_mm": 0.01,
+                "amplitude_contrast": 0.07,
+                "noise": "coloured",
+                "noise_source": TUTORIAL,
+            },
+        ),
+        (
+            "u74c_3j9g_q15",
+            "../extra_maps/3j9g.mrc",
+            (64, 4.4, 5_000, 0.003, 7424),
+            {
+                "ctf_table": None,
+                "defocus_min_um": 1.0,
+                "defocus_max_um": 2.5,
+                "cs_mm": 0.01,
+                "amplitude_contrast": 0.15,
+                "noise": "coloured",
+                "noise_source": RIBOSOME,
             },
         ),
     )

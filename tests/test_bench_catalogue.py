@@ -152,6 +152,16 @@ def test_session_74_sets_hold_ice_blobs_in_a_share_of_their_images():
     assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 8
 
 
+def test_session_74c_sets_take_other_microscopes_ctfs():
+    sets = DATASETS["unseen74c"]
+    for spec in sets:
+        assert spec.ctf_table is None and spec.defocus_min_um < spec.defocus_max_um, spec.name
+        assert spec.ice_blobs == (0.0, 0.0) and spec.carbon_edges == (0.0, 0.0), spec.name
+    assert {spec.cs_mm for spec in sets} == {0.01, 2.7}
+    assert {spec.amplitude_contrast for spec in sets} == {0.07, 0.1, 0.15}
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 4
+
+
 def test_an_odd_box_is_cut_about_its_centre_voxel():
     from bench_extra_maps import even_box
 

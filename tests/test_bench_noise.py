@@ -94,13 +94,18 @@ def test_hot_pixels_are_that_share_of_the_pixels_at_that_level_and_add_to_the_sa
         NoiseModel(hot_pixels=(-0.1, 5.0))
 
 
+def _held(holds: np.ndarray, values: np.ndarray, fraction: float) -> np.ndarray:
+    """The images that hold the part (about ``fraction`` of them; the others hold none)."""
+    assert holds.mean() == pytest.approx(fraction, abs=0.04)
+    assert not values[~holds].any()
+    return values[holds]
+
+
 def test_a_carbon_edge_is_a_straight_soft_step_away_from_the_centre():
     box = 32
     edges = CarbonEdges(2000, box, 0.3, np.random.default_rng(3))
     film = edges.film(0, 2000)
-    assert edges.holds.mean() == pytest.approx(0.3, abs=0.04)
-    assert not film[~edges.holds].any()  # the others hold none
-    held = film[edges.holds]
+    held = _held(edges.holds, film, 0.3)
     assert held.min() == 0.0 and held.max() == pytest.approx(1.0)
     # the molecule's side: the centre pixel and all within 0.2 of the box are ice
     yy, xx = np.indices((box, box)) - box // 2
@@ -134,9 +139,7 @@ def test_an_ice_blob_is_a_dome_centred_outside_the_molecule():
     box = 32
     blobs = IceBlobs(2000, box, 0.3, np.random.default_rng(5))
     thick = blobs.thickness(0, 2000)
-    assert blobs.holds.mean() == pytest.approx(0.3, abs=0.04)
-    assert not thick[~blobs.holds].any()  # the others hold none
-    held = thick[blobs.holds]
+    held = _held(blobs.holds, thick, 0.3)
     assert held.min() == 0.0 and 0.5 < held.max() <= 1.0
     yy, xx = np.indices((box, box)) - box // 2
     # it reaches no nearer than 0.2 of the box to the centre: the molecule is clear of it
