@@ -36,7 +36,7 @@ from bench_catalogue_s70 import UNSEEN_70, UNSEEN_70B, UNSEEN_70C
 from bench_catalogue_s71 import UNSEEN_71, UNSEEN_71B, UNSEEN_71C
 from bench_catalogue_s72 import UNSEEN_72, UNSEEN_72B, UNSEEN_72C, UNSEEN_72D
 from bench_catalogue_s73 import UNSEEN_73, UNSEEN_73B, UNSEEN_73C, UNSEEN_73D, UNSEEN_73E
-from bench_catalogue_s74 import UNSEEN_74, UNSEEN_74B, UNSEEN_74C
+from bench_catalogue_s74 import UNSEEN_74, UNSEEN_74B, UNSEEN_74C, UNSEEN_74D
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -346,6 +346,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen74": UNSEEN_74,
     "unseen74b": UNSEEN_74B,
     "unseen74c": UNSEEN_74C,
+    "unseen74d": UNSEEN_74D,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,

@@ -162,6 +162,15 @@ def test_session_74c_sets_take_other_microscopes_ctfs():
     assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 4
 
 
+def test_session_74d_sets_hold_the_artefacts_of_real_data_together():
+    sets = DATASETS["unseen74d"]
+    for spec in sets:
+        assert spec.ice_blobs[0] > 0 and spec.carbon_edges[0] > 0, spec.name
+        assert spec.hot_pixels[0] > 0 and spec.background_ramp_sd > 0, spec.name
+        assert spec.noise_sd_spread > 0, spec.name
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 4
+
+
 def test_an_odd_box_is_cut_about_its_centre_voxel():
     from bench_extra_maps import even_box
 
