@@ -306,3 +306,16 @@ def test_info_names_the_negative_population_only_where_there_is_one():
     results["n_negative_gaussians"] = [0, 0]
     text = format_run(RunSummary(Path("run"), "complete", None, {}, results=results))
     assert "below the solvent level" not in text
+
+
+def test_info_reads_the_images_left_out_as_each_version_wrote_them():
+    from cryosplat.cli.info import _result_lines
+
+    sampled = {"sampled_images_left_out": 141, "sampled_images": 1000, "limits": [13.5]}
+    old = _result_lines({"background_structure": sampled})  # written before session 74
+    assert any("141 of 1000 sampled images" in line for line in old)
+    counted = {**sampled, "images_left_out": 926, "images": 6000, "files": ["a.npy", "a.star"]}
+    new = [line for line in _result_lines({"background_structure": counted}) if "left out" in line]
+    assert len(new) == 1
+    assert "926 of 6000 particles (the sample held 141 of 1000)" in new[0]
+    assert new[0].endswith("their rows: a.npy, a.star")
