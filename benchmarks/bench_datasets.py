@@ -175,6 +175,10 @@ class DatasetSpec:
         That share of the images hold part of a round blob of contamination beside the
         molecule, adding up to ``step`` noise s.d.s at its thickest and its own texture
         (:class:`bench_noise.IceBlobs`); (0, 0): none.
+    micrograph_edges : (fraction, depth)
+        That share of the images cross a micrograph's edge by up to ``depth`` of the box, the
+        pixels past it filled as ``relion_preprocess`` fills them
+        (:class:`bench_noise.MicrographEdges`); (0, 0): none.
     """
 
     name: str
@@ -223,6 +227,7 @@ class DatasetSpec:
     hot_pixels: tuple[float, float] = (0.0, 0.0)
     carbon_edges: tuple[float, float] = (0.0, 0.0)
     ice_blobs: tuple[float, float] = (0.0, 0.0)
+    micrograph_edges: tuple[float, float] = (0.0, 0.0)
 
     def noise_model(self) -> NoiseModel:
         """The noise settings as :func:`bench_noise.add_noise` takes them."""
@@ -235,6 +240,7 @@ class DatasetSpec:
             self.hot_pixels,
             self.carbon_edges,
             self.ice_blobs,
+            self.micrograph_edges,
         )
 
 
@@ -419,6 +425,7 @@ RELION_PROJECT_ONLY = (
     "hot_pixels",
     "carbon_edges",
     "ice_blobs",
+    "micrograph_edges",
     "neighbours",
     "ctf_bfactor_angstrom2",
     "phase_shift_degrees",

@@ -23,6 +23,12 @@ One more (round 2, session 74): ice contamination. A grain of ice (or ethane, or
 lying near a particle puts part of a round, dense blob in the box: a dome (a ball's projected
 thickness) centred outside the molecule, its edge entering the box from one side
 (:class:`IceBlobs`).
+
+One more (round 2, session 75): particles at a micrograph's edge. A particle picked within half a
+box of the edge is extracted with part of its box outside the micrograph; ``relion_preprocess``
+fills those pixels "with the nearest ones inside", so a strip of the box repeats the micrograph's
+last column (or row) across its width: no noise of its own there, and the molecule's delocalised
+signal replaced by a streak (:class:`MicrographEdges`).
 """
 
 from __future__ import annotations
@@ -146,6 +152,44 @@ class CarbonEdges:
         return (film * self.holds[start:stop, None, None]).astype(np.float32)
 
 
+class MicrographEdges:
+    """Particles whose box crosses a micrograph's edge, extracted as ``relion_preprocess`` does
+    (:class:`NoiseModel`'s ``micrograph_edges``): the pixels past the edge take the value of the
+    nearest pixel inside, so a strip of ``w`` columns (or rows) repeats the last one inside.
+    Each such particle's strip is on one of the box's four sides at random, ``w`` uniform in
+    ``1 .. depth · box`` pixels; a fifth of them lie at a micrograph's corner and get a second
+    strip on a perpendicular side (columns first, then rows, as RELION fills them)."""
+
+    CORNER_SHARE = 0.2
+
+    def __init__(
+        self, n_images: int, box: int, fraction: float, depth: float, rng: np.random.Generator
+    ) -> None:
+        holds = rng.random(n_images) < fraction
+        widest = min(box // 2, max(1, int(round(depth * box))))
+        self.width = rng.integers(1, widest + 1, size=(n_images, 2))  # columns, rows
+        self.high_side = rng.random((n_images, 2)) < 0.5  # the strip at the box's far end
+        self.cut = np.zeros((n_images, 2), dtype=bool)
+        self.cut[np.arange(n_images), rng.integers(0, 2, n_images)] = True
+        self.cut[rng.random(n_images) < self.CORNER_SHARE] = True
+        self.cut &= holds[:, None]
+
+    def fill(self, images: np.ndarray, start: int) -> None:
+        """Fill the strips of images ``start, start + 1, ...`` (``images``, ``(n, box, box)``,
+        changed in place) with the nearest pixels inside the micrograph."""
+        for i in np.flatnonzero(self.cut[start : start + len(images)].any(axis=1)):
+            n = start + i
+            for axis in (0, 1):  # columns (x), then rows (y)
+                if not self.cut[n, axis]:
+                    continue
+                view = images[i] if axis == 0 else images[i].T
+                w = int(self.width[n, axis])
+                if self.high_side[n, axis]:
+                    view[:, -w:] = view[:, -w - 1 : -w]
+                else:
+                    view[:, :w] = view[:, w : w + 1]
+
+
 @dataclass(frozen=True)
 class NoiseModel:
     """How a set's noise is made.
@@ -174,6 +218,9 @@ class NoiseModel:
     ice_blobs : (fraction, step)
         That share of the images, at random, hold part of a blob of contamination
         (:class:`IceBlobs`) adding up to ``step`` noise s.d.s at its thickest; (0, 0): none.
+    micrograph_edges : (fraction, depth)
+        That share of the images, at random, cross a micrograph's edge by up to ``depth`` of the
+        box, filled as RELION fills them (:class:`MicrographEdges`); (0, 0): none.
     """
 
     kind: str = "white"
@@ -184,6 +231,7 @@ class NoiseModel:
     hot_pixels: tuple[float, float] = (0.0, 0.0)
     carbon_edges: tuple[float, float] = (0.0, 0.0)
     ice_blobs: tuple[float, float] = (0.0, 0.0)
+    micrograph_edges: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.kind not in ("white", "coloured"):
@@ -200,6 +248,12 @@ class NoiseModel:
             raise ValueError(f"carbon_edges' fraction must lie in [0, 1], got {self.carbon_edges}")
         if not 0.0 <= self.ice_blobs[0] <= 1.0:
             raise ValueError(f"ice_blobs' fraction must lie in [0, 1], got {self.ice_blobs}")
+        fraction, depth = self.micrograph_edges
+        if not (0.0 <= fraction <= 1.0 and 0.0 <= depth <= 0.5):
+            raise ValueError(
+                "micrograph_edges must be (fraction in [0, 1], depth in [0, 0.5] of the box), "
+                f"got {self.micrograph_edges}"
+            )
 
 
 def noise_amplitude(box: int, model: NoiseModel) -> np.ndarray | None:
@@ -238,8 +292,9 @@ def add_noise(
 ) -> None:
     """Write ``clean`` plus noise of s.d. ``noise_sd`` made as ``model`` says to ``out``.
 
-    Each part (the noise, the levels, the ramps, the hot pixels, the carbon edges, the ice blobs)
-    draws from its own stream, so the rest is the same with or without it.
+    Each part (the noise, the levels, the ramps, the hot pixels, the carbon edges, the ice blobs,
+    the micrograph's edges) draws from its own stream, so the rest is the same with or without
+    it. The micrograph's edges are filled last, from all the rest, as extraction reads them.
     """
     rng = np.random.default_rng([seed, 7])
     ramps = None
@@ -261,6 +316,11 @@ def add_noise(
     if model.ice_blobs[0] > 0:
         blobs = IceBlobs(
             clean.n_images, clean.box, model.ice_blobs[0], np.random.default_rng([seed, 73])
+        )
+    edges = None
+    if model.micrograph_edges[0] > 0:
+        edges = MicrographEdges(
+            clean.n_images, clean.box, *model.micrograph_edges, np.random.default_rng([seed, 83])
         )
     amplitude = noise_amplitude(clean.box, model)
     writer = StreamingStackWriter(out, clean.n_images, clean.box, pixel)
@@ -289,5 +349,7 @@ def add_noise(
             texture = _textured(blob_texture_rng, images.shape, amplitude)
             step = np.float32(model.ice_blobs[1])
             noisy += noise_sd * blob * (step + np.float32(CARBON_TEXTURE_SD) * texture)
+        if edges is not None:
+            edges.fill(noisy, start)
         writer.write(noisy)
     writer.close()

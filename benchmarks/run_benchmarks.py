@@ -206,6 +206,13 @@ def describe(spec: DatasetSpec, data: Dataset) -> str:
             if spec.ice_blobs[0]
             else ""
         )
+        + (
+            f"; {spec.micrograph_edges[0]:.0%} of the particles at a micrograph's edge (up to "
+            f"{spec.micrograph_edges[1]:g} of the box outside it, filled as relion_preprocess "
+            "fills it with the nearest pixels inside)"
+            if spec.micrograph_edges[0]
+            else ""
+        )
         + _envelope_text(spec)
         + _pose_error_text(spec)
         + (

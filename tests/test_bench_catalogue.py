@@ -171,6 +171,16 @@ def test_session_74d_sets_hold_the_artefacts_of_real_data_together():
     assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 4
 
 
+def test_session_75_sets_hold_particles_at_a_micrograph_edge():
+    sets = [*DATASETS["unseen75"], *DATASETS["unseen75b"]]
+    for spec in sets:
+        fraction, depth = spec.micrograph_edges
+        assert 0 < fraction < 0.5 and 0.1 <= depth <= 0.45, spec.name
+        assert spec.ice_blobs == (0.0, 0.0) and spec.carbon_edges == (0.0, 0.0), spec.name
+        assert spec.simulator == "relion_project", spec.name
+    assert len({spec.seed for spec in sets}) == len({spec.name for spec in sets}) == 8
+
+
 def test_an_odd_box_is_cut_about_its_centre_voxel():
     from bench_extra_maps import even_box
 

@@ -15,6 +15,7 @@ from bench_noise import (  # noqa: E402
     CARBON_TEXTURE_SD,
     CarbonEdges,
     IceBlobs,
+    MicrographEdges,
     NoiseModel,
     add_noise,
     background_ramps,
@@ -171,3 +172,48 @@ def test_ice_blobs_add_their_thickness_and_texture_to_the_same_noise(tmp_path):
     assert not np.array_equal(plain, both)
     with pytest.raises(ValueError, match="ice_blobs"):
         NoiseModel(ice_blobs=(-0.5, 3.0))
+
+
+def test_a_micrograph_edge_repeats_the_last_column_or_row_inside_across_its_strip():
+    box, n = 16, 3000
+    edges = MicrographEdges(n, box, 0.3, 0.4, np.random.default_rng(5))
+    held = edges.cut.any(axis=1)
+    assert held.mean() == pytest.approx(0.3, abs=0.03)
+    assert edges.cut[held].all(axis=1).mean() == pytest.approx(0.2, abs=0.04)  # at a corner
+    assert edges.width.min() == 1 and edges.width.max() == round(0.4 * box)
+    before = np.random.default_rng(6).standard_normal((n, box, box)).astype(np.float32)
+    after = before.copy()
+    edges.fill(after[:1000], 0)  # in batches, as add_noise fills them
+    edges.fill(after[1000:], 1000)
+    np.testing.assert_array_equal(after[~held], before[~held])
+    for i in np.flatnonzero(edges.cut[:, 0] & ~edges.cut[:, 1])[:50]:  # columns only
+        w = edges.width[i, 0]
+        strip, inside = (
+            (slice(box - w, box), box - w - 1)
+            if edges.high_side[i, 0]
+            else (
+                slice(0, w),
+                w,
+            )
+        )
+        np.testing.assert_array_equal(after[i][:, strip], np.repeat(before[i][:, [inside]], w, 1))
+        rest = np.ones(box, dtype=bool)
+        rest[strip] = False
+        np.testing.assert_array_equal(after[i][:, rest], before[i][:, rest])
+    for i in np.flatnonzero(edges.cut.all(axis=1))[:50]:  # a corner: columns, then rows
+        w = edges.width[i, 1]
+        row = box - w - 1 if edges.high_side[i, 1] else w
+        strip = slice(box - w, box) if edges.high_side[i, 1] else slice(0, w)
+        np.testing.assert_array_equal(after[i][strip], np.repeat(after[i][[row]], w, 0))
+    with pytest.raises(ValueError, match="micrograph_edges"):
+        NoiseModel(micrograph_edges=(0.2, 0.7))
+
+
+def test_micrograph_edges_are_filled_from_the_noise_the_rest_of_the_images_hold(tmp_path):
+    plain = _noise_of(tmp_path, NoiseModel(ice_blobs=(0.3, 2.0)))
+    cut = _noise_of(tmp_path, NoiseModel(ice_blobs=(0.3, 2.0), micrograph_edges=(0.5, 0.3)))
+    edges = MicrographEdges(400, 32, 0.5, 0.3, np.random.default_rng([4, 83]))
+    expected = plain.copy()
+    edges.fill(expected, 0)  # the edges' own stream, filled last: the rest is unchanged
+    np.testing.assert_array_equal(cut, expected)
+    assert not np.array_equal(cut, plain)
