@@ -188,14 +188,10 @@ def test_a_micrograph_edge_repeats_the_last_column_or_row_inside_across_its_stri
     np.testing.assert_array_equal(after[~held], before[~held])
     for i in np.flatnonzero(edges.cut[:, 0] & ~edges.cut[:, 1])[:50]:  # columns only
         w = edges.width[i, 0]
-        strip, inside = (
-            (slice(box - w, box), box - w - 1)
-            if edges.high_side[i, 0]
-            else (
-                slice(0, w),
-                w,
-            )
-        )
+        if edges.high_side[i, 0]:
+            strip, inside = slice(box - w, box), box - w - 1
+        else:
+            strip, inside = slice(0, w), w
         np.testing.assert_array_equal(after[i][:, strip], np.repeat(before[i][:, [inside]], w, 1))
         rest = np.ones(box, dtype=bool)
         rest[strip] = False

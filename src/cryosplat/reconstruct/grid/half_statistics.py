@@ -151,8 +151,7 @@ class HalfStatistics:
     def left_out_rows(self) -> np.ndarray | None:
         """The rows (of the particle set) weighed 0 for their background's structure, sorted;
         None where no limit was set (or the statistics were read from files that hold none)."""
-        parts = [s.left_out_rows for s in self.train + self.held if s is not None]
-        return None if all(p is None for p in parts) else joined_rows(parts)
+        return joined_rows([s.left_out_rows for s in self.train + self.held if s is not None])
 
     def left_out(self) -> dict | None:
         """The images the pass left out for their background's structure, as ``run.json``
