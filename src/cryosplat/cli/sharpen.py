@@ -46,6 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="fit the B-factor within this mask (default: the run's mask.mrc; none for a map)",
     )
+    parser.add_argument(
+        "--mtf",
+        type=Path,
+        default=None,
+        help="divide the map by this detector MTF first (a RELION MTF STAR file, as "
+        "relion_postprocess --mtf)",
+    )
+    parser.add_argument(
+        "--mtf-angpix",
+        type=float,
+        default=None,
+        help="the raw micrographs' pixel size (Å) the MTF's frequencies refer to (default: the "
+        "map's, as relion_postprocess --mtf_angpix)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
 
 
@@ -61,9 +75,11 @@ def _run_inputs(folder: Path) -> tuple[Path, float | None, Path | None]:
 def run(args: argparse.Namespace) -> int:
     from cryosplat.core.errors import InputError
     from cryosplat.io.mrc import read_map, read_map_origin, write_map
+    from cryosplat.io.mtf_star import read_mtf_star
     from cryosplat.io.svg_plot import write_svg
     from cryosplat.validation.sharpening import (
         GUINIER_LOW_RESOLUTION_ANGSTROM,
+        divide_by_mtf,
         guinier_fit,
         guinier_plot,
         sharpen,
@@ -84,7 +100,20 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.output} is the map being sharpened; write the result elsewhere")
     if args.output.exists() and not args.overwrite:
         raise InputError(f"{args.output} exists; --overwrite replaces it")
+    if args.mtf_angpix is not None and args.mtf is None:
+        raise InputError("--mtf-angpix needs --mtf (the detector's MTF STAR file)")
+    if args.mtf_angpix is not None and not args.mtf_angpix > 0:
+        raise InputError(f"--mtf-angpix must be positive, got {args.mtf_angpix}")
+    mtf = None if args.mtf is None else read_mtf_star(args.mtf)
     volume, pixel = read_map(map_path)
+    if mtf is not None:
+        detector_pixel = pixel if args.mtf_angpix is None else args.mtf_angpix
+        volume = divide_by_mtf(volume, pixel, mtf, detector_pixel)
+        whose = "" if args.mtf_angpix is not None else ", the map's: --mtf-angpix sets it"
+        print(
+            f"divided by the MTF in {args.mtf} (detector pixel {detector_pixel:g} Å{whose}; "
+            f"the MTF at the map's Nyquist {float(mtf.at(0.5 * detector_pixel / pixel)):.3f})"
+        )
     mask_path = args.mask if args.mask is not None else mask_path
     low = GUINIER_LOW_RESOLUTION_ANGSTROM if args.low_resolution is None else args.low_resolution
     fit, mask = None, None

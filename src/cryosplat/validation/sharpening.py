@@ -18,6 +18,11 @@ truth, is unchanged to the resolution: it changes how the map looks at a contour
 what model building reads. Below about 10 Å resolution no shell of the Guinier range lies inside
 the map's resolution; there a fit would read the molecule's own shape, not a fall-off, and none
 is made (:class:`ValueError` naming the resolution).
+
+A detector passes less of the signal's amplitude the finer the frequency (its MTF). Where its
+curve is known, :func:`divide_by_mtf` takes it out before the fit, as ``relion_postprocess --mtf``
+does, so the B-factor read is the rest of the fall-off. It too scales each frequency by a number
+of its magnitude alone.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.fourier import squared_radius
+from cryosplat.io.mtf_star import MTFCurve
 from cryosplat.io.svg_plot import Curve, LinePlot
 from cryosplat.validation.fsc import half_grid_shells, shell_frequencies, shell_sums
 from cryosplat.validation.masks import soft_edge
@@ -39,6 +45,7 @@ __all__ = [
     "GUINIER_LOW_RESOLUTION_ANGSTROM",
     "MIN_GUINIER_SHELLS",
     "GuinierFit",
+    "divide_by_mtf",
     "guinier_fit",
     "guinier_plot",
     "shell_amplitudes",
@@ -154,6 +161,48 @@ def guinier_fit(
         shells=int(band.sum()),
         correlation=float(np.corrcoef(s2, log_amplitude)[0, 1]),
     )
+
+
+def divide_by_mtf(
+    volume: ArrayLike,
+    pixel_size_angstrom: float,
+    mtf: MTFCurve,
+    detector_pixel_angstrom: float,
+) -> np.ndarray:
+    """The map with each frequency to Nyquist divided by the detector's MTF there.
+
+    Parameters
+    ----------
+    volume : array_like, shape (D, D, D)
+    pixel_size_angstrom : float
+        The map's voxel size.
+    mtf : MTFCurve
+        The detector's curve, in cycles per detector pixel.
+    detector_pixel_angstrom : float
+        The raw micrographs' pixel size: the map's frequency ``s`` (1/Å) is read at
+        ``s · detector_pixel_angstrom`` cycles per detector pixel (``relion_postprocess``'s
+        ``--mtf_angpix``). Frequencies past the map's Nyquist (the cube's corners) are kept.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (D, D, D)
+    """
+    if not (pixel_size_angstrom > 0 and detector_pixel_angstrom > 0):
+        raise ValueError(
+            f"pixel sizes must be positive, got the map's {pixel_size_angstrom} Å and the "
+            f"detector's {detector_pixel_angstrom} Å"
+        )
+    spectrum = _half_spectrum(volume)
+    box = spectrum.shape[0]
+    radius = squared_radius(box, 3, half=True, centred=False, dtype=torch.float64).sqrt_()
+    frequency = radius.numpy() / (box * pixel_size_angstrom)
+    factor = np.where(
+        frequency < 0.5 / pixel_size_angstrom,
+        1.0 / mtf.at(frequency * detector_pixel_angstrom),
+        1.0,
+    )
+    spectrum.mul_(torch.from_numpy(factor.astype(np.float32)))
+    return torch.fft.irfftn(spectrum, s=(box, box, box)).numpy()
 
 
 def sharpen(
