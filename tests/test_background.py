@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +14,7 @@ from test_statistics import simulate_particles, write_star_of
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.reconstruct.grid.background import (
     TAKE_OFF_FRACTION,
+    BackgroundMeter,
     background_level,
     remove_background,
 )
@@ -141,3 +143,14 @@ def test_info_says_whether_the_images_are_normalised(pair, tmp_path, capsys):
         assert main(["info", str(star)]) == 0
         line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("background:")]
         assert len(line) == 1 and expected in line[0] and "in 60 images" in line[0]
+
+
+def test_a_batch_wholly_left_out_adds_nothing_and_warns_nothing():
+    meter = BackgroundMeter(16, torch.device("cpu"))
+    images = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meter.add_images(images, torch.zeros(3))
+    assert torch.equal(meter.sums, torch.zeros_like(meter.sums))
+    meter.add_images(images, torch.tensor([0.0, 1.0, 1.0]))
+    assert float(meter.sums[0]) == 2

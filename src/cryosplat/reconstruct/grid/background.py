@@ -92,6 +92,8 @@ class BackgroundMeter:
         corners = images.reshape(images.shape[0], -1)[:, self.corners].double()
         if weights is not None:
             corners = corners[weights > 0]
+        if corners.shape[0] == 0:  # a batch wholly left out (PyTorch warns on an empty var)
+            return
         self.sums[_N] += corners.shape[0]
         self.sums[_MEAN] += corners.mean(dim=1).sum()
         self.sums[_VAR] += corners.var(dim=1, correction=0).sum()
