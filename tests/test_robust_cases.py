@@ -226,7 +226,7 @@ def test_2_accept_warnings_lets_the_suspicious_through(tmp_path):
     with pytest.raises(InputError, match="--accept-warnings"):
         apply_findings(particles, findings)
     apply_findings(particles, findings, accept_warnings=True)
-    assert any("subset 1" in note and "accepted" in note for note in particles.notes)
+    assert any("subset 1" in w and "accepted" in w for w in particles.warnings)
 
 
 def test_2_a_few_overfocused_particles_are_reported_most_refused(tmp_path):
@@ -257,8 +257,9 @@ def test_2_angles_in_degrees_are_not_taken_for_radians(tmp_path):
 
 
 def test_2_preferred_orientation_is_reported_never_refused(tmp_path):
-    """Half the views within 20° of one axis: a finding that is logged and kept in the run's
-    notes, not one a run stops on; uniform views and sets too small to say give none."""
+    """Half the views within 20° of one axis: a finding kept in the set's warnings (which the
+    run's log gives once), not one a run stops on; uniform views and sets too small to say give
+    none."""
     from cryosplat.particles.validate import apply_findings, check_particles
     from cryosplat.simulate.views import PreferredViews, preferred_rotations
 
@@ -268,7 +269,8 @@ def test_2_preferred_orientation_is_reported_never_refused(tmp_path):
     assert [f.refuse for f in findings] == [False]
     assert findings[0].message.startswith("preferred orientation: 9")
     apply_findings(particles, findings)
-    assert any("preferred orientation" in note for note in particles.notes)
+    assert [w[:22] for w in particles.warnings] == ["preferred orientation:"]
+    assert not any("preferred orientation" in note for note in particles.notes)
     assert check_particles(read_particles(write_set(tmp_path / "u", n=200))) == []
     few = read_particles(write_set(tmp_path / "f", n=20, rotations=pref[:20]))
     assert check_particles(few) == []

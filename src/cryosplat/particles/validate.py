@@ -17,7 +17,6 @@ Two kinds of check, both here so that every reader and command applies the same 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +50,6 @@ __all__ = [
     "ACCEPT_OPTION",
 ]
 
-log = logging.getLogger("cryosplat")
 
 ACCEPT_OPTION = "--accept-warnings"
 MAX_ABS_PIXEL = 1e8  # far above any detector count or normalised value; its square fits float32
@@ -428,16 +426,15 @@ def check_particles(
 def apply_findings(
     particles: ParticleSet, findings: list[Finding], accept_warnings: bool = False
 ) -> None:
-    """Log every finding; raise :class:`InputError` for refusing ones unless accepted."""
+    """Raise :class:`InputError` for refusing findings unless accepted; every finding goes to
+    ``particles.warnings``, which the run's log gives once, at the warning level."""
     refusing = [f.message for f in findings if f.refuse]
     if refusing and not accept_warnings:
         raise InputError(
             f"{particles.source}: " + "; ".join(refusing) + f" (pass {ACCEPT_OPTION} to run anyway)"
         )
     for f in findings:
-        note = f"warning: {f.message}" + (" (accepted)" if f.refuse else "")
-        log.warning("%s", note)
-        particles.notes.append(note)
+        particles.warnings.append(f.message + (" (accepted)" if f.refuse else ""))
 
 
 def apply_check(particles: ParticleSet, line: str, passed: bool, accept_warnings: bool) -> None:
