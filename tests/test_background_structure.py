@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_many_weak_edges_lower_the_limit_to_the_factor_alone():
     assert bool((many[:250] > lowered[0]).all())
 
 
-def test_a_run_leaves_the_images_with_an_edge_out_and_names_them(tmp_path, capsys):
+def test_a_run_leaves_the_images_with_an_edge_out_and_names_them(tmp_path, capsys, caplog):
     film = np.zeros((200, 16, 16), dtype=np.float32)
     yy, xx = np.indices((16, 16)) - 8
     film[::8] = 6.0 * (xx + 0.5 * yy > 4)  # one image in eight: a film 6 noise sds bright
@@ -106,8 +107,13 @@ def test_a_run_leaves_the_images_with_an_edge_out_and_names_them(tmp_path, capsy
     plain = measure_noise_levels(read_particles(write_set(tmp_path / "e", n=200)))
     assert plain is None or plain.structure_limits is None
     capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="cryosplat")
+    caplog.clear()
     assert main(["info", str(star)]) == 0
-    assert "warning: background structure: some images hold structure" in capsys.readouterr().out
+    assert not [r for r in caplog.records if r.getMessage().startswith("noise levels")]
+    captured = capsys.readouterr()
+    sampled = re.search(r"warning: background structure: (\d+) of 200 sampled images", captured.out)
+    assert sampled and int(sampled.group(1)) == weights.structure_sampled[0] >= 25
     out = tmp_path / "run"
     code, err = run_cli(capsys, "reconstruct", star, "-o", out, *FAST)
     assert code == 0, err

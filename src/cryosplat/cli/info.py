@@ -4,6 +4,7 @@ folder (its run's state and results)."""
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -170,7 +171,13 @@ def _noise_level_line(particles) -> str:
     """Whether reconstruct will weigh the images by their noise levels (the same sample)."""
     from cryosplat.reconstruct.grid.noise_levels import measure_noise_levels
 
-    levels = measure_noise_levels(particles)
+    logger = logging.getLogger("cryosplat")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its log lines are a run's; the lines below say the same
+    try:
+        levels = measure_noise_levels(particles)
+    finally:
+        logger.setLevel(level)
     if levels is None or levels.share == 0:
         line = "noise levels: alike (each image weighs the same; details in the run's log)"
     else:
@@ -180,10 +187,11 @@ def _noise_level_line(particles) -> str:
             "(--image-weights off: alike)"
         )
     if levels is not None and levels.structure_limits is not None:
+        past, sampled = levels.structure_sampled or (0, 0)
         line += (
-            "\nwarning: background structure: some images hold structure in their background far "
-            "beyond their noise (a support film's edge, contamination): reconstruct leaves them "
-            "out of the map (--image-weights off keeps them; the log counts them in a sample)"
+            f"\nwarning: background structure: {past} of {sampled} sampled images hold structure "
+            "in their background far beyond their noise (a support film's edge, contamination): "
+            "reconstruct leaves every such image out of the map (--image-weights off keeps them)"
         )
     return line
 
