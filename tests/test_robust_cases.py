@@ -367,3 +367,33 @@ def test_2_info_reports_what_reconstruct_would_stop_on(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning: data_particles, column rlnRandomSubset: every particle is in subset 2" in out
     assert "unless --accept-warnings" in out
+
+
+def test_2_a_runs_findings_are_logged_once_and_kept_with_its_resolution(tmp_path, capsys):
+    """A finding on the metadata (here one half-set label for every particle, accepted) reaches
+    the run's log once, at the warning level, and its ``fsc.json``, which ``info RUN`` reads."""
+    from test_statistics import simulate_particles
+
+    particles, _, _ = simulate_particles(tmp_path / "d", n=80)
+    star = tmp_path / "d" / "one_subset.star"
+    write_relion31_particles(
+        star,
+        image_names=[f"{i + 1}@{particles.stacks[0].path}" for i in range(len(particles))],
+        rotations=particles.rotations,
+        shifts_angstrom=particles.shifts_angstrom,
+        ctf=particles.ctf,
+        pixel_size_angstrom=particles.pixel_size_angstrom,
+        box=particles.box,
+        random_subset=np.ones(len(particles), dtype=int),
+    )
+    out = tmp_path / "run"
+    fast = ["--stage-steps", "2", "--stage-fractions", "1.0", "--n-gaussians", "20"]
+    args = [*fast, "--no-progress", "--accept-warnings"]
+    assert main(["reconstruct", str(star), "-o", str(out), *args]) == 0
+    capsys.readouterr()
+    log = [line for line in (out / "log.txt").read_text().splitlines() if "subset 1" in line]
+    assert len(log) == 1 and " WARNING warning: " in log[0] and "(accepted)" in log[0]
+    warnings = json.loads((out / "fsc.json").read_text())["warnings"]
+    assert len([w for w in warnings if "subset 1" in w and w.endswith("(accepted)")]) == 1
+    assert main(["info", str(out)]) == 0
+    assert sum("subset 1" in line for line in capsys.readouterr().out.splitlines()) == 1

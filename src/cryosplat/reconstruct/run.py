@@ -388,11 +388,9 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         log.info("%s", plan.describe(side_by_side))
         for note in particles.notes:
             log.info("note: %s", note)
-        for warning in particles.warnings:
-            log.warning("warning: %s", warning)
         half_a, half_b, how = split_halves(particles, config.seed, config.use_random_subset)
         log.info("half sets: %d + %d particles (%s)", len(half_a), len(half_b), how)
-        warnings = []
+        warnings = list(particles.warnings)  # the metadata's and the data checks' findings
         if how.startswith("random"):
             warnings.append(RANDOM_HALVES_WARNING)
         if unequal := unequal_halves_warning(len(half_a), len(half_b), how):
