@@ -372,20 +372,10 @@ def test_2_info_reports_what_reconstruct_would_stop_on(tmp_path, capsys):
 def test_2_a_runs_findings_are_logged_once_and_kept_with_its_resolution(tmp_path, capsys):
     """A finding on the metadata (here one half-set label for every particle, accepted) reaches
     the run's log once, at the warning level, and its ``fsc.json``, which ``info RUN`` reads."""
-    from test_statistics import simulate_particles
+    from test_statistics import simulate_particles, write_star_of
 
     particles, _, _ = simulate_particles(tmp_path / "d", n=80)
-    star = tmp_path / "d" / "one_subset.star"
-    write_relion31_particles(
-        star,
-        image_names=[f"{i + 1}@{particles.stacks[0].path}" for i in range(len(particles))],
-        rotations=particles.rotations,
-        shifts_angstrom=particles.shifts_angstrom,
-        ctf=particles.ctf,
-        pixel_size_angstrom=particles.pixel_size_angstrom,
-        box=particles.box,
-        random_subset=np.ones(len(particles), dtype=int),
-    )
+    star = write_star_of(particles, tmp_path / "d" / "one_subset.star", np.ones(80, dtype=int))
     out = tmp_path / "run"
     fast = ["--stage-steps", "2", "--stage-fractions", "1.0", "--n-gaussians", "20"]
     args = [*fast, "--no-progress", "--accept-warnings"]

@@ -86,8 +86,9 @@ def simulate_particles(
     return particles, volume.numpy(), truth
 
 
-def write_star_of(particles: ParticleSet, star: Path) -> Path:
-    """A RELION 3.1 STAR of a one-stack particle set (its poses and CTF), for the commands."""
+def write_star_of(particles: ParticleSet, star: Path, random_subset=None) -> Path:
+    """A RELION 3.1 STAR of a one-stack particle set (its poses and CTF), for the commands;
+    ``random_subset`` (N,): half-set labels to write (none by default)."""
     from cryosplat.io.star import write_relion31_particles
 
     write_relion31_particles(
@@ -98,6 +99,7 @@ def write_star_of(particles: ParticleSet, star: Path) -> Path:
         ctf=particles.ctf,
         pixel_size_angstrom=particles.pixel_size_angstrom,
         box=particles.box,
+        random_subset=random_subset,
     )
     return star
 

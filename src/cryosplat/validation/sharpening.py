@@ -93,6 +93,15 @@ def _half_spectrum(volume: ArrayLike) -> torch.Tensor:
     return torch.fft.rfftn(v)
 
 
+def _spectrum_and_radius(
+    volume: ArrayLike, dtype: torch.dtype
+) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """The map's real transform, its box and ``|k|`` (in shells) on the transform's grid."""
+    spectrum = _half_spectrum(volume)
+    box = spectrum.shape[0]
+    return spectrum, box, squared_radius(box, 3, half=True, centred=False, dtype=dtype).sqrt_()
+
+
 def _band(frequency: np.ndarray, low_angstrom: float, high_angstrom: float) -> np.ndarray:
     """The shells (of frequencies in 1/Å) from ``low_angstrom`` to ``high_angstrom``, inclusive."""
     return (frequency >= 1.0 / low_angstrom - 1e-12) & (frequency <= 1.0 / high_angstrom + 1e-12)
@@ -192,9 +201,7 @@ def divide_by_mtf(
             f"pixel sizes must be positive, got the map's {pixel_size_angstrom} Å and the "
             f"detector's {detector_pixel_angstrom} Å"
         )
-    spectrum = _half_spectrum(volume)
-    box = spectrum.shape[0]
-    radius = squared_radius(box, 3, half=True, centred=False, dtype=torch.float64).sqrt_()
+    spectrum, box, radius = _spectrum_and_radius(volume, torch.float64)
     frequency = radius.numpy() / (box * pixel_size_angstrom)
     factor = np.where(
         frequency < 0.5 / pixel_size_angstrom,
@@ -235,9 +242,7 @@ def sharpen(
             f"sharpening needs a positive resolution and a finite B-factor, got "
             f"{resolution_angstrom} Å and {apply_bfactor_angstrom2} Å²"
         )
-    spectrum = _half_spectrum(volume)
-    box = spectrum.shape[0]
-    radius = squared_radius(box, 3, half=True, centred=False, dtype=torch.float32).sqrt_()
+    spectrum, box, radius = _spectrum_and_radius(volume, torch.float32)
     extent = box * pixel_size_angstrom
     cut = extent / resolution_angstrom  # in shells
     # exp(−B s²/4) with s = radius / extent, the boost capped where the low-pass ends (no factor
