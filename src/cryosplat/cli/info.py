@@ -4,7 +4,6 @@ folder (its run's state and results)."""
 from __future__ import annotations
 
 import argparse
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -171,13 +170,7 @@ def _noise_level_line(particles) -> str:
     """Whether reconstruct will weigh the images by their noise levels (the same sample)."""
     from cryosplat.reconstruct.grid.noise_levels import measure_noise_levels
 
-    logger = logging.getLogger("cryosplat")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # its log lines are a run's; the lines below say the same
-    try:
-        levels = measure_noise_levels(particles)
-    finally:
-        logger.setLevel(level)
+    levels = measure_noise_levels(particles, report=False)  # the lines below say it
     if levels is None or levels.share == 0:
         line = "noise levels: alike (each image weighs the same; details in the run's log)"
     else:

@@ -195,7 +195,7 @@ class NoiseLevels:
 
 
 def measure_noise_levels(
-    particles: ParticleSet, sample: int = SAMPLE_IMAGES, batch: int = 256
+    particles: ParticleSet, sample: int = SAMPLE_IMAGES, batch: int = 256, report: bool = True
 ) -> NoiseLevels | None:
     """:class:`NoiseLevels` from a sample of the images' corners, or None: weigh them alike.
 
@@ -207,6 +207,8 @@ def measure_noise_levels(
         distributed run reads the same ones, so all weigh alike.
     batch : int
         Images read at once (memory stays that of ``batch`` images at any box).
+    report : bool
+        Log what was found (a run's log); False for a caller that says it in its own words.
     """
     if len(particles) < 8:
         return None
@@ -228,16 +230,25 @@ def measure_noise_levels(
     sampled = None
     if limits is not None:  # the levels of the images that stay in
         sampled = (int(past.sum()), len(ratios))
+        if report:
+            log.warning(
+                "warning: background structure: %d of %d sampled images (%.1f%%) hold structure "
+                "in their background far beyond their noise (a support film's edge, "
+                "contamination): every such image is left out of the map (weight 0)",
+                *sampled,
+                100.0 * sampled[0] / sampled[1],
+            )
         left, right, kind = left[~past], right[~past], kind[~past.numpy()]
     whole = _pooled(left, right)
     if whole.numel() < 8:
         return None
     median = float(whole.median())
     if not median > 0 or bool((torch.minimum(left, right) <= EMPTY_CORNERS * median).any()):
-        log.info(
-            "noise levels: some images' corners hold no noise (a mask, or padding at a "
-            "micrograph's edge): the images are weighed alike"
-        )
+        if report:
+            log.info(
+                "noise levels: some images' corners hold no noise (a mask, or padding at a "
+                "micrograph's edge): the images are weighed alike"
+            )
         return None
     logs = whole.log()
     kind_means = None
@@ -253,13 +264,14 @@ def measure_noise_levels(
     estimation = float((left.log() - right.log()).var()) / 4.0
     share = 1.0 - estimation / total if total > 0 else 0.0
     if share < MIN_SHARE:
-        log.info(
-            "noise levels: the images' corner variances spread by a factor %.3f (1 sd), as "
-            "their estimation noise explains (own share %.2f, under %.2f): weighed alike",
-            math.exp(math.sqrt(total)),
-            share,
-            MIN_SHARE,
-        )
+        if report:
+            log.info(
+                "noise levels: the images' corner variances spread by a factor %.3f (1 sd), as "
+                "their estimation noise explains (own share %.2f, under %.2f): weighed alike",
+                math.exp(math.sqrt(total)),
+                share,
+                MIN_SHARE,
+            )
         if limits is None:
             return None
         return NoiseLevels(0.0, 0.0, 1.0, math.sqrt(total), None, limits, sampled)
@@ -268,7 +280,8 @@ def measure_noise_levels(
     if kind_means is not None:
         mean_log = float(whole.log().mean())
     levels = NoiseLevels(mean_log, share, norm, math.sqrt(total), kind_means, limits, sampled)
-    log.info("noise levels: %s", levels.describe())
+    if report:
+        log.info("noise levels: %s", levels.describe())
     return levels
 
 
@@ -286,17 +299,8 @@ def _structure_limits(
     ratios: torch.Tensor, kinds: np.ndarray
 ) -> tuple[tuple[float, ...] | None, torch.Tensor | None]:
     """:func:`~cryosplat.reconstruct.grid.background_structure.structure_limits` of the sample and
-    which sampled images lie past them (None, None: no limit), logged where they leave any out."""
+    which sampled images lie past them (None, None: no limit)."""
     limits = structure_limits(ratios, kinds)
     if limits is None:
         return None, None
-    past = ratios > _limit_of_each(limits, kinds, len(ratios))
-    log.warning(
-        "warning: background structure: %d of %d sampled images (%.1f%%) hold structure in "
-        "their background far beyond their noise (a support film's edge, "
-        "contamination): every such image is left out of the map (weight 0)",
-        int(past.sum()),
-        len(ratios),
-        100.0 * float(past.double().mean()),
-    )
-    return limits, past
+    return limits, ratios > _limit_of_each(limits, kinds, len(ratios))
