@@ -120,6 +120,28 @@ def test_a_level_a_molecule_can_make_is_left_and_logged(pair, tmp_path, caplog):
         assert (background_level(particles, np.arange(60)) != 0.0) == taken, name
 
 
+@pytest.mark.parametrize("heldout", [0.0, 0.2])
+def test_a_runs_log_names_the_half_each_background_level_was_read_on(tmp_path, heldout):
+    """Each half set's images (and each held-out part) log their level once, named, so the two
+    lines a run writes are not read as one set's, twice."""
+    from cryosplat.cli.main import main
+
+    particles, _, _ = simulate_particles(tmp_path / "d", n=60)
+    star = write_star_of(particles, tmp_path / "d" / "p.star", np.arange(60) % 2 + 1)
+    out = tmp_path / "run"
+    fast = ["--stage-steps", "2", "--stage-fractions", "1.0", "--n-gaussians", "20"]
+    args = [*fast, "--heldout-fraction", str(heldout), "--no-progress"]
+    assert main(["reconstruct", str(star), "-o", str(out), *args]) == 0
+    lines = [line for line in (out / "log.txt").read_text().splitlines() if "background" in line]
+    labels = [
+        line.split(" background ", 1)[1].split(":", 1)[0] for line in lines if "corners" in line
+    ]
+    wanted = ["(half A)", "(half B)"]
+    if heldout:
+        wanted += ["(half A, held out)", "(half B, held out)"]
+    assert sorted(labels) == sorted(wanted)
+
+
 def test_the_per_image_engine_takes_the_level_off_each_image(pair):
     """The per-image engine measures the level on a spread of each half's images (all of them
     here) and fits the images less it: the offset set's spectra are then the normalised set's."""

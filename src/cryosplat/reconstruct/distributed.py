@@ -357,19 +357,21 @@ def gather_statistics(
     dist: Distributed,
     progress: Callable[..., None] | None = None,
     partial: Path | None = None,
+    label: str = "",
 ) -> FourierStatistics:
     """The statistics of ``rows``: each rank gathers its shard, then they are summed over ranks.
 
     ``progress(done, total[, resumed=True])`` counts this rank's shard; ``partial``: where this
-    rank's pass is saved part way (:func:`~cryosplat.reconstruct.grid.gather.accumulate`).
+    rank's pass is saved part way; ``label``: which images these are, named where their
+    background level is logged (:func:`~cryosplat.reconstruct.grid.gather.accumulate`).
     """
     if not dist.active:
-        return accumulate(particles, rows, config, progress=progress, partial=partial)
+        return accumulate(particles, rows, config, progress=progress, partial=partial, label=label)
     mine = shard_rows(particles, rows, dist.rank, dist.world_size)
     stats = accumulate(
         particles, mine, config, progress=progress, partial=partial, take_off_background=False
     )
-    return remove_background(dist.all_reduce_statistics(stats))
+    return remove_background(dist.all_reduce_statistics(stats), label)
 
 
 def cached_statistics(
@@ -379,8 +381,10 @@ def cached_statistics(
     path: Path,
     dist: Distributed,
     progress: Callable[..., None] | None = None,
+    label: str = "",
 ) -> tuple[FourierStatistics, bool]:
-    """The statistics of ``rows`` from the checkpoint ``path``, or gathered and saved there.
+    """The statistics of ``rows`` from the checkpoint ``path``, or gathered and saved there
+    (``label``: which images these are, as :func:`gather_statistics` takes it).
 
     Every rank reuses the checkpoint only if every rank can read it for these rows (else all
     gather again); rank 0 writes it. Returns ``(statistics on config.device, whether reused)``.
@@ -392,7 +396,7 @@ def cached_statistics(
     if dist.all_agree(stats is not None):
         return stats.to(config.device), True
     partial = partial_path(path, dist.rank)  # this rank's pass, saved part way
-    stats = gather_statistics(particles, rows, config, dist, progress, partial)
+    stats = gather_statistics(particles, rows, config, dist, progress, partial, label)
     if dist.is_main:
         stats.save(path)
         with atomic_path(key_path(path), suffix=".key") as tmp:

@@ -136,8 +136,9 @@ def level_to_take_off(sums: torch.Tensor) -> tuple[float, float, bool]:
     return level, share, share > TAKE_OFF_FRACTION
 
 
-def _report(level: float, share: float, taken: bool) -> str:
-    note = f"background: the images' corners average {level:.4g} ({share:.2%} of their noise's sd)"
+def _report(level: float, share: float, taken: bool, label: str = "") -> str:
+    what = f"background ({label})" if label else "background"
+    note = f"{what}: the images' corners average {level:.4g} ({share:.2%} of their noise's sd)"
     if taken:
         note += ", taken off their zero frequency"
         log.warning(
@@ -151,7 +152,7 @@ def _report(level: float, share: float, taken: bool) -> str:
     return note
 
 
-def remove_background(stats: FourierStatistics) -> FourierStatistics:
+def remove_background(stats: FourierStatistics, label: str = "") -> FourierStatistics:
     """``stats`` as if the mean corner level of their images had been subtracted from every pixel,
     where it is over :data:`TAKE_OFF_FRACTION` of their noise's sd.
 
@@ -160,6 +161,8 @@ def remove_background(stats: FourierStatistics) -> FourierStatistics:
     stats : FourierStatistics
         As gathered, with the :class:`BackgroundMeter` sums of the same images in
         ``background_sums`` (summed over the ranks of a distributed pass, as the statistics are).
+    label : str
+        Which images these are, named in the logged level (e.g. ``"half A"``); none by default.
 
     Returns
     -------
@@ -174,7 +177,7 @@ def remove_background(stats: FourierStatistics) -> FourierStatistics:
     if s[_N] <= 0:
         return replace(stats, background_sums=None)
     level, share, take_off = level_to_take_off(stats.background_sums)
-    notes = [*stats.notes, _report(level, share, take_off)]
+    notes = [*stats.notes, _report(level, share, take_off, label)]
     if not take_off:
         return replace(stats, notes=notes, background_sums=None)
     size = stats.padded_box

@@ -136,6 +136,7 @@ def accumulate(
     operators: ArrayLike | None = None,
     partial: Path | None = None,
     take_off_background: bool = True,
+    label: str = "",
 ) -> FourierStatistics:
     """Gather ``W`` and ``B`` from particle images in one streamed pass.
 
@@ -179,6 +180,8 @@ def accumulate(
         Take the images' mean background level (measured in their corners) off their zero
         frequency (:mod:`cryosplat.reconstruct.grid.background`). False: leave it, with its sums
         in ``background_sums`` (a distributed pass's share, taken off once the shares are summed).
+    label : str
+        Which images these are (e.g. ``"half A"``), named where their background level is logged.
 
     Returns
     -------
@@ -206,6 +209,7 @@ def accumulate(
                 None,
                 partial,
                 take_off_background,
+                label,
             )
             return _symmetrized(stats, operators)
         ops = torch.as_tensor(operators, device=device, dtype=torch.float32)
@@ -270,7 +274,7 @@ def accumulate(
     )
     if not take_off_background:
         return stats
-    return remove_background(stats)
+    return remove_background(stats, label)
 
 
 def _symmetrized(stats: FourierStatistics, operators: np.ndarray) -> FourierStatistics:

@@ -73,9 +73,11 @@ def _statistics(
     config: AccumulateConfig,
     report: Callable[[int, bool], None],
     dist: Distributed,
+    label: str,
 ) -> FourierStatistics | None:
     """The statistics of ``rows`` (checkpointed at ``path``); ``report(k, resumed)``: k of them
-    done (``resumed``: read back from a checkpoint, not gathered in this run)."""
+    done (``resumed``: read back from a checkpoint, not gathered in this run); ``label``: which
+    images these are, in the log (``"half A"``)."""
     if len(rows) == 0:
         return None
     n_local = len(shard_rows(particles, rows, dist.rank, dist.world_size))
@@ -83,7 +85,7 @@ def _statistics(
     def progress(k: int, _n: int, resumed: bool = False) -> None:
         report(k, resumed)
 
-    stats, reused = cached_statistics(particles, rows, config, path, dist, progress)
+    stats, reused = cached_statistics(particles, rows, config, path, dist, progress, label)
     report(n_local, reused)
     return stats
 
@@ -227,7 +229,8 @@ def gather_half_statistics(job: EngineJob) -> HalfStatistics:
                 )
 
             path = statistics_checkpoint(ck, i, part)
-            out.append(_statistics(particles, rows, path, acc, report, dist))
+            label = f"half {name}" + (", held out" if part == "heldout" else "")
+            out.append(_statistics(particles, rows, path, acc, report, dist, label))
         return out[0], out[1]
 
     # One process on a CPU: the halves side by side, a thread each (side_by_side.concurrent_halves);
