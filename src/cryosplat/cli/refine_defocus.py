@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryosplat.cli.names import PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
+from cryosplat.cli.pass_options import add_pass_output_arguments
 
 HELP = (
     "read each particle's defocus from its image against the half map of a finished run made "
@@ -58,22 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="moves of each micrograph's astigmatism searched to ± this many Å along each of its "
         "components (default 1000)",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        help="folder for defocus.csv, defocus.svg, defocus.json and the metadata with the new "
+    add_pass_output_arguments(
+        p,
+        "defocus.csv, defocus.svg, defocus.json and the metadata with the new "
         "values (refined.star for a STAR file, refined.cs for a cryoSPARC .cs, ctf.pkl for "
         "cryoDRGN's)",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the outputs if they exist (an interrupted command run again with the same "
-        "output folder goes on from where it stopped, with or without it)",
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryosplat.cli.names import DUST_SDS, PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
+from cryosplat.cli.pass_options import add_pass_output_arguments
 
 HELP = (
     "score each particle of a finished run against the half map made without it (or every "
@@ -65,22 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"with --map: hot pixels replaced as reconstruct --dust-sds replaces them (default "
         f"{DUST_SDS:g}; 0 keeps every pixel; a run records its own)",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        help="folder for particle_scores.csv, kept.npy, kept.pkl (cryoDRGN's --ind), named.npy, "
+    add_pass_output_arguments(
+        p,
+        "particle_scores.csv, kept.npy, kept.pkl (cryoDRGN's --ind), named.npy, "
         "weights.npy (reconstruct --weights), scores.svg, score.json and the kept particles' "
         "metadata (kept.star for a STAR file, kept.cs for a cryoSPARC .cs)",
-    )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the outputs if they exist (an interrupted command run again with the same "
-        "output folder goes on from where it stopped, with or without it)",
     )
 
 
