@@ -194,6 +194,16 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     (out / "model_B.cif").unlink()
     assert main(["info", str(out)]) == 0
     assert "missing outputs: model_B.cif" in capsys.readouterr().out
+    # chimerax.cxc is missed where the run wrote one (its summary holds the level), not in a
+    # run from before the script was written
+    (out / "chimerax.cxc").unlink()
+    assert main(["info", str(out)]) == 0
+    assert "missing outputs: model_B.cif, chimerax.cxc" in capsys.readouterr().out
+    status = json.loads((out / "run.json").read_text())
+    del status["summary"]["chimerax_surface_level"]
+    (out / "run.json").write_text(json.dumps(status))
+    assert main(["info", str(out)]) == 0
+    assert "missing outputs: model_B.cif\n" in capsys.readouterr().out
 
 
 def test_info_gives_the_spheres_reading_beside_the_automatic_masks():

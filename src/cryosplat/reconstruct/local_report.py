@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryosplat.reconstruct.chimerax_view import VIEW_FILE
 from cryosplat.reconstruct.written_grid import WrittenGrid
 from cryosplat.validation.local_resolution import local_resolution, window_radius_px
 
@@ -43,14 +44,15 @@ def write_local_resolution(
         "local resolution: %.2f-%.2f Å (5th-95th percentile of the windows centred in %s, "
         "median %.2f Å): the map's halves' FSC at 0.143 in %d windows of radius "
         "%.1f Å, as relion_postprocess --locres reads half maps (finer than the cross-validated "
-        "resolution where the halves share errors); local_resolution.mrc, which ChimeraX "
-        "colours a surface by (color sample #1 map #2 palette ...)%s",
+        "resolution where the halves share errors); local_resolution.mrc, which %s colours the "
+        "map's surface by in ChimeraX%s",
         low,
         high,
         mask_name,
         median,
         len(local.centres_px),
         radius * pixel,
+        VIEW_FILE,
         ""
         if not none
         else (

@@ -34,6 +34,7 @@ from cryosplat import __version__
 from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.chimerax_view import VIEW_FILE
 
 try:
     import fcntl
@@ -81,6 +82,7 @@ OUTPUT_FILES = (
     "model_B.npz",
     "model_A.cif",
     "model_B.cif",
+    VIEW_FILE,
     "config.json",
     LOG_FILE,
 )

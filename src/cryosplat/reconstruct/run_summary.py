@@ -18,6 +18,7 @@ from typing import Any
 
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import stack_header_info
+from cryosplat.reconstruct.chimerax_view import VIEW_FILE
 from cryosplat.reconstruct.grid.engine import stage_checkpoint
 from cryosplat.reconstruct.grid.gather_checkpoint import partial_paths, saved_progress
 from cryosplat.reconstruct.grid.half_statistics import statistics_checkpoint
@@ -164,8 +165,12 @@ def read_run(path: str | Path) -> RunSummary:
     missing = []
     if state == "complete":
         missing = [name for name in OUTPUT_FILES if not (path / name).is_file()]
-        if "local_resolution_5_50_95_angstrom" not in results:  # a run from before it was made
-            missing = [name for name in missing if name != "local_resolution.mrc"]
+        for key, name in (  # runs from before these were made
+            ("local_resolution_5_50_95_angstrom", "local_resolution.mrc"),
+            ("chimerax_surface_level", VIEW_FILE),
+        ):
+            if key not in results:
+                missing = [m for m in missing if m != name]
     return RunSummary(
         path=path,
         status=state,

@@ -13,6 +13,7 @@ from cryosplat.core.fourier import squared_radius
 __all__ = [
     "spherical_mask",
     "auto_mask",
+    "molecule_core",
     "gaussian_smooth",
     "lowpass",
     "soft_edge",
@@ -112,6 +113,28 @@ def _dilate_cube(binary: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def molecule_core(
+    volume: ArrayLike,
+    pixel_size_angstrom: float,
+    lowpass_angstrom: float = 15.0,
+    threshold_fraction: float = 0.1,
+) -> np.ndarray | None:
+    """Where a map holds its molecule, before :func:`auto_mask` dilates and softens it: the map
+    low-pass filtered at ``lowpass_angstrom`` (or twice the voxel, if coarser), at or above
+    ``threshold_fraction`` of its maximum.
+
+    Returns
+    -------
+    np.ndarray, shape (D, D, D), bool; None for a map whose filtered maximum is not positive.
+    """
+    v = np.asarray(volume, dtype=np.float64)
+    smooth = lowpass(v, max(lowpass_angstrom, 2.0 * pixel_size_angstrom), pixel_size_angstrom)
+    peak = smooth.max()
+    if not peak > 0:
+        return None
+    return smooth >= threshold_fraction * peak
+
+
 def auto_mask(
     volume: ArrayLike,
     pixel_size_angstrom: float,
@@ -129,13 +152,10 @@ def auto_mask(
     -------
     np.ndarray, shape (D, D, D), float32 in [0, 1]. Falls back to the spherical mask for an empty map.
     """
-    v = np.asarray(volume, dtype=np.float64)
-    box = v.shape[0]
-    smooth = lowpass(v, max(lowpass_angstrom, 2.0 * pixel_size_angstrom), pixel_size_angstrom)
-    peak = smooth.max()
-    if not peak > 0:
+    box = np.asarray(volume).shape[0]
+    binary = molecule_core(volume, pixel_size_angstrom, lowpass_angstrom, threshold_fraction)
+    if binary is None:
         return spherical_mask(box)
-    binary = smooth >= threshold_fraction * peak
     # Distance (voxels, chessboard) to the binary mask, via repeated dilation by a 3³ cube up to
     # the edge.
     reach = int(math.ceil(dilate_px + soft_width_px)) + 1
