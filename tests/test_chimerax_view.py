@@ -11,10 +11,10 @@ from cryosplat.cli.main import main
 from cryosplat.io.mrc import read_map
 from cryosplat.reconstruct.chimerax_view import (
     LOCAL_RESOLUTION_PALETTE,
-    VIEW_FILE,
     surface_level,
     write_view_script,
 )
+from cryosplat.reconstruct.run_folder import VIEW_FILE
 from cryosplat.validation.masks import molecule_core
 
 PIXEL = 3.0

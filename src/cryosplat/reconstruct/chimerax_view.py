@@ -11,17 +11,27 @@ red (the coarsest 95th), as ``color sample`` does.
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cryosplat.io.mrc import read_map
+from cryosplat.reconstruct.run_folder import MAP_FILE, VIEW_FILE
 from cryosplat.validation.masks import molecule_core
 
-__all__ = ["VIEW_FILE", "LOCAL_RESOLUTION_PALETTE", "surface_level", "write_view_script"]
+__all__ = [
+    "LOCAL_RESOLUTION_PALETTE",
+    "surface_level",
+    "write_view_script",
+    "write_run_view",
+]
 
-VIEW_FILE = "chimerax.cxc"
+log = logging.getLogger("cryosplat")
+
 LOCAL_RESOLUTION_PALETTE = "blue:cyan:green:yellow:red"
 """Finest to coarsest (ChimeraX colour names, low end of ``range`` first)."""
 TIED_EXCESS = 1.5
@@ -67,7 +77,7 @@ def write_view_script(
     volume: ArrayLike,
     pixel_size_angstrom: float,
     local_percentiles_angstrom: tuple[float, float] | None,
-    map_name: str = "map.mrc",
+    map_name: str = MAP_FILE,
     local_name: str = "local_resolution.mrc",
 ) -> tuple[Path, float]:
     """Write ``folder / VIEW_FILE`` for the map ``volume`` written as ``map_name``.
@@ -100,3 +110,21 @@ def write_view_script(
     path = folder / VIEW_FILE
     path.write_text("\n".join(lines) + "\n")
     return path, level
+
+
+def write_run_view(folder: Path, local_percentiles_angstrom: Sequence[float]) -> float:
+    """:func:`write_view_script` for the run folder's ``map.mrc`` as written (its box and voxel),
+    logged; ``local_percentiles_angstrom``: the 5th, 50th and 95th percentiles of its local
+    resolution (non-finite where no window read one: the surface is then uncoloured). Returns the
+    surface's level."""
+    low, _, high = local_percentiles_angstrom
+    volume, voxel = read_map(folder / MAP_FILE)
+    colours = (low, high) if np.isfinite([low, high]).all() else None
+    path, level = write_view_script(folder, volume, voxel, colours)
+    log.info(
+        "ChimeraX: %s shows the map's surface at the molecule's level (%.4g)%s",
+        path.name,
+        level,
+        "" if colours is None else ", coloured by its local resolution",
+    )
+    return level

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.reconstruct.chimerax_view import VIEW_FILE
+from cryosplat.reconstruct.run_folder import VIEW_FILE
 from cryosplat.reconstruct.written_grid import WrittenGrid
 from cryosplat.validation.local_resolution import local_resolution, window_radius_px
 

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from cryosplat.io.fsc_xml import write_fsc_xml
-from cryosplat.io.mrc import read_map
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
 from cryosplat.model.gaussians import GaussianModel
-from cryosplat.reconstruct.chimerax_view import write_view_script
+from cryosplat.reconstruct.chimerax_view import write_run_view
 from cryosplat.reconstruct.engine_result import EngineResult, MapSettings
 from cryosplat.reconstruct.half_map_report import (
     CrossValidationInputs,
@@ -396,7 +395,7 @@ def write_outputs(
     for name, model in (("A", model_a), ("B", model_b)):
         model.save(folder / f"model_{name}.npz")
         export_model(model, folder / f"model_{name}.cif", origin)
-    level = _write_view(folder, local["percentiles_5_50_95_angstrom"])
+    level = write_run_view(folder, local["percentiles_5_50_95_angstrom"])
     summary = run_summary(report, (model_a, model_b), n_unit, map_text, settings.symmetry)
     summary["local_resolution_5_50_95_angstrom"] = local["percentiles_5_50_95_angstrom"]
     summary["local_resolution_windows_without"] = local["windows_without_resolution"]
@@ -408,22 +407,6 @@ def write_outputs(
         ]
     _log_resolution(report, summary)
     return report, summary
-
-
-def _write_view(folder: Path, percentiles: Sequence[float]) -> float:
-    """``chimerax.cxc`` for the map as written (:mod:`cryosplat.reconstruct.chimerax_view`);
-    returns its surface's level."""
-    low, _, high = percentiles
-    volume, voxel = read_map(folder / MAP_FILE)
-    colours = (low, high) if np.isfinite([low, high]).all() else None
-    path, level = write_view_script(folder, volume, voxel, colours)
-    log.info(
-        "ChimeraX: %s shows the map's surface at the molecule's level (%.4g)%s",
-        path.name,
-        level,
-        "" if colours is None else ", coloured by its local resolution",
-    )
-    return level
 
 
 def _negative_population(models: Sequence[GaussianModel]) -> dict:

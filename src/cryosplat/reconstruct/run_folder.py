@@ -34,7 +34,6 @@ from cryosplat import __version__
 from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.chimerax_view import VIEW_FILE
 
 try:
     import fcntl
@@ -56,6 +55,7 @@ __all__ = [
     "MAP_FILE",
     "OUTPUT_FILES",
     "STATUS_FILE",
+    "VIEW_FILE",
 ]
 
 STATUS_FILE = "run.json"
@@ -68,6 +68,7 @@ LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoints"
 MAP_FILE = "map.mrc"
 FSC_FILE = "fsc.json"
+VIEW_FILE = "chimerax.cxc"  # cryosplat.reconstruct.chimerax_view writes it
 OUTPUT_FILES = (
     MAP_FILE,
     "half_map_A.mrc",

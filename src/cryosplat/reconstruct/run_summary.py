@@ -18,7 +18,6 @@ from typing import Any
 
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import stack_header_info
-from cryosplat.reconstruct.chimerax_view import VIEW_FILE
 from cryosplat.reconstruct.grid.engine import stage_checkpoint
 from cryosplat.reconstruct.grid.gather_checkpoint import partial_paths, saved_progress
 from cryosplat.reconstruct.grid.half_statistics import statistics_checkpoint
@@ -29,6 +28,7 @@ from cryosplat.reconstruct.run_folder import (
     MAP_FILE,
     OUTPUT_FILES,
     STATUS_FILE,
+    VIEW_FILE,
     folder_bytes,
     lock_holder,
     read_status,
