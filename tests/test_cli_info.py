@@ -194,6 +194,8 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     (out / "model_B.cif").unlink()
     assert main(["info", str(out)]) == 0
     assert "missing outputs: model_B.cif" in capsys.readouterr().out
+    level = summary["chimerax_surface_level"]
+    assert f"view:         chimerax {out / 'chimerax.cxc'} (the surface at {level:.4g})" in text
     # chimerax.cxc is missed where the run wrote one (its summary holds the level), not in a
     # run from before the script was written
     (out / "chimerax.cxc").unlink()

@@ -412,6 +412,11 @@ def format_run(r: RunSummary) -> str:
         )
         if res.get("map"):
             lines.append(f"  ({res['map']})")
+    from cryosplat.reconstruct.run_folder import VIEW_FILE
+
+    level = res.get("chimerax_surface_level")
+    if is_number(level) and (r.path / VIEW_FILE).is_file():
+        lines.append(f"view:         chimerax {r.path / VIEW_FILE} (the surface at {level:.4g})")
     lines += _state_lines(r, ident)
     for warning in r.warnings:
         lines.append(f"warning: {warning}")
