@@ -157,6 +157,8 @@ def test_two_ranks_sum_the_same_statistics_and_fit_the_same_map(
     assert done.stderr.count("cryosplat reconstruct:") == 1
     assert (out / "log.txt").read_text().count("cryosplat reconstruct:") == 1
     assert "2 processes (gloo)" in (out / "log.txt").read_text()
+    log_text = (out / "log.txt").read_text()  # the summed shards' background, once per half
+    assert [log_text.count(f"background (half {h}): ") for h in "AB"] == [1, 1]
     for name in ("A_fit", "B_fit"):  # every particle is fitted: no held-out parts by default
         one = FourierStatistics.load(single_grid_run / "checkpoints" / f"stats_{name}.npz")
         two = FourierStatistics.load(out / "checkpoints" / f"stats_{name}.npz")

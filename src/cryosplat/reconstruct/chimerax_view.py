@@ -88,7 +88,7 @@ def write_view_script(
     """
     level = surface_level(volume, pixel_size_angstrom)
     lines = [
-        "# cryosplat reconstruct: run in ChimeraX (`chimerax chimerax.cxc` in this folder, or",
+        f"# cryosplat reconstruct: run in ChimeraX (`chimerax {VIEW_FILE}` in this folder, or",
         "# File > Open), which reads the file names below from this script's folder.",
         f"open {map_name}",
         f"volume #1 style surface level {level:.6g}",
