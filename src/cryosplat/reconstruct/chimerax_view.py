@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from cryosplat.io.mrc import read_map
-from cryosplat.reconstruct.run_folder import MAP_FILE, VIEW_FILE
+from cryosplat.reconstruct.run_folder import LOCAL_RESOLUTION_FILE, MAP_FILE, VIEW_FILE
 from cryosplat.validation.masks import molecule_core
 
 __all__ = [
@@ -77,10 +77,8 @@ def write_view_script(
     volume: ArrayLike,
     pixel_size_angstrom: float,
     local_percentiles_angstrom: tuple[float, float] | None,
-    map_name: str = MAP_FILE,
-    local_name: str = "local_resolution.mrc",
 ) -> tuple[Path, float]:
-    """Write ``folder / VIEW_FILE`` for the map ``volume`` written as ``map_name``.
+    """Write ``folder / VIEW_FILE`` for the map ``volume`` written there as ``MAP_FILE``.
 
     ``local_percentiles_angstrom``: the 5th and 95th percentiles of the local resolution in the
     molecule (Å), the colour range; None (no window read a resolution) leaves the surface
@@ -90,7 +88,7 @@ def write_view_script(
     lines = [
         f"# cryosplat reconstruct: run in ChimeraX (`chimerax {VIEW_FILE}` in this folder, or",
         "# File > Open), which reads the file names below from this script's folder.",
-        f"open {map_name}",
+        f"open {MAP_FILE}",
         f"volume #1 style surface level {level:.6g}",
     ]
     if local_percentiles_angstrom is not None:
@@ -102,7 +100,7 @@ def write_view_script(
             )
         high = max(high, low + 0.01)  # a range of one value colours nothing
         lines += [
-            f"open {local_name}",
+            f"open {LOCAL_RESOLUTION_FILE}",
             "volume #2 hide",
             f"color sample #1 map #2 palette {LOCAL_RESOLUTION_PALETTE} range {low:.2f},{high:.2f}",
         ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.reconstruct.run_folder import VIEW_FILE
+from cryosplat.reconstruct.run_folder import LOCAL_RESOLUTION_FILE, VIEW_FILE
 from cryosplat.reconstruct.written_grid import WrittenGrid
 from cryosplat.validation.local_resolution import local_resolution, window_radius_px
 
@@ -37,7 +37,7 @@ def write_local_resolution(
     maps = [torch.as_tensor(m).float() for m in halves]
     radius = window_radius_px(resolution_angstrom, pixel, maps[0].shape[0])
     local = local_resolution((maps[0], maps[1]), mask, pixel, radius)
-    grid.write(folder / "local_resolution.mrc", local.volume, bounded=True)
+    grid.write(folder / LOCAL_RESOLUTION_FILE, local.volume, bounded=True)
     low, median, high = local.percentiles(mask)
     none, windows = local.without_reading(mask)
     log.info(

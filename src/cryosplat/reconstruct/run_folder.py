@@ -52,6 +52,7 @@ __all__ = [
     "FSC_FILE",
     "LOCK_FILE",
     "LOG_FILE",
+    "LOCAL_RESOLUTION_FILE",
     "MAP_FILE",
     "OUTPUT_FILES",
     "STATUS_FILE",
@@ -68,6 +69,7 @@ LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoints"
 MAP_FILE = "map.mrc"
 FSC_FILE = "fsc.json"
+LOCAL_RESOLUTION_FILE = "local_resolution.mrc"
 VIEW_FILE = "chimerax.cxc"  # cryosplat.reconstruct.chimerax_view writes it
 OUTPUT_FILES = (
     MAP_FILE,
@@ -75,7 +77,7 @@ OUTPUT_FILES = (
     "half_map_B.mrc",
     "mask.mrc",
     "local_weight.mrc",
-    "local_resolution.mrc",
+    LOCAL_RESOLUTION_FILE,
     FSC_FILE,
     "fsc.xml",
     "fsc.svg",

@@ -24,6 +24,7 @@ from cryosplat.reconstruct.grid.half_statistics import statistics_checkpoint
 from cryosplat.reconstruct.run_folder import (
     CHECKPOINT_DIR,
     FSC_FILE,
+    LOCAL_RESOLUTION_FILE,
     LOG_FILE,
     MAP_FILE,
     OUTPUT_FILES,
@@ -166,7 +167,7 @@ def read_run(path: str | Path) -> RunSummary:
     if state == "complete":
         missing = [name for name in OUTPUT_FILES if not (path / name).is_file()]
         for key, name in (  # runs from before these were made
-            ("local_resolution_5_50_95_angstrom", "local_resolution.mrc"),
+            ("local_resolution_5_50_95_angstrom", LOCAL_RESOLUTION_FILE),
             ("chimerax_surface_level", VIEW_FILE),
         ):
             if key not in results:
