@@ -191,7 +191,9 @@ def test_score_interrupted_goes_on_and_writes_what_an_uninterrupted_one_does(
     capsys.readouterr()
     assert main(["info", str(tmp_path / "part")]) == 0
     said = capsys.readouterr().out
-    assert "an interrupted score or refine-defocus" in said and "scores_0 60/60" in said
+    assert (
+        "an interrupted score, refine-defocus or refine-poses" in said and "scores_0 60/60" in said
+    )
     reads = _Reads(monkeypatch)
     assert main([*command, str(tmp_path / "part")]) == 0
     assert 0 < reads.images == whole_reads.images - stopped_reads.images

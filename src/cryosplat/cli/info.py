@@ -13,9 +13,11 @@ from cryosplat.cli.particle_choice import add_selection_arguments, apply_selecti
 from cryosplat.cli.record_lines import (
     angstrom,
     format_defocus,
+    format_poses,
     format_saved_passes,
     format_scores,
     is_number,
+    next_commands,
 )
 from cryosplat.core.errors import InputError
 
@@ -28,7 +30,8 @@ HELP = (
     "poses, view coverage and preferred orientation; checks every referenced image exists. "
     "Given a reconstruct output folder: its run's state (running, complete, stopped) and results; "
     "given a score output folder: what was scored against which run, and what it named; given a "
-    "refine-defocus output folder: how far the recorded defoci were off"
+    "refine-defocus output folder: how far the recorded defoci were off; given a refine-poses "
+    "output folder: how far the recorded poses were off"
 )
 
 
@@ -46,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "particles",
         type=Path,
-        help="particle .star, .cs or .mrcs stack, or a reconstruct, score or refine-defocus "
+        help="particle .star, .cs or .mrcs stack, or a reconstruct, score, refine-defocus or "
+        "refine-poses "
         "output folder",
     )
     parser.add_argument(
@@ -366,24 +370,8 @@ def _state_lines(r: RunSummary, ident: dict) -> list[str]:
             f"checkpoints:  {r.checkpoint_bytes / 1e6:.0f} MB kept: {resume} makes the outputs "
             "again from them, e.g. with --mask MASK"
         )
-    resolution = (r.results or {}).get("resolution_angstrom")
-    if r.status == "complete" and isinstance(resolution, int | float) and resolution < 10.0:
-        lines.append(
-            f"sharpen:      cryosplat sharpen {r.path} -o OUT.mrc (for model building: the map's "
-            "Guinier B-factor taken out)"
-        )
-    if r.status == "complete" and isinstance(resolution, int | float) and resolution < 8.0:
-        lines.append(
-            f"defocus:      cryosplat refine-defocus {ident.get('input', 'PARTICLES')} --run "
-            f"{r.path} -o OUT (each particle's defocus read against the half map made without it)"
-        )
     if r.status == "complete":
-        lines.append(
-            f"score:        cryosplat score {ident.get('input', 'PARTICLES')} --run {r.path} -o "
-            "OUT (each particle against the half map made without it: junk named, the rest's "
-            "rows for --ind)"
-            + ("; with the run's own --ind, --class or --weights" if ident.get("selection") else "")
-        )
+        lines += next_commands(r.path, ident, (r.results or {}).get("resolution_angstrom"))
     return lines
 
 
@@ -446,13 +434,14 @@ def run(args: argparse.Namespace) -> int:
     if args.particles.is_dir():
         from cryosplat.reconstruct.defocus_run import read_defocus_record
         from cryosplat.reconstruct.grid.row_store import saved_passes
+        from cryosplat.reconstruct.pose_run import read_poses_record
         from cryosplat.reconstruct.run_summary import read_run
         from cryosplat.reconstruct.score_run import read_scores
 
         if args.poses or args.ctf or args.datadir or args.classes or args.ind:
             raise InputError(
-                f"{args.particles}: a folder is read as a reconstruct, score or refine-defocus output "
-                "folder, "
+                f"{args.particles}: a folder is read as a reconstruct, score, refine-defocus or "
+                "refine-poses output folder, "
                 "which takes no --datadir, --poses, --ctf, --class or --ind"
             )
         if not (args.particles / "run.json").exists():
@@ -461,6 +450,9 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             if (defocus := read_defocus_record(args.particles)) is not None:
                 print(format_defocus(args.particles, defocus))
+                return 0
+            if (poses := read_poses_record(args.particles)) is not None:
+                print(format_poses(args.particles, poses))
                 return 0
             if passes := saved_passes(args.particles / PASS_CHECKPOINTS):
                 print(format_saved_passes(args.particles, passes))

@@ -29,6 +29,7 @@ COMMANDS = (
     "reconstruct",
     "score",
     "refine-defocus",
+    "refine-poses",
     "sharpen",
     "demo",
 )

@@ -90,6 +90,45 @@ def format_defocus(folder: Path, data: dict) -> str:
     return "\n".join(lines)
 
 
+def format_poses(folder: Path, data: dict) -> str:
+    """The lines ``info`` prints for a ``cryosplat refine-poses`` output folder."""
+
+    def number(values: dict, key: str, form: str) -> str:
+        value = values.get(key)
+        return format(value, form) if is_number(value) else "?"
+
+    lines = [
+        f"{folder}: cryosplat refine-poses output (cryosplat "
+        f"{data.get('cryosplat_version', '?')}, finished {data.get('finished', '?')})",
+        f"particles:    {data.get('particles')} ({number(data, 'n_particles', ',')})",
+        f"run:          {data.get('run')} (its resolution "
+        f"{angstrom(data.get('run_resolution_angstrom'))}; shells read to "
+        f"{number(data, 'shells_to_angstrom', '.2f')} Å)",
+    ]
+    halves = data.get("halves")
+    for name, half in (halves if isinstance(halves, dict) else {}).items():
+        if not isinstance(half, dict):
+            continue
+        if half.get("applied"):
+            read = (
+                f"the recorded poses off by {number(half, 'prior_rotation_sd_degrees', '.2f')}° "
+                f"and {number(half, 'prior_shift_sd_angstrom', '.2f')} Å per component; "
+                "moves applied"
+            )
+        else:
+            read = (
+                "the images do not show the recorded poses to be off (evidence gain "
+                f"{number(half, 'evidence_gain', '.1f')} nats); no move applied"
+            )
+        lines.append(f"half {name}:       {read}")
+    lines += [
+        f"moves:        turns {number(data, 'turn_rms_degrees', '.2f')}° and shift moves "
+        f"{number(data, 'shift_move_rms_angstrom', '.2f')} Å rms",
+        f"new poses:    {data.get('refined_metadata')} (per particle: {folder / 'poses.csv'})",
+    ]
+    return "\n".join(lines)
+
+
 def _astigmatism_line(data: dict) -> str:
     """What ``defocus.json`` says of the micrographs' astigmatism."""
 
@@ -109,12 +148,42 @@ def _astigmatism_line(data: dict) -> str:
     )
 
 
+def next_commands(run: Path, ident: dict, resolution: object) -> list[str]:
+    """The commands that read a complete run further, as ``info`` lists them for it (``ident``
+    its identity, ``resolution`` its reported resolution, Å): sharpening and the defocus where
+    the map is fine enough for them."""
+    particles = ident.get("input", "PARTICLES")
+    fine = is_number(resolution)
+    lines = []
+    if fine and resolution < 10.0:
+        lines.append(
+            f"sharpen:      cryosplat sharpen {run} -o OUT.mrc (for model building: the map's "
+            "Guinier B-factor taken out)"
+        )
+    lines.append(
+        f"poses:        cryosplat refine-poses {particles} --run {run} -o OUT (each particle's "
+        "pose read against its own half set's map)"
+    )
+    if fine and resolution < 8.0:
+        lines.append(
+            f"defocus:      cryosplat refine-defocus {particles} --run {run} -o OUT (each "
+            "particle's defocus read against the half map made without it)"
+        )
+    lines.append(
+        f"score:        cryosplat score {particles} --run {run} -o OUT (each particle against "
+        "the half map made without it: junk named, the rest's rows for --ind)"
+        + ("; with the run's own --ind, --class or --weights" if ident.get("selection") else "")
+    )
+    return lines
+
+
 def format_saved_passes(folder: Path, passes: list[tuple[str, int, int]]) -> str:
-    """What an interrupted ``score`` or ``refine-defocus`` left in ``folder``: its passes over
-    the images, each with the images read."""
+    """What an interrupted ``score``, ``refine-defocus`` or ``refine-poses`` left in ``folder``:
+    its passes over the images, each with the images read."""
     done = ", ".join(f"{name} {read:,}/{total:,}" for name, read, total in passes)
     return (
-        f"{folder}: an interrupted score or refine-defocus (no outputs yet); its passes over the "
+        f"{folder}: an interrupted score, refine-defocus or refine-poses (no outputs yet); its "
+        "passes over the "
         f"images, images read: {done}. Run the same command again with -o {folder} to go on "
         "from there."
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryosplat.cli.names import PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
-from cryosplat.cli.pass_options import add_pass_output_arguments
+from cryosplat.cli.pass_options import RUN_HELP, add_pass_output_arguments, check_pass_output
 
 HELP = (
     "read each particle's defocus from its image against the half map of a finished run made "
@@ -33,13 +33,7 @@ def _positive_angstrom(text: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_reading_arguments(p)
-    p.add_argument(
-        "--run",
-        type=Path,
-        required=True,
-        help="the complete reconstruct run folder these particles made (same file, --ind, "
-        "--class, --angpix and --weights)",
-    )
+    p.add_argument("--run", type=Path, required=True, help=RUN_HELP)
     p.add_argument(
         "--range",
         type=_positive_angstrom,
@@ -72,11 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.core.errors import InputError
     from cryosplat.reconstruct.defocus_run import refine_defocus_run, write_refined_defocus
 
-    out = args.output / "defocus.csv"
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out} exists; --overwrite replaces it")
-    if args.output.resolve() == args.run.resolve():
-        raise InputError(f"{args.output} is the run's folder; write the offsets elsewhere")
+    out = check_pass_output(args, "defocus.csv", "offsets")
     suffix = Path(args.particles).suffix.lower()
     if suffix not in (".star", ".cs") and args.ctf is None:
         raise InputError(

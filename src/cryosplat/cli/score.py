@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryosplat.cli.names import DUST_SDS, PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
-from cryosplat.cli.pass_options import add_pass_output_arguments
+from cryosplat.cli.pass_options import add_pass_output_arguments, check_pass_output
 
 HELP = (
     "score each particle of a finished run against the half map made without it (or every "
@@ -79,17 +79,13 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.core.errors import InputError
     from cryosplat.reconstruct.score_run import score_against_map, score_run, write_scores
 
-    out = args.output / "particle_scores.csv"
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out} exists; --overwrite replaces it")
-    if args.run is not None:
-        if args.resolution is not None or args.invert_contrast or args.dust_sds is not None:
-            raise InputError(
-                "--resolution, --invert-contrast and --dust-sds go with --map: a run records "
-                "its own"
-            )
-        if args.output.resolve() == args.run.resolve():
-            raise InputError(f"{args.output} is the run's folder; write the scores elsewhere")
+    out = check_pass_output(args, "particle_scores.csv", "scores")
+    if args.run is not None and (
+        args.resolution is not None or args.invert_contrast or args.dust_sds is not None
+    ):
+        raise InputError(
+            "--resolution, --invert-contrast and --dust-sds go with --map: a run records its own"
+        )
     particles = read_chosen_particles(args)
     options = {
         "device": resolve_device(args.device),

@@ -22,7 +22,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 from cryosplat.io.mrc import MRCStack
 from cryosplat.io.stackrefs import UNSET_HEADER_PIXELS, header_pixel_notes
-from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+from cryosplat.particles.particle_set import OpticsGroup, ParticleSet, pose_arrays
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "read_ctf_table",
     "read_stack_with_pickles",
     "write_ctf_pickle_defocus",
+    "write_poses_pickle",
     "write_index_pickle",
 ]
 
@@ -69,6 +70,31 @@ def write_ctf_pickle_defocus(
         table[rows, CRYODRGN_CTF_COLUMNS.index(name)] = getattr(ctf, name)
     with atomic_path(out, suffix=".pkl") as tmp, open(tmp, "wb") as fh:
         pickle.dump(table, fh)
+
+
+def write_poses_pickle(
+    source: str | Path,
+    rows: np.ndarray,
+    rotations: np.ndarray,
+    shifts_angstrom: np.ndarray,
+    box_angstrom: float,
+    out: str | Path,
+) -> None:
+    """Write cryoDRGN's ``poses.pkl`` ``source`` to ``out`` with the poses ``rotations``
+    (RELION's ``A``, (n, 3, 3)) and ``shifts_angstrom`` ((n, 2)), one per entry of ``rows``: the
+    translations as fractions of the box (``box_angstrom``, the images' box times their pixel
+    size); written atomically, a tuple ``(rotations, translations)`` (a pickle of rotations only
+    gains its translations, zero for the other rows)."""
+    if not (np.isfinite(box_angstrom) and box_angstrom > 0):
+        raise ValueError(f"box_angstrom must be positive, got {box_angstrom}")
+    rot, trans = read_cryodrgn_poses(source)
+    rows = np.asarray(rows, dtype=np.int64)
+    rot = rot.copy()
+    trans = np.zeros((len(rot), 2)) if trans is None else trans.copy()
+    rot[rows], shifts = pose_arrays(rotations, shifts_angstrom, len(rows))
+    trans[rows] = shifts / box_angstrom
+    with atomic_path(out, suffix=".pkl") as tmp, open(tmp, "wb") as fh:
+        pickle.dump((rot, trans), fh)
 
 
 def _check_finite(path: Path, name: str, values: np.ndarray) -> None:

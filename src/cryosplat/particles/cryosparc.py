@@ -25,12 +25,13 @@ row by row by ``uid`` (:func:`with_passthrough`), with a note.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from tokenize import TokenError
 
 import numpy as np
 
-from cryosplat.core.conventions import rotvec_to_matrix
+from cryosplat.core.conventions import matrix_to_rotvec, rotvec_to_matrix
 from cryosplat.core.ctf import CTFParams
 from cryosplat.core.distinct import distinct_rows
 from cryosplat.core.errors import InputError
@@ -49,6 +50,7 @@ from cryosplat.particles.particle_set import (
     OpticsGroup,
     ParticleSet,
     number_micrographs,
+    pose_arrays,
 )
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
@@ -58,6 +60,7 @@ __all__ = [
     "read_cryosparc",
     "with_passthrough",
     "write_cs_defocus",
+    "write_cs_poses",
     "write_cs_rows",
 ]
 
@@ -160,12 +163,6 @@ def write_cs_defocus(source: str | Path, rows: np.ndarray, ctf: CTFParams, out: 
     (one row per entry of ``rows``, 0-based rows of the table) in ``ctf/df1_A``, ``ctf/df2_A``
     and ``ctf/df_angle_rad`` where they differ from those stored; every other field as stored,
     the passthrough file's fields added (as :func:`write_cs_rows`). Written atomically."""
-    source = Path(source)
-    table = load_cs(source)
-    if (passthrough := find_passthrough(source)) is not None:
-        table, _ = with_passthrough(table, source, passthrough)
-    table = table.copy()
-    rows = np.asarray(rows, dtype=np.int64)
     if len(ctf) != len(rows):
         raise ValueError(f"ctf has {len(ctf)} rows for {len(rows)} rows of the table")
     new = {
@@ -173,9 +170,57 @@ def write_cs_defocus(source: str | Path, rows: np.ndarray, ctf: CTFParams, out: 
         "ctf/df2_A": ctf.defocus_v_angstrom,
         "ctf/df_angle_rad": np.deg2rad(ctf.defocus_angle_degrees),
     }
-    for name, values in new.items():
-        recorded = _field(table, name, source)[rows]
-        moved = ~np.isclose(values, recorded, rtol=0.0, atol=1e-9)
+    _write_cs_moved(Path(source), rows, lambda table: new, out)
+
+
+def write_cs_poses(
+    source: str | Path,
+    rows: np.ndarray,
+    rotations: np.ndarray,
+    shifts_angstrom: np.ndarray,
+    out: str | Path,
+) -> None:
+    """Write the ``.cs`` table ``source`` to ``out`` with the poses ``rotations`` (RELION's
+    ``A``, (n, 3, 3)) and ``shifts_angstrom`` ((n, 2)), one per entry of ``rows`` (0-based rows
+    of the table), in ``alignments3D/pose`` (the rotation vector of ``Aᵀ``) and
+    ``alignments3D/shift`` (pixels of ``alignments3D/psize_A``, else ``blob/psize_A``) where they
+    differ from those stored; every other field as stored, the passthrough file's fields added.
+    Written atomically."""
+    source = Path(source)
+    rotations, shifts_angstrom = pose_arrays(rotations, shifts_angstrom, len(rows))
+
+    def new(table: np.ndarray) -> dict[str, np.ndarray]:
+        pixels = _pose_pixels(table, _field(table, "blob/psize_A", source), source, [])
+        return {
+            "alignments3D/pose": matrix_to_rotvec(np.swapaxes(rotations, 1, 2)),
+            "alignments3D/shift": shifts_angstrom / pixels[np.asarray(rows)][:, None],
+        }
+
+    _write_cs_moved(source, rows, new, out)
+
+
+def _write_cs_moved(
+    source: Path,
+    rows: np.ndarray,
+    new: Callable[[np.ndarray], dict[str, np.ndarray]],
+    out: str | Path,
+) -> None:
+    """Write ``source``'s table (its passthrough fields added) to ``out`` with the fields
+    ``new(table)`` gives (a value per entry of ``rows``) where they differ from those stored;
+    atomically."""
+    table = load_cs(source)
+    if (passthrough := find_passthrough(source)) is not None:
+        table, _ = with_passthrough(table, source, passthrough)
+    table = table.copy()
+    rows = np.asarray(rows, dtype=np.int64)
+    for name, values in new(table).items():
+        _field(table, name, source)  # a missing or non-finite field named
+        recorded = table[name][rows]
+        # compared as stored (float32 fields): a value given back as read is not rewritten
+        values = np.asarray(values, dtype=np.float64).reshape(recorded.shape).astype(recorded.dtype)
+        moved = values != recorded
+        if moved.ndim > 1:
+            moved = moved.any(axis=tuple(range(1, moved.ndim)))
         table[name][rows[moved]] = values[moved]
     with atomic_path(out, suffix=".cs") as tmp, open(tmp, "wb") as fh:
         np.save(fh, table)

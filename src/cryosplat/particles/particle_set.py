@@ -25,6 +25,7 @@ __all__ = [
     "SAME_KIND_PIXEL",
     "StoredImages",
     "number_micrographs",
+    "pose_arrays",
 ]
 
 # Optics groups whose pixel sizes lie within this factor hold their noise alike in their pixels
@@ -111,6 +112,26 @@ class ClassLabels:
             "one map, as one molecule in one state; --class N reconstructs one of them "
             "(--class 1,3 several)"
         )
+
+
+def pose_arrays(
+    rotations: ArrayLike, shifts_angstrom: ArrayLike, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` poses as float64 arrays: rotations (count, 3, 3) and shifts (count, 2, Å).
+
+    Raises
+    ------
+    ValueError
+        Their shapes are not those.
+    """
+    rotations = np.asarray(rotations, dtype=np.float64)
+    shifts_angstrom = np.asarray(shifts_angstrom, dtype=np.float64)
+    if rotations.shape != (count, 3, 3) or shifts_angstrom.shape != (count, 2):
+        raise ValueError(
+            f"rotations {rotations.shape} and shifts {shifts_angstrom.shape} do not match "
+            f"{count} rows"
+        )
+    return rotations, shifts_angstrom
 
 
 def number_micrographs(names: ArrayLike) -> np.ndarray:
