@@ -30,6 +30,7 @@ import numpy as np
 from bench_datasets import make_dataset
 from bench_defocus import link_stacks
 from bench_methods import _cryosplat_script, measure, run_cryosplat, run_relion
+from bench_report import plot_curves
 from bench_variants import parse_args, print_table, table_row
 from run_benchmarks import selected_specs
 
@@ -69,6 +70,17 @@ def with_true_poses(star: Path, truth_star: Path, out: Path) -> Path:
     return out
 
 
+def plot_set(work: Path, name: str, pixel: float, path: Path) -> None:
+    """The six maps' FSC with the truth (both programs, recorded, refined and true poses), from
+    the curves :func:`bench_set` saved in ``work``, as a PNG."""
+    curves = {
+        f"{method}, {poses} poses": np.load(work / f"{method}_{poses}" / f"{method}_fsc_truth.npy")
+        for method in ("cryosplat", "relion")
+        for poses in ("recorded", "refined", "true")
+    }
+    plot_curves(path, f"{name}: FSC with the truth", curves, pixel)
+
+
 def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
     """One set's map rows and pose-error rows."""
     data = make_dataset(spec, cache)
@@ -102,6 +114,7 @@ def bench_set(spec, cache: Path, out_root: Path) -> tuple[list[str], list[str]]:
         row(label, run_cryosplat(star, out), out)
         out = work / f"relion_{name}"
         row(label, run_relion(star, out, pixel), out)
+    plot_set(work, spec.name, pixel, out_root / f"fsc_poses_{spec.name}.png")
     before, after = pose_errors(data.star, truth_star), pose_errors(refined, truth_star)
     errors = [
         f"| {spec.name} | {before[0]:.2f} | {after[0]:.2f} | {before[1]:.2f} | {after[1]:.2f} | "
