@@ -161,10 +161,10 @@ def refine_poses_run(
     show_progress: bool = True,
     checkpoints: Path | None = None,
 ) -> RefinedPoses:
-    """Read each particle's pose (turns within ``±angle_range_degrees`` and shift moves within
-    ``±shift_range_angstrom``, None: :data:`~cryosplat.reconstruct.grid.pose_fit.DEFAULT_SHIFT_RANGE_PX`
-    pixels of the run's working box) from its image against its own half set's map of the
-    complete run in ``run``.
+    """Read each particle's pose (turns up to ``angle_range_degrees`` about any axis, shift
+    moves up to ``shift_range_angstrom`` long; None:
+    :data:`~cryosplat.reconstruct.grid.pose_fit.DEFAULT_SHIFT_RANGE_PX` pixels of the run's
+    working box) from its image against its own half set's map of the complete run in ``run``.
 
     ``checkpoints``: a folder where each pass over the images is kept as it goes; a call that
     finds the passes of an interrupted one there goes on from where it stopped. The caller
