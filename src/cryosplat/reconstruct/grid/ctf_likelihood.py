@@ -28,7 +28,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
 )
 from cryosplat.reconstruct.grid.row_store import RowStore
 
-__all__ = ["CTFCandidates", "ctf_log_likelihood", "move_basis"]
+__all__ = ["image_noise", "shell_weights", "CTFCandidates", "ctf_log_likelihood", "move_basis"]
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,7 @@ def ctf_log_likelihood(
 
     Where the images carry no CTF of their own and a batch is of one voltage, the moves' sums are
     matrix products (:func:`_moved_log_likelihood`); else each CTF is made and summed in turn."""
-    if scores.shell_noise is None:
-        raise ValueError("scores without the noise per shell (made by score_from_sums)")
-    noise = scores.shell_noise
-    read = noise > 0
-    inverse = np.where(read, 1.0 / np.where(read, noise, 1.0), 0.0)
+    weights = shell_weights(scores)
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     moves = np.asarray(candidates.moves_angstrom, dtype=np.float64).reshape(-1, 3)
     store = RowStore(len(rows)) if store is None else store
@@ -88,19 +84,33 @@ def ctf_log_likelihood(
         for samples in read_samples(particles, left, volume, reading, progress):
             if cross_weight is None:
                 device = samples.kept.device
-                cross_weight = torch.as_tensor(scores.shell_scale * inverse, device=device)
-                cross_scale = torch.as_tensor(scores.shell_scale**2 * inverse, device=device)
+                cross_weight, cross_scale = (torch.as_tensor(w, device=device) for w in weights)
             friedel = samples.friedel.float()
             cross = (samples.data.conj() * samples.slices).real
             cross = cross * (friedel * cross_weight[samples.shell].float())
             model = samples.slices.abs().square() * (friedel * cross_scale[samples.shell].float())
             values = _batch_log_likelihood(samples, cross, model, candidates, moves, bases)
             store.put(todo[samples.positions], log_likelihood=0.5 * values.numpy())
-    out = store.finish()["log_likelihood"]
+    return store.finish()["log_likelihood"] / image_noise(scores)[:, None]
+
+
+def shell_weights(scores: ParticleScores) -> tuple[np.ndarray, np.ndarray]:
+    """The likelihood's weights per shell, ``a_s / σ²_s`` and ``a_s² / σ²_s`` (S,) (0 where a
+    shell was not read), of scores made by
+    :func:`~cryosplat.reconstruct.grid.particle_scores.score_from_sums`."""
+    if scores.shell_noise is None:
+        raise ValueError("scores without the noise per shell (made by score_from_sums)")
+    noise = scores.shell_noise
+    read = noise > 0
+    inverse = np.where(read, 1.0 / np.where(read, noise, 1.0), 0.0)
+    return scores.shell_scale * inverse, scores.shell_scale**2 * inverse
+
+
+def image_noise(scores: ParticleScores) -> np.ndarray:
+    """Each image's noise relative to the set's, ``c_i`` (N,), NaN where it could not be read
+    (the log-likelihoods are divided by it)."""
     relative = np.asarray(scores.noise_scale, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = out / np.where(relative > 0, relative, np.nan)[:, None]
-    return out
+    return np.where(relative > 0, relative, np.nan)
 
 
 def _batch_log_likelihood(

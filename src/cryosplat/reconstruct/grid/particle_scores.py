@@ -5,8 +5,7 @@ ice or carbon picked as particles, aggregates, particles whose pose a refinement
 known poses, each image can be compared with what the map predicts for it: the central slice of
 the map's transform at its pose, times its CTF (:mod:`cryosplat.reconstruct.grid.image_spectra`
 places the image exactly as the statistics pass does). Each half set's images are compared with
-the *other* half's map, which was made without them, so an image cannot agree with a map by
-having shaped it.
+the *other* half's map, made without them: an image cannot agree with a map by having shaped it.
 
 Per image ``i`` and Fourier shell ``s`` (the zero frequency left out: images are normalised to a
 zero background) the pass sums ``x_is = Σ Re(X̄ P)``, ``p_is = Σ |P|²`` and ``e_is = Σ |X|²`` over
@@ -140,6 +139,8 @@ class GroupSamples:
         2 where the sample stands for its Friedel mate as well, else 1.
     count : np.ndarray, (S,)
         The samples per shell (Friedel pairs counted twice).
+    reach : float
+        How far from the centre the slices were read (pixels of the map's grid).
     slices : torch.Tensor, complex64, (n, M)
         The map's central slices at the samples (no CTF).
     data : torch.Tensor, complex64, (n, M)
@@ -156,6 +157,7 @@ class GroupSamples:
     shell: torch.Tensor
     friedel: torch.Tensor
     count: np.ndarray
+    reach: float
     slices: torch.Tensor
     data: torch.Tensor
     codes: np.ndarray | None
@@ -269,6 +271,7 @@ def read_samples(
                 shell=shell,
                 friedel=friedel,
                 count=count,
+                reach=reach,
                 slices=slices,
                 data=part.spectra.reshape(len(part.rows), -1)[:, kept],
                 codes=particles.ctf_in_images_of(part.rows),

@@ -50,6 +50,7 @@ from numpy.typing import ArrayLike
 from cryosplat.core.conventions import rotvec_to_matrix
 from cryosplat.core.fourier_slice import SliceReader
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.ctf_likelihood import image_noise, shell_weights
 from cryosplat.reconstruct.grid.particle_scores import (
     SCORE_PAD,
     GroupSamples,
@@ -268,8 +269,7 @@ def pose_evidence(
         move (Å); ``"recorded"``: (N,), the log-likelihood at the lattices' centre. NaN for
         images whose noise could not be read.
     """
-    if scores.shell_noise is None:
-        raise ValueError("scores without the noise per shell (made by score_from_sums)")
+    terms = torch.as_tensor(np.stack(shell_weights(scores)), dtype=torch.float32)
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     search = level.search
     centres = np.zeros((len(rows), 5)) if level.centres is None else level.centres
@@ -283,11 +283,7 @@ def pose_evidence(
     store.column("mean", (*shape, 5))
     store.column("recorded")
     todo, left, progress = store.pending(rows, progress)
-    noise = scores.shell_noise
-    read = noise > 0
-    weight = np.where(read, scores.shell_scale / np.where(read, noise, 1.0), 0.0)
-    terms = torch.as_tensor(np.stack([weight, weight * scores.shell_scale]), dtype=torch.float32)
-    relative = np.asarray(scores.noise_scale, dtype=np.float64)
+    relative = image_noise(scores)
     device = torch.device(reading.device)
     turns = torch.as_tensor(rotvec_to_matrix(search.rotvecs), dtype=torch.float32, device=device)
     reader = None
@@ -299,9 +295,7 @@ def pose_evidence(
             at = todo[samples.positions]
             batch = _Batch(samples, centres[at], turns, search.shifts_angstrom)
             log_likelihood = _batch_log_likelihood(particles, batch, reader, terms.to(device))
-            c = relative[at]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                log_likelihood = log_likelihood / np.where(c > 0, c, np.nan)[:, None, None]
+            log_likelihood = log_likelihood / relative[at, None, None]
             rot_points = centres[at, None, :3] + search.rotvecs[None]
             shift_points = centres[at, None, 3:] + search.shifts_angstrom[None]
             summed = _posterior_sums(
@@ -335,8 +329,6 @@ def _batch_log_likelihood(
     device, kept, half = samples.kept.device, samples.kept, box // 2
     kx = (kept % half).double()
     ky = (kept // half - half).double()
-    reach = float(torch.sqrt(kx.square() + ky.square()).max()) + 1e-3 if kept.numel() else 0.0
-    reach = min(part.group.max_radius, reach)
     frequency = part.group.frequency
 
     def phases(shifts: np.ndarray) -> torch.Tensor:
@@ -364,7 +356,7 @@ def _batch_log_likelihood(
         turned = (batch.turns[None] @ recorded[start:stop, None]).reshape(-1, 3, 3)
         matrices = part.group.slice_matrices(turned.cpu().numpy())
         matrices = torch.as_tensor(matrices, dtype=torch.float32, device=device)
-        slices = reader.half_slices(matrices * part.group.scale, reach)
+        slices = reader.half_slices(matrices * part.group.scale, samples.reach)
         slices = slices[:, :, :half].reshape(m, n_turns, -1)[:, :, kept]
         predicted = slices * transfer[start:stop, None]
         g = (data[start:stop, None].conj() * predicted * cross_weight).reshape(m * n_turns, -1)
