@@ -10,7 +10,12 @@ import torch
 
 from cryosplat.core import slice_insertion
 from cryosplat.core.fourier import fft2_centered
-from cryosplat.core.fourier_slice import SliceReader, default_max_radius, extract_slices
+from cryosplat.core.fourier_slice import (
+    SliceReader,
+    default_max_radius,
+    extract_slices,
+    half_plane_frequencies,
+)
 from cryosplat.core.padded_transform import (
     _rows,
     cropped_irfftn,
@@ -216,6 +221,12 @@ def test_half_and_full_extraction_agree(volume, rotations):
     assert torch.allclose(a, b, atol=1e-12 * a.abs().max())
 
 
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The reader's grid_sample and the sampler's gather: the same stencil, summed in another
+    order (double precision here)."""
+    return a.shape == b.shape and bool((a - b).abs().max() <= 1e-12 * b.abs().max())
+
+
 @pytest.mark.parametrize("max_radius", [None, 5.5])
 def test_a_slice_reader_reads_what_extract_slices_reads(volume, rotations, max_radius):
     half = volume_to_padded_ft(volume, PAD, PIXEL, half=True)
@@ -223,18 +234,44 @@ def test_a_slice_reader_reads_what_extract_slices_reads(volume, rotations, max_r
     expected = extract_slices(half, rotations, BOX, PAD, max_radius)
     for batch in (rotations[:5], rotations[5:]):  # batch after batch from the one grid
         got = reader.slices(batch, max_radius)
-        assert torch.equal(got, extract_slices(half, batch, BOX, PAD, max_radius))
+        assert _close(got, extract_slices(half, batch, BOX, PAD, max_radius))
     columns = reader.half_slices(rotations, max_radius)
     assert columns.shape == (len(rotations), BOX, BOX // 2 + 1)
-    assert torch.equal(columns[:, :, : BOX // 2], expected[:, :, BOX // 2 :])
+    assert _close(columns[:, :, : BOX // 2], expected[:, :, BOX // 2 :])
     with pytest.raises(ValueError, match="a half grid of size 48"):
         SliceReader(volume_to_padded_ft(volume, PAD, PIXEL), BOX, PAD)  # the full layout
+
+
+def test_a_slice_reader_reads_chosen_frequencies_as_its_half_slices(volume, rotations):
+    reader = SliceReader.from_map(volume, PAD, PIXEL)
+    columns = reader.half_slices(rotations)[:, :, : BOX // 2].reshape(len(rotations), -1)
+    kx, ky = half_plane_frequencies(torch.arange(BOX * (BOX // 2)), BOX)
+    inside = kx**2 + ky**2 <= default_max_radius(BOX, PAD) ** 2
+    kept = torch.as_tensor(np.random.default_rng(3).permutation(int(inside.sum()))[:40])
+    kept = inside.nonzero().squeeze(1)[kept]
+    kx, ky = half_plane_frequencies(kept, BOX)
+    # the same reads, only the frequencies asked for
+    assert torch.equal(reader.half_samples(rotations, kx, ky), columns[:, kept])
+    with pytest.raises(ValueError, match="outside"):
+        reader.half_samples(rotations, kx + BOX // 2, ky)
+    with pytest.raises(ValueError, match="outside"):
+        reader.half_samples(rotations, -kx - 1, ky)
+
+
+def test_the_slice_reader_and_the_differentiable_sampler_read_alike_in_single_precision(
+    volume, rotations
+):
+    half = volume_to_padded_ft(volume, PAD, PIXEL, half=True).to(torch.complex64)
+    got = SliceReader(half, BOX, PAD).slices(rotations.float())
+    expected = extract_slices(half, rotations.float(), BOX, PAD)
+    assert got.dtype == expected.dtype == torch.complex64
+    assert bool((got - expected).abs().max() <= 1e-4 * expected.abs().max())
 
 
 def test_a_slice_reader_from_a_map_reads_its_gridding_corrected_transform(volume, rotations):
     half = volume_to_padded_ft(volume, PAD, PIXEL, gridding_correction=True, half=True)
     expected = extract_slices(half, rotations, BOX, PAD)
-    assert torch.equal(SliceReader.from_map(volume, PAD, PIXEL).slices(rotations), expected)
+    assert _close(SliceReader.from_map(volume, PAD, PIXEL).slices(rotations), expected)
     with pytest.raises(ValueError, match="cube"):
         SliceReader.from_map(volume[:-1], PAD, PIXEL)
 
@@ -279,3 +316,21 @@ def test_frequencies_gathered_to_nyquist_less_one_grid_step_stay_on_the_grid(pad
         insert_slices(values, rotations, box, pad, data, weights, weight)
         if shape[2] == size:
             assert math.isclose(float(weight.sum()), len(rotations) * kept, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("pad", [1, 2, 3])
+def test_the_grid_reader_is_the_gathers_twin_at_every_pad(pad):
+    """:class:`HalfGridReader` (grid_sample) against :func:`_read` (the gather HalfSlices reads
+    with), points to the padded grid's limit and on both sides of the mirror plane ``Kx = 0``."""
+    from cryosplat.core.half_slices import HalfGridReader, HalfPlane, _extend, _read
+
+    gen = torch.Generator().manual_seed(pad)
+    size = BOX * pad
+    grid = torch.fft.rfftn(torch.randn(size, size, size, generator=gen, dtype=torch.float64))
+    rotations = torch.as_tensor(random_rotations(40, seed=pad))
+    rotations[0] = torch.eye(3, dtype=torch.float64)  # a slice in the plane Kx, Ky
+    rotations[1] = torch.tensor([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]], dtype=torch.float64)
+    plane = HalfPlane(BOX, pad, "cpu", torch.float64)
+    got = HalfGridReader(grid).read(rotations, plane, 7)
+    expected = _read(_extend(grid).reshape(-1), rotations, plane, 7)
+    assert _close(got, expected)

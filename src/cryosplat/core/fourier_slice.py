@@ -38,6 +38,7 @@ __all__ = [
     "default_max_radius",
     "kept_pixels",
     "extract_slices",
+    "half_plane_frequencies",
     "SliceReader",
 ]
 
@@ -178,6 +179,14 @@ def _placed(values: torch.Tensor, plane: HalfPlane, box: int) -> torch.Tensor:
     return half.index_copy(1, plane.slots, values).reshape(-1, box, width)
 
 
+def half_plane_frequencies(kept: torch.Tensor, box: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``kx`` and ``ky`` (float64, pixels) of indices ``kept`` (M,) into the flattened
+    ``(D, D//2)`` columns ``kx < D/2`` of :meth:`SliceReader.half_slices` (rows
+    ``ky = −D/2 … D/2 − 1``): the frequencies to give :meth:`SliceReader.half_samples`."""
+    half = box // 2
+    return (kept % half).double(), (kept // half - half).double()
+
+
 class SliceReader:
     """Central slices of one padded transform for many batches of views, without gradients.
 
@@ -234,6 +243,26 @@ class SliceReader:
         plane = HalfPlane(self.box, self.pad, self._device, rot.dtype, max_radius)
         values = self._reader.read(rot, plane, _views_per_read(plane))
         return _placed(values, plane, self.box)
+
+    def half_samples(
+        self, rotations: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor
+    ) -> torch.Tensor:
+        """Only the frequencies ``(kx, ky)`` (M,) of :meth:`half_slices`' columns ``kx < D/2``
+        (:meth:`HalfPlane.at`): the same values as ``half_slices(rotations)[:, ky + D//2, kx]``,
+        without placing the rest.
+
+        Returns
+        -------
+        torch.Tensor, complex, (B, M)
+        """
+        rot = torch.as_tensor(rotations, device=self._device, dtype=self._real_dtype)
+        plane = HalfPlane.at(
+            self.box,
+            self.pad,
+            torch.as_tensor(kx, device=self._device, dtype=self._real_dtype),
+            torch.as_tensor(ky, device=self._device, dtype=self._real_dtype),
+        )
+        return self._reader.read(rot, plane, _views_per_read(plane))
 
     def slices(self, rotations: torch.Tensor, max_radius: float | None = None) -> torch.Tensor:
         """:func:`extract_slices`' slices (B, D, D), the same values."""

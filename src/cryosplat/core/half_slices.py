@@ -86,6 +86,32 @@ class HalfPlane:
         self.box, self.pad = box, pad
         self.size = padded_box(box, pad)
 
+    @classmethod
+    def at(cls, box: int, pad: int, kx: torch.Tensor, ky: torch.Tensor) -> HalfPlane:
+        """The plane of the given frequencies only: integers ``0 ≤ kx < D/2`` and ``ky`` (M,),
+        pixels of the D grid, each within :func:`default_max_radius`; their ``slots`` as the
+        constructor's."""
+        kx, ky = torch.as_tensor(kx), torch.as_tensor(ky)
+        if kx.shape != ky.shape or kx.ndim != 1:
+            raise ValueError(
+                f"kx and ky must be (M,) alike, got {tuple(kx.shape)}, {tuple(ky.shape)}"
+            )
+        limit = default_max_radius(box, pad)
+        if kx.numel() and (
+            bool((kx < 0).any())
+            or bool((kx >= box // 2).any())
+            or float((kx.double() ** 2 + ky.double() ** 2).max()) > limit * limit + 1e-9
+        ):
+            raise ValueError(f"frequencies outside 0 <= kx < {box // 2} and radius {limit:.3f}")
+        plane = cls.__new__(cls)
+        plane.kx, plane.ky = kx, ky
+        plane.slots = ((ky.round().long() + box // 2) * (box // 2 + 1) + kx.round().long()).to(
+            kx.device
+        )
+        plane.box, plane.pad = box, pad
+        plane.size = padded_box(box, pad)
+        return plane
+
     def stencil(self, rotations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Neighbours of the slice points of a chunk of views in the extended grid of :func:`_extend`.
 
@@ -189,7 +215,14 @@ def _read(
 
 class HalfGridReader:
     """:class:`HalfSlices`' forward reads, without gradients, of many batches of views from one
-    fixed grid: the grid is extended (:func:`_extend`, a copy of it) once, not at every batch.
+    fixed grid, by torch's trilinear ``grid_sample``: the same stencil and weights as the
+    gather of :func:`_read` (its pure twin, which :class:`HalfSlices` reads with; the tests
+    compare the two), about 2.8× faster on two CPU cores (round 2, session 79: box 56, pad 2,
+    7,872 views of 649 points each, 0.51 → 0.19 s in single precision).
+
+    The grid is copied once, centred along ``Ky`` and ``Kz`` (index ``K + P/2``: every point of
+    radius ``pad·r < P/2 − 1`` lies inside it, no wrap needed), its real and imaginary parts as
+    two channels.
 
     Parameters
     ----------
@@ -198,11 +231,53 @@ class HalfGridReader:
     """
 
     def __init__(self, grid: torch.Tensor) -> None:
-        self._flat = _extend(grid.detach()).reshape(-1)
+        centred = torch.fft.fftshift(grid.detach(), dim=(0, 1))
+        # (1, 2, P, P, P//2 + 1): channels real, imaginary; grid_sample's (D, H, W) = (Kz, Ky, Kx)
+        self._channels = torch.view_as_real(centred).permute(3, 0, 1, 2).unsqueeze(0).contiguous()
+        self._size = grid.shape[0]
 
     def read(self, rotations: torch.Tensor, plane: HalfPlane, views_per_chunk: int) -> torch.Tensor:
-        """``HalfSlices.apply(grid, rotations, plane, views_per_chunk)``'s values, (B, M)."""
-        return _read(self._flat, rotations, plane, views_per_chunk)
+        """``HalfSlices.apply(grid, rotations, plane, views_per_chunk)``'s values, (B, M), to
+        rounding."""
+        channels, size = self._channels, self._size
+        n_views, m = rotations.shape[0], plane.kx.shape[0]
+        dtype = torch.complex128 if channels.dtype == torch.float64 else torch.complex64
+        out = torch.empty((n_views, m), device=channels.device, dtype=dtype)
+        if n_views == 0 or m == 0:
+            return out
+        # align_corners: index i of a side of n samples is at 2 i / (n − 1) − 1; the pad and
+        # those scales are folded into the rotations' rows, the centring into an offset
+        scale = torch.tensor(
+            [2.0 / (size // 2), 2.0 / (size - 1), 2.0 / (size - 1)],
+            dtype=channels.dtype,
+            device=channels.device,
+        ) * float(plane.pad)
+        offset = torch.tensor(
+            [-1.0, size // 2 * 2.0 / (size - 1) - 1.0, size // 2 * 2.0 / (size - 1) - 1.0],
+            dtype=channels.dtype,
+            device=channels.device,
+        )
+        kx = plane.kx.to(channels.dtype)[None, :, None]
+        ky = plane.ky.to(channels.dtype)[None, :, None]
+        for v0 in range(0, n_views, views_per_chunk):
+            rows = rotations[v0 : v0 + views_per_chunk, :2].to(channels.dtype) * scale
+            b = rows.shape[0]
+            # (b, M, 3), scaled K; element by element (not a matrix product), so that a
+            # frequency's value does not depend on which others are read with it
+            coords = torch.addcmul(kx * rows[:, None, 0], ky, rows[:, None, 1])
+            sign = torch.where(coords[..., :1] < 0, -1.0, 1.0).to(coords.dtype)
+            points = torch.addcmul(offset, coords, sign)  # read -K (conjugated) where Kx < 0
+            # one batch entry per view (the grid expanded, not copied): the CPU kernel runs
+            # its threads over the batch
+            sampled = torch.nn.functional.grid_sample(
+                channels.expand(b, -1, -1, -1, -1),
+                points.reshape(b, 1, 1, m, 3),
+                mode="bilinear",
+                padding_mode="zeros",
+                align_corners=True,
+            ).reshape(b, 2, m)
+            out[v0 : v0 + b] = torch.complex(sampled[:, 0], sampled[:, 1] * sign[..., 0])
+        return out
 
 
 class HalfSlices(torch.autograd.Function):

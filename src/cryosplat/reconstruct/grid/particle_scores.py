@@ -47,7 +47,7 @@ from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import image_transfer
 from cryosplat.core.ctf_plane import CTFPlane
-from cryosplat.core.fourier_slice import SliceReader, default_max_radius
+from cryosplat.core.fourier_slice import SliceReader, default_max_radius, half_plane_frequencies
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.image_spectra import GroupSpectra, SpectraPreparer
 from cryosplat.reconstruct.grid.row_store import RowStore
@@ -139,8 +139,6 @@ class GroupSamples:
         2 where the sample stands for its Friedel mate as well, else 1.
     count : np.ndarray, (S,)
         The samples per shell (Friedel pairs counted twice).
-    reach : float
-        How far from the centre the slices were read (pixels of the map's grid).
     slices : torch.Tensor, complex64, (n, M)
         The map's central slices at the samples (no CTF).
     data : torch.Tensor, complex64, (n, M)
@@ -157,7 +155,6 @@ class GroupSamples:
     shell: torch.Tensor
     friedel: torch.Tensor
     count: np.ndarray
-    reach: float
     slices: torch.Tensor
     data: torch.Tensor
     codes: np.ndarray | None
@@ -238,27 +235,26 @@ def read_samples(
                 kept = (r2 <= radius**2) & (own <= group.max_radius**2) & (r2 > 0)
                 kept = kept.nonzero().squeeze(1)
                 shell = torch.round(torch.sqrt(r2[kept])).long().clamp(1, n_shells - 1)
-                # the slices are read only as far as the group's own frequencies that land within
-                # the radius (its pixel and magnification may differ): each is read as before
-                reach = math.sqrt(float(own[kept].max())) + 1e-3 if kept.numel() else 0.0
-                reach = min(group.max_radius, reach)
                 friedel = prepare.friedel_all[kept]
                 # the samples per shell: the group's own, the same for each of its images
                 count = torch.zeros(n_shells, dtype=torch.float64, device=device)
                 count = count.index_add_(0, shell, friedel.double()).cpu().numpy()
-                bins[part.key] = (kept, shell, friedel, reach, count)
+                bins[part.key] = (kept, shell, friedel, count)
                 planes[part.key] = group.ctf_plane(
                     prepare.plane_kx.reshape(-1)[kept], prepare.plane_ky.reshape(-1)[kept]
                 )
-            kept, shell, friedel, reach, count = bins[part.key]
+            kept, shell, friedel, count = bins[part.key]
             cache = reading.slices
             slices = None if cache is None else cache.get(given, radius, part.key, part.rows, kept)
             if slices is None:
                 if reader is None:
                     reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
-                slices = reader.half_slices(part.rotations * group.scale, reach)
-                slices = slices[:, :, : box // 2].reshape(len(part.rows), -1)[:, kept]
-                if cache is not None:  # kx = 0 … D/2 − 1 above
+                # only the group's own frequencies that land within the radius (its pixel and
+                # magnification may differ)
+                slices = reader.half_samples(
+                    part.rotations * group.scale, *half_plane_frequencies(kept, box)
+                )
+                if cache is not None:
                     cache.put(
                         given, radius, part.key, part.rows, slices, rows, len(particles), kept
                     )
@@ -271,7 +267,6 @@ def read_samples(
                 shell=shell,
                 friedel=friedel,
                 count=count,
-                reach=reach,
                 slices=slices,
                 data=part.spectra.reshape(len(part.rows), -1)[:, kept],
                 codes=particles.ctf_in_images_of(part.rows),

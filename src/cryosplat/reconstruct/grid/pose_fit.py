@@ -48,7 +48,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.conventions import rotvec_to_matrix
-from cryosplat.core.fourier_slice import SliceReader
+from cryosplat.core.fourier_slice import SliceReader, half_plane_frequencies
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.ctf_likelihood import image_noise, shell_weights
 from cryosplat.reconstruct.grid.particle_scores import (
@@ -326,9 +326,8 @@ def _batch_log_likelihood(
     samples = batch.samples
     part, box = samples.part, particles.box
     n, n_turns = len(samples.positions), len(batch.turns)
-    device, kept, half = samples.kept.device, samples.kept, box // 2
-    kx = (kept % half).double()
-    ky = (kept // half - half).double()
+    device, kept = samples.kept.device, samples.kept
+    kx, ky = half_plane_frequencies(kept, box)
     frequency = part.group.frequency
 
     def phases(shifts: np.ndarray) -> torch.Tensor:
@@ -349,19 +348,18 @@ def _batch_log_likelihood(
     centred = rotvec_to_matrix(batch.centres[:, :3]) @ particles.rotations[part.rows]
     recorded = torch.as_tensor(centred, dtype=torch.float32, device=device)
     out = np.empty((n, n_turns, len(batch.shifts)))
-    chunk = max(1, SLICE_BUDGET // (n_turns * box * (half + 1)))
+    chunk = max(1, SLICE_BUDGET // (n_turns * box * (box // 2 + 1)))
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         m = stop - start
         turned = (batch.turns[None] @ recorded[start:stop, None]).reshape(-1, 3, 3)
         matrices = part.group.slice_matrices(turned.cpu().numpy())
         matrices = torch.as_tensor(matrices, dtype=torch.float32, device=device)
-        slices = reader.half_slices(matrices * part.group.scale, samples.reach)
-        slices = slices[:, :, :half].reshape(m, n_turns, -1)[:, :, kept]
+        slices = reader.half_samples(matrices * part.group.scale, kx, ky).reshape(m, n_turns, -1)
         predicted = slices * transfer[start:stop, None]
         g = (data[start:stop, None].conj() * predicted * cross_weight).reshape(m * n_turns, -1)
         cross = g.real @ cos - g.imag @ sin
-        model = (predicted.abs().square() * model_weight).sum(-1)  # (m, C)
+        model = torch.view_as_real(predicted).square().sum(-1) @ model_weight  # (m, C)
         values = cross.reshape(m, n_turns, -1).double() - model[..., None].double()
         out[start:stop] = values.cpu().numpy()
     return out
