@@ -9,6 +9,7 @@ changed, in each format's own units, and read back as written.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pickle
 
@@ -29,7 +30,12 @@ from cryosplat.particles.cryosparc import write_cs_poses
 from cryosplat.particles.read import read_particles
 from cryosplat.particles.star_tables import write_star_poses
 from cryosplat.reconstruct.grid import pose_fit
-from cryosplat.reconstruct.grid.particle_scores import score_from_sums, shell_sums
+from cryosplat.reconstruct.grid.ctf_likelihood import shell_weights
+from cryosplat.reconstruct.grid.particle_scores import (
+    ParticleScores,
+    score_from_sums,
+    shell_sums,
+)
 from cryosplat.reconstruct.grid.pose_fit import (
     MAX_ARC_PX,
     MAX_SHIFT_PHASE,
@@ -39,6 +45,7 @@ from cryosplat.reconstruct.grid.pose_fit import (
     fit_poses,
     pose_evidence,
 )
+from cryosplat.reconstruct.pose_run import reference_trust
 from tests.conftest import reconstruct_quickly, simulate_tiny
 
 TURN_RMS_DEGREES = 3.0
@@ -190,15 +197,19 @@ def test_images_are_read_back_nearer_the_poses_they_were_made_with(pose_set):
 
 
 def test_refine_poses_writes_the_star_again_with_the_poses_moved_only(
-    pose_set, wrong_run, tmp_path, capsys
+    pose_set, wrong_run, tmp_path, capsys, caplog
 ):
     star, _ = pose_set
     wrong, run = wrong_run
     out = tmp_path / "poses"
     command = ["refine-poses", str(wrong), "--run", str(run), "-o", str(out), "--no-progress"]
-    assert main(command) == 0
+    with caplog.at_level(logging.INFO, logger="cryosplat"):
+        assert main(command) == 0
     printed = capsys.readouterr().out
     assert "half A: prior spreads" in printed and f"--datadir {star.parent}" in printed
+    # a run of this cryosplat: the likelihood's shells weighed by the trust its record gives
+    assert reference_trust(run) is not None
+    assert "shells weighed by how far the half maps' agreement is the truth's" in caplog.text
     record = json.loads((out / "poses.json").read_text())
     assert record["run"] == str(run.resolve())
     assert record["halves"]["A"]["applied"] and record["halves"]["B"]["applied"]
@@ -383,3 +394,48 @@ def test_the_commands_defaults_are_the_searchs_own():
 
     assert POSE_ANGLE_RANGE_DEGREES == pose_fit.DEFAULT_ANGLE_RANGE_DEGREES
     assert POSE_SHIFT_RANGE_PX == pose_fit.DEFAULT_SHIFT_RANGE_PX
+
+
+def _fsc_record(folder, estimate, agreement, resolutions):
+    record = {
+        "cross_validated": {
+            "curves": {"half_model_vs_truth_estimate": estimate},
+            "resolution_per_shell_angstrom": resolutions,
+        },
+        "model_half_maps": {"spherical_mask": {"fsc": {"masked": agreement}}},
+    }
+    (folder / "fsc.json").write_text(json.dumps(record))
+
+
+def test_a_shell_is_trusted_as_far_as_the_half_maps_agreement_is_the_truths(tmp_path):
+    # the half maps agree (0.9, 0.5, 0.3, 0.01) where each holds the truth to 0.9, 0.5, 0.3, 0.3
+    _fsc_record(
+        tmp_path, [0.0, 0.9, 0.5, 0.3, 0.3], [1.0, 0.9, 0.5, 0.3, 0.01], [None, 40, 20, 13, 10]
+    )
+    frequencies, trust = reference_trust(tmp_path)
+    np.testing.assert_allclose(frequencies, [0, 1 / 40, 1 / 20, 1 / 13, 1 / 10])
+    # C² / FSC_AB: 0.81 / 0.9; 0.25 / 0.5; 0.09 / 0.3; nothing shared to trust at the last
+    np.testing.assert_allclose(trust, [1.0, 0.9, 0.5, 0.3, 0.0])
+    _fsc_record(tmp_path, [0.0, -0.2, 1.0], [1.0, 0.5, 0.5], [None, 40, 20])
+    np.testing.assert_allclose(reference_trust(tmp_path)[1], [1.0, 0.0, 1.0])  # clipped
+    (tmp_path / "fsc.json").write_text(json.dumps({"cross_validated": {}}))
+    assert reference_trust(tmp_path) is None  # a run older than the estimate: weighed alike
+
+
+def test_a_shell_trusted_less_is_read_as_noisier_and_one_not_trusted_not_at_all():
+    scores = ParticleScores(
+        z=np.zeros(3),
+        amplitude=np.ones(3),
+        noise_scale=np.ones(3),
+        shell_scale=np.array([0.0, 1.0, 0.8, 0.5]),
+        shell_noise=np.array([0.0, 2.0, 4.0, 8.0]),
+    )
+    cross, model = shell_weights(scores)
+    trusted = pose_fit.trusted_scores(scores, np.array([1.0, 1.0, 0.5, 0.0]))
+    cross_t, model_t = shell_weights(trusted)
+    np.testing.assert_allclose(cross_t, cross * [1.0, 1.0, 0.5, 0.0])
+    np.testing.assert_allclose(model_t, model * [1.0, 1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        pose_fit.trusted_scores(scores, np.array([1.0, 1.0, 1.5, 0.0]))
+    with pytest.raises(ValueError, match="one value per shell"):
+        pose_fit.trusted_scores(scores, np.ones(3))

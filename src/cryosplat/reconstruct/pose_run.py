@@ -50,6 +50,7 @@ from cryosplat.reconstruct.grid.pose_fit import (
     PoseSearch,
     fit_poses,
     pose_evidence,
+    trusted_scores,
 )
 from cryosplat.reconstruct.grid.row_store import PassCheckpoints, pass_progress
 from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
@@ -150,6 +151,43 @@ def _rms(values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(values**2))) if values.size else 0.0
 
 
+AGREEMENT_FLOOR = 0.02  # half maps' FSC under this: nothing shared to trust
+
+
+def reference_trust(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """How far the run's half maps' agreement is the truth's, per shell of its ``fsc.json``:
+    ``(frequencies (1/Å), trust)`` with ``trust = clip(C² / FSC_AB, 0, 1)``, ``C`` the
+    cross-validated estimate of each half map's FSC with the truth and ``FSC_AB`` the half
+    maps' FSC with each other in the same soft spherical mask (0 where that is under
+    :data:`AGREEMENT_FLOOR`). None where the record holds neither (a run older than them)."""
+    record = read_json_record(run / "fsc.json", "the run's FSC record") or {}
+    try:
+        crossed = record["cross_validated"]
+        estimate = np.asarray(crossed["curves"]["half_model_vs_truth_estimate"], dtype=float)
+        shells = [1.0 / r if r else 0.0 for r in crossed["resolution_per_shell_angstrom"]]
+        agreement = record["model_half_maps"]["spherical_mask"]["fsc"]["masked"]
+        agreement = np.asarray(agreement, dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (len(estimate) == len(shells) == len(agreement)) or len(shells) < 2:
+        return None
+    estimate = np.nan_to_num(np.clip(estimate, 0.0, None))
+    readable = np.isfinite(agreement) & (agreement > AGREEMENT_FLOOR)
+    trust = np.where(readable, estimate**2 / np.where(readable, agreement, 1.0), 0.0)
+    trust[0] = 1.0  # the zero frequency is never read
+    return np.asarray(shells), np.clip(trust, 0.0, 1.0)
+
+
+def _trusted(scores: ParticleScores, trust, box_angstrom: float) -> ParticleScores:
+    """``scores`` with each shell's noise divided by :func:`reference_trust` there (its curve
+    read at the shells' frequencies, ``s / box_angstrom``; 0 past its last shell)."""
+    if trust is None:
+        return scores
+    frequencies, values = trust
+    at = np.arange(len(scores.shell_scale)) / box_angstrom
+    return trusted_scores(scores, np.interp(at, frequencies, values, right=0.0))
+
+
 def refine_poses_run(
     particles: ParticleSet,
     run: str | Path,
@@ -191,6 +229,8 @@ def refine_poses_run(
     shape = (radius, particles.box, particles.pixel_size_angstrom)
     wide = PoseSearch.for_shells(angle_range_degrees, shift_range_angstrom, *shape)
     fine = wide.finer(*shape)
+    trust = reference_trust(halves.run)
+    _log_trust(trust)
     _log_search("first reading", wide)
     _log_search("second reading, about the first", fine)
     # the second reading, where a half set's prior is applied, is counted once it is known
@@ -204,6 +244,7 @@ def refine_poses_run(
     ):
         store = passes.store(f"scores_{name}", rows)
         scores = score_from_sums(shell_sums(particles, rows, volume, reading, None, store))
+        scores = _trusted(scores, trust, particles.box * particles.pixel_size_angstrom)
         half = _HalfReading(particles, rows, volume, scores, reading, passes, bar)
         key = (wide.rotvecs, wide.shifts_angstrom)
         first = fit_poses(half.read(PoseLevel(wide), f"poses_{name}", *key), wide)
@@ -259,6 +300,20 @@ class _HalfReading:
             progress,
             store,
         )
+
+
+def _log_trust(trust: tuple[np.ndarray, np.ndarray] | None) -> None:
+    if trust is None:
+        log.info("shells weighed alike: the run's fsc.json holds no cross-validated estimate")
+        return
+    frequencies, values = trust
+    below = np.nonzero(values[1:] < 0.5)[0]
+    log.info(
+        "shells weighed by how far the half maps' agreement is the truth's (cross-validated): %s",
+        "all of it, to the run's last shell"
+        if below.size == 0
+        else f"under half from {1.0 / frequencies[below[0] + 1]:.2f} Å",
+    )
 
 
 def _log_search(what: str, search: PoseSearch) -> None:
