@@ -178,7 +178,9 @@ def reference_trust(run: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(shells), np.clip(trust, 0.0, 1.0)
 
 
-def _trusted(scores: ParticleScores, trust, box_angstrom: float) -> ParticleScores:
+def _trusted(
+    scores: ParticleScores, trust: tuple[np.ndarray, np.ndarray] | None, box_angstrom: float
+) -> ParticleScores:
     """``scores`` with each shell's noise divided by :func:`reference_trust` there (its curve
     read at the shells' frequencies, ``s / box_angstrom``; 0 past its last shell)."""
     if trust is None:
@@ -246,13 +248,14 @@ def refine_poses_run(
         scores = score_from_sums(shell_sums(particles, rows, volume, reading, None, store))
         scores = _trusted(scores, trust, particles.box * particles.pixel_size_angstrom)
         half = _HalfReading(particles, rows, volume, scores, reading, passes, bar)
-        key = (wide.rotvecs, wide.shifts_angstrom)
+        # the passes kept are keyed by the shells' weights too: a trust read otherwise reads again
+        key = (wide.rotvecs, wide.shifts_angstrom, scores.shell_noise)
         first = fit_poses(half.read(PoseLevel(wide), f"poses_{name}", *key), wide)
         fit = first
         if first.applied:  # read again about the first reading, under its prior
             bar.extend(len(rows))
             level = PoseLevel(fine, first.moves, first.spreads)
-            key = (fine.rotvecs, fine.shifts_angstrom, first.moves)
+            key = (fine.rotvecs, fine.shifts_angstrom, scores.shell_noise, first.moves)
             fit = first.moved_to(half.read(level, f"fine_{name}", *key)["mean"][:, 0, 0])
         fits[name] = fit.spread_over(rows, len(particles))
     bar.close()
@@ -310,7 +313,7 @@ def _log_trust(trust: tuple[np.ndarray, np.ndarray] | None) -> None:
     below = np.nonzero(values[1:] < 0.5)[0]
     log.info(
         "shells weighed by how far the half maps' agreement is the truth's (cross-validated): %s",
-        "all of it, to the run's last shell"
+        "every shell trusted at least half"
         if below.size == 0
         else f"under half from {1.0 / frequencies[below[0] + 1]:.2f} Å",
     )

@@ -244,7 +244,7 @@ def trusted_scores(scores: ParticleScores, trust: np.ndarray) -> ParticleScores:
     extension of its shapes past the data, held alike by both halves); reading poses against
     that content pulls both halves' images towards it (benchmarks/RESULTS.md, round 2, session
     79: on ``u58_emd1832_hisnr_pose`` the reported resolution after the refined poses 23 % finer
-    than the truth's crossing, 12 % with the shells so weighed, the poses as good).
+    than the truth's crossing, 14 % with the shells so weighed, the poses as near).
     """
     trust = np.asarray(trust, dtype=np.float64)
     if scores.shell_noise is None or trust.shape != scores.shell_noise.shape:
