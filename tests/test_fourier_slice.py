@@ -14,7 +14,6 @@ from cryosplat.core.fourier_slice import (
     SliceReader,
     default_max_radius,
     extract_slices,
-    half_plane_frequencies,
 )
 from cryosplat.core.padded_transform import (
     _rows,
@@ -245,11 +244,15 @@ def test_a_slice_reader_reads_what_extract_slices_reads(volume, rotations, max_r
 def test_a_slice_reader_reads_chosen_frequencies_as_its_half_slices(volume, rotations):
     reader = SliceReader.from_map(volume, PAD, PIXEL)
     columns = reader.half_slices(rotations)[:, :, : BOX // 2].reshape(len(rotations), -1)
-    kx, ky = half_plane_frequencies(torch.arange(BOX * (BOX // 2)), BOX)
-    inside = kx**2 + ky**2 <= default_max_radius(BOX, PAD) ** 2
+    # the columns' frequencies, flattened as the columns are (rows ky, then kx)
+    every_ky, every_kx = torch.meshgrid(
+        torch.arange(BOX) - BOX // 2, torch.arange(BOX // 2), indexing="ij"
+    )
+    every_kx, every_ky = every_kx.reshape(-1).double(), every_ky.reshape(-1).double()
+    inside = every_kx**2 + every_ky**2 <= default_max_radius(BOX, PAD) ** 2
     kept = torch.as_tensor(np.random.default_rng(3).permutation(int(inside.sum()))[:40])
     kept = inside.nonzero().squeeze(1)[kept]
-    kx, ky = half_plane_frequencies(kept, BOX)
+    kx, ky = every_kx[kept], every_ky[kept]
     # the same reads, only the frequencies asked for
     assert torch.equal(reader.half_samples(rotations, kx, ky), columns[:, kept])
     with pytest.raises(ValueError, match="outside"):

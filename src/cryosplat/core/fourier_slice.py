@@ -38,7 +38,6 @@ __all__ = [
     "default_max_radius",
     "kept_pixels",
     "extract_slices",
-    "half_plane_frequencies",
     "SliceReader",
 ]
 
@@ -177,14 +176,6 @@ def _placed(values: torch.Tensor, plane: HalfPlane, box: int) -> torch.Tensor:
     width = box // 2 + 1
     half = torch.zeros((values.shape[0], box * width), device=values.device, dtype=values.dtype)
     return half.index_copy(1, plane.slots, values).reshape(-1, box, width)
-
-
-def half_plane_frequencies(kept: torch.Tensor, box: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``kx`` and ``ky`` (float64, pixels) of indices ``kept`` (M,) into the flattened
-    ``(D, D//2)`` columns ``kx < D/2`` of :meth:`SliceReader.half_slices` (rows
-    ``ky = −D/2 … D/2 − 1``): the frequencies to give :meth:`SliceReader.half_samples`."""
-    half = box // 2
-    return (kept % half).double(), (kept // half - half).double()
 
 
 class SliceReader:

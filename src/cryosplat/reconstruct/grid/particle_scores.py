@@ -47,7 +47,7 @@ from numpy.typing import ArrayLike
 
 from cryosplat.core.ctf import image_transfer
 from cryosplat.core.ctf_plane import CTFPlane
-from cryosplat.core.fourier_slice import SliceReader, default_max_radius, half_plane_frequencies
+from cryosplat.core.fourier_slice import SliceReader, default_max_radius
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.image_spectra import GroupSpectra, SpectraPreparer
 from cryosplat.reconstruct.grid.row_store import RowStore
@@ -133,6 +133,8 @@ class GroupSamples:
         than :attr:`GroupSpectra.ctf`'s, the rows' own.
     kept : torch.Tensor of int, (M,)
         The samples read, indices into the flattened ``(D, D//2)`` half plane.
+    kx, ky : torch.Tensor of int, (M,)
+        Their frequencies (pixels of the images' grid; ``0 ≤ kx < D/2``).
     shell : torch.Tensor of int, (M,)
         Each sample's shell where it lands on the map's grid (1 … S − 1).
     friedel : torch.Tensor, float64, (M,)
@@ -152,6 +154,8 @@ class GroupSamples:
     part: GroupSpectra
     plane: CTFPlane
     kept: torch.Tensor
+    kx: torch.Tensor
+    ky: torch.Tensor
     shell: torch.Tensor
     friedel: torch.Tensor
     count: np.ndarray
@@ -239,11 +243,10 @@ def read_samples(
                 # the samples per shell: the group's own, the same for each of its images
                 count = torch.zeros(n_shells, dtype=torch.float64, device=device)
                 count = count.index_add_(0, shell, friedel.double()).cpu().numpy()
-                bins[part.key] = (kept, shell, friedel, count)
-                planes[part.key] = group.ctf_plane(
-                    prepare.plane_kx.reshape(-1)[kept], prepare.plane_ky.reshape(-1)[kept]
-                )
-            kept, shell, friedel, count = bins[part.key]
+                kx, ky = prepare.plane_kx.reshape(-1)[kept], prepare.plane_ky.reshape(-1)[kept]
+                bins[part.key] = (kept, kx, ky, shell, friedel, count)
+                planes[part.key] = group.ctf_plane(kx, ky)
+            kept, kx, ky, shell, friedel, count = bins[part.key]
             cache = reading.slices
             slices = None if cache is None else cache.get(given, radius, part.key, part.rows, kept)
             if slices is None:
@@ -251,9 +254,7 @@ def read_samples(
                     reader = SliceReader.from_map(volume.to(device), SCORE_PAD, pixel)
                 # only the group's own frequencies that land within the radius (its pixel and
                 # magnification may differ)
-                slices = reader.half_samples(
-                    part.rotations * group.scale, *half_plane_frequencies(kept, box)
-                )
+                slices = reader.half_samples(part.rotations * group.scale, kx, ky)
                 if cache is not None:
                     cache.put(
                         given, radius, part.key, part.rows, slices, rows, len(particles), kept
@@ -264,6 +265,8 @@ def read_samples(
                 part=part,
                 plane=planes[part.key],
                 kept=kept,
+                kx=kx,
+                ky=ky,
                 shell=shell,
                 friedel=friedel,
                 count=count,

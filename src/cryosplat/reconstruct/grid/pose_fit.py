@@ -48,7 +48,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.core.conventions import rotvec_to_matrix
-from cryosplat.core.fourier_slice import SliceReader, half_plane_frequencies
+from cryosplat.core.fourier_slice import SliceReader
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.ctf_likelihood import image_noise, shell_weights
 from cryosplat.reconstruct.grid.particle_scores import (
@@ -348,7 +348,7 @@ def _batch_log_likelihood(
     part, box = samples.part, particles.box
     n, n_turns = len(samples.positions), len(batch.turns)
     device, kept = samples.kept.device, samples.kept
-    kx, ky = half_plane_frequencies(kept, box)
+    kx, ky = samples.kx.double(), samples.ky.double()
     frequency = part.group.frequency
 
     def phases(shifts: np.ndarray) -> torch.Tensor:
