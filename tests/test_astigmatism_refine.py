@@ -194,7 +194,7 @@ def _read_against_truth(star):
     grid = AstigmatismGrid.fine_for_shells(finest, 300.0, 1000.0)
     reading = SampleReading(max_radius_px=particles.box / 2 - 1)
     return read_astigmatism(
-        particles, [(rows, truth, scores)], particles.ctf, grid, 1000.0, reading
+        particles, [(rows, truth, scores, None)], particles.ctf, grid, 1000.0, reading
     )
 
 

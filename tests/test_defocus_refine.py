@@ -35,26 +35,32 @@ from tests.conftest import reconstruct_quickly, simulate_tiny
 ERROR_SD_ANGSTROM = 400.0
 
 
-@pytest.fixture(scope="module")
-def defocus_set(tmp_path_factory):
-    """200 particles at box 32, 2.5 Å/px, SNR 3, and a copy of their STAR whose defocus values
-    are each off by a normal error of 400 Å, its particles named on ten micrographs:
-    ``(true star, wrong star, errors)``."""
+def make_defocus_set(folder, n_particles: int = 200, snr: float = 3.0):
+    """``n_particles`` particles at box 32, 2.5 Å/px, SNR ``snr``, and a copy of their STAR whose
+    defocus values are each off by a normal error of 400 Å, its particles named on micrographs of
+    20: ``(true star, wrong star, errors)``."""
     from cryosplat.model.gaussians import GaussianModel
 
-    folder = tmp_path_factory.mktemp("defocus")
     truth = GaussianModel.random(60, 32, 2.5, seed=7, radius_fraction=0.25, scale_angstrom=3.0)
-    star = simulate_tiny(folder, truth, n_particles=200, box=32, pixel_size_angstrom=2.5, snr=3.0)
-    errors = np.random.default_rng(11).normal(scale=ERROR_SD_ANGSTROM, size=200)
+    star = simulate_tiny(
+        folder, truth, n_particles=n_particles, box=32, pixel_size_angstrom=2.5, snr=snr
+    )
+    errors = np.random.default_rng(11).normal(scale=ERROR_SD_ANGSTROM, size=n_particles)
     blocks = {name: dict(block.columns) for name, block in read_star(star).items()}
     for column in ("rlnDefocusU", "rlnDefocusV"):
         values = np.asarray(blocks["particles"][column], dtype=np.float64) - errors
         blocks["particles"][column] = [f"{v:.6f}" for v in values]
-    # ten micrographs of 20 (their particles' errors drawn one by one: nothing shared)
-    blocks["particles"]["rlnMicrographName"] = [f"mic{i // 20}.mrc" for i in range(200)]
+    # micrographs of 20 (their particles' errors drawn one by one: nothing shared)
+    blocks["particles"]["rlnMicrographName"] = [f"mic{i // 20}.mrc" for i in range(n_particles)]
     wrong = star.parent / "wrong.star"
     write_star(wrong, blocks)
     return star, wrong, errors
+
+
+@pytest.fixture(scope="module")
+def defocus_set(tmp_path_factory):
+    """200 particles at SNR 3 (:func:`make_defocus_set`) on ten micrographs."""
+    return make_defocus_set(tmp_path_factory.mktemp("defocus"))
 
 
 def _offsets_against_truth(star, truth):

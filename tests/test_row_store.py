@@ -143,14 +143,19 @@ def test_refine_defocus_interrupted_goes_on_where_it_stopped(named_run, tmp_path
     whole_reads = _Reads(monkeypatch)
     whole = refine_defocus_run(particles, run, **options)
     assert whole.astigmatism is not None
-    # stopped in the middle of the second half's defocus pass (4 batches a half a pass)
+    # stopped in the middle of the second half's defocus pass (4 batches a half a pass; a half's
+    # passes: against its own map, the other's, its scores without its own share, its defocus)
     folder = tmp_path / "checkpoints"
-    stopped_reads = _Reads(monkeypatch, stop_after=14)
+    stopped_reads = _Reads(monkeypatch, stop_after=30)
     with pytest.raises(KeyboardInterrupt):
         refine_defocus_run(particles, run, checkpoints=folder, **options)
     assert sorted(p.name for p in folder.iterdir()) == [
         "defocus_0.npz",
         "defocus_1.npz",
+        "other_0.npz",
+        "other_1.npz",
+        "own_0.npz",
+        "own_1.npz",
         "scores_0.npz",
         "scores_1.npz",
     ]

@@ -81,6 +81,7 @@ def format_defocus(folder: Path, data: dict) -> str:
         f"run:          {data.get('run')} (its resolution "
         f"{angstrom(data.get('run_resolution_angstrom'))}; shells read to "
         f"{number('shells_to_angstrom', '.2f')} Å)",
+        f"read against: {data.get('read_against', 'the half map made without each particle')}",
         f"defocus:      {read}",
         f"new values:   {data.get('refined_metadata')} (per particle: {folder / 'defocus.csv'})",
     ]
@@ -167,7 +168,7 @@ def next_commands(run: Path, ident: dict, resolution: object) -> list[str]:
     if fine and resolution < 8.0:
         lines.append(
             f"defocus:      cryosplat refine-defocus {particles} --run {run} -o OUT (each "
-            "particle's defocus read against the half map made without it)"
+            "particle's defocus read against its own half set's map, its own share taken out)"
         )
     lines.append(
         f"score:        cryosplat score {particles} --run {run} -o OUT (each particle against "

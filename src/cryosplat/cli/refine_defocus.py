@@ -1,5 +1,5 @@
 """``cryosplat refine-defocus PARTICLES --run RUN -o OUT``: each particle's defocus read from its
-image against the half map made without it; the metadata written again with the new values
+image against its own half set's map, its own share in it taken out; the metadata written again with the new values
 (:mod:`cryosplat.reconstruct.defocus_run`)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_par
 from cryosplat.cli.pass_options import RUN_HELP, add_pass_output_arguments, check_pass_output
 
 HELP = (
-    "read each particle's defocus from its image against the half map of a finished run made "
-    "without it (the recorded defocus misses the particle's height in the ice; where the "
+    "read each particle's defocus from its image against its own half set's map of a finished run, "
+    "its own share in it taken out (the recorded defocus misses the particle's height in the ice; where the "
     "micrographs are named, their particles read a micrograph's error together, and its "
     "astigmatism); write the "
     "metadata again with the new values, to reconstruct again"

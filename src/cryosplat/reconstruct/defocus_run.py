@@ -1,13 +1,17 @@
-"""``cryosplat refine-defocus``'s work: each particle's defocus read from its image against the half
-map made without it (:mod:`cryosplat.reconstruct.grid.defocus_fit`), then, where the particles'
-micrographs are recorded, each micrograph's astigmatism read from its particles with their new
-defoci (:mod:`cryosplat.reconstruct.grid.astigmatism_fit`).
+"""``cryosplat refine-defocus``'s work: each particle's defocus read from its image against its own
+half set's map without the image's own share in it (:mod:`cryosplat.reconstruct.grid.defocus_fit`),
+then, where the particles' micrographs are recorded, each micrograph's astigmatism read from its
+particles with their new defoci (:mod:`cryosplat.reconstruct.grid.astigmatism_fit`).
 
-Each half set's images are read against the other half's map (:mod:`.run_halves`), which holds
-none of their own noise: against its own half map an image's defocus is drawn toward its noise,
-and the likelihood comes out twice as sharp as its errors warrant (round 2, session 65: posterior
-spread 120 Å for errors of 230 Å; against the other half, 300 Å for 260 Å). The outputs go to a
-folder of their own:
+Each half set's images are read against their own half map, as RELION's ``ctf_refine`` reads them,
+so that the half sets made with the new defoci stay independent and the next run's resolution an
+honest one. Read against the other half's map (round 2, sessions 65–79), the offsets followed that
+map's errors, and on a map-based set the next run reported 10.65 Å where its map crossed 0.5 with
+the truth at 12.26 Å (round 2, session 80). Against its own half map as it is, an image meets its
+own noise and its defocus is drawn to the recorded one (the likelihood twice as sharp as its errors
+warrant, session 65); the image's own share is therefore taken out of the map first
+(:mod:`cryosplat.reconstruct.grid.own_share`), which leaves the offsets as accurate as against the
+other half (session 80). The outputs go to a folder of their own:
 
 * ``defocus.csv``: per particle its row in the file, its half, the offset applied (Å), how well
   it is known, and the defocus values written (with the astigmatism read: the angle written and
@@ -28,7 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +60,9 @@ from cryosplat.reconstruct.grid.defocus_fit import (
     defocus_log_likelihood,
     fit_offsets,
 )
+from cryosplat.reconstruct.grid.own_share import own_share
 from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
-from cryosplat.reconstruct.grid.row_store import pass_progress
+from cryosplat.reconstruct.grid.row_store import PassCheckpoints, pass_progress
 from cryosplat.reconstruct.grid.slice_cache import SliceCache
 from cryosplat.reconstruct.run_folder import read_json_record, write_json_atomic
 from cryosplat.reconstruct.run_halves import (
@@ -105,6 +110,9 @@ class RefinedDefocus:
         micrograph, :func:`~cryosplat.reconstruct.grid.defocus_fit.fit_offsets`).
     astigmatism : AstigmatismFit or None
         Each micrograph's astigmatism, where read (the micrographs recorded).
+    own_share : tuple of np.ndarray, optional
+        Each half's ``κ_s`` (S,), its images' share in its own map, taken out as they were read
+        (:mod:`~cryosplat.reconstruct.grid.own_share`).
     """
 
     source: Path | None
@@ -118,6 +126,7 @@ class RefinedDefocus:
     search: DefocusSearch
     micrographs: int | None = None
     astigmatism: AstigmatismFit | None = None
+    own_share: tuple[np.ndarray, ...] | None = None
 
     def refined_ctf(self) -> CTFParams:
         """The particles' CTF with the offsets and moves applied (where they were)."""
@@ -139,7 +148,7 @@ def refine_defocus_run(
     checkpoints: Path | None = None,
 ) -> RefinedDefocus:
     """Read each particle's defocus offset (within ``±range_angstrom``) from its image against
-    the half map of the complete run in ``run`` made without it; then, where ``astigmatism`` and
+    its own half set's map of the complete run in ``run``, its own share in it taken out; then, where ``astigmatism`` and
     the particles' micrographs are recorded, each micrograph's astigmatism (moves within about
     ``±astigmatism_range_angstrom`` along each component,
     :mod:`~cryosplat.reconstruct.grid.astigmatism_fit`), read with the new defoci.
@@ -170,7 +179,7 @@ def refine_defocus_run(
     )
     reads_astigmatism = astigmatism and particles.micrographs is not None
     bar = Progress(
-        (4 if reads_astigmatism else 2) * len(particles), "defocus", enabled=show_progress
+        (5 if reads_astigmatism else 3) * len(particles), "defocus", enabled=show_progress
     )
     likelihood = np.full((len(particles), len(offsets)), np.nan)
     kind = torch.device(device).type
@@ -178,15 +187,26 @@ def refine_defocus_run(
     cache = SliceCache.for_host() if kind == "cpu" else None
     reading = SampleReading(batch_size, device, halves.data_sign, radius, cache)
     passes = halves.checkpoints(checkpoints, radius, kind)
-    crossed = halves.crossed()
-    scores = []  # each half's, against the other half's map, at the recorded defocus
-    for half, (rows, volume) in enumerate(crossed):
-        store = passes.store(f"scores_{half}", rows)
-        sums = shell_sums(particles, rows, volume, reading, pass_progress(bar, store), store)
+    scores, shares = [], []  # each half's, against its own map without its images' own share
+    for half, ((rows, volume), (_, other)) in enumerate(
+        zip(halves.own(), halves.crossed(), strict=True)
+    ):
+        share = _own_share(particles, rows, (volume, other), reading, bar, passes, half)
+        shares.append(share)
+        own_reading = replace(reading, own_share=tuple(float(v) for v in share))
+        store = passes.store(f"scores_{half}", rows, share)
+        sums = shell_sums(particles, rows, volume, own_reading, pass_progress(bar, store), store)
         scores.append(score_from_sums(sums))
-        store = passes.store(f"defocus_{half}", rows, offsets)
+        store = passes.store(f"defocus_{half}", rows, offsets, share)
         likelihood[rows] = defocus_log_likelihood(
-            particles, rows, volume, scores[-1], search, reading, pass_progress(bar, store), store
+            particles,
+            rows,
+            volume,
+            scores[-1],
+            search,
+            own_reading,
+            pass_progress(bar, store),
+            store,
         )
     fit = fit_offsets(likelihood, search, particles.micrographs)
     _warn_at_the_edge(fit, range_angstrom)
@@ -194,7 +214,12 @@ def refine_defocus_run(
     if reads_astigmatism:
         astigmatism_fit = read_astigmatism(
             particles,
-            [(rows, volume, half) for (rows, volume), half in zip(crossed, scores, strict=True)],
+            [
+                (rows, volume, half_scores, share)
+                for (rows, volume), half_scores, share in zip(
+                    halves.own(), scores, shares, strict=True
+                )
+            ],
             particles.ctf.moved(fit.offset_angstrom),
             AstigmatismGrid.fine_for_shells(finest, voltage, astigmatism_range_angstrom),
             astigmatism_range_angstrom,
@@ -221,7 +246,34 @@ def refine_defocus_run(
         search,
         None if particles.micrographs is None else len(np.unique(particles.micrographs)),
         astigmatism_fit,
+        tuple(shares),
     )
+
+
+def _own_share(
+    particles: ParticleSet,
+    rows: np.ndarray,
+    maps: tuple[np.ndarray, np.ndarray],
+    reading: SampleReading,
+    bar: Progress,
+    passes: PassCheckpoints,
+    half: int,
+) -> np.ndarray:
+    """``κ_s`` of a half set's images in their own half map (``maps``: own, other;
+    :func:`~cryosplat.reconstruct.grid.own_share.own_share`), logged."""
+    sums = []
+    for name, volume, kept in (("own", maps[0], reading), ("other", maps[1], None)):
+        store = passes.store(f"{name}_{half}", rows)
+        at = reading if kept is not None else replace(reading, slices=None)  # read once only
+        sums.append(shell_sums(particles, rows, volume, at, pass_progress(bar, store), store))
+    share = own_share(*sums)
+    log.info(
+        "half %s: its images' own share in its map taken out before they are read against it "
+        "(%.2g of its agreement with them at the recorded defocus, over the shells read)",
+        "AB"[half],
+        float((share[None] * sums[0].ctf_data).sum() / max(sums[0].cross.sum(), 1e-300)),
+    )
+    return share
 
 
 def _warn_at_the_edge(fit: DefocusFit, range_angstrom: float) -> None:
@@ -275,7 +327,7 @@ def offsets_plot(refined: RefinedDefocus) -> LinePlot:
         ),
         ("particles (posterior mean offsets)", "the recorded defoci's errors as fitted (prior)"),
         (
-            "Defocus offsets read against the half map made without each particle",
+            "Defocus offsets read against each half's map without the particle's own share",
             "offset added to the recorded defocus (Å)",
             "particles per bin",
         ),
@@ -300,7 +352,7 @@ def astigmatism_plot(fit: AstigmatismFit) -> LinePlot:
             "the recorded astigmatism's errors as fitted (prior)",
         ),
         (
-            "Astigmatism moves read per micrograph against the half maps made without them",
+            "Astigmatism moves read per micrograph against the half maps without their own share",
             "length of the move of the astigmatism's components (a, b) (Å)",
             "micrographs per bin",
         ),
@@ -384,6 +436,13 @@ def write_refined_defocus(
             "run_resolution_angstrom": refined.run_resolution_angstrom,
             "shells_to_angstrom": refined.shells_to_angstrom,
             "offsets_tried_angstrom": [float(offsets[0]), float(offsets[-1]), len(offsets)],
+            "read_against": "each half set's own map, its images' own share taken out",
+            "own_share_per_shell": None
+            if refined.own_share is None
+            else {
+                half: [float(v) for v in share]
+                for half, share in zip("AB", refined.own_share, strict=True)
+            },
             **summary,
         },
     )

@@ -1,9 +1,11 @@
 """A complete run's half sets and half maps, for the commands that read particles against them
-(``cryosplat score``, ``cryosplat refine-defocus``).
+(``cryosplat score``, ``cryosplat refine-defocus``, ``cryosplat refine-poses``).
 
 The particles must be the run's: the same file, rows and settings (the run's
 ``input_fingerprint``), read at the box it worked at; they are split into the run's own half sets,
-and each half set is paired with the *other* half's map, made without it.
+and each half set is paired with the *other* half's map, made without it (:meth:`RunHalves.crossed`,
+to score), or with its own (:meth:`RunHalves.own`, to refine its parameters: the half sets stay
+independent).
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.dust import without_dust
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct.grid.particle_scores import RESOLUTION_MARGIN, score_radius
+from cryosplat.reconstruct.grid.particle_scores import (
+    RESOLUTION_MARGIN,
+    SHELL_SUM_NAMES,
+    score_radius,
+)
 from cryosplat.reconstruct.grid.row_store import PassCheckpoints, digest
 from cryosplat.reconstruct.run_folder import input_fingerprint, read_complete_run
 from cryosplat.reconstruct.written_grid import map_at_box
@@ -65,13 +71,19 @@ class RunHalves:
         """Each half set's rows with the other half's map: ``[(A, map B), (B, map A)]``."""
         return [(self.half_a, self.maps[1]), (self.half_b, self.maps[0])]
 
+    def own(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each half set's rows with its own half map: ``[(A, map A), (B, map B)]``."""
+        return [(self.half_a, self.maps[0]), (self.half_b, self.maps[1])]
+
     def checkpoints(self, folder: Path | None, *settings) -> PassCheckpoints:
         """Where a command's passes over these particles are kept as they go (``folder``; None:
         in memory only), keyed by the half maps, the half sets, the images' sign and
         ``settings`` (e.g. the shells read and the device)."""
         if folder is None:
             return PassCheckpoints(None)
-        identity = digest(*self.maps, self.half_a, self.half_b, self.data_sign, *settings)
+        identity = digest(
+            *self.maps, self.half_a, self.half_b, self.data_sign, SHELL_SUM_NAMES, *settings
+        )
         return PassCheckpoints(folder, identity)
 
     def half_names(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Each micrograph's astigmatism read from its particles' images, against maps made without them.
+"""Each micrograph's astigmatism read from its particles' images, against maps without their share.
 
 A micrograph's CTF estimate errs in its astigmatism as in its defocus, and its particles share
 that error (their heights in the ice move their defocus, not its astigmatism). The defocus along
@@ -163,7 +163,7 @@ def astigmatism_log_likelihood(
 
 def read_astigmatism(
     particles: ParticleSet,
-    parts: Sequence[tuple[np.ndarray, np.ndarray, ParticleScores]],
+    parts: Sequence[tuple[np.ndarray, np.ndarray, ParticleScores, np.ndarray | None]],
     ctf: CTFParams,
     grid: AstigmatismGrid,
     range_angstrom: float,
@@ -172,7 +172,9 @@ def read_astigmatism(
     checkpoints: PassCheckpoints | None = None,
 ) -> AstigmatismFit:
     """Each micrograph's astigmatism, coarse to fine (the module's docstring): ``parts`` are
-    ``(rows, map, scores)``, each set of rows read against its map (with its scores there),
+    ``(rows, map, scores, own share)``, each set of rows read against its map (with its scores
+    there; without the images' own share in it where that is given:
+    :attr:`~cryosplat.reconstruct.grid.particle_scores.SampleReading.own_share`),
     ``ctf`` the particle set's CTF to move (e.g. its defocus refined), ``grid`` the fine grid
     (the coarse one reaches ``±range_angstrom``); the fine pass reads the shells to
     ``reading.max_radius_px``, the coarse one to half of it.
@@ -194,12 +196,15 @@ def read_astigmatism(
             pass_grid.step_angstrom,
             particles.box * particles.pixel_size_angstrom / radius,
         )
-        pass_reading = replace(reading, max_radius_px=radius)
         values = np.full((len(particles), len(pass_grid.moves) + 1), np.nan)
         index = next(passes)
-        for half, (rows, volume, scores) in enumerate(parts):
+        for half, (rows, volume, scores, share) in enumerate(parts):
+            own = None if share is None else tuple(float(v) for v in share)
+            pass_reading = replace(reading, max_radius_px=radius, own_share=own)
             name = f"astigmatism{index}_{half}"
-            store = checkpoints.store(name, rows, pass_grid.moves, centres[rows], radius, ctf)
+            store = checkpoints.store(
+                name, rows, pass_grid.moves, centres[rows], radius, ctf, share
+            )
             progress = pass_progress(bar, store)
             values[rows] = astigmatism_log_likelihood(
                 particles,

@@ -1,4 +1,4 @@
-"""Each particle's defocus read from its own image, against a map made without it.
+"""Each particle's defocus read from its own image, against a map without the image's own share.
 
 A CTF estimate per micrograph misses each particle's height in the ice, and errs by tens to
 hundreds of ångströms itself. A defocus error ``Δz`` turns the CTF's phase by ``π λ Δz s²``: about

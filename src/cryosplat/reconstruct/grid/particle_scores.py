@@ -23,8 +23,9 @@ the shell's samples (:class:`ShellSums`). From them (:func:`score_from_sums`):
   (its amplitude ``√(Σ_s a_s² p_is / σ²_s)``).
 
 How many images hold nothing the map predicts, and which, is read from the scores as a mixture
-(:func:`fit_mixture`): noise alone scores ``N(0, 1)``; the molecule at its pose scores about its
-expected score times a gain fitted to the set, give or take a spread at least the noise's. Each
+(:mod:`~cryosplat.reconstruct.grid.score_mixture`): noise alone scores ``N(0, 1)``; the molecule
+at its pose scores about its expected score times a gain fitted to the set, give or take a spread
+at least the noise's. Each
 image's posterior chance of being noise alone (:meth:`ParticleScores.junk_probability`) names it
 where it is above one half. Where the particles' signal is weak and the two overlap, the images
 scoring near zero are the molecule's own spread, and almost none is named.
@@ -45,12 +46,13 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cryosplat.core.ctf import image_transfer
+from cryosplat.core.ctf import image_transfer, raw_backprojection_factor
 from cryosplat.core.ctf_plane import CTFPlane
 from cryosplat.core.fourier_slice import SliceReader, default_max_radius
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.image_spectra import GroupSpectra, SpectraPreparer
 from cryosplat.reconstruct.grid.row_store import RowStore
+from cryosplat.reconstruct.grid.score_mixture import ScoreMixture, fit_mixture
 from cryosplat.reconstruct.grid.slice_cache import SliceCache
 from cryosplat.reconstruct.grid.staging import device_batches
 
@@ -58,10 +60,9 @@ __all__ = [
     "JUNK_PROBABILITY",
     "GroupSamples",
     "ParticleScores",
+    "SHELL_SUM_NAMES",
     "SampleReading",
-    "ScoreMixture",
     "ShellSums",
-    "fit_mixture",
     "read_samples",
     "score_radius",
     "score_from_sums",
@@ -86,23 +87,21 @@ def score_radius(box: int, pixel_size_angstrom: float, resolution_angstrom: floa
     return min(limit, RESOLUTION_MARGIN * box * pixel_size_angstrom / resolution_angstrom)
 
 
-MIXTURE_STEPS = 500  # expectation-maximisation steps at most (:func:`fit_mixture`)
-MAX_SPREAD = 3.0  # the molecule's scores spread at most three times as wide as noise's
-
-
 @dataclass(frozen=True)
 class ShellSums:
     """Per image and Fourier shell, the sums the scores are made from, float64 (N, S).
 
     ``cross``: ``Σ Re(X̄ P)``; ``model``: ``Σ |P|²``; ``data``: ``Σ |X|²``; ``count``: the samples
-    (Friedel pairs counted twice, as the full spectrum holds them). Shell 0 (the zero frequency)
-    is left empty.
+    (Friedel pairs counted twice, as the full spectrum holds them); ``ctf_data``: ``Σ C² |X|²``
+    (:mod:`~cryosplat.reconstruct.grid.own_share` reads the map's own share of an image with it).
+    Shell 0 (the zero frequency) is left empty.
     """
 
     cross: np.ndarray
     model: np.ndarray
     data: np.ndarray
     count: np.ndarray
+    ctf_data: np.ndarray
 
     @staticmethod
     def concatenate(parts: list[ShellSums]) -> ShellSums:
@@ -115,6 +114,7 @@ class ShellSums:
 
 
 _SUMS = tuple(f.name for f in fields(ShellSums))
+SHELL_SUM_NAMES = _SUMS  # what a pass of shell sums keeps: saved passes are keyed by it
 
 
 @dataclass(frozen=True)
@@ -186,6 +186,14 @@ class SampleReading:
     slices : SliceCache, optional
         Where each image's slice is kept for the next pass that reads the same map at the same
         shells (:mod:`~cryosplat.reconstruct.grid.slice_cache`); None: read every time.
+    own_share : tuple of float, optional
+        Where the images are read against their own half map: the map's response per shell to
+        an image's own spectrum, ``κ_s``
+        (:func:`~cryosplat.reconstruct.grid.own_share.own_share`); each slice is read as
+        ``M − κ_s C X``, the map without the image's own share (``C`` its CTF as recorded, ``X``
+        its spectrum; for images that carry their CTF, ``C`` as they were inserted:
+        :func:`~cryosplat.core.ctf.raw_backprojection_factor`). None: the slices as the map holds
+        them.
     """
 
     batch_size: int = 128
@@ -193,6 +201,7 @@ class SampleReading:
     data_sign: float = 1.0
     max_radius_px: float | None = None
     slices: SliceCache | None = None
+    own_share: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -223,6 +232,9 @@ def read_samples(
     n_shells = int(radius) + 1
     reader = None  # made at the first slice not kept in reading.slices
     prepare = SpectraPreparer(particles, radius, SCORE_PAD, device)
+    share = None if reading.own_share is None else torch.tensor(reading.own_share, device=device)
+    if share is not None and len(share) < n_shells:
+        raise ValueError(f"an own share of {len(share)} shells for {n_shells} read")
     bins: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, np.ndarray]] = {}
     planes: dict[tuple, CTFPlane] = {}
     # read in (stack, image) order, each stack front to back
@@ -260,6 +272,12 @@ def read_samples(
                         given, radius, part.key, part.rows, slices, rows, len(particles), kept
                     )
             at = np.arange(len(batch)) if part.picked is None else part.picked.cpu().numpy()
+            data = part.spectra.reshape(len(part.rows), -1)[:, kept]
+            codes = particles.ctf_in_images_of(part.rows)
+            if share is not None:  # the image's own share taken out: M − κ_s C X
+                ctf = part.ctf.reshape(len(part.rows), -1)[:, kept]
+                inserted = ctf if codes is None else raw_backprojection_factor(ctf, codes)
+                slices = slices - (share[shell].float() * inserted) * data
             yield GroupSamples(
                 positions=stacked[done + at],
                 part=part,
@@ -271,8 +289,8 @@ def read_samples(
                 friedel=friedel,
                 count=count,
                 slices=slices,
-                data=part.spectra.reshape(len(part.rows), -1)[:, kept],
-                codes=particles.ctf_in_images_of(part.rows),
+                data=data,
+                codes=codes,
             )
         done += len(batch)
         if progress is not None:
@@ -330,6 +348,7 @@ def shell_sums(
                 "cross": (data.conj() * predicted).real,
                 "model": predicted.abs().square(),
                 "data": data.abs().square(),
+                "ctf_data": ctf.square() * data.abs().square(),
             }
             at = samples.positions
             summed = {"count": np.broadcast_to(samples.count, (len(at), n_shells))}
@@ -385,71 +404,6 @@ class ParticleScores:
     def junk(self) -> np.ndarray:
         """The images more likely noise than the molecule, bool (N,)."""
         return self.junk_probability() > JUNK_PROBABILITY
-
-
-@dataclass(frozen=True)
-class ScoreMixture:
-    """Scores read as ``z_i ~ π₀ N(0, 1) + (1 − π₀) N(κ m_i, τ²)``: images of noise alone, and
-    the molecule at its pose scoring ``κ`` times its expected score ``m_i``
-    (:attr:`ParticleScores.amplitude`) give or take ``τ ≥ 1`` (the map's own errors widen it).
-
-    Attributes
-    ----------
-    null_fraction : float
-        ``π₀``.
-    gain : float
-        ``κ``.
-    spread : float
-        ``τ``.
-    junk_probability : np.ndarray, (N,)
-        Each image's posterior chance of being noise alone (1 where its score is NaN).
-    """
-
-    null_fraction: float
-    gain: float
-    spread: float
-    junk_probability: np.ndarray
-
-
-def _normal(x: np.ndarray, spread: float = 1.0) -> np.ndarray:
-    return np.exp(-0.5 * (x / spread) ** 2) / (math.sqrt(2.0 * math.pi) * spread)
-
-
-def fit_mixture(z: np.ndarray, expected: np.ndarray) -> ScoreMixture:
-    """Fit :class:`ScoreMixture` to scores ``z`` (N,) with expected scores ``expected`` (N,)
-    by expectation-maximisation.
-
-    The noise component is fixed (``N(0, 1)``: what a score is under noise alone), so where the
-    molecule's scores stand clear of zero the share of noise is read without a threshold; where
-    they overlap (a weak signal), the images scoring near zero are explained by the molecule's
-    own spread as well, and the share of noise goes to zero when nothing else calls for it.
-    """
-    z, expected = np.asarray(z, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    good = np.isfinite(z) & np.isfinite(expected)
-    probability = np.ones(len(z))
-    if good.sum() < 2:
-        return ScoreMixture(1.0, 0.0, 1.0, probability)
-    x, m = z[good], np.maximum(expected[good], 0.0)
-    null = float(np.clip(2.0 * np.mean(x < 0), 0.01, 0.9))
-    gain = float(max(np.sum(x * m) / max(np.sum(m * m), 1e-300), 1e-3))
-    spread = 1.0
-    for _ in range(MIXTURE_STEPS):
-        noise = null * _normal(x)
-        molecule = (1.0 - null) * _normal(x - gain * m, spread)
-        r = noise / np.maximum(noise + molecule, 1e-300)
-        kept = 1.0 - r
-        new_null = float(np.clip(r.mean(), 1e-6, 1.0 - 1e-6))
-        gain = float(max(np.sum(kept * x * m) / max(np.sum(kept * m * m), 1e-300), 1e-3))
-        variance = np.sum(kept * (x - gain * m) ** 2) / max(kept.sum(), 1e-300)
-        spread = float(np.clip(math.sqrt(variance), 1.0, MAX_SPREAD))
-        converged = abs(new_null - null) < 1e-7
-        null = new_null
-        if converged:
-            break
-    noise = null * _normal(x)
-    molecule = (1.0 - null) * _normal(x - gain * m, spread)
-    probability[good] = noise / np.maximum(noise + molecule, 1e-300)
-    return ScoreMixture(null, gain, spread, probability)
 
 
 REFITS = 2  # the scale and the noise fitted again to the images weighed as the molecule
