@@ -148,8 +148,8 @@ def refine_defocus_run(
     checkpoints: Path | None = None,
 ) -> RefinedDefocus:
     """Read each particle's defocus offset (within ``±range_angstrom``) from its image against
-    its own half set's map of the complete run in ``run``, its own share in it taken out; then, where ``astigmatism`` and
-    the particles' micrographs are recorded, each micrograph's astigmatism (moves within about
+    its own half set's map of the complete run in ``run``, its own share in it taken out; then,
+    where ``astigmatism`` and the particles' micrographs are recorded, each micrograph's astigmatism (moves within about
     ``±astigmatism_range_angstrom`` along each component,
     :mod:`~cryosplat.reconstruct.grid.astigmatism_fit`), read with the new defoci.
 
@@ -179,7 +179,7 @@ def refine_defocus_run(
     )
     reads_astigmatism = astigmatism and particles.micrographs is not None
     bar = Progress(
-        (5 if reads_astigmatism else 3) * len(particles), "defocus", enabled=show_progress
+        (6 if reads_astigmatism else 4) * len(particles), "defocus", enabled=show_progress
     )
     likelihood = np.full((len(particles), len(offsets)), np.nan)
     kind = torch.device(device).type
@@ -262,16 +262,16 @@ def _own_share(
     """``κ_s`` of a half set's images in their own half map (``maps``: own, other;
     :func:`~cryosplat.reconstruct.grid.own_share.own_share`), logged."""
     sums = []
-    for name, volume, kept in (("own", maps[0], reading), ("other", maps[1], None)):
+    once = replace(reading, slices=None)  # the other half's map is read once: none kept
+    for name, volume, at in (("own", maps[0], reading), ("other", maps[1], once)):
         store = passes.store(f"{name}_{half}", rows)
-        at = reading if kept is not None else replace(reading, slices=None)  # read once only
         sums.append(shell_sums(particles, rows, volume, at, pass_progress(bar, store), store))
     share = own_share(*sums)
     log.info(
         "half %s: its images' own share in its map taken out before they are read against it "
         "(%.2g of its agreement with them at the recorded defocus, over the shells read)",
         "AB"[half],
-        float((share[None] * sums[0].ctf_data).sum() / max(sums[0].cross.sum(), 1e-300)),
+        float(np.nansum(share[None] * sums[0].ctf_data) / max(np.nansum(sums[0].cross), 1e-300)),
     )
     return share
 

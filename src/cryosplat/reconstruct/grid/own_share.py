@@ -7,8 +7,8 @@ sharp as its errors warrant and the offsets shrink towards the recorded defocus 
 65). Read against the other half's map instead, the image's parameters follow that map's noise
 and errors, and the half sets made with them are no longer independent: the resolution the next
 run reports, whose cross-validation reads each half model against the other half's data, comes
-out optimistic (round 2, session 80: 10.65 Å reported against 12.26 Å from the truth on a map-based
-set, 11.82 Å with this module's reading).
+out optimistic (round 2, session 80: 10.65 Å reported where the map crossed 0.5 with the truth at
+12.26 Å, on a map-based set; 11.83 Å for 12.28 Å with this module's reading).
 
 Here each image is read against its own half map with its own share taken out, to first order:
 the slice read is ``M − κ_s C X`` (:attr:`~cryosplat.reconstruct.grid.particle_scores.SampleReading.own_share`), with ``X`` the image's spectrum, ``C``
