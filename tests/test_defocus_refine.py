@@ -251,6 +251,8 @@ def test_refine_defocus_writes_the_star_again_with_the_defocus_moved_only(
     assert main(["info", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "cryosplat refine-defocus output" in shown and "one by one; offsets applied" in shown
+    assert "read against: each half set's own map, its images' own share taken out" in shown
+    assert set(record["own_share_per_shell"]) == {"A", "B"}
     # a range narrower than the errors: the offsets crowd its edge, and a warning says so
     narrow = ["refine-defocus", str(wrong), "--run", str(run), "-o", str(tmp_path / "narrow")]
     with caplog.at_level(logging.WARNING, logger="cryosplat"):
