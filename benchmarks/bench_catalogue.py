@@ -23,6 +23,7 @@ from bench_catalogue_membrane import (
     ASTIGMATISM_66,
     CTF_ERRORS,
     DEFOCUS_65,
+    DEFOCUS_80,
     MICROGRAPHS_65,
     MICROGRAPHS_65H,
     UNSEEN_59,
@@ -357,6 +358,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "micrographs65": MICROGRAPHS_65,
     "micrographs65h": MICROGRAPHS_65H,
     "astigmatism66": ASTIGMATISM_66,
+    "defocus80": DEFOCUS_80,
 }
 
 

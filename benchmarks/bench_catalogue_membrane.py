@@ -1,5 +1,5 @@
 """Benchmark sets of a membrane protein in a detergent micelle, and sets whose defocus is recorded
-with errors (round 2, sessions 59 and 65).
+with errors (round 2, sessions 59, 65, 66 and 80).
 
 8ZPM (CXCR4 with a nanobody, ``shared/data/models/8zpm.cif``) made to look like a real map
 (``bench_truths.real_looking_map``) with a detergent belt round its seven transmembrane helices
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from bench_catalogue_unseen import TRPV1
 from bench_datasets import DatasetSpec
-from bench_map_specs import RIBOSOME, map_spec
+from bench_map_specs import RIBOSOME, TUTORIAL, map_spec
 from bench_micelle import Micelle
 
 CENTRE = (136.51, 137.19, 144.26)
@@ -306,5 +306,90 @@ ASTIGMATISM_66 = [
         micrograph_defocus_error_angstrom=150.0,
         micrograph_heights_angstrom=100.0,
         micrograph_astigmatism_error_angstrom=80.0,
+    ),
+]
+
+
+# Per-particle defocus errors on real maps, for ``cryosplat refine-defocus`` read against each
+# half's own map (round 2, session 80; made after every default, the last three after the change
+# was chosen): errors large enough to turn the CTF's phase at these maps' resolutions (1000 Å at
+# 12 Å: 0.4 radian). On the first, reading against the other half's map made the next run report
+# 10.65 Å for a map at 12.26 Å.
+DEFOCUS_80 = [
+    DatasetSpec(
+        "u80_betagal_df",
+        "maps/ngl_betaGal.mrc",
+        100,
+        3.54,
+        8_000,
+        0.006,
+        seed=8001,
+        noise="coloured",
+        noise_source=RIBOSOME,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        defocus_error_angstrom=1000.0,
+    ),
+    DatasetSpec(
+        "u80_emd6824_df",
+        "maps/emd_6824.mrc",
+        70,
+        2.64,
+        5_000,
+        0.01,
+        seed=8002,
+        noise="coloured",
+        noise_source=TRPV1,
+        defocus_error_angstrom=800.0,
+    ),
+    DatasetSpec(
+        "u80_emd1832_hisnr_df",
+        "maps/emd_1832.map",
+        64,
+        5.7,
+        5_000,
+        0.03,
+        seed=8003,
+        noise="coloured",
+        noise_source=TUTORIAL,
+        defocus_error_angstrom=2000.0,
+    ),
+    DatasetSpec(
+        "u80_betagal_df_s2",
+        "maps/ngl_betaGal.mrc",
+        100,
+        3.54,
+        8_000,
+        0.006,
+        seed=8101,
+        noise="coloured",
+        noise_source=RIBOSOME,
+        ctf_table="metadata/empiar10028_ctf.pkl",
+        defocus_error_angstrom=1000.0,
+    ),
+    DatasetSpec(
+        "u80_betagal_pref_df",
+        "maps/ngl_betaGal.mrc",
+        100,
+        3.54,
+        6_000,
+        0.01,
+        seed=8102,
+        views=None,
+        preferred_views=(0.8, 20.0),
+        noise="coloured",
+        noise_source=TUTORIAL,
+        defocus_error_angstrom=1500.0,
+    ),
+    DatasetSpec(
+        "u80_emd6824_df_s2",
+        "maps/emd_6824.mrc",
+        70,
+        2.64,
+        5_000,
+        0.01,
+        seed=8103,
+        noise="coloured",
+        noise_source=TRPV1,
+        defocus_error_angstrom=800.0,
     ),
 ]
