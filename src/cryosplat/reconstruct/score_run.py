@@ -59,6 +59,7 @@ from cryosplat.particles.selection import write_metadata_rows
 from cryosplat.particles.weights import write_weights
 from cryosplat.reconstruct.grid.particle_scores import (
     JUNK_PROBABILITY,
+    SHELL_SUM_NAMES,
     ParticleScores,
     SampleReading,
     ShellSums,
@@ -247,7 +248,9 @@ def score_against_map(
     reading = SampleReading(batch_size, device, sign, radius)
     passes = PassCheckpoints(None)
     if checkpoints is not None:
-        identity = digest(volume, rows, sign, radius, torch.device(device).type, dust_sds)
+        identity = digest(
+            volume, rows, sign, radius, torch.device(device).type, dust_sds, SHELL_SUM_NAMES
+        )
         passes = PassCheckpoints(checkpoints, identity)
     scores = _scores_of(particles, [(rows, volume)], reading, show_progress, passes)
     if (dust := dust_summary(particles)) is not None:
