@@ -9,6 +9,8 @@ defocus.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +22,8 @@ from cryosplat.reconstruct.grid.defocus_fit import (
     defocus_log_likelihood,
     fit_offsets,
 )
-from cryosplat.reconstruct.grid.own_share import own_share
+from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
+from cryosplat.reconstruct.grid.own_share import insertion_weights, own_share
 from cryosplat.reconstruct.grid.particle_scores import (
     SampleReading,
     ShellSums,
@@ -93,8 +96,35 @@ def test_slices_read_without_the_share_are_the_maps_less_the_images_own(weak_set
         kappa = torch.tensor(share, dtype=torch.float32)[a.shell]
         torch.testing.assert_close(b.slices, a.slices - kappa * ctf * a.data)
         torch.testing.assert_close(b.data, a.data)
+    # an image inserted with weight w holds w times the share: its own is taken out so
+    halved = SampleReading(
+        batch_size=16,
+        own_share=share,
+        insertion_weights=lambda rows, images: torch.full((len(rows),), 0.5),
+    )
+    for a, b in zip(plain, read_samples(particles, rows, truth, halved), strict=True):
+        ctf = a.part.ctf.reshape(len(a.positions), -1)[:, a.kept]
+        kappa = torch.tensor(share, dtype=torch.float32)[a.shell]
+        torch.testing.assert_close(b.slices, a.slices - 0.5 * kappa * ctf * a.data)
+    sums = shell_sums(particles, rows, truth, SampleReading())
+    weighed = shell_sums(particles, rows, truth, halved)
+    np.testing.assert_allclose(weighed.ctf_data, 0.5 * sums.ctf_data, rtol=1e-6)
     with pytest.raises(ValueError, match="own share of 2 shells"):
         list(read_samples(particles, rows, truth, SampleReading(own_share=(0.0, 0.1))))
+
+
+def test_the_insertion_weights_are_the_runs_noise_levels_times_the_users(weak_set):
+    star, _, _ = weak_set
+    particles = read_particles(star)
+    assert insertion_weights(particles, None) is None  # weighed alike: nothing to scale
+    rows = np.arange(8)
+    images = torch.from_numpy(particles.read_images(rows))
+    given = np.linspace(0.5, 2.0, len(particles))
+    weighed = replace(particles, weights=given)
+    np.testing.assert_allclose(insertion_weights(weighed, None)(rows, images).numpy(), given[:8])
+    levels = NoiseLevels(mean_log=0.0, share=1.0, norm=1.0, spread=1.0)
+    both = insertion_weights(weighed, levels)(rows, images).numpy()
+    np.testing.assert_allclose(both, levels.weights(images).double().numpy() * given[:8])
 
 
 def test_read_against_their_own_half_map_without_their_share_the_errors_keep_their_spread(

@@ -60,7 +60,8 @@ from cryosplat.reconstruct.grid.defocus_fit import (
     defocus_log_likelihood,
     fit_offsets,
 )
-from cryosplat.reconstruct.grid.own_share import own_share
+from cryosplat.reconstruct.grid.noise_levels import measure_noise_levels
+from cryosplat.reconstruct.grid.own_share import insertion_weights, own_share
 from cryosplat.reconstruct.grid.particle_scores import SampleReading, score_from_sums, shell_sums
 from cryosplat.reconstruct.grid.row_store import PassCheckpoints, pass_progress
 from cryosplat.reconstruct.grid.slice_cache import SliceCache
@@ -185,8 +186,16 @@ def refine_defocus_run(
     kind = torch.device(device).type
     # each image is read four to six times at one pose: its slices kept between the passes
     cache = SliceCache.for_host() if kind == "cpu" else None
-    reading = SampleReading(batch_size, device, halves.data_sign, radius, cache)
-    passes = halves.checkpoints(checkpoints, radius, kind)
+    levels = measure_noise_levels(particles, report=False) if halves.image_weights else None
+    reading = SampleReading(
+        batch_size,
+        device,
+        halves.data_sign,
+        radius,
+        cache,
+        insertion_weights=insertion_weights(particles, levels),
+    )
+    passes = halves.checkpoints(checkpoints, radius, kind, levels)
     scores, shares = [], []  # each half's, against its own map without its images' own share
     for half, ((rows, volume), (_, other)) in enumerate(
         zip(halves.own(), halves.crossed(), strict=True)

@@ -57,6 +57,9 @@ class RunHalves:
         The run's reported resolution (None: it reported none).
     data_sign : float
         −1 where the run read the images with their contrast inverted.
+    image_weights : bool
+        Whether the run weighed each image by its noise level where the levels differ
+        (:mod:`~cryosplat.reconstruct.grid.noise_levels`).
     """
 
     run: Path
@@ -66,6 +69,7 @@ class RunHalves:
     maps: tuple[np.ndarray, np.ndarray]
     resolution_angstrom: float | None
     data_sign: float
+    image_weights: bool = False
 
     def crossed(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each half set's rows with the other half's map: ``[(A, map B), (B, map A)]``."""
@@ -119,7 +123,11 @@ def read_run_halves(particles: ParticleSet, run: str | Path, command: str) -> Ru
         "half sets: %d + %d particles (%s), as the run split them", len(half_a), len(half_b), how
     )
     sign = -1.0 if identity.get("invert_contrast") else 1.0
-    return RunHalves(run.resolve(), particles, half_a, half_b, (maps[0], maps[1]), resolution, sign)
+    grid = identity.get("grid")
+    weighs = bool(grid.get("image_weights", False)) if isinstance(grid, dict) else False
+    return RunHalves(
+        run.resolve(), particles, half_a, half_b, (maps[0], maps[1]), resolution, sign, weighs
+    )
 
 
 def _run_particles(particles: ParticleSet, run: Path, identity: dict) -> ParticleSet:

@@ -23,11 +23,16 @@ share the FSC-based signal power between the halves.
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
 
+import numpy as np
+import torch
+
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct.grid.noise_levels import NoiseLevels
 from cryosplat.reconstruct.grid.particle_scores import ShellSums
 
-__all__ = ["OWN_SHARE_WINDOW", "own_share"]
+__all__ = ["OWN_SHARE_WINDOW", "insertion_weights", "own_share"]
 
 OWN_SHARE_WINDOW = 2
 """Shells pooled on each side of a shell to read its share: each shell alone scatters most where
@@ -67,3 +72,35 @@ def own_share(own: ShellSums, other: ShellSums, window: int = OWN_SHARE_WINDOW) 
     safe = np.where(weight > 0, weight, 1.0)
     share = np.where(weight > 0, excess / safe, 0.0)
     return np.clip(share, 0.0, np.maximum(np.where(weight > 0, agreement / safe, 0.0), 0.0))
+
+
+def insertion_weights(
+    particles: ParticleSet, levels: NoiseLevels | None
+) -> Callable[[np.ndarray, torch.Tensor], torch.Tensor] | None:
+    """The weight each image was inserted into its half map with, as the run weighed it: its
+    noise level's (``levels``, :func:`~cryosplat.reconstruct.grid.noise_levels.measure_noise_levels`
+    of the same particles; None where the run weighed them alike) times the user's ``--weights``
+    (:attr:`~cryosplat.particles.particle_set.ParticleSet.weights`). An image's own share in its
+    map scales with it: an image of thick ice, weighed a third, holds a third of the share.
+
+    Returns
+    -------
+    callable(rows, images) -> torch.Tensor, or None
+        The weights (b,) of the images (b, D, D) of ``rows`` (b,), on the images' device; None
+        where every image weighs alike.
+    """
+    if levels is None and particles.weights is None:
+        return None
+    kinds = particles.image_kinds()
+    kinds = kinds if kinds.any() else None
+
+    def weights(rows: np.ndarray, images: torch.Tensor) -> torch.Tensor:
+        out = torch.ones(len(rows), dtype=torch.float64, device=images.device)
+        if levels is not None:
+            out = levels.weights(images, None if kinds is None else kinds[rows]).double()
+        if particles.weights is not None:
+            given = torch.as_tensor(particles.weights[rows], dtype=torch.float64)
+            out = out * given.to(images.device)
+        return out
+
+    return weights

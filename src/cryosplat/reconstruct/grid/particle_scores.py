@@ -92,8 +92,10 @@ class ShellSums:
     """Per image and Fourier shell, the sums the scores are made from, float64 (N, S).
 
     ``cross``: ``Σ Re(X̄ P)``; ``model``: ``Σ |P|²``; ``data``: ``Σ |X|²``; ``count``: the samples
-    (Friedel pairs counted twice, as the full spectrum holds them); ``ctf_data``: ``Σ C² |X|²``
-    (:mod:`~cryosplat.reconstruct.grid.own_share` reads the map's own share of an image with it).
+    (Friedel pairs counted twice, as the full spectrum holds them); ``ctf_data``: ``w Σ C² |X|²``
+    with ``w`` the weight the image was inserted with (1 unless the reading knows it:
+    :attr:`SampleReading.insertion_weights`; :mod:`~cryosplat.reconstruct.grid.own_share` reads
+    the map's own share of an image with it).
     Shell 0 (the zero frequency) is left empty.
     """
 
@@ -148,6 +150,9 @@ class GroupSamples:
     codes : np.ndarray or None
         For images that carry their CTF already, how (:func:`~cryosplat.core.ctf.image_transfer`);
         None where none does.
+    weight : torch.Tensor or None
+        (n,) the weight each image was inserted into its map with
+        (:attr:`SampleReading.insertion_weights`); None: all alike.
     """
 
     positions: np.ndarray
@@ -162,6 +167,7 @@ class GroupSamples:
     slices: torch.Tensor
     data: torch.Tensor
     codes: np.ndarray | None
+    weight: torch.Tensor | None = None
 
     def transfer(self, ctf: torch.Tensor) -> torch.Tensor:
         """The CTF at the samples, (n, M) (e.g. from :attr:`plane`), as the images carry it."""
@@ -190,10 +196,16 @@ class SampleReading:
         Where the images are read against their own half map: the map's response per shell to
         an image's own spectrum, ``κ_s``
         (:func:`~cryosplat.reconstruct.grid.own_share.own_share`); each slice is read as
-        ``M − κ_s C X``, the map without the image's own share (``C`` its CTF as recorded, ``X``
+        ``M − κ_s w C X``, the map without the image's own share (``w`` its insertion weight,
+        :attr:`insertion_weights`; ``C`` its CTF as recorded, ``X``
         its spectrum; for images that carry their CTF, ``C`` as they were inserted:
         :func:`~cryosplat.core.ctf.raw_backprojection_factor`). None: the slices as the map holds
         them.
+    insertion_weights : callable(rows, images) -> torch.Tensor, optional
+        The weight each image was inserted into the map with, from its rows (b,) and images
+        (b, D, D) as stored (its noise level's, and the user's ``--weights``;
+        :func:`~cryosplat.reconstruct.grid.own_share.insertion_weights`): an image's own share in
+        the map scales with it, and ``ctf_data`` is weighed by it. None: all alike.
     """
 
     batch_size: int = 128
@@ -202,6 +214,7 @@ class SampleReading:
     max_radius_px: float | None = None
     slices: SliceCache | None = None
     own_share: tuple[float, ...] | None = None
+    insertion_weights: Callable[[np.ndarray, torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -243,6 +256,9 @@ def read_samples(
     done = 0
     for batch, images in device_batches(particles, read, reading.batch_size, device):
         spectra = prepare.spectra(batch, images * reading.data_sign)
+        weights = None
+        if reading.insertion_weights is not None:
+            weights = reading.insertion_weights(batch, images).to(device, torch.float32)
         for part in prepare.groups(batch, spectra):
             group = part.group
             if part.key not in bins:
@@ -274,9 +290,12 @@ def read_samples(
             at = np.arange(len(batch)) if part.picked is None else part.picked.cpu().numpy()
             data = part.spectra.reshape(len(part.rows), -1)[:, kept]
             codes = particles.ctf_in_images_of(part.rows)
-            if share is not None:  # the image's own share taken out: M − κ_s C X
+            weight = None if weights is None else weights[torch.as_tensor(at, device=device)]
+            if share is not None:  # the image's own share taken out: M − κ_s w C X
                 ctf = part.ctf.reshape(len(part.rows), -1)[:, kept]
                 inserted = ctf if codes is None else raw_backprojection_factor(ctf, codes)
+                if weight is not None:
+                    inserted = inserted * weight[:, None]
                 slices = slices - (share[shell].float() * inserted) * data
             yield GroupSamples(
                 positions=stacked[done + at],
@@ -291,6 +310,7 @@ def read_samples(
                 slices=slices,
                 data=data,
                 codes=codes,
+                weight=weight,
             )
         done += len(batch)
         if progress is not None:
@@ -348,7 +368,9 @@ def shell_sums(
                 "cross": (data.conj() * predicted).real,
                 "model": predicted.abs().square(),
                 "data": data.abs().square(),
-                "ctf_data": ctf.square() * data.abs().square(),
+                "ctf_data": ctf.square()
+                * data.abs().square()
+                * (1.0 if samples.weight is None else samples.weight[:, None]),
             }
             at = samples.positions
             summed = {"count": np.broadcast_to(samples.count, (len(at), n_shells))}
