@@ -11,12 +11,14 @@ out optimistic (round 2, session 80: 10.65 Å reported where the map crossed 0.5
 12.26 Å, on a map-based set; 11.83 Å for 12.28 Å with this module's reading).
 
 Here each image is read against its own half map with its own share taken out, to first order:
-the slice read is ``M − κ_s C X`` (:attr:`~cryosplat.reconstruct.grid.particle_scores.SampleReading.own_share`), with ``X`` the image's spectrum, ``C``
-the CTF it was inserted with and ``κ_s`` the map's response per shell to an image's own spectrum
-(the diagonal of the fit's hat matrix, 1 / Σ C² for a direct inversion; smaller for a model
-that smooths). ``κ_s`` is read from the data (:func:`own_share`): summed over a half set's
+the slice read is ``M − κ_s w C X``
+(:attr:`~cryosplat.reconstruct.grid.particle_scores.SampleReading.own_share`), with ``X`` the
+image's spectrum, ``C`` the CTF it was inserted with, ``w`` the weight it was inserted with
+(:func:`insertion_weights`) and ``κ_s`` the map's response per shell to a unit weight's own
+spectrum (the diagonal of the fit's hat matrix, 1 / Σ C² for a direct inversion; smaller for a
+model that smooths). ``κ_s`` is read from the data (:func:`own_share`): summed over a half set's
 images, ``Σ Re(X̄ C M)`` against their own half map exceeds the same sum against the other half's
-map (which holds none of their noise, and the same signal) by ``κ_s Σ C² |X|²``. Only these
+map (which holds none of their noise, and the same signal) by ``κ_s Σ w C² |X|²``. Only these
 numbers, one per shell, pass from one half to the other, as RELION's gold-standard refinements
 share the FSC-based signal power between the halves.
 """
@@ -53,9 +55,10 @@ def own_share(own: ShellSums, other: ShellSums, window: int = OWN_SHARE_WINDOW) 
     Returns
     -------
     np.ndarray, float64, (S,)
-        ``Σ (x_own − x_other) / Σ |C|² e`` over the images and the shells within ``window``,
-        clipped to ``[0, Σ x_own / Σ |C|² e]`` (an image cannot hold more of its map's agreement
-        with it than all of it); 0 where the shells hold no samples.
+        ``Σ (x_own − x_other) / Σ ctf_data`` (``ctf_data``: ``w Σ C² |X|²``) over the images and
+        the shells within ``window``, clipped to ``[0, Σ x_own / Σ ctf_data]`` (an image cannot
+        hold more of its map's agreement with it than all of it); 0 where the shells hold no
+        samples.
     """
     if own.cross.shape != other.cross.shape:
         raise ValueError(f"sums of shapes {own.cross.shape} and {other.cross.shape}")
