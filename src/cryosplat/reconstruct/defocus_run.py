@@ -271,7 +271,7 @@ def _own_share(
     """``κ_s`` of a half set's images in their own half map (``maps``: own, other;
     :func:`~cryosplat.reconstruct.grid.own_share.own_share`), logged."""
     sums = []
-    once = replace(reading, slices=None)  # the other half's map is read once: none kept
+    once = replace(reading, slices=None, insertion_weights=None)  # read once, for its agreement
     for name, volume, at in (("own", maps[0], reading), ("other", maps[1], once)):
         store = passes.store(f"{name}_{half}", rows)
         sums.append(shell_sums(particles, rows, volume, at, pass_progress(bar, store), store))

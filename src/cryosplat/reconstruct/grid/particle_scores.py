@@ -108,15 +108,14 @@ class ShellSums:
     @staticmethod
     def concatenate(parts: list[ShellSums]) -> ShellSums:
         """``parts``' images one after the other."""
-        return ShellSums(*(np.concatenate([getattr(p, f) for p in parts]) for f in _SUMS))
+        return ShellSums(*(np.concatenate([getattr(p, f) for p in parts]) for f in SHELL_SUM_NAMES))
 
     def take(self, order: np.ndarray) -> ShellSums:
         """The images at ``order``."""
-        return ShellSums(*(getattr(self, f)[order] for f in _SUMS))
+        return ShellSums(*(getattr(self, f)[order] for f in SHELL_SUM_NAMES))
 
 
-_SUMS = tuple(f.name for f in fields(ShellSums))
-SHELL_SUM_NAMES = _SUMS  # what a pass of shell sums keeps: saved passes are keyed by it
+SHELL_SUM_NAMES = tuple(f.name for f in fields(ShellSums))  # saved passes are keyed by them
 
 
 @dataclass(frozen=True)
@@ -356,7 +355,7 @@ def shell_sums(
     reading = SampleReading() if reading is None else reading
     n_shells = int(shells_radius(particles.box, reading.max_radius_px)) + 1
     store = RowStore(len(rows)) if store is None else store
-    for name in _SUMS:
+    for name in SHELL_SUM_NAMES:
         store.column(name, (n_shells,), 0.0)
     todo, left, progress = store.pending(rows, progress)
     with store.saved_on_exit():
@@ -380,7 +379,7 @@ def shell_sums(
                 summed[name] = sums.cpu().numpy()
             store.put(todo[at], **summed)
     out = store.finish()
-    return ShellSums(*(out[f] for f in _SUMS))
+    return ShellSums(*(out[f] for f in SHELL_SUM_NAMES))
 
 
 @dataclass(frozen=True)
