@@ -127,6 +127,7 @@ def test_missing_stack_lists_tried_paths(tmp_path):
         read_cryosparc(cs, datadir=tmp_path / "proj")
     msg = str(err.value)
     assert "missing.mrc' not found; tried:" in msg and str(tmp_path / "proj") in msg
+    assert "(the cryoSPARC project folder, which holds its job folders" in msg  # not RELION's
 
 
 def test_nan_field_names_row(tmp_path, small_stack):

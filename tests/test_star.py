@@ -301,7 +301,9 @@ def test_datadir_is_tried_first(tmp_path, small_stack):
     write_relion31_particles(
         p, image_names=["2@stack.mrcs", "1@stack.mrcs"], pixel_size_angstrom=2.0, box=16
     )
-    with pytest.raises(InputError, match="not found; tried.*Give --datadir the folder"):
+    with pytest.raises(
+        InputError, match="not found; tried.*Give --datadir the folder.*RELION's project folder"
+    ):
         read_particles(p)
     ps = read_particles(p, datadir=tmp_path)
     np.testing.assert_array_equal(ps.read_images([0, 1]), images[[1, 0]])

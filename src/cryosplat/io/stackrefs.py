@@ -200,8 +200,17 @@ def _resolve(
     raise InputError(
         f"{source}: {what} '{name}' not found; tried: "
         + ", ".join(map(str, tried))
-        + ". Give --datadir the folder the metadata's paths start from (RELION's project folder)"
+        + f". Give --datadir the folder the metadata's paths start from ({_project_folder(source)})"
     )
+
+
+def _project_folder(source: Path) -> str:
+    """The folder a metadata file's image paths usually start from, named for its program."""
+    if source.suffix.lower() == ".cs":
+        return "the cryoSPARC project folder, which holds its job folders J1, J2, ..."
+    if source.suffix.lower() == ".star":
+        return "RELION's project folder"
+    return "the project folder"
 
 
 def open_stacks(
