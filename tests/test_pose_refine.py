@@ -45,6 +45,7 @@ from cryosplat.reconstruct.grid.pose_fit import (
     fit_poses,
     pose_evidence,
 )
+from cryosplat.reconstruct.grid.pose_posterior import posterior_sums, posterior_sums_reference
 from cryosplat.reconstruct.pose_run import reference_trust
 from tests.conftest import reconstruct_quickly, simulate_tiny
 
@@ -135,6 +136,30 @@ def test_the_lattices_hold_zero_first_and_step_as_the_shells_allow():
         PoseSearch.for_shells(-1.0, 2.0, 10.0, 64, 2.0)
 
 
+def test_the_posterior_sums_as_matrix_products_are_the_log_sum_exp_twins():
+    """:func:`posterior_sums` (scaled batched products) against its reference (log-sum-exp over
+    the broadcast arrays): likelihoods of every scale, a peak thousands of nats from the prior's
+    (whose scaled sums reach double's bottom and are read in log space), an unread image."""
+    search = PoseSearch.for_shells(4.0, 3.0, 10.0, 64, 2.0)
+    rng = np.random.default_rng(3)
+    n, c, t = 7, len(search.rotvecs), len(search.shifts_angstrom)
+    points = (
+        search.rotvecs[None] + rng.normal(0, 0.01, (n, c, 3)),
+        search.shifts_angstrom[None] + rng.normal(0, 0.3, (n, t, 2)),
+    )
+    spreads = (pose_fit.prior_spreads(points[0][0]), pose_fit.prior_spreads(points[1][0]))
+    priors = tuple(pose_fit._log_priors(p, s) for p, s in zip(points, spreads, strict=True))
+    ll = rng.normal(0, 1, (n, c, t)) * np.array([0.1, 1, 10, 100, 1e3, 1, 1])[:, None, None]
+    ll[5] = -3000.0 * (points[0][5, :, :1] - points[0][5, -1, :1]) ** 2 * 1e4  # a far peak
+    ll[5] -= 2000.0 * ((points[1][5, None, :, 0] - points[1][5, -1, 0]) ** 2)
+    ll[6, 3, 4] = np.nan
+    got = posterior_sums(ll, points, priors)
+    expected = posterior_sums_reference(ll, points, priors)
+    for key in ("evidence", "mean", "recorded"):
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-9, atol=1e-9)
+    assert np.isnan(got["evidence"][6]).all() and np.isfinite(got["evidence"][:6]).all()
+
+
 def test_likelihoods_that_say_nothing_move_nothing_and_a_sharp_one_moves_to_its_peak():
     search = PoseSearch.for_shells(4.0, 3.0, 10.0, 64, 2.0)
     n = 5
@@ -145,12 +170,12 @@ def test_likelihoods_that_say_nothing_move_nothing_and_a_sharp_one_moves_to_its_
     priors = tuple(pose_fit._log_priors(p, pose_fit.prior_spreads(p[0])) for p in points)
     np.testing.assert_allclose(np.exp(priors[0]).sum(1), 1.0)
     flat = np.zeros((n, len(search.rotvecs), len(search.shifts_angstrom)))
-    fit = fit_poses(pose_fit._posterior_sums(flat, points, priors), search)
+    fit = fit_poses(posterior_sums(flat, points, priors), search)
     assert not fit.applied and np.all(fit.rotvecs == 0) and np.all(fit.shifts_angstrom == 0)
     # every image says, strongly, that its pose is turned and shifted by one candidate
     sharp = np.full_like(flat, -500.0)
     sharp[:, 17, 9] = 0.0
-    fit = fit_poses(pose_fit._posterior_sums(sharp, points, priors), search)
+    fit = fit_poses(posterior_sums(sharp, points, priors), search)
     assert fit.applied and fit.gain > 1000
     np.testing.assert_allclose(fit.rotvecs, np.tile(search.rotvecs[17], (n, 1)), atol=1e-6)
     np.testing.assert_allclose(
@@ -158,7 +183,7 @@ def test_likelihoods_that_say_nothing_move_nothing_and_a_sharp_one_moves_to_its_
     )
     # an image whose likelihood could not be read keeps its pose and is not counted
     sharp[2] = np.nan
-    fit = fit_poses(pose_fit._posterior_sums(sharp, points, priors), search)
+    fit = fit_poses(posterior_sums(sharp, points, priors), search)
     assert not fit.read[2] and np.all(fit.rotvecs[2] == 0) and fit.read.sum() == 4
     # a second reading moves only the images read, where the prior is applied
     moved = fit.moved_to(np.ones((n, 5)))

@@ -58,6 +58,7 @@ from cryosplat.reconstruct.grid.particle_scores import (
     SampleReading,
     read_samples,
 )
+from cryosplat.reconstruct.grid.pose_posterior import posterior_sums
 from cryosplat.reconstruct.grid.row_store import RowStore
 
 __all__ = [
@@ -319,7 +320,7 @@ def pose_evidence(
             log_likelihood = log_likelihood / relative[at, None, None]
             rot_points = centres[at, None, :3] + search.rotvecs[None]
             shift_points = centres[at, None, 3:] + search.shifts_angstrom[None]
-            summed = _posterior_sums(
+            summed = posterior_sums(
                 log_likelihood,
                 (rot_points, shift_points),
                 (_log_priors(rot_points, rot_spreads), _log_priors(shift_points, shift_spreads)),
@@ -384,39 +385,6 @@ def _batch_log_likelihood(
         values = cross.reshape(m, n_turns, -1).double() - model[..., None].double()
         out[start:stop] = values.cpu().numpy()
     return out
-
-
-def _posterior_sums(
-    log_likelihood: np.ndarray,
-    points: tuple[np.ndarray, np.ndarray],
-    log_priors: tuple[np.ndarray, np.ndarray],
-) -> dict[str, np.ndarray]:
-    """Each image's log evidence and posterior mean move under each prior from its
-    log-likelihoods (n, C, T) at the candidates' total moves ``points`` (turns (n, C, 3),
-    shifts (n, T, 2)) and the priors' logs there (``(n, C, Pr)``, ``(n, T, Pt)``), in log space:
-    first over the shifts at each turn, then over the turns."""
-    ll = torch.as_tensor(log_likelihood, dtype=torch.float64)
-    valid = torch.isfinite(ll).all(2).all(1)
-    ll = torch.where(valid[:, None, None], ll, torch.zeros_like(ll))
-    rotvecs, shifts = (torch.as_tensor(np.array(p), dtype=torch.float64) for p in points)
-    lr, lt = (torch.as_tensor(p, dtype=torch.float64) for p in log_priors)
-    joint = ll[..., None] + lt[:, None]  # (n, C, T, Pt)
-    by_turn = torch.logsumexp(joint, 2)  # (n, C, Pt)
-    shift_given_turn = torch.einsum(
-        "nctl,nte->ncle", torch.exp(joint - by_turn[:, :, None]), shifts
-    )  # (n, C, Pt, 2)
-    both = by_turn[:, :, None, :] + lr[..., None]  # (n, C, Pr, Pt)
-    evidence = torch.logsumexp(both, 1)  # (n, Pr, Pt)
-    turn_weight = torch.exp(both - evidence[:, None])
-    mean_turn = torch.einsum("nckl,ncd->nkld", turn_weight, rotvecs)
-    mean_shift = torch.einsum("nckl,ncle->nkle", turn_weight, shift_given_turn)
-    mean = torch.cat([mean_turn, mean_shift], -1)
-    nan = torch.tensor(float("nan"), dtype=torch.float64)
-    return {
-        "evidence": torch.where(valid[:, None, None], evidence, nan).numpy(),
-        "mean": torch.where(valid[:, None, None, None], mean, nan).numpy(),
-        "recorded": torch.where(valid, ll[:, 0, 0], nan).numpy(),
-    }
 
 
 @dataclass(frozen=True)
