@@ -87,8 +87,9 @@ def _scaled(values: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _weighted_sums(left: torch.Tensor, right: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``Σ_j left[n, i, j] right[n, j, l] values[n, j?, l?, e]`` for ``values`` (n, J, L, E)
-    as one batched product: (n, I, L, E)."""
+    """``Σ_j left[n, i, j] right[n, j, l] values[n, j, l, e]`` as one batched product, (n, I,
+    L, E), for ``left`` (n, I, J), ``right`` (n, J, L) and ``values`` (n, J, L, E) or (n, J, 1,
+    E) (the same at every ``l``)."""
     n, _, size_l = right.shape
     size_e = values.shape[-1]
     weighted = (right[..., None] * values).reshape(n, right.shape[1], size_l * size_e)
