@@ -10,7 +10,14 @@ from pathlib import Path
 
 from cryosplat.cli.names import PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
-from cryosplat.cli.pass_options import RUN_HELP, add_pass_output_arguments, check_pass_output
+from cryosplat.cli.pass_options import (
+    RUN_HELP,
+    add_pass_output_arguments,
+    check_metadata_written,
+    check_pass_output,
+    range_type,
+    reconstruct_again,
+)
 
 HELP = (
     "read each particle's defocus from its image against its own half set's map of a finished run, "
@@ -21,22 +28,12 @@ HELP = (
 )
 
 
-def _positive_angstrom(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a defocus range in Å, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"the range must be a positive number of Å, got {text}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_reading_arguments(p)
     p.add_argument("--run", type=Path, required=True, help=RUN_HELP)
     p.add_argument(
         "--range",
-        type=_positive_angstrom,
+        type=range_type("a number of Å", zero_keeps=False),
         default=2000.0,
         help="offsets searched to ± this many Å (default 2000)",
     )
@@ -48,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--astigmatism-range",
-        type=_positive_angstrom,
+        type=range_type("a number of Å", zero_keeps=False),
         default=1000.0,
         help="moves of each micrograph's astigmatism searched to ± this many Å along each of its "
         "components (default 1000)",
@@ -63,16 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cryosplat.core.device import resolve_device
-    from cryosplat.core.errors import InputError
     from cryosplat.reconstruct.defocus_run import refine_defocus_run, write_refined_defocus
 
     out = check_pass_output(args, "defocus.csv", "offsets")
-    suffix = Path(args.particles).suffix.lower()
-    if suffix not in (".star", ".cs") and args.ctf is None:
-        raise InputError(
-            f"{args.particles}: the new defocus values are written into a STAR file, a .cs "
-            "file or cryoDRGN's ctf.pkl (--ctf)"
-        )
+    check_metadata_written(args, "ctf", "defocus values")
     particles = read_chosen_particles(args)
     refined = refine_defocus_run(
         particles,
@@ -96,12 +87,7 @@ def run(args: argparse.Namespace) -> int:
             "little of it alone"
         )
     metadata = Path(summary["refined_metadata"])
-    source = Path(args.datadir or Path(args.particles).resolve().parent)
-    again = (
-        f"cryosplat reconstruct {args.particles} --poses {args.poses} --ctf {metadata}"
-        if args.ctf is not None
-        else f"cryosplat reconstruct {metadata} --datadir {source}"
-    )
+    again = reconstruct_again(args, metadata, "ctf")
     plots = [args.output / name for name in ("defocus.svg", "astigmatism.svg")]
     shown = " and ".join(str(path) for path in plots if path.exists())
     print(

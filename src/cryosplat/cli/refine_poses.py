@@ -5,13 +5,19 @@ against its own half set's map; the metadata written again with the new angles a
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 from pathlib import Path
 
 from cryosplat.cli.names import PASS_CHECKPOINTS, POSE_ANGLE_RANGE_DEGREES, POSE_SHIFT_RANGE_PX
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
-from cryosplat.cli.pass_options import RUN_HELP, add_pass_output_arguments, check_pass_output
+from cryosplat.cli.pass_options import (
+    RUN_HELP,
+    add_pass_output_arguments,
+    check_metadata_written,
+    check_pass_output,
+    range_type,
+    reconstruct_again,
+)
 
 HELP = (
     "read each particle's pose (a small turn and a shift) from its image against its own half "
@@ -20,32 +26,19 @@ HELP = (
 )
 
 
-def _range(what: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (math.isfinite(value) and value >= 0):
-            raise argparse.ArgumentTypeError(f"the range must be {what} >= 0, got {text}")
-        return value
-
-    return parse
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_reading_arguments(p)
     p.add_argument("--run", type=Path, required=True, help=RUN_HELP)
     p.add_argument(
         "--angle-range",
-        type=_range("a number of degrees"),
+        type=range_type("a number of degrees", zero_keeps=True),
         default=POSE_ANGLE_RANGE_DEGREES,
         help="turns searched up to this many degrees, about any axis (default "
         f"{POSE_ANGLE_RANGE_DEGREES:g}; 0 keeps the angles)",
     )
     p.add_argument(
         "--shift-range",
-        type=_range("a number of Å"),
+        type=range_type("a number of Å", zero_keeps=True),
         default=None,
         help="shift moves searched up to this many Å long (default "
         f"{POSE_SHIFT_RANGE_PX:g} pixels of the run's working box; 0 keeps the origins)",
@@ -65,12 +58,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_pass_output(args, "poses.csv", "poses")
     if args.angle_range == 0 and args.shift_range == 0:
         raise InputError("--angle-range 0 and --shift-range 0: nothing to refine")
-    suffix = Path(args.particles).suffix.lower()
-    if suffix not in (".star", ".cs") and args.poses is None:
-        raise InputError(
-            f"{args.particles}: the new poses are written into a STAR file, a .cs file or "
-            "cryoDRGN's poses.pkl (--poses)"
-        )
+    check_metadata_written(args, "poses", "poses")
     particles = read_chosen_particles(args)
     refined = refine_poses_run(
         particles,
@@ -85,12 +73,7 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(args.output / PASS_CHECKPOINTS, ignore_errors=True)
     print(refined.describe())
     metadata = Path(summary["refined_metadata"])
-    source = Path(args.datadir or Path(args.particles).resolve().parent)
-    again = (
-        f"cryosplat reconstruct {args.particles} --poses {metadata} --ctf {args.ctf}"
-        if args.poses is not None
-        else f"cryosplat reconstruct {metadata} --datadir {source}"
-    )
+    again = reconstruct_again(args, metadata, "poses")
     print(
         f"new poses: {metadata} (its image names as in {args.particles}); per particle: {out}; "
         f"histogram: {args.output / 'poses.svg'}; reconstruct again: {again} -o NEW_RUN"
