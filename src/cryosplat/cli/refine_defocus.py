@@ -1,6 +1,6 @@
 """``cryosplat refine-defocus PARTICLES --run RUN -o OUT``: each particle's defocus read from its
-image against its own half set's map, its own share in it taken out; the metadata written again with the new values
-(:mod:`cryosplat.reconstruct.defocus_run`)."""
+image against its own half set's map, its own share in it taken out; the metadata written again
+with the new values (:mod:`cryosplat.reconstruct.defocus_run`)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from cryosplat.cli.pass_options import (
 )
 
 HELP = (
-    "read each particle's defocus from its image against its own half set's map of a finished run, "
-    "its own share in it taken out (the recorded defocus misses the particle's height in the ice; where the "
-    "micrographs are named, their particles read a micrograph's error together, and its "
-    "astigmatism); write the "
-    "metadata again with the new values, to reconstruct again"
+    "read each particle's defocus from its image against its own half set's map of a finished "
+    "run, its own share in it taken out (the recorded defocus misses the particle's height in "
+    "the ice; where the micrographs are named, their particles read a micrograph's error "
+    "together, and its astigmatism); write the metadata again with the new values, to "
+    "reconstruct again"
 )
 
 
