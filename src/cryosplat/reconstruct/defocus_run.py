@@ -150,8 +150,8 @@ def refine_defocus_run(
 ) -> RefinedDefocus:
     """Read each particle's defocus offset (within ``±range_angstrom``) from its image against
     its own half set's map of the complete run in ``run``, its own share in it taken out; then,
-    where ``astigmatism`` and the particles' micrographs are recorded, each micrograph's astigmatism (moves within about
-    ``±astigmatism_range_angstrom`` along each component,
+    where ``astigmatism`` and the particles' micrographs are recorded, each micrograph's
+    astigmatism (moves within about ``±astigmatism_range_angstrom`` along each component,
     :mod:`~cryosplat.reconstruct.grid.astigmatism_fit`), read with the new defoci.
 
     ``checkpoints``: a folder where each pass over the images is kept as it goes; a call that

@@ -25,9 +25,8 @@ the shell's samples (:class:`ShellSums`). From them (:func:`score_from_sums`):
 How many images hold nothing the map predicts, and which, is read from the scores as a mixture
 (:mod:`~cryosplat.reconstruct.grid.score_mixture`): noise alone scores ``N(0, 1)``; the molecule
 at its pose scores about its expected score times a gain fitted to the set, give or take a spread
-at least the noise's. Each
-image's posterior chance of being noise alone (:meth:`ParticleScores.junk_probability`) names it
-where it is above one half. Where the particles' signal is weak and the two overlap, the images
+at least the noise's. Each image's posterior chance of being noise alone
+(:meth:`ParticleScores.junk_probability`) names it where it is above one half. Where the particles' signal is weak and the two overlap, the images
 scoring near zero are the molecule's own spread, and almost none is named.
 
 The map's scale and the noise are fitted again to the images weighed by their chance of holding
