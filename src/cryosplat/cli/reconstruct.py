@@ -40,7 +40,7 @@ def _add_input_and_run_arguments(p: argparse.ArgumentParser) -> None:
         "--n-gaussians",
         type=int,
         help="Gaussians per half model (default: from the box, raised by the grid engine up to "
-        "3× where the data hold more information; the log says so)",
+        "4.5× where the data hold more information; the log says so)",
     )
     p.add_argument(
         "--sym",
