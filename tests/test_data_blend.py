@@ -12,7 +12,7 @@ from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.report import write_outputs
-from cryosplat.validation import data_blend
+from cryosplat.validation import data_blend, map_blend_weights
 from cryosplat.validation.data_blend import blend_with_data, masked_mean_correction
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.local_weight import apply_local_weight, local_wiener_weight
@@ -48,12 +48,12 @@ def test_the_weight_is_the_analytic_optimum_for_a_shared_bias(monkeypatch):
     models = [truth + bias, truth + bias]
     data = [truth + _field(2, scale=0.8), truth + _field(3, scale=0.8)]
     for_map, for_half = 0.32 / (0.25 + 0.32), 0.64 / (0.25 + 0.64)
-    monkeypatch.setattr(data_blend, "MAP_GAIN_SIGMAS", 0.0)
+    monkeypatch.setattr(map_blend_weights, "MAP_GAIN_SIGMAS", 0.0)
     _, _, alpha = blend_with_data(*models, *data)
     assert alpha[0] == 1.0  # the map's mean stays the model's
     assert abs(alpha[4:].mean() - for_map) < 0.03  # shells of many coefficients
     np.testing.assert_allclose(alpha[4:], for_map, atol=0.08)
-    monkeypatch.setattr(data_blend, "MAP_GAIN_SIGMAS", np.inf)
+    monkeypatch.setattr(map_blend_weights, "MAP_GAIN_SIGMAS", np.inf)
     _, _, per_half = blend_with_data(*models, *data)
     monkeypatch.setattr(data_blend, "DATA_SIGNAL_SIGMAS", np.inf)  # the margin on every shell
     _, _, cautious = blend_with_data(*models, *data)
@@ -85,7 +85,7 @@ def test_the_map_takes_more_data_where_the_models_share_their_error(monkeypatch)
     alpha_shared, error_shared, fsc_shared = blended(shared)
     alpha_independent, _, _ = blended(independent)
     alpha_shrunk, _, _ = blended(shrunk)
-    monkeypatch.setattr(data_blend, "MAP_GAIN_SIGMAS", np.inf)
+    monkeypatch.setattr(map_blend_weights, "MAP_GAIN_SIGMAS", np.inf)
     per_half_shared, error_per_half, fsc_per_half = blended(shared)
     per_half_independent, _, _ = blended(independent)
     per_half_shrunk, _, _ = blended(shrunk)
@@ -105,7 +105,7 @@ def test_where_the_data_hold_signal_the_low_shells_weight_is_unbiased(monkeypatc
     there too (the margin on every shell), it averaged 0.04 above it: the data's correction of
     an error both half models share withheld where it is as large as that error (EMD-5625 at
     169 Å in a box of 80, round 2, session 53)."""
-    monkeypatch.setattr(data_blend, "MAP_GAIN_SIGMAS", np.inf)
+    monkeypatch.setattr(map_blend_weights, "MAP_GAIN_SIGMAS", np.inf)
     expected = 0.6**2 / (0.5**2 + 0.6**2)
 
     def mean_low_shells() -> float:

@@ -35,26 +35,9 @@ coefficients and ``D`` taken as unbiased (its errors independent between the hal
   up to 0.049 under relion's there; without it 0.031 at most, the 0.5 and 0.143 crossings of
   28 sets level.
 
-That ``α`` is each half's optimum for its squared error. The map is the mean of the two halves,
-and it is judged by its FSC with the truth. Where the data hold much signal the two differ: in
-the mean the data's noise halves while an error the two models share (what a mixture of that
-size and shape cannot hold) does not, so the map wants more of the data than either half. So
-where the data's FSC exceeds :data:`MAP_DATA_SIGMAS` ``/√n``, ``α`` moves down to the maximum
-over ``[0, α]`` of the map's FSC with the truth as the halves estimate it,
-
-    ``(α ⟨M̄, T⟩ + (1 − α) ⟨D̄, T⟩) / |α M̄ + (1 − α) D̄|``
-
-(``⟨M̄, T⟩`` from each model against the other half's data, ``⟨D̄, T⟩`` as ``⟨D_A, D_B⟩``; the
-truth's own power is the same for every ``α``), where that gains more than
-:data:`MAP_GAIN_SIGMAS` standard errors (``|Δα| √(⟨|M_A − D_A|²⟩ σ² / 2n)`` over the map's
-amplitude). Only down: above each half's optimum the FSC would take models that are the signal
-shrunk (the fit's prior shrinks what it holds weakly) as they are, and the halves would then
-agree on the models' own content in the solvent, which the local weight, read from their
-agreement, keeps (6VXX: 0.016 lower near Nyquist when ``α`` moved both ways). Measured (round 2,
-session 54): EMD-5625 and EMD-1832 at a hundred times the benchmark's signal 3.1 % and 7.2 %
-finer at 0.5 (0.02–0.07 higher over shells 14–20 of EMD-5625); at ten times the crossings the
-same, the shells within ±0.02; on 56 runs at the benchmark's signal (thirteen tuning sets and
-fifteen others, two seeds) the same maps to the bit.
+That ``α`` is each half's optimum for its squared error; the map, the mean of the two halves,
+is judged by its FSC with the truth, and where the data hold much ``α`` moves down to what the
+halves estimate that FSC best at (:mod:`cryosplat.validation.map_blend_weights`).
 
 The shell means are taken over the maps times a soft mask ``m`` round the molecule (the report's
 spherical mask). The noise of an inversion fills the box, the models' shared error lies in the
@@ -116,13 +99,12 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.validation.fsc import cross_power, half_grid_shells, power, shell_sums
+from cryosplat.validation.map_blend_weights import MapTerms, weights_for_the_map
 
 __all__ = [
     "BLEND_REGULARIZATION",
     "BLEND_SAMPLED_WEIGHT",
     "DATA_SIGNAL_SIGMAS",
-    "MAP_DATA_SIGMAS",
-    "MAP_GAIN_SIGMAS",
     "blend_with_data",
     "masked_mean_correction",
     "model_weights_by_shell",
@@ -158,15 +140,6 @@ ERROR_MARGIN = 1.0
 # beta-galactosidase 0.5 % coarser at 0.5 (its gain with 3 gone), the mean deficit under the
 # better peer 0.0041 → 0.0047.
 DATA_SIGNAL_SIGMAS = 3.0
-
-# Where the data's FSC exceeds MAP_DATA_SIGMAS/√n, ``α`` moves down to the maximum of the map's
-# estimated FSC with the truth when that gains more than MAP_GAIN_SIGMAS standard errors
-# (module docstring). Measured offline on the blend's inputs of eleven runs (round 2, session
-# 54): with the data's gate at 3/√n one shell each of three sets at the benchmark's signal moved
-# and lost 0.003-0.055 with the truth; at 5/√n none moved, the gain at a hundred times the signal
-# the same.
-MAP_DATA_SIGMAS = 5.0
-MAP_GAIN_SIGMAS = 3.0
 
 
 @dataclass(frozen=True)
@@ -240,67 +213,45 @@ def model_weights_by_shell(
         (own > 0) & (counts > 0), 1.0 - missed.clamp_min(0.0) / own.clamp_min(1e-300), 1.0
     )
     alpha = alpha.clamp(0.0, 1.0)
-    alpha = _weights_for_the_map(
-        alpha,
-        (model_a, model_b, data_a, data_b),
-        (agreement, *data_powers, data_fsc),
-        (own, noise),
-        shells,
+    terms = _map_terms(
+        (model_a, model_b, data_a, data_b), (agreement, *data_powers), (own, noise), shells
     )
+    alpha = weights_for_the_map(alpha, terms)
     alpha[0] = 1.0
     return alpha.cpu().numpy()
 
 
-def _weights_for_the_map(
-    alpha: torch.Tensor,
+def _map_terms(
     spectra: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     errors: tuple[torch.Tensor, torch.Tensor],
     shells: _KeptShells,
-) -> torch.Tensor:
-    """``α`` per shell moved down to the maximum of the map's estimated FSC with the truth where
-    the data hold much signal and the gain is significant (module docstring).
+) -> MapTerms:
+    """The shell means the map's FSC with the truth is estimated from
+    (:class:`~cryosplat.validation.map_blend_weights.MapTerms`).
 
-    ``alpha``: the halves' weights; ``spectra``: ``M_A, M_B, D_A, D_B``; ``data``: the shell
-    means ``⟨D_A, D_B⟩``, ``⟨|D_A|²⟩``, ``⟨|D_B|²⟩`` and the two inversions' FSC (as the caller
-    has them); ``errors``: ``⟨|M_A − D_A|²⟩`` and ``σ²`` per shell; ``shells``: the shell means over
-    the frequencies counted.
+    ``spectra``: ``M_A, M_B, D_A, D_B``; ``data``: the shell means ``⟨D_A, D_B⟩``, ``⟨|D_A|²⟩``
+    and ``⟨|D_B|²⟩`` (as the caller has them); ``errors``: ``⟨|M_A − D_A|²⟩`` and ``σ²`` per
+    shell; ``shells``: the shell means over the frequencies counted.
     """
     model_a, model_b, data_a, data_b = spectra
-    with_truth_data, data_power_a, data_power_b, data_fsc = data  # ⟨D̄, T⟩ as ⟨D_A, D_B⟩
-    own, noise = errors
-    mean_cross, mean_power, counts = shells.cross, shells.power, shells.counts
+    with_truth_data, data_power_a, data_power_b = data  # ⟨D̄, T⟩ as ⟨D_A, D_B⟩
+    mean_cross, mean_power = shells.cross, shells.power
     a_b, b_a = mean_cross(model_a, data_b), mean_cross(model_b, data_a)
     a_a, b_b = mean_cross(model_a, data_a), mean_cross(model_b, data_b)
-    with_truth_model = (a_b + b_a) / 2.0  # ⟨M̄, T⟩: each model against the other half's data
-    model_power = (mean_power(model_a) + mean_power(model_b)) / 4.0 + (
-        mean_cross(model_a, model_b) / 2.0
+    return MapTerms(
+        with_truth_model=(a_b + b_a) / 2.0,  # each model against the other half's data
+        with_truth_data=with_truth_data,
+        model_power=(mean_power(model_a) + mean_power(model_b)) / 4.0
+        + mean_cross(model_a, model_b) / 2.0,
+        data_power=(data_power_a + data_power_b) / 4.0 + with_truth_data / 2.0,
+        between=(a_a + a_b + b_a + b_b) / 4.0,
+        data_power_a=data_power_a,
+        data_power_b=data_power_b,
+        own=errors[0],
+        noise=errors[1],
+        counts=shells.counts,
     )
-    data_power = (data_power_a + data_power_b) / 4.0 + (with_truth_data / 2.0)
-    between = (a_a + a_b + b_a + b_b) / 4.0
-    trial = torch.linspace(0.0, 1.0, 101, dtype=alpha.dtype, device=alpha.device)[:, None]
-
-    def score(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        map_power = (
-            weight.square() * model_power
-            + (1.0 - weight).square() * data_power
-            + 2.0 * weight * (1.0 - weight) * between
-        ).clamp_min(1e-300)
-        signal = weight * with_truth_model + (1.0 - weight) * with_truth_data
-        return signal / map_power.sqrt(), map_power
-
-    scores, powers = score(trial)
-    best = torch.where(trial <= alpha, scores, -torch.inf).argmax(dim=0)  # only ever down
-    columns = torch.arange(alpha.shape[0], device=alpha.device)
-    chosen, chosen_power = trial[best, 0], powers[best, columns]
-    current, _ = score(alpha)
-    root_counts = counts.clamp_min(1.0).sqrt()
-    standard_error = (chosen - alpha).abs() * (own * noise / 2.0).clamp_min(0.0).sqrt()
-    standard_error = standard_error / root_counts / chosen_power.sqrt()
-    moves = (data_fsc > MAP_DATA_SIGMAS / root_counts) & (
-        scores[best, columns] - current > MAP_GAIN_SIGMAS * standard_error
-    )
-    return torch.where(moves & (counts > 0), chosen, alpha)
 
 
 def blend_with_data(
