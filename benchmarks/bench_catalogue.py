@@ -39,6 +39,7 @@ from bench_catalogue_s72 import UNSEEN_72, UNSEEN_72B, UNSEEN_72C, UNSEEN_72D
 from bench_catalogue_s73 import UNSEEN_73, UNSEEN_73B, UNSEEN_73C, UNSEEN_73D, UNSEEN_73E
 from bench_catalogue_s74 import UNSEEN_74, UNSEEN_74B, UNSEEN_74C, UNSEEN_74D
 from bench_catalogue_s75 import UNSEEN_75, UNSEEN_75B
+from bench_catalogue_s82 import CAPACITY_82
 from bench_catalogue_unseen import (
     CRYOSPARC_CTF_SETS,
     EXTREMES,
@@ -365,6 +366,7 @@ DATASETS: dict[str, list[DatasetSpec]] = {
     "unseen74d": UNSEEN_74D,
     "unseen75": UNSEEN_75,
     "unseen75b": UNSEEN_75B,
+    "capacity82": CAPACITY_82,
     "partial": PARTIAL,
     "ctf_errors": CTF_ERRORS,
     "combined": COMBINED,
