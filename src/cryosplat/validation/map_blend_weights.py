@@ -30,9 +30,9 @@ with :data:`MAP_POOL_SHELLS` neighbours on each side, where those clear
 :data:`POOLED_MAP_DATA_SIGMAS` of their own standard errors (shells past the first
 :data:`MAP_POOL_SHELLS`, whose window is whole). Measured (round 2, session 82, offline on the
 blend's inputs of 38 runs): EMD-5625 at SNR 0.03-0.3 and from 40,000 particles 1.8-2.5 % finer at
-0.5, the EMD-1832 sets at SNR 0.01-0.1 0.1-1.0 %, the 70S ribosome at SNR 0.03 1.0 %, the largest
-loss at any shell 0.007; the sets at the benchmark's signal the same but two shells (0.004 and
-0.018 higher).
+0.5, the EMD-1832 sets at SNR 0.01-0.1 0-1.0 %, the 70S ribosome at SNR 0.03 1.0 %, the largest
+loss at any shell 0.007; the sets at the benchmark's signal the same but two (one shell 0.004
+higher; one 0.018 higher and its neighbour 0.002 lower).
 """
 
 from __future__ import annotations
