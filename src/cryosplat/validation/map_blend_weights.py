@@ -37,7 +37,7 @@ higher; one 0.018 higher and its neighbour 0.002 lower).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -107,18 +107,23 @@ class MapTerms:
         counts = window_sum(self.counts)
         means = {
             name: window_sum(getattr(self, name) * self.counts) / counts.clamp_min(1.0)
-            for name in MapTerms.__dataclass_fields__
+            for name in (f.name for f in fields(MapTerms))
             if name != "counts"
         }
         return MapTerms(**means, counts=counts)
 
 
+def _reads(terms: MapTerms, data_sigmas: float) -> torch.Tensor:
+    """The shells whose data's FSC is over ``data_sigmas`` of chance's standard errors."""
+    return terms.data_fsc() > data_sigmas / terms.counts.clamp_min(1.0).sqrt()
+
+
 def _map_choice(
-    alpha: torch.Tensor, terms: MapTerms, data_sigmas: float
+    alpha: torch.Tensor, terms: MapTerms, reads: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(chosen, moves)``: per shell the ``α`` at most the halves' own that maximises the map's
-    estimated FSC with the truth, and where to take it: the data's FSC over ``data_sigmas`` of
-    chance's standard errors and the gain over :data:`MAP_GAIN_SIGMAS` of its own."""
+    estimated FSC with the truth, and where to take it: in the shells that ``reads``
+    (:func:`_reads`) where the gain is over :data:`MAP_GAIN_SIGMAS` of its own standard errors."""
     trial = torch.linspace(0.0, 1.0, 101, dtype=alpha.dtype, device=alpha.device)[:, None]
 
     def score(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,9 +143,7 @@ def _map_choice(
     root_counts = terms.counts.clamp_min(1.0).sqrt()
     standard_error = (chosen - alpha).abs() * (terms.own * terms.noise / 2.0).clamp_min(0.0).sqrt()
     standard_error = standard_error / root_counts / chosen_power.sqrt()
-    moves = (terms.data_fsc() > data_sigmas / root_counts) & (
-        scores[best, columns] - current > MAP_GAIN_SIGMAS * standard_error
-    )
+    moves = reads & (scores[best, columns] - current > MAP_GAIN_SIGMAS * standard_error)
     return chosen, moves & (terms.counts > 0)
 
 
@@ -156,11 +159,10 @@ def weights_for_the_map(alpha: torch.Tensor, terms: MapTerms) -> torch.Tensor:
     terms : MapTerms
         The shell means of the four maps' spectra.
     """
-    chosen, moves = _map_choice(alpha, terms, MAP_DATA_SIGMAS)
-    pooled_chosen, pooled_moves = _map_choice(
-        alpha, terms.pooled(MAP_POOL_SHELLS), POOLED_MAP_DATA_SIGMAS
-    )
-    own_shell_reads = terms.data_fsc() > MAP_DATA_SIGMAS / terms.counts.clamp_min(1.0).sqrt()
+    own_shell_reads = _reads(terms, MAP_DATA_SIGMAS)
+    chosen, moves = _map_choice(alpha, terms, own_shell_reads)
+    pooled = terms.pooled(MAP_POOL_SHELLS)
     full_window = torch.arange(alpha.shape[0], device=alpha.device) > MAP_POOL_SHELLS
-    pooled_moves = pooled_moves & ~own_shell_reads & full_window
+    pooled_reads = _reads(pooled, POOLED_MAP_DATA_SIGMAS) & ~own_shell_reads & full_window
+    pooled_chosen, pooled_moves = _map_choice(alpha, pooled, pooled_reads)
     return torch.where(moves, chosen, torch.where(pooled_moves, pooled_chosen, alpha))

@@ -26,8 +26,9 @@ How many images hold nothing the map predicts, and which, is read from the score
 (:mod:`~cryosplat.reconstruct.grid.score_mixture`): noise alone scores ``N(0, 1)``; the molecule
 at its pose scores about its expected score times a gain fitted to the set, give or take a spread
 at least the noise's. Each image's posterior chance of being noise alone
-(:meth:`ParticleScores.junk_probability`) names it where it is above one half. Where the particles' signal is weak and the two overlap, the images
-scoring near zero are the molecule's own spread, and almost none is named.
+(:meth:`ParticleScores.junk_probability`) names it where it is above one half. Where the
+particles' signal is weak and the two overlap, the images scoring near zero are the molecule's
+own spread, and almost none is named.
 
 The map's scale and the noise are fitted again to the images weighed by their chance of holding
 the molecule (:data:`REFITS`): where the signal is strong, images of noise would pull the scale
