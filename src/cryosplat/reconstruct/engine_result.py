@@ -52,6 +52,9 @@ class EngineResult:
     left_out_rows : np.ndarray or None
         Those images' rows of the particle set, sorted (written for the user by
         :mod:`cryosplat.reconstruct.left_out`); None where no limit was set.
+    shrunk_maps : (S_A, S_B) or None
+        ``blend_maps`` shrunk (:mod:`cryosplat.validation.shrunk_blend`), which the shells where
+        the map gains by them take instead; None: none.
     """
 
     models: tuple[GaussianModel, GaussianModel]
@@ -63,6 +66,7 @@ class EngineResult:
     sampling: SampledFrequencies | None = None
     left_out: dict | None = None
     left_out_rows: np.ndarray | None = None
+    shrunk_maps: DataMaps | None = None
 
     def last_resolution_angstrom(self) -> float:
         """The cross-validated resolution of the last stage or epoch in :attr:`history` (Å;

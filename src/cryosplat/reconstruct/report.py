@@ -32,7 +32,7 @@ from cryosplat.reconstruct.written_grid import WrittenGrid
 from cryosplat.validation.conical import DirectionalResolution, directional_resolution
 from cryosplat.validation.data_blend import (
     BLEND_SAMPLED_WEIGHT,
-    blend_with_data,
+    blend_halves,
     masked_mean_correction,
 )
 from cryosplat.validation.fsc import shell_frequencies
@@ -265,15 +265,23 @@ def compose_map(
     offsets = (0.0, 0.0)
     if result.blend_maps is not None:
         sampled = None if result.sampling is None else result.sampling.mask(BLEND_SAMPLED_WEIGHT)
-        *blended, alpha = blend_with_data(
-            *half_maps, *result.blend_maps, device, mask=sphere, sampled=sampled
+        blend = blend_halves(
+            *half_maps,
+            *result.blend_maps,
+            device,
+            mask=sphere,
+            sampled=sampled,
+            shrunk=result.shrunk_maps,
         )
-        parts = tuple(blended)
+        parts, alpha = blend.halves, blend.model_weight
         offsets = tuple(
-            masked_mean_correction(m, d, alpha, sphere)
+            masked_mean_correction(m, d, blend.alpha, sphere)
             for m, d in zip(half_maps, result.blend_maps, strict=True)
         )
         text = "mean of the half maps, each blended by shell with its data's inversion"
+        if blend.shrunk_shells.any():  # validation.shrunk_blend
+            k = np.flatnonzero(blend.shrunk_shells)
+            text += f" (its shrunk inversion at {k.size} of shells {k[0]}-{k[-1]})"
     if local_weight_sigma_px <= 0:
         parts = tuple(p + o for p, o in zip(parts, offsets, strict=True))
         return ComposedMap(parts, parts, alpha, None, text)

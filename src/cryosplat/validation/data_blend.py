@@ -100,11 +100,14 @@ from numpy.typing import ArrayLike
 
 from cryosplat.validation.fsc import cross_power, half_grid_shells, power, shell_sums
 from cryosplat.validation.map_blend_weights import MapTerms, weights_for_the_map
+from cryosplat.validation.shrunk_blend import shrunk_choice, shrunk_terms
 
 __all__ = [
     "BLEND_REGULARIZATION",
+    "Blend",
     "BLEND_SAMPLED_WEIGHT",
     "DATA_SIGNAL_SIGMAS",
+    "blend_halves",
     "blend_with_data",
     "masked_mean_correction",
     "model_weights_by_shell",
@@ -187,6 +190,18 @@ def model_weights_by_shell(
         at :data:`BLEND_SAMPLED_WEIGHT`): the shell means are taken over those (``α`` 1 where a
         shell has none). Default: all.
     """
+    alpha, _, _ = _weights((model_a, model_b, data_a, data_b), grid, sampled)
+    return alpha.cpu().numpy()
+
+
+def _weights(
+    spectra: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    grid: tuple[torch.Tensor, torch.Tensor] | None,
+    sampled: torch.Tensor | None,
+) -> tuple[torch.Tensor, MapTerms, _KeptShells]:
+    """:func:`model_weights_by_shell`'s ``α`` (a tensor), with the shell means it read and the
+    shells it read them over."""
+    model_a, model_b, data_a, data_b = spectra
     grid = half_grid_shells(model_a.shape[0], model_a.device) if grid is None else grid
     keep = torch.ones_like(grid[1]) if sampled is None else sampled.to(grid[1])
     counts = shell_sums(keep, grid)
@@ -218,7 +233,7 @@ def model_weights_by_shell(
     )
     alpha = weights_for_the_map(alpha, terms)
     alpha[0] = 1.0
-    return alpha.cpu().numpy()
+    return alpha, terms, shells
 
 
 def _map_terms(
@@ -254,6 +269,28 @@ def _map_terms(
     )
 
 
+@dataclass(frozen=True)
+class Blend:
+    """Both halves blended (:func:`blend_halves`).
+
+    Attributes
+    ----------
+    halves : (np.ndarray, np.ndarray), shape (D, D, D), float64
+    model_weight : np.ndarray (D//2 + 1,)
+        The model's weight per shell in ``[0, 1]``: ``α``, or ``β`` where the shrunk inversion
+        was taken.
+    alpha : np.ndarray (D//2 + 1,)
+        ``α`` itself (the weight against ``D``, which the zero-frequency correction reads).
+    shrunk_shells : np.ndarray (D//2 + 1,), bool
+        The shells that took the shrunk inversion (:mod:`cryosplat.validation.shrunk_blend`).
+    """
+
+    halves: tuple[np.ndarray, np.ndarray]
+    model_weight: np.ndarray
+    alpha: np.ndarray
+    shrunk_shells: np.ndarray
+
+
 def blend_with_data(
     model_a: ArrayLike,
     model_b: ArrayLike,
@@ -262,7 +299,24 @@ def blend_with_data(
     device: torch.device | str | None = None,
     mask: np.ndarray | None = None,
     sampled: torch.Tensor | None = None,
+    shrunk: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both half maps corrected by their own data where the data hold more (module docstring):
+    ``(blended_a, blended_b, model_weight)`` of :func:`blend_halves`, whose arguments these are."""
+    blend = blend_halves(model_a, model_b, data_a, data_b, device, mask, sampled, shrunk)
+    return *blend.halves, blend.model_weight
+
+
+def blend_halves(
+    model_a: ArrayLike,
+    model_b: ArrayLike,
+    data_a: ArrayLike,
+    data_b: ArrayLike,
+    device: torch.device | str | None = None,
+    mask: np.ndarray | None = None,
+    sampled: torch.Tensor | None = None,
+    shrunk: tuple[ArrayLike, ArrayLike] | None = None,
+) -> Blend:
     """Both half maps corrected by their own data where the data hold more (module docstring).
 
     Parameters
@@ -283,54 +337,71 @@ def blend_with_data(
         :data:`BLEND_SAMPLED_WEIGHT`): elsewhere the inversions hold nothing or little, so the
         half maps stay the models' there and ``α`` is estimated over the others (module
         docstring). Default: all.
-
-    Returns
-    -------
-    (blended_a, blended_b) : np.ndarray, shape (D, D, D), float64
-    alpha : np.ndarray, shape (D//2 + 1,), the model's weight per shell in ``[0, 1]``
+    shrunk : (array-like, array-like), shape (D, D, D), optional
+        The same halves' inversions with the Wiener constant
+        :data:`~cryosplat.validation.shrunk_blend.SHRUNK_REGULARIZATION`: shells where the map
+        gains by them take them in place of ``data`` (:mod:`cryosplat.validation.shrunk_blend`).
+        Default: none.
     """
-    maps = [
-        torch.as_tensor(np.asarray(m), dtype=torch.float64, device=device)
-        for m in (model_a, model_b, data_a, data_b)
-    ]
-    shape = maps[0].shape
-    if len(shape) != 3 or len(set(shape)) != 1 or any(m.shape != shape for m in maps):
+    given = (model_a, model_b, data_a, data_b) + (() if shrunk is None else tuple(shrunk))
+    shapes = [np.shape(m) for m in given]
+    shape = shapes[0]
+    if len(shape) != 3 or len(set(shape)) != 1 or any(s != shape for s in shapes):
         raise ValueError(
-            "the half models' and the data's maps must be cubes of one shape, got "
-            f"{[tuple(m.shape) for m in maps]}"
+            f"the half models' and the data's maps must be cubes of one shape, got {shapes}"
         )
-    grid = half_grid_shells(shape[0], maps[0].device)
+    maps = [torch.as_tensor(np.asarray(m), dtype=torch.float64, device=device) for m in given[:2]]
+    device = maps[0].device
+    grid = half_grid_shells(shape[0], device)
     weight = None
     if mask is not None:
-        weight = torch.as_tensor(np.asarray(mask), dtype=torch.float64, device=maps[0].device)
+        weight = torch.as_tensor(np.asarray(mask), dtype=torch.float64, device=device)
         if weight.shape != shape:
             raise ValueError(f"mask has shape {tuple(weight.shape)}, the maps {tuple(shape)}")
-    # One masked map at a time (at box 256 each is 134 MB).
-    spectra = [torch.fft.rfftn(m if weight is None else m * weight) for m in maps]
+
+    def spectrum(m) -> torch.Tensor:  # one masked map at a time (at box 256 each is 134 MB)
+        m = torch.as_tensor(np.asarray(m), dtype=torch.float64, device=device)
+        return torch.fft.rfftn(m if weight is None else m * weight)
+
+    spectra = [spectrum(m) for m in given]
     if sampled is not None:
-        sampled = sampled.to(maps[0].device)
+        sampled = sampled.to(device)
         if sampled.shape != spectra[0].shape:
             raise ValueError(
                 f"sampled has shape {tuple(sampled.shape)}, the maps' half spectra "
                 f"{tuple(spectra[0].shape)}"
             )
-    alpha = model_weights_by_shell(*spectra, grid=grid, sampled=sampled)
+    alpha, terms, kept = _weights(tuple(spectra[:4]), grid, sampled)
+    take = torch.zeros_like(alpha, dtype=torch.bool)
+    model_weight = alpha
+    if shrunk is not None:
+        models, data, shrunk_spectra = spectra[0:2], spectra[2:4], spectra[4:6]
+        choice = shrunk_terms(models, data, shrunk_spectra, terms, kept.cross)
+        take, beta = shrunk_choice(alpha, choice)
+        model_weight = torch.where(take, beta, alpha)
     shells = grid[0].clamp_max(shape[0] // 2 + 1)  # past Nyquist: the model (no data there)
-    per_point = torch.cat(
-        [
-            torch.as_tensor(alpha, device=maps[0].device),
-            torch.ones(1, dtype=torch.float64, device=maps[0].device),
-        ]
-    )[shells]
+    one = torch.ones(1, dtype=torch.float64, device=device)
+    per_point = torch.cat([model_weight, one])[shells]
+    from_shrunk = torch.cat([take, torch.zeros(1, dtype=torch.bool, device=device)])[shells]
     if sampled is not None:
         per_point = torch.where(sampled, per_point, 1.0)
-    # A' = M + (1 − α)·(D − M), the correction taken where α was estimated (in the mask): the
-    # data's noise in the solvent, which α did not weigh, stays out of the map.
-    blended = [
-        maps[i] + torch.fft.irfftn((1.0 - per_point) * (spectra[i + 2] - spectra[i]), s=shape)
-        for i in (0, 1)
-    ]
-    return blended[0].cpu().numpy(), blended[1].cpu().numpy(), alpha
+    # A' = M + (1 − α)·(D − M) (or (1 − β)·(S − M)), the correction taken where α was estimated
+    # (in the mask): the data's noise in the solvent, which α did not weigh, stays out of the map.
+    blended = []
+    for i in (0, 1):
+        data = (
+            spectra[i + 2]
+            if shrunk is None
+            else torch.where(from_shrunk, spectra[i + 4], spectra[i + 2])
+        )
+        correction = (1.0 - per_point) * (data - spectra[i])
+        blended.append((maps[i] + torch.fft.irfftn(correction, s=shape)).cpu().numpy())
+    return Blend(
+        (blended[0], blended[1]),
+        model_weight.cpu().numpy(),
+        alpha.cpu().numpy(),
+        take.cpu().numpy(),
+    )
 
 
 def masked_mean_correction(

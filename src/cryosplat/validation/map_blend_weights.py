@@ -48,6 +48,7 @@ __all__ = [
     "POOLED_MAP_DATA_SIGMAS",
     "MapTerms",
     "weights_for_the_map",
+    "window_means",
 ]
 
 # Where the data's FSC exceeds MAP_DATA_SIGMAS/√n, ``α`` moves down to the maximum of the map's
@@ -96,21 +97,28 @@ class MapTerms:
     def pooled(self, width: int) -> MapTerms:
         """Every mean taken over its shell and ``width`` neighbours on each side (as far as the
         shells go), weighted by their counts."""
-        n = self.counts.shape[0]
-        lows = (torch.arange(n, device=self.counts.device) - width).clamp_min(0)
-        highs = (torch.arange(n, device=self.counts.device) + width + 1).clamp_max(n)
+        return window_means(self, width)
 
-        def window_sum(values: torch.Tensor) -> torch.Tensor:
-            running = torch.cat([values.new_zeros(1), torch.cumsum(values, 0)])
-            return running[highs] - running[lows]
 
-        counts = window_sum(self.counts)
-        means = {
-            name: window_sum(getattr(self, name) * self.counts) / counts.clamp_min(1.0)
-            for name in (f.name for f in fields(MapTerms))
-            if name != "counts"
-        }
-        return MapTerms(**means, counts=counts)
+def window_means(terms, width: int):
+    """``terms`` (a dataclass of per-shell means with a ``counts`` field) with every mean taken
+    over its shell and ``width`` neighbours on each side (as far as the shells go), weighted by
+    their counts; ``counts`` summed."""
+    n = terms.counts.shape[0]
+    lows = (torch.arange(n, device=terms.counts.device) - width).clamp_min(0)
+    highs = (torch.arange(n, device=terms.counts.device) + width + 1).clamp_max(n)
+
+    def window_sum(values: torch.Tensor) -> torch.Tensor:
+        running = torch.cat([values.new_zeros(1), torch.cumsum(values, 0)])
+        return running[highs] - running[lows]
+
+    counts = window_sum(terms.counts)
+    means = {
+        name: window_sum(getattr(terms, name) * terms.counts) / counts.clamp_min(1.0)
+        for name in (f.name for f in fields(terms))
+        if name != "counts"
+    }
+    return type(terms)(**means, counts=counts)
 
 
 def _reads(terms: MapTerms, data_sigmas: float) -> torch.Tensor:

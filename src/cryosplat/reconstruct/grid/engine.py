@@ -42,7 +42,6 @@ from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.half_map_report import format_resolution
-from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
 if TYPE_CHECKING:
@@ -289,9 +288,9 @@ def _run(job: EngineJob) -> EngineResult:
     earlier = [
         (*by_stage[s], boxes[s] / 2) for s in range(first, len(boxes) - 1) if boxes[s] < boxes[-1]
     ]
-    blend_maps = None
+    blend_maps = shrunk_maps = None
     if dist.is_main and config.blend_with_data:  # after the fit: not held while it runs
-        blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
+        blend_maps, shrunk_maps = statistics.blend_maps()
     models = (current[0], current[1])
     return EngineResult(
         models,
@@ -301,6 +300,7 @@ def _run(job: EngineJob) -> EngineResult:
         history,
         timings,
         sampling=sampled,
+        shrunk_maps=shrunk_maps,
         left_out=statistics.left_out(),
         left_out_rows=statistics.left_out_rows(),
     )

@@ -36,9 +36,11 @@ from cryosplat.reconstruct.grid.statistics import (
     joined_rows,
     wiener_inversion,
 )
+from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
 from cryosplat.validation.sampling import SampledFrequencies, sampled_frequencies
+from cryosplat.validation.shrunk_blend import SHRUNK_REGULARIZATION
 
 __all__ = [
     "HalfStatistics",
@@ -141,6 +143,12 @@ class HalfStatistics:
             wiener_inversion([t] if h is None else [t, h], regularization).cpu().numpy()
             for t, h in zip(self.train, self.held, strict=True)
         )
+
+    def blend_maps(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The inversions the map's blend reads (:mod:`cryosplat.validation.data_blend`): the
+        nearly unbiased ``D_A, D_B`` and the shrunk ``S_A, S_B``
+        (:mod:`cryosplat.validation.shrunk_blend`)."""
+        return self.data_maps(BLEND_REGULARIZATION), self.data_maps(SHRUNK_REGULARIZATION)
 
     def sampled_frequencies(self) -> SampledFrequencies:
         """The map's frequencies that some particle of either half samples, and their share per

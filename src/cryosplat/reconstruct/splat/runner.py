@@ -23,7 +23,6 @@ from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics
 from cryosplat.reconstruct.grid.init_centre import ball_from_statistics
 from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.reconstruct.splat.engine import SplatEngine
-from cryosplat.validation.data_blend import BLEND_REGULARIZATION
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
 
 if TYPE_CHECKING:
@@ -132,15 +131,16 @@ def run_splat_engine(job: EngineJob) -> EngineResult:
     else:
         models = engine.run()
     bar.close()
-    blend_maps = None
+    blend_maps = shrunk_maps = None
     if dist.is_main and config.blend_with_data:
-        blend_maps = statistics.data_maps(BLEND_REGULARIZATION)
+        blend_maps, shrunk_maps = statistics.blend_maps()
     return EngineResult(
         models,
         data_maps,
         blend_maps,
         history=engine.history,
         sampling=sampled,
+        shrunk_maps=shrunk_maps,
         left_out=statistics.left_out(),
         left_out_rows=statistics.left_out_rows(),
     )

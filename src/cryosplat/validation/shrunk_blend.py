@@ -1,0 +1,201 @@
+"""A shrunk inversion in the blend, where the halves estimate that the map's FSC gains by it.
+
+:mod:`cryosplat.validation.data_blend` blends each half model with its half set's direct
+inversion ``D = B / (W + c)``, ``c`` a hundredth of the mean CTF² (:data:`~cryosplat.validation.
+data_blend.BLEND_REGULARIZATION`): nearly unbiased, which its estimate of ``α`` needs, but noisy
+where a frequency's summed CTF² is small. Past the shells where that inversion holds a clear
+signal the blend keeps the models; where the models hold little of the truth there (a molecule the
+mixture cannot hold in detail, at ten to a hundred times the benchmark's signal), an inversion
+shrunk by a Wiener constant of the whole mean CTF², ``S = B / (W + mean W)`` (what
+``cryodrgn backproject_voxel`` computes), lies closer to the truth than either: on the 70S
+ribosome at SNR 0.03 the mean of the two halves' ``S`` had 0.34 with the truth at 14.5 Å where the
+models had 0.12 and ``D`` 0.29 (round 2, session 83).
+
+``S`` is biased (it shrinks most where ``W`` is smallest), so it cannot enter ``α``'s estimate,
+which takes the data as unbiased. It enters the map's FSC instead, as the halves estimate it
+(:mod:`cryosplat.validation.map_blend_weights`): per shell, with ``β`` the model's weight,
+
+    ``(β ⟨M̄, T⟩ + (1 − β) ⟨S̄, T⟩) / |β M̄ + (1 − β) S̄|``
+
+with ``⟨S̄, T⟩`` from each half's ``S`` against the other half's ``D`` (independent noise, no
+assumption on ``S``'s bias), against the same estimate for the blend ``α`` already chose. The
+shell takes ``β M + (1 − β) S`` where that gains more than :data:`SHRUNK_GAIN_SIGMAS` standard
+errors (``√(⟨|X_A − Y_A|²⟩ σ² / 2n)`` over the map's amplitude, ``X − Y`` the two choices'
+difference in a half), read from sums pooled over :data:`SHRUNK_POOL_SHELLS` shells on each side
+(shells past the first :data:`SHRUNK_POOL_SHELLS`, whose window is whole) where the two halves'
+``S`` agree by more than :data:`SHRUNK_DATA_SIGMAS` of chance's standard errors, and where the
+shell's own means gain too (a window across a sharp change in what the models hold can favour
+``S`` where the shell alone does not: ``tests/test_shrunk_blend.py``).
+
+Measured offline on the blend's inputs of 38 runs (round 2, session 83; the benchmark's signal
+and ten to a hundred times it): the 70S ribosome at SNR 0.03 0.5 crossing 21.03 → 20.06 Å and
+0.143 14.33 → 12.81 Å (up to +0.20 a shell), EMD-1832 at SNR 0.03 19.37 → 15.70 Å, EMD-5625 at
+SNR 0.03-0.3 1.4-3.0 % and β-galactosidase at SNR 0.1 1.0 % finer at 0.5; of the 13 sets at the
+benchmark's signal one moved, by +0.005 at a shell; no shell of any set lost more than 0.006.
+At 3 standard errors two sets lost 0.019 and 0.034 at a shell (the ribosome's 0.5 crossing
+16.94 Å); at 8 the 0.143 crossings barely moved (the ribosome's 14.11 Å).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from cryosplat.validation.map_blend_weights import MapTerms, window_means
+
+__all__ = [
+    "SHRUNK_DATA_SIGMAS",
+    "SHRUNK_GAIN_SIGMAS",
+    "SHRUNK_POOL_SHELLS",
+    "SHRUNK_REGULARIZATION",
+    "ShrunkTerms",
+    "shrunk_terms",
+    "shrunk_choice",
+]
+
+SHRUNK_REGULARIZATION = 1.0
+"""The Wiener constant of the shrunk inversion as a fraction of the mean CTF² (as
+``cryodrgn backproject_voxel``). 0.1 gained a third as much on the same 38 runs."""
+SHRUNK_POOL_SHELLS = 3
+SHRUNK_DATA_SIGMAS = 8.0
+SHRUNK_GAIN_SIGMAS = 5.0
+
+Spectra = tuple[torch.Tensor, torch.Tensor]
+ShellMean = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ShrunkTerms:
+    """Per shell, the means of the shrunk inversions ``S_A, S_B`` that the choice reads, with
+    the blend's own (:class:`~cryosplat.validation.map_blend_weights.MapTerms`):
+    ``⟨S̄, T⟩`` (each against the other half's ``D``), ``|S̄|²``, ``⟨M̄, S̄⟩``, ``⟨S_A, S_B⟩``,
+    ``⟨|S_A|²⟩``, ``⟨|S_B|²⟩``, ``⟨|M − S|²⟩`` and ``⟨|D − S|²⟩`` (means of the halves), and the
+    blend's terms pooled alike."""
+
+    with_truth: torch.Tensor
+    power: torch.Tensor
+    with_model: torch.Tensor
+    between_halves: torch.Tensor
+    power_a: torch.Tensor
+    power_b: torch.Tensor
+    from_model: torch.Tensor
+    from_data: torch.Tensor
+    with_truth_model: torch.Tensor
+    with_truth_data: torch.Tensor
+    model_power: torch.Tensor
+    data_power: torch.Tensor
+    between: torch.Tensor
+    own: torch.Tensor
+    noise: torch.Tensor
+    counts: torch.Tensor
+
+
+def shrunk_terms(
+    models: Spectra, data: Spectra, shrunk: Spectra, blend: MapTerms, cross: ShellMean
+) -> ShrunkTerms:
+    """The shell means :func:`shrunk_choice` reads.
+
+    Parameters
+    ----------
+    models, data, shrunk : (A, B) spectra
+        ``M``, ``D`` and ``S`` of the two halves (real FFTs of the masked maps).
+    blend : MapTerms
+        The blend's own shell means of ``M`` and ``D``.
+    cross : callable
+        The shell mean of ``Re(x conj y)`` over the frequencies the blend counts.
+    """
+    (m_a, m_b), (d_a, d_b), (s_a, s_b) = models, data, shrunk
+    power_a, power_b, between_halves = cross(s_a, s_a), cross(s_b, s_b), cross(s_a, s_b)
+
+    def difference(x: Spectra) -> torch.Tensor:
+        return (cross(x[0] - s_a, x[0] - s_a) + cross(x[1] - s_b, x[1] - s_b)) / 2.0
+
+    return ShrunkTerms(
+        with_truth=(cross(s_a, d_b) + cross(s_b, d_a)) / 2.0,
+        power=(power_a + power_b) / 4.0 + between_halves / 2.0,
+        with_model=(cross(m_a, s_a) + cross(m_a, s_b) + cross(m_b, s_a) + cross(m_b, s_b)) / 4.0,
+        between_halves=between_halves,
+        power_a=power_a,
+        power_b=power_b,
+        from_model=difference(models),
+        from_data=difference(data),
+        with_truth_model=blend.with_truth_model,
+        with_truth_data=blend.with_truth_data,
+        model_power=blend.model_power,
+        data_power=blend.data_power,
+        between=blend.between,
+        own=blend.own,
+        noise=blend.noise,
+        counts=blend.counts,
+    )
+
+
+def _score(weight, with_truth_model, with_truth_other, model_power, other_power, between):
+    """The map's FSC with the truth up to the truth's power, for a model weight, and the map's
+    power."""
+    power = (
+        weight.square() * model_power
+        + (1.0 - weight).square() * other_power
+        + 2.0 * weight * (1.0 - weight) * between
+    ).clamp_min(1e-300)
+    return (weight * with_truth_model + (1.0 - weight) * with_truth_other) / power.sqrt(), power
+
+
+def shrunk_choice(alpha: torch.Tensor, terms: ShrunkTerms) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(take, beta)`` per shell: where the map takes ``β M + (1 − β) S`` in place of the
+    blend's ``α M + (1 − α) D`` (module docstring), and that ``β``.
+
+    Parameters
+    ----------
+    alpha : torch.Tensor (K,)
+        The blend's model weight per shell (the map's, after
+        :func:`~cryosplat.validation.map_blend_weights.weights_for_the_map`).
+    terms : ShrunkTerms
+        The shell means, unpooled.
+    """
+    t = window_means(terms, SHRUNK_POOL_SHELLS)
+    current, _ = _score(
+        alpha, t.with_truth_model, t.with_truth_data, t.model_power, t.data_power, t.between
+    )
+    trial = torch.linspace(0.0, 1.0, 101, dtype=alpha.dtype, device=alpha.device)[:, None]
+    scores, powers = _score(
+        trial, t.with_truth_model, t.with_truth, t.model_power, t.power, t.with_model
+    )
+    best = scores.argmax(dim=0)
+    columns = torch.arange(alpha.shape[0], device=alpha.device)
+    beta, power = trial[best, 0], powers[best, columns]
+    # |(1 − α)(D − M) − (1 − β)(S − M)|² in a half, from the three differences' powers
+    a, b = 1.0 - alpha, 1.0 - beta
+    difference = (
+        a.square() * t.own
+        + b.square() * t.from_model
+        - a * b * (t.own + t.from_model - t.from_data)
+    ).clamp_min(0.0)
+    root_counts = t.counts.clamp_min(1.0).sqrt()
+    standard_error = (difference * t.noise.clamp_min(0.0) / 2.0).sqrt() / root_counts
+    standard_error = standard_error / power.sqrt()
+    agreement = t.between_halves / (t.power_a * t.power_b).clamp_min(1e-300).sqrt()
+    reads = agreement > SHRUNK_DATA_SIGMAS / root_counts
+    whole_window = columns > SHRUNK_POOL_SHELLS
+    gains = scores[best, columns] - current > SHRUNK_GAIN_SIGMAS * standard_error
+    # and the shell's own means agree (a window across a sharp change in the models' content
+    # can favour S where the shell alone does not)
+    own_current, _ = _score(
+        alpha,
+        terms.with_truth_model,
+        terms.with_truth_data,
+        terms.model_power,
+        terms.data_power,
+        terms.between,
+    )
+    own, _ = _score(
+        beta,
+        terms.with_truth_model,
+        terms.with_truth,
+        terms.model_power,
+        terms.power,
+        terms.with_model,
+    )
+    return reads & gains & (own > own_current) & whole_window & (t.counts > 0), beta
