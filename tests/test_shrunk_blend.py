@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cryosplat.reconstruct.engine_result import EngineResult
+from cryosplat.reconstruct.map_composition import compose_map
 from cryosplat.validation.data_blend import blend_halves, blend_with_data
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
@@ -98,3 +100,43 @@ def test_shrunk_maps_of_another_shape_are_refused():
     _, maps, shrunk = _halves(1, signal=1.0, noise=4.0, decades=2.0, partial=0.3)
     with pytest.raises(ValueError, match="one shape"):
         blend_halves(*maps, shrunk=(shrunk[0], shrunk[1][:-1]))
+
+
+def _composed(maps, shrunk, sigma: float = 1.5):
+    result = EngineResult((None, None), blend_maps=(maps[2], maps[3]), shrunk_maps=shrunk)
+    return compose_map(list(maps[:2]), result, spherical_mask(BOX), sigma, "cpu")
+
+
+def test_the_written_map_keeps_shrunk_shells_where_it_gains_by_them():
+    truth, maps, shrunk = _halves(1, signal=1.0, noise=4.0, decades=2.0, partial=0.3)
+    mask = spherical_mask(BOX)
+    new, old = _composed(maps, shrunk), _composed(maps, None)
+
+    def curve(composed):
+        return np.asarray(fsc((composed.halves[0] + composed.halves[1]) / 2 * mask, truth * mask))
+
+    gain = curve(new) - curve(old)
+    assert "shrunk inversion" in new.text and "shrunk" not in old.text
+    assert gain[12:17].mean() > 0.05
+    assert gain[1:].min() > -0.005
+    assert not np.array_equal(new.alpha, old.alpha)
+    np.testing.assert_array_equal(new.weight, old.weight)  # the plain blend's local weight
+
+
+def test_the_written_map_without_a_local_weight_takes_the_offered_shells():
+    _, maps, shrunk = _halves(1, signal=1.0, noise=4.0, decades=2.0, partial=0.3)
+    composed = _composed(maps, shrunk, sigma=0.0)
+    blend = blend_halves(*maps, mask=spherical_mask(BOX), shrunk=shrunk)
+    np.testing.assert_allclose(
+        composed.halves[0] - composed.halves[0].mean(),
+        blend.halves[0] - blend.halves[0].mean(),
+        atol=1e-9,
+    )
+    np.testing.assert_array_equal(composed.alpha, blend.model_weight)
+
+
+def test_pure_noise_leaves_the_written_map_as_without_shrunk_maps():
+    _, maps, shrunk = _halves(1, signal=0.0, noise=4.0, decades=2.0, partial=0.3)
+    new, old = _composed(maps, shrunk), _composed(maps, None)
+    for a, b in zip(new.halves, old.halves, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +25,20 @@ from cryosplat.reconstruct.half_map_report import (
     format_resolution,
 )
 from cryosplat.reconstruct.local_report import write_local_resolution
+from cryosplat.reconstruct.map_composition import compose_map
 from cryosplat.reconstruct.run_folder import FSC_FILE, MAP_FILE, write_json_atomic
 from cryosplat.reconstruct.stage_mean import mean_of_stages
 from cryosplat.reconstruct.written_grid import WrittenGrid
 from cryosplat.validation.conical import DirectionalResolution, directional_resolution
-from cryosplat.validation.data_blend import (
-    BLEND_SAMPLED_WEIGHT,
-    blend_halves,
-    masked_mean_correction,
-)
 from cryosplat.validation.fsc import shell_frequencies
 from cryosplat.validation.local_weight import (
-    UNWEIGHTED_SHELLS,
-    apply_local_weight,
-    local_wiener_weight,
     window_for_resolution,
 )
 from cryosplat.validation.masks import spherical_mask
 
 __all__ = [
-    "ComposedMap",
     "CrossValidationInputs",
     "HalfMapReport",
-    "compose_map",
     "evaluate_half_maps",
     "format_resolution",
     "half_model_maps",
@@ -194,32 +184,6 @@ def _log_directional(directional: DirectionalResolution) -> None:
     )
 
 
-@dataclass
-class ComposedMap:
-    """The written map's two halves and how they were made (:func:`compose_map`).
-
-    Attributes
-    ----------
-    halves : (A', B')
-        The halves as they enter ``map.mrc`` (their mean): blended with the data, times the
-        local weight but at the lowest shells.
-    unweighted : (A, B)
-        The same before the local weight.
-    alpha : array (D//2 + 1,) or None
-        The model's weight per shell in the blend (None: no blend).
-    weight : (D, D, D) or None
-        The local Wiener weight (None: the plain mean).
-    text : str
-        What the map is, for the log, ``fsc.json`` and the summary.
-    """
-
-    halves: tuple[np.ndarray, np.ndarray]
-    unweighted: tuple[np.ndarray, np.ndarray]
-    alpha: np.ndarray | None
-    weight: np.ndarray | None
-    text: str
-
-
 def half_model_maps(result: EngineResult) -> tuple[GaussianModel, GaussianModel, list]:
     """The two half models expanded by their symmetry, and their maps: the last fit's, or with
     ``result.earlier_stages`` at each frequency the mean of the stages' fits that hold it
@@ -247,59 +211,6 @@ def half_model_maps(result: EngineResult) -> tuple[GaussianModel, GaussianModel,
     return model_a, model_b, maps
 
 
-def compose_map(
-    half_maps: list[np.ndarray],
-    result: EngineResult,
-    sphere: np.ndarray,
-    local_weight_sigma_px: float,
-    device: torch.device | str,
-) -> ComposedMap:
-    """The written map's halves: each half map blended shell by shell with its own half set's
-    direct inversion where that holds more (``result.blend_maps``;
-    :mod:`cryosplat.validation.data_blend`), then both times their local Wiener weight but at the
-    lowest shells (:func:`~cryosplat.validation.local_weight.apply_local_weight`;
-    ``local_weight_sigma_px`` 0: none), then each plus the blend's zero-frequency correction
-    (:func:`~cryosplat.validation.data_blend.masked_mean_correction`: the mass its model misses
-    inside the sphere, a constant)."""
-    parts, alpha, text = tuple(half_maps), None, "mean of the half maps"
-    offsets = (0.0, 0.0)
-    if result.blend_maps is not None:
-        sampled = None if result.sampling is None else result.sampling.mask(BLEND_SAMPLED_WEIGHT)
-        blend = blend_halves(
-            *half_maps,
-            *result.blend_maps,
-            device,
-            mask=sphere,
-            sampled=sampled,
-            shrunk=result.shrunk_maps,
-        )
-        parts, alpha = blend.halves, blend.model_weight
-        offsets = tuple(
-            masked_mean_correction(m, d, blend.alpha, sphere)
-            for m, d in zip(half_maps, result.blend_maps, strict=True)
-        )
-        text = "mean of the half maps, each blended by shell with its data's inversion"
-        if blend.shrunk_shells.any():  # validation.shrunk_blend
-            k = np.flatnonzero(blend.shrunk_shells)
-            text += f" (its shrunk inversion at {k.size} of shells {k[0]}-{k[-1]})"
-    if local_weight_sigma_px <= 0:
-        parts = tuple(p + o for p, o in zip(parts, offsets, strict=True))
-        return ComposedMap(parts, parts, alpha, None, text)
-    # the weight from the blended halves before their zero-frequency correction, a constant
-    # that would shift it everywhere (data_blend.masked_mean_correction)
-    weight = local_wiener_weight(*parts, local_weight_sigma_px, device)
-    halves = tuple(
-        apply_local_weight(p, weight, device=device) + o
-        for p, o in zip(parts, offsets, strict=True)
-    )
-    text += (
-        f" × local Wiener weight ({local_weight_sigma_px:.3g} px; shells 0-{UNWEIGHTED_SHELLS}"
-        f" unweighted, shell {UNWEIGHTED_SHELLS + 1} passing to it)"
-    )
-    unweighted = tuple(p + o for p, o in zip(parts, offsets, strict=True))
-    return ComposedMap(halves, unweighted, alpha, weight, text)
-
-
 def write_outputs(
     folder: Path,
     result: EngineResult,
@@ -308,7 +219,8 @@ def write_outputs(
 ) -> tuple[HalfMapReport, dict]:
     """Write the half maps, the full map, the FSC and the models of ``result`` into ``folder``.
 
-    The full map is the mean of the two halves of :func:`compose_map` (the model's weight per
+    The full map is the mean of the two halves of
+    :func:`~cryosplat.reconstruct.map_composition.compose_map` (the model's weight per
     shell in the blend goes into ``fsc.json``; the local weight's window
     ``settings.local_weight_sigma_px`` voxels, by default a third of the fit's last
     cross-validated resolution and at least 1.5, the weight written as ``local_weight.mrc``; 0:

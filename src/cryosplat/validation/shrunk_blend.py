@@ -27,13 +27,24 @@ difference in a half), read from sums pooled over :data:`SHRUNK_POOL_SHELLS` she
 shell's own means gain too (a window across a sharp change in what the models hold can favour
 ``S`` where the shell alone does not: ``tests/test_shrunk_blend.py``).
 
-Measured offline on the blend's inputs of 38 runs (round 2, session 83; the benchmark's signal
-and ten to a hundred times it): the 70S ribosome at SNR 0.03 0.5 crossing 21.03 → 20.06 Å and
-0.143 14.33 → 12.81 Å (up to +0.20 a shell), EMD-1832 at SNR 0.03 19.37 → 15.70 Å, EMD-5625 at
-SNR 0.03-0.3 1.4-3.0 % and β-galactosidase at SNR 0.1 1.0 % finer at 0.5; of the 13 sets at the
-benchmark's signal one moved, by +0.005 at a shell; no shell of any set lost more than 0.006.
-At 3 standard errors two sets lost 0.019 and 0.034 at a shell (the ribosome's 0.5 crossing
-16.94 Å); at 8 the 0.143 crossings barely moved (the ribosome's 14.11 Å).
+The map as written is the halves times their local Wiener weight, which takes out much of the
+noise a shrunk inversion would; so its shells are kept only where the same estimate, of the
+weighted halves with and without them, still gains (:data:`MAP_CHECK_SIGMAS` pooled standard
+errors, and the shell's own means): :func:`shells_the_map_keeps`, called by
+:func:`cryosplat.reconstruct.map_composition.compose_map`. On 6VXX (from atoms, 10,000
+particles, the models 0.9 with the truth at Nyquist) the shrunk shells gained 0.05 before the
+weight and lost up to 0.010 after it; with the check none is kept.
+
+Measured offline on the blend's inputs of 40 runs (round 2, session 83; the benchmark's signal
+and ten to a hundred times it), through ``compose_map``: the 70S ribosome at SNR 0.03 0.143
+crossing 14.33 → 12.83 Å (up to +0.20 a shell), EMD-1832 at SNR 0.03 19.37 → 15.69 Å at 0.5,
+EMD-5625 at SNR 0.03-0.1 1.4-3.0 %, β-galactosidase at SNR 0.1 0.9 % and three ribosome sets at
+the benchmark's signal up to 1.4 % finer at 0.5; the 13 other sets at the benchmark's signal and
+6VXX and 8ZPM from atoms unchanged; no shell of any set lower by more than 0.005. Without the
+check of the map as written, the ribosome at SNR 0.03 crossed 0.5 at 20.06 Å (the gain at shells
+15-16 read under the check's gate) and 6VXX lost 0.010; with 3 standard errors for
+:data:`SHRUNK_GAIN_SIGMAS` two sets lost 0.019 and 0.034 at a shell; with 8 the 0.143 crossings
+barely moved.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from cryosplat.validation.map_blend_weights import MapTerms, window_means
@@ -50,7 +62,9 @@ __all__ = [
     "SHRUNK_GAIN_SIGMAS",
     "SHRUNK_POOL_SHELLS",
     "SHRUNK_REGULARIZATION",
+    "MAP_CHECK_SIGMAS",
     "ShrunkTerms",
+    "shells_the_map_keeps",
     "shrunk_terms",
     "shrunk_choice",
 ]
@@ -61,6 +75,7 @@ SHRUNK_REGULARIZATION = 1.0
 SHRUNK_POOL_SHELLS = 3
 SHRUNK_DATA_SIGMAS = 8.0
 SHRUNK_GAIN_SIGMAS = 5.0
+MAP_CHECK_SIGMAS = 3.0
 
 Spectra = tuple[torch.Tensor, torch.Tensor]
 ShellMean = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -163,7 +178,10 @@ def shrunk_choice(alpha: torch.Tensor, terms: ShrunkTerms) -> tuple[torch.Tensor
     scores, powers = _score(
         trial, t.with_truth_model, t.with_truth, t.model_power, t.power, t.with_model
     )
-    best = scores.argmax(dim=0)
+    # β at most α, as the map's own choice moves only down (map_blend_weights: a model weight
+    # above the halves' own lets the models' shared content in the solvent through the local
+    # weight; 6VXX lost 0.019 near Nyquist where β went to 1 over α 0.92)
+    best = torch.where(trial <= alpha, scores, -torch.inf).argmax(dim=0)
     columns = torch.arange(alpha.shape[0], device=alpha.device)
     beta, power = trial[best, 0], powers[best, columns]
     # |(1 − α)(D − M) − (1 − β)(S − M)|² in a half, from the three differences' powers
@@ -199,3 +217,69 @@ def shrunk_choice(alpha: torch.Tensor, terms: ShrunkTerms) -> tuple[torch.Tensor
         terms.with_model,
     )
     return reads & gains & (own > own_current) & whole_window & (t.counts > 0), beta
+
+
+@dataclass(frozen=True)
+class _MapPair:
+    """Per shell, two candidate maps' means against the data (:func:`shells_the_map_keeps`)."""
+
+    candidate_with_truth: torch.Tensor
+    plain_with_truth: torch.Tensor
+    candidate_power: torch.Tensor
+    plain_power: torch.Tensor
+    difference: torch.Tensor
+    noise: torch.Tensor
+    counts: torch.Tensor
+
+    def gains(self) -> torch.Tensor:
+        """The candidate's estimated FSC with the truth over the plain map's, up to the
+        truth's power."""
+        candidate = self.candidate_with_truth / self.candidate_power.clamp_min(1e-300).sqrt()
+        return candidate - self.plain_with_truth / self.plain_power.clamp_min(1e-300).sqrt()
+
+
+def shells_the_map_keeps(
+    candidate: Spectra, plain: Spectra, data: Spectra, shells: torch.Tensor, offered: np.ndarray
+) -> np.ndarray:
+    """Of the ``offered`` shells, those where the written map's halves with the shrunk
+    inversion (``candidate``, after the local weight) are estimated closer to the truth than the
+    plain blend's (``plain``): the same estimate and gates as :func:`shrunk_choice`
+    (:data:`SHRUNK_POOL_SHELLS`, :data:`MAP_CHECK_SIGMAS`, the shell's own means agreeing), now
+    of the maps as written (module docstring).
+
+    Parameters
+    ----------
+    candidate, plain, data : (A, B) spectra
+        Real FFTs of the masked halves of the two maps, and of the data's inversions ``D``.
+    shells : torch.Tensor, int64, the spectra's shape
+        Each frequency's shell (:func:`~cryosplat.validation.fsc.half_grid_shells`).
+    offered : np.ndarray (D//2 + 1,), bool
+        The shells :func:`shrunk_choice` took.
+    """
+    n_shells = len(offered)
+    inside = shells < n_shells
+    index = shells.clamp_max(n_shells - 1)
+    counts = torch.zeros(n_shells, dtype=torch.float64, device=shells.device)
+    counts.index_add_(0, index[inside], torch.ones_like(index[inside], dtype=torch.float64))
+
+    def mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        values = (x * y.conj()).real[inside].to(torch.float64)
+        sums = torch.zeros(n_shells, dtype=torch.float64, device=shells.device)
+        return sums.index_add_(0, index[inside], values) / counts.clamp_min(1.0)
+
+    (c_a, c_b), (p_a, p_b), (d_a, d_b) = candidate, plain, data
+    pair = _MapPair(
+        candidate_with_truth=(mean(c_a, d_b) + mean(c_b, d_a)) / 2.0,
+        plain_with_truth=(mean(p_a, d_b) + mean(p_b, d_a)) / 2.0,
+        candidate_power=(mean(c_a, c_a) + mean(c_b, c_b)) / 4.0 + mean(c_a, c_b) / 2.0,
+        plain_power=(mean(p_a, p_a) + mean(p_b, p_b)) / 4.0 + mean(p_a, p_b) / 2.0,
+        difference=(mean(c_a - p_a, c_a - p_a) + mean(c_b - p_b, c_b - p_b)) / 2.0,
+        noise=mean(d_a - d_b, d_a - d_b) / 2.0,
+        counts=counts,
+    )
+    pooled = window_means(pair, SHRUNK_POOL_SHELLS)
+    standard_error = (pooled.difference * pooled.noise / 2.0).clamp_min(0.0).sqrt()
+    standard_error = standard_error / pooled.counts.clamp_min(1.0).sqrt()
+    standard_error = standard_error / pooled.candidate_power.clamp_min(1e-300).sqrt()
+    keeps = (pooled.gains() > MAP_CHECK_SIGMAS * standard_error) & (pair.gains() > 0)
+    return keeps.cpu().numpy() & offered
