@@ -371,7 +371,9 @@ def test_halves_that_carry_the_other_halfs_noise_are_not_vouched_for():
     assert honest.to_dict()["inconsistent_from_angstrom"] is None
 
 
-def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_are_inconsistent():
+def test_the_report_estimates_on_the_halves_before_the_weight():
+    # A weight made from both halves carries each half's noise into the other: the weighted
+    # halves (here contaminated by the other half's data) must not be what the estimate reads.
     from cryosplat.reconstruct.half_map_report import (
         CrossValidationInputs,
         data_limit_warnings,
@@ -384,28 +386,20 @@ def test_the_report_estimates_on_the_halves_before_the_weight_when_the_weighted_
         truth, truth, PIXEL, crossval=CrossValidationInputs(data, carried, (truth, truth))
     )
     plain, _ = evaluate_half_maps(
-        truth, truth, PIXEL, crossval=CrossValidationInputs(data, (truth, truth), carried)
+        truth, truth, PIXEL, crossval=CrossValidationInputs(data, (truth, truth))
     )
-    assert report.weighted_set_aside is not None
-    assert report.weighted_set_aside.inconsistent_shell is not None
+    assert report.before_weight and not plain.before_weight
     assert report.resolution_angstrom == pytest.approx(plain.resolution_angstrom)
-    aside = report.weighted_set_aside
-    assert aside.resolution_angstrom >= BOX * PIXEL / aside.inconsistent_shell
+    assert report.cross_validated.inconsistent_shell is None
     assert "before the map's local weight" in report.headline
-    warnings = data_limit_warnings(report)
-    assert any("estimated on the half maps before the map's local weight" in w for w in warnings)
-    cv = report.to_dict()["cross_validated"]
-    assert cv["halves"] == "before the map's local weight"
-    assert cv["weighted_halves_set_aside"]["inconsistent_from_angstrom"] is not None
-    # Consistent halves are estimated as they enter the map, and the report says so.
-    assert plain.weighted_set_aside is None
+    assert report.to_dict()["cross_validated"]["halves"] == "before the map's local weight"
     assert plain.to_dict()["cross_validated"]["halves"] == "as they enter the map"
-    # Without halves to fall back on, the inconsistent estimate stands, vouching for nothing
-    # past its first inconsistent shell, and the report says why.
+    # Without the halves before the weight, the weighted ones are read: inconsistent, vouching
+    # for nothing past their first inconsistent shell, and the report says why.
     alone, _ = evaluate_half_maps(
         truth, truth, PIXEL, crossval=CrossValidationInputs(data, carried)
     )
-    assert alone.weighted_set_aside is None
+    assert alone.cross_validated.inconsistent_shell is not None
     assert any("Check that the two half sets" in w for w in data_limit_warnings(alone))
 
 
