@@ -70,11 +70,10 @@ def _plus(parts: Halves, offsets: tuple[float, float]) -> Halves:
     return parts[0] + offsets[0], parts[1] + offsets[1]
 
 
-def _by_shell(take: np.ndarray, chosen: Halves, other: Halves, device) -> Halves:
-    """Each half with the ``take`` shells of ``chosen`` and the others of ``other``."""
-    box = chosen[0].shape[0]
-    shells = half_grid_shells(box, device)[0].clamp_max(len(take))
-    point = torch.as_tensor(np.append(take, False), device=device)[shells]
+def _by_shell(take: np.ndarray, chosen: Halves, other: Halves, grid, device) -> Halves:
+    """Each half with the ``take`` shells of ``chosen`` and the others of ``other`` (``grid``:
+    :func:`~cryosplat.validation.fsc.half_grid_shells` of the box)."""
+    point = torch.as_tensor(np.append(take, False), device=device)[grid[0].clamp_max(len(take))]
 
     def spectrum(x: np.ndarray) -> torch.Tensor:
         return torch.fft.rfftn(torch.as_tensor(x, dtype=torch.float64, device=device))
@@ -85,7 +84,9 @@ def _by_shell(take: np.ndarray, chosen: Halves, other: Halves, device) -> Halves
     )
 
 
-def _kept_shrunk(blend: Blend, weighted: Halves, offsets, data: Halves, sphere, sigma, device):
+def _kept_shrunk(
+    blend: Blend, weighted: Halves, offsets, data: Halves, sphere, sigma, grid, device
+):
     """``(shells, weighted halves)``: the shrunk inversion's shells that the map as written
     keeps (module docstring), and the halves with them weighted by their own local weight
     (``weighted``: the plain blend's, both before the ``offsets``)."""
@@ -96,12 +97,11 @@ def _kept_shrunk(blend: Blend, weighted: Halves, offsets, data: Halves, sphere, 
     def spectra(maps: Halves) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple(torch.fft.rfftn(torch.as_tensor(m, device=device) * mask) for m in maps)
 
-    shells = half_grid_shells(sphere.shape[0], device)[0]
     keep = shells_the_map_keeps(
         spectra(_plus(candidate, offsets)),
         spectra(_plus(weighted, offsets)),
         spectra(data),
-        shells,
+        grid,
         blend.shrunk_shells,
     )
     return keep, candidate
@@ -144,12 +144,12 @@ def compose_map(
     weight = local_wiener_weight(*parts, local_weight_sigma_px, device)
     halves = tuple(apply_local_weight(p, weight, device=device) for p in parts)
     if blend is not None and blend.shrunk_shells.any():
-        sigma = local_weight_sigma_px
-        data = result.blend_maps
-        keep, shrunk = _kept_shrunk(blend, halves, offsets, data, sphere, sigma, device)
+        sigma, data = local_weight_sigma_px, result.blend_maps
+        grid = half_grid_shells(sphere.shape[0], device)
+        keep, shrunk = _kept_shrunk(blend, halves, offsets, data, sphere, sigma, grid, device)
         if keep.any():
-            halves = _by_shell(keep, shrunk, halves, device)
-            parts = _by_shell(keep, blend.halves, parts, device)
+            halves = _by_shell(keep, shrunk, halves, grid, device)
+            parts = _by_shell(keep, blend.halves, parts, grid, device)
             alpha = np.where(keep, blend.model_weight, alpha)
             k = np.flatnonzero(keep)
             text += f" (its shrunk inversion at {k.size} of shells {k[0]}-{k[-1]})"

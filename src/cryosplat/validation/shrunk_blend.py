@@ -239,7 +239,11 @@ class _MapPair:
 
 
 def shells_the_map_keeps(
-    candidate: Spectra, plain: Spectra, data: Spectra, shells: torch.Tensor, offered: np.ndarray
+    candidate: Spectra,
+    plain: Spectra,
+    data: Spectra,
+    grid: tuple[torch.Tensor, torch.Tensor],
+    offered: np.ndarray,
 ) -> np.ndarray:
     """Of the ``offered`` shells, those where the written map's halves with the shrunk
     inversion (``candidate``, after the local weight) are estimated closer to the truth than the
@@ -251,21 +255,23 @@ def shells_the_map_keeps(
     ----------
     candidate, plain, data : (A, B) spectra
         Real FFTs of the masked halves of the two maps, and of the data's inversions ``D``.
-    shells : torch.Tensor, int64, the spectra's shape
-        Each frequency's shell (:func:`~cryosplat.validation.fsc.half_grid_shells`).
+    grid : (shells, multiplicity)
+        :func:`~cryosplat.validation.fsc.half_grid_shells` of the box.
     offered : np.ndarray (D//2 + 1,), bool
         The shells :func:`shrunk_choice` took.
     """
-    n_shells = len(offered)
+    # Each coefficient of the half grid counted once (the rule was measured so; shell_sums
+    # counts the full grid, its Friedel mates twice, and keeps other shells).
+    n_shells, shells = len(offered), grid[0]
     inside = shells < n_shells
-    index = shells.clamp_max(n_shells - 1)
+    index = shells[inside]
     counts = torch.zeros(n_shells, dtype=torch.float64, device=shells.device)
-    counts.index_add_(0, index[inside], torch.ones_like(index[inside], dtype=torch.float64))
+    counts.index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
 
     def mean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         values = (x * y.conj()).real[inside].to(torch.float64)
         sums = torch.zeros(n_shells, dtype=torch.float64, device=shells.device)
-        return sums.index_add_(0, index[inside], values) / counts.clamp_min(1.0)
+        return sums.index_add_(0, index, values) / counts.clamp_min(1.0)
 
     (c_a, c_b), (p_a, p_b), (d_a, d_b) = candidate, plain, data
     pair = _MapPair(
