@@ -383,11 +383,11 @@ def blend_halves(
         take, beta = shrunk_choice(alpha, choice)
         model_weight = torch.where(take, beta, alpha)
     shells = grid[0].clamp_max(shape[0] // 2 + 1)  # past Nyquist: the model (no data there)
-    one = torch.ones(1, dtype=torch.float64, device=device)
-    per_point = torch.cat([model_weight, one])[shells]
-    from_shrunk = torch.cat([take, torch.zeros(1, dtype=torch.bool, device=device)])[shells]
-    if sampled is not None:
-        per_point = torch.where(sampled, per_point, 1.0)
+
+    def per_point(weights: torch.Tensor) -> torch.Tensor:
+        """The model's weight at every frequency: 1 past Nyquist and where no view samples."""
+        point = torch.cat([weights, weights.new_ones(1)])[shells]
+        return point if sampled is None else torch.where(sampled, point, 1.0)
 
     # A' = M + (1 − α)·(D − M) (or (1 − β)·(S − M)), the correction taken where α was estimated
     # (in the mask): the data's noise in the solvent, which α did not weigh, stays out of the map.
@@ -399,15 +399,11 @@ def blend_halves(
             for i in (0, 1)
         ]
 
-    plain_point = torch.cat([alpha, one])[shells]
-    if sampled is not None:
-        plain_point = torch.where(sampled, plain_point, 1.0)
-    plain = blended(plain_point, spectra[2:4])
-    halves = plain
+    plain = halves = blended(per_point(alpha), spectra[2:4])
     if take.any():
-        halves = blended(
-            per_point, [torch.where(from_shrunk, spectra[i + 4], spectra[i + 2]) for i in (0, 1)]
-        )
+        from_shrunk = torch.cat([take, take.new_zeros(1)])[shells]
+        data = [torch.where(from_shrunk, spectra[i + 4], spectra[i + 2]) for i in (0, 1)]
+        halves = blended(per_point(model_weight), data)
     return Blend(
         (halves[0], halves[1]),
         model_weight.cpu().numpy(),
