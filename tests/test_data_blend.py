@@ -13,13 +13,19 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.report import write_outputs
 from cryosplat.validation import data_blend, map_blend_weights
-from cryosplat.validation.data_blend import blend_with_data, masked_mean_correction
+from cryosplat.validation.data_blend import blend_halves, masked_mean_correction
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.local_weight import apply_local_weight, local_wiener_weight
 from cryosplat.validation.mask_choice import DataUnderMasks, read_in_masks
 from cryosplat.validation.masks import spherical_mask
 
 BOX = 32
+
+
+def _blended(*maps, **options):
+    """``(half A, half B, model weight)`` of :func:`blend_halves`."""
+    blend = blend_halves(*maps, **options)
+    return *blend.halves, blend.model_weight
 
 
 def _frequency(box: int = BOX) -> np.ndarray:
@@ -49,14 +55,14 @@ def test_the_weight_is_the_analytic_optimum_for_a_shared_bias(monkeypatch):
     data = [truth + _field(2, scale=0.8), truth + _field(3, scale=0.8)]
     for_map, for_half = 0.32 / (0.25 + 0.32), 0.64 / (0.25 + 0.64)
     monkeypatch.setattr(map_blend_weights, "MAP_GAIN_SIGMAS", 0.0)
-    _, _, alpha = blend_with_data(*models, *data)
+    _, _, alpha = _blended(*models, *data)
     assert alpha[0] == 1.0  # the map's mean stays the model's
     assert abs(alpha[4:].mean() - for_map) < 0.03  # shells of many coefficients
     np.testing.assert_allclose(alpha[4:], for_map, atol=0.08)
     monkeypatch.setattr(map_blend_weights, "MAP_GAIN_SIGMAS", np.inf)
-    _, _, per_half = blend_with_data(*models, *data)
+    _, _, per_half = _blended(*models, *data)
     monkeypatch.setattr(data_blend, "DATA_SIGNAL_SIGMAS", np.inf)  # the margin on every shell
-    _, _, cautious = blend_with_data(*models, *data)
+    _, _, cautious = _blended(*models, *data)
     np.testing.assert_allclose(per_half[4:], for_half, atol=0.05)
     assert np.all(cautious >= per_half - 1e-12)
     np.testing.assert_allclose(cautious[8:], for_half, atol=0.1)
@@ -78,7 +84,7 @@ def test_the_map_takes_more_data_where_the_models_share_their_error(monkeypatch)
     shrunk = [0.5 * truth + _field(s, box=box, scale=0.05) for s in (4, 5)]
 
     def blended(models):
-        a, b, alpha = blend_with_data(*models, *data)
+        a, b, alpha = _blended(*models, *data)
         mean = 0.5 * (a + b)
         return alpha, float(np.mean((mean - truth) ** 2)), float(fsc(mean, truth)[2:].mean())
 
@@ -113,7 +119,7 @@ def test_where_the_data_hold_signal_the_low_shells_weight_is_unbiased(monkeypatc
         for seed in range(8):
             truth, bias = _field(10 * seed), _field(10 * seed + 1, scale=0.5)
             noisy = [truth + _field(10 * seed + i, scale=0.6) for i in (2, 3)]
-            weights.append(blend_with_data(truth + bias, truth + bias, *noisy)[2][2:7])
+            weights.append(_blended(truth + bias, truth + bias, *noisy)[2][2:7])
         return float(np.mean(weights))
 
     assert abs(mean_low_shells() - expected) < 0.02
@@ -125,7 +131,7 @@ def test_the_model_is_kept_where_the_data_hold_nothing():
     truth = _field(0)
     models = [truth + _field(1, scale=0.1), truth + _field(2, scale=0.1)]
     data = [_field(3, scale=50.0), _field(4, scale=50.0)]  # noise only
-    a, b, alpha = blend_with_data(*models, *data)
+    a, b, alpha = _blended(*models, *data)
     assert alpha[2:].min() >= 0.95
     curve = fsc(0.5 * (a + b), truth)[2:]
     # Data of no signal keep the margin (DATA_SIGNAL_SIGMAS): without it half the shells let
@@ -150,18 +156,18 @@ def test_where_no_view_samples_the_models_are_kept_and_the_weight_read_elsewhere
 
     models = [truth + bias, truth + bias]
     data = [in_band(truth + _field(2, scale=0.1)), in_band(truth + _field(3, scale=0.1))]
-    a, b, alpha = blend_with_data(*models, *data, sampled=torch.as_tensor(band))
-    _, _, every = blend_with_data(*models, *[truth + _field(s, scale=0.1) for s in (2, 3)])
+    a, b, alpha = _blended(*models, *data, sampled=torch.as_tensor(band))
+    _, _, every = _blended(*models, *[truth + _field(s, scale=0.1) for s in (2, 3)])
     np.testing.assert_allclose(alpha[2:], every[2:], atol=0.05)
     assert alpha[2:].max() < 0.05
     blended = np.fft.rfftn(0.5 * (a + b))
     expected = np.where(band, np.fft.rfftn(truth), np.fft.rfftn(truth + bias))
     blended[0, 0, 0] = expected[0, 0, 0]  # the map's mean stays the model's (α(0) = 1)
     assert np.linalg.norm(blended - expected) < 0.1 * np.linalg.norm(expected)
-    _, _, blind = blend_with_data(*models, *data)  # the cone counted against the models
+    _, _, blind = _blended(*models, *data)  # the cone counted against the models
     assert blind[2:].min() < 0.01
     with pytest.raises(ValueError, match="sampled has shape"):
-        blend_with_data(*models, *data, sampled=torch.as_tensor(band[:-1]))
+        _blended(*models, *data, sampled=torch.as_tensor(band[:-1]))
 
 
 def test_the_data_are_taken_where_the_models_share_a_large_error():
@@ -169,7 +175,7 @@ def test_the_data_are_taken_where_the_models_share_a_large_error():
     bias = _field(1, scale=2.0)
     models = [truth + bias, truth + bias]
     data = [truth + _field(2, scale=0.1), truth + _field(3, scale=0.1)]
-    a, b, alpha = blend_with_data(*models, *data)
+    a, b, alpha = _blended(*models, *data)
     assert alpha[2:].max() < 0.05
     blended, model_mean = 0.5 * (a + b), 0.5 * (models[0] + models[1])
     assert np.mean((blended - truth) ** 2) < 0.05 * np.mean((model_mean - truth) ** 2)
@@ -186,7 +192,7 @@ def test_the_blend_is_closer_to_the_truth_than_either_map():
 
     models = [truth + shared + noise(2, 0.3), truth + shared + noise(3, 0.3)]
     data = [truth + noise(4, 2.0), truth + noise(5, 2.0)]
-    a, b, alpha = blend_with_data(*models, *data)
+    a, b, alpha = _blended(*models, *data)
 
     def error(volume):
         return float(np.mean((volume - truth) ** 2))
@@ -210,8 +216,8 @@ def test_the_weights_are_estimated_where_the_molecule_is():
         return _field(seed, scale=2.0) * solvent + _field(seed + 10, scale=0.05)
 
     data = [truth + noise(2), truth + noise(3)]
-    whole = blend_with_data(*models, *data)
-    masked = blend_with_data(*models, *data, mask=mask)
+    whole = _blended(*models, *data)
+    masked = _blended(*models, *data, mask=mask)
     assert np.median(masked[2][2:-1]) < 0.3 < np.median(whole[2][2:-1])
 
     def error(volume):
@@ -219,13 +225,13 @@ def test_the_weights_are_estimated_where_the_molecule_is():
 
     assert error(0.5 * (masked[0] + masked[1])) < 0.5 * error(0.5 * (whole[0] + whole[1]))
     with pytest.raises(ValueError, match="mask has shape"):
-        blend_with_data(*models, *data, mask=mask[:-1])
+        _blended(*models, *data, mask=mask[:-1])
 
 
 def test_each_half_is_made_of_its_own_model_and_data():
     """``A'`` is half A's model and data mixed by ``α``: half B enters only through ``α``."""
     maps = [_field(s) for s in range(4)]
-    a, b, alpha = blend_with_data(*maps)
+    a, b, alpha = _blended(*maps)
     f = np.fft.fftfreq(BOX) * BOX
     shells = np.round(
         np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + f[None, None, :] ** 2)
@@ -238,10 +244,10 @@ def test_each_half_is_made_of_its_own_model_and_data():
 
 def test_odd_boxes_and_bad_shapes():
     maps = [_field(s, box=15) for s in range(4)]
-    a, _, alpha = blend_with_data(*maps)
+    a, _, alpha = _blended(*maps)
     assert a.shape == (15, 15, 15) and alpha.shape == (8,)
     with pytest.raises(ValueError, match="one shape"):
-        blend_with_data(_field(0), _field(1), _field(2), _field(3, box=16))
+        _blended(_field(0), _field(1), _field(2), _field(3, box=16))
 
 
 def _model(seed: int) -> GaussianModel:
@@ -257,7 +263,7 @@ def test_written_map_is_the_weighted_mean_of_the_blended_halves(tmp_path):
     a, _ = read_map(tmp_path / "half_map_A.mrc")
     b, _ = read_map(tmp_path / "half_map_B.mrc")
     mask = spherical_mask(24)  # the report's
-    ba, bb, alpha = blend_with_data(a, b, *data, mask=mask)
+    ba, bb, alpha = _blended(a, b, *data, mask=mask)
     offsets = [masked_mean_correction(m, d, alpha, mask) for m, d in zip((a, b), data, strict=True)]
     assert min(abs(o) for o in offsets) > 1e-4 * np.abs(a).max()  # the test sees them
     full, _ = read_map(tmp_path / "map.mrc")
@@ -287,7 +293,7 @@ def test_the_reported_resolution_is_the_written_maps(tmp_path):
     weight, _ = read_map(tmp_path / "local_weight.mrc")
     automatic, _ = read_map(tmp_path / "mask.mrc")
     mask = spherical_mask(24)
-    ba, bb, _ = blend_with_data(a, b, *data, mask=mask)
+    ba, bb, _ = _blended(a, b, *data, mask=mask)
     spectra = DataUnderMasks(*_tensors([data, mask, automatic]))
 
     def read(halves):  # the report's reading: the sphere, or the automatic mask where finer
@@ -318,9 +324,9 @@ def test_the_datas_solvent_stays_out_of_the_blended_map():
     models = [truth + bias, truth + bias]
     inside = [truth + _field(2, scale=0.3), truth + _field(3, scale=0.3)]
     data = [d + 20.0 * _field(4 + i) * solvent for i, d in enumerate(inside)]
-    a, b, alpha = blend_with_data(*models, *data, mask=mask)
+    a, b, alpha = _blended(*models, *data, mask=mask)
     assert (1 - alpha[2:]).mean() > 0.5  # the data are taken at most shells
-    clean_a, clean_b, clean_alpha = blend_with_data(*models, *inside, mask=mask)
+    clean_a, clean_b, clean_alpha = _blended(*models, *inside, mask=mask)
     np.testing.assert_allclose(alpha, clean_alpha)  # the solvent does not move the weights
     np.testing.assert_allclose(a, clean_a, atol=1e-9)  # nor the maps
     np.testing.assert_allclose(b, clean_b, atol=1e-9)
@@ -369,7 +375,7 @@ def test_a_model_missing_mass_off_centre_gets_the_datas_first_shell(tmp_path):
     halves = [truth - lost + _field(s, box=box, scale=0.02 * truth.std()) for s in (11, 12)]
     data = tuple(truth + _field(s, box=box, scale=0.01 * truth.std()) for s in (13, 14))
     sphere = spherical_mask(box)
-    ba, bb, alpha = blend_with_data(*halves, *data, mask=sphere)
+    ba, bb, alpha = _blended(*halves, *data, mask=sphere)
     assert alpha[1] < 0.5  # the data hold the first shell
     offsets = [
         masked_mean_correction(h, d, alpha, sphere) for h, d in zip(halves, data, strict=True)

@@ -12,9 +12,16 @@ import pytest
 
 from cryosplat.reconstruct.engine_result import EngineResult
 from cryosplat.reconstruct.map_composition import compose_map
-from cryosplat.validation.data_blend import blend_halves, blend_with_data
+from cryosplat.validation.data_blend import blend_halves
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
+
+
+def _blended(*maps, **options):
+    """``(half A, half B, model weight)`` of :func:`blend_halves`."""
+    blend = blend_halves(*maps, **options)
+    return *blend.halves, blend.model_weight
+
 
 BOX = 32
 
@@ -88,9 +95,9 @@ def test_a_pooled_window_across_a_sharp_change_does_not_decide_alone():
     assert gain[15:17].min() > 0.05
 
 
-def test_blend_with_data_returns_the_models_weight_with_shrunk_maps():
+def test_blend_halves_returns_the_models_weight_with_shrunk_maps():
     truth, maps, shrunk = _halves(1, signal=1.0, noise=4.0, decades=2.0, partial=0.3)
-    a, b, weight = blend_with_data(*maps, shrunk=shrunk)
+    a, b, weight = _blended(*maps, shrunk=shrunk)
     blend = blend_halves(*maps, shrunk=shrunk)
     np.testing.assert_array_equal(weight, blend.model_weight)
     np.testing.assert_array_equal(a, blend.halves[0])

@@ -108,7 +108,6 @@ __all__ = [
     "BLEND_SAMPLED_WEIGHT",
     "DATA_SIGNAL_SIGMAS",
     "blend_halves",
-    "blend_with_data",
     "masked_mean_correction",
     "model_weights_by_shell",
 ]
@@ -121,7 +120,7 @@ __all__ = [
 BLEND_REGULARIZATION = 0.01
 
 # Where the summed CTF² is under this share of its shell's mean the half maps stay the models'
-# (:func:`blend_with_data`'s ``sampled``): there the inversion, ``B / (W + c)`` with ``c`` =
+# (:func:`blend_halves`'s ``sampled``): there the inversion, ``B / (W + c)`` with ``c`` =
 # :data:`BLEND_REGULARIZATION` of the mean, keeps under 5/6 of the signal, a bias the estimate of
 # ``α`` takes for the model's error. Five times the Wiener constant. Measured (round 2, session 33):
 # with every view within 30° of one axis the first shell 0.933 with the truth at 10⁻³ (where no
@@ -175,7 +174,7 @@ def model_weights_by_shell(
     grid: tuple[torch.Tensor, torch.Tensor] | None = None,
     sampled: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """``α`` per shell (``D//2 + 1``,) for :func:`blend_with_data`, from the four maps' spectra.
+    """``α`` per shell (``D//2 + 1``,) for :func:`blend_halves`, from the four maps' spectra.
 
     Parameters
     ----------
@@ -294,22 +293,6 @@ class Blend:
     plain: tuple[np.ndarray, np.ndarray]
 
 
-def blend_with_data(
-    model_a: ArrayLike,
-    model_b: ArrayLike,
-    data_a: ArrayLike,
-    data_b: ArrayLike,
-    device: torch.device | str | None = None,
-    mask: np.ndarray | None = None,
-    sampled: torch.Tensor | None = None,
-    shrunk: tuple[ArrayLike, ArrayLike] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both half maps corrected by their own data where the data hold more (module docstring):
-    ``(blended_a, blended_b, model_weight)`` of :func:`blend_halves`, whose arguments these are."""
-    blend = blend_halves(model_a, model_b, data_a, data_b, device, mask, sampled, shrunk)
-    return *blend.halves, blend.model_weight
-
-
 def blend_halves(
     model_a: ArrayLike,
     model_b: ArrayLike,
@@ -422,10 +405,10 @@ def masked_mean_correction(
     Parameters
     ----------
     model, data : array-like, shape (D, D, D)
-        The half model's map and its half set's direct inversion, as :func:`blend_with_data` took
+        The half model's map and its half set's direct inversion, as :func:`blend_halves` took
         them.
     alpha : array-like (D//2 + 1,)
-        The model's weight per shell that :func:`blend_with_data` returned.
+        The blend's ``α`` per shell, as :func:`blend_halves` returned it (``Blend.alpha``).
     mask : array-like, shape (D, D, D), optional
         The mask the blend was taken in; the whole box without it.
 
