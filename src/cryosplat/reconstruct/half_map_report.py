@@ -230,10 +230,10 @@ def evaluate_half_maps(
     if crossval is not None:
         data_maps = [on_device(d) for d in crossval.data_maps]
         data = DataUnderMasks(data_maps, *masks, crossval.sampled_share, user, name)
-        halves = (a, b) if crossval.map_halves is None else crossval.map_halves
-        if crossval.unweighted_halves is not None:  # CrossValidationInputs: the weight carries
-            halves, before_weight = crossval.unweighted_halves, True
-        halves = [on_device(h) for h in halves]
+        # before the map's weight where given (CrossValidationInputs.unweighted_halves)
+        before_weight = crossval.unweighted_halves is not None
+        chosen = crossval.unweighted_halves if before_weight else crossval.map_halves
+        halves = [on_device(h) for h in ((a, b) if chosen is None else chosen)]
         cross, cv_mask, sphere_reading = _cross_validate(halves, data, pixel_size_angstrom)
         del halves, data, data_maps
     fscs = masked_fscs(a, b, masks if user is None else [*masks, user], pixel_size_angstrom)

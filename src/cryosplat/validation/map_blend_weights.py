@@ -47,6 +47,7 @@ __all__ = [
     "MAP_POOL_SHELLS",
     "POOLED_MAP_DATA_SIGMAS",
     "MapTerms",
+    "map_score",
     "weights_for_the_map",
     "window_means",
 ]
@@ -121,6 +122,23 @@ def window_means(terms, width: int):
     return type(terms)(**means, counts=counts)
 
 
+def map_score(
+    weight: torch.Tensor,
+    with_truth: tuple[torch.Tensor, torch.Tensor],
+    powers: tuple[torch.Tensor, torch.Tensor],
+    between: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The FSC with the truth, up to the truth's power, of ``weight · X + (1 − weight) · Y`` per
+    shell, and that map's power, from the shell means ``with_truth`` (``⟨X, T⟩``, ``⟨Y, T⟩``),
+    ``powers`` (``|X|²``, ``|Y|²``) and ``between`` (``⟨X, Y⟩``) (module docstring)."""
+    power = (
+        weight.square() * powers[0]
+        + (1.0 - weight).square() * powers[1]
+        + 2.0 * weight * (1.0 - weight) * between
+    ).clamp_min(1e-300)
+    return (weight * with_truth[0] + (1.0 - weight) * with_truth[1]) / power.sqrt(), power
+
+
 def _reads(terms: MapTerms, data_sigmas: float) -> torch.Tensor:
     """The shells whose data's FSC is over ``data_sigmas`` of chance's standard errors."""
     return terms.data_fsc() > data_sigmas / terms.counts.clamp_min(1.0).sqrt()
@@ -135,13 +153,12 @@ def _map_choice(
     trial = torch.linspace(0.0, 1.0, 101, dtype=alpha.dtype, device=alpha.device)[:, None]
 
     def score(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        map_power = (
-            weight.square() * terms.model_power
-            + (1.0 - weight).square() * terms.data_power
-            + 2.0 * weight * (1.0 - weight) * terms.between
-        ).clamp_min(1e-300)
-        signal = weight * terms.with_truth_model + (1.0 - weight) * terms.with_truth_data
-        return signal / map_power.sqrt(), map_power
+        return map_score(
+            weight,
+            (terms.with_truth_model, terms.with_truth_data),
+            (terms.model_power, terms.data_power),
+            terms.between,
+        )
 
     scores, powers = score(trial)
     best = torch.where(trial <= alpha, scores, -torch.inf).argmax(dim=0)  # only ever down

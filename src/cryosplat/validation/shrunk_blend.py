@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cryosplat.validation.map_blend_weights import MapTerms, window_means
+from cryosplat.validation.map_blend_weights import MapTerms, map_score, window_means
 
 __all__ = [
     "SHRUNK_DATA_SIGMAS",
@@ -147,17 +147,6 @@ def shrunk_terms(
     )
 
 
-def _score(weight, with_truth_model, with_truth_other, model_power, other_power, between):
-    """The map's FSC with the truth up to the truth's power, for a model weight, and the map's
-    power."""
-    power = (
-        weight.square() * model_power
-        + (1.0 - weight).square() * other_power
-        + 2.0 * weight * (1.0 - weight) * between
-    ).clamp_min(1e-300)
-    return (weight * with_truth_model + (1.0 - weight) * with_truth_other) / power.sqrt(), power
-
-
 def shrunk_choice(alpha: torch.Tensor, terms: ShrunkTerms) -> tuple[torch.Tensor, torch.Tensor]:
     """``(take, beta)`` per shell: where the map takes ``β M + (1 − β) S`` in place of the
     blend's ``α M + (1 − α) D`` (module docstring), and that ``β``.
@@ -171,12 +160,15 @@ def shrunk_choice(alpha: torch.Tensor, terms: ShrunkTerms) -> tuple[torch.Tensor
         The shell means, unpooled.
     """
     t = window_means(terms, SHRUNK_POOL_SHELLS)
-    current, _ = _score(
-        alpha, t.with_truth_model, t.with_truth_data, t.model_power, t.data_power, t.between
+    current, _ = map_score(
+        alpha,
+        (t.with_truth_model, t.with_truth_data),
+        (t.model_power, t.data_power),
+        t.between,
     )
     trial = torch.linspace(0.0, 1.0, 101, dtype=alpha.dtype, device=alpha.device)[:, None]
-    scores, powers = _score(
-        trial, t.with_truth_model, t.with_truth, t.model_power, t.power, t.with_model
+    scores, powers = map_score(
+        trial, (t.with_truth_model, t.with_truth), (t.model_power, t.power), t.with_model
     )
     # β at most α, as the map's own choice moves only down (map_blend_weights: a model weight
     # above the halves' own lets the models' shared content in the solvent through the local
@@ -200,20 +192,16 @@ def shrunk_choice(alpha: torch.Tensor, terms: ShrunkTerms) -> tuple[torch.Tensor
     gains = scores[best, columns] - current > SHRUNK_GAIN_SIGMAS * standard_error
     # and the shell's own means agree (a window across a sharp change in the models' content
     # can favour S where the shell alone does not)
-    own_current, _ = _score(
+    own_current, _ = map_score(
         alpha,
-        terms.with_truth_model,
-        terms.with_truth_data,
-        terms.model_power,
-        terms.data_power,
+        (terms.with_truth_model, terms.with_truth_data),
+        (terms.model_power, terms.data_power),
         terms.between,
     )
-    own, _ = _score(
+    own, _ = map_score(
         beta,
-        terms.with_truth_model,
-        terms.with_truth,
-        terms.model_power,
-        terms.power,
+        (terms.with_truth_model, terms.with_truth),
+        (terms.model_power, terms.power),
         terms.with_model,
     )
     return reads & gains & (own > own_current) & whole_window & (t.counts > 0), beta
