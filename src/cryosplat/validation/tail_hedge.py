@@ -106,10 +106,12 @@ def hedge_shells(
     n = len(blend.model_weight)
     curve = reading_curve(np.asarray(estimate)[:n], np.asarray(readable)[:n])
     under = np.flatnonzero(curve[1:] < 0.5) + 1
-    beyond_data = vouched is not None and under.size and under[0] > vouched
-    if under.size == 0 or under[0] < MIN_CROSSING_SHELL or beyond_data:
+    if under.size == 0:
         return np.zeros(n, dtype=bool)
-    past = np.arange(n) >= under[0] + HEDGE_START_SHELLS
+    first = int(under[0])
+    if first < MIN_CROSSING_SHELL or (vouched is not None and first > vouched):
+        return np.zeros(n, dtype=bool)
+    past = np.arange(n) >= first + HEDGE_START_SHELLS
     chance = np.asarray(data_fsc)[:n] <= DATA_SIGNAL_SIGMAS / np.sqrt(np.maximum(counts[:n], 1.0))
     models_only = (np.asarray(blend.model_weight) >= MODEL_ONLY) & ~blend.shrunk_shells
     return past & chance & models_only
