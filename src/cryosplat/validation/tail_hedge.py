@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cryosplat.validation.crossval import cross_validated_fsc
+from cryosplat.validation.crossval import cross_validated_fsc, shell_counts
 from cryosplat.validation.crossval_result import reading_curve
 from cryosplat.validation.data_blend import DATA_SIGNAL_SIGMAS, Blend
 from cryosplat.validation.fsc import cross_power, half_grid_shells, shell_sums
@@ -155,7 +155,7 @@ def hedge_tail(
         return shell_sums(cross_power(x, y), grid).cpu().numpy()
 
     n = len(blend.model_weight)
-    counts = shell_sums(torch.ones_like(grid[1]), grid).cpu().numpy()[:n]
+    counts = shell_counts(box)[:n]
     cv = cross_validated_fsc(*blend.halves, np.asarray(data[0]), np.asarray(data[1]), mask, 1.0)
     hedged = hedge_shells(
         blend,
