@@ -28,7 +28,12 @@ class GridFitConfig:
         Box of each stage as a fraction of the full box (rounded to even, at least 8), coarse to
         fine; the last should be 1.
     stage_steps : tuple of int
-        Largest number of Adam steps of each stage.
+        Largest number of Adam steps of each stage (the training loss still falls 1.5-5 % over
+        a stage's last 20 steps, so the budget, not the stopping rule, ends it). Twice the
+        steps in every stage (round 2, session 86) let the 70S ribosome's models converge at
+        ten times the benchmark's signal (0.5 crossing 20.97 → 17.03 Å) but make EMD-1832's
+        follow the noise at the benchmark's signal (20.74 → 21.73 Å) and at high signal
+        (15.78 → 16.73 Å).
     lr_means_pixels : float
         Adam learning rate of the means, in pixels of the stage grid. Measured again at the
         amplitudes' rate of 0.3 (thirteen map-based sets, round 2, session 51, as the scales'
@@ -53,7 +58,10 @@ class GridFitConfig:
         Adam learning rate of the negative population's raw amplitudes. At the positive
         Gaussians' 0.3 the population grows past the truth's negative mass on maps that fill
         their box (EMD-1832 in a box of 64: 1.18 times the positive mass, the truth's 1.10) and
-        the 0.5 crossing loses 2-4 %.
+        the 0.5 crossing loses 2-4 %. Measured again in round 2, session 86: 0.3 lifts the 70S
+        ribosome's models at 160 Å from 0.81 to 0.96 (ten times the benchmark's signal) and
+        coloured EMD-5625's 0.5 crossing 3.5 %, but costs EMD-1832 1.7-2.2 % at 0.5 and 7-8 %
+        at 0.143; 0.15 is level.
     lr_final_fraction : float
         Learning rates decay exponentially to this fraction over each stage's step budget.
         Decayed further (0.15), the finest shells of four of five EMD-1832 sets go negative or
