@@ -36,7 +36,11 @@ from cryosplat.validation.local_weight import (
     local_wiener_weight,
 )
 from cryosplat.validation.shrunk_blend import shells_the_map_keeps
-from cryosplat.validation.tail_hedge import hedge_tail
+from cryosplat.validation.tail_hedge import (
+    HEDGE_MODEL_SHARE,
+    MODEL_SHELLS_SHRUNK_SHARE,
+    hedge_tail,
+)
 
 __all__ = ["ComposedMap", "compose_map"]
 
@@ -88,15 +92,19 @@ def _by_shell(take: np.ndarray, chosen: Halves, other: Halves, grid, device) -> 
     )
 
 
-def _hedge_text(hedged: np.ndarray) -> str:
-    """The log's words for the hedged shells (:mod:`cryosplat.validation.tail_hedge`)."""
-    k = np.flatnonzero(hedged)
-    if k.size == 0:
-        return ""
-    return (
-        f" (the models and the shrunk inversion in equal shares at {k.size} of shells"
-        f" {k[0]}-{k[-1]})"
-    )
+def _hedge_text(shares: np.ndarray) -> str:
+    """The log's words for the shrunk inversion's shares (:mod:`cryosplat.validation.tail_hedge`)."""
+    words = []
+    k = np.flatnonzero(shares == 1.0 - HEDGE_MODEL_SHARE)
+    if k.size:
+        words.append(
+            f"the models and the shrunk inversion in equal shares at {k.size} of shells"
+            f" {k[0]}-{k[-1]}"
+        )
+    k = np.flatnonzero(shares == MODEL_SHELLS_SHRUNK_SHARE)
+    if k.size:
+        words.append(f"a quarter share of the shrunk inversion at {k.size} of the models' shells")
+    return f" ({'; '.join(words)})" if words else ""
 
 
 def _kept_shrunk(
@@ -144,10 +152,10 @@ def compose_map(
             shrunk=result.shrunk_maps,
         )
         if result.shrunk_maps is not None:
-            blend, hedged = hedge_tail(
+            blend, shares = hedge_tail(
                 blend, half_maps, result.blend_maps, result.shrunk_maps, sphere, sampled, device
             )
-            hedge_text = _hedge_text(hedged)
+            hedge_text = _hedge_text(shares)
         parts, alpha = blend.plain, blend.alpha
         offsets = tuple(
             masked_mean_correction(m, d, blend.alpha, sphere)
