@@ -11,8 +11,8 @@ halves estimate the map as written, after the local weight, closer to the truth 
 noise that the shrunk inversion would, and where the models hold much (6VXX from atoms, 10,000
 particles) the shrunk shells that gained 0.05 before the weight lost up to 0.010 after it.
 Past the map's 0.5 crossing, where the data cannot choose between the models and the shrunk
-inversion, the halves hold both in equal shares (:mod:`cryosplat.validation.tail_hedge`), before
-the local weight.
+inversion, the halves hold both in equal shares, and in the blend's other model shells a quarter
+share of the shrunk inversion (:mod:`cryosplat.validation.tail_hedge`), before the local weight.
 """
 
 from __future__ import annotations

@@ -188,6 +188,9 @@ def hedge_tail(
     n = len(blend.model_weight)
     counts = shell_counts(box)[:n]
     cv = cross_validated_fsc(*blend.halves, np.asarray(data[0]), np.asarray(data[1]), mask, 1.0)
+    first = _first_under_half(cv.model_vs_truth_estimate, cv.readable_shells, n)
+    if first is not None and first < MIN_CROSSING_SHELL:  # pure noise: nothing to weigh
+        return blend, np.zeros(n)
     hedged = hedge_shells(
         blend,
         cv.data_fsc,
@@ -196,9 +199,6 @@ def hedge_tail(
         cv.readable_shells,
         cv.vouched_shells,
     )
-    first = _first_under_half(cv.model_vs_truth_estimate, cv.readable_shells, n)
-    if first is not None and first < MIN_CROSSING_SHELL:  # pure noise: nothing to weigh
-        return blend, np.zeros(n)
     shares = shrunk_shares(blend, hedged)
     if not shares.any():
         return blend, shares
