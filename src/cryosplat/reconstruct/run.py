@@ -427,7 +427,8 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         if left_out_files:
             summary["background_structure"]["files"] = [p.name for p in left_out_files]
         summary["device"] = describe_device(device)
-        summary.update(measured_peak_memory(device, plan.peak_bytes(side_by_side)))
+        predicted = plan.peak_bytes(side_by_side)
+        summary.update(measured_peak_memory(device, predicted, result.forked_peak_memory_gb))
         removed = folder.complete(summary, config.keep_checkpoints or folder.remaking)
         if removed:
             log.info(
