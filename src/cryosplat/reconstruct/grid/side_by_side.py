@@ -87,9 +87,9 @@ def map_halves(
     instead of finishing its stage; what each half finished is already checkpointed.
 
     ``processes``: the second half in a forked child where :func:`fork_available` and each half
-    runs one torch thread (else a thread). Its result comes back pickled, so it should be small;
-    what it changes in memory stays in the child (write to files, or to :func:`shared_counts`).
-    ``poll`` is called every :data:`POLL_SECONDS` while the parent waits for the child.
+    runs one torch thread (else a thread). Its result comes back pickled, so it should be small; what it changes in memory
+    stays in the child (write to files, or to :func:`shared_counts`). ``poll`` is called every
+    :data:`POLL_SECONDS` while the parent waits for the child.
     """
     if not concurrent_halves(device, len(todo), allowed):
         stop = threading.Event()
