@@ -17,10 +17,8 @@ never returned; on one thread it did). With more threads each half keeps its own
 from __future__ import annotations
 
 import multiprocessing
-import pickle
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
@@ -164,7 +162,7 @@ def _wait_for(child, receive, poll, timeout: float | None = None):
     while outcome is None:
         if receive.poll(POLL_SECONDS):
             try:
-                outcome = pickle.loads(receive.recv_bytes())
+                outcome = receive.recv()
             except EOFError:  # it closed the pipe without sending: it died
                 break
         elif not child.is_alive():
@@ -189,18 +187,11 @@ def _child(work, item: int, stop, send) -> None:
         result = ("stopped", None)
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent
         stop.set()
-        if hasattr(exc, "add_note"):  # Python 3.11+: the child's traceback travels with it
-            trace = "".join(traceback.format_exception(exc)).rstrip()
-            exc.add_note(f"raised in the forked process of half {'AB'[item]}:\n{trace}")
         result = ("error", exc)
     try:
-        payload = pickle.dumps(result)
-        pickle.loads(payload)  # it must come back whole, not only go
-    except Exception as exc:  # noqa: BLE001 - named instead
-        lost = CryosplatError(f"half {'AB'[item]} failed: {result[1]!r} ({exc})")
-        payload = pickle.dumps(("error", lost))
-    try:
-        send.send_bytes(payload)
+        send.send(result)
+    except Exception as exc:  # noqa: BLE001 - an error that does not pickle
+        send.send(("error", CryosplatError(f"half {'AB'[item]} failed: {result[1]!r} ({exc})")))
     finally:
         send.close()
 
