@@ -119,11 +119,6 @@ def test_threads_and_one_after_the_other_where_no_fork_pays(monkeypatch):
     def work(i, stop):
         return os.getpid(), stop.is_set()
 
-    # Two torch threads a half: a forked child could not start them (OpenMP), so threads.
-    torch.set_num_threads(4)
-    assert map_halves(work, [0, 1], "cpu", processes=True) == [(os.getpid(), False)] * 2
-    assert torch.get_num_threads() == 4
-    torch.set_num_threads(2)
     monkeypatch.setattr(side_by_side, "fork_available", lambda: False)
     assert map_halves(work, [0, 1], "cpu", processes=True) == [(os.getpid(), False)] * 2
     monkeypatch.undo()

@@ -7,11 +7,6 @@ alone). A forked child runs the second half with its own interpreter (0.35 s for
 once). Where a fork is safe (:func:`fork_available`) and the work's result is small,
 :func:`map_halves` forks (``processes=True``); the statistics pass, which returns grids, uses
 threads.
-
-A fork is safe only where each half runs one torch thread (a machine of two or three): GNU OpenMP,
-PyTorch's thread pool on Linux, cannot start threads in a child forked after the parent used them
-(measured: a child that ran a matrix product on two threads after its parent had run one on four
-never returned; on one thread it did). With more threads each half keeps its own in a thread.
 """
 
 from __future__ import annotations
@@ -84,8 +79,8 @@ def map_halves(
     when one half fails, or the run is interrupted (Ctrl-C), the other stops at its next step
     instead of finishing its stage; what each half finished is already checkpointed.
 
-    ``processes``: the second half in a forked child where :func:`fork_available` and each half
-    runs one torch thread (else a thread). Its result comes back pickled, so it should be small; what it changes in memory
+    ``processes``: the second half in a forked child where :func:`fork_available` (else a
+    thread). Its result comes back pickled, so it should be small; what it changes in memory
     stays in the child (write to files, or to :func:`shared_counts`). ``poll`` is called every
     :data:`POLL_SECONDS` while the parent waits for the child.
     """
@@ -93,10 +88,9 @@ def map_halves(
         stop = threading.Event()
         return [work(i, stop) for i in todo]
     threads = torch.get_num_threads()
-    per_half = max(1, threads // 2)
-    torch.set_num_threads(per_half)
+    torch.set_num_threads(max(1, threads // 2))
     try:
-        if processes and per_half == 1 and fork_available():  # OpenMP: module docstring
+        if processes and fork_available():
             return _forked(work, todo, poll)
         return _threaded(work, todo)
     finally:
