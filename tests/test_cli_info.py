@@ -177,11 +177,9 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     planned = json.loads((out / "config.json").read_text())["memory_plan"]
     assert summary["predicted_peak_memory_gb"] == planned["predicted_peak_bytes"] / 1e9
     assert 0 < summary["peak_resident_memory_gb"]
-    forked = summary.get("peak_forked_resident_memory_gb")  # a half fitted in a forked child
     assert (
-        f"memory:       peak {summary['peak_resident_memory_gb']:.2f} GB resident"
-        + ("" if forked is None else f", {forked:.2f} GB its forked half")
-        + f" (predicted {summary['predicted_peak_memory_gb']:.2f} GB)"
+        f"memory:       peak {summary['peak_resident_memory_gb']:.2f} GB resident "
+        f"(predicted {summary['predicted_peak_memory_gb']:.2f} GB)"
     ) in text
     # The negative population as saved: its count and its mass against the positive mass.
     for i, name in enumerate("AB"):

@@ -12,7 +12,6 @@ from cryosplat.io.mrc import read_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid import engine as grid_engine
-from cryosplat.reconstruct.grid import side_by_side
 from cryosplat.reconstruct.grid.engine import MEMBER_SEED_STRIDE, GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig
 from cryosplat.reconstruct.run import ReconstructConfig, reconstruct
@@ -80,14 +79,12 @@ def test_the_first_member_is_the_one_member_fit_and_the_half_model_their_mean(ti
 
 
 class _Recorder:
-    """Wraps the engine's ``fit_gaussians``: the seed and starting model of every call (the
-    halves fitted in threads, not in a forked child, whose calls its own memory would keep)."""
+    """Wraps the engine's ``fit_gaussians``: the seed and starting model of every call."""
 
     def __init__(self, monkeypatch) -> None:
         self.calls: list[tuple[int, GaussianModel | None]] = []
         self.real = grid_engine.fit_gaussians
         monkeypatch.setattr(grid_engine, "fit_gaussians", self)
-        monkeypatch.setattr(side_by_side, "fork_available", lambda: False)
 
     def __call__(self, stats, config, *args, model=None, **kwargs):
         self.calls.append((config.seed, model))

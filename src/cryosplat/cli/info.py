@@ -337,10 +337,8 @@ def _result_lines(res: dict) -> list[str]:
         )
     if isinstance(cost.get("peak_resident_memory_gb"), (int, float)):
         predicted = cost.get("predicted_peak_memory_gb")
-        child = cost.get("peak_forked_resident_memory_gb")
         lines.append(
             f"memory:       peak {cost['peak_resident_memory_gb']:.2f} GB resident"
-            + (f", {child:.2f} GB its forked half" if isinstance(child, (int, float)) else "")
             + (f" (predicted {predicted:.2f} GB)" if isinstance(predicted, (int, float)) else "")
         )
     return lines

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -38,8 +37,7 @@ class Progress:
         Work already done (a resumed run), not counted in the rate.
 
     Work found done later (a checkpoint read back while the bar runs) is passed to
-    :meth:`resumed`, so that the rate and the ETA count only what this run did. Only the process
-    that made the bar draws it: a forked child's updates are not drawn twice.
+    :meth:`resumed`, so that the rate and the ETA count only what this run did.
     """
 
     def __init__(
@@ -62,7 +60,6 @@ class Progress:
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.info = ""
-        self.pid = os.getpid()
 
     def resumed(self, units: float) -> None:
         """Count ``units`` of the work as done before this run (read back from a checkpoint):
@@ -94,7 +91,7 @@ class Progress:
         self.done = float(done)
         if info:
             self.info = info
-        if not self.enabled or os.getpid() != self.pid:
+        if not self.enabled:
             return
         now = time.monotonic()
         if self.tty:
@@ -118,7 +115,7 @@ class Progress:
         return lambda done: self.update(start + done)
 
     def close(self) -> None:
-        if not self.enabled or os.getpid() != self.pid:
+        if not self.enabled:
             return
         if self.tty:
             self.stream.write("\r" + self.line()[:200].ljust(100) + "\n")

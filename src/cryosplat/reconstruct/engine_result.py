@@ -55,10 +55,6 @@ class EngineResult:
     shrunk_maps : (S_A, S_B) or None
         ``blend_maps`` shrunk (:mod:`cryosplat.validation.shrunk_blend`), which the shells where
         the map gains by them take instead; None: none.
-    forked_peak_memory_gb : float or None
-        The largest peak resident memory (GB) of a process forked to fit a half
-        (:mod:`cryosplat.reconstruct.grid.side_by_side`), pages shared with the run's own
-        process included; None where no half was fitted in a forked child.
     """
 
     models: tuple[GaussianModel, GaussianModel]
@@ -71,7 +67,6 @@ class EngineResult:
     left_out: dict | None = None
     left_out_rows: np.ndarray | None = None
     shrunk_maps: DataMaps | None = None
-    forked_peak_memory_gb: float | None = None
 
     def last_resolution_angstrom(self) -> float:
         """The cross-validated resolution of the last stage or epoch in :attr:`history` (Å;

@@ -427,8 +427,7 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
         if left_out_files:
             summary["background_structure"]["files"] = [p.name for p in left_out_files]
         summary["device"] = describe_device(device)
-        predicted = plan.peak_bytes(side_by_side)
-        summary.update(measured_peak_memory(device, predicted, result.forked_peak_memory_gb))
+        summary.update(measured_peak_memory(device, plan.peak_bytes(side_by_side)))
         removed = folder.complete(summary, config.keep_checkpoints or folder.remaking)
         if removed:
             log.info(

@@ -90,8 +90,8 @@ OUTPUT_FILES = (
     LOG_FILE,
 )
 MODES = ("new", "resume", "restart", "overwrite")
-# The summary's keys of the pass that fitted it, and every peak_*, kept when outputs are remade.
-FIRST_PASS_KEYS = ("timings_s", "device", "predicted_peak_memory_gb")
+# What a run's summary says of the pass that fitted it, kept when its outputs are made again.
+FIRST_PASS_KEYS = ("timings_s", "device", "peak_resident_memory_gb", "predicted_peak_memory_gb")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -429,7 +429,7 @@ class RunFolder:
         if self.remaking:
             earlier = (self.status() or {}).get("summary") or {}
             self.first_pass = earlier.get("first_pass") or {
-                k: v for k, v in earlier.items() if k in FIRST_PASS_KEYS or k.startswith("peak_")
+                k: earlier[k] for k in FIRST_PASS_KEYS if k in earlier
             }
         return True
 

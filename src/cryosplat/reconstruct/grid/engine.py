@@ -17,7 +17,6 @@ unfinished stage.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cryosplat.core.device import peak_resident_gb, synchronize
+from cryosplat.core.device import synchronize
 from cryosplat.core.progress import Progress
 from cryosplat.core.symmetry import asymmetric_unit_gaussians
 from cryosplat.model.gaussians import GaussianModel
@@ -40,7 +39,7 @@ from cryosplat.reconstruct.grid.engine_config import GridEngineConfig
 from cryosplat.reconstruct.grid.fit import GridFitConfig, fit_gaussians, stage_boxes
 from cryosplat.reconstruct.grid.half_statistics import gather_half_statistics, half_data_fsc
 from cryosplat.reconstruct.grid.prior import fsc_weight_ratio, prior_ratios
-from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves, shared_counts
+from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import FourierStatistics
 from cryosplat.reconstruct.half_map_report import format_resolution
 from cryosplat.validation.resolution_monitor import ResolutionMonitor
@@ -168,7 +167,6 @@ class _HalfFits:
             [None] * self.gcfg.members for _ in range(2)
         ]
         self.steps_done = 0
-        self.forked_peak_gb: float | None = None  # a forked half's peak resident memory
 
     def run_stage(
         self, checkpoints: Path, stage: int, n_fitting: int, label: str, last: bool
@@ -188,18 +186,15 @@ class _HalfFits:
                 else:
                     missing.setdefault(i, []).append(m)
         base = self.steps_done
-        done = shared_counts(2)  # steps of each half this stage; a forked child's reach us
+        done = dict.fromkeys(missing, 0)
 
-        def show() -> None:
-            self.bar.update(base + sum(done), label)
-
-        def fit_half(i: int, stop: threading.Event) -> tuple[int, float | None]:
+        def fit_half(i: int, stop: threading.Event) -> None:
             for j, m in enumerate(missing[i]):
 
                 def progress(k: int, _total: int, offset: int = j * steps) -> None:
                     check_stop(stop)
                     done[i] = offset + k
-                    show()  # drawn by the process that made the bar only
+                    self.bar.update(base + sum(done.values()), label)
 
                 model = fit_gaussians(
                     self.train[i],
@@ -209,21 +204,11 @@ class _HalfFits:
                     progress=progress,
                     half_fsc=self.half_fsc,
                 )
-                model.save(stage_checkpoint(checkpoints, stage, i, m))
-            return os.getpid(), peak_resident_gb()
-
-        # The second half in a forked child where that is safe: its fit comes back as its
-        # checkpoint, which both halves' fits are read back from.
-        ran = map_halves(
-            fit_half, list(missing), self.device, self.gcfg.concurrent_halves, True, show
-        )
-        for pid, peak in ran:
-            if pid != os.getpid() and peak is not None:
-                self.forked_peak_gb = max(self.forked_peak_gb or 0.0, peak)
-        for i, fitted in missing.items():
-            for m in fitted:
                 path = stage_checkpoint(checkpoints, stage, i, m)
+                model.save(path)
                 self.members[i][m] = GaussianModel.load(path).to(self.device)
+
+        map_halves(fit_half, list(missing), self.device, self.gcfg.concurrent_halves)
         self.steps_done = base + steps * sum(len(v) for v in missing.values())
         n_members = self.gcfg.members
         for i in self.mine:  # members not yet on their own share member 0's fit (the next start)
@@ -318,5 +303,4 @@ def _run(job: EngineJob) -> EngineResult:
         shrunk_maps=shrunk_maps,
         left_out=statistics.left_out(),
         left_out_rows=statistics.left_out_rows(),
-        forked_peak_memory_gb=fits.forked_peak_gb,
     )

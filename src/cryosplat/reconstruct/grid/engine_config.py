@@ -32,9 +32,8 @@ class GridEngineConfig:
         them moved the 0.5 crossing 1.2 % finer on average over 14 sets and 2 seeds (EMD-5625
         4-8 %), 1.6 % coarser on the worst (benchmarks/RESULTS.md).
     concurrent_halves : on a CPU with two or more threads, gather and fit the two halves side by
-        side (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`): gathered in a
-        thread each, fitted on Linux with the second half in a forked process (elsewhere a
-        thread); ``reconstruct`` turns it off when the memory plan cannot hold both at once
+        side, a thread each (:func:`~cryosplat.reconstruct.grid.side_by_side.concurrent_halves`);
+        ``reconstruct`` turns it off when the memory plan cannot hold both at once
     gaussians_from_data : raise the number of Gaussians of the last stage above the box's
         default where the data hold more information
         (:func:`cryosplat.reconstruct.grid.capacity.gaussians_for_data`, decided after the

@@ -470,16 +470,12 @@ def _refusal(request: PlanRequest, box: int, lean: MemoryEstimate, bound: int) -
     )
 
 
-def measured_peak_memory(
-    device: torch.device | str, predicted_bytes: int, forked_gb: float | None = None
-) -> dict:
+def measured_peak_memory(device: torch.device | str, predicted_bytes: int) -> dict:
     """A finished run's peaks, logged beside the plan's ``predicted_bytes``
     (:meth:`MemoryPlan.peak_bytes`): ``peak_gpu_memory_gb`` on a CUDA device
     (``torch.cuda.max_memory_allocated``), and where the platform tells it
     ``peak_resident_memory_gb`` (this process's, as ``/usr/bin/time`` reports it) with
-    ``predicted_peak_memory_gb``, and ``peak_forked_resident_memory_gb`` (``forked_gb``, a
-    half fitted in a forked child; pages shared: at box 100 the two processes' proportional shares
-    summed to 0.87 GB, one process with two threads 0.84). For the run's summary."""
+    ``predicted_peak_memory_gb``; for the run's summary."""
     out = {}
     gpu = peak_memory_gb(device)
     if gpu is not None:
@@ -489,12 +485,9 @@ def measured_peak_memory(
     if resident is not None:
         out["peak_resident_memory_gb"] = resident
         out["predicted_peak_memory_gb"] = predicted_bytes / 1e9
-        forked = "" if forked_gb is None else f", {forked_gb:.2f} GB in the forked half's"
-        out.update({} if forked_gb is None else {"peak_forked_resident_memory_gb": forked_gb})
         log.info(
-            "peak memory: %.2f GB resident (this process%s; the memory plan predicted %s)",
+            "peak memory: %.2f GB resident (this process; the memory plan predicted %s)",
             resident,
-            forked,
             format_bytes(predicted_bytes),
         )
     return out
