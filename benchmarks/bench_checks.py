@@ -8,6 +8,10 @@ made set (a folder with ``particles.star`` and ``dataset.json``, e.g.
   set written with each slip (the shifts negated, their x and y swapped, the rotations inverted,
   both): the verdict, the reading that fits best and its margin over the poses as given; a set
   written with a slip must be named by it, the set as written must agree;
+* the CTF state check (:mod:`cryosplat.reconstruct.ctf_state_check`) with the set's raw images
+  flagged as each state (raw, phase-flipped, CTF-premultiplied): flagged raw it must agree, flagged
+  otherwise it must name raw, or say it cannot tell where the sample holds no signal past the
+  CTF's first zero;
 * the symmetry check (:mod:`cryosplat.reconstruct.grid.symmetry_check`) for the set's own group
   and each of ``--groups``: the least agreement over the group's operators (1 for a group the data
   hold, near 0 for one they do not; a run stops under 0.5), judged against the truth's own
@@ -20,12 +24,15 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from run_benchmarks import self_correlation
 
 from cryosplat.particles.halves import split_halves
 from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.ctf_state_check import STATES, check_ctf_state
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.symmetry_check import MIN_AGREEMENT, check_symmetry
 from cryosplat.reconstruct.pose_check import VARIANTS, _variant, check_pose_conventions
@@ -47,6 +54,30 @@ def pose_rows(name: str, particles) -> list[str]:
         rows.append(
             f"| {name} | poses written {written} | {check.verdict}: best {check.best} "
             f"(+{margin:.3f} over as written; as written {scores[0]:.3f}) | "
+            f"{'as expected' if ok else 'NOT as expected'} | {seconds:.2f} s |"
+        )
+    return rows
+
+
+def ctf_state_rows(name: str, particles) -> list[str]:
+    """One row per state the raw images are flagged as."""
+    rows = []
+    for code, flagged in enumerate(STATES):
+        started = time.perf_counter()
+        written = replace(particles, ctf_in_images=np.full(len(particles), code))
+        check = check_ctf_state(written)
+        seconds = time.perf_counter() - started
+        if check is None:
+            rows.append(f"| {name} | flagged {flagged} | no shell past the first zero | | |")
+            continue
+        expected = "agree" if code == 0 else "mismatch"
+        ok = check.verdict == "weak" or (
+            check.verdict == expected and (code == 0 or check.best == "raw")
+        )
+        scores = ", ".join(f"{s} {v:.3f}" for s, v in zip(STATES, check.scores, strict=True))
+        rows.append(
+            f"| {name} | flagged {flagged} | {check.verdict}: best {check.best} (as written "
+            f"{check.written_score:.3f}; {scores}; shells {check.first}+) | "
             f"{'as expected' if ok else 'NOT as expected'} | {seconds:.2f} s |"
         )
     return rows
@@ -103,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             particles = read_particles("particles.star")
             own = spec.get("symmetry", "C1")
             rows = pose_rows(spec["name"], particles)
+            rows += ctf_state_rows(spec["name"], particles)
             rows += symmetry_rows(spec["name"], particles, own, groups, folder / "truth.mrc")
         finally:
             os.chdir(here)

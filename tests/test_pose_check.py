@@ -53,7 +53,7 @@ def test_info_names_a_bad_image_in_the_pose_line_and_goes_on(tiny_set, capsys, m
     from cryosplat.core.errors import InputError
     from cryosplat.reconstruct import pose_check
 
-    def refuse(particles):
+    def refuse(particles, **_):
         raise InputError("particle row 6: 1 NaN pixel(s)")
 
     monkeypatch.setattr(pose_check, "check_pose_conventions", refuse)

@@ -204,19 +204,27 @@ def _thon_ring_line(particles) -> str:
     return f"warning: {text}" if check.verdict == "mismatch" else f"CTF check:    {text}"
 
 
-def _pose_line(particles) -> str | None:
-    """The poses as written against a converter's common slips, from up to 3,000 particles at
-    box 48; None without poses and CTF."""
-    from cryosplat.reconstruct.pose_check import check_pose_conventions
+def _convention_lines(particles) -> list[str]:
+    """The poses and the images' CTF state as written against a converter's common slips, from
+    one sample of up to 3,000 particles at box 48; none without poses and CTF."""
+    from cryosplat.reconstruct import ctf_state_check, pose_check
+    from cryosplat.reconstruct.grid.sample_maps import check_sample
 
+    if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
+        return []
     try:
-        check = check_pose_conventions(particles)
+        sample = check_sample(particles)
+        checks = [
+            ("poses:", pose_check.check_pose_conventions(particles, sample=sample)),
+            ("CTF state:", ctf_state_check.check_ctf_state(particles, sample=sample)),
+        ]
     except InputError as error:  # a bad image: its own line, the other findings still printed
-        return f"poses:        not checked: {error}"
-    if check is None:
-        return None
-    text = check.describe()
-    return f"warning: {text}" if check.verdict == "mismatch" else f"poses:        {text}"
+        return [f"poses:        not checked: {error}"]
+    return [
+        f"warning: {c.describe()}" if c.verdict == "mismatch" else f"{label:<14}{c.describe()}"
+        for label, c in checks
+        if c is not None
+    ]
 
 
 def _pair(values) -> tuple[float, float] | None:
@@ -480,8 +488,8 @@ def run(args: argparse.Namespace) -> int:
         print(_hot_pixel_line(particles))
         print(_noise_level_line(particles))
         print(_thon_ring_line(particles))
-        if (poses := _pose_line(particles)) is not None:
-            print(poses)
+        for line in _convention_lines(particles):
+            print(line)
     for f in findings:
         stops = f" (reconstruct stops on this unless {ACCEPT_OPTION})" if f.refuse else ""
         print(f"warning: {f.message}{stops}")

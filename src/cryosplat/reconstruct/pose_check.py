@@ -16,13 +16,15 @@ cryoSPARC CTF, 8ZPM); the nearest slip (x and y swapped on all four)
 :data:`CLEAR_MARGIN` or more is named in a warning (``cryosplat info``) and stops a
 reconstruction (:func:`apply_pose_check`; ``--accept-warnings`` runs it).
 
-The sample is read once (:func:`~cryosplat.particles.preloaded.preloaded`) and inverted once per
-reading: 15,000 images inserted at box 48, as long as a statistics pass over 15,000 images of box
-48 (4.7 s against a whole run of 7.9 s on 20,000 particles of box 56). A reconstruction runs it by
-default where that is a tenth of its statistics pass or less, ``N·D²`` at least
-:data:`AUTO_MIN_PIXELS` (110,000 particles of box 56, 35,000 of box 100, 5,300 of box 256: real
-data sets, not the benchmarks' small ones); ``--pose-check on`` runs it on any set, ``off`` on
-none.
+The sample is read once (:func:`~cryosplat.reconstruct.grid.sample_maps.check_sample`) and
+inverted once per reading: 15,000 images inserted at box 48, as long as a statistics pass over
+15,000 images of box 48 (4.7 s against a whole run of 7.9 s on 20,000 particles of box 56). The
+same sample then says whether the images hold their CTF as the metadata say
+(:mod:`cryosplat.reconstruct.ctf_state_check`, three readings more). A reconstruction runs both
+by default where that is a tenth of its statistics pass or less, ``N·D²`` at least
+:data:`AUTO_MIN_PIXELS` (176,000 particles of box 56, 55,000 of box 100, 8,400 of box 256: real
+data sets, not the benchmarks' small ones; before the CTF's readings, 110,000, 35,000 and 5,300);
+``--pose-check on`` runs them on any set, ``off`` on none.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ import numpy as np
 
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.preloaded import preloaded
 from cryosplat.particles.validate import apply_check
+from cryosplat.reconstruct.ctf_state_check import STATES, check_ctf_state
 from cryosplat.reconstruct.grid.sample_maps import CHECK_BOX as BOX
-from cryosplat.reconstruct.grid.sample_maps import cropped_for_checks, masked_inversions
+from cryosplat.reconstruct.grid.sample_maps import (
+    CHECK_IMAGES,
+    CheckSample,
+    check_sample,
+    masked_inversions,
+)
 from cryosplat.validation.fsc import fsc
 
 __all__ = [
@@ -51,7 +58,7 @@ __all__ = [
     "check_pose_conventions",
 ]
 
-N_IMAGES = 3000
+N_IMAGES = CHECK_IMAGES
 MODES = ("auto", "on", "off")  # --pose-check: by the set's size, always, never
 CLEAR_MARGIN = 0.05  # mean FSC by which a slip must beat the poses as written to be named
 MIN_FSC = 0.1  # below this mean FSC the best reading holds too little signal to judge by
@@ -62,9 +69,10 @@ VARIANTS = (
     "rotations inverted",
     "rotations inverted and shifts negated",
 )
-AUTO_MIN_PIXELS = 10 * len(VARIANTS) * N_IMAGES * BOX**2
-"""Image pixels (particles × box²) from which a reconstruction checks the poses by default: the
-check's inversions are then a tenth of the statistics pass or less."""
+AUTO_MIN_PIXELS = 10 * (len(VARIANTS) + len(STATES)) * N_IMAGES * BOX**2
+"""Image pixels (particles × box²) from which a reconstruction checks the poses (and the images'
+CTF state, :mod:`cryosplat.reconstruct.ctf_state_check`) by default: the checks' inversions are
+then a tenth of the statistics pass or less."""
 
 
 def _variant(particles: ParticleSet, name: str) -> ParticleSet:
@@ -114,19 +122,20 @@ class PoseCheck:
         return f"the poses fit the images best as written {where}"
 
 
-def check_pose_conventions(particles: ParticleSet, n_images: int = N_IMAGES) -> PoseCheck | None:
-    """Rank the poses as written against the slips of :data:`VARIANTS` (module docstring); None
-    without poses and CTF, or under 20 particles."""
+def check_pose_conventions(
+    particles: ParticleSet, n_images: int = N_IMAGES, sample: CheckSample | None = None
+) -> PoseCheck | None:
+    """Rank the poses as written against the slips of :data:`VARIANTS` (module docstring) on
+    ``sample`` (default: :func:`check_sample` of ``n_images``); None without poses and CTF, or
+    under 20 particles."""
     if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
         return None
-    small = preloaded(cropped_for_checks(particles.subset(particles.spread_rows(n_images))))
-    # halves drawn at random (seeded): a split by alternate rows would put every particle of a
-    # file that alternates two kinds (classes, groups) into one half each
-    half = np.random.default_rng(0).permutation(len(small)) % 2
+    sample = check_sample(particles, n_images) if sample is None else sample
+    small = sample.particles
     shells = slice(2, small.box // 4 + 1)
     scores = []
     for name in VARIANTS:
-        maps = masked_inversions(_variant(small, name), [half == 0, half == 1])
+        maps = masked_inversions(_variant(small, name), sample.halves())
         scores.append(float(np.mean(fsc(*maps)[shells])))
     return PoseCheck(len(small), small.box, tuple(scores))
 
@@ -134,11 +143,14 @@ def check_pose_conventions(particles: ParticleSet, n_images: int = N_IMAGES) -> 
 def apply_pose_check(
     particles: ParticleSet, mode: str = "auto", accept_warnings: bool = False
 ) -> PoseCheck | None:
-    """Run :func:`check_pose_conventions` for a reconstruction, as ``mode`` (:data:`MODES`) asks.
+    """Run :func:`check_pose_conventions`, and on the same sample
+    :func:`~cryosplat.reconstruct.ctf_state_check.check_ctf_state`, for a reconstruction, as
+    ``mode`` (:data:`MODES`) asks.
 
-    Its line goes to ``particles.notes`` (the run's log lists them), as does a line saying why it
-    was not run; poses that fit a slip clearly better stop the run with :class:`InputError` unless
-    ``accept_warnings``, then it is a warning.
+    Their lines go to ``particles.notes`` (the run's log lists them), as does a line saying why
+    they were not run; poses that fit a slip clearly better, or images that fit another CTF state
+    than the metadata's, stop the run with :class:`InputError` unless ``accept_warnings``, then it
+    is a warning.
     """
     if mode not in MODES:
         raise InputError(f"pose check must be one of {', '.join(MODES)}, got {mode!r}")
@@ -152,9 +164,14 @@ def apply_pose_check(
             "(--pose-check on, or cryosplat info, runs it)"
         )
         return None
-    result = check_pose_conventions(particles)
-    if result is None:
+    if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
         return None
+    sample = check_sample(particles, N_IMAGES)
+    result = check_pose_conventions(particles, sample=sample)
     line = f"pose check: {result.describe()}"
     apply_check(particles, line, result.verdict != "mismatch", accept_warnings)
+    state = check_ctf_state(particles, sample=sample)
+    if state is not None:
+        line = f"CTF state check: {state.describe()}"
+        apply_check(particles, line, state.verdict != "mismatch", accept_warnings)
     return result

@@ -1,12 +1,17 @@
 """Half maps of a sample of the particles at a small box: what the data checks compare.
 
 The checks that read the data before a run (the poses' conventions,
-:mod:`cryosplat.reconstruct.pose_check`; the point group, :mod:`.symmetry_check`) invert a few
-thousand images Fourier-cropped to :data:`CHECK_BOX` pixels, two sets of rows at a time, and
-compare the two maps' FSC within the soft sphere over the low shells, where signal is strongest.
+:mod:`cryosplat.reconstruct.pose_check`; the images' CTF state,
+:mod:`cryosplat.reconstruct.ctf_state_check`; the point group, :mod:`.symmetry_check`) invert a
+few thousand images Fourier-cropped to :data:`CHECK_BOX` pixels, two sets of rows at a time, and
+compare the two maps' FSC within the soft sphere over the shells that tell their readings apart
+(the low ones for the poses and the group, where signal is strongest; past the CTF's first zero
+for its state). The first two read one sample (:func:`check_sample`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,19 +19,50 @@ from numpy.typing import ArrayLike
 
 from cryosplat.particles.downsample import downsample_particles, even_box
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.preloaded import preloaded
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
 from cryosplat.validation.masks import spherical_mask
 
-__all__ = ["CHECK_BOX", "cropped_for_checks", "masked_inversions"]
+__all__ = [
+    "CHECK_BOX",
+    "CHECK_IMAGES",
+    "CheckSample",
+    "check_sample",
+    "cropped_for_checks",
+    "masked_inversions",
+]
 
 CHECK_BOX = 48
 """The box a check's sample is inverted at (the particles' own where smaller)."""
+CHECK_IMAGES = 3000
+"""The particles a check's sample holds at most (:func:`check_sample`)."""
 
 
 def cropped_for_checks(particles: ParticleSet) -> ParticleSet:
     """``particles`` Fourier-cropped to :data:`CHECK_BOX` (unchanged where the box is smaller)."""
     box = even_box(min(CHECK_BOX, particles.box))
     return downsample_particles(particles, box) if box < particles.box else particles
+
+
+@dataclass(frozen=True)
+class CheckSample:
+    """Up to a few thousand particles spread over a set, Fourier-cropped to :data:`CHECK_BOX`
+    and read once (``particles``), with each one's half (``half``: 0 or 1, drawn at random,
+    seeded: a split by alternate rows would put every particle of a file that alternates two
+    kinds, classes or groups, into one half each)."""
+
+    particles: ParticleSet
+    half: np.ndarray
+
+    def halves(self) -> list[np.ndarray]:
+        """The two halves' rows as boolean masks, for :func:`masked_inversions`."""
+        return [self.half == 0, self.half == 1]
+
+
+def check_sample(particles: ParticleSet, n_images: int = CHECK_IMAGES) -> CheckSample:
+    """The :class:`CheckSample` of up to ``n_images`` particles spread evenly over the set."""
+    small = preloaded(cropped_for_checks(particles.subset(particles.spread_rows(n_images))))
+    return CheckSample(small, np.random.default_rng(0).permutation(len(small)) % 2)
 
 
 def masked_inversions(

@@ -1,0 +1,113 @@
+"""The images' CTF state (raw, phase-flipped, premultiplied) against the metadata's: the state as
+written fits best, a flag lost or set wrongly is named, and a reconstruction stops on it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.core.ctf import CTF_IN_IMAGES, electron_wavelength_angstrom
+from cryosplat.core.errors import InputError
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.ctf_state_check import (
+    CLEAR_MARGIN,
+    STATES,
+    CtfStateCheck,
+    check_ctf_state,
+    first_zero_shell,
+)
+from cryosplat.reconstruct.pose_check import apply_pose_check
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_set):
+    return read_particles(tiny_set)
+
+
+def _flagged(particles, code: int):
+    """The same images, the metadata saying they hold state ``code`` (a converter's slip)."""
+    return replace(particles, ctf_in_images=np.full(len(particles), code), notes=[], warnings=[])
+
+
+def test_the_states_are_the_codes_in_words():
+    assert len(STATES) == len(CTF_IN_IMAGES)
+
+
+def test_the_first_zero_is_where_the_ctf_phase_reaches_pi(tiny):
+    """``χ(k) + atan(Q/√(1−Q²)) = π`` solved for ``k`` at the larger defocus (astigmatism puts
+    the nearest zero along it): the nearest pixel past it, within a pixel's diagonal."""
+    one = tiny.subset([0])
+    ctf = one.ctf
+    lam = electron_wavelength_angstrom(float(ctf.voltage_kv[0]))
+    defocus = max(float(ctf.defocus_u_angstrom[0]), float(ctf.defocus_v_angstrom[0]))
+    q = float(ctf.amplitude_contrast[0])
+    a = 0.5 * math.pi * float(ctf.cs_mm[0]) * 1e7 * lam**3
+    b = math.pi * lam * defocus
+    c = math.pi - math.atan(q / math.sqrt(1 - q * q))
+    k2 = (b - math.sqrt(b * b - 4 * a * c)) / (2 * a)
+    expected = math.sqrt(k2) * one.box * one.pixel_size_angstrom
+    assert expected <= first_zero_shell(one) < expected + math.sqrt(2)
+
+
+def test_the_state_as_written_fits_best(tiny, tiny_set, capsys):
+    check = check_ctf_state(tiny)
+    assert check.verdict == "agree" and check.written == "raw" and check.best == "raw"
+    assert check.written_score >= max(check.scores[1:]) + CLEAR_MARGIN
+    assert check.first == math.ceil(first_zero_shell(tiny))
+    assert main(["info", str(tiny_set)]) == 0
+    assert "CTF state:    the images hold their CTF as the metadata say (raw)" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize("code", [1, 2])
+def test_a_wrong_flag_is_named(tiny, code):
+    check = check_ctf_state(_flagged(tiny, code))
+    assert check.verdict == "mismatch" and check.best == "raw" and check.written == STATES[code]
+    assert f"better read as raw than as the metadata say ({STATES[code]})" in check.describe()
+
+
+def test_mixed_states_are_read_as_written(tiny):
+    codes = np.zeros(len(tiny), dtype=np.int64)
+    codes[::2] = 1
+    check = check_ctf_state(replace(tiny, ctf_in_images=codes))
+    assert check.written == "mixed" and check.verdict == "mismatch"
+    assert check.written_score < check.scores[0] - CLEAR_MARGIN
+
+
+def test_the_verdicts():
+    def made(written_score, scores):
+        return CtfStateCheck(3000, 48, 12, "raw", written_score, scores)
+
+    assert made(0.05, (0.05, 0.08, 0.02)).verdict == "weak"
+    assert made(0.50, (0.50, 0.54, 0.3)).verdict == "agree"
+    assert made(0.20, (0.20, 0.60, 0.55)).verdict == "mismatch"
+    assert "could not be told" in made(0.05, (0.05, 0.08, 0.02)).describe()
+
+
+def test_no_check_without_shells_past_the_first_zero_or_without_poses(tiny):
+    near_focus = replace(
+        tiny.ctf,
+        defocus_u_angstrom=np.full(len(tiny), 500.0),
+        defocus_v_angstrom=np.full(len(tiny), 500.0),
+    )
+    assert check_ctf_state(replace(tiny, ctf=near_focus)) is None  # its first zero past Nyquist
+    assert check_ctf_state(tiny.subset(range(10))) is None  # too few to judge
+    assert check_ctf_state(replace(tiny, rotations=None)) is None
+
+
+def test_a_reconstruction_stops_on_a_wrong_flag_unless_accepted(tiny):
+    """``--pose-check on`` runs both checks on one sample; a wrong CTF state stops the run
+    before any work, or is a warning with ``--accept-warnings``."""
+    with pytest.raises(InputError, match="CTF state check: .*better read as raw.*--accept-warn"):
+        apply_pose_check(_flagged(tiny, 1), "on")
+    accepted = _flagged(tiny, 1)
+    assert apply_pose_check(accepted, "on", accept_warnings=True).verdict == "agree"
+    assert any("better read as raw" in w and "(accepted)" in w for w in accepted.warnings)
+    checked = replace(tiny, notes=[], warnings=[])
+    apply_pose_check(checked, "on")
+    assert any(n.startswith("CTF state check: the images hold") for n in checked.notes)
