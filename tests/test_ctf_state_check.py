@@ -53,6 +53,19 @@ def test_the_first_zero_is_where_the_ctf_phase_reaches_pi(tiny):
     assert expected <= first_zero_shell(one) < expected + math.sqrt(2)
 
 
+def test_the_first_zero_without_amplitude_contrast(tiny):
+    """``Q = 0`` makes the CTF 0 at the zero frequency: the zero is still the phase's ``π``."""
+    one = tiny.subset([0])
+    flat = replace(one.ctf, amplitude_contrast=np.zeros(1))
+    lam = electron_wavelength_angstrom(float(one.ctf.voltage_kv[0]))
+    defocus = max(float(one.ctf.defocus_u_angstrom[0]), float(one.ctf.defocus_v_angstrom[0]))
+    a = 0.5 * math.pi * float(one.ctf.cs_mm[0]) * 1e7 * lam**3
+    b = math.pi * lam * defocus
+    k2 = (b - math.sqrt(b * b - 4 * a * math.pi)) / (2 * a)
+    expected = math.sqrt(k2) * one.box * one.pixel_size_angstrom
+    assert expected <= first_zero_shell(replace(one, ctf=flat)) < expected + math.sqrt(2)
+
+
 def test_the_state_as_written_fits_best(tiny, tiny_set, capsys):
     check = check_ctf_state(tiny)
     assert check.verdict == "agree" and check.written == "raw" and check.best == "raw"

@@ -61,7 +61,7 @@ MIN_FSC = 0.1  # below this mean FSC the best reading holds too little signal to
 FIRST_ZERO_QUANTILE = 0.25
 """The readings are compared from the shell by which this share of the sample's images have
 passed their CTF's first zero: a wrong reading turns those images' signal over there. From the
-median instead, EMD-1832 at SNR 0.03 flagged phase-flipped led by 0.036, under the margin (0.089
+median instead, EMD-1832 at SNR 0.1 flagged phase-flipped led by 0.036, under the margin (0.089
 from the quarter; β-galactosidase 0.119 → 0.152, the seven other sets within ±0.014; round 2
 session 88, ``benchmarks/bench_checks.py``)."""
 
@@ -77,14 +77,15 @@ def _written(particles: ParticleSet) -> str:
 
 def first_zero_shell(particles: ParticleSet, quantile: float = FIRST_ZERO_QUANTILE) -> float:
     """The radius (pixels of ``particles``' box) by which ``quantile`` of the images have passed
-    their CTF's first zero (the nearest pixel where its sign differs from the zero frequency's);
+    their CTF's first zero (the nearest pixel of the opposite sign to the pixel beside the zero
+    frequency: the zero frequency itself is 0 without amplitude contrast);
     ``inf`` where fewer have one within the box."""
     box, pixel = particles.box, particles.pixel_size_angstrom
     ctf = ctf_from_params(particles.ctf, box, pixel, dtype=torch.float64)
     kx, ky = frequency_grid_2d(box, pixel, dtype=torch.float64)
     radius = torch.sqrt(kx * kx + ky * ky) * box * pixel
-    centre = torch.sign(ctf[:, box // 2, box // 2])
-    flipped = torch.sign(ctf) != centre[:, None, None]
+    centre = torch.sign(ctf[:, box // 2, box // 2 + 1])  # beside k = 0, where Q = 0 gives 0
+    flipped = torch.sign(ctf) == -centre[:, None, None]  # the opposite sign, not a 0
     nearest = torch.where(flipped, radius, torch.full_like(radius, float("inf")))
     return float(torch.quantile(nearest.flatten(1).amin(dim=1), quantile))
 

@@ -155,13 +155,13 @@ def apply_pose_check(
     if mode not in MODES:
         raise InputError(f"pose check must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "off":
-        particles.notes.append("pose check: off (--pose-check off)")
+        particles.notes.append("pose check: off (--pose-check off), nor the CTF state's")
         return None
     if mode == "auto" and len(particles) * particles.box**2 < AUTO_MIN_PIXELS:
         particles.notes.append(
             f"pose check: not run on a set this small ({len(particles):,} particles of box "
-            f"{particles.box}), where it would cost more than a tenth of the statistics pass "
-            "(--pose-check on, or cryosplat info, runs it)"
+            f"{particles.box}), nor the CTF state's, where they would cost more than a tenth of "
+            "the statistics pass (--pose-check on, or cryosplat info, runs them)"
         )
         return None
     if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
