@@ -37,10 +37,14 @@ def test_the_states_are_the_codes_in_words():
     assert len(STATES) == len(CTF_IN_IMAGES)
 
 
-def test_the_first_zero_is_where_the_ctf_phase_reaches_pi(tiny):
+@pytest.mark.parametrize("amplitude_contrast", [None, 0.0])
+def test_the_first_zero_is_where_the_ctf_phase_reaches_pi(tiny, amplitude_contrast):
     """``χ(k) + atan(Q/√(1−Q²)) = π`` solved for ``k`` at the larger defocus (astigmatism puts
-    the nearest zero along it): the nearest pixel past it, within a pixel's diagonal."""
+    the nearest zero along it): the nearest pixel past it, within a pixel's diagonal; also with
+    ``Q = 0``, which makes the CTF 0 at the zero frequency."""
     one = tiny.subset([0])
+    if amplitude_contrast is not None:
+        one = replace(one, ctf=replace(one.ctf, amplitude_contrast=np.full(1, amplitude_contrast)))
     ctf = one.ctf
     lam = electron_wavelength_angstrom(float(ctf.voltage_kv[0]))
     defocus = max(float(ctf.defocus_u_angstrom[0]), float(ctf.defocus_v_angstrom[0]))
@@ -51,19 +55,6 @@ def test_the_first_zero_is_where_the_ctf_phase_reaches_pi(tiny):
     k2 = (b - math.sqrt(b * b - 4 * a * c)) / (2 * a)
     expected = math.sqrt(k2) * one.box * one.pixel_size_angstrom
     assert expected <= first_zero_shell(one) < expected + math.sqrt(2)
-
-
-def test_the_first_zero_without_amplitude_contrast(tiny):
-    """``Q = 0`` makes the CTF 0 at the zero frequency: the zero is still the phase's ``π``."""
-    one = tiny.subset([0])
-    flat = replace(one.ctf, amplitude_contrast=np.zeros(1))
-    lam = electron_wavelength_angstrom(float(one.ctf.voltage_kv[0]))
-    defocus = max(float(one.ctf.defocus_u_angstrom[0]), float(one.ctf.defocus_v_angstrom[0]))
-    a = 0.5 * math.pi * float(one.ctf.cs_mm[0]) * 1e7 * lam**3
-    b = math.pi * lam * defocus
-    k2 = (b - math.sqrt(b * b - 4 * a * math.pi)) / (2 * a)
-    expected = math.sqrt(k2) * one.box * one.pixel_size_angstrom
-    assert expected <= first_zero_shell(replace(one, ctf=flat)) < expected + math.sqrt(2)
 
 
 def test_the_state_as_written_fits_best(tiny, tiny_set, capsys):

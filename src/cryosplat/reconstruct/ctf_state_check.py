@@ -62,7 +62,7 @@ FIRST_ZERO_QUANTILE = 0.25
 """The readings are compared from the shell by which this share of the sample's images have
 passed their CTF's first zero: a wrong reading turns those images' signal over there. From the
 median instead, EMD-1832 at SNR 0.1 flagged phase-flipped led by 0.036, under the margin (0.089
-from the quarter; β-galactosidase 0.119 → 0.152, the seven other sets within ±0.014; round 2
+from the quarter; β-galactosidase 0.119 → 0.152, the seven other sets within ±0.017; round 2
 session 88, ``benchmarks/bench_checks.py``)."""
 
 
