@@ -73,7 +73,8 @@ class ReconstructConfig:
         Gaussians (``n_gaussians / |G|``), drawn with all copies
     fsc_mask : a mask (MRC) the resolution is read within (:mod:`cryosplat.validation.user_mask`),
         on the map's grid or the particles'; None: the soft sphere, or the automatic mask
-    pose_check : whether the poses are checked against a converter's slips before the run
+    pose_check : whether the poses are checked against a converter's slips, and the images'
+        CTF state against the metadata's, before the run
         (:func:`cryosplat.reconstruct.pose_check.apply_pose_check`): ``"auto"`` on large sets,
         ``"on"``, ``"off"``
     splat : settings of the per-image engine
