@@ -208,9 +208,9 @@ def _convention_lines(particles) -> list[str]:
     """The poses and the images' CTF state as written against a converter's common slips, from
     one sample of up to 3,000 particles at box 48; none without poses and CTF."""
     from cryosplat.reconstruct import ctf_state_check, pose_check
-    from cryosplat.reconstruct.grid.sample_maps import check_sample
+    from cryosplat.reconstruct.grid.sample_maps import can_check, check_sample
 
-    if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
+    if not can_check(particles):
         return []
     try:
         sample = check_sample(particles)

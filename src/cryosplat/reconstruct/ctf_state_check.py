@@ -38,9 +38,13 @@ from cryosplat.core.fourier import frequency_grid_2d
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.sample_maps import (
     CHECK_IMAGES,
+    CLEAR_MARGIN,
+    MIN_FSC,
     CheckSample,
+    can_check,
     check_sample,
     masked_inversions,
+    reading_verdict,
 )
 from cryosplat.validation.fsc import fsc
 
@@ -56,8 +60,6 @@ __all__ = [
 STATES = ("raw", "phase-flipped", "CTF-premultiplied")
 """The images' CTF states by code (the index, as :data:`~cryosplat.core.ctf.CTF_IN_IMAGES`), in
 words."""
-CLEAR_MARGIN = 0.05  # mean FSC by which another state must beat the metadata's to be named
-MIN_FSC = 0.1  # below this mean FSC the best reading holds too little signal to judge by
 FIRST_ZERO_QUANTILE = 0.25
 """The readings are compared from the shell by which this share of the sample's images have
 passed their CTF's first zero: a wrong reading turns those images' signal over there. From the
@@ -111,10 +113,7 @@ class CtfStateCheck:
     def verdict(self) -> str:
         """``"mismatch"``: another state fits clearly better than the metadata's
         (:data:`CLEAR_MARGIN`); ``"weak"``: no reading holds :data:`MIN_FSC`; else ``"agree"``."""
-        top = max(self.scores + (self.written_score,))
-        if top < MIN_FSC:
-            return "weak"
-        return "mismatch" if max(self.scores) - self.written_score >= CLEAR_MARGIN else "agree"
+        return reading_verdict(self.written_score, self.scores)
 
     def describe(self) -> str:
         scores = ", ".join(f"{s} {v:.2f}" for s, v in zip(STATES, self.scores, strict=True))
@@ -143,7 +142,7 @@ def check_ctf_state(
     on ``sample`` (default: :func:`check_sample` of ``n_images``); None without poses and CTF,
     under 20 particles, or with fewer than two shells past the CTF's first zero at the check's
     box (near focus, coarse pixels: nothing to tell the states apart)."""
-    if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
+    if not can_check(particles):
         return None
     sample = check_sample(particles, n_images) if sample is None else sample
     small = sample.particles

@@ -40,9 +40,12 @@ from cryosplat.reconstruct.ctf_state_check import STATES, check_ctf_state
 from cryosplat.reconstruct.grid.sample_maps import CHECK_BOX as BOX
 from cryosplat.reconstruct.grid.sample_maps import (
     CHECK_IMAGES,
+    CLEAR_MARGIN,
     CheckSample,
+    can_check,
     check_sample,
     masked_inversions,
+    reading_verdict,
 )
 from cryosplat.validation.fsc import fsc
 
@@ -60,8 +63,6 @@ __all__ = [
 
 N_IMAGES = CHECK_IMAGES
 MODES = ("auto", "on", "off")  # --pose-check: by the set's size, always, never
-CLEAR_MARGIN = 0.05  # mean FSC by which a slip must beat the poses as written to be named
-MIN_FSC = 0.1  # below this mean FSC the best reading holds too little signal to judge by
 VARIANTS = (
     "as written",
     "shifts negated",
@@ -103,11 +104,10 @@ class PoseCheck:
     @property
     def verdict(self) -> str:
         """``"mismatch"``: a slip fits clearly better than the poses as written
-        (:data:`CLEAR_MARGIN`); ``"weak"``: no reading holds :data:`MIN_FSC`; else ``"agree"``."""
-        given, top = self.scores[0], max(self.scores)
-        if top < MIN_FSC:
-            return "weak"
-        return "mismatch" if top - given >= CLEAR_MARGIN else "agree"
+        (:data:`CLEAR_MARGIN`); ``"weak"``: no reading holds
+        :data:`~cryosplat.reconstruct.grid.sample_maps.MIN_FSC`; else ``"agree"``
+        (:func:`~cryosplat.reconstruct.grid.sample_maps.reading_verdict`)."""
+        return reading_verdict(self.scores[0], self.scores)
 
     def describe(self) -> str:
         scores = ", ".join(f"{v} {s:.2f}" for v, s in zip(VARIANTS, self.scores, strict=True))
@@ -128,7 +128,7 @@ def check_pose_conventions(
     """Rank the poses as written against the slips of :data:`VARIANTS` (module docstring) on
     ``sample`` (default: :func:`check_sample` of ``n_images``); None without poses and CTF, or
     under 20 particles."""
-    if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
+    if not can_check(particles):
         return None
     sample = check_sample(particles, n_images) if sample is None else sample
     small = sample.particles
@@ -164,7 +164,7 @@ def apply_pose_check(
             "the statistics pass (--pose-check on, or cryosplat info, runs them)"
         )
         return None
-    if not (particles.has_poses and particles.has_ctf) or len(particles) < 20:
+    if not can_check(particles):
         return None
     sample = check_sample(particles, N_IMAGES)
     result = check_pose_conventions(particles, sample=sample)

@@ -26,8 +26,12 @@ from cryosplat.validation.masks import spherical_mask
 __all__ = [
     "CHECK_BOX",
     "CHECK_IMAGES",
+    "CLEAR_MARGIN",
+    "MIN_FSC",
     "CheckSample",
+    "can_check",
     "check_sample",
+    "reading_verdict",
     "cropped_for_checks",
     "masked_inversions",
 ]
@@ -36,6 +40,23 @@ CHECK_BOX = 48
 """The box a check's sample is inverted at (the particles' own where smaller)."""
 CHECK_IMAGES = 3000
 """The particles a check's sample holds at most (:func:`check_sample`)."""
+MIN_CHECK_PARTICLES = 20  # fewer cannot be judged
+CLEAR_MARGIN = 0.05  # mean FSC by which another reading must beat the metadata's to be named
+MIN_FSC = 0.1  # below this mean FSC the best reading holds too little signal to judge by
+
+
+def can_check(particles: ParticleSet) -> bool:
+    """Whether the readings of a set can be compared: poses, a CTF and enough particles."""
+    return particles.has_poses and particles.has_ctf and len(particles) >= MIN_CHECK_PARTICLES
+
+
+def reading_verdict(given: float, readings: tuple[float, ...]) -> str:
+    """The verdict on the metadata as written (mean FSC ``given``) against other ``readings``:
+    ``"mismatch"`` where one fits better by :data:`CLEAR_MARGIN` or more, ``"weak"`` where none
+    (nor the given) holds :data:`MIN_FSC`, else ``"agree"``."""
+    if max(given, *readings) < MIN_FSC:
+        return "weak"
+    return "mismatch" if max(readings) - given >= CLEAR_MARGIN else "agree"
 
 
 def cropped_for_checks(particles: ParticleSet) -> ParticleSet:
