@@ -43,7 +43,6 @@ from cryosplat.reconstruct.grid.sample_maps import (
     CheckSample,
     can_check,
     check_sample,
-    masked_inversions,
     reading_verdict,
 )
 from cryosplat.validation.fsc import fsc
@@ -152,11 +151,13 @@ def check_ctf_state(
     first = int(np.ceil(zero))
     shells = slice(first, small.box // 2)
 
-    def score(codes: np.ndarray | None) -> float:
-        read = small if codes is None else replace(small, ctf_in_images=codes)
-        return float(np.mean(fsc(*masked_inversions(read, sample.halves()))[shells]))
-
     written = _written(small)
-    scores = tuple(score(np.full(len(small), code, dtype=np.int64)) for code in range(len(STATES)))
-    written_score = scores[STATES.index(written)] if written in STATES else score(None)
+
+    def score(state: str) -> float:  # the state as written: the sample's own inversions
+        codes = np.full(len(small), STATES.index(state), dtype=np.int64)
+        read = None if state == written else replace(small, ctf_in_images=codes)
+        return float(np.mean(fsc(*sample.inversions(read))[shells]))
+
+    scores = tuple(score(state) for state in STATES)
+    written_score = float(np.mean(fsc(*sample.inversions())[shells]))
     return CtfStateCheck(len(small), small.box, first, written, written_score, scores)

@@ -44,7 +44,6 @@ from cryosplat.reconstruct.grid.sample_maps import (
     CheckSample,
     can_check,
     check_sample,
-    masked_inversions,
     reading_verdict,
 )
 from cryosplat.validation.fsc import fsc
@@ -135,7 +134,7 @@ def check_pose_conventions(
     shells = slice(2, small.box // 4 + 1)
     scores = []
     for name in VARIANTS:
-        maps = masked_inversions(_variant(small, name), sample.halves())
+        maps = sample.inversions(None if name == VARIANTS[0] else _variant(small, name))
         scores.append(float(np.mean(fsc(*maps)[shells])))
     return PoseCheck(len(small), small.box, tuple(scores))
 

@@ -11,7 +11,7 @@ for its state). The first two read one sample (:func:`check_sample`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -74,10 +74,21 @@ class CheckSample:
 
     particles: ParticleSet
     half: np.ndarray
+    _written: list = field(default_factory=list, repr=False, compare=False)
 
     def halves(self) -> list[np.ndarray]:
         """The two halves' rows as boolean masks, for :func:`masked_inversions`."""
         return [self.half == 0, self.half == 1]
+
+    def inversions(self, read: ParticleSet | None = None) -> list[torch.Tensor]:
+        """The halves' :func:`masked_inversions` of the sample ``read`` another way (its poses
+        or CTF state), or as written (None): that one made once, for every check that reads
+        it."""
+        if read is not None:
+            return masked_inversions(read, self.halves())
+        if not self._written:
+            self._written.extend(masked_inversions(self.particles, self.halves()))
+        return list(self._written)
 
 
 def check_sample(particles: ParticleSet, n_images: int = CHECK_IMAGES) -> CheckSample:
