@@ -31,6 +31,7 @@ COMMANDS = (
     "refine-defocus",
     "refine-poses",
     "sharpen",
+    "fsc",
     "demo",
 )
 

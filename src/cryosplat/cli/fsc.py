@@ -1,0 +1,126 @@
+"""``cryosplat fsc``: maps compared with a reference by their FSC
+(:mod:`cryosplat.validation.map_comparison`), as ``relion_image_handler --fsc`` or
+``cryodrgn_utils fsc`` do, several maps at once with one plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = (
+    "FSC of maps with a reference map (a truth, another program's map, or the other half map): "
+    "the 0.5 and 0.143 crossings, the curves as JSON and an SVG plot"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "reference", type=Path, help="the map (.mrc/.map) the others are compared with"
+    )
+    parser.add_argument(
+        "maps",
+        type=Path,
+        nargs="+",
+        help="maps (.mrc/.map) on the reference's grid, or reconstruct run folders (their map.mrc)",
+    )
+    masks = parser.add_mutually_exclusive_group()
+    masks.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="multiply every map by this mask (.mrc, values 0-1) first (default: a soft sphere "
+        "7 voxels inside the box's edge)",
+    )
+    masks.add_argument("--no-mask", action="store_true", help="compare the whole boxes, unmasked")
+    parser.add_argument(
+        "--angpix",
+        type=float,
+        default=None,
+        help="voxel size (Å) of every map (default: the maps' headers, which must agree)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="write the curves here (.json) and their plot beside it (.svg)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs if they exist"
+    )
+
+
+def _map_file(path: Path) -> Path:
+    """A map file, or a reconstruct run folder's map."""
+    from cryosplat.core.errors import InputError
+    from cryosplat.reconstruct.run_folder import MAP_FILE
+
+    if not path.is_dir():
+        return path
+    if not (path / MAP_FILE).is_file():
+        raise InputError(f"{path}: a folder without {MAP_FILE} (not a complete reconstruct run)")
+    return path / MAP_FILE
+
+
+def _format(resolution: float) -> str:
+    return "none" if resolution == float("inf") else f"{resolution:.2f} Å"
+
+
+def run(args: argparse.Namespace) -> int:
+    from cryosplat.core.errors import InputError
+    from cryosplat.io.atomic import atomic_path
+    from cryosplat.io.svg_plot import write_svg
+    from cryosplat.validation.map_comparison import (
+        compare_maps,
+        comparison_notes,
+        read_maps_on_one_grid,
+    )
+    from cryosplat.validation.masks import spherical_mask
+    from cryosplat.validation.user_mask import load_fsc_mask
+
+    paths = [_map_file(args.reference)] + [_map_file(p) for p in args.maps]
+    plot_path = None
+    if args.output is not None:
+        if args.output.suffix.lower() != ".json":
+            raise InputError(f"{args.output}: the curves are written as JSON; name it *.json")
+        plot_path = args.output.with_suffix(".svg")
+        for out in (args.output, plot_path):
+            if out.exists() and not args.overwrite:
+                raise InputError(f"{out} exists; --overwrite replaces it")
+    volumes, pixel = read_maps_on_one_grid(paths, args.angpix)
+    box = volumes[0].shape[0]
+    if args.no_mask:
+        mask, mask_name = None, "no mask"
+    elif args.mask is not None:
+        loaded = load_fsc_mask(args.mask, box, pixel)
+        mask, mask_name = loaded.volume, f"mask {args.mask}"
+    else:
+        mask, mask_name = spherical_mask(box), "soft spherical mask"
+    comparison = compare_maps(
+        volumes[0],
+        [(str(p), v) for p, v in zip(paths[1:], volumes[1:], strict=True)],
+        pixel,
+        mask,
+        (str(paths[0]), mask_name),
+    )
+    print(f"FSC with {paths[0]} (box {box}, {pixel:g} Å/voxel, {mask_name}):")
+    width = max(len(m.name) for m in comparison.maps)
+    print(f"  {'map':{width}s}  {'FSC 0.5':>10s}  {'FSC 0.143':>10s}")
+    for m in comparison.maps:
+        print(
+            f"  {m.name:{width}s}  {_format(m.resolution_angstrom(0.5, pixel)):>10s}  "
+            f"{_format(m.resolution_angstrom(0.143, pixel)):>10s}"
+        )
+    print(
+        "  (against a truth or an independent map read 0.5; between two half maps of "
+        "independent halves, 0.143)"
+    )
+    for note in comparison_notes(comparison):
+        print(f"warning: {note}")
+    if args.output is not None:
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(json.dumps(comparison.to_json(), indent=1))
+        write_svg(plot_path, comparison.plot())
+        print(f"curves: {args.output}; plot: {plot_path}")
+    return 0

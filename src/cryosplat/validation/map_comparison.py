@@ -1,0 +1,253 @@
+"""Maps compared with a reference by their Fourier shell correlation (``cryosplat fsc``).
+
+A user compares cryosplat's map with the one RELION or cryoSPARC made from the same particles,
+two half maps with each other, or, on simulated data, every method's map with the truth. Each map
+is read, checked to lie on the reference's grid (box and voxel size), masked alike (a soft sphere
+by default, as the benchmarks read maps against their truths, or the user's mask) and its FSC
+with the reference read at 0.5 and 0.143:
+
+* against a **truth or an independent reference**, the 0.5 crossing is the map's resolution (the
+  FSC of a map against the truth crosses 0.5 where the half maps' FSC crosses 0.143,
+  :func:`cryosplat.validation.fsc.half_map_equivalent`);
+* between **two half maps** made from independent halves of the data, the 0.143 crossing is the
+  gold-standard resolution.
+
+Two slips that leave a comparison meaningless without saying so are named
+(:func:`comparison_notes`): a map of the other hand (its FSC with the reference mirrored is
+higher than as given, the usual sign of a reference of the wrong handedness or a converter's
+flipped axis) and a map of inverted contrast (its FSC negative at the lowest shells).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import read_map
+from cryosplat.io.svg_plot import Curve, LinePlot
+from cryosplat.validation.fsc import fsc, resolution_at, shell_frequencies
+from cryosplat.validation.user_mask import VOXEL_TOLERANCE
+
+__all__ = [
+    "MapFSC",
+    "MapComparison",
+    "compare_maps",
+    "comparison_notes",
+    "read_maps_on_one_grid",
+]
+
+# The lowest shells (after the zero frequency) read by the notes: where any two maps of one
+# molecule agree, whatever their resolution (box / 8 reaches 8 pixels, ~25-60 Å at usual samplings).
+LOW_SHELLS_FRACTION = 1 / 8
+# A mirrored map whose low shells correlate this much better than the map as given is named.
+HAND_MARGIN = 0.2
+# A map whose low shells' mean FSC is under minus this is named as of inverted contrast.
+INVERTED_BELOW = 0.2
+
+
+@dataclass(frozen=True)
+class MapFSC:
+    """One map's FSC with the reference.
+
+    Attributes
+    ----------
+    name : str
+        The map (its file).
+    curve : np.ndarray, shape (D // 2 + 1,)
+        FSC per shell 0 .. D // 2 (shell 0: the means).
+    mirrored : np.ndarray, shape (D // 2 + 1,)
+        The same with the map mirrored (z reversed about the box centre): the other hand.
+    """
+
+    name: str
+    curve: np.ndarray
+    mirrored: np.ndarray
+
+    def resolution_angstrom(self, threshold: float, pixel_size_angstrom: float) -> float:
+        """Where :attr:`curve` first falls under ``threshold`` (Nyquist if never; ``inf`` if at
+        the first shell)."""
+        box = 2 * (len(self.curve) - 1)
+        return resolution_at(self.curve, threshold, box, pixel_size_angstrom)
+
+
+@dataclass(frozen=True)
+class MapComparison:
+    """Maps' FSCs with one reference, on one grid and under one mask.
+
+    Attributes
+    ----------
+    reference : str
+    box : int
+    pixel_size_angstrom : float
+    mask : str
+        What the maps were multiplied by before the FSC (a soft sphere, a file, or none).
+    maps : tuple of MapFSC
+    """
+
+    reference: str
+    box: int
+    pixel_size_angstrom: float
+    mask: str
+    maps: tuple[MapFSC, ...]
+
+    def frequencies(self) -> np.ndarray:
+        """Spatial frequency (1/Å) of each shell, shape (D // 2 + 1,)."""
+        return shell_frequencies(self.box, self.pixel_size_angstrom)
+
+    def to_json(self) -> dict:
+        """The curves and crossings as a JSON-ready dict."""
+        px = self.pixel_size_angstrom
+        return {
+            "reference": self.reference,
+            "box": self.box,
+            "pixel_size_angstrom": px,
+            "mask": self.mask,
+            "frequency_per_angstrom": self.frequencies().tolist(),
+            "maps": [
+                {
+                    "map": m.name,
+                    "resolution_fsc_0.5_angstrom": m.resolution_angstrom(0.5, px),
+                    "resolution_fsc_0.143_angstrom": m.resolution_angstrom(0.143, px),
+                    "fsc": m.curve.tolist(),
+                    "fsc_mirrored": m.mirrored.tolist(),
+                }
+                for m in self.maps
+            ],
+        }
+
+    def plot(self) -> LinePlot:
+        """Every map's FSC against spatial frequency (:mod:`cryosplat.io.svg_plot`)."""
+        freq = self.frequencies()
+        return LinePlot(
+            x=freq,
+            curves=[Curve(m.name, m.curve) for m in self.maps],
+            xlim=(0.0, float(freq[-1])),
+            ylim=(-0.2, 1.05),
+            title=f"FSC with {self.reference} ({self.mask})",
+            xlabel="spatial frequency (1/Å)",
+            ylabel="FSC",
+            hlines=[(0.143, "0.143"), (0.5, "0.5"), (0.0, "")],
+            top_reciprocal_label="resolution (Å)",
+        )
+
+
+def read_maps_on_one_grid(
+    paths: Sequence[Path], pixel_size_angstrom: float | None = None
+) -> tuple[list[np.ndarray], float]:
+    """Read maps that must share one grid: the first's box and voxel size.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        MRC maps, the reference first.
+    pixel_size_angstrom : float, optional
+        The voxel size (Å) of every map, where their headers do not hold it (0) or disagree only
+        there; default: the headers'.
+
+    Returns
+    -------
+    volumes : list of np.ndarray, each (D, D, D)
+    pixel_size_angstrom : float
+
+    Raises
+    ------
+    InputError
+        A map of another box, another voxel size (more than 1 % apart), or none in the headers
+        and none given.
+    """
+    if pixel_size_angstrom is not None and not pixel_size_angstrom > 0:
+        raise InputError(f"--angpix must be positive, got {pixel_size_angstrom}")
+    volumes, voxels = [], []
+    for path in paths:
+        volume, voxel = read_map(path)
+        volumes.append(volume)
+        voxels.append(voxel)
+    box = volumes[0].shape[0]
+    for path, volume in zip(paths[1:], volumes[1:], strict=True):
+        if volume.shape[0] != box:
+            raise InputError(
+                f"{path}: box {volume.shape[0]}, the reference {paths[0]} has box {box}: resample "
+                "one onto the other's grid first (e.g. relion_image_handler --rescale_angpix "
+                "--new_box)"
+            )
+    if pixel_size_angstrom is not None:
+        return volumes, float(pixel_size_angstrom)
+    pixel = voxels[0]
+    if not pixel > 0:
+        raise InputError(f"{paths[0]}: its header holds no voxel size; give --angpix (Å)")
+    for path, voxel in zip(paths[1:], voxels[1:], strict=True):
+        if voxel > 0 and abs(voxel - pixel) > VOXEL_TOLERANCE * pixel:
+            raise InputError(
+                f"{path}: voxel size {voxel:.4g} Å, the reference {paths[0]} has {pixel:.4g} Å: "
+                "maps of different samplings (resample one), or a header that is wrong (--angpix "
+                "sets every map's)"
+            )
+    return volumes, float(pixel)
+
+
+def _mirrored(volume: np.ndarray) -> np.ndarray:
+    """The map mirrored through the plane z = D // 2 (the box centre of the FFT-aligned grid)."""
+    box = volume.shape[0]
+    index = (2 * (box // 2) - np.arange(box)) % box
+    return volume[index]
+
+
+def compare_maps(
+    reference: np.ndarray,
+    maps: Sequence[tuple[str, np.ndarray]],
+    pixel_size_angstrom: float,
+    mask: np.ndarray | None,
+    names: tuple[str, str],
+) -> MapComparison:
+    """FSC of each map with the reference, both multiplied by ``mask``.
+
+    Parameters
+    ----------
+    reference : np.ndarray, shape (D, D, D)
+    maps : sequence of (name, np.ndarray of shape (D, D, D))
+    pixel_size_angstrom : float
+    mask : np.ndarray of shape (D, D, D) in [0, 1], or None for no mask
+    names : (str, str)
+        The reference's name and the mask's description, for the report.
+    """
+    box = reference.shape[0]
+    weight = np.ones_like(reference) if mask is None else np.asarray(mask, dtype=np.float32)
+    if weight.shape != reference.shape:
+        raise ValueError(f"mask shape {weight.shape} differs from the maps' {reference.shape}")
+    ref = reference * weight
+    results = []
+    for name, volume in maps:
+        if volume.shape != reference.shape:
+            raise ValueError(f"{name}: shape {volume.shape}, the reference's {reference.shape}")
+        results.append(
+            MapFSC(name, fsc(volume * weight, ref), fsc(_mirrored(volume) * weight, ref))
+        )
+    return MapComparison(names[0], box, float(pixel_size_angstrom), names[1], tuple(results))
+
+
+def comparison_notes(comparison: MapComparison) -> list[str]:
+    """Warnings for maps whose comparison is not what it seems: the other hand, or inverted
+    contrast (read over the shells 1 .. D / 8, where maps of one molecule agree)."""
+    last = max(2, int(round(comparison.box * LOW_SHELLS_FRACTION)))
+    notes = []
+    for m in comparison.maps:
+        as_given = float(np.mean(m.curve[1 : last + 1]))
+        mirrored = float(np.mean(m.mirrored[1 : last + 1]))
+        if as_given < -INVERTED_BELOW:
+            notes.append(
+                f"{m.name}: its FSC with {comparison.reference} is negative at the lowest shells "
+                f"(mean {as_given:.2f} over shells 1-{last}): one of the two has inverted "
+                "contrast (protein dark; multiply it by -1)"
+            )
+        elif mirrored > as_given + HAND_MARGIN:
+            notes.append(
+                f"{m.name}: its mirror image agrees with {comparison.reference} better than the "
+                f"map does (mean FSC {mirrored:.2f} against {as_given:.2f} over shells 1-{last}): "
+                "the two maps are of opposite hands (flip one, e.g. relion_image_handler "
+                "--invert_hand)"
+            )
+    return notes

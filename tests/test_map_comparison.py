@@ -1,0 +1,152 @@
+"""``cryosplat fsc`` and :mod:`cryosplat.validation.map_comparison`: FSC physics, grid checks,
+the hand and contrast notes, and the command's outputs."""
+
+from __future__ import annotations
+
+import json
+
+import mrcfile
+import numpy as np
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.core.errors import InputError
+from cryosplat.io.mrc import write_map
+from cryosplat.validation.map_comparison import (
+    _mirrored,
+    compare_maps,
+    comparison_notes,
+    read_maps_on_one_grid,
+)
+from cryosplat.validation.masks import spherical_mask
+
+BOX, PIXEL = 32, 3.0
+
+
+def _blobs(seed: int = 0, box: int = BOX) -> np.ndarray:
+    """An asymmetric molecule: Gaussian blobs of 1.5-2.5 voxels inside the box's central sphere."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(box)] * 3, indexing="ij"), -1).astype(np.float64)
+    volume = np.zeros((box,) * 3)
+    for _ in range(40):
+        centre = box // 2 + rng.uniform(-0.25, 0.25, 3) * box
+        width = rng.uniform(1.5, 2.5)
+        volume += rng.uniform(0.5, 1.5) * np.exp(-((grid - centre) ** 2).sum(-1) / (2 * width**2))
+    return volume.astype(np.float32)
+
+
+def _lowpass(volume: np.ndarray, shell: int) -> np.ndarray:
+    box = volume.shape[0]
+    k = np.fft.fftfreq(box) * box
+    radius = np.sqrt(sum(g**2 for g in np.meshgrid(k, k, k, indexing="ij")))
+    return np.fft.ifftn(np.fft.fftn(volume) * (radius < shell)).real.astype(np.float32)
+
+
+def _compare(reference, maps, mask=None):
+    return compare_maps(reference, maps, PIXEL, mask, ("reference", "no mask"))
+
+
+def test_a_map_low_passed_at_a_shell_crosses_there():
+    truth = _blobs()
+    result = _compare(truth, [("low-passed", _lowpass(truth, 6))]).maps[0]
+    assert np.all(result.curve[1:6] > 0.999)
+    assert np.all(np.abs(result.curve[7:]) < 0.2)  # past the cut only float32 rounding is left
+    resolution = result.resolution_angstrom(0.5, PIXEL)
+    assert BOX * PIXEL / 7 <= resolution <= BOX * PIXEL / 5
+
+
+def test_equal_white_signal_and_noise_give_one_over_root_two_in_every_shell():
+    rng = np.random.default_rng(1)
+    signal = rng.normal(size=(BOX,) * 3).astype(np.float32)
+    noisy = signal + rng.normal(size=(BOX,) * 3).astype(np.float32)
+    curve = _compare(signal, [("noisy", noisy)]).maps[0].curve
+    # shells 4 and up hold hundreds of voxels: the estimate within a few of its s.d.s
+    assert np.allclose(curve[4:], 1 / np.sqrt(2), atol=0.08)
+    assert abs(float(np.mean(curve[4:])) - 1 / np.sqrt(2)) < 0.01
+
+
+def test_the_mirror_reverses_z_about_the_box_centre_and_twice_is_the_map():
+    for box in (8, 9):
+        volume = np.random.default_rng(box).normal(size=(box,) * 3)
+        mirrored = _mirrored(volume)
+        assert np.array_equal(_mirrored(mirrored), volume)
+        assert np.array_equal(mirrored[box // 2], volume[box // 2])
+        assert np.array_equal(mirrored[box // 2 + 1], volume[box // 2 - 1])
+
+
+def test_a_map_of_the_other_hand_and_one_of_inverted_contrast_are_named():
+    truth = _blobs(2)
+    rng = np.random.default_rng(3)
+    noisy = truth + 0.05 * rng.normal(size=truth.shape).astype(np.float32)
+    comparison = _compare(
+        truth, [("same", noisy), ("mirrored", _mirrored(noisy)), ("inverted", -noisy)]
+    )
+    notes = comparison_notes(comparison)
+    assert len(notes) == 2
+    assert notes[0].startswith("mirrored:") and "opposite hands" in notes[0]
+    assert notes[1].startswith("inverted:") and "inverted contrast" in notes[1]
+
+
+def test_maps_off_the_reference_grid_are_refused_naming_the_file(tmp_path):
+    ref, other_box, other_voxel, no_voxel = (
+        tmp_path / n for n in ("ref.mrc", "box.mrc", "voxel.mrc", "none.mrc")
+    )
+    write_map(ref, _blobs(), PIXEL)
+    write_map(other_box, _blobs(box=24), PIXEL)
+    write_map(other_voxel, _blobs(), PIXEL * 1.05)
+    with mrcfile.new(no_voxel) as m:  # a header without a voxel size
+        m.set_data(_blobs())
+        m.voxel_size = 0.0
+    with pytest.raises(InputError, match=r"box\.mrc: box 24, the reference .* box 32"):
+        read_maps_on_one_grid([ref, other_box])
+    with pytest.raises(InputError, match=r"voxel\.mrc: voxel size 3\.15 Å"):
+        read_maps_on_one_grid([ref, other_voxel])
+    volumes, pixel = read_maps_on_one_grid([ref, other_voxel], pixel_size_angstrom=2.0)
+    assert pixel == 2.0 and len(volumes) == 2
+    with pytest.raises(InputError, match="no voxel size; give --angpix"):
+        read_maps_on_one_grid([no_voxel, ref])
+    _, pixel = read_maps_on_one_grid([ref, no_voxel])  # a header without one is not a conflict
+    assert pixel == pytest.approx(PIXEL)
+    with pytest.raises(InputError, match="--angpix must be positive, got -1"):
+        read_maps_on_one_grid([ref], pixel_size_angstrom=-1.0)
+
+
+def test_the_command_prints_the_crossings_and_writes_curves_and_plot(tmp_path, capsys):
+    truth = _blobs(4)
+    ref, low = tmp_path / "truth.mrc", tmp_path / "low.mrc"
+    write_map(ref, truth, PIXEL)
+    write_map(low, _lowpass(truth, 6), PIXEL)
+    run = tmp_path / "run"
+    run.mkdir()
+    write_map(run / "map.mrc", truth, PIXEL)
+    out = tmp_path / "cmp.json"
+    assert main(["fsc", str(ref), str(low), str(run), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "soft spherical mask" in printed and "warning" not in printed
+    data = json.loads(out.read_text())
+    assert data["box"] == BOX and data["pixel_size_angstrom"] == pytest.approx(PIXEL)
+    assert [m["map"] for m in data["maps"]] == [str(low), str(run / "map.mrc")]
+    assert data["maps"][1]["resolution_fsc_0.5_angstrom"] == pytest.approx(2 * PIXEL)
+    # the soft mask spreads the cut at shell 6 over a shell or two
+    assert 5 <= BOX * PIXEL / data["maps"][0]["resolution_fsc_0.5_angstrom"] <= 8
+    assert len(data["maps"][0]["fsc"]) == len(data["frequency_per_angstrom"]) == BOX // 2 + 1
+    assert out.with_suffix(".svg").read_text().startswith("<svg")
+    assert main(["fsc", str(ref), str(low), "-o", str(out)]) == 2  # exists
+    assert "exists; --overwrite" in capsys.readouterr().err
+    assert main(["fsc", str(ref), str(low), "-o", str(out), "--overwrite", "--no-mask"]) == 0
+    assert json.loads(out.read_text())["mask"] == "no mask"
+
+
+def test_the_command_refuses_what_it_cannot_compare(tmp_path, capsys):
+    ref = tmp_path / "truth.mrc"
+    write_map(ref, _blobs(), PIXEL)
+    assert main(["fsc", str(ref), str(ref), "-o", str(tmp_path / "cmp.txt")]) == 2
+    assert "name it *.json" in capsys.readouterr().err
+    assert main(["fsc", str(ref), str(tmp_path)]) == 2  # a folder without map.mrc
+    assert "not a complete reconstruct run" in capsys.readouterr().err
+    mask = tmp_path / "mask.mrc"
+    write_map(mask, spherical_mask(24), PIXEL)
+    assert main(["fsc", str(ref), str(ref), "--mask", str(mask)]) == 2
+    assert "the mask's box is 24, the map's 32" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: a mask and no mask at once
+        main(["fsc", str(ref), str(ref), "--mask", str(mask), "--no-mask"])
