@@ -4,6 +4,7 @@ written wrong is found at its factor, images without rings say nothing."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from cryosplat.particles.thon_rings import (
     CLEAR_Z,
     ThonRingCheck,
     check_thon_rings,
+    optics_settings,
     thon_ring_agreement,
 )
 from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
@@ -61,6 +63,57 @@ def test_the_beta_galactosidase_31_star_is_caught(shared_data, capsys):
         "warning: the images' Thon rings do not follow the metadata's CTF"
         in capsys.readouterr().out
     )
+
+
+def test_each_optics_setting_of_the_beta_galactosidase_31_star_is_read_apart(shared_data):
+    """Its two optics groups (1.4 Å at 300 kV and at 200 kV) read together fit no scale well;
+    read apart, the 300 kV group's rings put its pixel at 1.33 Å (its RELION 3.0 STAR: 1.338 Å)
+    and the 200 kV group's voltage or pixel are named as wrong too."""
+    particles = read_particles(shared_data / "particles/betagal_17/sample_particles_relion31.star")
+    check = check_thon_rings(particles)
+    assert [s.name for s in check.settings] == ["opticsGroup1", "opticsGroup2"]
+    first, second = (s.check for s in check.settings)
+    assert first.n_images == 8 and second.n_images == 9
+    assert first.own_verdict == second.own_verdict == "mismatch"
+    assert first.best_scale * 1.4 == pytest.approx(1.338, abs=0.02)
+    text = check.describe(particles.pixel_size_angstrom)
+    assert "in 2 of 2 optics settings read apart" in text
+    assert "opticsGroup1 (1.4 Å, 300 kV): do not follow it" in text and "(1.330 Å)" in text
+
+
+def _two_groups(particles, factor: float):
+    """The images twice over, as two optics groups; the second's pixel size ``factor`` times the
+    first's."""
+    n = len(particles)
+    both = particles.subset(np.r_[0:n, 0:n])
+    group = particles.optics[0]
+    wrong = replace(group, name="wrong", pixel_size_angstrom=group.pixel_size_angstrom * factor)
+    return replace(
+        both, optics=[replace(group, name="right"), wrong], optics_group=np.repeat([0, 1], n)
+    )
+
+
+def test_one_optics_group_s_wrong_pixel_size_is_named_among_right_ones(shared_data):
+    particles = read_particles(shared_data / REAL[0])  # 7 images, one optics group
+    check = check_thon_rings(_two_groups(particles, 1.1))
+    assert check.verdict == "mismatch"
+    right, wrong = check.settings
+    assert right.name == "right" and right.check.own_verdict == "agree"
+    assert wrong.name == "wrong" and wrong.check.own_verdict == "mismatch"
+    assert wrong.check.best_scale * 1.1 == pytest.approx(1.0, abs=0.02)
+    text = check.describe(particles.pixel_size_angstrom)
+    assert "in 1 of 2 optics settings read apart" in text and "wrong (" in text
+    agreeing = check_thon_rings(_two_groups(particles, 1.0))  # one setting: read together
+    assert agreeing.settings == () and agreeing.verdict == "agree"
+
+
+def test_groups_that_share_their_optics_are_one_setting(shared_data):
+    particles = read_particles(shared_data / REAL[0])
+    same = _two_groups(particles, 1.0)
+    setting, named = optics_settings(same)
+    assert np.all(setting == 0) and [g.name for g in named] == ["right, wrong"]
+    setting, named = optics_settings(_two_groups(particles, 1.1))
+    assert setting.tolist() == [0] * 7 + [1] * 7 and [g.name for g in named] == ["right", "wrong"]
 
 
 def test_images_without_rings_are_too_faint_to_judge(tmp_path, caplog):

@@ -29,23 +29,34 @@ every image: read as they are, one set (EMD-5625, 2,000 particles) reached +7.2 
 Their defoci spread over thousands of Å, so they are read across images
 (:data:`ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM`): over 20 benchmark sets z −1.9 … +2.2 for their CTF,
 at most +3.0 over the scales, and nothing is claimed below :data:`CLEAR_Z`.
+
+A set of several optics settings (groups of distinct pixel size, voltage, Cs or amplitude
+contrast: data merged from several sessions or microscopes) is also read setting by setting, each
+from up to ``n_images`` of its own images (:func:`optics_settings`): one wrong setting among right
+ones is named alone, and settings wrong in opposite directions, which fit no scale read together,
+are each named at their own. Measured (round 2, session 89) on the beta-galactosidase RELION 3.1
+STAR (1.4 Å at 300 kV and at 200 kV): together z = +0.5, best +6.6 at 1.075; apart, the 300 kV
+group −0.2 as written and +7.3 at 0.95 (1.330 Å: its RELION 3.0 STAR says 1.338 Å), the 200 kV
+group +0.8 and +10.6 at 1.075.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from cryosplat.core.aberrations import magnified_frequencies
 from cryosplat.core.ctf import ctf_at
-from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
 
 __all__ = [
+    "SettingCheck",
     "ThonRingCheck",
     "check_thon_rings",
     "thon_ring_agreement",
+    "optics_settings",
     "CLEAR_Z",
     "BETTER_BY_Z",
     "PIXEL_SCALES",
@@ -63,6 +74,10 @@ BETTER_BY_Z = 5.0  # another scale fits better: this much higher z, and clear it
 # sets' noise, its spectrum taken from real images with rings of their own) then count for
 # nothing. Under it (one micrograph's particles) the rings as they are.
 ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM = 1000.0
+# Optics settings (distinct pixel size, voltage, Cs, amplitude contrast) read apart: the largest
+# this many, each from at least this many images.
+MAX_SETTINGS = 4
+MIN_SETTING_IMAGES = 5
 
 
 def _moving_average(x: np.ndarray) -> np.ndarray:
@@ -137,13 +152,15 @@ def thon_ring_agreement(
 @dataclass(frozen=True)
 class ThonRingCheck:
     """The images' rings against the metadata's CTF (``z_given``) and with the pixel size scaled
-    by each of ``scales`` (``z_scaled``), over ``n_images`` images."""
+    by each of ``scales`` (``z_scaled``), over ``n_images`` images; ``settings``: the same for
+    each optics setting read apart, where the set holds several (:func:`optics_settings`)."""
 
     n_images: int
     z_given: float
     scales: np.ndarray
     z_scaled: np.ndarray
     across_images: bool = False
+    settings: tuple[SettingCheck, ...] = ()
 
     @property
     def best_scale(self) -> float:
@@ -154,53 +171,148 @@ class ThonRingCheck:
         return float(np.max(self.z_scaled))
 
     @property
-    def verdict(self) -> str:
-        """``"mismatch"``: another pixel scale fits the rings clearly better than the metadata's
-        CTF (by :data:`BETTER_BY_Z`, at :data:`CLEAR_Z` or more, 2.5 % or more away);
-        ``"agree"``: the metadata's CTF fits them clearly (:data:`CLEAR_Z`); ``"weak"``: the rings
-        are too faint to say (simulated images, or too few)."""
+    def own_verdict(self) -> str:
+        """The verdict of these images read together (:attr:`verdict` without the settings)."""
         away = abs(self.best_scale - 1.0) >= 0.0249
         if away and self.z_best >= CLEAR_Z and self.z_best >= self.z_given + BETTER_BY_Z:
             return "mismatch"
         return "agree" if self.z_given >= CLEAR_Z else "weak"
 
+    @property
+    def verdict(self) -> str:
+        """``"mismatch"``: another pixel scale fits the rings clearly better than the metadata's
+        CTF (by :data:`BETTER_BY_Z`, at :data:`CLEAR_Z` or more, 2.5 % or more away), for the
+        images together or for one optics setting's; ``"agree"``: the metadata's CTF fits them
+        clearly (:data:`CLEAR_Z`); ``"weak"``: the rings are too faint to say (simulated images,
+        or too few)."""
+        if any(s.check.own_verdict == "mismatch" for s in self.settings):
+            return "mismatch"
+        return self.own_verdict
+
+    def _finding(self, pixel_size_angstrom: float) -> str:
+        given = f"z = {self.z_given:+.1f} for the metadata's CTF ({self.n_images} images)"
+        if self.own_verdict != "mismatch":
+            return given
+        return (
+            f"{given}, {self.z_best:+.1f} with the pixel size {self.best_scale:g} times it "
+            f"({self.best_scale * pixel_size_angstrom:.3f} Å)"
+        )
+
     def describe(self, pixel_size_angstrom: float) -> str:
         """One line for ``cryosplat info`` and the log."""
-        given = f"z = {self.z_given:+.1f} for the metadata's CTF ({self.n_images} images)"
+        if self.settings:
+            return self._describe_settings()
         if self.verdict == "mismatch":
             return (
-                f"the images' Thon rings do not follow the metadata's CTF: {given}, "
-                f"{self.z_best:+.1f} with the pixel size {self.best_scale:g} times it "
-                f"({self.best_scale * pixel_size_angstrom:.3f} Å); a pixel size, voltage or "
-                "defocus written wrong (e.g. the pixel size of unbinned images given to binned "
-                "ones) costs the map its resolution"
+                "the images' Thon rings do not follow the metadata's CTF: "
+                f"{self._finding(pixel_size_angstrom)}; {WRONG_CTF_COST}"
             )
         if self.verdict == "agree":
-            return f"the images' Thon rings follow the metadata's CTF: {given}"
+            return f"the images' Thon rings follow the metadata's CTF: {self._finding(0.0)}"
         return (
-            f"the images' Thon rings are too faint to check the CTF against: {given} "
-            f"(clear from {CLEAR_Z:g}; simulated images hold none)"
+            f"the images' Thon rings are too faint to check the CTF against: "
+            f"{self._finding(0.0)} (clear from {CLEAR_Z:g}; simulated images hold none)"
+        )
+
+    def _describe_settings(self) -> str:
+        words = {"mismatch": "do not follow", "agree": "follow", "weak": "too faint for"}
+        parts = [
+            f"{s.name} ({s.pixel_size_angstrom:g} Å, {s.voltage_kv:g} kV): "
+            f"{words[s.check.own_verdict]} it, {s.check._finding(s.pixel_size_angstrom)}"
+            for s in self.settings
+        ]
+        wrong = sum(s.check.own_verdict == "mismatch" for s in self.settings)
+        if self.verdict == "mismatch":
+            head = (
+                f"the images' Thon rings do not follow the metadata's CTF in {wrong} of "
+                f"{len(self.settings)} optics settings read apart"
+            )
+            return f"{head}: {'; '.join(parts)}; {WRONG_CTF_COST}"
+        verdict = {"agree": "follow the metadata's CTF", "weak": "are too faint to check"}
+        return (
+            f"the images' Thon rings {verdict[self.verdict]} (z = {self.z_given:+.1f}, "
+            f"{self.n_images} images); by optics setting: {'; '.join(parts)}"
         )
 
 
+@dataclass(frozen=True)
+class SettingCheck:
+    """The check of one optics setting's images: ``name`` lists its optics groups."""
+
+    name: str
+    pixel_size_angstrom: float
+    voltage_kv: float
+    check: ThonRingCheck
+
+
+WRONG_CTF_COST = (
+    "a pixel size, voltage or defocus written wrong (e.g. the pixel size of unbinned images "
+    "given to binned ones) costs the map its resolution"
+)
+
+
+def optics_settings(particles: ParticleSet) -> tuple[np.ndarray, list[OpticsGroup]]:
+    """Each particle's optics setting (N,), int: its group's pixel size, voltage, Cs and amplitude
+    contrast, groups that share all four counted as one (RELION splits a session's particles into
+    groups for their beam tilt alone); and one group of each setting, its name listing them all."""
+    groups = particles.optics
+    if not groups:
+        return np.zeros(len(particles), dtype=np.int64), []
+    keys = [
+        (round(g.pixel_size_angstrom, 4), g.voltage_kv, g.cs_mm, g.amplitude_contrast)
+        for g in groups
+    ]
+    distinct = list(dict.fromkeys(keys))
+    named = [
+        replace(
+            groups[keys.index(key)],
+            name=", ".join(g.name for g, k in zip(groups, keys, strict=True) if k == key),
+        )
+        for key in distinct
+    ]
+    of_group = np.array([distinct.index(k) for k in keys], dtype=np.int64)
+    return of_group[particles.optics_group], named
+
+
+def _sample(particles: ParticleSet, n_images: int) -> tuple[np.ndarray, list]:
+    """Up to ``n_images`` images spread over the set, or over each optics setting where the set
+    holds several (the :data:`MAX_SETTINGS` largest), with the settings read apart."""
+    setting, named = optics_settings(particles)
+    present = np.unique(setting)
+    if len(present) < 2:
+        return particles.spread_rows(n_images), []
+    counts = np.array([np.sum(setting == s) for s in present])
+    largest = np.sort(present[np.argsort(-counts, kind="stable")[:MAX_SETTINGS]])
+    rows = [particles.spread_rows_of(np.flatnonzero(setting == s), n_images) for s in largest]
+    return np.concatenate(rows), [(named[s], len(r)) for s, r in zip(largest, rows, strict=True)]
+
+
 def check_thon_rings(particles: ParticleSet, n_images: int = 300) -> ThonRingCheck | None:
-    """Read up to ``n_images`` images spread over the set and check their rings against the
-    metadata's CTF and scaled pixel sizes (module docstring); None without a CTF or with
-    images smaller than 24 pixels."""
+    """Read up to ``n_images`` images spread over the set (over each optics setting, where it
+    holds several) and check their rings against the metadata's CTF and scaled pixel sizes
+    (module docstring); None without a CTF or with images smaller than 24 pixels."""
     if particles.ctf is None or particles.box < 24 or len(particles) == 0:
         return None
-    indices = particles.spread_rows(n_images)
+    indices, settings = _sample(particles, n_images)
     rings, radius_px = _ring_power(particles, indices)
     pixel = particles.pixel_sizes_angstrom(indices)[:, None]
     k = radius_px[None, :] / (particles.box * pixel)
     ctf = particles.ctf
     mean_defocus = 0.5 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)[indices]
-    across = bool(np.std(mean_defocus) >= ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM)
+    ctf2 = [_ctf2_on_rings(particles, indices, k / s) for s in PIXEL_SCALES]
+    given = int(np.flatnonzero(PIXEL_SCALES == 1.0)[0])  # 1.0 among them: the CTF as given
 
-    def z(scale: float) -> float:
-        ctf2 = _ctf2_on_rings(particles, indices, k / scale)
-        return thon_ring_agreement(rings, ctf2, across)
+    def scan(rows: slice) -> ThonRingCheck:
+        across = bool(np.std(mean_defocus[rows]) >= ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM)
+        z = np.array([thon_ring_agreement(rings[rows], c[rows], across) for c in ctf2])
+        n = len(mean_defocus[rows])
+        return ThonRingCheck(n, float(z[given]), PIXEL_SCALES.copy(), z, across)
 
-    scaled = np.array([z(s) for s in PIXEL_SCALES])  # 1.0 among them: the CTF as given
-    given = float(scaled[int(np.flatnonzero(PIXEL_SCALES == 1.0)[0])])
-    return ThonRingCheck(len(indices), given, PIXEL_SCALES.copy(), scaled, across)
+    starts = np.cumsum([0] + [n for _, n in settings])
+    parts = tuple(
+        SettingCheck(g.name, g.pixel_size_angstrom, g.voltage_kv, scan(slice(a, a + n)))
+        for (g, n), a in zip(settings, starts, strict=False)
+        if n >= MIN_SETTING_IMAGES
+    )
+    whole = scan(slice(None))
+    return replace(whole, settings=parts if len(parts) > 1 else ())
