@@ -32,12 +32,12 @@ at most +3.0 over the scales, and nothing is claimed below :data:`CLEAR_Z`.
 
 A set of several optics settings (groups of distinct pixel size, voltage, Cs or amplitude
 contrast: data merged from several sessions or microscopes) is also read setting by setting, each
-from up to ``n_images`` of its own images (:func:`optics_settings`): one wrong setting among right
-ones is named alone, and settings wrong in opposite directions, which fit no scale read together,
-are each named at their own. Measured (round 2, session 89) on the beta-galactosidase RELION 3.1
-STAR (1.4 Å at 300 kV and at 200 kV): together z = +0.5, best +6.6 at 1.075; apart, the 300 kV
-group −0.2 as written and +7.3 at 0.95 (1.330 Å: its RELION 3.0 STAR says 1.338 Å), the 200 kV
-group +0.8 and +10.6 at 1.075.
+from its share of the ``n_images`` (at least 100; :func:`optics_settings`): one wrong setting
+among right ones is named alone, and settings wrong in opposite directions, which fit no scale
+read together, are each named at their own. Measured (round 2, session 89) on the
+beta-galactosidase RELION 3.1 STAR (1.4 Å at 300 kV and at 200 kV): together z = +0.5, best +6.6
+at 1.075; apart, the 300 kV group −0.2 as written and +7.3 at 0.95 (1.330 Å: its RELION 3.0 STAR
+says 1.338 Å), the 200 kV group +0.8 and +10.6 at 1.075.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM = 1000.0
 # this many, each from at least this many images.
 MAX_SETTINGS = 4
 MIN_SETTING_IMAGES = 5
+MIN_SETTING_SAMPLE = 100
 
 
 def _moving_average(x: np.ndarray) -> np.ndarray:
@@ -275,21 +276,23 @@ def optics_settings(particles: ParticleSet) -> tuple[np.ndarray, list[OpticsGrou
 
 
 def _sample(particles: ParticleSet, n_images: int) -> tuple[np.ndarray, list]:
-    """Up to ``n_images`` images spread over the set, or over each optics setting where the set
-    holds several (the :data:`MAX_SETTINGS` largest), with the settings read apart."""
+    """Up to ``n_images`` images spread over the set; where it holds several optics settings, the
+    :data:`MAX_SETTINGS` largest share them (at least :data:`MIN_SETTING_SAMPLE` each: real
+    images' rings give z ≥ 7 from 8 images) and are read apart."""
     setting, named = optics_settings(particles)
     present = np.unique(setting)
     if len(present) < 2:
         return particles.spread_rows(n_images), []
     counts = np.array([np.sum(setting == s) for s in present])
     largest = np.sort(present[np.argsort(-counts, kind="stable")[:MAX_SETTINGS]])
-    rows = [particles.spread_rows_of(np.flatnonzero(setting == s), n_images) for s in largest]
+    each = max(MIN_SETTING_SAMPLE, n_images // len(largest))
+    rows = [particles.spread_rows_of(np.flatnonzero(setting == s), each) for s in largest]
     return np.concatenate(rows), [(named[s], len(r)) for s, r in zip(largest, rows, strict=True)]
 
 
 def check_thon_rings(particles: ParticleSet, n_images: int = 300) -> ThonRingCheck | None:
-    """Read up to ``n_images`` images spread over the set (over each optics setting, where it
-    holds several) and check their rings against the metadata's CTF and scaled pixel sizes
+    """Read up to ``n_images`` images spread over the set (shared by its optics settings, where
+    it holds several) and check their rings against the metadata's CTF and scaled pixel sizes
     (module docstring); None without a CTF or with images smaller than 24 pixels."""
     if particles.ctf is None or particles.box < 24 or len(particles) == 0:
         return None
