@@ -12,10 +12,12 @@ import pytest
 from cryosplat.cli.main import main
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import write_map
+from cryosplat.model.atoms import model_from_atoms, read_atoms
 from cryosplat.validation.map_comparison import (
     _mirrored,
     compare_maps,
     comparison_notes,
+    read_inputs_on_one_grid,
     read_maps_on_one_grid,
 )
 from cryosplat.validation.masks import spherical_mask
@@ -150,3 +152,63 @@ def test_the_command_refuses_what_it_cannot_compare(tmp_path, capsys):
     assert "the mask's box is 24, the map's 32" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: a mask and no mask at once
         main(["fsc", str(ref), str(ref), "--mask", str(mask), "--no-mask"])
+
+
+MODEL = "models/8zpm.cif"
+
+
+def _centred_model_map(path, box, pixel):
+    """The model's density centred in the box (as ``cryosplat simulate`` makes its truth) and
+    its centre of mass (file coordinates, Å)."""
+    atoms = read_atoms(path)
+    weights = atoms.masses_dalton * atoms.occupancies
+    centre = (atoms.positions_angstrom * weights[:, None]).sum(0) / weights.sum()
+    volume = model_from_atoms(path, box, pixel).voxelize().detach().numpy()
+    return volume, centre
+
+
+def test_an_atomic_model_is_drawn_in_the_frame_of_the_map_s_header(shared_data, tmp_path):
+    """A map of the model centred in its box, its header placing voxel D // 2 at the model's
+    centre of mass: by its origin (x, y, z apart), or by its start indices. The model read in its
+    own coordinates agrees with it to Nyquist; shifted by two voxels it does not."""
+    path, box, pixel = shared_data / MODEL, 64, 2.0
+    volume, centre = _centred_model_map(path, box, pixel)
+    origin = centre - (box // 2) * pixel  # where voxel 0 lies
+    by_origin, by_start = tmp_path / "origin.mrc", tmp_path / "start.mrc"
+    with mrcfile.new(by_origin) as m:
+        m.set_data(volume.astype(np.float32))
+        m.voxel_size = pixel
+        m.header.origin = tuple(float(v) for v in origin)
+    with mrcfile.new(by_start) as m:  # whole voxels: the centre off by under half a voxel
+        m.set_data(volume.astype(np.float32))
+        m.voxel_size = pixel
+        m.header.nxstart, m.header.nystart, m.header.nzstart = (
+            int(v) for v in np.round(origin / pixel)
+        )
+    volumes, _ = read_inputs_on_one_grid([by_origin, path], None, centre_models=False)
+    assert np.all(_compare(volumes[0], [("model", volumes[1])]).maps[0].curve[1:] > 0.999)
+    volumes, _ = read_inputs_on_one_grid([by_start, path], None, centre_models=False)
+    assert np.all(_compare(volumes[0], [("model", volumes[1])]).maps[0].curve[1:8] > 0.95)
+    shifted = tmp_path / "shifted.mrc"
+    with mrcfile.new(shifted) as m:
+        m.set_data(volume.astype(np.float32))
+        m.voxel_size = pixel
+        m.header.origin = tuple(float(v) for v in origin + 2 * pixel)
+    volumes, _ = read_inputs_on_one_grid([shifted, path], None, centre_models=False)
+    curve = _compare(volumes[0], [("model", volumes[1])]).maps[0].curve
+    assert curve[box // 4] < 0.5  # two voxels off: the phases at a quarter of Nyquist turned
+
+
+def test_a_model_centred_as_simulate_centres_it_and_one_outside_the_box(shared_data, tmp_path):
+    path, box, pixel = shared_data / MODEL, 64, 2.0
+    volume, _ = _centred_model_map(path, box, pixel)
+    truth = tmp_path / "truth.mrc"
+    write_map(truth, volume, pixel)
+    volumes, _ = read_inputs_on_one_grid([path, truth], None, centre_models=True)
+    assert np.allclose(volumes[0], volumes[1])
+    with pytest.raises(
+        InputError, match=r"of its atoms lie outside the map's box.*--centre-models"
+    ):
+        read_inputs_on_one_grid([truth, path], None, centre_models=False)
+    with pytest.raises(InputError, match="only atomic models given"):
+        read_inputs_on_one_grid([path, path], None, centre_models=True)

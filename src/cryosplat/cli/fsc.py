@@ -16,13 +16,16 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "reference", type=Path, help="the map (.mrc/.map) the others are compared with"
+        "reference",
+        type=Path,
+        help="the map (.mrc/.map) or atomic model (.pdb/.cif) the others are compared with",
     )
     parser.add_argument(
         "maps",
         type=Path,
         nargs="+",
-        help="maps (.mrc/.map) on the reference's grid, or reconstruct run folders (their map.mrc)",
+        help="maps (.mrc/.map) on the reference's grid, reconstruct run folders (their map.mrc), "
+        "or atomic models (.pdb/.cif: their density drawn on the first map's grid, in its frame)",
     )
     masks = parser.add_mutually_exclusive_group()
     masks.add_argument(
@@ -38,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="voxel size (Å) of every map (default: the maps' headers, which must agree)",
+    )
+    parser.add_argument(
+        "--centre-models",
+        action="store_true",
+        help="place each atomic model's centre of mass at the box centre, as cryosplat simulate "
+        "does (default: the model's own coordinates, in the frame of the first map)",
     )
     parser.add_argument(
         "-o",
@@ -74,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.validation.map_comparison import (
         compare_maps,
         comparison_notes,
-        read_maps_on_one_grid,
+        read_inputs_on_one_grid,
     )
     from cryosplat.validation.masks import spherical_mask
     from cryosplat.validation.user_mask import load_fsc_mask
@@ -88,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         for out in (args.output, plot_path):
             if out.exists() and not args.overwrite:
                 raise InputError(f"{out} exists; --overwrite replaces it")
-    volumes, pixel = read_maps_on_one_grid(paths, args.angpix)
+    volumes, pixel = read_inputs_on_one_grid(paths, args.angpix, args.centre_models)
     box = volumes[0].shape[0]
     if args.no_mask:
         mask, mask_name = None, "no mask"

@@ -28,6 +28,7 @@ from cryosplat.io.atomic import atomic_path
 __all__ = [
     "read_map",
     "read_map_origin",
+    "read_map_origin_xyz",
     "write_map",
     "MRCStack",
     "write_stack",
@@ -234,6 +235,21 @@ def read_map_origin(path: str | Path) -> float:
             return float(m.header.origin.x)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read the MRC header ({exc})") from None
+
+
+def read_map_origin_xyz(path: str | Path) -> np.ndarray:
+    """Where a map's first voxel lies (Å; x, y, z), as ChimeraX places it: the header's origin
+    where it is set, else its start indices (``nxstart`` …) times the voxel size."""
+    path = Path(path)
+    try:
+        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
+            h = m.header
+            origin = np.array([float(h.origin.x), float(h.origin.y), float(h.origin.z)])
+            start = np.array([float(h.nxstart), float(h.nystart), float(h.nzstart)])
+            voxel = np.array([float(m.voxel_size.x), float(m.voxel_size.y), float(m.voxel_size.z)])
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the MRC header ({exc})") from None
+    return origin if np.any(origin != 0) else start * voxel
 
 
 def write_map(

@@ -27,7 +27,15 @@ from cryosplat.core.conventions import file_origin_angstrom
 from cryosplat.core.errors import InputError
 from cryosplat.model.gaussians import GaussianModel
 
-__all__ = ["AtomTable", "read_atoms", "electron_form_factor_gaussians", "model_from_atoms"]
+__all__ = [
+    "ATOM_SUFFIXES",
+    "AtomTable",
+    "read_atoms",
+    "electron_form_factor_gaussians",
+    "model_from_atoms",
+]
+
+ATOM_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")  # the files read as atomic models
 
 
 class AtomTable:

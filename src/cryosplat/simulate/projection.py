@@ -24,7 +24,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fft2_centered, ifft2_centered, phase_shift_2d
 from cryosplat.core.fourier_slice import SliceReader
 from cryosplat.io.mrc import read_map
-from cryosplat.model.atoms import model_from_atoms
+from cryosplat.model.atoms import ATOM_SUFFIXES, model_from_atoms
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.render.imaging import predict_images
 
@@ -38,7 +38,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ATOM_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 MAP_SUFFIXES = (".mrc", ".map")
 FOURIER_PAD = 2
 

@@ -12,6 +12,11 @@ with the reference read at 0.5 and 0.143:
 * between **two half maps** made from independent halves of the data, the 0.143 crossing is the
   gold-standard resolution.
 
+An atomic model (PDB or mmCIF) may stand for any map: its density (five Gaussians per atom, its
+B-factors) is drawn on the first map's grid, in that map's frame (a model fitted to the map in
+ChimeraX or Coot, :func:`model_map`), or centred in the box as ``cryosplat simulate`` centres it.
+The FSC of a map with its model crosses 0.5 at the map-model resolution.
+
 Two slips that leave a comparison meaningless without saying so are named
 (:func:`comparison_notes`): a map of the other hand (its FSC with the reference mirrored is
 higher than as given, the usual sign of a reference of the wrong handedness or a converter's
@@ -26,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cryosplat.core.conventions import file_origin_angstrom
 from cryosplat.core.errors import InputError
-from cryosplat.io.mrc import read_map
+from cryosplat.io.mrc import read_map, read_map_origin_xyz
 from cryosplat.io.svg_plot import Curve, LinePlot
+from cryosplat.model.atoms import ATOM_SUFFIXES, model_from_atoms
 from cryosplat.validation.fsc import fsc, resolution_at, shell_frequencies
 from cryosplat.validation.user_mask import VOXEL_TOLERANCE
 
@@ -37,8 +44,13 @@ __all__ = [
     "MapComparison",
     "compare_maps",
     "comparison_notes",
+    "model_map",
+    "read_inputs_on_one_grid",
     "read_maps_on_one_grid",
 ]
+
+# An atomic model with more than this share of its atoms outside the map's box is not in its frame.
+MAX_OUTSIDE_SHARE = 0.5
 
 # The lowest shells (after the zero frequency) read by the notes: where any two maps of one
 # molecule agree, whatever their resolution (box / 8 reaches 8 pixels, ~25-60 Å at usual samplings).
@@ -187,6 +199,63 @@ def read_maps_on_one_grid(
                 "sets every map's)"
             )
     return volumes, float(pixel)
+
+
+def model_map(
+    path: Path, box: int, pixel_size_angstrom: float, origin_xyz_angstrom: np.ndarray, centre: bool
+) -> np.ndarray:
+    """An atomic model's density on a map's grid (five Gaussians per atom, the atoms'
+    B-factors: :func:`cryosplat.model.atoms.model_from_atoms`).
+
+    Parameters
+    ----------
+    path : Path
+        PDB or mmCIF file.
+    box, pixel_size_angstrom : the map's grid.
+    origin_xyz_angstrom : np.ndarray, shape (3,)
+        Where the map's first voxel lies (:func:`cryosplat.io.mrc.read_map_origin_xyz`): a model
+        fitted to the map (ChimeraX, Coot) has its coordinates in that frame.
+    centre : bool
+        Place the model's centre of mass at the box centre instead, as ``cryosplat simulate``
+        does.
+
+    Raises
+    ------
+    InputError
+        More than half the atoms outside the box (a model of another map's frame).
+    """
+    centre_point = (
+        None if centre else origin_xyz_angstrom + file_origin_angstrom(box, pixel_size_angstrom)
+    )
+    model = model_from_atoms(path, box, pixel_size_angstrom, center_of_mass=centre_point)
+    half_box = 0.5 * box * pixel_size_angstrom
+    outside = float((model.means.detach().abs() > half_box).any(dim=1).float().mean())
+    if outside > MAX_OUTSIDE_SHARE:
+        raise InputError(
+            f"{path}: {100 * outside:.0f} % of its atoms lie outside the map's box: a model in "
+            "another frame than the map's (save it relative to the map in ChimeraX), or one the "
+            "map was simulated from (centred in the box: --centre-models)"
+        )
+    return model.voxelize().detach().cpu().numpy()
+
+
+def read_inputs_on_one_grid(
+    paths: Sequence[Path], pixel_size_angstrom: float | None, centre_models: bool
+) -> tuple[list[np.ndarray], float]:
+    """Read maps and atomic models (by suffix, :data:`ATOM_SUFFIXES`) as maps on one grid: the
+    maps' (:func:`read_maps_on_one_grid`), the models' density drawn on the first map's grid and
+    in its frame (:func:`model_map`). At least one input must be a map."""
+    is_model = [Path(p).suffix.lower() in ATOM_SUFFIXES for p in paths]
+    maps = [p for p, m in zip(paths, is_model, strict=True) if not m]
+    if not maps:
+        raise InputError("only atomic models given: at least one map sets the grid to compare on")
+    volumes, pixel = read_maps_on_one_grid(maps, pixel_size_angstrom)
+    box, origin = volumes[0].shape[0], read_map_origin_xyz(maps[0])
+    read = iter(volumes)
+    return [
+        model_map(Path(p), box, pixel, origin, centre_models) if m else next(read)
+        for p, m in zip(paths, is_model, strict=True)
+    ], pixel
 
 
 def _mirrored(volume: np.ndarray) -> np.ndarray:
