@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mask",
         type=Path,
         default=None,
-        help="multiply every map by this mask (.mrc, values 0-1) first (default: a soft sphere "
-        "7 voxels inside the box's edge)",
+        help="multiply every map by this mask (.mrc, values 0-1) first, each FSC corrected for "
+        "the mask's own correlation by phase randomisation as relion_postprocess does (default: a "
+        "soft sphere 7 voxels inside the box's edge)",
     )
     masks.add_argument("--no-mask", action="store_true", help="compare the whole boxes, unmasked")
     parser.add_argument(
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         mask, mask_name = None, "no mask"
     elif args.mask is not None:
         loaded = load_fsc_mask(args.mask, box, pixel)
-        mask, mask_name = loaded.volume, f"mask {args.mask}"
+        mask = loaded.volume
+        mask_name = f"mask {args.mask}, corrected by phase randomisation (as relion_postprocess)"
     else:
         mask, mask_name = spherical_mask(box), "soft spherical mask"
     comparison = compare_maps(
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         pixel,
         mask,
         (str(paths[0]), mask_name),
+        correct_mask=args.mask is not None,
     )
     print(f"FSC with {paths[0]} (box {box}, {pixel:g} Å/voxel, {mask_name}):")
     width = max(len(m.name) for m in comparison.maps)

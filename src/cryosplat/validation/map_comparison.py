@@ -36,7 +36,7 @@ from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import read_map, read_map_origin_xyz
 from cryosplat.io.svg_plot import Curve, LinePlot
 from cryosplat.model.atoms import ATOM_SUFFIXES, model_from_atoms
-from cryosplat.validation.fsc import fsc, resolution_at, shell_frequencies
+from cryosplat.validation.fsc import fsc, masked_fsc, resolution_at, shell_frequencies
 from cryosplat.validation.user_mask import VOXEL_TOLERANCE
 
 __all__ = [
@@ -73,11 +73,15 @@ class MapFSC:
         FSC per shell 0 .. D // 2 (shell 0: the means).
     mirrored : np.ndarray, shape (D // 2 + 1,)
         The same with the map mirrored (z reversed about the box centre): the other hand.
+    masked : np.ndarray or None
+        Where :attr:`curve` is corrected for the mask's own correlation (a user's mask), the
+        masked FSC before the correction.
     """
 
     name: str
     curve: np.ndarray
     mirrored: np.ndarray
+    masked: np.ndarray | None = None
 
     def resolution_angstrom(self, threshold: float, pixel_size_angstrom: float) -> float:
         """Where :attr:`curve` first falls under ``threshold`` (Nyquist if never; ``inf`` if at
@@ -126,6 +130,7 @@ class MapComparison:
                     "resolution_fsc_0.143_angstrom": m.resolution_angstrom(0.143, px),
                     "fsc": m.curve.tolist(),
                     "fsc_mirrored": m.mirrored.tolist(),
+                    **({} if m.masked is None else {"fsc_masked_uncorrected": m.masked.tolist()}),
                 }
                 for m in self.maps
             ],
@@ -271,6 +276,7 @@ def compare_maps(
     pixel_size_angstrom: float,
     mask: np.ndarray | None,
     names: tuple[str, str],
+    correct_mask: bool = False,
 ) -> MapComparison:
     """FSC of each map with the reference, both multiplied by ``mask``.
 
@@ -282,6 +288,10 @@ def compare_maps(
     mask : np.ndarray of shape (D, D, D) in [0, 1], or None for no mask
     names : (str, str)
         The reference's name and the mask's description, for the report.
+    correct_mask : bool
+        Correct each FSC for what the mask's edge correlates by itself, as ``relion_postprocess``
+        does for a tight mask (:func:`cryosplat.validation.fsc.masked_fsc`: phases randomised
+        past the shell where the unmasked FSC falls under 0.8).
     """
     box = reference.shape[0]
     weight = np.ones_like(reference) if mask is None else np.asarray(mask, dtype=np.float32)
@@ -292,9 +302,12 @@ def compare_maps(
     for name, volume in maps:
         if volume.shape != reference.shape:
             raise ValueError(f"{name}: shape {volume.shape}, the reference's {reference.shape}")
-        results.append(
-            MapFSC(name, fsc(volume * weight, ref), fsc(_mirrored(volume) * weight, ref))
-        )
+        mirrored = fsc(_mirrored(volume) * weight, ref)
+        if correct_mask and mask is not None:
+            corrected = masked_fsc(volume, reference, weight, pixel_size_angstrom)
+            results.append(MapFSC(name, corrected.corrected, mirrored, corrected.masked))
+        else:
+            results.append(MapFSC(name, fsc(volume * weight, ref), mirrored))
     return MapComparison(names[0], box, float(pixel_size_angstrom), names[1], tuple(results))
 
 
