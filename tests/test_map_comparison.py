@@ -137,6 +137,11 @@ def test_the_command_prints_the_crossings_and_writes_curves_and_plot(tmp_path, c
     assert "exists; --overwrite" in capsys.readouterr().err
     assert main(["fsc", str(ref), str(low), "-o", str(out), "--overwrite", "--no-mask"]) == 0
     assert json.loads(out.read_text())["mask"] == "no mask"
+    noise = tmp_path / "noise.mrc"  # no agreement at all: no crossing, written as null
+    write_map(noise, np.random.default_rng(7).normal(size=(BOX,) * 3), PIXEL)
+    assert main(["fsc", str(ref), str(noise), "-o", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["maps"][0]["resolution_fsc_0.5_angstrom"] is None
+    assert "none" in capsys.readouterr().out
 
 
 def test_the_command_refuses_what_it_cannot_compare(tmp_path, capsys):

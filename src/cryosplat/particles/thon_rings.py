@@ -75,7 +75,8 @@ BETTER_BY_Z = 5.0  # another scale fits better: this much higher z, and clear it
 # nothing. Under it (one micrograph's particles) the rings as they are.
 ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM = 1000.0
 # Optics settings (distinct pixel size, voltage, Cs, amplitude contrast) read apart: the largest
-# this many, each from at least this many images.
+# MAX_SETTINGS of them share the sample, each drawing at least MIN_SETTING_SAMPLE images, and a
+# setting is judged on its own from MIN_SETTING_IMAGES images.
 MAX_SETTINGS = 4
 MIN_SETTING_IMAGES = 5
 MIN_SETTING_SAMPLE = 100

@@ -3,8 +3,9 @@
 A user compares cryosplat's map with the one RELION or cryoSPARC made from the same particles,
 two half maps with each other, or, on simulated data, every method's map with the truth. Each map
 is read, checked to lie on the reference's grid (box and voxel size), masked alike (a soft sphere
-by default, as the benchmarks read maps against their truths, or the user's mask) and its FSC
-with the reference read at 0.5 and 0.143:
+by default, as the benchmarks read maps against their truths, or the user's mask, the FSC then
+corrected for the mask's own correlation as ``relion_postprocess`` corrects it) and its FSC with
+the reference read at 0.5 and 0.143:
 
 * against a **truth or an independent reference**, the 0.5 crossing is the map's resolution (the
   FSC of a map against the truth crosses 0.5 where the half maps' FSC crosses 0.143,
@@ -53,7 +54,7 @@ __all__ = [
 MAX_OUTSIDE_SHARE = 0.5
 
 # The lowest shells (after the zero frequency) read by the notes: where any two maps of one
-# molecule agree, whatever their resolution (box / 8 reaches 8 pixels, ~25-60 Å at usual samplings).
+# molecule agree, whatever their resolution (shells 1 to D / 8: periods of 8 voxels and more).
 LOW_SHELLS_FRACTION = 1 / 8
 # A mirrored map whose low shells correlate this much better than the map as given is named.
 HAND_MARGIN = 0.2
@@ -88,6 +89,11 @@ class MapFSC:
         the first shell)."""
         box = 2 * (len(self.curve) - 1)
         return resolution_at(self.curve, threshold, box, pixel_size_angstrom)
+
+
+def _finite(resolution: float) -> float | None:
+    """A resolution for JSON: None where the FSC falls under the threshold at the first shell."""
+    return resolution if np.isfinite(resolution) else None
 
 
 @dataclass(frozen=True)
@@ -126,8 +132,8 @@ class MapComparison:
             "maps": [
                 {
                     "map": m.name,
-                    "resolution_fsc_0.5_angstrom": m.resolution_angstrom(0.5, px),
-                    "resolution_fsc_0.143_angstrom": m.resolution_angstrom(0.143, px),
+                    "resolution_fsc_0.5_angstrom": _finite(m.resolution_angstrom(0.5, px)),
+                    "resolution_fsc_0.143_angstrom": _finite(m.resolution_angstrom(0.143, px)),
                     "fsc": m.curve.tolist(),
                     "fsc_mirrored": m.mirrored.tolist(),
                     **({} if m.masked is None else {"fsc_masked_uncorrected": m.masked.tolist()}),
