@@ -259,6 +259,7 @@ def test_the_unmasked_fsc_is_relion_image_handler_s(tmp_path):
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,  # it leaves a scratch file (.spi) in its working folder
     ).stdout
     rows = [line.split() for line in printed.splitlines()]
     table = np.array([[float(v) for v in r] for r in rows if len(r) == 4 and r[0].isdigit()])
