@@ -58,6 +58,20 @@ def simulate_tiny(folder: Path, truth, **changes) -> Path:
     return simulate(folder / "truth.npz", folder / "sim", replace(config, **changes)).star_path
 
 
+def two_settings(particles):
+    """The set as two optics settings of alternate rows (the second's Cs 10⁻⁴ mm apart: the same
+    images, told apart as a merged set's sources are)."""
+    group = particles.optics[0]
+    second = replace(group, name="second", cs_mm=group.cs_mm + 1e-4)
+    return replace(
+        particles,
+        optics=[replace(group, name="first"), second],
+        optics_group=np.arange(len(particles)) % 2,
+        notes=[],
+        warnings=[],
+    )
+
+
 # Two short stages: a complete run in seconds, for tests of what reads a run.
 QUICK_STAGES = ["--stage-fractions", "0.5,1.0", "--stage-steps", "40,40", "--no-progress"]
 

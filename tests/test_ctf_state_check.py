@@ -8,10 +8,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from cryosplat.cli.main import main
-from cryosplat.core.ctf import CTF_IN_IMAGES, electron_wavelength_angstrom
+from cryosplat.core.ctf import CTF_IN_IMAGES, ctf_from_params, electron_wavelength_angstrom
 from cryosplat.core.errors import InputError
+from cryosplat.particles.preloaded import preloaded
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.ctf_state_check import (
     CLEAR_MARGIN,
@@ -21,6 +23,7 @@ from cryosplat.reconstruct.ctf_state_check import (
     first_zero_shell,
 )
 from cryosplat.reconstruct.pose_check import apply_pose_check
+from tests.conftest import two_settings
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +118,32 @@ def test_a_reconstruction_stops_on_a_wrong_flag_unless_accepted(tiny):
     checked = replace(tiny, notes=[], warnings=[])
     apply_pose_check(checked, "on")
     assert any(n.startswith("CTF state check: the images hold") for n in checked.notes)
+
+
+def test_one_setting_s_wrong_flag_is_named_where_the_whole_set_fits_no_one_state(tiny):
+    """A merged set: the first setting's images phase-flipped and flagged so, the second's raw
+    but flagged phase-flipped too (its source's flag set wrongly). Read whole, neither state fits
+    every image; read setting by setting, the second's images are named as raw."""
+    merged = preloaded(two_settings(tiny))
+    first = merged.optics_group == 0
+    stack = merged.stacks[0]
+    box = merged.box
+    ctf = ctf_from_params(merged.ctf, box, merged.pixel_size_angstrom, dtype=torch.float64)
+    for row in np.flatnonzero(first):
+        position = int(np.searchsorted(stack.indices, merged.image_index[row]))
+        image = np.fft.ifftshift(stack.images[position].astype(np.float64))
+        spectrum = np.fft.fftshift(np.fft.fft2(image)) * np.sign(ctf[row].numpy())
+        stack.images[position] = np.fft.fftshift(
+            np.fft.ifft2(np.fft.ifftshift(spectrum)).real
+        ).astype(np.float32)
+    flagged = replace(merged, ctf_in_images=np.ones(len(merged), dtype=np.int64))
+    check = check_ctf_state(flagged)
+    assert check.verdict == "mismatch"
+    setting = check.misread_setting
+    assert setting.name == "second" and STATES[setting.best] == "raw"
+    assert (
+        "the images of optics setting second (60 of the sample's particles) fit their CTF "
+        "better read as raw" in check.describe()
+    )
+    right = replace(flagged, ctf_in_images=np.where(first, 1, 0))  # each setting as it is
+    assert check_ctf_state(right).verdict == "agree"

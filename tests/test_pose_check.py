@@ -3,10 +3,14 @@ written with a slip is named by it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from cryosplat.cli.main import main
 from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.grid.sample_maps import reading_verdict
 from cryosplat.reconstruct.pose_check import (
     CLEAR_MARGIN,
     VARIANTS,
@@ -14,6 +18,7 @@ from cryosplat.reconstruct.pose_check import (
     _variant,
     check_pose_conventions,
 )
+from tests.conftest import two_settings
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,6 @@ def test_info_on_an_image_of_nan_says_so_on_its_background_and_pose_lines(tmp_pa
 def test_a_reconstruction_stops_on_a_slip_unless_accepted(tiny, tmp_path):
     """Poses written with a slip stop ``reconstruct`` before any work (``--pose-check on``; the
     default leaves a set this small unchecked, saying so); accepted, the run records it."""
-    from dataclasses import replace
 
     from cryosplat.core.errors import InputError
     from cryosplat.reconstruct.config import ReconstructConfig
@@ -125,3 +129,31 @@ def test_the_halves_are_drawn_at_random_not_by_alternate_rows(tiny):
     mixed.stacks = [stack]
     check = check_pose_conventions(mixed)
     assert check.verdict == "agree" and check.best == "as written", check.describe()
+
+
+@pytest.mark.parametrize("slip", ["rotations inverted", "shifts negated"])
+def test_one_setting_s_slip_is_named_where_the_whole_set_s_readings_say_less(tiny, slip):
+    merged = two_settings(tiny)
+    wrong = _variant(merged, slip, merged.optics_group == 1)
+    check = check_pose_conventions(wrong)
+    assert reading_verdict(check.scores[0], check.scores) == "agree"  # read whole: missed
+    assert check.verdict == "mismatch"
+    setting = check.slipped_setting
+    assert setting.name == "second" and VARIANTS[1 + setting.best] == slip
+    assert setting.n_particles == 60
+    assert (
+        f"the poses of optics setting second (60 of the sample's particles) fit the images "
+        f"better with their {slip}" in check.describe()
+    )
+    right = check_pose_conventions(merged)  # as written: each setting's own readings agree
+    assert right.verdict == "agree" and len(right.settings) == 2
+    assert all(r.verdict == "agree" for r in right.settings)
+
+
+def test_a_slip_in_some_rows_only_leaves_the_others_as_written(tiny):
+    rows = np.arange(len(tiny)) < 10
+    slipped = _variant(tiny, "rotations inverted and shifts negated", rows)
+    assert (slipped.rotations[~rows] == tiny.rotations[~rows]).all()
+    assert (slipped.shifts_angstrom[10:] == tiny.shifts_angstrom[10:]).all()
+    assert (slipped.shifts_angstrom[:10] == -tiny.shifts_angstrom[:10]).all()
+    assert (slipped.rotations[:10] == np.transpose(tiny.rotations[:10], (0, 2, 1))).all()

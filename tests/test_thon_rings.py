@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from cryosplat.cli.main import main
+from cryosplat.particles.optics_settings import optics_settings
 from cryosplat.particles.read import read_particles
 from cryosplat.particles.thon_rings import (
     CLEAR_Z,
     ThonRingCheck,
     check_thon_rings,
-    optics_settings,
     thon_ring_agreement,
 )
 from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles

@@ -30,11 +30,11 @@ Their defoci spread over thousands of Å, so they are read across images
 (:data:`ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM`): over 20 benchmark sets z −1.9 … +2.2 for their CTF,
 at most +3.0 over the scales, and nothing is claimed below :data:`CLEAR_Z`.
 
-A set of several optics settings (groups of distinct pixel size, voltage, Cs or amplitude
-contrast: data merged from several sessions or microscopes) is also read setting by setting, each
-from its share of the ``n_images`` (at least 100; :func:`optics_settings`): one wrong setting
-among right ones is named alone, and settings wrong in opposite directions, which fit no scale
-read together, are each named at their own. Measured (round 2, session 89) on the
+A set of several optics settings (:mod:`cryosplat.particles.optics_settings`: groups of
+distinct pixel size, voltage, Cs or amplitude contrast, data merged from several sessions or
+microscopes) is also read setting by setting, each from its share of the ``n_images`` (at least
+100): one wrong setting among right ones is named alone, and settings wrong in opposite
+directions, which fit no scale read together, are each named at their own. Measured (round 2, session 89) on the
 beta-galactosidase RELION 3.1 STAR (1.4 Å at 300 kV and at 200 kV): together z = +0.5, best +6.6
 at 1.075; apart, the 300 kV group −0.2 as written and +7.3 at 0.95 (1.330 Å: its RELION 3.0 STAR
 says 1.338 Å), the 200 kV group +0.8 and +10.6 at 1.075.
@@ -49,14 +49,14 @@ import torch
 
 from cryosplat.core.aberrations import magnified_frequencies
 from cryosplat.core.ctf import ctf_at
-from cryosplat.particles.particle_set import OpticsGroup, ParticleSet
+from cryosplat.particles.optics_settings import optics_settings
+from cryosplat.particles.particle_set import ParticleSet
 
 __all__ = [
     "SettingCheck",
     "ThonRingCheck",
     "check_thon_rings",
     "thon_ring_agreement",
-    "optics_settings",
     "CLEAR_Z",
     "BETTER_BY_Z",
     "PIXEL_SCALES",
@@ -155,7 +155,8 @@ def thon_ring_agreement(
 class ThonRingCheck:
     """The images' rings against the metadata's CTF (``z_given``) and with the pixel size scaled
     by each of ``scales`` (``z_scaled``), over ``n_images`` images; ``settings``: the same for
-    each optics setting read apart, where the set holds several (:func:`optics_settings`)."""
+    each optics setting read apart, where the set holds several
+    (:func:`~cryosplat.particles.optics_settings.optics_settings`)."""
 
     n_images: int
     z_given: float
@@ -251,29 +252,6 @@ WRONG_CTF_COST = (
     "a pixel size, voltage or defocus written wrong (e.g. the pixel size of unbinned images "
     "given to binned ones) costs the map its resolution"
 )
-
-
-def optics_settings(particles: ParticleSet) -> tuple[np.ndarray, list[OpticsGroup]]:
-    """Each particle's optics setting (N,), int: its group's pixel size, voltage, Cs and amplitude
-    contrast, groups that share all four counted as one (RELION splits a session's particles into
-    groups for their beam tilt alone); and one group of each setting, its name listing them all."""
-    groups = particles.optics
-    if not groups:
-        return np.zeros(len(particles), dtype=np.int64), []
-    keys = [
-        (round(g.pixel_size_angstrom, 4), g.voltage_kv, g.cs_mm, g.amplitude_contrast)
-        for g in groups
-    ]
-    distinct = list(dict.fromkeys(keys))
-    named = [
-        replace(
-            groups[keys.index(key)],
-            name=", ".join(g.name for g, k in zip(groups, keys, strict=True) if k == key),
-        )
-        for key in distinct
-    ]
-    of_group = np.array([distinct.index(k) for k in keys], dtype=np.int64)
-    return of_group[particles.optics_group], named
 
 
 def _sample(particles: ParticleSet, n_images: int) -> tuple[np.ndarray, list]:

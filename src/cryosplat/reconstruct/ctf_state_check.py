@@ -24,6 +24,11 @@ both wrong flags were named; on three at the benchmarks' SNR of 0.002–0.003 (E
 27 Å) no reading held 0.1 past the first zero: too weak to judge, and said so. The same EMD-6824
 images phase-flipped and read as raw were named the other way round (phase-flipped 0.65, raw
 0.18).
+
+A set of several optics settings (data merged from several sources: RELION keeps the flags per
+optics group) is also read setting by setting: each setting's images as each state, the rest as
+written (:class:`~cryosplat.reconstruct.grid.sample_maps.SettingReading`). Read whole, a set whose
+sources differ in state fits no single state.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from cryosplat.reconstruct.grid.sample_maps import (
     CLEAR_MARGIN,
     MIN_FSC,
     CheckSample,
+    SettingReading,
     can_check,
     check_sample,
+    clearest_mismatch,
     reading_verdict,
 )
 from cryosplat.validation.fsc import fsc
@@ -95,7 +102,9 @@ def first_zero_shell(particles: ParticleSet, quantile: float = FIRST_ZERO_QUANTI
 class CtfStateCheck:
     """The halves' mean FSC past the CTF's first zero (shells ``first``..``box//2 - 1``) with
     the images read as written (``written``: their state in words) and as each of
-    :data:`STATES` (``scores``), from ``n_images`` particles at box ``box``."""
+    :data:`STATES` (``scores``), from ``n_images`` particles at box ``box``; ``settings``: each
+    optics setting's images read as each state, the rest as written, where the sample holds
+    several."""
 
     n_images: int
     box: int
@@ -103,16 +112,25 @@ class CtfStateCheck:
     written: str
     written_score: float
     scores: tuple[float, ...]
+    settings: tuple[SettingReading, ...] = ()
 
     @property
     def best(self) -> str:
         return STATES[int(np.argmax(self.scores))]
 
     @property
+    def misread_setting(self) -> SettingReading | None:
+        """The optics setting whose images fit another state best and clearly (none where none
+        does)."""
+        return clearest_mismatch(self.settings)
+
+    @property
     def verdict(self) -> str:
         """``"mismatch"``: another state fits clearly better than the metadata's
-        (:data:`CLEAR_MARGIN`); ``"weak"``: no reading holds :data:`MIN_FSC`; else ``"agree"``."""
-        return reading_verdict(self.written_score, self.scores)
+        (:data:`CLEAR_MARGIN`), for the whole sample or one optics setting's images; ``"weak"``:
+        no reading holds :data:`MIN_FSC`; else ``"agree"``."""
+        whole = reading_verdict(self.written_score, self.scores)
+        return "mismatch" if self.misread_setting is not None else whole
 
     def describe(self) -> str:
         scores = ", ".join(f"{s} {v:.2f}" for s, v in zip(STATES, self.scores, strict=True))
@@ -121,15 +139,27 @@ class CtfStateCheck:
             f"first zero, shells {self.first}-{self.box // 2 - 1}: as written "
             f"{self.written_score:.2f}, {scores})"
         )
-        if self.verdict == "mismatch":
+        whole = reading_verdict(self.written_score, self.scores)
+        flags = (
+            "cryosplat reads rlnCtfDataArePhaseFlipped and rlnCtfDataAreCtfPremultiplied from a "
+            "STAR file (its optics table, or per particle); the map would be wrong past the CTF's "
+            "first zero"
+        )
+        setting = self.misread_setting
+        if whole != "mismatch" and setting is not None:
+            return (
+                f"the images of optics setting {setting.name} ({setting.n_particles} of the "
+                f"sample's particles) fit their CTF better read as {STATES[setting.best]} than as "
+                f"the metadata say (the halves' mean FSC {max(setting.scores):.2f} against "
+                f"{setting.given:.2f}; the whole sample {where}): a flag lost or set in one "
+                f"source of a merged set? {flags}"
+            )
+        if whole == "mismatch":
             return (
                 f"the images fit their CTF better read as {self.best} than as the metadata say "
-                f"({self.written}) {where}: a flag lost or set in a conversion? cryosplat reads "
-                "rlnCtfDataArePhaseFlipped and rlnCtfDataAreCtfPremultiplied from a STAR file "
-                "(its optics table, or per particle); the map would be wrong past the CTF's "
-                "first zero"
+                f"({self.written}) {where}: a flag lost or set in a conversion? {flags}"
             )
-        if self.verdict == "weak":
+        if whole == "weak":
             return f"the images' CTF state could not be told {where}"
         return f"the images hold their CTF as the metadata say ({self.written}) {where}"
 
@@ -152,12 +182,26 @@ def check_ctf_state(
     shells = slice(first, small.box // 2)
 
     written = _written(small)
+    as_written = np.zeros(len(small), dtype=np.int64)
+    if small.ctf_in_images is not None:
+        as_written = np.asarray(small.ctf_in_images, dtype=np.int64)
 
-    def score(state: str) -> float:  # the state as written: the sample's own inversions
-        codes = np.full(len(small), STATES.index(state), dtype=np.int64)
-        read = None if state == written else replace(small, ctf_in_images=codes)
+    def score(state: int, rows: np.ndarray | None = None) -> float:
+        take = np.ones(len(small), dtype=bool) if rows is None else rows
+        codes = np.where(take, state, as_written)
+        same = bool((codes == as_written).all())  # as written: the sample's own inversions
+        read = None if same else replace(small, ctf_in_images=codes)
         return float(np.mean(fsc(*sample.inversions(read))[shells]))
 
-    scores = tuple(score(state) for state in STATES)
+    scores = tuple(score(code) for code in range(len(STATES)))
     written_score = float(np.mean(fsc(*sample.inversions())[shells]))
-    return CtfStateCheck(len(small), small.box, first, written, written_score, scores)
+    settings = tuple(
+        SettingReading(
+            name,
+            int(rows.sum()),
+            written_score,
+            tuple(score(code, rows) for code in range(len(STATES))),
+        )
+        for name, rows in sample.settings()
+    )
+    return CtfStateCheck(len(small), small.box, first, written, written_score, scores, settings)

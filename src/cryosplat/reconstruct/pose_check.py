@@ -25,6 +25,11 @@ by default where that is a tenth of its statistics pass or less, ``N·D²`` at l
 :data:`AUTO_MIN_PIXELS` (176,000 particles of box 56, 55,000 of box 100, 8,400 of box 256: real
 data sets, not the benchmarks' small ones; before the CTF's readings, 110,000, 35,000 and 5,300);
 ``--pose-check on`` runs them on any set, ``off`` on none.
+
+A set of several optics settings (data merged from several sources, one of them perhaps through
+a converter with a slip) is also read setting by setting: each setting's poses with each slip, the
+rest as written (:class:`~cryosplat.reconstruct.grid.sample_maps.SettingReading`; four readings
+more per setting). Read whole, half the particles slipped fit neither way much better.
 """
 
 from __future__ import annotations
@@ -42,8 +47,10 @@ from cryosplat.reconstruct.grid.sample_maps import (
     CHECK_IMAGES,
     CLEAR_MARGIN,
     CheckSample,
+    SettingReading,
     can_check,
     check_sample,
+    clearest_mismatch,
     reading_verdict,
 )
 from cryosplat.validation.fsc import fsc
@@ -75,48 +82,70 @@ CTF state, :mod:`cryosplat.reconstruct.ctf_state_check`) by default: the checks'
 then a tenth of the statistics pass or less."""
 
 
-def _variant(particles: ParticleSet, name: str) -> ParticleSet:
-    """The particles with their poses read as ``name`` (:data:`VARIANTS`)."""
-    shifts, rotations = particles.shifts_angstrom, particles.rotations
+def _variant(particles: ParticleSet, name: str, rows: np.ndarray | None = None) -> ParticleSet:
+    """The particles with their poses read as ``name`` (:data:`VARIANTS`); only ``rows``
+    (boolean) where given, the others as written."""
+    shifts, rotations = particles.shifts_angstrom.copy(), particles.rotations.copy()
+    take = np.ones(len(particles), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     if "negated" in name:
-        shifts = -shifts
+        shifts[take] = -shifts[take]
     if "swapped" in name:
-        shifts = np.ascontiguousarray(shifts[:, ::-1])
+        shifts[take] = shifts[take][:, ::-1]
     if "inverted" in name:
-        rotations = np.ascontiguousarray(np.transpose(rotations, (0, 2, 1)))
+        rotations[take] = np.transpose(rotations[take], (0, 2, 1))
     return replace(particles, shifts_angstrom=shifts, rotations=rotations)
 
 
 @dataclass(frozen=True)
 class PoseCheck:
     """Mean half-set FSC over the low shells (``scores``, one per :data:`VARIANTS`) from
-    ``n_images`` particles at box ``box``."""
+    ``n_images`` particles at box ``box``; ``settings``: each optics setting's poses read each
+    slipped way, the rest as written (``scores`` of :data:`VARIANTS` [1:]), where the sample holds
+    several."""
 
     n_images: int
     box: int
     scores: tuple[float, ...]
+    settings: tuple[SettingReading, ...] = ()
 
     @property
     def best(self) -> str:
         return VARIANTS[int(np.argmax(self.scores))]
 
     @property
+    def slipped_setting(self) -> SettingReading | None:
+        """The optics setting whose own slip fits best and clearly (none where none does)."""
+        return clearest_mismatch(self.settings)
+
+    @property
     def verdict(self) -> str:
         """``"mismatch"``: a slip fits clearly better than the poses as written
-        (:data:`CLEAR_MARGIN`); ``"weak"``: no reading holds
-        :data:`~cryosplat.reconstruct.grid.sample_maps.MIN_FSC`; else ``"agree"``
-        (:func:`~cryosplat.reconstruct.grid.sample_maps.reading_verdict`)."""
-        return reading_verdict(self.scores[0], self.scores)
+        (:data:`CLEAR_MARGIN`), for the whole sample or one optics setting's particles;
+        ``"weak"``: no reading holds :data:`~cryosplat.reconstruct.grid.sample_maps.MIN_FSC`;
+        else ``"agree"`` (:func:`~cryosplat.reconstruct.grid.sample_maps.reading_verdict`)."""
+        whole = reading_verdict(self.scores[0], self.scores)
+        return "mismatch" if self.slipped_setting is not None else whole
 
     def describe(self) -> str:
         scores = ", ".join(f"{v} {s:.2f}" for v, s in zip(VARIANTS, self.scores, strict=True))
         where = f"({self.n_images} particles at box {self.box}, the halves' mean FSC: {scores})"
-        if self.verdict == "mismatch":
+        whole = reading_verdict(self.scores[0], self.scores)
+        setting = self.slipped_setting
+        if whole != "mismatch" and setting is not None:
+            slip = VARIANTS[1 + setting.best]
+            return (
+                f"the poses of optics setting {setting.name} ({setting.n_particles} of the "
+                f"sample's particles) fit the images better with their {slip} than as written "
+                f"(the halves' mean FSC {max(setting.scores):.2f} against {setting.given:.2f}; "
+                f"the whole sample {where}): a converter's sign or axis convention in one source "
+                "of a merged set? The map would lose resolution"
+            )
+        if whole == "mismatch":
             return (
                 f"the poses fit the images better with their {self.best} than as written "
                 f"{where}: a converter's sign or axis convention? The map would lose resolution"
             )
-        if self.verdict == "weak":
+        if whole == "weak":
             return f"the poses' conventions could not be told apart {where}"
         return f"the poses fit the images best as written {where}"
 
@@ -132,11 +161,21 @@ def check_pose_conventions(
     sample = check_sample(particles, n_images) if sample is None else sample
     small = sample.particles
     shells = slice(2, small.box // 4 + 1)
-    scores = []
-    for name in VARIANTS:
-        maps = sample.inversions(None if name == VARIANTS[0] else _variant(small, name))
-        scores.append(float(np.mean(fsc(*maps)[shells])))
-    return PoseCheck(len(small), small.box, tuple(scores))
+
+    def score(read: ParticleSet | None) -> float:
+        return float(np.mean(fsc(*sample.inversions(read))[shells]))
+
+    scores = [score(None)] + [score(_variant(small, name)) for name in VARIANTS[1:]]
+    settings = tuple(
+        SettingReading(
+            name,
+            int(rows.sum()),
+            scores[0],
+            tuple(score(_variant(small, slip, rows)) for slip in VARIANTS[1:]),
+        )
+        for name, rows in sample.settings()
+    )
+    return PoseCheck(len(small), small.box, tuple(scores), settings)
 
 
 def apply_pose_check(

@@ -6,7 +6,10 @@ The checks that read the data before a run (the poses' conventions,
 few thousand images Fourier-cropped to :data:`CHECK_BOX` pixels, two sets of rows at a time, and
 compare the two maps' FSC within the soft sphere over the shells that tell their readings apart
 (the low ones for the poses and the group, where signal is strongest; past the CTF's first zero
-for its state). The first two read one sample (:func:`check_sample`).
+for its state). The first two read one sample (:func:`check_sample`), and where it holds
+several optics settings (:mod:`cryosplat.particles.optics_settings`: data merged from several
+sources) also each setting read another way while the rest stay as written
+(:class:`SettingReading`): one source's slip among right ones.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from cryosplat.particles.downsample import downsample_particles, even_box
+from cryosplat.particles.optics_settings import setting_rows
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.preloaded import preloaded
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
@@ -29,7 +33,9 @@ __all__ = [
     "CLEAR_MARGIN",
     "MIN_FSC",
     "CheckSample",
+    "SettingReading",
     "can_check",
+    "clearest_mismatch",
     "check_sample",
     "reading_verdict",
     "cropped_for_checks",
@@ -59,6 +65,35 @@ def reading_verdict(given: float, readings: tuple[float, ...]) -> str:
     return "mismatch" if max(readings) - given >= CLEAR_MARGIN else "agree"
 
 
+@dataclass(frozen=True)
+class SettingReading:
+    """One optics setting's particles read each other way while the rest stay as written: the
+    halves' mean FSC as written (``given``) and for each reading (``scores``, in the check's
+    order), from ``n_particles`` of the sample."""
+
+    name: str
+    n_particles: int
+    given: float
+    scores: tuple[float, ...]
+
+    @property
+    def verdict(self) -> str:
+        """:func:`reading_verdict` of the setting's readings."""
+        return reading_verdict(self.given, self.scores)
+
+    @property
+    def best(self) -> int:
+        """The index of the best-fitting reading."""
+        return int(np.argmax(self.scores))
+
+
+def clearest_mismatch(readings: tuple[SettingReading, ...]) -> SettingReading | None:
+    """The setting whose other reading fits clearly better (:func:`reading_verdict`) by the
+    most; None where none does."""
+    named = [r for r in readings if r.verdict == "mismatch"]
+    return max(named, key=lambda r: max(r.scores) - r.given) if named else None
+
+
 def cropped_for_checks(particles: ParticleSet) -> ParticleSet:
     """``particles`` Fourier-cropped to :data:`CHECK_BOX` (unchanged where the box is smaller)."""
     box = even_box(min(CHECK_BOX, particles.box))
@@ -79,6 +114,11 @@ class CheckSample:
     def halves(self) -> list[np.ndarray]:
         """The two halves' rows as boolean masks, for :func:`masked_inversions`."""
         return [self.half == 0, self.half == 1]
+
+    def settings(self) -> list[tuple[str, np.ndarray]]:
+        """The sample's optics settings of :data:`MIN_CHECK_PARTICLES` or more, as (name,
+        boolean rows), where it holds two or more such (none else)."""
+        return setting_rows(self.particles, MIN_CHECK_PARTICLES)
 
     def inversions(self, read: ParticleSet | None = None) -> list[torch.Tensor]:
         """The halves' :func:`masked_inversions` of the sample ``read`` another way (its poses
