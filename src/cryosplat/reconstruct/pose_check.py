@@ -85,12 +85,14 @@ then a tenth of the statistics pass or less."""
 def _variant(particles: ParticleSet, name: str, rows: np.ndarray | None = None) -> ParticleSet:
     """The particles with their poses read as ``name`` (:data:`VARIANTS`); only ``rows``
     (boolean) where given, the others as written."""
-    shifts, rotations = particles.shifts_angstrom.copy(), particles.rotations.copy()
+    shifts, rotations = particles.shifts_angstrom, particles.rotations.copy()
     take = np.ones(len(particles), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
-    if "negated" in name:
-        shifts[take] = -shifts[take]
-    if "swapped" in name:
-        shifts[take] = shifts[take][:, ::-1]
+    if shifts is not None:  # a set without shifts has none to slip
+        shifts = shifts.copy()
+        if "negated" in name:
+            shifts[take] = -shifts[take]
+        if "swapped" in name:
+            shifts[take] = shifts[take][:, ::-1]
     if "inverted" in name:
         rotations[take] = np.transpose(rotations[take], (0, 2, 1))
     return replace(particles, shifts_angstrom=shifts, rotations=rotations)
