@@ -51,6 +51,7 @@ from cryosplat.reconstruct.grid.sample_maps import (
     check_sample,
     clearest_mismatch,
     reading_verdict,
+    sample_verdict,
 )
 from cryosplat.validation.fsc import fsc
 
@@ -129,8 +130,7 @@ class CtfStateCheck:
         """``"mismatch"``: another state fits clearly better than the metadata's
         (:data:`CLEAR_MARGIN`), for the whole sample or one optics setting's images; ``"weak"``:
         no reading holds :data:`MIN_FSC`; else ``"agree"``."""
-        whole = reading_verdict(self.written_score, self.scores)
-        return "mismatch" if self.misread_setting is not None else whole
+        return sample_verdict(self.written_score, self.scores, self.settings)
 
     def describe(self) -> str:
         scores = ", ".join(f"{s} {v:.2f}" for s, v in zip(STATES, self.scores, strict=True))
@@ -186,21 +186,24 @@ def check_ctf_state(
     if small.ctf_in_images is not None:
         as_written = np.asarray(small.ctf_in_images, dtype=np.int64)
 
-    def score(state: int, rows: np.ndarray | None = None) -> float:
-        take = np.ones(len(small), dtype=bool) if rows is None else rows
-        codes = np.where(take, state, as_written)
+    def score(codes: np.ndarray) -> float:
         same = bool((codes == as_written).all())  # as written: the sample's own inversions
         read = None if same else replace(small, ctf_in_images=codes)
         return float(np.mean(fsc(*sample.inversions(read))[shells]))
 
-    scores = tuple(score(code) for code in range(len(STATES)))
-    written_score = float(np.mean(fsc(*sample.inversions())[shells]))
+    def read_as(state: int, rows: np.ndarray | None = None) -> float:
+        """The score with ``rows`` (every row where None) read as ``state``, the rest as written."""
+        take = np.ones(len(small), dtype=bool) if rows is None else rows
+        return score(np.where(take, state, as_written))
+
+    scores = tuple(read_as(code) for code in range(len(STATES)))
+    written_score = score(as_written)
     settings = tuple(
         SettingReading(
             name,
             int(rows.sum()),
             written_score,
-            tuple(score(code, rows) for code in range(len(STATES))),
+            tuple(read_as(code, rows) for code in range(len(STATES))),
         )
         for name, rows in sample.settings()
     )

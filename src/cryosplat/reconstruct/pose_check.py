@@ -52,6 +52,7 @@ from cryosplat.reconstruct.grid.sample_maps import (
     check_sample,
     clearest_mismatch,
     reading_verdict,
+    sample_verdict,
 )
 from cryosplat.validation.fsc import fsc
 
@@ -125,8 +126,7 @@ class PoseCheck:
         (:data:`CLEAR_MARGIN`), for the whole sample or one optics setting's particles;
         ``"weak"``: no reading holds :data:`~cryosplat.reconstruct.grid.sample_maps.MIN_FSC`;
         else ``"agree"`` (:func:`~cryosplat.reconstruct.grid.sample_maps.reading_verdict`)."""
-        whole = reading_verdict(self.scores[0], self.scores)
-        return "mismatch" if self.slipped_setting is not None else whole
+        return sample_verdict(self.scores[0], self.scores, self.settings)
 
     def describe(self) -> str:
         scores = ", ".join(f"{v} {s:.2f}" for v, s in zip(VARIANTS, self.scores, strict=True))

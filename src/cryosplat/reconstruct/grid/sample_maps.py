@@ -36,6 +36,7 @@ __all__ = [
     "SettingReading",
     "can_check",
     "clearest_mismatch",
+    "sample_verdict",
     "check_sample",
     "reading_verdict",
     "cropped_for_checks",
@@ -92,6 +93,17 @@ def clearest_mismatch(readings: tuple[SettingReading, ...]) -> SettingReading | 
     most; None where none does."""
     named = [r for r in readings if r.verdict == "mismatch"]
     return max(named, key=lambda r: max(r.scores) - r.given) if named else None
+
+
+def sample_verdict(
+    given: float, readings: tuple[float, ...], settings: tuple[SettingReading, ...]
+) -> str:
+    """A check's verdict: ``"mismatch"`` where one optics setting's own other reading fits
+    clearly better (:func:`clearest_mismatch`), else :func:`reading_verdict` of the whole
+    sample's ``readings`` against ``given``."""
+    if clearest_mismatch(settings) is not None:
+        return "mismatch"
+    return reading_verdict(given, readings)
 
 
 def cropped_for_checks(particles: ParticleSet) -> ParticleSet:
