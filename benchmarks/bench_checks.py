@@ -1,13 +1,17 @@
 """The data checks a reconstruction runs before any work, on made data sets: scores and time.
 
-``python benchmarks/bench_checks.py SET_FOLDER [SET_FOLDER ...] [--groups C2,C3,...]`` reads each
-made set (a folder with ``particles.star`` and ``dataset.json``, e.g.
-``bench_out/datasets/5a1a_d2``) and prints one table row per check:
+``python benchmarks/bench_checks.py SET_FOLDER [SET_FOLDER ...] [--groups C2,C3,...]
+[--checks poses,sources,ctf,symmetry]`` reads each made set (a folder with ``particles.star`` and
+``dataset.json``, e.g. ``bench_out/datasets/5a1a_d2``) and prints one table row per check:
 
 * the pose check (:mod:`cryosplat.reconstruct.pose_check`) on the poses as written and on the same
   set written with each slip (the shifts negated, their x and y swapped, the rotations inverted,
-  both): the verdict, the reading that fits best and its margin over the poses as given; a set
-  written with a slip must be named by it, the set as written must agree;
+  both): the verdict, the reading that fits best and its margin over the poses as given, over the
+  shells it judged; a set written with a slip must be named by it, the set as written must agree;
+* ``sources``: the same check on the set as a merge of two sources (its rows' first and second
+  halves as two optics settings, the second's Cs 10⁻⁴ mm apart), the second written with each of
+  the first three slips: the second source must be named with its slip (a report, not a demand:
+  read whole, half the particles slipped fit no reading clearly better);
 * the CTF state check (:mod:`cryosplat.reconstruct.ctf_state_check`) with the set's raw images
   flagged as each state (raw, phase-flipped, CTF-premultiplied): flagged raw it must agree, flagged
   otherwise it must name raw, or say it cannot tell where the sample holds no signal past the
@@ -38,6 +42,7 @@ from cryosplat.reconstruct.grid.symmetry_check import MIN_AGREEMENT, check_symme
 from cryosplat.reconstruct.pose_check import VARIANTS, _variant, check_pose_conventions
 
 DEFAULT_GROUPS = "C2,C3,C4,D2,D3"
+CHECKS = ("poses", "sources", "ctf", "symmetry")
 
 
 def pose_rows(name: str, particles) -> list[str]:
@@ -53,8 +58,51 @@ def pose_rows(name: str, particles) -> list[str]:
         ok = check.verdict == expected and (expected == "agree" or check.best == written)
         rows.append(
             f"| {name} | poses written {written} | {check.verdict}: best {check.best} "
-            f"(+{margin:.3f} over as written; as written {scores[0]:.3f}) | "
-            f"{'as expected' if ok else 'NOT as expected'} | {seconds:.2f} s |"
+            f"(+{margin:.3f} over as written; as written {scores[0]:.3f}; shells 2-"
+            f"{check.last_shell}) | {'as expected' if ok else 'NOT as expected'} | "
+            f"{seconds:.2f} s |"
+        )
+    return rows
+
+
+def two_sources(particles):
+    """The set as a merge of two sources: its rows' first and second halves as two optics
+    settings (the second's Cs 10⁻⁴ mm apart, so that they are told apart)."""
+    group = particles.optics[0]
+    second = replace(group, name="second", cs_mm=group.cs_mm + 1e-4)
+    return replace(
+        particles,
+        optics=[replace(group, name="first"), second],
+        optics_group=(np.arange(len(particles)) >= len(particles) // 2).astype(np.int64),
+        notes=[],
+        warnings=[],
+    )
+
+
+def source_rows(name: str, particles) -> list[str]:
+    """One row per slip written in the second of two sources (:func:`two_sources`)."""
+    merged = two_sources(particles)
+    rows = []
+    for written in VARIANTS[1:4]:
+        started = time.perf_counter()
+        check = check_pose_conventions(_variant(merged, written, merged.optics_group == 1))
+        seconds = time.perf_counter() - started
+        setting = check.slipped_setting
+        named = (
+            "none named"
+            if setting is None
+            else f"{setting.name} named: {VARIANTS[1 + setting.best]} "
+            f"{max(setting.scores):.3f} against {setting.given:.3f}"
+        )
+        ok = (
+            setting is not None
+            and setting.name == "second"
+            and VARIANTS[1 + setting.best] == written
+        )
+        rows.append(
+            f"| {name} | second source written {written} | {named} (the whole set's readings "
+            f"{', '.join(f'{s:.3f}' for s in check.scores)}; shells 2-{check.last_shell}) | "
+            f"{'named' if ok else 'not named'} | {seconds:.2f} s |"
         )
     return rows
 
@@ -121,8 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--groups", default=DEFAULT_GROUPS, help=f"other point groups to check ({DEFAULT_GROUPS})"
     )
+    parser.add_argument(
+        "--checks", default=",".join(CHECKS), help=f"the checks to run ({','.join(CHECKS)})"
+    )
     args = parser.parse_args(argv)
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown:
+        parser.error(f"--checks: unknown {', '.join(unknown)} (choose from {', '.join(CHECKS)})")
     print("| set | check | result | | time |")
     print("|---|---|---|---|---|")
     for folder in args.sets:
@@ -133,9 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             particles = read_particles("particles.star")
             own = spec.get("symmetry", "C1")
-            rows = pose_rows(spec["name"], particles)
-            rows += ctf_state_rows(spec["name"], particles)
-            rows += symmetry_rows(spec["name"], particles, own, groups, folder / "truth.mrc")
+            rows = []
+            if "poses" in checks:
+                rows += pose_rows(spec["name"], particles)
+            if "sources" in checks:
+                rows += source_rows(spec["name"], particles)
+            if "ctf" in checks:
+                rows += ctf_state_rows(spec["name"], particles)
+            if "symmetry" in checks:
+                rows += symmetry_rows(spec["name"], particles, own, groups, folder / "truth.mrc")
         finally:
             os.chdir(here)
         for row in rows:

@@ -10,7 +10,7 @@ import pytest
 
 from cryosplat.cli.main import main
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.grid.sample_maps import reading_verdict
+from cryosplat.reconstruct.grid.sample_maps import judged_shells, reading_verdict
 from cryosplat.reconstruct.pose_check import (
     CLEAR_MARGIN,
     VARIANTS,
@@ -46,9 +46,9 @@ def test_slips_undo_themselves_and_the_verdicts(tiny):
         again = _variant(_variant(tiny, name), name)
         assert (again.rotations == tiny.rotations).all()
         assert (again.shifts_angstrom == tiny.shifts_angstrom).all()
-    assert PoseCheck(10, 48, (0.05, 0.02, 0.04, 0.01, 0.0)).verdict == "weak"
-    assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1)).verdict == "agree"
-    assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1)).verdict == "mismatch"
+    assert PoseCheck(10, 48, (0.05, 0.02, 0.04, 0.01, 0.0), 12).verdict == "weak"
+    assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1), 12).verdict == "agree"
+    assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1), 12).verdict == "mismatch"
     assert check_pose_conventions(tiny.subset(range(10))) is None  # too few to judge
 
 
@@ -157,3 +157,38 @@ def test_a_slip_in_some_rows_only_leaves_the_others_as_written(tiny):
     assert (slipped.shifts_angstrom[10:] == tiny.shifts_angstrom[10:]).all()
     assert (slipped.shifts_angstrom[:10] == -tiny.shifts_angstrom[:10]).all()
     assert (slipped.rotations[:10] == np.transpose(tiny.rotations[:10], (0, 2, 1))).all()
+
+
+def test_the_judged_shells_go_on_past_the_low_ones_while_a_reading_holds_signal():
+    box = 48
+    weak = [np.linspace(0.6, 0.0, box // 2 + 1), np.zeros(box // 2 + 1)]
+    assert judged_shells(weak, box) == slice(2, box // 4 + 1)  # the low shells alone
+    strong = np.ones(box // 2 + 1)
+    strong[18:] = 0.4
+    assert judged_shells([weak[1], strong], box) == slice(2, 18)  # the best reading's 0.5
+    assert judged_shells([np.ones(box // 2 + 1)], box) == slice(2, box // 2)  # Nyquist's left out
+
+
+def test_a_slip_the_low_shells_cannot_tell_at_high_signal_is_named(tmp_path):
+    """At ten times the signal every reading's FSC is near 1 over the low shells; the shells past
+    them, where the right reading still holds signal, name the slip."""
+    from cryosplat.model.gaussians import GaussianModel
+    from cryosplat.reconstruct.grid.sample_maps import check_sample
+    from cryosplat.validation.fsc import fsc
+    from tests.conftest import simulate_tiny
+
+    truth = GaussianModel.random(40, 24, 4.0, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
+    clear = read_particles(simulate_tiny(tmp_path, truth, snr=10.0, n_particles=300))
+    slip = "shifts' x and y swapped"
+    wrong = _variant(clear, slip)
+    sample = check_sample(wrong)
+    low = slice(2, sample.particles.box // 4 + 1)
+    as_written, undone = (
+        float(np.mean(fsc(*sample.inversions(read))[low]))
+        for read in (None, _variant(sample.particles, slip))
+    )
+    assert undone - as_written < CLEAR_MARGIN  # the low shells alone: missed
+    check = check_pose_conventions(wrong)
+    assert check.last_shell > sample.particles.box // 4
+    assert check.verdict == "mismatch" and check.best == slip
+    assert check_pose_conventions(clear).verdict == "agree"

@@ -7,7 +7,9 @@ the poses fit: up to :data:`N_IMAGES` particles spread over the set, Fourier-cro
 :data:`BOX` pixels, are inverted half by half (a seeded random split) with the poses as written and
 with each slip (:data:`VARIANTS`: shifts negated, x and y swapped, rotations inverted, the
 rotations inverted and the shifts negated); the halves' mean FSC over shells 2 to a quarter of the
-box (the low frequencies, where a slip costs most and noise least) ranks them.
+box (the low frequencies, where a slip costs most and noise least), and on while the best reading
+holds an FSC of 0.5 (:func:`~cryosplat.reconstruct.grid.sample_maps.judged_shells`: at high signal
+every reading is near 1 over the low shells), ranks them.
 
 Measured (round 2, session 41; 3,000 particles of four benchmark sets, 2.4–3.6 s): as written
 0.63, 0.87, 0.70 and 0.89 (EMD-5625, beta-galactosidase, EMD-1832 with the real
@@ -51,6 +53,7 @@ from cryosplat.reconstruct.grid.sample_maps import (
     can_check,
     check_sample,
     clearest_mismatch,
+    judged_shells,
     reading_verdict,
     sample_verdict,
 )
@@ -101,14 +104,15 @@ def _variant(particles: ParticleSet, name: str, rows: np.ndarray | None = None) 
 
 @dataclass(frozen=True)
 class PoseCheck:
-    """Mean half-set FSC over the low shells (``scores``, one per :data:`VARIANTS`) from
-    ``n_images`` particles at box ``box``; ``settings``: each optics setting's poses read each
-    slipped way, the rest as written (``scores`` of :data:`VARIANTS` [1:]), where the sample holds
-    several."""
+    """Mean half-set FSC over shells 2 to ``last_shell`` (``scores``, one per :data:`VARIANTS`;
+    :func:`~cryosplat.reconstruct.grid.sample_maps.judged_shells`) from ``n_images`` particles at
+    box ``box``; ``settings``: each optics setting's poses read each slipped way, the rest as
+    written (``scores`` of :data:`VARIANTS` [1:]), where the sample holds several."""
 
     n_images: int
     box: int
     scores: tuple[float, ...]
+    last_shell: int
     settings: tuple[SettingReading, ...] = ()
 
     @property
@@ -130,7 +134,10 @@ class PoseCheck:
 
     def describe(self) -> str:
         scores = ", ".join(f"{v} {s:.2f}" for v, s in zip(VARIANTS, self.scores, strict=True))
-        where = f"({self.n_images} particles at box {self.box}, the halves' mean FSC: {scores})"
+        where = (
+            f"({self.n_images} particles at box {self.box}, the halves' mean FSC over shells "
+            f"2-{self.last_shell}: {scores})"
+        )
         whole = reading_verdict(self.scores[0], self.scores)
         setting = self.slipped_setting
         if whole != "mismatch" and setting is not None:
@@ -162,22 +169,26 @@ def check_pose_conventions(
         return None
     sample = check_sample(particles, n_images) if sample is None else sample
     small = sample.particles
-    shells = slice(2, small.box // 4 + 1)
 
-    def score(read: ParticleSet | None) -> float:
-        return float(np.mean(fsc(*sample.inversions(read))[shells]))
+    def curve(read: ParticleSet | None) -> np.ndarray:
+        return np.asarray(fsc(*sample.inversions(read)))
 
-    scores = [score(None)] + [score(_variant(small, name)) for name in VARIANTS[1:]]
-    settings = tuple(
-        SettingReading(
-            name,
-            int(rows.sum()),
-            scores[0],
-            tuple(score(_variant(small, slip, rows)) for slip in VARIANTS[1:]),
-        )
+    whole = [curve(None)] + [curve(_variant(small, name)) for name in VARIANTS[1:]]
+    apart = [
+        (name, rows, [curve(_variant(small, slip, rows)) for slip in VARIANTS[1:]])
         for name, rows in sample.settings()
+    ]
+    shells = judged_shells(whole + [c for _, _, curves in apart for c in curves], small.box)
+
+    def score(curves: list[np.ndarray]) -> tuple[float, ...]:
+        return tuple(float(np.mean(c[shells])) for c in curves)
+
+    scores = score(whole)
+    settings = tuple(
+        SettingReading(name, int(rows.sum()), scores[0], score(curves))
+        for name, rows, curves in apart
     )
-    return PoseCheck(len(small), small.box, tuple(scores), settings)
+    return PoseCheck(len(small), small.box, scores, shells.stop - 1, settings)
 
 
 def apply_pose_check(

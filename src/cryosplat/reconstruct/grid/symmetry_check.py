@@ -28,7 +28,11 @@ from cryosplat.core.symmetry import rotate_volume, symmetry_operators
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_check
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
-from cryosplat.reconstruct.grid.sample_maps import cropped_for_checks, masked_inversions
+from cryosplat.reconstruct.grid.sample_maps import (
+    JUDGED_FSC,
+    cropped_for_checks,
+    masked_inversions,
+)
 from cryosplat.validation.fsc import fsc
 
 __all__ = [
@@ -42,9 +46,6 @@ __all__ = [
 
 SAMPLE_ROWS = 3000
 """Images of each half set gathered for the check (spread over the half)."""
-
-JUDGED_FSC = 0.5
-"""Shells where the halves' FSC reaches this hold signal enough to judge a rotated copy."""
 
 MIN_SHELLS = 2
 """Fewer judged shells than this: the sample holds too little signal to judge."""
