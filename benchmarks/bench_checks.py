@@ -6,7 +6,8 @@
 
 * the pose check (:mod:`cryosplat.reconstruct.pose_check`) on the poses as written and on the same
   set written with each slip (the shifts negated, their x and y swapped, the rotations inverted,
-  both): the verdict, the reading that fits best and its margin over the poses as given, over the
+  both; the shifts twice too large, and too large by the pixel size, which the shifts halved
+  should undo): the verdict, the reading that fits best and its margin over the poses as given, over the
   shells it judged; a set written with a slip must be named by it, the set as written must agree;
 * ``sources``: the same check on the set as a merge of two sources (its rows' first and second
   halves as two optics settings, the second's Cs 10⁻⁴ mm apart), the second written with each of
@@ -45,17 +46,33 @@ DEFAULT_GROUPS = "C2,C3,C4,D2,D3"
 CHECKS = ("poses", "sources", "ctf", "symmetry")
 
 
+UNIT_SLIPS = ("shifts doubled", "shifts times the pixel size")
+"""Shifts written too large (in Å read as pixels of 2 Å, or of the set's own pixel size): the
+reading that undoes both is the shifts halved."""
+
+
+def written_with(particles, written: str):
+    """The set written with ``written`` (:data:`VARIANTS` or :data:`UNIT_SLIPS`), and the reading
+    the check should find best."""
+    if written not in UNIT_SLIPS:
+        return _variant(particles, written), written
+    pixel = particles.optics[0].pixel_size_angstrom
+    factor = 2.0 if written == "shifts doubled" else pixel
+    return replace(particles, shifts_angstrom=particles.shifts_angstrom * factor), "shifts halved"
+
+
 def pose_rows(name: str, particles) -> list[str]:
     """One row per way of writing the poses: as given, then with each slip."""
     rows = []
-    for written in VARIANTS:
+    for written in (*VARIANTS[:5], *UNIT_SLIPS):
+        slipped, undone_by = written_with(particles, written)
         started = time.perf_counter()
-        check = check_pose_conventions(_variant(particles, written))
+        check = check_pose_conventions(slipped)
         seconds = time.perf_counter() - started
         scores = check.scores
         margin = max(scores) - scores[0]
         expected = "agree" if written == VARIANTS[0] else "mismatch"
-        ok = check.verdict == expected and (expected == "agree" or check.best == written)
+        ok = check.verdict == expected and (expected == "agree" or check.best == undone_by)
         rows.append(
             f"| {name} | poses written {written} | {check.verdict}: best {check.best} "
             f"(+{margin:.3f} over as written; as written {scores[0]:.3f}; shells 2-"

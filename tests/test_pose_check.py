@@ -29,7 +29,8 @@ def tiny(tiny_set):
 def test_the_poses_as_written_fit_best(tiny, tiny_set, capsys):
     check = check_pose_conventions(tiny)
     assert check.verdict == "agree" and check.best == "as written"
-    assert check.scores[0] >= max(check.scores[1:]) + CLEAR_MARGIN
+    assert check.scores[0] >= max(check.scores[1:5]) + CLEAR_MARGIN  # the sign and axis slips
+    assert check.scores[0] > check.scores[5]  # halved: shifts of 2 Å s.d. cost less
     assert main(["info", str(tiny_set)]) == 0
     assert "poses:        the poses fit the images best as written" in capsys.readouterr().out
 
@@ -42,14 +43,29 @@ def test_a_slip_is_named(tiny, slip):
 
 
 def test_slips_undo_themselves_and_the_verdicts(tiny):
-    for name in VARIANTS:
+    for name in VARIANTS[:5]:
         again = _variant(_variant(tiny, name), name)
         assert (again.rotations == tiny.rotations).all()
         assert (again.shifts_angstrom == tiny.shifts_angstrom).all()
-    assert PoseCheck(10, 48, (0.05, 0.02, 0.04, 0.01, 0.0), 12).verdict == "weak"
-    assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1), 12).verdict == "agree"
-    assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1), 12).verdict == "mismatch"
+    halved = _variant(tiny, "shifts halved", np.arange(len(tiny)) < 10)
+    assert (halved.shifts_angstrom[:10] == tiny.shifts_angstrom[:10] / 2).all()
+    assert (halved.shifts_angstrom[10:] == tiny.shifts_angstrom[10:]).all()
+    assert (halved.rotations == tiny.rotations).all()
+    assert PoseCheck(10, 48, (0.05, 0.02, 0.04, 0.01, 0.0, 0.05), 12).verdict == "weak"
+    assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1, 0.5), 12).verdict == "agree"
+    assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1, 0.3), 12).verdict == "mismatch"
     assert check_pose_conventions(tiny.subset(range(10))) is None  # too few to judge
+
+
+@pytest.mark.parametrize("factor", [2.0, 4.0])
+def test_shifts_written_too_large_are_named_as_halved(tiny, factor):
+    """Origins in Å read as pixels of 2 or 4 Å (or in pixels of a stack binned since): every
+    shift too large by that factor."""
+    inflated = replace(tiny, shifts_angstrom=tiny.shifts_angstrom * factor)
+    check = check_pose_conventions(inflated)
+    assert check.verdict == "mismatch" and check.best == "shifts halved", check.describe()
+    assert "with their shifts halved than as written" in check.describe()
+    assert "shifts in the wrong unit" in check.describe()
 
 
 def test_info_names_a_bad_image_in_the_pose_line_and_goes_on(tiny_set, capsys, monkeypatch):

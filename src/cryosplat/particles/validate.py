@@ -252,7 +252,8 @@ def _shift_findings(particles: ParticleSet, label: str) -> list[Finding]:
             Finding(
                 f"{label}: {far.size} of {len(particles)} particles are shifted by more than a "
                 f"quarter of the box ({particles.box / 4 * pixel:g} Å; rows {_rows(far)}): "
-                "origins in pixels read as Å, or a bad refinement?",
+                "origins in the wrong unit (Å read as pixels, or pixels as Å), or a bad "
+                "refinement?",
                 refuse=True,
             )
         ]

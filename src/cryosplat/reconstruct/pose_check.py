@@ -6,7 +6,7 @@ at 23.7 Å for 18.1 Å (round 2, session 40). The two half sets' direct inversio
 the poses fit: up to :data:`N_IMAGES` particles spread over the set, Fourier-cropped to
 :data:`BOX` pixels, are inverted half by half (a seeded random split) with the poses as written and
 with each slip (:data:`VARIANTS`: shifts negated, x and y swapped, rotations inverted, the
-rotations inverted and the shifts negated); the halves' mean FSC over shells 2 to a quarter of the
+rotations inverted and the shifts negated, the shifts halved); the halves' mean FSC over shells 2 to a quarter of the
 box (the low frequencies, where a slip costs most and noise least), and on while the best reading
 holds an FSC of 0.5 (:func:`~cryosplat.reconstruct.grid.sample_maps.judged_shells`: at high signal
 every reading is near 1 over the low shells), ranks them.
@@ -24,8 +24,9 @@ inverted once per reading: 15,000 images inserted at box 48, as long as a statis
 same sample then says whether the images hold their CTF as the metadata say
 (:mod:`cryosplat.reconstruct.ctf_state_check`, three readings more). A reconstruction runs both
 by default where that is a tenth of its statistics pass or less, ``N·D²`` at least
-:data:`AUTO_MIN_PIXELS` (176,000 particles of box 56, 55,000 of box 100, 8,400 of box 256: real
-data sets, not the benchmarks' small ones; before the CTF's readings, 110,000, 35,000 and 5,300);
+:data:`AUTO_MIN_PIXELS` (198,000 particles of box 56, 62,000 of box 100, 9,500 of box 256: real
+data sets, not the benchmarks' small ones; before the shifts halved, 176,000, 55,000 and 8,400,
+before the CTF's readings, 110,000, 35,000 and 5,300);
 ``--pose-check on`` runs them on any set, ``off`` on none.
 
 A set of several optics settings (data merged from several sources, one of them perhaps through
@@ -79,7 +80,13 @@ VARIANTS = (
     "shifts' x and y swapped",
     "rotations inverted",
     "rotations inverted and shifts negated",
+    "shifts halved",
 )
+"""The readings of the poses: as written, then the slips that undo a converter's sign or axis
+convention (the first four slips undo themselves) or a unit (the shifts halved undo shifts
+twice or more too large: origins in Å read as pixels of 2 Å or more, or pixels as Å of 0.5 Å or
+less, or pixels of a stack since binned; shifts too small cost a map little, round 2, session
+90)."""
 AUTO_MIN_PIXELS = 10 * (len(VARIANTS) + len(STATES)) * N_IMAGES * BOX**2
 """Image pixels (particles × box²) from which a reconstruction checks the poses (and the images'
 CTF state, :mod:`cryosplat.reconstruct.ctf_state_check`) by default: the checks' inversions are
@@ -97,9 +104,21 @@ def _variant(particles: ParticleSet, name: str, rows: np.ndarray | None = None) 
             shifts[take] = -shifts[take]
         if "swapped" in name:
             shifts[take] = shifts[take][:, ::-1]
+        if "halved" in name:
+            shifts[take] = shifts[take] / 2
     if "inverted" in name:
         rotations[take] = np.transpose(rotations[take], (0, 2, 1))
     return replace(particles, shifts_angstrom=shifts, rotations=rotations)
+
+
+def _cause(reading: str) -> str:
+    """What a slip that ``reading`` undoes most likely is."""
+    if "halved" in reading:
+        return (
+            "shifts in the wrong unit (Å read as pixels, or pixels as Å, or pixels of a finer "
+            "sampling than the images')"
+        )
+    return "a converter's sign or axis convention"
 
 
 @dataclass(frozen=True)
@@ -146,13 +165,13 @@ class PoseCheck:
                 f"the poses of optics setting {setting.name} ({setting.n_particles} of the "
                 f"sample's particles) fit the images better with their {slip} than as written "
                 f"(the halves' mean FSC {max(setting.scores):.2f} against {setting.given:.2f}; "
-                f"the whole sample {where}): a converter's sign or axis convention in one source "
-                "of a merged set? The map would lose resolution"
+                f"the whole sample {where}): {_cause(slip)} in one source of a merged set? The "
+                "map would lose resolution"
             )
         if whole == "mismatch":
             return (
                 f"the poses fit the images better with their {self.best} than as written "
-                f"{where}: a converter's sign or axis convention? The map would lose resolution"
+                f"{where}: {_cause(self.best)}? The map would lose resolution"
             )
         if whole == "weak":
             return f"the poses' conventions could not be told apart {where}"
