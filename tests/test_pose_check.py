@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cryosplat.cli.main import main
+from cryosplat.core.conventions import euler_relion_to_matrix, matrix_to_euler_relion
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.sample_maps import judged_shells, reading_verdict
 from cryosplat.reconstruct.pose_check import (
@@ -29,13 +30,21 @@ def tiny(tiny_set):
 def test_the_poses_as_written_fit_best(tiny, tiny_set, capsys):
     check = check_pose_conventions(tiny)
     assert check.verdict == "agree" and check.best == "as written"
-    assert check.scores[0] >= max(check.scores[1:5]) + CLEAR_MARGIN  # the sign and axis slips
-    assert check.scores[0] > check.scores[5]  # halved: shifts of 2 Å s.d. cost less
+    assert check.scores[0] >= max(check.scores[1:-1]) + CLEAR_MARGIN  # sign, axis and order slips
+    assert check.scores[0] > check.scores[-1]  # halved: shifts of 2 Å s.d. cost less
     assert main(["info", str(tiny_set)]) == 0
     assert "poses:        the poses fit the images best as written" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("slip", ["rotations inverted", "shifts negated"])
+@pytest.mark.parametrize(
+    "slip",
+    [
+        "rotations inverted",
+        "shifts negated",
+        "rot and psi swapped",
+        "rot and psi swapped and rotations inverted",
+    ],
+)
 def test_a_slip_is_named(tiny, slip):
     check = check_pose_conventions(_variant(tiny, slip))
     assert check.verdict == "mismatch" and check.best == slip
@@ -43,17 +52,21 @@ def test_a_slip_is_named(tiny, slip):
 
 
 def test_slips_undo_themselves_and_the_verdicts(tiny):
-    for name in VARIANTS[:5]:
+    for name in VARIANTS[:-1]:
         again = _variant(_variant(tiny, name), name)
-        assert (again.rotations == tiny.rotations).all()
+        assert np.allclose(again.rotations, tiny.rotations, rtol=0, atol=1e-12)  # Euler angles
         assert (again.shifts_angstrom == tiny.shifts_angstrom).all()
+    swapped = _variant(tiny, "rot and psi swapped")
+    assert not np.allclose(swapped.rotations, tiny.rotations, atol=0.1)
+    rot, tilt, psi = matrix_to_euler_relion(tiny.rotations).T
+    assert np.allclose(swapped.rotations, euler_relion_to_matrix(psi, tilt, rot), atol=1e-12)
     halved = _variant(tiny, "shifts halved", np.arange(len(tiny)) < 10)
     assert (halved.shifts_angstrom[:10] == tiny.shifts_angstrom[:10] / 2).all()
     assert (halved.shifts_angstrom[10:] == tiny.shifts_angstrom[10:]).all()
     assert (halved.rotations == tiny.rotations).all()
-    assert PoseCheck(10, 48, (0.05, 0.02, 0.04, 0.01, 0.0, 0.05), 12).verdict == "weak"
-    assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1, 0.5), 12).verdict == "agree"
-    assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1, 0.3), 12).verdict == "mismatch"
+    assert PoseCheck(10, 48, (0.05, 0.02, 0.04, 0.01, 0.0, 0.0, 0.0, 0.05), 12).verdict == "weak"
+    assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1, 0.1, 0.1, 0.5), 12).verdict == "agree"
+    assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1, 0.1, 0.1, 0.3), 12).verdict == "mismatch"
     assert check_pose_conventions(tiny.subset(range(10))) is None  # too few to judge
 
 

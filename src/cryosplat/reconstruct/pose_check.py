@@ -6,7 +6,8 @@ at 23.7 Å for 18.1 Å (round 2, session 40). The two half sets' direct inversio
 the poses fit: up to :data:`N_IMAGES` particles spread over the set, Fourier-cropped to
 :data:`BOX` pixels, are inverted half by half (a seeded random split) with the poses as written and
 with each slip (:data:`VARIANTS`: shifts negated, x and y swapped, rotations inverted, the
-rotations inverted and the shifts negated, the shifts halved); the halves' mean FSC over shells 2 to a quarter of the
+rotations inverted and the shifts negated, the Euler angles rot and psi swapped, alone and with the
+rotations inverted, the shifts halved); the halves' mean FSC over shells 2 to a quarter of the
 box (the low frequencies, where a slip costs most and noise least), and on while the best reading
 holds an FSC of 0.5 (:func:`~cryosplat.reconstruct.grid.sample_maps.judged_shells`: at high signal
 every reading is near 1 over the low shells), ranks them.
@@ -24,9 +25,9 @@ inverted once per reading: 15,000 images inserted at box 48, as long as a statis
 same sample then says whether the images hold their CTF as the metadata say
 (:mod:`cryosplat.reconstruct.ctf_state_check`, three readings more). A reconstruction runs both
 by default where that is a tenth of its statistics pass or less, ``N·D²`` at least
-:data:`AUTO_MIN_PIXELS` (198,000 particles of box 56, 62,000 of box 100, 9,500 of box 256: real
-data sets, not the benchmarks' small ones; before the shifts halved, 176,000, 55,000 and 8,400,
-before the CTF's readings, 110,000, 35,000 and 5,300);
+:data:`AUTO_MIN_PIXELS` (242,000 particles of box 56, 76,000 of box 100, 11,600 of box 256: real
+data sets, not the benchmarks' small ones; before the Euler angles' order and the shifts halved
+were read, 176,000, 55,000 and 8,400, before the CTF's readings, 110,000, 35,000 and 5,300);
 ``--pose-check on`` runs them on any set, ``off`` on none.
 
 A set of several optics settings (data merged from several sources, one of them perhaps through
@@ -41,6 +42,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cryosplat.core.conventions import euler_relion_to_matrix, matrix_to_euler_relion
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_check
@@ -80,10 +82,14 @@ VARIANTS = (
     "shifts' x and y swapped",
     "rotations inverted",
     "rotations inverted and shifts negated",
+    "rot and psi swapped",
+    "rot and psi swapped and rotations inverted",
     "shifts halved",
 )
 """The readings of the poses: as written, then the slips that undo a converter's sign or axis
-convention (the first four slips undo themselves) or a unit (the shifts halved undo shifts
+convention, or its order of the Euler angles (a rotation's intrinsic angles read as extrinsic ones,
+alone or with the rotation inverted; every slip but the last undoes itself), or a unit (the shifts
+halved undo shifts
 twice or more too large: origins in Å read as pixels of 2 Å or more, or pixels as Å of 0.5 Å or
 less, or pixels of a stack since binned; shifts too small cost a map little, round 2, session
 90)."""
@@ -102,17 +108,25 @@ def _variant(particles: ParticleSet, name: str, rows: np.ndarray | None = None) 
         shifts = shifts.copy()
         if "negated" in name:
             shifts[take] = -shifts[take]
-        if "swapped" in name:
+        if "x and y swapped" in name:
             shifts[take] = shifts[take][:, ::-1]
         if "halved" in name:
             shifts[take] = shifts[take] / 2
     if "inverted" in name:
         rotations[take] = np.transpose(rotations[take], (0, 2, 1))
+    if "rot and psi swapped" in name:  # commutes with the inversion
+        rot, tilt, psi = np.moveaxis(matrix_to_euler_relion(rotations[take]), -1, 0)
+        rotations[take] = euler_relion_to_matrix(psi, tilt, rot)
     return replace(particles, shifts_angstrom=shifts, rotations=rotations)
 
 
 def _cause(reading: str) -> str:
     """What a slip that ``reading`` undoes most likely is."""
+    if "rot and psi" in reading:
+        return (
+            "Euler angles in the other order (rot and psi swapped: a rotation's intrinsic ZYZ "
+            "angles read as extrinsic ones)"
+        )
     if "halved" in reading:
         return (
             "shifts in the wrong unit (Å read as pixels, or pixels as Å, or pixels of a finer "
