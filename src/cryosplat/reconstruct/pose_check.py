@@ -89,10 +89,9 @@ VARIANTS = (
 """The readings of the poses: as written, then the slips that undo a converter's sign or axis
 convention, or its order of the Euler angles (a rotation's intrinsic angles read as extrinsic ones,
 alone or with the rotation inverted; every slip but the last undoes itself), or a unit (the shifts
-halved undo shifts
-twice or more too large: origins in Å read as pixels of 2 Å or more, or pixels as Å of 0.5 Å or
-less, or pixels of a stack since binned; shifts too small cost a map little, round 2, session
-90)."""
+halved undo shifts twice or more too large: origins in Å read as pixels of 2 Å or more, or pixels
+as Å of 0.5 Å or less, or pixels of a stack since binned; shifts too small cost a map little,
+round 2, session 90)."""
 AUTO_MIN_PIXELS = 10 * (len(VARIANTS) + len(STATES)) * N_IMAGES * BOX**2
 """Image pixels (particles × box²) from which a reconstruction checks the poses (and the images'
 CTF state, :mod:`cryosplat.reconstruct.ctf_state_check`) by default: the checks' inversions are

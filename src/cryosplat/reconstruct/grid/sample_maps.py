@@ -6,10 +6,11 @@ The checks that read the data before a run (the poses' conventions,
 few thousand images Fourier-cropped to :data:`CHECK_BOX` pixels, two sets of rows at a time, and
 compare the two maps' FSC within the soft sphere over the shells that tell their readings apart
 (the low ones for the poses and the group, where signal is strongest, and on while they hold
-signal, :func:`judged_shells`; past the CTF's first zero for its state). The first two read one sample (:func:`check_sample`), and where it holds
-several optics settings (:mod:`cryosplat.particles.optics_settings`: data merged from several
-sources) also each setting read another way while the rest stay as written
-(:class:`SettingReading`): one source's slip among right ones.
+signal, :func:`judged_shells`; past the CTF's first zero for its state). The first two read one
+sample (:func:`check_sample`), and where it holds several optics settings
+(:mod:`cryosplat.particles.optics_settings`: data merged from several sources) also each setting
+read another way while the rest stay as written (:class:`SettingReading`): one source's slip among
+right ones.
 """
 
 from __future__ import annotations
