@@ -81,6 +81,24 @@ def test_shifts_written_too_large_are_named_as_halved(tiny, factor):
     assert "shifts in the wrong unit" in check.describe()
 
 
+def test_info_names_a_star_file_whose_rot_and_psi_columns_are_swapped(tiny_set, tmp_path, capsys):
+    """A STAR file written with the Euler angles in the other order (rlnAngleRot and rlnAnglePsi
+    swapped) is named in ``cryosplat info`` as read from disk."""
+    from cryosplat.io.star import read_star, write_star
+
+    blocks = {n: dict(b.columns) for n, b in read_star(tiny_set).items()}
+    rows = blocks["particles"]
+    rows["rlnAngleRot"], rows["rlnAnglePsi"] = rows["rlnAnglePsi"], rows["rlnAngleRot"]
+    stack = tiny_set.parent / rows["rlnImageName"][0].split("@")[1]
+    rows["rlnImageName"] = [f"{name.split('@')[0]}@{stack}" for name in rows["rlnImageName"]]
+    swapped = tmp_path / "swapped.star"
+    write_star(swapped, blocks)
+    assert main(["info", str(swapped)]) == 0
+    out = capsys.readouterr().out
+    assert "better with their rot and psi swapped than as written" in out
+    assert "Euler angles in the other order" in out
+
+
 def test_info_names_a_bad_image_in_the_pose_line_and_goes_on(tiny_set, capsys, monkeypatch):
     """An image the inversions refuse (NaN pixels) is named on the pose line; the other findings
     are still printed and info exits 0."""
