@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 HELP = (
@@ -73,14 +72,11 @@ def _map_file(path: Path) -> Path:
     return path / MAP_FILE
 
 
-def _format(resolution: float) -> str:
-    return "none" if resolution == float("inf") else f"{resolution:.2f} Å"
-
-
 def run(args: argparse.Namespace) -> int:
     from cryosplat.core.errors import InputError
-    from cryosplat.io.atomic import atomic_path
     from cryosplat.io.svg_plot import write_svg
+    from cryosplat.reconstruct.half_map_report import format_resolution
+    from cryosplat.reconstruct.run_folder import write_json_atomic
     from cryosplat.validation.map_comparison import (
         compare_maps,
         comparison_notes,
@@ -121,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'map':{width}s}  {'FSC 0.5':>10s}  {'FSC 0.143':>10s}")
     for m in comparison.maps:
         print(
-            f"  {m.name:{width}s}  {_format(m.resolution_angstrom(0.5, pixel)):>10s}  "
-            f"{_format(m.resolution_angstrom(0.143, pixel)):>10s}"
+            f"  {m.name:{width}s}  "
+            f"{format_resolution(m.resolution_angstrom(0.5, pixel), explain=False):>10s}  "
+            f"{format_resolution(m.resolution_angstrom(0.143, pixel), explain=False):>10s}"
         )
     print(
         "  (against a truth or an independent map read 0.5; between two half maps of "
@@ -131,8 +128,7 @@ def run(args: argparse.Namespace) -> int:
     for note in comparison_notes(comparison):
         print(f"warning: {note}")
     if args.output is not None:
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(json.dumps(comparison.to_json(), indent=1))
+        write_json_atomic(args.output, comparison.to_json())
         write_svg(plot_path, comparison.plot())
         print(f"curves: {args.output}; plot: {plot_path}")
     return 0

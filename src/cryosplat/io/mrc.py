@@ -226,29 +226,29 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     return data, voxel
 
 
-def read_map_origin(path: str | Path) -> float:
-    """The header origin (Å) of a map :func:`write_map` wrote: where its first voxel lies on x (0
-    for every map but one made from an odd box)."""
-    path = Path(path)
+def _header_placement(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A map header's origin (Å), start indices (``nxstart`` …) and voxel size (Å), each x, y, z."""
     try:
-        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
-            return float(m.header.origin.x)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the MRC header ({exc})") from None
-
-
-def read_map_origin_xyz(path: str | Path) -> np.ndarray:
-    """Where a map's first voxel lies (Å; x, y, z), as ChimeraX places it: the header's origin
-    where it is set, else its start indices (``nxstart`` …) times the voxel size."""
-    path = Path(path)
-    try:
-        with mrcfile.open(path, mode="r", header_only=True, permissive=True) as m:
+        with mrcfile.open(Path(path), mode="r", header_only=True, permissive=True) as m:
             h = m.header
             origin = np.array([float(h.origin.x), float(h.origin.y), float(h.origin.z)])
             start = np.array([float(h.nxstart), float(h.nystart), float(h.nzstart)])
             voxel = np.array([float(m.voxel_size.x), float(m.voxel_size.y), float(m.voxel_size.z)])
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read the MRC header ({exc})") from None
+    return origin, start, voxel
+
+
+def read_map_origin(path: str | Path) -> float:
+    """The header origin (Å) of a map :func:`write_map` wrote: where its first voxel lies on x (0
+    for every map but one made from an odd box)."""
+    return float(_header_placement(path)[0][0])
+
+
+def read_map_origin_xyz(path: str | Path) -> np.ndarray:
+    """Where a map's first voxel lies (Å; x, y, z), as ChimeraX places it: the header's origin
+    where it is set, else its start indices (``nxstart`` …) times the voxel size."""
+    origin, start, voxel = _header_placement(path)
     return origin if np.any(origin != 0) else start * voxel
 
 

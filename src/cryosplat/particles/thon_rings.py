@@ -34,10 +34,10 @@ A set of several optics settings (:mod:`cryosplat.particles.optics_settings`: gr
 distinct pixel size, voltage, Cs or amplitude contrast, data merged from several sessions or
 microscopes) is also read setting by setting, each from its share of the ``n_images`` (at least
 100): one wrong setting among right ones is named alone, and settings wrong in opposite
-directions, which fit no scale read together, are each named at their own. Measured (round 2, session 89) on the
-beta-galactosidase RELION 3.1 STAR (1.4 Å at 300 kV and at 200 kV): together z = +0.5, best +6.6
-at 1.075; apart, the 300 kV group −0.2 as written and +7.3 at 0.95 (1.330 Å: its RELION 3.0 STAR
-says 1.338 Å), the 200 kV group +0.8 and +10.6 at 1.075.
+directions, which fit no scale read together, are each named at their own. Measured (round 2,
+session 89) on the beta-galactosidase RELION 3.1 STAR (1.4 Å at 300 kV and at 200 kV): together
+z = +0.5, best +6.6 at 1.075; apart, the 300 kV group −0.2 as written and +7.3 at 0.95 (1.330 Å:
+its RELION 3.0 STAR says 1.338 Å), the 200 kV group +0.8 and +10.6 at 1.075.
 """
 
 from __future__ import annotations

@@ -91,11 +91,6 @@ class MapFSC:
         return resolution_at(self.curve, threshold, box, pixel_size_angstrom)
 
 
-def _finite(resolution: float) -> float | None:
-    """A resolution for JSON: None where the FSC falls under the threshold at the first shell."""
-    return resolution if np.isfinite(resolution) else None
-
-
 @dataclass(frozen=True)
 class MapComparison:
     """Maps' FSCs with one reference, on one grid and under one mask.
@@ -121,7 +116,9 @@ class MapComparison:
         return shell_frequencies(self.box, self.pixel_size_angstrom)
 
     def to_json(self) -> dict:
-        """The curves and crossings as a JSON-ready dict."""
+        """The curves and crossings as a dict for JSON (a crossing at the first shell is
+        infinite: :func:`cryosplat.reconstruct.run_folder.write_json_atomic` writes it as
+        ``null``)."""
         px = self.pixel_size_angstrom
         return {
             "reference": self.reference,
@@ -132,8 +129,8 @@ class MapComparison:
             "maps": [
                 {
                     "map": m.name,
-                    "resolution_fsc_0.5_angstrom": _finite(m.resolution_angstrom(0.5, px)),
-                    "resolution_fsc_0.143_angstrom": _finite(m.resolution_angstrom(0.143, px)),
+                    "resolution_fsc_0.5_angstrom": m.resolution_angstrom(0.5, px),
+                    "resolution_fsc_0.143_angstrom": m.resolution_angstrom(0.143, px),
                     "fsc": m.curve.tolist(),
                     "fsc_mirrored": m.mirrored.tolist(),
                     **({} if m.masked is None else {"fsc_masked_uncorrected": m.masked.tolist()}),
