@@ -155,3 +155,16 @@ def test_the_agreement_is_a_z_score():
     assert ThonRingCheck(10, 0.5, scales, np.array([1.0, 0.5, 7.0])).verdict == "mismatch"
     assert ThonRingCheck(10, 8.0, scales, np.array([9.0, 8.0, 2.0])).verdict == "agree"
     assert ThonRingCheck(10, 1.0, scales, np.array([4.0, 1.0, 2.0])).verdict == "weak"
+
+
+def test_ice_seen_through_the_ctf_holds_rings_that_follow_it(tmp_path):
+    """Blob-and-noise sets with ``ice_sd`` hold their CTF's rings (as real images do): the check
+    agrees at the given pixel size; without ice they hold none; a negative ``ice_sd`` is refused."""
+    config = NoiseStacksConfig(120, 64, 1.5, seed=2, ice_sd=0.6)
+    check = check_thon_rings(read_particles(write_noise_particles(tmp_path / "ice", config)))
+    assert check.verdict == "agree" and check.best_scale == 1.0
+    plain = replace(config, ice_sd=0.0)
+    check = check_thon_rings(read_particles(write_noise_particles(tmp_path / "plain", plain)))
+    assert check.verdict == "weak"
+    with pytest.raises(ValueError, match="ice_sd must be non-negative, got -1"):
+        write_noise_particles(tmp_path / "bad", replace(config, ice_sd=-1.0))

@@ -193,15 +193,24 @@ def _noise_level_line(particles) -> str:
     return line
 
 
-def _thon_ring_line(particles) -> str:
-    """The images' Thon rings against the metadata's CTF, from up to 300 of them."""
+def _ctf_lines(particles) -> list[str]:
+    """The images' Thon rings against the metadata's CTF, and their astigmatism's axis against
+    the metadata's where any particle is astigmatic, each from up to 300 images."""
+    from cryosplat.particles.astigmatism_check import check_astigmatism
     from cryosplat.particles.thon_rings import check_thon_rings
 
-    check = check_thon_rings(particles)
-    if check is None:
-        return "CTF check:    none (no CTF, or images under 24 pixels)"
-    text = check.describe(particles.pixel_size_angstrom)
-    return f"warning: {text}" if check.verdict == "mismatch" else f"CTF check:    {text}"
+    if (check := check_thon_rings(particles)) is None:
+        return ["CTF check:    none (no CTF, or images under 24 pixels)"]
+    rings = check.describe(particles.pixel_size_angstrom)
+    lines = [_verdict_line("CTF check:", check.verdict, rings)]
+    if (axis := check_astigmatism(particles)) is not None:
+        lines.append(_verdict_line("astigmatism:", axis.verdict, axis.describe()))
+    return lines
+
+
+def _verdict_line(label: str, verdict: str, text: str) -> str:
+    """A check's line: a warning where it found a mismatch, else under its label."""
+    return f"warning: {text}" if verdict == "mismatch" else f"{label:<14}{text}"
 
 
 def _convention_lines(particles) -> list[str]:
@@ -220,11 +229,7 @@ def _convention_lines(particles) -> list[str]:
         ]
     except InputError as error:  # a bad image: its own line, the other findings still printed
         return [f"poses:        not checked: {error}"]
-    return [
-        f"warning: {c.describe()}" if c.verdict == "mismatch" else f"{label:<14}{c.describe()}"
-        for label, c in checks
-        if c is not None
-    ]
+    return [_verdict_line(label, c.verdict, c.describe()) for label, c in checks if c is not None]
 
 
 def _pair(values) -> tuple[float, float] | None:
@@ -487,8 +492,7 @@ def run(args: argparse.Namespace) -> int:
         print(_background_line(particles))
         print(_hot_pixel_line(particles))
         print(_noise_level_line(particles))
-        print(_thon_ring_line(particles))
-        for line in _convention_lines(particles):
+        for line in _ctf_lines(particles) + _convention_lines(particles):
             print(line)
     for f in findings:
         stops = f" (reconstruct stops on this unless {ACCEPT_OPTION})" if f.refuse else ""

@@ -57,6 +57,9 @@ __all__ = [
     "ThonRingCheck",
     "check_thon_rings",
     "thon_ring_agreement",
+    "ctf_parameters",
+    "ctf2_seen",
+    "moving_average",
     "CLEAR_Z",
     "BETTER_BY_Z",
     "PIXEL_SCALES",
@@ -82,7 +85,7 @@ MIN_SETTING_IMAGES = 5
 MIN_SETTING_SAMPLE = 100
 
 
-def _moving_average(x: np.ndarray) -> np.ndarray:
+def moving_average(x: np.ndarray) -> np.ndarray:
     """Mean over :data:`WINDOW_RINGS` neighbouring rings along the last axis (fewer at the ends)."""
     half = WINDOW_RINGS // 2
     n = x.shape[-1]
@@ -116,24 +119,45 @@ def _ring_power(
     return np.stack(rows) / counts[kept], mean_radius
 
 
-def _ctf2_on_rings(particles: ParticleSet, indices: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """The metadata's ``CTF²`` of each particle at frequencies ``k`` (1/Å, shape (N, R)),
-    averaged over :data:`N_DIRECTIONS` directions: (N, R)."""
+def ctf_parameters(particles: ParticleSet, indices: np.ndarray) -> dict[str, torch.Tensor]:
+    """The metadata's CTF of the particles ``indices`` as float64 tensors for
+    :func:`~cryosplat.core.ctf.ctf_at`: each field (N, 1, 1), the even Zernike terms (N, 1, 1, J)
+    where the metadata hold them."""
     rows = torch.as_tensor(indices)
     fields = particles.ctf.as_tensors(dtype=torch.float64).items()
     params = {name: value[rows].reshape(-1, 1, 1) for name, value in fields}
     if particles.ctf.even_zernike is not None:
         even = torch.as_tensor(particles.ctf.even_zernike[indices], dtype=torch.float64)
         params["even_zernike"] = even.reshape(len(indices), 1, 1, -1)
-    theta = torch.linspace(0.0, np.pi, N_DIRECTIONS + 1, dtype=torch.float64)[:-1][None, :, None]
-    k2 = torch.as_tensor(k, dtype=torch.float64)[:, None, :] ** 2
-    if particles.mag_matrices is not None:  # the CTF of an image seen through M, at M k
+    return params
+
+
+def ctf2_seen(
+    particles: ParticleSet,
+    indices: np.ndarray,
+    params: dict[str, torch.Tensor],
+    k: torch.Tensor,
+    theta: torch.Tensor,
+) -> torch.Tensor:
+    """``CTF²`` of the particles ``indices`` (``params`` from :func:`ctf_parameters`, perhaps
+    altered) at frequencies ``k`` (1/Å) in directions ``theta`` (radians from the image x axis),
+    both broadcasting against (N, A, R); an image seen through its magnification matrix ``M``
+    holds its CTF at ``M k``."""
+    k2 = k**2
+    if particles.mag_matrices is not None:
         m = torch.as_tensor(particles.mag_matrices[indices], dtype=torch.float64)[:, None, None]
-        k = torch.sqrt(k2)
         kx, ky = magnified_frequencies(m, k * torch.cos(theta), k * torch.sin(theta))
         k2, theta = kx**2 + ky**2, torch.atan2(ky, kx)
-    ctf = ctf_at(k2, theta, params)
-    return (ctf**2).mean(dim=1).numpy()
+    return ctf_at(k2, theta, params) ** 2
+
+
+def _ctf2_on_rings(particles: ParticleSet, indices: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The metadata's ``CTF²`` of each particle at frequencies ``k`` (1/Å, shape (N, R)),
+    averaged over :data:`N_DIRECTIONS` directions: (N, R)."""
+    theta = torch.linspace(0.0, np.pi, N_DIRECTIONS + 1, dtype=torch.float64)[:-1][None, :, None]
+    k = torch.as_tensor(k, dtype=torch.float64)[:, None, :]
+    params = ctf_parameters(particles, indices)
+    return ctf2_seen(particles, indices, params, k, theta).mean(dim=1).numpy()
 
 
 def thon_ring_agreement(
@@ -143,8 +167,8 @@ def thon_ring_agreement(
     their moving average (the power divided by it first), then ``Σ p·c / sqrt(Σ p²c²)``
     (module docstring); 0 where nothing varies. ``across_images``: both less their mean over
     the images first, so that only rings that move with each image's own defocus count."""
-    p = ring_power / _moving_average(ring_power) - 1.0
-    c = ctf2 - _moving_average(ctf2)
+    p = ring_power / moving_average(ring_power) - 1.0
+    c = ctf2 - moving_average(ctf2)
     if across_images:
         p, c = p - p.mean(axis=0), c - c.mean(axis=0)
     spread = float(np.sqrt(np.sum(p**2 * c**2)))

@@ -24,6 +24,7 @@ from cryosplat.core.device import (
 )
 from cryosplat.core.errors import CryosplatError, InputError, Terminated
 from cryosplat.model.gaussians import GaussianModel
+from cryosplat.particles.astigmatism_check import check_astigmatism
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.dust import describe_dust, dust_summary, without_dust
 from cryosplat.particles.halves import split_halves, unequal_halves_warning
@@ -401,6 +402,11 @@ def _reconstruct_in(run: _PreparedRun) -> ReconstructResult:
                 warnings.append(line)
             else:
                 log.info("CTF check: %s", line)
+        if dist.is_main and (axis := check_astigmatism(particles)) is not None:
+            if axis.verdict == "mismatch":
+                warnings.append(axis.describe())
+            else:
+                log.info("astigmatism check: %s", axis.describe())
         for warning in warnings:
             log.warning("warning: %s", warning)
         log.info(

@@ -8,7 +8,10 @@ statistics pass, memory and time. Metadata (views, shifts, CTF, half labels) are
 by :func:`cryosplat.simulate.simulation.draw_metadata`, so the CTF and pose arrays are realistic. The
 stacks are written directly (no projection; every stack of the same length gets the header of the
 first, with its density statistics), so a set of 10⁵ particles in thousands of stacks takes seconds
-to make.
+to make. With ``ice_sd`` each image also holds white noise seen through its own CTF, as real images
+hold the ice (and carbon) imaged through it: its Thon rings, astigmatic where the metadata are
+(``astigmatism_max_angstrom``), for the checks that read them
+(:mod:`cryosplat.particles.thon_rings`, :mod:`cryosplat.particles.astigmatism_check`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from cryosplat.core.ctf import compute_ctf
 from cryosplat.io.mrc import STACK_MODES, write_stack
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.simulate.simulation import SimulationConfig, draw_metadata
@@ -40,6 +45,11 @@ class NoiseStacksConfig:
     mode : str
         Stack data type (:data:`cryosplat.io.mrc.STACK_MODES`); ``int16`` images are scaled ×100.
     seed : int
+    ice_sd : float
+        S.d. of the white noise seen through each particle's CTF before it is added (its
+        variance after the CTF about half of this squared); 0: none (no rings).
+    astigmatism_max_angstrom : float
+        The metadata's ``|U − V|``, uniform in ``[0, this]`` Å at a uniform random angle.
     """
 
     n_particles: int
@@ -48,6 +58,8 @@ class NoiseStacksConfig:
     per_stack: int = 100
     mode: str = "float32"
     seed: int = 0
+    ice_sd: float = 0.0
+    astigmatism_max_angstrom: float = 0.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
@@ -56,6 +68,9 @@ class NoiseStacksConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.pixel_size_angstrom > 0:
             raise ValueError(f"pixel_size_angstrom must be positive: {self.pixel_size_angstrom}")
+        for name in ("ice_sd", "astigmatism_max_angstrom"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.mode not in STACK_MODES:
             raise ValueError(f"mode must be one of {', '.join(STACK_MODES)}, got '{self.mode}'")
 
@@ -77,6 +92,7 @@ def write_noise_particles(folder: str | Path, config: NoiseStacksConfig) -> Path
         pixel_size_angstrom=config.pixel_size_angstrom,
         shift_sd_angstrom=2.0,
         seed=config.seed,
+        astigmatism_max_angstrom=config.astigmatism_max_angstrom,
     )
     meta = draw_metadata(sim, rng)
     gain = 100.0 if config.mode == "int16" else 1.0
@@ -94,6 +110,9 @@ def write_noise_particles(folder: str | Path, config: NoiseStacksConfig) -> Path
         blob = np.exp(-(dx**2 + dy**2) / (2.0 * sigma**2))
         noise = rng.standard_normal((count, d, d), dtype=np.float32)
         images = gain * (blob + noise)
+        if config.ice_sd > 0:
+            rows = slice(start, start + count)
+            images += gain * config.ice_sd * _through_ctf(rng, meta.ctf, rows, config)
         name = f"stacks/s_{s:06d}.mrcs"
         if count not in headers:
             write_stack(folder / name, images, config.pixel_size_angstrom, mode=config.mode)
@@ -116,3 +135,15 @@ def write_noise_particles(folder: str | Path, config: NoiseStacksConfig) -> Path
         random_subset=meta.random_subset,
     )
     return star
+
+
+def _through_ctf(rng: np.random.Generator, ctf, rows: slice, config: NoiseStacksConfig):
+    """White noise of s.d. 1 seen through the CTF of the particles ``rows``: (count, D, D)."""
+    given = ctf.as_tensors(dtype=torch.float64)
+    names = ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees")
+    names += ("voltage_kv", "cs_mm", "amplitude_contrast")
+    curve = compute_ctf(config.box, config.pixel_size_angstrom, *(given[n][rows] for n in names))
+    count = curve.shape[0]
+    white = rng.standard_normal((count, config.box, config.box))
+    seen = np.fft.fftshift(np.fft.fft2(white), axes=(1, 2)) * curve.numpy()
+    return np.fft.ifft2(np.fft.ifftshift(seen, axes=(1, 2))).real.astype(np.float32)
