@@ -148,3 +148,41 @@ def test_the_agreement_is_a_z_score():
     assert AstigmatismCheck(10, 500.0, (1.0, -8.0, 7.0)).verdict == "mismatch"
     assert AstigmatismCheck(10, 500.0, (-1.0, 8.0, 7.0)).verdict == "weak"
     assert AstigmatismCheck(10, 500.0, (1.0, 4.0, 3.0)).verdict == "weak"
+
+
+def _two_sources(particles, slip_second: tuple[bool, bool]):
+    """The set as a merge of two sources (its first and second halves as two optics groups of
+    the same optics), the second's metadata written with ``slip_second``."""
+    n = len(particles)
+    second = np.arange(n) >= n // 2
+    ctf = particles.ctf
+    slipped = _slipped(particles, *slip_second).ctf
+    merged = replace(
+        ctf,
+        **{
+            f: np.where(second, getattr(slipped, f), getattr(ctf, f))
+            for f in ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees")
+        },
+    )
+    group = particles.optics[0]
+    return replace(
+        particles,
+        ctf=merged,
+        optics=[replace(group, name="first"), replace(group, name="second")],
+        optics_group=second.astype(np.int64),
+    )
+
+
+def test_one_source_s_slip_is_named_among_right_ones(ice_star):
+    """Half the images slipped fit neither reading read together; read apart, the slipped
+    source is named, the other agrees."""
+    check = check_astigmatism(_two_sources(read_particles(ice_star), (False, True)))
+    assert check.verdict == "mismatch" and check.own_verdict != "mismatch", check.t
+    (first, right), (second, wrong) = check.groups
+    assert (first, second) == ("first", "second")
+    assert right.own_verdict == "agree" and wrong.own_verdict == "mismatch"
+    assert wrong.best_slip == SWAPPED
+    text = check.describe()
+    assert "in 1 of 2 optics groups read apart: second: defocus U and V swapped" in text
+    agreeing = check_astigmatism(_two_sources(read_particles(ice_star), (False, False)))
+    assert agreeing.verdict == "agree" and len(agreeing.groups) == 2
