@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.core.ctf import compute_ctf
+from cryosplat.core.ctf import CTFParams, compute_ctf
 from cryosplat.io.mrc import STACK_MODES, write_stack
 from cryosplat.io.star import write_relion31_particles
 from cryosplat.simulate.simulation import SimulationConfig, draw_metadata
@@ -137,7 +137,9 @@ def write_noise_particles(folder: str | Path, config: NoiseStacksConfig) -> Path
     return star
 
 
-def _through_ctf(rng: np.random.Generator, ctf, rows: slice, config: NoiseStacksConfig):
+def _through_ctf(
+    rng: np.random.Generator, ctf: CTFParams, rows: slice, config: NoiseStacksConfig
+) -> np.ndarray:
     """White noise of s.d. 1 seen through the CTF of the particles ``rows``: (count, D, D)."""
     given = ctf.as_tensors(dtype=torch.float64)
     names = ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees")
