@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryosplat.particles.astigmatism_check import VARIANTS, check_astigmatism
+from cryosplat.particles.astigmatism_check import VARIANTS, check_astigmatism, with_slip
 from cryosplat.particles.read import read_particles
 from cryosplat.particles.thon_rings import check_thon_rings
 from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
@@ -37,26 +37,13 @@ from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_parti
 SYNTHETIC = {"ice_sd": (0.3, 0.6), "images": (30, 100, 300), "astigmatism": (200.0, 600.0)}
 
 
-def slipped(particles, negate: bool, swap: bool):
-    """The set with its astigmatism's angle negated and/or its two defoci swapped."""
-    ctf = particles.ctf
-    if swap:
-        ctf = replace(
-            ctf,
-            defocus_u_angstrom=ctf.defocus_v_angstrom,
-            defocus_v_angstrom=ctf.defocus_u_angstrom,
-        )
-    if negate:
-        ctf = replace(ctf, defocus_angle_degrees=-ctf.defocus_angle_degrees)
-    return replace(particles, ctf=ctf)
-
-
 def rows(path: Path) -> list[str]:
     particles = read_particles(path)
     out = []
-    for written, slip in {"as written": (False, False), **VARIANTS}.items():
+    for written in ("as written", *VARIANTS):
         start = time.perf_counter()
-        check = check_astigmatism(slipped(particles, *slip))
+        ctf = particles.ctf if written == "as written" else with_slip(particles.ctf, written)
+        check = check_astigmatism(replace(particles, ctf=ctf))
         seconds = time.perf_counter() - start
         if check is None:
             return [f"| {path.name} | – | no astigmatic particle, or no CTF | | | |"]
@@ -83,9 +70,12 @@ def synthetic_rows(seed: int = 9101) -> list[str]:
             rings = check_thon_rings(particles)
             check = check_astigmatism(particles)
             named = sum(
-                (c := check_astigmatism(slipped(particles, *slip))).verdict == "mismatch"
-                and c.best_slip == name
-                for name, slip in VARIANTS.items()
+                (
+                    c := check_astigmatism(replace(particles, ctf=with_slip(particles.ctf, slip)))
+                ).verdict
+                == "mismatch"
+                and c.best_slip == slip
+                for slip in VARIANTS
             )
         readings = ", ".join(f"{t:+.1f}" for t in check.t)
         out.append(

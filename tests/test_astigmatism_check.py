@@ -15,11 +15,12 @@ from cryosplat.particles.astigmatism_check import (
     CLEAR_T,
     VARIANTS,
     AstigmatismCheck,
-    axis_agreement,
     check_astigmatism,
+    with_slip,
 )
 from cryosplat.particles.read import read_particles
 from cryosplat.particles.star_tables import write_star_defocus
+from cryosplat.particles.thon_rings import thon_ring_agreement
 from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
 
 REAL = [
@@ -31,18 +32,9 @@ REAL = [
 NEGATED, SWAPPED, BOTH = VARIANTS
 
 
-def _slipped(particles, negate: bool, swap: bool):
+def _slipped(particles, slip: str):
     """The set with its metadata's astigmatism slipped (the images as they are)."""
-    ctf = particles.ctf
-    if swap:
-        ctf = replace(
-            ctf,
-            defocus_u_angstrom=ctf.defocus_v_angstrom,
-            defocus_v_angstrom=ctf.defocus_u_angstrom,
-        )
-    if negate:
-        ctf = replace(ctf, defocus_angle_degrees=-ctf.defocus_angle_degrees)
-    return replace(particles, ctf=ctf)
+    return replace(particles, ctf=with_slip(particles.ctf, slip))
 
 
 @pytest.mark.parametrize("name", REAL)
@@ -59,7 +51,7 @@ def test_real_images_name_defoci_written_the_other_way_round(shared_data):
     particles = read_particles(shared_data / REAL[0])
     check = check_astigmatism(particles)
     assert check.verdict == "agree" and check.readings[SWAPPED] >= CLEAR_T
-    slipped = check_astigmatism(_slipped(particles, negate=False, swap=True))
+    slipped = check_astigmatism(_slipped(particles, SWAPPED))
     assert slipped.verdict == "mismatch" and slipped.readings[SWAPPED] <= -CLEAR_T
     np.testing.assert_allclose(slipped.t[1], -check.t[1], atol=0.5)
 
@@ -89,7 +81,7 @@ def test_images_follow_the_astigmatism_the_reconstruction_applies(ice_star):
 
 @pytest.mark.parametrize("slip", VARIANTS)
 def test_each_slip_is_named(ice_star, slip):
-    particles = _slipped(read_particles(ice_star), *VARIANTS[slip])
+    particles = _slipped(read_particles(ice_star), slip)
     check = check_astigmatism(particles)
     assert check.verdict == "mismatch" and check.best_slip == slip, check.readings
     text = check.describe()
@@ -97,7 +89,7 @@ def test_each_slip_is_named(ice_star, slip):
 
 
 def test_a_slipped_set_is_named_by_info_and_reconstruct(ice_star, tmp_path, capsys, caplog):
-    slipped = _slipped(read_particles(ice_star), negate=False, swap=True)
+    slipped = _slipped(read_particles(ice_star), SWAPPED)
     star = ice_star.parent / "swapped.star"  # beside the stacks its image names point at
     write_star_defocus(ice_star, np.arange(len(slipped)), slipped.ctf, star)
     assert main(["info", str(star)]) == 0
@@ -129,7 +121,8 @@ def test_no_astigmatism_no_check(tiny_set):
 
 
 def test_the_agreement_is_a_z_score():
-    """Power that follows the CTF as written gives a large ``t``, as slipped a large negative one,
+    """``t`` (the Thon-ring z against the difference of the two CTF²): power that follows the CTF
+    as written gives a large one, as slipped a large negative one,
     power independent of both about a standard normal one; the verdicts read the readings."""
     rng = np.random.default_rng(0)
     radius = np.linspace(5, 60, 111)
@@ -138,11 +131,10 @@ def test_the_agreement_is_a_z_score():
     slipped = np.sin(0.004 * radius**2 * (1 - 0.05 * np.cos(np.linspace(0, np.pi, 12)))[:, None])
     given, slipped = np.sin(given + phase) ** 2, np.sin(slipped + phase) ** 2
     noise = rng.exponential(1.0, given.shape) * (1 + 50 / radius)
-    assert axis_agreement(noise * (1 + given), given, slipped, False) > 10
-    assert axis_agreement(noise * (1 + slipped), given, slipped, False) < -10
-    t = [
-        axis_agreement(rng.exponential(1.0, given.shape), given, slipped, False) for _ in range(20)
-    ]
+    difference = given - slipped
+    assert thon_ring_agreement(noise * (1 + given), difference) > 10
+    assert thon_ring_agreement(noise * (1 + slipped), difference) < -10
+    t = [thon_ring_agreement(rng.exponential(1.0, given.shape), difference) for _ in range(20)]
     assert abs(np.mean(t)) < 1.0 and 0.5 < np.std(t) < 2.0
     assert AstigmatismCheck(10, 500.0, (1.0, 8.0, 7.0)).verdict == "agree"
     assert AstigmatismCheck(10, 500.0, (1.0, -8.0, 7.0)).verdict == "mismatch"
@@ -150,13 +142,13 @@ def test_the_agreement_is_a_z_score():
     assert AstigmatismCheck(10, 500.0, (1.0, 4.0, 3.0)).verdict == "weak"
 
 
-def _two_sources(particles, slip_second: tuple[bool, bool]):
+def _two_sources(particles, slip_second: str | None):
     """The set as a merge of two sources (its first and second halves as two optics groups of
     the same optics), the second's metadata written with ``slip_second``."""
     n = len(particles)
     second = np.arange(n) >= n // 2
     ctf = particles.ctf
-    slipped = _slipped(particles, *slip_second).ctf
+    slipped = with_slip(ctf, slip_second) if slip_second else ctf
     merged = replace(
         ctf,
         **{
@@ -176,7 +168,7 @@ def _two_sources(particles, slip_second: tuple[bool, bool]):
 def test_one_source_s_slip_is_named_among_right_ones(ice_star):
     """Half the images slipped fit neither reading read together; read apart, the slipped
     source is named, the other agrees."""
-    check = check_astigmatism(_two_sources(read_particles(ice_star), (False, True)))
+    check = check_astigmatism(_two_sources(read_particles(ice_star), SWAPPED))
     assert check.verdict == "mismatch" and check.own_verdict != "mismatch", check.t
     (first, right), (second, wrong) = check.groups
     assert (first, second) == ("first", "second")
@@ -184,5 +176,5 @@ def test_one_source_s_slip_is_named_among_right_ones(ice_star):
     assert wrong.best_slip == SWAPPED
     text = check.describe()
     assert "in 1 of 2 optics groups read apart: second: defocus U and V swapped" in text
-    agreeing = check_astigmatism(_two_sources(read_particles(ice_star), (False, False)))
+    agreeing = check_astigmatism(_two_sources(read_particles(ice_star), None))
     assert agreeing.verdict == "agree" and len(agreeing.groups) == 2

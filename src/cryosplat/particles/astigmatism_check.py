@@ -14,14 +14,14 @@ Real images hold their CTF's rings in their power (:mod:`cryosplat.particles.tho
 astigmatic CTF's rings are ellipses: the images say where its axis lies. For up to ``n_images``
 images spread over the set, each image's power is averaged in cells of :data:`N_SECTORS`
 directions (over half a turn: the power of a real image is even) by rings of half a pixel, and
-within each direction divided by its own moving average over rings, less one (``p``, as
-:func:`~cryosplat.particles.thon_rings.thon_ring_agreement`). For each slip ``v``
-(:data:`VARIANTS`) the difference ``d`` of the metadata's ``CTF²`` as written and as slipped, in
-the same cells and each less its moving average, is what tells the two apart, and
+within each direction divided by its own moving average over rings, less one (``p``). For each
+slip ``v`` (:data:`VARIANTS`) the difference ``d`` of the metadata's ``CTF²`` as written and as
+slipped, in the same cells and less its moving average, is what tells the two apart, and
 
     ``t = Σ p·d / sqrt(Σ p²d²)``
 
-is about a standard normal deviate where the power holds no rings, large and positive where the
+(:func:`~cryosplat.particles.thon_rings.thon_ring_agreement` of ``p`` against ``d``) is about a
+standard normal deviate where the power holds no rings, large and positive where the
 rings follow the astigmatism as written, large and negative where they follow the slip. A slip
 that fits by :data:`CLEAR_T` is named; the astigmatism as written agrees where it fits better than
 some slip by as much; otherwise the rings are too faint, or the astigmatism too small, to say.
@@ -51,6 +51,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from cryosplat.core.ctf import CTFParams
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.thon_rings import (
     ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM,
@@ -58,13 +59,13 @@ from cryosplat.particles.thon_rings import (
     RING_STEP_PX,
     ctf2_seen,
     ctf_parameters,
-    moving_average,
+    thon_ring_agreement,
 )
 
 __all__ = [
     "AstigmatismCheck",
     "check_astigmatism",
-    "axis_agreement",
+    "with_slip",
     "VARIANTS",
     "CLEAR_T",
     "MIN_ASTIGMATISM_ANGSTROM",
@@ -135,18 +136,19 @@ def _sector_power(
     return cells(np.stack(rows)), cells(mean_radius), cells(mean_direction)
 
 
-def axis_agreement(
-    power: np.ndarray, ctf2_given: np.ndarray, ctf2_slipped: np.ndarray, across_images: bool
-) -> float:
-    """``t`` (module docstring) of the images' power (N, S, R) between the ``CTF²`` as written and
-    as slipped on the same cells (N, S, R): positive where the rings follow the CTF as written;
-    0 where the two do not differ. ``across_images``: each less its mean over the images."""
-    p = power / moving_average(power) - 1.0
-    d = (ctf2_given - moving_average(ctf2_given)) - (ctf2_slipped - moving_average(ctf2_slipped))
-    if across_images:
-        p, d = p - p.mean(axis=0), d - d.mean(axis=0)
-    spread = float(np.sqrt(np.sum(p**2 * d**2)))
-    return float(np.sum(p * d) / spread) if spread > 0 else 0.0
+def with_slip(ctf: CTFParams, slip: str) -> CTFParams:
+    """``ctf`` with the slip ``slip`` of :data:`VARIANTS` (its angle negated, its two defoci
+    swapped, or both); each slip undoes itself."""
+    negate, swap = VARIANTS[slip]
+    if swap:
+        ctf = replace(
+            ctf,
+            defocus_u_angstrom=ctf.defocus_v_angstrom,
+            defocus_v_angstrom=ctf.defocus_u_angstrom,
+        )
+    if negate:
+        ctf = replace(ctf, defocus_angle_degrees=-ctf.defocus_angle_degrees)
+    return ctf
 
 
 @dataclass(frozen=True)
@@ -242,24 +244,21 @@ def check_astigmatism(particles: ParticleSet, n_images: int = 300) -> Astigmatis
     pixel = particles.pixel_sizes_angstrom(indices)[:, None, None]
     k = torch.as_tensor(radius_px[None] / (particles.box * pixel), dtype=torch.float64)
     theta = torch.as_tensor(direction[None], dtype=torch.float64)
-    given = ctf_parameters(particles, indices)
 
-    def ctf2(negate: bool, swap: bool) -> np.ndarray:
-        params = dict(given)
-        if negate:
-            params["defocus_angle_degrees"] = -given["defocus_angle_degrees"]
-        if swap:
-            params["defocus_u_angstrom"] = given["defocus_v_angstrom"]
-            params["defocus_v_angstrom"] = given["defocus_u_angstrom"]
-        return ctf2_seen(particles, indices, params, k, theta).numpy()
+    def ctf2(read: ParticleSet) -> np.ndarray:
+        return ctf2_seen(read, indices, ctf_parameters(read, indices), k, theta).numpy()
 
-    as_written = ctf2(False, False)
-    slips = [ctf2(*v) for v in VARIANTS.values()]
+    as_written = ctf2(particles)
+    # t against each slip: the power against the difference of the two CTF² (the moving average
+    # is linear, so the difference of the two less theirs is what the Thon-ring z reads).
+    differences = [
+        as_written - ctf2(replace(particles, ctf=with_slip(ctf, slip))) for slip in VARIANTS
+    ]
     mean_defocus = 0.5 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)[indices]
 
     def read(rows: slice) -> AstigmatismCheck:
         across = bool(np.std(mean_defocus[rows]) >= ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM)
-        t = tuple(axis_agreement(power[rows], as_written[rows], c[rows], across) for c in slips)
+        t = tuple(thon_ring_agreement(power[rows], d[rows], across) for d in differences)
         n = len(mean_defocus[rows])
         return AstigmatismCheck(n, float(astigmatism[indices[rows]].max()), t, across)
 

@@ -166,7 +166,9 @@ def thon_ring_agreement(
     """``z`` of the images' ring power (N, R) against ``CTF²`` on the same rings (N, R): both less
     their moving average (the power divided by it first), then ``Σ p·c / sqrt(Σ p²c²)``
     (module docstring); 0 where nothing varies. ``across_images``: both less their mean over
-    the images first, so that only rings that move with each image's own defocus count."""
+    the images first, so that only rings that move with each image's own defocus count. Rings in
+    several directions (N, S, R) are read alike, and ``ctf2`` may be a difference of two
+    ``CTF²`` (:mod:`cryosplat.particles.astigmatism_check`: which of two fits better)."""
     p = ring_power / moving_average(ring_power) - 1.0
     c = ctf2 - moving_average(ctf2)
     if across_images:
