@@ -41,7 +41,7 @@ from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.ctf_state_check import STATES, check_ctf_state
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
 from cryosplat.reconstruct.grid.symmetry_check import MIN_AGREEMENT, check_symmetry
-from cryosplat.reconstruct.pose_check import VARIANTS, _variant, check_pose_conventions
+from cryosplat.reconstruct.pose_check import VARIANTS, check_pose_conventions, read_as
 
 DEFAULT_GROUPS = "C2,C3,C4,D2,D3"
 CHECKS = ("poses", "sources", "ctf", "symmetry")
@@ -56,7 +56,7 @@ def written_with(particles, written: str):
     """The set written with ``written`` (:data:`VARIANTS` or :data:`UNIT_SLIPS`), and the reading
     the check should find best."""
     if written not in UNIT_SLIPS:
-        return _variant(particles, written), written
+        return read_as(particles, written), written
     pixel = particles.optics[0].pixel_size_angstrom
     factor = 2.0 if written == "shifts doubled" else pixel
     return replace(particles, shifts_angstrom=particles.shifts_angstrom * factor), "shifts halved"
@@ -103,7 +103,7 @@ def source_rows(name: str, particles) -> list[str]:
     rows = []
     for written in VARIANTS[1:4]:
         started = time.perf_counter()
-        check = check_pose_conventions(_variant(merged, written, merged.optics_group == 1))
+        check = check_pose_conventions(read_as(merged, written, merged.optics_group == 1))
         seconds = time.perf_counter() - started
         setting = check.slipped_setting
         named = (

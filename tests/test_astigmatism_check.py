@@ -176,5 +176,6 @@ def test_one_source_s_slip_is_named_among_right_ones(ice_star):
     assert wrong.best_slip == SWAPPED
     text = check.describe()
     assert "in 1 of 2 optics groups read apart: second: defocus U and V swapped" in text
+    assert "cryosplat amend --astigmatism-as defocus-u-and-v-swapped --optics-group second" in text
     agreeing = check_astigmatism(_two_sources(read_particles(ice_star), None))
     assert agreeing.verdict == "agree" and len(agreeing.groups) == 2

@@ -16,8 +16,8 @@ from cryosplat.reconstruct.pose_check import (
     CLEAR_MARGIN,
     VARIANTS,
     PoseCheck,
-    _variant,
     check_pose_conventions,
+    read_as,
 )
 from tests.conftest import two_settings
 
@@ -46,21 +46,21 @@ def test_the_poses_as_written_fit_best(tiny, tiny_set, capsys):
     ],
 )
 def test_a_slip_is_named(tiny, slip):
-    check = check_pose_conventions(_variant(tiny, slip))
+    check = check_pose_conventions(read_as(tiny, slip))
     assert check.verdict == "mismatch" and check.best == slip
     assert f"better with their {slip} than as written" in check.describe()
 
 
 def test_slips_undo_themselves_and_the_verdicts(tiny):
     for name in VARIANTS[:-1]:
-        again = _variant(_variant(tiny, name), name)
+        again = read_as(read_as(tiny, name), name)
         assert np.allclose(again.rotations, tiny.rotations, rtol=0, atol=1e-12)  # Euler angles
         assert (again.shifts_angstrom == tiny.shifts_angstrom).all()
-    swapped = _variant(tiny, "rot and psi swapped")
+    swapped = read_as(tiny, "rot and psi swapped")
     assert not np.allclose(swapped.rotations, tiny.rotations, atol=0.1)
     rot, tilt, psi = matrix_to_euler_relion(tiny.rotations).T
     assert np.allclose(swapped.rotations, euler_relion_to_matrix(psi, tilt, rot), atol=1e-12)
-    halved = _variant(tiny, "shifts halved", np.arange(len(tiny)) < 10)
+    halved = read_as(tiny, "shifts halved", np.arange(len(tiny)) < 10)
     assert (halved.shifts_angstrom[:10] == tiny.shifts_angstrom[:10] / 2).all()
     assert (halved.shifts_angstrom[10:] == tiny.shifts_angstrom[10:]).all()
     assert (halved.rotations == tiny.rotations).all()
@@ -138,7 +138,7 @@ def test_a_reconstruction_stops_on_a_slip_unless_accepted(tiny, tmp_path):
     from cryosplat.reconstruct.pose_check import AUTO_MIN_PIXELS, apply_pose_check
     from cryosplat.reconstruct.run import reconstruct
 
-    slipped = _variant(tiny, "shifts negated")
+    slipped = read_as(tiny, "shifts negated")
     with pytest.raises(InputError, match="better with their shifts negated.*--accept-warnings"):
         reconstruct(slipped, tmp_path / "run", ReconstructConfig(pose_check="on"))
     assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before any work
@@ -181,7 +181,7 @@ def test_the_halves_are_drawn_at_random_not_by_alternate_rows(tiny):
 @pytest.mark.parametrize("slip", ["rotations inverted", "shifts negated"])
 def test_one_setting_s_slip_is_named_where_the_whole_set_s_readings_say_less(tiny, slip):
     merged = two_settings(tiny)
-    wrong = _variant(merged, slip, merged.optics_group == 1)
+    wrong = read_as(merged, slip, merged.optics_group == 1)
     check = check_pose_conventions(wrong)
     assert reading_verdict(check.scores[0], check.scores) == "agree"  # read whole: missed
     assert check.verdict == "mismatch"
@@ -192,6 +192,8 @@ def test_one_setting_s_slip_is_named_where_the_whole_set_s_readings_say_less(tin
         f"the poses of optics setting second (60 of the sample's particles) fit the images "
         f"better with their {slip}" in check.describe()
     )
+    fix = f"cryosplat amend --poses-as {slip.replace(' ', '-')} --optics-group 'second'"
+    assert fix in check.describe()
     right = check_pose_conventions(merged)  # as written: each setting's own readings agree
     assert right.verdict == "agree" and len(right.settings) == 2
     assert all(r.verdict == "agree" for r in right.settings)
@@ -199,7 +201,7 @@ def test_one_setting_s_slip_is_named_where_the_whole_set_s_readings_say_less(tin
 
 def test_a_slip_in_some_rows_only_leaves_the_others_as_written(tiny):
     rows = np.arange(len(tiny)) < 10
-    slipped = _variant(tiny, "rotations inverted and shifts negated", rows)
+    slipped = read_as(tiny, "rotations inverted and shifts negated", rows)
     assert (slipped.rotations[~rows] == tiny.rotations[~rows]).all()
     assert (slipped.shifts_angstrom[10:] == tiny.shifts_angstrom[10:]).all()
     assert (slipped.shifts_angstrom[:10] == -tiny.shifts_angstrom[:10]).all()
@@ -227,12 +229,12 @@ def test_a_slip_the_low_shells_cannot_tell_at_high_signal_is_named(tmp_path):
     truth = GaussianModel.random(40, 24, 4.0, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
     clear = read_particles(simulate_tiny(tmp_path, truth, snr=10.0, n_particles=300))
     slip = "shifts' x and y swapped"
-    wrong = _variant(clear, slip)
+    wrong = read_as(clear, slip)
     sample = check_sample(wrong)
     low = slice(2, sample.particles.box // 4 + 1)
     as_written, undone = (
         float(np.mean(fsc(*sample.inversions(read))[low]))
-        for read in (None, _variant(sample.particles, slip))
+        for read in (None, read_as(sample.particles, slip))
     )
     assert undone - as_written < CLEAR_MARGIN  # the low shells alone: missed
     check = check_pose_conventions(wrong)

@@ -30,6 +30,7 @@ COMMANDS = (
     "score",
     "refine-defocus",
     "refine-poses",
+    "amend",
     "sharpen",
     "fsc",
     "demo",

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from cryosplat.core.ctf import CTFParams
+from cryosplat.core.option_names import option_name
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.thon_rings import (
     ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM,
@@ -211,13 +212,16 @@ class AstigmatismCheck:
             return (
                 f"the images' Thon rings follow the CTF with a slip of its astigmatism in "
                 f"{len(slipped)} of {len(self.groups)} optics groups read apart: {parts}; "
-                f"together {counted}; {WRONG_AXIS_COST}"
+                f"together {counted}; {WRONG_AXIS_COST} (cryosplat amend --astigmatism-as "
+                f"{option_name(slipped[0][1].best_slip)} --optics-group {slipped[0][0]} writes "
+                "them so)"
             )
         if self.verdict == "mismatch":
             slip = self.best_slip
             return (
                 f"the images' Thon rings follow the CTF with {slip}, not its astigmatism as "
-                f"written ({_CAUSES[slip]}): {counted}; {WRONG_AXIS_COST}"
+                f"written ({_CAUSES[slip]}): {counted}; {WRONG_AXIS_COST} (cryosplat amend "
+                f"--astigmatism-as {option_name(slip)} writes the metadata so)"
             )
         if self.verdict == "agree":
             return f"the images' Thon rings follow the astigmatism as written: {counted}"

@@ -43,10 +43,8 @@ from cryosplat.core.ctf import CTFParams
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
-from cryosplat.particles.cryodrgn import write_ctf_pickle_defocus
-from cryosplat.particles.cryosparc import write_cs_defocus
+from cryosplat.particles.metadata_out import write_metadata
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.star_tables import write_star_defocus
 from cryosplat.reconstruct.grid.astigmatism_fit import (
     DEFAULT_ASTIGMATISM_RANGE_ANGSTROM,
     AstigmatismFit,
@@ -307,18 +305,10 @@ def _refined_metadata(
     """The input's metadata with the new defocus values, in its own format, or None where the
     input is none of those."""
     rows, ctf = refined.rows_in_file, refined.refined_ctf()
-    if ctf_pickle is not None:
-        write_ctf_pickle_defocus(ctf_pickle, rows, ctf, folder / "ctf.pkl")
-        return folder / "ctf.pkl"
-    source = refined.source
-    suffix = Path(source).suffix.lower() if source is not None else ""
-    if suffix == ".star":
-        write_star_defocus(source, rows, ctf, folder / "refined.star")
-        return folder / "refined.star"
-    if suffix == ".cs":
-        write_cs_defocus(source, rows, ctf, folder / "refined.cs")
-        return folder / "refined.cs"
-    return None
+    written = write_metadata(
+        refined.source, rows, folder, "refined", ctf=ctf, ctf_pickle=ctf_pickle
+    )
+    return written[0] if written else None
 
 
 def offsets_plot(refined: RefinedDefocus) -> LinePlot:

@@ -44,6 +44,7 @@ import numpy as np
 
 from cryosplat.core.conventions import euler_relion_to_matrix, matrix_to_euler_relion
 from cryosplat.core.errors import InputError
+from cryosplat.core.option_names import option_name
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_check
 from cryosplat.reconstruct.ctf_state_check import STATES, check_ctf_state
@@ -72,6 +73,7 @@ __all__ = [
     "VARIANTS",
     "apply_pose_check",
     "check_pose_conventions",
+    "read_as",
 ]
 
 N_IMAGES = CHECK_IMAGES
@@ -98,9 +100,10 @@ CTF state, :mod:`cryosplat.reconstruct.ctf_state_check`) by default: the checks'
 then a tenth of the statistics pass or less."""
 
 
-def _variant(particles: ParticleSet, name: str, rows: np.ndarray | None = None) -> ParticleSet:
+def read_as(particles: ParticleSet, name: str, rows: np.ndarray | None = None) -> ParticleSet:
     """The particles with their poses read as ``name`` (:data:`VARIANTS`); only ``rows``
-    (boolean) where given, the others as written."""
+    (boolean) where given, the others as written (``cryosplat amend --poses-as`` writes a set
+    so read)."""
     shifts, rotations = particles.shifts_angstrom, particles.rotations.copy()
     take = np.ones(len(particles), dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     if shifts is not None:  # a set without shifts has none to slip
@@ -179,12 +182,14 @@ class PoseCheck:
                 f"sample's particles) fit the images better with their {slip} than as written "
                 f"(the halves' mean FSC {max(setting.scores):.2f} against {setting.given:.2f}; "
                 f"the whole sample {where}): {_cause(slip)} in one source of a merged set? The "
-                "map would lose resolution"
+                f"map would lose resolution (cryosplat amend --poses-as {option_name(slip)} "
+                f"--optics-group '{setting.name}' writes them so)"
             )
         if whole == "mismatch":
             return (
                 f"the poses fit the images better with their {self.best} than as written "
-                f"{where}: {_cause(self.best)}? The map would lose resolution"
+                f"{where}: {_cause(self.best)}? The map would lose resolution (cryosplat amend "
+                f"--poses-as {option_name(self.best)} writes them so)"
             )
         if whole == "weak":
             return f"the poses' conventions could not be told apart {where}"
@@ -205,9 +210,9 @@ def check_pose_conventions(
     def curve(read: ParticleSet | None) -> np.ndarray:
         return np.asarray(fsc(*sample.inversions(read)))
 
-    whole = [curve(None)] + [curve(_variant(small, name)) for name in VARIANTS[1:]]
+    whole = [curve(None)] + [curve(read_as(small, name)) for name in VARIANTS[1:]]
     apart = [
-        (name, rows, [curve(_variant(small, slip, rows)) for slip in VARIANTS[1:]])
+        (name, rows, [curve(read_as(small, slip, rows)) for slip in VARIANTS[1:]])
         for name, rows in sample.settings()
     ]
     shells = judged_shells(whole + [c for _, _, curves in apart for c in curves], small.box)

@@ -32,10 +32,8 @@ from cryosplat.core.conventions import rotvec_to_matrix
 from cryosplat.core.errors import InputError
 from cryosplat.core.progress import Progress
 from cryosplat.io.svg_plot import Curve, LinePlot, write_svg
-from cryosplat.particles.cryodrgn import write_poses_pickle
-from cryosplat.particles.cryosparc import write_cs_poses
+from cryosplat.particles.metadata_out import NewPoses, write_metadata
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.star_tables import write_star_poses
 from cryosplat.reconstruct.grid.particle_scores import (
     ParticleScores,
     SampleReading,
@@ -335,22 +333,12 @@ def _refined_metadata(
 ) -> Path | None:
     """The input's metadata with the new poses, in its own format, or None where the input is
     none of those."""
-    rows = refined.rows_in_file
     rotations, shifts = refined.refined()
-    if poses_pickle is not None:
-        out = folder / "poses.pkl"
-        write_poses_pickle(poses_pickle, rows, rotations, shifts, refined.box_angstrom, out)
-        return out
-    source = refined.source
-    suffix = Path(source).suffix.lower() if source is not None else ""
-    if suffix == ".star":
-        out = folder / "refined.star"
-        write_star_poses(source, rows, rotations, shifts, refined.pixel_sizes_angstrom, out)
-        return out
-    if suffix == ".cs":
-        write_cs_poses(source, rows, rotations, shifts, folder / "refined.cs")
-        return folder / "refined.cs"
-    return None
+    poses = NewPoses(rotations, shifts, refined.pixel_sizes_angstrom, refined.box_angstrom)
+    written = write_metadata(
+        refined.source, refined.rows_in_file, folder, "refined", poses, poses_pickle=poses_pickle
+    )
+    return written[0] if written else None
 
 
 def moves_plot(refined: RefinedPoses) -> LinePlot:

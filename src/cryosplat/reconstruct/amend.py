@@ -1,0 +1,133 @@
+"""The metadata read the way a check found the images fit better, written again (``cryosplat
+amend``): the poses as one of the pose check's readings (:data:`~cryosplat.reconstruct.pose_check
+.VARIANTS`: the shifts negated, their x and y swapped, the rotations inverted, the Euler angles
+rot and psi swapped, the shifts halved, ...), the astigmatism with one of the astigmatism check's
+slips undone (:data:`~cryosplat.particles.astigmatism_check.VARIANTS`: the angle negated, defocus
+U and V swapped, both).
+
+Every slip the checks name but the shifts halved undoes itself, so reading the metadata so and
+writing them again is the fix; the names on the command line are the checks' own names written
+as options (:func:`~cryosplat.core.option_names.option_name`: ``shifts negated`` is
+``shifts-negated``), so a warning's words
+are what to type. Only the rows of the particles given are amended (a ``--class`` or ``--ind``
+choice, e.g. one source of a merged set); the file's other rows and every other value stay as
+written (:func:`~cryosplat.particles.metadata_out.write_metadata`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryosplat.core.errors import InputError
+from cryosplat.core.option_names import option_name
+from cryosplat.particles import astigmatism_check
+from cryosplat.particles.metadata_out import NewPoses, write_metadata
+from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.reconstruct import pose_check
+
+__all__ = [
+    "Amendment",
+    "amend_metadata",
+    "of_optics_groups",
+    "POSE_READINGS",
+    "ASTIGMATISM_SLIPS",
+]
+
+
+POSE_READINGS = {option_name(v): v for v in pose_check.VARIANTS[1:]}
+ASTIGMATISM_SLIPS = {option_name(v): v for v in astigmatism_check.VARIANTS}
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """What to amend: ``poses`` a key of :data:`POSE_READINGS`, ``astigmatism`` one of
+    :data:`ASTIGMATISM_SLIPS` (None: as written)."""
+
+    poses: str | None = None
+    astigmatism: str | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`~cryosplat.core.errors.InputError` naming a reading no check has."""
+        for given, known, what in (
+            (self.poses, POSE_READINGS, "--poses-as"),
+            (self.astigmatism, ASTIGMATISM_SLIPS, "--astigmatism-as"),
+        ):
+            if given is not None and given not in known:
+                raise InputError(f"{what} {given!r}: not one of {', '.join(known)}")
+        if self.poses is None and self.astigmatism is None:
+            raise InputError("nothing to amend: give --poses-as, --astigmatism-as or both")
+
+    def describe(self) -> str:
+        parts = []
+        if self.poses is not None:
+            parts.append(f"poses read as {POSE_READINGS[self.poses]}")
+        if self.astigmatism is not None:
+            parts.append(f"astigmatism read with {ASTIGMATISM_SLIPS[self.astigmatism]}")
+        return " and ".join(parts)
+
+
+def amend_metadata(
+    particles: ParticleSet,
+    amendment: Amendment,
+    folder: Path,
+    poses_pickle: Path | str | None = None,
+    ctf_pickle: Path | str | None = None,
+) -> list[Path]:
+    """Write the particles' metadata again into ``folder`` with ``amendment`` applied to their
+    rows of the file (``amended.star``, ``amended.cs``, or cryoDRGN's ``poses.pkl`` and
+    ``ctf.pkl`` where those pickles were given); returns the files written."""
+    amendment.validate()
+    poses = ctf = None
+    if amendment.poses is not None:
+        if particles.rotations is None:
+            raise InputError(f"{particles.source}: no poses to read another way")
+        read = pose_check.read_as(particles, POSE_READINGS[amendment.poses])
+        box_angstrom = particles.box * particles.pixel_size_angstrom
+        shifts = read.shifts_angstrom
+        if shifts is None:
+            raise InputError(f"{particles.source}: no origins to read another way")
+        pixel = particles.pixel_sizes_angstrom()
+        poses = NewPoses(read.rotations, shifts, pixel, box_angstrom)
+    if amendment.astigmatism is not None:
+        if particles.ctf is None:
+            raise InputError(f"{particles.source}: no CTF to read another way")
+        slip = ASTIGMATISM_SLIPS[amendment.astigmatism]
+        ctf = astigmatism_check.with_slip(particles.ctf, slip)
+    missing = [
+        what
+        for what, new, pickle in (("poses", poses, poses_pickle), ("ctf", ctf, ctf_pickle))
+        if new is not None and pickle is None and not _holds_metadata(particles.source)
+    ]
+    if missing:
+        raise InputError(
+            f"{particles.source}: the amended {' and '.join(missing)} are written into a STAR "
+            f"file, a .cs file or cryoDRGN's {missing[0]}.pkl (--{missing[0]})"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_metadata(
+        particles.source,
+        particles.rows_in_file(),
+        folder,
+        "amended",
+        poses,
+        ctf,
+        poses_pickle=poses_pickle,
+        ctf_pickle=ctf_pickle,
+    )
+
+
+def of_optics_groups(particles: ParticleSet, names: list[str]) -> ParticleSet:
+    """The particles of the optics groups ``names`` (blanks round each ignored)."""
+    known = [g.name for g in particles.optics]
+    wanted = {n.strip() for n in names if n.strip()}
+    if unknown := sorted(wanted - set(known)):
+        raise InputError(f"optics group {unknown[0]!r}: the set's are {', '.join(known)}")
+    chosen = [i for i, name in enumerate(known) if name in wanted]
+    return particles.subset(np.isin(particles.optics_group, chosen))
+
+
+def _holds_metadata(source: Path | None) -> bool:
+    return source is not None and Path(source).suffix.lower() in (".star", ".cs")
