@@ -8,10 +8,10 @@ U and V swapped, both).
 Every slip the checks name but the shifts halved undoes itself, so reading the metadata so and
 writing them again is the fix; the names on the command line are the checks' own names written
 as options (:func:`~cryosplat.core.option_names.option_name`: ``shifts negated`` is
-``shifts-negated``), so a warning's words
-are what to type. Only the rows of the particles given are amended (a ``--class`` or ``--ind``
-choice, e.g. one source of a merged set); the file's other rows and every other value stay as
-written (:func:`~cryosplat.particles.metadata_out.write_metadata`).
+``shifts-negated``), so a warning's words are what to type. Only the rows of the particles given
+are amended (a ``--class``, ``--ind`` or ``--optics-group`` choice, e.g. one source of a merged
+set); the file's other rows and every other value stay as written
+(:func:`~cryosplat.particles.metadata_out.write_metadata`).
 """
 
 from __future__ import annotations
@@ -86,9 +86,8 @@ def amend_metadata(
             raise InputError(f"{particles.source}: no poses to read another way")
         read = pose_check.read_as(particles, POSE_READINGS[amendment.poses])
         box_angstrom = particles.box * particles.pixel_size_angstrom
-        shifts = read.shifts_angstrom
-        if shifts is None:
-            raise InputError(f"{particles.source}: no origins to read another way")
+        shifts = read.shifts_angstrom  # none written: the particles are centred
+        shifts = np.zeros((len(particles), 2)) if shifts is None else shifts
         pixel = particles.pixel_sizes_angstrom()
         poses = NewPoses(read.rotations, shifts, pixel, box_angstrom)
     if amendment.astigmatism is not None:
