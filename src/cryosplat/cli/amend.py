@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryosplat.cli.particle_choice import add_selection_arguments, apply_selection
+from cryosplat.cli.particle_choice import add_file_arguments, apply_selection
 
 HELP = (
     "write the metadata again read the way cryosplat info's checks found the images fit better: "
@@ -16,11 +16,7 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("particles", help="RELION .star, cryoSPARC .cs, or .mrcs with --poses/--ctf")
-    p.add_argument("--datadir", help="folder to resolve image stack names against")
-    p.add_argument("--poses", help="cryoDRGN poses.pkl (with an .mrcs stack)")
-    p.add_argument("--ctf", help="cryoDRGN ctf.pkl (with an .mrcs stack)")
-    add_selection_arguments(p)
+    add_file_arguments(p)
     p.add_argument(
         "--optics-group",
         metavar="NAME[,NAME...]",

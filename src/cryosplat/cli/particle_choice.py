@@ -50,14 +50,19 @@ def apply_selection(particles: ParticleSet, args: argparse.Namespace) -> Particl
     return select_particles(particles, classes=args.classes, index_file=args.ind)
 
 
-def add_reading_arguments(p: argparse.ArgumentParser) -> None:
-    """The particle file, how to read it, which of its particles (``--class``, ``--ind``) and
-    how much each counts (``--weights``)."""
+def add_file_arguments(p: argparse.ArgumentParser) -> None:
+    """The particle file, how to read it and which of its particles (``--class``, ``--ind``)."""
     p.add_argument("particles", help="RELION .star, cryoSPARC .cs, or .mrcs with --poses/--ctf")
     p.add_argument("--datadir", help="folder to resolve image stack names against")
     p.add_argument("--poses", help="cryoDRGN poses.pkl (with an .mrcs stack)")
     p.add_argument("--ctf", help="cryoDRGN ctf.pkl (with an .mrcs stack)")
     add_selection_arguments(p)
+
+
+def add_reading_arguments(p: argparse.ArgumentParser) -> None:
+    """:func:`add_file_arguments`, a pixel size over the metadata's (``--angpix``) and how much
+    each particle counts (``--weights``)."""
+    add_file_arguments(p)
     p.add_argument(
         "--angpix",
         type=float,
