@@ -22,6 +22,7 @@ from cryosplat.particles.read import read_particles
 from cryosplat.particles.star_tables import write_star_defocus
 from cryosplat.particles.thon_rings import thon_ring_agreement
 from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
+from tests.conftest import two_settings
 
 REAL = [
     "particles/empiar10076_7/empiar_10076_7.star",
@@ -143,26 +144,18 @@ def test_the_agreement_is_a_z_score():
 
 
 def _two_sources(particles, slip_second: str | None):
-    """The set as a merge of two sources (its first and second halves as two optics groups of
-    the same optics), the second's metadata written with ``slip_second``."""
-    n = len(particles)
-    second = np.arange(n) >= n // 2
-    ctf = particles.ctf
-    slipped = with_slip(ctf, slip_second) if slip_second else ctf
-    merged = replace(
-        ctf,
-        **{
-            f: np.where(second, getattr(slipped, f), getattr(ctf, f))
-            for f in ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees")
-        },
+    """The set as a merge of two sources (:func:`tests.conftest.two_settings`), the second's
+    metadata written with ``slip_second``."""
+    merged = two_settings(particles)
+    if slip_second is None:
+        return merged
+    second, ctf = merged.optics_group == 1, merged.ctf
+    slipped = with_slip(ctf, slip_second)
+    fields = ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_degrees")
+    ctf = replace(
+        ctf, **{f: np.where(second, getattr(slipped, f), getattr(ctf, f)) for f in fields}
     )
-    group = particles.optics[0]
-    return replace(
-        particles,
-        ctf=merged,
-        optics=[replace(group, name="first"), replace(group, name="second")],
-        optics_group=second.astype(np.int64),
-    )
+    return replace(merged, ctf=ctf)
 
 
 def test_one_source_s_slip_is_named_among_right_ones(ice_star):

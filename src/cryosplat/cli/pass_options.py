@@ -65,7 +65,9 @@ def check_metadata_written(args: argparse.Namespace, replaced: str, what: str) -
     """The new values can be written: the particles come from a STAR or a cryoSPARC ``.cs``
     file, or the cryoDRGN pickle they replace was given (``--poses`` or ``--ctf``: ``replaced``
     is "poses" or "ctf"); ``what`` names the new values, for the message."""
-    if Path(args.particles).suffix.lower() in (".star", ".cs"):
+    from cryosplat.particles.metadata_out import holds_metadata
+
+    if holds_metadata(args.particles):
         return
     if getattr(args, replaced) is None:
         raise InputError(

@@ -56,10 +56,10 @@ from cryosplat.core.option_names import option_name
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.thon_rings import (
     ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM,
-    FIRST_RADIUS_PX,
-    RING_STEP_PX,
     ctf2_seen,
     ctf_parameters,
+    sector_ring_power,
+    shared_sample,
     thon_ring_agreement,
 )
 
@@ -100,41 +100,6 @@ WRONG_AXIS_COST = (
     "the CTF is then wrong wherever the astigmatism bends its rings, and the map loses the "
     "resolution past where that matters, with no other sign"
 )
-
-
-def _sector_power(
-    particles: ParticleSet, indices: np.ndarray, chunk: int = 32
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each image's power in :data:`N_SECTORS` directions by rings of :data:`RING_STEP_PX`
-    (N, S, R), and each cell's mean radius (pixels) and direction (radians from the image x axis),
-    (S, R); only rings that every direction holds pixels of."""
-    box = particles.box
-    y, x = np.indices((box, box)) - box // 2
-    radius = np.sqrt(x**2 + y**2)
-    direction = np.mod(np.arctan2(y, x), np.pi)
-    ring = np.floor((radius - FIRST_RADIUS_PX) / RING_STEP_PX).astype(int)
-    n_rings = int((0.9 * (box // 2) - FIRST_RADIUS_PX) / RING_STEP_PX)
-    sector = np.minimum((direction / np.pi * N_SECTORS).astype(int), N_SECTORS - 1)
-    inside = (ring >= 0) & (ring < n_rings)
-    cell = (sector * n_rings + ring)[inside]
-    size = N_SECTORS * n_rings
-    counts = np.bincount(cell, minlength=size)
-    held = np.maximum(counts, 1)
-    mean_radius = np.bincount(cell, radius[inside], minlength=size) / held
-    mean_direction = np.bincount(cell, direction[inside], minlength=size) / held
-    kept = (counts.reshape(N_SECTORS, n_rings) > 0).all(axis=0)
-    rows = []
-    for start in range(0, len(indices), chunk):
-        images = particles.read_images(indices[start : start + chunk]).astype(np.float64)
-        images -= images.mean(axis=(1, 2), keepdims=True)
-        power = np.abs(np.fft.fft2(images)) ** 2
-        power = np.fft.fftshift(power, axes=(1, 2))[:, inside]
-        rows += [np.bincount(cell, p, minlength=size) / held for p in power]
-
-    def cells(values: np.ndarray) -> np.ndarray:
-        return values.reshape(*values.shape[:-1], N_SECTORS, n_rings)[..., kept]
-
-    return cells(np.stack(rows)), cells(mean_radius), cells(mean_direction)
 
 
 def with_slip(ctf: CTFParams, slip: str) -> CTFParams:
@@ -243,50 +208,38 @@ def check_astigmatism(particles: ParticleSet, n_images: int = 300) -> Astigmatis
     astigmatic = np.flatnonzero(astigmatism >= MIN_ASTIGMATISM_ANGSTROM)
     if astigmatic.size == 0:
         return None
-    indices, groups = _sample(particles, astigmatic, n_images)
-    power, radius_px, direction = _sector_power(particles, indices)
-    pixel = particles.pixel_sizes_angstrom(indices)[:, None, None]
-    k = torch.as_tensor(radius_px[None] / (particles.box * pixel), dtype=torch.float64)
+    labels = np.asarray(particles.optics_group)[astigmatic]
+    indices, groups = shared_sample(
+        particles, astigmatic, labels, n_images, MAX_GROUPS, MIN_GROUP_SAMPLE
+    )
+    sample = particles.subset(indices)  # the CTF of these images alone, as written and slipped
+    every = np.arange(len(sample))
+    power, radius_px, direction = sector_ring_power(sample, every, N_SECTORS)
+    pixel = sample.pixel_sizes_angstrom()[:, None, None]
+    k = torch.as_tensor(radius_px[None] / (sample.box * pixel), dtype=torch.float64)
     theta = torch.as_tensor(direction[None], dtype=torch.float64)
 
     def ctf2(read: ParticleSet) -> np.ndarray:
-        return ctf2_seen(read, indices, ctf_parameters(read, indices), k, theta).numpy()
+        return ctf2_seen(read, every, ctf_parameters(read, every), k, theta).numpy()
 
-    as_written = ctf2(particles)
+    as_written = ctf2(sample)
     # t against each slip: the power against the difference of the two CTF² (the moving average
     # is linear, so the difference of the two less theirs is what the Thon-ring z reads).
     differences = [
-        as_written - ctf2(replace(particles, ctf=with_slip(ctf, slip))) for slip in VARIANTS
+        as_written - ctf2(replace(sample, ctf=with_slip(sample.ctf, slip))) for slip in VARIANTS
     ]
-    mean_defocus = 0.5 * (ctf.defocus_u_angstrom + ctf.defocus_v_angstrom)[indices]
+    mean_defocus = 0.5 * (sample.ctf.defocus_u_angstrom + sample.ctf.defocus_v_angstrom)
+    spread = astigmatism[indices]
 
     def read(rows: slice) -> AstigmatismCheck:
         across = bool(np.std(mean_defocus[rows]) >= ACROSS_IMAGES_DEFOCUS_SD_ANGSTROM)
         t = tuple(thon_ring_agreement(power[rows], d[rows], across) for d in differences)
-        n = len(mean_defocus[rows])
-        return AstigmatismCheck(n, float(astigmatism[indices[rows]].max()), t, across)
+        return AstigmatismCheck(len(mean_defocus[rows]), float(spread[rows].max()), t, across)
 
     starts = np.cumsum([0] + [n for _, n in groups])
     parts = tuple(
-        (name, read(slice(a, a + n)))
-        for (name, n), a in zip(groups, starts, strict=False)
+        (particles.optics[g].name, read(slice(a, a + n)))
+        for (g, n), a in zip(groups, starts, strict=False)
         if n >= MIN_GROUP_IMAGES
     )
     return replace(read(slice(None)), groups=parts if len(parts) > 1 else ())
-
-
-def _sample(
-    particles: ParticleSet, astigmatic: np.ndarray, n_images: int
-) -> tuple[np.ndarray, list[tuple[str, int]]]:
-    """Up to ``n_images`` of the ``astigmatic`` rows spread over them; where they hold several
-    optics groups, the :data:`MAX_GROUPS` largest share them (at least
-    :data:`MIN_GROUP_SAMPLE` each), in that order, named with their counts."""
-    group = np.asarray(particles.optics_group)[astigmatic]
-    present, counts = np.unique(group, return_counts=True)
-    if len(present) < 2:
-        return particles.spread_rows_of(astigmatic, n_images), []
-    largest = np.sort(present[np.argsort(-counts, kind="stable")[:MAX_GROUPS]])
-    each = max(MIN_GROUP_SAMPLE, n_images // len(largest))
-    rows = [particles.spread_rows_of(astigmatic[group == g], each) for g in largest]
-    names = [particles.optics[g].name for g in largest]
-    return np.concatenate(rows), [(name, len(r)) for name, r in zip(names, rows, strict=True)]

@@ -16,7 +16,13 @@ from cryosplat.particles.cryodrgn import write_ctf_pickle_defocus, write_poses_p
 from cryosplat.particles.cryosparc import write_cs_defocus, write_cs_poses
 from cryosplat.particles.star_tables import write_star_defocus, write_star_poses
 
-__all__ = ["NewPoses", "write_metadata"]
+__all__ = ["NewPoses", "holds_metadata", "write_metadata"]
+
+
+def holds_metadata(source: Path | str | None) -> bool:
+    """Whether new values can be written into the particle file ``source`` itself (a STAR or a
+    cryoSPARC ``.cs`` file); a stack read with cryoDRGN's pickles needs the pickle they replace."""
+    return source is not None and Path(source).suffix.lower() in (".star", ".cs")
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,9 @@ def write_metadata(
         write_ctf_pickle_defocus(ctf_pickle, rows, ctf, folder / "ctf.pkl")
         written.append(folder / "ctf.pkl")
         ctf = None
-    suffix = Path(source).suffix.lower() if source is not None else ""
-    if (poses is None and ctf is None) or suffix not in (".star", ".cs"):
+    if (poses is None and ctf is None) or not holds_metadata(source):
         return written
+    suffix = Path(source).suffix.lower()
     out = folder / f"{stem}{suffix}"
     between = folder / f".{stem}.poses{suffix}"  # poses first, then the defocus values over them
     if poses is not None:

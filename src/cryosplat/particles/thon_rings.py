@@ -60,6 +60,8 @@ __all__ = [
     "ctf_parameters",
     "ctf2_seen",
     "moving_average",
+    "sector_ring_power",
+    "shared_sample",
     "CLEAR_Z",
     "BETTER_BY_Z",
     "PIXEL_SCALES",
@@ -95,28 +97,60 @@ def moving_average(x: np.ndarray) -> np.ndarray:
     return (sums[..., hi] - sums[..., lo]) / (hi - lo)
 
 
-def _ring_power(
-    particles: ParticleSet, indices: np.ndarray, chunk: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each image's power in rings of :data:`RING_STEP_PX` (N, R) and the rings' mean radii
-    (pixels, R); rings no pixel falls in are left out. The images are read and transformed
-    ``chunk`` at a time (memory bounded at any box)."""
+def sector_ring_power(
+    particles: ParticleSet, indices: np.ndarray, sectors: int = 1, chunk: int = 32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's power in ``sectors`` directions over half a turn (the power of a real image is
+    even) by rings of :data:`RING_STEP_PX` (N, S, R), and each cell's mean radius (pixels) and
+    mean direction (radians from the image x axis), (S, R); rings some direction holds no pixel
+    of are left out. The images are read and transformed ``chunk`` at a time (memory bounded at
+    any box)."""
     box = particles.box
     y, x = np.indices((box, box)) - box // 2
     radius = np.sqrt(x**2 + y**2)
+    direction = np.mod(np.arctan2(y, x), np.pi)
     ring = np.floor((radius - FIRST_RADIUS_PX) / RING_STEP_PX).astype(int)
     n_rings = int((0.9 * (box // 2) - FIRST_RADIUS_PX) / RING_STEP_PX)
+    sector = np.minimum((direction / np.pi * sectors).astype(int), sectors - 1)
     inside = (ring >= 0) & (ring < n_rings)
-    counts = np.bincount(ring[inside], minlength=n_rings)
-    kept = counts > 0
-    mean_radius = np.bincount(ring[inside], radius[inside], minlength=n_rings)[kept] / counts[kept]
+    cell = (sector * n_rings + ring)[inside]
+    size = sectors * n_rings
+    counts = np.bincount(cell, minlength=size)
+    held = np.maximum(counts, 1)
+    mean_radius = np.bincount(cell, radius[inside], minlength=size) / held
+    mean_direction = np.bincount(cell, direction[inside], minlength=size) / held
+    kept = (counts.reshape(sectors, n_rings) > 0).all(axis=0)
     rows = []
     for start in range(0, len(indices), chunk):
         images = particles.read_images(indices[start : start + chunk]).astype(np.float64)
         images -= images.mean(axis=(1, 2), keepdims=True)
         power = np.abs(np.fft.fftshift(np.fft.fft2(images), axes=(1, 2))) ** 2
-        rows += [np.bincount(ring[inside], p[inside], minlength=n_rings)[kept] for p in power]
-    return np.stack(rows) / counts[kept], mean_radius
+        rows += [np.bincount(cell, p[inside], minlength=size) / held for p in power]
+
+    def cells(values: np.ndarray) -> np.ndarray:
+        return values.reshape(*values.shape[:-1], sectors, n_rings)[..., kept]
+
+    return cells(np.stack(rows)), cells(mean_radius), cells(mean_direction)
+
+
+def shared_sample(
+    particles: ParticleSet,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    n_images: int,
+    most: int,
+    least: int,
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Up to ``n_images`` of ``rows`` spread over them; where their ``labels`` (one per row: an
+    optics setting, an optics group) take several values, the ``most`` largest share them (at
+    least ``least`` images each), label by label in order, with each label's count."""
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) < 2:
+        return particles.spread_rows_of(rows, n_images), []
+    largest = np.sort(present[np.argsort(-counts, kind="stable")[:most]])
+    each = max(least, n_images // len(largest))
+    chosen = [particles.spread_rows_of(rows[labels == g], each) for g in largest]
+    return np.concatenate(chosen), [(int(g), len(c)) for g, c in zip(largest, chosen, strict=True)]
 
 
 def ctf_parameters(particles: ParticleSet, indices: np.ndarray) -> dict[str, torch.Tensor]:
@@ -285,14 +319,11 @@ def _sample(particles: ParticleSet, n_images: int) -> tuple[np.ndarray, list]:
     :data:`MAX_SETTINGS` largest share them (at least :data:`MIN_SETTING_SAMPLE` each: real
     images' rings give z ≥ 7 from 8 images) and are read apart."""
     setting, named = optics_settings(particles)
-    present = np.unique(setting)
-    if len(present) < 2:
-        return particles.spread_rows(n_images), []
-    counts = np.array([np.sum(setting == s) for s in present])
-    largest = np.sort(present[np.argsort(-counts, kind="stable")[:MAX_SETTINGS]])
-    each = max(MIN_SETTING_SAMPLE, n_images // len(largest))
-    rows = [particles.spread_rows_of(np.flatnonzero(setting == s), each) for s in largest]
-    return np.concatenate(rows), [(named[s], len(r)) for s, r in zip(largest, rows, strict=True)]
+    rows = np.arange(len(particles))
+    indices, parts = shared_sample(
+        particles, rows, setting, n_images, MAX_SETTINGS, MIN_SETTING_SAMPLE
+    )
+    return indices, [(named[s], n) for s, n in parts]
 
 
 def check_thon_rings(particles: ParticleSet, n_images: int = 300) -> ThonRingCheck | None:
@@ -302,7 +333,8 @@ def check_thon_rings(particles: ParticleSet, n_images: int = 300) -> ThonRingChe
     if particles.ctf is None or particles.box < 24 or len(particles) == 0:
         return None
     indices, settings = _sample(particles, n_images)
-    rings, radius_px = _ring_power(particles, indices)
+    power, radius_px, _ = sector_ring_power(particles, indices)
+    rings, radius_px = power[:, 0], radius_px[0]
     pixel = particles.pixel_sizes_angstrom(indices)[:, None]
     k = radius_px[None, :] / (particles.box * pixel)
     ctf = particles.ctf

@@ -24,7 +24,7 @@ import numpy as np
 from cryosplat.core.errors import InputError
 from cryosplat.core.option_names import option_name
 from cryosplat.particles import astigmatism_check
-from cryosplat.particles.metadata_out import NewPoses, write_metadata
+from cryosplat.particles.metadata_out import NewPoses, holds_metadata, write_metadata
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct import pose_check
 
@@ -98,7 +98,7 @@ def amend_metadata(
     missing = [
         what
         for what, new, pickle in (("poses", poses, poses_pickle), ("ctf", ctf, ctf_pickle))
-        if new is not None and pickle is None and not _holds_metadata(particles.source)
+        if new is not None and pickle is None and not holds_metadata(particles.source)
     ]
     if missing:
         raise InputError(
@@ -126,7 +126,3 @@ def of_optics_groups(particles: ParticleSet, names: list[str]) -> ParticleSet:
         raise InputError(f"optics group {unknown[0]!r}: the set's are {', '.join(known)}")
     chosen = [i for i, name in enumerate(known) if name in wanted]
     return particles.subset(np.isin(particles.optics_group, chosen))
-
-
-def _holds_metadata(source: Path | None) -> bool:
-    return source is not None and Path(source).suffix.lower() in (".star", ".cs")
