@@ -6,10 +6,11 @@
 
 * the pose check (:mod:`cryosplat.reconstruct.pose_check`) on the poses as written and on the same
   set written with each slip (the shifts negated, their x and y swapped, the rotations inverted,
-  both, the Euler angles rot and psi swapped, alone and with the rotations inverted; the shifts
-  twice too large, and too large by the pixel size, which the shifts halved should undo): the
-  verdict, the reading that fits best and its margin over the poses as given, over the
-  shells it judged; a set written with a slip must be named by it, the set as written must agree;
+  both, the Euler angles rot and psi swapped, alone and with the rotations inverted, the x or y
+  axis flipped (images mirrored); the shifts twice too large, and too large by the pixel size,
+  which the shifts halved should undo): the verdict, the reading that fits best, its margin over
+  the poses as given and over the next best reading (a mirror's twin: the Euler angles' signs
+  turned), over the shells it judged; a set written with a slip must be named by it, the set as written must agree;
 * ``sources``: the same check on the set as a merge of two sources (its rows' first and second
   halves as two optics settings, the second's Cs 10⁻⁴ mm apart), the second written with each of
   the first three slips: the second source must be named with its slip (a report, not a demand:
@@ -72,11 +73,13 @@ def pose_rows(name: str, particles) -> list[str]:
         seconds = time.perf_counter() - started
         scores = check.scores
         margin = max(scores) - scores[0]
+        second = int(np.argsort(scores)[-2])  # the runner-up: a mirror's twin reading, say
         expected = "agree" if written == VARIANTS[0] else "mismatch"
         ok = check.verdict == expected and (expected == "agree" or check.best == undone_by)
         rows.append(
             f"| {name} | poses written {written} | {check.verdict}: best {check.best} "
-            f"(+{margin:.3f} over as written; as written {scores[0]:.3f}; shells 2-"
+            f"(+{margin:.3f} over as written; as written {scores[0]:.3f}; next "
+            f"{VARIANTS[second]}, {max(scores) - scores[second]:.3f} under; shells 2-"
             f"{check.last_shell}) | {'as expected' if ok else 'NOT as expected'} | "
             f"{seconds:.2f} s |"
         )

@@ -36,7 +36,9 @@ def _particles_table(star):
     return next(b for name, b in read_star(star).items() if name != "optics")
 
 
-@pytest.mark.parametrize("reading", ["shifts-negated", "rot-and-psi-swapped", "shifts-halved"])
+@pytest.mark.parametrize(
+    "reading", ["shifts-negated", "rot-and-psi-swapped", "y-axis-flipped", "shifts-halved"]
+)
 def test_a_star_file_amended_holds_the_poses_read_so(tiny_set, tmp_path, capsys, reading):
     given = read_particles(tiny_set)
     assert main(["amend", str(tiny_set), "-o", str(tmp_path / "a"), "--poses-as", reading]) == 0
@@ -86,6 +88,25 @@ def test_a_cryosparc_file_amended_keeps_its_format(shared_data, tmp_path):
     np.testing.assert_allclose(amended.ctf.defocus_v_angstrom, given.ctf.defocus_u_angstrom)
     check = astigmatism_check.check_astigmatism(amended)  # the images say so: U and V swapped
     assert check.verdict == "mismatch" and check.best_slip == "defocus U and V swapped"
+
+
+def test_a_cryosparc_pose_amended_to_a_half_turn_keeps_it(shared_data, tmp_path):
+    """Poses of no turn, read with the x axis flipped, are half turns: the .cs holds them as
+    such (a half turn's rotation vector was read as none, and the pose left as stored)."""
+    table = np.load(shared_data / "metadata" / "cryosparc_P12_J24_001_particles.cs")[:6]
+    if "alignments3D/pose" not in table.dtype.names:
+        pytest.skip("this .cs holds no 3D alignments")
+    table["alignments3D/pose"][:3] = 0.0  # no turn
+    cs = tmp_path / "P1_J9_particles.cs"
+    with open(cs, "wb") as fh:
+        np.save(fh, table)
+    given = read_particles(cs, require_images=False)
+    flipped = pose_check.read_as(given, "x axis flipped")
+    poses = NewPoses(flipped.rotations, flipped.shifts_angstrom, np.ones(6), 1.0)
+    write_metadata(cs, np.arange(6), tmp_path, "amended", poses)
+    amended = read_particles(tmp_path / "amended.cs", require_images=False)
+    np.testing.assert_allclose(amended.rotations, flipped.rotations, atol=1e-6)
+    np.testing.assert_allclose(amended.rotations[0], np.diag([-1.0, 1.0, -1.0]), atol=1e-6)
 
 
 def test_cryodrgn_pickles_get_the_amended_values(tmp_path):

@@ -114,6 +114,22 @@ def test_rotvec_roundtrip():
     np.testing.assert_allclose(z90 @ [1, 0, 0], [0, 1, 0], atol=1e-12)
 
 
+def test_rotvec_of_half_turns_and_near_them():
+    """Half turns (an image mirrored is the molecule turned by one) and turns within 10⁻⁹ rad
+    of them keep their angle: read from the antisymmetric part alone they were no turn at all."""
+    for axis in np.eye(3):
+        half = 2 * np.outer(axis, axis) - np.eye(3)  # the half turn about the axis
+        np.testing.assert_allclose(np.abs(matrix_to_rotvec(half)), np.pi * axis, atol=1e-12)
+    rng = np.random.default_rng(6)
+    axes = rng.normal(size=(300, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angles = np.concatenate([np.full(100, np.pi), np.pi - rng.uniform(0, 1e-9, 100), [0.0] * 100])
+    matrices = rotvec_to_matrix(axes * angles[:, None])
+    vectors = matrix_to_rotvec(matrices)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), angles, atol=1e-12)
+    np.testing.assert_allclose(rotvec_to_matrix(vectors), matrices, atol=1e-12)
+
+
 def test_origin_is_at_box_half():
     assert coordinates_1d(4, 2.0).tolist() == [-4.0, -2.0, 0.0, 2.0]
     assert coordinates_1d(5, 1.0).tolist() == [-2.0, -1.0, 0.0, 1.0, 2.0]

@@ -64,9 +64,12 @@ def test_slips_undo_themselves_and_the_verdicts(tiny):
     assert (halved.shifts_angstrom[:10] == tiny.shifts_angstrom[:10] / 2).all()
     assert (halved.shifts_angstrom[10:] == tiny.shifts_angstrom[10:]).all()
     assert (halved.rotations == tiny.rotations).all()
-    assert PoseCheck(10, 48, (0.05, 0.02, 0.04, 0.01, 0.0, 0.0, 0.0, 0.05), 12).verdict == "weak"
-    assert PoseCheck(10, 48, (0.5, 0.53, 0.4, 0.1, 0.1, 0.1, 0.1, 0.5), 12).verdict == "agree"
-    assert PoseCheck(10, 48, (0.3, 0.5, 0.4, 0.1, 0.1, 0.1, 0.1, 0.3), 12).verdict == "mismatch"
+    for scores, verdict in (
+        ((0.05, 0.02, 0.04, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05), "weak"),
+        ((0.5, 0.53, 0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.5), "agree"),
+        ((0.3, 0.5, 0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.3), "mismatch"),
+    ):
+        assert PoseCheck(10, 48, scores, 12).verdict == verdict
     assert check_pose_conventions(tiny.subset(range(10))) is None  # too few to judge
 
 

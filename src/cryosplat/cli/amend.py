@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="READING",
         help="read the poses so: a reading of the pose check, named as its warning names it "
         "(shifts-negated, shifts-x-and-y-swapped, rotations-inverted, rot-and-psi-swapped, "
-        "shifts-halved, ...; a name it does not know lists them all)",
+        "y-axis-flipped for images mirrored in y, shifts-halved, ...; a name it does not know "
+        "lists them all)",
     )
     p.add_argument(
         "--astigmatism-as",

@@ -211,14 +211,34 @@ def rotvec_to_matrix(rotvec: ArrayLike) -> np.ndarray:
 
 
 def matrix_to_rotvec(matrix: ArrayLike) -> np.ndarray:
-    """Inverse of :func:`rotvec_to_matrix` for angles in [0, π)."""
+    """Inverse of :func:`rotvec_to_matrix`: the rotation vector (axis × angle, the angle in
+    [0, π]) of each rotation matrix (..., 3, 3).
+
+    The angle is read from both the trace and the antisymmetric part (``atan2``), precise over the
+    whole range. Past a quarter turn the axis is read from the symmetric part, where the
+    antisymmetric one (``2 sin θ`` times the axis) fades: at a half turn it is zero, and a half
+    turn read from it alone came out as no turn at all (round 2, session 92). The half turn's two
+    vectors (±π times the axis) are the same rotation.
+    """
     m = np.asarray(matrix, dtype=np.float64)
     cos_t = np.clip((np.trace(m, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
-    theta = np.arccos(cos_t)
     w = np.stack(
         [m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]],
         axis=-1,
     )
-    s = np.sin(theta)
-    scale = np.where(s < 1e-8, 0.5, theta / (2.0 * np.where(s < 1e-8, 1.0, s)))
-    return w * scale[..., None]
+    sin_t = np.linalg.norm(w, axis=-1) / 2.0
+    theta = np.arctan2(sin_t, cos_t)
+    scale = np.where(sin_t < 1e-12, 0.5, theta / (2.0 * np.where(sin_t < 1e-12, 1.0, sin_t)))
+    vectors = w * scale[..., None]
+    wide = cos_t < 0.0
+    if wide.any():  # (m + mᵀ)/2 − cos θ·I = (1 − cos θ)·n nᵀ: its largest column holds n
+        sym = (m[wide] + np.swapaxes(m[wide], -1, -2)) / 2.0 - cos_t[wide][
+            ..., None, None
+        ] * np.eye(3)
+        diagonal = np.diagonal(sym, axis1=-2, axis2=-1)
+        k = np.argmax(diagonal, axis=-1)
+        column = np.take_along_axis(sym, k[..., None, None], axis=-1)[..., 0]
+        axis = column / np.linalg.norm(column, axis=-1, keepdims=True)
+        sign = np.where(np.sum(axis * w[wide], axis=-1) < 0.0, -1.0, 1.0)
+        vectors[wide] = axis * (sign * theta[wide])[..., None]
+    return vectors

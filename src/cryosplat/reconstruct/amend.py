@@ -1,9 +1,10 @@
 """The metadata read the way a check found the images fit better, written again (``cryosplat
 amend``): the poses as one of the pose check's readings (:data:`~cryosplat.reconstruct.pose_check
 .VARIANTS`: the shifts negated, their x and y swapped, the rotations inverted, the Euler angles
-rot and psi swapped, the shifts halved, ...), the astigmatism with one of the astigmatism check's
-slips undone (:data:`~cryosplat.particles.astigmatism_check.VARIANTS`: the angle negated, defocus
-U and V swapped, both).
+rot and psi swapped, the x or y axis flipped for images mirrored, the shifts halved, ...), the
+astigmatism with one of the astigmatism check's slips undone
+(:data:`~cryosplat.particles.astigmatism_check.VARIANTS`: the angle negated, defocus U and V
+swapped, both).
 
 Every slip the checks name but the shifts halved undoes itself, so reading the metadata so and
 writing them again is the fix; the names on the command line are the checks' own names written

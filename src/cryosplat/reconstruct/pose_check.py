@@ -7,7 +7,8 @@ the poses fit: up to :data:`N_IMAGES` particles spread over the set, Fourier-cro
 :data:`BOX` pixels, are inverted half by half (a seeded random split) with the poses as written and
 with each slip (:data:`VARIANTS`: shifts negated, x and y swapped, rotations inverted, the
 rotations inverted and the shifts negated, the Euler angles rot and psi swapped, alone and with the
-rotations inverted, the shifts halved); the halves' mean FSC over shells 2 to a quarter of the
+rotations inverted, the x or y axis flipped (images mirrored against their poses), the shifts
+halved); the halves' mean FSC over shells 2 to a quarter of the
 box (the low frequencies, where a slip costs most and noise least), and on while the best reading
 holds an FSC of 0.5 (:func:`~cryosplat.reconstruct.grid.sample_maps.judged_shells`: at high signal
 every reading is near 1 over the low shells), ranks them.
@@ -25,10 +26,21 @@ inverted once per reading: 15,000 images inserted at box 48, as long as a statis
 same sample then says whether the images hold their CTF as the metadata say
 (:mod:`cryosplat.reconstruct.ctf_state_check`, three readings more). A reconstruction runs both
 by default where that is a tenth of its statistics pass or less, ``N·D²`` at least
-:data:`AUTO_MIN_PIXELS` (242,000 particles of box 56, 76,000 of box 100, 11,600 of box 256: real
-data sets, not the benchmarks' small ones; before the Euler angles' order and the shifts halved
-were read, 176,000, 55,000 and 8,400, before the CTF's readings, 110,000, 35,000 and 5,300);
+:data:`AUTO_MIN_PIXELS` (287,000 particles of box 56, 90,000 of box 100, 13,700 of box 256: real
+data sets, not the benchmarks' small ones; before the mirrors were read, 242,000, 76,000 and
+11,600, before the Euler angles' order and the shifts halved, 176,000, 55,000 and 8,400, before
+the CTF's readings, 110,000, 35,000 and 5,300);
 ``--pose-check on`` runs them on any set, ``off`` on none.
+
+Images mirrored against their poses (round 2, session 92): the x or y axis flipped (each pose
+turned by half a turn about the image's other axis, :data:`FLIP_TURNS`, and that shift component
+negated) makes the mirrored images exactly. Before these readings, EMD-5625's 4,000 benchmark
+images mirrored in x or y were named as the Euler angles' signs turned (rot and psi swapped and
+rotations inverted, 0.58 and 0.57 against 0.28 and 0.24 as written), and the set so amended made a
+map of the other hand whose shifts were wrong in the mirrored axis: FSC 0.5 with the truth, so
+mirrored, at 19.7 and 21.5 Å for 18.0 Å, the reported resolution 21.1 and 22.3 Å. Now the mirror is
+named (0.63 against the signs turned 0.58 and 0.57) and amended gives 18.0 and 18.2 Å in the
+truth's hand.
 
 A set of several optics settings (data merged from several sources, one of them perhaps through
 a converter with a slip) is also read setting by setting: each setting's poses with each slip, the
@@ -86,6 +98,8 @@ VARIANTS = (
     "rotations inverted and shifts negated",
     "rot and psi swapped",
     "rot and psi swapped and rotations inverted",
+    "x axis flipped",
+    "y axis flipped",
     "shifts halved",
 )
 """The readings of the poses: as written, then the slips that undo a converter's sign or axis
@@ -94,6 +108,15 @@ alone or with the rotation inverted; every slip but the last undoes itself), or 
 halved undo shifts twice or more too large: origins in Å read as pixels of 2 Å or more, or pixels
 as Å of 0.5 Å or less, or pixels of a stack since binned; shifts too small cost a map little,
 round 2, session 90)."""
+AXES = ("x", "y")
+FLIP_TURNS = (np.diag([-1.0, 1.0, -1.0]), np.diag([1.0, -1.0, -1.0]))
+"""The images mirrored in x or y (:data:`AXES`) are the molecule's projections turned by half a
+turn about the image's y or x axis: the map point ``r`` that a pose ``A`` puts at ``(A·r)ₓᵧ`` lands
+at its mirror image under ``T·A`` (``T`` the turn; :mod:`cryosplat.core.conventions`), and the
+shift's mirrored component changes sign. The same images also fit the Euler angles' signs turned
+(``(-rot, -tilt, -psi)`` for x, the reading rot and psi swapped and rotations inverted;
+``(-rot, tilt, -psi)`` for y) with the map's hand turned and the shifts as written: the half sets
+cannot tell a mirror from those but by the mirrored shifts' sign."""
 AUTO_MIN_PIXELS = 10 * (len(VARIANTS) + len(STATES)) * N_IMAGES * BOX**2
 """Image pixels (particles × box²) from which a reconstruction checks the poses (and the images'
 CTF state, :mod:`cryosplat.reconstruct.ctf_state_check`) by default: the checks' inversions are
@@ -119,11 +142,28 @@ def read_as(particles: ParticleSet, name: str, rows: np.ndarray | None = None) -
     if "rot and psi swapped" in name:  # commutes with the inversion
         rot, tilt, psi = np.moveaxis(matrix_to_euler_relion(rotations[take]), -1, 0)
         rotations[take] = euler_relion_to_matrix(psi, tilt, rot)
+    if "axis flipped" in name:
+        axis = AXES.index(name[0])
+        if shifts is not None:
+            shifts[take, axis] = -shifts[take, axis]
+        rotations[take] = FLIP_TURNS[axis] @ rotations[take]
     return replace(particles, shifts_angstrom=shifts, rotations=rotations)
 
 
 def _cause(reading: str) -> str:
     """What a slip that ``reading`` undoes most likely is."""
+    if "axis flipped" in reading:
+        return (
+            f"images mirrored in {reading[0]} against their poses (a stack written with its "
+            f"{'rows' if reading[0] == 'y' else 'columns'} in the other order, e.g. by a program "
+            "whose images start at the top-left corner)"
+        )
+    if reading == "rot and psi swapped and rotations inverted":  # = x axis flipped, hand turned
+        return (
+            "Euler angles in the other order and inverted (the three angles' signs turned), or "
+            "images mirrored in x against their poses (x axis flipped: the same fit but for the x "
+            "shifts' sign, and a map of the other hand)"
+        )
     if "rot and psi" in reading:
         return (
             "Euler angles in the other order (rot and psi swapped: a rotation's intrinsic ZYZ "

@@ -1,0 +1,82 @@
+"""Images mirrored against their poses: the x or y axis flipped is a reading of the poses that
+makes the mirrored images exactly, the pose check names it, and amend writes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cryosplat.cli.main import main
+from cryosplat.io.mrc import MRCStack, write_stack
+from cryosplat.io.star import read_star, write_star
+from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.pose_check import check_pose_conventions, read_as
+
+AXIS_OF = {"x": 2, "y": 1}  # the image array's axis (images are (n, y, x))
+
+
+def mirrored(images: np.ndarray, axis: str) -> np.ndarray:
+    """``images`` mirrored about the FFT-aligned origin (pixel D//2) along ``axis``."""
+    along = AXIS_OF[axis]
+    return np.roll(np.flip(images, axis=along), 1, axis=along)
+
+
+def _stack_of(star) -> tuple[np.ndarray, str]:
+    particles = read_particles(star)
+    stack = particles.stacks[0]
+    return MRCStack(stack.path).read(np.arange(len(particles))), str(stack.path)
+
+
+@pytest.fixture(scope="module")
+def mirrored_sets(tiny_set, tmp_path_factory):
+    """tiny_set's images mirrored in x and in y, each in its own stack and STAR (the same
+    metadata)."""
+    folder = tmp_path_factory.mktemp("mirrored")
+    images, _ = _stack_of(tiny_set)
+    pixel = read_particles(tiny_set).pixel_size_angstrom
+    blocks = {n: dict(b.columns) for n, b in read_star(tiny_set).items()}
+    sets = {}
+    for axis in AXIS_OF:
+        stack = folder / f"mirrored_{axis}.mrcs"
+        write_stack(stack, mirrored(images, axis), pixel)
+        rows = dict(blocks["particles"])
+        rows["rlnImageName"] = [f"{n.split('@')[0]}@{stack}" for n in rows["rlnImageName"]]
+        star = folder / f"mirrored_{axis}.star"
+        write_star(star, {**blocks, "particles": rows})
+        sets[axis] = star
+    return sets
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_the_flipped_reading_projects_the_mirrored_images(tiny_set, tmp_path, axis):
+    """Projected along the poses amended with the axis flipped (through the STAR file, as a user
+    gets them), the truth gives the images projected along the poses as written, mirrored."""
+    truth = tiny_set.parent.parent / "truth.npz"
+    given, amended = tmp_path / "given.mrcs", tmp_path / "amended.mrcs"
+    assert main(["project", str(truth), "--angles", str(tiny_set), "-o", str(given)]) == 0
+    reading = f"{axis}-axis-flipped"
+    assert main(["amend", str(tiny_set), "-o", str(tmp_path / "am"), "--poses-as", reading]) == 0
+    star = tmp_path / "am" / "amended.star"
+    assert main(["project", str(truth), "--angles", str(star), "-o", str(amended)]) == 0
+    n = len(read_particles(tiny_set))
+    expected = mirrored(MRCStack(given).read(np.arange(n)), axis)
+    made = MRCStack(amended).read(np.arange(n))
+    scale = float(np.abs(expected).max())
+    assert float(np.abs(made - expected).max()) < 1e-4 * scale
+    other = mirrored(MRCStack(given).read(np.arange(n)), "y" if axis == "x" else "x")
+    assert float(np.abs(made - other).max()) > 0.1 * scale
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_mirrored_images_are_named_and_amended(mirrored_sets, tmp_path, capsys, axis):
+    """The images mirrored: the pose check names the axis flipped (ahead of the x mirror's twin,
+    the Euler angles' signs turned, by the shifts' sign), and ``info`` prints the amend line."""
+    particles = read_particles(mirrored_sets[axis])
+    check = check_pose_conventions(particles)
+    assert check.verdict == "mismatch" and check.best == f"{axis} axis flipped", check.describe()
+    assert f"images mirrored in {axis} against their poses" in check.describe()
+    assert main(["info", str(mirrored_sets[axis])]) == 0
+    assert f"--poses-as {axis}-axis-flipped" in capsys.readouterr().out
+    amended = read_as(particles, f"{axis} axis flipped")
+    again = check_pose_conventions(amended)
+    assert again.verdict == "agree" and again.best == "as written"
