@@ -9,8 +9,11 @@ import pytest
 from cryosplat.cli.main import main
 from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.io.star import read_star, write_star
+from cryosplat.particles.astigmatism_check import check_astigmatism
 from cryosplat.particles.read import read_particles
+from cryosplat.reconstruct.amend import MIRROR_ASTIGMATISM
 from cryosplat.reconstruct.pose_check import check_pose_conventions, read_as
+from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
 
 AXIS_OF = {"x": 2, "y": 1}  # the image array's axis (images are (n, y, x))
 
@@ -25,6 +28,14 @@ def _stack_of(star) -> tuple[np.ndarray, str]:
     particles = read_particles(star)
     stack = particles.stacks[0]
     return MRCStack(stack.path).read(np.arange(len(particles))), str(stack.path)
+
+
+def _mirror_stacks(star, axis: str) -> None:
+    """Mirror every stack of ``star`` in place."""
+    for ref in read_particles(star).stacks:
+        stack = MRCStack(ref.path)
+        images = stack.read(np.arange(stack.n_images))
+        write_stack(stack.path, mirrored(images, axis), stack.pixel_size_angstrom)
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +91,24 @@ def test_mirrored_images_are_named_and_amended(mirrored_sets, tmp_path, capsys, 
     amended = read_as(particles, f"{axis} axis flipped")
     again = check_pose_conventions(amended)
     assert again.verdict == "agree" and again.best == "as written"
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_mirrored_images_mirror_their_astigmatism(tmp_path, capsys, axis):
+    """Images whose ice shows astigmatic Thon rings, mirrored: the astigmatism check reads their
+    axis at minus the angle written (the slip amend's note names), and amend with the axis
+    flipped says so unless the astigmatism is amended too."""
+    config = NoiseStacksConfig(150, 96, 1.5, seed=0, ice_sd=0.6, astigmatism_max_angstrom=1500.0)
+    star = write_noise_particles(tmp_path / "ice", config)
+    assert check_astigmatism(read_particles(star)).verdict == "agree"
+    _mirror_stacks(star, axis)
+    check = check_astigmatism(read_particles(star))
+    assert check.verdict == "mismatch" and check.best_slip == MIRROR_ASTIGMATISM, check.t
+    flip = ["--poses-as", f"{axis}-axis-flipped"]
+    assert main(["amend", str(star), "-o", str(tmp_path / "a"), *flip]) == 0
+    assert "--astigmatism-as astigmatism-angle-negated" in capsys.readouterr().out
+    both = [*flip, "--astigmatism-as", "astigmatism-angle-negated"]
+    assert main(["amend", str(star), "-o", str(tmp_path / "b"), *both]) == 0
+    assert "note:" not in capsys.readouterr().out
+    amended = read_particles(tmp_path / "b" / "amended.star", datadir=star.parent)
+    assert check_astigmatism(amended).verdict == "agree"

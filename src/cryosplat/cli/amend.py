@@ -52,7 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cryosplat.core.errors import InputError
     from cryosplat.particles.read import read_particles
-    from cryosplat.reconstruct.amend import Amendment, amend_metadata, of_optics_groups
+    from cryosplat.reconstruct.amend import (
+        Amendment,
+        amend_metadata,
+        amendment_notes,
+        of_optics_groups,
+    )
 
     amendment = Amendment(args.poses_as, args.astigmatism_as)
     amendment.validate()
@@ -66,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         particles = of_optics_groups(particles, args.optics_group.split(","))
     written = amend_metadata(particles, amendment, args.output, args.poses, args.ctf)
     print(f"amended: {amendment.describe()}, {len(particles)} particles of {args.particles}")
+    for note in amendment_notes(particles, amendment):
+        print(f"note: {note}")
     pickles = {p.stem: p for p in written if p.suffix == ".pkl"}
     if pickles or args.poses is not None:
         poses, ctf = pickles.get("poses", args.poses), pickles.get("ctf", args.ctf)

@@ -31,7 +31,9 @@ from cryosplat.reconstruct import pose_check
 
 __all__ = [
     "Amendment",
+    "MIRROR_ASTIGMATISM",
     "amend_metadata",
+    "amendment_notes",
     "of_optics_groups",
     "POSE_READINGS",
     "ASTIGMATISM_SLIPS",
@@ -68,6 +70,34 @@ class Amendment:
         if self.astigmatism is not None:
             parts.append(f"astigmatism read with {ASTIGMATISM_SLIPS[self.astigmatism]}")
         return " and ".join(parts)
+
+
+MIRROR_ASTIGMATISM = next(
+    slip
+    for slip, (negated, swapped) in astigmatism_check.VARIANTS.items()
+    if negated and not swapped
+)
+"""Images mirrored (in x or in y) hold their Thon rings mirrored: the astigmatism's axis at minus
+its angle (the defocus at azimuth φ, read at −φ or π − φ, is the recorded one's with the angle
+negated; the astigmatism repeats every half turn)."""
+
+
+def amendment_notes(particles: ParticleSet, amendment: Amendment) -> list[str]:
+    """What to consider beside ``amendment``: the poses read with an axis flipped (images mirrored)
+    leave an astigmatic CTF as written, which fits the images mirrored only if it was fitted on
+    them."""
+    flipped = amendment.poses is not None and "axis-flipped" in amendment.poses
+    ctf = particles.ctf
+    if not flipped or amendment.astigmatism is not None or ctf is None:
+        return []
+    if not bool((np.abs(ctf.defocus_u_angstrom - ctf.defocus_v_angstrom) > 0).any()):
+        return []
+    return [
+        "the images mirrored mirror their astigmatism too: unless their CTF was fitted on them as "
+        "mirrored, add --astigmatism-as "
+        f"{option_name(MIRROR_ASTIGMATISM)} (cryosplat info's astigmatism check reads which from "
+        "the images' Thon rings, where they are strong enough)"
+    ]
 
 
 def amend_metadata(

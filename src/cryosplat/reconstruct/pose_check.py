@@ -156,7 +156,8 @@ def _cause(reading: str) -> str:
         return (
             f"images mirrored in {reading[0]} against their poses (a stack written with its "
             f"{'rows' if reading[0] == 'y' else 'columns'} in the other order, e.g. by a program "
-            "whose images start at the top-left corner)"
+            "whose images start at the top-left corner; their astigmatism is mirrored too, unless "
+            "their CTF was fitted on them so: the astigmatism check reads which)"
         )
     if reading == "rot and psi swapped and rotations inverted":  # = x axis flipped, hand turned
         return (
