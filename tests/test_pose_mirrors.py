@@ -112,3 +112,17 @@ def test_mirrored_images_mirror_their_astigmatism(tmp_path, capsys, axis):
     assert "note:" not in capsys.readouterr().out
     amended = read_particles(tmp_path / "b" / "amended.star", datadir=star.parent)
     assert check_astigmatism(amended).verdict == "agree"
+
+
+def test_without_shifts_the_x_mirror_and_the_signs_turned_are_both_named(tiny_set):
+    """With no shifts the x axis flipped and the Euler angles' signs turned fit alike (they differ
+    only in the map's hand): the warning names the signs turned and the mirror as causes."""
+    from dataclasses import replace
+
+    given = read_particles(tiny_set)
+    centred = replace(given, shifts_angstrom=np.zeros_like(given.shifts_angstrom))
+    check = check_pose_conventions(read_as(centred, "x axis flipped"))
+    twin = "rot and psi swapped and rotations inverted"
+    assert check.verdict == "mismatch" and check.best == twin
+    assert abs(check.scores[-3] - max(check.scores)) < 1e-6  # x axis flipped, level with it
+    assert "images mirrored in x against their poses" in check.describe()

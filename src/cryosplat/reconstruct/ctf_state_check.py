@@ -50,6 +50,7 @@ from cryosplat.reconstruct.grid.sample_maps import (
     can_check,
     check_sample,
     clearest_mismatch,
+    first_best,
     reading_verdict,
     sample_verdict,
 )
@@ -117,7 +118,7 @@ class CtfStateCheck:
 
     @property
     def best(self) -> str:
-        return STATES[int(np.argmax(self.scores))]
+        return STATES[first_best(self.scores)]
 
     @property
     def misread_setting(self) -> SettingReading | None:

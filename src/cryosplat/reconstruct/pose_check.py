@@ -69,6 +69,7 @@ from cryosplat.reconstruct.grid.sample_maps import (
     can_check,
     check_sample,
     clearest_mismatch,
+    first_best,
     judged_shells,
     reading_verdict,
     sample_verdict,
@@ -163,7 +164,8 @@ def _cause(reading: str) -> str:
         return (
             "Euler angles in the other order and inverted (the three angles' signs turned), or "
             "images mirrored in x against their poses (x axis flipped: the same fit but for the x "
-            "shifts' sign, and a map of the other hand)"
+            "shifts' sign, and a map of the other hand; without shifts, images mirrored in y fit "
+            "alike too)"
         )
     if "rot and psi" in reading:
         return (
@@ -193,7 +195,7 @@ class PoseCheck:
 
     @property
     def best(self) -> str:
-        return VARIANTS[int(np.argmax(self.scores))]
+        return VARIANTS[first_best(self.scores)]
 
     @property
     def slipped_setting(self) -> SettingReading | None:

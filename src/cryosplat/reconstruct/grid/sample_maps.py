@@ -33,11 +33,13 @@ __all__ = [
     "CHECK_IMAGES",
     "CLEAR_MARGIN",
     "JUDGED_FSC",
+    "LEVEL",
     "MIN_FSC",
     "CheckSample",
     "SettingReading",
     "can_check",
     "clearest_mismatch",
+    "first_best",
     "sample_verdict",
     "check_sample",
     "judged_shells",
@@ -82,6 +84,19 @@ def can_check(particles: ParticleSet) -> bool:
     return particles.has_poses and particles.has_ctf and len(particles) >= MIN_CHECK_PARTICLES
 
 
+LEVEL = 1e-6
+"""Readings whose scores lie within this of each other are level: they make the same half-set
+agreement up to rounding (the x or y axis flipped and the Euler angles' signs turned, on a set
+without shifts: maps that differ only in hand or a turn)."""
+
+
+def first_best(scores: tuple[float, ...]) -> int:
+    """The index of the best score, the first of those level with it (:data:`LEVEL`): among
+    readings that fit alike the earlier, commoner one is named, not whichever rounding favours."""
+    values = np.asarray(scores, dtype=np.float64)
+    return int(np.flatnonzero(values >= values.max() - LEVEL)[0])
+
+
 def reading_verdict(given: float, readings: tuple[float, ...]) -> str:
     """The verdict on the metadata as written (mean FSC ``given``) against other ``readings``:
     ``"mismatch"`` where one fits better by :data:`CLEAR_MARGIN` or more, ``"weak"`` where none
@@ -110,7 +125,7 @@ class SettingReading:
     @property
     def best(self) -> int:
         """The index of the best-fitting reading."""
-        return int(np.argmax(self.scores))
+        return first_best(self.scores)
 
 
 def clearest_mismatch(readings: tuple[SettingReading, ...]) -> SettingReading | None:
