@@ -2,7 +2,7 @@
 
 RELION's ``rlnDefocusAngle`` is the angle from the image x axis, counter-clockwise, to the axis of
 ``rlnDefocusU`` (:func:`~cryosplat.core.ctf.ctf_at`). A converter or a program of other
-conventions can write the angle the other way round (images or frames mirrored in y), or name
+conventions can write the angle the other way round (images or frames mirrored in x or y), or name
 the two defoci the other way round (the axis off by 90°), with no word: the metadata's CTF is
 then right on average and wrong in every direction where the astigmatism bends its rings. The
 map loses what lies past that: 8ZPM's atoms, box 96 at 1.5 Å, astigmatism up to 1,000 Å, SNR
@@ -89,7 +89,8 @@ VARIANTS: dict[str, tuple[bool, bool]] = {
 }
 _CAUSES = {
     "the astigmatism angle negated": (
-        "the angle measured clockwise, or the images mirrored in y against the metadata"
+        "the angle measured clockwise, or the images mirrored (in x or y) against the "
+        "metadata: then the poses too (cryosplat info's pose check names the axis flipped)"
     ),
     "defocus U and V swapped": "the two defoci named the other way round: the axis off by 90°",
     "the angle negated and U and V swapped": (
