@@ -126,3 +126,15 @@ def test_without_shifts_the_x_mirror_and_the_signs_turned_are_both_named(tiny_se
     assert check.verdict == "mismatch" and check.best == twin
     assert abs(check.scores[-3] - max(check.scores)) < 1e-6  # x axis flipped, level with it
     assert "images mirrored in x against their poses" in check.describe()
+
+
+def test_one_source_of_a_merged_set_mirrored_is_named(tiny_set):
+    """A merged set, one source's images mirrored in y against their poses: that optics setting
+    is named with the y axis flipped, and amend's option for it printed."""
+    from tests.conftest import two_settings
+
+    merged = two_settings(read_particles(tiny_set))
+    check = check_pose_conventions(read_as(merged, "y axis flipped", merged.optics_group == 1))
+    setting = check.slipped_setting
+    assert setting is not None and setting.name == "second", check.describe()
+    assert "--poses-as y-axis-flipped --optics-group 'second'" in check.describe()
