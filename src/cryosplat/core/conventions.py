@@ -232,11 +232,10 @@ def matrix_to_rotvec(matrix: ArrayLike) -> np.ndarray:
     vectors = w * scale[..., None]
     wide = cos_t < 0.0
     if wide.any():  # (m + mᵀ)/2 − cos θ·I = (1 − cos θ)·n nᵀ: its largest column holds n
-        sym = (m[wide] + np.swapaxes(m[wide], -1, -2)) / 2.0 - cos_t[wide][
-            ..., None, None
-        ] * np.eye(3)
-        diagonal = np.diagonal(sym, axis1=-2, axis2=-1)
-        k = np.argmax(diagonal, axis=-1)
+        turns, cos_wide = m[wide], cos_t[wide]
+        sym = (turns + np.swapaxes(turns, -1, -2)) / 2.0
+        sym = sym - cos_wide[..., None, None] * np.eye(3)
+        k = np.argmax(np.diagonal(sym, axis1=-2, axis2=-1), axis=-1)
         column = np.take_along_axis(sym, k[..., None, None], axis=-1)[..., 0]
         axis = column / np.linalg.norm(column, axis=-1, keepdims=True)
         sign = np.where(np.sum(axis * w[wide], axis=-1) < 0.0, -1.0, 1.0)

@@ -44,8 +44,8 @@ truth's hand.
 
 A set of several optics settings (data merged from several sources, one of them perhaps through
 a converter with a slip) is also read setting by setting: each setting's poses with each slip, the
-rest as written (:class:`~cryosplat.reconstruct.grid.sample_maps.SettingReading`; four readings
-more per setting). Read whole, half the particles slipped fit neither way much better.
+rest as written (:class:`~cryosplat.reconstruct.grid.sample_maps.SettingReading`; one reading
+more per slip and setting). Read whole, half the particles slipped fit neither way much better.
 """
 
 from __future__ import annotations
