@@ -244,3 +244,19 @@ def test_a_slip_the_low_shells_cannot_tell_at_high_signal_is_named(tmp_path):
     assert check.last_shell > sample.particles.box // 4
     assert check.verdict == "mismatch" and check.best == slip
     assert check_pose_conventions(clear).verdict == "agree"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rows_out_of_order_are_not_named_as_a_slip(tiny, seed):
+    """Poses shuffled against their images fit every reading alike; the best of ten by chance
+    leads the poses as written by the margin, and was named as the slip to amend. Now it is
+    measured against the sample's poses shuffled again, and the warning says rows out of order."""
+    rows = np.random.default_rng(seed).permutation(len(tiny))
+    shuffled = replace(
+        tiny, rotations=tiny.rotations[rows], shifts_angstrom=tiny.shifts_angstrom[rows]
+    )
+    check = check_pose_conventions(shuffled)
+    assert check.verdict == "mismatch" and check.unrelated
+    assert max(check.scores) - check.shuffled < 0.15
+    assert "rows out of order against the images" in check.describe()
+    assert check_pose_conventions(tiny).shuffled is None  # read only where a slip leads
