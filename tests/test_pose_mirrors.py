@@ -138,3 +138,27 @@ def test_one_source_of_a_merged_set_mirrored_is_named(tiny_set):
     setting = check.slipped_setting
     assert setting is not None and setting.name == "second", check.describe()
     assert "--poses-as y-axis-flipped --optics-group 'second'" in check.describe()
+
+
+def test_amend_s_notes_on_a_mirror_name_what_it_leaves(tiny_set):
+    """Amending a mirror leaves the astigmatism, the antisymmetric aberrations and an anisotropic
+    magnification as written; the notes name each that the set holds, and none elsewhere."""
+    from dataclasses import replace
+
+    from cryosplat.reconstruct.amend import Amendment, amendment_notes
+
+    given = read_particles(tiny_set)
+    flip = Amendment(poses="y-axis-flipped")
+    assert amendment_notes(given, flip) == []  # no astigmatism, no aberrations
+    assert amendment_notes(given, Amendment(poses="shifts-negated")) == []
+    n = len(given)
+    ctf = replace(given.ctf, defocus_u_angstrom=given.ctf.defocus_u_angstrom + 200.0)
+    odd = np.zeros((n, 6))
+    odd[:, 0] = 0.1
+    mags = np.tile([[1.01, 0.002], [0.002, 0.99]], (n, 1, 1))
+    held = replace(given, ctf=ctf, odd_zernike=odd, mag_matrices=mags)
+    notes = amendment_notes(held, flip)
+    assert len(notes) == 2 and "--astigmatism-as astigmatism-angle-negated" in notes[0]
+    assert "rlnOddZernike" in notes[1] and "rlnMagMat" in notes[1]
+    both = Amendment(poses="x-axis-flipped", astigmatism="astigmatism-angle-negated")
+    assert len(amendment_notes(held, both)) == 1

@@ -84,20 +84,36 @@ negated; the astigmatism repeats every half turn)."""
 
 def amendment_notes(particles: ParticleSet, amendment: Amendment) -> list[str]:
     """What to consider beside ``amendment``: the poses read with an axis flipped (images mirrored)
-    leave an astigmatic CTF as written, which fits the images mirrored only if it was fitted on
-    them."""
-    flipped = amendment.poses is not None and "axis-flipped" in amendment.poses
+    leave as written an astigmatic CTF, which fits the images mirrored only if it was fitted on
+    them, and the antisymmetric aberrations and an anisotropic magnification, which are refined
+    with the poses (RELION's CTF refinement) and so belong to the images unmirrored."""
+    if amendment.poses is None or "axis-flipped" not in amendment.poses:
+        return []
+    notes = []
     ctf = particles.ctf
-    if not flipped or amendment.astigmatism is not None or ctf is None:
-        return []
-    if not bool((np.abs(ctf.defocus_u_angstrom - ctf.defocus_v_angstrom) > 0).any()):
-        return []
-    return [
-        "the images mirrored mirror their astigmatism too: unless their CTF was fitted on them as "
-        "mirrored, add --astigmatism-as "
-        f"{option_name(MIRROR_ASTIGMATISM)} (cryosplat info's astigmatism check reads which from "
-        "the images' Thon rings, where they are strong enough)"
-    ]
+    astigmatic = ctf is not None and bool(
+        (np.abs(ctf.defocus_u_angstrom - ctf.defocus_v_angstrom) > 0).any()
+    )
+    if astigmatic and amendment.astigmatism is None:
+        notes.append(
+            "the images mirrored mirror their astigmatism too: unless their CTF was fitted on "
+            f"them as mirrored, add --astigmatism-as {option_name(MIRROR_ASTIGMATISM)} (cryosplat "
+            "info's astigmatism check reads which from the images' Thon rings, where they are "
+            "strong enough)"
+        )
+    mirrored = []
+    if particles.odd_zernike is not None and bool(np.any(particles.odd_zernike != 0)):
+        mirrored.append("antisymmetric aberrations (beam tilt, trefoil: rlnOddZernike)")
+    mags = particles.mag_matrices
+    if mags is not None and bool(np.any(np.abs(mags - np.eye(2)) > 1e-9)):
+        mirrored.append("anisotropic magnification (rlnMagMat)")
+    if mirrored:
+        notes.append(
+            f"their {' and '.join(mirrored)} were refined with the poses, so on the images "
+            "unmirrored, and are written as they were: refine them again on the amended set "
+            "(relion_ctf_refine) before trusting its finest shells"
+        )
+    return notes
 
 
 def amend_metadata(
