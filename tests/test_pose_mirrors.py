@@ -3,6 +3,8 @@ makes the mirrored images exactly, the pose check names it, and amend writes it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -11,9 +13,10 @@ from cryosplat.io.mrc import MRCStack, write_stack
 from cryosplat.io.star import read_star, write_star
 from cryosplat.particles.astigmatism_check import check_astigmatism
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.amend import MIRROR_ASTIGMATISM
+from cryosplat.reconstruct.amend import MIRROR_ASTIGMATISM, Amendment, amendment_notes
 from cryosplat.reconstruct.pose_check import check_pose_conventions, read_as
 from cryosplat.simulate.noise_stacks import NoiseStacksConfig, write_noise_particles
+from tests.conftest import two_settings
 
 AXIS_OF = {"x": 2, "y": 1}  # the image array's axis (images are (n, y, x))
 
@@ -22,12 +25,6 @@ def mirrored(images: np.ndarray, axis: str) -> np.ndarray:
     """``images`` mirrored about the FFT-aligned origin (pixel D//2) along ``axis``."""
     along = AXIS_OF[axis]
     return np.roll(np.flip(images, axis=along), 1, axis=along)
-
-
-def _stack_of(star) -> tuple[np.ndarray, str]:
-    particles = read_particles(star)
-    stack = particles.stacks[0]
-    return MRCStack(stack.path).read(np.arange(len(particles))), str(stack.path)
 
 
 def _mirror_stacks(star, axis: str) -> None:
@@ -43,8 +40,9 @@ def mirrored_sets(tiny_set, tmp_path_factory):
     """tiny_set's images mirrored in x and in y, each in its own stack and STAR (the same
     metadata)."""
     folder = tmp_path_factory.mktemp("mirrored")
-    images, _ = _stack_of(tiny_set)
-    pixel = read_particles(tiny_set).pixel_size_angstrom
+    particles = read_particles(tiny_set)
+    images = MRCStack(particles.stacks[0].path).read(np.arange(len(particles)))
+    pixel = particles.pixel_size_angstrom
     blocks = {n: dict(b.columns) for n, b in read_star(tiny_set).items()}
     sets = {}
     for axis in AXIS_OF:
@@ -117,8 +115,6 @@ def test_mirrored_images_mirror_their_astigmatism(tmp_path, capsys, axis):
 def test_without_shifts_the_x_mirror_and_the_signs_turned_are_both_named(tiny_set):
     """With no shifts the x axis flipped and the Euler angles' signs turned fit alike (they differ
     only in the map's hand): the warning names the signs turned and the mirror as causes."""
-    from dataclasses import replace
-
     given = read_particles(tiny_set)
     centred = replace(given, shifts_angstrom=np.zeros_like(given.shifts_angstrom))
     check = check_pose_conventions(read_as(centred, "x axis flipped"))
@@ -131,8 +127,6 @@ def test_without_shifts_the_x_mirror_and_the_signs_turned_are_both_named(tiny_se
 def test_one_source_of_a_merged_set_mirrored_is_named(tiny_set):
     """A merged set, one source's images mirrored in y against their poses: that optics setting
     is named with the y axis flipped, and amend's option for it printed."""
-    from tests.conftest import two_settings
-
     merged = two_settings(read_particles(tiny_set))
     check = check_pose_conventions(read_as(merged, "y axis flipped", merged.optics_group == 1))
     setting = check.slipped_setting
@@ -143,10 +137,6 @@ def test_one_source_of_a_merged_set_mirrored_is_named(tiny_set):
 def test_amend_s_notes_on_a_mirror_name_what_it_leaves(tiny_set):
     """Amending a mirror leaves the astigmatism, the antisymmetric aberrations and an anisotropic
     magnification as written; the notes name each that the set holds, and none elsewhere."""
-    from dataclasses import replace
-
-    from cryosplat.reconstruct.amend import Amendment, amendment_notes
-
     given = read_particles(tiny_set)
     flip = Amendment(poses="y-axis-flipped")
     assert amendment_notes(given, flip) == []  # no astigmatism, no aberrations

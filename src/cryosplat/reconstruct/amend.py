@@ -87,7 +87,7 @@ def amendment_notes(particles: ParticleSet, amendment: Amendment) -> list[str]:
     leave as written an astigmatic CTF, which fits the images mirrored only if it was fitted on
     them, and the antisymmetric aberrations and an anisotropic magnification, which are refined
     with the poses (RELION's CTF refinement) and so belong to the images unmirrored."""
-    if amendment.poses is None or "axis-flipped" not in amendment.poses:
+    if "axis flipped" not in POSE_READINGS.get(amendment.poses, ""):
         return []
     notes = []
     ctf = particles.ctf
