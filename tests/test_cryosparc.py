@@ -10,6 +10,7 @@ import pytest
 from cryosplat.core.conventions import rotvec_to_matrix
 from cryosplat.core.errors import InputError
 from cryosplat.particles.cryosparc import read_cryosparc
+from cryosplat.particles.halves import split_halves
 from cryosplat.particles.read import read_particles
 
 
@@ -214,3 +215,23 @@ def test_each_particles_micrograph_is_read_from_its_uid(tmp_path, small_stack):
         np.save(fh, with_uid)
     np.testing.assert_array_equal(read_cryosparc(cs).micrographs, [0, 1, 0, 2])
     assert read_cryosparc(cs).subset([3, 0]).micrographs.tolist() == [2, 0]
+
+
+def test_filament_uids_keep_tubes_in_one_half_and_a_split_tube_is_warned_of(tmp_path, small_stack):
+    cs = tmp_path / "x.cs"
+    table = _write_cs(cs, ["stack.mrcs"] * 6, [0, 1, 2, 3, 4, 5])
+    extra = [("filament/filament_uid", "<u8"), ("alignments3D/split", "<u4")]
+    helical = np.zeros(6, dtype=[*table.dtype.descr, *extra])
+    for name in table.dtype.names:
+        helical[name] = table[name]
+    helical["filament/filament_uid"] = [2**63 + 7, 2**63 + 7, 2**63 + 8, 2**63 + 8, 5, 5]
+    helical["alignments3D/split"] = [0, 0, 1, 1, 0, 1]  # the third tube straddles the halves
+    with open(cs, "wb") as fh:
+        np.save(fh, helical)
+    ps = read_cryosparc(cs)
+    assert ps.patch_groups.tolist() == [0, 0, 1, 1, 2, 2]
+    assert any("6 particles in 3 tubes (filament/filament_uid)" in n for n in ps.notes)
+    assert len(ps.warnings) == 1
+    assert ps.warnings[0].startswith("1 of 3 helical tubes have segments in both alignments3D")
+    a, b, _ = split_halves(ps, seed=0, use_random_subset=False)
+    assert not set(ps.patch_groups[a].tolist()) & set(ps.patch_groups[b].tolist())

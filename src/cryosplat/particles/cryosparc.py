@@ -43,7 +43,7 @@ from cryosplat.io.stackrefs import (
     stack_place_notes,
 )
 from cryosplat.particles.aberrations import cryosparc_aberration_warnings
-from cryosplat.particles.close_picks import close_pick_notes, cryosparc_pick_centres
+from cryosplat.particles.close_picks import cryosparc_pick_centres
 from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import (
     ClassLabels,
@@ -52,6 +52,7 @@ from cryosplat.particles.particle_set import (
     number_micrographs,
     pose_arrays,
 )
+from cryosplat.particles.shared_patches import patch_findings, tube_keys
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = [
@@ -410,8 +411,14 @@ def read_cryosparc(
         notes += header_pixel_notes(stacks, stack_index, pixel_rows)
     else:
         image_index = np.arange(n)
-    if micrographs is not None:
-        notes += close_pick_notes(micrographs, cryosparc_pick_centres(table, shifts), subset)
+    centres = None if micrographs is None else cryosparc_pick_centres(table, shifts)
+    tubes = None
+    if "filament/filament_uid" in table.dtype.names:  # unique across the project
+        tubes = tube_keys(None, _field(table, "filament/filament_uid", path))
+    patches, patch_notes, patch_warnings = patch_findings(
+        micrographs, centres, tubes, subset, ("filament/filament_uid", "alignments3D/split")
+    )
+    notes += patch_notes
     read = one_box(stacks, stack_index, group_of, groups, path, declared_by="blob/shape says")
     notes += read.notes
     pixel, note = read.map_pixel(pixel_rows)
@@ -430,7 +437,8 @@ def read_cryosparc(
         random_subset=subset,
         classes=classes,
         micrographs=micrographs,
+        patch_groups=patches,
         source=path,
         notes=notes,
-        warnings=cryosparc_aberration_warnings(table),
+        warnings=cryosparc_aberration_warnings(table) + patch_warnings,
     )

@@ -6,12 +6,21 @@ import numpy as np
 
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
+from cryosplat.particles.shared_patches import linked_rows
 
-__all__ = ["split_halves", "unequal_halves_warning", "UNEQUAL_HALVES_RATIO"]
+__all__ = [
+    "split_halves",
+    "split_keeps_patches",
+    "unequal_halves_warning",
+    "UNEQUAL_HALVES_RATIO",
+]
 
 
 def split_halves(
-    particles: ParticleSet, seed: int = 0, use_random_subset: bool = True
+    particles: ParticleSet,
+    seed: int = 0,
+    use_random_subset: bool = True,
+    keep_patches: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Split particle rows into two independent halves.
 
@@ -20,9 +29,14 @@ def split_halves(
     particles : ParticleSet
     seed : int
         Seed of the random split (used when ``rlnRandomSubset`` is absent or not used). Rows
-        that read the same image (:meth:`ParticleSet.image_ids`) fall in the same half.
+        that read the same image (:meth:`ParticleSet.image_ids`) fall in the same half, and so,
+        with ``keep_patches``, do rows that hold one patch of a micrograph
+        (:attr:`ParticleSet.patch_groups`: close picks, a helical tube's segments).
     use_random_subset : bool
         Honour ``rlnRandomSubset`` (1 → half A, 2 → half B) when the metadata has it.
+    keep_patches : bool
+        Keep each patch group in one half. False: the split of runs made before cryosplat kept
+        them (:func:`split_keeps_patches` says where the two differ).
 
     Returns
     -------
@@ -45,26 +59,77 @@ def split_halves(
         if len(a) and len(b):
             return a, b, "rlnRandomSubset"
     ids = particles.image_ids()
+    if keep_patches and (linked := _patch_linked(particles, ids)) is not None:
+        return _split_groups(particles, linked, seed, "patch of a micrograph")
     n_images = int(ids.max()) + 1
-    rng = np.random.default_rng(seed)
     if n_images == n:  # every row its own image
+        rng = np.random.default_rng(seed)
         perm = rng.permutation(n)
         half = (n + 1) // 2
         return np.sort(perm[:half]), np.sort(perm[half:]), f"random (seed {seed})"
     # Rows that read one image (a symmetry-expanded set) go to one half together: split apart,
     # the halves would share that image's noise and their FSC would read too high.
-    order = rng.permutation(n_images)
-    counts = np.bincount(ids, minlength=n_images)[order]
-    middle = np.cumsum(counts) - counts / 2  # each image's rows' midpoint in the shuffled order
-    in_a = np.zeros(n_images, dtype=bool)
+    return _split_groups(particles, ids, seed, "image")
+
+
+def _split_groups(
+    particles: ParticleSet, groups: np.ndarray, seed: int, what: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Whole groups of rows (ids from 0) drawn into two halves of about equal rows."""
+    n, n_groups = len(groups), int(groups.max()) + 1
+    order = np.random.default_rng(seed).permutation(n_groups)
+    counts = np.bincount(groups, minlength=n_groups)[order]
+    middle = np.cumsum(counts) - counts / 2  # each group's rows' midpoint in the shuffled order
+    in_a = np.zeros(n_groups, dtype=bool)
     in_a[order[middle < n / 2]] = True
-    a, b = np.flatnonzero(in_a[ids]), np.flatnonzero(~in_a[ids])
+    a, b = np.flatnonzero(in_a[groups]), np.flatnonzero(~in_a[groups])
     if not len(a) or not len(b):
-        raise InputError(
-            f"{particles.source}: its {n} rows read only {n_images} distinct image(s); two "
-            "independent half sets need at least 2"
+        kind = (
+            f"read only {n_groups} distinct image(s)"
+            if what == "image"
+            else f"fall in only {n_groups} group(s) of one image or one {what} (close picks, a "
+            "helical tube)"
         )
-    return a, b, f"random by image (seed {seed}; {n} rows of {n_images} images)"
+        raise InputError(
+            f"{particles.source}: its {n} rows {kind}; two independent half sets need at least 2"
+        )
+    if what == "image":
+        return a, b, f"random by image (seed {seed}; {n} rows of {n_groups} images)"
+    return (
+        a,
+        b,
+        (
+            f"random by {what} (seed {seed}; {n} rows in {n_groups} groups: close picks and each "
+            "helical tube kept in one half)"
+        ),
+    )
+
+
+def _patch_linked(particles: ParticleSet, ids: np.ndarray) -> np.ndarray | None:
+    """Rows' groups of one image or one patch group, where the patches join distinct images;
+    None where they join none (the split by image is the same)."""
+    patches = particles.patch_groups
+    if patches is None:
+        return None
+    n = len(ids)
+    rows = np.arange(n)
+    first_of_image = np.unique(ids, return_index=True)[1][ids]
+    first_of_patch = np.unique(patches, return_index=True)[1][patches]
+    linked = linked_rows(
+        n,
+        np.concatenate([rows, rows]),
+        np.concatenate([first_of_image, first_of_patch]),
+    )
+    return linked if linked.max() < ids.max() else None
+
+
+def split_keeps_patches(particles: ParticleSet, use_random_subset: bool = True) -> bool:
+    """Whether :func:`split_halves` draws other halves with ``keep_patches`` than without: the
+    split is drawn here (no ``rlnRandomSubset`` used) and patch groups join distinct images."""
+    subset = particles.random_subset
+    if use_random_subset and subset is not None and np.any(subset == 1) and np.any(subset == 2):
+        return False
+    return len(particles) > 1 and _patch_linked(particles, particles.image_ids()) is not None
 
 
 UNEQUAL_HALVES_RATIO = 1.5

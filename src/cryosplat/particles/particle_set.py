@@ -134,6 +134,12 @@ def pose_arrays(
     return rotations, shifts_angstrom
 
 
+def _renumbered(groups: np.ndarray) -> np.ndarray | None:
+    """Groups numbered from 0 again (after rows were taken); None where none holds two rows."""
+    groups = np.unique(groups, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    return groups if len(groups) and groups.max() + 1 < len(groups) else None
+
+
 def number_micrographs(names: ArrayLike) -> np.ndarray:
     """Each particle's micrograph as an int (N,), from 0 in the order the names (or ids) first
     appear."""
@@ -194,6 +200,10 @@ class ParticleSet:
         Which micrograph each particle was picked from, int (N,), numbered from 0 in the order
         they first appear (:func:`number_micrographs` of RELION's ``rlnMicrographName`` or
         cryoSPARC's ``location/micrograph_uid``); None: not recorded.
+    patch_groups : np.ndarray or None
+        Rows that hold one patch of a micrograph share a group, int (N,): picks within 30 Å of
+        each other, a helical tube's segments (:mod:`cryosplat.particles.shared_patches`); the
+        half sets drawn here keep each group whole. None: no two rows share a patch.
     selection : str
         How these particles were chosen from the file's rows (:mod:`cryosplat.particles.selection`,
         e.g. ``"rlnClassNumber 2"``); empty: every row.
@@ -228,6 +238,7 @@ class ParticleSet:
     mag_matrices: np.ndarray | None = None
     classes: ClassLabels | None = None
     micrographs: np.ndarray | None = None
+    patch_groups: np.ndarray | None = None
     selection: str = ""
     source: Path | None = None
     file_rows: np.ndarray | None = None
@@ -254,6 +265,7 @@ class ParticleSet:
             "file_rows": self.file_rows,
             "weights": self.weights,
             "micrographs": self.micrographs,
+            "patch_groups": self.patch_groups,
         }
         for name, arr in checks.items():
             if arr is not None and len(arr) != n:
@@ -362,6 +374,7 @@ class ParticleSet:
             if self.classes is None
             else replace(self.classes, numbers=self.classes.numbers[idx]),
             micrographs=take(self.micrographs),
+            patch_groups=None if self.patch_groups is None else _renumbered(self.patch_groups[idx]),
             file_rows=self.rows_in_file()[idx],
             weights=take(self.weights),
             notes=list(self.notes),

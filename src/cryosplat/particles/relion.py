@@ -36,7 +36,7 @@ from cryosplat.particles.aberrations import (
     relion_mag_matrices,
     relion_odd_zernike,
 )
-from cryosplat.particles.close_picks import close_pick_notes, relion_pick_centres
+from cryosplat.particles.close_picks import relion_pick_centres
 from cryosplat.particles.mixed_boxes import one_box
 from cryosplat.particles.particle_set import (
     ClassLabels,
@@ -44,6 +44,7 @@ from cryosplat.particles.particle_set import (
     ParticleSet,
     number_micrographs,
 )
+from cryosplat.particles.shared_patches import patch_findings, tube_keys
 from cryosplat.particles.star_tables import ANGLE_COLUMNS, CTF_COLUMNS, particle_block
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
@@ -436,11 +437,16 @@ def particles_from_star(
     classes = None
     if "rlnClassNumber" in particles:
         classes = ClassLabels(particles.get_int("rlnClassNumber"), "rlnClassNumber")
-    micrographs = None
+    micrographs = centres = tubes = None
     if "rlnMicrographName" in particles:
         micrographs = number_micrographs(particles.get_str("rlnMicrographName"))
         centres = relion_pick_centres(particles, optics, group_of, pixel_per_particle, shifts)
-        notes += close_pick_notes(micrographs, centres, subset)
+        if "rlnHelicalTubeID" in particles:  # numbered per micrograph
+            tubes = tube_keys(micrographs, particles.get_float("rlnHelicalTubeID"))
+    patches, patch_notes, patch_warnings = patch_findings(
+        micrographs, centres, tubes, subset, ("rlnHelicalTubeID", "rlnRandomSubset")
+    )
+    notes += patch_notes
     ctf_in_images, ctf_notes = _ctf_in_images(optics, group_of, particles, path)
     notes += ctf_notes
     odd_zernike = relion_odd_zernike(optics, particles, group_of, per_particle, path)
@@ -474,7 +480,8 @@ def particles_from_star(
         mag_matrices=mag_matrices,
         classes=classes,
         micrographs=micrographs,
+        patch_groups=patches,
         source=path,
         notes=notes,
-        warnings=relion_aberration_warnings(particles, optics),
+        warnings=relion_aberration_warnings(particles, optics) + patch_warnings,
     )

@@ -27,7 +27,7 @@ from cryosplat.model.gaussians import GaussianModel
 from cryosplat.particles.astigmatism_check import check_astigmatism
 from cryosplat.particles.downsample import downsample_particles
 from cryosplat.particles.dust import describe_dust, dust_summary, without_dust
-from cryosplat.particles.halves import split_halves, unequal_halves_warning
+from cryosplat.particles.halves import split_halves, split_keeps_patches, unequal_halves_warning
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.thon_rings import check_thon_rings
 from cryosplat.particles.validate import apply_findings, check_particles
@@ -266,6 +266,12 @@ def reconstruct(
         "input_fingerprint": input_fingerprint(particles),
         # Joins the identity only where the user chose particles (older runs' keys unchanged).
         **({"selection": particles.selection} if particles.selection else {}),
+        # Only where keeping patches whole draws other halves than runs made before it did.
+        **(
+            {"halves_keep_patches": True}
+            if split_keeps_patches(particles, asked.use_random_subset)
+            else {}
+        ),
     }
     folder = RunFolder(out_dir, identity, mode=folder_mode or ("resume" if resume else "new"))
     resuming = dist.on_main(folder.prepare)

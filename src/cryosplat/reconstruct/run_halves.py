@@ -118,7 +118,12 @@ def read_run_halves(particles: ParticleSet, run: str | Path, command: str) -> Ru
         volume, _ = read_map(path)
         maps.append(map_at_box(volume, particles.box, path))
     seed = int(identity.get("seed", 0))
-    half_a, half_b, how = split_halves(particles, seed, bool(identity.get("use_random_subset")))
+    half_a, half_b, how = split_halves(
+        particles,
+        seed,
+        bool(identity.get("use_random_subset")),
+        keep_patches=bool(identity.get("halves_keep_patches", False)),
+    )
     log.info(
         "half sets: %d + %d particles (%s), as the run split them", len(half_a), len(half_b), how
     )
