@@ -260,3 +260,19 @@ def test_rows_out_of_order_are_not_named_as_a_slip(tiny, seed):
     assert max(check.scores) - check.shuffled < 0.15
     assert "rows out of order against the images" in check.describe()
     assert check_pose_conventions(tiny).shuffled is None  # read only where a slip leads
+
+
+def test_the_reconstruct_help_states_the_automatic_threshold():
+    import argparse
+    import re
+
+    from cryosplat.cli.reconstruct import add_arguments
+    from cryosplat.reconstruct.pose_check import AUTO_MIN_PIXELS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = next(a.help for a in parser._actions if "--pose-check" in a.option_strings)
+    stated = float(re.search(r"box² ≥ ([0-9.]+e[0-9]+)", text).group(1))
+    assert abs(stated / AUTO_MIN_PIXELS - 1) < 0.01
+    for particles, box in re.findall(r"([0-9,]+) of box ([0-9]+)", text):
+        assert abs(int(particles.replace(",", "")) * int(box) ** 2 / AUTO_MIN_PIXELS - 1) < 0.01

@@ -105,11 +105,11 @@ def _add_input_and_run_arguments(p: argparse.ArgumentParser) -> None:
         choices=("auto", "on", "off"),
         default="auto",
         help="check the poses against a converter's slips (shifts negated, x and y swapped, "
-        "rotations inverted, Euler angles rot and psi swapped, shifts twice too large), and "
-        "whether the images are raw, phase-flipped or CTF-premultiplied as the metadata say, on "
-        "3,000 images before the run; a clear slip stops it (auto: where it costs a tenth of the "
-        "statistics pass or less: particles × box² ≥ 7.6e8, e.g. 76,000 of box 100 or 11,600 of "
-        "box 256)",
+        "rotations inverted, Euler angles rot and psi swapped, images mirrored in x or y, shifts "
+        "twice too large), and whether the images are raw, phase-flipped or CTF-premultiplied as "
+        "the metadata say, on 3,000 images before the run; a clear slip stops it (auto: where it "
+        "costs a tenth of the statistics pass or less: particles × box² ≥ 9.0e8, e.g. 90,000 of "
+        "box 100 or 13,700 of box 256)",
     )
     p.add_argument(
         "--drop-bad-images",
