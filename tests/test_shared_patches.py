@@ -134,7 +134,7 @@ def test_helical_findings_warn_where_the_files_halves_split_a_tube():
     tubes = np.array([0, 0, 1, 1, -1])
     notes, warnings = helical_findings(tubes, np.array([1, 1, 1, 2, 2]), "col", "rlnRandomSubset")
     assert len(notes) == 1 and "4 particles in 2 tubes (col)" in notes[0]
-    assert "no helical symmetry" in notes[0]
+    assert "--helical-twist, --helical-rise and --helical-asu" in notes[0]
     assert len(warnings) == 1 and warnings[0].startswith("1 of 2 helical tubes")
     notes, warnings = helical_findings(tubes, np.array([1, 1, 2, 2, 1]), "col", "rlnRandomSubset")
     assert not warnings and "no tube is split" in notes[0]

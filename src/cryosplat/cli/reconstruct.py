@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryosplat.cli.helical_options import add_helical_arguments, helical_from_args
 from cryosplat.cli.names import BACKENDS, DUST_SDS, ENGINES, SYMMETRY_HELP
 from cryosplat.cli.particle_choice import add_reading_arguments, read_chosen_particles
 from cryosplat.core.errors import InputError
@@ -20,6 +21,7 @@ HELP = "reconstruct a map from particles with known poses and CTF (two half-set 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_input_and_run_arguments(p)
+    add_helical_arguments(p)
     _add_grid_arguments(p)
     _add_splat_arguments(p)
 
@@ -418,6 +420,7 @@ def build_config(args: argparse.Namespace) -> ReconstructConfig:
         engine=args.engine,
         n_gaussians=args.n_gaussians,
         symmetry=args.sym,
+        helical=helical_from_args(args),
         seed=args.seed,
         device=args.device,
         invert_contrast=args.invert_contrast,

@@ -131,8 +131,10 @@ def helical_findings(
     n_tubes = len(np.unique(tubes[in_tube]))
     note = (
         f"helical segments: {int(in_tube.sum()):,} particles in {n_tubes:,} tubes ({column}). "
-        "cryosplat imposes no helical symmetry (point groups only, --sym): the map is the "
-        "segments' reconstruction as single particles"
+        "reconstruct imposes helical symmetry where --helical-twist, --helical-rise and "
+        "--helical-asu give it (as relion_reconstruct's --helical_twist, --helical_rise and "
+        "--nr_helical_asu); without them the map is the segments' reconstruction as single "
+        "particles"
     )
     if random_subset is None:
         return [note + "; each tube's segments are kept in one half set"], []

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from cryosplat.core.errors import InputError
+from cryosplat.core.helical import HelicalSymmetry
 from cryosplat.core.symmetry import normalize_symmetry
 from cryosplat.particles.dust import DUST_SDS, check_dust_sds
 from cryosplat.reconstruct.engine_result import MapSettings
@@ -71,6 +72,9 @@ class ReconstructConfig:
     symmetry : point group in RELION's conventions (:mod:`cryosplat.core.symmetry`; ``"C1"``: none):
         each particle counts once per operator and each half model holds one asymmetric unit's
         Gaussians (``n_gaussians / |G|``), drawn with all copies
+    helical : helical symmetry summed into each half set's statistics before the point group's,
+        as ``relion_reconstruct --helical_twist --helical_rise --nr_helical_asu`` does
+        (:mod:`cryosplat.core.helical`; grid engine); None: none
     fsc_mask : a mask (MRC) the resolution is read within (:mod:`cryosplat.validation.user_mask`),
         on the map's grid or the particles'; None: the soft sphere, or the automatic mask
     pose_check : whether the poses are checked against a converter's slips, and the images'
@@ -97,6 +101,7 @@ class ReconstructConfig:
     keep_checkpoints: bool = False
     deterministic: bool = False
     symmetry: str = "C1"
+    helical: HelicalSymmetry | None = None
     fsc_mask: str | None = None
     pose_check: str = "auto"
     splat: SplatEngineConfig = field(default_factory=SplatEngineConfig)
@@ -109,6 +114,13 @@ class ReconstructConfig:
             self.grid = replace(self.grid, fit=replace(self.grid.fit, symmetry=self.symmetry))
         if self.engine not in ENGINES:
             raise InputError(f"engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
+        if self.helical is not None:
+            self.helical.validate()
+            if self.engine != "grid":
+                raise InputError(
+                    "helical symmetry is imposed on the grid engine's statistics; the per-image "
+                    f"engine ({self.engine}) has none: leave out --engine {self.engine}"
+                )
         if self.pose_check not in POSE_CHECK_MODES:
             raise InputError(
                 f"pose_check must be one of {', '.join(POSE_CHECK_MODES)}, got {self.pose_check!r}"

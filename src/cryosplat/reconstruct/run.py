@@ -44,6 +44,7 @@ from cryosplat.reconstruct.grid.capacity import most_gaussians_for_data
 from cryosplat.reconstruct.grid.engine import run_grid_engine
 from cryosplat.reconstruct.grid.gather import MIN_RADIUS
 from cryosplat.reconstruct.grid.half_statistics import statistics_batch_size
+from cryosplat.reconstruct.grid.helical_check import apply_helical_check
 from cryosplat.reconstruct.grid.memory_plan import (
     MemoryPlan,
     PlanRequest,
@@ -227,11 +228,16 @@ def reconstruct(
     particles = without_dust(particles, config.dust_sds)  # before anything reads an image
     apply_findings(particles, check_particles(particles, config.use_random_subset), accept_warnings)
     apply_pose_check(particles, config.pose_check, accept_warnings)  # before any work
-    if config.symmetry != "C1":  # before any work: the group must be the data's, as oriented
+    if config.symmetry != "C1" or config.helical is not None:  # before any work: the data's?
         halves = split_halves(particles, config.seed, config.use_random_subset)[:2]
-        apply_symmetry_check(
-            particles, halves, config.symmetry, config.grid.accumulate, accept_warnings
-        )
+        if config.symmetry != "C1":  # the group, as oriented
+            apply_symmetry_check(
+                particles, halves, config.symmetry, config.grid.accumulate, accept_warnings
+            )
+        if config.helical is not None:  # the hand, twist and rise
+            apply_helical_check(
+                particles, halves, config.helical, config.grid.accumulate, accept_warnings
+            )
     device = dist.device if dist.active else resolve_device(config.device)
     plan = plan_run(particles, config)
     source_box, source_pixel = particles.box, particles.pixel_size_angstrom

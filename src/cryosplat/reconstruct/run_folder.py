@@ -61,10 +61,10 @@ __all__ = [
 
 STATUS_FILE = "run.json"
 LOCK_FILE = ".cryosplat.lock"
-ADDED_SETTINGS = {"dust_sds": 0.0}
+ADDED_SETTINGS = {"dust_sds": 0.0, "helical": None}
 """Settings added to a run's identity after runs were made without them, each with the value that
-reads as those runs did (``dust_sds`` 0: every pixel kept): a run from before is resumed where
-the command passes that value, and the refusal otherwise names it."""
+reads as those runs did (``dust_sds`` 0: every pixel kept; ``helical`` None: no helix): a run from
+before is resumed where the command passes that value, and the refusal otherwise names it."""
 LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoints"
 MAP_FILE = "map.mrc"

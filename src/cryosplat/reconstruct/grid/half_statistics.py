@@ -28,6 +28,7 @@ from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.distributed import Distributed, cached_statistics, shard_rows
 from cryosplat.reconstruct.engine_job import EngineJob
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.helical_statistics import helically_symmetrized
 from cryosplat.reconstruct.grid.noise_levels import NoiseLevels, measure_noise_levels
 from cryosplat.reconstruct.grid.side_by_side import check_stop, map_halves
 from cryosplat.reconstruct.grid.statistics import (
@@ -263,6 +264,12 @@ def gather_half_statistics(job: EngineJob) -> HalfStatistics:
         for stats in train + held:
             if stats is not None:
                 stats.data = -stats.data
+    if config.helical is not None:  # the checkpoints hold each half's own sums
+        train, held = (
+            [None if s is None else helically_symmetrized(s, config.helical) for s in part]
+            for part in (train, held)
+        )
+        log.info("helical symmetry: %s", config.helical.describe())
     if held[0] is None and held[1] is None:
         log.info(
             "statistics gathered: half A %d, half B %d particles (all fitted, none held out)",
