@@ -44,7 +44,9 @@ def run_description(
         + (f" ({particles.selection})" if particles.selection else "")
         + f", box {particles.box}, "
         f"{particles.pixel_size_angstrom:.4g} Å/px, engine {config.engine}, symmetry "
-        f"{config.symmetry}, {n_gauss} Gaussians per half{count}{unit}, device {device}"
+        f"{config.symmetry}"
+        + ("" if config.helical is None else f", helix: {config.helical.describe()}")
+        + f", {n_gauss} Gaussians per half{count}{unit}, device {device}"
         + (f", {dist.world_size} processes ({dist.backend})" if dist.active else "")
         + (f", resolution read within the given mask {config.fsc_mask}" if config.fsc_mask else "")
         + (" (resumed)" if resuming else "")

@@ -11,7 +11,7 @@ map the N units agree in; the data power counts ``N`` times, as a point group's 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -21,19 +21,45 @@ from cryosplat.reconstruct.grid.statistics import FourierStatistics
 __all__ = ["helically_symmetrized"]
 
 
-def _corners(values: torch.Tensor, iz, iy, ix, fy, fx, half: int) -> torch.Tensor:
-    """Bilinear in (y, x) at integer z of the flat half grid ``values`` (z and y centred and
-    wrapped, x from 0; corners past the x edge read 0)."""
-    size = values.shape[1]
-    out = None
-    for dy, wy in ((0, 1.0 - fy), (1, fy)):
-        for dx, wx in ((0, 1.0 - fx), (1, fx)):
-            x = ix + dx
-            inside = x < half
-            index = (iz * size + (iy + dy) % size) * half + x.clamp_max(half - 1)
-            term = values.reshape(-1)[index] * (wy * wx * inside)
-            out = term if out is None else out + term
-    return out
+SLAB_VALUES = 2**21
+"""Grid points summed at once (z planes of the half grid together): the sum's memory stays a few
+tens of MB at any box (a box of 384 padded twice holds 2.3·10⁸)."""
+
+
+@dataclass(frozen=True)
+class _Plane:
+    """Where one operator reads each point of a z plane: the Friedel ``mate`` flag, the lower
+    corner ``(iy, ix)`` and the fractions ``(fy, fx)`` (bilinear; the turn keeps z)."""
+
+    mate: torch.Tensor
+    iy: torch.Tensor
+    ix: torch.Tensor
+    fy: torch.Tensor
+    fx: torch.Tensor
+
+    @classmethod
+    def of(cls, rotation, size: int, half: int, device) -> _Plane:
+        y = torch.arange(size, device=device, dtype=torch.float64)[:, None] - size // 2
+        x = torch.arange(half, device=device, dtype=torch.float64)[None, :]
+        xp = rotation[0, 0] * x + rotation[0, 1] * y
+        yp = rotation[1, 0] * x + rotation[1, 1] * y
+        mate = xp < 0
+        xp, yp = torch.where(mate, -xp, xp), torch.where(mate, -yp, yp)
+        x0, y0 = torch.floor(xp), torch.floor(yp)
+        return cls(mate, y0.long() + size // 2, x0.long(), yp - y0, xp - x0)
+
+    def read(self, values: torch.Tensor, iz: torch.Tensor) -> torch.Tensor:
+        """Bilinear reading of the flat half grid ``values`` at the planes ``iz`` (rows, size,
+        half), z and y wrapped; corners past the x edge read 0."""
+        size, half = self.mate.shape
+        out = None
+        for dy, wy in ((0, 1.0 - self.fy), (1, self.fy)):
+            for dx, wx in ((0, 1.0 - self.fx), (1, self.fx)):
+                x = self.ix + dx
+                plane = ((self.iy + dy) % size) * half + x.clamp_max(half - 1)
+                term = values[iz * (size * half) + plane] * (wy * wx * (x < half))
+                out = term if out is None else out + term
+        return out
 
 
 def helically_symmetrized(stats: FourierStatistics, helical: HelicalSymmetry) -> FourierStatistics:
@@ -54,39 +80,31 @@ def helically_symmetrized(stats: FourierStatistics, helical: HelicalSymmetry) ->
     weights, data = stats.weights, stats.data
     size, half = weights.shape[0], weights.shape[2]
     device = weights.device
-    grid_dtype = torch.float64
-    centred = torch.arange(size, device=device, dtype=grid_dtype) - size // 2
-    z = centred[:, None, None].expand(size, size, half)
-    y = centred[None, :, None].expand(size, size, half)
-    x = torch.arange(half, device=device, dtype=grid_dtype)[None, None, :].expand(size, size, half)
+    flat_w, flat_b = weights.reshape(-1), data.reshape(-1)
+    total_w, total_b = weights.clone(), data.clone()
     radius = stats.max_radius * stats.pad  # in the padded grid's pixels
-    inside = (x * x + y * y + z * z) <= radius * radius
-    total_w = weights.clone()
-    total_b = data.clone()
-    # k_z in cycles per Å: the padded grid's spacing is 1 / (size · pixel)
-    kz = z / (size * stats.pixel_size_angstrom)
-    for step in helical.steps():
-        if step == 0:
-            continue
-        rot = helical.rotation(step)
-        xp = rot[0, 0] * x + rot[0, 1] * y
-        yp = rot[1, 0] * x + rot[1, 1] * y
-        zp = z.clone()
-        mate = xp < 0
-        xp, yp, zp = (torch.where(mate, -c, c) for c in (xp, yp, zp))
-        x0, y0 = torch.floor(xp), torch.floor(yp)
-        fx, fy = xp - x0, yp - y0
-        iz = ((zp.round().long() + size // 2) % size).reshape(-1)
-        iy = (y0.long() + size // 2).reshape(-1)
-        ix = x0.long().reshape(-1)
-        fx, fy = fx.reshape(-1), fy.reshape(-1)
-        w = _corners(weights.to(grid_dtype), iz, iy, ix, fy, fx, half).reshape(weights.shape)
-        b = _corners(data.to(torch.complex128), iz, iy, ix, fy, fx, half).reshape(data.shape)
-        b = torch.where(mate, b.conj(), b)
-        if helical.rise_angstrom:
-            b = b * torch.exp(-2j * math.pi * step * helical.rise_angstrom * kz)
-        total_w += torch.where(inside, w, torch.zeros_like(w)).to(weights.dtype)
-        total_b += torch.where(inside, b, torch.zeros_like(b)).to(data.dtype)
+    planes = {
+        step: _Plane.of(helical.rotation(step), size, half, device)
+        for step in helical.steps()
+        if step != 0
+    }
+    centred = torch.arange(size, device=device) - size // 2
+    y = centred.double()[None, :, None]
+    x = torch.arange(half, device=device, dtype=torch.float64)[None, None, :]
+    rows = max(1, SLAB_VALUES // (size * half))
+    for first in range(0, size, rows):
+        z = centred[first : first + rows, None, None]
+        inside = (x * x + y * y + z.double() ** 2) <= radius * radius
+        kz = z.double() / (size * stats.pixel_size_angstrom)  # cycles per Å
+        for step, plane in planes.items():
+            iz = (torch.where(plane.mate, -z, z) + size // 2) % size
+            w = plane.read(flat_w, iz)
+            b = plane.read(flat_b, iz)
+            b = torch.where(plane.mate, b.conj(), b)
+            if helical.rise_angstrom:
+                b = b * torch.exp(-2j * math.pi * step * helical.rise_angstrom * kz)
+            total_w[first : first + rows] += torch.where(inside, w, 0.0).to(weights.dtype)
+            total_b[first : first + rows] += torch.where(inside, b, 0.0).to(data.dtype)
     note = f"helical symmetry imposed: {helical.describe()}"
     return replace(
         stats,
