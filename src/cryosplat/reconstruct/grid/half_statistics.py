@@ -256,6 +256,7 @@ def gather_half_statistics(job: EngineJob) -> HalfStatistics:
             save_dust_counts(particles, dust_path)
     train = [pairs[0][0], pairs[1][0]]
     held = [pairs[0][1], pairs[1][1]]
+    del pairs  # the lists hold the only references (a helical sum replaces them one by one)
     bar.close()
     synchronize(device)
     seconds = time.perf_counter() - started
@@ -265,10 +266,11 @@ def gather_half_statistics(job: EngineJob) -> HalfStatistics:
             if stats is not None:
                 stats.data = -stats.data
     if config.helical is not None:  # the checkpoints hold each half's own sums
-        train, held = (
-            [None if s is None else helically_symmetrized(s, config.helical) for s in part]
-            for part in (train, held)
-        )
+        for part in (train, held):
+            for i, stats in enumerate(part):
+                if stats is not None:  # one grid more at a time, not two halves' worth
+                    part[i] = helically_symmetrized(stats, config.helical)
+                    del stats
         log.info("helical symmetry: %s", config.helical.describe())
     if held[0] is None and held[1] is None:
         log.info(
