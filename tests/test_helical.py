@@ -125,6 +125,20 @@ def test_the_check_tells_the_helix_from_its_other_hand(helical_set):
     assert right.held and right.agreement > 0.8, right.describe()
     assert not left.held and left.agreement < 0.3, left.describe()
     assert "is the hand right" in left.describe()
+    assert right.other_hand == pytest.approx(left.agreement, abs=0.02)
+    assert left.other_hand == pytest.approx(right.agreement, abs=0.02)
+
+
+def test_a_helix_whose_other_hand_agrees_better_is_not_held():
+    from cryosplat.reconstruct.grid.helical_check import HAND_MARGIN, MIN_AGREEMENT, HelicalCheck
+
+    def held(agreement, other):
+        return HelicalCheck(HelicalSymmetry(-1.2, 4.75, 9), agreement, 4, (2, 3), 10.0, 100, other)
+
+    assert held(0.85, 0.50).held and not held(0.50 + 0.01, 0.85).held
+    assert held(0.7, 0.7 + HAND_MARGIN - 0.01).held and not held(0.7, 0.7 + HAND_MARGIN + 0.01).held
+    assert held(0.9, None).held and not held(MIN_AGREEMENT - 0.01, None).held
+    assert "the other hand agrees better" in held(0.6, 0.85).describe()
 
 
 def test_the_summed_halves_agree_better_with_the_truth(helical_set):
