@@ -6,7 +6,9 @@ of one patch of the micrograph: they share the micrograph's noise. Where the two
 half sets, the halves share that noise too, so their FSC, and any resolution read from it, comes
 out too high; within one half the particle counts twice. RELION's "Subset selection: remove
 duplicates" (30 Å by default) and cryoSPARC's "Remove Duplicate Particles" take them out; a set
-that skipped them gets a note from here (its rows and how many pairs straddle the half sets).
+that skipped them gets a note from here (its rows and how many pairs straddle the half sets), half
+sets drawn by cryosplat keep each pair in one half, and given half sets that split many pairs are
+warned of (:mod:`cryosplat.particles.shared_patches`).
 
 Where a RELION STAR records ``rlnMicrographName`` and ``rlnCoordinateX/Y`` (pixels of the
 micrograph), a particle's centre is ``coordinate · micrograph pixel − origin`` in Å; the
@@ -143,12 +145,14 @@ def close_pick_notes(
     centres: np.ndarray | None,
     random_subset: np.ndarray | None,
     radius: float = CLOSE_PICK_ANGSTROM,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[str]:
     """A note where particles lie within ``radius`` of another on their micrograph, counting the
-    pairs, those split between ``rlnRandomSubset`` 1 and 2, and naming the first rows."""
+    pairs, those split between ``rlnRandomSubset`` 1 and 2, and naming the first rows (``pairs``:
+    :func:`close_pairs` of them, where already found)."""
     if micrographs is None or centres is None or len(centres) < 2:
         return []
-    i, j = close_pairs(micrographs, centres, radius)
+    i, j = close_pairs(micrographs, centres, radius) if pairs is None else pairs
     if i.size == 0:
         return []
     first = ", ".join(

@@ -93,16 +93,13 @@ def _split_groups(
         raise InputError(
             f"{particles.source}: its {n} rows {kind}; two independent half sets need at least 2"
         )
-    if what == "image":
-        return a, b, f"random by image (seed {seed}; {n} rows of {n_groups} images)"
-    return (
-        a,
-        b,
-        (
+    how = f"random by image (seed {seed}; {n} rows of {n_groups} images)"
+    if what != "image":
+        how = (
             f"random by {what} (seed {seed}; {n} rows in {n_groups} groups: close picks and each "
             "helical tube kept in one half)"
-        ),
-    )
+        )
+    return a, b, how
 
 
 def _patch_linked(particles: ParticleSet, ids: np.ndarray) -> np.ndarray | None:

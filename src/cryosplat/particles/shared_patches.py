@@ -88,15 +88,22 @@ def tube_keys(micrographs: np.ndarray | None, tubes: np.ndarray) -> np.ndarray |
     return np.where(ids > 0, inverse, -1)
 
 
+def _close_pairs(micrographs, centres, radius: float) -> tuple[np.ndarray, np.ndarray] | None:
+    if micrographs is None or centres is None or len(centres) < 2:
+        return None
+    return close_pairs(micrographs, centres, radius)
+
+
 def patch_groups(
     micrographs: np.ndarray | None,
     centres: np.ndarray | None,
     tubes: np.ndarray | None,
     radius: float = CLOSE_PICK_ANGSTROM,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray | None:
     """Groups of rows that hold one patch of a micrograph: picks within ``radius`` of each other
     on one micrograph (chained), and the segments of one helical tube (``tubes``:
-    :func:`tube_keys`).
+    :func:`tube_keys`). ``pairs``: the close picks, where already found.
 
     Returns
     -------
@@ -105,9 +112,11 @@ def patch_groups(
     """
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     n = None
-    if micrographs is not None and centres is not None and len(centres) > 1:
+    if pairs is None:
+        pairs = _close_pairs(micrographs, centres, radius)
+    if pairs is not None:
         n = len(centres)
-        parts.append(close_pairs(micrographs, centres, radius))
+        parts.append(pairs)
     if tubes is not None:
         n = len(tubes)
         parts.append(_label_pairs(tubes))
@@ -162,12 +171,14 @@ def straddling_picks_warning(
     random_subset: np.ndarray | None,
     split_column: str,
     radius: float = CLOSE_PICK_ANGSTROM,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[str]:
     """A warning where pairs of close picks in different given half sets reach
-    :data:`STRADDLING_PICKS_FRACTION` of the particles; empty otherwise."""
+    :data:`STRADDLING_PICKS_FRACTION` of the particles; empty otherwise (``pairs``: the close
+    picks, where already found)."""
     if micrographs is None or centres is None or random_subset is None or len(centres) < 2:
         return []
-    i, j = close_pairs(micrographs, centres, radius)
+    i, j = close_pairs(micrographs, centres, radius) if pairs is None else pairs
     across = int(np.count_nonzero(random_subset[i] != random_subset[j]))
     if across < STRADDLING_PICKS_FRACTION * len(centres):
         return []
@@ -194,9 +205,12 @@ def patch_findings(
     (close picks, helical segments) and warnings (given half sets that split close picks or a
     tube). ``columns``: the file's names of the tube id and of the half-set label."""
     tube_column, split_column = columns
-    notes = close_pick_notes(micrographs, centres, random_subset)
+    radius = CLOSE_PICK_ANGSTROM
+    pairs = _close_pairs(micrographs, centres, radius)  # found once for the three
+    notes = close_pick_notes(micrographs, centres, random_subset, radius, pairs)
     helical_notes, warnings = helical_findings(tubes, random_subset, tube_column, split_column)
-    warnings = (
-        straddling_picks_warning(micrographs, centres, random_subset, split_column) + warnings
+    straddling = straddling_picks_warning(
+        micrographs, centres, random_subset, split_column, radius, pairs
     )
-    return patch_groups(micrographs, centres, tubes), notes + helical_notes, warnings
+    groups = patch_groups(micrographs, centres, tubes, radius, pairs)
+    return groups, notes + helical_notes, straddling + warnings
