@@ -166,7 +166,7 @@ def test_info_on_a_complete_run_folder(tiny_set, tmp_path, capsys):
     low, median, high = summary["local_resolution_5_50_95_angstrom"]
     assert f"local resolution: {low:.2f}-{high:.2f} Å (5th-95th percentile, median" in text
     # A run that read no window (its percentiles written as null) has no such line.
-    from cryosplat.cli.info import format_run
+    from cryosplat.cli.info_run import format_run
     from cryosplat.reconstruct.run_summary import RunSummary
 
     unread = {"local_resolution_5_50_95_angstrom": [None, None, None]}
@@ -213,7 +213,7 @@ def test_info_gives_the_spheres_reading_beside_the_automatic_masks():
     is printed beside it; not otherwise."""
     from pathlib import Path
 
-    from cryosplat.cli.info import format_run
+    from cryosplat.cli.info_run import format_run
     from cryosplat.reconstruct.run_summary import RunSummary
 
     results = {"resolution_angstrom": 14.68, "resolution_soft_spherical_mask_angstrom": 20.85}
@@ -228,7 +228,7 @@ def test_info_reads_a_resolution_no_shell_vouches_for():
     axis): info says "none" and leaves the band out (it raised on the band before)."""
     from pathlib import Path
 
-    from cryosplat.cli.info import format_run
+    from cryosplat.cli.info_run import format_run
     from cryosplat.reconstruct.run_summary import RunSummary
 
     results = {
@@ -293,7 +293,7 @@ def test_info_names_the_negative_population_only_where_there_is_one():
     for models of positive Gaussians alone."""
     from pathlib import Path
 
-    from cryosplat.cli.info import format_run
+    from cryosplat.cli.info_run import format_run
     from cryosplat.reconstruct.report import _negative_population
     from cryosplat.reconstruct.run_summary import RunSummary
 
@@ -321,7 +321,7 @@ def test_info_names_the_negative_population_only_where_there_is_one():
 
 
 def test_info_reads_the_images_left_out_as_each_version_wrote_them():
-    from cryosplat.cli.info import _result_lines
+    from cryosplat.cli.info_run import _result_lines
 
     sampled = {"sampled_images_left_out": 141, "sampled_images": 1000, "limits": [13.5]}
     old = _result_lines({"background_structure": sampled})  # written before session 74

@@ -238,6 +238,10 @@ def test_a_run_imposes_the_helix_refuses_its_other_hand_and_resumes_runs_from_be
     log = (out / "log.txt").read_text()
     assert "helical check: the data hold the helix of twist 40° and rise 9 Å" in log
     assert "helical symmetry: twist 40°, rise 9 Å, 3 asymmetric units summed" in log
+    from cryosplat.cli.info_run import format_run
+    from cryosplat.reconstruct.run_summary import read_run
+
+    assert "symmetry C1, helix twist 40.0°, rise 9.0 Å, 3 units summed" in format_run(read_run(out))
     wrong = ["--helical-twist", "-40", "--helical-rise", "9", "--helical-asu", "3"]
     code, err = run("-o", str(tmp_path / "wrong"), *wrong)
     assert code != 0 and "do not hold the helix of twist -40°" in err
