@@ -27,9 +27,7 @@ from cryosplat.core.symmetry import rotate_volume
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.validate import apply_check
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
-from cryosplat.reconstruct.grid.sample_maps import JUDGED_FSC, cropped_for_checks, masked_inversions
-from cryosplat.reconstruct.grid.symmetry_check import MIN_SHELLS, SAMPLE_ROWS
-from cryosplat.validation.fsc import fsc
+from cryosplat.reconstruct.grid.symmetry_check import half_sample_maps
 
 __all__ = [
     "HAND_MARGIN",
@@ -121,27 +119,17 @@ def check_helix(
     """Check that ``particles`` hold ``helical`` (module docstring); None where the sample holds
     too little signal to judge (fewer than ``MIN_SHELLS`` shells past the first at
     ``JUDGED_FSC``)."""
-    small = cropped_for_checks(particles)
-    rows = [small.spread_rows_of(h, SAMPLE_ROWS) for h in halves]
-    if min(len(r) for r in rows) == 0:
+    sample = half_sample_maps(particles, halves, config)
+    if sample is None:
         return None
-    plain = replace(config, symmetry="C1", max_resolution_angstrom=None)
-    map_a, map_b = masked_inversions(small, rows, plain)
-    itself = np.asarray(fsc(map_a, map_b))
-    shells = tuple(int(k) for k in np.flatnonzero(itself >= JUDGED_FSC) if k >= 2)
-    if len(shells) < MIN_SHELLS:
-        return None
-    judged = list(shells)
-    counts = np.asarray(judged, dtype=np.float64) ** 2
 
     def least(helix: HelicalSymmetry) -> tuple[float, int]:
         worst, which = np.inf, 1
         for step in sorted({1, max(helix.steps(), key=abs)}):
-            moved = unit_moved(map_b, helix, step, small.pixel_size_angstrom)
-            ratio = (counts * np.asarray(fsc(map_a, moved))[judged]).sum()
-            ratio /= (counts * itself[judged]).sum()
-            if ratio < worst:
-                worst, which = float(ratio), step
+            pixel = sample.pixel_size_angstrom
+            agreement = sample.agreement(unit_moved(sample.map_b, helix, step, pixel))
+            if agreement < worst:
+                worst, which = agreement, step
         return worst, which
 
     agreement, step = least(helical)
@@ -151,9 +139,9 @@ def check_helix(
         helical,
         agreement,
         step,
-        shells,
-        small.box * small.pixel_size_angstrom / max(shells),
-        int(sum(len(r) for r in rows)),
+        sample.shells,
+        sample.resolution_angstrom,
+        sample.n_images,
         None if same_turn else least(mirror)[0],
     )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from cryosplat.core.symmetry import rotate_volume, symmetry_operators
 from cryosplat.particles.particle_set import ParticleSet
@@ -36,12 +37,14 @@ from cryosplat.reconstruct.grid.sample_maps import (
 from cryosplat.validation.fsc import fsc
 
 __all__ = [
+    "HalfSampleMaps",
     "JUDGED_FSC",
     "MIN_AGREEMENT",
     "SAMPLE_ROWS",
     "SymmetryCheck",
     "apply_symmetry_check",
     "check_symmetry",
+    "half_sample_maps",
 ]
 
 SAMPLE_ROWS = 3000
@@ -105,6 +108,53 @@ class SymmetryCheck:
         )
 
 
+@dataclass(frozen=True)
+class HalfSampleMaps:
+    """A sample of each half set inverted without symmetry at the checks' small box (``map_a``,
+    ``map_b``), their FSC (``itself``) and the shells it judges by (``shells``: past the first,
+    where it is at least :data:`JUDGED_FSC`); what the point group's and the helix's checks
+    compare ``map_a`` with ``map_b`` moved by."""
+
+    map_a: torch.Tensor
+    map_b: torch.Tensor
+    itself: np.ndarray
+    shells: tuple[int, ...]
+    resolution_angstrom: float
+    n_images: int
+    pixel_size_angstrom: float
+
+    def agreement(self, moved_b: torch.Tensor) -> float:
+        """``Σ k² FSC(map_a, moved_b) / Σ k² FSC(map_a, map_b)`` over the judged shells (each
+        counted by its Fourier samples, ``∝ k²``: the low shells, where any turn of a compact
+        molecule still correlates, weigh least)."""
+        judged = list(self.shells)
+        counts = np.asarray(judged, dtype=np.float64) ** 2
+        moved = np.asarray(fsc(self.map_a, moved_b))[judged]
+        return float((counts * moved).sum() / (counts * self.itself[judged]).sum())
+
+
+def half_sample_maps(
+    particles: ParticleSet, halves: tuple[np.ndarray, np.ndarray], config: AccumulateConfig
+) -> HalfSampleMaps | None:
+    """:class:`HalfSampleMaps` of up to :data:`SAMPLE_ROWS` rows of each half, gathered with
+    ``config`` without symmetry; None where a half is empty or fewer than :data:`MIN_SHELLS`
+    shells hold signal."""
+    small = cropped_for_checks(particles)
+    rows = [small.spread_rows_of(h, SAMPLE_ROWS) for h in halves]
+    if min(len(r) for r in rows) == 0:
+        return None
+    plain = replace(config, symmetry="C1", max_resolution_angstrom=None)
+    map_a, map_b = masked_inversions(small, rows, plain)
+    itself = np.asarray(fsc(map_a, map_b))
+    shells = tuple(int(k) for k in np.flatnonzero(itself >= JUDGED_FSC) if k >= 2)
+    if len(shells) < MIN_SHELLS:
+        return None
+    resolution = small.box * small.pixel_size_angstrom / max(shells)
+    n_images = sum(len(r) for r in rows)
+    pixel = small.pixel_size_angstrom
+    return HalfSampleMaps(map_a, map_b, itself, shells, resolution, n_images, pixel)
+
+
 def check_symmetry(
     particles: ParticleSet,
     halves: tuple[np.ndarray, np.ndarray],
@@ -131,33 +181,18 @@ def check_symmetry(
     operators = symmetry_operators(symmetry)
     if len(operators) < 2:
         return None
-    small = cropped_for_checks(particles)
-    rows = [small.spread_rows_of(h, SAMPLE_ROWS) for h in halves]
-    if min(len(r) for r in rows) == 0:
+    sample = half_sample_maps(particles, halves, config)
+    if sample is None:
         return None
-    plain = replace(config, symmetry="C1", max_resolution_angstrom=None)
-    map_a, map_b = masked_inversions(small, rows, plain)
-    itself = np.asarray(fsc(map_a, map_b))
-    shells = tuple(int(k) for k in np.flatnonzero(itself >= JUDGED_FSC) if k >= 2)
-    if len(shells) < MIN_SHELLS:
-        return None
-    judged = list(shells)
-    counts = np.asarray(judged, dtype=np.float64) ** 2  # a shell's Fourier samples, ∝ k²
     worst, which = np.inf, 0
     for g, op in enumerate(operators):
         if np.allclose(op, np.eye(3)):
             continue
-        rotated = np.asarray(fsc(map_a, rotate_volume(map_b, op)))  # the sphere: itself
-        agreement = float((counts * rotated[judged]).sum() / (counts * itself[judged]).sum())
+        agreement = sample.agreement(rotate_volume(sample.map_b, op))  # the sphere: itself
         if agreement < worst:
             worst, which = agreement, g
     return SymmetryCheck(
-        symmetry,
-        worst,
-        which,
-        shells,
-        small.box * small.pixel_size_angstrom / max(shells),
-        int(sum(len(r) for r in rows)),
+        symmetry, worst, which, sample.shells, sample.resolution_angstrom, sample.n_images
     )
 
 
