@@ -1,13 +1,16 @@
 """A helical set: cryosplat and ``relion_reconstruct`` with and without the helix imposed.
 
-``python benchmarks/bench_helical.py OUT [--twist 30] [--rise 8] [--units 5] [--snr 0.007]``
-makes (or reuses) a helix of three-blob units along z (right-handed for a positive twist) through
-a box of 64 at 2.5 Å, projects 4,000 segments with ``relion_project`` (tilt 90 ± 6°, rot and psi
-uniform, defocus 0.8–2.0 µm, white noise for the SNR, four tubes of ten segments a micrograph, the
-half sets by tube), runs ``cryosplat reconstruct`` and ``relion_reconstruct --ctf`` in C1 and with
-``--helical-twist/--helical-rise/--helical-asu`` (RELION's ``--helical_twist/--helical_rise/
---nr_helical_asu``), the helix's other hand too, and prints one row each: FSC with the truth (soft
-sphere) at 0.5 and 0.143, cryosplat's reported resolution and the wall time.
+``python benchmarks/bench_helical.py OUT [--twist 30] [--rise 8] [--units 5] [--snr 0.007]
+[--unit-map MAP --unit-size 40] [--coloured]`` makes (or reuses) a helix along z (right-handed for
+a positive twist) through a box of 64 at 2.5 Å: of three-blob units, or of a real map (``MAP``,
+e.g. ``../shared/data/maps/emd_5625.map``) shrunk to ``--unit-size`` Å across, its negative and
+noisy density kept, at 25 Å from the axis. It projects 4,000 segments with ``relion_project``
+(tilt 90 ± 6°, rot and psi uniform, defocus 0.8–2.0 µm; white noise for the SNR, or with
+``--coloured`` the spectrum of ``particles/betagal_17/sample.mrcs``; four tubes of ten segments a
+micrograph, the half sets by tube), runs ``cryosplat reconstruct`` and ``relion_reconstruct --ctf``
+in C1 and with ``--helical-twist/--helical-rise/--helical-asu`` (RELION's ``--helical_twist/
+--helical_rise/--nr_helical_asu``), the helix's other hand too, and prints one row each: FSC with
+the truth (soft sphere) at 0.5 and 0.143, cryosplat's reported resolution and the wall time.
 """
 
 from __future__ import annotations
@@ -20,14 +23,41 @@ from pathlib import Path
 
 import numpy as np
 from bench_methods import relion_command, run_cryosplat
+from bench_noise import NOISE_SOURCE, NoiseModel, add_noise
 
-from cryosplat.io.mrc import read_map, write_map
+from cryosplat.io.mrc import MRCStack, read_map, write_map
 from cryosplat.io.star import write_star
 from cryosplat.validation.fsc import fsc, resolution_at
 from cryosplat.validation.masks import spherical_mask
 
 BOX, PIXEL, N = 64, 2.5, 4000
 UNIT = [(25.0, 0.0, 0.0, 1.0, 4.0), (31.0, 5.0, 3.0, 0.7, 3.0), (22.0, -6.0, 6.0, 0.5, 3.0)]
+
+
+def real_unit_helix(twist: float, rise: float, unit_map: Path, size: float) -> np.ndarray:
+    """The map ``unit_map`` shrunk to ``size`` Å across, centred 25 Å from z, turned by ``k·twist``
+    and moved by ``k·rise`` for every unit that reaches the box (trilinear, torch's
+    ``grid_sample``)."""
+    import torch
+
+    unit, _ = read_map(unit_map)
+    unit = torch.as_tensor(unit, dtype=torch.float64)[None, None]
+    half = size / 2
+    c = (np.arange(BOX) - BOX // 2) * PIXEL
+    z, y, x = np.meshgrid(c, c, c, indexing="ij")
+    points = np.stack([x, y, z], axis=-1).reshape(-1, 3)
+    volume = np.zeros(BOX**3)
+    for k in range(-200, 201):
+        if abs(k * rise) > BOX * PIXEL * 0.6 + size:
+            continue
+        a = np.deg2rad(k * twist)
+        turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+        centre = turn @ np.array([25.0, 0.0, 0.0]) + [0.0, 0.0, k * rise]
+        local = (points - centre) @ turn  # the unit's own frame (turn⁻¹ applied)
+        grid = torch.as_tensor(local / half, dtype=torch.float64).reshape(1, BOX, BOX, BOX, 3)
+        sample = torch.nn.functional.grid_sample(unit, grid, align_corners=False)
+        volume += sample.reshape(-1).numpy()
+    return volume.reshape(BOX, BOX, BOX).astype(np.float32)
 
 
 def helix_map(twist: float, rise: float) -> np.ndarray:
@@ -46,12 +76,15 @@ def helix_map(twist: float, rise: float) -> np.ndarray:
     return volume.astype(np.float32)
 
 
-def make_set(folder: Path, twist: float, rise: float, snr: float) -> Path:
+def make_set(folder: Path, args: argparse.Namespace) -> Path:
     star = folder / "proj.star"
     if star.is_file():
         return star
     folder.mkdir(parents=True, exist_ok=True)
-    volume = helix_map(twist, rise)
+    if args.unit_map is None:
+        volume = helix_map(args.twist, args.rise)
+    else:
+        volume = real_unit_helix(args.twist, args.rise, args.unit_map, args.unit_size)
     write_map(folder / "truth.mrc", volume, PIXEL)
     rng = np.random.default_rng(93)
     defocus = rng.uniform(8000, 20000, N)
@@ -82,31 +115,20 @@ def make_set(folder: Path, twist: float, rise: float, snr: float) -> Path:
         "rlnRandomSubset": [1 + ((k // 10) % 2) for k in range(N)],
     }
     write_star(folder / "in.star", {"optics": optics, "particles": rows})
-    # relion_project's projections: variance ≈ (D·pixel-summed) signal; noise set from a clean pass
+    # the noise's s.d. from the clean projections' variance and the SNR
     clean = ["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--ctf"]
-    subprocess.run(
-        [*clean, "--o", "clean", "--angpix", str(PIXEL)],
-        cwd=folder,
-        check=True,
-        capture_output=True,
-    )
+    run = {"cwd": folder, "check": True, "capture_output": True}
+    subprocess.run([*clean, "--o", "clean", "--angpix", str(PIXEL)], **run)
     signal = float(np.var(read_stack_sample(folder / "clean.mrcs")))
-    noise = (signal / snr) ** 0.5
-    subprocess.run(
-        [
-            *clean,
-            "--o",
-            "proj",
-            "--angpix",
-            str(PIXEL),
-            "--add_noise",
-            "--white_noise",
-            f"{noise:g}",
-        ],
-        cwd=folder,
-        check=True,
-        capture_output=True,
-    )
+    noise = (signal / args.snr) ** 0.5
+    if args.coloured:
+        model = NoiseModel(kind="coloured", source=NOISE_SOURCE)
+        add_noise(MRCStack(folder / "clean.mrcs"), folder / "proj.mrcs", noise, PIXEL, 93, model)
+        text = (folder / "clean.star").read_text().replace("clean.mrcs", "proj.mrcs")
+        star.write_text(text)
+    else:
+        white = ["--add_noise", "--white_noise", f"{noise:g}"]
+        subprocess.run([*clean, "--o", "proj", "--angpix", str(PIXEL), *white], **run)
     return star
 
 
@@ -131,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rise", type=float, default=8.0)
     parser.add_argument("--units", type=int, default=5)
     parser.add_argument("--snr", type=float, default=0.007)
+    parser.add_argument("--unit-map", type=Path, help="a real map as the helix's unit")
+    parser.add_argument("--unit-size", type=float, default=40.0, help="its size across, Å")
+    parser.add_argument("--coloured", action="store_true", help="noise of real images' spectrum")
     args = parser.parse_args(argv)
-    star = make_set(args.out / "set", args.twist, args.rise, args.snr)
+    star = make_set(args.out / "set", args)
     truth, _ = read_map(star.parent / "truth.mrc")
     print("| method | helix imposed | FSC 0.5 (Å) | FSC 0.143 (Å) | reported (Å) | wall (s) |")
     print("|---|---|---|---|---|---|")
