@@ -254,3 +254,14 @@ def test_a_run_imposes_the_helix_refuses_its_other_hand_and_resumes_runs_from_be
     (plain / "run.json").write_text(json.dumps(record))
     code, err = run("-o", str(plain), "--resume", "--accept-warnings")
     assert code == 0, err
+
+
+def test_units_spanning_more_than_half_the_box_are_warned_of(helical_set):
+    from cryosplat.reconstruct.grid.helical_check import apply_helical_check
+
+    particles = read_particles(helical_set)  # box 32 at 3 Å: 96 Å
+    halves = split_halves(particles)[:2]
+    apply_helical_check(particles, halves, HelicalSymmetry(40.0, 9.0, 5), AccumulateConfig())
+    assert not any("helical units summed span" in w for w in particles.warnings)  # 36 Å
+    apply_helical_check(particles, halves, HelicalSymmetry(40.0, 9.0, 7), AccumulateConfig())
+    assert any("the 7 helical units summed span 54 Å" in w for w in particles.warnings)

@@ -32,6 +32,7 @@ from cryosplat.reconstruct.grid.symmetry_check import half_sample_maps
 __all__ = [
     "HAND_MARGIN",
     "HelicalCheck",
+    "MAX_SPAN_FRACTION",
     "MIN_AGREEMENT",
     "apply_helical_check",
     "check_helix",
@@ -41,6 +42,10 @@ __all__ = [
 MIN_AGREEMENT = 0.5
 """Least agreement of a held helix (as :data:`~cryosplat.reconstruct.grid.symmetry_check.
 MIN_AGREEMENT`)."""
+
+MAX_SPAN_FRACTION = 0.5
+"""Units summed over more than this share of the box along z are warned of (RELION's helical
+refinement imposes the helix on its central 30 % by default, ``--helical_z_percentage``)."""
 
 HAND_MARGIN = 0.1
 """A helix whose other hand (the twist negated) agrees by more than this over it is not held,
@@ -155,7 +160,17 @@ def apply_helical_check(
 ) -> HelicalCheck | None:
     """Run :func:`check_helix` for a reconstruction: its line goes to ``particles.notes``; a
     helix the data do not hold stops the run with :class:`InputError` unless
-    ``accept_warnings``, then it is a warning."""
+    ``accept_warnings``, then it is a warning. Units that span more than
+    :data:`MAX_SPAN_FRACTION` of the box along z are warned of."""
+    box_angstrom = particles.box * particles.pixel_size_angstrom
+    if helical.span_angstrom() > MAX_SPAN_FRACTION * box_angstrom:
+        particles.warnings.append(
+            f"the {helical.n_asu} helical units summed span {helical.span_angstrom():.0f} Å "
+            f"along z, more than {MAX_SPAN_FRACTION:g} of the box ({box_angstrom:.0f} Å): the "
+            "outer units are read from the box's edges and beyond (a shift in Fourier space "
+            "wraps round the padded box), where the segment holds little of the filament; sum "
+            "fewer units (--helical-asu)"
+        )
     result = check_helix(particles, halves, helical, config)
     if result is None:
         particles.notes.append("helical check: the sample holds too little signal to judge")
