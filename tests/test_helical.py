@@ -265,3 +265,15 @@ def test_units_spanning_more_than_half_the_box_are_warned_of(helical_set):
     assert not any("helical units summed span" in w for w in particles.warnings)  # 36 Å
     apply_helical_check(particles, halves, HelicalSymmetry(40.0, 9.0, 7), AccumulateConfig())
     assert any("the 7 helical units summed span 54 Å" in w for w in particles.warnings)
+
+
+def test_halves_drawn_here_without_tubes_are_warned_of_under_a_helix(helical_set):
+    from cryosplat.reconstruct.grid.helical_check import apply_helical_check
+
+    particles = read_particles(helical_set)  # simulated: no micrographs, no tubes
+    halves = split_halves(particles)[:2]
+    helix = HelicalSymmetry(40.0, 9.0, 3)
+    apply_helical_check(particles, halves, helix, AccumulateConfig(), drawn_here=False)
+    assert not any("records no helical tubes" in w for w in particles.warnings)
+    apply_helical_check(particles, halves, helix, AccumulateConfig(), drawn_here=True)
+    assert any("records no helical tubes" in w for w in particles.warnings)

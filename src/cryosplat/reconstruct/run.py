@@ -229,14 +229,20 @@ def reconstruct(
     apply_findings(particles, check_particles(particles, config.use_random_subset), accept_warnings)
     apply_pose_check(particles, config.pose_check, accept_warnings)  # before any work
     if config.symmetry != "C1" or config.helical is not None:  # before any work: the data's?
-        halves = split_halves(particles, config.seed, config.use_random_subset)[:2]
+        half_a, half_b, how = split_halves(particles, config.seed, config.use_random_subset)
+        halves = (half_a, half_b)
         if config.symmetry != "C1":  # the group, as oriented
             apply_symmetry_check(
                 particles, halves, config.symmetry, config.grid.accumulate, accept_warnings
             )
         if config.helical is not None:  # the hand, twist and rise
             apply_helical_check(
-                particles, halves, config.helical, config.grid.accumulate, accept_warnings
+                particles,
+                halves,
+                config.helical,
+                config.grid.accumulate,
+                accept_warnings,
+                drawn_here=how.startswith("random"),
             )
     device = dist.device if dist.active else resolve_device(config.device)
     plan = plan_run(particles, config)

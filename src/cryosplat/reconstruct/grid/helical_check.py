@@ -157,11 +157,21 @@ def apply_helical_check(
     helical: HelicalSymmetry,
     config: AccumulateConfig,
     accept_warnings: bool = False,
+    drawn_here: bool = False,
 ) -> HelicalCheck | None:
     """Run :func:`check_helix` for a reconstruction: its line goes to ``particles.notes``; a
     helix the data do not hold stops the run with :class:`InputError` unless
     ``accept_warnings``, then it is a warning. Units that span more than
-    :data:`MAX_SPAN_FRACTION` of the box along z are warned of."""
+    :data:`MAX_SPAN_FRACTION` of the box along z are warned of, and so are half sets drawn here
+    (``drawn_here``) from a file that records no helical tubes."""
+    if drawn_here and particles.patch_groups is None:
+        particles.warnings.append(
+            "helical symmetry on half sets drawn here from a file that records no helical tubes "
+            "(RELION's rlnHelicalTubeID with rlnMicrographName, cryoSPARC's "
+            "filament/filament_uid): neighbouring segments of one tube overlap and hold the same "
+            "stretch of filament, and where they fall in both halves the FSC and the resolution "
+            "read too high; give the refinement's half sets (rlnRandomSubset) or the tube ids"
+        )
     box_angstrom = particles.box * particles.pixel_size_angstrom
     if helical.span_angstrom() > MAX_SPAN_FRACTION * box_angstrom:
         particles.warnings.append(
