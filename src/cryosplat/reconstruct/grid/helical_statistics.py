@@ -3,9 +3,12 @@
 For each operator ``h`` of :class:`~cryosplat.core.helical.HelicalSymmetry` other than the
 identity, ``W(K)`` gains ``W(R_h K)`` and ``B(K)`` gains ``B(R_h K) · exp(−2πi · h · rise · k_z)``,
 read by trilinear interpolation on the padded half grid (``R_h K`` with ``K_x < 0`` from its Friedel
-mate, conjugated), within the gathered radius (RELION's ``applyHelicalSymmetry``, on the grids of
-each half before the point group's). A fit or an inversion of the summed statistics is then of a
-map the N units agree in; the data power counts ``N`` times, as a point group's ``|G|``.
+mate, conjugated), within the gathered radius (RELION's ``applyHelicalSymmetry``, on each half's
+grids). A fit or an inversion of the summed statistics is then of a map the N units agree in; the
+data power counts ``N`` times, as a point group's ``|G|``. RELION sums the helix before a point
+group; here a point group's operators are in the gathered statistics already. The two orders
+agree for C groups (their turns about z commute with the helix), and for D groups where N is odd
+(the two-fold takes unit ``h`` to ``−h``, and the units summed are then symmetric).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def helically_symmetrized(stats: FourierStatistics, helical: HelicalSymmetry) ->
     Parameters
     ----------
     stats : FourierStatistics
-        One half set's statistics, the point group's operators not yet applied.
+        One half set's statistics (a point group's operators applied or not).
     helical : HelicalSymmetry
 
     Returns
