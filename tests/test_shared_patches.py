@@ -235,3 +235,32 @@ def test_close_picks_across_the_files_halves_are_warned_of_from_one_percent():
     assert warnings == warning and notes[0].startswith("picked twice?: 3 pairs")
     assert groups[0] == groups[1] and groups[2] == groups[4] and groups[3] == groups[6]
     assert groups.max() + 1 == n - 3
+
+
+def test_a_symmetry_expanded_set_counts_picks_between_images_not_copies(tmp_path):
+    # three particles, each listed three times (one image, one place on the micrograph), as
+    # relion_particle_symmetry_expand writes them; particles 1 and 2 lie 10 Å apart
+    n = 3
+    write_stack(tmp_path / "p.mrcs", np.zeros((n, 16, 16), np.float32), 2.0)
+    coords = [500.0, 510.0, 900.0]
+    columns = {
+        "rlnImageName": [f"{k + 1}@p.mrcs" for k in range(n) for _ in range(3)],
+        "rlnMicrographName": ["a.mrc"] * (3 * n),
+        "rlnCoordinateX": [coords[k] for k in range(n) for _ in range(3)],
+        "rlnCoordinateY": [500.0] * (3 * n),
+        "rlnOpticsGroup": [1] * (3 * n),
+    }
+    optics = {
+        "rlnOpticsGroup": [1],
+        "rlnImagePixelSize": [2.0],
+        "rlnImageSize": [16],
+        "rlnMicrographPixelSize": [1.0],
+    }
+    write_star(tmp_path / "x.star", {"optics": optics, "particles": columns})
+    particles = read_particles(tmp_path / "x.star")
+    picked = [note for note in particles.notes if note.startswith("picked twice?")]
+    assert len(picked) == 1 and "1 pairs" in picked[0] and "rows 1 and 4" in picked[0]
+    a, b, how = split_halves(particles, seed=2)
+    assert "patch" in how
+    together = {0, 1, 2, 3, 4, 5}  # the two images of one particle, all their copies
+    assert together <= set(a.tolist()) or together <= set(b.tolist())

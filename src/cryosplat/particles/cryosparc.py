@@ -227,6 +227,15 @@ def _write_cs_moved(
         np.save(fh, table)
 
 
+def _image_keys(table: np.ndarray) -> np.ndarray | None:
+    """One key per distinct image (``blob/path`` and ``blob/idx``), or None where not recorded."""
+    if not all(name in (table.dtype.names or ()) for name in ("blob/path", "blob/idx")):
+        return None
+    stack = np.unique(np.asarray(table["blob/path"]), return_inverse=True)[1].reshape(-1)
+    pairs = np.stack([stack, np.asarray(table["blob/idx"], dtype=np.int64).reshape(-1)], axis=1)
+    return np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1)
+
+
 def _field(table: np.ndarray, name: str, path: Path) -> np.ndarray:
     if name not in table.dtype.names:
         hint = ""
@@ -416,7 +425,12 @@ def read_cryosparc(
     if "filament/filament_uid" in table.dtype.names:  # unique across the project
         tubes = tube_keys(None, _field(table, "filament/filament_uid", path))
     patches, patch_notes, patch_warnings = patch_findings(
-        micrographs, centres, tubes, subset, ("filament/filament_uid", "alignments3D/split")
+        micrographs,
+        centres,
+        tubes,
+        subset,
+        ("filament/filament_uid", "alignments3D/split"),
+        _image_keys(table),
     )
     notes += patch_notes
     read = one_box(stacks, stack_index, group_of, groups, path, declared_by="blob/shape says")

@@ -443,8 +443,14 @@ def particles_from_star(
         centres = relion_pick_centres(particles, optics, group_of, pixel_per_particle, shifts)
         if "rlnHelicalTubeID" in particles:  # numbered per micrograph
             tubes = tube_keys(micrographs, particles.get_float("rlnHelicalTubeID"))
+    names = particles.get_str("rlnImageName") if "rlnImageName" in particles else None
     patches, patch_notes, patch_warnings = patch_findings(
-        micrographs, centres, tubes, subset, ("rlnHelicalTubeID", "rlnRandomSubset")
+        micrographs,
+        centres,
+        tubes,
+        subset,
+        ("rlnHelicalTubeID", "rlnRandomSubset"),
+        None if names is None else np.unique(names, return_inverse=True)[1].reshape(-1),
     )
     notes += patch_notes
     ctf_in_images, ctf_notes = _ctf_in_images(optics, group_of, particles, path)

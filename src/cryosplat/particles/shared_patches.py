@@ -172,18 +172,20 @@ def straddling_picks_warning(
     split_column: str,
     radius: float = CLOSE_PICK_ANGSTROM,
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    n_particles: int | None = None,
 ) -> list[str]:
     """A warning where pairs of close picks in different given half sets reach
-    :data:`STRADDLING_PICKS_FRACTION` of the particles; empty otherwise (``pairs``: the close
-    picks, where already found)."""
+    :data:`STRADDLING_PICKS_FRACTION` of the particles (``n_particles``, default the rows);
+    empty otherwise (``pairs``: the close picks, where already found)."""
     if micrographs is None or centres is None or random_subset is None or len(centres) < 2:
         return []
     i, j = close_pairs(micrographs, centres, radius) if pairs is None else pairs
     across = int(np.count_nonzero(random_subset[i] != random_subset[j]))
-    if across < STRADDLING_PICKS_FRACTION * len(centres):
+    n = len(centres) if n_particles is None else n_particles
+    if across < STRADDLING_PICKS_FRACTION * n:
         return []
     return [
-        f"{across:,} pairs of particles picked twice ({100 * across / len(centres):.1f} % of the "
+        f"{across:,} pairs of particles picked twice ({100 * across / n:.1f} % of the "
         f"particles; within {radius:g} Å on one micrograph) lie in different {split_column} half "
         "sets: each pair is one particle's image twice, so the halves share its noise, their FSC "
         "and the resolution read too high (duplicates of 10 % of a set across its halves read "
@@ -200,17 +202,30 @@ def patch_findings(
     tubes: np.ndarray | None,
     random_subset: np.ndarray | None,
     columns: tuple[str, str],
+    image_keys: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, list[str], list[str]]:
     """What a reader records of the rows that share a patch: their :func:`patch_groups`, notes
     (close picks, helical segments) and warnings (given half sets that split close picks or a
-    tube). ``columns``: the file's names of the tube id and of the half-set label."""
+    tube). ``columns``: the file's names of the tube id and of the half-set label.
+
+    ``image_keys`` (N,): rows with one key read one image (a symmetry-expanded set lists each
+    image once per operator, at one place on its micrograph). Close picks are then looked for
+    among distinct images only: the copies are not picks, and an expanded set of ``G`` copies
+    would otherwise hold ``G(G−1)/2`` pairs an image (the half sets keep an image's rows
+    together anyway, :func:`~cryosplat.particles.halves.split_halves`)."""
     tube_column, split_column = columns
     radius = CLOSE_PICK_ANGSTROM
-    pairs = _close_pairs(micrographs, centres, radius)  # found once for the three
+    pairs, n_particles = None, None if centres is None else len(centres)
+    if micrographs is not None and centres is not None and len(centres) > 1:
+        firsts = np.arange(len(centres))
+        if image_keys is not None:
+            firsts = np.sort(np.unique(image_keys, return_index=True)[1])
+        i, j = close_pairs(micrographs[firsts], centres[firsts], radius)
+        pairs, n_particles = (firsts[i], firsts[j]), len(firsts)
     notes = close_pick_notes(micrographs, centres, random_subset, radius, pairs)
     helical_notes, warnings = helical_findings(tubes, random_subset, tube_column, split_column)
     straddling = straddling_picks_warning(
-        micrographs, centres, random_subset, split_column, radius, pairs
+        micrographs, centres, random_subset, split_column, radius, pairs, n_particles
     )
     groups = patch_groups(micrographs, centres, tubes, radius, pairs)
     return groups, notes + helical_notes, straddling + warnings
