@@ -64,6 +64,7 @@ def test_relion_tubes_are_numbered_per_micrograph_and_cryosparc_uids_read_exactl
     assert tube_keys(micrographs, np.array([1.5, 1, 1, 1, 1])) is None
     big = np.array([2**63 + 1, 2**63 + 2, 2**63 + 1], dtype=np.uint64)  # float64 would merge them
     assert tube_keys(None, big).tolist() == [0, 1, 0]
+    assert tube_keys(None, np.array([0, 7, 0, 7], dtype=np.uint64)).tolist() == [-1, 1, -1, 1]
 
 
 def test_patch_groups_join_close_picks_and_tubes():

@@ -75,11 +75,12 @@ def tube_keys(micrographs: np.ndarray | None, tubes: np.ndarray) -> np.ndarray |
 
     RELION numbers tubes per micrograph from 1 (``rlnHelicalTubeID``; 0 or less: no tube), so a
     tube is ``(micrograph, id)``; with ``micrographs`` None the ids are taken as unique across the
-    set and every row as in a tube (cryoSPARC's 64-bit ``filament/filament_uid``, read exactly).
+    set (cryoSPARC's 64-bit ``filament/filament_uid``, read exactly; 0: no filament).
     Rows of no tube get −1. None where the ids are not whole numbers."""
     tubes = np.asarray(tubes).reshape(-1)
-    if micrographs is None:
-        return np.unique(tubes, return_inverse=True)[1].astype(np.int64).reshape(-1)
+    if micrographs is None:  # 0: no filament (a random 64-bit uid is never 0)
+        keys = np.unique(tubes, return_inverse=True)[1].astype(np.int64).reshape(-1)
+        return np.where(tubes == 0, -1, keys)
     ids = tubes.astype(np.float64)
     if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
         return None
