@@ -25,8 +25,10 @@ import numpy as np
 from bench_methods import relion_command, run_cryosplat
 from bench_noise import NOISE_SOURCE, NoiseModel, add_noise
 
+from cryosplat.core.conventions import euler_relion_to_matrix
+from cryosplat.core.ctf import CTFParams
 from cryosplat.io.mrc import MRCStack, read_map, write_map
-from cryosplat.io.star import write_star
+from cryosplat.io.star import write_relion31_particles
 from cryosplat.validation.fsc import fsc, resolution_at
 from cryosplat.validation.masks import spherical_mask
 
@@ -86,35 +88,33 @@ def make_set(folder: Path, args: argparse.Namespace) -> Path:
     else:
         volume = real_unit_helix(args.twist, args.rise, args.unit_map, args.unit_size)
     write_map(folder / "truth.mrc", volume, PIXEL)
-    rng = np.random.default_rng(93)
+    rng = np.random.default_rng(93)  # the draws in the order the sets were first made in
     defocus = rng.uniform(8000, 20000, N)
-    optics = {
-        "rlnOpticsGroup": [1],
-        "rlnOpticsGroupName": ["opticsGroup1"],
-        "rlnVoltage": [300.0],
-        "rlnSphericalAberration": [2.7],
-        "rlnAmplitudeContrast": [0.1],
-        "rlnImagePixelSize": [PIXEL],
-        "rlnImageSize": [BOX],
-        "rlnImageDimensionality": [2],
-    }
-    rows = {
-        "rlnAngleRot": rng.uniform(-180, 180, N),
-        "rlnAngleTilt": 90 + rng.normal(0, 6, N),
-        "rlnAnglePsi": rng.uniform(-180, 180, N),
-        "rlnOriginXAngst": rng.normal(0, 2, N),
-        "rlnOriginYAngst": rng.normal(0, 2, N),
-        "rlnDefocusU": defocus,
-        "rlnDefocusV": defocus + 200,
-        "rlnDefocusAngle": rng.uniform(0, 180, N),
-        "rlnOpticsGroup": [1] * N,
-        "rlnMicrographName": [f"mic{k // 40:03d}.mrc" for k in range(N)],
-        "rlnCoordinateX": [1000.0 + 300 * (k % 10) for k in range(N)],
-        "rlnCoordinateY": [500.0 + 1000 * ((k % 40) // 10) for k in range(N)],
-        "rlnHelicalTubeID": [1 + (k % 40) // 10 for k in range(N)],
-        "rlnRandomSubset": [1 + ((k // 10) % 2) for k in range(N)],
-    }
-    write_star(folder / "in.star", {"optics": optics, "particles": rows})
+    angles = [rng.uniform(-180, 180, N), 90 + rng.normal(0, 6, N), rng.uniform(-180, 180, N)]
+    shifts = np.stack([rng.normal(0, 2, N), rng.normal(0, 2, N)], axis=1)
+    ctf = CTFParams.create(
+        N,
+        defocus_u_angstrom=defocus,
+        defocus_v_angstrom=defocus + 200,
+        defocus_angle_degrees=rng.uniform(0, 180, N),
+    )
+    segment = np.arange(N)
+    write_relion31_particles(
+        folder / "in.star",
+        image_names=None,
+        rotations=euler_relion_to_matrix(*angles),
+        shifts_angstrom=shifts,
+        ctf=ctf,
+        pixel_size_angstrom=PIXEL,
+        box=BOX,
+        random_subset=1 + (segment // 10) % 2,  # by tube: four tubes of ten a micrograph
+        extra_columns={
+            "rlnMicrographName": [f"mic{k // 40:03d}.mrc" for k in segment],
+            "rlnCoordinateX": 1000.0 + 300 * (segment % 10),
+            "rlnCoordinateY": 500.0 + 1000 * ((segment % 40) // 10),
+            "rlnHelicalTubeID": 1 + (segment % 40) // 10,
+        },
+    )
     # the noise's s.d. from the clean projections' variance and the SNR
     clean = ["relion_project", "--i", "truth.mrc", "--ang", "in.star", "--ctf"]
     run = {"cwd": folder, "check": True, "capture_output": True}

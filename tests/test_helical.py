@@ -171,36 +171,27 @@ def test_the_options_come_together_or_not_at_all():
 
 
 @pytest.mark.relion
-def test_the_half_map_matches_relion_reconstruct_with_the_same_options(tmp_path):
+def test_the_summed_inversion_matches_relion_reconstruct_with_the_same_options(tmp_path):
     if shutil.which("relion_project") is None:
         pytest.skip("RELION absent")
-    from cryosplat.io.star import write_star
+    from cryosplat.core.conventions import euler_relion_to_matrix
+    from cryosplat.core.ctf import CTFParams
+    from cryosplat.io.star import write_relion31_particles
 
     box, pixel, n = 32, 3.0, 600
     write_map(tmp_path / "helix.mrc", _helix_map(box, pixel, 40.0, 9.0), pixel)
     rng = np.random.default_rng(5)
     defocus = rng.uniform(10000, 20000, n)
-    optics = {
-        "rlnOpticsGroup": [1],
-        "rlnVoltage": [300.0],
-        "rlnSphericalAberration": [2.7],
-        "rlnAmplitudeContrast": [0.1],
-        "rlnImagePixelSize": [pixel],
-        "rlnImageSize": [box],
-        "rlnImageDimensionality": [2],
-    }
-    rows = {
-        "rlnAngleRot": rng.uniform(-180, 180, n),
-        "rlnAngleTilt": 90 + rng.normal(0, 8, n),
-        "rlnAnglePsi": rng.uniform(-180, 180, n),
-        "rlnOriginXAngst": np.zeros(n),
-        "rlnOriginYAngst": np.zeros(n),
-        "rlnDefocusU": defocus,
-        "rlnDefocusV": defocus,
-        "rlnDefocusAngle": np.zeros(n),
-        "rlnOpticsGroup": [1] * n,
-    }
-    write_star(tmp_path / "in.star", {"optics": optics, "particles": rows})
+    angles = [rng.uniform(-180, 180, n), 90 + rng.normal(0, 8, n), rng.uniform(-180, 180, n)]
+    write_relion31_particles(
+        tmp_path / "in.star",
+        image_names=None,
+        rotations=euler_relion_to_matrix(*angles),
+        shifts_angstrom=np.zeros((n, 2)),
+        ctf=CTFParams.create(n, defocus_u_angstrom=defocus, defocus_v_angstrom=defocus),
+        pixel_size_angstrom=pixel,
+        box=box,
+    )
     run = {"cwd": tmp_path, "check": True, "capture_output": True}
     project = ["relion_project", "--i", "helix.mrc", "--o", "proj", "--ang", "in.star", "--ctf"]
     subprocess.run([*project, "--angpix", str(pixel), "--add_noise", "--white_noise", "2"], **run)
