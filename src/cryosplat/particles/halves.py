@@ -6,7 +6,7 @@ import numpy as np
 
 from cryosplat.core.errors import InputError
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.particles.shared_patches import linked_rows
+from cryosplat.particles.shared_patches import linked_labels
 
 __all__ = [
     "split_halves",
@@ -48,16 +48,8 @@ def split_halves(
     n = len(particles)
     if n < 2:
         raise InputError(f"{particles.source}: {n} particle(s); two half sets need at least 2")
-    subset = particles.random_subset
-    if use_random_subset and subset is not None:
-        values = set(np.unique(subset).tolist())
-        if not values <= {1, 2}:
-            raise InputError(
-                f"{particles.source}: rlnRandomSubset holds {sorted(values)}; expected only 1 and 2"
-            )
-        a, b = np.flatnonzero(subset == 1), np.flatnonzero(subset == 2)
-        if len(a) and len(b):
-            return a, b, "rlnRandomSubset"
+    if use_random_subset and (given := _given_halves(particles)) is not None:
+        return *given, "rlnRandomSubset"
     ids = particles.image_ids()
     if keep_patches and (linked := _patch_linked(particles, ids)) is not None:
         return _split_groups(particles, linked, seed, "patch of a micrograph")
@@ -70,6 +62,21 @@ def split_halves(
     # Rows that read one image (a symmetry-expanded set) go to one half together: split apart,
     # the halves would share that image's noise and their FSC would read too high.
     return _split_groups(particles, ids, seed, "image")
+
+
+def _given_halves(particles: ParticleSet) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows of ``rlnRandomSubset`` 1 and 2, or None where the file gives no two halves (no
+    labels, or one half empty); an :class:`InputError` for labels other than 1 and 2."""
+    subset = particles.random_subset
+    if subset is None:
+        return None
+    values = set(np.unique(subset).tolist())
+    if not values <= {1, 2}:
+        raise InputError(
+            f"{particles.source}: rlnRandomSubset holds {sorted(values)}; expected only 1 and 2"
+        )
+    a, b = np.flatnonzero(subset == 1), np.flatnonzero(subset == 2)
+    return (a, b) if len(a) and len(b) else None
 
 
 def _split_groups(
@@ -105,26 +112,16 @@ def _split_groups(
 def _patch_linked(particles: ParticleSet, ids: np.ndarray) -> np.ndarray | None:
     """Rows' groups of one image or one patch group, where the patches join distinct images;
     None where they join none (the split by image is the same)."""
-    patches = particles.patch_groups
-    if patches is None:
+    if particles.patch_groups is None:
         return None
-    n = len(ids)
-    rows = np.arange(n)
-    first_of_image = np.unique(ids, return_index=True)[1][ids]
-    first_of_patch = np.unique(patches, return_index=True)[1][patches]
-    linked = linked_rows(
-        n,
-        np.concatenate([rows, rows]),
-        np.concatenate([first_of_image, first_of_patch]),
-    )
+    linked = linked_labels(ids, particles.patch_groups)
     return linked if linked.max() < ids.max() else None
 
 
 def split_keeps_patches(particles: ParticleSet, use_random_subset: bool = True) -> bool:
     """Whether :func:`split_halves` draws other halves with ``keep_patches`` than without: the
     split is drawn here (no ``rlnRandomSubset`` used) and patch groups join distinct images."""
-    subset = particles.random_subset
-    if use_random_subset and subset is not None and np.any(subset == 1) and np.any(subset == 2):
+    if use_random_subset and _given_halves(particles) is not None:
         return False
     return len(particles) > 1 and _patch_linked(particles, particles.image_ids()) is not None
 

@@ -22,6 +22,7 @@ import numpy as np
 from cryosplat.particles.close_picks import CLOSE_PICK_ANGSTROM, close_pairs, close_pick_notes
 
 __all__ = [
+    "linked_labels",
     "linked_rows",
     "patch_groups",
     "tube_keys",
@@ -68,6 +69,15 @@ def _label_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = np.flatnonzero(labels >= 0)
     _, first, inverse = np.unique(labels[rows], return_index=True, return_inverse=True)
     return rows, rows[first[inverse.reshape(-1)]]
+
+
+def linked_labels(*labellings: np.ndarray) -> np.ndarray:
+    """Connected components of rows that share a label in any of ``labellings`` (each (N,),
+    int; negative: no label), numbered as :func:`linked_rows` numbers them."""
+    pairs = [_label_pairs(labels) for labels in labellings]
+    first = np.concatenate([p[0] for p in pairs])
+    second = np.concatenate([p[1] for p in pairs])
+    return linked_rows(len(labellings[0]), first, second)
 
 
 def tube_keys(micrographs: np.ndarray | None, tubes: np.ndarray) -> np.ndarray | None:
