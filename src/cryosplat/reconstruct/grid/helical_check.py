@@ -128,10 +128,11 @@ def check_helix(
     if sample is None:
         return None
 
+    pixel = sample.pixel_size_angstrom
+
     def least(helix: HelicalSymmetry) -> tuple[float, int]:
         worst, which = np.inf, 1
         for step in sorted({1, max(helix.steps(), key=abs)}):
-            pixel = sample.pixel_size_angstrom
             agreement = sample.agreement(unit_moved(sample.map_b, helix, step, pixel))
             if agreement < worst:
                 worst, which = agreement, step
