@@ -1,5 +1,6 @@
-"""``cryosplat amend PARTICLES -o OUT --poses-as READING --astigmatism-as SLIP``: the metadata
-written again the way a check found the images fit better (:mod:`cryosplat.reconstruct.amend`)."""
+"""``cryosplat amend PARTICLES -o OUT --poses-as READING --astigmatism-as SLIP --ctf-state-as
+STATE``: the metadata written again the way a check found the images fit better
+(:mod:`cryosplat.reconstruct.amend`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from cryosplat.cli.particle_choice import add_file_arguments, apply_selection
 HELP = (
     "write the metadata again read the way cryosplat info's checks found the images fit better: "
     "the poses as one of the pose check's readings (e.g. shifts-negated), the astigmatism with "
-    "one of its slips undone (e.g. defocus-u-and-v-swapped); every other value as written"
+    "one of its slips undone (e.g. defocus-u-and-v-swapped), the images' CTF state (e.g. "
+    "phase-flipped); every other value as written"
 )
 
 
@@ -39,6 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "angle-negated-and-u-and-v-swapped)",
     )
     p.add_argument(
+        "--ctf-state-as",
+        metavar="STATE",
+        help="flag the images as holding their CTF so, as the CTF state check names it (raw, "
+        "phase-flipped, ctf-premultiplied): a STAR file's rlnCtfDataArePhaseFlipped and "
+        "rlnCtfDataAreCtfPremultiplied, per optics group in RELION 3.1's (choose whole groups)",
+    )
+    p.add_argument(
         "-o",
         "--output",
         type=Path,
@@ -59,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         of_optics_groups,
     )
 
-    amendment = Amendment(args.poses_as, args.astigmatism_as)
+    amendment = Amendment(args.poses_as, args.astigmatism_as, args.ctf_state_as)
     amendment.validate()
     names = ("amended.star", "amended.cs", "poses.pkl", "ctf.pkl")
     there = [args.output / n for n in names if (args.output / n).exists()]

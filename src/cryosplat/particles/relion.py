@@ -45,7 +45,12 @@ from cryosplat.particles.particle_set import (
     number_micrographs,
 )
 from cryosplat.particles.shared_patches import patch_findings, tube_keys
-from cryosplat.particles.star_tables import ANGLE_COLUMNS, CTF_COLUMNS, particle_block
+from cryosplat.particles.star_tables import (
+    ANGLE_COLUMNS,
+    CTF_COLUMNS,
+    CTF_IN_IMAGES_COLUMNS,
+    particle_block,
+)
 from cryosplat.particles.validate import check_ctf_columns, check_range
 
 __all__ = ["particles_from_star"]
@@ -185,10 +190,6 @@ def _optics_30(particles: StarBlock, path: Path):
     return groups, group_of, per_particle
 
 
-# RELION's flags for images that already carry their CTF, by code of CTF_IN_IMAGES.
-_CTF_IN_IMAGES_COLUMNS = {1: "rlnCtfDataArePhaseFlipped", 2: "rlnCtfDataAreCtfPremultiplied"}
-
-
 def _ctf_in_images(
     optics: StarBlock | None, group_of: np.ndarray, particles: StarBlock, path: Path
 ) -> tuple[np.ndarray | None, list[str]]:
@@ -196,7 +197,7 @@ def _ctf_in_images(
     ``data_optics`` per group, or per particle), None when every image is raw; and a note."""
     n = particles.n_rows
     codes = np.zeros(n, dtype=np.int64)
-    for code, column in _CTF_IN_IMAGES_COLUMNS.items():
+    for code, column in CTF_IN_IMAGES_COLUMNS.items():
         for table in (optics, particles):
             if table is None or column not in table:
                 continue

@@ -23,7 +23,9 @@ from cryosplat.particles.particle_set import pose_arrays
 __all__ = [
     "ANGLE_COLUMNS",
     "CTF_COLUMNS",
+    "CTF_IN_IMAGES_COLUMNS",
     "particle_block",
+    "write_star_ctf_state",
     "write_star_defocus",
     "write_star_poses",
     "write_star_rows",
@@ -31,6 +33,9 @@ __all__ = [
 
 CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
 ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+CTF_IN_IMAGES_COLUMNS = {1: "rlnCtfDataArePhaseFlipped", 2: "rlnCtfDataAreCtfPremultiplied"}
+"""RELION's flags for images that already carry their CTF, by code of
+:data:`~cryosplat.core.ctf.CTF_IN_IMAGES` (0, raw, is neither flag set)."""
 
 
 def particle_block(blocks: dict[str, StarBlock], path: Path) -> StarBlock:
@@ -165,3 +170,73 @@ def _write_moved(
                 columns[column] = values
         tables[name] = columns
     write_star(out, tables)
+
+
+def write_star_ctf_state(source: str | Path, rows: np.ndarray, code: int, out: str | Path) -> None:
+    """Write the STAR file ``source`` to ``out`` with the images of its particles at ``rows``
+    (0-based rows of its particle table) flagged as holding CTF state ``code`` (a code of
+    :data:`~cryosplat.core.ctf.CTF_IN_IMAGES`: 0 raw, 1 phase-flipped, 2 premultiplied) in
+    :data:`CTF_IN_IMAGES_COLUMNS`; every other value as written, key-value blocks left out.
+
+    With an optics table (RELION 3.1) the flags are its optics groups', so ``rows`` must hold
+    every particle of each group they touch (an :class:`~cryosplat.core.errors.InputError`
+    names the first group they split); the particle table's own flag columns, where it has
+    them, are set to agree. Without one (RELION 3.0) the flags are the particles' own; a
+    missing column is added, 0 in the rows not chosen."""
+    if code not in (0, *CTF_IN_IMAGES_COLUMNS):
+        raise ValueError(f"code must be 0, 1 or 2, got {code}")
+    source = Path(source)
+    blocks = read_star(source)
+    particles = particle_block(blocks, source)
+    rows = np.asarray(rows, dtype=np.int64)
+    flags = {c: str(int(code == k)) for k, c in CTF_IN_IMAGES_COLUMNS.items()}
+    tables = {}
+    for name, block in blocks.items():
+        if block.is_loop:
+            tables[name] = {k: list(v) for k, v in block.columns.items()}
+    table = tables[next(n for n, b in blocks.items() if b is particles)]
+    optics = blocks.get("optics")
+    if optics is not None and optics is not particles:
+        chosen = _whole_optics_groups(optics, particles, rows, source)
+        for column, flag in flags.items():
+            values = tables["optics"].setdefault(column, ["0"] * optics.n_rows)
+            for i in chosen.tolist():
+                values[i] = flag
+    for column, flag in flags.items():
+        if column not in particles and optics is not None:
+            continue  # the optics table holds it
+        values = table.setdefault(column, ["0"] * particles.n_rows)
+        for row in rows.tolist():
+            values[row] = flag
+    write_star(out, tables)
+
+
+def _whole_optics_groups(
+    optics: StarBlock, particles: StarBlock, rows: np.ndarray, source: Path
+) -> np.ndarray:
+    """The rows of the optics table whose groups hold the particles at ``rows``, each of which
+    they must hold whole (groups numbered as :mod:`cryosplat.particles.relion` reads them)."""
+    n_groups = optics.n_rows
+    ids = optics.get_int("rlnOpticsGroup") if "rlnOpticsGroup" in optics else None
+    ids = np.arange(1, n_groups + 1) if ids is None else ids
+    if "rlnOpticsGroup" in particles:
+        lookup = {int(i): g for g, i in enumerate(ids.tolist())}
+        group_of = np.array([lookup[int(i)] for i in particles.get_int("rlnOpticsGroup")])
+    else:
+        group_of = np.zeros(particles.n_rows, dtype=np.int64)
+    names = (
+        [str(n) for n in optics.get_str("rlnOpticsGroupName")]
+        if "rlnOpticsGroupName" in optics
+        else [f"opticsGroup{i}" for i in ids.tolist()]
+    )
+    counts = np.bincount(group_of[rows], minlength=n_groups)
+    whole = np.bincount(group_of, minlength=n_groups)
+    chosen = np.flatnonzero(counts)
+    for group in chosen.tolist():
+        if counts[group] != whole[group]:
+            raise InputError(
+                f"{source}: the particles chosen are {counts[group]} of the {whole[group]} of "
+                f"optics group {names[group]}: a RELION 3.1 STAR file flags the images' CTF "
+                "state per optics group; choose whole groups (--optics-group)"
+            )
+    return chosen

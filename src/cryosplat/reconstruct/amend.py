@@ -27,7 +27,8 @@ from cryosplat.core.option_names import option_name
 from cryosplat.particles import astigmatism_check
 from cryosplat.particles.metadata_out import NewPoses, holds_metadata, write_metadata
 from cryosplat.particles.particle_set import ParticleSet
-from cryosplat.reconstruct import pose_check
+from cryosplat.particles.star_tables import write_star_ctf_state
+from cryosplat.reconstruct import ctf_state_check, pose_check
 
 __all__ = [
     "Amendment",
@@ -37,31 +38,37 @@ __all__ = [
     "of_optics_groups",
     "POSE_READINGS",
     "ASTIGMATISM_SLIPS",
+    "CTF_STATES",
 ]
 
 
 POSE_READINGS = {option_name(v): v for v in pose_check.VARIANTS[1:]}
 ASTIGMATISM_SLIPS = {option_name(v): v for v in astigmatism_check.VARIANTS}
+CTF_STATES = {option_name(state): code for code, state in enumerate(ctf_state_check.STATES)}
 
 
 @dataclass(frozen=True)
 class Amendment:
     """What to amend: ``poses`` a key of :data:`POSE_READINGS`, ``astigmatism`` one of
-    :data:`ASTIGMATISM_SLIPS` (None: as written)."""
+    :data:`ASTIGMATISM_SLIPS`, ``ctf_state`` one of :data:`CTF_STATES` (None: as written)."""
 
     poses: str | None = None
     astigmatism: str | None = None
+    ctf_state: str | None = None
 
     def validate(self) -> None:
         """Raise :class:`~cryosplat.core.errors.InputError` naming a reading no check has."""
         for given, known, what in (
             (self.poses, POSE_READINGS, "--poses-as"),
             (self.astigmatism, ASTIGMATISM_SLIPS, "--astigmatism-as"),
+            (self.ctf_state, CTF_STATES, "--ctf-state-as"),
         ):
             if given is not None and given not in known:
                 raise InputError(f"{what} {given!r}: not one of {', '.join(known)}")
-        if self.poses is None and self.astigmatism is None:
-            raise InputError("nothing to amend: give --poses-as, --astigmatism-as or both")
+        if self.poses is None and self.astigmatism is None and self.ctf_state is None:
+            raise InputError(
+                "nothing to amend: give --poses-as, --astigmatism-as, --ctf-state-as or more"
+            )
 
     def describe(self) -> str:
         parts = []
@@ -69,6 +76,9 @@ class Amendment:
             parts.append(f"poses read as {POSE_READINGS[self.poses]}")
         if self.astigmatism is not None:
             parts.append(f"astigmatism read with {ASTIGMATISM_SLIPS[self.astigmatism]}")
+        if self.ctf_state is not None:
+            code = CTF_STATES[self.ctf_state]
+            parts.append(f"images flagged {ctf_state_check.STATES[code]}")
         return " and ".join(parts)
 
 
@@ -83,13 +93,19 @@ negated; the astigmatism repeats every half turn)."""
 
 
 def amendment_notes(particles: ParticleSet, amendment: Amendment) -> list[str]:
-    """What to consider beside ``amendment``: the poses read with an axis flipped (images mirrored)
-    leave as written an astigmatic CTF, which fits the images mirrored only if it was fitted on
+    """What to consider beside ``amendment``: RELION reads images phase-flipped from an option,
+    not from the flag; the poses read with an axis flipped (images mirrored) leave as written an astigmatic CTF, which fits the images mirrored only if it was fitted on
     them, and the antisymmetric aberrations and an anisotropic magnification, which are refined
     with the poses (RELION's CTF refinement) and so belong to the images unmirrored."""
-    if "axis flipped" not in POSE_READINGS.get(amendment.poses, ""):
-        return []
     notes = []
+    if amendment.ctf_state is not None and CTF_STATES[amendment.ctf_state] == 1:
+        notes.append(
+            "relion_reconstruct and relion_refine take phase-flipped images with their option "
+            "--ctf_phase_flipped (RELION keeps the flag with its optimiser's settings); cryosplat "
+            "reads it from the STAR file written here"
+        )
+    if "axis flipped" not in POSE_READINGS.get(amendment.poses, ""):
+        return notes
     ctf = particles.ctf
     astigmatic = ctf is not None and bool(
         (np.abs(ctf.defocus_u_angstrom - ctf.defocus_v_angstrom) > 0).any()
@@ -152,10 +168,18 @@ def amend_metadata(
             f"{particles.source}: the amended {' and '.join(missing)} are written into a STAR "
             f"file, a .cs file or cryoDRGN's {missing[0]}.pkl (--{missing[0]})"
         )
+    star = particles.source is not None and Path(particles.source).suffix.lower() == ".star"
+    if amendment.ctf_state is not None and not star:
+        raise InputError(
+            f"{particles.source}: only a STAR file records the images' CTF state "
+            "(rlnCtfDataArePhaseFlipped, rlnCtfDataAreCtfPremultiplied); cryoSPARC's .cs files "
+            "and cryoDRGN's pickles hold raw images"
+        )
     folder.mkdir(parents=True, exist_ok=True)
-    return write_metadata(
+    rows = particles.rows_in_file()
+    written = write_metadata(
         particles.source,
-        particles.rows_in_file(),
+        rows,
         folder,
         "amended",
         poses,
@@ -163,6 +187,12 @@ def amend_metadata(
         poses_pickle=poses_pickle,
         ctf_pickle=ctf_pickle,
     )
+    if amendment.ctf_state is not None:
+        out = folder / "amended.star"
+        source = out if out in written else particles.source
+        write_star_ctf_state(source, rows, CTF_STATES[amendment.ctf_state], out)
+        written = [*dict.fromkeys([*written, out])]
+    return written
 
 
 def of_optics_groups(particles: ParticleSet, names: list[str]) -> ParticleSet:

@@ -40,6 +40,7 @@ import torch
 
 from cryosplat.core.ctf import ctf_from_params
 from cryosplat.core.fourier import frequency_grid_2d
+from cryosplat.core.option_names import option_name
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.reconstruct.grid.sample_maps import (
     CHECK_IMAGES,
@@ -148,17 +149,20 @@ class CtfStateCheck:
         )
         setting = self.misread_setting
         if whole != "mismatch" and setting is not None:
+            state = STATES[setting.best]
             return (
                 f"the images of optics setting {setting.name} ({setting.n_particles} of the "
-                f"sample's particles) fit their CTF better read as {STATES[setting.best]} than as "
+                f"sample's particles) fit their CTF better read as {state} than as "
                 f"the metadata say (the halves' mean FSC {max(setting.scores):.2f} against "
                 f"{setting.given:.2f}; the whole sample {where}): a flag lost or set in one "
-                f"source of a merged set? {flags}"
+                f"source of a merged set? {flags} (cryosplat amend --optics-group "
+                f"{setting.name} --ctf-state-as {option_name(state)} writes it so)"
             )
         if whole == "mismatch":
             return (
                 f"the images fit their CTF better read as {self.best} than as the metadata say "
-                f"({self.written}) {where}: a flag lost or set in a conversion? {flags}"
+                f"({self.written}) {where}: a flag lost or set in a conversion? {flags} "
+                f"(cryosplat amend --ctf-state-as {option_name(self.best)} writes it so)"
             )
         if whole == "weak":
             return f"the images' CTF state could not be told {where}"
