@@ -189,3 +189,18 @@ def test_bad_number_in_optics(tmp_path, capsys, bad):
     )
     code, err = _run_info(capsys, tmp_path / "p.star")
     assert code == 2 and "data_optics: column rlnImagePixelSize, row 1:" in err
+
+
+def test_a_file_that_is_no_map_is_named_without_the_reader_s_warning(tmp_path, capsys):
+    """A Gaussian model given where a map is asked: one line naming it, and not mrcfile's
+    warning of the mode it could not read."""
+    not_a_map = tmp_path / "model.npz"
+    np.savez(not_a_map, means=np.ones((200, 3)))  # longer than an MRC header
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code = main(["fsc", str(not_a_map), str(not_a_map)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "model.npz: not a readable MRC map (no data block in the MRC format)" in err

@@ -142,6 +142,8 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path, capsys):
     (folder / "run.json").write_text(json.dumps({"status": "running"}))
     assert main(["sharpen", str(folder), "-o", str(tmp_path / "x.mrc")]) == 2
     assert "a run that is running" in capsys.readouterr().err
+    assert main(["sharpen", str(tmp_path / "none"), "-o", str(tmp_path / "y.mrc")]) == 2
+    assert "none: not found (a reconstruct run folder or a map)" in capsys.readouterr().err
 
 
 def test_the_command_reads_a_complete_run_folder(tiny_set, tmp_path, capsys):

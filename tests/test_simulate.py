@@ -334,6 +334,10 @@ def test_cli_writes_dataset_and_reports_errors(blob_map, tmp_path, capsys):
     code = main(["simulate", str(blob_map), "-n", "12", "--snr", "0", "-o", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert code == 2 and "SNR must be positive" in err and "Traceback" not in err
+    assert "simulate [" not in err  # no progress bar before the inputs are read
+    code = main(["simulate", str(tmp_path / "none.mrc"), "-n", "12", "-o", str(tmp_path / "y")])
+    err = capsys.readouterr().err
+    assert code == 2 and "none.mrc: " in err and "simulate [" not in err
 
 
 def test_batches_never_straddle_stacks():

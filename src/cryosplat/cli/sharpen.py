@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         sharpen,
     )
 
+    if not args.source.exists():
+        raise InputError(f"{args.source}: not found (a reconstruct run folder or a map)")
     if args.source.is_dir():
         map_path, resolution, mask_path = _run_inputs(args.source)
     else:

@@ -203,17 +203,23 @@ def run(args: argparse.Namespace) -> int:
         apply_ctf=not args.no_ctf,
         **{k: v for k, v in given.items() if v is not None},
     )
-    bar = None if args.quiet else Progress(args.n_particles, label="simulate")
+    bars: list[Progress] = []  # started with the first images: no bar before an input error
+
+    def progress(done: int, _total: int) -> None:
+        if not bars:
+            bars.append(Progress(args.n_particles, label="simulate"))
+        bars[0].update(done)
+
     try:
         result = simulate(
             args.model,
             args.output,
             config,
-            progress=None if bar is None else lambda done, _total: bar.update(done),
+            progress=None if args.quiet else progress,
             overwrite=args.overwrite,
         )
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
     print(
         f"wrote {result.n_particles} particles ({result.box} px, "

@@ -206,15 +206,19 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     if not path.is_file():
         raise InputError(f"{path}: map file not found")
     try:
-        with mrcfile.open(path, mode="r", permissive=True) as m:
-            if m.data is None:
-                raise InputError(f"{path}: not a readable MRC map")
-            data = np.asarray(m.data, dtype=np.float32).copy()
+        with warnings.catch_warnings():
+            # permissive mode warns of what it cannot read: the error below names it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            m = mrcfile.open(path, mode="r", permissive=True)
+        with m:
+            data = None if m.data is None else np.asarray(m.data, dtype=np.float32).copy()
             voxel = float(m.voxel_size.x)
             h = m.header
             axes = (int(h.mapc), int(h.mapr), int(h.maps))
     except ValueError as exc:
         raise InputError(f"{path}: cannot read MRC map ({exc})") from None
+    if data is None:
+        raise InputError(f"{path}: not a readable MRC map (no data block in the MRC format)")
     if data.ndim != 3 or len(set(data.shape)) != 1:
         raise InputError(f"{path}: expected a cubic 3D map, got shape {data.shape}")
     if axes != (1, 2, 3) and sorted(axes) == [1, 2, 3]:

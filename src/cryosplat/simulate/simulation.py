@@ -286,6 +286,8 @@ def _write_stacks(
     box, pixel = projector.box, projector.pixel_size_angstrom
     signal_variance, noise_sd, estimate_count = None, 0.0, 0
     writer: StreamingStackWriter | None = None
+    if progress is not None:
+        progress(0, n)  # the inputs read: the images begin
     try:
         for stack, start, stop in _batches(n, per_stack, config.batch_size):
             if writer is None or writer.path != stack_paths[stack]:
