@@ -11,6 +11,7 @@ import pytest
 from cryosplat.cli.main import main
 from cryosplat.io.mrc import read_map, read_map_origin, write_map
 from cryosplat.validation.fsc import fsc
+from cryosplat.validation.local_filter import local_filter
 from cryosplat.validation.sharpening import (
     FILTER_EDGE_SHELLS,
     GuinierFit,
@@ -144,6 +145,14 @@ def test_the_command_refuses_what_it_cannot_do(tmp_path, capsys):
     assert "a run that is running" in capsys.readouterr().err
     assert main(["sharpen", str(tmp_path / "none"), "-o", str(tmp_path / "y.mrc")]) == 2
     assert "none: not found (a reconstruct run folder or a map)" in capsys.readouterr().err
+    local = ["sharpen", str(source), "-o", str(tmp_path / "z.mrc"), "--resolution", "3", "--local"]
+    assert main(local) == 2
+    assert "give --local-resolution MAP" in capsys.readouterr().err
+    small = tmp_path / "small.mrc"
+    write_map(small, np.full((8, 8, 8), 5.0, dtype=np.float32), PIXEL)
+    assert main([*local[:-1], "--local-resolution", str(small)]) == 2
+    assert "small.mrc: box 8 of 1.2 Å, the map's 48 of 1.2 Å" in capsys.readouterr().err
+    assert not (tmp_path / "z.mrc").exists()
 
 
 def test_the_command_reads_a_complete_run_folder(tiny_set, tmp_path, capsys):
@@ -160,6 +169,18 @@ def test_the_command_reads_a_complete_run_folder(tiny_set, tmp_path, capsys):
     volume, voxel = read_map(out)
     original, original_voxel = read_map(run / "map.mrc")
     assert voxel == pytest.approx(original_voxel) and volume.shape == original.shape
+    # --local: the map filtered by the run's local resolution, on the same grid
+    assert main(["sharpen", str(run), "-o", str(out), "--bfactor", "-50", "--local"]) == 2
+    assert "b_local.mrc" not in capsys.readouterr().err  # b.mrc exists: nothing written
+    args = ["sharpen", str(run), "-o", str(out), "--bfactor", "-50", "--local", "--overwrite"]
+    assert main(args) == 0
+    assert "within the mask" in capsys.readouterr().out
+    local, local_voxel = read_map(tmp_path / "b_local.mrc")
+    assert local_voxel == pytest.approx(original_voxel)
+    assert read_map_origin(tmp_path / "b_local.mrc") == read_map_origin(run / "map.mrc")
+    local_resolution = read_map(run / "local_resolution.mrc")[0]
+    expected = local_filter(original, voxel, local_resolution, -50.0, coarsest_angstrom=resolution)
+    np.testing.assert_allclose(local, expected, atol=1e-6)
     # `cryosplat info` names the command for a run finer than 10 Å only
     assert main(["info", str(run)]) == 0
     assert "sharpen:" not in capsys.readouterr().out

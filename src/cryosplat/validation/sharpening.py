@@ -50,6 +50,8 @@ __all__ = [
     "guinier_plot",
     "shell_amplitudes",
     "sharpen",
+    "sharpening_factor",
+    "spectrum_and_radius",
 ]
 
 GUINIER_LOW_RESOLUTION_ANGSTROM = 10.0  # relion_postprocess's --autob_lowres default
@@ -93,7 +95,7 @@ def _half_spectrum(volume: ArrayLike) -> torch.Tensor:
     return torch.fft.rfftn(v)
 
 
-def _spectrum_and_radius(
+def spectrum_and_radius(
     volume: ArrayLike, dtype: torch.dtype
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
     """The map's real transform, its box and ``|k|`` (in shells) on the transform's grid."""
@@ -201,7 +203,7 @@ def divide_by_mtf(
             f"pixel sizes must be positive, got the map's {pixel_size_angstrom} Å and the "
             f"detector's {detector_pixel_angstrom} Å"
         )
-    spectrum, box, radius = _spectrum_and_radius(volume, torch.float64)
+    spectrum, box, radius = spectrum_and_radius(volume, torch.float64)
     frequency = radius.numpy() / (box * pixel_size_angstrom)
     factor = np.where(
         frequency < 0.5 / pixel_size_angstrom,
@@ -242,18 +244,22 @@ def sharpen(
             f"sharpening needs a positive resolution and a finite B-factor, got "
             f"{resolution_angstrom} Å and {apply_bfactor_angstrom2} Å²"
         )
-    spectrum, box, radius = _spectrum_and_radius(volume, torch.float32)
+    spectrum, box, radius = spectrum_and_radius(volume, torch.float32)
     extent = box * pixel_size_angstrom
-    cut = extent / resolution_angstrom  # in shells
-    # exp(−B s²/4) with s = radius / extent, the boost capped where the low-pass ends (no factor
-    # overflows past it); then the raised cosine
-    factor = radius.clamp(max=cut + FILTER_EDGE_SHELLS).square_()
-    factor.mul_(-0.25 * apply_bfactor_angstrom2 / extent**2).exp_()
-    factor.mul_(soft_edge(radius.sub_(cut), FILTER_EDGE_SHELLS))
-    del radius
-    spectrum.mul_(factor)
-    del factor
+    spectrum.mul_(
+        sharpening_factor(radius, extent / resolution_angstrom, apply_bfactor_angstrom2 / extent**2)
+    )
     return torch.fft.irfftn(spectrum, s=(box, box, box)).numpy()
+
+
+def sharpening_factor(radius: torch.Tensor, cut: float, bfactor_shells2: float) -> torch.Tensor:
+    """:func:`sharpen`'s factor at frequencies ``radius`` (shells): ``exp(−B s² / 4)``, its
+    boost capped where the low-pass ends (no factor overflows past it), times the raised cosine
+    from ``cut`` (shells) over :data:`FILTER_EDGE_SHELLS`; ``bfactor_shells2`` is ``B_apply``
+    over the box's side squared (``s`` in shells)."""
+    factor = radius.clamp(max=cut + FILTER_EDGE_SHELLS).square_()
+    factor.mul_(-0.25 * bfactor_shells2).exp_()
+    return factor.mul_(soft_edge(radius - cut, FILTER_EDGE_SHELLS))
 
 
 def guinier_plot(
