@@ -14,7 +14,9 @@
 * ``sources``: the same check on the set as a merge of two sources (its rows' first and second
   halves as two optics settings, the second's Cs 10⁻⁴ mm apart), the second written with each of
   the first three slips: the second source must be named with its slip (a report, not a demand:
-  read whole, half the particles slipped fit no reading clearly better);
+  read whole, half the particles slipped fit no reading clearly better); then the second's rows
+  shuffled against its images, which must be named as such, and the two as written, which must
+  agree (each setting inverted alone: its halves as read, shuffled, and as the other predicts);
 * the CTF state check (:mod:`cryosplat.reconstruct.ctf_state_check`) with the set's raw images
   flagged as each state (raw, phase-flipped, CTF-premultiplied): flagged raw it must agree, flagged
   otherwise it must name raw, or say it cannot tell where the sample holds no signal past the
@@ -124,6 +126,30 @@ def source_rows(name: str, particles) -> list[str]:
             f"| {name} | second source written {written} | {named} (the whole set's readings "
             f"{', '.join(f'{s:.3f}' for s in check.scores)}; shells 2-{check.last_shell}) | "
             f"{'named' if ok else 'not named'} | {seconds:.2f} s |"
+        )
+    second = merged.optics_group == 1
+    where = np.flatnonzero(second)
+    order = where[np.random.default_rng(2).permutation(len(where))]
+    rotations, shifts = merged.rotations.copy(), merged.shifts_angstrom.copy()
+    rotations[where], shifts[where] = merged.rotations[order], merged.shifts_angstrom[order]
+    shuffled = replace(merged, rotations=rotations, shifts_angstrom=shifts)
+    for label, read, expected in (
+        ("second source's rows shuffled", shuffled, "second"),
+        ("both sources as written", merged, None),
+    ):
+        started = time.perf_counter()
+        check = check_pose_conventions(read)
+        seconds = time.perf_counter() - started
+        named = check.unrelated_setting
+        alone = "; ".join(
+            f"{a.name} {a.read:.3f} (shuffled {a.shuffled:.3f}, predicted {a.predicted:.3f})"
+            for a in check.alone
+        )
+        ok = (named is None) == (expected is None) and (named is None or named.name == expected)
+        rows.append(
+            f"| {name} | {label} | {named.name + ' named' if named else 'none named'}, the "
+            f"verdict {check.verdict} (each alone: {alone}) | "
+            f"{'as expected' if ok else 'NOT as expected'} | {seconds:.2f} s |"
         )
     return rows
 

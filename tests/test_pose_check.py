@@ -276,3 +276,48 @@ def test_the_reconstruct_help_states_the_automatic_threshold():
     assert abs(stated / AUTO_MIN_PIXELS - 1) < 0.01
     for particles, box in re.findall(r"([0-9,]+) of box ([0-9]+)", text):
         assert abs(int(particles.replace(",", "")) * int(box) ** 2 / AUTO_MIN_PIXELS - 1) < 0.01
+
+
+@pytest.fixture(scope="module")
+def merged400(tmp_path_factory):
+    """400 particles as two optics settings of alternate rows (200 each: enough to be inverted
+    alone)."""
+    from cryosplat.model.gaussians import GaussianModel
+    from tests.conftest import simulate_tiny
+
+    truth = GaussianModel.random(40, 24, 4.0, seed=5, radius_fraction=0.2, scale_angstrom=5.0)
+    folder = tmp_path_factory.mktemp("merged400")
+    return two_settings(read_particles(simulate_tiny(folder, truth, n_particles=400)))
+
+
+def test_one_setting_s_rows_out_of_order_are_named(merged400):
+    """One source's poses shuffled among its rows fit no slip, and among right ones lower the
+    whole sample's agreement too little to be named; its own halves agree less than the other
+    setting's predict at its count, and no better than shuffled again."""
+    second = merged400.optics_group == 1
+    rows = np.flatnonzero(second)
+    order = rows[np.random.default_rng(3).permutation(len(rows))]
+    rotations, shifts = merged400.rotations.copy(), merged400.shifts_angstrom.copy()
+    rotations[rows], shifts[rows] = merged400.rotations[order], merged400.shifts_angstrom[order]
+    shuffled = replace(merged400, rotations=rotations, shifts_angstrom=shifts)
+    check = check_pose_conventions(shuffled)
+    assert check.verdict == "mismatch" and check.slipped_setting is None
+    alone = check.unrelated_setting
+    assert alone.name == "second" and alone.n_particles == 200
+    assert alone.predicted - alone.read >= 0.15 > alone.read - alone.shuffled
+    assert (
+        "the poses of optics setting second (200 of the sample's particles) fit its images "
+        "little better than shuffled among them" in check.describe()
+    )
+    right = check_pose_conventions(merged400)
+    assert right.verdict == "agree" and len(right.alone) == 2 and right.unrelated_setting is None
+    for setting in right.alone:  # each as the other predicts, far above shuffled
+        assert abs(setting.read - setting.predicted) < 0.1
+        assert setting.read - setting.shuffled > 0.15
+
+
+def test_one_setting_s_slip_is_named_as_a_slip_not_as_rows_out_of_order(merged400):
+    slip = "rotations inverted"
+    check = check_pose_conventions(read_as(merged400, slip, merged400.optics_group == 1))
+    assert check.unrelated_setting is None  # its slip read back agrees as predicted
+    assert check.verdict == "mismatch" and VARIANTS[1 + check.slipped_setting.best] == slip

@@ -46,6 +46,11 @@ A set of several optics settings (data merged from several sources, one of them 
 a converter with a slip) is also read setting by setting: each setting's poses with each slip, the
 rest as written (:class:`~cryosplat.reconstruct.grid.sample_maps.SettingReading`; one reading
 more per slip and setting). Read whole, half the particles slipped fit neither way much better.
+One source whose rows are out of order against its images fits no slip at all; each setting's own
+particles are therefore also inverted alone (:func:`~cryosplat.reconstruct.grid.sample_maps.
+settings_alone`) and named where they agree less than the other settings' predict at their count
+and no better than shuffled (:attr:`PoseCheck.unrelated_setting`; round 2, session 94: named on
+nine merged benchmark sets with 10–50 % of the particles so shuffled, on none of eight made right).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from cryosplat.reconstruct.grid.sample_maps import (
     CHECK_IMAGES,
     CLEAR_MARGIN,
     CheckSample,
+    SettingAlone,
     SettingReading,
     can_check,
     check_sample,
@@ -73,6 +79,8 @@ from cryosplat.reconstruct.grid.sample_maps import (
     judged_shells,
     reading_verdict,
     sample_verdict,
+    settings_alone,
+    shuffled_poses,
 )
 from cryosplat.validation.fsc import fsc
 
@@ -119,7 +127,6 @@ shift's mirrored component changes sign. The same images also fit the Euler angl
 (``(-rot, -tilt, -psi)`` for x, the reading rot and psi swapped and rotations inverted;
 ``(-rot, tilt, -psi)`` for y) with the map's hand turned and the shifts as written: the half sets
 cannot tell a mirror from those but by the mirrored shifts' sign."""
-SHUFFLE_SEED = 92
 UNRELATED_MARGIN = 0.15
 """A slip is named alone only where its reading also fits the images by this much better than
 the sample's poses shuffled among its rows (:attr:`PoseCheck.shuffled`); under it the warning
@@ -207,6 +214,21 @@ class PoseCheck:
     shuffled: float | None = None
     """The halves' mean FSC with the sample's poses shuffled among its rows (poses that belong to
     no image), read where a slip leads the poses as written (None elsewhere)."""
+    alone: tuple[SettingAlone, ...] = ()
+    """Each optics setting's own particles inverted alone, where the sample holds several."""
+
+    @property
+    def unrelated_setting(self) -> SettingAlone | None:
+        """The optics setting whose own halves agree less than the others' predict at its count
+        by :data:`UNRELATED_MARGIN`, read any way, and no better than with its poses shuffled
+        among its rows by as much: one source's rows out of order against its images (the one
+        short of its prediction by most, where several are)."""
+        named = [
+            a
+            for a in self.alone
+            if a.predicted - a.read >= UNRELATED_MARGIN and a.read - a.shuffled < UNRELATED_MARGIN
+        ]
+        return max(named, key=lambda a: a.predicted - a.read) if named else None
 
     @property
     def unrelated(self) -> bool:
@@ -229,6 +251,8 @@ class PoseCheck:
         (:data:`CLEAR_MARGIN`), for the whole sample or one optics setting's particles;
         ``"weak"``: no reading holds :data:`~cryosplat.reconstruct.grid.sample_maps.MIN_FSC`;
         else ``"agree"`` (:func:`~cryosplat.reconstruct.grid.sample_maps.reading_verdict`)."""
+        if self.unrelated_setting is not None:
+            return "mismatch"
         return sample_verdict(self.scores[0], self.scores, self.settings)
 
     def describe(self) -> str:
@@ -238,6 +262,17 @@ class PoseCheck:
             f"2-{self.last_shell}: {scores})"
         )
         whole = reading_verdict(self.scores[0], self.scores)
+        alone = self.unrelated_setting
+        if alone is not None:
+            return (
+                f"the poses of optics setting {alone.name} ({alone.n_particles} of the sample's "
+                f"particles) fit its images little better than shuffled among them: its own "
+                f"halves' mean FSC {alone.read:.2f} (read any way), shuffled {alone.shuffled:.2f}, "
+                f"where the other settings' halves predict {alone.predicted:.2f} at its count "
+                f"(the whole sample {where}): rows out of order against the images, or poses of "
+                "another set, in one source of a merged set? Its particles would add noise to "
+                "the map; reconstruct without them (--ind), or fix its rows"
+            )
         setting = self.slipped_setting
         if whole != "mismatch" and setting is not None:
             slip = VARIANTS[1 + setting.best]
@@ -296,16 +331,19 @@ def check_pose_conventions(
     scores = score(whole)
     shuffled = None
     if reading_verdict(scores[0], scores) == "mismatch":
-        rows = np.random.default_rng(SHUFFLE_SEED).permutation(len(small))
-        unrelated = replace(small, rotations=small.rotations[rows])
-        if small.shifts_angstrom is not None:
-            unrelated = replace(unrelated, shifts_angstrom=small.shifts_angstrom[rows])
-        shuffled = score([curve(unrelated)])[0]
+        every = np.ones(len(small), dtype=bool)
+        shuffled = score([curve(shuffled_poses(small, every))])[0]
     settings = tuple(
         SettingReading(name, int(rows.sum()), scores[0], score(curves))
         for name, rows, curves in apart
     )
-    return PoseCheck(len(small), small.box, scores, shells.stop - 1, settings, shuffled)
+    slips = {  # a setting's best slip, where it fits better than as written at all
+        setting.name: read_as(small, VARIANTS[1 + setting.best], rows)
+        for setting, (_, rows, _) in zip(settings, apart, strict=True)
+        if max(setting.scores) > setting.given
+    }
+    alone = settings_alone(sample, shells, slips)
+    return PoseCheck(len(small), small.box, scores, shells.stop - 1, settings, shuffled, alone)
 
 
 def apply_pose_check(

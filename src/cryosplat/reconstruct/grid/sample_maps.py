@@ -10,12 +10,15 @@ signal, :func:`judged_shells`; past the CTF's first zero for its state). The fir
 sample (:func:`check_sample`), and where it holds several optics settings
 (:mod:`cryosplat.particles.optics_settings`: data merged from several sources) also each setting
 read another way while the rest stay as written (:class:`SettingReading`): one source's slip among
-right ones.
+right ones. Each setting's own particles are also inverted alone (:func:`settings_alone`): one
+source whose rows are out of order against its images fits no slip, and among right ones it
+lowers the whole sample's agreement too little to be seen, but its own halves agree less than the
+other settings' would at its count.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -26,6 +29,7 @@ from cryosplat.particles.optics_settings import setting_rows
 from cryosplat.particles.particle_set import ParticleSet
 from cryosplat.particles.preloaded import preloaded
 from cryosplat.reconstruct.grid.gather import AccumulateConfig, accumulate
+from cryosplat.validation.fsc import fsc
 from cryosplat.validation.masks import spherical_mask
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "LEVEL",
     "MIN_FSC",
     "CheckSample",
+    "SettingAlone",
     "SettingReading",
     "can_check",
     "clearest_mismatch",
@@ -46,6 +51,8 @@ __all__ = [
     "reading_verdict",
     "cropped_for_checks",
     "masked_inversions",
+    "settings_alone",
+    "shuffled_poses",
 ]
 
 CHECK_BOX = 48
@@ -204,3 +211,71 @@ def masked_inversions(
         stats = accumulate(particles, np.asarray(rows), config, take_off_background=False)
         maps.append(stats.reconstruct_wiener().double().cpu() * mask)
     return maps
+
+
+MIN_ALONE_PARTICLES = 100
+"""The sample's particles a setting needs to be inverted alone (:func:`settings_alone`)."""
+SHUFFLE_SEED = 92
+"""The seed of the poses shuffled among a sample's rows (:func:`shuffled_poses`)."""
+
+
+@dataclass(frozen=True)
+class SettingAlone:
+    """One optics setting's own particles inverted alone, half by half: the halves' mean FSC as
+    read (``read``: as written, or with the poses read another way where that agrees better),
+    with its poses shuffled among its rows (``shuffled``: poses that belong to no image), and as
+    the other settings' halves predict at its count (``predicted``), from ``n_particles`` of the
+    sample."""
+
+    name: str
+    n_particles: int
+    read: float
+    shuffled: float
+    predicted: float
+
+
+def shuffled_poses(particles: ParticleSet, rows: np.ndarray) -> ParticleSet:
+    """``particles`` with the poses of ``rows`` (boolean) shuffled among them, seeded."""
+    where = np.flatnonzero(rows)
+    order = where[np.random.default_rng(SHUFFLE_SEED).permutation(len(where))]
+    rotations = particles.rotations.copy()
+    rotations[where] = particles.rotations[order]
+    out = replace(particles, rotations=rotations)
+    if particles.shifts_angstrom is not None:
+        shifts = particles.shifts_angstrom.copy()
+        shifts[where] = particles.shifts_angstrom[order]
+        out = replace(out, shifts_angstrom=shifts)
+    return out
+
+
+def settings_alone(
+    sample: CheckSample, shells: slice, readings: dict[str, ParticleSet] | None = None
+) -> tuple[SettingAlone, ...]:
+    """:class:`SettingAlone` of each of the sample's optics settings with
+    :data:`MIN_ALONE_PARTICLES` or more (none where it holds one setting), scored over
+    ``shells``; ``readings``: per setting's name, the sample with its poses read another way,
+    whose agreement counts where it is the higher (a slip's).
+
+    The prediction: the other settings' halves' FSC ``F`` per shell is a half map's signal to
+    noise ``F / (1 − F)``, which scales with the particles inverted; at the setting's count it
+    gives ``S / (1 + S)``."""
+    readings = readings or {}
+    small, (first, second) = sample.particles, sample.halves()
+
+    def score(read: ParticleSet, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(fsc(*masked_inversions(read, [first & rows, second & rows])))
+
+    alone = []
+    for name, rows in sample.settings():
+        if int(rows.sum()) < MIN_ALONE_PARTICLES:
+            continue
+        read = max(
+            float(np.mean(score(r, rows)[shells]))
+            for r in (small, *([readings[name]] if name in readings else []))
+        )
+        shuffled = float(np.mean(score(shuffled_poses(small, rows), rows)[shells]))
+        rest = np.clip(score(small, ~rows), 0.0, 0.999)
+        ssnr = rest / (1.0 - rest) * (rows.sum() / (~rows).sum())
+        predicted = float(np.mean((ssnr / (1.0 + ssnr))[shells]))
+        alone.append(SettingAlone(name, int(rows.sum()), read, shuffled, predicted))
+    return tuple(alone)
