@@ -184,13 +184,13 @@ def test_the_help_names_every_reading_it_takes():
 
 
 def test_one_optics_group_is_chosen_by_name(tiny_set):
-    from cryosplat.reconstruct.amend import of_optics_groups
+    from cryosplat.particles.selection import select_optics_groups
     from tests.conftest import two_settings
 
     merged = two_settings(read_particles(tiny_set))
-    second = of_optics_groups(merged, ["second"])
+    second = select_optics_groups(merged, ("second",))
     assert len(second) == len(merged) // 2
     np.testing.assert_array_equal(second.rows_in_file(), np.arange(1, len(merged), 2))
-    assert len(of_optics_groups(merged, ["first", " second"])) == len(merged)
+    assert len(select_optics_groups(merged, ("first", " second"))) == len(merged)
     with pytest.raises(InputError, match="optics group 'third': the set's are first, second"):
-        of_optics_groups(merged, ["third"])
+        select_optics_groups(merged, ("third",))

@@ -277,7 +277,9 @@ def test_info_refuses_a_folder_without_a_run_and_particle_options_for_a_folder(t
     assert main(["info", str(tmp_path)]) == 2
     assert "holds no cryosplat run" in capsys.readouterr().err
     assert main(["info", str(tmp_path), "--datadir", str(tmp_path)]) == 2
-    assert "takes no --datadir, --poses, --ctf, --class or --ind" in capsys.readouterr().err
+    assert "takes no --datadir, --poses, --ctf, --class, --ind or --optics-group" in (
+        capsys.readouterr().err
+    )
     assert main(["info", str(tmp_path), "--class", "2"]) == 2
     assert "takes no --datadir" in capsys.readouterr().err
     (tmp_path / "run.json").write_text("[1, 2]")

@@ -198,3 +198,27 @@ def test_cryosparc_classes_count_from_zero(tmp_path, small_stack):
     assert ps.classes.column == "alignments3D/class" and ps.classes.counts() == {0: 3, 1: 2, 2: 1}
     assert select_particles(ps, classes=(0,)).image_index.tolist() == [0, 2, 5]
     assert select_particles(ps, classes=(1, 2)).image_index.tolist() == [1, 3, 4]
+
+
+def test_optics_groups_are_chosen_by_name_and_recorded(tiny_set, tmp_path, capsys):
+    """``--optics-group``: the particles of the groups named (one source of a merged set, or the
+    others, as the pose check's warning asks), recorded as the run's choice."""
+    blocks = read_star(tiny_set)
+    optics = {k: list(v) * 2 for k, v in blocks["optics"].columns.items()}
+    optics["rlnOpticsGroup"], optics["rlnOpticsGroupName"] = ["1", "2"], ["first", "second"]
+    table = dict(blocks["particles"].columns)
+    table["rlnOpticsGroup"] = [str(1 + i % 2) for i in range(blocks["particles"].n_rows)]
+    write_star(merged := tmp_path / "merged.star", {"optics": optics, "particles": table})
+    ps = read_particles(merged, datadir=tiny_set.parent)
+    second = select_particles(ps, optics_groups=("second",))
+    assert second.rows_in_file().tolist() == list(range(1, 120, 2))
+    assert second.selection == "optics groups second"
+    with pytest.raises(InputError, match="optics group 'third': the set's are first, second"):
+        select_particles(ps, optics_groups=("third",))
+    args = [str(merged), "--datadir", str(tiny_set.parent), "--optics-group", "first"]
+    _run([*args, "-o", str(out := tmp_path / "first")])
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    assert summary["selection"] == "optics groups first" and sum(summary["n_particles"]) == 60
+    capsys.readouterr()
+    assert main(["info", *args]) == 0
+    assert "count:        60" in capsys.readouterr().out

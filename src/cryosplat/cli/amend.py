@@ -20,12 +20,6 @@ HELP = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_file_arguments(p)
     p.add_argument(
-        "--optics-group",
-        metavar="NAME[,NAME...]",
-        help="only the particles of these optics groups (rlnOpticsGroupName; the one source of a "
-        "merged set a warning names)",
-    )
-    p.add_argument(
         "--poses-as",
         metavar="READING",
         help="read the poses so: a reading of the pose check, named as its warning names it "
@@ -65,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
         Amendment,
         amend_metadata,
         amendment_notes,
-        of_optics_groups,
     )
 
     amendment = Amendment(args.poses_as, args.astigmatism_as, args.ctf_state_as)
@@ -76,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{there[0]} exists; --overwrite replaces it")
     particles = read_particles(args.particles, datadir=args.datadir, poses=args.poses, ctf=args.ctf)
     particles = apply_selection(particles, args)
-    if args.optics_group is not None:
-        particles = of_optics_groups(particles, args.optics_group.split(","))
     written = amend_metadata(particles, amendment, args.output, args.poses, args.ctf)
     print(f"amended: {amendment.describe()}, {len(particles)} particles of {args.particles}")
     for note in amendment_notes(particles, amendment):

@@ -254,11 +254,11 @@ def run(args: argparse.Namespace) -> int:
         from cryosplat.reconstruct.run_summary import read_run
         from cryosplat.reconstruct.score_run import read_scores
 
-        if args.poses or args.ctf or args.datadir or args.classes or args.ind:
+        if args.poses or args.ctf or args.datadir or args.classes or args.ind or args.optics_groups:
             raise InputError(
                 f"{args.particles}: a folder is read as a reconstruct, score, refine-defocus or "
                 "refine-poses output folder, "
-                "which takes no --datadir, --poses, --ctf, --class or --ind"
+                "which takes no --datadir, --poses, --ctf, --class, --ind or --optics-group"
             )
         if not (args.particles / "run.json").exists():
             if (scores := read_scores(args.particles)) is not None:

@@ -1,5 +1,6 @@
 """The options that say which particles a command reads: the file and how to read it (shared by
-``reconstruct`` and ``score``) and which of its rows (``--class``, ``--ind``, also ``info``'s);
+``reconstruct`` and ``score``) and which of its rows (``--class``, ``--ind``, ``--optics-group``,
+also ``info``'s);
 the choosing itself is :mod:`cryosplat.particles.selection`."""
 
 from __future__ import annotations
@@ -41,13 +42,24 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
         help="only the particles at these 0-based rows of the file: cryoDRGN's ind.pkl, an .npy "
         "array, or a text list (taken before --class)",
     )
+    p.add_argument(
+        "--optics-group",
+        dest="optics_groups",
+        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+        metavar="NAME[,NAME...]",
+        help="only the particles of these optics groups (rlnOpticsGroupName): one source of a "
+        "merged set a warning names, or the others",
+    )
 
 
 def apply_selection(particles: ParticleSet, args: argparse.Namespace) -> ParticleSet:
-    """The particles ``--ind`` and ``--class`` choose (all when neither is given)."""
+    """The particles ``--ind``, ``--class`` and ``--optics-group`` choose (all when none is
+    given)."""
     from cryosplat.particles.selection import select_particles
 
-    return select_particles(particles, classes=args.classes, index_file=args.ind)
+    return select_particles(
+        particles, classes=args.classes, index_file=args.ind, optics_groups=args.optics_groups
+    )
 
 
 def add_file_arguments(p: argparse.ArgumentParser) -> None:

@@ -173,7 +173,11 @@ def next_commands(run: Path, ident: dict, resolution: object) -> list[str]:
     lines.append(
         f"score:        cryosplat score {particles} --run {run} -o OUT (each particle against "
         "the half map made without it: junk named, the rest's rows for --ind)"
-        + ("; with the run's own --ind, --class or --weights" if ident.get("selection") else "")
+        + (
+            "; with the run's own --ind, --class, --optics-group or --weights"
+            if ident.get("selection")
+            else ""
+        )
     )
     return lines
 

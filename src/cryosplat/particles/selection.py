@@ -1,4 +1,4 @@
-"""Choosing the particles to reconstruct: one or more 3D classes, or a list of rows.
+"""Choosing the particles to reconstruct: one or more 3D classes, a list of rows, or optics groups.
 
 A RELION ``Class3D`` run writes every particle with its class (``rlnClassNumber``, from 1), and a
 cryoSPARC heterogeneous refinement with ``alignments3D/class`` (from 0); ``relion_reconstruct
@@ -28,6 +28,7 @@ from cryosplat.particles.star_tables import write_star_rows
 __all__ = [
     "read_row_indices",
     "select_classes",
+    "select_optics_groups",
     "select_particles",
     "select_rows",
     "write_metadata_rows",
@@ -149,18 +150,38 @@ def select_particles(
     *,
     classes: tuple[int, ...] | None = None,
     index_file: str | Path | None = None,
+    optics_groups: tuple[str, ...] | None = None,
 ) -> ParticleSet:
-    """The particles an index file and a list of classes choose (either may be None: all).
+    """The particles an index file, a list of classes and a list of optics groups choose (each
+    may be None: all).
 
     The index file's rows (:func:`read_row_indices`) are taken first, then the classes among
-    them (:func:`select_classes`).
+    them (:func:`select_classes`), then the optics groups (:func:`select_optics_groups`).
     """
     if index_file is not None:
         rows = read_row_indices(index_file, len(particles))
         particles = select_rows(particles, rows, f"the rows {Path(index_file).name} lists")
     if classes:
         particles = select_classes(particles, tuple(classes))
+    if optics_groups:
+        particles = select_optics_groups(particles, optics_groups)
     return particles
+
+
+def select_optics_groups(particles: ParticleSet, names: tuple[str, ...]) -> ParticleSet:
+    """The particles of the optics groups ``names`` (``rlnOpticsGroupName``; blanks round each
+    ignored): one source of a merged set, or all but one (a check names a source by its
+    groups)."""
+    known = [g.name for g in particles.optics]
+    wanted = {n.strip() for n in names if n.strip()}
+    if unknown := sorted(wanted - set(known)):
+        raise InputError(f"optics group {unknown[0]!r}: the set's are {', '.join(known)}")
+    chosen = [i for i, name in enumerate(known) if name in wanted]
+    kept = np.flatnonzero(np.isin(particles.optics_group, chosen))
+    names = ", ".join(known[i] for i in chosen)
+    if not kept.size:
+        raise InputError(f"no particles in the optics groups {names}")
+    return select_rows(particles, kept, f"optics groups {names}")
 
 
 def write_metadata_rows(source: str | Path | None, rows: np.ndarray, stem: Path) -> Path | None:

@@ -35,7 +35,6 @@ __all__ = [
     "MIRROR_ASTIGMATISM",
     "amend_metadata",
     "amendment_notes",
-    "of_optics_groups",
     "POSE_READINGS",
     "ASTIGMATISM_SLIPS",
     "CTF_STATES",
@@ -193,13 +192,3 @@ def amend_metadata(
         write_star_ctf_state(source, rows, CTF_STATES[amendment.ctf_state], out)
         written = [*dict.fromkeys([*written, out])]
     return written
-
-
-def of_optics_groups(particles: ParticleSet, names: list[str]) -> ParticleSet:
-    """The particles of the optics groups ``names`` (blanks round each ignored)."""
-    known = [g.name for g in particles.optics]
-    wanted = {n.strip() for n in names if n.strip()}
-    if unknown := sorted(wanted - set(known)):
-        raise InputError(f"optics group {unknown[0]!r}: the set's are {', '.join(known)}")
-    chosen = [i for i, name in enumerate(known) if name in wanted]
-    return particles.subset(np.isin(particles.optics_group, chosen))

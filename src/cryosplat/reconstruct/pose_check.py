@@ -271,7 +271,8 @@ class PoseCheck:
                 f"where the other settings' halves predict {alone.predicted:.2f} at its count "
                 f"(the whole sample {where}): rows out of order against the images, or poses of "
                 "another set, in one source of a merged set? Its particles would add noise to "
-                "the map; reconstruct without them (--ind), or fix its rows"
+                "the map: reconstruct the other optics groups alone (--optics-group NAME,...), "
+                "or fix its rows"
             )
         setting = self.slipped_setting
         if whole != "mismatch" and setting is not None:
