@@ -159,7 +159,7 @@ def next_commands(run: Path, ident: dict, resolution: object) -> list[str]:
     if fine and resolution < 10.0:
         lines.append(
             f"sharpen:      cryosplat sharpen {run} -o OUT.mrc (for model building: the map's "
-            "Guinier B-factor taken out)"
+            "Guinier B-factor taken out; --local also filters it by its local resolution)"
         )
     lines.append(
         f"poses:        cryosplat refine-poses {particles} --run {run} -o OUT (each particle's "
