@@ -75,7 +75,9 @@ def test_weights_of_one_make_the_same_map_and_the_splat_engine_refuses_them(
     assert main(["info", str(runs["ones"])]) == 0
     printed = capsys.readouterr().out
     assert "particles chosen: weighted by ones.npy (mean 1.000; 0 under 0.5)" in printed
-    assert "with the run's own --ind, --class or --weights" in printed  # score needs them too
+    assert (
+        "with the run's own --ind, --class, --optics-group or --weights" in printed
+    )  # score needs them too
     some = ["--weights", str(tmp_path / "some.npy")]
     assert main(["reconstruct", str(tiny_set), "-o", str(tmp_path / "some"), *steps, *some]) == 0
     a, b = (

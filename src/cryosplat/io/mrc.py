@@ -48,6 +48,40 @@ _OPEN_MAPS: OrderedDict[int, weakref.ref] = OrderedDict()
 _OPEN_MAPS_LOCK = threading.RLock()
 
 
+# Every MRC mode (mrcfile reads 0-4, 6, 12 and 101): bytes per value.
+_MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
+
+
+def _open_header(path: Path, **kwargs) -> mrcfile.mrcfile.MrcFile:
+    """``mrcfile.open`` (permissive, read-only), once the header's first words are those of an
+    MRC file of this size: mrcfile reads the extended header the header claims in one request,
+    and a file that is no MRC file (a Gaussian model's ``.npz`` given as a map) claimed 1.9 GB,
+    which Python allocated before reading the few bytes there are. Permissive mode's warnings
+    of headers RELION and cryoSPARC commonly write (no MAP ID) are silenced; what it cannot read
+    raises :class:`InputError` here or where the caller reads it."""
+    size = path.stat().st_size
+    if size < _HEADER_BYTES:
+        raise InputError(f"{path}: not an MRC file ({size} bytes, under an MRC header's 1,024)")
+    with open(path, "rb") as fh:
+        head = fh.read(_HEADER_BYTES)
+    readings = []
+    for order in "<>":  # either byte order
+        nx, ny, nz, mode = (int(v) for v in np.frombuffer(head[:16], dtype=f"{order}i4"))
+        extended = int(np.frombuffer(head[92:96], dtype=f"{order}i4")[0])
+        readings.append((mode, nx, ny, nz, extended))
+        if mode in _MRC_MODE_BYTES and min(nx, ny, nz) >= 1 and 0 <= extended <= size - 1024:
+            break
+    else:
+        mode, nx, ny, nz, extended = readings[0]
+        raise InputError(
+            f"{path}: not an MRC file (its header's mode {mode}, size {nx} x {ny} x {nz} or "
+            f"extended header of {extended} bytes fit no MRC file of {size} bytes)"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return mrcfile.open(path, mode="r", permissive=True, **kwargs)
+
+
 def stack_header_info(path: str | Path) -> dict:
     """Read only the header of an MRC file and check the file is long enough for it.
 
@@ -65,11 +99,7 @@ def stack_header_info(path: str | Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: stack file not found")
     try:
-        with warnings.catch_warnings():
-            # permissive mode warns about headers RELION and cryoSPARC commonly write (no MAP ID).
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = mrcfile.open(path, mode="r", header_only=True, permissive=True)
-        with m:
+        with _open_header(path, header_only=True) as m:
             h = m.header
             if h is None:
                 raise InputError(f"{path}: not an MRC file (no header)")
@@ -77,6 +107,8 @@ def stack_header_info(path: str | Path) -> dict:
             mode = int(h.mode)
             next_bytes = int(h.nsymbt)
             vs = float(m.voxel_size.x)
+    except InputError:
+        raise
     except (ValueError, OSError) as exc:
         raise InputError(f"{path}: cannot read MRC header ({exc})") from None
     dtypes = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
@@ -206,15 +238,13 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     if not path.is_file():
         raise InputError(f"{path}: map file not found")
     try:
-        with warnings.catch_warnings():
-            # permissive mode warns of what it cannot read: the error below names it
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = mrcfile.open(path, mode="r", permissive=True)
-        with m:
+        with _open_header(path) as m:
             data = None if m.data is None else np.asarray(m.data, dtype=np.float32).copy()
             voxel = float(m.voxel_size.x)
             h = m.header
             axes = (int(h.mapc), int(h.mapr), int(h.maps))
+    except InputError:
+        raise
     except ValueError as exc:
         raise InputError(f"{path}: cannot read MRC map ({exc})") from None
     if data is None:
@@ -233,11 +263,13 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
 def _header_placement(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A map header's origin (Å), start indices (``nxstart`` …) and voxel size (Å), each x, y, z."""
     try:
-        with mrcfile.open(Path(path), mode="r", header_only=True, permissive=True) as m:
+        with _open_header(Path(path), header_only=True) as m:
             h = m.header
             origin = np.array([float(h.origin.x), float(h.origin.y), float(h.origin.z)])
             start = np.array([float(h.nxstart), float(h.nystart), float(h.nzstart)])
             voxel = np.array([float(m.voxel_size.x), float(m.voxel_size.y), float(m.voxel_size.z)])
+    except InputError:
+        raise
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read the MRC header ({exc})") from None
     return origin, start, voxel
