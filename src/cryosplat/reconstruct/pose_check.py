@@ -50,7 +50,7 @@ One source whose rows are out of order against its images fits no slip at all; e
 particles are therefore also inverted alone (:func:`~cryosplat.reconstruct.grid.sample_maps.
 settings_alone`) and named where they agree less than the other settings' predict at their count
 and no better than shuffled (:attr:`PoseCheck.unrelated_setting`; round 2, session 94: named on
-nine merged benchmark sets with 10–50 % of the particles so shuffled, on none of eight made right).
+nine merged benchmark sets with 10–50 % of the particles so shuffled, on none of nine made right).
 """
 
 from __future__ import annotations
