@@ -14,8 +14,10 @@ from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.grid.sample_maps import judged_shells, reading_verdict
 from cryosplat.reconstruct.pose_check import (
     CLEAR_MARGIN,
+    UNRELATED_MARGIN,
     VARIANTS,
     PoseCheck,
+    apply_pose_check,
     check_pose_conventions,
     read_as,
 )
@@ -138,7 +140,7 @@ def test_a_reconstruction_stops_on_a_slip_unless_accepted(tiny, tmp_path):
 
     from cryosplat.core.errors import InputError
     from cryosplat.reconstruct.config import ReconstructConfig
-    from cryosplat.reconstruct.pose_check import AUTO_MIN_PIXELS, apply_pose_check
+    from cryosplat.reconstruct.pose_check import AUTO_MIN_PIXELS
     from cryosplat.reconstruct.run import reconstruct
 
     slipped = read_as(tiny, "shifts negated")
@@ -301,19 +303,25 @@ def test_one_setting_s_rows_out_of_order_are_named(merged400):
     rotations[rows], shifts[rows] = merged400.rotations[order], merged400.shifts_angstrom[order]
     shuffled = replace(merged400, rotations=rotations, shifts_angstrom=shifts)
     check = check_pose_conventions(shuffled)
-    assert check.verdict == "mismatch" and check.slipped_setting is None
+    assert check.slipped_setting is None
     alone = check.unrelated_setting
     assert alone.name == "second" and alone.n_particles == 200
-    assert alone.predicted - alone.read >= 0.15 > alone.read - alone.shuffled
+    expected = alone.predicted - alone.shuffled
+    assert expected >= UNRELATED_MARGIN and alone.read - alone.shuffled < 0.25 * expected
     assert (
         "the poses of optics setting second (200 of the sample's particles) fit its images "
-        "little better than shuffled among them" in check.describe()
+        "little better than shuffled among them" in check.unrelated_setting_warning()
     )
     right = check_pose_conventions(merged400)
     assert right.verdict == "agree" and len(right.alone) == 2 and right.unrelated_setting is None
+    assert right.unrelated_setting_warning() is None
     for setting in right.alone:  # each as the other predicts, far above shuffled
         assert abs(setting.read - setting.predicted) < 0.1
-        assert setting.read - setting.shuffled > 0.15
+        assert setting.read - setting.shuffled > 0.5 * (setting.predicted - setting.shuffled)
+    # a warning of the run, not a stop: the same images may hold almost no signal
+    warned = replace(shuffled, notes=[], warnings=[])
+    apply_pose_check(warned, "on")
+    assert any("optics setting second (200" in w for w in warned.warnings)
 
 
 def test_one_setting_s_slip_is_named_as_a_slip_not_as_rows_out_of_order(merged400):

@@ -226,7 +226,11 @@ def _convention_lines(particles) -> list[str]:
         ]
     except InputError as error:  # a bad image: its own line, the other findings still printed
         return [f"poses:        not checked: {error}"]
-    return [_verdict_line(label, c.verdict, c.describe()) for label, c in checks if c is not None]
+    lines = [_verdict_line(label, c.verdict, c.describe()) for label, c in checks if c is not None]
+    poses = checks[0][1]
+    if poses is not None and (warning := poses.unrelated_setting_warning()) is not None:
+        lines.append(f"warning: {warning}")
+    return lines
 
 
 def _print_metadata_alone(config: InfoConfig) -> None:
