@@ -93,9 +93,10 @@ negated; the astigmatism repeats every half turn)."""
 
 def amendment_notes(particles: ParticleSet, amendment: Amendment) -> list[str]:
     """What to consider beside ``amendment``: RELION reads images phase-flipped from an option,
-    not from the flag; the poses read with an axis flipped (images mirrored) leave as written an astigmatic CTF, which fits the images mirrored only if it was fitted on
-    them, and the antisymmetric aberrations and an anisotropic magnification, which are refined
-    with the poses (RELION's CTF refinement) and so belong to the images unmirrored."""
+    not from the flag; the poses read with an axis flipped (images mirrored) leave as written an
+    astigmatic CTF, which fits the images mirrored only if it was fitted on them, and the
+    antisymmetric aberrations and an anisotropic magnification, which are refined with the poses
+    (RELION's CTF refinement) and so belong to the images unmirrored."""
     notes = []
     if amendment.ctf_state is not None and CTF_STATES[amendment.ctf_state] == 1:
         notes.append(
