@@ -178,10 +178,10 @@ def select_optics_groups(particles: ParticleSet, names: tuple[str, ...]) -> Part
         raise InputError(f"optics group {unknown[0]!r}: the set's are {', '.join(known)}")
     chosen = [i for i, name in enumerate(known) if name in wanted]
     kept = np.flatnonzero(np.isin(particles.optics_group, chosen))
-    names = ", ".join(known[i] for i in chosen)
+    listed = ", ".join(known[i] for i in chosen)
     if not kept.size:
-        raise InputError(f"no particles in the optics groups {names}")
-    return select_rows(particles, kept, f"optics groups {names}")
+        raise InputError(f"no particles in the optics groups {listed}")
+    return select_rows(particles, kept, f"optics groups {listed}")
 
 
 def write_metadata_rows(source: str | Path | None, rows: np.ndarray, stem: Path) -> Path | None:
