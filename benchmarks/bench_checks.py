@@ -43,6 +43,7 @@ from cryosplat.particles.halves import split_halves
 from cryosplat.particles.read import read_particles
 from cryosplat.reconstruct.ctf_state_check import STATES, check_ctf_state
 from cryosplat.reconstruct.grid.gather import AccumulateConfig
+from cryosplat.reconstruct.grid.sample_maps import shuffled_poses
 from cryosplat.reconstruct.grid.symmetry_check import MIN_AGREEMENT, check_symmetry
 from cryosplat.reconstruct.pose_check import VARIANTS, check_pose_conventions, read_as
 
@@ -127,12 +128,7 @@ def source_rows(name: str, particles) -> list[str]:
             f"{', '.join(f'{s:.3f}' for s in check.scores)}; shells 2-{check.last_shell}) | "
             f"{'named' if ok else 'not named'} | {seconds:.2f} s |"
         )
-    second = merged.optics_group == 1
-    where = np.flatnonzero(second)
-    order = where[np.random.default_rng(2).permutation(len(where))]
-    rotations, shifts = merged.rotations.copy(), merged.shifts_angstrom.copy()
-    rotations[where], shifts[where] = merged.rotations[order], merged.shifts_angstrom[order]
-    shuffled = replace(merged, rotations=rotations, shifts_angstrom=shifts)
+    shuffled = shuffled_poses(merged, merged.optics_group == 1, seed=2)
     for label, read, expected in (
         ("second source's rows shuffled", shuffled, "second"),
         ("both sources as written", merged, None),

@@ -11,7 +11,7 @@ import pytest
 from cryosplat.cli.main import main
 from cryosplat.core.conventions import euler_relion_to_matrix, matrix_to_euler_relion
 from cryosplat.particles.read import read_particles
-from cryosplat.reconstruct.grid.sample_maps import judged_shells, reading_verdict
+from cryosplat.reconstruct.grid.sample_maps import judged_shells, reading_verdict, shuffled_poses
 from cryosplat.reconstruct.pose_check import (
     CLEAR_MARGIN,
     UNRELATED_MARGIN,
@@ -296,12 +296,7 @@ def test_one_setting_s_rows_out_of_order_are_named(merged400):
     """One source's poses shuffled among its rows fit no slip, and among right ones lower the
     whole sample's agreement too little to be named; its own halves agree less than the other
     setting's predict at its count, and no better than shuffled again."""
-    second = merged400.optics_group == 1
-    rows = np.flatnonzero(second)
-    order = rows[np.random.default_rng(3).permutation(len(rows))]
-    rotations, shifts = merged400.rotations.copy(), merged400.shifts_angstrom.copy()
-    rotations[rows], shifts[rows] = merged400.rotations[order], merged400.shifts_angstrom[order]
-    shuffled = replace(merged400, rotations=rotations, shifts_angstrom=shifts)
+    shuffled = shuffled_poses(merged400, merged400.optics_group == 1, seed=3)
     check = check_pose_conventions(shuffled)
     assert check.slipped_setting is None
     alone = check.unrelated_setting

@@ -205,6 +205,7 @@ def _read_local(local_path: Path, volume, pixel: float):
 
     from cryosplat.core.errors import InputError
     from cryosplat.io.mrc import read_map
+    from cryosplat.validation.local_filter import checked_local_resolution
 
     local, local_pixel = read_map(local_path)
     if local.shape != volume.shape or not np.isclose(local_pixel, pixel, rtol=1e-3):
@@ -212,10 +213,10 @@ def _read_local(local_path: Path, volume, pixel: float):
             f"{local_path}: box {local.shape[0]} of {local_pixel:g} Å, the map's "
             f"{volume.shape[0]} of {pixel:g} Å"
         )
-    bad = ~(np.isfinite(local) & (local > 0))
-    if bad.any():
-        raise InputError(f"{local_path}: local resolutions must be positive, got {local[bad][0]}")
-    return local
+    try:
+        return checked_local_resolution(local, volume.shape)
+    except ValueError as exc:
+        raise InputError(f"{local_path}: {exc}") from None
 
 
 def _local_summary(local, mask) -> str:

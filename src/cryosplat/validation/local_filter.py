@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike
 
 from cryosplat.validation.sharpening import sharpening_factor, spectrum_and_radius
 
-__all__ = ["MAX_LEVELS", "local_filter", "filter_levels"]
+__all__ = ["MAX_LEVELS", "checked_local_resolution", "filter_levels", "local_filter"]
 
 MAX_LEVELS = 48
 """At most this many low-passed maps (box 256: 48 inverse transforms, about 10 s on two cores);
@@ -53,6 +53,18 @@ def filter_levels(cuts: np.ndarray, max_levels: int = MAX_LEVELS) -> np.ndarray:
     step = max(1.0, (high - low) / (max_levels - 1))
     count = math.ceil((high - low) / step - 1e-9) + 1
     return low + step * np.arange(count)
+
+
+def checked_local_resolution(local_resolution_angstrom: ArrayLike, shape: tuple) -> np.ndarray:
+    """``local_resolution_angstrom`` as float64, if it has the map's ``shape`` and every value
+    is positive and finite (else :class:`ValueError` naming the first that is not)."""
+    local = np.asarray(local_resolution_angstrom, dtype=np.float64)
+    if local.shape != tuple(shape):
+        raise ValueError(f"local resolution of shape {local.shape} for a map of shape {shape}")
+    bad = ~(np.isfinite(local) & (local > 0))
+    if bad.any():
+        raise ValueError(f"local resolutions must be positive and finite, got {local[bad][0]}")
+    return local
 
 
 def local_filter(
@@ -86,18 +98,13 @@ def local_filter(
     -------
     numpy.ndarray, float32, shape (D, D, D)
     """
-    local = np.asarray(local_resolution_angstrom, dtype=np.float64)
     shape = np.shape(volume)
-    if local.shape != shape:
-        raise ValueError(f"local resolution of shape {local.shape} for a map of shape {shape}")
+    local = checked_local_resolution(local_resolution_angstrom, shape)
     if not pixel_size_angstrom > 0 or not math.isfinite(apply_bfactor_angstrom2):
         raise ValueError(
             f"local filtering needs a positive pixel size and a finite B-factor, got "
             f"{pixel_size_angstrom} Å and {apply_bfactor_angstrom2} Å²"
         )
-    bad = ~(np.isfinite(local) & (local > 0))
-    if bad.any():
-        raise ValueError(f"local resolutions must be positive and finite, got {local[bad][0]}")
     spectrum, box, radius = spectrum_and_radius(volume, torch.float32)
     extent = box * pixel_size_angstrom
     coarsest = extent if coarsest_angstrom is None else min(coarsest_angstrom, extent)
