@@ -324,3 +324,32 @@ def test_one_setting_s_slip_is_named_as_a_slip_not_as_rows_out_of_order(merged40
     check = check_pose_conventions(read_as(merged400, slip, merged400.optics_group == 1))
     assert check.unrelated_setting is None  # its slip read back agrees as predicted
     assert check.verdict == "mismatch" and VARIANTS[1 + check.slipped_setting.best] == slip
+
+
+def test_info_warns_of_a_source_whose_rows_are_out_of_order(merged400, tmp_path, capsys):
+    from cryosplat.io.star import read_star, write_star
+
+    star = merged400.source
+    blocks = read_star(star)
+    optics = {k: list(v) * 2 for k, v in blocks["optics"].columns.items()}
+    optics["rlnOpticsGroup"], optics["rlnOpticsGroupName"] = ["1", "2"], ["first", "second"]
+    optics["rlnSphericalAberration"][1] = "2.7001"  # another setting, as a second source's
+    table = {k: list(v) for k, v in blocks["particles"].columns.items()}
+    n = blocks["particles"].n_rows
+    table["rlnOpticsGroup"] = [str(1 + i % 2) for i in range(n)]
+    rows = np.arange(1, n, 2)
+    order = rows[np.random.default_rng(4).permutation(len(rows))]
+    for column in (
+        "rlnAngleRot",
+        "rlnAngleTilt",
+        "rlnAnglePsi",
+        "rlnOriginXAngst",
+        "rlnOriginYAngst",
+    ):
+        values = np.array(table[column], dtype=object)
+        values[rows] = values[order]
+        table[column] = list(values)
+    write_star(merged := tmp_path / "merged.star", {"optics": optics, "particles": table})
+    assert main(["info", str(merged), "--datadir", str(star.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the poses of optics setting second (200 of the sample's particles)" in out
