@@ -62,17 +62,26 @@ def real_unit_helix(twist: float, rise: float, unit_map: Path, size: float) -> n
     return volume.reshape(BOX, BOX, BOX).astype(np.float32)
 
 
-def helix_map(twist: float, rise: float) -> np.ndarray:
-    """Units ``(x, y, z, amplitude, s.d.)`` (Å) turned by ``k·twist`` and moved by ``k·rise``."""
-    c = (np.arange(BOX) - BOX // 2) * PIXEL
+def helix_map(
+    twist: float,
+    rise: float,
+    box: int = BOX,
+    pixel: float = PIXEL,
+    unit: list = UNIT,
+    reach: float = 0.6,
+) -> np.ndarray:
+    """A helix along z of ``unit`` (blobs ``(x, y, z, amplitude, s.d.)``, Å) turned by
+    ``k·twist`` and moved by ``k·rise``, the blobs within ``reach`` box sides of the centre in z
+    (right-handed for a positive twist; ``tests/test_helical.py`` draws its own with it)."""
+    c = (np.arange(box) - box // 2) * pixel
     z, y, x = np.meshgrid(c, c, c, indexing="ij")
-    volume = np.zeros((BOX, BOX, BOX))
+    volume = np.zeros((box, box, box))
     for k in range(-200, 201):
         a = np.deg2rad(k * twist)
         turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-        for px, py, pz, amplitude, sd in UNIT:
+        for px, py, pz, amplitude, sd in unit:
             p = turn @ np.array([px, py, pz]) + [0.0, 0.0, k * rise]
-            if abs(p[2]) <= BOX * PIXEL * 0.6:
+            if abs(p[2]) <= box * pixel * reach:
                 r2 = (x - p[0]) ** 2 + (y - p[1]) ** 2 + (z - p[2]) ** 2
                 volume += amplitude * np.exp(-r2 / (2 * sd * sd))
     return volume.astype(np.float32)

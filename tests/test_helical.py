@@ -8,10 +8,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from bench_helical import helix_map  # noqa: E402
 
 from cryosplat.cli.helical_options import add_helical_arguments, helical_from_args
 from cryosplat.core.errors import InputError
@@ -84,21 +90,13 @@ def test_the_summed_statistics_are_the_units_maps_summed(twist, rise, tolerance)
     assert torch.equal(summed.power, power * 3) and "helical symmetry imposed" in summed.notes[-1]
 
 
+UNIT = [(16.0, 0.0, 0.0, 1.0, 3.5), (21.0, 4.0, 3.0, 0.7, 3.0), (13.0, -5.0, 5.0, 0.5, 3.0)]
+"""Three blobs (x, y, z, amplitude, s.d.; Å) of a helix narrow enough for a box of 32 at 3 Å."""
+
+
 def _helix_map(box: int, pixel: float, twist: float, rise: float) -> np.ndarray:
-    """A right-handed helix (for a positive twist) of three-blob units along z, through the box."""
-    c = (np.arange(box) - box // 2) * pixel
-    z, y, x = np.meshgrid(c, c, c, indexing="ij")
-    unit = [(16.0, 0.0, 0.0, 1.0, 3.5), (21.0, 4.0, 3.0, 0.7, 3.0), (13.0, -5.0, 5.0, 0.5, 3.0)]
-    volume = np.zeros((box, box, box))
-    for k in range(-30, 31):
-        a = np.deg2rad(k * twist)
-        turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-        for px, py, pz, amplitude, sd in unit:
-            p = turn @ np.array([px, py, pz]) + [0.0, 0.0, k * rise]
-            if abs(p[2]) < box * pixel:
-                r2 = (x - p[0]) ** 2 + (y - p[1]) ** 2 + (z - p[2]) ** 2
-                volume += amplitude * np.exp(-r2 / (2 * sd * sd))
-    return volume.astype(np.float32)
+    """A right-handed helix (for a positive twist) of :data:`UNIT` along z, through the box."""
+    return helix_map(twist, rise, box, pixel, UNIT, reach=1.0)
 
 
 @pytest.fixture(scope="module")
