@@ -270,8 +270,16 @@ def settings_alone(
     readings = readings or {}
     small, (first, second) = sample.particles, sample.halves()
 
+    written: dict[bytes, np.ndarray] = {}  # as written, by rows: two settings' rests are each other
+
     def score(read: ParticleSet, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(fsc(*masked_inversions(read, [first & rows, second & rows])))
+        key = rows.tobytes()
+        if read is small and key in written:
+            return written[key]
+        curve = np.asarray(fsc(*masked_inversions(read, [first & rows, second & rows])))
+        if read is small:
+            written[key] = curve
+        return curve
 
     alone = []
     for name, rows in sample.settings():
