@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         apply = args.bfactor
     sharpened = sharpen(volume, pixel, apply, resolution)
-    write_map(args.output, sharpened, pixel, read_map_origin(map_path))
+    origin = read_map_origin(map_path)
+    write_map(args.output, sharpened, pixel, origin)
     plot = args.output.with_name(args.output.stem + "_guinier.svg")
     shown = sharpened if mask is None else sharpened * mask
     write_svg(plot, guinier_plot(fitted, shown, pixel, fit))
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
         out = local_output(args.output)
         filtered = local_filter(volume, pixel, local_map, apply, coarsest_angstrom=resolution)
-        write_map(out, filtered, pixel, read_map_origin(map_path))
+        write_map(out, filtered, pixel, origin)
         print(
             f"filtered locally by {local_path} ({_local_summary(local_map, mask)}), sharpened by "
             f"the same B: {out}"
