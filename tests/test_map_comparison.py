@@ -101,16 +101,16 @@ def test_maps_off_the_reference_grid_are_refused_naming_the_file(tmp_path):
     with mrcfile.new(no_voxel) as m:  # a header without a voxel size
         m.set_data(_blobs())
         m.voxel_size = 0.0
-    with pytest.raises(InputError, match=r"box\.mrc: box 24, the reference .* box 32"):
+    with pytest.raises(InputError, match=r"box\.mrc: box 24, the reference .* box 32: --resample"):
         read_maps_on_one_grid([ref, other_box])
     with pytest.raises(InputError, match=r"voxel\.mrc: voxel size 3\.15 Å"):
         read_maps_on_one_grid([ref, other_voxel])
-    volumes, pixel = read_maps_on_one_grid([ref, other_voxel], pixel_size_angstrom=2.0)
-    assert pixel == 2.0 and len(volumes) == 2
+    grid = read_maps_on_one_grid([ref, other_voxel], pixel_size_angstrom=2.0)
+    assert grid.pixel_size_angstrom == 2.0 and len(grid.volumes) == 2
     with pytest.raises(InputError, match="no voxel size; give --angpix"):
         read_maps_on_one_grid([no_voxel, ref])
-    _, pixel = read_maps_on_one_grid([ref, no_voxel])  # a header without one is not a conflict
-    assert pixel == pytest.approx(PIXEL)
+    grid = read_maps_on_one_grid([ref, no_voxel])  # a header without one is not a conflict
+    assert grid.pixel_size_angstrom == pytest.approx(PIXEL)
     with pytest.raises(InputError, match="--angpix must be positive, got -1"):
         read_maps_on_one_grid([ref], pixel_size_angstrom=-1.0)
 
@@ -161,6 +161,54 @@ def test_the_command_refuses_what_it_cannot_compare(tmp_path, capsys):
         main(["fsc", str(ref), str(ref), "--mask", str(mask), "--no-mask"])
 
 
+def _blobs_angstrom(box: int, pixel: float) -> np.ndarray:
+    """One molecule (blobs 4-7 Å wide, placed in Å from voxel ``box // 2``) sampled on a grid."""
+    rng = np.random.default_rng(5)
+    axis = (np.arange(box) - box // 2) * pixel
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1)
+    volume = np.zeros((box,) * 3)
+    for _ in range(30):
+        centre, width = rng.uniform(-25, 25, 3), rng.uniform(4, 7)
+        volume += rng.uniform(0.5, 1.5) * np.exp(-((grid - centre) ** 2).sum(-1) / (2 * width**2))
+    return volume.astype(np.float32)
+
+
+def test_maps_of_other_grids_are_resampled_onto_the_reference_s(tmp_path, capsys):
+    """One molecule sampled on the reference's grid, on a finer grid of the same extent and in a
+    larger box: resampled, both agree with the reference to its Nyquist; unasked, refused."""
+    ref, fine, large = (tmp_path / n for n in ("ref.mrc", "fine.mrc", "large.mrc"))
+    write_map(ref, _blobs_angstrom(BOX, PIXEL), PIXEL)
+    write_map(fine, _blobs_angstrom(48, 2.0), 2.0)
+    write_map(large, _blobs_angstrom(40, PIXEL), PIXEL)
+    out = tmp_path / "cmp.json"
+    args = ["fsc", str(ref), str(fine), str(large), "--no-mask", "-o", str(out)]
+    assert main(args) == 2
+    assert "--resample puts it on the reference's grid" in capsys.readouterr().err
+    assert main([*args, "--resample"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{fine}: box 48 of 2 Å resampled onto box 32 of 3 Å" in printed
+    assert "(low-passed to the coarser Nyquist)" in printed
+    assert f"{large}: box 40 of 3 Å resampled onto box 32" in printed
+    data = json.loads(out.read_text())
+    assert data["box"] == BOX and data["pixel_size_angstrom"] == pytest.approx(PIXEL)
+    for m in data["maps"]:
+        assert min(m["fsc"][: BOX // 2 - 2]) > 0.999
+    grid = read_maps_on_one_grid([fine, ref], resample=True)  # the finer map as the reference
+    assert grid.volumes[1].shape == (48,) * 3 and grid.pixel_size_angstrom == pytest.approx(2.0)
+    error = (grid.volumes[1] - _blobs_angstrom(48, 2.0))[2:-2, 2:-2, 2:-2]  # inside the extent
+    assert np.abs(error).max() < 1e-3 * grid.volumes[0].max()
+    grid = read_maps_on_one_grid([ref, ref], resample=True)  # one grid: nothing resampled
+    assert grid.resampled == () and np.array_equal(grid.volumes[0], grid.volumes[1])
+    assert main([*args, "--resample", "--angpix", "3", "--overwrite"]) == 2
+    assert "give one of the two" in capsys.readouterr().err
+    no_voxel = tmp_path / "none.mrc"
+    with mrcfile.new(no_voxel) as m:
+        m.set_data(_blobs())
+        m.voxel_size = 0.0
+    with pytest.raises(InputError, match=r"none\.mrc: its header holds no voxel size, which --re"):
+        read_maps_on_one_grid([ref, no_voxel], resample=True)
+
+
 MODEL = "models/8zpm.cif"
 
 
@@ -192,16 +240,16 @@ def test_an_atomic_model_is_drawn_in_the_frame_of_the_map_s_header(shared_data, 
         m.header.nxstart, m.header.nystart, m.header.nzstart = (
             int(v) for v in np.round(origin / pixel)
         )
-    volumes, _ = read_inputs_on_one_grid([by_origin, path], None, centre_models=False)
+    volumes = read_inputs_on_one_grid([by_origin, path], None, centre_models=False).volumes
     assert np.all(_compare(volumes[0], [("model", volumes[1])]).maps[0].curve[1:] > 0.999)
-    volumes, _ = read_inputs_on_one_grid([by_start, path], None, centre_models=False)
+    volumes = read_inputs_on_one_grid([by_start, path], None, centre_models=False).volumes
     assert np.all(_compare(volumes[0], [("model", volumes[1])]).maps[0].curve[1:8] > 0.95)
     shifted = tmp_path / "shifted.mrc"
     with mrcfile.new(shifted) as m:
         m.set_data(volume.astype(np.float32))
         m.voxel_size = pixel
         m.header.origin = tuple(float(v) for v in origin + 2 * pixel)
-    volumes, _ = read_inputs_on_one_grid([shifted, path], None, centre_models=False)
+    volumes = read_inputs_on_one_grid([shifted, path], None, centre_models=False).volumes
     curve = _compare(volumes[0], [("model", volumes[1])]).maps[0].curve
     assert curve[box // 4] < 0.5  # two voxels off: the phases at a quarter of Nyquist turned
 
@@ -211,7 +259,7 @@ def test_a_model_centred_as_simulate_centres_it_and_one_outside_the_box(shared_d
     volume, _ = _centred_model_map(path, box, pixel)
     truth = tmp_path / "truth.mrc"
     write_map(truth, volume, pixel)
-    volumes, _ = read_inputs_on_one_grid([path, truth], None, centre_models=True)
+    volumes = read_inputs_on_one_grid([path, truth], None, centre_models=True).volumes
     assert np.allclose(volumes[0], volumes[1])
     with pytest.raises(
         InputError, match=r"of its atoms lie outside the map's box.*--centre-models"

@@ -23,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "maps",
         type=Path,
         nargs="+",
-        help="maps (.mrc/.map) on the reference's grid, reconstruct run folders (their map.mrc), "
-        "or atomic models (.pdb/.cif: their density drawn on the first map's grid, in its frame)",
+        help="maps (.mrc/.map) on the reference's grid (or any, with --resample), reconstruct "
+        "run folders (their map.mrc), or atomic models (.pdb/.cif: their density drawn on the "
+        "first map's grid, in its frame)",
     )
     masks = parser.add_mutually_exclusive_group()
     masks.add_argument(
@@ -41,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="voxel size (Å) of every map (default: the maps' headers, which must agree)",
+    )
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        help="resample each map of another box or voxel size (its header's) onto the reference's "
+        "grid, centre voxel on centre voxel as RELION places a map, low-passed to the coarser "
+        "Nyquist (default: refuse it). Maps in different frames (a deposited map with its own "
+        "origin) are fitted first, e.g. ChimeraX fitmap",
     )
     parser.add_argument(
         "--centre-models",
@@ -94,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
         for out in (args.output, plot_path):
             if out.exists() and not args.overwrite:
                 raise InputError(f"{out} exists; --overwrite replaces it")
-    volumes, pixel = read_inputs_on_one_grid(paths, args.angpix, args.centre_models)
+    grid = read_inputs_on_one_grid(paths, args.angpix, args.centre_models, args.resample)
+    volumes, pixel = grid.volumes, grid.pixel_size_angstrom
     box = volumes[0].shape[0]
+    for note in grid.resampled:
+        print(note)
     if args.no_mask:
         mask, mask_name = None, "no mask"
     elif args.mask is not None:

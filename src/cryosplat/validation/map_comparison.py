@@ -2,7 +2,9 @@
 
 A user compares cryosplat's map with the one RELION or cryoSPARC made from the same particles,
 two half maps with each other, or, on simulated data, every method's map with the truth. Each map
-is read, checked to lie on the reference's grid (box and voxel size), masked alike (a soft sphere
+is read, checked to lie on the reference's grid (box and voxel size) or, asked to, resampled onto
+it centre on centre (a map of downsampled particles against one at the data's own pixel,
+:mod:`cryosplat.core.resample`), masked alike (a soft sphere
 by default, as the benchmarks read maps against their truths, or the user's mask, the FSC then
 corrected for the mask's own correlation as ``relion_postprocess`` corrects it) and its FSC with
 the reference read at 0.5 and 0.143:
@@ -34,6 +36,7 @@ import numpy as np
 
 from cryosplat.core.conventions import file_origin_angstrom
 from cryosplat.core.errors import InputError
+from cryosplat.core.resample import resample_volume
 from cryosplat.io.mrc import read_map, read_map_origin_xyz
 from cryosplat.io.svg_plot import Curve, LinePlot
 from cryosplat.model.atoms import ATOM_SUFFIXES, model_from_atoms
@@ -43,6 +46,7 @@ from cryosplat.validation.user_mask import VOXEL_TOLERANCE
 __all__ = [
     "MapFSC",
     "MapComparison",
+    "MapsOnGrid",
     "compare_maps",
     "comparison_notes",
     "model_map",
@@ -56,6 +60,8 @@ MAX_OUTSIDE_SHARE = 0.5
 # The lowest shells (after the zero frequency) read by the notes: where any two maps of one
 # molecule agree, whatever their resolution (shells 1 to D / 8: periods of 8 voxels and more).
 LOW_SHELLS_FRACTION = 1 / 8
+# Voxel sizes this close (relative) are one sampling under --resample (headers hold float32).
+SAME_VOXEL = 1e-4
 # A mirrored map whose low shells correlate this much better than the map as given is named.
 HAND_MARGIN = 0.2
 # A map whose low shells' mean FSC is under minus this is named as of inverted contrast.
@@ -155,9 +161,26 @@ class MapComparison:
         )
 
 
+@dataclass(frozen=True)
+class MapsOnGrid:
+    """Maps read onto one grid, the first's.
+
+    Attributes
+    ----------
+    volumes : list of np.ndarray, each (D, D, D)
+    pixel_size_angstrom : float
+    resampled : tuple of str
+        One line per map that was resampled onto the grid (its own box and voxel size).
+    """
+
+    volumes: list[np.ndarray]
+    pixel_size_angstrom: float
+    resampled: tuple[str, ...] = ()
+
+
 def read_maps_on_one_grid(
-    paths: Sequence[Path], pixel_size_angstrom: float | None = None
-) -> tuple[list[np.ndarray], float]:
+    paths: Sequence[Path], pixel_size_angstrom: float | None = None, resample: bool = False
+) -> MapsOnGrid:
     """Read maps that must share one grid: the first's box and voxel size.
 
     Parameters
@@ -167,35 +190,41 @@ def read_maps_on_one_grid(
     pixel_size_angstrom : float, optional
         The voxel size (Å) of every map, where their headers do not hold it (0) or disagree only
         there; default: the headers'.
-
-    Returns
-    -------
-    volumes : list of np.ndarray, each (D, D, D)
-    pixel_size_angstrom : float
+    resample : bool
+        Resample each map of another box or voxel size (its header's) onto the first's grid,
+        centre on centre (:func:`cryosplat.core.resample.resample_volume`), instead of refusing
+        it.
 
     Raises
     ------
     InputError
         A map of another box, another voxel size (more than 1 % apart), or none in the headers
-        and none given.
+        and none given; with ``resample``, a map whose header holds no voxel size, or
+        ``pixel_size_angstrom`` given too.
     """
     if pixel_size_angstrom is not None and not pixel_size_angstrom > 0:
         raise InputError(f"--angpix must be positive, got {pixel_size_angstrom}")
+    if resample and pixel_size_angstrom is not None:
+        raise InputError(
+            "--angpix sets every map's voxel size alike, --resample reads each map's own from its "
+            "header: give one of the two"
+        )
     volumes, voxels = [], []
     for path in paths:
         volume, voxel = read_map(path)
         volumes.append(volume)
         voxels.append(voxel)
+    if resample:
+        return _resampled(paths, volumes, voxels)
     box = volumes[0].shape[0]
     for path, volume in zip(paths[1:], volumes[1:], strict=True):
         if volume.shape[0] != box:
             raise InputError(
-                f"{path}: box {volume.shape[0]}, the reference {paths[0]} has box {box}: resample "
-                "one onto the other's grid first (e.g. relion_image_handler --rescale_angpix "
-                "--new_box)"
+                f"{path}: box {volume.shape[0]}, the reference {paths[0]} has box {box}: "
+                "--resample puts it on the reference's grid, centre on centre"
             )
     if pixel_size_angstrom is not None:
-        return volumes, float(pixel_size_angstrom)
+        return MapsOnGrid(volumes, float(pixel_size_angstrom))
     pixel = voxels[0]
     if not pixel > 0:
         raise InputError(f"{paths[0]}: its header holds no voxel size; give --angpix (Å)")
@@ -203,10 +232,33 @@ def read_maps_on_one_grid(
         if voxel > 0 and abs(voxel - pixel) > VOXEL_TOLERANCE * pixel:
             raise InputError(
                 f"{path}: voxel size {voxel:.4g} Å, the reference {paths[0]} has {pixel:.4g} Å: "
-                "maps of different samplings (resample one), or a header that is wrong (--angpix "
-                "sets every map's)"
+                "maps of different samplings (--resample puts it on the reference's grid), or a "
+                "header that is wrong (--angpix sets every map's)"
             )
-    return volumes, float(pixel)
+    return MapsOnGrid(volumes, float(pixel))
+
+
+def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[float]) -> MapsOnGrid:
+    """:func:`read_maps_on_one_grid` with ``resample``: every map onto the first's grid."""
+    for path, voxel in zip(paths, voxels, strict=True):
+        if not voxel > 0:
+            raise InputError(
+                f"{path}: its header holds no voxel size, which --resample needs (set it, e.g. "
+                "relion_image_handler --angpix, or give maps of one grid and --angpix)"
+            )
+    box, pixel = volumes[0].shape[0], voxels[0]
+    out, notes = [volumes[0]], []
+    for path, volume, voxel in zip(paths[1:], volumes[1:], voxels[1:], strict=True):
+        if volume.shape[0] == box and abs(voxel - pixel) <= SAME_VOXEL * pixel:
+            out.append(volume)
+            continue
+        out.append(resample_volume(volume, voxel, box, pixel))
+        notes.append(
+            f"{path}: box {volume.shape[0]} of {voxel:.4g} Å resampled onto box {box} of "
+            f"{pixel:.4g} Å, centre on centre"
+            + (" (low-passed to the coarser Nyquist)" if voxel < pixel else "")
+        )
+    return MapsOnGrid(out, float(pixel), tuple(notes))
 
 
 def model_map(
@@ -248,8 +300,11 @@ def model_map(
 
 
 def read_inputs_on_one_grid(
-    paths: Sequence[Path], pixel_size_angstrom: float | None, centre_models: bool
-) -> tuple[list[np.ndarray], float]:
+    paths: Sequence[Path],
+    pixel_size_angstrom: float | None,
+    centre_models: bool,
+    resample: bool = False,
+) -> MapsOnGrid:
     """Read maps and atomic models (by suffix, :data:`ATOM_SUFFIXES`) as maps on one grid: the
     maps' (:func:`read_maps_on_one_grid`), the models' density drawn on the first map's grid and
     in its frame (:func:`model_map`). At least one input must be a map."""
@@ -257,13 +312,15 @@ def read_inputs_on_one_grid(
     maps = [p for p, m in zip(paths, is_model, strict=True) if not m]
     if not maps:
         raise InputError("only atomic models given: at least one map sets the grid to compare on")
-    volumes, pixel = read_maps_on_one_grid(maps, pixel_size_angstrom)
-    box, origin = volumes[0].shape[0], read_map_origin_xyz(maps[0])
-    read = iter(volumes)
-    return [
+    grid = read_maps_on_one_grid(maps, pixel_size_angstrom, resample)
+    pixel = grid.pixel_size_angstrom
+    box, origin = grid.volumes[0].shape[0], read_map_origin_xyz(maps[0])
+    read = iter(grid.volumes)
+    volumes = [
         model_map(Path(p), box, pixel, origin, centre_models) if m else next(read)
         for p, m in zip(paths, is_model, strict=True)
-    ], pixel
+    ]
+    return MapsOnGrid(volumes, pixel, grid.resampled)
 
 
 def _mirrored(volume: np.ndarray) -> np.ndarray:
