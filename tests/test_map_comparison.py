@@ -4,6 +4,7 @@ the hand and contrast notes, and the command's outputs."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -189,6 +190,7 @@ def test_maps_of_other_grids_are_resampled_onto_the_reference_s(tmp_path, capsys
     assert f"{fine}: box 48 of 2 Å resampled onto box 32 of 3 Å" in printed
     assert "(low-passed to the coarser Nyquist)" in printed
     assert f"{large}: box 40 of 3 Å resampled onto box 32" in printed
+    assert "note:" not in printed  # headers of origin zero: centre on centre is their frame
     data = json.loads(out.read_text())
     assert data["box"] == BOX and data["pixel_size_angstrom"] == pytest.approx(PIXEL)
     for m in data["maps"]:
@@ -199,6 +201,14 @@ def test_maps_of_other_grids_are_resampled_onto_the_reference_s(tmp_path, capsys
     assert np.abs(error).max() < 1e-3 * grid.volumes[0].max()
     grid = read_maps_on_one_grid([ref, ref], resample=True)  # one grid: nothing resampled
     assert grid.resampled == () and np.array_equal(grid.volumes[0], grid.volumes[1])
+    placed = tmp_path / "placed.mrc"  # a header that places the map elsewhere: named
+    write_map(placed, _blobs_angstrom(48, 2.0), 2.0, origin_angstrom=30.0)
+    assert main(["fsc", str(ref), str(placed), "--resample"]) == 0
+    assert re.search(
+        r"note: the headers of .*placed\.mrc and .*ref\.mrc place their centre "
+        r"voxels 52\.0 Å apart",
+        capsys.readouterr().out,
+    )
     assert main([*args, "--resample", "--angpix", "3", "--overwrite"]) == 2
     assert "give one of the two" in capsys.readouterr().err
     no_voxel = tmp_path / "none.mrc"

@@ -247,6 +247,7 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
                 "relion_image_handler --angpix, or give maps of one grid and --angpix)"
             )
     box, pixel = volumes[0].shape[0], voxels[0]
+    centre = _header_centre(paths[0], box, pixel)
     out, notes = [volumes[0]], []
     for path, volume, voxel in zip(paths[1:], volumes[1:], voxels[1:], strict=True):
         if volume.shape[0] == box and abs(voxel - pixel) <= SAME_VOXEL * pixel:
@@ -258,7 +259,21 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
             f"{pixel:.4g} Å, centre on centre"
             + (" (low-passed to the coarser Nyquist)" if voxel < pixel else "")
         )
+        placed = any(np.any(read_map_origin_xyz(p) != 0) for p in (path, paths[0]))
+        apart = float(np.linalg.norm(_header_centre(path, volume.shape[0], voxel) - centre))
+        if placed and apart > 0.5 * max(pixel, voxel):
+            notes.append(
+                f"note: the headers of {path} and {paths[0]} place their centre voxels "
+                f"{apart:.1f} Å apart; they were compared centre on centre, as RELION places its "
+                "maps (maps in different frames need fitting first, e.g. ChimeraX fitmap)"
+            )
     return MapsOnGrid(out, float(pixel), tuple(notes))
+
+
+def _header_centre(path: Path, box: int, pixel_size_angstrom: float) -> np.ndarray:
+    """Where a map's header places its centre voxel ``D // 2`` (Å; x, y, z), as ChimeraX does.
+    Headers of origin zero (RELION's) place nothing: their maps' centres are their molecules'."""
+    return read_map_origin_xyz(path) + file_origin_angstrom(box, pixel_size_angstrom)
 
 
 def model_map(
