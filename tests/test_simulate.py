@@ -165,11 +165,16 @@ def test_stream_writer_header_and_count(tmp_path):
         assert m.is_image_stack()
         assert float(m.header.dmax) == pytest.approx(images.max())
         assert float(m.header.rms) == pytest.approx(images.std(), rel=1e-5)
+        assert m.header.label[0].decode().startswith("Created by cryosplat ")
+    write_map(tmp_path / "map.mrc", images[:4, :4, :4], 1.25)
+    with mrcfile.open(tmp_path / "map.mrc") as m:  # as RELION writes "Relion <date>"
+        assert m.header.nlabl == 1
+        assert m.header.label[0].decode().startswith("Created by cryosplat ")
     short = StreamingStackWriter(tmp_path / "t.mrcs", 3, 8, 1.0)
     short.write(images[:2])
     with pytest.raises(ValueError, match="2 of 3 images"):
         short.close()
-    assert list(tmp_path.iterdir()) == [tmp_path / "s.mrcs"]
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "map.mrc", tmp_path / "s.mrcs"]
 
 
 def test_reproducible_with_seed(blob_map, tmp_path):

@@ -13,6 +13,7 @@ stays bounded whatever the number of stacks. Stacks are read in modes 0 (int8), 
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 import weakref
 from collections import OrderedDict
@@ -22,6 +23,7 @@ import mrcfile
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cryosplat import __version__
 from cryosplat.core.errors import InputError
 from cryosplat.io.atomic import atomic_path
 
@@ -35,6 +37,7 @@ __all__ = [
     "stack_header_info",
     "MAX_OPEN_MAPS",
     "STACK_MODES",
+    "creator_label",
 ]
 
 _HEADER_BYTES = 1024
@@ -313,6 +316,14 @@ def write_map(
         m.voxel_size = float(voxel_size_angstrom)
         m.header.origin = (float(origin_angstrom),) * 3
         m.update_header_stats()
+        m.header.label[0] = creator_label()
+
+
+def creator_label() -> str:
+    """The header's first label (ChimeraX and the EMDB show it): the program and the time, as
+    RELION writes its own."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return f"Created by cryosplat {__version__}  {stamp}"[:80]
 
 
 def write_stack(
@@ -346,3 +357,4 @@ def write_stack(
         m.set_image_stack()
         m.voxel_size = float(pixel_size_angstrom)
         m.update_header_stats()
+        m.header.label[0] = creator_label()

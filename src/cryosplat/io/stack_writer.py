@@ -9,6 +9,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
+from cryosplat.io.mrc import creator_label
+
 __all__ = ["StreamingStackWriter"]
 
 
@@ -75,4 +77,5 @@ class StreamingStackWriter:
         with mrcfile.mmap(self._tmp, mode="r+") as m:
             m.header.dmin, m.header.dmax, m.header.dmean = self._min, self._max, mean
             m.header.rms = math.sqrt(max(self._sumsq / count - mean * mean, 0.0))
+            m.header.label[0] = creator_label()
         os.replace(self._tmp, self.path)
