@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "origin) are fitted first, e.g. ChimeraX fitmap",
     )
     parser.add_argument(
+        "--fit",
+        action="store_true",
+        help="turn and move each map onto the reference first (a rigid-body fit, as ChimeraX "
+        "fitmap: a global search, then a local one; ten seconds or more a map), for maps in "
+        "different frames, e.g. a deposited map; names a map whose mirror image fits better. "
+        "Atomic models are not fitted",
+    )
+    parser.add_argument(
         "--centre-models",
         action="store_true",
         help="place each atomic model's centre of mass at the box centre, as cryosplat simulate "
@@ -84,6 +92,7 @@ def _map_file(path: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     from cryosplat.core.errors import InputError
     from cryosplat.io.svg_plot import write_svg
+    from cryosplat.model.atoms import ATOM_SUFFIXES
     from cryosplat.reconstruct.half_map_report import format_resolution
     from cryosplat.reconstruct.run_folder import write_json_atomic
     from cryosplat.validation.map_comparison import (
@@ -91,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         comparison_notes,
         read_inputs_on_one_grid,
     )
+    from cryosplat.validation.map_fit import fit_onto_reference
     from cryosplat.validation.masks import spherical_mask
     from cryosplat.validation.user_mask import load_fsc_mask
 
@@ -108,6 +118,17 @@ def run(args: argparse.Namespace) -> int:
     box = volumes[0].shape[0]
     for note in grid.resampled:
         print(note)
+    fits = None
+    if args.fit:
+        fitted = fit_onto_reference(
+            volumes,
+            [str(p) for p in paths],
+            [i > 0 and p.suffix.lower() not in ATOM_SUFFIXES for i, p in enumerate(paths)],
+            pixel,
+        )
+        volumes, fits = fitted.volumes, fitted.fits
+        for note in fitted.notes:
+            print(note)
     if args.no_mask:
         mask, mask_name = None, "no mask"
     elif args.mask is not None:
@@ -140,7 +161,11 @@ def run(args: argparse.Namespace) -> int:
     for note in comparison_notes(comparison):
         print(f"warning: {note}")
     if args.output is not None:
-        write_json_atomic(args.output, comparison.to_json())
+        data = comparison.to_json()
+        if fits is not None:
+            for entry, fit in zip(data["maps"], fits[1:], strict=True):
+                entry["fit"] = None if fit is None else fit.to_json()
+        write_json_atomic(args.output, data)
         write_svg(plot_path, comparison.plot())
         print(f"curves: {args.output}; plot: {plot_path}")
     return 0

@@ -4,7 +4,8 @@ A user compares cryosplat's map with the one RELION or cryoSPARC made from the s
 two half maps with each other, or, on simulated data, every method's map with the truth. Each map
 is read, checked to lie on the reference's grid (box and voxel size) or, asked to, resampled onto
 it centre on centre (a map of downsampled particles against one at the data's own pixel,
-:mod:`cryosplat.core.resample`), masked alike (a soft sphere
+:mod:`cryosplat.core.resample`), turned and moved onto it where asked (a map in another frame,
+:mod:`cryosplat.validation.map_fit`), masked alike (a soft sphere
 by default, as the benchmarks read maps against their truths, or the user's mask, the FSC then
 corrected for the mask's own correlation as ``relion_postprocess`` corrects it) and its FSC with
 the reference read at 0.5 and 0.143:
