@@ -15,7 +15,6 @@ from cryosplat.io.mrc import write_map
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.map_fit import (
     MapFit,
-    fit_map,
     fit_onto_reference,
     move_map,
     super_fibonacci_rotations,
@@ -69,23 +68,39 @@ def test_an_unmoved_map_is_kept_and_a_turn_there_and_back_keeps_its_fsc():
     assert curve[1 : int(0.6 * BOX / 2)].min() > 0.99  # where the blobs hold signal
 
 
-def test_a_known_turn_and_shift_are_found_and_the_other_hand_is_named():
-    """The reference turned by 130° about a skew axis and moved by 14 Å is fitted back to within
-    a degree and a third of a voxel; its mirror image is named as of the other hand."""
+def test_a_known_turn_and_shift_are_found_and_the_other_hand_and_contrast_named():
+    """The reference turned by over 90° about a skew axis and moved by 14 Å is fitted back to
+    within a degree and a third of a voxel; its mirror image is named as of the other hand, its
+    negative fitted as well and named as of inverted contrast."""
     reference = _molecule()
     rotation, shift = random_rotations(1, 8)[0], np.array([9.0, -6.0, 8.0])
     assert _angle_between(rotation, np.eye(3)) > 90
     moved = _moved(reference, rotation, shift)
-    fit = fit_map(reference, moved, PIXEL)
+    mirror = _moved(reference[::-1].copy(), rotation, shift)
+    fitted = fit_onto_reference(
+        [reference, moved, mirror, -moved, moved],
+        ["ref", "moved", "mirror", "inverted", "model"],
+        [0, 1, 1, 1, 0],
+        PIXEL,
+    )
+    assert fitted.fits[0] is None and fitted.fits[4] is None and fitted.volumes[4] is moved
+    fit = fitted.fits[1]
     assert _angle_between(fit.rotation, rotation.T) < 1.0
     assert np.linalg.norm(fit.shift_angstrom - (-rotation.T @ shift)) < PIXEL / 3
     assert fit.correlation > 0.99 > 0.5 > fit.correlation_before
-    assert fit.mirrored_correlation < fit.correlation
-    mirror = _moved(reference[::-1].copy(), rotation, shift)
-    fitted = fit_onto_reference(
-        [reference, moved, mirror, moved], ["ref", "moved", "mirror", "model"], [0, 1, 1, 0], PIXEL
+    assert fit.mirrored_correlation < fit.correlation and fit.contrast == 1
+    assert fsc(fitted.volumes[1], reference)[1 : int(0.6 * BOX / 2)].min() > 0.99
+    assert fitted.notes[0].startswith("moved: fitted onto ref: turned ")
+    assert not any(n.startswith("warning: moved") for n in fitted.notes)
+    assert any(
+        n.startswith("warning: mirror: its mirror image fits ref better") for n in fitted.notes
     )
-    assert fitted.fits[0] is None and fitted.fits[3] is None and fitted.volumes[3] is moved
+    inverted = fitted.fits[3]
+    assert inverted.contrast == -1 and _angle_between(inverted.rotation, rotation.T) < 1.0
+    assert fsc(fitted.volumes[3], reference)[1:8].max() < -0.99  # moved, its sign as given
+    assert any(
+        n.startswith("warning: inverted: fits ref with its contrast inverted") for n in fitted.notes
+    )
     assert fsc(fitted.volumes[1], reference)[1 : int(0.6 * BOX / 2)].min() > 0.99
     assert fitted.notes[0].startswith("moved: fitted onto ref: turned ")
     assert not any(n.startswith("warning: moved") for n in fitted.notes)

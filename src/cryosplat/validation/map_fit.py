@@ -80,6 +80,9 @@ class MapFit:
     mirrored_correlation : float
         The same, moved, for its mirror image (z reversed about the box centre), fitted alike: a
         map of the other hand fits better as its mirror image.
+    contrast : int
+        1, or -1 for a map that fits as its negative (inverted contrast); the correlations are
+        those of the map times this.
     """
 
     rotation: np.ndarray
@@ -87,6 +90,7 @@ class MapFit:
     correlation_before: float
     correlation: float
     mirrored_correlation: float
+    contrast: int = 1
 
     def angle_degrees(self) -> float:
         """The rotation's angle (degrees)."""
@@ -103,6 +107,7 @@ class MapFit:
             "correlation_before": self.correlation_before,
             "correlation": self.correlation,
             "mirrored_correlation": self.mirrored_correlation,
+            "contrast": self.contrast,
         }
 
     def axis(self) -> np.ndarray:
@@ -170,9 +175,10 @@ def _lowpassed(volume: np.ndarray, pixel_angstrom: float, box: int, share: float
 
 def _search(
     reference: torch.Tensor, volume: torch.Tensor
-) -> list[tuple[float, np.ndarray, np.ndarray]]:
-    """The best (correlation, rotation, shift in voxels) of :data:`SEARCH_ROTATIONS` rotations,
-    each with its best circular shift; the :data:`CANDIDATES` best."""
+) -> list[tuple[float, np.ndarray, np.ndarray, float]]:
+    """The best (|correlation|, rotation, shift in voxels, sign of the correlation) of
+    :data:`SEARCH_ROTATIONS` rotations, each with its best circular shift; the
+    :data:`CANDIDATES` best. A map of inverted contrast correlates best negatively."""
     box = reference.shape[-1]
     ref_spectrum = torch.fft.rfftn(reference).conj()
     rotations = torch.from_numpy(super_fibonacci_rotations(SEARCH_ROTATIONS)).to(volume.dtype)
@@ -182,12 +188,16 @@ def _search(
         turned = _moved(volume, batch, torch.zeros(len(batch), 3, dtype=volume.dtype))
         norms = turned.flatten(1).norm(dim=1).clamp_min(1e-30)
         cc = torch.fft.irfftn(torch.fft.rfftn(turned, dim=(1, 2, 3)) * ref_spectrum, s=(box,) * 3)
-        best, where = cc.flatten(1).max(dim=1)
+        where = cc.flatten(1).abs().argmax(dim=1)
+        best = cc.flatten(1).gather(1, where[:, None])[:, 0]
         for score, flat, rotation in zip(best / norms, where, batch, strict=True):
             z, y, x = np.unravel_index(int(flat), (box,) * 3)
             # cc[d] = Σ ref(x) turned(x + d): the turned map moved by −d matches the reference.
             shift = -((np.array([x, y, z]) + box // 2) % box - box // 2)
-            found.append((float(score), rotation.double().numpy(), shift.astype(np.float64)))
+            sign = 1.0 if float(score) >= 0 else -1.0
+            found.append(
+                (abs(float(score)), rotation.double().numpy(), shift.astype(np.float64), sign)
+            )
     found.sort(key=lambda f: -f[0])
     return found[:CANDIDATES]
 
@@ -223,15 +233,14 @@ def _refine(
 
 def _coarse_fit(
     reference: np.ndarray, volume: np.ndarray, pixel_angstrom: float
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """The search and each candidate refined on the search's grid: (correlation, rotation,
-    shift in that grid's voxels) of the best."""
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The search and each candidate refined on the search's grid (the map times the sign it
+    correlates with): (rotation, shift in that grid's voxels, sign) of the best."""
     box = min(reference.shape[0], SEARCH_BOX)
-    ref = _lowpassed(reference, pixel_angstrom, box, SEARCH_LOWPASS)
-    vol = _lowpassed(volume, pixel_angstrom, box, SEARCH_LOWPASS)
-    ref, vol = ref.float(), vol.float()
-    candidates = _search(ref, vol)
-    return max((_refine(ref, vol, r, t) for _, r, t in candidates), key=lambda r: r[0])
+    ref = _lowpassed(reference, pixel_angstrom, box, SEARCH_LOWPASS).float()
+    vol = _lowpassed(volume, pixel_angstrom, box, SEARCH_LOWPASS).float()
+    refined = [(*_refine(ref, sign * vol, r, t), sign) for _, r, t, sign in _search(ref, vol)]
+    return max(refined, key=lambda r: r[0])[1:]
 
 
 def fit_map(reference: np.ndarray, volume: np.ndarray, pixel_size_angstrom: float) -> MapFit:
@@ -259,12 +268,13 @@ def fit_map(reference: np.ndarray, volume: np.ndarray, pixel_size_angstrom: floa
     ref = _lowpassed(reference, pixel_size_angstrom, refine_box, REFINE_LOWPASS).float()
     fits = []
     for moving in (volume, mirror):
-        rotation, shift = _coarse_fit(reference, moving, pixel_size_angstrom)[1:]
-        vol = _lowpassed(moving, pixel_size_angstrom, refine_box, REFINE_LOWPASS).float()
-        fits.append((float((ref * vol).sum()), *_refine(ref, vol, rotation, shift * scale)))
-    (before, after, rotation, shift), mirrored = fits
+        rotation, shift, sign = _coarse_fit(reference, moving, pixel_size_angstrom)
+        vol = sign * _lowpassed(moving, pixel_size_angstrom, refine_box, REFINE_LOWPASS).float()
+        refined = _refine(ref, vol, rotation, shift * scale)
+        fits.append((float((ref * vol).sum()), *refined, sign))
+    (before, after, rotation, shift, sign), mirrored = fits
     refine_pixel = pixel_size_angstrom * box / refine_box
-    return MapFit(rotation, shift * refine_pixel, before, after, mirrored[1])
+    return MapFit(rotation, shift * refine_pixel, before, after, mirrored[1], int(sign))
 
 
 def move_map(volume: np.ndarray, fit: MapFit, pixel_size_angstrom: float) -> np.ndarray:
@@ -335,6 +345,11 @@ def fit_onto_reference(
             f"moved ({shift}) Å (x, y, z); correlation {fit.correlation_before:.3f} → "
             f"{fit.correlation:.3f} (low-passed)"
         )
+        if fit.contrast < 0:
+            notes.append(
+                f"warning: {name}: fits {names[0]} with its contrast inverted (protein dark in one "
+                "of the two: multiply it by -1); its FSC is read as given, negative"
+            )
         if fit.mirrored_correlation > fit.correlation + HAND_MARGIN:
             notes.append(
                 f"warning: {name}: its mirror image fits {names[0]} better than the map does "
