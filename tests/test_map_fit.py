@@ -11,7 +11,7 @@ import pytest
 
 from cryosplat.cli.main import main
 from cryosplat.core.rotations import random_rotations
-from cryosplat.io.mrc import write_map
+from cryosplat.io.mrc import read_map, read_map_origin_xyz, write_map
 from cryosplat.validation.fsc import fsc
 from cryosplat.validation.map_fit import (
     MapFit,
@@ -113,13 +113,19 @@ def test_the_command_fits_each_map_and_records_the_fit(tmp_path, capsys):
     reference = _molecule(32)
     rotation, shift = random_rotations(1, 9)[0], np.array([-5.0, 4.0, 6.0])
     ref, moved = tmp_path / "ref.mrc", tmp_path / "moved.mrc"
-    write_map(ref, reference, PIXEL)
+    write_map(ref, reference, PIXEL, origin_angstrom=[12.0, -3.0, 6.0])
     write_map(moved, _moved(reference, rotation, shift), PIXEL)
     out = tmp_path / "cmp.json"
-    assert main(["fsc", str(ref), str(moved), "--fit", "--no-mask", "-o", str(out)]) == 0
+    args = ["fsc", str(ref), str(moved), "--fit", "--no-mask", "-o", str(out)]
+    fitted = tmp_path / "cmp_fitted_1_moved.mrc"
+    fitted.write_text("an earlier output")
+    assert main(args) == 2 and "cmp_fitted_1_moved.mrc exists" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
     assert f"{moved}: fitted onto {ref}: turned" in capsys.readouterr().out
     entry = json.loads(out.read_text())["maps"][0]
-    assert entry["fit"]["angle_degrees"] == pytest.approx(
-        _angle_between(rotation, np.eye(3)), abs=1
-    )
+    turn = _angle_between(rotation, np.eye(3))
+    assert entry["fit"]["angle_degrees"] == pytest.approx(turn, abs=1)
     assert min(entry["fsc"][1:9]) > 0.99
+    volume, voxel = read_map(fitted)  # on the reference's grid, where ChimeraX overlays it
+    assert voxel == pytest.approx(PIXEL) and fsc(volume, reference)[1:9].min() > 0.99
+    assert np.allclose(read_map_origin_xyz(fitted), [12.0, -3.0, 6.0])

@@ -70,7 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         default=None,
-        help="write the curves here (.json) and their plot beside it (.svg)",
+        help="write the curves here (.json) and their plot beside it (.svg); with --fit, each "
+        "map fitted too (OUTPUT_fitted_<i>_<map>.mrc, on the reference's grid and origin, to "
+        "overlay it in ChimeraX)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the outputs if they exist"
@@ -89,8 +91,31 @@ def _map_file(path: Path) -> Path:
     return path / MAP_FILE
 
 
-def run(args: argparse.Namespace) -> int:
+def _outputs(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
+    """The files ``-o`` names: the curves, their plot and, with ``--fit``, each map fitted
+    (``OUT_fitted_<i>_<map>.mrc`` on the reference's grid); refused where one exists."""
     from cryosplat.core.errors import InputError
+    from cryosplat.model.atoms import ATOM_SUFFIXES
+
+    if args.output is None:
+        return []
+    if args.output.suffix.lower() != ".json":
+        raise InputError(f"{args.output}: the curves are written as JSON; name it *.json")
+    outputs = [args.output, args.output.with_suffix(".svg")]
+    if args.fit:
+        outputs += [
+            args.output.with_name(f"{args.output.stem}_fitted_{i}_{p.stem}.mrc")
+            for i, p in enumerate(paths)
+            if i > 0 and p.suffix.lower() not in ATOM_SUFFIXES
+        ]
+    for out in outputs:
+        if out.exists() and not args.overwrite:
+            raise InputError(f"{out} exists; --overwrite replaces it")
+    return outputs
+
+
+def run(args: argparse.Namespace) -> int:
+    from cryosplat.io.mrc import write_map
     from cryosplat.io.svg_plot import write_svg
     from cryosplat.model.atoms import ATOM_SUFFIXES
     from cryosplat.reconstruct.half_map_report import format_resolution
@@ -105,14 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.validation.user_mask import load_fsc_mask
 
     paths = [_map_file(args.reference)] + [_map_file(p) for p in args.maps]
-    plot_path = None
-    if args.output is not None:
-        if args.output.suffix.lower() != ".json":
-            raise InputError(f"{args.output}: the curves are written as JSON; name it *.json")
-        plot_path = args.output.with_suffix(".svg")
-        for out in (args.output, plot_path):
-            if out.exists() and not args.overwrite:
-                raise InputError(f"{out} exists; --overwrite replaces it")
+    outputs = _outputs(args, paths)
     grid = read_inputs_on_one_grid(paths, args.angpix, args.centre_models, args.resample)
     volumes, pixel = grid.volumes, grid.pixel_size_angstrom
     box = volumes[0].shape[0]
@@ -160,12 +178,17 @@ def run(args: argparse.Namespace) -> int:
     )
     for note in comparison_notes(comparison):
         print(f"warning: {note}")
-    if args.output is not None:
-        data = comparison.to_json()
-        if fits is not None:
-            for entry, fit in zip(data["maps"], fits[1:], strict=True):
-                entry["fit"] = None if fit is None else fit.to_json()
-        write_json_atomic(args.output, data)
-        write_svg(plot_path, comparison.plot())
-        print(f"curves: {args.output}; plot: {plot_path}")
+    if not outputs:
+        return 0
+    data = comparison.to_json()
+    if fits is not None:
+        for entry, fit in zip(data["maps"], fits[1:], strict=True):
+            entry["fit"] = None if fit is None else fit.to_json()
+        moved = [v for v, f in zip(volumes, fits, strict=True) if f is not None]
+        for path, volume in zip(outputs[2:], moved, strict=True):
+            write_map(path, volume, pixel, grid.origin_xyz_angstrom)
+            print(f"fitted map: {path}")
+    write_json_atomic(outputs[0], data)
+    write_svg(outputs[1], comparison.plot())
+    print(f"curves: {outputs[0]}; plot: {outputs[1]}")
     return 0

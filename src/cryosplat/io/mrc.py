@@ -292,7 +292,10 @@ def read_map_origin_xyz(path: str | Path) -> np.ndarray:
 
 
 def write_map(
-    path: str | Path, volume: ArrayLike, voxel_size_angstrom: float, origin_angstrom: float = 0.0
+    path: str | Path,
+    volume: ArrayLike,
+    voxel_size_angstrom: float,
+    origin_angstrom: float | ArrayLike = 0.0,
 ) -> None:
     """Write a map ``volume[z, y, x]`` atomically with its voxel size and header origin.
 
@@ -301,9 +304,11 @@ def write_map(
     path : str or Path
     volume : array_like, shape (D, D, D)
     voxel_size_angstrom : float
-    origin_angstrom : float
-        Header origin on each axis (Å): where the first voxel lies. 0 for every map but one
-        made from an odd box (:func:`cryosplat.core.conventions.cropped_map_origin_angstrom`).
+    origin_angstrom : float or array_like of shape (3,)
+        Header origin (Å; one for every axis, or x, y, z): where the first voxel lies. 0 for
+        every map but one made from an odd box
+        (:func:`cryosplat.core.conventions.cropped_map_origin_angstrom`) or one written on
+        another map's grid (its origin).
     """
     if not voxel_size_angstrom > 0:
         raise ValueError(f"voxel_size_angstrom must be positive, got {voxel_size_angstrom}")
@@ -314,7 +319,7 @@ def write_map(
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as m:
         m.set_data(data)
         m.voxel_size = float(voxel_size_angstrom)
-        m.header.origin = (float(origin_angstrom),) * 3
+        m.header.origin = tuple(float(o) for o in np.broadcast_to(origin_angstrom, (3,)))
         m.update_header_stats()
         m.header.label[0] = creator_label()
 

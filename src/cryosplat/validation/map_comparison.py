@@ -170,12 +170,16 @@ class MapsOnGrid:
     ----------
     volumes : list of np.ndarray, each (D, D, D)
     pixel_size_angstrom : float
+    origin_xyz_angstrom : np.ndarray, shape (3,)
+        Where the first map's header places its first voxel (:func:`read_map_origin_xyz`): a
+        map written on this grid carries it, to overlay the first in ChimeraX.
     resampled : tuple of str
         One line per map that was resampled onto the grid (its own box and voxel size).
     """
 
     volumes: list[np.ndarray]
     pixel_size_angstrom: float
+    origin_xyz_angstrom: np.ndarray
     resampled: tuple[str, ...] = ()
 
 
@@ -225,7 +229,7 @@ def read_maps_on_one_grid(
                 "--resample puts it on the reference's grid, centre on centre"
             )
     if pixel_size_angstrom is not None:
-        return MapsOnGrid(volumes, float(pixel_size_angstrom))
+        return MapsOnGrid(volumes, float(pixel_size_angstrom), read_map_origin_xyz(paths[0]))
     pixel = voxels[0]
     if not pixel > 0:
         raise InputError(f"{paths[0]}: its header holds no voxel size; give --angpix (Å)")
@@ -236,7 +240,7 @@ def read_maps_on_one_grid(
                 "maps of different samplings (--resample puts it on the reference's grid), or a "
                 "header that is wrong (--angpix sets every map's)"
             )
-    return MapsOnGrid(volumes, float(pixel))
+    return MapsOnGrid(volumes, float(pixel), read_map_origin_xyz(paths[0]))
 
 
 def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[float]) -> MapsOnGrid:
@@ -268,7 +272,7 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
                 f"{apart:.1f} Å apart; they were compared centre on centre, as RELION places its "
                 "maps (maps in different frames need fitting first, e.g. ChimeraX fitmap)"
             )
-    return MapsOnGrid(out, float(pixel), tuple(notes))
+    return MapsOnGrid(out, float(pixel), read_map_origin_xyz(paths[0]), tuple(notes))
 
 
 def _header_centre(path: Path, box: int, pixel_size_angstrom: float) -> np.ndarray:
@@ -329,14 +333,14 @@ def read_inputs_on_one_grid(
     if not maps:
         raise InputError("only atomic models given: at least one map sets the grid to compare on")
     grid = read_maps_on_one_grid(maps, pixel_size_angstrom, resample)
-    pixel = grid.pixel_size_angstrom
-    box, origin = grid.volumes[0].shape[0], read_map_origin_xyz(maps[0])
+    pixel, origin = grid.pixel_size_angstrom, grid.origin_xyz_angstrom
+    box = grid.volumes[0].shape[0]
     read = iter(grid.volumes)
     volumes = [
         model_map(Path(p), box, pixel, origin, centre_models) if m else next(read)
         for p, m in zip(paths, is_model, strict=True)
     ]
-    return MapsOnGrid(volumes, pixel, grid.resampled)
+    return MapsOnGrid(volumes, pixel, origin, grid.resampled)
 
 
 def _mirrored(volume: np.ndarray) -> np.ndarray:
