@@ -143,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             [str(p) for p in paths],
             [i > 0 and p.suffix.lower() not in ATOM_SUFFIXES for i, p in enumerate(paths)],
             pixel,
+            progress=lambda line: print(line, flush=True),
         )
         volumes, fits = fitted.volumes, fitted.fits
         for note in fitted.notes:
