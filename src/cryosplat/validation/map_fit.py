@@ -183,24 +183,28 @@ def _search(
     box = reference.shape[-1]
     ref_spectrum = torch.fft.rfftn(reference).conj()
     rotations = torch.from_numpy(super_fibonacci_rotations(SEARCH_ROTATIONS)).to(volume.dtype)
-    found = []
+    # Written in place: nothing small is allocated between the batches' large buffers, which
+    # would keep the heap from shrinking (2.4 GB after a search of 4,000 turns, 0.4 without).
+    score = torch.empty(len(rotations), dtype=volume.dtype)
+    peak = torch.empty(len(rotations), dtype=torch.long)
     for start in range(0, len(rotations), BATCH):
         batch = rotations[start : start + BATCH]
         turned = _moved(volume, batch, torch.zeros(len(batch), 3, dtype=volume.dtype))
         norms = turned.flatten(1).norm(dim=1).clamp_min(1e-30)
         cc = torch.fft.irfftn(torch.fft.rfftn(turned, dim=(1, 2, 3)) * ref_spectrum, s=(box,) * 3)
         where = cc.flatten(1).abs().argmax(dim=1)
-        best = cc.flatten(1).gather(1, where[:, None])[:, 0]
-        for score, flat, rotation in zip(best / norms, where, batch, strict=True):
-            z, y, x = np.unravel_index(int(flat), (box,) * 3)
-            # cc[d] = Σ ref(x) turned(x + d): the turned map moved by −d matches the reference.
-            shift = -((np.array([x, y, z]) + box // 2) % box - box // 2)
-            sign = 1.0 if float(score) >= 0 else -1.0
-            found.append(
-                (abs(float(score)), rotation.double().numpy(), shift.astype(np.float64), sign)
-            )
-    found.sort(key=lambda f: -f[0])
-    return found[:CANDIDATES]
+        score[start : start + len(batch)] = cc.flatten(1).gather(1, where[:, None])[:, 0] / norms
+        peak[start : start + len(batch)] = where
+    found = []
+    for k in torch.argsort(score.abs(), descending=True)[:CANDIDATES].tolist():
+        z, y, x = np.unravel_index(int(peak[k]), (box,) * 3)
+        # cc[d] = Σ ref(x) turned(x + d): the turned map moved by −d matches the reference.
+        shift = -((np.array([x, y, z]) + box // 2) % box - box // 2)
+        sign = 1.0 if float(score[k]) >= 0 else -1.0
+        found.append(
+            (abs(float(score[k])), rotations[k].double().numpy(), shift.astype(np.float64), sign)
+        )
+    return found
 
 
 def _refine(
