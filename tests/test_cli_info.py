@@ -333,3 +333,35 @@ def test_info_reads_the_images_left_out_as_each_version_wrote_them():
     assert len(new) == 1
     assert "926 of 6000 particles (the sample held 141 of 1000)" in new[0]
     assert new[0].endswith("their rows: a.npy, a.star")
+
+
+def test_info_summarises_a_map_and_a_mask_and_reconstruct_refuses_them(tmp_path, capsys):
+    """A map (``.mrc`` of as many sections as pixels a side, or ``.map``) is summarised, not read
+    as a stack of its z planes; a mask is named; particle commands refuse a map by name."""
+    from cryosplat.io.mrc import write_map
+
+    volume = np.random.default_rng(0).normal(size=(24, 24, 24)).astype(np.float32)
+    density, deposited, mask = tmp_path / "map.mrc", tmp_path / "emd.map", tmp_path / "mask.mrc"
+    write_map(density, volume, 2.5, origin_angstrom=[-30.0, -30.0, -30.0])
+    write_map(deposited, volume, 2.5)
+    write_map(mask, (np.abs(volume) < 1).astype(np.float32), 2.5)
+    assert main(["info", str(density)]) == 0
+    printed = capsys.readouterr().out
+    assert "box:          24 voxels (60.0 Å a side)" in printed
+    assert "voxel size:   2.5000 Å (Nyquist 5.00 Å)" in printed
+    assert "centre voxel 12 at (0.0, 0.0, 0.0) Å" in printed  # -30 + 12 × 2.5
+    assert "written by:   Created by cryosplat" in printed and "a mask" not in printed
+    assert "count:" not in printed and "hot pixels" not in printed
+    assert main(["info", str(deposited)]) == 0
+    assert "map:          " in capsys.readouterr().out
+    assert main(["info", str(mask)]) == 0
+    share = 100 * float((np.abs(volume) < 1).mean())
+    assert (
+        f"a mask:       values 0-1, {share:.1f} % of the voxels inside" in capsys.readouterr().out
+    )
+    assert main(["info", str(density), "--class", "1"]) == 2
+    assert "a map, which takes no --datadir, --class" in capsys.readouterr().err
+    for path in (density, deposited):
+        assert main(["reconstruct", str(path), "-o", str(tmp_path / "run")]) == 2
+        assert f"{path}: holds a 3D map, not particle images" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryosplat.cli.info_map import format_map
 from cryosplat.cli.info_run import format_run
 from cryosplat.cli.names import PASS_CHECKPOINTS
 from cryosplat.cli.particle_choice import add_selection_arguments, apply_selection
@@ -28,7 +29,8 @@ HELP = (
     "Given a reconstruct output folder: its run's state (running, complete, stopped) and results; "
     "given a score output folder: what was scored against which run, and what it named; given a "
     "refine-defocus output folder: how far the recorded defoci were off; given a refine-poses "
-    "output folder: how far the recorded poses were off"
+    "output folder: how far the recorded poses were off. Given a map (.mrc, .map): its grid, "
+    "placement and values"
 )
 
 
@@ -46,9 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "particles",
         type=Path,
-        help="particle .star, .cs or .mrcs stack, or a reconstruct, score, refine-defocus or "
-        "refine-poses "
-        "output folder",
+        help="particle .star, .cs or .mrcs stack, a reconstruct, score, refine-defocus or "
+        "refine-poses output folder, or a map (.mrc, .map)",
     )
     parser.add_argument(
         "--datadir",
@@ -279,9 +280,19 @@ def run(args: argparse.Namespace) -> int:
                 return 0
         print(format_run(read_run(args.particles)))
         return 0
+    from cryosplat.io.map_info import is_map_file, summarise_map
     from cryosplat.particles.read import read_particles
     from cryosplat.particles.summary import summarize
     from cryosplat.particles.validate import ACCEPT_OPTION, check_particles
+
+    if args.poses is None and args.ctf is None and is_map_file(args.particles):
+        if args.datadir or args.classes or args.ind or args.optics_groups:
+            raise InputError(
+                f"{args.particles}: a map, which takes no --datadir, --class, --ind or "
+                "--optics-group"
+            )
+        print(format_map(summarise_map(args.particles)))
+        return 0
 
     config = InfoConfig(args.particles, args.datadir, args.poses, args.ctf)
     try:

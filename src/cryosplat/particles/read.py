@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryosplat.core.errors import InputError
+from cryosplat.io.map_info import is_map_file
 from cryosplat.particles.cryodrgn import read_stack_with_pickles
 from cryosplat.particles.cryosparc import read_cryosparc
 from cryosplat.particles.particle_set import ParticleSet
@@ -39,6 +40,12 @@ def read_particles(
     if not path.exists():
         raise InputError(f"{path}: file not found")
     suffix = path.suffix.lower()
+    if poses is None and ctf is None and is_map_file(path):
+        raise InputError(
+            f"{path}: holds a 3D map, not particle images (particles: a .star or .cs file, or an "
+            ".mrcs stack with cryoDRGN's --poses and --ctf); cryosplat info summarises a map, "
+            "cryosplat fsc and sharpen read one"
+        )
     if suffix == ".star":
         return particles_from_star(path, datadir=datadir, require_images=require_images)
     if suffix == ".cs":
