@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from cryosplat.cli.main import main
+from cryosplat.core.conventions import mirrored_map
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import write_map
 from cryosplat.model.atoms import model_from_atoms, read_atoms
 from cryosplat.validation.map_comparison import (
-    _mirrored,
     compare_maps,
     comparison_notes,
     read_inputs_on_one_grid,
@@ -73,8 +73,8 @@ def test_equal_white_signal_and_noise_give_one_over_root_two_in_every_shell():
 def test_the_mirror_reverses_z_about_the_box_centre_and_twice_is_the_map():
     for box in (8, 9):
         volume = np.random.default_rng(box).normal(size=(box,) * 3)
-        mirrored = _mirrored(volume)
-        assert np.array_equal(_mirrored(mirrored), volume)
+        mirrored = mirrored_map(volume)
+        assert np.array_equal(mirrored_map(mirrored), volume)
         assert np.array_equal(mirrored[box // 2], volume[box // 2])
         assert np.array_equal(mirrored[box // 2 + 1], volume[box // 2 - 1])
 
@@ -84,7 +84,7 @@ def test_a_map_of_the_other_hand_and_one_of_inverted_contrast_are_named():
     rng = np.random.default_rng(3)
     noisy = truth + 0.05 * rng.normal(size=truth.shape).astype(np.float32)
     comparison = _compare(
-        truth, [("same", noisy), ("mirrored", _mirrored(noisy)), ("inverted", -noisy)]
+        truth, [("same", noisy), ("mirrored", mirrored_map(noisy)), ("inverted", -noisy)]
     )
     notes = comparison_notes(comparison)
     assert len(notes) == 2

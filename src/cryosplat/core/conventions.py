@@ -59,6 +59,7 @@ __all__ = [
     "file_origin_angstrom",
     "cropped_map_origin_angstrom",
     "source_box_to_write",
+    "mirrored_map",
 ]
 
 CRYODRGN_CTF_COLUMNS = (
@@ -82,6 +83,13 @@ def center_index(box: int) -> int:
 def coordinates_1d(box: int, pixel_size_angstrom: float = 1.0) -> np.ndarray:
     """Coordinates (Å) of the ``box`` pixel centres along one axis, 0 at index ``box // 2``."""
     return (np.arange(box) - box // 2) * float(pixel_size_angstrom)
+
+
+def mirrored_map(volume: np.ndarray) -> np.ndarray:
+    """A map ``volume[z, y, x]`` mirrored through the plane z = D // 2 (the origin voxel stays):
+    the other hand. Twice, the map itself."""
+    box = volume.shape[0]
+    return volume[(2 * center_index(box) - np.arange(box)) % box]
 
 
 def file_origin_angstrom(box: int, pixel_size_angstrom: float) -> float:

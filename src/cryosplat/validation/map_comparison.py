@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryosplat.core.conventions import file_origin_angstrom
+from cryosplat.core.conventions import file_origin_angstrom, mirrored_map
 from cryosplat.core.errors import InputError
 from cryosplat.core.resample import resample_volume
 from cryosplat.io.mrc import read_map, read_map_origin_xyz
@@ -343,13 +343,6 @@ def read_inputs_on_one_grid(
     return MapsOnGrid(volumes, pixel, origin, grid.resampled)
 
 
-def _mirrored(volume: np.ndarray) -> np.ndarray:
-    """The map mirrored through the plane z = D // 2 (the box centre of the FFT-aligned grid)."""
-    box = volume.shape[0]
-    index = (2 * (box // 2) - np.arange(box)) % box
-    return volume[index]
-
-
 def compare_maps(
     reference: np.ndarray,
     maps: Sequence[tuple[str, np.ndarray]],
@@ -382,7 +375,7 @@ def compare_maps(
     for name, volume in maps:
         if volume.shape != reference.shape:
             raise ValueError(f"{name}: shape {volume.shape}, the reference's {reference.shape}")
-        mirrored = fsc(_mirrored(volume) * weight, ref)
+        mirrored = fsc(mirrored_map(volume) * weight, ref)
         if correct_mask and mask is not None:
             corrected = masked_fsc(volume, reference, weight, pixel_size_angstrom)
             results.append(MapFSC(name, corrected.corrected, mirrored, corrected.masked))

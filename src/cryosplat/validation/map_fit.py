@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cryosplat.core.conventions import mirrored_map
 from cryosplat.core.resample import resample_volume
 from cryosplat.core.rotations import quaternion_to_matrix
 
@@ -267,7 +268,7 @@ def fit_map(reference: np.ndarray, volume: np.ndarray, pixel_size_angstrom: floa
     if not pixel_size_angstrom > 0:
         raise ValueError(f"pixel_size_angstrom must be positive, got {pixel_size_angstrom}")
     box = volume.shape[0]
-    mirror = volume[(2 * (box // 2) - np.arange(box)) % box]
+    mirror = mirrored_map(volume)
     refine_box = min(box, REFINE_BOX)
     scale = refine_box / min(box, SEARCH_BOX)  # search voxels to refinement voxels
     ref = _lowpassed(reference, pixel_size_angstrom, refine_box, REFINE_LOWPASS).float()
