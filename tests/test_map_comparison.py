@@ -158,6 +158,11 @@ def test_the_command_refuses_what_it_cannot_compare(tmp_path, capsys):
     write_map(mask, spherical_mask(24), PIXEL)
     assert main(["fsc", str(ref), str(ref), "--mask", str(mask)]) == 2
     assert "the mask's box is 24, the map's 32" in capsys.readouterr().err
+    small = tmp_path / "small.mrc"
+    write_map(small, _blobs(box=12), PIXEL)
+    assert main(["fsc", str(small), str(small)]) == 2
+    assert "box 12 is too small for the default soft spherical mask" in capsys.readouterr().err
+    assert main(["fsc", str(small), str(small), "--no-mask"]) == 0
     with pytest.raises(SystemExit):  # argparse: a mask and no mask at once
         main(["fsc", str(ref), str(ref), "--mask", str(mask), "--no-mask"])
 

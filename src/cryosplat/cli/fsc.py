@@ -115,6 +115,7 @@ def _outputs(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cryosplat.core.errors import InputError
     from cryosplat.io.mrc import write_map
     from cryosplat.io.svg_plot import write_svg
     from cryosplat.model.atoms import ATOM_SUFFIXES
@@ -155,7 +156,13 @@ def run(args: argparse.Namespace) -> int:
         mask = loaded.volume
         mask_name = f"mask {args.mask}, corrected by phase randomisation (as relion_postprocess)"
     else:
-        mask, mask_name = spherical_mask(box), "soft spherical mask"
+        try:
+            mask, mask_name = spherical_mask(box), "soft spherical mask"
+        except ValueError:
+            raise InputError(
+                f"{paths[0]}: box {box} is too small for the default soft spherical mask (its "
+                "edge 7 voxels inside the box's): pass --no-mask, or --mask"
+            ) from None
     comparison = compare_maps(
         volumes[0],
         [(str(p), v) for p, v in zip(paths[1:], volumes[1:], strict=True)],
