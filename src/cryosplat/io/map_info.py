@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 
 from cryosplat.core.errors import InputError
@@ -80,8 +81,6 @@ class MapSummary:
 
 def summarise_map(path: str | Path) -> MapSummary:
     """Read a map's grid, placement and values (:class:`MapSummary`)."""
-    import mrcfile
-
     volume, voxel = read_map(path)
     with mrcfile.open(path, header_only=True, permissive=True) as m:
         count = int(m.header.nlabl)
