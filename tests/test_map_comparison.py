@@ -206,6 +206,10 @@ def test_maps_of_other_grids_are_resampled_onto_the_reference_s(tmp_path, capsys
     assert np.abs(error).max() < 1e-3 * grid.volumes[0].max()
     grid = read_maps_on_one_grid([ref, ref], resample=True)  # one grid: nothing resampled
     assert grid.resampled == () and np.array_equal(grid.volumes[0], grid.volumes[1])
+    deposited = tmp_path / "emd.map"  # the EMDB's centre at (0, 0, 0): centred too, no note
+    write_map(deposited, _blobs_angstrom(48, 2.0), 2.0, origin_angstrom=-48.0)
+    assert main(["fsc", str(ref), str(deposited), "--resample"]) == 0
+    assert "note:" not in capsys.readouterr().out
     placed = tmp_path / "placed.mrc"  # a header that places the map elsewhere: named
     write_map(placed, _blobs_angstrom(48, 2.0), 2.0, origin_angstrom=30.0)
     assert main(["fsc", str(ref), str(placed), "--resample"]) == 0

@@ -264,21 +264,32 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
             f"{pixel:.4g} Å, centre on centre"
             + (" (low-passed to the coarser Nyquist)" if voxel < pixel else "")
         )
-        placed = any(np.any(read_map_origin_xyz(p) != 0) for p in (path, paths[0]))
+        placed = not (
+            _is_centred(path, volume.shape[0], voxel) and _is_centred(paths[0], box, pixel)
+        )
         apart = float(np.linalg.norm(_header_centre(path, volume.shape[0], voxel) - centre))
         if placed and apart > 0.5 * max(pixel, voxel):
             notes.append(
                 f"note: the headers of {path} and {paths[0]} place their centre voxels "
                 f"{apart:.1f} Å apart; they were compared centre on centre, as RELION places its "
-                "maps (maps in different frames need fitting first, e.g. ChimeraX fitmap)"
+                "maps (maps in different frames need fitting first: --fit)"
             )
     return MapsOnGrid(out, float(pixel), read_map_origin_xyz(paths[0]), tuple(notes))
 
 
 def _header_centre(path: Path, box: int, pixel_size_angstrom: float) -> np.ndarray:
-    """Where a map's header places its centre voxel ``D // 2`` (Å; x, y, z), as ChimeraX does.
-    Headers of origin zero (RELION's) place nothing: their maps' centres are their molecules'."""
+    """Where a map's header places its centre voxel ``D // 2`` (Å; x, y, z), as ChimeraX does."""
     return read_map_origin_xyz(path) + file_origin_angstrom(box, pixel_size_angstrom)
+
+
+def _is_centred(path: Path, box: int, pixel_size_angstrom: float) -> bool:
+    """Whether a map's header says its molecule is centred in its box: an origin of zero
+    (RELION's and cryosplat's) or its centre voxel placed at (0, 0, 0) (the EMDB's usual start
+    indices of ``-D / 2``). Two centred maps are compared centre on centre without a note."""
+    if not np.any(read_map_origin_xyz(path)):
+        return True
+    centre = _header_centre(path, box, pixel_size_angstrom)
+    return float(np.linalg.norm(centre)) <= 0.5 * pixel_size_angstrom
 
 
 def model_map(
