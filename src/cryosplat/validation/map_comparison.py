@@ -324,8 +324,9 @@ def model_map(
     if outside > MAX_OUTSIDE_SHARE:
         raise InputError(
             f"{path}: {100 * outside:.0f} % of its atoms lie outside the map's box: a model in "
-            "another frame than the map's (save it relative to the map in ChimeraX), or one the "
-            "map was simulated from (centred in the box: --centre-models)"
+            "another frame than the map's (save it relative to the map in ChimeraX, or give it "
+            "first with --centre-models --fit: the maps fitted onto it), or one the map was "
+            "simulated from (centred in the box: --centre-models)"
         )
     return model.voxelize().detach().cpu().numpy()
 
