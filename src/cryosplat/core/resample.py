@@ -98,7 +98,9 @@ def resample_volume(
     inside = (positions > -1e-6) & (positions < box_in - 1 + 1e-6)
     weights[~inside] = 0.0
     weights = weights.astype(np.float32)
-    out = np.asarray(volume, dtype=np.float32)
-    for axis in range(3):
-        out = np.moveaxis(np.tensordot(weights, out, axes=([1], [axis])), 0, axis)
-    return np.ascontiguousarray(out)
+    source = np.ascontiguousarray(volume, dtype=np.float32)
+    # z, then y (one product per z plane), then x: each result already in its place, so no
+    # transposed copy of the largest arrays is made.
+    out = (weights @ source.reshape(box_in, -1)).reshape(box_out, box_in, box_in)
+    out = np.matmul(weights, out)
+    return np.matmul(out, weights.T)

@@ -290,7 +290,7 @@ def move_map(volume: np.ndarray, fit: MapFit, pixel_size_angstrom: float) -> np.
     box = volume.shape[0]
     up = max(2, min(3, MAX_UPSAMPLED_BOX // box))
     fine = resample_volume(volume, pixel_size_angstrom, up * box, pixel_size_angstrom / up)
-    source = torch.from_numpy(fine.astype(np.float32))
+    source = torch.from_numpy(fine)  # float32 already: no copy of the largest array
     rotation = torch.from_numpy(np.asarray(fit.rotation, dtype=np.float32))
     shift = torch.from_numpy(np.asarray(fit.shift_angstrom, dtype=np.float32)) / pixel_size_angstrom
     out = np.empty((box,) * 3, dtype=np.float32)
