@@ -91,23 +91,30 @@ def _map_file(path: Path) -> Path:
     return path / MAP_FILE
 
 
-def _outputs(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
-    """The files ``-o`` names: the curves, their plot and, with ``--fit``, each map fitted
+def _fitted(args: argparse.Namespace, paths: list[Path]) -> list[bool]:
+    """Which inputs ``--fit`` moves: every map after the reference, no atomic model."""
+    from cryosplat.model.atoms import ATOM_SUFFIXES
+
+    return [
+        args.fit and i > 0 and p.suffix.lower() not in ATOM_SUFFIXES for i, p in enumerate(paths)
+    ]
+
+
+def _outputs(args: argparse.Namespace, paths: list[Path], fitted: list[bool]) -> list[Path]:
+    """The files ``-o`` names: the curves, their plot and each map ``fitted`` marks
     (``OUT_fitted_<i>_<map>.mrc`` on the reference's grid); refused where one exists."""
     from cryosplat.core.errors import InputError
-    from cryosplat.model.atoms import ATOM_SUFFIXES
 
     if args.output is None:
         return []
     if args.output.suffix.lower() != ".json":
         raise InputError(f"{args.output}: the curves are written as JSON; name it *.json")
     outputs = [args.output, args.output.with_suffix(".svg")]
-    if args.fit:
-        outputs += [
-            args.output.with_name(f"{args.output.stem}_fitted_{i}_{p.stem}.mrc")
-            for i, p in enumerate(paths)
-            if i > 0 and p.suffix.lower() not in ATOM_SUFFIXES
-        ]
+    outputs += [
+        args.output.with_name(f"{args.output.stem}_fitted_{i}_{p.stem}.mrc")
+        for i, (p, moved) in enumerate(zip(paths, fitted, strict=True))
+        if moved
+    ]
     for out in outputs:
         if out.exists() and not args.overwrite:
             raise InputError(f"{out} exists; --overwrite replaces it")
@@ -118,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.core.errors import InputError
     from cryosplat.io.mrc import write_map
     from cryosplat.io.svg_plot import write_svg
-    from cryosplat.model.atoms import ATOM_SUFFIXES
     from cryosplat.reconstruct.half_map_report import format_resolution
     from cryosplat.reconstruct.run_folder import write_json_atomic
     from cryosplat.validation.map_comparison import (
@@ -131,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     from cryosplat.validation.user_mask import load_fsc_mask
 
     paths = [_map_file(args.reference)] + [_map_file(p) for p in args.maps]
-    outputs = _outputs(args, paths)
+    fitted = _fitted(args, paths)
+    outputs = _outputs(args, paths, fitted)
     grid = read_inputs_on_one_grid(paths, args.angpix, args.centre_models, args.resample)
     volumes, pixel = grid.volumes, grid.pixel_size_angstrom
     box = volumes[0].shape[0]
@@ -139,15 +146,15 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     fits = None
     if args.fit:
-        fitted = fit_onto_reference(
+        moved = fit_onto_reference(
             volumes,
             [str(p) for p in paths],
-            [i > 0 and p.suffix.lower() not in ATOM_SUFFIXES for i, p in enumerate(paths)],
+            fitted,
             pixel,
             progress=lambda line: print(line, flush=True),
         )
-        volumes, fits = fitted.volumes, fitted.fits
-        for note in fitted.notes:
+        volumes, fits = moved.volumes, moved.fits
+        for note in moved.notes:
             print(note)
     if args.no_mask:
         mask, mask_name = None, "no mask"
@@ -192,8 +199,8 @@ def run(args: argparse.Namespace) -> int:
     if fits is not None:
         for entry, fit in zip(data["maps"], fits[1:], strict=True):
             entry["fit"] = None if fit is None else fit.to_json()
-        moved = [v for v, f in zip(volumes, fits, strict=True) if f is not None]
-        for path, volume in zip(outputs[2:], moved, strict=True):
+        written = [v for v, f in zip(volumes, fits, strict=True) if f is not None]
+        for path, volume in zip(outputs[2:], written, strict=True):
             write_map(path, volume, pixel, grid.origin_xyz_angstrom)
             print(f"fitted map: {path}")
     write_json_atomic(outputs[0], data)

@@ -252,7 +252,7 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
                 "relion_image_handler --angpix, or give maps of one grid and --angpix)"
             )
     box, pixel = volumes[0].shape[0], voxels[0]
-    centre = _header_centre(paths[0], box, pixel)
+    centre, centred = _header_centre(paths[0], box, pixel), _is_centred(paths[0], box, pixel)
     out, notes = [volumes[0]], []
     for path, volume, voxel in zip(paths[1:], volumes[1:], voxels[1:], strict=True):
         if volume.shape[0] == box and abs(voxel - pixel) <= SAME_VOXEL * pixel:
@@ -264,9 +264,7 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
             f"{pixel:.4g} Å, centre on centre"
             + (" (low-passed to the coarser Nyquist)" if voxel < pixel else "")
         )
-        placed = not (
-            _is_centred(path, volume.shape[0], voxel) and _is_centred(paths[0], box, pixel)
-        )
+        placed = not (centred and _is_centred(path, volume.shape[0], voxel))
         apart = float(np.linalg.norm(_header_centre(path, volume.shape[0], voxel) - centre))
         if placed and apart > 0.5 * max(pixel, voxel):
             notes.append(

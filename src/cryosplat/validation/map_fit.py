@@ -238,13 +238,12 @@ def _refine(
 
 
 def _coarse_fit(
-    reference: np.ndarray, volume: np.ndarray, pixel_angstrom: float
+    ref: torch.Tensor, volume: np.ndarray, pixel_angstrom: float
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """The search and each candidate refined on the search's grid (the map times the sign it
-    correlates with): (rotation, shift in that grid's voxels, sign) of the best."""
-    box = min(reference.shape[0], SEARCH_BOX)
-    ref = _lowpassed(reference, pixel_angstrom, box, SEARCH_LOWPASS).float()
-    vol = _lowpassed(volume, pixel_angstrom, box, SEARCH_LOWPASS).float()
+    """The search and each candidate refined on the search's grid, ``ref`` the reference made
+    ready for it (:func:`_lowpassed`; the map times the sign it correlates with): (rotation,
+    shift in that grid's voxels, sign) of the best."""
+    vol = _lowpassed(volume, pixel_angstrom, ref.shape[0], SEARCH_LOWPASS).float()
     refined = [(*_refine(ref, sign * vol, r, t), sign) for _, r, t, sign in _search(ref, vol)]
     return max(refined, key=lambda r: r[0])[1:]
 
@@ -272,9 +271,10 @@ def fit_map(reference: np.ndarray, volume: np.ndarray, pixel_size_angstrom: floa
     refine_box = min(box, REFINE_BOX)
     scale = refine_box / min(box, SEARCH_BOX)  # search voxels to refinement voxels
     ref = _lowpassed(reference, pixel_size_angstrom, refine_box, REFINE_LOWPASS).float()
+    coarse_ref = _lowpassed(reference, pixel_size_angstrom, min(box, SEARCH_BOX), SEARCH_LOWPASS)
     fits = []
     for moving in (volume, mirror):
-        rotation, shift, sign = _coarse_fit(reference, moving, pixel_size_angstrom)
+        rotation, shift, sign = _coarse_fit(coarse_ref.float(), moving, pixel_size_angstrom)
         vol = sign * _lowpassed(moving, pixel_size_angstrom, refine_box, REFINE_LOWPASS).float()
         refined = _refine(ref, vol, rotation, shift * scale)
         fits.append((float((ref * vol).sum()), *refined, sign))
