@@ -13,10 +13,12 @@ from cryosplat.validation.fsc import (
     crossing_shell,
     fsc,
     half_grid_shells,
+    map_spectrum,
     masked_fsc,
     masked_fscs,
     phase_randomize,
     resolution_at,
+    spectra_fsc,
 )
 from cryosplat.validation.masks import _dilate_cube, auto_mask, lowpass, spherical_mask
 
@@ -164,6 +166,41 @@ def test_fsc_on_the_half_grid_equals_the_full_grid_sums(box):
     np.testing.assert_allclose(fsc(a, b), expected, rtol=1e-12, atol=1e-12)
     moved = [np.roll(x, (3, -2, 5), axis=(0, 1, 2)) for x in (a, b)]
     np.testing.assert_allclose(fsc(*moved), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("box", [12, 13])
+def test_fsc_taken_a_slab_at_a_time_equals_the_whole_grid_at_once(box, monkeypatch):
+    """The shell sums taken over slabs of the first axis are those over the whole grid, to the
+    bit; a spectrum made once serves several comparisons."""
+    import cryosplat.validation.fsc as fsc_module
+
+    rng = np.random.default_rng(box)
+    a, b = rng.normal(size=(2, box, box, box))
+    whole = fsc(a, b)
+    fa, fb = map_spectrum(a), map_spectrum(b)
+    assert fa.dtype == torch.complex128 and fa.shape == (box, box, box // 2 + 1)
+    np.testing.assert_array_equal(spectra_fsc(fa, fb), whole)
+    monkeypatch.setattr(fsc_module, "_SLAB_POINTS", 2 * box * (box // 2 + 1))  # 2 planes a slab
+    np.testing.assert_array_equal(fsc(a, b), whole)
+    np.testing.assert_array_equal(spectra_fsc(fb, fa), whole)
+    with pytest.raises(ValueError, match="differ in shape"):
+        spectra_fsc(fa, map_spectrum(a[:-1, :-1, :-1]))
+
+
+@pytest.mark.parametrize("box", [16, 17])
+def test_spherical_mask_made_by_slabs_equals_the_radius_grid_formula(box, monkeypatch):
+    """The mask looked up from its squared radii a few planes at a time is the soft edge of the
+    whole radius grid, value for value."""
+    import cryosplat.validation.masks as masks_module
+
+    monkeypatch.setattr(masks_module, "_MASK_SLAB_VOXELS", 3 * box * box)
+    radius = squared_radius(box, 3, dtype=torch.float64).sqrt()
+    for radius_px, width in ((None, 6.0), (4.5, 2.5), (5.0, 0.0)):
+        edge_start = box / 2 - width - 1 if radius_px is None else radius_px
+        expected = masks_module.soft_edge(radius - edge_start, width).float().numpy()
+        made = spherical_mask(box, radius_px=radius_px, soft_width_px=width)
+        assert made.dtype == np.float32 and made.shape == (box, box, box)
+        np.testing.assert_array_equal(made, expected)
 
 
 def test_the_shared_shell_index_stays_as_made():

@@ -60,6 +60,28 @@ def test_a_map_low_passed_at_a_shell_crosses_there():
     assert BOX * PIXEL / 7 <= resolution <= BOX * PIXEL / 5
 
 
+def test_each_curve_is_the_fsc_of_the_masked_maps_and_the_inputs_stay_as_given():
+    """The reference's spectrum is made once for every map and mirror image, and the masked
+    copies are made in place of scratch arrays only: the curves are :func:`fsc`'s of the masked
+    maps, and neither the maps nor the mask change."""
+    from cryosplat.validation.fsc import fsc
+
+    truth, other = _blobs(0), _blobs(1)
+    mask = spherical_mask(BOX)
+    kept = [x.copy() for x in (truth, other, mask)]
+    result = _compare(truth, [("other", other), ("truth", truth)], mask)
+    for (name, volume), entry in zip(
+        (("other", other), ("truth", truth)), result.maps, strict=True
+    ):
+        assert entry.name == name
+        np.testing.assert_array_equal(entry.curve, fsc(volume * mask, truth * mask))
+        np.testing.assert_array_equal(
+            entry.mirrored, fsc(mirrored_map(volume) * mask, truth * mask)
+        )
+    for before, after in zip(kept, (truth, other, mask), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
 def test_equal_white_signal_and_noise_give_one_over_root_two_in_every_shell():
     rng = np.random.default_rng(1)
     signal = rng.normal(size=(BOX,) * 3).astype(np.float32)

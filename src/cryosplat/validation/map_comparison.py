@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cryosplat.core.conventions import file_origin_angstrom, mirrored_map
 from cryosplat.core.errors import InputError
@@ -41,7 +42,13 @@ from cryosplat.core.resample import resample_volume
 from cryosplat.io.mrc import read_map, read_map_origin_xyz
 from cryosplat.io.svg_plot import Curve, LinePlot
 from cryosplat.model.atoms import ATOM_SUFFIXES, model_from_atoms
-from cryosplat.validation.fsc import fsc, masked_fsc, resolution_at, shell_frequencies
+from cryosplat.validation.fsc import (
+    map_spectrum,
+    masked_fsc,
+    resolution_at,
+    shell_frequencies,
+    spectra_fsc,
+)
 from cryosplat.validation.user_mask import VOXEL_TOLERANCE
 
 __all__ = [
@@ -377,20 +384,27 @@ def compare_maps(
         past the shell where the unmasked FSC falls under 0.8).
     """
     box = reference.shape[0]
-    weight = np.ones_like(reference) if mask is None else np.asarray(mask, dtype=np.float32)
-    if weight.shape != reference.shape:
+    weight = None if mask is None else np.asarray(mask, dtype=np.float32)
+    if weight is not None and weight.shape != reference.shape:
         raise ValueError(f"mask shape {weight.shape} differs from the maps' {reference.shape}")
-    ref = reference * weight
+
+    def spectrum(volume: np.ndarray, scratch: bool = False) -> torch.Tensor:
+        """The masked map's spectrum; ``scratch``: ``volume`` is a copy, masked in place."""
+        if weight is not None:
+            volume = np.multiply(volume, weight, out=volume if scratch else None)
+        return map_spectrum(volume)
+
+    ref = spectrum(reference)  # once, for every map and its mirror image
     results = []
     for name, volume in maps:
         if volume.shape != reference.shape:
             raise ValueError(f"{name}: shape {volume.shape}, the reference's {reference.shape}")
-        mirrored = fsc(mirrored_map(volume) * weight, ref)
-        if correct_mask and mask is not None:
+        mirrored = spectra_fsc(spectrum(mirrored_map(volume), scratch=True), ref)
+        if correct_mask and weight is not None:
             corrected = masked_fsc(volume, reference, weight, pixel_size_angstrom)
             results.append(MapFSC(name, corrected.corrected, mirrored, corrected.masked))
         else:
-            results.append(MapFSC(name, fsc(volume * weight, ref), mirrored))
+            results.append(MapFSC(name, spectra_fsc(spectrum(volume), ref), mirrored))
     return MapComparison(names[0], box, float(pixel_size_angstrom), names[1], tuple(results))
 
 
