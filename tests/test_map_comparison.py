@@ -177,9 +177,13 @@ def test_the_command_refuses_what_it_cannot_compare(tmp_path, capsys):
     assert main(["fsc", str(ref), str(tmp_path)]) == 2  # a folder without map.mrc
     assert "not a complete reconstruct run" in capsys.readouterr().err
     mask = tmp_path / "mask.mrc"
-    write_map(mask, spherical_mask(24), PIXEL)
+    with mrcfile.new(mask) as handle:  # another box, and no voxel size to place it by
+        handle.set_data(spherical_mask(24))
     assert main(["fsc", str(ref), str(ref), "--mask", str(mask)]) == 2
-    assert "the mask's box is 24, the map's 32" in capsys.readouterr().err
+    assert "the mask's box is 24, the map's 32, and its header holds no" in capsys.readouterr().err
+    write_map(mask, spherical_mask(24), PIXEL)  # placed by its voxel size: resampled
+    assert main(["fsc", str(ref), str(ref), "--mask", str(mask)]) == 0
+    assert "box 24 of 3 Å resampled onto the map's grid (box 32" in capsys.readouterr().out
     small = tmp_path / "small.mrc"
     write_map(small, _blobs(box=12), PIXEL)
     assert main(["fsc", str(small), str(small)]) == 2

@@ -123,6 +123,35 @@ def test_the_command_sharpens_a_map_and_keeps_its_voxel_and_origin(tmp_path, cap
     assert "sharpened by B -40.0" in capsys.readouterr().out
 
 
+def test_the_command_s_mask_is_checked_and_another_grid_s_resampled(tmp_path, capsys):
+    """``--mask`` is read as every command reads a mask: a map given as one is refused, and a
+    refinement's mask of another grid is put on the map's (the fit within it as within the same
+    mask made on the map's grid)."""
+    from cryosplat.validation.masks import spherical_mask
+
+    source = tmp_path / "map.mrc"
+    write_map(source, _blurred(_points_map(6), 100.0), PIXEL)
+    not_a_mask = tmp_path / "other_map.mrc"
+    write_map(not_a_mask, 50.0 * _points_map(7), PIXEL)
+    base = ["sharpen", str(source), "--resolution", "3.5"]
+    assert main([*base, "-o", str(tmp_path / "a.mrc"), "--mask", str(not_a_mask)]) == 2
+    assert "is it a map rather than a mask?" in capsys.readouterr().err
+    own = tmp_path / "own.mrc"
+    write_map(own, spherical_mask(BOX, radius_px=14.0, soft_width_px=4.0), PIXEL)
+    fine = tmp_path / "fine.mrc"  # the same sphere on a grid of half the voxel size
+    write_map(fine, spherical_mask(2 * BOX, radius_px=28.0, soft_width_px=8.0), PIXEL / 2)
+    assert main([*base, "-o", str(tmp_path / "own_sharp.mrc"), "--mask", str(own)]) == 0
+    on_grid = capsys.readouterr().out
+    assert main([*base, "-o", str(tmp_path / "fine_sharp.mrc"), "--mask", str(fine)]) == 0
+    resampled = capsys.readouterr().out
+    assert "resampled onto the map's grid" in resampled and "resampled" not in on_grid
+
+    def bfactor(text: str) -> float:
+        return float(text.split("sharpened by B ")[1].split()[0])
+
+    assert bfactor(resampled) == pytest.approx(bfactor(on_grid), abs=2.0)
+
+
 def test_the_command_refuses_what_it_cannot_do(tmp_path, capsys):
     source = tmp_path / "map.mrc"
     write_map(source, _points_map(5), PIXEL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import mrcfile
 import numpy as np
@@ -39,12 +40,25 @@ def test_a_mask_on_the_maps_grid_is_taken_as_it_is(tmp_path):
     assert load_fsc_mask(None, BOX, PIXEL) is None
     # An unset voxel size (0 in the header) is not a mismatch.
     assert load_fsc_mask(_mask_file(tmp_path, sphere, voxel=0.0, name="m0.mrc"), BOX, PIXEL)
+    # A resampled mask's ringing (relion_image_handler --rescale_angpix: -0.072 to 1.080) is
+    # clipped, not refused.
+    ringing = np.where(sphere > 0.99, 1.08, np.where(sphere < 0.01, -0.072, sphere))
+    clipped = load_fsc_mask(_mask_file(tmp_path, ringing, name="ringing.mrc"), BOX, PIXEL)
+    assert clipped.volume.min() == 0.0 and clipped.volume.max() == 1.0
+
+
+def _corner_cube(box: int) -> np.ndarray:
+    """A mask whose inside lies in its box's corner, far outside a box of 48 about the centre."""
+    volume = np.zeros((box,) * 3)
+    volume[:10, :10, :10] = 1.0
+    return volume
 
 
 @pytest.mark.parametrize(
     ("volume", "voxel", "words"),
     [
-        (np.ones((40, 40, 40)), PIXEL, "the mask's box is 40, the map's 48"),
+        (np.ones((40, 40, 40)), 0.0, "the mask's box is 40, the map's 48, and its header holds no"),
+        (_corner_cube(120), PIXEL, "holds nothing on the map's grid"),
         (np.ones((BOX,) * 3), 1.0, "voxel size is 1 Å, the map's grid of box 48 has 2 Å"),
         (np.full((BOX,) * 3, 3.0), PIXEL, "holds values from 3 to 3"),
         (np.zeros((BOX,) * 3), PIXEL, "holds nothing"),
@@ -84,8 +98,36 @@ def test_a_mask_of_the_particles_grid_is_read_for_a_run_at_a_smaller_box(tmp_pat
     mask = load_fsc_mask(path, 24, 2 * PIXEL, source_box=BOX, source_pixel_size_angstrom=PIXEL)
     assert mask.volume.shape == (24, 24, 24)
     assert mask.volume.min() >= 0.0 and mask.volume.max() <= 1.0
-    with pytest.raises(InputError, match="box is 48, the map's 24 \\(the particles' 50\\)"):
-        load_fsc_mask(path, 24, 2 * PIXEL, source_box=50, source_pixel_size_angstrom=PIXEL)
+    bare = _mask_file(tmp_path, big, voxel=0.0, name="bare.mrc")
+    with pytest.raises(InputError, match="box is 48, the map's 24 \\(the particles' 50\\), and"):
+        load_fsc_mask(bare, 24, 2 * PIXEL, source_box=50, source_pixel_size_angstrom=PIXEL)
+
+
+def test_a_mask_of_another_grid_is_resampled_centre_on_centre_and_named(tmp_path):
+    """A refinement's mask of another box or voxel size (the unbinned particles', a larger box)
+    is put on the map's grid from its header's voxel size: the same physical sphere about voxel
+    D // 2 of each, in [0, 1], with a note; a larger box of the same voxel size is its centre."""
+    target = spherical_mask(BOX, radius_px=10.0, soft_width_px=4.0)
+    fine = spherical_mask(2 * BOX, radius_px=20.0, soft_width_px=8.0)  # 1 Å voxels
+    mask = load_fsc_mask(_mask_file(tmp_path, fine, voxel=PIXEL / 2, name="fine.mrc"), BOX, PIXEL)
+    assert mask.volume.shape == (BOX,) * 3
+    assert mask.volume.min() >= 0.0 and mask.volume.max() <= 1.0
+    assert np.abs(mask.volume - target).max() < 0.05
+    assert mask.note is not None and "box 96 of 1 Å resampled onto the map's grid" in mask.note
+    assert mask.name.endswith("fine.mrc")
+    wide = spherical_mask(64, radius_px=10.0, soft_width_px=4.0)  # box 64 of 2 Å
+    centre = load_fsc_mask(_mask_file(tmp_path, wide, name="wide.mrc"), BOX, PIXEL)
+    np.testing.assert_allclose(centre.volume, wide[8:56, 8:56, 8:56], atol=1e-6)
+    np.testing.assert_allclose(centre.volume, target, atol=1e-6)
+    same = load_fsc_mask(_mask_file(tmp_path, target, name="same.mrc"), BOX, PIXEL)
+    assert same.note is None
+
+
+def test_a_mask_of_an_odd_box_on_its_own_grid_is_taken_as_it_is(tmp_path):
+    """An odd map's own mask (no crop can make an odd box): read as given, not refused."""
+    odd = spherical_mask(33, radius_px=8.0, soft_width_px=3.0)
+    mask = load_fsc_mask(_mask_file(tmp_path, odd, name="odd.mrc"), 33, PIXEL)
+    np.testing.assert_array_equal(mask.volume, odd.astype(np.float64))
 
 
 def _molecule_and_data(noise_sd: float):
@@ -147,12 +189,12 @@ def test_a_mask_of_ones_reads_what_the_sphere_reads_up_to_its_cut():
 
 
 def test_reconstruct_with_a_mask_of_the_particles_grid_reports_within_it(
-    tiny_set, tmp_path, capsys
+    tiny_set, tmp_path, capsys, caplog
 ):
     """Through the command line, at a smaller box than the particles' (--downsample): the mask
     of the particles' grid is cropped to the map's, the resolution is read within it, and
-    fsc.json, run.json and ``cryosplat info`` say so; a mask of another grid stops the run
-    before any work."""
+    fsc.json, run.json and ``cryosplat info`` say so; a mask of another grid whose header holds no
+    voxel size stops the run before any work."""
     mask = spherical_mask(24, radius_px=7.0, soft_width_px=3.0)
     path = _mask_file(tmp_path, mask, voxel=4.0)
     out = tmp_path / "run"
@@ -168,10 +210,14 @@ def test_reconstruct_with_a_mask_of_the_particles_grid_reports_within_it(
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"read within the given mask {path}" in text and "given mask" in text
-    wrong = _mask_file(tmp_path, spherical_mask(20), voxel=4.0, name="wrong.mrc")
+    wrong = _mask_file(tmp_path, spherical_mask(20), voxel=0.0, name="wrong.mrc")
     assert main([*args[:3], str(tmp_path / "run2"), "--no-progress", "--mask", str(wrong)]) == 2
     assert "the mask's box is 20" in capsys.readouterr().err
     assert not (tmp_path / "run2").exists()
+    placed = _mask_file(tmp_path, spherical_mask(20), voxel=4.0, name="placed.mrc")
+    with caplog.at_level(logging.INFO, logger="cryosplat"):
+        assert main([*args[:3], str(tmp_path / "run3"), *args[4:], "--mask", str(placed)]) == 0
+    assert "placed.mrc: box 20 of 4 Å resampled onto the map's grid (box 16" in caplog.text
 
 
 def test_a_complete_run_with_kept_checkpoints_is_resumed_to_read_a_mask(tiny_set, tmp_path, capsys):

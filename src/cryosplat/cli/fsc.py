@@ -161,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.mask is not None:
         loaded = load_fsc_mask(args.mask, box, pixel)
         mask = loaded.volume
+        if loaded.note is not None:
+            print(loaded.note)
         mask_name = f"mask {args.mask}, corrected by phase randomisation (as relion_postprocess)"
     else:
         try:

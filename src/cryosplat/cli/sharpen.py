@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         guinier_plot,
         sharpen,
     )
+    from cryosplat.validation.user_mask import load_fsc_mask
 
     if not args.source.exists():
         raise InputError(f"{args.source}: not found (a reconstruct run folder or a map)")
@@ -159,10 +160,11 @@ def run(args: argparse.Namespace) -> int:
     mask_path = args.mask if args.mask is not None else mask_path
     low = GUINIER_LOW_RESOLUTION_ANGSTROM if args.low_resolution is None else args.low_resolution
     fit, mask = None, None
-    if mask_path is not None:
-        mask, _ = read_map(mask_path)
-        if mask.shape != volume.shape:
-            raise InputError(f"{mask_path}: box {mask.shape[0]}, the map's {volume.shape[0]}")
+    if mask_path is not None:  # checked as every command's mask; another grid's resampled
+        loaded = load_fsc_mask(mask_path, volume.shape[0], pixel)
+        mask = loaded.volume.astype("float32")
+        if loaded.note is not None:
+            print(loaded.note)
     fitted = volume if mask is None else volume * mask
     if args.bfactor is None:
         try:

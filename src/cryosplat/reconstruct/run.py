@@ -250,6 +250,8 @@ def reconstruct(
     particles = downsample_particles(particles, plan.box)
     box, pixel = particles.box, particles.pixel_size_angstrom  # a given mask: read before any work
     fsc_mask = load_fsc_mask(config.fsc_mask, box, pixel, source_box, source_pixel)
+    if fsc_mask is not None and fsc_mask.note is not None:
+        log.info(fsc_mask.note)
     asked = config  # the run's identity: the batch the plan chose may differ on resume
     n_gauss = config.n_gaussians or default_n_gaussians(particles.box)
     # The settings as run (also what config.json records): the plan's batch, raised on a GPU,

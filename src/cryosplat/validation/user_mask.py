@@ -13,7 +13,12 @@ The mask is taken at the map's box and voxel size (a mask made from ``map.mrc``)
 particles' box and pixel size (the refinement's mask) when the run works at a smaller box
 (``--downsample``, ``--max-resolution``, an odd box): it is then Fourier-cropped as the images
 are (:func:`cryosplat.core.fourier.fourier_crop_volume`), the same physical extent about voxel
-``D // 2``, and clipped to [0, 1].
+``D // 2``, and clipped to [0, 1]. A mask of any other grid (a refinement of the unbinned
+particles, a larger box) whose header holds its voxel size is resampled onto the map's, centre
+voxel on centre voxel as RELION places its maps (:func:`cryosplat.core.resample.resample_volume`:
+the same physical extent about the molecule's centre, band-limited to the coarser grid, zero
+beyond the mask's box), clipped to [0, 1], and named (:attr:`FSCMask.note`). A mask of the map's
+box whose voxel size differs is refused: that is more often a wrong header than another grid.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import torch
 
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fourier_crop_volume
+from cryosplat.core.resample import resample_volume
 from cryosplat.io.mrc import read_map
 
 __all__ = ["FSCMask", "load_fsc_mask"]
 
-# A mask's values lie in [0, 1]; interpolation and Fourier resampling overshoot a little.
-VALUE_TOLERANCE = 0.02
+# A mask's values lie in [0, 1]; interpolation and Fourier resampling overshoot a little, and are
+# clipped: a relion_mask_create mask of box 112 rescaled to box 56 by relion_image_handler
+# --rescale_angpix lies in [-0.072, 1.080] (round 2, session 96).
+VALUE_TOLERANCE = 0.1
 # Voxel sizes that differ by more than this share are different grids.
 VOXEL_TOLERANCE = 0.01
 # A mask holding fewer voxels above one half than this share of the box holds nothing.
@@ -47,10 +55,13 @@ class FSCMask:
     volume : np.ndarray, shape (D, D, D), float64 in [0, 1]
     name : str
         Where it came from (the file), for the report.
+    note : str or None
+        How it was put on the map's grid, where it was resampled from another (for the log).
     """
 
     volume: np.ndarray
     name: str
+    note: str | None = None
 
 
 def load_fsc_mask(
@@ -69,13 +80,15 @@ def load_fsc_mask(
     box, pixel_size_angstrom : the map's grid.
     source_box, source_pixel_size_angstrom : optional
         The particles' own box and pixel size, where the run works at a smaller box: a mask of
-        that box is Fourier-cropped to ``box``.
+        that box is Fourier-cropped to ``box``. A mask of any other box is resampled from the
+        voxel size in its header (module docstring).
 
     Raises
     ------
     InputError
-        The file is not a cubic map, its box or voxel size is neither the map's nor the
-        particles', or its values are not a mask's (outside [0, 1], or nothing inside).
+        The file is not a cubic map; its box is another grid's and its header holds no voxel
+        size; its box is the map's (or the particles') and its voxel size is not; its values are
+        not a mask's (outside [0, 1], or nothing inside, also once on the map's grid).
     """
     if path is None:
         return None
@@ -85,19 +98,21 @@ def load_fsc_mask(
     grids = {box: pixel_size_angstrom}
     if source_box is not None and source_pixel_size_angstrom is not None:
         grids.setdefault(source_box, source_pixel_size_angstrom)
-    if size not in grids:
+    if size not in grids and not voxel > 0:
         raise InputError(
             f"{path}: the mask's box is {size}, the map's {box}"
             + (f" (the particles' {source_box})" if source_box not in (None, box) else "")
-            + ": make the mask on the map's grid (e.g. from map.mrc) or the particles'"
+            + ", and its header holds no voxel size to put it on the map's grid: set it (e.g. "
+            "relion_image_handler --angpix), or make the mask on the map's grid (from map.mrc)"
         )
-    expected = grids[size]
-    if voxel > 0 and abs(voxel - expected) > VOXEL_TOLERANCE * expected:
-        raise InputError(
-            f"{path}: the mask's voxel size is {voxel:.4g} Å, the map's grid of box {size} has "
-            f"{expected:.4g} Å: a mask of another grid (set its header's voxel size if it is "
-            "only wrong there, e.g. relion_image_handler --angpix)"
-        )
+    if size in grids:
+        expected = grids[size]
+        if voxel > 0 and abs(voxel - expected) > VOXEL_TOLERANCE * expected:
+            raise InputError(
+                f"{path}: the mask's voxel size is {voxel:.4g} Å, the map's grid of box {size} "
+                f"has {expected:.4g} Å: a mask of another grid (set its header's voxel size if "
+                "it is only wrong there, e.g. relion_image_handler --angpix)"
+            )
     low, high = float(volume.min()), float(volume.max())
     if low < -VALUE_TOLERANCE or high > 1.0 + VALUE_TOLERANCE:
         raise InputError(
@@ -106,5 +121,21 @@ def load_fsc_mask(
         )
     if float((volume > 0.5).mean()) < MIN_INSIDE_SHARE:
         raise InputError(f"{path}: the mask holds nothing (no voxel above 0.5)")
-    cropped = fourier_crop_volume(torch.as_tensor(volume, dtype=torch.float64), box)
-    return FSCMask(cropped.clamp(0.0, 1.0).numpy(), str(path))
+    note = None
+    if size == box:  # also an odd box, which no crop makes
+        on_grid = torch.as_tensor(volume, dtype=torch.float64)
+    elif size in grids:
+        on_grid = fourier_crop_volume(torch.as_tensor(volume, dtype=torch.float64), box)
+    else:
+        on_grid = torch.as_tensor(resample_volume(volume, voxel, box, pixel_size_angstrom))
+        note = (
+            f"mask {path}: box {size} of {voxel:.4g} Å resampled onto the map's grid (box {box} "
+            f"of {pixel_size_angstrom:.4g} Å), centre voxel on centre voxel"
+        )
+    on_grid = on_grid.to(torch.float64).clamp(0.0, 1.0)
+    if float((on_grid > 0.5).double().mean()) < MIN_INSIDE_SHARE:
+        raise InputError(
+            f"{path}: the mask holds nothing on the map's grid (box {box} of "
+            f"{pixel_size_angstrom:.4g} Å): its molecule lies outside the map's box"
+        )
+    return FSCMask(on_grid.numpy(), str(path), note)
