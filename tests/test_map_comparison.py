@@ -254,6 +254,41 @@ def test_maps_of_other_grids_are_resampled_onto_the_reference_s(tmp_path, capsys
         read_maps_on_one_grid([ref, no_voxel], resample=True)
 
 
+def test_a_map_that_is_not_cubic_is_resampled_and_refused_as_the_reference(tmp_path, capsys):
+    """A deposited map boxed around its model (43 × 46 × 40 voxels, each axis's centre voxel on
+    the molecule's centre): named without --resample, put on the reference's cube with it (the
+    same curve as the whole cube it was cut from, to the shells the cut leaves whole); as the
+    reference, refused (it sets a cubic grid)."""
+    ref, whole, boxed = (tmp_path / n for n in ("ref.mrc", "whole.mrc", "boxed.map"))
+    write_map(ref, _blobs_angstrom(BOX, PIXEL), PIXEL)
+    cube = _blobs_angstrom(48, 2.0)
+    write_map(whole, cube, 2.0)
+    cut = np.ascontiguousarray(cube[4:44, 1:47, 3:46])  # centre voxels 20, 23, 21 ← 24
+    with mrcfile.new(boxed) as m:
+        m.set_data(cut)
+        m.voxel_size = 2.0
+    assert main(["fsc", str(ref), str(boxed), "--no-mask"]) == 2
+    assert "box 43 × 46 × 40 (x, y, z), the reference" in capsys.readouterr().err
+    out = tmp_path / "cmp.json"
+    args = ["fsc", str(ref), str(whole), str(boxed), "--no-mask", "--resample", "-o", str(out)]
+    assert main(args) == 0
+    assert f"{boxed}: box 43 × 46 × 40 (x, y, z) of 2 Å resampled onto box 32" in (
+        capsys.readouterr().out
+    )
+    curves = [np.array(m["fsc"]) for m in json.loads(out.read_text())["maps"]]
+    assert np.abs(curves[0][:12] - curves[1][:12]).max() < 0.01
+    assert main(["fsc", str(boxed), str(ref), "--resample"]) == 2
+    assert "the reference sets the grid" in capsys.readouterr().err
+    assert main(["info", str(boxed)]) == 0
+    printed = capsys.readouterr().out
+    assert "box:          43 × 46 × 40 (x, y, z) voxels (86.0 × 92.0 × 80.0 Å)" in printed
+    assert "centre voxel (21, 23, 20)" in printed and "not cubic:" in printed
+    as_mrc = tmp_path / "boxed.mrc"  # images are square: an .mrc of 43 × 46 is no stack
+    write_map(as_mrc, cut, 2.0)
+    assert main(["info", str(as_mrc)]) == 0
+    assert "not cubic:" in capsys.readouterr().out
+
+
 MODEL = "models/8zpm.cif"
 
 

@@ -14,11 +14,13 @@ from cryosplat.core.resample import interpolation_weights, resample_volume
 BLOBS = (((5.0, -3.0, 2.0), 4.0, 1.0), ((-6.0, 4.0, 1.0), 3.0, 0.7), ((0.0, 7.0, -5.0), 5.0, -0.4))
 
 
-def _sampled(box: int, pixel_angstrom: float) -> np.ndarray:
-    """The blobs sampled on a grid whose voxel ``box // 2`` lies at the origin."""
-    axis = (np.arange(box) - box // 2) * pixel_angstrom
-    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
-    volume = np.zeros((box,) * 3)
+def _sampled(box: int | tuple[int, int, int], pixel_angstrom: float) -> np.ndarray:
+    """The blobs sampled on a grid (a box, or (z, y, x) sizes) whose voxel ``n // 2`` along each
+    axis lies at the origin."""
+    sizes = (box,) * 3 if isinstance(box, int) else box
+    axes = [(np.arange(n) - n // 2) * pixel_angstrom for n in sizes]
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    volume = np.zeros(sizes)
     for (cx, cy, cz), width, amplitude in BLOBS:
         r2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
         volume += amplitude * np.exp(-r2 / (2 * width**2))
@@ -45,6 +47,21 @@ def test_a_density_sampled_on_one_grid_is_found_on_another(box_in, pixel_in, box
     resampled = resample_volume(_sampled(box_in, pixel_in), pixel_in, box_out, pixel_out)
     assert resampled.shape == (box_out,) * 3 and resampled.dtype == np.float32
     assert np.abs(resampled - _sampled(box_out, pixel_out)).max() < 1e-4
+
+
+@pytest.mark.parametrize("pixel_out", [2.0, 1.9])
+def test_a_map_that_is_not_cubic_is_put_on_a_cubic_grid_about_each_axis_s_centre(pixel_out):
+    """A deposited map boxed around its model (36 × 40 × 34 voxels): each axis about its own centre
+    voxel; at the same voxel size, the cube is the map itself, zero beyond it."""
+    shape = (34, 40, 36)  # z, y, x
+    resampled = resample_volume(_sampled(shape, 2.0), 2.0, 33, pixel_out)
+    assert resampled.shape == (33,) * 3
+    assert np.abs(resampled - _sampled(33, pixel_out)).max() < 1e-4
+    volume = np.random.default_rng(4).normal(size=(5, 8, 7)).astype(np.float32)
+    cube = resample_volume(volume, 1.0, 8, 1.0)
+    # centre voxels 2, 4, 3 land on 4: z from 2 to 6, x from 1 to 7, y as it is
+    np.testing.assert_allclose(cube[2:7, :, 1:8], volume, atol=1e-5)
+    assert not cube[:2].any() and not cube[7:].any() and not cube[:, :, 0].any()
 
 
 def test_a_band_limited_map_downsampled_is_its_fourier_crop():
@@ -75,8 +92,8 @@ def test_the_centre_voxel_stays_and_beyond_the_map_s_box_is_zero():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="cubic"):
-        resample_volume(np.zeros((4, 4, 5)), 1.0, 4, 1.0)
+    with pytest.raises(ValueError, match="3D"):
+        resample_volume(np.zeros((4, 5)), 1.0, 4, 1.0)
     with pytest.raises(ValueError, match="positive, got 0.0"):
         resample_volume(np.zeros((4, 4, 4)), 0.0, 4, 1.0)
     with pytest.raises(ValueError, match="box_out must be at least 1, got 0"):

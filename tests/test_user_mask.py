@@ -121,6 +121,11 @@ def test_a_mask_of_another_grid_is_resampled_centre_on_centre_and_named(tmp_path
     np.testing.assert_allclose(centre.volume, target, atol=1e-6)
     same = load_fsc_mask(_mask_file(tmp_path, target, name="same.mrc"), BOX, PIXEL)
     assert same.note is None
+    boxed = load_fsc_mask(  # not cubic: centre voxels 20, 24, 22 on 24
+        _mask_file(tmp_path, target[4:44, :, 2:46], name="boxed.mrc"), BOX, PIXEL
+    )
+    assert "box 44 × 48 × 40 (x, y, z) of 2 Å resampled" in boxed.note
+    np.testing.assert_allclose(boxed.volume, target, atol=1e-6)
 
 
 def test_a_mask_of_an_odd_box_on_its_own_grid_is_taken_as_it_is(tmp_path):

@@ -64,12 +64,14 @@ def interpolation_weights(
 def resample_volume(
     volume: np.ndarray, pixel_size_angstrom: float, box_out: int, pixel_out_angstrom: float
 ) -> np.ndarray:
-    """A cubic map resampled onto a grid of ``box_out`` voxels of ``pixel_out_angstrom``,
+    """A map resampled onto a cubic grid of ``box_out`` voxels of ``pixel_out_angstrom``,
     centre voxel on centre voxel (module docstring).
 
     Parameters
     ----------
-    volume : np.ndarray, shape (D, D, D)
+    volume : np.ndarray, shape (Dz, Dy, Dx)
+        Cubic, or not (a deposited map boxed around its model): each axis about its own centre
+        voxel ``D_axis // 2``.
     pixel_size_angstrom : float
         The map's voxel size (Å).
     box_out : int
@@ -82,25 +84,31 @@ def resample_volume(
         Band-limited to the coarser of the two Nyquist frequencies; zero outside the map's box.
     """
     volume = np.asarray(volume)
-    if volume.ndim != 3 or len(set(volume.shape)) != 1:
-        raise ValueError(f"volume must be cubic (D, D, D), got shape {volume.shape}")
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be 3D (Dz, Dy, Dx), got shape {volume.shape}")
     if not (pixel_size_angstrom > 0 and pixel_out_angstrom > 0):
         raise ValueError(
             f"voxel sizes must be positive, got {pixel_size_angstrom} and {pixel_out_angstrom}"
         )
     if box_out < 1:
         raise ValueError(f"box_out must be at least 1, got {box_out}")
-    box_in = volume.shape[0]
     ratio = pixel_out_angstrom / pixel_size_angstrom
+    weights = {n: _axis_weights(n, box_out, ratio) for n in set(volume.shape)}
+    depth, rows, columns = volume.shape
+    source = np.ascontiguousarray(volume, dtype=np.float32)
+    # z, then y (one product per z plane), then x: each result already in its place, so no
+    # transposed copy of the largest arrays is made.
+    out = (weights[depth] @ source.reshape(depth, -1)).reshape(box_out, rows, columns)
+    out = np.matmul(weights[rows], out)
+    return np.matmul(out, weights[columns].T)
+
+
+def _axis_weights(box_in: int, box_out: int, ratio: float) -> np.ndarray:
+    """One axis's weights (box_out, box_in), float32: output voxel ``j`` at the input's
+    ``box_in // 2 + (j − box_out // 2) · ratio``, zero outside the input."""
     positions = box_in // 2 + (np.arange(box_out) - box_out // 2) * ratio
     # The output's Nyquist (1 / 2 p_out) in cycles per input box: N p_in / (2 p_out).
     weights = interpolation_weights(box_in, positions, box_in / (2 * ratio))
     inside = (positions > -1e-6) & (positions < box_in - 1 + 1e-6)
     weights[~inside] = 0.0
-    weights = weights.astype(np.float32)
-    source = np.ascontiguousarray(volume, dtype=np.float32)
-    # z, then y (one product per z plane), then x: each result already in its place, so no
-    # transposed copy of the largest arrays is made.
-    out = (weights @ source.reshape(box_in, -1)).reshape(box_out, box_in, box_in)
-    out = np.matmul(weights, out)
-    return np.matmul(out, weights.T)
+    return weights.astype(np.float32)

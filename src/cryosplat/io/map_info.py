@@ -20,7 +20,7 @@ import numpy as np
 from cryosplat.core.errors import InputError
 from cryosplat.io.mrc import read_map, read_map_origin_xyz, stack_header_info
 
-__all__ = ["MAP_SUFFIXES", "MapSummary", "is_map_file", "summarise_map"]
+__all__ = ["MAP_SUFFIXES", "MapSummary", "grid_text", "is_map_file", "summarise_map"]
 
 # Files of these suffixes may hold a map; ``.mrcs`` never does (RELION's stacks).
 MAP_SUFFIXES = (".mrc", ".map")
@@ -28,9 +28,17 @@ MAP_SUFFIXES = (".mrc", ".map")
 MASK_TOLERANCE = 0.02
 
 
+def grid_text(shape_zyx: tuple[int, ...]) -> str:
+    """A map's box as messages name it: ``56``, or, not cubic, ``31 × 33 × 29 (x, y, z)``."""
+    depth, rows, columns = shape_zyx
+    return str(depth) if depth == rows == columns else f"{columns} × {rows} × {depth} (x, y, z)"
+
+
 def is_map_file(path: str | Path) -> bool:
     """Whether ``path`` holds a 3D map: ``.map``, or ``.mrc`` whose sections number its side
-    (``nz == ny == nx > 1``). A missing or unreadable file is not one (its reader says why)."""
+    (``nz == ny == nx > 1``), or of several sections that are not square (no particle image is:
+    a deposited map boxed around its model). A missing or unreadable file is not one (its reader
+    says why)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MAP_SUFFIXES or not path.is_file():
@@ -41,7 +49,9 @@ def is_map_file(path: str | Path) -> bool:
         header = stack_header_info(path)
     except InputError:  # whatever reads it next names the fault
         return False
-    return header["nx"] == header["ny"] == header["nz"] > 1
+    if header["nz"] <= 1:
+        return False
+    return header["nx"] == header["ny"] == header["nz"] or header["nx"] != header["ny"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,8 @@ class MapSummary:
     Attributes
     ----------
     source : str
-    box : int
+    shape_xyz : (int, int, int)
+        Voxels along x, y and z (equal for a cubic map: :attr:`box`).
     voxel_size_angstrom : float
         0 where the header holds none.
     origin_xyz_angstrom : np.ndarray, shape (3,)
@@ -67,7 +78,7 @@ class MapSummary:
     """
 
     source: str
-    box: int
+    shape_xyz: tuple[int, int, int]
     voxel_size_angstrom: float
     origin_xyz_angstrom: np.ndarray
     minimum: float
@@ -78,10 +89,15 @@ class MapSummary:
     is_mask: bool
     inside_share: float
 
+    @property
+    def box(self) -> int | None:
+        """The side of a cubic map; None for one that is not cubic."""
+        return self.shape_xyz[0] if len(set(self.shape_xyz)) == 1 else None
+
 
 def summarise_map(path: str | Path) -> MapSummary:
     """Read a map's grid, placement and values (:class:`MapSummary`)."""
-    volume, voxel = read_map(path)
+    volume, voxel = read_map(path, cubic=False)
     with mrcfile.open(path, header_only=True, permissive=True) as m:
         count = int(m.header.nlabl)
         label = m.header.label[0].decode("ascii", "replace").strip() if count else ""
@@ -94,7 +110,7 @@ def summarise_map(path: str | Path) -> MapSummary:
     )
     return MapSummary(
         source=str(path),
-        box=volume.shape[0],
+        shape_xyz=(volume.shape[2], volume.shape[1], volume.shape[0]),
         voxel_size_angstrom=voxel,
         origin_xyz_angstrom=read_map_origin_xyz(path),
         minimum=low,

@@ -235,8 +235,9 @@ class MRCStack:
         return state
 
 
-def read_map(path: str | Path) -> tuple[np.ndarray, float]:
-    """Read a cubic map: ``(volume[z, y, x] float32, voxel_size_angstrom)``."""
+def read_map(path: str | Path, cubic: bool = True) -> tuple[np.ndarray, float]:
+    """Read a map: ``(volume[z, y, x] float32, voxel_size_angstrom)``; refused where it is not
+    cubic unless ``cubic`` is False (a deposited map boxed around its model, to be resampled)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: map file not found")
@@ -252,7 +253,7 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
         raise InputError(f"{path}: cannot read MRC map ({exc})") from None
     if data is None:
         raise InputError(f"{path}: not a readable MRC map (no data block in the MRC format)")
-    if data.ndim != 3 or len(set(data.shape)) != 1:
+    if data.ndim != 3 or (cubic and len(set(data.shape)) != 1):
         raise InputError(f"{path}: expected a cubic 3D map, got shape {data.shape}")
     if axes != (1, 2, 3) and sorted(axes) == [1, 2, 3]:
         # Data axes are (sections, rows, columns) = spatial axes (maps, mapr, mapc); want (z, y, x).

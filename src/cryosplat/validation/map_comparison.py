@@ -39,6 +39,7 @@ import torch
 from cryosplat.core.conventions import file_origin_angstrom, mirrored_map
 from cryosplat.core.errors import InputError
 from cryosplat.core.resample import resample_volume
+from cryosplat.io.map_info import grid_text
 from cryosplat.io.mrc import read_map, read_map_origin_xyz
 from cryosplat.io.svg_plot import Curve, LinePlot
 from cryosplat.model.atoms import ATOM_SUFFIXES, model_from_atoms
@@ -223,16 +224,22 @@ def read_maps_on_one_grid(
         )
     volumes, voxels = [], []
     for path in paths:
-        volume, voxel = read_map(path)
+        volume, voxel = read_map(path, cubic=False)
         volumes.append(volume)
         voxels.append(voxel)
+    if len(set(volumes[0].shape)) != 1:
+        raise InputError(
+            f"{paths[0]}: a map of {grid_text(volumes[0].shape)} voxels; the reference sets the grid "
+            "the maps are compared on, a cube: give a cubic map first (e.g. your own), this one "
+            "after it with --resample"
+        )
     if resample:
         return _resampled(paths, volumes, voxels)
     box = volumes[0].shape[0]
     for path, volume in zip(paths[1:], volumes[1:], strict=True):
-        if volume.shape[0] != box:
+        if volume.shape != (box,) * 3:
             raise InputError(
-                f"{path}: box {volume.shape[0]}, the reference {paths[0]} has box {box}: "
+                f"{path}: box {grid_text(volume.shape)}, the reference {paths[0]} has box {box}: "
                 "--resample puts it on the reference's grid, centre on centre"
             )
     if pixel_size_angstrom is not None:
@@ -262,17 +269,17 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
     centre, centred = _header_centre(paths[0], box, pixel), _is_centred(paths[0], box, pixel)
     out, notes = [volumes[0]], []
     for path, volume, voxel in zip(paths[1:], volumes[1:], voxels[1:], strict=True):
-        if volume.shape[0] == box and abs(voxel - pixel) <= SAME_VOXEL * pixel:
+        if volume.shape == (box,) * 3 and abs(voxel - pixel) <= SAME_VOXEL * pixel:
             out.append(volume)
             continue
         out.append(resample_volume(volume, voxel, box, pixel))
         notes.append(
-            f"{path}: box {volume.shape[0]} of {voxel:.4g} Å resampled onto box {box} of "
+            f"{path}: box {grid_text(volume.shape)} of {voxel:.4g} Å resampled onto box {box} of "
             f"{pixel:.4g} Å, centre on centre"
             + (" (low-passed to the coarser Nyquist)" if voxel < pixel else "")
         )
-        placed = not (centred and _is_centred(path, volume.shape[0], voxel))
-        apart = float(np.linalg.norm(_header_centre(path, volume.shape[0], voxel) - centre))
+        placed = not (centred and _is_centred(path, volume.shape, voxel))
+        apart = float(np.linalg.norm(_header_centre(path, volume.shape, voxel) - centre))
         if placed and apart > 0.5 * max(pixel, voxel):
             notes.append(
                 f"note: the headers of {path} and {paths[0]} place their centre voxels "
@@ -282,18 +289,23 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
     return MapsOnGrid(out, float(pixel), read_map_origin_xyz(paths[0]), tuple(notes))
 
 
-def _header_centre(path: Path, box: int, pixel_size_angstrom: float) -> np.ndarray:
-    """Where a map's header places its centre voxel ``D // 2`` (Å; x, y, z), as ChimeraX does."""
-    return read_map_origin_xyz(path) + file_origin_angstrom(box, pixel_size_angstrom)
+def _header_centre(
+    path: Path, shape: int | tuple[int, int, int], pixel_size_angstrom: float
+) -> np.ndarray:
+    """Where a map's header places its centre voxel, ``D // 2`` on each axis (Å; x, y, z), as
+    ChimeraX does; ``shape``: its box, or its (z, y, x) sizes."""
+    sizes = np.broadcast_to(np.asarray(shape), (3,))[::-1]  # x, y, z
+    offsets = [file_origin_angstrom(int(n), pixel_size_angstrom) for n in sizes]
+    return read_map_origin_xyz(path) + np.array(offsets)
 
 
-def _is_centred(path: Path, box: int, pixel_size_angstrom: float) -> bool:
+def _is_centred(path: Path, shape: int | tuple[int, int, int], pixel_size_angstrom: float) -> bool:
     """Whether a map's header says its molecule is centred in its box: an origin of zero
     (RELION's and cryosplat's) or its centre voxel placed at (0, 0, 0) (the EMDB's usual start
     indices of ``-D / 2``). Two centred maps are compared centre on centre without a note."""
     if not np.any(read_map_origin_xyz(path)):
         return True
-    centre = _header_centre(path, box, pixel_size_angstrom)
+    centre = _header_centre(path, shape, pixel_size_angstrom)
     return float(np.linalg.norm(centre)) <= 0.5 * pixel_size_angstrom
 
 

@@ -14,7 +14,7 @@ particles' box and pixel size (the refinement's mask) when the run works at a sm
 (``--downsample``, ``--max-resolution``, an odd box): it is then Fourier-cropped as the images
 are (:func:`cryosplat.core.fourier.fourier_crop_volume`), the same physical extent about voxel
 ``D // 2``, and clipped to [0, 1]. A mask of any other grid (a refinement of the unbinned
-particles, a larger box) whose header holds its voxel size is resampled onto the map's, centre
+particles, a larger box, a box that is not cubic) whose header holds its voxel size is resampled onto the map's, centre
 voxel on centre voxel as RELION places its maps (:func:`cryosplat.core.resample.resample_volume`:
 the same physical extent about the molecule's centre, band-limited to the coarser grid, zero
 beyond the mask's box), clipped to [0, 1], and named (:attr:`FSCMask.note`). A mask of the map's
@@ -32,6 +32,7 @@ import torch
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fourier_crop_volume
 from cryosplat.core.resample import resample_volume
+from cryosplat.io.map_info import grid_text
 from cryosplat.io.mrc import read_map
 
 __all__ = ["FSCMask", "load_fsc_mask"]
@@ -93,14 +94,16 @@ def load_fsc_mask(
     if path is None:
         return None
     path = Path(path)
-    volume, voxel = read_map(path)
-    size = volume.shape[0]
+    volume, voxel = read_map(path, cubic=False)
+    # Its side; None where it is not cubic (resampled, as any other grid's mask).
+    size = volume.shape[0] if len(set(volume.shape)) == 1 else None
+    named = grid_text(volume.shape)
     grids = {box: pixel_size_angstrom}
     if source_box is not None and source_pixel_size_angstrom is not None:
         grids.setdefault(source_box, source_pixel_size_angstrom)
     if size not in grids and not voxel > 0:
         raise InputError(
-            f"{path}: the mask's box is {size}, the map's {box}"
+            f"{path}: the mask's box is {named}, the map's {box}"
             + (f" (the particles' {source_box})" if source_box not in (None, box) else "")
             + ", and its header holds no voxel size to put it on the map's grid: set it (e.g. "
             "relion_image_handler --angpix), or make the mask on the map's grid (from map.mrc)"
@@ -129,7 +132,7 @@ def load_fsc_mask(
     else:
         on_grid = torch.as_tensor(resample_volume(volume, voxel, box, pixel_size_angstrom))
         note = (
-            f"mask {path}: box {size} of {voxel:.4g} Å resampled onto the map's grid (box {box} "
+            f"mask {path}: box {named} of {voxel:.4g} Å resampled onto the map's grid (box {box} "
             f"of {pixel_size_angstrom:.4g} Å), centre voxel on centre voxel"
         )
     on_grid = on_grid.to(torch.float64).clamp(0.0, 1.0)
