@@ -244,6 +244,8 @@ def test_maps_of_other_grids_are_resampled_onto_the_reference_s(tmp_path, capsys
         r"voxels 52\.0 Å apart",
         capsys.readouterr().out,
     )
+    assert main(["fsc", str(ref), str(placed), "--resample", "--fit"]) == 0
+    assert "note:" not in capsys.readouterr().out  # the fit places it: the note is moot
     assert main([*args, "--resample", "--angpix", "3", "--overwrite"]) == 2
     assert "give one of the two" in capsys.readouterr().err
     no_voxel = tmp_path / "none.mrc"

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     grid = read_inputs_on_one_grid(paths, args.angpix, args.centre_models, args.resample)
     volumes, pixel = grid.volumes, grid.pixel_size_angstrom
     box = volumes[0].shape[0]
-    for note in grid.resampled:
+    for note in grid.resampled + (() if args.fit else grid.apart):  # a fit places them anyway
         print(note)
     fits = None
     if args.fit:

@@ -183,12 +183,16 @@ class MapsOnGrid:
         map written on this grid carries it, to overlay the first in ChimeraX.
     resampled : tuple of str
         One line per map that was resampled onto the grid (its own box and voxel size).
+    apart : tuple of str
+        A note per resampled map whose header places it apart from the first's (compared centre
+        on centre: moot where the maps are fitted).
     """
 
     volumes: list[np.ndarray]
     pixel_size_angstrom: float
     origin_xyz_angstrom: np.ndarray
     resampled: tuple[str, ...] = ()
+    apart: tuple[str, ...] = ()
 
 
 def read_maps_on_one_grid(
@@ -267,7 +271,7 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
             )
     box, pixel = volumes[0].shape[0], voxels[0]
     centre, centred = _header_centre(paths[0], box, pixel), _is_centred(paths[0], box, pixel)
-    out, notes = [volumes[0]], []
+    out, notes, apart = [volumes[0]], [], []
     for path, volume, voxel in zip(paths[1:], volumes[1:], voxels[1:], strict=True):
         if volume.shape == (box,) * 3 and abs(voxel - pixel) <= SAME_VOXEL * pixel:
             out.append(volume)
@@ -279,14 +283,15 @@ def _resampled(paths: Sequence[Path], volumes: list[np.ndarray], voxels: list[fl
             + (" (low-passed to the coarser Nyquist)" if voxel < pixel else "")
         )
         placed = not (centred and _is_centred(path, volume.shape, voxel))
-        apart = float(np.linalg.norm(_header_centre(path, volume.shape, voxel) - centre))
-        if placed and apart > 0.5 * max(pixel, voxel):
-            notes.append(
+        distance = float(np.linalg.norm(_header_centre(path, volume.shape, voxel) - centre))
+        if placed and distance > 0.5 * max(pixel, voxel):
+            apart.append(
                 f"note: the headers of {path} and {paths[0]} place their centre voxels "
-                f"{apart:.1f} Å apart; they were compared centre on centre, as RELION places its "
+                f"{distance:.1f} Å apart; they were compared centre on centre, as RELION places its "
                 "maps (maps in different frames need fitting first: --fit)"
             )
-    return MapsOnGrid(out, float(pixel), read_map_origin_xyz(paths[0]), tuple(notes))
+    origin = read_map_origin_xyz(paths[0])
+    return MapsOnGrid(out, float(pixel), origin, tuple(notes), tuple(apart))
 
 
 def _header_centre(
@@ -369,7 +374,7 @@ def read_inputs_on_one_grid(
         model_map(Path(p), box, pixel, origin, centre_models) if m else next(read)
         for p, m in zip(paths, is_model, strict=True)
     ]
-    return MapsOnGrid(volumes, pixel, origin, grid.resampled)
+    return MapsOnGrid(volumes, pixel, origin, grid.resampled, grid.apart)
 
 
 def compare_maps(
