@@ -46,10 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resample",
         action="store_true",
-        help="resample each map of another box or voxel size (its header's) onto the reference's "
-        "grid, centre voxel on centre voxel as RELION places a map, low-passed to the coarser "
-        "Nyquist (default: refuse it). Maps in different frames (a deposited map with its own "
-        "origin) are fitted first, e.g. ChimeraX fitmap",
+        help="resample each map of another box or voxel size (its header's), or not cubic (a "
+        "deposited map boxed around its model), onto the reference's grid, centre voxel on "
+        "centre voxel as RELION places a map, low-passed to the coarser Nyquist (default: refuse "
+        "it). Maps in different frames (a deposited map with its own origin) need --fit too",
     )
     parser.add_argument(
         "--fit",
