@@ -289,6 +289,9 @@ def test_a_map_that_is_not_cubic_is_resampled_and_refused_as_the_reference(tmp_p
     write_map(as_mrc, cut, 2.0)
     assert main(["info", str(as_mrc)]) == 0
     assert "not cubic:" in capsys.readouterr().out
+    sharpened = str(tmp_path / "sharp.mrc")
+    assert main(["sharpen", str(boxed), "--resolution", "5", "-o", sharpened]) == 2
+    assert "a map of 43 × 46 × 40 voxels (x, y, z), not cubic" in capsys.readouterr().err
 
 
 MODEL = "models/8zpm.cif"

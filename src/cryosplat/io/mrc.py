@@ -253,12 +253,18 @@ def read_map(path: str | Path, cubic: bool = True) -> tuple[np.ndarray, float]:
         raise InputError(f"{path}: cannot read MRC map ({exc})") from None
     if data is None:
         raise InputError(f"{path}: not a readable MRC map (no data block in the MRC format)")
-    if data.ndim != 3 or (cubic and len(set(data.shape)) != 1):
-        raise InputError(f"{path}: expected a cubic 3D map, got shape {data.shape}")
+    if data.ndim != 3:
+        raise InputError(f"{path}: expected a 3D map, got shape {data.shape}")
     if axes != (1, 2, 3) and sorted(axes) == [1, 2, 3]:
         # Data axes are (sections, rows, columns) = spatial axes (maps, mapr, mapc); want (z, y, x).
         data_axes = [axes[2], axes[1], axes[0]]
         data = np.ascontiguousarray(np.transpose(data, [data_axes.index(a) for a in (3, 2, 1)]))
+    if cubic and len(set(data.shape)) != 1:
+        depth, rows, columns = data.shape
+        raise InputError(
+            f"{path}: a map of {columns} × {rows} × {depth} voxels (x, y, z), not cubic, where a "
+            "cubic one is needed (cryosplat fsc compares one with a cubic map: --resample)"
+        )
     if not np.all(np.isfinite(data)):
         raise InputError(f"{path}: map holds NaN or infinite values")
     return data, voxel
