@@ -181,9 +181,15 @@ def test_the_command_refuses_what_it_cannot_compare(tmp_path, capsys):
         handle.set_data(spherical_mask(24))
     assert main(["fsc", str(ref), str(ref), "--mask", str(mask)]) == 2
     assert "the mask's box is 24, the map's 32, and its header holds no" in capsys.readouterr().err
-    write_map(mask, spherical_mask(24), PIXEL)  # placed by its voxel size: resampled
+    write_map(mask, spherical_mask(24, 10.0, 1.0), PIXEL)  # placed by its voxel size: resampled
     assert main(["fsc", str(ref), str(ref), "--mask", str(mask)]) == 0
-    assert "box 24 of 3 Å resampled onto the map's grid (box 32" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "box 24 of 3 Å resampled onto the map's grid (box 32" in printed
+    assert "covers" not in printed  # over the molecule
+    aside = tmp_path / "aside.mrc"  # the same sphere, small, in the box's corner
+    write_map(aside, np.roll(spherical_mask(BOX, 4.0, 2.0), (12, 12, 12), (0, 1, 2)), PIXEL)
+    assert main(["fsc", str(ref), str(ref), "--mask", str(aside)]) == 0
+    assert f"warning: the given mask {aside} covers" in capsys.readouterr().out
     small = tmp_path / "small.mrc"
     write_map(small, _blobs(box=12), PIXEL)
     assert main(["fsc", str(small), str(small)]) == 2

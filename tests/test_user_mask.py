@@ -17,7 +17,12 @@ from cryosplat.io.mrc import read_map, write_map
 from cryosplat.model.gaussians import GaussianModel
 from cryosplat.validation.crossval import cross_validated_fsc
 from cryosplat.validation.masks import auto_mask, spherical_mask
-from cryosplat.validation.user_mask import FSCMask, load_fsc_mask
+from cryosplat.validation.user_mask import (
+    FSCMask,
+    core_coverage,
+    coverage_warning,
+    load_fsc_mask,
+)
 
 BOX, PIXEL = 48, 2.0
 
@@ -128,6 +133,24 @@ def test_a_mask_of_another_grid_is_resampled_centre_on_centre_and_named(tmp_path
     np.testing.assert_allclose(boxed.volume, target, atol=1e-6)
 
 
+def test_a_mask_that_misses_the_molecule_is_named():
+    """The mean of a mask over the molecule's core: about 1 for a mask over the molecule (the
+    automatic one, a sphere about it), small for one placed elsewhere, which is warned of."""
+    model = GaussianModel.random(
+        300, BOX, PIXEL, seed=1, radius_fraction=0.12, scale_angstrom=1.2, dtype=torch.float64
+    )
+    volume = model.voxelize().detach().numpy()
+    around = auto_mask(volume, PIXEL)
+    assert core_coverage(around, volume, PIXEL) > 0.99
+    assert core_coverage(spherical_mask(BOX), volume, PIXEL) > 0.99
+    aside = np.roll(around, (BOX // 2, 0, 0), (0, 1, 2))  # half a box away: the solvent
+    assert core_coverage(aside, volume, PIXEL) < 0.1
+    assert coverage_warning(FSCMask(around, "around.mrc"), volume, PIXEL) is None
+    warning = coverage_warning(FSCMask(aside, "aside.mrc"), volume, PIXEL)
+    assert warning is not None and "the given mask aside.mrc covers " in warning
+    assert core_coverage(around, np.zeros_like(volume), PIXEL) is None
+
+
 def test_a_mask_of_an_odd_box_on_its_own_grid_is_taken_as_it_is(tmp_path):
     """An odd map's own mask (no crop can make an odd box): read as given, not refused."""
     odd = spherical_mask(33, radius_px=8.0, soft_width_px=3.0)
@@ -219,10 +242,15 @@ def test_reconstruct_with_a_mask_of_the_particles_grid_reports_within_it(
     assert main([*args[:3], str(tmp_path / "run2"), "--no-progress", "--mask", str(wrong)]) == 2
     assert "the mask's box is 20" in capsys.readouterr().err
     assert not (tmp_path / "run2").exists()
-    placed = _mask_file(tmp_path, spherical_mask(20), voxel=4.0, name="placed.mrc")
+    assert not any("covers" in w for w in fsc["warnings"])  # a mask over the molecule
+    # Another grid's mask, resampled and named; placed off the molecule (a corner): warned of.
+    corner = np.roll(spherical_mask(20, radius_px=3.0, soft_width_px=2.0), (7, 7, 7), (0, 1, 2))
+    placed = _mask_file(tmp_path, corner, voxel=4.0, name="placed.mrc")
     with caplog.at_level(logging.INFO, logger="cryosplat"):
         assert main([*args[:3], str(tmp_path / "run3"), *args[4:], "--mask", str(placed)]) == 0
     assert "placed.mrc: box 20 of 4 Å resampled onto the map's grid (box 16" in caplog.text
+    warnings = json.loads((tmp_path / "run3" / "fsc.json").read_text())["warnings"]
+    assert any(f"the given mask {placed} covers" in w for w in warnings)
 
 
 def test_a_complete_run_with_kept_checkpoints_is_resumed_to_read_a_mask(tiny_set, tmp_path, capsys):

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from cryosplat.validation.map_fit import fit_onto_reference
     from cryosplat.validation.masks import spherical_mask
-    from cryosplat.validation.user_mask import load_fsc_mask
+    from cryosplat.validation.user_mask import coverage_warning, load_fsc_mask
 
     paths = [_map_file(args.reference)] + [_map_file(p) for p in args.maps]
     fitted = _fitted(args, paths)
@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         mask = loaded.volume
         if loaded.note is not None:
             print(loaded.note)
+        if (warning := coverage_warning(loaded, volumes[0], pixel)) is not None:
+            print(f"warning: {warning}")  # the reference's molecule
         mask_name = f"mask {args.mask}, corrected by phase randomisation (as relion_postprocess)"
     else:
         try:

@@ -35,6 +35,7 @@ from cryosplat.validation.local_weight import (
     window_for_resolution,
 )
 from cryosplat.validation.masks import spherical_mask
+from cryosplat.validation.user_mask import coverage_warning
 
 __all__ = [
     "CrossValidationInputs",
@@ -299,6 +300,10 @@ def write_outputs(
         extra["map_model_weight_by_shell"] = [round(float(x), 4) for x in alpha]
         _log_blend(alpha, model_a.box, pixel)
     limits = data_limit_warnings(report)
+    if settings.fsc_mask is not None:  # a given mask placed over the molecule?
+        mean_map = 0.5 * (half_maps[0] + half_maps[1])
+        if (text := coverage_warning(settings.fsc_mask, mean_map, pixel)) is not None:
+            limits.append(text)
     if directional is not None:
         limits += _unsampled_warnings(directional, report.resolution_angstrom)
     if result.sampling is not None:

@@ -34,8 +34,9 @@ from cryosplat.core.fourier import fourier_crop_volume
 from cryosplat.core.resample import resample_volume
 from cryosplat.io.map_info import grid_text
 from cryosplat.io.mrc import read_map
+from cryosplat.validation.masks import molecule_core
 
-__all__ = ["FSCMask", "load_fsc_mask"]
+__all__ = ["FSCMask", "MIN_CORE_COVERAGE", "core_coverage", "coverage_warning", "load_fsc_mask"]
 
 # A mask's values lie in [0, 1]; interpolation and Fourier resampling overshoot a little, and are
 # clipped: a relion_mask_create mask of box 112 rescaled to box 56 by relion_image_handler
@@ -45,6 +46,9 @@ VALUE_TOLERANCE = 0.1
 VOXEL_TOLERANCE = 0.01
 # A mask holding fewer voxels above one half than this share of the box holds nothing.
 MIN_INSIDE_SHARE = 1e-4
+# A given mask whose mean over the molecule's core is under this is named: a focused mask, or one
+# placed wrong (made in another frame, or on a grid placed otherwise than centre on centre).
+MIN_CORE_COVERAGE = 0.5
 
 
 @dataclass(frozen=True)
@@ -142,3 +146,28 @@ def load_fsc_mask(
             f"{pixel_size_angstrom:.4g} Å): its molecule lies outside the map's box"
         )
     return FSCMask(on_grid.numpy(), str(path), note)
+
+
+def core_coverage(mask: np.ndarray, volume: np.ndarray, pixel_size_angstrom: float) -> float | None:
+    """The mean of ``mask`` over the molecule's core in ``volume`` (the map low-passed to 15 Å,
+    at or above a tenth of its maximum: :func:`~cryosplat.validation.masks.molecule_core`): 1 for
+    a mask over the whole molecule; None where the map holds no core."""
+    core = molecule_core(volume, pixel_size_angstrom)
+    if core is None or not core.any():
+        return None
+    return float(np.asarray(mask, dtype=np.float64)[core].mean())
+
+
+def coverage_warning(mask: FSCMask, volume: np.ndarray, pixel_size_angstrom: float) -> str | None:
+    """A warning where ``mask`` covers less than :data:`MIN_CORE_COVERAGE` of the molecule's
+    core in ``volume`` (:func:`core_coverage`), else None: the resolution read within it is then
+    a region's (a focused mask) or the solvent's (a mask placed wrong)."""
+    share = core_coverage(mask.volume, volume, pixel_size_angstrom)
+    if share is None or share >= MIN_CORE_COVERAGE:
+        return None
+    return (
+        f"the given mask {mask.name} covers {100 * share:.0f} % of the molecule (its core: the "
+        "map low-passed to 15 Å, above a tenth of its maximum): the resolution is read within "
+        "it, a region's if the mask was meant to focus on one, the solvent's if it lies "
+        "elsewhere (made in another frame): look at it over the map in ChimeraX"
+    )
