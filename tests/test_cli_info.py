@@ -359,6 +359,10 @@ def test_info_summarises_a_map_and_a_mask_and_reconstruct_refuses_them(tmp_path,
     assert (
         f"a mask:       values 0-1, {share:.1f} % of the voxels inside" in capsys.readouterr().out
     )
+    ringing = tmp_path / "rescaled_mask.mrc"  # a resampled mask overshoots: still a mask
+    write_map(ringing, np.where(np.abs(volume) < 1, 1.08, -0.072).astype(np.float32), 2.5)
+    assert main(["info", str(ringing)]) == 0
+    assert "a mask:       values 0-1" in capsys.readouterr().out
     assert main(["info", str(density), "--class", "1"]) == 2
     assert "a map, which takes no --datadir, --class" in capsys.readouterr().err
     for path in (density, deposited):

@@ -24,8 +24,10 @@ __all__ = ["MAP_SUFFIXES", "MapSummary", "grid_text", "is_map_file", "summarise_
 
 # Files of these suffixes may hold a map; ``.mrcs`` never does (RELION's stacks).
 MAP_SUFFIXES = (".mrc", ".map")
-# A map whose values all lie within this of [0, 1], with voxels at both ends, is a mask.
-MASK_TOLERANCE = 0.02
+# A map whose values all lie within this of [0, 1], with voxels at both ends, is a mask. A mask
+# resampled overshoots a little: a relion_mask_create mask of box 112 rescaled to box 56 by
+# relion_image_handler --rescale_angpix lies in [-0.072, 1.080] (round 2, session 96).
+MASK_TOLERANCE = 0.1
 
 
 def grid_text(shape_zyx: tuple[int, ...]) -> str:

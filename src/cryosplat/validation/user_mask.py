@@ -32,16 +32,12 @@ import torch
 from cryosplat.core.errors import InputError
 from cryosplat.core.fourier import fourier_crop_volume
 from cryosplat.core.resample import resample_volume
-from cryosplat.io.map_info import grid_text
+from cryosplat.io.map_info import MASK_TOLERANCE, grid_text
 from cryosplat.io.mrc import read_map
 from cryosplat.validation.masks import molecule_core
 
 __all__ = ["FSCMask", "MIN_CORE_COVERAGE", "core_coverage", "coverage_warning", "load_fsc_mask"]
 
-# A mask's values lie in [0, 1]; interpolation and Fourier resampling overshoot a little, and are
-# clipped: a relion_mask_create mask of box 112 rescaled to box 56 by relion_image_handler
-# --rescale_angpix lies in [-0.072, 1.080] (round 2, session 96).
-VALUE_TOLERANCE = 0.1
 # Voxel sizes that differ by more than this share are different grids.
 VOXEL_TOLERANCE = 0.01
 # A mask holding fewer voxels above one half than this share of the box holds nothing.
@@ -121,7 +117,7 @@ def load_fsc_mask(
                 "it is only wrong there, e.g. relion_image_handler --angpix)"
             )
     low, high = float(volume.min()), float(volume.max())
-    if low < -VALUE_TOLERANCE or high > 1.0 + VALUE_TOLERANCE:
+    if low < -MASK_TOLERANCE or high > 1.0 + MASK_TOLERANCE:  # a resampled mask's ringing
         raise InputError(
             f"{path}: holds values from {low:.4g} to {high:.4g}; a mask holds 0 outside the "
             "molecule, 1 inside and a soft edge between (is it a map rather than a mask?)"
