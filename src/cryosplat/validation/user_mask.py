@@ -14,11 +14,16 @@ particles' box and pixel size (the refinement's mask) when the run works at a sm
 (``--downsample``, ``--max-resolution``, an odd box): it is then Fourier-cropped as the images
 are (:func:`cryosplat.core.fourier.fourier_crop_volume`), the same physical extent about voxel
 ``D // 2``, and clipped to [0, 1]. A mask of any other grid (a refinement of the unbinned
-particles, a larger box, a box that is not cubic) whose header holds its voxel size is resampled onto the map's, centre
-voxel on centre voxel as RELION places its maps (:func:`cryosplat.core.resample.resample_volume`:
-the same physical extent about the molecule's centre, band-limited to the coarser grid, zero
-beyond the mask's box), clipped to [0, 1], and named (:attr:`FSCMask.note`). A mask of the map's
-box whose voxel size differs is refused: that is more often a wrong header than another grid.
+particles, a larger box, a box that is not cubic) whose header holds its voxel size is resampled
+onto the map's, centre voxel on centre voxel as RELION places its maps
+(:func:`cryosplat.core.resample.resample_volume`: the same physical extent about the molecule's
+centre, band-limited to the coarser grid, zero beyond the mask's box), clipped to [0, 1], and
+named (:attr:`FSCMask.note`). A mask of the map's box whose voxel size differs is refused: that is
+more often a wrong header than another grid.
+
+A mask in the right grid can still lie in the wrong place (made in another frame):
+:func:`coverage_warning` names one whose mean over the molecule's core is under
+:data:`MIN_CORE_COVERAGE`.
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ def load_fsc_mask(
     Raises
     ------
     InputError
-        The file is not a cubic map; its box is another grid's and its header holds no voxel
+        The file is not a 3D map; its box is another grid's and its header holds no voxel
         size; its box is the map's (or the particles') and its voxel size is not; its values are
         not a mask's (outside [0, 1], or nothing inside, also once on the map's grid).
     """
