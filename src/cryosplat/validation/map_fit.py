@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from cryosplat.core.conventions import mirrored_map
 from cryosplat.core.resample import resample_volume
 from cryosplat.core.rotations import quaternion_to_matrix
+from cryosplat.validation.masks import lowpass
 
 __all__ = [
     "FittedMaps",
@@ -165,12 +166,10 @@ def _moved(volume: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor) 
 def _lowpassed(volume: np.ndarray, pixel_angstrom: float, box: int, share: float) -> torch.Tensor:
     """The map on ``box`` voxels of the same extent, its mean taken off and low-passed (Gaussian)
     so that its amplitude halves at ``share`` of that grid's Nyquist; unit norm."""
-    small = resample_volume(volume, pixel_angstrom, box, pixel_angstrom * volume.shape[0] / box)
-    t = torch.from_numpy(small.astype(np.float64))
-    k = torch.fft.fftfreq(box, dtype=torch.float64)
-    r2 = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
-    half = 0.5 * share  # cycles per voxel where the amplitude halves
-    t = torch.fft.ifftn(torch.fft.fftn(t) * torch.exp(-math.log(2) * r2 / half**2)).real
+    pixel_small = pixel_angstrom * volume.shape[0] / box
+    small = resample_volume(volume, pixel_angstrom, box, pixel_small)
+    # Halved at share × Nyquist = share / 2 cycles per voxel: a period of 2 / share voxels.
+    t = torch.from_numpy(lowpass(small, 2.0 * pixel_small / share, pixel_small))
     t = t - t.mean()
     return t / t.norm().clamp_min(1e-30)
 
