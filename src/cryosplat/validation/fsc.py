@@ -75,27 +75,37 @@ def _half_grid_shell_index(box: int, device: str) -> torch.Tensor:
     return torch.round(r2.sqrt_()).to(torch.int32)
 
 
-def shell_sums(values: torch.Tensor, grid: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def shell_sums(
+    values: torch.Tensor,
+    grid: tuple[torch.Tensor, torch.Tensor],
+    into: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Full-grid sums per shell 0..D//2 of ``values`` on the real-FFT half grid.
 
     Parameters
     ----------
-    values : torch.Tensor, real, shape (D, D, D//2 + 1)
-    grid : (shells, multiplicity), :func:`half_grid_shells` of the box on ``values``' device
+    values : torch.Tensor, real, shape (D, D, D//2 + 1), or a slab (S, D, D//2 + 1) of it
+    grid : (shells, multiplicity), :func:`half_grid_shells` of the box on ``values``' device,
+        or the same slab of each
+    into : torch.Tensor, float64, shape (D//2 + 2,), optional
+        Sums to add to, in place (the last bin takes the corners past Nyquist): a grid's sums
+        taken a slab at a time, in order, are those of the whole grid at once, to the bit.
 
     Returns
     -------
-    torch.Tensor, float64, shape (D//2 + 1,); the corners past Nyquist are left out.
+    torch.Tensor, float64, shape (D//2 + 1,); the corners past Nyquist are left out (a view of
+    ``into`` where given).
     """
     shells, multiplicity = grid
-    n = shells.shape[0] // 2 + 1
+    n = shells.shape[-1]  # D//2 + 1, the half axis
     # The corners past Nyquist go to an extra bin, dropped: no masked copy of the values (3x
     # faster at box 256, the same sums in the same order). int64 indices, as every device's
     # (deterministic) index_add_ takes them.
     index = shells.reshape(-1).long().clamp_max_(n)
     flat = values.reshape(-1).to(torch.float64) * multiplicity.reshape(-1)
-    sums = torch.zeros(n + 1, dtype=torch.float64, device=values.device)
-    return sums.index_add_(0, index, flat)[:n]
+    if into is None:
+        into = torch.zeros(n + 1, dtype=torch.float64, device=values.device)
+    return into.index_add_(0, index, flat)[:n]
 
 
 def as_map_tensor(volume: torch.Tensor | ArrayLike) -> torch.Tensor:
@@ -195,12 +205,10 @@ def spectra_fsc(
     step = max(1, _SLAB_POINTS // (box * n))
     for start in range(0, box, step):
         part = slice(start, start + step)
-        # Past Nyquist to an extra bin, dropped (as :func:`shell_sums`).
-        index = shells[part].reshape(-1).long().clamp_max_(n)
-        weight = multiplicity[part].reshape(-1)
+        slab = (shells[part], multiplicity[part])
         fa, fb = spectrum_a[part], spectrum_b[part]
         for row, values in enumerate((cross_power(fa, fb), power(fa), power(fb))):
-            sums[row].index_add_(0, index, values.reshape(-1).to(torch.float64) * weight)
+            shell_sums(values, slab, into=sums[row])
     cross, pa, pb = sums[:, :n]
     denom = torch.sqrt(pa * pb)
     out = torch.where(denom > 0, cross / denom.clamp_min(1e-300), torch.zeros_like(cross))
