@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 def format_map(s: MapSummary) -> str:
     """The printed form of a map's summary, with what reads it next."""
-    from cryosplat.core.conventions import file_origin_angstrom
+    from cryosplat.core.conventions import centre_voxel_xyz_angstrom
     from cryosplat.io.map_info import grid_text
 
     lines = [f"map:          {s.source}"]
@@ -27,8 +27,9 @@ def format_map(s: MapSummary) -> str:
         lines.append(
             f"voxel size:   {s.voxel_size_angstrom:.4f} Å (Nyquist {2 * s.voxel_size_angstrom:.2f} Å)"
         )
-        offsets = [file_origin_angstrom(n, s.voxel_size_angstrom) for n in sizes]
-        centre = s.origin_xyz_angstrom + offsets
+        centre = centre_voxel_xyz_angstrom(
+            s.origin_xyz_angstrom, sizes[::-1], s.voxel_size_angstrom
+        )
         where = ", ".join(f"{c:.1f}" for c in centre)
         first = ", ".join(f"{c:.1f}" for c in s.origin_xyz_angstrom)
         index = (

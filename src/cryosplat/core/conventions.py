@@ -97,6 +97,17 @@ def file_origin_angstrom(box: int, pixel_size_angstrom: float) -> float:
     return (box // 2) * float(pixel_size_angstrom)
 
 
+def centre_voxel_xyz_angstrom(
+    origin_xyz_angstrom: np.ndarray, shape_zyx: tuple[int, int, int], pixel_size_angstrom: float
+) -> np.ndarray:
+    """Where a map's centre voxel (``D // 2`` along each axis) lies (Å; x, y, z) when its first
+    voxel lies at ``origin_xyz_angstrom`` (a header's placement, as ChimeraX reads it); the map
+    ``volume[z, y, x]`` of ``shape_zyx`` need not be cubic."""
+    sizes = tuple(shape_zyx)[::-1]  # x, y, z
+    offsets = [file_origin_angstrom(int(n), pixel_size_angstrom) for n in sizes]
+    return np.asarray(origin_xyz_angstrom, dtype=np.float64) + np.array(offsets)
+
+
 def cropped_map_origin_angstrom(
     source_box: int, source_pixel_angstrom: float, box: int, pixel_size_angstrom: float
 ) -> float:

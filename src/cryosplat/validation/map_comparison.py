@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryosplat.core.conventions import file_origin_angstrom, mirrored_map
+from cryosplat.core.conventions import centre_voxel_xyz_angstrom, mirrored_map
 from cryosplat.core.errors import InputError
 from cryosplat.core.resample import resample_volume
 from cryosplat.io.map_info import grid_text
@@ -299,9 +299,8 @@ def _header_centre(
 ) -> np.ndarray:
     """Where a map's header places its centre voxel, ``D // 2`` on each axis (Å; x, y, z), as
     ChimeraX does; ``shape``: its box, or its (z, y, x) sizes."""
-    sizes = np.broadcast_to(np.asarray(shape), (3,))[::-1]  # x, y, z
-    offsets = [file_origin_angstrom(int(n), pixel_size_angstrom) for n in sizes]
-    return read_map_origin_xyz(path) + np.array(offsets)
+    sizes = tuple(np.broadcast_to(np.asarray(shape), (3,)))
+    return centre_voxel_xyz_angstrom(read_map_origin_xyz(path), sizes, pixel_size_angstrom)
 
 
 def _is_centred(path: Path, shape: int | tuple[int, int, int], pixel_size_angstrom: float) -> bool:
@@ -338,7 +337,9 @@ def model_map(
         More than half the atoms outside the box (a model of another map's frame).
     """
     centre_point = (
-        None if centre else origin_xyz_angstrom + file_origin_angstrom(box, pixel_size_angstrom)
+        None
+        if centre
+        else centre_voxel_xyz_angstrom(origin_xyz_angstrom, (box,) * 3, pixel_size_angstrom)
     )
     model = model_from_atoms(path, box, pixel_size_angstrom, center_of_mass=centre_point)
     half_box = 0.5 * box * pixel_size_angstrom
